@@ -1,0 +1,3 @@
+"""pyngress: a pure-Python Kubernetes ingress data plane."""
+
+__version__ = "0.1.0"

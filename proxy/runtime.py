@@ -1,0 +1,46 @@
+"""The running configuration: one reference, swapped whole; requests read it once."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from proxy.routing.model import Config
+    from proxy.upstream.cluster import Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a request needs: the route table and the live upstream for each cluster key."""
+
+    config: Config
+    upstreams: Mapping[str, Upstream]
+    generation: int
+
+
+class RuntimeHolder:
+    """Holds the current Runtime and lets callers wait until a generation is live."""
+
+    __slots__ = ("current", "_changed")
+
+    def __init__(self) -> None:
+        self.current: Runtime | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def generation(self) -> int:
+        return self.current.generation if self.current is not None else 0
+
+    def publish(self, runtime: Runtime) -> None:
+        self.current = runtime
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, generation: int, timeout: float) -> Runtime:
+        """Wait until `generation` (or a later one) is live."""
+        async with asyncio.timeout(timeout):
+            while self.current is None or self.current.generation < generation:
+                await self._changed.wait()
+        return self.current

@@ -1,0 +1,48 @@
+"""One frozen dataclass holding every setting; built once by the CLI, read everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONTROLLER_NAME = "pyngress.dev/ingress-controller"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Sources. Empty `manifests` means cluster mode.
+    manifests: tuple[str, ...] = ()
+
+    # Listeners. Defaults follow ingress-nginx's chart (8080/8443 inside the pod, admin 10254).
+    bind: str = "0.0.0.0"
+    http_port: int = 8080
+    https_port: int = 8443
+    admin_port: int = 10254
+
+    # Ingress class selection.
+    ingress_class: str = "pyngress"
+    controller_name: str = CONTROLLER_NAME
+    watch_ingress_without_class: bool = False
+
+    # Upstream behaviour (nginx: proxy_connect_timeout 5s, proxy_read_timeout 60s, proxy_next_upstream_tries 3).
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 60.0
+    upstream_retries: int = 3
+    # Idle keep-alive connections kept per endpoint; more are closed after use.
+    upstream_keepalive: int = 64
+    upstream_keepalive_timeout: float = 60.0
+
+    # Client side limits (nginx: client_header_timeout 60s, keepalive_timeout 75s, 4x8k header buffers).
+    client_header_timeout: float = 60.0
+    client_keepalive_timeout: float = 75.0
+    max_request_line: int = 8192
+    max_header_bytes: int = 32768
+    max_headers: int = 100
+
+    # Lifecycle.
+    shutdown_grace_period: float = 30.0
+    # Coalescing of configuration changes: wait `debounce` after the last change, never more than `debounce_max`.
+    debounce: float = 0.02
+    debounce_max: float = 0.2
+
+    access_log: bool = False
+    log_level: str = "info"
