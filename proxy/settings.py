@@ -46,3 +46,22 @@ class Settings:
 
     access_log: bool = False
     log_level: str = "info"
+
+    # Cluster mode (used when `manifests` is empty).
+    kubeconfig: str = ""
+    kube_context: str = ""
+    watch_namespace: str = ""  # "" = all namespaces
+    publish_service: str = ""  # "namespace/name" of the Service whose address goes into Ingress status
+    publish_status_address: tuple[str, ...] = ()
+    election_id: str = "pyngress-leader"
+    # Namespace of this pod (for the leader Lease and Events about ourselves); from $POD_NAMESPACE.
+    pod_namespace: str = "default"
+    pod_name: str = ""
+
+    # TLS.
+    default_ssl_certificate: str = ""  # "namespace/name" of a kubernetes.io/tls Secret
+    # Port put into HTTP->HTTPS redirects when it is not 443 (defaults to https_port).
+    publish_https_port: int = 0
+    hsts: bool = True
+    hsts_max_age: int = 31536000
+    hsts_include_subdomains: bool = True
