@@ -1,0 +1,363 @@
+"""The object cache: every Kubernetes object the proxy reads, as raw dicts, fed by one source.
+
+Both sources (the cluster watch and the manifest files) write here through `replace()` and
+`apply()`; everything downstream reads a `Snapshot`. Each write is classified at once so the
+controller knows whether routes must be rebuilt, only some services' endpoints moved, or
+nothing that matters changed (content-equal updates, Secrets no Ingress references).
+
+Snapshots are copy-on-write: `snapshot()` hands out read-only views of the current dicts and
+the next write to a kind copies that kind's dict first, so taking a snapshot is O(1) and a
+snapshot never changes under its reader.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Hashable, Iterable, Mapping
+
+from proxy.routing.model import Key, KubeObject, Snapshot
+
+log = logging.getLogger("pyngress.cache")
+
+INGRESS = "Ingress"
+INGRESS_CLASS = "IngressClass"
+SERVICE = "Service"
+ENDPOINT_SLICE = "EndpointSlice"
+ENDPOINTS = "Endpoints"
+SECRET = "Secret"
+KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET)
+# IngressClass is cluster-scoped: keyed by name alone (as Snapshot.ingress_classes is).
+CLUSTER_SCOPED = frozenset({INGRESS_CLASS})
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+
+# Metadata that changes without the object's meaning changing: a server-side apply of
+# identical content bumps resourceVersion, and managedFields is bookkeeping (and big).
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+# LIST items carry no kind/apiVersion, watch objects do: not content.
+_VOLATILE_TOP = frozenset({"kind", "apiVersion", "metadata"})
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheChange:
+    """What one write changed: whether routes must be rebuilt, and whose endpoints moved."""
+
+    routes: bool = False
+    # (namespace, service) pairs whose EndpointSlices or Endpoints changed.
+    endpoints: frozenset[Key] = frozenset()
+
+    def __bool__(self) -> bool:
+        return self.routes or bool(self.endpoints)
+
+
+Subscriber = Callable[[CacheChange], None]
+
+
+class _CowDict:
+    """A dict shared with snapshots: written in place until a snapshot sees it, copied on the next write."""
+
+    __slots__ = ("data", "shared", "view")
+
+    def __init__(self) -> None:
+        self.data: dict[Hashable, Any] = {}
+        self.shared = False
+        self.view: Mapping[Hashable, Any] = MappingProxyType(self.data)
+
+    def writable(self) -> dict[Hashable, Any]:
+        if self.shared:
+            self.data = dict(self.data)
+            self.view = MappingProxyType(self.data)
+            self.shared = False
+        return self.data
+
+    def reset(self, data: dict[Hashable, Any]) -> None:
+        self.data = data
+        self.view = MappingProxyType(data)
+        self.shared = False
+
+    def freeze(self) -> Mapping[Hashable, Any]:
+        self.shared = True
+        return self.view
+
+
+def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal as far as routing can tell: ignores kind, apiVersion, resourceVersion and managedFields."""
+    if a is b:
+        return True
+    for key in (a.keys() | b.keys()) - _VOLATILE_TOP:
+        if a.get(key, _MISSING) != b.get(key, _MISSING):
+            return False
+    meta_a = a.get("metadata") or {}
+    meta_b = b.get("metadata") or {}
+    for key in (meta_a.keys() | meta_b.keys()) - _VOLATILE_METADATA:
+        if meta_a.get(key, _MISSING) != meta_b.get(key, _MISSING):
+            return False
+    return True
+
+
+def _strip(obj: KubeObject) -> KubeObject:
+    """The object without managedFields, which nothing reads and can be most of its size."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        obj = {**obj, "metadata": meta}
+    return obj
+
+
+def _name(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return None
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    namespace = meta.get("namespace")
+    return (namespace if isinstance(namespace, str) else ""), name
+
+
+def _slice_service(obj: Mapping[str, Any] | None) -> Key | None:
+    """(namespace, service) an EndpointSlice belongs to, from its service-name label."""
+    if obj is None:
+        return None
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
+    if not isinstance(service, str) or not service:
+        return None
+    return (meta.get("namespace") or "", service)
+
+
+def tls_secrets(ingress: Mapping[str, Any]) -> set[Key]:
+    """The Secrets an Ingress's spec.tls names, as (namespace, name)."""
+    spec = ingress.get("spec")
+    tls = spec.get("tls") if isinstance(spec, dict) else None
+    if not isinstance(tls, list):
+        return set()
+    namespace = (ingress.get("metadata") or {}).get("namespace") or ""
+    found = set()
+    for entry in tls:
+        if isinstance(entry, dict):
+            secret = entry.get("secretName")
+            if isinstance(secret, str) and secret:
+                found.add((namespace, secret))
+    return found
+
+
+class ObjectCache:
+    """Raw objects by kind and key, with the indices the builder reads, and change notification."""
+
+    def __init__(self, *, kinds: Iterable[str] = KINDS, relevant_secrets: Iterable[Key] = ()) -> None:
+        """`kinds`: the kinds that must be listed once before the cache counts as synced.
+        `relevant_secrets`: Secrets that matter even when no Ingress names them (the default certificate).
+        """
+        self.expected_kinds = frozenset(kinds)
+        unknown = self.expected_kinds - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kinds: {sorted(unknown)}")
+        self._stores: dict[str, _CowDict] = {kind: _CowDict() for kind in KINDS}
+        # (namespace, service) -> read-only {slice name: slice}; each group is replaced, never edited.
+        self._slice_groups = _CowDict()
+        # Secret key -> number of Ingresses naming it in spec.tls.
+        self._secret_refs: dict[Key, int] = {}
+        self.relevant_secrets = frozenset(relevant_secrets)
+        self._synced_kinds: set[str] = set()
+        self._subscribers: list[Subscriber] = []
+        self._snapshot: Snapshot | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def synced(self) -> bool:
+        """True once every expected kind has had its first full list."""
+        return self._synced_kinds >= self.expected_kinds
+
+    def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        key: Hashable = name if kind in CLUSTER_SCOPED else (namespace, name)
+        return self._stores[kind].data.get(key)
+
+    def count(self, kind: str) -> int:
+        return len(self._stores[kind].data)
+
+    def snapshot(self) -> Snapshot:
+        """A consistent, read-only view of the cache; O(1), later writes never show through."""
+        if self._snapshot is None:
+            stores = self._stores
+            self._snapshot = Snapshot(
+                ingresses=stores[INGRESS].freeze(),
+                ingress_classes=stores[INGRESS_CLASS].freeze(),
+                services=stores[SERVICE].freeze(),
+                endpoint_slices=self._slice_groups.freeze(),
+                endpoints=stores[ENDPOINTS].freeze(),
+                secrets=stores[SECRET].freeze(),
+            )
+        return self._snapshot
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(change)` after every write that changed something; returns an unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # ------------------------------------------------------------------ writing
+
+    def mark_synced(self, kind: str) -> None:
+        """Record that `kind` has been listed once; the cache becoming synced is a route change."""
+        self._check_kind(kind)
+        was = self.synced
+        self._synced_kinds.add(kind)
+        if not was and self.synced:
+            self._notify(CacheChange(routes=True))
+
+    def replace(self, kind: str, objects: Iterable[KubeObject]) -> None:
+        """Make `objects` the whole content of `kind` (a LIST, a relist after 410, a file reload)."""
+        self._check_kind(kind)
+        store = self._stores[kind]
+        new: dict[Hashable, Any] = {}
+        for obj in objects:
+            key = self._key(kind, obj)
+            if key is None:
+                continue
+            new[key] = _strip(obj)
+        old = store.data
+        routes = False
+        endpoints: set[Key] = set()
+        changed_keys = [k for k in old.keys() | new.keys() if not _same_entry(old.get(k), new.get(k))]
+        if not changed_keys:
+            return
+        if kind == ENDPOINT_SLICE:
+            for key in changed_keys:
+                endpoints |= self._move_slice(key, old.get(key), new.get(key))  # type: ignore[arg-type]
+        elif kind == ENDPOINTS:
+            endpoints.update(changed_keys)  # type: ignore[arg-type]
+        elif kind == SECRET:
+            routes = any(self._secret_matters(key) for key in changed_keys)  # type: ignore[arg-type]
+        else:
+            routes = True
+        # Keep unchanged objects identical (same dict) to what snapshots already hold.
+        for key, obj in new.items():
+            kept = old.get(key)
+            if kept is not None and same_content(kept, obj):
+                new[key] = kept
+        store.reset(new)
+        if kind == INGRESS:
+            self._secret_refs = {}
+            for obj in new.values():
+                self._count_secrets(obj, 1)
+        self._changed(CacheChange(routes=routes, endpoints=frozenset(endpoints)))
+
+    def apply(self, kind: str, event_type: str, obj: KubeObject) -> None:
+        """Apply one watch event (ADDED, MODIFIED or DELETED)."""
+        self._check_kind(kind)
+        key = self._key(kind, obj)
+        if key is None:
+            return
+        store = self._stores[kind]
+        old = store.data.get(key)
+        if event_type == DELETED:
+            if old is None:
+                return
+            new = None
+        elif event_type in (ADDED, MODIFIED):
+            new = _strip(obj)
+            if old is not None and same_content(old, new):
+                return
+        else:
+            raise ValueError(f"unknown event type {event_type!r}")
+
+        data = store.writable()
+        if new is None:
+            del data[key]
+        else:
+            data[key] = new
+        routes = False
+        endpoints: frozenset[Key] = frozenset()
+        if kind == ENDPOINT_SLICE:
+            endpoints = frozenset(self._move_slice(key, old, new))  # type: ignore[arg-type]
+        elif kind == ENDPOINTS:
+            endpoints = frozenset((key,))  # type: ignore[arg-type]
+        elif kind == SECRET:
+            routes = self._secret_matters(key)  # type: ignore[arg-type]
+        else:
+            routes = True
+            if kind == INGRESS:
+                if old is not None:
+                    self._count_secrets(old, -1)
+                if new is not None:
+                    self._count_secrets(new, 1)
+        self._changed(CacheChange(routes=routes, endpoints=endpoints))
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+
+    @staticmethod
+    def _key(kind: str, obj: KubeObject) -> Hashable | None:
+        found = _name(obj) if isinstance(obj, dict) else None
+        if found is None:
+            log.warning("%s without metadata.name ignored", kind)
+            return None
+        return found[1] if kind in CLUSTER_SCOPED else found
+
+    def _move_slice(self, key: Key, old: KubeObject | None, new: KubeObject | None) -> set[Key]:
+        """Update the per-service slice index for one slice; returns the services whose endpoints changed."""
+        old_service = _slice_service(old)
+        new_service = _slice_service(new)
+        name = key[1]
+        groups = self._slice_groups
+        if old_service is not None and old_service != new_service:
+            data = groups.writable()
+            remaining = {k: v for k, v in data.get(old_service, {}).items() if k != name}
+            if remaining:
+                data[old_service] = MappingProxyType(remaining)
+            else:
+                data.pop(old_service, None)
+        if new_service is not None and new is not None:
+            data = groups.writable()
+            group = dict(data.get(new_service, {}))
+            group[name] = new
+            data[new_service] = MappingProxyType(group)
+        return {s for s in (old_service, new_service) if s is not None}
+
+    def _count_secrets(self, ingress: KubeObject, delta: int) -> None:
+        refs = self._secret_refs
+        for secret in tls_secrets(ingress):
+            count = refs.get(secret, 0) + delta
+            if count > 0:
+                refs[secret] = count
+            else:
+                refs.pop(secret, None)
+
+    def _secret_matters(self, key: Key) -> bool:
+        return key in self._secret_refs or key in self.relevant_secrets
+
+    def _changed(self, change: CacheChange) -> None:
+        self._snapshot = None
+        if change:
+            self._notify(change)
+
+    def _notify(self, change: CacheChange) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(change)
+            except Exception:  # a broken subscriber must not stop the source feeding the cache
+                log.exception("cache subscriber failed")
+
+
+def _same_entry(a: KubeObject | None, b: KubeObject | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return same_content(a, b)

@@ -1,0 +1,268 @@
+"""ObjectCache: indices, snapshots that never change under the reader, and change classification."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from proxy.kube.cache import CacheChange, ObjectCache
+
+
+def meta(name: str, namespace: str | None = "default", **extra) -> dict:
+    m = {"name": name, **extra}
+    if namespace is not None:
+        m["namespace"] = namespace
+    return m
+
+
+def ingress(name: str, *, ns: str = "default", service: str = "web", tls_secret: str | None = None, rv: str = "1") -> dict:
+    spec: dict = {
+        "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                                       "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}],
+    }
+    if tls_secret:
+        spec["tls"] = [{"hosts": ["a.example.com"], "secretName": tls_secret}]
+    return {"metadata": meta(name, ns, resourceVersion=rv), "spec": spec}
+
+
+def endpoint_slice(name: str, service: str | None, *, ns: str = "default", ip: str = "10.0.0.1", rv: str = "1") -> dict:
+    labels = {"kubernetes.io/service-name": service} if service else {}
+    return {
+        "metadata": meta(name, ns, labels=labels, resourceVersion=rv),
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+        "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def secret(name: str, *, ns: str = "default", data: str = "x", rv: str = "1") -> dict:
+    return {"metadata": meta(name, ns, resourceVersion=rv), "type": "kubernetes.io/tls",
+            "data": {"tls.crt": data, "tls.key": data}}
+
+
+@pytest.fixture
+def cache_and_changes():
+    cache = ObjectCache()
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    return cache, changes
+
+
+def test_replace_and_snapshot_indices(cache_and_changes):
+    cache, changes = cache_and_changes
+    cache.replace("Ingress", [ingress("a"), ingress("b", ns="other")])
+    cache.replace("IngressClass", [{"metadata": meta("pyngress", None), "spec": {"controller": "x"}}])
+    cache.replace("EndpointSlice", [endpoint_slice("web-1", "web"), endpoint_slice("web-2", "web", ip="10.0.0.2"),
+                                    endpoint_slice("orphan", None)])
+    snap = cache.snapshot()
+    assert set(snap.ingresses) == {("default", "a"), ("other", "b")}
+    assert set(snap.ingress_classes) == {"pyngress"}
+    assert set(snap.endpoint_slices) == {("default", "web")}
+    assert set(snap.endpoint_slices[("default", "web")]) == {"web-1", "web-2"}
+    assert changes == [
+        CacheChange(routes=True),
+        CacheChange(routes=True),
+        CacheChange(endpoints=frozenset({("default", "web")})),
+    ]
+
+
+def test_snapshot_is_read_only_and_never_changes_under_the_reader(cache_and_changes):
+    cache, _ = cache_and_changes
+    cache.replace("Ingress", [ingress("a")])
+    cache.replace("EndpointSlice", [endpoint_slice("web-1", "web")])
+    snap = cache.snapshot()
+    assert cache.snapshot() is snap  # nothing changed: the same snapshot, no copy
+    with pytest.raises(TypeError):
+        snap.ingresses[("default", "x")] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        snap.endpoint_slices[("default", "web")]["x"] = {}  # type: ignore[index]
+
+    cache.apply("Ingress", "ADDED", ingress("b"))
+    cache.apply("Ingress", "DELETED", ingress("a"))
+    cache.apply("EndpointSlice", "MODIFIED", endpoint_slice("web-1", "web", ip="10.9.9.9", rv="2"))
+    cache.apply("EndpointSlice", "ADDED", endpoint_slice("web-2", "web", ip="10.0.0.2"))
+    cache.replace("Service", [{"metadata": meta("web"), "spec": {"ports": [{"port": 80}]}}])
+
+    assert set(snap.ingresses) == {("default", "a")}
+    assert set(snap.endpoint_slices[("default", "web")]) == {"web-1"}
+    assert snap.endpoint_slices[("default", "web")]["web-1"]["endpoints"][0]["addresses"] == ["10.0.0.1"]
+    assert dict(snap.services) == {}
+
+    now = cache.snapshot()
+    assert now is not snap
+    assert set(now.ingresses) == {("default", "b")}
+    assert set(now.endpoint_slices[("default", "web")]) == {"web-1", "web-2"}
+    assert now.endpoint_slices[("default", "web")]["web-1"]["endpoints"][0]["addresses"] == ["10.9.9.9"]
+    assert set(now.services) == {("default", "web")}
+
+
+def test_content_equal_updates_are_not_changes(cache_and_changes):
+    cache, changes = cache_and_changes
+    cache.apply("Ingress", "ADDED", ingress("a"))
+    snap = cache.snapshot()
+    changes.clear()
+
+    bumped = ingress("a", rv="99")
+    bumped["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply"}]
+    bumped["kind"] = "Ingress"
+    bumped["apiVersion"] = "networking.k8s.io/v1"
+    cache.apply("Ingress", "MODIFIED", bumped)
+    cache.replace("Ingress", [copy.deepcopy(bumped)])
+    cache.apply("Ingress", "DELETED", ingress("never-seen"))
+    assert changes == []
+    assert cache.snapshot() is snap
+
+    # generation and annotations are content
+    annotated = ingress("a", rv="100")
+    annotated["metadata"]["annotations"] = {"x": "y"}
+    cache.apply("Ingress", "MODIFIED", annotated)
+    assert changes == [CacheChange(routes=True)]
+
+
+def test_managed_fields_are_not_kept():
+    cache = ObjectCache()
+    obj = ingress("a")
+    obj["metadata"]["managedFields"] = [{"manager": "m"}]
+    cache.apply("Ingress", "ADDED", obj)
+    stored = cache.snapshot().ingresses[("default", "a")]
+    assert "managedFields" not in stored["metadata"]
+    assert "managedFields" in obj["metadata"]  # the caller's dict is not modified
+
+
+def test_replace_reports_only_what_differs(cache_and_changes):
+    cache, changes = cache_and_changes
+    cache.replace("EndpointSlice", [endpoint_slice("a-1", "a"), endpoint_slice("b-1", "b")])
+    changes.clear()
+    cache.replace("EndpointSlice", [endpoint_slice("a-1", "a", rv="7"), endpoint_slice("b-1", "b", ip="10.1.1.1"),
+                                    endpoint_slice("c-1", "c")])
+    assert changes == [CacheChange(endpoints=frozenset({("default", "b"), ("default", "c")}))]
+    changes.clear()
+    # a relist that lost an object: it disappears
+    cache.replace("EndpointSlice", [endpoint_slice("a-1", "a"), endpoint_slice("b-1", "b", ip="10.1.1.1")])
+    assert changes == [CacheChange(endpoints=frozenset({("default", "c")}))]
+    assert ("default", "c") not in cache.snapshot().endpoint_slices
+
+
+def test_relabelled_slice_moves_between_services(cache_and_changes):
+    cache, changes = cache_and_changes
+    cache.replace("EndpointSlice", [endpoint_slice("s", "old"), endpoint_slice("t", "old", ip="10.0.0.5")])
+    changes.clear()
+    cache.apply("EndpointSlice", "MODIFIED", endpoint_slice("s", "new"))
+    assert changes == [CacheChange(endpoints=frozenset({("default", "old"), ("default", "new")}))]
+    snap = cache.snapshot()
+    assert set(snap.endpoint_slices[("default", "old")]) == {"t"}
+    assert set(snap.endpoint_slices[("default", "new")]) == {"s"}
+
+    cache.apply("EndpointSlice", "DELETED", endpoint_slice("t", "old"))
+    assert ("default", "old") not in cache.snapshot().endpoint_slices
+    # losing the label takes it out of every group
+    cache.apply("EndpointSlice", "MODIFIED", endpoint_slice("s", None))
+    assert dict(cache.snapshot().endpoint_slices) == {}
+    assert changes[-1] == CacheChange(endpoints=frozenset({("default", "new")}))
+
+
+def test_same_slice_name_in_two_namespaces():
+    cache = ObjectCache()
+    cache.apply("EndpointSlice", "ADDED", endpoint_slice("s", "web", ns="a"))
+    cache.apply("EndpointSlice", "ADDED", endpoint_slice("s", "web", ns="b"))
+    cache.apply("EndpointSlice", "DELETED", endpoint_slice("s", "web", ns="a"))
+    assert set(cache.snapshot().endpoint_slices) == {("b", "web")}
+
+
+def test_endpoints_changes_name_their_service(cache_and_changes):
+    cache, changes = cache_and_changes
+    ep = {"metadata": meta("web", "shop"), "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]}
+    cache.apply("Endpoints", "ADDED", ep)
+    assert changes == [CacheChange(endpoints=frozenset({("shop", "web")}))]
+    assert cache.snapshot().endpoints[("shop", "web")]["subsets"][0]["addresses"][0]["ip"] == "10.0.0.1"
+
+
+def test_service_and_class_changes_rebuild_routes(cache_and_changes):
+    cache, changes = cache_and_changes
+    cache.apply("Service", "ADDED", {"metadata": meta("web"), "spec": {"ports": [{"port": 80}]}})
+    cache.apply("IngressClass", "ADDED", {"metadata": meta("c", None), "spec": {"controller": "x"}})
+    cache.apply("IngressClass", "DELETED", {"metadata": meta("c", None)})
+    assert changes == [CacheChange(routes=True)] * 3
+
+
+def test_secret_matters_only_when_referenced(cache_and_changes):
+    cache, changes = cache_and_changes
+    cache = ObjectCache(relevant_secrets={("ingress", "default-cert")})
+    changes = []
+    cache.subscribe(changes.append)
+
+    cache.apply("Secret", "ADDED", secret("unrelated"))
+    cache.apply("Secret", "ADDED", secret("tls"))
+    assert changes == []
+    assert ("default", "tls") in cache.snapshot().secrets  # kept, so a later reference finds it
+
+    cache.apply("Ingress", "ADDED", ingress("a", tls_secret="tls"))
+    changes.clear()
+    cache.apply("Secret", "MODIFIED", secret("tls", data="new", rv="2"))
+    cache.apply("Secret", "MODIFIED", secret("unrelated", data="new", rv="2"))
+    cache.apply("Secret", "ADDED", secret("tls", ns="other"))  # same name, other namespace: not referenced
+    assert changes == [CacheChange(routes=True)]
+
+    cache.apply("Secret", "ADDED", secret("default-cert", ns="ingress"))
+    assert changes[-1] == CacheChange(routes=True)
+    changes.clear()
+
+    # the reference goes away with the Ingress
+    cache.apply("Ingress", "MODIFIED", ingress("a", rv="3"))
+    changes.clear()
+    cache.apply("Secret", "DELETED", secret("tls"))
+    assert changes == []
+
+    # a relist of Ingresses recounts references
+    cache.replace("Ingress", [ingress("b", tls_secret="again")])
+    changes.clear()
+    cache.replace("Secret", [secret("again")])
+    assert changes == [CacheChange(routes=True)]
+
+
+def test_synced_after_every_kind_is_listed(cache_and_changes):
+    cache, changes = cache_and_changes
+    assert not cache.synced
+    for kind in ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints"):
+        cache.mark_synced(kind)
+        assert not cache.synced
+    assert changes == []
+    cache.mark_synced("Secret")
+    assert cache.synced
+    assert changes == [CacheChange(routes=True)]
+    cache.mark_synced("Secret")
+    assert len(changes) == 1
+
+    partial = ObjectCache(kinds=("Ingress",))
+    partial.mark_synced("Ingress")
+    assert partial.synced
+
+
+def test_bad_input():
+    cache = ObjectCache()
+    with pytest.raises(ValueError):
+        cache.replace("ConfigMap", [])
+    with pytest.raises(ValueError):
+        cache.apply("Ingress", "BOOKMARK", ingress("a"))
+    with pytest.raises(ValueError):
+        ObjectCache(kinds=("Pod",))
+    # objects without a name are skipped, the rest is kept
+    cache.replace("Ingress", [{"metadata": {}}, {"spec": {}}, ingress("ok")])
+    assert set(cache.snapshot().ingresses) == {("default", "ok")}
+
+
+def test_a_failing_subscriber_does_not_stop_others():
+    cache = ObjectCache()
+    seen = []
+
+    def broken(change):
+        raise RuntimeError("boom")
+
+    cache.subscribe(broken)
+    unsubscribe = cache.subscribe(seen.append)
+    cache.apply("Ingress", "ADDED", ingress("a"))
+    assert len(seen) == 1
+    unsubscribe()
+    cache.apply("Ingress", "ADDED", ingress("b"))
+    assert len(seen) == 1
