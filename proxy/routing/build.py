@@ -1,0 +1,209 @@
+"""Kubernetes objects → Config: the whole routing of one snapshot, rebuilt whole.
+
+Pure and deterministic (no I/O, no clock): equal snapshots give equal Configs
+and checksums. Ingresses are visited oldest first, so "the older claim wins"
+is simply "the first claim wins", and every step stays linear in the number of
+paths. Nothing in a snapshot can make this raise: broken objects become warnings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Iterator
+
+from proxy.routing.backends import cluster_key, resolve_cluster
+from proxy.routing.classes import select_classes
+from proxy.routing.fields import Malformed, require_object
+from proxy.routing.ingress import Backend, IngressRules, age, parse_ingress
+from proxy.routing.model import (
+    PATH_DEFAULT_BACKEND,
+    PATH_EXACT,
+    PATH_IMPLEMENTATION_SPECIFIC,
+    PATH_PREFIX,
+    Cluster,
+    Config,
+    Route,
+    Snapshot,
+    Warning,
+)
+from proxy.routing.table import HostRoutes, RouteTable
+from proxy.settings import Settings
+
+__all__ = ["build", "cluster_key"]
+
+
+def build(snapshot: Snapshot, settings: Settings) -> Config:
+    """The routing table, its clusters and every warning for one snapshot."""
+    selection, warnings = select_classes(snapshot, settings)
+    merger = _Merger()
+    host_checks: dict[str, tuple[str, str]] = {}
+    for (namespace, name), obj in sorted(snapshot.ingresses.items(), key=lambda item: (age(item[1]), item[0])):
+        try:
+            if not selection.serves(require_object(obj, "Ingress")):
+                continue
+        except Malformed as error:
+            warnings.append(Warning("Ingress", namespace, name, f"{error}; Ingress skipped"))
+            continue
+        try:
+            rules, problems = parse_ingress(obj, namespace=namespace, name=name, hosts=host_checks)
+            warnings.extend(problems)
+            merger.add(rules)
+        except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
+            warnings.append(Warning("Ingress", namespace, name, f"skipped: {type(error).__name__}: {error}"))
+    warnings.extend(merger.warnings)
+
+    table = merger.table()
+    clusters, cluster_warnings = _resolve_clusters(snapshot, table.routes(), merger.backends)
+    warnings.extend(cluster_warnings)
+    return Config(
+        table=table,
+        clusters=clusters,
+        warnings=tuple(sorted(dict.fromkeys(warnings), key=_warning_order)),
+        checksum=checksum(table, clusters),
+    )
+
+
+class _Merger:
+    """Folds Ingresses (oldest first) into per-host route sets; a later claim on a taken slot loses."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, HostRoutes] = {}
+        self.wildcards: dict[str, HostRoutes] = {}
+        self.any_host: HostRoutes | None = None
+        # cluster key -> (namespace, service, port): what each key resolves from.
+        self.backends: dict[str, tuple[str, str, str]] = {}
+        self.warnings: list[Warning] = []
+
+    def table(self) -> RouteTable:
+        return RouteTable(hosts=self.hosts, wildcards=self.wildcards, any_host=self.any_host)
+
+    def host_routes(self, host: str) -> HostRoutes:
+        """The route set of a host, created on first claim (a claimed host never falls through)."""
+        if not host:
+            if self.any_host is None:
+                self.any_host = HostRoutes()
+            return self.any_host
+        if host.startswith("*."):
+            table, key = self.wildcards, host[2:]
+        else:
+            table, key = self.hosts, host
+        routes = table.get(key)
+        if routes is None:
+            routes = table[key] = HostRoutes()
+        return routes
+
+    def cluster(self, namespace: str, backend: Backend) -> str:
+        key = cluster_key(namespace, backend.service, backend.port)
+        if key not in self.backends:
+            self.backends[key] = (namespace, backend.service, backend.port)
+        return key
+
+    def add(self, rules: IngressRules) -> None:
+        namespace, name = rules.namespace, rules.name
+        for host in rules.hosts:
+            self.host_routes(host)
+        for rule in rules.paths:
+            routes = self.host_routes(rule.host)
+            route = Route(namespace, name, rule.host, rule.path, rule.path_type, self.cluster(namespace, rule.backend))
+            slots = routes.exact if rule.path_type == PATH_EXACT else routes.prefix
+            taken = slots.get(rule.key)
+            if taken is None:
+                slots[rule.key] = route
+            elif taken.path_type == PATH_IMPLEMENTATION_SPECIFIC and route.path_type == PATH_PREFIX:
+                slots[rule.key] = route
+                self._lose(taken, route, why="a Prefix path wins over ImplementationSpecific at the same path")
+            elif taken.path_type == PATH_PREFIX and route.path_type == PATH_IMPLEMENTATION_SPECIFIC:
+                self._lose(route, taken, why="a Prefix path wins over ImplementationSpecific at the same path")
+            else:
+                self._lose(route, taken, why="")
+        if rules.default is None:
+            return
+        key = self.cluster(namespace, rules.default)
+        for host in rules.hosts:
+            routes = self.host_routes(host)
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, key)
+            if routes.default is None:
+                routes.default = route
+            else:
+                self._lose(route, routes.default, why="")
+        catch_all = self.host_routes("")
+        if catch_all.default is None:
+            catch_all.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key)
+        elif not rules.hosts:
+            # An Ingress whose defaultBackend serves hosts of its own is not warned for losing the catch-all.
+            loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key)
+            self._lose(loser, catch_all.default, why="the oldest Ingress's defaultBackend catches unclaimed hosts")
+
+    def _lose(self, loser: Route, winner: Route, *, why: str) -> None:
+        """Warn the loser's Ingress, naming the route that won; `why` "" means by age (or rule order)."""
+        if loser.path_type == PATH_DEFAULT_BACKEND:
+            what = f"defaultBackend for {_host_text(loser.host)}"
+        else:
+            what = f"path {loser.path!r} ({loser.path_type}) for {_host_text(loser.host)}"
+        if (winner.namespace, winner.ingress) == (loser.namespace, loser.ingress):
+            owner, why = "this Ingress", why or "written earlier"
+        else:
+            owner, why = f"Ingress {winner.name}", why or "the older Ingress wins"
+        if winner.path_type == PATH_DEFAULT_BACKEND:
+            taken = "its defaultBackend"
+        else:
+            taken = f"path {winner.path!r} ({winner.path_type})"
+        self.warnings.append(
+            Warning("Ingress", loser.namespace, loser.ingress, f"{what} ignored: {owner} already serves {taken} ({why})")
+        )
+
+
+def _host_text(host: str) -> str:
+    return f"host {host}" if host else "any host"
+
+
+def _resolve_clusters(
+    snapshot: Snapshot, routes: Iterable[Route], backends: dict[str, tuple[str, str, str]]
+) -> tuple[dict[str, Cluster], list[Warning]]:
+    """Resolve every cluster some route uses; a Service problem is reported on each Ingress using it."""
+    users: dict[str, dict[tuple[str, str], None]] = {}
+    for route in routes:
+        users.setdefault(route.cluster, {})[(route.namespace, route.ingress)] = None
+    clusters: dict[str, Cluster] = {}
+    warnings: list[Warning] = []
+    for key in sorted(users):
+        namespace, service, port = backends[key]
+        cluster, problems = resolve_cluster(snapshot, namespace=namespace, service=service, port=port)
+        clusters[key] = cluster
+        for problem in problems:
+            if problem.kind != "Service":
+                warnings.append(problem)
+                continue
+            for user_namespace, user in users[key]:
+                warnings.append(Warning("Ingress", user_namespace, user, f"Service {service}: {problem.message}"))
+    return clusters, warnings
+
+
+def _warning_order(warning: Warning) -> tuple[str, str, str, str]:
+    return (warning.kind, warning.namespace, warning.name, warning.message)
+
+
+def _canonical(table: RouteTable, clusters: dict[str, Cluster]) -> Iterator[str]:
+    scopes = [("host", table.hosts), ("wildcard", table.wildcards)]
+    if table.any_host is not None:
+        scopes.append(("any", {"": table.any_host}))
+    lines = []
+    for scope, entries in scopes:
+        for host, routes in entries.items():
+            lines.extend(repr((scope, host, "exact", key, route)) for key, route in routes.exact.items())
+            lines.extend(repr((scope, host, "prefix", key, route)) for key, route in routes.prefix.items())
+            # An empty claimed host still routes (it answers 404 instead of falling through).
+            lines.append(repr((scope, host, "default", routes.default)))
+    lines.sort()
+    yield from lines
+    for key in sorted(clusters):
+        yield repr(clusters[key])
+
+
+def checksum(table: RouteTable, clusters: dict[str, Cluster]) -> str:
+    """A stable digest of routes and clusters: equal routing gives an equal checksum."""
+    digest = hashlib.sha256()
+    for line in _canonical(table, clusters):
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
