@@ -1,0 +1,406 @@
+"""A Kubernetes API server test double speaking the real HTTP list/watch protocol.
+
+It serves the few resources pyngress uses (see `resources.py`) to the real kubernetes_asyncio
+client over a socket: resourceVersions, watch resume from the change log, bookmarks, ERROR 410
+after `compact()`, `timeoutSeconds`, label and field selectors, the /status subresource, 409 on
+stale versions and name clashes, and merge patches. Tests drive failures through hooks:
+`drop_watches()`, `fail_next()`, `stop()`/`start()`, `send_bookmarks()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiohttp import web
+
+from .errors import ApiError, status_object
+from .resources import BY_KIND, BY_PATH, RESOURCES, Resource
+from .selectors import object_filter, parse_field_selector, parse_label_selector
+from .store import Change, Obj, Store, Subscription
+
+_DROP = object()  # queue marker: end this watch by cutting the connection
+_END = object()  # queue marker: end this watch cleanly (as a server-side timeout does)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One API call as RBAC sees it: (group, resource[/subresource], verb) plus where."""
+
+    verb: str  # get, list, watch, create, update, patch, delete
+    group: str
+    resource: str  # plural, with "/status" for the subresource
+    namespace: str
+    name: str
+
+
+@dataclass(slots=True)
+class _Bookmark:
+    rv: int
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_dumps(body), status=status, content_type="application/json")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1")
+
+
+class KubeApiServer:
+    """The emulator: `await start()` binds 127.0.0.1 (port 0 = ephemeral), `url` is what the client uses."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, allow_loopback: bool = False,
+                 bookmark_interval: float = 60.0, token: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.store = Store()
+        # Real validation rejects loopback EndpointSlice/Endpoints addresses; tests with loopback pods opt in.
+        self.store.allow_loopback = allow_loopback
+        self.host = host
+        self.port = port
+        # The real API server sends a bookmark about once a minute to watches that allow them.
+        self.bookmark_interval = bookmark_interval
+        # When set, every request must carry `Authorization: Bearer <token>` (else 401).
+        self.token = token
+        self.ssl_context = ssl_context
+        self.requests: list[RequestRecord] = []
+        self.authorizations: list[str] = []
+        self._fail: list[tuple[int, int, Callable[[RequestRecord], bool] | None]] = []
+        self._watches: set[Subscription] = set()
+        self._runner: web.AppRunner | None = None
+        self._watch_tasks: set[asyncio.Task] = set()
+
+    # ---- lifecycle
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    async def start(self) -> None:
+        """Bind (again, on the same port after `stop()`); the store survives restarts."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Simulate an outage: cut every watch, close every connection, stop listening."""
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        self.drop_watches()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> "KubeApiServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- hooks for tests
+    def drop_watches(self, *, abrupt: bool = True) -> int:
+        """End every open watch: abruptly (connection cut mid-stream) or cleanly (like a timeout)."""
+        watches = list(self._watches)
+        for sub in watches:
+            sub.queue.put_nowait(_DROP if abrupt else _END)
+        return len(watches)
+
+    def send_bookmarks(self) -> int:
+        """Send a BOOKMARK at the current version to every watch that allows bookmarks."""
+        watches = list(self._watches)
+        for sub in watches:
+            sub.queue.put_nowait(_Bookmark(self.store.rv))
+        return len(watches)
+
+    def fail_next(self, n: int = 1, status: int = 500, *, when: Callable[[RequestRecord], bool] | None = None) -> None:
+        """Answer the next `n` requests (those `when` accepts) with `status` and a Status body."""
+        self._fail.append((n, status, when))
+
+    def compact(self, rv: int | None = None) -> None:
+        """Forget history up to `rv` (default: now): older watch versions get ERROR 410 Expired."""
+        self.store.compact(rv)
+
+    @property
+    def open_watches(self) -> int:
+        return len(self._watches)
+
+    def watch_count(self, plural: str) -> int:
+        return sum(1 for sub in self._watches if sub.resource.plural == plural)
+
+    # ---- direct object access for test setup (same store, same versions and events as the HTTP API)
+    def create(self, obj: Obj) -> Obj:
+        resource = BY_KIND[obj["kind"]]
+        return self.store.create(resource, obj.get("metadata", {}).get("namespace", "") if resource.namespaced else "", obj)
+
+    def apply(self, obj: Obj) -> Obj:
+        """Create, or replace whatever is stored (status included, as a controller would)."""
+        resource = BY_KIND[obj["kind"]]
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace", "") if resource.namespaced else ""
+        try:
+            self.store.get(resource, namespace, meta["name"])
+        except ApiError:
+            created = self.store.create(resource, namespace, obj)
+            if resource.status and "status" in obj:
+                return self.store.replace(resource, namespace, meta["name"], obj, subresource="status")
+            return created
+        body = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+        result = self.store.replace(resource, namespace, meta["name"], body)
+        if resource.status and "status" in obj:
+            result = self.store.replace(resource, namespace, meta["name"], body, subresource="status")
+        return result
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj:
+        return self.store.get(BY_KIND[kind], namespace, name)
+
+    def delete(self, kind: str, namespace: str, name: str) -> Obj:
+        return self.store.delete(BY_KIND[kind], namespace, name)
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        return self.store.list(BY_KIND[kind], namespace, lambda obj: True)[0]
+
+    # ---- HTTP
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            if self.token is not None:
+                self.authorizations.append(request.headers.get("Authorization", ""))
+                if request.headers.get("Authorization") != f"Bearer {self.token}":
+                    raise ApiError(401, "Unauthorized", "Unauthorized")
+            discovery = self._discovery(request.path)
+            if discovery is not None:
+                return _json_response(discovery)
+            resource, namespace, name, subresource = self._route(request.path)
+            record = RequestRecord(self._verb(request, name), resource.group,
+                                   f"{resource.plural}/{subresource}" if subresource else resource.plural,
+                                   namespace or "", name)
+            self.requests.append(record)
+            self._maybe_fail(record)
+            if record.verb == "watch":
+                return await self._watch(request, resource, namespace)
+            return _json_response(*await self._serve(request, record.verb, resource, namespace, name, subresource))
+        except ApiError as err:
+            return _json_response(err.status(), err.code)
+
+    def _maybe_fail(self, record: RequestRecord) -> None:
+        for i, (n, status, when) in enumerate(self._fail):
+            if when is None or when(record):
+                if n <= 1:
+                    del self._fail[i]
+                else:
+                    self._fail[i] = (n - 1, status, when)
+                raise ApiError(status, "InternalError" if status >= 500 else "Failure",
+                               f"injected failure {status} for {record.verb} {record.resource}")
+
+    def _discovery(self, path: str) -> Any:
+        path = path.rstrip("/")
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if path == "/apis":
+            groups = sorted({r.group for r in RESOURCES if r.group})
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}} for g in groups]}
+        if path == "/version":
+            return {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubeapi-emulator"}
+        return None
+
+    @staticmethod
+    def _route(path: str) -> tuple[Resource, str | None, str, str]:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        resource = BY_PATH.get((group, version, rest[0]))
+        if resource is None or (namespace is not None and not resource.namespaced):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else ""
+        subresource = rest[2] if len(rest) > 2 else ""
+        if subresource and not (subresource == "status" and resource.status):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not resource.namespaced:
+            namespace = ""
+        return resource, namespace, name, subresource
+
+    @staticmethod
+    def _verb(request: web.Request, name: str) -> str:
+        method = request.method
+        if method == "GET":
+            if name:
+                return "get"
+            return "watch" if _truthy(request.query.get("watch")) else "list"
+        verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        if method not in verbs:
+            raise ApiError(405, "MethodNotAllowed", f"method {method} not allowed")
+        return verbs[method]
+
+    async def _body(self, request: web.Request) -> Any:
+        try:
+            return json.loads(await request.read())
+        except ValueError as err:
+            raise ApiError(400, "BadRequest", f"invalid JSON body: {err}") from None
+
+    async def _serve(self, request: web.Request, verb: str, resource: Resource, namespace: str | None,
+                     name: str, subresource: str) -> tuple[Any, int]:
+        store = self.store
+        if verb == "list":
+            matches = self._filter(request, resource)
+            items, rv = store.list(resource, namespace, matches)
+            for item in items:
+                item.pop("kind", None)
+                item.pop("apiVersion", None)
+            return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+                    "metadata": {"resourceVersion": str(rv)}, "items": items}, 200
+        if namespace is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if verb == "get":
+            return store.get(resource, namespace, name), 200
+        if verb == "create":
+            if name:
+                raise ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
+            return store.create(resource, namespace, await self._body(request)), 201
+        if not name:
+            raise ApiError(405, "MethodNotAllowed", f"{verb} needs an object name")
+        if verb == "update":
+            return store.replace(resource, namespace, name, await self._body(request), subresource=subresource), 200
+        if verb == "patch":
+            content_type = request.headers.get("Content-Type", "")
+            if content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                raise ApiError(415, "UnsupportedMediaType", f"the emulator does not support {content_type!r} patches")
+            return store.patch(resource, namespace, name, await self._body(request), subresource=subresource), 200
+        return store.delete(resource, namespace, name), 200
+
+    @staticmethod
+    def _filter(request: web.Request, resource: Resource) -> Callable[[Obj], bool]:
+        labels = parse_label_selector(request.query.get("labelSelector"))
+        fields = parse_field_selector(request.query.get("fieldSelector"), resource.fields)
+        return object_filter(labels, fields)
+
+    async def _watch(self, request: web.Request, resource: Resource, namespace: str | None) -> web.StreamResponse:
+        matches = self._filter(request, resource)
+        query = request.query
+        bookmarks = _truthy(query.get("allowWatchBookmarks"))
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
+        raw_rv = query.get("resourceVersion", "")
+        try:
+            since = int(raw_rv) if raw_rv not in ("", "0") else None
+        except ValueError:
+            raise ApiError(400, "BadRequest", f"invalid resource version: {raw_rv!r}") from None
+
+        def visible(obj: Obj) -> bool:
+            return namespace is None or obj["metadata"].get("namespace", "") == namespace
+
+        # Decide what to replay before yielding to the loop, so no change can fall between replay and live.
+        expired: ApiError | None = None
+        replay: list[tuple[str, Obj]] = []
+        if since is None:
+            items, _ = self.store.list(resource, namespace, matches)
+            replay = [("ADDED", obj) for obj in items]
+        else:
+            try:
+                for change in self.store.changes_since(resource, since):
+                    event = self._translate(change, visible, matches)
+                    if event:
+                        replay.append(event)
+            except ApiError as err:
+                expired = err
+        sub = self.store.subscribe(resource)
+        self._watches.add(sub)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        try:
+            await response.prepare(request)
+            if expired is not None:
+                # What a real API server does for a compacted version: HTTP 200 and one ERROR event.
+                await response.write(_dumps({"type": "ERROR", "object": expired.status()}) + b"\n")
+                await response.write_eof()
+                return response
+            for type_, obj in replay:
+                await response.write(_dumps({"type": type_, "object": obj}) + b"\n")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout if timeout is not None else None
+            next_bookmark = loop.time() + self.bookmark_interval
+            while True:
+                wait = next_bookmark - loop.time() if bookmarks else None
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    wait = left if wait is None else min(wait, left)
+                try:
+                    item = await asyncio.wait_for(sub.queue.get(), timeout=max(wait, 0) if wait is not None else None)
+                except asyncio.TimeoutError:
+                    now = loop.time()
+                    if deadline is not None and now >= deadline:
+                        if bookmarks:  # the real server sends a last bookmark just before timing out
+                            await response.write(self._bookmark(resource, self.store.rv))
+                        break
+                    await response.write(self._bookmark(resource, self.store.rv))
+                    next_bookmark = now + self.bookmark_interval
+                    continue
+                if item is _DROP:
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
+                if item is _END:
+                    break
+                if isinstance(item, _Bookmark):
+                    if bookmarks:
+                        await response.write(self._bookmark(resource, item.rv))
+                    continue
+                event = self._translate(item, visible, matches)
+                if event:
+                    await response.write(_dumps({"type": event[0], "object": event[1]}) + b"\n")
+            await response.write_eof()
+            return response
+        except (ConnectionResetError, ConnectionError):
+            return response
+        finally:
+            self._watches.discard(sub)
+            self.store.unsubscribe(sub)
+
+    @staticmethod
+    def _bookmark(resource: Resource, rv: int) -> bytes:
+        obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": {"resourceVersion": str(rv)}}
+        return _dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+    @staticmethod
+    def _translate(change: Change, visible: Callable[[Obj], bool],
+                   matches: Callable[[Obj], bool]) -> tuple[str, Obj] | None:
+        """The event one watch sees: selector changes turn MODIFIED into ADDED or DELETED, as the watch cache does."""
+        if not visible(change.obj):
+            return None
+        now = matches(change.obj) if change.type != "DELETED" else False
+        before = change.old is not None and matches(change.old)
+        if change.type == "DELETED":
+            return ("DELETED", change.obj) if before else None
+        if now and before:
+            return "MODIFIED", change.obj
+        if now:
+            return "ADDED", change.obj
+        if before:
+            # Relabelled out of the selector: DELETED carrying the old object at the new version.
+            old = dict(change.old)
+            old["metadata"] = {**old["metadata"], "resourceVersion": str(change.rv)}
+            return "DELETED", old
+        return None
