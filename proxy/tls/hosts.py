@@ -1,0 +1,191 @@
+"""Which certificate each TLS host gets, decided from a snapshot: pure, no I/O.
+
+`tls_hosts` reads the `spec.tls` entries of the Ingresses we serve; `build_store` turns that map
+into a `CertStore`, checking each referenced Secret once. Every problem is a Warning and the host
+concerned falls back to the default certificate; all other hosts keep theirs.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from proxy.routing.model import Key, KubeObject, Snapshot, Warning
+from proxy.tls.certs import Certificate, covers, parse_secret
+from proxy.tls.store import CertStore, prepare_context
+
+# A DNS name, optionally behind one leading "*." label; "_" is tolerated as many resolvers do.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_PATTERN = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
+MAX_HOST_LENGTH = 253
+
+# What tls_hosts maps a host to when its spec.tls entry names no Secret: the default certificate.
+NO_SECRET = ""
+
+
+def tls_hosts(snapshot: Snapshot, ingresses: Iterable[KubeObject]) -> tuple[dict[str, tuple[str, str]], list[Warning]]:
+    """TLS host pattern → (namespace, secretName) over the given Ingresses, with warnings.
+
+    The oldest Ingress (creationTimestamp, then namespace/name) wins a host named with different
+    Secrets. An entry without `secretName` maps its hosts to (namespace, NO_SECRET): served over
+    HTTPS with the default certificate. An entry without `hosts` applies to the Ingress's rule
+    hosts. Secrets missing from the snapshot are reported here (build_store does not repeat it);
+    their hosts stay in the map and get the default certificate.
+    """
+    hosts: dict[str, tuple[str, str]] = {}
+    owners: dict[str, tuple[str, str]] = {}
+    warnings: list[Warning] = []
+    for ingress in sorted(ingresses, key=_age_key):
+        meta = ingress.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        name = str(meta.get("name") or "")
+        spec = ingress.get("spec") or {}
+        entries = spec.get("tls") if isinstance(spec, Mapping) else None
+        if not entries:
+            continue
+
+        def warn(message: str) -> None:
+            warnings.append(Warning("Ingress", namespace, name, message))
+
+        if not isinstance(entries, list):
+            warn("spec.tls is not a list; ignored")
+            continue
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                warn(f"spec.tls[{index}] is not an object; ignored")
+                continue
+            secret = entry.get("secretName") or NO_SECRET
+            if not isinstance(secret, str):
+                warn(f"spec.tls[{index}].secretName is not a string; ignored")
+                continue
+            listed = entry.get("hosts")
+            if listed is None:
+                listed = _rule_hosts(spec)
+                if not listed:
+                    warn(f"spec.tls[{index}] lists no hosts and the Ingress has no rule hosts; ignored")
+                    continue
+            if not isinstance(listed, list):
+                warn(f"spec.tls[{index}].hosts is not a list; ignored")
+                continue
+            if secret and (namespace, secret) not in snapshot.secrets:
+                warn(f"TLS Secret {namespace}/{secret} not found; its hosts use the default certificate")
+            for raw in listed:
+                host = raw.strip().lower().rstrip(".") if isinstance(raw, str) else ""
+                if not _valid_host(host):
+                    warn(f"spec.tls[{index}]: invalid TLS host {raw!r}; ignored")
+                    continue
+                target = (namespace, secret)
+                current = hosts.get(host)
+                if current is None:
+                    hosts[host] = target
+                    owners[host] = (namespace, name)
+                elif current != target:
+                    owner = "/".join(owners[host])
+                    warn(
+                        f"TLS host {host} already uses {_describe(current)} from Ingress {owner}; "
+                        f"{_describe(target)} ignored for it"
+                    )
+    return hosts, warnings
+
+
+def build_store(
+    snapshot: Snapshot,
+    host_map: Mapping[str, tuple[str, str]],
+    *,
+    default: Certificate,
+    reuse: CertStore | None = None,
+    now: datetime | None = None,
+) -> tuple[CertStore, list[Warning]]:
+    """A CertStore for `host_map` (from tls_hosts), checking each Secret once.
+
+    A Secret that fails a check, or that OpenSSL refuses, gives one warning and its hosts the
+    default certificate (explicitly: a wildcard entry does not step in). A host the certificate's
+    SANs do not cover is served anyway, with a warning. Certificates whose digest is in `reuse`
+    are not reloaded. CPU work when certificates changed: run it off the event loop.
+    """
+    now = now or datetime.now(timezone.utc)
+    warnings: list[Warning] = []
+    known: dict[str, ssl.SSLContext] = dict(reuse.contexts) if reuse is not None else {}
+    parsed: dict[Key, Certificate | None] = {}
+    by_secret: dict[Key, list[str]] = {}
+    for host, key in host_map.items():
+        by_secret.setdefault(key, []).append(host)
+
+    for key in sorted(by_secret):
+        namespace, name = key
+        if not name:
+            parsed[key] = None
+            continue
+        secret = snapshot.secrets.get(key)
+        if secret is None:  # tls_hosts reported it
+            parsed[key] = None
+            continue
+        result = parse_secret(secret, now=now)
+        hosts = sorted(by_secret[key])
+        if isinstance(result, str):
+            warnings.append(Warning("Secret", namespace, name, f"{result}; {_fallback(hosts)}"))
+            parsed[key] = None
+            continue
+        if result.digest not in known:
+            try:
+                known[result.digest] = prepare_context(result)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                warnings.append(Warning("Secret", namespace, name, f"OpenSSL refused the certificate: {exc}; {_fallback(hosts)}"))
+                parsed[key] = None
+                continue
+        uncovered = [host for host in hosts if not covers(result, host)]
+        if uncovered:
+            names = ", ".join(result.dns_names) or "none"
+            warnings.append(
+                Warning("Secret", namespace, name, f"certificate does not cover {', '.join(uncovered)} (SAN DNS names: {names})")
+            )
+        parsed[key] = result
+
+    certificates = {host: parsed[key] or default for host, key in host_map.items()}
+    return CertStore(certificates, default=default, contexts=known), warnings
+
+
+def default_certificate(
+    snapshot: Snapshot, reference: str, *, generated: Certificate, now: datetime | None = None
+) -> tuple[Certificate, list[Warning]]:
+    """The --default-ssl-certificate Secret ("namespace/name") if usable, else `generated`."""
+    if not reference:
+        return generated, []
+    namespace, slash, name = reference.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        return generated, [Warning("Secret", "", reference, "default SSL certificate must be given as namespace/name; using a self-signed certificate")]
+    secret = snapshot.secrets.get((namespace, name))
+    if secret is None:
+        return generated, [Warning("Secret", namespace, name, "default SSL certificate Secret not found; using a self-signed certificate")]
+    result = parse_secret(secret, now=now)
+    if isinstance(result, str):
+        return generated, [Warning("Secret", namespace, name, f"default SSL certificate unusable: {result}; using a self-signed certificate")]
+    return result, []
+
+
+def _age_key(ingress: KubeObject) -> tuple[str, str, str]:
+    meta = ingress.get("metadata") or {}
+    # RFC 3339 UTC timestamps sort as strings; a missing one sorts first.
+    return (str(meta.get("creationTimestamp") or ""), str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _rule_hosts(spec: Mapping[str, Any]) -> list[str]:
+    rules = spec.get("rules")
+    if not isinstance(rules, list):
+        return []
+    return [rule["host"] for rule in rules if isinstance(rule, Mapping) and isinstance(rule.get("host"), str) and rule["host"]]
+
+
+def _valid_host(host: str) -> bool:
+    return 0 < len(host) <= MAX_HOST_LENGTH and _HOST_PATTERN.fullmatch(host) is not None
+
+
+def _describe(target: tuple[str, str]) -> str:
+    namespace, secret = target
+    return f"Secret {namespace}/{secret}" if secret else "the default certificate"
+
+
+def _fallback(hosts: list[str]) -> str:
+    return f"{', '.join(hosts)} use the default certificate"

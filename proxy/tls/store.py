@@ -1,0 +1,241 @@
+"""SNI selection: prepared SSLContexts per certificate, and the listener context that picks one.
+
+Everything expensive (loading PEM into OpenSSL, checking the key) happens when a `CertStore` is
+built; during a handshake the SNI callback does dict lookups and switches the connection to a
+prepared context. The listener context is made once by `CertStoreHolder`; publishing a new store
+changes what new handshakes get, and connections already open keep the context they started with.
+
+Session resumption across the switch: OpenSSL keeps the session cache and the session-ticket
+keys on the context a connection was *created* with (the listener), not on the context the SNI
+callback switches to. So tickets (TLS 1.3 and 1.2) and TLS 1.2 session ids issued for any
+certificate are resumable, and stay so across store swaps. The ticket keys are random per
+listener context and live as long as the process (Python's ssl cannot set or rotate them).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from typing import Any, Iterator, Mapping
+
+from proxy.tls.certs import Certificate
+
+# Mozilla "intermediate" TLS 1.2 suites (forward secret AEAD only); TLS 1.3 suites are OpenSSL's
+# defaults, which are all AEAD. Security level 2 also refuses keys below 2048 bits RSA / 224 EC.
+TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "@SECLEVEL=2",
+    )
+)
+ALPN_PROTOCOLS = ("http/1.1",)
+
+_HAS_MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+
+
+def new_server_context() -> ssl.SSLContext:
+    """A server context with our protocol policy and no certificate.
+
+    Both the listener and every per-certificate context get the same policy: OpenSSL reads
+    some settings (ALPN selection) from the switched-to context and others (versions, ciphers,
+    tickets) from the listener's.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
+    context.options &= ~ssl.OP_NO_TICKET
+    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    return context
+
+
+def prepare_context(cert: Certificate, *, in_memory: bool | None = None) -> ssl.SSLContext:
+    """A server context holding `cert`. CPU work (a millisecond or so); not for the event loop.
+
+    `load_cert_chain` only reads files: by default the PEM goes through an anonymous in-memory
+    file (Linux memfd), so the private key never touches a disk; elsewhere (or with
+    `in_memory=False`) through files in a fresh 0700 temporary directory, removed at once.
+    Raises ssl.SSLError if OpenSSL refuses the chain (parse_pem() checks make that rare).
+    """
+    context = new_server_context()
+    if in_memory is None:
+        in_memory = _HAS_MEMFD
+    if in_memory:
+        _load_from_memory(context, cert)
+    else:
+        _load_from_files(context, cert)
+    return context
+
+
+def _load_from_memory(context: ssl.SSLContext, cert: Certificate) -> None:
+    chain_fd = os.memfd_create("pyngress-chain", os.MFD_CLOEXEC)
+    try:
+        key_fd = os.memfd_create("pyngress-key", os.MFD_CLOEXEC)
+        try:
+            _write_all(chain_fd, cert.chain_pem)
+            _write_all(key_fd, cert.key_pem)
+            context.load_cert_chain(f"/proc/self/fd/{chain_fd}", f"/proc/self/fd/{key_fd}")
+        finally:
+            os.close(key_fd)
+    finally:
+        os.close(chain_fd)
+
+
+def _load_from_files(context: ssl.SSLContext, cert: Certificate) -> None:
+    with tempfile.TemporaryDirectory(prefix="pyngress-tls-") as folder:  # mkdtemp: mode 0700
+        paths = []
+        for name, content in (("chain.pem", cert.chain_pem), ("key.pem", cert.key_pem)):
+            path = os.path.join(folder, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(fd, content)
+            finally:
+                os.close(fd)
+            paths.append(path)
+        context.load_cert_chain(paths[0], paths[1])
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class CertStore:
+    """Host pattern → prepared SSLContext, plus the default; immutable once built.
+
+    Patterns are exact lower-case hosts or one-label wildcards ("*.example.com"). Building
+    prepares one context per distinct certificate; contexts whose certificate digest is in
+    `contexts` or in the `reuse` store are taken as they are, so rebuilding after one Secret
+    changed reloads only that certificate.
+    """
+
+    __slots__ = ("default", "default_context", "_exact", "_wildcards", "_certificates", "_contexts")
+
+    def __init__(
+        self,
+        certificates: Mapping[str, Certificate] | None = None,
+        *,
+        default: Certificate,
+        reuse: CertStore | None = None,
+        contexts: Mapping[str, ssl.SSLContext] | None = None,
+    ) -> None:
+        known: dict[str, ssl.SSLContext] = dict(reuse._contexts) if reuse is not None else {}
+        if contexts:
+            known.update(contexts)
+        prepared: dict[str, ssl.SSLContext] = {}
+
+        def context_for(cert: Certificate) -> ssl.SSLContext:
+            context = prepared.get(cert.digest)
+            if context is None:
+                context = known.get(cert.digest) or prepare_context(cert)
+                prepared[cert.digest] = context
+            return context
+
+        self.default = default
+        self.default_context = context_for(default)
+        self._exact: dict[str, ssl.SSLContext] = {}
+        # Keyed by the suffix after "*.": "*.example.com" is stored as "example.com".
+        self._wildcards: dict[str, ssl.SSLContext] = {}
+        self._certificates: dict[str, Certificate] = {}
+        for pattern, cert in (certificates or {}).items():
+            pattern = pattern.lower()
+            if pattern.startswith("*."):
+                suffix = pattern[2:]
+                if not suffix or "*" in suffix:
+                    raise ValueError(f"bad wildcard host pattern {pattern!r}")
+                self._wildcards[suffix] = context_for(cert)
+            else:
+                if not pattern or "*" in pattern:
+                    raise ValueError(f"bad host pattern {pattern!r}")
+                self._exact[pattern] = context_for(cert)
+            self._certificates[pattern] = cert
+        self._contexts = prepared
+
+    def select(self, server_name: str | None) -> ssl.SSLContext:
+        """The context for an SNI name: exact host, then a one-label wildcard, then the default."""
+        if not server_name:
+            return self.default_context
+        context = self._exact.get(server_name)
+        if context is not None:
+            return context
+        name = server_name.lower()
+        if name[-1] == ".":
+            name = name[:-1]
+        context = self._exact.get(name)
+        if context is not None:
+            return context
+        dot = name.find(".")
+        if dot > 0:
+            context = self._wildcards.get(name[dot + 1 :])
+            if context is not None:
+                return context
+        return self.default_context
+
+    def certificate_for(self, host: str | None) -> Certificate:
+        """The certificate `select(host)` serves (for status pages and checks, not handshakes)."""
+        if host:
+            name = host.lower().rstrip(".")
+            cert = self._certificates.get(name)
+            if cert is not None:
+                return cert
+            dot = name.find(".")
+            if dot > 0:
+                cert = self._certificates.get("*." + name[dot + 1 :])
+                if cert is not None:
+                    return cert
+        return self.default
+
+    @property
+    def certificates(self) -> Mapping[str, Certificate]:
+        """Host pattern → certificate, without the default."""
+        return self._certificates
+
+    @property
+    def contexts(self) -> Mapping[str, ssl.SSLContext]:
+        """Certificate digest → prepared context, for reuse by the next build."""
+        return self._contexts
+
+    def distinct(self) -> Iterator[Certificate]:
+        """Each distinct certificate once, the default included (for expiry metrics)."""
+        seen: set[str] = set()
+        for cert in (self.default, *self._certificates.values()):
+            if cert.digest not in seen:
+                seen.add(cert.digest)
+                yield cert
+
+    def __len__(self) -> int:
+        return len(self._certificates)
+
+
+class CertStoreHolder:
+    """The HTTPS listener's SSLContext, made once, serving whichever store is current.
+
+    `publish()` is one reference assignment (safe from any thread); handshakes that start after
+    it get the new certificates, handshakes already done are not touched.
+    """
+
+    __slots__ = ("current", "_context")
+
+    def __init__(self, store: CertStore) -> None:
+        self.current = store
+        context = new_server_context()
+        context.sni_callback = self._on_server_name
+        self._context = context
+
+    def publish(self, store: CertStore) -> None:
+        self.current = store
+
+    def server_context(self) -> ssl.SSLContext:
+        """The context to give the HTTPS listener (`loop.create_server(..., ssl=...)`)."""
+        return self._context
+
+    def _on_server_name(self, ssl_object: Any, server_name: str | None, _context: ssl.SSLContext) -> None:
+        # Runs inside every handshake, also when the client sent no SNI (server_name None).
+        ssl_object.context = self.current.select(server_name)
