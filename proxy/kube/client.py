@@ -1,0 +1,68 @@
+"""The one Kubernetes API client of a process, configured in-cluster or from a kubeconfig.
+
+Precedence: an explicit `--kubeconfig` wins; otherwise a pod (KUBERNETES_SERVICE_HOST set) uses its
+service account; otherwise $KUBECONFIG (a path list, as kubectl reads it) or ~/.kube/config.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from proxy.settings import Settings
+
+DEFAULT_KUBECONFIG = "~/.kube/config"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+USER_AGENT = "pyngress"
+
+
+class ClusterConfigError(Exception):
+    """No usable way to reach the API server (missing kubeconfig, context, service account files)."""
+
+
+def kubeconfig_path(settings: Settings, environ: Mapping[str, str]) -> str:
+    return settings.kubeconfig or environ.get("KUBECONFIG") or os.path.expanduser(DEFAULT_KUBECONFIG)
+
+
+def in_cluster(settings: Settings, environ: Mapping[str, str]) -> bool:
+    return not settings.kubeconfig and bool(environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+async def load_configuration(settings: Settings, *, environ: Mapping[str, str] | None = None,
+                             service_account_dir: str = SERVICE_ACCOUNT_DIR) -> Configuration:
+    """A client Configuration for this process; raises ClusterConfigError with a readable reason."""
+    env = os.environ if environ is None else environ
+    configuration = Configuration()
+    try:
+        if in_cluster(settings, env):
+            # Synchronous; re-reads the (rotating, bound) service account token every minute.
+            config.load_incluster_config(
+                client_configuration=configuration,
+                token_filename=os.path.join(service_account_dir, "token"),
+                cert_filename=os.path.join(service_account_dir, "ca.crt"),
+                environ=env,
+            )
+        else:
+            path = kubeconfig_path(settings, env)
+            if not any(os.path.exists(os.path.expanduser(p)) for p in path.split(os.pathsep) if p):
+                raise ClusterConfigError(f"no kubeconfig at {path!r} and not running in a pod "
+                                         "(use --kubeconfig, $KUBECONFIG, or --manifests for file mode)")
+            # persist_config=False: never write refreshed credentials back into the user's file.
+            await config.load_kube_config(config_file=path, context=settings.kube_context or None,
+                                          client_configuration=configuration, persist_config=False)
+    except ConfigException as err:
+        raise ClusterConfigError(f"cannot configure the Kubernetes client: {err}") from err
+    return configuration
+
+
+async def create_api_client(settings: Settings, *, environ: Mapping[str, str] | None = None,
+                            service_account_dir: str = SERVICE_ACCOUNT_DIR) -> ApiClient:
+    """The process's ApiClient (one session, shared by every watch and writer); close it on exit."""
+    configuration = await load_configuration(settings, environ=environ, service_account_dir=service_account_dir)
+    client = ApiClient(configuration)
+    client.user_agent = USER_AGENT
+    return client
