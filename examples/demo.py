@@ -1,0 +1,128 @@
+"""Try pyngress on one machine, no cluster needed.
+
+Starts three demo "pods" (small echo servers on the loopback addresses the manifests in
+examples/manifests/ list: 127.0.0.2:9001, 127.0.0.3:9001, 127.0.0.2:9002), then runs pyngress
+on those manifests in the foreground and prints curl lines to try. Ctrl-C stops everything.
+
+    python3 examples/demo.py                      # proxy on 127.0.0.1:8080, admin on :10254
+    python3 examples/demo.py --http-port 9080     # extra arguments go to pyngress
+
+Edit a file in examples/manifests/ while it runs: the change is live within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MANIFESTS = HERE / "manifests"
+# (pod name, address, port): must match the EndpointSlices in examples/manifests/.
+PODS = (("echo-1", "127.0.0.2", 9001), ("echo-2", "127.0.0.3", 9001), ("hello-1", "127.0.0.2", 9002))
+
+
+def echo_app(pod: str, address: str, port: int) -> web.Application:
+    """Answers every request with JSON saying which pod answered and what it received."""
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response({
+            "pod": pod,
+            "address": f"{address}:{port}",
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string,
+            "headers": dict(request.headers),
+            "body_bytes": len(body),
+        }, dumps=_pretty)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+def _pretty(value: object) -> str:
+    return json.dumps(value, indent=2) + "\n"
+
+
+async def start_pods() -> list[web.AppRunner]:
+    runners = []
+    for pod, address, port in PODS:
+        runner = web.AppRunner(echo_app(pod, address, port), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, address, port).start()
+        except OSError as error:
+            await runner.cleanup()
+            for started in runners:
+                await started.cleanup()
+            raise SystemExit(f"cannot start demo pod {pod} on {address}:{port}: {error}") from None
+        runners.append(runner)
+        print(f"demo pod {pod} listening on {address}:{port}", flush=True)
+    return runners
+
+
+def curl_lines(http: str, admin: str) -> str:
+    return "\n".join([
+        "",
+        "Try:",
+        f"  curl -H 'Host: demo.local' http://{http}/echo          # echo-1 and echo-2 take turns",
+        f"  curl -H 'Host: demo.local' http://{http}/anything      # the hello pod",
+        f"  curl http://{http}/api/v1/status                       # any host: the host-less rule",
+        f"  curl -i http://{http}/nothing-here                     # 404: no rule matches",
+        f"  curl http://{admin}/debug/routes                       # the routing table, live endpoints",
+        f"  curl http://{admin}/metrics",
+        "Edit examples/manifests/*.yaml and repeat: changes apply within a second. Ctrl-C stops.",
+        "",
+    ])
+
+
+async def main(extra: list[str]) -> int:
+    runners = await start_pods()
+    command = [sys.executable, "-m", "proxy", "--manifests", str(MANIFESTS), "--bind", "127.0.0.1",
+               "--http-port", "8080", "--admin-port", "10254", "--https-port", "8443", *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def relay() -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            print(line, flush=True)
+            found = re.search(r"http=(\S+).*admin=(\S+)", line)
+            if line.startswith("pyngress listening") and found:
+                print(curl_lines(found.group(1), found.group(2)), flush=True)
+
+    relaying = asyncio.create_task(relay())
+    exited = asyncio.create_task(process.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not exited.done():
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout=35)
+        except TimeoutError:
+            process.kill()
+    code = await exited
+    stopping.cancel()
+    await asyncio.gather(relaying, return_exceptions=True)
+    for runner in runners:
+        await runner.cleanup()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))

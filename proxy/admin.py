@@ -1,0 +1,127 @@
+"""The admin port: health and readiness probes, Prometheus metrics, and a dump of the routing table.
+
+aiohttp's high-level server is right here: a handful of requests per second from probes and
+scrapers, never the proxy's hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from proxy.metrics import CONTENT_TYPE, Metrics
+from proxy.routing.model import PATH_DEFAULT_BACKEND, Route
+from proxy.runtime import Runtime, RuntimeHolder
+from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from proxy.controller import Controller
+    from proxy.routing.table import HostRoutes
+
+log = logging.getLogger("pyngress.admin")
+
+
+class AdminServer:
+    """Serves /healthz, /readyz, /metrics and /debug/routes on settings.bind:settings.admin_port."""
+
+    def __init__(self, *, settings: Settings, holder: RuntimeHolder, metrics: Metrics,
+                 controller: Controller | None = None) -> None:
+        self.settings = settings
+        self.holder = holder
+        self.metrics = metrics
+        self.controller = controller
+        # Set on SIGTERM: readiness fails first so load balancers stop sending new traffic.
+        self.shutting_down = False
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.holder.current is not None and not self.shutting_down
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/debug/routes", self._routes)
+        return app
+
+    async def start(self) -> None:
+        """Bind the admin listener (port 0 = ephemeral; `.port` then holds the bound port)."""
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.bind, self.settings.admin_port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self.shutting_down:
+            return web.Response(status=503, text="shutting down")
+        if self.holder.current is None:
+            return web.Response(status=503, text="no configuration yet")
+        return web.Response(text="ok")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _routes(self, request: web.Request) -> web.Response:
+        runtime = self.holder.current
+        warnings = self.controller.warnings if self.controller is not None else (
+            runtime.config.warnings if runtime is not None else ())
+        body: dict[str, Any] = {"generation": 0, "checksum": "", "hosts": {}, "wildcards": {}, "anyHost": [],
+                                "warnings": [str(w) for w in warnings]}
+        if runtime is not None:
+            body.update(describe_table(runtime))
+        return web.json_response(body, dumps=_dumps)
+
+
+def describe_table(runtime: Runtime) -> dict[str, Any]:
+    """The running table as plain data, with every cluster's endpoints as the live upstream sees them now."""
+    table = runtime.config.table
+    hosts = {host: _describe_host(runtime, routes) for host, routes in sorted(table.hosts.items())}
+    wildcards = {"*." + suffix: _describe_host(runtime, routes) for suffix, routes in sorted(table.wildcards.items())}
+    any_host = _describe_host(runtime, table.any_host) if table.any_host is not None else []
+    return {"generation": runtime.generation, "checksum": runtime.config.checksum,
+            "hosts": hosts, "wildcards": wildcards, "anyHost": any_host}
+
+
+def _describe_host(runtime: Runtime, routes: HostRoutes) -> list[dict[str, Any]]:
+    entries = [_describe_route(runtime, r) for r in routes.exact.values()]
+    entries += sorted((_describe_route(runtime, r) for r in routes.prefix.values()),
+                      key=lambda e: -len(e["path"]))  # in match order: longest prefix first
+    if routes.default is not None:
+        entries.append(_describe_route(runtime, routes.default))
+    return entries
+
+
+def _describe_route(runtime: Runtime, route: Route) -> dict[str, Any]:
+    cluster = runtime.config.clusters.get(route.cluster)
+    upstream = runtime.upstreams.get(route.cluster)
+    endpoints = upstream.endpoints if upstream is not None else (cluster.endpoints if cluster else ())
+    entry: dict[str, Any] = {
+        "path": route.path,
+        "pathType": route.path_type if route.path_type != PATH_DEFAULT_BACKEND else "defaultBackend",
+        "ingress": route.name,
+        "cluster": route.cluster,
+        "backend": f"{cluster.service}:{cluster.port}" if cluster is not None else None,
+        "endpoints": [f"[{e.address}]:{e.port}" if ":" in e.address else f"{e.address}:{e.port}" for e in endpoints],
+    }
+    if cluster is not None and cluster.external_name:
+        entry["externalName"] = f"{cluster.external_name}:{cluster.external_port}"
+    return entry
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2)

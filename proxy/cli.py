@@ -1,0 +1,372 @@
+"""The `pyngress` command: flags, logging, and the process lifecycle.
+
+Start-up order: admin port (so /healthz answers at once), the object source, the first
+routing table, then the proxy listener(s). Once every listener is bound, one line goes to
+stdout, e.g. `pyngress listening http=127.0.0.1:8080 admin=127.0.0.1:10254`, with the real
+ports when 0 (ephemeral) was asked for: tests and scripts read it.
+
+SIGTERM or SIGINT: /readyz turns 503, listeners stop accepting, requests in flight get
+`--shutdown-grace-period` seconds to finish, then the process exits 0. A second signal
+exits at once with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+
+from proxy import __version__
+from proxy.settings import CONTROLLER_NAME, Settings
+
+if TYPE_CHECKING:
+    from proxy.admin import AdminServer
+    from proxy.server import ProxyServer
+
+log = logging.getLogger("pyngress")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_DEFAULTS = Settings()
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default ("none"/"off" rather than an empty string)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is argparse.SUPPRESS or not action.option_strings or action.nargs == 0 and not isinstance(
+                action.default, bool):
+            return text
+        default = action.default
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        elif default in ("", None) or default == []:
+            shown = "none"
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = _DEFAULTS
+    parser = argparse.ArgumentParser(
+        prog="pyngress",
+        description="A pure-Python Kubernetes ingress data plane. With --manifests it serves the Ingresses found "
+                    "in YAML/JSON files (file mode); without, it watches a cluster (cluster mode).",
+        formatter_class=_HelpFormatter,
+    )
+    add = parser.add_argument
+    add("--version", action="version", version=f"pyngress {__version__}")
+    src = parser.add_argument_group("sources")
+    src.add_argument("--manifests", action="append", default=[], metavar="PATH",
+                     help="file mode: a manifest file, or a folder whose *.yaml/*.yml/*.json files are read "
+                          "(one level); repeatable; edits are picked up live")
+    src.add_argument("--kubeconfig", default=d.kubeconfig, metavar="FILE",
+                     help="cluster mode: kubeconfig file (empty: in-cluster service account, then ~/.kube/config)")
+    src.add_argument("--context", default=d.kube_context, help="cluster mode: kubeconfig context (empty: current)")
+    src.add_argument("--watch-namespace", default=d.watch_namespace, metavar="NAMESPACE",
+                     help="cluster mode: watch only this namespace (empty: all namespaces)")
+    src.add_argument("--publish-service", default=d.publish_service, metavar="NAMESPACE/NAME",
+                     help="cluster mode: Service whose address is written into Ingress status")
+    src.add_argument("--publish-status-address", action="append", default=[], metavar="ADDRESS",
+                     help="cluster mode: address(es) written into Ingress status instead (repeatable or "
+                          "comma-separated)")
+    src.add_argument("--election-id", default=d.election_id, metavar="NAME",
+                     help="cluster mode: name of the Lease used to elect the replica that writes status")
+
+    net = parser.add_argument_group("listeners")
+    net.add_argument("--bind", default=d.bind, metavar="ADDRESS", help="address every listener binds")
+    net.add_argument("--http-port", type=_port, default=d.http_port, metavar="PORT", help="HTTP port (0: ephemeral)")
+    net.add_argument("--https-port", type=_port, default=d.https_port, metavar="PORT", help="HTTPS port (0: ephemeral)")
+    net.add_argument("--admin-port", type=_port, default=d.admin_port, metavar="PORT",
+                     help="port of /healthz, /readyz, /metrics, /debug/routes (0: ephemeral)")
+
+    cls = parser.add_argument_group("ingress class")
+    cls.add_argument("--ingress-class", default=d.ingress_class, metavar="NAME",
+                     help="IngressClass name (and legacy kubernetes.io/ingress.class value) this proxy serves")
+    cls.add_argument("--controller-class", default=CONTROLLER_NAME, metavar="NAME",
+                     help="spec.controller value of the IngressClasses this proxy serves")
+    cls.add_argument("--watch-ingress-without-class", action="store_true",
+                     help="also serve Ingresses that name no class (when no default IngressClass claims them)")
+
+    up = parser.add_argument_group("upstreams and clients")
+    up.add_argument("--upstream-connect-timeout", type=_seconds, default=d.upstream_connect_timeout,
+                    metavar="SECONDS", help="time to connect to a backend pod")
+    up.add_argument("--upstream-read-timeout", type=_seconds, default=d.upstream_read_timeout, metavar="SECONDS",
+                    help="time a backend may stay silent while answering")
+    up.add_argument("--upstream-retries", type=_count, default=d.upstream_retries, metavar="N",
+                    help="attempts on other endpoints when connecting to one fails")
+    up.add_argument("--client-header-timeout", type=_seconds, default=d.client_header_timeout, metavar="SECONDS",
+                    help="time a client has to send a request's headers")
+    up.add_argument("--client-keepalive-timeout", type=_seconds, default=d.client_keepalive_timeout,
+                    metavar="SECONDS", help="how long an idle client keep-alive connection stays open")
+    up.add_argument("--max-header-bytes", type=_count, default=d.max_header_bytes, metavar="BYTES",
+                    help="largest request header block accepted (larger: 431)")
+
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--default-ssl-certificate", default=d.default_ssl_certificate, metavar="NAMESPACE/NAME",
+                     help="kubernetes.io/tls Secret served when no Ingress certificate matches (empty: self-signed)")
+
+    life = parser.add_argument_group("process")
+    life.add_argument("--shutdown-grace-period", type=_seconds, default=d.shutdown_grace_period, metavar="SECONDS",
+                      help="on SIGTERM, time requests in flight get to finish")
+    life.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"),
+                      help="lowest level logged to stderr")
+    life.add_argument("--access-log", action="store_true", help="log one line per request (info level)")
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
+    """Parse flags into Settings; exits with usage (status 2) on a bad flag."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    addresses = tuple(a.strip() for value in args.publish_status_address for a in value.split(",") if a.strip())
+    for flag, value in (("--publish-service", args.publish_service),
+                        ("--default-ssl-certificate", args.default_ssl_certificate)):
+        if value and (value.count("/") != 1 or value.startswith("/") or value.endswith("/")):
+            parser.error(f"{flag} must be NAMESPACE/NAME, got {value!r}")
+    return Settings(
+        manifests=tuple(args.manifests),
+        bind=args.bind,
+        http_port=args.http_port,
+        https_port=args.https_port,
+        admin_port=args.admin_port,
+        ingress_class=args.ingress_class,
+        controller_name=args.controller_class,
+        watch_ingress_without_class=args.watch_ingress_without_class,
+        upstream_connect_timeout=args.upstream_connect_timeout,
+        upstream_read_timeout=args.upstream_read_timeout,
+        upstream_retries=args.upstream_retries,
+        client_header_timeout=args.client_header_timeout,
+        client_keepalive_timeout=args.client_keepalive_timeout,
+        max_header_bytes=args.max_header_bytes,
+        shutdown_grace_period=args.shutdown_grace_period,
+        access_log=args.access_log,
+        log_level=args.log_level,
+        kubeconfig=args.kubeconfig,
+        kube_context=args.context,
+        watch_namespace=args.watch_namespace,
+        publish_service=args.publish_service,
+        publish_status_address=addresses,
+        election_id=args.election_id,
+        pod_namespace=os.environ.get("POD_NAMESPACE") or _DEFAULTS.pod_namespace,
+        pod_name=os.environ.get("POD_NAME") or _DEFAULTS.pod_name,
+        default_ssl_certificate=args.default_ssl_certificate,
+    )
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a duration in seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def configure_logging(level: str) -> None:
+    """Plain lines on stderr: time, level, logger, message."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+ClusterSource = Callable[..., Awaitable[None]]
+
+
+def cluster_source() -> ClusterSource | None:
+    """`proxy.kube.watch.run_cluster_source(cache, settings)` when cluster mode is available."""
+    try:
+        module = importlib.import_module("proxy.kube.watch")
+    except ImportError as error:
+        if error.name != "proxy.kube.watch":
+            raise
+        return None
+    return getattr(module, "run_cluster_source", None)
+
+
+class _Signals:
+    """First SIGTERM/SIGINT asks for a graceful stop, a second one for an immediate exit."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.force = asyncio.Event()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._received, sig)
+
+    def _received(self, sig: signal.Signals) -> None:
+        if self.stop.is_set():
+            log.warning("second %s: exiting now", sig.name)
+            self.force.set()
+        else:
+            log.info("%s received: shutting down", sig.name)
+            self.stop.set()
+
+
+async def serve(settings: Settings) -> int:
+    """Run the proxy until a signal; returns the exit status."""
+    from proxy.admin import AdminServer
+    from proxy.controller import Controller
+    from proxy.kube.cache import ObjectCache
+    from proxy.kube.files import ManifestError, ManifestSource
+    from proxy.metrics import Metrics
+    from proxy.runtime import RuntimeHolder
+    from proxy.server import ProxyServer
+
+    signals = _Signals()
+    signals.install(asyncio.get_running_loop())
+
+    holder = RuntimeHolder()
+    relevant = set()
+    if settings.default_ssl_certificate:
+        namespace, name = settings.default_ssl_certificate.split("/", 1)
+        relevant.add((namespace, name))
+    cache = ObjectCache(relevant_secrets=relevant)
+    controller = Controller(cache=cache, settings=settings, holder=holder)
+    server = ProxyServer(settings=settings, holder=holder)
+    metrics = Metrics(holder=holder, controller=controller, server=server)
+    admin = AdminServer(settings=settings, holder=holder, metrics=metrics, controller=controller)
+    tasks: list[asyncio.Task[None]] = []
+    listening = False
+
+    async def run() -> int:
+        nonlocal listening
+        await admin.start()
+        tasks.append(asyncio.create_task(controller.run(), name="controller"))
+        if settings.manifests:
+            source = ManifestSource(cache, settings.manifests)
+            try:
+                await source.load()
+            except ManifestError as error:
+                log.error("%s", error)
+                return EXIT_USAGE
+            tasks.append(asyncio.create_task(source.run(), name="manifests"))
+        else:
+            run_cluster = cluster_source()
+            if run_cluster is None:
+                log.error("cluster mode not available yet: pass --manifests PATH to serve manifest files")
+                return EXIT_USAGE
+            tasks.append(asyncio.create_task(run_cluster(cache, settings), name="cluster"))
+
+        if not await _until(holder.wait_for(1, timeout=float("inf")), signals.stop, tasks):
+            return _failed(tasks)
+        if signals.stop.is_set():
+            return EXIT_OK  # stopped before the first configuration: nothing to drain
+        await server.start()
+        listening = True
+        print(_listening_line(settings, server, admin), flush=True)
+        log.info("ready: serving generation %d", holder.generation)
+        if not await _until(signals.stop.wait(), signals.stop, tasks):
+            return _failed(tasks)
+        return EXIT_OK
+
+    try:
+        status = await run()
+    except OSError as error:  # a port in use, an address not available
+        log.error("cannot start: %s", error)
+        status = EXIT_FAILED
+    finally:
+        admin.shutting_down = True
+    try:
+        if listening:
+            status = max(status, await _drain(server, settings, signals))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        controller.close()
+        await admin.stop()
+    log.info("stopped")
+    return status
+
+
+async def _until(awaitable: Awaitable[object], stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> bool:
+    """Wait for `awaitable` or `stop`; False if a background task ended first (a failure)."""
+    waited = asyncio.ensure_future(awaitable)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([waited, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in (waited, stopper):
+            future.cancel()
+        await asyncio.gather(waited, stopper, return_exceptions=True)
+    return not any(task.done() for task in tasks)
+
+
+def _failed(tasks: list[asyncio.Task[None]]) -> int:
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                log.error("%s failed: %s", task.get_name(), error, exc_info=error)
+            else:
+                log.error("%s stopped unexpectedly", task.get_name())
+    return EXIT_FAILED
+
+
+async def _drain(server: ProxyServer, settings: Settings, signals: _Signals) -> int:
+    """Stop accepting, then give requests in flight the grace period (a second signal cuts it short)."""
+    server.stop_accepting()
+    draining = asyncio.ensure_future(server.drain(settings.shutdown_grace_period))
+    forced = asyncio.ensure_future(signals.force.wait())
+    await asyncio.wait([draining, forced], return_when=asyncio.FIRST_COMPLETED)
+    forced.cancel()
+    if not draining.done():
+        draining.cancel()
+        await asyncio.gather(draining, return_exceptions=True)
+        return EXIT_FAILED
+    if not draining.result():
+        log.warning("requests still in flight after the %.1f s grace period were cut", settings.shutdown_grace_period)
+    return EXIT_OK
+
+
+def _listening_line(settings: Settings, server: ProxyServer, admin: AdminServer) -> str:
+    host = settings.bind
+    parts = [f"http={host}:{server.http_port}"]
+    https_port = getattr(server, "https_port", None)
+    if https_port:
+        parts.append(f"https={host}:{https_port}")
+    parts.append(f"admin={host}:{admin.port}")
+    return "pyngress listening " + " ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (`pyngress`, `python -m proxy`)."""
+    settings = settings_from_args(argv)
+    configure_logging(settings.log_level)
+    try:
+        import uvloop
+    except ImportError:  # still works, slower
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The controller: turns cache changes into a running configuration.
+
+Route changes are debounced (a burst of events costs one build), built off the event loop,
+and published as one new `Runtime` unless the build equals the running one. Endpoint-only
+changes never rebuild routes: the affected clusters are resolved again and their live
+`Upstream`s updated in place, as Envoy separates EDS from RDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from proxy.routing.backends import resolve_cluster
+from proxy.routing.build import build
+from proxy.routing.model import Cluster, Config, Key, Warning
+from proxy.runtime import Runtime, RuntimeHolder
+from proxy.settings import Settings
+from proxy.upstream.cluster import Upstream
+
+if TYPE_CHECKING:
+    from proxy.kube.cache import CacheChange, ObjectCache
+
+log = logging.getLogger("pyngress.controller")
+
+# Upper bounds (seconds) of the rebuild-duration histogram: builds take from well under a
+# millisecond (a few Ingresses) to seconds (tens of thousands).
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class DurationHistogram:
+    """Cumulative-bucket histogram kept as plain numbers; metrics.py exposes it at scrape time."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: Iterable[float] = DURATION_BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * len(self.bounds)  # non-cumulative per bucket; +Inf is `count`
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for index, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[index] += 1
+                break
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        total = 0
+        out = []
+        for bound, count in zip(self.bounds, self.counts):
+            total += count
+            out.append((bound, total))
+        return out
+
+
+class ControllerStats:
+    """Counters the metrics collector reads; updated only when something is built, never per request."""
+
+    __slots__ = ("published", "unchanged", "errors", "endpoint_updates", "last_success", "durations",
+                 "routes", "clusters", "warnings")
+
+    def __init__(self) -> None:
+        self.published = 0  # builds that became the running configuration
+        self.unchanged = 0  # builds equal to the running one (not swapped)
+        self.errors = 0  # builds that raised
+        self.endpoint_updates = 0  # clusters whose endpoints were replaced without a rebuild
+        self.last_success = 0.0  # wall-clock time of the last build that did not fail
+        self.durations = DurationHistogram()
+        self.routes = 0
+        self.clusters = 0
+        self.warnings = 0
+
+
+class Controller:
+    """Watches the cache, builds configurations, keeps one live Upstream per cluster key."""
+
+    def __init__(self, *, cache: ObjectCache, settings: Settings, holder: RuntimeHolder) -> None:
+        self.cache = cache
+        self.settings = settings
+        self.holder = holder
+        self.stats = ControllerStats()
+        # The last build's warnings (also when that build was not swapped in because it was equal).
+        self.warnings: tuple[Warning, ...] = ()
+        self._upstreams: dict[str, Upstream] = {}
+        # What each upstream was last given, to update only clusters that changed.
+        self._clusters: dict[str, Cluster] = {}
+        self._keys_by_service: dict[Key, tuple[str, ...]] = {}
+        self._logged: set[Warning] = set()
+        self._pending_routes = False
+        self._pending_endpoints: set[Key] = set()
+        self._wake = asyncio.Event()
+        self._unsubscribe = cache.subscribe(self._on_change)
+
+    def _on_change(self, change: CacheChange) -> None:
+        if change.routes:
+            self._pending_routes = True
+        self._pending_endpoints |= change.endpoints
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Build and publish until cancelled; nothing is built before the cache is synced."""
+        if self.cache.synced:
+            self._pending_routes = True
+            self._wake.set()
+        while True:
+            await self._wake.wait()
+            await self._settle()
+            self._wake.clear()
+            if not self.cache.synced:
+                continue  # pending changes wait; the cache becoming synced wakes us again
+            routes, services = self._pending_routes, self._pending_endpoints
+            self._pending_routes = False
+            self._pending_endpoints = set()
+            if routes or self.holder.current is None:
+                await self.rebuild()  # the snapshot it takes already holds every endpoint change
+            elif services:
+                self.move_endpoints(services)
+
+    async def _settle(self) -> None:
+        """Wait until changes pause for `debounce`, but no longer than `debounce_max` after the first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.debounce_max
+        while True:
+            self._wake.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(min(self.settings.debounce, remaining)):
+                    await self._wake.wait()
+            except TimeoutError:
+                return
+
+    async def rebuild(self) -> bool:
+        """Build from the current cache and publish it unless equal to the running configuration."""
+        snapshot = self.cache.snapshot()
+        started = time.perf_counter()
+        try:
+            # In a thread: a large table takes long enough to stall every connection otherwise.
+            config = await asyncio.to_thread(build, snapshot, self.settings)
+        except Exception:
+            self.stats.errors += 1
+            log.exception("building the configuration failed; keeping the running one")
+            return False
+        elapsed = time.perf_counter() - started
+        self.stats.durations.observe(elapsed)
+        self.stats.last_success = time.time()
+        self.warnings = config.warnings
+        self._log_warnings(config.warnings, replace=True)
+
+        current = self.holder.current
+        if (current is not None and config.checksum and current.config.checksum == config.checksum
+                and current.upstreams.keys() == config.clusters.keys()):
+            self._update_upstreams(config.clusters)  # routing is equal; endpoints may still have moved
+            self.stats.unchanged += 1
+            self.stats.warnings = len(config.warnings)
+            log.debug("configuration unchanged (checksum %s), built in %.1f ms", config.checksum, elapsed * 1000)
+            return False
+        self._publish(config, elapsed)
+        return True
+
+    def move_endpoints(self, services: Iterable[Key]) -> int:
+        """Re-resolve the clusters of `services` and update their upstreams; returns how many changed."""
+        snapshot = self.cache.snapshot()
+        moved = 0
+        for service in services:
+            for key in self._keys_by_service.get(service, ()):
+                old = self._clusters[key]
+                cluster, warnings = resolve_cluster(
+                    snapshot, namespace=old.namespace, service=old.service, port=old.port)
+                self._log_warnings(warnings, replace=False)
+                if cluster != old:
+                    self._upstreams[key].update(cluster)
+                    self._clusters[key] = cluster
+                    moved += 1
+        self.stats.endpoint_updates += moved
+        if moved:
+            log.debug("endpoints of %d clusters updated", moved)
+        return moved
+
+    @property
+    def upstreams(self) -> MappingProxyType[str, Upstream]:
+        return MappingProxyType(self._upstreams)
+
+    def close(self) -> None:
+        """Stop listening to the cache and close every upstream's idle connections."""
+        self._unsubscribe()
+        for upstream in self._upstreams.values():
+            upstream.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _publish(self, config: Config, elapsed: float) -> None:
+        removed = [up for key, up in self._upstreams.items() if key not in config.clusters]
+        for key in self._upstreams.keys() - config.clusters.keys():
+            del self._upstreams[key]
+            del self._clusters[key]
+        self._update_upstreams(config.clusters)
+        by_service: dict[Key, list[str]] = {}
+        for key, cluster in config.clusters.items():
+            by_service.setdefault((cluster.namespace, cluster.service), []).append(key)
+        self._keys_by_service = {service: tuple(keys) for service, keys in by_service.items()}
+
+        generation = self.holder.generation + 1
+        # A fresh mapping per generation: a request keeps the upstreams of the runtime it started on.
+        self.holder.publish(Runtime(config, MappingProxyType(dict(self._upstreams)), generation))
+        for upstream in removed:
+            upstream.close()  # idle connections only; requests in flight finish
+
+        stats = self.stats
+        stats.published += 1
+        stats.routes = sum(1 for _ in config.table.routes())
+        stats.clusters = len(config.clusters)
+        stats.warnings = len(config.warnings)
+        log.info("configuration generation %d: %d routes, %d clusters, %d warnings, built in %.1f ms",
+                 generation, stats.routes, stats.clusters, stats.warnings, elapsed * 1000)
+
+    def _update_upstreams(self, clusters: Mapping[str, Cluster]) -> None:
+        for key, cluster in clusters.items():
+            upstream = self._upstreams.get(key)
+            if upstream is None:
+                self._upstreams[key] = Upstream(cluster, settings=self.settings)
+                self._clusters[key] = cluster
+            elif self._clusters[key] != cluster:
+                upstream.update(cluster)
+                self._clusters[key] = cluster
+
+    def _log_warnings(self, warnings: Iterable[Warning], *, replace: bool) -> None:
+        """Log each warning once while it persists, not on every rebuild."""
+        current = dict.fromkeys(warnings)
+        for warning in current:
+            if warning not in self._logged:
+                log.warning("%s", warning)
+        if replace:
+            self._logged = set(current)
+        else:
+            self._logged.update(current)

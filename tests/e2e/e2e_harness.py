@@ -1,0 +1,259 @@
+"""Helpers for end-to-end tests: the real `pyngress` process, echo "pods" on 127.0.0.x, manifests on disk.
+
+Reusable by any e2e test: `conftest.py` in this folder turns them into fixtures
+(`echo_pods`, `pyngress`, `manifests`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[2]
+# Generous: the CI box has two cores shared with other tests.
+START_TIMEOUT = 30.0
+DEADLINE = 15.0
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = DEADLINE, interval: float = 0.05) -> Any:
+    """Call `check` (sync or async) until it returns something truthy; fail after `timeout` with its last value."""
+    last: Any = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                last = check()
+                if asyncio.iscoroutine(last):
+                    last = await last
+                if last:
+                    return last
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------- pods
+
+class EchoPod:
+    """An HTTP server standing in for a pod: answers JSON naming itself, the path and the headers.
+
+    `/slow?seconds=N` answers after N seconds (for drain tests); `started` is set when such a
+    request has arrived.
+    """
+
+    def __init__(self, name: str, address: str) -> None:
+        self.name = name
+        self.address = address
+        self.port = 0
+        self.requests = 0
+        self.slow_started = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, port: int = 0) -> "EchoPod":
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._answer)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.address, port).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.read()
+        if request.path.endswith("/slow"):
+            self.slow_started.set()
+            await asyncio.sleep(float(request.query.get("seconds", "1")))
+        return web.json_response({
+            "pod": self.name,
+            "address": f"{self.address}:{self.port}",
+            "method": request.method,
+            "path": request.raw_path.split("?", 1)[0],
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body": body.decode(errors="replace"),
+        })
+
+
+# ---------------------------------------------------------------------------------------------- manifests
+
+def service(name: str, *, namespace: str = "default", port: int = 80, port_name: str = "http",
+            pods: list[EchoPod] | tuple[EchoPod, ...] = ()) -> list[dict]:
+    """A Service with one port and the EndpointSlice listing `pods` (which must share one port number)."""
+    target = pods[0].port if pods else 8080
+    assert all(p.port == target for p in pods), "pods of one service must listen on the same port"
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"ports": [{"name": port_name, "port": port, "targetPort": target}]}}
+    eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": f"{name}-slice", "namespace": namespace,
+                        "labels": {"kubernetes.io/service-name": name}},
+           "addressType": "IPv4",
+           "endpoints": [{"addresses": [p.address], "conditions": {"ready": True}} for p in pods],
+           "ports": [{"name": port_name, "port": target, "protocol": "TCP"}]}
+    return [svc, eps]
+
+
+def ingress(name: str, *, host: str | None = None, paths: list[tuple[str, str, str, int]],
+            namespace: str = "default", ingress_class: str | None = "pyngress") -> dict:
+    """An Ingress with one rule; `paths` holds (path, pathType, service, service port)."""
+    rule: dict[str, Any] = {"http": {"paths": [
+        {"path": path, "pathType": path_type,
+         "backend": {"service": {"name": svc, "port": {"number": port}}}}
+        for path, path_type, svc, port in paths]}}
+    if host:
+        rule["host"] = host
+    spec: dict[str, Any] = {"rules": [rule]}
+    if ingress_class:
+        spec["ingressClassName"] = ingress_class
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+INGRESS_CLASS = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                 "metadata": {"name": "pyngress"}, "spec": {"controller": "pyngress.dev/ingress-controller"}}
+
+
+class ManifestDir:
+    """A folder of manifest files; `write()` replaces a file atomically, as editors and kubectl cp do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, objects: list[dict] | dict | str) -> Path:
+        if isinstance(objects, dict):
+            objects = [objects]
+        text = objects if isinstance(objects, str) else "---\n".join(json.dumps(o, indent=1) + "\n" for o in objects)
+        target = self.path / name
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, target)
+        return target
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink()
+
+
+# ---------------------------------------------------------------------------------------------- the process
+
+LISTENING = re.compile(r"^pyngress listening (.*)$")
+
+
+@dataclass
+class Pyngress:
+    """A running `python -m proxy` process and the ports it printed."""
+
+    process: asyncio.subprocess.Process
+    log_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.ports['admin']}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def request(self, path: str, *, host: str | None = None, method: str = "GET",
+                      timeout: float = DEADLINE, **kwargs: Any) -> tuple[int, Any]:
+        """One request through the proxy; returns (status, JSON body or text)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if host is not None:
+            headers["Host"] = host
+        return await self._fetch(method, self.http + path, headers=headers, timeout=timeout, **kwargs)
+
+    async def admin_get(self, path: str, *, timeout: float = DEADLINE) -> tuple[int, Any]:
+        return await self._fetch("GET", self.admin + path, headers={}, timeout=timeout)
+
+    async def _fetch(self, method: str, url: str, *, headers: dict[str, str], timeout: float,
+                     **kwargs: Any) -> tuple[int, Any]:
+        if self.session is None:
+            # A fresh connection per request: keep-alive reuse across config changes is the server's business.
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        async with self.session.request(method, url, headers=headers, allow_redirects=False,
+                                        timeout=aiohttp.ClientTimeout(total=timeout), **kwargs) as response:
+            text = await response.text()
+            if response.content_type == "application/json":
+                return response.status, json.loads(text)
+            return response.status, text
+
+    async def generation(self) -> int:
+        status, body = await self.admin_get("/debug/routes")
+        assert status == 200, body
+        return body["generation"]
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.process.send_signal(sig)
+
+    async def wait(self, timeout: float = DEADLINE) -> int:
+        async with asyncio.timeout(timeout):
+            return await self.process.wait()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await self.wait(timeout=DEADLINE)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def start_pyngress(manifests: Path | list[Path], *args: str, log_path: Path,
+                         timeout: float = START_TIMEOUT) -> Pyngress:
+    """Start `python -m proxy` on ephemeral loopback ports and wait for its "listening" line."""
+    paths = manifests if isinstance(manifests, list) else [manifests]
+    command = [sys.executable, "-m", "proxy", "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0",
+               "--admin-port", "0", "--log-level", "debug"]
+    for path in paths:
+        command += ["--manifests", str(path)]
+    command += list(args)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    log_file = open(log_path, "wb")  # noqa: SIM115  (the child writes into it for its whole life)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
+            cwd=ROOT, env=env)
+    finally:
+        log_file.close()
+    proc = Pyngress(process=process, log_path=log_path)
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await process.stdout.readline()
+                if not raw:
+                    code = await process.wait()
+                    raise AssertionError(f"pyngress exited with {code} before listening:\n{proc.log()}")
+                found = LISTENING.match(raw.decode().strip())
+                if found:
+                    for part in found.group(1).split():
+                        name, _, address = part.partition("=")
+                        proc.ports[name] = int(address.rsplit(":", 1)[1])
+                    break
+    except TimeoutError:
+        await proc.close()
+        raise AssertionError(f"pyngress did not print its ports within {timeout}s:\n{proc.log()}") from None
+    return proc
