@@ -142,7 +142,8 @@ class Controller:
         snapshot = self.cache.snapshot()
         started = time.perf_counter()
         try:
-            # In a thread: a large table takes long enough to stall every connection otherwise.
+            # Always in a thread: the hop costs ~40 us, a build ~0.6 ms for 10 Ingresses but ~40 ms
+            # for 1000 and ~200 ms for 5000 (measured), which would stall every connection on the loop.
             config = await asyncio.to_thread(build, snapshot, self.settings)
         except Exception:
             self.stats.errors += 1
