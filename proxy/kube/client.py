@@ -7,7 +7,7 @@ service account; otherwise $KUBECONFIG (a path list, as kubectl reads it) or ~/.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
@@ -18,6 +18,24 @@ from proxy.settings import Settings
 DEFAULT_KUBECONFIG = "~/.kube/config"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 USER_AGENT = "pyngress"
+
+# Where an API call may happen: any namespace (a ClusterRole grants it) or only the pod's own
+# namespace (a Role there grants it). deploy/ RBAC is checked against these tables.
+CLUSTER = "cluster"
+POD_NAMESPACE = "pod-namespace"
+
+
+class ApiCall(NamedTuple):
+    """One kind of request a module makes, as RBAC names it; each module lists its own in `API_CALLS`."""
+
+    group: str  # "" = core
+    resource: str  # plural, "ingresses/status" for a subresource
+    verb: str
+    scope: str  # CLUSTER or POD_NAMESPACE
+
+
+# The API calls of building a client: none (configuration only reads files).
+API_CALLS: tuple[ApiCall, ...] = ()
 
 
 class ClusterConfigError(Exception):

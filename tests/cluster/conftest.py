@@ -7,12 +7,16 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from kubeapi import KubeApiServer
 
+from .rbac import undeclared
+
 
 @pytest.fixture
 async def kube_api() -> AsyncIterator[KubeApiServer]:
     # Pods in these tests are loopback addresses: allowed explicitly (the real API server rejects them).
     async with KubeApiServer(allow_loopback=True, bookmark_interval=3600) as server:
         yield server
+    # Whatever the code under test asked the API server must be declared, so deploy/ RBAC grants it.
+    assert not undeclared(server.requests), f"API calls missing from API_CALLS tables: {undeclared(server.requests)}"
 
 
 @pytest.fixture

@@ -35,6 +35,9 @@ class RequestRecord:
     resource: str  # plural, with "/status" for the subresource
     namespace: str
     name: str
+    resource_version: str = ""  # the resourceVersion query parameter (where a watch starts)
+    label_selector: str = ""
+    field_selector: str = ""
 
 
 @dataclass(slots=True)
@@ -91,7 +94,8 @@ class KubeApiServer:
         """Bind (again, on the same port after `stop()`); the store survives restarts."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        # handler_cancellation: notice a client that went away (a real API server ends that watch too).
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
@@ -114,9 +118,10 @@ class KubeApiServer:
         await self.stop()
 
     # ---- hooks for tests
-    def drop_watches(self, *, abrupt: bool = True) -> int:
-        """End every open watch: abruptly (connection cut mid-stream) or cleanly (like a timeout)."""
-        watches = list(self._watches)
+    def drop_watches(self, resource: str | None = None, *, abrupt: bool = True) -> int:
+        """End open watches (all, or those of one plural such as "ingresses"): abruptly (connection cut
+        mid-stream) or cleanly (as after timeoutSeconds). Returns how many were ended."""
+        watches = [sub for sub in self._watches if resource is None or sub.resource.plural == resource]
         for sub in watches:
             sub.queue.put_nowait(_DROP if abrupt else _END)
         return len(watches)
@@ -131,6 +136,10 @@ class KubeApiServer:
     def fail_next(self, n: int = 1, status: int = 500, *, when: Callable[[RequestRecord], bool] | None = None) -> None:
         """Answer the next `n` requests (those `when` accepts) with `status` and a Status body."""
         self._fail.append((n, status, when))
+
+    def clear_failures(self) -> None:
+        """Forget failures `fail_next` still has queued."""
+        self._fail.clear()
 
     def compact(self, rv: int | None = None) -> None:
         """Forget history up to `rv` (default: now): older watch versions get ERROR 410 Expired."""
@@ -188,7 +197,8 @@ class KubeApiServer:
             resource, namespace, name, subresource = self._route(request.path)
             record = RequestRecord(self._verb(request, name), resource.group,
                                    f"{resource.plural}/{subresource}" if subresource else resource.plural,
-                                   namespace or "", name)
+                                   namespace or "", name, request.query.get("resourceVersion", ""),
+                                   request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""))
             self.requests.append(record)
             self._maybe_fail(record)
             if record.verb == "watch":
