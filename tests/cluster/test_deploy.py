@@ -1,0 +1,169 @@
+"""deploy/ parses, hangs together, and its RBAC grants exactly the API calls the code declares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from proxy.kube.client import CLUSTER, POD_NAMESPACE, ApiCall
+from proxy.settings import CONTROLLER_NAME, Settings
+
+from .rbac import declared_api_calls
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+NAMESPACE = "pyngress"
+
+
+def load() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                docs.append(doc)
+    return docs
+
+
+DOCS = load()
+
+
+def one(kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in DOCS if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [d for d in DOCS if d["kind"] == kind]
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    granted = set()
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((group, resource, verb))
+    return granted
+
+
+def bound_roles(binding_kind: str, role_kind: str, namespace: str | None) -> list[dict[str, Any]]:
+    """Roles of `role_kind` bound to the Deployment's ServiceAccount by bindings of `binding_kind`."""
+    account = deployment()["spec"]["template"]["spec"]["serviceAccountName"]
+    roles = []
+    for binding in of_kind(binding_kind):
+        if namespace is not None and binding["metadata"].get("namespace") != namespace:
+            continue
+        subjects = binding["subjects"]
+        if any(s["kind"] == "ServiceAccount" and s["name"] == account and s["namespace"] == NAMESPACE for s in subjects):
+            assert binding["roleRef"]["kind"] == role_kind
+            role = one(role_kind, binding["roleRef"]["name"])
+            if namespace is not None:
+                assert role["metadata"]["namespace"] == namespace
+            roles.append(role)
+    return roles
+
+
+def deployment() -> dict[str, Any]:
+    return one("Deployment", "pyngress")
+
+
+def container() -> dict[str, Any]:
+    (found,) = deployment()["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+def test_every_manifest_is_a_named_object_in_our_namespace() -> None:
+    assert DOCS
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "IngressClass"}
+    for doc in DOCS:
+        assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], doc
+        if doc["kind"] in cluster_scoped:
+            assert "namespace" not in doc["metadata"], doc["metadata"]
+        else:
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]
+    one("Namespace", NAMESPACE)
+    listed = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in DEPLOY.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def test_rbac_covers_every_api_call_the_code_makes() -> None:
+    declared = declared_api_calls()
+    assert ApiCall("networking.k8s.io", "ingresses", "watch", CLUSTER) in declared
+    cluster = set().union(*(grants(r["rules"]) for r in bound_roles("ClusterRoleBinding", "ClusterRole", None)))
+    local = set().union(*(grants(r["rules"]) for r in bound_roles("RoleBinding", "Role", NAMESPACE)))
+    missing = sorted(c for c in declared
+                     if (c.group, c.resource, c.verb) not in (cluster if c.scope == CLUSTER else cluster | local))
+    assert not missing, f"RBAC does not grant: {missing}"
+
+
+def test_rbac_grants_nothing_the_code_does_not_use() -> None:
+    declared = declared_api_calls()
+    cluster_needed = {(c.group, c.resource, c.verb) for c in declared if c.scope == CLUSTER}
+    local_needed = {(c.group, c.resource, c.verb) for c in declared if c.scope == POD_NAMESPACE}
+    for role in of_kind("ClusterRole") + of_kind("Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
+    cluster = set().union(*(grants(r["rules"]) for r in of_kind("ClusterRole")))
+    local = set().union(*(grants(r["rules"]) for r in of_kind("Role")))
+    assert cluster - cluster_needed == set(), "ClusterRole grants unused or namespace-only calls"
+    assert local - local_needed == set(), "Role grants unused calls"
+    for role in of_kind("Role"):
+        for rule in role["rules"]:
+            if "resourceNames" in rule:
+                assert Settings().election_id in rule["resourceNames"]
+
+
+def test_ingress_class_names_our_controller() -> None:
+    assert one("IngressClass", Settings().ingress_class)["spec"]["controller"] == CONTROLLER_NAME
+
+
+def test_deployment_is_highly_available_probed_and_locked_down() -> None:
+    spec = deployment()["spec"]
+    pod = spec["template"]["spec"]
+    assert spec["replicas"] == 2
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    main = container()
+    security = main["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert main["resources"]["requests"]["cpu"] and main["resources"]["requests"]["memory"]
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    defaults = Settings()
+    assert ports == {"http": defaults.http_port, "https": defaults.https_port, "admin": defaults.admin_port}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    pre_stop = main["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep" and float(pre_stop[1]) > 0
+    grace = next(float(a.split("=", 1)[1]) for a in main["args"] if a.startswith("--shutdown-grace-period="))
+    assert pod["terminationGracePeriodSeconds"] > grace + float(pre_stop[1])
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in main["env"]}
+    assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+    mounts = {m["mountPath"] for m in main["volumeMounts"]}
+    assert "/tmp" in mounts  # the only writable place with a read-only root
+
+
+def test_deployment_args_are_valid_flags_and_publish_an_existing_service() -> None:
+    cli = pytest.importorskip("proxy.cli")
+    args = container()["args"]
+    parsed = cli.build_parser().parse_args(args)
+    assert parsed.manifests == []  # cluster mode
+    namespace, name = parsed.publish_service.split("/")
+    published = one("Service", name)
+    assert published["metadata"]["namespace"] == namespace
+    assert published["spec"]["type"] == "LoadBalancer"
+
+
+@pytest.mark.parametrize("name,type_", [("pyngress", "LoadBalancer"), ("pyngress-nodeport", "NodePort")])
+def test_services_reach_the_pods(name: str, type_: str) -> None:
+    service = one("Service", name)
+    assert service["spec"]["type"] == type_
+    pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    container_ports = {p["name"] for p in container()["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http", "https"} <= container_ports
