@@ -1,0 +1,108 @@
+"""One keep-alive TCP connection to an upstream endpoint.
+
+The protocol object only routes transport events to the request currently using
+the connection (an ``Exchange``) or, while idle in a pool, notices that the
+upstream closed it so the pool never hands out a dead connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from proxy.upstream.pool import EndpointPool
+
+
+class ConnectionUser(Protocol):
+    """What a connection reports to the request using it (implemented by the HTTP exchange)."""
+
+    def upstream_data(self, data: bytes) -> None: ...
+    def upstream_eof(self) -> None: ...
+    def upstream_lost(self, exc: Exception | None) -> None: ...
+    def upstream_write_paused(self) -> None: ...
+    def upstream_write_resumed(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A connection owned either by a pool (idle) or by one exchange (busy)."""
+
+    __slots__ = ("pool", "transport", "user", "requests", "idle_since", "reading_paused", "writing_paused", "closed")
+
+    def __init__(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.transport: Any = None
+        self.user: ConnectionUser | None = None
+        # Requests sent on this connection; >0 when it came from the pool (a reused connection).
+        self.requests = 0
+        self.idle_since = 0.0
+        self.reading_paused = False
+        self.writing_paused = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        user = self.user
+        if user is not None:
+            user.upstream_data(data)
+        else:
+            # Bytes nobody asked for: the connection is out of sync, never reuse it.
+            self.close()
+
+    def eof_received(self) -> bool:
+        user = self.user
+        if user is not None:
+            user.upstream_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        user = self.user
+        if user is not None:
+            self.user = None
+            user.upstream_lost(exc)
+        else:
+            self.pool.discard(self)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        user = self.user
+        if user is not None:
+            user.upstream_write_paused()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        user = self.user
+        if user is not None:
+            user.upstream_write_resumed()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.transport.is_closing()
+
+    def close(self) -> None:
+        """Close without waiting for buffered bytes (used for broken or surplus connections)."""
+        self.user = None
+        if not self.closed:
+            self.closed = True
+            self.pool.discard(self)
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.user = None
+        if not self.closed:
+            self.closed = True
+            self.pool.discard(self)
+            self.transport.abort()

@@ -1,0 +1,127 @@
+"""Idle keep-alive connections to one endpoint, and dialing new ones."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+
+from proxy.routing.model import Endpoint
+from proxy.upstream.connection import UpstreamConnection
+from proxy.upstream.errors import ConnectError, ConnectTimeout
+
+
+class EndpointPool:
+    """Last-in-first-out idle connections for one endpoint (the warmest one is reused first).
+
+    Idle connections older than ``idle_timeout`` are closed by one timer per pool
+    (armed only while the pool holds connections), not by a timer per connection.
+    """
+
+    __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        resolve: bool = False,
+        limit: int = 64,
+        idle_timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        # True for ExternalName: `endpoint.address` is a DNS name resolved at each dial.
+        self.resolve = resolve
+        self.limit = limit
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.idle: deque[UpstreamConnection] = deque()
+        # Set when the endpoint left its cluster: busy connections are closed when released.
+        self.retired = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<EndpointPool {self.endpoint.address}:{self.endpoint.port} idle={len(self.idle)}>"
+
+    def acquire(self) -> UpstreamConnection | None:
+        """A live idle connection, or None (dead ones found on the way are dropped)."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and not conn.transport.is_closing():
+                return conn
+            conn.closed = True
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take back a connection whose last response was complete and keep-alive."""
+        conn.user = None
+        if conn.closed:
+            return
+        if self.retired or len(self.idle) >= self.limit or self.idle_timeout <= 0:
+            conn.close()
+            return
+        if conn.reading_paused:
+            conn.resume_reading()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        self.idle.append(conn)
+        if self._timer is None:
+            self._timer = loop.call_later(self.idle_timeout, self._expire)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Forget a connection that closed while idle."""
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def _expire(self) -> None:
+        self._timer = None
+        idle = self.idle
+        if not idle:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() - self.idle_timeout
+        while idle and idle[0].idle_since <= deadline:
+            idle.popleft().close()
+        if idle:
+            self._timer = loop.call_at(idle[0].idle_since + self.idle_timeout, self._expire)
+
+    async def connect(self) -> UpstreamConnection:
+        """Dial a new connection; failures become ConnectError/ConnectTimeout with the cause chained."""
+        loop = asyncio.get_running_loop()
+        address, port = self.endpoint
+        where = f"{address}:{port}"
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if not self.resolve:
+                    _, conn = await loop.create_connection(lambda: UpstreamConnection(self), address, port)
+                    return conn
+                try:
+                    infos = await loop.getaddrinfo(address, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+                except socket.gaierror as exc:
+                    raise ConnectError(f"cannot resolve {address}: {exc.strerror or exc}") from exc
+                last: OSError | None = None
+                for family, type_, proto, _, sockaddr in infos:
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: UpstreamConnection(self), sockaddr[0], sockaddr[1], family=family, proto=proto
+                        )
+                        return conn
+                    except OSError as exc:
+                        last = exc
+                raise ConnectError(f"connect to {where} failed: {last}") from last
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"connect to {where} timed out after {self.connect_timeout:g}s") from exc
+        except OSError as exc:
+            raise ConnectError(f"connect to {where} failed: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        """Retire the pool: close idle connections now, busy ones when they are released."""
+        self.retired = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self.idle:
+            self.idle.pop().close()

@@ -1,0 +1,58 @@
+"""Fixtures that start real proxies, pods and raw backends and always clean them up."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from harness import Handler, Pod, Proxy, RawBackend
+from proxy.settings import Settings
+
+
+@pytest.fixture
+async def make_proxy() -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
+    proxies: list[Proxy] = []
+
+    async def factory(**overrides: object) -> Proxy:
+        settings = Settings(bind="127.0.0.1", http_port=0, **overrides)  # type: ignore[arg-type]
+        proxy = Proxy(settings)
+        await proxy.server.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield factory
+    for proxy in proxies:
+        await proxy.close()
+
+
+@pytest.fixture
+async def make_pods() -> AsyncIterator[Callable[..., Awaitable[list[Pod]]]]:
+    pods: list[Pod] = []
+
+    async def factory(*names: str, first: int = 2) -> list[Pod]:
+        started = []
+        for index, name in enumerate(names):
+            pod = await Pod(name, f"127.0.0.{first + index}").start()
+            pods.append(pod)
+            started.append(pod)
+        return started
+
+    yield factory
+    for pod in pods:
+        pod.release.set()
+        await pod.stop()
+
+
+@pytest.fixture
+async def make_backend() -> AsyncIterator[Callable[..., Awaitable[RawBackend]]]:
+    backends: list[RawBackend] = []
+
+    async def factory(handler: Handler, host: str = "127.0.0.9") -> RawBackend:
+        backend = await RawBackend(host, handler).start()
+        backends.append(backend)
+        return backend
+
+    yield factory
+    for backend in backends:
+        await backend.stop()

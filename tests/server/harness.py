@@ -1,0 +1,434 @@
+"""Real sockets for proxy tests: echo "pods" on 127.0.0.x, raw HTTP clients, hand-built configs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable
+
+import httptools
+from aiohttp import WSMsgType, web
+
+from proxy.routing import Cluster, Config, Endpoint, HostRoutes, Route, RouteTable
+from proxy.routing.model import PATH_EXACT, PATH_PREFIX
+from proxy.runtime import Runtime, RuntimeHolder
+from proxy.server import ProxyServer
+from proxy.settings import Settings
+from proxy.upstream.cluster import Upstream
+
+TIMEOUT = 10.0
+CHUNK = b"x" * 65536
+
+
+# ---------------------------------------------------------------- configs
+
+
+@dataclass
+class Rule:
+    host: str  # "" for any host
+    path: str
+    cluster: str
+    path_type: str = PATH_PREFIX
+
+
+def cluster(key: str, endpoints: Iterable[tuple[str, int]] = (), **kwargs: object) -> Cluster:
+    namespace, _, rest = key.partition("/")
+    service, _, port = rest.partition(":")
+    return Cluster(
+        key=key,
+        namespace=namespace,
+        service=service,
+        port=port,
+        endpoints=tuple(Endpoint(a, p) for a, p in endpoints),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def build_table(rules: Iterable[Rule]) -> RouteTable:
+    hosts: dict[str, HostRoutes] = {}
+    any_host = HostRoutes()
+    for rule in rules:
+        routes = any_host if not rule.host else hosts.setdefault(rule.host, HostRoutes())
+        route = Route(
+            namespace="default", ingress="test", host=rule.host, path=rule.path, path_type=rule.path_type,
+            cluster=rule.cluster,
+        )
+        if rule.path_type == PATH_EXACT:
+            routes.exact[rule.path] = route
+        else:
+            routes.prefix[rule.path.rstrip("/")] = route
+    return RouteTable(hosts=hosts, any_host=any_host if (any_host.exact or any_host.prefix) else None)
+
+
+def make_config(rules: Iterable[Rule], clusters: Iterable[Cluster]) -> Config:
+    return Config(table=build_table(rules), clusters={c.key: c for c in clusters})
+
+
+class Proxy:
+    """A running ProxyServer plus the upstreams it was given."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.holder = RuntimeHolder()
+        self.server = ProxyServer(settings=settings, holder=self.holder)
+        self.upstreams: dict[str, Upstream] = {}
+        self.generation = 0
+
+    @property
+    def port(self) -> int:
+        return self.server.http_port
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def publish(self, rules: Iterable[Rule], clusters: Iterable[Cluster], *, keep_upstreams: bool = True) -> None:
+        clusters = list(clusters)
+        config = make_config(rules, clusters)
+        upstreams: dict[str, Upstream] = {}
+        for c in clusters:
+            existing = self.upstreams.get(c.key) if keep_upstreams else None
+            if existing is not None:
+                existing.update(c)
+                upstreams[c.key] = existing
+            else:
+                upstreams[c.key] = Upstream(c, settings=self.settings)
+        for key, old in self.upstreams.items():
+            if key not in upstreams:
+                old.close()
+        self.upstreams = upstreams
+        self.generation += 1
+        self.holder.publish(Runtime(config=config, upstreams=upstreams, generation=self.generation))
+
+    async def close(self) -> None:
+        await self.server.close()
+        for upstream in self.upstreams.values():
+            upstream.close()
+
+
+# ---------------------------------------------------------------- pods
+
+
+class Pod:
+    """An aiohttp app on its own loopback address that answers as one backend pod."""
+
+    def __init__(self, name: str, host: str) -> None:
+        self.name = name
+        self.host = host
+        self.port = 0
+        self.runner: web.AppRunner | None = None
+        # Source ports seen = upstream TCP connections the proxy opened to this pod.
+        self.peers: set[int] = set()
+        self.requests = 0
+        self.release = asyncio.Event()  # /wait blocks on it
+        self.waiting = asyncio.Event()
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    async def start(self) -> "Pod":
+        app = web.Application(client_max_size=1 << 40)
+        app.router.add_get("/ws", self.websocket)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.peers.add(peer[1])
+        path = request.path
+        query = request.query
+        if path.startswith("/download"):
+            return await self.download(request, int(query.get("size", "0")), chunked=query.get("chunked") == "1")
+        if path.startswith("/upload"):
+            return await self.upload(request)
+        if path.startswith("/slow"):
+            await asyncio.sleep(float(query.get("delay", "1")))
+        if path.startswith("/wait"):
+            self.waiting.set()
+            await self.release.wait()
+        if path.startswith("/status/"):
+            return web.Response(status=int(path.split("/")[2]), text="status")
+        if path.startswith("/hop"):
+            response = web.Response(text="hop")
+            response.headers["Connection"] = "keep-alive, X-Secret"
+            response.headers["X-Secret"] = "hidden"
+            response.headers["Keep-Alive"] = "timeout=5"
+            response.headers["Proxy-Connection"] = "keep-alive"
+            response.headers["Trailer"] = "X-T"
+            response.headers["Upgrade"] = "h2c"
+            response.headers.add("Set-Cookie", "a=1")
+            response.headers.add("Set-Cookie", "b=2")
+            return response
+        body = await request.read()
+        data = {
+            "pod": self.name,
+            "method": request.method,
+            "path": request.raw_path,
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+            "body": body.decode("latin-1"),
+            "version": f"{request.version.major}.{request.version.minor}",
+        }
+        return web.json_response(data, headers={"X-Pod": self.name})
+
+    async def download(self, request: web.Request, size: int, *, chunked: bool) -> web.StreamResponse:
+        response = web.StreamResponse()
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = size
+        await response.prepare(request)
+        left = size
+        while left > 0:
+            piece = CHUNK if left >= len(CHUNK) else CHUNK[:left]
+            await response.write(piece)
+            left -= len(piece)
+        await response.write_eof()
+        return response
+
+    async def upload(self, request: web.Request) -> web.Response:
+        digest = hashlib.sha256()
+        total = 0
+        async for piece in request.content.iter_any():
+            digest.update(piece)
+            total += len(piece)
+        return web.json_response(
+            {"size": total, "sha256": digest.hexdigest(), "chunked": "Transfer-Encoding" in request.headers,
+             "content_length": request.headers.get("Content-Length")}
+        )
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        self.requests += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str(f"{self.name}:{msg.data}")
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+
+async def start_pods(*names: str, first: int = 2) -> list[Pod]:
+    return [await Pod(name, f"127.0.0.{first + i}").start() for i, name in enumerate(names)]
+
+
+# ---------------------------------------------------------------- raw backends
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class RawBackend:
+    """A plain asyncio server with a custom handler, counting connections."""
+
+    host: str
+    handler: Handler
+    port: int = 0
+    connections: int = 0
+    server: asyncio.AbstractServer | None = None
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def start(self) -> "RawBackend":
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            self.writers.append(writer)
+            try:
+                await self.handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(on_client, self.host, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for writer in self.writers:
+                writer.close()
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str]]:
+    """Read one request head; returns (request line, lower-cased headers)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return lines[0].encode(), headers
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    line, headers = await read_head(reader)
+    body = b""
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    return line, headers, body
+
+
+# ---------------------------------------------------------------- raw clients
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    keep_alive: bool = True
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+class _ResponseReader:
+    def __init__(self, head_request: bool = False) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
+        self.done = False
+        self.headers_done = False
+        self.head_request = head_request
+        self.status = 0
+        self.keep_alive = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.status < 200:
+            self.headers = []
+            return
+        self.headers_done = True
+        if self.head_request:
+            self.done = True
+            raise StopIteration  # stop the parser: a HEAD response has no body
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.headers_done:
+            self.done = True
+
+
+async def read_response(reader: asyncio.StreamReader, *, head: bool = False, timeout: float = TIMEOUT) -> Response:
+    """Read exactly one final response (1xx are skipped) from a keep-alive connection."""
+    state = _ResponseReader(head)
+    async with asyncio.timeout(timeout):
+        while not state.done:
+            data = await reader.read(65536)
+            if not data:
+                if state.headers_done and not any(k.lower() in ("content-length", "transfer-encoding")
+                                                  for k, _ in state.headers):
+                    break  # close-delimited body
+                raise ConnectionError(f"closed before a complete response (status {state.status})")
+            try:
+                state.parser.feed_data(data)
+            except httptools.HttpParserCallbackError:
+                if not state.done:
+                    raise
+    return Response(state.status, state.headers, b"".join(state.body), state.keep_alive)
+
+
+async def read_all(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> bytes:
+    chunks = []
+    async with asyncio.timeout(timeout):
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+async def connect(port: int, host: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async with asyncio.timeout(TIMEOUT):
+        return await asyncio.open_connection(host, port)
+
+
+async def request(
+    port: int,
+    path: str = "/",
+    *,
+    host: str = "example.com",
+    method: str = "GET",
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes | None = None,
+) -> Response:
+    """One request on a fresh connection (closed afterwards)."""
+    reader, writer = await connect(port)
+    try:
+        writer.write(encode_request(path, host=host, method=method, headers=headers, body=body))
+        return await read_response(reader, head=method == "HEAD")
+    finally:
+        writer.close()
+
+
+def encode_request(
+    path: str,
+    *,
+    host: str | None = "example.com",
+    method: str = "GET",
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes | None = None,
+    version: str = "1.1",
+) -> bytes:
+    lines = [f"{method} {path} HTTP/{version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{k}: {v}" for k, v in headers]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+async def closed_by_peer(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> bool:
+    """True once the peer closed (EOF or reset) within ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(65536):
+                pass
+        return True
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT, interval: float = 0.01) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(interval)
