@@ -3,11 +3,16 @@
 Kept apart from route building because the controller calls `resolve_cluster`
 alone when only EndpointSlices/Endpoints changed: pods churn far more often than
 Ingresses, and that must not rebuild any route.
+
+The loops over ports and endpoints run for every pod of every backend on each
+build, so well-formed entries are checked inline and field paths for messages
+are only formatted when something is actually wrong.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Iterable, Mapping
 
 from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
@@ -16,11 +21,12 @@ from proxy.routing.model import Cluster, Endpoint, KubeObject, Snapshot, Warning
 # EndpointSlice address types we can dial directly; FQDN slices are refused (not resolved here).
 _IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
 _TCP = "TCP"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# Canonical dotted quad (no leading zeros): the form Kubernetes stores pod IPs in.
+_IPV4 = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")
 
-
-def _is_number(port: str) -> bool:
-    """Backend ports are numbers or IANA service names, which always hold a letter."""
-    return port.isascii() and port.isdigit()
+# (name, protocol, port number or None) of one `ports[]` entry.
+PortEntry = tuple[str, str, "int | None"]
 
 
 def cluster_key(namespace: str, service: str, port: str | int) -> str:
@@ -28,130 +34,186 @@ def cluster_key(namespace: str, service: str, port: str | int) -> str:
     return f"{namespace}/{service}:{port}"
 
 
-def resolve_cluster(
-    snapshot: Snapshot, *, namespace: str, service: str, port: str
-) -> tuple[Cluster, list[Warning]]:
+def resolve_cluster(snapshot: Snapshot, *, namespace: str, service: str, port: str) -> tuple[Cluster, list[Warning]]:
     """The Cluster for one Service port, with its ready endpoints.
 
     `port` is the Ingress backend's port: a number ("80") or a Service port name
     ("http"). Problems never raise: the Cluster comes back without endpoints (the
     proxy answers 503) and the reasons come back as warnings.
     """
-    key = cluster_key(namespace, service, port)
-    warnings: list[Warning] = []
-    try:
-        cluster = _resolve(snapshot, key=key, namespace=namespace, service=service, port=port, warnings=warnings)
-    except Malformed as error:
-        warnings.append(Warning("Service", namespace, service, f"{error}; backend {key} has no endpoints"))
-        cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
-    except Exception as error:  # noqa: BLE001  (a bug must cost one backend, never the whole build)
-        warnings.append(
-            Warning("Service", namespace, service, f"cannot resolve backend {key}: {type(error).__name__}: {error}")
-        )
-        cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
-    return cluster, warnings
+    return ClusterResolver(snapshot).resolve(namespace=namespace, service=service, port=port)
 
 
-def _resolve(
-    snapshot: Snapshot, *, key: str, namespace: str, service: str, port: str, warnings: list[Warning]
-) -> Cluster:
-    empty = Cluster(key=key, namespace=namespace, service=service, port=port)
-    obj = snapshot.services.get((namespace, service))
-    if obj is None:
-        warnings.append(Warning("Service", namespace, service, f"not found; backend {key} has no endpoints"))
-        return empty
-    spec = mapping(require_object(obj, "Service"), "spec", "")
-    service_type = text(spec, "type", "spec.")
-    entry = _service_port(spec, port)
+class ClusterResolver:
+    """Resolves many backends against one snapshot, reading a Service's endpoints once per port name.
 
-    if service_type == "ExternalName":
-        external_name = text(spec, "externalName", "spec.", required=True)
-        if entry is None:
-            if not _is_number(port):
+    Backends naming the same Service port by number and by name share that work.
+    """
+
+    __slots__ = ("_snapshot", "_endpoints")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        # (namespace, service, Service port name) -> (sorted endpoints, warnings about the endpoint objects)
+        self._endpoints: dict[tuple[str, str, str], tuple[tuple[Endpoint, ...], list[Warning]]] = {}
+
+    def resolve(self, *, namespace: str, service: str, port: str) -> tuple[Cluster, list[Warning]]:
+        """See `resolve_cluster`."""
+        key = cluster_key(namespace, service, port)
+        warnings: list[Warning] = []
+        try:
+            cluster = self._resolve(key=key, namespace=namespace, service=service, port=port, warnings=warnings)
+        except Malformed as error:
+            warnings.append(Warning("Service", namespace, service, f"{error}; backend {key} has no endpoints"))
+            cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
+        except Exception as error:  # noqa: BLE001  (a bug must cost one backend, never the whole build)
+            message = f"cannot resolve backend {key}: {type(error).__name__}: {error}"
+            warnings.append(Warning("Service", namespace, service, message))
+            cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
+        return cluster, warnings
+
+    def _resolve(self, *, key: str, namespace: str, service: str, port: str, warnings: list[Warning]) -> Cluster:
+        snapshot = self._snapshot
+        obj = snapshot.services.get((namespace, service))
+        if obj is None:
+            warnings.append(Warning("Service", namespace, service, f"not found; backend {key} has no endpoints"))
+            return Cluster(key=key, namespace=namespace, service=service, port=port)
+        spec = mapping(require_object(obj, "Service"), "spec", "")
+        entry = _service_port(spec, port)
+
+        if text(spec, "type", "spec.") == "ExternalName":
+            external_name = text(spec, "externalName", "spec.", required=True)
+            if entry is not None:
+                external_port = entry[1]
+            elif _is_number(port) and 0 < int(port) < 65536:
+                external_port = int(port)  # ExternalName Services need not list their ports
+            else:
                 raise Malformed(f"has no port named {port!r}")
-            external_port = int(port)
-            if not 0 < external_port < 65536:
-                raise Malformed(f"backend port {port} is not a port number")
-        else:
-            external_port = entry[1]
-        return Cluster(
-            key=key,
-            namespace=namespace,
-            service=service,
-            port=port,
-            external_name=external_name,
-            external_port=external_port,
-        )
+            return Cluster(
+                key=key,
+                namespace=namespace,
+                service=service,
+                port=port,
+                external_name=external_name,
+                external_port=external_port,
+            )
 
-    if entry is None:
-        what = f"port {port}" if _is_number(port) else f"port named {port!r}"
-        raise Malformed(f"has no TCP {what}")
-    port_name = entry[0]
-    slices = snapshot.endpoint_slices.get((namespace, service))
-    if slices:
-        found = _slice_endpoints(slices, namespace=namespace, port_name=port_name, warnings=warnings)
-    else:
-        legacy = snapshot.endpoints.get((namespace, service))
-        found = (
-            _legacy_endpoints(legacy, namespace=namespace, service=service, port_name=port_name, warnings=warnings)
-            if legacy is not None
-            else []
-        )
-    return Cluster(
-        key=key, namespace=namespace, service=service, port=port, endpoints=tuple(sorted(set(found)))
-    )
+        if entry is None:
+            raise Malformed(f"has no TCP port {port}" if _is_number(port) else f"has no TCP port named {port!r}")
+        memo_key = (namespace, service, entry[0])
+        known = self._endpoints.get(memo_key)
+        if known is None:
+            problems: list[Warning] = []
+            slices = snapshot.endpoint_slices.get((namespace, service))
+            if slices:
+                found = _slice_endpoints(slices, namespace=namespace, port_name=entry[0], warnings=problems)
+            else:
+                legacy = snapshot.endpoints.get((namespace, service))
+                found = set()
+                if legacy is not None:
+                    found = _legacy_endpoints(
+                        legacy, namespace=namespace, service=service, port_name=entry[0], warnings=problems
+                    )
+            known = self._endpoints[memo_key] = (tuple(sorted(found)), problems)
+        warnings.extend(known[1])
+        return Cluster(key=key, namespace=namespace, service=service, port=port, endpoints=known[0])
+
+
+def _is_number(port: str) -> bool:
+    """Backend ports are numbers or IANA service names, which always hold a letter."""
+    return port.isascii() and port.isdigit()
+
+
+def _ports(obj: dict[str, Any], where: str) -> list[PortEntry]:
+    """The `ports` list of a Service, slice or subset; `protocol` defaults to TCP, `name` to ""."""
+    entries: list[PortEntry] = []
+    for index, item in enumerate(sequence(obj, "ports", where)):
+        if type(item) is dict:
+            name = item.get("name")
+            protocol = item.get("protocol")
+            number = item.get("port")
+            if name is None:
+                name = ""
+            if protocol is None or protocol == "":
+                protocol = _TCP
+            if (
+                type(name) is str
+                and type(protocol) is str
+                and (number is None or (type(number) is int and 0 < number < 65536))
+            ):
+                entries.append((name, protocol, number))
+                continue
+        item_where = f"{where}ports[{index}]"
+        item = require_object(item, item_where)
+        text(item, "name", item_where + ".")
+        text(item, "protocol", item_where + ".")
+        port_number(item, "port", item_where + ".")
+        raise Malformed(f"{item_where} is malformed")  # not reached: one of the reads above raised
+    return entries
 
 
 def _service_port(spec: dict[str, Any], port: str) -> tuple[str, int] | None:
     """(name, port) of the Service port entry the backend names, TCP only; None when there is none."""
     by_number = _is_number(port)
-    for index, item in enumerate(sequence(spec, "ports", "spec.")):
-        where = f"spec.ports[{index}]."
-        item = require_object(item, where[:-1])
-        if text(item, "protocol", where) not in ("", _TCP):
+    for index, (name, protocol, number) in enumerate(_ports(spec, "spec.")):
+        if protocol != _TCP:
             continue
-        name = text(item, "name", where)
-        number = port_number(item, "port", where)
         if number is None:
-            raise Malformed(f"{where}port is missing")
-        if (by_number and str(number) == port) or (not by_number and name == port):
+            raise Malformed(f"spec.ports[{index}].port is missing")
+        if (name == port) if not by_number else (str(number) == port):
             return name, number
+    return None
+
+
+def _target_port(obj: dict[str, Any], port_name: str, where: str) -> int | None:
+    """The pod port a slice or subset lists under the Service port's name; None when it lists none."""
+    for index, (name, protocol, number) in enumerate(_ports(obj, where)):
+        if name == port_name and protocol == _TCP:
+            if number is None:
+                raise Malformed(f"{where}ports[{index}].port is missing")
+            return number
     return None
 
 
 def _slice_endpoints(
     slices: Mapping[str, KubeObject], *, namespace: str, port_name: str, warnings: list[Warning]
-) -> list[Endpoint]:
-    found: list[Endpoint] = []
+) -> set[Endpoint]:
+    found: set[Endpoint] = set()
     for slice_name in sorted(slices):
         problems: list[str] = []
         try:
-            found.extend(_one_slice(slices[slice_name], port_name=port_name, problems=problems))
+            _one_slice(slices[slice_name], port_name=port_name, found=found, problems=problems)
         except Malformed as error:
             problems.append(f"{error}; slice skipped")
-        warnings.extend(Warning("EndpointSlice", namespace, slice_name, problem) for problem in problems)
+        for problem in problems:
+            warnings.append(Warning("EndpointSlice", namespace, slice_name, problem))
     return found
 
 
-def _one_slice(obj: Any, *, port_name: str, problems: list[str]) -> list[Endpoint]:
-    """Ready endpoints of one slice; a broken endpoint is skipped alone (reported in `problems`)."""
+def _one_slice(obj: Any, *, port_name: str, found: set[Endpoint], problems: list[str]) -> None:
+    """Add the ready endpoints of one slice; a broken endpoint is skipped alone (reported in `problems`)."""
     obj = require_object(obj, "EndpointSlice")
-    address_type = text(obj, "addressType", "")
+    address_type = obj.get("addressType")
     if address_type not in _IP_ADDRESS_TYPES:
         raise Malformed(f"addressType {address_type!r} is not supported (IPv4 and IPv6 are)")
-    target = None
-    for index, item in enumerate(sequence(obj, "ports", "")):
-        where = f"ports[{index}]."
-        item = require_object(item, where[:-1])
-        if text(item, "name", where) == port_name and text(item, "protocol", where) in ("", _TCP):
-            target = port_number(item, "port", where)
-            if target is None:
-                raise Malformed(f"{where}port is missing")
-            break
+    target = _target_port(obj, port_name, "")
     if target is None:
-        return []  # this slice carries no endpoints for that Service port
-    found = []
+        return  # this slice carries no endpoints for that Service port
     for index, item in enumerate(sequence(obj, "endpoints", "")):
+        # Fast path: a ready endpoint with one IPv4 address, the shape of nearly every pod.
+        if type(item) is dict:
+            conditions = item.get("conditions")
+            addresses = item.get("addresses")
+            if (
+                type(conditions) is dict
+                and conditions.get("ready") is True
+                and type(addresses) is list
+                and len(addresses) == 1
+                and type(addresses[0]) is str
+                and _IPV4.fullmatch(addresses[0])
+            ):
+                found.add(Endpoint(addresses[0], target))
+                continue
         where = f"endpoints[{index}]."
         try:
             item = require_object(item, where[:-1])
@@ -161,31 +223,25 @@ def _one_slice(obj: Any, *, port_name: str, problems: list[str]) -> list[Endpoin
             if ready is not None and ready is not True:
                 raise Malformed(f"{where}conditions.ready must be a boolean, got {ready!r}")
             for address in _addresses(sequence(item, "addresses", where), where + "addresses"):
-                found.append(Endpoint(address, target))
+                found.add(Endpoint(address, target))
         except Malformed as error:
             problems.append(f"{error}; endpoint skipped")
-    return found
 
 
 def _legacy_endpoints(
     obj: Any, *, namespace: str, service: str, port_name: str, warnings: list[Warning]
-) -> list[Endpoint]:
-    """v1 Endpoints: used only for Services that have no EndpointSlice at all."""
-    found: list[Endpoint] = []
+) -> set[Endpoint]:
+    """v1 Endpoints: used only for Services that have no EndpointSlice at all.
+
+    `addresses` are the ready ones (`notReadyAddresses` are left out).
+    """
+    found: set[Endpoint] = set()
     try:
         obj = require_object(obj, "Endpoints")
         for index, subset in enumerate(sequence(obj, "subsets", "")):
             where = f"subsets[{index}]."
             subset = require_object(subset, where[:-1])
-            target = None
-            for number, item in enumerate(sequence(subset, "ports", where)):
-                item = require_object(item, f"{where}ports[{number}]")
-                item_where = f"{where}ports[{number}]."
-                if text(item, "name", item_where) == port_name and text(item, "protocol", item_where) in ("", _TCP):
-                    target = port_number(item, "port", item_where)
-                    if target is None:
-                        raise Malformed(f"{item_where}port is missing")
-                    break
+            target = _target_port(subset, port_name, where)
             if target is None:
                 continue
             ips = []
@@ -193,18 +249,22 @@ def _legacy_endpoints(
                 item_where = f"{where}addresses[{number}]"
                 ips.append(text(require_object(item, item_where), "ip", item_where + ".", required=True))
             for address in _addresses(ips, where + "addresses"):
-                found.append(Endpoint(address, target))
+                found.add(Endpoint(address, target))
     except Malformed as error:
         warnings.append(Warning("Endpoints", namespace, service, f"{error}; Endpoints skipped"))
-        return []
+        return set()
     return found
 
 
 def _addresses(values: Iterable[Any], where: str) -> list[str]:
+    """Validated addresses in canonical form (so equal addresses deduplicate)."""
     addresses = []
     for value in values:
         if not isinstance(value, str):
             raise Malformed(f"{where} must hold IP address strings, got {value!r}")
+        if _IPV4.fullmatch(value):
+            addresses.append(value)  # already canonical; ipaddress would cost ~15x more
+            continue
         try:
             addresses.append(str(ipaddress.ip_address(value)))
         except ValueError:

@@ -9,9 +9,9 @@ paths. Nothing in a snapshot can make this raise: broken objects become warnings
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator
+from typing import Iterator
 
-from proxy.routing.backends import cluster_key, resolve_cluster
+from proxy.routing.backends import ClusterResolver, cluster_key
 from proxy.routing.classes import select_classes
 from proxy.routing.fields import Malformed, require_object
 from proxy.routing.ingress import Backend, IngressRules, age, parse_ingress
@@ -53,7 +53,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     warnings.extend(merger.warnings)
 
     table = merger.table()
-    clusters, cluster_warnings = _resolve_clusters(snapshot, table.routes(), merger.backends)
+    clusters, cluster_warnings = _resolve_clusters(snapshot, table, merger.backends)
     warnings.extend(cluster_warnings)
     return Config(
         table=table,
@@ -158,29 +158,41 @@ def _host_text(host: str) -> str:
 
 
 def _resolve_clusters(
-    snapshot: Snapshot, routes: Iterable[Route], backends: dict[str, tuple[str, str, str]]
+    snapshot: Snapshot, table: RouteTable, backends: dict[str, tuple[str, str, str]]
 ) -> tuple[dict[str, Cluster], list[Warning]]:
     """Resolve every cluster some route uses; a Service problem is reported on each Ingress using it."""
-    users: dict[str, dict[tuple[str, str], None]] = {}
-    for route in routes:
-        users.setdefault(route.cluster, {})[(route.namespace, route.ingress)] = None
+    used = {route.cluster for route in table.routes()}
+    resolver = ClusterResolver(snapshot)
     clusters: dict[str, Cluster] = {}
     warnings: list[Warning] = []
-    for key in sorted(users):
+    troubled: dict[str, list[Warning]] = {}
+    for key in sorted(used):
         namespace, service, port = backends[key]
-        cluster, problems = resolve_cluster(snapshot, namespace=namespace, service=service, port=port)
+        cluster, problems = resolver.resolve(namespace=namespace, service=service, port=port)
         clusters[key] = cluster
         for problem in problems:
-            if problem.kind != "Service":
+            if problem.kind == "Service":
+                troubled.setdefault(key, []).append(problem)
+            else:
                 warnings.append(problem)
-                continue
-            for user_namespace, user in users[key]:
-                warnings.append(Warning("Ingress", user_namespace, user, f"Service {service}: {problem.message}"))
+    if troubled:
+        # Rare, so found by a second walk instead of indexing every route's owner up front.
+        for route in table.routes():
+            for problem in troubled.get(route.cluster, ()):
+                message = f"Service {backends[route.cluster][1]}: {problem.message}"
+                warnings.append(Warning("Ingress", route.namespace, route.ingress, message))
     return clusters, warnings
 
 
 def _warning_order(warning: Warning) -> tuple[str, str, str, str]:
     return (warning.kind, warning.namespace, warning.name, warning.message)
+
+
+def _route_line(scope: str, host: str, slot: str, key: str, route: Route | None) -> str:
+    if route is None:
+        return repr((scope, host, slot, key))
+    fields = (route.namespace, route.ingress, route.host, route.path, route.path_type, route.cluster)
+    return repr((scope, host, slot, key, *fields))  # repr of str tuples: unambiguous and fast
 
 
 def _canonical(table: RouteTable, clusters: dict[str, Cluster]) -> Iterator[str]:
@@ -190,20 +202,19 @@ def _canonical(table: RouteTable, clusters: dict[str, Cluster]) -> Iterator[str]
     lines = []
     for scope, entries in scopes:
         for host, routes in entries.items():
-            lines.extend(repr((scope, host, "exact", key, route)) for key, route in routes.exact.items())
-            lines.extend(repr((scope, host, "prefix", key, route)) for key, route in routes.prefix.items())
-            # An empty claimed host still routes (it answers 404 instead of falling through).
-            lines.append(repr((scope, host, "default", routes.default)))
+            lines.extend(_route_line(scope, host, "exact", key, route) for key, route in routes.exact.items())
+            lines.extend(_route_line(scope, host, "prefix", key, route) for key, route in routes.prefix.items())
+            # Every claimed host is listed, even one without routes: it answers 404 instead of falling through.
+            lines.append(_route_line(scope, host, "default", "", routes.default))
     lines.sort()
     yield from lines
     for key in sorted(clusters):
-        yield repr(clusters[key])
+        cluster = clusters[key]
+        # Validated IP addresses hold no spaces or commas.
+        endpoints = ",".join(map("%s %d".__mod__, cluster.endpoints))
+        yield repr((key, cluster.namespace, cluster.service, cluster.port, cluster.external_name, cluster.external_port, endpoints))
 
 
 def checksum(table: RouteTable, clusters: dict[str, Cluster]) -> str:
     """A stable digest of routes and clusters: equal routing gives an equal checksum."""
-    digest = hashlib.sha256()
-    for line in _canonical(table, clusters):
-        digest.update(line.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+    return hashlib.sha256("\n".join(_canonical(table, clusters)).encode()).hexdigest()
