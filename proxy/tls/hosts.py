@@ -61,7 +61,7 @@ def tls_hosts(snapshot: Snapshot, ingresses: Iterable[KubeObject]) -> tuple[dict
                 warn(f"spec.tls[{index}].secretName is not a string; ignored")
                 continue
             listed = entry.get("hosts")
-            if listed is None:
+            if listed is None or listed == []:  # the API drops an empty list: both mean "unspecified"
                 listed = _rule_hosts(spec)
                 if not listed:
                     warn(f"spec.tls[{index}] lists no hosts and the Ingress has no rule hosts; ignored")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,7 +11,7 @@ from proxy.routing.model import Snapshot, Warning
 from proxy.tls.certs import Certificate, parse_secret
 from proxy.tls.default import generate_default_certificate
 from proxy.tls.hosts import NO_SECRET, build_store, default_certificate, tls_hosts
-from proxy.tls.store import CertStore, prepare_context
+from proxy.tls.store import CertStore, CertStoreHolder, prepare_context
 
 NOW = datetime.now(timezone.utc)
 
@@ -62,8 +63,9 @@ def test_tls_hosts_without_secret_name_use_default_certificate():
 def test_tls_entry_without_hosts_covers_rule_hosts(pki):
     snap = snapshot(pki.leaf("a.test").secret("default", "s"))
     rules = [{"host": "a.test", "http": {}}, {"http": {}}, {"host": "b.test"}]
-    hosts, warnings = tls_hosts(snap, [ingress("site", [{"secretName": "s"}], rules=rules)])
-    assert hosts == {"a.test": ("default", "s"), "b.test": ("default", "s")} and warnings == []
+    for entry in ({"secretName": "s"}, {"secretName": "s", "hosts": []}):
+        hosts, warnings = tls_hosts(snap, [ingress("site", [entry], rules=rules)])
+        assert hosts == {"a.test": ("default", "s"), "b.test": ("default", "s")} and warnings == []
     hosts, warnings = tls_hosts(snap, [ingress("bare", [{"secretName": "s"}])])
     assert hosts == {} and "lists no hosts" in warnings[0].message
 
@@ -178,6 +180,16 @@ def test_rebuild_reuses_contexts_of_unchanged_certificates(pki, default_cert):
     # One context per distinct certificate, however many hosts share it.
     shared, _ = build_store(snapshot(a.secret("ns", "a")), {h: ("ns", "a") for h in ("a.test", "www.a.test")}, default=default_cert)
     assert shared.select("a.test") is shared.select("www.a.test") and len(shared.contexts) == 2
+
+
+def test_contexts_share_one_policy(pki, default_cert):
+    store = CertStore({"a.test": parse_secret(pki.leaf("a.test").secret())}, default=default_cert)
+    for context in (CertStoreHolder(store).server_context(), store.select("a.test"), store.default_context):
+        assert context.minimum_version is ssl.TLSVersion.TLSv1_2
+        assert context.options & ssl.OP_NO_COMPRESSION and context.options & ssl.OP_NO_RENEGOTIATION
+        assert not context.options & ssl.OP_NO_TICKET
+        suites = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
+        assert suites and all(name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name) for name in suites)
 
 
 def test_cert_store_refuses_bad_patterns(default_cert):
