@@ -96,21 +96,34 @@ class StateCollector(Collector):
         if server is not None:
             active = GaugeMetricFamily("pyngress_active_connections", "Open client connections.", labels=["listener"])
             total = CounterMetricFamily("pyngress_connections", "Client connections accepted.", labels=["listener"])
-            for listener, current, accepted in _listeners(server):
-                active.add_metric([listener], current)
-                total.add_metric([listener], accepted)
+            open_by_listener, accepted_by_listener = _listeners(server)
+            for listener, count in open_by_listener:
+                active.add_metric([listener], count)
+            for listener, count in accepted_by_listener:
+                total.add_metric([listener], count)
             yield active
             yield total
             yield CounterMetricFamily("pyngress_requests", "Requests received from clients.",
                                       value=server.total_requests)
 
 
-def _listeners(server: ServerCounters) -> list[tuple[str, int, int]]:
-    """(listener, active, accepted) per listener; a server with per-listener counts exposes `listener_counters()`."""
-    per_listener = getattr(server, "listener_counters", None)
-    if per_listener is not None:
-        return list(per_listener())
-    return [("http", server.active_connections, server.total_connections)]
+def _listeners(server: ServerCounters) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """Open connections per listener scheme, and accepted connections per listener scheme.
+
+    The server keeps one accepted-connections counter over all its listeners. With one listener
+    (HTTP only, as the CLI starts today) that is exact; with several, open connections are
+    counted per listener at scrape time and the accepted total is labelled listener="all".
+    """
+    listeners = getattr(server, "listeners", None) or ()
+    if len(listeners) <= 1:
+        scheme = listeners[0].scheme if listeners else "http"
+        return [(scheme, server.active_connections)], [(scheme, server.total_connections)]
+    active: dict[str, int] = {listener.scheme: 0 for listener in listeners}
+    for connection in list(getattr(server, "connections", ())):
+        listener = connection.listener
+        if listener is not None:
+            active[listener.scheme] = active.get(listener.scheme, 0) + 1
+    return list(active.items()), [("all", server.total_connections)]
 
 
 def _bound(value: float) -> str:

@@ -9,22 +9,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e_harness import EchoPod, ManifestDir, Pyngress, start_pyngress  # noqa: E402
+from e2e_harness import ManifestDir, Pods, Pyngress, start_pyngress  # noqa: E402
 
 
 @pytest.fixture
 async def echo_pods():
-    """`await echo_pods(name, address, port=0)` starts an echo pod; all are stopped after the test."""
-    pods: list[EchoPod] = []
-
-    async def start(name: str, address: str, port: int = 0) -> EchoPod:
-        pod = await EchoPod(name, address).start(port)
-        pods.append(pod)
-        return pod
-
-    yield start
-    for pod in pods:
-        await pod.stop()
+    """`await echo_pods.start(name, address)`, `await echo_pods.replicas((name, address), ...)`."""
+    pods = Pods()
+    yield pods
+    await pods.stop_all()
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ class EchoPod:
         self.port = 0
         self.requests = 0
         self.slow_started = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
     async def start(self, port: int = 0) -> "EchoPod":
@@ -68,6 +69,7 @@ class EchoPod:
         return self
 
     async def stop(self) -> None:
+        self._stopping.set()  # slow requests answer now instead of holding up the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -77,7 +79,10 @@ class EchoPod:
         body = await request.read()
         if request.path.endswith("/slow"):
             self.slow_started.set()
-            await asyncio.sleep(float(request.query.get("seconds", "1")))
+            try:
+                await asyncio.wait_for(self._stopping.wait(), float(request.query.get("seconds", "1")))
+            except TimeoutError:
+                pass
         return web.json_response({
             "pod": self.name,
             "address": f"{self.address}:{self.port}",
@@ -86,6 +91,34 @@ class EchoPod:
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body.decode(errors="replace"),
         })
+
+
+class Pods:
+    """Starts echo pods and stops them all at the end of a test."""
+
+    def __init__(self) -> None:
+        self.started: list[EchoPod] = []
+
+    async def start(self, name: str, address: str, port: int = 0) -> EchoPod:
+        pod = await EchoPod(name, address).start(port)
+        self.started.append(pod)
+        return pod
+
+    async def replicas(self, *wanted: tuple[str, str]) -> list[EchoPod]:
+        """Pods of one Service, (name, address) each, all on one port: an EndpointSlice lists one port."""
+        for _ in range(20):
+            first = await self.start(*wanted[0])
+            try:
+                rest = [await self.start(name, address, first.port) for name, address in wanted[1:]]
+            except OSError:  # that port is taken on another address: try another one
+                continue
+            return [first, *rest]
+        raise AssertionError("no common free port for the replicas")
+
+    async def stop_all(self) -> None:
+        for pod in self.started:
+            await pod.stop()
+        self.started.clear()
 
 
 # ---------------------------------------------------------------------------------------------- manifests
