@@ -90,7 +90,10 @@ async def main(extra: list[str]) -> int:
     command = [sys.executable, "-m", "proxy", "--manifests", str(MANIFESTS), "--bind", "127.0.0.1",
                "--http-port", "8080", "--admin-port", "10254", "--https-port", "8443", *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+    # Its own session: Ctrl-C reaches only this script, which then sends pyngress one SIGTERM
+    # (a graceful drain) instead of both getting SIGINT and pyngress seeing a second signal.
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
+                                                   start_new_session=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
