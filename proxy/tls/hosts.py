@@ -25,7 +25,9 @@ MAX_HOST_LENGTH = 253
 NO_SECRET = ""
 
 
-def tls_hosts(snapshot: Snapshot, ingresses: Iterable[KubeObject]) -> tuple[dict[str, tuple[str, str]], list[Warning]]:
+def tls_hosts(
+    snapshot: Snapshot, ingresses: Iterable[KubeObject]
+) -> tuple[dict[str, tuple[str, str]], list[Warning]]:
     """TLS host pattern → (namespace, secretName) over the given Ingresses, with warnings.
 
     The oldest Ingress (creationTimestamp, then namespace/name) wins a host named with different
@@ -132,15 +134,15 @@ def build_store(
             try:
                 known[result.digest] = prepare_context(result)
             except (ssl.SSLError, ValueError, OSError) as exc:
-                warnings.append(Warning("Secret", namespace, name, f"OpenSSL refused the certificate: {exc}; {_fallback(hosts)}"))
+                message = f"OpenSSL refused the certificate: {exc}; {_fallback(hosts)}"
+                warnings.append(Warning("Secret", namespace, name, message))
                 parsed[key] = None
                 continue
         uncovered = [host for host in hosts if not covers(result, host)]
         if uncovered:
             names = ", ".join(result.dns_names) or "none"
-            warnings.append(
-                Warning("Secret", namespace, name, f"certificate does not cover {', '.join(uncovered)} (SAN DNS names: {names})")
-            )
+            message = f"certificate does not cover {', '.join(uncovered)} (SAN DNS names: {names})"
+            warnings.append(Warning("Secret", namespace, name, message))
         parsed[key] = result
 
     certificates = {host: parsed[key] or default for host, key in host_map.items()}
@@ -153,29 +155,36 @@ def default_certificate(
     """The --default-ssl-certificate Secret ("namespace/name") if usable, else `generated`."""
     if not reference:
         return generated, []
+    fallback = "using a self-signed certificate"
     namespace, slash, name = reference.partition("/")
     if not slash or not namespace or not name or "/" in name:
-        return generated, [Warning("Secret", "", reference, "default SSL certificate must be given as namespace/name; using a self-signed certificate")]
+        message = f"default SSL certificate must be given as namespace/name; {fallback}"
+        return generated, [Warning("Secret", "", reference, message)]
     secret = snapshot.secrets.get((namespace, name))
     if secret is None:
-        return generated, [Warning("Secret", namespace, name, "default SSL certificate Secret not found; using a self-signed certificate")]
+        return generated, [Warning("Secret", namespace, name, f"default SSL certificate Secret not found; {fallback}")]
     result = parse_secret(secret, now=now)
     if isinstance(result, str):
-        return generated, [Warning("Secret", namespace, name, f"default SSL certificate unusable: {result}; using a self-signed certificate")]
+        return generated, [Warning("Secret", namespace, name, f"default SSL certificate unusable: {result}; {fallback}")]
     return result, []
 
 
 def _age_key(ingress: KubeObject) -> tuple[str, str, str]:
     meta = ingress.get("metadata") or {}
     # RFC 3339 UTC timestamps sort as strings; a missing one sorts first.
-    return (str(meta.get("creationTimestamp") or ""), str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    return (
+        str(meta.get("creationTimestamp") or ""),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+    )
 
 
 def _rule_hosts(spec: Mapping[str, Any]) -> list[str]:
     rules = spec.get("rules")
     if not isinstance(rules, list):
         return []
-    return [rule["host"] for rule in rules if isinstance(rule, Mapping) and isinstance(rule.get("host"), str) and rule["host"]]
+    hosts = (rule.get("host") for rule in rules if isinstance(rule, Mapping))
+    return [host for host in hosts if isinstance(host, str) and host]
 
 
 def _valid_host(host: str) -> bool:
