@@ -1,4 +1,4 @@
-"""Which certificate each TLS host gets, decided from a snapshot: pure, no I/O.
+"""Which certificate each TLS host gets, decided from a snapshot (no network, no disk, no clock unless asked).
 
 `tls_hosts` reads the `spec.tls` entries of the Ingresses we serve; `build_store` turns that map
 into a `CertStore`, checking each referenced Secret once. Every problem is a Warning and the host
@@ -39,11 +39,11 @@ def tls_hosts(
     hosts: dict[str, tuple[str, str]] = {}
     owners: dict[str, tuple[str, str]] = {}
     warnings: list[Warning] = []
-    for ingress in sorted(ingresses, key=_age_key):
-        meta = ingress.get("metadata") or {}
+    for ingress in sorted((i for i in ingresses if isinstance(i, Mapping)), key=_age_key):
+        meta = _metadata(ingress)
         namespace = str(meta.get("namespace") or "default")
         name = str(meta.get("name") or "")
-        spec = ingress.get("spec") or {}
+        spec = ingress.get("spec")
         entries = spec.get("tls") if isinstance(spec, Mapping) else None
         if not entries:
             continue
@@ -169,8 +169,13 @@ def default_certificate(
     return result, []
 
 
+def _metadata(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = ingress.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
 def _age_key(ingress: KubeObject) -> tuple[str, str, str]:
-    meta = ingress.get("metadata") or {}
+    meta = _metadata(ingress)
     # RFC 3339 UTC timestamps sort as strings; a missing one sorts first.
     return (
         str(meta.get("creationTimestamp") or ""),

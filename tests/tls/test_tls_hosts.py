@@ -109,6 +109,14 @@ def test_bad_tls_entries_warn_and_spare_the_rest(pki, tls, message):
     assert len(warnings) == 1 and warnings[0].name == "bad" and message in warnings[0].message
 
 
+def test_malformed_ingress_objects_are_skipped(pki):
+    snap = snapshot(pki.leaf("ok.test").secret("default", "s"))
+    good = ingress("good", [{"hosts": ["ok.test"], "secretName": "s"}])
+    junk = ["nope", {"metadata": "x", "spec": {"tls": [{"hosts": ["j.test"]}]}}, {"metadata": {"name": "n"}, "spec": []}]
+    hosts, warnings = tls_hosts(snap, [*junk, good])
+    assert hosts == {"ok.test": ("default", "s"), "j.test": ("default", NO_SECRET)} and warnings == []
+
+
 def test_build_store_serves_checked_certificates(pki, default_cert):
     a, wild = pki.leaf("a.test"), pki.leaf("*.wild.test")
     snap = snapshot(a.secret("web", "a"), wild.secret("web", "wild"))
