@@ -42,9 +42,10 @@ _HAS_MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 def new_server_context() -> ssl.SSLContext:
     """A server context with our protocol policy and no certificate.
 
-    Both the listener and every per-certificate context get the same policy: OpenSSL reads
-    some settings (ALPN selection) from the switched-to context and others (versions, ciphers,
-    tickets) from the listener's.
+    Both the listener and every per-certificate context get the same policy: OpenSSL takes ALPN
+    selection from the context the SNI callback switches to (checked by hand: ALPN set only on the
+    listener negotiates nothing), while versions, ciphers and session tickets stay those of the
+    listener, copied when the connection was created.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
