@@ -1,9 +1,11 @@
 """The `pyngress` command: flags, logging, and the process lifecycle.
 
 Start-up order: admin port (so /healthz answers at once), the object source, the first
-routing table, then the proxy listener(s). Once every listener is bound, one line goes to
-stdout, e.g. `pyngress listening http=127.0.0.1:8080 admin=127.0.0.1:10254`, with the real
-ports when 0 (ephemeral) was asked for: tests and scripts read it.
+routing table, then the proxy listener(s). Two lines go to stdout, with the real ports when
+0 (ephemeral) was asked for, for tests and scripts to read:
+`pyngress admin=127.0.0.1:10254` as soon as the admin port is bound (before the first
+configuration: /readyz answers 503 until then), and, once every listener is bound,
+`pyngress listening http=127.0.0.1:8080 admin=127.0.0.1:10254`.
 
 SIGTERM or SIGINT: /readyz turns 503, listeners stop accepting, requests in flight get
 `--shutdown-grace-period` seconds to finish, then the process exits 0. A second signal
@@ -256,6 +258,8 @@ async def serve(settings: Settings) -> int:
     async def run() -> int:
         nonlocal listening
         await admin.start()
+        # Early, so probes can be watched before the first configuration (readyz is 503 until then).
+        print(f"pyngress admin={settings.bind}:{admin.port}", flush=True)
         tasks.append(asyncio.create_task(controller.run(), name="controller"))
         if settings.manifests:
             source = ManifestSource(cache, settings.manifests)
@@ -322,7 +326,8 @@ def _failed(tasks: list[asyncio.Task[None]]) -> int:
         if task.done() and not task.cancelled():
             error = task.exception()
             if error is not None:
-                log.error("%s failed: %s", task.get_name(), error, exc_info=error)
+                log.error("%s failed: %s", task.get_name(), error)
+                log.debug("%s failure", task.get_name(), exc_info=error)
             else:
                 log.error("%s stopped unexpectedly", task.get_name())
     return EXIT_FAILED

@@ -30,8 +30,9 @@ async def pyngress(tmp_path: Path):
     """`await pyngress(manifest_path, *flags)` starts the real process; it is stopped (SIGTERM) after the test."""
     started: list[Pyngress] = []
 
-    async def start(manifests: Path, *args: str) -> Pyngress:
-        proc = await start_pyngress(manifests, *args, log_path=tmp_path / f"pyngress-{len(started)}.log")
+    async def start(manifests: Path | None, *args: str, admin_only: bool = False) -> Pyngress:
+        proc = await start_pyngress(manifests, *args, log_path=tmp_path / f"pyngress-{len(started)}.log",
+                                    admin_only=admin_only)
         started.append(proc)
         return proc
 

@@ -183,6 +183,7 @@ class ManifestDir:
 # ---------------------------------------------------------------------------------------------- the process
 
 LISTENING = re.compile(r"^pyngress listening (.*)$")
+ADMIN = re.compile(r"^pyngress (admin=\S+)$")
 
 
 @dataclass
@@ -233,6 +234,25 @@ class Pyngress:
         assert status == 200, body
         return body["generation"]
 
+    async def read_ports(self, pattern: re.Pattern[str] = LISTENING, *, timeout: float = START_TIMEOUT) -> None:
+        """Read stdout up to the line `pattern` matches and take the ports it lists."""
+        assert self.process.stdout is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    raw = await self.process.stdout.readline()
+                    if not raw:
+                        code = await self.process.wait()
+                        raise AssertionError(f"pyngress exited with {code} before printing its ports:\n{self.log()}")
+                    found = pattern.match(raw.decode().strip())
+                    if found:
+                        for part in found.group(1).split():
+                            name, _, address = part.partition("=")
+                            self.ports[name] = int(address.rsplit(":", 1)[1])
+                        return
+        except TimeoutError:
+            raise AssertionError(f"pyngress did not print its ports within {timeout}s:\n{self.log()}") from None
+
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
 
@@ -253,10 +273,14 @@ class Pyngress:
                 await self.process.wait()
 
 
-async def start_pyngress(manifests: Path | list[Path], *args: str, log_path: Path,
-                         timeout: float = START_TIMEOUT) -> Pyngress:
-    """Start `python -m proxy` on ephemeral loopback ports and wait for its "listening" line."""
-    paths = manifests if isinstance(manifests, list) else [manifests]
+async def start_pyngress(manifests: Path | list[Path] | None, *args: str, log_path: Path,
+                         timeout: float = START_TIMEOUT, admin_only: bool = False) -> Pyngress:
+    """Start `python -m proxy` on ephemeral loopback ports and wait for its "listening" line.
+
+    `admin_only`: return as soon as the admin port is known (before the first configuration);
+    `await proc.read_ports()` later waits for the listeners. `manifests=None` is cluster mode.
+    """
+    paths = [] if manifests is None else manifests if isinstance(manifests, list) else [manifests]
     command = [sys.executable, "-m", "proxy", "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0",
                "--admin-port", "0", "--log-level", "debug"]
     for path in paths:
@@ -272,21 +296,9 @@ async def start_pyngress(manifests: Path | list[Path], *args: str, log_path: Pat
     finally:
         log_file.close()
     proc = Pyngress(process=process, log_path=log_path)
-    assert process.stdout is not None
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                raw = await process.stdout.readline()
-                if not raw:
-                    code = await process.wait()
-                    raise AssertionError(f"pyngress exited with {code} before listening:\n{proc.log()}")
-                found = LISTENING.match(raw.decode().strip())
-                if found:
-                    for part in found.group(1).split():
-                        name, _, address = part.partition("=")
-                        proc.ports[name] = int(address.rsplit(":", 1)[1])
-                    break
-    except TimeoutError:
+        await proc.read_ports(ADMIN if admin_only else LISTENING, timeout=timeout)
+    except AssertionError:
         await proc.close()
-        raise AssertionError(f"pyngress did not print its ports within {timeout}s:\n{proc.log()}") from None
+        raise
     return proc
