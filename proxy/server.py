@@ -347,7 +347,7 @@ class ClientConnection(asyncio.Protocol):
         if url[:1] != b"/":
             absolute = _split_absolute(url)
             if absolute is None:
-                self.send_error(ex, 400, BadRequest(f"invalid request target {url[:100]!r}"))
+                self.send_error(ex, 400, BadRequest(f"invalid request target {url[:100]!r}"), close=True)
                 return
             host, url = absolute
             fields = h.drop_field(fields, b"host")
@@ -360,7 +360,7 @@ class ClientConnection(asyncio.Protocol):
         path = raw_path.decode("latin-1")
         normalized = normalize_path(path)
         if normalized is None:
-            self.send_error(ex, 400, BadRequest(f"invalid path {path[:100]!r}"))
+            self.send_error(ex, 400, BadRequest(f"invalid path {path[:100]!r}"), close=True)
             return
         if host is None:
             host = b""
@@ -540,22 +540,24 @@ class ClientConnection(asyncio.Protocol):
             self.unblock(BLOCK_PIPELINE)
 
     def _close(self, ex: Exchange | None) -> None:
-        """Close after the last answer; linger first if the client may still be sending a body."""
+        """Close after the last answer; linger first if the client may still be sending.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy
+        our answer before the client reads it; so half-close, discard input briefly, then close.
+        """
         if self.closed:
             return
         self.active = None
         request = self.request
-        unread_body = request is not None and request.head_done and not request.req_done and request.has_body
+        unread = request is not None and not request.req_done and not (request.head_done and not request.has_body)
         transport = self.transport
-        if unread_body and not self.eof and transport.can_write_eof():
+        if unread and not self.eof and transport.can_write_eof():
             self.closing = True
             self.state = LINGER
             self.since = self.server.now
-            self.blocked = 0
-            try:
+            if self.blocked:
+                self.blocked = 0
                 transport.resume_reading()
-            except (RuntimeError, AttributeError):
-                pass
             transport.write_eof()
         else:
             transport.close()

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
-import httptools
 from aiohttp import WSMsgType, web
 
 from proxy.routing import Cluster, Config, Endpoint, HostRoutes, Route, RouteTable
@@ -312,56 +311,58 @@ class Response:
         return json.loads(self.body)
 
 
-class _ResponseReader:
-    def __init__(self, head_request: bool = False) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.headers: list[tuple[str, str]] = []
-        self.body: list[bytes] = []
-        self.done = False
-        self.headers_done = False
-        self.head_request = head_request
-        self.status = 0
-        self.keep_alive = True
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-        if self.status < 200:
-            self.headers = []
-            return
-        self.headers_done = True
-        if self.head_request:
-            self.done = True
-            raise StopIteration  # stop the parser: a HEAD response has no body
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.headers_done:
-            self.done = True
-
-
 async def read_response(reader: asyncio.StreamReader, *, head: bool = False, timeout: float = TIMEOUT) -> Response:
-    """Read exactly one final response (1xx are skipped) from a keep-alive connection."""
-    state = _ResponseReader(head)
+    """Read exactly one final response (1xx skipped); bytes after it stay in ``reader``.
+
+    A deliberately separate, strict parser (not httptools, which the proxy itself uses).
+    """
     async with asyncio.timeout(timeout):
-        while not state.done:
-            data = await reader.read(65536)
-            if not data:
-                if state.headers_done and not any(k.lower() in ("content-length", "transfer-encoding")
-                                                  for k, _ in state.headers):
-                    break  # close-delimited body
-                raise ConnectionError(f"closed before a complete response (status {state.status})")
+        while True:
             try:
-                state.parser.feed_data(data)
-            except httptools.HttpParserCallbackError:
-                if not state.done:
-                    raise
-    return Response(state.status, state.headers, b"".join(state.body), state.keep_alive)
+                raw = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                raise ConnectionError(f"closed before a response head: {exc.partial[:100]!r}") from exc
+            lines = raw[:-4].decode("latin-1").split("\r\n")
+            version, status_text = lines[0].split(" ", 2)[:2]
+            assert version in ("HTTP/1.1", "HTTP/1.0"), lines[0]
+            status = int(status_text)
+            headers = []
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                assert sep and name == name.strip(), line
+                headers.append((name, value.strip()))
+            if status >= 200 or status == 101:
+                break
+        fields = {k.lower(): v for k, v in headers}
+        connection = fields.get("connection", "").lower()
+        keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
+        body = b""
+        if head or status in (101, 204, 304):
+            pass
+        elif fields.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                try:
+                    size_line = await reader.readuntil(b"\r\n")
+                    size = int(size_line.split(b";")[0], 16)
+                    if size == 0:
+                        while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                            pass
+                        break
+                    parts.append(await reader.readexactly(size))
+                    assert await reader.readexactly(2) == b"\r\n"
+                except asyncio.IncompleteReadError as exc:
+                    raise ConnectionError("closed in the middle of a chunked body") from exc
+            body = b"".join(parts)
+        elif "content-length" in fields:
+            try:
+                body = await reader.readexactly(int(fields["content-length"]))
+            except asyncio.IncompleteReadError as exc:
+                raise ConnectionError("closed in the middle of a body") from exc
+        else:
+            body = await reader.read(-1)
+            keep_alive = False
+    return Response(status, headers, body, keep_alive)
 
 
 async def read_all(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> bytes:

@@ -1,0 +1,201 @@
+"""Bad or slow clients get a clear 4xx (or a close) and never disturb anyone else."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from harness import (
+    Rule,
+    closed_by_peer,
+    cluster,
+    connect,
+    encode_request,
+    read_all,
+    read_response,
+    request,
+    wait_until,
+)
+
+APP = "default/app:80"
+
+
+@pytest.fixture
+async def proxy(make_proxy, make_pods):
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(max_request_line=1024, max_header_bytes=2048, max_headers=20)
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    proxy.pod = pod
+    return proxy
+
+
+BAD = [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+    (b"GET /a\x00b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\nHost: a\n\n", 400),
+    (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 3000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30)) + b"\r\n", 431),
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
+    (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
+]
+
+
+@pytest.mark.parametrize("data,status", BAD, ids=[f"{i}-{s}" for i, (_, s) in enumerate(BAD)])
+async def test_bad_request_gets_4xx_and_close(proxy, data, status):
+    reader, writer = await connect(proxy.port)
+    writer.write(data)
+    raw = await read_all(reader, timeout=5)  # also proves the proxy closed the connection
+    writer.close()
+    assert raw.startswith(b"HTTP/1.1 %d " % status), raw[:200]
+    assert b"Connection: close\r\n" in raw
+    assert b"X-Request-ID: " in raw and b"request id: " in raw
+    assert proxy.pod.requests == 0
+    response = await request(proxy.port, "/next")
+    assert response.status == 200 and response.json()["path"] == "/next"
+
+
+async def test_huge_unterminated_header_is_bounded(proxy):
+    """A header field that never ends is refused once the head passes the limit, not buffered forever."""
+    reader, writer = await connect(proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nX-Endless: ")
+    status = None
+    try:
+        for _ in range(200):
+            writer.write(b"v" * 4096)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    raw = await read_all(reader, timeout=5)
+    status = raw[:12]
+    assert status == b"HTTP/1.1 431"
+    writer.close()
+
+
+async def test_bad_request_after_a_good_pipelined_one(proxy):
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/slow?delay=0.2") + b"BROKEN REQUEST\r\n\r\n")
+    first = await read_response(reader)
+    assert first.status == 200 and first.json()["path"] == "/slow?delay=0.2"
+    rest = await read_all(reader, timeout=5)
+    assert rest.startswith(b"HTTP/1.1 400 ")
+    writer.close()
+
+
+async def test_bad_chunk_mid_body_after_forwarding_started(make_proxy, make_pods):
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/upload", method="POST", headers=[("Transfer-Encoding", "chunked")]))
+    writer.write(b"5\r\nhello\r\n")
+    await asyncio.sleep(0.1)  # give the proxy time to dispatch and forward the first chunk
+    writer.write(b"nothex\r\n")
+    raw = await read_all(reader, timeout=5)
+    assert raw.startswith(b"HTTP/1.1 400 ")
+    writer.close()
+    # The half-sent upstream connection was dropped, not pooled.
+    assert proxy.upstreams[APP].idle_connections() == 0
+    assert (await request(proxy.port, "/ok")).status == 200
+
+
+async def test_header_timeout_answers_408(make_proxy, make_pods):
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(client_header_timeout=0.3)
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    reader, writer = await connect(proxy.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    raw = await read_all(reader, timeout=5)
+    assert raw.startswith(b"HTTP/1.1 408 ")
+    writer.close()
+    # Dribbling bytes does not extend the deadline: it counts from the head's first byte.
+    reader, writer = await connect(proxy.port)
+    started = asyncio.get_running_loop().time()
+    reading = asyncio.ensure_future(read_all(reader, timeout=5))
+    try:
+        while not reading.done():
+            writer.write(b"X")
+            await asyncio.sleep(0.05)
+    except ConnectionError:
+        pass
+    assert (await reading).startswith(b"HTTP/1.1 408 ")
+    assert asyncio.get_running_loop().time() - started < 3
+    writer.close()
+    # A connection that never sends anything is closed after the header timeout as well.
+    reader, writer = await connect(proxy.port)
+    assert await closed_by_peer(reader, timeout=5)
+    writer.close()
+    assert pod.requests == 0
+
+
+async def test_idle_keep_alive_connection_is_closed(make_proxy, make_pods):
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(client_keepalive_timeout=0.3)
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/"))
+    assert (await read_response(reader)).status == 200
+    assert await closed_by_peer(reader, timeout=5)
+    writer.close()
+    await wait_until(lambda: proxy.server.active_connections == 0, timeout=5)
+
+
+async def test_stalled_request_body_times_out(make_proxy, make_pods):
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(client_header_timeout=0.3)
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/upload", method="POST", headers=[("Content-Length", "100")]) + b"only-part")
+    raw = await read_all(reader, timeout=5)
+    assert raw.startswith(b"HTTP/1.1 408 ")
+    writer.close()
+    assert proxy.upstreams[APP].idle_connections() == 0
+
+
+async def test_many_bad_clients_do_not_disturb_good_ones(proxy):
+    async def bad(data: bytes) -> bytes:
+        reader, writer = await connect(proxy.port)
+        writer.write(data)
+        try:
+            return await read_all(reader, timeout=5)
+        finally:
+            writer.close()
+
+    async def good(i: int) -> str:
+        return (await request(proxy.port, f"/good/{i}")).json()["path"]
+
+    results = await asyncio.gather(*(bad(data) for data, _ in BAD), *(good(i) for i in range(20)))
+    assert results[len(BAD):] == [f"/good/{i}" for i in range(20)]
+    assert all(r.startswith(b"HTTP/1.1 4") or r.startswith(b"HTTP/1.1 505") for r in results[: len(BAD)])
+
+
+async def test_error_response_to_unread_body_is_delivered_before_close(make_proxy):
+    """A 503 for a large upload is readable by the client (lingering close), not lost in a reset."""
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [])])
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/", method="POST", headers=[("Content-Length", str(8 << 20))]))
+    try:
+        for _ in range(64):
+            writer.write(b"z" * 65536)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    response = await read_response(reader)
+    assert response.status == 503
+    writer.close()
