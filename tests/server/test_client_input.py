@@ -127,9 +127,10 @@ async def test_header_timeout_answers_408(make_proxy, make_pods):
     reader, writer = await connect(proxy.port)
     started = asyncio.get_running_loop().time()
     reading = asyncio.ensure_future(read_all(reader, timeout=5))
+    writer.write(b"GET /")
     try:
         while not reading.done():
-            writer.write(b"X")
+            writer.write(b"a")
             await asyncio.sleep(0.05)
     except ConnectionError:
         pass
