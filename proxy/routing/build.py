@@ -188,31 +188,29 @@ def _warning_order(warning: Warning) -> tuple[str, str, str, str]:
     return (warning.kind, warning.namespace, warning.name, warning.message)
 
 
-def _route_line(scope: str, host: str, slot: str, key: str, route: Route | None) -> str:
-    if route is None:
-        return repr((scope, host, slot, key))
-    fields = (route.namespace, route.ingress, route.host, route.path, route.path_type, route.cluster)
-    return repr((scope, host, slot, key, *fields))  # repr of str tuples: unambiguous and fast
-
-
 def _canonical(table: RouteTable, clusters: dict[str, Cluster]) -> Iterator[str]:
+    """One line per route slot and cluster. Fields are joined with NUL: no field can hold one
+    (names and hosts are validated DNS names, rule paths with control characters are refused)."""
     scopes = [("host", table.hosts), ("wildcard", table.wildcards)]
     if table.any_host is not None:
         scopes.append(("any", {"": table.any_host}))
     lines = []
     for scope, entries in scopes:
         for host, routes in entries.items():
-            lines.extend(_route_line(scope, host, "exact", key, route) for key, route in routes.exact.items())
-            lines.extend(_route_line(scope, host, "prefix", key, route) for key, route in routes.prefix.items())
+            for slot, slots in (("exact", routes.exact), ("prefix", routes.prefix)):
+                lines.extend(
+                    f"{scope}\0{host}\0{slot}\0{key}\0{r.namespace}\0{r.ingress}\0{r.host}\0{r.path}\0{r.path_type}\0{r.cluster}"
+                    for key, r in slots.items()
+                )
             # Every claimed host is listed, even one without routes: it answers 404 instead of falling through.
-            lines.append(_route_line(scope, host, "default", "", routes.default))
+            r = routes.default
+            lines.append(f"{scope}\0{host}\0default" + ("" if r is None else f"\0{r.namespace}\0{r.ingress}\0{r.cluster}"))
     lines.sort()
     yield from lines
     for key in sorted(clusters):
-        cluster = clusters[key]
-        # Validated IP addresses hold no spaces or commas.
-        endpoints = ",".join(map("%s %d".__mod__, cluster.endpoints))
-        yield repr((key, cluster.namespace, cluster.service, cluster.port, cluster.external_name, cluster.external_port, endpoints))
+        c = clusters[key]
+        endpoints = ",".join(map("%s %d".__mod__, c.endpoints))
+        yield f"cluster\0{key}\0{c.namespace}\0{c.service}\0{c.port}\0{c.external_name}\0{c.external_port}\0{endpoints}"
 
 
 def checksum(table: RouteTable, clusters: dict[str, Cluster]) -> str:

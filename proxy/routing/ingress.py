@@ -24,6 +24,8 @@ _HOST_MAX = 253
 # Service names are DNS labels; port names IANA service names (lower-case, digits, '-', at least one letter).
 _SERVICE = re.compile(_LABEL)
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# Request paths never carry these (the HTTP request line cannot), so a rule path holding one could never match.
+_UNMATCHABLE = re.compile(r"[\x00-\x20\x7f]")
 _PATH_TYPES = (PATH_EXACT, PATH_PREFIX, PATH_IMPLEMENTATION_SPECIFIC)
 
 
@@ -126,6 +128,8 @@ def parse_path(entry: Any, *, host: str, where: str) -> PathRule:
         path = "/"  # the API allows an empty ImplementationSpecific path; it means everything
     if path[0] != "/":
         raise Malformed(f"{where}.path {path!r} must start with '/'")
+    if _UNMATCHABLE.search(path):
+        raise Malformed(f"{where}.path {path!r} holds whitespace or control characters, which no request path can")
     normalized = normalize_path(path)
     if normalized is None:
         raise Malformed(f"{where}.path {path!r} cannot be normalized (it climbs above '/' or has a bad escape)")

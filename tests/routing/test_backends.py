@@ -311,3 +311,32 @@ def test_resource_default_backend_is_warned():
     assert "defaultBackend" in warning.message and "resource backend" in warning.message
     assert config.table.host_routes("a.test").default is None
 
+
+
+def test_non_boolean_ready_skips_that_endpoint_with_a_warning():
+    odd = {"addresses": ["10.1.0.5"], "conditions": {"ready": "yes"}}
+    cluster, warnings = _resolve("80", service("web"), endpoint_slice("web", [odd, endpoint("10.1.0.1")]))
+    assert cluster.endpoints == (Endpoint("10.1.0.1", 8080),)
+    [warning] = warnings
+    assert "endpoints[0].conditions.ready must be a boolean" in warning.message
+
+
+def test_one_service_named_by_number_and_by_name_resolves_alike_and_warns_once():
+    objects = [
+        ingress("by-number", rule("a.test", path("/", "web", 80))),
+        ingress("by-name", rule("b.test", path("/", "web", "http"))),
+        service("web", service_port(80, name="http", target="http")),
+        endpoint_slice("web", [endpoint("10.1.0.1"), endpoint("bogus")], [("http", 8080)]),
+    ]
+    config = build(snapshot(*objects), SETTINGS)
+    assert config.clusters["default/web:80"].endpoints == config.clusters["default/web:http"].endpoints
+    assert config.clusters["default/web:http"].endpoints == (Endpoint("10.1.0.1", 8080),)
+    assert [(w.kind, w.name) for w in config.warnings] == [("EndpointSlice", "web-abcde")]
+
+
+def test_malformed_service_port_entries_are_warned():
+    broken = service("web")
+    broken["spec"]["ports"] = [{"port": "eighty", "name": "http"}]
+    cluster, warnings = _resolve("80", broken)
+    assert cluster.endpoints == ()
+    assert "spec.ports[0].port must be a port number" in warnings[0].message

@@ -118,6 +118,9 @@ def test_empty_implementation_specific_path_means_everything():
         (path("/../etc"), "cannot be normalized"),
         (path("/a%zz"), "cannot be normalized"),
         (path("/a%00b", path_type="ImplementationSpecific"), "cannot be normalized"),
+        (path("/a b"), "whitespace or control characters"),
+        (path("/a\x00b", path_type="Exact"), "whitespace or control characters"),
+        (path("/a\nb", path_type="ImplementationSpecific"), "whitespace or control characters"),
     ],
 )
 def test_invalid_path_is_skipped_with_warning_and_the_rest_still_serves(entry, fragment):
