@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 
@@ -93,8 +94,12 @@ async def test_admin_port(echo_pods, manifests, pyngress):
         assert await pod_for(proc, "/api") == "api-1"
     status, text = await proc.admin_get("/metrics")
     assert status == 200
-    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+    families = list(text_string_to_metric_families(text))
+    values = {s.name: s.value for f in families for s in f.samples if not s.labels}
+    by_listener = {(s.name, s.labels.get("listener")): s.value for f in families for s in f.samples}
     assert values["pyngress_requests_total"] >= 3
+    assert by_listener[("pyngress_connections_total", "http")] >= 3  # the test client does not reuse connections
+    assert ("pyngress_active_connections", "http") in by_listener
     assert values["pyngress_routes"] == 2 and values["pyngress_backends"] == 2
     assert values["pyngress_ready_endpoints"] == 3
 
@@ -134,6 +139,20 @@ async def test_grace_period_bounds_the_shutdown(echo_pods, manifests, pyngress):
     assert await proc.wait(timeout=20) == 0  # far sooner than the 60 s the request wanted
     in_flight.cancel()
     await asyncio.gather(in_flight, return_exceptions=True)
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "proxy", "--manifests", str(tmp_path), "--bind", "127.0.0.1",
+             "--http-port", "0", "--admin-port", str(port)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1
+    assert "cannot start" in done.stderr and str(port) in done.stderr
 
 
 def test_missing_manifest_path_is_a_clear_error(tmp_path):
