@@ -148,9 +148,8 @@ class _Merger:
             taken = "its defaultBackend"
         else:
             taken = f"path {winner.path!r} ({winner.path_type})"
-        self.warnings.append(
-            Warning("Ingress", loser.namespace, loser.ingress, f"{what} ignored: {owner} already serves {taken} ({why})")
-        )
+        message = f"{what} ignored: {owner} already serves {taken} ({why})"
+        self.warnings.append(Warning("Ingress", loser.namespace, loser.ingress, message))
 
 
 def _host_text(host: str) -> str:
@@ -198,13 +197,15 @@ def _canonical(table: RouteTable, clusters: dict[str, Cluster]) -> Iterator[str]
     for scope, entries in scopes:
         for host, routes in entries.items():
             for slot, slots in (("exact", routes.exact), ("prefix", routes.prefix)):
+                where = f"{scope}\0{host}\0{slot}"
                 lines.extend(
-                    f"{scope}\0{host}\0{slot}\0{key}\0{r.namespace}\0{r.ingress}\0{r.host}\0{r.path}\0{r.path_type}\0{r.cluster}"
+                    f"{where}\0{key}\0{r.namespace}\0{r.ingress}\0{r.host}\0{r.path}\0{r.path_type}\0{r.cluster}"
                     for key, r in slots.items()
                 )
             # Every claimed host is listed, even one without routes: it answers 404 instead of falling through.
             r = routes.default
-            lines.append(f"{scope}\0{host}\0default" + ("" if r is None else f"\0{r.namespace}\0{r.ingress}\0{r.cluster}"))
+            owner = "" if r is None else f"\0{r.namespace}\0{r.ingress}\0{r.cluster}"
+            lines.append(f"{scope}\0{host}\0default{owner}")
     lines.sort()
     yield from lines
     for key in sorted(clusters):

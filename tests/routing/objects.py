@@ -115,7 +115,12 @@ def service(name: str, *ports: Obj, namespace: str = "default", external_name: s
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "55", "creationTimestamp": _DEFAULT_STAMP},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "resourceVersion": "55",
+            "creationTimestamp": _DEFAULT_STAMP,
+        },
         "spec": spec,
         "status": {"loadBalancer": {}},
     }

@@ -11,7 +11,6 @@ from proxy.routing.model import Cluster, Endpoint
 from proxy.settings import Settings
 
 from .objects import (
-    backend,
     endpoint,
     endpoint_slice,
     ingress,
@@ -63,12 +62,16 @@ TWO_PORTS = [
 def test_backend_port_maps_through_the_service_port_name_to_the_pod_port(port, expected):
     assert _endpoints(port, *TWO_PORTS) == expected
     cluster, _ = _resolve(port, *TWO_PORTS)
-    assert (cluster.key, cluster.namespace, cluster.service, cluster.port) == (f"default/web:{port}", "default", "web", port)
+    identity = (cluster.key, cluster.namespace, cluster.service, cluster.port)
+    assert identity == (f"default/web:{port}", "default", "web", port)
     assert cluster.external_name is None
 
 
 def test_unnamed_single_port_service_uses_the_unnamed_slice_port():
-    objects = [service("web", service_port(80, target=3000)), endpoint_slice("web", [endpoint("10.1.0.1")], [("", 3000)])]
+    objects = [
+        service("web", service_port(80, target=3000)),
+        endpoint_slice("web", [endpoint("10.1.0.1")], [("", 3000)]),
+    ]
     assert _endpoints("80", *objects) == [("10.1.0.1", 3000)]
 
 
@@ -165,7 +168,8 @@ def test_fqdn_slice_is_skipped_with_a_warning_and_others_still_count():
 
 
 def test_bad_address_skips_only_that_endpoint():
-    objects = [service("web"), endpoint_slice("web", [endpoint("not-an-ip"), endpoint("10.1.0.1"), {"addresses": "10.1.0.2"}])]
+    entries = [endpoint("not-an-ip"), endpoint("10.1.0.1"), {"addresses": "10.1.0.2"}]
+    objects = [service("web"), endpoint_slice("web", entries)]
     cluster, warnings = _resolve("80", *objects)
     assert cluster.endpoints == (Endpoint("10.1.0.1", 8080),)
     assert [w.kind for w in warnings] == ["EndpointSlice", "EndpointSlice"]

@@ -48,7 +48,8 @@ def _ing(**kwargs):
         ({"class_name": None, "class_annotation": "pyngress"}, [], Settings(), True),
         ({"class_name": None, "class_annotation": "nginx"}, [], Settings(), False),
         ({"class_name": None, "class_annotation": "nginx"}, [], Settings(watch_ingress_without_class=True), False),
-        ({"class_name": None, "class_annotation": "nginx"}, [ingress_class("pyngress", default=True)], Settings(), False),
+        ({"class_name": None, "class_annotation": "nginx"}, [ingress_class("pyngress", default=True)], Settings(),
+         False),
         ({"class_name": None, "class_annotation": "internal"}, [], Settings(ingress_class="internal"), True),
         # no class at all
         ({"class_name": None}, [], Settings(), False),
@@ -64,7 +65,8 @@ def _ing(**kwargs):
             False,
         ),
         # our name counts even if the IngressClass object points elsewhere
-        ({"class_name": None}, [ingress_class("pyngress", controller=OTHER_CONTROLLER, default=True)], Settings(), True),
+        ({"class_name": None}, [ingress_class("pyngress", controller=OTHER_CONTROLLER, default=True)], Settings(),
+         True),
         ({"class_name": ""}, [ingress_class("pyngress", default=True)], Settings(), True),  # empty = unset
         ({"class_name": None, "class_annotation": ""}, [ingress_class("pyngress", default=True)], Settings(), True),
     ],

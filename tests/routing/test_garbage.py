@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -96,12 +97,21 @@ def _world() -> list[dict[str, Any]]:
             default=backend("web", "http"),
         ),
         ingress("legacy", rule("old.test", path("/x", "api", 9000)), class_name=None, class_annotation="pyngress"),
-        ingress("plain", rule("shop.example.com", path("/api", "api", 9000)), class_name=None, created="2019-01-01T00:00:00Z"),
+        ingress(
+            "plain",
+            rule("shop.example.com", path("/api", "api", 9000)),
+            class_name=None,
+            created="2019-01-01T00:00:00Z",
+        ),
         ingress_class("pyngress", default=True),
         service("web", service_port(80, name="http", target="http")),
         service("api", service_port(9000, name="grpc", target=9001)),
         service("ext", service_port(443, name="https"), external_name="api.partner.example"),
-        endpoint_slice("web", [endpoint("10.0.0.1"), endpoint("10.0.0.2", ready=False), endpoint("10.0.0.3", ready=None)], [("http", 8080)]),
+        endpoint_slice(
+            "web",
+            [endpoint("10.0.0.1"), endpoint("10.0.0.2", ready=False), endpoint("10.0.0.3", ready=None)],
+            [("http", 8080)],
+        ),
         endpoint_slice("web", [endpoint("fd00::1")], [("http", 8080)], suffix="v6", address_type="IPv6"),
         legacy_endpoints("api", ["10.0.1.1"], [("grpc", 9001)], not_ready=["10.0.1.2"]),
     ]
@@ -122,21 +132,18 @@ def _snapshot_of(objects: list[dict[str, Any]], damaged: dict[str, Any], origina
     """Index by the undamaged object's identity (the cache keys objects by their API path, not their body)."""
     base = snapshot(*[original if obj is damaged else obj for obj in objects])
     kind, meta = original["kind"], original["metadata"]
+    key = (meta.get("namespace", ""), meta["name"])
     if kind == "Ingress":
-        return Snapshot(**{**_fields(base), "ingresses": {**base.ingresses, (meta["namespace"], meta["name"]): damaged}})
+        return replace(base, ingresses={**base.ingresses, key: damaged})
     if kind == "IngressClass":
-        return Snapshot(**{**_fields(base), "ingress_classes": {**base.ingress_classes, meta["name"]: damaged}})
+        return replace(base, ingress_classes={**base.ingress_classes, meta["name"]: damaged})
     if kind == "Service":
-        return Snapshot(**{**_fields(base), "services": {**base.services, (meta["namespace"], meta["name"]): damaged}})
+        return replace(base, services={**base.services, key: damaged})
     if kind == "Endpoints":
-        return Snapshot(**{**_fields(base), "endpoints": {**base.endpoints, (meta["namespace"], meta["name"]): damaged}})
+        return replace(base, endpoints={**base.endpoints, key: damaged})
     owner = (meta["namespace"], meta["labels"]["kubernetes.io/service-name"])
     slices = {**base.endpoint_slices, owner: {**base.endpoint_slices[owner], meta["name"]: damaged}}
-    return Snapshot(**{**_fields(base), "endpoint_slices": slices})
-
-
-def _fields(snap: Snapshot) -> dict[str, Any]:
-    return {name: getattr(snap, name) for name in Snapshot.__slots__}
+    return replace(base, endpoint_slices=slices)
 
 
 def test_the_undamaged_world_builds_cleanly():

@@ -128,7 +128,10 @@ def test_rule_hosts_are_lowercased_and_stored_as_table_keys():
 )
 def test_invalid_host_skips_the_rule_with_a_warning(host):
     config = build(
-        snapshot(ingress("n", rule(host, path("/bad", "a")), rule("good.test", path("/", "b"))), *backend_world("a", "b")),
+        snapshot(
+            ingress("n", rule(host, path("/bad", "a")), rule("good.test", path("/", "b"))),
+            *backend_world("a", "b"),
+        ),
         SETTINGS,
     )
     [warning] = config.warnings

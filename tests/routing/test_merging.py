@@ -88,7 +88,8 @@ def test_conflicts_resolve_the_same_whatever_the_snapshot_order():
 
 
 def test_duplicate_path_within_one_ingress_first_written_wins():
-    config = build(snapshot(ingress("n", rule("h.test", path("/x", "a")), rule("h.test", path("/x", "b"))), *backend_world("a", "b")), SETTINGS)
+    obj = ingress("n", rule("h.test", path("/x", "a")), rule("h.test", path("/x", "b")))
+    config = build(snapshot(obj, *backend_world("a", "b")), SETTINGS)
     assert route_for(config, "h.test", "/x").cluster == "default/a:80"
     [warning] = config.warnings
     assert "this Ingress" in warning.message
@@ -106,7 +107,8 @@ def test_same_path_on_different_hosts_is_no_conflict():
         SETTINGS,
     )
     assert config.warnings == ()
-    assert [served(config, host, "/x")[0] for host in ("a.test", "b.test", "w.a.test", "q.test")] == ["a", "b", "c", "d"]
+    hosts = ("a.test", "b.test", "w.a.test", "q.test")
+    assert [served(config, host, "/x")[0] for host in hosts] == ["a", "b", "c", "d"]
 
 
 # --- defaultBackend ---------------------------------------------------------------------------
@@ -133,10 +135,8 @@ def test_default_backend_serves_unmatched_paths_of_each_host_its_rules_name():
 
 
 def test_default_backend_is_the_catch_all_for_unclaimed_hosts():
-    config = build(
-        snapshot(ingress("n", rule("a.test", path("/api", "api")), default=backend("fallback", 80)), *backend_world("api", "fallback")),
-        SETTINGS,
-    )
+    obj = ingress("n", rule("a.test", path("/api", "api")), default=backend("fallback", 80))
+    config = build(snapshot(obj, *backend_world("api", "fallback")), SETTINGS)
     route = route_for(config, "unknown.test", "/whatever")
     assert route == Route("default", "n", "", "", PATH_DEFAULT_BACKEND, "default/fallback:80")
 
@@ -212,7 +212,8 @@ def test_catch_all_contest_warns_only_ingresses_whose_default_serves_no_host_of_
 
 def test_broken_default_backend_is_warned_and_rules_still_serve():
     broken = {"service": {"name": "fallback"}}
-    config = build(snapshot(ingress("n", rule("a.test", path("/", "web")), default=broken), *backend_world("web")), SETTINGS)
+    obj = ingress("n", rule("a.test", path("/", "web")), default=broken)
+    config = build(snapshot(obj, *backend_world("web")), SETTINGS)
     [warning] = config.warnings
     assert "spec.defaultBackend.service.port is missing" in warning.message
     assert served(config, "a.test", "/x") == ("n", "/", "Prefix")
@@ -257,7 +258,8 @@ def test_checksum_ignores_what_does_not_route():
     relabelled["metadata"]["labels"] = {"team": "x"}
     relabelled["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
     assert _checksum(relabelled, *BASE[1:]) == _checksum(*BASE)
-    assert _checksum(*BASE, ingress("foreign", rule("b.test", path("/", "web")), class_name="nginx")) == _checksum(*BASE)
+    foreign = ingress("foreign", rule("b.test", path("/", "web")), class_name="nginx")
+    assert _checksum(*BASE, foreign) == _checksum(*BASE)
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,8 @@ def test_unmatched_path_goes_to_default_backend():
     ],
 )
 def test_rule_paths_are_normalized_like_requests(rule_path, path_type, request_path, matches):
-    config = build(snapshot(ingress("n", rule("h.test", path(rule_path, path_type=path_type))), *backend_world("web")), SETTINGS)
+    obj = ingress("n", rule("h.test", path(rule_path, path_type=path_type)))
+    config = build(snapshot(obj, *backend_world("web")), SETTINGS)
     assert config.warnings == ()
     route = route_for(config, "h.test", request_path)
     assert (route is not None) is matches
@@ -102,7 +103,8 @@ def test_rule_paths_are_normalized_like_requests(rule_path, path_type, request_p
 
 
 def test_empty_implementation_specific_path_means_everything():
-    config = build(snapshot(ingress("n", rule("h.test", path(None, path_type="ImplementationSpecific"))), *backend_world("web")), SETTINGS)
+    obj = ingress("n", rule("h.test", path(None, path_type="ImplementationSpecific")))
+    config = build(snapshot(obj, *backend_world("web")), SETTINGS)
     assert config.warnings == ()
     assert served(config, "h.test", "/any/thing") == ("n", "/", "ImplementationSpecific")
 
@@ -138,7 +140,8 @@ def test_prefix_wins_over_implementation_specific_at_the_same_path(order):
     prefix = path("/api", "prefix-svc", path_type="Prefix")
     specific = path("/api/", "specific-svc", path_type="ImplementationSpecific")
     entries = (prefix, specific) if order == "prefix-first" else (specific, prefix)
-    config = build(snapshot(ingress("n", rule("h.test", *entries)), *backend_world("prefix-svc", "specific-svc")), SETTINGS)
+    world = backend_world("prefix-svc", "specific-svc")
+    config = build(snapshot(ingress("n", rule("h.test", *entries)), *world), SETTINGS)
     assert route_for(config, "h.test", "/api/v1").cluster == "default/prefix-svc:80"
     assert len(config.warnings) == 1
     message = config.warnings[0].message
@@ -147,7 +150,8 @@ def test_prefix_wins_over_implementation_specific_at_the_same_path(order):
 
 
 def test_prefix_in_newer_ingress_still_beats_older_implementation_specific():
-    old = ingress("old", rule("h.test", path("/api", "a", path_type="ImplementationSpecific")), created="2020-01-01T00:00:00Z")
+    specific = path("/api", "a", path_type="ImplementationSpecific")
+    old = ingress("old", rule("h.test", specific), created="2020-01-01T00:00:00Z")
     new = ingress("new", rule("h.test", path("/api", "b", path_type="Prefix")), created="2023-01-01T00:00:00Z")
     config = build(snapshot(old, new, *backend_world("a", "b")), SETTINGS)
     assert served(config, "h.test", "/api") == ("new", "/api", "Prefix")
@@ -157,7 +161,10 @@ def test_prefix_in_newer_ingress_still_beats_older_implementation_specific():
 
 def test_exact_and_prefix_at_the_same_path_coexist_without_warning():
     config = build(
-        snapshot(ingress("n", rule("h.test", path("/x", "a", path_type="Exact"), path("/x", "b"))), *backend_world("a", "b")),
+        snapshot(
+            ingress("n", rule("h.test", path("/x", "a", path_type="Exact"), path("/x", "b"))),
+            *backend_world("a", "b"),
+        ),
         SETTINGS,
     )
     assert config.warnings == ()
@@ -166,7 +173,8 @@ def test_exact_and_prefix_at_the_same_path_coexist_without_warning():
 
 
 def test_trailing_slash_variants_of_one_prefix_are_the_same_path():
-    config = build(snapshot(ingress("n", rule("h.test", path("/foo", "a"), path("/foo/", "b"))), *backend_world("a", "b")), SETTINGS)
+    obj = ingress("n", rule("h.test", path("/foo", "a"), path("/foo/", "b")))
+    config = build(snapshot(obj, *backend_world("a", "b")), SETTINGS)
     assert served(config, "h.test", "/foo/x") == ("n", "/foo", "Prefix")
     [warning] = config.warnings
     assert "'/foo/' (Prefix)" in warning.message and "this Ingress" in warning.message
