@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
+import uvloop
 
 from harness import Handler, Pod, Proxy, RawBackend
 from proxy.settings import Settings
@@ -56,3 +58,8 @@ async def make_backend() -> AsyncIterator[Callable[..., Awaitable[RawBackend]]]:
     yield factory
     for backend in backends:
         await backend.stop()
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every server test runs on the standard loop and on uvloop (the production loop)."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
