@@ -298,6 +298,7 @@ async def serve(settings: Settings) -> int:
     try:
         if listening:
             status = max(status, await _drain(server, settings, signals))
+            await server.close()  # whatever the grace period could not finish is cut now
     finally:
         for task in tasks:
             task.cancel()
