@@ -116,7 +116,7 @@ class ClusterResolver:
                     )
             known = self._endpoints[memo_key] = (tuple(sorted(found)), problems)
         warnings.extend(known[1])
-        return Cluster(key=key, namespace=namespace, service=service, port=port, endpoints=known[0])
+        return Cluster(key, namespace, service, port, known[0])  # positional: this runs once per backend
 
 
 def _is_number(port: str) -> bool:
