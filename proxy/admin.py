@@ -38,10 +38,6 @@ class AdminServer:
         self.port = 0
         self._runner: web.AppRunner | None = None
 
-    @property
-    def ready(self) -> bool:
-        return self.holder.current is not None and not self.shutting_down
-
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)

@@ -117,10 +117,14 @@ class Controller:
             routes, services = self._pending_routes, self._pending_endpoints
             self._pending_routes = False
             self._pending_endpoints = set()
-            if routes or self.holder.current is None:
-                await self.rebuild()  # the snapshot it takes already holds every endpoint change
-            elif services:
-                self.move_endpoints(services)
+            try:
+                if routes or self.holder.current is None:
+                    await self.rebuild()  # the snapshot it takes already holds every endpoint change
+                elif services:
+                    self.move_endpoints(services)
+            except Exception:  # keep serving the running configuration; the next change tries again
+                self.stats.errors += 1
+                log.exception("applying a configuration change failed")
 
     async def _settle(self) -> None:
         """Wait until changes pause for `debounce`, but no longer than `debounce_max` after the first."""
