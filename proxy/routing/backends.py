@@ -85,8 +85,10 @@ class ClusterResolver:
             external_name = text(spec, "externalName", "spec.", required=True)
             if entry is not None:
                 external_port = entry[1]
-            elif _is_number(port) and 0 < int(port) < 65536:
+            elif _is_number(port):
                 external_port = int(port)  # ExternalName Services need not list their ports
+                if not 0 < external_port < 65536:
+                    raise Malformed(f"backend port {port} is not a port number")
             else:
                 raise Malformed(f"has no port named {port!r}")
             return Cluster(

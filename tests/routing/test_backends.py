@@ -344,3 +344,9 @@ def test_malformed_service_port_entries_are_warned():
     cluster, warnings = _resolve("80", broken)
     assert cluster.endpoints == ()
     assert "spec.ports[0].port must be a port number" in warnings[0].message
+
+
+def test_external_name_with_out_of_range_number_is_warned():
+    cluster, warnings = _resolve("70000", service("ext", external_name="api.partner.example"), service_name="ext")
+    assert cluster.external_name is None
+    assert "backend port 70000 is not a port number" in warnings[0].message
