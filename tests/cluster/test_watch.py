@@ -103,7 +103,7 @@ async def test_initial_sync_fills_the_cache(kube_api: KubeApiServer, start: Star
         (listed,) = calls(kube_api, "list", resource)
         (watched,) = calls(kube_api, "watch", resource)
         assert listed.resource_version == "" and watched.resource_version == str(kube_api.store.rv)
-    assert all(k.connected and not k.failing for k in running.status.kinds.values())
+    await eventually(lambda: all(k.connected and not k.failing for k in running.status.kinds.values()), "connected")
 
 
 async def test_not_synced_until_every_kind_has_listed(kube_api: KubeApiServer, start: Start) -> None:
