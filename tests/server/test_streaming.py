@@ -151,3 +151,53 @@ async def test_slow_reader_applies_backpressure_to_the_upstream(make_proxy, make
             total += len(data)
     assert sent == 64 * 1024 * 1024 > before
     writer.close()
+
+
+async def test_slow_upstream_reader_applies_backpressure_to_the_upload(make_proxy, make_backend):
+    """An upstream that stops reading stops the client's upload: nothing piles up in the proxy."""
+    upstream_reading = asyncio.Event()
+    received = 0
+
+    async def handler(reader, writer):
+        nonlocal received
+        line, headers = await read_head(reader)
+        await upstream_reading.wait()
+        length = int(headers["content-length"])
+        while received < length:
+            data = await reader.read(1 << 20)
+            if not data:
+                return
+            received += len(data)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    backend = await make_backend(handler)
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [backend.endpoint])])
+    total = 64 * 1024 * 1024
+    reader, writer = await connect(proxy.port)
+    writer.transport.set_write_buffer_limits(high=65536)
+    writer.write(encode_request("/", method="PUT", headers=[("Content-Length", str(total))]))
+    sent = 0
+    stalled = False
+    while sent < total:
+        writer.write(CHUNK)
+        sent += len(CHUNK)
+        try:
+            async with asyncio.timeout(0.5):
+                await writer.drain()
+        except TimeoutError:
+            stalled = True
+            break
+    assert stalled
+    # Kernel buffers (client send, proxy receive/send, backend receive) hold a few MiB at most.
+    assert sent < 32 * 1024 * 1024
+    upstream_reading.set()
+    while sent < total:
+        writer.write(CHUNK)
+        sent += len(CHUNK)
+        async with asyncio.timeout(10):
+            await writer.drain()
+    response = await read_response(reader, timeout=30)
+    assert response.status == 200 and received == total
+    writer.close()
