@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Sequence
 
 from proxy import __version__
 from proxy.settings import CONTROLLER_NAME, Settings
 
 if TYPE_CHECKING:
     from proxy.admin import AdminServer
+    from proxy.kube.cache import ObjectCache
+    from proxy.runtime import RuntimeHolder
     from proxy.server import ProxyServer
 
 log = logging.getLogger("pyngress")
@@ -195,18 +196,35 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-ClusterSource = Callable[..., Awaitable[None]]
+class ClusterMode:
+    """Cluster mode's parts on one API client: the watch feeding the cache, and, when status
+    publishing is asked for, leader election plus the Ingress status writer."""
+
+    def __init__(self, client: Any, coroutines: list[tuple[str, Coroutine[Any, Any, None]]]) -> None:
+        self.client = client
+        self.coroutines = coroutines
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
-def cluster_source() -> ClusterSource | None:
-    """`proxy.kube.watch.run_cluster_source(cache, settings)` when cluster mode is available."""
-    try:
-        module = importlib.import_module("proxy.kube.watch")
-    except ImportError as error:
-        if error.name != "proxy.kube.watch":
-            raise
-        return None
-    return getattr(module, "run_cluster_source", None)
+async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHolder) -> ClusterMode:
+    """Build the cluster-mode tasks; raises ClusterConfigError when no cluster can be reached."""
+    from proxy.kube.client import create_api_client
+    from proxy.kube.leader import LeaderElector
+    from proxy.kube.status import StatusWriter
+    from proxy.kube.watch import run_cluster_source
+
+    client = await create_api_client(settings)
+    coroutines: list[tuple[str, Coroutine[Any, Any, None]]] = [
+        ("cluster watch", run_cluster_source(cache, settings, api_client=client))]
+    if settings.publish_service or settings.publish_status_address:
+        elector = LeaderElector(client, settings)
+        writer = StatusWriter(cache, settings, api_client=client, holder=holder, elector=elector)
+        coroutines += [("leader election", elector.run()), ("status writer", writer.run())]
+    else:
+        log.info("no --publish-service or --publish-status-address: Ingress status is not written")
+    return ClusterMode(client, coroutines)
 
 
 class _Signals:
@@ -234,6 +252,7 @@ async def serve(settings: Settings) -> int:
     from proxy.admin import AdminServer
     from proxy.controller import Controller
     from proxy.kube.cache import ObjectCache
+    from proxy.kube.client import ClusterConfigError
     from proxy.kube.files import ManifestError, ManifestSource
     from proxy.metrics import Metrics
     from proxy.runtime import RuntimeHolder
@@ -254,9 +273,10 @@ async def serve(settings: Settings) -> int:
     admin = AdminServer(settings=settings, holder=holder, metrics=metrics, controller=controller)
     tasks: list[asyncio.Task[None]] = []
     listening = False
+    cluster: ClusterMode | None = None
 
     async def run() -> int:
-        nonlocal listening
+        nonlocal listening, cluster
         await admin.start()
         # Early, so probes can be watched before the first configuration (readyz is 503 until then).
         print(f"pyngress admin={settings.bind}:{admin.port}", flush=True)
@@ -270,11 +290,12 @@ async def serve(settings: Settings) -> int:
                 return EXIT_USAGE
             tasks.append(asyncio.create_task(source.run(), name="manifests"))
         else:
-            run_cluster = cluster_source()
-            if run_cluster is None:
-                log.error("cluster mode not available yet: pass --manifests PATH to serve manifest files")
+            try:
+                cluster = await cluster_mode(cache, settings, holder)
+            except ClusterConfigError as error:
+                log.error("%s", error)
                 return EXIT_USAGE
-            tasks.append(asyncio.create_task(run_cluster(cache, settings), name="cluster"))
+            tasks.extend(asyncio.create_task(coro, name=name) for name, coro in cluster.coroutines)
 
         if not await _until(holder.wait_for(1, timeout=float("inf")), signals.stop, tasks):
             return _failed(tasks)
@@ -301,9 +322,11 @@ async def serve(settings: Settings) -> int:
             await server.close()  # whatever the grace period could not finish is cut now
     finally:
         for task in tasks:
-            task.cancel()
+            task.cancel()  # the elector releases its Lease on the way out
         await asyncio.gather(*tasks, return_exceptions=True)
         controller.close()
+        if cluster is not None:
+            await cluster.close()
         await admin.stop()
     log.info("stopped")
     return status

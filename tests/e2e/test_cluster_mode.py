@@ -61,7 +61,7 @@ async def test_cluster_mode_waits_for_every_first_list_then_serves(echo_pods, py
         # Secrets cannot be listed yet: the cache is not synced, so nothing may be served.
         api.fail_next(10_000, 500, when=lambda r: r.resource == "secrets" and r.verb == "list")
         proc = await pyngress(None, "--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", api.url)),
-                              admin_only=True)
+                              "--publish-status-address", "192.0.2.10", admin_only=True)
 
         assert await proc.admin_get("/healthz") == (200, "ok")
         await eventually(lambda: any(r.resource == "secrets" and r.verb == "list" for r in api.requests))
@@ -84,5 +84,13 @@ async def test_cluster_mode_waits_for_every_first_list_then_serves(echo_pods, py
         await eventually(only_web_2)
         assert await proc.generation() == 1
 
+        # the elected replica (the only one) writes the published address into the Ingress status
+        def load_balancer() -> list:
+            return ((api.get("Ingress", "shop", "web").get("status") or {}).get("loadBalancer") or {}).get("ingress")
+
+        await eventually(lambda: load_balancer() == [{"ip": "192.0.2.10"}])
+
         proc.signal(signal.SIGTERM)
         assert await proc.wait() == 0
+        lease = api.get("Lease", "default", "pyngress-leader")
+        assert not lease["spec"].get("holderIdentity")  # released on the way out
