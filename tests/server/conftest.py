@@ -8,7 +8,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import pytest
 import uvloop
 
-from harness import Handler, Pod, Proxy, RawBackend
+from server_harness import Handler, Pod, Proxy, RawBackend
 from proxy.settings import Settings
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from harness import (
+from server_harness import (
     Rule,
     closed_by_peer,
     cluster,

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from harness import (
+from server_harness import (
     Rule,
     cluster,
     connect,

@@ -7,7 +7,7 @@ import re
 
 import aiohttp
 
-from harness import (
+from server_harness import (
     Rule,
     cluster,
     connect,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from harness import Rule, closed_by_peer, cluster, connect, encode_request, read_response, request, wait_until
+from server_harness import Rule, closed_by_peer, cluster, connect, encode_request, read_response, request, wait_until
 
 APP = "default/app:80"
 

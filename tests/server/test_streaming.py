@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from harness import (
+from server_harness import (
     CHUNK,
     Rule,
     cluster,

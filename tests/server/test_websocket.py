@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from harness import Rule, cluster, connect, encode_request, read_head, read_response
+from server_harness import Rule, cluster, connect, encode_request, read_head, read_response
 
 APP = "default/app:80"
 
