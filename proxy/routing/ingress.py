@@ -91,6 +91,27 @@ def check_host(host: str) -> str:
 
 def parse_backend(obj: Any, where: str) -> Backend:
     """A `service` backend; `resource` backends and malformed ones raise Malformed."""
+    # Fast path for the shape nearly every backend has; anything else is re-read below for a precise message.
+    if type(obj) is dict and obj.get("resource") is None:
+        service = obj.get("service")
+        if type(service) is dict:
+            name = service.get("name")
+            port = service.get("port")
+            if type(name) is str and type(port) is dict and _SERVICE.fullmatch(name):
+                number = port.get("number")
+                port_name = port.get("name")
+                if port_name is None and type(number) is int and 0 < number < 65536:
+                    return Backend(name, str(number))
+                if number is None and type(port_name) is str and _valid_port_name(port_name):
+                    return Backend(name, port_name)
+    return _checked_backend(obj, where)
+
+
+def _valid_port_name(name: str) -> bool:
+    return _PORT_NAME.fullmatch(name) is not None and not name.isdigit()
+
+
+def _checked_backend(obj: Any, where: str) -> Backend:
     if not isinstance(obj, dict):
         raise Malformed(f"{where} is missing" if obj is None else f"{where} must be an object")
     if obj.get("resource") is not None:
@@ -108,7 +129,7 @@ def parse_backend(obj: Any, where: str) -> Backend:
         return Backend(name, str(number))
     if not port_name:
         raise Malformed(f"{where}.service.port needs a number or a name")
-    if not _PORT_NAME.fullmatch(port_name) or port_name.isdigit():
+    if not _valid_port_name(port_name):
         raise Malformed(f"{where}.service.port.name {port_name!r} is not a valid port name")
     return Backend(name, port_name)
 
@@ -116,16 +137,18 @@ def parse_backend(obj: Any, where: str) -> Backend:
 def parse_path(entry: Any, *, host: str, where: str) -> PathRule:
     """One `http.paths[]` entry; raises Malformed for a path that cannot be served."""
     entry = require_object(entry, where)
-    path_type = text(entry, "pathType", f"{where}.")
-    if not path_type:
+    path_type = entry.get("pathType")
+    if path_type is None or path_type == "":
         raise Malformed(f"{where}.pathType is missing")
     if path_type not in _PATH_TYPES:
         raise Malformed(f"{where}.pathType {path_type!r} is not Exact, Prefix or ImplementationSpecific")
-    path = text(entry, "path", f"{where}.")
-    if not path:
+    path = entry.get("path")
+    if path is None or path == "":
         if path_type != PATH_IMPLEMENTATION_SPECIFIC:
             raise Malformed(f"{where}.path is missing")
         path = "/"  # the API allows an empty ImplementationSpecific path; it means everything
+    elif type(path) is not str:
+        raise Malformed(f"{where}.path must be a string, got {path!r:.60}")
     if path[0] != "/":
         raise Malformed(f"{where}.path {path!r} must start with '/'")
     if _UNMATCHABLE.search(path):
