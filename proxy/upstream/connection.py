@@ -8,10 +8,13 @@ upstream closed it so the pool never hands out a dead connection.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from proxy.upstream.pool import EndpointPool
+
+logger = logging.getLogger("pyngress.proxy")
 
 
 class ConnectionUser(Protocol):
@@ -46,7 +49,13 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         user = self.user
         if user is not None:
-            user.upstream_data(data)
+            try:
+                user.upstream_data(data)
+            except Exception as exc:  # a bug must cost one request, never the event loop's protocol
+                logger.exception("error handling upstream data")
+                self.user = None
+                self.abort()
+                user.upstream_lost(exc)
         else:
             # Bytes nobody asked for: the connection is out of sync, never reuse it.
             self.close()
