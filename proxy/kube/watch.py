@@ -133,7 +133,7 @@ class WatchStatus:
     """Per-kind watch health, shared with the CLI (metrics, logs) while the watch runs."""
 
     kinds: dict[str, KindStatus] = field(default_factory=dict)
-    _synced: asyncio.Event = field(default_factory=asyncio.Event)
+    _synced: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False, compare=False)
 
     @classmethod
     def for_kinds(cls, kinds: Iterable[str]) -> "WatchStatus":
@@ -159,7 +159,7 @@ class WatchStatus:
         """Return once every kind's first LIST has been applied."""
         await self._synced.wait()
 
-    def _mark_synced(self, kind: str) -> None:
+    def mark_synced(self, kind: str) -> None:
         self.kinds[kind].synced = True
         if self.synced:
             self._synced.set()
@@ -180,8 +180,7 @@ def api_error(status: int, body: bytes | str | dict[str, Any]) -> ApiException:
     if isinstance(body, dict):
         reason = f"{body.get('reason', '')}: {body.get('message', '')}"
         status = int(body.get("code") or status)
-    error = ApiException(status=status, reason=reason)
-    return error
+    return ApiException(status=status, reason=reason)
 
 
 class KindWatcher:
@@ -247,7 +246,7 @@ class KindWatcher:
             self.state.relists_total += 1
         else:
             self.cache.mark_synced(self.spec.kind)
-            self.status._mark_synced(self.spec.kind)
+            self.status.mark_synced(self.spec.kind)
         self.version = self.state.resource_version = version
         self._recovered()
         log.info("listed %d %s (version %s)%s", len(items), self.where, version, " again" if relist else "")

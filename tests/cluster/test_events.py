@@ -140,11 +140,16 @@ async def test_only_the_leader_records(kube_api: KubeApiServer, api_client: ApiC
     elector = LeaderElector(api_client, SETTINGS, identity="pod-b", lease_duration=30, renew_deadline=20,
                             retry_period=0.05)
     rec = recorder(elector=elector)
-    assert rec.record([Warning("Ingress", "default", "web", "x")]) == 0
-    assert await elector.try_acquire_or_renew()
-    elector._set_leading(True)
-    assert rec.record([Warning("Ingress", "default", "web", "x")]) == 1
-    await eventually(lambda: len(events(kube_api)) == 1)
+    assert rec.record([Warning("Ingress", "default", "web", "x")]) == 0  # not (yet) the leader
+    campaign = asyncio.create_task(elector.run())
+    try:
+        async with asyncio.timeout(10):
+            await elector.wait_leading()
+        assert rec.record([Warning("Ingress", "default", "web", "x")]) == 1
+        await eventually(lambda: len(events(kube_api)) == 1)
+    finally:
+        campaign.cancel()
+        await asyncio.gather(campaign, return_exceptions=True)
 
 
 async def test_builder_warnings_reach_the_ingress_end_to_end(kube_api: KubeApiServer, api_client: ApiClient,

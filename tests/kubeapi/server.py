@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from .errors import ApiError, status_object
+from .errors import ApiError
 from .resources import BY_KIND, BY_PATH, RESOURCES, Resource
 from .selectors import object_filter, parse_field_selector, parse_label_selector
 from .store import Change, Obj, Store, Subscription
