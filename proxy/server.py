@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
 import ssl
+from binascii import hexlify
 from collections import deque
+from os import urandom
 from typing import Any
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -72,13 +72,15 @@ LINGER_SECONDS = 2.0
 _SEP = b": "
 _CRLF = b"\r\n"
 
-_random = random.Random(os.urandom(16))
-_bits = _random.getrandbits
+_request_cache = h.request_cache
+# Host header bytes -> normalized host; bounded so random Host values cannot grow memory.
+_host_names: dict[bytes, str] = {}
+_HOST_CACHE_LIMIT = 4096
 
 
 def new_request_id() -> bytes:
-    """32 hex digits, like ingress-nginx's $req_id; not a secret, so no system call per request."""
-    return b"%032x" % _bits(128)
+    """32 hex digits of randomness, like ingress-nginx's $req_id."""
+    return hexlify(urandom(16))
 
 
 class Listener:
@@ -103,7 +105,8 @@ class ClientConnection(asyncio.Protocol):
         "transport",
         "parser",
         "client_ip",
-        "real_ip",
+        "forwarded",
+        "forwarded_ip_end",
         "request",
         "active",
         "queue",
@@ -129,7 +132,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport: Any = None
         self.parser = HttpRequestParser(self)
         self.client_ip = b""
-        self.real_ip = b""
+        self.forwarded = b""
+        self.forwarded_ip_end = 0
         # The exchange whose request is being parsed, and the one being answered.
         self.request: Exchange | None = None
         self.active: Exchange | None = None
@@ -156,8 +160,15 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) and peer else ""
-        self.client_ip = ip.encode("ascii", "replace")
-        self.real_ip = b"X-Real-IP: " + self.client_ip + _CRLF
+        self.client_ip = client_ip = ip.encode("ascii", "replace")
+        # The forwarded fields that depend only on the connection, built once: X-Forwarded-For (when
+        # the client sent none), X-Forwarded-Proto/Port, X-Real-IP.
+        xff = b"X-Forwarded-For: " + client_ip
+        self.forwarded_ip_end = len(xff)
+        listener = self.listener
+        self.forwarded = b"".join(
+            (xff, _CRLF, listener.forwarded if listener is not None else b"", b"X-Real-IP: ", client_ip, _CRLF)
+        )
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -265,8 +276,10 @@ class ClientConnection(asyncio.Protocol):
             raise BadRequest(f"more than {server.max_headers} header fields", status=431)
         if size > server.max_header_bytes:
             raise BadRequest(f"header fields over {server.max_header_bytes} bytes", status=431)
-        code = h.request_class(name)
-        if code == h.KEEP:
+        code = _request_cache.get(name)
+        if code is None:
+            code = h.request_class(name)
+        if code == 0:  # h.KEEP
             ex.headers += (name, _SEP, value, _CRLF)
         elif code == h.HOST:
             if ex.host is not None:
@@ -281,7 +294,7 @@ class ClientConnection(asyncio.Protocol):
                 raise BadRequest(f"unsupported Transfer-Encoding {value!r}")
             ex.chunked = True
         elif code == h.CONNECTION:
-            names = {t for t in h.connection_tokens(value) if t not in h.CONNECTION_OPTIONS}
+            names = h.named_by_connection(value)
             if names:
                 ex.connection_names = names if ex.connection_names is None else ex.connection_names | names
         elif code == h.UPGRADE:
@@ -364,7 +377,12 @@ class ClientConnection(asyncio.Protocol):
             return
         if host is None:
             host = b""
-        route = runtime.config.table.match(normalize_host(host.decode("latin-1")), normalized)
+        host_name = _host_names.get(host)
+        if host_name is None:
+            host_name = normalize_host(host.decode("latin-1"))
+            if len(_host_names) < _HOST_CACHE_LIMIT:
+                _host_names[host] = host_name
+        route = runtime.config.table.match(host_name, normalized)
         if route is None:
             self.send_error(ex, 404, None)
             return
@@ -377,31 +395,22 @@ class ClientConnection(asyncio.Protocol):
             url = normalized.encode("latin-1") + (url[query:] if query >= 0 else b"")
         if ex.connection_names:
             fields = h.drop_named(fields, ex.connection_names)
-        ip = self.client_ip
         forwarded_for = ex.forwarded_for
+        if forwarded_for is None:
+            forwarded = self.forwarded
+        else:
+            forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + self.client_ip + self.forwarded[self.forwarded_ip_end :]
         head = [ex.method, b" ", url, b" HTTP/1.1\r\n"]
         head += fields
         if ex.host is None and fields is ex.headers:
             head.append(b"Host: \r\n")
-        head += (
-            b"X-Forwarded-For: ",
-            ip if forwarded_for is None else forwarded_for + b", " + ip,
-            _CRLF,
-            self.listener.forwarded if self.listener is not None else b"",
-            b"X-Forwarded-Host: ",
-            host,
-            _CRLF,
-            self.real_ip,
-            b"X-Request-ID: ",
-            ex.request_id,
-            _CRLF,
-        )
         if ex.chunked:
-            head.append(b"Transfer-Encoding: chunked\r\n")
-        if ex.websocket:
-            head += (b"Connection: Upgrade\r\nUpgrade: ", ex.upgrade, b"\r\n\r\n")
+            end = b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        elif ex.websocket:
+            end = b"\r\nConnection: Upgrade\r\nUpgrade: " + ex.upgrade + b"\r\n\r\n"
         else:
-            head.append(_CRLF)
+            end = b"\r\n\r\n"
+        head += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", ex.request_id, end)
         ex.start(upstream, head, retries=server.retries)
 
     def _upgraded(self, rest: bytes) -> None:

@@ -53,6 +53,7 @@ REPLAY_LIMIT = 64 * 1024
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
 _CHUNK_END = b"0\r\n\r\n"
+_response_cache = h.response_cache
 _CRLF = b"\r\n"
 _SEP = b": "
 
@@ -163,7 +164,8 @@ class Exchange:
         self.up_out = head
         pools = upstream.pools
         count = len(pools)
-        self.start_index = index = upstream.next_index()
+        self.start_index = index = upstream.cursor
+        upstream.cursor = index + 1 if index < 0x3FFFFFFF else 0
         self.attempts = 1
         self.max_attempts = min(retries, count) if retries > 1 else 1
         pool = pools[index % count]
@@ -415,8 +417,10 @@ class Exchange:
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.resp_head_done:
             return  # trailer fields of a chunked body: dropped
-        code = h.response_class(name)
-        if code == h.KEEP:
+        code = _response_cache.get(name)
+        if code is None:
+            code = h.response_class(name)
+        if code == 0:  # h.KEEP
             self.resp_headers += (name, _SEP, value, _CRLF)
         elif code == h.CONTENT_LENGTH:
             self.resp_length = int(value)
@@ -426,7 +430,7 @@ class Exchange:
                 raise ProtocolError(f"unsupported response Transfer-Encoding {value!r}")
             self.resp_chunked = True
         elif code == h.CONNECTION:
-            names = {t for t in h.connection_tokens(value) if t not in h.CONNECTION_OPTIONS}
+            names = h.named_by_connection(value)
             if names:
                 self.resp_connection = names if self.resp_connection is None else self.resp_connection | names
         elif code == h.UPGRADE:

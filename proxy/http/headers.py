@@ -53,34 +53,49 @@ _RESPONSE_CLASSES = {
 # Distinct raw spellings remembered; past this, names are classified without caching
 # so a client sending random header names cannot grow memory.
 _CACHE_LIMIT = 4096
-_request_cache: dict[bytes, int] = {}
-_response_cache: dict[bytes, int] = {}
+# Public so the hot callbacks can try ``cache.get(name)`` inline before calling the classifier.
+request_cache: dict[bytes, int] = {}
+response_cache: dict[bytes, int] = {}
 
 # Connection tokens that are options, not names of headers to drop.
 CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 
 
 def request_class(name: bytes) -> int:
-    code = _request_cache.get(name)
+    code = request_cache.get(name)
     if code is None:
         code = _REQUEST_CLASSES.get(name.lower(), KEEP)
-        if len(_request_cache) < _CACHE_LIMIT:
-            _request_cache[name] = code
+        if len(request_cache) < _CACHE_LIMIT:
+            request_cache[name] = code
     return code
 
 
 def response_class(name: bytes) -> int:
-    code = _response_cache.get(name)
+    code = response_cache.get(name)
     if code is None:
         code = _RESPONSE_CLASSES.get(name.lower(), KEEP)
-        if len(_response_cache) < _CACHE_LIMIT:
-            _response_cache[name] = code
+        if len(response_cache) < _CACHE_LIMIT:
+            response_cache[name] = code
     return code
+
+
+# Connection values that name no header to drop (the usual ones), answered without parsing.
+PLAIN_CONNECTION_VALUES = frozenset(
+    (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade", b"keep-alive, Upgrade",
+     b"Keep-Alive, Upgrade")
+)
 
 
 def connection_tokens(value: bytes) -> list[bytes]:
     """The lower-case tokens of a Connection header value."""
     return [token.strip().lower() for token in value.split(b",") if token.strip()]
+
+
+def named_by_connection(value: bytes) -> set[bytes]:
+    """Header names a Connection value lists (options such as keep-alive excluded)."""
+    if value in PLAIN_CONNECTION_VALUES:
+        return set()
+    return {token for token in connection_tokens(value) if token not in CONNECTION_OPTIONS}
 
 
 def has_token(value: bytes, token: bytes) -> bool:

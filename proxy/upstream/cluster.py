@@ -15,7 +15,7 @@ class Upstream:
     endpoints are retired (idle connections closed now, in-flight ones after their response).
     """
 
-    __slots__ = ("key", "settings", "cluster", "endpoints", "pools", "_by_endpoint", "_next", "closed")
+    __slots__ = ("key", "settings", "cluster", "endpoints", "pools", "_by_endpoint", "cursor", "closed")
 
     def __init__(self, cluster: Cluster, *, settings: Settings) -> None:
         self.key = cluster.key
@@ -25,7 +25,8 @@ class Upstream:
         # Read by the forwarder on every attempt; replaced whole, never mutated.
         self.pools: tuple[EndpointPool, ...] = ()
         self._by_endpoint: dict[Endpoint, EndpointPool] = {}
-        self._next = 0
+        # Round-robin position; the forwarder reads and advances it inline (see next_index).
+        self.cursor = 0
         self.closed = False
         self.update(cluster)
 
@@ -66,8 +67,8 @@ class Upstream:
 
     def next_index(self) -> int:
         """A round-robin start index; attempt k of a request uses ``pools[(start + k) % len(pools)]``."""
-        index = self._next
-        self._next = index + 1 if index < 0x3FFFFFFF else 0
+        index = self.cursor
+        self.cursor = index + 1 if index < 0x3FFFFFFF else 0
         return index
 
     def pick(self) -> EndpointPool | None:
