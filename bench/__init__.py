@@ -1,0 +1,1 @@
+"""pyngress benchmarks: `python -m bench` (nginx vs pyngress), `bench/micro.py`, `bench/locustfile.py`."""

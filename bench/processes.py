@@ -1,0 +1,254 @@
+"""Child processes of the benchmark: start, wait until ready, read RSS and CPU, always stop.
+
+Every process the harness starts goes through one ProcessGroup, whose `close()` (run from a
+`finally`, so also on Ctrl-C or an error) stops them in reverse order: SIGTERM, a bounded wait,
+then SIGKILL. Nothing is ever stopped by name.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Sequence
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PYNGRESS_READY = re.compile(r"pyngress listening http=(?P<host>[^:\s]+):(?P<http>\d+)\b.*admin=[^:\s]+:(?P<admin>\d+)")
+
+
+class StartError(RuntimeError):
+    """A child process exited or did not become ready in time; the message carries its log tail."""
+
+
+def read_status_kib(pid: int, field_name: str = "VmRSS") -> int | None:
+    """A memory figure from /proc/PID/status in KiB (VmRSS, VmHWM...); None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children (nginx workers of a master)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as listing:
+                found += [int(p) for p in listing.read().split()]
+        return found
+    except OSError:
+        pass
+    for entry in os.listdir("/proc"):  # kernels without CONFIG_PROC_CHILDREN
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                    text = stat.read()
+            except OSError:
+                continue
+            if int(text[text.rfind(")") + 2:].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def open_files_limit(pid: int) -> int | None:
+    """The soft RLIMIT_NOFILE of another process (from /proc/PID/limits)."""
+    try:
+        with open(f"/proc/{pid}/limits", encoding="ascii") as limits:
+            for line in limits:
+                if line.startswith("Max open files"):
+                    return int(line.split()[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now (for nginx, which cannot report an ephemeral port)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, process: "Process | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if process is not None and process.popen.poll() is not None:
+                raise StartError(f"{process.name} exited with {process.popen.returncode}:\n{process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise StartError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+            time.sleep(0.05)
+
+
+@dataclass
+class Process:
+    """A started child: its Popen, the file its stderr (and unread stdout) goes to, and its name."""
+
+    name: str
+    popen: subprocess.Popen[str]
+    log_path: str
+    stdout_lines: "queue.Queue[str]" = field(default_factory=queue.Queue)
+    # pids whose memory counts as this process's (nginx: the workers); default: the process itself.
+    measured: list[int] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def rss_kib(self) -> int | None:
+        values = [read_status_kib(pid) for pid in (self.measured or [self.pid])]
+        return sum(v for v in values if v is not None) if any(v is not None for v in values) else None
+
+    def cpu_seconds(self) -> float | None:
+        values = [cpu_seconds(pid) for pid in (self.measured or [self.pid])]
+        return sum(v for v in values if v is not None) if any(v is not None for v in values) else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as log:
+                return "".join(log.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_text(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as log:
+                return log.read()
+        except OSError:
+            return ""
+
+    def wait_line(self, pattern: re.Pattern[str], *, timeout: float) -> re.Match[str]:
+        """The first stdout line matching `pattern`; raises StartError on exit or timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StartError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
+            try:
+                line = self.stdout_lines.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                if self.popen.poll() is not None and self.stdout_lines.empty():
+                    raise StartError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+                continue
+            match = pattern.search(line)
+            if match:
+                return match
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """SIGTERM, wait, SIGKILL: this process only, by its pid."""
+        if self.popen.poll() is not None:
+            return
+        try:
+            self.popen.send_signal(signal.SIGTERM)
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+def _pump(stream: IO[str], lines: "queue.Queue[str]", log: IO[str]) -> None:
+    for line in stream:
+        lines.put(line)
+        log.write(line)
+        log.flush()
+
+
+class ProcessGroup:
+    """Owns every child the run starts; `close()` stops them all, newest first."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.processes: list[Process] = []
+
+    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
+              cwd: str | None = None) -> Process:
+        log_path = os.path.join(self.workdir, f"{name}.log")
+        log = open(log_path, "a", encoding="utf-8")
+        popen = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                 text=True, env=env, cwd=cwd, start_new_session=True)
+        process = Process(name=name, popen=popen, log_path=log_path)
+        self.processes.append(process)
+        assert popen.stdout is not None
+        threading.Thread(target=_pump, args=(popen.stdout, process.stdout_lines, log), daemon=True,
+                         name=f"stdout-{name}").start()
+        return process
+
+    def stop(self, process: Process) -> None:
+        process.stop()
+        if process in self.processes:
+            self.processes.remove(process)
+
+    def close(self) -> None:
+        while self.processes:
+            process = self.processes.pop()
+            try:
+                process.stop()
+            except Exception as error:  # noqa: BLE001  (keep stopping the others)
+                print(f"bench: could not stop {process.name} (pid {process.pid}): {error}", file=sys.stderr)
+
+    def __enter__(self) -> "ProcessGroup":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class PyngressAddress:
+    host: str
+    http_port: int
+    admin_port: int
+
+
+def start_pyngress(group: ProcessGroup, *, manifests: str, name: str = "pyngress", extra: Sequence[str] = (),
+                   timeout: float = 120.0) -> tuple[Process, PyngressAddress, float]:
+    """`python -m proxy` on a manifest folder, ephemeral ports; returns the process, its ports and start-up time."""
+    argv = [sys.executable, "-m", "proxy", "--manifests", manifests, "--http-port", "0", "--https-port", "0",
+            "--admin-port", "0", "--bind", "127.0.0.1", *extra]
+    env = dict(os.environ)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    started = time.monotonic()
+    process = group.start(name, argv, env=env, cwd=repo)
+    match = process.wait_line(_PYNGRESS_READY, timeout=timeout)
+    elapsed = time.monotonic() - started
+    return process, PyngressAddress(match["host"], int(match["http"]), int(match["admin"])), elapsed
+
+
+def which(program: str) -> str | None:
+    found = shutil.which(program)
+    if found:
+        return found
+    for folder in ("/usr/sbin", "/usr/local/sbin", "/sbin"):  # nginx lives in sbin, often not on a user's PATH
+        candidate = os.path.join(folder, program)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None

@@ -1,0 +1,586 @@
+"""The scenarios of `python -m bench`: what each starts, what load it runs, what it reports.
+
+Every scenario returns Rows (one per proxy, or per table size) for the table, plus a details
+dict that goes into the JSON. Processes are started through the run's ProcessGroup; a scenario
+stops what it started before returning, and the group stops anything left on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import resource
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bench import manifests, nginx
+from bench.backend import LARGE_BODY, SMALL_BODY
+from bench.client import HttpConnection, ResponseError
+from bench.load import LoadResult, Request, median, run_wrk
+from bench.processes import (
+    Process,
+    ProcessGroup,
+    PyngressAddress,
+    free_port,
+    open_files_limit,
+    start_pyngress,
+)
+
+UPLOAD_BYTES = 1 << 20
+WARMUP_SECONDS = 2.0
+_BUILT = re.compile(r"configuration generation (\d+): (\d+) routes, (\d+) clusters, (\d+) warnings, built in ([\d.]+) ms")
+
+SMALL = Request(path="/small", payload_bytes=len(SMALL_BODY))
+LARGE = Request(path="/64k", payload_bytes=len(LARGE_BODY))
+UPLOAD = Request(path="/upload", method="POST", body_bytes=UPLOAD_BYTES, payload_bytes=UPLOAD_BYTES)
+
+
+@dataclass
+class Options:
+    duration: float = 10.0
+    rounds: int = 3
+    connections: int = 64
+    threads: int = 1
+    workers: int = 1
+    idle_connections: int = 10000
+    changes: int = 50
+    churn_rate: float = 50.0
+    pyngress_args: tuple[str, ...] = ()
+
+
+@dataclass
+class Environment:
+    """What every scenario shares: tools found, the backend, the reference proxy, the process group."""
+
+    workdir: str
+    group: ProcessGroup
+    options: Options
+    wrk: str
+    nginx_path: str | None
+    backend_kind: str  # "nginx" or "python"
+    backend_ports: list[int]
+    reference: PyngressAddress | None = None  # the nginx reference proxy (host, http port)
+    reference_process: Process | None = None
+    pyngress_workers_flag: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def backend(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", self.backend_ports[0])]
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"bench: {text}", flush=True)
+
+    def manifest_folder(self, name: str, shape: manifests.TableShape | None = None) -> str:
+        folder = os.path.join(self.workdir, "manifests", name)
+        manifests.write_folder(folder, manifests.objects(shape, backend=self.backend))
+        return folder
+
+    def pyngress(self, name: str, folder: str, *, extra: tuple[str, ...] = ()) -> tuple[Process, PyngressAddress, float]:
+        args = list(self.options.pyngress_args) + list(extra)
+        if self.pyngress_workers_flag and self.options.workers != 1:
+            args += ["--workers", str(self.options.workers)]
+        return start_pyngress(self.group, manifests=folder, name=name, extra=args)
+
+    def load(self, address: PyngressAddress, request: Request, *, duration: float | None = None,
+             measured: Process | None = None, connections: int | None = None) -> LoadResult:
+        return run_wrk(self.wrk, url=f"http://{address.host}:{address.http_port}{request.path}", request=request,
+                       duration=self.options.duration if duration is None else duration,
+                       connections=connections or self.options.connections, threads=self.options.threads,
+                       workdir=self.workdir, measured=measured)
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    scenario: str
+    proxy: str
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mb_per_s: float | None = None
+    rss_mib: float | None = None
+    cpu_percent: float | None = None
+    errors: int | None = None
+    ratio: float | None = None  # throughput relative to the reference (nginx, or the 10-Ingress table)
+    p99_ratio: float | None = None
+    notes: str = ""
+
+
+@dataclass
+class Target:
+    """One of the issue's targets, with what was measured."""
+
+    text: str
+    measured: str
+    met: bool | None  # None: not measurable in this run
+
+
+@dataclass
+class Outcome:
+    rows: list[Row] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _mib(kib: int | None) -> float | None:
+    return None if kib is None else kib / 1024
+
+
+def _summary(results: list[LoadResult]) -> dict[str, Any]:
+    """Median of each figure over the rounds; errors summed; RSS peak the median of the peaks."""
+    good = [r for r in results if not r.error]
+    peaks = [r.rss_peak_kib for r in good if r.rss_peak_kib is not None]
+    cpus = [r.cpu_percent for r in good if r.cpu_percent is not None]
+    return {
+        "rps": median([r.rps for r in good]) if good else None,
+        "p50_ms": median([r.p50_ms for r in good]) if good else None,
+        "p99_ms": median([r.p99_ms for r in good]) if good else None,
+        "mb_per_s": median([r.mb_per_s for r in good]) if good else None,
+        "rss_kib": int(median(peaks)) if peaks else None,
+        "cpu_percent": median(cpus) if cpus else None,
+        "errors": sum(r.failed_requests for r in good),
+        "failed_runs": [r.error for r in results if r.error],
+    }
+
+
+def _row(scenario: str, proxy: str, summary: dict[str, Any], **extra: Any) -> Row:
+    return Row(scenario=scenario, proxy=proxy, rps=summary["rps"], p50_ms=summary["p50_ms"],
+               p99_ms=summary["p99_ms"], mb_per_s=summary["mb_per_s"], rss_mib=_mib(summary["rss_kib"]),
+               cpu_percent=summary["cpu_percent"], errors=summary["errors"], **extra)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _check_route(address: PyngressAddress, *, host: str, path: str, method: str = "GET", body: bytes = b"") -> None:
+    """One request before the load: a wrong route would otherwise show up as a fast stream of 404s."""
+    connection = HttpConnection(address.host, address.http_port, timeout=10)
+    try:
+        status, _ = connection.request(method, path, host=host, body=body)
+    finally:
+        connection.close()
+    if status != 200:
+        raise RuntimeError(f"GET http://{address.host}:{address.http_port}{path} (Host {host}) answered {status}")
+
+
+# ---------------------------------------------------------------- small, 64k, upload
+
+def throughput(env: Environment, name: str, request: Request) -> Outcome:
+    """nginx and pyngress rounds alternate (order flipped each round), median of the rounds."""
+    opts = env.options
+    process, address, _ = env.pyngress(f"pyngress-{name}", env.manifest_folder(name))
+    outcome = Outcome()
+    try:
+        _check_route(address, host=request.host, path=request.path, method=request.method,
+                     body=b"x" * request.body_bytes)
+        proxies: list[tuple[str, PyngressAddress, Process]] = [("pyngress", address, process)]
+        if env.reference is not None and env.reference_process is not None:
+            proxies.insert(0, ("nginx", env.reference, env.reference_process))
+        for _, target, measured in proxies:  # warm-up: pools, caches, first-time allocations
+            env.load(target, request, duration=WARMUP_SECONDS, measured=measured)
+        results: dict[str, list[LoadResult]] = {label: [] for label, _, _ in proxies}
+        for round_index in range(opts.rounds):
+            order = proxies if round_index % 2 == 0 else list(reversed(proxies))
+            for label, target, measured in order:
+                result = env.load(target, request, measured=measured)
+                results[label].append(result)
+                print(f"  {name} round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
+                      f"p99 {result.p99_ms:.2f} ms {result.mb_per_s:,.1f} MB/s errors {result.failed_requests}"
+                      + (f" ERROR {result.error.splitlines()[0]}" if result.error else ""), flush=True)
+    finally:
+        env.group.stop(process)
+    summaries = {label: _summary(runs) for label, runs in results.items()}
+    reference = summaries.get("nginx")
+    for label, summary in summaries.items():
+        row = _row(name, label, summary)
+        if label == "pyngress" and reference is not None:
+            row.ratio = _ratio(summary["mb_per_s"], reference["mb_per_s"])
+            row.p99_ratio = _ratio(summary["p99_ms"], reference["p99_ms"])
+        outcome.rows.append(row)
+    outcome.details = {"rounds": {label: [r.to_json() for r in runs] for label, runs in results.items()},
+                       "median": summaries, "request": {"path": request.path, "method": request.method,
+                                                        "body_bytes": request.body_bytes,
+                                                        "payload_bytes": request.payload_bytes}}
+    ours = next(r for r in outcome.rows if r.proxy == "pyngress")
+    if name == "small":
+        outcome.targets += [
+            Target("small: req/s >= 0.6x nginx", _fmt_ratio(ours.ratio), _at_least(ours.ratio, 0.6)),
+            Target("small: p99 <= 2x nginx", _fmt_ratio(ours.p99_ratio), _at_most(ours.p99_ratio, 2.0)),
+        ]
+    else:
+        outcome.targets.append(Target(f"{name}: MB/s >= 1.0x nginx", _fmt_ratio(ours.ratio), _at_least(ours.ratio, 1.0)))
+    outcome.targets.append(Target(f"{name}: zero failed requests", str(ours.errors), ours.errors == 0))
+    return outcome
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _at_least(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value >= bound
+
+
+def _at_most(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value <= bound
+
+
+# ---------------------------------------------------------------- routes
+
+def _build_log(process: Process) -> list[dict[str, float]]:
+    return [{"generation": int(m[1]), "routes": int(m[2]), "clusters": int(m[3]), "warnings": int(m[4]),
+             "build_ms": float(m[5])} for m in _BUILT.finditer(process.log_text())]
+
+
+def routes(env: Environment) -> Outcome:
+    """10 vs 10,000 Ingresses: both proxies up at once, rounds alternate; build time, RSS, a change at 10,000."""
+    opts = env.options
+    shapes = {"10 Ingresses": manifests.TableShape(ingresses=10),
+              "10000 Ingresses": manifests.TableShape(ingresses=10000)}
+    started: dict[str, tuple[Process, PyngressAddress, float]] = {}
+    outcome = Outcome()
+    results: dict[str, list[LoadResult]] = {label: [] for label in shapes}
+    requests = {label: Request(path="/", payload_bytes=len(SMALL_BODY),
+                               rotation=tuple(manifests.table_requests(shape, count=100)))
+                for label, shape in shapes.items()}
+    details: dict[str, Any] = {}
+    try:
+        for index, (label, shape) in enumerate(shapes.items()):
+            folder = env.manifest_folder(f"routes-{shape.ingresses}", shape)
+            started[label] = env.pyngress(f"pyngress-routes-{shape.ingresses}", folder)
+            process, address, startup = started[label]
+            host, path = requests[label].rotation[0]
+            _check_route(address, host=host, path=path)
+            builds = _build_log(process)
+            details[label] = {"ingresses": shape.ingresses, "hosts": shape.hosts, "paths": shape.paths,
+                              "startup_s": startup, "builds": builds, "rss_idle_kib": process.rss_kib(),
+                              "manifest_bytes": sum(os.path.getsize(os.path.join(folder, f))
+                                                    for f in os.listdir(folder))}
+            print(f"  routes {label}: started in {startup:.2f} s, "
+                  f"build {builds[0]['build_ms'] if builds else float('nan'):.0f} ms, "
+                  f"RSS {_mib(process.rss_kib()) or 0:.0f} MiB", flush=True)
+        for label in shapes:
+            process, address, _ = started[label]
+            env.load(address, requests[label], duration=WARMUP_SECONDS, measured=process)
+        labels = list(shapes)
+        for round_index in range(opts.rounds):
+            for label in labels if round_index % 2 == 0 else list(reversed(labels)):
+                process, address, _ = started[label]
+                result = env.load(address, requests[label], measured=process)
+                results[label].append(result)
+                print(f"  routes round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
+                      f"p99 {result.p99_ms:.2f} ms errors {result.failed_requests}", flush=True)
+        # One table change at 10,000 Ingresses: a whole rebuild, then served.
+        big_label = "10000 Ingresses"
+        process, address, _ = started[big_label]
+        folder = os.path.join(env.workdir, "manifests", "routes-10000")
+        changes = propagation(address, folder, count=max(3, min(10, opts.changes // 5)))
+        details[big_label]["change_propagation_ms"] = changes
+        details[big_label]["builds_after_changes"] = _build_log(process)[-3:]
+        details[big_label]["rss_end_kib"] = process.rss_kib()
+    finally:
+        for process, _, _ in started.values():
+            env.group.stop(process)
+    summaries = {label: _summary(runs) for label, runs in results.items()}
+    small, big = summaries["10 Ingresses"], summaries["10000 Ingresses"]
+    for label, summary in summaries.items():
+        builds = details.get(label, {}).get("builds") or []
+        build_ms = builds[0]["build_ms"] if builds else None
+        note = f"build {build_ms:.0f} ms" if build_ms is not None else "build time not logged"
+        row = _row("routes", f"pyngress {label}", summary, notes=note)
+        if label == big_label:
+            row.ratio = _ratio(big["rps"], small["rps"])
+            row.p99_ratio = _ratio(big["p99_ms"], small["p99_ms"])
+            row.notes += "; ratio vs 10 Ingresses"
+        outcome.rows.append(row)
+    big_builds = details.get(big_label, {}).get("builds") or []
+    big_build = big_builds[0]["build_ms"] if big_builds else None
+    rss_big = max(filter(None, [big["rss_kib"], details.get(big_label, {}).get("rss_idle_kib")]), default=None)
+    ratio = _ratio(big["rps"], small["rps"])
+    changes = details.get(big_label, {}).get("change_propagation_ms", {})
+    outcome.targets += [
+        Target("routes: req/s at 10,000 Ingresses within 5% of 10", _fmt_ratio(ratio), _at_least(ratio, 0.95)),
+        Target("routes: building the 10,000-Ingress table < 1 s",
+               "n/a" if big_build is None else f"{big_build:.0f} ms", None if big_build is None else big_build < 1000),
+        Target("routes: RSS < 250 MB at 10,000 Ingresses",
+               "n/a" if rss_big is None else f"{rss_big * 1024 / 1e6:.0f} MB",
+               None if rss_big is None else rss_big * 1024 < 250e6),
+        Target("routes (info): a manifest change at 10,000 Ingresses, p99 served",
+               f"{changes.get('p99_ms', float('nan')):.0f} ms (n={changes.get('count', 0)})", None),
+    ]
+    outcome.details = {"tables": details, "rounds": {l: [r.to_json() for r in runs] for l, runs in results.items()},
+                       "median": summaries}
+    return outcome
+
+
+# ---------------------------------------------------------------- idle
+
+def raise_open_files(wanted: int) -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE toward `wanted` (children inherit it); returns (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def open_idle(address: PyngressAddress, count: int, *, deadline: float) -> tuple[list[HttpConnection], int]:
+    """`count` keep-alive connections, each having made one small request, then left idle."""
+    opened: list[HttpConnection] = []
+    failures = 0
+    for _ in range(count):
+        if time.monotonic() > deadline:
+            break
+        connection = HttpConnection(address.host, address.http_port, timeout=10)
+        try:
+            status, _ = connection.request("GET", SMALL.path, host=SMALL.host)
+        except (OSError, ResponseError):
+            failures += 1
+            connection.close()
+            if failures > 50 and failures > len(opened):
+                break
+            continue
+        if status != 200:
+            failures += 1
+        opened.append(connection)
+    return opened, failures
+
+
+def _alive(connections: list[HttpConnection], sample: int = 200) -> tuple[int, int]:
+    chosen = random.Random(7).sample(connections, min(sample, len(connections)))
+    alive = 0
+    for connection in chosen:
+        try:
+            status, _ = connection.request("GET", SMALL.path, host=SMALL.host)
+            alive += status == 200
+        except (OSError, ResponseError):
+            pass
+    return alive, len(chosen)
+
+
+def idle(env: Environment) -> Outcome:
+    """N idle keep-alive connections: RSS per connection, and the small load's p99 alongside."""
+    opts = env.options
+    wanted = opts.idle_connections
+    soft, hard = raise_open_files(wanted * 2 + 1000)
+    if soft < wanted + 500:
+        env.note(f"open-files limit of the bench is {soft} (hard {hard}): at most ~{soft - 500} idle connections")
+    keepalive = 600.0  # both proxies: idle connections must outlive opening them and the load
+    outcome = Outcome()
+    details: dict[str, Any] = {"wanted": wanted, "bench_nofile": [soft, hard], "keepalive_timeout_s": keepalive}
+    targets: list[tuple[str, PyngressAddress, Process]] = []
+    pyngress_process, pyngress_address, _ = env.pyngress(
+        "pyngress-idle", env.manifest_folder("idle"), extra=("--client-keepalive-timeout", str(int(keepalive))))
+    started = [pyngress_process]
+    try:
+        limit = open_files_limit(pyngress_process.pid)
+        details["pyngress_nofile"] = limit
+        if limit is not None and limit < wanted + 200:
+            env.note(f"pyngress may open only {limit} files (inherited RLIMIT_NOFILE): fewer than the {wanted} "
+                     "idle connections asked for; raise `ulimit -n` before running the bench")
+        if env.nginx_path is not None:
+            port = free_port()
+            layout = nginx.proxy_config(os.path.join(env.workdir, "idle-nginx"), port=port,
+                                        backend_port=env.backend_ports[0], workers=opts.workers,
+                                        keepalive_timeout=keepalive)
+            reference = nginx.start(env.group, env.nginx_path, layout, name="nginx-idle", port=port)
+            started.append(reference)
+            targets.append(("nginx", PyngressAddress("127.0.0.1", port, 0), reference))
+        targets.append(("pyngress", pyngress_address, pyngress_process))
+        for label, address, process in targets:
+            env.load(address, SMALL, duration=WARMUP_SECONDS, measured=process)
+            baseline = env.load(address, SMALL, measured=process)
+            time.sleep(1.0)
+            before = process.rss_kib()
+            opening = time.monotonic()
+            connections, failures = open_idle(address, wanted, deadline=opening + 120)
+            opened_s = time.monotonic() - opening
+            time.sleep(1.0)
+            after = process.rss_kib()
+            per_connection = ((after - before) * 1024 / len(connections)
+                              if before is not None and after is not None and connections else None)
+            try:
+                loaded = env.load(address, SMALL, measured=process)
+                alive, sampled = _alive(connections)
+            finally:
+                for connection in connections:
+                    connection.close()
+            print(f"  idle {label}: {len(connections)} open ({failures} failed) in {opened_s:.1f} s, "
+                  f"{(per_connection or 0) / 1024:.1f} KiB each; p99 {baseline.p99_ms:.2f} -> {loaded.p99_ms:.2f} ms; "
+                  f"{alive}/{sampled} idle still answer", flush=True)
+            summary = _summary([loaded])
+            row = _row("idle", label, summary,
+                       notes=f"{len(connections)} idle, {(per_connection or 0) / 1024:.1f} KiB/conn, "
+                             f"p99 w/o idle {baseline.p99_ms:.2f} ms")
+            row.p99_ratio = _ratio(loaded.p99_ms, baseline.p99_ms)
+            outcome.rows.append(row)
+            details[label] = {"opened": len(connections), "failed": failures, "open_seconds": opened_s,
+                              "rss_before_kib": before, "rss_after_kib": after,
+                              "bytes_per_connection": per_connection, "baseline": baseline.to_json(),
+                              "with_idle": loaded.to_json(), "idle_alive_after_load": [alive, sampled]}
+    finally:
+        for process in started:
+            env.group.stop(process)
+    ours = details.get("pyngress", {})
+    per = ours.get("bytes_per_connection")
+    ratio = _ratio(ours.get("with_idle", {}).get("p99_ms"), ours.get("baseline", {}).get("p99_ms"))
+    outcome.targets += [
+        Target(f"idle: {wanted} idle connections < 16 KiB RSS each",
+               "n/a" if per is None else f"{per / 1024:.1f} KiB ({ours.get('opened')} open)",
+               None if per is None else per < 16 * 1024 and ours.get("opened", 0) >= wanted),
+        Target("idle: p99 of other connections kept (with/without idle <= 1.25x, bench's threshold)",
+               _fmt_ratio(ratio), _at_most(ratio, 1.25)),
+        Target("idle: idle connections still usable after the load",
+               "{}/{}".format(*ours.get("idle_alive_after_load", (0, 0))),
+               None if not ours else ours["idle_alive_after_load"][0] == ours["idle_alive_after_load"][1]),
+    ]
+    outcome.details = details
+    return outcome
+
+
+# ---------------------------------------------------------------- churn
+
+def propagation(address: PyngressAddress, folder: str, *, count: int, jitter: float = 0.5,
+                timeout: float = 10.0) -> dict[str, Any]:
+    """Write a new probe path `count` times; each time, ms from the rename to the first 200 on it.
+
+    A random pause before each change spreads the writes over pyngress's polling phase.
+    """
+    rng = random.Random(11)
+    connection = HttpConnection(address.host, address.http_port, timeout=5)
+    samples: list[float] = []
+    missed = 0
+    base = int(time.time())  # paths never seen before, even when a folder is reused
+    try:
+        for k in range(1, count + 1):
+            time.sleep(rng.uniform(0, jitter))
+            generation = base * 1000 + k
+            path = manifests.probe_path(generation)
+            manifests.write_probe(folder, generation)
+            written = time.monotonic()
+            while True:
+                try:
+                    status, _ = connection.request("GET", path, host=manifests.PROBE_HOST)
+                except (OSError, ResponseError):
+                    status = 0
+                elapsed = time.monotonic() - written
+                if status == 200:
+                    samples.append(elapsed * 1000)
+                    break
+                if elapsed > timeout:
+                    missed += 1
+                    break
+                time.sleep(0.001)
+    finally:
+        connection.close()
+    return _distribution(samples) | {"missed": missed}
+
+
+def _distribution(samples_ms: list[float]) -> dict[str, Any]:
+    if not samples_ms:
+        return {"count": 0}
+    ordered = sorted(samples_ms)
+    p99 = ordered[min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))]
+    return {"count": len(ordered), "p50_ms": statistics.median(ordered), "p99_ms": p99,
+            "max_ms": ordered[-1], "min_ms": ordered[0], "samples_ms": [round(s, 2) for s in samples_ms]}
+
+
+class Churner:
+    """Rewrites the main EndpointSlice `rate` times a second, alternating two serving backends."""
+
+    def __init__(self, folder: str, backends: list[list[tuple[str, int]]], *, rate: float) -> None:
+        self.folder, self.backends, self.rate = folder, backends, rate
+        self.writes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="churn")
+
+    def _run(self) -> None:
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            manifests.write_endpoints(self.folder, self.backends[self.writes % len(self.backends)])
+            self.writes += 1
+            next_at += period
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def __enter__(self) -> "Churner":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _metric(address: PyngressAddress, name: str) -> float | None:
+    connection = HttpConnection(address.host, address.admin_port, timeout=5)
+    try:
+        status, body = connection.request("GET", "/metrics", host=f"{address.host}:{address.admin_port}")
+    except (OSError, ResponseError):
+        return None
+    finally:
+        connection.close()
+    if status != 200:
+        return None
+    match = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", body.decode(), re.MULTILINE)
+    return float(match[1]) if match else None
+
+
+def churn(env: Environment) -> Outcome:
+    """50 EndpointSlice rewrites a second under the small load (zero failures expected), then change propagation."""
+    opts = env.options
+    folder = env.manifest_folder("churn")
+    process, address, _ = env.pyngress("pyngress-churn", folder)
+    outcome = Outcome()
+    try:
+        _check_route(address, host=SMALL.host, path=SMALL.path)
+        env.load(address, SMALL, duration=WARMUP_SECONDS, measured=process)
+        updates_before = _metric(address, "pyngress_endpoint_updates_total")
+        backends = [[("127.0.0.1", port)] for port in env.backend_ports[:2]]
+        with Churner(folder, backends, rate=opts.churn_rate) as churner:
+            loaded = env.load(address, SMALL, measured=process)
+        writes = churner.writes
+        updates_after = _metric(address, "pyngress_endpoint_updates_total")
+        updates = (updates_after - updates_before
+                   if updates_after is not None and updates_before is not None else None)
+        print(f"  churn: {writes} EndpointSlice writes, {updates if updates is not None else '?'} endpoint updates "
+              f"applied; {loaded.rps:,.0f} req/s, {loaded.failed_requests} failed", flush=True)
+        changes = propagation(address, folder, count=opts.changes)
+        print(f"  churn: manifest change served after p50 {changes.get('p50_ms', float('nan')):.0f} ms, "
+              f"p99 {changes.get('p99_ms', float('nan')):.0f} ms (n={changes.get('count')})", flush=True)
+    finally:
+        env.group.stop(process)
+    summary = _summary([loaded])
+    outcome.rows.append(_row("churn", "pyngress", summary,
+                             notes=f"{writes} slice writes ({writes / max(loaded.duration_s, 1e-9):.0f}/s), "
+                                   f"{updates if updates is not None else '?'} applied; change p99 "
+                                   f"{changes.get('p99_ms', float('nan')):.0f} ms"))
+    outcome.targets += [
+        Target(f"churn: {opts.churn_rate:g} endpoint changes/s under load fail zero requests",
+               f"{loaded.failed_requests} failed of {loaded.requests}", loaded.failed_requests == 0 and not loaded.error),
+        Target("churn: a manifest change serves within 100 ms p99",
+               f"p99 {changes.get('p99_ms', float('nan')):.0f} ms, p50 {changes.get('p50_ms', float('nan')):.0f} ms "
+               f"(n={changes.get('count')}, missed {changes.get('missed')})",
+               None if not changes.get("count") else changes["p99_ms"] <= 100 and not changes["missed"]),
+    ]
+    outcome.details = {"load": loaded.to_json(), "slice_writes": writes, "endpoint_updates_applied": updates,
+                       "change_propagation_ms": changes}
+    return outcome
+
+
+SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
+    "small": lambda env: throughput(env, "small", SMALL),
+    "64k": lambda env: throughput(env, "64k", LARGE),
+    "upload": lambda env: throughput(env, "upload", UPLOAD),
+    "routes": routes,
+    "idle": idle,
+    "churn": churn,
+}
