@@ -1,0 +1,100 @@
+"""The same protocol serves a TLS listener: scheme and port in the forwarded headers, streaming, WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from server_harness import Rule, cluster, read_response
+
+APP = "default/app:80"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secure.example")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("secure.example")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture
+async def tls_proxy(make_proxy, make_pods, certificate):
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy()
+    proxy.publish([Rule("secure.example", "/", APP)], [cluster(APP, [pod.endpoint])])
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(*certificate)
+    await proxy.server.start_https(server_context, port=0)
+    client_context = ssl.create_default_context(cafile=certificate[0])
+    return proxy, client_context
+
+
+async def test_https_listener_forwards_with_https_scheme(tls_proxy):
+    proxy, context = tls_proxy
+    port = proxy.server.https_port
+    assert port and port != proxy.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="secure.example")
+    for _ in range(3):  # keep-alive over TLS
+        writer.write(b"GET /x HTTP/1.1\r\nHost: secure.example\r\n\r\n")
+        data = (await read_response(reader)).json()
+        forwarded = {k: v for k, v in data["headers"] if k.startswith("X-Forwarded")}
+        assert forwarded["X-Forwarded-Proto"] == "https"
+        assert forwarded["X-Forwarded-Port"] == str(port)
+    writer.write(b"GET /download?size=5000000&chunked=1 HTTP/1.1\r\nHost: secure.example\r\n\r\n")
+    assert len((await read_response(reader)).body) == 5000000
+    writer.close()
+    # The plain listener still says http.
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET /x HTTP/1.1\r\nHost: secure.example\r\n\r\n")
+    data = (await read_response(reader)).json()
+    assert dict(data["headers"])["X-Forwarded-Proto"] == "http"
+    writer.close()
+
+
+async def test_websocket_over_tls(tls_proxy):
+    proxy, context = tls_proxy
+    url = f"https://127.0.0.1:{proxy.server.https_port}/ws"
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, ssl=context, server_hostname="secure.example",
+                                      headers={"Host": "secure.example"}) as ws:
+            await ws.send_str("over tls")
+            msg = await asyncio.wait_for(ws.receive(), 5)
+            assert msg.data == "a:over tls"
+
+
+async def test_bad_request_over_tls_is_answered_and_closed(tls_proxy):
+    proxy, context = tls_proxy
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", proxy.server.https_port, ssl=context, server_hostname="secure.example"
+    )
+    writer.write(b"NOT HTTP\r\n\r\n")
+    async with asyncio.timeout(5):
+        data = await reader.read(65536)
+    assert data.startswith(b"HTTP/1.1 400 ")
+    writer.close()
