@@ -24,7 +24,6 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 from proxy.http import headers as h
 from proxy.http.responses import status_prefix
 from proxy.upstream.errors import (
-    ClientGone,
     ConnectError,
     NoEndpoints,
     ProtocolError,
@@ -400,9 +399,11 @@ class Exchange:
         self.response_finished()
 
     def upstream_write_paused(self) -> None:
+        self.last_up = self.client.server.now  # from now on the upstream must drain what we sent
         self.client.block(BLOCK_UPSTREAM)
 
     def upstream_write_resumed(self) -> None:
+        self.last_up = self.client.server.now
         self.client.unblock(BLOCK_UPSTREAM)
 
     # httptools response parser callbacks
@@ -596,9 +597,16 @@ class Exchange:
                 client.transport.close()
             return
         conn = self.conn
-        if conn is not None and (self.req_done or self.resp_head_done) and not conn.reading_paused:
-            if now - self.last_up > server.read_timeout:
-                what = "response body progress" if self.resp_head_done else "response headers"
+        if conn is not None and (self.req_done or conn.writing_paused):
+            # Waiting on the upstream: for its response, or for it to read the body we send
+            # (nginx's proxy_read_timeout and proxy_send_timeout; one setting here).
+            if not conn.reading_paused and now - self.last_up > server.read_timeout:
+                if self.resp_head_done:
+                    what = "response body progress"
+                elif self.req_done:
+                    what = "response headers"
+                else:
+                    what = "reading of the request body"
                 self.fail(UpstreamTimeout(f"no {what} from upstream within {server.read_timeout:g}s"))
         elif self.head_done and not self.req_done and not client.blocked:
             if now - client.last_read > server.body_timeout:
@@ -608,4 +616,4 @@ class Exchange:
                     client.client_timeout(self)
 
 
-__all__ = ["Exchange", "ClientGone", "BLOCK_CONNECT", "BLOCK_UPSTREAM", "BLOCK_PIPELINE", "BLOCK_UPGRADE"]
+__all__ = ["Exchange", "BLOCK_CONNECT", "BLOCK_UPSTREAM", "BLOCK_PIPELINE", "BLOCK_UPGRADE"]

@@ -262,3 +262,39 @@ async def test_runtime_is_read_once_per_request(make_proxy, make_pods):
     response = await task
     assert response.json()["pod"] == "a"
     assert (await request(proxy.port, "/")).json()["pod"] == "b"
+
+
+async def test_upstream_not_reading_the_upload_is_504(make_proxy, make_backend):
+    async def handler(reader, writer):
+        await read_head(reader)
+        await asyncio.sleep(10)  # never reads the body
+
+    backend = await make_backend(handler)
+    proxy = await make_proxy(upstream_read_timeout=0.3)
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [backend.endpoint])])
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/", method="PUT", headers=[("Content-Length", str(256 << 20))]))
+    response_task = asyncio.ensure_future(read_response(reader))
+    try:
+        while not response_task.done():
+            writer.write(b"u" * 65536)
+            async with asyncio.timeout(5):
+                await writer.drain()
+    except (ConnectionError, TimeoutError):
+        pass
+    response = await response_task
+    assert response.status == 504
+    writer.close()
+
+
+async def test_client_not_reading_the_response_is_cut(make_proxy, make_pods):
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(upstream_read_timeout=0.3)  # also the send timeout until it has its own setting
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request(f"/download?size={256 << 20}"))
+    await wait_until(lambda: proxy.server.active_connections == 1)
+    # Never read: the proxy's write buffer fills, and after the timeout it gives up on this client.
+    await wait_until(lambda: proxy.server.active_connections == 0, timeout=10)
+    writer.close()
+    assert proxy.upstreams[APP].idle_connections() == 0  # the half-read upstream connection was dropped
