@@ -259,6 +259,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         ex = self.request
+        assert ex is not None
         if ex.url:
             url = ex.url + url
         if len(url) > self.server.max_request_line:
@@ -267,6 +268,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.request
+        assert ex is not None
         if ex.head_done:
             return  # trailer fields of a chunked body: dropped
         server = self.server
@@ -308,6 +310,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         ex = self.request
+        assert ex is not None
         ex.head_done = True
         parser = self.parser
         ex.method = method = parser.get_method()
@@ -328,7 +331,7 @@ class ClientConnection(asyncio.Protocol):
                 ex.websocket = True
         if ex.host is None and not ex.http10 and ex.url[:1] == b"/":
             raise BadRequest("missing Host header")
-        if ex.request_id is None:
+        if not ex.request_id:
             ex.request_id = new_request_id()
         self.server.total_requests += 1
         if self.active is ex:
@@ -336,10 +339,13 @@ class ClientConnection(asyncio.Protocol):
             self.dispatch(ex)
 
     def on_body(self, chunk: bytes) -> None:
-        self.request.add_body(chunk)
+        ex = self.request
+        assert ex is not None
+        ex.add_body(chunk)
 
     def on_message_complete(self) -> None:
         ex = self.request
+        assert ex is not None
         if ex is self.upgrading and not ex.websocket and ex.has_body:
             return  # the body of an upgrade request follows: see _upgraded
         self.request = None
@@ -399,7 +405,8 @@ class ClientConnection(asyncio.Protocol):
         if forwarded_for is None:
             forwarded = self.forwarded
         else:
-            forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + self.client_ip + self.forwarded[self.forwarded_ip_end :]
+            rest = self.forwarded[self.forwarded_ip_end :]  # CRLF, Proto/Port, X-Real-IP
+            forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + self.client_ip + rest
         head = [ex.method, b" ", url, b" HTTP/1.1\r\n"]
         head += fields
         if ex.host is None and fields is ex.headers:
@@ -407,7 +414,7 @@ class ClientConnection(asyncio.Protocol):
         if ex.chunked:
             end = b"\r\nTransfer-Encoding: chunked\r\n\r\n"
         elif ex.websocket:
-            end = b"\r\nConnection: Upgrade\r\nUpgrade: " + ex.upgrade + b"\r\n\r\n"
+            end = b"\r\nConnection: Upgrade\r\nUpgrade: " + (ex.upgrade or b"websocket") + b"\r\n\r\n"
         else:
             end = b"\r\n\r\n"
         head += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", ex.request_id, end)
@@ -459,7 +466,7 @@ class ClientConnection(asyncio.Protocol):
             keep_alive = False
             http10 = head_only = False
         else:
-            if ex.request_id is None:
+            if not ex.request_id:
                 ex.request_id = new_request_id()
             request_id = ex.request_id
             ex.finished = True
@@ -476,9 +483,10 @@ class ClientConnection(asyncio.Protocol):
         if logger.isEnabledFor(level):
             _log_error(level, status, ex, request_id, self.client_ip, cause)
         if not self.closed:
-            self.transport.write(
-                error_response(status, request_id, close=not keep_alive, http10=http10, detail=detail, head_only=head_only)
+            answer = error_response(
+                status, request_id, close=not keep_alive, http10=http10, detail=detail, head_only=head_only
             )
+            self.transport.write(answer)
         if ex is not None:
             self.exchange_finished(ex, keep_alive)
         else:
@@ -705,14 +713,10 @@ class ProxyServer:
         self.send_timeout = getattr(settings, "client_send_timeout", settings.upstream_read_timeout)
         self.read_timeout = settings.upstream_read_timeout
         self.retries = max(1, settings.upstream_retries)
-        self.tick = min(
-            1.0,
-            max(
-                0.01,
-                min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout, self.read_timeout)
-                / 10,
-            ),
-        )
+        # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s.
+        shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
+                       self.read_timeout)
+        self.tick = min(1.0, max(0.01, shortest / 10))
         self.now = 0.0
         self.draining = False
         self.connections: set[ClientConnection] = set()

@@ -118,6 +118,24 @@ class Exchange:
         "finished",
     )
 
+    # Set when the exchange is attached to an upstream connection (see attach).
+    parser: HttpResponseParser
+    down_out: list[bytes]
+    reason: bytes
+    resp_headers: list[bytes]
+    resp_length: int
+    resp_chunked: bool
+    resp_upgrade: bytes | None
+    resp_connection: set[bytes] | None
+    interim: bool
+    chunked_down: bool
+    reusable: bool
+    start_index: int
+    attempts: int
+    max_attempts: int
+    replay_size: int
+    last_up: float
+
     def __init__(self, client: Any) -> None:
         self.client = client
         self.url = b""
@@ -127,7 +145,8 @@ class Exchange:
         self.header_bytes = 0
         self.host: bytes | None = None
         self.forwarded_for: bytes | None = None
-        self.request_id: bytes | None = None
+        # The client's X-Request-ID or a generated one; set once the head is read (b"" before).
+        self.request_id = b""
         self.upgrade: bytes | None = None
         self.connection_names: set[bytes] | None = None
         self.content_length = -1
@@ -181,6 +200,7 @@ class Exchange:
     async def _connect(self, pool: EndpointPool) -> None:
         """Dial ``pool``, then the following endpoints, until one accepts or attempts run out."""
         error: UpstreamError | None = None
+        conn: UpstreamConnection | None
         try:
             while True:
                 try:
@@ -189,7 +209,7 @@ class Exchange:
                     error = exc
                     if self.finished:
                         return
-                    logger.debug("request %s: %s", self.request_id, exc)
+                    logger.debug("request %s: %s", self.request_id.decode("latin-1"), exc)
                     upstream = self.upstream
                     pools = upstream.pools if upstream is not None else ()
                     if self.attempts >= self.max_attempts or not pools:
@@ -210,7 +230,7 @@ class Exchange:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: answer and log it rather than leaving the client hanging
-            logger.exception("request %s: unexpected error while connecting", self.request_id)
+            logger.exception("request %s: unexpected error while connecting", self.request_id.decode("latin-1"))
             error = ConnectError(f"unexpected error: {exc!r}")
             error.__cause__ = exc
         self.connecting = None
@@ -298,7 +318,9 @@ class Exchange:
             self.conn = None
             conn.close()
         if not self.tunnel and self.head_done:
-            logger.debug("request %s: client went away before the response was complete", self.request_id)
+            logger.debug(
+                "request %s: client went away before the response was complete", self.request_id.decode("latin-1")
+            )
 
     # ------------------------------------------------------------------ upstream side
 
@@ -329,7 +351,10 @@ class Exchange:
                 self.fail(cause)
                 return
             else:
-                logger.error("request %s: error handling the upstream response", self.request_id, exc_info=cause)
+                logger.error(
+                    "request %s: error handling the upstream response", self.request_id.decode("latin-1"),
+                    exc_info=cause,
+                )
                 error = ProtocolError("internal error handling the response")
                 error.__cause__ = cause
                 self.fail(error)
@@ -375,7 +400,9 @@ class Exchange:
             data = self.replay
             self.replay = None
             self.up_out[:0] = data
-            logger.debug("request %s: reused upstream connection was closed, retrying", self.request_id)
+            logger.debug(
+                "request %s: reused upstream connection was closed, retrying", self.request_id.decode("latin-1")
+            )
             self.dial(self.pool)
         else:
             error = UpstreamClosed("upstream closed the connection before the response was complete")
@@ -563,7 +590,7 @@ class Exchange:
             self.finished = True
             logger.warning(
                 "request %s: response aborted after it started (%s: %s)",
-                self.request_id.decode() if self.request_id else "-",
+                self.request_id.decode("latin-1") or "-",
                 type(error).__name__,
                 error,
             )
@@ -580,7 +607,7 @@ class Exchange:
                 self.finished = True
                 logger.warning(
                     "request %s: client did not read the response for %gs, closing",
-                    self.request_id.decode() if self.request_id else "-",
+                    self.request_id.decode("latin-1") or "-",
                     server.send_timeout,
                 )
                 if self.conn is not None:

@@ -103,10 +103,11 @@ class EndpointPool:
                 except socket.gaierror as exc:
                     raise ConnectError(f"cannot resolve {address}: {exc.strerror or exc}") from exc
                 last: OSError | None = None
-                for family, type_, proto, _, sockaddr in infos:
+                for family, _, proto, _, sockaddr in infos:
                     try:
                         _, conn = await loop.create_connection(
-                            lambda: UpstreamConnection(self), sockaddr[0], sockaddr[1], family=family, proto=proto
+                            lambda: UpstreamConnection(self), str(sockaddr[0]), int(sockaddr[1]), family=family,
+                            proto=proto,
                         )
                         return conn
                     except OSError as exc:

@@ -60,6 +60,8 @@ async def make_backend() -> AsyncIterator[Callable[..., Awaitable[RawBackend]]]:
         await backend.stop()
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Every server test runs on the standard loop and on uvloop (the production loop)."""
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

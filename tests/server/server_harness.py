@@ -127,7 +127,7 @@ class Pod:
     def endpoint(self) -> tuple[str, int]:
         return (self.host, self.port)
 
-    async def start(self) -> "Pod":
+    async def start(self) -> Pod:
         app = web.Application(client_max_size=1 << 40)
         app.router.add_get("/ws", self.websocket)
         app.router.add_route("*", "/{tail:.*}", self.handle)
@@ -241,7 +241,7 @@ class RawBackend:
     server: asyncio.AbstractServer | None = None
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
-    async def start(self) -> "RawBackend":
+    async def start(self) -> RawBackend:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
             self.writers.append(writer)

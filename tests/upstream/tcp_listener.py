@@ -16,7 +16,7 @@ class Listener:
         self.closed = 0
         self.server: asyncio.AbstractServer | None = None
 
-    async def start(self) -> "Listener":
+    async def start(self) -> Listener:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.writers.append(writer)
             try:
