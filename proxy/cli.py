@@ -20,14 +20,20 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Mapping, Sequence
 
 from proxy import __version__
 from proxy.settings import CONTROLLER_NAME, Settings
 
 if TYPE_CHECKING:
     from proxy.admin import AdminServer
+    from proxy.controller import Controller
     from proxy.kube.cache import ObjectCache
+    from proxy.kube.events import EventRecorder
+    from proxy.kube.leader import LeaderElector
+    from proxy.kube.status import StatusWriter
+    from proxy.kube.watch import WatchStatus
+    from proxy.metrics import Metrics
     from proxy.runtime import RuntimeHolder
     from proxy.server import ProxyServer
 
@@ -197,34 +203,81 @@ def configure_logging(level: str) -> None:
 
 
 class ClusterMode:
-    """Cluster mode's parts on one API client: the watch feeding the cache, and, when status
-    publishing is asked for, leader election plus the Ingress status writer."""
+    """Cluster mode's parts on one API client: the watch feeding the cache, leader election, and
+    the leader-only writers (Ingress status when an address is published, Warning Events)."""
 
-    def __init__(self, client: Any, coroutines: list[tuple[str, Coroutine[Any, Any, None]]]) -> None:
+    def __init__(self, client: Any, coroutines: list[tuple[str, Coroutine[Any, Any, None]]], *,
+                 watch: WatchStatus | None = None, elector: LeaderElector | None = None,
+                 status_writer: StatusWriter | None = None, events: EventRecorder | None = None) -> None:
         self.client = client
         self.coroutines = coroutines
+        self.watch = watch
+        self.elector = elector
+        self.status_writer = status_writer
+        self.events = events
 
     async def close(self) -> None:
         await self.client.close()
 
 
-async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHolder) -> ClusterMode:
-    """Build the cluster-mode tasks; raises ClusterConfigError when no cluster can be reached."""
-    from proxy.kube.client import create_api_client
-    from proxy.kube.leader import LeaderElector
-    from proxy.kube.status import StatusWriter
-    from proxy.kube.watch import run_cluster_source
+# Leader election TTL in seconds (lease duration; renew deadline and retry period follow as in
+# ingress-nginx's --election-ttl). An environment variable until Settings carries it.
+ELECTION_TTL_ENV = "PYNGRESS_ELECTION_TTL"
 
+
+def election_ttl(environ: Mapping[str, str] | None = None) -> float:
+    """The election TTL from $PYNGRESS_ELECTION_TTL, else ingress-nginx's 30 s; ValueError when invalid."""
+    from proxy.kube.leader import ELECTION_TTL
+
+    text = (os.environ if environ is None else environ).get(ELECTION_TTL_ENV, "").strip()
+    if not text:
+        return ELECTION_TTL
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"${ELECTION_TTL_ENV} must be a positive number of seconds, got {text!r}")
+    return value
+
+
+async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHolder, *,
+                       controller: Controller | None = None, metrics: Metrics | None = None) -> ClusterMode:
+    """Build the cluster-mode tasks; raises ClusterConfigError when no cluster can be reached.
+
+    The elector always campaigns: Ingress status and Warning Events are both written by the
+    leader only. With `controller`, its build warnings become Events; with `metrics`, watch
+    health, leadership, status writes and Events are exported (read at scrape time).
+    """
+    from proxy.kube.client import ClusterConfigError, create_api_client
+    from proxy.kube.events import EventRecorder
+    from proxy.kube.leader import LeaderElector, election_timing
+    from proxy.kube.status import StatusWriter
+    from proxy.kube.watch import WATCHED_KINDS, WatchStatus, run_cluster_source
+
+    try:
+        timing = election_timing(election_ttl())
+    except ValueError as error:
+        raise ClusterConfigError(str(error)) from None
     client = await create_api_client(settings)
+    watch = WatchStatus.for_kinds(spec.kind for spec in WATCHED_KINDS)
+    elector = LeaderElector(client, settings, **timing)
     coroutines: list[tuple[str, Coroutine[Any, Any, None]]] = [
-        ("cluster watch", run_cluster_source(cache, settings, api_client=client))]
+        ("cluster watch", run_cluster_source(cache, settings, api_client=client, status=watch)),
+        ("leader election", elector.run()),
+    ]
+    writer = None
     if settings.publish_service or settings.publish_status_address:
-        elector = LeaderElector(client, settings)
         writer = StatusWriter(cache, settings, api_client=client, holder=holder, elector=elector)
-        coroutines += [("leader election", elector.run()), ("status writer", writer.run())]
+        coroutines.append(("status writer", writer.run()))
     else:
         log.info("no --publish-service or --publish-status-address: Ingress status is not written")
-    return ClusterMode(client, coroutines)
+    warnings = (lambda: controller.warnings) if controller is not None else None
+    recorder = EventRecorder(client, settings, cache=cache, elector=elector, warnings=warnings)
+    coroutines.append(("event recorder", recorder.run()))
+    if metrics is not None:
+        metrics.add_cluster(watch=watch, elector=elector, status_writer=writer, events=recorder)
+    return ClusterMode(client, coroutines, watch=watch, elector=elector, status_writer=writer, events=recorder)
 
 
 class _Signals:
@@ -291,7 +344,7 @@ async def serve(settings: Settings) -> int:
             tasks.append(asyncio.create_task(source.run(), name="manifests"))
         else:
             try:
-                cluster = await cluster_mode(cache, settings, holder)
+                cluster = await cluster_mode(cache, settings, holder, controller=controller, metrics=metrics)
             except ClusterConfigError as error:
                 log.error("%s", error)
                 return EXIT_USAGE

@@ -9,7 +9,7 @@ registered as one more collector on `Metrics.registry`.
 from __future__ import annotations
 
 import platform
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Mapping, Protocol
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -126,6 +126,91 @@ def _listeners(server: ServerCounters) -> tuple[list[tuple[str, int]], list[tupl
     return list(active.items()), [("all", server.total_connections)]
 
 
+class KindHealth(Protocol):
+    """One kind's watch health (see proxy.kube.watch.KindStatus)."""
+
+    kind: str
+    synced: bool
+    consecutive_failures: int
+    errors_total: int
+    relists_total: int
+    events_total: int
+
+
+class WatchHealth(Protocol):
+    """Per-kind watch health (see proxy.kube.watch.WatchStatus)."""
+
+    kinds: Mapping[str, KindHealth]
+
+
+class Leadership(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class WriteCounters(Protocol):
+    """The status writer's counters (see proxy.kube.status.StatusWriter)."""
+
+    writes_total: int
+    errors_total: int
+
+
+class EventCounters(Protocol):
+    """The event recorder's counters (see proxy.kube.events.EventRecorder)."""
+
+    posted_total: int
+    errors_total: int
+    dropped_total: int
+
+
+class ClusterCollector(Collector):
+    """Cluster mode's health, read when scraped: watch errors and relists per kind, leadership,
+    status writes and Events. Which kind fails, and since when, is what an outage alert needs."""
+
+    def __init__(self, *, watch: WatchHealth, elector: Leadership | None = None,
+                 status_writer: WriteCounters | None = None, events: EventCounters | None = None) -> None:
+        self.watch = watch
+        self.elector = elector
+        self.status_writer = status_writer
+        self.events = events
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily("pyngress_watch_errors", "Failed LIST or WATCH requests to the API server.",
+                                     labels=["kind"])
+        failing = GaugeMetricFamily("pyngress_watch_failing", "1 while the watch of this kind cannot reach the API "
+                                    "server (the last good configuration keeps serving).", labels=["kind"])
+        relists = CounterMetricFamily("pyngress_watch_relists", "LISTs after the first (410 Expired: history lost).",
+                                      labels=["kind"])
+        events = CounterMetricFamily("pyngress_watch_events", "ADDED, MODIFIED and DELETED watch events applied.",
+                                     labels=["kind"])
+        synced = GaugeMetricFamily("pyngress_watch_synced", "1 once the first LIST of this kind is in the cache.",
+                                   labels=["kind"])
+        for kind in list(self.watch.kinds.values()):
+            errors.add_metric([kind.kind], kind.errors_total)
+            failing.add_metric([kind.kind], 1 if kind.consecutive_failures else 0)
+            relists.add_metric([kind.kind], kind.relists_total)
+            events.add_metric([kind.kind], kind.events_total)
+            synced.add_metric([kind.kind], 1 if kind.synced else 0)
+        yield from (errors, failing, relists, events, synced)
+        if self.elector is not None:
+            yield GaugeMetricFamily("pyngress_leader", "1 while this replica holds the leader Lease (writes status "
+                                    "and Events).", value=1 if self.elector.is_leader else 0)
+        writer = self.status_writer
+        if writer is not None:
+            yield CounterMetricFamily("pyngress_status_writes", "Ingress status updates written.",
+                                      value=writer.writes_total)
+            yield CounterMetricFamily("pyngress_status_errors", "Ingress status passes that failed (retried).",
+                                      value=writer.errors_total)
+        recorder = self.events
+        if recorder is not None:
+            yield CounterMetricFamily("pyngress_events_posted", "Warning Events created or counted up.",
+                                      value=recorder.posted_total)
+            yield CounterMetricFamily("pyngress_events_errors", "Warning Events the API server refused or never got.",
+                                      value=recorder.errors_total)
+            yield CounterMetricFamily("pyngress_events_dropped", "Warning Events dropped because the queue was full.",
+                                      value=recorder.dropped_total)
+
+
 def _bound(value: float) -> str:
     return repr(float(value))
 
@@ -140,6 +225,12 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         self.state = StateCollector(holder=holder, controller=controller, server=server)
         self.registry.register(self.state)
+
+    def add_cluster(self, *, watch: WatchHealth, elector: Leadership | None = None,
+                    status_writer: WriteCounters | None = None, events: EventCounters | None = None) -> None:
+        """Export cluster mode's health (watch, leadership, status writer, Events) from now on."""
+        self.registry.register(ClusterCollector(watch=watch, elector=elector, status_writer=status_writer,
+                                                events=events))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every collector."""

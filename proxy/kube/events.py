@@ -29,7 +29,7 @@ from proxy.kube.client import CLUSTER, ApiCall
 from proxy.settings import Settings
 
 if TYPE_CHECKING:
-    from proxy.kube.cache import CacheChange, ObjectCache
+    from proxy.kube.cache import ObjectCache
     from proxy.kube.leader import LeaderElector
     from proxy.routing.model import Warning
 
@@ -135,7 +135,8 @@ class EventRecorder:
                  repeat_after: float = REPEAT_AFTER, burst: int = BURST, rate: float = RATE,
                  queue_size: int = QUEUE_SIZE, settle: float = 1.0, resync: float = 300.0) -> None:
         """`warnings`: where to read the latest build's warnings (e.g. `lambda: controller.warnings`);
-        with it and a cache, `run()` records them after every routing change and every `resync` s."""
+        with it and a cache, `run()` records them after every build (looked at every `settle` s),
+        when this replica becomes leader, and every `resync` s."""
         self.core = CoreV1Api(api_client)
         self.settings = settings
         self.cache = cache
@@ -152,7 +153,6 @@ class EventRecorder:
         self.dropped_total = 0
         self._posted: OrderedDict[Notice, _Posted] = OrderedDict()
         self._queued: set[Notice] = set()
-        self._wake = asyncio.Event()
 
     @property
     def pending(self) -> int:
@@ -205,16 +205,10 @@ class EventRecorder:
             return {key for key, ing in ingresses.items() if key[0] == warning.namespace and warning.name in _tls_secrets(ing)}
         return set()
 
-    def _on_change(self, change: CacheChange) -> None:
-        if change.routes:
-            self._wake.set()
-
     async def run(self) -> None:
         """Post queued Events until cancelled; with `warnings` and a cache, also collect them."""
-        unsubscribe = None
         collector = None
         if self.warnings is not None and self.cache is not None:
-            unsubscribe = self.cache.subscribe(self._on_change)
             collector = asyncio.create_task(self._collect(), name="events-collect")
         try:
             while True:
@@ -228,23 +222,30 @@ class EventRecorder:
             if collector is not None:
                 collector.cancel()
                 await asyncio.gather(collector, return_exceptions=True)
-            if unsubscribe is not None:
-                unsubscribe()
 
     async def _collect(self) -> None:
+        """Record the latest build's warnings when they change, when this replica becomes leader,
+        and every `resync` s. The controller replaces its warnings tuple on every build, so looking
+        at it every `settle` s sees each build without a hook into the controller, and a leader
+        elected after the build (a restart, a takeover) still reports what is wrong now."""
         assert self.warnings is not None
-        self._wake.set()  # the warnings of the build already running
+        seen: object = None
+        was_leading = False
+        resynced = time.monotonic()
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.resync)
-                await asyncio.sleep(self.settle)  # let the build this change causes finish
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                self.record(self.warnings())
+                current = self.warnings()
+                leading = self.elector is None or self.elector.is_leader
+                due = time.monotonic() - resynced >= self.resync
+                if leading and (current is not seen or not was_leading or due):
+                    self.record(current)
+                    seen = current
+                    if due:
+                        resynced = time.monotonic()
+                was_leading = leading
             except Exception:  # noqa: BLE001  events must never take anything down
                 log.exception("collecting warnings for events failed")
+            await asyncio.sleep(self.settle)
 
     async def _post(self, notice: Notice) -> None:
         try:

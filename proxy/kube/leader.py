@@ -31,10 +31,13 @@ from proxy.settings import Settings
 
 log = logging.getLogger("pyngress.leader")
 
-# client-go's defaults: a dead leader is replaced within ~15 s, a live one renews every 2 s.
-LEASE_DURATION = 15.0
-RENEW_DEADLINE = 10.0
-RETRY_PERIOD = 2.0
+# ingress-nginx's timing (--election-ttl 30s; renew deadline ttl/2, retry period ttl/4): a dead
+# leader is replaced within ~30 s, a live one renews every 7.5 s. Only status and Events wait on
+# the leader, never traffic, so a slow takeover costs little and saves API server writes.
+ELECTION_TTL = 30.0
+LEASE_DURATION = ELECTION_TTL
+RENEW_DEADLINE = ELECTION_TTL / 2
+RETRY_PERIOD = ELECTION_TTL / 4
 REQUEST_TIMEOUT = 5.0
 
 API_CALLS: tuple[ApiCall, ...] = (
@@ -48,6 +51,13 @@ def micro_time(moment: float | None = None) -> str:
     """A metav1.MicroTime string: UTC, six fractional digits, always."""
     stamp = datetime.fromtimestamp(time.time() if moment is None else moment, timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def election_timing(ttl: float) -> dict[str, float]:
+    """LeaderElector timing from one TTL, as ingress-nginx derives it: lease ttl, renew ttl/2, retry ttl/4."""
+    if not ttl > 0:
+        raise ValueError(f"election TTL must be positive, got {ttl}")
+    return {"lease_duration": ttl, "renew_deadline": ttl / 2, "retry_period": ttl / 4}
 
 
 def default_identity(settings: Settings) -> str:

@@ -133,6 +133,8 @@ class WatchStatus:
     """Per-kind watch health, shared with the CLI (metrics, logs) while the watch runs."""
 
     kinds: dict[str, KindStatus] = field(default_factory=dict)
+    # monotonic time the first kind started failing in the current outage (0: not failing)
+    failing_since: float = 0.0
     _synced: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False, compare=False)
 
     @classmethod
@@ -163,6 +165,30 @@ class WatchStatus:
         self.kinds[kind].synced = True
         if self.synced:
             self._synced.set()
+
+    def record_failure(self, kind: str, error: str) -> None:
+        """Count one failed request of `kind`; the first failure of an outage is logged (once, not per retry)."""
+        state = self.kinds[kind]
+        healthy = not self.failing
+        state.consecutive_failures += 1
+        state.errors_total += 1
+        state.last_error = error
+        state.last_error_time = time.time()
+        if healthy:
+            self.failing_since = time.monotonic()
+            log.warning("watch of %s failing: %s; serving the last good configuration and retrying with backoff",
+                        kind, error)
+
+    def record_success(self, kind: str) -> None:
+        """`kind` reached the API server again; the end of an outage (no kind failing) is logged once."""
+        state = self.kinds[kind]
+        if not state.consecutive_failures:
+            return
+        state.consecutive_failures = 0
+        if not self.failing:
+            log.warning("watch recovered after %.1f s: following the API server again",
+                        time.monotonic() - self.failing_since)
+            self.failing_since = 0.0
 
 
 class WatchProtocolError(Exception):
@@ -298,18 +324,15 @@ class KindWatcher:
 
     def _recovered(self) -> None:
         if self.state.consecutive_failures:
-            log.warning("watch %s recovered after %d failures", self.where, self.state.consecutive_failures)
-        self.state.consecutive_failures = 0
+            log.debug("watch %s recovered after %d failures", self.where, self.state.consecutive_failures)
+            self.status.record_success(self.spec.kind)
 
     async def _failed(self, err: BaseException) -> None:
+        self.status.record_failure(self.spec.kind, _describe(err))
         state = self.state
-        state.consecutive_failures += 1
-        state.errors_total += 1
-        state.last_error = _describe(err)
-        state.last_error_time = time.time()
         delay = self.backoff.delay(state.consecutive_failures)
-        log.warning("watch %s failing (%d in a row, serving the last good state): %s; retrying in %.1fs",
-                    self.where, state.consecutive_failures, state.last_error, delay)
+        log.debug("watch %s failing (%d in a row): %s; retrying in %.1fs",
+                  self.where, state.consecutive_failures, state.last_error, delay)
         await asyncio.sleep(delay)
 
 

@@ -274,11 +274,13 @@ class Pyngress:
 
 
 async def start_pyngress(manifests: Path | list[Path] | None, *args: str, log_path: Path,
-                         timeout: float = START_TIMEOUT, admin_only: bool = False) -> Pyngress:
+                         timeout: float = START_TIMEOUT, admin_only: bool = False,
+                         env: dict[str, str] | None = None) -> Pyngress:
     """Start `python -m proxy` on ephemeral loopback ports and wait for its "listening" line.
 
     `admin_only`: return as soon as the admin port is known (before the first configuration);
     `await proc.read_ports()` later waits for the listeners. `manifests=None` is cluster mode.
+    `env`: extra environment variables for the process.
     """
     paths = [] if manifests is None else manifests if isinstance(manifests, list) else [manifests]
     command = [sys.executable, "-m", "proxy", "--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0",
@@ -287,7 +289,7 @@ async def start_pyngress(manifests: Path | list[Path] | None, *args: str, log_pa
         command += ["--manifests", str(path)]
     command += list(args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", **(env or {})}
     log_file = open(log_path, "wb")  # noqa: SIM115  (the child writes into it for its whole life)
     try:
         process = await asyncio.create_subprocess_exec(
@@ -302,3 +304,53 @@ async def start_pyngress(manifests: Path | list[Path] | None, *args: str, log_pa
         await proc.close()
         raise
     return proc
+
+
+# ---------------------------------------------------------------------------------------------- cluster mode
+
+def kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig pointing at the API emulator (plain HTTP, a dummy token)."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "me"}}],
+    }))  # JSON is YAML
+    return path
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text (`name` as exposed, e.g. "pyngress_watch_errors_total")."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+async def scrape(proc: Pyngress, name: str, **labels: str) -> float | None:
+    """One metric of a running process, read from its /metrics."""
+    status, text = await proc.admin_get("/metrics")
+    assert status == 200, text
+    return metric(text, name, **labels)
+
+
+class ClusterProcesses:
+    """Starts pyngress processes in cluster mode against one emulator; all are stopped at the end."""
+
+    def __init__(self, api_url: str, tmp_path: Path) -> None:
+        self.config = kubeconfig(tmp_path / "kubeconfig", api_url)
+        self.tmp_path = tmp_path
+        self.started: list[Pyngress] = []
+
+    async def start(self, *args: str, env: dict[str, str] | None = None, admin_only: bool = False) -> Pyngress:
+        proc = await start_pyngress(None, "--kubeconfig", str(self.config), *args, admin_only=admin_only, env=env,
+                                    log_path=self.tmp_path / f"pyngress-cluster-{len(self.started)}.log")
+        self.started.append(proc)
+        return proc
+
+    async def close(self) -> None:
+        for proc in self.started:
+            await proc.close()
