@@ -84,16 +84,19 @@ def new_request_id() -> bytes:
 
 
 class Listener:
-    """One bound socket: its scheme and port go into X-Forwarded-Proto/Port."""
+    """One bound socket: its scheme and port go into X-Forwarded-Proto/Port; it counts its connections."""
 
-    __slots__ = ("scheme", "port", "tls", "forwarded", "server")
+    __slots__ = ("scheme", "port", "tls", "forwarded", "server", "active_connections", "total_connections")
 
-    def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer) -> None:
+    def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
         self.port = port
         self.tls = scheme == "https"
         self.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme.encode(), port)
         self.server = server
+        # Per-listener counters for metrics (the server keeps the totals over all listeners).
+        self.active_connections = 0
+        self.total_connections = 0
 
 
 class ClientConnection(asyncio.Protocol):
@@ -786,6 +789,10 @@ class ProxyServer:
         self.connections.add(conn)
         self.active_connections += 1
         self.total_connections += 1
+        listener = conn.listener
+        if listener is not None:
+            listener.active_connections += 1
+            listener.total_connections += 1
         if self.draining:
             conn.transport.close()
 
@@ -793,13 +800,16 @@ class ProxyServer:
         if conn in self.connections:
             self.connections.discard(conn)
             self.active_connections -= 1
+            if conn.listener is not None:
+                conn.listener.active_connections -= 1
         if not self.connections and self._all_closed is not None:
             self._all_closed.set()
 
     def stop_accepting(self) -> None:
         """Close the listening sockets; open connections are untouched."""
         for listener in self.listeners:
-            listener.server.close()
+            if listener.server is not None:
+                listener.server.close()
 
     async def drain(self, timeout: float) -> bool:
         """Close idle connections now, let in-flight requests finish (then close), up to ``timeout``.
@@ -831,6 +841,8 @@ class ProxyServer:
             if conn.transport is not None:
                 conn.transport.abort()
         for listener in self.listeners:
+            if listener.server is None:
+                continue
             try:
                 async with asyncio.timeout(5):
                     await listener.server.wait_closed()

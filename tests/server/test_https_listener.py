@@ -74,6 +74,10 @@ async def test_https_listener_forwards_with_https_scheme(tls_proxy):
     writer.write(b"GET /x HTTP/1.1\r\nHost: secure.example\r\n\r\n")
     data = (await read_response(reader)).json()
     assert dict(data["headers"])["X-Forwarded-Proto"] == "http"
+    plain, tls = proxy.server.listeners
+    assert (plain.scheme, tls.scheme) == ("http", "https")
+    assert (plain.total_connections, tls.total_connections) == (1, 1)
+    assert plain.active_connections == 1
     writer.close()
 
 
