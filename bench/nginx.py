@@ -9,14 +9,18 @@ nginx. The reference proxy is the issue's: one worker, `proxy_pass` to an upstre
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 from dataclasses import dataclass
 
 from bench.backend import LARGE_BODY, SMALL_BODY, UPLOAD_REPLY
 from bench.processes import Process, ProcessGroup, StartError, children, wait_for_port
 
-# nginx's worker_connections counts client and upstream connections: room for the idle scenario.
-WORKER_CONNECTIONS = 25000
+# nginx's worker_connections counts client and upstream connections: room for the idle scenario,
+# within the hard RLIMIT_NOFILE (an unprivileged or containerized master cannot raise it).
+_HARD_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+NOFILE = 50000 if _HARD_NOFILE == resource.RLIM_INFINITY else min(50000, _HARD_NOFILE)
+WORKER_CONNECTIONS = max(1024, NOFILE - 100)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ def _common(layout: NginxLayout, *, workers: int, keepalive_timeout: float | Non
     keepalive = f"    keepalive_timeout {int(keepalive_timeout)}s;\n" if keepalive_timeout else ""
     return f"""daemon off;
 worker_processes {workers};
-worker_rlimit_nofile {WORKER_CONNECTIONS * 2};
+worker_rlimit_nofile {NOFILE};
 pid {layout.prefix}/nginx.pid;
 error_log {layout.prefix}/logs/error.log warn;
 events {{
@@ -66,6 +70,9 @@ def backend_config(root: str, *, ports: list[int], workers: int = 1) -> NginxLay
     with open(os.path.join(www, "64k"), "wb") as out:
         out.write(LARGE_BODY)
     os.chmod(os.path.join(www, "64k"), 0o644)
+    with open(os.path.join(www, "upload"), "wb") as out:  # exists, so POST to it is a 405 (not a 404)
+        out.write(UPLOAD_REPLY)
+    os.chmod(os.path.join(www, "upload"), 0o644)
     listens = "\n".join(f"        listen 127.0.0.1:{port};" for port in ports)
     text = _common(layout, workers=workers, keepalive_timeout=600) + f"""    sendfile on;
     tcp_nopush on;
@@ -79,9 +86,22 @@ def backend_config(root: str, *, ports: list[int], workers: int = 1) -> NginxLay
         location = /64k {{
             root {www};
         }}
+        # Answer only after the whole body is read (a bare `return` answers at once and discards the body
+        # afterwards): mirror_request_body reads it first; the static handler then refuses POST (405),
+        # which error_page turns into 200 "ok".
         location = /upload {{
             client_max_body_size 64m;
-            client_body_buffer_size 1m;
+            client_body_buffer_size 2m;
+            mirror /discard;
+            mirror_request_body on;
+            root {www};
+            error_page 405 =200 @uploaded;
+        }}
+        location = /discard {{
+            internal;
+            return 204;
+        }}
+        location @uploaded {{
             return 200 "{_nginx_string(UPLOAD_REPLY)}";
         }}
     }}
