@@ -200,3 +200,54 @@ async def test_error_response_to_unread_body_is_delivered_before_close(make_prox
     response = await read_response(reader)
     assert response.status == 503
     writer.close()
+
+
+async def test_mutated_requests_never_break_the_proxy(proxy, caplog):
+    """Deterministic fuzzing: byte flips, cuts and splices of valid requests, over real sockets."""
+    import logging
+    import random
+
+    caplog.set_level(logging.ERROR, "pyngress.proxy")
+    seeds = [
+        encode_request("/a?b=c", headers=[("X-A", "1"), ("Connection", "keep-alive, X-A")]),
+        encode_request("/up", method="POST", body=b"0123456789"),
+        encode_request("/c", method="POST", headers=[("Transfer-Encoding", "chunked")]) + b"3\r\nabc\r\n0\r\n\r\n",
+        encode_request("/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade")]),
+        b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    ]
+    rng = random.Random(1234)
+    alphabet = b"\x00\r\n :;,%/?#.\t\x7f\xff0aZ"
+
+    def mutate(data: bytes) -> bytes:
+        data = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            choice = rng.random()
+            position = rng.randrange(len(data) + 1)
+            if choice < 0.4 and data:
+                data[min(position, len(data) - 1)] = rng.choice(alphabet)
+            elif choice < 0.6:
+                data[position:position] = bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+            elif choice < 0.8:
+                del data[position : position + rng.randint(1, 6)]
+            else:
+                data = data[:position] + rng.choice(seeds)
+        return bytes(data)
+
+    async def send(data: bytes) -> None:
+        reader, writer = await connect(proxy.port)
+        try:
+            writer.write(data)
+            writer.write_eof()
+            await read_all(reader, timeout=5)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    cases = [mutate(rng.choice(seeds)) for _ in range(150)]
+    for start in range(0, len(cases), 30):
+        await asyncio.gather(*(send(case) for case in cases[start : start + 30]))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+    response = await request(proxy.port, "/still-serving")
+    assert response.status == 200
+    await wait_until(lambda: proxy.server.active_connections == 0, timeout=10)
