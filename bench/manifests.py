@@ -226,3 +226,33 @@ def write_endpoints(folder: str, backend: list[tuple[str, int]]) -> None:
 def write_probe(folder: str, generation: int) -> None:
     """Rewrite the probe Ingress with a new path (the propagation scenario's change)."""
     write_json(os.path.join(folder, FILE_PROBE), [probe_ingress(generation)])
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    address, _, port = text.rpartition(":")
+    if not address or not port.isdigit():
+        raise ValueError(f"expected ADDRESS:PORT, got {text!r}")
+    return address, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.manifests FOLDER --backend 127.0.0.1:8081 [--ingresses N]`: the bench's manifests,
+    for running pyngress (and locust) by hand against your own backend."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.manifests", description=main.__doc__)
+    parser.add_argument("folder")
+    parser.add_argument("--backend", required=True, type=_endpoint, metavar="ADDRESS:PORT",
+                        help="where every Service's EndpointSlice points")
+    parser.add_argument("--ingresses", type=int, default=0,
+                        help="also generate the many-routes table: N Ingresses, 2 paths each, 2 per host")
+    args = parser.parse_args(argv)
+    shape = TableShape(ingresses=args.ingresses) if args.ingresses > 0 else None
+    write_folder(args.folder, objects(shape, backend=[args.backend]))
+    extra = f", {shape.ingresses} Ingresses over {shape.hosts} hosts" if shape else ""
+    print(f"wrote {args.folder}: host {MAIN_HOST} (every path){extra}, backend {args.backend[0]}:{args.backend[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

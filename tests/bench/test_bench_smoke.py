@@ -1,0 +1,136 @@
+"""Smoke test of the benchmark harness's plumbing (no timing assertions, no wrk needed).
+
+The manifest generator feeds build() and a real pyngress process; the Python fallback
+backend answers through pyngress; endpoint churn and a manifest change go through file mode.
+nginx and wrk parts are skipped when they are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import manifests, nginx  # noqa: E402
+from bench.backend import LARGE_BODY, SMALL_BODY  # noqa: E402
+from bench.client import fetch_many  # noqa: E402
+from bench.load import Request, lua_script, parse_output, run_wrk  # noqa: E402
+from bench.processes import ProcessGroup, free_port, start_pyngress, which  # noqa: E402
+from bench.scenarios import Churner, propagation  # noqa: E402
+from proxy.routing.build import build  # noqa: E402
+from proxy.settings import Settings  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_generated_table_builds_every_route() -> None:
+    shape = manifests.TableShape(ingresses=20)
+    objs = manifests.objects(shape, backend=[("127.0.0.1", 9)])
+    config = build(objs.snapshot(), Settings())
+    assert not config.warnings, [str(w) for w in config.warnings]
+    assert sum(1 for _ in config.table.routes()) == shape.paths + 2  # + bench.local "/" and the probe path
+    assert len(config.table.hosts) == shape.hosts + 2
+    for host, path in manifests.table_requests(shape, count=40):
+        route = config.table.match(host, path)
+        assert route is not None and route.host == host, (host, path)
+    assert config.table.match("h0.bench.local", "/nowhere") is None
+
+
+def test_written_folder_is_kind_lists(tmp_path: Path) -> None:
+    manifests.write_folder(str(tmp_path), manifests.objects(manifests.TableShape(ingresses=4),
+                                                            backend=[("127.0.0.1", 9)]))
+    names = sorted(os.listdir(tmp_path))
+    assert names == sorted([manifests.FILE_CLASS, manifests.FILE_SERVICES, manifests.FILE_ENDPOINTS,
+                            manifests.FILE_TABLE_ENDPOINTS, manifests.FILE_INGRESSES, manifests.FILE_PROBE])
+    ingresses = json.loads((tmp_path / manifests.FILE_INGRESSES).read_text())
+    assert ingresses["kind"] == "List" and len(ingresses["items"]) == 5  # main + 4 table Ingresses
+
+
+def test_wrk_output_parser_and_script() -> None:
+    line = ('BENCHJSON {"requests":1000,"duration_us":2000000,"bytes":250000,"connect":0,"read":2,"write":0,'
+            '"status":3,"timeout":1,"p50_us":900,"p90_us":1500,"p99_us":4200,"p999_us":9000,"max_us":12000,'
+            '"mean_us":1000.5}')
+    result = parse_output("Running 2s test\n" + line + "\nRequests/sec: 500\n", payload_bytes=100)
+    assert result.rps == 500 and result.p99_ms == 4.2 and result.mb_per_s == 0.05
+    assert result.failed_requests == 6 and not result.error
+    assert parse_output("garbage", payload_bytes=1).error
+    script = lua_script(Request(method="POST", body_bytes=10, rotation=(("a.local", "/x"), ("b.local", "/y"))))
+    assert 'wrk.method = "POST"' in script and '{"b.local", "/y"}' in script and "done = function" in script
+
+
+@pytest.fixture
+def python_stack(tmp_path: Path):
+    """The Python backend (two ports) and pyngress on generated manifests; both stopped afterwards."""
+    group = ProcessGroup(str(tmp_path))
+    try:
+        backend = group.start("backend", [sys.executable, "-m", "bench.backend", "--port", "0", "--port", "0"],
+                              cwd=str(REPO))
+        match = backend.wait_line(re.compile(r"bench-backend listening 127\.0\.0\.1:(\d+) 127\.0\.0\.1:(\d+)"),
+                                  timeout=20)
+        ports = [int(match[1]), int(match[2])]
+        folder = str(tmp_path / "manifests")
+        manifests.write_folder(folder, manifests.objects(None, backend=[("127.0.0.1", ports[0])]))
+        process, address, _ = start_pyngress(group, manifests=folder, timeout=30)
+        yield group, ports, folder, process, address
+    finally:
+        group.close()
+    assert process.popen.returncode is not None  # stopped, by its pid
+
+
+async def test_python_backend_through_pyngress(python_stack) -> None:
+    group, ports, folder, process, address = python_stack
+    small = await fetch_many(address.host, address.http_port, path="/small", host_header=manifests.MAIN_HOST,
+                             count=30, connections=3)
+    large = await fetch_many(address.host, address.http_port, path="/64k", host_header=manifests.MAIN_HOST,
+                             count=10, connections=2)
+    uploads = await fetch_many(address.host, address.http_port, method="POST", path="/upload",
+                               host_header=manifests.MAIN_HOST, body=b"x" * 65536, count=10, connections=2)
+    assert [(a.status, a.body_bytes) for a in small] == [(200, len(SMALL_BODY))] * 30
+    assert [(a.status, a.body_bytes) for a in large] == [(200, len(LARGE_BODY))] * 10
+    assert [(a.status, a.body_bytes) for a in uploads] == [(200, 3)] * 10
+    assert process.rss_kib() and process.cpu_seconds() is not None
+
+
+async def test_churn_and_change_plumbing(python_stack) -> None:
+    group, ports, folder, process, address = python_stack
+    with Churner(folder, [[("127.0.0.1", ports[0])], [("127.0.0.1", ports[1])]], rate=50) as churner:
+        answers = await fetch_many(address.host, address.http_port, path="/small",
+                                   host_header=manifests.MAIN_HOST, count=50, connections=2)
+    assert churner.writes > 0
+    assert {a.status for a in answers} == {200}
+    timed = propagation(address, folder, count=2, jitter=0.0, timeout=8.0)
+    assert timed["count"] == 2 and timed["missed"] == 0
+
+
+def test_nginx_configs_are_valid(tmp_path: Path) -> None:
+    program = which("nginx")
+    if program is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    os.chmod(tmp_path, 0o755)
+    backend = nginx.backend_config(str(tmp_path / "nginx"), ports=[free_port(), free_port()])
+    reference = nginx.proxy_config(str(tmp_path / "nginx"), port=free_port(), backend_port=free_port())
+    nginx.check_config(program, backend)
+    nginx.check_config(program, reference)
+
+
+def test_wrk_against_the_python_backend(tmp_path: Path) -> None:
+    program = which("wrk")
+    if program is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    with ProcessGroup(str(tmp_path)) as group:
+        backend = group.start("backend", [sys.executable, "-m", "bench.backend", "--port", "0"], cwd=str(REPO))
+        port = int(backend.wait_line(re.compile(r"127\.0\.0\.1:(\d+)"), timeout=20)[1])
+        result = run_wrk(program, url=f"http://127.0.0.1:{port}/small", request=Request(path="/small",
+                         payload_bytes=len(SMALL_BODY)), duration=1, connections=4, workdir=str(tmp_path),
+                         measured=backend)
+    assert not result.error, result.error
+    assert result.requests > 0 and result.failed_requests == 0
+    assert result.rss_end_kib is not None
