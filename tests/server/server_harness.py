@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
@@ -375,9 +376,28 @@ async def read_all(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> by
             chunks.append(data)
 
 
-async def connect(port: int, host: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def connect(
+    port: int, host: str = "127.0.0.1", *, rcvbuf: int = 0, sndbuf: int = 0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client connection; fixed socket buffers (no kernel autotuning) keep backpressure tests exact."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.setblocking(False)
     async with asyncio.timeout(TIMEOUT):
-        return await asyncio.open_connection(host, port)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        return await asyncio.open_connection(sock=sock)
+
+
+def shrink_buffers(writer: asyncio.StreamWriter, *, rcvbuf: int = 0, sndbuf: int = 0) -> None:
+    """Fix the kernel buffers of an accepted connection (a backend's side)."""
+    sock = writer.get_extra_info("socket")
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
 
 
 async def request(
