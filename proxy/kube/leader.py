@@ -192,7 +192,8 @@ class LeaderElector:
             await _json(response)
             log.info("leader election: released Lease %s/%s", self.namespace, self.name)
         except Exception as err:  # noqa: BLE001  best effort: the Lease expires anyway
-            log.warning("leader election: could not release Lease %s/%s: %s", self.namespace, self.name, err)
+            log.warning("leader election: could not release Lease %s/%s: %s: %s", self.namespace, self.name,
+                        type(err).__name__, err)
 
     def _set_leading(self, leading: bool) -> None:
         if leading == self._leading:

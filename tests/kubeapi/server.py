@@ -278,10 +278,9 @@ class KubeApiServer:
         store = self.store
         if verb == "list":
             matches = self._filter(request, resource)
-            items, rv = store.list(resource, namespace, matches)
-            for item in items:
-                item.pop("kind", None)
-                item.pop("apiVersion", None)
+            shared, rv = store.list_shared(resource, namespace, matches)
+            # List items carry no kind/apiVersion; shallow copies, as the response is serialised at once.
+            items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in shared]
             return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
                     "metadata": {"resourceVersion": str(rv)}, "items": items}, 200
         if namespace is None:

@@ -85,7 +85,14 @@ class Store:
         return copy.deepcopy(obj)
 
     def list(self, resource: Resource, namespace: str | None, matches: Callable[[Obj], bool]) -> tuple[list[Obj], int]:
-        items = [copy.deepcopy(obj) for (ns, _), obj in sorted(self._objects.get(resource, {}).items())
+        items, rv = self.list_shared(resource, namespace, matches)
+        return [copy.deepcopy(obj) for obj in items], rv
+
+    def list_shared(self, resource: Resource, namespace: str | None,
+                    matches: Callable[[Obj], bool]) -> tuple[list[Obj], int]:
+        """Like `list`, but the stored objects themselves: only for serialising at once, never to change.
+        (Copying thousands of objects made a LIST of 5,000 slices cost the emulator a quarter second.)"""
+        items = [obj for (ns, _), obj in sorted(self._objects.get(resource, {}).items())
                  if (namespace is None or ns == namespace) and matches(obj)]
         return items, self.rv
 
