@@ -1,7 +1,13 @@
-"""deploy/ parses, hangs together, and its RBAC grants exactly the API calls the code declares."""
+"""deploy/ parses, hangs together, and its RBAC grants exactly the API calls the code declares.
+
+deploy/base/ holds the objects; deploy/ (LoadBalancer) and deploy/nodeport/ are the two ways to
+apply them. Where kubectl is installed, both are rendered with its built-in kustomize.
+"""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +20,14 @@ from proxy.settings import CONTROLLER_NAME, Settings
 from .rbac import declared_api_calls
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+BASE = DEPLOY / "base"
 NAMESPACE = "pyngress"
+KUBECTL = shutil.which("kubectl")
 
 
 def load() -> list[dict[str, Any]]:
     docs = []
-    for path in sorted(DEPLOY.glob("*.yaml")):
+    for path in sorted(BASE.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         for doc in yaml.safe_load_all(path.read_text()):
@@ -87,8 +95,10 @@ def test_every_manifest_is_a_named_object_in_our_namespace() -> None:
         else:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]
     one("Namespace", NAMESPACE)
-    listed = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == sorted(p.name for p in DEPLOY.glob("*.yaml") if p.name != "kustomization.yaml")
+    listed = yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"] == ["base"]
+    assert yaml.safe_load((DEPLOY / "nodeport" / "kustomization.yaml").read_text())["resources"] == ["../base"]
 
 
 def test_rbac_covers_every_api_call_the_code_makes() -> None:
@@ -159,11 +169,61 @@ def test_deployment_args_are_valid_flags_and_publish_an_existing_service() -> No
     assert published["spec"]["type"] == "LoadBalancer"
 
 
-@pytest.mark.parametrize("name,type_", [("pyngress", "LoadBalancer"), ("pyngress-nodeport", "NodePort")])
-def test_services_reach_the_pods(name: str, type_: str) -> None:
-    service = one("Service", name)
-    assert service["spec"]["type"] == type_
+def test_services_reach_the_pods() -> None:
+    (service,) = of_kind("Service")
+    assert service["spec"]["type"] == "LoadBalancer"
     pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     container_ports = {p["name"] for p in container()["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http", "https"} <= container_ports
+
+
+def arg(name: str) -> str:
+    """The value of one `--name=value` argument of the Deployment's container."""
+    (value,) = [a.split("=", 1)[1] for a in container()["args"] if a.startswith(f"--{name}=")]
+    return value
+
+
+def test_flags_match_the_objects_they_name() -> None:
+    # The Lease the elector uses is the one the Role lets it update.
+    (lease_rule,) = [r for r in one("Role", "pyngress")["rules"] if "resourceNames" in r]
+    assert lease_rule["resourceNames"] == [arg("election-id")]
+    # The class the proxy serves exists and names the controller the proxy answers to.
+    ingress_class = one("IngressClass", arg("ingress-class"))
+    assert ingress_class["spec"]["controller"] == CONTROLLER_NAME
+    assert not any(a.startswith("--controller-class") for a in container()["args"])
+
+
+def test_nodeport_overlay_patches_only_the_service_type_and_ports() -> None:
+    patch = yaml.safe_load((DEPLOY / "nodeport" / "service-nodeport.yaml").read_text())
+    base = one("Service", patch["metadata"]["name"])
+    assert patch["metadata"]["namespace"] == base["metadata"]["namespace"]
+    assert patch["spec"]["type"] == "NodePort"
+    by_port = {p["port"]: p for p in base["spec"]["ports"]}
+    for port in patch["spec"]["ports"]:
+        # kustomize merges Service ports on (port, protocol): both must match the base's entry.
+        assert (port["port"], port["protocol"]) == (by_port[port["port"]]["port"], by_port[port["port"]]["protocol"])
+        assert port["name"] == by_port[port["port"]]["name"] and 30000 <= port["nodePort"] <= 32767
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    rendered = subprocess.run([KUBECTL, "kustomize", str(path)], capture_output=True, text=True, timeout=60,
+                              check=True).stdout  # type: ignore[list-item]
+    return [doc for doc in yaml.safe_load_all(rendered) if doc is not None]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
+def test_both_ways_to_apply_render_the_base() -> None:
+    def key(doc: dict[str, Any]) -> tuple[str, str]:
+        return doc["kind"], doc["metadata"]["name"]
+
+    default = {key(d): d for d in kustomize(DEPLOY)}
+    assert default == {key(d): d for d in DOCS}
+    nodeport = {key(d): d for d in kustomize(DEPLOY / "nodeport")}
+    assert nodeport.keys() == default.keys()
+    assert {k: d for k, d in nodeport.items() if k != ("Service", "pyngress")} == {
+        k: d for k, d in default.items() if k != ("Service", "pyngress")}
+    service = nodeport[("Service", "pyngress")]["spec"]
+    assert service["type"] == "NodePort" and service["externalTrafficPolicy"] == "Cluster"
+    assert {(p["name"], p["targetPort"], p["nodePort"]) for p in service["ports"]} == {
+        ("http", "http", 30080), ("https", "https", 30443)}
