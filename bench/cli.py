@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--churn-rate", type=float, default=50.0, help="EndpointSlice rewrites per second during the churn load")
     add("--python-backend", action="store_true", help="use the Python backend even when nginx is installed")
     add("--no-reference", action="store_true", help="skip the nginx reference proxy (ratios become n/a)")
+    add("--nginx-directive", action="append", default=[], metavar="DIRECTIVE",
+        help="extra directive in the reference's location, repeatable (e.g. 'proxy_request_buffering off')")
     add("--pyngress-arg", action="append", default=[], metavar="ARG",
         help="extra argument for pyngress, repeatable (e.g. --pyngress-arg=--log-level=warning)")
     add("--json", default="", metavar="FILE", help="where to write the results (default bench/results/<time>.json)")
@@ -86,7 +88,7 @@ def _start_reference(env: Environment) -> None:
     assert env.nginx_path is not None
     port = free_port()
     layout = nginx.proxy_config(os.path.join(env.workdir, "nginx"), port=port, backend_port=env.backend_ports[0],
-                                workers=env.options.workers)
+                                workers=env.options.workers, directives=env.options.nginx_directives)
     nginx.check_config(env.nginx_path, layout)
     env.reference_process = nginx.start(env.group, env.nginx_path, layout, name="reference", port=port)
     env.reference = PyngressAddress("127.0.0.1", port, 0)
@@ -106,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     nginx_path = which("nginx")
     options = Options(duration=args.duration, rounds=max(1, args.rounds), connections=args.connections,
                       threads=args.threads, workers=args.workers, idle_connections=args.idle_connections,
-                      changes=args.changes, churn_rate=args.churn_rate, pyngress_args=tuple(args.pyngress_arg))
+                      changes=args.changes, churn_rate=args.churn_rate, pyngress_args=tuple(args.pyngress_arg),
+                      nginx_directives=tuple(args.nginx_directive))
     started_at = datetime.datetime.now()
     workdir = tempfile.mkdtemp(prefix="pyngress-bench-")
     os.chmod(workdir, 0o755)  # nginx workers (user nobody) read files below it

@@ -113,9 +113,11 @@ def backend_config(root: str, *, ports: list[int], workers: int = 1) -> NginxLay
 
 
 def proxy_config(root: str, *, port: int, backend_port: int, workers: int = 1,
-                 keepalive_timeout: float | None = None) -> NginxLayout:
-    """The reference proxy of the issue. `client_max_body_size` is raised so 1 MiB uploads are accepted."""
+                 keepalive_timeout: float | None = None, directives: tuple[str, ...] = ()) -> NginxLayout:
+    """The reference proxy of the issue. `client_max_body_size` is raised so 1 MiB uploads are accepted;
+    `directives` go into its location (e.g. "proxy_request_buffering off")."""
     layout = _layout(root, "reference")
+    extra = "".join(f"            {d.strip().rstrip(';')};\n" for d in directives)
     text = _common(layout, workers=workers, keepalive_timeout=keepalive_timeout) + f"""    upstream backend {{
         server 127.0.0.1:{backend_port};
         keepalive 64;
@@ -127,7 +129,7 @@ def proxy_config(root: str, *, port: int, backend_port: int, workers: int = 1,
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-        }}
+{extra}        }}
     }}
 }}
 """

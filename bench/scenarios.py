@@ -50,6 +50,7 @@ class Options:
     changes: int = 50
     churn_rate: float = 50.0
     pyngress_args: tuple[str, ...] = ()
+    nginx_directives: tuple[str, ...] = ()  # extra directives in the reference proxy's location
 
 
 @dataclass
@@ -390,7 +391,7 @@ def idle(env: Environment) -> Outcome:
             port = free_port()
             layout = nginx.proxy_config(os.path.join(env.workdir, "idle-nginx"), port=port,
                                         backend_port=env.backend_ports[0], workers=opts.workers,
-                                        keepalive_timeout=keepalive)
+                                        keepalive_timeout=keepalive, directives=opts.nginx_directives)
             reference = nginx.start(env.group, env.nginx_path, layout, name="nginx-idle", port=port)
             started.append(reference)
             targets.append(("nginx", PyngressAddress("127.0.0.1", port, 0), reference))
