@@ -35,7 +35,7 @@ _UPLOAD = _response(UPLOAD_REPLY)
 class BackendProtocol(asyncio.Protocol):
     """One client connection; answers each request once its body has been read completely."""
 
-    __slots__ = ("transport", "parser", "url", "received")
+    __slots__ = ("parser", "received", "transport", "url")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None

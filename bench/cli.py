@@ -13,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bench import nginx, report
 from bench.processes import ProcessGroup, PyngressAddress, StartError, free_port, which
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _version(argv: Sequence[str]) -> str:
     try:
-        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=10)
+        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     text = (result.stdout + result.stderr).strip().splitlines()
@@ -60,7 +61,7 @@ def _version(argv: Sequence[str]) -> str:
 
 def _pyngress_has_workers() -> bool:
     result = subprocess.run([sys.executable, "-m", "proxy", "--help"], capture_output=True, text=True, timeout=30,
-                            cwd=_REPO)
+                            cwd=_REPO, check=False)
     return "--workers" in result.stdout
 
 

@@ -37,7 +37,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 class HttpConnection:
     """A blocking keep-alive connection; reconnects after the server closes it."""
 
-    __slots__ = ("address", "timeout", "sock", "buffer")
+    __slots__ = ("address", "buffer", "sock", "timeout")
 
     def __init__(self, host: str, port: int, *, timeout: float = 5.0) -> None:
         self.address = (host, port)
@@ -94,7 +94,7 @@ class HttpConnection:
         return data
 
     def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(self._read_until(b"\r\n").split(b";")[0], 16)
             if size == 0:

@@ -13,8 +13,9 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Protocol, Self
 
 _MARK = "BENCHJSON "
 _DONE = r"""
@@ -136,7 +137,7 @@ class Sampler:
             if value is not None and (self.peak is None or value > self.peak):
                 self.peak = value
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Self:
         self._cpu_start = self._cpu()
         self._wall_start = time.monotonic()
         self._thread.start()
@@ -152,7 +153,7 @@ class Sampler:
 
 
 def run_wrk(wrk: str, *, url: str, request: Request, duration: float, connections: int = 64, threads: int = 1,
-            workdir: str, measured: "MeasuredProcess | None" = None, timeout_s: float = 10.0) -> LoadResult:
+            workdir: str, measured: MeasuredProcess | None = None, timeout_s: float = 10.0) -> LoadResult:
     """One bounded wrk run (-d duration; killed if it overruns by 30 s)."""
     script = os.path.join(workdir, f"wrk-{os.getpid()}-{time.monotonic_ns()}.lua")
     with open(script, "w", encoding="utf-8") as out:
@@ -162,7 +163,7 @@ def run_wrk(wrk: str, *, url: str, request: Request, duration: float, connection
     sampler = Sampler(measured.rss_kib, measured.cpu_seconds) if measured is not None else None
     try:
         with sampler if sampler is not None else contextlib.nullcontext():
-            completed = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+            completed = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
     finally:
         os.unlink(script)
     result = parse_output(completed.stdout, payload_bytes=request.payload_bytes)
@@ -177,7 +178,7 @@ def run_wrk(wrk: str, *, url: str, request: Request, duration: float, connection
     return result
 
 
-class MeasuredProcess:
+class MeasuredProcess(Protocol):
     """What the sampler needs of a process (bench.processes.Process fits)."""
 
     def rss_kib(self) -> int | None: ...

@@ -24,7 +24,7 @@ import os
 import random
 from dataclasses import dataclass
 
-from locust import FastHttpUser, between, constant, task
+from locust import FastHttpUser, between, constant, task  # type: ignore[import-not-found, unused-ignore]
 
 try:  # the generated set follows bench/manifests.py when run from the repository
     from bench.manifests import MAIN_HOST, TableShape, table_requests

@@ -19,7 +19,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from bench.manifests import TableShape, objects, table_host
 from proxy.routing.build import build

@@ -146,7 +146,7 @@ def _error_log(layout: NginxLayout) -> str:
 def check_config(nginx: str, layout: NginxLayout) -> None:
     """`nginx -t` on a generated config; raises StartError with nginx's message."""
     result = subprocess.run([nginx, "-t", "-q", "-p", layout.prefix, "-e", _error_log(layout), "-c", layout.conf],
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30, check=False)
     if result.returncode != 0:
         raise StartError(f"nginx -t failed for {layout.conf}:\n{result.stderr}")
 

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Sequence
+from typing import IO, Self
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PYNGRESS_READY = re.compile(r"pyngress listening http=(?P<host>[^:\s]+):(?P<http>\d+)\b.*admin=[^:\s]+:(?P<admin>\d+)")
@@ -92,7 +93,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(host: str, port: int, *, timeout: float, process: "Process | None" = None) -> None:
+def wait_for_port(host: str, port: int, *, timeout: float, process: Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -113,7 +114,7 @@ class Process:
     name: str
     popen: subprocess.Popen[str]
     log_path: str
-    stdout_lines: "queue.Queue[str]" = field(default_factory=queue.Queue)
+    stdout_lines: queue.Queue[str] = field(default_factory=queue.Queue)
     # pids whose memory counts as this process's (nginx: the workers); default: the process itself.
     measured: list[int] = field(default_factory=list)
 
@@ -174,7 +175,7 @@ class Process:
             pass
 
 
-def _pump(stream: IO[str], lines: "queue.Queue[str]", log: IO[str]) -> None:
+def _pump(stream: IO[str], lines: queue.Queue[str], log: IO[str]) -> None:
     for line in stream:
         lines.put(line)
         log.write(line)
@@ -191,7 +192,7 @@ class ProcessGroup:
     def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
               cwd: str | None = None) -> Process:
         log_path = os.path.join(self.workdir, f"{name}.log")
-        log = open(log_path, "a", encoding="utf-8")
+        log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115  (the pump thread writes it while the child lives)
         popen = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                  text=True, env=env, cwd=cwd, start_new_session=True)
         process = Process(name=name, popen=popen, log_path=log_path)
@@ -214,7 +215,7 @@ class ProcessGroup:
             except Exception as error:  # noqa: BLE001  (keep stopping the others)
                 print(f"bench: could not stop {process.name} (pid {process.pid}): {error}", file=sys.stderr)
 
-    def __enter__(self) -> "ProcessGroup":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

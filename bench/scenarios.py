@@ -14,8 +14,9 @@ import resource
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Self
 
 from bench import manifests, nginx
 from bench.backend import LARGE_BODY, SMALL_BODY
@@ -529,7 +530,7 @@ class Churner:
             next_at += period
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
-    def __enter__(self) -> "Churner":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -19,14 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import manifests, nginx  # noqa: E402
-from bench.backend import LARGE_BODY, SMALL_BODY  # noqa: E402
-from bench.client import fetch_many  # noqa: E402
-from bench.load import Request, lua_script, parse_output, run_wrk  # noqa: E402
-from bench.processes import ProcessGroup, free_port, start_pyngress, which  # noqa: E402
-from bench.scenarios import Churner, propagation  # noqa: E402
-from proxy.routing.build import build  # noqa: E402
-from proxy.settings import Settings  # noqa: E402
+from bench import manifests, nginx
+from bench.backend import LARGE_BODY, SMALL_BODY
+from bench.client import fetch_many
+from bench.load import Request, lua_script, parse_output, run_wrk
+from bench.processes import ProcessGroup, free_port, start_pyngress, which
+from bench.scenarios import Churner, propagation
+from proxy.routing.build import build
+from proxy.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,7 +86,7 @@ def python_stack(tmp_path: Path):
 
 
 async def test_python_backend_through_pyngress(python_stack) -> None:
-    group, ports, folder, process, address = python_stack
+    _, _, _, process, address = python_stack
     small = await fetch_many(address.host, address.http_port, path="/small", host_header=manifests.MAIN_HOST,
                              count=30, connections=3)
     large = await fetch_many(address.host, address.http_port, path="/64k", host_header=manifests.MAIN_HOST,
@@ -100,7 +100,7 @@ async def test_python_backend_through_pyngress(python_stack) -> None:
 
 
 async def test_churn_and_change_plumbing(python_stack) -> None:
-    group, ports, folder, process, address = python_stack
+    _, ports, folder, _, address = python_stack
     with Churner(folder, [[("127.0.0.1", ports[0])], [("127.0.0.1", ports[1])]], rate=50) as churner:
         answers = await fetch_many(address.host, address.http_port, path="/small",
                                    host_header=manifests.MAIN_HOST, count=50, connections=2)
