@@ -261,7 +261,8 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
         raise ClusterConfigError(str(error)) from None
     client = await create_api_client(settings)
     watch = WatchStatus.for_kinds(spec.kind for spec in WATCHED_KINDS)
-    elector = LeaderElector(client, settings, **timing)
+    elector = LeaderElector(client, settings, lease_duration=timing.lease_duration,
+                            renew_deadline=timing.renew_deadline, retry_period=timing.retry_period)
     coroutines: list[tuple[str, Coroutine[Any, Any, None]]] = [
         ("cluster watch", run_cluster_source(cache, settings, api_client=client, status=watch)),
         ("leader election", elector.run()),

@@ -110,37 +110,43 @@ class StateCollector(Collector):
 def _listeners(server: ServerCounters) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """Open connections per listener scheme, and accepted connections per listener scheme.
 
-    The server keeps one accepted-connections counter over all its listeners. With one listener
-    (HTTP only, as the CLI starts today) that is exact; with several, open connections are
-    counted per listener at scrape time and the accepted total is labelled listener="all".
+    Each listener counts its own connections (proxy.server.Listener); a server without
+    listeners yet (or one that does not count per listener) reports its totals as "http".
     """
     listeners = getattr(server, "listeners", None) or ()
-    if len(listeners) <= 1:
-        scheme = listeners[0].scheme if listeners else "http"
+    if not listeners or not all(hasattr(listener, "total_connections") for listener in listeners):
+        scheme = listeners[0].scheme if len(listeners) == 1 else "http"
         return [(scheme, server.active_connections)], [(scheme, server.total_connections)]
-    active: dict[str, int] = {listener.scheme: 0 for listener in listeners}
-    for connection in list(getattr(server, "connections", ())):
-        listener = connection.listener
-        if listener is not None:
-            active[listener.scheme] = active.get(listener.scheme, 0) + 1
-    return list(active.items()), [("all", server.total_connections)]
+    active: dict[str, int] = {}
+    accepted: dict[str, int] = {}
+    for listener in listeners:
+        active[listener.scheme] = active.get(listener.scheme, 0) + listener.active_connections
+        accepted[listener.scheme] = accepted.get(listener.scheme, 0) + listener.total_connections
+    return list(active.items()), list(accepted.items())
 
 
 class KindHealth(Protocol):
-    """One kind's watch health (see proxy.kube.watch.KindStatus)."""
+    """One kind's watch health (see proxy.kube.watch.KindStatus); read only."""
 
-    kind: str
-    synced: bool
-    consecutive_failures: int
-    errors_total: int
-    relists_total: int
-    events_total: int
+    @property
+    def kind(self) -> str: ...
+    @property
+    def synced(self) -> bool: ...
+    @property
+    def consecutive_failures(self) -> int: ...
+    @property
+    def errors_total(self) -> int: ...
+    @property
+    def relists_total(self) -> int: ...
+    @property
+    def events_total(self) -> int: ...
 
 
 class WatchHealth(Protocol):
-    """Per-kind watch health (see proxy.kube.watch.WatchStatus)."""
+    """Per-kind watch health (see proxy.kube.watch.WatchStatus); read only."""
 
-    kinds: Mapping[str, KindHealth]
+    @property
+    def kinds(self) -> Mapping[str, KindHealth]: ...
 
 
 class Leadership(Protocol):

@@ -21,7 +21,7 @@ import secrets
 import socket
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -53,11 +53,17 @@ def micro_time(moment: float | None = None) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def election_timing(ttl: float) -> dict[str, float]:
+class ElectionTiming(NamedTuple):
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+
+
+def election_timing(ttl: float) -> ElectionTiming:
     """LeaderElector timing from one TTL, as ingress-nginx derives it: lease ttl, renew ttl/2, retry ttl/4."""
     if not ttl > 0:
         raise ValueError(f"election TTL must be positive, got {ttl}")
-    return {"lease_duration": ttl, "renew_deadline": ttl / 2, "retry_period": ttl / 4}
+    return ElectionTiming(lease_duration=ttl, renew_deadline=ttl / 2, retry_period=ttl / 4)
 
 
 def default_identity(settings: Settings) -> str:

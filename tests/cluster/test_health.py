@@ -105,7 +105,8 @@ def test_an_outage_logs_once_when_it_starts_and_once_when_it_ends(caplog: pytest
 
 def test_election_timing_follows_ingress_nginx() -> None:
     assert ELECTION_TTL == 30.0
-    assert election_timing(30) == {"lease_duration": 30, "renew_deadline": 15, "retry_period": 7.5}
+    assert election_timing(30) == (30, 15, 7.5)
+    assert election_timing(30).retry_period == 7.5
     with pytest.raises(ValueError):
         election_timing(0)
     assert election_ttl({}) == 30.0

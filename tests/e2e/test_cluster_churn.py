@@ -90,7 +90,7 @@ async def test_no_request_fails_while_endpoints_flip_between_live_pods(kube_api,
                     applied = await endpoint_updates()
                     api.apply(green_slice if flip % 2 == 0 else blue_slice)
                     # The flip is live (the proxy moved the endpoints) and traffic kept flowing over it.
-                    await eventually(lambda: _above(endpoint_updates(), applied), interval=0.01)
+                    await eventually(lambda applied=applied: _above(endpoint_updates(), applied), interval=0.01)
                     await responses(done + PER_FLIP)
                     flips += 1
                 stop.set()

@@ -137,8 +137,8 @@ async def test_tls_secrets_are_streamed_and_only_referenced_ones_rebuild(kube_ap
             api.apply(secret)
         else:
             api.delete("Secret", "default", "web-tls")
-        await eventually(lambda: _above(secret_events(), seen))
-        await eventually(lambda: _above(builds(), before))
+        await eventually(lambda seen=seen: _above(secret_events(), seen))
+        await eventually(lambda before=before: _above(builds(), before))
         before = await builds()
 
     # An unreferenced TLS Secret arrives but builds nothing; an Opaque one is never streamed.

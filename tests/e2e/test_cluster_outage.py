@@ -70,7 +70,7 @@ async def test_outage_keeps_serving_and_recovery_follows_changes(kube_api, clust
     await api.start()
     await eventually(lambda: _answers(proc, "/extra", "extra-1"))
     for kind in KINDS:
-        await eventually(lambda: _equals(scrape(proc, "pyngress_watch_failing", kind=kind), 0))
+        await eventually(lambda kind=kind: _equals(scrape(proc, "pyngress_watch_failing", kind=kind), 0))
     log = proc.log()
     assert log.count("failing:") == 1 and log.count("watch recovered after") == 1
     assert await scrape(proc, "pyngress_watch_relists_total", kind="Ingress") == 0  # resumed, no relist needed
@@ -99,7 +99,7 @@ async def test_expired_history_relists_and_drops_objects_deleted_while_away(kube
 
     await eventually(lambda: _status(proc, "/", 404, host="old.example.test"))
     for kind in KINDS:
-        await eventually(lambda: _equals(scrape(proc, "pyngress_watch_relists_total", kind=kind), 1))
+        await eventually(lambda kind=kind: _equals(scrape(proc, "pyngress_watch_relists_total", kind=kind), 1))
     assert await _answers(proc, "/", "web-1", host=HOST)
     routes = (await proc.admin_get("/debug/routes"))[1]
     assert "old.example.test" not in routes["hosts"]
