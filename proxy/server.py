@@ -482,7 +482,7 @@ class ClientConnection(asyncio.Protocol):
             )
             http10 = ex.http10
             head_only = ex.method == b"HEAD"
-        level = logging.WARNING if status >= 500 else logging.INFO
+        level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
             _log_error(level, status, ex, request_id, self.client_ip, cause)
         if not self.closed:
@@ -510,7 +510,7 @@ class ClientConnection(asyncio.Protocol):
             ex.abandon()
             if ex.resp_head_done:
                 ex.finished = True
-                _log_error(logging.INFO, error.status, ex, ex.request_id or b"-", self.client_ip, error)
+                _log_error(logging.DEBUG, error.status, ex, ex.request_id or b"-", self.client_ip, error)
                 self.active = None
                 self.transport.close()
                 return
@@ -711,9 +711,9 @@ class ProxyServer:
         self.max_head_bytes = settings.max_request_line + settings.max_header_bytes + 256 * 1024
         self.header_timeout = settings.client_header_timeout
         self.keepalive_timeout = settings.client_keepalive_timeout
-        # nginx client_body_timeout and send_timeout; no settings of their own yet.
-        self.body_timeout = getattr(settings, "client_body_timeout", settings.client_header_timeout)
-        self.send_timeout = getattr(settings, "client_send_timeout", settings.upstream_read_timeout)
+        # nginx client_body_timeout and send_timeout.
+        self.body_timeout = settings.client_body_timeout
+        self.send_timeout = settings.client_send_timeout
         self.read_timeout = settings.upstream_read_timeout
         self.retries = max(1, settings.upstream_retries)
         # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s.

@@ -34,6 +34,9 @@ class Settings:
     # Client side limits (nginx: client_header_timeout 60s, keepalive_timeout 75s, 4x8k header buffers).
     client_header_timeout: float = 60.0
     client_keepalive_timeout: float = 75.0
+    # A request body that stalls this long gets 408; a client that stops reading a response is cut.
+    client_body_timeout: float = 60.0
+    client_send_timeout: float = 60.0
     max_request_line: int = 8192
     max_header_bytes: int = 32768
     max_headers: int = 100

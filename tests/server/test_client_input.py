@@ -158,7 +158,7 @@ async def test_idle_keep_alive_connection_is_closed(make_proxy, make_pods):
 
 async def test_stalled_request_body_times_out(make_proxy, make_pods):
     (pod,) = await make_pods("a")
-    proxy = await make_proxy(client_header_timeout=0.3)
+    proxy = await make_proxy(client_body_timeout=0.3)
     proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
     reader, writer = await connect(proxy.port)
     writer.write(encode_request("/upload", method="POST", headers=[("Content-Length", "100")]) + b"only-part")

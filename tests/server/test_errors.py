@@ -289,7 +289,7 @@ async def test_upstream_not_reading_the_upload_is_504(make_proxy, make_backend):
 
 async def test_client_not_reading_the_response_is_cut(make_proxy, make_pods):
     (pod,) = await make_pods("a")
-    proxy = await make_proxy(upstream_read_timeout=0.3)  # also the send timeout until it has its own setting
+    proxy = await make_proxy(upstream_read_timeout=0.3, client_send_timeout=0.3)
     proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
     reader, writer = await connect(proxy.port)
     writer.write(encode_request(f"/download?size={256 << 20}"))
