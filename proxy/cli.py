@@ -357,6 +357,10 @@ async def serve(settings: Settings) -> int:
             return EXIT_OK  # stopped before the first configuration: nothing to drain
         await server.start()
         listening = True
+        if controller.tls is not None:  # None only if building the certificates failed outright
+            await server.start_https(controller.tls.server_context())
+        else:
+            log.error("no TLS certificate store: the HTTPS listener is not started")
         print(_listening_line(settings, server, admin), flush=True)
         log.info("ready: serving generation %d", holder.generation)
         if not await _until(signals.stop.wait(), signals.stop, tasks):

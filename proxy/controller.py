@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from proxy.routing.backends import resolve_cluster
 from proxy.routing.build import build
-from proxy.routing.model import Cluster, Config, Key, Warning
+from proxy.routing.classes import select_classes
+from proxy.routing.model import Cluster, Config, Key, Snapshot, Warning
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
+from proxy.tls import (Certificate, CertStore, CertStoreHolder, build_store, default_certificate,
+                       generate_default_certificate, tls_hosts)
 from proxy.upstream.cluster import Upstream
 
 if TYPE_CHECKING:
@@ -87,6 +90,10 @@ class Controller:
         self.stats = ControllerStats()
         # The last build's warnings (also when that build was not swapped in because it was equal).
         self.warnings: tuple[Warning, ...] = ()
+        # The HTTPS listener's certificates: made by the first build, republished by every build after
+        # (a reference swap; certificates whose digest did not change are not reloaded).
+        self.tls: CertStoreHolder | None = None
+        self._generated: Certificate | None = None
         self._upstreams: dict[str, Upstream] = {}
         # What each upstream was last given, to update only clusters that changed.
         self._clusters: dict[str, Cluster] = {}
@@ -148,7 +155,9 @@ class Controller:
         try:
             # Always in a thread: the hop costs ~40 us, a build ~0.6 ms for 10 Ingresses but ~40 ms
             # for 1000 and ~200 ms for 5000 (measured), which would stall every connection on the loop.
-            config = await asyncio.to_thread(build, snapshot, self.settings)
+            if self._generated is None:
+                self._generated = await asyncio.to_thread(generate_default_certificate)
+            config, store, tls_warnings = await asyncio.to_thread(self._build, snapshot)
         except Exception:
             self.stats.errors += 1
             log.exception("building the configuration failed; keeping the running one")
@@ -156,19 +165,55 @@ class Controller:
         elapsed = time.perf_counter() - started
         self.stats.durations.observe(elapsed)
         self.stats.last_success = time.time()
-        self.warnings = config.warnings
-        self._log_warnings(config.warnings, replace=True)
+        self.warnings = config.warnings + tuple(tls_warnings)
+        self._log_warnings(self.warnings, replace=True)
+        # Certificates are published whether or not the routes changed: a rotated Secret changes
+        # no route. New handshakes see the new store at once; open connections keep theirs.
+        if store is not None:
+            if self.tls is None:
+                self.tls = CertStoreHolder(store)
+            elif store is not self.tls.current:
+                self.tls.publish(store)
 
         current = self.holder.current
         if (current is not None and config.checksum and current.config.checksum == config.checksum
                 and current.upstreams.keys() == config.clusters.keys()):
             self._update_upstreams(config.clusters)  # routing is equal; endpoints may still have moved
             self.stats.unchanged += 1
-            self.stats.warnings = len(config.warnings)
+            self.stats.warnings = len(self.warnings)
             log.debug("configuration unchanged (checksum %s), built in %.1f ms", config.checksum, elapsed * 1000)
             return False
         self._publish(config, elapsed)
         return True
+
+    def _build(self, snapshot: Snapshot) -> tuple[Config, CertStore | None, list[Warning]]:
+        """Routes and certificates from one snapshot (in a worker thread: parsing certificates is CPU work)."""
+        config = build(snapshot, self.settings)
+        try:
+            store, warnings = self._build_tls(snapshot)
+        except Exception:  # a bug in the TLS code must not stop routing; the running certificates stay
+            log.exception("building the TLS certificate store failed; keeping the running one")
+            return config, None, []
+        return config, store, warnings
+
+    def _build_tls(self, snapshot: Snapshot) -> tuple[CertStore, list[Warning]]:
+        assert self._generated is not None
+        selection, _ = select_classes(snapshot, self.settings)  # its warnings are build()'s
+        served = []
+        for ingress in snapshot.ingresses.values():
+            try:
+                if selection.serves(ingress):
+                    served.append(ingress)
+            except Exception:  # malformed: build() reports it
+                continue
+        default, warnings = default_certificate(snapshot, self.settings.default_ssl_certificate,
+                                                generated=self._generated)
+        hosts, host_warnings = tls_hosts(snapshot, served)
+        current = self.tls.current if self.tls is not None else None
+        store, store_warnings = build_store(snapshot, hosts, default=default, reuse=current)
+        if current is not None and _same_certificates(current, store):
+            store = current  # nothing changed: keep the published one
+        return store, [*warnings, *host_warnings, *store_warnings]
 
     def move_endpoints(self, services: Iterable[Key]) -> int:
         """Re-resolve the clusters of `services` and update their upstreams; returns how many changed."""
@@ -246,3 +291,15 @@ class Controller:
             self._logged = set(current)
         else:
             self._logged.update(current)
+
+
+def _same_certificates(old: CertStore, new: CertStore) -> bool:
+    """Equal host patterns with equal certificate digests (the default included)."""
+    if old.default.digest != new.default.digest or len(old) != len(new):
+        return False
+    previous = old.certificates
+    for pattern, cert in new.certificates.items():
+        known = previous.get(pattern)
+        if known is None or known.digest != cert.digest:
+            return False
+    return True

@@ -1,0 +1,225 @@
+"""HTTPS through the real `pyngress` process: SNI certificates from Ingress spec.tls, the default
+certificate, broken Secrets, rotation, HTTP->HTTPS redirects, HSTS and domain fronting (421).
+
+Certificates come from a test CA made here with `cryptography` (tests/tls/conftest.py's Pki).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import ssl
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, service
+
+_spec = importlib.util.spec_from_file_location("tls_pki", Path(__file__).resolve().parents[1] / "tls" / "conftest.py")
+tls_pki = importlib.util.module_from_spec(_spec)
+sys.modules["tls_pki"] = tls_pki  # dataclasses look their module up
+_spec.loader.exec_module(tls_pki)
+Pki = tls_pki.Pki
+NOW = tls_pki.NOW
+
+
+def secret_manifest(leaf: Any, name: str, namespace: str = "default") -> dict:
+    obj = leaf.secret(namespace, name)
+    obj["metadata"].pop("resourceVersion", None)
+    return {"apiVersion": "v1", "kind": "Secret", **obj}
+
+
+def with_tls(obj: dict, *entries: tuple[list[str] | None, str | None], annotations: dict | None = None) -> dict:
+    tls = []
+    for hosts, secret in entries:
+        entry: dict[str, Any] = {}
+        if hosts is not None:
+            entry["hosts"] = hosts
+        if secret is not None:
+            entry["secretName"] = secret
+        tls.append(entry)
+    obj["spec"]["tls"] = tls
+    if annotations:
+        obj["metadata"]["annotations"] = annotations
+    return obj
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, serial: int | None) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.serial = serial  # the serial number of the certificate the server presented
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return status, headers, body
+
+
+def client_context() -> ssl.SSLContext:
+    # Certificates are checked by serial number: the default one is self-signed and not trusted.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class TlsConnection:
+    """One keep-alive TLS connection to the proxy with a chosen SNI (or none)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        self.serial = x509.load_der_x509_certificate(der).serial_number
+
+    @classmethod
+    async def open(cls, port: int, sni: str | None) -> "TlsConnection":
+        async with asyncio.timeout(DEADLINE):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_context(), server_hostname=sni or "")
+        return cls(reader, writer)
+
+    async def get(self, path: str, host: str, *, close: bool = False) -> Response:
+        extra = "Connection: close\r\n" if close else ""
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode())
+        async with asyncio.timeout(DEADLINE):
+            status, headers, body = await read_response(self.reader)
+        return Response(status, headers, body, self.serial)
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            async with asyncio.timeout(DEADLINE):
+                await self.writer.wait_closed()
+        except (OSError, ssl.SSLError, TimeoutError):
+            pass
+
+
+async def https_get(port: int, path: str, *, host: str, sni: str | None = "") -> Response:
+    """One request on a fresh TLS connection; SNI is `host` unless given ("" or None: no SNI)."""
+    conn = await TlsConnection.open(port, host if sni == "" else sni)
+    try:
+        return await conn.get(path, host, close=True)
+    finally:
+        await conn.close()
+
+
+async def http_get(port: int, path: str, *, host: str) -> Response:
+    async with asyncio.timeout(DEADLINE):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            status, headers, body = await read_response(reader)
+        finally:
+            writer.close()
+    return Response(status, headers, body, None)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path)
+
+
+async def setup_sites(echo_pods, manifests, pki):
+    """a.test and b.test with their own certificates, *.wild.test with a wildcard one, one backend pod."""
+    [pod] = await echo_pods.replicas(("web-1", "127.0.0.2"))
+    certs = {"a": pki.leaf("a.test"), "b": pki.leaf("b.test"), "wild": pki.leaf("*.wild.test")}
+    manifests.write("class.yaml", INGRESS_CLASS)
+    manifests.write("web.yaml", service("web", pods=[pod]))
+    manifests.write("secrets.yaml", [secret_manifest(certs[n], f"{n}-tls") for n in certs])
+    manifests.write("ingress.yaml", [
+        with_tls(ingress("a", host="a.test", paths=[("/", "Prefix", "web", 80)]), (["a.test"], "a-tls")),
+        with_tls(ingress("b", host="b.test", paths=[("/", "Prefix", "web", 80)]), (None, "b-tls")),
+        with_tls(ingress("wild", host="*.wild.test", paths=[("/", "Prefix", "web", 80)]),
+                 (["*.wild.test"], "wild-tls")),
+        ingress("plain", host="plain.test", paths=[("/", "Prefix", "web", 80)]),
+    ])
+    return pod, certs
+
+
+async def test_sni_selects_each_hosts_certificate(echo_pods, manifests, pyngress, pki):
+    pod, certs = await setup_sites(echo_pods, manifests, pki)
+    proc = await pyngress(manifests.path)
+    port = proc.ports["https"]
+
+    a = await https_get(port, "/x?q=1", host="a.test")
+    assert a.serial == certs["a"].serial
+    assert a.status == 200 and a.json()["pod"] == "web-1" and a.json()["path"] == "/x"
+    seen = a.json()["headers"]
+    assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-port"] == str(port)
+
+    b = await https_get(port, "/", host="b.test")  # spec.tls without hosts: the rule hosts
+    assert b.serial == certs["b"].serial and b.status == 200
+
+    wild = await https_get(port, "/", host="api.wild.test")
+    assert wild.serial == certs["wild"].serial and wild.status == 200
+    assert (await https_get(port, "/", host="WWW.Wild.Test")).serial == certs["wild"].serial
+
+    # Unknown SNI, no SNI: the generated default certificate (neither of ours), routing still by Host.
+    unknown = await https_get(port, "/", host="plain.test")
+    assert unknown.serial not in {c.serial for c in certs.values()}
+    assert unknown.status == 200
+    none = await https_get(port, "/", host="a.test", sni=None)
+    assert none.serial == unknown.serial
+
+
+async def test_broken_secret_falls_back_to_default_while_others_keep_theirs(echo_pods, manifests, pyngress, pki):
+    pod, certs = await setup_sites(echo_pods, manifests, pki)
+    expired = pki.leaf("a.test", not_before=NOW - timedelta(days=3), not_after=NOW - timedelta(days=1))
+    mismatched = certs["b"].secret("default", "b-tls", key_pem=pki.leaf("b.test").key_pem)
+    mismatched["metadata"].pop("resourceVersion")
+    manifests.write("secrets.yaml", [secret_manifest(expired, "a-tls"), {"apiVersion": "v1", "kind": "Secret",
+                                                                         **mismatched},
+                                     secret_manifest(certs["wild"], "wild-tls")])
+    proc = await pyngress(manifests.path)
+    port = proc.ports["https"]
+    default = (await https_get(port, "/", host="unknown.test")).serial
+    a = await https_get(port, "/", host="a.test")
+    b = await https_get(port, "/", host="b.test")
+    assert a.serial == default and b.serial == default
+    assert a.status == 200 and b.status == 200
+    assert (await https_get(port, "/", host="x.wild.test")).serial == certs["wild"].serial
+    assert "a-tls" in proc.log() and "b-tls" in proc.log()
+
+
+async def test_rotated_secret_reaches_new_handshakes_and_open_connections_stay(echo_pods, manifests, pyngress,
+                                                                                 pki):
+    pod, certs = await setup_sites(echo_pods, manifests, pki)
+    proc = await pyngress(manifests.path)
+    port = proc.ports["https"]
+    kept = await TlsConnection.open(port, "a.test")
+    try:
+        assert kept.serial == certs["a"].serial
+        assert (await kept.get("/", "a.test")).status == 200
+
+        rotated = pki.leaf("a.test")
+        manifests.write("secrets.yaml", [secret_manifest(rotated, "a-tls"), secret_manifest(certs["b"], "b-tls"),
+                                         secret_manifest(certs["wild"], "wild-tls")])
+
+        async def new_serial() -> bool:
+            return (await https_get(port, "/", host="a.test")).serial == rotated.serial
+
+        await eventually(new_serial)
+        again = await kept.get("/", "a.test")  # the open keep-alive connection still works
+        assert again.status == 200 and again.json()["pod"] == "web-1"
+        assert (await https_get(port, "/", host="b.test")).serial == certs["b"].serial
+    finally:
+        await kept.close()
