@@ -480,7 +480,9 @@ class Exchange:
         out += (status_prefix(status), self.reason, _CRLF)
         out += fields
         out += (b"X-Request-ID: ", self.request_id, _CRLF)
-        keep_alive = self.keep_alive and not client.server.draining
+        # An answer that starts before the request body is in leaves unread bytes on the
+        # connection: say so now, or the client would send its next request into a close.
+        keep_alive = self.keep_alive and self.req_done and not client.server.draining
         head_request = self.method == b"HEAD"
         if head_request or status == 204 or status == 304:
             if head_request and self.resp_chunked and not self.http10:

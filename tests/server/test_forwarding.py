@@ -367,3 +367,28 @@ async def test_upstream_sees_one_request_per_exchange_with_http11(make_proxy, ma
     line, headers = seen[0]
     assert line == b"GET /old HTTP/1.1"
     assert "connection" not in headers
+
+
+async def test_answer_before_the_request_body_is_in_closes_the_connection(make_proxy, make_pods):
+    """An upstream that answers an upload early (nginx `return 413`) leaves body bytes unread:
+    the client must be told `Connection: close` instead of sending its next request into a close."""
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    reader, writer = await connect(proxy.port)
+    head = encode_request("/status/413", method="POST", headers=[("Content-Length", str(1 << 20))])
+    writer.write(head + b"x" * 1024)  # the rest of the body never comes
+    response = await read_response(reader)
+    assert response.status == 413
+    assert (response.header("Connection") or "").lower() == "close"
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""
+    writer.close()
+    # A request with its whole body still keeps the connection alive.
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/one", method="POST", body=b"whole"))
+    response = await read_response(reader)
+    assert response.status == 200 and response.header("Connection") is None
+    writer.write(encode_request("/two"))
+    assert (await read_response(reader)).status == 200
+    writer.close()
