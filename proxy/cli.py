@@ -358,7 +358,7 @@ async def serve(settings: Settings) -> int:
         await server.start()
         listening = True
         if controller.tls is not None:  # None only if building the certificates failed outright
-            await server.start_https(controller.tls.server_context())
+            await server.start_https(controller.tls.server_context(), certificates=controller.tls)
         else:
             log.error("no TLS certificate store: the HTTPS listener is not started")
         print(_listening_line(settings, server, admin), flush=True)

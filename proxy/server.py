@@ -78,6 +78,10 @@ _host_names: dict[bytes, str] = {}
 _HOST_CACHE_LIMIT = 4096
 
 
+# HTTP-01 challenges must stay reachable over plain HTTP (ACME clients do not follow to HTTPS first).
+_ACME_CHALLENGE = "/.well-known/acme-challenge/"
+
+
 def new_request_id() -> bytes:
     """32 hex digits of randomness, like ingress-nginx's $req_id."""
     return hexlify(urandom(16))
@@ -86,7 +90,8 @@ def new_request_id() -> bytes:
 class Listener:
     """One bound socket: its scheme and port go into X-Forwarded-Proto/Port; it counts its connections."""
 
-    __slots__ = ("scheme", "port", "tls", "forwarded", "server", "active_connections", "total_connections")
+    __slots__ = ("scheme", "port", "tls", "forwarded", "server", "active_connections", "total_connections",
+                 "response_fields", "certificates")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -94,6 +99,10 @@ class Listener:
         self.tls = scheme == "https"
         self.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme.encode(), port)
         self.server = server
+        # Fields added to every proxied response (HSTS on HTTPS), and the CertStoreHolder whose
+        # certificates the HTTPS listener serves (for the domain-fronting check).
+        self.response_fields = b""
+        self.certificates: Any = None
         # Per-listener counters for metrics (the server keeps the totals over all listeners).
         self.active_connections = 0
         self.total_connections = 0
@@ -127,6 +136,7 @@ class ClientConnection(asyncio.Protocol):
         "closing",
         "closed",
         "eof",
+        "server_name",
     )
 
     def __init__(self, server: ProxyServer, listener: Listener | None) -> None:
@@ -156,6 +166,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False
         self.closed = False
         self.eof = False
+        self.server_name: str | None = None  # the TLS SNI, recorded by the certificate store's callback
 
     # ------------------------------------------------------------------ transport events
 
@@ -169,6 +180,8 @@ class ClientConnection(asyncio.Protocol):
         xff = b"X-Forwarded-For: " + client_ip
         self.forwarded_ip_end = len(xff)
         listener = self.listener
+        if listener is not None and listener.tls:
+            self.server_name = getattr(transport.get_extra_info("ssl_object"), "pyngress_server_name", None)
         self.forwarded = b"".join(
             (xff, _CRLF, listener.forwarded if listener is not None else b"", b"X-Real-IP: ", client_ip, _CRLF)
         )
@@ -391,9 +404,25 @@ class ClientConnection(asyncio.Protocol):
             host_name = normalize_host(host.decode("latin-1"))
             if len(_host_names) < _HOST_CACHE_LIMIT:
                 _host_names[host] = host_name
+        listener = self.listener
+        tls = listener is not None and listener.tls
+        if tls:
+            server_name = self.server_name
+            if server_name is not None and server_name != host_name and listener.certificates is not None:
+                # Domain fronting: Host may differ from the SNI only when one certificate serves both.
+                store = listener.certificates.current
+                if store.select(host_name) is not store.select(server_name):
+                    self.send_error(ex, 421, None, detail=f"host {host_name} is not served on this TLS connection")
+                    return
         route = runtime.config.table.match(host_name, normalized)
         if route is None:
             self.send_error(ex, 404, None)
+            return
+        if route.ssl_redirect and not tls and not path.startswith(_ACME_CHALLENGE):
+            settings = server.settings
+            port = settings.publish_https_port or server.https_port or settings.https_port
+            location = b"https://" + host_name.encode("latin-1") + (b"" if port == 443 else b":%d" % port) + url
+            self.send_error(ex, 308, None, location=location)
             return
         upstream = runtime.upstreams.get(route.cluster)
         if upstream is None or not upstream.pools:
@@ -461,6 +490,7 @@ class ClientConnection(asyncio.Protocol):
         *,
         detail: str = "",
         close: bool = False,
+        location: bytes = b"",
     ) -> None:
         """Write the proxy's own answer, log it once, and continue or close the connection."""
         server = self.server
@@ -487,7 +517,8 @@ class ClientConnection(asyncio.Protocol):
             _log_error(level, status, ex, request_id, self.client_ip, cause)
         if not self.closed:
             answer = error_response(
-                status, request_id, close=not keep_alive, http10=http10, detail=detail, head_only=head_only
+                status, request_id, close=not keep_alive, http10=http10, detail=detail, head_only=head_only,
+                location=location,
             )
             self.transport.write(answer)
         if ex is not None:
@@ -738,15 +769,31 @@ class ProxyServer:
         self.http_port = listener.port
 
     async def start_https(
-        self, ssl_context: ssl.SSLContext, *, port: int | None = None, handshake_timeout: float | None = None
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        port: int | None = None,
+        handshake_timeout: float | None = None,
+        certificates: Any = None,
     ) -> None:
-        """Bind an HTTPS listener (settings.https_port unless ``port``) serving the same routes."""
+        """Bind an HTTPS listener (settings.https_port unless ``port``) serving the same routes.
+
+        ``certificates``: the CertStoreHolder behind ``ssl_context``; with it, a request whose Host
+        is served by another certificate than its SNI gets 421 (no domain fronting).
+        """
         listener = await self._listen(
             "https",
             self.settings.https_port if port is None else port,
             ssl_context,
             handshake_timeout=handshake_timeout or self.header_timeout,
         )
+        listener.certificates = certificates
+        settings = self.settings
+        if settings.hsts:
+            value = b"max-age=%d" % settings.hsts_max_age
+            if settings.hsts_include_subdomains:
+                value += b"; includeSubDomains"
+            listener.response_fields = b"Strict-Transport-Security: " + value + b"\r\n"
         self.https_port = listener.port
 
     async def _listen(

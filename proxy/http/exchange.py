@@ -480,6 +480,9 @@ class Exchange:
         out += (status_prefix(status), self.reason, _CRLF)
         out += fields
         out += (b"X-Request-ID: ", self.request_id, _CRLF)
+        listener = client.listener
+        if listener is not None and listener.response_fields:
+            out.append(listener.response_fields)  # Strict-Transport-Security on the HTTPS listener
         # An answer that starts before the request body is in leaves unread bytes on the
         # connection: say so now, or the client would send its next request into a close.
         keep_alive = self.keep_alive and self.req_done and not client.server.draining

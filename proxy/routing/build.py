@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Iterator
 
+from proxy.routing.annotations import TlsHosts, annotations_of, force_ssl_redirect, ssl_redirect, tls_host_names
 from proxy.routing.backends import ClusterResolver, cluster_key
 from proxy.routing.classes import select_classes
 from proxy.routing.fields import Malformed, require_object
@@ -37,17 +38,21 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     selection, warnings = select_classes(snapshot, settings)
     merger = _Merger()
     host_checks: dict[str, tuple[str, str]] = {}
+    served = []
     for (namespace, name), obj in sorted(snapshot.ingresses.items(), key=lambda item: (age(item[1]), item[0])):
         try:
-            if not selection.serves(require_object(obj, "Ingress")):
-                continue
+            if selection.serves(require_object(obj, "Ingress")):
+                served.append((namespace, name, obj))
         except Malformed as error:
             warnings.append(Warning("Ingress", namespace, name, f"{error}; Ingress skipped"))
-            continue
+    # Hosts with TLS anywhere among the served Ingresses: their plain-HTTP requests are redirected.
+    merger.tls = TlsHosts(host for _, _, obj in served for host in tls_host_names(obj))
+    for namespace, name, obj in served:
         try:
             rules, problems = parse_ingress(obj, namespace=namespace, name=name, hosts=host_checks)
             warnings.extend(problems)
-            merger.add(rules)
+            annotations = annotations_of(obj)
+            merger.add(rules, redirect=ssl_redirect(annotations), force_redirect=force_ssl_redirect(annotations))
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
             warnings.append(Warning("Ingress", namespace, name, f"skipped: {type(error).__name__}: {error}"))
     warnings.extend(merger.warnings)
@@ -73,6 +78,7 @@ class _Merger:
         # cluster key -> (namespace, service, port): what each key resolves from.
         self.backends: dict[str, tuple[str, str, str]] = {}
         self.warnings: list[Warning] = []
+        self.tls = TlsHosts(())
 
     def table(self) -> RouteTable:
         return RouteTable(hosts=self.hosts, wildcards=self.wildcards, any_host=self.any_host)
@@ -98,13 +104,19 @@ class _Merger:
             self.backends[key] = (namespace, backend.service, backend.port)
         return key
 
-    def add(self, rules: IngressRules) -> None:
+    def add(self, rules: IngressRules, *, redirect: bool = True, force_redirect: bool = False) -> None:
         namespace, name = rules.namespace, rules.name
+        tls = self.tls
+
+        def redirected(host: str) -> bool:
+            return force_redirect or (redirect and tls.covers(host))
+
         for host in rules.hosts:
             self.host_routes(host)
         for rule in rules.paths:
             routes = self.host_routes(rule.host)
-            route = Route(namespace, name, rule.host, rule.path, rule.path_type, self.cluster(namespace, rule.backend))
+            route = Route(namespace, name, rule.host, rule.path, rule.path_type, self.cluster(namespace, rule.backend),
+                          redirected(rule.host))
             slots = routes.exact if rule.path_type == PATH_EXACT else routes.prefix
             taken = slots.get(rule.key)
             if taken is None:
@@ -121,14 +133,14 @@ class _Merger:
         key = self.cluster(namespace, rules.default)
         for host in rules.hosts:
             routes = self.host_routes(host)
-            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, key)
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, key, redirected(host))
             if routes.default is None:
                 routes.default = route
             else:
                 self._lose(route, routes.default, why="")
         catch_all = self.host_routes("")
         if catch_all.default is None:
-            catch_all.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key)
+            catch_all.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key, force_redirect)
         elif not rules.hosts:
             # An Ingress whose defaultBackend serves hosts of its own is not warned for losing the catch-all.
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key)
@@ -200,11 +212,12 @@ def _canonical(table: RouteTable, clusters: dict[str, Cluster]) -> Iterator[str]
                 where = f"{scope}\0{host}\0{slot}"
                 lines.extend(
                     f"{where}\0{key}\0{r.namespace}\0{r.ingress}\0{r.host}\0{r.path}\0{r.path_type}\0{r.cluster}"
+                    f"\0{r.ssl_redirect:d}"
                     for key, r in slots.items()
                 )
             # Every claimed host is listed, even one without routes: it answers 404 instead of falling through.
             r = routes.default
-            owner = "" if r is None else f"\0{r.namespace}\0{r.ingress}\0{r.cluster}"
+            owner = "" if r is None else f"\0{r.namespace}\0{r.ingress}\0{r.cluster}\0{r.ssl_redirect:d}"
             lines.append(f"{scope}\0{host}\0default{owner}")
     lines.sort()
     yield from lines

@@ -77,6 +77,8 @@ class Route:
     path: str
     path_type: str
     cluster: str  # Cluster.key
+    # Plain-HTTP requests get a 308 to HTTPS (host with TLS unless ssl-redirect "false", or force-ssl-redirect).
+    ssl_redirect: bool = False
 
     @property
     def name(self) -> str:

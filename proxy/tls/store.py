@@ -240,3 +240,5 @@ class CertStoreHolder:
     def _on_server_name(self, ssl_object: Any, server_name: str | None, _context: ssl.SSLContext) -> None:
         # Runs inside every handshake, also when the client sent no SNI (server_name None).
         ssl_object.context = self.current.select(server_name)
+        # Kept for the listener's domain-fronting check (Host must be served by the SNI's certificate).
+        ssl_object.pyngress_server_name = server_name.lower().rstrip(".") if server_name else None

@@ -113,6 +113,8 @@ async def test_tls_secrets_are_streamed_and_only_referenced_ones_rebuild(kube_ap
     create_all(api, service("web", pods=[pod]))
     web = ingress("web", host=HOST, paths=[("/", "Prefix", "web", 80)])
     web["spec"]["tls"] = [{"hosts": [HOST], "secretName": "web-tls"}]
+    # Plain HTTP keeps answering (a TLS host is otherwise redirected to HTTPS with 308).
+    web["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}
     api.create(web)
     proc = await cluster.start()
     assert await answers(proc, "/", 200, "web-1")

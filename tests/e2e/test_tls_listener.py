@@ -223,3 +223,53 @@ async def test_rotated_secret_reaches_new_handshakes_and_open_connections_stay(e
         assert (await https_get(port, "/", host="b.test")).serial == certs["b"].serial
     finally:
         await kept.close()
+
+
+async def test_plain_http_to_tls_hosts_is_redirected_and_https_carries_hsts(echo_pods, manifests, pyngress, pki):
+    pod, certs = await setup_sites(echo_pods, manifests, pki)
+    forced = ingress("forced", host="forced.test", paths=[("/", "Prefix", "web", 80)])
+    forced["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}
+    forced2 = ingress("forced2", host="forced2.test", paths=[("/", "Prefix", "web", 80)])
+    forced2["metadata"]["annotations"] = {"pyngress.dev/force-ssl-redirect": "true"}
+    manifests.write("forced.yaml", [forced, forced2])
+    manifests.write("more.yaml", [
+        with_tls(ingress("optout", host="optout.test", paths=[("/", "Prefix", "web", 80)]),
+                 (["optout.test"], "a-tls"), annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"}),
+        with_tls(ingress("optout2", host="optout2.test", paths=[("/", "Prefix", "web", 80)]),
+                 (["optout2.test"], "a-tls"), annotations={"pyngress.dev/ssl-redirect": "false"}),
+    ])
+    proc = await pyngress(manifests.path)
+    http, https = proc.ports["http"], proc.ports["https"]
+
+    for host in ("a.test", "b.test", "x.wild.test", "forced.test", "forced2.test"):
+        moved = await http_get(http, "/some/path?q=1&r=2", host=host)
+        assert moved.status == 308, (host, moved.status)
+        assert moved.headers["location"] == f"https://{host}:{https}/some/path?q=1&r=2"
+        assert "strict-transport-security" not in moved.headers
+    for host in ("plain.test", "optout.test", "optout2.test"):
+        served = await http_get(http, "/p", host=host)
+        assert served.status == 200 and served.json()["headers"]["x-forwarded-proto"] == "http"
+        assert "strict-transport-security" not in served.headers
+    # ACME HTTP-01 challenges stay on plain HTTP.
+    assert (await http_get(http, "/.well-known/acme-challenge/token", host="a.test")).status == 200
+
+    secure = await https_get(https, "/", host="a.test")
+    assert secure.status == 200
+    assert secure.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    assert (await https_get(https, "/", host="plain.test")).headers["strict-transport-security"]
+
+
+async def test_host_served_by_another_certificate_than_the_sni_is_misdirected(echo_pods, manifests, pyngress,
+                                                                              pki):
+    pod, certs = await setup_sites(echo_pods, manifests, pki)
+    proc = await pyngress(manifests.path)
+    port = proc.ports["https"]
+    fronted = await https_get(port, "/", host="b.test", sni="a.test")
+    assert fronted.status == 421 and fronted.serial == certs["a"].serial
+    assert (await https_get(port, "/", host="plain.test", sni="a.test")).status == 421
+    # Same certificate for both names (the wildcard): allowed, and so is a Host with a port or in capitals.
+    same = await https_get(port, "/", host="one.wild.test", sni="two.wild.test")
+    assert same.status == 200 and same.json()["pod"] == "web-1"
+    assert (await https_get(port, "/", host="A.test:443", sni="a.test")).status == 200
+    # Both on the default certificate: nothing to front.
+    assert (await https_get(port, "/", host="plain.test", sni="other.test")).status == 200

@@ -1,0 +1,87 @@
+"""Ingress annotations the data plane honours, one parser per annotation (as ingress-nginx does).
+
+Each parser reads one Ingress's annotations and never raises: an unreadable value means the default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+# Both spellings are accepted: ingress-nginx's (so existing manifests keep working) and ours.
+SSL_REDIRECT = ("pyngress.dev/ssl-redirect", "nginx.ingress.kubernetes.io/ssl-redirect")
+FORCE_SSL_REDIRECT = ("pyngress.dev/force-ssl-redirect", "nginx.ingress.kubernetes.io/force-ssl-redirect")
+
+
+def annotations_of(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = ingress.get("metadata")
+    found = meta.get("annotations") if isinstance(meta, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def _flag(annotations: Mapping[str, Any], names: Iterable[str], default: bool) -> bool:
+    for name in names:
+        value = annotations.get(name)
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered == "true":
+                return True
+            if lowered == "false":
+                return False
+    return default
+
+
+def ssl_redirect(annotations: Mapping[str, Any]) -> bool:
+    """Redirect plain HTTP to HTTPS for hosts with TLS (default on; "false" turns it off)."""
+    return _flag(annotations, SSL_REDIRECT, True)
+
+
+def force_ssl_redirect(annotations: Mapping[str, Any]) -> bool:
+    """Redirect plain HTTP to HTTPS even for hosts without TLS (default off)."""
+    return _flag(annotations, FORCE_SSL_REDIRECT, False)
+
+
+def tls_host_names(ingress: Mapping[str, Any]) -> set[str]:
+    """The lower-case hosts an Ingress's spec.tls lists (an entry without hosts: its rule hosts)."""
+    spec = ingress.get("spec")
+    if not isinstance(spec, Mapping):
+        return set()
+    entries = spec.get("tls")
+    if not isinstance(entries, list):
+        return set()
+    found: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        hosts = entry.get("hosts")
+        if not hosts:
+            rules = spec.get("rules")
+            hosts = [r.get("host") for r in rules if isinstance(r, Mapping)] if isinstance(rules, list) else []
+        if isinstance(hosts, list):
+            found.update(h.strip().lower().rstrip(".") for h in hosts if isinstance(h, str) and h.strip())
+    return found
+
+
+class TlsHosts:
+    """Every host with TLS over the served Ingresses: exact names and one-label wildcards."""
+
+    __slots__ = ("exact", "wildcards")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.exact: set[str] = set()
+        self.wildcards: set[str] = set()  # suffixes of "*.suffix"
+        for name in names:
+            if name.startswith("*."):
+                self.wildcards.add(name[2:])
+            else:
+                self.exact.add(name)
+
+    def covers(self, route_host: str) -> bool:
+        """True when requests for `route_host` (a rule host; "" = any host) arrive with TLS available."""
+        if not route_host:
+            return False
+        if route_host.startswith("*."):
+            return route_host[2:] in self.wildcards
+        if route_host in self.exact:
+            return True
+        dot = route_host.find(".")
+        return dot > 0 and route_host[dot + 1 :] in self.wildcards
