@@ -94,6 +94,8 @@ class Controller:
         # (a reference swap; certificates whose digest did not change are not reloaded).
         self.tls: CertStoreHolder | None = None
         self._generated: Certificate | None = None
+        # TLS host pattern -> (namespace, Secret name) of the published store ("" name: the default).
+        self.tls_sources: Mapping[str, Key] = {}
         self._upstreams: dict[str, Upstream] = {}
         # What each upstream was last given, to update only clusters that changed.
         self._clusters: dict[str, Cluster] = {}
@@ -157,7 +159,7 @@ class Controller:
             # for 1000 and ~200 ms for 5000 (measured), which would stall every connection on the loop.
             if self._generated is None:
                 self._generated = await asyncio.to_thread(generate_default_certificate)
-            config, store, tls_warnings = await asyncio.to_thread(self._build, snapshot)
+            config, tls_build, tls_warnings = await asyncio.to_thread(self._build, snapshot)
         except Exception:
             self.stats.errors += 1
             log.exception("building the configuration failed; keeping the running one")
@@ -169,7 +171,8 @@ class Controller:
         self._log_warnings(self.warnings, replace=True)
         # Certificates are published whether or not the routes changed: a rotated Secret changes
         # no route. New handshakes see the new store at once; open connections keep theirs.
-        if store is not None:
+        if tls_build is not None:
+            store, self.tls_sources = tls_build
             if self.tls is None:
                 self.tls = CertStoreHolder(store)
             elif store is not self.tls.current:
@@ -186,17 +189,19 @@ class Controller:
         self._publish(config, elapsed)
         return True
 
-    def _build(self, snapshot: Snapshot) -> tuple[Config, CertStore | None, list[Warning]]:
+    def _build(
+        self, snapshot: Snapshot
+    ) -> tuple[Config, tuple[CertStore, Mapping[str, Key]] | None, list[Warning]]:
         """Routes and certificates from one snapshot (in a worker thread: parsing certificates is CPU work)."""
         config = build(snapshot, self.settings)
         try:
-            store, warnings = self._build_tls(snapshot)
+            store, hosts, warnings = self._build_tls(snapshot)
         except Exception:  # a bug in the TLS code must not stop routing; the running certificates stay
             log.exception("building the TLS certificate store failed; keeping the running one")
             return config, None, []
-        return config, store, warnings
+        return config, (store, hosts), warnings
 
-    def _build_tls(self, snapshot: Snapshot) -> tuple[CertStore, list[Warning]]:
+    def _build_tls(self, snapshot: Snapshot) -> tuple[CertStore, Mapping[str, Key], list[Warning]]:
         assert self._generated is not None
         selection, _ = select_classes(snapshot, self.settings)  # its warnings are build()'s
         served = []
@@ -213,7 +218,7 @@ class Controller:
         store, store_warnings = build_store(snapshot, hosts, default=default, reuse=current)
         if current is not None and _same_certificates(current, store):
             store = current  # nothing changed: keep the published one
-        return store, [*warnings, *host_warnings, *store_warnings]
+        return store, hosts, [*warnings, *host_warnings, *store_warnings]
 
     def move_endpoints(self, services: Iterable[Key]) -> int:
         """Re-resolve the clusters of `services` and update their upstreams; returns how many changed."""

@@ -217,6 +217,31 @@ class ClusterCollector(Collector):
                                       value=recorder.dropped_total)
 
 
+class TlsCollector(Collector):
+    """Expiry of the certificates the HTTPS listener serves, read from the current store at scrape time."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    def collect(self) -> Iterator[Metric]:
+        expiry = GaugeMetricFamily(
+            "pyngress_ssl_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate served for this TLS host expires (host \"\": the default).",
+            labels=["host", "secret"])
+        tls = self.controller.tls
+        if tls is not None:
+            store = tls.current
+            default = store.default
+            default_source = self.controller.settings.default_ssl_certificate
+            expiry.add_metric(["", default_source], default.not_after.timestamp())
+            sources = self.controller.tls_sources
+            for host, cert in sorted(store.certificates.items()):
+                namespace, name = sources.get(host, ("", ""))
+                secret = default_source if cert is default or not name else f"{namespace}/{name}"
+                expiry.add_metric([host, secret], cert.not_after.timestamp())
+        yield expiry
+
+
 def _bound(value: float) -> str:
     return repr(float(value))
 
@@ -231,6 +256,8 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         self.state = StateCollector(holder=holder, controller=controller, server=server)
         self.registry.register(self.state)
+        if controller is not None:
+            self.registry.register(TlsCollector(controller))
 
     def add_cluster(self, *, watch: WatchHealth, elector: Leadership | None = None,
                     status_writer: WriteCounters | None = None, events: EventCounters | None = None) -> None:

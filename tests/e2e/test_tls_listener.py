@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, service
+from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, scrape, service
 
 _spec = importlib.util.spec_from_file_location("tls_pki", Path(__file__).resolve().parents[1] / "tls" / "conftest.py")
 tls_pki = importlib.util.module_from_spec(_spec)
@@ -198,6 +198,14 @@ async def test_broken_secret_falls_back_to_default_while_others_keep_theirs(echo
     assert a.status == 200 and b.status == 200
     assert (await https_get(port, "/", host="x.wild.test")).serial == certs["wild"].serial
     assert "a-tls" in proc.log() and "b-tls" in proc.log()
+
+    # Expiry per TLS host, read from the served store: the fallbacks report the default certificate.
+    name = "pyngress_ssl_certificate_expiry_timestamp_seconds"
+    wild_expiry = await scrape(proc, name, host="*.wild.test", secret="default/wild-tls")
+    assert wild_expiry == certs["wild"].cert.not_valid_after_utc.timestamp()
+    default_expiry = await scrape(proc, name, host="", secret="")
+    assert default_expiry is not None and default_expiry > NOW.timestamp()
+    assert await scrape(proc, name, host="a.test", secret="") == default_expiry
 
 
 async def test_rotated_secret_reaches_new_handshakes_and_open_connections_stay(echo_pods, manifests, pyngress,
