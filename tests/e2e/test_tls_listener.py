@@ -281,3 +281,26 @@ async def test_host_served_by_another_certificate_than_the_sni_is_misdirected(ec
     assert (await https_get(port, "/", host="A.test:443", sni="a.test")).status == 200
     # Both on the default certificate: nothing to front.
     assert (await https_get(port, "/", host="plain.test", sni="other.test")).status == 200
+
+
+async def test_default_ssl_certificate_flag_serves_unknown_names_and_follows_its_secret(echo_pods, manifests,
+                                                                                        pyngress, pki):
+    pod, certs = await setup_sites(echo_pods, manifests, pki)
+    fallback = pki.leaf("fallback.test")
+    manifests.write("default.yaml", secret_manifest(fallback, "fallback", namespace="ingress"))
+    proc = await pyngress(manifests.path, "--default-ssl-certificate", "ingress/fallback")
+    port = proc.ports["https"]
+    assert (await https_get(port, "/", host="plain.test")).serial == fallback.serial
+    assert (await https_get(port, "/", host="a.test", sni=None)).serial == fallback.serial
+    assert (await https_get(port, "/", host="a.test")).serial == certs["a"].serial
+
+    # No Ingress names this Secret, yet changing it reaches new handshakes (always relevant).
+    renewed = pki.leaf("fallback.test")
+    manifests.write("default.yaml", secret_manifest(renewed, "fallback", namespace="ingress"))
+
+    async def renewed_served() -> bool:
+        return (await https_get(port, "/", host="plain.test")).serial == renewed.serial
+
+    await eventually(renewed_served)
+    assert await scrape(proc, "pyngress_ssl_certificate_expiry_timestamp_seconds", host="",
+                        secret="ingress/fallback") == renewed.cert.not_valid_after_utc.timestamp()
