@@ -418,7 +418,7 @@ class ClientConnection(asyncio.Protocol):
         if route is None:
             self.send_error(ex, 404, None)
             return
-        if route.ssl_redirect and not tls and not path.startswith(_ACME_CHALLENGE):
+        if route.ssl_redirect and not tls and host_name and not path.startswith(_ACME_CHALLENGE):
             settings = server.settings
             port = settings.publish_https_port or server.https_port or settings.https_port
             location = b"https://" + host_name.encode("latin-1") + (b"" if port == 443 else b":%d" % port) + url
@@ -518,7 +518,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed:
             answer = error_response(
                 status, request_id, close=not keep_alive, http10=http10, detail=detail, head_only=head_only,
-                location=location,
+                location=location, fields=self.listener.response_fields if self.listener is not None else b"",
             )
             self.transport.write(answer)
         if ex is not None:

@@ -29,6 +29,7 @@ def error_response(
     detail: str = "",
     head_only: bool = False,
     location: bytes = b"",
+    fields: bytes = b"",
 ) -> bytes:
     """A short text/plain error naming the request id, so a user can quote it in a bug report."""
     reason = REASONS.get(status, b"Error")
@@ -48,6 +49,7 @@ def error_response(
             reason,
             b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
             b"Location: " + location + b"\r\n" if location else b"",
+            fields,
             b"Cache-Control: no-store\r\nX-Request-ID: ",
             request_id,
             b"\r\n",

@@ -274,6 +274,7 @@ async def test_host_served_by_another_certificate_than_the_sni_is_misdirected(ec
     port = proc.ports["https"]
     fronted = await https_get(port, "/", host="b.test", sni="a.test")
     assert fronted.status == 421 and fronted.serial == certs["a"].serial
+    assert fronted.headers["strict-transport-security"].startswith("max-age=")  # also on the proxy's own answers
     assert (await https_get(port, "/", host="plain.test", sni="a.test")).status == 421
     # Same certificate for both names (the wildcard): allowed, and so is a Host with a port or in capitals.
     same = await https_get(port, "/", host="one.wild.test", sni="two.wild.test")
