@@ -166,6 +166,15 @@ async def test_sni_selects_each_hosts_certificate(echo_pods, manifests, pyngress
     seen = a.json()["headers"]
     assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-port"] == str(port)
 
+    # A verifying client that trusts only the test root accepts the chain (leaf + intermediate) served.
+    verifying = ssl.create_default_context(cafile=str(pki.cafile))
+    async with asyncio.timeout(DEADLINE):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=verifying, server_hostname="a.test")
+        writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        assert (await read_response(reader))[0] == 200
+        assert writer.get_extra_info("ssl_object").selected_alpn_protocol() in (None, "http/1.1")
+        writer.close()
+
     b = await https_get(port, "/", host="b.test")  # spec.tls without hosts: the rule hosts
     assert b.serial == certs["b"].serial and b.status == 200
 
