@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the API emulator package
 
-from e2e_harness import ManifestDir, Pods, Pyngress, start_pyngress  # noqa: E402
+from e2e_harness import ClusterProcesses, ManifestDir, Pods, Pyngress, start_pyngress  # noqa: E402
+from kubeapi import KubeApiServer  # noqa: E402
 
 
 @pytest.fixture
@@ -39,3 +42,19 @@ async def pyngress(tmp_path: Path):
     yield start
     for proc in started:
         await proc.close()
+
+
+@pytest.fixture
+async def kube_api() -> AsyncIterator[KubeApiServer]:
+    """The API emulator; echo pods live on 127.0.0.x, so loopback endpoints are allowed explicitly
+    (a real API server rejects them)."""
+    async with KubeApiServer(allow_loopback=True, bookmark_interval=3600) as server:
+        yield server
+
+
+@pytest.fixture
+async def cluster(kube_api: KubeApiServer, tmp_path: Path) -> AsyncIterator[ClusterProcesses]:
+    """Real pyngress processes in cluster mode against `kube_api`, stopped after the test."""
+    processes = ClusterProcesses(kube_api.url, tmp_path)
+    yield processes
+    await processes.close()

@@ -23,19 +23,6 @@ FLIPS = 20
 PER_FLIP = 20  # responses after each flip went live, before the next one
 
 
-@pytest.fixture
-async def kube_api() -> AsyncIterator[KubeApiServer]:
-    async with KubeApiServer(allow_loopback=True, bookmark_interval=3600) as server:
-        yield server
-
-
-@pytest.fixture
-async def cluster(kube_api: KubeApiServer, tmp_path: Path) -> AsyncIterator[ClusterProcesses]:
-    processes = ClusterProcesses(kube_api.url, tmp_path)
-    yield processes
-    await processes.close()
-
-
 async def test_no_request_fails_while_endpoints_flip_between_live_pods(kube_api, cluster, echo_pods) -> None:
     api = kube_api
     pods = await echo_pods.replicas(("blue-1", "127.0.0.31"), ("blue-2", "127.0.0.32"),

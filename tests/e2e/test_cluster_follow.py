@@ -21,20 +21,6 @@ from kubeapi import KubeApiServer  # noqa: E402
 HOST = "shop.example.test"
 
 
-@pytest.fixture
-async def kube_api() -> AsyncIterator[KubeApiServer]:
-    # The echo pods live on 127.0.0.x: allowed explicitly (a real API server rejects loopback endpoints).
-    async with KubeApiServer(allow_loopback=True, bookmark_interval=3600) as server:
-        yield server
-
-
-@pytest.fixture
-async def cluster(kube_api: KubeApiServer, tmp_path: Path) -> AsyncIterator[ClusterProcesses]:
-    processes = ClusterProcesses(kube_api.url, tmp_path)
-    yield processes
-    await processes.close()
-
-
 def create_all(api: KubeApiServer, objects: list[dict]) -> None:
     for obj in objects:
         api.create(obj)

@@ -22,19 +22,6 @@ TTL = 2.0  # seconds; the default (30 s) would make this test slow
 ADDRESS = "192.0.2.10"
 
 
-@pytest.fixture
-async def kube_api() -> AsyncIterator[KubeApiServer]:
-    async with KubeApiServer(allow_loopback=True, bookmark_interval=3600) as server:
-        yield server
-
-
-@pytest.fixture
-async def cluster(kube_api: KubeApiServer, tmp_path: Path) -> AsyncIterator[ClusterProcesses]:
-    processes = ClusterProcesses(kube_api.url, tmp_path)
-    yield processes
-    await processes.close()
-
-
 def load_balancer(api: KubeApiServer, name: str) -> list | None:
     return ((api.get("Ingress", "default", name).get("status") or {}).get("loadBalancer") or {}).get("ingress")
 

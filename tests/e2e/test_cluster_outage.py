@@ -20,19 +20,6 @@ HOST = "outage.example.test"
 KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret")
 
 
-@pytest.fixture
-async def kube_api() -> AsyncIterator[KubeApiServer]:
-    async with KubeApiServer(allow_loopback=True, bookmark_interval=3600) as server:
-        yield server
-
-
-@pytest.fixture
-async def cluster(kube_api: KubeApiServer, tmp_path: Path) -> AsyncIterator[ClusterProcesses]:
-    processes = ClusterProcesses(kube_api.url, tmp_path)
-    yield processes
-    await processes.close()
-
-
 def with_path(ing: dict, path: str, service_name: str) -> dict:
     ing["spec"]["rules"][0]["http"]["paths"].append(
         {"path": path, "pathType": "Prefix", "backend": {"service": {"name": service_name, "port": {"number": 80}}}})
