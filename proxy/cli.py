@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "comma-separated)")
     src.add_argument("--election-id", default=d.election_id, metavar="NAME",
                      help="cluster mode: name of the Lease used to elect the replica that writes status")
+    src.add_argument("--election-ttl", type=_positive_seconds, default=None, metavar="SECONDS",
+                     help=f"cluster mode: leader Lease duration (default: ${ELECTION_TTL_ENV} or {d.election_ttl:g})")
 
     net = parser.add_argument_group("listeners")
     net.add_argument("--bind", default=d.bind, metavar="ADDRESS", help="address every listener binds")
@@ -129,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="on SIGTERM, time requests in flight get to finish")
     life.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"),
                       help="lowest level logged to stderr")
-    life.add_argument("--access-log", action="store_true", help="log one line per request (info level)")
+    life.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=d.access_log,
+                      help="one JSON line per request on stdout (--no-access-log: off)")
+    life.add_argument("--workers", type=_workers, default=d.workers, metavar="N|auto",
+                      help="serving processes sharing the listeners (auto: one per core); one control plane "
+                           "feeds them all")
     return parser
 
 
@@ -166,6 +172,8 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         publish_service=args.publish_service,
         publish_status_address=addresses,
         election_id=args.election_id,
+        election_ttl=args.election_ttl if args.election_ttl is not None else _election_ttl_or_exit(parser),
+        workers=args.workers,
         pod_namespace=os.environ.get("POD_NAMESPACE") or _DEFAULTS.pod_namespace,
         pod_name=os.environ.get("POD_NAME") or _DEFAULTS.pod_name,
         default_ssl_certificate=args.default_ssl_certificate,
@@ -184,6 +192,29 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not a duration in seconds")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    return value
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1 worker")
+    return value
+
+
+def _election_ttl_or_exit(parser: argparse.ArgumentParser) -> float:
+    try:
+        return election_ttl()
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def _count(text: str) -> int:
@@ -220,8 +251,7 @@ class ClusterMode:
         await self.client.close()
 
 
-# Leader election TTL in seconds (lease duration; renew deadline and retry period follow as in
-# ingress-nginx's --election-ttl). An environment variable until Settings carries it.
+# Leader election TTL in seconds, when --election-ttl is not given (kept for deployments that set it).
 ELECTION_TTL_ENV = "PYNGRESS_ELECTION_TTL"
 
 
@@ -256,7 +286,7 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
     from proxy.kube.watch import WATCHED_KINDS, WatchStatus, run_cluster_source
 
     try:
-        timing = election_timing(election_ttl())
+        timing = election_timing(settings.election_ttl)
     except ValueError as error:
         raise ClusterConfigError(str(error)) from None
     client = await create_api_client(settings)

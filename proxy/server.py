@@ -55,6 +55,7 @@ from proxy.routing.paths import normalize_path
 from proxy.routing.table import normalize_host
 from proxy.runtime import RuntimeHolder
 from proxy.settings import Settings
+from proxy.stats import TrafficStats
 from proxy.upstream.errors import BadRequest, NoEndpoints
 
 logger = logging.getLogger("pyngress.proxy")
@@ -760,6 +761,9 @@ class ProxyServer:
         self.http_port = 0
         self.https_port = 0
         self.listeners: list[Listener] = []
+        # Per-route counts (bound to routes when a runtime is published) and connection counts per listener.
+        self.traffic = TrafficStats()
+        self.traffic.listeners = self.listeners
         self._ticker: asyncio.TimerHandle | None = None
         self._all_closed: asyncio.Event | None = None
 
@@ -811,6 +815,8 @@ class ProxyServer:
             self.settings.bind,
             port,
             reuse_address=True,
+            # Worker processes each bind the same port; the kernel spreads connections among them.
+            reuse_port=self.settings.workers > 1 or None,
             backlog=1024,
             **kwargs,
         )

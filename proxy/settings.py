@@ -47,8 +47,11 @@ class Settings:
     debounce: float = 0.02
     debounce_max: float = 0.2
 
-    access_log: bool = False
+    # One JSON line per request on stdout (ingress-nginx logs every request by default too).
+    access_log: bool = True
     log_level: str = "info"
+    # Serving processes sharing the listeners with SO_REUSEPORT; 1 = everything in one process.
+    workers: int = 1
 
     # Cluster mode (used when `manifests` is empty).
     kubeconfig: str = ""
@@ -57,6 +60,8 @@ class Settings:
     publish_service: str = ""  # "namespace/name" of the Service whose address goes into Ingress status
     publish_status_address: tuple[str, ...] = ()
     election_id: str = "pyngress-leader"
+    # Lease duration in seconds; renew deadline and retry period follow (ingress-nginx's --election-ttl).
+    election_ttl: float = 30.0
     # Namespace of this pod (for the leader Lease and Events about ourselves); from $POD_NAMESPACE.
     pod_namespace: str = "default"
     pod_name: str = ""

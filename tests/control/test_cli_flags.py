@@ -16,7 +16,8 @@ CONTRACT_FLAGS = [
     "--watch-ingress-without-class", "--upstream-connect-timeout", "--upstream-read-timeout", "--upstream-retries",
     "--client-header-timeout", "--client-keepalive-timeout", "--shutdown-grace-period", "--max-header-bytes",
     "--log-level", "--kubeconfig", "--context", "--watch-namespace", "--publish-service",
-    "--publish-status-address", "--election-id", "--default-ssl-certificate",
+    "--publish-status-address", "--election-id", "--default-ssl-certificate", "--access-log", "--no-access-log",
+    "--workers", "--election-ttl",
 ]
 
 
@@ -35,7 +36,8 @@ def test_every_flag_reaches_settings(monkeypatch):
         "--ingress-class", "edge", "--controller-class", "example.com/edge", "--watch-ingress-without-class",
         "--upstream-connect-timeout", "1.5", "--upstream-read-timeout", "7", "--upstream-retries", "0",
         "--client-header-timeout", "3", "--client-keepalive-timeout", "4", "--shutdown-grace-period", "2.5",
-        "--max-header-bytes", "1024", "--log-level", "debug", "--access-log",
+        "--max-header-bytes", "1024", "--log-level", "debug", "--no-access-log",
+        "--workers", "3", "--election-ttl", "12.5",
         "--kubeconfig", "/k", "--context", "kind", "--watch-namespace", "shop",
         "--publish-service", "ingress/pyngress", "--publish-status-address", "192.0.2.1,192.0.2.2",
         "--publish-status-address", "lb.example.com", "--election-id", "leader",
@@ -46,7 +48,7 @@ def test_every_flag_reaches_settings(monkeypatch):
         ingress_class="edge", controller_name="example.com/edge", watch_ingress_without_class=True,
         upstream_connect_timeout=1.5, upstream_read_timeout=7.0, upstream_retries=0,
         client_header_timeout=3.0, client_keepalive_timeout=4.0, shutdown_grace_period=2.5,
-        max_header_bytes=1024, log_level="debug", access_log=True,
+        max_header_bytes=1024, log_level="debug", access_log=False, workers=3, election_ttl=12.5,
         kubeconfig="/k", kube_context="kind", watch_namespace="shop", publish_service="ingress/pyngress",
         publish_status_address=("192.0.2.1", "192.0.2.2", "lb.example.com"), election_id="leader",
         default_ssl_certificate="ingress/default-cert", pod_namespace="ingress", pod_name="pyngress-0",
@@ -62,6 +64,9 @@ def test_every_flag_reaches_settings(monkeypatch):
     ["--log-level", "loud"],
     ["--publish-service", "no-namespace"],
     ["--default-ssl-certificate", "a/b/c"],
+    ["--workers", "0"],
+    ["--workers", "many"],
+    ["--election-ttl", "0"],
     ["--no-such-flag"],
 ])
 def test_bad_values_are_usage_errors(args, capsys):
@@ -69,6 +74,20 @@ def test_bad_values_are_usage_errors(args, capsys):
         settings_from_args(args)
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_workers_auto_is_the_usable_core_count():
+    import os
+    assert settings_from_args(["--workers", "auto"]).workers == len(os.sched_getaffinity(0))
+
+
+def test_election_ttl_falls_back_to_the_environment(monkeypatch):
+    monkeypatch.setenv("PYNGRESS_ELECTION_TTL", "7")
+    assert settings_from_args([]).election_ttl == 7.0
+    assert settings_from_args(["--election-ttl", "9"]).election_ttl == 9.0
+    monkeypatch.setenv("PYNGRESS_ELECTION_TTL", "never")
+    with pytest.raises(SystemExit):
+        settings_from_args([])
 
 
 def test_help_explains_every_flag_with_its_default():

@@ -1,0 +1,169 @@
+"""Per-route traffic statistics: plain numbers bumped on the hot path, turned into metrics at scrape time.
+
+Each route of the running table gets one :class:`RouteStats` when the runtime is assembled
+(the label values are fixed then), so a request only does a dict lookup by route identity
+and a few integer additions; no label resolution, no lock, no metric object per request.
+Series of a route survive rebuilds while the route exists (same labels) and disappear with it.
+
+``TrafficStats.snapshot()`` turns everything into plain data (lists, strings, numbers), the
+form in which worker processes hand their counts to the control process, which adds them up
+with :func:`merge` before rendering one /metrics for the pod.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any, Iterable, Mapping
+
+# ingress-nginx's request-time buckets (seconds): what existing dashboards and SLO rules expect.
+DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# namespace, ingress, host (rule host, "" for host-less rules), path (the pattern), service
+RouteLabels = tuple[str, str, str, str, str]
+UNMATCHED: RouteLabels = ("", "", "", "", "")
+
+# One (method, status) series in snapshot form:
+# [method, status, requests, received, sent, retries, duration_sum, duration_buckets,
+#  upstream_count, upstream_sum, upstream_buckets] (buckets non-cumulative, last = +Inf).
+SeriesData = list[Any]
+# {"routes": [[labels, [series, ...]], ...], "listeners": {scheme: [active, total]}}
+Snapshot = dict[str, Any]
+
+
+class Series:
+    """Counts for one method and status of one route."""
+
+    __slots__ = ("requests", "received", "sent", "retries", "duration_sum", "duration_buckets",
+                 "upstream_count", "upstream_sum", "upstream_buckets")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.received = 0
+        self.sent = 0
+        self.retries = 0
+        self.duration_sum = 0.0
+        self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.upstream_count = 0
+        self.upstream_sum = 0.0
+        self.upstream_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+
+
+class RouteStats:
+    """Everything counted for one route label set (or for requests that matched no route)."""
+
+    __slots__ = ("labels", "series")
+
+    def __init__(self, labels: RouteLabels) -> None:
+        self.labels = labels
+        self.series: dict[tuple[bytes, int], Series] = {}
+
+    def record(self, method: bytes, status: int, duration: float, upstream: float, received: int, sent: int,
+               retries: int) -> None:
+        """One finished request; ``upstream`` < 0 when no upstream response head was received."""
+        key = (method, status)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = Series()
+        series.requests += 1
+        series.received += received
+        series.sent += sent
+        series.retries += retries
+        series.duration_sum += duration
+        series.duration_buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
+        if upstream >= 0.0:
+            series.upstream_count += 1
+            series.upstream_sum += upstream
+            series.upstream_buckets[bisect_left(DURATION_BUCKETS, upstream)] += 1
+
+    def snapshot(self) -> list[SeriesData]:
+        return [
+            [method.decode("latin-1"), status, s.requests, s.received, s.sent, s.retries, s.duration_sum,
+             list(s.duration_buckets), s.upstream_count, s.upstream_sum, list(s.upstream_buckets)]
+            for (method, status), s in list(self.series.items())
+        ]
+
+
+class TrafficStats:
+    """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
+
+    __slots__ = ("unmatched", "_routes", "listeners")
+
+    def __init__(self) -> None:
+        self.unmatched = RouteStats(UNMATCHED)
+        self._routes: dict[RouteLabels, RouteStats] = {}
+        # Listeners whose connection counts go into snapshots (objects with scheme, active_connections,
+        # total_connections: proxy.server.Listener); set by whoever owns the server.
+        self.listeners: Iterable[Any] = ()
+
+    def bind(self, routes: Iterable[tuple[int, RouteLabels]]) -> dict[int, RouteStats]:
+        """RouteStats for each (route id, labels); stats of label sets no longer present are dropped.
+
+        Called once per published table; the result is what requests look routes up in
+        (by ``id(route)``: route objects live as long as the table that holds them).
+        """
+        previous = self._routes
+        current: dict[RouteLabels, RouteStats] = {}
+        by_route: dict[int, RouteStats] = {}
+        for route_id, labels in routes:
+            stats = current.get(labels)
+            if stats is None:
+                stats = previous.get(labels)
+                if stats is None:
+                    stats = RouteStats(labels)
+                current[labels] = stats
+            by_route[route_id] = stats
+        self._routes = current
+        return by_route
+
+    def routes(self) -> list[RouteStats]:
+        return [self.unmatched, *self._routes.values()]
+
+    def snapshot(self) -> Snapshot:
+        routes = [[list(stats.labels), stats.snapshot()] for stats in self.routes()]
+        listeners: dict[str, list[int]] = {}
+        for listener in list(self.listeners):
+            counts = listeners.setdefault(listener.scheme, [0, 0])
+            counts[0] += listener.active_connections
+            counts[1] += listener.total_connections
+        return {"routes": routes, "listeners": listeners}
+
+
+def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """Add up snapshots of several processes (same label set, method and status: one series)."""
+    series: dict[tuple[tuple[str, ...], str, int], SeriesData] = {}
+    order: dict[tuple[str, ...], list[SeriesData]] = {}
+    listeners: dict[str, list[int]] = {}
+    for snapshot in snapshots:
+        for labels, entries in snapshot.get("routes", ()):
+            key_labels = tuple(labels)
+            bucket = order.setdefault(key_labels, [])
+            for entry in entries:
+                key = (key_labels, entry[0], entry[1])
+                known = series.get(key)
+                if known is None:
+                    known = series[key] = [entry[0], entry[1], 0, 0, 0, 0, 0.0,
+                                           [0] * len(entry[7]), 0, 0.0, [0] * len(entry[10])]
+                    bucket.append(known)
+                for index in (2, 3, 4, 5, 6, 8, 9):
+                    known[index] += entry[index]
+                for index in (7, 10):
+                    known[index] = [a + b for a, b in zip(known[index], entry[index])]
+        for scheme, counts in snapshot.get("listeners", {}).items():
+            total = listeners.setdefault(scheme, [0, 0])
+            total[0] += counts[0]
+            total[1] += counts[1]
+    return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners}
+
+
+def route_labels(route: Any, clusters: Mapping[str, Any]) -> RouteLabels:
+    """The label values of one routing.model.Route (the service name from its cluster)."""
+    cluster = clusters.get(route.cluster)
+    if cluster is not None:
+        service = cluster.service
+    else:  # "namespace/service:port"
+        service = route.cluster.partition("/")[2].rpartition(":")[0]
+    return (route.namespace, route.ingress, route.host, route.path, service)
+
+
+__all__ = ["DURATION_BUCKETS", "RouteLabels", "RouteStats", "Series", "Snapshot", "TrafficStats", "UNMATCHED",
+           "merge", "route_labels"]
