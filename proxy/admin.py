@@ -70,6 +70,7 @@ class AdminServer:
         return web.Response(text="ok")
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        await self.metrics.refresh()
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _routes(self, request: web.Request) -> web.Response:

@@ -1,15 +1,16 @@
 """Prometheus metrics, read at scrape time from counters the server and controller keep anyway.
 
-Nothing here runs per request: the proxy bumps plain integer attributes and this collector
-turns them into samples when /metrics is scraped. Per-route series (a later addition) will
-follow the same rule: children bound when a route is built, label sets removed with the route,
-registered as one more collector on `Metrics.registry`.
+Nothing here runs per request: the proxy bumps plain integer attributes and these collectors
+turn them into samples when /metrics is scraped. Per-route series follow the same rule: their
+counters (proxy.stats.RouteStats) are bound to routes when a table is published and dropped with
+the route; a scrape renders a snapshot of them, added up over the worker processes when there
+are several (`Metrics.gather`).
 """
 
 from __future__ import annotations
 
 import platform
-from typing import TYPE_CHECKING, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Mapping, Protocol
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -22,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from proxy import __version__
+from proxy.stats import DURATION_BUCKETS, Snapshot, TrafficStats, merge
 
 if TYPE_CHECKING:
     from proxy.controller import Controller
@@ -36,6 +38,61 @@ class ServerCounters(Protocol):
     active_connections: int
     total_connections: int
     total_requests: int
+    traffic: TrafficStats
+
+
+ROUTE_LABELS = ["namespace", "ingress", "host", "path", "service", "method", "status"]
+
+
+class TrafficCollector(Collector):
+    """Per-route request series and per-listener connections, from the latest (merged) traffic snapshot."""
+
+    def __init__(self, latest: Callable[[], Snapshot | None]) -> None:
+        self.latest = latest
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.latest() or {"routes": [], "listeners": {}}
+        requests = CounterMetricFamily("pyngress_requests", "Requests answered, by route, method and status "
+                                       "(route labels empty: no route matched).", labels=ROUTE_LABELS)
+        received = CounterMetricFamily("pyngress_request_size_bytes", "Bytes received from clients "
+                                       "(request line, header and body).", labels=ROUTE_LABELS)
+        sent = CounterMetricFamily("pyngress_response_size_bytes", "Bytes sent to clients.", labels=ROUTE_LABELS)
+        retries = CounterMetricFamily("pyngress_upstream_retries", "Extra upstream attempts (connect failures "
+                                      "and stale keep-alive connections).", labels=ROUTE_LABELS)
+        duration = HistogramMetricFamily("pyngress_request_duration_seconds", "Time from the first byte of a "
+                                         "request to the last byte of its response.", labels=ROUTE_LABELS)
+        upstream = HistogramMetricFamily("pyngress_upstream_duration_seconds", "Time from sending a request "
+                                         "upstream to its response headers.", labels=ROUTE_LABELS)
+        bounds = [_bound(b) for b in DURATION_BUCKETS] + ["+Inf"]
+        for labels, entries in snapshot["routes"]:
+            for (method, status, count, size_in, size_out, retried, total, buckets, up_count, up_total,
+                 up_buckets) in entries:
+                values = [*labels, method, str(status)]
+                requests.add_metric(values, count)
+                received.add_metric(values, size_in)
+                sent.add_metric(values, size_out)
+                retries.add_metric(values, retried)
+                duration.add_metric(values, list(zip(bounds, _cumulative(buckets))), total)
+                if up_count:
+                    upstream.add_metric(values, list(zip(bounds, _cumulative(up_buckets))), up_total)
+        yield from (requests, duration, upstream, received, sent, retries)
+
+        active = GaugeMetricFamily("pyngress_active_connections", "Open client connections.", labels=["listener"])
+        total = CounterMetricFamily("pyngress_connections", "Client connections accepted.", labels=["listener"])
+        for scheme, (open_now, accepted) in sorted(snapshot["listeners"].items()):
+            active.add_metric([scheme], open_now)
+            total.add_metric([scheme], accepted)
+        yield active
+        yield total
+
+
+def _cumulative(counts: list[int]) -> list[int]:
+    out = []
+    running = 0
+    for count in counts:
+        running += count
+        out.append(running)
+    return out
 
 
 class StateCollector(Collector):
@@ -91,38 +148,6 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("pyngress_backends", "Backend clusters (Service ports) in the running configuration.",
                                 value=clusters)
         yield GaugeMetricFamily("pyngress_ready_endpoints", "Ready endpoints over all backend clusters.", value=ready)
-
-        server = self.server
-        if server is not None:
-            active = GaugeMetricFamily("pyngress_active_connections", "Open client connections.", labels=["listener"])
-            total = CounterMetricFamily("pyngress_connections", "Client connections accepted.", labels=["listener"])
-            open_by_listener, accepted_by_listener = _listeners(server)
-            for listener, count in open_by_listener:
-                active.add_metric([listener], count)
-            for listener, count in accepted_by_listener:
-                total.add_metric([listener], count)
-            yield active
-            yield total
-            yield CounterMetricFamily("pyngress_requests", "Requests received from clients.",
-                                      value=server.total_requests)
-
-
-def _listeners(server: ServerCounters) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """Open connections per listener scheme, and accepted connections per listener scheme.
-
-    Each listener counts its own connections (proxy.server.Listener); a server without
-    listeners yet (or one that does not count per listener) reports its totals as "http".
-    """
-    listeners = getattr(server, "listeners", None) or ()
-    if not listeners or not all(hasattr(listener, "total_connections") for listener in listeners):
-        scheme = listeners[0].scheme if len(listeners) == 1 else "http"
-        return [(scheme, server.active_connections)], [(scheme, server.total_connections)]
-    active: dict[str, int] = {}
-    accepted: dict[str, int] = {}
-    for listener in listeners:
-        active[listener.scheme] = active.get(listener.scheme, 0) + listener.active_connections
-        accepted[listener.scheme] = accepted.get(listener.scheme, 0) + listener.total_connections
-    return list(active.items()), list(accepted.items())
 
 
 class KindHealth(Protocol):
@@ -247,17 +272,38 @@ def _bound(value: float) -> str:
 
 
 class Metrics:
-    """The process's own registry (no global state, so tests can build as many as they like)."""
+    """The process's own registry (no global state, so tests can build as many as they like).
+
+    Traffic series come from ``server.traffic`` of this process, or, in the control process of
+    several workers, from ``gather``: an async callable returning one snapshot per worker, called
+    by :meth:`refresh` before each scrape. ``process=False`` leaves out prometheus-client's
+    process collector (for a caller that exports CPU and memory summed over its workers instead).
+    """
 
     def __init__(self, *, holder: RuntimeHolder, controller: Controller | None = None,
-                 server: ServerCounters | None = None) -> None:
+                 server: ServerCounters | None = None, process: bool = True) -> None:
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
+        if process:
+            ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+        self.server = server
+        self.gather: Callable[[], Awaitable[list[Snapshot]]] | None = None
+        self._latest: Snapshot | None = None
         self.state = StateCollector(holder=holder, controller=controller, server=server)
         self.registry.register(self.state)
+        self.registry.register(TrafficCollector(self._snapshot))
         if controller is not None:
             self.registry.register(TlsCollector(controller))
+
+    async def refresh(self) -> None:
+        """Collect the workers' traffic snapshots (a no-op in a single process: read at render time)."""
+        if self.gather is not None:
+            self._latest = merge(await self.gather())
+
+    def _snapshot(self) -> Snapshot | None:
+        if self.gather is not None:
+            return self._latest
+        return self.server.traffic.snapshot() if self.server is not None else None
 
     def add_cluster(self, *, watch: WatchHealth, elector: Leadership | None = None,
                     status_writer: WriteCounters | None = None, events: EventCounters | None = None) -> None:
