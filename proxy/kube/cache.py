@@ -8,6 +8,10 @@ nothing that matters changed (content-equal updates, Secrets no Ingress referenc
 Snapshots are copy-on-write: `snapshot()` hands out read-only views of the current dicts and
 the next write to a kind copies that kind's dict first, so taking a snapshot is O(1) and a
 snapshot never changes under its reader.
+
+Observers (`observe()`) see the raw writes themselves rather than their classification: each
+write that changed the content, as an `Operation` that `perform()` replays on another cache.
+Worker processes keep their own cache this way, fed by the one source of the control process.
 """
 
 from __future__ import annotations
@@ -58,6 +62,15 @@ class CacheChange:
 
 
 Subscriber = Callable[[CacheChange], None]
+
+# Operation names (the first item of an Operation).
+REPLACE = "replace"
+APPLY = "apply"
+SYNCED = "synced"
+# One write, replayable with ObjectCache.perform(): (REPLACE, kind, [object, ...]),
+# (APPLY, kind, (event type, object)) or (SYNCED, kind, None). Plain data: it pickles.
+Operation = tuple[str, str, Any]
+Observer = Callable[[Operation], None]
 
 
 class _CowDict:
@@ -169,6 +182,7 @@ class ObjectCache:
         self.relevant_secrets = frozenset(relevant_secrets)
         self._synced_kinds: set[str] = set()
         self._subscribers: list[Subscriber] = []
+        self._observers: list[Observer] = []
         self._snapshot: Snapshot | None = None
 
     # ------------------------------------------------------------------ reading
@@ -209,13 +223,47 @@ class ObjectCache:
 
         return unsubscribe
 
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call `callback(operation)` after every write that changed the content or the synced kinds,
+        in order; returns a function that stops it. Objects are handed over as stored: do not mutate them."""
+        self._observers.append(callback)
+
+        def stop() -> None:
+            if callback in self._observers:
+                self._observers.remove(callback)
+
+        return stop
+
+    def operations(self) -> list[Operation]:
+        """The whole content as operations: replayed on an empty cache, they make an equal one."""
+        ops: list[Operation] = [(REPLACE, kind, list(self._stores[kind].data.values()))
+                                for kind in KINDS if self._stores[kind].data]
+        ops.extend((SYNCED, kind, None) for kind in KINDS if kind in self._synced_kinds)
+        return ops
+
     # ------------------------------------------------------------------ writing
+
+    def perform(self, operation: Operation) -> None:
+        """Replay one operation seen by an observer (or listed by `operations()`)."""
+        name, kind, payload = operation
+        if name == REPLACE:
+            self.replace(kind, payload)
+        elif name == APPLY:
+            event_type, obj = payload
+            self.apply(kind, event_type, obj)
+        elif name == SYNCED:
+            self.mark_synced(kind)
+        else:
+            raise ValueError(f"unknown cache operation {name!r}")
 
     def mark_synced(self, kind: str) -> None:
         """Record that `kind` has been listed once; the cache becoming synced is a route change."""
         self._check_kind(kind)
+        if kind in self._synced_kinds:
+            return
         was = self.synced
         self._synced_kinds.add(kind)
+        self._observed((SYNCED, kind, None))
         if not was and self.synced:
             self._notify(CacheChange(routes=True))
 
@@ -254,6 +302,7 @@ class ObjectCache:
             self._secret_refs = {}
             for obj in new.values():
                 self._count_secrets(obj, 1)
+        self._observed((REPLACE, kind, list(new.values())))
         self._changed(CacheChange(routes=routes, endpoints=frozenset(endpoints)))
 
     def apply(self, kind: str, event_type: str, obj: KubeObject) -> None:
@@ -295,6 +344,7 @@ class ObjectCache:
                     self._count_secrets(old, -1)
                 if new is not None:
                     self._count_secrets(new, 1)
+        self._observed((APPLY, kind, (event_type, _strip(obj) if new is None else new)))
         self._changed(CacheChange(routes=routes, endpoints=endpoints))
 
     # ------------------------------------------------------------------ internals
@@ -343,6 +393,13 @@ class ObjectCache:
 
     def _secret_matters(self, key: Key) -> bool:
         return key in self._secret_refs or key in self.relevant_secrets
+
+    def _observed(self, operation: Operation) -> None:
+        for callback in list(self._observers):
+            try:
+                callback(operation)
+            except Exception:  # like a subscriber: the source feeding the cache must go on
+                log.exception("cache observer failed")
 
     def _changed(self, change: CacheChange) -> None:
         self._snapshot = None

@@ -266,3 +266,83 @@ def test_a_failing_subscriber_does_not_stop_others():
     unsubscribe()
     cache.apply("Ingress", "ADDED", ingress("b"))
     assert len(seen) == 1
+
+
+def _contents(cache: ObjectCache) -> dict:
+    """Everything a builder can read, as plain comparable data."""
+    snap = cache.snapshot()
+    return {
+        "ingresses": dict(snap.ingresses), "classes": dict(snap.ingress_classes), "services": dict(snap.services),
+        "slices": {k: dict(v) for k, v in snap.endpoint_slices.items()}, "endpoints": dict(snap.endpoints),
+        "secrets": dict(snap.secrets), "synced": cache.synced,
+    }
+
+
+def test_observed_operations_rebuild_an_equal_cache():
+    """A mirror fed only the observed operations (pickled, as worker processes get them) equals the source,
+    and a cache started late from operations() plus what follows equals it too."""
+    import pickle
+
+    source = ObjectCache()
+    mirror = ObjectCache()
+    seen: list = []
+    source.observe(seen.append)
+    source.observe(lambda op: mirror.perform(pickle.loads(pickle.dumps(op))))
+    source.replace("Ingress", [ingress("a", tls_secret="tls"), ingress("b")])
+    source.replace("EndpointSlice", [endpoint_slice("web-1", "web")])
+    for kind in ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints"):
+        source.mark_synced(kind)
+    assert not mirror.synced
+
+    late = ObjectCache()
+    for op in source.operations():
+        late.perform(pickle.loads(pickle.dumps(op)))
+    source.observe(late.perform)
+
+    source.mark_synced("Secret")
+    source.apply("Secret", "ADDED", secret("tls"))
+    source.apply("EndpointSlice", "MODIFIED", endpoint_slice("web-1", "web", ip="10.0.0.9", rv="2"))
+    deleted = ingress("b", rv="3")
+    deleted["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    source.apply("Ingress", "DELETED", deleted)
+    assert mirror.synced and late.synced
+    assert _contents(mirror) == _contents(source) == _contents(late)
+    assert set(source.snapshot().ingresses) == {("default", "a")}
+    assert [op[0] for op in seen] == ["replace", "replace"] + ["synced"] * 6 + ["apply"] * 3
+    assert "managedFields" not in seen[-1][2][1]["metadata"]  # bookkeeping is not relayed
+
+
+def test_writes_that_change_nothing_are_not_observed():
+    cache = ObjectCache()
+    seen: list = []
+    stop = cache.observe(seen.append)
+    cache.replace("Ingress", [ingress("a")])
+    cache.mark_synced("Ingress")
+    assert len(seen) == 2
+    cache.replace("Ingress", [ingress("a", rv="2")])  # only the resourceVersion moved
+    cache.apply("Ingress", "MODIFIED", ingress("a", rv="3"))
+    cache.apply("Ingress", "DELETED", ingress("gone"))
+    cache.mark_synced("Ingress")
+    cache.replace("Ingress", [{"metadata": {}}, ingress("a", rv="4")])  # a nameless object is dropped, not relayed
+    assert len(seen) == 2
+    stop()
+    cache.apply("Ingress", "ADDED", ingress("b"))
+    assert len(seen) == 2
+
+
+def test_a_failing_observer_does_not_stop_the_write():
+    cache = ObjectCache()
+    changes: list = []
+    seen: list = []
+    cache.subscribe(changes.append)
+
+    def broken(operation):
+        raise RuntimeError("boom")
+
+    cache.observe(broken)
+    cache.observe(seen.append)
+    cache.apply("Ingress", "ADDED", ingress("a"))
+    assert ("default", "a") in cache.snapshot().ingresses
+    assert len(seen) == 1 and len(changes) == 1
+    with pytest.raises(ValueError):
+        cache.perform(("patch", "Ingress", None))
