@@ -233,7 +233,7 @@ def start_pyngress(group: ProcessGroup, *, manifests: str, name: str = "pyngress
                    timeout: float = 120.0) -> tuple[Process, PyngressAddress, float]:
     """`python -m proxy` on a manifest folder, ephemeral ports; returns the process, its ports and start-up time."""
     argv = [sys.executable, "-m", "proxy", "--manifests", manifests, "--http-port", "0", "--https-port", "0",
-            "--admin-port", "0", "--bind", "127.0.0.1", *extra]
+            "--admin-port", "0", "--bind", "127.0.0.1", "--no-access-log", *extra]
     env = dict(os.environ)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -14,6 +14,8 @@ from aiohttp import web
 
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.routing.model import PATH_DEFAULT_BACKEND, Route
+from proxy.routing.paths import normalize_path
+from proxy.routing.table import normalize_host
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 
@@ -44,6 +46,7 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/debug/routes", self._routes)
+        app.router.add_get("/debug/match", self._match)
         return app
 
     async def start(self) -> None:
@@ -82,6 +85,76 @@ class AdminServer:
         if runtime is not None:
             body.update(describe_table(runtime))
         return web.json_response(body, dumps=_dumps)
+
+
+    async def _match(self, request: web.Request) -> web.Response:
+        runtime = self.holder.current
+        if runtime is None:
+            return web.json_response({"error": "no configuration loaded yet"}, status=503, dumps=_dumps)
+        host = request.query.get("host", "")
+        path = request.query.get("path", "/") or "/"
+        return web.json_response(explain_match(runtime, host, path), dumps=_dumps)
+
+
+def explain_match(runtime: Runtime, host: str, path: str) -> dict[str, Any]:
+    """Which route a request for ``host`` and ``path`` takes, and why: the same lookup as the proxy's,
+    spelled out (host rule, every candidate path of that rule and whether it matches)."""
+    table = runtime.config.table
+    host_name = normalize_host(host)
+    normalized = normalize_path(path.split("?", 1)[0])
+    answer: dict[str, Any] = {"host": host_name, "path": normalized}
+    if normalized is None:
+        answer["result"] = "400: the path climbs above / or has a broken escape"
+        return answer
+    if host_name in table.hosts:
+        rule, routes = {"kind": "exact", "host": host_name}, table.hosts[host_name]
+    else:
+        dot = host_name.find(".")
+        suffix = host_name[dot + 1 :] if dot > 0 else None
+        if suffix is not None and suffix in table.wildcards:
+            rule, routes = {"kind": "wildcard", "host": "*." + suffix}, table.wildcards[suffix]
+        elif table.any_host is not None:
+            rule, routes = {"kind": "any host", "host": ""}, table.any_host
+        else:
+            answer["hostRule"] = None
+            answer["result"] = "404: no rule for this host and no host-less rule or default backend"
+            return answer
+    answer["hostRule"] = rule
+    route = routes.match(normalized)
+    candidates = []
+    for key, candidate in routes.exact.items():
+        matches = key == normalized
+        candidates.append({**_describe_route(runtime, candidate), "matches": matches,
+                           "why": "equal path" if matches else "Exact needs the path to be equal"})
+    for key, candidate in sorted(routes.prefix.items(), key=lambda item: -len(item[0])):
+        matches = not key or normalized == key or normalized.startswith(key + "/")
+        why = (f"{normalized!r} is {key or '/'!r} or below it, element by element" if matches
+               else f"{normalized!r} is not below {key or '/'!r} (element-wise)")
+        candidates.append({**_describe_route(runtime, candidate), "matches": matches, "why": why})
+    if routes.default is not None:
+        candidates.append({**_describe_route(runtime, routes.default), "matches": True,
+                           "why": "the default backend takes what no path matches"})
+    answer["candidates"] = candidates
+    if route is None:
+        answer["route"] = None
+        answer["result"] = "404: no path of this host rule matches"
+        return answer
+    chosen = _describe_route(runtime, route)
+    if route is routes.default:
+        chosen["why"] = "no path matched: default backend"
+    elif route.path_type == "Exact":
+        chosen["why"] = "Exact match (Exact wins over any Prefix)"
+    else:
+        chosen["why"] = "the longest matching Prefix path"
+    answer["route"] = chosen
+    upstream = runtime.upstreams.get(route.cluster)
+    if route.ssl_redirect:
+        answer["result"] = "308 to https over plain HTTP; over HTTPS: proxied"
+    elif upstream is None or not upstream.pools:
+        answer["result"] = "503: no ready endpoints"
+    else:
+        answer["result"] = f"proxied to one of {len(upstream.pools)} endpoints (round robin)"
+    return answer
 
 
 def describe_table(runtime: Runtime) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 if TYPE_CHECKING:
     from proxy.routing.model import Config
@@ -23,17 +23,24 @@ class Runtime:
 class RuntimeHolder:
     """Holds the current Runtime and lets callers wait until a generation is live."""
 
-    __slots__ = ("current", "_changed")
+    __slots__ = ("current", "_changed", "_subscribers")
 
     def __init__(self) -> None:
         self.current: Runtime | None = None
         self._changed = asyncio.Event()
+        self._subscribers: list[Callable[[Runtime], None]] = []
+
+    def subscribe(self, callback: Callable[[Runtime], None]) -> None:
+        """Call ``callback(runtime)`` on each publish, before any request can see the new runtime."""
+        self._subscribers.append(callback)
 
     @property
     def generation(self) -> int:
         return self.current.generation if self.current is not None else 0
 
     def publish(self, runtime: Runtime) -> None:
+        for callback in self._subscribers:
+            callback(runtime)
         self.current = runtime
         self._changed.set()
         self._changed = asyncio.Event()

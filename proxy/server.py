@@ -53,9 +53,10 @@ from proxy.http.exchange import (
 from proxy.http.responses import error_response
 from proxy.routing.paths import normalize_path
 from proxy.routing.table import normalize_host
-from proxy.runtime import RuntimeHolder
+from proxy.accesslog import AccessLog
+from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
-from proxy.stats import TrafficStats
+from proxy.stats import RouteStats, TrafficStats, route_labels
 from proxy.upstream.errors import BadRequest, NoEndpoints
 
 logger = logging.getLogger("pyngress.proxy")
@@ -323,6 +324,9 @@ class ClientConnection(asyncio.Protocol):
         elif code == h.REQUEST_ID:
             if 0 < len(value) <= 200:
                 ex.request_id = value
+        elif code == h.USER_AGENT:
+            ex.user_agent = value
+            ex.headers += (name, _SEP, value, _CRLF)
         # HOP_BY_HOP and OURS: dropped
 
     def on_headers_complete(self) -> None:
@@ -419,6 +423,7 @@ class ClientConnection(asyncio.Protocol):
         if route is None:
             self.send_error(ex, 404, None)
             return
+        ex.route_stats = server.route_stats.get(id(route))
         if route.ssl_redirect and not tls and host_name and not path.startswith(_ACME_CHALLENGE):
             settings = server.settings
             port = settings.publish_https_port or server.https_port or settings.https_port
@@ -513,6 +518,7 @@ class ClientConnection(asyncio.Protocol):
             )
             http10 = ex.http10
             head_only = ex.method == b"HEAD"
+            ex.status = status
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
             _log_error(level, status, ex, request_id, self.client_ip, cause)
@@ -522,6 +528,10 @@ class ClientConnection(asyncio.Protocol):
                 location=location, fields=self.listener.response_fields if self.listener is not None else b"",
             )
             self.transport.write(answer)
+            if ex is not None:
+                ex.sent += len(answer)
+            else:  # a request rejected before it had an exchange of its own (queued behind another)
+                server.traffic.unmatched.record(b"", status, 0.0, -1.0, 0, len(answer), 0)
         if ex is not None:
             self.exchange_finished(ex, keep_alive)
         else:
@@ -543,6 +553,7 @@ class ClientConnection(asyncio.Protocol):
             if ex.resp_head_done:
                 ex.finished = True
                 _log_error(logging.DEBUG, error.status, ex, ex.request_id or b"-", self.client_ip, error)
+                ex.account()
                 self.active = None
                 self.transport.close()
                 return
@@ -555,6 +566,7 @@ class ClientConnection(asyncio.Protocol):
 
     def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:
         """``ex`` is answered: start the next pipelined request, wait for one, or close."""
+        ex.account()
         if self.active is ex:
             self.active = None
         if self.blocked & (BLOCK_CONNECT | BLOCK_UPSTREAM):
@@ -764,8 +776,21 @@ class ProxyServer:
         # Per-route counts (bound to routes when a runtime is published) and connection counts per listener.
         self.traffic = TrafficStats()
         self.traffic.listeners = self.listeners
+        # id(route) -> its RouteStats, for the running table (rebound on each publish).
+        self.route_stats: dict[int, RouteStats] = {}
+        holder.subscribe(self._runtime_published)
+        if holder.current is not None:
+            self._runtime_published(holder.current)
+        # Created when the first listener starts (a thread), closed (flushed) by close().
+        self.access_log: AccessLog | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._all_closed: asyncio.Event | None = None
+
+    def _runtime_published(self, runtime: Runtime) -> None:
+        """Bind per-route counters to the routes of a new table (series of vanished routes go)."""
+        clusters = runtime.config.clusters
+        self.route_stats = self.traffic.bind(
+            (id(route), route_labels(route, clusters)) for route in runtime.config.table.routes())
 
     async def start(self) -> None:
         """Bind the HTTP listener on settings.bind:settings.http_port (0 = any free port)."""
@@ -805,6 +830,8 @@ class ProxyServer:
     ) -> Listener:
         loop = asyncio.get_running_loop()
         self.now = loop.time()
+        if self.settings.access_log and self.access_log is None:
+            self.access_log = AccessLog()
         holder: list[Listener] = []
         kwargs: dict[str, Any] = {}
         if ssl_context is not None:
@@ -893,6 +920,8 @@ class ProxyServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        if self.access_log is not None:
+            self.access_log.close()
         for listener in self.listeners:
             if listener.server is None:
                 continue

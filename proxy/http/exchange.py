@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -33,6 +34,7 @@ from proxy.upstream.errors import (
 )
 
 if TYPE_CHECKING:
+    from proxy.stats import RouteStats
     from proxy.upstream.cluster import Upstream
     from proxy.upstream.connection import UpstreamConnection
     from proxy.upstream.pool import EndpointPool
@@ -55,6 +57,10 @@ _CHUNK_END = b"0\r\n\r\n"
 _response_cache = h.response_cache
 _CRLF = b"\r\n"
 _SEP = b": "
+# Request and upstream durations: a monotonic clock with sub-microsecond resolution (uvloop's
+# loop.time() is the cached millisecond time of the loop iteration).
+_clock = time.perf_counter
+_wall = time.time
 
 
 class _SkipBody(Exception):
@@ -116,6 +122,18 @@ class Exchange:
         "reusable",
         "tunnel",
         "finished",
+        # accounting (metrics and access log), see account()
+        "started",
+        "status",
+        "received",
+        "sent",
+        "sent_at",
+        "upstream_time",
+        "retries",
+        "route_stats",
+        "user_agent",
+        "accounted",
+        "resp_hsts",
     )
 
     # Set when the exchange is attached to an upstream connection (see attach).
@@ -135,6 +153,8 @@ class Exchange:
     max_attempts: int
     replay_size: int
     last_up: float
+    sent_at: float
+    resp_hsts: bool
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -167,6 +187,15 @@ class Exchange:
         self.resp_done = False
         self.tunnel = False
         self.finished = False
+        self.started = _clock()
+        self.status = 0  # of the response the client got (0: none yet)
+        self.received = 0  # request body bytes (the head is added up in account())
+        self.sent = 0
+        self.upstream_time = -1.0
+        self.retries = 0
+        self.route_stats: RouteStats | None = None
+        self.user_agent: bytes | None = None
+        self.accounted = False
 
     @property
     def has_body(self) -> bool:
@@ -186,6 +215,7 @@ class Exchange:
         upstream.cursor = index + 1 if index < 0x3FFFFFFF else 0
         self.attempts = 1
         self.max_attempts = min(retries, count) if retries > 1 else 1
+        self.sent_at = _clock()
         pool = pools[index % count]
         conn = pool.acquire()
         if conn is not None:
@@ -216,6 +246,7 @@ class Exchange:
                         break
                     pool = pools[(self.start_index + self.attempts) % len(pools)]
                     self.attempts += 1
+                    self.retries += 1
                     conn = pool.acquire()
                     if conn is None:
                         continue
@@ -253,6 +284,7 @@ class Exchange:
         self.interim = False
         self.chunked_down = False
         self.reusable = False
+        self.resp_hsts = False
         self.last_up = self.client.server.now
         # Only a reused connection can turn out stale; only a replayable request is retried.
         if reused and self.method in IDEMPOTENT:
@@ -284,6 +316,7 @@ class Exchange:
 
     def add_body(self, chunk: bytes) -> None:
         """A piece of the client's request body (already de-chunked by the parser)."""
+        self.received += len(chunk)
         if self.chunked:
             self.up_out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
         else:
@@ -299,6 +332,7 @@ class Exchange:
         self.last_up = self.client.server.now
 
     def tunnel_to_upstream(self, data: bytes) -> None:
+        self.received += len(data)
         conn = self.conn
         if conn is not None and self.tunnel:
             conn.transport.write(data)
@@ -308,6 +342,7 @@ class Exchange:
     def client_lost(self) -> None:
         """The client closed or reset: drop the upstream side (its state is unknown)."""
         if self.finished:
+            self.account()  # a tunnel or a response that ended with the connection
             return
         self.finished = True
         if self.connecting is not None:
@@ -321,6 +356,7 @@ class Exchange:
             logger.debug(
                 "request %s: client went away before the response was complete", self.request_id.decode("latin-1")
             )
+        self.account()
 
     # ------------------------------------------------------------------ upstream side
 
@@ -328,6 +364,7 @@ class Exchange:
         client = self.client
         if self.tunnel:
             client.transport.write(data)
+            self.sent += len(data)
             self.last_up = client.server.now
             return
         self.last_up = client.server.now
@@ -371,7 +408,9 @@ class Exchange:
 
     def _flush_down(self) -> None:
         out = self.down_out
-        self.client.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self.sent += len(data)
+        self.client.transport.write(data)
         out.clear()
 
     def upstream_eof(self) -> None:
@@ -400,6 +439,7 @@ class Exchange:
             data = self.replay
             self.replay = None
             self.up_out[:0] = data
+            self.retries += 1
             logger.debug(
                 "request %s: reused upstream connection was closed, retrying", self.request_id.decode("latin-1")
             )
@@ -421,6 +461,7 @@ class Exchange:
     def _end_close_delimited(self) -> None:
         if self.chunked_down:
             self.client.transport.write(_CHUNK_END)
+            self.sent += len(_CHUNK_END)
         self.resp_done = True
         self.reusable = False
         self.response_finished()
@@ -463,6 +504,9 @@ class Exchange:
                 self.resp_connection = names if self.resp_connection is None else self.resp_connection | names
         elif code == h.UPGRADE:
             self.resp_upgrade = value
+        elif code == h.STRICT_TRANSPORT_SECURITY:
+            self.resp_hsts = True
+            self.resp_headers += (name, _SEP, value, _CRLF)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -475,13 +519,15 @@ class Exchange:
             self._interim(status, fields)
             return
         self.resp_head_done = True
+        self.status = status
+        self.upstream_time = _clock() - self.sent_at
         self.reusable = parser.should_keep_alive()
         out = self.down_out
         out += (status_prefix(status), self.reason, _CRLF)
         out += fields
         out += (b"X-Request-ID: ", self.request_id, _CRLF)
         listener = client.listener
-        if listener is not None and listener.response_fields:
+        if listener is not None and listener.response_fields and not self.resp_hsts:
             out.append(listener.response_fields)  # Strict-Transport-Security on the HTTPS listener
         # An answer that starts before the request body is in leaves unread bytes on the
         # connection: say so now, or the client would send its next request into a close.
@@ -513,6 +559,8 @@ class Exchange:
             if not self.websocket or self.resp_upgrade is None:
                 raise ProtocolError("101 Switching Protocols to a request that did not ask for a WebSocket")
             self.resp_head_done = True
+            self.status = 101
+            self.upstream_time = _clock() - self.sent_at
             self.interim = True  # on_message_complete of the 101 is not the end of anything
             self.reusable = False
             out = self.down_out
@@ -551,6 +599,37 @@ class Exchange:
         self.resp_done = True
 
     # ------------------------------------------------------------------ endings
+
+    def account(self) -> None:
+        """Count the finished request once: its route's series, and the access log when on.
+
+        Also drops the response parser, which refers back to this exchange: breaking that
+        cycle here lets reference counting free every exchange at once, instead of leaving
+        them to the cyclic garbage collector, whose full passes stall the loop.
+        """
+        if self.accounted:
+            return
+        self.accounted = True
+        self.parser = None  # type: ignore[assignment]
+        status = self.status
+        if not status:
+            if not self.head_done:
+                return  # the connection closed before a request was complete: nothing to count
+            status = 499  # nginx's "client closed request"
+        client = self.client
+        server = client.server
+        duration = _clock() - self.started
+        received = self.received + len(self.method) + len(self.url) + self.header_bytes + 14
+        stats = self.route_stats or server.traffic.unmatched
+        stats.record(self.method, status, duration, self.upstream_time, received, self.sent, self.retries)
+        access_log = server.access_log
+        if access_log is not None:
+            pool = self.pool
+            access_log.add((
+                _wall(), self.request_id, client.client_ip, self.method, self.host, self.url, self.http10, status,
+                received, self.sent, duration, self.upstream_time, pool.endpoint if pool is not None else None,
+                stats.labels, self.user_agent, self.retries,
+            ))
 
     def response_finished(self) -> None:
         """The response is complete: give the connection back (or close it) and free the client."""
@@ -599,6 +678,7 @@ class Exchange:
                 type(error).__name__,
                 error,
             )
+            self.account()
             client.cut()
 
     def check(self, now: float) -> None:
@@ -618,6 +698,7 @@ class Exchange:
                 if self.conn is not None:
                     self.conn.abort()
                     self.conn = None
+                self.account()
                 client.abort()
             return
         if self.tunnel:

@@ -18,6 +18,9 @@ UPGRADE = 6
 FORWARDED_FOR = 7
 OURS = 8  # X-Forwarded-Proto/Host/Port, X-Real-IP: replaced by the proxy's own values
 REQUEST_ID = 9
+USER_AGENT = 10  # forwarded as is, and remembered for the access log
+# Response only: the upstream's own Strict-Transport-Security replaces the listener's.
+STRICT_TRANSPORT_SECURITY = 11
 
 _REQUEST_CLASSES = {
     b"host": HOST,
@@ -35,6 +38,7 @@ _REQUEST_CLASSES = {
     b"x-forwarded-port": OURS,
     b"x-real-ip": OURS,
     b"x-request-id": REQUEST_ID,
+    b"user-agent": USER_AGENT,
 }
 
 _RESPONSE_CLASSES = {
@@ -48,6 +52,7 @@ _RESPONSE_CLASSES = {
     b"upgrade": UPGRADE,
     # The proxy answers with the request id it forwarded; an upstream copy would duplicate it.
     b"x-request-id": REQUEST_ID,
+    b"strict-transport-security": STRICT_TRANSPORT_SECURITY,
 }
 
 # Distinct raw spellings remembered; past this, names are classified without caching

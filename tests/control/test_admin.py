@@ -163,3 +163,47 @@ async def test_debug_routes_show_the_table_and_live_endpoints(admin):
 async def test_unknown_admin_path_is_404(admin):
     _, _, _, session = admin
     assert (await get(session, "/nope"))[0] == 404
+
+
+async def match(session: aiohttp.ClientSession, host: str, path: str) -> dict:
+    async with session.get("/debug/match", params={"host": host, "path": path}) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def test_debug_match_explains_the_choice(admin):
+    server, cache, holder, session = admin
+    async with session.get("/debug/match", params={"host": "shop.example.com", "path": "/"}) as response:
+        assert response.status == 503  # no table yet
+    sync(cache)
+    await holder.wait_for(1, timeout=DEADLINE)
+
+    # the longest Prefix wins; the shorter one is a candidate that also matches
+    body = await match(session, "Shop.Example.com:8080", "/api/v1/../items")
+    assert body["host"] == "shop.example.com" and body["path"] == "/api/items"
+    assert body["hostRule"] == {"kind": "exact", "host": "shop.example.com"}
+    assert body["route"]["path"] == "/api" and body["route"]["pathType"] == "Prefix"
+    assert "longest" in body["route"]["why"] and body["route"]["endpoints"] == ["10.0.1.1:8080"]
+    verdicts = {(c["path"], c["pathType"]): c["matches"] for c in body["candidates"]}
+    assert verdicts == {("/health", "Exact"): False, ("/api", "Prefix"): True, ("/", "Prefix"): True}
+    assert body["result"].startswith("proxied to one of 1 endpoints")
+
+    # Prefix is element-wise: /apix is not below /api
+    body = await match(session, "shop.example.com", "/apix")
+    assert body["route"]["path"] == "/"
+    assert {c["path"]: c["matches"] for c in body["candidates"]}["/api"] is False
+
+    # Exact beats every Prefix
+    body = await match(session, "shop.example.com", "/health")
+    assert body["route"]["pathType"] == "Exact" and "Exact" in body["route"]["why"]
+
+    # a one-label wildcard, then the host-less rules for any other host
+    assert (await match(session, "a.shop.example.com", "/x"))["hostRule"]["kind"] == "wildcard"
+    body = await match(session, "other.example.org", "/status")
+    assert body["hostRule"]["kind"] == "any host" and body["route"]["path"] == "/status"
+    body = await match(session, "other.example.org", "/nothing")
+    assert body["route"] is None and body["result"].startswith("404")
+
+    # a service without endpoints, and a path the proxy would refuse
+    assert (await match(session, "broken.example.com", "/"))["result"].startswith("503")
+    assert (await match(session, "shop.example.com", "/../etc"))["result"].startswith("400")

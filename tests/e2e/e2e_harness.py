@@ -194,6 +194,9 @@ class Pyngress:
     log_path: Path
     ports: dict[str, int] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
+    # stdout after the "listening" line (the access log), read continuously so the pipe never fills.
+    stdout_lines: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
 
     @property
     def http(self) -> str:
@@ -249,9 +252,26 @@ class Pyngress:
                         for part in found.group(1).split():
                             name, _, address = part.partition("=")
                             self.ports[name] = int(address.rsplit(":", 1)[1])
+                        if pattern is LISTENING and self._reader is None:
+                            self._reader = asyncio.create_task(self._read_stdout())
                         return
         except TimeoutError:
             raise AssertionError(f"pyngress did not print its ports within {timeout}s:\n{self.log()}") from None
+
+    async def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        while raw := await self.process.stdout.readline():
+            if len(self.stdout_lines) < 100_000:
+                self.stdout_lines.append(raw.decode(errors="replace"))
+
+    async def access_log(self, count: int, *, timeout: float = DEADLINE) -> list[dict[str, Any]]:
+        """The first `count` access log records (JSON lines on stdout), waiting for them to be written."""
+        async with asyncio.timeout(timeout):
+            while True:
+                records = [json.loads(line) for line in self.stdout_lines if line.startswith("{")]
+                if len(records) >= count:
+                    return records
+                await asyncio.sleep(0.02)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
@@ -271,6 +291,12 @@ class Pyngress:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+        if self._reader is not None:
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    await self._reader
+            except TimeoutError:
+                self._reader.cancel()
 
 
 async def start_pyngress(manifests: Path | list[Path] | None, *args: str, log_path: Path,
