@@ -1,4 +1,5 @@
-"""File mode: real files in a temporary folder, loaded into a real ObjectCache, edits picked up by polling."""
+"""File mode: real files in a temporary folder, loaded into a real ObjectCache, edits picked up by inotify
+events (and by polling where inotify is switched off)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,8 @@ metadata: {resourceVersion: ""}
 """
 
 POLL = 0.02  # tests poll fast; production polls every 0.5 s
+# Longer than any test's deadline: with inotify on, only an event can deliver a change in time.
+NEVER = 3600.0
 
 
 async def eventually(predicate, *, timeout: float = 10.0) -> None:
@@ -89,20 +93,35 @@ def write(path: Path, text: str) -> None:
 
 
 @pytest.fixture
-async def running(tmp_path):
+async def started(tmp_path):
+    """`await started(*paths, inotify=..., interval=..., safety_interval=...)` -> a running ManifestSource."""
     sources: list[tuple[ManifestSource, asyncio.Task]] = []
 
-    async def start(*paths: Path) -> ObjectCache:
-        cache = ObjectCache()
-        source = ManifestSource(cache, [str(p) for p in paths], interval=POLL)
+    async def start(*paths: Path, inotify: bool = True, interval: float = POLL,
+                    safety_interval: float = NEVER) -> ManifestSource:
+        source = ManifestSource(ObjectCache(), [str(p) for p in paths], interval=interval,
+                                safety_interval=safety_interval, inotify=inotify)
         await source.load()
         sources.append((source, asyncio.create_task(source.run())))
-        return cache
+        return source
 
     yield start
     for _, task in sources:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture(params=["inotify", "poll"])
+async def running(request, started):
+    """Both ways changes arrive: inotify events (no poll within the deadline) and the polling fallback."""
+    inotify = request.param == "inotify"
+
+    async def start(*paths: Path) -> ObjectCache:
+        source = await started(*paths, inotify=inotify, interval=POLL if not inotify else NEVER)
+        assert source.mode == request.param
+        return source.cache
+
+    return start
 
 
 def test_parse_multi_document_and_lists():
@@ -258,3 +277,163 @@ async def test_duplicates_last_file_wins(tmp_path, running, caplog):
     cache = await running(tmp_path)
     assert cache.snapshot().ingresses[("default", "same")]["spec"]["rules"][0]["host"] == "from-b"
     assert "replaces the one in" in caplog.text
+
+
+# ---- inotify: every change below is seen through an event (no poll would run within the deadline)
+
+def host_of(cache: ObjectCache, name: str) -> str:
+    obj = cache.snapshot().ingresses.get(("default", name))
+    return obj["spec"]["rules"][0]["host"] if obj else ""
+
+
+@pytest.fixture
+async def watched(started):
+    async def start(*paths: Path) -> ManifestSource:
+        source = await started(*paths, inotify=True, interval=NEVER, safety_interval=NEVER)
+        assert source.mode == "inotify"
+        return source
+
+    return start
+
+
+async def test_inotify_sees_an_in_place_edit(tmp_path, watched):
+    path = tmp_path / "ingress.yaml"
+    path.write_text(INGRESS.format(name="shop", host="one.example.com"))
+    cache = (await watched(tmp_path)).cache
+    with open(path, "w") as handle:  # same inode, truncated and rewritten
+        handle.write(INGRESS.format(name="shop", host="two.example.com"))
+    await eventually(lambda: host_of(cache, "shop") == "two.example.com")
+
+
+async def test_inotify_sees_a_new_and_a_deleted_file(tmp_path, watched):
+    (tmp_path / "a.yaml").write_text(INGRESS.format(name="a", host="a.example.com"))
+    cache = (await watched(tmp_path)).cache
+    (tmp_path / "b.yaml").write_text(INGRESS.format(name="b", host="b.example.com"))
+    await eventually(lambda: host_of(cache, "b") == "b.example.com")
+    (tmp_path / "a.yaml").unlink()
+    await eventually(lambda: host_of(cache, "a") == "")
+    assert host_of(cache, "b") == "b.example.com"
+
+
+async def test_inotify_sees_an_atomic_rename(tmp_path, watched):
+    path = tmp_path / "ingress.yaml"
+    path.write_text(INGRESS.format(name="shop", host="old.example.com"))
+    cache = (await watched(tmp_path)).cache
+    for n in range(3):  # repeatedly: each rename replaces the inode the previous one created
+        write(path, INGRESS.format(name="shop", host=f"v{n}.example.com"))
+        await eventually(lambda n=n: host_of(cache, "shop") == f"v{n}.example.com")
+
+
+async def test_inotify_follows_a_single_file_replaced_by_rename(tmp_path, watched):
+    path = tmp_path / "only.yaml"
+    path.write_text(INGRESS.format(name="shop", host="old.example.com"))
+    (tmp_path / "neighbour.yaml").write_text(INGRESS.format(name="other", host="other.example.com"))
+    cache = (await watched(path)).cache
+    assert host_of(cache, "other") == ""  # only the file given is read, not its folder
+    write(path, INGRESS.format(name="shop", host="new.example.com"))
+    await eventually(lambda: host_of(cache, "shop") == "new.example.com")
+    path.unlink()
+    await eventually(lambda: host_of(cache, "shop") == "")
+    write(path, INGRESS.format(name="shop", host="back.example.com"))  # a file that comes back is followed
+    await eventually(lambda: host_of(cache, "shop") == "back.example.com")
+
+
+def configmap_volume(folder: Path, version: int, files: dict[str, str]) -> None:
+    """Lay out or update `folder` the way the kubelet's atomic writer updates a ConfigMap volume:
+    a new timestamped folder, a `..data_tmp` link to it renamed over `..data`, user-visible links
+    `name -> ..data/name`, then the old timestamped folder removed."""
+    folder.mkdir(exist_ok=True)
+    data = folder / f"..2026_01_01_00_00_0{version}.000000000"
+    data.mkdir()
+    for name, text in files.items():
+        (data / name).write_text(text)
+    old = os.readlink(folder / "..data") if (folder / "..data").is_symlink() else None
+    os.symlink(data.name, folder / "..data_tmp")
+    os.replace(folder / "..data_tmp", folder / "..data")
+    for name in files:
+        if not (folder / name).is_symlink():
+            os.symlink(f"..data/{name}", folder / name)
+    for link in folder.iterdir():  # keys the new version no longer has
+        if link.is_symlink() and not link.name.startswith("..") and link.name not in files:
+            link.unlink()
+    if old is not None:
+        shutil.rmtree(folder / old)
+
+
+@pytest.mark.parametrize("given", ["folder", "file"])
+async def test_inotify_follows_a_configmap_volume_swap(tmp_path, watched, given):
+    volume = tmp_path / "config"
+    configmap_volume(volume, 1, {"ingress.yaml": INGRESS.format(name="shop", host="v1.example.com")})
+    source = await watched(volume if given == "folder" else volume / "ingress.yaml")
+    cache = source.cache
+    assert host_of(cache, "shop") == "v1.example.com"
+    configmap_volume(volume, 2, {"ingress.yaml": INGRESS.format(name="shop", host="v2.example.com")})
+    await eventually(lambda: host_of(cache, "shop") == "v2.example.com")
+    configmap_volume(volume, 3, {"ingress.yaml": INGRESS.format(name="shop", host="v3.example.com")})
+    await eventually(lambda: host_of(cache, "shop") == "v3.example.com")
+    if given == "folder":  # a key added to the ConfigMap appears as a new link
+        configmap_volume(volume, 4, {"ingress.yaml": INGRESS.format(name="shop", host="v3.example.com"),
+                                     "extra.yaml": INGRESS.format(name="extra", host="extra.example.com")})
+        await eventually(lambda: host_of(cache, "extra") == "extra.example.com")
+        configmap_volume(volume, 5, {"ingress.yaml": INGRESS.format(name="shop", host="v3.example.com")})
+        await eventually(lambda: host_of(cache, "extra") == "")
+    assert source.mode == "inotify"
+
+
+async def test_a_file_still_being_written_is_read_once_closed(tmp_path, watched, caplog):
+    caplog.set_level(logging.WARNING, logger="pyngress.files")
+    cache = (await watched(tmp_path)).cache
+    text = INGRESS.format(name="slow", host="slow.example.com")
+    with open(tmp_path / "slow.yaml", "w") as handle:
+        handle.write(text[: len(text) // 2])
+        handle.flush()
+        # Another file's change forces a rescan after the half write; the open file must not be read yet.
+        write(tmp_path / "marker.yaml", INGRESS.format(name="marker", host="marker.example.com"))
+        await eventually(lambda: host_of(cache, "marker") == "marker.example.com")
+        assert host_of(cache, "slow") == "" and "slow.yaml" not in caplog.text
+        handle.write(text[len(text) // 2:])
+    await eventually(lambda: host_of(cache, "slow") == "slow.example.com")
+    assert "slow.yaml" not in caplog.text  # never read half-written (it would not have parsed)
+
+
+async def test_rewriting_the_same_content_changes_nothing(tmp_path, watched):
+    path = tmp_path / "ingress.yaml"
+    path.write_text(INGRESS.format(name="shop", host="same.example.com"))
+    source = await watched(tmp_path)
+    changes: list[CacheChange] = []
+    source.cache.subscribe(changes.append)
+    reloads = source.reloads
+    write(path, INGRESS.format(name="shop", host="same.example.com"))
+    write(tmp_path / "marker.yaml", INGRESS.format(name="marker", host="m"))  # ordered after the rewrite
+    await eventually(lambda: host_of(source.cache, "marker") == "m")
+    assert source.reloads == reloads + 1 and len(changes) == 1  # the marker only
+
+
+async def test_polling_when_inotify_is_off(tmp_path, started):
+    path = tmp_path / "ingress.yaml"
+    path.write_text(INGRESS.format(name="shop", host="one.example.com"))
+    source = await started(tmp_path, inotify=False, interval=POLL)
+    assert source.mode == "poll"
+    write(path, INGRESS.format(name="shop", host="two.example.com"))
+    await eventually(lambda: host_of(source.cache, "shop") == "two.example.com")
+    (tmp_path / "new.yaml").write_text(INGRESS.format(name="new", host="new.example.com"))
+    await eventually(lambda: host_of(source.cache, "new") == "new.example.com")
+
+
+async def test_safety_poll_catches_what_no_event_announced(tmp_path, started):
+    """A change inotify cannot see (here: a file whose watch was never set, as on NFS) is found by the slow poll."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    target = outside / "real.yaml"
+    target.write_text(INGRESS.format(name="shop", host="one.example.com"))
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    os.symlink(target, folder / "ingress.yaml")
+    source = await started(folder, inotify=True, interval=NEVER, safety_interval=0.05)
+    assert source.mode == "inotify"
+    # The link's target folder is watched too, so even this shows through an event; a safety poll
+    # must still find it when the event is lost: replace the watched folder's view by removing the watch.
+    source._watcher.update(())  # no watch at all: only the safety poll is left
+    with open(target, "w") as handle:
+        handle.write(INGRESS.format(name="shop", host="two.example.com"))
+    await eventually(lambda: host_of(source.cache, "shop") == "two.example.com")
