@@ -30,8 +30,8 @@ import os
 import stat
 import struct
 import sys
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import yaml
