@@ -47,7 +47,7 @@ class EchoPod:
     """An HTTP server standing in for a pod: answers JSON naming itself, the path and the headers.
 
     `/slow?seconds=N` answers after N seconds (for drain tests); `started` is set when such a
-    request has arrived.
+    request has arrived. `?respond-header=Name:value` (repeatable) adds fields to the answer.
     """
 
     def __init__(self, name: str, address: str) -> None:
@@ -83,7 +83,8 @@ class EchoPod:
                 await asyncio.wait_for(self._stopping.wait(), float(request.query.get("seconds", "1")))
             except TimeoutError:
                 pass
-        return web.json_response({
+        extra = [item.partition(":") for item in request.query.getall("respond-header", [])]
+        return web.json_response(headers={name: value for name, _, value in extra}, data={
             "pod": self.name,
             "address": f"{self.address}:{self.port}",
             "method": request.method,

@@ -67,7 +67,9 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            key = name.strip().lower()
+            # a repeated field reads as one comma-joined value, so a duplicate shows
+            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
     return status, headers, body
@@ -274,6 +276,9 @@ async def test_plain_http_to_tls_hosts_is_redirected_and_https_carries_hsts(echo
     assert secure.status == 200
     assert secure.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
     assert (await https_get(https, "/", host="plain.test")).headers["strict-transport-security"]
+    # an upstream that sets its own policy keeps it, without a second header from the proxy
+    own = await https_get(https, "/?respond-header=Strict-Transport-Security:max-age=60", host="a.test")
+    assert own.status == 200 and own.headers["strict-transport-security"] == "max-age=60"
 
 
 async def test_host_served_by_another_certificate_than_the_sni_is_misdirected(echo_pods, manifests, pyngress,
