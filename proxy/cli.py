@@ -10,6 +10,9 @@ configuration: /readyz answers 503 until then), and, once every listener is boun
 SIGTERM or SIGINT: /readyz turns 503, listeners stop accepting, requests in flight get
 `--shutdown-grace-period` seconds to finish, then the process exits 0. A second signal
 exits at once with status 1.
+
+With `--workers N` (N > 1) this process becomes the control process of proxy/workers.py:
+same admin port, source and stdout lines, but the listeners are served by N worker processes.
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Mapping, Sequence
 
 from proxy import __version__
 from proxy.settings import CONTROLLER_NAME, Settings
 
 if TYPE_CHECKING:
-    from proxy.admin import AdminServer
     from proxy.controller import Controller
     from proxy.kube.cache import ObjectCache
     from proxy.kube.events import EventRecorder
@@ -224,10 +226,11 @@ def _count(text: str) -> int:
     return value
 
 
-def configure_logging(level: str) -> None:
-    """Plain lines on stderr: time, level, logger, message."""
+def configure_logging(level: str, *, process: str = "") -> None:
+    """Plain lines on stderr: time, level, [process,] logger, message (`process` names a worker)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    tag = f"{process} " if process else ""
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -311,23 +314,30 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
     return ClusterMode(client, coroutines, watch=watch, elector=elector, status_writer=writer, events=recorder)
 
 
-class _Signals:
+class Signals:
     """First SIGTERM/SIGINT asks for a graceful stop, a second one for an immediate exit."""
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
+        self.signalled = False
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._received, sig)
 
+    def request_stop(self) -> None:
+        """A graceful stop asked for otherwise than by a signal (a worker's control process); a
+        signal after it is still the first one, not a reason to cut the drain."""
+        self.stop.set()
+
     def _received(self, sig: signal.Signals) -> None:
-        if self.stop.is_set():
+        if self.signalled:
             log.warning("second %s: exiting now", sig.name)
             self.force.set()
         else:
             log.info("%s received: shutting down", sig.name)
+            self.signalled = True
             self.stop.set()
 
 
@@ -335,22 +345,17 @@ async def serve(settings: Settings) -> int:
     """Run the proxy until a signal; returns the exit status."""
     from proxy.admin import AdminServer
     from proxy.controller import Controller
-    from proxy.kube.cache import ObjectCache
     from proxy.kube.client import ClusterConfigError
-    from proxy.kube.files import ManifestError, ManifestSource
+    from proxy.kube.files import ManifestError
     from proxy.metrics import Metrics
     from proxy.runtime import RuntimeHolder
     from proxy.server import ProxyServer
 
-    signals = _Signals()
+    signals = Signals()
     signals.install(asyncio.get_running_loop())
 
     holder = RuntimeHolder()
-    relevant = set()
-    if settings.default_ssl_certificate:
-        namespace, name = settings.default_ssl_certificate.split("/", 1)
-        relevant.add((namespace, name))
-    cache = ObjectCache(relevant_secrets=relevant)
+    cache = new_cache(settings)
     controller = Controller(cache=cache, settings=settings, holder=holder)
     server = ProxyServer(settings=settings, holder=holder)
     metrics = Metrics(holder=holder, controller=controller, server=server)
@@ -365,24 +370,15 @@ async def serve(settings: Settings) -> int:
         # Early, so probes can be watched before the first configuration (readyz is 503 until then).
         print(f"pyngress admin={settings.bind}:{admin.port}", flush=True)
         tasks.append(asyncio.create_task(controller.run(), name="controller"))
-        if settings.manifests:
-            source = ManifestSource(cache, settings.manifests)
-            try:
-                await source.load()
-            except ManifestError as error:
-                log.error("%s", error)
-                return EXIT_USAGE
-            tasks.append(asyncio.create_task(source.run(), name="manifests"))
-        else:
-            try:
-                cluster = await cluster_mode(cache, settings, holder, controller=controller, metrics=metrics)
-            except ClusterConfigError as error:
-                log.error("%s", error)
-                return EXIT_USAGE
-            tasks.extend(asyncio.create_task(coro, name=name) for name, coro in cluster.coroutines)
+        try:
+            cluster = await start_source(cache, settings, holder, controller=controller, metrics=metrics,
+                                         tasks=tasks)
+        except (ManifestError, ClusterConfigError) as error:
+            log.error("%s", error)
+            return EXIT_USAGE
 
-        if not await _until(holder.wait_for(1, timeout=float("inf")), signals.stop, tasks):
-            return _failed(tasks)
+        if not await wait_until(holder.wait_for(1, timeout=float("inf")), signals.stop, tasks):
+            return report_failure(tasks)
         if signals.stop.is_set():
             return EXIT_OK  # stopped before the first configuration: nothing to drain
         await server.start()
@@ -391,10 +387,11 @@ async def serve(settings: Settings) -> int:
             await server.start_https(controller.tls.server_context(), certificates=controller.tls)
         else:
             log.error("no TLS certificate store: the HTTPS listener is not started")
-        print(_listening_line(settings, server, admin), flush=True)
+        print(listening_line(settings, http_port=server.http_port, https_port=server.https_port,
+                             admin_port=admin.port), flush=True)
         log.info("ready: serving generation %d", holder.generation)
-        if not await _until(signals.stop.wait(), signals.stop, tasks):
-            return _failed(tasks)
+        if not await wait_until(signals.stop.wait(), signals.stop, tasks):
+            return report_failure(tasks)
         return EXIT_OK
 
     try:
@@ -406,7 +403,7 @@ async def serve(settings: Settings) -> int:
         admin.shutting_down = True
     try:
         if listening:
-            status = max(status, await _drain(server, settings, signals))
+            status = max(status, await drain(server, settings, signals))
             await server.close()  # whatever the grace period could not finish is cut now
     finally:
         for task in tasks:
@@ -420,7 +417,7 @@ async def serve(settings: Settings) -> int:
     return status
 
 
-async def _until(awaitable: Awaitable[object], stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> bool:
+async def wait_until(awaitable: Awaitable[object], stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> bool:
     """Wait for `awaitable` or `stop`; False if a background task ended first (a failure)."""
     waited = asyncio.ensure_future(awaitable)
     stopper = asyncio.ensure_future(stop.wait())
@@ -433,7 +430,7 @@ async def _until(awaitable: Awaitable[object], stop: asyncio.Event, tasks: list[
     return not any(task.done() for task in tasks)
 
 
-def _failed(tasks: list[asyncio.Task[None]]) -> int:
+def report_failure(tasks: list[asyncio.Task[None]]) -> int:
     for task in tasks:
         if task.done() and not task.cancelled():
             error = task.exception()
@@ -445,7 +442,7 @@ def _failed(tasks: list[asyncio.Task[None]]) -> int:
     return EXIT_FAILED
 
 
-async def _drain(server: ProxyServer, settings: Settings, signals: _Signals) -> int:
+async def drain(server: ProxyServer, settings: Settings, signals: Signals) -> int:
     """Stop accepting, then give requests in flight the grace period (a second signal cuts it short)."""
     server.stop_accepting()
     draining = asyncio.ensure_future(server.drain(settings.shutdown_grace_period))
@@ -461,28 +458,64 @@ async def _drain(server: ProxyServer, settings: Settings, signals: _Signals) -> 
     return EXIT_OK
 
 
-def _listening_line(settings: Settings, server: ProxyServer, admin: AdminServer) -> str:
+def listening_line(settings: Settings, *, http_port: int, https_port: int, admin_port: int) -> str:
+    """The stdout line scripts and tests wait for (https left out when that listener is not up)."""
     host = settings.bind
-    parts = [f"http={host}:{server.http_port}"]
-    https_port = getattr(server, "https_port", None)
+    parts = [f"http={host}:{http_port}"]
     if https_port:
         parts.append(f"https={host}:{https_port}")
-    parts.append(f"admin={host}:{admin.port}")
+    parts.append(f"admin={host}:{admin_port}")
     return "pyngress listening " + " ".join(parts)
+
+
+def new_cache(settings: Settings) -> ObjectCache:
+    """An empty object cache for `settings` (the default certificate's Secret matters unreferenced)."""
+    from proxy.kube.cache import ObjectCache
+
+    relevant = set()
+    if settings.default_ssl_certificate:
+        namespace, name = settings.default_ssl_certificate.split("/", 1)
+        relevant.add((namespace, name))
+    return ObjectCache(relevant_secrets=relevant)
+
+
+async def start_source(cache: ObjectCache, settings: Settings, holder: RuntimeHolder, *, controller: Controller,
+                       metrics: Metrics, tasks: list[asyncio.Task[None]]) -> ClusterMode | None:
+    """Feed `cache` from the manifests (loaded once before returning) or the cluster; the source's
+    tasks are appended to `tasks`. Raises ManifestError or ClusterConfigError (a usage error)."""
+    from proxy.kube.files import ManifestSource
+
+    if settings.manifests:
+        source = ManifestSource(cache, settings.manifests)
+        await source.load()
+        tasks.append(asyncio.create_task(source.run(), name="manifests"))
+        return None
+    cluster = await cluster_mode(cache, settings, holder, controller=controller, metrics=metrics)
+    tasks.extend(asyncio.create_task(coro, name=name) for name, coro in cluster.coroutines)
+    return cluster
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed (the proxy works without it, slower)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`pyngress`, `python -m proxy`)."""
     settings = settings_from_args(argv)
     configure_logging(settings.log_level)
-    try:
-        import uvloop
-    except ImportError:  # still works, slower
-        loop_factory = None
+    if settings.workers > 1:
+        from proxy.workers import serve_workers
+
+        entry = serve_workers(settings)
     else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(serve(settings))
+        entry = serve(settings)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(entry)
 
 
 if __name__ == "__main__":
