@@ -39,11 +39,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from bench import manifests
 from bench.client import HttpConnection, ResponseError
-from bench.processes import Process, ProcessGroup, PyngressAddress, StartError, read_status_kib, start_pyngress
+from bench.processes import (
+    Process,
+    ProcessGroup,
+    PyngressAddress,
+    StartError,
+    read_status_kib,
+    start_pyngress,
+)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BACKEND_READY = re.compile(r"bench-backend listening (.+)")
@@ -159,7 +166,7 @@ class Emulator:
         self.delivered: dict[str, float] = {}
         self._observer: asyncio.Task[None] | None = None
 
-    def __enter__(self) -> Emulator:
+    def __enter__(self) -> Self:
         self.thread.start()
         self.server = self.run(self._start())
         return self
@@ -411,8 +418,11 @@ def table(results: dict[str, Any], target_ms: float) -> str:
     lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    for label, key in (("file", "file"), ("cluster", "cluster")):
-        data = results.get(key) or {}
+    details = [("file", results.get("file")), ("cluster", results.get("cluster"))]
+    if scale and scale.get("changes"):
+        details.append((f"cluster, {scale['objects_per_kind']} of each", scale["changes"]))
+    for label, found in details:
+        data = found or {}
         parts = []
         if data.get("watch_delivery_ms", {}).get("count"):
             d = data["watch_delivery_ms"]
