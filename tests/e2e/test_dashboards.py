@@ -1,0 +1,679 @@
+"""deploy/grafana/pyngress.json and deploy/prometheus/rules.yaml only use metrics pyngress exports.
+
+Every PromQL expression of both files (panel targets, template variable queries, recording and
+alerting rules) is taken apart by a small tokenizer into the metric names and label names it
+refers to. The names must appear in the /metrics of real pyngress processes (file mode after a
+200, a 404 and a 503; cluster mode for the watch and leader series), and the labels must be
+labels those metrics carry (or target labels Prometheus adds). The dashboard must have the shape
+Grafana imports and the rules file the shape Prometheus loads; where `promtool` is installed it
+checks the rules, runs their unit tests (deploy/prometheus/rules_test.yaml) and parses every
+dashboard expression, and where `prometheus` is installed a real server scrapes pyngress and
+every panel must show data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import aiohttp
+import pytest
+import yaml
+from e2e_harness import DEADLINE, INGRESS_CLASS, ROOT, ClusterProcesses, Pyngress, eventually, ingress, service
+from prometheus_client.parser import text_string_to_metric_families
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "pyngress.json"
+RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
+RULES_TEST = ROOT / "deploy" / "prometheus" / "rules_test.yaml"
+PROMTOOL = shutil.which("promtool")
+PROMETHEUS = shutil.which("prometheus")
+HOST = "shop.example.test"
+
+# Labels Prometheus attaches to every scraped series (the exported `namespace`/`service` labels win
+# with honor_labels: true, see deploy/prometheus/prometheus.yaml).
+TARGET_LABELS = frozenset({"job", "instance"})
+
+# ---------------------------------------------------------------------------------------------- PromQL
+
+AGGREGATIONS = frozenset({
+    "avg", "bottomk", "count", "count_values", "group", "limit_ratio", "limitk", "max", "min", "quantile",
+    "stddev", "stdvar", "sum", "topk",
+})
+FUNCTIONS = frozenset({
+    "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh", "avg_over_time",
+    "ceil", "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh", "count_over_time", "day_of_month",
+    "day_of_week", "day_of_year", "days_in_month", "deg", "delta", "deriv", "double_exponential_smoothing", "end",
+    "exp", "floor", "histogram_avg", "histogram_count", "histogram_fraction", "histogram_quantile",
+    "histogram_stddev", "histogram_stdvar", "histogram_sum", "holt_winters", "hour", "idelta", "increase", "info",
+    "irate", "label_join", "label_replace", "last_over_time", "ln", "log10", "log2", "mad_over_time",
+    "max_over_time", "min_over_time", "minute", "month", "pi", "predict_linear", "present_over_time",
+    "quantile_over_time", "rad", "rate", "resets", "round", "scalar", "sgn", "sin", "sinh", "sort",
+    "sort_by_label", "sort_by_label_desc", "sort_desc", "sqrt", "start", "stddev_over_time", "stdvar_over_time",
+    "sum_over_time", "tan", "tanh", "time", "timestamp", "vector", "year",
+})
+# Followed by a parenthesised list of label names.
+LABEL_LISTS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+KEYWORDS = LABEL_LISTS | {"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan"}
+MATCH_OPERATORS = frozenset({"=", "!=", "=~", "!~"})
+
+TOKEN = re.compile(r"""
+    (?P<space>\s+|\#[^\n]*)
+  | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
+  | (?P<variable>\$\{[^}]*\}|\$\w+|\[\[[^\]]*\]\])
+  | (?P<number>(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?:\d*(?:ms|[smhdwy]))*)
+  | (?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)
+  | (?P<op>==|!=|<=|>=|=~|!~|[-+*/%^<>=,@:(){}\[\]])
+""", re.VERBOSE)
+CLOSING = {"(": ")", "[": "]", "{": "}"}
+SUBQUERY_STEP = re.compile(r":(?:\d+(?:ms|[smhdwy]))*")  # `[1h:5m]`: the name pattern takes ":5m"
+
+
+class PromQLError(ValueError):
+    """An expression the tokenizer cannot account for: unknown function, bad matcher, unbalanced."""
+
+
+@dataclass
+class References:
+    """What one or more expressions refer to."""
+
+    metrics: set[str] = field(default_factory=set)
+    # (metric, label) for label matchers inside a selector's braces
+    selector_labels: set[tuple[str, str]] = field(default_factory=set)
+    # label names of by/without/on/ignoring/group_* lists and of label_values()
+    grouping_labels: set[str] = field(default_factory=set)
+
+    def update(self, other: References) -> None:
+        self.metrics |= other.metrics
+        self.selector_labels |= other.selector_labels
+        self.grouping_labels |= other.grouping_labels
+
+
+def tokenize(expr: str) -> list[tuple[str, str]]:
+    """(kind, text) pairs without whitespace; anything the grammar does not know is an error."""
+    tokens = []
+    position = 0
+    while position < len(expr):
+        found = TOKEN.match(expr, position)
+        if found is None:
+            raise PromQLError(f"unexpected {expr[position:position + 10]!r} at {position} in {expr!r}")
+        position = found.end()
+        if found.lastgroup != "space":
+            tokens.append((found.lastgroup, found.group()))
+    return tokens
+
+
+def references(expr: str) -> References:
+    """The metric names and label names one PromQL expression uses.
+
+    Not a parser: enough structure to tell metric names from functions, keywords, label names,
+    strings, durations and Grafana variables, and strict about what it cannot place.
+    """
+    tokens = tokenize(expr)
+    found = References()
+    stack: list[str] = []
+    i = 0
+    metric = ""  # the selector whose braces come next
+    while i < len(tokens):
+        kind, text = tokens[i]
+        following = tokens[i + 1][1] if i + 1 < len(tokens) else ""
+        if kind == "name":
+            word = text.lower()
+            if word in LABEL_LISTS and following == "(":
+                i = _label_list(tokens, i + 2, found, expr)
+                continue
+            if word in KEYWORDS:
+                metric = ""
+            elif following == "(":
+                if text not in FUNCTIONS and text not in AGGREGATIONS:
+                    raise PromQLError(f"unknown function {text!r} in {expr!r}")
+                metric = ""
+            elif following.lower() in ("by", "without"):
+                if text not in AGGREGATIONS:
+                    raise PromQLError(f"{text!r} is not an aggregation, in {expr!r}")
+                metric = ""
+            else:
+                found.metrics.add(text)
+                metric = text
+        elif text == "{":
+            i = _matchers(tokens, i + 1, metric, found, expr)
+            metric = ""
+            continue
+        elif text == "[":
+            depth = 1  # ranges and subqueries: durations, ':' and variables only
+            while depth:
+                i += 1
+                if i == len(tokens):
+                    raise PromQLError(f"unclosed '[' in {expr!r}")
+                inner_kind, inner = tokens[i]
+                depth += {"[": 1, "]": -1}.get(inner, 0)
+                if depth and inner_kind not in ("number", "variable") and not SUBQUERY_STEP.fullmatch(inner):
+                    raise PromQLError(f"{inner!r} inside a range in {expr!r}")
+        elif text in ("(",):
+            stack.append(text)
+            metric = ""
+        elif text in (")", "}", "]"):
+            if not stack or CLOSING[stack.pop()] != text:
+                raise PromQLError(f"unbalanced {text!r} in {expr!r}")
+        else:
+            metric = ""
+        i += 1
+    if stack:
+        raise PromQLError(f"unclosed {stack[-1]!r} in {expr!r}")
+    return found
+
+
+def _label_list(tokens: list[tuple[str, str]], i: int, found: References, expr: str) -> int:
+    """Label names up to the closing parenthesis; returns the index after it."""
+    expect_name = True
+    while i < len(tokens):
+        kind, text = tokens[i]
+        if text == ")":
+            return i + 1
+        if expect_name and kind == "name":
+            found.grouping_labels.add(text)
+        elif expect_name or text != ",":
+            raise PromQLError(f"{text!r} in a label list of {expr!r}")
+        expect_name = not expect_name
+        i += 1
+    raise PromQLError(f"unclosed label list in {expr!r}")
+
+
+def _matchers(tokens: list[tuple[str, str]], i: int, metric: str, found: References, expr: str) -> int:
+    """`label op "value"` pairs up to the closing brace; returns the index after it."""
+    while i < len(tokens):
+        if tokens[i][1] == "}":
+            return i + 1
+        window = tokens[i:i + 3]
+        if (len(window) < 3 or window[0][0] != "name" or window[1][1] not in MATCH_OPERATORS
+                or window[2][0] != "string"):
+            raise PromQLError(f"bad label matcher at {' '.join(t for _, t in window)!r} in {expr!r}")
+        label = window[0][1]
+        if label == "__name__":
+            found.metrics.add(window[2][1][1:-1])
+        elif metric:
+            found.selector_labels.add((metric, label))
+        else:
+            raise PromQLError(f"selector without a metric name in {expr!r}")
+        i += 3
+        if i < len(tokens) and tokens[i][1] == ",":
+            i += 1
+        elif i < len(tokens) and tokens[i][1] != "}":
+            raise PromQLError(f"expected ',' or '}}' after a matcher in {expr!r}")
+    raise PromQLError(f"unclosed '{{' in {expr!r}")
+
+
+LABEL_VALUES = re.compile(r"label_values\(\s*(?:(?P<selector>.+?)\s*,\s*)?(?P<label>[a-zA-Z_]\w*)\s*\)", re.S)
+QUERY_RESULT = re.compile(r"query_result\((?P<expr>.*)\)", re.S)
+
+
+def variable_references(query: str) -> References:
+    """Grafana's Prometheus variable queries: label_values([selector,] label) and query_result(expr)."""
+    query = query.strip()
+    if found := LABEL_VALUES.fullmatch(query):
+        refs = references(found["selector"]) if found["selector"] else References()
+        refs.grouping_labels.add(found["label"])
+        return refs
+    if found := QUERY_RESULT.fullmatch(query):
+        return references(found["expr"])
+    raise PromQLError(f"variable query this test cannot check: {query!r}")
+
+
+# ---------------------------------------------------------------------------------------------- the files
+
+def load_dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def load_rules() -> dict[str, Any]:
+    return yaml.safe_load(RULES.read_text())
+
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those inside collapsed rows."""
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
+    return [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])]
+
+
+def variable_queries(dashboard: dict[str, Any]) -> list[str]:
+    queries = []
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            queries.append(query["query"] if isinstance(query, dict) else query)
+    return queries
+
+
+def rules(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for group in document["groups"]:
+        yield from group["rules"]
+
+
+def recorded_names(document: dict[str, Any]) -> set[str]:
+    return {rule["record"] for rule in rules(document) if "record" in rule}
+
+
+def recorded_labels(document: dict[str, Any]) -> set[str]:
+    return {label for rule in rules(document) if "record" in rule for label in rule.get("labels", {})}
+
+
+def all_references() -> References:
+    """Everything both files refer to."""
+    dashboard = load_dashboard()
+    found = References()
+    for expr in dashboard_expressions(dashboard):
+        found.update(references(expr))
+    for query in variable_queries(dashboard):
+        found.update(variable_references(query))
+    for rule in rules(load_rules()):
+        found.update(references(rule["expr"]))
+    return found
+
+
+@dataclass
+class Exported:
+    """Sample names and, per sample name, the label names one or more live processes exposed."""
+
+    labels: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, text: str) -> None:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.labels.setdefault(sample.name, set()).update(sample.labels)
+
+
+def unexported(found: References, exported: Exported, *, recorded: set[str]) -> set[str]:
+    """Referenced metric names neither exported nor recorded by the rules file."""
+    return found.metrics - set(exported.labels) - recorded
+
+
+def unknown_labels(found: References, exported: Exported, *, extra: set[str] = frozenset()) -> set[str]:
+    """Label names no exported metric carries (per selector: not on that metric)."""
+    every = set().union(*exported.labels.values()) | TARGET_LABELS | extra
+    wrong = {f"{metric}{{{label}}}" for metric, label in found.selector_labels
+             if metric in exported.labels and label not in exported.labels[metric] | TARGET_LABELS}
+    wrong |= {f"{metric}{{{label}}}" for metric, label in found.selector_labels
+              if metric not in exported.labels and label not in every}
+    return wrong | {f"by ({label})" for label in found.grouping_labels - every}
+
+
+# ---------------------------------------------------------------------------------------------- the extractor
+
+@pytest.mark.parametrize(("expr", "metrics"), [
+    ('sum by (namespace, ingress) (rate(pyngress_requests_total{status=~"5..", ingress!=""}[$__rate_interval]))',
+     {"pyngress_requests_total"}),
+    ("histogram_quantile(0.95, sum(rate(pyngress_request_duration_seconds_bucket[5m])) by (le))",
+     {"pyngress_request_duration_seconds_bucket"}),
+    ("rate(process_cpu_seconds_total[1m:10s] offset 5m)\nand on (job, instance) group_left () pyngress_build_info",
+     {"process_cpu_seconds_total", "pyngress_build_info"}),
+    ('label_replace(a_metric, "ingress", "no route", "ingress", "") or vector(0) > bool 1e3 unless b:c:rate5m',
+     {"a_metric", "b:c:rate5m"}),
+    ("time() - min without (secret) (x_seconds{job=~\"${job}\"}) < 14 * 86400 > Inf  # a comment naming y_total",
+     {"x_seconds"}),
+    ('{__name__="by_name_total"} / ignoring (status) group_right (host) other_total @ end()',
+     {"by_name_total", "other_total"}),
+])
+def test_extractor_finds_metric_names_and_nothing_else(expr: str, metrics: set[str]) -> None:
+    assert references(expr).metrics == metrics
+
+
+def test_extractor_separates_selector_labels_from_grouping_labels() -> None:
+    found = references('sum by (le, ingress) (rate(m_bucket{namespace=~"$namespace", status!="404"}[5m]))'
+                       " * on (job) group_left (version) info_metric")
+    assert found.selector_labels == {("m_bucket", "namespace"), ("m_bucket", "status")}
+    assert found.grouping_labels == {"le", "ingress", "job", "version"}
+    assert variable_references('label_values(pyngress_requests_total{job=~"$job"}, ingress)').grouping_labels == {
+        "ingress"}
+
+
+def test_a_misspelt_metric_or_label_is_reported() -> None:
+    exported = Exported()
+    exported.add('# TYPE pyngress_requests_total counter\n'
+                 'pyngress_requests_total{namespace="a",ingress="b",status="200"} 1\n')
+    good = references('sum by (ingress) (rate(pyngress_requests_total{namespace="a"}[5m]))')
+    assert unexported(good, exported, recorded=set()) == set()
+    assert unknown_labels(good, exported) == set()
+
+    typo = references('sum by (ingress) (rate(pyngress_request_total{namespace="a"}[5m]))')
+    assert unexported(typo, exported, recorded=set()) == {"pyngress_request_total"}
+    assert unexported(typo, exported, recorded={"pyngress_request_total"}) == set()
+    assert unknown_labels(references('sum(pyngress_requests_total{ingres="b"})'), exported) == {
+        "pyngress_requests_total{ingres}"}
+    assert unknown_labels(references("sum by (namespce) (pyngress_requests_total)"), exported) == {
+        "by (namespce)"}
+
+
+@pytest.mark.parametrize("expr", [
+    "sum(rat(pyngress_requests_total[5m]))",          # unknown function
+    "pyngress_requests_total by (ingress)",           # `by` after a metric, not an aggregation
+    "sum(rate(pyngress_requests_total[5m])",          # unclosed
+    "sum(pyngress_requests_total{ingress=b})",        # unquoted value
+    "sum(pyngress_requests_total{ingress~\"b\"})",    # no such operator
+    "rate(pyngress_requests_total[5m oops])",         # a name inside a range
+    'sum by (ingress, "x") (pyngress_requests_total)',
+    "sum(pyngress_requests_total) ; drop",
+])
+def test_extractor_rejects_what_it_cannot_place(expr: str) -> None:
+    with pytest.raises(PromQLError):
+        references(expr)
+
+
+# ---------------------------------------------------------------------------------------------- shapes
+
+def test_dashboard_is_a_grafana_dashboard_with_the_ingress_figures() -> None:
+    dashboard = load_dashboard()
+    assert isinstance(dashboard["title"], str) and dashboard["title"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", dashboard["uid"])
+    assert isinstance(dashboard["schemaVersion"], int) and dashboard["id"] is None
+
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "ingress"} <= set(variables)
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    for name in ("namespace", "ingress"):
+        assert variables[name]["type"] == "query" and variables[name]["includeAll"]
+        assert variables[name]["datasource"]["uid"] == "${datasource}"
+    assert "namespace=~\"$namespace\"" in variables["ingress"]["query"]  # ingress list follows the namespace
+
+    ids = [panel["id"] for panel in panels(dashboard)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    titles = set()
+    for panel in panels(dashboard):
+        grid = panel["gridPos"]
+        assert {"h", "w", "x", "y"} <= set(grid) and grid["x"] + grid["w"] <= 24, panel["title"]
+        titles.add(panel["title"])
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], f"panel {panel['title']!r} has no query"
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+        for target in panel["targets"]:
+            assert isinstance(target["expr"], str) and target["expr"].strip(), panel["title"]
+            assert "$datasource" not in target["expr"]
+    assert {"Request volume", "Request volume by ingress", "Active connections", "Success rate",
+            "Success rate by ingress", "Requests", "4xx", "5xx", "Request duration", "Upstream response time",
+            "Network I/O", "Memory", "CPU"} <= titles
+
+    exprs = "\n".join(dashboard_expressions(dashboard))
+    for figure in ("histogram_quantile(0.5,", "histogram_quantile(0.95,", "histogram_quantile(0.99,",
+                   "pyngress_request_duration_seconds_sum", "pyngress_request_size_bytes_total",
+                   "pyngress_response_size_bytes_total", 'status=~"4.."', 'status=~"5.."',
+                   "process_resident_memory_bytes", "process_cpu_seconds_total", "pyngress_active_connections"):
+        assert figure in exprs, figure
+    # every per-route selector honours the namespace and ingress choice
+    for expr in dashboard_expressions(dashboard):
+        for selector in re.findall(r"pyngress_(?:requests|request_duration_seconds|upstream_duration_seconds|"
+                                   r"request_size_bytes|response_size_bytes|upstream_retries)\w*\{[^}]*\}", expr):
+            assert 'namespace=~"$namespace"' in selector and 'ingress=~"$ingress"' in selector, selector
+
+
+DURATION = re.compile(r"(?:\d+(?:ms|[smhdwy]))+")
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+RECORD_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+")
+ALERT_NAME = re.compile(r"[A-Z][A-Za-z0-9]+")
+
+
+def test_rules_file_is_a_prometheus_rule_file() -> None:
+    document = load_rules()
+    assert set(document) == {"groups"} and document["groups"]
+    group_names = [group["name"] for group in document["groups"]]
+    assert len(group_names) == len(set(group_names)), "group names must be unique"
+    recorded = recorded_names(document)
+    for group in document["groups"]:
+        assert set(group) <= {"name", "interval", "rules", "limit", "query_offset"}, group["name"]
+        assert isinstance(group["name"], str) and group["name"]
+        if "interval" in group:
+            assert DURATION.fullmatch(str(group["interval"])), group["interval"]
+        assert group["rules"], f"group {group['name']} has no rules"
+        earlier: set[str] = set()
+        later = {rule["record"] for rule in group["rules"] if "record" in rule}
+        for rule in group["rules"]:
+            assert set(rule) <= {"record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"}, rule
+            assert ("record" in rule) != ("alert" in rule), rule
+            assert isinstance(rule["expr"], str) and rule["expr"].strip(), rule
+            used = references(rule["expr"]).metrics
+            # a rule sees results of rules before it in its group, in the same evaluation
+            assert not (used & later) - earlier, f"{rule} uses a rule recorded after it"
+            for key in ("labels", "annotations"):
+                values = rule.get(key, {})
+                assert isinstance(values, dict) and all(isinstance(v, str) for v in values.values()), rule
+                assert all(LABEL_NAME.fullmatch(k) for k in values), rule
+            if "record" in rule:
+                assert RECORD_NAME.fullmatch(rule["record"]), f"{rule['record']} is not level:metric:operations"
+                assert not {"for", "annotations", "keep_firing_for"} & set(rule), rule
+                earlier.add(rule["record"])
+            else:
+                assert ALERT_NAME.fullmatch(rule["alert"]), rule["alert"]
+                assert rule["labels"]["severity"] in ("info", "warning", "critical"), rule
+                assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule
+                if "for" in rule:
+                    assert DURATION.fullmatch(str(rule["for"])), rule
+    # the figures, per Ingress and overall
+    for name in ("requests:rate5m", "requests_4xx:rate5m", "requests_5xx:rate5m", "requests_success:ratio_rate5m",
+                 "request_duration_seconds:mean5m", "request_size_bytes:rate5m", "response_size_bytes:rate5m"):
+        assert f"namespace_ingress:pyngress_{name}" in recorded and f"job:pyngress_{name}" in recorded, name
+    assert {"namespace_ingress_quantile:pyngress_request_duration_seconds:histogram_quantile",
+            "job_quantile:pyngress_request_duration_seconds:histogram_quantile",
+            "job:pyngress_active_connections:sum", "instance:pyngress_process_cpu_seconds:rate5m",
+            "job:pyngress_process_resident_memory_bytes:sum"} <= recorded
+    quantiles = {rule["labels"]["quantile"] for rule in rules(document)
+                 if rule.get("record") == "namespace_ingress_quantile:pyngress_request_duration_seconds:"
+                                          "histogram_quantile"}
+    assert quantiles == {"0.5", "0.95", "0.99"}
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)")
+def test_promtool_checks_the_rules_and_runs_their_unit_tests() -> None:
+    for command in (["check", "rules", RULES.name], ["test", "rules", RULES_TEST.name]):
+        done = subprocess.run([PROMTOOL, *command], cwd=RULES.parent, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
+
+
+def concrete(expr: str, values: dict[str, str] | None = None) -> str:
+    """A dashboard expression with Grafana's variables replaced: intervals by durations, the rest by `.*`."""
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    values = values or {}
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], ".*"), expr)
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)")
+def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
+    exprs = dashboard_expressions(load_dashboard())
+    document = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:panel_{n}:expr", "expr": concrete(expr)} for n, expr in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard-rules.yaml"
+    path.write_text(yaml.safe_dump(document))
+    done = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- live
+
+async def serve_traffic(echo_pods: Any, manifests: Any, pyngress: Any) -> Pyngress:
+    """A file-mode pyngress that has answered a 200, a 404 (no route) and a 503 (no endpoints)."""
+    [pod] = await echo_pods.replicas(("shop-1", "127.0.0.71"))
+    manifests.write("class.yaml", INGRESS_CLASS)
+    manifests.write("web.yaml", service("web", namespace="shop", pods=[pod]))
+    manifests.write("gone.yaml", service("gone", namespace="shop"))
+    manifests.write("ingress.yaml", ingress("shop", namespace="shop", host=HOST,
+                                            paths=[("/", "Prefix", "web", 80), ("/gone", "Prefix", "gone", 80)]))
+    proc = await pyngress(manifests.path)
+    status, body = await proc.request("/cart", host=HOST)
+    assert status == 200 and body["pod"] == "shop-1"
+    assert (await proc.request("/", host="unknown.example.test"))[0] == 404
+    assert (await proc.request("/gone", host=HOST))[0] == 503
+    return proc
+
+
+async def exported_by(*processes: Pyngress) -> Exported:
+    exported = Exported()
+    for proc in processes:
+        status, text = await proc.admin_get("/metrics")
+        assert status == 200, text
+        exported.add(text)
+    return exported
+
+
+async def start_cluster_mode(cluster: ClusterProcesses, kube_api: Any) -> Pyngress:
+    """Cluster mode adds watch, leader and status series (nothing to route is needed for that)."""
+    kube_api.create(INGRESS_CLASS)
+    return await cluster.start("--publish-status-address", "192.0.2.10",
+                               env={"POD_NAMESPACE": "pyngress", "POD_NAME": "pyngress-0"})
+
+
+async def test_every_referenced_metric_and_label_is_exported_by_a_live_pyngress(
+        echo_pods, manifests, pyngress, cluster, kube_api) -> None:
+    file_mode, cluster_mode = await asyncio.gather(serve_traffic(echo_pods, manifests, pyngress),
+                                                   start_cluster_mode(cluster, kube_api))
+    exported = await exported_by(file_mode, cluster_mode)
+    # the per-route series this test exists for, with the labels the dashboard filters on
+    assert {"namespace", "ingress", "status", "method"} <= exported.labels.get("pyngress_requests_total", set()), (
+        "no per-route request series in /metrics")
+
+    found = all_references()
+    document = load_rules()
+    assert found.metrics, "no metric found in the dashboard and rules"
+    missing = unexported(found, exported, recorded=recorded_names(document))
+    assert not missing, f"referenced but not exported: {sorted(missing)}"
+    wrong = unknown_labels(found, exported, extra=recorded_labels(document))
+    assert not wrong, f"labels no exported metric has: {sorted(wrong)}"
+
+    # legends name labels the series have
+    for panel in panels(load_dashboard()):
+        for target in panel.get("targets", []):
+            for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")):
+                assert label in set().union(*exported.labels.values()) | TARGET_LABELS, (panel["title"], label)
+
+
+# ---------------------------------------------------------------------------------------------- Prometheus
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PrometheusServer:
+    """A real Prometheus scraping given admin ports every second, with the rules file loaded."""
+
+    def __init__(self, directory: Path, targets: list[str]) -> None:
+        self.directory = directory
+        self.targets = targets
+        self.process: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        # the rules as shipped, evaluated every second instead of every 30 s
+        document = load_rules()
+        for group in document["groups"]:
+            group["interval"] = "1s"
+        (self.directory / "rules.yaml").write_text(yaml.safe_dump(document))
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(self.directory / "rules.yaml")],
+            "scrape_configs": [{"job_name": "pyngress", "honor_labels": True,
+                                "static_configs": [{"targets": self.targets}]}],
+        }
+        (self.directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+        for _ in range(5):  # the probed port may be taken again before Prometheus binds it
+            port = free_port()
+            self.url = f"http://127.0.0.1:{port}"
+            log = open(self.directory / "prometheus.log", "wb")  # noqa: SIM115
+            try:
+                self.process = await asyncio.create_subprocess_exec(
+                    PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+            finally:
+                log.close()
+            try:
+                await eventually(self._ready, timeout=30)
+                return
+            except AssertionError:
+                await self.stop()
+        raise AssertionError("prometheus did not start:\n" + (self.directory / "prometheus.log").read_text())
+
+    async def _ready(self) -> bool:
+        if self.process is not None and self.process.returncode is not None:
+            raise AssertionError("prometheus exited:\n" + (self.directory / "prometheus.log").read_text())
+        try:
+            async with aiohttp.ClientSession() as session, session.get(
+                    self.url + "/-/ready", timeout=aiohttp.ClientTimeout(total=2)) as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; a query Prometheus refuses fails the test with its error."""
+        async with aiohttp.ClientSession() as session, session.post(
+                self.url + "/api/v1/query", data={"query": expr},
+                timeout=aiohttp.ClientTimeout(total=DEADLINE)) as response:
+            body = await response.json()
+        assert body["status"] == "success", (expr, body)
+        return body["data"]["result"]
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        self.process = None
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian: apt-get install prometheus)")
+async def test_every_panel_shows_data_in_a_real_prometheus(
+        echo_pods, manifests, pyngress, cluster, kube_api, tmp_path: Path) -> None:
+    file_mode, cluster_mode = await asyncio.gather(serve_traffic(echo_pods, manifests, pyngress),
+                                                   start_cluster_mode(cluster, kube_api))
+    server = PrometheusServer(tmp_path, [f"127.0.0.1:{proc.ports['admin']}" for proc in (file_mode, cluster_mode)])
+    await server.start()
+    try:
+        # rate() needs two scrapes of every series and the rule groups an evaluation after them;
+        # more traffic in between makes the rates non-zero
+        await eventually(lambda: server.query("count_over_time(pyngress_requests_total[1m]) >= 2"), timeout=30)
+        for _ in range(3):
+            assert (await file_mode.request("/cart", host=HOST))[0] == 200
+        await eventually(lambda: server.query("namespace_ingress:pyngress_requests:rate5m > 0"), timeout=60)
+        await eventually(lambda: server.query("instance:pyngress_process_cpu_seconds:rate5m"), timeout=60)
+
+        dashboard = load_dashboard()
+        values = {"job": "pyngress"}
+        for query in variable_queries(dashboard):
+            found = LABEL_VALUES.fullmatch(query)
+            assert found is not None, query
+            result = await server.query(f"group by ({found['label']}) ({concrete(found['selector'], values)})")
+            assert [r["metric"][found["label"]] for r in result if r["metric"].get(found["label"])], query
+        empty = []
+        for panel in panels(dashboard):
+            if panel["type"] == "row":
+                continue
+            shown = [await server.query(concrete(target["expr"], values)) for target in panel["targets"]]
+            if not any(shown):
+                empty.append(panel["title"])
+        assert not empty, f"panels without data: {empty}"
+        assert (await server.query('namespace_ingress:pyngress_requests_5xx:rate5m{ingress="shop"}'))
+        assert (await server.query('namespace_ingress_quantile:pyngress_upstream_duration_seconds:'
+                                   'histogram_quantile{ingress="shop", quantile="0.99"}'))
+    finally:
+        await server.stop()
