@@ -189,6 +189,33 @@ async def _readyz_status(proc, expected: int) -> bool:
         return False
 
 
+async def test_cluster_mode_keeps_one_watch_per_kind(kube_api, cluster, echo_pods):
+    """Cluster mode with two workers: the API server sees one LIST and one WATCH per kind (the control
+    process's); endpoint changes reach both workers; the control process writes the Ingress status."""
+    [web, web2] = await echo_pods.replicas(("web-1", "127.0.0.2"), ("web-2", "127.0.0.4"))
+    for obj in [INGRESS_CLASS, *service("web", pods=[web, web2]),
+                ingress("app", host=HOST, paths=[("/", "Prefix", "web", 80)])]:
+        kube_api.create(obj)
+    proc = await cluster.start(*WORKERS, "--publish-status-address", "192.0.2.10")
+    assert len(children(proc.process.pid)) == 2
+    assert {await pod_for(proc, "/") for _ in range(10)} == {"web-1", "web-2"}
+
+    kube_api.apply(service("web", pods=[web2])[1])  # web-1's pod is gone
+    await eventually(lambda: consecutive(proc, "/", "web-2", 40))
+
+    def status_written() -> bool:
+        status = kube_api.get("Ingress", "default", "app").get("status") or {}
+        return (status.get("loadBalancer") or {}).get("ingress") == [{"ip": "192.0.2.10"}]
+
+    await eventually(status_written)
+    plurals = ("ingresses", "ingressclasses", "services", "endpointslices", "endpoints", "secrets")
+    assert {p: kube_api.watch_count(p) for p in plurals} == dict.fromkeys(plurals, 1)
+    lists = [(r.resource, r.verb) for r in kube_api.requests if r.verb == "list"]
+    assert sorted(lists) == sorted((p, "list") for p in plurals)
+    proc.signal(signal.SIGTERM)
+    assert await proc.wait() == 0
+
+
 async def test_a_worker_that_cannot_listen_fails_the_start(echo_pods, manifests, tmp_path):
     """A port held by a socket without SO_REUSEPORT: the workers cannot bind it; the control process
     says so and exits 1 instead of starting them again forever."""
