@@ -8,15 +8,21 @@ from typing import Any
 class ApiError(Exception):
     """Raised inside the emulator; the HTTP layer turns it into a Status response."""
 
-    def __init__(self, code: int, reason: str, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: int, reason: str, message: str, *, details: dict[str, Any] | None = None,
+                 continue_token: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details or {}
+        # An expired paginated LIST answers with a token that continues it inconsistently (metadata.continue).
+        self.continue_token = continue_token
 
     def status(self) -> dict[str, Any]:
-        return status_object(self.code, self.reason, self.message, details=self.details)
+        body = status_object(self.code, self.reason, self.message, details=self.details)
+        if self.continue_token:
+            body["metadata"]["continue"] = self.continue_token
+        return body
 
 
 def status_object(code: int, reason: str, message: str, *, details: dict[str, Any] | None = None) -> dict[str, Any]:

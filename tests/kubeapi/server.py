@@ -3,13 +3,18 @@
 It serves the few resources pyngress uses (see `resources.py`) to the real kubernetes_asyncio
 client over a socket: resourceVersions, watch resume from the change log, bookmarks, ERROR 410
 after `compact()`, `timeoutSeconds`, label and field selectors, the /status subresource, 409 on
-stale versions and name clashes, and merge patches. Tests drive failures through hooks:
+stale versions and name clashes, merge patches, and paginated LISTs (`limit` and `continue`:
+every page is served from the first page's version, `metadata.remainingItemCount` is given
+when no selector is, a token whose version was compacted answers 410 Expired with an
+inconsistent-continue token, as the real API server does). Tests drive failures through hooks:
 `drop_watches()`, `fail_next()`, `stop()`/`start()`, `send_bookmarks()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import ssl
 from dataclasses import dataclass
@@ -38,6 +43,8 @@ class RequestRecord:
     resource_version: str = ""  # the resourceVersion query parameter (where a watch starts)
     label_selector: str = ""
     field_selector: str = ""
+    limit: str = ""  # LIST page size asked for ("" = everything)
+    continue_token: str = ""  # LIST: the token of a following page
 
 
 @dataclass(slots=True)
@@ -55,6 +62,39 @@ def _json_response(body: Any, status: int = 200) -> web.Response:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
+
+
+# The real API server's words for a continue token whose version was compacted.
+EXPIRED_CONTINUE = ("The provided continue parameter is too old to display a consistent list result. You can start "
+                    "a new list without the continue parameter, or use the continue token in this response to "
+                    "retrieve the remainder of the results. Continuing with the provided token results in an "
+                    "inconsistent list - objects that were created, modified, or deleted between the time the first "
+                    "chunk was returned and now may show up in the list.")
+
+
+def _limit(value: str | None) -> int:
+    if not value:
+        return 0
+    try:
+        limit = int(value)
+    except ValueError:
+        raise ApiError(400, "BadRequest", f"invalid limit {value!r}") from None
+    return max(limit, 0)
+
+
+def _encode_continue(rv: int, after: tuple[str, str]) -> str:
+    """Opaque to clients (they must not parse it): the list's version and the last key served."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "after": list(after)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode("ascii")
+
+
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        namespace, name = data["after"]
+        return int(data["rv"]), (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError, UnicodeEncodeError, binascii.Error):
+        raise ApiError(400, "BadRequest", f"continue key is not valid: {token[:40]!r}") from None
 
 
 class KubeApiServer:
@@ -198,7 +238,8 @@ class KubeApiServer:
             record = RequestRecord(self._verb(request, name), resource.group,
                                    f"{resource.plural}/{subresource}" if subresource else resource.plural,
                                    namespace or "", name, request.query.get("resourceVersion", ""),
-                                   request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""))
+                                   request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""),
+                                   request.query.get("limit", ""), request.query.get("continue", ""))
             self.requests.append(record)
             self._maybe_fail(record)
             if record.verb == "watch":
@@ -277,12 +318,7 @@ class KubeApiServer:
                      name: str, subresource: str) -> tuple[Any, int]:
         store = self.store
         if verb == "list":
-            matches = self._filter(request, resource)
-            shared, rv = store.list_shared(resource, namespace, matches)
-            # List items carry no kind/apiVersion; shallow copies, as the response is serialised at once.
-            items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in shared]
-            return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
-                    "metadata": {"resourceVersion": str(rv)}, "items": items}, 200
+            return self._list(request, resource, namespace), 200
         if namespace is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if verb == "get":
@@ -301,6 +337,43 @@ class KubeApiServer:
                 raise ApiError(415, "UnsupportedMediaType", f"the emulator does not support {content_type!r} patches")
             return store.patch(resource, namespace, name, await self._body(request), subresource=subresource), 200
         return store.delete(resource, namespace, name), 200
+
+    def _list(self, request: web.Request, resource: Resource, namespace: str | None) -> dict[str, Any]:
+        query = request.query
+        matches = self._filter(request, resource)
+        limit = _limit(query.get("limit"))
+        token = query.get("continue", "")
+        metadata: dict[str, Any] = {}
+        if not token and not limit:
+            shared, rv = self.store.list_shared(resource, namespace, matches)
+        else:
+            if token:
+                if query.get("resourceVersion"):
+                    raise ApiError(400, "BadRequest", "specifying resource version is not allowed when using continue")
+                rv, after = _decode_continue(token)
+                if rv == 0:  # the inconsistent token of a 410: what is there now, after the key
+                    rv = self.store.rv
+                try:
+                    entries = self.store.list_at(resource, namespace, matches, rv)
+                except ApiError as err:
+                    if err.code != 410:
+                        raise
+                    raise ApiError(410, "Expired", EXPIRED_CONTINUE, continue_token=_encode_continue(0, after)) from None
+                entries = [entry for entry in entries if entry[0] > after]
+            else:
+                rv = self.store.rv
+                entries = self.store.list_at(resource, namespace, matches, rv)
+            page = entries[:limit] if limit else entries
+            if len(page) < len(entries):
+                metadata["continue"] = _encode_continue(rv, page[-1][0])
+                if not query.get("labelSelector") and not query.get("fieldSelector"):
+                    # Unknown (left out) when a selector filters the list, as the real server does.
+                    metadata["remainingItemCount"] = len(entries) - len(page)
+            shared = [obj for _, obj in page]
+        # List items carry no kind/apiVersion; shallow copies, as the response is serialised at once.
+        items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in shared]
+        return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+                "metadata": {"resourceVersion": str(rv), **metadata}, "items": items}
 
     @staticmethod
     def _filter(request: web.Request, resource: Resource) -> Callable[[Obj], bool]:

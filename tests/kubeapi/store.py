@@ -96,6 +96,29 @@ class Store:
                  if (namespace is None or ns == namespace) and matches(obj)]
         return items, self.rv
 
+    def list_at(self, resource: Resource, namespace: str | None, matches: Callable[[Obj], bool],
+                rv: int) -> list[tuple[Key, Obj]]:
+        """The (key, stored object) pairs as they were at version `rv`, sorted by key, the way etcd's
+        MVCC serves every page of a paginated LIST from the first page's revision. Rebuilt by undoing
+        the change log after `rv`; raises 410 Expired once that part of the log is compacted.
+        Like `list_shared`, the objects are the stored ones: serialise them, never change them."""
+        if rv < self.floor:
+            raise ApiError(410, "Expired", f"too old resource version: {rv} ({self.floor})")
+        objects = dict(self._objects.get(resource, {}))
+        for change in reversed(self._log):
+            if change.rv <= rv:
+                break
+            if change.resource != resource:
+                continue
+            meta = change.obj["metadata"]
+            key = (meta.get("namespace", ""), meta["name"])
+            if change.old is None:
+                objects.pop(key, None)  # created after rv
+            else:
+                objects[key] = change.old  # modified or deleted after rv: its state before
+        return [(key, obj) for key, obj in sorted(objects.items())
+                if (namespace is None or key[0] == namespace) and matches(obj)]
+
     def changes_since(self, resource: Resource, rv: int) -> Iterator[Change]:
         if rv < self.floor:
             raise ApiError(410, "Expired", f"too old resource version: {rv} ({self.floor})")

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
 import pytest
 from kubernetes_asyncio import watch
-from kubernetes_asyncio.client import (ApiClient, Configuration, CoordinationV1Api, CoreV1Api, DiscoveryV1Api,
-                                       NetworkingV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta)
+from kubernetes_asyncio.client import (
+    ApiClient,
+    Configuration,
+    CoordinationV1Api,
+    CoreV1Api,
+    DiscoveryV1Api,
+    NetworkingV1Api,
+    V1Lease,
+    V1LeaseSpec,
+    V1ObjectMeta,
+)
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubeapi import KubeApiServer
@@ -250,6 +260,91 @@ async def test_compacted_version_raises_410(kube_api: KubeApiServer, api_client:
         kube_api.create(ingress("c"))
         (event,) = await task
     assert event["raw_object"]["metadata"]["name"] == "c"
+
+
+# ---- paginated LIST (limit and continue)
+
+async def list_page(api: NetworkingV1Api, **query: Any) -> dict:
+    response = await api.list_ingress_for_all_namespaces(_preload_content=False, **query)
+    return await response.json()
+
+
+async def test_paginated_list_is_consistent_at_the_first_pages_version(kube_api: KubeApiServer,
+                                                                       api_client: ApiClient) -> None:
+    for name in "abcdefg":
+        kube_api.create(ingress(name, "one" if name < "d" else "two"))
+    api = NetworkingV1Api(api_client)
+    first = await list_page(api, limit=3)
+    version = first["metadata"]["resourceVersion"]
+    assert [i["metadata"]["name"] for i in first["items"]] == ["a", "b", "c"]
+    assert first["metadata"]["remainingItemCount"] == 4 and first["metadata"]["continue"]
+    # Writes between pages do not show: every page is the list as it was at the first page's version.
+    kube_api.delete("Ingress", "two", "e")
+    kube_api.create(ingress("dd", "two"))
+    kube_api.apply(ingress("f", "two", host="changed.test"))
+    second = await list_page(api, limit=3, _continue=first["metadata"]["continue"])
+    assert [i["metadata"]["name"] for i in second["items"]] == ["d", "e", "f"]
+    assert second["items"][2]["spec"]["rules"][0]["host"] == "a.test"
+    assert second["metadata"]["resourceVersion"] == version and second["metadata"]["remainingItemCount"] == 1
+    last = await list_page(api, limit=3, _continue=second["metadata"]["continue"])
+    assert [i["metadata"]["name"] for i in last["items"]] == ["g"]
+    assert last["metadata"] == {"resourceVersion": version}  # no continue, no remainingItemCount
+    now = await list_page(api)  # an unpaginated list is the present
+    assert [i["metadata"]["name"] for i in now["items"]] == ["a", "b", "c", "d", "dd", "f", "g"]
+    assert now["metadata"]["resourceVersion"] == str(kube_api.store.rv)
+    assert [(r.limit, bool(r.continue_token)) for r in kube_api.requests if r.verb == "list"] == [
+        ("3", False), ("3", True), ("3", True), ("", False)]
+
+
+async def test_paginated_list_with_a_selector_has_no_remaining_count(kube_api: KubeApiServer,
+                                                                    api_client: ApiClient) -> None:
+    for name in "abcd":
+        kube_api.create(ingress(name, labels={"app": "web"} if name != "b" else {}))
+    api = NetworkingV1Api(api_client)
+    first = await list_page(api, limit=2, label_selector="app=web")
+    assert [i["metadata"]["name"] for i in first["items"]] == ["a", "c"]
+    assert first["metadata"]["continue"] and "remainingItemCount" not in first["metadata"]
+    rest = await list_page(api, limit=2, label_selector="app=web", _continue=first["metadata"]["continue"])
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["d"] and "continue" not in rest["metadata"]
+    # A limit as large as the list: one page, no token.
+    whole = await list_page(api, limit=10)
+    assert len(whole["items"]) == 4 and "continue" not in whole["metadata"]
+
+
+async def test_expired_continue_token_is_410_with_an_inconsistent_token(kube_api: KubeApiServer,
+                                                                       api_client: ApiClient) -> None:
+    for name in "abcd":
+        kube_api.create(ingress(name))
+    api = NetworkingV1Api(api_client)
+    first = await list_page(api, limit=2)
+    kube_api.delete("Ingress", "default", "c")
+    kube_api.compact()  # the first page's version is gone
+    with pytest.raises(ApiException) as err:
+        await api.list_ingress_for_all_namespaces(limit=2, _continue=first["metadata"]["continue"])
+    assert err.value.status == 410
+    status = json.loads(err.value.body)
+    assert status["reason"] == "Expired" and "too old to display a consistent list" in status["message"]
+    # Its token continues from the same key, but from the present (c is gone).
+    rest = await list_page(api, limit=2, _continue=status["metadata"]["continue"])
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["d"]
+    assert rest["metadata"]["resourceVersion"] == str(kube_api.store.rv)
+
+
+async def test_bad_continue_requests_are_400(kube_api: KubeApiServer, api_client: ApiClient) -> None:
+    for name in "abc":
+        kube_api.create(ingress(name))
+    api = NetworkingV1Api(api_client)
+    first = await list_page(api, limit=1)
+    with pytest.raises(ApiException) as err:
+        await api.list_ingress_for_all_namespaces(limit=1, _continue="not-a-token")
+    assert err.value.status == 400 and "continue key is not valid" in err.value.body
+    with pytest.raises(ApiException) as err:
+        await api.list_ingress_for_all_namespaces(limit=1, _continue=first["metadata"]["continue"],
+                                                  resource_version="1")
+    assert err.value.status == 400 and "resource version is not allowed" in err.value.body
+    response = await api.list_ingress_for_all_namespaces(_preload_content=False, limit="x")
+    assert response.status == 400 and "invalid limit" in await response.text()
+    response.release()
 
 
 # ---- selectors
