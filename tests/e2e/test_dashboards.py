@@ -504,6 +504,64 @@ def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+DEPLOYMENT = ROOT / "deploy" / "base" / "deployment.yaml"
+SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yaml"
+POD_MONITOR = ROOT / "deploy" / "prometheus" / "podmonitor.yaml"
+KUBECTL = shutil.which("kubectl")
+
+
+def pod_template() -> tuple[dict[str, str], set[str]]:
+    """The pyngress pods' labels and container port names."""
+    template = yaml.safe_load(DEPLOYMENT.read_text())["spec"]["template"]
+    ports = {port["name"] for container in template["spec"]["containers"] for port in container["ports"]}
+    return template["metadata"]["labels"], ports
+
+
+def test_scrape_configs_find_the_admin_port_and_keep_the_ingress_labels() -> None:
+    labels, ports = pod_template()
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    assert [(SCRAPE_CONFIG.parent / name).resolve() for name in config["rule_files"]] == [RULES]
+    (job,) = config["scrape_configs"]
+    assert job["honor_labels"] is True
+    keep = {tuple(r["source_labels"]): r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"}
+    assert re.fullmatch(keep[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)],
+                        labels["app.kubernetes.io/name"])
+    assert keep[("__meta_kubernetes_pod_container_port_name",)] in ports
+
+    monitor = yaml.safe_load(POD_MONITOR.read_text())
+    assert monitor["kind"] == "PodMonitor" and monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in ports and endpoint["honorLabels"] is True and endpoint["path"] == "/metrics"
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)")
+def test_promtool_checks_the_scrape_config(tmp_path: Path) -> None:
+    done = subprocess.run([PROMTOOL, "check", "config", SCRAPE_CONFIG.name], cwd=SCRAPE_CONFIG.parent,
+                          capture_output=True, text=True, timeout=60, check=False)
+    if "field kubernetes_sd_configs not found" in done.stdout + done.stderr:
+        # Debian's build leaves Kubernetes discovery out: check everything else with a static target
+        config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+        for job in config["scrape_configs"]:
+            del job["kubernetes_sd_configs"]
+            job["static_configs"] = [{"targets": ["127.0.0.1:10254"]}]
+        config["rule_files"] = [str(RULES)]
+        (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(config))
+        done = subprocess.run([PROMTOOL, "check", "config", "prometheus.yaml"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
+def test_dashboard_configmap_for_the_grafana_sidecar() -> None:
+    rendered = subprocess.run([KUBECTL, "kustomize", str(DASHBOARD.parent)], capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert rendered.returncode == 0, rendered.stderr
+    (config_map,) = yaml.safe_load_all(rendered.stdout)
+    assert config_map["kind"] == "ConfigMap" and config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["pyngress.json"]) == load_dashboard()
+
+
 # ---------------------------------------------------------------------------------------------- live
 
 async def serve_traffic(echo_pods: Any, manifests: Any, pyngress: Any) -> Pyngress:
