@@ -53,11 +53,13 @@ class Leaf:
 class Pki:
     """Root CA → intermediate CA → leaves; clients trust only the root file."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, name: str = "pyngress test") -> None:
+        # Two Pki objects need different names: a client finds issuers by name, and a same-named
+        # root of another Pki would fail the signature check (decrypt_error) instead of being unknown.
         self.root_key = ec.generate_private_key(ec.SECP256R1())
-        self.root = self._ca("pyngress test root", self.root_key, None, None)
+        self.root = self._ca(f"{name} root", self.root_key, None, None)
         self.inter_key = ec.generate_private_key(ec.SECP256R1())
-        self.inter = self._ca("pyngress test intermediate", self.inter_key, self.root, self.root_key)
+        self.inter = self._ca(f"{name} intermediate", self.inter_key, self.root, self.root_key)
         self.cafile = folder / "root.pem"
         self.cafile.write_bytes(_pem(self.root))
 
@@ -106,3 +108,4 @@ class Pki:
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     return Pki(tmp_path)
+
