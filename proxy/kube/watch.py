@@ -3,6 +3,9 @@
 One loop per kind, the kopf shape:
 
     LIST  -> cache.replace(kind, items), cache.mark_synced(kind) (first time)
+             in pages of `page_size` (limit + continue), applied as ONE replace once the last page
+             is in: the cache never sees part of a kind; an expired continue token (410) restarts
+             the LIST from its first page
     WATCH from the list's resourceVersion, with bookmarks and a server-side timeout
       ADDED/MODIFIED/DELETED -> cache.apply(kind, type, raw object); the version advances
       BOOKMARK               -> only the version advances
@@ -25,11 +28,17 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, CoreV1Api, DiscoveryV1Api, NetworkingV1Api
+from kubernetes_asyncio.client import (
+    ApiClient,
+    CoreV1Api,
+    DiscoveryV1Api,
+    NetworkingV1Api,
+)
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from proxy.kube.cache import ObjectCache
@@ -46,6 +55,12 @@ CLIENT_TIMEOUT_GRACE = 30.0
 # A LIST of thousands of objects on a busy API server can take a while, but not forever.
 DEFAULT_LIST_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 10.0
+# Objects per LIST page: decoding one 5,000-Ingress body held the event loop ~150 ms; a page of 500
+# is a few ms, and every page is an await (requests keep flowing between pages).
+DEFAULT_PAGE_SIZE = 500
+# A paginated LIST whose continue token expires (410) starts over; after this many restarts in a
+# row it fails like any other error (backoff), rather than racing a compaction forever.
+MAX_LIST_RESTARTS = 3
 # A watch that ends cleanly faster than this without events is treated like a failure (no hot loop
 # against a proxy or server that closes streams at once).
 MIN_HEALTHY_STREAM = 0.5
@@ -138,7 +153,7 @@ class WatchStatus:
     _synced: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False, compare=False)
 
     @classmethod
-    def for_kinds(cls, kinds: Iterable[str]) -> "WatchStatus":
+    def for_kinds(cls, kinds: Iterable[str]) -> WatchStatus:
         return cls(kinds={kind: KindStatus(kind) for kind in kinds})
 
     @property
@@ -199,10 +214,11 @@ def api_error(status: int, body: bytes | str | dict[str, Any]) -> ApiException:
     """An ApiException carrying the Status reason and message, whatever shape the error body had."""
     reason = ""
     if isinstance(body, (bytes, str)):
+        raw = body
         try:
-            body = json.loads(body)
+            body = json.loads(raw)
         except ValueError:
-            reason = body.decode(errors="replace")[:200] if isinstance(body, bytes) else body[:200]
+            reason = raw.decode(errors="replace")[:200] if isinstance(raw, bytes) else raw[:200]
     if isinstance(body, dict):
         reason = f"{body.get('reason', '')}: {body.get('message', '')}"
         status = int(body.get("code") or status)
@@ -213,7 +229,8 @@ class KindWatcher:
     """The list-then-watch loop of one kind (see the module docstring)."""
 
     def __init__(self, spec: KindSpec, *, cache: ObjectCache, api_client: ApiClient, namespace: str,
-                 status: WatchStatus, timeout_seconds: int, backoff: Backoff, list_timeout: float) -> None:
+                 status: WatchStatus, timeout_seconds: int, backoff: Backoff, list_timeout: float,
+                 page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self.spec = spec
         self.cache = cache
         self.namespace = namespace if spec.list_namespaced else ""
@@ -222,6 +239,7 @@ class KindWatcher:
         self.timeout_seconds = timeout_seconds
         self.backoff = backoff
         self.list_timeout = list_timeout
+        self.page_size = max(page_size, 0)  # 0: one unpaginated LIST
         self._list_fn, self._list_args = spec.list_function(api_client, self.namespace)
         self._query: dict[str, Any] = {"field_selector": spec.field_selector} if spec.field_selector else {}
         # None: the next step is a LIST. Otherwise: the version to watch from.
@@ -252,20 +270,17 @@ class KindWatcher:
                 await self._failed(err)
 
     async def _list(self) -> None:
-        response = await self._list_fn(*self._list_args, **self._query, _preload_content=False,
-                                       _request_timeout=aiohttp.ClientTimeout(total=self.list_timeout,
-                                                                              sock_connect=CONNECT_TIMEOUT))
-        try:
-            body = await response.read()
-            if response.status != 200:
-                raise api_error(response.status, body)
-        finally:
-            response.release()
-        listing = json.loads(body)
-        items = listing.get("items") or []
-        version = (listing.get("metadata") or {}).get("resourceVersion")
-        if not isinstance(items, list) or not version:
-            raise WatchProtocolError(f"LIST {self.spec.resource} answered without items or resourceVersion")
+        restarts = 0
+        while True:
+            try:
+                items, version, pages = await self._list_pages()
+                break
+            except ApiException as err:
+                if err.status != 410 or restarts >= MAX_LIST_RESTARTS:
+                    raise
+                restarts += 1  # the continue token expired between pages: a consistent list needs a fresh start
+                log.info("LIST %s: continue token expired (%s); listing again from the first page",
+                         self.where, err.reason)
         relist = self.state.synced
         self.cache.replace(self.spec.kind, items)
         if relist:
@@ -275,7 +290,45 @@ class KindWatcher:
             self.status.mark_synced(self.spec.kind)
         self.version = self.state.resource_version = version
         self._recovered()
-        log.info("listed %d %s (version %s)%s", len(items), self.where, version, " again" if relist else "")
+        log.info("listed %d %s (version %s%s)%s", len(items), self.where, version,
+                 f", {pages} pages" if pages > 1 else "", " again" if relist else "")
+
+    async def _list_pages(self) -> tuple[list[Any], str, int]:
+        """Every page of one LIST: (all items, the list's resourceVersion (the first page's), page count).
+        Nothing reaches the cache here; a 410 on a continue token propagates (the caller restarts)."""
+        items: list[Any] = []
+        version = ""
+        token = ""
+        pages = 0
+        timeout = aiohttp.ClientTimeout(total=self.list_timeout, sock_connect=CONNECT_TIMEOUT)
+        while True:
+            query = dict(self._query)
+            if self.page_size:
+                query["limit"] = self.page_size
+            if token:
+                query["_continue"] = token
+            response = await self._list_fn(*self._list_args, **query, _preload_content=False,
+                                           _request_timeout=timeout)
+            try:
+                body = await response.read()
+                if response.status != 200:
+                    raise api_error(response.status, body)
+            finally:
+                response.release()
+            listing = json.loads(body)
+            page = listing.get("items") if isinstance(listing, dict) else None
+            metadata = (listing.get("metadata") or {}) if isinstance(listing, dict) else {}
+            page_version = metadata.get("resourceVersion")
+            if page is None:
+                page = []
+            if not isinstance(page, list) or not page_version:
+                raise WatchProtocolError(f"LIST {self.spec.resource} answered without items or resourceVersion")
+            pages += 1
+            version = version or page_version  # watch from the first page's version: later pages are that snapshot
+            items.extend(page)
+            token = metadata.get("continue") or ""
+            if not token or not self.page_size:
+                return items, version, pages
 
     async def _watch(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.timeout_seconds + CLIENT_TIMEOUT_GRACE, sock_connect=CONNECT_TIMEOUT)
@@ -349,7 +402,7 @@ class ClusterSource:
     def __init__(self, cache: ObjectCache, settings: Settings, *, api_client: ApiClient,
                  kinds: Iterable[str] | None = None, timeout_seconds: int = DEFAULT_WATCH_TIMEOUT,
                  backoff: Backoff = Backoff(), list_timeout: float = DEFAULT_LIST_TIMEOUT,
-                 status: WatchStatus | None = None) -> None:
+                 status: WatchStatus | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         names = list(kinds) if kinds is not None else [spec.kind for spec in WATCHED_KINDS]
         unknown = [name for name in names if name not in SPECS_BY_KIND]
         if unknown:
@@ -360,7 +413,7 @@ class ClusterSource:
         self.watchers = [
             KindWatcher(SPECS_BY_KIND[name], cache=cache, api_client=api_client, namespace=settings.watch_namespace,
                         status=self.status, timeout_seconds=timeout_seconds, backoff=backoff,
-                        list_timeout=list_timeout)
+                        list_timeout=list_timeout, page_size=page_size)
             for name in names
         ]
 
@@ -377,7 +430,7 @@ async def run_cluster_source(cache: ObjectCache, settings: Settings, *, api_clie
 
     Without `api_client`, one is built from settings (kubeconfig or in-cluster) and closed on exit.
     Pass a `WatchStatus` to read per-kind health while this runs; `options` go to ClusterSource
-    (kinds, timeout_seconds, backoff, list_timeout).
+    (kinds, timeout_seconds, backoff, list_timeout, page_size).
     """
     own_client = api_client is None
     client = api_client if api_client is not None else await create_api_client(settings)

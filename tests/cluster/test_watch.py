@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 import yaml
+from kubeapi import KubeApiServer, RequestRecord
 from kubernetes_asyncio.client import ApiClient
 
-from kubeapi import KubeApiServer
 from proxy.kube.cache import KINDS, ObjectCache
-from proxy.kube.watch import Backoff, WatchStatus, run_cluster_source
+from proxy.kube.watch import (
+    DEFAULT_PAGE_SIZE,
+    MAX_LIST_RESTARTS,
+    Backoff,
+    WatchStatus,
+    run_cluster_source,
+)
 from proxy.settings import Settings
 
-from .objects import endpoint_slice, endpoints, ingress, ingress_class, service, tls_secret
+from .objects import (
+    endpoint_slice,
+    endpoints,
+    ingress,
+    ingress_class,
+    service,
+    tls_secret,
+)
 
 WAIT = 10.0
 FAST = Backoff(initial=0.01, maximum=0.05)
@@ -47,11 +60,13 @@ async def start(kube_api: KubeApiServer, api_client: ApiClient) -> AsyncIterator
     tasks: list[asyncio.Task] = []
 
     async def start_source(settings: Settings = Settings(), *, kinds: tuple[str, ...] = KINDS,
-                           timeout_seconds: int = 30, wait: bool = True) -> Running:
-        cache = ObjectCache(kinds=kinds)
+                           timeout_seconds: int = 30, wait: bool = True, cache: ObjectCache | None = None,
+                           page_size: int = DEFAULT_PAGE_SIZE) -> Running:
+        cache = cache if cache is not None else ObjectCache(kinds=kinds)
         status = WatchStatus.for_kinds(kinds)
         task = asyncio.create_task(run_cluster_source(cache, settings, api_client=api_client, status=status,
-                                                      kinds=kinds, timeout_seconds=timeout_seconds, backoff=FAST))
+                                                      kinds=kinds, timeout_seconds=timeout_seconds, backoff=FAST,
+                                                      page_size=page_size))
         tasks.append(task)
         if wait:
             async with asyncio.timeout(WAIT):
@@ -256,6 +271,122 @@ async def test_stream_timeout_resumes_from_the_last_version(kube_api: KubeApiSer
     second = calls(kube_api, "watch", "ingresses")[1]
     assert second.resource_version == version
     assert state.errors_total == 0 and state.relists_total == 0
+
+
+# ---- paginated LIST
+
+def ingress_pages(kube_api: KubeApiServer) -> list[RequestRecord]:
+    return calls(kube_api, "list", "ingresses")
+
+
+def whole_or_nothing(cache: ObjectCache) -> list[int]:
+    """Record the Ingress count the cache shows at every change: a partial LIST would show in between."""
+    seen: list[int] = []
+    cache.subscribe(lambda change: seen.append(len(cache.snapshot().ingresses)))
+    return seen
+
+
+async def test_list_is_paginated_and_applied_as_one_replace(kube_api: KubeApiServer, start: Start) -> None:
+    for i in range(12):
+        kube_api.create(ingress(f"i-{i:02}", host=f"{i}.test"))
+    cache = ObjectCache(kinds=("Ingress",))
+    seen = whole_or_nothing(cache)
+    running = await start(kinds=("Ingress",), cache=cache, page_size=5)
+    assert seen and set(seen) == {12}  # one replace holding every page (then the synced notice)
+    pages = ingress_pages(kube_api)
+    assert [(p.limit, bool(p.continue_token)) for p in pages] == [("5", False), ("5", True), ("5", True)]
+    # The watch starts from the list's version (the first page's), not from a later page's.
+    (watched,) = calls(kube_api, "watch", "ingresses")
+    assert watched.resource_version == running.status.kinds["Ingress"].resource_version == str(kube_api.store.rv)
+    kube_api.create(ingress("after", host="after.test"))
+    await eventually(lambda: running.cache.get("Ingress", "default", "after") is not None)
+
+
+async def test_writes_between_pages_arrive_through_the_watch(kube_api: KubeApiServer, start: Start) -> None:
+    for i in range(12):
+        kube_api.create(ingress(f"i-{i:02}", host=f"{i}.test"))
+    listed_at = kube_api.store.rv
+
+    def between_pages(record: RequestRecord) -> None:
+        if record.verb == "list" and record.continue_token and kube_api.store.rv == listed_at:
+            kube_api.apply(ingress("i-01", host="changed.test"))  # on a page already served
+            kube_api.delete("Ingress", "default", "i-11")  # on a page still to come
+            kube_api.create(ingress("i-05b", host="new.test"))  # would sort into the next page
+
+    kube_api.on_request(between_pages)
+    cache = ObjectCache(kinds=("Ingress",))
+    listed: list[set[str]] = []
+    cache.subscribe(lambda change: listed.append({name for _, name in cache.snapshot().ingresses}))
+    running = await start(kinds=("Ingress",), cache=cache, page_size=5)
+    # What the LIST applied: the 12 of its first page's version, none of the writes made between pages.
+    assert listed[0] == {f"i-{i:02}" for i in range(12)}
+    assert cache.get("Ingress", "default", "i-01")["spec"]["rules"][0]["host"] in ("1.test", "changed.test")
+    # The list is the state at its first page; the watch from that version brings the three writes.
+    (watched,) = calls(kube_api, "watch", "ingresses")
+    assert watched.resource_version == str(listed_at)
+    await eventually(lambda: running.status.kinds["Ingress"].events_total == 3, "the three writes replayed")
+    assert cache.get("Ingress", "default", "i-01")["spec"]["rules"][0]["host"] == "changed.test"
+    assert cache.get("Ingress", "default", "i-11") is None
+    assert cache.get("Ingress", "default", "i-05b") is not None
+    assert len(cache.snapshot().ingresses) == 12
+
+
+async def test_expired_continue_token_restarts_the_list(kube_api: KubeApiServer, start: Start) -> None:
+    for i in range(12):
+        kube_api.create(ingress(f"i-{i:02}", host=f"{i}.test"))
+    compactions: list[int] = []
+
+    def compact_once(record: RequestRecord) -> None:
+        if record.verb == "list" and record.continue_token and not compactions:
+            kube_api.delete("Ingress", "default", "i-00")  # a write, then history up to it is gone
+            kube_api.compact()
+            compactions.append(kube_api.store.rv)
+
+    kube_api.on_request(compact_once)
+    cache = ObjectCache(kinds=("Ingress",))
+    seen = whole_or_nothing(cache)
+    running = await start(kinds=("Ingress",), cache=cache, page_size=5)
+    assert seen and set(seen) == {11}  # never the first page of the expired attempt
+    assert cache.get("Ingress", "default", "i-00") is None
+    pages = [(bool(p.continue_token)) for p in ingress_pages(kube_api)]
+    assert pages == [False, True, False, True, True]  # page 1, page 2 (410), then the whole list again
+    state = running.status.kinds["Ingress"]
+    assert state.errors_total == 0 and state.relists_total == 0 and not running.status.failing
+    assert state.resource_version == str(compactions[0])
+
+
+async def test_continue_tokens_that_keep_expiring_back_off_then_recover(kube_api: KubeApiServer,
+                                                                        start: Start) -> None:
+    for i in range(12):
+        kube_api.create(ingress(f"i-{i:02}", host=f"{i}.test"))
+
+    def always_compact(record: RequestRecord) -> None:
+        if record.verb == "list" and record.continue_token:
+            kube_api.apply({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+                            "metadata": {"name": "tick", "namespace": "default"},
+                            "spec": {"holderIdentity": str(kube_api.store.rv)}})
+            kube_api.compact()
+
+    remove = kube_api.on_request(always_compact)
+    running = await start(kinds=("Ingress",), page_size=5, wait=False)
+    state = running.status.kinds["Ingress"]
+    await eventually(lambda: state.errors_total >= 1, "a failure recorded after bounded restarts")
+    assert "410" in state.last_error and not state.synced
+    first_pages = [p for p in ingress_pages(kube_api) if not p.continue_token]
+    assert len(first_pages) >= MAX_LIST_RESTARTS + 1
+    remove()
+    async with asyncio.timeout(WAIT):
+        await running.status.wait_synced()
+    assert len(running.cache.snapshot().ingresses) == 12
+    await eventually(lambda: not running.status.failing, "recovered")
+
+
+async def test_page_size_zero_lists_in_one_request(kube_api: KubeApiServer, start: Start) -> None:
+    for i in range(7):
+        kube_api.create(ingress(f"i-{i}", host=f"{i}.test"))
+    running = await start(kinds=("Ingress",), page_size=0)
+    assert [(p.limit, p.continue_token) for p in ingress_pages(kube_api)] == [("", "")]
+    assert len(running.cache.snapshot().ingresses) == 7
 
 
 # ---- scope and selectors

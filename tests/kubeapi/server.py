@@ -7,7 +7,7 @@ stale versions and name clashes, merge patches, and paginated LISTs (`limit` and
 every page is served from the first page's version, `metadata.remainingItemCount` is given
 when no selector is, a token whose version was compacted answers 410 Expired with an
 inconsistent-continue token, as the real API server does). Tests drive failures through hooks:
-`drop_watches()`, `fail_next()`, `stop()`/`start()`, `send_bookmarks()`.
+`drop_watches()`, `fail_next()`, `stop()`/`start()`, `send_bookmarks()`, `on_request()`.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ class KubeApiServer:
         self.requests: list[RequestRecord] = []
         self.authorizations: list[str] = []
         self._fail: list[tuple[int, int, Callable[[RequestRecord], bool] | None]] = []
+        self._request_hooks: list[Callable[[RequestRecord], None]] = []
         self._watches: set[Subscription] = set()
         self._runner: web.AppRunner | None = None
         self._watch_tasks: set[asyncio.Task] = set()
@@ -176,6 +177,12 @@ class KubeApiServer:
     def fail_next(self, n: int = 1, status: int = 500, *, when: Callable[[RequestRecord], bool] | None = None) -> None:
         """Answer the next `n` requests (those `when` accepts) with `status` and a Status body."""
         self._fail.append((n, status, when))
+
+    def on_request(self, hook: Callable[[RequestRecord], None]) -> Callable[[], None]:
+        """Call `hook(record)` as each request arrives, before it is served (to change the store at an
+        exact point, e.g. between two pages of a LIST). Returns a function that removes the hook."""
+        self._request_hooks.append(hook)
+        return lambda: self._request_hooks.remove(hook) if hook in self._request_hooks else None
 
     def clear_failures(self) -> None:
         """Forget failures `fail_next` still has queued."""
@@ -241,6 +248,8 @@ class KubeApiServer:
                                    request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""),
                                    request.query.get("limit", ""), request.query.get("continue", ""))
             self.requests.append(record)
+            for hook in list(self._request_hooks):
+                hook(record)
             self._maybe_fail(record)
             if record.verb == "watch":
                 return await self._watch(request, resource, namespace)
