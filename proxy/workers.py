@@ -508,6 +508,11 @@ class WorkersCollector:
         for index, count in sorted(self.pool.connections().items()):
             accepted.add_metric([str(index)], count)
         yield accepted
+        generation = GaugeMetricFamily("pyngress_worker_config_generation", "Generation of the configuration "
+                                       "each worker serves (each counts its own builds).", labels=["worker"])
+        for worker in sorted(self.pool.live(), key=lambda w: w.index):
+            generation.add_metric([str(worker.index)], worker.generation)
+        yield generation
 
 
 def control_admin(pool: WorkerPool, **kwargs: Any) -> AdminServer:

@@ -108,6 +108,7 @@ async def test_two_workers_share_connections_and_metrics_add_up(echo_pods, manif
     assert all(count and count > 0 for count in per_worker), per_worker
     assert sum(per_worker) == metric(text, "pyngress_connections_total", listener="http") >= sent
     assert metric(text, "pyngress_workers") == 2
+    assert [metric(text, "pyngress_worker_config_generation", worker=str(i)) for i in (0, 1)] == [1, 1]
     # CPU and memory cover the control process and both workers.
     own = _resident(proc.process.pid)
     assert metric(text, "process_resident_memory_bytes") > own + 0.5 * sum(_resident(pid) for pid in workers)
