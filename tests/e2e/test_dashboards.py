@@ -19,9 +19,11 @@ import re
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,8 +34,8 @@ from prometheus_client.parser import text_string_to_metric_families
 DASHBOARD = ROOT / "deploy" / "grafana" / "pyngress.json"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
 RULES_TEST = ROOT / "deploy" / "prometheus" / "rules_test.yaml"
-PROMTOOL = shutil.which("promtool")
-PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool") or ""
+PROMETHEUS = shutil.which("prometheus") or ""
 HOST = "shop.example.test"
 
 # Labels Prometheus attaches to every scraped series (the exported `namespace`/`service` labels win
@@ -105,7 +107,7 @@ def tokenize(expr: str) -> list[tuple[str, str]]:
             raise PromQLError(f"unexpected {expr[position:position + 10]!r} at {position} in {expr!r}")
         position = found.end()
         if found.lastgroup != "space":
-            tokens.append((found.lastgroup, found.group()))
+            tokens.append((str(found.lastgroup), found.group()))
     return tokens
 
 
@@ -155,7 +157,7 @@ def references(expr: str) -> References:
                 depth += {"[": 1, "]": -1}.get(inner, 0)
                 if depth and inner_kind not in ("number", "variable") and not SUBQUERY_STEP.fullmatch(inner):
                     raise PromQLError(f"{inner!r} inside a range in {expr!r}")
-        elif text in ("(",):
+        elif text == "(":
             stack.append(text)
             metric = ""
         elif text in (")", "}", "]"):
@@ -209,8 +211,8 @@ def _matchers(tokens: list[tuple[str, str]], i: int, metric: str, found: Referen
     raise PromQLError(f"unclosed '{{' in {expr!r}")
 
 
-LABEL_VALUES = re.compile(r"label_values\(\s*(?:(?P<selector>.+?)\s*,\s*)?(?P<label>[a-zA-Z_]\w*)\s*\)", re.S)
-QUERY_RESULT = re.compile(r"query_result\((?P<expr>.*)\)", re.S)
+LABEL_VALUES = re.compile(r"label_values\(\s*(?:(?P<selector>.+?)\s*,\s*)?(?P<label>[a-zA-Z_]\w*)\s*\)", re.DOTALL)
+QUERY_RESULT = re.compile(r"query_result\((?P<expr>.*)\)", re.DOTALL)
 
 
 def variable_references(query: str) -> References:
@@ -298,7 +300,7 @@ def unexported(found: References, exported: Exported, *, recorded: set[str]) -> 
     return found.metrics - set(exported.labels) - recorded
 
 
-def unknown_labels(found: References, exported: Exported, *, extra: set[str] = frozenset()) -> set[str]:
+def unknown_labels(found: References, exported: Exported, *, extra: AbstractSet[str] = frozenset()) -> set[str]:
     """Label names no exported metric carries (per selector: not on that metric)."""
     every = set().union(*exported.labels.values()) | TARGET_LABELS | extra
     wrong = {f"{metric}{{{label}}}" for metric, label in found.selector_labels
@@ -473,7 +475,7 @@ def test_rules_file_is_a_prometheus_rule_file() -> None:
     assert quantiles == {"0.5", "0.95", "0.99"}
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)")
+@pytest.mark.skipif(not PROMTOOL, reason="promtool not installed (Debian: apt-get install prometheus)")
 def test_promtool_checks_the_rules_and_runs_their_unit_tests() -> None:
     for command in (["check", "rules", RULES.name], ["test", "rules", RULES_TEST.name]):
         done = subprocess.run([PROMTOOL, *command], cwd=RULES.parent, capture_output=True, text=True,
@@ -492,7 +494,7 @@ def concrete(expr: str, values: dict[str, str] | None = None) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], ".*"), expr)
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)")
+@pytest.mark.skipif(not PROMTOOL, reason="promtool not installed (Debian: apt-get install prometheus)")
 def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
     exprs = dashboard_expressions(load_dashboard())
     document = {"groups": [{"name": "dashboard", "rules": [
@@ -507,7 +509,7 @@ def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
 DEPLOYMENT = ROOT / "deploy" / "base" / "deployment.yaml"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yaml"
 POD_MONITOR = ROOT / "deploy" / "prometheus" / "podmonitor.yaml"
-KUBECTL = shutil.which("kubectl")
+KUBECTL = shutil.which("kubectl") or ""
 
 
 def pod_template() -> tuple[dict[str, str], set[str]]:
@@ -535,7 +537,7 @@ def test_scrape_configs_find_the_admin_port_and_keep_the_ingress_labels() -> Non
     assert endpoint["port"] in ports and endpoint["honorLabels"] is True and endpoint["path"] == "/metrics"
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)")
+@pytest.mark.skipif(not PROMTOOL, reason="promtool not installed (Debian: apt-get install prometheus)")
 def test_promtool_checks_the_scrape_config(tmp_path: Path) -> None:
     done = subprocess.run([PROMTOOL, "check", "config", SCRAPE_CONFIG.name], cwd=SCRAPE_CONFIG.parent,
                           capture_output=True, text=True, timeout=60, check=False)
@@ -552,7 +554,7 @@ def test_promtool_checks_the_scrape_config(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
+@pytest.mark.skipif(not KUBECTL, reason="kubectl (with its built-in kustomize) is not installed")
 def test_dashboard_configmap_for_the_grafana_sidecar() -> None:
     rendered = subprocess.run([KUBECTL, "kustomize", str(DASHBOARD.parent)], capture_output=True, text=True,
                               timeout=60, check=False)
@@ -564,20 +566,23 @@ def test_dashboard_configmap_for_the_grafana_sidecar() -> None:
 
 # ---------------------------------------------------------------------------------------------- live
 
-async def serve_traffic(echo_pods: Any, manifests: Any, pyngress: Any) -> Pyngress:
-    """A file-mode pyngress that has answered a 200, a 404 (no route) and a 503 (no endpoints)."""
+async def serve_traffic(echo_pods: Any, manifests: Any, pyngress: Any, *, workers: int = 0) -> list[Pyngress]:
+    """File-mode pyngress processes (one; two with ``workers``: the second runs that many worker
+    processes) that have each answered a 200, a 404 (no route) and a 503 (no endpoints)."""
     [pod] = await echo_pods.replicas(("shop-1", "127.0.0.71"))
     manifests.write("class.yaml", INGRESS_CLASS)
     manifests.write("web.yaml", service("web", namespace="shop", pods=[pod]))
     manifests.write("gone.yaml", service("gone", namespace="shop"))
     manifests.write("ingress.yaml", ingress("shop", namespace="shop", host=HOST,
                                             paths=[("/", "Prefix", "web", 80), ("/gone", "Prefix", "gone", 80)]))
-    proc = await pyngress(manifests.path)
-    status, body = await proc.request("/cart", host=HOST)
-    assert status == 200 and body["pod"] == "shop-1"
-    assert (await proc.request("/", host="unknown.example.test"))[0] == 404
-    assert (await proc.request("/gone", host=HOST))[0] == 503
-    return proc
+    flags = [()] + ([("--workers", str(workers))] if workers else [])
+    processes = await asyncio.gather(*(pyngress(manifests.path, *extra) for extra in flags))
+    for proc in processes:
+        status, body = await proc.request("/cart", host=HOST)
+        assert status == 200 and body["pod"] == "shop-1"
+        assert (await proc.request("/", host="unknown.example.test"))[0] == 404
+        assert (await proc.request("/gone", host=HOST))[0] == 503
+    return processes
 
 
 async def exported_by(*processes: Pyngress) -> Exported:
@@ -598,8 +603,8 @@ async def start_cluster_mode(cluster: ClusterProcesses, kube_api: Any) -> Pyngre
 
 async def test_every_referenced_metric_and_label_is_exported_by_a_live_pyngress(
         echo_pods, manifests, pyngress, cluster, kube_api) -> None:
-    file_mode, cluster_mode = await asyncio.gather(serve_traffic(echo_pods, manifests, pyngress),
-                                                   start_cluster_mode(cluster, kube_api))
+    (file_mode, workers), cluster_mode = await asyncio.gather(
+        serve_traffic(echo_pods, manifests, pyngress, workers=2), start_cluster_mode(cluster, kube_api))
     exported = await exported_by(file_mode, cluster_mode)
     # the per-route series this test exists for, with the labels the dashboard filters on
     assert {"namespace", "ingress", "status", "method"} <= exported.labels.get("pyngress_requests_total", set()), (
@@ -612,6 +617,12 @@ async def test_every_referenced_metric_and_label_is_exported_by_a_live_pyngress(
     assert not missing, f"referenced but not exported: {sorted(missing)}"
     wrong = unknown_labels(found, exported, extra=recorded_labels(document))
     assert not wrong, f"labels no exported metric has: {sorted(wrong)}"
+
+    # with --workers the control process exports the same figures, summed over its workers
+    cluster_only = set((await exported_by(cluster_mode)).labels) - set((await exported_by(file_mode)).labels)
+    in_workers = await exported_by(workers)
+    missing = unexported(found, in_workers, recorded=recorded_names(document)) - cluster_only
+    assert not missing, f"referenced but not exported with --workers: {sorted(missing)}"
 
     # legends name labels the series have
     for panel in panels(load_dashboard()):
@@ -653,7 +664,7 @@ class PrometheusServer:
         for _ in range(5):  # the probed port may be taken again before Prometheus binds it
             port = free_port()
             self.url = f"http://127.0.0.1:{port}"
-            log = open(self.directory / "prometheus.log", "wb")  # noqa: SIM115
+            log = open(self.directory / "prometheus.log", "wb")  # noqa: SIM115, ASYNC230  (a local file, once)
             try:
                 self.process = await asyncio.create_subprocess_exec(
                     PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}",
@@ -699,11 +710,11 @@ class PrometheusServer:
         self.process = None
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian: apt-get install prometheus)")
+@pytest.mark.skipif(not PROMETHEUS, reason="prometheus not installed (Debian: apt-get install prometheus)")
 async def test_every_panel_shows_data_in_a_real_prometheus(
         echo_pods, manifests, pyngress, cluster, kube_api, tmp_path: Path) -> None:
-    file_mode, cluster_mode = await asyncio.gather(serve_traffic(echo_pods, manifests, pyngress),
-                                                   start_cluster_mode(cluster, kube_api))
+    (file_mode,), cluster_mode = await asyncio.gather(serve_traffic(echo_pods, manifests, pyngress),
+                                                      start_cluster_mode(cluster, kube_api))
     server = PrometheusServer(tmp_path, [f"127.0.0.1:{proc.ports['admin']}" for proc in (file_mode, cluster_mode)])
     await server.start()
     try:
