@@ -17,6 +17,7 @@ async def make_proxy() -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
     proxies: list[Proxy] = []
 
     async def factory(**overrides: object) -> Proxy:
+        overrides.setdefault("access_log", False)  # tests that want it turn it on
         settings = Settings(bind="127.0.0.1", http_port=0, **overrides)  # type: ignore[arg-type]
         proxy = Proxy(settings)
         await proxy.server.start()
