@@ -393,9 +393,10 @@ def test_dashboard_is_a_grafana_dashboard_with_the_ingress_figures() -> None:
     for panel in panels(dashboard):
         grid = panel["gridPos"]
         assert {"h", "w", "x", "y"} <= set(grid) and grid["x"] + grid["w"] <= 24, panel["title"]
-        titles.add(panel["title"])
         if panel["type"] == "row":
             continue
+        assert panel["title"] not in titles, f"two panels named {panel['title']!r}"
+        titles.add(panel["title"])
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], f"panel {panel['title']!r} has no query"
         ref_ids = [target["refId"] for target in panel["targets"]]
@@ -403,7 +404,7 @@ def test_dashboard_is_a_grafana_dashboard_with_the_ingress_figures() -> None:
         for target in panel["targets"]:
             assert isinstance(target["expr"], str) and target["expr"].strip(), panel["title"]
             assert "$datasource" not in target["expr"]
-    assert {"Request volume", "Request volume by ingress", "Active connections", "Success rate",
+    assert {"Request volume", "Request volume by status class", "Request volume by ingress", "Active connections", "Success rate",
             "Success rate by ingress", "Requests", "4xx", "5xx", "Request duration", "Upstream response time",
             "Network I/O", "Memory", "CPU"} <= titles
 
