@@ -3,8 +3,8 @@
 Every PromQL expression of both files (panel targets, template variable queries, recording and
 alerting rules) is taken apart by a small tokenizer into the metric names and label names it
 refers to. The names must appear in the /metrics of real pyngress processes (file mode after a
-200, a 404 and a 503; cluster mode for the watch and leader series), and the labels must be
-labels those metrics carry (or target labels Prometheus adds). The dashboard must have the shape
+200, a 404 and a 503, also with --workers; cluster mode for the watch and leader series), and
+the labels must be labels those metrics carry (or target labels Prometheus adds). The dashboard must have the shape
 Grafana imports and the rules file the shape Prometheus loads; where `promtool` is installed it
 checks the rules, runs their unit tests (deploy/prometheus/rules_test.yaml) and parses every
 dashboard expression, and where `prometheus` is installed a real server scrapes pyngress and
