@@ -177,8 +177,10 @@ class Process:
 
 def _pump(stream: IO[str], lines: queue.Queue[str], log: IO[str]) -> None:
     for line in stream:
-        lines.put(line)
         log.write(line)
+        if line.startswith("{"):
+            continue  # an access log line: kept in the log file only, not queued (millions under load)
+        lines.put(line)
         log.flush()
 
 

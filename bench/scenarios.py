@@ -595,6 +595,52 @@ def churn(env: Environment) -> Outcome:
     return outcome
 
 
+# ---------------------------------------------------------------- pyngress against itself
+
+def variants(env: Environment, name: str, request: Request, flavours: dict[str, tuple[str, ...]], *,
+             target: tuple[str, float] | None = None) -> Outcome:
+    """pyngress started once per flavour (extra flags), all up at once, rounds alternating; the first
+    flavour is the baseline of the ratios. With ``target`` (text, least ratio of the last flavour)
+    a target line is added."""
+    opts = env.options
+    folder = env.manifest_folder(name)
+    started: dict[str, tuple[Process, PyngressAddress]] = {}
+    results: dict[str, list[LoadResult]] = {label: [] for label in flavours}
+    try:
+        for label, extra in flavours.items():
+            process, address, _ = env.pyngress(f"pyngress-{name}-{len(started)}", folder, extra=extra)
+            started[label] = (process, address)
+            _check_route(address, host=request.host, path=request.path)
+            env.load(address, request, duration=WARMUP_SECONDS, measured=process)
+        labels = list(flavours)
+        for round_index in range(opts.rounds):
+            order = labels if round_index % 2 == 0 else list(reversed(labels))
+            for label in order:
+                process, address = started[label]
+                result = env.load(address, request, measured=process)
+                results[label].append(result)
+                print(f"  {name} round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
+                      f"p99 {result.p99_ms:.2f} ms errors {result.failed_requests}", flush=True)
+    finally:
+        for process, _ in started.values():
+            env.group.stop(process)
+    summaries = {label: _summary(runs) for label, runs in results.items()}
+    baseline = summaries[next(iter(flavours))]
+    outcome = Outcome()
+    for label, summary in summaries.items():
+        outcome.rows.append(_row(name, label, summary, ratio=_ratio(summary["rps"], baseline["rps"]),
+                                 p99_ratio=_ratio(summary["p99_ms"], baseline["p99_ms"]),
+                                 notes=" ".join(flavours[label])))
+    outcome.details = {"flavours": {label: list(extra) for label, extra in flavours.items()},
+                       "rounds": {label: [r.to_json() for r in runs] for label, runs in results.items()},
+                       "median": summaries}
+    if target is not None:
+        text, bound = target
+        last = outcome.rows[-1]
+        outcome.targets.append(Target(text, _fmt_ratio(last.ratio), _at_least(last.ratio, bound)))
+    return outcome
+
+
 SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "small": lambda env: throughput(env, "small", SMALL),
     "64k": lambda env: throughput(env, "64k", LARGE),
@@ -602,4 +648,15 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "routes": routes,
     "idle": idle,
     "churn": churn,
+    # issue #5: the cost of per-route metrics and the access log (the access log goes to a pipe
+    # that bench reads, as a container runtime would)
+    "observability": lambda env: variants(env, "observability", SMALL, {
+        "both off": ("--no-access-log", "--no-route-metrics"),
+        "both on": ("--access-log", "--route-metrics"),
+    }),
+    # issue #6: 1 vs 2 worker processes (on 2 cores shared with wrk and the backend)
+    "workers": lambda env: variants(env, "workers", SMALL, {
+        "1 worker": ("--workers", "1"),
+        "2 workers": ("--workers", "2"),
+    }),
 }

@@ -536,7 +536,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(answer)
             if ex is not None:
                 ex.sent += len(answer)
-            else:  # a request rejected before it had an exchange of its own (queued behind another)
+            elif server.route_metrics:  # a request rejected before it had an exchange (queued behind another)
                 server.traffic.unmatched.record(b"", status, 0.0, -1.0, 0, len(answer), 0)
         if ex is not None:
             self.exchange_finished(ex, keep_alive)
@@ -760,6 +760,7 @@ class ProxyServer:
         # Freeze every live object out of the cyclic GC's reach at each publish (the process's
         # choice: the CLI turns it on; a test process sharing the interpreter leaves it off).
         self.freeze_gc = freeze_gc
+        self.route_metrics = settings.route_metrics
         self.holder = holder
         # Limits and timeouts copied to plain attributes: the hot path reads them per request.
         self.max_request_line = settings.max_request_line

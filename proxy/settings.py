@@ -49,6 +49,8 @@ class Settings:
 
     # One JSON line per request on stdout (ingress-nginx logs every request by default too).
     access_log: bool = True
+    # Per-route request series on /metrics (ingress-nginx: --enable-metrics); process metrics stay.
+    route_metrics: bool = True
     log_level: str = "info"
     # Serving processes sharing the listeners with SO_REUSEPORT; 1 = everything in one process.
     workers: int = 1

@@ -621,7 +621,8 @@ class Exchange:
         duration = _clock() - self.started
         received = self.received + len(self.method) + len(self.url) + self.header_bytes + 14
         stats = self.route_stats or server.traffic.unmatched
-        stats.record(self.method, status, duration, self.upstream_time, received, self.sent, self.retries)
+        if server.route_metrics:
+            stats.record(self.method, status, duration, self.upstream_time, received, self.sent, self.retries)
         access_log = server.access_log
         if access_log is not None:
             pool = self.pool
