@@ -20,12 +20,15 @@ and ``service`` of the matched route (empty when none matched), ``user_agent``, 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
 from collections import deque
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from typing import Any
+
+logger = logging.getLogger("pyngress.access")
 
 # Records waiting for the writer thread; at 30k requests/s this is over 3 s of traffic.
 DEFAULT_LIMIT = 100_000
@@ -43,7 +46,7 @@ class AccessLog:
     """Collects request records on the loop; a daemon thread formats and writes them."""
 
     __slots__ = ("fd", "limit", "interval", "pending", "dropped", "written", "_wake", "_stop", "_thread",
-                 "_lock")
+                 "_lock", "_failed", "_reported")
 
     def __init__(self, fd: int = 1, *, limit: int = DEFAULT_LIMIT, interval: float = DEFAULT_INTERVAL) -> None:
         self.fd = fd
@@ -53,6 +56,8 @@ class AccessLog:
         self.pending: deque[Record] = deque()
         self.dropped = 0
         self.written = 0
+        self._failed = False
+        self._reported = 0  # dropped count last logged (from the writer thread, at most once per flush)
         self._wake = threading.Event()
         self._stop = False
         self._lock = threading.Lock()  # one writer at a time (the thread, or close())
@@ -76,8 +81,19 @@ class AccessLog:
                 return
             popleft = pending.popleft
             batch = [popleft() for _ in range(len(pending))]
-            self._write(format_lines(batch))
+            try:
+                self._write(format_lines(batch))
+            except OSError as error:  # stdout gone: count the loss, keep the proxy running
+                self.dropped += len(batch)
+                if not self._failed:
+                    self._failed = True
+                    logger.error("access log: writing to stdout failed (%s); lines are dropped", error)
+                return
             self.written += len(batch)
+            if self.dropped > self._reported:
+                logger.warning("access log: %d lines dropped so far (stdout is not read fast enough)",
+                               self.dropped)
+                self._reported = self.dropped
 
     def close(self) -> None:
         """Write what is queued and stop the thread (also run at interpreter exit)."""
@@ -93,12 +109,7 @@ class AccessLog:
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(self.interval)
-            try:
-                self.flush()
-            except OSError:  # stdout gone: nothing sensible to do but keep the proxy running
-                with self._lock:
-                    self.dropped += len(self.pending)
-                    self.pending.clear()
+            self.flush()
 
     def _write(self, lines: list[bytes]) -> None:
         chunk: list[bytes] = []
