@@ -495,7 +495,7 @@ class WorkersCollector:
 
         pids = [os.getpid(), *self.pool.pids()]
         yield CounterMetricFamily("process_cpu_seconds", "User and system CPU time of the control process and "
-                                  "its workers, in seconds.", value=sum(cpu_seconds(pid) for pid in pids))
+                                  "its workers, in seconds.", value=round(sum(cpu_seconds(pid) for pid in pids), 2))
         yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory of the control process and its "
                                 "workers, in bytes.", value=sum(resident_bytes(pid) for pid in pids))
         yield GaugeMetricFamily("pyngress_workers", "Worker processes alive.", value=len(pids) - 1)
