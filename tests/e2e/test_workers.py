@@ -183,6 +183,22 @@ async def test_sigterm_drains_every_worker_and_exits_0(echo_pods, manifests, pyn
     assert not [pid for pid in workers if alive(pid)]
 
 
+async def test_a_second_signal_kills_the_workers_and_exits_1(echo_pods, manifests, pyngress):
+    web, _ = await setup_app(echo_pods, manifests)
+    proc = await pyngress(manifests.path, *WORKERS, "--shutdown-grace-period", "60")
+    workers = children(proc.process.pid)
+    slow = asyncio.ensure_future(proc.request("/slow?seconds=60", host=HOST))
+    async with asyncio.timeout(DEADLINE):
+        await web.slow_started.wait()
+    proc.signal(signal.SIGTERM)
+    await eventually(lambda: _readyz_status(proc, 503))
+    proc.signal(signal.SIGTERM)  # the slow request would hold the drain for a minute
+    assert await proc.wait(timeout=DEADLINE) == 1
+    assert not [pid for pid in workers if alive(pid)]
+    slow.cancel()
+    await asyncio.gather(slow, return_exceptions=True)
+
+
 async def _readyz_status(proc, expected: int) -> bool:
     try:
         return (await proc.admin_get("/readyz", timeout=2))[0] == expected
