@@ -51,7 +51,7 @@ def _junk(rng: random.Random, depth: int = 0) -> Any:
     if depth < 2 and roll < 0.3:
         keys = ["name", "port", "number", "path", "pathType", "host", "service", "http", "paths", "ready", "x"]
         return {rng.choice(keys): _junk(rng, depth + 1) for _ in range(rng.randint(0, 3))}
-    return rng.choice(JUNK)
+    return copy.deepcopy(rng.choice(JUNK))  # a copy: _mutate edits containers in place
 
 
 def _containers(value: Any, found: list[Any]) -> list[Any]:

@@ -1,0 +1,485 @@
+"""Builder: incremental builds equal fresh ones, and redo only what a change touched.
+
+The property tests apply random sequences of changes (Ingresses, Services, EndpointSlices,
+Endpoints and IngressClasses added, edited, damaged, deleted; settings switched) and check after
+every step that one long-lived Builder answers exactly what a fresh `build()` and the
+whole-snapshot reference builder (tests/routing/reference.py) answer. The targeted tests read
+`Builder.work` to check that a change costs what it touches.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import pytest
+
+from proxy.kube.cache import ObjectCache
+from proxy.routing.build import Builder, build, checksum
+from proxy.routing.model import Config, Snapshot
+from proxy.routing.table import HostRoutes, RouteTable
+from proxy.settings import Settings
+
+from .objects import (
+    backend,
+    backend_world,
+    endpoint,
+    endpoint_slice,
+    ingress,
+    ingress_class,
+    legacy_endpoints,
+    path,
+    route_for,
+    rule,
+    service,
+    service_port,
+    snapshot,
+)
+from .reference import reference_build
+from .test_garbage import SAFETY_NETS, _junk, _mutate
+
+SETTINGS = Settings(watch_ingress_without_class=True)
+OTHER_SETTINGS = (Settings(), Settings(ingress_class="edge"), Settings(controller_name="example.com/other"))
+
+NAMESPACES = ("default", "team")
+INGRESS_NAMES = ("i1", "i2", "i3", "i4", "i5", "i6")
+SERVICE_NAMES = ("web", "api", "ext", "db")
+HOSTS = ("a.test", "b.test", "*.c.test", "x.c.test", None, "A.test", "bad_host")
+PATHS = ("/", "/a", "/a/", "/a/b", "/b", "/%61", "/a/../b", "")
+PATH_TYPES = ("Prefix", "Exact", "ImplementationSpecific")
+PORTS = (80, "http", 9000, "grpc", 443)
+STAMPS = ("2020-01-01T00:00:00Z", "2021-06-01T00:00:00Z", "2021-06-01T00:00:00Z", None, "not a time")
+TLS_HOSTS = ("a.test", "*.c.test", "b.test", "x.c.test")
+CLASS_NAMES = ("pyngress", "edge", "nginx")
+
+
+# ---------------------------------------------------------------------- comparing results
+
+def _host(routes: HostRoutes) -> tuple[Any, ...]:
+    return (dict(routes.exact), dict(routes.prefix), routes.default)
+
+
+def table_contents(table: RouteTable) -> tuple[Any, ...]:
+    """Everything a table answers with, as plain comparable values (HostRoutes compare by identity)."""
+    return (
+        {host: _host(routes) for host, routes in table.hosts.items()},
+        {suffix: _host(routes) for suffix, routes in table.wildcards.items()},
+        None if table.any_host is None else _host(table.any_host),
+    )
+
+
+def assert_same(got: Config, expected: Config) -> None:
+    assert table_contents(got.table) == table_contents(expected.table)
+    assert list(got.clusters.items()) == list(expected.clusters.items())  # same clusters, same (sorted) order
+    assert got.warnings == expected.warnings
+
+
+def check_step(builder: Builder, snap: Snapshot, settings: Settings) -> Config:
+    """The incremental build equals a fresh one and the reference; its checksum is the table's."""
+    got = builder.build(snap, settings)
+    fresh = build(snap, settings)
+    oracle = reference_build(snap, settings)
+    assert_same(got, fresh)
+    assert_same(got, oracle)
+    assert got.checksum == fresh.checksum == checksum(oracle.table, oracle.clusters)
+    assert got.checksum == checksum(got.table, got.clusters)
+    assert not [w for w in got.warnings if w.message.startswith(SAFETY_NETS)], got.warnings
+    return got
+
+
+# ---------------------------------------------------------------------- random objects
+
+def _maybe_damage(obj: dict[str, Any], rng: random.Random, chance: float) -> dict[str, Any]:
+    if rng.random() < chance:
+        _mutate(obj, rng)
+    return obj
+
+
+def random_ingress(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    rules = []
+    for _ in range(rng.randint(0, 3)):
+        paths = [
+            path(rng.choice(PATHS), rng.choice(SERVICE_NAMES), rng.choice(PORTS), path_type=rng.choice(PATH_TYPES))
+            for _ in range(rng.randint(0, 3))
+        ]
+        rules.append(rule(rng.choice(HOSTS), *paths))
+    obj = ingress(
+        name,
+        *rules,
+        namespace=namespace,
+        class_name=rng.choice(("pyngress", "pyngress", "edge", "nginx", None)),
+        class_annotation=rng.choice((None, None, "pyngress", "nginx")),
+        default=backend(rng.choice(SERVICE_NAMES), rng.choice(PORTS)) if rng.random() < 0.3 else None,
+        created=rng.choice(STAMPS),
+    )
+    if rng.random() < 0.35:
+        entry: dict[str, Any] = {"secretName": "cert"}
+        if rng.random() < 0.7:
+            entry["hosts"] = rng.sample(TLS_HOSTS, rng.randint(1, 2))
+        obj["spec"]["tls"] = [entry]
+    if rng.random() < 0.25:
+        annotations = obj["metadata"].setdefault("annotations", {})
+        flag = rng.choice(("pyngress.dev/ssl-redirect", "nginx.ingress.kubernetes.io/force-ssl-redirect"))
+        annotations[flag] = rng.choice(("true", "false"))
+    return _maybe_damage(obj, rng, 0.15)
+
+
+def random_service(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    ports = [p for p in (service_port(80, name="http", target="http"), service_port(9000, name="grpc", target=9001),
+                         service_port(443, name="https", protocol=rng.choice(("TCP", "UDP"))))
+             if rng.random() < 0.7]
+    external = "api.partner.example" if rng.random() < 0.15 else None
+    return _maybe_damage(service(name, *ports, namespace=namespace, external_name=external), rng, 0.15)
+
+
+def random_slice(rng: random.Random, namespace: str, owner: str, suffix: str) -> dict[str, Any]:
+    endpoints = [
+        endpoint(rng.choice(("10.0.0.1", "10.0.0.2", "10.0.1.1", "fd00::1", "010.0.0.1")),
+                 ready=rng.choice((True, True, False, None)))
+        for _ in range(rng.randint(0, 3))
+    ]
+    ports = [p for p in (("http", 8080), ("grpc", 9001), ("", 8080)) if rng.random() < 0.6]
+    obj = endpoint_slice(owner, endpoints, ports, namespace=namespace, suffix=suffix,
+                         address_type=rng.choice(("IPv4", "IPv4", "IPv6", "FQDN")))
+    return _maybe_damage(obj, rng, 0.15)
+
+
+def random_endpoints(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    obj = legacy_endpoints(name, rng.sample(("10.1.0.1", "10.1.0.2", "fd00::2"), rng.randint(0, 2)),
+                           [("http", 8080), ("grpc", 9001)][: rng.randint(0, 2)], namespace=namespace)
+    return _maybe_damage(obj, rng, 0.15)
+
+
+def random_class(rng: random.Random, name: str) -> dict[str, Any]:
+    obj = ingress_class(name, controller=rng.choice(("pyngress.dev/ingress-controller", "k8s.io/ingress-nginx",
+                                                     "example.com/other")),
+                        default=rng.random() < 0.4)
+    return _maybe_damage(obj, rng, 0.1)
+
+
+class World:
+    """Objects by kind and key, handed out as snapshots the way the object cache does: unchanged
+    objects stay the identical dicts, an untouched kind keeps its mapping object."""
+
+    KINDS = ("ingresses", "ingress_classes", "services", "endpoint_slices", "endpoints")
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[Any, Any]] = {kind: {} for kind in self.KINDS}
+        self.views: dict[str, Any] = {}
+
+    def put(self, kind: str, key: Any, obj: Any | None) -> None:
+        if obj is None:
+            self.objects[kind].pop(key, None)
+        else:
+            self.objects[kind][key] = obj
+        self.views.pop(kind, None)
+
+    def snapshot(self) -> Snapshot:
+        for kind in self.KINDS:
+            if kind not in self.views:
+                items = self.objects[kind]
+                if kind == "endpoint_slices":
+                    groups: dict[Any, dict[str, Any]] = {}
+                    for (namespace, owner, name), obj in items.items():
+                        groups.setdefault((namespace, owner), {})[name] = obj
+                    self.views[kind] = groups
+                else:
+                    self.views[kind] = dict(items)
+        return Snapshot(**self.views)
+
+    def step(self, rng: random.Random) -> None:
+        """One random change (sometimes none at all, or the same content as a new dict)."""
+        roll = rng.random()
+        namespace = rng.choice(NAMESPACES)
+        if roll < 0.4:
+            key = (namespace, rng.choice(INGRESS_NAMES))
+            kind, make = "ingresses", lambda: random_ingress(rng, *key)
+        elif roll < 0.55:
+            key = (namespace, rng.choice(SERVICE_NAMES))
+            kind, make = "services", lambda: random_service(rng, *key)
+        elif roll < 0.72:
+            owner = rng.choice(SERVICE_NAMES)
+            suffix = rng.choice(("a", "b"))
+            key = (namespace, owner, f"{owner}-{suffix}")
+            kind, make = "endpoint_slices", lambda: random_slice(rng, namespace, owner, suffix)
+        elif roll < 0.8:
+            key = (namespace, rng.choice(SERVICE_NAMES))
+            kind, make = "endpoints", lambda: random_endpoints(rng, *key)
+        elif roll < 0.9:
+            key = rng.choice(CLASS_NAMES)
+            kind, make = "ingress_classes", lambda: random_class(rng, key)
+        elif roll < 0.93:
+            # Same content, new dict: identity changes, nothing else does.
+            kind = rng.choice(self.KINDS)
+            if self.objects[kind]:
+                key = rng.choice(sorted(self.objects[kind], key=repr))
+                self.put(kind, key, copy.deepcopy(self.objects[kind][key]))
+            return
+        elif roll < 0.95:
+            # The very same dict under a second name: memos must not be keyed by identity alone.
+            if self.objects["ingresses"]:
+                obj = self.objects["ingresses"][rng.choice(sorted(self.objects["ingresses"]))]
+                self.put("ingresses", (namespace, rng.choice(INGRESS_NAMES)), obj)
+            return
+        else:
+            return  # nothing changed
+        action = rng.random()
+        if action < 0.2:
+            self.put(kind, key, None)
+        elif action < 0.25:
+            self.put(kind, key, _junk(rng))  # wholly random
+        else:
+            self.put(kind, key, make())
+
+
+# ---------------------------------------------------------------------- property tests
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_changes_build_what_a_fresh_build_does(seed):
+    rng = random.Random(seed)
+    world = World()
+    builder = Builder()
+    settings = SETTINGS
+    previous: tuple[Any, ...] | None = None
+    previous_checksum = ""
+    for _ in range(150):
+        for _ in range(rng.choice((1, 1, 1, 2, 4))):
+            world.step(rng)
+        if rng.random() < 0.04:
+            settings = rng.choice((*OTHER_SETTINGS, SETTINGS))
+        elif rng.random() < 0.04:
+            settings = Settings(**{f: getattr(settings, f) for f in settings.__dataclass_fields__})  # equal copy
+        config = check_step(builder, world.snapshot(), settings)
+        # The checksum changes exactly when what is served does.
+        contents = (table_contents(config.table), dict(config.clusters))
+        if previous is not None:
+            assert (config.checksum == previous_checksum) == (contents == previous)
+        previous, previous_checksum = contents, config.checksum
+
+
+KIND_NAMES = {
+    "ingresses": "Ingress", "ingress_classes": "IngressClass", "services": "Service",
+    "endpoint_slices": "EndpointSlice", "endpoints": "Endpoints",
+}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_watch_events_through_the_object_cache(seed):
+    """The real producer of snapshots: watch events and relists applied to the ObjectCache."""
+    rng = random.Random(100 + seed)
+    cache = ObjectCache()
+    shadow = World()  # only to draw random objects and keys
+    builder = Builder()
+    for _ in range(120):
+        shadow.step(rng)
+        kind = rng.choice(World.KINDS)
+        objects = shadow.objects[kind]
+        valid = [obj for obj in objects.values() if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict)
+                 and isinstance(obj["metadata"].get("name"), str) and obj["metadata"]["name"]]
+        if rng.random() < 0.15:
+            # A relist: unchanged content keeps the cached dicts, whatever dicts the list brought.
+            cache.replace(KIND_NAMES[kind], [copy.deepcopy(obj) for obj in valid])
+        elif valid:
+            obj = copy.deepcopy(rng.choice(valid))
+            event = rng.choice(("ADDED", "MODIFIED", "MODIFIED", "DELETED"))
+            cache.apply(KIND_NAMES[kind], event, obj)
+        check_step(builder, cache.snapshot(), SETTINGS)
+
+
+# ---------------------------------------------------------------------- targeted tests
+
+def _base() -> dict[str, Any]:
+    return {
+        "one": ingress("one", rule("a.test", path("/", "web"), path("/api", "api", "http")),
+                       created="2020-01-01T00:00:00Z"),
+        "two": ingress("two", rule("b.test", path("/", "web")), rule("a.test", path("/api", "web")),
+                       created="2021-01-01T00:00:00Z"),
+        "three": ingress("three", rule("c.test", path("/", "db"))),
+    }
+
+
+def _backends() -> dict[str, Any]:
+    """Services and slices by a name of their own, made once per test (their identity is what counts)."""
+    web, web_slice, db, db_slice = backend_world("web", "db")
+    return {
+        "web": web, "web-slice": web_slice, "db": db, "db-slice": db_slice,
+        "api": service("api", service_port(80, name="http", target=8080)),
+        "api-slice": endpoint_slice("api", [endpoint("10.9.0.1")], [("http", 8080)]),
+    }
+
+
+def _snapshot(ingresses: dict[str, Any], backends: dict[str, Any], *others: Any) -> Snapshot:
+    return snapshot(*ingresses.values(), *backends.values(), *others)
+
+
+def test_an_unchanged_snapshot_costs_nothing():
+    builder = Builder()
+    snap = _snapshot(_base(), _backends())
+    first = builder.build(snap, SETTINGS)
+    assert (builder.work.ingresses, builder.work.clusters) == (3, 3)  # web:80, api:http, db:80
+    again = builder.build(snap, SETTINGS)
+    assert (builder.work.ingresses, builder.work.hosts, builder.work.clusters) == (0, 0, 0)
+    assert again.checksum == first.checksum
+    assert_same(again, first)
+
+
+def test_an_edited_ingress_is_parsed_again_and_only_its_hosts_merged():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    builder.build(_snapshot(objects, backends), SETTINGS)
+    objects["three"] = ingress("three", rule("c.test", path("/v2", "db")))
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert (builder.work.ingresses, builder.work.hosts, builder.work.clusters) == (1, 1, 0)
+    assert route_for(config, "c.test", "/v2/x").path == "/v2"
+    assert route_for(config, "c.test", "/other") is None
+    assert_same(config, build(_snapshot(objects, backends), SETTINGS))
+
+
+def test_an_equal_copy_is_parsed_again_but_changes_nothing():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    first = builder.build(_snapshot(objects, backends), SETTINGS)
+    objects["two"] = copy.deepcopy(objects["two"])
+    again = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert builder.work.ingresses == 1 and builder.work.clusters == 0
+    assert again.checksum == first.checksum
+
+
+def test_deleting_the_older_ingress_hands_its_paths_to_the_younger():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert route_for(config, "a.test", "/api").ingress == "one"
+    assert [w.name for w in config.warnings] == ["two"]  # lost /api on a.test
+    del objects["one"]
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert builder.work.ingresses == 0 and builder.work.hosts == 1  # only a.test is merged again
+    assert route_for(config, "a.test", "/api").ingress == "two"
+    assert config.warnings == ()
+    assert "default/api:http" not in config.clusters
+    assert_same(config, build(_snapshot(objects, backends), SETTINGS))
+
+
+def test_a_service_change_resolves_only_its_clusters():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    first = builder.build(_snapshot(objects, backends), SETTINGS)
+    # Of web only web:80 is used; db and api stay as they were.
+    backends["web"] = service("web", service_port(80, target=8080), service_port(81, name="alt"))
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert (builder.work.ingresses, builder.work.hosts, builder.work.clusters) == (0, 0, 1)
+    assert config.checksum == first.checksum  # the same endpoints: nothing served changed
+    backends["web"] = service("web", service_port(80, target=9999))
+    backends["web-slice"] = endpoint_slice("web", [endpoint("10.0.1.1")], [("", 9999)])
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert (builder.work.ingresses, builder.work.hosts, builder.work.clusters) == (0, 0, 1)
+    assert config.clusters["default/web:80"].endpoints[0].port == 9999
+    assert config.checksum != first.checksum
+    assert config.clusters["default/db:80"] is first.clusters["default/db:80"]
+    assert_same(config, build(_snapshot(objects, backends), SETTINGS))
+
+
+def test_an_endpoint_slice_change_resolves_only_its_service_clusters():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    first = builder.build(_snapshot(objects, backends), SETTINGS)
+    backends["db-slice"] = endpoint_slice("db", [endpoint("10.0.2.7")])
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert (builder.work.ingresses, builder.work.hosts, builder.work.clusters) == (0, 0, 1)
+    assert config.clusters["default/db:80"].endpoints[0].address == "10.0.2.7"
+    assert config.checksum != first.checksum
+    assert config.clusters["default/web:80"] is first.clusters["default/web:80"]
+    # A second slice for the Service, then none at all: its legacy Endpoints would count again.
+    extra = endpoint_slice("db", [endpoint("10.0.2.8")], suffix="fghij")
+    config = builder.build(_snapshot(objects, backends, extra), SETTINGS)
+    assert builder.work.clusters == 1 and len(config.clusters["default/db:80"].endpoints) == 2
+    del backends["db-slice"]
+    config = builder.build(_snapshot(objects, backends, legacy_endpoints("db", ["10.0.3.3"])), SETTINGS)
+    assert builder.work.clusters == 1 and config.clusters["default/db:80"].endpoints[0].address == "10.0.3.3"
+
+
+def test_a_settings_change_starts_over():
+    builder = Builder()
+    snap = _snapshot(_base(), _backends())
+    builder.build(snap, SETTINGS)
+    builder.build(snap, Settings(**{f: getattr(SETTINGS, f) for f in SETTINGS.__dataclass_fields__}))
+    assert builder.work.ingresses == 0  # an equal Settings object is no change
+    config = builder.build(snap, Settings(ingress_class="edge"))
+    assert builder.work.ingresses == 0 and config.table.hosts == {}  # class "pyngress" is not ours any more
+    config = builder.build(snap, SETTINGS)
+    assert builder.work.ingresses == 3 and builder.work.clusters == 3
+    assert_same(config, build(snap, SETTINGS))
+
+
+def test_ingress_class_changes_touch_only_what_they_select():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    objects["classless"] = ingress("classless", rule("d.test", path("/", "web")), class_name=None)
+    builder.build(_snapshot(objects, backends), Settings())
+    foreign = ingress_class("nginx", controller="k8s.io/ingress-nginx")
+    builder.build(_snapshot(objects, backends, foreign), Settings())
+    assert (builder.work.ingresses, builder.work.hosts) == (0, 0)  # selection unchanged
+    default = ingress_class("pyngress", default=True)
+    config = builder.build(_snapshot(objects, backends, foreign, default), Settings())
+    assert (builder.work.ingresses, builder.work.hosts) == (1, 1)  # the class-less Ingress is ours now
+    assert route_for(config, "d.test", "/").ingress == "classless"
+    config = builder.build(_snapshot(objects, backends, foreign), Settings())
+    assert (builder.work.ingresses, builder.work.hosts) == (0, 1)  # its parse is remembered
+    assert route_for(config, "d.test", "/") is None
+
+
+def test_tls_on_one_host_merges_only_that_host_again():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert not route_for(config, "c.test", "/").ssl_redirect
+    secured = copy.deepcopy(objects["three"])
+    secured["spec"]["tls"] = [{"hosts": ["c.test"], "secretName": "cert"}]
+    objects["three"] = secured
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert builder.work.hosts == 1
+    assert route_for(config, "c.test", "/").ssl_redirect
+    assert not route_for(config, "a.test", "/").ssl_redirect
+    # TLS for a.test named by another Ingress flips a.test's routes, whose Ingresses are not reparsed.
+    objects["tls-only"] = ingress("tls-only")
+    objects["tls-only"]["spec"]["tls"] = [{"hosts": ["a.test"], "secretName": "cert"}]
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert (builder.work.ingresses, builder.work.hosts) == (1, 1)
+    assert route_for(config, "a.test", "/").ssl_redirect and route_for(config, "a.test", "/api").ssl_redirect
+    assert_same(config, build(_snapshot(objects, backends), SETTINGS))
+
+
+def test_a_missing_service_is_reported_on_every_ingress_using_it_as_they_come_and_go():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    objects["lost"] = ingress("lost", rule("e.test", path("/", "missing")))
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert [(w.kind, w.name) for w in config.warnings] == [("Ingress", "lost"), ("Ingress", "two")]
+    objects["also-lost"] = ingress("also-lost", rule("f.test", path("/", "missing")))
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert builder.work.clusters == 0  # the cluster is shared, its resolution remembered
+    assert sorted(w.name for w in config.warnings if "missing" in w.message) == ["also-lost", "lost"]
+    del objects["lost"], objects["also-lost"]
+    config = builder.build(_snapshot(objects, backends), SETTINGS)
+    assert [w.name for w in config.warnings] == ["two"]
+    assert_same(config, build(_snapshot(objects, backends), SETTINGS))
+
+
+def test_the_builder_holds_nothing_of_deleted_objects():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    builder.build(_snapshot(objects, backends), SETTINGS)
+    builder.build(Snapshot(), SETTINGS)
+    assert builder.work.hosts == 3
+    assert builder._ingresses == {} and builder._groups == {} and builder._clusters == {}
+    assert builder._members == {} and builder._owners == {} and builder._group_order == []
