@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from aiohttp import web
 
@@ -30,11 +30,13 @@ class AdminServer:
     """Serves /healthz, /readyz, /metrics and /debug/routes on settings.bind:settings.admin_port."""
 
     def __init__(self, *, settings: Settings, holder: RuntimeHolder, metrics: Metrics,
-                 controller: Controller | None = None) -> None:
+                 controller: Controller | None = None, not_ready: Callable[[], str | None] | None = None) -> None:
         self.settings = settings
         self.holder = holder
         self.metrics = metrics
         self.controller = controller
+        # Another reason for /readyz to say 503 (the control process of workers: "1 of 2 workers serving").
+        self.not_ready = not_ready
         # Set on SIGTERM: readiness fails first so load balancers stop sending new traffic.
         self.shutting_down = False
         self.port = 0
@@ -70,6 +72,9 @@ class AdminServer:
             return web.Response(status=503, text="shutting down")
         if self.holder.current is None:
             return web.Response(status=503, text="no configuration yet")
+        reason = self.not_ready() if self.not_ready is not None else None
+        if reason:
+            return web.Response(status=503, text=reason)
         return web.Response(text="ok")
 
     async def _metrics(self, request: web.Request) -> web.Response:

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="lowest level logged to stderr")
     life.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=d.access_log,
                       help="one JSON line per request on stdout (--no-access-log: off)")
+    life.add_argument("--route-metrics", action=argparse.BooleanOptionalAction, default=d.route_metrics,
+                      help="per-route request series on /metrics (--no-route-metrics: off; process and "
+                           "connection metrics stay)")
     life.add_argument("--workers", type=_workers, default=d.workers, metavar="N|auto",
                       help="serving processes sharing the listeners (auto: one per core); one control plane "
                            "feeds them all")
@@ -167,6 +170,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         max_header_bytes=args.max_header_bytes,
         shutdown_grace_period=args.shutdown_grace_period,
         access_log=args.access_log,
+        route_metrics=args.route_metrics,
         log_level=args.log_level,
         kubeconfig=args.kubeconfig,
         kube_context=args.context,
@@ -357,7 +361,7 @@ async def serve(settings: Settings) -> int:
     holder = RuntimeHolder()
     cache = new_cache(settings)
     controller = Controller(cache=cache, settings=settings, holder=holder)
-    server = ProxyServer(settings=settings, holder=holder)
+    server = ProxyServer(settings=settings, holder=holder, freeze_gc=True)
     metrics = Metrics(holder=holder, controller=controller, server=server)
     admin = AdminServer(settings=settings, holder=holder, metrics=metrics, controller=controller)
     tasks: list[asyncio.Task[None]] = []

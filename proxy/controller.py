@@ -83,7 +83,8 @@ class ControllerStats:
 class Controller:
     """Watches the cache, builds configurations, keeps one live Upstream per cluster key."""
 
-    def __init__(self, *, cache: ObjectCache, settings: Settings, holder: RuntimeHolder) -> None:
+    def __init__(self, *, cache: ObjectCache, settings: Settings, holder: RuntimeHolder,
+                 generated: Certificate | None = None) -> None:
         self.cache = cache
         self.settings = settings
         self.holder = holder
@@ -93,7 +94,9 @@ class Controller:
         # The HTTPS listener's certificates: made by the first build, republished by every build after
         # (a reference swap; certificates whose digest did not change are not reloaded).
         self.tls: CertStoreHolder | None = None
-        self._generated: Certificate | None = None
+        # The self-signed default certificate (made at the first build unless given: worker processes
+        # get the control process's, so every worker serves the same one).
+        self._generated: Certificate | None = generated
         # TLS host pattern -> (namespace, Secret name) of the published store ("" name: the default).
         self.tls_sources: Mapping[str, Key] = {}
         self._upstreams: dict[str, Upstream] = {}
@@ -238,6 +241,10 @@ class Controller:
         if moved:
             log.debug("endpoints of %d clusters updated", moved)
         return moved
+
+    @property
+    def generated(self) -> Certificate | None:
+        return self._generated
 
     @property
     def upstreams(self) -> MappingProxyType[str, Upstream]:

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from proxy.admin import AdminServer
     from proxy.metrics import Metric
     from proxy.runtime import RuntimeHolder
+    from proxy.tls import Certificate
 
 log = logging.getLogger("pyngress.workers")
 
@@ -182,9 +183,11 @@ class WorkerPool:
     """Starts and supervises the workers, relays the cache to them, and answers for them
     (readiness, traffic snapshots, CPU and memory)."""
 
-    def __init__(self, *, settings: Settings, cache: ObjectCache, stall_timeout: float = STALL_TIMEOUT) -> None:
+    def __init__(self, *, settings: Settings, cache: ObjectCache, stall_timeout: float = STALL_TIMEOUT,
+                 generated: Certificate | None = None) -> None:
         self.settings = settings
         self.cache = cache
+        self.generated = generated
         self.count = settings.workers
         self.stall_timeout = stall_timeout
         self.workers: dict[int, Worker] = {}
@@ -400,7 +403,7 @@ class WorkerPool:
             worker = Worker(index, writer, loop.time())
             # The whole cache, then (being in `workers`) every write after it: nothing between the two.
             settings = replace(self.settings, http_port=self.http_port, https_port=self.https_port)
-            writer.write(frame(("init", {"settings": settings, "index": index}, None)))
+            writer.write(frame(("init", {"settings": settings, "index": index, "generated": self.generated}, None)))
             for operation in self.cache.operations():
                 writer.write(frame(operation))
             self.workers[index] = worker
@@ -517,18 +520,13 @@ class WorkersCollector:
 
 def control_admin(pool: WorkerPool, **kwargs: Any) -> AdminServer:
     """The admin server of the control process: /readyz is 200 only when every worker serves a configuration."""
-    from aiohttp import web
-
     from proxy.admin import AdminServer
 
-    class ControlAdmin(AdminServer):
-        async def _readyz(self, request: web.Request) -> web.Response:
-            ready = pool.ready
-            if not self.shutting_down and ready < pool.count:
-                return web.Response(status=503, text=f"{ready} of {pool.count} workers serving")
-            return await super()._readyz(request)
+    def not_ready() -> str | None:
+        ready = pool.ready
+        return f"{ready} of {pool.count} workers serving" if ready < pool.count else None
 
-    return ControlAdmin(**kwargs)
+    return AdminServer(not_ready=not_ready, **kwargs)
 
 
 async def serve_workers(settings: Settings) -> int:
@@ -543,8 +541,12 @@ async def serve_workers(settings: Settings) -> int:
     signals.install(asyncio.get_running_loop())
     holder = RuntimeHolder()
     cache = new_cache(settings)
-    controller = Controller(cache=cache, settings=settings, holder=holder)
-    pool = WorkerPool(settings=settings, cache=cache)
+    from proxy.tls import generate_default_certificate
+
+    # One self-signed default certificate for the pod: every worker serves the same one.
+    generated = await asyncio.to_thread(generate_default_certificate)
+    controller = Controller(cache=cache, settings=settings, holder=holder, generated=generated)
+    pool = WorkerPool(settings=settings, cache=cache, generated=generated)
     metrics = Metrics(holder=holder, controller=controller, process=False)
     metrics.gather = pool.gather
     metrics.registry.register(WorkersCollector(pool))
@@ -639,8 +641,8 @@ async def run_worker(fd: int) -> int:
     reporter = _Reporter(writer)
     holder = RuntimeHolder()
     cache = new_cache(settings)
-    controller = Controller(cache=cache, settings=settings, holder=holder)
-    server = ProxyServer(settings=settings, holder=holder)
+    controller = Controller(cache=cache, settings=settings, holder=holder, generated=init.get("generated"))
+    server = ProxyServer(settings=settings, holder=holder, freeze_gc=True)
     tasks = [
         asyncio.create_task(controller.run(), name="controller"),
         asyncio.create_task(_follow(reader, cache=cache, server=server, reporter=reporter, signals=signals),

@@ -17,7 +17,7 @@ CONTRACT_FLAGS = [
     "--client-header-timeout", "--client-keepalive-timeout", "--shutdown-grace-period", "--max-header-bytes",
     "--log-level", "--kubeconfig", "--context", "--watch-namespace", "--publish-service",
     "--publish-status-address", "--election-id", "--default-ssl-certificate", "--access-log", "--no-access-log",
-    "--workers", "--election-ttl",
+    "--workers", "--election-ttl", "--route-metrics", "--no-route-metrics",
 ]
 
 
@@ -36,7 +36,7 @@ def test_every_flag_reaches_settings(monkeypatch):
         "--ingress-class", "edge", "--controller-class", "example.com/edge", "--watch-ingress-without-class",
         "--upstream-connect-timeout", "1.5", "--upstream-read-timeout", "7", "--upstream-retries", "0",
         "--client-header-timeout", "3", "--client-keepalive-timeout", "4", "--shutdown-grace-period", "2.5",
-        "--max-header-bytes", "1024", "--log-level", "debug", "--no-access-log",
+        "--max-header-bytes", "1024", "--log-level", "debug", "--no-access-log", "--no-route-metrics",
         "--workers", "3", "--election-ttl", "12.5",
         "--kubeconfig", "/k", "--context", "kind", "--watch-namespace", "shop",
         "--publish-service", "ingress/pyngress", "--publish-status-address", "192.0.2.1,192.0.2.2",
@@ -48,7 +48,7 @@ def test_every_flag_reaches_settings(monkeypatch):
         ingress_class="edge", controller_name="example.com/edge", watch_ingress_without_class=True,
         upstream_connect_timeout=1.5, upstream_read_timeout=7.0, upstream_retries=0,
         client_header_timeout=3.0, client_keepalive_timeout=4.0, shutdown_grace_period=2.5,
-        max_header_bytes=1024, log_level="debug", access_log=False, workers=3, election_ttl=12.5,
+        max_header_bytes=1024, log_level="debug", access_log=False, route_metrics=False, workers=3, election_ttl=12.5,
         kubeconfig="/k", kube_context="kind", watch_namespace="shop", publish_service="ingress/pyngress",
         publish_status_address=("192.0.2.1", "192.0.2.2", "lb.example.com"), election_id="leader",
         default_ssl_certificate="ingress/default-cert", pod_namespace="ingress", pod_name="pyngress-0",

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 from pathlib import Path
 
 import aiohttp
@@ -123,6 +124,25 @@ async def _requests_counted(proc, labels: dict[str, str], count: int) -> bool:
 
 def _resident(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGESIZE")
+
+
+async def test_every_worker_serves_the_same_default_certificate(echo_pods, manifests, pyngress):
+    await setup_app(echo_pods, manifests)
+    proc = await pyngress(manifests.path, *WORKERS)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    fingerprints = set()
+    for _ in range(40):  # fresh connections: the kernel spreads them over both workers
+        async with asyncio.timeout(DEADLINE):
+            _, writer = await asyncio.open_connection("127.0.0.1", proc.ports["https"], ssl=context,
+                                                      server_hostname="unknown.example.test")
+        fingerprints.add(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+        writer.close()
+    status, text = await proc.admin_get("/metrics")
+    spread = [metric(text, "pyngress_worker_connections_total", worker=w) for w in ("0", "1")]
+    assert all(count and count > 0 for count in spread), spread  # both workers answered some of them
+    assert len(fingerprints) == 1
 
 
 async def test_both_workers_follow_a_manifest_change(echo_pods, manifests, pyngress):
