@@ -185,3 +185,15 @@ async def test_no_access_log_writes_nothing(echo_pods, manifests, pyngress):
         assert (await proc.request("/api", host=HOST))[0] == 200
     await proc.close()  # the process flushes its log on the way out; its stdout is read to the end
     assert [line for line in proc.stdout_lines if line.strip()] == []
+
+
+async def test_no_route_metrics_leaves_out_the_route_series_only(echo_pods, manifests, pyngress):
+    await shop(echo_pods, manifests, with_web=False)
+    proc = await pyngress(manifests.path, "--no-access-log", "--no-route-metrics")
+    for _ in range(3):
+        assert (await proc.request("/api", host=HOST))[0] == 200
+    status, text = await proc.admin_get("/metrics")
+    found = samples(text)
+    assert not [s for s in found if s.name.startswith(("pyngress_requests", "pyngress_request_duration"))]
+    assert value(found, "pyngress_connections_total", listener="http") >= 3
+    assert value(found, "pyngress_routes") == 1
