@@ -52,6 +52,8 @@ __all__ = ["BuildWork", "Builder", "build", "checksum", "cluster_key"]
 # (path as written, path type, table key, cluster key) of one valid path, for one host.
 _PathEntry = tuple[str, str, str, str]
 _NO_NAMES: frozenset[str] = frozenset()
+# Members of a host kept in a tuple up to this many (see Builder._join).
+_FEW = 8
 
 
 def build(snapshot: Snapshot, settings: Settings) -> Config:
@@ -59,17 +61,58 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     return Builder().build(snapshot, settings)
 
 
-class _Contribution:
-    """What one served Ingress brings to each host it names, ready to merge."""
+class _Ingress:
+    """Memo of one Ingress dict: its age, whether it is ours (per class selection), and once parsed,
+    what it brings to each host it names, ready to merge."""
 
-    __slots__ = ("key", "order", "paths", "default", "has_hosts", "redirect", "force_redirect")
+    __slots__ = ("key", "obj", "order", "selection", "served", "problem", "parsed", "warnings", "tls",
+                 "paths", "default", "has_hosts", "redirect", "force_redirect")
 
-    def __init__(self, key: Key, order: tuple[Any, ...], rules: IngressRules, *, redirect: bool,
-                 force_redirect: bool) -> None:
-        namespace = rules.namespace
+    def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
-        self.order = order  # oldest first, then by (namespace, name)
-        # Rule host -> its paths in written order; every named host is present (a claim, even without paths).
+        self.obj = obj  # held so its id() cannot be reused while it is remembered
+        self.order = (age(obj), key)  # oldest first, then by (namespace, name)
+        self.selection: ClassSelection | None = None
+        self.served = False
+        self.problem: Warning | None = None  # unreadable class fields
+        self.parsed = False
+        self.warnings: tuple[Warning, ...] = ()  # of the parse
+        self.tls: frozenset[str] | None = None
+        # Rule host -> its paths in written order; every named host is present (a claim, even without
+        # paths); "" holds the host-less paths and the catch-all. None: the Ingress adds nothing.
+        self.paths: dict[str, tuple[_PathEntry, ...]] | None = None
+        self.default: str | None = None  # cluster key of spec.defaultBackend
+        self.has_hosts = False
+        self.redirect = True
+        self.force_redirect = False
+
+    def judge(self, selection: ClassSelection) -> None:
+        """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
+        self.selection = selection
+        self.problem = None
+        try:
+            self.served = selection.serves(require_object(self.obj, "Ingress"))
+        except Malformed as error:
+            self.served = False
+            self.problem = Warning("Ingress", self.key[0], self.key[1], f"{error}; Ingress skipped")
+
+    def parse(self, host_checks: dict[str, tuple[str, str]]) -> None:
+        self.parsed = True
+        namespace, name = self.key
+        problems: list[Warning] = []
+        try:
+            rules, problems = parse_ingress(self.obj, namespace=namespace, name=name, hosts=host_checks)
+            annotations = annotations_of(self.obj)
+            self.redirect = ssl_redirect(annotations)
+            self.force_redirect = force_ssl_redirect(annotations)
+            self._index(rules)
+        except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
+            self.paths = None
+            problems = [*problems, Warning("Ingress", namespace, name, f"skipped: {type(error).__name__}: {error}")]
+        self.warnings = tuple(problems)
+
+    def _index(self, rules: IngressRules) -> None:
+        namespace = rules.namespace
         paths: dict[str, list[_PathEntry]] = {host: [] for host in rules.hosts}
         for rule in rules.paths:
             backend = rule.backend
@@ -78,86 +121,39 @@ class _Contribution:
             if group is None:
                 group = paths[rule.host] = []
             group.append(entry)
-        self.default: str | None = None
         if rules.default is not None:
             self.default = cluster_key(namespace, rules.default.service, rules.default.port)
             paths.setdefault("", [])  # the catch-all lives with the host-less rules
-        self.paths = paths
+        # Tuples of strings: the collector stops tracking them, and there are many.
+        self.paths = {host: tuple(entries) for host, entries in paths.items()}
         self.has_hosts = bool(rules.hosts)
-        self.redirect = redirect
-        self.force_redirect = force_redirect
-
-
-class _IngressEntry:
-    """Memo of one Ingress dict: its age, whether it is ours (per class selection), its parse."""
-
-    __slots__ = ("obj", "order", "selection", "served", "problem", "parsed", "tls")
-
-    def __init__(self, key: Key, obj: Any) -> None:
-        self.obj = obj  # held so its id() cannot be reused while it is remembered
-        self.order = (age(obj), key)
-        self.selection: ClassSelection | None = None
-        self.served = False
-        self.problem: Warning | None = None  # unreadable class fields
-        self.parsed: tuple[_Contribution | None, tuple[Warning, ...]] | None = None
-        self.tls: frozenset[str] | None = None
-
-    def judge(self, key: Key, selection: ClassSelection) -> None:
-        """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
-        self.selection = selection
-        self.problem = None
-        try:
-            self.served = selection.serves(require_object(self.obj, "Ingress"))
-        except Malformed as error:
-            self.served = False
-            self.problem = Warning("Ingress", key[0], key[1], f"{error}; Ingress skipped")
-
-    def parse(self, key: Key, host_checks: dict[str, tuple[str, str]]) -> tuple[_Contribution | None,
-                                                                                tuple[Warning, ...]]:
-        if self.parsed is None:
-            namespace, name = key
-            problems: list[Warning] = []
-            try:
-                rules, problems = parse_ingress(self.obj, namespace=namespace, name=name, hosts=host_checks)
-                annotations = annotations_of(self.obj)
-                contribution: _Contribution | None = _Contribution(
-                    key, self.order, rules, redirect=ssl_redirect(annotations),
-                    force_redirect=force_ssl_redirect(annotations))
-            except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
-                contribution = None
-                problems = [*problems, Warning("Ingress", namespace, name,
-                                               f"skipped: {type(error).__name__}: {error}")]
-            self.parsed = (contribution, tuple(problems))
-        return self.parsed
 
     def tls_hosts(self) -> frozenset[str]:
         if self.tls is None:
             try:
-                self.tls = frozenset(tls_host_names(self.obj))
+                self.tls = frozenset(tls_host_names(self.obj)) or _NO_NAMES
             except Exception:  # noqa: BLE001  (never seen: tls_host_names checks every type it reads)
-                self.tls = frozenset()
+                self.tls = _NO_NAMES
         return self.tls
 
 
 class _Group:
     """The merged routes of one rule host, and what the builder needs to undo or combine them."""
 
-    __slots__ = ("routes", "warnings", "covered", "uses", "digest")
+    __slots__ = ("routes", "covered", "uses", "digest")
 
-    def __init__(self, routes: HostRoutes, warnings: tuple[Warning, ...], covered: bool,
-                 uses: frozenset[tuple[str, str, str]], digest: bytes) -> None:
+    def __init__(self, routes: HostRoutes, covered: bool, uses: tuple[tuple[str, str, str], ...],
+                 digest: bytes) -> None:
         self.routes = routes
-        self.warnings = warnings
         self.covered = covered  # TLS coverage the redirect flags were computed with
-        self.uses = uses  # (cluster key, namespace, Ingress) of every route here
+        self.uses = uses  # distinct (cluster key, namespace, Ingress) of the routes here
         self.digest = digest
 
 
 class _ClusterEntry:
     """One resolved cluster and the objects it was resolved from (held, compared by identity)."""
 
-    __slots__ = ("cluster", "problems", "service_problems", "service", "slices", "slice_items", "legacy",
-                 "digest")
+    __slots__ = ("cluster", "problems", "service_problems", "service", "slices", "legacy", "digest")
 
     def __init__(self, snapshot: Snapshot, resolver: ClusterResolver, key: str) -> None:
         namespace, service, port = _backend_of(key)
@@ -170,8 +166,8 @@ class _ClusterEntry:
             self.problems = tuple(w for w in found if w.kind != "Service")
         owner = (namespace, service)
         self.service = snapshot.services.get(owner)
-        self.slices = slices = snapshot.endpoint_slices.get(owner)
-        self.slice_items = tuple(slices.items()) if slices else ()
+        # The group mapping is held as it was: snapshots are never mutated, so it still lists the slices used.
+        self.slices = snapshot.endpoint_slices.get(owner)
         self.legacy = snapshot.endpoints.get(owner)
         self.digest = _cluster_digest(self.cluster)
 
@@ -184,9 +180,10 @@ class _ClusterEntry:
         slices = snapshot.endpoint_slices.get(owner)
         if slices is self.slices:
             return True
-        if slices is None or self.slices is None or len(slices) != len(self.slice_items):
+        used = self.slices
+        if slices is None or used is None or len(slices) != len(used):
             return False
-        return all(slices.get(name) is obj for name, obj in self.slice_items)
+        return all(slices.get(name) is obj for name, obj in used.items())
 
 
 @dataclass(slots=True)
@@ -203,6 +200,8 @@ class Builder:
 
     Every call returns exactly what `build(snapshot, settings)` returns. Not thread-safe: one
     build at a time (the controller builds one snapshot after the other in a worker thread).
+    Configs it returned share their unchanged parts (HostRoutes, Routes, Clusters, the clusters
+    mapping) with later ones: like everything in a Config, they must not be mutated.
     """
 
     def __init__(self) -> None:
@@ -214,9 +213,9 @@ class Builder:
         self._previous: Snapshot | None = None
         self._selection: ClassSelection | None = None
         self._class_warnings: tuple[Warning, ...] = ()
-        self._ingresses: dict[Key, _IngressEntry] = {}
+        self._ingresses: dict[Key, _Ingress] = {}
         # What each Ingress currently adds (only those that add something are listed).
-        self._contributions: dict[Key, _Contribution] = {}
+        self._contributions: dict[Key, _Ingress] = {}
         self._tls_of: dict[Key, frozenset[str]] = {}
         self._ingress_warnings: dict[Key, tuple[Warning, ...]] = {}
         # TLS host name -> number of served Ingresses listing it.
@@ -224,20 +223,22 @@ class Builder:
         self._tls = TlsHosts(())
         self._tls_names_changed = False  # a name entered or left _tls_counts since _tls was made
         # Rule host -> keys of the Ingresses contributing to it.
-        self._members: dict[str, set[Key]] = {}
+        self._members: dict[str, tuple[Key, ...] | set[Key]] = {}
         self._groups: dict[str, _Group] = {}
-        self._group_order: list[str] = []  # rule hosts, sorted (the checksum's order)
+        self._group_warnings: dict[str, tuple[Warning, ...]] = {}
         self._hosts: dict[str, HostRoutes] = {}
         self._wildcards: dict[str, HostRoutes] = {}
         self._any_host: HostRoutes | None = None
         # Cluster key -> Ingress routing to it -> number of hosts where it does.
         self._owners: dict[str, dict[Key, int]] = {}
         self._clusters: dict[str, _ClusterEntry] = {}
-        self._cluster_order: list[str] = []
+        self._troubled: set[str] = set()  # cluster keys whose resolution had problems
+        self._cluster_order: list[str] = []  # sorted keys of _clusters
+        # Handed to Configs as is, so replaced, never edited.
         self._clusters_out: dict[str, Cluster] = {}
+        self._digests = _DigestSet()
         self._table: RouteTable | None = None
         self._warnings: tuple[Warning, ...] | None = None  # None: must be gathered again
-        self._checksum = ""
 
     def build(self, snapshot: Snapshot, settings: Settings) -> Config:
         """The Config of `snapshot`, reusing the work of objects that did not change since the last call."""
@@ -278,7 +279,7 @@ class Builder:
             dirty.update(host for host, group in self._groups.items() if group.covered != covers(host))
 
         touched: set[str] = set()  # cluster keys whose use started or ended
-        for host in sorted(dirty):
+        for host in sorted(dirty):  # sorted: a fresh build's table lists hosts in order
             self._merge(host, touched)
         work.hosts = len(dirty)
         if dirty:
@@ -290,45 +291,31 @@ class Builder:
             or snapshot.endpoint_slices is not previous.endpoint_slices
             or snapshot.endpoints is not previous.endpoints
         )
-        clusters_changed = self._update_clusters(snapshot, touched, recheck=backends_moved)
+        if backends_moved or touched:
+            self._update_clusters(snapshot, touched, recheck=backends_moved)
         self._previous = snapshot
 
         if self._table is None:
             self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
-        if clusters_changed:
-            clusters = self._clusters
-            self._clusters_out = {key: clusters[key].cluster for key in self._cluster_order}
-            self._warnings = None
-        if dirty or clusters_changed or not self._checksum:
-            self._checksum = _combine(
-                [self._groups[host].digest for host in self._group_order],
-                [self._clusters[key].digest for key in self._cluster_order],
-            )
         if self._warnings is None:
             self._warnings = self._gather_warnings()
-        return Config(table=self._table, clusters=dict(self._clusters_out), warnings=self._warnings,
-                      checksum=self._checksum)
+        return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
+                      checksum=self._digests.hexdigest())
 
     # ------------------------------------------------------------------ Ingresses
 
     def _changed_ingresses(self, ingresses: Mapping[Key, KubeObject], *,
-                           everything: bool) -> Iterable[tuple[Key, KubeObject | None]]:
+                           everything: bool) -> list[tuple[Key, KubeObject | None]]:
         """(key, object or None when gone) of every Ingress that is new, different or deleted."""
         entries = self._ingresses
         if everything:
             changed: list[tuple[Key, KubeObject | None]] = list(ingresses.items())
-            new = sum(1 for key in ingresses if key not in entries)
         else:
-            changed = []
-            new = 0
-            for key, obj in ingresses.items():
-                entry = entries.get(key)
-                if entry is None:
-                    new += 1
-                    changed.append((key, obj))
-                elif entry.obj is not obj:
-                    changed.append((key, obj))
-        if len(entries) > len(ingresses) - new:
+            get = entries.get
+            changed = [(key, obj) for key, obj in ingresses.items()
+                       if (entry := get(key)) is None or entry.obj is not obj]
+        kept = len(ingresses) - sum(1 for key, _ in changed if key not in entries)
+        if len(entries) > kept:
             changed.extend((key, None) for key in entries.keys() - ingresses.keys())
         return changed
 
@@ -336,7 +323,7 @@ class Builder:
                  host_checks: dict[str, tuple[str, str]]) -> None:
         """Bring one Ingress's contribution, TLS hosts and warnings up to date; mark the hosts it touched."""
         entries = self._ingresses
-        contribution: _Contribution | None = None
+        contribution: _Ingress | None = None
         tls = _NO_NAMES
         warnings: tuple[Warning, ...] = ()
         if obj is None:
@@ -344,35 +331,34 @@ class Builder:
         else:
             entry = entries.get(key)
             if entry is None or entry.obj is not obj:
-                entry = entries[key] = _IngressEntry(key, obj)
+                entry = entries[key] = _Ingress(key, obj)
             elif entry.selection is self._selection:
                 return
             assert self._selection is not None
-            entry.judge(key, self._selection)
+            entry.judge(self._selection)
             if entry.problem is not None:
                 warnings = (entry.problem,)
             elif entry.served:
-                if entry.parsed is None:
+                if not entry.parsed:
                     self.work.ingresses += 1
-                contribution, warnings = entry.parse(key, host_checks)
+                    entry.parse(host_checks)
+                if entry.paths is not None:
+                    contribution = entry
+                warnings = entry.warnings
                 tls = entry.tls_hosts()
 
         old = self._contributions.get(key)
         if old is not contribution:
             if old is not None:
+                assert old.paths is not None
                 for host in old.paths:
-                    members = self._members[host]
-                    members.discard(key)
-                    if not members:
-                        del self._members[host]
+                    self._leave(host, key)
                     dirty.add(host)
                 del self._contributions[key]
             if contribution is not None:
+                assert contribution.paths is not None
                 for host in contribution.paths:
-                    members = self._members.get(host)
-                    if members is None:
-                        members = self._members[host] = set()
-                    members.add(key)
+                    self._join(host, key)
                     dirty.add(host)
                 self._contributions[key] = contribution
 
@@ -404,6 +390,30 @@ class Builder:
                 del counts[name]
                 self._tls_names_changed = True
 
+    # Members of a host are a tuple while few (the collector stops tracking tuples of strings, and
+    # most hosts have one or two Ingresses), a set once many (so joining stays O(1)).
+
+    def _join(self, host: str, key: Key) -> None:
+        members = self._members.get(host)
+        if members is None:
+            self._members[host] = (key,)
+        elif type(members) is tuple:
+            self._members[host] = members + (key,) if len(members) < _FEW else {*members, key}
+        else:
+            members.add(key)
+
+    def _leave(self, host: str, key: Key) -> None:
+        members = self._members[host]
+        if type(members) is tuple:
+            if len(members) == 1:
+                del self._members[host]
+            else:
+                self._members[host] = tuple(member for member in members if member != key)
+        else:
+            members.discard(key)
+            if not members:
+                del self._members[host]
+
     # ------------------------------------------------------------------ hosts
 
     def _merge(self, host: str, touched: set[str]) -> None:
@@ -411,13 +421,14 @@ class Builder:
         old = self._groups.pop(host, None)
         if old is not None:
             self._use(old.uses, -1, touched)
+            self._digests.discard(old.digest)
+            self._group_warnings.pop(host, None)
         members = self._members.get(host)
         if not members:
-            if old is not None:
-                del self._group_order[bisect.bisect_left(self._group_order, host)]
+            if host:
                 _place(host, None, self._hosts, self._wildcards)
-                if not host:
-                    self._any_host = None
+            else:
+                self._any_host = None
             return
         if len(members) == 1:
             contributions = [self._contributions[key] for key in members]
@@ -426,17 +437,17 @@ class Builder:
         covered = self._tls.covers(host) if host else False
         routes, warnings = _merge_host(host, contributions, covered=covered)
         digest, uses = _host_digest(host, routes)
-        group = _Group(routes, tuple(warnings), covered, uses, digest)
-        self._groups[host] = group
+        self._groups[host] = _Group(routes, covered, uses, digest)
         self._use(uses, 1, touched)
-        if old is None:
-            bisect.insort(self._group_order, host)
+        self._digests.add(digest)
+        if warnings:
+            self._group_warnings[host] = tuple(warnings)
         if host:
             _place(host, routes, self._hosts, self._wildcards)
         else:
             self._any_host = routes
 
-    def _use(self, uses: frozenset[tuple[str, str, str]], sign: int, touched: set[str]) -> None:
+    def _use(self, uses: tuple[tuple[str, str, str], ...], sign: int, touched: set[str]) -> None:
         """Count (sign 1) or uncount (-1) one host's (cluster, owner) pairs."""
         all_owners = self._owners
         for cluster, namespace, name in uses:
@@ -456,41 +467,54 @@ class Builder:
 
     # ------------------------------------------------------------------ clusters
 
-    def _update_clusters(self, snapshot: Snapshot, touched: set[str], *, recheck: bool) -> bool:
-        """Resolve clusters that came into use or whose objects changed; drop unused ones. True if any moved."""
+    def _update_clusters(self, snapshot: Snapshot, touched: set[str], *, recheck: bool) -> None:
+        """Resolve clusters that came into use or whose objects changed; drop unused ones."""
         clusters = self._clusters
         owners = self._owners
+        digests = self._digests
         resolver: ClusterResolver | None = None
-        changed = False
+        replaced: dict[str, Cluster] = {}
         if recheck:
             for key, entry in clusters.items():
-                if not entry.current(snapshot):
-                    resolver = resolver or ClusterResolver(snapshot)
-                    fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key)
-                    self.work.clusters += 1
-                    if fresh.digest != entry.digest or (fresh.problems, fresh.service_problems) != (
-                            entry.problems, entry.service_problems):
-                        changed = True
-        if not touched:
-            return changed
+                if entry.current(snapshot):
+                    continue
+                resolver = resolver or ClusterResolver(snapshot)
+                fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key)
+                self.work.clusters += 1
+                if fresh.digest != entry.digest:
+                    digests.discard(entry.digest)
+                    digests.add(fresh.digest)
+                    replaced[key] = fresh.cluster
+                if (fresh.problems, fresh.service_problems) != (entry.problems, entry.service_problems):
+                    self._warnings = None
+                    self._troubled.discard(key)
+                    if fresh.problems or fresh.service_problems:
+                        self._troubled.add(key)
         added = [key for key in touched if key in owners and key not in clusters]
         gone = [key for key in touched if key not in owners and key in clusters]
         if added:
             resolver = resolver or ClusterResolver(snapshot)
             for key in added:
-                clusters[key] = _ClusterEntry(snapshot, resolver, key)
+                entry = clusters[key] = _ClusterEntry(snapshot, resolver, key)
+                digests.add(entry.digest)
+                if entry.problems or entry.service_problems:
+                    self._troubled.add(key)
             self.work.clusters += len(added)
         for key in gone:
-            del clusters[key]
-        order = self._cluster_order
-        if len(added) + len(gone) > 32:
-            self._cluster_order = sorted(clusters)
-        else:
-            for key in added:
-                bisect.insort(order, key)
-            for key in gone:
-                del order[bisect.bisect_left(order, key)]
-        return changed or bool(added or gone)
+            digests.discard(clusters.pop(key).digest)
+            self._troubled.discard(key)
+        if added or gone:
+            order = self._cluster_order
+            if len(added) + len(gone) > 32:
+                order = self._cluster_order = sorted(clusters)
+            else:
+                for key in added:
+                    bisect.insort(order, key)
+                for key in gone:
+                    del order[bisect.bisect_left(order, key)]
+            self._clusters_out = {key: clusters[key].cluster for key in order}
+        elif replaced:
+            self._clusters_out = {**self._clusters_out, **replaced}  # same keys: the order stays sorted
 
     # ------------------------------------------------------------------ warnings
 
@@ -498,9 +522,10 @@ class Builder:
         found = list(self._class_warnings)
         for warnings in self._ingress_warnings.values():
             found.extend(warnings)
-        for group in self._groups.values():
-            found.extend(group.warnings)
-        for key, entry in self._clusters.items():
+        for warnings in self._group_warnings.values():
+            found.extend(warnings)
+        for key in self._troubled:
+            entry = self._clusters[key]
             found.extend(entry.problems)
             if entry.service_problems:
                 service = entry.cluster.service
@@ -512,11 +537,11 @@ class Builder:
 
 # ---------------------------------------------------------------------- merging one host
 
-def _by_order(contribution: _Contribution) -> tuple[Any, ...]:
+def _by_order(contribution: _Ingress) -> tuple[Any, ...]:
     return contribution.order
 
 
-def _merge_host(host: str, contributions: list[_Contribution], *, covered: bool) -> tuple[HostRoutes, list[Warning]]:
+def _merge_host(host: str, contributions: list[_Ingress], *, covered: bool) -> tuple[HostRoutes, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first) into its routes; a later claim on a taken slot loses.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
@@ -527,7 +552,7 @@ def _merge_host(host: str, contributions: list[_Contribution], *, covered: bool)
     for contribution in contributions:
         namespace, name = contribution.key
         redirected = contribution.force_redirect or (contribution.redirect and covered)
-        for path, path_type, key, cluster in contribution.paths[host]:
+        for path, path_type, key, cluster in contribution.paths[host]:  # type: ignore[index]
             route = Route(namespace, name, host, path, path_type, cluster, redirected)
             slots = exact if path_type == PATH_EXACT else prefix
             taken = slots.get(key)
@@ -607,7 +632,7 @@ def _warning_order(warning: Warning) -> tuple[str, str, str, str]:
 
 # ---------------------------------------------------------------------- checksum
 
-def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, frozenset[tuple[str, str, str]]]:
+def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, tuple[tuple[str, str, str], ...]]:
     """Digest of one rule host's routes (one line per slot), and the (cluster, namespace, Ingress) of each.
 
     Fields are joined with NUL: no field can hold one (names and hosts are validated DNS names,
@@ -636,7 +661,7 @@ def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, frozenset[tuple[
     else:
         lines.append(f"{scope}\0{key}\0default\0{r.namespace}\0{r.ingress}\0{r.cluster}\0{r.ssl_redirect:d}")
         uses.add((r.cluster, r.namespace, r.ingress))
-    return hashlib.sha256("\n".join(lines).encode()).digest(), frozenset(uses)
+    return hashlib.sha256("\n".join(lines).encode()).digest(), tuple(uses)
 
 
 def _cluster_digest(c: Cluster) -> bytes:
@@ -645,20 +670,54 @@ def _cluster_digest(c: Cluster) -> bytes:
     return hashlib.sha256(line.encode()).digest()
 
 
-def _combine(hosts: list[bytes], clusters: list[bytes]) -> str:
-    """Host digests in rule-host order, then cluster digests in key order (fixed-size, counted)."""
-    head = f"{len(hosts)} {len(clusters)}\n".encode()
-    return hashlib.sha256(b"".join([head, *hosts, *clusters])).hexdigest()
+class _DigestSet:
+    """A set of digests (one per host, one per cluster) and one digest of the whole set, kept up
+    to date in time proportional to what changed.
+
+    Digests are spread over 256 buckets by their first byte; a bucket's digest covers its members
+    in sorted order, the whole set's covers the bucket digests in order. So the result depends only
+    on the set (not on the order things were added), and equal sets give equal checksums. Every
+    member names its own host or cluster key, so a host or cluster changing changes the set.
+    """
+
+    __slots__ = ("_buckets", "_folded", "_dirty", "_hexdigest")
+
+    def __init__(self) -> None:
+        self._buckets: list[set[bytes]] = [set() for _ in range(256)]
+        self._folded = [b""] * 256
+        self._dirty: set[int] = set()
+        self._hexdigest = ""
+
+    def add(self, digest: bytes) -> None:
+        self._buckets[digest[0]].add(digest)
+        self._dirty.add(digest[0])
+
+    def discard(self, digest: bytes) -> None:
+        self._buckets[digest[0]].discard(digest)
+        self._dirty.add(digest[0])
+
+    def hexdigest(self) -> str:
+        if self._dirty or not self._hexdigest:
+            for index in self._dirty:
+                bucket = self._buckets[index]
+                self._folded[index] = hashlib.sha256(b"".join(sorted(bucket))).digest() if bucket else b""
+            self._dirty.clear()
+            self._hexdigest = hashlib.sha256(b"".join(self._folded)).hexdigest()
+        return self._hexdigest
 
 
 def checksum(table: RouteTable, clusters: Mapping[str, Cluster]) -> str:
     """A stable digest of routes and clusters: equal routing gives an equal checksum.
 
-    Builds compute the same value piecewise (a digest per host, kept while the host is unchanged).
+    Builders compute the same value piecewise (a digest per host, kept while the host is unchanged).
     """
-    by_host = {host: routes for host, routes in table.hosts.items()}
-    by_host.update(("*." + suffix, routes) for suffix, routes in table.wildcards.items())
+    digests = _DigestSet()
+    for host, routes in table.hosts.items():
+        digests.add(_host_digest(host, routes)[0])
+    for suffix, routes in table.wildcards.items():
+        digests.add(_host_digest("*." + suffix, routes)[0])
     if table.any_host is not None:
-        by_host[""] = table.any_host
-    return _combine([_host_digest(host, by_host[host])[0] for host in sorted(by_host)],
-                    [_cluster_digest(clusters[key]) for key in sorted(clusters)])
+        digests.add(_host_digest("", table.any_host)[0])
+    for cluster in clusters.values():
+        digests.add(_cluster_digest(cluster))
+    return digests.hexdigest()

@@ -91,7 +91,12 @@ def check_host(host: str) -> str:
 
 def parse_backend(obj: Any, where: str) -> Backend:
     """A `service` backend; `resource` backends and malformed ones raise Malformed."""
-    # Fast path for the shape nearly every backend has; anything else is re-read below for a precise message.
+    return _plain_backend(obj) or _checked_backend(obj, where)
+
+
+def _plain_backend(obj: Any) -> Backend | None:
+    """The shape nearly every backend has, read without formatting any message; None for anything else,
+    which is then re-read by `_checked_backend` for a precise message."""
     if type(obj) is dict and obj.get("resource") is None:
         service = obj.get("service")
         if type(service) is dict:
@@ -104,7 +109,7 @@ def parse_backend(obj: Any, where: str) -> Backend:
                     return Backend(name, str(number))
                 if number is None and type(port_name) is str and _valid_port_name(port_name):
                     return Backend(name, port_name)
-    return _checked_backend(obj, where)
+    return None
 
 
 def _valid_port_name(name: str) -> bool:
@@ -132,6 +137,24 @@ def _checked_backend(obj: Any, where: str) -> Backend:
     if not _valid_port_name(port_name):
         raise Malformed(f"{where}.service.port.name {port_name!r} is not a valid port name")
     return Backend(name, port_name)
+
+
+def _plain_path(entry: Any, host: str) -> PathRule | None:
+    """A well-formed path entry, read without formatting any message; None sends it to `parse_path`."""
+    if type(entry) is not dict:
+        return None
+    path_type = entry.get("pathType")
+    path = entry.get("path")
+    if (path_type not in _PATH_TYPES or type(path) is not str or not path or path[0] != "/"
+            or _UNMATCHABLE.search(path)):
+        return None
+    normalized = normalize_path(path)
+    if normalized is None:
+        return None
+    backend = _plain_backend(entry.get("backend"))
+    if backend is None:
+        return None
+    return PathRule(host, path, path_type, normalized if path_type == PATH_EXACT else normalized.rstrip("/"), backend)
 
 
 def parse_path(entry: Any, *, host: str, where: str) -> PathRule:
@@ -190,7 +213,9 @@ def parse_ingress(
         where = f"spec.rules[{index}]"
         try:
             rule = require_object(rule, where)
-            raw_host = text(rule, "host", f"{where}.")
+            raw_host = rule.get("host")
+            if raw_host is not None and type(raw_host) is not str:
+                raw_host = text(rule, "host", f"{where}.")  # raises with the message
             host = ""
             if raw_host:
                 checked = hosts.get(raw_host)
@@ -204,11 +229,18 @@ def parse_ingress(
                 if problem:
                     raise Malformed(f"{where}.{problem}")
                 named[host] = None
-            entries = sequence(mapping(rule, "http", f"{where}."), "paths", f"{where}.http.")
+            http = rule.get("http")
+            entries = http.get("paths") if type(http) is dict else None
+            if type(entries) is not list:
+                entries = sequence(mapping(rule, "http", f"{where}."), "paths", f"{where}.http.")
         except Malformed as error:
             warn(f"{error}; rule skipped")
             continue
         for number, entry in enumerate(entries):
+            plain = _plain_path(entry, host)
+            if plain is not None:
+                paths.append(plain)
+                continue
             try:
                 paths.append(parse_path(entry, host=host, where=f"{where}.http.paths[{number}]"))
             except Malformed as error:
