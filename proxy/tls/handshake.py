@@ -4,13 +4,14 @@ A listener made with ``create_server(ssl=context)`` never tells the application 
 handshake that failed: asyncio's and uvloop's SSL protocols swallow the ``SSLError`` (an
 ``OSError``, logged only in debug mode) and the app protocol is never created. So the HTTPS
 listener accepts plain TCP instead, with a small :class:`HandshakeProtocol` per connection that
-upgrades the transport itself with ``loop.start_tls`` (one Task per *connection*, for the
-handshake only), counts the outcome in :class:`HandshakeStats`, and on success hands the TLS
-transport to the real app protocol. From then on the SSL protocol calls the app protocol
-directly: requests cost exactly what they cost behind ``create_server(ssl=...)``.
+upgrades the transport itself with ``loop.start_tls`` (no Task: the coroutine is stepped from
+the waiter's callback), counts the outcome in :class:`HandshakeStats`, and on success hands the
+TLS transport to the real app protocol. From then on the SSL protocol calls the app protocol
+directly, so nothing on the request path changes (bench/tls.py measures both listeners).
 
-Failure reasons form a small fixed set (:data:`REASONS`, bounded label cardinality); the
-mapping from OpenSSL's reason codes was checked by provoking each case (tests/tls/test_tls_handshake_stats.py):
+Failure reasons form a small fixed set (:data:`REASONS`, bounded label cardinality). Each one
+was provoked by a real client to read OpenSSL's actual reason code (the cases are in
+tests/tls/listener/test_tls_handshake_stats.py); neighbouring codes are mapped by their names:
 
 ==========================  ==============================================================
 ``timeout``                 no complete handshake within ``handshake_timeout``
