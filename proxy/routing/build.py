@@ -234,6 +234,7 @@ class Builder:
         self._clusters: dict[str, _ClusterEntry] = {}
         self._troubled: set[str] = set()  # cluster keys whose resolution had problems
         self._cluster_order: list[str] = []  # sorted keys of _clusters
+        self._by_service: dict[Key, tuple[str, ...]] = {}  # (namespace, service) -> its cluster keys
         # Handed to Configs as is, so replaced, never edited.
         self._clusters_out: dict[str, Cluster] = {}
         self._digests = _DigestSet()
@@ -286,13 +287,16 @@ class Builder:
             self._table = None
             self._warnings = None
 
-        backends_moved = previous is None or (
-            snapshot.services is not previous.services
-            or snapshot.endpoint_slices is not previous.endpoint_slices
-            or snapshot.endpoints is not previous.endpoints
-        )
-        if backends_moved or touched:
-            self._update_clusters(snapshot, touched, recheck=backends_moved)
+        # Services whose Service, EndpointSlices or Endpoints are not the objects of the last build.
+        moved: set[Key] = set()
+        if previous is not None:
+            for now, before in ((snapshot.services, previous.services),
+                                (snapshot.endpoint_slices, previous.endpoint_slices),
+                                (snapshot.endpoints, previous.endpoints)):
+                if now is not before:
+                    moved |= _moved_keys(now, before)
+        if moved or touched:
+            self._update_clusters(snapshot, touched, moved)
         self._previous = snapshot
 
         if self._table is None:
@@ -467,29 +471,31 @@ class Builder:
 
     # ------------------------------------------------------------------ clusters
 
-    def _update_clusters(self, snapshot: Snapshot, touched: set[str], *, recheck: bool) -> None:
-        """Resolve clusters that came into use or whose objects changed; drop unused ones."""
+    def _update_clusters(self, snapshot: Snapshot, touched: set[str], moved: set[Key]) -> None:
+        """Resolve clusters that came into use or whose objects (of the services in `moved`) changed;
+        drop unused ones."""
         clusters = self._clusters
         owners = self._owners
         digests = self._digests
+        by_service = self._by_service
         resolver: ClusterResolver | None = None
         replaced: dict[str, Cluster] = {}
-        if recheck:
-            for key, entry in clusters.items():
-                if entry.current(snapshot):
-                    continue
-                resolver = resolver or ClusterResolver(snapshot)
-                fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key)
-                self.work.clusters += 1
-                if fresh.digest != entry.digest:
-                    digests.discard(entry.digest)
-                    digests.add(fresh.digest)
-                    replaced[key] = fresh.cluster
-                if (fresh.problems, fresh.service_problems) != (entry.problems, entry.service_problems):
-                    self._warnings = None
-                    self._troubled.discard(key)
-                    if fresh.problems or fresh.service_problems:
-                        self._troubled.add(key)
+        for key in [key for service in moved for key in by_service.get(service, ())]:
+            entry = clusters[key]
+            if entry.current(snapshot):
+                continue  # e.g. a new group mapping listing the same slices
+            resolver = resolver or ClusterResolver(snapshot)
+            fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key)
+            self.work.clusters += 1
+            if fresh.digest != entry.digest:
+                digests.discard(entry.digest)
+                digests.add(fresh.digest)
+                replaced[key] = fresh.cluster
+            if (fresh.problems, fresh.service_problems) != (entry.problems, entry.service_problems):
+                self._warnings = None
+                self._troubled.discard(key)
+                if fresh.problems or fresh.service_problems:
+                    self._troubled.add(key)
         added = [key for key in touched if key in owners and key not in clusters]
         gone = [key for key in touched if key not in owners and key in clusters]
         if added:
@@ -499,10 +505,19 @@ class Builder:
                 digests.add(entry.digest)
                 if entry.problems or entry.service_problems:
                     self._troubled.add(key)
+                service = (entry.cluster.namespace, entry.cluster.service)
+                by_service[service] = (*by_service.get(service, ()), key)
             self.work.clusters += len(added)
         for key in gone:
-            digests.discard(clusters.pop(key).digest)
+            entry = clusters.pop(key)
+            digests.discard(entry.digest)
             self._troubled.discard(key)
+            service = (entry.cluster.namespace, entry.cluster.service)
+            remaining = tuple(other for other in by_service[service] if other != key)
+            if remaining:
+                by_service[service] = remaining
+            else:
+                del by_service[service]
         if added or gone:
             order = self._cluster_order
             if len(added) + len(gone) > 32:
@@ -617,6 +632,16 @@ def _place(host: str, routes: HostRoutes | None, hosts: dict[str, HostRoutes],
         table.pop(key, None)
     else:
         table[key] = routes
+
+
+def _moved_keys(now: Mapping[Key, Any], before: Mapping[Key, Any]) -> set[Key]:
+    """Keys whose value is not the identical object in both mappings (added and removed ones too)."""
+    get = before.get
+    moved = {key for key, value in now.items() if get(key) is not value}
+    added = sum(1 for key in moved if key not in before)
+    if len(before) > len(now) - added:
+        moved.update(before.keys() - now.keys())
+    return moved
 
 
 def _backend_of(key: str) -> tuple[str, str, str]:

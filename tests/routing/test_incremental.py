@@ -484,3 +484,58 @@ def test_the_builder_holds_nothing_of_deleted_objects():
     assert builder._ingresses == {} and builder._groups == {} and builder._clusters == {}
     assert builder._members == {} and builder._owners == {} and builder._cluster_order == []
     assert builder.build(Snapshot(), SETTINGS).checksum == build(Snapshot(), SETTINGS).checksum
+
+
+def test_a_crowded_host_and_many_clusters_come_and_go():
+    """Past a few members a host's Ingresses are kept in a set, past a few clusters the order is re-sorted."""
+    builder = Builder()
+    world = World()
+    names = [f"svc{n}" for n in range(40)]
+    for n, name in enumerate(names):
+        world.put("ingresses", ("default", name), ingress(name, rule("crowded.test", path(f"/{n % 7}", name)),
+                                                           created=f"2020-01-{1 + n % 28:02d}T00:00:00Z"))
+    for obj in backend_world(*names):
+        meta = obj["metadata"]
+        if obj["kind"] == "Service":
+            world.put("services", (meta["namespace"], meta["name"]), obj)
+        else:
+            world.put("endpoint_slices", (meta["namespace"], meta["labels"]["kubernetes.io/service-name"],
+                                          meta["name"]), obj)
+    config = check_step(builder, world.snapshot(), SETTINGS)
+    assert len(config.clusters) == 7  # seven paths, each won by its oldest claimant
+    rng = random.Random(7)
+    for _ in range(30):
+        name = rng.choice(names)
+        if rng.random() < 0.5:
+            world.put("ingresses", ("default", name), None)
+        else:
+            world.put("ingresses", ("default", name), ingress(name, rule("crowded.test", path(f"/{name}", name))))
+        check_step(builder, world.snapshot(), SETTINGS)
+    for name in names:
+        world.put("ingresses", ("default", name), None)
+    assert check_step(builder, world.snapshot(), SETTINGS).table.hosts == {}
+
+
+class _Unreadable(dict):
+    """A snapshot mapping that fails half way through being read (no object can do this; a bug could)."""
+
+    def items(self):  # type: ignore[override]
+        yield from list(super().items())[:1]
+        raise RuntimeError("unreadable")
+
+
+def test_a_build_that_raises_leaves_the_next_one_starting_over():
+    builder = Builder()
+    objects = _base()
+    backends = _backends()
+    good = _snapshot(objects, backends)
+    builder.build(good, SETTINGS)
+    objects["three"] = ingress("three", rule("c.test", path("/v2", "db")))
+    broken = _snapshot(objects, backends)
+    with pytest.raises(RuntimeError):
+        builder.build(Snapshot(ingresses=_Unreadable(broken.ingresses), services=broken.services,
+                               endpoint_slices=broken.endpoint_slices), SETTINGS)
+    config = builder.build(broken, SETTINGS)
+    assert builder.work.ingresses == 3  # everything parsed again: nothing half-updated was trusted
+    assert_same(config, build(broken, SETTINGS))
+    assert config.checksum == build(broken, SETTINGS).checksum
