@@ -84,6 +84,15 @@ class TrafficCollector(Collector):
             total.add_metric([scheme], accepted)
         yield active
         yield total
+        handshakes = snapshot.get("handshakes") or {"completed": 0, "failures": {}}
+        yield CounterMetricFamily("pyngress_ssl_handshakes", "TLS handshakes completed on the HTTPS listener.",
+                                  value=handshakes["completed"])
+        failures = CounterMetricFamily("pyngress_ssl_handshake_failures", "TLS handshakes that failed, by reason "
+                                       "(timeout, plain_http, not_tls, unsupported_protocol, no_shared_cipher, "
+                                       "unknown_ca, bad_certificate, client_closed, other).", labels=["reason"])
+        for reason, count in sorted(handshakes["failures"].items()):
+            failures.add_metric([reason], count)
+        yield failures
 
 
 def _cumulative(counts: list[int]) -> list[int]:

@@ -38,7 +38,7 @@ import logging
 import ssl
 from collections import deque
 from random import Random, SystemRandom
-from typing import Any
+from typing import Any, Callable
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -57,6 +57,7 @@ from proxy.accesslog import AccessLog
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteStats, TrafficStats, route_labels
+from proxy.tls.handshake import HandshakeStats, TlsAcceptor, tls_protocol_factory
 from proxy.upstream.errors import BadRequest, NoEndpoints
 
 logger = logging.getLogger("pyngress.proxy")
@@ -99,7 +100,7 @@ class Listener:
     """One bound socket: its scheme and port go into X-Forwarded-Proto/Port; it counts its connections."""
 
     __slots__ = ("scheme", "port", "tls", "forwarded", "server", "active_connections", "total_connections",
-                 "response_fields", "certificates")
+                 "response_fields", "certificates", "handshakes", "acceptor")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -114,6 +115,9 @@ class Listener:
         # Per-listener counters for metrics (the server keeps the totals over all listeners).
         self.active_connections = 0
         self.total_connections = 0
+        # HTTPS: the acceptor that terminates TLS and counts handshakes (completed, failed by reason).
+        self.acceptor: TlsAcceptor | None = None
+        self.handshakes: HandshakeStats | None = None
 
 
 class ClientConnection(asyncio.Protocol):
@@ -459,7 +463,9 @@ class ClientConnection(asyncio.Protocol):
         head = [ex.method, b" ", url, b" HTTP/1.1\r\n"]
         head += fields
         if ex.host is None and fields is ex.headers:
-            head.append(b"Host: \r\n")
+            # HTTP/1.0 without Host: HTTP/1.1 upstreams require one (nginx sends its upstream's name);
+            # the Service's cluster DNS name is what a pod would be called by in the cluster.
+            head += (b"Host: ", upstream.host_name, _CRLF)
         if ex.chunked:
             end = b"\r\nTransfer-Encoding: chunked\r\n\r\n"
         elif ex.websocket:
@@ -863,22 +869,32 @@ class ProxyServer:
         if self.settings.access_log and self.access_log is None:
             self.access_log = AccessLog()
         holder: list[Listener] = []
-        kwargs: dict[str, Any] = {}
+
+        def connection() -> ClientConnection:
+            return ClientConnection(self, holder[0])
+
+        factory: Callable[[], asyncio.BaseProtocol] = connection
+        acceptor: TlsAcceptor | None = None
         if ssl_context is not None:
-            kwargs["ssl"] = ssl_context
-            kwargs["ssl_handshake_timeout"] = handshake_timeout
+            # TLS is terminated by the acceptor rather than create_server(ssl=...): the same SSL
+            # protocol and cost per request, but failed handshakes are seen (and counted).
+            acceptor = tls_protocol_factory(connection, ssl_context,
+                                            handshake_timeout=handshake_timeout or self.header_timeout,
+                                            stats=HandshakeStats())
+            factory = acceptor
         server = await loop.create_server(
-            lambda: ClientConnection(self, holder[0]),
+            factory,
             self.settings.bind,
             port,
             reuse_address=True,
             # Worker processes each bind the same port; the kernel spreads connections among them.
             reuse_port=self.settings.workers > 1 or None,
             backlog=1024,
-            **kwargs,
         )
         bound = server.sockets[0].getsockname()[1]
         listener = Listener(scheme, bound, server)
+        if acceptor is not None:
+            listener.acceptor, listener.handshakes = acceptor, acceptor.stats
         holder.append(listener)
         self.listeners.append(listener)
         if self._ticker is None:
@@ -950,6 +966,9 @@ class ProxyServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        for listener in self.listeners:
+            if listener.acceptor is not None:
+                listener.acceptor.abort()  # handshakes still in progress
         if self.access_log is not None:
             self.access_log.close()
         for listener in self.listeners:

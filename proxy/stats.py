@@ -26,7 +26,8 @@ UNMATCHED: RouteLabels = ("", "", "", "", "")
 # [method, status, requests, received, sent, retries, duration_sum, duration_buckets,
 #  upstream_count, upstream_sum, upstream_buckets] (buckets non-cumulative, last = +Inf).
 SeriesData = list[Any]
-# {"routes": [[labels, [series, ...]], ...], "listeners": {scheme: [active, total]}}
+# {"routes": [[labels, [series, ...]], ...], "listeners": {scheme: [active, total]},
+#  "handshakes": {"completed": n, "failures": {reason: n}}}
 Snapshot = dict[str, Any]
 
 
@@ -121,11 +122,15 @@ class TrafficStats:
     def snapshot(self) -> Snapshot:
         routes = [[list(stats.labels), stats.snapshot()] for stats in self.routes()]
         listeners: dict[str, list[int]] = {}
+        handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
         for listener in list(self.listeners):
             counts = listeners.setdefault(listener.scheme, [0, 0])
             counts[0] += listener.active_connections
             counts[1] += listener.total_connections
-        return {"routes": routes, "listeners": listeners}
+            stats = getattr(listener, "handshakes", None)
+            if stats is not None:
+                _add_handshakes(handshakes, stats.completed, stats.failures)
+        return {"routes": routes, "listeners": listeners, "handshakes": handshakes}
 
 
 def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
@@ -133,6 +138,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     series: dict[tuple[tuple[str, ...], str, int], SeriesData] = {}
     order: dict[tuple[str, ...], list[SeriesData]] = {}
     listeners: dict[str, list[int]] = {}
+    handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
     for snapshot in snapshots:
         for labels, entries in snapshot.get("routes", ()):
             key_labels = tuple(labels)
@@ -152,7 +158,17 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
             total = listeners.setdefault(scheme, [0, 0])
             total[0] += counts[0]
             total[1] += counts[1]
-    return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners}
+        part = snapshot.get("handshakes")
+        if part:
+            _add_handshakes(handshakes, part["completed"], part["failures"])
+    return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
+            "handshakes": handshakes}
+
+
+def _add_handshakes(total: dict[str, Any], completed: int, failures: Mapping[str, int]) -> None:
+    total["completed"] += completed
+    for reason, count in failures.items():
+        total["failures"][reason] = total["failures"].get(reason, 0) + count
 
 
 def route_labels(route: Any, clusters: Mapping[str, Any]) -> RouteLabels:

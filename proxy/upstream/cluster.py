@@ -15,7 +15,7 @@ class Upstream:
     endpoints are retired (idle connections closed now, in-flight ones after their response).
     """
 
-    __slots__ = ("key", "settings", "cluster", "endpoints", "pools", "_by_endpoint", "cursor", "closed")
+    __slots__ = ("key", "settings", "cluster", "endpoints", "pools", "_by_endpoint", "cursor", "closed", "host_name")
 
     def __init__(self, cluster: Cluster, *, settings: Settings) -> None:
         self.key = cluster.key
@@ -36,6 +36,9 @@ class Upstream:
     def update(self, cluster: Cluster) -> None:
         """Replace the endpoints (an ExternalName cluster has one: its DNS name and port)."""
         self.cluster = cluster
+        # The Host sent for a request that had none (HTTP/1.0): the name the backend is known by.
+        name = cluster.external_name or f"{cluster.service}.{cluster.namespace}.svc"
+        self.host_name = name.encode("ascii", "replace")
         resolve = bool(cluster.external_name)
         if resolve:
             wanted: tuple[Endpoint, ...] = (Endpoint(cluster.external_name or "", cluster.external_port),)

@@ -319,3 +319,26 @@ async def test_default_ssl_certificate_flag_serves_unknown_names_and_follows_its
     await eventually(renewed_served)
     assert await scrape(proc, "pyngress_ssl_certificate_expiry_timestamp_seconds", host="",
                         secret="ingress/fallback") == renewed.cert.not_valid_after_utc.timestamp()
+
+
+async def test_handshakes_are_counted_and_failures_by_reason(echo_pods, manifests, pyngress, pki):
+    await setup_sites(echo_pods, manifests, pki)
+    proc = await pyngress(manifests.path)
+    port = proc.ports["https"]
+    assert (await https_get(port, "/", host="a.test")).status == 200
+    # plain HTTP on the TLS port, and bytes that are not TLS at all: each handshake fails, visibly
+    for payload in (b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", b"\x00" * 64):
+        async with asyncio.timeout(DEADLINE):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(payload)
+            assert await reader.read() == b""  # closed without an answer
+            writer.close()
+    assert (await https_get(port, "/", host="b.test")).status == 200  # and the listener still serves
+
+    async def counted() -> bool:
+        return await scrape(proc, "pyngress_ssl_handshake_failures_total", reason="not_tls") == 1
+
+    await eventually(counted)
+    assert await scrape(proc, "pyngress_ssl_handshake_failures_total", reason="plain_http") == 1
+    assert await scrape(proc, "pyngress_ssl_handshake_failures_total", reason="timeout") == 0
+    assert await scrape(proc, "pyngress_ssl_handshakes_total") == 2

@@ -269,6 +269,8 @@ async def test_http10_and_connection_close(make_proxy, make_pods):
     writer.write(b"GET /ten HTTP/1.0\r\n\r\n")
     response = await read_response(reader)
     assert response.status == 200 and response.json()["path"] == "/ten"
+    # ... and forwarded with a Host an HTTP/1.1 upstream accepts: the Service's cluster DNS name
+    assert [v for k, v in response.json()["headers"] if k.lower() == "host"] == ["app.default.svc"]
     assert await reader.read() == b""
     writer.close()
     # HTTP/1.0 keep-alive is honoured for a response with a known length.
