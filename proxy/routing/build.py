@@ -257,7 +257,8 @@ class Builder:
             self._reset()
             self._settings = settings
         previous = self._previous
-        dirty: set[str] = set()  # rule hosts to merge again
+        # Rule hosts to merge again, in the order they came up (deterministic: follows the snapshot's order).
+        dirty: dict[str, None] = {}
 
         everything = False
         if previous is None or snapshot.ingress_classes is not previous.ingress_classes:
@@ -277,10 +278,10 @@ class Builder:
             self._tls_names_changed = False
             self._tls = TlsHosts(self._tls_counts)
             covers = self._tls.covers
-            dirty.update(host for host, group in self._groups.items() if group.covered != covers(host))
+            dirty.update((host, None) for host, group in self._groups.items() if group.covered != covers(host))
 
         touched: set[str] = set()  # cluster keys whose use started or ended
-        for host in sorted(dirty):  # sorted: a fresh build's table lists hosts in order
+        for host in dirty:
             self._merge(host, touched)
         work.hosts = len(dirty)
         if dirty:
@@ -323,7 +324,7 @@ class Builder:
             changed.extend((key, None) for key in entries.keys() - ingresses.keys())
         return changed
 
-    def _refresh(self, key: Key, obj: KubeObject | None, dirty: set[str],
+    def _refresh(self, key: Key, obj: KubeObject | None, dirty: dict[str, None],
                  host_checks: dict[str, tuple[str, str]]) -> None:
         """Bring one Ingress's contribution, TLS hosts and warnings up to date; mark the hosts it touched."""
         entries = self._ingresses
@@ -357,13 +358,13 @@ class Builder:
                 assert old.paths is not None
                 for host in old.paths:
                     self._leave(host, key)
-                    dirty.add(host)
+                    dirty[host] = None
                 del self._contributions[key]
             if contribution is not None:
                 assert contribution.paths is not None
                 for host in contribution.paths:
                     self._join(host, key)
-                    dirty.add(host)
+                    dirty[host] = None
                 self._contributions[key] = contribution
 
         old_tls = self._tls_of.get(key, _NO_NAMES)
