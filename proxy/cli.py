@@ -127,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--default-ssl-certificate", default=d.default_ssl_certificate, metavar="NAMESPACE/NAME",
                      help="kubernetes.io/tls Secret served when no Ingress certificate matches (empty: self-signed)")
+    tls.add_argument("--publish-https-port", type=_port, default=d.publish_https_port, metavar="PORT",
+                     help="port put into HTTP->HTTPS redirects when clients reach HTTPS on another port than "
+                          "--https-port (e.g. a NodePort or a load balancer's 443; 443 is left out of the URL; "
+                          "0: --https-port)")
+    tls.add_argument("--hsts", action=argparse.BooleanOptionalAction, default=d.hsts,
+                     help="Strict-Transport-Security on HTTPS answers (one the upstream sends wins)")
+    tls.add_argument("--hsts-max-age", type=_count, default=d.hsts_max_age, metavar="SECONDS",
+                     help="its max-age")
+    tls.add_argument("--hsts-include-subdomains", action=argparse.BooleanOptionalAction,
+                     default=d.hsts_include_subdomains, help="its includeSubDomains")
+    tls.add_argument("--hsts-preload", action=argparse.BooleanOptionalAction, default=d.hsts_preload,
+                     help="its preload")
 
     life = parser.add_argument_group("process")
     life.add_argument("--shutdown-grace-period", type=_seconds, default=d.shutdown_grace_period, metavar="SECONDS",
@@ -183,6 +195,11 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         pod_namespace=os.environ.get("POD_NAMESPACE") or _DEFAULTS.pod_namespace,
         pod_name=os.environ.get("POD_NAME") or _DEFAULTS.pod_name,
         default_ssl_certificate=args.default_ssl_certificate,
+        publish_https_port=args.publish_https_port,
+        hsts=args.hsts,
+        hsts_max_age=args.hsts_max_age,
+        hsts_include_subdomains=args.hsts_include_subdomains,
+        hsts_preload=args.hsts_preload,
     )
 
 

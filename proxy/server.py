@@ -858,6 +858,8 @@ class ProxyServer:
             value = b"max-age=%d" % settings.hsts_max_age
             if settings.hsts_include_subdomains:
                 value += b"; includeSubDomains"
+            if settings.hsts_preload:
+                value += b"; preload"
             listener.response_fields = b"Strict-Transport-Security: " + value + b"\r\n"
         self.https_port = listener.port
 

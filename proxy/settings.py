@@ -75,3 +75,4 @@ class Settings:
     hsts: bool = True
     hsts_max_age: int = 31536000
     hsts_include_subdomains: bool = True
+    hsts_preload: bool = False

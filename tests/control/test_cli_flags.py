@@ -18,6 +18,7 @@ CONTRACT_FLAGS = [
     "--log-level", "--kubeconfig", "--context", "--watch-namespace", "--publish-service",
     "--publish-status-address", "--election-id", "--default-ssl-certificate", "--access-log", "--no-access-log",
     "--workers", "--election-ttl", "--route-metrics", "--no-route-metrics",
+    "--publish-https-port", "--hsts", "--no-hsts", "--hsts-max-age", "--hsts-include-subdomains", "--hsts-preload",
 ]
 
 
@@ -42,6 +43,8 @@ def test_every_flag_reaches_settings(monkeypatch):
         "--publish-service", "ingress/pyngress", "--publish-status-address", "192.0.2.1,192.0.2.2",
         "--publish-status-address", "lb.example.com", "--election-id", "leader",
         "--default-ssl-certificate", "ingress/default-cert",
+        "--publish-https-port", "443", "--no-hsts", "--hsts-max-age", "600", "--no-hsts-include-subdomains",
+        "--hsts-preload",
     ])
     assert s == Settings(
         manifests=("a", "b/"), http_port=0, https_port=1443, admin_port=9999, bind="127.0.0.1",
@@ -52,6 +55,7 @@ def test_every_flag_reaches_settings(monkeypatch):
         kubeconfig="/k", kube_context="kind", watch_namespace="shop", publish_service="ingress/pyngress",
         publish_status_address=("192.0.2.1", "192.0.2.2", "lb.example.com"), election_id="leader",
         default_ssl_certificate="ingress/default-cert", pod_namespace="ingress", pod_name="pyngress-0",
+        publish_https_port=443, hsts=False, hsts_max_age=600, hsts_include_subdomains=False, hsts_preload=True,
     )
 
 

@@ -342,3 +342,17 @@ async def test_handshakes_are_counted_and_failures_by_reason(echo_pods, manifest
     assert await scrape(proc, "pyngress_ssl_handshake_failures_total", reason="plain_http") == 1
     assert await scrape(proc, "pyngress_ssl_handshake_failures_total", reason="timeout") == 0
     assert await scrape(proc, "pyngress_ssl_handshakes_total") == 2
+
+
+async def test_hsts_and_redirect_port_flags(echo_pods, manifests, pyngress, pki):
+    await setup_sites(echo_pods, manifests, pki)
+    tuned = await pyngress(manifests.path, "--hsts-max-age", "600", "--no-hsts-include-subdomains", "--hsts-preload",
+                           "--publish-https-port", "443")
+    assert (await https_get(tuned.ports["https"], "/", host="a.test")).headers["strict-transport-security"] == (
+        "max-age=600; preload")
+    moved = await http_get(tuned.ports["http"], "/p?q=1", host="a.test")
+    assert moved.status == 308 and moved.headers["location"] == "https://a.test/p?q=1"  # 443 is left out
+
+    off = await pyngress(manifests.path, "--no-hsts")
+    answer = await https_get(off.ports["https"], "/", host="a.test")
+    assert answer.status == 200 and "strict-transport-security" not in answer.headers
