@@ -6,13 +6,19 @@ checksums, and nothing in a snapshot can make it raise: broken objects become wa
 `Builder` gives the same answers but remembers its work between calls, so a change costs what it
 touches rather than the size of the cluster. The work splits along the lines where it is independent:
 
-- per Ingress (its dict, by identity): whether it is ours, its parsed rules, warnings, TLS hosts;
+- per Ingress (its namespace/name, valid while the snapshot holds the identical dict there): whether
+  it is ours, its parsed rules, warnings, TLS hosts. (Identity alone would not do: the same dict may
+  sit under two names, and warnings name the key.);
 - per rule host ("" for host-less rules and the catch-all, "*.x", "x"): the merge of every Ingress
   naming that host, oldest first ("the older claim wins" is "the first claim wins"). Conflicts only
   ever happen inside one host, so a host is merged again only when an Ingress naming it changed,
   or when TLS coverage (which decides its redirect flags) changed for it;
-- per cluster key: the Service port resolved against its Service, EndpointSlice and Endpoints dicts;
-- the checksum: one digest per host and per cluster, combined in key order.
+- per cluster key: the Service port resolved against its Service, EndpointSlice and Endpoints dicts,
+  resolved again when one of those is no longer the identical object;
+- the checksum: one digest per host and per cluster, folded so that a change costs its own digest.
+
+The IngressClass selection and the settings are inputs to everything: a different selection judges
+every Ingress again (parses are kept), different settings start from scratch.
 
 The object cache hands out unchanged objects (and untouched kinds' mappings) as the identical
 objects in successive snapshots, which is what makes identity a sound memo key; snapshots are never
@@ -24,7 +30,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from proxy.routing.annotations import TlsHosts, annotations_of, force_ssl_redirect, ssl_redirect, tls_host_names
 from proxy.routing.backends import ClusterResolver, cluster_key
@@ -402,14 +408,14 @@ class Builder:
         members = self._members.get(host)
         if members is None:
             self._members[host] = (key,)
-        elif type(members) is tuple:
+        elif isinstance(members, tuple):
             self._members[host] = members + (key,) if len(members) < _FEW else {*members, key}
         else:
             members.add(key)
 
     def _leave(self, host: str, key: Key) -> None:
         members = self._members[host]
-        if type(members) is tuple:
+        if isinstance(members, tuple):
             if len(members) == 1:
                 del self._members[host]
             else:
@@ -681,12 +687,13 @@ def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, tuple[tuple[str,
     if len(lines) > 1:
         lines.sort()
     # Every claimed host is listed, even one without routes: it answers 404 instead of falling through.
-    r = routes.default
-    if r is None:
+    default = routes.default
+    if default is None:
         lines.append(f"{scope}\0{key}\0default")
     else:
-        lines.append(f"{scope}\0{key}\0default\0{r.namespace}\0{r.ingress}\0{r.cluster}\0{r.ssl_redirect:d}")
-        uses.add((r.cluster, r.namespace, r.ingress))
+        lines.append(f"{scope}\0{key}\0default\0{default.namespace}\0{default.ingress}\0{default.cluster}"
+                     f"\0{default.ssl_redirect:d}")
+        uses.add((default.cluster, default.namespace, default.ingress))
     return hashlib.sha256("\n".join(lines).encode()).digest(), tuple(uses)
 
 

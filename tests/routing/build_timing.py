@@ -103,7 +103,7 @@ def run(shape: str, size: int, *, changes: int, full_runs: int) -> None:
         for generation in range(1, changes + 1):
             change(generation)
             current = cache.snapshot()
-            samples.append(timed(lambda: builder.build(current, settings)))
+            samples.append(timed(lambda snapshot=current: builder.build(snapshot, settings)))
             work = builder.work
         print(f"  Builder, {label:<24} {summary(samples)}   (redone: {work})")
     unchanged = [timed(lambda: builder.build(cache.snapshot(), settings)) for _ in range(changes)]
