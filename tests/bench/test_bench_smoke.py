@@ -134,3 +134,19 @@ def test_wrk_against_the_python_backend(tmp_path: Path) -> None:
     assert not result.error, result.error
     assert result.requests > 0 and result.failed_requests == 0
     assert result.rss_end_kib is not None
+
+
+def test_propagation_bench_runs_both_modes(tmp_path: Path) -> None:
+    """`python -m bench.propagation` end to end with a few changes (file mode and the API test double)."""
+    import subprocess
+
+    out = tmp_path / "propagation.json"
+    done = subprocess.run([sys.executable, "-m", "bench.propagation", "--changes", "5", "--scale-changes", "0",
+                           "--max-seconds", "40", "--json", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=55)
+    assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: a target missed on a busy box
+    results = json.loads(out.read_text())["results"]
+    for mode in ("file", "cluster"):
+        assert results[mode]["count"] + results[mode]["missed"] == 5, results[mode]
+        assert results[mode]["count"] >= 1 and results[mode]["p50_ms"] > 0
+    assert results["file"]["source"] in ("inotify", "poll")
