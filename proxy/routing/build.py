@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -60,6 +61,7 @@ _PathEntry = tuple[str, str, str, str]
 _NO_NAMES: frozenset[str] = frozenset()
 # Members of a host kept in a tuple up to this many (see Builder._join).
 _FEW = 8
+_NEVER = math.inf  # the age of an Ingress without a readable creationTimestamp: after every other
 
 
 def build(snapshot: Snapshot, settings: Settings) -> Config:
@@ -71,22 +73,26 @@ class _Ingress:
     """Memo of one Ingress dict: its age, whether it is ours (per class selection), and once parsed,
     what it brings to each host it names, ready to merge."""
 
-    __slots__ = ("key", "obj", "order", "selection", "served", "problem", "parsed", "warnings", "tls",
-                 "paths", "default", "has_hosts", "redirect", "force_redirect")
+    __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
+                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
         self.obj = obj  # held so its id() cannot be reused while it is remembered
-        self.order = (age(obj), key)  # oldest first, then by (namespace, name)
+        # Merging goes oldest first, then by (namespace, name). A float, not age()'s tuple: one object less.
+        unreadable, stamp = age(obj)
+        self.age = _NEVER if unreadable else stamp
         self.selection: ClassSelection | None = None
         self.served = False
         self.problem: Warning | None = None  # unreadable class fields
         self.parsed = False
         self.warnings: tuple[Warning, ...] = ()  # of the parse
         self.tls: frozenset[str] | None = None
-        # Rule host -> its paths in written order; every named host is present (a claim, even without
-        # paths); "" holds the host-less paths and the catch-all. None: the Ingress adds nothing.
-        self.paths: dict[str, tuple[_PathEntry, ...]] | None = None
+        # (rule host, its paths in written order) for every host it names (a claim, even without paths);
+        # "" holds the host-less paths and the catch-all. None: the Ingress adds nothing. Tuples of
+        # strings, which the collector stops tracking (there is one per Ingress; dicts stay tracked).
+        self.paths: tuple[tuple[str, tuple[_PathEntry, ...]], ...] | None = None
+        self.by_host: dict[str, tuple[_PathEntry, ...]] | None = None  # the same, indexed, when many
         self.default: str | None = None  # cluster key of spec.defaultBackend
         self.has_hosts = False
         self.redirect = True
@@ -130,9 +136,19 @@ class _Ingress:
         if rules.default is not None:
             self.default = cluster_key(namespace, rules.default.service, rules.default.port)
             paths.setdefault("", [])  # the catch-all lives with the host-less rules
-        # Tuples of strings: the collector stops tracking them, and there are many.
-        self.paths = {host: tuple(entries) for host, entries in paths.items()}
+        self.paths = tuple((host, tuple(entries)) for host, entries in paths.items())
+        if len(paths) > _FEW:
+            self.by_host = dict(self.paths)
         self.has_hosts = bool(rules.hosts)
+
+    def paths_for(self, host: str) -> tuple[_PathEntry, ...]:
+        """The paths this Ingress gives `host` (which it names)."""
+        if self.by_host is not None:
+            return self.by_host[host]
+        for named, entries in self.paths:  # type: ignore[union-attr]
+            if named == host:
+                return entries
+        raise KeyError(host)
 
     def tls_hosts(self) -> frozenset[str]:
         if self.tls is None:
@@ -143,17 +159,8 @@ class _Ingress:
         return self.tls
 
 
-class _Group:
-    """The merged routes of one rule host, and what the builder needs to undo or combine them."""
-
-    __slots__ = ("routes", "covered", "uses", "digest")
-
-    def __init__(self, routes: HostRoutes, covered: bool, uses: tuple[tuple[str, str, str], ...],
-                 digest: bytes) -> None:
-        self.routes = routes
-        self.covered = covered  # TLS coverage the redirect flags were computed with
-        self.uses = uses  # distinct (cluster key, namespace, Ingress) of the routes here
-        self.digest = digest
+# The Ingresses contributing to one host (see Builder._join).
+_Members = _Ingress | tuple[_Ingress, ...] | set[_Ingress]
 
 
 class _ClusterEntry:
@@ -229,18 +236,22 @@ class Builder:
         self._tls = TlsHosts(())
         self._tls_names_changed = False  # a name entered or left _tls_counts since _tls was made
         # Rule host -> keys of the Ingresses contributing to it.
-        self._members: dict[str, tuple[Key, ...] | set[Key]] = {}
-        self._groups: dict[str, _Group] = {}
+        self._members: dict[str, _Members] = {}
+        # Rule host -> digest of its merged routes (the routes themselves are in _hosts, _wildcards, _any_host).
+        self._groups: dict[str, bytes] = {}
         self._group_warnings: dict[str, tuple[Warning, ...]] = {}
         self._hosts: dict[str, HostRoutes] = {}
         self._wildcards: dict[str, HostRoutes] = {}
         self._any_host: HostRoutes | None = None
-        # Cluster key -> Ingress routing to it -> number of hosts where it does.
-        self._owners: dict[str, dict[Key, int]] = {}
+        # (cluster key, namespace, Ingress) -> number of hosts where that Ingress routes to that cluster,
+        # and cluster key -> the sum of those for it (flat: no dict per cluster for the collector to walk).
+        self._uses: dict[tuple[str, str, str], int] = {}
+        self._in_use: dict[str, int] = {}
         self._clusters: dict[str, _ClusterEntry] = {}
         self._troubled: set[str] = set()  # cluster keys whose resolution had problems
         self._cluster_order: list[str] = []  # sorted keys of _clusters
-        self._by_service: dict[Key, tuple[str, ...]] = {}  # (namespace, service) -> its cluster keys
+        # (namespace, service) -> its cluster keys; made when first needed (a first build never needs it).
+        self._by_service: dict[Key, tuple[str, ...]] | None = None
         # Handed to Configs as is, so replaced, never edited.
         self._clusters_out: dict[str, Cluster] = {}
         self._digests = _DigestSet()
@@ -282,9 +293,10 @@ class Builder:
 
         if self._tls_names_changed:
             self._tls_names_changed = False
-            self._tls = TlsHosts(self._tls_counts)
+            merged_with, self._tls = self._tls, TlsHosts(self._tls_counts)
+            # Every merged host was merged with `merged_with`: merge again those whose coverage differs now.
             covers = self._tls.covers
-            dirty.update((host, None) for host, group in self._groups.items() if group.covered != covers(host))
+            dirty.update((host, None) for host in self._groups if merged_with.covers(host) != covers(host))
 
         touched: set[str] = set()  # cluster keys whose use started or ended
         for host in dirty:
@@ -362,14 +374,14 @@ class Builder:
         if old is not contribution:
             if old is not None:
                 assert old.paths is not None
-                for host in old.paths:
-                    self._leave(host, key)
+                for host, _ in old.paths:
+                    self._leave(host, old)
                     dirty[host] = None
                 del self._contributions[key]
             if contribution is not None:
                 assert contribution.paths is not None
-                for host in contribution.paths:
-                    self._join(host, key)
+                for host, _ in contribution.paths:
+                    self._join(host, contribution)
                     dirty[host] = None
                 self._contributions[key] = contribution
 
@@ -401,27 +413,29 @@ class Builder:
                 del counts[name]
                 self._tls_names_changed = True
 
-    # Members of a host are a tuple while few (the collector stops tracking tuples of strings, and
-    # most hosts have one or two Ingresses), a set once many (so joining stays O(1)).
+    # A host's contributing Ingresses: the one itself (most hosts have one), a tuple while few, a set
+    # once many (joining stays O(1)). Fewer objects than a set each: a first build makes one per host.
 
-    def _join(self, host: str, key: Key) -> None:
+    def _join(self, host: str, contribution: _Ingress) -> None:
         members = self._members.get(host)
         if members is None:
-            self._members[host] = (key,)
+            self._members[host] = contribution
+        elif isinstance(members, _Ingress):
+            self._members[host] = (members, contribution)
         elif isinstance(members, tuple):
-            self._members[host] = members + (key,) if len(members) < _FEW else {*members, key}
+            self._members[host] = members + (contribution,) if len(members) < _FEW else {*members, contribution}
         else:
-            members.add(key)
+            members.add(contribution)
 
-    def _leave(self, host: str, key: Key) -> None:
+    def _leave(self, host: str, contribution: _Ingress) -> None:
         members = self._members[host]
-        if isinstance(members, tuple):
-            if len(members) == 1:
-                del self._members[host]
-            else:
-                self._members[host] = tuple(member for member in members if member != key)
+        if isinstance(members, _Ingress):
+            del self._members[host]
+        elif isinstance(members, tuple):
+            remaining = tuple(member for member in members if member is not contribution)
+            self._members[host] = remaining[0] if len(remaining) == 1 else remaining
         else:
-            members.discard(key)
+            members.discard(contribution)
             if not members:
                 del self._members[host]
 
@@ -431,24 +445,23 @@ class Builder:
         """Merge one rule host again from its contributing Ingresses (or drop it when none is left)."""
         old = self._groups.pop(host, None)
         if old is not None:
-            self._use(old.uses, -1, touched)
-            self._digests.discard(old.digest)
+            routes = self._any_host if not host else (
+                self._wildcards[host[2:]] if host.startswith("*.") else self._hosts[host])
+            assert routes is not None
+            self._use(_uses_of(routes), -1, touched)
+            self._digests.discard(old)
             self._group_warnings.pop(host, None)
         members = self._members.get(host)
-        if not members:
+        if members is None:
             if host:
                 _place(host, None, self._hosts, self._wildcards)
             else:
                 self._any_host = None
             return
-        if len(members) == 1:
-            contributions = [self._contributions[key] for key in members]
-        else:
-            contributions = sorted((self._contributions[key] for key in members), key=_by_order)
-        covered = self._tls.covers(host) if host else False
-        routes, warnings = _merge_host(host, contributions, covered=covered)
+        contributions = [members] if isinstance(members, _Ingress) else sorted(members, key=_by_age)
+        routes, warnings = _merge_host(host, contributions, covered=self._tls.covers(host) if host else False)
         digest, uses = _host_digest(host, routes)
-        self._groups[host] = _Group(routes, covered, uses, digest)
+        self._groups[host] = digest
         self._use(uses, 1, touched)
         self._digests.add(digest)
         if warnings:
@@ -458,23 +471,26 @@ class Builder:
         else:
             self._any_host = routes
 
-    def _use(self, uses: tuple[tuple[str, str, str], ...], sign: int, touched: set[str]) -> None:
-        """Count (sign 1) or uncount (-1) one host's (cluster, owner) pairs."""
-        all_owners = self._owners
-        for cluster, namespace, name in uses:
-            counted = all_owners.get(cluster)
-            if counted is None:
-                counted = all_owners[cluster] = {}
-                touched.add(cluster)
-            owner = (namespace, name)
-            total = counted.get(owner, 0) + sign
-            if total > 0:
-                counted[owner] = total
+    def _use(self, uses: set[tuple[str, str, str]], sign: int, touched: set[str]) -> None:
+        """Count (sign 1) or uncount (-1) one host's (cluster, owner) pairs; `touched` gets the clusters
+        whose use started or ended."""
+        counts = self._uses
+        in_use = self._in_use
+        for use in uses:
+            total = counts.get(use, 0) + sign
+            if total:
+                counts[use] = total
             else:
-                del counted[owner]
-                if not counted:
-                    del all_owners[cluster]
+                del counts[use]
+            cluster = use[0]
+            total = in_use.get(cluster, 0) + sign
+            if total:
+                in_use[cluster] = total
+                if total == 1 and sign == 1:
                     touched.add(cluster)
+            else:
+                del in_use[cluster]
+                touched.add(cluster)
 
     # ------------------------------------------------------------------ clusters
 
@@ -482,12 +498,17 @@ class Builder:
         """Resolve clusters that came into use or whose objects (of the services in `moved`) changed;
         drop unused ones."""
         clusters = self._clusters
-        owners = self._owners
+        in_use = self._in_use
         digests = self._digests
         by_service = self._by_service
+        if moved and by_service is None:
+            by_service = self._by_service = {}
+            for key, entry in clusters.items():
+                service = (entry.cluster.namespace, entry.cluster.service)
+                by_service[service] = (*by_service.get(service, ()), key)
         resolver: ClusterResolver | None = None
         replaced: dict[str, Cluster] = {}
-        for key in [key for service in moved for key in by_service.get(service, ())]:
+        for key in [key for service in moved for key in by_service.get(service, ())]:  # type: ignore[union-attr]
             entry = clusters[key]
             if entry.current(snapshot):
                 continue  # e.g. a new group mapping listing the same slices
@@ -503,8 +524,8 @@ class Builder:
                 self._troubled.discard(key)
                 if fresh.problems or fresh.service_problems:
                     self._troubled.add(key)
-        added = [key for key in touched if key in owners and key not in clusters]
-        gone = [key for key in touched if key not in owners and key in clusters]
+        added = [key for key in touched if key in in_use and key not in clusters]
+        gone = [key for key in touched if key not in in_use and key in clusters]
         if added:
             resolver = resolver or ClusterResolver(snapshot)
             for key in added:
@@ -512,19 +533,21 @@ class Builder:
                 digests.add(entry.digest)
                 if entry.problems or entry.service_problems:
                     self._troubled.add(key)
-                service = (entry.cluster.namespace, entry.cluster.service)
-                by_service[service] = (*by_service.get(service, ()), key)
+                if by_service is not None:
+                    service = (entry.cluster.namespace, entry.cluster.service)
+                    by_service[service] = (*by_service.get(service, ()), key)
             self.work.clusters += len(added)
         for key in gone:
             entry = clusters.pop(key)
             digests.discard(entry.digest)
             self._troubled.discard(key)
-            service = (entry.cluster.namespace, entry.cluster.service)
-            remaining = tuple(other for other in by_service[service] if other != key)
-            if remaining:
-                by_service[service] = remaining
-            else:
-                del by_service[service]
+            if by_service is not None:
+                service = (entry.cluster.namespace, entry.cluster.service)
+                remaining = tuple(other for other in by_service[service] if other != key)
+                if remaining:
+                    by_service[service] = remaining
+                else:
+                    del by_service[service]
         if added or gone:
             order = self._cluster_order
             if len(added) + len(gone) > 32:
@@ -546,21 +569,35 @@ class Builder:
             found.extend(warnings)
         for warnings in self._group_warnings.values():
             found.extend(warnings)
+        reported: dict[str, _ClusterEntry] = {}  # clusters whose Service problems go to each Ingress using them
         for key in self._troubled:
             entry = self._clusters[key]
             found.extend(entry.problems)
             if entry.service_problems:
-                service = entry.cluster.service
-                for namespace, name in self._owners[key]:
+                reported[key] = entry
+        if reported:
+            for cluster, namespace, name in self._uses:
+                troubled = reported.get(cluster)
+                if troubled is not None:
+                    service = troubled.cluster.service
                     found.extend(Warning("Ingress", namespace, name, f"Service {service}: {problem.message}")
-                                 for problem in entry.service_problems)
+                                 for problem in troubled.service_problems)
         return tuple(sorted(dict.fromkeys(found), key=_warning_order))
 
 
 # ---------------------------------------------------------------------- merging one host
 
-def _by_order(contribution: _Ingress) -> tuple[Any, ...]:
-    return contribution.order
+def _by_age(contribution: _Ingress) -> tuple[float, Key]:
+    return (contribution.age, contribution.key)
+
+
+def _uses_of(routes: HostRoutes) -> set[tuple[str, str, str]]:
+    """(cluster key, namespace, Ingress) of every route of a host."""
+    uses = {(r.cluster, r.namespace, r.ingress) for r in routes.exact.values()}
+    uses.update((r.cluster, r.namespace, r.ingress) for r in routes.prefix.values())
+    if routes.default is not None:
+        uses.add((routes.default.cluster, routes.default.namespace, routes.default.ingress))
+    return uses
 
 
 def _merge_host(host: str, contributions: list[_Ingress], *, covered: bool) -> tuple[HostRoutes, list[Warning]]:
@@ -574,7 +611,7 @@ def _merge_host(host: str, contributions: list[_Ingress], *, covered: bool) -> t
     for contribution in contributions:
         namespace, name = contribution.key
         redirected = contribution.force_redirect or (contribution.redirect and covered)
-        for path, path_type, key, cluster in contribution.paths[host]:  # type: ignore[index]
+        for path, path_type, key, cluster in contribution.paths_for(host):
             route = Route(namespace, name, host, path, path_type, cluster, redirected)
             slots = exact if path_type == PATH_EXACT else prefix
             taken = slots.get(key)
@@ -664,8 +701,8 @@ def _warning_order(warning: Warning) -> tuple[str, str, str, str]:
 
 # ---------------------------------------------------------------------- checksum
 
-def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, tuple[tuple[str, str, str], ...]]:
-    """Digest of one rule host's routes (one line per slot), and the (cluster, namespace, Ingress) of each.
+def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, set[tuple[str, str, str]]]:
+    """Digest of one rule host's routes (one line per slot), and `_uses_of` them (read in the same pass).
 
     Fields are joined with NUL: no field can hold one (names and hosts are validated DNS names,
     rule paths with control characters are refused).
@@ -677,7 +714,7 @@ def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, tuple[tuple[str,
     else:
         scope, key = "host", host
     lines = []
-    uses = set()
+    uses: set[tuple[str, str, str]] = set()
     for slot, slots in (("exact", routes.exact), ("prefix", routes.prefix)):
         where = f"{scope}\0{key}\0{slot}"
         for path, r in slots.items():
@@ -694,7 +731,7 @@ def _host_digest(host: str, routes: HostRoutes) -> tuple[bytes, tuple[tuple[str,
         lines.append(f"{scope}\0{key}\0default\0{default.namespace}\0{default.ingress}\0{default.cluster}"
                      f"\0{default.ssl_redirect:d}")
         uses.add((default.cluster, default.namespace, default.ingress))
-    return hashlib.sha256("\n".join(lines).encode()).digest(), tuple(uses)
+    return hashlib.sha256("\n".join(lines).encode()).digest(), uses
 
 
 def _cluster_digest(c: Cluster) -> bytes:

@@ -482,7 +482,7 @@ def test_the_builder_holds_nothing_of_deleted_objects():
     builder.build(Snapshot(), SETTINGS)
     assert builder.work.hosts == 3
     assert builder._ingresses == {} and builder._groups == {} and builder._clusters == {}
-    assert builder._members == {} and builder._owners == {} and builder._cluster_order == []
+    assert builder._members == {} and builder._uses == {} and builder._in_use == {} and builder._cluster_order == []
     assert builder.build(Snapshot(), SETTINGS).checksum == build(Snapshot(), SETTINGS).checksum
 
 
