@@ -52,11 +52,13 @@ class Series:
 class RouteStats:
     """Everything counted for one route label set (or for requests that matched no route)."""
 
-    __slots__ = ("labels", "series")
+    __slots__ = ("labels", "series", "log_fields")
 
     def __init__(self, labels: RouteLabels) -> None:
         self.labels = labels
         self.series: dict[tuple[bytes, int], Series] = {}
+        # The labels as the access log writes them, made on first use (proxy.accesslog.route_fields).
+        self.log_fields: bytes | None = None
 
     def record(self, method: bytes, status: int, duration: float, upstream: float, received: int, sent: int,
                retries: int) -> None:

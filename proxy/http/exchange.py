@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from proxy.accesslog import address_text, route_fields
 from proxy.http import headers as h
 from proxy.http.responses import status_prefix
 from proxy.upstream.errors import (
@@ -626,11 +627,17 @@ class Exchange:
         access_log = server.access_log
         if access_log is not None:
             pool = self.pool
-            access_log.add((
-                _wall(), self.request_id, client.client_ip, self.method, self.host, self.url, self.http10, status,
-                received, self.sent, duration, self.upstream_time, pool.endpoint if pool is not None else None,
-                stats.labels, self.user_agent, self.retries,
-            ))
+            address = None
+            if pool is not None:
+                address = pool.log_address
+                if address is None:
+                    address = pool.log_address = address_text(pool.endpoint.address, pool.endpoint.port)
+            route = stats.log_fields
+            if route is None:
+                route = stats.log_fields = route_fields(stats.labels)
+            access_log.add(_wall(), self.request_id, client.client_ip, self.method, self.host, self.url, self.http10,
+                           status, received, self.sent, duration, self.upstream_time, address, route,
+                           self.user_agent, self.retries)
 
     def response_finished(self) -> None:
         """The response is complete: give the connection back (or close it) and free the client."""

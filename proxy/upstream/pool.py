@@ -18,7 +18,8 @@ class EndpointPool:
     (armed only while the pool holds connections), not by a timer per connection.
     """
 
-    __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer")
+    __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer",
+                 "log_address")
 
     def __init__(
         self,
@@ -39,6 +40,8 @@ class EndpointPool:
         # Set when the endpoint left its cluster: busy connections are closed when released.
         self.retired = False
         self._timer: asyncio.TimerHandle | None = None
+        # The endpoint as the access log writes it, made on first use (proxy.accesslog.address_text).
+        self.log_address: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<EndpointPool {self.endpoint.address}:{self.endpoint.port} idle={len(self.idle)}>"

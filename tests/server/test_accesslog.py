@@ -1,4 +1,4 @@
-"""The access log writer: valid JSON for any bytes, whole lines per write, never blocking the caller."""
+"""The access log writer: valid JSON for any bytes, whole lines in order, never blocking the caller."""
 
 from __future__ import annotations
 
@@ -7,49 +7,56 @@ import os
 import threading
 import time
 
-from proxy.accesslog import AccessLog, format_lines
-from proxy.routing.model import Endpoint
+from proxy.accesslog import AccessLog, address_text, route_fields
 
 LABELS = ("shop", "web", "*.example.com", "/api", "api")
 
 
-def record(index: int, **changes: object) -> tuple:
+def add(log: AccessLog, index: int, **changes: object) -> None:
     values = dict(when=1763866559.417, request_id=b"id-%d" % index, client=b"127.0.0.1", method=b"GET",
                   host=b"a.example.com", target=b"/api/items?x=1", http10=False, status=200, bytes_in=80,
-                  bytes_out=512, duration=0.0012, upstream_duration=0.0009, upstream=Endpoint("10.0.0.1", 8080),
-                  labels=LABELS, user_agent=b"curl/8", retries=0)
+                  bytes_out=512, duration=0.0012, upstream_duration=0.0009, upstream=address_text("10.0.0.1", 8080),
+                  route=route_fields(LABELS), user_agent=b"curl/8", retries=0)
     values.update(changes)
-    return tuple(values.values())
+    log.add(**values)  # type: ignore[arg-type]
 
 
-def test_fields_and_escaping():
-    raw = record(1, host=b'evil"\\\x00\xff', target=b"/p\n?q=\"1\"", user_agent=None, upstream=Endpoint("fd00::1", 80),
-                 upstream_duration=-1.0, http10=True)
-    [line] = format_lines([raw])
-    assert line.endswith(b"\n") and line.count(b"\n") == 1 and line.isascii()
-    entry = json.loads(line)
-    assert entry["host"] == 'evil"\\\x00\xff' and entry["path"] == "/p\n" and entry["query"] == 'q="1"'
-    assert entry["upstream"] == "[fd00::1]:80" and entry["upstream_duration"] is None
-    assert entry["protocol"] == "HTTP/1.0" and entry["user_agent"] == "" and entry["time"] == "2025-11-23T02:55:59.417Z"
-    assert (entry["namespace"], entry["ingress"], entry["route_host"], entry["route_path"], entry["service"]) == LABELS
-
-
-def test_every_line_is_written_whole_and_in_order():
+def written(fd_for_log) -> list[dict]:
     read_end, write_end = os.pipe()
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
     reader.start()
     log = AccessLog(write_end, interval=0.01)
-    for index in range(2000):
-        log.add(record(index))
+    fd_for_log(log)
     log.close()
     os.close(write_end)
     reader.join(timeout=10)
     os.close(read_end)
-    data = b"".join(chunks)
-    lines = data.splitlines()
-    assert [json.loads(line)["request_id"] for line in lines] == [f"id-{i}" for i in range(2000)]
-    assert log.written == 2000 and log.dropped == 0
+    lines = b"".join(chunks).splitlines(keepends=True)
+    assert all(line.endswith(b"\n") and line.isascii() for line in lines)
+    return [json.loads(line) for line in lines]
+
+
+def test_fields_and_escaping():
+    [entry] = written(lambda log: add(log, 1, host=b'evil"\\\x00\xff', target=b"/p\n?q=\"1\"", user_agent=None,
+                                      upstream=address_text("fd00::1", 80), upstream_duration=-1.0, http10=True))
+    assert entry["host"] == 'evil"\\\x00\xff' and entry["path"] == "/p\n" and entry["query"] == 'q="1"'
+    assert entry["upstream"] == "[fd00::1]:80" and entry["upstream_duration"] is None
+    assert entry["protocol"] == "HTTP/1.0" and entry["user_agent"] == "" and entry["time"] == "2025-11-23T02:55:59.417Z"
+    assert (entry["namespace"], entry["ingress"], entry["route_host"], entry["route_path"], entry["service"]) == LABELS
+    assert (entry["status"], entry["bytes_in"], entry["bytes_out"], entry["retries"]) == (200, 80, 512, 0)
+    assert entry["duration"] == 0.0012 and entry["upstream_duration"] is None
+
+
+def test_every_line_is_written_whole_and_in_order():
+    def many(log: AccessLog) -> None:
+        for index in range(2000):
+            add(log, index, when=1763866559.417 + index / 100, upstream=None)
+
+    entries = written(many)
+    assert [e["request_id"] for e in entries] == [f"id-{i}" for i in range(2000)]
+    assert entries[0]["time"] == "2025-11-23T02:55:59.417Z" and entries[-1]["time"] == "2025-11-23T02:56:19.407Z"
+    assert entries[0]["upstream"] is None
 
 
 def test_a_stdout_nobody_reads_never_blocks_the_caller():
@@ -57,7 +64,7 @@ def test_a_stdout_nobody_reads_never_blocks_the_caller():
     log = AccessLog(write_end, limit=1000, interval=0.01)
     try:
         for index in range(50_000):  # far more than the pipe and the queue hold: add() must still return
-            log.add(record(index))
+            add(log, index)
         deadline = time.monotonic() + 10
         while log.dropped == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
