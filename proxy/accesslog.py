@@ -42,9 +42,13 @@ PIPE_BUF = 4096
 
 # Bytes that a JSON string cannot carry as they are: controls, '"', '\\' and everything past ASCII.
 _UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
-_LINE = (b'{"time":"%s.%03dZ","request_id":%s,"client":%s,"method":%s,"host":%s,"path":%s,"query":%s,'
+_LINE = (b'{"time":"%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path":%s,"query":%s,'
          b'"protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,"upstream_duration":%s,'
          b'"upstream":%s,%s,"user_agent":%s,"retries":%d}\n')
+# The usual case, every field plain ASCII: quoted as it is, no escaping pass per field.
+_PLAIN_LINE = (b'{"time":"%s.%03dZ","request_id":"%s","client":"%s","method":"%s","host":"%s","path":"%s",'
+               b'"query":"%s","protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,'
+               b'"upstream_duration":%s,"upstream":%s,%s,"user_agent":"%s","retries":%d}\n')
 
 
 def json_text(value: bytes | None) -> bytes:
@@ -111,12 +115,22 @@ class AccessLog:
             path, query = target, b""
         else:
             path, query = target[:query_at], target[query_at + 1 :]
-        pending.append(_LINE % (
-            self._stamp, int((when - second) * 1000), json_text(request_id), json_text(client), json_text(method),
-            json_text(host), json_text(path), json_text(query), b"HTTP/1.0" if http10 else b"HTTP/1.1", status,
-            bytes_in, bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
-            upstream or b"null", route, json_text(user_agent), retries,
-        ))
+        host = host or b""
+        user_agent = user_agent or b""
+        # client (an IP address) and method (a token the parser checked) never need escaping.
+        if _UNSAFE.search(b"%s%s%s%s" % (request_id, host, target, user_agent)) is None:
+            line = _PLAIN_LINE % (
+                self._stamp, int((when - second) * 1000), request_id, client, method, host, path, query,
+                b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in, bytes_out, duration,
+                b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null", upstream or b"null", route,
+                user_agent, retries)
+        else:
+            line = _LINE % (
+                self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
+                json_text(path), json_text(query), b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in,
+                bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
+                upstream or b"null", route, json_text(user_agent), retries)
+        pending.append(line)
 
     def flush(self) -> None:
         """Write everything queued so far (in the calling thread)."""
