@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from proxy.routing.backends import resolve_cluster
-from proxy.routing.build import build
+from proxy.routing.build import Builder
 from proxy.routing.classes import select_classes
 from proxy.routing.model import Cluster, Config, Key, Snapshot, Warning
 from proxy.runtime import Runtime, RuntimeHolder
@@ -102,11 +102,16 @@ class Controller:
         self._upstreams: dict[str, Upstream] = {}
         # What each upstream was last given, to update only clusters that changed.
         self._clusters: dict[str, Cluster] = {}
+        # The last clusters mapping applied (skipped when a build returns the very same one).
+        self._given: Mapping[str, Cluster] | None = None
         self._keys_by_service: dict[Key, tuple[str, ...]] = {}
         self._logged: set[Warning] = set()
         self._pending_routes = False
         self._pending_endpoints: set[Key] = set()
         self._wake = asyncio.Event()
+        # Remembers per-object work between builds (a change costs what changed, not the whole table);
+        # used by one build at a time: rebuild() awaits each build before the next can start.
+        self._builder = Builder()
         self._unsubscribe = cache.subscribe(self._on_change)
 
     def _on_change(self, change: CacheChange) -> None:
@@ -196,7 +201,7 @@ class Controller:
         self, snapshot: Snapshot
     ) -> tuple[Config, tuple[CertStore, Mapping[str, Key]] | None, list[Warning]]:
         """Routes and certificates from one snapshot (in a worker thread: parsing certificates is CPU work)."""
-        config = build(snapshot, self.settings)
+        config = self._builder.build(snapshot, self.settings)
         try:
             store, hosts, warnings = self._build_tls(snapshot)
         except Exception:  # a bug in the TLS code must not stop routing; the running certificates stay
@@ -263,11 +268,13 @@ class Controller:
         for key in self._upstreams.keys() - config.clusters.keys():
             del self._upstreams[key]
             del self._clusters[key]
+        keys_changed = bool(removed) or len(self._upstreams) != len(config.clusters)
         self._update_upstreams(config.clusters)
-        by_service: dict[Key, list[str]] = {}
-        for key, cluster in config.clusters.items():
-            by_service.setdefault((cluster.namespace, cluster.service), []).append(key)
-        self._keys_by_service = {service: tuple(keys) for service, keys in by_service.items()}
+        if keys_changed or not self._keys_by_service:
+            by_service: dict[Key, list[str]] = {}
+            for key, cluster in config.clusters.items():
+                by_service.setdefault((cluster.namespace, cluster.service), []).append(key)
+            self._keys_by_service = {service: tuple(keys) for service, keys in by_service.items()}
 
         generation = self.holder.generation + 1
         # A fresh mapping per generation: a request keeps the upstreams of the runtime it started on.
@@ -284,14 +291,21 @@ class Controller:
                  generation, stats.routes, stats.clusters, stats.warnings, elapsed * 1000)
 
     def _update_upstreams(self, clusters: Mapping[str, Cluster]) -> None:
+        if clusters is self._given:
+            return  # the builder hands back the same mapping when no cluster changed
+        self._given = clusters
+        known = self._clusters
         for key, cluster in clusters.items():
+            old = known.get(key)
+            if old is cluster:
+                continue  # unchanged clusters are the same objects from build to build
             upstream = self._upstreams.get(key)
             if upstream is None:
                 self._upstreams[key] = Upstream(cluster, settings=self.settings)
-                self._clusters[key] = cluster
-            elif self._clusters[key] != cluster:
+                known[key] = cluster
+            elif old != cluster:
                 upstream.update(cluster)
-                self._clusters[key] = cluster
+                known[key] = cluster
 
     def _log_warnings(self, warnings: Iterable[Warning], *, replace: bool) -> None:
         """Log each warning once while it persists, not on every rebuild."""
