@@ -38,7 +38,7 @@ import logging
 import ssl
 from collections import deque
 from random import Random, SystemRandom
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -56,7 +56,7 @@ from proxy.routing.table import normalize_host
 from proxy.accesslog import AccessLog
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
-from proxy.stats import RouteStats, TrafficStats, route_labels
+from proxy.stats import RouteLabels, RouteStats, TrafficStats, route_labels
 from proxy.tls.handshake import HandshakeStats, TlsAcceptor, tls_protocol_factory
 from proxy.upstream.errors import BadRequest, NoEndpoints
 
@@ -819,8 +819,17 @@ class ProxyServer:
     def _runtime_published(self, runtime: Runtime) -> None:
         """Bind per-route counters to the routes of a new table (series of vanished routes go)."""
         clusters = runtime.config.clusters
-        self.route_stats = self.traffic.bind(
-            (id(route), route_labels(route, clusters)) for route in runtime.config.table.routes())
+        # The builder shares unchanged Route objects between tables; the previous table is still
+        # alive here, so an id found in the previous binding is that very route: reuse its labels.
+        previous = self.route_stats
+
+        def labelled() -> Iterator[tuple[int, RouteLabels]]:
+            for route in runtime.config.table.routes():
+                key = id(route)
+                known = previous.get(key)
+                yield key, known.labels if known is not None else route_labels(route, clusters)
+
+        self.route_stats = self.traffic.bind(labelled())
         if self.freeze_gc:
             if gc.get_freeze_count() == 0:
                 self._freeze()  # the first table, before any traffic
