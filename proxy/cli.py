@@ -387,13 +387,9 @@ async def serve(settings: Settings) -> int:
 
     async def run() -> int:
         nonlocal listening, cluster
-        await admin.start()
-        # Early, so probes can be watched before the first configuration (readyz is 503 until then).
-        print(f"pyngress admin={settings.bind}:{admin.port}", flush=True)
-        tasks.append(asyncio.create_task(controller.run(), name="controller"))
         try:
-            cluster = await start_source(cache, settings, holder, controller=controller, metrics=metrics,
-                                         tasks=tasks)
+            cluster = await start_control(admin, cache, settings, holder, controller=controller, metrics=metrics,
+                                          tasks=tasks)
         except (ManifestError, ClusterConfigError) as error:
             log.error("%s", error)
             return EXIT_USAGE
@@ -500,12 +496,19 @@ def new_cache(settings: Settings) -> ObjectCache:
     return ObjectCache(relevant_secrets=relevant)
 
 
-async def start_source(cache: ObjectCache, settings: Settings, holder: RuntimeHolder, *, controller: Controller,
-                       metrics: Metrics, tasks: list[asyncio.Task[None]]) -> ClusterMode | None:
-    """Feed `cache` from the manifests (loaded once before returning) or the cluster; the source's
-    tasks are appended to `tasks`. Raises ManifestError or ClusterConfigError (a usage error)."""
+async def start_control(admin: AdminServer, cache: ObjectCache, settings: Settings, holder: RuntimeHolder, *,
+                        controller: Controller, metrics: Metrics,
+                        tasks: list[asyncio.Task[None]]) -> ClusterMode | None:
+    """The control plane of a single process and of the control process of workers alike: the admin
+    port (its line printed at once, so probes can be watched before the first configuration; /readyz
+    is 503 until then), the controller, and `cache` fed from the manifests (loaded once before
+    returning) or the cluster. Background tasks are appended to `tasks`. Raises ManifestError or
+    ClusterConfigError (a usage error)."""
     from proxy.kube.files import ManifestSource
 
+    await admin.start()
+    print(f"pyngress admin={settings.bind}:{admin.port}", flush=True)
+    tasks.append(asyncio.create_task(controller.run(), name="controller"))
     if settings.manifests:
         source = ManifestSource(cache, settings.manifests)
         await source.load()

@@ -61,7 +61,7 @@ from proxy.cli import (
     loop_factory,
     new_cache,
     report_failure,
-    start_source,
+    start_control,
     wait_until,
 )
 from proxy.kube.cache import APPLY, REPLACE, SYNCED, ObjectCache, Operation
@@ -556,12 +556,9 @@ async def serve_workers(settings: Settings) -> int:
 
     async def run() -> int:
         nonlocal cluster
-        await admin.start()
-        print(f"pyngress admin={settings.bind}:{admin.port}", flush=True)
-        tasks.append(asyncio.create_task(controller.run(), name="controller"))
         try:
-            cluster = await start_source(cache, settings, holder, controller=controller, metrics=metrics,
-                                         tasks=tasks)
+            cluster = await start_control(admin, cache, settings, holder, controller=controller, metrics=metrics,
+                                          tasks=tasks)
         except (ManifestError, ClusterConfigError) as error:
             log.error("%s", error)
             return EXIT_USAGE
