@@ -243,6 +243,8 @@ def start_pyngress(group: ProcessGroup, *, manifests: str, name: str = "pyngress
     process = group.start(name, argv, env=env, cwd=repo)
     match = process.wait_line(_PYNGRESS_READY, timeout=timeout)
     elapsed = time.monotonic() - started
+    # With --workers N the serving happens in child processes: count them with the control process.
+    process.measured = [process.pid, *children(process.pid)]
     return process, PyngressAddress(match["host"], int(match["http"]), int(match["admin"])), elapsed
 
 
