@@ -19,7 +19,7 @@ class EndpointPool:
     """
 
     __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer",
-                 "log_address")
+                 "log_address", "_loop")
 
     def __init__(
         self,
@@ -42,6 +42,9 @@ class EndpointPool:
         self._timer: asyncio.TimerHandle | None = None
         # The endpoint as the access log writes it, made on first use (proxy.accesslog.address_text).
         self.log_address: bytes | None = None
+        # The loop of this pool's connections, kept at the first dial: asyncio.get_running_loop()
+        # costs a getpid() system call, once per request if called on release.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<EndpointPool {self.endpoint.address}:{self.endpoint.port} idle={len(self.idle)}>"
@@ -66,7 +69,7 @@ class EndpointPool:
             return
         if conn.reading_paused:
             conn.resume_reading()
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         conn.idle_since = loop.time()
         self.idle.append(conn)
         if self._timer is None:
@@ -84,7 +87,7 @@ class EndpointPool:
         idle = self.idle
         if not idle:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         deadline = loop.time() - self.idle_timeout
         while idle and idle[0].idle_since <= deadline:
             idle.popleft().close()
@@ -93,7 +96,7 @@ class EndpointPool:
 
     async def connect(self) -> UpstreamConnection:
         """Dial a new connection; failures become ConnectError/ConnectTimeout with the cause chained."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         address, port = self.endpoint
         where = f"{address}:{port}"
         try:
