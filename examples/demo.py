@@ -7,7 +7,7 @@ on those manifests in the foreground and prints curl lines to try. Ctrl-C stops 
     python3 examples/demo.py                      # proxy on 127.0.0.1:8080, admin on :10254
     python3 examples/demo.py --http-port 9080     # extra arguments go to pyngress
 
-Edit a file in examples/manifests/ while it runs: the change is live within a second.
+Edit a file in examples/manifests/ while it runs: the change is live at once.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def curl_lines(http: str, admin: str) -> str:
         f"  curl -i http://{http}/nothing-here                     # 404: no rule matches",
         f"  curl http://{admin}/debug/routes                       # the routing table, live endpoints",
         f"  curl http://{admin}/metrics",
-        "Edit examples/manifests/*.yaml and repeat: changes apply within a second. Ctrl-C stops.",
+        "Edit examples/manifests/*.yaml and repeat: changes apply at once. Ctrl-C stops.",
         "",
     ])
 
