@@ -480,7 +480,7 @@ class WorkerPool:
         worker.writer.close()
         snapshot = worker.snapshot
         if snapshot is not None:  # keep its counts; it has no open connections any more
-            closed = {"routes": snapshot["routes"],
+            closed = {"routes": snapshot["routes"], "handshakes": snapshot.get("handshakes"),
                       "listeners": {scheme: [0, c[1]] for scheme, c in snapshot["listeners"].items()}}
             self._retired = merge([s for s in (self._retired, closed) if s is not None])
         self._changed.set()

@@ -126,19 +126,24 @@ def _resident(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGESIZE")
 
 
-async def test_every_worker_serves_the_same_default_certificate(echo_pods, manifests, pyngress):
-    await setup_app(echo_pods, manifests)
-    proc = await pyngress(manifests.path, *WORKERS)
+async def _handshake(port: int, server_name: str = "unknown.example.test") -> bytes:
+    """One TLS handshake on a fresh connection; the DER certificate the proxy presented."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    async with asyncio.timeout(DEADLINE):
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=server_name)
+    certificate = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return certificate
+
+
+async def test_every_worker_serves_the_same_default_certificate(echo_pods, manifests, pyngress):
+    await setup_app(echo_pods, manifests)
+    proc = await pyngress(manifests.path, *WORKERS)
     fingerprints = set()
     for _ in range(40):  # fresh connections: the kernel spreads them over both workers
-        async with asyncio.timeout(DEADLINE):
-            _, writer = await asyncio.open_connection("127.0.0.1", proc.ports["https"], ssl=context,
-                                                      server_hostname="unknown.example.test")
-        fingerprints.add(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
-        writer.close()
+        fingerprints.add(await _handshake(proc.ports["https"]))
     status, text = await proc.admin_get("/metrics")
     spread = [metric(text, "pyngress_worker_connections_total", worker=w) for w in ("0", "1")]
     assert all(count and count > 0 for count in spread), spread  # both workers answered some of them
@@ -166,6 +171,13 @@ async def test_a_killed_worker_is_started_again(echo_pods, manifests, pyngress):
     labels = {"ingress": "app", "path": "/", "status": "200"}
     assert await consecutive(proc, "/", "web-1", 10)
     await eventually(lambda: _requests_counted(proc, labels, 10))  # each worker's counts as of now
+    for _ in range(8):  # TLS handshakes on fresh connections, spread over both workers
+        await _handshake(proc.ports["https"])
+
+    async def handshakes_counted() -> bool:
+        return await scrape(proc, "pyngress_ssl_handshakes_total") == 8
+
+    await eventually(handshakes_counted)
     before = children(proc.process.pid)
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
@@ -179,6 +191,7 @@ async def test_a_killed_worker_is_started_again(echo_pods, manifests, pyngress):
     await eventually(lambda: _readyz_status(proc, 200))
     # The sums over workers do not go down: the dead worker's last counts are kept.
     assert await scrape(proc, "pyngress_requests_total", **labels) == 10
+    assert await scrape(proc, "pyngress_ssl_handshakes_total") == 8
     await eventually(lambda: consecutive(proc, "/", "web-1", 20))
     assert await scrape(proc, "pyngress_requests_total", **labels) >= 30
     assert await scrape(proc, "pyngress_worker_restarts_total") == 1
