@@ -7,7 +7,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -17,11 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import nginx, report
-from bench.processes import ProcessGroup, PyngressAddress, StartError, free_port, which
+from bench.processes import ProcessGroup, PyngressAddress, StartError, free_port, start_python_backend, which
 from bench.scenarios import SCENARIOS, Environment, Options, Row, Target
 
 DEFAULT_SCENARIOS = "small,64k,upload,routes,idle,churn"
-_BACKEND_READY = re.compile(r"bench-backend listening (.+)")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -76,11 +74,8 @@ def _start_backend(env: Environment, *, python_backend: bool) -> None:
         env.backend_kind = "nginx"
         env.backend_ports = ports
         return
-    process = env.group.start("backend", [sys.executable, "-m", "bench.backend", "--port", "0", "--port", "0"],
-                              cwd=_REPO)
-    match = process.wait_line(_BACKEND_READY, timeout=30)
     env.backend_kind = "python"
-    env.backend_ports = [int(address.rsplit(":", 1)[1]) for address in match[1].split()]
+    env.backend_ports = start_python_backend(env.group, ports=2)
     env.note("backend: the Python fallback (bench/backend.py); numbers measure it as much as the proxy"
              if env.nginx_path is None or python_backend else "backend: Python (--python-backend)")
 

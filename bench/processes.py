@@ -248,6 +248,17 @@ def start_pyngress(group: ProcessGroup, *, manifests: str, name: str = "pyngress
     return process, PyngressAddress(match["host"], int(match["http"]), int(match["admin"])), elapsed
 
 
+_BACKEND_READY = re.compile(r"bench-backend listening (.+)")
+
+
+def start_python_backend(group: ProcessGroup, *, ports: int = 1, name: str = "backend") -> list[int]:
+    """`python -m bench.backend` on `ports` free loopback ports; returns them once it listens."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = group.start(name, [sys.executable, "-m", "bench.backend", *(["--port", "0"] * ports)], cwd=repo)
+    match = process.wait_line(_BACKEND_READY, timeout=30)
+    return [int(address.rsplit(":", 1)[1]) for address in match[1].split()]
+
+
 def which(program: str) -> str | None:
     found = shutil.which(program)
     if found:

@@ -50,10 +50,10 @@ from bench.processes import (
     StartError,
     read_status_kib,
     start_pyngress,
+    start_python_backend,
 )
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BACKEND_READY = re.compile(r"bench-backend listening (.+)")
 _READY = re.compile(r"pyngress listening http=(?P<host>[^:\s]+):(?P<http>\d+)\b.*admin=[^:\s]+:(?P<admin>\d+)")
 _ADMIN = re.compile(r"pyngress admin=[^:\s]+:(?P<admin>\d+)")
 _BUILT = re.compile(r"configuration generation (\d+):.* built in ([0-9.]+) ms")
@@ -490,8 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     with ProcessGroup(workdir) as group:
         try:
-            backend_process = group.start("backend", [sys.executable, "-m", "bench.backend", "--port", "0"], cwd=_REPO)
-            port = int(backend_process.wait_line(_BACKEND_READY, timeout=30)[1].split()[0].rsplit(":", 1)[1])
+            [port] = start_python_backend(group)
             backend = ("127.0.0.1", port)
             if "file" in modes:
                 results["file"] = file_mode(group, workdir, backend, opts)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -21,9 +20,8 @@ from typing import Sequence
 
 from bench import manifests
 from bench.client import HttpConnection
-from bench.processes import ProcessGroup, read_status_kib, start_pyngress
+from bench.processes import ProcessGroup, read_status_kib, start_pyngress, start_python_backend
 
-_BACKEND = re.compile(r"bench-backend listening (?P<address>\S+)")
 
 
 def _ingress(index: int) -> dict:
@@ -52,11 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = ProcessGroup(workdir)
     started = time.monotonic()
     try:
-        backend = group.start("backend", [sys.executable, "-m", "bench.backend", "--port", "0"],
-                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        host, port = backend.wait_line(_BACKEND, timeout=30)["address"].rsplit(":", 1)
+        [port] = start_python_backend(group)
         folder = os.path.join(workdir, "manifests")
-        manifests.write_folder(folder, manifests.objects(None, backend=[(host, int(port))]))
+        manifests.write_folder(folder, manifests.objects(None, backend=[("127.0.0.1", port)]))
         process, address, _ = start_pyngress(group, manifests=folder, extra=("--log-level", "warning"))
         rows = [(0, (read_status_kib(process.pid) or 0) // 1024)]
         print(f"soak: 0 publishes, RSS {rows[0][1]} MiB", flush=True)

@@ -59,12 +59,12 @@ from bench.processes import (
     StartError,
     free_port,
     start_pyngress,
+    start_python_backend,
     wait_for_port,
     which,
 )
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BACKEND_READY = re.compile(r"bench-backend listening (.+)")
 _LISTENER_READY = re.compile(r"bench-tls-listener listening 127\.0\.0\.1:(\d+)")
 _HTTPS = re.compile(r"pyngress listening .*\bhttps=[^:\s]+:(\d+)")
 _CONNECTIONS = re.compile(r"(\d+) connections in [\d.]+s;")
@@ -433,9 +433,8 @@ def _start_backend(group: ProcessGroup, nginx_path: str | None, workdir: str) ->
         nginx.check_config(nginx_path, layout)
         nginx.start(group, nginx_path, layout, name="backend", port=port)
         return "nginx", port
-    process = group.start("backend", [sys.executable, "-m", "bench.backend", "--port", "0"], cwd=_REPO)
-    match = process.wait_line(_BACKEND_READY, timeout=30)
-    return "python", int(match[1].split()[0].rsplit(":", 1)[1])
+    [port] = start_python_backend(group)
+    return "python", port
 
 
 def _https_port(process: Process, *, timeout: float = 10.0) -> int:

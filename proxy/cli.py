@@ -29,6 +29,7 @@ from proxy import __version__
 from proxy.settings import CONTROLLER_NAME, Settings
 
 if TYPE_CHECKING:
+    from proxy.admin import AdminServer
     from proxy.controller import Controller
     from proxy.kube.cache import ObjectCache
     from proxy.kube.events import EventRecorder
