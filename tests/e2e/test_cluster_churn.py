@@ -4,17 +4,10 @@ between two sets of live pods many times; not one request may fail."""
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
-import pytest
-from e2e_harness import INGRESS_CLASS, ClusterProcesses, eventually, ingress, scrape, service
+from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the emulator package
-
-from kubeapi import KubeApiServer  # noqa: E402
 
 HOST = "churn.example.test"
 MAX_REQUESTS = 5000  # bounded: the clients stop after the last flip, or at this many at the latest

@@ -9,10 +9,8 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
-from typing import AsyncIterator
 
-import pytest
-from e2e_harness import INGRESS_CLASS, ClusterProcesses, eventually, ingress, scrape, service
+from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the emulator package
 

@@ -8,10 +8,8 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import AsyncIterator
 
-import pytest
-from e2e_harness import INGRESS_CLASS, ClusterProcesses, eventually, ingress, scrape, service
+from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the emulator package
 

@@ -5,16 +5,9 @@ while away disappear."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import AsyncIterator
 
-import pytest
-from e2e_harness import INGRESS_CLASS, ClusterProcesses, eventually, ingress, scrape, service
+from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the emulator package
-
-from kubeapi import KubeApiServer  # noqa: E402
 
 HOST = "outage.example.test"
 KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret")
