@@ -401,10 +401,7 @@ async def serve(settings: Settings) -> int:
             return EXIT_OK  # stopped before the first configuration: nothing to drain
         await server.start()
         listening = True
-        if controller.tls is not None:  # None only if building the certificates failed outright
-            await server.start_https(controller.tls.server_context(), certificates=controller.tls)
-        else:
-            log.error("no TLS certificate store: the HTTPS listener is not started")
+        await start_https(server, controller)
         print(listening_line(settings, http_port=server.http_port, https_port=server.https_port,
                              admin_port=admin.port), flush=True)
         log.info("ready: serving generation %d", holder.generation)
@@ -518,6 +515,14 @@ async def start_control(admin: AdminServer, cache: ObjectCache, settings: Settin
     cluster = await cluster_mode(cache, settings, holder, controller=controller, metrics=metrics)
     tasks.extend(asyncio.create_task(coro, name=name) for name, coro in cluster.coroutines)
     return cluster
+
+
+async def start_https(server: ProxyServer, controller: Controller) -> None:
+    """The HTTPS listener on the controller's certificate store (None only if building it failed outright)."""
+    if controller.tls is not None:
+        await server.start_https(controller.tls.server_context(), certificates=controller.tls)
+    else:
+        log.error("no TLS certificate store: the HTTPS listener is not started")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -62,6 +62,7 @@ from proxy.cli import (
     new_cache,
     report_failure,
     start_control,
+    start_https,
     wait_until,
 )
 from proxy.kube.cache import APPLY, REPLACE, SYNCED, ObjectCache, Operation
@@ -656,10 +657,7 @@ async def run_worker(fd: int) -> int:
             return EXIT_OK
         await server.start()
         listening = True
-        if controller.tls is not None:
-            await server.start_https(controller.tls.server_context(), certificates=controller.tls)
-        else:
-            log.error("no TLS certificate store: the HTTPS listener is not started")
+        await start_https(server, controller)
         reporter.send("listening", server.http_port, server.https_port)
         if not await wait_until(signals.stop.wait(), signals.stop, tasks):
             return report_failure(tasks)
