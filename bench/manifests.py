@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.routing.model import KubeObject, Snapshot
+from proxy.objects import KubeObject, Snapshot
 
 NAMESPACE = "bench"
 CLASS_NAME = "pyngress"

@@ -21,7 +21,7 @@ from proxy.settings import Settings
 
 if TYPE_CHECKING:
     from proxy.controller import Controller
-    from proxy.routing.table import HostRoutes
+    from proxy.routing.table import VirtualHost
 
 log = logging.getLogger("pyngress.admin")
 
@@ -172,7 +172,7 @@ def describe_table(runtime: Runtime) -> dict[str, Any]:
             "hosts": hosts, "wildcards": wildcards, "anyHost": any_host}
 
 
-def _describe_host(runtime: Runtime, routes: HostRoutes) -> list[dict[str, Any]]:
+def _describe_host(runtime: Runtime, routes: VirtualHost) -> list[dict[str, Any]]:
     entries = [_describe_route(runtime, r) for r in routes.exact.values()]
     entries += sorted((_describe_route(runtime, r) for r in routes.prefix.values()),
                       key=lambda e: -len(e["path"]))  # in match order: longest prefix first

@@ -14,10 +14,11 @@ import time
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from proxy.routing.backends import resolve_cluster
-from proxy.routing.build import Builder
-from proxy.routing.classes import select_classes
-from proxy.routing.model import Cluster, Config, Key, Snapshot, Warning
+from proxy.routing.clusters import resolve_cluster
+from proxy.routing.incremental import Builder
+from proxy.routing.ingress.classes import select_classes
+from proxy.objects import Key, Snapshot, Warning
+from proxy.routing.model import Cluster, Config
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.tls import (Certificate, CertStore, CertStoreHolder, build_store, default_certificate,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Hashable, Iterable, Mapping
 
-from proxy.routing.model import Key, KubeObject, Snapshot
+from proxy.objects import Key, KubeObject, Snapshot
 
 log = logging.getLogger("pyngress.cache")
 

@@ -31,7 +31,7 @@ from proxy.settings import Settings
 if TYPE_CHECKING:
     from proxy.kube.cache import ObjectCache
     from proxy.kube.leader import LeaderElector
-    from proxy.routing.model import Warning
+    from proxy.objects import Warning
 
 log = logging.getLogger("pyngress.events")
 

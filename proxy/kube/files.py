@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from proxy.kube.cache import CLUSTER_SCOPED, KINDS, ObjectCache
-from proxy.routing.model import KubeObject
+from proxy.objects import KubeObject
 
 log = logging.getLogger("pyngress.files")
 

@@ -1,22 +1,20 @@
 """Pure routing: Kubernetes objects in, an immutable routing table out. No I/O here."""
 
-from proxy.routing.model import (
-    Cluster,
-    Config,
-    Endpoint,
-    Route,
-    Snapshot,
-    Warning,
-)
-from proxy.routing.table import HostRoutes, RouteTable
+from proxy.objects import Snapshot, Warning
+from proxy.routing.model import Backend, Backends, Cluster, Config, Endpoint, Route, Timeouts
+from proxy.routing.table import Choice, RouteTable, VirtualHost
 
 __all__ = [
+    "Backend",
+    "Backends",
+    "Choice",
     "Cluster",
     "Config",
     "Endpoint",
-    "HostRoutes",
     "Route",
     "RouteTable",
     "Snapshot",
+    "Timeouts",
+    "VirtualHost",
     "Warning",
 ]

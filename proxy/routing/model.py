@@ -1,42 +1,46 @@
-"""The value types that flow from the builder to the data plane.
+"""The rule model: what every front end (Ingress, the Gateway API, policies) compiles into.
 
-Everything here is immutable: a new build produces new objects and the running
-configuration is swapped as one reference, so a request never sees half a change.
+```
+RouteTable (per listener port) ─▶ VirtualHost (host) ─▶ slots by path ─▶ Route | Choice
+Route: conditions (method, headers, query) ─▶ backends (weighted clusters) + filters + timeouts
+```
+
+Everything here is immutable and compiled: regexes are compiled, header edits are bytes, weights
+are a cumulative table, filters are small objects with one method per phase. A new build produces
+new objects and the running configuration is swapped as one reference, so a request never sees
+half a change. A `Route` without conditions, filters or weights (a plain Ingress path) costs the
+request path one attribute read per feature it does not use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple
+import bisect
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple
 
-# Raw Kubernetes objects are kept as the dicts the API (or a YAML file) gave us.
-KubeObject = dict[str, Any]
-# (namespace, name); cluster-scoped kinds use "" as namespace.
-Key = tuple[str, str]
+from proxy.objects import Warning
+from proxy.routing.filters import Filters, HttpsRedirect
+
+if TYPE_CHECKING:
+    from proxy.routing.matches import Conditions
+    from proxy.routing.table import RouteTable
+
+__all__ = [
+    "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT", "PATH_IMPLEMENTATION_SPECIFIC",
+    "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint", "Route", "Timeouts",
+]
 
 PATH_EXACT = "Exact"
 PATH_PREFIX = "Prefix"
 PATH_IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
+PATH_REGEX = "RegularExpression"
 # Path type of a route made from `spec.defaultBackend`.
 PATH_DEFAULT_BACKEND = ""
 
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A consistent copy of the object cache, indexed the way the builder reads it.
-
-    The object cache fills this; tests build it directly. Mappings are never mutated
-    after the snapshot is handed out.
-    """
-
-    ingresses: Mapping[Key, KubeObject] = field(default_factory=dict)
-    ingress_classes: Mapping[str, KubeObject] = field(default_factory=dict)
-    services: Mapping[Key, KubeObject] = field(default_factory=dict)
-    # (namespace, service name) -> {slice name: EndpointSlice}; from label kubernetes.io/service-name.
-    endpoint_slices: Mapping[Key, Mapping[str, KubeObject]] = field(default_factory=dict)
-    # Legacy Endpoints objects, same name as their Service.
-    endpoints: Mapping[Key, KubeObject] = field(default_factory=dict)
-    secrets: Mapping[Key, KubeObject] = field(default_factory=dict)
+# Route.kind: which front end wrote the rule.
+KIND_INGRESS = "Ingress"
+KIND_HTTP_ROUTE = "HTTPRoute"
 
 
 class Endpoint(NamedTuple):
@@ -57,7 +61,7 @@ class Cluster:
     key: str
     namespace: str
     service: str
-    # The Ingress backend's port as written: a number ("80") or a Service port name ("http").
+    # The backend's port as written: a number ("80") or a Service port name ("http").
     port: str
     endpoints: tuple[Endpoint, ...] = ()
     # Set for `type: ExternalName` Services: dial this DNS name at `external_port`.
@@ -66,48 +70,127 @@ class Cluster:
 
 
 @dataclass(frozen=True, slots=True)
+class Backend:
+    """One weighted backend of a rule (a Gateway API backendRef, an ingress-nginx canary).
+
+    `cluster` "" marks a reference that cannot be served (missing Service, unknown kind, not
+    permitted across namespaces): the requests it is picked for get 500, as the Gateway API asks.
+    """
+
+    cluster: str
+    weight: int
+    namespace: str = ""
+    service: str = ""
+    filters: Filters | None = None
+
+
+class Backends:
+    """The weighted backends of one rule, as a cumulative table: a pick is one random draw and a bisect.
+
+    Backends of weight 0 are kept for display but never picked; when every weight is 0 the
+    rule has no backend to pick (the proxy answers 500, as for an invalid reference).
+    """
+
+    __slots__ = ("backends", "_bounds", "total")
+
+    def __init__(self, backends: tuple[Backend, ...]) -> None:
+        self.backends = backends
+        bounds = []
+        total = 0
+        for backend in backends:
+            total += max(0, backend.weight)
+            bounds.append(total)
+        self._bounds = tuple(bounds)
+        self.total = total
+
+    def pick(self, draw: float | None = None) -> Backend | None:
+        """A backend with probability weight/total; `draw` in [0, 1) replaces the random one (tests)."""
+        total = self.total
+        if not total:
+            return None
+        point = (random.random() if draw is None else draw) * total
+        return self.backends[bisect.bisect_right(self._bounds, point)]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Backends) and other.backends == self.backends
+
+    def __hash__(self) -> int:
+        return hash(self.backends)
+
+    def __repr__(self) -> str:
+        return f"Backends({self.backends!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Gateway API `timeouts`: the whole request, and each attempt upstream (seconds; None = the default)."""
+
+    request: float | None = None
+    backend_request: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
-    """One Ingress path rule (or defaultBackend) for one host."""
+    """One rule of one host: its path, the conditions it adds, and what it does.
+
+    The first fields are an Ingress path's (the plain route); the rest default to "not used".
+    `ingress` names the object that wrote the rule (an Ingress or, with `kind`, an HTTPRoute).
+    """
 
     namespace: str
     ingress: str
     # Lower-case host as written in the rule ("" for a rule without host, "*.example.com" for a wildcard).
     host: str
-    # The path pattern as written in the Ingress ("" for a defaultBackend route).
+    # The path pattern as written ("" for a defaultBackend route).
     path: str
     path_type: str
-    cluster: str  # Cluster.key
-    # Plain-HTTP requests get a 308 to HTTPS (host with TLS unless ssl-redirect "false", or force-ssl-redirect).
-    ssl_redirect: bool = False
+    cluster: str  # Cluster.key of the single backend; "" when `backends` decides
+    kind: str = KIND_INGRESS
+    # Index of the rule in its object (HTTPRoute rules; 0 for Ingress paths) and its name, if any.
+    rule: int = 0
+    rule_name: str = ""
+    # Method, header and query conditions; None: the path alone decides.
+    conditions: Conditions | None = None
+    # Weighted backends; None: every request goes to `cluster`.
+    backends: Backends | None = None
+    # Compiled filters of the rule (request phase, response phase); None: none.
+    filters: Filters | None = None
+    timeouts: Timeouts | None = None
 
     @property
     def name(self) -> str:
         return f"{self.namespace}/{self.ingress}"
 
+    @property
+    def ssl_redirect(self) -> bool:
+        """Plain-HTTP requests get a 308 to HTTPS (a host with TLS unless ssl-redirect "false", or
+        force-ssl-redirect): the rule runs the HttpsRedirect filter."""
+        filters = self.filters
+        return filters is not None and any(type(f) is HttpsRedirect for f in filters.request)
 
-@dataclass(frozen=True, slots=True)
-class Warning:
-    """A problem with one object; the builder reports it and keeps going."""
-
-    kind: str
-    namespace: str
-    name: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind} {where}: {self.message}"
+    def cluster_keys(self) -> Iterator[str]:
+        """Every cluster this rule can send requests to (mirrors included)."""
+        if self.cluster:
+            yield self.cluster
+        if self.backends is not None:
+            for backend in self.backends.backends:
+                if backend.cluster:
+                    yield backend.cluster
+        filters = self.filters
+        if filters is not None:
+            for mirror in filters.mirrors:
+                if mirror.cluster:
+                    yield mirror.cluster
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     """The result of one build: what the data plane serves."""
 
-    table: "RouteTable"
+    # The table of the Ingress listeners (HTTP and HTTPS), Gateway routes of their ports merged in.
+    table: RouteTable
     clusters: Mapping[str, Cluster]
     warnings: tuple[Warning, ...] = ()
     # Equal checksums mean equal routing; the runtime skips swapping in an equal build.
     checksum: str = ""
 
-
-from proxy.routing.table import RouteTable  # noqa: E402  (type used above, defined beside)

@@ -1,106 +1,200 @@
 """The routing table: the only routing structure the request path reads.
 
-Lookup cost depends on the request (one dict hit for the host, one per path
-segment), never on how many Ingresses exist.
+Lookup cost depends on the request (one dict hit for the host, one per path segment),
+never on how many Ingresses or routes exist. A path slot holds either one `Route` (no
+conditions: the answer) or a `Choice` (rules with method, header or query conditions, in
+Gateway API precedence order), so conditions are only evaluated where a rule has them.
+
+Path precedence inside a host: Exact, then RegularExpression (in precedence order), then
+the longest Prefix (element-wise), then the host's default backend. A slot whose conditions
+all fail lets the walk go on to the next, less specific slot, as the Gateway API requires.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Mapping
+import re
+from typing import Iterator, Mapping
 
-if TYPE_CHECKING:
-    from proxy.routing.model import Route
+from proxy.routing.model import Route
+from proxy.routing.request import Request
 
 
-class HostRoutes:
-    """The paths of one host (merged over every Ingress that names it)."""
+class Choice:
+    """Rules sharing one path slot, most specific first; the first whose conditions hold wins."""
 
-    __slots__ = ("exact", "prefix", "default")
+    __slots__ = ("routes",)
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+
+    def pick(self, request: Request | None) -> Route | None:
+        """The first route whose conditions hold (without a request: the first without conditions)."""
+        for route in self.routes:
+            conditions = route.conditions
+            if conditions is None:
+                return route
+            if request is not None and conditions.matches(request):
+                return route
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Choice) and other.routes == self.routes
+
+    def __hash__(self) -> int:
+        return hash(self.routes)
+
+    def __repr__(self) -> str:
+        return f"Choice({self.routes!r})"
+
+
+Slot = Route | Choice
+
+
+def slot_routes(slot: Slot) -> tuple[Route, ...]:
+    return (slot,) if type(slot) is Route else slot.routes  # type: ignore[union-attr]
+
+
+class VirtualHost:
+    """The rules of one host (merged over every Ingress and route that names it)."""
+
+    __slots__ = ("exact", "prefix", "regex", "default")
 
     def __init__(
         self,
         *,
-        exact: Mapping[str, Route] | None = None,
-        prefix: Mapping[str, Route] | None = None,
+        exact: Mapping[str, Slot] | None = None,
+        prefix: Mapping[str, Slot] | None = None,
+        regex: tuple[tuple[re.Pattern[str], Slot], ...] = (),
         default: Route | None = None,
     ) -> None:
         # Exact: the normalized request path as written in the rule.
-        self.exact: dict[str, Route] = dict(exact or {})
+        self.exact: dict[str, Slot] = dict(exact or {})
         # Prefix and ImplementationSpecific: the rule path without trailing "/" ("/" itself is "").
-        self.prefix: dict[str, Route] = dict(prefix or {})
+        self.prefix: dict[str, Slot] = dict(prefix or {})
+        # RegularExpression paths (whole-path match), in precedence order.
+        self.regex = regex
         # The Ingress defaultBackend that catches what no path of this host matches.
         self.default = default
 
-    def match(self, path: str) -> Route | None:
-        """Longest match for a normalized path; Exact wins at equal length."""
-        route = self.exact.get(path)
-        if route is not None:
-            return route
+    def match(self, path: str, request: Request | None = None) -> Route | None:
+        """The route for a normalized path: Exact, regex, longest Prefix, default; conditions decide ties."""
+        found = self.exact.get(path)
+        if found is not None:
+            if type(found) is Route:
+                return found
+            route = found.pick(request)  # type: ignore[union-attr]
+            if route is not None:
+                return route
+        if self.regex:
+            for pattern, found in self.regex:
+                if pattern.fullmatch(path) is not None:
+                    route = found if type(found) is Route else found.pick(request)  # type: ignore[union-attr]
+                    if route is not None:
+                        return route
         prefix = self.prefix
         if prefix:
             key = path.rstrip("/")
             while True:
-                route = prefix.get(key)
-                if route is not None:
-                    return route
+                found = prefix.get(key)
+                if found is not None:
+                    if type(found) is Route:
+                        return found
+                    route = found.pick(request)  # type: ignore[union-attr]
+                    if route is not None:
+                        return route
                 if not key:
                     break
                 key = key[: key.rfind("/")]
         return self.default
 
-    def routes(self) -> Iterator[Route]:
+    def slots(self) -> Iterator[Slot]:
         yield from self.exact.values()
+        for _, slot in self.regex:
+            yield slot
         yield from self.prefix.values()
+
+    def routes(self) -> Iterator[Route]:
+        for slot in self.slots():
+            if type(slot) is Route:
+                yield slot
+            else:
+                yield from slot.routes  # type: ignore[union-attr]
         if self.default is not None:
             yield self.default
 
 
 class RouteTable:
-    """Host → HostRoutes: exact host first, then a one-label `*.` wildcard, then host-less rules."""
+    """Host → VirtualHost: exact host, then a one-label `*.` wildcard (Ingress), then a `*.` suffix of
+    any depth (Gateway API, longest first), then host-less rules."""
 
-    __slots__ = ("hosts", "wildcards", "any_host")
+    __slots__ = ("hosts", "wildcards", "suffixes", "any_host")
 
     def __init__(
         self,
         *,
-        hosts: Mapping[str, HostRoutes] | None = None,
-        wildcards: Mapping[str, HostRoutes] | None = None,
-        any_host: HostRoutes | None = None,
+        hosts: Mapping[str, VirtualHost] | None = None,
+        wildcards: Mapping[str, VirtualHost] | None = None,
+        suffixes: Mapping[str, VirtualHost] | None = None,
+        any_host: VirtualHost | None = None,
     ) -> None:
-        self.hosts: dict[str, HostRoutes] = dict(hosts or {})
+        self.hosts: dict[str, VirtualHost] = dict(hosts or {})
         # Keyed by the suffix after "*.": "*.example.com" is stored as "example.com".
-        self.wildcards: dict[str, HostRoutes] = dict(wildcards or {})
+        self.wildcards: dict[str, VirtualHost] = dict(wildcards or {})
+        # Gateway API wildcards, which match any number of labels; same keys.
+        self.suffixes: dict[str, VirtualHost] = dict(suffixes or {})
         # Rules without a host, plus the catch-all defaultBackend.
         self.any_host = any_host
 
-    def host_routes(self, host: str) -> HostRoutes | None:
+    def host_routes(self, host: str) -> VirtualHost | None:
         """The rule set a normalized host selects; a claimed host never falls through."""
         routes = self.hosts.get(host)
         if routes is not None:
             return routes
         dot = host.find(".")
         if dot > 0:
-            routes = self.wildcards.get(host[dot + 1 :])
+            rest = host[dot + 1 :]
+            routes = self.wildcards.get(rest)
             if routes is not None:
                 return routes
+            suffixes = self.suffixes
+            if suffixes:
+                while True:
+                    routes = suffixes.get(rest)
+                    if routes is not None:
+                        return routes
+                    dot = rest.find(".")
+                    if dot < 0:
+                        break
+                    rest = rest[dot + 1 :]
         return self.any_host
 
-    def match(self, host: str, path: str) -> Route | None:
+    def match(self, host: str, path: str, request: Request | None = None) -> Route | None:
         """The route for a normalized host and path, or None for a 404."""
         routes = self.hosts.get(host)
         if routes is None:
             routes = self.host_routes(host)
             if routes is None:
                 return None
-        return routes.match(path)
+        return routes.match(path, request)
+
+    def virtual_hosts(self) -> Iterator[tuple[str, VirtualHost]]:
+        """(rule host as written, its VirtualHost): "x", "*.x" (one label, or any depth), "" for any host."""
+        yield from self.hosts.items()
+        for suffix, routes in self.wildcards.items():
+            yield "*." + suffix, routes
+        for suffix, routes in self.suffixes.items():
+            if self.wildcards.get(suffix) is not routes:
+                yield "*." + suffix, routes
+        if self.any_host is not None:
+            yield "", self.any_host
 
     def routes(self) -> Iterator[Route]:
-        for routes in self.hosts.values():
+        seen: set[int] = set()
+        for _, routes in self.virtual_hosts():
+            if id(routes) in seen:
+                continue
+            seen.add(id(routes))
             yield from routes.routes()
-        for routes in self.wildcards.values():
-            yield from routes.routes()
-        if self.any_host is not None:
-            yield from self.any_host.routes()
 
 
 def normalize_host(host: str) -> str:

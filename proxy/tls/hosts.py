@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from collections.abc import Iterable, Mapping  # isinstance against typing.Mapping is several times slower
 from typing import Any
 
-from proxy.routing.model import Key, KubeObject, Snapshot, Warning
+from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.tls.certs import Certificate, covers, parse_secret
 from proxy.tls.store import CertStore, prepare_context
 

@@ -12,7 +12,7 @@ from kubeapi import KubeApiServer
 from proxy.kube.cache import ObjectCache
 from proxy.kube.events import REASON, EventRecorder
 from proxy.kube.leader import LeaderElector
-from proxy.routing.model import Warning
+from proxy.objects import Warning
 from proxy.settings import Settings
 
 from .objects import endpoint_slice, ingress, ingress_class, service, tls_secret

@@ -27,7 +27,8 @@ from typing import Any
 
 from bench import manifests
 from proxy.kube.cache import ObjectCache
-from proxy.routing.build import Builder, build
+from proxy.routing.build import build
+from proxy.routing.incremental import Builder
 from proxy.settings import Settings
 
 BACKEND = ("127.0.0.1", 8080)

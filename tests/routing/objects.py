@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from proxy.routing.model import Config, Route, Snapshot
+from proxy.objects import Snapshot
+from proxy.routing.model import Config, Route
 from proxy.routing.paths import normalize_path
 from proxy.routing.table import normalize_host
 

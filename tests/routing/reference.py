@@ -8,12 +8,15 @@ warnings for every snapshot (the checksum is the production one, computed from t
 
 from __future__ import annotations
 
-from proxy.routing.annotations import TlsHosts, annotations_of, force_ssl_redirect, ssl_redirect, tls_host_names
-from proxy.routing.backends import ClusterResolver, cluster_key
-from proxy.routing.build import checksum
-from proxy.routing.classes import select_classes
+from proxy.routing.checksum import checksum
+from proxy.routing.clusters import ClusterResolver, cluster_key
+from proxy.routing.filters import HTTPS_REDIRECT
+from proxy.routing.ingress.annotations import annotations_of, parse_annotations
+from proxy.routing.ingress.classes import select_classes
+from proxy.routing.ingress.tls import TlsHosts, tls_host_names
 from proxy.routing.fields import Malformed, require_object
-from proxy.routing.ingress import Backend, IngressRules, age, parse_ingress
+from proxy.routing.ingress.parse import Backend, IngressRules, age, parse_ingress
+from proxy.objects import Snapshot, Warning
 from proxy.routing.model import (
     PATH_DEFAULT_BACKEND,
     PATH_EXACT,
@@ -22,10 +25,8 @@ from proxy.routing.model import (
     Cluster,
     Config,
     Route,
-    Snapshot,
-    Warning,
 )
-from proxy.routing.table import HostRoutes, RouteTable
+from proxy.routing.table import VirtualHost, RouteTable
 from proxy.settings import Settings
 
 
@@ -47,8 +48,9 @@ def reference_build(snapshot: Snapshot, settings: Settings) -> Config:
         try:
             rules, problems = parse_ingress(obj, namespace=namespace, name=name, hosts=host_checks)
             warnings.extend(problems)
-            annotations = annotations_of(obj)
-            merger.add(rules, redirect=ssl_redirect(annotations), force_redirect=force_ssl_redirect(annotations))
+            annotations, messages = parse_annotations(annotations_of(obj))
+            warnings.extend(Warning("Ingress", namespace, name, message) for message in messages)
+            merger.add(rules, redirect=annotations.ssl_redirect, force_redirect=annotations.force_ssl_redirect)
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
             warnings.append(Warning("Ingress", namespace, name, f"skipped: {type(error).__name__}: {error}"))
     warnings.extend(merger.warnings)
@@ -68,9 +70,9 @@ class _Merger:
     """Folds Ingresses (oldest first) into per-host route sets; a later claim on a taken slot loses."""
 
     def __init__(self) -> None:
-        self.hosts: dict[str, HostRoutes] = {}
-        self.wildcards: dict[str, HostRoutes] = {}
-        self.any_host: HostRoutes | None = None
+        self.hosts: dict[str, VirtualHost] = {}
+        self.wildcards: dict[str, VirtualHost] = {}
+        self.any_host: VirtualHost | None = None
         # cluster key -> (namespace, service, port): what each key resolves from.
         self.backends: dict[str, tuple[str, str, str]] = {}
         self.warnings: list[Warning] = []
@@ -79,11 +81,11 @@ class _Merger:
     def table(self) -> RouteTable:
         return RouteTable(hosts=self.hosts, wildcards=self.wildcards, any_host=self.any_host)
 
-    def host_routes(self, host: str) -> HostRoutes:
+    def host_routes(self, host: str) -> VirtualHost:
         """The route set of a host, created on first claim (a claimed host never falls through)."""
         if not host:
             if self.any_host is None:
-                self.any_host = HostRoutes()
+                self.any_host = VirtualHost()
             return self.any_host
         if host.startswith("*."):
             table, key = self.wildcards, host[2:]
@@ -91,7 +93,7 @@ class _Merger:
             table, key = self.hosts, host
         routes = table.get(key)
         if routes is None:
-            routes = table[key] = HostRoutes()
+            routes = table[key] = VirtualHost()
         return routes
 
     def cluster(self, namespace: str, backend: Backend) -> str:
@@ -112,7 +114,7 @@ class _Merger:
         for rule in rules.paths:
             routes = self.host_routes(rule.host)
             route = Route(namespace, name, rule.host, rule.path, rule.path_type, self.cluster(namespace, rule.backend),
-                          redirected(rule.host))
+                          filters=HTTPS_REDIRECT if redirected(rule.host) else None)
             slots = routes.exact if rule.path_type == PATH_EXACT else routes.prefix
             taken = slots.get(rule.key)
             if taken is None:
@@ -129,14 +131,16 @@ class _Merger:
         key = self.cluster(namespace, rules.default)
         for host in rules.hosts:
             routes = self.host_routes(host)
-            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, key, redirected(host))
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, key,
+                          filters=HTTPS_REDIRECT if redirected(host) else None)
             if routes.default is None:
                 routes.default = route
             else:
                 self._lose(route, routes.default, why="")
         catch_all = self.host_routes("")
         if catch_all.default is None:
-            catch_all.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key, force_redirect)
+            catch_all.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key,
+                                    filters=HTTPS_REDIRECT if force_redirect else None)
         elif not rules.hosts:
             # An Ingress whose defaultBackend serves hosts of its own is not warned for losing the catch-all.
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, key)

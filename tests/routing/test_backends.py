@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.routing import build as build_module
-from proxy.routing.backends import cluster_key, resolve_cluster
+from proxy.routing.clusters import cluster_key, resolve_cluster
 from proxy.routing.build import build
 from proxy.routing.model import Cluster, Endpoint
 from proxy.settings import Settings
@@ -36,11 +35,10 @@ def _endpoints(port: str, *objects) -> list[tuple[str, int]]:
     return [tuple(e) for e in cluster.endpoints]
 
 
-def test_cluster_key_format_and_export():
+def test_cluster_key_format():
     assert cluster_key("shop", "web", "80") == "shop/web:80"
     assert cluster_key("shop", "web", 80) == "shop/web:80"
     assert cluster_key("shop", "web", "http") == "shop/web:http"
-    assert build_module.cluster_key is cluster_key
 
 
 # A two-port Service whose target ports differ from its ports, like most real Deployments.

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from proxy.routing.build import build
-from proxy.routing.model import Config, Snapshot
+from proxy.objects import Snapshot
+from proxy.routing.model import Config
 from proxy.settings import Settings
 
 from .objects import (

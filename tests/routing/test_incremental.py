@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 
 from proxy.kube.cache import ObjectCache
-from proxy.routing.build import Builder, build, checksum
-from proxy.routing.model import Config, Snapshot
-from proxy.routing.table import HostRoutes, RouteTable
+from proxy.routing.build import build
+from proxy.routing.checksum import checksum
+from proxy.routing.incremental import Builder
+from proxy.objects import Snapshot
+from proxy.routing.model import Config
+from proxy.routing.table import VirtualHost, RouteTable
 from proxy.settings import Settings
 
 from .objects import (
@@ -56,12 +59,12 @@ CLASS_NAMES = ("pyngress", "edge", "nginx")
 
 # ---------------------------------------------------------------------- comparing results
 
-def _host(routes: HostRoutes) -> tuple[Any, ...]:
+def _host(routes: VirtualHost) -> tuple[Any, ...]:
     return (dict(routes.exact), dict(routes.prefix), routes.default)
 
 
 def table_contents(table: RouteTable) -> tuple[Any, ...]:
-    """Everything a table answers with, as plain comparable values (HostRoutes compare by identity)."""
+    """Everything a table answers with, as plain comparable values (VirtualHost compare by identity)."""
     return (
         {host: _host(routes) for host, routes in table.hosts.items()},
         {suffix: _host(routes) for suffix, routes in table.wildcards.items()},

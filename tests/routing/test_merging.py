@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from proxy.routing.build import build
-from proxy.routing.model import PATH_DEFAULT_BACKEND, Route, Snapshot
+from proxy.objects import Snapshot
+from proxy.routing.model import PATH_DEFAULT_BACKEND, Route
 from proxy.settings import Settings
 
 from .objects import backend, backend_world, endpoint, endpoint_slice, ingress, path, route_for, rule, served, snapshot

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from proxy.routing import Cluster, Config, Endpoint, HostRoutes, Route, RouteTable  # noqa: E402
+from proxy.routing import Cluster, Config, Endpoint, VirtualHost, Route, RouteTable  # noqa: E402
 from proxy.runtime import Runtime, RuntimeHolder  # noqa: E402
 from proxy.server import ProxyServer  # noqa: E402
 from proxy.settings import Settings  # noqa: E402
@@ -27,7 +27,7 @@ async def serve(endpoints: list[Endpoint]) -> None:
     key = "default/backend:80"
     cluster = Cluster(key=key, namespace="default", service="backend", port="80", endpoints=tuple(endpoints))
     route = Route(namespace="default", ingress="bench", host="", path="/", path_type="Prefix", cluster=key)
-    config = Config(table=RouteTable(any_host=HostRoutes(prefix={"": route})), clusters={key: cluster})
+    config = Config(table=RouteTable(any_host=VirtualHost(prefix={"": route})), clusters={key: cluster})
     holder = RuntimeHolder()
     holder.publish(Runtime(config=config, upstreams={key: Upstream(cluster, settings=settings)}, generation=1))
     server = ProxyServer(settings=settings, holder=holder)

@@ -11,7 +11,7 @@ from typing import Awaitable, Callable, Iterable
 
 from aiohttp import WSMsgType, web
 
-from proxy.routing import Cluster, Config, Endpoint, HostRoutes, Route, RouteTable
+from proxy.routing import Cluster, Config, Endpoint, VirtualHost, Route, RouteTable
 from proxy.routing.model import PATH_EXACT, PATH_PREFIX
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.server import ProxyServer
@@ -47,10 +47,10 @@ def cluster(key: str, endpoints: Iterable[tuple[str, int]] = (), **kwargs: objec
 
 
 def build_table(rules: Iterable[Rule]) -> RouteTable:
-    hosts: dict[str, HostRoutes] = {}
-    any_host = HostRoutes()
+    hosts: dict[str, VirtualHost] = {}
+    any_host = VirtualHost()
     for rule in rules:
-        routes = any_host if not rule.host else hosts.setdefault(rule.host, HostRoutes())
+        routes = any_host if not rule.host else hosts.setdefault(rule.host, VirtualHost())
         route = Route(
             namespace="default", ingress="test", host=rule.host, path=rule.path, path_type=rule.path_type,
             cluster=rule.cluster,

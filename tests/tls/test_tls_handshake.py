@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from cryptography import x509
 
-from proxy.routing.model import Snapshot
+from proxy.objects import Snapshot
 from proxy.tls.certs import Certificate, parse_secret
 from proxy.tls.default import generate_default_certificate
 from proxy.tls.hosts import build_store, tls_hosts

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from proxy.routing.model import Snapshot, Warning
+from proxy.objects import Snapshot, Warning
 from proxy.tls.certs import Certificate, parse_secret
 from proxy.tls.default import generate_default_certificate
 from proxy.tls.hosts import NO_SECRET, build_store, default_certificate, tls_hosts

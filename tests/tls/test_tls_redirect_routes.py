@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from proxy.routing.annotations import TlsHosts, force_ssl_redirect, ssl_redirect, tls_host_names
+from proxy.routing.ingress.annotations import parse_annotations
+from proxy.routing.ingress.tls import TlsHosts, tls_host_names
 from proxy.routing.build import build
-from proxy.routing.model import Snapshot
+from proxy.objects import Snapshot
 from proxy.settings import Settings
 
 SETTINGS = Settings()
@@ -77,6 +78,14 @@ def test_redirect_flag_is_part_of_the_checksum():
     first = build(Snapshot(ingresses={("default", "a"): with_tls}), SETTINGS)
     second = build(Snapshot(ingresses={("default", "a"): opted_out}), SETTINGS)
     assert first.checksum != second.checksum
+
+
+def ssl_redirect(annotations: dict[str, Any]) -> bool:
+    return parse_annotations(annotations)[0].ssl_redirect
+
+
+def force_ssl_redirect(annotations: dict[str, Any]) -> bool:
+    return parse_annotations(annotations)[0].force_ssl_redirect
 
 
 def test_annotation_parsers_and_unreadable_values():

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
-from proxy.routing.model import PATH_EXACT, PATH_IMPLEMENTATION_SPECIFIC, PATH_PREFIX, Warning
+from proxy.objects import Warning
+from proxy.routing.model import PATH_EXACT, PATH_IMPLEMENTATION_SPECIFIC, PATH_PREFIX
 from proxy.routing.paths import normalize_path
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"

@@ -16,7 +16,8 @@ import re
 from typing import Any, Iterable, Mapping
 
 from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
-from proxy.routing.model import Cluster, Endpoint, KubeObject, Snapshot, Warning
+from proxy.objects import KubeObject, Snapshot, Warning
+from proxy.routing.model import Cluster, Endpoint
 
 # EndpointSlice address types we can dial directly; FQDN slices are refused (not resolved here).
 _IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
@@ -32,6 +33,13 @@ PortEntry = tuple[str, str, "int | None"]
 def cluster_key(namespace: str, service: str, port: str | int) -> str:
     """The upstream identity routes point to: "namespace/service:port" (port as written in the backend)."""
     return f"{namespace}/{service}:{port}"
+
+
+def split_cluster_key(key: str) -> tuple[str, str, str]:
+    """(namespace, service, port) of a cluster key: service and port never hold '/' or ':' (validated)."""
+    rest, port = key.rsplit(":", 1)
+    namespace, service = rest.rsplit("/", 1)
+    return namespace, service, port
 
 
 def resolve_cluster(snapshot: Snapshot, *, namespace: str, service: str, port: str) -> tuple[Cluster, list[Warning]]:

@@ -1,45 +1,9 @@
-"""Ingress annotations the data plane honours, one parser per annotation (as ingress-nginx does).
-
-Each parser reads one Ingress's annotations and never raises: an unreadable value means the default.
-"""
+"""Which hosts have TLS among the served Ingresses: it decides their plain-HTTP redirect."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Iterable
-
-# Both spellings are accepted: ingress-nginx's (so existing manifests keep working) and ours.
-SSL_REDIRECT = ("pyngress.dev/ssl-redirect", "nginx.ingress.kubernetes.io/ssl-redirect")
-FORCE_SSL_REDIRECT = ("pyngress.dev/force-ssl-redirect", "nginx.ingress.kubernetes.io/force-ssl-redirect")
-
-
-def annotations_of(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = ingress.get("metadata")
-    # `type(...) is dict` first: raw objects are dicts, and the ABC check costs ten times more.
-    found = meta.get("annotations") if type(meta) is dict or isinstance(meta, Mapping) else None
-    return found if type(found) is dict or isinstance(found, Mapping) else {}
-
-
-def _flag(annotations: Mapping[str, Any], names: Iterable[str], default: bool) -> bool:
-    for name in names:
-        value = annotations.get(name)
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered == "true":
-                return True
-            if lowered == "false":
-                return False
-    return default
-
-
-def ssl_redirect(annotations: Mapping[str, Any]) -> bool:
-    """Redirect plain HTTP to HTTPS for hosts with TLS (default on; "false" turns it off)."""
-    return _flag(annotations, SSL_REDIRECT, True)
-
-
-def force_ssl_redirect(annotations: Mapping[str, Any]) -> bool:
-    """Redirect plain HTTP to HTTPS even for hosts without TLS (default off)."""
-    return _flag(annotations, FORCE_SSL_REDIRECT, False)
 
 
 def tls_host_names(ingress: Mapping[str, Any]) -> set[str]:

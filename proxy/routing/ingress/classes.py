@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.routing.fields import Malformed, mapping, require_object, text
-from proxy.routing.model import Snapshot, Warning
+from proxy.objects import Snapshot, Warning
 from proxy.settings import Settings
 
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"

@@ -1,0 +1,218 @@
+"""Filters: per-rule request and response steps, compiled at build time, run in a fixed order.
+
+Each filter is a small frozen object with one method: `on_request(request)` returns an `Answer`
+when the proxy must answer itself (a redirect) and None to go on; `on_response(request, response)`
+edits the response head. `compose` orders a rule's filters the one way they always run, so the
+order never depends on how a manifest lists them:
+
+    request:  HTTPS redirect → redirect → URL rewrite → request headers → mirrors
+    response: response headers
+
+A rule without filters has `Route.filters` None and runs none of this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+from proxy.routing.request import Request, Response
+
+# Request paths reachable over plain HTTP even when the host redirects to HTTPS: ACME HTTP-01
+# challenges (ACME clients do not follow to HTTPS first).
+ACME_CHALLENGE = "/.well-known/acme-challenge/"
+
+# Redirect status codes the Gateway API allows.
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The proxy answers itself instead of forwarding (a redirect, a refusal)."""
+
+    status: int
+    location: bytes = b""
+    detail: str = ""
+
+
+class RequestFilter(Protocol):
+    # Position in the fixed order (see the module docstring); lower runs first.
+    order: int
+
+    def on_request(self, request: Request) -> Answer | None: ...
+
+
+class ResponseFilter(Protocol):
+    order: int
+
+    def on_response(self, request: Request, response: Response) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """A rule's compiled filters, each phase in running order."""
+
+    request: tuple[RequestFilter, ...] = ()
+    response: tuple[ResponseFilter, ...] = ()
+    # Backends to copy requests to (fire and forget), with the share of requests each gets.
+    mirrors: tuple[Mirror, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.request or self.response or self.mirrors)
+
+
+def compose(filters: Iterable[RequestFilter | ResponseFilter | Mirror]) -> Filters | None:
+    """Order `filters` by phase and position; None when there are none (the rule runs no filter code)."""
+    request: list[RequestFilter] = []
+    response: list[ResponseFilter] = []
+    mirrors: list[Mirror] = []
+    for item in filters:
+        if isinstance(item, Mirror):
+            mirrors.append(item)
+        elif hasattr(item, "on_request"):
+            request.append(item)  # type: ignore[arg-type]
+        else:
+            response.append(item)  # type: ignore[arg-type]
+    if not (request or response or mirrors):
+        return None
+    request.sort(key=lambda f: f.order)
+    response.sort(key=lambda f: f.order)
+    return Filters(request=tuple(request), response=tuple(response), mirrors=tuple(mirrors))
+
+
+# ---------------------------------------------------------------------------------------------- redirects
+
+def _location(scheme: str, host: str, port: int, path: str, query: bytes) -> bytes:
+    """An absolute Location; the port is left out when it is the scheme's default."""
+    default = 443 if scheme == "https" else 80 if scheme == "http" else 0
+    authority = host if port == default or not port else f"{host}:{port}"
+    location = f"{scheme}://{authority}{path}".encode("latin-1")
+    return location + b"?" + query if query else location
+
+
+@dataclass(frozen=True, slots=True)
+class HttpsRedirect:
+    """Plain-HTTP requests for a host with TLS get 308 to https (ingress-nginx's ssl-redirect)."""
+
+    order: int = field(default=0, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        if request.scheme != "http":
+            return None
+        host = request.host
+        if not host or request.path.startswith(ACME_CHALLENGE):
+            return None
+        return Answer(308, _location("https", host, request.https_port, request.path, request.query))
+
+
+@dataclass(frozen=True, slots=True)
+class PathModifier:
+    """Gateway API HTTPPathModifier, compiled for one match: the whole path, or the matched prefix."""
+
+    full: str | None = None  # ReplaceFullPath
+    prefix: str | None = None  # ReplacePrefixMatch: what replaces `matched`
+    matched: str = ""  # the rule's prefix, normalized without trailing "/" ("" for "/")
+
+    def apply(self, path: str) -> str:
+        if self.full is not None:
+            return self.full
+        assert self.prefix is not None
+        rest = path[len(self.matched):] if path.startswith(self.matched) else path
+        replaced = self.prefix.rstrip("/") + rest
+        if not replaced.startswith("/"):
+            replaced = "/" + replaced
+        return replaced
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRedirect:
+    """Gateway API RequestRedirect: scheme, hostname, port, path and status of the redirect."""
+
+    status: int = 302
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    path: PathModifier | None = None
+    order: int = field(default=10, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        scheme = self.scheme or request.scheme
+        if self.port is not None:
+            port = self.port
+        elif self.scheme is not None:
+            port = 443 if scheme == "https" else 80 if scheme == "http" else request.port
+        else:
+            port = request.port
+        path = self.path.apply(request.path) if self.path is not None else request.path
+        return Answer(self.status, _location(scheme, self.hostname or request.host, port, path, request.query))
+
+
+# ---------------------------------------------------------------------------------------------- rewrites
+
+@dataclass(frozen=True, slots=True)
+class URLRewrite:
+    """Gateway API URLRewrite: the Host and/or the path forwarded upstream."""
+
+    hostname: bytes | None = None
+    path: PathModifier | None = None
+    order: int = field(default=20, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        if self.hostname is not None:
+            request.set_host(self.hostname)
+        if self.path is not None:
+            request.set_path(self.path.apply(request.path))
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderEdits:
+    """Set (replace), add (append) and remove header fields; names and values as ready bytes."""
+
+    set: tuple[tuple[bytes, bytes], ...] = ()
+    add: tuple[tuple[bytes, bytes], ...] = ()
+    remove: tuple[bytes, ...] = ()
+
+    def apply(self, target: Request | Response) -> None:
+        for name in self.remove:
+            target.remove_header(name)
+        for name, value in self.set:
+            target.set_header(name, value)
+        for name, value in self.add:
+            target.add_header(name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeaderModifier:
+    edits: HeaderEdits
+    order: int = field(default=30, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        self.edits.apply(request)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeaderModifier:
+    edits: HeaderEdits
+    order: int = field(default=30, init=False)
+
+    def on_response(self, request: Request, response: Response) -> None:
+        self.edits.apply(response)
+
+
+# ---------------------------------------------------------------------------------------------- mirrors
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """Copy requests to another backend and discard its answer (`percent` of them, 0-100).
+
+    `cluster` "" marks a backend that cannot be resolved: nothing is mirrored.
+    """
+
+    cluster: str
+    percent: float = 100.0
+
+
+# The filters of every Ingress route that redirects plain HTTP to HTTPS (shared: they hold no state).
+HTTPS_REDIRECT = Filters(request=(HttpsRedirect(),))

@@ -1,0 +1,500 @@
+"""The incremental builder: `build()` with memory, for a controller that builds again on every change.
+
+`Builder` gives the same answers but remembers its work between calls, so a change costs what it
+touches rather than the size of the cluster. The work splits along the lines where it is independent:
+
+- per Ingress (its namespace/name, valid while the snapshot holds the identical dict there): whether
+  it is ours, its parsed rules, warnings, TLS hosts. (Identity alone would not do: the same dict may
+  sit under two names, and warnings name the key.);
+- per rule host ("" for host-less rules and the catch-all, "*.x", "x"): the merge of every Ingress
+  naming that host, oldest first ("the older claim wins" is "the first claim wins"). Conflicts only
+  ever happen inside one host, so a host is merged again only when an Ingress naming it changed,
+  or when TLS coverage (which decides its redirect flags) changed for it;
+- per cluster key: the Service port resolved against its Service, EndpointSlice and Endpoints dicts,
+  resolved again when one of those is no longer the identical object;
+- the checksum: one digest per host and per cluster, folded so that a change costs its own digest.
+
+The IngressClass selection and the settings are inputs to everything: a different selection judges
+every Ingress again (parses are kept), different settings start from scratch.
+
+The object cache hands out unchanged objects (and untouched kinds' mappings) as the identical
+objects in successive snapshots, which is what makes identity a sound memo key; snapshots are never
+mutated, so an object that is still the same object still means the same thing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from proxy.objects import Key, KubeObject, Snapshot, Warning
+from proxy.routing.build import warning_order
+from proxy.routing.checksum import DigestSet, cluster_digest, host_digest
+from proxy.routing.clusters import ClusterResolver, split_cluster_key
+from proxy.routing.ingress.classes import ClassSelection, select_classes
+from proxy.routing.ingress.processor import NEVER, IngressEntry, by_age
+from proxy.routing.ingress.tls import TlsHosts
+from proxy.routing.merge import merge_host
+from proxy.routing.model import Cluster, Config
+from proxy.routing.table import RouteTable, VirtualHost
+from proxy.settings import Settings
+
+__all__ = ["BuildWork", "Builder"]
+
+_NO_NAMES: frozenset[str] = frozenset()
+# Members of a host kept in a tuple up to this many (see Builder._join).
+_FEW = 8
+
+
+# The Ingresses contributing to one host (see Builder._join).
+_Members = IngressEntry | tuple[IngressEntry, ...] | set[IngressEntry]
+
+
+class _ClusterEntry:
+    """One resolved cluster and the objects it was resolved from (held, compared by identity)."""
+
+    __slots__ = ("cluster", "problems", "service_problems", "service", "slices", "legacy", "digest")
+
+    def __init__(self, snapshot: Snapshot, resolver: ClusterResolver, key: str) -> None:
+        namespace, service, port = split_cluster_key(key)
+        self.cluster, found = resolver.resolve(namespace=namespace, service=service, port=port)
+        # Service problems are reported on each Ingress routing to the cluster, the rest as they are.
+        self.service_problems: tuple[Warning, ...] = ()
+        self.problems: tuple[Warning, ...] = ()
+        if found:
+            self.service_problems = tuple(w for w in found if w.kind == "Service")
+            self.problems = tuple(w for w in found if w.kind != "Service")
+        owner = (namespace, service)
+        self.service = snapshot.services.get(owner)
+        # The group mapping is held as it was: snapshots are never mutated, so it still lists the slices used.
+        self.slices = snapshot.endpoint_slices.get(owner)
+        self.legacy = snapshot.endpoints.get(owner)
+        self.digest = cluster_digest(self.cluster)
+
+    def current(self, snapshot: Snapshot) -> bool:
+        """True while the snapshot holds the very objects this was resolved from."""
+        cluster = self.cluster
+        owner = (cluster.namespace, cluster.service)
+        if snapshot.services.get(owner) is not self.service or snapshot.endpoints.get(owner) is not self.legacy:
+            return False
+        slices = snapshot.endpoint_slices.get(owner)
+        if slices is self.slices:
+            return True
+        used = self.slices
+        if slices is None or used is None or len(slices) != len(used):
+            return False
+        return all(slices.get(name) is obj for name, obj in used.items())
+
+
+@dataclass(slots=True)
+class BuildWork:
+    """What one `Builder.build` call had to redo: zero everywhere means nothing it read had changed."""
+
+    ingresses: int = 0  # Ingress objects parsed
+    hosts: int = 0  # rule hosts merged (or dropped)
+    clusters: int = 0  # clusters resolved
+
+
+class Builder:
+    """`build()` with memory: reuses per-Ingress, per-host and per-cluster work from earlier calls.
+
+    Every call returns exactly what `build(snapshot, settings)` returns. Not thread-safe: one
+    build at a time (the controller builds one snapshot after the other in a worker thread).
+    Configs it returned share their unchanged parts (VirtualHost, Routes, Clusters, the clusters
+    mapping) with later ones: like everything in a Config, they must not be mutated.
+    """
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self.work = BuildWork()  # of the last build
+        self._reset()
+
+    def _reset(self) -> None:
+        self._previous: Snapshot | None = None
+        self._selection: ClassSelection | None = None
+        self._class_warnings: tuple[Warning, ...] = ()
+        self._ingresses: dict[Key, IngressEntry] = {}
+        # What each Ingress currently adds (only those that add something are listed).
+        self._contributions: dict[Key, IngressEntry] = {}
+        self._tls_of: dict[Key, frozenset[str]] = {}
+        self._ingress_warnings: dict[Key, tuple[Warning, ...]] = {}
+        # TLS host name -> number of served Ingresses listing it.
+        self._tls_counts: dict[str, int] = {}
+        self._tls = TlsHosts(())
+        self._tls_names_changed = False  # a name entered or left _tls_counts since _tls was made
+        # Rule host -> keys of the Ingresses contributing to it.
+        self._members: dict[str, _Members] = {}
+        # Rule host -> digest of its merged routes (the routes themselves are in _hosts, _wildcards, _any_host).
+        self._groups: dict[str, bytes] = {}
+        self._group_warnings: dict[str, tuple[Warning, ...]] = {}
+        self._hosts: dict[str, VirtualHost] = {}
+        self._wildcards: dict[str, VirtualHost] = {}
+        self._any_host: VirtualHost | None = None
+        # (cluster key, namespace, Ingress) -> number of hosts where that Ingress routes to that cluster,
+        # and cluster key -> the sum of those for it (flat: no dict per cluster for the collector to walk).
+        self._uses: dict[tuple[str, str, str], int] = {}
+        self._in_use: dict[str, int] = {}
+        self._clusters: dict[str, _ClusterEntry] = {}
+        self._troubled: set[str] = set()  # cluster keys whose resolution had problems
+        self._cluster_order: list[str] = []  # sorted keys of _clusters
+        # (namespace, service) -> its cluster keys; made when first needed (a first build never needs it).
+        self._by_service: dict[Key, tuple[str, ...]] | None = None
+        # Handed to Configs as is, so replaced, never edited.
+        self._clusters_out: dict[str, Cluster] = {}
+        self._digests = DigestSet()
+        self._table: RouteTable | None = None
+        self._warnings: tuple[Warning, ...] | None = None  # None: must be gathered again
+
+    def build(self, snapshot: Snapshot, settings: Settings) -> Config:
+        """The Config of `snapshot`, reusing the work of objects that did not change since the last call."""
+        try:
+            return self._build(snapshot, settings)
+        except BaseException:
+            self._reset()  # memo state may be half updated: the next build starts from scratch
+            raise
+
+    # ------------------------------------------------------------------ one build
+
+    def _build(self, snapshot: Snapshot, settings: Settings) -> Config:
+        work = self.work = BuildWork()
+        if settings is not self._settings and settings != self._settings:
+            self._reset()
+            self._settings = settings
+        previous = self._previous
+        # Rule hosts to merge again, in the order they came up (deterministic: follows the snapshot's order).
+        dirty: dict[str, None] = {}
+
+        everything = False
+        if previous is None or snapshot.ingress_classes is not previous.ingress_classes:
+            selection, class_warnings = select_classes(snapshot, settings)
+            if tuple(class_warnings) != self._class_warnings:
+                self._class_warnings = tuple(class_warnings)
+                self._warnings = None
+            if selection != self._selection:
+                self._selection = selection  # an equal one is not swapped in: entries compare it by identity
+                everything = True
+        if everything or previous is None or snapshot.ingresses is not previous.ingresses:
+            host_checks: dict[str, tuple[str, str]] = {}
+            for key, obj in self._changed_ingresses(snapshot.ingresses, everything=everything):
+                self._refresh(key, obj, dirty, host_checks)
+
+        if self._tls_names_changed:
+            self._tls_names_changed = False
+            merged_with, self._tls = self._tls, TlsHosts(self._tls_counts)
+            # Every merged host was merged with `merged_with`: merge again those whose coverage differs now.
+            covers = self._tls.covers
+            dirty.update((host, None) for host in self._groups if merged_with.covers(host) != covers(host))
+
+        touched: set[str] = set()  # cluster keys whose use started or ended
+        for host in dirty:
+            self._merge(host, touched)
+        work.hosts = len(dirty)
+        if dirty:
+            self._table = None
+            self._warnings = None
+
+        # Services whose Service, EndpointSlices or Endpoints are not the objects of the last build.
+        moved: set[Key] = set()
+        if previous is not None:
+            for now, before in ((snapshot.services, previous.services),
+                                (snapshot.endpoint_slices, previous.endpoint_slices),
+                                (snapshot.endpoints, previous.endpoints)):
+                if now is not before:
+                    moved |= _moved_keys(now, before)
+        if moved or touched:
+            self._update_clusters(snapshot, touched, moved)
+        self._previous = snapshot
+
+        if self._table is None:
+            self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
+        if self._warnings is None:
+            self._warnings = self._gather_warnings()
+        return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
+                      checksum=self._digests.hexdigest())
+
+    # ------------------------------------------------------------------ Ingresses
+
+    def _changed_ingresses(self, ingresses: Mapping[Key, KubeObject], *,
+                           everything: bool) -> list[tuple[Key, KubeObject | None]]:
+        """(key, object or None when gone) of every Ingress that is new, different or deleted."""
+        entries = self._ingresses
+        if everything:
+            changed: list[tuple[Key, KubeObject | None]] = list(ingresses.items())
+        else:
+            get = entries.get
+            changed = [(key, obj) for key, obj in ingresses.items()
+                       if (entry := get(key)) is None or entry.obj is not obj]
+        kept = len(ingresses) - sum(1 for key, _ in changed if key not in entries)
+        if len(entries) > kept:
+            changed.extend((key, None) for key in entries.keys() - ingresses.keys())
+        return changed
+
+    def _refresh(self, key: Key, obj: KubeObject | None, dirty: dict[str, None],
+                 host_checks: dict[str, tuple[str, str]]) -> None:
+        """Bring one Ingress's contribution, TLS hosts and warnings up to date; mark the hosts it touched."""
+        entries = self._ingresses
+        contribution: IngressEntry | None = None
+        tls = _NO_NAMES
+        warnings: tuple[Warning, ...] = ()
+        if obj is None:
+            entries.pop(key, None)
+        else:
+            entry = entries.get(key)
+            if entry is None or entry.obj is not obj:
+                entry = entries[key] = IngressEntry(key, obj)
+            elif entry.selection is self._selection:
+                return
+            assert self._selection is not None
+            entry.judge(self._selection)
+            if entry.problem is not None:
+                warnings = (entry.problem,)
+            elif entry.served:
+                if not entry.parsed:
+                    self.work.ingresses += 1
+                    entry.parse(host_checks)
+                if entry.paths is not None:
+                    contribution = entry
+                warnings = entry.warnings
+                tls = entry.tls_hosts()
+
+        old = self._contributions.get(key)
+        if old is not contribution:
+            if old is not None:
+                assert old.paths is not None
+                for host, _ in old.paths:
+                    self._leave(host, old)
+                    dirty[host] = None
+                del self._contributions[key]
+            if contribution is not None:
+                assert contribution.paths is not None
+                for host, _ in contribution.paths:
+                    self._join(host, contribution)
+                    dirty[host] = None
+                self._contributions[key] = contribution
+
+        old_tls = self._tls_of.get(key, _NO_NAMES)
+        if old_tls != tls:
+            self._count_tls(old_tls, -1)
+            self._count_tls(tls, 1)
+            if tls:
+                self._tls_of[key] = tls
+            else:
+                del self._tls_of[key]
+
+        if self._ingress_warnings.get(key, ()) != warnings:
+            if warnings:
+                self._ingress_warnings[key] = warnings
+            else:
+                del self._ingress_warnings[key]
+            self._warnings = None
+
+    def _count_tls(self, names: frozenset[str], delta: int) -> None:
+        counts = self._tls_counts
+        for name in names:
+            count = counts.get(name, 0) + delta
+            if count > 0:
+                if name not in counts:
+                    self._tls_names_changed = True
+                counts[name] = count
+            else:
+                del counts[name]
+                self._tls_names_changed = True
+
+    # A host's contributing Ingresses: the one itself (most hosts have one), a tuple while few, a set
+    # once many (joining stays O(1)). Fewer objects than a set each: a first build makes one per host.
+
+    def _join(self, host: str, contribution: IngressEntry) -> None:
+        members = self._members.get(host)
+        if members is None:
+            self._members[host] = contribution
+        elif isinstance(members, IngressEntry):
+            self._members[host] = (members, contribution)
+        elif isinstance(members, tuple):
+            self._members[host] = members + (contribution,) if len(members) < _FEW else {*members, contribution}
+        else:
+            members.add(contribution)
+
+    def _leave(self, host: str, contribution: IngressEntry) -> None:
+        members = self._members[host]
+        if isinstance(members, IngressEntry):
+            del self._members[host]
+        elif isinstance(members, tuple):
+            remaining = tuple(member for member in members if member is not contribution)
+            self._members[host] = remaining[0] if len(remaining) == 1 else remaining
+        else:
+            members.discard(contribution)
+            if not members:
+                del self._members[host]
+
+    # ------------------------------------------------------------------ hosts
+
+    def _merge(self, host: str, touched: set[str]) -> None:
+        """Merge one rule host again from its contributing Ingresses (or drop it when none is left)."""
+        old = self._groups.pop(host, None)
+        if old is not None:
+            routes = self._any_host if not host else (
+                self._wildcards[host[2:]] if host.startswith("*.") else self._hosts[host])
+            assert routes is not None
+            self._use(_uses_of(routes), -1, touched)
+            self._digests.discard(old)
+            self._group_warnings.pop(host, None)
+        members = self._members.get(host)
+        if members is None:
+            if host:
+                _place(host, None, self._hosts, self._wildcards)
+            else:
+                self._any_host = None
+            return
+        contributions = [members] if isinstance(members, IngressEntry) else sorted(members, key=by_age)
+        routes, warnings = merge_host(host, contributions, covered=self._tls.covers(host) if host else False)
+        digest, uses = host_digest(host, routes), _uses_of(routes)
+        self._groups[host] = digest
+        self._use(uses, 1, touched)
+        self._digests.add(digest)
+        if warnings:
+            self._group_warnings[host] = tuple(warnings)
+        if host:
+            _place(host, routes, self._hosts, self._wildcards)
+        else:
+            self._any_host = routes
+
+    def _use(self, uses: set[tuple[str, str, str]], sign: int, touched: set[str]) -> None:
+        """Count (sign 1) or uncount (-1) one host's (cluster, owner) pairs; `touched` gets the clusters
+        whose use started or ended."""
+        counts = self._uses
+        in_use = self._in_use
+        for use in uses:
+            total = counts.get(use, 0) + sign
+            if total:
+                counts[use] = total
+            else:
+                del counts[use]
+            cluster = use[0]
+            total = in_use.get(cluster, 0) + sign
+            if total:
+                in_use[cluster] = total
+                if total == 1 and sign == 1:
+                    touched.add(cluster)
+            else:
+                del in_use[cluster]
+                touched.add(cluster)
+
+    # ------------------------------------------------------------------ clusters
+
+    def _update_clusters(self, snapshot: Snapshot, touched: set[str], moved: set[Key]) -> None:
+        """Resolve clusters that came into use or whose objects (of the services in `moved`) changed;
+        drop unused ones."""
+        clusters = self._clusters
+        in_use = self._in_use
+        digests = self._digests
+        by_service = self._by_service
+        if moved and by_service is None:
+            by_service = self._by_service = {}
+            for key, entry in clusters.items():
+                service = (entry.cluster.namespace, entry.cluster.service)
+                by_service[service] = (*by_service.get(service, ()), key)
+        resolver: ClusterResolver | None = None
+        replaced: dict[str, Cluster] = {}
+        for key in [key for service in moved for key in by_service.get(service, ())]:  # type: ignore[union-attr]
+            entry = clusters[key]
+            if entry.current(snapshot):
+                continue  # e.g. a new group mapping listing the same slices
+            resolver = resolver or ClusterResolver(snapshot)
+            fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key)
+            self.work.clusters += 1
+            if fresh.digest != entry.digest:
+                digests.discard(entry.digest)
+                digests.add(fresh.digest)
+                replaced[key] = fresh.cluster
+            if (fresh.problems, fresh.service_problems) != (entry.problems, entry.service_problems):
+                self._warnings = None
+                self._troubled.discard(key)
+                if fresh.problems or fresh.service_problems:
+                    self._troubled.add(key)
+        added = [key for key in touched if key in in_use and key not in clusters]
+        gone = [key for key in touched if key not in in_use and key in clusters]
+        if added:
+            resolver = resolver or ClusterResolver(snapshot)
+            for key in added:
+                entry = clusters[key] = _ClusterEntry(snapshot, resolver, key)
+                digests.add(entry.digest)
+                if entry.problems or entry.service_problems:
+                    self._troubled.add(key)
+                if by_service is not None:
+                    service = (entry.cluster.namespace, entry.cluster.service)
+                    by_service[service] = (*by_service.get(service, ()), key)
+            self.work.clusters += len(added)
+        for key in gone:
+            entry = clusters.pop(key)
+            digests.discard(entry.digest)
+            self._troubled.discard(key)
+            if by_service is not None:
+                service = (entry.cluster.namespace, entry.cluster.service)
+                remaining = tuple(other for other in by_service[service] if other != key)
+                if remaining:
+                    by_service[service] = remaining
+                else:
+                    del by_service[service]
+        if added or gone:
+            order = self._cluster_order
+            if len(added) + len(gone) > 32:
+                order = self._cluster_order = sorted(clusters)
+            else:
+                for key in added:
+                    bisect.insort(order, key)
+                for key in gone:
+                    del order[bisect.bisect_left(order, key)]
+            self._clusters_out = {key: clusters[key].cluster for key in order}
+        elif replaced:
+            self._clusters_out = {**self._clusters_out, **replaced}  # same keys: the order stays sorted
+
+    # ------------------------------------------------------------------ warnings
+
+    def _gather_warnings(self) -> tuple[Warning, ...]:
+        found = list(self._class_warnings)
+        for warnings in self._ingress_warnings.values():
+            found.extend(warnings)
+        for warnings in self._group_warnings.values():
+            found.extend(warnings)
+        reported: dict[str, _ClusterEntry] = {}  # clusters whose Service problems go to each Ingress using them
+        for key in self._troubled:
+            entry = self._clusters[key]
+            found.extend(entry.problems)
+            if entry.service_problems:
+                reported[key] = entry
+        if reported:
+            for cluster, namespace, name in self._uses:
+                troubled = reported.get(cluster)
+                if troubled is not None:
+                    service = troubled.cluster.service
+                    found.extend(Warning("Ingress", namespace, name, f"Service {service}: {problem.message}")
+                                 for problem in troubled.service_problems)
+        return tuple(sorted(dict.fromkeys(found), key=warning_order))
+
+
+# ---------------------------------------------------------------------- helpers
+
+def _uses_of(routes: VirtualHost) -> set[tuple[str, str, str]]:
+    """(cluster key, namespace, object) of every rule of a host."""
+    return {(key, r.namespace, r.ingress) for r in routes.routes() for key in r.cluster_keys()}
+
+
+def _place(host: str, routes: VirtualHost | None, hosts: dict[str, VirtualHost],
+           wildcards: dict[str, VirtualHost]) -> None:
+    """Put (or with None remove) a non-empty rule host's routes where the table looks them up."""
+    table, key = (wildcards, host[2:]) if host.startswith("*.") else (hosts, host)
+    if routes is None:
+        table.pop(key, None)
+    else:
+        table[key] = routes
+
+
+def _moved_keys(now: Mapping[Key, Any], before: Mapping[Key, Any]) -> set[Key]:
+    """Keys whose value is not the identical object in both mappings (added and removed ones too)."""
+    get = before.get
+    moved = {key for key, value in now.items() if get(key) is not value}
+    added = sum(1 for key in moved if key not in before)
+    if len(before) > len(now) - added:
+        moved.update(before.keys() - now.keys())
+    return moved

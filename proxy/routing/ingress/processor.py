@@ -1,0 +1,129 @@
+"""The Ingress front end: one Ingress object → what it brings to each host it names.
+
+`IngressEntry` is the unit both builders work with: the plain `build()` makes one per Ingress and
+throws them away, the incremental `Builder` keeps one per Ingress dict and reuses its parse while
+the snapshot holds the identical dict. Whether the Ingress is ours depends on the class selection
+(judged again when the selection changes); its parse does not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from proxy.objects import Key, Warning
+from proxy.routing.clusters import cluster_key
+from proxy.routing.fields import Malformed, require_object
+from proxy.routing.ingress.annotations import annotations_of, parse_annotations
+from proxy.routing.ingress.classes import ClassSelection
+from proxy.routing.ingress.parse import IngressRules, age, parse_ingress
+from proxy.routing.ingress.tls import tls_host_names
+from proxy.routing.merge import PathEntry
+
+_NO_NAMES: frozenset[str] = frozenset()
+# Hosts of one Ingress kept in a tuple up to this many, indexed in a dict beyond.
+_FEW = 8
+NEVER = math.inf  # the age of an Ingress without a readable creationTimestamp: after every other
+
+
+class IngressEntry:
+    """One Ingress dict: its age, whether it is ours (per class selection), and once parsed, what it
+    brings to each host it names, ready to merge (see routing.merge.IngressPaths)."""
+
+    __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
+                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect")
+
+    def __init__(self, key: Key, obj: Any) -> None:
+        self.key = key
+        self.obj = obj  # held so its id() cannot be reused while it is remembered
+        # Merging goes oldest first, then by (namespace, name). A float, not age()'s tuple: one object less.
+        unreadable, stamp = age(obj)
+        self.age = NEVER if unreadable else stamp
+        self.selection: ClassSelection | None = None
+        self.served = False
+        self.problem: Warning | None = None  # unreadable class fields
+        self.parsed = False
+        self.warnings: tuple[Warning, ...] = ()  # of the parse
+        self.tls: frozenset[str] | None = None
+        # (rule host, its paths in written order) for every host it names (a claim, even without paths);
+        # "" holds the host-less paths and the catch-all. None: the Ingress adds nothing. Tuples of
+        # strings, which the collector stops tracking (there is one per Ingress; dicts stay tracked).
+        self.paths: tuple[tuple[str, tuple[PathEntry, ...]], ...] | None = None
+        self.by_host: dict[str, tuple[PathEntry, ...]] | None = None  # the same, indexed, when many
+        self.default: str | None = None  # cluster key of spec.defaultBackend
+        self.has_hosts = False
+        self.redirect = True
+        self.force_redirect = False
+
+    def judge(self, selection: ClassSelection) -> None:
+        """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
+        self.selection = selection
+        self.problem = None
+        try:
+            self.served = selection.serves(require_object(self.obj, "Ingress"))
+        except Malformed as error:
+            self.served = False
+            self.problem = Warning("Ingress", self.key[0], self.key[1], f"{error}; Ingress skipped")
+
+    def parse(self, host_checks: dict[str, tuple[str, str]]) -> None:
+        """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation."""
+        self.parsed = True
+        namespace, name = self.key
+        problems: list[Warning] = []
+        try:
+            rules, problems = parse_ingress(self.obj, namespace=namespace, name=name, hosts=host_checks)
+            annotations, messages = parse_annotations(annotations_of(self.obj))
+            problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
+            self.redirect = annotations.ssl_redirect
+            self.force_redirect = annotations.force_ssl_redirect
+            self._index(rules)
+        except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
+            self.paths = None
+            problems = [*problems, Warning("Ingress", namespace, name, f"skipped: {type(error).__name__}: {error}")]
+        self.warnings = tuple(problems)
+
+    def _index(self, rules: IngressRules) -> None:
+        namespace = rules.namespace
+        paths: dict[str, list[PathEntry]] = {host: [] for host in rules.hosts}
+        for rule in rules.paths:
+            backend = rule.backend
+            entry = (rule.path, rule.path_type, rule.key, cluster_key(namespace, backend.service, backend.port))
+            group = paths.get(rule.host)
+            if group is None:
+                group = paths[rule.host] = []
+            group.append(entry)
+        if rules.default is not None:
+            self.default = cluster_key(namespace, rules.default.service, rules.default.port)
+            paths.setdefault("", [])  # the catch-all lives with the host-less rules
+        self.paths = tuple((host, tuple(entries)) for host, entries in paths.items())
+        if len(paths) > _FEW:
+            self.by_host = dict(self.paths)
+        self.has_hosts = bool(rules.hosts)
+
+    def paths_for(self, host: str) -> tuple[PathEntry, ...]:
+        """The paths this Ingress gives `host` (which it names)."""
+        if self.by_host is not None:
+            return self.by_host[host]
+        assert self.paths is not None
+        for named, entries in self.paths:
+            if named == host:
+                return entries
+        raise KeyError(host)
+
+    def hosts(self) -> tuple[str, ...]:
+        """The rule hosts it contributes to ("" for host-less paths and the catch-all)."""
+        return tuple(host for host, _ in self.paths) if self.paths is not None else ()
+
+    def tls_hosts(self) -> frozenset[str]:
+        """The host names its spec.tls lists (they decide which hosts redirect plain HTTP)."""
+        if self.tls is None:
+            try:
+                self.tls = frozenset(tls_host_names(self.obj)) or _NO_NAMES
+            except Exception:  # noqa: BLE001  (never seen: tls_host_names checks every type it reads)
+                self.tls = _NO_NAMES
+        return self.tls
+
+
+def by_age(entry: IngressEntry) -> tuple[float, Key]:
+    """Merge order: oldest first, then (namespace, name)."""
+    return (entry.age, entry.key)
