@@ -26,7 +26,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Mapping, Sequence
 
 from proxy import __version__
-from proxy.settings import CONTROLLER_NAME, Settings
+from proxy.settings import CONTROLLER_NAME, GATEWAY_CONTROLLER_NAME, Settings
 
 if TYPE_CHECKING:
     from proxy.admin import AdminServer
@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     cls.add_argument("--watch-ingress-without-class", action="store_true",
                      help="also serve Ingresses that name no class (when no default IngressClass claims them)")
 
+    gw = parser.add_argument_group("Gateway API")
+    gw.add_argument("--gateway-controller-name", default=GATEWAY_CONTROLLER_NAME, metavar="NAME",
+                    help="spec.controllerName of the GatewayClasses this proxy serves")
+    gw.add_argument("--gateway", action="append", default=[], metavar="NAMESPACE/NAME",
+                    help="serve only these Gateways (repeatable; none: every Gateway of our GatewayClasses)")
+    gw.add_argument("--gateway-port-offset", type=_count, default=d.gateway_port_offset, metavar="N",
+                    help="a Gateway listener on port P is served on local port P + N (80 -> 8080 with 8000)")
+
     up = parser.add_argument_group("upstreams and clients")
     up.add_argument("--upstream-connect-timeout", type=_seconds, default=d.upstream_connect_timeout,
                     metavar="SECONDS", help="time to connect to a backend pod")
@@ -163,7 +171,8 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     args = parser.parse_args(argv)
     addresses = tuple(a.strip() for value in args.publish_status_address for a in value.split(",") if a.strip())
     for flag, value in (("--publish-service", args.publish_service),
-                        ("--default-ssl-certificate", args.default_ssl_certificate)):
+                        ("--default-ssl-certificate", args.default_ssl_certificate),
+                        *(("--gateway", gateway) for gateway in args.gateway)):
         if value and (value.count("/") != 1 or value.startswith("/") or value.endswith("/")):
             parser.error(f"{flag} must be NAMESPACE/NAME, got {value!r}")
     return Settings(
@@ -175,6 +184,9 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         ingress_class=args.ingress_class,
         controller_name=args.controller_class,
         watch_ingress_without_class=args.watch_ingress_without_class,
+        gateway_controller_name=args.gateway_controller_name,
+        gateways=tuple(args.gateway),
+        gateway_port_offset=args.gateway_port_offset,
         upstream_connect_timeout=args.upstream_connect_timeout,
         upstream_read_timeout=args.upstream_read_timeout,
         upstream_retries=args.upstream_retries,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CONTROLLER_NAME = "pyngress.dev/ingress-controller"
+GATEWAY_CONTROLLER_NAME = "pyngress.dev/gateway-controller"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,13 @@ class Settings:
     ingress_class: str = "pyngress"
     controller_name: str = CONTROLLER_NAME
     watch_ingress_without_class: bool = False
+
+    # Gateway API: GatewayClasses whose spec.controllerName is this are ours, with their Gateways
+    # (only those named in `gateways`, "namespace/name", when it is not empty). A listener on port P
+    # is served locally on P + gateway_port_offset (80 -> 8080, 443 -> 8443: the Ingress listeners).
+    gateway_controller_name: str = GATEWAY_CONTROLLER_NAME
+    gateways: tuple[str, ...] = ()
+    gateway_port_offset: int = 8000
 
     # Upstream behaviour (nginx: proxy_connect_timeout 5s, proxy_read_timeout 60s, proxy_next_upstream_tries 3).
     upstream_connect_timeout: float = 5.0
