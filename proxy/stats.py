@@ -183,5 +183,10 @@ def route_labels(route: Any, clusters: Mapping[str, Any]) -> RouteLabels:
     return (route.namespace, route.ingress, route.host, route.path, service)
 
 
+def backend_labels(route: Any, backend: Any) -> RouteLabels:
+    """The label values of one weighted backend of a routing.model.Route: its own service."""
+    return (route.namespace, route.ingress, route.host, route.path, backend.service)
+
+
 __all__ = ["DURATION_BUCKETS", "RouteLabels", "RouteStats", "Series", "Snapshot", "TrafficStats", "UNMATCHED",
-           "merge", "route_labels"]
+           "backend_labels", "merge", "route_labels"]

@@ -2,10 +2,14 @@
 
 Everything runs in transport callbacks (no Task per request): the client connection
 feeds request bytes in, the upstream connection feeds response bytes in, and each
-side's output is collected in a list and written with ONE ``transport.write`` at the
-end of the callback that produced it (a response head and a small body share a
-write, which is where a proxy's time goes). A Task exists only while dialing a new
-upstream connection.
+side's output is collected and written with ONE write at the end of the callback that
+produced it (a response head and a small body share a write). A Task exists only while
+dialing a new upstream connection.
+
+The upstream side speaks HTTP/1.1 (the request head arrives ready from the pipeline, the
+response is parsed here); the client side is the connection's writer (``H1Writer`` for
+HTTP/1.1 clients): this module hands it response heads and bodies and knows no client
+wire format. Which endpoint an attempt goes to is the upstream balancer's choice.
 
 Flow control both ways: a transport whose write buffer passes its high-water mark
 calls ``pause_writing`` on its protocol, which pauses reading on the other side
@@ -18,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from proxy.accesslog import address_text, route_fields
 from proxy.http import headers as h
-from proxy.http.responses import status_prefix
+from proxy.http.response_head import ResponseHead
 from proxy.upstream.errors import (
     ConnectError,
     NoEndpoints,
@@ -35,6 +39,10 @@ from proxy.upstream.errors import (
 )
 
 if TYPE_CHECKING:
+    from proxy.http.h1_connection import ClientConnection
+    from proxy.http.h1_writer import H1Writer
+    from proxy.http.head import RequestHead
+    from proxy.routing.filters import ResponseFilter
     from proxy.stats import RouteStats
     from proxy.upstream.cluster import Upstream
     from proxy.upstream.connection import UpstreamConnection
@@ -53,6 +61,9 @@ BLOCK_UPGRADE = 8  # a WebSocket upgrade waits for the upstream's 101
 REPLAY_LIMIT = 64 * 1024
 
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+
+# Failures that count against the endpoint (besides connect failures, reported as they happen).
+_UPSTREAM_FAULTS = (UpstreamTimeout, UpstreamClosed, ProtocolError)
 
 _CHUNK_END = b"0\r\n\r\n"
 _response_cache = h.response_cache
@@ -76,23 +87,10 @@ class Exchange:
     """State of one request from its first byte to the end of its response (or tunnel)."""
 
     __slots__ = (
-        # request, filled by the client connection's parser callbacks
+        # request: the head (filled by the client protocol), then the body as it arrives
         "client",
-        "url",
-        "headers",
-        "header_count",
-        "header_bytes",
-        "host",
-        "forwarded_for",
-        "request_id",
-        "upgrade",
-        "connection_names",
-        "content_length",
-        "chunked",
-        "method",
-        "http10",
+        "head",
         "keep_alive",
-        "websocket",
         "head_done",
         "req_done",
         # forwarding
@@ -100,16 +98,18 @@ class Exchange:
         "pool",
         "conn",
         "connecting",
-        "start_index",
         "attempts",
         "max_attempts",
         "up_out",
         "replay",
         "replay_size",
         "last_up",
+        "read_timeout",
+        "deadline",
+        "response_filters",
         # response
+        "writer",
         "parser",
-        "down_out",
         "reason",
         "resp_headers",
         "resp_length",
@@ -119,7 +119,6 @@ class Exchange:
         "resp_head_done",
         "resp_done",
         "interim",
-        "chunked_down",
         "reusable",
         "tunnel",
         "finished",
@@ -132,14 +131,12 @@ class Exchange:
         "upstream_time",
         "retries",
         "route_stats",
-        "user_agent",
         "accounted",
         "resp_hsts",
     )
 
     # Set when the exchange is attached to an upstream connection (see attach).
     parser: HttpResponseParser
-    down_out: list[bytes]
     reason: bytes
     resp_headers: list[bytes]
     resp_length: int
@@ -147,9 +144,7 @@ class Exchange:
     resp_upgrade: bytes | None
     resp_connection: set[bytes] | None
     interim: bool
-    chunked_down: bool
     reusable: bool
-    start_index: int
     attempts: int
     max_attempts: int
     replay_size: int
@@ -157,25 +152,11 @@ class Exchange:
     sent_at: float
     resp_hsts: bool
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
-        self.url = b""
-        # Forwarded fields, flat: name, b": ", value, b"\r\n", name, ...
-        self.headers: list[bytes] = []
-        self.header_count = 0
-        self.header_bytes = 0
-        self.host: bytes | None = None
-        self.forwarded_for: bytes | None = None
-        # The client's X-Request-ID or a generated one; set once the head is read (b"" before).
-        self.request_id = b""
-        self.upgrade: bytes | None = None
-        self.connection_names: set[bytes] | None = None
-        self.content_length = -1
-        self.chunked = False
-        self.method = b""
-        self.http10 = False
+        self.head = head
+        self.writer: H1Writer = client.writer
         self.keep_alive = True
-        self.websocket = False
         self.head_done = False
         self.req_done = False
         self.upstream: Upstream | None = None
@@ -184,6 +165,9 @@ class Exchange:
         self.connecting: asyncio.Task[None] | None = None
         self.up_out: list[bytes] = []
         self.replay: list[bytes] | None = None
+        self.read_timeout = client.server.read_timeout
+        self.deadline = 0.0  # a route's request timeout, as a loop time (0: none)
+        self.response_filters: tuple[ResponseFilter, ...] = ()
         self.resp_head_done = False
         self.resp_done = False
         self.tunnel = False
@@ -195,29 +179,23 @@ class Exchange:
         self.upstream_time = -1.0
         self.retries = 0
         self.route_stats: RouteStats | None = None
-        self.user_agent: bytes | None = None
         self.accounted = False
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or self.content_length > 0
 
     # ------------------------------------------------------------------ request side
 
     def start(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
-        """Send ``head`` (plus any body already read) to the next endpoint of ``upstream``."""
+        """Send ``head`` (plus any body already read) to the endpoint the upstream's balancer picks."""
         self.upstream = upstream
         if self.up_out:
             head.extend(self.up_out)
         self.up_out = head
-        pools = upstream.pools
-        count = len(pools)
-        self.start_index = index = upstream.cursor
-        upstream.cursor = index + 1 if index < 0x3FFFFFFF else 0
         self.attempts = 1
-        self.max_attempts = min(retries, count) if retries > 1 else 1
+        self.max_attempts = min(retries, len(upstream.pools)) if retries > 1 else 1
         self.sent_at = _clock()
-        pool = pools[index % count]
+        pool = upstream.balancer.pick()
+        if pool is None:
+            self.fail(NoEndpoints(f"no ready endpoints for {upstream.key}"))
+            return
         conn = pool.acquire()
         if conn is not None:
             self.attach(conn, pool)
@@ -229,7 +207,7 @@ class Exchange:
         self.connecting = asyncio.get_running_loop().create_task(self._connect(pool))
 
     async def _connect(self, pool: EndpointPool) -> None:
-        """Dial ``pool``, then the following endpoints, until one accepts or attempts run out."""
+        """Dial ``pool``, then the endpoints the balancer picks after it, until one accepts or attempts run out."""
         error: UpstreamError | None = None
         conn: UpstreamConnection | None
         try:
@@ -240,12 +218,17 @@ class Exchange:
                     error = exc
                     if self.finished:
                         return
-                    logger.debug("request %s: %s", self.request_id.decode("latin-1"), exc)
+                    logger.debug("request %s: %s", self.head.request_id.decode("latin-1"), exc)
                     upstream = self.upstream
-                    pools = upstream.pools if upstream is not None else ()
-                    if self.attempts >= self.max_attempts or not pools:
+                    if upstream is None:
                         break
-                    pool = pools[(self.start_index + self.attempts) % len(pools)]
+                    upstream.balancer.report(pool, False)
+                    if self.attempts >= self.max_attempts:
+                        break
+                    following = upstream.balancer.pick(pool)
+                    if following is None:
+                        break
+                    pool = following
                     self.attempts += 1
                     self.retries += 1
                     conn = pool.acquire()
@@ -262,7 +245,7 @@ class Exchange:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: answer and log it rather than leaving the client hanging
-            logger.exception("request %s: unexpected error while connecting", self.request_id.decode("latin-1"))
+            logger.exception("request %s: unexpected error while connecting", self.head.request_id.decode("latin-1"))
             error = ConnectError(f"unexpected error: {exc!r}")
             error.__cause__ = exc
         self.connecting = None
@@ -273,9 +256,13 @@ class Exchange:
         conn.requests += 1
         conn.user = self
         self.conn = conn
-        self.pool = pool
+        previous = self.pool
+        if previous is not pool:
+            if previous is not None:
+                previous.in_flight -= 1
+            pool.in_flight += 1
+            self.pool = pool
         self.parser = HttpResponseParser(self)
-        self.down_out = []
         self.reason = b""
         self.resp_headers = []
         self.resp_length = -1
@@ -283,19 +270,19 @@ class Exchange:
         self.resp_upgrade = None
         self.resp_connection = None
         self.interim = False
-        self.chunked_down = False
         self.reusable = False
         self.resp_hsts = False
-        self.last_up = self.client.server.now
+        client = self.client
+        self.last_up = client.server.now
         # Only a reused connection can turn out stale; only a replayable request is retried.
-        if reused and self.method in IDEMPOTENT:
+        if reused and self.head.method in IDEMPOTENT:
             self.replay = []
             self.replay_size = 0
         else:
             self.replay = None
         if conn.writing_paused:
-            self.client.block(BLOCK_UPSTREAM)
-        if self.client.write_paused:
+            client.block(BLOCK_UPSTREAM)
+        if client.write_paused:
             conn.pause_reading()
 
     def flush_upstream(self) -> None:
@@ -318,7 +305,7 @@ class Exchange:
     def add_body(self, chunk: bytes) -> None:
         """A piece of the client's request body (already de-chunked by the parser)."""
         self.received += len(chunk)
-        if self.chunked:
+        if self.head.chunked:
             self.up_out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
         else:
             self.up_out.append(chunk)
@@ -328,7 +315,7 @@ class Exchange:
         if self.finished:
             return
         self.req_done = True
-        if self.chunked:
+        if self.head.chunked:
             self.up_out.append(_CHUNK_END)
         self.last_up = self.client.server.now
 
@@ -355,7 +342,7 @@ class Exchange:
             conn.close()
         if not self.tunnel and self.head_done:
             logger.debug(
-                "request %s: client went away before the response was complete", self.request_id.decode("latin-1")
+                "request %s: client went away before the response was complete", self.head.request_id.decode("latin-1")
             )
         self.account()
 
@@ -364,8 +351,7 @@ class Exchange:
     def upstream_data(self, data: bytes) -> None:
         client = self.client
         if self.tunnel:
-            client.transport.write(data)
-            self.sent += len(data)
+            self.sent += self.writer.raw(data)
             self.last_up = client.server.now
             return
         self.last_up = client.server.now
@@ -373,8 +359,9 @@ class Exchange:
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            self.down_out.append(data[exc.args[0] :])
-            self._flush_down()
+            writer = self.writer
+            writer.body(data[exc.args[0] :])
+            self.sent += writer.flush()
             self.tunnel = True
             client.start_tunnel(self)
             return
@@ -390,7 +377,7 @@ class Exchange:
                 return
             else:
                 logger.error(
-                    "request %s: error handling the upstream response", self.request_id.decode("latin-1"),
+                    "request %s: error handling the upstream response", self.head.request_id.decode("latin-1"),
                     exc_info=cause,
                 )
                 error = ProtocolError("internal error handling the response")
@@ -402,17 +389,11 @@ class Exchange:
             error.__cause__ = exc
             self.fail(error)
             return
-        if self.down_out:
-            self._flush_down()
+        writer = self.writer
+        if writer.out:
+            self.sent += writer.flush()
         if self.resp_done:
             self.response_finished()
-
-    def _flush_down(self) -> None:
-        out = self.down_out
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self.sent += len(data)
-        self.client.transport.write(data)
-        out.clear()
 
     def upstream_eof(self) -> None:
         if self.tunnel:
@@ -442,7 +423,7 @@ class Exchange:
             self.up_out[:0] = data
             self.retries += 1
             logger.debug(
-                "request %s: reused upstream connection was closed, retrying", self.request_id.decode("latin-1")
+                "request %s: reused upstream connection was closed, retrying", self.head.request_id.decode("latin-1")
             )
             self.dial(self.pool)
         else:
@@ -460,9 +441,9 @@ class Exchange:
         )
 
     def _end_close_delimited(self) -> None:
-        if self.chunked_down:
-            self.client.transport.write(_CHUNK_END)
-            self.sent += len(_CHUNK_END)
+        writer = self.writer
+        writer.end()
+        self.sent += writer.flush()
         self.resp_done = True
         self.reusable = False
         self.response_finished()
@@ -512,7 +493,6 @@ class Exchange:
     def on_headers_complete(self) -> None:
         parser = self.parser
         status = parser.get_status_code()
-        client = self.client
         fields = self.resp_headers
         if self.resp_connection:
             fields = h.drop_named(fields, self.resp_connection)
@@ -523,60 +503,31 @@ class Exchange:
         self.status = status
         self.upstream_time = _clock() - self.sent_at
         self.reusable = parser.should_keep_alive()
-        out = self.down_out
-        out += (status_prefix(status), self.reason, _CRLF)
-        out += fields
-        out += (b"X-Request-ID: ", self.request_id, _CRLF)
-        listener = client.listener
-        if listener is not None and listener.response_fields and not self.resp_hsts:
-            out.append(listener.response_fields)  # Strict-Transport-Security on the HTTPS listener
-        # An answer that starts before the request body is in leaves unread bytes on the
-        # connection: say so now, or the client would send its next request into a close.
-        keep_alive = self.keep_alive and self.req_done and not client.server.draining
-        head_request = self.method == b"HEAD"
-        if head_request or status == 204 or status == 304:
-            if head_request and self.resp_chunked and not self.http10:
-                out.append(b"Transfer-Encoding: chunked\r\n")
-        elif self.resp_length >= 0:
-            pass
-        elif self.http10:
-            keep_alive = False  # an HTTP/1.0 client reads an unknown length until the close
-        else:
-            out.append(b"Transfer-Encoding: chunked\r\n")
-            self.chunked_down = True
-        if not keep_alive:
-            out.append(b"Connection: close\r\n\r\n")
-        elif self.http10:
-            out.append(b"Connection: keep-alive\r\n\r\n")
-        else:
-            out.append(_CRLF)
-        self.keep_alive = keep_alive
-        if head_request:
+        if self.response_filters:
+            response = ResponseHead(status, fields)
+            for response_filter in self.response_filters:
+                response_filter.on_response(self.head, response)
+            fields = response.fields
+        body = self.writer.head(self, status, self.reason, fields, length=self.resp_length, chunked=self.resp_chunked,
+                                own_hsts=self.resp_hsts, draining=self.client.server.draining)
+        if not body:
             self.resp_done = True
             raise _SkipBody()
 
     def _interim(self, status: int, fields: list[bytes]) -> None:
         if status == 101:
-            if not self.websocket or self.resp_upgrade is None:
+            if not self.head.websocket or self.resp_upgrade is None:
                 raise ProtocolError("101 Switching Protocols to a request that did not ask for a WebSocket")
             self.resp_head_done = True
             self.status = 101
             self.upstream_time = _clock() - self.sent_at
             self.interim = True  # on_message_complete of the 101 is not the end of anything
             self.reusable = False
-            out = self.down_out
-            out += (status_prefix(101), self.reason, _CRLF)
-            out += fields
-            out += (b"Connection: Upgrade\r\nUpgrade: ", self.resp_upgrade, _CRLF)
-            out += (b"X-Request-ID: ", self.request_id, b"\r\n\r\n")
+            self.writer.switching(self, self.reason, fields, self.resp_upgrade)
             return
-        # 100 Continue, 102, 103 Early Hints: relay to HTTP/1.1 clients, then wait for the final response.
+        # 100 Continue, 102, 103 Early Hints: relayed, then the final response is awaited.
         self.interim = True
-        if not self.http10:
-            out = self.down_out
-            out += (status_prefix(status), self.reason, _CRLF)
-            out += fields
-            out.append(_CRLF)
+        self.writer.interim(self, status, self.reason, fields)
         self.reason = b""
         self.resp_headers = []
         self.resp_length = -1
@@ -584,10 +535,7 @@ class Exchange:
         self.resp_connection = None
 
     def on_body(self, chunk: bytes) -> None:
-        if self.chunked_down:
-            self.down_out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
-        else:
-            self.down_out.append(chunk)
+        self.writer.body(chunk)
 
     def on_message_complete(self) -> None:
         if self.interim:
@@ -595,8 +543,7 @@ class Exchange:
             return
         if self.tunnel or not self.resp_head_done:
             return
-        if self.chunked_down:
-            self.down_out.append(_CHUNK_END)
+        self.writer.end()
         self.resp_done = True
 
     # ------------------------------------------------------------------ endings
@@ -612,6 +559,9 @@ class Exchange:
             return
         self.accounted = True
         self.parser = None  # type: ignore[assignment]
+        pool = self.pool
+        if pool is not None:
+            pool.in_flight -= 1
         status = self.status
         if not status:
             if not self.head_done:
@@ -619,14 +569,14 @@ class Exchange:
             status = 499  # nginx's "client closed request"
         client = self.client
         server = client.server
+        head = self.head
         duration = _clock() - self.started
-        received = self.received + len(self.method) + len(self.url) + self.header_bytes + 14
+        received = self.received + len(head.method) + len(head.target) + head.header_bytes + 14
         stats = self.route_stats or server.traffic.unmatched
         if server.route_metrics:
-            stats.record(self.method, status, duration, self.upstream_time, received, self.sent, self.retries)
+            stats.record(head.method, status, duration, self.upstream_time, received, self.sent, self.retries)
         access_log = server.access_log
         if access_log is not None:
-            pool = self.pool
             address = None
             if pool is not None:
                 address = pool.log_address
@@ -635,9 +585,9 @@ class Exchange:
             route = stats.log_fields
             if route is None:
                 route = stats.log_fields = route_fields(stats.labels)
-            access_log.add(_wall(), self.request_id, client.client_ip, self.method, self.host, self.url, self.http10,
-                           status, received, self.sent, duration, self.upstream_time, address, route,
-                           self.user_agent, self.retries)
+            access_log.add(_wall(), head.request_id, client.client_ip, head.method, head.authority, head.target,
+                           head.http10, status, received, self.sent, duration, self.upstream_time, address, route,
+                           head.user_agent, self.retries)
 
     def response_finished(self) -> None:
         """The response is complete: give the connection back (or close it) and free the client."""
@@ -646,13 +596,17 @@ class Exchange:
         self.finished = True
         client = self.client
         conn = self.conn
+        pool = self.pool
         if conn is not None:
             self.conn = None
             conn.user = None
-            if self.reusable and self.req_done and not self.up_out and self.pool is not None:
-                self.pool.release(conn)
+            if self.reusable and self.req_done and not self.up_out and pool is not None:
+                pool.release(conn)
             else:
                 conn.close()
+        upstream = self.upstream
+        if upstream is not None and pool is not None:
+            upstream.balancer.report(pool, self.status < 500)
         client.unblock(BLOCK_UPSTREAM)
         # A response that ended before its request body was read leaves unread bytes: close.
         client.exchange_finished(self, self.keep_alive and self.req_done)
@@ -675,6 +629,9 @@ class Exchange:
         if self.finished:
             return
         self.abandon()
+        upstream, pool = self.upstream, self.pool
+        if upstream is not None and pool is not None and isinstance(error, _UPSTREAM_FAULTS):
+            upstream.balancer.report(pool, False)  # connect failures were reported as they happened
         client = self.client
         if not self.resp_head_done:
             client.send_error(self, error.status, error)
@@ -682,7 +639,7 @@ class Exchange:
             self.finished = True
             logger.warning(
                 "request %s: response aborted after it started (%s: %s)",
-                self.request_id.decode("latin-1") or "-",
+                self.head.request_id.decode("latin-1") or "-",
                 type(error).__name__,
                 error,
             )
@@ -700,7 +657,7 @@ class Exchange:
                 self.finished = True
                 logger.warning(
                     "request %s: client did not read the response for %gs, closing",
-                    self.request_id.decode("latin-1") or "-",
+                    self.head.request_id.decode("latin-1") or "-",
                     server.send_timeout,
                 )
                 if self.conn is not None:
@@ -710,25 +667,30 @@ class Exchange:
                 client.abort()
             return
         if self.tunnel:
-            if now - max(self.last_up, client.last_read) > server.read_timeout:
+            if now - max(self.last_up, client.last_read) > self.read_timeout:
                 self.finished = True
                 if self.conn is not None:
                     self.conn.close()
                     self.conn = None
                 client.transport.close()
             return
+        deadline = self.deadline
+        if deadline and now > deadline and not self.resp_head_done:
+            self.fail(UpstreamTimeout("the route's request timeout passed before the response started"))
+            return
         conn = self.conn
         if conn is not None and (self.req_done or conn.writing_paused):
             # Waiting on the upstream: for its response, or for it to read the body we send
             # (nginx's proxy_read_timeout and proxy_send_timeout; one setting here).
-            if not conn.reading_paused and now - self.last_up > server.read_timeout:
+            read_timeout = self.read_timeout
+            if not conn.reading_paused and now - self.last_up > read_timeout:
                 if self.resp_head_done:
                     what = "response body progress"
                 elif self.req_done:
                     what = "response headers"
                 else:
                     what = "reading of the request body"
-                self.fail(UpstreamTimeout(f"no {what} from upstream within {server.read_timeout:g}s"))
+                self.fail(UpstreamTimeout(f"no {what} from upstream within {read_timeout:g}s"))
         elif self.head_done and not self.req_done and not client.blocked:
             if now - client.last_read > server.body_timeout:
                 if self.resp_head_done:

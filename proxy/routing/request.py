@@ -17,6 +17,8 @@ class Request(Protocol):
     scheme: str
     # The normalized request path (what the table matched, and what is forwarded unless rewritten).
     path: str
+    # The TLS server name (SNI) the connection was opened with; None over plain HTTP or without SNI.
+    server_name: str | None
 
     def header(self, name: bytes) -> bytes | None:
         """The value of a header (`name` lower-case); repeated fields joined with ", "; None when absent."""

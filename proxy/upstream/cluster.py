@@ -1,21 +1,22 @@
-"""Live state of one upstream cluster: its endpoints, round-robin, and their connection pools."""
+"""Live state of one upstream cluster: its endpoints, their connection pools, and its balancer."""
 
 from __future__ import annotations
 
 from proxy.routing.model import Cluster, Endpoint
 from proxy.settings import Settings
+from proxy.upstream.balancer import Balancer, RoundRobin
 from proxy.upstream.pool import EndpointPool
 
 
 class Upstream:
-    """Round-robin over the cluster's current endpoints, each with its own idle connection pool.
+    """The cluster's current endpoints, each with its own idle connection pool, and the balancer choosing among them.
 
     ``update()`` swaps the endpoint set in place so routes keep pointing at the same
     object: pools of endpoints that stay keep their warm connections, pools of removed
     endpoints are retired (idle connections closed now, in-flight ones after their response).
     """
 
-    __slots__ = ("key", "settings", "cluster", "endpoints", "pools", "_by_endpoint", "cursor", "closed", "host_name")
+    __slots__ = ("key", "settings", "cluster", "endpoints", "pools", "_by_endpoint", "balancer", "closed", "host_name")
 
     def __init__(self, cluster: Cluster, *, settings: Settings) -> None:
         self.key = cluster.key
@@ -25,8 +26,7 @@ class Upstream:
         # Read by the forwarder on every attempt; replaced whole, never mutated.
         self.pools: tuple[EndpointPool, ...] = ()
         self._by_endpoint: dict[Endpoint, EndpointPool] = {}
-        # Round-robin position; the forwarder reads and advances it inline (see next_index).
-        self.cursor = 0
+        self.balancer: Balancer = RoundRobin()
         self.closed = False
         self.update(cluster)
 
@@ -65,21 +65,13 @@ class Upstream:
         self._by_endpoint = fresh
         self.endpoints = tuple(fresh)
         self.pools = tuple(fresh.values())
+        self.balancer.update(self.pools)
         if self.closed:
             self.close()
 
-    def next_index(self) -> int:
-        """A round-robin start index; attempt k of a request uses ``pools[(start + k) % len(pools)]``."""
-        index = self.cursor
-        self.cursor = index + 1 if index < 0x3FFFFFFF else 0
-        return index
-
     def pick(self) -> EndpointPool | None:
-        """The next endpoint's pool in round-robin order, or None without endpoints."""
-        pools = self.pools
-        if not pools:
-            return None
-        return pools[self.next_index() % len(pools)]
+        """The pool of a first attempt, as the balancer chooses; None without endpoints."""
+        return self.balancer.pick()
 
     def idle_connections(self) -> int:
         return sum(len(pool.idle) for pool in self.pools)

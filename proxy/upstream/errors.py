@@ -5,10 +5,12 @@ are mapped to the most specific class here and chained as ``__cause__``, so a lo
 line shows both what we answered and what actually happened::
 
     UpstreamError                  base class; ``status`` is what the client is told
+    ├── InvalidBackend       500   the rule's backend cannot be served (Gateway API: missing, not permitted)
     ├── NoEndpoints          503   unknown cluster, or a cluster without ready endpoints
     ├── ConnectError         502   refused, unreachable, DNS failure, reset while dialing
     │   └── ConnectTimeout   502   no TCP connection within upstream_connect_timeout
-    ├── UpstreamTimeout      504   no response head (or no body progress) within upstream_read_timeout
+    ├── UpstreamTimeout      504   no response head (or no body progress) within upstream_read_timeout,
+    │                              or the route's request timeout passed
     ├── ProtocolError        502   the upstream answered something that is not valid HTTP/1.x
     └── UpstreamClosed       502   the upstream closed or reset before the response was complete
 
@@ -70,3 +72,10 @@ class BadRequest(ClientError):
 
 class ClientGone(ClientError):
     status = 0
+
+
+class InvalidBackend(UpstreamError):
+    """The rule's backend cannot be served (missing Service, kind or reference not permitted; the
+    Gateway API asks for 500), or the rule has no backend to pick."""
+
+    status = 500

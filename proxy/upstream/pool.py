@@ -19,7 +19,7 @@ class EndpointPool:
     """
 
     __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer",
-                 "log_address", "_loop")
+                 "log_address", "_loop", "index", "in_flight", "failures")
 
     def __init__(
         self,
@@ -45,6 +45,11 @@ class EndpointPool:
         # The loop of this pool's connections, kept at the first dial: asyncio.get_running_loop()
         # costs a getpid() system call, once per request if called on release.
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Balancer state: position in the cluster's pools, requests using the endpoint now, and
+        # consecutive failed attempts (connect failures, resets, timeouts) since its last success.
+        self.index = 0
+        self.in_flight = 0
+        self.failures = 0
 
     def __repr__(self) -> str:
         return f"<EndpointPool {self.endpoint.address}:{self.endpoint.port} idle={len(self.idle)}>"

@@ -1,0 +1,623 @@
+"""The HTTP/1.1 client side: one asyncio protocol per client connection.
+
+``ClientConnection`` drives an ``httptools`` request parser: header callbacks classify
+fields once (kept, rewritten, hop-by-hop) into a protocol-neutral `RequestHead`; at the
+end of the head the listener's `Pipeline` routes it and answers or starts an `Exchange`.
+Responses go out through the connection's `H1Writer`. The same class serves plain TCP
+and TLS transports; the listener says which scheme it is (``X-Forwarded-Proto``) and which
+port (``X-Forwarded-Port``).
+
+Answers the proxy gives itself (nginx-like, each logged once at debug for 4xx and
+warning for 5xx, with the request id that is also in the body and X-Request-ID):
+
+* 400 malformed request line or header, NUL bytes, Content-Length with
+  Transfer-Encoding, duplicate or invalid Content-Length, a Transfer-Encoding other
+  than ``chunked``, duplicate Host, missing Host on HTTP/1.1, a path that climbs
+  above ``/`` or carries a broken escape; the connection is closed.
+* 414 request line (URI) longer than ``max_request_line`` (as nginx); 431 header
+  fields over ``max_header_bytes`` in total or more than ``max_headers`` (RFC 6585,
+  where nginx says 400 "Request Header Or Cookie Too Large"); connection closed.
+* 405 CONNECT; 505 an HTTP version other than 1.0/1.1; connection closed.
+* 408 headers not complete within ``client_header_timeout`` of their first byte, or
+  a request body stalled that long; connection closed. An idle keep-alive
+  connection is closed silently after ``client_keepalive_timeout`` (and a new
+  connection that sends nothing, after ``client_header_timeout``).
+* 404 no route, 503 no configuration / unknown cluster / no endpoints, 502 connect
+  failures and broken upstream responses, 504 upstream read timeout, 500 a rule whose
+  backend cannot be served, 3xx and 421 from filters: the client connection stays open
+  when the request was fully read.
+
+Timeouts are checked by the server's clock tick, which walks the open connections
+(nginx's cached-time idea), so no timer is created or cancelled per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from random import Random, SystemRandom
+from typing import TYPE_CHECKING, Any
+
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from proxy.http import headers as h
+from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Exchange
+from proxy.http.h1_writer import H1Writer
+from proxy.http.head import RequestHead
+from proxy.upstream.errors import BadRequest
+
+if TYPE_CHECKING:
+    from proxy.http.listener import Listener
+    from proxy.http.pipeline import Pipeline
+    from proxy.server import ProxyServer
+
+logger = logging.getLogger("pyngress.proxy")
+
+# Connection states, as seen by the clock tick.
+IDLE = 0  # between requests (or before the first): idle timeout
+HEAD = 1  # reading a request head: header timeout from its first byte
+BUSY = 2  # a request is being answered: the exchange's timeouts
+LINGER = 3  # answered with an error, discarding what the client still sends before closing
+
+# After an error answer with an unread request body, keep reading (and discarding) this
+# long so the client sees our response instead of a reset (nginx: lingering_timeout 5s).
+LINGER_SECONDS = 2.0
+
+_SEP = b": "
+_CRLF = b"\r\n"
+
+_request_cache = h.request_cache
+
+# Request ids need to be unique, not secret: a generator seeded once from the OS per process
+# (no getrandom syscall per request), 128 bits, like ingress-nginx's $req_id.
+_ids = Random(SystemRandom().getrandbits(128))
+_id_bits = _ids.getrandbits
+
+
+def new_request_id() -> bytes:
+    """32 hex digits, like ingress-nginx's $req_id."""
+    return b"%032x" % _id_bits(128)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
+
+    __slots__ = (
+        "server",
+        "listener",
+        "pipeline",
+        "transport",
+        "writer",
+        "parser",
+        "head",
+        "client_ip",
+        "forwarded",
+        "forwarded_ip_end",
+        "request",
+        "active",
+        "queue",
+        "upgrading",
+        "tunnel",
+        "deferred",
+        "blocked",
+        "state",
+        "since",
+        "idle_limit",
+        "last_read",
+        "head_bytes",
+        "write_paused",
+        "write_paused_since",
+        "closing",
+        "closed",
+        "eof",
+        "server_name",
+    )
+
+    def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
+        self.server = server
+        self.listener = listener
+        self.pipeline = pipeline
+        self.transport: Any = None
+        self.writer: H1Writer = None  # type: ignore[assignment]  # made in connection_made
+        self.parser = HttpRequestParser(self)
+        self.head: RequestHead | None = None  # the head being parsed
+        self.client_ip = b""
+        self.forwarded = b""
+        self.forwarded_ip_end = 0
+        # The exchange whose request is being parsed, and the one being answered.
+        self.request: Exchange | None = None
+        self.active: Exchange | None = None
+        self.queue: deque[Exchange] | None = None
+        self.upgrading: Exchange | None = None
+        self.tunnel: Exchange | None = None
+        self.deferred: BadRequest | None = None
+        self.blocked = 0
+        self.state = IDLE
+        self.since = server.now
+        self.idle_limit = server.header_timeout
+        self.last_read = server.now
+        self.head_bytes = 0
+        self.write_paused = False
+        self.write_paused_since = 0.0
+        # Set once the parser must not be fed again (after an error or an upgrade).
+        self.closing = False
+        self.closed = False
+        self.eof = False
+        self.server_name: str | None = None  # the TLS SNI, recorded by the certificate store's callback
+
+    # ------------------------------------------------------------------ transport events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        listener = self.listener
+        self.writer = H1Writer(transport, listener)  # type: ignore[arg-type]
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) and peer else ""
+        self.client_ip = client_ip = ip.encode("ascii", "replace")
+        # The forwarded fields that depend only on the connection, built once: X-Forwarded-For (when
+        # the client sent none), X-Forwarded-Proto/Port, X-Real-IP.
+        xff = b"X-Forwarded-For: " + client_ip
+        self.forwarded_ip_end = len(xff)
+        if listener.tls:
+            self.server_name = getattr(transport.get_extra_info("ssl_object"), "pyngress_server_name", None)
+        self.forwarded = b"".join((xff, _CRLF, listener.forwarded, b"X-Real-IP: ", client_ip, _CRLF))
+        self.server.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_read = self.server.now
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.tunnel_to_upstream(data)
+            return
+        if self.closing:
+            return
+        self._feed(data)
+        if self.request is not None and not self.closing and not self.request.head_done:
+            # httptools buffers an unfinished header field internally: bound the bytes of one head.
+            self.head_bytes += len(data)
+            if self.head_bytes > self.server.max_head_bytes:
+                self.reject(BadRequest("request head too large", status=431))
+        ex = self.active
+        if ex is not None and ex.up_out and ex.conn is not None:
+            ex.flush_upstream()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._upgraded(data[exc.args[0] :])
+        except HttpParserCallbackError as exc:
+            self.reject(self._callback_error(exc.__context__))
+        except HttpParserError as exc:
+            # Built in a helper: a local here would hold the error whose traceback holds this
+            # frame, a reference cycle (and this connection in it) for every malformed request.
+            self.reject(_chained(BadRequest(f"malformed request: {exc}"), exc))
+
+    def _callback_error(self, cause: BaseException | None) -> BadRequest:
+        if isinstance(cause, BadRequest):
+            return cause
+        logger.error("error handling a request from %s", self.client_ip.decode(), exc_info=cause)
+        return _chained(BadRequest("internal error", status=500), cause)
+
+    def eof_received(self) -> bool:
+        if self.tunnel is not None or self.state == LINGER or self.listener.tls:
+            return False
+        if self.active is None or self.request is not None:
+            return False  # idle, or in the middle of a request that can now never complete
+        self.eof = True  # half-close after a complete request: answer it, then close
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connection_closed(self)
+        ex = self.active
+        if ex is not None:
+            self.active = None
+            ex.client_lost()
+        tunnel = self.tunnel
+        if tunnel is not None and tunnel is not ex:
+            tunnel.client_lost()
+        # The parser holds our bound methods, and exchanges point back at us: drop those links so
+        # reference counting frees the connection at once (nothing here is left for the cyclic GC,
+        # which matters because objects alive at a publish are frozen out of its reach).
+        self.parser = None  # type: ignore[assignment]
+        self.request = self.upgrading = self.tunnel = None
+        self.head = None
+        self.queue = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.write_paused_since = self.server.now
+        ex = self.active
+        if ex is not None and ex.conn is not None:
+            ex.conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        ex = self.active
+        if ex is not None and ex.conn is not None:
+            ex.conn.resume_reading()
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        head = self.head = RequestHead()
+        ex = Exchange(self, head)
+        self.request = ex
+        self.head_bytes = 0
+        if self.active is None:
+            self.active = ex
+            self.state = HEAD
+            self.since = self.server.now
+        else:
+            queue = self.queue
+            if queue is None:
+                queue = self.queue = deque()
+            queue.append(ex)
+            self.block(BLOCK_PIPELINE)
+
+    def on_url(self, url: bytes) -> None:
+        head = self.head
+        assert head is not None
+        if head.target:
+            url = head.target + url
+        if len(url) > self.server.max_request_line:
+            raise BadRequest("request line too long", status=414)
+        head.target = url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        head = self.head
+        if head is None:
+            return  # trailer fields of a chunked body: dropped
+        server = self.server
+        count = head.header_count = head.header_count + 1
+        size = head.header_bytes = head.header_bytes + len(name) + len(value) + 4
+        if count > server.max_headers:
+            raise BadRequest(f"more than {server.max_headers} header fields", status=431)
+        if size > server.max_header_bytes:
+            raise BadRequest(f"header fields over {server.max_header_bytes} bytes", status=431)
+        code = _request_cache.get(name)
+        if code is None:
+            code = h.request_class(name)
+        if code == 0:  # h.KEEP
+            head.fields += (name, _SEP, value, _CRLF)
+        elif code == h.HOST:
+            if head.authority is not None:
+                raise BadRequest("duplicate Host header")
+            head.authority = value
+            head.fields += (name, _SEP, value, _CRLF)
+        elif code == h.CONTENT_LENGTH:
+            head.content_length = int(value)
+            head.fields += (name, _SEP, value, _CRLF)
+        elif code == h.TRANSFER_ENCODING:
+            if head.chunked or value.strip().lower() != b"chunked":
+                raise BadRequest(f"unsupported Transfer-Encoding {value!r}")
+            head.chunked = True
+        elif code == h.CONNECTION:
+            names = h.named_by_connection(value)
+            if names:
+                head.connection_names = names if head.connection_names is None else head.connection_names | names
+        elif code == h.UPGRADE:
+            head.upgrade = value
+        elif code == h.FORWARDED_FOR:
+            head.forwarded_for = value if head.forwarded_for is None else head.forwarded_for + b", " + value
+        elif code == h.REQUEST_ID:
+            if 0 < len(value) <= 200:
+                head.request_id = value
+        elif code == h.USER_AGENT:
+            head.user_agent = value
+            head.fields += (name, _SEP, value, _CRLF)
+        # HOP_BY_HOP and OURS: dropped
+
+    def on_headers_complete(self) -> None:
+        ex = self.request
+        head = self.head
+        assert ex is not None and head is not None
+        self.head = None  # what the parser reports from now on belongs to the body (or its trailers)
+        ex.head_done = True
+        parser = self.parser
+        head.method = method = parser.get_method()
+        version = parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":
+                raise BadRequest(f"HTTP/{version} is not supported", status=505)
+            head.http10 = True
+        ex.keep_alive = parser.should_keep_alive()
+        if method == b"CONNECT":
+            raise BadRequest("CONNECT is not supported", status=405)
+        if parser.should_upgrade():
+            # After an upgrade request the parser stops: this connection serves no further request.
+            ex.keep_alive = False
+            self.upgrading = ex
+            upgrade = head.upgrade
+            if upgrade is not None and method == b"GET" and not head.has_body and h.has_token(upgrade, b"websocket"):
+                head.websocket = True
+        if head.authority is None and not head.http10 and head.target[:1] == b"/":
+            raise BadRequest("missing Host header")
+        if not head.request_id:
+            head.request_id = new_request_id()
+        head.server_name = self.server_name
+        self.server.total_requests += 1
+        if self.active is ex:
+            self.state = BUSY
+            self.pipeline.dispatch(self, ex)
+
+    def on_body(self, chunk: bytes) -> None:
+        ex = self.request
+        assert ex is not None
+        ex.add_body(chunk)
+
+    def on_message_complete(self) -> None:
+        ex = self.request
+        assert ex is not None
+        if ex is self.upgrading and not ex.head.websocket and ex.head.has_body:
+            return  # the body of an upgrade request follows: see _upgraded
+        self.request = None
+        ex.request_complete()
+
+    def _upgraded(self, rest: bytes) -> None:
+        """The parser stopped after an upgrade request; ``rest`` is what followed its head."""
+        ex = self.upgrading
+        self.closing = True
+        if ex is None or ex.finished:
+            return
+        head = ex.head
+        if head.websocket:
+            if rest:
+                ex.up_out.append(rest)
+            self.block(BLOCK_UPGRADE)
+            return
+        # Not a WebSocket (h2c, ...): it is served as a plain request without Upgrade. The
+        # parser skipped its body, so a fresh parser reads it, primed with a matching head.
+        if head.has_body:
+            self.closing = False
+            self.parser = HttpRequestParser(_BodyContinuation(self, ex))
+            framing = b"Transfer-Encoding: chunked" if head.chunked else b"Content-Length: %d" % head.content_length
+            self.parser.feed_data(b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
+            if rest:
+                self._feed(rest)
+
+    def start_tunnel(self, ex: Exchange) -> None:
+        """The upstream accepted the WebSocket upgrade: from now on bytes flow unparsed."""
+        self.tunnel = ex
+        self.closing = True
+        ex.flush_upstream()
+        self.unblock(BLOCK_UPGRADE)
+
+    # ------------------------------------------------------------------ endings
+
+    def send_error(
+        self,
+        ex: Exchange | None,
+        status: int,
+        cause: BaseException | None,
+        *,
+        detail: str = "",
+        close: bool = False,
+        location: bytes = b"",
+    ) -> None:
+        """Write the proxy's own answer, log it once, and continue or close the connection."""
+        server = self.server
+        if ex is None:
+            request_id = new_request_id()
+            keep_alive = False
+            http10 = head_only = False
+        else:
+            head = ex.head
+            if not head.request_id:
+                head.request_id = new_request_id()
+            request_id = head.request_id
+            ex.finished = True
+            keep_alive = (
+                not close
+                and ex.keep_alive
+                and ex.head_done
+                and (ex.req_done or not head.has_body)
+                and not server.draining
+            )
+            http10 = head.http10
+            head_only = head.method == b"HEAD"
+            ex.status = status
+        level = logging.WARNING if status >= 500 else logging.DEBUG
+        if logger.isEnabledFor(level):
+            _log_error(level, status, ex, request_id, self.client_ip, cause)
+        if not self.closed:
+            sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
+                                      head_only=head_only, location=location)
+            if ex is not None:
+                ex.sent += sent
+            elif server.route_metrics:  # a request rejected before it had an exchange (queued behind another)
+                server.traffic.unmatched.record(b"", status, 0.0, -1.0, 0, sent, 0)
+        if ex is not None:
+            self.exchange_finished(ex, keep_alive)
+        else:
+            self._close(None)
+
+    def reject(self, error: BadRequest) -> None:
+        """Answer malformed or over-limit input and close; earlier pipelined requests finish first."""
+        ex = self.request
+        self.closing = True
+        if ex is not None and self.active is not None and ex is not self.active:
+            queue = self.queue
+            if queue is not None and ex in queue:
+                queue.remove(ex)
+            self.deferred = error
+            self.block(BLOCK_PIPELINE)
+            return
+        if ex is not None and ex.upstream is not None and not ex.finished:
+            ex.abandon()
+            if ex.resp_head_done:
+                ex.finished = True
+                _log_error(logging.DEBUG, error.status, ex, ex.head.request_id or b"-", self.client_ip, error)
+                ex.account()
+                self.active = None
+                self.transport.close()
+                return
+        self.send_error(ex, error.status, error, close=True)
+
+    def client_timeout(self, ex: Exchange) -> None:
+        """The client stalled in the middle of its request body."""
+        ex.abandon()
+        self.send_error(ex, 408, BadRequest("timed out reading the request body", status=408), close=True)
+
+    def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:
+        """``ex`` is answered: start the next pipelined request, wait for one, or close."""
+        ex.account()
+        if self.active is ex:
+            self.active = None
+        if self.blocked & (BLOCK_CONNECT | BLOCK_UPSTREAM):
+            self.unblock(BLOCK_CONNECT | BLOCK_UPSTREAM)
+        if self.closed:
+            return
+        server = self.server
+        if not keep_alive or server.draining or self.eof:
+            self._close(ex)
+            return
+        queue = self.queue
+        if queue:
+            nxt = queue.popleft()
+            self.active = nxt
+            if not queue and self.deferred is None:
+                self.unblock(BLOCK_PIPELINE)
+            if nxt.head_done:
+                self.state = BUSY
+                self.pipeline.dispatch(self, nxt)
+                if nxt.conn is not None and nxt.up_out:
+                    nxt.flush_upstream()
+            else:
+                self.state = HEAD
+                self.since = server.now
+            return
+        if self.deferred is not None:
+            error = self.deferred
+            self.deferred = None
+            self.send_error(None, error.status, error)
+            return
+        self.state = IDLE
+        self.since = server.now
+        self.idle_limit = server.keepalive_timeout
+        if self.blocked & BLOCK_PIPELINE:
+            self.unblock(BLOCK_PIPELINE)
+
+    def _close(self, ex: Exchange | None) -> None:
+        """Close after the last answer; linger first if the client may still be sending.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy
+        our answer before the client reads it; so half-close, discard input briefly, then close.
+        """
+        if self.closed:
+            return
+        self.active = None
+        request = self.request
+        unread = request is not None and not request.req_done and not (request.head_done and not request.head.has_body)
+        transport = self.transport
+        if unread and not self.eof and transport.can_write_eof():
+            self.closing = True
+            self.state = LINGER
+            self.since = self.server.now
+            if self.blocked:
+                self.blocked = 0
+                transport.resume_reading()
+            transport.write_eof()
+        else:
+            transport.close()
+
+    def cut(self) -> None:
+        """End a response that cannot be completed: the client sees a truncated message."""
+        self.active = None
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.active = None
+        self.transport.abort()
+
+    def close_idle(self) -> bool:
+        """Close the connection if no request is in progress (used by drain)."""
+        if self.state == IDLE and self.active is None and not self.closed:
+            self.transport.close()
+            return True
+        return False
+
+    # ------------------------------------------------------------------ flow control and clock
+
+    def block(self, bit: int) -> None:
+        if not self.blocked and not self.closed:
+            self.transport.pause_reading()
+        self.blocked |= bit
+
+    def unblock(self, bit: int) -> None:
+        if self.blocked & bit:
+            self.blocked &= ~bit
+            if not self.blocked and not self.closed and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def check(self, now: float) -> None:
+        state = self.state
+        if state == BUSY:
+            ex = self.active
+            if ex is not None:
+                ex.check(now)
+        elif state == IDLE:
+            if now - self.since > self.idle_limit:
+                self.transport.close()
+        elif state == HEAD:
+            if now - self.since > self.server.header_timeout:
+                error = BadRequest("timed out reading the request head", status=408)
+                self.closing = True
+                self.send_error(self.request, 408, error, close=True)
+        elif state == LINGER:
+            if now - self.since > LINGER_SECONDS:
+                self.transport.close()
+
+
+class _BodyContinuation:
+    """Parser callbacks that deliver the body of a non-WebSocket upgrade request to its exchange."""
+
+    __slots__ = ("client", "exchange")
+
+    def __init__(self, client: ClientConnection, exchange: Exchange) -> None:
+        self.client = client
+        self.exchange = exchange
+
+    def on_body(self, chunk: bytes) -> None:
+        self.exchange.add_body(chunk)
+
+    def on_message_complete(self) -> None:
+        client = self.client
+        client.request = None
+        client.closing = True
+        self.exchange.request_complete()
+
+
+def _chained(error: BadRequest, cause: BaseException | None) -> BadRequest:
+    error.__cause__ = cause
+    return error
+
+
+def _log_error(
+    level: int, status: int, ex: Exchange | None, request_id: bytes, client_ip: bytes, cause: BaseException | None
+) -> None:
+    head = ex.head if ex is not None else None
+    method = head.method.decode("latin-1") if head is not None and head.method else "-"
+    target = head.target[:200].decode("latin-1") if head is not None and head.target else "-"
+    host = head.authority.decode("latin-1") if head is not None and head.authority else "-"
+    reason = ""
+    if cause is not None:
+        reason = f": {type(cause).__name__}: {cause}"
+        inner = cause.__cause__
+        if inner is not None:
+            reason += f" ({type(inner).__name__}: {inner})"
+    logger.log(
+        level,
+        "%d for %s %s host=%s client=%s request_id=%s%s",
+        status,
+        method,
+        target,
+        host,
+        client_ip.decode("latin-1"),
+        request_id.decode("latin-1"),
+        reason,
+    )
+
+

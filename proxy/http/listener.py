@@ -1,0 +1,40 @@
+"""One bound socket of the proxy: its scheme and port, the steps it runs before routing, its counters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.routing.filters import RequestFilter
+    from proxy.tls.handshake import HandshakeStats, TlsAcceptor
+    from proxy.tls.store import CertStoreHolder
+
+
+class Listener:
+    """A listening socket: its scheme and port go into X-Forwarded-Proto/Port; it counts its connections."""
+
+    __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
+                 "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters")
+
+    def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
+        self.scheme = scheme
+        self.port = port
+        # The port clients reach this listener on (a Gateway listener's port, a NodePort...), for
+        # X-Forwarded-Port and redirects; the bound port unless told otherwise.
+        self.public_port = port
+        self.tls = scheme == "https"
+        self.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme.encode(), port)
+        self.server = server
+        # Fields added to every answer on this listener (HSTS on HTTPS).
+        self.response_fields = b""
+        # HTTPS: the certificates served (for the domain-fronting check) and the acceptor that
+        # terminates TLS and counts handshakes (completed, failed by reason).
+        self.certificates: CertStoreHolder | None = None
+        self.acceptor: TlsAcceptor | None = None
+        self.handshakes: HandshakeStats | None = None
+        # Request filters every request on this listener runs before routing (the 421 check on HTTPS).
+        self.filters: tuple[RequestFilter, ...] = ()
+        # Per-listener counters for metrics (the server keeps the totals over all listeners).
+        self.active_connections = 0
+        self.total_connections = 0

@@ -1,0 +1,221 @@
+"""The request pipeline: a complete request head in, an answer or a started exchange out.
+
+    head ─▶ listener filters (HTTPS: 421) ─▶ RouteTable.match ─▶ rule filters (request phase)
+         ─▶ backend pick (weights) ─▶ upstream (503 without endpoints) ─▶ upstream request head ─▶ Exchange.start
+
+Every step is data compiled at build time: a plain Ingress route has no filters, one backend and
+no timeouts, so its requests pay a few attribute reads for what they do not use. The pipeline
+knows no client wire format: it reads a `RequestHead` and asks the connection to answer or to
+forward; the upstream request head it writes is HTTP/1.1, the protocol spoken to pods.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from proxy.http import headers as h
+from proxy.routing.filters import Answer
+from proxy.routing.paths import normalize_path
+from proxy.routing.request import Request
+from proxy.routing.table import normalize_host
+from proxy.upstream.errors import BadRequest, InvalidBackend, NoEndpoints
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+    from proxy.http.h1_connection import ClientConnection
+    from proxy.http.listener import Listener
+    from proxy.server import ProxyServer
+    from proxy.tls.store import CertStoreHolder
+
+logger = logging.getLogger("pyngress.proxy")
+
+_SEP = b": "
+_CRLF = b"\r\n"
+
+# Host header bytes -> normalized host; bounded so random Host values cannot grow memory.
+_host_names: dict[bytes, str] = {}
+_HOST_CACHE_LIMIT = 4096
+
+
+class MisdirectedRequest:
+    """HTTPS listeners: a request whose Host is served by another certificate than its SNI gets 421
+    (no domain fronting); the same certificate may serve both (a wildcard, several SANs)."""
+
+    __slots__ = ("certificates",)
+    order = -10
+
+    def __init__(self, certificates: CertStoreHolder) -> None:
+        self.certificates = certificates
+
+    def on_request(self, request: Request) -> Answer | None:
+        server_name = request.server_name
+        host = request.host
+        if server_name is None or server_name == host:
+            return None
+        store = self.certificates.current
+        if store.select(host) is store.select(server_name):
+            return None
+        return Answer(421, detail=f"host {host} is not served on this TLS connection")
+
+
+class Pipeline:
+    """Routes the requests of one listener (whose table, filters and ports it knows)."""
+
+    __slots__ = ("server", "listener", "holder", "settings")
+
+    def __init__(self, server: ProxyServer, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.holder = server.holder
+        self.settings = server.settings
+
+    def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
+        """Route a complete request head and answer it or start forwarding it."""
+        head = ex.head
+        runtime = self.holder.current
+        if runtime is None:
+            conn.send_error(ex, 503, NoEndpoints("no configuration loaded yet"), detail="no configuration loaded yet")
+            return
+        url = head.target
+        host = head.authority
+        fields = head.fields
+        if url[:1] != b"/":
+            absolute = _split_absolute(url)
+            if absolute is None:
+                conn.send_error(ex, 400, BadRequest(f"invalid request target {url[:100]!r}"), close=True)
+                return
+            host, url = absolute
+            head.remove_header(b"host")
+            fields += (b"Host", _SEP, host, _CRLF)
+        fragment = url.find(b"#")
+        if fragment >= 0:
+            url = url[:fragment]
+        query = url.find(b"?")
+        raw_path = url if query < 0 else url[:query]
+        path = raw_path.decode("latin-1")
+        normalized = normalize_path(path)
+        if normalized is None:
+            conn.send_error(ex, 400, BadRequest(f"invalid path {path[:100]!r}"), close=True)
+            return
+        if host is None:
+            host = b""
+        host_name = _host_names.get(host)
+        if host_name is None:
+            host_name = normalize_host(host.decode("latin-1"))
+            if len(_host_names) < _HOST_CACHE_LIMIT:
+                _host_names[host] = host_name
+        head.host = host_name
+        head.path = normalized
+        if query >= 0:
+            head.query = url[query + 1 :]
+        listener = self.listener
+        if listener.filters:
+            for listener_filter in listener.filters:
+                answer = listener_filter.on_request(head)
+                if answer is not None:
+                    self.answer(conn, ex, answer)
+                    return
+        route = runtime.config.table.match(host_name, normalized, head)
+        if route is None:
+            conn.send_error(ex, 404, None)
+            return
+        server = self.server
+        stats = server.route_stats
+        ex.route_stats = stats.get(id(route))
+        filters = route.filters
+        if filters is not None:
+            head.scheme = listener.scheme
+            head.port = listener.public_port
+            settings = self.settings
+            head.https_port = settings.publish_https_port or server.https_port or settings.https_port
+            for request_filter in filters.request:
+                answer = request_filter.on_request(head)
+                if answer is not None:
+                    self.answer(conn, ex, answer)
+                    return
+            if filters.response:
+                ex.response_filters = filters.response
+        cluster = route.cluster
+        if not cluster:
+            backends = route.backends
+            backend = backends.pick() if backends is not None else None
+            if backend is None or not backend.cluster:
+                what = "an invalid backend" if backend is not None else "no backend"
+                conn.send_error(ex, 500, InvalidBackend(f"{route.kind} {route.name} rule {route.rule}: {what}"))
+                return
+            cluster = backend.cluster
+            ex.route_stats = stats.get(id(backend)) or ex.route_stats
+            if backend.filters is not None:
+                for request_filter in backend.filters.request:
+                    answer = request_filter.on_request(head)
+                    if answer is not None:
+                        self.answer(conn, ex, answer)
+                        return
+                if backend.filters.response:
+                    ex.response_filters += backend.filters.response
+        upstream = runtime.upstreams.get(cluster)
+        if upstream is None or not upstream.pools:
+            what = "unknown cluster" if upstream is None else "no ready endpoints for"
+            conn.send_error(ex, 503, NoEndpoints(f"{what} {cluster}"))
+            return
+        timeouts = route.timeouts
+        if timeouts is not None:
+            if timeouts.request:
+                ex.deadline = server.now + timeouts.request
+            if timeouts.backend_request:
+                ex.read_timeout = timeouts.backend_request
+        if head.rewritten:
+            url = head.path.encode("latin-1") + (url[query:] if query >= 0 else b"")
+            fields = head.fields
+        elif normalized != path:
+            url = normalized.encode("latin-1") + (url[query:] if query >= 0 else b"")
+        if head.connection_names:
+            fields = h.drop_named(fields, head.connection_names)
+        forwarded_for = head.forwarded_for
+        if forwarded_for is None:
+            forwarded = conn.forwarded
+        else:
+            rest = conn.forwarded[conn.forwarded_ip_end :]  # CRLF, Proto/Port, X-Real-IP
+            forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + conn.client_ip + rest
+        request = [head.method, b" ", url, b" HTTP/1.1\r\n"]
+        request += fields
+        if head.authority is None and host == b"":
+            # HTTP/1.0 without Host: HTTP/1.1 upstreams require one (nginx sends its upstream's name);
+            # the Service's cluster DNS name is what a pod would be called by in the cluster.
+            request += (b"Host: ", upstream.host_name, _CRLF)
+        if head.chunked:
+            end = b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        elif head.websocket:
+            end = b"\r\nConnection: Upgrade\r\nUpgrade: " + (head.upgrade or b"websocket") + b"\r\n\r\n"
+        else:
+            end = b"\r\n\r\n"
+        request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
+        ex.start(upstream, request, retries=server.retries)
+
+    def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer) -> None:
+        """The proxy answers itself (a redirect, a refusal)."""
+        conn.send_error(ex, answer.status, None, location=answer.location, detail=answer.detail)
+
+
+def _split_absolute(url: bytes) -> tuple[bytes, bytes] | None:
+    """(authority, origin-form path) of an absolute-form request target, or None."""
+    scheme = url[:8].lower()
+    if scheme.startswith(b"http://"):
+        rest = url[7:]
+    elif scheme.startswith(b"https://"):
+        rest = url[8:]
+    else:
+        return None
+    end = len(rest)
+    for separator in (b"/", b"?", b"#"):
+        index = rest.find(separator)
+        if 0 <= index < end:
+            end = index
+    authority = rest[:end].rpartition(b"@")[2]
+    if not authority:
+        return None
+    path = rest[end:]
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return authority, path
