@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra directive in the reference's location, repeatable (e.g. 'proxy_request_buffering off')")
     add("--pyngress-arg", action="append", default=[], metavar="ARG",
         help="extra argument for pyngress, repeatable (e.g. --pyngress-arg=--log-level=warning)")
+    add("--baseline", default="", metavar="REV",
+        help="git revision the before-after scenarios compare this tree against (checked out in a temporary "
+             "worktree, removed at the end)")
     add("--json", default="", metavar="FILE", help="where to write the results (default bench/results/<time>.json)")
     add("--keep", action="store_true", help="keep the working folder (configs, manifests, process logs)")
     return parser
@@ -55,6 +58,13 @@ def _version(argv: Sequence[str]) -> str:
         return "?"
     text = (result.stdout + result.stderr).strip().splitlines()
     return text[0] if text else "?"
+
+
+def _checkout(revision: str, folder: str) -> str:
+    """A detached git worktree of `revision` at `folder` (its `proxy` package is what the baseline runs)."""
+    subprocess.run(["git", "-C", _REPO, "worktree", "add", "--detach", folder, revision], check=True,
+                   capture_output=True, timeout=120)
+    return folder
 
 
 def _pyngress_has_workers() -> bool:
@@ -123,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     target_list: list[Target] = []
     details: dict[str, Any] = {}
     status = 0
+    if args.baseline:
+        try:
+            options.baseline_tree = _checkout(args.baseline, os.path.join(workdir, "baseline"))
+        except (OSError, subprocess.SubprocessError) as error:
+            print(f"bench: cannot check out --baseline {args.baseline}: {error}", file=sys.stderr)
+            return 2
+        meta["baseline"] = args.baseline
     group = ProcessGroup(workdir)
     env = Environment(workdir=workdir, group=group, options=options, wrk=wrk,
                       nginx_path=None if args.python_backend and args.no_reference else nginx_path,
@@ -168,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = args.json or os.path.join(_REPO, "bench", "results", f"{started_at:%Y%m%d-%H%M%S}.json")
         if rows or details:
             report.write_json(path, meta=meta, rows=rows, target_list=target_list, details=details)
+        if options.baseline_tree:
+            subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", options.baseline_tree],
+                           capture_output=True, timeout=60, check=False)
         if args.keep:
             print(f"bench: working folder kept: {workdir}")
         else:

@@ -52,6 +52,7 @@ class Options:
     churn_rate: float = 50.0
     pyngress_args: tuple[str, ...] = ()
     nginx_directives: tuple[str, ...] = ()  # extra directives in the reference proxy's location
+    baseline_tree: str = ""  # a checkout of --baseline REV, for the before-after scenarios
 
 
 @dataclass
@@ -83,11 +84,12 @@ class Environment:
         manifests.write_folder(folder, manifests.objects(shape, backend=self.backend))
         return folder
 
-    def pyngress(self, name: str, folder: str, *, extra: tuple[str, ...] = ()) -> tuple[Process, PyngressAddress, float]:
+    def pyngress(self, name: str, folder: str, *, extra: tuple[str, ...] = (),
+                 tree: str | None = None) -> tuple[Process, PyngressAddress, float]:
         args = list(self.options.pyngress_args) + list(extra)
         if self.pyngress_workers_flag and self.options.workers != 1:
             args += ["--workers", str(self.options.workers)]
-        return start_pyngress(self.group, manifests=folder, name=name, extra=args)
+        return start_pyngress(self.group, manifests=folder, name=name, extra=args, tree=tree)
 
     def load(self, address: PyngressAddress, request: Request, *, duration: float | None = None,
              measured: Process | None = None, connections: int | None = None) -> LoadResult:
@@ -598,17 +600,18 @@ def churn(env: Environment) -> Outcome:
 # ---------------------------------------------------------------- pyngress against itself
 
 def variants(env: Environment, name: str, request: Request, flavours: dict[str, tuple[str, ...]], *,
-             target: tuple[str, float] | None = None) -> Outcome:
+             target: tuple[str, float] | None = None, trees: dict[str, str] | None = None) -> Outcome:
     """pyngress started once per flavour (extra flags), all up at once, rounds alternating; the first
     flavour is the baseline of the ratios. With ``target`` (text, least ratio of the last flavour)
-    a target line is added."""
+    a target line is added; ``trees`` runs a flavour from another source tree (see --baseline)."""
     opts = env.options
     folder = env.manifest_folder(name)
     started: dict[str, tuple[Process, PyngressAddress]] = {}
     results: dict[str, list[LoadResult]] = {label: [] for label in flavours}
     try:
         for label, extra in flavours.items():
-            process, address, _ = env.pyngress(f"pyngress-{name}-{len(started)}", folder, extra=extra)
+            process, address, _ = env.pyngress(f"pyngress-{name}-{len(started)}", folder, extra=extra,
+                                               tree=(trees or {}).get(label))
             started[label] = (process, address)
             _check_route(address, host=request.host, path=request.path)
             env.load(address, request, duration=WARMUP_SECONDS, measured=process)
@@ -641,6 +644,14 @@ def variants(env: Environment, name: str, request: Request, flavours: dict[str, 
     return outcome
 
 
+def before_after(env: Environment, name: str, request: Request) -> Outcome:
+    """The same load on pyngress from the --baseline revision and from this tree, rounds alternating."""
+    if not env.options.baseline_tree:
+        raise RuntimeError(f"{name} needs --baseline REV (a git revision to compare this tree against)")
+    return variants(env, name, request, {"baseline": (), "this tree": ()},
+                    trees={"baseline": env.options.baseline_tree}, target=("this tree vs baseline, req/s", 0.97))
+
+
 SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "small": lambda env: throughput(env, "small", SMALL),
     "64k": lambda env: throughput(env, "64k", LARGE),
@@ -654,6 +665,9 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
         "both off": ("--no-access-log", "--no-route-metrics"),
         "both on": ("--access-log", "--route-metrics"),
     }),
+    # pyngress from --baseline REV vs this tree, same run (issues #16 and #10: "no slower")
+    "before-after": lambda env: before_after(env, "before-after", SMALL),
+    "before-after-64k": lambda env: before_after(env, "before-after-64k", LARGE),
     # issue #6: 1 vs 2 worker processes (on 2 cores shared with wrk and the backend)
     "workers": lambda env: variants(env, "workers", SMALL, {
         "1 worker": ("--workers", "1"),
