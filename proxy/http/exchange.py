@@ -24,10 +24,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
 from proxy.accesslog import address_text, route_fields
-from proxy.http import headers as h
+from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.response_head import ResponseHead
 from proxy.upstream.errors import (
     ConnectError,
@@ -66,21 +66,11 @@ IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 _UPSTREAM_FAULTS = (UpstreamTimeout, UpstreamClosed, ProtocolError)
 
 _CHUNK_END = b"0\r\n\r\n"
-_response_cache = h.response_cache
 _CRLF = b"\r\n"
-_SEP = b": "
 # Request and upstream durations: a monotonic clock with sub-microsecond resolution (uvloop's
 # loop.time() is the cached millisecond time of the loop iteration).
 _clock = time.perf_counter
 _wall = time.time
-
-
-class _SkipBody(Exception):
-    """Raised from on_headers_complete to stop the parser after the head of a HEAD response."""
-
-
-class _ExtraResponse(Exception):
-    """The upstream sent more than one final response for one request."""
 
 
 class Exchange:
@@ -88,69 +78,23 @@ class Exchange:
 
     __slots__ = (
         # request: the head (filled by the client protocol), then the body as it arrives
-        "client",
-        "head",
-        "keep_alive",
-        "head_done",
-        "req_done",
+        "client", "head", "keep_alive", "head_done", "req_done",
         # forwarding
-        "upstream",
-        "pool",
-        "conn",
-        "connecting",
-        "attempts",
-        "max_attempts",
-        "up_out",
-        "replay",
-        "replay_size",
-        "last_up",
-        "read_timeout",
-        "deadline",
-        "response_filters",
+        "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
+        "last_up", "read_timeout", "deadline", "response_filters",
         # response
-        "writer",
-        "parser",
-        "reason",
-        "resp_headers",
-        "resp_length",
-        "resp_chunked",
-        "resp_upgrade",
-        "resp_connection",
-        "resp_head_done",
-        "resp_done",
-        "interim",
-        "reusable",
-        "tunnel",
-        "finished",
+        "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()
-        "started",
-        "status",
-        "received",
-        "sent",
-        "sent_at",
-        "upstream_time",
-        "retries",
-        "route_stats",
-        "accounted",
-        "resp_hsts",
+        "started", "status", "received", "sent", "sent_at", "upstream_time", "retries", "route_stats", "accounted",
     )
 
     # Set when the exchange is attached to an upstream connection (see attach).
-    parser: HttpResponseParser
-    reason: bytes
-    resp_headers: list[bytes]
-    resp_length: int
-    resp_chunked: bool
-    resp_upgrade: bytes | None
-    resp_connection: set[bytes] | None
-    interim: bool
     reusable: bool
     attempts: int
     max_attempts: int
     replay_size: int
     last_up: float
     sent_at: float
-    resp_hsts: bool
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
@@ -168,6 +112,7 @@ class Exchange:
         self.read_timeout = client.server.read_timeout
         self.deadline = 0.0  # a route's request timeout, as a loop time (0: none)
         self.response_filters: tuple[ResponseFilter, ...] = ()
+        self.response: H1Response | None = None  # the current attempt's response reader
         self.resp_head_done = False
         self.resp_done = False
         self.tunnel = False
@@ -262,16 +207,8 @@ class Exchange:
                 previous.in_flight -= 1
             pool.in_flight += 1
             self.pool = pool
-        self.parser = HttpResponseParser(self)
-        self.reason = b""
-        self.resp_headers = []
-        self.resp_length = -1
-        self.resp_chunked = False
-        self.resp_upgrade = None
-        self.resp_connection = None
-        self.interim = False
+        self.response = H1Response(self, self.writer)
         self.reusable = False
-        self.resp_hsts = False
         client = self.client
         self.last_up = client.server.now
         # Only a reused connection can turn out stale; only a replayable request is retried.
@@ -357,7 +294,7 @@ class Exchange:
         self.last_up = client.server.now
         self.replay = None
         try:
-            self.parser.feed_data(data)
+            self.response.feed(data)  # type: ignore[union-attr]  # attached: a reader exists
         except HttpParserUpgrade as exc:
             writer = self.writer
             writer.body(data[exc.args[0] :])
@@ -367,10 +304,10 @@ class Exchange:
             return
         except HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, _SkipBody):
+            if isinstance(cause, SkipBody):
                 # A HEAD response ends with its head; only reuse the connection if nothing followed it.
                 self.reusable = self.reusable and data.endswith(b"\r\n\r\n")
-            elif isinstance(cause, _ExtraResponse):
+            elif isinstance(cause, ExtraResponse):
                 self.reusable = False
             elif isinstance(cause, UpstreamError):
                 self.fail(cause)
@@ -432,13 +369,9 @@ class Exchange:
             self.fail(error)
 
     def _close_delimited(self) -> bool:
-        return (
-            self.resp_head_done
-            and not self.resp_done
-            and self.resp_length < 0
-            and not self.resp_chunked
-            and not self.finished
-        )
+        response = self.response
+        return (self.resp_head_done and not self.resp_done and not self.finished and response is not None
+                and response.close_delimited())
 
     def _end_close_delimited(self) -> None:
         writer = self.writer
@@ -456,109 +389,53 @@ class Exchange:
         self.last_up = self.client.server.now
         self.client.unblock(BLOCK_UPSTREAM)
 
-    # httptools response parser callbacks
+    # the response, as H1Response reads it
 
-    def on_message_begin(self) -> None:
-        if self.resp_done:
-            raise _ExtraResponse()
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.resp_head_done:
-            return  # trailer fields of a chunked body: dropped
-        code = _response_cache.get(name)
-        if code is None:
-            code = h.response_class(name)
-        if code == 0:  # h.KEEP
-            self.resp_headers += (name, _SEP, value, _CRLF)
-        elif code == h.CONTENT_LENGTH:
-            self.resp_length = int(value)
-            self.resp_headers += (name, _SEP, value, _CRLF)
-        elif code == h.TRANSFER_ENCODING:
-            if value.strip().lower() != b"chunked":
-                raise ProtocolError(f"unsupported response Transfer-Encoding {value!r}")
-            self.resp_chunked = True
-        elif code == h.CONNECTION:
-            names = h.named_by_connection(value)
-            if names:
-                self.resp_connection = names if self.resp_connection is None else self.resp_connection | names
-        elif code == h.UPGRADE:
-            self.resp_upgrade = value
-        elif code == h.STRICT_TRANSPORT_SECURITY:
-            self.resp_hsts = True
-            self.resp_headers += (name, _SEP, value, _CRLF)
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        status = parser.get_status_code()
-        fields = self.resp_headers
-        if self.resp_connection:
-            fields = h.drop_named(fields, self.resp_connection)
-        if status < 200:
-            self._interim(status, fields)
-            return
+    def response_head(self, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
+                      own_hsts: bool, reusable: bool) -> bool:
+        """A final response head arrived: run the rule's response filters and frame it for the client.
+        Returns False when no body follows (a HEAD request's answer)."""
         self.resp_head_done = True
         self.status = status
         self.upstream_time = _clock() - self.sent_at
-        self.reusable = parser.should_keep_alive()
+        self.reusable = reusable
         if self.response_filters:
             response = ResponseHead(status, fields)
             for response_filter in self.response_filters:
                 response_filter.on_response(self.head, response)
             fields = response.fields
-        body = self.writer.head(self, status, self.reason, fields, length=self.resp_length, chunked=self.resp_chunked,
-                                own_hsts=self.resp_hsts, draining=self.client.server.draining)
+        body = self.writer.head(self, status, reason, fields, length=length, chunked=chunked, own_hsts=own_hsts,
+                                draining=self.client.server.draining)
         if not body:
             self.resp_done = True
-            raise _SkipBody()
+        return body
 
-    def _interim(self, status: int, fields: list[bytes]) -> None:
-        if status == 101:
-            if not self.head.websocket or self.resp_upgrade is None:
-                raise ProtocolError("101 Switching Protocols to a request that did not ask for a WebSocket")
-            self.resp_head_done = True
-            self.status = 101
-            self.upstream_time = _clock() - self.sent_at
-            self.interim = True  # on_message_complete of the 101 is not the end of anything
-            self.reusable = False
-            self.writer.switching(self, self.reason, fields, self.resp_upgrade)
-            return
-        # 100 Continue, 102, 103 Early Hints: relayed, then the final response is awaited.
-        self.interim = True
-        self.writer.interim(self, status, self.reason, fields)
-        self.reason = b""
-        self.resp_headers = []
-        self.resp_length = -1
-        self.resp_chunked = False
-        self.resp_connection = None
-
-    def on_body(self, chunk: bytes) -> None:
-        self.writer.body(chunk)
-
-    def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False
-            return
-        if self.tunnel or not self.resp_head_done:
-            return
-        self.writer.end()
-        self.resp_done = True
+    def switching(self, reason: bytes, fields: list[bytes], upgrade: bytes | None) -> None:
+        """101 Switching Protocols: only for a WebSocket upgrade the client asked for."""
+        if not self.head.websocket or upgrade is None:
+            raise ProtocolError("101 Switching Protocols to a request that did not ask for a WebSocket")
+        self.resp_head_done = True
+        self.status = 101
+        self.upstream_time = _clock() - self.sent_at
+        self.reusable = False
+        self.writer.switching(self, reason, fields, upgrade)
 
     # ------------------------------------------------------------------ endings
 
     def account(self) -> None:
         """Count the finished request once: its route's series, and the access log when on.
 
-        Also drops the response parser, which refers back to this exchange: breaking that
+        Also drops the response reader, which refers back to this exchange: breaking that
         cycle here lets reference counting free every exchange at once, instead of leaving
         them to the cyclic garbage collector, whose full passes stall the loop.
         """
         if self.accounted:
             return
         self.accounted = True
-        self.parser = None  # type: ignore[assignment]
+        response = self.response
+        if response is not None:
+            response.parser = None  # type: ignore[assignment]  # parser <-> reader, reader -> exchange
+            self.response = None
         pool = self.pool
         if pool is not None:
             pool.in_flight -= 1

@@ -7,25 +7,7 @@ Responses go out through the connection's `H1Writer`. The same class serves plai
 and TLS transports; the listener says which scheme it is (``X-Forwarded-Proto``) and which
 port (``X-Forwarded-Port``).
 
-Answers the proxy gives itself (nginx-like, each logged once at debug for 4xx and
-warning for 5xx, with the request id that is also in the body and X-Request-ID):
-
-* 400 malformed request line or header, NUL bytes, Content-Length with
-  Transfer-Encoding, duplicate or invalid Content-Length, a Transfer-Encoding other
-  than ``chunked``, duplicate Host, missing Host on HTTP/1.1, a path that climbs
-  above ``/`` or carries a broken escape; the connection is closed.
-* 414 request line (URI) longer than ``max_request_line`` (as nginx); 431 header
-  fields over ``max_header_bytes`` in total or more than ``max_headers`` (RFC 6585,
-  where nginx says 400 "Request Header Or Cookie Too Large"); connection closed.
-* 405 CONNECT; 505 an HTTP version other than 1.0/1.1; connection closed.
-* 408 headers not complete within ``client_header_timeout`` of their first byte, or
-  a request body stalled that long; connection closed. An idle keep-alive
-  connection is closed silently after ``client_keepalive_timeout`` (and a new
-  connection that sends nothing, after ``client_header_timeout``).
-* 404 no route, 503 no configuration / unknown cluster / no endpoints, 502 connect
-  failures and broken upstream responses, 504 upstream read timeout, 500 a rule whose
-  backend cannot be served, 3xx and 421 from filters: the client connection stays open
-  when the request was fully read.
+The proxy's own answers (404, 503, 400...) are listed in proxy/http/responses.py.
 
 Timeouts are checked by the server's clock tick, which walks the open connections
 (nginx's cached-time idea), so no timer is created or cancelled per request.
@@ -36,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from random import Random, SystemRandom
 from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -45,6 +26,7 @@ from proxy.http import headers as h
 from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Exchange
 from proxy.http.h1_writer import H1Writer
 from proxy.http.head import RequestHead
+from proxy.http.responses import log_answer, new_request_id
 from proxy.upstream.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -69,50 +51,13 @@ _CRLF = b"\r\n"
 
 _request_cache = h.request_cache
 
-# Request ids need to be unique, not secret: a generator seeded once from the OS per process
-# (no getrandom syscall per request), 128 bits, like ingress-nginx's $req_id.
-_ids = Random(SystemRandom().getrandbits(128))
-_id_bits = _ids.getrandbits
-
-
-def new_request_id() -> bytes:
-    """32 hex digits, like ingress-nginx's $req_id."""
-    return b"%032x" % _id_bits(128)
-
-
 class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
-    __slots__ = (
-        "server",
-        "listener",
-        "pipeline",
-        "transport",
-        "writer",
-        "parser",
-        "head",
-        "client_ip",
-        "forwarded",
-        "forwarded_ip_end",
-        "request",
-        "active",
-        "queue",
-        "upgrading",
-        "tunnel",
-        "deferred",
-        "blocked",
-        "state",
-        "since",
-        "idle_limit",
-        "last_read",
-        "head_bytes",
-        "write_paused",
-        "write_paused_since",
-        "closing",
-        "closed",
-        "eof",
-        "server_name",
-    )
+    __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "forwarded",
+                 "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred", "blocked",
+                 "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused", "write_paused_since",
+                 "closing", "closed", "eof", "server_name")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -421,7 +366,7 @@ class ClientConnection(asyncio.Protocol):
             ex.status = status
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
-            _log_error(level, status, ex, request_id, self.client_ip, cause)
+            log_answer(level, status, ex, request_id, self.client_ip, cause)
         if not self.closed:
             sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
                                       head_only=head_only, location=location)
@@ -449,7 +394,7 @@ class ClientConnection(asyncio.Protocol):
             ex.abandon()
             if ex.resp_head_done:
                 ex.finished = True
-                _log_error(logging.DEBUG, error.status, ex, ex.head.request_id or b"-", self.client_ip, error)
+                log_answer(logging.DEBUG, error.status, ex, ex.head.request_id or b"-", self.client_ip, error)
                 ex.account()
                 self.active = None
                 self.transport.close()
@@ -593,31 +538,3 @@ class _BodyContinuation:
 def _chained(error: BadRequest, cause: BaseException | None) -> BadRequest:
     error.__cause__ = cause
     return error
-
-
-def _log_error(
-    level: int, status: int, ex: Exchange | None, request_id: bytes, client_ip: bytes, cause: BaseException | None
-) -> None:
-    head = ex.head if ex is not None else None
-    method = head.method.decode("latin-1") if head is not None and head.method else "-"
-    target = head.target[:200].decode("latin-1") if head is not None and head.target else "-"
-    host = head.authority.decode("latin-1") if head is not None and head.authority else "-"
-    reason = ""
-    if cause is not None:
-        reason = f": {type(cause).__name__}: {cause}"
-        inner = cause.__cause__
-        if inner is not None:
-            reason += f" ({type(inner).__name__}: {inner})"
-    logger.log(
-        level,
-        "%d for %s %s host=%s client=%s request_id=%s%s",
-        status,
-        method,
-        target,
-        host,
-        client_ip.decode("latin-1"),
-        request_id.decode("latin-1"),
-        reason,
-    )
-
-

@@ -17,8 +17,8 @@ import pytest
 from server_harness import Rule, cluster, connect, encode_request, read_response, request, wait_until
 
 # Types whose instances must never end up in a garbage cycle.
-OURS = {"Exchange", "RequestHead", "H1Writer", "ClientConnection", "UpstreamConnection", "EndpointPool",
-        "HttpRequestParser", "HttpResponseParser", "_BodyContinuation"}
+OURS = {"Exchange", "RequestHead", "H1Writer", "H1Response", "ClientConnection", "UpstreamConnection",
+        "EndpointPool", "HttpRequestParser", "HttpResponseParser", "_BodyContinuation"}
 
 
 @pytest.fixture
