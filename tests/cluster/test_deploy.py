@@ -67,7 +67,8 @@ def bound_roles(binding_kind: str, role_kind: str, namespace: str | None) -> lis
         if namespace is not None and binding["metadata"].get("namespace") != namespace:
             continue
         subjects = binding["subjects"]
-        if any(s["kind"] == "ServiceAccount" and s["name"] == account and s["namespace"] == NAMESPACE for s in subjects):
+        if any(s["kind"] == "ServiceAccount" and s["name"] == account and s["namespace"] == NAMESPACE
+               for s in subjects):
             assert binding["roleRef"]["kind"] == role_kind
             role = one(role_kind, binding["roleRef"]["name"])
             if namespace is not None:
