@@ -101,9 +101,10 @@ def wait_for_port(host: str, port: int, *, timeout: float, process: Process | No
                 return
         except OSError:
             if process is not None and process.popen.poll() is not None:
-                raise StartError(f"{process.name} exited with {process.popen.returncode}:\n{process.log_tail()}")
+                raise StartError(f"{process.name} exited with {process.popen.returncode}:\n"
+                                 f"{process.log_tail()}") from None
             if time.monotonic() > deadline:
-                raise StartError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+                raise StartError(f"nothing listens on {host}:{port} after {timeout:.0f} s") from None
             time.sleep(0.05)
 
 
@@ -155,7 +156,7 @@ class Process:
                 line = self.stdout_lines.get(timeout=min(remaining, 0.2))
             except queue.Empty:
                 if self.popen.poll() is not None and self.stdout_lines.empty():
-                    raise StartError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+                    raise StartError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}") from None
                 continue
             match = pattern.search(line)
             if match:

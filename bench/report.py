@@ -33,7 +33,7 @@ def table(rows: Sequence[Row]) -> str:
     out = []
     for index, line in enumerate(lines):
         cells = [cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(line[:-1])]
-        out.append("  ".join(cells + [line[-1]]).rstrip())
+        out.append("  ".join([*cells, line[-1]]).rstrip())
         if index == 0:
             out.append("  ".join("-" * w for w in widths) + "  -----")
     return "\n".join(out)

@@ -33,7 +33,8 @@ from bench.processes import (
 
 UPLOAD_BYTES = 1 << 20
 WARMUP_SECONDS = 2.0
-_BUILT = re.compile(r"configuration generation (\d+): (\d+) routes, (\d+) clusters, (\d+) warnings, built in ([\d.]+) ms")
+_BUILT = re.compile(r"configuration generation (\d+): (\d+) routes, (\d+) clusters, (\d+) warnings, "
+                    r"built in ([\d.]+) ms")
 
 SMALL = Request(path="/small", payload_bytes=len(SMALL_BODY))
 LARGE = Request(path="/64k", payload_bytes=len(LARGE_BODY))
@@ -220,7 +221,8 @@ def throughput(env: Environment, name: str, request: Request) -> Outcome:
             Target("small: p99 <= 2x nginx", _fmt_ratio(ours.p99_ratio), _at_most(ours.p99_ratio, 2.0)),
         ]
     else:
-        outcome.targets.append(Target(f"{name}: MB/s >= 1.0x nginx", _fmt_ratio(ours.ratio), _at_least(ours.ratio, 1.0)))
+        outcome.targets.append(Target(f"{name}: MB/s >= 1.0x nginx", _fmt_ratio(ours.ratio),
+                                      _at_least(ours.ratio, 1.0)))
     outcome.targets.append(Target(f"{name}: zero failed requests", str(ours.errors), ours.errors == 0))
     return outcome
 
@@ -257,7 +259,7 @@ def routes(env: Environment) -> Outcome:
                 for label, shape in shapes.items()}
     details: dict[str, Any] = {}
     try:
-        for index, (label, shape) in enumerate(shapes.items()):
+        for label, shape in shapes.items():
             folder = env.manifest_folder(f"routes-{shape.ingresses}", shape)
             started[label] = env.pyngress(f"pyngress-routes-{shape.ingresses}", folder)
             process, address, startup = started[label]
@@ -320,8 +322,8 @@ def routes(env: Environment) -> Outcome:
         Target("routes (info): a manifest change at 10,000 Ingresses, p99 served",
                f"{changes.get('p99_ms', float('nan')):.0f} ms (n={changes.get('count', 0)})", None),
     ]
-    outcome.details = {"tables": details, "rounds": {l: [r.to_json() for r in runs] for l, runs in results.items()},
-                       "median": summaries}
+    rounds = {label: [r.to_json() for r in runs] for label, runs in results.items()}
+    outcome.details = {"tables": details, "rounds": rounds, "median": summaries}
     return outcome
 
 
@@ -431,8 +433,10 @@ def idle(env: Environment) -> Outcome:
             baseline_p99 = (baseline.p99_ms + baseline_after.p99_ms) / 2
             per_shown = max(per_connection or 0, marginal or 0)
             print(f"  idle {label}: {len(connections)} open ({failures} failed) in {opened_s:.1f} s, "
-                  f"{(per_connection or 0) / 1024:.1f} KiB each ({(marginal or 0) / 1024:.1f} KiB for the second half); "
-                  f"p99 without idle {baseline.p99_ms:.2f}/{baseline_after.p99_ms:.2f} ms, with {loaded.p99_ms:.2f} ms; "
+                  f"{(per_connection or 0) / 1024:.1f} KiB each "
+                  f"({(marginal or 0) / 1024:.1f} KiB for the second half); "
+                  f"p99 without idle {baseline.p99_ms:.2f}/{baseline_after.p99_ms:.2f} ms, "
+                  f"with {loaded.p99_ms:.2f} ms; "
                   f"{alive}/{sampled} idle still answer", flush=True)
             summary = _summary([loaded])
             row = _row("idle", label, summary,
@@ -586,7 +590,8 @@ def churn(env: Environment) -> Outcome:
                                    f"{changes.get('p99_ms', float('nan')):.0f} ms"))
     outcome.targets += [
         Target(f"churn: {opts.churn_rate:g} endpoint changes/s under load fail zero requests",
-               f"{loaded.failed_requests} failed of {loaded.requests}", loaded.failed_requests == 0 and not loaded.error),
+               f"{loaded.failed_requests} failed of {loaded.requests}",
+               loaded.failed_requests == 0 and not loaded.error),
         Target("churn: a manifest change serves within 100 ms p99",
                f"p99 {changes.get('p99_ms', float('nan')):.0f} ms, p50 {changes.get('p50_ms', float('nan')):.0f} ms "
                f"(n={changes.get('count')}, missed {changes.get('missed')})",

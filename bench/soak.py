@@ -16,12 +16,11 @@ import os
 import sys
 import tempfile
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench import manifests
 from bench.client import HttpConnection
 from bench.processes import ProcessGroup, read_status_kib, start_pyngress, start_python_backend
-
 
 
 def _ingress(index: int) -> dict:

@@ -28,8 +28,8 @@ import re
 import threading
 import time
 from collections import deque
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
-from typing import Sequence
+from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii as _quote
 
 logger = logging.getLogger("pyngress.access")
 

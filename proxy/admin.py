@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.routing.model import PATH_DEFAULT_BACKEND, Route
 from proxy.routing.paths import normalize_path
-from proxy.routing.table import normalize_host
+from proxy.routing.table import Choice, normalize_host
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 
@@ -126,16 +127,18 @@ def explain_match(runtime: Runtime, host: str, path: str) -> dict[str, Any]:
             return answer
     answer["hostRule"] = rule
     route = routes.match(normalized)
-    candidates = []
-    for key, candidate in routes.exact.items():
+    candidates: list[dict[str, Any]] = []
+    for key, slot in routes.exact.items():
         matches = key == normalized
-        candidates.append({**_describe_route(runtime, candidate), "matches": matches,
-                           "why": "equal path" if matches else "Exact needs the path to be equal"})
-    for key, candidate in sorted(routes.prefix.items(), key=lambda item: -len(item[0])):
+        candidates.extend({**_describe_route(runtime, candidate), "matches": matches,
+                           "why": "equal path" if matches else "Exact needs the path to be equal"}
+                          for candidate in _slot_routes(slot))
+    for key, slot in sorted(routes.prefix.items(), key=lambda item: -len(item[0])):
         matches = not key or normalized == key or normalized.startswith(key + "/")
         why = (f"{normalized!r} is {key or '/'!r} or below it, element by element" if matches
                else f"{normalized!r} is not below {key or '/'!r} (element-wise)")
-        candidates.append({**_describe_route(runtime, candidate), "matches": matches, "why": why})
+        candidates.extend({**_describe_route(runtime, candidate), "matches": matches, "why": why}
+                          for candidate in _slot_routes(slot))
     if routes.default is not None:
         candidates.append({**_describe_route(runtime, routes.default), "matches": True,
                            "why": "the default backend takes what no path matches"})
@@ -173,12 +176,17 @@ def describe_table(runtime: Runtime) -> dict[str, Any]:
 
 
 def _describe_host(runtime: Runtime, routes: VirtualHost) -> list[dict[str, Any]]:
-    entries = [_describe_route(runtime, r) for r in routes.exact.values()]
-    entries += sorted((_describe_route(runtime, r) for r in routes.prefix.values()),
+    entries = [_describe_route(runtime, r) for slot in routes.exact.values() for r in _slot_routes(slot)]
+    entries += sorted((_describe_route(runtime, r) for slot in routes.prefix.values() for r in _slot_routes(slot)),
                       key=lambda e: -len(e["path"]))  # in match order: longest prefix first
     if routes.default is not None:
         entries.append(_describe_route(runtime, routes.default))
     return entries
+
+
+def _slot_routes(slot: Route | Choice) -> tuple[Route, ...]:
+    """The rules sharing one path slot: a Choice holds those with method, header or query conditions."""
+    return slot.routes if isinstance(slot, Choice) else (slot,)
 
 
 def _describe_route(runtime: Runtime, route: Route) -> dict[str, Any]:

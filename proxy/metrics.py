@@ -10,7 +10,8 @@ are several (`Metrics.gather`).
 from __future__ import annotations
 
 import platform
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Mapping, Protocol
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -147,7 +148,8 @@ class StateCollector(Collector):
         runtime = self.holder.current
         routes = clusters = ready = 0
         if runtime is not None:
-            routes = controller.stats.routes if controller is not None else sum(1 for _ in runtime.config.table.routes())
+            routes = (controller.stats.routes if controller is not None
+                      else sum(1 for _ in runtime.config.table.routes()))
             clusters = len(runtime.config.clusters)
             ready = sum(len(upstream.endpoints) for upstream in runtime.upstreams.values())
         yield GaugeMetricFamily(

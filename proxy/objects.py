@@ -6,8 +6,9 @@ read them) all import it, and it imports nothing of ours.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # Raw Kubernetes objects are kept as the dicts the API (or a YAML file) gave us.
 KubeObject = dict[str, Any]

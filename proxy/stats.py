@@ -13,7 +13,8 @@ with :func:`merge` before rendering one /metrics for the pod.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # ingress-nginx's request-time buckets (seconds): what existing dashboards and SLO rules expect.
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

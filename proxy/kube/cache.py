@@ -17,9 +17,10 @@ Worker processes keep their own cache this way, fed by the one source of the con
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Hashable, Iterable, Mapping
+from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot
 
@@ -95,7 +96,7 @@ class _CowDict:
         self.view = MappingProxyType(data)
         self.shared = False
 
-    def freeze(self) -> Mapping[Hashable, Any]:
+    def freeze(self) -> Mapping[Any, Any]:
         self.shared = True
         return self.view
 

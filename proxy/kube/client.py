@@ -7,13 +7,17 @@ service account; otherwise $KUBECONFIG (a path list, as kubectl reads it) or ~/.
 from __future__ import annotations
 
 import os
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp import ClientResponse
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -36,6 +40,16 @@ class ApiCall(NamedTuple):
 
 # The API calls of building a client: none (configuration only reads files).
 API_CALLS: tuple[ApiCall, ...] = ()
+
+
+def raw_response(response: object) -> ClientResponse:
+    """What a call made with `_preload_content=False` returns: aiohttp's response, not the annotated model."""
+    return cast("ClientResponse", response)
+
+
+def json_body(body: Mapping[str, Any]) -> Any:
+    """A request body as plain JSON-shaped data: the client sends a dict as it is, though annotated with models."""
+    return body
 
 
 class ClusterConfigError(Exception):

@@ -19,13 +19,14 @@ import logging
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 
-from proxy.kube.client import CLUSTER, ApiCall
+from proxy.kube.client import CLUSTER, ApiCall, json_body, raw_response
 from proxy.settings import Settings
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class TokenBucket:
 
 
 def _timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _backend_services(ingress: dict[str, Any]) -> set[str]:
@@ -200,9 +201,11 @@ class EventRecorder:
             found = self.cache.get("EndpointSlice", warning.namespace, warning.name)
             service = ((found or {}).get("metadata", {}).get("labels") or {}).get("kubernetes.io/service-name")
         if service is not None:
-            return {key for key, ing in ingresses.items() if key[0] == warning.namespace and service in _backend_services(ing)}
+            return {key for key, ing in ingresses.items()
+                    if key[0] == warning.namespace and service in _backend_services(ing)}
         if warning.kind == "Secret":
-            return {key for key, ing in ingresses.items() if key[0] == warning.namespace and warning.name in _tls_secrets(ing)}
+            return {key for key, ing in ingresses.items()
+                    if key[0] == warning.namespace and warning.name in _tls_secrets(ing)}
         return set()
 
     async def run(self) -> None:
@@ -243,7 +246,7 @@ class EventRecorder:
                     if due:
                         resynced = time.monotonic()
                 was_leading = leading
-            except Exception:  # noqa: BLE001  events must never take anything down
+            except Exception:  # events must never take anything down
                 log.exception("collecting warnings for events failed")
             await asyncio.sleep(self.settle)
 
@@ -278,7 +281,7 @@ class EventRecorder:
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
             "reportingComponent": self.settings.controller_name, "reportingInstance": self.instance,
         }
-        created = await self._call(self.core.create_namespaced_event(namespace, body, _preload_content=False,
+        created = await self._call(self.core.create_namespaced_event(namespace, json_body(body), _preload_content=False,
                                                                      _request_timeout=REQUEST_TIMEOUT))
         self._remember(notice, _Posted(created["metadata"]["name"], namespace, 1, time.monotonic()))
 
@@ -286,8 +289,9 @@ class EventRecorder:
         """Count a repeat on the existing Event; False if that Event is gone (expired after an hour)."""
         count = previous.count + 1
         patch = {"count": count, "lastTimestamp": _timestamp()}
-        response = await self.core.patch_namespaced_event(previous.event_name, previous.event_namespace, patch,
-                                                          _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        response = raw_response(await self.core.patch_namespaced_event(
+            previous.event_name, previous.event_namespace, patch, _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT))
         try:
             data, status = await response.read(), response.status
         finally:

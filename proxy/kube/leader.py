@@ -20,13 +20,14 @@ import os
 import secrets
 import socket
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from proxy.kube.client import POD_NAMESPACE, ApiCall
+from proxy.kube.client import POD_NAMESPACE, ApiCall, json_body
 from proxy.settings import Settings
 
 log = logging.getLogger("pyngress.leader")
@@ -49,7 +50,7 @@ API_CALLS: tuple[ApiCall, ...] = (
 
 def micro_time(moment: float | None = None) -> str:
     """A metav1.MicroTime string: UTC, six fractional digits, always."""
-    stamp = datetime.fromtimestamp(time.time() if moment is None else moment, timezone.utc)
+    stamp = datetime.fromtimestamp(time.time() if moment is None else moment, UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -111,7 +112,7 @@ class LeaderElector:
             while True:
                 try:
                     acquired = await asyncio.wait_for(self.try_acquire_or_renew(), REQUEST_TIMEOUT)
-                except (ApiException, asyncio.TimeoutError, OSError, ValueError) as err:
+                except (TimeoutError, ApiException, OSError, ValueError) as err:
                     log.warning("leader election: cannot reach Lease %s/%s: %s", self.namespace, self.name, err)
                     acquired = False
                 except Exception as err:  # noqa: BLE001  aiohttp errors and the like: never fatal
@@ -147,24 +148,25 @@ class LeaderElector:
         renewing = holder == self.identity
         transitions = int(spec.get("leaseTransitions") or 0)
         stamp = micro_time()
+        transitions_after = transitions if renewing else transitions + 1
         new_spec = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": self._duration_seconds,
             "renewTime": stamp,
             "acquireTime": (spec.get("acquireTime") or stamp) if renewing else stamp,
-            "leaseTransitions": transitions if renewing else transitions + 1,
+            "leaseTransitions": transitions_after,
         }
         if not renewing:
             log.info("leader election: taking over Lease %s/%s from %r", self.namespace, self.name, holder or None)
         replaced = {**body, "spec": {**spec, **new_spec}}
         try:
-            response = await self.api.replace_namespaced_lease(self.name, self.namespace, replaced,
+            response = await self.api.replace_namespaced_lease(self.name, self.namespace, json_body(replaced),
                                                                _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
             await _json(response)
         except _Conflict:
             return False  # someone else wrote first: they win this round
         self._last_renew = time.monotonic()
-        self.transitions_seen = new_spec["leaseTransitions"]
+        self.transitions_seen = transitions_after
         return True
 
     async def _create(self) -> bool:
@@ -174,7 +176,7 @@ class LeaderElector:
                 "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self._duration_seconds,
                          "acquireTime": stamp, "renewTime": stamp, "leaseTransitions": 0}}
         try:
-            response = await self.api.create_namespaced_lease(self.namespace, body, _preload_content=False,
+            response = await self.api.create_namespaced_lease(self.namespace, json_body(body), _preload_content=False,
                                                               _request_timeout=REQUEST_TIMEOUT)
             await _json(response)
         except _Conflict:
@@ -193,8 +195,8 @@ class LeaderElector:
             if spec.get("holderIdentity") != self.identity:
                 return
             body["spec"] = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": micro_time()}
-            response = await self.api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False,
-                                                               _request_timeout=REQUEST_TIMEOUT)
+            response = await self.api.replace_namespaced_lease(self.name, self.namespace, json_body(body),
+                                                               _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
             await _json(response)
             log.info("leader election: released Lease %s/%s", self.namespace, self.name)
         except Exception as err:  # noqa: BLE001  best effort: the Lease expires anyway

@@ -17,11 +17,12 @@ import asyncio
 import ipaddress
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, NetworkingV1Api
 
-from proxy.kube.client import CLUSTER, ApiCall
+from proxy.kube.client import CLUSTER, ApiCall, raw_response
 from proxy.kube.watch import Backoff, api_error
 from proxy.settings import Settings
 
@@ -193,8 +194,8 @@ class StatusWriter:
             namespace, _, name = self.settings.publish_service.partition("/")
             if not name:
                 namespace, name = self.settings.pod_namespace, namespace
-            response = await self.core.read_namespaced_service(name, namespace, _preload_content=False,
-                                                               _request_timeout=REQUEST_TIMEOUT)
+            response = raw_response(await self.core.read_namespaced_service(
+                name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
             try:
                 body = await response.read()
                 if response.status != 200:
@@ -207,8 +208,8 @@ class StatusWriter:
     async def _write(self, key: Key, addresses: list[Address] | None) -> None:
         namespace, name = key
         body = {"status": {"loadBalancer": {"ingress": addresses}}}
-        response = await self.networking.patch_namespaced_ingress_status(
-            name, namespace, body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        response = raw_response(await self.networking.patch_namespaced_ingress_status(
+            name, namespace, body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
         try:
             data = await response.read()
             status = response.status
@@ -227,7 +228,7 @@ class StatusWriter:
 
     async def _sleep(self, delay: float) -> None:
         """Until woken, until this replica becomes leader, or `delay` seconds."""
-        waiters = [asyncio.ensure_future(self._wake.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if self.elector is not None and not self.elector.is_leader:
             waiters.append(asyncio.ensure_future(self.elector.wait_leading()))
         try:

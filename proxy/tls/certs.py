@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -94,7 +95,7 @@ def parse_pem(chain: bytes, key: bytes, *, now: datetime | None = None) -> Certi
     `now` defaults to the current time; the builder passes one instant for a whole build.
     """
     try:
-        return _parse_pem(chain, key, now or datetime.now(timezone.utc))
+        return _parse_pem(chain, key, now or datetime.now(UTC))
     except Exception as exc:  # noqa: BLE001  (a certificate cryptography chokes on is bad input, not a crash)
         return f"cannot parse certificate: {type(exc).__name__}: {exc}"
 
@@ -199,4 +200,4 @@ def _strength_problem(cert: x509.Certificate) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

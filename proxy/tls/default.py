@@ -7,8 +7,8 @@ the caller runs `generate_default_certificate` once at start-up, off the event l
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -31,7 +31,7 @@ def generate_default_certificate(
     validity: timedelta = DEFAULT_VALIDITY,
 ) -> Certificate:
     """A fresh self-signed EC P-256 certificate: CPU work, call it off the event loop."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DEFAULT_COMMON_NAME)])
     cert = (

@@ -290,7 +290,7 @@ class HandshakeProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         app = self.app
         if app is not None:
-            return app.eof_received()  # type: ignore[attr-defined,no-any-return]
+            return app.eof_received()  # type: ignore[attr-defined]
         self.eof = True
         return None  # over TLS the SSL protocol closes after EOF whatever this says
 

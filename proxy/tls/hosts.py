@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import ssl
-from datetime import datetime, timezone
 from collections.abc import Iterable, Mapping  # isinstance against typing.Mapping is several times slower
+from datetime import UTC, datetime
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
@@ -47,12 +47,14 @@ def tls_hosts(
         namespace = str(meta.get("namespace") or "default")
         name = str(meta.get("name") or "")
         spec = ingress.get("spec")
-        entries = spec.get("tls") if isinstance(spec, Mapping) else None
+        if not isinstance(spec, Mapping):
+            continue
+        entries = spec.get("tls")
         if not entries:
             continue
 
         def warn(message: str) -> None:
-            warnings.append(Warning("Ingress", namespace, name, message))
+            warnings.append(Warning("Ingress", namespace, name, message))  # noqa: B023  (used in this iteration only)
 
         if not isinstance(entries, list):
             warn("spec.tls is not a list; ignored")
@@ -110,7 +112,7 @@ def build_store(
     SANs do not cover is served anyway, with a warning. Certificates whose digest is in `reuse`
     are not reloaded. CPU work when certificates changed: run it off the event loop.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     warnings: list[Warning] = []
     known: dict[str, ssl.SSLContext] = dict(reuse.contexts) if reuse is not None else {}
     parsed: dict[Key, Certificate | None] = {}
@@ -168,7 +170,8 @@ def default_certificate(
         return generated, [Warning("Secret", namespace, name, f"default SSL certificate Secret not found; {fallback}")]
     result = parse_secret(secret, now=now)
     if isinstance(result, str):
-        return generated, [Warning("Secret", namespace, name, f"default SSL certificate unusable: {result}; {fallback}")]
+        message = f"default SSL certificate unusable: {result}; {fallback}"
+        return generated, [Warning("Secret", namespace, name, message)]
     return result, []
 
 

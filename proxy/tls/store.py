@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from proxy.tls.certs import Certificate
 
@@ -118,6 +119,8 @@ class CertStore:
     """
 
     __slots__ = ("default", "default_context", "_exact", "_wildcards", "_certificates", "_contexts")
+
+    _contexts: dict[str, ssl.SSLContext]
 
     def __init__(
         self,

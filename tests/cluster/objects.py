@@ -39,13 +39,17 @@ def endpoint_slice(service_name: str, namespace: str = "default", *, addresses: 
             "ports": [{"name": "", "port": port, "protocol": "TCP"}]}
 
 
-def endpoints(service_name: str, namespace: str = "default", *, addresses: list[str], port: int = 8080) -> dict[str, Any]:
+def endpoints(service_name: str, namespace: str = "default", *, addresses: list[str],
+              port: int = 8080) -> dict[str, Any]:
     return {"kind": "Endpoints", "apiVersion": "v1", "metadata": {"name": service_name, "namespace": namespace},
             "subsets": [{"addresses": [{"ip": a} for a in addresses], "ports": [{"port": port}]}]}
 
 
 def tls_secret(name: str, namespace: str = "default", *, type_: str = "kubernetes.io/tls",
                payload: str = "") -> dict[str, Any]:
-    data = {"tls.crt": payload or "Y2VydA==", "tls.key": "a2V5"} if type_ == "kubernetes.io/tls" else {"x": payload or "eA=="}
+    if type_ == "kubernetes.io/tls":
+        data = {"tls.crt": payload or "Y2VydA==", "tls.key": "a2V5"}
+    else:
+        data = {"x": payload or "eA=="}
     return {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": name, "namespace": namespace},
             "type": type_, "data": data}

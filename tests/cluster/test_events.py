@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
@@ -61,7 +61,8 @@ async def test_warning_becomes_an_event_on_the_ingress(kube_api: KubeApiServer, 
     assert event["metadata"]["name"].startswith("web.")
 
 
-async def test_backend_warnings_go_on_the_ingresses_that_use_the_object(kube_api: KubeApiServer, recorder: Make) -> None:
+async def test_backend_warnings_go_on_the_ingresses_that_use_the_object(kube_api: KubeApiServer,
+                                                                       recorder: Make) -> None:
     cache = ObjectCache()
     cache.replace("Ingress", [ingress("a", service="web"), ingress("b", service="web", host="b.test"),
                               ingress("c", service="other", host="c.test", tls_secret="cert")])

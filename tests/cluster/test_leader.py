@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
@@ -25,7 +25,8 @@ Candidate = Callable[..., tuple[LeaderElector, asyncio.Task]]
 async def candidate(api_client: ApiClient) -> AsyncIterator[Candidate]:
     tasks: list[asyncio.Task] = []
 
-    def start(identity: str, *, lease_duration: float = 1.0, release_on_exit: bool = True) -> tuple[LeaderElector, asyncio.Task]:
+    def start(identity: str, *, lease_duration: float = 1.0,
+              release_on_exit: bool = True) -> tuple[LeaderElector, asyncio.Task]:
         elector = LeaderElector(api_client, SETTINGS, identity=identity, lease_duration=lease_duration,
                                 renew_deadline=0.6, retry_period=0.05)
         task = asyncio.create_task(elector.run(release_on_exit=release_on_exit))
@@ -70,13 +71,15 @@ async def test_only_one_of_two_candidates_leads(kube_api: KubeApiServer, candida
     holder_version = None
     # Over many renewal rounds the follower never leads and the holder stays the same.
     for _ in range(20):
-        await eventually(lambda: lease(kube_api)["metadata"]["resourceVersion"] != holder_version, "a renewal")
+        await eventually(lambda: lease(kube_api)["metadata"]["resourceVersion"] != holder_version,  # noqa: B023
+                         "a renewal")
         holder_version = lease(kube_api)["metadata"]["resourceVersion"]
         assert leader.is_leader and not follower.is_leader
         assert lease(kube_api)["spec"]["holderIdentity"] == leader.identity
 
 
-async def test_clean_stop_releases_the_lease_to_the_next_candidate(kube_api: KubeApiServer, candidate: Candidate) -> None:
+async def test_clean_stop_releases_the_lease_to_the_next_candidate(kube_api: KubeApiServer,
+                                                                   candidate: Candidate) -> None:
     # A 30 s lease: the follower can only lead this soon because the leader released it.
     a, task_a = candidate("pod-a", lease_duration=30)
     async with asyncio.timeout(10):
@@ -93,7 +96,8 @@ async def test_clean_stop_releases_the_lease_to_the_next_candidate(kube_api: Kub
     assert spec["holderIdentity"] == "pod-b" and spec["leaseTransitions"] == 1
 
 
-async def test_crashed_leader_is_replaced_after_the_lease_runs_out(kube_api: KubeApiServer, candidate: Candidate) -> None:
+async def test_crashed_leader_is_replaced_after_the_lease_runs_out(kube_api: KubeApiServer,
+                                                                   candidate: Candidate) -> None:
     a, task_a = candidate("pod-a", release_on_exit=False)
     async with asyncio.timeout(10):
         await a.wait_leading()

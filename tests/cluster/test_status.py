@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
@@ -36,7 +36,8 @@ def seed(kube_api: KubeApiServer) -> None:
 
 
 def lb(kube_api: KubeApiServer, name: str) -> list:
-    return ((kube_api.get("Ingress", "default", name).get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    status = kube_api.get("Ingress", "default", name).get("status") or {}
+    return (status.get("loadBalancer") or {}).get("ingress") or []
 
 
 Start = Callable[..., Awaitable[tuple[Pipeline, StatusWriter]]]
@@ -122,13 +123,16 @@ async def test_only_the_leader_writes(kube_api: KubeApiServer, api_client: ApiCl
 
 
 @pytest.mark.parametrize("svc,expected", [
-    ({"spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"hostname": "a.elb.test"}, {"ip": "192.0.2.1", "ipMode": "VIP"}]}}},
+    ({"spec": {"type": "LoadBalancer"},
+      "status": {"loadBalancer": {"ingress": [{"hostname": "a.elb.test"}, {"ip": "192.0.2.1", "ipMode": "VIP"}]}}},
      [{"hostname": "a.elb.test"}, {"ip": "192.0.2.1"}]),
     ({"spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {}}}, []),  # pending
-    ({"spec": {"type": "NodePort", "clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7", "fd00::7"]}}, [{"ip": "10.0.0.7"}, {"ip": "fd00::7"}]),
+    ({"spec": {"type": "NodePort", "clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7", "fd00::7"]}},
+     [{"ip": "10.0.0.7"}, {"ip": "fd00::7"}]),
     ({"spec": {"type": "ClusterIP", "clusterIP": "10.0.0.8"}}, [{"ip": "10.0.0.8"}]),
     ({"spec": {"type": "ClusterIP", "clusterIP": "None"}}, []),  # headless
-    ({"spec": {"type": "NodePort", "clusterIP": "10.0.0.9", "externalIPs": ["198.51.100.4"]}}, [{"ip": "198.51.100.4"}]),
+    ({"spec": {"type": "NodePort", "clusterIP": "10.0.0.9", "externalIPs": ["198.51.100.4"]}},
+     [{"ip": "198.51.100.4"}]),
     ({"spec": {"type": "ExternalName", "externalName": "edge.example.com"}}, [{"hostname": "edge.example.com"}]),
 ])
 def test_service_addresses(svc: dict, expected: list) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubeapi import KubeApiServer, RequestRecord
 from kubernetes_asyncio.client import ApiClient
 
+from kubeapi import KubeApiServer, RequestRecord
 from proxy.kube.cache import KINDS, ObjectCache
 from proxy.kube.watch import (
     DEFAULT_PAGE_SIZE,
@@ -145,11 +145,16 @@ async def test_follows_add_modify_delete(kube_api: KubeApiServer, start: Start) 
     kube_api.create(ingress("api", host="api.test"))
     await eventually(lambda: cache.get("Ingress", "default", "api") is not None, "ADDED")
     kube_api.apply(ingress("api", host="api2.test"))
-    await eventually(lambda: cache.get("Ingress", "default", "api")["spec"]["rules"][0]["host"] == "api2.test", "MODIFIED")
+    await eventually(lambda: cache.get("Ingress", "default", "api")["spec"]["rules"][0]["host"] == "api2.test",
+                     "MODIFIED")
     kube_api.delete("Ingress", "default", "api")
     await eventually(lambda: cache.get("Ingress", "default", "api") is None, "DELETED")
     kube_api.apply(endpoint_slice("web", addresses=["127.0.0.9"]))
-    await eventually(lambda: [e["addresses"] for e in cache.snapshot().endpoint_slices[("default", "web")]["web-abcde"]["endpoints"]] == [["127.0.0.9"]])
+
+    def web_addresses() -> list:
+        return [e["addresses"] for e in cache.snapshot().endpoint_slices[("default", "web")]["web-abcde"]["endpoints"]]
+
+    await eventually(lambda: web_addresses() == [["127.0.0.9"]])
     kube_api.delete("IngressClass", "", "pyngress")
     await eventually(lambda: cache.get("IngressClass", "", "pyngress") is None)
     assert any(getattr(c, "routes", False) for c in changes)
@@ -160,7 +165,8 @@ async def test_follows_add_modify_delete(kube_api: KubeApiServer, start: Start) 
 
 # ---- failures: expired versions, dropped streams, outages
 
-async def test_expired_version_relists_and_drops_objects_deleted_while_away(kube_api: KubeApiServer, start: Start) -> None:
+async def test_expired_version_relists_and_drops_objects_deleted_while_away(kube_api: KubeApiServer,
+                                                                            start: Start) -> None:
     seed(kube_api)
     running = await start()
     state = running.status.kinds["Ingress"]
@@ -407,8 +413,8 @@ async def test_watch_namespace_limits_namespaced_kinds(kube_api: KubeApiServer, 
     await eventually(lambda: running.cache.get("Ingress", "team-a", "mine") is not None)
     assert running.cache.get("Ingress", "team-b", "other") is None
     namespaces = {(r.resource, r.namespace) for r in kube_api.requests}
-    assert namespaces == {(resource, "team-a") for resource in
-                          ("ingresses", "services", "endpointslices", "endpoints", "secrets")} | {("ingressclasses", "")}
+    namespaced = ("ingresses", "services", "endpointslices", "endpoints", "secrets")
+    assert namespaces == {(resource, "team-a") for resource in namespaced} | {("ingressclasses", "")}
 
 
 async def test_only_tls_secrets_are_watched(kube_api: KubeApiServer, start: Start) -> None:

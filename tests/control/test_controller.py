@@ -51,7 +51,8 @@ async def running():
         cache = ObjectCache()
         holder = RuntimeHolder()
         cache.replace("Service", [service("web"), service("api")])
-        cache.replace("EndpointSlice", [endpoint_slice("web", "10.0.0.1", "10.0.0.2"), endpoint_slice("api", "10.0.1.1")])
+        cache.replace("EndpointSlice", [endpoint_slice("web", "10.0.0.1", "10.0.0.2"),
+                                        endpoint_slice("api", "10.0.1.1")])
         cache.replace("Ingress", [ingress("web", host="web.example.com", service_name="web"),
                                   ingress("api", host="api.example.com", service_name="api")])
         controller = Controller(cache=cache, settings=settings or Settings(debounce=0.01, debounce_max=0.05),

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the API emulator package
 
-from e2e_harness import ClusterProcesses, ManifestDir, Pods, Pyngress, start_pyngress  # noqa: E402
-from kubeapi import KubeApiServer  # noqa: E402
+from e2e_harness import ClusterProcesses, ManifestDir, Pods, Pyngress, start_pyngress
+from kubeapi import KubeApiServer
 
 
 @pytest.fixture

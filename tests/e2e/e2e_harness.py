@@ -12,9 +12,10 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -59,7 +60,7 @@ class EchoPod:
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
-    async def start(self, port: int = 0) -> "EchoPod":
+    async def start(self, port: int = 0) -> EchoPod:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._answer)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)

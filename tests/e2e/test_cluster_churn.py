@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
+from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
 HOST = "churn.example.test"
 MAX_REQUESTS = 5000  # bounded: the clients stop after the last flip, or at this many at the latest

@@ -13,7 +13,7 @@ from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the emulator package
 
-from kubeapi import KubeApiServer  # noqa: E402
+from kubeapi import KubeApiServer
 
 HOST = "ha.example.test"
 TTL = 2.0  # seconds; the default (30 s) would make this test slow

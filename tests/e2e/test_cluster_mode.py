@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from e2e_harness import eventually
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the emulator package
 
-from kubeapi import KubeApiServer  # noqa: E402
+from kubeapi import KubeApiServer
 
 HOST = "cluster.example.test"
 

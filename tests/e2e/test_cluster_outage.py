@@ -5,9 +5,7 @@ while away disappear."""
 
 from __future__ import annotations
 
-
 from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
-
 
 HOST = "outage.example.test"
 KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret")

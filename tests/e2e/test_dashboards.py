@@ -28,8 +28,9 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from e2e_harness import DEADLINE, INGRESS_CLASS, ROOT, ClusterProcesses, Pyngress, eventually, ingress, service
 from prometheus_client.parser import text_string_to_metric_families
+
+from e2e_harness import DEADLINE, INGRESS_CLASS, ROOT, ClusterProcesses, Pyngress, eventually, ingress, service
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "pyngress.json"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
@@ -404,9 +405,9 @@ def test_dashboard_is_a_grafana_dashboard_with_the_ingress_figures() -> None:
         for target in panel["targets"]:
             assert isinstance(target["expr"], str) and target["expr"].strip(), panel["title"]
             assert "$datasource" not in target["expr"]
-    assert {"Request volume", "Request volume by status class", "Request volume by ingress", "Active connections", "Success rate",
-            "Success rate by ingress", "Requests", "4xx", "5xx", "Request duration", "Upstream response time",
-            "Network I/O", "Memory", "CPU"} <= titles
+    assert {"Request volume", "Request volume by status class", "Request volume by ingress", "Active connections",
+            "Success rate", "Success rate by ingress", "Requests", "4xx", "5xx", "Request duration",
+            "Upstream response time", "Network I/O", "Memory", "CPU"} <= titles
 
     exprs = "\n".join(dashboard_expressions(dashboard))
     for figure in ("histogram_quantile(0.5,", "histogram_quantile(0.95,", "histogram_quantile(0.99,",
@@ -673,7 +674,7 @@ class PrometheusServer:
         for _ in range(5):  # the probed port may be taken again before Prometheus binds it
             port = free_port()
             self.url = f"http://127.0.0.1:{port}"
-            log = open(self.directory / "prometheus.log", "wb")  # noqa: SIM115, ASYNC230  (a local file, once)
+            log = open(self.directory / "prometheus.log", "wb")  # noqa: SIM115  (a local file, once)
             try:
                 self.process = await asyncio.create_subprocess_exec(
                     PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}",

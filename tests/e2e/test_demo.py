@@ -9,6 +9,7 @@ import sys
 
 import aiohttp
 import pytest
+
 from e2e_harness import ROOT, START_TIMEOUT
 
 

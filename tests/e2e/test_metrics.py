@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, service
 from prometheus_client.parser import text_string_to_metric_families
+
+from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, service
 
 HOST = "shop.example.test"
 ROUTE = {"namespace": "default", "ingress": "shop", "host": HOST}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+
 from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, scrape, service
 
 _spec = importlib.util.spec_from_file_location("tls_pki", Path(__file__).resolve().parents[1] / "tls" / "conftest.py")
@@ -93,7 +94,7 @@ class TlsConnection:
         self.serial = x509.load_der_x509_certificate(der).serial_number
 
     @classmethod
-    async def open(cls, port: int, sni: str | None) -> "TlsConnection":
+    async def open(cls, port: int, sni: str | None) -> TlsConnection:
         async with asyncio.timeout(DEADLINE):
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client_context(), server_hostname=sni or "")

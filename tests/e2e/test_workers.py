@@ -15,6 +15,7 @@ import ssl
 from pathlib import Path
 
 import aiohttp
+
 from e2e_harness import (
     DEADLINE,
     INGRESS_CLASS,
@@ -26,7 +27,6 @@ from e2e_harness import (
     service,
     start_pyngress,
 )
-
 from proxy.kube.cache import KINDS, ObjectCache
 from proxy.settings import Settings
 from proxy.workers import WorkerPool
@@ -74,7 +74,7 @@ async def pod_for(proc, path: str, host: str = HOST) -> str | int:
     """The pod answering one request on a fresh connection (its status when not 200)."""
     try:
         status, body = await proc.request(path, host=host, timeout=5)
-    except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as error:  # a reset while a worker dies
+    except (TimeoutError, OSError, aiohttp.ClientError) as error:  # a reset while a worker dies
         return type(error).__name__
     return body["pod"] if status == 200 else status
 
@@ -337,5 +337,5 @@ async def _get_pod(url: str) -> str | int:
                 if response.status != 200:
                     return response.status
                 return (await response.json())["pod"]
-        except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as error:
+        except (TimeoutError, OSError, aiohttp.ClientError) as error:
             return type(error).__name__

@@ -16,7 +16,8 @@ def meta(name: str, namespace: str | None = "default", **extra) -> dict:
     return m
 
 
-def ingress(name: str, *, ns: str = "default", service: str = "web", tls_secret: str | None = None, rv: str = "1") -> dict:
+def ingress(name: str, *, ns: str = "default", service: str = "web", tls_secret: str | None = None,
+            rv: str = "1") -> dict:
     spec: dict = {
         "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
                                        "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}],

@@ -17,8 +17,9 @@ import base64
 import binascii
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -151,7 +152,7 @@ class KubeApiServer:
         self.drop_watches()
         await runner.cleanup()
 
-    async def __aenter__(self) -> "KubeApiServer":
+    async def __aenter__(self) -> KubeApiServer:
         await self.start()
         return self
 
@@ -202,7 +203,8 @@ class KubeApiServer:
     # ---- direct object access for test setup (same store, same versions and events as the HTTP API)
     def create(self, obj: Obj) -> Obj:
         resource = BY_KIND[obj["kind"]]
-        return self.store.create(resource, obj.get("metadata", {}).get("namespace", "") if resource.namespaced else "", obj)
+        namespace = obj.get("metadata", {}).get("namespace", "") if resource.namespaced else ""
+        return self.store.create(resource, namespace, obj)
 
     def apply(self, obj: Obj) -> Obj:
         """Create, or replace whatever is stored (status included, as a controller would)."""
@@ -367,7 +369,8 @@ class KubeApiServer:
                 except ApiError as err:
                     if err.code != 410:
                         raise
-                    raise ApiError(410, "Expired", EXPIRED_CONTINUE, continue_token=_encode_continue(0, after)) from None
+                    raise ApiError(410, "Expired", EXPIRED_CONTINUE,
+                                   continue_token=_encode_continue(0, after)) from None
                 entries = [entry for entry in entries if entry[0] > after]
             else:
                 rv = self.store.rv
@@ -440,7 +443,7 @@ class KubeApiServer:
                     wait = left if wait is None else min(wait, left)
                 try:
                     item = await asyncio.wait_for(sub.queue.get(), timeout=max(wait, 0) if wait is not None else None)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     now = loop.time()
                     if deadline is not None and now >= deadline:
                         if bookmarks:  # the real server sends a last bookmark just before timing out

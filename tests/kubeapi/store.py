@@ -13,9 +13,10 @@ import ipaddress
 import re
 import secrets
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import ApiError, conflict, not_found
 from .resources import Resource
@@ -23,6 +24,7 @@ from .resources import Resource
 Obj = dict[str, Any]
 Key = tuple[str, str]
 
+MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
 # metav1.MicroTime as the API server accepts it: exactly six fractional digits and a zone.
 _MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
 
@@ -58,7 +60,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _without(obj: Obj, *keys: str) -> Obj:
@@ -150,7 +152,8 @@ class Store:
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         name = meta.get("name")
         if not name:
-            raise ApiError(422, "Invalid", f"{resource} is invalid: metadata.name: Required value: name or generateName is required")
+            raise ApiError(422, "Invalid", f"{resource} is invalid: metadata.name: Required value: "
+                                           "name or generateName is required")
         objects = self._objects.setdefault(resource, {})
         if (namespace, name) in objects:
             raise ApiError(409, "AlreadyExists", f'{resource} "{name}" already exists',
@@ -175,7 +178,7 @@ class Store:
             raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
         expected = meta.get("resourceVersion")
         if expected and expected != current["metadata"]["resourceVersion"]:
-            raise conflict(str(resource), name, "the object has been modified; please apply your changes to the latest version and try again")
+            raise conflict(str(resource), name, MODIFIED)
         return self._update(resource, current, obj, subresource=subresource)
 
     def patch(self, resource: Resource, namespace: str, name: str, patch: Any, *, subresource: str = "") -> Obj:
@@ -184,7 +187,7 @@ class Store:
             raise ApiError(400, "BadRequest", "only merge patches are supported by the emulator")
         expected = (patch.get("metadata") or {}).get("resourceVersion")
         if expected and expected != current["metadata"]["resourceVersion"]:
-            raise conflict(str(resource), name, "the object has been modified; please apply your changes to the latest version and try again")
+            raise conflict(str(resource), name, MODIFIED)
         return self._update(resource, current, merge_patch(current, patch), subresource=subresource)
 
     def delete(self, resource: Resource, namespace: str, name: str) -> Obj:
@@ -203,7 +206,8 @@ class Store:
     def _check_namespace(self, resource: Resource, namespace: str, meta: Obj) -> None:
         given = meta.get("namespace")
         if resource.namespaced and given and given != namespace:
-            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match "
+                                              "the namespace sent on the request")
 
     def _update(self, resource: Resource, current: Obj, obj: Obj, *, subresource: str) -> Obj:
         if subresource == "status":
@@ -223,7 +227,8 @@ class Store:
             for kept in ("uid", "creationTimestamp", "generation", "namespace", "name"):
                 if kept in current["metadata"]:
                     meta[kept] = current["metadata"][kept]
-            if _without(new, "metadata", "status", "kind", "apiVersion") != _without(current, "metadata", "status", "kind", "apiVersion"):
+            ignored = ("metadata", "status", "kind", "apiVersion")
+            if _without(new, *ignored) != _without(current, *ignored):
                 meta["generation"] = current["metadata"].get("generation", 1) + 1
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]

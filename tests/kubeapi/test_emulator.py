@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -30,7 +30,8 @@ from kubeapi.selectors import object_filter, parse_field_selector, parse_label_s
 WAIT = 10.0  # bound for every network wait
 
 
-def ingress(name: str, namespace: str = "default", *, labels: dict[str, str] | None = None, host: str = "a.test") -> dict:
+def ingress(name: str, namespace: str = "default", *, labels: dict[str, str] | None = None,
+            host: str = "a.test") -> dict:
     return {"kind": "Ingress", "apiVersion": "networking.k8s.io/v1",
             "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
             "spec": {"rules": [{"host": host}]}}
@@ -68,7 +69,8 @@ async def until(predicate: Any) -> None:
 
 # ---- list, get, create, replace
 
-async def test_list_carries_resource_version_and_items_without_kind(kube_api: KubeApiServer, api_client: ApiClient) -> None:
+async def test_list_carries_resource_version_and_items_without_kind(kube_api: KubeApiServer,
+                                                                    api_client: ApiClient) -> None:
     kube_api.create(ingress("a", "one"))
     kube_api.create(ingress("b", "two"))
     api = NetworkingV1Api(api_client)
@@ -192,7 +194,8 @@ async def test_watch_streams_live_changes(kube_api: KubeApiServer, api_client: A
     assert [e["raw_object"]["metadata"]["name"] for e in events] == ["s1", "s3"]
 
 
-async def test_watch_without_version_starts_with_current_objects(kube_api: KubeApiServer, api_client: ApiClient) -> None:
+async def test_watch_without_version_starts_with_current_objects(kube_api: KubeApiServer,
+                                                                 api_client: ApiClient) -> None:
     kube_api.create(ingress("a"))
     api = NetworkingV1Api(api_client)
     async with watch.Watch() as w:
@@ -441,7 +444,7 @@ def lease_body(holder: str, renew: datetime, *, version: str | None = None) -> V
 
 async def test_lease_put_conflicts_on_stale_version(kube_api: KubeApiServer, api_client: ApiClient) -> None:
     api = CoordinationV1Api(api_client)
-    now = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    now = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
     created = await api.create_namespaced_lease("pyngress", lease_body("pod-a", now))
     assert created.spec.renew_time == now
     stale = created.metadata.resource_version
@@ -461,7 +464,7 @@ async def test_lease_put_conflicts_on_stale_version(kube_api: KubeApiServer, api
 
 async def test_lease_rejects_times_without_microseconds(api_client: ApiClient) -> None:
     # A datetime whose microsecond is 0 serialises without fractional digits; the real API server answers 400.
-    whole_second = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    whole_second = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
     with pytest.raises(ApiException) as err:
         await CoordinationV1Api(api_client).create_namespaced_lease("pyngress", lease_body("pod-a", whole_second))
     assert err.value.status == 400
@@ -575,7 +578,8 @@ async def test_bearer_token_required_when_set(kube_api: KubeApiServer) -> None:
         with pytest.raises(ApiException) as err:
             await NetworkingV1Api(client).list_ingress_class()
         assert err.value.status == 401
-    config = Configuration(host=kube_api.url, api_key={"BearerToken": "secret-token"}, api_key_prefix={"BearerToken": "Bearer"})
+    config = Configuration(host=kube_api.url, api_key={"BearerToken": "secret-token"},
+                           api_key_prefix={"BearerToken": "Bearer"})
     async with ApiClient(config) as client:
         await NetworkingV1Api(client).list_ingress_class()
     assert kube_api.authorizations[-1] == "Bearer secret-token"

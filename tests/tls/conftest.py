@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -87,7 +87,8 @@ class Pki:
         digest: hashes.HashAlgorithm | None = None,
         curve: ec.EllipticCurve | None = None,
     ) -> Leaf:
-        key = rsa.generate_private_key(65537, rsa_bits) if rsa_bits else ec.generate_private_key(curve or ec.SECP256R1())
+        key = (rsa.generate_private_key(65537, rsa_bits) if rsa_bits
+               else ec.generate_private_key(curve or ec.SECP256R1()))
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0] if dns_names else "leaf")]))

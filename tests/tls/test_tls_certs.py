@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from proxy.tls.certs import Certificate, covers, parse_pem, parse_secret
 from proxy.tls.default import DEFAULT_COMMON_NAME, generate_default_certificate
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def _b64(data: bytes) -> str:
@@ -84,7 +84,8 @@ def _with(secret: dict, **data: object) -> dict:
         (lambda s, leaf: _with(s, **{"tls.key": "QUJ"}), "data['tls.key'] is not valid base64"),
         (lambda s, leaf: _with(s, **{"tls.crt": _b64(b"hello")}), "tls.crt: no valid PEM certificate"),
         (
-            lambda s, leaf: _with(s, **{"tls.crt": _b64(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")}),
+            lambda s, leaf: _with(s, **{
+                "tls.crt": _b64(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")}),
             "tls.crt: no valid PEM certificate",
         ),
         (lambda s, leaf: _with(s, **{"tls.key": _b64(b"garbage")}), "tls.key: no valid PEM private key"),
@@ -159,7 +160,8 @@ def test_self_signed_rsa_without_san():
         .serial_number(7).not_valid_before(NOW - timedelta(hours=1)).not_valid_after(NOW + timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
     parsed = parse_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
     assert isinstance(parsed, Certificate)
     assert parsed.dns_names == () and parsed.serial == 7
@@ -172,7 +174,8 @@ def test_random_input_never_raises():
         blob = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 200)))
         chain = b"-----BEGIN CERTIFICATE-----\n" + base64.b64encode(blob) + b"\n-----END CERTIFICATE-----\n"
         assert isinstance(parse_pem(chain, blob), str)
-        assert isinstance(parse_secret({"type": "kubernetes.io/tls", "data": {"tls.crt": _b64(chain), "tls.key": _b64(blob)}}), str)
+        secret = {"type": "kubernetes.io/tls", "data": {"tls.crt": _b64(chain), "tls.key": _b64(blob)}}
+        assert isinstance(parse_secret(secret), str)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -17,7 +17,7 @@ from proxy.tls.default import generate_default_certificate
 from proxy.tls.hosts import build_store, tls_hosts
 from proxy.tls.store import CertStore, CertStoreHolder, prepare_context
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 # Bound on every network wait: generous, since other suites share the two cores.
 TIMEOUT = 10.0
 AEAD_TLS12 = {
@@ -65,7 +65,8 @@ def _handshake(port: int, context: ssl.SSLContext, server_hostname: str | None, 
         reply = tls.recv(100)  # also reads the TLS 1.3 session tickets sent after the handshake
         cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
         try:
-            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = san.get_values_for_type(x509.DNSName)
         except x509.ExtensionNotFound:
             names = []
         return Handshake(
@@ -156,7 +157,8 @@ async def test_sni_selects_the_certificate_of_each_host(pki, site, serve):
     holder, leaves = site
     port = await serve(holder.server_context())
     client = verifying(pki)
-    for host, expected in [("a.test", "a.test"), ("b.test", "b.test"), ("x.wild.test", "*.wild.test"), ("B.Test", "b.test")]:
+    for host, expected in [("a.test", "a.test"), ("b.test", "b.test"), ("x.wild.test", "*.wild.test"),
+                           ("B.Test", "b.test")]:
         result = await handshake(port, client, host)  # verifies chain (leaf + intermediate) and hostname
         assert result.serial == leaves[expected].serial, host
         assert result.reply == b"ok hi"
@@ -177,7 +179,8 @@ async def test_broken_secrets_fall_back_to_default_and_others_keep_working(pki, 
     good = pki.leaf("good.test")
     expired = pki.leaf("old.test", not_before=NOW - timedelta(days=9), not_after=NOW - timedelta(days=1))
     mismatched = pki.leaf("bad.test")
-    secrets = [good.secret("ns", "good"), expired.secret("ns", "old"), mismatched.secret("ns", "bad", key_pem=good.key_pem)]
+    secrets = [good.secret("ns", "good"), expired.secret("ns", "old"),
+               mismatched.secret("ns", "bad", key_pem=good.key_pem)]
     snapshot = Snapshot(secrets={("ns", s["metadata"]["name"]): s for s in secrets})
     ingress = {
         "metadata": {"namespace": "ns", "name": "web"},
@@ -218,7 +221,8 @@ async def test_rotation_serves_new_handshakes_and_keeps_open_connections(pki, si
         assert (await handshake(port, client, "b.test")).serial == leaves["b.test"].serial
         # The connection opened before the swap still talks, on the certificate it started with.
         assert await exchange(before.sock, b"again") == b"ok again"
-        assert x509.load_der_x509_certificate(before.sock.getpeercert(binary_form=True)).serial_number == leaves["a.test"].serial
+        served = x509.load_der_x509_certificate(before.sock.getpeercert(binary_form=True))
+        assert served.serial_number == leaves["a.test"].serial
     finally:
         before.sock.close()
 
@@ -276,7 +280,8 @@ async def test_tls_1_2_uses_forward_secret_aead_suites_only(pki, serve, default_
         assert result.cipher.startswith(f"ECDHE-{kind}-")
 
     cbc_only = _old_protocol_client(
-        maximum=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:AES128-SHA:AES256-GCM-SHA384"
+        maximum=ssl.TLSVersion.TLSv1_2,
+        ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:AES128-SHA:AES256-GCM-SHA384"
     )
     control = await _permissive_server(serve, cert(ec_leaf))
     assert (await handshake(control, cbc_only, "ec.test")).version == "TLSv1.2"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,10 +13,11 @@ from proxy.tls.default import generate_default_certificate
 from proxy.tls.hosts import NO_SECRET, build_store, default_certificate, tls_hosts
 from proxy.tls.store import CertStore, CertStoreHolder, prepare_context
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
-def ingress(name: str, tls: object, *, namespace: str = "default", created: str = "2024-01-01T00:00:00Z", rules=None) -> dict:
+def ingress(name: str, tls: object, *, namespace: str = "default", created: str = "2024-01-01T00:00:00Z",
+            rules=None) -> dict:
     spec: dict = {"tls": tls}
     if rules is not None:
         spec["rules"] = rules
@@ -36,7 +37,8 @@ def test_tls_hosts_maps_hosts_to_secrets(pki):
     snap = snapshot(pki.leaf("a.test").secret("web", "a-tls"), pki.leaf("x").secret("web", "b-tls"))
     ing = ingress(
         "site",
-        [{"hosts": ["A.Test", "*.Wild.test", "c.test."], "secretName": "a-tls"}, {"hosts": ["b.test"], "secretName": "b-tls"}],
+        [{"hosts": ["A.Test", "*.Wild.test", "c.test."], "secretName": "a-tls"},
+         {"hosts": ["b.test"], "secretName": "b-tls"}],
         namespace="web",
     )
     hosts, warnings = tls_hosts(snap, [ing])
@@ -52,7 +54,8 @@ def test_tls_hosts_maps_hosts_to_secrets(pki):
 def test_tls_hosts_reports_missing_secret_and_keeps_host(pki):
     hosts, warnings = tls_hosts(snapshot(), [ingress("site", [{"hosts": ["a.test"], "secretName": "gone"}])])
     assert hosts == {"a.test": ("default", "gone")}
-    assert warnings == [Warning("Ingress", "default", "site", "TLS Secret default/gone not found; its hosts use the default certificate")]
+    assert warnings == [Warning("Ingress", "default", "site",
+                                "TLS Secret default/gone not found; its hosts use the default certificate")]
 
 
 def test_tls_hosts_without_secret_name_use_default_certificate():
@@ -80,7 +83,8 @@ def test_oldest_ingress_wins_a_host_regardless_of_order(pki):
         assert [(w.namespace, w.name) for w in warnings] == [("one", "new")]
         assert "already uses Secret two/s from Ingress two/old" in warnings[0].message
     # Same host and same Secret twice is not a conflict.
-    again = ingress("again", [{"hosts": ["a.test"], "secretName": "s"}], namespace="two", created="2025-01-01T00:00:00Z")
+    again = ingress("again", [{"hosts": ["a.test"], "secretName": "s"}], namespace="two",
+                    created="2025-01-01T00:00:00Z")
     assert tls_hosts(snap, [old, again])[1] == []
 
 
@@ -112,7 +116,8 @@ def test_bad_tls_entries_warn_and_spare_the_rest(pki, tls, message):
 def test_malformed_ingress_objects_are_skipped(pki):
     snap = snapshot(pki.leaf("ok.test").secret("default", "s"))
     good = ingress("good", [{"hosts": ["ok.test"], "secretName": "s"}])
-    junk = ["nope", {"metadata": "x", "spec": {"tls": [{"hosts": ["j.test"]}]}}, {"metadata": {"name": "n"}, "spec": []}]
+    junk = ["nope", {"metadata": "x", "spec": {"tls": [{"hosts": ["j.test"]}]}},
+            {"metadata": {"name": "n"}, "spec": []}]
     hosts, warnings = tls_hosts(snap, [*junk, good])
     assert hosts == {"ok.test": ("default", "s"), "j.test": ("default", NO_SECRET)} and warnings == []
 
@@ -161,16 +166,19 @@ def test_build_store_falls_back_per_secret_with_warnings(pki, default_cert):
     assert store.certificate_for("other.wild.test").serial == wildcard.serial
     assert sorted((w.kind, w.namespace, w.name) for w in warnings) == [("Secret", "ns", "bad"), ("Secret", "ns", "old")]
     text = {w.name: w.message for w in warnings}
-    assert text["bad"] == "tls.key does not match the certificate's public key; bad.wild.test use the default certificate"
-    assert text["old"].startswith("certificate expired at ") and text["old"].endswith("old.test use the default certificate")
+    assert text["bad"] == ("tls.key does not match the certificate's public key; "
+                           "bad.wild.test use the default certificate")
+    assert text["old"].startswith("certificate expired at ")
+    assert text["old"].endswith("old.test use the default certificate")
 
 
 def test_build_store_warns_for_hosts_outside_the_sans_but_serves(pki, default_cert):
     leaf = pki.leaf("a.test", "*.b.test")
     snap = snapshot(leaf.secret("ns", "s"))
-    host_map = {h: ("ns", "s") for h in ("a.test", "x.b.test", "c.test", "y.x.b.test")}
+    host_map = dict.fromkeys(("a.test", "x.b.test", "c.test", "y.x.b.test"), ("ns", "s"))
     store, warnings = build_store(snap, host_map, default=default_cert)
-    assert warnings == [Warning("Secret", "ns", "s", "certificate does not cover c.test, y.x.b.test (SAN DNS names: a.test, *.b.test)")]
+    assert warnings == [Warning("Secret", "ns", "s",
+                                "certificate does not cover c.test, y.x.b.test (SAN DNS names: a.test, *.b.test)")]
     assert all(store.certificate_for(h).serial == leaf.serial for h in host_map)
 
 
@@ -178,15 +186,18 @@ def test_rebuild_reuses_contexts_of_unchanged_certificates(pki, default_cert):
     a, b, b2 = pki.leaf("a.test"), pki.leaf("b.test"), pki.leaf("b.test")
     host_map = {"a.test": ("ns", "a"), "b.test": ("ns", "b")}
     first, _ = build_store(snapshot(a.secret("ns", "a"), b.secret("ns", "b")), host_map, default=default_cert)
-    second, _ = build_store(snapshot(a.secret("ns", "a"), b2.secret("ns", "b")), host_map, default=default_cert, reuse=first)
+    second, _ = build_store(snapshot(a.secret("ns", "a"), b2.secret("ns", "b")), host_map, default=default_cert,
+                            reuse=first)
     assert second.select("a.test") is first.select("a.test")
     assert second.default_context is first.default_context
     assert second.select("b.test") is not first.select("b.test")
     assert second.certificate_for("b.test").serial == b2.serial
     # Only what the new store uses is carried forward, so the cache cannot grow without bound.
-    assert set(second.contexts) == {default_cert.digest, second.certificate_for("a.test").digest, second.certificate_for("b.test").digest}
+    assert set(second.contexts) == {default_cert.digest, second.certificate_for("a.test").digest,
+                                    second.certificate_for("b.test").digest}
     # One context per distinct certificate, however many hosts share it.
-    shared, _ = build_store(snapshot(a.secret("ns", "a")), {h: ("ns", "a") for h in ("a.test", "www.a.test")}, default=default_cert)
+    shared, _ = build_store(snapshot(a.secret("ns", "a")), dict.fromkeys(("a.test", "www.a.test"), ("ns", "a")),
+                            default=default_cert)
     assert shared.select("a.test") is shared.select("www.a.test") and len(shared.contexts) == 2
 
 
@@ -216,7 +227,8 @@ def test_prepare_context_through_temporary_files(pki, tmp_path, monkeypatch):
 
 def test_default_certificate_from_a_secret(pki, default_cert):
     leaf = pki.leaf("fallback.test")
-    snap = snapshot(leaf.secret("kube-system", "default-cert"), pki.leaf("x").secret("kube-system", "broken", key_pem=leaf.key_pem))
+    snap = snapshot(leaf.secret("kube-system", "default-cert"),
+                    pki.leaf("x").secret("kube-system", "broken", key_pem=leaf.key_pem))
     cert, warnings = default_certificate(snap, "kube-system/default-cert", generated=default_cert)
     assert cert.serial == leaf.serial and warnings == []
     assert default_certificate(snap, "", generated=default_cert) == (default_cert, [])

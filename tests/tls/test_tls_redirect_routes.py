@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from proxy.objects import Snapshot
+from proxy.routing.build import build
 from proxy.routing.ingress.annotations import parse_annotations
 from proxy.routing.ingress.tls import TlsHosts, tls_host_names
-from proxy.routing.build import build
-from proxy.objects import Snapshot
 from proxy.settings import Settings
 
 SETTINGS = Settings()

@@ -203,7 +203,7 @@ def _one_flight(port: int, context: ssl.SSLContext, payload: bytes) -> bytes:
                     sock.sendall(pending)
                 data = sock.recv(65536)
                 if not data:
-                    raise ConnectionError("server closed during the handshake")
+                    raise ConnectionError("server closed during the handshake") from None
                 incoming.write(data)
         assert tls.version() == "TLSv1.3"
         tls.write(payload)
