@@ -12,7 +12,8 @@ import asyncio
 import gc
 import logging
 import ssl
-from typing import TYPE_CHECKING, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
 from proxy.http.h1_connection import ClientConnection

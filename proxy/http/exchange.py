@@ -568,12 +568,12 @@ class Exchange:
                 else:
                     what = "reading of the request body"
                 self.fail(UpstreamTimeout(f"no {what} from upstream within {read_timeout:g}s"))
-        elif self.head_done and not self.req_done and not client.blocked:
-            if now - client.last_read > server.body_timeout:
-                if self.resp_head_done:
-                    self.fail(UpstreamError("client stopped sending the request body"))
-                else:
-                    client.client_timeout(self)
+        elif (self.head_done and not self.req_done and not client.blocked
+              and now - client.last_read > server.body_timeout):
+            if self.resp_head_done:
+                self.fail(UpstreamError("client stopped sending the request body"))
+            else:
+                client.client_timeout(self)
 
 
 __all__ = ["Exchange", "BLOCK_CONNECT", "BLOCK_UPSTREAM", "BLOCK_PIPELINE", "BLOCK_UPGRADE"]

@@ -511,9 +511,8 @@ class ClientConnection(asyncio.Protocol):
                 error = BadRequest("timed out reading the request head", status=408)
                 self.closing = True
                 self.send_error(self.request, 408, error, close=True)
-        elif state == LINGER:
-            if now - self.since > LINGER_SECONDS:
-                self.transport.close()
+        elif state == LINGER and now - self.since > LINGER_SECONDS:
+            self.transport.close()
 
 
 class _BodyContinuation:

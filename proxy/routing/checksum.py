@@ -10,7 +10,7 @@ are refused).
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping
+from collections.abc import Mapping
 
 from proxy.routing.model import Cluster
 from proxy.routing.table import RouteTable, VirtualHost

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
 from proxy.objects import KubeObject, Snapshot, Warning
+from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
 from proxy.routing.model import Cluster, Endpoint
 
 # EndpointSlice address types we can dial directly; FQDN slices are refused (not resolved here).

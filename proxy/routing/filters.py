@@ -13,8 +13,9 @@ A rule without filters has `Route.filters` None and runs none of this.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from proxy.routing.request import Request, Response
 
@@ -36,14 +37,17 @@ class Answer:
 
 
 class RequestFilter(Protocol):
-    # Position in the fixed order (see the module docstring); lower runs first.
-    order: int
+    @property
+    def order(self) -> int:
+        """Position in the fixed order (see the module docstring); lower runs first."""
+        ...
 
     def on_request(self, request: Request) -> Answer | None: ...
 
 
 class ResponseFilter(Protocol):
-    order: int
+    @property
+    def order(self) -> int: ...
 
     def on_response(self, request: Request, response: Response) -> None: ...
 
@@ -70,9 +74,9 @@ def compose(filters: Iterable[RequestFilter | ResponseFilter | Mirror]) -> Filte
         if isinstance(item, Mirror):
             mirrors.append(item)
         elif hasattr(item, "on_request"):
-            request.append(item)  # type: ignore[arg-type]
+            request.append(item)  # type: ignore[arg-type]  # hasattr does not narrow
         else:
-            response.append(item)  # type: ignore[arg-type]
+            response.append(item)
     if not (request or response or mirrors):
         return None
     request.sort(key=lambda f: f.order)

@@ -25,15 +25,16 @@ mutated, so an object that is still the same object still means the same thing.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.routing.build import warning_order
 from proxy.routing.checksum import DigestSet, cluster_digest, host_digest
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.ingress.classes import ClassSelection, select_classes
-from proxy.routing.ingress.processor import NEVER, IngressEntry, by_age
+from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.merge import merge_host
 from proxy.routing.model import Cluster, Config
@@ -311,7 +312,7 @@ class Builder:
         elif isinstance(members, IngressEntry):
             self._members[host] = (members, contribution)
         elif isinstance(members, tuple):
-            self._members[host] = members + (contribution,) if len(members) < _FEW else {*members, contribution}
+            self._members[host] = (*members, contribution) if len(members) < _FEW else {*members, contribution}
         else:
             members.add(contribution)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
 from proxy.objects import Key, Warning
@@ -57,7 +58,7 @@ class Candidate:
     pattern: re.Pattern[str] | None = None
 
 
-def merge_host(host: str, contributions: list[IngressPaths], *, covered: bool,
+def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
                candidates: tuple[Candidate, ...] = ()) -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
@@ -109,7 +110,7 @@ def merge_host(host: str, contributions: list[IngressPaths], *, covered: bool,
     return routes, warnings
 
 
-def _place_candidates(routes: VirtualHost, contributions: list[IngressPaths],
+def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths],
                       candidates: tuple[Candidate, ...]) -> None:
     """Add rules from other front ends to the slots; an Ingress route there competes by age like them."""
     ages = {c.key: c.age for c in contributions}
@@ -123,7 +124,8 @@ def _place_candidates(routes: VirtualHost, contributions: list[IngressPaths],
             patterns[candidate.slot] = candidate.pattern
     regex: dict[str, Slot] = {}
     for (group, slot), found in grouped.items():
-        slots: dict[str, Slot] = routes.exact if group == PATH_EXACT else regex if group == PATH_REGEX else routes.prefix
+        slots: dict[str, Slot] = (routes.exact if group == PATH_EXACT else regex if group == PATH_REGEX
+                                  else routes.prefix)
         ranked = list(found)
         taken = slots.get(slot)
         if taken is not None:  # an Ingress path (Ingress slots hold single routes)

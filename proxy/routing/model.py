@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from proxy.objects import Warning
 from proxy.routing.filters import Filters, HttpsRedirect
@@ -166,7 +167,7 @@ class Route:
         """Plain-HTTP requests get a 308 to HTTPS (a host with TLS unless ssl-redirect "false", or
         force-ssl-redirect): the rule runs the HttpsRedirect filter."""
         filters = self.filters
-        return filters is not None and any(type(f) is HttpsRedirect for f in filters.request)
+        return filters is not None and any(isinstance(f, HttpsRedirect) for f in filters.request)
 
     def cluster_keys(self) -> Iterator[str]:
         """Every cluster this rule can send requests to (mirrors included)."""

@@ -13,7 +13,7 @@ all fail lets the walk go on to the next, less specific slot, as the Gateway API
 from __future__ import annotations
 
 import re
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from proxy.routing.model import Route
 from proxy.routing.request import Request

@@ -6,7 +6,8 @@ realistic defaults for the rest.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from proxy.objects import Snapshot
 from proxy.routing.model import Config, Route

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.routing.clusters import cluster_key, resolve_cluster
 from proxy.routing.build import build
+from proxy.routing.clusters import cluster_key, resolve_cluster
 from proxy.routing.model import Cluster, Endpoint
 from proxy.settings import Settings
 

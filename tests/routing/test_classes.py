@@ -83,7 +83,7 @@ def test_default_class_annotation_must_be_the_string_true(value):
 
 
 def test_controller_name_default_is_ours():
-    assert CONTROLLER_NAME == Settings().controller_name
+    assert Settings().controller_name == CONTROLLER_NAME
     assert _served(_ing(class_name="x"), ingress_class("x", controller=CONTROLLER_NAME)) is True
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from proxy.routing.build import build
 from proxy.objects import Snapshot
+from proxy.routing.build import build
 from proxy.routing.model import Config
 from proxy.settings import Settings
 

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from proxy.routing.build import build
 from proxy.objects import Snapshot
+from proxy.routing.build import build
 from proxy.routing.model import PATH_DEFAULT_BACKEND, Route
 from proxy.settings import Settings
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import uvloop
 
-from server_harness import Handler, Pod, Proxy, RawBackend
 from proxy.settings import Settings
+from server_harness import Handler, Pod, Proxy, RawBackend
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from proxy.routing import Cluster, Config, Endpoint, VirtualHost, Route, RouteTable  # noqa: E402
-from proxy.runtime import Runtime, RuntimeHolder  # noqa: E402
-from proxy.server import ProxyServer  # noqa: E402
-from proxy.settings import Settings  # noqa: E402
-from proxy.upstream.cluster import Upstream  # noqa: E402
+from proxy.routing import Cluster, Config, Endpoint, Route, RouteTable, VirtualHost
+from proxy.runtime import Runtime, RuntimeHolder
+from proxy.server import ProxyServer
+from proxy.settings import Settings
+from proxy.upstream.cluster import Upstream
 
 
 async def serve(endpoints: list[Endpoint]) -> None:

@@ -6,12 +6,12 @@ import asyncio
 import hashlib
 import json
 import socket
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable
 
 from aiohttp import WSMsgType, web
 
-from proxy.routing import Cluster, Config, Endpoint, VirtualHost, Route, RouteTable
+from proxy.routing import Cluster, Config, Endpoint, Route, RouteTable, VirtualHost
 from proxy.routing.model import PATH_EXACT, PATH_PREFIX
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.server import ProxyServer

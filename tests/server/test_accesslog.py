@@ -13,10 +13,11 @@ LABELS = ("shop", "web", "*.example.com", "/api", "api")
 
 
 def add(log: AccessLog, index: int, **changes: object) -> None:
-    values = dict(when=1763866559.417, request_id=b"id-%d" % index, client=b"127.0.0.1", method=b"GET",
-                  host=b"a.example.com", target=b"/api/items?x=1", http10=False, status=200, bytes_in=80,
-                  bytes_out=512, duration=0.0012, upstream_duration=0.0009, upstream=address_text("10.0.0.1", 8080),
-                  route=route_fields(LABELS), user_agent=b"curl/8", retries=0)
+    values = {"when": 1763866559.417, "request_id": b"id-%d" % index, "client": b"127.0.0.1", "method": b"GET",
+              "host": b"a.example.com", "target": b"/api/items?x=1", "http10": False, "status": 200, "bytes_in": 80,
+              "bytes_out": 512, "duration": 0.0012, "upstream_duration": 0.0009,
+              "upstream": address_text("10.0.0.1", 8080), "route": route_fields(LABELS), "user_agent": b"curl/8",
+              "retries": 0}
     values.update(changes)
     log.add(**values)  # type: ignore[arg-type]
 

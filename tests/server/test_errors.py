@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from proxy.runtime import Runtime
 from server_harness import (
     Rule,
     cluster,
@@ -21,7 +22,6 @@ from server_harness import (
     request,
     wait_until,
 )
-from proxy.runtime import Runtime
 
 APP = "default/app:80"
 

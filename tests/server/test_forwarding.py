@@ -7,6 +7,7 @@ import re
 
 import aiohttp
 
+from proxy.routing.model import PATH_EXACT
 from server_harness import (
     Rule,
     cluster,
@@ -17,7 +18,6 @@ from server_harness import (
     read_response,
     request,
 )
-from proxy.routing.model import PATH_EXACT
 
 APP = "default/app:80"
 ADMIN = "default/admin:80"

@@ -14,6 +14,7 @@ import struct
 from collections import Counter
 
 import pytest
+
 from server_harness import Rule, cluster, connect, encode_request, read_response, request, wait_until
 
 # Types whose instances must never end up in a garbage cycle.

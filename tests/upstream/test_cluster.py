@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tcp_listener import wait_until
 from proxy.routing.model import Cluster, Endpoint
 from proxy.settings import Settings
 from proxy.upstream.cluster import Upstream
+from tcp_listener import wait_until
 
 SETTINGS = Settings(upstream_keepalive=8, upstream_keepalive_timeout=30, upstream_connect_timeout=1)
 

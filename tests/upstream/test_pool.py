@@ -8,10 +8,10 @@ import socket as socket_module
 
 import pytest
 
-from tcp_listener import wait_until
 from proxy.routing.model import Endpoint
 from proxy.upstream.errors import ConnectError, ConnectTimeout, UpstreamError
 from proxy.upstream.pool import EndpointPool
+from tcp_listener import wait_until
 
 
 async def test_dial_release_and_reuse_lifo(make_listener):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.routing.fields import Malformed, mapping, require_object, text
 from proxy.objects import Snapshot, Warning
+from proxy.routing.fields import Malformed, mapping, require_object, text
 from proxy.settings import Settings
 
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
@@ -36,7 +36,7 @@ class ClassSelection:
         annotations = mapping(mapping(ingress, "metadata", ""), "annotations", "metadata.")
         legacy = annotations.get(CLASS_ANNOTATION)
         if legacy is not None and legacy != "":
-            return legacy == self.annotation
+            return isinstance(legacy, str) and legacy == self.annotation
         return self.without_class
 
 

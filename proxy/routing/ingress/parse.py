@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
 from proxy.objects import Warning
+from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
 from proxy.routing.model import PATH_EXACT, PATH_IMPLEMENTATION_SPECIFIC, PATH_PREFIX
 from proxy.routing.paths import normalize_path
 
@@ -70,7 +70,7 @@ def age(obj: Any) -> tuple[int, float]:
                 except ValueError:
                     return (1, 0.0)
                 if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=timezone.utc)
+                    moment = moment.replace(tzinfo=UTC)
                 return (0, moment.timestamp())
     return (1, 0.0)
 
