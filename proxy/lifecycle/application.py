@@ -69,7 +69,7 @@ class Application:
             status = EXIT_FAILED
         finally:
             if self.control is not None:
-                self.control.admin.shutting_down = True
+                self.control.withdraw()
         try:
             stopped = await self.serving.stop(grace=self.settings.shutdown_grace_period, force=self.signals.force)
             status = max(status, stopped)

@@ -71,6 +71,10 @@ class ControlPlane:
                              admin_port=self.admin.port), flush=True)
         log.info("ready: %s", serving.readiness())
 
+    def withdraw(self) -> None:
+        """/readyz answers 503 from now on: load balancers stop sending before the listeners close."""
+        self.admin.shutting_down = True
+
     async def close(self) -> None:
         if self.cluster is not None:
             await self.cluster.close()
