@@ -1,50 +1,22 @@
-"""The `pyngress` command: flags, logging, and the process lifecycle.
+"""The `pyngress` command: flags into Settings, and `main`, which runs the process.
 
-Start-up order: admin port (so /healthz answers at once), the object source, the first
-routing table, then the proxy listener(s). Two lines go to stdout, with the real ports when
-0 (ephemeral) was asked for, for tests and scripts to read:
-`pyngress admin=127.0.0.1:10254` as soon as the admin port is bound (before the first
-configuration: /readyz answers 503 until then), and, once every listener is bound,
-`pyngress listening http=127.0.0.1:8080 admin=127.0.0.1:10254`.
-
-SIGTERM or SIGINT: /readyz turns 503, listeners stop accepting, requests in flight get
-`--shutdown-grace-period` seconds to finish, then the process exits 0. A second signal
-exits at once with status 1.
-
-With `--workers N` (N > 1) this process becomes the control process of proxy/workers.py:
-same admin port, source and stdout lines, but the listeners are served by N worker processes.
+One process serves by itself (proxy/lifecycle/single.py); with `--workers N` (N > 1) it
+becomes the control process of proxy/workers/: same admin port, source and stdout lines, but
+the listeners are served by N worker processes. proxy/lifecycle/ says how either starts and
+stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
-import signal
 import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from proxy import __version__
+from proxy.lifecycle.process import configure_logging, loop_factory
 from proxy.settings import CONTROLLER_NAME, GATEWAY_CONTROLLER_NAME, Settings
-
-if TYPE_CHECKING:
-    from proxy.admin import AdminServer
-    from proxy.controller import Controller
-    from proxy.kube.cache import ObjectCache
-    from proxy.kube.events import EventRecorder
-    from proxy.kube.leader import LeaderElector
-    from proxy.kube.status import StatusWriter
-    from proxy.kube.watch import WatchStatus
-    from proxy.metrics import Metrics
-    from proxy.runtime import RuntimeHolder
-    from proxy.server import ProxyServer
-
-log = logging.getLogger("pyngress")
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 _DEFAULTS = Settings()
 
@@ -260,34 +232,6 @@ def _count(text: str) -> int:
     return value
 
 
-def configure_logging(level: str, *, process: str = "") -> None:
-    """Plain lines on stderr: time, level, [process,] logger, message (`process` names a worker)."""
-    handler = logging.StreamHandler(sys.stderr)
-    tag = f"{process} " if process else ""
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
-class ClusterMode:
-    """Cluster mode's parts on one API client: the watch feeding the cache, leader election, and
-    the leader-only writers (Ingress status when an address is published, Warning Events)."""
-
-    def __init__(self, client: Any, coroutines: list[tuple[str, Coroutine[Any, Any, None]]], *,
-                 watch: WatchStatus | None = None, elector: LeaderElector | None = None,
-                 status_writer: StatusWriter | None = None, events: EventRecorder | None = None) -> None:
-        self.client = client
-        self.coroutines = coroutines
-        self.watch = watch
-        self.elector = elector
-        self.status_writer = status_writer
-        self.events = events
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
 # Leader election TTL in seconds, when --election-ttl is not given (kept for deployments that set it).
 ELECTION_TTL_ENV = "PYNGRESS_ELECTION_TTL"
 
@@ -308,253 +252,17 @@ def election_ttl(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHolder, *,
-                       controller: Controller | None = None, metrics: Metrics | None = None) -> ClusterMode:
-    """Build the cluster-mode tasks; raises ClusterConfigError when no cluster can be reached.
-
-    The elector always campaigns: Ingress status and Warning Events are both written by the
-    leader only. With `controller`, its build warnings become Events; with `metrics`, watch
-    health, leadership, status writes and Events are exported (read at scrape time).
-    """
-    from proxy.kube.client import ClusterConfigError, create_api_client
-    from proxy.kube.events import EventRecorder
-    from proxy.kube.leader import LeaderElector, election_timing
-    from proxy.kube.status import StatusWriter
-    from proxy.kube.watch import WATCHED_KINDS, WatchStatus, run_cluster_source
-
-    try:
-        timing = election_timing(settings.election_ttl)
-    except ValueError as error:
-        raise ClusterConfigError(str(error)) from None
-    client = await create_api_client(settings)
-    watch = WatchStatus.for_kinds(spec.kind for spec in WATCHED_KINDS)
-    elector = LeaderElector(client, settings, lease_duration=timing.lease_duration,
-                            renew_deadline=timing.renew_deadline, retry_period=timing.retry_period)
-    coroutines: list[tuple[str, Coroutine[Any, Any, None]]] = [
-        ("cluster watch", run_cluster_source(cache, settings, api_client=client, status=watch)),
-        ("leader election", elector.run()),
-    ]
-    writer = None
-    if settings.publish_service or settings.publish_status_address:
-        writer = StatusWriter(cache, settings, api_client=client, holder=holder, elector=elector)
-        coroutines.append(("status writer", writer.run()))
-    else:
-        log.info("no --publish-service or --publish-status-address: Ingress status is not written")
-    warnings = (lambda: controller.warnings) if controller is not None else None
-    recorder = EventRecorder(client, settings, cache=cache, elector=elector, warnings=warnings)
-    coroutines.append(("event recorder", recorder.run()))
-    if metrics is not None:
-        metrics.add_cluster(watch=watch, elector=elector, status_writer=writer, events=recorder)
-    return ClusterMode(client, coroutines, watch=watch, elector=elector, status_writer=writer, events=recorder)
-
-
-class Signals:
-    """First SIGTERM/SIGINT asks for a graceful stop, a second one for an immediate exit."""
-
-    def __init__(self) -> None:
-        self.stop = asyncio.Event()
-        self.force = asyncio.Event()
-        self.signalled = False
-
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._received, sig)
-
-    def request_stop(self) -> None:
-        """A graceful stop asked for otherwise than by a signal (a worker's control process); a
-        signal after it is still the first one, not a reason to cut the drain."""
-        self.stop.set()
-
-    def _received(self, sig: signal.Signals) -> None:
-        if self.signalled:
-            log.warning("second %s: exiting now", sig.name)
-            self.force.set()
-        else:
-            log.info("%s received: shutting down", sig.name)
-            self.signalled = True
-            self.stop.set()
-
-
-async def serve(settings: Settings) -> int:
-    """Run the proxy until a signal; returns the exit status."""
-    from proxy.admin import AdminServer
-    from proxy.controller import Controller
-    from proxy.kube.client import ClusterConfigError
-    from proxy.kube.files import ManifestError
-    from proxy.metrics import Metrics
-    from proxy.runtime import RuntimeHolder
-    from proxy.server import ProxyServer
-
-    signals = Signals()
-    signals.install(asyncio.get_running_loop())
-
-    holder = RuntimeHolder()
-    cache = new_cache(settings)
-    controller = Controller(cache=cache, settings=settings, holder=holder)
-    server = ProxyServer(settings=settings, holder=holder, freeze_gc=True)
-    metrics = Metrics(holder=holder, controller=controller, server=server)
-    admin = AdminServer(settings=settings, holder=holder, metrics=metrics, controller=controller)
-    tasks: list[asyncio.Task[None]] = []
-    listening = False
-    cluster: ClusterMode | None = None
-
-    async def run() -> int:
-        nonlocal listening, cluster
-        try:
-            cluster = await start_control(admin, cache, settings, holder, controller=controller, metrics=metrics,
-                                          tasks=tasks)
-        except (ManifestError, ClusterConfigError) as error:
-            log.error("%s", error)
-            return EXIT_USAGE
-
-        if not await wait_until(holder.wait_for(1, timeout=float("inf")), signals.stop, tasks):
-            return report_failure(tasks)
-        if signals.stop.is_set():
-            return EXIT_OK  # stopped before the first configuration: nothing to drain
-        await server.start()
-        listening = True
-        await start_https(server, controller)
-        print(listening_line(settings, http_port=server.http_port, https_port=server.https_port,
-                             admin_port=admin.port), flush=True)
-        log.info("ready: serving generation %d", holder.generation)
-        if not await wait_until(signals.stop.wait(), signals.stop, tasks):
-            return report_failure(tasks)
-        return EXIT_OK
-
-    try:
-        status = await run()
-    except OSError as error:  # a port in use, an address not available
-        log.error("cannot start: %s", error)
-        status = EXIT_FAILED
-    finally:
-        admin.shutting_down = True
-    try:
-        if listening:
-            status = max(status, await drain(server, settings, signals))
-            await server.close()  # whatever the grace period could not finish is cut now
-    finally:
-        for task in tasks:
-            task.cancel()  # the elector releases its Lease on the way out
-        await asyncio.gather(*tasks, return_exceptions=True)
-        controller.close()
-        if cluster is not None:
-            await cluster.close()
-        await admin.stop()
-    log.info("stopped")
-    return status
-
-
-async def wait_until(awaitable: Awaitable[object], stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> bool:
-    """Wait for `awaitable` or `stop`; False if a background task ended first (a failure)."""
-    waited = asyncio.ensure_future(awaitable)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([waited, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for future in (waited, stopper):
-            future.cancel()
-        await asyncio.gather(waited, stopper, return_exceptions=True)
-    return not any(task.done() for task in tasks)
-
-
-def report_failure(tasks: list[asyncio.Task[None]]) -> int:
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            error = task.exception()
-            if error is not None:
-                log.error("%s failed: %s", task.get_name(), error)
-                log.debug("%s failure", task.get_name(), exc_info=error)
-            else:
-                log.error("%s stopped unexpectedly", task.get_name())
-    return EXIT_FAILED
-
-
-async def drain(server: ProxyServer, settings: Settings, signals: Signals) -> int:
-    """Stop accepting, then give requests in flight the grace period (a second signal cuts it short)."""
-    server.stop_accepting()
-    draining = asyncio.ensure_future(server.drain(settings.shutdown_grace_period))
-    forced = asyncio.ensure_future(signals.force.wait())
-    await asyncio.wait([draining, forced], return_when=asyncio.FIRST_COMPLETED)
-    forced.cancel()
-    if not draining.done():
-        draining.cancel()
-        await asyncio.gather(draining, return_exceptions=True)
-        return EXIT_FAILED
-    if not draining.result():
-        log.warning("requests still in flight after the %.1f s grace period were cut", settings.shutdown_grace_period)
-    return EXIT_OK
-
-
-def listening_line(settings: Settings, *, http_port: int, https_port: int, admin_port: int) -> str:
-    """The stdout line scripts and tests wait for (https left out when that listener is not up)."""
-    host = settings.bind
-    parts = [f"http={host}:{http_port}"]
-    if https_port:
-        parts.append(f"https={host}:{https_port}")
-    parts.append(f"admin={host}:{admin_port}")
-    return "pyngress listening " + " ".join(parts)
-
-
-def new_cache(settings: Settings) -> ObjectCache:
-    """An empty object cache for `settings` (the default certificate's Secret matters unreferenced)."""
-    from proxy.kube.cache import ObjectCache
-
-    relevant = set()
-    if settings.default_ssl_certificate:
-        namespace, name = settings.default_ssl_certificate.split("/", 1)
-        relevant.add((namespace, name))
-    return ObjectCache(relevant_secrets=relevant)
-
-
-async def start_control(admin: AdminServer, cache: ObjectCache, settings: Settings, holder: RuntimeHolder, *,
-                        controller: Controller, metrics: Metrics,
-                        tasks: list[asyncio.Task[None]]) -> ClusterMode | None:
-    """The control plane of a single process and of the control process of workers alike: the admin
-    port (its line printed at once, so probes can be watched before the first configuration; /readyz
-    is 503 until then), the controller, and `cache` fed from the manifests (loaded once before
-    returning) or the cluster. Background tasks are appended to `tasks`. Raises ManifestError or
-    ClusterConfigError (a usage error)."""
-    from proxy.kube.files import ManifestSource
-
-    await admin.start()
-    print(f"pyngress admin={settings.bind}:{admin.port}", flush=True)
-    tasks.append(asyncio.create_task(controller.run(), name="controller"))
-    if settings.manifests:
-        source = ManifestSource(cache, settings.manifests)
-        await source.load()
-        tasks.append(asyncio.create_task(source.run(), name="manifests"))
-        return None
-    cluster = await cluster_mode(cache, settings, holder, controller=controller, metrics=metrics)
-    tasks.extend(asyncio.create_task(coro, name=name) for name, coro in cluster.coroutines)
-    return cluster
-
-
-async def start_https(server: ProxyServer, controller: Controller) -> None:
-    """The HTTPS listener on the controller's certificate store (None only if building it failed outright)."""
-    if controller.tls is not None:
-        await server.start_https(controller.tls.server_context(), certificates=controller.tls)
-    else:
-        log.error("no TLS certificate store: the HTTPS listener is not started")
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when installed (the proxy works without it, slower)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`pyngress`, `python -m proxy`)."""
     settings = settings_from_args(argv)
     configure_logging(settings.log_level)
     if settings.workers > 1:
-        from proxy.workers import serve_workers
+        from proxy.workers.control import serve_workers
 
         entry = serve_workers(settings)
     else:
+        from proxy.lifecycle.single import serve
+
         entry = serve(settings)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(entry)

@@ -29,7 +29,7 @@ from e2e_harness import (
 )
 from proxy.kube.cache import KINDS, ObjectCache
 from proxy.settings import Settings
-from proxy.workers import WorkerPool
+from proxy.workers.pool import WorkerPool
 
 HOST = "app.example.test"
 WORKERS = ("--workers", "2")

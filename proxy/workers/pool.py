@@ -1,80 +1,31 @@
-"""Several serving processes behind one control plane (`--workers N`).
+"""The pool of worker processes: started and supervised by the control process, fed its cache.
 
-Python runs one request at a time per process, so more cores need more processes. The
-`pyngress` process becomes the *control process*: it keeps the admin port, the object source
-(manifest files, or the cluster watch with leader election, status and Events: one watcher per
-pod) and its own cache and controller (whose warnings and runtime feed Events, the status
-writer and /debug/routes), and serves no traffic. It starts N *worker processes* (fresh
-interpreters, `python -m proxy.workers`; never a fork of a running event loop), each with its
-own cache, controller and proxy listeners bound with SO_REUSEPORT to the same ports, so the
-kernel spreads connections among them.
-
-The control process talks to each worker over a Unix socket pair, in length-prefixed pickles
-(both ends are this program; the socket is private to the two processes)::
-
-    control -> worker   ("init", {...})            settings (with the concrete ports), worker index
-                        cache operations             the whole cache at (re)start, then every write,
-                                                     in order (ObjectCache.observe / perform)
-                        ("ping", seq, None)          each second: a worker that stops answering
-                                                     (stopped, hung, not reading) is killed
-                        ("traffic", id, None)        asks for the worker's traffic snapshot
-    worker -> control   ("listening", http, https)   listeners bound, serving its first configuration
-                        ("generation", n, None)      each configuration it publishes
-                        ("pong", seq, None)
-                        ("traffic", id, snapshot)
-
-Writes to a worker never wait: they are buffered by the transport, and a worker that has not
-answered a ping for `stall_timeout` is killed. A worker that exits is started again with
-backoff (and gets the whole cache again). Workers exit when the control process goes away
-(EOF on the socket, and the parent-death signal on Linux).
-
-Ephemeral ports (0) are made concrete once: the control process binds a SO_REUSEPORT socket
-without listening on it (it holds the port and receives no connections) and hands the port to
-every worker, also to restarted ones.
+Each worker has a supervisor task that spawns it (`python -m proxy.workers`, handed one end of
+a socket pair), waits for its exit and starts it again with backoff; a ping task kills workers
+that stop answering. The pool is the control process's `Serving` part: ready once every
+worker listens, stopped by SIGTERM to each (they drain on their own).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import logging
 import os
-import pickle
 import signal
 import socket
-import struct
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from proxy.cli import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    ClusterMode,
-    Signals,
-    configure_logging,
-    drain,
-    listening_line,
-    loop_factory,
-    new_cache,
-    report_failure,
-    start_control,
-    start_https,
-    wait_until,
-)
-from proxy.kube.cache import APPLY, REPLACE, SYNCED, ObjectCache, Operation
+from proxy.kube.cache import ObjectCache, Operation
+from proxy.lifecycle.process import EXIT_FAILED, EXIT_OK
 from proxy.settings import Settings
 from proxy.stats import Snapshot, merge
+from proxy.workers.channel import frame, receive
 
-# The control process's admin and metrics modules (aiohttp's server, prometheus_client) are imported
-# where used: a worker never needs them, and they would cost it start-up time and memory.
 if TYPE_CHECKING:
-    from proxy.admin import AdminServer
-    from proxy.metrics import Metric
-    from proxy.runtime import RuntimeHolder
     from proxy.tls import Certificate
 
 log = logging.getLogger("pyngress.workers")
@@ -95,52 +46,6 @@ GATHER_TIMEOUT = 2.0
 # On SIGTERM the workers get the grace period to drain, plus this for their own exit.
 EXIT_MARGIN = 5.0
 
-_HEADER = struct.Struct("!I")
-_CACHE_OPERATIONS = frozenset({REPLACE, APPLY, SYNCED})
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-# ---------------------------------------------------------------------------------------------- wire
-
-def frame(message: tuple[Any, ...]) -> bytes:
-    """One message as written to the socket: a 4-byte length, then the pickle."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
-
-
-async def receive(reader: asyncio.StreamReader) -> tuple[Any, ...]:
-    """The next message; raises asyncio.IncompleteReadError at the end of the stream."""
-    header = await reader.readexactly(_HEADER.size)
-    (size,) = _HEADER.unpack(header)
-    return pickle.loads(await reader.readexactly(size))
-
-
-# ---------------------------------------------------------------------------------------------- /proc
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_PAGE_SIZE = os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, from /proc/<pid>/stat (0 when gone or not Linux)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    fields = text[text.rfind(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime: fields 14 and 15
-
-
-def resident_bytes(pid: int) -> int:
-    """Resident set size of a process, from /proc/<pid>/statm (0 when gone or not Linux)."""
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-# ---------------------------------------------------------------------------------------------- control side
 
 class Worker:
     """One running worker process as the control process sees it."""
@@ -229,6 +134,21 @@ class WorkerPool:
                 return
             self._changed.clear()
             await self._changed.wait()
+
+    async def until_ready(self) -> str | None:
+        """Start the workers and wait until every one listens; the reason when one exits before."""
+        self.start()
+        try:
+            await self.wait_listening()
+        except RuntimeError as error:
+            return str(error)
+        return None
+
+    async def listen(self) -> None:
+        """Nothing to bind here: the workers listen (this process holds ephemeral ports only)."""
+
+    def readiness(self) -> str:
+        return f"{self.count} workers serving"
 
     @property
     def ready(self) -> int:
@@ -356,7 +276,8 @@ class WorkerPool:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         self._reserved.append(sock)
-        return sock.getsockname()[1]
+        reserved: int = sock.getsockname()[1]
+        return reserved
 
     async def _supervise(self, index: int) -> None:
         loop = asyncio.get_running_loop()
@@ -408,7 +329,7 @@ class WorkerPool:
             for operation in self.cache.operations():
                 writer.write(frame(operation))
             self.workers[index] = worker
-            root = str(Path(__file__).resolve().parent.parent)
+            root = str(Path(__file__).resolve().parents[2])
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
             try:
                 worker.process = await asyncio.create_subprocess_exec(
@@ -486,258 +407,3 @@ class WorkerPool:
             self._retired = merge([s for s in (self._retired, closed) if s is not None])
         self._changed.set()
 
-
-class WorkersCollector:
-    """CPU and memory summed over the control process and its live workers, and how the workers share
-    the connections (read at scrape time, after WorkerPool.gather)."""
-
-    def __init__(self, pool: WorkerPool) -> None:
-        self.pool = pool
-
-    def collect(self) -> Iterator[Metric]:
-        from proxy.metrics import CounterMetricFamily, GaugeMetricFamily
-
-        pids = [os.getpid(), *self.pool.pids()]
-        yield CounterMetricFamily("process_cpu_seconds", "User and system CPU time of the control process and "
-                                  "its workers, in seconds.", value=round(sum(cpu_seconds(pid) for pid in pids), 2))
-        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory of the control process and its "
-                                "workers, in bytes.", value=sum(resident_bytes(pid) for pid in pids))
-        yield GaugeMetricFamily("pyngress_workers", "Worker processes alive.", value=len(pids) - 1)
-        yield GaugeMetricFamily("pyngress_workers_ready", "Worker processes alive and serving a configuration.",
-                                value=self.pool.ready)
-        yield CounterMetricFamily("pyngress_worker_restarts", "Worker processes started again after exiting.",
-                                  value=self.pool.restarts)
-        accepted = CounterMetricFamily("pyngress_worker_connections", "Client connections accepted per worker "
-                                       "(all listeners; counts restart with the worker).", labels=["worker"])
-        for index, count in sorted(self.pool.connections().items()):
-            accepted.add_metric([str(index)], count)
-        yield accepted
-        generation = GaugeMetricFamily("pyngress_worker_config_generation", "Generation of the configuration "
-                                       "each worker serves (each counts its own builds).", labels=["worker"])
-        for worker in sorted(self.pool.live(), key=lambda w: w.index):
-            generation.add_metric([str(worker.index)], worker.generation)
-        yield generation
-
-
-def control_admin(pool: WorkerPool, **kwargs: Any) -> AdminServer:
-    """The admin server of the control process: /readyz is 200 only when every worker serves a configuration."""
-    from proxy.admin import AdminServer
-
-    def not_ready() -> str | None:
-        ready = pool.ready
-        return f"{ready} of {pool.count} workers serving" if ready < pool.count else None
-
-    return AdminServer(not_ready=not_ready, **kwargs)
-
-
-async def serve_workers(settings: Settings) -> int:
-    """Run the control process and its workers until a signal; returns the exit status."""
-    from proxy.controller import Controller
-    from proxy.kube.client import ClusterConfigError
-    from proxy.kube.files import ManifestError
-    from proxy.metrics import Metrics
-    from proxy.runtime import RuntimeHolder
-
-    signals = Signals()
-    signals.install(asyncio.get_running_loop())
-    holder = RuntimeHolder()
-    cache = new_cache(settings)
-    from proxy.tls import generate_default_certificate
-
-    # One self-signed default certificate for the pod: every worker serves the same one.
-    generated = await asyncio.to_thread(generate_default_certificate)
-    controller = Controller(cache=cache, settings=settings, holder=holder, generated=generated)
-    pool = WorkerPool(settings=settings, cache=cache, generated=generated)
-    metrics = Metrics(holder=holder, controller=controller, process=False)
-    metrics.gather = pool.gather
-    metrics.registry.register(WorkersCollector(pool))
-    admin = control_admin(pool, settings=settings, holder=holder, metrics=metrics, controller=controller)
-    tasks: list[asyncio.Task[None]] = []
-    cluster: ClusterMode | None = None
-
-    async def run() -> int:
-        nonlocal cluster
-        try:
-            cluster = await start_control(admin, cache, settings, holder, controller=controller, metrics=metrics,
-                                          tasks=tasks)
-        except (ManifestError, ClusterConfigError) as error:
-            log.error("%s", error)
-            return EXIT_USAGE
-        pool.start()
-        listening = asyncio.ensure_future(pool.wait_listening())
-        if not await wait_until(asyncio.shield(listening), signals.stop, tasks):
-            listening.cancel()
-            return report_failure(tasks)
-        if signals.stop.is_set():
-            listening.cancel()
-            return EXIT_OK
-        if listening.exception() is not None:
-            log.error("%s", listening.exception())
-            return EXIT_FAILED
-        print(listening_line(settings, http_port=pool.http_port, https_port=pool.https_port, admin_port=admin.port),
-              flush=True)
-        log.info("ready: %d workers serving", pool.count)
-        if not await wait_until(signals.stop.wait(), signals.stop, tasks):
-            return report_failure(tasks)
-        return EXIT_OK
-
-    try:
-        status = await run()
-    except OSError as error:  # the admin port in use, an address not available
-        log.error("cannot start: %s", error)
-        status = EXIT_FAILED
-    finally:
-        admin.shutting_down = True
-    try:
-        status = max(status, await pool.stop(grace=settings.shutdown_grace_period, force=signals.force))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        controller.close()
-        if cluster is not None:
-            await cluster.close()
-        await admin.stop()
-    log.info("stopped")
-    return status
-
-
-# ---------------------------------------------------------------------------------------------- worker side
-
-class _Reporter:
-    """The worker's end of the socket: writes never wait (the control process reads all the time)."""
-
-    __slots__ = ("writer",)
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-
-    def send(self, tag: str, first: Any = None, second: Any = None) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(frame((tag, first, second)))
-
-
-async def run_worker(fd: int) -> int:
-    """One worker: cache fed by the control process, controller, HTTP and HTTPS listeners; until a signal
-    or the end of the socket. Returns the exit status."""
-    from proxy.controller import Controller
-    from proxy.runtime import RuntimeHolder
-    from proxy.server import ProxyServer
-
-    signals = Signals()
-    signals.install(asyncio.get_running_loop())
-    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
-    try:
-        tag, init, _ = await receive(reader)
-    except asyncio.IncompleteReadError:
-        return EXIT_FAILED  # the control process went away before saying anything
-    if tag != "init":
-        raise RuntimeError(f"worker: expected init, got {tag!r}")
-    settings: Settings = init["settings"]
-    index: int = init["index"]
-    configure_logging(settings.log_level, process=f"worker-{index}")
-    reporter = _Reporter(writer)
-    holder = RuntimeHolder()
-    cache = new_cache(settings)
-    controller = Controller(cache=cache, settings=settings, holder=holder, generated=init.get("generated"))
-    server = ProxyServer(settings=settings, holder=holder, freeze_gc=True)
-    tasks = [
-        asyncio.create_task(controller.run(), name="controller"),
-        asyncio.create_task(_follow(reader, cache=cache, server=server, reporter=reporter, signals=signals),
-                            name="control channel"),
-        asyncio.create_task(_report_generations(holder, reporter), name="generations"),
-    ]
-    listening = False
-
-    async def run() -> int:
-        nonlocal listening
-        if not await wait_until(holder.wait_for(1, timeout=float("inf")), signals.stop, tasks):
-            return report_failure(tasks)
-        if signals.stop.is_set():
-            return EXIT_OK
-        await server.start()
-        listening = True
-        await start_https(server, controller)
-        reporter.send("listening", server.http_port, server.https_port)
-        if not await wait_until(signals.stop.wait(), signals.stop, tasks):
-            return report_failure(tasks)
-        return EXIT_OK
-
-    try:
-        status = await run()
-    except OSError as error:
-        log.error("cannot start: %s", error)
-        status = EXIT_FAILED
-    try:
-        if listening:
-            status = max(status, await drain(server, settings, signals))
-            await server.close()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        controller.close()
-        writer.close()
-    return status
-
-
-async def _follow(reader: asyncio.StreamReader, *, cache: ObjectCache, server: Any, reporter: _Reporter,
-                  signals: Signals) -> None:
-    """Apply the control process's messages until its end of the socket closes, then ask for a stop."""
-    try:
-        while True:
-            message = await receive(reader)
-            tag = message[0]
-            if tag in _CACHE_OPERATIONS:
-                cache.perform(message)
-            elif tag == "ping":
-                reporter.send("pong", message[1])
-            elif tag == "traffic":
-                reporter.send("traffic", message[1], server.traffic.snapshot())
-            elif tag == "stop":
-                signals.request_stop()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        if not signals.stop.is_set():
-            log.info("control process gone: shutting down")
-            signals.request_stop()
-        await asyncio.Event().wait()  # not a failure: the stop above ends the worker
-
-
-async def _report_generations(holder: RuntimeHolder, reporter: _Reporter) -> None:
-    generation = 0
-    while True:
-        runtime = await holder.wait_for(generation + 1, timeout=float("inf"))
-        generation = runtime.generation
-        reporter.send("generation", generation)
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM this process when the control process dies (Linux), and exit if it already has."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:
-        sys.exit(EXIT_FAILED)
-
-
-def worker_main(argv: list[str] | None = None) -> int:
-    """Entry point of a worker process (`python -m proxy.workers --fd N --parent PID`)."""
-    parser = argparse.ArgumentParser(prog="pyngress-worker", description="A pyngress worker process; started by "
-                                     "`pyngress --workers N`, not by hand.")
-    parser.add_argument("--fd", type=int, required=True, help="socket to the control process")
-    parser.add_argument("--parent", type=int, required=True, help="pid of the control process")
-    args = parser.parse_args(argv)
-    # Until the event loop's handlers are installed a SIGTERM would kill the process mid-start; the
-    # control process also says "stop" over the socket, which is read once the loop runs.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent(args.parent)
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(run_worker(args.fd))
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())
