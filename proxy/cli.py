@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from proxy import __version__
 from proxy.lifecycle.process import configure_logging, loop_factory
@@ -26,8 +26,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default is argparse.SUPPRESS or not action.option_strings or action.nargs == 0 and not isinstance(
-                action.default, bool):
+        if action.default is argparse.SUPPRESS or not action.option_strings or (action.nargs == 0 and not isinstance(
+                action.default, bool)):
             return text
         default = action.default
         if isinstance(default, bool):

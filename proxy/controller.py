@@ -11,18 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
+from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.clusters import resolve_cluster
+from proxy.routing.fields import Malformed
 from proxy.routing.incremental import Builder
 from proxy.routing.ingress.classes import select_classes
-from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.model import Cluster, Config
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
-from proxy.tls import (Certificate, CertStore, CertStoreHolder, build_store, default_certificate,
-                       generate_default_certificate, tls_hosts)
+from proxy.tls import (
+    Certificate,
+    CertStore,
+    CertStoreHolder,
+    build_store,
+    default_certificate,
+    generate_default_certificate,
+    tls_hosts,
+)
 from proxy.upstream.cluster import Upstream
 
 if TYPE_CHECKING:
@@ -218,7 +227,7 @@ class Controller:
             try:
                 if selection.serves(ingress):
                     served.append(ingress)
-            except Exception:  # malformed: build() reports it
+            except Malformed:  # build() reports it
                 continue
         default, warnings = default_certificate(snapshot, self.settings.default_ssl_certificate,
                                                 generated=self._generated)

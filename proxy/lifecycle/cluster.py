@@ -4,7 +4,8 @@ writers (Ingress status, Warning Events), all on one API client."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Coroutine
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from proxy.controller import Controller

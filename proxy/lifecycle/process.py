@@ -7,7 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxy.kube.cache import ObjectCache

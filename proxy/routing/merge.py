@@ -13,8 +13,8 @@ matches, the oldest object, namespace/name, rule order. An unconditional rule en
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.objects import Key, Warning

@@ -4,7 +4,8 @@ processes, and how the workers share the connections."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from proxy.workers.procfs import cpu_seconds, resident_bytes
 
