@@ -58,10 +58,11 @@ class ProxyServer:
         self.send_timeout = settings.client_send_timeout
         self.read_timeout = settings.upstream_read_timeout
         self.retries = max(1, settings.upstream_retries)
-        # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s.
+        # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s (routes with shorter
+        # timeouts of their own shorten it while they are in the table, see _runtime_published).
         shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
                        self.read_timeout)
-        self.tick = min(1.0, max(0.01, shortest / 10))
+        self.base_tick = self.tick = _tick_for(shortest)
         self.now = 0.0
         self.draining = False
         self.connections: set[ClientConnection] = set()
@@ -91,8 +92,14 @@ class ProxyServer:
         # alive here, so an id found in the previous binding is that very route: reuse its labels.
         previous = self.route_stats
 
+        shortest = self.base_tick * 10
+
         def labelled() -> Iterator[tuple[int, RouteLabels]]:
+            nonlocal shortest
             for route in runtime.config.table.routes():
+                timeouts = route.timeouts
+                if timeouts is not None:
+                    shortest = min(shortest, timeouts.request or shortest, timeouts.backend_request or shortest)
                 key = id(route)
                 known = previous.get(key)
                 yield key, known.labels if known is not None else route_labels(route, clusters)
@@ -103,6 +110,7 @@ class ProxyServer:
                         yield key, known.labels if known is not None else backend_labels(route, backend)
 
         self.route_stats = self.traffic.bind(labelled())
+        self.tick = min(self.base_tick, _tick_for(shortest))
         if self.freeze_gc:
             if not self._frozen:
                 self._freeze()  # the first table, before any traffic
@@ -288,3 +296,8 @@ class ProxyServer:
             except TimeoutError:
                 pass
         await asyncio.sleep(0)
+
+
+def _tick_for(timeout: float) -> float:
+    """The clock tick that notices `timeout` passing within a tenth of it (10 ms to 1 s)."""
+    return min(1.0, max(0.01, timeout / 10))

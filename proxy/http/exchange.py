@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
 from proxy.accesslog import address_text, route_fields
+from proxy.http import mirror
 from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.response_head import ResponseHead
 from proxy.upstream.errors import (
@@ -81,7 +82,7 @@ class Exchange:
         "client", "head", "keep_alive", "head_done", "req_done",
         # forwarding
         "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
-        "last_up", "read_timeout", "deadline", "response_filters",
+        "last_up", "read_timeout", "deadline", "attempt_limit", "attempt_deadline", "response_filters", "mirrors",
         # response
         "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()
@@ -111,7 +112,12 @@ class Exchange:
         self.replay: list[bytes] | None = None
         self.read_timeout = client.server.read_timeout
         self.deadline = 0.0  # a route's request timeout, as a loop time (0: none)
+        # A route's backend request timeout (seconds; 0: none), and when the current attempt runs out.
+        self.attempt_limit = 0.0
+        self.attempt_deadline = 0.0
         self.response_filters: tuple[ResponseFilter, ...] = ()
+        # Copies of this request still collecting its body (see proxy.http.mirror); None: no mirror waits.
+        self.mirrors: list[tuple[Upstream, list[bytes], int]] | None = None
         self.response: H1Response | None = None  # the current attempt's response reader
         self.resp_head_done = False
         self.resp_done = False
@@ -137,6 +143,8 @@ class Exchange:
         self.attempts = 1
         self.max_attempts = min(retries, len(upstream.pools)) if retries > 1 else 1
         self.sent_at = _clock()
+        if self.attempt_limit:
+            self.attempt_deadline = self.client.server.now + self.attempt_limit
         pool = upstream.balancer.pick()
         if pool is None:
             self.fail(NoEndpoints(f"no ready endpoints for {upstream.key}"))
@@ -243,9 +251,32 @@ class Exchange:
         """A piece of the client's request body (already de-chunked by the parser)."""
         self.received += len(chunk)
         if self.head.chunked:
-            self.up_out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
+            framed: tuple[bytes, ...] = (b"%x\r\n" % len(chunk), chunk, _CRLF)
+            self.up_out += framed
         else:
+            framed = (chunk,)
             self.up_out.append(chunk)
+        if self.mirrors is not None:
+            self._copy_body(framed, len(chunk))
+
+    def mirror(self, copies: list[tuple[Upstream, list[bytes]]]) -> None:
+        """Send copies of this request to mirror backends once it is complete (now, when it has no body)."""
+        if not self.head.has_body:
+            for upstream, request in copies:
+                mirror.send_copy(upstream, request)
+            return
+        self.mirrors = [(upstream, request + self.up_out, 0) for upstream, request in copies]
+
+    def _copy_body(self, framed: tuple[bytes, ...], size: int) -> None:
+        kept = []
+        for upstream, request, copied in self.mirrors or ():
+            copied += size
+            if copied > mirror.MIRROR_BODY_LIMIT:
+                mirror.STATS.dropped += 1  # a body too large to copy: this mirror is dropped
+                continue
+            request += framed
+            kept.append((upstream, request, copied))
+        self.mirrors = kept or None
 
     def request_complete(self) -> None:
         """The client's request message (head and body) has been fully read."""
@@ -255,6 +286,13 @@ class Exchange:
         if self.head.chunked:
             self.up_out.append(_CHUNK_END)
         self.last_up = self.client.server.now
+        mirrors = self.mirrors
+        if mirrors is not None:
+            self.mirrors = None
+            for upstream, request, _ in mirrors:
+                if self.head.chunked:
+                    request.append(_CHUNK_END)
+                mirror.send_copy(upstream, request)
 
     def tunnel_to_upstream(self, data: bytes) -> None:
         self.received += len(data)
@@ -551,9 +589,11 @@ class Exchange:
                     self.conn = None
                 client.transport.close()
             return
-        deadline = self.deadline
-        if deadline and now > deadline and not self.resp_head_done:
-            self.fail(UpstreamTimeout("the route's request timeout passed before the response started"))
+        if self.deadline and now > self.deadline:
+            self.fail(UpstreamTimeout("the route's request timeout passed before the response was complete"))
+            return
+        if self.attempt_deadline and now > self.attempt_deadline:
+            self.fail(UpstreamTimeout("the route's backend request timeout passed before the response was complete"))
             return
         conn = self.conn
         if conn is not None and (self.req_done or conn.writing_paused):

@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from proxy.http import headers as h
+from proxy.http import mirror
 from proxy.routing.filters import Answer
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from proxy.http.listener import Listener
     from proxy.server import ProxyServer
     from proxy.tls.store import CertStoreHolder
+    from proxy.upstream.cluster import Upstream
 
 logger = logging.getLogger("pyngress.proxy")
 
@@ -124,6 +126,7 @@ class Pipeline:
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))
         filters = route.filters
+        mirrors: list[Upstream] | None = None
         if filters is not None:
             head.scheme = listener.scheme
             head.port = listener.public_port
@@ -136,6 +139,9 @@ class Pipeline:
                     return
             if filters.response:
                 ex.response_filters = filters.response
+            if filters.mirrors:
+                mirrors = [upstream for m in filters.mirrors if m.cluster and mirror.chosen(m.percent)
+                           and (upstream := runtime.upstreams.get(m.cluster)) is not None and upstream.pools]
         cluster = route.cluster
         if not cluster:
             backends = route.backends
@@ -164,7 +170,7 @@ class Pipeline:
             if timeouts.request:
                 ex.deadline = server.now + timeouts.request
             if timeouts.backend_request:
-                ex.read_timeout = timeouts.backend_request
+                ex.attempt_limit = timeouts.backend_request
         if head.rewritten:
             url = head.path.encode("latin-1") + (url[query:] if query >= 0 else b"")
             fields = head.fields
@@ -191,6 +197,8 @@ class Pipeline:
         else:
             end = b"\r\n\r\n"
         request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
+        if mirrors:
+            ex.mirror([(target, list(request)) for target in mirrors])
         ex.start(upstream, request, retries=server.retries)
 
     def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer) -> None:

@@ -85,7 +85,14 @@ class Proxy:
 
     def publish(self, rules: Iterable[Rule], clusters: Iterable[Cluster], *, keep_upstreams: bool = True) -> None:
         clusters = list(clusters)
-        config = make_config(rules, clusters)
+        self.publish_config(make_config(rules, clusters), clusters, keep_upstreams=keep_upstreams)
+
+    def publish_table(self, table: RouteTable, clusters: Iterable[Cluster]) -> None:
+        """Serve a hand-built table (routes with conditions, filters, weighted backends, timeouts)."""
+        clusters = list(clusters)
+        self.publish_config(Config(table=table, clusters={c.key: c for c in clusters}), clusters)
+
+    def publish_config(self, config: Config, clusters: list[Cluster], *, keep_upstreams: bool = True) -> None:
         upstreams: dict[str, Upstream] = {}
         for c in clusters:
             existing = self.upstreams.get(c.key) if keep_upstreams else None
