@@ -109,7 +109,7 @@ async def test_redirect_filter_answers_with_the_location(make_proxy, make_pods):
     proxy.publish_table(table(("/old", rule("/old", filters=moved)), ("/s", rule("/s", filters=scheme)),
                               ("/p", rule("/p", filters=port))), [cluster(A, [a.endpoint])])
     response = await request(proxy.port, "/old/page?q=1", host=HOST)
-    assert (response.status, response.header("Location")) == (301, "http://new.test:%d/v2/page?q=1" % proxy.port)
+    assert (response.status, response.header("Location")) == (301, f"http://new.test:{proxy.port}/v2/page?q=1")
     response = await request(proxy.port, "/s/x", host=HOST)
     assert (response.status, response.header("Location")) == (302, f"https://{HOST}/s/x")  # 443 left out
     response = await request(proxy.port, "/p", host=HOST)
