@@ -7,8 +7,11 @@ over the snapshot and their output is merged into one table:
 2. the Ingress processor turns each served Ingress into paths per host (`IngressEntry`);
 3. TLS coverage (hosts any served Ingress lists in spec.tls) decides each host's plain-HTTP redirect;
 4. each host's contributions merge, oldest first (`routing.merge`);
-5. every cluster a rule uses is resolved against Services and EndpointSlices (`routing.clusters`);
-6. the checksum is taken from the frozen result (`routing.checksum`).
+5. the Gateway API processor (`routing.gateway`) turns our Gateways and HTTPRoutes into per-port
+   candidates and status; each port's table is merged from them (`routing.listeners`), together
+   with the Ingress table on the Ingress ports;
+6. every cluster a rule uses is resolved against Services and EndpointSlices (`routing.clusters`);
+7. the checksum is taken from the frozen result (`routing.checksum`).
 
 It is pure and deterministic (no I/O, no clock): equal snapshots give equal Configs and checksums,
 and nothing in a snapshot can make it raise: broken objects become warnings. The incremental
@@ -17,14 +20,18 @@ and nothing in a snapshot can make it raise: broken objects become warnings. The
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from proxy.objects import Snapshot, Warning
 from proxy.routing.checksum import checksum
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
+from proxy.routing.gateway import translate
 from proxy.routing.ingress.classes import select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
+from proxy.routing.listeners import ListenerTables
 from proxy.routing.merge import IngressPaths, merge_host
-from proxy.routing.model import Cluster, Config
+from proxy.routing.model import Cluster, Config, Route
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
 
@@ -71,18 +78,32 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
             hosts[host] = routes
     table = RouteTable(hosts=hosts, wildcards=wildcards, any_host=any_host)
 
-    clusters, cluster_warnings = resolve_clusters(snapshot, table)
+    gateway = translate(snapshot, settings)
+    listeners = {}
+    extra: list[Route] = []
+    if gateway.ports:
+        tables = ListenerTables()
+        listeners = tables.build(gateway.ports, ingress=table, contributions=lambda host: members.get(host, ()),
+                                 covers=tls.covers)
+        extra = [route for routes in tables.merged_hosts() for route in routes.routes()]
+    warnings.extend(gateway.warnings)
+
+    clusters, cluster_warnings = resolve_clusters(snapshot, table, extra)
     warnings.extend(cluster_warnings)
     return Config(table=table, clusters=clusters, warnings=tuple(sorted(dict.fromkeys(warnings), key=warning_order)),
-                  checksum=checksum(table, clusters))
+                  checksum=checksum(table, clusters, listeners, gateway.status), listeners=listeners,
+                  gateway_status=gateway.status)
 
 
-def resolve_clusters(snapshot: Snapshot, table: RouteTable) -> tuple[dict[str, Cluster], list[Warning]]:
-    """Every cluster the table's rules use, sorted by key; a Service's problems go to each object using it."""
+def resolve_clusters(snapshot: Snapshot, table: RouteTable,
+                     extra: Iterable[Route] = ()) -> tuple[dict[str, Cluster], list[Warning]]:
+    """Every cluster the table's rules (and `extra` rules) use, sorted by key; a Service's problems go to
+    each object using it."""
     users: dict[str, set[tuple[str, str, str]]] = {}
-    for route in table.routes():
-        for key in route.cluster_keys():
-            users.setdefault(key, set()).add((route.kind, route.namespace, route.ingress))
+    for routes in (table.routes(), extra):
+        for route in routes:
+            for key in route.cluster_keys():
+                users.setdefault(key, set()).add((route.kind, route.namespace, route.ingress))
     resolver = ClusterResolver(snapshot)
     clusters: dict[str, Cluster] = {}
     warnings: list[Warning] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from proxy.routing.model import Cluster
+from proxy.routing.model import Cluster, ListenerConfig
 from proxy.routing.table import RouteTable, VirtualHost
 
 
@@ -73,12 +73,60 @@ class DigestSet:
         return self._hexdigest
 
 
-def checksum(table: RouteTable, clusters: Mapping[str, Cluster]) -> str:
-    """A stable digest of routes and clusters: equal routing gives an equal checksum.
+def listener_scope(local: int, *, any_depth: bool = False) -> str:
+    """The digest scope of a Gateway listener table's hosts (by local port)."""
+    return f"port {local} any depth" if any_depth else f"port {local}"
+
+
+def listener_digest(local: int, config: ListenerConfig) -> bytes:
+    """What a listener is besides its hosts: port, protocol, certificates, whether it holds the Ingress table."""
+    certificates = sorted(config.certificates.items())
+    text = f"listener\0{local}\0{config.port}\0{config.protocol}\0{config.ingress}\0{certificates!r}"
+    return hashlib.sha256(text.encode()).digest()
+
+
+def status_digest(status: object) -> bytes:
+    """Gateway API status is covered too: a change to it alone must still reach the status writer."""
+    return hashlib.sha256(f"gateway status\0{status!r}".encode()).digest()
+
+
+def listener_digests(local: int, config: ListenerConfig, ingress: RouteTable) -> list[bytes]:
+    """A listener's digests: its own, and one per host it does not share with the Ingress table.
+
+    A listener on an Ingress port reuses the Ingress VirtualHost of every host no Gateway route
+    joined; those are covered by the Ingress table's digests already.
+    """
+    table = config.table
+    shared = config.ingress
+    found = [listener_digest(local, config)]
+    scope = listener_scope(local)
+    for host, routes in table.hosts.items():
+        if not shared or ingress.hosts.get(host) is not routes:
+            found.append(host_digest(host, routes, scope=scope))
+    for suffix, routes in table.wildcards.items():
+        if not shared or ingress.wildcards.get(suffix) is not routes:
+            found.append(host_digest("*." + suffix, routes, scope=scope))
+    deep = listener_scope(local, any_depth=True)
+    for suffix, routes in table.suffixes.items():
+        found.append(host_digest("*." + suffix, routes, scope=deep))
+    if table.any_host is not None and (not shared or ingress.any_host is not table.any_host):
+        found.append(host_digest("", table.any_host, scope=scope))
+    return found
+
+
+def checksum(table: RouteTable, clusters: Mapping[str, Cluster], listeners: Mapping[int, ListenerConfig] | None = None,
+             status: object | None = None) -> str:
+    """A stable digest of routes, clusters, Gateway listeners and status: equal routing gives an equal checksum.
 
     Builders compute the same value piecewise (a digest per host, kept while the host is unchanged).
     """
     digests = DigestSet()
+    if listeners:
+        for local, config in listeners.items():
+            for digest in listener_digests(local, config, table):
+                digests.add(digest)
+    if status is not None:
+        digests.add(status_digest(status))
     for host, routes in table.hosts.items():
         digests.add(host_digest(host, routes))
     for suffix, routes in table.wildcards.items():

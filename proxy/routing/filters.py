@@ -5,14 +5,17 @@ when the proxy must answer itself (a redirect) and None to go on; `on_response(r
 edits the response head. `compose` orders a rule's filters the one way they always run, so the
 order never depends on how a manifest lists them:
 
-    request:  HTTPS redirect → redirect → URL rewrite → request headers → mirrors
-    response: response headers
+    request:  HTTPS redirect → CORS preflight → redirect → URL rewrite → request headers → mirrors
+    response: CORS headers → response headers
 
+A filter with both methods (CORS) takes part in both phases. Response filters run on every
+response of the rule, including answers the proxy made itself (a redirect, a CORS preflight).
 A rule without filters has `Route.filters` None and runs none of this.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -73,10 +76,11 @@ def compose(filters: Iterable[RequestFilter | ResponseFilter | Mirror]) -> Filte
     for item in filters:
         if isinstance(item, Mirror):
             mirrors.append(item)
-        elif hasattr(item, "on_request"):
+            continue
+        if hasattr(item, "on_request"):
             request.append(item)  # type: ignore[arg-type]  # hasattr does not narrow
-        else:
-            response.append(item)
+        if hasattr(item, "on_response"):
+            response.append(item)  # type: ignore[arg-type]
     if not (request or response or mirrors):
         return None
     request.sort(key=lambda f: f.order)
@@ -203,6 +207,92 @@ class ResponseHeaderModifier:
 
     def on_response(self, request: Request, response: Response) -> None:
         self.edits.apply(response)
+
+
+# ---------------------------------------------------------------------------------------------- CORS
+
+_ORIGIN = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[^/:?#]+)(?::(?P<port>[0-9]{1,5}))?")
+
+
+def _origin_parts(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an Origin or an allowOrigins entry, the port defaulted from the scheme."""
+    found = _ORIGIN.fullmatch(origin.lower())
+    if found is None:
+        return None
+    scheme = found["scheme"]
+    port = found["port"]
+    return scheme, found["host"], int(port) if port else 443 if scheme == "https" else 80
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """Gateway API CORS: answer preflights, add the Access-Control-* headers to allowed origins' responses.
+
+    A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered with 204 in the
+    request phase; the response phase adds the headers to it as to any response. Where "*" is
+    configured the request's own origin, method or headers are echoed: always correct, and required
+    when credentials are allowed.
+    """
+
+    # allowOrigins as (scheme, host pattern, port); a host pattern "*.x" (or "*") matches any labels on the left.
+    origins: tuple[tuple[str, str, int], ...] = ()
+    any_origin: bool = False
+    methods: str = ""  # Access-Control-Allow-Methods as configured ("" when "*" or none)
+    any_method: bool = False
+    headers: str = ""
+    any_header: bool = False
+    expose: str = ""
+    credentials: bool = False
+    max_age: int = 5
+    order: int = field(default=5, init=False)
+
+    def allows(self, origin: str) -> bool:
+        if self.any_origin:
+            return True
+        parts = _origin_parts(origin)
+        if parts is None:
+            return False
+        scheme, host, port = parts
+        for want_scheme, pattern, want_port in self.origins:
+            if want_scheme != scheme or want_port != port:
+                continue
+            if pattern == host or pattern == "*" or (pattern[:2] == "*." and host.endswith(pattern[1:])):
+                return True
+        return False
+
+    def on_request(self, request: Request) -> Answer | None:
+        if (request.method == b"OPTIONS" and request.header(b"origin") is not None
+                and request.header(b"access-control-request-method") is not None):
+            return Answer(204, detail="CORS preflight")
+        return None
+
+    def on_response(self, request: Request, response: Response) -> None:
+        raw = request.header(b"origin")
+        if raw is None:
+            return
+        origin = raw.decode("latin-1")
+        if not self.allows(origin):
+            return
+        response.set_header(b"Access-Control-Allow-Origin", raw)
+        response.add_header(b"Vary", b"Origin")
+        if self.credentials:
+            response.set_header(b"Access-Control-Allow-Credentials", b"true")
+        if self.expose:
+            response.set_header(b"Access-Control-Expose-Headers", self.expose.encode("latin-1"))
+        wanted = request.header(b"access-control-request-method")
+        if request.method != b"OPTIONS" or wanted is None:
+            return
+        if self.any_method:
+            response.set_header(b"Access-Control-Allow-Methods", wanted)
+        elif self.methods:
+            response.set_header(b"Access-Control-Allow-Methods", self.methods.encode("latin-1"))
+        asked = request.header(b"access-control-request-headers")
+        if self.any_header:
+            if asked is not None:
+                response.set_header(b"Access-Control-Allow-Headers", asked)
+        elif self.headers:
+            response.set_header(b"Access-Control-Allow-Headers", self.headers.encode("latin-1"))
+        response.set_header(b"Access-Control-Max-Age", str(self.max_age).encode())
 
 
 # ---------------------------------------------------------------------------------------------- mirrors

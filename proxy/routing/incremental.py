@@ -12,7 +12,13 @@ touches rather than the size of the cluster. The work splits along the lines whe
   or when TLS coverage (which decides its redirect flags) changed for it;
 - per cluster key: the Service port resolved against its Service, EndpointSlice and Endpoints dicts,
   resolved again when one of those is no longer the identical object;
-- the checksum: one digest per host and per cluster, folded so that a change costs its own digest.
+- the checksum: one digest per host and per cluster, folded so that a change costs its own digest;
+- the Gateway API objects: translated again (`routing.gateway.translate`, which keeps each HTTPRoute's
+  reading while the object is identical) only when one of their mappings (GatewayClasses, Gateways,
+  HTTPRoutes, ReferenceGrants, Namespaces) is not the identical object, or a Service a backendRef
+  named or a Secret a listener named changed; the per-port tables (`routing.listeners`) then merge
+  again only the (port, host) pairs whose candidates changed, or, on an Ingress port, whose Ingress
+  host was merged again. Without a Gateway of ours none of this costs anything.
 
 The IngressClass selection and the settings are inputs to everything: a different selection judges
 every Ingress again (parses are kept), different settings start from scratch.
@@ -31,13 +37,17 @@ from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.routing.build import warning_order
-from proxy.routing.checksum import DigestSet, cluster_digest, host_digest
+from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, status_digest
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
+from proxy.routing.gateway import GatewayTranslation, translate
+from proxy.routing.gateway.processor import EMPTY
+from proxy.routing.gateway.routes import RouteSpec
 from proxy.routing.ingress.classes import ClassSelection, select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
-from proxy.routing.merge import merge_host
-from proxy.routing.model import Cluster, Config
+from proxy.routing.listeners import ListenerTables
+from proxy.routing.merge import IngressPaths, merge_host
+from proxy.routing.model import Cluster, Config, ListenerConfig
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
 
@@ -50,6 +60,9 @@ _FEW = 8
 
 # The Ingresses contributing to one host (see Builder._join).
 _Members = IngressEntry | tuple[IngressEntry, ...] | set[IngressEntry]
+
+# Snapshot mappings the Gateway translation reads whole (identity unchanged: nothing to translate again).
+_GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces")
 
 
 class _ClusterEntry:
@@ -95,6 +108,8 @@ class BuildWork:
     ingresses: int = 0  # Ingress objects parsed
     hosts: int = 0  # rule hosts merged (or dropped)
     clusters: int = 0  # clusters resolved
+    gateways: int = 0  # 1 when the Gateway API objects were translated again
+    listener_hosts: int = 0  # (port, host) pairs of Gateway listener tables merged
 
 
 class Builder:
@@ -146,6 +161,15 @@ class Builder:
         self._digests = DigestSet()
         self._table: RouteTable | None = None
         self._warnings: tuple[Warning, ...] | None = None  # None: must be gathered again
+        # Gateway API: the last translation, each HTTPRoute's reading, the per-port tables and what they add
+        # (digests; (cluster, kind, namespace, object) uses of the VirtualHosts they merged, by id).
+        self._gateway: GatewayTranslation = EMPTY
+        self._route_specs: dict[Key, RouteSpec] = {}
+        self._listener_tables = ListenerTables()
+        self._listeners: dict[int, ListenerConfig] = {}
+        self._listener_digests: set[bytes] = set()
+        self._listener_hosts: dict[int, tuple[VirtualHost, set[tuple[str, str, str, str]]]] = {}
+        self._gateway_uses: dict[tuple[str, str, str, str], int] = {}
 
     def build(self, snapshot: Snapshot, settings: Settings) -> Config:
         """The Config of `snapshot`, reusing the work of objects that did not change since the last call."""
@@ -203,16 +227,84 @@ class Builder:
                                 (snapshot.endpoints, previous.endpoints)):
                 if now is not before:
                     moved |= _moved_keys(now, before)
+
+        ingress_changed = self._table is None
+        if ingress_changed:
+            self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
+        if previous is None or self._gateway is not EMPTY or snapshot.gateway_classes is not previous.gateway_classes:
+            self._update_gateway(snapshot, settings, moved, touched, ingress_changed=ingress_changed)
+
         if moved or touched:
             self._update_clusters(snapshot, touched, moved)
         self._previous = snapshot
 
-        if self._table is None:
-            self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
+        assert self._table is not None
         if self._warnings is None:
             self._warnings = self._gather_warnings()
+        gateway = self._gateway
+        if gateway is EMPTY:
+            return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
+                          checksum=self._digests.hexdigest())
         return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
-                      checksum=self._digests.hexdigest())
+                      checksum=self._digests.hexdigest(), listeners=self._listeners, gateway_status=gateway.status)
+
+    # ------------------------------------------------------------------ Gateway API
+
+    def _update_gateway(self, snapshot: Snapshot, settings: Settings, moved: set[Key], touched: set[str], *,
+                        ingress_changed: bool) -> None:
+        """Translate the Gateway API objects again if anything they read changed; rebuild the per-port
+        tables when the translation or (on an Ingress port) the Ingress table changed."""
+        previous = self._previous
+        old = self._gateway
+        again = previous is None or any(getattr(snapshot, kind) is not getattr(previous, kind)
+                                        for kind in _GATEWAY_KINDS)
+        if not again and old.services and moved & old.services:
+            again = True
+        if (not again and old.secrets and previous is not None and snapshot.secrets is not previous.secrets
+                and _moved_keys(snapshot.secrets, previous.secrets) & old.secrets):
+            again = True
+        gateway = old
+        if again:
+            gateway = self._gateway = translate(snapshot, settings, self._route_specs)
+            self.work.gateways = 1
+            if gateway.warnings != old.warnings:
+                self._warnings = None
+        elif not (ingress_changed and any(plan.ingress for plan in gateway.ports.values())):
+            return
+        listeners: dict[int, ListenerConfig] = {}
+        if gateway.ports:
+            assert self._table is not None
+            tables = self._listener_tables
+            listeners = tables.build(gateway.ports, ingress=self._table, contributions=self._contributions_of,
+                                     covers=self._tls.covers)
+            self.work.listener_hosts = tables.merges
+            digests = tables.digests(listeners)
+            merged = {id(routes): routes for routes in tables.merged_hosts()}
+        else:
+            self._listener_tables = ListenerTables()
+            digests, merged = set(), {}
+        if gateway.status is not None:
+            digests.add(status_digest(gateway.status))
+        for digest in self._listener_digests - digests:
+            self._digests.discard(digest)
+        for digest in digests - self._listener_digests:
+            self._digests.add(digest)
+        self._listener_digests = digests
+        hosts = self._listener_hosts
+        for key in [key for key in hosts if key not in merged]:
+            self._use(hosts.pop(key)[1], -1, touched, counts=self._gateway_uses)
+        for key, routes in merged.items():
+            if key not in hosts:
+                uses = {(cluster, r.kind, r.namespace, r.ingress) for r in routes.routes() for cluster in r.cluster_keys()}
+                hosts[key] = (routes, uses)
+                self._use(uses, 1, touched, counts=self._gateway_uses)
+        self._listeners = listeners
+
+    def _contributions_of(self, host: str) -> list[IngressPaths]:
+        members = self._members.get(host)
+        if members is None:
+            return []
+        return [members] if isinstance(members, IngressEntry) else sorted(members, key=by_age)
 
     # ------------------------------------------------------------------ Ingresses
 
@@ -360,10 +452,12 @@ class Builder:
         else:
             self._any_host = routes
 
-    def _use(self, uses: set[tuple[str, str, str]], sign: int, touched: set[str]) -> None:
+    def _use(self, uses: set[tuple[str, str, str]] | set[tuple[str, str, str, str]], sign: int, touched: set[str],
+             counts: dict[Any, int] | None = None) -> None:
         """Count (sign 1) or uncount (-1) one host's (cluster, owner) pairs; `touched` gets the clusters
-        whose use started or ended."""
-        counts = self._uses
+        whose use started or ended. Gateway listener hosts count in their own `counts` (they name the kind)."""
+        if counts is None:
+            counts = self._uses
         in_use = self._in_use
         for use in uses:
             total = counts.get(use, 0) + sign
@@ -471,6 +565,13 @@ class Builder:
                     service = troubled.cluster.service
                     found.extend(Warning("Ingress", namespace, name, f"Service {service}: {problem.message}")
                                  for problem in troubled.service_problems)
+            for cluster, kind, namespace, name in self._gateway_uses:
+                troubled = reported.get(cluster)
+                if troubled is not None:
+                    service = troubled.cluster.service
+                    found.extend(Warning(kind, namespace, name, f"Service {service}: {problem.message}")
+                                 for problem in troubled.service_problems)
+        found.extend(self._gateway.warnings)
         return tuple(sorted(dict.fromkeys(found), key=warning_order))
 
 

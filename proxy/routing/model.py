@@ -17,19 +17,22 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
-from proxy.objects import Warning
+from proxy.objects import Key, Warning
 from proxy.routing.filters import Filters, HttpsRedirect
 
 if TYPE_CHECKING:
+    from proxy.routing.gateway.status import GatewayApiStatus
     from proxy.routing.matches import Conditions
     from proxy.routing.table import RouteTable
 
 __all__ = [
     "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT", "PATH_IMPLEMENTATION_SPECIFIC",
-    "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint", "Route", "Timeouts",
+    "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint", "ListenerConfig", "Route",
+    "Timeouts", "host_pattern_for",
 ]
 
 PATH_EXACT = "Exact"
@@ -76,6 +79,8 @@ class Backend:
 
     `cluster` "" marks a reference that cannot be served (missing Service, unknown kind, not
     permitted across namespaces): the requests it is picked for get 500, as the Gateway API asks.
+    `filters` run only for the requests sent to this backend, after the rule's own request filters
+    (and its response filters before the rule's): a Gateway API backendRef's `filters`.
     """
 
     cluster: str
@@ -124,7 +129,11 @@ class Backends:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Gateway API `timeouts`: the whole request, and each attempt upstream (seconds; None = the default)."""
+    """Gateway API `timeouts`: the whole request, and each attempt upstream, in seconds.
+
+    None: the proxy's default applies. 0: no limit at all (the Gateway API's "0s" disables the timeout).
+    A request past `request` gets 504, an attempt past `backend_request` too.
+    """
 
     request: float | None = None
     backend_request: float | None = None
@@ -184,14 +193,71 @@ class Route:
                     yield mirror.cluster
 
 
+_NO_CERTIFICATES: Mapping[str, Key] = MappingProxyType({})
+_NO_LISTENERS: Mapping[int, ListenerConfig] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """What one local port serves for Gateway listeners (every listener of every Gateway on that port).
+
+    A Gateway listener on port P is served on local port P + --gateway-port-offset; `Config.listeners`
+    is keyed by that local port. When it is an Ingress port (--http-port with HTTP, --https-port with
+    HTTPS), `ingress` is True and `table` is the Ingress table with the Gateway routes of that port
+    merged in host by host; otherwise `table` holds Gateway routes only.
+    """
+
+    # The listener port as clients see it (the Gateway's `port`): redirects, X-Forwarded-Port, Request.port.
+    port: int
+    protocol: str  # "HTTP" or "HTTPS"
+    table: RouteTable
+    # HTTPS: listener hostname pattern ("x", "*.x"; "" for a listener without hostname) -> the
+    # (namespace, name) of its kubernetes.io/tls Secret, for SNI. The longest matching pattern wins a
+    # handshake, and a request whose Host selects another pattern than its SNI did gets 421
+    # (see `host_pattern_for`).
+    certificates: Mapping[str, Key] = field(default_factory=lambda: _NO_CERTIFICATES)
+    # True when `table` also holds the Ingress rules (the port is an Ingress listener's).
+    ingress: bool = False
+
+    def host_pattern_for(self, name: str) -> str | None:
+        """The listener hostname pattern (a `certificates` key) that serves `name`; None when none does."""
+        return host_pattern_for(self.certificates, name)
+
+
+def host_pattern_for(patterns: Mapping[str, object] | tuple[str, ...], name: str) -> str | None:
+    """The most specific Gateway hostname pattern covering a host name: the exact name, then the
+    longest "*." suffix (any number of labels), then "" (a listener without hostname); None if none."""
+    if name in patterns:
+        return name
+    rest = name
+    while True:
+        dot = rest.find(".")
+        if dot < 0:
+            break
+        rest = rest[dot + 1:]
+        if "*." + rest in patterns:
+            return "*." + rest
+    return "" if "" in patterns else None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The result of one build: what the data plane serves."""
 
-    # The table of the Ingress listeners (HTTP and HTTPS), Gateway routes of their ports merged in.
+    # The table of the Ingress listeners (HTTP and HTTPS), without Gateway routes: a port listed in
+    # `listeners` serves that listener's table instead (which, on the Ingress ports, includes this one).
     table: RouteTable
     clusters: Mapping[str, Cluster]
     warnings: tuple[Warning, ...] = ()
     # Equal checksums mean equal routing; the runtime skips swapping in an equal build.
     checksum: str = ""
+    # Gateway listeners by LOCAL port (see ListenerConfig); empty when no Gateway is ours.
+    listeners: Mapping[int, ListenerConfig] = field(default_factory=lambda: _NO_LISTENERS)
+    # Status of our GatewayClasses, Gateways and HTTPRoutes, for the status writer (None: none is ours).
+    gateway_status: GatewayApiStatus | None = None
+
+    def table_for(self, local_port: int) -> RouteTable:
+        """The table a local port serves: its Gateway listener's, or the Ingress table."""
+        listener = self.listeners.get(local_port)
+        return self.table if listener is None else listener.table
 

@@ -1,0 +1,359 @@
+"""The Gateway API front end: GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants → per-port rules
+and status. A translator with no behaviour of its own: what it produces is `merge.Candidate`s placed
+by the same merge as Ingress paths, and the status the spec asks for.
+
+1. our GatewayClasses (spec.controllerName), and their Gateways (only --gateway ones when given);
+2. each Gateway's listeners judged (`listeners`); two Gateways asking one port for two protocols, or
+   an Ingress port for the other protocol, leave the younger listener PortUnavailable;
+3. each HTTPRoute naming one of our Gateways read once per object (`routes.read_route`, memoized by
+   the caller), its backendRefs resolved and rules compiled (`routes.compile_route`);
+4. each parentRef attached to the listeners it selects (sectionName, port, allowedRoutes, hostnames),
+   each rule match placed on every host key of every listener that owns it: a listener on a port
+   owns the hosts for which no more specific listener hostname exists there (listener isolation);
+5. status for every class, Gateway and HTTPRoute of ours; every problem also a Warning.
+
+Pure and deterministic: equal snapshots give equal translations (Candidates in the same order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from proxy.objects import Key, Snapshot, Warning
+from proxy.routing.gateway.backends import BackendResolver
+from proxy.routing.gateway.classes import select_gateway_classes
+from proxy.routing.gateway.grants import GATEWAY_GROUP, Grants
+from proxy.routing.gateway.hostnames import owner, route_hosts
+from proxy.routing.gateway.listeners import HTTP, HTTPS, GatewayEntry, Listener, SecretChecks, parse_gateway
+from proxy.routing.gateway.routes import CompiledRoute, RouteSpec, compile_route, read_route
+from proxy.routing.gateway.selectors import namespace_labels
+from proxy.routing.gateway.status import (
+    ACCEPTED,
+    CONFLICTED,
+    OVERLAPPING_TLS_CONFIG,
+    PARTIALLY_INVALID,
+    PROGRAMMED,
+    RESOLVED_REFS,
+    Condition,
+    GatewayApiStatus,
+    GatewayStatus,
+    ListenerStatus,
+    ParentRef,
+    RouteParentStatus,
+    RouteStatus,
+    condition,
+)
+from proxy.routing.merge import Candidate
+from proxy.settings import Settings
+
+_MAX_PORT = 65535
+
+
+@dataclass(slots=True)
+class PortPlan:
+    """What one local port serves for Gateway listeners, before the merge into a RouteTable."""
+
+    port: int  # as clients see it
+    protocol: str
+    ingress: bool  # an Ingress listener's port: the table merges with the Ingress one
+    certificates: dict[str, Key] = field(default_factory=dict)
+    # Host key ("x", "*.x", "" for any host) -> its candidates; a listener's own hostname is always
+    # listed (maybe with none): the host is claimed and requests for it never fall through.
+    hosts: dict[str, tuple[Candidate, ...]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class GatewayTranslation:
+    ports: dict[int, PortPlan] = field(default_factory=dict)  # by local port
+    status: GatewayApiStatus | None = None
+    warnings: list[Warning] = field(default_factory=list)
+    # The Services and Secrets read (found or not): a change to one of them calls for a new translation.
+    services: frozenset[Key] = frozenset()
+    secrets: frozenset[Key] = frozenset()
+
+
+EMPTY = GatewayTranslation()
+
+
+def translate(snapshot: Snapshot, settings: Settings, memo: dict[Key, RouteSpec] | None = None) -> GatewayTranslation:
+    """Everything the Gateway API objects of a snapshot ask for; `memo` keeps read HTTPRoutes between calls."""
+    if not snapshot.gateway_classes:
+        return EMPTY
+    classes, warnings = select_gateway_classes(snapshot.gateway_classes, settings.gateway_controller_name)
+    if not classes:
+        return EMPTY
+    grants = Grants(snapshot.reference_grants)
+    secrets = SecretChecks(snapshot.secrets)
+    gateways = _our_gateways(snapshot, settings, classes, grants, secrets)
+    _claim_ports(gateways, settings)
+    result = GatewayTranslation()
+    work = _Attachments(snapshot, settings, gateways, grants, result)
+    routes = work.attach_routes(memo if memo is not None else {})
+    if gateways:
+        warnings.extend(grants.warnings)
+    for gateway in gateways:
+        warnings.extend(gateway.warnings)
+    warnings.extend(work.warnings)
+    result.warnings = warnings
+    result.status = GatewayApiStatus(
+        controller_name=settings.gateway_controller_name,
+        classes={name: entry.status for name, entry in classes.items()},
+        gateways={gateway.key: work.gateway_status(gateway) for gateway in sorted(gateways, key=lambda g: g.key)},
+        routes=routes,
+    )
+    result.secrets = secrets.used
+    result.services = frozenset(work.resolver.used)
+    return result
+
+
+def _our_gateways(snapshot: Snapshot, settings: Settings, classes: Mapping[str, Any], grants: Grants,
+                  secrets: SecretChecks) -> list[GatewayEntry]:
+    """Our Gateways, oldest first (the older claim on a port wins)."""
+    wanted = frozenset(settings.gateways)
+    found = []
+    for key, obj in snapshot.gateways.items():
+        spec = obj.get("spec") if isinstance(obj, dict) else None
+        class_name = spec.get("gatewayClassName") if isinstance(spec, dict) else None
+        if not isinstance(class_name, str) or class_name not in classes:
+            continue
+        if wanted and f"{key[0]}/{key[1]}" not in wanted:
+            continue
+        entry = parse_gateway(key, obj, offset=settings.gateway_port_offset, grants=grants, secrets=secrets)
+        if not classes[class_name].accepted and entry.accepted[0]:
+            entry.accepted = (False, "Invalid", f"GatewayClass {class_name} is not accepted")
+            entry.warn(f"not accepted: {entry.accepted[2]}")
+        found.append(entry)
+    found.sort(key=lambda entry: (entry.age, entry.key))
+    return found
+
+
+def _claim_ports(gateways: list[GatewayEntry], settings: Settings) -> None:
+    """Give each local port one protocol: the Ingress listener's, else the oldest Gateway's."""
+    owners: dict[int, tuple[str, str]] = {}
+    if settings.http_port:
+        owners[settings.http_port] = (HTTP, f"the Ingress HTTP listener (--http-port {settings.http_port})")
+    if settings.https_port:
+        owners[settings.https_port] = (HTTPS, f"the Ingress HTTPS listener (--https-port {settings.https_port})")
+    for gateway in gateways:
+        if not gateway.accepted[0]:
+            continue
+        for listener in gateway.listeners:
+            if not listener.accepted[0]:
+                continue
+            local = listener.local_port
+            if not 0 < local <= _MAX_PORT:
+                listener.reject("PortUnavailable", f"port {listener.port} would be served on local port {local} "
+                                                   f"(port + --gateway-port-offset), which does not exist")
+            elif local in owners and owners[local][0] != listener.protocol:
+                protocol, holder = owners[local]
+                listener.reject("PortUnavailable", f"port {listener.port} (local port {local}) is served as "
+                                                   f"{protocol} by {holder}")
+            else:
+                owners.setdefault(local, (listener.protocol, f"Gateway {gateway.key[0]}/{gateway.key[1]}"))
+            if not listener.accepted[0]:
+                gateway.warn(f"listener {listener.name!r} not accepted: {listener.accepted[2]}")
+
+
+class _Attachments:
+    """Route attachment for one translation: which listener takes which route, and what gets served."""
+
+    def __init__(self, snapshot: Snapshot, settings: Settings, gateways: list[GatewayEntry], grants: Grants,
+                 result: GatewayTranslation) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.by_key = {gateway.key: gateway for gateway in gateways}
+        self.resolver = BackendResolver(snapshot.services, grants)
+        self.result = result
+        self.warnings: list[Warning] = []
+        self.attached: dict[int, set[Key]] = {}  # id(listener) -> routes attached to it
+        self._labels: dict[str, dict[str, str]] = {}
+        # Hostname patterns of the listeners served on each local port (for listener isolation).
+        self.patterns: dict[int, set[str]] = {}
+        self._placed: dict[tuple[int, str], set[tuple[str, str, int, int]]] = {}
+        for gateway in gateways:
+            if not gateway.accepted[0]:
+                continue
+            for listener in gateway.listeners:
+                if listener.serves:
+                    self._serve(listener)
+
+    def _serve(self, listener: Listener) -> None:
+        local = listener.local_port
+        plan = self.result.ports.get(local)
+        if plan is None:
+            ingress = ((local == self.settings.http_port and listener.protocol == HTTP)
+                       or (local == self.settings.https_port and listener.protocol == HTTPS))
+            plan = self.result.ports[local] = PortPlan(listener.port, listener.protocol, ingress)
+        plan.hosts.setdefault(listener.hostname, ())
+        if listener.certificate is not None:
+            plan.certificates.setdefault(listener.hostname, listener.certificate)
+        self.patterns.setdefault(local, set()).add(listener.hostname)
+
+    def labels(self, namespace: str) -> dict[str, str]:
+        found = self._labels.get(namespace)
+        if found is None:
+            found = self._labels[namespace] = namespace_labels(self.snapshot.namespaces, namespace)
+        return found
+
+    # ------------------------------------------------------------------ routes
+
+    def attach_routes(self, memo: dict[Key, RouteSpec]) -> dict[Key, RouteStatus]:
+        statuses: dict[Key, RouteStatus] = {}
+        routes = self.snapshot.http_routes
+        for key in [key for key in memo if key not in routes]:
+            del memo[key]
+        if not self.by_key:
+            return statuses
+        for key in sorted(routes):
+            obj = routes[key]
+            spec = memo.get(key)
+            if spec is None or spec.obj is not obj:
+                spec = memo[key] = read_route(key, obj)
+            refs = [ref for ref in dict.fromkeys(spec.parents)
+                    if (ref.group, ref.kind) == (GATEWAY_GROUP, "Gateway") and (ref.namespace, ref.name) in self.by_key]
+            if not refs:
+                continue
+            self.warnings.extend(spec.warnings)
+            statuses[key] = self._attach(spec, refs)
+        return statuses
+
+    def _attach(self, spec: RouteSpec, refs: list[ParentRef]) -> RouteStatus:
+        namespace, name = spec.key
+        controller = self.settings.gateway_controller_name
+        seen = spec.generation
+        if spec.problem:
+            message = f"cannot be read: {spec.problem}"
+            self._warn(spec, f"not accepted: {message}")
+            parents = tuple(RouteParentStatus(ref, controller, (condition(ACCEPTED, False, "UnsupportedValue",
+                                                                          message, seen),)) for ref in refs)
+            return RouteStatus(namespace, name, parents)
+        compiled = compile_route(spec, self.resolver)
+        for index, reason, message in compiled.dropped:
+            self._warn(spec, f"rule {index} dropped ({reason}): {message}")
+        ok, reason, message = compiled.resolved
+        if not ok:
+            self._warn(spec, f"unresolved references ({reason}): {message}")
+        resolved = condition(RESOLVED_REFS, ok, reason, message, seen)
+        parents = []
+        for ref in refs:
+            accepted = self._attach_parent(compiled, ref)
+            conditions: list[Condition] = [accepted, resolved]
+            if accepted.status == "True" and compiled.dropped:
+                rules = ", ".join(str(index) for index, _, _ in compiled.dropped)
+                why = "; ".join(message for _, _, message in compiled.dropped)
+                conditions.append(condition(PARTIALLY_INVALID, True, compiled.dropped[0][1],
+                                            f"Dropped Rule(s) {rules}: {why}", seen))
+            elif accepted.status != "True":
+                self._warn(spec, f"not accepted by Gateway {ref.namespace}/{ref.name} ({accepted.reason}): "
+                                 f"{accepted.message}")
+            parents.append(RouteParentStatus(ref, controller, tuple(conditions)))
+        return RouteStatus(namespace, name, tuple(parents))
+
+    def _attach_parent(self, compiled: CompiledRoute, ref: ParentRef) -> Condition:
+        spec = compiled.spec
+        seen = spec.generation
+        gateway = self.by_key[(ref.namespace, ref.name)]
+        selected = [listener for listener in gateway.listeners
+                    if (not ref.section_name or listener.name == ref.section_name)
+                    and (ref.port is None or listener.port == ref.port)]
+        if not selected:
+            wanted = " and ".join(filter(None, (f"sectionName {ref.section_name!r}" if ref.section_name else "",
+                                                f"port {ref.port}" if ref.port is not None else "")))
+            return condition(ACCEPTED, False, "NoMatchingParent", f"the Gateway has no listener with {wanted}", seen)
+        allowed = [listener for listener in selected if listener.admits(spec.key[0], self.labels)]
+        if not allowed:
+            return condition(ACCEPTED, False, "NotAllowedByListeners",
+                             f"no listener of the Gateway admits HTTPRoutes from namespace {spec.key[0]}", seen)
+        matching = [(listener, hosts) for listener in allowed
+                    if (hosts := route_hosts(listener.hostname, spec.hostnames))]
+        if not matching:
+            return condition(ACCEPTED, False, "NoMatchingListenerHostname",
+                             "no hostname of the route matches a listener hostname of the Gateway", seen)
+        if not compiled.rules:
+            _, reason, message = compiled.dropped[0]
+            return condition(ACCEPTED, False, reason, f"no rule can be implemented: {message}", seen)
+        for listener, hosts in matching:
+            self.attached.setdefault(id(listener), set()).add(spec.key)
+            if listener.serves and gateway.accepted[0]:
+                self._place(compiled, listener, hosts)
+        names = ", ".join(repr(listener.name) for listener, _ in matching)
+        return condition(ACCEPTED, True, "Accepted", f"attached to listener(s) {names}", seen)
+
+    def _place(self, compiled: CompiledRoute, listener: Listener, hosts: tuple[str, ...]) -> None:
+        """Put every rule match on the listener's port under each host key the listener owns."""
+        local = listener.local_port
+        plan = self.result.ports[local]
+        patterns = self.patterns[local]
+        spec = compiled.spec
+        namespace, name = spec.key
+        for host in hosts:
+            if owner(patterns, host) != listener.hostname:
+                continue  # a more specific listener on this port takes these requests (listener isolation)
+            placed = self._placed.setdefault((local, host), set())
+            added = []
+            for rule in compiled.rules:
+                for number, (match, route) in enumerate(rule.routes):
+                    identity = (namespace, name, rule.rule.index, number)
+                    if identity in placed:
+                        continue  # the same route through another listener with the same hostname
+                    placed.add(identity)
+                    conditions = match.conditions
+                    specific = conditions.specificity if conditions is not None else (False, 0, 0)
+                    order = (-int(specific[0]), -specific[1], -specific[2], spec.age, namespace, name, rule.rule.index)
+                    added.append(Candidate(replace(route, host=host), order, match.slot, match.pattern))
+            if added:
+                plan.hosts[host] = plan.hosts.get(host, ()) + tuple(added)
+
+    def _warn(self, spec: RouteSpec, message: str) -> None:
+        self.warnings.append(Warning("HTTPRoute", spec.key[0], spec.key[1], message))
+
+    # ------------------------------------------------------------------ Gateway status
+
+    def gateway_status(self, gateway: GatewayEntry) -> GatewayStatus:
+        seen = gateway.generation
+        listeners = tuple(self._listener_status(gateway, listener) for listener in gateway.listeners)
+        ok, reason, message = gateway.accepted
+        if ok:
+            invalid = [listener.name for listener in gateway.listeners if not listener.accepted[0]]
+            if not gateway.listeners:
+                ok, reason, message = False, "ListenersNotValid", "the Gateway has no listeners"
+            elif invalid:
+                names = ", ".join(repr(name) for name in invalid)
+                ok = len(invalid) < len(gateway.listeners)
+                reason, message = "ListenersNotValid", f"listener(s) {names} are not valid"
+            else:
+                message = "accepted"
+        accepted = condition(ACCEPTED, ok, reason, message, seen)
+        if not gateway.accepted[0]:
+            programmed = condition(PROGRAMMED, False, "Invalid", gateway.accepted[2], seen)
+        elif not gateway.programmed[0]:
+            programmed = condition(PROGRAMMED, False, gateway.programmed[1], gateway.programmed[2], seen)
+        elif any(listener.serves for listener in gateway.listeners):
+            programmed = condition(PROGRAMMED, True, "Programmed", "serving", seen)
+        else:
+            programmed = condition(PROGRAMMED, False, "Invalid", "no listener can serve traffic", seen)
+        return GatewayStatus(gateway.key[0], gateway.key[1], (accepted, programmed), listeners)
+
+    def _listener_status(self, gateway: GatewayEntry, listener: Listener) -> ListenerStatus:
+        seen = gateway.generation
+        ok, reason, message = listener.accepted
+        conditions = [condition(ACCEPTED, ok, reason, message or "accepted", seen)]
+        if listener.serves and gateway.accepted[0]:
+            conditions.append(condition(PROGRAMMED, True, "Programmed", f"served on local port {listener.local_port}",
+                                        seen))
+        else:
+            why = (gateway.accepted[2] if not gateway.accepted[0] else message if not ok
+                   else "no usable certificate")
+            conditions.append(condition(PROGRAMMED, False, "Invalid", why, seen))
+        ok, reason, message = listener.resolved
+        conditions.append(condition(RESOLVED_REFS, ok, reason, message or "all references resolved", seen))
+        if listener.conflicted is not None:
+            conditions.append(condition(CONFLICTED, True, *listener.conflicted, seen))
+        else:
+            conditions.append(condition(CONFLICTED, False, "NoConflicts", "no conflicts", seen))
+        if listener.overlapping:
+            conditions.append(condition(OVERLAPPING_TLS_CONFIG, True, "OverlappingHostnames", listener.overlapping,
+                                        seen))
+        attached = len(self.attached.get(id(listener), ()))
+        return ListenerStatus(listener.name, listener.supported_kinds, attached, tuple(conditions))

@@ -1,0 +1,319 @@
+"""One HTTPRoute object → its rules, compiled into `Route`s (one per rule and match).
+
+`read_route` judges what one object says (parentRefs, hostnames, matches, filters, timeouts) and is
+kept while the snapshot holds the identical object; `compile_route` resolves its backendRefs against
+a snapshot's Services and ReferenceGrants and makes the Route of each match, host-less: the
+processor stamps each host key it serves onto a copy. A rule that cannot be implemented is dropped
+with the reason the spec asks for; the route's other rules keep serving.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from proxy.objects import Key, Warning
+from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
+from proxy.routing.filters import RequestRedirect, compose
+from proxy.routing.gateway.actions import (
+    BackendRef,
+    FilterSpec,
+    RuleInvalid,
+    read_backend_ref,
+    read_filters,
+    unsupported,
+)
+from proxy.routing.gateway.backends import BackendResolver
+from proxy.routing.gateway.durations import parse_duration
+from proxy.routing.gateway.grants import GATEWAY_GROUP
+from proxy.routing.gateway.hostnames import check_hostname
+from proxy.routing.gateway.meta import age, generation
+from proxy.routing.gateway.status import ParentRef
+from proxy.routing.matches import Conditions, HeaderMatch, QueryMatch
+from proxy.routing.model import (
+    KIND_HTTP_ROUTE,
+    PATH_EXACT,
+    PATH_PREFIX,
+    PATH_REGEX,
+    Backend,
+    Backends,
+    Route,
+    Timeouts,
+)
+from proxy.routing.paths import normalize_path
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+_UNMATCHABLE = re.compile(r"[\x00-\x20\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One HTTPRouteMatch: where it goes in the table and what else it requires."""
+
+    path: str  # as written
+    path_type: str  # PATH_EXACT, PATH_PREFIX or PATH_REGEX
+    slot: str  # table key: normalized Exact path, Prefix without trailing "/", regex source
+    pattern: re.Pattern[str] | None
+    conditions: Conditions | None
+
+
+@dataclass(slots=True)
+class Rule:
+    index: int
+    name: str
+    matches: tuple[Match, ...] = ()
+    filters: tuple[FilterSpec, ...] = ()
+    backends: tuple[BackendRef, ...] = ()
+    timeouts: Timeouts | None = None
+    problem: RuleInvalid | None = None  # set: the rule is dropped
+
+
+@dataclass(slots=True)
+class RouteSpec:
+    """What one HTTPRoute object says, judged without any other object."""
+
+    key: Key
+    obj: Any
+    generation: int
+    age: float
+    parents: tuple[ParentRef, ...] = ()
+    hostnames: tuple[str, ...] | None = None  # None: the route names no hostnames (all of the listener's)
+    rules: tuple[Rule, ...] = ()
+    problem: str = ""  # the object cannot be read at all
+    warnings: list[Warning] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(Warning("HTTPRoute", self.key[0], self.key[1], message))
+
+
+def read_route(key: Key, obj: Any) -> RouteSpec:
+    """Judge one HTTPRoute; never raises (a broken object is a RouteSpec with `problem`)."""
+    spec = RouteSpec(key, obj, generation(obj), age(obj))
+    namespace = key[0]
+    try:
+        body = mapping(require_object(obj, "HTTPRoute"), "spec", "")
+        spec.parents = tuple(_parent(item, f"spec.parentRefs[{i}]", namespace)
+                             for i, item in enumerate(sequence(body, "parentRefs", "spec.")))
+        if body.get("hostnames") is not None:
+            spec.hostnames = _hostnames(spec, sequence(body, "hostnames", "spec."))
+        items = sequence(body, "rules", "spec.")
+    except Malformed as error:
+        spec.problem = str(error)
+        return spec
+    rules = []
+    for index, item in enumerate(items or [{}]):
+        rule = Rule(index, "")
+        try:
+            _read_rule(spec, rule, require_object(item, f"spec.rules[{index}]"), f"spec.rules[{index}]")
+        except RuleInvalid as error:
+            rule.problem = error
+        except Malformed as error:
+            rule.problem = unsupported(str(error))
+        rules.append(rule)
+    spec.rules = tuple(rules)
+    return spec
+
+
+def _parent(item: Any, where: str, namespace: str) -> ParentRef:
+    item = require_object(item, where)
+    group = item.get("group")
+    kind = item.get("kind")
+    if group is not None and not isinstance(group, str) or kind is not None and not isinstance(kind, str):
+        raise Malformed(f"{where}.group and .kind must be strings")
+    return ParentRef(name=text(item, "name", f"{where}.", required=True),
+                     namespace=text(item, "namespace", f"{where}.") or namespace,
+                     group=GATEWAY_GROUP if group is None else group, kind=kind or "Gateway",
+                     section_name=text(item, "sectionName", f"{where}."),
+                     port=port_number(item, "port", f"{where}."))
+
+
+def _hostnames(spec: RouteSpec, items: list[Any]) -> tuple[str, ...]:
+    """Valid hostnames; invalid ones are skipped with a warning (and match nothing)."""
+    found: dict[str, None] = {}
+    for index, item in enumerate(items):
+        try:
+            found[check_hostname(item, f"spec.hostnames[{index}]")] = None
+        except Malformed as error:
+            spec.warn(f"{error}; hostname ignored")
+    return tuple(found)
+
+
+def _read_rule(spec: RouteSpec, rule: Rule, item: dict[str, Any], where: str) -> None:
+    namespace = spec.key[0]
+    rule.name = text(item, "name", f"{where}.")
+    matches = sequence(item, "matches", f"{where}.") or [{}]
+    rule.matches = tuple(_match(require_object(m, f"{where}.matches[{i}]"), f"{where}.matches[{i}]")
+                         for i, m in enumerate(matches))
+    rule.filters = read_filters(sequence(item, "filters", f"{where}."), f"{where}.filters", namespace)
+    backends = []
+    for index, ref in enumerate(sequence(item, "backendRefs", f"{where}.")):
+        at = f"{where}.backendRefs[{index}]"
+        ref = require_object(ref, at)
+        read = read_backend_ref(ref, at, namespace)
+        filters = read_filters(sequence(ref, "filters", f"{at}."), f"{at}.filters", namespace)
+        backends.append(replace(read, filters=filters) if filters else read)
+    rule.backends = tuple(backends)
+    uses_prefix = any(f.prefix_match for f in rule.filters) or any(
+        f.prefix_match for ref in rule.backends for f in ref.filters)
+    if uses_prefix and any(m.path_type != PATH_PREFIX for m in rule.matches):
+        raise unsupported(f"{where}: ReplacePrefixMatch needs PathPrefix matches")
+    rule.timeouts = _timeouts(mapping(item, "timeouts", f"{where}."), f"{where}.timeouts.")
+    for ignored in ("retry", "sessionPersistence"):
+        if item.get(ignored) is not None:
+            spec.warn(f"{where}.{ignored} is not supported; ignored")
+
+
+def _timeouts(body: dict[str, Any], where: str) -> Timeouts | None:
+    if not body:
+        return None
+    request = parse_duration(body["request"], f"{where}request") if body.get("request") is not None else None
+    backend = (parse_duration(body["backendRequest"], f"{where}backendRequest")
+               if body.get("backendRequest") is not None else None)
+    if request and backend and backend > request:
+        raise unsupported(f"{where}backendRequest must not be longer than request")
+    return Timeouts(request=request, backend_request=backend)
+
+
+def _match(item: dict[str, Any], where: str) -> Match:
+    path = mapping(item, "path", f"{where}.")
+    kind = text(path, "type", f"{where}.path.") or "PathPrefix"
+    value = path.get("value", "/")
+    if not isinstance(value, str):
+        raise unsupported(f"{where}.path.value must be a string")
+    pattern = None
+    if kind == "RegularExpression":
+        try:
+            pattern = re.compile(value)
+        except re.error as error:
+            raise unsupported(f"{where}.path.value {value!r:.80} is not a valid regular expression: {error}") from None
+        path_type, slot = PATH_REGEX, value
+    elif kind in ("Exact", "PathPrefix"):
+        normalized = normalize_path(value) if value.startswith("/") and not _UNMATCHABLE.search(value) else None
+        if normalized is None:
+            raise unsupported(f"{where}.path.value {value!r:.80} is not a valid path")
+        path_type = PATH_EXACT if kind == "Exact" else PATH_PREFIX
+        slot = normalized if kind == "Exact" else normalized.rstrip("/")
+    else:
+        raise unsupported(f"{where}.path.type {kind!r:.40} is not Exact, PathPrefix or RegularExpression")
+    return Match(value, path_type, slot, pattern, _conditions(item, where))
+
+
+def _conditions(item: dict[str, Any], where: str) -> Conditions | None:
+    method = item.get("method")
+    if method is not None and (not isinstance(method, str) or method not in _METHODS):
+        raise unsupported(f"{where}.method {method!r:.20} is not supported")
+    headers: dict[bytes, HeaderMatch] = {}
+    for index, header in enumerate(sequence(item, "headers", f"{where}.")):
+        at = f"{where}.headers[{index}]."
+        name, value, pattern = _value_match(require_object(header, at[:-1]), at)
+        key = name.lower().encode()
+        if key not in headers:  # only the first of equivalent names counts
+            compiled = re.compile(value.encode("latin-1")) if pattern else None
+            headers[key] = HeaderMatch(key, value.encode("latin-1"), compiled)
+    query: dict[str, QueryMatch] = {}
+    for index, param in enumerate(sequence(item, "queryParams", f"{where}.")):
+        at = f"{where}.queryParams[{index}]."
+        name, value, pattern = _value_match(require_object(param, at[:-1]), at)
+        if name not in query:
+            query[name] = QueryMatch(name, value, re.compile(value) if pattern else None)
+    if method is None and not headers and not query:
+        return None
+    return Conditions(method=method.encode() if method else None, headers=tuple(headers.values()),
+                      query=tuple(query.values()))
+
+
+def _value_match(item: dict[str, Any], at: str) -> tuple[str, str, bool]:
+    """(name, value, is a regular expression) of a header or query parameter match."""
+    kind = text(item, "type", at) or "Exact"
+    if kind not in ("Exact", "RegularExpression"):
+        raise unsupported(f"{at}type {kind!r:.40} is not Exact or RegularExpression")
+    name = text(item, "name", at, required=True)
+    if not _TOKEN.fullmatch(name):
+        raise unsupported(f"{at}name {name!r:.40} is not a valid name")
+    value = item.get("value")
+    if not isinstance(value, str):
+        raise unsupported(f"{at}value must be a string")
+    if kind == "RegularExpression":
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise unsupported(f"{at}value {value!r:.80} is not a valid regular expression: {error}") from None
+    return name, value, kind == "RegularExpression"
+
+
+# ---------------------------------------------------------------------- compiling
+
+@dataclass(slots=True)
+class CompiledRule:
+    rule: Rule
+    routes: tuple[tuple[Match, Route], ...]  # host-less Routes, one per match
+
+
+@dataclass(slots=True)
+class CompiledRoute:
+    """A route's served rules, its ResolvedRefs verdict and its dropped rules."""
+
+    spec: RouteSpec
+    rules: tuple[CompiledRule, ...]
+    resolved: tuple[bool, str, str]  # (ok, reason, message)
+    dropped: tuple[tuple[int, str, str], ...]  # (rule index, reason, message)
+
+
+def compile_route(spec: RouteSpec, resolver: BackendResolver) -> CompiledRoute:
+    """Resolve backendRefs and build each valid rule's Routes (host "")."""
+    namespace, name = spec.key
+    problems: list[tuple[str, str]] = []
+    dropped = []
+    compiled = []
+
+    def resolve(ref: BackendRef) -> str:
+        found = resolver.resolve(ref, route_namespace=namespace)
+        if not found.cluster:
+            problems.append((found.reason, found.message))
+        return found.cluster
+
+    for rule in spec.rules:
+        if rule.problem is not None:
+            dropped.append((rule.index, rule.problem.reason, str(rule.problem)))
+            continue
+        unresolved = [f.unresolved for f in rule.filters if f.unresolved]
+        unresolved += [f.unresolved for ref in rule.backends for f in ref.filters if f.unresolved]
+        problems.extend(("InvalidKind", message) for message in unresolved)
+        clusters = [resolve(ref) for ref in rule.backends]
+        routes = []
+        for match in rule.matches:
+            matched = match.slot if match.path_type == PATH_PREFIX else None
+            filters = compose(f for f in (spec_.compile(matched, resolve) for spec_ in rule.filters) if f is not None)
+            redirect = filters is not None and any(type(f) is RequestRedirect for f in filters.request)
+            cluster, backends = "", None
+            if unresolved:
+                filters, backends = None, Backends(())
+            elif rule.backends:
+                cluster, backends = _backends(rule, clusters, matched, resolve)
+            elif not redirect:
+                backends = Backends(())
+            routes.append((match, Route(namespace, name, "", match.path, match.path_type, cluster,
+                                        kind=KIND_HTTP_ROUTE, rule=rule.index, rule_name=rule.name,
+                                        conditions=match.conditions, backends=backends, filters=filters,
+                                        timeouts=rule.timeouts)))
+        compiled.append(CompiledRule(rule, tuple(routes)))
+    if problems:
+        resolved = (False, problems[0][0], "; ".join(dict.fromkeys(message for _, message in problems)))
+    else:
+        resolved = (True, "ResolvedRefs", "all references resolved")
+    return CompiledRoute(spec, tuple(compiled), resolved, tuple(dropped))
+
+
+def _backends(rule: Rule, clusters: list[str], matched: str | None, resolve: Any) -> tuple[str, Backends | None]:
+    """(cluster, None) for the fast path: one servable backend of non-zero weight and no filters;
+    ("", Backends) otherwise, unservable references keeping their weight (their share gets 500)."""
+    weighted = [(ref, cluster) for ref, cluster in zip(rule.backends, clusters) if ref.weight > 0]
+    if len(weighted) == 1 and weighted[0][1] and not weighted[0][0].filters:
+        return weighted[0][1], None
+    made = []
+    for ref, cluster in zip(rule.backends, clusters):
+        filters = compose(f for f in (spec.compile(matched, resolve) for spec in ref.filters) if f is not None)
+        made.append(Backend(cluster, ref.weight, ref.namespace, ref.name, filters))
+    return "", Backends(tuple(made))
