@@ -302,10 +302,12 @@ class KubeApiServer:
                                    namespace or "", name, request.query.get("resourceVersion", ""),
                                    request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""),
                                    request.query.get("limit", ""), request.query.get("continue", ""))
-            self.requests.append(record)
+            self.requests.append(record)  # authorized (and so recorded) before it is found to exist
             for hook in list(self._request_hooks):
                 hook(record)
             self._maybe_fail(record)
+            if version not in self.store.served_versions(resource):
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
             if record.verb == "watch":
                 return await self._watch(request, resource, namespace, version)
             body, status = await self._serve(request, record.verb, resource, namespace, name, subresource, version)
@@ -385,13 +387,13 @@ class KubeApiServer:
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         namespace = None
-        if len(rest) >= 3 and rest[0] == "namespaces":
+        # /api/v1/namespaces/<name>/status is the Namespace's own subresource, not a resource in it.
+        if len(rest) >= 3 and rest[0] == "namespaces" and not (group == "" and rest[2:] == ["status"]):
             namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         resource = BY_GROUP_PLURAL.get((group, rest[0]))
-        if (resource is None or version not in self.store.served_versions(resource)
-                or (namespace is not None and not resource.namespaced)):
+        if resource is None or version not in resource.all_versions or (namespace is not None and not resource.namespaced):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else ""
         subresource = rest[2] if len(rest) > 2 else ""
@@ -441,6 +443,10 @@ class KubeApiServer:
             content_type = request.headers.get("Content-Type", "")
             if content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
                 raise ApiError(415, "UnsupportedMediaType", f"the emulator does not support {content_type!r} patches")
+            if resource.crd and content_type == "application/strategic-merge-patch+json":
+                raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                               "accepted media types include: application/json-patch+json, "
+                               "application/merge-patch+json, application/apply-patch+yaml")
             patched = store.patch(resource, namespace, name, await self._body(request), subresource=subresource)
             return _at(resource, version, patched), 200
         return _at(resource, version, store.delete(resource, namespace, name)), 200
