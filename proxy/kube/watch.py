@@ -36,7 +36,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -278,7 +278,12 @@ class KindWatcher:
 
     def __init__(self, spec: KindSpec, *, cache: ObjectCache, api_client: ApiClient, namespace: str,
                  status: WatchStatus, timeout_seconds: int, backoff: Backoff, list_timeout: float,
-                 page_size: int = DEFAULT_PAGE_SIZE, version: str = "") -> None:
+                 page_size: int = DEFAULT_PAGE_SIZE, version: str = "",
+                 on_gone: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`version`: the API version of a custom resource. `on_gone`: awaited when the API server
+        answers 404 (a kind found by discovery whose CRD went away): the first 404 after a success
+        waits for discovery to look again (which stops this loop if the kind is gone) rather than
+        counting as an outage."""
         self.spec = spec
         self.cache = cache
         self.namespace = namespace if spec.list_namespaced else ""
@@ -293,6 +298,8 @@ class KindWatcher:
         # None: the next step is a LIST. Otherwise: the version to watch from.
         self.version: str | None = None
         self._expired_in_a_row = 0
+        self.on_gone = on_gone
+        self._gone_reported = False
 
     @property
     def where(self) -> str:
@@ -313,6 +320,11 @@ class KindWatcher:
                     self._expired(err)
                     if self._expired_in_a_row <= 1:
                         continue  # relist at once; a second 410 in a row backs off like any failure
+                if err.status == 404 and self.on_gone is not None and not self._gone_reported:
+                    self._gone_reported = True  # discovery decides; if it still finds the kind, the next 404 counts
+                    log.info("%s: HTTP 404 (its CRD removed?); asking discovery again", self.where)
+                    await self.on_gone()
+                    continue
                 await self._failed(err)
             except Exception as err:  # noqa: BLE001  a watch must never die: the cache keeps serving
                 await self._failed(err)
@@ -424,6 +436,7 @@ class KindWatcher:
         self.version = None
 
     def _recovered(self) -> None:
+        self._gone_reported = False
         if self.state.consecutive_failures:
             log.debug("watch %s recovered after %d failures", self.where, self.state.consecutive_failures)
             self.status.record_success(self.spec.kind)
@@ -473,6 +486,9 @@ class ClusterSource:
         self.discovered = [spec for spec in specs if spec.discovered]
         self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._decided = False  # the first discovery is in: every discovered kind is watched or known absent
+        self._recheck = asyncio.Event()  # a watched kind answered 404: ask discovery now, not at the interval
+        self._looked = asyncio.Event()  # set (and replaced) after each discovery attempt
+        self._looking = False  # a discovery attempt is under way
 
     async def run(self) -> None:
         """Run every kind's loop (and discovery's, for the kinds it decides) until cancelled."""
@@ -488,13 +504,15 @@ class ClusterSource:
         backoff); after it, a failed re-check keeps what runs and tries again next interval."""
         failures = 0
         while True:
+            self._looking = True
             try:
                 served = await discover(self.api_client, self.discovered, every=WATCHED_KINDS)
             except Exception as err:  # noqa: BLE001  like a watch: never fatal, retried
+                self._looked_again()
                 failures += 1
                 if self._decided:
                     log.debug("discovery re-check failed (%s); keeping the watched kinds as they are", _describe(err))
-                    await asyncio.sleep(self.discovery_interval)
+                    await self._wait(self.discovery_interval)
                 else:
                     for spec in self.discovered:
                         self.status.record_failure(spec.kind, f"discovery: {_describe(err)}")
@@ -505,7 +523,30 @@ class ClusterSource:
                     self.status.record_success(spec.kind)
             failures = 0
             await self._follow(served, group)
-            await asyncio.sleep(self.discovery_interval)
+            self._looked_again()
+            await self._wait(self.discovery_interval)
+
+    async def _look_again(self) -> None:
+        """For a watched kind that answered 404: return after a discovery attempt that started after
+        the 404 (it cancels the caller if the kind is no longer served)."""
+        for _ in range(2 if self._looking else 1):  # one under way may have asked before the CRD went
+            looked = self._looked
+            self._recheck.set()
+            await looked.wait()
+
+    def _looked_again(self) -> None:
+        self._looking = False
+        self._looked.set()
+        self._looked = asyncio.Event()
+
+    async def _wait(self, seconds: float) -> None:
+        """Until the next re-check: `seconds`, or sooner when a watched kind answered 404."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._recheck.wait()
+        except TimeoutError:
+            pass
+        self._recheck.clear()
 
     async def _follow(self, served: dict[str, str | None], group: asyncio.TaskGroup) -> None:
         first = not self._decided
@@ -521,7 +562,7 @@ class ClusterSource:
                 await self._stop(kind)
             if version is not None:
                 self.status.mark_served(kind, version)
-                watcher = KindWatcher(spec, version=version, **self._options)
+                watcher = KindWatcher(spec, version=version, on_gone=self._look_again, **self._options)
                 task = group.create_task(watcher.run(), name=f"watch-{kind}")
                 self.running[kind] = (version, task)
                 if not first:
@@ -537,7 +578,7 @@ class ClusterSource:
             missing = [spec.kind for spec in self.discovered if spec.kind in absent and spec.versions]
             idle = [kind for kind in absent if kind not in missing]
             log.info("%s not served by the API server (CRDs not installed?): not watched%s; Ingress routing goes on "
-                     "without them; looking for them again every %.0f s", ", ".join(missing) or "nothing",
+                     "without them; looking for them again every %g s", ", ".join(missing) or "nothing",
                      f" (nor {', '.join(idle)}, read only for them)" if idle else "", self.discovery_interval)
         if started:
             log.info("now served, watching: %s", ", ".join(started))

@@ -278,6 +278,10 @@ class KubeApiServer:
     def get(self, kind: str, namespace: str, name: str) -> Obj:
         return self.store.get(BY_KIND[kind], namespace, name)
 
+    def patch(self, kind: str, namespace: str, name: str, patch: Obj, *, subresource: str = "") -> Obj:
+        """A merge patch of the object (subresource "status": of its status only), as a client's PATCH."""
+        return self.store.patch(BY_KIND[kind], namespace, name, patch, subresource=subresource)
+
     def delete(self, kind: str, namespace: str, name: str) -> Obj:
         return self.store.delete(BY_KIND[kind], namespace, name)
 
