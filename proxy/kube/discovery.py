@@ -1,9 +1,10 @@
-"""Which resources the API server serves, for kinds that exist only while their CRDs are installed.
+"""Which kinds to watch, and at which version, for kinds that exist only while their CRDs are installed.
 
 The Gateway API is a set of CustomResourceDefinitions: a cluster may have none of them, an older
 bundle may serve a kind at an older version only, and they can be installed or removed while the
-proxy runs. The watch asks discovery (`GET /apis/<group>/<version>`, an APIResourceList) before
-watching such a kind and again every so often, and watches only what is served.
+proxy runs. The watch asks discovery (`GET /apis/<group>/<version>`, an APIResourceList; the
+request itself is `proxy.kube.watch.served_resources`) before watching such a kind and again every
+so often, and watches only what is served. This module decides from the answers.
 
 Discovery documents are non-resource URLs that the default `system:discovery` ClusterRole grants
 to every authenticated user, so deploy/ RBAC needs no rule for them: API_CALLS is empty.
@@ -11,20 +12,16 @@ to every authenticated user, so deploy/ RBAC needs no rule for them: API_CALLS i
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-import aiohttp
-from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
-
-from proxy.kube.client import ApiCall, api_error
+from proxy.kube.client import ApiCall
 
 API_CALLS: tuple[ApiCall, ...] = ()
 
-# A discovery document is small; an API server that cannot answer one in this time is in trouble.
-DISCOVERY_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 10.0
+# (group, version) -> the resources served there that can be listed and watched, or None when
+# the API server does not serve that group version at all.
+Fetch = Callable[[str, str], Awaitable[frozenset[str] | None]]
 
 
 class Discoverable(Protocol):
@@ -39,31 +36,15 @@ class Discoverable(Protocol):
     @property
     def versions(self) -> tuple[str, ...]: ...
     @property
-    def with_group(self) -> str: ...
+    def with_kind(self) -> str: ...
 
 
-async def served_resources(api_client: ApiClient, group: str, version: str, *,
-                           timeout: float = DISCOVERY_TIMEOUT) -> frozenset[str] | None:
-    """The resources (plurals) served at `group/version` that can be listed and watched, or None
-    when the API server does not serve that group version at all (404); raises ApiException else."""
-    response = await CustomObjectsApi(api_client).get_api_resources(
-        group, version, _preload_content=False,
-        _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(CONNECT_TIMEOUT, timeout)))
-    try:
-        body = await response.read()
-    finally:
-        response.release()
-    if response.status == 404:
-        return None
-    if response.status != 200:
-        raise api_error(response.status, body)
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise api_error(502, b"discovery answered with something that is not JSON") from None
+def watchable(document: Any) -> frozenset[str] | None:
+    """The resources of an APIResourceList that can be listed and watched (no subresources);
+    None when `document` is not one."""
     resources = document.get("resources") if isinstance(document, dict) else None
     if not isinstance(resources, list):
-        raise api_error(502, b"discovery answered without a resource list")
+        return None
     return frozenset(entry["name"] for entry in resources if _watchable(entry))
 
 
@@ -74,12 +55,12 @@ def _watchable(entry: Any) -> bool:
     return not isinstance(verbs, list) or {"list", "watch"} <= set(verbs)
 
 
-async def discover(api_client: ApiClient, specs: Iterable[Discoverable], *, every: Iterable[Discoverable] = (),
-                   timeout: float = DISCOVERY_TIMEOUT) -> dict[str, str | None]:
+async def discover(fetch: Fetch, specs: Iterable[Discoverable], *,
+                   every: Iterable[Discoverable] = ()) -> dict[str, str | None]:
     """kind -> the version to watch it at ("" for a kind of a built-in group), or None when not served.
 
     A kind with `versions` is served at the first of them the API server serves. A kind with
-    `with_group` is watched while any kind of that group among `every` is served. Group versions
+    `with_kind` is watched while that kind (one of `every`) is served. Group versions
     are asked lazily in preference order, each at most once: a cluster serving every kind at v1
     costs one request, one without the Gateway API two small 404s.
     """
@@ -90,7 +71,7 @@ async def discover(api_client: ApiClient, specs: Iterable[Discoverable], *, ever
         for version in spec.versions:
             key = (spec.group, version)
             if key not in answers:
-                answers[key] = await served_resources(api_client, spec.group, version, timeout=timeout)
+                answers[key] = await fetch(spec.group, version)
             served = answers[key]
             if served is not None and spec.resource in served:
                 return version
@@ -100,12 +81,9 @@ async def discover(api_client: ApiClient, specs: Iterable[Discoverable], *, ever
     for spec in specs:
         if spec.versions:
             found[spec.kind] = await version_of(spec)
-        elif spec.with_group:
-            found[spec.kind] = None
-            for other in every:
-                if other.group == spec.with_group and other.versions and await version_of(other) is not None:
-                    found[spec.kind] = ""
-                    break
+        elif spec.with_kind:
+            needed = [other for other in every if other.kind == spec.with_kind and other.versions]
+            found[spec.kind] = "" if needed and await version_of(needed[0]) is not None else None
         else:
             found[spec.kind] = ""
     return found

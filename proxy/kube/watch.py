@@ -26,7 +26,7 @@ not served is, for the cache, listed and empty (synced, so Ingress routing never
 one info line says so. When it appears, its loop starts (no restart needed); when it is no longer
 served (its CRD deleted, which deletes its objects too), its loop stops and its objects go.
 Namespaces are read only for Gateway listeners' allowedRoutes selectors, so they are watched
-only while the Gateway API is served.
+only while Gateways are served.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -52,7 +53,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from proxy.kube.cache import ObjectCache
 from proxy.kube.client import CLUSTER, ApiCall, api_error, create_api_client
-from proxy.kube.discovery import discover
+from proxy.kube.discovery import discover, watchable
 from proxy.settings import Settings
 
 log = logging.getLogger("pyngress.watch")
@@ -65,6 +66,8 @@ CLIENT_TIMEOUT_GRACE = 30.0
 # A LIST of thousands of objects on a busy API server can take a while, but not forever.
 DEFAULT_LIST_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 10.0
+# A discovery document is small; an API server that cannot answer one in this time is in trouble.
+DISCOVERY_TIMEOUT = 30.0
 # Objects per LIST page: decoding one 5,000-Ingress body held the event loop ~150 ms; a page of 500
 # is a few ms, and every page is an await (requests keep flowing between pages).
 DEFAULT_PAGE_SIZE = 500
@@ -97,13 +100,13 @@ class KindSpec:
     # A custom resource: the versions we read, preferred first. Watched only while discovery finds
     # one of them served, at the first one served (CustomObjectsApi's list functions).
     versions: tuple[str, ...] = ()
-    # Watched only while a kind of this API group is served.
-    with_group: str = ""
+    # Watched only while this (discovered) kind is served.
+    with_kind: str = ""
 
     @property
     def discovered(self) -> bool:
         """Whether discovery decides if (and at which version) this kind is watched."""
-        return bool(self.versions or self.with_group)
+        return bool(self.versions or self.with_kind)
 
     def list_function(self, api_client: ApiClient, namespace: str,
                       version: str = "") -> tuple[Callable[..., Any], tuple[str, ...]]:
@@ -143,7 +146,7 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
     KindSpec("ReferenceGrant", GATEWAY_GROUP, "referencegrants", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1", "v1beta1")),
     # For Gateway listeners' allowedRoutes namespace selectors (labels only): cluster-wide, always.
-    KindSpec("Namespace", "", "namespaces", CoreV1Api, "list_namespace", None, with_group=GATEWAY_GROUP),
+    KindSpec("Namespace", "", "namespaces", CoreV1Api, "list_namespace", None, with_kind="Gateway"),
 )
 SPECS_BY_KIND = {spec.kind: spec for spec in WATCHED_KINDS}
 
@@ -271,6 +274,30 @@ class WatchStatus:
 
 class WatchProtocolError(Exception):
     """The server sent something that is not a watch event."""
+
+
+async def served_resources(api_client: ApiClient, group: str, version: str, *,
+                           timeout: float = DISCOVERY_TIMEOUT) -> frozenset[str] | None:
+    """The resources (plurals) served at `group/version` that can be listed and watched, or None
+    when the API server does not serve that group version at all (404); raises ApiException else."""
+    response = await CustomObjectsApi(api_client).get_api_resources(
+        group, version, _preload_content=False,
+        _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(CONNECT_TIMEOUT, timeout)))
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    if response.status == 404:
+        return None
+    if response.status != 200:
+        raise api_error(response.status, body)
+    try:
+        served = watchable(json.loads(body))
+    except ValueError:
+        served = None
+    if served is None:
+        raise WatchProtocolError(f"GET /apis/{group}/{version} answered without a resource list")
+    return served
 
 
 class KindWatcher:
@@ -506,7 +533,8 @@ class ClusterSource:
         while True:
             self._looking = True
             try:
-                served = await discover(self.api_client, self.discovered, every=WATCHED_KINDS)
+                served = await discover(partial(served_resources, self.api_client), self.discovered,
+                                        every=WATCHED_KINDS)
             except Exception as err:  # noqa: BLE001  like a watch: never fatal, retried
                 self._looked_again()
                 failures += 1
