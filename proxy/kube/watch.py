@@ -145,7 +145,8 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
     # Bundles before ReferenceGrant reached v1 serve it at v1beta1 only.
     KindSpec("ReferenceGrant", GATEWAY_GROUP, "referencegrants", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1", "v1beta1")),
-    # For Gateway listeners' allowedRoutes namespace selectors (labels only): cluster-wide, always.
+    # For Gateway listeners' allowedRoutes namespace selectors (labels only), while Gateways are served;
+    # cluster-wide even with --watch-namespace (a listener may take routes from any namespace).
     KindSpec("Namespace", "", "namespaces", CoreV1Api, "list_namespace", None, with_kind="Gateway"),
 )
 SPECS_BY_KIND = {spec.kind: spec for spec in WATCHED_KINDS}
