@@ -3,7 +3,8 @@
 Both sources (the cluster watch and the manifest files) write here through `replace()` and
 `apply()`; everything downstream reads a `Snapshot`. Each write is classified at once so the
 controller knows whether routes must be rebuilt, only some services' endpoints moved, or
-nothing that matters changed (content-equal updates, Secrets no Ingress references).
+nothing that matters changed (content-equal updates, Secrets no Ingress or Gateway references,
+a Gateway API object whose status alone moved).
 
 Snapshots are copy-on-write: `snapshot()` hands out read-only views of the current dicts and
 the next write to a kind copies that kind's dict first, so taking a snapshot is O(1) and a
@@ -32,9 +33,22 @@ SERVICE = "Service"
 ENDPOINT_SLICE = "EndpointSlice"
 ENDPOINTS = "Endpoints"
 SECRET = "Secret"
-KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET)
-# IngressClass is cluster-scoped: keyed by name alone (as Snapshot.ingress_classes is).
-CLUSTER_SCOPED = frozenset({INGRESS_CLASS})
+# The Gateway API (gateway.networking.k8s.io) and the Namespaces its listeners select routes from.
+GATEWAY_CLASS = "GatewayClass"
+GATEWAY = "Gateway"
+HTTP_ROUTE = "HTTPRoute"
+REFERENCE_GRANT = "ReferenceGrant"
+NAMESPACE = "Namespace"
+GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT)
+KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET,
+                          *GATEWAY_KINDS, NAMESPACE)
+# Keyed by name alone (as their Snapshot mappings are).
+CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
+# The builder reads their spec, never their status (it computes status): a status-only change
+# (our own status writes, other controllers' entries in an HTTPRoute's status.parents) is kept,
+# so readers see the current status, but rebuilds nothing.
+_STATUS_IS_OUTPUT = frozenset(GATEWAY_KINDS)
+_STATUS = frozenset({"status"})
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -48,6 +62,9 @@ _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
 # LIST items carry no kind/apiVersion, watch objects do: not content.
 _VOLATILE_TOP = frozenset({"kind", "apiVersion", "metadata"})
 _MISSING = object()
+# A Namespace matters only by its labels (Gateway listeners' allowedRoutes selectors): it is kept
+# as this much metadata, so its status and annotation churn are content-equal, no change at all.
+_NAMESPACE_METADATA = ("name", "uid", "labels", "creationTimestamp", "resourceVersion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +118,12 @@ class _CowDict:
         return self.view
 
 
-def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Equal as far as routing can tell: ignores kind, apiVersion, resourceVersion and managedFields."""
+def same_content(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozenset[str] = frozenset()) -> bool:
+    """Equal as far as routing can tell: ignores kind, apiVersion, resourceVersion and managedFields
+    (and the top-level fields in `ignore`)."""
     if a is b:
         return True
-    for key in (a.keys() | b.keys()) - _VOLATILE_TOP:
+    for key in (a.keys() | b.keys()) - _VOLATILE_TOP - ignore:
         if a.get(key, _MISSING) != b.get(key, _MISSING):
             return False
     meta_a = a.get("metadata") or {}
@@ -116,9 +134,13 @@ def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return True
 
 
-def _strip(obj: KubeObject) -> KubeObject:
-    """The object without managedFields, which nothing reads and can be most of its size."""
+def _strip(obj: KubeObject, kind: str = "") -> KubeObject:
+    """The object without managedFields, which nothing reads and can be most of its size
+    (a Namespace: only its name, uid, labels and creation time)."""
     meta = obj.get("metadata")
+    if kind == NAMESPACE:
+        kept = {k: meta[k] for k in _NAMESPACE_METADATA if k in meta} if isinstance(meta, dict) else meta
+        return {**{k: obj[k] for k in ("apiVersion", "kind") if k in obj}, "metadata": kept}
     if isinstance(meta, dict) and "managedFields" in meta:
         meta = {k: v for k, v in meta.items() if k != "managedFields"}
         obj = {**obj, "metadata": meta}
@@ -148,6 +170,13 @@ def _slice_service(obj: Mapping[str, Any] | None) -> Key | None:
     return (meta.get("namespace") or "", service)
 
 
+def _routes_changed(kind: str, old: KubeObject | None, new: KubeObject | None) -> bool:
+    """Whether a change of a (non-endpoint, non-Secret) kind changes routes."""
+    if kind in _STATUS_IS_OUTPUT and old is not None and new is not None:
+        return not same_content(old, new, ignore=_STATUS)
+    return True
+
+
 def tls_secrets(ingress: Mapping[str, Any]) -> set[Key]:
     """The Secrets an Ingress's spec.tls names, as (namespace, name)."""
     spec = ingress.get("spec")
@@ -164,12 +193,44 @@ def tls_secrets(ingress: Mapping[str, Any]) -> set[Key]:
     return found
 
 
+def certificate_refs(gateway: Mapping[str, Any]) -> set[Key]:
+    """The Secrets a Gateway's listeners name in tls.certificateRefs, as (namespace, name).
+
+    Only core Secrets (group "", kind Secret: the CRD's defaults, also when absent as in a manifest);
+    a ref without a namespace is in the Gateway's. Cross-namespace refs count too: whether a
+    ReferenceGrant allows them is the builder's call, and it must see the Secret change either way.
+    """
+    spec = gateway.get("spec")
+    listeners = spec.get("listeners") if isinstance(spec, dict) else None
+    if not isinstance(listeners, list):
+        return set()
+    namespace = (gateway.get("metadata") or {}).get("namespace") or ""
+    found = set()
+    for listener in listeners:
+        tls = listener.get("tls") if isinstance(listener, dict) else None
+        refs = tls.get("certificateRefs") if isinstance(tls, dict) else None
+        if not isinstance(refs, list):
+            continue
+        for ref in refs:
+            if not isinstance(ref, dict) or (ref.get("group") or "") != "" or (ref.get("kind") or SECRET) != SECRET:
+                continue
+            name = ref.get("name")
+            if isinstance(name, str) and name:
+                ref_namespace = ref.get("namespace")
+                found.add((ref_namespace if isinstance(ref_namespace, str) and ref_namespace else namespace, name))
+    return found
+
+
+# The kinds that name Secrets, and how: a Secret matters (rebuilds routes) while one of them names it.
+_SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: tls_secrets, GATEWAY: certificate_refs}
+
+
 class ObjectCache:
     """Raw objects by kind and key, with the indices the builder reads, and change notification."""
 
     def __init__(self, *, kinds: Iterable[str] = KINDS, relevant_secrets: Iterable[Key] = ()) -> None:
         """`kinds`: the kinds that must be listed once before the cache counts as synced.
-        `relevant_secrets`: Secrets that matter even when no Ingress names them (the default certificate).
+        `relevant_secrets`: Secrets that matter even when nothing names them (the default certificate).
         """
         self.expected_kinds = frozenset(kinds)
         unknown = self.expected_kinds - set(KINDS)
@@ -178,7 +239,7 @@ class ObjectCache:
         self._stores: dict[str, _CowDict] = {kind: _CowDict() for kind in KINDS}
         # (namespace, service) -> read-only {slice name: slice}; each group is replaced, never edited.
         self._slice_groups = _CowDict()
-        # Secret key -> number of Ingresses naming it in spec.tls.
+        # Secret key -> number of Ingresses (spec.tls) and Gateways (listeners' certificateRefs) naming it.
         self._secret_refs: dict[Key, int] = {}
         self.relevant_secrets = frozenset(relevant_secrets)
         self._synced_kinds: set[str] = set()
@@ -211,6 +272,11 @@ class ObjectCache:
                 endpoint_slices=self._slice_groups.freeze(),
                 endpoints=stores[ENDPOINTS].freeze(),
                 secrets=stores[SECRET].freeze(),
+                gateway_classes=stores[GATEWAY_CLASS].freeze(),
+                gateways=stores[GATEWAY].freeze(),
+                http_routes=stores[HTTP_ROUTE].freeze(),
+                reference_grants=stores[REFERENCE_GRANT].freeze(),
+                namespaces=stores[NAMESPACE].freeze(),
             )
         return self._snapshot
 
@@ -277,7 +343,7 @@ class ObjectCache:
             key = self._key(kind, obj)
             if key is None:
                 continue
-            new[key] = _strip(obj)
+            new[key] = _strip(obj, kind)
         old = store.data
         routes = False
         endpoints: set[Key] = set()
@@ -292,17 +358,17 @@ class ObjectCache:
         elif kind == SECRET:
             routes = any(self._secret_matters(key) for key in changed_keys)  # type: ignore[arg-type]
         else:
-            routes = True
+            routes = any(_routes_changed(kind, old.get(key), new.get(key)) for key in changed_keys)
+        if kind in _SECRET_REFS:
+            for key in changed_keys:
+                self._count_secrets(kind, old.get(key), -1)
+                self._count_secrets(kind, new.get(key), 1)
         # Keep unchanged objects identical (same dict) to what snapshots already hold.
         for key, obj in new.items():
             kept = old.get(key)
             if kept is not None and same_content(kept, obj):
                 new[key] = kept
         store.reset(new)
-        if kind == INGRESS:
-            self._secret_refs = {}
-            for obj in new.values():
-                self._count_secrets(obj, 1)
         self._observed((REPLACE, kind, list(new.values())))
         self._changed(CacheChange(routes=routes, endpoints=frozenset(endpoints)))
 
@@ -319,7 +385,7 @@ class ObjectCache:
                 return
             new = None
         elif event_type in (ADDED, MODIFIED):
-            new = _strip(obj)
+            new = _strip(obj, kind)
             if old is not None and same_content(old, new):
                 return
         else:
@@ -339,13 +405,11 @@ class ObjectCache:
         elif kind == SECRET:
             routes = self._secret_matters(key)  # type: ignore[arg-type]
         else:
-            routes = True
-            if kind == INGRESS:
-                if old is not None:
-                    self._count_secrets(old, -1)
-                if new is not None:
-                    self._count_secrets(new, 1)
-        self._observed((APPLY, kind, (event_type, _strip(obj) if new is None else new)))
+            routes = _routes_changed(kind, old, new)
+            if kind in _SECRET_REFS:
+                self._count_secrets(kind, old, -1)
+                self._count_secrets(kind, new, 1)
+        self._observed((APPLY, kind, (event_type, _strip(obj, kind) if new is None else new)))
         self._changed(CacheChange(routes=routes, endpoints=endpoints))
 
     # ------------------------------------------------------------------ internals
@@ -383,9 +447,11 @@ class ObjectCache:
             data[new_service] = MappingProxyType(group)
         return {s for s in (old_service, new_service) if s is not None}
 
-    def _count_secrets(self, ingress: KubeObject, delta: int) -> None:
+    def _count_secrets(self, kind: str, obj: KubeObject | None, delta: int) -> None:
+        if obj is None:
+            return
         refs = self._secret_refs
-        for secret in tls_secrets(ingress):
+        for secret in _SECRET_REFS[kind](obj):
             count = refs.get(secret, 0) + delta
             if count > 0:
                 refs[secret] = count

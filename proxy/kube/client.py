@@ -6,12 +6,14 @@ service account; otherwise $KUBECONFIG (a path list, as kubectl reads it) or ~/.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from proxy.settings import Settings
@@ -98,3 +100,18 @@ async def create_api_client(settings: Settings, *, environ: Mapping[str, str] | 
     client = ApiClient(configuration)
     client.user_agent = USER_AGENT
     return client
+
+
+def api_error(status: int, body: bytes | str | dict[str, Any]) -> ApiException:
+    """An ApiException carrying the Status reason and message, whatever shape the error body had."""
+    reason = ""
+    if isinstance(body, (bytes, str)):
+        raw = body
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            reason = raw.decode(errors="replace")[:200] if isinstance(raw, bytes) else raw[:200]
+    if isinstance(body, dict):
+        reason = f"{body.get('reason', '')}: {body.get('message', '')}"
+        status = int(body.get("code") or status)
+    return ApiException(status=status, reason=reason)

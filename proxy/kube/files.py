@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from proxy.kube.cache import CLUSTER_SCOPED, KINDS, ObjectCache
+from proxy.kube.cache import CLUSTER_SCOPED, GATEWAY_KINDS, KINDS, NAMESPACE, ObjectCache
 from proxy.objects import KubeObject
 
 log = logging.getLogger("pyngress.files")
@@ -48,6 +48,15 @@ POLL_INTERVAL = 0.5
 # With inotify: only for changes it cannot see (NFS, FUSE), so it can be slow.
 SAFETY_POLL_INTERVAL = 2.0
 DEFAULT_NAMESPACE = "default"
+# The API versions read for kinds whose name other APIs use too (Istio has a `Gateway`, Knative
+# and others their own kinds): an object of another group is not ours and is skipped.
+GATEWAY_API_VERSIONS = frozenset({"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"})
+API_VERSIONS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(GATEWAY_KINDS, GATEWAY_API_VERSIONS),
+    NAMESPACE: frozenset({"v1"}),
+}
+# The API server labels every Namespace with its name (immutable), so selectors can pick one by name.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # (mtime, ctime, size, inode): any rewrite, rename-over or truncation changes one of them.
@@ -224,7 +233,10 @@ class _FileState:
 def parse_manifest(text: str, *, source: str = "<string>", json_only: bool = False) -> list[tuple[str, KubeObject]]:
     """The (kind, object) pairs of the kinds the proxy reads; raises ValueError when the text does not parse.
 
-    Other kinds are skipped silently; an object without metadata.name is skipped with a warning.
+    Other kinds are skipped silently, and so are Gateway API kinds of another apiVersion than
+    gateway.networking.k8s.io/v1 or v1beta1 (another API's `Gateway` is not ours); an object
+    without metadata.name is skipped with a warning. Namespaced objects without a namespace go to
+    `default`; a Namespace gets the `kubernetes.io/metadata.name` label the API server gives it.
     """
     if json_only:
         try:
@@ -246,20 +258,25 @@ def parse_manifest(text: str, *, source: str = "<string>", json_only: bool = Fal
         kind = document.get("kind")
         items = document.get("items")
         if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-            # `kind: List` items name their kind; `IngressList` items from the raw API may not.
+            # `kind: List` items name their kind and version; `IngressList` items from the raw API may not.
             item_kind = kind[: -len("List")] or None
             for item in items:
                 if isinstance(item, dict):
-                    _collect(found, item.get("kind") or item_kind, item, source)
+                    _collect(found, item.get("kind") or item_kind, item.get("apiVersion") or document.get("apiVersion"),
+                             item, source)
                 else:
                     log.warning("%s: an item of %s is not an object, skipped", source, kind)
             continue
-        _collect(found, kind, document, source)
+        _collect(found, kind, document.get("apiVersion"), document, source)
     return found
 
 
-def _collect(found: list[tuple[str, KubeObject]], kind: Any, obj: KubeObject, source: str) -> None:
+def _collect(found: list[tuple[str, KubeObject]], kind: Any, api_version: Any, obj: KubeObject, source: str) -> None:
     if kind not in KINDS:
+        return
+    versions = API_VERSIONS.get(kind)
+    if versions is not None and api_version not in versions:
+        log.debug("%s: %s of apiVersion %r is not one we read, skipped", source, kind, api_version)
         return
     meta = obj.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
@@ -270,6 +287,9 @@ def _collect(found: list[tuple[str, KubeObject]], kind: Any, obj: KubeObject, so
         meta["namespace"] = DEFAULT_NAMESPACE
     if kind == "Secret" and isinstance(obj.get("stringData"), dict):
         _fold_string_data(obj)
+    if kind == NAMESPACE:
+        labels = meta.get("labels")
+        meta["labels"] = {**(labels if isinstance(labels, dict) else {}), NAMESPACE_NAME_LABEL: name}
     found.append((kind, obj))
 
 

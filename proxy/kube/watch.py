@@ -19,6 +19,14 @@ The watch is read with the generated API functions of kubernetes_asyncio (`watch
 model object for every event (we keep raw dicts), answers an HTTP error without a JSON body
 as a normal end of stream, and yields non-JSON lines as strings. Here the HTTP status is
 checked and each line is parsed once.
+
+Kinds whose CRDs may be missing (the Gateway API) are watched only while discovery finds them
+served (see proxy.kube.discovery): asked at start, and every `DISCOVERY_INTERVAL` after. A kind
+not served is, for the cache, listed and empty (synced, so Ingress routing never waits for it);
+one info line says so. When it appears, its loop starts (no restart needed); when it is no longer
+served (its CRD deleted, which deletes its objects too), its loop stops and its objects go.
+Namespaces are read only for Gateway listeners' allowedRoutes selectors, so they are watched
+only while Gateways are served.
 """
 
 from __future__ import annotations
@@ -28,21 +36,24 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio.client import (
     ApiClient,
     CoreV1Api,
+    CustomObjectsApi,
     DiscoveryV1Api,
     NetworkingV1Api,
 )
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from proxy.kube.cache import ObjectCache
-from proxy.kube.client import CLUSTER, ApiCall, create_api_client
+from proxy.kube.client import CLUSTER, ApiCall, api_error, create_api_client, raw_response
+from proxy.kube.discovery import discover, watchable
 from proxy.settings import Settings
 
 log = logging.getLogger("pyngress.watch")
@@ -55,6 +66,8 @@ CLIENT_TIMEOUT_GRACE = 30.0
 # A LIST of thousands of objects on a busy API server can take a while, but not forever.
 DEFAULT_LIST_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 10.0
+# A discovery document is small; an API server that cannot answer one in this time is in trouble.
+DISCOVERY_TIMEOUT = 30.0
 # Objects per LIST page: decoding one 5,000-Ingress body held the event loop ~150 ms; a page of 500
 # is a few ms, and every page is an await (requests keep flowing between pages).
 DEFAULT_PAGE_SIZE = 500
@@ -65,7 +78,12 @@ MAX_LIST_RESTARTS = 3
 # against a proxy or server that closes streams at once).
 MIN_HEALTHY_STREAM = 0.5
 
+# How often the kinds found by discovery are looked for again: a CRD installed (or removed) is
+# followed within this time, at the cost of one or two small GETs.
+DISCOVERY_INTERVAL = 30.0
+
 TLS_SECRET_SELECTOR = "type=kubernetes.io/tls"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +97,26 @@ class KindSpec:
     list_all: str  # list method for all namespaces (or the cluster-scoped list)
     list_namespaced: str | None  # None for cluster-scoped kinds
     field_selector: str = ""
+    # A custom resource: the versions we read, preferred first. Watched only while discovery finds
+    # one of them served, at the first one served (CustomObjectsApi's list functions).
+    versions: tuple[str, ...] = ()
+    # Watched only while this (discovered) kind is served.
+    with_kind: str = ""
 
-    def list_function(self, api_client: ApiClient, namespace: str) -> tuple[Callable[..., Any], tuple[str, ...]]:
-        """The generated list function and its positional args for this scope."""
+    @property
+    def discovered(self) -> bool:
+        """Whether discovery decides if (and at which version) this kind is watched."""
+        return bool(self.versions or self.with_kind)
+
+    def list_function(self, api_client: ApiClient, namespace: str,
+                      version: str = "") -> tuple[Callable[..., Any], tuple[str, ...]]:
+        """The generated list function and its positional args for this scope (and, for a custom
+        resource, this version)."""
         api = self.api(api_client)
+        if self.versions:
+            if namespace and self.list_namespaced:
+                return getattr(api, self.list_namespaced), (self.group, version, namespace, self.resource)
+            return getattr(api, self.list_all), (self.group, version, self.resource)
         if namespace and self.list_namespaced:
             return getattr(api, self.list_namespaced), (namespace,)
         return getattr(api, self.list_all), ()
@@ -100,6 +134,20 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
     # Only TLS Secrets: the field selector keeps every other Secret's data off the wire.
     KindSpec("Secret", "", "secrets", CoreV1Api, "list_secret_for_all_namespaces", "list_namespaced_secret",
              field_selector=TLS_SECRET_SELECTOR),
+    # The Gateway API, where its CRDs are installed. `list_cluster_custom_object` of a namespaced
+    # kind lists every namespace (GET /apis/<group>/<version>/<plural>).
+    KindSpec("GatewayClass", GATEWAY_GROUP, "gatewayclasses", CustomObjectsApi, "list_cluster_custom_object", None,
+             versions=("v1",)),
+    KindSpec("Gateway", GATEWAY_GROUP, "gateways", CustomObjectsApi, "list_cluster_custom_object",
+             "list_namespaced_custom_object", versions=("v1",)),
+    KindSpec("HTTPRoute", GATEWAY_GROUP, "httproutes", CustomObjectsApi, "list_cluster_custom_object",
+             "list_namespaced_custom_object", versions=("v1",)),
+    # Bundles before ReferenceGrant reached v1 serve it at v1beta1 only.
+    KindSpec("ReferenceGrant", GATEWAY_GROUP, "referencegrants", CustomObjectsApi, "list_cluster_custom_object",
+             "list_namespaced_custom_object", versions=("v1", "v1beta1")),
+    # For Gateway listeners' allowedRoutes namespace selectors (labels only), while Gateways are served;
+    # cluster-wide even with --watch-namespace (a listener may take routes from any namespace).
+    KindSpec("Namespace", "", "namespaces", CoreV1Api, "list_namespace", None, with_kind="Gateway"),
 )
 SPECS_BY_KIND = {spec.kind: spec for spec in WATCHED_KINDS}
 
@@ -127,8 +175,10 @@ class KindStatus:
     """The health of one kind's watch, read by metrics, /readyz logic and tests."""
 
     kind: str
-    synced: bool = False  # the first LIST has been applied
+    synced: bool = False  # the first LIST has been applied (or the kind is not served: none exist)
     connected: bool = False  # a watch stream is open
+    served: bool = True  # False while discovery finds the kind not served (it is not watched then)
+    api_version: str = ""  # the version watched, for a kind found by discovery
     resource_version: str = ""
     consecutive_failures: int = 0
     errors_total: int = 0
@@ -181,6 +231,23 @@ class WatchStatus:
         if self.synced:
             self._synced.set()
 
+    def mark_served(self, kind: str, api_version: str) -> None:
+        """Discovery found `kind` served: its loop starts, and it is synced once that lists."""
+        state = self.kinds[kind]
+        state.served, state.synced, state.api_version, state.resource_version = True, False, api_version, ""
+
+    def mark_unserved(self, kind: str) -> None:
+        """Discovery found `kind` not served: nothing to list (none exist), nothing failing."""
+        state = self.kinds[kind]
+        state.served, state.synced, state.connected = False, True, False
+        state.api_version = state.resource_version = ""
+        if state.consecutive_failures:
+            state.consecutive_failures = 0
+            if not self.failing:
+                self.failing_since = 0.0
+        if self.synced:
+            self._synced.set()
+
     def record_failure(self, kind: str, error: str) -> None:
         """Count one failed request of `kind`; the first failure of an outage is logged (once, not per retry)."""
         state = self.kinds[kind]
@@ -210,19 +277,28 @@ class WatchProtocolError(Exception):
     """The server sent something that is not a watch event."""
 
 
-def api_error(status: int, body: bytes | str | dict[str, Any]) -> ApiException:
-    """An ApiException carrying the Status reason and message, whatever shape the error body had."""
-    reason = ""
-    if isinstance(body, (bytes, str)):
-        raw = body
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            reason = raw.decode(errors="replace")[:200] if isinstance(raw, bytes) else raw[:200]
-    if isinstance(body, dict):
-        reason = f"{body.get('reason', '')}: {body.get('message', '')}"
-        status = int(body.get("code") or status)
-    return ApiException(status=status, reason=reason)
+async def served_resources(api_client: ApiClient, group: str, version: str, *,
+                           timeout: float = DISCOVERY_TIMEOUT) -> frozenset[str] | None:
+    """The resources (plurals) served at `group/version` that can be listed and watched, or None
+    when the API server does not serve that group version at all (404); raises ApiException else."""
+    response = raw_response(await CustomObjectsApi(api_client).get_api_resources(
+        group, version, _preload_content=False,
+        _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(CONNECT_TIMEOUT, timeout))))
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    if response.status == 404:
+        return None
+    if response.status != 200:
+        raise api_error(response.status, body)
+    try:
+        served = watchable(json.loads(body))
+    except ValueError:
+        served = None
+    if served is None:
+        raise WatchProtocolError(f"GET /apis/{group}/{version} answered without a resource list")
+    return served
 
 
 class KindWatcher:
@@ -230,7 +306,12 @@ class KindWatcher:
 
     def __init__(self, spec: KindSpec, *, cache: ObjectCache, api_client: ApiClient, namespace: str,
                  status: WatchStatus, timeout_seconds: int, backoff: Backoff, list_timeout: float,
-                 page_size: int = DEFAULT_PAGE_SIZE) -> None:
+                 page_size: int = DEFAULT_PAGE_SIZE, version: str = "",
+                 on_gone: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`version`: the API version of a custom resource. `on_gone`: awaited when the API server
+        answers 404 (a kind found by discovery whose CRD went away): the first 404 after a success
+        waits for discovery to look again (which stops this loop if the kind is gone) rather than
+        counting as an outage."""
         self.spec = spec
         self.cache = cache
         self.namespace = namespace if spec.list_namespaced else ""
@@ -240,11 +321,13 @@ class KindWatcher:
         self.backoff = backoff
         self.list_timeout = list_timeout
         self.page_size = max(page_size, 0)  # 0: one unpaginated LIST
-        self._list_fn, self._list_args = spec.list_function(api_client, self.namespace)
+        self._list_fn, self._list_args = spec.list_function(api_client, self.namespace, version)
         self._query: dict[str, Any] = {"field_selector": spec.field_selector} if spec.field_selector else {}
         # None: the next step is a LIST. Otherwise: the version to watch from.
         self.version: str | None = None
         self._expired_in_a_row = 0
+        self.on_gone = on_gone
+        self._gone_reported = False
 
     @property
     def where(self) -> str:
@@ -265,6 +348,11 @@ class KindWatcher:
                     self._expired(err)
                     if self._expired_in_a_row <= 1:
                         continue  # relist at once; a second 410 in a row backs off like any failure
+                if err.status == 404 and self.on_gone is not None and not self._gone_reported:
+                    self._gone_reported = True  # discovery decides; if it still finds the kind, the next 404 counts
+                    log.info("%s: HTTP 404 (its CRD removed?); asking discovery again", self.where)
+                    await self.on_gone()
+                    continue
                 await self._failed(err)
             except Exception as err:  # noqa: BLE001  a watch must never die: the cache keeps serving
                 await self._failed(err)
@@ -376,6 +464,7 @@ class KindWatcher:
         self.version = None
 
     def _recovered(self) -> None:
+        self._gone_reported = False
         if self.state.consecutive_failures:
             log.debug("watch %s recovered after %d failures", self.where, self.state.consecutive_failures)
             self.status.record_success(self.spec.kind)
@@ -402,7 +491,8 @@ class ClusterSource:
     def __init__(self, cache: ObjectCache, settings: Settings, *, api_client: ApiClient,
                  kinds: Iterable[str] | None = None, timeout_seconds: int = DEFAULT_WATCH_TIMEOUT,
                  backoff: Backoff = Backoff(), list_timeout: float = DEFAULT_LIST_TIMEOUT,
-                 status: WatchStatus | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> None:
+                 status: WatchStatus | None = None, page_size: int = DEFAULT_PAGE_SIZE,
+                 discovery_interval: float = DISCOVERY_INTERVAL) -> None:
         names = list(kinds) if kinds is not None else [spec.kind for spec in WATCHED_KINDS]
         unknown = [name for name in names if name not in SPECS_BY_KIND]
         if unknown:
@@ -410,18 +500,125 @@ class ClusterSource:
         self.status = status if status is not None else WatchStatus.for_kinds(names)
         for name in names:
             self.status.kinds.setdefault(name, KindStatus(name))
-        self.watchers = [
-            KindWatcher(SPECS_BY_KIND[name], cache=cache, api_client=api_client, namespace=settings.watch_namespace,
-                        status=self.status, timeout_seconds=timeout_seconds, backoff=backoff,
-                        list_timeout=list_timeout, page_size=page_size)
-            for name in names
-        ]
+        self.cache = cache
+        self.api_client = api_client
+        self.backoff = backoff
+        self.discovery_interval = discovery_interval
+        self._options: dict[str, Any] = {
+            "cache": cache, "api_client": api_client, "namespace": settings.watch_namespace, "status": self.status,
+            "timeout_seconds": timeout_seconds, "backoff": backoff, "list_timeout": list_timeout,
+            "page_size": page_size}
+        specs = [SPECS_BY_KIND[name] for name in names]
+        # Kinds of built-in groups: always served, watched from the start.
+        self.watchers = [KindWatcher(spec, **self._options) for spec in specs if not spec.discovered]
+        # Kinds watched while discovery finds them served: kind -> (version, its loop).
+        self.discovered = [spec for spec in specs if spec.discovered]
+        self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self._decided = False  # the first discovery is in: every discovered kind is watched or known absent
+        self._recheck = asyncio.Event()  # a watched kind answered 404: ask discovery now, not at the interval
+        self._looked = asyncio.Event()  # set (and replaced) after each discovery attempt
+        self._looking = False  # a discovery attempt is under way
 
     async def run(self) -> None:
-        """Run every kind's loop until cancelled."""
+        """Run every kind's loop (and discovery's, for the kinds it decides) until cancelled."""
         async with asyncio.TaskGroup() as group:
             for watcher in self.watchers:
                 group.create_task(watcher.run(), name=f"watch-{watcher.spec.kind}")
+            if self.discovered:
+                group.create_task(self._follow_discovery(group), name="watch-discovery")
+
+    async def _follow_discovery(self, group: asyncio.TaskGroup) -> None:
+        """Ask discovery now and every `discovery_interval`; start and stop loops as kinds come and go.
+        Until the first answer, a failure counts against the kinds waiting for it (retried with
+        backoff); after it, a failed re-check keeps what runs and tries again next interval."""
+        failures = 0
+        while True:
+            self._looking = True
+            try:
+                served = await discover(partial(served_resources, self.api_client), self.discovered,
+                                        every=WATCHED_KINDS)
+            except Exception as err:  # noqa: BLE001  like a watch: never fatal, retried
+                self._looked_again()
+                failures += 1
+                if self._decided:
+                    log.debug("discovery re-check failed (%s); keeping the watched kinds as they are", _describe(err))
+                    await self._wait(self.discovery_interval)
+                else:
+                    for spec in self.discovered:
+                        self.status.record_failure(spec.kind, f"discovery: {_describe(err)}")
+                    await asyncio.sleep(min(self.backoff.delay(failures), self.discovery_interval))
+                continue
+            if failures and not self._decided:
+                for spec in self.discovered:
+                    self.status.record_success(spec.kind)
+            failures = 0
+            await self._follow(served, group)
+            self._looked_again()
+            await self._wait(self.discovery_interval)
+
+    async def _look_again(self) -> None:
+        """For a watched kind that answered 404: return after a discovery attempt that started after
+        the 404 (it cancels the caller if the kind is no longer served)."""
+        for _ in range(2 if self._looking else 1):  # one under way may have asked before the CRD went
+            looked = self._looked
+            self._recheck.set()
+            await looked.wait()
+
+    def _looked_again(self) -> None:
+        self._looking = False
+        self._looked.set()
+        self._looked = asyncio.Event()
+
+    async def _wait(self, seconds: float) -> None:
+        """Until the next re-check: `seconds`, or sooner when a watched kind answered 404."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._recheck.wait()
+        except TimeoutError:
+            pass
+        self._recheck.clear()
+
+    async def _follow(self, served: dict[str, str | None], group: asyncio.TaskGroup) -> None:
+        first = not self._decided
+        started: list[str] = []
+        stopped: list[str] = []
+        absent: list[str] = []
+        for spec in self.discovered:
+            kind, version = spec.kind, served.get(spec.kind)
+            running = self.running.get(kind)
+            if running is not None and running[0] == version:
+                continue
+            if running is not None:
+                await self._stop(kind)
+            if version is not None:
+                self.status.mark_served(kind, version)
+                watcher = KindWatcher(spec, version=version, on_gone=self._look_again, **self._options)
+                task = group.create_task(watcher.run(), name=f"watch-{kind}")
+                self.running[kind] = (version, task)
+                if not first:
+                    started.append(f"{kind} ({spec.group}/{version})" if spec.versions else kind)
+            elif running is not None or first:
+                # Known to have none: for the cache this kind is listed (empty), so nothing waits for it.
+                self.cache.replace(kind, ())
+                self.cache.mark_synced(kind)
+                self.status.mark_unserved(kind)
+                (stopped if running is not None else absent).append(kind)
+        self._decided = True
+        if absent:
+            missing = [spec.kind for spec in self.discovered if spec.kind in absent and spec.versions]
+            idle = [kind for kind in absent if kind not in missing]
+            log.info("%s not served by the API server (CRDs not installed?): not watched%s; Ingress routing goes on "
+                     "without them; looking for them again every %g s", ", ".join(missing) or "nothing",
+                     f" (nor {', '.join(idle)}, read only for them)" if idle else "", self.discovery_interval)
+        if started:
+            log.info("now served, watching: %s", ", ".join(started))
+        if stopped:
+            log.info("no longer served: stopped watching %s and dropped their objects", ", ".join(stopped))
+
+    async def _stop(self, kind: str) -> None:
+        _, task = self.running.pop(kind)
+        task.cancel()
+        await asyncio.wait({task})
 
 
 async def run_cluster_source(cache: ObjectCache, settings: Settings, *, api_client: ApiClient | None = None,
@@ -430,7 +627,7 @@ async def run_cluster_source(cache: ObjectCache, settings: Settings, *, api_clie
 
     Without `api_client`, one is built from settings (kubeconfig or in-cluster) and closed on exit.
     Pass a `WatchStatus` to read per-kind health while this runs; `options` go to ClusterSource
-    (kinds, timeout_seconds, backoff, list_timeout, page_size).
+    (kinds, timeout_seconds, backoff, list_timeout, page_size, discovery_interval).
     """
     own_client = api_client is None
     client = api_client if api_client is not None else await create_api_client(settings)

@@ -37,12 +37,14 @@ class Pipeline:
         self.controller.close()
 
 
-async def start_pipeline(api_client: ApiClient, settings: Settings) -> Pipeline:
+async def start_pipeline(api_client: ApiClient, settings: Settings, **options: object) -> Pipeline:
+    """`options` go to run_cluster_source (discovery_interval, ...)."""
     cache = ObjectCache()
     holder = RuntimeHolder()
     status = WatchStatus.for_kinds(("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret"))
     pipeline = Pipeline(settings, cache, holder, Controller(cache=cache, settings=settings, holder=holder), status)
-    pipeline.spawn(run_cluster_source(cache, settings, api_client=api_client, status=status, backoff=FAST), "watch")
+    pipeline.spawn(run_cluster_source(cache, settings, api_client=api_client, status=status,
+                                      **{"backoff": FAST, **options}), "watch")
     pipeline.spawn(pipeline.controller.run(), "controller")
     async with asyncio.timeout(10):
         await holder.wait_for(1, 10)

@@ -7,7 +7,8 @@ import importlib
 from proxy.kube.client import ApiCall
 
 # Every module that talks to the API server keeps its own API_CALLS table next to the calls.
-MODULES = ("proxy.kube.client", "proxy.kube.watch", "proxy.kube.status", "proxy.kube.leader", "proxy.kube.events")
+MODULES = ("proxy.kube.client", "proxy.kube.discovery", "proxy.kube.watch", "proxy.kube.status", "proxy.kube.leader",
+           "proxy.kube.events")
 
 
 def declared_api_calls() -> set[ApiCall]:

@@ -113,6 +113,24 @@ def test_rbac_covers_every_api_call_the_code_makes() -> None:
     assert not missing, f"RBAC does not grant: {missing}"
 
 
+def test_rbac_reads_the_gateway_api_and_namespaces_and_writes_none_of_it() -> None:
+    declared = declared_api_calls()
+    for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants"):
+        for verb in ("list", "watch"):
+            assert ApiCall("gateway.networking.k8s.io", resource, verb, CLUSTER) in declared
+    assert {ApiCall("", "namespaces", "list", CLUSTER), ApiCall("", "namespaces", "watch", CLUSTER)} <= declared
+    # Discovery (/apis/...) is a non-resource URL the default system:discovery role grants: no rule for it.
+    for role in of_kind("ClusterRole") + of_kind("Role"):
+        for rule in role["rules"]:
+            assert "nonResourceURLs" not in rule, rule
+    granted = set().union(*(grants(r["rules"]) for r in of_kind("ClusterRole")))
+    assert {(g, r, v) for g, r, v in granted if g == "gateway.networking.k8s.io"} == {
+        ("gateway.networking.k8s.io", resource, verb)
+        for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants") for verb in ("list", "watch")}
+    assert {(r, v) for g, r, v in granted if g == "" and r.startswith("namespaces")} == {
+        ("namespaces", "list"), ("namespaces", "watch")}
+
+
 def test_rbac_grants_nothing_the_code_does_not_use() -> None:
     declared = declared_api_calls()
     cluster_needed = {(c.group, c.resource, c.verb) for c in declared if c.scope == CLUSTER}

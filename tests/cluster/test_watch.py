@@ -33,6 +33,8 @@ from .objects import (
 
 WAIT = 10.0
 FAST = Backoff(initial=0.01, maximum=0.05)
+# The kinds of built-in API groups, always served (the Gateway API's are in test_gateway_watch.py).
+INGRESS_KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret")
 
 
 @dataclass
@@ -59,7 +61,7 @@ async def eventually(predicate: Callable[[], object], what: str = "condition") -
 async def start(kube_api: KubeApiServer, api_client: ApiClient) -> AsyncIterator[Start]:
     tasks: list[asyncio.Task] = []
 
-    async def start_source(settings: Settings = Settings(), *, kinds: tuple[str, ...] = KINDS,
+    async def start_source(settings: Settings = Settings(), *, kinds: tuple[str, ...] = INGRESS_KINDS,
                            timeout_seconds: int = 30, wait: bool = True, cache: ObjectCache | None = None,
                            page_size: int = DEFAULT_PAGE_SIZE) -> Running:
         cache = cache if cache is not None else ObjectCache(kinds=kinds)

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from proxy.kube.cache import CacheChange, ObjectCache
+from proxy.kube.cache import KINDS, CacheChange, ObjectCache
 
 
 def meta(name: str, namespace: str | None = "default", **extra) -> dict:
@@ -225,9 +225,11 @@ def test_secret_matters_only_when_referenced(cache_and_changes):
 def test_synced_after_every_kind_is_listed(cache_and_changes):
     cache, changes = cache_and_changes
     assert not cache.synced
-    for kind in ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints"):
-        cache.mark_synced(kind)
-        assert not cache.synced
+    assert KINDS[-1] != "Secret"
+    for kind in KINDS:
+        if kind != "Secret":
+            cache.mark_synced(kind)
+            assert not cache.synced
     assert changes == []
     cache.mark_synced("Secret")
     assert cache.synced
@@ -291,8 +293,9 @@ def test_observed_operations_rebuild_an_equal_cache():
     source.observe(lambda op: mirror.perform(pickle.loads(pickle.dumps(op))))
     source.replace("Ingress", [ingress("a", tls_secret="tls"), ingress("b")])
     source.replace("EndpointSlice", [endpoint_slice("web-1", "web")])
-    for kind in ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints"):
-        source.mark_synced(kind)
+    for kind in KINDS:
+        if kind != "Secret":
+            source.mark_synced(kind)
     assert not mirror.synced
 
     late = ObjectCache()
@@ -309,7 +312,7 @@ def test_observed_operations_rebuild_an_equal_cache():
     assert mirror.synced and late.synced
     assert _contents(mirror) == _contents(source) == _contents(late)
     assert set(source.snapshot().ingresses) == {("default", "a")}
-    assert [op[0] for op in seen] == ["replace", "replace"] + ["synced"] * 6 + ["apply"] * 3
+    assert [op[0] for op in seen] == ["replace", "replace"] + ["synced"] * len(KINDS) + ["apply"] * 3
     assert "managedFields" not in seen[-1][2][1]["metadata"]  # bookkeeping is not relayed
 
 
@@ -347,3 +350,198 @@ def test_a_failing_observer_does_not_stop_the_write():
     assert len(seen) == 1 and len(changes) == 1
     with pytest.raises(ValueError):
         cache.perform(("patch", "Ingress", None))
+
+
+# ---- the Gateway API kinds and Namespaces
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+def gateway(name: str, *, ns: str = "default", refs: list[dict] | None = None, rv: str = "1",
+            status: dict | None = None) -> dict:
+    listeners: list[dict] = [{"name": "http", "port": 80, "protocol": "HTTP"}]
+    if refs is not None:
+        listeners.append({"name": "https", "port": 443, "protocol": "HTTPS",
+                          "tls": {"mode": "Terminate", "certificateRefs": refs}})
+    obj = {"apiVersion": GATEWAY_API, "kind": "Gateway", "metadata": meta(name, ns, resourceVersion=rv, generation=1),
+           "spec": {"gatewayClassName": "pyngress", "listeners": listeners}}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def http_route(name: str, *, ns: str = "default", rv: str = "1", status: dict | None = None,
+               path: str = "/") -> dict:
+    obj = {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": meta(name, ns, resourceVersion=rv),
+           "spec": {"parentRefs": [{"name": "gw"}],
+                    "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                               "backendRefs": [{"name": "web", "port": 80}]}]}}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def namespace(name: str, *, labels: dict | None = None, rv: str = "1", **extra) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": meta(name, None, labels={"kubernetes.io/metadata.name": name, **(labels or {})},
+                             resourceVersion=rv, uid=f"uid-{name}", **extra),
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
+def test_gateway_kinds_fill_their_snapshot_fields(cache_and_changes):
+    cache, changes = cache_and_changes
+    cache.replace("GatewayClass", [{"metadata": meta("pyngress", None), "spec": {"controllerName": "x"}}])
+    cache.replace("Gateway", [gateway("gw")])
+    cache.apply("HTTPRoute", "ADDED", http_route("r", ns="shop"))
+    cache.apply("ReferenceGrant", "ADDED", {"metadata": meta("allow", "backends"), "spec": {"from": [], "to": []}})
+    cache.apply("Namespace", "ADDED", namespace("shop"))
+    snap = cache.snapshot()
+    assert set(snap.gateway_classes) == {"pyngress"}
+    assert set(snap.gateways) == {("default", "gw")}
+    assert set(snap.http_routes) == {("shop", "r")}
+    assert set(snap.reference_grants) == {("backends", "allow")}
+    assert set(snap.namespaces) == {"shop"}
+    assert cache.get("Namespace", "", "shop")["metadata"]["labels"]["kubernetes.io/metadata.name"] == "shop"
+    assert cache.get("GatewayClass", "ignored", "pyngress") is not None  # cluster-scoped: keyed by name
+    assert changes == [CacheChange(routes=True)] * 5
+    # Snapshots of them never change under the reader either.
+    cache.apply("HTTPRoute", "DELETED", http_route("r", ns="shop"))
+    assert set(snap.http_routes) == {("shop", "r")} and dict(cache.snapshot().http_routes) == {}
+    with pytest.raises(TypeError):
+        snap.namespaces["x"] = {}  # type: ignore[index]
+
+
+def test_every_gateway_api_change_rebuilds_routes_but_status_alone_does_not(cache_and_changes):
+    cache, changes = cache_and_changes
+    seen: list = []
+    cache.observe(seen.append)
+    cache.apply("HTTPRoute", "ADDED", http_route("r"))
+    cache.apply("HTTPRoute", "MODIFIED", http_route("r", rv="2", path="/api"))
+    assert changes == [CacheChange(routes=True)] * 2
+    changes.clear()
+    snap = cache.snapshot()
+
+    # Our own status write, or another controller's entry in status.parents: kept (readers see the
+    # current status), relayed, but no rebuild.
+    parents = {"parents": [{"controllerName": "other.example/ctl", "parentRef": {"name": "gw"}, "conditions": []}]}
+    cache.apply("HTTPRoute", "MODIFIED", http_route("r", rv="3", path="/api", status=parents))
+    cache.replace("HTTPRoute", [http_route("r", rv="4", path="/api", status={"parents": []})])
+    assert changes == []
+    assert cache.get("HTTPRoute", "default", "r")["status"] == {"parents": []}
+    assert cache.snapshot() is not snap  # a new snapshot holds the new status
+    assert [op[0] for op in seen[-2:]] == ["apply", "replace"]
+
+    # Spec, labels and annotations are content.
+    labelled = http_route("r", rv="5", path="/api", status={"parents": []})
+    labelled["metadata"]["labels"] = {"team": "a"}
+    cache.apply("HTTPRoute", "MODIFIED", labelled)
+    cache.replace("Gateway", [gateway("gw", status={"conditions": []})])
+    cache.replace("Gateway", [gateway("gw", rv="2", status={"conditions": [{"type": "Accepted"}]})])
+    cache.apply("Gateway", "DELETED", gateway("gw"))
+    assert changes == [CacheChange(routes=True)] * 3
+
+
+def test_namespaces_matter_only_by_their_labels(cache_and_changes):
+    cache, changes = cache_and_changes
+    seen: list = []
+    cache.observe(seen.append)
+    cache.apply("Namespace", "ADDED", namespace("team", labels={"env": "prod"}))
+    stored = cache.get("Namespace", "", "team")
+    assert set(stored) == {"apiVersion", "kind", "metadata"}  # spec and status are not kept
+    assert set(stored["metadata"]) == {"name", "uid", "labels", "resourceVersion"}
+    changes.clear()
+    seen.clear()
+    snap = cache.snapshot()
+
+    churn = namespace("team", labels={"env": "prod"}, rv="2", annotations={"note": "x"})
+    churn["status"] = {"phase": "Active", "conditions": [{"type": "NamespaceDeletionDiscoveryFailure"}]}
+    churn["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
+    cache.apply("Namespace", "MODIFIED", churn)
+    terminating = namespace("team", labels={"env": "prod"}, rv="3", deletionTimestamp="2026-01-01T00:00:00Z")
+    terminating["status"] = {"phase": "Terminating"}
+    cache.replace("Namespace", [terminating])
+    assert changes == [] and seen == []  # no rebuild, nothing relayed, the same snapshot
+    assert cache.snapshot() is snap
+
+    cache.apply("Namespace", "MODIFIED", namespace("team", labels={"env": "dev"}, rv="4"))
+    assert changes == [CacheChange(routes=True)]
+    assert cache.get("Namespace", "", "team")["metadata"]["labels"]["env"] == "dev"
+    cache.apply("Namespace", "DELETED", namespace("team", rv="5"))
+    assert changes == [CacheChange(routes=True)] * 2 and dict(cache.snapshot().namespaces) == {}
+
+
+def test_gateway_certificate_refs_make_secrets_relevant(cache_and_changes):
+    cache, changes = cache_and_changes
+    refs = [
+        {"name": "same-ns"},  # group "" and kind Secret are the CRD's defaults
+        {"group": "", "kind": "Secret", "name": "other-ns", "namespace": "certs"},
+        {"group": "example.com", "kind": "Secret", "name": "foreign-group"},
+        {"kind": "ConfigMap", "name": "not-a-secret"},
+    ]
+    cache.apply("Gateway", "ADDED", gateway("gw", ns="edge", refs=refs))
+    changes.clear()
+    cache.apply("Secret", "ADDED", secret("same-ns", ns="edge"))
+    cache.apply("Secret", "ADDED", secret("other-ns", ns="certs"))
+    assert changes == [CacheChange(routes=True)] * 2
+    changes.clear()
+    cache.apply("Secret", "ADDED", secret("foreign-group", ns="edge"))
+    cache.apply("Secret", "ADDED", secret("not-a-secret", ns="edge"))
+    cache.apply("Secret", "ADDED", secret("same-ns", ns="default"))  # the Gateway's namespace, not another
+    assert changes == []
+
+    # An Ingress naming the same Secret keeps it relevant after the Gateway lets go of it.
+    cache.apply("Ingress", "ADDED", ingress("i", ns="edge", tls_secret="same-ns"))
+    cache.apply("Gateway", "MODIFIED", gateway("gw", ns="edge", refs=[{"name": "renamed"}], rv="2"))
+    changes.clear()
+    cache.apply("Secret", "MODIFIED", secret("same-ns", ns="edge", data="new", rv="2"))
+    cache.apply("Secret", "MODIFIED", secret("other-ns", ns="certs", data="new", rv="2"))
+    assert changes == [CacheChange(routes=True)]
+    cache.apply("Ingress", "DELETED", ingress("i", ns="edge"))
+    changes.clear()
+    cache.apply("Secret", "MODIFIED", secret("same-ns", ns="edge", data="newer", rv="3"))
+    assert changes == []
+
+    # A relist of Gateways recounts, without touching what Ingresses name.
+    cache.apply("Ingress", "ADDED", ingress("j", tls_secret="ingress-only"))
+    cache.replace("Gateway", [gateway("gw2", refs=[{"name": "from-relist"}])])
+    changes.clear()
+    cache.replace("Secret", [secret("from-relist"), secret("ingress-only"), secret("renamed", ns="edge")])
+    assert changes == [CacheChange(routes=True)]
+    changes.clear()
+    cache.replace("Secret", [secret("renamed", ns="edge", data="changed")])  # the two others deleted: relevant
+    assert changes == [CacheChange(routes=True)]
+    changes.clear()
+    cache.replace("Secret", [secret("renamed", ns="edge", data="again")])  # no longer named by anything
+    assert changes == []
+
+
+def test_gateway_kinds_travel_through_operations_and_perform():
+    """A worker's cache, fed by operations() then the observed writes (pickled), holds every new kind."""
+    import pickle
+
+    source = ObjectCache()
+    source.replace("GatewayClass", [{"apiVersion": GATEWAY_API, "kind": "GatewayClass",
+                                     "metadata": meta("pyngress", None), "spec": {"controllerName": "x"}}])
+    source.replace("Gateway", [gateway("gw", refs=[{"name": "cert"}])])
+    source.replace("Namespace", [namespace("default", labels={"env": "prod"})])
+    for kind in KINDS:
+        source.mark_synced(kind)
+    worker = ObjectCache()
+    for op in source.operations():
+        worker.perform(pickle.loads(pickle.dumps(op)))
+    source.observe(lambda op: worker.perform(pickle.loads(pickle.dumps(op))))
+    source.apply("HTTPRoute", "ADDED", http_route("r"))
+    source.apply("ReferenceGrant", "ADDED", {"metadata": meta("allow", "backends"), "spec": {}})
+    source.apply("HTTPRoute", "MODIFIED", http_route("r", rv="2", status={"parents": []}))
+    source.apply("Namespace", "MODIFIED", namespace("default", labels={"env": "dev"}, rv="2"))
+    source.apply("Secret", "ADDED", secret("cert"))
+    changes: list = []
+    worker.subscribe(changes.append)
+    worker_snap, source_snap = worker.snapshot(), source.snapshot()
+    assert worker.synced
+    for name in ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "secrets"):
+        assert dict(getattr(worker_snap, name)) == dict(getattr(source_snap, name)), name
+    assert worker.get("HTTPRoute", "default", "r")["status"] == {"parents": []}
+    # The worker classifies what it replays the same way: its Gateway names the Secret too.
+    source.apply("Secret", "MODIFIED", secret("cert", data="rotated", rv="2"))
+    assert changes == [CacheChange(routes=True)]

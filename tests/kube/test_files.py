@@ -177,6 +177,107 @@ def test_parse_errors_are_value_errors():
         parse_manifest("{", json_only=True)
 
 
+# The Gateway API's own example shapes, plus what they need: a Namespace with labels to select by.
+GATEWAY_API = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pyngress}
+spec: {controllerName: pyngress.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: infra}
+spec:
+  gatewayClassName: pyngress
+  listeners:
+  - {name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: edge-cert}]},
+     allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {shared-gateway-access: "true"}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: shop}
+spec:
+  parentRefs: [{name: edge, namespace: infra}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: from-default, namespace: infra}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
+  to: [{group: "", kind: Service}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: default, labels: {shared-gateway-access: "true"}}
+---
+# Another API's Gateway (Istio's): not ours.
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-gw}
+spec: {selector: {istio: ingressgateway}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: HTTPRoute
+metadata: {name: too-old}
+"""
+
+
+def test_parse_gateway_api_kinds_and_namespaces():
+    found = parse_manifest(GATEWAY_API, source="gateway.yaml")
+    assert [(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"]) for kind, obj in found] == [
+        ("GatewayClass", None, "pyngress"),  # cluster-scoped: no namespace added
+        ("Gateway", "infra", "edge"),
+        ("HTTPRoute", "default", "shop"),  # v1beta1 is read too; no namespace: default
+        ("ReferenceGrant", "infra", "from-default"),
+        ("Namespace", None, "default"),
+    ]
+    namespace = found[-1][1]
+    # As the API server labels every Namespace, so selectors can pick one by name.
+    labels = namespace["metadata"]["labels"]
+    assert labels == {"shared-gateway-access": "true", "kubernetes.io/metadata.name": "default"}
+
+
+def test_parse_gateway_api_lists():
+    raw = {"kind": "HTTPRouteList", "apiVersion": "gateway.networking.k8s.io/v1",
+           "items": [{"metadata": {"name": "a", "namespace": "shop"}, "spec": {}}]}
+    assert parse_manifest(json.dumps(raw), json_only=True) == [
+        ("HTTPRoute", {"metadata": {"name": "a", "namespace": "shop"}, "spec": {}})]
+    kubectl = {"kind": "List", "apiVersion": "v1", "items": [
+        {"kind": "Gateway", "apiVersion": "gateway.networking.k8s.io/v1", "metadata": {"name": "g"}},
+        {"kind": "Gateway", "apiVersion": "networking.istio.io/v1", "metadata": {"name": "istio"}},
+        {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "n"}}]}
+    assert [(kind, obj["metadata"]["name"]) for kind, obj in parse_manifest(json.dumps(kubectl), json_only=True)] == [
+        ("Gateway", "g"), ("Namespace", "n")]
+    foreign = {"kind": "GatewayList", "apiVersion": "networking.istio.io/v1", "items": [{"metadata": {"name": "x"}}]}
+    assert parse_manifest(json.dumps(foreign), json_only=True) == []
+
+
+async def test_gateway_api_kinds_load_into_the_cache(tmp_path, running):
+    (tmp_path / "gateway.yaml").write_text(GATEWAY_API)
+    (tmp_path / "secret.yaml").write_text(
+        "kind: Secret\napiVersion: v1\nmetadata: {name: edge-cert, namespace: infra}\ntype: kubernetes.io/tls\n"
+        "data: {tls.crt: Y2VydA==, tls.key: a2V5}\n")
+    cache = await running(tmp_path)
+    assert cache.synced
+    snap = cache.snapshot()
+    assert set(snap.gateway_classes) == {"pyngress"}
+    assert set(snap.gateways) == {("infra", "edge")}
+    assert set(snap.http_routes) == {("default", "shop")}
+    assert set(snap.reference_grants) == {("infra", "from-default")}
+    assert set(snap.namespaces) == {"default"}
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    # The certificate a Gateway listener names is followed like an Ingress's TLS Secret.
+    write(tmp_path / "secret.yaml", (tmp_path / "secret.yaml").read_text().replace("Y2VydA==", "bmV3"))
+    await eventually(lambda: changes)
+    assert changes == [CacheChange(routes=True)]
+    write(tmp_path / "gateway.yaml", GATEWAY_API.replace("kind: HTTPRoute\nmetadata: {name: shop}",
+                                                         "kind: HTTPRoute\nmetadata: {name: shop, namespace: team}"))
+    await eventually(lambda: ("team", "shop") in cache.snapshot().http_routes)
+    assert set(cache.snapshot().http_routes) == {("team", "shop")}
+
+
 async def test_folder_load_marks_synced_and_fills_every_kind(tmp_path, running):
     (tmp_path / "ingress.yaml").write_text(INGRESS.format(name="shop", host="shop.example.com"))
     (tmp_path / "backend.yml").write_text(SERVICE_AND_SLICE % "10.0.0.1")

@@ -8,6 +8,14 @@ every page is served from the first page's version, `metadata.remainingItemCount
 when no selector is, a token whose version was compacted answers 410 Expired with an
 inconsistent-continue token, as the real API server does). Tests drive failures through hooks:
 `drop_watches()`, `fail_next()`, `stop()`/`start()`, `send_bookmarks()`, `on_request()`.
+
+The Gateway API kinds are CRDs: absent until `install_gateway_api()` (or `gateway_api=True`),
+removable with `uninstall_gateway_api()`. Discovery (/api, /api/v1, /apis, /apis/<group>,
+/apis/<group>/<version>) lists what is served at that moment; served at another version than the
+preferred one (ReferenceGrant at v1beta1), objects carry that version's apiVersion. Discovery
+requests are non-resource URLs, allowed to every authenticated user by the default
+`system:discovery` role: they are kept in `discovery_requests`, apart from `requests` (what RBAC
+must grant).
 """
 
 from __future__ import annotations
@@ -17,14 +25,14 @@ import base64
 import binascii
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from .errors import ApiError
-from .resources import BY_KIND, BY_PATH, RESOURCES, Resource
+from .resources import BY_GROUP_PLURAL, BY_KIND, GATEWAY_KINDS, RESOURCES, STATUS_VERBS, VERBS, Resource
 from .selectors import object_filter, parse_field_selector, parse_label_selector
 from .store import Change, Obj, Store, Subscription
 
@@ -46,6 +54,7 @@ class RequestRecord:
     field_selector: str = ""
     limit: str = ""  # LIST page size asked for ("" = everything)
     continue_token: str = ""  # LIST: the token of a following page
+    path: str = ""  # discovery requests (resource ""): the URL path
 
 
 @dataclass(slots=True)
@@ -59,6 +68,20 @@ def _dumps(obj: Any) -> bytes:
 
 def _json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=_dumps(body), status=status, content_type="application/json")
+
+
+def _at(resource: Resource, version: str, obj: Obj) -> Obj:
+    """`obj` as served at `version`: the Gateway API's versions share one schema, so conversion
+    (strategy None, as its CRDs declare) only rewrites apiVersion."""
+    api_version = resource.api_version_at(version)
+    if obj.get("apiVersion", api_version) == api_version:
+        return obj
+    return {**obj, "apiVersion": api_version}
+
+
+def _api_group(group: str, versions: list[str]) -> dict[str, Any]:
+    listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+    return {"name": group, "versions": listed, "preferredVersion": listed[0]}
 
 
 def _truthy(value: str | None) -> bool:
@@ -103,8 +126,10 @@ class KubeApiServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, allow_loopback: bool = False,
                  bookmark_interval: float = 60.0, token: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, gateway_api: bool = False) -> None:
         self.store = Store()
+        if gateway_api:
+            self.install_gateway_api()
         # Real validation rejects loopback EndpointSlice/Endpoints addresses; tests with loopback pods opt in.
         self.store.allow_loopback = allow_loopback
         self.host = host
@@ -115,6 +140,7 @@ class KubeApiServer:
         self.token = token
         self.ssl_context = ssl_context
         self.requests: list[RequestRecord] = []
+        self.discovery_requests: list[str] = []
         self.authorizations: list[str] = []
         self._fail: list[tuple[int, int, Callable[[RequestRecord], bool] | None]] = []
         self._request_hooks: list[Callable[[RequestRecord], None]] = []
@@ -200,6 +226,33 @@ class KubeApiServer:
     def watch_count(self, plural: str) -> int:
         return sum(1 for sub in self._watches if sub.resource.plural == plural)
 
+    # ---- CRDs
+    def install_gateway_api(self, kinds: Iterable[str] = GATEWAY_KINDS, *,
+                            versions: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Install the Gateway API CRDs of `kinds` (all four by default), each served at every version its
+        standard CRD serves unless `versions` names fewer (e.g. {"ReferenceGrant": ["v1beta1"]}, an older
+        bundle). Called again, it updates them: watches of a version no longer served end."""
+        for kind in kinds:
+            resource = BY_KIND[kind]
+            self.store.install(resource, tuple((versions or {}).get(kind, resource.all_versions)))
+        for sub in list(self._watches):
+            if sub.resource.crd and sub.version not in self.store.served_versions(sub.resource):
+                sub.queue.put_nowait(_END)
+
+    def uninstall_gateway_api(self, kinds: Iterable[str] = GATEWAY_KINDS) -> None:
+        """Delete the Gateway API CRDs of `kinds`: their objects are deleted (watches see DELETED), their
+        watches end, and they are no longer served (404, gone from discovery)."""
+        for kind in kinds:
+            resource = BY_KIND[kind]
+            self.store.uninstall(resource)
+            for sub in list(self._watches):
+                if sub.resource == resource:
+                    sub.queue.put_nowait(_END)
+
+    def served(self, kind: str) -> tuple[str, ...]:
+        """The versions `kind` is served at now."""
+        return self.store.served_versions(BY_KIND[kind])
+
     # ---- direct object access for test setup (same store, same versions and events as the HTTP API)
     def create(self, obj: Obj) -> Obj:
         resource = BY_KIND[obj["kind"]]
@@ -227,6 +280,10 @@ class KubeApiServer:
     def get(self, kind: str, namespace: str, name: str) -> Obj:
         return self.store.get(BY_KIND[kind], namespace, name)
 
+    def patch(self, kind: str, namespace: str, name: str, patch: Obj, *, subresource: str = "") -> Obj:
+        """A merge patch of the object (subresource "status": of its status only), as a client's PATCH."""
+        return self.store.patch(BY_KIND[kind], namespace, name, patch, subresource=subresource)
+
     def delete(self, kind: str, namespace: str, name: str) -> Obj:
         return self.store.delete(BY_KIND[kind], namespace, name)
 
@@ -240,22 +297,27 @@ class KubeApiServer:
                 self.authorizations.append(request.headers.get("Authorization", ""))
                 if request.headers.get("Authorization") != f"Bearer {self.token}":
                     raise ApiError(401, "Unauthorized", "Unauthorized")
-            discovery = self._discovery(request.path)
-            if discovery is not None:
-                return _json_response(discovery)
-            resource, namespace, name, subresource = self._route(request.path)
+            if self._is_discovery(request.path):
+                self.discovery_requests.append(request.path)
+                group = request.path.split("/")[2] if request.path.startswith("/apis/") else ""
+                self._maybe_fail(RequestRecord("get", group, "", "", "", path=request.path))
+                return _json_response(self._discovery(request.path))
+            resource, namespace, name, subresource, version = self._route(request.path)
             record = RequestRecord(self._verb(request, name), resource.group,
                                    f"{resource.plural}/{subresource}" if subresource else resource.plural,
                                    namespace or "", name, request.query.get("resourceVersion", ""),
                                    request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""),
                                    request.query.get("limit", ""), request.query.get("continue", ""))
-            self.requests.append(record)
+            self.requests.append(record)  # authorized (and so recorded) before it is found to exist
             for hook in list(self._request_hooks):
                 hook(record)
             self._maybe_fail(record)
+            if version not in self.store.served_versions(resource):
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
             if record.verb == "watch":
-                return await self._watch(request, resource, namespace)
-            return _json_response(*await self._serve(request, record.verb, resource, namespace, name, subresource))
+                return await self._watch(request, resource, namespace, version)
+            body, status = await self._serve(request, record.verb, resource, namespace, name, subresource, version)
+            return _json_response(body, status)
         except ApiError as err:
             return _json_response(err.status(), err.code)
 
@@ -269,21 +331,61 @@ class KubeApiServer:
                 raise ApiError(status, "InternalError" if status >= 500 else "Failure",
                                f"injected failure {status} for {record.verb} {record.resource}")
 
-    def _discovery(self, path: str) -> Any:
-        path = path.rstrip("/")
-        if path == "/api":
-            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-        if path == "/apis":
-            groups = sorted({r.group for r in RESOURCES if r.group})
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
-                 "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}} for g in groups]}
-        if path == "/version":
-            return {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubeapi-emulator"}
-        return None
-
     @staticmethod
-    def _route(path: str) -> tuple[Resource, str | None, str, str]:
+    def _is_discovery(path: str) -> bool:
+        parts = [p for p in path.split("/") if p]
+        return (parts in (["api"], ["apis"], ["version"]) or (len(parts) == 2 and parts[0] in ("api", "apis"))
+                or (len(parts) == 3 and parts[0] == "apis"))
+
+    def _group_versions(self) -> dict[str, list[str]]:
+        """Group -> versions served now, preferred first ("" = core)."""
+        found: dict[str, list[str]] = {}
+        for resource in RESOURCES:
+            versions = found.setdefault(resource.group, [])
+            for version in self.store.served_versions(resource):
+                if version not in versions:
+                    versions.append(version)
+        return {group: versions for group, versions in found.items() if versions}
+
+    def _discovery(self, path: str) -> Any:
+        parts = [p for p in path.split("/") if p]
+        groups = self._group_versions()
+        if parts == ["version"]:
+            return {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubeapi-emulator"}
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": groups[""], "serverAddressByClientCIDRs": []}
+        if parts == ["apis"]:
+            return {"kind": "APIGroupList", "apiVersion": "v1",
+                    "groups": [_api_group(group, groups[group]) for group in sorted(groups) if group]}
+        if parts[0] == "api":
+            group, version = "", parts[1]
+        elif len(parts) == 2:
+            if parts[1] not in groups or not parts[1]:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return {"kind": "APIGroup", "apiVersion": "v1", **_api_group(parts[1], groups[parts[1]])}
+        else:
+            group, version = parts[1], parts[2]
+        if version not in groups.get(group, ()):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        resources: list[dict[str, Any]] = []
+        for resource in RESOURCES:
+            if resource.group == group and version in self.store.served_versions(resource):
+                entry: dict[str, Any] = {"name": resource.plural, "singularName": resource.kind.lower(),
+                                         "namespaced": resource.namespaced, "kind": resource.kind, "verbs": list(VERBS)}
+                if resource.short_names:
+                    entry["shortNames"] = list(resource.short_names)
+                if resource.categories:
+                    entry["categories"] = list(resource.categories)
+                resources.append(entry)
+                if resource.status:
+                    resources.append({"name": f"{resource.plural}/status", "singularName": "",
+                                      "namespaced": resource.namespaced, "kind": resource.kind,
+                                      "verbs": list(STATUS_VERBS)})
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources}
+
+    def _route(self, path: str) -> tuple[Resource, str | None, str, str, str]:
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
@@ -292,12 +394,14 @@ class KubeApiServer:
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         namespace = None
-        if len(rest) >= 3 and rest[0] == "namespaces":
+        # /api/v1/namespaces/<name>/status is the Namespace's own subresource, not a resource in it.
+        if len(rest) >= 3 and rest[0] == "namespaces" and not (group == "" and rest[2:] == ["status"]):
             namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        resource = BY_PATH.get((group, version, rest[0]))
-        if resource is None or (namespace is not None and not resource.namespaced):
+        resource = BY_GROUP_PLURAL.get((group, rest[0]))
+        if (resource is None or version not in resource.all_versions
+                or (namespace is not None and not resource.namespaced)):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else ""
         subresource = rest[2] if len(rest) > 2 else ""
@@ -305,7 +409,7 @@ class KubeApiServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not resource.namespaced:
             namespace = ""
-        return resource, namespace, name, subresource
+        return resource, namespace, name, subresource, version
 
     @staticmethod
     def _verb(request: web.Request, name: str) -> str:
@@ -326,30 +430,36 @@ class KubeApiServer:
             raise ApiError(400, "BadRequest", f"invalid JSON body: {err}") from None
 
     async def _serve(self, request: web.Request, verb: str, resource: Resource, namespace: str | None,
-                     name: str, subresource: str) -> tuple[Any, int]:
+                     name: str, subresource: str, version: str) -> tuple[Any, int]:
         store = self.store
         if verb == "list":
-            return self._list(request, resource, namespace), 200
+            return self._list(request, resource, namespace, version), 200
         if namespace is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if verb == "get":
-            return store.get(resource, namespace, name), 200
+            return _at(resource, version, store.get(resource, namespace, name)), 200
         if verb == "create":
             if name:
                 raise ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
-            return store.create(resource, namespace, await self._body(request)), 201
+            return _at(resource, version, store.create(resource, namespace, await self._body(request))), 201
         if not name:
             raise ApiError(405, "MethodNotAllowed", f"{verb} needs an object name")
         if verb == "update":
-            return store.replace(resource, namespace, name, await self._body(request), subresource=subresource), 200
+            updated = store.replace(resource, namespace, name, await self._body(request), subresource=subresource)
+            return _at(resource, version, updated), 200
         if verb == "patch":
             content_type = request.headers.get("Content-Type", "")
             if content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
                 raise ApiError(415, "UnsupportedMediaType", f"the emulator does not support {content_type!r} patches")
-            return store.patch(resource, namespace, name, await self._body(request), subresource=subresource), 200
-        return store.delete(resource, namespace, name), 200
+            if resource.crd and content_type == "application/strategic-merge-patch+json":
+                raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                               "accepted media types include: application/json-patch+json, "
+                               "application/merge-patch+json, application/apply-patch+yaml")
+            patched = store.patch(resource, namespace, name, await self._body(request), subresource=subresource)
+            return _at(resource, version, patched), 200
+        return _at(resource, version, store.delete(resource, namespace, name)), 200
 
-    def _list(self, request: web.Request, resource: Resource, namespace: str | None) -> dict[str, Any]:
+    def _list(self, request: web.Request, resource: Resource, namespace: str | None, version: str) -> dict[str, Any]:
         query = request.query
         matches = self._filter(request, resource)
         limit = _limit(query.get("limit"))
@@ -382,9 +492,13 @@ class KubeApiServer:
                     # Unknown (left out) when a selector filters the list, as the real server does.
                     metadata["remainingItemCount"] = len(entries) - len(page)
             shared = [obj for _, obj in page]
-        # List items carry no kind/apiVersion; shallow copies, as the response is serialised at once.
-        items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in shared]
-        return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+        if resource.crd:
+            # Custom resource list items keep kind and apiVersion (at the version asked for).
+            items = [_at(resource, version, item) for item in shared]
+        else:
+            # Built-in list items carry no kind/apiVersion; shallow copies, as the response is serialised at once.
+            items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in shared]
+        return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version_at(version),
                 "metadata": {"resourceVersion": str(rv), **metadata}, "items": items}
 
     @staticmethod
@@ -393,7 +507,8 @@ class KubeApiServer:
         fields = parse_field_selector(request.query.get("fieldSelector"), resource.fields)
         return object_filter(labels, fields)
 
-    async def _watch(self, request: web.Request, resource: Resource, namespace: str | None) -> web.StreamResponse:
+    async def _watch(self, request: web.Request, resource: Resource, namespace: str | None,
+                     version: str) -> web.StreamResponse:
         matches = self._filter(request, resource)
         query = request.query
         bookmarks = _truthy(query.get("allowWatchBookmarks"))
@@ -421,7 +536,7 @@ class KubeApiServer:
                         replay.append(event)
             except ApiError as err:
                 expired = err
-        sub = self.store.subscribe(resource)
+        sub = self.store.subscribe(resource, version)
         self._watches.add(sub)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
@@ -432,7 +547,7 @@ class KubeApiServer:
                 await response.write_eof()
                 return response
             for type_, obj in replay:
-                await response.write(_dumps({"type": type_, "object": obj}) + b"\n")
+                await response.write(_dumps({"type": type_, "object": _at(resource, version, obj)}) + b"\n")
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout if timeout is not None else None
             next_bookmark = loop.time() + self.bookmark_interval
@@ -447,9 +562,9 @@ class KubeApiServer:
                     now = loop.time()
                     if deadline is not None and now >= deadline:
                         if bookmarks:  # the real server sends a last bookmark just before timing out
-                            await response.write(self._bookmark(resource, self.store.rv))
+                            await response.write(self._bookmark(resource, version, self.store.rv))
                         break
-                    await response.write(self._bookmark(resource, self.store.rv))
+                    await response.write(self._bookmark(resource, version, self.store.rv))
                     next_bookmark = now + self.bookmark_interval
                     continue
                 if item is _DROP:
@@ -460,11 +575,11 @@ class KubeApiServer:
                     break
                 if isinstance(item, _Bookmark):
                     if bookmarks:
-                        await response.write(self._bookmark(resource, item.rv))
+                        await response.write(self._bookmark(resource, version, item.rv))
                     continue
                 event = self._translate(item, visible, matches)
                 if event:
-                    await response.write(_dumps({"type": event[0], "object": event[1]}) + b"\n")
+                    await response.write(_dumps({"type": event[0], "object": _at(resource, version, event[1])}) + b"\n")
             await response.write_eof()
             return response
         except (ConnectionResetError, ConnectionError):
@@ -474,8 +589,9 @@ class KubeApiServer:
             self.store.unsubscribe(sub)
 
     @staticmethod
-    def _bookmark(resource: Resource, rv: int) -> bytes:
-        obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": {"resourceVersion": str(rv)}}
+    def _bookmark(resource: Resource, version: str, rv: int) -> bytes:
+        obj = {"kind": resource.kind, "apiVersion": resource.api_version_at(version),
+               "metadata": {"resourceVersion": str(rv)}}
         return _dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
     @staticmethod

@@ -3,6 +3,9 @@
 Every write bumps the global version (as etcd's revision does), stamps it on the object, and
 appends a `Change` to the log; `compact(rv)` forgets the log up to `rv`, after which a watch from an
 older version is answered with 410 Expired.
+
+Resources defined by CRDs exist only while installed (`install`, `uninstall`): before, every
+request for them is a 404, as on a real API server; uninstalling deletes their objects first.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Subscription:
 
     resource: Resource
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    version: str = ""  # the API version the watch asked for (a CRD can stop serving it)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -57,6 +61,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 def _now() -> str:
@@ -78,9 +85,35 @@ class Store:
         self._objects: dict[Resource, dict[Key, Obj]] = {}
         self._log: list[Change] = []
         self._subscriptions: set[Subscription] = set()
+        # Installed CRD resources -> the versions served.
+        self.crd_versions: dict[Resource, tuple[str, ...]] = {}
+
+    # ---- CRDs
+    def served_versions(self, resource: Resource) -> tuple[str, ...]:
+        """The versions `resource` is served at now (none: a CRD that is not installed)."""
+        return self.crd_versions.get(resource, ()) if resource.crd else resource.all_versions
+
+    def install(self, resource: Resource, versions: tuple[str, ...]) -> None:
+        """Install (or update) the CRD of `resource`, serving `versions`."""
+        unknown = set(versions) - set(resource.all_versions)
+        if not resource.crd or not versions or unknown:
+            raise ValueError(f"cannot serve {resource} at {versions}")
+        self.crd_versions[resource] = tuple(v for v in resource.all_versions if v in versions)
+
+    def uninstall(self, resource: Resource) -> None:
+        """Delete the CRD of `resource`: its objects are deleted first (DELETED events), as the API
+        server's CRD finalizer does, then it is no longer served."""
+        for namespace, name in sorted(self._objects.get(resource, {})):
+            self.delete(resource, namespace, name)
+        self.crd_versions.pop(resource, None)
+
+    def _check_served(self, resource: Resource) -> None:
+        if resource.crd and resource not in self.crd_versions:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     # ---- reads
     def get(self, resource: Resource, namespace: str, name: str) -> Obj:
+        self._check_served(resource)
         obj = self._objects.get(resource, {}).get((namespace, name))
         if obj is None:
             raise not_found(str(resource), name)
@@ -94,6 +127,7 @@ class Store:
                     matches: Callable[[Obj], bool]) -> tuple[list[Obj], int]:
         """Like `list`, but the stored objects themselves: only for serialising at once, never to change.
         (Copying thousands of objects made a LIST of 5,000 slices cost the emulator a quarter second.)"""
+        self._check_served(resource)
         items = [obj for (ns, _), obj in sorted(self._objects.get(resource, {}).items())
                  if (namespace is None or ns == namespace) and matches(obj)]
         return items, self.rv
@@ -104,6 +138,7 @@ class Store:
         MVCC serves every page of a paginated LIST from the first page's revision. Rebuilt by undoing
         the change log after `rv`; raises 410 Expired once that part of the log is compacted.
         Like `list_shared`, the objects are the stored ones: serialise them, never change them."""
+        self._check_served(resource)
         if rv < self.floor:
             raise ApiError(410, "Expired", f"too old resource version: {rv} ({self.floor})")
         objects = dict(self._objects.get(resource, {}))
@@ -132,8 +167,8 @@ class Store:
         self._log = [c for c in self._log if c.rv > self.floor]
 
     # ---- subscriptions
-    def subscribe(self, resource: Resource) -> Subscription:
-        sub = Subscription(resource)
+    def subscribe(self, resource: Resource, version: str = "") -> Subscription:
+        sub = Subscription(resource, version=version)
         self._subscriptions.add(sub)
         return sub
 
@@ -145,6 +180,7 @@ class Store:
 
     # ---- writes
     def create(self, resource: Resource, namespace: str, obj: Obj) -> Obj:
+        self._check_served(resource)
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         self._check_namespace(resource, namespace, meta)
@@ -166,6 +202,7 @@ class Store:
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
         if resource.status:
             obj.pop("status", None)  # as the API server's PrepareForCreate does
+        self._default(resource, obj, creating=True)
         self._validate(resource, obj)
         return self._commit(resource, "ADDED", obj, None)
 
@@ -198,6 +235,7 @@ class Store:
 
     # ---- internals
     def _current(self, resource: Resource, namespace: str, name: str) -> Obj:
+        self._check_served(resource)
         current = self._objects.get(resource, {}).get((namespace, name))
         if current is None:
             raise not_found(str(resource), name)
@@ -232,6 +270,7 @@ class Store:
                 meta["generation"] = current["metadata"].get("generation", 1) + 1
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        self._default(resource, new, creating=False)
         if new == current:
             return copy.deepcopy(current)  # a no-op write is not stored and makes no event
         self._validate(resource, new)
@@ -249,6 +288,19 @@ class Store:
             if sub.resource == resource:
                 sub.queue.put_nowait(change)
         return copy.deepcopy(obj)
+
+    @staticmethod
+    def _default(resource: Resource, obj: Obj, *, creating: bool) -> None:
+        """What the API server's strategies fill in: a Namespace's name label (reset on every write:
+        it is immutable), and on creation its Active phase and the kubernetes finalizer."""
+        if resource.kind != "Namespace":
+            return
+        meta = obj["metadata"]
+        meta["labels"] = {**(meta.get("labels") or {}), NAMESPACE_NAME_LABEL: meta["name"]}
+        if creating:
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
 
     def _validate(self, resource: Resource, obj: Obj) -> None:
         if resource.kind == "EndpointSlice" and not self.allow_loopback:
