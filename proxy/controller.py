@@ -27,17 +27,20 @@ from proxy.tls import (
     Certificate,
     CertStore,
     CertStoreHolder,
-    build_store,
     default_certificate,
     generate_default_certificate,
     tls_hosts,
 )
+from proxy.tls.listeners import port_stores
 from proxy.upstream.cluster import Upstream
 
 if TYPE_CHECKING:
     from proxy.kube.cache import CacheChange, ObjectCache
 
 log = logging.getLogger("pyngress.controller")
+
+# Key of the Ingress HTTPS listener's store among the per-port stores (no real port is negative).
+INGRESS_TLS = -1
 
 # Upper bounds (seconds) of the rebuild-duration histogram: builds take from well under a
 # millisecond (a few Ingresses) to seconds (tens of thousands).
@@ -104,6 +107,8 @@ class Controller:
         # The HTTPS listener's certificates: made by the first build, republished by every build after
         # (a reference swap; certificates whose digest did not change are not reloaded).
         self.tls: CertStoreHolder | None = None
+        # The same for each other HTTPS port a Gateway listener asks for (local port -> holder).
+        self.tls_ports: dict[int, CertStoreHolder] = {}
         # The self-signed default certificate (made at the first build unless given: worker processes
         # get the control process's, so every worker serves the same one).
         self._generated: Certificate | None = generated
@@ -190,11 +195,8 @@ class Controller:
         # Certificates are published whether or not the routes changed: a rotated Secret changes
         # no route. New handshakes see the new store at once; open connections keep theirs.
         if tls_build is not None:
-            store, self.tls_sources = tls_build
-            if self.tls is None:
-                self.tls = CertStoreHolder(store)
-            elif store is not self.tls.current:
-                self.tls.publish(store)
+            stores, self.tls_sources = tls_build
+            self._publish_certificates(stores)
 
         current = self.holder.current
         if (current is not None and config.checksum and current.config.checksum == config.checksum
@@ -209,17 +211,19 @@ class Controller:
 
     def _build(
         self, snapshot: Snapshot
-    ) -> tuple[Config, tuple[CertStore, Mapping[str, Key]] | None, list[Warning]]:
+    ) -> tuple[Config, tuple[dict[int, CertStore], Mapping[str, Key]] | None, list[Warning]]:
         """Routes and certificates from one snapshot (in a worker thread: parsing certificates is CPU work)."""
         config = self._builder.build(snapshot, self.settings)
         try:
-            store, hosts, warnings = self._build_tls(snapshot)
+            stores, hosts, warnings = self._build_tls(snapshot, config)
         except Exception:  # a bug in the TLS code must not stop routing; the running certificates stay
             log.exception("building the TLS certificate store failed; keeping the running one")
             return config, None, []
-        return config, (store, hosts), warnings
+        return config, (stores, hosts), warnings
 
-    def _build_tls(self, snapshot: Snapshot) -> tuple[CertStore, Mapping[str, Key], list[Warning]]:
+    def _build_tls(self, snapshot: Snapshot,
+                   config: Config) -> tuple[dict[int, CertStore], Mapping[str, Key], list[Warning]]:
+        """The certificate store of every HTTPS port (the Ingress one is keyed by INGRESS_TLS)."""
         assert self._generated is not None
         selection, _ = select_classes(snapshot, self.settings)  # its warnings are build()'s
         served = []
@@ -232,11 +236,37 @@ class Controller:
         default, warnings = default_certificate(snapshot, self.settings.default_ssl_certificate,
                                                 generated=self._generated)
         hosts, host_warnings = tls_hosts(snapshot, served)
-        current = self.tls.current if self.tls is not None else None
-        store, store_warnings = build_store(snapshot, hosts, default=default, reuse=current)
-        if current is not None and _same_certificates(current, store):
-            store = current  # nothing changed: keep the published one
-        return store, hosts, [*warnings, *host_warnings, *store_warnings]
+        https = self.settings.https_port
+        listeners = {port: listener.certificates for port, listener in config.listeners.items()
+                     if listener.protocol == "HTTPS"}
+        current = {port: holder.current for port, holder in self.tls_ports.items()}
+        if self.tls is not None:
+            current[INGRESS_TLS] = self.tls.current
+        if https in listeners:
+            listeners[INGRESS_TLS] = listeners.pop(https)
+        stores, store_warnings = port_stores(snapshot, ingress_port=INGRESS_TLS, ingress_hosts=hosts,
+                                             listeners=listeners, default=default, reuse=current)
+        for port, store in stores.items():
+            known = current.get(port)
+            if known is not None and _same_certificates(known, store):
+                stores[port] = known  # nothing changed: keep the published one
+        return stores, hosts, [*warnings, *host_warnings, *store_warnings]
+
+    def _publish_certificates(self, stores: dict[int, CertStore]) -> None:
+        """Swap in the new stores (new handshakes see them at once; open connections keep theirs)."""
+        ingress = stores.pop(INGRESS_TLS)
+        if self.tls is None:
+            self.tls = CertStoreHolder(ingress)
+        elif ingress is not self.tls.current:
+            self.tls.publish(ingress)
+        for port in self.tls_ports.keys() - stores.keys():
+            del self.tls_ports[port]
+        for port, store in stores.items():
+            holder = self.tls_ports.get(port)
+            if holder is None:
+                self.tls_ports[port] = CertStoreHolder(store)
+            elif store is not holder.current:
+                holder.publish(store)
 
     def move_endpoints(self, services: Iterable[Key]) -> int:
         """Re-resolve the clusters of `services` and update their upstreams; returns how many changed."""
@@ -288,7 +318,8 @@ class Controller:
 
         generation = self.holder.generation + 1
         # A fresh mapping per generation: a request keeps the upstreams of the runtime it started on.
-        self.holder.publish(Runtime(config, MappingProxyType(dict(self._upstreams)), generation))
+        self.holder.publish(Runtime(config, MappingProxyType(dict(self._upstreams)), generation,
+                                    certificates=MappingProxyType(dict(self.tls_ports))))
         for upstream in removed:
             upstream.close()  # idle connections only; requests in flight finish
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxy.routing.model import Config
+    from proxy.tls.store import CertStoreHolder
     from proxy.upstream.cluster import Upstream
 
 
@@ -19,6 +20,9 @@ class Runtime:
     config: Config
     upstreams: Mapping[str, Upstream]
     generation: int
+    # The certificates of each Gateway HTTPS port other than the Ingress HTTPS listener's (local port ->
+    # CertStoreHolder), for the listeners the server opens for them.
+    certificates: Mapping[int, CertStoreHolder] = field(default_factory=dict)
 
 
 class RuntimeHolder:

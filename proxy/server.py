@@ -72,6 +72,10 @@ class ProxyServer:
         self.http_port = 0
         self.https_port = 0
         self.listeners: list[Listener] = []
+        # Listeners of Gateway ports other than the Ingress ones, by local port (see reconcile).
+        self.gateway_listeners: dict[int, Listener] = {}
+        self._reconciling = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
         # Per-route counts (bound to routes when a runtime is published) and connection counts per listener.
         self.traffic = TrafficStats()
         self.traffic.listeners = self.listeners
@@ -111,6 +115,10 @@ class ProxyServer:
 
         self.route_stats = self.traffic.bind(labelled())
         self.tick = min(self.base_tick, _tick_for(shortest))
+        if self.listeners and (runtime.config.listeners or self.gateway_listeners):
+            task = asyncio.get_running_loop().create_task(self.reconcile())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if self.freeze_gc:
             if not self._frozen:
                 self._freeze()  # the first table, before any traffic
@@ -137,9 +145,70 @@ class ProxyServer:
         self._frozen = True
 
     async def start(self) -> None:
-        """Bind the HTTP listener on settings.bind:settings.http_port (0 = any free port)."""
+        """Bind the HTTP listener on settings.bind:settings.http_port (0 = any free port), and the
+        ports Gateway listeners of the running table ask for."""
         listener = await self._listen("http", self.settings.http_port, None)
         self.http_port = listener.port
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Open the ports the running table's Gateway listeners ask for, close those it no longer does.
+
+        The Ingress listeners serve their port's Gateway listeners themselves; other ports get a
+        listener of their own. Connections of other ports are never touched. A port that cannot be
+        bound is logged and tried again at the next publish.
+        """
+        runtime = self.holder.current
+        if runtime is None:
+            return
+        async with self._reconciling:
+            wanted = runtime.config.listeners
+            for listener in self.listeners:
+                if listener.ingress:
+                    config = wanted.get(listener.port)
+                    listener.set_public_port(config.port if config is not None else listener.port)
+            for port, config in wanted.items():
+                if port in (self.settings.http_port, self.settings.https_port) or port in self.gateway_listeners:
+                    continue
+                https = config.protocol == "HTTPS"
+                certificates = runtime.certificates.get(port) if https else None
+                if https and certificates is None:
+                    logger.error("no certificates for the Gateway HTTPS listener on port %d: not opened", port)
+                    continue
+                try:
+                    listener = await self._listen("https" if https else "http", port,
+                                                  certificates.server_context() if certificates else None)
+                except OSError as error:
+                    logger.error("cannot open port %d for a Gateway listener (port %d): %s", port, config.port, error)
+                    continue
+                listener.ingress = False
+                listener.set_public_port(config.port)
+                if certificates is not None:
+                    self._secure(listener, certificates)
+                self.gateway_listeners[port] = listener
+                logger.info("listening on port %d for Gateway listeners on port %d (%s)", port, config.port,
+                            config.protocol)
+            for port in [port for port in self.gateway_listeners if port not in wanted]:
+                self._retire(self.gateway_listeners.pop(port))
+
+    def unbound_ports(self) -> list[int]:
+        """Local ports the running table's Gateway listeners ask for that are not accepting (yet, or at all)."""
+        runtime = self.holder.current
+        if runtime is None:
+            return []
+        ingress = (self.settings.http_port, self.settings.https_port)
+        return [port for port in runtime.config.listeners
+                if port not in ingress and port not in self.gateway_listeners]
+
+    def _retire(self, listener: Listener) -> None:
+        """Stop accepting on a port no Gateway asks for: idle connections close now, busy ones after their answer."""
+        listener.closing = True  # stays in `listeners`: its counts stay in the metrics
+        if listener.server is not None:
+            listener.server.close()
+        for conn in list(self.connections):
+            if conn.listener is listener:
+                conn.close_idle()
+        logger.info("port %d closed: no Gateway listener asks for it any more", listener.port)
 
     async def start_https(
         self,
@@ -160,6 +229,12 @@ class ProxyServer:
             ssl_context,
             handshake_timeout=handshake_timeout or self.header_timeout,
         )
+        self._secure(listener, certificates)
+        self.https_port = listener.port
+        await self.reconcile()
+
+    def _secure(self, listener: Listener, certificates: CertStoreHolder | None) -> None:
+        """What an HTTPS listener adds: the 421 check against its certificates, and HSTS."""
         listener.certificates = certificates
         if certificates is not None:
             listener.filters = (MisdirectedRequest(certificates),)
@@ -171,7 +246,6 @@ class ProxyServer:
             if settings.hsts_preload:
                 value += b"; preload"
             listener.response_fields = b"Strict-Transport-Security: " + value + b"\r\n"
-        self.https_port = listener.port
 
     async def _listen(
         self, scheme: str, port: int, ssl_context: ssl.SSLContext | None, *, handshake_timeout: float | None = None
@@ -272,6 +346,9 @@ class ProxyServer:
     async def close(self) -> None:
         """Stop everything now: listeners, the clock, and every connection (aborted)."""
         self.draining = True
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         self.stop_accepting()
         if self._ticker is not None:
             self._ticker.cancel()

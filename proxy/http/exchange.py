@@ -442,8 +442,9 @@ class Exchange:
             for response_filter in self.response_filters:
                 response_filter.on_response(self.head, response)
             fields = response.fields
+        client = self.client
         body = self.writer.head(self, status, reason, fields, length=length, chunked=chunked, own_hsts=own_hsts,
-                                draining=self.client.server.draining)
+                                draining=client.server.draining or client.listener.closing)
         if not body:
             self.resp_done = True
         return body

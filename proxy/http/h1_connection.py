@@ -359,7 +359,7 @@ class ClientConnection(asyncio.Protocol):
                 and ex.keep_alive
                 and ex.head_done
                 and (ex.req_done or not head.has_body)
-                and not server.draining
+                and not server.draining and not self.listener.closing
             )
             http10 = head.http10
             head_only = head.method == b"HEAD"
@@ -416,7 +416,7 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         server = self.server
-        if not keep_alive or server.draining or self.eof:
+        if not keep_alive or server.draining or self.listener.closing or self.eof:
             self._close(ex)
             return
         queue = self.queue

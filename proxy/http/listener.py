@@ -15,7 +15,8 @@ class Listener:
     """A listening socket: its scheme and port go into X-Forwarded-Proto/Port; it counts its connections."""
 
     __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
-                 "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters")
+                 "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters",
+                 "ingress", "closing")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -24,7 +25,12 @@ class Listener:
         # X-Forwarded-Port and redirects; the bound port unless told otherwise.
         self.public_port = port
         self.tls = scheme == "https"
-        self.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme.encode(), port)
+        self.forwarded = b""
+        self.set_public_port(port)
+        # True for the Ingress listeners (--http-port, --https-port); False for a Gateway listener's own port.
+        self.ingress = True
+        # Set when the listener is being closed (a Gateway no longer asks for its port): no keep-alive.
+        self.closing = False
         self.server = server
         # Fields added to every answer on this listener (HSTS on HTTPS).
         self.response_fields = b""
@@ -38,3 +44,8 @@ class Listener:
         # Per-listener counters for metrics (the server keeps the totals over all listeners).
         self.active_connections = 0
         self.total_connections = 0
+
+    def set_public_port(self, port: int) -> None:
+        """The port clients reach this listener on (X-Forwarded-Port, redirects); new connections see it."""
+        self.public_port = port
+        self.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (self.scheme.encode(), port)

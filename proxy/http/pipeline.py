@@ -118,7 +118,20 @@ class Pipeline:
                 if answer is not None:
                     self.answer(conn, ex, answer)
                     return
-        route = runtime.config.table.match(host_name, normalized, head)
+        config = runtime.config
+        if config.listeners or not listener.ingress:
+            # Gateway listeners: this port's table (on an Ingress port, the Ingress rules merged in).
+            gateway = config.listeners.get(listener.port)
+            if gateway is not None:
+                table = gateway.table
+            elif listener.ingress:
+                table = config.table
+            else:
+                conn.send_error(ex, 404, None, detail="no listener on this port")
+                return
+        else:
+            table = config.table
+        route = table.match(host_name, normalized, head)
         if route is None:
             conn.send_error(ex, 404, None)
             return

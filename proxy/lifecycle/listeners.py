@@ -24,7 +24,8 @@ class Listeners:
         self.server = server
         self.holder = holder
         self.controller = controller
-        self.listening = False
+        self.listening = False  # some listener is bound (there is something to drain)
+        self.accepting = False  # every listener is bound
 
     @property
     def http_port(self) -> int:
@@ -42,9 +43,19 @@ class Listeners:
         await self.server.start()
         self.listening = True
         await start_https(self.server, self.controller)
+        self.accepting = True
 
     def readiness(self) -> str:
         return f"serving generation {self.holder.generation}"
+
+    def not_ready(self) -> str | None:
+        """Why /readyz must say 503 although a table is live: a listener is not accepting connections."""
+        if not self.accepting:
+            return "listeners not bound yet"
+        missing = self.server.unbound_ports()
+        if missing:
+            return f"Gateway listener ports not accepting: {', '.join(map(str, missing))}"
+        return None
 
     async def stop(self, *, grace: float, force: asyncio.Event) -> int:
         if not self.listening:

@@ -26,9 +26,11 @@ async def serve(settings: Settings) -> int:
     controller = Controller(cache=cache, settings=settings, holder=holder)
     server = ProxyServer(settings=settings, holder=holder, freeze_gc=True)
     metrics = Metrics(holder=holder, controller=controller, server=server)
-    admin = AdminServer(settings=settings, holder=holder, metrics=metrics, controller=controller)
+    serving = Listeners(server, holder=holder, controller=controller)
+    admin = AdminServer(settings=settings, holder=holder, metrics=metrics, controller=controller,
+                        not_ready=serving.not_ready)
     control = ControlPlane(admin=admin, cache=cache, settings=settings, holder=holder, controller=controller,
                            metrics=metrics)
     return await Application(settings=settings, signals=signals, controller=controller, control=control,
-                             serving=Listeners(server, holder=holder, controller=controller),
+                             serving=serving,
                              announce=control.announce).run()

@@ -164,3 +164,27 @@ def test_missing_manifest_path_is_a_clear_error(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert done.returncode == 2
     assert "does not exist" in done.stderr and "nope" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_ready_means_every_listener_accepts(echo_pods, manifests, pyngress):
+    """An operator's probe: poll /readyz tightly and connect the instant it says 200."""
+    await setup_app(echo_pods, manifests)
+    http, https = _free_port(), _free_port()
+    proc = await pyngress(manifests.path, "--http-port", str(http), "--https-port", str(https), admin_only=True)
+    async with asyncio.timeout(30):
+        while True:
+            status, _ = await proc.admin_get("/readyz", timeout=2)
+            if status == 200:
+                break
+            await asyncio.sleep(0.002)
+    for port in (http, https):
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout=2)
+        writer.close()
+    await proc.read_ports()
+    assert await pod_for(proc, "/api") == "api-1"
