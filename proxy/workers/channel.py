@@ -12,7 +12,8 @@ The control process talks to each worker over a Unix socket pair, in length-pref
                         ("stop", None, None)         drain and exit (beside SIGTERM)
     worker -> control   ("listening", http, https)   listeners bound, serving its first configuration
                         ("generation", n, None)      each configuration it publishes
-                        ("pong", seq, None)
+                        ("pong", seq, unbound)       unbound: Gateway listener ports it could not
+                                                     open (yet); a worker is ready only with none
                         ("traffic", id, snapshot)
 """
 

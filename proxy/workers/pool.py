@@ -51,7 +51,7 @@ class Worker:
     """One running worker process as the control process sees it."""
 
     __slots__ = ("generation", "index", "last_pong", "listening", "pings", "process", "replies", "snapshot",
-                 "writer")
+                 "unbound", "writer")
 
     def __init__(self, index: int, writer: asyncio.StreamWriter, now: float) -> None:
         self.index = index
@@ -59,6 +59,7 @@ class Worker:
         self.writer = writer
         self.listening = False
         self.generation = 0
+        self.unbound = 0  # Gateway listener ports it reported not accepting (at its last pong)
         self.last_pong = now  # the spawn time until the first answer
         self.pings = itertools.count(1)
         self.replies: dict[int, asyncio.Future[Snapshot]] = {}
@@ -152,8 +153,8 @@ class WorkerPool:
 
     @property
     def ready(self) -> int:
-        """Workers alive and serving a configuration."""
-        return sum(1 for w in self.workers.values() if w.listening and w.alive)
+        """Workers alive and serving a configuration on every port it asks for."""
+        return sum(1 for w in self.workers.values() if w.listening and w.alive and not w.unbound)
 
     def live(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.alive]
@@ -360,6 +361,7 @@ class WorkerPool:
                 tag, first, second = await receive(reader)
                 if tag == "pong":
                     worker.last_pong = loop.time()
+                    worker.unbound = second or 0
                 elif tag == "traffic":
                     future = worker.replies.get(first)
                     if future is not None and not future.done():

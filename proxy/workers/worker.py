@@ -91,7 +91,7 @@ async def _follow(reader: asyncio.StreamReader, *, cache: ObjectCache, server: P
             if tag in CACHE_OPERATIONS:
                 cache.perform(message)
             elif tag == "ping":
-                reporter.send("pong", message[1])
+                reporter.send("pong", message[1], len(server.unbound_ports()))
             elif tag == "traffic":
                 reporter.send("traffic", message[1], server.traffic.snapshot())
             elif tag == "stop":
