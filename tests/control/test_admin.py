@@ -207,3 +207,59 @@ async def test_debug_match_explains_the_choice(admin):
     # a service without endpoints, and a path the proxy would refuse
     assert (await match(session, "broken.example.com", "/"))["result"].startswith("503")
     assert (await match(session, "shop.example.com", "/../etc"))["result"].startswith("400")
+
+
+GATEWAY_OBJECTS = {
+    "GatewayClass": [{"metadata": {"name": "pyngress", "generation": 1},
+                      "spec": {"controllerName": "pyngress.dev/gateway-controller"}}],
+    "Gateway": [{"metadata": {"name": "edge", "namespace": "shop", "generation": 1},
+                 "spec": {"gatewayClassName": "pyngress",
+                          "listeners": [{"name": "http", "port": 9000, "protocol": "HTTP"}]}}],
+    "HTTPRoute": [{"metadata": {"name": "canary", "namespace": "shop", "generation": 2,
+                                "creationTimestamp": "2026-01-01T00:00:00Z"},
+                   "spec": {"parentRefs": [{"name": "edge"}], "hostnames": ["shop.example.com"], "rules": [
+                       {"matches": [{"path": {"type": "PathPrefix", "value": "/"},
+                                     "headers": [{"name": "X-Canary", "value": "yes"}]}],
+                        "backendRefs": [{"name": "api", "port": 80}]},
+                       {"backendRefs": [{"name": "web", "port": 80, "weight": 3},
+                                        {"name": "api", "port": 80, "weight": 1}]}]}}],
+}
+
+
+async def test_debug_pages_explain_gateway_rules(admin):
+    server, cache, holder, session = admin
+    for kind, items in GATEWAY_OBJECTS.items():
+        cache.replace(kind, items)
+    sync(cache)
+    await holder.wait_for(1, timeout=DEADLINE)
+    local = 9000 + server.settings.gateway_port_offset
+
+    async with session.get("/debug/match", params=[("host", "shop.example.com"), ("path", "/x"),
+                                                   ("port", str(local)), ("header", "X-Canary: yes")]) as response:
+        body = await response.json()
+    assert body["listener"] == f"local port {local}: Gateway listeners on port 9000 (HTTP)"
+    assert body["route"]["kind"] == "HTTPRoute" and body["route"]["rule"] == 0
+    assert body["route"]["conditions"]["headers"] == ["x-canary = yes"]
+    assert "conditions hold" in body["route"]["why"]
+    async with session.get("/debug/match", params={"host": "shop.example.com", "path": "/x",
+                                                   "port": str(local)}) as response:
+        body = await response.json()
+    assert body["route"]["rule"] == 1 and [b["weight"] for b in body["route"]["backends"]] == [3, 1]
+    verdicts = [(c["rule"], c["matches"]) for c in body["candidates"]]
+    assert verdicts == [(0, False), (1, True)]  # the header rule's path matches, its conditions do not
+    assert body["result"].startswith("proxied to one of 2 weighted backends")
+
+    async with session.get("/debug/gateways") as response:
+        status = await response.json()
+    edge = status["gateways"]["shop/edge"]
+    assert [c["type"] for c in edge["conditions"] if c["status"] == "True"] == ["Accepted", "Programmed"]
+    assert edge["listeners"][0]["attachedRoutes"] == 1
+    [parent] = status["httpRoutes"]["shop/canary"]
+    assert parent["controllerName"] == "pyngress.dev/gateway-controller"
+    assert {c["type"]: c["observedGeneration"] for c in parent["conditions"]} == {"Accepted": 2, "ResolvedRefs": 2}
+
+    async with session.get("/debug/routes") as response:
+        routes = await response.json()
+    assert list(routes["listeners"]) == [str(local)]
+    assert routes["listeners"][str(local)]["port"] == 9000
+    assert [r["rule"] for r in routes["listeners"][str(local)]["hosts"]["shop.example.com"]] == [0, 1]
