@@ -2,7 +2,8 @@
 
 Starts three demo "pods" (small echo servers on the loopback addresses the manifests in
 examples/manifests/ list: 127.0.0.2:9001, 127.0.0.3:9001, 127.0.0.2:9002), then runs pyngress
-on those manifests in the foreground and prints curl lines to try. Ctrl-C stops everything.
+on those manifests and on examples/gateway/ (a Gateway API Gateway and HTTPRoute on the same
+Services) in the foreground and prints curl lines to try. Ctrl-C stops everything.
 
     python3 examples/demo.py                      # proxy on 127.0.0.1:8080, admin on :10254
     python3 examples/demo.py --http-port 9080     # extra arguments go to pyngress
@@ -25,6 +26,9 @@ from aiohttp import web
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MANIFESTS = HERE / "manifests"
+GATEWAY = HERE / "gateway"
+# The Gateway listener's port in examples/gateway/ (served at 80 + --gateway-port-offset).
+GATEWAY_LISTENER_PORT = 80
 # (pod name, address, port): must match the EndpointSlices in examples/manifests/.
 PODS = (("echo-1", "127.0.0.2", 9001), ("echo-2", "127.0.0.3", 9001), ("hello-1", "127.0.0.2", 9002))
 
@@ -70,7 +74,7 @@ async def start_pods() -> list[web.AppRunner]:
     return runners
 
 
-def curl_lines(http: str, admin: str) -> str:
+def curl_lines(http: str, admin: str, gateway: str) -> str:
     return "\n".join([
         "",
         "Try:",
@@ -78,17 +82,22 @@ def curl_lines(http: str, admin: str) -> str:
         f"  curl -H 'Host: demo.local' http://{http}/anything      # the hello pod",
         f"  curl http://{http}/api/v1/status                       # any host: the host-less rule",
         f"  curl -i http://{http}/nothing-here                     # 404: no rule matches",
+        f"  curl -i -H 'Host: shop.gateway.local' http://{gateway}/  # HTTPRoute: echo 3 : hello 1, X-Route: shop",
+        f"  curl -H 'Host: shop.gateway.local' -H 'X-Canary: yes' http://{gateway}/   # header match: hello",
+        f"  curl -i -H 'Host: shop.gateway.local' http://{gateway}/old/page          # 301 to /new/page",
         f"  curl http://{admin}/debug/routes                       # the routing table, live endpoints",
         f"  curl http://{admin}/metrics",
-        "Edit examples/manifests/*.yaml and repeat: changes apply at once. Ctrl-C stops.",
+        "Edit examples/manifests/*.yaml or examples/gateway/*.yaml and repeat: changes apply at once. "
+        "Ctrl-C stops.",
         "",
     ])
 
 
 async def main(extra: list[str]) -> int:
     runners = await start_pods()
-    command = [sys.executable, "-m", "proxy", "--manifests", str(MANIFESTS), "--bind", "127.0.0.1",
-               "--http-port", "8080", "--admin-port", "10254", "--https-port", "8443", *extra]
+    command = [sys.executable, "-m", "proxy", "--manifests", str(MANIFESTS), "--manifests", str(GATEWAY),
+               "--bind", "127.0.0.1", "--http-port", "8080", "--admin-port", "10254", "--https-port", "8443", *extra]
+    offset = _flag(extra, "--gateway-port-offset", 8000)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     # Its own session: Ctrl-C reaches only this script, which then sends pyngress one SIGTERM
     # (a graceful drain) instead of both getting SIGINT and pyngress seeing a second signal.
@@ -107,7 +116,8 @@ async def main(extra: list[str]) -> int:
             print(line, flush=True)
             found = re.search(r"http=(\S+).*admin=(\S+)", line)
             if line.startswith("pyngress listening") and found:
-                print(curl_lines(found.group(1), found.group(2)), flush=True)
+                gateway = f"127.0.0.1:{GATEWAY_LISTENER_PORT + offset}"
+                print(curl_lines(found.group(1), found.group(2), gateway), flush=True)
 
     relaying = asyncio.create_task(relay())
     exited = asyncio.create_task(process.wait())
@@ -125,6 +135,17 @@ async def main(extra: list[str]) -> int:
     for runner in runners:
         await runner.cleanup()
     return code
+
+
+def _flag(args: list[str], name: str, default: int) -> int:
+    """The value of `name` among pyngress's arguments ("--name N" or "--name=N"; the last one wins)."""
+    value = default
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            value = int(args[index + 1])
+        elif arg.startswith(name + "="):
+            value = int(arg.split("=", 1)[1])
+    return value
 
 
 if __name__ == "__main__":

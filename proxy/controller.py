@@ -325,7 +325,7 @@ class Controller:
 
         stats = self.stats
         stats.published += 1
-        stats.routes = sum(1 for _ in config.table.routes())
+        stats.routes = sum(1 for _ in config.routes())
         stats.clusters = len(config.clusters)
         stats.warnings = len(config.warnings)
         log.info("configuration generation %d: %d routes, %d clusters, %d warnings, built in %.1f ms",

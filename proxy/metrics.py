@@ -149,7 +149,7 @@ class StateCollector(Collector):
         routes = clusters = ready = 0
         if runtime is not None:
             routes = (controller.stats.routes if controller is not None
-                      else sum(1 for _ in runtime.config.table.routes()))
+                      else sum(1 for _ in runtime.config.routes()))
             clusters = len(runtime.config.clusters)
             ready = sum(len(upstream.endpoints) for upstream in runtime.upstreams.values())
         yield GaugeMetricFamily(

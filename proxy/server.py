@@ -100,7 +100,7 @@ class ProxyServer:
 
         def labelled() -> Iterator[tuple[int, RouteLabels]]:
             nonlocal shortest
-            for route in runtime.config.table.routes():
+            for route in runtime.config.routes():
                 timeouts = route.timeouts
                 if timeouts is not None:
                     shortest = min(shortest, timeouts.request or shortest, timeouts.backend_request or shortest)

@@ -256,6 +256,18 @@ class Config:
     # Status of our GatewayClasses, Gateways and HTTPRoutes, for the status writer (None: none is ours).
     gateway_status: GatewayApiStatus | None = None
 
+    def routes(self) -> Iterator[Route]:
+        """Every route served on some port, each once (the Ingress ports' Gateway tables share Ingress routes)."""
+        if not self.listeners:
+            yield from self.table.routes()
+            return
+        seen: set[int] = set()
+        for table in (self.table, *(listener.table for listener in self.listeners.values())):
+            for route in table.routes():
+                if id(route) not in seen:
+                    seen.add(id(route))
+                    yield route
+
     def table_for(self, local_port: int) -> RouteTable:
         """The table a local port serves: its Gateway listener's, or the Ingress table."""
         listener = self.listeners.get(local_port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import sys
 
 import aiohttp
@@ -13,10 +14,18 @@ import pytest
 from e2e_harness import ROOT, START_TIMEOUT
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 async def test_demo_answers_and_stops_on_ctrl_c():
+    gateway_port = _free_port()  # the Gateway listener (port 80) lands on 80 + offset
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "examples" / "demo.py"), "--http-port", "0", "--admin-port", "0",
-        "--https-port", "0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
+        "--https-port", "0", "--gateway-port-offset", str(gateway_port - 80),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
     output: list[str] = []
     try:
         async with asyncio.timeout(START_TIMEOUT):
@@ -45,6 +54,16 @@ async def test_demo_answers_and_stops_on_ctrl_c():
                 assert (await response.json())["pod"] == "hello-1"
             async with session.get(f"http://{admin}/readyz") as response:
                 assert response.status == 200
+            # examples/gateway: the HTTPRoute on its own listener port
+            gateway = f"http://127.0.0.1:{gateway_port}"
+            shop = {"Host": "shop.gateway.local"}
+            async with session.get(f"{gateway}/", headers={**shop, "X-Canary": "yes"}) as response:
+                assert (await response.json())["pod"] == "hello-1"
+            async with session.get(f"{gateway}/old/page", headers=shop, allow_redirects=False) as response:
+                assert response.status == 301 and response.headers["Location"].endswith("/new/page")
+            async with session.get(f"{gateway}/x", headers=shop) as response:
+                assert response.status == 200 and response.headers["X-Route"] == "shop"
+            assert f"http://127.0.0.1:{gateway_port}/" in text
         assert sorted(pods) == ["echo-1", "echo-2"]
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
