@@ -290,13 +290,17 @@ class Builder:
             self._digests.add(digest)
         self._listener_digests = digests
         hosts = self._listener_hosts
-        for key in [key for key in hosts if key not in merged]:
+        gone = [key for key in hosts if key not in merged]
+        for key in gone:
             self._use(hosts.pop(key)[1], -1, touched, counts=self._gateway_uses)
-        for key, routes in merged.items():
-            if key not in hosts:
-                uses = {(cluster, r.kind, r.namespace, r.ingress) for r in routes.routes() for cluster in r.cluster_keys()}
-                hosts[key] = (routes, uses)
-                self._use(uses, 1, touched, counts=self._gateway_uses)
+        fresh = [key for key in merged if key not in hosts]
+        for key in fresh:
+            routes = merged[key]
+            uses = {(cluster, r.kind, r.namespace, r.ingress) for r in routes.routes() for cluster in r.cluster_keys()}
+            hosts[key] = (routes, uses)
+            self._use(uses, 1, touched, counts=self._gateway_uses)
+        if gone or fresh:
+            self._warnings = None  # a Service's problems are reported on every object using it
         self._listeners = listeners
 
     def _contributions_of(self, host: str) -> list[IngressPaths]:

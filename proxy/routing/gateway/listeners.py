@@ -150,11 +150,11 @@ def parse_gateway(key: Key, obj: Any, *, offset: int, grants: Grants, secrets: S
         spec = mapping(require_object(obj, "Gateway"), "spec", "")
         _gateway_wide(entry, spec)
         items = sequence(spec, "listeners", "spec.")
+        frontend = mapping(spec, "tls", "spec.").get("frontend")
     except Malformed as error:
         entry.accepted = (False, "Invalid", str(error))
         entry.warn(f"not accepted: {error}")
         return entry
-    frontend = mapping(spec, "tls", "spec.").get("frontend")
     names: set[str] = set()
     for index, item in enumerate(items):
         listener = _listener(entry, index, item, offset=offset, grants=grants, secrets=secrets)

@@ -119,7 +119,12 @@ def _our_gateways(snapshot: Snapshot, settings: Settings, classes: Mapping[str, 
             continue
         if wanted and f"{key[0]}/{key[1]}" not in wanted:
             continue
-        entry = parse_gateway(key, obj, offset=settings.gateway_port_offset, grants=grants, secrets=secrets)
+        try:
+            entry = parse_gateway(key, obj, offset=settings.gateway_port_offset, grants=grants, secrets=secrets)
+        except Exception as error:  # noqa: BLE001  (a bug must cost one Gateway, never the whole build)
+            entry = GatewayEntry(key, obj)
+            entry.accepted = (False, "Invalid", f"skipped: {type(error).__name__}: {error}")
+            entry.warn(entry.accepted[2])
         if not classes[class_name].accepted and entry.accepted[0]:
             entry.accepted = (False, "Invalid", f"GatewayClass {class_name} is not accepted")
             entry.warn(f"not accepted: {entry.accepted[2]}")
@@ -215,7 +220,10 @@ class _Attachments:
             if not refs:
                 continue
             self.warnings.extend(spec.warnings)
-            statuses[key] = self._attach(spec, refs)
+            try:
+                statuses[key] = self._attach(spec, refs)
+            except Exception as error:  # noqa: BLE001  (a bug must cost one HTTPRoute, never the whole build)
+                self._warn(spec, f"skipped: {type(error).__name__}: {error}")
         return statuses
 
     def _attach(self, spec: RouteSpec, refs: list[ParentRef]) -> RouteStatus:

@@ -111,6 +111,8 @@ def read_route(key: Key, obj: Any) -> RouteSpec:
             rule.problem = error
         except Malformed as error:
             rule.problem = unsupported(str(error))
+        except Exception as error:  # noqa: BLE001  (a bug must cost one rule, never the whole build)
+            rule.problem = unsupported(f"skipped: {type(error).__name__}: {error}")
         rules.append(rule)
     spec.rules = tuple(rules)
     return spec
