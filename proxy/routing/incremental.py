@@ -230,8 +230,9 @@ class Builder:
         ingress_changed = self._table is None
         if ingress_changed:
             self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
-        if previous is None or self._gateway is not EMPTY or snapshot.gateway_classes is not previous.gateway_classes:
-            self._update_gateway(snapshot, settings, moved, touched, ingress_changed=ingress_changed)
+        if (previous is None or self._gateway is not EMPTY
+                or not _same_objects(snapshot.gateway_classes, previous.gateway_classes)):
+            self._update_gateway(snapshot, settings, touched, ingress_changed=ingress_changed)
 
         if moved or touched:
             self._update_clusters(snapshot, touched, moved)
@@ -249,16 +250,17 @@ class Builder:
 
     # ------------------------------------------------------------------ Gateway API
 
-    def _update_gateway(self, snapshot: Snapshot, settings: Settings, moved: set[Key], touched: set[str], *,
+    def _update_gateway(self, snapshot: Snapshot, settings: Settings, touched: set[str], *,
                         ingress_changed: bool) -> None:
         """Translate the Gateway API objects again if anything they read changed; rebuild the per-port
         tables when the translation or (on an Ingress port) the Ingress table changed."""
         previous = self._previous
         old = self._gateway
-        again = previous is None or any(getattr(snapshot, kind) is not getattr(previous, kind)
-                                        for kind in _GATEWAY_KINDS)
-        if not again and old.services and moved & old.services:
-            again = True
+        again = previous is None or not all(_same_objects(getattr(snapshot, kind), getattr(previous, kind))
+                                            for kind in _GATEWAY_KINDS)
+        if (not again and old.services and previous is not None and snapshot.services is not previous.services
+                and _moved_keys(snapshot.services, previous.services) & old.services):
+            again = True  # endpoints never matter here: a Service's endpoints are its cluster's business
         if (not again and old.secrets and previous is not None and snapshot.secrets is not previous.secrets
                 and _moved_keys(snapshot.secrets, previous.secrets) & old.secrets):
             again = True
@@ -593,6 +595,16 @@ def _place(host: str, routes: VirtualHost | None, hosts: dict[str, VirtualHost],
         table.pop(key, None)
     else:
         table[key] = routes
+
+
+def _same_objects(now: Mapping[Any, Any], before: Mapping[Any, Any]) -> bool:
+    """The same mapping, or one holding the identical objects under the same keys."""
+    if now is before:
+        return True
+    if len(now) != len(before):
+        return False
+    get = before.get
+    return all(get(key) is value for key, value in now.items())
 
 
 def _moved_keys(now: Mapping[Key, Any], before: Mapping[Key, Any]) -> set[Key]:

@@ -803,3 +803,72 @@ def test_random_gateway_changes_build_what_a_fresh_build_does(seed):
             assert (config.checksum == previous_checksum) == (contents == previous)
         previous, previous_checksum = contents, config.checksum
     assert served  # the random objects do make listeners
+
+
+def _gateway_objects() -> dict[str, Any]:
+    """A Gateway of ours on port 80 (the Ingress port) and two HTTPRoutes on two hosts."""
+    from .gateway.objects import backend as gw_backend, gateway, gateway_class, http_route, listener, parent
+    from .gateway.objects import rule as gw_rule
+    return {
+        "class": gateway_class(),
+        "gateway": gateway("edge", listener("http", 80, namespaces="All"), namespace="default"),
+        "r1": http_route("r1", gw_rule(backends=[gw_backend("web", 80)]), parents=[parent("edge")],
+                         namespace="default", hostnames=["g1.test"]),
+        "r2": http_route("r2", gw_rule(backends=[gw_backend("missing", 80)]), parents=[parent("edge")],
+                         namespace="default", hostnames=["g2.test"]),
+    }
+
+
+def _gw_snapshot(ingresses: dict[str, Any], backends: dict[str, Any], gateway_objects: dict[str, Any]) -> Snapshot:
+    from .gateway.objects import snapshot as gw_snapshot
+    return gw_snapshot(*ingresses.values(), *backends.values(), *gateway_objects.values())
+
+
+def test_unchanged_gateway_objects_are_not_translated_again():
+    builder = Builder()
+    objects, backends, gateway_objects = _base(), _backends(), _gateway_objects()
+    first = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert builder.work.gateways == 1 and builder.work.listener_hosts == 3  # g1, g2 and the listener's "" host
+    assert 8080 in first.listeners
+    backends["db-slice"] = endpoint_slice("db", [endpoint("10.0.2.7")])
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts, builder.work.clusters) == (0, 0, 1)
+    assert config.listeners is first.listeners
+    # An Ingress host changes: the shared port's table is made again, but nothing is merged again.
+    objects["three"] = ingress("three", rule("c.test", path("/v2", "db")))
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts) == (0, 0)
+    assert config.listeners[8080].table.match("c.test", "/v2/x").path == "/v2"
+    assert check_gateway_step(Builder(), _gw_snapshot(objects, backends, gateway_objects), SETTINGS).checksum \
+        == config.checksum
+
+
+def test_one_http_route_change_merges_only_its_hosts():
+    from .gateway.objects import backend as gw_backend, http_route, parent, rule as gw_rule
+    builder = Builder()
+    objects, backends, gateway_objects = _base(), _backends(), _gateway_objects()
+    builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    gateway_objects["r1"] = http_route("r1", gw_rule(backends=[gw_backend("api", 80)]), parents=[parent("edge")],
+                                       namespace="default", hostnames=["g1.test"])
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts) == (1, 1)
+    assert config.listeners[8080].table.match("g1.test", "/").cluster == "default/api:80"
+    assert_same(config, build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS))
+
+
+def test_a_referenced_service_appearing_translates_again():
+    builder = Builder()
+    objects, backends, gateway_objects = _base(), _backends(), _gateway_objects()
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    missing = config.listeners[8080].table.match("g2.test", "/")
+    assert missing.backends is not None and missing.backends.backends[0].cluster == ""  # every request gets 500
+    backends["other"] = service("other", service_port(80, target=8080), namespace="team")
+    builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert builder.work.gateways == 0  # a Service no backendRef names
+    backends["missing"] = service("missing", service_port(80, target=8080))
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts) == (1, 1)
+    assert config.listeners[8080].table.match("g2.test", "/").cluster == "default/missing:80"
+    status = config.gateway_status.routes[("default", "r2")].parents[0].condition("ResolvedRefs")
+    assert status is not None and status.status == "True"
+    check_gateway_step(Builder(), _gw_snapshot(objects, backends, gateway_objects), SETTINGS)
