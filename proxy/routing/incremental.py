@@ -45,7 +45,7 @@ from proxy.routing.ingress.classes import ClassSelection, select_classes
 from proxy.routing.ingress.processor import NEVER, IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
-from proxy.routing.merge import IngressPaths, merge_host
+from proxy.routing.merge import merge_host
 from proxy.routing.model import Cluster, Config, ListenerConfig
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
@@ -305,7 +305,7 @@ class Builder:
             self._warnings = None  # a Service's problems are reported on every object using it
         self._listeners = listeners
 
-    def _contributions_of(self, host: str) -> list[IngressPaths]:
+    def _contributions_of(self, host: str) -> list[IngressEntry]:
         members = self._members.get(host)
         if members is None:
             return []
@@ -461,15 +461,14 @@ class Builder:
              counts: dict[Any, int] | None = None) -> None:
         """Count (sign 1) or uncount (-1) one host's (cluster, owner) pairs; `touched` gets the clusters
         whose use started or ended. Gateway listener hosts count in their own `counts` (they name the kind)."""
-        if counts is None:
-            counts = self._uses
+        table: dict[Any, int] = self._uses if counts is None else counts
         in_use = self._in_use
         for use in uses:
-            total = counts.get(use, 0) + sign
+            total = table.get(use, 0) + sign
             if total:
-                counts[use] = total
+                table[use] = total
             else:
-                del counts[use]
+                del table[use]
             cluster = use[0]
             total = in_use.get(cluster, 0) + sign
             if total:

@@ -8,7 +8,8 @@ without ready endpoints is served, with 503, like an Ingress backend).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from proxy.objects import Key
 from proxy.routing.clusters import cluster_key
@@ -22,7 +23,7 @@ _UNSUPPORTED_PROTOCOLS = frozenset({"kubernetes.io/h2c", "kubernetes.io/grpc", "
 class Resolution:
     """One backendRef's cluster key ("" when it cannot be served) and, if so, why."""
 
-    __slots__ = ("cluster", "reason", "message")
+    __slots__ = ("cluster", "message", "reason")
 
     def __init__(self, cluster: str, reason: str = "", message: str = "") -> None:
         self.cluster = cluster
@@ -33,7 +34,7 @@ class Resolution:
 class BackendResolver:
     """Resolves backendRefs of HTTPRoutes against one snapshot's Services and ReferenceGrants."""
 
-    __slots__ = ("_services", "_grants", "used")
+    __slots__ = ("_grants", "_services", "used")
 
     def __init__(self, services: Mapping[Key, Any], grants: Grants) -> None:
         self._services = services

@@ -17,8 +17,9 @@ Pure and deterministic: equal snapshots give equal translations (Candidates in t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.gateway.backends import BackendResolver
@@ -233,9 +234,9 @@ class _Attachments:
         if spec.problem:
             message = f"cannot be read: {spec.problem}"
             self._warn(spec, f"not accepted: {message}")
-            parents = tuple(RouteParentStatus(ref, controller, (condition(ACCEPTED, False, "UnsupportedValue",
-                                                                          message, seen),)) for ref in refs)
-            return RouteStatus(namespace, name, parents)
+            return RouteStatus(namespace, name, tuple(
+                RouteParentStatus(ref, controller, (condition(ACCEPTED, False, "UnsupportedValue", message, seen),))
+                for ref in refs))
         compiled = compile_route(spec, self.resolver)
         for index, reason, message in compiled.dropped:
             self._warn(spec, f"rule {index} dropped ({reason}): {message}")

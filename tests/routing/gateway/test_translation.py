@@ -17,7 +17,9 @@ from proxy.routing.model import ListenerConfig, host_pattern_for
 from proxy.routing.table import RouteTable
 from proxy.settings import Settings
 
-from ..objects import ingress, path as ingress_path, rule as ingress_rule
+from ..objects import ingress
+from ..objects import path as ingress_path
+from ..objects import rule as ingress_rule
 from .conformance import gateway_status, has, listener_status, route_has
 from .harness import FakeRequest, FakeResponse, build_config, send
 from .objects import (
