@@ -185,6 +185,10 @@ class Route:
             for backend in self.backends.backends:
                 if backend.cluster:
                     yield backend.cluster
+                if backend.filters is not None:
+                    for mirror in backend.filters.mirrors:
+                        if mirror.cluster:
+                            yield mirror.cluster
         filters = self.filters
         if filters is not None:
             for mirror in filters.mirrors:

@@ -175,6 +175,8 @@ def _timeouts(body: dict[str, Any], where: str) -> Timeouts | None:
                if body.get("backendRequest") is not None else None)
     if request and backend and backend > request:
         raise unsupported(f"{where}backendRequest must not be longer than request")
+    if request is None and backend is None:
+        return None
     return Timeouts(request=request, backend_request=backend)
 
 

@@ -390,3 +390,12 @@ def test_cors_runs_in_both_phases():
     response = FakeResponse(200)
     policy.on_response(other, response)
     assert "Access-Control-Allow-Origin" not in response.as_dict()
+
+
+def test_backend_level_mirrors_have_their_cluster_resolved():
+    config = _build(_edge(), http_route("r", rule(backends=[backend(V1, filters=[
+        {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": V3, "port": 8080}, "percent": 10}}])]),
+        parents=[GW]))
+    outcome = send(config)
+    assert outcome.mirrors == [(V3, 10.0)]
+    assert f"{INFRA}/{V3}:8080" in config.clusters
