@@ -576,6 +576,7 @@ class Builder:
                     found.extend(Warning(kind, namespace, name, f"Service {service}: {problem.message}")
                                  for problem in troubled.service_problems)
         found.extend(self._gateway.warnings)
+        found.extend(self._listener_tables.warnings())
         return tuple(sorted(dict.fromkeys(found), key=warning_order))
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from proxy.objects import Warning
 from proxy.routing.checksum import host_digest, listener_digest, listener_scope
 from proxy.routing.gateway.processor import PortPlan
 from proxy.routing.merge import Candidate, IngressPaths, merge_host
@@ -34,6 +35,7 @@ class _Merged:
     ingress: VirtualHost | None  # the Ingress VirtualHost it was merged with (compared by identity)
     routes: VirtualHost
     digest: bytes
+    warnings: list[Warning]
 
 
 class ListenerTables:
@@ -82,6 +84,11 @@ class ListenerTables:
         found.update(listener_digest(local, config) for local, config in listeners.items())
         return found
 
+    def warnings(self) -> list[Warning]:
+        """Problems of the merges (Ingress paths left unreachable by older HTTPRoute rules; Ingress conflicts
+        again, which the Ingress table reports too)."""
+        return [warning for merge in self._merged.values() for warning in merge.warnings]
+
     def merged_hosts(self) -> list[VirtualHost]:
         """The VirtualHosts this builder merged (the rest of a shared table is the Ingress table's)."""
         return [merge.routes for merge in self._merged.values()]
@@ -113,8 +120,8 @@ class _Merger:
             return found.routes
         self.tables.merges += 1
         with_ingress = list(self.contributions(key)) if start is not None else []
-        routes, _ = merge_host(key, with_ingress, covered=bool(with_ingress) and bool(key) and self.covers(key),
-                               candidates=candidates)
+        routes, warnings = merge_host(key, with_ingress, covered=bool(with_ingress) and bool(key) and self.covers(key),
+                                      candidates=candidates)
         scope = listener_scope(self.local, any_depth=where == _SUFFIX)
-        remembered[place] = _Merged(candidates, start, routes, host_digest(key, routes, scope=scope))
+        remembered[place] = _Merged(candidates, start, routes, host_digest(key, routes, scope=scope), warnings)
         return routes

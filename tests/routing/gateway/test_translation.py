@@ -399,3 +399,14 @@ def test_backend_level_mirrors_have_their_cluster_resolved():
     outcome = send(config)
     assert outcome.mirrors == [(V3, 10.0)]
     assert f"{INFRA}/{V3}:8080" in config.clusters
+
+
+def test_an_ingress_path_shadowed_by_an_older_http_route_is_reported():
+    config = _build(_edge(), _ingress("young", "a.test", ingress_path("/p", V1, 8080), created="2025-01-01T00:00:00Z"),
+                    http_route("old", rule(match("/p"), backends=[backend(V2)]), parents=[GW], hostnames=["a.test"],
+                               created="2020-01-01T00:00:00Z"))
+    assert send(config, "/p", host="a.test").service == V2
+    assert config.table.match("a.test", "/p").ingress == "young"  # the Ingress listeners' own table is untouched
+    assert [w.message for w in config.warnings if w.kind == "Ingress"] == [
+        "path '/p' (Prefix) for host a.test loses to HTTPRoute gateway-conformance-infra/old (rule 0) on the "
+        "listener they share (the older object wins)"]
