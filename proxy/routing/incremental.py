@@ -39,8 +39,7 @@ from proxy.routing.build import warning_order
 from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, status_digest
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
-from proxy.routing.gateway.processor import EMPTY
-from proxy.routing.gateway.routes import RouteSpec
+from proxy.routing.gateway.processor import EMPTY, TranslationMemo, same_objects
 from proxy.routing.ingress.classes import ClassSelection, select_classes
 from proxy.routing.ingress.processor import NEVER, IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
@@ -163,7 +162,8 @@ class Builder:
         # Gateway API: the last translation, each HTTPRoute's reading, the per-port tables and what they add
         # (digests; (cluster, kind, namespace, object) uses of the VirtualHosts they merged, by id).
         self._gateway: GatewayTranslation = EMPTY
-        self._route_specs: dict[Key, RouteSpec] = {}
+        self._gateway_memo = TranslationMemo()
+        self._status_digest = b""
         self._listener_tables = ListenerTables()
         self._listeners: dict[int, ListenerConfig] = {}
         self._listener_digests: set[bytes] = set()
@@ -231,7 +231,7 @@ class Builder:
         if ingress_changed:
             self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
         if (previous is None or self._gateway is not EMPTY
-                or not _same_objects(snapshot.gateway_classes, previous.gateway_classes)):
+                or not same_objects(snapshot.gateway_classes, previous.gateway_classes)):
             self._update_gateway(snapshot, settings, touched, ingress_changed=ingress_changed)
 
         if moved or touched:
@@ -256,7 +256,7 @@ class Builder:
         tables when the translation or (on an Ingress port) the Ingress table changed."""
         previous = self._previous
         old = self._gateway
-        again = previous is None or not all(_same_objects(getattr(snapshot, kind), getattr(previous, kind))
+        again = previous is None or not all(same_objects(getattr(snapshot, kind), getattr(previous, kind))
                                             for kind in _GATEWAY_KINDS)
         if (not again and old.services and previous is not None and snapshot.services is not previous.services
                 and _moved_keys(snapshot.services, previous.services) & old.services):
@@ -266,7 +266,8 @@ class Builder:
             again = True
         gateway = old
         if again:
-            gateway = self._gateway = translate(snapshot, settings, self._route_specs)
+            gateway = self._gateway = translate(snapshot, settings, self._gateway_memo)
+            self._status_digest = status_digest(gateway.status) if gateway.status is not None else b""
             self.work.gateways = 1
             if gateway.warnings != old.warnings:
                 self._warnings = None
@@ -284,8 +285,8 @@ class Builder:
         else:
             self._listener_tables = ListenerTables()
             digests, merged = set(), {}
-        if gateway.status is not None:
-            digests.add(status_digest(gateway.status))
+        if self._status_digest:
+            digests.add(self._status_digest)
         for digest in self._listener_digests - digests:
             self._digests.discard(digest)
         for digest in digests - self._listener_digests:
@@ -595,16 +596,6 @@ def _place(host: str, routes: VirtualHost | None, hosts: dict[str, VirtualHost],
         table.pop(key, None)
     else:
         table[key] = routes
-
-
-def _same_objects(now: Mapping[Any, Any], before: Mapping[Any, Any]) -> bool:
-    """The same mapping, or one holding the identical objects under the same keys."""
-    if now is before:
-        return True
-    if len(now) != len(before):
-        return False
-    get = before.get
-    return all(get(key) is value for key, value in now.items())
 
 
 def _moved_keys(now: Mapping[Key, Any], before: Mapping[Key, Any]) -> set[Key]:

@@ -117,6 +117,7 @@ class _Merger:
         remembered = self.tables._merged
         found = remembered.get(place)
         if found is not None and found.ingress is start and found.candidates == candidates:
+            found.candidates = candidates  # equal: keep the new tuple, whose items the next compare finds identical
             return found.routes
         self.tables.merges += 1
         with_ingress = list(self.contributions(key)) if start is not None else []

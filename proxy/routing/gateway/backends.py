@@ -34,13 +34,15 @@ class Resolution:
 class BackendResolver:
     """Resolves backendRefs of HTTPRoutes against one snapshot's Services and ReferenceGrants."""
 
-    __slots__ = ("_grants", "_services", "used")
+    __slots__ = ("_grants", "_services", "used", "reads")
 
     def __init__(self, services: Mapping[Key, Any], grants: Grants) -> None:
         self._services = services
         self._grants = grants
-        # Every Service a backendRef named (found or not): the builder re-translates when one of them changes.
-        self.used: set[Key] = set()
+        # Every Service a backendRef named and the object found (None: missing). A compilation stays valid while
+        # these are the identical objects; the builder translates again when one of them changes.
+        self.used: dict[Key, Any] = {}
+        self.reads: dict[Key, Any] | None = None  # the same, for the route being compiled
 
     def resolve(self, ref: BackendRef, *, route_namespace: str) -> Resolution:
         where = f"backendRef {ref.namespace}/{ref.name}"
@@ -51,8 +53,10 @@ class BackendResolver:
                                     to_namespace=ref.namespace, to_name=ref.name):
             return Resolution("", "RefNotPermitted", f"{where}: no ReferenceGrant in namespace {ref.namespace} "
                                                      f"allows HTTPRoutes of namespace {route_namespace} to use it")
-        self.used.add((ref.namespace, ref.name))
         service = self._services.get((ref.namespace, ref.name))
+        self.used[(ref.namespace, ref.name)] = service
+        if self.reads is not None:
+            self.reads[(ref.namespace, ref.name)] = service
         if service is None:
             return Resolution("", "BackendNotFound", f"{where}: Service not found")
         if ref.port is None:

@@ -408,5 +408,5 @@ def test_an_ingress_path_shadowed_by_an_older_http_route_is_reported():
     assert send(config, "/p", host="a.test").service == V2
     assert config.table.match("a.test", "/p").ingress == "young"  # the Ingress listeners' own table is untouched
     assert [w.message for w in config.warnings if w.kind == "Ingress"] == [
-        "path '/p' (Prefix) for host a.test loses to HTTPRoute gateway-conformance-infra/old (rule 0) on the "
-        "listener they share (the older object wins)"]
+        ("path '/p' (Prefix) for host a.test loses to HTTPRoute gateway-conformance-infra/old (rule 0) on the "
+         "listener they share (the older object wins)")]
