@@ -34,7 +34,7 @@ class Resolution:
 class BackendResolver:
     """Resolves backendRefs of HTTPRoutes against one snapshot's Services and ReferenceGrants."""
 
-    __slots__ = ("_grants", "_services", "used", "reads")
+    __slots__ = ("_grants", "_services", "reads", "used")
 
     def __init__(self, services: Mapping[Key, Any], grants: Grants) -> None:
         self._services = services

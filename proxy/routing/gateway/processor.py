@@ -81,7 +81,7 @@ class TranslationMemo:
     """What translations keep between builds: each HTTPRoute's reading (while the object is identical) and
     compilation (while, besides, the ReferenceGrants and the Services its backendRefs named are identical)."""
 
-    __slots__ = ("specs", "compiled", "grants")
+    __slots__ = ("compiled", "grants", "specs")
 
     def __init__(self) -> None:
         self.specs: dict[Key, RouteSpec] = {}
