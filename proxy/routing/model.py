@@ -259,7 +259,8 @@ class Config:
     checksum: str = ""
     # Gateway listeners by LOCAL port (see ListenerConfig); empty when no Gateway is ours.
     listeners: Mapping[int, ListenerConfig] = field(default_factory=lambda: _NO_LISTENERS)
-    # Status of our GatewayClasses, Gateways and HTTPRoutes, for the status writer (None: none is ours).
+    # Status of our GatewayClasses, Gateways and HTTPRoutes, for the status writer (None: no GatewayClass
+    # is ours). Covered by the checksum: a change of status alone makes a new Config.
     gateway_status: GatewayApiStatus | None = None
 
     def table_for(self, local_port: int) -> RouteTable:
