@@ -1,7 +1,7 @@
 """Pure routing: Kubernetes objects in, an immutable routing table out. No I/O here."""
 
 from proxy.objects import Snapshot, Warning
-from proxy.routing.model import Backend, Backends, Cluster, Config, Endpoint, Route, Timeouts
+from proxy.routing.model import Backend, Backends, Cluster, Config, Endpoint, ListenerConfig, Route, Timeouts
 from proxy.routing.table import Choice, RouteTable, VirtualHost
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Cluster",
     "Config",
     "Endpoint",
+    "ListenerConfig",
     "Route",
     "RouteTable",
     "Snapshot",

@@ -86,6 +86,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
         listeners = tables.build(gateway.ports, ingress=table, contributions=lambda host: members.get(host, ()),
                                  covers=tls.covers)
         extra = [route for routes in tables.merged_hosts() for route in routes.routes()]
+        warnings.extend(tables.warnings())
     warnings.extend(gateway.warnings)
 
     clusters, cluster_warnings = resolve_clusters(snapshot, table, extra)

@@ -5,6 +5,10 @@ which lists every field of those frozen dataclasses), never from a hand-kept lis
 field added to the model is covered the moment it exists. Fields are joined with NUL, which no
 name, host or path can hold (hosts and names are validated, rule paths with control characters
 are refused).
+
+Gateway listener tables are covered host by host (scoped by local port; on an Ingress port only
+the hosts a Gateway route joined, the rest being the Ingress table's own VirtualHosts), and so is
+the Gateway API status: a status-only change (a generation bump) must still reach the status writer.
 """
 
 from __future__ import annotations

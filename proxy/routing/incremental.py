@@ -40,13 +40,12 @@ from proxy.routing.build import warning_order
 from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, status_digest
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
-from proxy.routing.gateway.processor import EMPTY
-from proxy.routing.gateway.routes import RouteSpec
+from proxy.routing.gateway.processor import EMPTY, TranslationMemo, same_objects
 from proxy.routing.ingress.classes import ClassSelection, select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
-from proxy.routing.merge import IngressPaths, merge_host
+from proxy.routing.merge import merge_host
 from proxy.routing.model import Cluster, Config, ListenerConfig
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
@@ -164,7 +163,8 @@ class Builder:
         # Gateway API: the last translation, each HTTPRoute's reading, the per-port tables and what they add
         # (digests; (cluster, kind, namespace, object) uses of the VirtualHosts they merged, by id).
         self._gateway: GatewayTranslation = EMPTY
-        self._route_specs: dict[Key, RouteSpec] = {}
+        self._gateway_memo = TranslationMemo()
+        self._status_digest = b""
         self._listener_tables = ListenerTables()
         self._listeners: dict[int, ListenerConfig] = {}
         self._listener_digests: set[bytes] = set()
@@ -231,8 +231,9 @@ class Builder:
         ingress_changed = self._table is None
         if ingress_changed:
             self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
-        if previous is None or self._gateway is not EMPTY or snapshot.gateway_classes is not previous.gateway_classes:
-            self._update_gateway(snapshot, settings, moved, touched, ingress_changed=ingress_changed)
+        if (previous is None or self._gateway is not EMPTY
+                or not same_objects(snapshot.gateway_classes, previous.gateway_classes)):
+            self._update_gateway(snapshot, settings, touched, ingress_changed=ingress_changed)
 
         if moved or touched:
             self._update_clusters(snapshot, touched, moved)
@@ -250,22 +251,24 @@ class Builder:
 
     # ------------------------------------------------------------------ Gateway API
 
-    def _update_gateway(self, snapshot: Snapshot, settings: Settings, moved: set[Key], touched: set[str], *,
+    def _update_gateway(self, snapshot: Snapshot, settings: Settings, touched: set[str], *,
                         ingress_changed: bool) -> None:
         """Translate the Gateway API objects again if anything they read changed; rebuild the per-port
         tables when the translation or (on an Ingress port) the Ingress table changed."""
         previous = self._previous
         old = self._gateway
-        again = previous is None or any(getattr(snapshot, kind) is not getattr(previous, kind)
-                                        for kind in _GATEWAY_KINDS)
-        if not again and old.services and moved & old.services:
-            again = True
+        again = previous is None or not all(same_objects(getattr(snapshot, kind), getattr(previous, kind))
+                                            for kind in _GATEWAY_KINDS)
+        if (not again and old.services and previous is not None and snapshot.services is not previous.services
+                and _moved_keys(snapshot.services, previous.services) & old.services):
+            again = True  # endpoints never matter here: a Service's endpoints are its cluster's business
         if (not again and old.secrets and previous is not None and snapshot.secrets is not previous.secrets
                 and _moved_keys(snapshot.secrets, previous.secrets) & old.secrets):
             again = True
         gateway = old
         if again:
-            gateway = self._gateway = translate(snapshot, settings, self._route_specs)
+            gateway = self._gateway = translate(snapshot, settings, self._gateway_memo)
+            self._status_digest = status_digest(gateway.status) if gateway.status is not None else b""
             self.work.gateways = 1
             if gateway.warnings != old.warnings:
                 self._warnings = None
@@ -283,24 +286,28 @@ class Builder:
         else:
             self._listener_tables = ListenerTables()
             digests, merged = set(), {}
-        if gateway.status is not None:
-            digests.add(status_digest(gateway.status))
+        if self._status_digest:
+            digests.add(self._status_digest)
         for digest in self._listener_digests - digests:
             self._digests.discard(digest)
         for digest in digests - self._listener_digests:
             self._digests.add(digest)
         self._listener_digests = digests
         hosts = self._listener_hosts
-        for key in [key for key in hosts if key not in merged]:
+        gone = [key for key in hosts if key not in merged]
+        for key in gone:
             self._use(hosts.pop(key)[1], -1, touched, counts=self._gateway_uses)
-        for key, routes in merged.items():
-            if key not in hosts:
-                uses = {(cluster, r.kind, r.namespace, r.ingress) for r in routes.routes() for cluster in r.cluster_keys()}
-                hosts[key] = (routes, uses)
-                self._use(uses, 1, touched, counts=self._gateway_uses)
+        fresh = [key for key in merged if key not in hosts]
+        for key in fresh:
+            routes = merged[key]
+            uses = {(cluster, r.kind, r.namespace, r.ingress) for r in routes.routes() for cluster in r.cluster_keys()}
+            hosts[key] = (routes, uses)
+            self._use(uses, 1, touched, counts=self._gateway_uses)
+        if gone or fresh:
+            self._warnings = None  # a Service's problems are reported on every object using it
         self._listeners = listeners
 
-    def _contributions_of(self, host: str) -> list[IngressPaths]:
+    def _contributions_of(self, host: str) -> list[IngressEntry]:
         members = self._members.get(host)
         if members is None:
             return []
@@ -456,15 +463,14 @@ class Builder:
              counts: dict[Any, int] | None = None) -> None:
         """Count (sign 1) or uncount (-1) one host's (cluster, owner) pairs; `touched` gets the clusters
         whose use started or ended. Gateway listener hosts count in their own `counts` (they name the kind)."""
-        if counts is None:
-            counts = self._uses
+        table: dict[Any, int] = self._uses if counts is None else counts
         in_use = self._in_use
         for use in uses:
-            total = counts.get(use, 0) + sign
+            total = table.get(use, 0) + sign
             if total:
-                counts[use] = total
+                table[use] = total
             else:
-                del counts[use]
+                del table[use]
             cluster = use[0]
             total = in_use.get(cluster, 0) + sign
             if total:
@@ -572,6 +578,7 @@ class Builder:
                     found.extend(Warning(kind, namespace, name, f"Service {service}: {problem.message}")
                                  for problem in troubled.service_problems)
         found.extend(self._gateway.warnings)
+        found.extend(self._listener_tables.warnings())
         return tuple(sorted(dict.fromkeys(found), key=warning_order))
 
 

@@ -14,10 +14,11 @@ build uses a fresh one. Both therefore make the very same tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
 
+from proxy.objects import Warning
 from proxy.routing.checksum import host_digest, listener_digest, listener_scope
 from proxy.routing.gateway.processor import PortPlan
 from proxy.routing.merge import Candidate, IngressPaths, merge_host
@@ -34,6 +35,7 @@ class _Merged:
     ingress: VirtualHost | None  # the Ingress VirtualHost it was merged with (compared by identity)
     routes: VirtualHost
     digest: bytes
+    warnings: list[Warning]
 
 
 class ListenerTables:
@@ -58,34 +60,17 @@ class ListenerTables:
             wildcards = dict(ingress.wildcards) if shared else {}
             suffixes: dict[str, VirtualHost] = {}
             any_host = ingress.any_host if shared else None
-
-            def merged(where: str, key: str, candidates: tuple[Candidate, ...],
-                       start: VirtualHost | None) -> VirtualHost:
-                if start is not None and not candidates:
-                    return start
-                place = (local, where, key)
-                used.add(place)
-                found = self._merged.get(place)
-                if found is not None and found.ingress is start and found.candidates == candidates:
-                    return found.routes
-                self.merges += 1
-                with_ingress = list(contributions(key)) if start is not None else []
-                routes, _ = merge_host(key, with_ingress, covered=bool(with_ingress) and bool(key) and covers(key),
-                                       candidates=candidates)
-                scope = listener_scope(local, any_depth=where == _SUFFIX)
-                self._merged[place] = _Merged(candidates, start, routes, host_digest(key, routes, scope=scope))
-                return routes
-
+            merge = _Merger(self, local, used, contributions, covers)
             for key, candidates in plan.hosts.items():
                 if not key:
-                    any_host = merged(_ANY, key, candidates, any_host if shared else None)
+                    any_host = merge(_ANY, key, candidates, any_host if shared else None)
                 elif key.startswith("*."):
                     suffix = key[2:]
-                    suffixes[suffix] = merged(_SUFFIX, key, candidates, None)
+                    suffixes[suffix] = merge(_SUFFIX, key, candidates, None)
                     if suffix in wildcards:
-                        wildcards[suffix] = merged(_WILDCARD, key, candidates, wildcards[suffix])
+                        wildcards[suffix] = merge(_WILDCARD, key, candidates, wildcards[suffix])
                 else:
-                    hosts[key] = merged(_HOST, key, candidates, hosts.get(key))
+                    hosts[key] = merge(_HOST, key, candidates, hosts.get(key))
             table = RouteTable(hosts=hosts, wildcards=wildcards, suffixes=suffixes, any_host=any_host)
             listeners[local] = ListenerConfig(plan.port, plan.protocol, table,
                                               MappingProxyType(dict(sorted(plan.certificates.items()))), shared)
@@ -99,6 +84,45 @@ class ListenerTables:
         found.update(listener_digest(local, config) for local, config in listeners.items())
         return found
 
+    def warnings(self) -> list[Warning]:
+        """Problems of the merges (Ingress paths left unreachable by older HTTPRoute rules; Ingress conflicts
+        again, which the Ingress table reports too)."""
+        return [warning for merge in self._merged.values() for warning in merge.warnings]
+
     def merged_hosts(self) -> list[VirtualHost]:
         """The VirtualHosts this builder merged (the rest of a shared table is the Ingress table's)."""
         return [merge.routes for merge in self._merged.values()]
+
+
+class _Merger:
+    """Merges one host of one port's table, or hands back the remembered merge when nothing it used changed."""
+
+    __slots__ = ("contributions", "covers", "local", "tables", "used")
+
+    def __init__(self, tables: ListenerTables, local: int, used: set[tuple[int, str, str]],
+                 contributions: Callable[[str], Sequence[IngressPaths]], covers: Callable[[str], bool]) -> None:
+        self.tables = tables
+        self.local = local
+        self.used = used
+        self.contributions = contributions
+        self.covers = covers
+
+    def __call__(self, where: str, key: str, candidates: tuple[Candidate, ...],
+                 start: VirtualHost | None) -> VirtualHost:
+        """`start`: the Ingress VirtualHost of that host on a shared port (None: Gateway routes only)."""
+        if start is not None and not candidates:
+            return start
+        place = (self.local, where, key)
+        self.used.add(place)
+        remembered = self.tables._merged
+        found = remembered.get(place)
+        if found is not None and found.ingress is start and found.candidates == candidates:
+            found.candidates = candidates  # equal: keep the new tuple, whose items the next compare finds identical
+            return found.routes
+        self.tables.merges += 1
+        with_ingress = list(self.contributions(key)) if start is not None else []
+        routes, warnings = merge_host(key, with_ingress, covered=bool(with_ingress) and bool(key) and self.covers(key),
+                                      candidates=candidates)
+        scope = listener_scope(self.local, any_depth=where == _SUFFIX)
+        remembered[place] = _Merged(candidates, start, routes, host_digest(key, routes, scope=scope), warnings)
+        return routes

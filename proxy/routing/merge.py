@@ -20,6 +20,7 @@ from typing import Protocol
 from proxy.objects import Key, Warning
 from proxy.routing.filters import HTTPS_REDIRECT
 from proxy.routing.model import (
+    KIND_INGRESS,
     PATH_DEFAULT_BACKEND,
     PATH_EXACT,
     PATH_IMPLEMENTATION_SPECIFIC,
@@ -106,13 +107,15 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             warnings.append(_lost(loser, routes.default,
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
     if candidates:
-        _place_candidates(routes, contributions, candidates)
+        warnings.extend(_place_candidates(routes, contributions, candidates))
     return routes, warnings
 
 
 def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths],
-                      candidates: tuple[Candidate, ...]) -> None:
-    """Add rules from other front ends to the slots; an Ingress route there competes by age like them."""
+                      candidates: tuple[Candidate, ...]) -> list[Warning]:
+    """Add rules from other front ends to the slots; an Ingress route there competes by age like them
+    (and is reported when an older rule without conditions leaves it unreachable)."""
+    warnings: list[Warning] = []
     ages = {c.key: c.age for c in contributions}
     grouped: dict[tuple[str, str], list[Candidate]] = {}
     patterns: dict[str, re.Pattern[str]] = {}
@@ -134,14 +137,25 @@ def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths]
             ranked.append(Candidate(taken, (0, 0, 0, age, taken.namespace, taken.ingress, taken.rule), slot))
         ranked.sort(key=lambda c: c.order)
         chosen: list[Route] = []
-        for candidate in ranked:
+        for number, candidate in enumerate(ranked):
             chosen.append(candidate.route)
             if candidate.route.conditions is None:
-                break  # nothing after an unconditional rule can be reached
+                # Nothing after an unconditional rule can be reached; an Ingress path there is worth a word.
+                warnings.extend(_shadowed(later.route, candidate.route) for later in ranked[number + 1:]
+                                if later.route.kind == KIND_INGRESS)
+                break
         slots[slot] = chosen[0] if len(chosen) == 1 and chosen[0].conditions is None else Choice(tuple(chosen))
     if regex:
         # Longer patterns first (the closest to "most specific" a regex has), then the source text.
         routes.regex = tuple((patterns[source], regex[source]) for source in sorted(regex, key=lambda s: (-len(s), s)))
+    return warnings
+
+
+def _shadowed(loser: Route, winner: Route) -> Warning:
+    """An Ingress path that an older rule of another front end (an HTTPRoute) serves on the same listener."""
+    message = (f"path {loser.path!r} ({loser.path_type}) for {_host_text(loser.host)} loses to {winner.kind} "
+               f"{winner.name} (rule {winner.rule}) on the listener they share (the older object wins)")
+    return Warning("Ingress", loser.namespace, loser.ingress, message)
 
 
 def _lost(loser: Route, winner: Route, *, why: str) -> Warning:

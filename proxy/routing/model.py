@@ -154,14 +154,17 @@ class Route:
     # The path pattern as written ("" for a defaultBackend route).
     path: str
     path_type: str
-    cluster: str  # Cluster.key of the single backend; "" when `backends` decides
+    # Cluster.key of the single backend; "" when `backends` decides, or (with `backends` None) when the
+    # rule's request filters always answer (a redirect without backendRefs).
+    cluster: str
     kind: str = KIND_INGRESS
     # Index of the rule in its object (HTTPRoute rules; 0 for Ingress paths) and its name, if any.
     rule: int = 0
     rule_name: str = ""
     # Method, header and query conditions; None: the path alone decides.
     conditions: Conditions | None = None
-    # Weighted backends; None: every request goes to `cluster`.
+    # Weighted backends; None: every request goes to `cluster`. A pick of None (every weight 0, or no
+    # backend at all) or of a Backend with cluster "" is answered with 500.
     backends: Backends | None = None
     # Compiled filters of the rule (request phase, response phase); None: none.
     filters: Filters | None = None
@@ -186,6 +189,10 @@ class Route:
             for backend in self.backends.backends:
                 if backend.cluster:
                     yield backend.cluster
+                if backend.filters is not None:
+                    for mirror in backend.filters.mirrors:
+                        if mirror.cluster:
+                            yield mirror.cluster
         filters = self.filters
         if filters is not None:
             for mirror in filters.mirrors:
@@ -253,7 +260,8 @@ class Config:
     checksum: str = ""
     # Gateway listeners by LOCAL port (see ListenerConfig); empty when no Gateway is ours.
     listeners: Mapping[int, ListenerConfig] = field(default_factory=lambda: _NO_LISTENERS)
-    # Status of our GatewayClasses, Gateways and HTTPRoutes, for the status writer (None: none is ours).
+    # Status of our GatewayClasses, Gateways and HTTPRoutes, for the status writer (None: no GatewayClass
+    # is ours). Covered by the checksum: a change of status alone makes a new Config.
     gateway_status: GatewayApiStatus | None = None
 
     def routes(self) -> Iterator[Route]:

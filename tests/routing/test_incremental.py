@@ -542,3 +542,333 @@ def test_a_build_that_raises_leaves_the_next_one_starting_over():
     assert builder.work.ingresses == 3  # everything parsed again: nothing half-updated was trusted
     assert_same(config, build(broken, SETTINGS))
     assert config.checksum == build(broken, SETTINGS).checksum
+
+
+# ---------------------------------------------------------------------- Gateway API objects
+
+GATEWAY_NAMES = ("g1", "g2", "g3")
+ROUTE_NAMES = ("r1", "r2", "r3", "r4", "r5")
+GATEWAY_HOSTS = (None, None, "a.test", "*.c.test", "x.c.test", "*.test", "b.test", "Bad_Host")
+ROUTE_HOSTS = ("a.test", "x.c.test", "y.z.c.test", "*.c.test", "*.test", "b.test", "other.test", "*.z.c.test")
+LISTENER_PORTS = (80, 80, 443, 443, 8080, 9000, 70000)
+ROUTE_PATHS = ("/", "/a", "/a/", "/a/b", "/b", "/%61", "/a/../b", "relative", "/x[", "^/a.*$")
+GROUP = "gateway.networking.k8s.io"
+
+
+def random_gateway_class(rng: random.Random, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"controllerName": rng.choice(("pyngress.dev/gateway-controller",) * 3 + ("example.com/x",))}
+    if rng.random() < 0.1:
+        spec["parametersRef"] = {"group": "x.io", "kind": "Params", "name": "p"}
+    obj = {"apiVersion": f"{GROUP}/v1", "kind": "GatewayClass", "spec": spec,
+           "metadata": {"name": name, "generation": rng.randint(1, 3)}}
+    return _maybe_damage(obj, rng, 0.1)
+
+
+def random_listener(rng: random.Random, index: int) -> dict[str, Any]:
+    protocol = rng.choice(("HTTP", "HTTP", "HTTPS", "HTTPS", "TCP"))
+    item: dict[str, Any] = {"name": rng.choice((f"l{index}", f"l{index}", "l0")), "port": rng.choice(LISTENER_PORTS),
+                            "protocol": protocol}
+    host = rng.choice(GATEWAY_HOSTS)
+    if host is not None:
+        item["hostname"] = host
+    source = rng.choice(("Same", "All", "All", "Selector", None))
+    if source is not None:
+        namespaces: dict[str, Any] = {"from": source}
+        if source == "Selector":
+            namespaces["selector"] = rng.choice(({"matchLabels": {"team": "yes"}},
+                                                 {"matchExpressions": [{"key": "team", "operator": "Exists"}]}))
+        item["allowedRoutes"] = {"namespaces": namespaces}
+        if rng.random() < 0.15:
+            item["allowedRoutes"]["kinds"] = [{"kind": rng.choice(("HTTPRoute", "TLSRoute"))}]
+    if protocol == "HTTPS" and rng.random() < 0.9:
+        ref: dict[str, Any] = {"name": rng.choice(("cert", "cert", "missing"))}
+        if rng.random() < 0.3:
+            ref["namespace"] = rng.choice(NAMESPACES)
+        item["tls"] = {"certificateRefs": [ref]}
+    return item
+
+
+def random_gateway(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    listeners = [random_listener(rng, index) for index in range(rng.randint(1, 3))]
+    obj = {"apiVersion": f"{GROUP}/v1", "kind": "Gateway",
+           "metadata": {"name": name, "namespace": namespace, "generation": rng.randint(1, 3),
+                        "creationTimestamp": rng.choice(STAMPS)},
+           "spec": {"gatewayClassName": rng.choice(("pyngress", "pyngress", "other")), "listeners": listeners}}
+    return _maybe_damage(obj, rng, 0.1)
+
+
+def random_match(rng: random.Random) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if rng.random() < 0.8:
+        item["path"] = {"type": rng.choice(("PathPrefix", "PathPrefix", "Exact", "RegularExpression")),
+                        "value": rng.choice(ROUTE_PATHS)}
+    if rng.random() < 0.3:
+        item["headers"] = [{"name": rng.choice(("version", "Version", "color")), "value": rng.choice(("one", "two"))}
+                           for _ in range(rng.randint(1, 2))]
+    if rng.random() < 0.2:
+        item["queryParams"] = [{"name": "q", "value": rng.choice(("1", "2")), "type": rng.choice(("Exact",
+                                                                                               "RegularExpression"))}]
+    if rng.random() < 0.2:
+        item["method"] = rng.choice(("GET", "POST", "BREW"))
+    return item
+
+
+def random_backend_ref(rng: random.Random) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": rng.choice(SERVICE_NAMES), "port": rng.choice((80, 80, 9000, 443, 8080))}
+    if rng.random() < 0.3:
+        ref["weight"] = rng.choice((0, 1, 3))
+    if rng.random() < 0.2:
+        ref["namespace"] = rng.choice(NAMESPACES)
+    if rng.random() < 0.05:
+        ref["kind"] = "ServiceImport"
+    if rng.random() < 0.15:
+        ref["filters"] = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "b",
+                                                                                               "value": "1"}]}}]
+    return ref
+
+
+def random_filter(rng: random.Random) -> dict[str, Any]:
+    kind = rng.choice(("RequestRedirect", "URLRewrite", "RequestHeaderModifier", "ResponseHeaderModifier",
+                       "RequestMirror", "CORS", "ExtensionRef", "Unknown"))
+    if kind == "RequestRedirect":
+        return {"type": kind, "requestRedirect": {"statusCode": rng.choice((301, 302, 418)),
+                                                  "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/n"}}}
+    if kind == "URLRewrite":
+        return {"type": kind, "urlRewrite": {"hostname": "up.test"}}
+    if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+        field = kind[0].lower() + kind[1:]
+        return {"type": kind, field: {"add": [{"name": "x-a", "value": "1"}], "remove": ["x-b"]}}
+    if kind == "RequestMirror":
+        return {"type": kind, "requestMirror": {"backendRef": random_backend_ref(rng), "percent": 50}}
+    if kind == "CORS":
+        return {"type": kind, "cors": {"allowOrigins": ["*"], "allowMethods": ["GET"]}}
+    if kind == "ExtensionRef":
+        return {"type": kind, "extensionRef": {"group": "x.io", "kind": "F", "name": "f"}}
+    return {"type": kind}
+
+
+def random_http_route(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    parents = []
+    for _ in range(rng.randint(0, 2)):
+        ref: dict[str, Any] = {"name": rng.choice(GATEWAY_NAMES)}
+        if rng.random() < 0.5:
+            ref["namespace"] = rng.choice(NAMESPACES)
+        if rng.random() < 0.2:
+            ref["sectionName"] = rng.choice(("l0", "l1", "l2"))
+        if rng.random() < 0.1:
+            ref["port"] = rng.choice((80, 443, 81))
+        parents.append(ref)
+    spec: dict[str, Any] = {"parentRefs": parents}
+    if rng.random() < 0.6:
+        spec["hostnames"] = rng.sample(ROUTE_HOSTS, rng.randint(1, 3))
+    rules = []
+    for _ in range(rng.randint(0, 3)):
+        item: dict[str, Any] = {}
+        if rng.random() < 0.8:
+            item["matches"] = [random_match(rng) for _ in range(rng.randint(1, 2))]
+        if rng.random() < 0.85:
+            item["backendRefs"] = [random_backend_ref(rng) for _ in range(rng.randint(1, 2))]
+        if rng.random() < 0.3:
+            item["filters"] = [random_filter(rng) for _ in range(rng.randint(1, 2))]
+        if rng.random() < 0.1:
+            item["timeouts"] = {"request": rng.choice(("1s", "0s", "bogus"))}
+        if rng.random() < 0.2:
+            item["name"] = "named"
+        rules.append(item)
+    if rules:
+        spec["rules"] = rules
+    obj = {"apiVersion": f"{GROUP}/v1", "kind": "HTTPRoute", "spec": spec,
+           "metadata": {"name": name, "namespace": namespace, "generation": rng.randint(1, 3),
+                        "creationTimestamp": rng.choice(STAMPS)}}
+    return _maybe_damage(obj, rng, 0.1)
+
+
+def random_grant(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    obj = {"apiVersion": f"{GROUP}/v1beta1", "kind": "ReferenceGrant",
+           "metadata": {"name": name, "namespace": namespace},
+           "spec": {"from": [{"group": GROUP, "kind": rng.choice(("HTTPRoute", "Gateway")),
+                              "namespace": rng.choice(NAMESPACES)}],
+                    "to": [{"group": "", "kind": rng.choice(("Service", "Secret")),
+                            **({"name": rng.choice(SERVICE_NAMES + ("cert",))} if rng.random() < 0.5 else {})}]}}
+    return _maybe_damage(obj, rng, 0.1)
+
+
+def random_namespace(rng: random.Random, name: str) -> dict[str, Any]:
+    labels = {"team": "yes"} if rng.random() < 0.5 else {}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def random_secret(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    good = rng.random() < 0.8
+    crt = b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n" if good else b"junk"
+    key = b"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"
+    import base64
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(key).decode()}}
+
+
+class GatewayWorld(World):
+    """World with the Gateway API kinds (and Namespaces and Secrets) as well."""
+
+    KINDS = World.KINDS + ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "secrets")
+
+    def step(self, rng: random.Random) -> None:
+        if rng.random() < 0.45:
+            super().step(rng)
+            return
+        roll = rng.random()
+        namespace = rng.choice(NAMESPACES)
+        if roll < 0.1:
+            key = rng.choice(("pyngress", "other"))
+            kind, make = "gateway_classes", lambda: random_gateway_class(rng, key)
+        elif roll < 0.35:
+            key = (namespace, rng.choice(GATEWAY_NAMES))
+            kind, make = "gateways", lambda: random_gateway(rng, *key)
+        elif roll < 0.8:
+            key = (namespace, rng.choice(ROUTE_NAMES))
+            kind, make = "http_routes", lambda: random_http_route(rng, *key)
+        elif roll < 0.88:
+            key = (namespace, rng.choice(("grant-a", "grant-b")))
+            kind, make = "reference_grants", lambda: random_grant(rng, *key)
+        elif roll < 0.94:
+            key = namespace
+            kind, make = "namespaces", lambda: random_namespace(rng, key)
+        else:
+            key = (namespace, "cert")
+            kind, make = "secrets", lambda: random_secret(rng, *key)
+        action = rng.random()
+        if action < 0.15:
+            self.put(kind, key, None)
+        elif action < 0.18:
+            self.put(kind, key, _junk(rng))
+        else:
+            self.put(kind, key, make())
+
+
+def _full_host(routes: VirtualHost) -> tuple[Any, ...]:
+    return (dict(routes.exact), dict(routes.prefix), routes.regex, routes.default)
+
+
+def full_contents(table: RouteTable) -> tuple[Any, ...]:
+    return (
+        {host: _full_host(routes) for host, routes in table.hosts.items()},
+        {suffix: _full_host(routes) for suffix, routes in table.wildcards.items()},
+        {suffix: _full_host(routes) for suffix, routes in table.suffixes.items()},
+        None if table.any_host is None else _full_host(table.any_host),
+    )
+
+
+def listener_contents(config: Config) -> dict[int, tuple[Any, ...]]:
+    return {local: (item.port, item.protocol, dict(item.certificates), item.ingress, full_contents(item.table))
+            for local, item in config.listeners.items()}
+
+
+def check_gateway_step(builder: Builder, snap: Snapshot, settings: Settings) -> Config:
+    """The incremental build equals a fresh one, listeners and status included; the Ingress table equals
+    the reference builder's (which knows no Gateway)."""
+    got = builder.build(snap, settings)
+    fresh = build(snap, settings)
+    assert table_contents(got.table) == table_contents(fresh.table)
+    assert table_contents(got.table) == table_contents(reference_build(snap, settings).table)
+    assert list(got.clusters.items()) == list(fresh.clusters.items())
+    assert got.warnings == fresh.warnings
+    assert listener_contents(got) == listener_contents(fresh)
+    assert got.gateway_status == fresh.gateway_status
+    assert got.checksum == fresh.checksum == checksum(got.table, got.clusters, got.listeners, got.gateway_status)
+    assert not [w for w in got.warnings if w.message.startswith(SAFETY_NETS)], got.warnings
+    return got
+
+
+@pytest.mark.parametrize("seed", range(int(__import__("os").environ.get("GW_SEEDS", "10"))))
+def test_random_gateway_changes_build_what_a_fresh_build_does(seed):
+    rng = random.Random(1000 + seed)
+    world = GatewayWorld()
+    builder = Builder()
+    settings = SETTINGS
+    previous: tuple[Any, ...] | None = None
+    previous_checksum = ""
+    served = 0
+    for _ in range(150):
+        for _ in range(rng.choice((1, 1, 2, 4))):
+            world.step(rng)
+        if rng.random() < 0.03:
+            settings = rng.choice((SETTINGS, SETTINGS, Settings(watch_ingress_without_class=True, gateways=("default/g1",)),
+                                   Settings(watch_ingress_without_class=True, gateway_port_offset=0)))
+        config = check_gateway_step(builder, world.snapshot(), settings)
+        served += bool(config.listeners)
+        contents = (table_contents(config.table), dict(config.clusters), listener_contents(config),
+                    config.gateway_status)
+        if previous is not None:
+            assert (config.checksum == previous_checksum) == (contents == previous)
+        previous, previous_checksum = contents, config.checksum
+    assert served  # the random objects do make listeners
+
+
+def _gateway_objects() -> dict[str, Any]:
+    """A Gateway of ours on port 80 (the Ingress port) and two HTTPRoutes on two hosts."""
+    from .gateway.objects import backend as gw_backend, gateway, gateway_class, http_route, listener, parent
+    from .gateway.objects import rule as gw_rule
+    return {
+        "class": gateway_class(),
+        "gateway": gateway("edge", listener("http", 80, namespaces="All"), namespace="default"),
+        "r1": http_route("r1", gw_rule(backends=[gw_backend("web", 80)]), parents=[parent("edge")],
+                         namespace="default", hostnames=["g1.test"]),
+        "r2": http_route("r2", gw_rule(backends=[gw_backend("missing", 80)]), parents=[parent("edge")],
+                         namespace="default", hostnames=["g2.test"]),
+    }
+
+
+def _gw_snapshot(ingresses: dict[str, Any], backends: dict[str, Any], gateway_objects: dict[str, Any]) -> Snapshot:
+    from .gateway.objects import snapshot as gw_snapshot
+    return gw_snapshot(*ingresses.values(), *backends.values(), *gateway_objects.values())
+
+
+def test_unchanged_gateway_objects_are_not_translated_again():
+    builder = Builder()
+    objects, backends, gateway_objects = _base(), _backends(), _gateway_objects()
+    first = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert builder.work.gateways == 1 and builder.work.listener_hosts == 3  # g1, g2 and the listener's "" host
+    assert 8080 in first.listeners
+    backends["db-slice"] = endpoint_slice("db", [endpoint("10.0.2.7")])
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts, builder.work.clusters) == (0, 0, 1)
+    assert config.listeners is first.listeners
+    # An Ingress host changes: the shared port's table is made again, but nothing is merged again.
+    objects["three"] = ingress("three", rule("c.test", path("/v2", "db")))
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts) == (0, 0)
+    assert config.listeners[8080].table.match("c.test", "/v2/x").path == "/v2"
+    assert check_gateway_step(Builder(), _gw_snapshot(objects, backends, gateway_objects), SETTINGS).checksum \
+        == config.checksum
+
+
+def test_one_http_route_change_merges_only_its_hosts():
+    from .gateway.objects import backend as gw_backend, http_route, parent, rule as gw_rule
+    builder = Builder()
+    objects, backends, gateway_objects = _base(), _backends(), _gateway_objects()
+    builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    gateway_objects["r1"] = http_route("r1", gw_rule(backends=[gw_backend("api", 80)]), parents=[parent("edge")],
+                                       namespace="default", hostnames=["g1.test"])
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts) == (1, 1)
+    assert config.listeners[8080].table.match("g1.test", "/").cluster == "default/api:80"
+    assert_same(config, build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS))
+
+
+def test_a_referenced_service_appearing_translates_again():
+    builder = Builder()
+    objects, backends, gateway_objects = _base(), _backends(), _gateway_objects()
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    missing = config.listeners[8080].table.match("g2.test", "/")
+    assert missing.backends is not None and missing.backends.backends[0].cluster == ""  # every request gets 500
+    backends["other"] = service("other", service_port(80, target=8080), namespace="team")
+    builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert builder.work.gateways == 0  # a Service no backendRef names
+    backends["missing"] = service("missing", service_port(80, target=8080))
+    config = builder.build(_gw_snapshot(objects, backends, gateway_objects), SETTINGS)
+    assert (builder.work.gateways, builder.work.listener_hosts) == (1, 1)
+    assert config.listeners[8080].table.match("g2.test", "/").cluster == "default/missing:80"
+    status = config.gateway_status.routes[("default", "r2")].parents[0].condition("ResolvedRefs")
+    assert status is not None and status.status == "True"
+    check_gateway_step(Builder(), _gw_snapshot(objects, backends, gateway_objects), SETTINGS)

@@ -9,8 +9,9 @@ raise `RuleInvalid`, which drops the rule with the reason the spec asks for.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
 from proxy.routing.filters import (
@@ -151,9 +152,9 @@ def _read_filter(item: dict[str, Any], at: str, namespace: str) -> FilterSpec:
     if kind == "RequestMirror":
         body = mapping(item, "requestMirror", f"{at}.", required=True)
         where = f"{at}.requestMirror."
-        ref = read_backend_ref(mapping(body, "backendRef", where, required=True), f"{where}backendRef", namespace,
-                               weighted=False)
-        return FilterSpec(kind, mirror=ref, percent=_percent(body, where))
+        target = read_backend_ref(mapping(body, "backendRef", where, required=True), f"{where}backendRef", namespace,
+                                  weighted=False)
+        return FilterSpec(kind, mirror=target, percent=_percent(body, where))
     if kind == "CORS":
         return FilterSpec(kind, made=_cors(mapping(item, "cors", f"{at}.", required=True), f"{at}.cors."))
     if kind == "ExtensionRef":

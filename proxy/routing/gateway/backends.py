@@ -8,7 +8,8 @@ without ready endpoints is served, with 503, like an Ingress backend).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from proxy.objects import Key
 from proxy.routing.clusters import cluster_key
@@ -22,7 +23,7 @@ _UNSUPPORTED_PROTOCOLS = frozenset({"kubernetes.io/h2c", "kubernetes.io/grpc", "
 class Resolution:
     """One backendRef's cluster key ("" when it cannot be served) and, if so, why."""
 
-    __slots__ = ("cluster", "reason", "message")
+    __slots__ = ("cluster", "message", "reason")
 
     def __init__(self, cluster: str, reason: str = "", message: str = "") -> None:
         self.cluster = cluster
@@ -33,13 +34,15 @@ class Resolution:
 class BackendResolver:
     """Resolves backendRefs of HTTPRoutes against one snapshot's Services and ReferenceGrants."""
 
-    __slots__ = ("_services", "_grants", "used")
+    __slots__ = ("_grants", "_services", "reads", "used")
 
     def __init__(self, services: Mapping[Key, Any], grants: Grants) -> None:
         self._services = services
         self._grants = grants
-        # Every Service a backendRef named (found or not): the builder re-translates when one of them changes.
-        self.used: set[Key] = set()
+        # Every Service a backendRef named and the object found (None: missing). A compilation stays valid while
+        # these are the identical objects; the builder translates again when one of them changes.
+        self.used: dict[Key, Any] = {}
+        self.reads: dict[Key, Any] | None = None  # the same, for the route being compiled
 
     def resolve(self, ref: BackendRef, *, route_namespace: str) -> Resolution:
         where = f"backendRef {ref.namespace}/{ref.name}"
@@ -50,8 +53,10 @@ class BackendResolver:
                                     to_namespace=ref.namespace, to_name=ref.name):
             return Resolution("", "RefNotPermitted", f"{where}: no ReferenceGrant in namespace {ref.namespace} "
                                                      f"allows HTTPRoutes of namespace {route_namespace} to use it")
-        self.used.add((ref.namespace, ref.name))
         service = self._services.get((ref.namespace, ref.name))
+        self.used[(ref.namespace, ref.name)] = service
+        if self.reads is not None:
+            self.reads[(ref.namespace, ref.name)] = service
         if service is None:
             return Resolution("", "BackendNotFound", f"{where}: Service not found")
         if ref.port is None:

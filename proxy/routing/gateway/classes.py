@@ -7,8 +7,9 @@ is InvalidParameters and its Gateways are not served.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from proxy.objects import Warning
 from proxy.routing.fields import Malformed, mapping, require_object, text

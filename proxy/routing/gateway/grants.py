@@ -6,7 +6,8 @@ allowed when a grant in B lists A's kind (from) and the object's kind, optionall
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from proxy.objects import Key, Warning
 from proxy.routing.fields import Malformed, mapping, require_object, sequence, text
@@ -55,7 +56,7 @@ def _entries(obj: Any) -> list[_Entry]:
         item = require_object(item, at[:-1])
         froms.append((_group(item, at), text(item, "kind", at, required=True),
                       text(item, "namespace", at, required=True)))
-    entries = []
+    entries: list[_Entry] = []
     for index, item in enumerate(sequence(spec, "to", "spec.")):
         at = f"spec.to[{index}]."
         item = require_object(item, at[:-1])

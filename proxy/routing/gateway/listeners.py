@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from proxy.objects import Key, Warning
 from proxy.routing.fields import Malformed, mapping, require_object, sequence, text
@@ -79,7 +80,7 @@ class Listener:
 class GatewayEntry:
     """One Gateway of ours: its listeners and the Gateway-wide verdicts."""
 
-    __slots__ = ("key", "obj", "generation", "age", "listeners", "accepted", "programmed", "warnings")
+    __slots__ = ("accepted", "age", "generation", "key", "listeners", "obj", "programmed", "warnings")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -150,11 +151,11 @@ def parse_gateway(key: Key, obj: Any, *, offset: int, grants: Grants, secrets: S
         spec = mapping(require_object(obj, "Gateway"), "spec", "")
         _gateway_wide(entry, spec)
         items = sequence(spec, "listeners", "spec.")
+        frontend = mapping(spec, "tls", "spec.").get("frontend")
     except Malformed as error:
         entry.accepted = (False, "Invalid", str(error))
         entry.warn(f"not accepted: {error}")
         return entry
-    frontend = mapping(spec, "tls", "spec.").get("frontend")
     names: set[str] = set()
     for index, item in enumerate(items):
         listener = _listener(entry, index, item, offset=offset, grants=grants, secrets=secrets)
@@ -195,9 +196,9 @@ def _gateway_wide(entry: GatewayEntry, spec: dict[str, Any]) -> None:
         if value:
             requested.append(value)
     if requested and entry.accepted[0]:
-        entry.programmed = (False, "AddressNotUsable",
-                            f"cannot assign the requested addresses {', '.join(requested)}: the Gateway is reached "
-                            "at the addresses of the proxy's Service")
+        message = (f"cannot assign the requested addresses {', '.join(requested)}: the Gateway is reached at the "
+                   "addresses of the proxy's Service")
+        entry.programmed = (False, "AddressNotUsable", message)
         entry.warn(entry.programmed[2])
     tls = spec.get("tls")
     if isinstance(tls, dict) and tls.get("backend") is not None:
@@ -298,8 +299,8 @@ def _tls(entry: GatewayEntry, listener: Listener, tls: Any, *, grants: Grants, s
             continue
         if not grants.permits(from_kind="Gateway", from_namespace=gateway_namespace, to_kind="Secret",
                               to_namespace=namespace, to_name=name):
-            problems.append(("RefNotPermitted", f"{at}: no ReferenceGrant in namespace {namespace} allows this "
-                                                f"Gateway to use Secret {name}"))
+            message = f"{at}: no ReferenceGrant in namespace {namespace} allows this Gateway to use Secret {name}"
+            problems.append(("RefNotPermitted", message))
             continue
         problem = secrets.problem((namespace, name))
         if problem:

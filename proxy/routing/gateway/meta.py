@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 # The age of an object without a readable creationTimestamp: after every other.
@@ -34,5 +34,5 @@ def age(obj: Any) -> float:
     except ValueError:
         return NEVER
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()

@@ -17,8 +17,9 @@ Pure and deterministic: equal snapshots give equal translations (Candidates in t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.gateway.backends import BackendResolver
@@ -76,8 +77,30 @@ class GatewayTranslation:
 EMPTY = GatewayTranslation()
 
 
-def translate(snapshot: Snapshot, settings: Settings, memo: dict[Key, RouteSpec] | None = None) -> GatewayTranslation:
-    """Everything the Gateway API objects of a snapshot ask for; `memo` keeps read HTTPRoutes between calls."""
+class TranslationMemo:
+    """What translations keep between builds: each HTTPRoute's reading (while the object is identical) and
+    compilation (while, besides, the ReferenceGrants and the Services its backendRefs named are identical)."""
+
+    __slots__ = ("compiled", "grants", "specs")
+
+    def __init__(self) -> None:
+        self.specs: dict[Key, RouteSpec] = {}
+        self.compiled: dict[Key, CompiledRoute] = {}
+        self.grants: Mapping[Key, Any] | None = None  # the ReferenceGrants the compilations saw
+
+
+def same_objects(now: Mapping[Any, Any], before: Mapping[Any, Any] | None) -> bool:
+    """The same mapping, or one holding the identical objects under the same keys."""
+    if now is before:
+        return True
+    if before is None or len(now) != len(before):
+        return False
+    get = before.get
+    return all(get(key) is value for key, value in now.items())
+
+
+def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | None = None) -> GatewayTranslation:
+    """Everything the Gateway API objects of a snapshot ask for; `memo` keeps work between calls."""
     if not snapshot.gateway_classes:
         return EMPTY
     classes, warnings = select_gateway_classes(snapshot.gateway_classes, settings.gateway_controller_name)
@@ -89,7 +112,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: dict[Key, RouteSpec]
     _claim_ports(gateways, settings)
     result = GatewayTranslation()
     work = _Attachments(snapshot, settings, gateways, grants, result)
-    routes = work.attach_routes(memo if memo is not None else {})
+    routes = work.attach_routes(memo if memo is not None else TranslationMemo())
     if gateways:
         warnings.extend(grants.warnings)
     for gateway in gateways:
@@ -119,7 +142,12 @@ def _our_gateways(snapshot: Snapshot, settings: Settings, classes: Mapping[str, 
             continue
         if wanted and f"{key[0]}/{key[1]}" not in wanted:
             continue
-        entry = parse_gateway(key, obj, offset=settings.gateway_port_offset, grants=grants, secrets=secrets)
+        try:
+            entry = parse_gateway(key, obj, offset=settings.gateway_port_offset, grants=grants, secrets=secrets)
+        except Exception as error:  # noqa: BLE001  (a bug must cost one Gateway, never the whole build)
+            entry = GatewayEntry(key, obj)
+            entry.accepted = (False, "Invalid", f"skipped: {type(error).__name__}: {error}")
+            entry.warn(entry.accepted[2])
         if not classes[class_name].accepted and entry.accepted[0]:
             entry.accepted = (False, "Invalid", f"GatewayClass {class_name} is not accepted")
             entry.warn(f"not accepted: {entry.accepted[2]}")
@@ -171,6 +199,7 @@ class _Attachments:
         # Hostname patterns of the listeners served on each local port (for listener isolation).
         self.patterns: dict[int, set[str]] = {}
         self._placed: dict[tuple[int, str], set[tuple[str, str, int, int]]] = {}
+        self._candidates: dict[tuple[int, str], list[Candidate]] = {}
         for gateway in gateways:
             if not gateway.accepted[0]:
                 continue
@@ -198,37 +227,62 @@ class _Attachments:
 
     # ------------------------------------------------------------------ routes
 
-    def attach_routes(self, memo: dict[Key, RouteSpec]) -> dict[Key, RouteStatus]:
+    def attach_routes(self, memo: TranslationMemo) -> dict[Key, RouteStatus]:
         statuses: dict[Key, RouteStatus] = {}
         routes = self.snapshot.http_routes
-        for key in [key for key in memo if key not in routes]:
-            del memo[key]
+        specs = memo.specs
+        for key in [key for key in specs if key not in routes]:
+            del specs[key]
+        grants = self.snapshot.reference_grants
+        previous = memo.compiled if same_objects(grants, memo.grants) else {}
+        memo.compiled, memo.grants = {}, grants
         if not self.by_key:
             return statuses
+        try:
+            self._attach_all(routes, memo, previous, statuses)
+        finally:
+            for (local, host), found in self._candidates.items():
+                plan = self.result.ports[local]
+                plan.hosts[host] = plan.hosts.get(host, ()) + tuple(found)
+        return statuses
+
+    def _attach_all(self, routes: Mapping[Key, Any], memo: TranslationMemo, previous: dict[Key, CompiledRoute],
+                    statuses: dict[Key, RouteStatus]) -> None:
+        specs = memo.specs
+        services = self.snapshot.services
         for key in sorted(routes):
             obj = routes[key]
-            spec = memo.get(key)
+            spec = specs.get(key)
             if spec is None or spec.obj is not obj:
-                spec = memo[key] = read_route(key, obj)
+                spec = specs[key] = read_route(key, obj)
             refs = [ref for ref in dict.fromkeys(spec.parents)
                     if (ref.group, ref.kind) == (GATEWAY_GROUP, "Gateway") and (ref.namespace, ref.name) in self.by_key]
             if not refs:
                 continue
             self.warnings.extend(spec.warnings)
-            statuses[key] = self._attach(spec, refs)
-        return statuses
+            compiled = previous.get(key)
+            if (compiled is None or compiled.spec is not spec
+                    or not all(services.get(name) is found for name, found in compiled.services)):
+                compiled = None if spec.problem else compile_route(spec, self.resolver)
+            else:
+                self.resolver.used.update(compiled.services)
+            if compiled is not None:
+                memo.compiled[key] = compiled
+            try:
+                statuses[key] = self._attach(spec, refs, compiled)
+            except Exception as error:  # noqa: BLE001  (a bug must cost one HTTPRoute, never the whole build)
+                self._warn(spec, f"skipped: {type(error).__name__}: {error}")
 
-    def _attach(self, spec: RouteSpec, refs: list[ParentRef]) -> RouteStatus:
+    def _attach(self, spec: RouteSpec, refs: list[ParentRef], compiled: CompiledRoute | None) -> RouteStatus:
         namespace, name = spec.key
         controller = self.settings.gateway_controller_name
         seen = spec.generation
-        if spec.problem:
+        if compiled is None:
             message = f"cannot be read: {spec.problem}"
             self._warn(spec, f"not accepted: {message}")
-            parents = tuple(RouteParentStatus(ref, controller, (condition(ACCEPTED, False, "UnsupportedValue",
-                                                                          message, seen),)) for ref in refs)
-            return RouteStatus(namespace, name, parents)
-        compiled = compile_route(spec, self.resolver)
+            return RouteStatus(namespace, name, tuple(
+                RouteParentStatus(ref, controller, (condition(ACCEPTED, False, "UnsupportedValue", message, seen),))
+                for ref in refs))
         for index, reason, message in compiled.dropped:
             self._warn(spec, f"rule {index} dropped ({reason}): {message}")
         ok, reason, message = compiled.resolved
@@ -283,27 +337,16 @@ class _Attachments:
     def _place(self, compiled: CompiledRoute, listener: Listener, hosts: tuple[str, ...]) -> None:
         """Put every rule match on the listener's port under each host key the listener owns."""
         local = listener.local_port
-        plan = self.result.ports[local]
         patterns = self.patterns[local]
-        spec = compiled.spec
-        namespace, name = spec.key
         for host in hosts:
             if owner(patterns, host) != listener.hostname:
                 continue  # a more specific listener on this port takes these requests (listener isolation)
             placed = self._placed.setdefault((local, host), set())
-            added = []
-            for rule in compiled.rules:
-                for number, (match, route) in enumerate(rule.routes):
-                    identity = (namespace, name, rule.rule.index, number)
-                    if identity in placed:
-                        continue  # the same route through another listener with the same hostname
+            found = self._candidates.setdefault((local, host), [])
+            for identity, candidate in compiled.candidates(host):
+                if identity not in placed:  # else: the same route through another listener with this hostname
                     placed.add(identity)
-                    conditions = match.conditions
-                    specific = conditions.specificity if conditions is not None else (False, 0, 0)
-                    order = (-int(specific[0]), -specific[1], -specific[2], spec.age, namespace, name, rule.rule.index)
-                    added.append(Candidate(replace(route, host=host), order, match.slot, match.pattern))
-            if added:
-                plan.hosts[host] = plan.hosts.get(host, ()) + tuple(added)
+                    found.append(candidate)
 
     def _warn(self, spec: RouteSpec, message: str) -> None:
         self.warnings.append(Warning("HTTPRoute", spec.key[0], spec.key[1], message))

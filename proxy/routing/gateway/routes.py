@@ -31,6 +31,7 @@ from proxy.routing.gateway.hostnames import check_hostname
 from proxy.routing.gateway.meta import age, generation
 from proxy.routing.gateway.status import ParentRef
 from proxy.routing.matches import Conditions, HeaderMatch, QueryMatch
+from proxy.routing.merge import Candidate
 from proxy.routing.model import (
     KIND_HTTP_ROUTE,
     PATH_EXACT,
@@ -111,6 +112,8 @@ def read_route(key: Key, obj: Any) -> RouteSpec:
             rule.problem = error
         except Malformed as error:
             rule.problem = unsupported(str(error))
+        except Exception as error:  # noqa: BLE001  (a bug must cost one rule, never the whole build)
+            rule.problem = unsupported(f"skipped: {type(error).__name__}: {error}")
         rules.append(rule)
     spec.rules = tuple(rules)
     return spec
@@ -173,6 +176,8 @@ def _timeouts(body: dict[str, Any], where: str) -> Timeouts | None:
                if body.get("backendRequest") is not None else None)
     if request and backend and backend > request:
         raise unsupported(f"{where}backendRequest must not be longer than request")
+    if request is None and backend is None:
+        return None
     return Timeouts(request=request, backend_request=backend)
 
 
@@ -259,10 +264,40 @@ class CompiledRoute:
     rules: tuple[CompiledRule, ...]
     resolved: tuple[bool, str, str]  # (ok, reason, message)
     dropped: tuple[tuple[int, str, str], ...]  # (rule index, reason, message)
+    # The Services its backendRefs named and the objects they were then (None: missing).
+    services: tuple[tuple[Key, Any], ...] = ()
+    _by_host: dict[str, tuple[tuple[tuple[str, str, int, int], Candidate], ...]] = field(default_factory=dict)
+
+    def candidates(self, host: str) -> tuple[tuple[tuple[str, str, int, int], Candidate], ...]:
+        """(identity, Candidate) of every rule match for one host key, made once per host."""
+        found = self._by_host.get(host)
+        if found is None:
+            spec = self.spec
+            namespace, name = spec.key
+            made = []
+            for rule in self.rules:
+                index = rule.rule.index
+                for number, (match, route) in enumerate(rule.routes):
+                    conditions = match.conditions
+                    specific = conditions.specificity if conditions is not None else (False, 0, 0)
+                    order = (-int(specific[0]), -specific[1], -specific[2], spec.age, namespace, name, index)
+                    made.append(((namespace, name, index, number),
+                                 Candidate(replace(route, host=host), order, match.slot, match.pattern)))
+            found = self._by_host[host] = tuple(made)
+        return found
 
 
 def compile_route(spec: RouteSpec, resolver: BackendResolver) -> CompiledRoute:
     """Resolve backendRefs and build each valid rule's Routes (host "")."""
+    reads: dict[Key, Any] = {}
+    resolver.reads = reads
+    try:
+        return _compile(spec, resolver, reads)
+    finally:
+        resolver.reads = None
+
+
+def _compile(spec: RouteSpec, resolver: BackendResolver, reads: dict[Key, Any]) -> CompiledRoute:
     namespace, name = spec.key
     problems: list[tuple[str, str]] = []
     dropped = []
@@ -303,7 +338,7 @@ def compile_route(spec: RouteSpec, resolver: BackendResolver) -> CompiledRoute:
         resolved = (False, problems[0][0], "; ".join(dict.fromkeys(message for _, message in problems)))
     else:
         resolved = (True, "ResolvedRefs", "all references resolved")
-    return CompiledRoute(spec, tuple(compiled), resolved, tuple(dropped))
+    return CompiledRoute(spec, tuple(compiled), resolved, tuple(dropped), tuple(reads.items()))
 
 
 def _backends(rule: Rule, clusters: list[str], matched: str | None, resolve: Any) -> tuple[str, Backends | None]:

@@ -9,8 +9,9 @@ Gateways: entries of other controllers, and of our Gateways served by another pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from proxy.objects import Key
 

@@ -8,7 +8,8 @@ case reads like its YAML.
 from __future__ import annotations
 
 import base64
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from proxy.objects import Snapshot
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conformance import conformance, expect, gateway_status, has, listener_status, must_be_accepted, route_has
+from .conformance import conformance, expect, gateway_status, has, must_be_accepted, route_has
 from .objects import (
     INFRA,
     WEB,

@@ -863,8 +863,9 @@ def test_HTTPRouteBackendProtocolWebSocket():
     assert outcome.route.cluster == f"{INFRA}/{V1}:8082"  # the kubernetes.io/ws port
 
 
-def test_HTTPRouteBackendProtocolH2C():
-    """Out of scope (h2c needs HTTP/2): the port is refused with the status the spec asks for."""
+def test_h2c_backends_are_refused_until_http2():
+    """HTTPRouteBackendProtocolH2C is out of scope (h2c needs HTTP/2): its manifest gets the status the spec
+    asks for a backend protocol that cannot be spoken, and its requests 500."""
     config = conformance(http_route("backend-protocol-h2c", rule(backends=[backend(V1, 8081)]), parents=[SAME]),
                          gateways=("same-namespace",))
     assert route_has(config, "backend-protocol-h2c", "same-namespace", "ResolvedRefs", "False", "UnsupportedProtocol")
