@@ -430,7 +430,11 @@ def tls_names(obj: dict[str, Any]) -> set[str]:
 
 def has_tls(rule_host: str, names: set[str]) -> bool:
     """The rule host's requests arrive with a certificate of their own: named exactly, or under a
-    one-label wildcard; a wildcard rule only by that same wildcard; host-less rules never."""
+    one-label wildcard; a wildcard rule only by that same wildcard; host-less rules never.
+
+    Policy: decided per rule host, as ingress-nginx decides per server block: a request for x.c.test
+    that the *.c.test rule takes follows *.c.test's TLS, even when x.c.test has a certificate.
+    """
     if not rule_host:
         return False
     if rule_host in names:
