@@ -20,7 +20,7 @@ and nothing in a snapshot can make it raise: broken objects become warnings. The
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from proxy.objects import Snapshot, Warning
 from proxy.routing.checksum import checksum

@@ -169,9 +169,12 @@ def _service_port(spec: dict[str, Any], port: str) -> tuple[str, int] | None:
     for index, (name, protocol, number) in enumerate(_ports(spec, "spec.")):
         if protocol != _TCP:
             continue
-        if number is None:
-            raise Malformed(f"spec.ports[{index}].port is missing")
-        if (name == port) if not by_number else (str(number) == port):
+        if by_number:
+            if number is not None and str(number) == port:
+                return name, number
+        elif name == port:
+            if number is None:  # only the entry asked for counts: a broken neighbour is not its problem
+                raise Malformed(f"spec.ports[{index}].port is missing")
             return name, number
     return None
 
@@ -205,7 +208,7 @@ def _one_slice(obj: Any, *, port_name: str, found: set[Endpoint], problems: list
     """Add the ready endpoints of one slice; a broken endpoint is skipped alone (reported in `problems`)."""
     obj = require_object(obj, "EndpointSlice")
     address_type = obj.get("addressType")
-    if address_type not in _IP_ADDRESS_TYPES:
+    if type(address_type) is not str or address_type not in _IP_ADDRESS_TYPES:
         raise Malformed(f"addressType {address_type!r} is not supported (IPv4 and IPv6 are)")
     target = _target_port(obj, port_name, "")
     if target is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proxy.objects import Snapshot
@@ -147,7 +147,7 @@ def creation_time(obj: dict[str, Any]) -> datetime | None:
         return None
     year, month, day, hour, minute, second, _, zone = found.groups()
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
     except ValueError:
         return None
     if zone not in ("Z", "z"):
@@ -217,7 +217,7 @@ class Ingress:
 
     def order(self) -> tuple[bool, datetime, str, str]:
         """Older first; without a readable creationTimestamp after all others; then namespace/name."""
-        stamp = self.created or datetime.min.replace(tzinfo=timezone.utc)
+        stamp = self.created or datetime.min.replace(tzinfo=UTC)
         return (self.created is None, stamp, self.namespace, self.name)
 
 

@@ -135,11 +135,11 @@ def read_filters(items: list[Any], where: str, namespace: str) -> tuple[FilterSp
 def _read_filter(item: dict[str, Any], at: str, namespace: str) -> FilterSpec:
     kind = text(item, "type", f"{at}.", required=True)
     if kind == "RequestHeaderModifier":
-        return FilterSpec(kind, made=RequestHeaderModifier(_edits(mapping(item, "requestHeaderModifier", f"{at}.",
-                                                                          required=True), f"{at}.requestHeaderModifier")))
+        edits = mapping(item, "requestHeaderModifier", f"{at}.", required=True)
+        return FilterSpec(kind, made=RequestHeaderModifier(_edits(edits, f"{at}.requestHeaderModifier")))
     if kind == "ResponseHeaderModifier":
-        return FilterSpec(kind, made=ResponseHeaderModifier(_edits(mapping(item, "responseHeaderModifier", f"{at}.",
-                                                                           required=True), f"{at}.responseHeaderModifier")))
+        edits = mapping(item, "responseHeaderModifier", f"{at}.", required=True)
+        return FilterSpec(kind, made=ResponseHeaderModifier(_edits(edits, f"{at}.responseHeaderModifier")))
     if kind == "RequestRedirect":
         return _redirect(mapping(item, "requestRedirect", f"{at}.", required=True), f"{at}.requestRedirect")
     if kind == "URLRewrite":
@@ -285,7 +285,7 @@ def read_backend_ref(item: dict[str, Any], where: str, namespace: str, *, weight
     """A backendRef with defaults: group "" and kind Service, the route's namespace, weight 1."""
     group = item.get("group")
     kind = item.get("kind")
-    if group is not None and not isinstance(group, str) or kind is not None and not isinstance(kind, str):
+    if (group is not None and not isinstance(group, str)) or (kind is not None and not isinstance(kind, str)):
         raise Malformed(f"{where}.group and .kind must be strings")
     name = text(item, "name", f"{where}.", required=True)
     port = port_number(item, "port", f"{where}.")

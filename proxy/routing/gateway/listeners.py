@@ -268,8 +268,8 @@ def _allowed_routes(listener: Listener, allowed: dict[str, Any]) -> None:
             invalid.append(f"{group}/{name}" if group else name)
     listener.supported_kinds = tuple(valid)
     if invalid:
-        listener.resolved = (False, "InvalidRouteKinds",
-                             f"route kinds {', '.join(invalid)} are not supported on {listener.protocol} (HTTPRoute is)")
+        listener.resolved = (False, "InvalidRouteKinds", f"route kinds {', '.join(invalid)} are not supported on "
+                                                         f"{listener.protocol} (HTTPRoute is)")
 
 
 def _tls(entry: GatewayEntry, listener: Listener, tls: Any, *, grants: Grants, secrets: SecretChecks) -> None:

@@ -123,7 +123,7 @@ def _parent(item: Any, where: str, namespace: str) -> ParentRef:
     item = require_object(item, where)
     group = item.get("group")
     kind = item.get("kind")
-    if group is not None and not isinstance(group, str) or kind is not None and not isinstance(kind, str):
+    if (group is not None and not isinstance(group, str)) or (kind is not None and not isinstance(kind, str)):
         raise Malformed(f"{where}.group and .kind must be strings")
     return ParentRef(name=text(item, "name", f"{where}.", required=True),
                      namespace=text(item, "namespace", f"{where}.") or namespace,

@@ -18,13 +18,16 @@ from proxy.routing.fields import Malformed, mapping, port_number, require_object
 from proxy.routing.model import PATH_EXACT, PATH_IMPLEMENTATION_SPECIFIC, PATH_PREFIX
 from proxy.routing.paths import normalize_path
 
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+# An RFC 1123 label: at most 63 characters.
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # RFC 1123 subdomain, as Kubernetes validates `spec.rules[].host`; a wildcard is "*." and such a name.
 _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 _HOST_MAX = 253
-# Service names are DNS labels; port names IANA service names (lower-case, digits, '-', at least one letter).
-_SERVICE = re.compile(_LABEL)
-_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# Service names are RFC 1035 labels (they start with a letter: they become DNS names).
+_SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# Port names are IANA service names: at most 15 lower-case letters, digits and '-', at least one
+# letter, no '-' at either end and never two in a row.
+_PORT_NAME = re.compile(r"(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")
 # Request paths never carry these (the HTTP request line cannot), so a rule path holding one could never match.
 _UNMATCHABLE = re.compile(r"[\x00-\x20\x7f]")
 _PATH_TYPES = (PATH_EXACT, PATH_PREFIX, PATH_IMPLEMENTATION_SPECIFIC)
@@ -114,7 +117,7 @@ def _plain_backend(obj: Any) -> Backend | None:
 
 
 def _valid_port_name(name: str) -> bool:
-    return _PORT_NAME.fullmatch(name) is not None and not name.isdigit()
+    return _PORT_NAME.fullmatch(name) is not None
 
 
 def _checked_backend(obj: Any, where: str) -> Backend:

@@ -16,10 +16,12 @@ def tls_host_names(ingress: Mapping[str, Any]) -> set[str]:
         return set()
     found: set[str] = set()
     for entry in entries:
-        if not isinstance(entry, Mapping):
+        # Read exactly as the certificate store reads it (proxy/tls/hosts.py): an entry it ignores
+        # must not redirect plain HTTP to an HTTPS that serves no certificate of its own.
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("secretName") or "", str):
             continue
         hosts = entry.get("hosts")
-        if not hosts:
+        if hosts is None or hosts == []:  # the API drops an empty list: both mean "the rule hosts"
             rules = spec.get("rules")
             hosts = [r.get("host") for r in rules if isinstance(r, Mapping)] if isinstance(rules, list) else []
         if isinstance(hosts, list):

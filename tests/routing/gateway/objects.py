@@ -24,8 +24,15 @@ WEB = "gateway-conformance-web-backend"
 _STAMP = "2024-01-01T00:00:00Z"
 
 
-def _metadata(name: str, namespace: str | None, *, created: str | None = _STAMP, generation: int = 1,
-              labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> Obj:
+def _metadata(
+    name: str,
+    namespace: str | None,
+    *,
+    created: str | None = _STAMP,
+    generation: int = 1,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> Obj:
     metadata: Obj = {"name": name, "resourceVersion": "1", "generation": generation, "uid": f"uid-{namespace}-{name}"}
     if namespace is not None:
         metadata["namespace"] = namespace
@@ -40,24 +47,44 @@ def _metadata(name: str, namespace: str | None, *, created: str | None = _STAMP,
 
 # ---------------------------------------------------------------------- core objects
 
+
 def namespace(name: str, **labels: str) -> Obj:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": _metadata(name, None, labels={"kubernetes.io/metadata.name": name, **labels})}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": _metadata(name, None, labels={"kubernetes.io/metadata.name": name, **labels}),
+    }
 
 
 def service(name: str, *ports: int | Obj, namespace: str = INFRA, headless: bool = False) -> Obj:
-    entries = [p if isinstance(p, dict) else {"port": p, "protocol": "TCP", "targetPort": 3000} for p in ports or (8080,)]
-    spec: Obj = {"ports": entries, "selector": {"app": name}, "type": "ClusterIP",
-                 "clusterIP": "None" if headless else "10.96.0.20"}
+    entries = [
+        p if isinstance(p, dict) else {"port": p, "protocol": "TCP", "targetPort": 3000} for p in ports or (8080,)
+    ]
+    spec: Obj = {
+        "ports": entries,
+        "selector": {"app": name},
+        "type": "ClusterIP",
+        "clusterIP": "None" if headless else "10.96.0.20",
+    }
     return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(name, namespace), "spec": spec}
 
 
-def endpoint_slice(service_name: str, *addresses: str, namespace: str = INFRA, port_name: str = "",
-                   port: int = 3000, suffix: str = "abcde", address_type: str = "IPv4") -> Obj:
+def endpoint_slice(
+    service_name: str,
+    *addresses: str,
+    namespace: str = INFRA,
+    port_name: str = "",
+    port: int = 3000,
+    suffix: str = "abcde",
+    address_type: str = "IPv4",
+) -> Obj:
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {**_metadata(f"{service_name}-{suffix}", namespace),
-                     "labels": {"kubernetes.io/service-name": service_name}},
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            **_metadata(f"{service_name}-{suffix}", namespace),
+            "labels": {"kubernetes.io/service-name": service_name},
+        },
         "addressType": address_type,
         "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
@@ -68,23 +95,42 @@ _PEM_CERT = b"-----BEGIN CERTIFICATE-----\nMIIBdummy\n-----END CERTIFICATE-----\
 _PEM_KEY = b"-----BEGIN PRIVATE KEY-----\nMIIBdummy\n-----END PRIVATE KEY-----\n"
 
 
-def tls_secret(name: str, namespace: str = INFRA, *, crt: bytes = _PEM_CERT, key: bytes = _PEM_KEY,
-               type: str = "kubernetes.io/tls") -> Obj:
-    return {"apiVersion": "v1", "kind": "Secret", "type": type, "metadata": _metadata(name, namespace),
-            "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(key).decode()}}
+def tls_secret(
+    name: str, namespace: str = INFRA, *, crt: bytes = _PEM_CERT, key: bytes = _PEM_KEY, type: str = "kubernetes.io/tls"
+) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": type,
+        "metadata": _metadata(name, namespace),
+        "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(key).decode()},
+    }
 
 
 # ---------------------------------------------------------------------- Gateway API objects
 
+
 def gateway_class(name: str = CLASS, *, controller: str = CONTROLLER, generation: int = 1, **spec: Any) -> Obj:
-    return {"apiVersion": f"{GROUP}/v1", "kind": "GatewayClass",
-            "metadata": _metadata(name, None, generation=generation),
-            "spec": {"controllerName": controller, **spec}}
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "GatewayClass",
+        "metadata": _metadata(name, None, generation=generation),
+        "spec": {"controllerName": controller, **spec},
+    }
 
 
-def listener(name: str, port: int = 80, protocol: str = "HTTP", *, hostname: str | None = None,
-             namespaces: str | None = "Same", selector: Obj | None = None, kinds: list[Obj] | None = None,
-             certificates: list[Obj] | None = None, tls: Obj | None = None) -> Obj:
+def listener(
+    name: str,
+    port: int = 80,
+    protocol: str = "HTTP",
+    *,
+    hostname: str | None = None,
+    namespaces: str | None = "Same",
+    selector: Obj | None = None,
+    kinds: list[Obj] | None = None,
+    certificates: list[Obj] | None = None,
+    tls: Obj | None = None,
+) -> Obj:
     item: Obj = {"name": name, "port": port, "protocol": protocol}
     if hostname is not None:
         item["hostname"] = hostname
@@ -111,35 +157,78 @@ def certificate_ref(name: str, namespace: str | None = None, *, group: str = "",
     return ref
 
 
-def gateway(name: str, *listeners: Obj, namespace: str = INFRA, class_name: str = CLASS, generation: int = 1,
-            created: str | None = _STAMP, annotations: dict[str, str] | None = None, **spec: Any) -> Obj:
-    return {"apiVersion": f"{GROUP}/v1", "kind": "Gateway",
-            "metadata": _metadata(name, namespace, generation=generation, created=created, annotations=annotations),
-            "spec": {"gatewayClassName": class_name, "listeners": list(listeners), **spec}}
+def gateway(
+    name: str,
+    *listeners: Obj,
+    namespace: str = INFRA,
+    class_name: str = CLASS,
+    generation: int = 1,
+    created: str | None = _STAMP,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> Obj:
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "Gateway",
+        "metadata": _metadata(name, namespace, generation=generation, created=created, annotations=annotations),
+        "spec": {"gatewayClassName": class_name, "listeners": list(listeners), **spec},
+    }
 
 
-def parent(name: str, namespace: str | None = None, *, section: str | None = None, port: int | None = None,
-           kind: str | None = None, group: str | None = None) -> Obj:
+def parent(
+    name: str,
+    namespace: str | None = None,
+    *,
+    section: str | None = None,
+    port: int | None = None,
+    kind: str | None = None,
+    group: str | None = None,
+) -> Obj:
     ref: Obj = {"name": name}
-    for field, value in (("namespace", namespace), ("sectionName", section), ("port", port), ("kind", kind),
-                         ("group", group)):
+    for field, value in (
+        ("namespace", namespace),
+        ("sectionName", section),
+        ("port", port),
+        ("kind", kind),
+        ("group", group),
+    ):
         if value is not None:
             ref[field] = value
     return ref
 
 
-def backend(name: str, port: int | None = 8080, *, namespace: str | None = None, weight: int | None = None,
-            filters: list[Obj] | None = None, kind: str | None = None, group: str | None = None) -> Obj:
+def backend(
+    name: str,
+    port: int | None = 8080,
+    *,
+    namespace: str | None = None,
+    weight: int | None = None,
+    filters: list[Obj] | None = None,
+    kind: str | None = None,
+    group: str | None = None,
+) -> Obj:
     ref: Obj = {"name": name}
-    for field, value in (("port", port), ("namespace", namespace), ("weight", weight), ("kind", kind),
-                         ("group", group), ("filters", filters)):
+    for field, value in (
+        ("port", port),
+        ("namespace", namespace),
+        ("weight", weight),
+        ("kind", kind),
+        ("group", group),
+        ("filters", filters),
+    ):
         if value is not None:
             ref[field] = value
     return ref
 
 
-def match(path: str | None = None, *, type: str = "PathPrefix", headers: Iterable[Any] = (),
-          query: Iterable[Any] = (), method: str | None = None) -> Obj:
+def match(
+    path: str | None = None,
+    *,
+    type: str = "PathPrefix",
+    headers: Iterable[Any] = (),
+    query: Iterable[Any] = (),
+    method: str | None = None,
+) -> Obj:
     """An HTTPRouteMatch; headers/query entries are (name, value) or (name, value, type)."""
     item: Obj = {}
     if path is not None:
@@ -163,8 +252,13 @@ def _value_match(entry: Any) -> Obj:
     return found
 
 
-def rule(*matches: Obj, backends: list[Obj] | None = None, filters: list[Obj] | None = None,
-         name: str | None = None, timeouts: Obj | None = None) -> Obj:
+def rule(
+    *matches: Obj,
+    backends: list[Obj] | None = None,
+    filters: list[Obj] | None = None,
+    name: str | None = None,
+    timeouts: Obj | None = None,
+) -> Obj:
     item: Obj = {}
     if name is not None:
         item["name"] = name
@@ -179,29 +273,53 @@ def rule(*matches: Obj, backends: list[Obj] | None = None, filters: list[Obj] | 
     return item
 
 
-def http_route(name: str, *rules: Obj, parents: list[Obj], namespace: str = INFRA,
-               hostnames: list[str] | None = None, generation: int = 1, created: str | None = _STAMP) -> Obj:
+def http_route(
+    name: str,
+    *rules: Obj,
+    parents: list[Obj],
+    namespace: str = INFRA,
+    hostnames: list[str] | None = None,
+    generation: int = 1,
+    created: str | None = _STAMP,
+) -> Obj:
     spec: Obj = {"parentRefs": parents}
     if hostnames is not None:
         spec["hostnames"] = hostnames
     if rules:
         spec["rules"] = list(rules)
-    return {"apiVersion": f"{GROUP}/v1", "kind": "HTTPRoute",
-            "metadata": _metadata(name, namespace, generation=generation, created=created), "spec": spec}
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "HTTPRoute",
+        "metadata": _metadata(name, namespace, generation=generation, created=created),
+        "spec": spec,
+    }
 
 
-def reference_grant(name: str, namespace: str, *, froms: list[tuple[str, str, str]],
-                    tos: list[tuple[str, str] | tuple[str, str, str]]) -> Obj:
+def reference_grant(
+    name: str, namespace: str, *, froms: list[tuple[str, str, str]], tos: list[tuple[str, str] | tuple[str, str, str]]
+) -> Obj:
     """froms: (group, kind, namespace); tos: (group, kind) or (group, kind, name)."""
-    return {"apiVersion": f"{GROUP}/v1beta1", "kind": "ReferenceGrant", "metadata": _metadata(name, namespace),
-            "spec": {"from": [{"group": g, "kind": k, "namespace": n} for g, k, n in froms],
-                     "to": [{"group": t[0], "kind": t[1], **({"name": t[2]} if len(t) > 2 else {})} for t in tos]}}
+    return {
+        "apiVersion": f"{GROUP}/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": _metadata(name, namespace),
+        "spec": {
+            "from": [{"group": g, "kind": k, "namespace": n} for g, k, n in froms],
+            "to": [{"group": t[0], "kind": t[1], **({"name": t[2]} if len(t) > 2 else {})} for t in tos],
+        },
+    }
 
 
 # ---------------------------------------------------------------------- filters
 
-def header_filter(kind: str = "RequestHeaderModifier", *, set: dict[str, str] | None = None,
-                  add: dict[str, str] | None = None, remove: list[str] | None = None) -> Obj:
+
+def header_filter(
+    kind: str = "RequestHeaderModifier",
+    *,
+    set: dict[str, str] | None = None,
+    add: dict[str, str] | None = None,
+    remove: list[str] | None = None,
+) -> Obj:
     body: Obj = {}
     if set:
         body["set"] = [{"name": k, "value": v} for k, v in set.items()]
@@ -235,8 +353,14 @@ def _path_modifier(kind: str, value: str) -> Obj:
     return {"type": kind, field: value}
 
 
-def mirror(name: str, port: int = 8080, *, namespace: str | None = None, percent: int | None = None,
-           fraction: tuple[int, int] | None = None) -> Obj:
+def mirror(
+    name: str,
+    port: int = 8080,
+    *,
+    namespace: str | None = None,
+    percent: int | None = None,
+    fraction: tuple[int, int] | None = None,
+) -> Obj:
     body: Obj = {"backendRef": backend(name, port, namespace=namespace)}
     if percent is not None:
         body["percent"] = percent
@@ -252,9 +376,15 @@ def cors(**fields: Any) -> Obj:
 # ---------------------------------------------------------------------- snapshots
 
 _KINDS = {
-    "Ingress": "ingresses", "IngressClass": "ingress_classes", "Service": "services", "Secret": "secrets",
-    "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
-    "ReferenceGrant": "reference_grants", "Namespace": "namespaces",
+    "Ingress": "ingresses",
+    "IngressClass": "ingress_classes",
+    "Service": "services",
+    "Secret": "secrets",
+    "GatewayClass": "gateway_classes",
+    "Gateway": "gateways",
+    "HTTPRoute": "http_routes",
+    "ReferenceGrant": "reference_grants",
+    "Namespace": "namespaces",
 }
 
 
@@ -284,23 +414,54 @@ def base_objects() -> list[Obj]:
         namespace(APP, **{"gateway-conformance": "backend"}),
         namespace(WEB, **{"gateway-conformance": "backend"}),
         gateway("same-namespace", listener("http", 80, namespaces="Same")),
-        gateway("same-namespace-with-https-listener",
-                listener("https", 443, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)]),
-                listener("https-with-hostname", 443, "HTTPS", hostname="second-example.org",
-                         certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)]),
-                listener("https-with-wildcard-hostname", 443, "HTTPS", hostname="*.wildcard.org",
-                         certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)]),
-                listener("https-with-hostname-matching-wildcard", 443, "HTTPS", hostname="fourth-example.wildcard.org",
-                         certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)])),
+        gateway(
+            "same-namespace-with-https-listener",
+            listener("https", 443, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)]),
+            listener(
+                "https-with-hostname",
+                443,
+                "HTTPS",
+                hostname="second-example.org",
+                certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)],
+            ),
+            listener(
+                "https-with-wildcard-hostname",
+                443,
+                "HTTPS",
+                hostname="*.wildcard.org",
+                certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)],
+            ),
+            listener(
+                "https-with-hostname-matching-wildcard",
+                443,
+                "HTTPS",
+                hostname="fourth-example.wildcard.org",
+                certificates=[certificate_ref("tls-validity-checks-certificate", INFRA)],
+            ),
+        ),
         gateway("all-namespaces", listener("http", 80, namespaces="All")),
-        gateway("backend-namespaces", listener("http", 80, namespaces="Selector",
-                                               selector={"matchLabels": {"gateway-conformance": "backend"}})),
-        service("infra-backend-v1",
-                {"name": "first-port", "protocol": "TCP", "port": 8080, "targetPort": 3000},
-                {"name": "second-port", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c", "port": 8081,
-                 "targetPort": 3001},
-                {"name": "third-port", "protocol": "TCP", "appProtocol": "kubernetes.io/ws", "port": 8082,
-                 "targetPort": 3000}),
+        gateway(
+            "backend-namespaces",
+            listener("http", 80, namespaces="Selector", selector={"matchLabels": {"gateway-conformance": "backend"}}),
+        ),
+        service(
+            "infra-backend-v1",
+            {"name": "first-port", "protocol": "TCP", "port": 8080, "targetPort": 3000},
+            {
+                "name": "second-port",
+                "protocol": "TCP",
+                "appProtocol": "kubernetes.io/h2c",
+                "port": 8081,
+                "targetPort": 3001,
+            },
+            {
+                "name": "third-port",
+                "protocol": "TCP",
+                "appProtocol": "kubernetes.io/ws",
+                "port": 8082,
+                "targetPort": 3000,
+            },
+        ),
         service("infra-backend-v2"),
         service("infra-backend-v3"),
         service("tls-backend", {"port": 443, "protocol": "TCP", "targetPort": 8443}),

@@ -45,51 +45,68 @@ def _v(name: str) -> list:
 
 
 def test_HTTPRouteSimpleSameNamespace():
-    config = conformance(http_route("gateway-conformance-infra-test", rule(backends=_v(V1)), parents=[SAME]),
-                         gateways=("same-namespace",))
+    config = conformance(
+        http_route("gateway-conformance-infra-test", rule(backends=_v(V1)), parents=[SAME]),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "gateway-conformance-infra-test")
     expect(config, [({"path": "/"}, {"backend": V1, "namespace": INFRA})])
 
 
 def test_HTTPRouteExactPathMatching():
-    config = conformance(http_route("exact-matching",
-                                    rule(match("/one", type="Exact"), backends=_v(V1)),
-                                    rule(match("/two", type="Exact"), backends=_v(V2)), parents=[SAME]),
-                         gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "exact-matching",
+            rule(match("/one", type="Exact"), backends=_v(V1)),
+            rule(match("/two", type="Exact"), backends=_v(V2)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "exact-matching")
-    expect(config, [
-        ({"path": "/one"}, {"backend": V1}),
-        ({"path": "/two"}, {"backend": V2}),
-        ({"path": "/"}, {"status": 404}),
-        ({"path": "/one/example"}, {"status": 404}),
-        ({"path": "/two/"}, {"status": 404}),
-        ({"path": "/Two"}, {"status": 404}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/one"}, {"backend": V1}),
+            ({"path": "/two"}, {"backend": V2}),
+            ({"path": "/"}, {"status": 404}),
+            ({"path": "/one/example"}, {"status": 404}),
+            ({"path": "/two/"}, {"status": 404}),
+            ({"path": "/Two"}, {"status": 404}),
+        ],
+    )
 
 
 def test_HTTPRouteHeaderMatching():
-    config = conformance(http_route(
-        "header-matching",
-        rule(match(headers=[("version", "one")]), backends=_v(V1)),
-        rule(match(headers=[("version", "two")]), backends=_v(V2)),
-        rule(match(headers=[("version", "two"), ("color", "orange")]), backends=_v(V1)),
-        rule(match(headers=[("color", "blue")]), match(headers=[("color", "green")]), backends=_v(V1)),
-        rule(match(headers=[("color", "red")]), match(headers=[("color", "yellow")]), backends=_v(V2)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "header-matching",
+            rule(match(headers=[("version", "one")]), backends=_v(V1)),
+            rule(match(headers=[("version", "two")]), backends=_v(V2)),
+            rule(match(headers=[("version", "two"), ("color", "orange")]), backends=_v(V1)),
+            rule(match(headers=[("color", "blue")]), match(headers=[("color", "green")]), backends=_v(V1)),
+            rule(match(headers=[("color", "red")]), match(headers=[("color", "yellow")]), backends=_v(V2)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "header-matching")
-    expect(config, [
-        ({"headers": {"Version": "one"}}, {"backend": V1}),
-        ({"headers": {"Version": "two"}}, {"backend": V2}),
-        ({"headers": {"Version": "two", "Color": "orange"}}, {"backend": V1}),
-        ({"headers": {"Version": "two", "Color": "blue"}}, {"backend": V2}),
-        ({"headers": {"Color": "orange"}}, {"status": 404}),
-        ({"headers": {"Some-Other-Header": "one"}}, {"status": 404}),
-        ({"headers": {"Color": "blue"}}, {"backend": V1}),
-        ({"headers": {"Color": "green"}}, {"backend": V1}),
-        ({"headers": {"Color": "red"}}, {"backend": V2}),
-        ({"headers": {"Color": "yellow"}}, {"backend": V2}),
-        ({"headers": {"Color": "purple"}}, {"status": 404}),
-    ])
+    expect(
+        config,
+        [
+            ({"headers": {"Version": "one"}}, {"backend": V1}),
+            ({"headers": {"Version": "two"}}, {"backend": V2}),
+            ({"headers": {"Version": "two", "Color": "orange"}}, {"backend": V1}),
+            ({"headers": {"Version": "two", "Color": "blue"}}, {"backend": V2}),
+            ({"headers": {"Color": "orange"}}, {"status": 404}),
+            ({"headers": {"Some-Other-Header": "one"}}, {"status": 404}),
+            ({"headers": {"Color": "blue"}}, {"backend": V1}),
+            ({"headers": {"Color": "green"}}, {"backend": V1}),
+            ({"headers": {"Color": "red"}}, {"backend": V2}),
+            ({"headers": {"Color": "yellow"}}, {"backend": V2}),
+            ({"headers": {"Color": "purple"}}, {"status": 404}),
+        ],
+    )
 
 
 def test_HTTPRouteHostnameIntersection():
@@ -97,62 +114,104 @@ def test_HTTPRouteHostnameIntersection():
         "httproute-hostname-intersection",
         listener("listener-1", 80, hostname="very.specific.com"),
         listener("listener-2", 80, hostname="*.wildcard.io"),
-        listener("listener-3", 80, hostname="*.anotherwildcard.io"))
+        listener("listener-3", 80, hostname="*.anotherwildcard.io"),
+    )
     everything = gateway("httproute-hostname-intersection-all", listener("listener-1", 80))
     ref = parent("httproute-hostname-intersection", INFRA)
     routes = [
-        http_route("specific-host-matches-listener-specific-host", rule(match("/s1"), backends=_v(V1)), parents=[ref],
-                   hostnames=["non.matching.com", "*.nonmatchingwildcard.io", "very.specific.com"]),
-        http_route("specific-host-matches-listener-wildcard-host", rule(match("/s2"), backends=_v(V2)), parents=[ref],
-                   hostnames=["non.matching.com", "wildcard.io", "foo.wildcard.io", "bar.wildcard.io",
-                              "foo.bar.wildcard.io"]),
-        http_route("wildcard-host-matches-listener-specific-host", rule(match("/s3"), backends=_v(V3)), parents=[ref],
-                   hostnames=["non.matching.com", "*.specific.com"]),
-        http_route("wildcard-host-matches-listener-wildcard-host", rule(match("/s4"), backends=_v(V1)), parents=[ref],
-                   hostnames=["*.anotherwildcard.io"]),
-        http_route("no-intersecting-hosts", rule(match("/s5"), backends=_v(V2)), parents=[ref],
-                   hostnames=["specific.but.wrong.com", "wildcard.io"]),
-        http_route("httproute-hostname-intersection-all", rule(backends=_v(V2)),
-                   parents=[parent("httproute-hostname-intersection-all", INFRA)],
-                   hostnames=["first.com", "sub.first.com", "second.com", "sub.second.com"]),
+        http_route(
+            "specific-host-matches-listener-specific-host",
+            rule(match("/s1"), backends=_v(V1)),
+            parents=[ref],
+            hostnames=["non.matching.com", "*.nonmatchingwildcard.io", "very.specific.com"],
+        ),
+        http_route(
+            "specific-host-matches-listener-wildcard-host",
+            rule(match("/s2"), backends=_v(V2)),
+            parents=[ref],
+            hostnames=["non.matching.com", "wildcard.io", "foo.wildcard.io", "bar.wildcard.io", "foo.bar.wildcard.io"],
+        ),
+        http_route(
+            "wildcard-host-matches-listener-specific-host",
+            rule(match("/s3"), backends=_v(V3)),
+            parents=[ref],
+            hostnames=["non.matching.com", "*.specific.com"],
+        ),
+        http_route(
+            "wildcard-host-matches-listener-wildcard-host",
+            rule(match("/s4"), backends=_v(V1)),
+            parents=[ref],
+            hostnames=["*.anotherwildcard.io"],
+        ),
+        http_route(
+            "no-intersecting-hosts",
+            rule(match("/s5"), backends=_v(V2)),
+            parents=[ref],
+            hostnames=["specific.but.wrong.com", "wildcard.io"],
+        ),
+        http_route(
+            "httproute-hostname-intersection-all",
+            rule(backends=_v(V2)),
+            parents=[parent("httproute-hostname-intersection-all", INFRA)],
+            hostnames=["first.com", "sub.first.com", "second.com", "sub.second.com"],
+        ),
     ]
     # HTTPRoutes that do intersect with listener hostnames
     config = conformance(intersection, everything, *routes, gateways=("httproute-hostname-intersection",))
-    must_be_accepted(config, "httproute-hostname-intersection", "specific-host-matches-listener-specific-host",
-                     "specific-host-matches-listener-wildcard-host", "wildcard-host-matches-listener-specific-host",
-                     "wildcard-host-matches-listener-wildcard-host")
-    expect(config, [
-        ({"host": "very.specific.com", "path": "/s1"}, {"backend": V1}),
-        ({"host": "very.specific.com:1234", "path": "/s1"}, {"backend": V1}),
-        ({"host": "non.matching.com", "path": "/s1"}, {"status": 404}),
-        ({"host": "foo.nonmatchingwildcard.io", "path": "/s1"}, {"status": 404}),
-        ({"host": "foo.wildcard.io", "path": "/s1"}, {"status": 404}),
-        ({"host": "very.specific.com", "path": "/non-matching-prefix"}, {"status": 404}),
-        ({"host": "foo.wildcard.io", "path": "/s2"}, {"backend": V2}),
-        ({"host": "bar.wildcard.io", "path": "/s2"}, {"backend": V2}),
-        ({"host": "foo.bar.wildcard.io", "path": "/s2"}, {"backend": V2}),
-        ({"host": "non.matching.com", "path": "/s2"}, {"status": 404}),
-        ({"host": "wildcard.io", "path": "/s2"}, {"status": 404}),
-        ({"host": "very.specific.com", "path": "/s2"}, {"status": 404}),
-        ({"host": "foo.wildcard.io", "path": "/non-matching-prefix"}, {"status": 404}),
-        ({"host": "very.specific.com", "path": "/s3"}, {"backend": V3}),
-        ({"host": "non.matching.com", "path": "/s3"}, {"status": 404}),
-        ({"host": "foo.specific.com", "path": "/s3"}, {"status": 404}),
-        ({"host": "foo.wildcard.io", "path": "/s3"}, {"status": 404}),
-        ({"host": "very.specific.com", "path": "/non-matching-prefix"}, {"status": 404}),
-        ({"host": "foo.anotherwildcard.io", "path": "/s4"}, {"backend": V1}),
-        ({"host": "bar.anotherwildcard.io", "path": "/s4"}, {"backend": V1}),
-        ({"host": "foo.bar.anotherwildcard.io", "path": "/s4"}, {"backend": V1}),
-        ({"host": "anotherwildcard.io", "path": "/s4"}, {"status": 404}),
-        ({"host": "foo.wildcard.io", "path": "/s4"}, {"status": 404}),
-        ({"host": "very.specific.com", "path": "/s4"}, {"status": 404}),
-        ({"host": "foo.anotherwildcard.io", "path": "/non-matching-prefix"}, {"status": 404}),
-    ])
+    must_be_accepted(
+        config,
+        "httproute-hostname-intersection",
+        "specific-host-matches-listener-specific-host",
+        "specific-host-matches-listener-wildcard-host",
+        "wildcard-host-matches-listener-specific-host",
+        "wildcard-host-matches-listener-wildcard-host",
+    )
+    expect(
+        config,
+        [
+            ({"host": "very.specific.com", "path": "/s1"}, {"backend": V1}),
+            ({"host": "very.specific.com:1234", "path": "/s1"}, {"backend": V1}),
+            ({"host": "non.matching.com", "path": "/s1"}, {"status": 404}),
+            ({"host": "foo.nonmatchingwildcard.io", "path": "/s1"}, {"status": 404}),
+            ({"host": "foo.wildcard.io", "path": "/s1"}, {"status": 404}),
+            ({"host": "very.specific.com", "path": "/non-matching-prefix"}, {"status": 404}),
+            ({"host": "foo.wildcard.io", "path": "/s2"}, {"backend": V2}),
+            ({"host": "bar.wildcard.io", "path": "/s2"}, {"backend": V2}),
+            ({"host": "foo.bar.wildcard.io", "path": "/s2"}, {"backend": V2}),
+            ({"host": "non.matching.com", "path": "/s2"}, {"status": 404}),
+            ({"host": "wildcard.io", "path": "/s2"}, {"status": 404}),
+            ({"host": "very.specific.com", "path": "/s2"}, {"status": 404}),
+            ({"host": "foo.wildcard.io", "path": "/non-matching-prefix"}, {"status": 404}),
+            ({"host": "very.specific.com", "path": "/s3"}, {"backend": V3}),
+            ({"host": "non.matching.com", "path": "/s3"}, {"status": 404}),
+            ({"host": "foo.specific.com", "path": "/s3"}, {"status": 404}),
+            ({"host": "foo.wildcard.io", "path": "/s3"}, {"status": 404}),
+            ({"host": "very.specific.com", "path": "/non-matching-prefix"}, {"status": 404}),
+            ({"host": "foo.anotherwildcard.io", "path": "/s4"}, {"backend": V1}),
+            ({"host": "bar.anotherwildcard.io", "path": "/s4"}, {"backend": V1}),
+            ({"host": "foo.bar.anotherwildcard.io", "path": "/s4"}, {"backend": V1}),
+            ({"host": "anotherwildcard.io", "path": "/s4"}, {"status": 404}),
+            ({"host": "foo.wildcard.io", "path": "/s4"}, {"status": 404}),
+            ({"host": "very.specific.com", "path": "/s4"}, {"status": 404}),
+            ({"host": "foo.anotherwildcard.io", "path": "/non-matching-prefix"}, {"status": 404}),
+        ],
+    )
     # HTTPRoutes that do not intersect with listener hostnames
-    assert route_has(config, "no-intersecting-hosts", "httproute-hostname-intersection", "Accepted", "False",
-                     "NoMatchingListenerHostname")
-    expect(config, [({"host": "specific.but.wrong.com", "path": "/s5"}, {"status": 404}),
-                    ({"host": "wildcard.io", "path": "/s5"}, {"status": 404})])
+    assert route_has(
+        config,
+        "no-intersecting-hosts",
+        "httproute-hostname-intersection",
+        "Accepted",
+        "False",
+        "NoMatchingListenerHostname",
+    )
+    expect(
+        config,
+        [
+            ({"host": "specific.but.wrong.com", "path": "/s5"}, {"status": 404}),
+            ({"host": "wildcard.io", "path": "/s5"}, {"status": 404}),
+        ],
+    )
     # HTTPRoutes have to be counted in AttachedRoutes only if they are Accepted
     for name, attached in (("listener-1", 2), ("listener-2", 1), ("listener-3", 1)):
         status = listener_status(config, "httproute-hostname-intersection", name)
@@ -161,179 +220,241 @@ def test_HTTPRouteHostnameIntersection():
     # HTTPRoutes intersects with an unspecified hostname listener
     config = conformance(intersection, everything, *routes, gateways=("httproute-hostname-intersection-all",))
     must_be_accepted(config, "httproute-hostname-intersection-all", "httproute-hostname-intersection-all")
-    expect(config, [
-        ({"host": "first.com"}, {"backend": V2}),
-        ({"host": "sub.first.com"}, {"backend": V2}),
-        ({"host": "second.com"}, {"backend": V2}),
-        ({"host": "sub.second.com"}, {"backend": V2}),
-        ({"host": "third.com"}, {"status": 404}),
-        ({"host": "sub.third.com"}, {"status": 404}),
-    ])
+    expect(
+        config,
+        [
+            ({"host": "first.com"}, {"backend": V2}),
+            ({"host": "sub.first.com"}, {"backend": V2}),
+            ({"host": "second.com"}, {"backend": V2}),
+            ({"host": "sub.second.com"}, {"backend": V2}),
+            ({"host": "third.com"}, {"status": 404}),
+            ({"host": "sub.third.com"}, {"status": 404}),
+        ],
+    )
 
 
 def test_HTTPRouteListenerHostnameMatching():
-    gw = gateway("httproute-listener-hostname-matching",
-                 listener("listener-1", 80, hostname="bar.com"),
-                 listener("listener-2", 80, hostname="foo.bar.com"),
-                 listener("listener-3", 80, hostname="*.bar.com"),
-                 listener("listener-4", 80, hostname="*.foo.com"))
+    gw = gateway(
+        "httproute-listener-hostname-matching",
+        listener("listener-1", 80, hostname="bar.com"),
+        listener("listener-2", 80, hostname="foo.bar.com"),
+        listener("listener-3", 80, hostname="*.bar.com"),
+        listener("listener-4", 80, hostname="*.foo.com"),
+    )
 
     def ref(section: str) -> dict:
         return parent("httproute-listener-hostname-matching", INFRA, section=section)
 
-    config = conformance(gw, http_route("backend-v1", rule(backends=_v(V1)), parents=[ref("listener-1")]),
-                         http_route("backend-v2", rule(backends=_v(V2)), parents=[ref("listener-2")]),
-                         http_route("backend-v3", rule(backends=_v(V3)), parents=[ref("listener-3"), ref("listener-4")]),
-                         gateways=("httproute-listener-hostname-matching",))
+    config = conformance(
+        gw,
+        http_route("backend-v1", rule(backends=_v(V1)), parents=[ref("listener-1")]),
+        http_route("backend-v2", rule(backends=_v(V2)), parents=[ref("listener-2")]),
+        http_route("backend-v3", rule(backends=_v(V3)), parents=[ref("listener-3"), ref("listener-4")]),
+        gateways=("httproute-listener-hostname-matching",),
+    )
     must_be_accepted(config, "httproute-listener-hostname-matching", "backend-v1", listeners=("listener-1",))
     must_be_accepted(config, "httproute-listener-hostname-matching", "backend-v2", listeners=("listener-2",))
-    must_be_accepted(config, "httproute-listener-hostname-matching", "backend-v3",
-                     listeners=("listener-3", "listener-4"))
-    expect(config, [
-        ({"host": "bar.com"}, {"backend": V1}),
-        ({"host": "foo.bar.com"}, {"backend": V2}),
-        ({"host": "baz.bar.com"}, {"backend": V3}),
-        ({"host": "boo.bar.com"}, {"backend": V3}),
-        ({"host": "multiple.prefixes.bar.com"}, {"backend": V3}),
-        ({"host": "multiple.prefixes.foo.com"}, {"backend": V3}),
-        ({"host": "foo.com"}, {"status": 404}),
-        ({"host": "no.matching.host"}, {"status": 404}),
-    ])
+    must_be_accepted(
+        config, "httproute-listener-hostname-matching", "backend-v3", listeners=("listener-3", "listener-4")
+    )
+    expect(
+        config,
+        [
+            ({"host": "bar.com"}, {"backend": V1}),
+            ({"host": "foo.bar.com"}, {"backend": V2}),
+            ({"host": "baz.bar.com"}, {"backend": V3}),
+            ({"host": "boo.bar.com"}, {"backend": V3}),
+            ({"host": "multiple.prefixes.bar.com"}, {"backend": V3}),
+            ({"host": "multiple.prefixes.foo.com"}, {"backend": V3}),
+            ({"host": "foo.com"}, {"status": 404}),
+            ({"host": "no.matching.host"}, {"status": 404}),
+        ],
+    )
 
 
 def test_HTTPRouteMatchingAcrossRoutes():
     config = conformance(
-        http_route("matching-part1", rule(match("/"), match(headers=[("version", "one")]), backends=_v(V1)),
-                   parents=[SAME], hostnames=["example.com", "example.net"]),
-        http_route("matching-part2", rule(match("/v2"), match(headers=[("version", "two")]), backends=_v(V2)),
-                   parents=[SAME], hostnames=["example.com"]),
-        gateways=("same-namespace",))
+        http_route(
+            "matching-part1",
+            rule(match("/"), match(headers=[("version", "one")]), backends=_v(V1)),
+            parents=[SAME],
+            hostnames=["example.com", "example.net"],
+        ),
+        http_route(
+            "matching-part2",
+            rule(match("/v2"), match(headers=[("version", "two")]), backends=_v(V2)),
+            parents=[SAME],
+            hostnames=["example.com"],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "matching-part1", "matching-part2")
-    expect(config, [
-        ({"host": "example.com", "path": "/"}, {"backend": V1}),
-        ({"host": "example.com", "path": "/example"}, {"backend": V1}),
-        ({"host": "example.net", "path": "/example"}, {"backend": V1}),
-        ({"host": "example.com", "path": "/example", "headers": {"Version": "one"}}, {"backend": V1}),
-        ({"host": "example.com", "path": "/v2"}, {"backend": V2}),
-        ({"host": "example.net", "path": "/v2"}, {"backend": V1}),
-        ({"host": "example.com", "path": "/v2/example"}, {"backend": V2}),
-        ({"host": "example.com", "path": "/", "headers": {"Version": "two"}}, {"backend": V2}),
-    ])
+    expect(
+        config,
+        [
+            ({"host": "example.com", "path": "/"}, {"backend": V1}),
+            ({"host": "example.com", "path": "/example"}, {"backend": V1}),
+            ({"host": "example.net", "path": "/example"}, {"backend": V1}),
+            ({"host": "example.com", "path": "/example", "headers": {"Version": "one"}}, {"backend": V1}),
+            ({"host": "example.com", "path": "/v2"}, {"backend": V2}),
+            ({"host": "example.net", "path": "/v2"}, {"backend": V1}),
+            ({"host": "example.com", "path": "/v2/example"}, {"backend": V2}),
+            ({"host": "example.com", "path": "/", "headers": {"Version": "two"}}, {"backend": V2}),
+        ],
+    )
 
 
 def test_HTTPRouteMatching():
-    config = conformance(http_route(
-        "matching",
-        rule(match("/"), match(headers=[("version", "one")]), backends=_v(V1)),
-        rule(match("/v2"), match(headers=[("version", "two")]), backends=_v(V2)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "matching",
+            rule(match("/"), match(headers=[("version", "one")]), backends=_v(V1)),
+            rule(match("/v2"), match(headers=[("version", "two")]), backends=_v(V2)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "matching")
-    expect(config, [
-        ({"path": "/"}, {"backend": V1}),
-        ({"path": "/example"}, {"backend": V1}),
-        ({"path": "/", "headers": {"Version": "one"}}, {"backend": V1}),
-        ({"path": "/v2"}, {"backend": V2}),
-        ({"path": "/v2/example"}, {"backend": V2}),
-        ({"path": "/", "headers": {"Version": "two"}}, {"backend": V2}),
-        ({"path": "/v2/"}, {"backend": V2}),
-        ({"path": "/v2example"}, {"backend": V1}),
-        ({"path": "/foo/v2/example"}, {"backend": V1}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/"}, {"backend": V1}),
+            ({"path": "/example"}, {"backend": V1}),
+            ({"path": "/", "headers": {"Version": "one"}}, {"backend": V1}),
+            ({"path": "/v2"}, {"backend": V2}),
+            ({"path": "/v2/example"}, {"backend": V2}),
+            ({"path": "/", "headers": {"Version": "two"}}, {"backend": V2}),
+            ({"path": "/v2/"}, {"backend": V2}),
+            ({"path": "/v2example"}, {"backend": V1}),
+            ({"path": "/foo/v2/example"}, {"backend": V1}),
+        ],
+    )
 
 
 def test_HTTPRouteMethodMatching():
-    config = conformance(http_route(
-        "method-matching",
-        rule(match(method="POST"), backends=_v(V1)),
-        rule(match(method="GET"), backends=_v(V2)),
-        rule(match("/path1", method="GET"), backends=_v(V1)),
-        rule(match(headers=[("version", "one")], method="PUT"), backends=_v(V2)),
-        rule(match("/path2", headers=[("version", "two")], method="POST"), backends=_v(V3)),
-        rule(match("/path3", method="PATCH"), match("/path4", headers=[("version", "three")], method="DELETE"),
-             backends=_v(V1)),
-        rule(match("/path5"), backends=_v(V1)),
-        rule(match(method="PATCH"), backends=_v(V2)),
-        rule(match(headers=[("version", "four")]), backends=_v(V3)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "method-matching",
+            rule(match(method="POST"), backends=_v(V1)),
+            rule(match(method="GET"), backends=_v(V2)),
+            rule(match("/path1", method="GET"), backends=_v(V1)),
+            rule(match(headers=[("version", "one")], method="PUT"), backends=_v(V2)),
+            rule(match("/path2", headers=[("version", "two")], method="POST"), backends=_v(V3)),
+            rule(
+                match("/path3", method="PATCH"),
+                match("/path4", headers=[("version", "three")], method="DELETE"),
+                backends=_v(V1),
+            ),
+            rule(match("/path5"), backends=_v(V1)),
+            rule(match(method="PATCH"), backends=_v(V2)),
+            rule(match(headers=[("version", "four")]), backends=_v(V3)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "method-matching")
-    expect(config, [
-        ({"method": "POST"}, {"backend": V1}),
-        ({"method": "GET"}, {"backend": V2}),
-        ({"method": "HEAD"}, {"status": 404}),
-        ({"path": "/path1", "method": "GET"}, {"backend": V1}),
-        ({"headers": {"version": "one"}, "method": "PUT"}, {"backend": V2}),
-        ({"headers": {"version": "two"}, "path": "/path2", "method": "POST"}, {"backend": V3}),
-        ({"path": "/path3", "method": "PATCH"}, {"backend": V1}),
-        ({"headers": {"version": "three"}, "path": "/path4", "method": "DELETE"}, {"backend": V1}),
-        ({"method": "PUT"}, {"status": 404}),
-        ({"path": "/path4", "method": "DELETE"}, {"status": 404}),
-        ({"path": "/path5", "method": "PATCH"}, {"backend": V1}),
-        ({"headers": {"version": "four"}, "method": "PATCH"}, {"backend": V2}),
-    ])
+    expect(
+        config,
+        [
+            ({"method": "POST"}, {"backend": V1}),
+            ({"method": "GET"}, {"backend": V2}),
+            ({"method": "HEAD"}, {"status": 404}),
+            ({"path": "/path1", "method": "GET"}, {"backend": V1}),
+            ({"headers": {"version": "one"}, "method": "PUT"}, {"backend": V2}),
+            ({"headers": {"version": "two"}, "path": "/path2", "method": "POST"}, {"backend": V3}),
+            ({"path": "/path3", "method": "PATCH"}, {"backend": V1}),
+            ({"headers": {"version": "three"}, "path": "/path4", "method": "DELETE"}, {"backend": V1}),
+            ({"method": "PUT"}, {"status": 404}),
+            ({"path": "/path4", "method": "DELETE"}, {"status": 404}),
+            ({"path": "/path5", "method": "PATCH"}, {"backend": V1}),
+            ({"headers": {"version": "four"}, "method": "PATCH"}, {"backend": V2}),
+        ],
+    )
 
 
 def test_HTTPRouteQueryParamMatching():
-    config = conformance(http_route(
-        "query-param-matching",
-        rule(match(query=[("animal", "whale")]), backends=_v(V1)),
-        rule(match(query=[("animal", "dolphin")]), backends=_v(V2)),
-        rule(match(query=[("animal", "dolphin"), ("color", "blue")]), match(query=[("ANIMAL", "Whale")]),
-             backends=_v(V3)),
-        rule(match("/path1", query=[("animal", "whale")]), backends=_v(V1)),
-        rule(match(headers=[("version", "one")], query=[("animal", "whale")]), backends=_v(V2)),
-        rule(match("/path2", headers=[("version", "two")], query=[("animal", "whale")]), backends=_v(V3)),
-        rule(match("/path3", query=[("animal", "shark")]),
-             match("/path4", headers=[("version", "three")], query=[("animal", "kraken")]), backends=_v(V1)),
-        rule(match("/path5"), backends=_v(V1)),
-        rule(match(query=[("animal", "hydra")]), backends=_v(V2)),
-        rule(match(headers=[("version", "four")]), backends=_v(V3)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "query-param-matching",
+            rule(match(query=[("animal", "whale")]), backends=_v(V1)),
+            rule(match(query=[("animal", "dolphin")]), backends=_v(V2)),
+            rule(
+                match(query=[("animal", "dolphin"), ("color", "blue")]),
+                match(query=[("ANIMAL", "Whale")]),
+                backends=_v(V3),
+            ),
+            rule(match("/path1", query=[("animal", "whale")]), backends=_v(V1)),
+            rule(match(headers=[("version", "one")], query=[("animal", "whale")]), backends=_v(V2)),
+            rule(match("/path2", headers=[("version", "two")], query=[("animal", "whale")]), backends=_v(V3)),
+            rule(
+                match("/path3", query=[("animal", "shark")]),
+                match("/path4", headers=[("version", "three")], query=[("animal", "kraken")]),
+                backends=_v(V1),
+            ),
+            rule(match("/path5"), backends=_v(V1)),
+            rule(match(query=[("animal", "hydra")]), backends=_v(V2)),
+            rule(match(headers=[("version", "four")]), backends=_v(V3)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "query-param-matching")
-    expect(config, [
-        ({"path": "/?animal=whale"}, {"backend": V1}),
-        ({"path": "/?animal=dolphin"}, {"backend": V2}),
-        ({"path": "/?animal=dolphin&color=blue"}, {"backend": V3}),
-        ({"path": "/?ANIMAL=Whale"}, {"backend": V3}),
-        ({"path": "/?animal=whale&otherparam=irrelevant"}, {"backend": V1}),
-        ({"path": "/?animal=dolphin&color=yellow"}, {"backend": V2}),
-        ({"path": "/?color=blue"}, {"status": 404}),
-        ({"path": "/?animal=dog"}, {"status": 404}),
-        ({"path": "/?animal=whaledolphin"}, {"status": 404}),
-        ({"path": "/"}, {"status": 404}),
-        ({"path": "/path1?animal=whale"}, {"backend": V1}),
-        ({"headers": {"version": "one"}, "path": "/?animal=whale"}, {"backend": V2}),
-        ({"headers": {"version": "two"}, "path": "/path2?animal=whale"}, {"backend": V3}),
-        ({"path": "/path3?animal=shark"}, {"backend": V1}),
-        ({"headers": {"version": "three"}, "path": "/path4?animal=kraken"}, {"backend": V1}),
-        ({"path": "/?animal=shark"}, {"status": 404}),
-        ({"path": "/path4?animal=kraken"}, {"status": 404}),
-        ({"path": "/path5?animal=hydra"}, {"backend": V1}),
-        ({"headers": {"version": "four"}, "path": "/?animal=hydra"}, {"backend": V3}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/?animal=whale"}, {"backend": V1}),
+            ({"path": "/?animal=dolphin"}, {"backend": V2}),
+            ({"path": "/?animal=dolphin&color=blue"}, {"backend": V3}),
+            ({"path": "/?ANIMAL=Whale"}, {"backend": V3}),
+            ({"path": "/?animal=whale&otherparam=irrelevant"}, {"backend": V1}),
+            ({"path": "/?animal=dolphin&color=yellow"}, {"backend": V2}),
+            ({"path": "/?color=blue"}, {"status": 404}),
+            ({"path": "/?animal=dog"}, {"status": 404}),
+            ({"path": "/?animal=whaledolphin"}, {"status": 404}),
+            ({"path": "/"}, {"status": 404}),
+            ({"path": "/path1?animal=whale"}, {"backend": V1}),
+            ({"headers": {"version": "one"}, "path": "/?animal=whale"}, {"backend": V2}),
+            ({"headers": {"version": "two"}, "path": "/path2?animal=whale"}, {"backend": V3}),
+            ({"path": "/path3?animal=shark"}, {"backend": V1}),
+            ({"headers": {"version": "three"}, "path": "/path4?animal=kraken"}, {"backend": V1}),
+            ({"path": "/?animal=shark"}, {"status": 404}),
+            ({"path": "/path4?animal=kraken"}, {"status": 404}),
+            ({"path": "/path5?animal=hydra"}, {"backend": V1}),
+            ({"headers": {"version": "four"}, "path": "/?animal=hydra"}, {"backend": V3}),
+        ],
+    )
 
 
 def test_HTTPRoutePathMatchOrder():
-    config = conformance(http_route(
-        "path-matching-order",
-        rule(match("/match", type="Exact"), backends=_v(V1)),
-        rule(match("/match/exact", type="Exact"), backends=_v(V2)),
-        rule(match("/match/exact/one", type="Exact"), backends=_v(V3)),
-        rule(match("/match/"), backends=_v(V3)),
-        rule(match("/match/prefix/"), backends=_v(V1)),
-        rule(match("/match/prefix/one"), backends=_v(V2)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "path-matching-order",
+            rule(match("/match", type="Exact"), backends=_v(V1)),
+            rule(match("/match/exact", type="Exact"), backends=_v(V2)),
+            rule(match("/match/exact/one", type="Exact"), backends=_v(V3)),
+            rule(match("/match/"), backends=_v(V3)),
+            rule(match("/match/prefix/"), backends=_v(V1)),
+            rule(match("/match/prefix/one"), backends=_v(V2)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "path-matching-order")
-    expect(config, [
-        ({"path": "/match/exact/one"}, {"backend": V3}),
-        ({"path": "/match/exact"}, {"backend": V2}),
-        ({"path": "/match"}, {"backend": V1}),
-        ({"path": "/match/prefix/one/any"}, {"backend": V2}),
-        ({"path": "/match/prefix/any"}, {"backend": V1}),
-        ({"path": "/match/any"}, {"backend": V3}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/match/exact/one"}, {"backend": V3}),
+            ({"path": "/match/exact"}, {"backend": V2}),
+            ({"path": "/match"}, {"backend": V1}),
+            ({"path": "/match/prefix/one/any"}, {"backend": V2}),
+            ({"path": "/match/prefix/any"}, {"backend": V1}),
+            ({"path": "/match/any"}, {"backend": V3}),
+        ],
+    )
 
 
 # ---------------------------------------------------------------------- redirects
+
 
 def _redirect_route(name: str, *rules: dict) -> dict:
     return http_route(name, *rules, parents=[SAME])
@@ -341,8 +462,9 @@ def _redirect_route(name: str, *rules: dict) -> dict:
 
 def _redirect_with(code: int, name: str, path: str) -> None:
     """HTTPRoute303Redirect, HTTPRoute307Redirect, HTTPRoute308Redirect: one body, three manifests."""
-    config = conformance(_redirect_route(name, rule(match(path), filters=[redirect(status=code)])),
-                         gateways=("same-namespace",))
+    config = conformance(
+        _redirect_route(name, rule(match(path), filters=[redirect(status=code)])), gateways=("same-namespace",)
+    )
     must_be_accepted(config, "same-namespace", name)
     expect(config, [({"path": path, "method": "POST"}, {"status": code, "location": f"http://example.com{path}"})])
 
@@ -360,78 +482,119 @@ def test_HTTPRoute308Redirect():
 
 
 def test_HTTPRouteRedirectHostAndStatus():
-    config = conformance(_redirect_route(
-        "redirect-host-and-status",
-        rule(match("/hostname-redirect"), filters=[redirect(hostname="example.org")]),
-        rule(match("/host-and-status"), filters=[redirect(status=301, hostname="example.org")])),
-        gateways=("same-namespace",))
+    config = conformance(
+        _redirect_route(
+            "redirect-host-and-status",
+            rule(match("/hostname-redirect"), filters=[redirect(hostname="example.org")]),
+            rule(match("/host-and-status"), filters=[redirect(status=301, hostname="example.org")]),
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "redirect-host-and-status")
-    expect(config, [
-        ({"path": "/hostname-redirect"}, {"status": 302, "location": "http://example.org/hostname-redirect"}),
-        ({"path": "/host-and-status"}, {"status": 301, "location": "http://example.org/host-and-status"}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/hostname-redirect"}, {"status": 302, "location": "http://example.org/hostname-redirect"}),
+            ({"path": "/host-and-status"}, {"status": 301, "location": "http://example.org/host-and-status"}),
+        ],
+    )
 
 
 def test_HTTPRouteRedirectPath():
-    config = conformance(_redirect_route(
-        "redirect-path",
-        rule(match("/original-prefix"), filters=[redirect(path=("ReplacePrefixMatch", "/replacement-prefix"))]),
-        rule(match("/full"), filters=[redirect(path=("ReplaceFullPath", "/full-path-replacement"))]),
-        rule(match("/path-and-host"), filters=[redirect(hostname="example.org",
-                                                        path=("ReplacePrefixMatch", "/replacement-prefix"))]),
-        rule(match("/path-and-status"), filters=[redirect(status=301,
-                                                          path=("ReplacePrefixMatch", "/replacement-prefix"))]),
-        rule(match("/full-path-and-host"), filters=[redirect(hostname="example.org",
-                                                             path=("ReplaceFullPath", "/replacement-full"))]),
-        rule(match("/full-path-and-status"), filters=[redirect(status=301,
-                                                               path=("ReplaceFullPath", "/replacement-full"))])),
-        gateways=("same-namespace",))
+    config = conformance(
+        _redirect_route(
+            "redirect-path",
+            rule(match("/original-prefix"), filters=[redirect(path=("ReplacePrefixMatch", "/replacement-prefix"))]),
+            rule(match("/full"), filters=[redirect(path=("ReplaceFullPath", "/full-path-replacement"))]),
+            rule(
+                match("/path-and-host"),
+                filters=[redirect(hostname="example.org", path=("ReplacePrefixMatch", "/replacement-prefix"))],
+            ),
+            rule(
+                match("/path-and-status"),
+                filters=[redirect(status=301, path=("ReplacePrefixMatch", "/replacement-prefix"))],
+            ),
+            rule(
+                match("/full-path-and-host"),
+                filters=[redirect(hostname="example.org", path=("ReplaceFullPath", "/replacement-full"))],
+            ),
+            rule(
+                match("/full-path-and-status"),
+                filters=[redirect(status=301, path=("ReplaceFullPath", "/replacement-full"))],
+            ),
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "redirect-path")
-    expect(config, [
-        ({"path": "/original-prefix/lemon"}, {"status": 302, "location": "http://example.com/replacement-prefix/lemon"}),
-        ({"path": "/full/path/original"}, {"status": 302, "location": "http://example.com/full-path-replacement"}),
-        ({"path": "/path-and-host"}, {"status": 302, "location": "http://example.org/replacement-prefix"}),
-        ({"path": "/path-and-status"}, {"status": 301, "location": "http://example.com/replacement-prefix"}),
-        ({"path": "/full-path-and-host"}, {"status": 302, "location": "http://example.org/replacement-full"}),
-        ({"path": "/full-path-and-status"}, {"status": 301, "location": "http://example.com/replacement-full"}),
-    ])
+    expect(
+        config,
+        [
+            (
+                {"path": "/original-prefix/lemon"},
+                {"status": 302, "location": "http://example.com/replacement-prefix/lemon"},
+            ),
+            ({"path": "/full/path/original"}, {"status": 302, "location": "http://example.com/full-path-replacement"}),
+            ({"path": "/path-and-host"}, {"status": 302, "location": "http://example.org/replacement-prefix"}),
+            ({"path": "/path-and-status"}, {"status": 301, "location": "http://example.com/replacement-prefix"}),
+            ({"path": "/full-path-and-host"}, {"status": 302, "location": "http://example.org/replacement-full"}),
+            ({"path": "/full-path-and-status"}, {"status": 301, "location": "http://example.com/replacement-full"}),
+        ],
+    )
 
 
 def test_HTTPRouteRedirectPort():
-    config = conformance(_redirect_route(
-        "redirect-port",
-        rule(match("/port"), filters=[redirect(port=8083)]),
-        rule(match("/port-and-host"), filters=[redirect(hostname="example.org", port=8083)]),
-        rule(match("/port-and-status"), filters=[redirect(port=8083, status=301)]),
-        rule(match("/port-and-host-and-status"), filters=[redirect(port=8083, hostname="example.org", status=302)])),
-        gateways=("same-namespace",))
+    config = conformance(
+        _redirect_route(
+            "redirect-port",
+            rule(match("/port"), filters=[redirect(port=8083)]),
+            rule(match("/port-and-host"), filters=[redirect(hostname="example.org", port=8083)]),
+            rule(match("/port-and-status"), filters=[redirect(port=8083, status=301)]),
+            rule(match("/port-and-host-and-status"), filters=[redirect(port=8083, hostname="example.org", status=302)]),
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "redirect-port")
-    expect(config, [
-        ({"path": "/port"}, {"status": 302, "location": "http://example.com:8083/port"}),
-        ({"path": "/port-and-host"}, {"status": 302, "location": "http://example.org:8083/port-and-host"}),
-        ({"path": "/port-and-status"}, {"status": 301, "location": "http://example.com:8083/port-and-status"}),
-        ({"path": "/port-and-host-and-status"},
-         {"status": 302, "location": "http://example.org:8083/port-and-host-and-status"}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/port"}, {"status": 302, "location": "http://example.com:8083/port"}),
+            ({"path": "/port-and-host"}, {"status": 302, "location": "http://example.org:8083/port-and-host"}),
+            ({"path": "/port-and-status"}, {"status": 301, "location": "http://example.com:8083/port-and-status"}),
+            (
+                {"path": "/port-and-host-and-status"},
+                {"status": 302, "location": "http://example.org:8083/port-and-host-and-status"},
+            ),
+        ],
+    )
 
 
 def test_HTTPRouteRedirectScheme():
-    config = conformance(_redirect_route(
-        "redirect-scheme",
-        rule(match("/scheme"), filters=[redirect(scheme="https")]),
-        rule(match("/scheme-and-host"), filters=[redirect(hostname="example.org", scheme="https")]),
-        rule(match("/scheme-and-status"), filters=[redirect(scheme="https", status=301)]),
-        rule(match("/scheme-and-host-and-status"), filters=[redirect(scheme="https", status=302,
-                                                                     hostname="example.org")])),
-        gateways=("same-namespace",))
+    config = conformance(
+        _redirect_route(
+            "redirect-scheme",
+            rule(match("/scheme"), filters=[redirect(scheme="https")]),
+            rule(match("/scheme-and-host"), filters=[redirect(hostname="example.org", scheme="https")]),
+            rule(match("/scheme-and-status"), filters=[redirect(scheme="https", status=301)]),
+            rule(
+                match("/scheme-and-host-and-status"),
+                filters=[redirect(scheme="https", status=302, hostname="example.org")],
+            ),
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "redirect-scheme")
-    expect(config, [
-        ({"path": "/scheme"}, {"status": 302, "location": "https://example.com/scheme"}),
-        ({"path": "/scheme-and-host"}, {"status": 302, "location": "https://example.org/scheme-and-host"}),
-        ({"path": "/scheme-and-status"}, {"status": 301, "location": "https://example.com/scheme-and-status"}),
-        ({"path": "/scheme-and-host-and-status"},
-         {"status": 302, "location": "https://example.org/scheme-and-host-and-status"}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/scheme"}, {"status": 302, "location": "https://example.com/scheme"}),
+            ({"path": "/scheme-and-host"}, {"status": 302, "location": "https://example.org/scheme-and-host"}),
+            ({"path": "/scheme-and-status"}, {"status": 301, "location": "https://example.com/scheme-and-status"}),
+            (
+                {"path": "/scheme-and-host-and-status"},
+                {"status": 302, "location": "https://example.org/scheme-and-host-and-status"},
+            ),
+        ],
+    )
 
 
 def test_HTTPRouteRedirectPortAndScheme():
@@ -441,180 +604,365 @@ def test_HTTPRouteRedirectPortAndScheme():
         return [rule(match(path), filters=[redirect(hostname="example.org", **fields)]) for path, fields in pairs]
 
     routes = [
-        http_route("http-route-for-listener-on-port-80", *rules(
-            ("/scheme-nil-and-port-nil", {}), ("/scheme-nil-and-port-80", {"port": 80}),
-            ("/scheme-nil-and-port-8080", {"port": 8080}), ("/scheme-https-and-port-nil", {"scheme": "https"}),
-            ("/scheme-https-and-port-443", {"scheme": "https", "port": 443}),
-            ("/scheme-https-and-port-8443", {"scheme": "https", "port": 8443})), parents=[SAME]),
-        http_route("http-route-for-listener-on-port-8080", *rules(
-            ("/scheme-nil-and-port-nil", {}), ("/scheme-nil-and-port-80", {"port": 80}),
-            ("/scheme-https-and-port-nil", {"scheme": "https"})),
-            parents=[parent("same-namespace-with-http-listener-on-8080")]),
-        http_route("http-route-for-listener-on-port-443", *rules(
-            ("/scheme-nil-and-port-nil", {}), ("/scheme-nil-and-port-443", {"port": 443}),
-            ("/scheme-nil-and-port-8443", {"port": 8443}), ("/scheme-http-and-port-nil", {"scheme": "http"}),
-            ("/scheme-http-and-port-80", {"scheme": "http", "port": 80}),
-            ("/scheme-http-and-port-8080", {"scheme": "http", "port": 8080})),
-            parents=[parent("same-namespace-with-https-listener")]),
+        http_route(
+            "http-route-for-listener-on-port-80",
+            *rules(
+                ("/scheme-nil-and-port-nil", {}),
+                ("/scheme-nil-and-port-80", {"port": 80}),
+                ("/scheme-nil-and-port-8080", {"port": 8080}),
+                ("/scheme-https-and-port-nil", {"scheme": "https"}),
+                ("/scheme-https-and-port-443", {"scheme": "https", "port": 443}),
+                ("/scheme-https-and-port-8443", {"scheme": "https", "port": 8443}),
+            ),
+            parents=[SAME],
+        ),
+        http_route(
+            "http-route-for-listener-on-port-8080",
+            *rules(
+                ("/scheme-nil-and-port-nil", {}),
+                ("/scheme-nil-and-port-80", {"port": 80}),
+                ("/scheme-https-and-port-nil", {"scheme": "https"}),
+            ),
+            parents=[parent("same-namespace-with-http-listener-on-8080")],
+        ),
+        http_route(
+            "http-route-for-listener-on-port-443",
+            *rules(
+                ("/scheme-nil-and-port-nil", {}),
+                ("/scheme-nil-and-port-443", {"port": 443}),
+                ("/scheme-nil-and-port-8443", {"port": 8443}),
+                ("/scheme-http-and-port-nil", {"scheme": "http"}),
+                ("/scheme-http-and-port-80", {"scheme": "http", "port": 80}),
+                ("/scheme-http-and-port-8080", {"scheme": "http", "port": 8080}),
+            ),
+            parents=[parent("same-namespace-with-https-listener")],
+        ),
     ]
-    config = conformance(on_8080, *routes, gateways=("same-namespace", "same-namespace-with-http-listener-on-8080",
-                                                    "same-namespace-with-https-listener"))
+    config = conformance(
+        on_8080,
+        *routes,
+        gateways=("same-namespace", "same-namespace-with-http-listener-on-8080", "same-namespace-with-https-listener"),
+    )
     must_be_accepted(config, "same-namespace", "http-route-for-listener-on-port-80")
     must_be_accepted(config, "same-namespace-with-http-listener-on-8080", "http-route-for-listener-on-port-8080")
     must_be_accepted(config, "same-namespace-with-https-listener", "http-route-for-listener-on-port-443")
-    expect(config, [
-        ({"path": "/scheme-nil-and-port-nil"}, {"status": 302, "location": "http://example.org/scheme-nil-and-port-nil"}),
-        ({"path": "/scheme-nil-and-port-80"}, {"status": 302, "location": "http://example.org/scheme-nil-and-port-80"}),
-        ({"path": "/scheme-nil-and-port-8080"},
-         {"status": 302, "location": "http://example.org:8080/scheme-nil-and-port-8080"}),
-        ({"path": "/scheme-https-and-port-nil"},
-         {"status": 302, "location": "https://example.org/scheme-https-and-port-nil"}),
-        ({"path": "/scheme-https-and-port-443"},
-         {"status": 302, "location": "https://example.org/scheme-https-and-port-443"}),
-        ({"path": "/scheme-https-and-port-8443"},
-         {"status": 302, "location": "https://example.org:8443/scheme-https-and-port-8443"}),
-    ], port=80)
-    expect(config, [
-        ({"path": "/scheme-nil-and-port-nil"},
-         {"status": 302, "location": "http://example.org:8080/scheme-nil-and-port-nil"}),
-        ({"path": "/scheme-nil-and-port-80"}, {"status": 302, "location": "http://example.org/scheme-nil-and-port-80"}),
-        ({"path": "/scheme-https-and-port-nil"},
-         {"status": 302, "location": "https://example.org/scheme-https-and-port-nil"}),
-    ], port=8080)
-    expect(config, [
-        ({"path": "/scheme-nil-and-port-nil"},
-         {"status": 302, "location": "https://example.org/scheme-nil-and-port-nil"}),
-        ({"path": "/scheme-nil-and-port-443"},
-         {"status": 302, "location": "https://example.org/scheme-nil-and-port-443"}),
-        ({"path": "/scheme-nil-and-port-8443"},
-         {"status": 302, "location": "https://example.org:8443/scheme-nil-and-port-8443"}),
-        ({"path": "/scheme-http-and-port-nil"},
-         {"status": 302, "location": "http://example.org/scheme-http-and-port-nil"}),
-        ({"path": "/scheme-http-and-port-80"}, {"status": 302, "location": "http://example.org/scheme-http-and-port-80"}),
-        ({"path": "/scheme-http-and-port-8080"},
-         {"status": 302, "location": "http://example.org:8080/scheme-http-and-port-8080"}),
-    ], port=443, host="example.org")
+    expect(
+        config,
+        [
+            (
+                {"path": "/scheme-nil-and-port-nil"},
+                {"status": 302, "location": "http://example.org/scheme-nil-and-port-nil"},
+            ),
+            (
+                {"path": "/scheme-nil-and-port-80"},
+                {"status": 302, "location": "http://example.org/scheme-nil-and-port-80"},
+            ),
+            (
+                {"path": "/scheme-nil-and-port-8080"},
+                {"status": 302, "location": "http://example.org:8080/scheme-nil-and-port-8080"},
+            ),
+            (
+                {"path": "/scheme-https-and-port-nil"},
+                {"status": 302, "location": "https://example.org/scheme-https-and-port-nil"},
+            ),
+            (
+                {"path": "/scheme-https-and-port-443"},
+                {"status": 302, "location": "https://example.org/scheme-https-and-port-443"},
+            ),
+            (
+                {"path": "/scheme-https-and-port-8443"},
+                {"status": 302, "location": "https://example.org:8443/scheme-https-and-port-8443"},
+            ),
+        ],
+        port=80,
+    )
+    expect(
+        config,
+        [
+            (
+                {"path": "/scheme-nil-and-port-nil"},
+                {"status": 302, "location": "http://example.org:8080/scheme-nil-and-port-nil"},
+            ),
+            (
+                {"path": "/scheme-nil-and-port-80"},
+                {"status": 302, "location": "http://example.org/scheme-nil-and-port-80"},
+            ),
+            (
+                {"path": "/scheme-https-and-port-nil"},
+                {"status": 302, "location": "https://example.org/scheme-https-and-port-nil"},
+            ),
+        ],
+        port=8080,
+    )
+    expect(
+        config,
+        [
+            (
+                {"path": "/scheme-nil-and-port-nil"},
+                {"status": 302, "location": "https://example.org/scheme-nil-and-port-nil"},
+            ),
+            (
+                {"path": "/scheme-nil-and-port-443"},
+                {"status": 302, "location": "https://example.org/scheme-nil-and-port-443"},
+            ),
+            (
+                {"path": "/scheme-nil-and-port-8443"},
+                {"status": 302, "location": "https://example.org:8443/scheme-nil-and-port-8443"},
+            ),
+            (
+                {"path": "/scheme-http-and-port-nil"},
+                {"status": 302, "location": "http://example.org/scheme-http-and-port-nil"},
+            ),
+            (
+                {"path": "/scheme-http-and-port-80"},
+                {"status": 302, "location": "http://example.org/scheme-http-and-port-80"},
+            ),
+            (
+                {"path": "/scheme-http-and-port-8080"},
+                {"status": 302, "location": "http://example.org:8080/scheme-http-and-port-8080"},
+            ),
+        ],
+        port=443,
+        host="example.org",
+    )
 
 
 def test_HTTPRouteBackendRequestRedirect():
-    config = conformance(http_route(
-        "backend-request-redirect",
-        rule(match("/full"), backends=[backend(V1, 8080, filters=[
-            redirect(path=("ReplaceFullPath", "/redirected-full"))])]),
-        rule(match("/prefix"), backends=[backend(V1, 8080, filters=[
-            redirect(path=("ReplacePrefixMatch", "/redirected-prefix"))])]),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "backend-request-redirect",
+            rule(
+                match("/full"),
+                backends=[backend(V1, 8080, filters=[redirect(path=("ReplaceFullPath", "/redirected-full"))])],
+            ),
+            rule(
+                match("/prefix"),
+                backends=[backend(V1, 8080, filters=[redirect(path=("ReplacePrefixMatch", "/redirected-prefix"))])],
+            ),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "backend-request-redirect")
-    expect(config, [
-        ({"path": "/full/original"}, {"status": 302, "location": "http://example.com/redirected-full"}),
-        ({"path": "/prefix/original"}, {"status": 302, "location": "http://example.com/redirected-prefix/original"}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/full/original"}, {"status": 302, "location": "http://example.com/redirected-full"}),
+            (
+                {"path": "/prefix/original"},
+                {"status": 302, "location": "http://example.com/redirected-prefix/original"},
+            ),
+        ],
+    )
 
 
 # ---------------------------------------------------------------------- rewrites and headers
 
-_MODIFY = header_filter(set={"X-Header-Set": "set-overwrites-values"},
-                        add={"X-Header-Add": "header-val-1", "X-Header-Add-Append": "header-val-2"},
-                        remove=["X-Header-Remove"])
-_MODIFIED = {"X-Header-Add": "header-val-1", "X-Header-Add-Append": "append-val-1,header-val-2",
-             "X-Header-Set": "set-overwrites-values"}
+_MODIFY = header_filter(
+    set={"X-Header-Set": "set-overwrites-values"},
+    add={"X-Header-Add": "header-val-1", "X-Header-Add-Append": "header-val-2"},
+    remove=["X-Header-Remove"],
+)
+_MODIFIED = {
+    "X-Header-Add": "header-val-1",
+    "X-Header-Add-Append": "append-val-1,header-val-2",
+    "X-Header-Set": "set-overwrites-values",
+}
 _SENT = {"X-Header-Remove": "remove-val", "X-Header-Add-Append": "append-val-1"}
 
 
 def test_HTTPRouteRewriteHost():
-    config = conformance(http_route(
-        "rewrite-host",
-        rule(match("/one"), filters=[rewrite(hostname="one.example.org")], backends=_v(V1)),
-        rule(filters=[rewrite(hostname="example.org")], backends=_v(V2)),
-        rule(match("/rewrite-host-and-modify-headers"), filters=[rewrite(hostname="test.example.org"), _MODIFY],
-             backends=_v(V2)),
-        parents=[SAME], hostnames=["rewrite.example"]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "rewrite-host",
+            rule(match("/one"), filters=[rewrite(hostname="one.example.org")], backends=_v(V1)),
+            rule(filters=[rewrite(hostname="example.org")], backends=_v(V2)),
+            rule(
+                match("/rewrite-host-and-modify-headers"),
+                filters=[rewrite(hostname="test.example.org"), _MODIFY],
+                backends=_v(V2),
+            ),
+            parents=[SAME],
+            hostnames=["rewrite.example"],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "rewrite-host")
-    expect(config, [
-        ({"path": "/one"}, {"backend": V1, "path": "/one", "host": "one.example.org"}),
-        ({"path": "/two"}, {"backend": V2, "path": "/two", "host": "example.org"}),
-        ({"path": "/rewrite-host-and-modify-headers", "headers": _SENT},
-         {"backend": V2, "path": "/rewrite-host-and-modify-headers", "host": "test.example.org",
-          "request_headers": _MODIFIED, "absent": ["X-Header-Remove"]}),
-    ], host="rewrite.example")
+    expect(
+        config,
+        [
+            ({"path": "/one"}, {"backend": V1, "path": "/one", "host": "one.example.org"}),
+            ({"path": "/two"}, {"backend": V2, "path": "/two", "host": "example.org"}),
+            (
+                {"path": "/rewrite-host-and-modify-headers", "headers": _SENT},
+                {
+                    "backend": V2,
+                    "path": "/rewrite-host-and-modify-headers",
+                    "host": "test.example.org",
+                    "request_headers": _MODIFIED,
+                    "absent": ["X-Header-Remove"],
+                },
+            ),
+        ],
+        host="rewrite.example",
+    )
 
 
 def test_HTTPRouteRewritePath():
-    config = conformance(http_route(
-        "rewrite-path",
-        rule(match("/prefix/one"), filters=[rewrite(path=("ReplacePrefixMatch", "/one"))], backends=_v(V1)),
-        rule(match("/strip-prefix"), filters=[rewrite(path=("ReplacePrefixMatch", "/"))], backends=_v(V1)),
-        rule(match("/full/one"), filters=[rewrite(path=("ReplaceFullPath", "/one"))], backends=_v(V1)),
-        rule(match("/full/rewrite-path-and-modify-headers"),
-             filters=[rewrite(path=("ReplaceFullPath", "/test")), _MODIFY], backends=_v(V1)),
-        rule(match("/prefix/rewrite-path-and-modify-headers"),
-             filters=[rewrite(path=("ReplacePrefixMatch", "/prefix")), _MODIFY], backends=_v(V1)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "rewrite-path",
+            rule(match("/prefix/one"), filters=[rewrite(path=("ReplacePrefixMatch", "/one"))], backends=_v(V1)),
+            rule(match("/strip-prefix"), filters=[rewrite(path=("ReplacePrefixMatch", "/"))], backends=_v(V1)),
+            rule(match("/full/one"), filters=[rewrite(path=("ReplaceFullPath", "/one"))], backends=_v(V1)),
+            rule(
+                match("/full/rewrite-path-and-modify-headers"),
+                filters=[rewrite(path=("ReplaceFullPath", "/test")), _MODIFY],
+                backends=_v(V1),
+            ),
+            rule(
+                match("/prefix/rewrite-path-and-modify-headers"),
+                filters=[rewrite(path=("ReplacePrefixMatch", "/prefix")), _MODIFY],
+                backends=_v(V1),
+            ),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "rewrite-path")
     sent = {**_SENT, "X-Header-Set": "set-val"}
-    expect(config, [
-        ({"path": "/prefix/one/two"}, {"backend": V1, "path": "/one/two"}),
-        ({"path": "/strip-prefix/three"}, {"backend": V1, "path": "/three"}),
-        ({"path": "/strip-prefix"}, {"backend": V1, "path": "/"}),
-        ({"path": "/full/one/two"}, {"backend": V1, "path": "/one"}),
-        ({"path": "/full/rewrite-path-and-modify-headers/test", "headers": sent},
-         {"backend": V1, "path": "/test", "request_headers": _MODIFIED, "absent": ["X-Header-Remove"]}),
-        ({"path": "/prefix/rewrite-path-and-modify-headers/one", "headers": sent},
-         {"backend": V1, "path": "/prefix/one", "request_headers": _MODIFIED, "absent": ["X-Header-Remove"]}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/prefix/one/two"}, {"backend": V1, "path": "/one/two"}),
+            ({"path": "/strip-prefix/three"}, {"backend": V1, "path": "/three"}),
+            ({"path": "/strip-prefix"}, {"backend": V1, "path": "/"}),
+            ({"path": "/full/one/two"}, {"backend": V1, "path": "/one"}),
+            (
+                {"path": "/full/rewrite-path-and-modify-headers/test", "headers": sent},
+                {"backend": V1, "path": "/test", "request_headers": _MODIFIED, "absent": ["X-Header-Remove"]},
+            ),
+            (
+                {"path": "/prefix/rewrite-path-and-modify-headers/one", "headers": sent},
+                {"backend": V1, "path": "/prefix/one", "request_headers": _MODIFIED, "absent": ["X-Header-Remove"]},
+            ),
+        ],
+    )
 
 
 def test_HTTPRouteBackendURLRewrite():
-    config = conformance(http_route(
-        "backend-url-rewrite",
-        rule(match("/full"), backends=[backend(V1, 8080, filters=[rewrite(path=("ReplaceFullPath", "/rewritten-full"))])]),
-        rule(match("/prefix"), backends=[backend(V1, 8080, filters=[
-            rewrite(path=("ReplacePrefixMatch", "/rewritten-prefix"))])]),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "backend-url-rewrite",
+            rule(
+                match("/full"),
+                backends=[backend(V1, 8080, filters=[rewrite(path=("ReplaceFullPath", "/rewritten-full"))])],
+            ),
+            rule(
+                match("/prefix"),
+                backends=[backend(V1, 8080, filters=[rewrite(path=("ReplacePrefixMatch", "/rewritten-prefix"))])],
+            ),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "backend-url-rewrite")
-    expect(config, [
-        ({"path": "/full/original"}, {"backend": V1, "path": "/rewritten-full"}),
-        ({"path": "/prefix/original"}, {"backend": V1, "path": "/rewritten-prefix/original"}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/full/original"}, {"backend": V1, "path": "/rewritten-full"}),
+            ({"path": "/prefix/original"}, {"backend": V1, "path": "/rewritten-prefix/original"}),
+        ],
+    )
 
 
-_MULTIPLE = {"set": {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2"},
-             "add": {"X-Header-Add-1": "header-add-1", "X-Header-Add-2": "header-add-2",
-                     "X-Header-Add-3": "header-add-3"},
-             "remove": ["X-Header-Remove-1", "X-Header-Remove-2"]}
+_MULTIPLE = {
+    "set": {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2"},
+    "add": {"X-Header-Add-1": "header-add-1", "X-Header-Add-2": "header-add-2", "X-Header-Add-3": "header-add-3"},
+    "remove": ["X-Header-Remove-1", "X-Header-Remove-2"],
+}
 _REQUEST_CASES = [
-    ({"path": "/set", "headers": {"Some-Other-Header": "val"}},
-     {"backend": V1, "request_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}}),
-    ({"path": "/set", "headers": {"Some-Other-Header": "val", "X-Header-Set": "some-other-value"}},
-     {"backend": V1, "request_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}}),
-    ({"path": "/add", "headers": {"Some-Other-Header": "val"}},
-     {"backend": V1, "request_headers": {"Some-Other-Header": "val", "X-Header-Add": "add-appends-values"}}),
-    ({"path": "/add", "headers": {"Some-Other-Header": "val", "X-Header-Add": "some-other-value"}},
-     {"backend": V1, "request_headers": {"Some-Other-Header": "val",
-                                         "X-Header-Add": "some-other-value,add-appends-values"}}),
+    (
+        {"path": "/set", "headers": {"Some-Other-Header": "val"}},
+        {"backend": V1, "request_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}},
+    ),
+    (
+        {"path": "/set", "headers": {"Some-Other-Header": "val", "X-Header-Set": "some-other-value"}},
+        {"backend": V1, "request_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}},
+    ),
+    (
+        {"path": "/add", "headers": {"Some-Other-Header": "val"}},
+        {"backend": V1, "request_headers": {"Some-Other-Header": "val", "X-Header-Add": "add-appends-values"}},
+    ),
+    (
+        {"path": "/add", "headers": {"Some-Other-Header": "val", "X-Header-Add": "some-other-value"}},
+        {
+            "backend": V1,
+            "request_headers": {"Some-Other-Header": "val", "X-Header-Add": "some-other-value,add-appends-values"},
+        },
+    ),
     ({"path": "/remove", "headers": {"X-Header-Remove": "val"}}, {"backend": V1, "absent": ["X-Header-Remove"]}),
-    ({"path": "/multiple", "headers": {"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2",
-                                       "X-Header-Remove-2": "remove-val-2", "Another-Header": "another-header-val"}},
-     {"backend": V1, "request_headers": {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2",
-                                         "X-Header-Add-1": "header-add-1", "X-Header-Add-2": "add-val-2,header-add-2",
-                                         "X-Header-Add-3": "header-add-3", "Another-Header": "another-header-val"},
-      "absent": ["X-Header-Remove-1", "X-Header-Remove-2"]}),
-    ({"path": "/case-insensitivity", "headers": {"x-header-set": "original-val-set", "x-header-add": "original-val-add",
-                                                 "x-header-remove": "original-val-remove",
-                                                 "Another-Header": "another-header-val"}},
-     {"backend": V1, "request_headers": {"X-Header-Set": "header-set", "X-Header-Add": "original-val-add,header-add",
-                                         "Another-Header": "another-header-val"},
-      "absent": ["x-header-remove", "X-Header-Remove"]}),
+    (
+        {
+            "path": "/multiple",
+            "headers": {
+                "X-Header-Set-2": "set-val-2",
+                "X-Header-Add-2": "add-val-2",
+                "X-Header-Remove-2": "remove-val-2",
+                "Another-Header": "another-header-val",
+            },
+        },
+        {
+            "backend": V1,
+            "request_headers": {
+                "X-Header-Set-1": "header-set-1",
+                "X-Header-Set-2": "header-set-2",
+                "X-Header-Add-1": "header-add-1",
+                "X-Header-Add-2": "add-val-2,header-add-2",
+                "X-Header-Add-3": "header-add-3",
+                "Another-Header": "another-header-val",
+            },
+            "absent": ["X-Header-Remove-1", "X-Header-Remove-2"],
+        },
+    ),
+    (
+        {
+            "path": "/case-insensitivity",
+            "headers": {
+                "x-header-set": "original-val-set",
+                "x-header-add": "original-val-add",
+                "x-header-remove": "original-val-remove",
+                "Another-Header": "another-header-val",
+            },
+        },
+        {
+            "backend": V1,
+            "request_headers": {
+                "X-Header-Set": "header-set",
+                "X-Header-Add": "original-val-add,header-add",
+                "Another-Header": "another-header-val",
+            },
+            "absent": ["x-header-remove", "X-Header-Remove"],
+        },
+    ),
 ]
 
 
 def _header_rules(kind: str, *, backend_level: bool) -> list[dict]:
-    bodies = [("/set", {"set": {"X-Header-Set": "set-overwrites-values"}}),
-              ("/add", {"add": {"X-Header-Add": "add-appends-values"}}),
-              ("/remove", {"remove": ["X-Header-Remove"]}),
-              ("/multiple", _MULTIPLE),
-              ("/case-insensitivity", {"set": {"X-Header-Set": "header-set"}, "add": {"X-Header-Add": "header-add"},
-                                       "remove": ["X-Header-Remove"]})]
+    bodies = [
+        ("/set", {"set": {"X-Header-Set": "set-overwrites-values"}}),
+        ("/add", {"add": {"X-Header-Add": "add-appends-values"}}),
+        ("/remove", {"remove": ["X-Header-Remove"]}),
+        ("/multiple", _MULTIPLE),
+        (
+            "/case-insensitivity",
+            {
+                "set": {"X-Header-Set": "header-set"},
+                "add": {"X-Header-Add": "header-add"},
+                "remove": ["X-Header-Remove"],
+            },
+        ),
+    ]
     found = []
     for path, body in bodies:
         modifier = header_filter(kind, **body)
@@ -626,81 +974,177 @@ def _header_rules(kind: str, *, backend_level: bool) -> list[dict]:
 
 
 def test_HTTPRouteRequestHeaderModifier():
-    config = conformance(http_route("request-header-modifier",
-                                    *_header_rules("RequestHeaderModifier", backend_level=False), parents=[SAME]),
-                         gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "request-header-modifier", *_header_rules("RequestHeaderModifier", backend_level=False), parents=[SAME]
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "request-header-modifier")
     expect(config, _REQUEST_CASES)
 
 
 def test_HTTPRouteBackendRequestHeaderModifier():
-    config = conformance(http_route("request-header-modifier",
-                                    *_header_rules("RequestHeaderModifier", backend_level=True), parents=[SAME]),
-                         gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "request-header-modifier", *_header_rules("RequestHeaderModifier", backend_level=True), parents=[SAME]
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "request-header-modifier")
     expect(config, _REQUEST_CASES)
 
 
 def test_HTTPRouteResponseHeaderModifier():
-    case_insensitive = header_filter("ResponseHeaderModifier", set={"X-Header-Set": "header-set"},
-                                     add={"X-Header-Add": "header-add", "x-lowercase-add": "lowercase-add",
-                                          "x-Mixedcase-ADD-1": "mixedcase-add-1", "X-mixeDcase-add-2": "mixedcase-add-2",
-                                          "X-UPPERCASE-ADD": "uppercase-add"}, remove=["X-Header-Remove"])
-    both = [header_filter("ResponseHeaderModifier",
-                          set={"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2"},
-                          add={"X-Header-Add-1": "header-add-1", "X-Header-Add-2": "header-add-2"},
-                          remove=["X-Header-Remove-1", "X-Header-Remove-2"]), _MODIFY]
+    case_insensitive = header_filter(
+        "ResponseHeaderModifier",
+        set={"X-Header-Set": "header-set"},
+        add={
+            "X-Header-Add": "header-add",
+            "x-lowercase-add": "lowercase-add",
+            "x-Mixedcase-ADD-1": "mixedcase-add-1",
+            "X-mixeDcase-add-2": "mixedcase-add-2",
+            "X-UPPERCASE-ADD": "uppercase-add",
+        },
+        remove=["X-Header-Remove"],
+    )
+    both = [
+        header_filter(
+            "ResponseHeaderModifier",
+            set={"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2"},
+            add={"X-Header-Add-1": "header-add-1", "X-Header-Add-2": "header-add-2"},
+            remove=["X-Header-Remove-1", "X-Header-Remove-2"],
+        ),
+        _MODIFY,
+    ]
     rules = _header_rules("ResponseHeaderModifier", backend_level=False)
     rules[-1] = rule(match("/case-insensitivity"), filters=[case_insensitive], backends=_v(V1))
     rules.append(rule(match("/response-and-request-header-modifiers"), filters=both, backends=_v(V1)))
     config = conformance(http_route("response-header-modifier", *rules, parents=[SAME]), gateways=("same-namespace",))
     must_be_accepted(config, "same-namespace", "response-header-modifier")
-    expect(config, [
-        ({"path": "/set", "upstream_headers": {"Some-Other-Header": "val"}},
-         {"backend": V1, "response_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}}),
-        ({"path": "/set", "upstream_headers": {"Some-Other-Header": "val", "X-Header-Set": "some-other-value"}},
-         {"backend": V1, "response_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}}),
-        ({"path": "/add", "upstream_headers": {"Some-Other-Header": "val"}},
-         {"backend": V1, "response_headers": {"Some-Other-Header": "val", "X-Header-Add": "add-appends-values"}}),
-        ({"path": "/add", "upstream_headers": {"Some-Other-Header": "val", "X-Header-Add": "some-other-value"}},
-         {"backend": V1, "response_headers": {"X-Header-Add": "some-other-value,add-appends-values"}}),
-        ({"path": "/remove", "upstream_headers": {"X-Header-Remove": "val"}},
-         {"backend": V1, "absent_response": ["X-Header-Remove"]}),
-        ({"path": "/multiple", "upstream_headers": {"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2",
-                                                    "X-Header-Remove-2": "remove-val-2",
-                                                    "Another-Header": "another-header-val", "X-Header-Remove-1": "val"}},
-         {"backend": V1, "response_headers": {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2",
-                                              "X-Header-Add-1": "header-add-1", "X-Header-Add-2": "add-val-2,header-add-2",
-                                              "X-Header-Add-3": "header-add-3", "Another-Header": "another-header-val"},
-          "absent_response": ["X-Header-Remove-1", "X-Header-Remove-2"]}),
-        ({"path": "/case-insensitivity", "upstream_headers": {"x-header-set": "original-val-set",
-                                                              "x-header-add": "original-val-add",
-                                                              "x-header-remove": "original-val-remove",
-                                                              "Another-Header": "another-header-val"}},
-         {"backend": V1, "response_headers": {"X-Header-Set": "header-set", "X-Header-Add": "original-val-add,header-add",
-                                              "X-Lowercase-Add": "lowercase-add", "X-Mixedcase-Add-1": "mixedcase-add-1",
-                                              "X-Mixedcase-Add-2": "mixedcase-add-2", "X-Uppercase-Add": "uppercase-add",
-                                              "Another-Header": "another-header-val"},
-          "absent_response": ["X-Header-Remove"]}),
-        ({"path": "/response-and-request-header-modifiers",
-          "headers": {**_SENT, "X-Header-Echo": "echo"},
-          "upstream_headers": {"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2",
-                               "X-Header-Remove-2": "remove-val-2", "Another-Header": "another-header-val",
-                               "X-Header-Remove-1": "remove-val-1", "X-Header-Echo": "echo"}},
-         {"backend": V1, "request_headers": {**_MODIFIED, "X-Header-Echo": "echo"}, "absent": ["X-Header-Remove"],
-          "response_headers": {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2",
-                               "X-Header-Add-1": "header-add-1", "X-Header-Add-2": "add-val-2,header-add-2",
-                               "Another-Header": "another-header-val", "X-Header-Echo": "echo"},
-          "absent_response": ["X-Header-Remove-1", "X-Header-Remove-2"]}),
-    ])
+    expect(
+        config,
+        [
+            (
+                {"path": "/set", "upstream_headers": {"Some-Other-Header": "val"}},
+                {
+                    "backend": V1,
+                    "response_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"},
+                },
+            ),
+            (
+                {"path": "/set", "upstream_headers": {"Some-Other-Header": "val", "X-Header-Set": "some-other-value"}},
+                {
+                    "backend": V1,
+                    "response_headers": {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"},
+                },
+            ),
+            (
+                {"path": "/add", "upstream_headers": {"Some-Other-Header": "val"}},
+                {"backend": V1, "response_headers": {"Some-Other-Header": "val", "X-Header-Add": "add-appends-values"}},
+            ),
+            (
+                {"path": "/add", "upstream_headers": {"Some-Other-Header": "val", "X-Header-Add": "some-other-value"}},
+                {"backend": V1, "response_headers": {"X-Header-Add": "some-other-value,add-appends-values"}},
+            ),
+            (
+                {"path": "/remove", "upstream_headers": {"X-Header-Remove": "val"}},
+                {"backend": V1, "absent_response": ["X-Header-Remove"]},
+            ),
+            (
+                {
+                    "path": "/multiple",
+                    "upstream_headers": {
+                        "X-Header-Set-2": "set-val-2",
+                        "X-Header-Add-2": "add-val-2",
+                        "X-Header-Remove-2": "remove-val-2",
+                        "Another-Header": "another-header-val",
+                        "X-Header-Remove-1": "val",
+                    },
+                },
+                {
+                    "backend": V1,
+                    "response_headers": {
+                        "X-Header-Set-1": "header-set-1",
+                        "X-Header-Set-2": "header-set-2",
+                        "X-Header-Add-1": "header-add-1",
+                        "X-Header-Add-2": "add-val-2,header-add-2",
+                        "X-Header-Add-3": "header-add-3",
+                        "Another-Header": "another-header-val",
+                    },
+                    "absent_response": ["X-Header-Remove-1", "X-Header-Remove-2"],
+                },
+            ),
+            (
+                {
+                    "path": "/case-insensitivity",
+                    "upstream_headers": {
+                        "x-header-set": "original-val-set",
+                        "x-header-add": "original-val-add",
+                        "x-header-remove": "original-val-remove",
+                        "Another-Header": "another-header-val",
+                    },
+                },
+                {
+                    "backend": V1,
+                    "response_headers": {
+                        "X-Header-Set": "header-set",
+                        "X-Header-Add": "original-val-add,header-add",
+                        "X-Lowercase-Add": "lowercase-add",
+                        "X-Mixedcase-Add-1": "mixedcase-add-1",
+                        "X-Mixedcase-Add-2": "mixedcase-add-2",
+                        "X-Uppercase-Add": "uppercase-add",
+                        "Another-Header": "another-header-val",
+                    },
+                    "absent_response": ["X-Header-Remove"],
+                },
+            ),
+            (
+                {
+                    "path": "/response-and-request-header-modifiers",
+                    "headers": {**_SENT, "X-Header-Echo": "echo"},
+                    "upstream_headers": {
+                        "X-Header-Set-2": "set-val-2",
+                        "X-Header-Add-2": "add-val-2",
+                        "X-Header-Remove-2": "remove-val-2",
+                        "Another-Header": "another-header-val",
+                        "X-Header-Remove-1": "remove-val-1",
+                        "X-Header-Echo": "echo",
+                    },
+                },
+                {
+                    "backend": V1,
+                    "request_headers": {**_MODIFIED, "X-Header-Echo": "echo"},
+                    "absent": ["X-Header-Remove"],
+                    "response_headers": {
+                        "X-Header-Set-1": "header-set-1",
+                        "X-Header-Set-2": "header-set-2",
+                        "X-Header-Add-1": "header-add-1",
+                        "X-Header-Add-2": "add-val-2,header-add-2",
+                        "Another-Header": "another-header-val",
+                        "X-Header-Echo": "echo",
+                    },
+                    "absent_response": ["X-Header-Remove-1", "X-Header-Remove-2"],
+                },
+            ),
+        ],
+    )
 
 
 def test_HTTPRouteRequestHeaderModifierBackendWeights():
-    config = conformance(http_route(
-        "request-header-modifier-backend-weights",
-        rule(backends=[backend(V1, 8080, weight=10, filters=[header_filter(set={"Backend": V1})]),
-                       backend(V2, 8080, weight=10, filters=[header_filter(set={"Backend": V2})])]),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "request-header-modifier-backend-weights",
+            rule(
+                backends=[
+                    backend(V1, 8080, weight=10, filters=[header_filter(set={"Backend": V1})]),
+                    backend(V2, 8080, weight=10, filters=[header_filter(set={"Backend": V2})]),
+                ]
+            ),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "request-header-modifier-backend-weights")
     seen = Counter()
     for step in range(100):
@@ -712,9 +1156,14 @@ def test_HTTPRouteRequestHeaderModifierBackendWeights():
 
 
 def test_HTTPRouteWeight():
-    config = conformance(http_route("weighted-backends", rule(backends=[
-        backend(V1, 8080, weight=70), backend(V2, 8080, weight=30), backend(V3, 8080, weight=0)]), parents=[SAME]),
-        gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "weighted-backends",
+            rule(backends=[backend(V1, 8080, weight=70), backend(V2, 8080, weight=30), backend(V3, 8080, weight=0)]),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "weighted-backends")
     seen = Counter(send(config, "/", draw=step / 1000).service for step in range(1000))
     assert seen == {V1: 700, V2: 300}  # infra-backend-v3 (weight 0) never gets one
@@ -722,93 +1171,163 @@ def test_HTTPRouteWeight():
 
 # ---------------------------------------------------------------------- mirrors
 
+
 def test_HTTPRouteRequestMirror():
-    config = conformance(http_route(
-        "request-mirror",
-        rule(match("/mirror"), filters=[mirror(V2, namespace=INFRA)], backends=[backend(V1, 8080, namespace=INFRA)]),
-        rule(match("/mirror-and-modify-headers"), filters=[_MODIFY, mirror(V2, namespace=INFRA)],
-             backends=[backend(V1, 8080, namespace=INFRA)]),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "request-mirror",
+            rule(
+                match("/mirror"), filters=[mirror(V2, namespace=INFRA)], backends=[backend(V1, 8080, namespace=INFRA)]
+            ),
+            rule(
+                match("/mirror-and-modify-headers"),
+                filters=[_MODIFY, mirror(V2, namespace=INFRA)],
+                backends=[backend(V1, 8080, namespace=INFRA)],
+            ),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "request-mirror", resolved=False)
-    expect(config, [
-        ({"path": "/mirror"}, {"backend": V1, "path": "/mirror", "mirrors": [(V2, 100.0)]}),
-        ({"path": "/mirror-and-modify-headers", "headers": _SENT},
-         {"backend": V1, "request_headers": _MODIFIED, "absent": ["X-Header-Remove"], "mirrors": [(V2, 100.0)]}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/mirror"}, {"backend": V1, "path": "/mirror", "mirrors": [(V2, 100.0)]}),
+            (
+                {"path": "/mirror-and-modify-headers", "headers": _SENT},
+                {"backend": V1, "request_headers": _MODIFIED, "absent": ["X-Header-Remove"], "mirrors": [(V2, 100.0)]},
+            ),
+        ],
+    )
 
 
 def test_HTTPRouteRequestMultipleMirrors():
-    config = conformance(http_route(
-        "request-multiple-mirrors",
-        rule(match("/multi-mirror"), filters=[mirror(V2, namespace=INFRA), mirror(V3, namespace=INFRA)],
-             backends=[backend(V1, 8080, namespace=INFRA)]),
-        rule(match("/multi-mirror-and-modify-request-headers"),
-             filters=[_MODIFY, mirror(V2, namespace=INFRA), mirror(V3, namespace=INFRA)],
-             backends=[backend(V1, 8080, namespace=INFRA)]),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "request-multiple-mirrors",
+            rule(
+                match("/multi-mirror"),
+                filters=[mirror(V2, namespace=INFRA), mirror(V3, namespace=INFRA)],
+                backends=[backend(V1, 8080, namespace=INFRA)],
+            ),
+            rule(
+                match("/multi-mirror-and-modify-request-headers"),
+                filters=[_MODIFY, mirror(V2, namespace=INFRA), mirror(V3, namespace=INFRA)],
+                backends=[backend(V1, 8080, namespace=INFRA)],
+            ),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "request-multiple-mirrors", resolved=False)
-    expect(config, [
-        ({"path": "/multi-mirror"}, {"backend": V1, "mirrors": [(V2, 100.0), (V3, 100.0)]}),
-        ({"path": "/multi-mirror-and-modify-request-headers", "headers": _SENT},
-         {"backend": V1, "request_headers": _MODIFIED, "absent": ["X-Header-Remove"],
-          "mirrors": [(V2, 100.0), (V3, 100.0)]}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/multi-mirror"}, {"backend": V1, "mirrors": [(V2, 100.0), (V3, 100.0)]}),
+            (
+                {"path": "/multi-mirror-and-modify-request-headers", "headers": _SENT},
+                {
+                    "backend": V1,
+                    "request_headers": _MODIFIED,
+                    "absent": ["X-Header-Remove"],
+                    "mirrors": [(V2, 100.0), (V3, 100.0)],
+                },
+            ),
+        ],
+    )
 
 
 def test_HTTPRouteRequestPercentageMirror():
-    config = conformance(http_route(
-        "request-percentage-mirror",
-        rule(match("/percent-mirror"), filters=[mirror(V2, namespace=INFRA, percent=20)],
-             backends=[backend(V1, 8080, namespace=INFRA)]),
-        rule(match("/percent-mirror-fraction"), filters=[mirror(V2, namespace=INFRA, fraction=(25, 50))],
-             backends=[backend(V1, 8080, namespace=INFRA)]),
-        rule(match("/percent-mirror-and-modify-headers"), filters=[_MODIFY, mirror(V2, namespace=INFRA, percent=35)],
-             backends=[backend(V1, 8080, namespace=INFRA)]),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "request-percentage-mirror",
+            rule(
+                match("/percent-mirror"),
+                filters=[mirror(V2, namespace=INFRA, percent=20)],
+                backends=[backend(V1, 8080, namespace=INFRA)],
+            ),
+            rule(
+                match("/percent-mirror-fraction"),
+                filters=[mirror(V2, namespace=INFRA, fraction=(25, 50))],
+                backends=[backend(V1, 8080, namespace=INFRA)],
+            ),
+            rule(
+                match("/percent-mirror-and-modify-headers"),
+                filters=[_MODIFY, mirror(V2, namespace=INFRA, percent=35)],
+                backends=[backend(V1, 8080, namespace=INFRA)],
+            ),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "request-percentage-mirror")
-    expect(config, [
-        ({"path": "/percent-mirror"}, {"backend": V1, "path": "/percent-mirror", "mirrors": [(V2, 20.0)]}),
-        ({"path": "/percent-mirror-fraction"}, {"backend": V1, "mirrors": [(V2, 50.0)]}),
-        ({"path": "/percent-mirror-and-modify-headers", "headers": _SENT},
-         {"backend": V1, "request_headers": _MODIFIED, "absent": ["X-Header-Remove"], "mirrors": [(V2, 35.0)]}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/percent-mirror"}, {"backend": V1, "path": "/percent-mirror", "mirrors": [(V2, 20.0)]}),
+            ({"path": "/percent-mirror-fraction"}, {"backend": V1, "mirrors": [(V2, 50.0)]}),
+            (
+                {"path": "/percent-mirror-and-modify-headers", "headers": _SENT},
+                {"backend": V1, "request_headers": _MODIFIED, "absent": ["X-Header-Remove"], "mirrors": [(V2, 35.0)]},
+            ),
+        ],
+    )
 
 
 # ---------------------------------------------------------------------- timeouts, named rules, backends
 
+
 def test_HTTPRouteTimeoutRequest():
-    config = conformance(http_route(
-        "request-timeout",
-        rule(match("/request-timeout"), backends=_v(V1), timeouts={"request": "500ms"}),
-        rule(match("/disable-request-timeout"), backends=_v(V1), timeouts={"request": "0s"}),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "request-timeout",
+            rule(match("/request-timeout"), backends=_v(V1), timeouts={"request": "500ms"}),
+            rule(match("/disable-request-timeout"), backends=_v(V1), timeouts={"request": "0s"}),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "request-timeout")
-    expect(config, [
-        ({"path": "/request-timeout"}, {"backend": V1, "timeouts": Timeouts(request=0.5)}),
-        ({"path": "/request-timeout?delay=1s"}, {"backend": V1, "timeouts": Timeouts(request=0.5)}),
-        ({"path": "/disable-request-timeout?delay=1s"}, {"backend": V1, "timeouts": Timeouts(request=0.0)}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/request-timeout"}, {"backend": V1, "timeouts": Timeouts(request=0.5)}),
+            ({"path": "/request-timeout?delay=1s"}, {"backend": V1, "timeouts": Timeouts(request=0.5)}),
+            ({"path": "/disable-request-timeout?delay=1s"}, {"backend": V1, "timeouts": Timeouts(request=0.0)}),
+        ],
+    )
 
 
 def test_HTTPRouteTimeoutBackendRequest():
-    config = conformance(http_route(
-        "backend-request-timeout",
-        rule(match("/backend-timeout"), backends=_v(V1), timeouts={"backendRequest": "500ms"}),
-        rule(match("/disable-backend-timeout"), backends=_v(V1), timeouts={"backendRequest": "0s"}),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "backend-request-timeout",
+            rule(match("/backend-timeout"), backends=_v(V1), timeouts={"backendRequest": "500ms"}),
+            rule(match("/disable-backend-timeout"), backends=_v(V1), timeouts={"backendRequest": "0s"}),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "backend-request-timeout")
-    expect(config, [
-        ({"path": "/backend-timeout"}, {"backend": V1, "timeouts": Timeouts(backend_request=0.5)}),
-        ({"path": "/disable-backend-timeout?delay=1s"}, {"backend": V1, "timeouts": Timeouts(backend_request=0.0)}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/backend-timeout"}, {"backend": V1, "timeouts": Timeouts(backend_request=0.5)}),
+            ({"path": "/disable-backend-timeout?delay=1s"}, {"backend": V1, "timeouts": Timeouts(backend_request=0.0)}),
+        ],
+    )
 
 
 def test_HTTPRouteNamedRule():
-    config = conformance(http_route(
-        "http-named-rules",
-        rule(match("/named"), backends=_v(V1), name="named-rule"),
-        rule(match("/unnamed"), backends=_v(V2)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "http-named-rules",
+            rule(match("/named"), backends=_v(V1), name="named-rule"),
+            rule(match("/unnamed"), backends=_v(V2)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "http-named-rules")
     assert send(config, "/named").route.rule_name == "named-rule"
     assert send(config, "/unnamed").route.rule_name == ""
@@ -816,36 +1335,51 @@ def test_HTTPRouteNamedRule():
 
 
 def test_HTTPRouteNoBackendRefs():
-    config = conformance(http_route(
-        "omitted-backendrefs",
-        rule(match("/omitted-no-forward", type="Exact")),
-        rule(match("/empty-no-forward", type="Exact"), backends=[]),
-        rule(match("/"), backends=_v(V1)),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "omitted-backendrefs",
+            rule(match("/omitted-no-forward", type="Exact")),
+            rule(match("/empty-no-forward", type="Exact"), backends=[]),
+            rule(match("/"), backends=_v(V1)),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "omitted-backendrefs")
-    expect(config, [
-        ({"path": "/forward"}, {"backend": V1}),
-        ({"path": "/omitted-no-forward"}, {"status": 500}),
-        ({"path": "/empty-no-forward"}, {"status": 500}),
-    ])
+    expect(
+        config,
+        [
+            ({"path": "/forward"}, {"backend": V1}),
+            ({"path": "/omitted-no-forward"}, {"status": 500}),
+            ({"path": "/empty-no-forward"}, {"status": 500}),
+        ],
+    )
 
 
 def test_HTTPRouteServiceTypes():
-    objects = [service("manual-endpointslices", {"name": "first-port", "protocol": "TCP", "port": 8080,
-                                                 "targetPort": 3000}),
-               service("headless", {"name": "first-port", "protocol": "TCP", "port": 8080, "targetPort": 3000},
-                       headless=True),
-               service("headless-manual-endpointslices", {"name": "first-port", "protocol": "TCP", "port": 8080,
-                                                          "targetPort": 3000}, headless=True)]
+    objects = [
+        service("manual-endpointslices", {"name": "first-port", "protocol": "TCP", "port": 8080, "targetPort": 3000}),
+        service("headless", {"name": "first-port", "protocol": "TCP", "port": 8080, "targetPort": 3000}, headless=True),
+        service(
+            "headless-manual-endpointslices",
+            {"name": "first-port", "protocol": "TCP", "port": 8080, "targetPort": 3000},
+            headless=True,
+        ),
+    ]
     for name in ("manual-endpointslices", "headless-manual-endpointslices", "headless"):
         objects.append(endpoint_slice(name, "10.1.0.1", port_name="first-port", suffix="ip4"))
         objects.append(endpoint_slice(name, "fd00::1", port_name="first-port", suffix="ip6", address_type="IPv6"))
-    config = conformance(*objects, http_route(
-        "service-types",
-        rule(match("/manual-endpointslices", type="Exact"), backends=_v("manual-endpointslices")),
-        rule(match("/headless", type="Exact"), backends=_v("headless")),
-        rule(match("/headless-manual-endpointslices", type="Exact"), backends=_v("headless-manual-endpointslices")),
-        parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        *objects,
+        http_route(
+            "service-types",
+            rule(match("/manual-endpointslices", type="Exact"), backends=_v("manual-endpointslices")),
+            rule(match("/headless", type="Exact"), backends=_v("headless")),
+            rule(match("/headless-manual-endpointslices", type="Exact"), backends=_v("headless-manual-endpointslices")),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "service-types")
     for path in ("/manual-endpointslices", "/headless-manual-endpointslices", "/headless"):
         outcome = send(config, path)
@@ -855,8 +1389,10 @@ def test_HTTPRouteServiceTypes():
 
 
 def test_HTTPRouteBackendProtocolWebSocket():
-    config = conformance(http_route("backend-protocol-ws", rule(backends=[backend(V1, 8082)]), parents=[SAME]),
-                         gateways=("same-namespace",))
+    config = conformance(
+        http_route("backend-protocol-ws", rule(backends=[backend(V1, 8082)]), parents=[SAME]),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "backend-protocol-ws")
     outcome = send(config, "/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket"})
     assert (outcome.status, outcome.service) == (200, V1)
@@ -866,28 +1402,39 @@ def test_HTTPRouteBackendProtocolWebSocket():
 def test_h2c_backends_are_refused_until_http2():
     """HTTPRouteBackendProtocolH2C is out of scope (h2c needs HTTP/2): its manifest gets the status the spec
     asks for a backend protocol that cannot be spoken, and its requests 500."""
-    config = conformance(http_route("backend-protocol-h2c", rule(backends=[backend(V1, 8081)]), parents=[SAME]),
-                         gateways=("same-namespace",))
+    config = conformance(
+        http_route("backend-protocol-h2c", rule(backends=[backend(V1, 8081)]), parents=[SAME]),
+        gateways=("same-namespace",),
+    )
     assert route_has(config, "backend-protocol-h2c", "same-namespace", "ResolvedRefs", "False", "UnsupportedProtocol")
     assert send(config, "/").status == 500
 
 
 # ---------------------------------------------------------------------- attachment and references
 
+
 def test_HTTPRouteCrossNamespace():
-    config = conformance(http_route("cross-namespace", rule(backends=[backend("web-backend", 8080)]),
-                                    parents=[parent("backend-namespaces", INFRA)], namespace=WEB),
-                         gateways=("backend-namespaces",))
+    config = conformance(
+        http_route(
+            "cross-namespace",
+            rule(backends=[backend("web-backend", 8080)]),
+            parents=[parent("backend-namespaces", INFRA)],
+            namespace=WEB,
+        ),
+        gateways=("backend-namespaces",),
+    )
     must_be_accepted(config, "backend-namespaces", "cross-namespace", route_namespace=WEB)
     expect(config, [({"path": "/"}, {"backend": "web-backend", "namespace": WEB})])
 
 
 def test_HTTPRouteDisallowedKind():
     config = conformance(
-        gateway("tlsroutes-only", listener("tls", 443, "TLS", tls={"mode": "Passthrough"},
-                                           kinds=[{"kind": "TLSRoute"}])),
+        gateway(
+            "tlsroutes-only", listener("tls", 443, "TLS", tls={"mode": "Passthrough"}, kinds=[{"kind": "TLSRoute"}])
+        ),
         http_route("disallowed-kind", rule(backends=_v(V1)), parents=[parent("tlsroutes-only", INFRA)]),
-        gateways=("tlsroutes-only",))
+        gateways=("tlsroutes-only",),
+    )
     assert route_has(config, "disallowed-kind", "tlsroutes-only", "ResolvedRefs", "True", "ResolvedRefs")
     assert route_has(config, "disallowed-kind", "tlsroutes-only", "Accepted", "False", "NotAllowedByListeners")
     status = gateway_status(config, "tlsroutes-only")
@@ -896,42 +1443,76 @@ def test_HTTPRouteDisallowedKind():
 
 
 def test_HTTPRouteInvalidBackendRefUnknownKind():
-    config = conformance(http_route("invalid-backend-ref-unknown-kind", rule(backends=[
-        backend(V1, 8080, group="unknownkind.example.com", kind="NonExistent")]), parents=[SAME]),
-        gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "invalid-backend-ref-unknown-kind",
+            rule(backends=[backend(V1, 8080, group="unknownkind.example.com", kind="NonExistent")]),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "invalid-backend-ref-unknown-kind", resolved=False)
-    assert route_has(config, "invalid-backend-ref-unknown-kind", "same-namespace", "ResolvedRefs", "False",
-                     "InvalidKind")
+    assert route_has(
+        config, "invalid-backend-ref-unknown-kind", "same-namespace", "ResolvedRefs", "False", "InvalidKind"
+    )
     expect(config, [({"path": "/v2"}, {"status": 500})])
 
 
 def test_HTTPRouteInvalidCrossNamespaceBackendRef():
-    config = conformance(http_route("invalid-cross-namespace-backend-ref", rule(backends=[
-        backend("web-backend", 8080, namespace=WEB)]), parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "invalid-cross-namespace-backend-ref",
+            rule(backends=[backend("web-backend", 8080, namespace=WEB)]),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "invalid-cross-namespace-backend-ref", resolved=False)
-    assert route_has(config, "invalid-cross-namespace-backend-ref", "same-namespace", "ResolvedRefs", "False",
-                     "RefNotPermitted")
+    assert route_has(
+        config, "invalid-cross-namespace-backend-ref", "same-namespace", "ResolvedRefs", "False", "RefNotPermitted"
+    )
     expect(config, [({"path": "/"}, {"status": 500})])
 
 
 def test_HTTPRouteInvalidCrossNamespaceParentRef():
-    config = conformance(http_route("invalid-cross-namespace-parent-ref", rule(backends=_v("web-backend")),
-                                    parents=[parent("same-namespace", INFRA)], namespace=WEB),
-                         gateways=("same-namespace",))
-    assert route_has(config, "invalid-cross-namespace-parent-ref", "same-namespace", "ResolvedRefs", "True",
-                     namespace=WEB)
-    assert route_has(config, "invalid-cross-namespace-parent-ref", "same-namespace", "Accepted", "False",
-                     "NotAllowedByListeners", namespace=WEB)
+    config = conformance(
+        http_route(
+            "invalid-cross-namespace-parent-ref",
+            rule(backends=_v("web-backend")),
+            parents=[parent("same-namespace", INFRA)],
+            namespace=WEB,
+        ),
+        gateways=("same-namespace",),
+    )
+    assert route_has(
+        config, "invalid-cross-namespace-parent-ref", "same-namespace", "ResolvedRefs", "True", namespace=WEB
+    )
+    assert route_has(
+        config,
+        "invalid-cross-namespace-parent-ref",
+        "same-namespace",
+        "Accepted",
+        "False",
+        "NotAllowedByListeners",
+        namespace=WEB,
+    )
     assert [item.attached_routes for item in gateway_status(config, "same-namespace").listeners] == [0]
     assert send(config, "/").status == 404
 
 
 def test_HTTPRouteInvalidNonExistentBackendRef():
-    config = conformance(http_route("invalid-nonexistent-backend-ref", rule(backends=[
-        backend("nonexistent", 8080, namespace=INFRA)]), parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        http_route(
+            "invalid-nonexistent-backend-ref",
+            rule(backends=[backend("nonexistent", 8080, namespace=INFRA)]),
+            parents=[SAME],
+        ),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "invalid-nonexistent-backend-ref", resolved=False)
-    assert route_has(config, "invalid-nonexistent-backend-ref", "same-namespace", "ResolvedRefs", "False",
-                     "BackendNotFound")
+    assert route_has(
+        config, "invalid-nonexistent-backend-ref", "same-namespace", "ResolvedRefs", "False", "BackendNotFound"
+    )
     expect(config, [({"path": "/"}, {"status": 500})])
 
 
@@ -940,70 +1521,116 @@ def _not_attached(config, route: str, gateway_name: str, reason: str) -> None:
     GatewayMustHaveZeroRoutes."""
     assert route_has(config, route, gateway_name, "Accepted", "False", reason)
     status = config.gateway_status.routes[(INFRA, route)]
-    assert len(status.parents) == 1 and not any(c.type == "Accepted" and c.status == "True"
-                                                for c in status.parents[0].conditions)
+    assert len(status.parents) == 1 and not any(
+        c.type == "Accepted" and c.status == "True" for c in status.parents[0].conditions
+    )
     assert all(item.attached_routes == 0 for item in gateway_status(config, gateway_name).listeners)
 
 
 def test_HTTPRouteInvalidParentRefNotMatchingListenerPort():
-    route = http_route("httproute-listener-not-matching-route-port",
-                       rule(backends=[backend(V1, 8080, kind="Service")]),
-                       parents=[parent("same-namespace", INFRA, port=81)])
+    route = http_route(
+        "httproute-listener-not-matching-route-port",
+        rule(backends=[backend(V1, 8080, kind="Service")]),
+        parents=[parent("same-namespace", INFRA, port=81)],
+    )
     config = conformance(route, gateways=("same-namespace",))
-    assert route_has(config, "httproute-listener-not-matching-route-port", "same-namespace", "ResolvedRefs", "True",
-                     "ResolvedRefs")
+    assert route_has(
+        config, "httproute-listener-not-matching-route-port", "same-namespace", "ResolvedRefs", "True", "ResolvedRefs"
+    )
     _not_attached(config, "httproute-listener-not-matching-route-port", "same-namespace", "NoMatchingParent")
 
 
 def test_HTTPRouteInvalidParentRefNotMatchingSectionName():
-    route = http_route("httproute-listener-not-matching-section-name",
-                       rule(backends=[backend(V1, 8080, kind="Service")]),
-                       parents=[parent("same-namespace", INFRA, port=80, section="http1")])
+    route = http_route(
+        "httproute-listener-not-matching-section-name",
+        rule(backends=[backend(V1, 8080, kind="Service")]),
+        parents=[parent("same-namespace", INFRA, port=80, section="http1")],
+    )
     config = conformance(route, gateways=("same-namespace",))
     _not_attached(config, "httproute-listener-not-matching-section-name", "same-namespace", "NoMatchingParent")
 
 
 def test_HTTPRouteInvalidParentRefSectionNameNotMatchingPort():
-    gw = gateway("gateway-with-one-not-matching-port-and-section-name-route",
-                 listener("http", 80, kinds=[{"kind": "HTTPRoute"}], namespaces="All"))
-    route = http_route("httproute-listener-section-name-not-matching-port",
-                       rule(backends=[backend(V1, 8080, kind="Service")]),
-                       parents=[parent("gateway-with-one-not-matching-port-and-section-name-route", INFRA,
-                                       section="http", port=81)])
+    gw = gateway(
+        "gateway-with-one-not-matching-port-and-section-name-route",
+        listener("http", 80, kinds=[{"kind": "HTTPRoute"}], namespaces="All"),
+    )
+    route = http_route(
+        "httproute-listener-section-name-not-matching-port",
+        rule(backends=[backend(V1, 8080, kind="Service")]),
+        parents=[parent("gateway-with-one-not-matching-port-and-section-name-route", INFRA, section="http", port=81)],
+    )
     config = conformance(gw, route, gateways=("gateway-with-one-not-matching-port-and-section-name-route",))
-    _not_attached(config, "httproute-listener-section-name-not-matching-port",
-                  "gateway-with-one-not-matching-port-and-section-name-route", "NoMatchingParent")
+    _not_attached(
+        config,
+        "httproute-listener-section-name-not-matching-port",
+        "gateway-with-one-not-matching-port-and-section-name-route",
+        "NoMatchingParent",
+    )
 
 
 def test_HTTPRouteInvalidReferenceGrant():
     wrong = [
-        reference_grant("reference-grant-wrong-namespace", INFRA, froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
-                        tos=[("", "Service", "web-backend")]),
-        reference_grant("reference-grant-wrong-from-group", WEB,
-                        froms=[("not-the-group-youre-looking-for", "HTTPRoute", INFRA)],
-                        tos=[("", "Service", "web-backend")]),
-        reference_grant("reference-grant-wrong-from-kind", WEB, froms=[("gateway.networking.k8s.io", "Gateway", INFRA)],
-                        tos=[("", "Service", "web-backend")]),
-        reference_grant("reference-grant-wrong-from-namespace", WEB,
-                        froms=[("gateway.networking.k8s.io", "HTTPRoute", "not-the-namespace-youre-looking-for")],
-                        tos=[("", "Service", "web-backend")]),
-        reference_grant("reference-grant-wrong-to-group", WEB, froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
-                        tos=[("not-the-group-youre-looking-for", "Service", "web-backend")]),
-        reference_grant("reference-grant-wrong-to-kind", WEB, froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
-                        tos=[("", "Secret", "web-backend")]),
-        reference_grant("reference-grant-wrong-to-name", WEB, froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
-                        tos=[("", "Secret", "not-the-service-youre-looking-for")]),
+        reference_grant(
+            "reference-grant-wrong-namespace",
+            INFRA,
+            froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
+            tos=[("", "Service", "web-backend")],
+        ),
+        reference_grant(
+            "reference-grant-wrong-from-group",
+            WEB,
+            froms=[("not-the-group-youre-looking-for", "HTTPRoute", INFRA)],
+            tos=[("", "Service", "web-backend")],
+        ),
+        reference_grant(
+            "reference-grant-wrong-from-kind",
+            WEB,
+            froms=[("gateway.networking.k8s.io", "Gateway", INFRA)],
+            tos=[("", "Service", "web-backend")],
+        ),
+        reference_grant(
+            "reference-grant-wrong-from-namespace",
+            WEB,
+            froms=[("gateway.networking.k8s.io", "HTTPRoute", "not-the-namespace-youre-looking-for")],
+            tos=[("", "Service", "web-backend")],
+        ),
+        reference_grant(
+            "reference-grant-wrong-to-group",
+            WEB,
+            froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
+            tos=[("not-the-group-youre-looking-for", "Service", "web-backend")],
+        ),
+        reference_grant(
+            "reference-grant-wrong-to-kind",
+            WEB,
+            froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
+            tos=[("", "Secret", "web-backend")],
+        ),
+        reference_grant(
+            "reference-grant-wrong-to-name",
+            WEB,
+            froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
+            tos=[("", "Secret", "not-the-service-youre-looking-for")],
+        ),
     ]
-    config = conformance(*wrong, http_route("reference-grant", rule(backends=[
-        backend("web-backend", 8080, namespace=WEB)]), parents=[SAME]), gateways=("same-namespace",))
+    config = conformance(
+        *wrong,
+        http_route("reference-grant", rule(backends=[backend("web-backend", 8080, namespace=WEB)]), parents=[SAME]),
+        gateways=("same-namespace",),
+    )
     must_be_accepted(config, "same-namespace", "reference-grant", resolved=False)
     assert route_has(config, "reference-grant", "same-namespace", "ResolvedRefs", "False", "RefNotPermitted")
     expect(config, [({"path": "/"}, {"status": 500})])
 
 
 def test_HTTPRouteReferenceGrant():
-    grant = reference_grant("reference-grant", WEB, froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
-                            tos=[("", "Service", "web-backend")])
+    grant = reference_grant(
+        "reference-grant",
+        WEB,
+        froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
+        tos=[("", "Service", "web-backend")],
+    )
     route = http_route("reference-grant", rule(backends=[backend("web-backend", 8080, namespace=WEB)]), parents=[SAME])
     config = conformance(grant, route, gateways=("same-namespace",))
     must_be_accepted(config, "same-namespace", "reference-grant")
@@ -1014,47 +1641,71 @@ def test_HTTPRouteReferenceGrant():
 
 
 def test_HTTPRoutePartiallyInvalidViaInvalidReferenceGrant():
-    grant = reference_grant("invalid-reference-grant", APP, froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
-                            tos=[("", "Service", "app-backend-v1")])
-    route = http_route("invalid-reference-grant",
-                       rule(match("/v2"), backends=[backend("app-backend-v2", 8080, namespace=APP)]),
-                       rule(backends=[backend("app-backend-v1", 8080, namespace=APP)]), parents=[SAME])
+    grant = reference_grant(
+        "invalid-reference-grant",
+        APP,
+        froms=[("gateway.networking.k8s.io", "HTTPRoute", INFRA)],
+        tos=[("", "Service", "app-backend-v1")],
+    )
+    route = http_route(
+        "invalid-reference-grant",
+        rule(match("/v2"), backends=[backend("app-backend-v2", 8080, namespace=APP)]),
+        rule(backends=[backend("app-backend-v1", 8080, namespace=APP)]),
+        parents=[SAME],
+    )
     config = conformance(grant, route, gateways=("same-namespace",))
     must_be_accepted(config, "same-namespace", "invalid-reference-grant", resolved=False)
     assert route_has(config, "invalid-reference-grant", "same-namespace", "ResolvedRefs", "False", "RefNotPermitted")
-    expect(config, [({"path": "/v2"}, {"status": 500}),
-                    ({"path": "/"}, {"backend": "app-backend-v1", "namespace": APP})])
+    expect(
+        config, [({"path": "/v2"}, {"status": 500}), ({"path": "/"}, {"backend": "app-backend-v1", "namespace": APP})]
+    )
 
 
 def test_HTTPRouteListenerPortMatching():
-    gw = gateway("httproute-listener-port-matching",
-                 listener("listener-1", 80, hostname="foo.com"),
-                 listener("listener-2", 8080, hostname="foo.com"),
-                 listener("listener-3", 8080, hostname="bar.com"),
-                 listener("listener-4", 8090, hostname="foo.com"),
-                 listener("listener-5", 8090, hostname="bar.com"))
+    gw = gateway(
+        "httproute-listener-port-matching",
+        listener("listener-1", 80, hostname="foo.com"),
+        listener("listener-2", 8080, hostname="foo.com"),
+        listener("listener-3", 8080, hostname="bar.com"),
+        listener("listener-4", 8090, hostname="foo.com"),
+        listener("listener-5", 8090, hostname="bar.com"),
+    )
 
     def ref(port: int, section: str | None = None) -> dict:
         return parent("httproute-listener-port-matching", INFRA, port=port, section=section)
 
-    config = conformance(gw, http_route("backend-v1", rule(backends=_v(V1)), parents=[ref(80)]),
-                         http_route("backend-v2", rule(backends=_v(V2)), parents=[ref(8080)]),
-                         http_route("backend-v3", rule(backends=_v(V3)), parents=[ref(8090, "listener-4")]),
-                         gateways=("httproute-listener-port-matching",))
+    config = conformance(
+        gw,
+        http_route("backend-v1", rule(backends=_v(V1)), parents=[ref(80)]),
+        http_route("backend-v2", rule(backends=_v(V2)), parents=[ref(8080)]),
+        http_route("backend-v3", rule(backends=_v(V3)), parents=[ref(8090, "listener-4")]),
+        gateways=("httproute-listener-port-matching",),
+    )
     must_be_accepted(config, "httproute-listener-port-matching", "backend-v1", listeners=("listener-1",))
     must_be_accepted(config, "httproute-listener-port-matching", "backend-v2", listeners=("listener-2",))
     must_be_accepted(config, "httproute-listener-port-matching", "backend-v3", listeners=("listener-4",))
     expect(config, [({"host": "foo.com"}, {"backend": V1})], port=80)
-    expect(config, [({"host": "foo.com:8080"}, {"backend": V2}), ({"host": "bar.com:8080"}, {"backend": V2})], port=8080)
-    expect(config, [({"host": "foo.com:8090"}, {"backend": V3}), ({"host": "bar.com:8090"}, {"status": 404})], port=8090)
+    expect(
+        config, [({"host": "foo.com:8080"}, {"backend": V2}), ({"host": "bar.com:8080"}, {"backend": V2})], port=8080
+    )
+    expect(
+        config, [({"host": "foo.com:8090"}, {"backend": V3}), ({"host": "bar.com:8090"}, {"status": 404})], port=8090
+    )
 
 
 def test_HTTPRouteMultipleGateways():
     routes = [
-        http_route("multiple-gateways-shared-route", rule(match("/shared"), backends=_v(V1)),
-                   parents=[parent("same-namespace"), parent("all-namespaces")]),
-        http_route("same-namespace-dedicated-route", rule(match("/"), backends=_v(V2)), parents=[parent("same-namespace")]),
-        http_route("all-namespaces-dedicated-route", rule(match("/"), backends=_v(V3)), parents=[parent("all-namespaces")]),
+        http_route(
+            "multiple-gateways-shared-route",
+            rule(match("/shared"), backends=_v(V1)),
+            parents=[parent("same-namespace"), parent("all-namespaces")],
+        ),
+        http_route(
+            "same-namespace-dedicated-route", rule(match("/"), backends=_v(V2)), parents=[parent("same-namespace")]
+        ),
+        http_route(
+            "all-namespaces-dedicated-route", rule(match("/"), backends=_v(V3)), parents=[parent("all-namespaces")]
+        ),
     ]
     # Each Gateway served by its own process (the production shape: one Deployment per Gateway).
     config = conformance(*routes, gateways=("same-namespace",))
@@ -1084,40 +1735,65 @@ def test_HTTPRouteObservedGenerationBump():
 
 
 def test_HTTPRouteHTTPSListener():
-    routes = [http_route("httproute-https-test", rule(backends=_v(V1)),
-                         parents=[parent("same-namespace-with-https-listener")], hostnames=["example.org"]),
-              http_route("httproute-https-test-no-hostname", rule(backends=_v(V2)),
-                         parents=[parent("same-namespace-with-https-listener", section="https-with-hostname")])]
+    routes = [
+        http_route(
+            "httproute-https-test",
+            rule(backends=_v(V1)),
+            parents=[parent("same-namespace-with-https-listener")],
+            hostnames=["example.org"],
+        ),
+        http_route(
+            "httproute-https-test-no-hostname",
+            rule(backends=_v(V2)),
+            parents=[parent("same-namespace-with-https-listener", section="https-with-hostname")],
+        ),
+    ]
     config = conformance(*routes, gateways=("same-namespace-with-https-listener",))
-    must_be_accepted(config, "same-namespace-with-https-listener", "httproute-https-test",
-                     "httproute-https-test-no-hostname")
+    must_be_accepted(
+        config, "same-namespace-with-https-listener", "httproute-https-test", "httproute-https-test-no-hostname"
+    )
     served = config.listeners[8443]
     assert (served.protocol, served.port, served.ingress) == ("HTTPS", 443, True)
     assert served.certificates[""] == (INFRA, "tls-validity-checks-certificate")
-    expect(config, [
-        ({"host": "example.org"}, {"backend": V1}),
-        ({"host": "unknown-example.org"}, {"status": 404}),
-        ({"host": "second-example.org"}, {"backend": V2}),
-    ], port=443)
+    expect(
+        config,
+        [
+            ({"host": "example.org"}, {"backend": V1}),
+            ({"host": "unknown-example.org"}, {"status": 404}),
+            ({"host": "second-example.org"}, {"backend": V2}),
+        ],
+        port=443,
+    )
 
 
 def test_HTTPRouteHTTPSListenerDetectMisdirectedRequests():
     """The 421 answers are the data plane's (SNI vs Host, over HTTP/2 upstream); at the routing level the
     listener gives the hostname pattern SNI and Host each select, and the routes behind them."""
-    section = {1: "https", 2: "https-with-hostname", 3: "https-with-wildcard-hostname",
-               4: "https-with-hostname-matching-wildcard"}
+    section = {
+        1: "https",
+        2: "https-with-hostname",
+        3: "https-with-wildcard-hostname",
+        4: "https-with-hostname-matching-wildcard",
+    }
     backends = {1: V1, 2: V2, 3: V3, 4: V1}
-    routes = [http_route(f"https-listener-detect-misdirected-requests-test-{n}",
-                         rule(match("/detect-misdirected-requests"), backends=_v(backends[n])),
-                         parents=[parent("same-namespace-with-https-listener", section=section[n])],
-                         hostnames=["example.org"] if n == 1 else None) for n in section]
+    routes = [
+        http_route(
+            f"https-listener-detect-misdirected-requests-test-{n}",
+            rule(match("/detect-misdirected-requests"), backends=_v(backends[n])),
+            parents=[parent("same-namespace-with-https-listener", section=section[n])],
+            hostnames=["example.org"] if n == 1 else None,
+        )
+        for n in section
+    ]
     config = conformance(*routes, gateways=("same-namespace-with-https-listener",))
     must_be_accepted(config, "same-namespace-with-https-listener", *(r["metadata"]["name"] for r in routes))
     served = config.listeners[8443]
     cases = [
-        ("example.org", "example.org", 200, V1), ("example.org", "second-example.org", 421, None),
+        ("example.org", "example.org", 200, V1),
+        ("example.org", "second-example.org", 421, None),
         ("example.org", "unknown-example.org", 404, None),
-        ("second-example.org", "second-example.org", 200, V2), ("second-example.org", "example.org", 421, None),
+        ("second-example.org", "second-example.org", 200, V2),
+        ("second-example.org", "example.org", 421, None),
         ("second-example.org", "unknown-example.org", 421, None),
         ("third-example.wildcard.org", "third-example.wildcard.org", 200, V3),
         ("third-example.wildcard.org", "fith-example.wildcard.org", 200, V3),
@@ -1126,7 +1802,8 @@ def test_HTTPRouteHTTPSListenerDetectMisdirectedRequests():
         ("third-example.wildcard.org", "unknown-example.org", 421, None),
         ("fourth-example.wildcard.org", "fourth-example.wildcard.org", 200, V1),
         ("fourth-example.wildcard.org", "fith-example.wildcard.org", 421, None),
-        ("unknown-example.org", "example.org", 200, V1), ("unknown-example.org", "unknown-example.org", 404, None),
+        ("unknown-example.org", "example.org", 200, V1),
+        ("unknown-example.org", "unknown-example.org", 404, None),
     ]
     for sni, host, status, backend_name in cases:
         chosen, wanted = served.host_pattern_for(sni), served.host_pattern_for(host)
@@ -1139,78 +1816,206 @@ def test_HTTPRouteHTTPSListenerDetectMisdirectedRequests():
 
 def test_HTTPRouteCORS():
     routes = [
-        http_route("cors-multiple-origins-methods-headers", rule(match("/cors-1"), filters=[cors(
-            allowOrigins=["https://www.foo.com", "https://*.bar.com"], allowMethods=["GET", "OPTIONS"],
-            allowHeaders=["x-header-1", "x-header-2"], exposeHeaders=["x-header-3", "x-header-4"],
-            allowCredentials=True, maxAge=3600)], backends=_v(V1)), parents=[SAME]),
-        http_route("cors-wildcard-methods", rule(match("/cors-2"), filters=[cors(
-            allowOrigins=["https://www.foo.com"], allowMethods=["*"])], backends=_v(V1)), parents=[SAME]),
-        http_route("cors-wildcard-origin", rule(match("/cors-wildcard-origin"), filters=[cors(
-            allowOrigins=["*"], allowMethods=["PUT"], allowCredentials=False)], backends=_v(V1)), parents=[SAME]),
-        http_route("cors-wildcard-methods-headers",
-                   rule(match("/cors-wildcard-methods-headers"), filters=[cors(
-                       allowOrigins=["*"], allowMethods=["*"], allowHeaders=["*"], allowCredentials=True)],
-                        backends=_v(V1)),
-                   rule(match("/cors-wildcard-methods-headers-unauth"), filters=[cors(
-                       allowOrigins=["*"], allowMethods=["*"], allowHeaders=["*"], allowCredentials=False)],
-                        backends=_v(V1)), parents=[SAME]),
+        http_route(
+            "cors-multiple-origins-methods-headers",
+            rule(
+                match("/cors-1"),
+                filters=[
+                    cors(
+                        allowOrigins=["https://www.foo.com", "https://*.bar.com"],
+                        allowMethods=["GET", "OPTIONS"],
+                        allowHeaders=["x-header-1", "x-header-2"],
+                        exposeHeaders=["x-header-3", "x-header-4"],
+                        allowCredentials=True,
+                        maxAge=3600,
+                    )
+                ],
+                backends=_v(V1),
+            ),
+            parents=[SAME],
+        ),
+        http_route(
+            "cors-wildcard-methods",
+            rule(
+                match("/cors-2"),
+                filters=[cors(allowOrigins=["https://www.foo.com"], allowMethods=["*"])],
+                backends=_v(V1),
+            ),
+            parents=[SAME],
+        ),
+        http_route(
+            "cors-wildcard-origin",
+            rule(
+                match("/cors-wildcard-origin"),
+                filters=[cors(allowOrigins=["*"], allowMethods=["PUT"], allowCredentials=False)],
+                backends=_v(V1),
+            ),
+            parents=[SAME],
+        ),
+        http_route(
+            "cors-wildcard-methods-headers",
+            rule(
+                match("/cors-wildcard-methods-headers"),
+                filters=[cors(allowOrigins=["*"], allowMethods=["*"], allowHeaders=["*"], allowCredentials=True)],
+                backends=_v(V1),
+            ),
+            rule(
+                match("/cors-wildcard-methods-headers-unauth"),
+                filters=[cors(allowOrigins=["*"], allowMethods=["*"], allowHeaders=["*"], allowCredentials=False)],
+                backends=_v(V1),
+            ),
+            parents=[SAME],
+        ),
     ]
     config = conformance(*routes, gateways=("same-namespace",))
     must_be_accepted(config, "same-namespace", *(r["metadata"]["name"] for r in routes))
     preflight = {"access-control-request-method": "GET", "access-control-request-headers": "x-header-1, x-header-2"}
-    allowed_1 = {"access-control-allow-methods": ("GET, OPTIONS", "OPTIONS, GET"),
-                 "access-control-allow-headers": ("x-header-1, x-header-2", "x-header-2, x-header-1"),
-                 "access-control-expose-headers": ("x-header-3, x-header-4", "x-header-4, x-header-3"),
-                 "access-control-max-age": "3600", "access-control-allow-credentials": "true"}
+    allowed_1 = {
+        "access-control-allow-methods": ("GET, OPTIONS", "OPTIONS, GET"),
+        "access-control-allow-headers": ("x-header-1, x-header-2", "x-header-2, x-header-1"),
+        "access-control-expose-headers": ("x-header-3, x-header-4", "x-header-4, x-header-3"),
+        "access-control-max-age": "3600",
+        "access-control-allow-credentials": "true",
+    }
     ok = (200, 204)
     cases = [
-        ({"path": "/cors-1", "method": "OPTIONS", "headers": {"Origin": "https://www.foo.com", **preflight}},
-         ok, {"access-control-allow-origin": "https://www.foo.com", **allowed_1}, ()),
-        ({"path": "/cors-1", "method": "OPTIONS", "headers": {"Origin": "https://www.bar.com", **preflight}},
-         ok, {"access-control-allow-origin": "https://www.bar.com", **allowed_1}, ()),
-        ({"path": "/cors-1", "method": "OPTIONS", "headers": {"Origin": "https://xpto.www.bar.com", **preflight}},
-         ok, {"access-control-allow-origin": "https://xpto.www.bar.com", **allowed_1}, ()),
-        ({"path": "/cors-1", "method": "OPTIONS", "headers": {"Origin": "https://foobar.com",
-                                                              "access-control-request-method": "GET"}},
-         (200, 204, 403), {}, ("access-control-allow-origin",)),
-        ({"path": "/cors-1", "headers": {"Origin": "https://www.foo.com", **preflight}},
-         (200,), {"access-control-allow-origin": "https://www.foo.com"}, ()),
-        ({"path": "/cors-1", "headers": {"Origin": "https://www.bar.com", **preflight}},
-         (200,), {"access-control-allow-origin": "https://www.bar.com"}, ()),
-        ({"path": "/cors-1", "headers": {"Origin": "https://foobar.com", "access-control-request-method": "GET"}},
-         (200,), {}, ("access-control-allow-origin",)),
-        ({"path": "/cors-2", "method": "OPTIONS", "headers": {"Origin": "https://www.foo.com",
-                                                              "access-control-request-method": "POST"}},
-         ok, {"access-control-allow-methods": ("POST", "*"), "access-control-allow-origin": "https://www.foo.com"},
-         ("access-control-allow-credentials",)),
-        ({"path": "/cors-wildcard-origin", "method": "OPTIONS",
-          "headers": {"Origin": "https://foobar.com", "access-control-request-method": "PUT"}},
-         ok, {"access-control-allow-origin": ("https://foobar.com", "*"), "access-control-allow-methods": "PUT"},
-         ("access-control-allow-credentials",)),
-        ({"path": "/cors-wildcard-origin", "method": "OPTIONS",
-          "headers": {"Origin": "https://foobar.com:12345", "access-control-request-method": "PUT"}},
-         ok, {"access-control-allow-origin": ("https://foobar.com:12345", "*"), "access-control-allow-methods": "PUT"},
-         ("access-control-allow-credentials",)),
-        ({"path": "/cors-wildcard-origin", "method": "PUT", "headers": {"Origin": "https://foobar.com:12345"}},
-         (200,), {"access-control-allow-origin": ("https://foobar.com:12345", "*")}, ()),
-        ({"path": "/cors-wildcard-origin", "method": "PUT", "headers": {"Origin": "https://foobar.com"}},
-         (200,), {"access-control-allow-origin": ("https://foobar.com", "*")}, ("access-control-allow-credentials",)),
-        ({"path": "/cors-wildcard-methods-headers", "method": "OPTIONS",
-          "headers": {"Origin": "https://other.foo.com", "access-control-request-method": "PUT",
-                      "access-control-request-headers": "x-header-1, x-header-2"}},
-         ok, {"access-control-allow-origin": "https://other.foo.com", "access-control-allow-methods": "PUT",
-              "access-control-allow-headers": ("x-header-1, x-header-2", "x-header-2, x-header-1"),
-              "access-control-allow-credentials": "true"}, ()),
-        ({"path": "/cors-wildcard-methods-headers-unauth", "method": "OPTIONS",
-          "headers": {"Origin": "https://other.foo.com", "access-control-request-method": "PUT",
-                      "access-control-request-headers": "x-header-1, x-header-2"}},
-         ok, {"access-control-allow-origin": ("https://other.foo.com", "*"), "access-control-allow-methods": ("PUT", "*"),
-              "access-control-allow-headers": ("x-header-1, x-header-2", "x-header-2, x-header-1", "*")},
-         ("access-control-allow-credentials",)),
-        ({"path": "/cors-wildcard-methods-headers", "headers": {"Origin": "https://other.foo.com"}},
-         (200,), {"access-control-allow-origin": "https://other.foo.com", "access-control-allow-credentials": "true"}, ()),
-        ({"path": "/cors-wildcard-methods-headers-unauth", "headers": {"Origin": "https://other.foo.com"}},
-         (200,), {"access-control-allow-origin": ("https://other.foo.com", "*")}, ("access-control-allow-credentials",)),
+        (
+            {"path": "/cors-1", "method": "OPTIONS", "headers": {"Origin": "https://www.foo.com", **preflight}},
+            ok,
+            {"access-control-allow-origin": "https://www.foo.com", **allowed_1},
+            (),
+        ),
+        (
+            {"path": "/cors-1", "method": "OPTIONS", "headers": {"Origin": "https://www.bar.com", **preflight}},
+            ok,
+            {"access-control-allow-origin": "https://www.bar.com", **allowed_1},
+            (),
+        ),
+        (
+            {"path": "/cors-1", "method": "OPTIONS", "headers": {"Origin": "https://xpto.www.bar.com", **preflight}},
+            ok,
+            {"access-control-allow-origin": "https://xpto.www.bar.com", **allowed_1},
+            (),
+        ),
+        (
+            {
+                "path": "/cors-1",
+                "method": "OPTIONS",
+                "headers": {"Origin": "https://foobar.com", "access-control-request-method": "GET"},
+            },
+            (200, 204, 403),
+            {},
+            ("access-control-allow-origin",),
+        ),
+        (
+            {"path": "/cors-1", "headers": {"Origin": "https://www.foo.com", **preflight}},
+            (200,),
+            {"access-control-allow-origin": "https://www.foo.com"},
+            (),
+        ),
+        (
+            {"path": "/cors-1", "headers": {"Origin": "https://www.bar.com", **preflight}},
+            (200,),
+            {"access-control-allow-origin": "https://www.bar.com"},
+            (),
+        ),
+        (
+            {"path": "/cors-1", "headers": {"Origin": "https://foobar.com", "access-control-request-method": "GET"}},
+            (200,),
+            {},
+            ("access-control-allow-origin",),
+        ),
+        (
+            {
+                "path": "/cors-2",
+                "method": "OPTIONS",
+                "headers": {"Origin": "https://www.foo.com", "access-control-request-method": "POST"},
+            },
+            ok,
+            {"access-control-allow-methods": ("POST", "*"), "access-control-allow-origin": "https://www.foo.com"},
+            ("access-control-allow-credentials",),
+        ),
+        (
+            {
+                "path": "/cors-wildcard-origin",
+                "method": "OPTIONS",
+                "headers": {"Origin": "https://foobar.com", "access-control-request-method": "PUT"},
+            },
+            ok,
+            {"access-control-allow-origin": ("https://foobar.com", "*"), "access-control-allow-methods": "PUT"},
+            ("access-control-allow-credentials",),
+        ),
+        (
+            {
+                "path": "/cors-wildcard-origin",
+                "method": "OPTIONS",
+                "headers": {"Origin": "https://foobar.com:12345", "access-control-request-method": "PUT"},
+            },
+            ok,
+            {"access-control-allow-origin": ("https://foobar.com:12345", "*"), "access-control-allow-methods": "PUT"},
+            ("access-control-allow-credentials",),
+        ),
+        (
+            {"path": "/cors-wildcard-origin", "method": "PUT", "headers": {"Origin": "https://foobar.com:12345"}},
+            (200,),
+            {"access-control-allow-origin": ("https://foobar.com:12345", "*")},
+            (),
+        ),
+        (
+            {"path": "/cors-wildcard-origin", "method": "PUT", "headers": {"Origin": "https://foobar.com"}},
+            (200,),
+            {"access-control-allow-origin": ("https://foobar.com", "*")},
+            ("access-control-allow-credentials",),
+        ),
+        (
+            {
+                "path": "/cors-wildcard-methods-headers",
+                "method": "OPTIONS",
+                "headers": {
+                    "Origin": "https://other.foo.com",
+                    "access-control-request-method": "PUT",
+                    "access-control-request-headers": "x-header-1, x-header-2",
+                },
+            },
+            ok,
+            {
+                "access-control-allow-origin": "https://other.foo.com",
+                "access-control-allow-methods": "PUT",
+                "access-control-allow-headers": ("x-header-1, x-header-2", "x-header-2, x-header-1"),
+                "access-control-allow-credentials": "true",
+            },
+            (),
+        ),
+        (
+            {
+                "path": "/cors-wildcard-methods-headers-unauth",
+                "method": "OPTIONS",
+                "headers": {
+                    "Origin": "https://other.foo.com",
+                    "access-control-request-method": "PUT",
+                    "access-control-request-headers": "x-header-1, x-header-2",
+                },
+            },
+            ok,
+            {
+                "access-control-allow-origin": ("https://other.foo.com", "*"),
+                "access-control-allow-methods": ("PUT", "*"),
+                "access-control-allow-headers": ("x-header-1, x-header-2", "x-header-2, x-header-1", "*"),
+            },
+            ("access-control-allow-credentials",),
+        ),
+        (
+            {"path": "/cors-wildcard-methods-headers", "headers": {"Origin": "https://other.foo.com"}},
+            (200,),
+            {"access-control-allow-origin": "https://other.foo.com", "access-control-allow-credentials": "true"},
+            (),
+        ),
+        (
+            {"path": "/cors-wildcard-methods-headers-unauth", "headers": {"Origin": "https://other.foo.com"}},
+            (200,),
+            {"access-control-allow-origin": ("https://other.foo.com", "*")},
+            ("access-control-allow-credentials",),
+        ),
     ]
     for request, statuses, headers, absent in cases:
         outcome = send(config, **request)

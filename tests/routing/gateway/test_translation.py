@@ -61,11 +61,14 @@ def _ingress(name: str, host: str, *paths: dict, created: str = "2020-01-01T00:0
 
 # ---------------------------------------------------------------------- Ingress stays as it was
 
+
 def test_without_a_gateway_of_ours_nothing_changes_for_ingress():
     ingresses = [_ingress("web", "a.test", ingress_path("/", V1, 8080)), *base_objects()[8:]]
-    foreign = [gateway_class("other", controller="example.com/other"),
-               gateway("theirs", listener("http", 80), class_name="other"),
-               http_route("theirs", rule(backends=[backend(V1)]), parents=[parent("theirs")])]
+    foreign = [
+        gateway_class("other", controller="example.com/other"),
+        gateway("theirs", listener("http", 80), class_name="other"),
+        http_route("theirs", rule(backends=[backend(V1)]), parents=[parent("theirs")]),
+    ]
     plain = build(snapshot(*ingresses), Settings())
     mixed = build(snapshot(*ingresses, *foreign), Settings())
     assert mixed.listeners == {} and mixed.gateway_status is None
@@ -78,14 +81,24 @@ def test_gateway_routes_compete_with_ingress_paths_on_the_ingress_port():
     config = _build(
         _edge(),
         _ingress("old", "a.test", ingress_path("/api", V1, 8080), ingress_path("/web", V1, 8080)),
-        http_route("canary", rule(match("/api", headers=[("x-canary", "yes")]), backends=[backend(V2)]),
-                   rule(match("/web"), backends=[backend(V2)]), rule(match("/new"), backends=[backend(V3)]),
-                   parents=[GW], hostnames=["a.test"], created="2024-01-01T00:00:00Z"))
+        http_route(
+            "canary",
+            rule(match("/api", headers=[("x-canary", "yes")]), backends=[backend(V2)]),
+            rule(match("/web"), backends=[backend(V2)]),
+            rule(match("/new"), backends=[backend(V3)]),
+            parents=[GW],
+            hostnames=["a.test"],
+            created="2024-01-01T00:00:00Z",
+        ),
+    )
     served = config.listeners[8080]
     assert served.ingress and served.port == 80
-    cases = [({"path": "/api"}, V1), ({"path": "/api", "headers": {"X-Canary": "yes"}}, V2),
-             ({"path": "/web"}, V1),  # same slot, no conditions: the older object (the Ingress) wins
-             ({"path": "/new"}, V3)]
+    cases = [
+        ({"path": "/api"}, V1),
+        ({"path": "/api", "headers": {"X-Canary": "yes"}}, V2),
+        ({"path": "/web"}, V1),  # same slot, no conditions: the older object (the Ingress) wins
+        ({"path": "/new"}, V3),
+    ]
     for request, service_name in cases:
         assert send(config, host="a.test", **request).service == service_name, request
     # The Ingress table itself knows nothing of HTTPRoutes, and other Ingress hosts are the very same objects.
@@ -97,7 +110,8 @@ def test_gateway_wildcards_match_any_depth_ingress_wildcards_one_label():
     config = _build(
         _edge(),
         _ingress("wild", "*.c.test", ingress_path("/i", V1, 8080)),
-        http_route("wild", rule(match("/g"), backends=[backend(V2)]), parents=[GW], hostnames=["*.c.test"]))
+        http_route("wild", rule(match("/g"), backends=[backend(V2)]), parents=[GW], hostnames=["*.c.test"]),
+    )
     assert send(config, "/i", host="x.c.test").service == V1
     assert send(config, "/g", host="x.c.test").service == V2  # one label: Ingress and Gateway routes together
     assert send(config, "/g", host="a.b.c.test").service == V2  # deeper: the Gateway wildcard only
@@ -105,9 +119,11 @@ def test_gateway_wildcards_match_any_depth_ingress_wildcards_one_label():
 
 
 def test_a_listener_on_another_port_holds_gateway_routes_only():
-    config = _build(_edge(listener("http", 9000, namespaces="All")),
-                    _ingress("web", "a.test", ingress_path("/", V1, 8080)),
-                    http_route("r", rule(backends=[backend(V2)]), parents=[GW]))
+    config = _build(
+        _edge(listener("http", 9000, namespaces="All")),
+        _ingress("web", "a.test", ingress_path("/", V1, 8080)),
+        http_route("r", rule(backends=[backend(V2)]), parents=[GW]),
+    )
     served = config.listeners[17000]
     assert (served.port, served.ingress) == (9000, False)
     assert send(config, host="a.test", port=9000).service == V2
@@ -116,10 +132,16 @@ def test_a_listener_on_another_port_holds_gateway_routes_only():
 
 # ---------------------------------------------------------------------- precedence across routes
 
+
 def test_precedence_across_routes_oldest_then_namespace_and_name_then_rule_order():
     def route(name: str, created: str, service_name: str) -> dict:
-        return http_route(name, rule(match("/p"), backends=[backend(service_name)]),
-                          rule(match("/p"), backends=[backend(V3)]), parents=[GW], created=created)
+        return http_route(
+            name,
+            rule(match("/p"), backends=[backend(service_name)]),
+            rule(match("/p"), backends=[backend(V3)]),
+            parents=[GW],
+            created=created,
+        )
 
     older = route("zzz", "2020-01-01T00:00:00Z", V1)
     younger = route("aaa", "2021-01-01T00:00:00Z", V2)
@@ -131,11 +153,16 @@ def test_precedence_across_routes_oldest_then_namespace_and_name_then_rule_order
 
 
 def test_method_then_headers_then_query_decide_within_a_slot():
-    config = _build(_edge(), http_route(
-        "r",
-        rule(match("/", query=[("a", "1"), ("b", "2")]), backends=[backend(V1)]),
-        rule(match("/", headers=[("h", "1")]), backends=[backend(V2)]),
-        rule(match("/", method="GET"), backends=[backend(V3)]), parents=[GW]))
+    config = _build(
+        _edge(),
+        http_route(
+            "r",
+            rule(match("/", query=[("a", "1"), ("b", "2")]), backends=[backend(V1)]),
+            rule(match("/", headers=[("h", "1")]), backends=[backend(V2)]),
+            rule(match("/", method="GET"), backends=[backend(V3)]),
+            parents=[GW],
+        ),
+    )
     assert send(config, "/?a=1&b=2", headers={"H": "1"}, method="GET").service == V3
     assert send(config, "/?a=1&b=2", headers={"H": "1"}, method="PUT").service == V2
     assert send(config, "/?a=1&b=2", method="PUT").service == V1
@@ -143,8 +170,10 @@ def test_method_then_headers_then_query_decide_within_a_slot():
 
 
 def test_regular_expression_paths_match_the_whole_path():
-    config = _build(_edge(), http_route("r", rule(match(r"/v[0-9]+/items", type="RegularExpression"),
-                                                  backends=[backend(V1)]), parents=[GW]))
+    config = _build(
+        _edge(),
+        http_route("r", rule(match(r"/v[0-9]+/items", type="RegularExpression"), backends=[backend(V1)]), parents=[GW]),
+    )
     assert send(config, "/v2/items").service == V1
     assert send(config, "/v2/items/x").status == 404
     assert send(config, "/v2/items").route.path_type == "RegularExpression"
@@ -152,13 +181,18 @@ def test_regular_expression_paths_match_the_whole_path():
 
 # ---------------------------------------------------------------------- rules and backends
 
+
 def test_fast_path_single_backend_and_weighted_backends():
-    config = _build(_edge(), http_route(
-        "r",
-        rule(match("/one"), backends=[backend(V1), backend(V2, weight=0)]),
-        rule(match("/filtered"), backends=[backend(V1, filters=[header_filter(set={"x": "1"})])]),
-        rule(match("/half"), backends=[backend(V1), backend("missing")]),
-        parents=[GW]))
+    config = _build(
+        _edge(),
+        http_route(
+            "r",
+            rule(match("/one"), backends=[backend(V1), backend(V2, weight=0)]),
+            rule(match("/filtered"), backends=[backend(V1, filters=[header_filter(set={"x": "1"})])]),
+            rule(match("/half"), backends=[backend(V1), backend("missing")]),
+            parents=[GW],
+        ),
+    )
     one = send(config, "/one").route
     assert (one.cluster, one.backends) == (f"{INFRA}/{V1}:8080", None)
     filtered = send(config, "/filtered").route
@@ -176,29 +210,47 @@ def test_a_backend_port_the_service_lacks_is_not_found():
 
 
 def test_extension_ref_filters_answer_500_and_say_why():
-    config = _build(_edge(), http_route(
-        "r", rule(match("/ext"), filters=[{"type": "ExtensionRef", "extensionRef": {"group": "x.io", "kind": "Auth",
-                                                                                      "name": "a"}}],
-                  backends=[backend(V1)]),
-        rule(match("/ok"), backends=[backend(V1)]), parents=[GW]))
+    config = _build(
+        _edge(),
+        http_route(
+            "r",
+            rule(
+                match("/ext"),
+                filters=[{"type": "ExtensionRef", "extensionRef": {"group": "x.io", "kind": "Auth", "name": "a"}}],
+                backends=[backend(V1)],
+            ),
+            rule(match("/ok"), backends=[backend(V1)]),
+            parents=[GW],
+        ),
+    )
     assert send(config, "/ext").status == 500
     assert send(config, "/ok").status == 200
     assert route_has(config, "r", "edge", "ResolvedRefs", "False", "InvalidKind")
     assert route_has(config, "r", "edge", "Accepted", "True", "Accepted")
 
 
-@pytest.mark.parametrize("bad,reason", [
-    (rule(match("/x(", type="RegularExpression"), backends=[backend(V1)]), "UnsupportedValue"),
-    (rule(match("/x"), filters=[{"type": "Teleport"}], backends=[backend(V1)]), "UnsupportedValue"),
-    (rule(match("/x"), filters=[redirect(hostname="a.test"), rewrite(hostname="b.test")]), "IncompatibleFilters"),
-    (rule(match("/x", type="Exact"), filters=[rewrite(path=("ReplacePrefixMatch", "/y"))], backends=[backend(V1)]),
-     "UnsupportedValue"),
-    (rule(match("/x", method="BREW"), backends=[backend(V1)]), "UnsupportedValue"),
-    (rule(match("/x"), filters=[redirect(status=418)]), "UnsupportedValue"),
-    (rule(match("/x"), backends=[backend(V1)], timeouts={"request": "1s", "backendRequest": "2s"}), "UnsupportedValue"),
-    (rule(match("/x"), backends=[backend(V1)], timeouts={"request": "soon"}), "UnsupportedValue"),
-    (rule(match("x"), backends=[backend(V1)]), "UnsupportedValue"),
-])
+@pytest.mark.parametrize(
+    "bad,reason",
+    [
+        (rule(match("/x(", type="RegularExpression"), backends=[backend(V1)]), "UnsupportedValue"),
+        (rule(match("/x"), filters=[{"type": "Teleport"}], backends=[backend(V1)]), "UnsupportedValue"),
+        (rule(match("/x"), filters=[redirect(hostname="a.test"), rewrite(hostname="b.test")]), "IncompatibleFilters"),
+        (
+            rule(
+                match("/x", type="Exact"), filters=[rewrite(path=("ReplacePrefixMatch", "/y"))], backends=[backend(V1)]
+            ),
+            "UnsupportedValue",
+        ),
+        (rule(match("/x", method="BREW"), backends=[backend(V1)]), "UnsupportedValue"),
+        (rule(match("/x"), filters=[redirect(status=418)]), "UnsupportedValue"),
+        (
+            rule(match("/x"), backends=[backend(V1)], timeouts={"request": "1s", "backendRequest": "2s"}),
+            "UnsupportedValue",
+        ),
+        (rule(match("/x"), backends=[backend(V1)], timeouts={"request": "soon"}), "UnsupportedValue"),
+        (rule(match("x"), backends=[backend(V1)]), "UnsupportedValue"),
+    ],
+)
 def test_invalid_rules_are_dropped_with_the_spec_reason(bad, reason):
     good = rule(match("/good"), backends=[backend(V1)])
     config = _build(_edge(), http_route("mixed", good, bad, parents=[GW]), http_route("bad", bad, parents=[GW]))
@@ -213,11 +265,17 @@ def test_invalid_rules_are_dropped_with_the_spec_reason(bad, reason):
 
 
 def test_unreadable_objects_of_ours_become_warnings_and_status():
-    config = _build(_edge(), {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                              "metadata": {"name": "junk", "namespace": INFRA, "generation": 3},
-                              "spec": {"parentRefs": [{"name": "edge"}], "rules": "everything"}},
-                    gateway("broken", {"name": "http", "port": "eighty", "protocol": "HTTP"}),
-                    settings=Settings(gateways=(f"{INFRA}/edge", f"{INFRA}/broken")))
+    config = _build(
+        _edge(),
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "junk", "namespace": INFRA, "generation": 3},
+            "spec": {"parentRefs": [{"name": "edge"}], "rules": "everything"},
+        },
+        gateway("broken", {"name": "http", "port": "eighty", "protocol": "HTTP"}),
+        settings=Settings(gateways=(f"{INFRA}/edge", f"{INFRA}/broken")),
+    )
     assert route_has(config, "junk", "edge", "Accepted", "False", "UnsupportedValue")
     status = gateway_status(config, "broken")
     assert has(status.conditions, "Accepted", "False", "ListenersNotValid")
@@ -226,14 +284,23 @@ def test_unreadable_objects_of_ours_become_warnings_and_status():
 
 # ---------------------------------------------------------------------- listeners and ports
 
+
 def test_conflicted_listeners_are_all_refused():
-    config = _build(_edge(listener("a", 80, hostname="x.test", namespaces="All"),
-                          listener("b", 80, hostname="x.test", namespaces="All"),
-                          listener("c", 9000, namespaces="All"),
-                          listener("d", 9000, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate")]),
-                          listener("e", 80, hostname="y.test", namespaces="All")))
-    for name, reason in (("a", "HostnameConflict"), ("b", "HostnameConflict"), ("c", "ProtocolConflict"),
-                         ("d", "ProtocolConflict")):
+    config = _build(
+        _edge(
+            listener("a", 80, hostname="x.test", namespaces="All"),
+            listener("b", 80, hostname="x.test", namespaces="All"),
+            listener("c", 9000, namespaces="All"),
+            listener("d", 9000, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate")]),
+            listener("e", 80, hostname="y.test", namespaces="All"),
+        )
+    )
+    for name, reason in (
+        ("a", "HostnameConflict"),
+        ("b", "HostnameConflict"),
+        ("c", "ProtocolConflict"),
+        ("d", "ProtocolConflict"),
+    ):
         item = listener_status(config, "edge", name)
         assert has(item.conditions, "Conflicted", "True", reason) and has(item.conditions, "Accepted", "False")
     assert has(listener_status(config, "edge", "e").conditions, "Conflicted", "False", "NoConflicts")
@@ -243,12 +310,20 @@ def test_conflicted_listeners_are_all_refused():
 
 def test_port_claims_ingress_ports_and_older_gateways_win():
     config = _build(
-        gateway("edge", listener("tls-on-80", 80, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate")]),
-                listener("big", 60000, namespaces="All"), created="2021-01-01T00:00:00Z"),
+        gateway(
+            "edge",
+            listener("tls-on-80", 80, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate")]),
+            listener("big", 60000, namespaces="All"),
+            created="2021-01-01T00:00:00Z",
+        ),
         gateway("older", listener("h", 9000, namespaces="All"), created="2020-01-01T00:00:00Z"),
-        gateway("younger", listener("s", 9000, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate")]),
-                created="2022-01-01T00:00:00Z"),
-        settings=Settings(gateways=(f"{INFRA}/edge", f"{INFRA}/older", f"{INFRA}/younger")))
+        gateway(
+            "younger",
+            listener("s", 9000, "HTTPS", certificates=[certificate_ref("tls-validity-checks-certificate")]),
+            created="2022-01-01T00:00:00Z",
+        ),
+        settings=Settings(gateways=(f"{INFRA}/edge", f"{INFRA}/older", f"{INFRA}/younger")),
+    )
     assert has(listener_status(config, "edge", "tls-on-80").conditions, "Accepted", "False", "PortUnavailable")
     assert has(listener_status(config, "edge", "big").conditions, "Accepted", "False", "PortUnavailable")
     assert has(listener_status(config, "older", "h").conditions, "Accepted", "True")
@@ -257,16 +332,34 @@ def test_port_claims_ingress_ports_and_older_gateways_win():
 
 
 def test_https_listeners_carry_their_certificates_for_sni():
-    config = _build(tls_secret("a-cert"), tls_secret("w-cert"), _edge(
-        listener("a", 443, "HTTPS", hostname="a.test", namespaces="All", certificates=[certificate_ref("a-cert")]),
-        listener("w", 443, "HTTPS", hostname="*.w.test", namespaces="All", certificates=[certificate_ref("w-cert")]),
-        listener("any", 443, "HTTPS", namespaces="All",
-                 certificates=[certificate_ref("missing"), certificate_ref("tls-validity-checks-certificate")])))
+    config = _build(
+        tls_secret("a-cert"),
+        tls_secret("w-cert"),
+        _edge(
+            listener("a", 443, "HTTPS", hostname="a.test", namespaces="All", certificates=[certificate_ref("a-cert")]),
+            listener(
+                "w", 443, "HTTPS", hostname="*.w.test", namespaces="All", certificates=[certificate_ref("w-cert")]
+            ),
+            listener(
+                "any",
+                443,
+                "HTTPS",
+                namespaces="All",
+                certificates=[certificate_ref("missing"), certificate_ref("tls-validity-checks-certificate")],
+            ),
+        ),
+    )
     served = config.listeners[8443]
-    assert dict(served.certificates) == {"": (INFRA, "tls-validity-checks-certificate"), "*.w.test": (INFRA, "w-cert"),
-                                         "a.test": (INFRA, "a-cert")}
-    assert (served.host_pattern_for("a.test"), served.host_pattern_for("b.c.w.test"),
-            served.host_pattern_for("other.test")) == ("a.test", "*.w.test", "")
+    assert dict(served.certificates) == {
+        "": (INFRA, "tls-validity-checks-certificate"),
+        "*.w.test": (INFRA, "w-cert"),
+        "a.test": (INFRA, "a-cert"),
+    }
+    assert (
+        served.host_pattern_for("a.test"),
+        served.host_pattern_for("b.c.w.test"),
+        served.host_pattern_for("other.test"),
+    ) == ("a.test", "*.w.test", "")
     # One missing certificate of two: ResolvedRefs says so, the listener serves with the other.
     item = listener_status(config, "edge", "any")
     assert has(item.conditions, "ResolvedRefs", "False", "InvalidCertificateRef")
@@ -286,11 +379,18 @@ def test_host_pattern_for():
 
 def test_namespace_selectors_and_allowed_kinds():
     objects = [
-        service("s", namespace="team"), endpoint_slice("s", "10.9.0.1", namespace="team"),
+        service("s", namespace="team"),
+        endpoint_slice("s", "10.9.0.1", namespace="team"),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team", "labels": {"tier": "web"}}},
-        _edge(listener("sel", 80, namespaces="Selector",
-                       selector={"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]}]}),
-              listener("none", 9000, namespaces="None")),
+        _edge(
+            listener(
+                "sel",
+                80,
+                namespaces="Selector",
+                selector={"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]}]},
+            ),
+            listener("none", 9000, namespaces="None"),
+        ),
         http_route("r", rule(backends=[backend("s")]), parents=[parent("edge", INFRA)], namespace="team"),
     ]
     config = _build(*objects)
@@ -302,9 +402,15 @@ def test_namespace_selectors_and_allowed_kinds():
 
 # ---------------------------------------------------------------------- classes, status, pieces
 
+
 def test_gateway_classes_with_parameters_are_not_accepted_nor_their_gateways_served():
-    config = build_config([gateway_class("pyngress", parametersRef={"group": "x.io", "kind": "P", "name": "p"}),
-                           gateway("edge", listener("http", 80))], gateways=())
+    config = build_config(
+        [
+            gateway_class("pyngress", parametersRef={"group": "x.io", "kind": "P", "name": "p"}),
+            gateway("edge", listener("http", 80)),
+        ],
+        gateways=(),
+    )
     status = config.gateway_status
     assert has(status.classes["pyngress"].conditions, "Accepted", "False", "InvalidParameters")
     assert has(status.gateways[(INFRA, "edge")].conditions, "Accepted", "False", "Invalid")
@@ -312,17 +418,38 @@ def test_gateway_classes_with_parameters_are_not_accepted_nor_their_gateways_ser
 
 
 def test_status_as_the_writer_publishes_it():
-    config = _build(_edge(), http_route("r", rule(backends=[backend(V1)]), parents=[parent("edge", section="http")],
-                                        generation=4))
+    config = _build(
+        _edge(), http_route("r", rule(backends=[backend(V1)]), parents=[parent("edge", section="http")], generation=4)
+    )
     route = config.gateway_status.routes[(INFRA, "r")].to_json()
-    assert route == [{"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": INFRA,
-                                    "name": "edge", "sectionName": "http"},
-                      "controllerName": "pyngress.dev/gateway-controller",
-                      "conditions": [
-                          {"type": "Accepted", "status": "True", "reason": "Accepted",
-                           "message": "attached to listener(s) 'http'", "observedGeneration": 4},
-                          {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs",
-                           "message": "all references resolved", "observedGeneration": 4}]}]
+    assert route == [
+        {
+            "parentRef": {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "namespace": INFRA,
+                "name": "edge",
+                "sectionName": "http",
+            },
+            "controllerName": "pyngress.dev/gateway-controller",
+            "conditions": [
+                {
+                    "type": "Accepted",
+                    "status": "True",
+                    "reason": "Accepted",
+                    "message": "attached to listener(s) 'http'",
+                    "observedGeneration": 4,
+                },
+                {
+                    "type": "ResolvedRefs",
+                    "status": "True",
+                    "reason": "ResolvedRefs",
+                    "message": "all references resolved",
+                    "observedGeneration": 4,
+                },
+            ],
+        }
+    ]
     gw = config.gateway_status.gateways[(INFRA, "edge")].to_json()
     assert gw["listeners"][0]["attachedRoutes"] == 1
     assert gw["listeners"][0]["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
@@ -331,11 +458,21 @@ def test_status_as_the_writer_publishes_it():
     assert {"name": "HTTPRoute"} in features
 
 
-@pytest.mark.parametrize("listener_host,route_host,meet", [
-    ("", "a.test", "a.test"), ("a.test", "", "a.test"), ("a.test", "a.test", "a.test"), ("a.test", "b.test", None),
-    ("*.test", "a.b.test", "a.b.test"), ("*.test", "test", None), ("a.b.test", "*.test", "a.b.test"),
-    ("*.test", "*.b.test", "*.b.test"), ("*.b.test", "*.test", "*.b.test"), ("*.a.test", "*.b.test", None),
-])
+@pytest.mark.parametrize(
+    "listener_host,route_host,meet",
+    [
+        ("", "a.test", "a.test"),
+        ("a.test", "", "a.test"),
+        ("a.test", "a.test", "a.test"),
+        ("a.test", "b.test", None),
+        ("*.test", "a.b.test", "a.b.test"),
+        ("*.test", "test", None),
+        ("a.b.test", "*.test", "a.b.test"),
+        ("*.test", "*.b.test", "*.b.test"),
+        ("*.b.test", "*.test", "*.b.test"),
+        ("*.a.test", "*.b.test", None),
+    ],
+)
 def test_hostname_intersection(listener_host, route_host, meet):
     assert intersect(listener_host, route_host) == meet
 
@@ -351,8 +488,9 @@ def test_route_hosts_and_listener_isolation_owner():
     assert owner(patterns, "abc.foo.example.com") == "abc.foo.example.com"
 
 
-@pytest.mark.parametrize("text,seconds", [("1h", 3600.0), ("500ms", 0.5), ("1h2m3s4ms", 3723.004), ("0s", 0.0),
-                                          ("10m", 600.0)])
+@pytest.mark.parametrize(
+    "text,seconds", [("1h", 3600.0), ("500ms", 0.5), ("1h2m3s4ms", 3723.004), ("0s", 0.0), ("10m", 600.0)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text, "t") == pytest.approx(seconds)
 
@@ -364,8 +502,16 @@ def test_bad_durations(text):
 
 
 def test_label_selectors():
-    selector = parse_selector({"matchLabels": {"a": "1"}, "matchExpressions": [
-        {"key": "b", "operator": "NotIn", "values": ["x"]}, {"key": "c", "operator": "DoesNotExist"}]}, "s")
+    selector = parse_selector(
+        {
+            "matchLabels": {"a": "1"},
+            "matchExpressions": [
+                {"key": "b", "operator": "NotIn", "values": ["x"]},
+                {"key": "c", "operator": "DoesNotExist"},
+            ],
+        },
+        "s",
+    )
     assert selector.matches({"a": "1"}) and selector.matches({"a": "1", "b": "y"})
     assert not selector.matches({"a": "1", "b": "x"}) and not selector.matches({"a": "1", "c": ""})
     assert parse_selector({}, "s").matches({})
@@ -377,36 +523,78 @@ def test_cors_runs_in_both_phases():
     policy = Cors(origins=(("https", "*.a.test", 443),), credentials=True, methods="GET", max_age=60)
     filters = compose([policy])
     assert filters is not None and filters.request == (policy,) and filters.response == (policy,)
-    preflight = FakeRequest(method="OPTIONS", scheme="https", path="/", query="", host="a.test", port=443,
-                            headers={"Origin": "https://x.y.a.test", "Access-Control-Request-Method": "GET"})
+    preflight = FakeRequest(
+        method="OPTIONS",
+        scheme="https",
+        path="/",
+        query="",
+        host="a.test",
+        port=443,
+        headers={"Origin": "https://x.y.a.test", "Access-Control-Request-Method": "GET"},
+    )
     answer = policy.on_request(preflight)
     assert answer is not None and answer.status == 204
     response = FakeResponse(204)
     policy.on_response(preflight, response)
     assert response.as_dict()["Access-Control-Allow-Origin"] == "https://x.y.a.test"
     assert response.as_dict()["Access-Control-Max-Age"] == "60"
-    other = FakeRequest(method="GET", scheme="https", path="/", query="", host="a.test", port=443,
-                        headers={"Origin": "https://a.test:8443"})
+    other = FakeRequest(
+        method="GET",
+        scheme="https",
+        path="/",
+        query="",
+        host="a.test",
+        port=443,
+        headers={"Origin": "https://a.test:8443"},
+    )
     response = FakeResponse(200)
     policy.on_response(other, response)
     assert "Access-Control-Allow-Origin" not in response.as_dict()
 
 
 def test_backend_level_mirrors_have_their_cluster_resolved():
-    config = _build(_edge(), http_route("r", rule(backends=[backend(V1, filters=[
-        {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": V3, "port": 8080}, "percent": 10}}])]),
-        parents=[GW]))
+    config = _build(
+        _edge(),
+        http_route(
+            "r",
+            rule(
+                backends=[
+                    backend(
+                        V1,
+                        filters=[
+                            {
+                                "type": "RequestMirror",
+                                "requestMirror": {"backendRef": {"name": V3, "port": 8080}, "percent": 10},
+                            }
+                        ],
+                    )
+                ]
+            ),
+            parents=[GW],
+        ),
+    )
     outcome = send(config)
     assert outcome.mirrors == [(V3, 10.0)]
     assert f"{INFRA}/{V3}:8080" in config.clusters
 
 
 def test_an_ingress_path_shadowed_by_an_older_http_route_is_reported():
-    config = _build(_edge(), _ingress("young", "a.test", ingress_path("/p", V1, 8080), created="2025-01-01T00:00:00Z"),
-                    http_route("old", rule(match("/p"), backends=[backend(V2)]), parents=[GW], hostnames=["a.test"],
-                               created="2020-01-01T00:00:00Z"))
+    config = _build(
+        _edge(),
+        _ingress("young", "a.test", ingress_path("/p", V1, 8080), created="2025-01-01T00:00:00Z"),
+        http_route(
+            "old",
+            rule(match("/p"), backends=[backend(V2)]),
+            parents=[GW],
+            hostnames=["a.test"],
+            created="2020-01-01T00:00:00Z",
+        ),
+    )
     assert send(config, "/p", host="a.test").service == V2
     assert config.table.match("a.test", "/p").ingress == "young"  # the Ingress listeners' own table is untouched
     assert [w.message for w in config.warnings if w.kind == "Ingress"] == [
-        ("path '/p' (Prefix) for host a.test loses to HTTPRoute gateway-conformance-infra/old (rule 0) on the "
-         "listener they share (the older object wins)")]
+        (
+            "path '/p' (Prefix) for host a.test loses to HTTPRoute gateway-conformance-infra/old (rule 0) on the "
+            "listener they share (the older object wins)"
+        )
+    ]
