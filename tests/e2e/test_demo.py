@@ -63,7 +63,6 @@ async def test_demo_answers_and_stops_on_ctrl_c():
                 assert response.status == 301 and response.headers["Location"].endswith("/new/page")
             async with session.get(f"{gateway}/x", headers=shop) as response:
                 assert response.status == 200 and response.headers["X-Route"] == "shop"
-            assert f"http://127.0.0.1:{gateway_port}/" in text
         assert sorted(pods) == ["echo-1", "echo-2"]
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
