@@ -102,7 +102,7 @@ async def main(extra: list[str]) -> int:
     # Its own session: Ctrl-C reaches only this script, which then sends pyngress one SIGTERM
     # (a graceful drain) instead of both getting SIGINT and pyngress seeing a second signal.
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
-                                                   start_new_session=True)
+                                                   start_new_session=True, preexec_fn=_die_with_parent)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -135,6 +135,17 @@ async def main(extra: list[str]) -> int:
     for runner in runners:
         await runner.cleanup()
     return code
+
+
+def _die_with_parent() -> None:
+    """In the pyngress child (Linux): SIGTERM when this script dies, even by SIGKILL, so no proxy is left behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _flag(args: list[str], name: str, default: int) -> int:
