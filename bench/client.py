@@ -15,8 +15,9 @@ class ResponseError(Exception):
     """The server closed the connection or sent something that is not an HTTP/1.1 response."""
 
 
-def _request_bytes(method: str, path: str, host: str, body: bytes) -> bytes:
-    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+def _request_bytes(method: str, path: str, host: str, body: bytes,
+                   headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
     if body or method in ("POST", "PUT"):
         head += f"Content-Length: {len(body)}\r\n"
     return head.encode("ascii") + b"\r\n" + body
@@ -55,13 +56,14 @@ class HttpConnection:
             self.sock.close()
             self.sock = None
 
-    def request(self, method: str, path: str, *, host: str, body: bytes = b"") -> tuple[int, bytes]:
+    def request(self, method: str, path: str, *, host: str, body: bytes = b"",
+                headers: tuple[tuple[str, str], ...] = ()) -> tuple[int, bytes]:
         """(status, body); raises OSError/ResponseError on failure (the connection is then closed)."""
         if self.sock is None:
             self.connect()
         assert self.sock is not None
         try:
-            self.sock.sendall(_request_bytes(method, path, host, body))
+            self.sock.sendall(_request_bytes(method, path, host, body, headers))
             status, headers = _parse_head(self._read_until(b"\r\n\r\n"))
             if headers.get("transfer-encoding", "").lower() == "chunked":
                 payload = self._read_chunked()

@@ -42,11 +42,13 @@ class Request:
     # Payload bytes one request moves (response body for downloads, request body for uploads): MB/s.
     payload_bytes: int = 0
     rotation: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # extra header fields every request carries
 
 
 def lua_script(request: Request) -> str:
     """The wrk script: fixed request (fast path of wrk) or a precomputed rotation; always the JSON done()."""
     lines = [f'wrk.method = "{request.method}"', f'wrk.headers["Host"] = "{request.host}"']
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in request.headers]
     if request.body_bytes:
         lines.append(f'wrk.body = string.rep("x", {request.body_bytes})')
         lines.append('wrk.headers["Content-Type"] = "application/octet-stream"')

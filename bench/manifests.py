@@ -195,6 +195,35 @@ def objects(shape: TableShape | None, *, backend: list[tuple[str, int]]) -> Obje
     return result
 
 
+GATEWAY_HOST = "gw.bench.local"
+GATEWAY_SERVICE = "backend-b"
+FILE_GATEWAY = "50-gateway.json"
+# The HTTPRoute rule of the gateway scenario: two header matches, two weighted backends.
+GATEWAY_HEADERS = (("X-Bench-Tenant", "blue"), ("X-Bench-Tier", "gold"))
+
+
+def gateway_objects(backend: list[tuple[str, int]]) -> list[KubeObject]:
+    """A GatewayClass, a Gateway with one HTTP listener on port 80, a second Service on the same backend,
+    and an HTTPRoute whose rule matches two headers and splits 1:1 over both Services."""
+    group = "gateway.networking.k8s.io/v1"
+    meta = {"namespace": NAMESPACE, "creationTimestamp": CREATED}
+    second = service(GATEWAY_SERVICE)
+    slice_b = endpoint_slice(GATEWAY_SERVICE, backend)
+    return [
+        {"apiVersion": group, "kind": "GatewayClass", "metadata": {"name": CLASS_NAME, "creationTimestamp": CREATED},
+         "spec": {"controllerName": "pyngress.dev/gateway-controller"}},
+        {"apiVersion": group, "kind": "Gateway", "metadata": {"name": "bench", **meta},
+         "spec": {"gatewayClassName": CLASS_NAME, "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+        second, slice_b,
+        {"apiVersion": group, "kind": "HTTPRoute", "metadata": {"name": "bench", **meta},
+         "spec": {"parentRefs": [{"name": "bench"}], "hostnames": [GATEWAY_HOST], "rules": [
+             {"matches": [{"path": {"type": "PathPrefix", "value": "/"},
+                           "headers": [{"name": name, "value": value} for name, value in GATEWAY_HEADERS]}],
+              "backendRefs": [{"name": MAIN_SERVICE, "port": SERVICE_PORT, "weight": 1},
+                              {"name": GATEWAY_SERVICE, "port": SERVICE_PORT, "weight": 1}]}]}},
+    ]
+
+
 def write_json(path: str, items: list[KubeObject]) -> None:
     """Write a `kind: List` atomically: a dot-file (which pyngress skips) renamed over the target,
     so the poller never reads half a file."""

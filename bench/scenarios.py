@@ -165,11 +165,12 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def _check_route(address: PyngressAddress, *, host: str, path: str, method: str = "GET", body: bytes = b"") -> None:
+def _check_route(address: PyngressAddress, *, host: str, path: str, method: str = "GET", body: bytes = b"",
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
     """One request before the load: a wrong route would otherwise show up as a fast stream of 404s."""
     connection = HttpConnection(address.host, address.http_port, timeout=10)
     try:
-        status, _ = connection.request(method, path, host=host, body=body)
+        status, _ = connection.request(method, path, host=host, body=body, headers=headers)
     finally:
         connection.close()
     if status != 200:
@@ -657,6 +658,54 @@ def before_after(env: Environment, name: str, request: Request) -> Outcome:
                     trees={"baseline": env.options.baseline_tree}, target=("this tree vs baseline, req/s", 0.97))
 
 
+def gateway(env: Environment) -> Outcome:
+    """issue #10: a plain Ingress route on the --baseline revision and on this tree, and an HTTPRoute rule with
+    two header matches and two weighted backends on this tree; one run, rounds alternating."""
+    opts = env.options
+    folder = env.manifest_folder("gateway")
+    manifests.write_json(os.path.join(folder, manifests.FILE_GATEWAY), manifests.gateway_objects(env.backend))
+    listener = free_port()  # the Gateway's port 80 is served on 80 + offset
+    route = Request(path=SMALL.path, host=manifests.GATEWAY_HOST, payload_bytes=SMALL.payload_bytes,
+                    headers=manifests.GATEWAY_HEADERS)
+    targets: dict[str, tuple[Process, PyngressAddress, Request]] = {}
+    try:
+        if opts.baseline_tree:
+            process, address, _ = env.pyngress("pyngress-gateway-baseline", folder, tree=opts.baseline_tree)
+            targets["Ingress route, baseline"] = (process, address, SMALL)
+        process, address, _ = env.pyngress("pyngress-gateway", folder,
+                                           extra=("--gateway-port-offset", str(listener - 80)))
+        targets["Ingress route"] = (process, address, SMALL)
+        targets["HTTPRoute rule"] = (process, PyngressAddress(address.host, listener, address.admin_port), route)
+        results: dict[str, list[LoadResult]] = {label: [] for label in targets}
+        for process, address, request in targets.values():
+            _check_route(address, host=request.host, path=request.path, headers=request.headers)
+            env.load(address, request, duration=WARMUP_SECONDS, measured=process)
+        labels = list(targets)
+        for round_index in range(opts.rounds):
+            for label in labels if round_index % 2 == 0 else list(reversed(labels)):
+                process, address, request = targets[label]
+                result = env.load(address, request, measured=process)
+                results[label].append(result)
+                print(f"  gateway round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
+                      f"p99 {result.p99_ms:.2f} ms errors {result.failed_requests}", flush=True)
+    finally:
+        for process in {id(p): p for p, _, _ in targets.values()}.values():
+            env.group.stop(process)
+    summaries = {label: _summary(runs) for label, runs in results.items()}
+    first = summaries[labels[0]]
+    outcome = Outcome()
+    for label, summary in summaries.items():
+        outcome.rows.append(_row("gateway", label, summary, ratio=_ratio(summary["rps"], first["rps"]),
+                                 p99_ratio=_ratio(summary["p99_ms"], first["p99_ms"]), notes=""))
+    outcome.details = {"rounds": {label: [r.to_json() for r in runs] for label, runs in results.items()},
+                       "median": summaries}
+    if opts.baseline_tree:
+        plain = _ratio(summaries["Ingress route"]["rps"], first["rps"])
+        outcome.targets.append(Target("plain Ingress route vs baseline, req/s", _fmt_ratio(plain),
+                                      _at_least(plain, 0.95)))
+    return outcome
+
+
 SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "small": lambda env: throughput(env, "small", SMALL),
     "64k": lambda env: throughput(env, "64k", LARGE),
@@ -673,6 +722,7 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     # pyngress from --baseline REV vs this tree, same run (issues #16 and #10: "no slower")
     "before-after": lambda env: before_after(env, "before-after", SMALL),
     "before-after-64k": lambda env: before_after(env, "before-after-64k", LARGE),
+    "gateway": gateway,
     # issue #6: 1 vs 2 worker processes (on 2 cores shared with wrk and the backend)
     "workers": lambda env: variants(env, "workers", SMALL, {
         "1 worker": ("--workers", "1"),

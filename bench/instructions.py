@@ -1,0 +1,133 @@
+"""Instructions per request, counted by valgrind (callgrind): a cost measure that other load on the machine
+cannot move, for before/after comparisons that req/s on a shared 2-core box is too noisy for.
+
+    python -m bench.instructions --baseline REV              # this tree vs a git revision
+    python -m bench.instructions --requests 3000
+
+pyngress runs under `valgrind --tool=callgrind` (about 50x slower); after a warm-up the counters are
+zeroed (`callgrind_control -z`), a fixed number of keep-alive requests is sent one after the other,
+and the counts are dumped (`callgrind_control -d`). The figure is instructions
+executed by the proxy process (Python, C extensions, the kernel interface) divided by the requests.
+Cases: a plain Ingress path route (100-byte answers from the backend) on the baseline revision and
+on this tree, and the HTTPRoute rule of the gateway scenario (two header matches, two weighted
+backends) on this tree. Everything is on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from bench import manifests, nginx
+from bench.client import HttpConnection
+from bench.processes import ProcessGroup, free_port, start_python_backend, which
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LISTENING = re.compile(r"pyngress listening http=(?P<host>[^:]+):(?P<http>\d+)")
+_TOTAL = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
+
+
+def _checkout(revision: str, folder: str) -> str:
+    subprocess.run(["git", "-C", _REPO, "worktree", "add", "--detach", folder, revision], check=True,
+                   capture_output=True, timeout=120)
+    return folder
+
+
+def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
+           headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str) -> float:
+    """Instructions per request of one pyngress (from `tree`) answering `requests` GETs on `port`."""
+    out = os.path.join(workdir, f"callgrind.{name}.out")
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            sys.executable, "-m", "proxy", "--manifests", folder, "--bind", "127.0.0.1", "--http-port", str(port),
+            "--https-port", "0", "--admin-port", "0", "--no-access-log", "--log-level", "warning", *extra]
+    env = {**os.environ, "PYTHONPATH": tree}
+    process = group.start(name, argv, env=env, cwd=tree)
+    try:
+        process.wait_line(_LISTENING, timeout=300)
+        connection = HttpConnection("127.0.0.1", port, timeout=60)
+        for _ in range(200):  # warm-up: pools, caches, bound counters
+            status, _ = connection.request("GET", "/small", host=host, headers=headers)
+            if status != 200:
+                raise RuntimeError(f"{name}: GET /small (Host {host}) answered {status}")
+        subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True, capture_output=True, timeout=60)
+        for _ in range(requests):
+            connection.request("GET", "/small", host=host, headers=headers)
+        subprocess.run(["callgrind_control", "-d", str(process.pid)], check=True, capture_output=True, timeout=120)
+        connection.close()
+    finally:
+        group.stop(process)
+    totals = []
+    for file in os.listdir(workdir):
+        if file.startswith(os.path.basename(out) + "."):  # the dump asked for (the final one is at exit)
+            with open(os.path.join(workdir, file), encoding="utf-8", errors="replace") as dump:
+                found = _TOTAL.search(dump.read())
+            if found:
+                totals.append(int(found.group(1)))
+    if not totals:
+        raise RuntimeError(f"{name}: callgrind wrote no counts")
+    return min(totals) / requests
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", default="", metavar="REV", help="git revision to compare against")
+    parser.add_argument("--requests", type=int, default=2000, help="requests counted per case")
+    args = parser.parse_args(argv)
+    if which("valgrind") is None or which("callgrind_control") is None:
+        print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    workdir = tempfile.mkdtemp(prefix="pyngress-instructions-")
+    os.chmod(workdir, 0o755)
+    group = ProcessGroup(workdir)
+    baseline = ""
+    rows: list[tuple[str, float]] = []
+    try:
+        nginx_path = which("nginx")
+        if nginx_path is not None:
+            ports = [free_port(), free_port()]
+            layout = nginx.backend_config(os.path.join(workdir, "nginx"), ports=ports)
+            nginx.start(group, nginx_path, layout, name="backend", port=ports[0])
+        else:
+            ports = start_python_backend(group, ports=1)
+        backend = [("127.0.0.1", ports[0])]
+        folder = os.path.join(workdir, "manifests")
+        manifests.write_folder(folder, manifests.objects(None, backend=backend))
+        manifests.write_json(os.path.join(folder, manifests.FILE_GATEWAY), manifests.gateway_objects(backend))
+        plain = {"host": manifests.MAIN_HOST, "headers": ()}
+        if args.baseline:
+            baseline = _checkout(args.baseline, os.path.join(workdir, "baseline"))
+            port = free_port()
+            rows.append((f"Ingress route, {args.baseline}",
+                         _count(group, tree=baseline, folder=folder, extra=(), port=port, requests=args.requests,
+                                workdir=workdir, name="baseline", **plain)))  # type: ignore[arg-type]
+        port = free_port()
+        rows.append(("Ingress route, this tree",
+                     _count(group, tree=_REPO, folder=folder, extra=(), port=port, requests=args.requests,
+                            workdir=workdir, name="ingress", **plain)))  # type: ignore[arg-type]
+        listener = free_port()
+        rows.append(("HTTPRoute rule, this tree",
+                     _count(group, tree=_REPO, folder=folder, extra=("--gateway-port-offset", str(listener - 80)),
+                            port=listener, host=manifests.GATEWAY_HOST, headers=manifests.GATEWAY_HEADERS,
+                            requests=args.requests, workdir=workdir, name="httproute")))
+    finally:
+        group.close()
+        if baseline:
+            subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", baseline], capture_output=True,
+                           timeout=60, check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+    reference = rows[0][1]
+    print(f"\ninstructions per request (callgrind, {args.requests} keep-alive GETs, 100-byte answers)")
+    for label, value in rows:
+        print(f"  {label:<34} {value:>12,.0f}   {value / reference:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
