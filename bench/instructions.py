@@ -97,9 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             ports = start_python_backend(group, ports=1)
         backend = [("127.0.0.1", ports[0])]
-        folder = os.path.join(workdir, "manifests")
+        folder = os.path.join(workdir, "manifests")  # Ingress only
         manifests.write_folder(folder, manifests.objects(None, backend=backend))
-        manifests.write_json(os.path.join(folder, manifests.FILE_GATEWAY), manifests.gateway_objects(backend))
+        gateway = os.path.join(workdir, "gateway")  # the same, plus the Gateway and its HTTPRoute
+        manifests.write_folder(gateway, manifests.objects(None, backend=backend))
+        manifests.write_json(os.path.join(gateway, manifests.FILE_GATEWAY), manifests.gateway_objects(backend))
         plain = {"host": manifests.MAIN_HOST, "headers": ()}
         if args.baseline:
             baseline = _checkout(args.baseline, os.path.join(workdir, "baseline"))
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             workdir=workdir, name="ingress", **plain)))  # type: ignore[arg-type]
         listener = free_port()
         rows.append(("HTTPRoute rule, this tree",
-                     _count(group, tree=_REPO, folder=folder, extra=("--gateway-port-offset", str(listener - 80)),
+                     _count(group, tree=_REPO, folder=gateway, extra=("--gateway-port-offset", str(listener - 80)),
                             port=listener, host=manifests.GATEWAY_HOST, headers=manifests.GATEWAY_HEADERS,
                             requests=args.requests, workdir=workdir, name="httproute")))
     finally:

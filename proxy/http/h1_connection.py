@@ -26,7 +26,7 @@ from proxy.http import headers as h
 from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Exchange
 from proxy.http.h1_writer import H1Writer
 from proxy.http.head import RequestHead
-from proxy.http.responses import log_answer, new_request_id
+from proxy.http.responses import log_answer, new_request_id, random_bits
 from proxy.upstream.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -187,8 +187,8 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ httptools callbacks
 
     def on_message_begin(self) -> None:
-        head = self.head = RequestHead()
-        ex = Exchange(self, head)
+        ex = Exchange(self)
+        self.head = ex
         self.request = ex
         self.head_bytes = 0
         if self.active is None:
@@ -281,7 +281,7 @@ class ClientConnection(asyncio.Protocol):
         if head.authority is None and not head.http10 and head.target[:1] == b"/":
             raise BadRequest("missing Host header")
         if not head.request_id:
-            head.request_id = new_request_id()
+            head.request_id = b"%032x" % random_bits(128)  # new_request_id(), inline: once per request
         head.server_name = self.server_name
         self.server.total_requests += 1
         if self.active is ex:
@@ -296,7 +296,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.request
         assert ex is not None
-        if ex is self.upgrading and not ex.head.websocket and ex.head.has_body:
+        if ex is self.upgrading and not ex.websocket and ex.has_body:
             return  # the body of an upgrade request follows: see _upgraded
         self.request = None
         ex.request_complete()
@@ -307,7 +307,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         if ex is None or ex.finished:
             return
-        head = ex.head
+        head = ex
         if head.websocket:
             if rest:
                 ex.up_out.append(rest)
@@ -349,7 +349,7 @@ class ClientConnection(asyncio.Protocol):
             keep_alive = False
             http10 = head_only = False
         else:
-            head = ex.head
+            head = ex
             if not head.request_id:
                 head.request_id = new_request_id()
             request_id = head.request_id
@@ -394,7 +394,7 @@ class ClientConnection(asyncio.Protocol):
             ex.abandon()
             if ex.resp_head_done:
                 ex.finished = True
-                log_answer(logging.DEBUG, error.status, ex, ex.head.request_id or b"-", self.client_ip, error)
+                log_answer(logging.DEBUG, error.status, ex, ex.request_id or b"-", self.client_ip, error)
                 ex.account()
                 self.active = None
                 self.transport.close()
@@ -455,7 +455,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.active = None
         request = self.request
-        unread = request is not None and not request.req_done and not (request.head_done and not request.head.has_body)
+        unread = request is not None and not request.req_done and not (request.head_done and not request.has_body)
         transport = self.transport
         if unread and not self.eof and transport.can_write_eof():
             self.closing = True

@@ -13,20 +13,21 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.http.responses import error_response, status_prefix
+from proxy.http.responses import STATUS_PREFIXES, error_response, status_prefix
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.listener import Listener
 
 _CRLF = b"\r\n"
+_STATUS_PREFIXES = STATUS_PREFIXES
 _CHUNK_END = b"0\r\n\r\n"
 
 
 class H1Writer:
     """The response side of one HTTP/1.1 client connection (one response at a time, in request order)."""
 
-    __slots__ = ("transport", "listener", "out", "chunked")
+    __slots__ = ("transport", "listener", "out", "chunked", "passthrough")
 
     def __init__(self, transport: asyncio.Transport, listener: Listener) -> None:
         self.transport = transport
@@ -34,6 +35,9 @@ class H1Writer:
         self.out: list[bytes] = []
         # The response being written re-frames its body as chunks (unknown length, HTTP/1.1 client).
         self.chunked = False
+        # While body bytes go out as they came (no re-framing), the list they are appended to:
+        # readers append to it directly instead of calling body() per chunk and end() at the end.
+        self.passthrough: list[bytes] | None = self.out
 
     def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
              own_hsts: bool, draining: bool) -> bool:
@@ -44,8 +48,8 @@ class H1Writer:
         Sets ``ex.keep_alive``: whether the connection can carry another request after this one.
         """
         out = self.out
-        request = ex.head
-        out += (status_prefix(status), reason, _CRLF)
+        request = ex
+        out += (_STATUS_PREFIXES.get(status) or status_prefix(status), reason, _CRLF)
         out += fields
         out += (b"X-Request-ID: ", request.request_id, _CRLF)
         extra = self.listener.response_fields
@@ -57,6 +61,7 @@ class H1Writer:
         http10 = request.http10
         head_request = request.method == b"HEAD"
         self.chunked = False
+        self.passthrough = self.out
         if head_request or status == 204 or status == 304:
             if head_request and chunked and not http10:
                 out.append(b"Transfer-Encoding: chunked\r\n")
@@ -67,6 +72,7 @@ class H1Writer:
         else:
             out.append(b"Transfer-Encoding: chunked\r\n")
             self.chunked = True
+            self.passthrough = None
         if not keep_alive:
             out.append(b"Connection: close\r\n\r\n")
         elif http10:
@@ -78,7 +84,7 @@ class H1Writer:
 
     def interim(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes]) -> None:
         """100 Continue, 102, 103 Early Hints: relayed to HTTP/1.1 clients only."""
-        if not ex.head.http10:
+        if not ex.http10:
             out = self.out
             out += (status_prefix(status), reason, _CRLF)
             out += fields
@@ -90,7 +96,7 @@ class H1Writer:
         out += (status_prefix(101), reason, _CRLF)
         out += fields
         out += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, _CRLF)
-        out += (b"X-Request-ID: ", ex.head.request_id, b"\r\n\r\n")
+        out += (b"X-Request-ID: ", ex.request_id, b"\r\n\r\n")
 
     def body(self, chunk: bytes) -> None:
         if self.chunked:
@@ -99,10 +105,11 @@ class H1Writer:
             self.out.append(chunk)
 
     def end(self) -> None:
-        """The response body is complete (a chunked one gets its last chunk)."""
+        """The response body is complete (a chunked one gets its last chunk); not needed while `passthrough`."""
         if self.chunked:
             self.out.append(_CHUNK_END)
             self.chunked = False
+            self.passthrough = self.out
 
     def flush(self) -> int:
         """Write what was collected; returns the bytes written."""

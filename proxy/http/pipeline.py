@@ -25,7 +25,10 @@ from proxy.upstream.errors import BadRequest, InvalidBackend, NoEndpoints
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_connection import ClientConnection
+    from proxy.http.head import RequestHead
     from proxy.http.listener import Listener
+    from proxy.routing.model import Route
+    from proxy.runtime import Runtime
     from proxy.server import ProxyServer
     from proxy.tls.store import CertStoreHolder
     from proxy.upstream.cluster import Upstream
@@ -74,7 +77,7 @@ class Pipeline:
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
-        head = ex.head
+        head = ex  # the exchange is its request head
         runtime = self.holder.current
         if runtime is None:
             conn.send_error(ex, 503, NoEndpoints("no configuration loaded yet"), detail="no configuration loaded yet")
@@ -96,7 +99,10 @@ class Pipeline:
         query = url.find(b"?")
         raw_path = url if query < 0 else url[:query]
         path = raw_path.decode("latin-1")
-        normalized = normalize_path(path)
+        if "%" not in path and "/." not in path and "//" not in path and path[:1] == "/":
+            normalized: str | None = path  # normalize_path's own first test, inline: most paths need nothing
+        else:
+            normalized = normalize_path(path)
         if normalized is None:
             conn.send_error(ex, 400, BadRequest(f"invalid path {path[:100]!r}"), close=True)
             return
@@ -107,12 +113,11 @@ class Pipeline:
             host_name = normalize_host(host.decode("latin-1"))
             if len(_host_names) < _HOST_CACHE_LIMIT:
                 _host_names[host] = host_name
-        head.host = host_name
-        head.path = normalized
         if query >= 0:
-            head.query = url[query + 1 :]
+            head.query = url[query + 1 :]  # (host and path are set for filters, which alone read them)
         listener = self.listener
         if listener.filters:
+            self._for_filters(head, host_name, normalized)
             for listener_filter in listener.filters:
                 answer = listener_filter.on_request(head)
                 if answer is not None:
@@ -131,60 +136,29 @@ class Pipeline:
                 return
         else:
             table = config.table
-        route = table.match(host_name, normalized, head)
+        routes = table.hosts.get(host_name)  # table.match, the exact-host case inline
+        if routes is None:
+            routes = table.host_routes(host_name)
+        route = routes.match(normalized, head) if routes is not None else None
         if route is None:
             conn.send_error(ex, 404, None)
             return
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))
-        filters = route.filters
         mirrors: list[Upstream] | None = None
-        if filters is not None:
-            head.scheme = listener.scheme
-            head.port = listener.public_port
-            settings = self.settings
-            head.https_port = settings.publish_https_port or server.https_port or settings.https_port
-            for request_filter in filters.request:
-                answer = request_filter.on_request(head)
-                if answer is not None:
-                    self.answer(conn, ex, answer)
-                    return
-            if filters.response:
-                ex.response_filters = filters.response
-            if filters.mirrors:
-                mirrors = [upstream for m in filters.mirrors if m.cluster and mirror.chosen(m.percent)
-                           and (upstream := runtime.upstreams.get(m.cluster)) is not None and upstream.pools]
-        cluster = route.cluster
-        if not cluster:
-            backends = route.backends
-            backend = backends.pick() if backends is not None else None
-            if backend is None or not backend.cluster:
-                what = "an invalid backend" if backend is not None else "no backend"
-                conn.send_error(ex, 500, InvalidBackend(f"{route.kind} {route.name} rule {route.rule}: {what}"))
-                return
-            cluster = backend.cluster
-            ex.route_stats = stats.get(id(backend)) or ex.route_stats
-            if backend.filters is not None:
-                for request_filter in backend.filters.request:
-                    answer = request_filter.on_request(head)
-                    if answer is not None:
-                        self.answer(conn, ex, answer)
-                        return
-                if backend.filters.response:
-                    ex.response_filters += backend.filters.response
+        if route.plain:  # a plain Ingress path: one backend, nothing else to do
+            cluster = route.cluster
+        else:
+            cluster, mirrors = self._rule(conn, ex, route, runtime, host_name, normalized)
+            if not cluster:
+                return  # answered (a redirect, a 500)
         upstream = runtime.upstreams.get(cluster)
         if upstream is None or not upstream.pools:
             what = "unknown cluster" if upstream is None else "no ready endpoints for"
             conn.send_error(ex, 503, NoEndpoints(f"{what} {cluster}"))
             return
-        timeouts = route.timeouts
-        if timeouts is not None:
-            if timeouts.request:
-                ex.deadline = server.now + timeouts.request
-            if timeouts.backend_request:
-                ex.attempt_limit = timeouts.backend_request
-        if head.rewritten:
+        if not route.plain and head.rewritten:  # (`rewritten` is only set for rules that are not plain)
             url = head.path.encode("latin-1") + (url[query:] if query >= 0 else b"")
             fields = head.fields
         elif normalized != path:
@@ -213,6 +187,64 @@ class Pipeline:
         if mirrors:
             ex.mirror([(target, list(request)) for target in mirrors])
         ex.start(upstream, request, retries=server.retries)
+
+    def _rule(self, conn: ClientConnection, ex: Exchange, route: Route, runtime: Runtime, host: str,
+              path: str) -> tuple[str, list[Upstream] | None]:
+        """A rule with filters, weights or timeouts: run its request phase and pick its backend.
+
+        Returns the cluster to forward to and the mirrors to copy the request to; cluster "" when the
+        request has been answered (a filter's answer, 500 for a backend that cannot be served)."""
+        mirrors: list[Upstream] | None = None
+        self._for_filters(ex, host, path)
+        filters = route.filters
+        if filters is not None:
+            for request_filter in filters.request:
+                answer = request_filter.on_request(ex)
+                if answer is not None:
+                    self.answer(conn, ex, answer)
+                    return "", None
+            if filters.response:
+                ex.response_filters = filters.response
+            if filters.mirrors:
+                upstreams = runtime.upstreams
+                mirrors = [upstream for m in filters.mirrors if m.cluster and mirror.chosen(m.percent)
+                           and (upstream := upstreams.get(m.cluster)) is not None and upstream.pools]
+        cluster = route.cluster
+        if not cluster:
+            backends = route.backends
+            backend = backends.pick() if backends is not None else None
+            if backend is None or not backend.cluster:
+                what = "an invalid backend" if backend is not None else "no backend"
+                conn.send_error(ex, 500, InvalidBackend(f"{route.kind} {route.name} rule {route.rule}: {what}"))
+                return "", None
+            cluster = backend.cluster
+            ex.route_stats = self.server.route_stats.get(id(backend)) or ex.route_stats
+            if backend.filters is not None:
+                for request_filter in backend.filters.request:
+                    answer = request_filter.on_request(ex)
+                    if answer is not None:
+                        self.answer(conn, ex, answer)
+                        return "", None
+                if backend.filters.response:
+                    ex.response_filters += backend.filters.response
+        timeouts = route.timeouts
+        if timeouts is not None:
+            ex.timeouts = timeouts
+            ex.deadline = self.server.now + timeouts.request if timeouts.request else 0.0
+        return cluster, mirrors
+
+    def _for_filters(self, head: RequestHead, host: str, path: str) -> None:
+        """What filters read of a request besides its fields (plain routes never need it); see
+        Exchange.SET_BEFORE_READ. Set before listener filters (which never rewrite) and again before a
+        rule's filters."""
+        head.rewritten = False
+        listener = self.listener
+        settings = self.settings
+        head.host = host
+        head.path = path
+        head.scheme = listener.scheme
+        head.port = listener.public_port
+        head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
 
     def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer) -> None:
         """The proxy answers itself (a redirect, a refusal)."""

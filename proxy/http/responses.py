@@ -36,7 +36,9 @@ logger = logging.getLogger("pyngress.proxy")
 REASONS: dict[int, bytes] = {status.value: status.phrase.encode() for status in HTTPStatus}
 REASONS[499] = b"Client Closed Request"
 
-_STATUS_PREFIX: dict[int, bytes] = {}
+# Public so the hot path can try ``STATUS_PREFIXES.get(status)`` inline before calling status_prefix.
+STATUS_PREFIXES: dict[int, bytes] = {}
+_STATUS_PREFIX = STATUS_PREFIXES
 
 
 def status_prefix(status: int) -> bytes:
@@ -92,19 +94,20 @@ def error_response(
 # Request ids need to be unique, not secret: a generator seeded once from the OS per process
 # (no getrandom syscall per request), 128 bits, like ingress-nginx's $req_id.
 _ids = Random(SystemRandom().getrandbits(128))
-_id_bits = _ids.getrandbits
+# Public so the hot path can format an id inline (b"%032x" % random_bits(128)) without a call.
+random_bits = _ids.getrandbits
 
 
 def new_request_id() -> bytes:
     """32 hex digits, like ingress-nginx's $req_id."""
-    return b"%032x" % _id_bits(128)
+    return b"%032x" % random_bits(128)
 
 
 def log_answer(
     level: int, status: int, ex: Exchange | None, request_id: bytes, client_ip: bytes, cause: BaseException | None
 ) -> None:
     """One log line for an answer of the proxy's own, with the request id its body and X-Request-ID carry."""
-    head = ex.head if ex is not None else None
+    head = ex
     method = head.method.decode("latin-1") if head is not None and head.method else "-"
     target = head.target[:200].decode("latin-1") if head is not None and head.target else "-"
     host = head.authority.decode("latin-1") if head is not None and head.authority else "-"

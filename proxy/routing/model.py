@@ -169,6 +169,12 @@ class Route:
     # Compiled filters of the rule (request phase, response phase); None: none.
     filters: Filters | None = None
     timeouts: Timeouts | None = None
+    # No filters, no weights, no timeouts: the request path checks this one flag instead of three
+    # (derived in __post_init__; not an argument).
+    plain: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", self.filters is None and self.backends is None and self.timeouts is None)
 
     @property
     def name(self) -> str:

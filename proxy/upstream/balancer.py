@@ -15,6 +15,10 @@ from proxy.upstream.pool import EndpointPool
 
 
 class Balancer(Protocol):
+    # Whether `report` wants successes too (a latency-aware balancer does); when False, an attempt that
+    # went well is reported only to an endpoint with failures to forget, so the usual request makes no call.
+    reports_success: bool
+
     def update(self, pools: tuple[EndpointPool, ...]) -> None:
         """The cluster's endpoints changed: balance over `pools` from now on."""
         ...
@@ -34,6 +38,7 @@ class RoundRobin:
     so the attempts of one request go to distinct endpoints while there are enough."""
 
     __slots__ = ("pools", "cursor")
+    reports_success = False
 
     def __init__(self, pools: tuple[EndpointPool, ...] = ()) -> None:
         self.pools = pools

@@ -27,10 +27,17 @@ class ConnectionUser(Protocol):
     def upstream_write_resumed(self) -> None: ...
 
 
+class ResponseReader(Protocol):
+    """The parser state a connection keeps between its requests (proxy.http.h1_response.H1Response)."""
+
+    def close(self) -> None: ...
+
+
 class UpstreamConnection(asyncio.Protocol):
     """A connection owned either by a pool (idle) or by one exchange (busy)."""
 
-    __slots__ = ("pool", "transport", "user", "requests", "idle_since", "reading_paused", "writing_paused", "closed")
+    __slots__ = ("pool", "transport", "user", "requests", "idle_since", "reading_paused", "writing_paused", "closed",
+                 "reader")
 
     def __init__(self, pool: EndpointPool) -> None:
         self.pool = pool
@@ -42,6 +49,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.reading_paused = False
         self.writing_paused = False
         self.closed = False
+        # The response parser of this connection, kept from one request to the next (made by the first user).
+        self.reader: ResponseReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -68,6 +77,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._drop_reader()
         user = self.user
         if user is not None:
             self.user = None
@@ -101,9 +111,16 @@ class UpstreamConnection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.closed and not self.transport.is_closing()
 
+    def _drop_reader(self) -> None:
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            reader.close()
+
     def close(self) -> None:
         """Close without waiting for buffered bytes (used for broken or surplus connections)."""
         self.user = None
+        self._drop_reader()
         if not self.closed:
             self.closed = True
             self.pool.discard(self)
@@ -111,6 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.user = None
+        self._drop_reader()
         if not self.closed:
             self.closed = True
             self.pool.discard(self)

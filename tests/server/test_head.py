@@ -1,0 +1,28 @@
+"""The request head an exchange carries: the same defaults as a RequestHead of its own.
+
+Exchange.__init__ writes RequestHead's defaults itself (no call to RequestHead.__init__ on every
+request) and leaves out the fields the request path always writes before reading them; this keeps
+the two lists from drifting apart.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from proxy.http.exchange import Exchange
+from proxy.http.head import RequestHead
+
+
+def _slots(cls: type) -> set[str]:
+    return {name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ())}
+
+
+def test_an_exchange_starts_with_the_request_head_defaults():
+    head = RequestHead()
+    exchange = Exchange(SimpleNamespace(writer=None))  # type: ignore[arg-type]
+    fields = _slots(RequestHead)
+    assert fields >= Exchange.SET_BEFORE_READ
+    for name in sorted(fields - Exchange.SET_BEFORE_READ):
+        assert getattr(exchange, name) == getattr(head, name), name
+    for name in Exchange.SET_BEFORE_READ:
+        assert not hasattr(exchange, name), f"{name} is written by Exchange.__init__: drop it from SET_BEFORE_READ"
