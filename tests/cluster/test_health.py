@@ -69,8 +69,8 @@ def test_metrics_read_the_live_objects_at_scrape_time() -> None:
     assert sample(metrics, "pyngress_watch_relists_total", kind="Ingress") == 2
     assert sample(metrics, "pyngress_watch_synced", kind="Ingress") == 1
     assert sample(metrics, "pyngress_leader") == 1
-    assert sample(metrics, "pyngress_status_writes_total") == 7
-    assert sample(metrics, "pyngress_status_errors_total") == 1
+    assert sample(metrics, "pyngress_status_writes_total", kind="Ingress") == 7
+    assert sample(metrics, "pyngress_status_errors_total", kind="Ingress") == 1
     assert (sample(metrics, "pyngress_events_posted_total"), sample(metrics, "pyngress_events_errors_total"),
             sample(metrics, "pyngress_events_dropped_total")) == (3, 2, 1)
 

@@ -13,6 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubeapi import KubeApiServer
 from kubeapi.errors import ApiError
+from kubeapi.gateway_schema import DEFAULT_CONDITIONS
 
 from .test_emulator import collect, until, watching
 
@@ -133,7 +134,9 @@ async def test_status_subresource_and_generation(kube_api: KubeApiServer, api_cl
     api = CustomObjectsApi(api_client)
     created = await api.create_namespaced_custom_object(GROUP, "v1", "default", "gateways",
                                                         {**gateway("web"), "status": {"addresses": []}})
-    assert "status" not in created and created["metadata"]["generation"] == 1
+    # The request's status is dropped; the CRD's default ("Waiting for controller") is what reads back.
+    assert created["status"] == {"conditions": DEFAULT_CONDITIONS["Gateway"]}
+    assert created["metadata"]["generation"] == 1
     version = created["metadata"]["resourceVersion"]
     condition = {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "", "observedGeneration": 1,
                  "lastTransitionTime": "2026-01-01T00:00:00Z"}
