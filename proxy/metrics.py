@@ -239,16 +239,16 @@ class ClusterCollector(Collector):
         if self.elector is not None:
             yield GaugeMetricFamily("pyngress_leader", "1 while this replica holds the leader Lease (writes status "
                                     "and Events).", value=1 if self.elector.is_leader else 0)
-        writers = [(kind, writer) for kind, writer in (("Ingress", self.status_writer),
-                                                       ("Gateway", self.gateway_status_writer)) if writer is not None]
+        writers = [(api, writer) for api, writer in (("Ingress", self.status_writer),
+                                                     ("Gateway", self.gateway_status_writer)) if writer is not None]
         if writers:
             # kind: Ingress (status.loadBalancer of Ingresses) or Gateway (GatewayClass, Gateway, HTTPRoute status).
             writes = CounterMetricFamily("pyngress_status_writes", "Status updates written, by API.", labels=["kind"])
             failed = CounterMetricFamily("pyngress_status_errors", "Status passes that failed (retried), by API.",
                                          labels=["kind"])
-            for kind, writer in writers:
-                writes.add_metric([kind], writer.writes_total)
-                failed.add_metric([kind], writer.errors_total)
+            for api, writer in writers:
+                writes.add_metric([api], writer.writes_total)
+                failed.add_metric([api], writer.errors_total)
             yield from (writes, failed)
         recorder = self.events
         if recorder is not None:

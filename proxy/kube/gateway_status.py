@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
@@ -343,22 +344,19 @@ class GatewayStatusWriter:
         if desired is not None:
             for name, found in desired.classes.items():
                 if name in snapshot.gateway_classes:
-                    document = found.to_json()
                     targets.append(_Target(GATEWAY_CLASSES, "", name, snapshot.gateway_classes[name],
-                                           lambda current, d=document: class_status(current, d, now)))
+                                           partial(class_status, desired=found.to_json(), now=now)))
             for key, found in desired.gateways.items():
                 if key in snapshot.gateways:
-                    document = found.to_json()
                     targets.append(_Target(GATEWAYS, key[0], key[1], snapshot.gateways[key],
-                                           lambda current, d=document: gateway_status(current, d, addresses, now)))
+                                           partial(gateway_status, desired=found.to_json(), addresses=addresses,
+                                                   now=now)))
         routes = desired.routes if desired is not None else {}
         for key, obj in snapshot.http_routes.items():
-            found = routes.get(key)
-            entries = found.to_json() if found is not None else []
+            entry = routes.get(key)
             targets.append(_Target(HTTP_ROUTES, key[0], key[1], obj,
-                                   lambda current, e=entries, ns=key[0]: route_status(
-                                       current, e, namespace=ns, controller=self.controller, owns=self.owns,
-                                       now=now)))
+                                   partial(route_status, desired=entry.to_json() if entry is not None else [],
+                                           namespace=key[0], controller=self.controller, owns=self.owns, now=now)))
         return targets
 
     async def _write(self, target: _Target) -> bool:
