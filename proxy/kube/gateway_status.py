@@ -428,12 +428,13 @@ class GatewayStatusWriter:
         return runtime.config.gateway_status if runtime is not None else None
 
     async def _status_changed(self) -> None:
-        """Until a build goes live whose status differs from what the last pass published."""
+        """Until the running status differs from what the last pass published (maybe already: a build
+        can go live while a pass is writing)."""
         while True:
-            await self.holder.wait_for(self.holder.generation + 1, None)  # type: ignore[arg-type]
             desired = self._desired()
             if desired is not self._seen and desired != self._seen:
                 return
+            await self.holder.wait_for(self.holder.generation + 1, None)  # type: ignore[arg-type]
 
     async def _sleep(self, delay: float) -> None:
         """Until woken, the status to publish changes, this replica becomes leader, or `delay` seconds."""
