@@ -79,6 +79,8 @@ _OWNED_GATEWAY_FIELDS = ("conditions", "listeners", "addresses")
 
 Status = dict[str, Any]
 Edit = Callable[[Any], "Status | None"]
+_NOTHING = object()  # what the first pass has seen published
+_WRITTEN, _CONFLICT, _GONE = "written", "conflict", "gone"  # outcomes of one PUT
 
 
 class StatusDocument(Protocol):
@@ -458,10 +460,6 @@ class GatewayStatusWriter:
                 await self.holder.wait_for(self.holder.generation + 1, min(self.debounce, left))
             except TimeoutError:
                 return
-
-
-_NOTHING = object()
-_WRITTEN, _CONFLICT, _GONE = "written", "conflict", "gone"
 
 
 async def _answer(response: object) -> tuple[int, bytes]:
