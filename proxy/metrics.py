@@ -191,7 +191,7 @@ class Leadership(Protocol):
 
 
 class WriteCounters(Protocol):
-    """The status writer's counters (see proxy.kube.status.StatusWriter)."""
+    """A status writer's counters (proxy.kube.status.StatusWriter, proxy.kube.gateway_status.GatewayStatusWriter)."""
 
     writes_total: int
     errors_total: int
@@ -210,10 +210,12 @@ class ClusterCollector(Collector):
     status writes and Events. Which kind fails, and since when, is what an outage alert needs."""
 
     def __init__(self, *, watch: WatchHealth, elector: Leadership | None = None,
-                 status_writer: WriteCounters | None = None, events: EventCounters | None = None) -> None:
+                 status_writer: WriteCounters | None = None, events: EventCounters | None = None,
+                 gateway_status_writer: WriteCounters | None = None) -> None:
         self.watch = watch
         self.elector = elector
         self.status_writer = status_writer
+        self.gateway_status_writer = gateway_status_writer
         self.events = events
 
     def collect(self) -> Iterator[Metric]:
@@ -237,12 +239,17 @@ class ClusterCollector(Collector):
         if self.elector is not None:
             yield GaugeMetricFamily("pyngress_leader", "1 while this replica holds the leader Lease (writes status "
                                     "and Events).", value=1 if self.elector.is_leader else 0)
-        writer = self.status_writer
-        if writer is not None:
-            yield CounterMetricFamily("pyngress_status_writes", "Ingress status updates written.",
-                                      value=writer.writes_total)
-            yield CounterMetricFamily("pyngress_status_errors", "Ingress status passes that failed (retried).",
-                                      value=writer.errors_total)
+        writers = [(api, writer) for api, writer in (("Ingress", self.status_writer),
+                                                     ("Gateway", self.gateway_status_writer)) if writer is not None]
+        if writers:
+            # kind: Ingress (status.loadBalancer of Ingresses) or Gateway (GatewayClass, Gateway, HTTPRoute status).
+            writes = CounterMetricFamily("pyngress_status_writes", "Status updates written, by API.", labels=["kind"])
+            failed = CounterMetricFamily("pyngress_status_errors", "Status passes that failed (retried), by API.",
+                                         labels=["kind"])
+            for api, writer in writers:
+                writes.add_metric([api], writer.writes_total)
+                failed.add_metric([api], writer.errors_total)
+            yield from (writes, failed)
         recorder = self.events
         if recorder is not None:
             yield CounterMetricFamily("pyngress_events_posted", "Warning Events created or counted up.",
@@ -317,10 +324,11 @@ class Metrics:
         return self.server.traffic.snapshot() if self.server is not None else None
 
     def add_cluster(self, *, watch: WatchHealth, elector: Leadership | None = None,
-                    status_writer: WriteCounters | None = None, events: EventCounters | None = None) -> None:
-        """Export cluster mode's health (watch, leadership, status writer, Events) from now on."""
+                    status_writer: WriteCounters | None = None, events: EventCounters | None = None,
+                    gateway_status_writer: WriteCounters | None = None) -> None:
+        """Export cluster mode's health (watch, leadership, status writers, Events) from now on."""
         self.registry.register(ClusterCollector(watch=watch, elector=elector, status_writer=status_writer,
-                                                events=events))
+                                                events=events, gateway_status_writer=gateway_status_writer))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every collector."""

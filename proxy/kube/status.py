@@ -91,6 +91,27 @@ def current_addresses(ingress: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return _canonical(((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
 
 
+async def published_addresses(core: CoreV1Api, settings: Settings) -> list[Address]:
+    """Where clients reach us (--publish-status-address, else the --publish-service Service), IPs first,
+    sorted so equal sets compare equal; shared by the Ingress and Gateway status writers."""
+    if settings.publish_status_address:
+        found = [address_entry(a) for a in settings.publish_status_address]
+    else:
+        namespace, _, name = settings.publish_service.partition("/")
+        if not name:
+            namespace, name = settings.pod_namespace, namespace
+        response = raw_response(await core.read_namespaced_service(
+            name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+        try:
+            body = await response.read()
+            if response.status != 200:
+                raise api_error(response.status, body)
+        finally:
+            response.release()
+        found = service_addresses(json.loads(body))
+    return sorted(found, key=lambda a: (0, a["ip"]) if "ip" in a else (1, a["hostname"]))
+
+
 def served_ingresses(holder: RuntimeHolder) -> set[Key]:
     """(namespace, name) of every Ingress with a route in the running configuration."""
     runtime = holder.current
@@ -188,22 +209,7 @@ class StatusWriter:
 
     async def addresses(self) -> list[Address]:
         """The addresses to publish, sorted so equal sets compare (and render) equal."""
-        if self.settings.publish_status_address:
-            found = [address_entry(a) for a in self.settings.publish_status_address]
-        else:
-            namespace, _, name = self.settings.publish_service.partition("/")
-            if not name:
-                namespace, name = self.settings.pod_namespace, namespace
-            response = raw_response(await self.core.read_namespaced_service(
-                name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
-            try:
-                body = await response.read()
-                if response.status != 200:
-                    raise api_error(response.status, body)
-            finally:
-                response.release()
-            found = service_addresses(json.loads(body))
-        return sorted(found, key=lambda a: (0, a["ip"]) if "ip" in a else (1, a["hostname"]))
+        return await published_addresses(self.core, self.settings)
 
     async def _write(self, key: Key, addresses: list[Address] | None) -> None:
         namespace, name = key

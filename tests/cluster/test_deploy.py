@@ -113,7 +113,7 @@ def test_rbac_covers_every_api_call_the_code_makes() -> None:
     assert not missing, f"RBAC does not grant: {missing}"
 
 
-def test_rbac_reads_the_gateway_api_and_namespaces_and_writes_none_of_it() -> None:
+def test_rbac_reads_the_gateway_api_and_namespaces_and_writes_only_gateway_api_status() -> None:
     declared = declared_api_calls()
     for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants"):
         for verb in ("list", "watch"):
@@ -124,9 +124,13 @@ def test_rbac_reads_the_gateway_api_and_namespaces_and_writes_none_of_it() -> No
         for rule in role["rules"]:
             assert "nonResourceURLs" not in rule, rule
     granted = set().union(*(grants(r["rules"]) for r in of_kind("ClusterRole")))
+    # Status is read and written back whole (GET + PUT on /status), never the objects themselves.
+    status = {("gateway.networking.k8s.io", f"{resource}/status", verb)
+              for resource in ("gatewayclasses", "gateways", "httproutes") for verb in ("get", "update")}
     assert {(g, r, v) for g, r, v in granted if g == "gateway.networking.k8s.io"} == {
         ("gateway.networking.k8s.io", resource, verb)
-        for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants") for verb in ("list", "watch")}
+        for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+        for verb in ("list", "watch")} | status
     assert {(r, v) for g, r, v in granted if g == "" and r.startswith("namespaces")} == {
         ("namespaces", "list"), ("namespaces", "watch")}
 

@@ -49,9 +49,11 @@ def test_metrics_read_the_live_objects_at_scrape_time() -> None:
     watch = WatchStatus.for_kinds(KINDS)
     elector = _Leadership()
     writer = _Counters(writes_total=0, errors_total=0)
+    gateway_writer = _Counters(writes_total=0, errors_total=0)
     recorder = _Counters(posted_total=0, errors_total=0, dropped_total=0)
     metrics = Metrics(holder=RuntimeHolder())
-    metrics.add_cluster(watch=watch, elector=elector, status_writer=writer, events=recorder)  # type: ignore[arg-type]
+    metrics.add_cluster(watch=watch, elector=elector, status_writer=writer, events=recorder,  # type: ignore[arg-type]
+                        gateway_status_writer=gateway_writer)  # type: ignore[arg-type]
     assert sample(metrics, "pyngress_watch_failing", kind="Secret") == 0
     assert sample(metrics, "pyngress_watch_synced", kind="Secret") == 0
     assert sample(metrics, "pyngress_leader") == 0
@@ -62,6 +64,7 @@ def test_metrics_read_the_live_objects_at_scrape_time() -> None:
     watch.kinds["Ingress"].relists_total = 2
     elector.is_leader = True
     writer.writes_total, writer.errors_total = 7, 1
+    gateway_writer.writes_total, gateway_writer.errors_total = 4, 2
     recorder.posted_total, recorder.errors_total, recorder.dropped_total = 3, 2, 1
     assert sample(metrics, "pyngress_watch_failing", kind="Secret") == 1
     assert sample(metrics, "pyngress_watch_failing", kind="Ingress") == 0
@@ -69,8 +72,10 @@ def test_metrics_read_the_live_objects_at_scrape_time() -> None:
     assert sample(metrics, "pyngress_watch_relists_total", kind="Ingress") == 2
     assert sample(metrics, "pyngress_watch_synced", kind="Ingress") == 1
     assert sample(metrics, "pyngress_leader") == 1
-    assert sample(metrics, "pyngress_status_writes_total") == 7
-    assert sample(metrics, "pyngress_status_errors_total") == 1
+    assert sample(metrics, "pyngress_status_writes_total", kind="Ingress") == 7
+    assert sample(metrics, "pyngress_status_errors_total", kind="Ingress") == 1
+    assert sample(metrics, "pyngress_status_writes_total", kind="Gateway") == 4
+    assert sample(metrics, "pyngress_status_errors_total", kind="Gateway") == 2
     assert (sample(metrics, "pyngress_events_posted_total"), sample(metrics, "pyngress_events_errors_total"),
             sample(metrics, "pyngress_events_dropped_total")) == (3, 2, 1)
 

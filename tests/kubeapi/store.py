@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ApiError, conflict, not_found
+from .gateway_schema import default_status, validate_status
 from .resources import Resource
 
 Obj = dict[str, Any]
@@ -292,7 +293,10 @@ class Store:
     @staticmethod
     def _default(resource: Resource, obj: Obj, *, creating: bool) -> None:
         """What the API server's strategies fill in: a Namespace's name label (reset on every write:
-        it is immutable), and on creation its Active phase and the kubernetes finalizer."""
+        it is immutable), and on creation its Active phase and the kubernetes finalizer; a CRD's
+        status defaults (a new Gateway's "Waiting for controller" conditions)."""
+        if resource.crd:
+            default_status(resource.kind, obj)
         if resource.kind != "Namespace":
             return
         meta = obj["metadata"]
@@ -303,6 +307,8 @@ class Store:
             obj["status"] = {"phase": "Active"}
 
     def _validate(self, resource: Resource, obj: Obj) -> None:
+        if resource.crd and resource.status:
+            validate_status(resource.kind, resource.group, obj)
         if resource.kind == "EndpointSlice" and not self.allow_loopback:
             for i, endpoint in enumerate(obj.get("endpoints") or []):
                 for address in endpoint.get("addresses") or []:

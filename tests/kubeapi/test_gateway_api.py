@@ -13,6 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubeapi import KubeApiServer
 from kubeapi.errors import ApiError
+from kubeapi.gateway_schema import DEFAULT_CONDITIONS
 
 from .test_emulator import collect, until, watching
 
@@ -133,7 +134,9 @@ async def test_status_subresource_and_generation(kube_api: KubeApiServer, api_cl
     api = CustomObjectsApi(api_client)
     created = await api.create_namespaced_custom_object(GROUP, "v1", "default", "gateways",
                                                         {**gateway("web"), "status": {"addresses": []}})
-    assert "status" not in created and created["metadata"]["generation"] == 1
+    # The request's status is dropped; the CRD's default ("Waiting for controller") is what reads back.
+    assert created["status"] == {"conditions": DEFAULT_CONDITIONS["Gateway"]}
+    assert created["metadata"]["generation"] == 1
     version = created["metadata"]["resourceVersion"]
     condition = {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "", "observedGeneration": 1,
                  "lastTransitionTime": "2026-01-01T00:00:00Z"}
@@ -175,6 +178,59 @@ async def test_status_subresource_and_generation(kube_api: KubeApiServer, api_cl
         await api.patch_namespaced_custom_object(GROUP, "v1", "default", "gateways", "web", {"spec": {}},
                                                  _content_type="application/strategic-merge-patch+json")
     assert err.value.status == 415
+
+
+async def test_gateway_and_class_read_back_with_the_crd_status_defaults(kube_api: KubeApiServer) -> None:
+    kube_api.install_gateway_api()
+    assert kube_api.create(gateway_class())["status"] == {"conditions": DEFAULT_CONDITIONS["GatewayClass"]}
+    assert [c["type"] for c in kube_api.create(gateway("web"))["status"]["conditions"]] == ["Accepted", "Programmed"]
+    assert {c["status"] for c in DEFAULT_CONDITIONS["Gateway"]} == {"Unknown"}
+    # Status written without conditions gets them back; HTTPRoute has no default status.
+    written = kube_api.patch("Gateway", "default", "web", {"status": {"conditions": None, "listeners": []}},
+                             subresource="status")
+    assert written["status"] == {"conditions": DEFAULT_CONDITIONS["Gateway"], "listeners": []}
+
+
+def _condition(**changes: Any) -> dict:
+    return {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "", "observedGeneration": 1,
+            "lastTransitionTime": "2026-01-01T00:00:00Z", **changes}
+
+
+def _parent(**changes: Any) -> dict:
+    return {"parentRef": {"name": "web"}, "controllerName": "example.com/x", "conditions": [_condition()], **changes}
+
+
+@pytest.mark.parametrize("kind,status,where", [
+    ("Gateway", {"conditions": [{k: v for k, v in _condition().items() if k != "lastTransitionTime"}]},
+     "status.conditions[0].lastTransitionTime: Required value"),
+    ("Gateway", {"conditions": [_condition(lastTransitionTime="2026-01-01 00:00:00")]},
+     "status.conditions[0].lastTransitionTime"),
+    ("Gateway", {"conditions": [_condition(status="Yes")]}, "status.conditions[0].status: Unsupported value"),
+    ("Gateway", {"conditions": [_condition(reason="")]}, "status.conditions[0].reason"),
+    ("Gateway", {"conditions": [_condition(), _condition()]}, "status.conditions[1]: Duplicate value"),
+    ("Gateway", {"conditions": [_condition(observedGeneration=-1)]}, "status.conditions[0].observedGeneration"),
+    ("Gateway", {"listeners": [{"name": "http", "conditions": []}]}, "status.listeners[0].attachedRoutes"),
+    ("Gateway", {"addresses": [{"type": "IPAddress", "value": "lb.example.com"}]}, "status.addresses[0].value"),
+    ("Gateway", {"addresses": [{"type": "Hostname", "value": "LB_1"}]}, "status.addresses[0]"),
+    ("HTTPRoute", {}, "status.parents: Required value"),
+    ("HTTPRoute", {"parents": [_parent(conditions=[])]}, "status.parents[0].conditions"),
+    ("HTTPRoute", {"parents": [_parent(controllerName="no-slash")]}, "status.parents[0].controllerName"),
+    ("HTTPRoute", {"parents": [_parent()] * 33}, "status.parents: Too many: 33"),
+])
+async def test_status_writes_are_validated_as_the_crd_schema_says(kube_api: KubeApiServer, api_client: ApiClient,
+                                                                  kind: str, status: dict, where: str) -> None:
+    kube_api.install_gateway_api()
+    plural = {"Gateway": "gateways", "HTTPRoute": "httproutes"}[kind]
+    body = gateway("web") if kind == "Gateway" else {
+        "kind": "HTTPRoute", "apiVersion": f"{GROUP}/v1", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "web"}]}}
+    created = kube_api.create(body)
+    api = CustomObjectsApi(api_client)
+    with pytest.raises(ApiException) as err:
+        await api.replace_namespaced_custom_object_status(GROUP, "v1", "default", plural, "web",
+                                                          {**created, "status": status})
+    assert err.value.status == 422 and where in err.value.body, err.value.body
+    assert kube_api.get(kind, "default", "web")["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
 
 async def test_reference_grant_at_an_older_bundle_version(kube_api: KubeApiServer, api_client: ApiClient) -> None:
