@@ -15,8 +15,9 @@ Fields (ingress-nginx users will recognise most of them from its JSON log format
 ``query``, ``protocol``, ``status``, ``bytes_in`` (request line, header and body),
 ``bytes_out``, ``duration`` (seconds, first request byte to last response byte),
 ``upstream_duration`` (to the upstream's response head; null when none), ``upstream``
-(address:port; null when none), ``namespace``, ``ingress``, ``route_host``, ``route_path``
-and ``service`` of the matched route (empty when none matched), ``user_agent``, ``retries``.
+(address:port; null when none), ``namespace``, ``ingress`` (an Ingress or HTTPRoute name),
+``route_host``, ``route_path``, ``service`` and ``route_kind`` ("Ingress" or "HTTPRoute") of the
+matched route (empty when none matched), ``user_agent``, ``retries``.
 """
 
 from __future__ import annotations
@@ -61,10 +62,10 @@ def json_text(value: bytes | None) -> bytes:
 
 
 def route_fields(labels: Sequence[str]) -> bytes:
-    """The route part of a line, encoded once per route: namespace, ingress, route host, path, service."""
-    namespace, ingress, host, path, service = labels
-    return b'"namespace":%s,"ingress":%s,"route_host":%s,"route_path":%s,"service":%s' % tuple(
-        _quote(value).encode("ascii") for value in (namespace, ingress, host, path, service))
+    """The route part of a line, encoded once per route: namespace, ingress, route host, path, service, kind."""
+    namespace, ingress, host, path, service, kind = labels
+    return (b'"namespace":%s,"ingress":%s,"route_host":%s,"route_path":%s,"service":%s,"route_kind":%s'
+            % tuple(_quote(value).encode("ascii") for value in (namespace, ingress, host, path, service, kind)))
 
 
 def address_text(address: str, port: int) -> bytes:

@@ -42,7 +42,7 @@ class ServerCounters(Protocol):
     traffic: TrafficStats
 
 
-ROUTE_LABELS = ["namespace", "ingress", "host", "path", "service", "method", "status"]
+ROUTE_LABELS = ["namespace", "ingress", "host", "path", "service", "kind", "method", "status"]
 
 
 class TrafficCollector(Collector):

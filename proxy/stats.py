@@ -19,9 +19,10 @@ from typing import Any
 # ingress-nginx's request-time buckets (seconds): what existing dashboards and SLO rules expect.
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-# namespace, ingress, host (rule host, "" for host-less rules), path (the pattern), service
-RouteLabels = tuple[str, str, str, str, str]
-UNMATCHED: RouteLabels = ("", "", "", "", "")
+# namespace, ingress (the object: an Ingress or an HTTPRoute), host (rule host, "" for host-less rules),
+# path (the pattern), service, kind (of the object: "Ingress" or "HTTPRoute")
+RouteLabels = tuple[str, str, str, str, str, str]
+UNMATCHED: RouteLabels = ("", "", "", "", "", "")
 
 # One (method, status) series in snapshot form:
 # [method, status, requests, received, sent, retries, duration_sum, duration_buckets,
@@ -181,12 +182,12 @@ def route_labels(route: Any, clusters: Mapping[str, Any]) -> RouteLabels:
         service = cluster.service
     else:  # "namespace/service:port"
         service = route.cluster.partition("/")[2].rpartition(":")[0]
-    return (route.namespace, route.ingress, route.host, route.path, service)
+    return (route.namespace, route.ingress, route.host, route.path, service, route.kind)
 
 
 def backend_labels(route: Any, backend: Any) -> RouteLabels:
     """The label values of one weighted backend of a routing.model.Route: its own service."""
-    return (route.namespace, route.ingress, route.host, route.path, backend.service)
+    return (route.namespace, route.ingress, route.host, route.path, backend.service, route.kind)
 
 
 __all__ = ["DURATION_BUCKETS", "RouteLabels", "RouteStats", "Series", "Snapshot", "TrafficStats", "UNMATCHED",

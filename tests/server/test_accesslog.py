@@ -9,7 +9,7 @@ import time
 
 from proxy.accesslog import AccessLog, address_text, route_fields
 
-LABELS = ("shop", "web", "*.example.com", "/api", "api")
+LABELS = ("shop", "web", "*.example.com", "/api", "api", "Ingress")
 
 
 def add(log: AccessLog, index: int, **changes: object) -> None:
@@ -44,7 +44,8 @@ def test_fields_and_escaping():
     assert entry["host"] == 'evil"\\\x00\xff' and entry["path"] == "/p\n" and entry["query"] == 'q="1"'
     assert entry["upstream"] == "[fd00::1]:80" and entry["upstream_duration"] is None
     assert entry["protocol"] == "HTTP/1.0" and entry["user_agent"] == "" and entry["time"] == "2025-11-23T02:55:59.417Z"
-    assert (entry["namespace"], entry["ingress"], entry["route_host"], entry["route_path"], entry["service"]) == LABELS
+    assert (entry["namespace"], entry["ingress"], entry["route_host"], entry["route_path"], entry["service"],
+            entry["route_kind"]) == LABELS
     assert (entry["status"], entry["bytes_in"], entry["bytes_out"], entry["retries"]) == (200, 80, 512, 0)
     assert entry["duration"] == 0.0012 and entry["upstream_duration"] is None
 
