@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
-from proxy.accesslog import address_text, route_fields
 from proxy.http import mirror
+from proxy.http.deadlines import check_timeouts
 from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
+from proxy.http.record import record
 from proxy.http.response_head import ResponseHead
 from proxy.upstream.errors import (
     ConnectError,
@@ -41,7 +42,7 @@ from proxy.upstream.errors import (
 )
 
 if TYPE_CHECKING:
-    from proxy.http.h1_connection import ClientConnection
+    from proxy.http.downstream import Downstream
     from proxy.http.h1_writer import H1Writer
     from proxy.routing.filters import ResponseFilter
     from proxy.routing.model import Timeouts
@@ -72,7 +73,6 @@ _CRLF = b"\r\n"
 # Request and upstream durations: a monotonic clock with sub-microsecond resolution (uvloop's
 # loop.time() is the cached millisecond time of the loop iteration).
 _clock = time.perf_counter
-_wall = time.time
 
 
 class Exchange(RequestHead):
@@ -112,7 +112,7 @@ class Exchange(RequestHead):
     # protocol sets server_name with the head. tests/server/test_head.py checks this list.
     SET_BEFORE_READ = frozenset({"scheme", "host", "path", "port", "https_port", "rewritten", "server_name"})
 
-    def __init__(self, client: ClientConnection) -> None:
+    def __init__(self, client: Downstream) -> None:
         # The RequestHead defaults (see RequestHead.__init__), but for SET_BEFORE_READ.
         self.method = b""
         self.target = b""
@@ -147,8 +147,8 @@ class Exchange(RequestHead):
         # `attempt_deadline` (the current attempt's, see start) are set.
         self.timeouts: Timeouts | None = None
         self.response_filters: tuple[ResponseFilter, ...] = ()
-        # Copies of this request still collecting its body (see proxy.http.mirror); None: no mirror waits.
-        self.mirrors: list[tuple[Upstream, list[bytes], int]] | None = None
+        # Copies of this request still collecting its body; None: no mirror waits.
+        self.mirrors: mirror.Copies | None = None
         self.response: H1Response | None = None  # the current attempt's response reader
         self.resp_head_done = False
         self.resp_done = False
@@ -293,8 +293,9 @@ class Exchange(RequestHead):
         else:
             framed = (chunk,)
             self.up_out.append(chunk)
-        if self.mirrors is not None:
-            self._copy_body(framed, len(chunk))
+        mirrors = self.mirrors
+        if mirrors is not None and not mirrors.add(framed, len(chunk)):
+            self.mirrors = None
 
     def mirror(self, copies: list[tuple[Upstream, list[bytes]]]) -> None:
         """Send copies of this request to mirror backends once it is complete (now, when it has no body)."""
@@ -302,18 +303,7 @@ class Exchange(RequestHead):
             for upstream, request in copies:
                 mirror.send_copy(upstream, request)
             return
-        self.mirrors = [(upstream, request + self.up_out, 0) for upstream, request in copies]
-
-    def _copy_body(self, framed: tuple[bytes, ...], size: int) -> None:
-        kept = []
-        for upstream, request, copied in self.mirrors or ():
-            copied += size
-            if copied > mirror.MIRROR_BODY_LIMIT:
-                mirror.STATS.dropped += 1  # a body too large to copy: this mirror is dropped
-                continue
-            request += framed
-            kept.append((upstream, request, copied))
-        self.mirrors = kept or None
+        self.mirrors = mirror.Copies([(upstream, request + self.up_out) for upstream, request in copies])
 
     def request_complete(self) -> None:
         """The client's request message (head and body) has been fully read."""
@@ -326,10 +316,7 @@ class Exchange(RequestHead):
         mirrors = self.mirrors
         if mirrors is not None:
             self.mirrors = None
-            for upstream, request, _ in mirrors:
-                if self.chunked:
-                    request.append(_CHUNK_END)
-                mirror.send_copy(upstream, request)
+            mirrors.send(_CHUNK_END if self.chunked else b"")
 
     def tunnel_to_upstream(self, data: bytes) -> None:
         self.received += len(data)
@@ -411,7 +398,7 @@ class Exchange(RequestHead):
 
     def upstream_eof(self) -> None:
         if self.tunnel:
-            self.client.transport.close()
+            self.client.close()
             return
         if self._close_delimited():
             self._end_close_delimited()
@@ -423,7 +410,7 @@ class Exchange(RequestHead):
             return
         if self.tunnel:
             self.finished = True
-            self.client.transport.close()
+            self.client.close()
             return
         if self.resp_done:
             self.response_finished()
@@ -507,43 +494,9 @@ class Exchange(RequestHead):
         cycle here lets reference counting free every exchange at once, instead of leaving
         them to the cyclic garbage collector, whose full passes stall the loop.
         """
-        if self.accounted:
-            return
-        self.accounted = True
-        response = self.response
-        if response is not None:
-            self.response = None
-            if response.exchange is self:  # the reader (kept by the connection) lets go of this exchange
-                response.exchange = response.writer = None  # type: ignore[assignment]  # H1Response.end, inline
-        pool = self.pool
-        if pool is not None:
-            pool.in_flight -= 1
-        status = self.status
-        if not status:
-            if not self.head_done:
-                return  # the connection closed before a request was complete: nothing to count
-            status = 499  # nginx's "client closed request"
-        client = self.client
-        server = client.server
-        head = self
-        duration = _clock() - self.started
-        received = self.received + len(head.method) + len(head.target) + head.header_bytes + 14
-        stats = self.route_stats or server.traffic.unmatched
-        if server.route_metrics:
-            stats.record(head.method, status, duration, self.upstream_time, received, self.sent, self.retries)
-        access_log = server.access_log
-        if access_log is not None:
-            address = None
-            if pool is not None:
-                address = pool.log_address
-                if address is None:
-                    address = pool.log_address = address_text(pool.endpoint.address, pool.endpoint.port)
-            route = stats.log_fields
-            if route is None:
-                route = stats.log_fields = route_fields(stats.labels)
-            access_log.add(_wall(), head.request_id, client.client_ip, head.method, head.authority, head.target,
-                           head.http10, status, received, self.sent, duration, self.upstream_time, address, route,
-                           head.user_agent, self.retries)
+        if not self.accounted:
+            self.accounted = True
+            record(self)
 
     def response_finished(self) -> None:
         """The response is complete: give the connection back (or close it) and free the client."""
@@ -605,60 +558,9 @@ class Exchange(RequestHead):
             client.cut()
 
     def check(self, now: float) -> None:
-        """Timeouts, called by the server's clock tick (no timer per request)."""
-        if self.finished:
-            return
-        client = self.client
-        server = client.server
-        if client.write_paused:
-            if now - client.write_paused_since > server.send_timeout:
-                self.finished = True
-                logger.warning(
-                    "request %s: client did not read the response for %gs, closing",
-                    self.request_id.decode("latin-1") or "-",
-                    server.send_timeout,
-                )
-                if self.conn is not None:
-                    self.conn.abort()
-                    self.conn = None
-                self.account()
-                client.abort()
-            return
-        if self.tunnel:
-            if now - max(self.last_up, client.last_read) > server.read_timeout:
-                self.finished = True
-                if self.conn is not None:
-                    self.conn.close()
-                    self.conn = None
-                client.transport.close()
-            return
-        if self.timeouts is not None:
-            if self.deadline and now > self.deadline:
-                self.fail(UpstreamTimeout("the route's request timeout passed before the response was complete"))
-                return
-            if self.attempt_deadline and now > self.attempt_deadline:
-                self.fail(UpstreamTimeout("the route's backend request timeout passed before the response was "
-                                          "complete"))
-                return
-        conn = self.conn
-        if conn is not None and (self.req_done or conn.writing_paused):
-            # Waiting on the upstream: for its response, or for it to read the body we send
-            # (nginx's proxy_read_timeout and proxy_send_timeout; one setting here).
-            read_timeout = server.read_timeout
-            if not conn.reading_paused and now - self.last_up > read_timeout:
-                if self.resp_head_done:
-                    what = "response body progress"
-                elif self.req_done:
-                    what = "response headers"
-                else:
-                    what = "reading of the request body"
-                self.fail(UpstreamTimeout(f"no {what} from upstream within {read_timeout:g}s"))
-        elif (self.head_done and not self.req_done and not client.blocked
-              and now - client.last_read > server.body_timeout):
-            if self.resp_head_done:
-                self.fail(UpstreamError("client stopped sending the request body"))
-            else:
-                client.client_timeout(self)
+        """Timeouts, called by the server's clock tick (no timer per request); see proxy.http.deadlines."""
+        if not self.finished:
+            check_timeouts(self, now)
 
 
 __all__ = ["Exchange", "BLOCK_CONNECT", "BLOCK_UPSTREAM", "BLOCK_PIPELINE", "BLOCK_UPGRADE"]

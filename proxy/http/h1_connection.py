@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -63,7 +63,7 @@ class ClientConnection(asyncio.Protocol):
         self.server = server
         self.listener = listener
         self.pipeline = pipeline
-        self.transport: Any = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.writer: H1Writer = None  # type: ignore[assignment]  # made in connection_made
         self.parser = HttpRequestParser(self)
         self.head: RequestHead | None = None  # the head being parsed
@@ -94,9 +94,9 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport (TCP or TLS)
         listener = self.listener
-        self.writer = H1Writer(transport, listener)  # type: ignore[arg-type]
+        self.writer = H1Writer(self.transport, listener)
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) and peer else ""
         self.client_ip = client_ip = ip.encode("ascii", "replace")
@@ -467,6 +467,10 @@ class ClientConnection(asyncio.Protocol):
             transport.write_eof()
         else:
             transport.close()
+
+    def close(self) -> None:
+        """Close after what was written (the end of a tunnel)."""
+        self.transport.close()
 
     def cut(self) -> None:
         """End a response that cannot be completed: the client sees a truncated message."""

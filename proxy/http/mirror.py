@@ -75,6 +75,37 @@ def send_copy(upstream: Upstream, request: list[bytes]) -> None:
 _TASKS: set[asyncio.Task[None]] = set()
 
 
+class Copies:
+    """Copies of one request that wait for its body: each collects the body as it streams (framed as sent
+    upstream), and is dropped, not truncated, once the body passes MIRROR_BODY_LIMIT."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self, copies: list[tuple[Upstream, list[bytes]]]) -> None:
+        self.pending = [(upstream, request, 0) for upstream, request in copies]
+
+    def add(self, framed: tuple[bytes, ...], size: int) -> bool:
+        """A piece of the body; False once no copy is left."""
+        kept = []
+        for upstream, request, copied in self.pending:
+            copied += size
+            if copied > MIRROR_BODY_LIMIT:
+                STATS.dropped += 1
+                continue
+            request += framed
+            kept.append((upstream, request, copied))
+        self.pending = kept
+        return bool(kept)
+
+    def send(self, end: bytes = b"") -> None:
+        """The request is complete: send every copy (with `end`, a chunked body's last chunk)."""
+        for upstream, request, _ in self.pending:
+            if end:
+                request.append(end)
+            send_copy(upstream, request)
+        self.pending = []
+
+
 class _MirrorCopy:
     """One mirrored request on its own connection: write it, read the answer to its end, then let go."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from proxy.upstream.pool import EndpointPool
@@ -41,7 +41,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: EndpointPool) -> None:
         self.pool = pool
-        self.transport: Any = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.user: ConnectionUser | None = None
         # Requests sent on this connection; >0 when it came from the pool (a reused connection).
         self.requests = 0
@@ -53,7 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reader: ResponseReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport (create_connection)
 
     def data_received(self, data: bytes) -> None:
         user = self.user

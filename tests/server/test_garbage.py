@@ -18,7 +18,7 @@ import pytest
 from server_harness import Rule, cluster, connect, encode_request, read_response, request, wait_until
 
 # Types whose instances must never end up in a garbage cycle.
-OURS = {"Exchange", "RequestHead", "H1Writer", "H1Response", "ClientConnection", "UpstreamConnection",
+OURS = {"Exchange", "RequestHead", "H1Writer", "H1Response", "Copies", "ClientConnection", "UpstreamConnection",
         "EndpointPool", "HttpRequestParser", "HttpResponseParser", "_BodyContinuation"}
 
 

@@ -1,0 +1,56 @@
+"""What an exchange needs from the client side of its request: the seam between the protocol and forwarding.
+
+`ClientConnection` (HTTP/1.1) implements it today; an HTTP/2 stream will implement the same, so the
+exchange (and the pipeline) never depend on one wire protocol. Responses go through `writer`
+(heads, bodies, the end); the rest is flow control, the proxy's own answers and endings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+    from proxy.http.h1_writer import H1Writer
+    from proxy.http.listener import Listener
+    from proxy.server import ProxyServer
+
+
+class Downstream(Protocol):
+    server: ProxyServer
+    listener: Listener
+    writer: H1Writer
+    client_ip: bytes
+    # Reasons reading from the client is paused (a bit mask, see proxy.http.exchange BLOCK_*).
+    blocked: int
+    write_paused: bool
+    write_paused_since: float
+    last_read: float
+
+    def block(self, bit: int) -> None:
+        """Stop reading from the client for this reason (flow control)."""
+
+    def unblock(self, bit: int) -> None:
+        """This reason to stop reading is gone; reading resumes once none is left."""
+
+    def send_error(self, ex: Exchange | None, status: int, cause: BaseException | None, *, detail: str = "",
+                   close: bool = False, location: bytes = b"") -> None:
+        """Answer with the proxy's own response (an error, a redirect), log it, go on or close."""
+
+    def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:
+        """`ex` is answered: the next request may start (or the connection closes)."""
+
+    def client_timeout(self, ex: Exchange) -> None:
+        """The client stalled in the middle of its request body: 408."""
+
+    def start_tunnel(self, ex: Exchange) -> None:
+        """The upstream accepted a WebSocket upgrade: bytes flow unparsed from now on."""
+
+    def cut(self) -> None:
+        """End a response that cannot be completed (the client sees it truncated)."""
+
+    def abort(self) -> None:
+        """Drop the client at once (it stopped reading)."""
+
+    def close(self) -> None:
+        """Close after what was written (the end of a tunnel)."""
