@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from proxy import __version__
-from proxy.stats import DURATION_BUCKETS, Snapshot, TrafficStats, merge
+from proxy.stats import DURATION_BUCKETS, MIRROR_RESULTS, Snapshot, TrafficStats, merge
 
 if TYPE_CHECKING:
     from proxy.controller import Controller
@@ -94,6 +94,14 @@ class TrafficCollector(Collector):
         for reason, count in sorted(handshakes["failures"].items()):
             failures.add_metric([reason], count)
         yield failures
+        mirrors = CounterMetricFamily("pyngress_mirror_requests", "Request copies for mirror backends (Gateway API "
+                                      "RequestMirror): sent; answered or failed (no answer in time, refused); "
+                                      "dropped unsent (too many in flight, a body over the copy limit).",
+                                      labels=["result"])
+        counts = snapshot.get("mirrors") or {}
+        for result in MIRROR_RESULTS:
+            mirrors.add_metric([result], counts.get(result, 0))
+        yield mirrors
 
 
 def _cumulative(counts: list[int]) -> list[int]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
+from proxy.http import mirror
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
@@ -79,6 +80,7 @@ class ProxyServer:
         # Per-route counts (bound to routes when a runtime is published) and connection counts per listener.
         self.traffic = TrafficStats()
         self.traffic.listeners = self.listeners
+        self.traffic.mirrors = mirror.STATS
         # id(route) -> its RouteStats, for the running table (rebound on each publish).
         self.route_stats: dict[int, RouteStats] = {}
         holder.subscribe(self._runtime_published)

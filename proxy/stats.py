@@ -23,6 +23,8 @@ DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 # path (the pattern), service, kind (of the object: "Ingress" or "HTTPRoute")
 RouteLabels = tuple[str, str, str, str, str, str]
 UNMATCHED: RouteLabels = ("", "", "", "", "", "")
+# What happened to request copies sent to mirror backends (see proxy.http.mirror).
+MIRROR_RESULTS = ("sent", "answered", "dropped", "failed")
 
 # One (method, status) series in snapshot form:
 # [method, status, requests, received, sent, retries, duration_sum, duration_buckets,
@@ -91,7 +93,7 @@ class RouteStats:
 class TrafficStats:
     """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
 
-    __slots__ = ("unmatched", "_routes", "listeners")
+    __slots__ = ("unmatched", "_routes", "listeners", "mirrors")
 
     def __init__(self) -> None:
         self.unmatched = RouteStats(UNMATCHED)
@@ -99,6 +101,8 @@ class TrafficStats:
         # Listeners whose connection counts go into snapshots (objects with scheme, active_connections,
         # total_connections: proxy.server.Listener); set by whoever owns the server.
         self.listeners: Iterable[Any] = ()
+        # Mirror copies counted (an object with sent, answered, dropped, failed: proxy.http.mirror.STATS).
+        self.mirrors: Any = None
 
     def bind(self, routes: Iterable[tuple[int, RouteLabels]]) -> dict[int, RouteStats]:
         """RouteStats for each (route id, labels); stats of label sets no longer present are dropped.
@@ -134,7 +138,9 @@ class TrafficStats:
             stats = getattr(listener, "handshakes", None)
             if stats is not None:
                 _add_handshakes(handshakes, stats.completed, stats.failures)
-        return {"routes": routes, "listeners": listeners, "handshakes": handshakes}
+        mirrors = self.mirrors
+        copies = {result: getattr(mirrors, result) for result in MIRROR_RESULTS} if mirrors is not None else {}
+        return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies}
 
 
 def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
@@ -143,6 +149,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     order: dict[tuple[str, ...], list[SeriesData]] = {}
     listeners: dict[str, list[int]] = {}
     handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
+    mirrors: dict[str, int] = {}
     for snapshot in snapshots:
         for labels, entries in snapshot.get("routes", ()):
             key_labels = tuple(labels)
@@ -165,8 +172,10 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
         part = snapshot.get("handshakes")
         if part:
             _add_handshakes(handshakes, part["completed"], part["failures"])
+        for result, count in (snapshot.get("mirrors") or {}).items():
+            mirrors[result] = mirrors.get(result, 0) + count
     return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
-            "handshakes": handshakes}
+            "handshakes": handshakes, "mirrors": mirrors}
 
 
 def _add_handshakes(total: dict[str, Any], completed: int, failures: Mapping[str, int]) -> None:
@@ -190,5 +199,5 @@ def backend_labels(route: Any, backend: Any) -> RouteLabels:
     return (route.namespace, route.ingress, route.host, route.path, backend.service, route.kind)
 
 
-__all__ = ["DURATION_BUCKETS", "RouteLabels", "RouteStats", "Series", "Snapshot", "TrafficStats", "UNMATCHED",
-           "backend_labels", "merge", "route_labels"]
+__all__ = ["DURATION_BUCKETS", "MIRROR_RESULTS", "RouteLabels", "RouteStats", "Series", "Snapshot", "TrafficStats",
+           "UNMATCHED", "backend_labels", "merge", "route_labels"]

@@ -165,6 +165,8 @@ async def test_mirrors_get_a_copy_and_never_hold_up_the_answer(make_proxy, make_
     response = await request(proxy.port, "/big", host=HOST, method="POST", body=big)
     assert response.status == 200 and json.loads(response.body)["body"] == big.decode()
     assert mirror.STATS.dropped == dropped + 1 and copy.requests == requests
+    counts = proxy.server.traffic.snapshot()["mirrors"]  # what /metrics shows as pyngress_mirror_requests_total
+    assert counts["sent"] >= 2 and counts["answered"] >= 2 and counts["dropped"] >= 1
 
 
 async def test_route_timeouts_answer_504(make_proxy, make_pods):
