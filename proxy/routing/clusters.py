@@ -37,7 +37,9 @@ def cluster_key(namespace: str, service: str, port: str | int) -> str:
 
 
 def split_cluster_key(key: str) -> tuple[str, str, str]:
-    """(namespace, service, port) of a cluster key: service and port never hold '/' or ':' (validated)."""
+    """(namespace, service, port) of a cluster key: service and port never hold '/' or ':' (validated);
+    a "~digest" suffix (a cluster under a traffic policy, see routing.policies.policy_key) is dropped."""
+    key = key.partition("~")[0]
     rest, port = key.rsplit(":", 1)
     namespace, service = rest.rsplit("/", 1)
     return namespace, service, port

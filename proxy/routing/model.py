@@ -27,6 +27,7 @@ from proxy.routing.filters import Filters, HttpsRedirect
 if TYPE_CHECKING:
     from proxy.routing.gateway.status import GatewayApiStatus
     from proxy.routing.matches import Conditions
+    from proxy.routing.policies import ClusterPolicy, RoutePolicy
     from proxy.routing.table import RouteTable
 
 __all__ = [
@@ -71,6 +72,8 @@ class Cluster:
     # Set for `type: ExternalName` Services: dial this DNS name at `external_port`.
     external_name: str | None = None
     external_port: int = 0
+    # Balancer, ejection, health checks, circuit breaker, TLS to the pods; None: round robin, plain HTTP.
+    policy: ClusterPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +172,15 @@ class Route:
     # Compiled filters of the rule (request phase, response phase); None: none.
     filters: Filters | None = None
     timeouts: Timeouts | None = None
-    # No filters, no weights, no timeouts: the request path checks this one flag instead of three
-    # (derived in __post_init__; not an argument).
+    # Retries, fault injection, rate limits; None: connect failures retried, nothing else.
+    policy: RoutePolicy | None = None
+    # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
+    # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "plain", self.filters is None and self.backends is None and self.timeouts is None)
+        object.__setattr__(self, "plain", self.filters is None and self.backends is None and self.timeouts is None
+                           and self.policy is None)
 
     @property
     def name(self) -> str:
