@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from proxy.http import headers as h
 from proxy.http import mirror
-from proxy.routing.filters import Answer
+from proxy.http.response_head import ResponseHead
+from proxy.routing.filters import Answer, ResponseFilter
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
 from proxy.routing.table import normalize_host
@@ -201,7 +202,7 @@ class Pipeline:
             for request_filter in filters.request:
                 answer = request_filter.on_request(ex)
                 if answer is not None:
-                    self.answer(conn, ex, answer)
+                    self.answer(conn, ex, answer, filters.response)
                     return "", None
             if filters.response:
                 ex.response_filters = filters.response
@@ -223,7 +224,7 @@ class Pipeline:
                 for request_filter in backend.filters.request:
                     answer = request_filter.on_request(ex)
                     if answer is not None:
-                        self.answer(conn, ex, answer)
+                        self.answer(conn, ex, answer, (*backend.filters.response, *ex.response_filters))
                         return "", None
                 if backend.filters.response:
                     ex.response_filters += backend.filters.response
@@ -246,9 +247,17 @@ class Pipeline:
         head.port = listener.public_port
         head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
 
-    def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer) -> None:
-        """The proxy answers itself (a redirect, a refusal)."""
-        conn.send_error(ex, answer.status, None, location=answer.location, detail=answer.detail)
+    def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer,
+               response_filters: tuple[ResponseFilter, ...] = ()) -> None:
+        """The proxy answers itself (a redirect, a refusal); the answer of a rule's filter gets the rule's
+        response filters too (a CORS preflight its Access-Control-* fields, a ResponseHeaderModifier its edits)."""
+        fields = b""
+        if response_filters:
+            response = ResponseHead(answer.status, [])
+            for response_filter in response_filters:
+                response_filter.on_response(ex, response)
+            fields = b"".join(response.fields)
+        conn.send_error(ex, answer.status, None, location=answer.location, detail=answer.detail, fields=fields)
 
 
 def _split_absolute(url: bytes) -> tuple[bytes, bytes] | None:
