@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from proxy.http.head import RequestHead
     from proxy.http.listener import Listener
     from proxy.routing.model import Route
-    from proxy.runtime import Runtime
+    from proxy.runtime import Runtime, RuntimeHolder
     from proxy.server import ProxyServer
     from proxy.tls.store import CertStoreHolder
     from proxy.upstream.cluster import Upstream
@@ -46,19 +46,31 @@ _HOST_CACHE_LIMIT = 4096
 
 class MisdirectedRequest:
     """HTTPS listeners: a request whose Host is served by another certificate than its SNI gets 421
-    (no domain fronting); the same certificate may serve both (a wildcard, several SANs)."""
+    (no domain fronting); the same certificate may serve both (a wildcard, several SANs). On a port with
+    Gateway listeners, names that both belong to Gateway listeners must belong to the same one, whatever
+    their certificates (the Gateway API's misdirected-request detection)."""
 
-    __slots__ = ("certificates",)
+    __slots__ = ("certificates", "holder", "port")
     order = -10
 
-    def __init__(self, certificates: CertStoreHolder) -> None:
+    def __init__(self, certificates: CertStoreHolder, holder: RuntimeHolder | None = None, port: int = 0) -> None:
         self.certificates = certificates
+        self.holder = holder
+        self.port = port
 
     def on_request(self, request: Request) -> Answer | None:
         server_name = request.server_name
         host = request.host
         if server_name is None or server_name == host:
             return None
+        runtime = self.holder.current if self.holder is not None else None
+        gateway = runtime.config.listeners.get(self.port) if runtime is not None else None
+        if gateway is not None:
+            chosen, wanted = gateway.host_pattern_for(server_name), gateway.host_pattern_for(host)
+            if chosen is not None and wanted is not None:
+                if chosen == wanted:
+                    return None
+                return Answer(421, detail=f"host {host} belongs to another listener than this TLS connection")
         store = self.certificates.current
         if store.select(host) is store.select(server_name):
             return None
