@@ -1753,6 +1753,7 @@ def _cors() -> Step:
                 },
                 {
                     "status": (200, 204, 403),
+                    "backend": "",
                     "response_headers": {},
                     "absent_response": ("access-control-allow-origin",),
                 },
