@@ -47,13 +47,12 @@ from proxy.routing.build import build
 from proxy.routing.model import Config
 from proxy.runtime import Runtime
 from routing.gateway.objects import CONTROLLER, PODS, base_objects
-from routing.gateway.scenario import Step, merged, qualified
+from routing.gateway.scenario import Step, merged, under_test
 
 Obj = dict[str, Any]
 INFRA = "gateway-conformance-infra"
 # The Gateway listener ports the conformance manifests use (1111 is an unsupported protocol's, never opened).
 GATEWAY_PORTS = (80, 443, 1111, 8080, 8090)
-NOT_OURS = "another-controllers-class"
 # Certificates the upstream suite generates (conformance/utils/suite/suite.go): Secret -> DNS names.
 CERTIFICATES = {
     (INFRA, "tls-validity-checks-certificate"): ("*", "*.org", "*.wildcard.org"),
@@ -177,14 +176,11 @@ class Manifests:
         self.certificates = certificates
 
     def of(self, step: Step) -> list[Obj]:
-        selected = None if step.gateways is None else {qualified(g, INFRA) for g in step.gateways}
         found = []
-        for obj in merged(*base_objects(), *step.objects):
+        for obj in under_test(merged(*base_objects(), *step.objects), step.gateways, INFRA):
             obj = copy.deepcopy(obj)
             kind, namespace, name = _key(obj)
-            if kind == "Gateway" and selected is not None and f"{namespace}/{name}" not in selected:
-                obj["spec"]["gatewayClassName"] = NOT_OURS
-            elif kind == "EndpointSlice":
+            if kind == "EndpointSlice":
                 self._to_pods(obj)
             elif kind == "Secret" and (namespace, name) in self.certificates:
                 certificate = self.certificates[(namespace, name)]

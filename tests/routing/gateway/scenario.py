@@ -112,3 +112,23 @@ def merged(*objects: Obj) -> list[Obj]:
 
 def qualified(gateway: str, default_namespace: str) -> str:
     return gateway if "/" in gateway else f"{default_namespace}/{gateway}"
+
+
+# The GatewayClass of the Gateways a step does not put under test, end to end (no controller has it).
+NOT_OURS = "another-controllers-class"
+
+
+def under_test(objects: list[Obj], gateways: tuple[str, ...] | None, default_namespace: str) -> list[Obj]:
+    """The objects with every Gateway not in `gateways` given to another GatewayClass: what one process serving
+    every test sees of the Gateways other processes would serve (the routing level selects with `--gateway`
+    instead; test_selection.py checks that both give the same tables and status)."""
+    if gateways is None:
+        return objects
+    selected = {qualified(g, default_namespace) for g in gateways}
+    found = []
+    for obj in objects:
+        meta = obj["metadata"]
+        if obj["kind"] == "Gateway" and f"{meta.get('namespace', '')}/{meta['name']}" not in selected:
+            obj = {**obj, "spec": {**obj["spec"], "gatewayClassName": NOT_OURS}}
+        found.append(obj)
+    return found
