@@ -41,7 +41,7 @@ class Runner:
         for index, step in enumerate(test.steps):
             expected = await self.env.apply(step, fresh=index == 0)
             self.env.backends.forget()
-            await self._status(test, step)
+            await self._status(step)
             await self._ports(step)
             failures = await _gather([lambda case=case, expected=expected: self._case(expected, case)
                                       for case in step.cases])
@@ -53,15 +53,15 @@ class Runner:
 
     # ---- status and ports
 
-    async def _status(self, test: ConformanceTest, step: Step) -> None:
-        """File mode: the checks on /debug/gateways. Cluster mode, for tests about status: once the status writer
-        has written what the build computed (the same conditions, reasons and generations), the checks on the
-        objects in the API server."""
+    async def _status(self, step: Step) -> None:
+        """File mode: the checks on /debug/gateways. Cluster mode: once the status writer has written what the
+        build computed (the same conditions, reasons and generations, as the upstream waits for it), the checks on
+        the objects in the API server."""
         if not step.status_checks:
             return
         if self.env.mode == "file":
             doc = await self.env.status_doc()
-        elif test.waits_on_status:
+        else:
             wanted = _comparable(self.env.expected_status_doc())
             doc = {}
 
@@ -72,8 +72,6 @@ class Runner:
 
             await _eventually(written, "the status writer publishing the build's status", timeout=STATUS_DEADLINE,
                               last=lambda: _first_change(_comparable(doc, like=wanted), wanted))
-        else:
-            return
         for check in step.status_checks:
             check(doc)
 
@@ -370,7 +368,7 @@ def _first_change(got: Any, wanted: Any, where: str = "") -> str:
     return f"{where}: written {got!r:.300} != built {wanted!r:.300}"
 
 
-async def _settled(count: Callable[[], int], *, quiet: float = 0.3, timeout: float = 10.0) -> int:
+async def _settled(count: Callable[[], int], *, quiet: float = 0.5, timeout: float = 10.0) -> int:
     """A count that stopped growing: the same for `quiet` seconds (copies of a finished batch arrive within
     milliseconds; this bounds the wait for stragglers), or its value after `timeout`."""
     loop = asyncio.get_running_loop()

@@ -95,9 +95,6 @@ class Step:
 class ConformanceTest:
     name: str  # the upstream test's ShortName
     steps: tuple[Step, ...]
-    # Set when the upstream test's point is the status it waits for (invalid references, attached routes,
-    # observedGeneration...): in cluster mode its checks run on the status written to the API server too.
-    waits_on_status: bool = False
     xfail: str = ""  # why it is expected to fail (strict)
 
 

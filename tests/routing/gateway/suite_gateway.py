@@ -32,7 +32,7 @@ _OK = (("Accepted", "True", ""), ("ResolvedRefs", "True", ""))
 
 
 def _test(name: str, *steps: Step, **options: object) -> None:
-    TESTS.append(ConformanceTest(name, steps, waits_on_status=True, **options))  # type: ignore[arg-type]
+    TESTS.append(ConformanceTest(name, steps, **options))  # type: ignore[arg-type]
 
 
 def _listener_isolation() -> list[Step]:

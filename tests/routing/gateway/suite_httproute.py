@@ -234,7 +234,7 @@ def _hostname_intersection() -> list[Step]:
     return [intersecting, unspecified]
 
 
-_test("HTTPRouteHostnameIntersection", *_hostname_intersection(), waits_on_status=True)
+_test("HTTPRouteHostnameIntersection", *_hostname_intersection())
 
 
 def _listener_hostname_matching() -> Step:
@@ -1248,7 +1248,7 @@ _test("HTTPRouteDisallowedKind", Step(
         AttachedRoutes("tlsroutes-only", (0,)),
     ),
     ports=(),
-), waits_on_status=True)
+))
 
 _test("HTTPRouteInvalidBackendRefUnknownKind", Step(
     objects=(
@@ -1263,7 +1263,7 @@ _test("HTTPRouteInvalidBackendRefUnknownKind", Step(
         RouteCondition("invalid-backend-ref-unknown-kind", "same-namespace", "ResolvedRefs", "False", "InvalidKind"),
     ),
     cases=(({"path": "/v2"}, {"status": 500}),),
-), waits_on_status=True)
+))
 
 _test("HTTPRouteInvalidCrossNamespaceBackendRef", Step(
     objects=(
@@ -1280,7 +1280,7 @@ _test("HTTPRouteInvalidCrossNamespaceBackendRef", Step(
         ),
     ),
     cases=(({"path": "/"}, {"status": 500}),),
-), waits_on_status=True)
+))
 
 _test("HTTPRouteInvalidCrossNamespaceParentRef", Step(
     objects=(
@@ -1300,7 +1300,7 @@ _test("HTTPRouteInvalidCrossNamespaceParentRef", Step(
         AttachedRoutes("same-namespace", (0,)),
     ),
     cases=(({"path": "/"}, {"status": 404}),),
-), waits_on_status=True)
+))
 
 _test("HTTPRouteInvalidNonExistentBackendRef", Step(
     objects=(
@@ -1315,7 +1315,7 @@ _test("HTTPRouteInvalidNonExistentBackendRef", Step(
         RouteCondition("invalid-nonexistent-backend-ref", "same-namespace", "ResolvedRefs", "False", "BackendNotFound"),
     ),
     cases=(({"path": "/"}, {"status": 500}),),
-), waits_on_status=True)
+))
 
 _test("HTTPRouteInvalidParentRefNotMatchingListenerPort", Step(
     objects=(
@@ -1331,7 +1331,7 @@ _test("HTTPRouteInvalidParentRefNotMatchingListenerPort", Step(
         ),
         NotAttached("httproute-listener-not-matching-route-port", "same-namespace", "NoMatchingParent"),
     ),
-), waits_on_status=True)
+))
 
 _test("HTTPRouteInvalidParentRefNotMatchingSectionName", Step(
     objects=(
@@ -1342,7 +1342,7 @@ _test("HTTPRouteInvalidParentRefNotMatchingSectionName", Step(
         ),
     ),
     status_checks=(NotAttached("httproute-listener-not-matching-section-name", "same-namespace", "NoMatchingParent"),),
-), waits_on_status=True)
+))
 
 _NOT_MATCHING_PORT = "gateway-with-one-not-matching-port-and-section-name-route"
 _test("HTTPRouteInvalidParentRefSectionNameNotMatchingPort", Step(
@@ -1358,7 +1358,7 @@ _test("HTTPRouteInvalidParentRefSectionNameNotMatchingPort", Step(
     status_checks=(
         NotAttached("httproute-listener-section-name-not-matching-port", _NOT_MATCHING_PORT, "NoMatchingParent"),
     ),
-), waits_on_status=True)
+))
 
 
 def _wrong_grants() -> tuple[dict, ...]:
@@ -1398,7 +1398,7 @@ _test("HTTPRouteInvalidReferenceGrant", Step(
         RouteCondition("reference-grant", "same-namespace", "ResolvedRefs", "False", "RefNotPermitted"),
     ),
     cases=(({"path": "/"}, {"status": 500}),),
-), waits_on_status=True)
+))
 
 
 def _reference_grant() -> list[Step]:
@@ -1420,7 +1420,7 @@ def _reference_grant() -> list[Step]:
     ]
 
 
-_test("HTTPRouteReferenceGrant", *_reference_grant(), waits_on_status=True)
+_test("HTTPRouteReferenceGrant", *_reference_grant())
 
 _test("HTTPRoutePartiallyInvalidViaInvalidReferenceGrant", Step(
     objects=(
@@ -1445,7 +1445,7 @@ _test("HTTPRoutePartiallyInvalidViaInvalidReferenceGrant", Step(
         ({"path": "/v2"}, {"status": 500}),
         ({"path": "/"}, {"backend": "app-backend-v1", "namespace": APP}),
     ),
-), waits_on_status=True)
+))
 
 
 def _listener_port_matching() -> Step:
@@ -1531,7 +1531,7 @@ def _multiple_gateways() -> list[Step]:
     ]
 
 
-_test("HTTPRouteMultipleGateways", *_multiple_gateways(), waits_on_status=True)
+_test("HTTPRouteMultipleGateways", *_multiple_gateways())
 
 
 def _observed_generation_bump() -> list[Step]:
@@ -1560,7 +1560,7 @@ def _observed_generation_bump() -> list[Step]:
     ]
 
 
-_test("HTTPRouteObservedGenerationBump", *_observed_generation_bump(), waits_on_status=True)
+_test("HTTPRouteObservedGenerationBump", *_observed_generation_bump())
 
 
 # ---------------------------------------------------------------------- HTTPS
