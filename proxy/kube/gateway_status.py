@@ -12,9 +12,10 @@ naming the Gateways this process serves are its own.
 
 Only the leader writes. A pass runs when the running configuration's status changes (after a short
 quiet spell, so a burst of builds makes one pass), when an object changes beyond its status (one
-deleted and created again at once has no status while the build stays the same), when this replica
-becomes leader, and every `resync` seconds. An object is written only when what it shows differs from what we would write
-(lastTransitionTime aside): the cached object decides without a request; then the object is read
+deleted and created again at once has no status while the build stays the same), when this
+replica becomes leader, and every `resync` seconds. An object is written only when what it shows
+differs from what we would write (lastTransitionTime aside): the cached object decides without a
+request; then the object is read
 from its /status subresource and written back there with that resourceVersion. status.parents is
 an atomic list (a merge patch would drop other controllers' entries), so a 409 (someone wrote in
 between) means read, merge and write again, a few times, with backoff. Our own writes come back as
