@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -31,7 +31,6 @@ class Answer:
     peer_certificate: bytes = b""  # DER, over HTTPS
     error: str = ""
     websocket_echo: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
         """All fields of that name joined with "," (as the upstream compares them), None when absent."""

@@ -113,9 +113,6 @@ class Backends:
     def of_service(self, service: str) -> list[EchoPod]:
         return [pod for pod in self.pods.values() if pod.service == service]
 
-    def by_name(self, name: str) -> list[EchoPod]:
-        return [pod for pod in self.pods.values() if pod.name == name]
-
     def forget(self) -> None:
         for pod in self.pods.values():
             pod.seen.clear()
