@@ -5,7 +5,7 @@ pods, checked the way the upstream's CompareRoundTrip checks them.
 Beyond the routing level, what only the data plane decides shows here: a slow backend answered with 504 when
 the rule's timeout fires, mirror copies that the mirror backends really receive (each request carries the
 upstream's `gateway-api-conformance-request-id` query parameter so its copies can be found), weighted picks
-measured over requests, TLS handshakes with SNI and 421 for a Host of another listener's certificate.
+measured over requests, TLS handshakes with SNI and 421 for a Host of another listener than the SNI's.
 """
 
 from __future__ import annotations

@@ -13,15 +13,13 @@ from typing import Any
 import pytest
 
 from proxy.debug import describe_gateways
-from proxy.routing.gateway.status import Condition, GatewayStatus, ListenerStatus, RouteParentStatus
+from proxy.routing.gateway.status import Condition, GatewayStatus, ListenerStatus
 from proxy.routing.model import Config
 from proxy.settings import Settings
 
 from .harness import Outcome, build_config, send
-from .objects import GROUP, INFRA, base_objects
+from .objects import INFRA, base_objects
 from .scenario import Case, ConformanceTest, Distribution, Step
-
-HTTP_ROUTE_KIND = (GROUP, "HTTPRoute")
 
 
 def conformance(*objects: dict[str, Any], gateways: tuple[str, ...] | None = None,
@@ -50,12 +48,6 @@ def has(conditions: tuple[Condition, ...], kind: str, status: str, reason: str =
     return any(c.type == kind and c.status == status and (not reason or c.reason == reason) for c in conditions)
 
 
-def route_parents(config: Config, route: str, namespace: str = INFRA) -> tuple[RouteParentStatus, ...]:
-    assert config.gateway_status is not None
-    found = config.gateway_status.routes.get((namespace, route))
-    return () if found is None else found.parents
-
-
 def route_has(config: Config, route: str, gateway: str, kind: str, status: str, reason: str = "", *,
               namespace: str = INFRA, gateway_namespace: str = INFRA) -> bool:
     """The upstream HTTPRouteMustHaveCondition: some parent entry for the Gateway has the condition, and
@@ -66,31 +58,6 @@ def route_has(config: Config, route: str, gateway: str, kind: str, status: str, 
         assert all(c.observed_generation >= 1 for c in parent.conditions)
     return any(has(p.conditions, kind, status, reason) for p in status_of.parents
                if p.parent_ref.name == gateway and p.parent_ref.namespace == gateway_namespace)
-
-
-def must_be_accepted(config: Config, gateway: str, *routes: str, listeners: tuple[str, ...] = (),
-                     namespace: str = INFRA, route_namespace: str | None = None, resolved: bool = True) -> None:
-    """GatewayAndHTTPRoutesMustBeAccepted (+ HTTPRouteMustHaveResolvedRefsConditionsTrue when `resolved`):
-    each route Accepted by the Gateway (one entry per listener named, else one for the Gateway), and the
-    Gateway's listeners (those named, else all) Accepted, ResolvedRefs and Programmed."""
-    for route in routes:
-        parents = [p for p in route_parents(config, route, route_namespace or namespace)
-                   if p.parent_ref.name == gateway and p.parent_ref.namespace == namespace]
-        assert parents, f"{route} has no status entry for {gateway}"
-        wanted = listeners or ("",)
-        for section in wanted:
-            entries = [p for p in parents if not section or p.parent_ref.section_name in (section, "")]
-            assert any(has(p.conditions, "Accepted", "True", "Accepted") for p in entries), (route, section, parents)
-            assert all(p.parent_ref.group == GROUP and p.parent_ref.kind == "Gateway" for p in entries)
-        if resolved:
-            assert route_has(config, route, gateway, "ResolvedRefs", "True", "ResolvedRefs",
-                             namespace=route_namespace or namespace, gateway_namespace=namespace), route
-    status = gateway_status(config, gateway, namespace)
-    for item in status.listeners:
-        if listeners and item.name not in listeners:
-            continue
-        for kind in ("ResolvedRefs", "Accepted", "Programmed"):
-            assert has(item.conditions, kind, "True"), (gateway, item.name, kind, item.conditions)
 
 
 def run(test: ConformanceTest) -> None:
