@@ -239,7 +239,7 @@ class ProxyServer:
         """What an HTTPS listener adds: the 421 check against its certificates, and HSTS."""
         listener.certificates = certificates
         if certificates is not None:
-            listener.filters = (MisdirectedRequest(certificates),)
+            listener.filters = (MisdirectedRequest(certificates, self.holder, listener.port),)
         settings = self.settings
         if settings.hsts:
             value = b"max-age=%d" % settings.hsts_max_age

@@ -341,8 +341,10 @@ class ClientConnection(asyncio.Protocol):
         detail: str = "",
         close: bool = False,
         location: bytes = b"",
+        fields: bytes = b"",
     ) -> None:
-        """Write the proxy's own answer, log it once, and continue or close the connection."""
+        """Write the proxy's own answer (`fields`: header lines to add), log it once, and continue or close the
+        connection."""
         server = self.server
         if ex is None:
             request_id = new_request_id()
@@ -369,7 +371,7 @@ class ClientConnection(asyncio.Protocol):
             log_answer(level, status, ex, request_id, self.client_ip, cause)
         if not self.closed:
             sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
-                                      head_only=head_only, location=location)
+                                      head_only=head_only, location=location, fields=fields)
             if ex is not None:
                 ex.sent += sent
             elif server.route_metrics:  # a request rejected before it had an exchange (queued behind another)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from proxy.http import headers as h
 from proxy.http import mirror
-from proxy.routing.filters import Answer
+from proxy.http.response_head import ResponseHead
+from proxy.routing.filters import Answer, ResponseFilter
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
 from proxy.routing.table import normalize_host
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from proxy.http.head import RequestHead
     from proxy.http.listener import Listener
     from proxy.routing.model import Route
-    from proxy.runtime import Runtime
+    from proxy.runtime import Runtime, RuntimeHolder
     from proxy.server import ProxyServer
     from proxy.tls.store import CertStoreHolder
     from proxy.upstream.cluster import Upstream
@@ -45,19 +46,31 @@ _HOST_CACHE_LIMIT = 4096
 
 class MisdirectedRequest:
     """HTTPS listeners: a request whose Host is served by another certificate than its SNI gets 421
-    (no domain fronting); the same certificate may serve both (a wildcard, several SANs)."""
+    (no domain fronting); the same certificate may serve both (a wildcard, several SANs). On a port with
+    Gateway listeners, names that both belong to Gateway listeners must belong to the same one, whatever
+    their certificates (the Gateway API's misdirected-request detection)."""
 
-    __slots__ = ("certificates",)
+    __slots__ = ("certificates", "holder", "port")
     order = -10
 
-    def __init__(self, certificates: CertStoreHolder) -> None:
+    def __init__(self, certificates: CertStoreHolder, holder: RuntimeHolder | None = None, port: int = 0) -> None:
         self.certificates = certificates
+        self.holder = holder
+        self.port = port
 
     def on_request(self, request: Request) -> Answer | None:
         server_name = request.server_name
         host = request.host
         if server_name is None or server_name == host:
             return None
+        runtime = self.holder.current if self.holder is not None else None
+        gateway = runtime.config.listeners.get(self.port) if runtime is not None else None
+        if gateway is not None:
+            chosen, wanted = gateway.host_pattern_for(server_name), gateway.host_pattern_for(host)
+            if chosen is not None and wanted is not None:
+                if chosen == wanted:
+                    return None
+                return Answer(421, detail=f"host {host} belongs to another listener than this TLS connection")
         store = self.certificates.current
         if store.select(host) is store.select(server_name):
             return None
@@ -201,7 +214,7 @@ class Pipeline:
             for request_filter in filters.request:
                 answer = request_filter.on_request(ex)
                 if answer is not None:
-                    self.answer(conn, ex, answer)
+                    self.answer(conn, ex, answer, filters.response)
                     return "", None
             if filters.response:
                 ex.response_filters = filters.response
@@ -223,7 +236,7 @@ class Pipeline:
                 for request_filter in backend.filters.request:
                     answer = request_filter.on_request(ex)
                     if answer is not None:
-                        self.answer(conn, ex, answer)
+                        self.answer(conn, ex, answer, (*backend.filters.response, *ex.response_filters))
                         return "", None
                 if backend.filters.response:
                     ex.response_filters += backend.filters.response
@@ -246,9 +259,17 @@ class Pipeline:
         head.port = listener.public_port
         head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
 
-    def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer) -> None:
-        """The proxy answers itself (a redirect, a refusal)."""
-        conn.send_error(ex, answer.status, None, location=answer.location, detail=answer.detail)
+    def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer,
+               response_filters: tuple[ResponseFilter, ...] = ()) -> None:
+        """The proxy answers itself (a redirect, a refusal); the answer of a rule's filter gets the rule's
+        response filters too (a CORS preflight its Access-Control-* fields, a ResponseHeaderModifier its edits)."""
+        fields = b""
+        if response_filters:
+            response = ResponseHead(answer.status, [])
+            for response_filter in response_filters:
+                response_filter.on_response(ex, response)
+            fields = b"".join(response.fields)
+        conn.send_error(ex, answer.status, None, location=answer.location, detail=answer.detail, fields=fields)
 
 
 def _split_absolute(url: bytes) -> tuple[bytes, bytes] | None:

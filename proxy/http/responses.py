@@ -62,8 +62,11 @@ def error_response(
     location: bytes = b"",
     fields: bytes = b"",
 ) -> bytes:
-    """A short text/plain error naming the request id, so a user can quote it in a bug report."""
+    """A short text/plain error naming the request id, so a user can quote it in a bug report.
+
+    204 and 304 have no content (RFC 9110): neither body nor Content-Type and Content-Length."""
     reason = REASONS.get(status, b"Error")
+    empty = status == 204 or status == 304
     body = b"%d %s\n" % (status, reason)
     if detail:
         body += detail.encode("utf-8", "replace") + b"\n"
@@ -78,7 +81,7 @@ def error_response(
         (
             status_prefix(status),
             reason,
-            b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
+            b"\r\n" if empty else b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(body),
             b"Location: " + location + b"\r\n" if location else b"",
             fields,
             b"Cache-Control: no-store\r\nX-Request-ID: ",
@@ -88,7 +91,7 @@ def error_response(
             b"\r\n",
         )
     )
-    return head if head_only else head + body
+    return head if head_only or empty else head + body
 
 
 # Request ids need to be unique, not secret: a generator seeded once from the OS per process

@@ -11,9 +11,11 @@ which every controller shares: only entries whose controllerName is ours are rep
 naming the Gateways this process serves are its own.
 
 Only the leader writes. A pass runs when the running configuration's status changes (after a short
-quiet spell, so a burst of builds makes one pass), when this replica becomes leader, and every
-`resync` seconds. An object is written only when what it shows differs from what we would write
-(lastTransitionTime aside): the cached object decides without a request; then the object is read
+quiet spell, so a burst of builds makes one pass), when an object changes beyond its status (one
+deleted and created again at once has no status while the build stays the same), when this
+replica becomes leader, and every `resync` seconds. An object is written only when what it shows
+differs from what we would write (lastTransitionTime aside): the cached object decides without a
+request; then the object is read
 from its /status subresource and written back there with that resourceVersion. status.parents is
 an atomic list (a merge patch would drop other controllers' entries), so a 409 (someone wrote in
 between) means read, merge and write again, a few times, with backoff. Our own writes come back as
@@ -42,7 +44,7 @@ from proxy.objects import Key
 from proxy.settings import Settings
 
 if TYPE_CHECKING:
-    from proxy.kube.cache import ObjectCache
+    from proxy.kube.cache import CacheChange, ObjectCache
     from proxy.kube.leader import LeaderElector
     from proxy.runtime import RuntimeHolder
 
@@ -277,8 +279,23 @@ class GatewayStatusWriter:
         """Something that may change status happened; run a pass soon."""
         self._wake.set()
 
+    def _on_change(self, change: CacheChange) -> None:
+        """An object changed beyond its status: it may need writing although the status to publish is the same
+        (an HTTPRoute deleted and created again at once comes back without status). Our own writes change
+        status only, so they never wake us."""
+        if change.routes:
+            self._wake.set()
+
     async def run(self) -> None:
-        """Reconcile whenever the status to publish changes (and every `resync` s) while leader; until cancelled."""
+        """Reconcile whenever the status to publish or the objects change (and every `resync` s) while leader;
+        until cancelled."""
+        unsubscribe = self.cache.subscribe(self._on_change)
+        try:
+            await self._run()
+        finally:
+            unsubscribe()
+
+    async def _run(self) -> None:
         failures = 0
         delay = self.resync
         self._wake.set()

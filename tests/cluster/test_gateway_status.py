@@ -366,3 +366,16 @@ async def test_cluster_mode_runs_the_writer_behind_its_elector(kube_api: KubeApi
         await asyncio.gather(*tasks, return_exceptions=True)
         controller.close()
         await mode.close()
+
+
+async def test_a_route_deleted_and_created_again_at_once_gets_its_status(kube_api: KubeApiServer,
+                                                                        start: Start) -> None:
+    """`kubectl replace --force`, or a cleanup and the next apply landing together: the new object has no status
+    while the build is the same as the running one (same route), so no new status to publish says it."""
+    seed(kube_api)
+    await start()
+    await eventually(lambda: route_accepted(kube_api), "status written")
+    kube_api.delete("HTTPRoute", "default", "shop")
+    kube_api.create(http_route("shop"))
+    assert not our_parents(status(kube_api, "HTTPRoute", "default", "shop"))
+    await eventually(lambda: route_accepted(kube_api), "the new object's status written")

@@ -128,8 +128,6 @@ class KubeApiServer:
                  bookmark_interval: float = 60.0, token: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, gateway_api: bool = False) -> None:
         self.store = Store()
-        if gateway_api:
-            self.install_gateway_api()
         # Real validation rejects loopback EndpointSlice/Endpoints addresses; tests with loopback pods opt in.
         self.store.allow_loopback = allow_loopback
         self.host = host
@@ -147,6 +145,8 @@ class KubeApiServer:
         self._watches: set[Subscription] = set()
         self._runner: web.AppRunner | None = None
         self._watch_tasks: set[asyncio.Task] = set()
+        if gateway_api:
+            self.install_gateway_api()
 
     # ---- lifecycle
     @property

@@ -77,7 +77,9 @@ def endpoint_slice(
     port: int = 3000,
     suffix: str = "abcde",
     address_type: str = "IPv4",
+    ports: dict[str, int] | None = None,
 ) -> Obj:
+    """`ports`: name -> pod port (default: one, `port_name` -> `port`)."""
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -87,7 +89,8 @@ def endpoint_slice(
         },
         "addressType": address_type,
         "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
-        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "ports": [{"name": name, "port": number, "protocol": "TCP"}
+                  for name, number in (ports or {port_name: port}).items()],
     }
 
 
@@ -470,10 +473,44 @@ def base_objects() -> list[Obj]:
         service("web-backend", namespace=WEB),
         tls_secret("tls-validity-checks-certificate"),
     ]
-    pods = {"infra-backend-v1": "10.1.0.1", "infra-backend-v2": "10.1.0.2", "infra-backend-v3": "10.1.0.3"}
-    for name, address in pods.items():
-        objects.append(endpoint_slice(name, address, port_name="first-port" if name.endswith("v1") else ""))
-    objects.append(endpoint_slice("app-backend-v1", "10.2.0.1", namespace=APP))
-    objects.append(endpoint_slice("app-backend-v2", "10.2.0.2", namespace=APP))
-    objects.append(endpoint_slice("web-backend", "10.3.0.1", namespace=WEB))
+    for service_name, namespace_name, ports in _BACKENDS:
+        objects.append(endpoint_slice(service_name, *pod_addresses(service_name, namespace_name),
+                                      namespace=namespace_name, ports=ports))
     return objects
+
+
+# The backend pods of the base manifests' Deployments (address -> namespace, Service, pod name), as many
+# replicas as upstream runs. Pod names start with their Deployment's name and end with two generated parts,
+# as the upstream suite expects (it strips them to find the backend). fd00::1 is infra-backend-v1's first
+# pod's IPv6 address (HTTPRouteServiceTypes lists both families).
+PODS: dict[str, tuple[str, str, str]] = {
+    "10.1.1.1": (INFRA, "infra-backend-v1", "infra-backend-v1-7c9d5b6f4-abcde"),
+    "10.1.1.2": (INFRA, "infra-backend-v1", "infra-backend-v1-7c9d5b6f4-fghij"),
+    "fd00::1": (INFRA, "infra-backend-v1", "infra-backend-v1-7c9d5b6f4-abcde"),
+    "10.1.2.1": (INFRA, "infra-backend-v2", "infra-backend-v2-5f8b7d9c6-abcde"),
+    "10.1.2.2": (INFRA, "infra-backend-v2", "infra-backend-v2-5f8b7d9c6-fghij"),
+    "10.1.3.1": (INFRA, "infra-backend-v3", "infra-backend-v3-6b7c8d9f5-abcde"),
+    "10.2.1.1": (APP, "app-backend-v1", "app-backend-v1-8d9f6b7c5-abcde"),
+    "10.2.1.2": (APP, "app-backend-v1", "app-backend-v1-8d9f6b7c5-fghij"),
+    "10.2.2.1": (APP, "app-backend-v2", "app-backend-v2-9f6b7c8d4-abcde"),
+    "10.2.2.2": (APP, "app-backend-v2", "app-backend-v2-9f6b7c8d4-fghij"),
+    "10.3.1.1": (WEB, "web-backend", "web-backend-4b5c6d7f8-abcde"),
+    "10.3.1.2": (WEB, "web-backend", "web-backend-4b5c6d7f8-fghij"),
+}
+
+# The pod ports each backend's EndpointSlice lists (name -> port), as the EndpointSlice controller makes them
+# from the Service's ports: infra-backend-v1's three ports reach the pod's 3000 (HTTP, WebSocket) and 3001 (h2c).
+_BACKENDS: tuple[tuple[str, str, dict[str, int]], ...] = (
+    ("infra-backend-v1", INFRA, {"first-port": 3000, "second-port": 3001, "third-port": 3000}),
+    ("infra-backend-v2", INFRA, {"": 3000}),
+    ("infra-backend-v3", INFRA, {"": 3000}),
+    ("app-backend-v1", APP, {"": 3000}),
+    ("app-backend-v2", APP, {"": 3000}),
+    ("web-backend", WEB, {"": 3000}),
+)
+
+
+def pod_addresses(service_name: str, namespace_name: str = INFRA, *, family: str = "IPv4") -> list[str]:
+    """The addresses of a base backend's pods (of one family)."""
+    return [address for address, (ns, owner, _) in PODS.items()
+            if (ns, owner) == (namespace_name, service_name) and (":" in address) == (family == "IPv6")]

@@ -1,0 +1,116 @@
+"""The client side of the end-to-end conformance runs: one request to a Gateway port, and what came back.
+
+Like the upstream round tripper: no keep-alive (one connection per request), redirects not followed, the Host
+header as the case gives it; HTTPS with the case's SNI against the certificate the suite generated (trusted
+as the only root; the served certificate is compared with the expected one byte for byte instead of matching
+names, since Go's and OpenSSL's wildcard rules differ for the upstream's "*.org").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+TIMEOUT = 10.0  # seconds for one request (the slowest upstream case waits 1 s at the backend)
+
+
+@dataclass
+class Answer:
+    """What a client saw: status 0 when nothing accepted the connection."""
+
+    status: int
+    headers: CIMultiDictProxy[str] | None = None
+    echo: dict[str, Any] | None = None  # the echo pod's JSON, when a pod answered
+    peer_certificate: bytes = b""  # DER, over HTTPS
+    error: str = ""
+    websocket_echo: bool = False
+
+    def header(self, name: str) -> str | None:
+        """All fields of that name joined with "," (as the upstream compares them), None when absent."""
+        if self.headers is None or name not in self.headers:
+            return None
+        return ",".join(self.headers.getall(name))
+
+
+class Client:
+    """Requests to 127.0.0.1:<local port>; one session, a fresh connection per request."""
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self.trusted: dict[bytes, ssl.SSLContext] = {}
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True, limit=0),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self.session
+
+    def _context(self, ca_pem: bytes) -> ssl.SSLContext:
+        found = self.trusted.get(ca_pem)
+        if found is None:
+            found = ssl.create_default_context(cadata=ca_pem.decode())
+            found.check_hostname = False  # the served certificate is compared instead (see the module doc)
+            self.trusted[ca_pem] = found
+        return found
+
+    async def send(self, *, local_port: int, path: str, host: str, method: str = "GET",
+                   headers: dict[str, str] | None = None, https: bool = False, sni: str = "",
+                   ca_pem: bytes = b"") -> Answer:
+        scheme = "https" if https else "http"
+        url = f"{scheme}://127.0.0.1:{local_port}{path}"
+        fields = {"Host": host, **(headers or {})}
+        options: dict[str, Any] = {}
+        if https:
+            options["ssl"] = self._context(ca_pem)
+            options["server_hostname"] = sni
+        try:
+            async with self._session().request(
+                method, URL(url, encoded=True), headers=fields, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT), skip_auto_headers=("Accept-Encoding", "User-Agent"),
+                **options,
+            ) as response:
+                body = await response.read()
+                certificate = b""
+                if https and response.connection is not None and response.connection.transport is not None:
+                    ssl_object = response.connection.transport.get_extra_info("ssl_object")
+                    certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else b""
+                echo = None
+                if response.headers.get("Content-Type", "").startswith("application/json"):
+                    try:
+                        parsed = json.loads(body)
+                    except ValueError:
+                        parsed = None
+                    if isinstance(parsed, dict) and "pod" in parsed:
+                        echo = parsed
+                return Answer(response.status, response.headers, echo, certificate)
+        except aiohttp.ClientConnectorError as error:
+            if isinstance(error.os_error, ConnectionRefusedError):
+                return Answer(0, error="connection refused")
+            raise
+
+    async def websocket(self, *, local_port: int, path: str, host: str) -> Answer:
+        """The upstream's WebSocket check: a text and a binary message come back unchanged."""
+        url = f"http://127.0.0.1:{local_port}{path}"
+        async with self._session().ws_connect(URL(url, encoded=True), headers={"Host": host},
+                                              timeout=aiohttp.ClientWSTimeout(ws_close=TIMEOUT)) as socket:
+            await socket.send_str("Websocket Support!")
+            text = await asyncio.wait_for(socket.receive_str(), TIMEOUT)
+            binary_message = bytes([1, 2, 3, 4, 5, 6, 7])
+            await socket.send_bytes(binary_message)
+            binary = await asyncio.wait_for(socket.receive_bytes(), TIMEOUT)
+        return Answer(101, websocket_echo=text == "Websocket Support!" and binary == binary_message)

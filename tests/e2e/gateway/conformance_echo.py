@@ -1,0 +1,129 @@
+"""Echo pods that answer like the conformance suite's echo server (gateway-api-conformance-images' echo-basic).
+
+The upstream tests read what a backend received from its JSON answer: the request URI (`path`, query
+included), `host`, `method`, `proto`, `headers` (Go's `http.Header`: canonical names, one list entry per
+header line, `Host` not among them), and the `namespace` and `pod` it runs as. The same server honours
+`?delay=<Go duration>` (answers that much later: the timeout tests) and the `X-Echo-Set-Header:
+Name:value,Name2:value2` request header (fields it adds to its answer: the response header tests), and
+echoes WebSocket messages on `/ws`. Every request is also kept (`seen`), so mirror tests can find the
+copies a pod received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+# The longest ?delay= honoured: a test cannot hold a pod longer than this.
+MAX_DELAY = 10.0
+
+
+def canonical(name: str) -> str:
+    """Go's textproto.CanonicalMIMEHeaderKey: "x-header-add" -> "X-Header-Add" (left alone if not a token)."""
+    if not _TOKEN.match(name):
+        return name
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def duration(text: str) -> float:
+    """A Go duration such as "1s", "500ms" or "1m30s", in seconds."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as a pod saw it."""
+
+    uri: str
+    method: str
+    headers: dict[str, list[str]]
+
+
+class EchoPod:
+    """One pod of a conformance backend Deployment: `name` starts with its Service's name, as pod names do."""
+
+    def __init__(self, *, service: str, namespace: str, name: str, address: str) -> None:
+        self.service = service
+        self.namespace = namespace
+        self.name = name
+        self.address = address
+        self.port = 0
+        self.seen: list[Received] = []
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, port: int = 0) -> EchoPod:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._answer)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.address, port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        self._stopping.set()  # delayed answers go now instead of holding up the shutdown
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def received(self, marker: str) -> list[Received]:
+        """The requests whose URI contains `marker`."""
+        return [item for item in self.seen if marker in item.uri]
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            if name.lower() != "host":
+                headers.setdefault(canonical(name), []).append(value)
+        self.seen.append(Received(request.raw_path, request.method, headers))
+        if request.path == "/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
+        delay = request.query.get("delay")
+        if delay:
+            try:
+                await asyncio.wait_for(self._stopping.wait(), min(duration(delay), MAX_DELAY))
+            except TimeoutError:
+                pass
+        body: dict[str, Any] = {
+            "path": request.raw_path,
+            "host": request.host,
+            "method": request.method,
+            "proto": f"HTTP/{request.version.major}.{request.version.minor}",
+            "headers": headers,
+            "namespace": self.namespace,
+            "pod": self.name,
+        }
+        response = web.json_response(body)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        for listed in request.headers.getall("X-Echo-Set-Header", []):
+            for item in listed.split(","):
+                name, _, value = item.strip().partition(":")
+                if not name:
+                    continue
+                if name in response.headers:
+                    response.headers[name] += "," + value.strip()
+                else:
+                    response.headers[name] = value
+        return response
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            if message.type == WSMsgType.TEXT:
+                await socket.send_str(message.data)
+            elif message.type == WSMsgType.BINARY:
+                await socket.send_bytes(message.data)
+        return socket
