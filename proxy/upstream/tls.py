@@ -198,7 +198,7 @@ class UpstreamTLS:
         if context is None:
             transport.abort()
             self.stats.failed(CONFIG)
-            raise HandshakeError(f"TLS to {where}: {self.error}", reason=CONFIG)
+            raise HandshakeError(f"TLS to {where}: {self.error} ({CONFIG})", reason=CONFIG)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
@@ -219,7 +219,8 @@ class UpstreamTLS:
         if mismatch:
             upgraded.abort()
             self.stats.failed(NAME_MISMATCH)
-            raise HandshakeError(f"TLS to {where}: {mismatch}", reason=NAME_MISMATCH)
+            raise HandshakeError(f"TLS to {where} (SNI {self.server_name}): {mismatch} ({NAME_MISMATCH})",
+                                 reason=NAME_MISMATCH)
         self.stats.completed += 1
         return upgraded  # type: ignore[return-value]  # a stream transport
 
