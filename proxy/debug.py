@@ -115,9 +115,8 @@ def _describe_cluster(runtime: Runtime, key: str) -> dict[str, Any]:
     }
     if cluster is not None and cluster.external_name:
         entry["externalName"] = f"{cluster.external_name}:{cluster.external_port}"
-    policy = cluster.policy if cluster is not None else None
-    if upstream is not None and (policy is not None and policy.health_check is not None
-                                 or any(not pool.healthy for pool in upstream.pools)):
+    checked = cluster is not None and cluster.policy is not None and cluster.policy.health_check is not None
+    if upstream is not None and (checked or any(not pool.healthy for pool in upstream.pools)):
         # Active health checks: the endpoints the balancer skips now.
         entry["unhealthy"] = [_address(pool.endpoint) for pool in upstream.pools if not pool.healthy]
     if upstream is not None and upstream.tls is not None:

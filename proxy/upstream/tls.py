@@ -222,7 +222,7 @@ class UpstreamTLS:
             raise HandshakeError(f"TLS to {where} (SNI {self.server_name}): {mismatch} ({NAME_MISMATCH})",
                                  reason=NAME_MISMATCH)
         self.stats.completed += 1
-        return upgraded  # type: ignore[return-value]  # a stream transport
+        return upgraded
 
     def check_peer(self, ssl_object: Any) -> str:
         """Why the verified peer certificate does not carry any of the wanted SANs ("" when it does, or when

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -229,7 +230,7 @@ class WorkerPool:
         for worker in self.workers.values():
             worker.send(data)
 
-    def _relay_health(self, key: str, changes: dict[Endpoint, bool] | None) -> None:
+    def _relay_health(self, key: str, changes: Mapping[Endpoint, bool] | None) -> None:
         """Health verdict observer: each change goes to every worker."""
         if not self.workers:
             return

@@ -13,7 +13,9 @@ import pytest
 
 from backend_pods import NOW, HealthPod, Pki, leaf_with, root_pem, server_context
 from proxy.debug import describe_table
+from proxy.metrics import Metrics
 from proxy.routing.policies import BackendTLS, ClusterPolicy, HealthCheck
+from proxy.stats import merge
 from server_harness import Rule, cluster, connect, encode_request, read_response, request, wait_until
 
 KEY = "default/web:443"
@@ -91,6 +93,15 @@ async def test_a_pod_failing_verification_gets_a_502_logged_and_counted(make_pro
     assert upstream_tls(proxy)["failures"].get(reason, 0) == before + 1
     assert any(reason in record.getMessage() for record in caplog.records)
     assert pod.requests == 0
+    text = Metrics(holder=proxy.holder, server=proxy.server).render().decode()
+    assert f'pyngress_upstream_tls_handshake_failures_total{{reason="{reason}"}} {before + 1}.0' in text
+
+
+def test_worker_snapshots_add_up_their_pod_handshakes():
+    one = {"routes": [], "listeners": {}, "upstream_tls": {"completed": 3, "failures": {"expired": 1}}}
+    two = {"routes": [], "listeners": {}, "upstream_tls": {"completed": 4, "failures": {"expired": 2, "closed": 1}}}
+    old = {"routes": [], "listeners": {}}  # a snapshot from before pod handshakes were counted
+    assert merge([one, two, old])["upstream_tls"] == {"completed": 7, "failures": {"expired": 3, "closed": 1}}
 
 
 async def test_a_failed_handshake_moves_on_to_the_next_endpoint(make_proxy, make_health_pods, pki, tmp_path):

@@ -22,7 +22,8 @@ from cryptography.x509.oid import NameOID
 from proxy.tls.store import load_chain
 
 if "tls_pki" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("tls_pki", Path(__file__).resolve().parents[1] / "tls" / "conftest.py")
+    _spec = importlib.util.spec_from_file_location("tls_pki",
+                                                   Path(__file__).resolve().parents[1] / "tls" / "conftest.py")
     assert _spec is not None and _spec.loader is not None
     _module = importlib.util.module_from_spec(_spec)
     sys.modules["tls_pki"] = _module  # dataclasses look their module up

@@ -220,7 +220,7 @@ async def test_probers_stop_when_the_cluster_goes_or_drops_its_check(make_server
     del upstreams[KEY]  # the cluster disappears
     checker.track(upstreams)
     assert not checker.probers and not checker.verdicts.unhealthy
-    await wait_until(lambda: prober.task.done())
+    await wait_until(prober.task.done)
 
 
 async def test_a_changed_check_applies_from_the_next_probe(make_server, checkers):
