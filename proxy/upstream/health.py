@@ -113,7 +113,12 @@ class HealthVerdicts:
     def observe(self, observer: Observer) -> Callable[[], None]:
         """Call `observer(key, changes)` after each change from now on; returns the function that stops it."""
         self._observers.append(observer)
-        return lambda: self._observers.remove(observer) if observer in self._observers else None
+
+        def stop() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return stop
 
     def operations(self) -> Iterator[tuple[str, dict[Endpoint, bool]]]:
         """The current verdicts as changes, for a process that starts with none (a new worker)."""
