@@ -163,9 +163,9 @@ class ClientContexts:
 def _build(policy: BackendTLS) -> ssl.SSLContext | str:
     try:
         return client_context(policy)
-    except (ssl.SSLError, ValueError, OSError) as error:
-        what = "client certificate" if policy.client_certificate else "CA bundle"
-        message = f"the backend TLS policy's {what} cannot be loaded: {error}"
+    except Exception as error:  # noqa: BLE001  (a broken policy costs its clusters, never the whole build)
+        what = "CA bundle or client certificate" if policy.client_certificate else "CA bundle"
+        message = f"the backend TLS policy's {what} cannot be loaded: {error or type(error).__name__}"
         logger.warning("%s", message)
         return message
 

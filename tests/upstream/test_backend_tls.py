@@ -202,6 +202,14 @@ async def test_a_policy_whose_ca_cannot_be_loaded_fails_every_dial(make_listener
     assert caught.value.reason == "config"
 
 
+def test_a_client_certificate_that_cannot_be_loaded_is_a_config_error(pki):
+    client = pki.leaf("pyngress")
+    other = pki.leaf("other")
+    mismatched = BackendTLS(ca=root_pem(pki), client_certificate=client.chain_pem, client_key=other.key_pem)
+    context = ClientContexts().get(mismatched)
+    assert isinstance(context, str) and "client certificate" in context
+
+
 def test_client_contexts_are_built_once_per_policy_and_forgotten_when_unused(pki):
     contexts = ClientContexts()
     first = BackendTLS(ca=root_pem(pki))
