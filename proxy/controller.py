@@ -9,6 +9,7 @@ changes never rebuild routes: the affected clusters are resolved again and their
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ from proxy.routing.fields import Malformed
 from proxy.routing.incremental import Builder
 from proxy.routing.ingress.classes import select_classes
 from proxy.routing.model import Cluster, Config
+from proxy.routing.policies import BackendTLS
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.tls import (
@@ -33,6 +35,8 @@ from proxy.tls import (
 )
 from proxy.tls.listeners import port_stores
 from proxy.upstream.cluster import Upstream
+from proxy.upstream.health import HealthChecker, HealthVerdicts
+from proxy.upstream.tls import ClientContexts
 
 if TYPE_CHECKING:
     from proxy.kube.cache import CacheChange, ObjectCache
@@ -97,7 +101,7 @@ class Controller:
     """Watches the cache, builds configurations, keeps one live Upstream per cluster key."""
 
     def __init__(self, *, cache: ObjectCache, settings: Settings, holder: RuntimeHolder,
-                 generated: Certificate | None = None) -> None:
+                 generated: Certificate | None = None, probe: bool = True) -> None:
         self.cache = cache
         self.settings = settings
         self.holder = holder
@@ -115,6 +119,12 @@ class Controller:
         # TLS host pattern -> (namespace, Secret name) of the published store ("" name: the default).
         self.tls_sources: Mapping[str, Key] = {}
         self._upstreams: dict[str, Upstream] = {}
+        # Client contexts of the clusters' TLS policies, built in the build thread.
+        self.tls_contexts = ClientContexts()
+        # Active health: the verdicts applied to this process's pools, and the prober that makes them (a worker
+        # of `--workers N` has none: the control process probes and relays its verdicts, see proxy.workers).
+        self.health = HealthVerdicts(self._upstreams)
+        self.checker: HealthChecker | None = HealthChecker(self.health) if probe else None
         # What each upstream was last given, to update only clusters that changed.
         self._clusters: dict[str, Cluster] = {}
         # The last clusters mapping applied (skipped when a build returns the very same one).
@@ -214,6 +224,7 @@ class Controller:
     ) -> tuple[Config, tuple[dict[int, CertStore], Mapping[str, Key]] | None, list[Warning]]:
         """Routes and certificates from one snapshot (in a worker thread: parsing certificates is CPU work)."""
         config = self._builder.build(snapshot, self.settings)
+        self.tls_contexts.prepare(_tls_policies(config.clusters))
         try:
             stores, hosts, warnings = self._build_tls(snapshot, config)
         except Exception:  # a bug in the TLS code must not stop routing; the running certificates stay
@@ -277,6 +288,8 @@ class Controller:
                 old = self._clusters[key]
                 cluster, warnings = resolve_cluster(
                     snapshot, namespace=old.namespace, service=old.service, port=old.port)
+                if old.policy is not None:  # resolved under the plain key: keep the policy's key and policy
+                    cluster = dataclasses.replace(cluster, key=old.key, policy=old.policy)
                 self._log_warnings(warnings, replace=False)
                 if cluster != old:
                     self._upstreams[key].update(cluster)
@@ -298,6 +311,8 @@ class Controller:
     def close(self) -> None:
         """Stop listening to the cache and close every upstream's idle connections."""
         self._unsubscribe()
+        if self.checker is not None:
+            self.checker.close()
         for upstream in self._upstreams.values():
             upstream.close()
 
@@ -342,11 +357,15 @@ class Controller:
                 continue  # unchanged clusters are the same objects from build to build
             upstream = self._upstreams.get(key)
             if upstream is None:
-                self._upstreams[key] = Upstream(cluster, settings=self.settings)
+                self._upstreams[key] = Upstream(cluster, settings=self.settings, contexts=self.tls_contexts,
+                                                health=self.health)
                 known[key] = cluster
             elif old != cluster:
                 upstream.update(cluster)
                 known[key] = cluster
+        self.tls_contexts.retain(_tls_policies(clusters))
+        if self.checker is not None:
+            self.checker.track(self._upstreams)
 
     def _log_warnings(self, warnings: Iterable[Warning], *, replace: bool) -> None:
         """Log each warning once while it persists, not on every rebuild."""
@@ -358,6 +377,11 @@ class Controller:
             self._logged = set(current)
         else:
             self._logged.update(current)
+
+
+def _tls_policies(clusters: Mapping[str, Cluster]) -> set[BackendTLS]:
+    return {cluster.policy.tls for cluster in clusters.values()
+            if cluster.policy is not None and cluster.policy.tls is not None}
 
 
 def _same_certificates(old: CertStore, new: CertStore) -> bool:

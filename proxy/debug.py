@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.http.head import RequestHead
-from proxy.routing.model import KIND_INGRESS, PATH_DEFAULT_BACKEND, Config, Route
+from proxy.routing.model import KIND_INGRESS, PATH_DEFAULT_BACKEND, Config, Endpoint, Route
 from proxy.routing.paths import normalize_path
 from proxy.routing.table import Choice, RouteTable, VirtualHost, normalize_host
 from proxy.runtime import Runtime
@@ -111,11 +111,26 @@ def _describe_cluster(runtime: Runtime, key: str) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "cluster": key,
         "backend": f"{cluster.service}:{cluster.port}" if cluster is not None else None,
-        "endpoints": [f"[{e.address}]:{e.port}" if ":" in e.address else f"{e.address}:{e.port}" for e in endpoints],
+        "endpoints": [_address(e) for e in endpoints],
     }
     if cluster is not None and cluster.external_name:
         entry["externalName"] = f"{cluster.external_name}:{cluster.external_port}"
+    checked = cluster is not None and cluster.policy is not None and cluster.policy.health_check is not None
+    if upstream is not None and (checked or any(not pool.healthy for pool in upstream.pools)):
+        # Active health checks: the endpoints the balancer skips now.
+        entry["unhealthy"] = [_address(pool.endpoint) for pool in upstream.pools if not pool.healthy]
+    if upstream is not None and upstream.tls is not None:
+        tls = upstream.tls
+        entry["tls"] = {"sni": tls.server_name, "verify": tls.policy.verify,
+                        "subjectAltNames": list(tls.policy.subject_alt_names),
+                        "clientCertificate": bool(tls.policy.client_certificate)}
+        if tls.error:
+            entry["tls"]["error"] = tls.error
     return entry
+
+
+def _address(endpoint: Endpoint) -> str:
+    return f"[{endpoint.address}]:{endpoint.port}" if ":" in endpoint.address else f"{endpoint.address}:{endpoint.port}"
 
 
 # ---------------------------------------------------------------------------------------------- /debug/match

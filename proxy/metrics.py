@@ -29,6 +29,7 @@ from proxy.stats import DURATION_BUCKETS, MIRROR_RESULTS, Snapshot, TrafficStats
 if TYPE_CHECKING:
     from proxy.controller import Controller
     from proxy.runtime import RuntimeHolder
+    from proxy.upstream.health import HealthChecker
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -102,6 +103,16 @@ class TrafficCollector(Collector):
         for result in MIRROR_RESULTS:
             mirrors.add_metric([result], counts.get(result, 0))
         yield mirrors
+        backend = snapshot.get("upstream_tls") or {"completed": 0, "failures": {}}
+        yield CounterMetricFamily("pyngress_upstream_tls_handshakes", "TLS handshakes completed with pods (clusters "
+                                  "whose policy has TLS to the backends).", value=backend["completed"])
+        backend_failures = CounterMetricFamily(
+            "pyngress_upstream_tls_handshake_failures", "TLS handshakes with pods that failed (each a connect "
+            "failure: 502 or the next endpoint), by reason (unknown_ca, expired, not_yet_valid, name_mismatch, "
+            "bad_certificate, refused, not_tls, closed, timeout, config, other).", labels=["reason"])
+        for reason, count in sorted(backend["failures"].items()):
+            backend_failures.add_metric([reason], count)
+        yield backend_failures
 
 
 def _cumulative(counts: list[int]) -> list[int]:
@@ -152,6 +163,8 @@ class StateCollector(Collector):
             yield GaugeMetricFamily(
                 "pyngress_config_warnings", "Warnings (skipped or broken objects) of the last build.",
                 value=stats.warnings)
+            if controller.checker is not None:
+                yield from _health_metrics(controller.checker)
 
         runtime = self.holder.current
         routes = clusters = ready = 0
@@ -167,6 +180,32 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("pyngress_backends", "Backend clusters (Service ports) in the running configuration.",
                                 value=clusters)
         yield GaugeMetricFamily("pyngress_ready_endpoints", "Ready endpoints over all backend clusters.", value=ready)
+
+
+def _health_metrics(checker: HealthChecker) -> Iterator[Metric]:
+    """Active health checks: probe results, and per Service port the endpoints checked and found unhealthy."""
+    results = CounterMetricFamily("pyngress_health_checks", "Active health check probes, by result (ok, "
+                                  "unexpected_status, timeout, connect_failure, tls_failure, bad_response).",
+                                  labels=["result"])
+    for result, count in checker.results.items():
+        results.add_metric([result], count)
+    yield results
+    labels = ["namespace", "service", "port"]
+    checked = GaugeMetricFamily("pyngress_health_checked_endpoints", "Endpoints under active health checks.",
+                                labels=labels)
+    unhealthy = GaugeMetricFamily("pyngress_unhealthy_endpoints", "Endpoints failing active health checks now "
+                                  "(the balancers skip them).", labels=labels)
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    for upstream, count, bad in checker.clusters():  # clusters of one Service port under several policies add up
+        cluster = upstream.cluster
+        total = totals.setdefault((cluster.namespace, cluster.service, cluster.port), [0, 0])
+        total[0] += count
+        total[1] += bad
+    for key, (count, bad) in sorted(totals.items()):
+        checked.add_metric(list(key), count)
+        unhealthy.add_metric(list(key), bad)
+    yield checked
+    yield unhealthy
 
 
 class KindHealth(Protocol):

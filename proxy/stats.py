@@ -16,6 +16,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from proxy.upstream import tls as upstream_tls
+
 # ingress-nginx's request-time buckets (seconds): what existing dashboards and SLO rules expect.
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -31,7 +33,8 @@ MIRROR_RESULTS = ("sent", "answered", "dropped", "failed")
 #  upstream_count, upstream_sum, upstream_buckets] (buckets non-cumulative, last = +Inf).
 SeriesData = list[Any]
 # {"routes": [[labels, [series, ...]], ...], "listeners": {scheme: [active, total]},
-#  "handshakes": {"completed": n, "failures": {reason: n}}}
+#  "handshakes": {"completed": n, "failures": {reason: n}}, "mirrors": {result: n},
+#  "upstream_tls": {"completed": n, "failures": {reason: n}}}
 Snapshot = dict[str, Any]
 
 
@@ -93,7 +96,7 @@ class RouteStats:
 class TrafficStats:
     """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
 
-    __slots__ = ("unmatched", "_routes", "listeners", "mirrors")
+    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls")
 
     def __init__(self) -> None:
         self.unmatched = RouteStats(UNMATCHED)
@@ -103,6 +106,8 @@ class TrafficStats:
         self.listeners: Iterable[Any] = ()
         # Mirror copies counted (an object with sent, answered, dropped, failed: proxy.http.mirror.STATS).
         self.mirrors: Any = None
+        # TLS handshakes with pods (the process's proxy.upstream.tls.STATS: completed, failures by reason).
+        self.upstream_tls: Any = upstream_tls.STATS
 
     def bind(self, routes: Iterable[tuple[int, RouteLabels]]) -> dict[int, RouteStats]:
         """RouteStats for each (route id, labels); stats of label sets no longer present are dropped.
@@ -140,7 +145,11 @@ class TrafficStats:
                 _add_handshakes(handshakes, stats.completed, stats.failures)
         mirrors = self.mirrors
         copies = {result: getattr(mirrors, result) for result in MIRROR_RESULTS} if mirrors is not None else {}
-        return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies}
+        backend: dict[str, Any] = {"completed": 0, "failures": {}}
+        if self.upstream_tls is not None:
+            _add_handshakes(backend, self.upstream_tls.completed, dict(self.upstream_tls.failures))
+        return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies,
+                "upstream_tls": backend}
 
 
 def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
@@ -150,6 +159,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     listeners: dict[str, list[int]] = {}
     handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
     mirrors: dict[str, int] = {}
+    backend: dict[str, Any] = {"completed": 0, "failures": {}}
     for snapshot in snapshots:
         for labels, entries in snapshot.get("routes", ()):
             key_labels = tuple(labels)
@@ -174,8 +184,11 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
             _add_handshakes(handshakes, part["completed"], part["failures"])
         for result, count in (snapshot.get("mirrors") or {}).items():
             mirrors[result] = mirrors.get(result, 0) + count
+        part = snapshot.get("upstream_tls")
+        if part:
+            _add_handshakes(backend, part["completed"], part["failures"])
     return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
-            "handshakes": handshakes, "mirrors": mirrors}
+            "handshakes": handshakes, "mirrors": mirrors, "upstream_tls": backend}
 
 
 def _add_handshakes(total: dict[str, Any], completed: int, failures: Mapping[str, int]) -> None:

@@ -60,28 +60,35 @@ def new_server_context() -> ssl.SSLContext:
 def prepare_context(cert: Certificate, *, in_memory: bool | None = None) -> ssl.SSLContext:
     """A server context holding `cert`. CPU work (a millisecond or so); not for the event loop.
 
-    `load_cert_chain` only reads files: by default the PEM goes through an anonymous in-memory
-    file (Linux memfd), so the private key never touches a disk; elsewhere (or with
-    `in_memory=False`) through files in a fresh 0700 temporary directory, removed at once.
     Raises ssl.SSLError if OpenSSL refuses the chain (parse_pem() checks make that rare).
     """
     context = new_server_context()
-    if in_memory is None:
-        in_memory = _HAS_MEMFD
-    if in_memory:
-        _load_from_memory(context, cert)
-    else:
-        _load_from_files(context, cert)
+    load_chain(context, cert.chain_pem, cert.key_pem, in_memory=in_memory)
     return context
 
 
-def _load_from_memory(context: ssl.SSLContext, cert: Certificate) -> None:
+def load_chain(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes, *, in_memory: bool | None = None) -> None:
+    """Load a PEM certificate chain and its key into `context` (a server's, or a client's for mutual TLS).
+
+    `load_cert_chain` only reads files: by default the PEM goes through an anonymous in-memory
+    file (Linux memfd), so the private key never touches a disk; elsewhere (or with
+    `in_memory=False`) through files in a fresh 0700 temporary directory, removed at once.
+    """
+    if in_memory is None:
+        in_memory = _HAS_MEMFD
+    if in_memory:
+        _load_from_memory(context, chain_pem, key_pem)
+    else:
+        _load_from_files(context, chain_pem, key_pem)
+
+
+def _load_from_memory(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
     chain_fd = os.memfd_create("pyngress-chain", os.MFD_CLOEXEC)
     try:
         key_fd = os.memfd_create("pyngress-key", os.MFD_CLOEXEC)
         try:
-            _write_all(chain_fd, cert.chain_pem)
-            _write_all(key_fd, cert.key_pem)
+            _write_all(chain_fd, chain_pem)
+            _write_all(key_fd, key_pem)
             context.load_cert_chain(f"/proc/self/fd/{chain_fd}", f"/proc/self/fd/{key_fd}")
         finally:
             os.close(key_fd)
@@ -89,10 +96,10 @@ def _load_from_memory(context: ssl.SSLContext, cert: Certificate) -> None:
         os.close(chain_fd)
 
 
-def _load_from_files(context: ssl.SSLContext, cert: Certificate) -> None:
+def _load_from_files(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
     with tempfile.TemporaryDirectory(prefix="pyngress-tls-") as folder:  # mkdtemp: mode 0700
         paths = []
-        for name, content in (("chain.pem", cert.chain_pem), ("key.pem", cert.key_pem)):
+        for name, content in (("chain.pem", chain_pem), ("key.pem", key_pem)):
             path = os.path.join(folder, name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:

@@ -1,1 +1,2 @@
-"""Upstream side of the proxy: endpoint sets, round-robin, keep-alive pools, errors."""
+"""Upstream side of the proxy: endpoint sets, balancers, keep-alive pools, TLS to the pods, active health checks,
+errors."""

@@ -45,9 +45,11 @@ class RoundRobin:
         self.cursor = 0
 
     def update(self, pools: tuple[EndpointPool, ...]) -> None:
-        for index, pool in enumerate(pools):
+        # Endpoints failing active health checks are left out, unless all are: then trying beats refusing.
+        healthy = tuple(pool for pool in pools if pool.healthy) or pools
+        for index, pool in enumerate(healthy):
             pool.index = index
-        self.pools = pools
+        self.pools = healthy
 
     def pick(self, previous: EndpointPool | None = None) -> EndpointPool | None:
         pools = self.pools

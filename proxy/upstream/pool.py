@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections import deque
 
 from proxy.routing.model import Endpoint
 from proxy.upstream.connection import UpstreamConnection
 from proxy.upstream.errors import ConnectError, ConnectTimeout
+from proxy.upstream.tls import HandshakeError, UpstreamTLS
+
+logger = logging.getLogger("pyngress.proxy")
 
 
 class EndpointPool:
@@ -19,7 +23,7 @@ class EndpointPool:
     """
 
     __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer",
-                 "log_address", "_loop", "index", "in_flight", "failures")
+                 "log_address", "_loop", "index", "in_flight", "failures", "healthy", "tls")
 
     def __init__(
         self,
@@ -50,6 +54,11 @@ class EndpointPool:
         self.index = 0
         self.in_flight = 0
         self.failures = 0
+        # False while active health checks find the endpoint unhealthy (proxy.upstream.health): balancers
+        # skip it. Changed only with a new `Balancer.update()` call after it, so balancers may filter there.
+        self.healthy = True
+        # TLS to this endpoint (a TlsEndpointPool); None: plain TCP.
+        self.tls: UpstreamTLS | None = None
 
     def __repr__(self) -> str:
         return f"<EndpointPool {self.endpoint.address}:{self.endpoint.port} idle={len(self.idle)}>"
@@ -137,3 +146,43 @@ class EndpointPool:
             self._timer = None
         while self.idle:
             self.idle.pop().close()
+
+
+class TlsEndpointPool(EndpointPool):
+    """The pool of an endpoint spoken to over TLS: the same idle connections, dialed then upgraded.
+
+    A subclass so the plain pool's dial path stays exactly as it was. Handshake failures are
+    logged at warning once per run of failures (each one is also in the 502's log line and in
+    the handshake counts), then at debug until a handshake succeeds again.
+    """
+
+    __slots__ = ("failing",)
+
+    def __init__(self, endpoint: Endpoint, *, tls: UpstreamTLS, resolve: bool = False, limit: int = 64,
+                 idle_timeout: float = 60.0, connect_timeout: float = 5.0) -> None:
+        super().__init__(endpoint, resolve=resolve, limit=limit, idle_timeout=idle_timeout,
+                         connect_timeout=connect_timeout)
+        self.tls = tls
+        self.failing = ""  # the reason of the last handshake failure, "" after a success
+
+    def __repr__(self) -> str:
+        return f"<TlsEndpointPool {self.endpoint.address}:{self.endpoint.port} idle={len(self.idle)}>"
+
+    async def connect(self) -> UpstreamConnection:
+        """Dial, then the TLS handshake (its own connect timeout, as nginx gives it); failures of the handshake
+        are HandshakeErrors (connect failures)."""
+        conn = await super().connect()
+        tls = self.tls
+        assert tls is not None
+        address, port = self.endpoint
+        try:
+            conn.transport = await tls.handshake(conn.transport, conn, where=f"{address}:{port}",
+                                                 timeout=self.connect_timeout)
+        except HandshakeError as error:
+            conn.closed = True
+            level = logging.WARNING if error.reason != self.failing else logging.DEBUG
+            self.failing = error.reason
+            logger.log(level, "%s", error)
+            raise
+        self.failing = ""
+        return conn

@@ -9,6 +9,9 @@ The control process talks to each worker over a Unix socket pair, in length-pref
                         ("ping", seq, None)          each second: a worker that stops answering
                                                      (stopped, hung, not reading) is killed
                         ("traffic", id, None)        asks for the worker's traffic snapshot
+                        ("health", key, changes)     active health verdicts of one cluster (endpoint ->
+                                                     healthy; None: forget the cluster), the current
+                                                     ones after the cache at (re)start, then each change
                         ("stop", None, None)         drain and exit (beside SIGTERM)
     worker -> control   ("listening", http, https)   listeners bound, serving its first configuration
                         ("generation", n, None)      each configuration it publishes

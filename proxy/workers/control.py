@@ -45,7 +45,7 @@ async def serve_workers(settings: Settings) -> int:
     # One self-signed default certificate for the pod: every worker serves the same one.
     generated = await asyncio.to_thread(generate_default_certificate)
     controller = Controller(cache=cache, settings=settings, holder=holder, generated=generated)
-    pool = WorkerPool(settings=settings, cache=cache, generated=generated)
+    pool = WorkerPool(settings=settings, cache=cache, generated=generated, health=controller.health)
     metrics = Metrics(holder=holder, controller=controller, process=False)
     metrics.gather = pool.gather
     metrics.registry.register(WorkersCollector(pool))

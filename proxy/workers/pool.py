@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,9 @@ from proxy.stats import Snapshot, merge
 from proxy.workers.channel import frame, receive
 
 if TYPE_CHECKING:
+    from proxy.routing.model import Endpoint
     from proxy.tls import Certificate
+    from proxy.upstream.health import HealthVerdicts
 
 log = logging.getLogger("pyngress.workers")
 
@@ -91,7 +94,7 @@ class WorkerPool:
     (readiness, traffic snapshots, CPU and memory)."""
 
     def __init__(self, *, settings: Settings, cache: ObjectCache, stall_timeout: float = STALL_TIMEOUT,
-                 generated: Certificate | None = None) -> None:
+                 generated: Certificate | None = None, health: HealthVerdicts | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.generated = generated
@@ -114,6 +117,9 @@ class WorkerPool:
         self._retired: Snapshot | None = None
         self._requests = itertools.count(1)
         self._unobserve = cache.observe(self._relay)
+        # The control process's active health verdicts: the workers apply them (they do not probe).
+        self.health = health
+        self._unobserve_health = health.observe(self._relay_health) if health is not None else None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -167,6 +173,8 @@ class WorkerPool:
         self.stopping = True
         self._stop.set()
         self._unobserve()
+        if self._unobserve_health is not None:
+            self._unobserve_health()
         for worker in self.live():
             self._terminate(worker)
         status = EXIT_OK
@@ -219,6 +227,14 @@ class WorkerPool:
         if not self.workers:
             return
         data = frame(operation)
+        for worker in self.workers.values():
+            worker.send(data)
+
+    def _relay_health(self, key: str, changes: Mapping[Endpoint, bool] | None) -> None:
+        """Health verdict observer: each change goes to every worker."""
+        if not self.workers:
+            return
+        data = frame(("health", key, dict(changes) if changes is not None else None))
         for worker in self.workers.values():
             worker.send(data)
 
@@ -329,6 +345,9 @@ class WorkerPool:
             writer.write(frame(("init", {"settings": settings, "index": index, "generated": self.generated}, None)))
             for operation in self.cache.operations():
                 writer.write(frame(operation))
+            if self.health is not None:
+                for key, changes in self.health.operations():
+                    writer.write(frame(("health", key, changes)))
             self.workers[index] = worker
             root = str(Path(__file__).resolve().parents[2])
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -405,6 +424,7 @@ class WorkerPool:
         snapshot = worker.snapshot
         if snapshot is not None:  # keep its counts; it has no open connections any more
             closed = {"routes": snapshot["routes"], "handshakes": snapshot.get("handshakes"),
+                      "upstream_tls": snapshot.get("upstream_tls"),
                       "listeners": {scheme: [0, c[1]] for scheme, c in snapshot["listeners"].items()}}
             self._retired = merge([s for s in (self._retired, closed) if s is not None])
         self._changed.set()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from proxy.kube.cache import ObjectCache
     from proxy.runtime import RuntimeHolder
     from proxy.server import ProxyServer
+    from proxy.upstream.health import HealthVerdicts
 
 log = logging.getLogger("pyngress.workers")
 
@@ -67,13 +68,15 @@ async def run_worker(fd: int) -> int:
     reporter = _Reporter(writer)
     holder = RuntimeHolder()
     cache = new_cache(settings)
-    controller = Controller(cache=cache, settings=settings, holder=holder, generated=init.get("generated"))
+    # The control process probes endpoints' health and relays its verdicts: a worker only applies them.
+    controller = Controller(cache=cache, settings=settings, holder=holder, generated=init.get("generated"),
+                            probe=False)
     server = ProxyServer(settings=settings, holder=holder, freeze_gc=True)
     application = Application(
         settings=settings, signals=signals, controller=controller,
         serving=Listeners(server, holder=holder, controller=controller), announce=reporter.listening,
         background=[("control channel", _follow(reader, cache=cache, server=server, reporter=reporter,
-                                                signals=signals)),
+                                                signals=signals, health=controller.health)),
                     ("generations", _report_generations(holder, reporter))])
     try:
         return await application.run()
@@ -82,7 +85,7 @@ async def run_worker(fd: int) -> int:
 
 
 async def _follow(reader: asyncio.StreamReader, *, cache: ObjectCache, server: ProxyServer, reporter: _Reporter,
-                  signals: Signals) -> None:
+                  signals: Signals, health: HealthVerdicts) -> None:
     """Apply the control process's messages until its end of the socket closes, then ask for a stop."""
     try:
         while True:
@@ -90,6 +93,8 @@ async def _follow(reader: asyncio.StreamReader, *, cache: ObjectCache, server: P
             tag = message[0]
             if tag in CACHE_OPERATIONS:
                 cache.perform(message)
+            elif tag == "health":
+                health.apply(message[1], message[2])
             elif tag == "ping":
                 reporter.send("pong", message[1], len(server.unbound_ports()))
             elif tag == "traffic":

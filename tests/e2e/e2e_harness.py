@@ -49,6 +49,7 @@ class EchoPod:
 
     `/slow?seconds=N` answers after N seconds (for drain tests); `started` is set when such a
     request has arrived. `?respond-header=Name:value` (repeatable) adds fields to the answer.
+    `/healthz` answers `health` (a status a test sets) and counts in `health_checks`.
     """
 
     def __init__(self, name: str, address: str) -> None:
@@ -56,6 +57,8 @@ class EchoPod:
         self.address = address
         self.port = 0
         self.requests = 0
+        self.health = 200
+        self.health_checks = 0
         self.slow_started = asyncio.Event()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -76,6 +79,9 @@ class EchoPod:
             self._runner = None
 
     async def _answer(self, request: web.Request) -> web.Response:
+        if request.path == "/healthz":
+            self.health_checks += 1
+            return web.Response(status=self.health, text="health")
         self.requests += 1
         body = await request.read()
         if request.path.endswith("/slow"):

@@ -17,6 +17,7 @@ from proxy.runtime import Runtime, RuntimeHolder
 from proxy.server import ProxyServer
 from proxy.settings import Settings
 from proxy.upstream.cluster import Upstream
+from proxy.upstream.health import HealthChecker, HealthVerdicts
 
 TIMEOUT = 10.0
 CHUNK = b"x" * 65536
@@ -75,6 +76,9 @@ class Proxy:
         self.server = ProxyServer(settings=settings, holder=self.holder)
         self.upstreams: dict[str, Upstream] = {}
         self.generation = 0
+        # Active health verdicts of this proxy's upstreams, and their prober once check_health() is called.
+        self.health = HealthVerdicts()
+        self.checker: HealthChecker | None = None
 
     @property
     def port(self) -> int:
@@ -82,6 +86,12 @@ class Proxy:
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def check_health(self) -> HealthChecker:
+        """Probe the published clusters whose policy has a health check (as the controller does), from now on."""
+        self.checker = HealthChecker(self.health)
+        self.checker.track(self.upstreams)
+        return self.checker
 
     def publish(self, rules: Iterable[Rule], clusters: Iterable[Cluster], *, keep_upstreams: bool = True) -> None:
         clusters = list(clusters)
@@ -100,15 +110,20 @@ class Proxy:
                 existing.update(c)
                 upstreams[c.key] = existing
             else:
-                upstreams[c.key] = Upstream(c, settings=self.settings)
+                upstreams[c.key] = Upstream(c, settings=self.settings, health=self.health)
         for key, old in self.upstreams.items():
             if key not in upstreams:
                 old.close()
         self.upstreams = upstreams
+        self.health.upstreams = upstreams
+        if self.checker is not None:
+            self.checker.track(upstreams)
         self.generation += 1
         self.holder.publish(Runtime(config=config, upstreams=upstreams, generation=self.generation))
 
     async def close(self) -> None:
+        if self.checker is not None:
+            self.checker.close()
         await self.server.close()
         for upstream in self.upstreams.values():
             upstream.close()
