@@ -276,7 +276,7 @@ class Controller:
             for key in self._keys_by_service.get(service, ()):
                 old = self._clusters[key]
                 cluster, warnings = resolve_cluster(
-                    snapshot, namespace=old.namespace, service=old.service, port=old.port)
+                    snapshot, namespace=old.namespace, service=old.service, port=old.port, policy=old.policy)
                 self._log_warnings(warnings, replace=False)
                 if cluster != old:
                     self._upstreams[key].update(cluster)
