@@ -100,6 +100,21 @@ class PolicyIndex:
         """Whether both would change every route the same way."""
         return self.layers == other.layers and self.services == other.services
 
+    def adopt(self, other: PolicyIndex) -> None:
+        """Take over what `other` (with the same layers) handed out to routes made under it, so this index
+        stands for them: the variants, and the routes split over Services that disagree."""
+        self.variants = other.variants
+        self._mixed = other._mixed
+
+    def reset_mixed(self) -> frozenset[tuple[str, str, str]]:
+        """Forget the split routes seen (before the routes are made again); returns what was seen."""
+        seen = frozenset(self._mixed)
+        self._mixed.clear()
+        return seen
+
+    def mixed(self) -> frozenset[tuple[str, str, str]]:
+        return frozenset(self._mixed)
+
     # ------------------------------------------------------------------ routes
 
     def ingress_route(self, route: Route) -> Route:

@@ -98,7 +98,7 @@ def _accepted(snapshot: Snapshot, index: PolicyIndex, policy: TrafficPolicy, tar
     if policy.warnings:
         notes = "; ".join(warning.message for warning in policy.warnings[:3])
         more = f" (and {len(policy.warnings) - 3} more)" if len(policy.warnings) > 3 else ""
-        message = f"applied; ignored: {notes}{more}"
+        message = f"applied, with warnings: {notes}{more}"
     return condition(ACCEPTED, True, ACCEPTED, message[:32768], seen)
 
 
