@@ -138,7 +138,7 @@ class PolicyIndex:
     def _apply(self, route: Route, own: tuple[PolicySpec | None, ...], through: tuple[PolicySpec | None, ...]) -> Route:
         keys = [key for key in route.cluster_keys() if "~" not in key]
         services = self.services
-        found = [services.get(_service(key)) for key in keys] if services else []
+        found = [services.get(_service(key)) for key in keys] if services else [None] * len(keys)
         if not any(own) and not any(through) and not any(found):
             return route
         variants: dict[str, str] = {}
@@ -146,7 +146,7 @@ class PolicyIndex:
             if key not in variants:
                 variants[key] = self._variant(key, fold((*own, layer, *through)))
         shared: PolicySpec | None = None
-        parts = {layer.route_part() if layer is not None else EMPTY for layer in found}
+        parts = {layer.route_part() if layer is not None else EMPTY for layer in found} if services else set()
         if len(parts) == 1:
             shared = parts.pop()
         elif parts:
