@@ -73,9 +73,14 @@ def policy_status(snapshot: Snapshot, index: PolicyIndex, controller: str) -> Tr
         return None
     found = {}
     for policy in index.traffic:
-        found[policy.key] = PolicyStatus(policy.key[0], policy.key[1], tuple(
-            AncestorStatus(target, controller, (_accepted(snapshot, index, policy, target),))
-            for target in policy.targets[:MAX_ANCESTORS]))
+        ancestors = []
+        for target in policy.targets[:MAX_ANCESTORS]:
+            try:
+                accepted = _accepted(snapshot, index, policy, target)
+            except Exception as error:  # noqa: BLE001  (a bug must cost one condition, never the build)
+                accepted = condition(ACCEPTED, False, INVALID, f"{type(error).__name__}: {error}", policy.generation)
+            ancestors.append(AncestorStatus(target, controller, (accepted,)))
+        found[policy.key] = PolicyStatus(policy.key[0], policy.key[1], tuple(ancestors))
     return TrafficPolicyStatus(controller, dict(sorted(found.items())))
 
 
@@ -119,6 +124,8 @@ def _missing(snapshot: Snapshot, target: TargetRef) -> str:
     field, what = ("rules", "rule") if target.kind == HTTP_ROUTE else ("listeners", "listener")
     spec = obj.get("spec") if isinstance(obj, dict) else None
     items = spec.get(field) if isinstance(spec, dict) else None
-    names = {item.get("name") for item in items if isinstance(item, dict)} if isinstance(items, list) else set()
-    return "" if target.section in names else f"{where} has no {what} named {target.section!r}"
+    if isinstance(items, list) and any(isinstance(item, dict) and item.get("name") == target.section
+                                       for item in items):
+        return ""
+    return f"{where} has no {what} named {target.section!r}"
 
