@@ -129,10 +129,24 @@ def test_rbac_reads_the_gateway_api_and_namespaces_and_writes_only_gateway_api_s
               for resource in ("gatewayclasses", "gateways", "httproutes") for verb in ("get", "update")}
     assert {(g, r, v) for g, r, v in granted if g == "gateway.networking.k8s.io"} == {
         ("gateway.networking.k8s.io", resource, verb)
-        for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+        for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants", "backendtlspolicies")
         for verb in ("list", "watch")} | status
     assert {(r, v) for g, r, v in granted if g == "" and r.startswith("namespaces")} == {
         ("namespaces", "list"), ("namespaces", "watch")}
+
+
+def test_rbac_reads_traffic_policies_and_ca_configmaps_and_writes_only_our_policy_status() -> None:
+    declared = declared_api_calls()
+    granted = set().union(*(grants(r["rules"]) for r in of_kind("ClusterRole")))
+    assert {(g, r, v) for g, r, v in granted if g == "pyngress.dev"} == {
+        ("pyngress.dev", "backendtrafficpolicies", "list"), ("pyngress.dev", "backendtrafficpolicies", "watch"),
+        ("pyngress.dev", "backendtrafficpolicies/status", "get"),
+        ("pyngress.dev", "backendtrafficpolicies/status", "update")}
+    assert {ApiCall("gateway.networking.k8s.io", "backendtlspolicies", verb, CLUSTER) for verb in ("list", "watch")} \
+        <= declared
+    # ConfigMaps (CA bundles for BackendTLSPolicy) are only listed and watched, never read one by one or written.
+    assert {(r, v) for g, r, v in granted if g == "" and r == "configmaps"} == {("configmaps", "list"),
+                                                                                ("configmaps", "watch")}
 
 
 def test_rbac_grants_nothing_the_code_does_not_use() -> None:

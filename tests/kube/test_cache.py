@@ -245,7 +245,7 @@ def test_synced_after_every_kind_is_listed(cache_and_changes):
 def test_bad_input():
     cache = ObjectCache()
     with pytest.raises(ValueError):
-        cache.replace("ConfigMap", [])
+        cache.replace("Pod", [])
     with pytest.raises(ValueError):
         cache.apply("Ingress", "BOOKMARK", ingress("a"))
     with pytest.raises(ValueError):
