@@ -67,7 +67,7 @@ items:
   metadata: {name: listed, namespace: team}
   spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}
 - apiVersion: v1
-  kind: ConfigMap
+  kind: Pod
   metadata: {name: ignored}
 kind: List
 metadata: {resourceVersion: ""}
