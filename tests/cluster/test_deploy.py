@@ -38,6 +38,8 @@ def load() -> list[dict[str, Any]]:
 
 
 DOCS = load()
+CRDS = [yaml.safe_load(path.read_text()) for path in sorted((DEPLOY / "crds").glob("*.yaml"))
+        if path.name != "kustomization.yaml"]
 
 
 def one(kind: str, name: str) -> dict[str, Any]:
@@ -99,8 +101,11 @@ def test_every_manifest_is_a_named_object_in_our_namespace() -> None:
     one("Namespace", NAMESPACE)
     listed = yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
-    assert yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"] == ["base"]
-    assert yaml.safe_load((DEPLOY / "nodeport" / "kustomization.yaml").read_text())["resources"] == ["../base"]
+    assert yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"] == ["crds", "base"]
+    assert yaml.safe_load((DEPLOY / "nodeport" / "kustomization.yaml").read_text())["resources"] == [
+        "../crds", "../base"]
+    listed = yaml.safe_load((DEPLOY / "crds" / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in (DEPLOY / "crds").glob("*.yaml") if p.name != "kustomization.yaml")
 
 
 def test_rbac_covers_every_api_call_the_code_makes() -> None:
@@ -272,7 +277,7 @@ def test_both_ways_to_apply_render_the_base() -> None:
         return doc["kind"], doc["metadata"]["name"]
 
     default = {key(d): d for d in kustomize(DEPLOY)}
-    assert default == {key(d): d for d in DOCS}
+    assert default == {key(d): d for d in DOCS + CRDS}
     nodeport = {key(d): d for d in kustomize(DEPLOY / "nodeport")}
     assert nodeport.keys() == default.keys()
     assert {k: d for k, d in nodeport.items() if k != ("Service", "pyngress")} == {
