@@ -594,6 +594,6 @@ def test_policy_status_alone_rebuilds_nothing():
               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}]}}
     cache.apply("BackendTrafficPolicy", "ADDED", policy)
     changes.clear()
-    cache.apply("BackendTrafficPolicy", "MODIFIED", {**policy, "metadata": {**policy["metadata"], "resourceVersion": "2"},
-                                                     "status": {"ancestors": []}})
+    moved = {**policy["metadata"], "resourceVersion": "2"}
+    cache.apply("BackendTrafficPolicy", "MODIFIED", {**policy, "metadata": moved, "status": {"ancestors": []}})
     assert changes == []

@@ -89,4 +89,5 @@ BY_GROUP_PLURAL: dict[tuple[str, str], Resource] = {(r.group, r.plural): r for r
 BY_KIND: dict[str, Resource] = {r.kind: r for r in RESOURCES}
 POLICY_KINDS: tuple[str, ...] = ("BackendTrafficPolicy", "BackendTLSPolicy")
 # What install_gateway_api() installs by default: the kinds of the standard channel we route with.
-GATEWAY_KINDS: tuple[str, ...] = tuple(r.kind for r in RESOURCES if r.group == GATEWAY_GROUP and r.kind not in POLICY_KINDS)
+GATEWAY_KINDS: tuple[str, ...] = tuple(r.kind for r in RESOURCES
+                                       if r.group == GATEWAY_GROUP and r.kind not in POLICY_KINDS)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ApiError, conflict, not_found
 from .crd_schema import load_crd, schema_of, validate
+from .errors import ApiError, conflict, not_found
 from .gateway_schema import default_status, validate_status
 from .resources import Resource
 

@@ -121,9 +121,9 @@ def _tls(policy: TlsPolicy, body: dict[str, Any], config_maps: Mapping[Key, Kube
         at = f"{where}caCertificateRefs[{index}]"
         ref = require_object(ref, at)
         name = text(ref, "name", f"{at}.", required=True)
-        group, kind = ref.get("group") or "", ref.get("kind")
-        if (group, kind) != ("", "ConfigMap"):
-            problems.append(("InvalidKind", f"{at}: {group or 'core'}/{kind} is not a ConfigMap"))
+        group, ref_kind = ref.get("group") or "", ref.get("kind")
+        if (group, ref_kind) != ("", "ConfigMap"):
+            problems.append(("InvalidKind", f"{at}: {group or 'core'}/{ref_kind} is not a ConfigMap"))
             continue
         found = policy.seen[(policy.key[0], name)] = config_maps.get((policy.key[0], name))
         pem = _ca_bundle(found)

@@ -116,7 +116,8 @@ ROUTE_SECTIONS: list[tuple[str, dict[str, Any], str, Any]] = [
      RetryPolicy(retry_on=frozenset({RETRY_CONNECT_FAILURE, RETRY_RESET}), status_codes=frozenset({503}))),
     ("faults", {"faultInjection": {"delay": {"fixedDelay": "250ms", "percentage": 10},
                                    "abort": {"httpStatus": 503, "percentage": 2.5}, "onlyWithHeader": "X-Chaos"}},
-     "fault", FaultInjection(delay=0.25, delay_fraction=0.1, abort_status=503, abort_fraction=0.025, header=b"x-chaos")),
+     "fault", FaultInjection(delay=0.25, delay_fraction=0.1, abort_status=503, abort_fraction=0.025,
+                             header=b"x-chaos")),
     ("per client rate limit", {"rateLimit": {"type": "Local", "local": {"rules": [
         {"clientSelectors": [{"sourceCIDR": {"type": "Distinct", "value": "0.0.0.0/0"}}],
          "limit": {"requests": 10, "unit": "Minute", "burst": 5}}]}}},
@@ -178,8 +179,8 @@ def test_http_route_layers_rule_then_route_then_service_then_listener_then_gatew
                               rateLimit={"type": "Local", "local": {"rules": [{"limit": {"requests": 1,
                                                                                           "unit": "Second"}}]}},
                               healthCheck={"passive": {"consecutive5XxErrors": 9}}),
-               traffic_policy("listener", target("Gateway", "edge", "http"), faultInjection={"abort": {"httpStatus": 502}},
-                              created="2025-01-01T00:00:00Z"),
+               traffic_policy("listener", target("Gateway", "edge", "http"),
+                              faultInjection={"abort": {"httpStatus": 502}}, created="2025-01-01T00:00:00Z"),
                traffic_policy("svc", target("Service", "web"), loadBalancer={"type": "Random"},
                               rateLimit={"type": "Local", "local": {"rules": [{"limit": {"requests": 2,
                                                                                           "unit": "Second"}}]}}),
@@ -325,7 +326,8 @@ def test_backend_tls_policy_without_its_ca_fails_closed_and_says_why():
     config = built(*base(), tls_policy("tls", "web", ca=["missing"]))
     policy = cluster_policy(config, ingress_route(config, "shop.test").cluster)
     assert policy.tls == BackendTLS(sni="web.internal", ca=b"", verify=True, system_ca=False)
-    assert [w.name for w in config.warnings] == ["tls"] and "connections to its targets fail" in config.warnings[0].message
+    assert [w.name for w in config.warnings] == ["tls"]
+    assert "connections to its targets fail" in config.warnings[0].message
 
 
 def test_backend_tls_policy_with_the_system_store():
