@@ -136,7 +136,7 @@ class PolicyIndex:
         return self._apply(route, own, through)
 
     def _apply(self, route: Route, own: tuple[PolicySpec | None, ...], through: tuple[PolicySpec | None, ...]) -> Route:
-        keys = [key for key in route.cluster_keys() if "~" not in key]
+        keys = _served_keys(route)
         services = self.services
         found = [services.get(_service(key)) for key in keys] if services else [None] * len(keys)
         if not any(own) and not any(through) and not any(found):
@@ -188,6 +188,16 @@ class PolicyIndex:
                                                 "split rules")
                  for kind, namespace, name in sorted(self._mixed)]
         return [*self._warnings, *mixed]
+
+
+def _served_keys(route: Route) -> list[str]:
+    """The clusters a route answers from (mirrors aside: their copies' answers are dropped), without those
+    another front end already put under a policy."""
+    keys = [route.cluster] if route.cluster and "~" not in route.cluster else []
+    if route.backends is not None:
+        keys.extend(backend.cluster for backend in route.backends.backends
+                    if backend.cluster and "~" not in backend.cluster)
+    return keys
 
 
 def _service(key: str) -> Key:

@@ -6,8 +6,8 @@ PolicyStatus, as Envoy Gateway writes it), with an `Accepted` condition and the 
 - `TargetNotFound`: no such object (or no rule / listener of that sectionName) in the policy's namespace;
 - `Conflicted`: an older policy already targets it (the oldest wins, then namespace/name).
 
-The status writer (cluster mode, leader only) publishes it; file mode shows the same on /debug pages and
-in warnings.
+The status writer (cluster mode, leader only) publishes it; in file mode every problem is a warning in
+the log.
 """
 
 from __future__ import annotations

@@ -348,3 +348,28 @@ def test_a_configmap_edit_reaches_the_cluster_in_incremental_builds():
     route = ingress_route(changed, "shop.test")
     assert b"MIIC" in changed.clusters[route.cluster].policy.tls.ca
     assert changed.checksum == build(snapshot(*objects), SETTINGS).checksum != first.checksum
+
+
+def test_incremental_builds_make_routes_again_only_when_the_layers_change():
+    builder = Builder()
+    web, gone = target("Service", "web"), target("Service", "gone")
+    objects = [*base(), traffic_policy("p", web, gone, retry={"numRetries": 1})]
+    builder.build(snapshot(*objects), SETTINGS)
+    # A new generation with the same settings (and a target that cannot be used): status changes, routes do not.
+    objects[-1] = traffic_policy("p", web, gone, target("ConfigMap", "c", group=""), retry={"numRetries": 1},
+                                 generation=2)
+    config = builder.build(snapshot(*objects), SETTINGS)
+    assert (builder.work.policies, builder.work.hosts) == (1, 0)
+    assert condition(config, "p", "ConfigMap", "c") == ("False", "Invalid")
+    assert config.checksum == build(snapshot(*objects), SETTINGS).checksum
+    # Different settings: every host is made again under the new index.
+    objects[-1] = traffic_policy("p", web, gone, retry={"numRetries": 2})
+    config = builder.build(snapshot(*objects), SETTINGS)
+    assert builder.work.hosts == 2 and ingress_route(config, "shop.test").policy.retry.num_retries == 2
+    assert config.checksum == build(snapshot(*objects), SETTINGS).checksum
+    # A Service appearing changes only the status of the policy naming it.
+    assert condition(config, "p", "Service", "gone") == ("False", "TargetNotFound")
+    objects.extend(backend_world("gone"))
+    config = builder.build(snapshot(*objects), SETTINGS)
+    assert builder.work.policies == 0 and condition(config, "p", "Service", "gone") == ("True", "Accepted")
+    assert config.checksum == build(snapshot(*objects), SETTINGS).checksum
