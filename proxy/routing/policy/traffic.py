@@ -125,7 +125,7 @@ def read_traffic_policy(key: Key, obj: Any) -> TrafficPolicy:
             policy.warn(f"{error}; spec.{name} ignored")
             continue
         except Exception as error:  # noqa: BLE001  (a bug must cost one section, never the build)
-            policy.warn(f"spec.{name} ignored: {type(error).__name__}: {error}")
+            policy.warn(f"spec.{name} skipped: {type(error).__name__}: {error}")
             continue
         if isinstance(read, dict):
             sections.update(read)
