@@ -49,6 +49,7 @@ FULL: dict[str, Any] = {
     "rateLimit": {"type": "Local", "local": {"rules": [{
         "clientSelectors": [{"sourceCIDR": {"type": "Distinct", "value": "0.0.0.0/0"}}],
         "limit": {"requests": 100, "unit": "Minute", "burst": 20}}]}},
+    "timeout": {"http": {"requestTimeout": "30s"}},
 }
 
 
@@ -81,7 +82,8 @@ def test_a_policy_with_every_field_is_accepted_and_read_without_a_warning() -> N
     policy = read_traffic_policy(("default", "p"), {"metadata": {"name": "p", "namespace": "default"}, "spec": FULL})
     assert not policy.problem and policy.warnings == []
     assert all(getattr(policy.spec, field) is not None for field in (
-        "load_balancer", "affinity", "retry", "circuit_breaker", "ejection", "health_check", "fault", "rate_limit"))
+        "load_balancer", "affinity", "retry", "circuit_breaker", "ejection", "health_check", "fault", "rate_limit",
+        "timeouts"))
 
 
 REJECTED: list[tuple[str, dict[str, Any], str]] = [
@@ -112,6 +114,8 @@ REJECTED: list[tuple[str, dict[str, Any], str]] = [
     ("a header session", {"sessionPersistence__type": "Header"}, "Unsupported value"),
     ("a header name with a space", {"faultInjection__onlyWithHeader": "x fault"}, "should match"),
     ("a breaker limit as text", {"circuitBreaker__maxConnections": "10"}, "must be of type integer"),
+    ("a TCP connect timeout (not served)", {"timeout__tcp": {"connectTimeout": "1s"}}, "unknown field"),
+    ("a request timeout without a unit", {"timeout__http__requestTimeout": "30"}, "should match"),
     ("an ejection percentage over 100", {"healthCheck__passive__maxEjectionPercent": 101}, "less than or equal"),
 ]
 

@@ -1043,6 +1043,7 @@ POLICY_SECTIONS: tuple[tuple[str, Any], ...] = (
     ("faultInjection", {"abort": {"httpStatus": 503, "percentage": 10}}),
     ("rateLimit", {"type": "Local", "local": {"rules": [{"limit": {"requests": 5, "unit": "Second"}}]}}),
     ("sessionPersistence", {"sessionName": "s"}),
+    ("timeout", {"http": {"requestTimeout": "5s"}}),
     ("bogus", {}),
 )
 

@@ -151,10 +151,15 @@ class PolicyIndex:
             shared = parts.pop()
         elif parts:
             self._mixed.add((route.kind, route.namespace, route.ingress))
-        policy = fold((*own, shared, *through)).route_policy()
-        if policy is None and route.policy is None and all(variants.get(key, key) == key for key in keys):
+        settings = fold((*own, shared, *through))
+        policy = settings.route_policy()
+        timeouts = settings.timeouts if route.timeouts is None else None
+        if (policy is None and timeouts is None and route.policy is None
+                and all(variants.get(key, key) == key for key in keys)):
             return route
         changes: dict[str, Any] = {"policy": policy if route.policy is None else route.policy}
+        if timeouts is not None:
+            changes["timeouts"] = timeouts
         if route.cluster:
             changes["cluster"] = variants.get(route.cluster, route.cluster)
         if route.backends is not None:
@@ -184,7 +189,8 @@ class PolicyIndex:
                                                             "there"))
             self._warnings = found
         mixed = [Warning(kind, namespace, name, "backends of different Services whose policies set different "
-                                                "retry, faultInjection or rateLimit: none of those applies to the "
+                                                "retry, faultInjection, rateLimit or timeout: none of those applies "
+                                                "to the "
                                                 "split rules")
                  for kind, namespace, name in sorted(self._mixed)]
         return [*self._warnings, *mixed]

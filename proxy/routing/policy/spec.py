@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
+from proxy.routing.model import Timeouts
 from proxy.routing.policies import (
     BackendTLS,
     CircuitBreaker,
@@ -40,6 +41,8 @@ class PolicySpec:
     retry: RetryPolicy | None = None
     fault: FaultInjection | None = None
     rate_limit: RateLimit | None = None
+    # The whole request's timeout (`timeout.http.requestTimeout`): a route's own `timeouts` win.
+    timeouts: Timeouts | None = None
 
     @property
     def empty(self) -> bool:
@@ -61,8 +64,8 @@ class PolicySpec:
         return RoutePolicy(retry=self.retry, fault=self.fault, rate_limit=self.rate_limit)
 
     def route_part(self) -> PolicySpec:
-        """Only the sections that act on the route (retry, fault injection, rate limit)."""
-        return PolicySpec(retry=self.retry, fault=self.fault, rate_limit=self.rate_limit)
+        """Only the sections that act on the route (retry, fault injection, rate limit, timeout)."""
+        return PolicySpec(retry=self.retry, fault=self.fault, rate_limit=self.rate_limit, timeouts=self.timeouts)
 
 
 EMPTY = PolicySpec()

@@ -1,10 +1,11 @@
 """Our `BackendTrafficPolicy` (pyngress.dev/v1alpha1) → its targets and one `PolicySpec` layer.
 
 Field names are Envoy Gateway's where the concept is the same (`loadBalancer`, `retry`,
-`circuitBreaker`, `healthCheck.passive` / `.active`, `faultInjection`, `rateLimit.local`), plus the
-Gateway API's `sessionPersistence`. Each section is read on its own: a section that cannot be served
-is dropped with a warning naming the policy and the field, the others still apply. Only an object
-that cannot be read at all (no spec, no usable targetRefs) is Invalid as a whole.
+`circuitBreaker`, `healthCheck.passive` / `.active`, `faultInjection`, `rateLimit.local`,
+`timeout.http.requestTimeout`), plus the Gateway API's `sessionPersistence`. Each section is read on
+its own: a section that cannot be served is dropped with a warning naming the policy and the field,
+the others still apply. Only an object that cannot be read at all (no spec, no usable targetRefs) is
+Invalid as a whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from proxy.objects import Key, Warning
 from proxy.routing.fields import Malformed, mapping, require_object, sequence, text
 from proxy.routing.gateway.meta import age, generation
+from proxy.routing.model import Timeouts
 from proxy.routing.policies import (
     CONSISTENT_HASH,
     HASH_COOKIE,
@@ -64,7 +66,7 @@ TARGET_KINDS: dict[tuple[str, str], bool] = {
 }
 
 _SPEC_FIELDS = ("targetRefs", "loadBalancer", "sessionPersistence", "retry", "circuitBreaker", "healthCheck",
-                "faultInjection", "rateLimit")
+                "faultInjection", "rateLimit", "timeout")
 _BALANCERS = {"RoundRobin": ROUND_ROBIN, "LeastRequest": LEAST_REQUEST, "Random": RANDOM,
               "ConsistentHash": CONSISTENT_HASH}
 _HASH_ON = {"SourceIP": HASH_SOURCE_IP, "Header": HASH_HEADER, "Cookie": HASH_COOKIE, "URI": HASH_URI}
@@ -356,6 +358,16 @@ def _rate_limit(body: dict[str, Any], where: str, warn: Warn) -> RateLimit:
                      per_client=per_client)
 
 
+def _timeout(body: dict[str, Any], where: str, warn: Warn) -> Timeouts:
+    check_fields(body, ("http",), where, warn)
+    http = mapping(body, "http", where, required=True)
+    at = f"{where}http."
+    check_fields(http, ("requestTimeout",), at, warn)
+    if http.get("requestTimeout") is None:
+        raise Malformed(f"{at}requestTimeout is missing")
+    return Timeouts(request=duration(http, "requestTimeout", at, default=None))
+
+
 # (spec field, reader, PolicySpec field). A reader returning a dict sets several PolicySpec fields.
 _SECTIONS: tuple[tuple[str, Any, str], ...] = (
     ("loadBalancer", _load_balancer, "load_balancer"),
@@ -365,4 +377,5 @@ _SECTIONS: tuple[tuple[str, Any, str], ...] = (
     ("healthCheck", _health_check, ""),
     ("faultInjection", _fault_injection, "fault"),
     ("rateLimit", _rate_limit, "rate_limit"),
+    ("timeout", _timeout, "timeouts"),
 )

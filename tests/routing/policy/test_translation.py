@@ -12,7 +12,7 @@ import pytest
 
 from proxy.routing.build import build
 from proxy.routing.incremental import Builder
-from proxy.routing.model import Config, Route
+from proxy.routing.model import Config, Route, Timeouts
 from proxy.routing.policies import (
     CONSISTENT_HASH,
     HASH_HEADER,
@@ -36,6 +36,7 @@ from proxy.settings import Settings
 
 from ..gateway.objects import backend as gw_backend
 from ..gateway.objects import gateway, gateway_class, http_route, listener, parent, snapshot
+from ..gateway.objects import match as gw_match
 from ..gateway.objects import rule as gw_rule
 from ..objects import backend_world, ingress, path, rule
 from .objects import CA_PEM, config_map, target, tls_policy, traffic_policy
@@ -118,6 +119,7 @@ ROUTE_SECTIONS: list[tuple[str, dict[str, Any], str, Any]] = [
                                    "abort": {"httpStatus": 503, "percentage": 2.5}, "onlyWithHeader": "X-Chaos"}},
      "fault", FaultInjection(delay=0.25, delay_fraction=0.1, abort_status=503, abort_fraction=0.025,
                              header=b"x-chaos")),
+    ("request timeout", {"timeout": {"http": {"requestTimeout": "15s"}}}, "timeouts", None),
     ("per client rate limit", {"rateLimit": {"type": "Local", "local": {"rules": [
         {"clientSelectors": [{"sourceCIDR": {"type": "Distinct", "value": "0.0.0.0/0"}}],
          "limit": {"requests": 10, "unit": "Minute", "burst": 5}}]}}},
@@ -139,7 +141,10 @@ def test_cluster_sections_compile_onto_the_services_cluster(case, spec, field, e
 def test_route_sections_compile_onto_the_routes(case, spec, field, expected):
     config = built(*base(), traffic_policy("p", target("Ingress", "shop"), **spec))
     shop, blog = ingress_route(config, "shop.test"), ingress_route(config, "blog.test")
-    assert shop.policy is not None and getattr(shop.policy, field) == expected and not shop.plain
+    if field == "timeouts":  # not a RoutePolicy section: the route's own Timeouts
+        assert shop.timeouts == Timeouts(request=15.0) and shop.policy is None and not shop.plain
+    else:
+        assert shop.policy is not None and getattr(shop.policy, field) == expected and not shop.plain
     assert shop.cluster == blog.cluster == "default/web:80"  # no cluster section: the plain cluster
     assert blog.policy is None and blog.plain  # the other Ingress to the same Service is not touched
     assert not config.warnings
@@ -201,6 +206,16 @@ def test_http_route_layers_rule_then_route_then_service_then_listener_then_gatew
     route = gateway_route(built(*objects), "gw.test")
     assert route.policy.retry == RetryPolicy(num_retries=3, retry_on=frozenset({RETRY_CONNECT_FAILURE, RETRY_RESET}),
                                              status_codes=frozenset({500}), backoff_base=0.05, backoff_max=0.5)
+
+
+def test_a_policy_timeout_does_not_replace_an_http_route_rules_own():
+    timed = gw_rule(backends=[gw_backend("web", 80)], timeouts={"request": "3s"})
+    objects = [*base(), *gateway_objects(timed, gw_rule(gw_match("/other"), backends=[gw_backend("web", 80)])),
+               traffic_policy("gw", target("Gateway", "edge"), timeout={"http": {"requestTimeout": "30s"}})]
+    config = built(*objects)
+    assert gateway_route(config, "gw.test").timeouts == Timeouts(request=3.0)
+    other = config.listeners[8080].table.match("gw.test", "/other")
+    assert other is not None and other.timeouts == Timeouts(request=30.0)
 
 
 def test_a_gateway_policy_does_not_reach_ingress_routes_on_the_port_they_share():
@@ -281,7 +296,7 @@ def test_a_section_that_cannot_be_served_is_dropped_and_the_rest_applies():
                                            rateLimit={"type": "Global"},
                                            loadBalancer={"type": "ConsistentHash",
                                                          "consistentHash": {"type": "Header"}},
-                                           timeout={"http": {}}))
+                                           timeout={"http": {}}, timeouts={}))
     route = ingress_route(config, "shop.test")
     assert route.policy.retry is None and route.policy.rate_limit is None
     assert route.policy.fault == FaultInjection(abort_status=503, abort_fraction=1.0)
@@ -290,7 +305,8 @@ def test_a_section_that_cannot_be_served_is_dropped_and_the_rest_applies():
     assert any("spec.retry ignored" in m for m in messages)
     assert any("spec.rateLimit ignored" in m for m in messages)
     assert any("spec.loadBalancer ignored" in m for m in messages)
-    assert any("spec.timeout is not a known field" in m for m in messages)
+    assert any("requestTimeout is missing; spec.timeout ignored" in m for m in messages)
+    assert any("spec.timeouts is not a known field" in m for m in messages)
     status, reason = condition(config, "p", "Ingress", "shop")
     assert (status, reason) == ("True", "Accepted")
 
