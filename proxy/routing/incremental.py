@@ -277,7 +277,10 @@ class Builder:
         previous = self._previous
         if previous is not None and all(same_objects(getattr(snapshot, kind), getattr(previous, kind))
                                         for kind in _POLICY_KINDS):
-            return False
+            read = self._policies.ports_read  # Services whose ports a sectionName was looked up in
+            if not read or snapshot.services is previous.services or not (
+                    _moved_keys(snapshot.services, previous.services) & read):
+                return False
         fresh = index_policies(snapshot, self._policy_memo)
         self.work.policies = 1
         old, self._policies = self._policies, fresh

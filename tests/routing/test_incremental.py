@@ -1056,6 +1056,8 @@ def random_target(rng: random.Random) -> dict[str, Any]:
     ref: dict[str, Any] = {"group": group, "kind": kind, "name": rng.choice(names)}
     if kind in ("HTTPRoute", "Gateway") and rng.random() < 0.3:
         ref["sectionName"] = rng.choice(("named", "l0", "l1"))
+    if kind == "Service" and rng.random() < 0.3:
+        ref["sectionName"] = rng.choice(("http", "grpc"))
     return ref
 
 
@@ -1075,10 +1077,12 @@ def random_tls_policy(rng: random.Random, namespace: str, name: str) -> dict[str
         validation["wellKnownCACertificates"] = "System"
     else:
         validation["caCertificateRefs"] = [{"group": "", "kind": "ConfigMap", "name": rng.choice(("ca", "other"))}]
+    ref = {"group": "", "kind": "Service", "name": rng.choice(SERVICE_NAMES)}
+    if rng.random() < 0.3:
+        ref["sectionName"] = "http"
     obj = {"apiVersion": f"{GROUP}/v1", "kind": "BackendTLSPolicy",
            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": rng.choice(STAMPS)},
-           "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": rng.choice(SERVICE_NAMES)}],
-                    "validation": validation}}
+           "spec": {"targetRefs": [ref], "validation": validation}}
     return _maybe_damage(obj, rng, 0.1)
 
 

@@ -5,7 +5,8 @@ as GEP-713 places backends below the Gateway), most specific first, section by s
 
 1. an HTTPRoute rule's own `retry` / `sessionPersistence` (the Gateway API's fields);
 2. a policy on the HTTPRoute naming that rule (`sectionName`), then one on the whole HTTPRoute or Ingress;
-3. a policy on the backend Service (BackendTrafficPolicy, and BackendTLSPolicy for `tls`);
+3. a policy on the backend's Service port (`sectionName`: the port's name), then on the whole Service
+   (BackendTrafficPolicy, and BackendTLSPolicy for `tls`);
 4. a policy on the Gateway naming the listener the route came through, then one on the whole Gateway.
 
 Two policies of a kind on the same target: the oldest wins (then namespace/name), the other is Conflicted
@@ -48,9 +49,13 @@ class PolicyMemo:
 class PolicyIndex:
     """The accepted layers by target, and the routes they make (see the module docstring)."""
 
-    __slots__ = ("traffic", "tls", "winners", "conflicts", "layers", "services", "variants", "_mixed", "_warnings")
+    __slots__ = ("traffic", "tls", "winners", "conflicts", "layers", "services", "ports", "ports_read", "variants",
+                 "_mixed", "_warnings")
 
-    def __init__(self, traffic: Iterable[TrafficPolicy] = (), tls: Iterable[TlsPolicy] = ()) -> None:
+    def __init__(self, traffic: Iterable[TrafficPolicy] = (), tls: Iterable[TlsPolicy] = (),
+                 service_objects: Mapping[Key, KubeObject] | None = None) -> None:
+        """`service_objects`: the snapshot's Services, where a Service target's sectionName (a port name) is
+        looked up."""
         self.traffic = tuple(sorted(traffic, key=lambda policy: policy.order))
         self.tls = tuple(sorted(tls, key=lambda policy: policy.order))
         # Target -> the BackendTrafficPolicy (or, for tls, BackendTLSPolicy) applied there.
@@ -58,14 +63,15 @@ class PolicyIndex:
         # (policy kind, policy key, target key) -> the older policy holding that target.
         self.conflicts: dict[tuple[str, Key, TargetKey], Key] = {}
         self.layers: dict[TargetKey, PolicySpec] = {}
-        services: dict[Key, list[PolicySpec]] = {}
+        # (namespace, service, sectionName) -> the layers claimed there, BackendTrafficPolicy's first.
+        services: dict[tuple[str, str, str], list[PolicySpec]] = {}
         for policy in self.traffic:
             if policy.problem or policy.spec.empty:
                 continue
             for target in policy.targets:
                 if self._claim("BackendTrafficPolicy", policy.key, target, self.winners):
                     if target.kind == SERVICE:
-                        services.setdefault((target.namespace, target.name), []).append(policy.spec)
+                        services.setdefault((target.namespace, target.name, target.section), []).append(policy.spec)
                     else:
                         self.layers[target.key] = policy.spec
         tls_winners: dict[TargetKey, Key] = {}
@@ -74,9 +80,22 @@ class PolicyIndex:
                 continue
             for target in tls_policy.targets:
                 if self._claim("BackendTLSPolicy", tls_policy.key, target, tls_winners):
-                    services.setdefault((target.namespace, target.name), []).append(tls_policy.spec)
+                    services.setdefault((target.namespace, target.name, target.section), []).append(tls_policy.spec)
         # A Service's layer: its BackendTrafficPolicy's sections with its BackendTLSPolicy's tls.
-        self.services: dict[Key, PolicySpec] = {key: fold(found) for key, found in services.items()}
+        self.services: dict[Key, PolicySpec] = {(namespace, name): fold(found)
+                                                for (namespace, name, section), found in services.items()
+                                                if not section}
+        # (namespace, service, backend port as a route writes it: number or name) -> the layer of a port
+        # section; the Services read to find the ports.
+        self.ports: dict[tuple[str, str, str], PolicySpec] = {}
+        read: set[Key] = set()
+        for (namespace, name, section), found in services.items():
+            if section:
+                read.add((namespace, name))
+                obj = service_objects.get((namespace, name)) if service_objects is not None else None
+                for port in port_spellings(obj, section):
+                    self.ports[(namespace, name, port)] = fold(found)
+        self.ports_read = frozenset(read)
         self.variants: dict[str, ClusterPolicy] = {}
         self._mixed: set[tuple[str, str, str]] = set()  # routes split over Services with different route sections
         self._warnings: list[Warning] | None = None
@@ -94,11 +113,20 @@ class PolicyIndex:
     @property
     def active(self) -> bool:
         """Whether any accepted policy has a layer to apply (else routes are left as they are)."""
-        return bool(self.layers or self.services)
+        return bool(self.layers or self.services or self.ports)
 
     def same_layers(self, other: PolicyIndex) -> bool:
         """Whether both would change every route the same way."""
-        return self.layers == other.layers and self.services == other.services
+        return self.layers == other.layers and self.services == other.services and self.ports == other.ports
+
+    def backend_layer(self, key: str) -> PolicySpec | None:
+        """The Service layer of a backend: its port's policy over its whole Service's, section by section."""
+        namespace, service, port = split_cluster_key(key)
+        whole = self.services.get((namespace, service)) if self.services else None
+        section = self.ports.get((namespace, service, port)) if self.ports else None
+        if section is None:
+            return whole
+        return section if whole is None else fold((section, whole))
 
     def adopt(self, other: PolicyIndex) -> None:
         """Take over what `other` (with the same layers) handed out to routes made under it, so this index
@@ -137,8 +165,8 @@ class PolicyIndex:
 
     def _apply(self, route: Route, own: tuple[PolicySpec | None, ...], through: tuple[PolicySpec | None, ...]) -> Route:
         keys = _served_keys(route)
-        services = self.services
-        found = [services.get(_service(key)) for key in keys] if services else [None] * len(keys)
+        services = self.services or self.ports
+        found = [self.backend_layer(key) for key in keys] if services else [None] * len(keys)
         if not any(own) and not any(through) and not any(found):
             return route
         variants: dict[str, str] = {}
@@ -206,9 +234,15 @@ def _served_keys(route: Route) -> list[str]:
     return keys
 
 
-def _service(key: str) -> Key:
-    namespace, service, _ = split_cluster_key(key)
-    return (namespace, service)
+def port_spellings(service: Any, section: str) -> list[str]:
+    """How routes may name the Service port called `section`: by its name and by its number."""
+    spec = service.get("spec") if isinstance(service, dict) else None
+    ports = spec.get("ports") if isinstance(spec, dict) else None
+    for entry in ports if isinstance(ports, list) else ():
+        if isinstance(entry, dict) and entry.get("name") == section:
+            number = entry.get("port")
+            return [section, str(number)] if type(number) is int else [section]
+    return []
 
 
 def _target_text(target: TargetKey) -> str:
@@ -222,7 +256,7 @@ def index_policies(snapshot: Snapshot, memo: PolicyMemo | None = None) -> Policy
     traffic = _read_all(snapshot.backend_traffic_policies, memo.traffic,
                         lambda key, obj, _: read_traffic_policy(key, obj), snapshot.config_maps)
     tls = _read_all(snapshot.backend_tls_policies, memo.tls, read_tls_policy, snapshot.config_maps)
-    return PolicyIndex(traffic, tls)
+    return PolicyIndex(traffic, tls, snapshot.services)
 
 
 def _read_all(objects: Mapping[Key, KubeObject], kept: dict[Key, Any], read: Any,

@@ -18,7 +18,7 @@ from typing import Any
 
 from proxy.objects import Key, Snapshot
 from proxy.routing.gateway.status import ACCEPTED, Condition, condition
-from proxy.routing.policy.index import PolicyIndex
+from proxy.routing.policy.index import PolicyIndex, port_spellings
 from proxy.routing.policy.targets import HTTP_ROUTE, INGRESS, SERVICE, TargetRef
 from proxy.routing.policy.traffic import TrafficPolicy
 
@@ -112,7 +112,12 @@ def _missing(snapshot: Snapshot, target: TargetRef) -> str:
     key = (target.namespace, target.name)
     where = f"{target.kind} {target.namespace}/{target.name}"
     if target.kind == SERVICE:
-        return "" if key in snapshot.services else f"{where} not found"
+        service = snapshot.services.get(key)
+        if service is None:
+            return f"{where} not found"
+        if target.section and not port_spellings(service, target.section):
+            return f"{where} has no port named {target.section!r}"
+        return ""
     if target.kind == INGRESS:
         return "" if key in snapshot.ingresses else f"{where} not found"
     objects = snapshot.http_routes if target.kind == HTTP_ROUTE else snapshot.gateways

@@ -25,7 +25,8 @@ from proxy.routing.policy.targets import SERVICE, TargetRef, read_targets
 KIND = "BackendTLSPolicy"
 CA_KEY = "ca.crt"
 _PEM = b"-----BEGIN CERTIFICATE-----"
-TARGET_KINDS: dict[tuple[str, str], bool] = {("", SERVICE): False}
+# A sectionName names one port of the Service (its `name`).
+TARGET_KINDS: dict[tuple[str, str], bool] = {("", SERVICE): True}
 
 
 @dataclass(slots=True)

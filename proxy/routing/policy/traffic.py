@@ -57,9 +57,10 @@ GROUP = "pyngress.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# (group, kind) -> whether a sectionName may narrow it (an HTTPRoute rule's name, a Gateway listener's).
+# (group, kind) -> whether a sectionName may narrow it (a Service port's name, an HTTPRoute rule's name, a
+# Gateway listener's).
 TARGET_KINDS: dict[tuple[str, str], bool] = {
-    ("", SERVICE): False,
+    ("", SERVICE): True,
     (GATEWAY_GROUP, HTTP_ROUTE): True,
     (GATEWAY_GROUP, GATEWAY): True,
     (NETWORKING_GROUP, INGRESS): False,

@@ -38,7 +38,7 @@ from ..gateway.objects import backend as gw_backend
 from ..gateway.objects import gateway, gateway_class, http_route, listener, parent, snapshot
 from ..gateway.objects import match as gw_match
 from ..gateway.objects import rule as gw_rule
-from ..objects import backend_world, ingress, path, rule
+from ..objects import backend_world, endpoint, endpoint_slice, ingress, path, rule, service, service_port
 from .objects import CA_PEM, config_map, target, tls_policy, traffic_policy
 
 SETTINGS = Settings()
@@ -148,6 +148,42 @@ def test_route_sections_compile_onto_the_routes(case, spec, field, expected):
     assert shop.cluster == blog.cluster == "default/web:80"  # no cluster section: the plain cluster
     assert blog.policy is None and blog.plain  # the other Ingress to the same Service is not touched
     assert not config.warnings
+
+
+def test_a_service_port_policy_beats_the_whole_services_for_that_port_only():
+    two_ports = service("web", service_port(80, name="http", target=8080), service_port(9000, name="admin"))
+    objects = [ingress("shop", rule("shop.test", path("/", "web", 80), path("/admin", "web", "admin"))),
+               ingress("blog", rule("blog.test", path("/", "web", "http"))), two_ports,
+               endpoint_slice("web", [endpoint("10.0.1.1")], ports=[("http", 8080), ("admin", 9000)]),
+               traffic_policy("whole", target("Service", "web"), loadBalancer={"type": "Random"},
+                              circuitBreaker={"maxConnections": 5}),
+               traffic_policy("port", target("Service", "web", "http"), loadBalancer={"type": "LeastRequest"}),
+               config_map("ca"), tls_policy("tls", "web", ca=["ca"]),
+               {**tls_policy("admin-tls", "web", ca=["ca"], hostname="admin.internal"),
+                "spec": {**tls_policy("x", "web", ca=["ca"], hostname="admin.internal")["spec"],
+                         "targetRefs": [target("Service", "web", "admin")]}}]
+    config = built(*objects)
+    by_number, by_name = ingress_route(config, "shop.test"), ingress_route(config, "blog.test")
+    admin = config.table.match("shop.test", "/admin")
+    for route in (by_number, by_name):  # port 80 is "http", whether a route names it by number or by name
+        policy = cluster_policy(config, route.cluster)
+        assert policy.load_balancer.kind == LEAST_REQUEST and policy.circuit_breaker.max_connections == 5
+        assert policy.tls.sni == "web.internal"
+    admin_policy = cluster_policy(config, admin.cluster)
+    assert admin_policy.load_balancer.kind == RANDOM and admin_policy.tls.sni == "admin.internal"
+    assert condition(config, "port", "Service", "web", "http") == ("True", "Accepted")
+    objects[5] = traffic_policy("port", target("Service", "web", "grpc"), loadBalancer={"type": "LeastRequest"})
+    config = built(*objects)
+    assert condition(config, "port", "Service", "web", "grpc") == ("False", "TargetNotFound")
+    # Renaming the port moves the policy, also in an incremental build that saw the old name.
+    builder = Builder()
+    objects[5] = traffic_policy("port", target("Service", "web", "http"), loadBalancer={"type": "LeastRequest"})
+    builder.build(snapshot(*objects), SETTINGS)
+    objects[2] = service("web", service_port(80, name="web", target=8080), service_port(9000, name="admin"))
+    config = builder.build(snapshot(*objects), SETTINGS)
+    assert builder.work.policies == 1
+    assert cluster_policy(config, ingress_route(config, "shop.test").cluster).load_balancer.kind == RANDOM
+    assert config.checksum == build(snapshot(*objects), SETTINGS).checksum
 
 
 def test_a_service_policy_reaches_every_route_to_it_and_equal_policies_share_a_cluster():
