@@ -9,7 +9,6 @@ changes never rebuild routes: the affected clusters are resolved again and their
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -287,9 +286,7 @@ class Controller:
             for key in self._keys_by_service.get(service, ()):
                 old = self._clusters[key]
                 cluster, warnings = resolve_cluster(
-                    snapshot, namespace=old.namespace, service=old.service, port=old.port)
-                if old.policy is not None:  # resolved under the plain key: keep the policy's key and policy
-                    cluster = dataclasses.replace(cluster, key=old.key, policy=old.policy)
+                    snapshot, namespace=old.namespace, service=old.service, port=old.port, policy=old.policy)
                 self._log_warnings(warnings, replace=False)
                 if cluster != old:
                     self._upstreams[key].update(cluster)

@@ -40,6 +40,11 @@ class Snapshot:
     reference_grants: Mapping[Key, KubeObject] = field(default_factory=dict)
     # Namespaces, for Gateway listeners' allowedRoutes namespace selectors (labels only matter).
     namespaces: Mapping[str, KubeObject] = field(default_factory=dict)
+    # Traffic policies: our BackendTrafficPolicy (pyngress.dev/v1alpha1) and the Gateway API's
+    # BackendTLSPolicy, with the ConfigMaps holding the CA bundles BackendTLSPolicies name.
+    backend_traffic_policies: Mapping[Key, KubeObject] = field(default_factory=dict)
+    backend_tls_policies: Mapping[Key, KubeObject] = field(default_factory=dict)
+    config_maps: Mapping[Key, KubeObject] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,14 +40,22 @@ HTTP_ROUTE = "HTTPRoute"
 REFERENCE_GRANT = "ReferenceGrant"
 NAMESPACE = "Namespace"
 GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT)
+# Traffic policies: ours (pyngress.dev/v1alpha1), the Gateway API's BackendTLSPolicy, and the ConfigMaps
+# holding the CA bundles BackendTLSPolicies name.
+BACKEND_TRAFFIC_POLICY = "BackendTrafficPolicy"
+BACKEND_TLS_POLICY = "BackendTLSPolicy"
+CONFIG_MAP = "ConfigMap"
+POLICY_KINDS: tuple[str, ...] = (BACKEND_TRAFFIC_POLICY, BACKEND_TLS_POLICY)
 KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET,
-                          *GATEWAY_KINDS, NAMESPACE)
+                          *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONFIG_MAP)
 # Keyed by name alone (as their Snapshot mappings are).
 CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
 # The builder reads their spec, never their status (it computes status): a status-only change
 # (our own status writes, other controllers' entries in an HTTPRoute's status.parents) is kept,
 # so readers see the current status, but rebuilds nothing.
-_STATUS_IS_OUTPUT = frozenset(GATEWAY_KINDS)
+_STATUS_IS_OUTPUT = frozenset((*GATEWAY_KINDS, *POLICY_KINDS))
+# The one ConfigMap key read (a BackendTLSPolicy's CA bundle): the rest of a ConfigMap is not kept.
+CA_BUNDLE_KEY = "ca.crt"
 _STATUS = frozenset({"status"})
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -141,6 +149,10 @@ def _strip(obj: KubeObject, kind: str = "") -> KubeObject:
     if kind == NAMESPACE:
         kept = {k: meta[k] for k in _NAMESPACE_METADATA if k in meta} if isinstance(meta, dict) else meta
         return {**{k: obj[k] for k in ("apiVersion", "kind") if k in obj}, "metadata": kept}
+    if kind == CONFIG_MAP:
+        data = obj.get("data")
+        kept_data = {CA_BUNDLE_KEY: data[CA_BUNDLE_KEY]} if isinstance(data, dict) and CA_BUNDLE_KEY in data else {}
+        obj = {**{k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}, "data": kept_data}
     if isinstance(meta, dict) and "managedFields" in meta:
         meta = {k: v for k, v in meta.items() if k != "managedFields"}
         obj = {**obj, "metadata": meta}
@@ -221,8 +233,24 @@ def certificate_refs(gateway: Mapping[str, Any]) -> set[Key]:
     return found
 
 
-# The kinds that name Secrets, and how: a Secret matters (rebuilds routes) while one of them names it.
+def ca_config_maps(policy: Mapping[str, Any]) -> set[Key]:
+    """The ConfigMaps a BackendTLSPolicy's validation.caCertificateRefs name (in its namespace)."""
+    spec = policy.get("spec")
+    validation = spec.get("validation") if isinstance(spec, dict) else None
+    refs = validation.get("caCertificateRefs") if isinstance(validation, dict) else None
+    namespace = (policy.get("metadata") or {}).get("namespace") or ""
+    found = set()
+    for ref in refs if isinstance(refs, list) else ():
+        if isinstance(ref, dict) and (ref.get("group") or "") == "" and ref.get("kind") == CONFIG_MAP:
+            name = ref.get("name")
+            if isinstance(name, str) and name:
+                found.add((namespace, name))
+    return found
+
+
+# The kinds that name Secrets (ConfigMaps), and how: one matters (rebuilds routes) while one of them names it.
 _SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: tls_secrets, GATEWAY: certificate_refs}
+_CONFIG_MAP_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {BACKEND_TLS_POLICY: ca_config_maps}
 
 
 class ObjectCache:
@@ -241,6 +269,8 @@ class ObjectCache:
         self._slice_groups = _CowDict()
         # Secret key -> number of Ingresses (spec.tls) and Gateways (listeners' certificateRefs) naming it.
         self._secret_refs: dict[Key, int] = {}
+        # ConfigMap key -> number of BackendTLSPolicies naming it as a CA bundle.
+        self._config_map_refs: dict[Key, int] = {}
         self.relevant_secrets = frozenset(relevant_secrets)
         self._synced_kinds: set[str] = set()
         self._subscribers: list[Subscriber] = []
@@ -277,6 +307,9 @@ class ObjectCache:
                 http_routes=stores[HTTP_ROUTE].freeze(),
                 reference_grants=stores[REFERENCE_GRANT].freeze(),
                 namespaces=stores[NAMESPACE].freeze(),
+                backend_traffic_policies=stores[BACKEND_TRAFFIC_POLICY].freeze(),
+                backend_tls_policies=stores[BACKEND_TLS_POLICY].freeze(),
+                config_maps=stores[CONFIG_MAP].freeze(),
             )
         return self._snapshot
 
@@ -357,9 +390,11 @@ class ObjectCache:
             endpoints.update(changed_keys)  # type: ignore[arg-type]
         elif kind == SECRET:
             routes = any(self._secret_matters(key) for key in changed_keys)  # type: ignore[arg-type]
+        elif kind == CONFIG_MAP:
+            routes = any(key in self._config_map_refs for key in changed_keys)
         else:
             routes = any(_routes_changed(kind, old.get(key), new.get(key)) for key in changed_keys)
-        if kind in _SECRET_REFS:
+        if kind in _SECRET_REFS or kind in _CONFIG_MAP_REFS:
             for key in changed_keys:
                 self._count_secrets(kind, old.get(key), -1)
                 self._count_secrets(kind, new.get(key), 1)
@@ -404,9 +439,11 @@ class ObjectCache:
             endpoints = frozenset((key,))  # type: ignore[arg-type]
         elif kind == SECRET:
             routes = self._secret_matters(key)  # type: ignore[arg-type]
+        elif kind == CONFIG_MAP:
+            routes = key in self._config_map_refs
         else:
             routes = _routes_changed(kind, old, new)
-            if kind in _SECRET_REFS:
+            if kind in _SECRET_REFS or kind in _CONFIG_MAP_REFS:
                 self._count_secrets(kind, old, -1)
                 self._count_secrets(kind, new, 1)
         self._observed((APPLY, kind, (event_type, _strip(obj, kind) if new is None else new)))
@@ -448,10 +485,12 @@ class ObjectCache:
         return {s for s in (old_service, new_service) if s is not None}
 
     def _count_secrets(self, kind: str, obj: KubeObject | None, delta: int) -> None:
+        """Count the Secrets (or, for a BackendTLSPolicy, the ConfigMaps) `obj` names."""
         if obj is None:
             return
-        refs = self._secret_refs
-        for secret in _SECRET_REFS[kind](obj):
+        refs, named = ((self._config_map_refs, _CONFIG_MAP_REFS[kind]) if kind in _CONFIG_MAP_REFS
+                       else (self._secret_refs, _SECRET_REFS[kind]))
+        for secret in named(obj):
             count = refs.get(secret, 0) + delta
             if count > 0:
                 refs[secret] = count

@@ -36,7 +36,16 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from proxy.kube.cache import CLUSTER_SCOPED, GATEWAY_KINDS, KINDS, NAMESPACE, ObjectCache
+from proxy.kube.cache import (
+    BACKEND_TLS_POLICY,
+    BACKEND_TRAFFIC_POLICY,
+    CLUSTER_SCOPED,
+    CONFIG_MAP,
+    GATEWAY_KINDS,
+    KINDS,
+    NAMESPACE,
+    ObjectCache,
+)
 from proxy.objects import KubeObject
 
 log = logging.getLogger("pyngress.files")
@@ -54,6 +63,10 @@ GATEWAY_API_VERSIONS = frozenset({"gateway.networking.k8s.io/v1", "gateway.netwo
 API_VERSIONS: dict[str, frozenset[str]] = {
     **dict.fromkeys(GATEWAY_KINDS, GATEWAY_API_VERSIONS),
     NAMESPACE: frozenset({"v1"}),
+    CONFIG_MAP: frozenset({"v1"}),
+    # Ours (Envoy Gateway's kind of the same name is gateway.envoyproxy.io's: not ours).
+    BACKEND_TRAFFIC_POLICY: frozenset({"pyngress.dev/v1alpha1"}),
+    BACKEND_TLS_POLICY: frozenset({"gateway.networking.k8s.io/v1"}),
 }
 # The API server labels every Namespace with its name (immutable), so selectors can pick one by name.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"

@@ -26,7 +26,8 @@ not served is, for the cache, listed and empty (synced, so Ingress routing never
 one info line says so. When it appears, its loop starts (no restart needed); when it is no longer
 served (its CRD deleted, which deletes its objects too), its loop stops and its objects go.
 Namespaces are read only for Gateway listeners' allowedRoutes selectors, so they are watched
-only while Gateways are served.
+only while Gateways are served; ConfigMaps (CA bundles) only while BackendTLSPolicies are. Our own
+BackendTrafficPolicy CRD (deploy/crds/) is discovered the same way.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ DISCOVERY_INTERVAL = 30.0
 
 TLS_SECRET_SELECTOR = "type=kubernetes.io/tls"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+POLICY_GROUP = "pyngress.dev"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,14 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
     # For Gateway listeners' allowedRoutes namespace selectors (labels only), while Gateways are served;
     # cluster-wide even with --watch-namespace (a listener may take routes from any namespace).
     KindSpec("Namespace", "", "namespaces", CoreV1Api, "list_namespace", None, with_kind="Gateway"),
+    # Traffic policies, where their CRDs are installed: ours (deploy/crds/) and the Gateway API's
+    # BackendTLSPolicy, with the ConfigMaps holding CA bundles while BackendTLSPolicy is served.
+    KindSpec("BackendTrafficPolicy", POLICY_GROUP, "backendtrafficpolicies", CustomObjectsApi,
+             "list_cluster_custom_object", "list_namespaced_custom_object", versions=("v1alpha1",)),
+    KindSpec("BackendTLSPolicy", GATEWAY_GROUP, "backendtlspolicies", CustomObjectsApi, "list_cluster_custom_object",
+             "list_namespaced_custom_object", versions=("v1",)),
+    KindSpec("ConfigMap", "", "configmaps", CoreV1Api, "list_config_map_for_all_namespaces",
+             "list_namespaced_config_map", with_kind="BackendTLSPolicy"),
 )
 SPECS_BY_KIND = {spec.kind: spec for spec in WATCHED_KINDS}
 

@@ -1,5 +1,6 @@
 """Cluster mode's source: the watch feeding the cache, leader election, and the leader-only
-writers (Ingress status, Gateway API status, Warning Events), all on one API client."""
+writers (Ingress status, Gateway API status, BackendTrafficPolicy status, Warning Events), all on one
+API client."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from proxy.kube.events import EventRecorder
     from proxy.kube.gateway_status import GatewayStatusWriter
     from proxy.kube.leader import LeaderElector
+    from proxy.kube.policy_status import PolicyStatusWriter
     from proxy.kube.status import StatusWriter
     from proxy.kube.watch import WatchStatus
     from proxy.metrics import Metrics
@@ -30,13 +32,15 @@ class ClusterMode:
     def __init__(self, client: Any, coroutines: list[tuple[str, Coroutine[Any, Any, None]]], *,
                  watch: WatchStatus | None = None, elector: LeaderElector | None = None,
                  status_writer: StatusWriter | None = None, events: EventRecorder | None = None,
-                 gateway_status_writer: GatewayStatusWriter | None = None) -> None:
+                 gateway_status_writer: GatewayStatusWriter | None = None,
+                 policy_status_writer: PolicyStatusWriter | None = None) -> None:
         self.client = client
         self.coroutines = coroutines
         self.watch = watch
         self.elector = elector
         self.status_writer = status_writer
         self.gateway_status_writer = gateway_status_writer
+        self.policy_status_writer = policy_status_writer
         self.events = events
 
     async def close(self) -> None:
@@ -55,6 +59,7 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
     from proxy.kube.events import EventRecorder
     from proxy.kube.gateway_status import GatewayStatusWriter
     from proxy.kube.leader import LeaderElector, election_timing
+    from proxy.kube.policy_status import PolicyStatusWriter
     from proxy.kube.status import StatusWriter
     from proxy.kube.watch import WATCHED_KINDS, WatchStatus, run_cluster_source
 
@@ -78,6 +83,8 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
         log.info("no --publish-service or --publish-status-address: Ingress status is not written")
     gateway_writer = GatewayStatusWriter(cache, settings, api_client=client, holder=holder, elector=elector)
     coroutines.append(("gateway status writer", gateway_writer.run()))
+    policy_writer = PolicyStatusWriter(cache, settings, api_client=client, holder=holder, elector=elector)
+    coroutines.append(("policy status writer", policy_writer.run()))
     warnings = (lambda: controller.warnings) if controller is not None else None
     recorder = EventRecorder(client, settings, cache=cache, elector=elector, warnings=warnings)
     coroutines.append(("event recorder", recorder.run()))
@@ -85,4 +92,4 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
         metrics.add_cluster(watch=watch, elector=elector, status_writer=writer, events=recorder,
                             gateway_status_writer=gateway_writer)
     return ClusterMode(client, coroutines, watch=watch, elector=elector, status_writer=writer, events=recorder,
-                       gateway_status_writer=gateway_writer)
+                       gateway_status_writer=gateway_writer, policy_status_writer=policy_writer)

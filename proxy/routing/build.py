@@ -10,8 +10,11 @@ over the snapshot and their output is merged into one table:
 5. the Gateway API processor (`routing.gateway`) turns our Gateways and HTTPRoutes into per-port
    candidates and status; each port's table is merged from them (`routing.listeners`), together
    with the Ingress table on the Ingress ports;
-6. every cluster a rule uses is resolved against Services and EndpointSlices (`routing.clusters`);
-7. the checksum is taken from the frozen result (`routing.checksum`).
+6. traffic policies (`routing.policy`: BackendTrafficPolicy, BackendTLSPolicy) are indexed first and
+   applied as routes are made in steps 4 and 5: a route under a policy carries its RoutePolicy and
+   points to variant clusters (a Service port under a ClusterPolicy);
+7. every cluster a rule uses is resolved against Services and EndpointSlices (`routing.clusters`);
+8. the checksum is taken from the frozen result (`routing.checksum`), policy status included.
 
 It is pure and deterministic (no I/O, no clock): equal snapshots give equal Configs and checksums,
 and nothing in a snapshot can make it raise: broken objects become warnings. The incremental
@@ -20,7 +23,7 @@ and nothing in a snapshot can make it raise: broken objects become warnings. The
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from proxy.objects import Snapshot, Warning
 from proxy.routing.checksum import checksum
@@ -32,6 +35,9 @@ from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
 from proxy.routing.merge import IngressPaths, merge_host
 from proxy.routing.model import Cluster, Config, Route
+from proxy.routing.policies import ClusterPolicy
+from proxy.routing.policy.index import index_policies
+from proxy.routing.policy.status import policy_status
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
 
@@ -42,6 +48,8 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     """The routing table, its clusters and every warning for one snapshot."""
     selection, class_warnings = select_classes(snapshot, settings)
     warnings: list[Warning] = list(class_warnings)
+    policies = index_policies(snapshot)
+    hook = policies.ingress_route if policies.active else None
 
     served: list[IngressEntry] = []
     host_checks: dict[str, tuple[str, str]] = {}
@@ -68,7 +76,8 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     wildcards: dict[str, VirtualHost] = {}
     any_host: VirtualHost | None = None
     for host, contributions in members.items():
-        routes, problems = merge_host(host, contributions, covered=tls.covers(host) if host else False)
+        routes, problems = merge_host(host, contributions, covered=tls.covers(host) if host else False,
+                                      route_hook=hook)
         warnings.extend(problems)
         if not host:
             any_host = routes
@@ -78,28 +87,30 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
             hosts[host] = routes
     table = RouteTable(hosts=hosts, wildcards=wildcards, any_host=any_host)
 
-    gateway = translate(snapshot, settings)
+    gateway = translate(snapshot, settings, policies=policies)
     listeners = {}
     extra: list[Route] = []
     if gateway.ports:
         tables = ListenerTables()
         listeners = tables.build(gateway.ports, ingress=table, contributions=lambda host: members.get(host, ()),
-                                 covers=tls.covers)
+                                 covers=tls.covers, route_hook=hook)
         extra = [route for routes in tables.merged_hosts() for route in routes.routes()]
         warnings.extend(tables.warnings())
     warnings.extend(gateway.warnings)
 
-    clusters, cluster_warnings = resolve_clusters(snapshot, table, extra)
+    clusters, cluster_warnings = resolve_clusters(snapshot, table, extra, variants=policies.variants)
     warnings.extend(cluster_warnings)
+    warnings.extend(policies.warnings())
+    status = policy_status(snapshot, policies, settings.gateway_controller_name)
     return Config(table=table, clusters=clusters, warnings=tuple(sorted(dict.fromkeys(warnings), key=warning_order)),
-                  checksum=checksum(table, clusters, listeners, gateway.status), listeners=listeners,
-                  gateway_status=gateway.status)
+                  checksum=checksum(table, clusters, listeners, gateway.status, status), listeners=listeners,
+                  gateway_status=gateway.status, policy_status=status)
 
 
-def resolve_clusters(snapshot: Snapshot, table: RouteTable,
-                     extra: Iterable[Route] = ()) -> tuple[dict[str, Cluster], list[Warning]]:
+def resolve_clusters(snapshot: Snapshot, table: RouteTable, extra: Iterable[Route] = (), *,
+                     variants: Mapping[str, ClusterPolicy] | None = None) -> tuple[dict[str, Cluster], list[Warning]]:
     """Every cluster the table's rules (and `extra` rules) use, sorted by key; a Service's problems go to
-    each object using it."""
+    each object using it. `variants`: the policy of each cluster key under a traffic policy."""
     users: dict[str, set[tuple[str, str, str]]] = {}
     for routes in (table.routes(), extra):
         for route in routes:
@@ -110,7 +121,8 @@ def resolve_clusters(snapshot: Snapshot, table: RouteTable,
     warnings: list[Warning] = []
     for key in sorted(users):
         namespace, service, port = split_cluster_key(key)
-        cluster, found = resolver.resolve(namespace=namespace, service=service, port=port)
+        policy = variants.get(key) if variants else None
+        cluster, found = resolver.resolve(namespace=namespace, service=service, port=port, policy=policy)
         clusters[key] = cluster
         for problem in found:
             if problem.kind != "Service":

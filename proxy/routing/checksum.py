@@ -94,6 +94,11 @@ def status_digest(status: object) -> bytes:
     return hashlib.sha256(f"gateway status\0{status!r}".encode()).digest()
 
 
+def policy_status_digest(status: object) -> bytes:
+    """BackendTrafficPolicy status, like Gateway API status: a change to it alone reaches its writer."""
+    return hashlib.sha256(f"policy status\0{status!r}".encode()).digest()
+
+
 def listener_digests(local: int, config: ListenerConfig, ingress: RouteTable) -> list[bytes]:
     """A listener's digests: its own, and one per host it does not share with the Ingress table.
 
@@ -119,7 +124,7 @@ def listener_digests(local: int, config: ListenerConfig, ingress: RouteTable) ->
 
 
 def checksum(table: RouteTable, clusters: Mapping[str, Cluster], listeners: Mapping[int, ListenerConfig] | None = None,
-             status: object | None = None) -> str:
+             status: object | None = None, policy_status: object | None = None) -> str:
     """A stable digest of routes, clusters, Gateway listeners and status: equal routing gives an equal checksum.
 
     Builders compute the same value piecewise (a digest per host, kept while the host is unchanged).
@@ -131,6 +136,8 @@ def checksum(table: RouteTable, clusters: Mapping[str, Cluster], listeners: Mapp
                 digests.add(digest)
     if status is not None:
         digests.add(status_digest(status))
+    if policy_status is not None:
+        digests.add(policy_status_digest(policy_status))
     for host, routes in table.hosts.items():
         digests.add(host_digest(host, routes))
     for suffix, routes in table.wildcards.items():

@@ -14,11 +14,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from proxy.objects import KubeObject, Snapshot, Warning
 from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
 from proxy.routing.model import Cluster, Endpoint
+from proxy.routing.policies import ClusterPolicy, policy_key
 
 # EndpointSlice address types we can dial directly; FQDN slices are refused (not resolved here).
 _IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
@@ -45,14 +47,16 @@ def split_cluster_key(key: str) -> tuple[str, str, str]:
     return namespace, service, port
 
 
-def resolve_cluster(snapshot: Snapshot, *, namespace: str, service: str, port: str) -> tuple[Cluster, list[Warning]]:
+def resolve_cluster(snapshot: Snapshot, *, namespace: str, service: str, port: str,
+                    policy: ClusterPolicy | None = None) -> tuple[Cluster, list[Warning]]:
     """The Cluster for one Service port, with its ready endpoints.
 
     `port` is the Ingress backend's port: a number ("80") or a Service port name
     ("http"). Problems never raise: the Cluster comes back without endpoints (the
-    proxy answers 503) and the reasons come back as warnings.
+    proxy answers 503) and the reasons come back as warnings. Under a `policy` the
+    cluster is that policy's variant (its key carries the policy's digest).
     """
-    return ClusterResolver(snapshot).resolve(namespace=namespace, service=service, port=port)
+    return ClusterResolver(snapshot).resolve(namespace=namespace, service=service, port=port, policy=policy)
 
 
 class ClusterResolver:
@@ -68,7 +72,8 @@ class ClusterResolver:
         # (namespace, service, Service port name) -> (sorted endpoints, warnings about the endpoint objects)
         self._endpoints: dict[tuple[str, str, str], tuple[tuple[Endpoint, ...], list[Warning]]] = {}
 
-    def resolve(self, *, namespace: str, service: str, port: str) -> tuple[Cluster, list[Warning]]:
+    def resolve(self, *, namespace: str, service: str, port: str,
+                policy: ClusterPolicy | None = None) -> tuple[Cluster, list[Warning]]:
         """See `resolve_cluster`."""
         key = cluster_key(namespace, service, port)
         warnings: list[Warning] = []
@@ -81,6 +86,8 @@ class ClusterResolver:
             message = f"cannot resolve backend {key}: {type(error).__name__}: {error}"
             warnings.append(Warning("Service", namespace, service, message))
             cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
+        if policy is not None:
+            cluster = replace(cluster, key=policy_key(key, policy), policy=policy)
         return cluster, warnings
 
     def _resolve(self, *, key: str, namespace: str, service: str, port: str, warnings: list[Warning]) -> Cluster:

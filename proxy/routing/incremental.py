@@ -31,13 +31,13 @@ mutated, so an object that is still the same object still means the same thing.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.routing.build import warning_order
-from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, status_digest
+from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, policy_status_digest, status_digest
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
 from proxy.routing.gateway.processor import EMPTY, TranslationMemo, same_objects
@@ -46,7 +46,10 @@ from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
 from proxy.routing.merge import merge_host
-from proxy.routing.model import Cluster, Config, ListenerConfig
+from proxy.routing.model import Cluster, Config, ListenerConfig, Route
+from proxy.routing.policies import ClusterPolicy
+from proxy.routing.policy.index import PolicyIndex, PolicyMemo, index_policies
+from proxy.routing.policy.status import TrafficPolicyStatus, policy_status
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
 
@@ -62,6 +65,8 @@ _Members = IngressEntry | tuple[IngressEntry, ...] | set[IngressEntry]
 
 # Snapshot mappings the Gateway translation reads whole (identity unchanged: nothing to translate again).
 _GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces")
+# Snapshot mappings the policy index reads whole.
+_POLICY_KINDS = ("backend_traffic_policies", "backend_tls_policies", "config_maps")
 
 
 class _ClusterEntry:
@@ -69,9 +74,9 @@ class _ClusterEntry:
 
     __slots__ = ("cluster", "problems", "service_problems", "service", "slices", "legacy", "digest")
 
-    def __init__(self, snapshot: Snapshot, resolver: ClusterResolver, key: str) -> None:
+    def __init__(self, snapshot: Snapshot, resolver: ClusterResolver, key: str, policy: ClusterPolicy | None) -> None:
         namespace, service, port = split_cluster_key(key)
-        self.cluster, found = resolver.resolve(namespace=namespace, service=service, port=port)
+        self.cluster, found = resolver.resolve(namespace=namespace, service=service, port=port, policy=policy)
         # Service problems are reported on each Ingress routing to the cluster, the rest as they are.
         self.service_problems: tuple[Warning, ...] = ()
         self.problems: tuple[Warning, ...] = ()
@@ -109,6 +114,7 @@ class BuildWork:
     clusters: int = 0  # clusters resolved
     gateways: int = 0  # 1 when the Gateway API objects were translated again
     listener_hosts: int = 0  # (port, host) pairs of Gateway listener tables merged
+    policies: int = 0  # 1 when the traffic policies were indexed again
 
 
 class Builder:
@@ -170,6 +176,12 @@ class Builder:
         self._listener_digests: set[bytes] = set()
         self._listener_hosts: dict[int, tuple[VirtualHost, set[tuple[str, str, str, str]]]] = {}
         self._gateway_uses: dict[tuple[str, str, str, str], int] = {}
+        # Traffic policies: the index routes are made under (and whose variants clusters resolve with), the
+        # readings kept between indexings, and the status (with its digest).
+        self._policies = PolicyIndex()
+        self._policy_memo = PolicyMemo()
+        self._policy_status: TrafficPolicyStatus | None = None
+        self._policy_status_digest = b""
 
     def build(self, snapshot: Snapshot, settings: Settings) -> Config:
         """The Config of `snapshot`, reusing the work of objects that did not change since the last call."""
@@ -189,6 +201,10 @@ class Builder:
         previous = self._previous
         # Rule hosts to merge again, in the order they came up (deterministic: follows the snapshot's order).
         dirty: dict[str, None] = {}
+
+        policies_moved = self._update_policies(snapshot)
+        if policies_moved:
+            dirty.update((host, None) for host in self._groups)  # every route is made again under the new index
 
         everything = False
         if previous is None or snapshot.ingress_classes is not previous.ingress_classes:
@@ -233,10 +249,12 @@ class Builder:
             self._table = RouteTable(hosts=self._hosts, wildcards=self._wildcards, any_host=self._any_host)
         if (previous is None or self._gateway is not EMPTY
                 or not same_objects(snapshot.gateway_classes, previous.gateway_classes)):
-            self._update_gateway(snapshot, settings, touched, ingress_changed=ingress_changed)
+            self._update_gateway(snapshot, settings, touched, ingress_changed=ingress_changed,
+                                 policies_moved=policies_moved)
 
         if moved or touched:
             self._update_clusters(snapshot, touched, moved)
+        self._update_policy_status(snapshot, settings)
         self._previous = snapshot
 
         assert self._table is not None
@@ -245,20 +263,60 @@ class Builder:
         gateway = self._gateway
         if gateway is EMPTY:
             return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
-                          checksum=self._digests.hexdigest())
+                          checksum=self._digests.hexdigest(), policy_status=self._policy_status)
         return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
-                      checksum=self._digests.hexdigest(), listeners=self._listeners, gateway_status=gateway.status)
+                      checksum=self._digests.hexdigest(), listeners=self._listeners, gateway_status=gateway.status,
+                      policy_status=self._policy_status)
+
+    # ------------------------------------------------------------------ traffic policies
+
+    def _update_policies(self, snapshot: Snapshot) -> bool:
+        """Index the policies again when one of their objects (or a ConfigMap) changed; True when routes must
+        be made again (the layers differ). Equal layers keep the routes: the new index adopts what the old
+        one handed out."""
+        previous = self._previous
+        if previous is not None and all(same_objects(getattr(snapshot, kind), getattr(previous, kind))
+                                        for kind in _POLICY_KINDS):
+            read = self._policies.ports_read  # Services whose ports a sectionName was looked up in
+            if not read or snapshot.services is previous.services or not (
+                    _moved_keys(snapshot.services, previous.services) & read):
+                return False
+        fresh = index_policies(snapshot, self._policy_memo)
+        self.work.policies = 1
+        old, self._policies = self._policies, fresh
+        self._warnings = None
+        if fresh.same_layers(old):
+            fresh.adopt(old)
+            return False
+        return True
+
+    def _route_hook(self) -> Callable[[Route], Route] | None:
+        return self._policies.ingress_route if self._policies.active else None
+
+    def _update_policy_status(self, snapshot: Snapshot, settings: Settings) -> None:
+        """Status of the policies: it reads whether targets exist, so it is judged on every build that has any."""
+        if not self._policies.traffic and self._policy_status is None:
+            return
+        status = policy_status(snapshot, self._policies, settings.gateway_controller_name)
+        if status == self._policy_status:
+            return
+        self._policy_status = status
+        if self._policy_status_digest:
+            self._digests.discard(self._policy_status_digest)
+        self._policy_status_digest = policy_status_digest(status) if status is not None else b""
+        if self._policy_status_digest:
+            self._digests.add(self._policy_status_digest)
 
     # ------------------------------------------------------------------ Gateway API
 
     def _update_gateway(self, snapshot: Snapshot, settings: Settings, touched: set[str], *,
-                        ingress_changed: bool) -> None:
-        """Translate the Gateway API objects again if anything they read changed; rebuild the per-port
-        tables when the translation or (on an Ingress port) the Ingress table changed."""
+                        ingress_changed: bool, policies_moved: bool) -> None:
+        """Translate the Gateway API objects again if anything they read changed (the policies' layers too);
+        rebuild the per-port tables when the translation or (on an Ingress port) the Ingress table changed."""
         previous = self._previous
         old = self._gateway
-        again = previous is None or not all(same_objects(getattr(snapshot, kind), getattr(previous, kind))
-                                            for kind in _GATEWAY_KINDS)
+        again = policies_moved or previous is None or not all(
+            same_objects(getattr(snapshot, kind), getattr(previous, kind)) for kind in _GATEWAY_KINDS)
         if (not again and old.services and previous is not None and snapshot.services is not previous.services
                 and _moved_keys(snapshot.services, previous.services) & old.services):
             again = True  # endpoints never matter here: a Service's endpoints are its cluster's business
@@ -267,7 +325,10 @@ class Builder:
             again = True
         gateway = old
         if again:
-            gateway = self._gateway = translate(snapshot, settings, self._gateway_memo)
+            split = self._policies.reset_mixed()  # the routes are made again: so are their splits
+            gateway = self._gateway = translate(snapshot, settings, self._gateway_memo, policies=self._policies)
+            if self._policies.mixed() != split:
+                self._warnings = None
             self._status_digest = status_digest(gateway.status) if gateway.status is not None else b""
             self.work.gateways = 1
             if gateway.warnings != old.warnings:
@@ -279,7 +340,7 @@ class Builder:
             assert self._table is not None
             tables = self._listener_tables
             listeners = tables.build(gateway.ports, ingress=self._table, contributions=self._contributions_of,
-                                     covers=self._tls.covers)
+                                     covers=self._tls.covers, route_hook=self._route_hook())
             self.work.listener_hosts = tables.merges
             digests = tables.digests(listeners)
             merged = {id(routes): routes for routes in tables.merged_hosts()}
@@ -447,7 +508,8 @@ class Builder:
                 self._any_host = None
             return
         contributions = [members] if isinstance(members, IngressEntry) else sorted(members, key=by_age)
-        routes, warnings = merge_host(host, contributions, covered=self._tls.covers(host) if host else False)
+        routes, warnings = merge_host(host, contributions, covered=self._tls.covers(host) if host else False,
+                                      route_hook=self._route_hook())
         digest, uses = host_digest(host, routes), _uses_of(routes)
         self._groups[host] = digest
         self._use(uses, 1, touched)
@@ -502,7 +564,7 @@ class Builder:
             if entry.current(snapshot):
                 continue  # e.g. a new group mapping listing the same slices
             resolver = resolver or ClusterResolver(snapshot)
-            fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key)
+            fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key, entry.cluster.policy)
             self.work.clusters += 1
             if fresh.digest != entry.digest:
                 digests.discard(entry.digest)
@@ -513,12 +575,13 @@ class Builder:
                 self._troubled.discard(key)
                 if fresh.problems or fresh.service_problems:
                     self._troubled.add(key)
+        variants = self._policies.variants
         added = [key for key in touched if key in in_use and key not in clusters]
         gone = [key for key in touched if key not in in_use and key in clusters]
         if added:
             resolver = resolver or ClusterResolver(snapshot)
             for key in added:
-                entry = clusters[key] = _ClusterEntry(snapshot, resolver, key)
+                entry = clusters[key] = _ClusterEntry(snapshot, resolver, key, variants.get(key))
                 digests.add(entry.digest)
                 if entry.problems or entry.service_problems:
                     self._troubled.add(key)
@@ -579,6 +642,7 @@ class Builder:
                                  for problem in troubled.service_problems)
         found.extend(self._gateway.warnings)
         found.extend(self._listener_tables.warnings())
+        found.extend(self._policies.warnings())
         return tuple(sorted(dict.fromkeys(found), key=warning_order))
 
 

@@ -13,7 +13,7 @@ matches, the oldest object, namespace/name, rule order. An unconditional rule en
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,10 +60,12 @@ class Candidate:
 
 
 def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
-               candidates: tuple[Candidate, ...] = ()) -> tuple[VirtualHost, list[Warning]]:
+               candidates: tuple[Candidate, ...] = (),
+               route_hook: Callable[[Route], Route] | None = None) -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
+    `route_hook`: applied to each Ingress route as it is made (traffic policies: routing.policy.index).
     """
     routes = VirtualHost()
     exact, prefix = routes.exact, routes.prefix
@@ -74,6 +76,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         filters = HTTPS_REDIRECT if redirected else None
         for path, path_type, key, cluster in contribution.paths_for(host):
             route = Route(namespace, name, host, path, path_type, cluster, filters=filters)
+            if route_hook is not None:
+                route = route_hook(route)
             slots = exact if path_type == PATH_EXACT else prefix
             taken = slots.get(key)
             if taken is None:
@@ -94,6 +98,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             continue
         if host:
             route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters)
+            if route_hook is not None:
+                route = route_hook(route)
             if routes.default is None:
                 routes.default = route
             else:
@@ -101,6 +107,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
                                    filters=HTTPS_REDIRECT if contribution.force_redirect else None)
+            if route_hook is not None:
+                routes.default = route_hook(routes.default)
         elif not contribution.has_hosts:
             # An Ingress whose defaultBackend serves hosts of its own is not warned for losing the catch-all.
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default)

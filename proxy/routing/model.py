@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from proxy.routing.gateway.status import GatewayApiStatus
     from proxy.routing.matches import Conditions
     from proxy.routing.policies import ClusterPolicy, RoutePolicy
+    from proxy.routing.policy.status import TrafficPolicyStatus
     from proxy.routing.table import RouteTable
 
 __all__ = [
@@ -275,6 +276,9 @@ class Config:
     # Status of our GatewayClasses, Gateways and HTTPRoutes, for the status writer (None: no GatewayClass
     # is ours). Covered by the checksum: a change of status alone makes a new Config.
     gateway_status: GatewayApiStatus | None = None
+    # Status of every BackendTrafficPolicy (None: there are none), for the policy status writer; covered by
+    # the checksum like gateway_status.
+    policy_status: TrafficPolicyStatus | None = None
 
     def routes(self) -> Iterator[Route]:
         """Every route served on some port, each once (the Ingress ports' Gateway tables share Ingress routes)."""

@@ -101,7 +101,10 @@ class CircuitBreaker:
 @dataclass(frozen=True, slots=True)
 class BackendTLS:
     """TLS to the pods: SNI, verification against `ca` (PEM) and the SAN names, an optional client
-    certificate (mutual TLS). `ca` empty with `verify` False: encryption only."""
+    certificate (mutual TLS). `ca` empty with `verify` False: encryption only. `ca` empty with `verify`
+    True verifies against the system's trust store only with `system_ca` (BackendTLSPolicy's
+    wellKnownCACertificates: System); without it nothing can verify and connections fail (what the
+    Gateway API asks when a policy's CA references cannot be resolved)."""
 
     sni: str = ""
     ca: bytes = b""
@@ -109,6 +112,7 @@ class BackendTLS:
     subject_alt_names: tuple[str, ...] = ()
     client_certificate: bytes = b""  # PEM chain
     client_key: bytes = b""  # PEM
+    system_ca: bool = False
 
 
 @dataclass(frozen=True, slots=True)

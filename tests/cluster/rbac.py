@@ -8,7 +8,7 @@ from proxy.kube.client import ApiCall
 
 # Every module that talks to the API server keeps its own API_CALLS table next to the calls.
 MODULES = ("proxy.kube.client", "proxy.kube.discovery", "proxy.kube.watch", "proxy.kube.status", "proxy.kube.leader",
-           "proxy.kube.events", "proxy.kube.gateway_status")
+           "proxy.kube.events", "proxy.kube.gateway_status", "proxy.kube.policy_status")
 
 
 def declared_api_calls() -> set[ApiCall]:

@@ -38,6 +38,8 @@ def load() -> list[dict[str, Any]]:
 
 
 DOCS = load()
+CRDS = [yaml.safe_load(path.read_text()) for path in sorted((DEPLOY / "crds").glob("*.yaml"))
+        if path.name != "kustomization.yaml"]
 
 
 def one(kind: str, name: str) -> dict[str, Any]:
@@ -99,8 +101,11 @@ def test_every_manifest_is_a_named_object_in_our_namespace() -> None:
     one("Namespace", NAMESPACE)
     listed = yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
-    assert yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"] == ["base"]
-    assert yaml.safe_load((DEPLOY / "nodeport" / "kustomization.yaml").read_text())["resources"] == ["../base"]
+    assert yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"] == ["crds", "base"]
+    assert yaml.safe_load((DEPLOY / "nodeport" / "kustomization.yaml").read_text())["resources"] == [
+        "../crds", "../base"]
+    listed = yaml.safe_load((DEPLOY / "crds" / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in (DEPLOY / "crds").glob("*.yaml") if p.name != "kustomization.yaml")
 
 
 def test_rbac_covers_every_api_call_the_code_makes() -> None:
@@ -129,10 +134,24 @@ def test_rbac_reads_the_gateway_api_and_namespaces_and_writes_only_gateway_api_s
               for resource in ("gatewayclasses", "gateways", "httproutes") for verb in ("get", "update")}
     assert {(g, r, v) for g, r, v in granted if g == "gateway.networking.k8s.io"} == {
         ("gateway.networking.k8s.io", resource, verb)
-        for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+        for resource in ("gatewayclasses", "gateways", "httproutes", "referencegrants", "backendtlspolicies")
         for verb in ("list", "watch")} | status
     assert {(r, v) for g, r, v in granted if g == "" and r.startswith("namespaces")} == {
         ("namespaces", "list"), ("namespaces", "watch")}
+
+
+def test_rbac_reads_traffic_policies_and_ca_configmaps_and_writes_only_our_policy_status() -> None:
+    declared = declared_api_calls()
+    granted = set().union(*(grants(r["rules"]) for r in of_kind("ClusterRole")))
+    assert {(g, r, v) for g, r, v in granted if g == "pyngress.dev"} == {
+        ("pyngress.dev", "backendtrafficpolicies", "list"), ("pyngress.dev", "backendtrafficpolicies", "watch"),
+        ("pyngress.dev", "backendtrafficpolicies/status", "get"),
+        ("pyngress.dev", "backendtrafficpolicies/status", "update")}
+    assert {ApiCall("gateway.networking.k8s.io", "backendtlspolicies", verb, CLUSTER) for verb in ("list", "watch")} \
+        <= declared
+    # ConfigMaps (CA bundles for BackendTLSPolicy) are only listed and watched, never read one by one or written.
+    assert {(r, v) for g, r, v in granted if g == "" and r == "configmaps"} == {("configmaps", "list"),
+                                                                                ("configmaps", "watch")}
 
 
 def test_rbac_grants_nothing_the_code_does_not_use() -> None:
@@ -258,7 +277,7 @@ def test_both_ways_to_apply_render_the_base() -> None:
         return doc["kind"], doc["metadata"]["name"]
 
     default = {key(d): d for d in kustomize(DEPLOY)}
-    assert default == {key(d): d for d in DOCS}
+    assert default == {key(d): d for d in DOCS + CRDS}
     nodeport = {key(d): d for d in kustomize(DEPLOY / "nodeport")}
     assert nodeport.keys() == default.keys()
     assert {k: d for k, d in nodeport.items() if k != ("Service", "pyngress")} == {

@@ -245,7 +245,7 @@ def test_synced_after_every_kind_is_listed(cache_and_changes):
 def test_bad_input():
     cache = ObjectCache()
     with pytest.raises(ValueError):
-        cache.replace("ConfigMap", [])
+        cache.replace("Pod", [])
     with pytest.raises(ValueError):
         cache.apply("Ingress", "BOOKMARK", ingress("a"))
     with pytest.raises(ValueError):
@@ -545,3 +545,55 @@ def test_gateway_kinds_travel_through_operations_and_perform():
     # The worker classifies what it replays the same way: its Gateway names the Secret too.
     source.apply("Secret", "MODIFIED", secret("cert", data="rotated", rv="2"))
     assert changes == [CacheChange(routes=True)]
+
+
+def _config_map(name: str, ca: str = "pem", rv: str = "1") -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default",
+                                                                   "resourceVersion": rv},
+            "data": {"ca.crt": ca, "big": "x" * 100}}
+
+
+def _tls_policy(*config_maps: str, rv: str = "1") -> dict:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+            "metadata": {"name": "tls", "namespace": "default", "resourceVersion": rv},
+            "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+                     "validation": {"hostname": "web.internal", "caCertificateRefs": [
+                         {"group": "", "kind": "ConfigMap", "name": name} for name in config_maps]}}}
+
+
+def test_a_configmap_matters_only_while_a_backend_tls_policy_names_it():
+    cache = ObjectCache()
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    cache.apply("ConfigMap", "ADDED", _config_map("ca"))
+    cache.replace("ConfigMap", [_config_map("ca"), _config_map("other")])
+    assert changes == []
+    assert cache.snapshot().config_maps[("default", "ca")]["data"] == {"ca.crt": "pem"}  # only the CA bundle kept
+    cache.apply("BackendTLSPolicy", "ADDED", _tls_policy("ca"))
+    assert changes == [CacheChange(routes=True)]
+    changes.clear()
+    cache.apply("ConfigMap", "MODIFIED", _config_map("other", "new", rv="2"))
+    assert changes == []
+    cache.apply("ConfigMap", "MODIFIED", _config_map("ca", "new", rv="2"))
+    assert changes == [CacheChange(routes=True)]
+    changes.clear()
+    cache.apply("ConfigMap", "MODIFIED", {**_config_map("ca", "new", rv="3"), "data": {"ca.crt": "new", "big": "y"}})
+    assert changes == []  # a change to what is not kept is no change
+    cache.apply("BackendTLSPolicy", "DELETED", _tls_policy("ca"))
+    changes.clear()
+    cache.apply("ConfigMap", "MODIFIED", _config_map("ca", "newer", rv="4"))
+    assert changes == []
+
+
+def test_policy_status_alone_rebuilds_nothing():
+    cache = ObjectCache()
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    policy = {"apiVersion": "pyngress.dev/v1alpha1", "kind": "BackendTrafficPolicy",
+              "metadata": {"name": "p", "namespace": "default", "resourceVersion": "1"},
+              "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}]}}
+    cache.apply("BackendTrafficPolicy", "ADDED", policy)
+    changes.clear()
+    moved = {**policy["metadata"], "resourceVersion": "2"}
+    cache.apply("BackendTrafficPolicy", "MODIFIED", {**policy, "metadata": moved, "status": {"ancestors": []}})
+    assert changes == []

@@ -9,7 +9,8 @@ from proxy.kube.discovery import discover, watchable
 from proxy.kube.watch import WATCHED_KINDS
 
 GROUP = "gateway.networking.k8s.io"
-DISCOVERED = [spec for spec in WATCHED_KINDS if spec.discovered]
+POLICY_KINDS = ("BackendTrafficPolicy", "BackendTLSPolicy", "ConfigMap")
+DISCOVERED = [spec for spec in WATCHED_KINDS if spec.discovered and spec.kind not in POLICY_KINDS]
 EVERYTHING = frozenset({"gatewayclasses", "gateways", "httproutes", "referencegrants"})
 
 
@@ -44,6 +45,23 @@ async def test_discover(table, expected, requests) -> None:
     fetch, asked = served_by(table)
     assert await discover(fetch, DISCOVERED, every=WATCHED_KINDS) == expected
     assert asked == requests  # each group version asked once, and only when needed
+
+
+@pytest.mark.parametrize(("served", "expected"), [
+    ({("pyngress.dev", "v1alpha1"): frozenset({"backendtrafficpolicies"}),
+      (GROUP, "v1"): EVERYTHING | {"backendtlspolicies"}},
+     {"BackendTrafficPolicy": "v1alpha1", "BackendTLSPolicy": "v1", "ConfigMap": ""}),
+    # Our CRD without the Gateway API's BackendTLSPolicy: no CA ConfigMaps are read either.
+    ({("pyngress.dev", "v1alpha1"): frozenset({"backendtrafficpolicies"}), (GROUP, "v1"): EVERYTHING},
+     {"BackendTrafficPolicy": "v1alpha1", "BackendTLSPolicy": None, "ConfigMap": None}),
+    ({}, {"BackendTrafficPolicy": None, "BackendTLSPolicy": None, "ConfigMap": None}),
+])
+async def test_discover_policy_kinds(served, expected) -> None:
+    async def fetch(group: str, version: str) -> frozenset[str] | None:
+        return served.get((group, version))
+
+    specs = [spec for spec in WATCHED_KINDS if spec.kind in POLICY_KINDS]
+    assert await discover(fetch, specs, every=WATCHED_KINDS) == expected
 
 
 async def test_kinds_of_built_in_groups_need_no_request() -> None:

@@ -67,7 +67,7 @@ items:
   metadata: {name: listed, namespace: team}
   spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}
 - apiVersion: v1
-  kind: ConfigMap
+  kind: Pod
   metadata: {name: ignored}
 kind: List
 metadata: {resourceVersion: ""}
@@ -538,3 +538,53 @@ async def test_safety_poll_catches_what_no_event_announced(tmp_path, started):
     with open(target, "w") as handle:
         handle.write(INGRESS.format(name="shop", host="two.example.com"))
     await eventually(lambda: host_of(source.cache, "shop") == "two.example.com")
+
+
+POLICIES = """\
+apiVersion: pyngress.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: web-retries}
+spec:
+  targetRefs: [{group: "", kind: Service, name: web}]
+  retry: {numRetries: 2}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: envoy-gateways-own}
+spec: {}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: web-tls, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: web}]
+  validation: {hostname: web.internal, caCertificateRefs: [{group: "", kind: ConfigMap, name: web-ca}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-ca, namespace: shop}
+data: {ca.crt: "-----BEGIN CERTIFICATE-----", other: ignored}
+"""
+
+
+def test_parse_policy_kinds_of_our_versions_only():
+    found = parse_manifest(POLICIES, source="policies.yaml")
+    assert [(kind, obj["metadata"]["namespace"], obj["metadata"]["name"]) for kind, obj in found] == [
+        ("BackendTrafficPolicy", "default", "web-retries"),  # Envoy Gateway's kind of the same name is not ours
+        ("BackendTLSPolicy", "shop", "web-tls"),
+        ("ConfigMap", "shop", "web-ca"),
+    ]
+
+
+async def test_policy_kinds_load_into_the_cache_and_a_named_ca_configmap_is_followed(tmp_path, running):
+    (tmp_path / "policies.yaml").write_text(POLICIES)
+    cache = await running(tmp_path)
+    snap = cache.snapshot()
+    assert set(snap.backend_traffic_policies) == {("default", "web-retries")}
+    assert set(snap.backend_tls_policies) == {("shop", "web-tls")}
+    assert snap.config_maps[("shop", "web-ca")]["data"] == {"ca.crt": "-----BEGIN CERTIFICATE-----"}
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    write(tmp_path / "policies.yaml", POLICIES.replace("ca.crt: \"-----BEGIN", "ca.crt: \"-----BEGIN NEW"))
+    await eventually(lambda: changes)
+    assert changes == [CacheChange(routes=True)]  # the CA bundle a BackendTLSPolicy names

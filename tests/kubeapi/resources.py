@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+POLICY_GROUP = "pyngress.dev"
 # Every verb a real API server lists in discovery for a plain resource and for its /status.
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 STATUS_VERBS = ("get", "patch", "update")
@@ -73,10 +74,20 @@ RESOURCES: tuple[Resource, ...] = (
     # No status subresource (`subresources: {}` in its CRD).
     Resource(GATEWAY_GROUP, "v1", "referencegrants", "ReferenceGrant", crd=True, versions=("v1", "v1beta1"),
              short_names=("refgrant",), categories=("gateway-api",)),
+    # Traffic policies (install_policies()): the Gateway API's BackendTLSPolicy, and ours from deploy/crds/
+    # (whose objects are checked against that CRD's schema, as `kubectl apply` would have them checked).
+    Resource(GATEWAY_GROUP, "v1", "backendtlspolicies", "BackendTLSPolicy", short_names=("btlspolicy",),
+             **_GATEWAY_API),  # type: ignore[arg-type]
+    Resource(POLICY_GROUP, "v1alpha1", "backendtrafficpolicies", "BackendTrafficPolicy", crd=True, status=True,
+             categories=("pyngress",)),
+    Resource("", "v1", "configmaps", "ConfigMap"),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {
     (r.group, version, r.plural): r for r in RESOURCES for version in r.all_versions}
 BY_GROUP_PLURAL: dict[tuple[str, str], Resource] = {(r.group, r.plural): r for r in RESOURCES}
 BY_KIND: dict[str, Resource] = {r.kind: r for r in RESOURCES}
-GATEWAY_KINDS: tuple[str, ...] = tuple(r.kind for r in RESOURCES if r.group == GATEWAY_GROUP)
+POLICY_KINDS: tuple[str, ...] = ("BackendTrafficPolicy", "BackendTLSPolicy")
+# What install_gateway_api() installs by default: the kinds of the standard channel we route with.
+GATEWAY_KINDS: tuple[str, ...] = tuple(r.kind for r in RESOURCES
+                                       if r.group == GATEWAY_GROUP and r.kind not in POLICY_KINDS)

@@ -32,7 +32,16 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ApiError
-from .resources import BY_GROUP_PLURAL, BY_KIND, GATEWAY_KINDS, RESOURCES, STATUS_VERBS, VERBS, Resource
+from .resources import (
+    BY_GROUP_PLURAL,
+    BY_KIND,
+    GATEWAY_KINDS,
+    POLICY_KINDS,
+    RESOURCES,
+    STATUS_VERBS,
+    VERBS,
+    Resource,
+)
 from .selectors import object_filter, parse_field_selector, parse_label_selector
 from .store import Change, Obj, Store, Subscription
 
@@ -238,6 +247,10 @@ class KubeApiServer:
         for sub in list(self._watches):
             if sub.resource.crd and sub.version not in self.store.served_versions(sub.resource):
                 sub.queue.put_nowait(_END)
+
+    def install_policies(self, kinds: Iterable[str] = POLICY_KINDS) -> None:
+        """Install the traffic policy CRDs: ours (pyngress.dev/v1alpha1) and the Gateway API's BackendTLSPolicy."""
+        self.install_gateway_api(kinds)
 
     def uninstall_gateway_api(self, kinds: Iterable[str] = GATEWAY_KINDS) -> None:
         """Delete the Gateway API CRDs of `kinds`: their objects are deleted (watches see DELETED), their

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .crd_schema import load_crd, schema_of, validate
 from .errors import ApiError, conflict, not_found
 from .gateway_schema import default_status, validate_status
 from .resources import Resource
@@ -307,7 +308,10 @@ class Store:
             obj["status"] = {"phase": "Active"}
 
     def _validate(self, resource: Resource, obj: Obj) -> None:
-        if resource.crd and resource.status:
+        if resource.kind == "BackendTrafficPolicy":
+            validate(schema_of(load_crd("backendtrafficpolicies.yaml"), resource.version), obj, kind=resource.kind,
+                     group=resource.group)
+        elif resource.crd and resource.status:
             validate_status(resource.kind, resource.group, obj)
         if resource.kind == "EndpointSlice" and not self.allow_loopback:
             for i, endpoint in enumerate(obj.get("endpoints") or []):

@@ -994,7 +994,9 @@ def check_gateway_step(builder: Builder, snap: Snapshot, settings: Settings) -> 
     assert got.warnings == fresh.warnings
     assert listener_contents(got) == listener_contents(fresh)
     assert got.gateway_status == fresh.gateway_status
-    assert got.checksum == fresh.checksum == checksum(got.table, got.clusters, got.listeners, got.gateway_status)
+    assert got.policy_status == fresh.policy_status
+    assert got.checksum == fresh.checksum == checksum(got.table, got.clusters, got.listeners, got.gateway_status,
+                                                      got.policy_status)
     assert not [w for w in got.warnings if any(net in w.message for net in SAFETY_NETS)], got.warnings
     return got
 
@@ -1023,6 +1025,139 @@ def test_random_gateway_changes_build_what_a_fresh_build_does(seed):
             assert (config.checksum == previous_checksum) == (contents == previous)
         previous, previous_checksum = contents, config.checksum
     assert served  # the random objects do make listeners
+
+
+# ---------------------------------------------------------------------- traffic policies
+
+POLICY_NAMES = ("p1", "p2", "p3")
+POLICY_SECTIONS: tuple[tuple[str, Any], ...] = (
+    ("loadBalancer", {"type": "Random"}),
+    ("loadBalancer", {"type": "ConsistentHash", "consistentHash": {"type": "Header", "header": {"name": "x-user"}}}),
+    ("loadBalancer", {"type": "ConsistentHash"}),  # refused: no consistentHash
+    ("retry", {"numRetries": 1}),
+    ("retry", {"numRetries": 3, "retryOn": {"triggers": ["5xx", "refused-stream"]}}),
+    ("retry", {"numRetries": -2}),
+    ("circuitBreaker", {"maxConnections": 5}),
+    ("circuitBreaker", {"maxConnections": 7}),
+    ("healthCheck", {"passive": {"consecutive5XxErrors": 2}, "active": {"type": "TCP"}}),
+    ("faultInjection", {"abort": {"httpStatus": 503, "percentage": 10}}),
+    ("rateLimit", {"type": "Local", "local": {"rules": [{"limit": {"requests": 5, "unit": "Second"}}]}}),
+    ("sessionPersistence", {"sessionName": "s"}),
+    ("timeout", {"http": {"requestTimeout": "5s"}}),
+    ("bogus", {}),
+)
+
+
+def random_target(rng: random.Random) -> dict[str, Any]:
+    kind = rng.choice(("Service", "Service", "Ingress", "HTTPRoute", "Gateway", "Secret"))
+    group = {"Service": "", "Ingress": "networking.k8s.io", "Secret": ""}.get(kind, GROUP)
+    names = {"Service": SERVICE_NAMES, "Ingress": INGRESS_NAMES, "HTTPRoute": ROUTE_NAMES, "Gateway": GATEWAY_NAMES,
+             "Secret": ("cert",)}[kind]
+    ref: dict[str, Any] = {"group": group, "kind": kind, "name": rng.choice(names)}
+    if kind in ("HTTPRoute", "Gateway") and rng.random() < 0.3:
+        ref["sectionName"] = rng.choice(("named", "l0", "l1"))
+    if kind == "Service" and rng.random() < 0.3:
+        ref["sectionName"] = rng.choice(("http", "grpc"))
+    return ref
+
+
+def random_traffic_policy(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"targetRefs": [random_target(rng) for _ in range(rng.randint(1, 3))]}
+    for field, value in rng.sample(POLICY_SECTIONS, rng.randint(1, 3)):
+        spec[field] = copy.deepcopy(value)  # damage may edit it in place
+    obj = {"apiVersion": "pyngress.dev/v1alpha1", "kind": "BackendTrafficPolicy", "spec": spec,
+           "metadata": {"name": name, "namespace": namespace, "generation": rng.randint(1, 3),
+                        "creationTimestamp": rng.choice(STAMPS)}}
+    return _maybe_damage(obj, rng, 0.1)
+
+
+def random_tls_policy(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    validation: dict[str, Any] = {"hostname": rng.choice(("web.internal", "Bad_Host"))}
+    if rng.random() < 0.3:
+        validation["wellKnownCACertificates"] = "System"
+    else:
+        validation["caCertificateRefs"] = [{"group": "", "kind": "ConfigMap", "name": rng.choice(("ca", "other"))}]
+    ref = {"group": "", "kind": "Service", "name": rng.choice(SERVICE_NAMES)}
+    if rng.random() < 0.3:
+        ref["sectionName"] = "http"
+    obj = {"apiVersion": f"{GROUP}/v1", "kind": "BackendTLSPolicy",
+           "metadata": {"name": name, "namespace": namespace, "creationTimestamp": rng.choice(STAMPS)},
+           "spec": {"targetRefs": [ref], "validation": validation}}
+    return _maybe_damage(obj, rng, 0.1)
+
+
+def random_config_map(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    pem = rng.choice(("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n",
+                      "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n", "not a certificate"))
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": {"ca.crt": pem}}
+
+
+def with_native_fields(rng: random.Random, route: Any) -> Any:
+    """An HTTPRoute with its rules' own retry and sessionPersistence, sometimes."""
+    spec = route.get("spec") if isinstance(route, dict) else None
+    rules = spec.get("rules") if isinstance(spec, dict) else None
+    for item in rules if isinstance(rules, list) else ():
+        if isinstance(item, dict) and rng.random() < 0.3:
+            item["retry"] = rng.choice(({"attempts": 2, "codes": [503]}, {"attempts": 0}, {"backoff": "10ms"}))
+        if isinstance(item, dict) and rng.random() < 0.2:
+            item["sessionPersistence"] = rng.choice(({"sessionName": "a"}, {"type": "Header"}))
+    return route
+
+
+class PolicyWorld(GatewayWorld):
+    """GatewayWorld with traffic policies, BackendTLSPolicies and CA ConfigMaps as well."""
+
+    KINDS = (*GatewayWorld.KINDS, "backend_traffic_policies", "backend_tls_policies", "config_maps")
+
+    def step(self, rng: random.Random) -> None:
+        if rng.random() < 0.6:
+            super().step(rng)
+            key = (rng.choice(NAMESPACES), rng.choice(ROUTE_NAMES))
+            route = self.objects["http_routes"].get(key)
+            if route is not None and rng.random() < 0.3:
+                self.put("http_routes", key, with_native_fields(rng, copy.deepcopy(route)))
+            return
+        namespace = rng.choice(NAMESPACES)
+        roll = rng.random()
+        if roll < 0.7:
+            key = (namespace, rng.choice(POLICY_NAMES))
+            kind, make = "backend_traffic_policies", lambda: random_traffic_policy(rng, *key)
+        elif roll < 0.85:
+            key = (namespace, rng.choice(("t1", "t2")))
+            kind, make = "backend_tls_policies", lambda: random_tls_policy(rng, *key)
+        else:
+            key = (namespace, "ca")
+            kind, make = "config_maps", lambda: random_config_map(rng, *key)
+        action = rng.random()
+        if action < 0.15:
+            self.put(kind, key, None)
+        elif action < 0.18:
+            self.put(kind, key, _junk(rng))
+        else:
+            self.put(kind, key, make())
+
+
+@pytest.mark.parametrize("seed", range(int(__import__("os").environ.get("POLICY_SEEDS", "10"))))
+def test_random_policy_changes_build_what_a_fresh_build_does(seed):
+    rng = random.Random(5000 + seed)
+    world = PolicyWorld()
+    builder = Builder()
+    previous: tuple[Any, ...] | None = None
+    previous_checksum = ""
+    under_policy = 0
+    for _ in range(150):
+        for _ in range(rng.choice((1, 1, 2, 4))):
+            world.step(rng)
+        config = check_gateway_step(builder, world.snapshot(), SETTINGS)
+        under_policy += any(cluster.policy is not None for cluster in config.clusters.values())
+        under_policy += any(route.policy is not None for route in config.routes())
+        contents = (table_contents(config.table), dict(config.clusters), listener_contents(config),
+                    config.gateway_status, config.policy_status)
+        if previous is not None:
+            assert (config.checksum == previous_checksum) == (contents == previous)
+        previous, previous_checksum = contents, config.checksum
+    assert under_policy  # the random policies do reach routes and clusters
 
 
 def _gateway_objects() -> dict[str, Any]:

@@ -18,8 +18,8 @@ Pure and deterministic: equal snapshots give equal translations (Candidates in t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.gateway.backends import BackendResolver
@@ -47,6 +47,9 @@ from proxy.routing.gateway.status import (
 )
 from proxy.routing.merge import Candidate
 from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from proxy.routing.policy.index import PolicyIndex
 
 _MAX_PORT = 65535
 
@@ -99,10 +102,19 @@ def same_objects(now: Mapping[Any, Any], before: Mapping[Any, Any] | None) -> bo
     return all(get(key) is value for key, value in now.items())
 
 
-def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | None = None) -> GatewayTranslation:
-    """Everything the Gateway API objects of a snapshot ask for; `memo` keeps work between calls."""
+def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | None = None,
+              policies: PolicyIndex | None = None) -> GatewayTranslation:
+    """Everything the Gateway API objects of a snapshot ask for; `memo` keeps work between calls.
+
+    `policies`: the traffic policies the routes are placed under (and that records their variant
+    clusters); without it, only the rules' own retry and sessionPersistence apply.
+    """
     if not snapshot.gateway_classes:
         return EMPTY
+    if policies is None:
+        # Imported here: routing.policy reads Gateway API fields through this package (an import cycle).
+        from proxy.routing.policy.index import PolicyIndex
+        policies = PolicyIndex()
     classes, warnings = select_gateway_classes(snapshot.gateway_classes, settings.gateway_controller_name)
     if not classes:
         return EMPTY
@@ -111,7 +123,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | No
     gateways = _our_gateways(snapshot, settings, classes, grants, secrets)
     _claim_ports(gateways, settings)
     result = GatewayTranslation()
-    work = _Attachments(snapshot, settings, gateways, grants, result)
+    work = _Attachments(snapshot, settings, gateways, grants, result, policies)
     routes = work.attach_routes(memo if memo is not None else TranslationMemo())
     if gateways:
         warnings.extend(grants.warnings)
@@ -187,8 +199,9 @@ class _Attachments:
     """Route attachment for one translation: which listener takes which route, and what gets served."""
 
     def __init__(self, snapshot: Snapshot, settings: Settings, gateways: list[GatewayEntry], grants: Grants,
-                 result: GatewayTranslation) -> None:
+                 result: GatewayTranslation, policies: PolicyIndex) -> None:
         self.snapshot = snapshot
+        self.policies = policies
         self.settings = settings
         self.by_key = {gateway.key: gateway for gateway in gateways}
         self.resolver = BackendResolver(snapshot.services, grants)
@@ -330,14 +343,19 @@ class _Attachments:
         for listener, hosts in matching:
             self.attached.setdefault(id(listener), set()).add(spec.key)
             if listener.serves and gateway.accepted[0]:
-                self._place(compiled, listener, hosts)
+                self._place(compiled, gateway, listener, hosts)
         names = ", ".join(repr(listener.name) for listener, _ in matching)
         return condition(ACCEPTED, True, "Accepted", f"attached to listener(s) {names}", seen)
 
-    def _place(self, compiled: CompiledRoute, listener: Listener, hosts: tuple[str, ...]) -> None:
-        """Put every rule match on the listener's port under each host key the listener owns."""
+    def _place(self, compiled: CompiledRoute, gateway: GatewayEntry, listener: Listener,
+               hosts: tuple[str, ...]) -> None:
+        """Put every rule match on the listener's port under each host key the listener owns, under the
+        traffic policies of the route, its Services and the Gateway (listener)."""
         local = listener.local_port
         patterns = self.patterns[local]
+        policies = self.policies
+        natives = compiled.natives
+        under_policy = policies.active or bool(natives)
         for host in hosts:
             if owner(patterns, host) != listener.hostname:
                 continue  # a more specific listener on this port takes these requests (listener isolation)
@@ -346,6 +364,11 @@ class _Attachments:
             for identity, candidate in compiled.candidates(host):
                 if identity not in placed:  # else: the same route through another listener with this hostname
                     placed.add(identity)
+                    if under_policy:
+                        route = policies.http_route(candidate.route, gateway=gateway.key, listener=listener.name,
+                                                    native=natives.get(identity[2]))
+                        if route is not candidate.route:
+                            candidate = replace(candidate, route=route)
                     found.append(candidate)
 
     def _warn(self, spec: RouteSpec, message: str) -> None:

@@ -43,6 +43,8 @@ from proxy.routing.model import (
     Timeouts,
 )
 from proxy.routing.paths import normalize_path
+from proxy.routing.policy.sessions import read_route_retry, read_session_persistence
+from proxy.routing.policy.spec import PolicySpec
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
@@ -68,6 +70,7 @@ class Rule:
     filters: tuple[FilterSpec, ...] = ()
     backends: tuple[BackendRef, ...] = ()
     timeouts: Timeouts | None = None
+    native: PolicySpec | None = None  # its own retry and sessionPersistence
     problem: RuleInvalid | None = None  # set: the rule is dropped
 
 
@@ -163,9 +166,24 @@ def _read_rule(spec: RouteSpec, rule: Rule, item: dict[str, Any], where: str) ->
     if uses_prefix and any(m.path_type != PATH_PREFIX for m in rule.matches):
         raise unsupported(f"{where}: ReplacePrefixMatch needs PathPrefix matches")
     rule.timeouts = _timeouts(mapping(item, "timeouts", f"{where}."), f"{where}.timeouts.")
-    for ignored in ("retry", "sessionPersistence"):
-        if item.get(ignored) is not None:
-            spec.warn(f"{where}.{ignored} is not supported; ignored")
+    rule.native = _native(spec, item, where)
+
+
+def _native(spec: RouteSpec, item: dict[str, Any], where: str) -> PolicySpec | None:
+    """The rule's own `retry` and `sessionPersistence`: the most specific policy layer of its routes.
+    One that cannot be served is ignored with a warning; the rule keeps serving."""
+    found: dict[str, Any] = {}
+    for name, key, reader in (("retry", "retry", read_route_retry),
+                              ("sessionPersistence", "affinity", read_session_persistence)):
+        body = item.get(name)
+        if body is None:
+            continue
+        at = f"{where}.{name}"
+        try:
+            found[key] = reader(require_object(body, at), f"{at}.", spec.warn)
+        except Malformed as error:
+            spec.warn(f"{error}; {at} ignored")
+    return PolicySpec(**found) if found else None
 
 
 def _timeouts(body: dict[str, Any], where: str) -> Timeouts | None:
@@ -266,6 +284,8 @@ class CompiledRoute:
     dropped: tuple[tuple[int, str, str], ...]  # (rule index, reason, message)
     # The Services its backendRefs named and the objects they were then (None: missing).
     services: tuple[tuple[Key, Any], ...] = ()
+    # Rule index -> the rule's own retry / sessionPersistence (only rules that have them).
+    natives: dict[int, PolicySpec] = field(default_factory=dict)
     _by_host: dict[str, tuple[tuple[tuple[str, str, int, int], Candidate], ...]] = field(default_factory=dict)
 
     def candidates(self, host: str) -> tuple[tuple[tuple[str, str, int, int], Candidate], ...]:
@@ -338,7 +358,8 @@ def _compile(spec: RouteSpec, resolver: BackendResolver, reads: dict[Key, Any]) 
         resolved = (False, problems[0][0], "; ".join(dict.fromkeys(message for _, message in problems)))
     else:
         resolved = (True, "ResolvedRefs", "all references resolved")
-    return CompiledRoute(spec, tuple(compiled), resolved, tuple(dropped), tuple(reads.items()))
+    natives = {rule.index: rule.native for rule in spec.rules if rule.native is not None}
+    return CompiledRoute(spec, tuple(compiled), resolved, tuple(dropped), tuple(reads.items()), natives)
 
 
 def _backends(rule: Rule, clusters: list[str], matched: str | None, resolve: Any) -> tuple[str, Backends | None]:

@@ -388,6 +388,9 @@ _KINDS = {
     "HTTPRoute": "http_routes",
     "ReferenceGrant": "reference_grants",
     "Namespace": "namespaces",
+    "BackendTrafficPolicy": "backend_traffic_policies",
+    "BackendTLSPolicy": "backend_tls_policies",
+    "ConfigMap": "config_maps",
 }
 
 

@@ -1,0 +1,155 @@
+"""BackendTrafficPolicy status: publish the running configuration's `policy_status` (our `status.ancestors`
+entries, one per target, each with an `Accepted` condition).
+
+The Gateway API status writer's machinery (`gateway_status.GatewayStatusWriter`: leader only, a pass after a
+quiet spell when the status to publish changes and every `resync` seconds, GET and PUT on /status with
+the resourceVersion read, 409 merged again with backoff) with other objects: `status.ancestors` is
+shared like an HTTPRoute's `status.parents` (GEP-713's PolicyStatus), so only entries whose
+controllerName is ours are replaced; other controllers' are kept in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, Protocol
+
+from proxy.kube.client import CLUSTER, ApiCall, api_error, json_body
+from proxy.kube.gateway_status import (
+    _CONFLICT,
+    _GONE,
+    _WRITTEN,
+    GatewayStatusWriter,
+    Status,
+    StatusDocument,
+    StatusWriteError,
+    _answer,
+    _mapping,
+    _Target,
+    comparable,
+    rfc3339,
+    stamp,
+)
+from proxy.objects import Key
+
+log = logging.getLogger("pyngress.policy_status")
+
+GROUP = "pyngress.dev"
+VERSION = "v1alpha1"
+PLURAL = "backendtrafficpolicies"
+KIND = "BackendTrafficPolicy"
+# The CRD's maxItems for status.ancestors (as the Gateway API's PolicyStatus).
+MAX_ANCESTORS = 16
+REQUEST_TIMEOUT = 10.0
+
+API_CALLS: tuple[ApiCall, ...] = tuple(ApiCall(GROUP, f"{PLURAL}/status", verb, CLUSTER) for verb in ("get", "update"))
+
+
+class PublishedPolicies(Protocol):
+    """What this writer reads of the builder's TrafficPolicyStatus (proxy.routing.policy.status)."""
+
+    @property
+    def policies(self) -> Mapping[Key, StatusDocument]: ...
+
+
+AncestorKey = tuple[str, str, str, str, str]
+
+
+def ancestor_key(ref: Any, namespace: str) -> AncestorKey:
+    ref = _mapping(ref)
+    return (ref.get("group") or "", ref.get("kind") or "", ref.get("namespace") or namespace, ref.get("name") or "",
+            ref.get("sectionName") or "")
+
+
+def ancestors_status(current: Any, desired: list[dict[str, Any]], *, namespace: str, controller: str,
+                     now: str) -> Status | None:
+    """A policy's new status, or None when status.ancestors already holds exactly `desired` as our entries.
+    Our entries (controllerName ours) are replaced by `desired` (PolicyStatus.to_json()); others are kept."""
+    current = _mapping(current)
+    ancestors = current.get("ancestors") if isinstance(current.get("ancestors"), list) else []
+    mine = [e for e in ancestors if isinstance(e, dict) and e.get("controllerName") == controller]
+    others = [e for e in ancestors if not (isinstance(e, dict) and e.get("controllerName") == controller)]
+    before = {ancestor_key(entry.get("ancestorRef"), namespace): entry for entry in mine}
+    new_mine = [{**entry, "conditions": stamp(entry["conditions"],
+                                              _mapping(before.get(ancestor_key(entry["ancestorRef"], namespace)))
+                                              .get("conditions"), now)}
+                for entry in desired]
+    room = max(MAX_ANCESTORS - len(others), 0)
+    if len(new_mine) > room:
+        log.warning("%s in %s: %d ancestor entries of ours do not fit beside %d of other controllers (at most %d)",
+                    KIND, namespace, len(new_mine), len(others), MAX_ANCESTORS)
+        new_mine = new_mine[:room]
+    if sorted(map(repr, map(comparable, mine))) == sorted(map(repr, map(comparable, new_mine))):
+        return None
+    return {**current, "ancestors": others + new_mine}
+
+
+class _PolicyTarget(_Target):
+    def __str__(self) -> str:
+        return f"{KIND} {self.namespace}/{self.name}"
+
+
+class PolicyStatusWriter(GatewayStatusWriter):
+    """Keeps our entries of every BackendTrafficPolicy's status.ancestors equal to the build's."""
+
+    async def reconcile(self) -> int:
+        """One pass: write every policy whose status differs; returns how many were written."""
+        runtime = self.holder.current
+        if not self._leading() or runtime is None or not self.cache.synced:
+            return 0
+        desired: PublishedPolicies | None = runtime.config.policy_status
+        self._seen = desired
+        errors: list[str] = []
+        writes = 0
+        for target in self._policy_targets(desired, rfc3339()):
+            try:
+                writes += await self._write(target)
+            except Exception as err:  # noqa: BLE001  one object's failure must not hold up the others
+                errors.append(f"{target}: {err}")
+        self.passes_total += 1
+        if errors:
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            raise StatusWriteError("; ".join(errors[:3]) + more)
+        return writes
+
+    def _desired(self) -> object:
+        runtime = self.holder.current
+        return runtime.config.policy_status if runtime is not None else None
+
+    def _policy_targets(self, desired: PublishedPolicies | None, now: str) -> list[_Target]:
+        """Every policy the cache holds: ours get the build's entries, the others (none of ours) lose ours."""
+        found = desired.policies if desired is not None else {}
+        targets: list[_Target] = []
+        for key, obj in self.cache.snapshot().backend_traffic_policies.items():
+            entry = found.get(key)
+            targets.append(_PolicyTarget(PLURAL, key[0], key[1], obj, partial(
+                ancestors_status, desired=entry.to_json() if entry is not None else [], namespace=key[0],
+                controller=self.controller, now=now)))
+        return targets
+
+    async def _read(self, target: _Target) -> dict[str, Any] | None:
+        status, body = await _answer(await self.custom.get_namespaced_custom_object_status(
+            GROUP, VERSION, target.namespace, PLURAL, target.name, _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT))
+        if status == 404:
+            return None
+        if status != 200:
+            raise api_error(status, body)
+        found = json.loads(body)
+        if not isinstance(found, dict):
+            raise api_error(status, b"not an object")
+        return found
+
+    async def _replace(self, target: _Target, body: dict[str, Any]) -> str:
+        status, data = await _answer(await self.custom.replace_namespaced_custom_object_status(
+            GROUP, VERSION, target.namespace, PLURAL, target.name, json_body(body), _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT))
+        if status == 409:
+            return _CONFLICT
+        if status == 404:
+            return _GONE
+        if status != 200:
+            raise api_error(status, data)
+        return _WRITTEN

@@ -1,0 +1,88 @@
+"""One layer of traffic settings, and how layers fold: the most specific layer wins, section by section.
+
+Every front end reads its objects into a `PolicySpec` (a BackendTrafficPolicy, a BackendTLSPolicy, an
+HTTPRoute rule's own `retry` and `sessionPersistence`); the index stacks the layers that apply to one
+route and one backend, most specific first, and `fold` takes each section from the first layer that
+sets it. A section is taken whole: a route's `retry` replaces a Gateway's `retry` entirely, it never
+borrows `perRetry` from it (Envoy Gateway's default, non-merging precedence, applied per section).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from proxy.routing.model import Timeouts
+from proxy.routing.policies import (
+    BackendTLS,
+    CircuitBreaker,
+    ClusterPolicy,
+    Ejection,
+    FaultInjection,
+    HealthCheck,
+    LoadBalancer,
+    RateLimit,
+    RetryPolicy,
+    RoutePolicy,
+    SessionAffinity,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """The sections one layer sets (None: not set here, a less specific layer may)."""
+
+    load_balancer: LoadBalancer | None = None
+    affinity: SessionAffinity | None = None
+    ejection: Ejection | None = None
+    health_check: HealthCheck | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    tls: BackendTLS | None = None
+    retry: RetryPolicy | None = None
+    fault: FaultInjection | None = None
+    rate_limit: RateLimit | None = None
+    # The whole request's timeout (`timeout.http.requestTimeout`): a route's own `timeouts` win.
+    timeouts: Timeouts | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, item.name) is None for item in fields(self))
+
+    def cluster_policy(self) -> ClusterPolicy | None:
+        """The cluster sections as a ClusterPolicy; None when none is set (the plain cluster)."""
+        if (self.load_balancer is None and self.affinity is None and self.ejection is None
+                and self.health_check is None and self.circuit_breaker is None and self.tls is None):
+            return None
+        return ClusterPolicy(load_balancer=self.load_balancer or LoadBalancer(), affinity=self.affinity,
+                             ejection=self.ejection, health_check=self.health_check,
+                             circuit_breaker=self.circuit_breaker, tls=self.tls)
+
+    def route_policy(self) -> RoutePolicy | None:
+        """The route sections as a RoutePolicy; None when none is set (the plain route)."""
+        if self.retry is None and self.fault is None and self.rate_limit is None:
+            return None
+        return RoutePolicy(retry=self.retry, fault=self.fault, rate_limit=self.rate_limit)
+
+    def route_part(self) -> PolicySpec:
+        """Only the sections that act on the route (retry, fault injection, rate limit, timeout)."""
+        return PolicySpec(retry=self.retry, fault=self.fault, rate_limit=self.rate_limit, timeouts=self.timeouts)
+
+
+EMPTY = PolicySpec()
+_NAMES = tuple(item.name for item in fields(PolicySpec))
+
+
+def fold(layers: Iterable[PolicySpec | None]) -> PolicySpec:
+    """Each section from the first (most specific) layer that sets it."""
+    found: dict[str, object] = {}
+    for layer in layers:
+        if layer is None:
+            continue
+        for name in _NAMES:
+            if name not in found:
+                value = getattr(layer, name)
+                if value is not None:
+                    found[name] = value
+        if len(found) == len(_NAMES):
+            break
+    return PolicySpec(**found) if found else EMPTY  # type: ignore[arg-type]
