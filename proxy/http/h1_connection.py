@@ -341,8 +341,13 @@ class ClientConnection(asyncio.Protocol):
         detail: str = "",
         close: bool = False,
         location: bytes = b"",
+        fields: bytes = b"",
+        reason: str = "",
     ) -> None:
-        """Write the proxy's own answer, log it once, and continue or close the connection."""
+        """Write the proxy's own answer, log it once, and continue or close the connection.
+
+        `fields`: extra header fields (ready bytes); `reason`: the access log's word for why (the cause's
+        own when not given)."""
         server = self.server
         if ex is None:
             request_id = new_request_id()
@@ -364,12 +369,13 @@ class ClientConnection(asyncio.Protocol):
             http10 = head.http10
             head_only = head.method == b"HEAD"
             ex.status = status
+            ex.reason = reason or (getattr(cause, "reason", "") if cause is not None else "")
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
             log_answer(level, status, ex, request_id, self.client_ip, cause)
         if not self.closed:
             sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
-                                      head_only=head_only, location=location)
+                                      head_only=head_only, location=location, fields=fields)
             if ex is not None:
                 ex.sent += sent
             elif server.route_metrics:  # a request rejected before it had an exchange (queued behind another)
