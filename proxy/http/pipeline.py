@@ -196,7 +196,7 @@ class Pipeline:
         request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
         if mirrors:
             ex.mirror([(target, list(request)) for target in mirrors])
-        if plain and upstream.policy is None:
+        if upstream.policy is None and ex.policy is None:
             ex.start(upstream, request, retries=server.retries)
         else:
             ex.start_policy(upstream, request, retries=server.retries)
