@@ -153,6 +153,14 @@ class Attempts:
         retry = self.retry
         return retry is not None and (not retry.idempotent_only or self.ex.method in _IDEMPOTENT)
 
+    def _hold(self) -> None:
+        """Waiting before an attempt (a delay, a backoff, a queue): stop reading a body still coming, which would
+        pile up meanwhile. A request already read keeps its connection read, so a client that leaves is seen
+        (see ClientConnection.eof_received) and its timer cancelled."""
+        ex = self.ex
+        if not ex.req_done and ex.has_body:
+            ex.client.block(_BLOCK_CONNECT)
+
     # ------------------------------------------------------------------ the first attempt
 
     def begin(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
@@ -172,7 +180,7 @@ class Attempts:
         if retry is not None or upstream.affinity is not None:
             ex.response_filters = (self, *ex.response_filters)
         if self.delay > 0:
-            ex.client.block(_BLOCK_CONNECT)
+            self._hold()
             ex.connecting = asyncio.get_running_loop().call_later(self.delay, self._delayed)
             return
         self._first()
@@ -315,7 +323,7 @@ class Attempts:
         upstream.pending += 1
         self.waiter = waiter = Waiter(self._woken)
         upstream.waiters.append(waiter)
-        ex.client.block(_BLOCK_CONNECT)
+        self._hold()
         timeout = ex.client.server.settings.upstream_connect_timeout
         ex.connecting = asyncio.get_running_loop().call_later(timeout, self._waited_too_long)
 
@@ -460,7 +468,7 @@ class Attempts:
         if delay <= 0:
             self._again()
             return
-        ex.client.block(_BLOCK_CONNECT)
+        self._hold()
         ex.connecting = asyncio.get_running_loop().call_later(delay, self._again)
 
     def _again(self) -> None:

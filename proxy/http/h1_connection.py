@@ -148,8 +148,13 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.tunnel is not None or self.state == LINGER or self.listener.tls:
             return False
-        if self.active is None or self.request is not None:
+        active = self.active
+        if active is None or self.request is not None:
             return False  # idle, or in the middle of a request that can now never complete
+        if active.policy is not None and active.conn is None:
+            # Its request waits for an attempt (a fault delay, a retry's backoff, a queue for a connection):
+            # the client is taken as gone (nginx's 499), rather than sending the request upstream for nobody.
+            return False
         self.eof = True  # half-close after a complete request: answer it, then close
         return True
 
