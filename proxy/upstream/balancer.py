@@ -146,19 +146,19 @@ class LeastRequest:
     """Power of two random choices: of two endpoints drawn at random, the one with the lower cost wins,
     cost = (requests in flight + 1) x latency EWMA (Finagle's peak EWMA cost).
 
-    The EWMA decays toward zero while an endpoint gets no samples (ingress-nginx's `ewma` balancer, 10 s),
-    so a slow endpoint is tried again after a while; an endpoint without samples yet starts at the average of
-    the others (slow start) rather than at zero, which would draw every request to it.
+    The EWMA is ingress-nginx's `ewma`: weighted by time (a sample counts for less the sooner it follows
+    the previous one, over DECAY_TIME), and decaying toward zero while an endpoint gets no samples, so a slow
+    endpoint is tried again after a while. An endpoint without samples yet starts at the average of the
+    others (slow start) rather than at zero, which would draw every request to it. Requests count as in
+    flight once they have their connection (while a new one is dialed they do not yet).
     """
 
-    __slots__ = ("pools", "average")
+    __slots__ = ("pools",)
     reports_success = True
     needs_key = False
 
     def __init__(self) -> None:
         self.pools: tuple[EndpointPool, ...] = ()
-        # EWMA over every sample of the cluster: the starting latency of endpoints without samples.
-        self.average = 0.0
 
     def update(self, pools: tuple[EndpointPool, ...]) -> None:
         self.pools = pools
@@ -194,15 +194,20 @@ class LeastRequest:
                     j += 1
             first, second = pools[i], pools[j]
         now = _clock()
-        return second if self.cost(second, now) < self.cost(first, now) else first
+        cost_first = self.cost(first, now)
+        cost_second = self.cost(second, now)
+        if cost_second < cost_first or (cost_second == cost_first and _random() < 0.5):
+            return second
+        return first
 
     def cost(self, pool: EndpointPool, now: float) -> float:
-        ewma = pool.ewma
-        if ewma:
-            ewma *= _exp(-max(0.0, now - pool.ewma_at) / DECAY_TIME)
-        else:
-            ewma = self.average
+        ewma = _decayed(pool, now) if pool.ewma else self.slow_start(now)
         return (pool.in_flight + 1) * (ewma or 1.0)
+
+    def slow_start(self, now: float) -> float:
+        """The latency assumed for an endpoint without samples: the average of those with samples (0: none)."""
+        known = [_decayed(pool, now) for pool in self.pools if pool.ewma]
+        return sum(known) / len(known) if known else 0.0
 
     def report(self, pool: EndpointPool, ok: bool, latency: float = -1.0) -> None:
         if not ok:
@@ -216,7 +221,11 @@ class LeastRequest:
         else:
             pool.ewma = latency
         pool.ewma_at = now
-        self.average = self.average * 0.9 + latency * 0.1 if self.average else latency
+
+
+def _decayed(pool: EndpointPool, now: float) -> float:
+    """`pool`'s EWMA now: decayed toward zero since its last sample."""
+    return pool.ewma * _exp(-max(0.0, now - pool.ewma_at) / DECAY_TIME)
 
 
 __all__ = ["Balancer", "LeastRequest", "Random", "RoundRobin", "make_balancer"]

@@ -118,8 +118,10 @@ def test_least_request_counts_failures_as_slow_and_starts_new_endpoints_at_the_a
     balancer.report(failing, False, 0.001)  # a fast 503 is not a fast endpoint
     assert failing.ewma >= 1.0 and balancer.pick() is healthy
     newcomer = EndpointPool(Endpoint("10.0.0.7", 8080))
+    balancer.update(indexed((failing, healthy, newcomer)))
+    now = failing.ewma_at
     assert newcomer.ewma == 0.0
-    assert balancer.cost(newcomer, 0.0) == pytest.approx(balancer.average)
+    assert balancer.cost(newcomer, now) == pytest.approx((failing.ewma + healthy.ewma) / 2, rel=0.01)
 
 
 def test_consistent_hash_keeps_a_key_on_one_endpoint_and_spreads_keys():
