@@ -172,6 +172,7 @@ class Attempts:
             head.extend(ex.up_out)
         ex.up_out = head
         ex.attempts = 1
+        ex.attempt_deadline = 0.0  # (read by the clock tick when the route has timeouts, before _first sets it)
         retry = self.retry
         if retry is not None:
             ex.max_attempts = retry.num_retries + 1

@@ -7,9 +7,12 @@ deviations of the binomial count: a false failure is a one-in-a-million event).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 
+from proxy.routing.model import Route, Timeouts
 from proxy.routing.policies import FaultInjection, RateLimit, RoutePolicy
+from proxy.routing.table import RouteTable, VirtualHost
 from server_harness import Proxy, Rule, cluster, connect, encode_request, read_response, request, wait_until
 
 APP = "default/app:80"
@@ -123,3 +126,17 @@ async def test_rate_limit_per_client_with_its_own_status(make_proxy, make_pods):
         statuses.append((await read_response(reader)).status)
     writer.close()
     assert statuses == [200, 200, 503]
+
+
+async def test_a_delayed_request_keeps_its_route_timeouts(make_proxy, make_pods, caplog):
+    """The clock tick checks a delayed request's deadlines before its first attempt exists."""
+    caplog.set_level(logging.ERROR, "pyngress.proxy")
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy()
+    table = RouteTable(hosts={}, any_host=VirtualHost(prefix={"": Route(
+        "default", "test", "", "/", "Prefix", APP, timeouts=Timeouts(request=1.5, backend_request=5),
+        policy=RoutePolicy(fault=FaultInjection(delay=10, delay_fraction=1.0)))}))
+    proxy.publish_table(table, [cluster(APP, [pod.endpoint])])
+    response = await request(proxy.port, "/")
+    assert response.status == 504 and pod.requests == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
