@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
 from proxy.http import mirror
-from proxy.http.attempts import Attempts
 from proxy.http.deadlines import check_timeouts
 from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
@@ -46,6 +45,7 @@ from proxy.upstream.errors import (
 )
 
 if TYPE_CHECKING:
+    from proxy.http.attempts import Attempts
     from proxy.http.downstream import Downstream
     from proxy.http.h1_writer import H1Writer
     from proxy.routing.filters import ResponseFilter
@@ -201,16 +201,6 @@ class Exchange(RequestHead):
             self.attach(conn, pool)
         else:
             self.dial(pool)
-
-    def start_policy(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
-        """`start` for a request whose route or cluster has a traffic policy (see proxy.http.attempts)."""
-        policy = self.policy
-        if policy is None:
-            if upstream.policy is None:
-                self.start(upstream, head, retries=retries)
-                return
-            policy = self.policy = Attempts(self, None)
-        policy.begin(upstream, head, retries=retries)
 
     def dial(self, pool: EndpointPool) -> None:
         self.client.block(BLOCK_CONNECT)

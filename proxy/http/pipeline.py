@@ -2,7 +2,7 @@
 
     head ─▶ listener filters (HTTPS: 421) ─▶ RouteTable.match ─▶ rule filters (request phase)
          ─▶ backend pick (weights) ─▶ route policy (rate limit, fault abort) ─▶ upstream (503 without endpoints)
-         ─▶ upstream request head ─▶ Exchange.start (or, under a route or cluster policy, Exchange.start_policy)
+         ─▶ upstream request head ─▶ Exchange.start (or, under a policy needing per-request state, Attempts.begin)
 
 Every step is data compiled at build time: a plain Ingress route has no filters, one backend, no
 timeouts and no policy, so its requests pay a few attribute reads for what they do not use. The pipeline
@@ -196,10 +196,13 @@ class Pipeline:
         request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
         if mirrors:
             ex.mirror([(target, list(request)) for target in mirrors])
-        if upstream.policy is None and ex.policy is None:
-            ex.start(upstream, request, retries=server.retries)
-        else:
-            ex.start_policy(upstream, request, retries=server.retries)
+        policy = ex.policy
+        if policy is None:
+            if not upstream.guarded:
+                ex.start(upstream, request, retries=server.retries)
+                return
+            policy = ex.policy = Attempts(ex, None)
+        policy.begin(upstream, request, retries=server.retries)
 
     def _rule(self, conn: ClientConnection, ex: Exchange, route: Route, runtime: Runtime, host: str,
               path: str) -> tuple[str, list[Upstream] | None]:

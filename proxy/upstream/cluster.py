@@ -1,10 +1,11 @@
 """Live state of one upstream cluster: its endpoints, their connection pools, its balancer and its policy's state.
 
 A cluster without a policy (`Cluster.policy` None) is round robin over its ready endpoints and keeps
-no other state: its requests take the plain path. With a policy the Upstream also holds what the
-policy needs at run time: the balancer it names, passive health (proxy.upstream.outliers), the
-circuit breaker's counts and its queue of requests waiting for a connection, the affinity cookie's
-value of each endpoint, and the counters the metrics read.
+no other state: its requests take the plain path, and so do those of a cluster whose policy only
+names a balancer that needs no request key, or passive health (`guarded` False). With a policy the
+Upstream also holds what the policy needs at run time: the balancer it names, passive health
+(proxy.upstream.outliers), the circuit breaker's counts and its queue of requests waiting for a
+connection, the affinity cookie's value of each endpoint, and the counters the metrics read.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class Upstream:
     """
 
     __slots__ = ("key", "settings", "cluster", "endpoints", "pools", "_by_endpoint", "balancer", "closed", "host_name",
-                 "policy", "available", "reports_success", "outliers", "breaker", "affinity", "tokens", "active",
-                 "retrying", "pending", "dialing", "waiters", "counters")
+                 "policy", "guarded", "available", "reports_success", "outliers", "breaker", "affinity", "tokens",
+                 "active", "retrying", "pending", "dialing", "waiters", "counters")
 
     def __init__(self, cluster: Cluster, *, settings: Settings) -> None:
         self.key = cluster.key
@@ -81,6 +82,9 @@ class Upstream:
         self.closed = False
         # The policy and its run-time state (None / empty without a policy).
         self.policy: ClusterPolicy | None = None
+        # Whether each request needs its own policy state (proxy.http.attempts): a circuit breaker, cookie
+        # affinity or a hashing balancer. Other balancers and passive health work on the plain path.
+        self.guarded = False
         self.outliers: Outliers | None = None
         self.breaker: CircuitBreaker | None = None
         self.affinity: SessionAffinity | None = None
@@ -151,6 +155,7 @@ class Upstream:
         self.outliers = Outliers(ejection, self._balance) if ejection is not None else None
         self.breaker = policy.circuit_breaker if policy is not None else None
         self.affinity = policy.affinity if policy is not None else None
+        self.guarded = self.breaker is not None or self.affinity is not None or self.balancer.needs_key
         for pool in self.pools:
             pool.token = b""
 
