@@ -1,8 +1,10 @@
 """The attempts of one request under a traffic policy: which endpoint each goes to, whether a failed one is
 tried again, and the cluster counts (circuit breaker, retry budget) the request holds meanwhile.
 
-Only requests whose route has a policy (`Route.policy`) or whose cluster has one (`Cluster.policy`) get an
-`Attempts`; the others take `Exchange.start` and pay nothing for any of this. In order:
+Only requests whose route retries or delays them (`Route.policy`), or whose cluster has a circuit breaker,
+cookie affinity or a hashing balancer (`Upstream.guarded`), get an `Attempts`; the others take
+`Exchange.start` and pay nothing for any of this (passive health and balancers that need no request key
+work there too: outcomes are reported to `Upstream.report` on both paths). In order:
 
 - a fault delay (a timer; a client that leaves meanwhile cancels it) and an abort decided with it;
 - circuit breaker: over max_parallel_requests the request gets 503 at once (``x-pyngress-overloaded``);
