@@ -389,6 +389,9 @@ class Exchange(RequestHead):
             elif isinstance(cause, ExtraResponse):
                 self.reusable = False
             elif isinstance(cause, UpstreamError):
+                # Its traceback's frames lead back to this one, which holds it: a reference cycle per failed (or
+                # retried) response unless the traceback goes (the log line names the error, not its frames).
+                cause.__traceback__ = None
                 self.fail(cause)
                 return
             else:

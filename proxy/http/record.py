@@ -35,6 +35,10 @@ def record(ex: Exchange) -> None:
         pool.in_flight -= 1
     policy = ex.policy
     if policy is not None:
+        # The Attempts refers back to its exchange (and is one of its response filters): let go of it here,
+        # or every such exchange would be left to the cyclic collector.
+        ex.policy = None
+        ex.response_filters = ()
         policy.done()
     status = ex.status
     if not status:

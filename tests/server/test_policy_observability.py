@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -10,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.accesslog import AccessLog
 from proxy.debug import describe_table, explain_match
+from proxy.http.attempts import Attempts
+from proxy.http.exchange import Exchange
 from proxy.metrics import Metrics
 from proxy.routing.policies import (
     LEAST_REQUEST,
@@ -23,8 +26,9 @@ from proxy.routing.policies import (
     RateLimit,
     RetryPolicy,
     RoutePolicy,
+    SessionAffinity,
 )
-from server_harness import Rule, cluster, request
+from server_harness import Rule, cluster, request, wait_until
 
 APP = "default/app:80"
 OTHER = "default/other:80"
@@ -130,3 +134,25 @@ async def test_access_log_says_why_the_proxy_answered(make_proxy, make_pods):
     lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [(e["status"], e["reason"]) for e in lines] == [
         (200, None), (429, "rate-limited"), (429, "rate-limited"), (503, "no-endpoints"), (404, "no-route")]
+
+
+async def test_policy_exchanges_are_freed_without_the_cyclic_collector(make_proxy, make_pods):
+    """An Attempts and its exchange refer to each other until the request is accounted: then the link goes,
+    so reference counting frees both (the proxy freezes the collector out of its objects' way)."""
+    bad, good = await make_pods("bad", "good")
+    bad.fail_with(503)
+    proxy = await make_proxy()
+    retry = RoutePolicy(retry=RetryPolicy(retry_on=frozenset({RETRY_5XX}), backoff_base=0.001, backoff_max=0.001))
+    policy = ClusterPolicy(circuit_breaker=CircuitBreaker(max_parallel_requests=100),
+                           affinity=SessionAffinity(cookie=b"route"))
+    proxy.publish([Rule("", "/", APP, policy=retry)], [cluster(APP, [bad.endpoint, good.endpoint], policy=policy)])
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            assert (await request(proxy.port, "/")).status == 200
+        await wait_until(lambda: proxy.server.active_connections == 0)
+        alive = [o for o in gc.get_objects() if type(o) in (Attempts, Exchange)]
+        assert alive == []
+    finally:
+        gc.enable()
