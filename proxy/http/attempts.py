@@ -37,19 +37,13 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from proxy.http.head import RequestHead
+from proxy.http.affinity import cookie_value, request_key, set_cookie
 from proxy.routing.policies import (
-    HASH_COOKIE,
-    HASH_HEADER,
-    HASH_SOURCE_IP,
-    HASH_URI,
     RETRY_5XX,
     RETRY_CONNECT_FAILURE,
     RETRY_GATEWAY_ERROR,
     RETRY_RESET,
-    LoadBalancer,
     RetryPolicy,
-    SessionAffinity,
 )
 from proxy.upstream.cluster import (
     MAX_CONNECTIONS,
@@ -340,8 +334,6 @@ class Attempts:
         ex.attach(conn, pool)
         ex.client.unblock(_BLOCK_CONNECT)
         ex.flush_upstream()
-        if upstream.waiters:
-            upstream.wake()  # a connection of a retired pool may have made room
 
     def _wait(self) -> None:
         """Queue for a connection of a cluster at max_connections (bounded by max_pending_requests and by
@@ -534,48 +526,4 @@ class Attempts:
             upstream.wake()
 
 
-# ---------------------------------------------------------------------------------------------- request keys
-
-def cookie_value(head: RequestHead, name: bytes) -> bytes | None:
-    """The value of cookie `name` in the request's Cookie fields; None when absent."""
-    fields = head.fields
-    prefix = name + b"="
-    for index in range(0, len(fields), 4):
-        if fields[index].lower() != b"cookie":
-            continue
-        for part in fields[index + 2].split(b";"):
-            part = part.strip()
-            if part.startswith(prefix):
-                return part[len(prefix):]
-    return None
-
-
-def request_key(ex: Exchange, policy: LoadBalancer) -> bytes | None:
-    """What a ConsistentHash balancer hashes for this request (None: the request lacks it)."""
-    on = policy.hash_on
-    if on == HASH_SOURCE_IP:
-        return ex.client.client_ip
-    if on == HASH_HEADER:
-        return ex.header(policy.hash_key)
-    if on == HASH_COOKIE:
-        return cookie_value(ex, policy.hash_key)
-    if on == HASH_URI:
-        return ex.target
-    return None
-
-
-def set_cookie(affinity: SessionAffinity, token: bytes) -> bytes:
-    """The Set-Cookie value naming the endpoint whose token is `token`."""
-    value = affinity.cookie + b"=" + token + b"; Path=" + (affinity.path or b"/")
-    if affinity.max_age is not None:
-        value += b"; Max-Age=%d" % affinity.max_age
-    if affinity.domain:
-        value += b"; Domain=" + affinity.domain
-    if affinity.same_site:
-        value += b"; SameSite=" + affinity.same_site
-    if affinity.secure:
-        value += b"; Secure"
-    return value + b"; HttpOnly"
-
-
-__all__ = ["Attempts", "backoff", "cookie_value", "failure_reason", "request_key", "retries_status", "set_cookie"]
+__all__ = ["Attempts", "backoff", "failure_reason", "retries_status"]

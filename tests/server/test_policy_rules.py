@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from proxy.http.attempts import backoff, cookie_value, failure_reason, retries_status, set_cookie
+from proxy.http.affinity import cookie_value, set_cookie
+from proxy.http.attempts import backoff, failure_reason, retries_status
 from proxy.http.head import RequestHead
 from proxy.http.ratelimit import CLIENT_TABLE_LIMIT, Limiters, RateLimiter
 from proxy.routing.model import Route
