@@ -5,12 +5,17 @@
 SMALL_BODY (100 bytes). Keep-alive, Content-Length or chunked request bodies (httptools does the
 parsing). It prints `bench-backend listening 127.0.0.1:A 127.0.0.1:B` once every port is bound.
 It is slower than nginx, so with it the numbers say more about the backend than the proxy.
+
+A failure switch for the chaos scenario: `--fail-ratio R` answers a random share R of requests
+with `--fail-status` (503) instead, and `GET /_bench/fail?ratio=R` changes R while it runs (it
+answers "ok"; ratio 0 heals it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import signal
 import sys
 
@@ -30,6 +35,15 @@ def _response(body: bytes) -> bytes:
 _SMALL = _response(SMALL_BODY)
 _LARGE = _response(LARGE_BODY)
 _UPLOAD = _response(UPLOAD_REPLY)
+_OK = _response(b"ok\n")
+
+
+class Failures:
+    """The share of requests answered with an error (the chaos scenario's failing pod)."""
+
+    ratio = 0.0
+    answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+    draw = random.Random(11).random
 
 
 class BackendProtocol(asyncio.Protocol):
@@ -70,8 +84,13 @@ class BackendProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        path = self.url.split(b"?", 1)[0]
-        if path == b"/upload":
+        path, _, query = self.url.partition(b"?")
+        if Failures.ratio and Failures.draw() < Failures.ratio:
+            transport.write(Failures.answer)
+        elif path == b"/_bench/fail":
+            Failures.ratio = float(query.partition(b"ratio=")[2].split(b"&")[0] or b"0")
+            transport.write(_OK)
+        elif path == b"/upload":
             transport.write(_UPLOAD)
         elif path == b"/64k":
             transport.write(_LARGE)
@@ -105,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backend", description=__doc__.splitlines()[0])
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, action="append", default=[], help="repeatable; 0 = a free port")
+    parser.add_argument("--fail-ratio", type=float, default=0.0, help="share of requests answered with an error")
+    parser.add_argument("--fail-status", type=int, default=503, help="the status of those answers")
     args = parser.parse_args(argv)
+    Failures.ratio = args.fail_ratio
+    Failures.answer = b"HTTP/1.1 %d Failing\r\nContent-Length: 0\r\n\r\n" % args.fail_status
     try:
         import uvloop
         factory = uvloop.new_event_loop

@@ -10,7 +10,9 @@ and the counts are dumped (`callgrind_control -d`). The figure is instructions
 executed by the proxy process (Python, C extensions, the kernel interface) divided by the requests.
 Cases: a plain Ingress path route (100-byte answers from the backend) on the baseline revision and
 on this tree, and the HTTPRoute rule of the gateway scenario (two header matches, two weighted
-backends) on this tree. Everything is on 127.0.0.1 and stops by itself.
+backends) on this tree. `--policy` adds the cost of the traffic-policy path (issue #11): the proxy
+server on a hand-built one-route table (bench.policy_proxy) without a policy, and with round robin,
+passive ejection and a circuit breaker on its cluster. Everything is on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -40,12 +42,17 @@ def _checkout(revision: str, folder: str) -> str:
 
 
 def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
-           headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str) -> float:
-    """Instructions per request of one pyngress (from `tree`) answering `requests` GETs on `port`."""
+           headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
+           command: Sequence[str] = ()) -> float:
+    """Instructions per request of one pyngress (from `tree`) answering `requests` GETs on `port`
+    (`command`: another module to run than `proxy --manifests folder`, taking --http-port)."""
     out = os.path.join(workdir, f"callgrind.{name}.out")
-    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-            sys.executable, "-m", "proxy", "--manifests", folder, "--bind", "127.0.0.1", "--http-port", str(port),
-            "--https-port", "0", "--admin-port", "0", "--no-access-log", "--log-level", "warning", *extra]
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m"]
+    if command:
+        argv += [*command, "--http-port", str(port)]
+    else:
+        argv += ["proxy", "--manifests", folder, "--bind", "127.0.0.1", "--http-port", str(port),
+                 "--https-port", "0", "--admin-port", "0", "--no-access-log", "--log-level", "warning", *extra]
     env = {**os.environ, "PYTHONPATH": tree}
     process = group.start(name, argv, env=env, cwd=tree)
     try:
@@ -79,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default="", metavar="REV", help="git revision to compare against")
     parser.add_argument("--requests", type=int, default=2000, help="requests counted per case")
+    parser.add_argument("--policy", action="store_true",
+                        help="also: a route without policy vs a cluster with round robin, ejection and a breaker")
     args = parser.parse_args(argv)
     if which("valgrind") is None or which("callgrind_control") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -118,6 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      _count(group, tree=_REPO, folder=gateway, extra=("--gateway-port-offset", str(listener - 80)),
                             port=listener, host=manifests.GATEWAY_HOST, headers=manifests.GATEWAY_HEADERS,
                             requests=args.requests, workdir=workdir, name="httproute")))
+        if args.policy:
+            backend_arg = f"{backend[0][0]}:{backend[0][1]}"
+            for label, policies in (("no policy", "off"), ("cluster policy", "cluster")):
+                rows.append((f"hand-built route, {label}",
+                             _count(group, tree=_REPO, folder="", extra=(), port=free_port(), requests=args.requests,
+                                    workdir=workdir, name=f"policy-{policies}", host=manifests.MAIN_HOST, headers=(),
+                                    command=("bench.policy_proxy", "--policies", policies, "--backend",
+                                             backend_arg))))
     finally:
         group.close()
         if baseline:

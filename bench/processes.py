@@ -252,6 +252,18 @@ def start_pyngress(group: ProcessGroup, *, manifests: str, name: str = "pyngress
     return process, PyngressAddress(match["host"], int(match["http"]), int(match["admin"])), elapsed
 
 
+def start_policy_proxy(group: ProcessGroup, *, backends: Sequence[tuple[str, int]], policies: bool,
+                       name: str) -> tuple[Process, PyngressAddress]:
+    """`python -m bench.policy_proxy`: the proxy server on a one-route table with traffic policies on or off."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, "-m", "bench.policy_proxy", "--policies", "on" if policies else "off",
+            *(arg for host, port in backends for arg in ("--backend", f"{host}:{port}"))]
+    process = group.start(name, argv, cwd=repo)
+    match = process.wait_line(_PYNGRESS_READY, timeout=60)
+    process.measured = [process.pid]
+    return process, PyngressAddress(match["host"], int(match["http"]), 0)
+
+
 _BACKEND_READY = re.compile(r"bench-backend listening (.+)")
 
 

@@ -7,6 +7,7 @@ stops what it started before returning, and the group stops anything left on the
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -28,7 +29,9 @@ from bench.processes import (
     PyngressAddress,
     free_port,
     open_files_limit,
+    start_policy_proxy,
     start_pyngress,
+    start_python_backend,
 )
 
 UPLOAD_BYTES = 1 << 20
@@ -706,6 +709,75 @@ def gateway(env: Environment) -> Outcome:
     return outcome
 
 
+# ---------------------------------------------------------------- chaos (traffic policies)
+
+_POLICY_COUNTS = re.compile(r"^policy-counts (\{.*\})$", re.MULTILINE)
+
+
+def chaos(env: Environment) -> Outcome:
+    """issue #11: three backends, one of which starts failing half its requests (503) once the warm-up is over;
+    pyngress with passive health (ejection) and retries on, against the same proxy with them off. Both up at
+    once, rounds alternating; reported: the error rate clients see and the p99."""
+    opts = env.options
+    ports = [start_python_backend(env.group, name=f"chaos-backend-{i}")[0] for i in range(3)]
+    backends = [("127.0.0.1", port) for port in ports]
+    flavours = {"policies off": False, "ejection + retries": True}
+    started: dict[str, tuple[Process, PyngressAddress]] = {}
+    results: dict[str, list[LoadResult]] = {label: [] for label in flavours}
+    counts: dict[str, Any] = {}
+    request = Request(path="/small", payload_bytes=len(SMALL_BODY))
+    try:
+        for label, policies in flavours.items():
+            process, address = start_policy_proxy(env.group, backends=backends, policies=policies,
+                                                   name=f"pyngress-chaos-{len(started)}")
+            started[label] = (process, address)
+            _check_route(address, host=request.host, path=request.path)
+            env.load(address, request, duration=WARMUP_SECONDS, measured=process)
+        switch = HttpConnection("127.0.0.1", ports[0], timeout=10)
+        try:
+            status, _ = switch.request("GET", "/_bench/fail?ratio=0.5", host="backend")
+        finally:
+            switch.close()
+        if status != 200:
+            raise RuntimeError(f"the chaos backend's failure switch answered {status}")
+        labels = list(flavours)
+        for round_index in range(opts.rounds):
+            for label in labels if round_index % 2 == 0 else list(reversed(labels)):
+                process, address = started[label]
+                result = env.load(address, request, measured=process)
+                results[label].append(result)
+                rate = result.failed_requests / max(1, result.requests)
+                print(f"  chaos round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
+                      f"p99 {result.p99_ms:.2f} ms, {result.failed_requests} of {result.requests} failed "
+                      f"({rate:.2%})", flush=True)
+    finally:
+        for label, (process, _) in started.items():
+            env.group.stop(process)
+            found = _POLICY_COUNTS.search(process.log_text())
+            if found:
+                counts[label] = json.loads(found[1])
+    outcome = Outcome()
+    rates: dict[str, float | None] = {}
+    for label, runs in results.items():
+        summary = _summary(runs)
+        total = sum(r.requests for r in runs if not r.error)
+        rates[label] = summary["errors"] / total if total else None
+        note = "n/a" if rates[label] is None else f"{rates[label]:.2%} of requests failed"
+        outcome.rows.append(_row("chaos", label, summary, notes=note))
+    off, on = rates["policies off"], rates["ejection + retries"]
+    outcome.targets += [
+        Target("chaos: client-visible error rate, ejection + retries vs off",
+               "n/a" if off is None or on is None else f"{on:.3%} vs {off:.2%}",
+               None if off is None or on is None else on < off),
+        Target("chaos (info): p99 with ejection + retries vs off",
+               f"{outcome.rows[1].p99_ms or float('nan'):.2f} ms vs {outcome.rows[0].p99_ms or float('nan'):.2f} ms",
+               None),
+    ]
+    outcome.details = {"backends": backends, "failing": backends[0], "error_rates": rates, "policy_counts": counts,
+                       "rounds": {label: [r.to_json() for r in runs] for label, runs in results.items()}}
+    return outcome
+
+
 SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "small": lambda env: throughput(env, "small", SMALL),
     "64k": lambda env: throughput(env, "64k", LARGE),
@@ -723,6 +795,8 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "before-after": lambda env: before_after(env, "before-after", SMALL),
     "before-after-64k": lambda env: before_after(env, "before-after-64k", LARGE),
     "gateway": gateway,
+    # issue #11: one of three backends fails half its requests; ejection and retries on vs off
+    "chaos": chaos,
     # issue #6: 1 vs 2 worker processes (on 2 cores shared with wrk and the backend)
     "workers": lambda env: variants(env, "workers", SMALL, {
         "1 worker": ("--workers", "1"),

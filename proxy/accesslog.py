@@ -17,7 +17,9 @@ Fields (ingress-nginx users will recognise most of them from its JSON log format
 ``upstream_duration`` (to the upstream's response head; null when none), ``upstream``
 (address:port; null when none), ``namespace``, ``ingress`` (an Ingress or HTTPRoute name),
 ``route_host``, ``route_path``, ``service`` and ``route_kind`` ("Ingress" or "HTTPRoute") of the
-matched route (empty when none matched), ``user_agent``, ``retries``.
+matched route (empty when none matched), ``user_agent``, ``retries``, ``reason`` (why the proxy
+answered itself: ``no-route``, ``no-endpoints``, ``connect-failure``, ``upstream-timeout``,
+``overloaded``, ``rate-limited``, ``fault-abort``, ``redirect``...; null when the upstream answered).
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ PIPE_BUF = 4096
 _UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
 _LINE = (b'{"time":"%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path":%s,"query":%s,'
          b'"protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,"upstream_duration":%s,'
-         b'"upstream":%s,%s,"user_agent":%s,"retries":%d}\n')
+         b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s}\n')
 # The usual case, every field plain ASCII: quoted as it is, no escaping pass per field.
 _PLAIN_LINE = (b'{"time":"%s.%03dZ","request_id":"%s","client":"%s","method":"%s","host":"%s","path":"%s",'
                b'"query":"%s","protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,'
-               b'"upstream_duration":%s,"upstream":%s,%s,"user_agent":"%s","retries":%d}\n')
+               b'"upstream_duration":%s,"upstream":%s,%s,"user_agent":"%s","retries":%d,"reason":%s}\n')
 
 
 def json_text(value: bytes | None) -> bytes:
@@ -100,9 +102,9 @@ class AccessLog:
 
     def add(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes | None, target: bytes,
             http10: bool, status: int, bytes_in: int, bytes_out: int, duration: float, upstream_duration: float,
-            upstream: bytes | None, route: bytes, user_agent: bytes | None, retries: int) -> None:
+            upstream: bytes | None, route: bytes, user_agent: bytes | None, retries: int, reason: str = "") -> None:
         """Queue one request's line (on the event loop; never blocks). ``upstream_duration`` < 0: none;
-        ``upstream``: see address_text; ``route``: see route_fields."""
+        ``upstream``: see address_text; ``route``: see route_fields; ``reason``: a token of ours ("": null)."""
         pending = self.pending
         if len(pending) >= self.limit:
             self.dropped += 1
@@ -124,13 +126,14 @@ class AccessLog:
                 self._stamp, int((when - second) * 1000), request_id, client, method, host, path, query,
                 b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in, bytes_out, duration,
                 b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null", upstream or b"null", route,
-                user_agent, retries)
+                user_agent, retries, b'"%s"' % reason.encode("ascii") if reason else b"null")
         else:
             line = _LINE % (
                 self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
                 json_text(path), json_text(query), b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in,
                 bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
-                upstream or b"null", route, json_text(user_agent), retries)
+                upstream or b"null", route, json_text(user_agent), retries,
+                b'"%s"' % reason.encode("ascii") if reason else b"null")
         pending.append(line)
 
     def flush(self) -> None:

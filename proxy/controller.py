@@ -9,6 +9,7 @@ changes never rebuild routes: the affected clusters are resolved again and their
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -288,6 +289,10 @@ class Controller:
                 cluster, warnings = resolve_cluster(
                     snapshot, namespace=old.namespace, service=old.service, port=old.port, policy=old.policy)
                 self._log_warnings(warnings, replace=False)
+                if old.policy is not None:
+                    # The Service port under a traffic policy: its own key (with the policy's digest) and policy
+                    # stay; only the endpoints move (the Upstream keeps its balancer and health state).
+                    cluster = dataclasses.replace(cluster, key=old.key, policy=old.policy)
                 if cluster != old:
                     self._upstreams[key].update(cluster)
                     self._clusters[key] = cluster

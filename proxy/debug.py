@@ -8,13 +8,18 @@ for Ingress paths and Gateway API rules alike.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import asdict
 from typing import Any
 
 from proxy.http.head import RequestHead
 from proxy.routing.model import KIND_INGRESS, PATH_DEFAULT_BACKEND, Config, Endpoint, Route
 from proxy.routing.paths import normalize_path
+from proxy.routing.policies import RoutePolicy
 from proxy.routing.table import Choice, RouteTable, VirtualHost, normalize_host
 from proxy.runtime import Runtime
+from proxy.upstream.cluster import Upstream
 
 
 def describe_table(runtime: Runtime) -> dict[str, Any]:
@@ -94,6 +99,8 @@ def _describe_route(runtime: Runtime, route: Route) -> dict[str, Any]:
             entry["mirrors"] = [{"cluster": m.cluster, "percent": m.percent} for m in filters.mirrors]
     if route.timeouts is not None:
         entry["timeouts"] = {"request": route.timeouts.request, "backendRequest": route.timeouts.backend_request}
+    if route.policy is not None:
+        entry["policy"] = _describe_policy(route.policy)
     if route.backends is not None:
         entry["backends"] = [{"weight": b.weight, **_describe_cluster(runtime, b.cluster)}
                              for b in route.backends.backends]
@@ -126,11 +133,66 @@ def _describe_cluster(runtime: Runtime, key: str) -> dict[str, Any]:
                         "clientCertificate": bool(tls.policy.client_certificate)}
         if tls.error:
             entry["tls"]["error"] = tls.error
+    if upstream is not None:
+        entry["endpointStates"] = _endpoint_states(upstream)
+        if upstream.policy is not None:
+            entry["clusterPolicy"] = _jsonable(asdict(upstream.policy))
+            entry["clusterState"] = {"active": upstream.active, "pending": upstream.pending,
+                                    "retrying": upstream.retrying, "ejected": upstream.ejected,
+                                    "ejections": upstream.outliers.total if upstream.outliers is not None else 0}
     return entry
 
 
 def _address(endpoint: Endpoint) -> str:
     return f"[{endpoint.address}]:{endpoint.port}" if ":" in endpoint.address else f"{endpoint.address}:{endpoint.port}"
+
+
+def _endpoint_states(upstream: Upstream) -> list[dict[str, Any]]:
+    """Each endpoint as its upstream sees it now: ready (it is in the cluster), ejected for how much longer,
+    requests in flight, consecutive failures, latency EWMA (LeastRequest), idle and open connections."""
+    try:
+        now = asyncio.get_running_loop().time()
+    except RuntimeError:
+        now = time.monotonic()
+    available = set(map(id, upstream.available))
+    states = []
+    for pool in upstream.pools:
+        address, port = pool.endpoint
+        states.append({
+            "endpoint": f"[{address}]:{port}" if ":" in address else f"{address}:{port}",
+            "ready": True,
+            "balanced": id(pool) in available,
+            "ejectedSeconds": round(max(0.0, pool.ejected_until - now), 3) if pool.ejected_until else 0,
+            "ejections": pool.ejections,
+            "inFlight": pool.in_flight,
+            "failures": pool.failures,
+            "ewmaMs": round(pool.ewma * 1000, 3),
+            "idleConnections": len(pool.idle),
+            "openConnections": pool.open,
+        })
+    return states
+
+
+def _describe_policy(policy: RoutePolicy) -> dict[str, Any]:
+    return _jsonable(asdict(policy))
+
+
+def _jsonable(value: Any) -> Any:
+    """A policy's fields as JSON: bytes as text, sets as sorted lists, secrets left out."""
+    if isinstance(value, dict):
+        return {key: ("<set>" if key in _SECRET_FIELDS and item else _jsonable(item)) for key, item in value.items()
+                if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(item) for item in value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value
+
+
+# BackendTLS material that must not be shown (the client key, certificates' PEM).
+_SECRET_FIELDS = frozenset({"client_key", "client_certificate", "ca"})
 
 
 # ---------------------------------------------------------------------------------------------- /debug/match
@@ -249,4 +311,6 @@ def _outcome(runtime: Runtime, route: Route) -> str:
     upstream = runtime.upstreams.get(route.cluster)
     if upstream is None or not upstream.pools:
         return "503: no ready endpoints"
-    return f"proxied to one of {len(upstream.pools)} endpoints (round robin)"
+    how = upstream.policy.load_balancer.kind if upstream.policy is not None else "RoundRobin"
+    ejected = f", {upstream.ejected} ejected" if upstream.ejected else ""
+    return f"proxied to one of {len(upstream.available)} endpoints ({how}{ejected})"

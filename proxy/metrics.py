@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from proxy import __version__
 from proxy.stats import DURATION_BUCKETS, MIRROR_RESULTS, Snapshot, TrafficStats, merge
+from proxy.upstream.cluster import LIMITS, RETRY_REASONS
 
 if TYPE_CHECKING:
     from proxy.controller import Controller
@@ -44,6 +45,8 @@ class ServerCounters(Protocol):
 
 
 ROUTE_LABELS = ["namespace", "ingress", "host", "path", "service", "kind", "method", "status"]
+POLICY_ROUTE_LABELS = ["namespace", "ingress", "host", "path", "service", "kind"]
+CLUSTER_LABELS = ["namespace", "service", "port"]
 
 
 class TrafficCollector(Collector):
@@ -113,6 +116,41 @@ class TrafficCollector(Collector):
         for reason, count in sorted(backend["failures"].items()):
             backend_failures.add_metric([reason], count)
         yield backend_failures
+        yield from _policy_metrics(snapshot)
+
+
+def _policy_metrics(snapshot: Snapshot) -> Iterator[Metric]:
+    """Traffic policies: per route (rate limits, faults) and per cluster (ejection, breaker, retries)."""
+    limited = CounterMetricFamily("pyngress_rate_limited_requests", "Requests refused by a route's local rate limit "
+                                  "(per worker process and replica: N of them allow N times the rate).",
+                                  labels=POLICY_ROUTE_LABELS)
+    faults = CounterMetricFamily("pyngress_fault_injections", "Requests a route's fault injection delayed or "
+                                 "aborted, by action.", labels=[*POLICY_ROUTE_LABELS, "action"])
+    for labels, (rate_limited, delayed, aborted) in snapshot.get("route_policy") or ():
+        limited.add_metric(labels, rate_limited)
+        faults.add_metric([*labels, "delay"], delayed)
+        faults.add_metric([*labels, "abort"], aborted)
+    yield from (limited, faults)
+    ejected = GaugeMetricFamily("pyngress_upstream_ejected_endpoints", "Endpoints ejected by passive health now "
+                                "(summed over worker processes, which eject independently).", labels=CLUSTER_LABELS)
+    ejections = CounterMetricFamily("pyngress_upstream_ejections", "Endpoint ejections by passive health (outlier "
+                                    "detection).", labels=CLUSTER_LABELS)
+    overloaded = CounterMetricFamily("pyngress_upstream_overloaded", "Requests (or retries) a circuit breaker "
+                                     "refused, by limit.", labels=[*CLUSTER_LABELS, "limit"])
+    retries = CounterMetricFamily("pyngress_upstream_retry_attempts", "Retries made under a traffic policy, by "
+                                  "reason (connect-failure, reset, timeout, status).",
+                                  labels=[*CLUSTER_LABELS, "reason"])
+    budget = CounterMetricFamily("pyngress_upstream_retry_budget_exhausted", "Retries not made because the "
+                                 "cluster's retry budget was spent.", labels=CLUSTER_LABELS)
+    for labels, counts in snapshot.get("clusters") or ():
+        ejected.add_metric(labels, counts.get("ejected", 0))
+        ejections.add_metric(labels, counts.get("ejections", 0))
+        for limit in LIMITS:
+            overloaded.add_metric([*labels, limit], counts.get("overloaded", {}).get(limit, 0))
+        for reason in RETRY_REASONS:
+            retries.add_metric([*labels, reason], counts.get("retries", {}).get(reason, 0))
+        budget.add_metric(labels, counts.get("budget_exhausted", 0))
+    yield from (ejected, ejections, overloaded, retries, budget)
 
 
 def _cumulative(counts: list[int]) -> list[int]:

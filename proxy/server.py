@@ -20,13 +20,16 @@ from proxy.http import mirror
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
+from proxy.http.ratelimit import Limiters, RateLimiter
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
 from proxy.tls.handshake import HandshakeStats, TlsAcceptor, tls_protocol_factory
 
 if TYPE_CHECKING:
+    from proxy.routing.model import Route
     from proxy.tls.store import CertStoreHolder
+    from proxy.upstream.cluster import Upstream
 
 logger = logging.getLogger("pyngress.proxy")
 
@@ -83,6 +86,11 @@ class ProxyServer:
         self.traffic.mirrors = mirror.STATS
         # id(route) -> its RouteStats, for the running table (rebound on each publish).
         self.route_stats: dict[int, RouteStats] = {}
+        # id(route) -> the rate limiter of a route with a local rate limit (rebound on each publish).
+        self.limiters: dict[int, RateLimiter] = {}
+        self._limiters = Limiters()
+        # The running table's upstreams, for the policy counters in traffic snapshots.
+        self.traffic.upstreams = self._upstreams
         holder.subscribe(self._runtime_published)
         if holder.current is not None:
             self._runtime_published(holder.current)
@@ -99,6 +107,7 @@ class ProxyServer:
         previous = self.route_stats
 
         shortest = self.base_tick * 10
+        policed: list[Route] = []
 
         def labelled() -> Iterator[tuple[int, RouteLabels]]:
             nonlocal shortest
@@ -106,6 +115,11 @@ class ProxyServer:
                 timeouts = route.timeouts
                 if timeouts is not None:
                     shortest = min(shortest, timeouts.request or shortest, timeouts.backend_request or shortest)
+                policy = route.policy
+                if policy is not None:
+                    policed.append(route)
+                    if policy.retry is not None and policy.retry.per_try_timeout:
+                        shortest = min(shortest, policy.retry.per_try_timeout)
                 key = id(route)
                 known = previous.get(key)
                 yield key, known.labels if known is not None else route_labels(route, clusters)
@@ -116,6 +130,7 @@ class ProxyServer:
                         yield key, known.labels if known is not None else backend_labels(route, backend)
 
         self.route_stats = self.traffic.bind(labelled())
+        self.limiters = self._limiters.bind(policed)
         self.tick = min(self.base_tick, _tick_for(shortest))
         if self.listeners and (runtime.config.listeners or self.gateway_listeners):
             task = asyncio.get_running_loop().create_task(self.reconcile())
@@ -128,6 +143,10 @@ class ProxyServer:
                 # After the new table is live, and once for a burst of publishes: collecting the young
                 # generations walks the new table's objects (~20 ms for 10,000 routes).
                 self._freezing = asyncio.get_running_loop().call_later(FREEZE_DELAY, self._freeze)
+
+    def _upstreams(self) -> list[Upstream]:
+        runtime = self.holder.current
+        return list(runtime.upstreams.values()) if runtime is not None else []
 
     def _freeze(self) -> None:
         """Move every live object out of the cyclic GC's reach.

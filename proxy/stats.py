@@ -8,12 +8,18 @@ Series of a route survive rebuilds while the route exists (same labels) and disa
 ``TrafficStats.snapshot()`` turns everything into plain data (lists, strings, numbers), the
 form in which worker processes hand their counts to the control process, which adds them up
 with :func:`merge` before rendering one /metrics for the pod.
+
+Traffic policies add two parts: per route, the requests rate limited and the faults injected
+(`RouteStats`); per cluster (namespace, service, port), what its upstream counted: endpoints
+ejected now and ejections so far, circuit-breaker rejections by limit, retries by reason, retry
+budget exhaustion (`proxy.upstream.cluster.ClusterCounters`). Counts of several clusters with the
+same labels (one Service port under different policies) and of several workers are added up.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from proxy.upstream import tls as upstream_tls
@@ -27,6 +33,10 @@ RouteLabels = tuple[str, str, str, str, str, str]
 UNMATCHED: RouteLabels = ("", "", "", "", "", "")
 # What happened to request copies sent to mirror backends (see proxy.http.mirror).
 MIRROR_RESULTS = ("sent", "answered", "dropped", "failed")
+# Route policy counts, in snapshot order.
+ROUTE_POLICY_COUNTS = ("rate_limited", "faults_delayed", "faults_aborted")
+# namespace, service, port (the Service port as written) of a cluster.
+ClusterLabels = tuple[str, str, str]
 
 # One (method, status) series in snapshot form:
 # [method, status, requests, received, sent, retries, duration_sum, duration_buckets,
@@ -59,13 +69,17 @@ class Series:
 class RouteStats:
     """Everything counted for one route label set (or for requests that matched no route)."""
 
-    __slots__ = ("labels", "series", "log_fields")
+    __slots__ = ("labels", "series", "log_fields", "rate_limited", "faults_delayed", "faults_aborted")
 
     def __init__(self, labels: RouteLabels) -> None:
         self.labels = labels
         self.series: dict[tuple[bytes, int], Series] = {}
         # The labels as the access log writes them, made on first use (proxy.accesslog.route_fields).
         self.log_fields: bytes | None = None
+        # Route policies: requests refused by the rate limit, delayed and aborted by fault injection.
+        self.rate_limited = 0
+        self.faults_delayed = 0
+        self.faults_aborted = 0
 
     def record(self, method: bytes, status: int, duration: float, upstream: float, received: int, sent: int,
                retries: int) -> None:
@@ -96,7 +110,7 @@ class RouteStats:
 class TrafficStats:
     """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
 
-    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls")
+    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams")
 
     def __init__(self) -> None:
         self.unmatched = RouteStats(UNMATCHED)
@@ -108,6 +122,8 @@ class TrafficStats:
         self.mirrors: Any = None
         # TLS handshakes with pods (the process's proxy.upstream.tls.STATS: completed, failures by reason).
         self.upstream_tls: Any = upstream_tls.STATS
+        # The running upstreams (proxy.upstream.cluster.Upstream), for their policy counters; set by the server.
+        self.upstreams: Callable[[], Iterable[Any]] = lambda: ()
 
     def bind(self, routes: Iterable[tuple[int, RouteLabels]]) -> dict[int, RouteStats]:
         """RouteStats for each (route id, labels); stats of label sets no longer present are dropped.
@@ -148,8 +164,43 @@ class TrafficStats:
         backend: dict[str, Any] = {"completed": 0, "failures": {}}
         if self.upstream_tls is not None:
             _add_handshakes(backend, self.upstream_tls.completed, dict(self.upstream_tls.failures))
+        policed = [[list(stats.labels), [getattr(stats, name) for name in ROUTE_POLICY_COUNTS]]
+                   for stats in self.routes() if stats.rate_limited or stats.faults_delayed or stats.faults_aborted]
         return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies,
-                "upstream_tls": backend}
+                "upstream_tls": backend, "route_policy": policed, "clusters": cluster_counts(self.upstreams())}
+
+
+def cluster_counts(upstreams: Iterable[Any]) -> list[list[Any]]:
+    """The policy counters of upstreams with a policy, by cluster labels, in snapshot form:
+    [[namespace, service, port], {"ejected": n, "ejections": n, "overloaded": {limit: n}, "retries": {reason: n},
+    "budget_exhausted": n}]."""
+    by_labels: dict[ClusterLabels, dict[str, Any]] = {}
+    for upstream in upstreams:
+        if upstream.policy is None and not any(upstream.counters.retries.values()):
+            continue
+        cluster = upstream.cluster
+        outliers = upstream.outliers
+        counters = upstream.counters
+        _add_cluster(by_labels, (cluster.namespace, cluster.service, cluster.port), {
+            "ejected": len(outliers.ejected) if outliers is not None else 0,
+            "ejections": outliers.total if outliers is not None else 0,
+            "overloaded": dict(counters.overloaded), "retries": dict(counters.retries),
+            "budget_exhausted": counters.budget_exhausted})
+    return [[list(labels), counts] for labels, counts in by_labels.items()]
+
+
+def _add_cluster(total: dict[ClusterLabels, dict[str, Any]], labels: ClusterLabels, counts: dict[str, Any]) -> None:
+    known = total.get(labels)
+    if known is None:
+        total[labels] = {key: dict(value) if isinstance(value, dict) else value for key, value in counts.items()}
+        return
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            part = known.setdefault(key, {})
+            for name, count in value.items():
+                part[name] = part.get(name, 0) + count
+        else:
+            known[key] = known.get(key, 0) + value
 
 
 def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
@@ -160,6 +211,8 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
     mirrors: dict[str, int] = {}
     backend: dict[str, Any] = {"completed": 0, "failures": {}}
+    policed: dict[tuple[str, ...], list[int]] = {}
+    clusters: dict[ClusterLabels, dict[str, Any]] = {}
     for snapshot in snapshots:
         for labels, entries in snapshot.get("routes", ()):
             key_labels = tuple(labels)
@@ -187,8 +240,16 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
         part = snapshot.get("upstream_tls")
         if part:
             _add_handshakes(backend, part["completed"], part["failures"])
+        for labels, counts in snapshot.get("route_policy") or ():
+            known = policed.setdefault(tuple(labels), [0] * len(ROUTE_POLICY_COUNTS))
+            for index, count in enumerate(counts):
+                known[index] += count
+        for labels, counts in snapshot.get("clusters") or ():
+            _add_cluster(clusters, (labels[0], labels[1], labels[2]), counts)
     return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
-            "handshakes": handshakes, "mirrors": mirrors, "upstream_tls": backend}
+            "handshakes": handshakes, "mirrors": mirrors, "upstream_tls": backend,
+            "route_policy": [[list(labels), counts] for labels, counts in policed.items()],
+            "clusters": [[list(labels), counts] for labels, counts in clusters.items()]}
 
 
 def _add_handshakes(total: dict[str, Any], completed: int, failures: Mapping[str, int]) -> None:
@@ -212,5 +273,6 @@ def backend_labels(route: Any, backend: Any) -> RouteLabels:
     return (route.namespace, route.ingress, route.host, route.path, backend.service, route.kind)
 
 
-__all__ = ["DURATION_BUCKETS", "MIRROR_RESULTS", "RouteLabels", "RouteStats", "Series", "Snapshot", "TrafficStats",
-           "UNMATCHED", "backend_labels", "merge", "route_labels"]
+__all__ = ["DURATION_BUCKETS", "MIRROR_RESULTS", "ROUTE_POLICY_COUNTS", "ClusterLabels", "RouteLabels", "RouteStats",
+           "Series", "Snapshot", "TrafficStats", "UNMATCHED", "backend_labels", "cluster_counts", "merge",
+           "route_labels"]

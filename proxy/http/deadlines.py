@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from proxy.upstream.errors import UpstreamError, UpstreamTimeout
+from proxy.upstream.errors import AttemptTimeout, RequestTimeout, UpstreamError, UpstreamTimeout
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -47,11 +47,11 @@ def check_timeouts(ex: Exchange, now: float) -> None:
         return
     if ex.timeouts is not None:
         if ex.deadline and now > ex.deadline:
-            ex.fail(UpstreamTimeout("the route's request timeout passed before the response was complete"))
+            ex.fail(RequestTimeout("the route's request timeout passed before the response was complete"))
             return
         if ex.attempt_deadline and now > ex.attempt_deadline:
-            ex.fail(UpstreamTimeout("the route's backend request timeout passed before the response was "
-                                      "complete"))
+            ex.fail(AttemptTimeout("the attempt's timeout (backendRequest or per try) passed before the "
+                                   "response was complete"))
             return
     conn = ex.conn
     if conn is not None and (ex.req_done or conn.writing_paused):

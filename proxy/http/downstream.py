@@ -34,8 +34,9 @@ class Downstream(Protocol):
         """This reason to stop reading is gone; reading resumes once none is left."""
 
     def send_error(self, ex: Exchange | None, status: int, cause: BaseException | None, *, detail: str = "",
-                   close: bool = False, location: bytes = b"") -> None:
-        """Answer with the proxy's own response (an error, a redirect), log it, go on or close."""
+                   close: bool = False, location: bytes = b"", fields: bytes = b"", reason: str = "") -> None:
+        """Answer with the proxy's own response (an error, a redirect), log it, go on or close; `fields`: extra
+        header fields (ready bytes), `reason`: the access log's word for why."""
 
     def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:
         """`ex` is answered: the next request may start (or the connection closes)."""

@@ -9,7 +9,10 @@ dialing a new upstream connection.
 The upstream side speaks HTTP/1.1 (the request head arrives ready from the pipeline, the
 response is parsed here); the client side is the connection's writer (``H1Writer`` for
 HTTP/1.1 clients): this module hands it response heads and bodies and knows no client
-wire format. Which endpoint an attempt goes to is the upstream balancer's choice.
+wire format. Which endpoint an attempt goes to is the upstream balancer's choice; a request
+under a traffic policy (its route's or its cluster's) is driven by its `Attempts`
+(proxy/http/attempts.py: retries, circuit breaker, affinity, fault delay), every other one by
+`start` alone.
 
 Flow control both ways: a transport whose write buffer passes its high-water mark
 calls ``pause_writing`` on its protocol, which pauses reading on the other side
@@ -42,6 +45,7 @@ from proxy.upstream.errors import (
 )
 
 if TYPE_CHECKING:
+    from proxy.http.attempts import Attempts
     from proxy.http.downstream import Downstream
     from proxy.http.h1_writer import H1Writer
     from proxy.routing.filters import ResponseFilter
@@ -60,7 +64,8 @@ BLOCK_PIPELINE = 4  # a pipelined request waits for the one before it
 BLOCK_UPGRADE = 8  # a WebSocket upgrade waits for the upstream's 101
 
 # Request bytes kept for a transparent retry when a reused keep-alive connection turns
-# out to be closed by the upstream before answering; larger requests are not replayed.
+# out to be closed by the upstream before answering, and for a retry policy's retries;
+# larger requests are not replayed once sent.
 REPLAY_LIMIT = 64 * 1024
 
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
@@ -88,11 +93,12 @@ class Exchange(RequestHead):
         "client", "keep_alive", "head_done", "req_done",
         # forwarding
         "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
-        "last_up", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors",
+        "maybe_stale", "last_up", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors", "policy",
         # response
         "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()
         "started", "status", "received", "sent", "sent_at", "upstream_time", "retries", "route_stats", "accounted",
+        "reason",
     )
 
     # Set when the exchange is attached to an upstream connection (see attach).
@@ -103,6 +109,9 @@ class Exchange(RequestHead):
     attempts: int
     max_attempts: int
     replay_size: int
+    # The current connection was reused and nothing came back on it yet: its closing may mean the upstream
+    # had closed it while idle (set by attach).
+    maybe_stale: bool
     last_up: float
     sent_at: float
 
@@ -140,7 +149,9 @@ class Exchange(RequestHead):
         self.upstream: Upstream | None = None
         self.pool: EndpointPool | None = None
         self.conn: UpstreamConnection | None = None
-        self.connecting: asyncio.Task[None] | None = None
+        # Dialing (a Task), or a timer before the next attempt (a fault delay, a retry's backoff, a wait for
+        # a connection): what a client going away cancels.
+        self.connecting: asyncio.Task[None] | asyncio.TimerHandle | None = None
         self.up_out: list[bytes] = []
         self.replay: list[bytes] | None = None
         # A route's timeouts; only then `deadline` (the request's, as a loop time, 0: none) and
@@ -149,6 +160,8 @@ class Exchange(RequestHead):
         self.response_filters: tuple[ResponseFilter, ...] = ()
         # Copies of this request still collecting its body; None: no mirror waits.
         self.mirrors: mirror.Copies | None = None
+        # The request's attempts under a traffic policy; None: the plain path (see start).
+        self.policy: Attempts | None = None
         self.response: H1Response | None = None  # the current attempt's response reader
         self.resp_head_done = False
         self.resp_done = False
@@ -162,6 +175,7 @@ class Exchange(RequestHead):
         self.retries = 0
         self.route_stats: RouteStats | None = None
         self.accounted = False
+        self.reason = ""  # why the proxy answered itself (the access log's "reason"; "" when it did not)
 
     # ------------------------------------------------------------------ request side
 
@@ -208,7 +222,7 @@ class Exchange(RequestHead):
                     upstream = self.upstream
                     if upstream is None:
                         break
-                    upstream.balancer.report(pool, False)
+                    upstream.report(pool, 0)
                     if self.attempts >= self.max_attempts:
                         break
                     following = upstream.balancer.pick(pool)
@@ -254,10 +268,12 @@ class Exchange(RequestHead):
         reader.begin(self, self.writer)  # type: ignore[attr-defined]  # the connection holds our H1Response
         self.response = reader  # type: ignore[assignment]
         self.reusable = False
+        self.maybe_stale = reused
         client = self.client
         self.last_up = client.server.now
-        # Only a reused connection can turn out stale; only a replayable request is retried.
-        if reused and self.method in IDEMPOTENT:
+        # Only a reused connection can turn out stale; only a replayable request is retried (and the
+        # requests a retry policy may send again).
+        if (reused and self.method in IDEMPOTENT) or (self.policy is not None and self.policy.replays):
             self.replay = []
             self.replay_size = 0
         else:
@@ -354,7 +370,7 @@ class Exchange(RequestHead):
             self.last_up = client.server.now
             return
         self.last_up = client.server.now
-        self.replay = None
+        self.maybe_stale = False
         try:
             self.response.parser.feed_data(data)  # type: ignore[union-attr]  # attached: a reader with a parser
         except HttpParserUpgrade as exc:
@@ -373,6 +389,9 @@ class Exchange(RequestHead):
             elif isinstance(cause, ExtraResponse):
                 self.reusable = False
             elif isinstance(cause, UpstreamError):
+                # Its traceback's frames lead back to this one, which holds it: a reference cycle per failed (or
+                # retried) response unless the traceback goes (the log line names the error, not its frames).
+                cause.__traceback__ = None
                 self.fail(cause)
                 return
             else:
@@ -416,7 +435,7 @@ class Exchange(RequestHead):
             self.response_finished()
         elif exc is None and self._close_delimited():
             self._end_close_delimited()
-        elif self.replay is not None and self.pool is not None:
+        elif self.replay is not None and self.maybe_stale and self.pool is not None:
             # A keep-alive connection the upstream had already closed: nothing was answered,
             # the request is idempotent and still in hand, so send it again on a fresh connection.
             data = self.replay
@@ -426,7 +445,11 @@ class Exchange(RequestHead):
             logger.debug(
                 "request %s: reused upstream connection was closed, retrying", self.request_id.decode("latin-1")
             )
-            self.dial(self.pool)
+            policy = self.policy
+            if policy is None:
+                self.dial(self.pool)
+            elif policy.connect(self.pool):
+                self.flush_upstream()
         else:
             error = UpstreamClosed("upstream closed the connection before the response was complete")
             error.__cause__ = exc
@@ -515,8 +538,8 @@ class Exchange(RequestHead):
                 conn.close()
         upstream = self.upstream
         if pool is not None and upstream is not None and (
-                pool.failures or self.status >= 500 or upstream.balancer.reports_success):
-            upstream.balancer.report(pool, self.status < 500)
+                pool.failures or self.status >= 500 or upstream.reports_success):
+            upstream.report(pool, self.status, self.upstream_time)
         if client.blocked:
             client.unblock(BLOCK_UPSTREAM)
         # A response that ended before its request body was read leaves unread bytes: close.
@@ -540,12 +563,17 @@ class Exchange(RequestHead):
         if self.finished:
             return
         self.abandon()
-        upstream, pool = self.upstream, self.pool
-        if upstream is not None and pool is not None and isinstance(error, _UPSTREAM_FAULTS):
-            upstream.balancer.report(pool, False)  # connect failures were reported as they happened
+        policy = self.policy
+        if policy is not None:
+            if policy.failed(error):
+                return  # another attempt is under way
+        else:
+            upstream, pool = self.upstream, self.pool
+            if upstream is not None and pool is not None and isinstance(error, _UPSTREAM_FAULTS):
+                upstream.report(pool, 0)  # connect failures were reported as they happened
         client = self.client
         if not self.resp_head_done:
-            client.send_error(self, error.status, error)
+            client.send_error(self, error.status, error, fields=error.fields)
         else:
             self.finished = True
             logger.warning(

@@ -148,8 +148,13 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.tunnel is not None or self.state == LINGER or self.listener.tls:
             return False
-        if self.active is None or self.request is not None:
+        active = self.active
+        if active is None or self.request is not None:
             return False  # idle, or in the middle of a request that can now never complete
+        if active.policy is not None and active.conn is None:
+            # Its request waits for an attempt (a fault delay, a retry's backoff, a queue for a connection):
+            # the client is taken as gone (nginx's 499), rather than sending the request upstream for nobody.
+            return False
         self.eof = True  # half-close after a complete request: answer it, then close
         return True
 
@@ -342,9 +347,12 @@ class ClientConnection(asyncio.Protocol):
         close: bool = False,
         location: bytes = b"",
         fields: bytes = b"",
+        reason: str = "",
     ) -> None:
-        """Write the proxy's own answer (`fields`: header lines to add), log it once, and continue or close the
-        connection."""
+        """Write the proxy's own answer, log it once, and continue or close the connection.
+
+        `fields`: extra header fields (ready bytes); `reason`: the access log's word for why (the cause's
+        own when not given)."""
         server = self.server
         if ex is None:
             request_id = new_request_id()
@@ -366,6 +374,7 @@ class ClientConnection(asyncio.Protocol):
             http10 = head.http10
             head_only = head.method == b"HEAD"
             ex.status = status
+            ex.reason = reason or (getattr(cause, "reason", "") if cause is not None else "")
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
             log_answer(level, status, ex, request_id, self.client_ip, cause)

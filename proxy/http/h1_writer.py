@@ -123,7 +123,8 @@ class H1Writer:
 
     def answer(self, status: int, request_id: bytes, *, close: bool, http10: bool, detail: str, head_only: bool,
                location: bytes, fields: bytes = b"") -> int:
-        """The proxy's own answer (an error, a redirect), written at once; returns the bytes written."""
+        """The proxy's own answer (an error, a redirect), written at once; returns the bytes written.
+        `fields`: extra header fields, ready bytes."""
         data = error_response(status, request_id, close=close, http10=http10, detail=detail, head_only=head_only,
                               location=location, fields=self.listener.response_fields + fields)
         self.transport.write(data)

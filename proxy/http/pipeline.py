@@ -1,10 +1,11 @@
 """The request pipeline: a complete request head in, an answer or a started exchange out.
 
     head ─▶ listener filters (HTTPS: 421) ─▶ RouteTable.match ─▶ rule filters (request phase)
-         ─▶ backend pick (weights) ─▶ upstream (503 without endpoints) ─▶ upstream request head ─▶ Exchange.start
+         ─▶ backend pick (weights) ─▶ route policy (rate limit, fault abort) ─▶ upstream (503 without endpoints)
+         ─▶ upstream request head ─▶ Exchange.start (or, under a policy needing per-request state, Attempts.begin)
 
-Every step is data compiled at build time: a plain Ingress route has no filters, one backend and
-no timeouts, so its requests pay a few attribute reads for what they do not use. The pipeline
+Every step is data compiled at build time: a plain Ingress route has no filters, one backend, no
+timeouts and no policy, so its requests pay a few attribute reads for what they do not use. The pipeline
 knows no client wire format: it reads a `RequestHead` and asks the connection to answer or to
 forward; the upstream request head it writes is HTTP/1.1, the protocol spoken to pods.
 """
@@ -12,12 +13,15 @@ forward; the upstream request head it writes is HTTP/1.1, the protocol spoken to
 from __future__ import annotations
 
 import logging
+import random
 from typing import TYPE_CHECKING
 
 from proxy.http import headers as h
 from proxy.http import mirror
+from proxy.http.attempts import Attempts
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
+from proxy.routing.model import Timeouts
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
 from proxy.routing.table import normalize_host
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from proxy.http.head import RequestHead
     from proxy.http.listener import Listener
     from proxy.routing.model import Route
+    from proxy.routing.policies import RoutePolicy
     from proxy.runtime import Runtime, RuntimeHolder
     from proxy.server import ProxyServer
     from proxy.tls.store import CertStoreHolder
@@ -38,6 +43,10 @@ logger = logging.getLogger("pyngress.proxy")
 
 _SEP = b": "
 _CRLF = b"\r\n"
+
+# The timeouts of a rule with a per-try timeout but no timeouts of its own (the attempt deadline needs them set).
+_NO_TIMEOUTS = Timeouts()
+_random = random.random
 
 # Host header bytes -> normalized host; bounded so random Host values cannot grow memory.
 _host_names: dict[bytes, str] = {}
@@ -145,7 +154,7 @@ class Pipeline:
             elif listener.ingress:
                 table = config.table
             else:
-                conn.send_error(ex, 404, None, detail="no listener on this port")
+                conn.send_error(ex, 404, None, detail="no listener on this port", reason="no-listener")
                 return
         else:
             table = config.table
@@ -154,13 +163,14 @@ class Pipeline:
             routes = table.host_routes(host_name)
         route = routes.match(normalized, head) if routes is not None else None
         if route is None:
-            conn.send_error(ex, 404, None)
+            conn.send_error(ex, 404, None, reason="no-route")
             return
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))
         mirrors: list[Upstream] | None = None
-        if route.plain:  # a plain Ingress path: one backend, nothing else to do
+        plain = route.plain
+        if plain:  # a plain Ingress path: one backend, nothing else to do
             cluster = route.cluster
         else:
             cluster, mirrors = self._rule(conn, ex, route, runtime, host_name, normalized)
@@ -171,7 +181,7 @@ class Pipeline:
             what = "unknown cluster" if upstream is None else "no ready endpoints for"
             conn.send_error(ex, 503, NoEndpoints(f"{what} {cluster}"))
             return
-        if not route.plain and head.rewritten:  # (`rewritten` is only set for rules that are not plain)
+        if not plain and head.rewritten:  # (`rewritten` is only set for rules that are not plain)
             url = head.path.encode("latin-1") + (url[query:] if query >= 0 else b"")
             fields = head.fields
         elif normalized != path:
@@ -199,7 +209,13 @@ class Pipeline:
         request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
         if mirrors:
             ex.mirror([(target, list(request)) for target in mirrors])
-        ex.start(upstream, request, retries=server.retries)
+        policy = ex.policy
+        if policy is None:
+            if not upstream.guarded:
+                ex.start(upstream, request, retries=server.retries)
+                return
+            policy = ex.policy = Attempts(ex, None)
+        policy.begin(upstream, request, retries=server.retries)
 
     def _rule(self, conn: ClientConnection, ex: Exchange, route: Route, runtime: Runtime, host: str,
               path: str) -> tuple[str, list[Upstream] | None]:
@@ -244,7 +260,45 @@ class Pipeline:
         if timeouts is not None:
             ex.timeouts = timeouts
             ex.deadline = self.server.now + timeouts.request if timeouts.request else 0.0
+        policy = route.policy
+        if policy is not None and not self._police(conn, ex, route, policy):
+            return "", None
         return cluster, mirrors
+
+    def _police(self, conn: ClientConnection, ex: Exchange, route: Route, policy: RoutePolicy) -> bool:
+        """The route policy's request phase: its rate limit, then fault injection (an abort is answered now,
+        a delay postpones the request's attempts), then its retry policy; False when answered."""
+        stats = ex.route_stats
+        if policy.rate_limit is not None:
+            limiter = self.server.limiters.get(id(route))
+            if limiter is not None and not limiter.allow(conn.client_ip):
+                if stats is not None:
+                    stats.rate_limited += 1
+                conn.send_error(ex, limiter.limit.status, None, detail="rate limited", reason="rate-limited",
+                                fields=b"Retry-After: %d\r\n" % limiter.retry_after())
+                return False
+        delay = 0.0
+        abort = 0
+        fault = policy.fault
+        if fault is not None and (not fault.header or ex.header(fault.header) is not None):
+            if fault.abort_status and fault.abort_fraction > 0 and _random() < fault.abort_fraction:
+                abort = fault.abort_status
+            if fault.delay > 0 and fault.delay_fraction > 0 and _random() < fault.delay_fraction:
+                delay = fault.delay
+                if stats is not None:
+                    stats.faults_delayed += 1
+            elif abort:
+                if stats is not None:
+                    stats.faults_aborted += 1
+                conn.send_error(ex, abort, None, detail="fault injected", reason="fault-abort")
+                return False
+        retry = policy.retry
+        if retry is not None or delay:
+            if retry is not None and retry.per_try_timeout and ex.timeouts is None:
+                ex.timeouts = _NO_TIMEOUTS
+                ex.deadline = 0.0
+            ex.policy = Attempts(ex, retry, delay=delay, abort=abort)
+        return True
 
     def _for_filters(self, head: RequestHead, host: str, path: str) -> None:
         """What filters read of a request besides its fields (plain routes never need it); see
@@ -269,7 +323,10 @@ class Pipeline:
             for response_filter in response_filters:
                 response_filter.on_response(ex, response)
             fields = b"".join(response.fields)
-        conn.send_error(ex, answer.status, None, location=answer.location, detail=answer.detail, fields=fields)
+        status = answer.status
+        reason = "redirect" if 300 <= status < 400 else "misdirected" if status == 421 else "filter"
+        conn.send_error(ex, status, None, location=answer.location, detail=answer.detail, fields=fields,
+                        reason=reason)
 
 
 def _split_absolute(url: bytes) -> tuple[bytes, bytes] | None:

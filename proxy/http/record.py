@@ -3,8 +3,8 @@
 Run once per exchange (Exchange.account), on the loop: the counters are plain numbers bound to the
 route when its table was published, and the log line is formatted into bytes here and written by
 the access log's thread. It also releases what the exchange still holds of its upstream (the
-connection's response reader, the endpoint's in-flight count), so reference counting frees every
-exchange at once instead of leaving cycles to the collector.
+connection's response reader, the endpoint's in-flight count, a policy's cluster counts), so
+reference counting frees every exchange at once instead of leaving cycles to the collector.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ def record(ex: Exchange) -> None:
     pool = ex.pool
     if pool is not None:
         pool.in_flight -= 1
+    policy = ex.policy
+    if policy is not None:
+        # The Attempts refers back to its exchange (and is one of its response filters): let go of it here,
+        # or every such exchange would be left to the cyclic collector.
+        ex.policy = None
+        ex.response_filters = ()
+        policy.done()
     status = ex.status
     if not status:
         if not ex.head_done:
@@ -58,5 +65,5 @@ def record(ex: Exchange) -> None:
             route = stats.log_fields = route_fields(stats.labels)
         access_log.add(_wall(), head.request_id, client.client_ip, head.method, head.authority, head.target,
                        head.http10, status, received, ex.sent, duration, ex.upstream_time, address, route,
-                       head.user_agent, ex.retries)
+                       head.user_agent, ex.retries, ex.reason)
 

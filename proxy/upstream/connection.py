@@ -54,6 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport (create_connection)
+        self.pool.open += 1
 
     def data_received(self, data: bytes) -> None:
         user = self.user
@@ -76,7 +77,9 @@ class UpstreamConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        if not self.closed:
+            self.closed = True
+            self.pool.open -= 1
         self._drop_reader()
         user = self.user
         if user is not None:
@@ -123,6 +126,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._drop_reader()
         if not self.closed:
             self.closed = True
+            self.pool.open -= 1
             self.pool.discard(self)
             self.transport.close()
 
@@ -131,5 +135,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._drop_reader()
         if not self.closed:
             self.closed = True
+            self.pool.open -= 1
             self.pool.discard(self)
             self.transport.abort()

@@ -23,7 +23,8 @@ class EndpointPool:
     """
 
     __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer",
-                 "log_address", "_loop", "index", "in_flight", "failures", "healthy", "tls")
+                 "log_address", "_loop", "index", "in_flight", "failures", "healthy", "tls", "gateway_failures",
+                 "open", "ejected_until", "ejections", "returned_at", "ewma", "ewma_at", "token")
 
     def __init__(
         self,
@@ -50,7 +51,7 @@ class EndpointPool:
         # costs a getpid() system call, once per request if called on release.
         self._loop: asyncio.AbstractEventLoop | None = None
         # Balancer state: position in the cluster's pools, requests using the endpoint now, and
-        # consecutive failed attempts (connect failures, resets, timeouts) since its last success.
+        # consecutive failed attempts (5xx answers and gateway errors) since its last success.
         self.index = 0
         self.in_flight = 0
         self.failures = 0
@@ -59,6 +60,21 @@ class EndpointPool:
         self.healthy = True
         # TLS to this endpoint (a TlsEndpointPool); None: plain TCP.
         self.tls: UpstreamTLS | None = None
+        # Consecutive gateway errors (connect failure, reset, timeout, broken answer; 502, 503, 504).
+        self.gateway_failures = 0
+        # Connections open to the endpoint now, idle or busy (the circuit breaker's max_connections):
+        # counted down when a connection is first known closed (see UpstreamConnection).
+        self.open = 0
+        # Passive health (see proxy.upstream.outliers): ejected until this loop time (0: not ejected), how
+        # many ejections the next one's length multiplies, and when the last one ended.
+        self.ejected_until = 0.0
+        self.ejections = 0
+        self.returned_at = 0.0
+        # LeastRequest: latency EWMA in seconds (0: no sample yet) and the loop time of its last update.
+        self.ewma = 0.0
+        self.ewma_at = 0.0
+        # Cookie affinity: the value naming this endpoint in the cookie (a digest, never the address).
+        self.token = b""
 
     def __repr__(self) -> str:
         return f"<EndpointPool {self.endpoint.address}:{self.endpoint.port} idle={len(self.idle)}>"
@@ -70,7 +86,9 @@ class EndpointPool:
             conn = idle.pop()
             if not conn.closed and not conn.transport.is_closing():
                 return conn
-            conn.closed = True
+            if not conn.closed:
+                conn.closed = True
+                self.open -= 1
         return None
 
     def release(self, conn: UpstreamConnection) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from proxy.controller import Controller, DurationHistogram
 from proxy.kube.cache import KINDS, ObjectCache
 from proxy.routing.model import Endpoint
+from proxy.routing.policies import LEAST_REQUEST, ClusterPolicy, Ejection, LoadBalancer
 from proxy.runtime import RuntimeHolder
 from proxy.settings import Settings
 
@@ -206,3 +208,21 @@ def test_duration_histogram_buckets():
         histogram.observe(value)
     assert histogram.cumulative() == [(0.1, 2), (1.0, 3)]
     assert histogram.count == 4 and histogram.sum == pytest.approx(3.65)
+
+
+async def test_endpoint_changes_keep_a_clusters_policy(running):
+    """A Service port under a traffic policy keeps its policy (and the Upstream its balancer and health state)
+    when only its endpoints move. (The cluster is given its policy by hand here; the BackendTrafficPolicy front
+    end will build such clusters.)"""
+    cache, holder, controller = await running()
+    key = "default/web:80"
+    policy = ClusterPolicy(load_balancer=LoadBalancer(kind=LEAST_REQUEST), ejection=Ejection())
+    web = holder.current.upstreams[key]
+    under_policy = dataclasses.replace(controller._clusters[key], policy=policy)
+    controller._clusters[key] = under_policy
+    web.update(under_policy)
+    balancer = web.balancer
+    cache.apply("EndpointSlice", "MODIFIED", endpoint_slice("web", "10.0.0.1", "10.0.0.5", rv="2"))
+    await eventually(lambda: web.endpoints == (Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.5", 8080)))
+    assert web.policy == policy and web.balancer is balancer and web.cluster.key == key
+    assert controller._clusters[key].policy == policy

@@ -13,6 +13,7 @@ from aiohttp import WSMsgType, web
 
 from proxy.routing import Cluster, Config, Endpoint, Route, RouteTable, VirtualHost
 from proxy.routing.model import PATH_EXACT, PATH_PREFIX
+from proxy.routing.policies import RoutePolicy
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.server import ProxyServer
 from proxy.settings import Settings
@@ -32,6 +33,7 @@ class Rule:
     path: str
     cluster: str
     path_type: str = PATH_PREFIX
+    policy: RoutePolicy | None = None  # retries, fault injection, rate limit
 
 
 def cluster(key: str, endpoints: Iterable[tuple[str, int]] = (), **kwargs: object) -> Cluster:
@@ -54,7 +56,7 @@ def build_table(rules: Iterable[Rule]) -> RouteTable:
         routes = any_host if not rule.host else hosts.setdefault(rule.host, VirtualHost())
         route = Route(
             namespace="default", ingress="test", host=rule.host, path=rule.path, path_type=rule.path_type,
-            cluster=rule.cluster,
+            cluster=rule.cluster, policy=rule.policy,
         )
         if rule.path_type == PATH_EXACT:
             routes.exact[rule.path] = route
@@ -145,6 +147,9 @@ class Pod:
         self.requests = 0
         self.release = asyncio.Event()  # /wait blocks on it
         self.waiting = asyncio.Event()
+        self.in_flight = 0  # requests being handled now
+        # A pod failing on cue: called first for every request; an answer it returns is sent instead.
+        self.fault: Callable[[web.Request], Awaitable[web.StreamResponse | None]] | None = None
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -167,9 +172,29 @@ class Pod:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.in_flight += 1
+        try:
+            return await self._handle(request)
+        finally:
+            self.in_flight -= 1
+
+    def fail_with(self, status: int) -> None:
+        """Answer every request with `status` from now on (0: answer normally again)."""
+
+        async def fail(request: web.Request) -> web.StreamResponse | None:
+            await request.read()
+            return web.Response(status=status, text=f"{self.name} failing") if status else None
+
+        self.fault = fail if status else None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if peer:
             self.peers.add(peer[1])
+        if self.fault is not None:
+            answer = await self.fault(request)
+            if answer is not None:
+                return answer
         path = request.path
         query = request.query
         if path.startswith("/download"):
@@ -399,10 +424,13 @@ async def read_all(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> by
 
 
 async def connect(
-    port: int, host: str = "127.0.0.1", *, rcvbuf: int = 0, sndbuf: int = 0
+    port: int, host: str = "127.0.0.1", *, rcvbuf: int = 0, sndbuf: int = 0, source: str = ""
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A client connection; fixed socket buffers (no kernel autotuning) keep backpressure tests exact."""
+    """A client connection; fixed socket buffers (no kernel autotuning) keep backpressure tests exact.
+    `source`: the local address to connect from (a client address of the loopback network)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if source:
+        sock.bind((source, 0))
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     if sndbuf:
@@ -430,9 +458,10 @@ async def request(
     method: str = "GET",
     headers: Iterable[tuple[str, str]] = (),
     body: bytes | None = None,
+    source: str = "",
 ) -> Response:
-    """One request on a fresh connection (closed afterwards)."""
-    reader, writer = await connect(port)
+    """One request on a fresh connection (closed afterwards); `source`: the client address to send from."""
+    reader, writer = await connect(port, source=source)
     try:
         writer.write(encode_request(path, host=host, method=method, headers=headers, body=body))
         return await read_response(reader, head=method == "HEAD")

@@ -209,13 +209,13 @@ class Manifests:
 
 
 def normalized(description: dict[str, Any]) -> dict[str, Any]:
-    """A /debug/routes body without what differs between equal states (generation, checksum, warnings), endpoint
-    lists sorted."""
+    """A /debug/routes body without what differs between equal states (generation, checksum, warnings, the live
+    upstream state: endpointStates, clusterState), endpoint lists sorted."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: (sorted(walk(v)) if k == "endpoints" else walk(v)) for k, v in value.items()
-                    if k not in ("generation", "checksum", "warnings")}
+                    if k not in ("generation", "checksum", "warnings", "endpointStates", "clusterState")}
         if isinstance(value, list):
             return [walk(v) for v in value]
         return value
