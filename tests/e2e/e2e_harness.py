@@ -49,7 +49,8 @@ class EchoPod:
 
     `/slow?seconds=N` answers after N seconds (for drain tests); `started` is set when such a
     request has arrived. `?respond-header=Name:value` (repeatable) adds fields to the answer.
-    `/healthz` answers `health` (a status a test sets) and counts in `health_checks`.
+    `/healthz` answers `health` (a status a test sets) and counts in `health_checks`; every other
+    request is answered with `status` (200 unless a test makes the pod fail).
     """
 
     def __init__(self, name: str, address: str) -> None:
@@ -59,6 +60,7 @@ class EchoPod:
         self.requests = 0
         self.health = 200
         self.health_checks = 0
+        self.status = 200
         self.slow_started = asyncio.Event()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -91,7 +93,7 @@ class EchoPod:
             except TimeoutError:
                 pass
         extra = [item.partition(":") for item in request.query.getall("respond-header", [])]
-        return web.json_response(headers={name: value for name, _, value in extra}, data={
+        return web.json_response(status=self.status, headers={name: value for name, _, value in extra}, data={
             "pod": self.name,
             "address": f"{self.address}:{self.port}",
             "method": request.method,
