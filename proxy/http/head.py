@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from proxy.http.fields import FlatFields
+
 _SEP = b": "
 _CRLF = b"\r\n"
 
 
-class RequestHead:
+class RequestHead(FlatFields):
     """Method, scheme, authority, path, query and header fields of one request."""
 
     __slots__ = (
@@ -107,19 +109,7 @@ class RequestHead:
 
     # ------------------------------------------------------------------ editing (filters)
 
-    def set_header(self, name: bytes, value: bytes) -> None:
-        self.remove_header(name)
-        self.fields += (name, _SEP, value, _CRLF)
-
-    def add_header(self, name: bytes, value: bytes) -> None:
-        self.fields += (name, _SEP, value, _CRLF)
-
-    def remove_header(self, name: bytes) -> None:
-        lowered = name.lower()
-        fields = self.fields
-        for index in range(len(fields) - 4, -1, -4):
-            if fields[index].lower() == lowered:
-                del fields[index : index + 4]
+    # set_header, add_header, remove_header: FlatFields'.
 
     def set_path(self, path: str) -> None:
         self.path = path

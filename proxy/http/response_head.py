@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-_SEP = b": "
-_CRLF = b"\r\n"
+from proxy.http.fields import FlatFields
 
 
-class ResponseHead:
+class ResponseHead(FlatFields):
     """Implements `proxy.routing.request.Response` over flat fields (name, b": ", value, CRLF, ...)."""
 
     __slots__ = ("status", "fields")
@@ -14,17 +13,3 @@ class ResponseHead:
     def __init__(self, status: int, fields: list[bytes]) -> None:
         self.status = status
         self.fields = list(fields)
-
-    def set_header(self, name: bytes, value: bytes) -> None:
-        self.remove_header(name)
-        self.fields += (name, _SEP, value, _CRLF)
-
-    def add_header(self, name: bytes, value: bytes) -> None:
-        self.fields += (name, _SEP, value, _CRLF)
-
-    def remove_header(self, name: bytes) -> None:
-        lowered = name.lower()
-        fields = self.fields
-        for index in range(len(fields) - 4, -1, -4):
-            if fields[index].lower() == lowered:
-                del fields[index : index + 4]
