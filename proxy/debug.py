@@ -91,6 +91,8 @@ def _describe_route(runtime: Runtime, route: Route) -> dict[str, Any]:
                         for h in conditions.headers],
             "query": [f"{q.name} {'~' if q.pattern is not None else '='} "
                       f"{q.pattern.pattern if q.pattern is not None else q.value}" for q in conditions.query],
+            **({"cookies": [f"{c.name.decode()} = {c.value.decode()}" for c in conditions.cookies]}
+               if conditions.cookies else {}),
         }
     if route.filters is not None:
         filters = route.filters

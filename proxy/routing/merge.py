@@ -83,7 +83,11 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
     exact, prefix = routes.exact, routes.prefix
     warnings: list[Warning] = []
     canaries: list[IngressPaths] = []
-    regex = False
+    # A regex host's locations are nginx's: one per path as written and pathType (see regex_paths).
+    regex = any(c.nginx is not None and c.nginx.canary is None and any(c.nginx.regex_host(entry[0])
+                                                                        for entry in c.paths_for(host))
+                for c in contributions if c.nginx is not None)
+    located: dict[str, Slot] = {}
     root: Route | None = None
     for contribution in contributions:
         namespace, name = contribution.key
@@ -96,11 +100,13 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         for path, path_type, key, cluster in contribution.paths_for(host):
             route = Route(namespace, name, host, path, path_type, cluster, filters=filters)
             if nginx is not None:
-                regex = regex or nginx.regex_host(path)
                 route, problem = nginx.route(route)
                 if problem:
                     warnings.append(Warning("Ingress", namespace, name, problem))
-            slots = exact if path_type == PATH_EXACT else prefix
+            if regex:
+                slots, key = located, f"{path_type}\0{path}"
+            else:
+                slots = exact if path_type == PATH_EXACT else prefix
             taken = slots.get(key)
             if taken is None:
                 slots[key] = route
@@ -136,13 +142,16 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             warnings.append(_lost(loser, routes.default,
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
     if canaries:
-        warnings.extend(lend_canaries(routes, host, canaries))
+        warnings.extend(lend_canaries(routes, host, canaries, located if regex else None))
     if route_hook is not None:
         _hook(routes, route_hook)
+        for key, slot in located.items():
+            located[key] = _hooked(slot, route_hook)
     if regex:
         literal = {c.key for c in contributions if c.nginx is None or not c.nginx.use_regex}
-        warnings.extend(to_regex_host(routes, literal=lambda r: (r.namespace, r.ingress) in literal and not (
-            r.filters is not None and any(isinstance(f, RegexRewrite) for f in r.filters.request))))
+        warnings.extend(to_regex_host(routes, located.values(), literal=lambda r: (
+            (r.namespace, r.ingress) in literal
+            and not (r.filters is not None and any(isinstance(f, RegexRewrite) for f in r.filters.request)))))
     if root is not None:
         routes.exact["/"] = root
     if candidates:
@@ -150,11 +159,13 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
     return routes, warnings
 
 
-def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPaths]) -> list[Warning]:
+def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPaths],
+                  located: dict[str, Slot] | None) -> list[Warning]:
     """Attach each canary Ingress's backends to the main routes of the same path and pathType (oldest
-    canary first: one canary per path); what finds no main route is not served, with a warning."""
+    canary first: one canary per path); what finds no main route is not served, with a warning.
+    `located`: a regex host's locations (by pathType and path as written), else the host's slots."""
     warnings: list[Warning] = []
-    lent: set[tuple[bool, str]] = set()
+    lent: set[tuple[int, str]] = set()
     for contribution in canaries:
         namespace, name = contribution.key
         assert contribution.nginx is not None and contribution.nginx.canary is not None
@@ -164,9 +175,12 @@ def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPath
                                                                 "of a canary Ingress are supported"))
         for path, path_type, key, cluster in contribution.paths_for(host):
             what = f"canary path {path!r} ({path_type}) for {_host_text(host)} not served"
-            slots = routes.exact if path_type == PATH_EXACT else routes.prefix
+            if located is not None:
+                slots, key = located, f"{path_type}\0{path}"
+            else:
+                slots = routes.exact if path_type == PATH_EXACT else routes.prefix
             taken = slots.get(key)
-            place = (path_type == PATH_EXACT, key)
+            place = (id(slots), key)
             if place in lent:
                 warnings.append(Warning("Ingress", namespace, name, f"{what}: another canary Ingress already serves "
                                                                     "it (one canary per path; the older wins)"))
@@ -187,9 +201,13 @@ def _hook(routes: VirtualHost, hook: Callable[[Route], Route]) -> None:
     """Apply the traffic-policy hook to every Ingress route of a freshly merged host."""
     for slots in (routes.exact, routes.prefix):
         for key, slot in slots.items():
-            slots[key] = hook(slot) if type(slot) is Route else Choice(tuple(hook(r) for r in slot_routes(slot)))
+            slots[key] = _hooked(slot, hook)
     if routes.default is not None:
         routes.default = hook(routes.default)
+
+
+def _hooked(slot: Slot, hook: Callable[[Route], Route]) -> Slot:
+    return hook(slot) if type(slot) is Route else Choice(tuple(hook(r) for r in slot_routes(slot)))
 
 
 def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths],

@@ -6,9 +6,9 @@ matches a `location ~* "^<path>"` (docs/user-guide/ingress-path-matching.md, "IM
   "/foo" matches "/foobar", and an Exact path is a prefix too (the `=` modifier is lost);
 - a Prefix path without rewrite or use-regex becomes "<path>/" plus "<path>" (ingress-nginx adds the
   second as an exact location unless an Exact path of that text exists; under `~*` both are regexes);
-- the first match wins, in ingress-nginx's order: longer location paths first (its stable sort by
-  length after a descending sort of the text), so a regex can beat a longer literal path, as the
-  documentation's "Warning" example shows.
+- the first match wins, in ingress-nginx's order: longer paths first (its stable sort by length after
+  a descending sort of the text; the extra locations of a Prefix path then sit next to it), so a
+  regex can beat a longer literal path, as the documentation's "Warning" example shows.
 
 The host's defaultBackend still catches what no path matches. Compiled once per host merge.
 """
@@ -16,25 +16,26 @@ The host's defaultBackend still catches what no path matches. Compiled once per 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from proxy.objects import Warning
 from proxy.routing.ingress.nginx import path_pattern
-from proxy.routing.model import PATH_PREFIX, Route
+from proxy.routing.model import PATH_EXACT, PATH_PREFIX, Route
 from proxy.routing.table import Slot, VirtualHost, slot_routes
 
 
-def to_regex_host(routes: VirtualHost, *, literal: Callable[[Route], bool]) -> list[Warning]:
-    """Replace the host's Exact and Prefix slots by nginx's regex locations, in nginx's order.
+def to_regex_host(routes: VirtualHost, slots: Iterable[Slot], *, literal: Callable[[Route], bool]) -> list[Warning]:
+    """Make `slots` (one per Ingress path as written and pathType; a canary's rules share one) the host's
+    regex locations, in nginx's order; the host keeps no Exact or Prefix slots.
 
     `literal(route)`: the route's path gets ingress-nginx's extra exact location (a Prefix path of an
     Ingress without use-regex and without a rewrite of that path). Paths that do not compile are warned
     about (on their Ingress) and matched as text."""
+    ordered = sorted(slots, key=lambda slot: slot_routes(slot)[0].path, reverse=True)
+    ordered.sort(key=lambda slot: len(slot_routes(slot)[0].path), reverse=True)  # stable: text order within a length
+    exact_texts = {slot_routes(slot)[0].path for slot in ordered if slot_routes(slot)[0].path_type == PATH_EXACT}
     locations: list[tuple[str, Slot]] = []
-    exact_texts = {slot_routes(slot)[0].path for slot in routes.exact.values()}
-    for slot in routes.exact.values():
-        locations.append((slot_routes(slot)[0].path, slot))
-    for slot in routes.prefix.values():
+    for slot in ordered:  # ingress-nginx adds its extra locations after sorting, each next to its own
         first = slot_routes(slot)[0]
         path = first.path
         if first.path_type == PATH_PREFIX and path != "/" and literal(first):
@@ -43,8 +44,6 @@ def to_regex_host(routes: VirtualHost, *, literal: Callable[[Route], bool]) -> l
                 locations.append((path, slot))
         else:
             locations.append((path, slot))
-    locations.sort(key=lambda item: item[0], reverse=True)
-    locations.sort(key=lambda item: len(item[0]), reverse=True)  # stable: the order above stays within a length
     warnings: list[Warning] = []
     compiled: list[tuple[re.Pattern[str], Slot]] = []
     warned: set[str] = set()
