@@ -19,6 +19,9 @@ from proxy.routing.table import Choice, slot_routes
 from proxy.settings import Settings
 
 from .gateway.harness import Outcome, send
+from .gateway.objects import INFRA, backend, base_objects, gateway, http_route, listener, match, parent
+from .gateway.objects import rule as route_rule
+from .gateway.objects import snapshot as gateway_snapshot
 from .objects import backend_world, ingress, path, rule, snapshot
 
 HOST = "rewrite.bar.com"
@@ -400,3 +403,45 @@ def test_a_plain_ingress_route_stays_plain():
     table = build(world(ingress("plain", rule(HOST, path("/p", "echo")))), Settings()).table
     route = table.hosts[HOST].prefix["/p"]
     assert route.plain and route.filters is None and route.conditions is None
+
+
+def test_the_incremental_builder_follows_canaries_and_regex_hosts_as_they_come_and_go():
+    """A canary's host is claimed only while a main Ingress names it; a regex host turns back into plain
+    matching when its last regex Ingress leaves. Each step equals a fresh build."""
+    main = ingress("main", rule("foo", path("/", "main")))
+    canary = annotated("canary", rule("foo", path("/", "canary")), created="2024-03-01T00:00:00Z",
+                       canary="true", canary_by_header="H")
+    regex = annotated("regex", rule("foo", path("/r.*", "other", path_type="ImplementationSpecific")),
+                      use_regex="true")
+    plain = ingress("plain", rule("foo", path("/p", "echo")))
+    steps = [(canary,), (canary, main), (canary, main, regex), (canary, regex, plain), (canary, plain),
+             (plain,), (canary, main, plain)]
+    builder = Builder()
+    for objects in steps:
+        snap = world(*objects)
+        got, fresh = builder.build(snap, Settings()), build(snap, Settings())
+        names = {o["metadata"]["name"] for o in objects}
+        assert (got.checksum, got.warnings) == (fresh.checksum, fresh.warnings), names
+        served = send(got, "/", host="foo", ingress=True, headers={"H": "always"})
+        expected = "canary" if {"main", "canary"} <= names else "main" if "main" in names else ""
+        assert served.service == expected, names
+        # ~* on every path of a regex host: "/p" then serves "/PX"; otherwise "/" (main) or nothing does.
+        fallback = "echo" if {"regex", "plain"} <= names else "main" if "main" in names else ""
+        assert send(got, "/PX", host="foo", ingress=True).service == fallback, names
+
+
+def test_a_canary_shares_its_path_with_http_route_rules_on_the_ingress_port():
+    """Gateway API rules with conditions go before the Ingress rules of the same path (README "Gateway
+    API", precedence); the canary's rules keep their own order after them."""
+    v1, v2, v3 = "infra-backend-v1", "infra-backend-v2", "infra-backend-v3"
+    main = ingress("main", rule("a.test", path("/api", v1, 8080)), namespace=INFRA)
+    canary = ingress("canary", rule("a.test", path("/api", v2, 8080)), namespace=INFRA, created="2024-02-01T00:00:00Z")
+    canary["metadata"]["annotations"] = {PREFIX + "canary": "true", PREFIX + "canary-by-header": "H"}
+    route = http_route("gw", route_rule(match("/api", headers=[("x-gw", "yes")]), backends=[backend(v3)]),
+                       parents=[parent("edge")], hostnames=["a.test"], created="2024-03-01T00:00:00Z")
+    config = build(gateway_snapshot(*base_objects(), gateway("edge", listener("http", 80, namespaces="All")),
+                               main, canary, route), Settings(gateways=(f"{INFRA}/edge",)))
+    for headers, expected in (({"x-gw": "yes", "H": "always"}, v3), ({"H": "always"}, v2), ({"H": "never"}, v1),
+                              ({}, v1)):
+        assert send(config, "/api", host="a.test", headers=headers).service == expected, headers
+    assert send(config, "/api", host="a.test", headers={"H": "always"}, ingress=True).service == v2
