@@ -100,9 +100,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         for path, path_type, key, cluster in contribution.paths_for(host):
             route = Route(namespace, name, host, path, path_type, cluster, filters=filters)
             if nginx is not None:
-                route, problem = nginx.route(route)
-                if problem:
-                    warnings.append(Warning("Ingress", namespace, name, problem))
+                route = nginx.route(route)
             if regex:
                 slots, key = located, f"{path_type}\0{path}"
             else:

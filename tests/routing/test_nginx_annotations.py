@@ -23,6 +23,7 @@ from .gateway.objects import INFRA, backend, base_objects, gateway, http_route, 
 from .gateway.objects import rule as route_rule
 from .gateway.objects import snapshot as gateway_snapshot
 from .objects import backend_world, ingress, path, rule, snapshot
+from .oracle import NotModelled, Oracle
 
 HOST = "rewrite.bar.com"
 PREFIX = "nginx.ingress.kubernetes.io/"
@@ -155,6 +156,13 @@ def test_a_path_that_is_not_a_regex_is_matched_as_text_with_a_warning():
     assert go(snap, "/a(b/c").service == "echo"
     assert go(snap, "/ok").service == "other"
     assert any("broken: path '/a(b' is not a valid regular expression" in w for w in warnings_of(snap))
+
+
+def test_the_oracle_refuses_snapshots_with_what_it_does_not_model():
+    """tests/routing/oracle.py models Kubernetes Ingress semantics only: it must never silently judge these."""
+    snap = world(annotated("a", rule(HOST, path("/x", "echo")), use_regex="true"))
+    with pytest.raises(NotModelled):
+        Oracle(snap, Settings())
 
 
 def test_an_invalid_rewrite_target_disables_the_rewrite_only():

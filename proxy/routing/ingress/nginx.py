@@ -53,24 +53,23 @@ class NginxFeatures:
         """True when this path makes every path of its host a case-insensitive regex (nginx's `~*`)."""
         return self.use_regex or self.needs_rewrite(path)
 
-    def route(self, route: Route) -> tuple[Route, str]:
-        """`route` (an Ingress path of this Ingress) with the filters the annotations add, and a problem
-        ("" none): a rule path that is not a regular expression is rewritten as literal text."""
+    def route(self, route: Route) -> Route:
+        """`route` (an Ingress path of this Ingress) with the filters the annotations add. (A rewritten path
+        always makes a regex host, whose compilation reports a path that is not a regular expression.)"""
         items: list[Any] = list(route.filters.request) if route.filters is not None else []
         added = 0
         if self.redirect is not None:
             items.append(self.redirect)
             added += 1
-        problem = ""
         if route.path and self.needs_rewrite(route.path):
-            pattern, problem = path_pattern(route.path, anchored=False)
+            pattern, _ = path_pattern(route.path, anchored=False)
             items.append(RegexRewrite(pattern, self.parts))
             if self.forwarded_prefix is not None:
                 items.append(self.forwarded_prefix)
             added += 1
         if not added:
-            return route, problem
-        return replace(route, filters=compose(items)), problem
+            return route
+        return replace(route, filters=compose(items))
 
 
 def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
