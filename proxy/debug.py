@@ -232,6 +232,9 @@ def explain_match(runtime: Runtime, host: str, path: str, *, port: int = 0, meth
     chosen = _describe_route(runtime, route)
     if route is routes.default:
         chosen["why"] = "no path matched: default backend"
+    elif route.kind == KIND_INGRESS and any(route in _slot_routes(slot) for _, slot in routes.regex):
+        chosen["why"] = ("the first regex location that matches the start of the path, case-insensitive "
+                         "(an ingress-nginx regex host: use-regex or rewrite-target on this host)")
     elif route.path_type == "Exact":
         chosen["why"] = "Exact match (Exact wins over any regex or Prefix)"
     elif route.path_type == "RegularExpression":
