@@ -8,6 +8,12 @@ Rules with conditions (Gateway API matches) share slots: a slot then holds a `Ch
 by the Gateway API's precedence after the path: a method, more header matches, more query
 matches, the oldest object, namespace/name, rule order. An unconditional rule ends a Choice
 (what would follow it can never be reached).
+
+ingress-nginx annotations join here because they reach across Ingresses of one host: an
+ingress-nginx canary turns the main Ingress's slot into a Choice of its own order (header, cookie,
+then weights: routing.ingress.canary), `use-regex` or `rewrite-target` on one Ingress turns every
+path of the host into nginx's regex locations (routing.ingress.regex_paths), and `app-root` answers
+"/" for the whole host. Filters of one Ingress's own annotations come from routing.ingress.nginx.
 """
 
 from __future__ import annotations
@@ -119,7 +125,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                                                         "same path"))
             else:
                 warnings.append(_lost(route, taken, why=""))
-        if nginx is not None and nginx.app_root is not None and root is None and host:
+        if nginx is not None and nginx.app_root is not None and root is None:
             # nginx's `if ($uri = /)` sits in the server block: it answers "/" before any location is chosen.
             root = Route(namespace, name, host, "/", PATH_EXACT, "", filters=Filters(request=(nginx.app_root,)))
         default = contribution.default

@@ -6,7 +6,9 @@ from proxy.routing.ingress.annotations.values import REGEX_CHARS, Invalid, match
 
 NAME = "canary-by-header-pattern"
 DEFAULT = ""
-DISABLED = "requests with the canary header go to the main backend, as ingress-nginx sends them when the pattern fails"
+# (Unless canary-by-header-value is set, which wins over a pattern anyway.)
+DISABLED = "requests carrying the canary header go to the main backend, as ingress-nginx sends them when the " \
+    "pattern fails"
 
 
 def parse(value: str) -> str:
