@@ -91,6 +91,8 @@ def _describe_route(runtime: Runtime, route: Route) -> dict[str, Any]:
                         for h in conditions.headers],
             "query": [f"{q.name} {'~' if q.pattern is not None else '='} "
                       f"{q.pattern.pattern if q.pattern is not None else q.value}" for q in conditions.query],
+            **({"cookies": [f"{c.name.decode()} = {c.value.decode()}" for c in conditions.cookies]}
+               if conditions.cookies else {}),
         }
     if route.filters is not None:
         filters = route.filters
@@ -230,6 +232,9 @@ def explain_match(runtime: Runtime, host: str, path: str, *, port: int = 0, meth
     chosen = _describe_route(runtime, route)
     if route is routes.default:
         chosen["why"] = "no path matched: default backend"
+    elif route.kind == KIND_INGRESS and any(route in _slot_routes(slot) for _, slot in routes.regex):
+        chosen["why"] = ("the first regex location that matches the start of the path, case-insensitive "
+                         "(an ingress-nginx regex host: use-regex or rewrite-target on this host)")
     elif route.path_type == "Exact":
         chosen["why"] = "Exact match (Exact wins over any regex or Prefix)"
     elif route.path_type == "RegularExpression":

@@ -33,7 +33,7 @@ from proxy.routing.ingress.classes import select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
-from proxy.routing.merge import IngressPaths, merge_host
+from proxy.routing.merge import IngressPaths, claims, merge_host
 from proxy.routing.model import Cluster, Config, Route
 from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import index_policies
@@ -79,6 +79,8 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
         routes, problems = merge_host(host, contributions, covered=tls.covers(host) if host else False,
                                       route_hook=hook)
         warnings.extend(problems)
+        if not claims(contributions):
+            continue  # only ingress-nginx canaries name it: the host is not served
         if not host:
             any_host = routes
         elif host.startswith("*."):

@@ -5,7 +5,7 @@ when the proxy must answer itself (a redirect) and None to go on; `on_response(r
 edits the response head. `compose` orders a rule's filters the one way they always run, so the
 order never depends on how a manifest lists them:
 
-    request:  HTTPS redirect → CORS preflight → redirect → URL rewrite → request headers → mirrors
+    request:  fixed redirect → HTTPS redirect → CORS preflight → redirect → URL rewrite → request headers → mirrors
     response: CORS headers → response headers
 
 A filter with both methods (CORS) takes part in both phases. Response filters run on every
@@ -155,7 +155,65 @@ class RequestRedirect:
         return Answer(self.status, _location(scheme, self.hostname or request.host, port, path, request.query))
 
 
+@dataclass(frozen=True, slots=True)
+class FixedRedirect:
+    """ingress-nginx's `permanent-redirect` / `temporal-redirect`: every request gets `status` and this
+    exact Location (nginx's `return CODE URL`: nothing of the request is appended). It runs before the
+    HTTPS redirect, as nginx's `return` runs before ingress-nginx's Lua redirect."""
+
+    status: int
+    location: bytes
+    order: int = field(default=-5, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        return Answer(self.status, self.location)
+
+
+@dataclass(frozen=True, slots=True)
+class RootRedirect:
+    """ingress-nginx's `app-root`: a request for exactly "/" gets 302 to scheme://Host header + `root`
+    (nginx's `return 302 $scheme://$http_host<root>`: the Host as the client sent it, port included)."""
+
+    root: bytes
+    status: int = 302
+    order: int = field(default=-5, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        if request.path != "/":
+            return None
+        host = request.header(b"host")
+        authority = host if host else request.host.encode("latin-1")
+        return Answer(self.status, request.scheme.encode("latin-1") + b"://" + authority + self.root)
+
+
 # ---------------------------------------------------------------------------------------------- rewrites
+
+@dataclass(frozen=True, slots=True)
+class RegexRewrite:
+    """ingress-nginx's `rewrite-target` (nginx's `rewrite "(?i)<path>" <target> break`): when the rule
+    path, as a case-insensitive regex, is found in the request path, the whole path becomes the target
+    with `$1`..`$9` replaced by the groups it captured (a group that took part in nothing gives "").
+    The query string is kept. `parts` is the target split at build time: text, or a group number."""
+
+    pattern: re.Pattern[str]
+    parts: tuple[str | int, ...]
+    order: int = field(default=20, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        found = self.pattern.search(request.path)
+        if found is None:
+            return None
+        groups = found.re.groups
+        pieces = []
+        for part in self.parts:
+            if isinstance(part, str):
+                pieces.append(part)
+            elif part <= groups:
+                pieces.append(found.group(part) or "")
+        path = "".join(pieces)
+        request.set_path(path if path.startswith("/") else "/" + path)
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class URLRewrite:

@@ -45,7 +45,7 @@ from proxy.routing.ingress.classes import ClassSelection, select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
-from proxy.routing.merge import merge_host
+from proxy.routing.merge import claims, merge_host
 from proxy.routing.model import Cluster, Config, ListenerConfig, Route
 from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import PolicyIndex, PolicyMemo, index_policies
@@ -493,29 +493,32 @@ class Builder:
     def _merge(self, host: str, touched: set[str]) -> None:
         """Merge one rule host again from its contributing Ingresses (or drop it when none is left)."""
         old = self._groups.pop(host, None)
+        self._group_warnings.pop(host, None)
         if old is not None:
-            routes = self._any_host if not host else (
+            placed = self._any_host if not host else (
                 self._wildcards[host[2:]] if host.startswith("*.") else self._hosts[host])
-            assert routes is not None
-            self._use(_uses_of(routes), -1, touched)
+            assert placed is not None
+            self._use(_uses_of(placed), -1, touched)
             self._digests.discard(old)
-            self._group_warnings.pop(host, None)
         members = self._members.get(host)
-        if members is None:
+        contributions = [] if members is None else [members] if isinstance(members, IngressEntry) else sorted(
+            members, key=by_age)
+        routes: VirtualHost | None = None
+        if contributions:
+            routes, warnings = merge_host(host, contributions, covered=self._tls.covers(host) if host else False,
+                                          route_hook=self._route_hook())
+            if warnings:
+                self._group_warnings[host] = tuple(warnings)
+        if routes is None or not claims(contributions):  # gone, or only ingress-nginx canaries name it
             if host:
                 _place(host, None, self._hosts, self._wildcards)
             else:
                 self._any_host = None
             return
-        contributions = [members] if isinstance(members, IngressEntry) else sorted(members, key=by_age)
-        routes, warnings = merge_host(host, contributions, covered=self._tls.covers(host) if host else False,
-                                      route_hook=self._route_hook())
         digest, uses = host_digest(host, routes), _uses_of(routes)
         self._groups[host] = digest
         self._use(uses, 1, touched)
         self._digests.add(digest)
-        if warnings:
-            self._group_warnings[host] = tuple(warnings)
         if host:
             _place(host, routes, self._hosts, self._wildcards)
         else:

@@ -8,6 +8,12 @@ Rules with conditions (Gateway API matches) share slots: a slot then holds a `Ch
 by the Gateway API's precedence after the path: a method, more header matches, more query
 matches, the oldest object, namespace/name, rule order. An unconditional rule ends a Choice
 (what would follow it can never be reached).
+
+ingress-nginx annotations join here because they reach across Ingresses of one host: an
+ingress-nginx canary turns the main Ingress's slot into a Choice of its own order (header, cookie,
+then weights: routing.ingress.canary), `use-regex` or `rewrite-target` on one Ingress turns every
+path of the host into nginx's regex locations (routing.ingress.regex_paths), and `app-root` answers
+"/" for the whole host. Filters of one Ingress's own annotations come from routing.ingress.nginx.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.objects import Key, Warning
-from proxy.routing.filters import HTTPS_REDIRECT
+from proxy.routing.filters import HTTPS_REDIRECT, Filters, RegexRewrite
+from proxy.routing.ingress.canary import canary_rules
+from proxy.routing.ingress.nginx import NginxFeatures
+from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
     KIND_INGRESS,
     PATH_DEFAULT_BACKEND,
@@ -28,7 +37,7 @@ from proxy.routing.model import (
     PATH_REGEX,
     Route,
 )
-from proxy.routing.table import Choice, Slot, VirtualHost
+from proxy.routing.table import Choice, Slot, VirtualHost, slot_routes
 
 # (path as written, path type, table key, cluster key) of one valid Ingress path, for one host.
 PathEntry = tuple[str, str, str, str]
@@ -43,6 +52,7 @@ class IngressPaths(Protocol):
     has_hosts: bool
     redirect: bool  # ssl-redirect
     force_redirect: bool  # force-ssl-redirect
+    nginx: NginxFeatures | None  # the other ingress-nginx annotations, compiled (None: none used)
 
     def paths_for(self, host: str) -> tuple[PathEntry, ...]: ...
 
@@ -59,31 +69,53 @@ class Candidate:
     pattern: re.Pattern[str] | None = None
 
 
+def claims(contributions: Sequence[IngressPaths]) -> bool:
+    """True when a host is served at all: some Ingress naming it is not an ingress-nginx canary (a canary
+    alone claims nothing: its host keeps falling through, as ingress-nginx creates no server for it)."""
+    return any(c.nginx is None or c.nginx.canary is None for c in contributions)
+
+
 def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
                candidates: tuple[Candidate, ...] = (),
                route_hook: Callable[[Route], Route] | None = None) -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
-    `route_hook`: applied to each Ingress route as it is made (traffic policies: routing.policy.index).
+    `route_hook`: applied to each Ingress route once made (traffic policies: routing.policy.index).
+    ingress-nginx annotations (routing.ingress.nginx) add filters to their Ingress's routes, lend canary
+    backends to other Ingresses' routes, and may make the host a regex host (routing.ingress.regex_paths).
     """
     routes = VirtualHost()
     exact, prefix = routes.exact, routes.prefix
     warnings: list[Warning] = []
+    canaries: list[IngressPaths] = []
+    # A regex host's locations are nginx's: one per path as written and pathType (see regex_paths).
+    regex = any(c.nginx is not None and c.nginx.canary is None and any(c.nginx.regex_host(entry[0])
+                                                                        for entry in c.paths_for(host))
+                for c in contributions if c.nginx is not None)
+    located: dict[str, Slot] = {}
+    root: Route | None = None
     for contribution in contributions:
         namespace, name = contribution.key
+        nginx = contribution.nginx
+        if nginx is not None and nginx.canary is not None:
+            canaries.append(contribution)
+            continue
         redirected = contribution.force_redirect or (contribution.redirect and covered)
         filters = HTTPS_REDIRECT if redirected else None
         for path, path_type, key, cluster in contribution.paths_for(host):
             route = Route(namespace, name, host, path, path_type, cluster, filters=filters)
-            if route_hook is not None:
-                route = route_hook(route)
-            slots = exact if path_type == PATH_EXACT else prefix
+            if nginx is not None:
+                route = nginx.route(route)
+            if regex:
+                slots, key = located, f"{path_type}\0{path}"
+            else:
+                slots = exact if path_type == PATH_EXACT else prefix
             taken = slots.get(key)
             if taken is None:
                 slots[key] = route
                 continue
-            assert type(taken) is Route  # Ingress slots hold single routes until candidates join
+            assert type(taken) is Route  # Ingress slots hold single routes until canaries and candidates join
             if taken.path_type == PATH_IMPLEMENTATION_SPECIFIC and path_type == PATH_PREFIX:
                 slots[key] = route
                 warnings.append(_lost(taken, route, why="a Prefix path wins over ImplementationSpecific at the "
@@ -93,13 +125,14 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                                                         "same path"))
             else:
                 warnings.append(_lost(route, taken, why=""))
+        if nginx is not None and nginx.app_root is not None and root is None:
+            # nginx's `if ($uri = /)` sits in the server block: it answers "/" before any location is chosen.
+            root = Route(namespace, name, host, "/", PATH_EXACT, "", filters=Filters(request=(nginx.app_root,)))
         default = contribution.default
         if default is None:
             continue
         if host:
             route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters)
-            if route_hook is not None:
-                route = route_hook(route)
             if routes.default is None:
                 routes.default = route
             else:
@@ -107,16 +140,78 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
                                    filters=HTTPS_REDIRECT if contribution.force_redirect else None)
-            if route_hook is not None:
-                routes.default = route_hook(routes.default)
         elif not contribution.has_hosts:
             # An Ingress whose defaultBackend serves hosts of its own is not warned for losing the catch-all.
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default)
             warnings.append(_lost(loser, routes.default,
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
+    if canaries:
+        warnings.extend(lend_canaries(routes, host, canaries, located if regex else None))
+    if route_hook is not None:
+        _hook(routes, route_hook)
+        for key, slot in located.items():
+            located[key] = _hooked(slot, route_hook)
+    if regex:
+        literal = {c.key for c in contributions if c.nginx is None or not c.nginx.use_regex}
+        warnings.extend(to_regex_host(routes, located.values(), literal=lambda r: (
+            (r.namespace, r.ingress) in literal
+            and not (r.filters is not None and any(isinstance(f, RegexRewrite) for f in r.filters.request)))))
+    if root is not None:
+        routes.exact["/"] = root
     if candidates:
         warnings.extend(_place_candidates(routes, contributions, candidates))
     return routes, warnings
+
+
+def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPaths],
+                  located: dict[str, Slot] | None) -> list[Warning]:
+    """Attach each canary Ingress's backends to the main routes of the same path and pathType (oldest
+    canary first: one canary per path); what finds no main route is not served, with a warning.
+    `located`: a regex host's locations (by pathType and path as written), else the host's slots."""
+    warnings: list[Warning] = []
+    lent: set[tuple[int, str]] = set()
+    for contribution in canaries:
+        namespace, name = contribution.key
+        assert contribution.nginx is not None and contribution.nginx.canary is not None
+        spec = contribution.nginx.canary
+        if not host and contribution.default is not None:
+            warnings.append(Warning("Ingress", namespace, name, "canary defaultBackend not served: only rule paths "
+                                                                "of a canary Ingress are supported"))
+        for path, path_type, key, cluster in contribution.paths_for(host):
+            what = f"canary path {path!r} ({path_type}) for {_host_text(host)} not served"
+            if located is not None:
+                slots, key = located, f"{path_type}\0{path}"
+            else:
+                slots = routes.exact if path_type == PATH_EXACT else routes.prefix
+            taken = slots.get(key)
+            place = (id(slots), key)
+            if place in lent:
+                warnings.append(Warning("Ingress", namespace, name, f"{what}: another canary Ingress already serves "
+                                                                    "it (one canary per path; the older wins)"))
+                continue
+            if type(taken) is not Route or taken.path != path or taken.path_type != path_type:
+                why = "no main Ingress serves that host, path and pathType (a canary is an alternative backend)"
+                warnings.append(Warning("Ingress", namespace, name, f"{what}: {why}"))
+                continue
+            if taken.cluster == cluster or not taken.cluster:
+                warnings.append(Warning("Ingress", namespace, name, f"{what}: its backend is the main Ingress's own"))
+                continue
+            slots[key] = canary_rules(taken, cluster, spec)
+            lent.add(place)
+    return warnings
+
+
+def _hook(routes: VirtualHost, hook: Callable[[Route], Route]) -> None:
+    """Apply the traffic-policy hook to every Ingress route of a freshly merged host."""
+    for slots in (routes.exact, routes.prefix):
+        for key, slot in slots.items():
+            slots[key] = _hooked(slot, hook)
+    if routes.default is not None:
+        routes.default = hook(routes.default)
+
+
+def _hooked(slot: Slot, hook: Callable[[Route], Route]) -> Slot:
+    return hook(slot) if type(slot) is Route else Choice(tuple(hook(r) for r in slot_routes(slot)))
 
 
 def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths],
@@ -139,10 +234,10 @@ def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths]
                                   else routes.prefix)
         ranked = list(found)
         taken = slots.get(slot)
-        if taken is not None:  # an Ingress path (Ingress slots hold single routes)
-            assert type(taken) is Route
-            age = ages.get((taken.namespace, taken.ingress), float("inf"))
-            ranked.append(Candidate(taken, (0, 0, 0, age, taken.namespace, taken.ingress, taken.rule), slot))
+        if taken is not None:  # an Ingress path: one route, or a canary's rules (kept in their own order)
+            for index, route in enumerate(slot_routes(taken)):
+                age = ages.get((route.namespace, route.ingress), float("inf"))
+                ranked.append(Candidate(route, (0, 0, 0, age, route.namespace, route.ingress, index), slot))
         ranked.sort(key=lambda c: c.order)
         chosen: list[Route] = []
         for number, candidate in enumerate(ranked):
@@ -154,8 +249,10 @@ def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths]
                 break
         slots[slot] = chosen[0] if len(chosen) == 1 and chosen[0].conditions is None else Choice(tuple(chosen))
     if regex:
-        # Longer patterns first (the closest to "most specific" a regex has), then the source text.
-        routes.regex = tuple((patterns[source], regex[source]) for source in sorted(regex, key=lambda s: (-len(s), s)))
+        # Longer patterns first (the closest to "most specific" a regex has), then the source text; after the
+        # paths of an ingress-nginx regex host (routing.ingress.regex_paths), which keep nginx's order.
+        routes.regex = (*routes.regex, *((patterns[source], regex[source])
+                                         for source in sorted(regex, key=lambda s: (-len(s), s))))
     return warnings
 
 

@@ -176,3 +176,34 @@ async def test_builder_warnings_reach_the_ingress_end_to_end(kube_api: KubeApiSe
         assert len([e for e in events(kube_api) if e["involvedObject"]["name"] == "broken"]) == 1
     finally:
         await pipeline.close()
+
+
+async def test_refused_and_invalid_annotations_become_events_on_their_ingress(
+        kube_api: KubeApiServer, api_client: ApiClient, recorder: Make) -> None:
+    """ingress-nginx annotations (issue 12): a refused snippet and a bad value each become an Event naming
+    the annotation, and the Ingress is still served."""
+    kube_api.apply(ingress_class())
+    kube_api.create(service("web"))
+    kube_api.create(endpoint_slice("web", addresses=["127.0.0.2"]))
+    annotated = ingress("snippets", host="snippets.test")
+    annotated["metadata"]["annotations"] = {
+        "nginx.ingress.kubernetes.io/server-snippet": "location /x { return 200; }",
+        "nginx.ingress.kubernetes.io/permanent-redirect": "https://example.com",
+        "nginx.ingress.kubernetes.io/permanent-redirect-code": "moved",
+    }
+    kube_api.create(annotated)
+    pipeline = await start_pipeline(api_client, Settings(pod_name="pyngress-abc"))
+    try:
+        recorder(cache=pipeline.cache, warnings=lambda: pipeline.controller.warnings, settle=0.05)
+        await eventually(lambda: len([e for e in events(kube_api) if e["involvedObject"]["name"] == "snippets"]) == 2,
+                         "two Events on the annotated Ingress")
+        messages = sorted(e["message"] for e in events(kube_api) if e["involvedObject"]["name"] == "snippets")
+        assert messages[0].startswith("annotation nginx.ingress.kubernetes.io/permanent-redirect-code: 'moved' is "
+                                      "not an integer; the redirect is disabled")
+        assert messages[1].startswith("annotation nginx.ingress.kubernetes.io/server-snippet is refused")
+        runtime = pipeline.holder.current
+        assert runtime is not None
+        route = runtime.config.table.match("snippets.test", "/")  # still served, without a redirect
+        assert route is not None and route.cluster == "default/web:80" and route.filters is None
+    finally:
+        await pipeline.close()

@@ -14,8 +14,9 @@ from typing import Any
 from proxy.objects import Key, Warning
 from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
-from proxy.routing.ingress.annotations import annotations_of, parse_annotations
+from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
+from proxy.routing.ingress.nginx import NginxFeatures, features_of
 from proxy.routing.ingress.parse import IngressRules, age, parse_ingress
 from proxy.routing.ingress.tls import tls_host_names
 from proxy.routing.merge import PathEntry
@@ -31,7 +32,7 @@ class IngressEntry:
     brings to each host it names, ready to merge (see routing.merge.IngressPaths)."""
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
-                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect")
+                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -54,6 +55,8 @@ class IngressEntry:
         self.has_hosts = False
         self.redirect = True
         self.force_redirect = False
+        # The other ingress-nginx annotations, compiled (routing.ingress.nginx); None: the Ingress uses none.
+        self.nginx: NginxFeatures | None = None
 
     def judge(self, selection: ClassSelection) -> None:
         """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
@@ -76,6 +79,9 @@ class IngressEntry:
             problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
+            if annotations is not DEFAULTS:
+                self.nginx, messages = features_of(annotations)
+                problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self._index(rules)
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
             self.paths = None

@@ -127,18 +127,22 @@ def build_config(objects: list[dict[str, Any]] | Snapshot, *, gateways: tuple[st
 
 def send(config: Config, path: str = "/", *, host: str = "example.com", port: int = 80, method: str = "GET",
          headers: dict[str, str] | None = None, scheme: str | None = None, draw: float | None = 0.0,
-         upstream_headers: dict[str, str] | None = None, offset: int = 8000) -> Outcome:
-    """One request to Gateway port `port` (served on local port port + offset)."""
-    local = port + offset
-    listener = config.listeners.get(local)
-    if listener is None:
-        return Outcome(0)  # nothing listens there
+         upstream_headers: dict[str, str] | None = None, offset: int = 8000, ingress: bool = False) -> Outcome:
+    """One request to Gateway port `port` (served on local port port + offset); `ingress`: to the Ingress
+    listeners' table instead (plain HTTP unless `scheme` says otherwise)."""
+    if ingress:
+        table, protocol = config.table, "HTTP"
+    else:
+        listener = config.listeners.get(port + offset)
+        if listener is None:
+            return Outcome(0)  # nothing listens there
+        table, protocol = listener.table, listener.protocol
     raw_path, _, query = path.partition("?")
     normalized = normalize_path(raw_path)
     assert normalized is not None, path
-    request = FakeRequest(method=method, scheme=scheme or ("https" if listener.protocol == "HTTPS" else "http"),
+    request = FakeRequest(method=method, scheme=scheme or ("https" if protocol == "HTTPS" else "http"),
                           path=normalized, query=query, host=host, port=port, headers=headers)
-    route = listener.table.match(normalize_host(host), normalized, request)
+    route = table.match(normalize_host(host), normalized, request)
     if route is None:
         return Outcome(404)
     outcome = Outcome(0, route=route, timeouts=route.timeouts)

@@ -3,13 +3,16 @@
 Every annotation is read under both prefixes, `pyngress.dev/` first (ours wins), then
 `nginx.ingress.kubernetes.io/` (so manifests written for ingress-nginx keep working). A parser
 takes the value as written and returns a typed value or raises `Invalid`; the value then keeps
-its default and the Ingress gets a warning naming the annotation. Annotations under those prefixes
-that no parser knows are reported too: a setting that silently does nothing is worse than a
-warning.
+its default (or, where the module says so in `DISABLED`, the feature is off for that Ingress),
+its name is listed in `IngressAnnotations.invalid`, and the Ingress gets a warning naming the
+annotation. Annotations under those prefixes that no parser knows are reported too: a setting that
+silently does nothing is worse than a warning. The snippet annotations (raw nginx configuration)
+are refused on purpose, each with its own warning; the Ingress is served without them.
 
-Adding an annotation: a module here with `NAME`, `DEFAULT` and `parse(value)`, a field of the
-same name in `IngressAnnotations`, and one line in `REGISTRY`. The translator reads the field;
-the build's checksum covers whatever the annotation changes in the routes it compiles to.
+Adding an annotation: a module here with `NAME`, `DEFAULT` and `parse(value)` (and `DISABLED` when
+an invalid value turns the feature off), a field of the same name in `IngressAnnotations`, and one
+line in `REGISTRY`. The translator (routing.ingress.nginx) reads the field; the build's checksum
+covers whatever the annotation changes in the routes it compiles to.
 """
 
 from __future__ import annotations
@@ -19,7 +22,26 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
-from proxy.routing.ingress.annotations import force_ssl_redirect, ssl_redirect
+from proxy.routing.ingress.annotations import (
+    app_root,
+    canary,
+    canary_by_cookie,
+    canary_by_header,
+    canary_by_header_pattern,
+    canary_by_header_value,
+    canary_weight,
+    canary_weight_total,
+    force_ssl_redirect,
+    permanent_redirect,
+    permanent_redirect_code,
+    preserve_trailing_slash,
+    rewrite_target,
+    ssl_redirect,
+    temporal_redirect,
+    temporal_redirect_code,
+    use_regex,
+    x_forwarded_prefix,
+)
 from proxy.routing.ingress.annotations.values import Invalid
 
 PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
@@ -28,7 +50,28 @@ PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
 REGISTRY: tuple[ModuleType, ...] = (
     ssl_redirect,
     force_ssl_redirect,
+    rewrite_target,
+    use_regex,
+    app_root,
+    permanent_redirect,
+    permanent_redirect_code,
+    temporal_redirect,
+    temporal_redirect_code,
+    x_forwarded_prefix,
+    preserve_trailing_slash,
+    canary,
+    canary_by_header,
+    canary_by_header_value,
+    canary_by_header_pattern,
+    canary_by_cookie,
+    canary_weight,
+    canary_weight_total,
 )
+
+# Raw nginx configuration: refused on purpose (ingress-nginx's worst security hole; it turned them off by
+# default in 2025). Each is warned about by name; the rest of the Ingress is served.
+REFUSED = frozenset({"configuration-snippet", "server-snippet", "auth-snippet", "stream-snippet",
+                     "modsecurity-snippet"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +80,24 @@ class IngressAnnotations:
 
     ssl_redirect: bool = ssl_redirect.DEFAULT
     force_ssl_redirect: bool = force_ssl_redirect.DEFAULT
+    rewrite_target: str = rewrite_target.DEFAULT
+    use_regex: bool = use_regex.DEFAULT
+    app_root: str = app_root.DEFAULT
+    permanent_redirect: str = permanent_redirect.DEFAULT
+    permanent_redirect_code: int = permanent_redirect_code.DEFAULT
+    temporal_redirect: str = temporal_redirect.DEFAULT
+    temporal_redirect_code: int = temporal_redirect_code.DEFAULT
+    x_forwarded_prefix: str = x_forwarded_prefix.DEFAULT
+    preserve_trailing_slash: bool = preserve_trailing_slash.DEFAULT
+    canary: bool = canary.DEFAULT
+    canary_by_header: str = canary_by_header.DEFAULT
+    canary_by_header_value: str = canary_by_header_value.DEFAULT
+    canary_by_header_pattern: str = canary_by_header_pattern.DEFAULT
+    canary_by_cookie: str = canary_by_cookie.DEFAULT
+    canary_weight: int = canary_weight.DEFAULT
+    canary_weight_total: int = canary_weight_total.DEFAULT
+    # Names of the annotations whose value was invalid (a feature may be off because of one).
+    invalid: frozenset[str] = frozenset()
 
 
 DEFAULTS = IngressAnnotations()
@@ -59,13 +120,18 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
     values: dict[str, Any] = {}
     problems: list[str] = []
     decided: set[str] = set()
+    invalid: set[str] = set()
     for key in sorted(annotations, key=_our_first):
         name = _short_name(key)
         if name is None:
             continue
         module = _BY_NAME.get(name)
         if module is None:
-            problems.append(f"annotation {key} is not supported; ignored")
+            if name in REFUSED:
+                problems.append(f"annotation {key} is refused: snippets of raw nginx configuration are not "
+                                "supported, on purpose; the Ingress is served without it")
+            else:
+                problems.append(f"annotation {key} is not supported; ignored")
             continue
         if name in decided:
             continue  # the pyngress.dev/ spelling was read first and wins
@@ -76,7 +142,13 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
             values[_FIELD[name]] = module.parse(value)
             decided.add(name)
         except Invalid as error:
-            problems.append(f"annotation {key}: {error}; {_default_text(module.DEFAULT)} used")
+            disabled = getattr(module, "DISABLED", None)
+            problems.append(f"annotation {key}: {error}; "
+                            + (disabled if disabled else f"{_default_text(module.DEFAULT)} used"))
+            invalid.add(name)
+    invalid -= decided  # a valid pyngress.dev/ spelling decided it
+    if invalid:
+        values["invalid"] = frozenset(invalid)
     return (replace(DEFAULTS, **values) if values else DEFAULTS), problems
 
 
@@ -99,5 +171,5 @@ def _default_text(value: Any) -> str:
     return f"the default {value!r}"
 
 
-__all__ = ["DEFAULTS", "PREFIXES", "REGISTRY", "IngressAnnotations", "Invalid", "annotations_of",
+__all__ = ["DEFAULTS", "PREFIXES", "REFUSED", "REGISTRY", "IngressAnnotations", "Invalid", "annotations_of",
            "parse_annotations"]

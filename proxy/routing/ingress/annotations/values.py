@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class Invalid(ValueError):
     """An annotation value that cannot be used; the message says what was expected."""
@@ -15,3 +17,39 @@ def boolean(value: str) -> bool:
     if lowered == "false":
         return False
     raise Invalid(f'{value!r} is not "true" or "false"')
+
+
+# The character classes of ingress-nginx's annotation validators (internal/ingress/annotations/parser).
+_ALNUM = r"\-._~a-zA-Z0-9/:"
+# RegexPathWithCapture: a path that may hold "$1"-style references (rewrite-target, app-root).
+PATH_WITH_CAPTURE = re.compile(rf"/?[{_ALNUM}$]*")
+# URLIsValidRegex: a URL with a query string (permanent-redirect, temporal-redirect).
+URL_CHARS = re.compile(rf"[{_ALNUM},?&=]*")
+# BasicCharsRegex: header and cookie names and values of the canary annotations.
+BASIC_CHARS = re.compile(rf"[{_ALNUM}]*")
+# IsValidRegex: what a regex annotation may hold.
+REGEX_CHARS = re.compile(rf"[{_ALNUM}^$\[\](){{}}*+?|&=\\]*")
+
+
+def matching(value: str, pattern: re.Pattern[str], what: str) -> str:
+    """`value` when every character is one ingress-nginx's validator allows, else Invalid."""
+    if pattern.fullmatch(value) is None:
+        raise Invalid(f"{value!r:.80} is not {what}")
+    return value
+
+
+def integer(value: str) -> int:
+    """A decimal integer, optionally signed (Go's strconv.Atoi)."""
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
+        raise Invalid(f"{value!r:.40} is not an integer")
+    return int(text)
+
+
+def http_url(value: str) -> str:
+    """An http(s) URL made of the characters ingress-nginx allows in redirect URLs."""
+    matching(value, URL_CHARS, "a URL (letters, digits and -._~/:,?&=)")
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest:
+        raise Invalid(f"{value!r:.80} is not an http or https URL")
+    return value
