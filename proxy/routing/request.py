@@ -48,6 +48,11 @@ class Request(Protocol):
         """The port clients reach HTTPS on, for redirects to https (--publish-https-port)."""
         ...
 
+    @property
+    def client_address(self) -> bytes:
+        """The client's address as text (b"10.0.0.1"): the connection's peer."""
+        ...
+
     def set_header(self, name: bytes, value: bytes) -> None:
         """Replace every field named `name` (any case) with one field."""
         ...

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from proxy.routing.ingress.annotations import (
+    allowlist_source_range,
     app_root,
     canary,
     canary_by_cookie,
@@ -31,7 +32,20 @@ from proxy.routing.ingress.annotations import (
     canary_by_header_value,
     canary_weight,
     canary_weight_total,
+    cors_allow_credentials,
+    cors_allow_headers,
+    cors_allow_methods,
+    cors_allow_origin,
+    cors_expose_headers,
+    cors_max_age,
+    denylist_source_range,
+    enable_cors,
     force_ssl_redirect,
+    limit_allowlist,
+    limit_burst_multiplier,
+    limit_connections,
+    limit_rpm,
+    limit_rps,
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
@@ -66,6 +80,20 @@ REGISTRY: tuple[ModuleType, ...] = (
     canary_by_cookie,
     canary_weight,
     canary_weight_total,
+    allowlist_source_range,
+    denylist_source_range,
+    limit_rps,
+    limit_rpm,
+    limit_connections,
+    limit_burst_multiplier,
+    limit_allowlist,
+    enable_cors,
+    cors_allow_origin,
+    cors_allow_methods,
+    cors_allow_headers,
+    cors_expose_headers,
+    cors_allow_credentials,
+    cors_max_age,
 )
 
 # Raw nginx configuration: refused on purpose (ingress-nginx's worst security hole; it turned them off by
@@ -96,13 +124,29 @@ class IngressAnnotations:
     canary_by_cookie: str = canary_by_cookie.DEFAULT
     canary_weight: int = canary_weight.DEFAULT
     canary_weight_total: int = canary_weight_total.DEFAULT
+    allowlist_source_range: tuple[str, ...] = allowlist_source_range.DEFAULT
+    denylist_source_range: tuple[str, ...] = denylist_source_range.DEFAULT
+    limit_rps: int = limit_rps.DEFAULT
+    limit_rpm: int = limit_rpm.DEFAULT
+    limit_connections: int = limit_connections.DEFAULT
+    limit_burst_multiplier: int = limit_burst_multiplier.DEFAULT
+    limit_allowlist: tuple[str, ...] = limit_allowlist.DEFAULT
+    enable_cors: bool = enable_cors.DEFAULT
+    cors_allow_origin: tuple[str, ...] = cors_allow_origin.DEFAULT
+    cors_allow_methods: str = cors_allow_methods.DEFAULT
+    cors_allow_headers: str = cors_allow_headers.DEFAULT
+    cors_expose_headers: str = cors_expose_headers.DEFAULT
+    cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
+    cors_max_age: int = cors_max_age.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
 
 DEFAULTS = IngressAnnotations()
 _FIELD = {module.NAME: module.NAME.replace("-", "_") for module in REGISTRY}
-_BY_NAME = {module.NAME: module for module in REGISTRY}
+# Every spelling, aliases included (ingress-nginx's AnnotationAliases: `whitelist-source-range` for
+# `allowlist-source-range`...); a module's own NAME is read before its aliases.
+_BY_NAME = {name: module for module in REGISTRY for name in (module.NAME, *getattr(module, "ALIASES", ()))}
 
 
 def annotations_of(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -133,8 +177,9 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
             else:
                 problems.append(f"annotation {key} is not supported; ignored")
             continue
+        name = module.NAME
         if name in decided:
-            continue  # the pyngress.dev/ spelling was read first and wins
+            continue  # the pyngress.dev/ spelling (or the annotation's own name) was read first and wins
         value = annotations[key]
         try:
             if not isinstance(value, str):
@@ -160,9 +205,11 @@ def _short_name(key: Any) -> str | None:
     return None
 
 
-def _our_first(key: Any) -> tuple[int, str]:
+def _our_first(key: Any) -> tuple[int, int, str]:
     text = key if isinstance(key, str) else ""
-    return (0 if text.startswith(PREFIXES[0]) else 1, text)
+    module = _BY_NAME.get(_short_name(key) or "")
+    alias = module is not None and not text.endswith("/" + module.NAME)
+    return (0 if text.startswith(PREFIXES[0]) else 1, 1 if alias else 0, text)
 
 
 def _default_text(value: Any) -> str:

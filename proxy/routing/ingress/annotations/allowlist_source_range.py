@@ -1,0 +1,15 @@
+"""`allowlist-source-range` (alias `whitelist-source-range`): only clients in these networks are served (403).
+
+An invalid value fails closed: the Ingress's routes answer 503 (ingress-nginx's denied location).
+"""
+
+from proxy.routing.ingress.annotations.values import networks
+
+NAME = "allowlist-source-range"
+ALIASES = ("whitelist-source-range",)
+DEFAULT: tuple[str, ...] = ()
+DISABLED = "the Ingress's routes answer 503 until it is fixed (fail closed, as ingress-nginx)"
+
+
+def parse(value: str) -> tuple[str, ...]:
+    return networks(value)
