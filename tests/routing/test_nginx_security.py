@@ -180,7 +180,8 @@ def test_cors_methods_headers_expose_max_age_and_credentials():
     """cors.go "should set cors methods to only allow POST, GET", "should set cors max-age", "should disable
     cors allow credentials", "should allow headers for cors", "should expose headers for cors"."""
     snap = cors(cors_allow_methods="POST, GET", cors_max_age="200", cors_allow_credentials="false",
-                cors_allow_headers="DNT, User-Agent", cors_expose_headers="X-CustomResponseHeader, X-CustomSecondHeader")
+                cors_allow_headers="DNT, User-Agent",
+                cors_expose_headers="X-CustomResponseHeader, X-CustomSecondHeader")
     headers = go(snap, "/").response_headers
     assert headers["Access-Control-Allow-Methods"] == "POST, GET"
     assert headers["Access-Control-Max-Age"] == "200"
