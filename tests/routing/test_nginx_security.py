@@ -18,7 +18,9 @@ from proxy.routing.build import build
 from proxy.routing.policies import ClientLimit
 from proxy.settings import Settings
 
-from .objects import ingress, path, rule
+from .gateway.objects import snapshot as gateway_snapshot
+from .objects import backend_world, ingress, path, rule
+from .policy.objects import target, traffic_policy
 from .test_nginx_annotations import HOST, annotated, go, same_as_incremental, warnings_of, world
 
 
@@ -291,3 +293,18 @@ def test_cors_annotations_on_the_pyngress_prefix():
     snap.ingresses[("default", "p")]["metadata"]["annotations"] = {
         "pyngress.dev/enable-cors": "true", "pyngress.dev/cors-allow-origin": "https://a.example"}
     assert allow_origin(snap, "https://a.example") == "https://a.example"
+
+
+def test_limits_and_a_traffic_policy_on_the_same_ingress_both_apply():
+    """An Ingress with limit-rps and a BackendTrafficPolicy (retries, its own rate limit) keeps both: the
+    annotation's limit and the policy's sections are merged, neither replaces the other."""
+    limited = annotated("shop", rule(HOST, path("/", "echo")), limit_rps="4")
+    policy = traffic_policy("own", target("Ingress", "shop"), retry={"numRetries": 1}, rateLimit={
+        "type": "Local", "local": {"rules": [{"limit": {"requests": 100, "unit": "Second"}}]}})
+    snap = gateway_snapshot(limited, policy, *backend_world("echo"))
+    config = build(snap, Settings())
+    (route,) = [r for r in config.routes() if r.ingress == "shop"]
+    assert route.policy is not None and route.policy.retry is not None and route.policy.retry.num_retries == 1
+    assert route.policy.rate_limit is not None and route.policy.rate_limit.requests == 100
+    assert route.policy.client_limit is not None and route.policy.client_limit.rps is not None
+    same_as_incremental(snap)
