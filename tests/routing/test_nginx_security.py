@@ -50,6 +50,11 @@ def test_allowlist_source_range_and_its_whitelist_alias():
     assert [go(snap, "/", client=c).status for c in ("18.2.3.4", "56.0.0.9", "10.0.0.1", "57.0.0.1")] == \
         [200, 200, 403, 403]
     assert warnings_of(snap) == []
+    # ingress-nginx reads the alias only when the main spelling is absent: an invalid allowlist is not
+    # rescued by a valid whitelist (fail closed).
+    snap = world(annotated("allow", rule(HOST, path("/", "echo")), allowlist_source_range="18.0.0.0/88",
+                           whitelist_source_range="10.0.0.0/8"))
+    assert go(snap, "/", client="10.0.0.1").status == 503
 
 
 def test_host_bits_single_addresses_and_ipv6():

@@ -56,12 +56,12 @@ def security_of(values: IngressAnnotations, *, zone: str) -> tuple[Security | No
     """The compiled security features of one Ingress (None: none used) and problems, as messages.
     `zone`: "namespace/name" of the Ingress, whose routes share the limits' counters."""
     problems: list[str] = []
-    broken = sorted({"allowlist-source-range", "denylist-source-range"} & values.invalid)
+    broken = sorted({"whitelist-source-range", "denylist-source-range"} & values.invalid)
     if broken:
         # Its warning is the annotation's own (parse_annotations): nothing else of the Ingress's security matters.
         return Security(filters=(Refuse(503, reason=f"invalid {broken[0]} annotation"),)), problems
     filters: list[Any] = []
-    allow = AddressSet(values.allowlist_source_range) if values.allowlist_source_range else None
+    allow = AddressSet(values.whitelist_source_range) if values.whitelist_source_range else None
     deny = AddressSet(values.denylist_source_range) if values.denylist_source_range else None
     if allow is not None or deny is not None:
         filters.append(SourceRange(allow=allow, deny=deny))
@@ -90,7 +90,7 @@ def _client_limit(values: IngressAnnotations, zone: str) -> ClientLimit | None:
     connections = max(0, values.limit_connections)
     if rpm is None and rps is None and not connections:
         return None
-    exempt = AddressSet(values.limit_allowlist) if values.limit_allowlist else None
+    exempt = AddressSet(values.limit_whitelist) if values.limit_whitelist else None
     return ClientLimit(zone=zone, connections=connections, rpm=rpm, rps=rps, exempt=exempt, status=LIMIT_STATUS)
 
 

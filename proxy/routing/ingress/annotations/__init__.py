@@ -23,7 +23,6 @@ from types import ModuleType
 from typing import Any
 
 from proxy.routing.ingress.annotations import (
-    allowlist_source_range,
     app_root,
     canary,
     canary_by_cookie,
@@ -41,11 +40,11 @@ from proxy.routing.ingress.annotations import (
     denylist_source_range,
     enable_cors,
     force_ssl_redirect,
-    limit_allowlist,
     limit_burst_multiplier,
     limit_connections,
     limit_rpm,
     limit_rps,
+    limit_whitelist,
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
@@ -54,6 +53,7 @@ from proxy.routing.ingress.annotations import (
     temporal_redirect,
     temporal_redirect_code,
     use_regex,
+    whitelist_source_range,
     x_forwarded_prefix,
 )
 from proxy.routing.ingress.annotations.values import Invalid
@@ -80,13 +80,13 @@ REGISTRY: tuple[ModuleType, ...] = (
     canary_by_cookie,
     canary_weight,
     canary_weight_total,
-    allowlist_source_range,
+    whitelist_source_range,
     denylist_source_range,
     limit_rps,
     limit_rpm,
     limit_connections,
     limit_burst_multiplier,
-    limit_allowlist,
+    limit_whitelist,
     enable_cors,
     cors_allow_origin,
     cors_allow_methods,
@@ -124,13 +124,13 @@ class IngressAnnotations:
     canary_by_cookie: str = canary_by_cookie.DEFAULT
     canary_weight: int = canary_weight.DEFAULT
     canary_weight_total: int = canary_weight_total.DEFAULT
-    allowlist_source_range: tuple[str, ...] = allowlist_source_range.DEFAULT
+    whitelist_source_range: tuple[str, ...] = whitelist_source_range.DEFAULT
     denylist_source_range: tuple[str, ...] = denylist_source_range.DEFAULT
     limit_rps: int = limit_rps.DEFAULT
     limit_rpm: int = limit_rpm.DEFAULT
     limit_connections: int = limit_connections.DEFAULT
     limit_burst_multiplier: int = limit_burst_multiplier.DEFAULT
-    limit_allowlist: tuple[str, ...] = limit_allowlist.DEFAULT
+    limit_whitelist: tuple[str, ...] = limit_whitelist.DEFAULT
     enable_cors: bool = enable_cors.DEFAULT
     cors_allow_origin: tuple[str, ...] = cors_allow_origin.DEFAULT
     cors_allow_methods: str = cors_allow_methods.DEFAULT
@@ -144,9 +144,12 @@ class IngressAnnotations:
 
 DEFAULTS = IngressAnnotations()
 _FIELD = {module.NAME: module.NAME.replace("-", "_") for module in REGISTRY}
-# Every spelling, aliases included (ingress-nginx's AnnotationAliases: `whitelist-source-range` for
-# `allowlist-source-range`...); a module's own NAME is read before its aliases.
-_BY_NAME = {name: module for module in REGISTRY for name in (module.NAME, *getattr(module, "ALIASES", ()))}
+# Every spelling of each annotation (a module's SPELLINGS: ingress-nginx's AnnotationAliases, such as
+# `allowlist-source-range` for `whitelist-source-range`), with its rank: under one prefix, the spelling
+# listed first is read first and wins. NAME is the spelling of docs/ingress-nginx.md and of the field.
+_SPELLINGS = {module.NAME: getattr(module, "SPELLINGS", (module.NAME,)) for module in REGISTRY}
+_BY_NAME = {name: module for module in REGISTRY for name in _SPELLINGS[module.NAME]}
+_RANK = {name: rank for spellings in _SPELLINGS.values() for rank, name in enumerate(spellings)}
 
 
 def annotations_of(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -164,6 +167,7 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
     values: dict[str, Any] = {}
     problems: list[str] = []
     decided: set[str] = set()
+    read: set[tuple[str, str]] = set()
     invalid: set[str] = set()
     for key in sorted(annotations, key=_our_first):
         name = _short_name(key)
@@ -179,7 +183,11 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
             continue
         name = module.NAME
         if name in decided:
-            continue  # the pyngress.dev/ spelling (or the annotation's own name) was read first and wins
+            continue  # the pyngress.dev/ spelling (or the preferred one of its SPELLINGS) was read first and wins
+        prefix = key[:len(key) - len(_short_name(key) or "")]
+        if (prefix, name) in read:
+            continue  # another spelling under this prefix came first: it alone counts, valid or not (ingress-nginx)
+        read.add((prefix, name))
         value = annotations[key]
         try:
             if not isinstance(value, str):
@@ -207,9 +215,7 @@ def _short_name(key: Any) -> str | None:
 
 def _our_first(key: Any) -> tuple[int, int, str]:
     text = key if isinstance(key, str) else ""
-    module = _BY_NAME.get(_short_name(key) or "")
-    alias = module is not None and not text.endswith("/" + module.NAME)
-    return (0 if text.startswith(PREFIXES[0]) else 1, 1 if alias else 0, text)
+    return (0 if text.startswith(PREFIXES[0]) else 1, _RANK.get(_short_name(key) or "", 0), text)
 
 
 def _default_text(value: Any) -> str:
