@@ -39,15 +39,22 @@ def describe_table(runtime: Runtime) -> dict[str, Any]:
 
 
 def describe_gateways(config: Config) -> dict[str, Any]:
-    """The Gateway API status the build computed (what the status writer publishes in cluster mode)."""
+    """The Gateway API and policy status the build computed (what the status writers publish in cluster mode):
+    GatewayClasses, Gateways, our HTTPRoute `status.parents` entries, and our `status.ancestors` entries of
+    every BackendTLSPolicy and BackendTrafficPolicy ("namespace/name" -> entries)."""
     status = config.gateway_status
-    if status is None:
-        return {"gatewayClasses": {}, "gateways": {}, "httpRoutes": {}}
-    return {
-        "gatewayClasses": {name: item.to_json() for name, item in sorted(status.classes.items())},
-        "gateways": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.gateways.items())},
-        "httpRoutes": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.routes.items())},
-    }
+    described: dict[str, Any] = {"gatewayClasses": {}, "gateways": {}, "httpRoutes": {}}
+    if status is not None:
+        described = {
+            "gatewayClasses": {name: item.to_json() for name, item in sorted(status.classes.items())},
+            "gateways": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.gateways.items())},
+            "httpRoutes": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.routes.items())},
+        }
+    for field, policies in (("backendTLSPolicies", config.tls_policy_status),
+                            ("backendTrafficPolicies", config.policy_status)):
+        found = policies.policies if policies is not None else {}
+        described[field] = {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(found.items())}
+    return described
 
 
 def _describe(runtime: Runtime, table: RouteTable) -> dict[str, Any]:

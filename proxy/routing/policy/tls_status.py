@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 from proxy.objects import Key, Snapshot
 from proxy.routing.gateway.status import ACCEPTED, Condition, condition
 from proxy.routing.policy.index import PolicyIndex, port_spellings
-from proxy.routing.policy.status import CONFLICTED, INVALID, MAX_ANCESTORS, TARGET_NOT_FOUND, AncestorStatus, PolicyStatus
+from proxy.routing.policy.status import (
+    CONFLICTED,
+    INVALID,
+    MAX_ANCESTORS,
+    TARGET_NOT_FOUND,
+    AncestorStatus,
+    PolicyStatus,
+)
 from proxy.routing.policy.targets import GATEWAY, GATEWAY_GROUP, SERVICE, TargetRef
 from proxy.routing.policy.tls import KIND, TlsPolicy
 
