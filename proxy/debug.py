@@ -140,10 +140,12 @@ def _describe_cluster(runtime: Runtime, key: str) -> dict[str, Any]:
                         "clientCertificate": bool(tls.policy.client_certificate)}
         if tls.error:
             entry["tls"]["error"] = tls.error
+    policy = upstream.policy if upstream is not None else (cluster.policy if cluster is not None else None)
+    if policy is not None:  # the build's, also without a live upstream (what a pure build describes)
+        entry["clusterPolicy"] = _jsonable(asdict(policy))
     if upstream is not None:
         entry["endpointStates"] = _endpoint_states(upstream)
         if upstream.policy is not None:
-            entry["clusterPolicy"] = _jsonable(asdict(upstream.policy))
             entry["clusterState"] = {"active": upstream.active, "pending": upstream.pending,
                                     "retrying": upstream.retrying, "ejected": upstream.ejected,
                                     "ejections": upstream.outliers.total if upstream.outliers is not None else 0}
