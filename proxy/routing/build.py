@@ -104,7 +104,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     warnings.extend(policies.warnings())
     status = policy_status(snapshot, policies, settings.gateway_controller_name)
     tls_status = tls_policy_status(snapshot, policies, settings.gateway_controller_name, gateway_status=gateway.status,
-                                   used={(c.namespace, c.service) for c in clusters.values()})
+                                   used={(c.namespace, c.service, c.port) for c in clusters.values()})
     return Config(table=table, clusters=clusters, warnings=tuple(sorted(dict.fromkeys(warnings), key=warning_order)),
                   checksum=checksum(table, clusters, listeners, gateway.status, status, tls_status),
                   listeners=listeners, gateway_status=gateway.status, policy_status=status,

@@ -308,7 +308,7 @@ class Builder:
                 self._policy_status_digest = self._swap_digest(self._policy_status_digest, status)
         if self._policies.tls or self._tls_status is not None:
             tls = tls_policy_status(snapshot, self._policies, controller, gateway_status=self._gateway.status,
-                                    used={(c.namespace, c.service) for c in self._clusters_out.values()})
+                                    used={(c.namespace, c.service, c.port) for c in self._clusters_out.values()})
             if tls != self._tls_status:
                 self._tls_status = tls
                 self._tls_status_digest = self._swap_digest(self._tls_status_digest, tls)

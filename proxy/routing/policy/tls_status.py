@@ -56,14 +56,18 @@ ServiceUse = dict[Key, dict[Key, set[str]]]
 
 
 def tls_policy_status(snapshot: Snapshot, index: PolicyIndex, controller: str, *,
-                      gateway_status: GatewayApiStatus | None, used: Iterable[Key]) -> TlsPolicyStatus | None:
-    """The status of every BackendTLSPolicy (None when there are none). `used`: the Services our routes
-    send to (the built clusters'), for the entries naming a Service."""
+                      gateway_status: GatewayApiStatus | None,
+                      used: Iterable[tuple[str, str, str]]) -> TlsPolicyStatus | None:
+    """The status of every BackendTLSPolicy (None when there are none). `used`: (namespace, Service, port as
+    written) of every cluster our routes send to, for the entries naming a Service."""
     if not index.tls:
         return None
     wanted = {(target.namespace, target.name) for policy in index.tls for target in policy.targets}
     uses = _gateway_uses(snapshot, gateway_status, wanted)
-    served = set(used) & wanted
+    served: dict[Key, set[str]] = {}
+    for namespace, name, port in used:
+        if (namespace, name) in wanted:
+            served.setdefault((namespace, name), set()).add(port)
     found = {}
     for policy in index.tls:
         ancestors: list[AncestorStatus] = []
@@ -117,7 +121,8 @@ def _backend_refs(route: Any, namespace: str) -> Iterable[tuple[Key, str]]:
                 yield (ref.get("namespace") or namespace, name), str(ref.get("port", ""))
 
 
-def _ancestors(snapshot: Snapshot, uses: ServiceUse, served: set[Key], target: TargetRef) -> list[TargetRef]:
+def _ancestors(snapshot: Snapshot, uses: ServiceUse, served: dict[Key, set[str]],
+               target: TargetRef) -> list[TargetRef]:
     if target.problem:
         return []
     service = (target.namespace, target.name)
@@ -127,7 +132,8 @@ def _ancestors(snapshot: Snapshot, uses: ServiceUse, served: set[Key], target: T
                 if ports is None or not snapshot.services.get(service) or used & ports]
     if gateways:
         return gateways
-    return [target] if service in served else []
+    ports_served = served.get(service, set())
+    return [target] if ports_served and (ports is None or ports_served & ports) else []
 
 
 def _conditions(snapshot: Snapshot, index: PolicyIndex, policy: TlsPolicy,
