@@ -115,7 +115,7 @@ def tls_secret(
 
 def ca_pem(name: str) -> str:
     """A stand-in CA bundle for the routing level (only its PEM header is read there); end to end, the ConfigMaps
-    of CA_CONFIG_MAPS hold real CAs made by the test (tests/e2e/gateway/conformance_env.py)."""
+    of CA_CONFIG_MAPS hold real CAs made by the test (tests/e2e/gateway/conformance_certs.py)."""
     return f"-----BEGIN CERTIFICATE-----\n{base64.b64encode(name.encode()).decode()}\n-----END CERTIFICATE-----\n"
 
 
