@@ -71,7 +71,8 @@ API_CALLS: tuple[ApiCall, ...] = tuple(ApiCall(kind.group, f"{kind.plural}/statu
 
 
 class PublishedPolicies(Protocol):
-    """What this writer reads of the builder's TrafficPolicyStatus (proxy.routing.policy.status)."""
+    """What this writer reads of the builder's TrafficPolicyStatus (proxy.routing.policy.status) and
+    TlsPolicyStatus (proxy.routing.policy.tls_status)."""
 
     @property
     def policies(self) -> Mapping[Key, StatusDocument]: ...
