@@ -126,10 +126,12 @@ def _ancestors(snapshot: Snapshot, uses: ServiceUse, served: dict[Key, set[str]]
     if target.problem:
         return []
     service = (target.namespace, target.name)
+    # The ports a sectionName names (None: any; also when the Service or that port is missing: any use of the
+    # Service then shows the policy's TargetNotFound).
     ports = set(port_spellings(snapshot.services.get(service), target.section)) if target.section else None
+    ports = ports or None
     gateways = [TargetRef(GATEWAY_GROUP, GATEWAY, name, namespace)
-                for (namespace, name), used in sorted(uses.get(service, {}).items())
-                if ports is None or not snapshot.services.get(service) or used & ports]
+                for (namespace, name), used in sorted(uses.get(service, {}).items()) if ports is None or used & ports]
     if gateways:
         return gateways
     ports_served = served.get(service, set())

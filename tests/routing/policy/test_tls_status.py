@@ -104,6 +104,12 @@ def test_a_missing_service_or_port_is_target_not_found():
     config = built(config_map("ca"), tls_policy("tls", "web", ca=["ca"]), *via_gateway())
     [entry] = ancestors(config)  # the route names the missing Service: its Gateway is still the ancestor
     assert conditions(entry)["Accepted"] == ("False", "TargetNotFound")
+    policy = tls_policy("tls", "web", ca=["ca"])
+    policy["spec"]["targetRefs"] = [target("Service", "web", "nope")]
+    [entry] = ancestors(built(*web(), config_map("ca"), policy, *via_gateway()))
+    assert entry.ref.name == "edge"
+    assert conditions(entry)["Accepted"] == ("False", "TargetNotFound")
+    assert "has no port named 'nope'" in entry.condition("Accepted").message
 
 
 def test_an_unreadable_policy_is_invalid():
