@@ -12,7 +12,9 @@ Cases: a plain Ingress path route (100-byte answers from the backend) on the bas
 on this tree, and the HTTPRoute rule of the gateway scenario (two header matches, two weighted
 backends) on this tree. `--policy` adds the cost of the traffic-policy path (issue #11): the proxy
 server on a hand-built one-route table (bench.policy_proxy) without a policy, and with round robin,
-passive ejection and a circuit breaker on its cluster. Everything is on 127.0.0.1 and stops by itself.
+passive ejection and a circuit breaker on its cluster. `--security` adds the Ingress route with ingress-nginx's
+whitelist-source-range, enable-cors (an allowed Origin) and limit-rps / limit-connections annotations.
+Everything is on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -81,6 +83,17 @@ def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str],
     return min(totals) / requests
 
 
+# `--security`: the main Ingress with a source-range check, CORS for an allowed origin, and per-client limits
+# far above what the bench sends (the buckets and counters are paid for, never refused).
+SECURITY_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8, 127.0.0.0/8, 192.168.0.0/16",
+    "nginx.ingress.kubernetes.io/enable-cors": "true",
+    "nginx.ingress.kubernetes.io/cors-allow-origin": "https://app.example, https://*.example.org",
+    "nginx.ingress.kubernetes.io/limit-rps": "100000",
+    "nginx.ingress.kubernetes.io/limit-connections": "1000",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests counted per case")
     parser.add_argument("--policy", action="store_true",
                         help="also: a route without policy vs a cluster with round robin, ejection and a breaker")
+    parser.add_argument("--security", action="store_true",
+                        help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
     args = parser.parse_args(argv)
     if which("valgrind") is None or which("callgrind_control") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -127,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                      _count(group, tree=_REPO, folder=gateway, extra=("--gateway-port-offset", str(listener - 80)),
                             port=listener, host=manifests.GATEWAY_HOST, headers=manifests.GATEWAY_HEADERS,
                             requests=args.requests, workdir=workdir, name="httproute")))
+        if args.security:
+            secured = os.path.join(workdir, "secured")
+            objs = manifests.objects(None, backend=backend)
+            objs.ingresses[0]["metadata"]["annotations"] = SECURITY_ANNOTATIONS
+            manifests.write_folder(secured, objs)
+            rows.append(("Ingress route + source range, CORS, limits",
+                         _count(group, tree=_REPO, folder=secured, extra=(), port=free_port(), requests=args.requests,
+                                workdir=workdir, name="secured", host=manifests.MAIN_HOST,
+                                headers=(("Origin", "https://app.example"),))))
         if args.policy:
             backend_arg = f"{backend[0][0]}:{backend[0][1]}"
             for label, policies in (("no policy", "off"), ("cluster policy", "cluster")):
