@@ -321,13 +321,37 @@ class Cors:
     max_age: int = 5
     nginx: bool = False
     order: int = field(default=5, init=False)
+    # nginx mode, compiled from the fields above: the fields set on every allowed answer (but Allow-Origin),
+    # the lower-case names they replace, and the listed origins without wildcard as lower-case text.
+    fixed: tuple[tuple[bytes, bytes], ...] = field(default=(), init=False, repr=False, compare=False)
+    replaced: frozenset[bytes] = field(default=frozenset(), init=False, repr=False, compare=False)
+    exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.nginx:
+            return
+        fixed = [(b"Access-Control-Allow-Credentials", b"true")] if self.credentials else []
+        fixed += [(b"Access-Control-Allow-Methods", self.methods.encode("latin-1")),
+                  (b"Access-Control-Allow-Headers", self.headers.encode("latin-1"))]
+        if self.expose:
+            fixed.append((b"Access-Control-Expose-Headers", self.expose.encode("latin-1")))
+        fixed.append((b"Access-Control-Max-Age", str(self.max_age).encode()))
+        object.__setattr__(self, "fixed", tuple(fixed))
+        object.__setattr__(self, "replaced", frozenset(
+            [b"access-control-allow-origin", *(name.lower() for name, _ in fixed)]))
+        object.__setattr__(self, "exact", frozenset(
+            f"{scheme}://{host}" + (f":{port}" if port else "") for scheme, host, port in self.origins
+            if "*" not in host and scheme != "null"))
 
     def allows(self, origin: str) -> bool:
         if self.any_origin:
             return True
         nginx = self.nginx
-        if nginx and origin == "null":
-            return ("null", "", 0) in self.origins
+        if nginx:
+            if origin.lower() in self.exact:
+                return True
+            if origin == "null":
+                return ("null", "", 0) in self.origins
         parts = _origin_parts(origin, default_port=not nginx)
         if parts is None:
             return False
@@ -398,14 +422,7 @@ class Cors:
                 return
             origin = raw
             response.add_header(b"Vary", b"Origin")  # (not nginx's: caches must not mix origins' answers)
-        response.set_header(b"Access-Control-Allow-Origin", origin)
-        if self.credentials:
-            response.set_header(b"Access-Control-Allow-Credentials", b"true")
-        response.set_header(b"Access-Control-Allow-Methods", self.methods.encode("latin-1"))
-        response.set_header(b"Access-Control-Allow-Headers", self.headers.encode("latin-1"))
-        if self.expose:
-            response.set_header(b"Access-Control-Expose-Headers", self.expose.encode("latin-1"))
-        response.set_header(b"Access-Control-Max-Age", str(self.max_age).encode())
+        response.replace_headers(self.replaced, ((b"Access-Control-Allow-Origin", origin), *self.fixed))
         if request.method == b"OPTIONS" and response.status == 204:
             response.set_header(b"Content-Type", _PREFLIGHT_TYPE)
 

@@ -49,6 +49,10 @@ class _Fields:
     def remove_header(self, name: bytes) -> None:
         self.fields = [(key, value) for key, value in self.fields if key.lower() != name.lower()]
 
+    def replace_headers(self, names: frozenset[bytes], pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+        self.fields = [(key, value) for key, value in self.fields if key.lower() not in names]
+        self.fields += pairs
+
     def as_dict(self) -> dict[str, str]:
         """Canonical names (as Go's http.Header prints them) -> value."""
         return {"-".join(p.capitalize() for p in key.decode().split("-")): value.decode() for key, value in self.fields}
