@@ -306,7 +306,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('whitelist-source-range', 'supported',
      "Also read as `allowlist-source-range`, ingress-nginx's newer spelling, which is read first when "
      'both are set (an invalid one is not rescued by the other): only clients inside are served, others '
-     'get 403; the denylist is checked first. Same parsing and fail-closed 503 as `denylist-source-range`.'),
+     'get 403; the denylist is checked first, and both before the rate limits (nginx counts a refused '
+     "client's requests against its limits first). Same parsing and fail-closed 503 as "
+     '`denylist-source-range`.'),
     ('x-forwarded-prefix', 'supported',
      "Sent only with a rewrite, as ingress-nginx's template does (a warning says so otherwise)."),
 )
