@@ -43,6 +43,7 @@ class IngressPaths(Protocol):
     has_hosts: bool
     redirect: bool  # ssl-redirect
     force_redirect: bool  # force-ssl-redirect
+    tracing: bool | None  # enable-opentelemetry (None: the process's default)
 
     def paths_for(self, host: str) -> tuple[PathEntry, ...]: ...
 
@@ -74,8 +75,9 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         namespace, name = contribution.key
         redirected = contribution.force_redirect or (contribution.redirect and covered)
         filters = HTTPS_REDIRECT if redirected else None
+        tracing = contribution.tracing
         for path, path_type, key, cluster in contribution.paths_for(host):
-            route = Route(namespace, name, host, path, path_type, cluster, filters=filters)
+            route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing)
             if route_hook is not None:
                 route = route_hook(route)
             slots = exact if path_type == PATH_EXACT else prefix
@@ -97,7 +99,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         if default is None:
             continue
         if host:
-            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters)
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing)
             if route_hook is not None:
                 route = route_hook(route)
             if routes.default is None:
@@ -106,7 +108,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 warnings.append(_lost(route, routes.default, why=""))
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
-                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None)
+                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing)
             if route_hook is not None:
                 routes.default = route_hook(routes.default)
         elif not contribution.has_hosts:

@@ -31,7 +31,8 @@ class IngressEntry:
     brings to each host it names, ready to merge (see routing.merge.IngressPaths)."""
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
-                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect")
+                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect",
+                 "tracing")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -54,6 +55,7 @@ class IngressEntry:
         self.has_hosts = False
         self.redirect = True
         self.force_redirect = False
+        self.tracing: bool | None = None  # enable-opentelemetry
 
     def judge(self, selection: ClassSelection) -> None:
         """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
@@ -76,6 +78,7 @@ class IngressEntry:
             problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
+            self.tracing = annotations.enable_opentelemetry
             self._index(rules)
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
             self.paths = None

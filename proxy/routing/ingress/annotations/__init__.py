@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
-from proxy.routing.ingress.annotations import force_ssl_redirect, ssl_redirect
+from proxy.routing.ingress.annotations import enable_opentelemetry, force_ssl_redirect, ssl_redirect
 from proxy.routing.ingress.annotations.values import Invalid
 
 PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
@@ -28,6 +28,7 @@ PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
 REGISTRY: tuple[ModuleType, ...] = (
     ssl_redirect,
     force_ssl_redirect,
+    enable_opentelemetry,
 )
 
 
@@ -37,6 +38,7 @@ class IngressAnnotations:
 
     ssl_redirect: bool = ssl_redirect.DEFAULT
     force_ssl_redirect: bool = force_ssl_redirect.DEFAULT
+    enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
 
 
 DEFAULTS = IngressAnnotations()
@@ -94,6 +96,8 @@ def _our_first(key: Any) -> tuple[int, str]:
 
 
 def _default_text(value: Any) -> str:
+    if value is None:
+        return "the process's default"
     if isinstance(value, bool):
         return f'the default "{str(value).lower()}"'
     return f"the default {value!r}"

@@ -1,0 +1,200 @@
+"""OTLP trace export requests, encoded by hand as protobuf (opentelemetry/proto/collector/trace/v1).
+
+Hand-encoded rather than built with the `opentelemetry-proto` message classes: a span here is always the
+same handful of fields, so attribute keys are encoded once at import and a span is a few dozen byte
+concatenations, where building message objects costs tens of microseconds per span and a protobuf runtime
+as a dependency. The encoder runs in the exporter thread (never on the event loop), but it holds the GIL
+while it works, so its cost still comes out of the proxy's. The tests decode what it writes with the
+official `opentelemetry-proto` package.
+
+Messages and field numbers used (proto3; wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32):
+ExportTraceServiceRequest{1 resource_spans} · ResourceSpans{1 resource, 2 scope_spans} · Resource{1 attributes}
+· ScopeSpans{1 scope, 2 spans} · InstrumentationScope{1 name, 2 version} · Span{1 trace_id, 2 span_id,
+3 trace_state, 4 parent_span_id, 5 name, 6 kind, 7 start_time_unix_nano (fixed64), 8 end_time_unix_nano
+(fixed64), 9 attributes, 15 status, 16 flags (fixed32)} · Status{3 code} · KeyValue{1 key, 2 value} ·
+AnyValue{1 string_value, 2 bool_value, 3 int_value}.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from proxy import __version__
+
+SPAN_KIND_SERVER = 2
+STATUS_CODE_ERROR = 2
+# Span.flags: the W3C trace flags in the low byte, and whether the parent is remote (bits 8 and 9).
+FLAG_SAMPLED = 0x01
+FLAG_HAS_IS_REMOTE = 0x100
+FLAG_IS_REMOTE = 0x200
+
+# HTTP methods the semantic conventions know; others are reported as "_OTHER" (and the original kept).
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
+
+_fixed64 = struct.Struct("<Q").pack
+_fixed32 = struct.Struct("<I").pack
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint; negative numbers as 64-bit two's complement (int64)."""
+    if value < 0:
+        value += 1 << 64
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (a string, bytes or an embedded message)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+class Key:
+    """An attribute key, encoded once; its methods make a whole KeyValue message with a value."""
+
+    __slots__ = ("name", "prefix")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prefix = field(1, name.encode())
+
+    def string(self, value: str | bytes) -> bytes:
+        # Protobuf strings must be UTF-8: raw header bytes are read as latin-1 (every byte kept).
+        if isinstance(value, bytes):
+            data = value if value.isascii() else value.decode("latin-1").encode("utf-8")
+        else:
+            data = value.encode("utf-8", "replace")
+        return self.prefix + field(2, field(1, data))
+
+    def integer(self, value: int) -> bytes:
+        return self.prefix + field(2, b"\x18" + varint(value))
+
+    def boolean(self, value: bool) -> bytes:
+        return self.prefix + field(2, b"\x10\x01" if value else b"\x10\x00")
+
+
+def attributes(number: int, entries: Iterable[bytes]) -> bytes:
+    """Repeated KeyValue entries as field `number` of the enclosing message."""
+    return b"".join(field(number, entry) for entry in entries)
+
+
+# Span attributes (OpenTelemetry HTTP semantic conventions, then ours under pyngress.*).
+METHOD = Key("http.request.method")
+METHOD_ORIGINAL = Key("http.request.method_original")
+ROUTE = Key("http.route")
+STATUS = Key("http.response.status_code")
+URL_PATH = Key("url.path")
+URL_SCHEME = Key("url.scheme")
+SERVER_ADDRESS = Key("server.address")
+SERVER_PORT = Key("server.port")
+CLIENT_ADDRESS = Key("client.address")
+PROTOCOL_VERSION = Key("network.protocol.version")
+USER_AGENT = Key("user_agent.original")
+REQUEST_SIZE = Key("http.request.size")
+RESPONSE_SIZE = Key("http.response.size")
+ERROR_TYPE = Key("error.type")
+UPSTREAM_ADDRESS = Key("pyngress.upstream.address")
+RETRIES = Key("pyngress.upstream.retries")
+ROUTE_NAMESPACE = Key("pyngress.route.namespace")
+ROUTE_NAME = Key("pyngress.route.name")
+ROUTE_KIND = Key("pyngress.route.kind")
+ROUTE_SERVICE = Key("pyngress.route.service")
+REASON = Key("pyngress.reason")
+REQUEST_ID = Key("pyngress.request_id")
+
+_SCOPE = field(1, b"pyngress") + field(2, __version__.encode())
+_KIND = b"\x30" + varint(SPAN_KIND_SERVER)
+_ERROR_STATUS = field(15, b"\x18" + varint(STATUS_CODE_ERROR))
+_SPAN_ATTRIBUTE = varint(9 << 3 | 2)
+
+
+def resource(values: dict[str, Any]) -> bytes:
+    """A Resource message from attribute values (str, bool or int)."""
+    entries = []
+    for name, value in values.items():
+        key = Key(name)
+        if isinstance(value, bool):
+            entries.append(key.boolean(value))
+        elif isinstance(value, int):
+            entries.append(key.integer(value))
+        else:
+            entries.append(key.string(str(value)))
+    return attributes(1, entries)
+
+
+def export_request(resource_message: bytes, spans: Iterable[bytes]) -> bytes:
+    """An ExportTraceServiceRequest carrying encoded spans under one resource and our scope."""
+    scope_spans = field(1, _SCOPE) + b"".join(field(2, span) for span in spans)
+    return field(1, field(1, resource_message) + field(2, scope_spans))
+
+
+def encode_span(record: tuple[Any, ...]) -> bytes:
+    """One Span message from a finished request's record (see proxy.tracing.tracer.Tracer.finish)."""
+    (traceparent, incoming, tracestate, start, end, method, target, scheme, port, authority, client, status,
+     received, sent, upstream, retries, labels, reason, user_agent, request_id, http10) = record
+    trace_id = bytes.fromhex(traceparent[3:35].decode("ascii"))
+    flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE
+    out = [field(1, trace_id), field(2, bytes.fromhex(traceparent[36:52].decode("ascii")))]
+    if incoming is not None and incoming[3:35] == traceparent[3:35]:  # a continued trace: its parent is remote
+        if tracestate:
+            out.append(field(3, tracestate))
+        out.append(field(4, bytes.fromhex(incoming[36:52].decode("ascii"))))
+        flags |= FLAG_IS_REMOTE
+    method_text = method.decode("latin-1")
+    namespace, name, _host, pattern, service, kind = labels
+    out.append(field(5, (f"{method_text} {pattern}" if pattern else method_text).encode("utf-8", "replace")))
+    out.append(_KIND)
+    out.append(b"\x39" + _fixed64(start))
+    out.append(b"\x41" + _fixed64(end))
+    entries = [METHOD.string(method_text if method_text in KNOWN_METHODS else "_OTHER")]
+    if method_text not in KNOWN_METHODS:
+        entries.append(METHOD_ORIGINAL.string(method_text))
+    query = target.find(b"?")
+    path = target if query < 0 else target[:query]
+    entries += (URL_PATH.string(path), URL_SCHEME.string(scheme),
+                STATUS.integer(status), CLIENT_ADDRESS.string(client),
+                PROTOCOL_VERSION.string("1.0" if http10 else "1.1"), REQUEST_SIZE.integer(received),
+                RESPONSE_SIZE.integer(sent), REQUEST_ID.string(request_id), SERVER_PORT.integer(port))
+    if authority:
+        entries.append(SERVER_ADDRESS.string(_host_of(authority)))
+    if pattern:
+        entries.append(ROUTE.string(pattern))
+    if name:
+        entries += (ROUTE_NAMESPACE.string(namespace), ROUTE_NAME.string(name), ROUTE_KIND.string(kind),
+                    ROUTE_SERVICE.string(service))
+    if user_agent:
+        entries.append(USER_AGENT.string(user_agent))
+    if upstream is not None:
+        address, upstream_port = upstream
+        entries.append(UPSTREAM_ADDRESS.string(f"[{address}]:{upstream_port}" if ":" in address
+                                               else f"{address}:{upstream_port}"))
+    entries.append(RETRIES.integer(retries))
+    if reason:
+        entries.append(REASON.string(reason))
+    if status >= 500:
+        entries.append(ERROR_TYPE.string(reason or str(status)))
+    for entry in entries:
+        out += (_SPAN_ATTRIBUTE, varint(len(entry)), entry)
+    if status >= 500:
+        out.append(_ERROR_STATUS)
+    out.append(b"\x85\x01" + _fixed32(flags))  # field 16, fixed32
+    return b"".join(out)
+
+
+def _host_of(authority: bytes) -> str:
+    """The host of a Host header value, without the port (IPv6 without its brackets)."""
+    text = authority.decode("latin-1").strip()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    return text.rpartition(":")[0] if text.count(":") == 1 else text
+
+
+__all__ = ["FLAG_HAS_IS_REMOTE", "FLAG_IS_REMOTE", "FLAG_SAMPLED", "KNOWN_METHODS", "Key", "SPAN_KIND_SERVER",
+           "STATUS_CODE_ERROR", "attributes", "encode_span", "export_request", "field", "resource", "varint"]
