@@ -54,6 +54,10 @@ async def test_workers_export_spans_and_propagate_trace_context(echo_pods, manif
         status, body = await proc.request("/quiet", host=HOST)
         assert status == 200 and "traceparent" not in body["headers"]  # enable-opentelemetry: "false"
 
+        status, table = await proc.admin_get("/debug/routes")
+        described = [entry for entry in _entries(table) if entry.get("ingress") == "default/quiet"]
+        assert described and all(entry["tracing"] is False for entry in described), table
+
         spans = await collector.wait_for(sent + 1, timeout=DEADLINE)
         assert {f"00-{s.trace_id}-{s.span_id}-01" for s in spans} == set(upstream)
         assert {s.resource["process.pid"] for s in spans} == workers  # both workers exported theirs
@@ -81,3 +85,14 @@ async def test_workers_export_spans_and_propagate_trace_context(echo_pods, manif
         assert exemplars and all(f"00-{t}-{s}-01" in upstream for s, t in exemplars), text
     finally:
         await proc.close()
+
+
+def _entries(value):
+    """Every JSON object nested in `value`."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _entries(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _entries(item)
