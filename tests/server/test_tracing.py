@@ -89,12 +89,11 @@ async def test_an_unsampled_parent_is_followed_and_exports_nothing(make_proxy, m
     response = await request(proxy.port, "/", headers=[("traceparent", f"00-{TRACE}-{PARENT}-00")])
     trace_id, _, sampled = upstream_context(response)
     assert (trace_id, sampled) == (TRACE, False)
-    # A sampled request after it: once its span is in, the first one would have been before it.
+    # A sampled request after it: spans leave in order (its record was queued before the answer was read), so
+    # a span of the first one would have arrived with or before this one.
     marker = await request(proxy.port, "/marker")
     [span] = await collector.wait_for(1)
     assert span.trace_id == upstream_context(marker)[0] and span.attributes["url.path"] == "/marker"
-    await asyncio.sleep(0)
-    assert len(collector.spans) == 1
 
 
 async def test_a_request_without_context_starts_a_new_trace(make_proxy, make_pods, collector):
