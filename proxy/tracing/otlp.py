@@ -18,6 +18,7 @@ AnyValue{1 string_value, 2 bool_value, 3 int_value}.
 from __future__ import annotations
 
 import struct
+from binascii import unhexlify
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,27 +58,54 @@ def field(number: int, payload: bytes) -> bytes:
 
 
 class Key:
-    """An attribute key, encoded once; its methods make a whole KeyValue message with a value."""
+    """An attribute key, encoded once; its methods make a whole KeyValue message with a value, and the
+    `span_*` ones a whole Span.attributes entry (field 9), from templates made here (the request path's
+    spans are made of these: one `%` format per attribute while lengths fit in one byte)."""
 
-    __slots__ = ("name", "prefix")
+    __slots__ = ("name", "prefix", "_text", "_number", "_short")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.prefix = field(1, name.encode())
+        # Entry of a string value: 0x4a len(kv) | key | 0x12 len(any) | 0x0a len(s) s; one-byte lengths while
+        # len(key) + len(s) + 4 < 128.
+        self._text = b"J%c" + self.prefix.replace(b"%", b"%%") + b"\x12%c\n%c%s"
+        self._short = 123 - len(self.prefix)
+        # Entry of an int64 value: 0x4a len(kv) | key | 0x12 len(any) | 0x18 varint.
+        self._number = b"J%c" + self.prefix.replace(b"%", b"%%") + b"\x12%c\x18%s"
 
     def string(self, value: str | bytes) -> bytes:
-        # Protobuf strings must be UTF-8: raw header bytes are read as latin-1 (every byte kept).
-        if isinstance(value, bytes):
-            data = value if value.isascii() else value.decode("latin-1").encode("utf-8")
-        else:
-            data = value.encode("utf-8", "replace")
-        return self.prefix + field(2, field(1, data))
+        return self.prefix + field(2, field(1, utf8(value)))
 
     def integer(self, value: int) -> bytes:
         return self.prefix + field(2, b"\x18" + varint(value))
 
     def boolean(self, value: bool) -> bytes:
         return self.prefix + field(2, b"\x10\x01" if value else b"\x10\x00")
+
+    def span_text(self, data: bytes) -> bytes:
+        """The Span.attributes entry of a string value given as UTF-8 bytes."""
+        size = len(data)
+        if size <= self._short:
+            return self._text % (size + len(self.prefix) + 4, size + 2, size, data)
+        return field(9, self.prefix + field(2, field(1, data)))
+
+    def span_number(self, value: int) -> bytes:
+        """The Span.attributes entry of an int64 value."""
+        encoded = _VARINTS[value] if 0 <= value < _VARINT_TABLE else varint(value)
+        return self._number % (len(self.prefix) + len(encoded) + 3, len(encoded) + 1, encoded)
+
+
+def utf8(value: str | bytes) -> bytes:
+    """Protobuf strings must be UTF-8: text is encoded, raw header bytes read as latin-1 (every byte kept)."""
+    if isinstance(value, bytes):
+        return value if value.isascii() else value.decode("latin-1").encode("utf-8")
+    return value.encode("utf-8", "replace")
+
+
+# Varints of small numbers (status codes, sizes of most requests), looked up rather than computed.
+_VARINT_TABLE = 1 << 14
+_VARINTS = [varint(number) for number in range(_VARINT_TABLE)]
 
 
 def attributes(number: int, entries: Iterable[bytes]) -> bytes:
@@ -112,7 +140,8 @@ REQUEST_ID = Key("pyngress.request_id")
 _SCOPE = field(1, b"pyngress") + field(2, __version__.encode())
 _KIND = b"\x30" + varint(SPAN_KIND_SERVER)
 _ERROR_STATUS = field(15, b"\x18" + varint(STATUS_CODE_ERROR))
-_SPAN_ATTRIBUTE = varint(9 << 3 | 2)
+_KNOWN_METHOD_BYTES = frozenset(method.encode() for method in KNOWN_METHODS)
+_unhexlify = unhexlify
 
 
 def resource(values: dict[str, Any]) -> bytes:
@@ -136,64 +165,57 @@ def export_request(resource_message: bytes, spans: Iterable[bytes]) -> bytes:
 
 
 def encode_span(record: tuple[Any, ...]) -> bytes:
-    """One Span message from a finished request's record (see proxy.tracing.tracer.Tracer.finish)."""
+    """One Span message from a finished request's record (made by proxy.http.record; the order is below).
+    Runs in the exporter thread, once per span: written for few Python operations per attribute."""
     (traceparent, incoming, tracestate, start, end, method, target, scheme, port, authority, client, status,
      received, sent, upstream, retries, labels, reason, user_agent, request_id, http10) = record
-    trace_id = bytes.fromhex(traceparent[3:35].decode("ascii"))
     flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE
-    out = [field(1, trace_id), field(2, bytes.fromhex(traceparent[36:52].decode("ascii")))]
+    out = [b"\x0a\x10" + _unhexlify(traceparent[3:35]), b"\x12\x08" + _unhexlify(traceparent[36:52])]
     if incoming is not None and incoming[3:35] == traceparent[3:35]:  # a continued trace: its parent is remote
         if tracestate:
             out.append(field(3, tracestate))
-        out.append(field(4, bytes.fromhex(incoming[36:52].decode("ascii"))))
+        out.append(b"\x22\x08" + _unhexlify(incoming[36:52]))
         flags |= FLAG_IS_REMOTE
-    method_text = method.decode("latin-1")
     namespace, name, _host, pattern, service, kind = labels
-    out.append(field(5, (f"{method_text} {pattern}" if pattern else method_text).encode("utf-8", "replace")))
-    out.append(_KIND)
-    out.append(b"\x39" + _fixed64(start))
-    out.append(b"\x41" + _fixed64(end))
-    entries = [METHOD.string(method_text if method_text in KNOWN_METHODS else "_OTHER")]
-    if method_text not in KNOWN_METHODS:
-        entries.append(METHOD_ORIGINAL.string(method_text))
+    method_text = method if method in _KNOWN_METHOD_BYTES else b"_OTHER"
+    route = utf8(pattern) if pattern else b""
+    out += (field(5, method + b" " + route if route else method), _KIND, b"\x39" + _fixed64(start),
+            b"\x41" + _fixed64(end), METHOD.span_text(method_text))
+    if method_text is not method:
+        out.append(METHOD_ORIGINAL.span_text(utf8(method)))
     query = target.find(b"?")
-    path = target if query < 0 else target[:query]
-    entries += (URL_PATH.string(path), URL_SCHEME.string(scheme),
-                STATUS.integer(status), CLIENT_ADDRESS.string(client),
-                PROTOCOL_VERSION.string("1.0" if http10 else "1.1"), REQUEST_SIZE.integer(received),
-                RESPONSE_SIZE.integer(sent), REQUEST_ID.string(request_id), SERVER_PORT.integer(port))
+    out += (URL_PATH.span_text(utf8(target if query < 0 else target[:query])), URL_SCHEME.span_text(scheme.encode()),
+            STATUS.span_number(status), CLIENT_ADDRESS.span_text(client),
+            PROTOCOL_VERSION.span_text(b"1.0" if http10 else b"1.1"), REQUEST_SIZE.span_number(received),
+            RESPONSE_SIZE.span_number(sent), REQUEST_ID.span_text(utf8(request_id)), SERVER_PORT.span_number(port),
+            RETRIES.span_number(retries))
     if authority:
-        entries.append(SERVER_ADDRESS.string(_host_of(authority)))
-    if pattern:
-        entries.append(ROUTE.string(pattern))
+        out.append(SERVER_ADDRESS.span_text(utf8(_host_of(authority))))
+    if route:
+        out.append(ROUTE.span_text(route))
     if name:
-        entries += (ROUTE_NAMESPACE.string(namespace), ROUTE_NAME.string(name), ROUTE_KIND.string(kind),
-                    ROUTE_SERVICE.string(service))
+        out += (ROUTE_NAMESPACE.span_text(utf8(namespace)), ROUTE_NAME.span_text(utf8(name)),
+                ROUTE_KIND.span_text(utf8(kind)), ROUTE_SERVICE.span_text(utf8(service)))
     if user_agent:
-        entries.append(USER_AGENT.string(user_agent))
+        out.append(USER_AGENT.span_text(utf8(user_agent)))
     if upstream is not None:
         address, upstream_port = upstream
-        entries.append(UPSTREAM_ADDRESS.string(f"[{address}]:{upstream_port}" if ":" in address
-                                               else f"{address}:{upstream_port}"))
-    entries.append(RETRIES.integer(retries))
+        out.append(UPSTREAM_ADDRESS.span_text((f"[{address}]:{upstream_port}" if ":" in address
+                                               else f"{address}:{upstream_port}").encode()))
     if reason:
-        entries.append(REASON.string(reason))
+        out.append(REASON.span_text(reason.encode()))
     if status >= 500:
-        entries.append(ERROR_TYPE.string(reason or str(status)))
-    for entry in entries:
-        out += (_SPAN_ATTRIBUTE, varint(len(entry)), entry)
-    if status >= 500:
-        out.append(_ERROR_STATUS)
+        out += (ERROR_TYPE.span_text(reason.encode() if reason else b"%d" % status), _ERROR_STATUS)
     out.append(b"\x85\x01" + _fixed32(flags))  # field 16, fixed32
     return b"".join(out)
 
 
-def _host_of(authority: bytes) -> str:
+def _host_of(authority: bytes) -> bytes:
     """The host of a Host header value, without the port (IPv6 without its brackets)."""
-    text = authority.decode("latin-1").strip()
-    if text.startswith("["):
-        return text[1 : text.find("]")] if "]" in text else text
-    return text.rpartition(":")[0] if text.count(":") == 1 else text
+    text = authority.strip()
+    if text.startswith(b"["):
+        return text[1 : text.find(b"]")] if b"]" in text else text
+    return text.rpartition(b":")[0] if text.count(b":") == 1 else text
 
 
 __all__ = ["FLAG_HAS_IS_REMOTE", "FLAG_IS_REMOTE", "FLAG_SAMPLED", "KNOWN_METHODS", "Key", "SPAN_KIND_SERVER",
