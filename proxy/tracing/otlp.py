@@ -164,9 +164,55 @@ def export_request(resource_message: bytes, spans: Iterable[bytes]) -> bytes:
     return field(1, field(1, resource_message) + field(2, scope_spans))
 
 
+# Parts of spans that repeat from request to request (per route and method, per listener, per peer), encoded
+# once; each cache is emptied when it reaches _CACHE_LIMIT entries, so odd Host or User-Agent values cannot grow it.
+_CACHE_LIMIT = 1024
+_routes: dict[tuple[tuple[str, ...], bytes], bytes] = {}
+_listeners: dict[tuple[str, int, bool], bytes] = {}
+_statuses: dict[tuple[int, str], bytes] = {}
+_clients: dict[bytes, bytes] = {}
+_upstreams: dict[tuple[str, int], bytes] = {}
+_hosts: dict[bytes, bytes] = {}
+_agents: dict[bytes, bytes] = {}
+
+
+def _remember(cache: dict[Any, bytes], key: Any, value: bytes) -> bytes:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _route_part(labels: tuple[str, ...], method: bytes) -> bytes:
+    """Span name, kind, method and the route's attributes."""
+    namespace, name, _host, pattern, service, kind = labels
+    known = method in _KNOWN_METHOD_BYTES
+    route = utf8(pattern) if pattern else b""
+    parts = [field(5, method + b" " + route if route else method), _KIND,
+             METHOD.span_text(method if known else b"_OTHER")]
+    if not known:
+        parts.append(METHOD_ORIGINAL.span_text(utf8(method)))
+    if route:
+        parts.append(ROUTE.span_text(route))
+    if name:
+        parts += (ROUTE_NAMESPACE.span_text(utf8(namespace)), ROUTE_NAME.span_text(utf8(name)),
+                  ROUTE_KIND.span_text(utf8(kind)), ROUTE_SERVICE.span_text(utf8(service)))
+    return b"".join(parts)
+
+
+def _status_part(status: int, reason: str) -> bytes:
+    """Status code, the proxy's reason, and for 5xx error.type and the ERROR status."""
+    parts = [STATUS.span_number(status)]
+    if reason:
+        parts.append(REASON.span_text(reason.encode()))
+    if status >= 500:
+        parts += (ERROR_TYPE.span_text(reason.encode() if reason else b"%d" % status), _ERROR_STATUS)
+    return b"".join(parts)
+
+
 def encode_span(record: tuple[Any, ...]) -> bytes:
     """One Span message from a finished request's record (made by proxy.http.record; the order is below).
-    Runs in the exporter thread, once per span: written for few Python operations per attribute."""
+    Runs in the exporter thread, once per span: what repeats between requests comes from the caches above."""
     (traceparent, incoming, tracestate, start, end, method, target, scheme, port, authority, client, status,
      received, sent, upstream, retries, labels, reason, user_agent, request_id, http10) = record
     flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE
@@ -176,36 +222,28 @@ def encode_span(record: tuple[Any, ...]) -> bytes:
             out.append(field(3, tracestate))
         out.append(b"\x22\x08" + _unhexlify(incoming[36:52]))
         flags |= FLAG_IS_REMOTE
-    namespace, name, _host, pattern, service, kind = labels
-    method_text = method if method in _KNOWN_METHOD_BYTES else b"_OTHER"
-    route = utf8(pattern) if pattern else b""
-    out += (field(5, method + b" " + route if route else method), _KIND, b"\x39" + _fixed64(start),
-            b"\x41" + _fixed64(end), METHOD.span_text(method_text))
-    if method_text is not method:
-        out.append(METHOD_ORIGINAL.span_text(utf8(method)))
+    key = (labels, method)
+    part = _routes.get(key) or _remember(_routes, key, _route_part(labels, method))
+    listener = (scheme, port, http10)
+    common = _listeners.get(listener) or _remember(_listeners, listener, URL_SCHEME.span_text(scheme.encode(
+        )) + SERVER_PORT.span_number(port) + PROTOCOL_VERSION.span_text(b"1.0" if http10 else b"1.1"))
+    answer = (status, reason)
+    outcome = _statuses.get(answer) or _remember(_statuses, answer, _status_part(status, reason))
+    peer = _clients.get(client) or _remember(_clients, client, CLIENT_ADDRESS.span_text(utf8(client)))
     query = target.find(b"?")
-    out += (URL_PATH.span_text(utf8(target if query < 0 else target[:query])), URL_SCHEME.span_text(scheme.encode()),
-            STATUS.span_number(status), CLIENT_ADDRESS.span_text(client),
-            PROTOCOL_VERSION.span_text(b"1.0" if http10 else b"1.1"), REQUEST_SIZE.span_number(received),
-            RESPONSE_SIZE.span_number(sent), REQUEST_ID.span_text(utf8(request_id)), SERVER_PORT.span_number(port),
-            RETRIES.span_number(retries))
+    out += (part, b"\x39" + _fixed64(start), b"\x41" + _fixed64(end), common, outcome, peer,
+            URL_PATH.span_text(utf8(target if query < 0 else target[:query])), REQUEST_SIZE.span_number(received),
+            RESPONSE_SIZE.span_number(sent), REQUEST_ID.span_text(utf8(request_id)), RETRIES.span_number(retries))
     if authority:
-        out.append(SERVER_ADDRESS.span_text(utf8(_host_of(authority))))
-    if route:
-        out.append(ROUTE.span_text(route))
-    if name:
-        out += (ROUTE_NAMESPACE.span_text(utf8(namespace)), ROUTE_NAME.span_text(utf8(name)),
-                ROUTE_KIND.span_text(utf8(kind)), ROUTE_SERVICE.span_text(utf8(service)))
+        out.append(_hosts.get(authority) or _remember(_hosts, authority, SERVER_ADDRESS.span_text(utf8(_host_of(
+            authority)))))
     if user_agent:
-        out.append(USER_AGENT.span_text(utf8(user_agent)))
+        out.append(_agents.get(user_agent) or _remember(_agents, user_agent, USER_AGENT.span_text(utf8(user_agent))))
     if upstream is not None:
         address, upstream_port = upstream
-        out.append(UPSTREAM_ADDRESS.span_text((f"[{address}]:{upstream_port}" if ":" in address
-                                               else f"{address}:{upstream_port}").encode()))
-    if reason:
-        out.append(REASON.span_text(reason.encode()))
-    if status >= 500:
-        out += (ERROR_TYPE.span_text(reason.encode() if reason else b"%d" % status), _ERROR_STATUS)
+        endpoint = (address, upstream_port)
+        out.append(_upstreams.get(endpoint) or _remember(_upstreams, endpoint, UPSTREAM_ADDRESS.span_text((
+            f"[{address}]:{upstream_port}" if ":" in address else f"{address}:{upstream_port}").encode())))
     out.append(b"\x85\x01" + _fixed32(flags))  # field 16, fixed32
     return b"".join(out)
 
