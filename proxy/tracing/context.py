@@ -5,8 +5,9 @@ lower-case hex, neither id all zeros, version ``ff`` invalid; a later version ma
 first 55 characters (its first four fields are read as version 00's). Anything else is invalid, and an
 invalid header starts a new trace: it is never an error and never forwarded as it came.
 
-Ids come from a generator seeded once per process from the OS (unique, not secret; no system call per
-request; worker processes are spawned, never forked, so they never share its state).
+`random_bits` draws ids from a generator seeded once per process from the OS (unique, not secret; no system
+call per request; worker processes are spawned, never forked, so they never share its state); new traces take
+theirs from a pool of OS random bytes (proxy.tracing.tracer).
 """
 
 from __future__ import annotations
@@ -33,9 +34,6 @@ _ids = Random(SystemRandom().getrandbits(128))
 # Public so the request path can make ids inline (b"%016x" % random_bits(64)).
 random_bits = _ids.getrandbits
 
-# Flags as written upstream: sampled or not (the other bits are not ours to set).
-SAMPLED = b"01"
-NOT_SAMPLED = b"00"
 # Where the flags' last character sits in a traceparent we wrote ("0" or "1"), and its byte when sampled.
 SAMPLED_AT = 54
 SAMPLED_BYTE = 0x31
@@ -81,16 +79,6 @@ def format_traceparent(trace_id: bytes, span_id: bytes, sampled: bool) -> bytes:
     return b"00-" + trace_id + b"-" + span_id + (b"-01" if sampled else b"-00")
 
 
-def new_trace_id() -> int:
-    """128 random bits, never 0 (an all-zero trace id is invalid)."""
-    return random_bits(128) or 1
-
-
-def new_span_id() -> int:
-    """64 random bits, never 0."""
-    return random_bits(64) or 1
-
-
 def ratio_bound(ratio: float) -> int:
     """The sampler's threshold: a new trace is sampled when the low 64 bits of its id are below it (the
     OpenTelemetry TraceIdRatioBased rule, so every process decides alike for one trace id)."""
@@ -108,6 +96,6 @@ def is_sampled(traceparent: bytes) -> bool:
     return traceparent[SAMPLED_AT] == SAMPLED_BYTE
 
 
-__all__ = ["MAX_TRACEPARENT", "MAX_TRACESTATE", "MAX_TRACESTATE_MEMBERS", "NOT_SAMPLED", "SAMPLED", "SAMPLED_AT",
-           "SAMPLED_BYTE", "clean_tracestate", "format_traceparent", "is_sampled", "new_span_id", "new_trace_id",
-           "parse_traceparent", "random_bits", "ratio_bound", "trace_ids"]
+__all__ = ["MAX_TRACEPARENT", "MAX_TRACESTATE", "MAX_TRACESTATE_MEMBERS", "SAMPLED_AT", "SAMPLED_BYTE",
+           "clean_tracestate", "format_traceparent", "is_sampled", "parse_traceparent", "random_bits", "ratio_bound",
+           "trace_ids"]
