@@ -72,7 +72,7 @@ class Settings:
     trace_trust_incoming: bool = True
     trace_by_default: bool = True
     # Seconds between exports (sooner when a batch of spans fills up), and the longest one export may take.
-    otlp_export_interval: float = 1.0
+    otlp_export_interval: float = 5.0
     otlp_timeout: float = 10.0
 
     # Cluster mode (used when `manifests` is empty).

@@ -28,8 +28,9 @@ logger = logging.getLogger("pyngress.tracing")
 DEFAULT_LIMIT = 2048
 # Spans per export request (the BatchSpanProcessor's default).
 DEFAULT_BATCH = 512
-# Seconds between exports when no batch fills up first; how long a span waits at most, give or take a POST.
-DEFAULT_INTERVAL = 1.0
+# Seconds between exports when no batch fills up first (the BatchSpanProcessor's schedule delay): how long a
+# span waits at most, give or take a POST. Longer waits make fewer, fuller requests where traffic is light.
+DEFAULT_INTERVAL = 5.0
 # Seconds one export may take (connect, send, answer).
 DEFAULT_TIMEOUT = 10.0
 # A failing collector is logged at most this often (seconds).
