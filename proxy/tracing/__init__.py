@@ -8,6 +8,6 @@
 `context` holds the pure byte-level parts (parsing, formatting, the ratio sampler), `tracer` what the
 request path calls, `otlp` the protobuf encoding and `exporter` the thread that sends batches. The
 request path never builds an object per request for tracing: an unsampled request costs a parse of the
-incoming header (when there is one), a few random bits and one formatted header value; a sampled one
-adds one tuple queued at the end.
+incoming header (when there is one) and one header value cut from a pool of random hex digits; a sampled
+one adds one tuple queued at the end (and its exemplar). The OpenTelemetry SDK is not used at all.
 """
