@@ -3,14 +3,13 @@
 The loop only appends a record (a tuple) to a deque; past `limit` waiting spans, new ones are dropped and
 counted (`dropped`), so a slow or dead collector never blocks the proxy nor grows its memory. The thread
 wakes every `interval` (or when a batch is full), encodes up to `batch` spans into one
-ExportTraceServiceRequest (proxy.tracing.otlp) and POSTs it (``Content-Type: application/x-protobuf``)
-over a kept-alive connection, each attempt bounded by `timeout`. A batch the collector refuses or never
-gets is dropped and counted (`failed`): no retry, the queue behind it is the backlog that matters.
+ExportTraceServiceRequest (proxy.tracing.otlp) and POSTs it (``Content-Type: application/x-protobuf``) over
+a kept-alive connection (proxy.tracing.post), each attempt bounded by `timeout`. A batch the collector refuses
+or never gets is dropped and counted (`failed`): no retry, the queue behind it is the backlog that matters.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import threading
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from proxy import __version__
 from proxy.tracing import otlp
+from proxy.tracing.post import CollectorConnection, CollectorError
 
 logger = logging.getLogger("pyngress.tracing")
 
@@ -89,7 +89,7 @@ class SpanExporter:
         self.failed = 0  # in batches the collector refused or never got (counted by the thread)
         self.exported = 0
         self._resource = otlp.resource(resource if resource is not None else resource_attributes())
-        self._connection: http.client.HTTPConnection | None = None
+        self._connection = CollectorConnection(self._scheme, self._host, self._port, self._path, timeout=timeout)
         self._failing_since = 0.0
         self._reported = 0.0
         self._wake = threading.Event()
@@ -125,10 +125,7 @@ class SpanExporter:
         self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=timeout)
-        connection = self._connection
-        if connection is not None:
-            self._connection = None
-            connection.close()
+        self._connection.close()
 
     def _run(self) -> None:
         while not self._stop:
@@ -162,29 +159,11 @@ class SpanExporter:
 
     def _post(self, body: bytes) -> str | None:
         """POST one request; None when the collector took it, else what went wrong."""
-        connection = self._connection
-        if connection is None:
-            if self._scheme == "https":
-                connection = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
-            else:
-                connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-            self._connection = connection
         try:
-            connection.request("POST", self._path, body=body, headers={
-                "Content-Type": "application/x-protobuf", "User-Agent": f"pyngress/{__version__}"})
-            response = connection.getresponse()
-            response.read()
-            if response.will_close:
-                self._connection = None
-                connection.close()
-            if 200 <= response.status < 300:
-                return None
-            return f"HTTP {response.status}"
-        except (OSError, http.client.HTTPException) as error:
-            self._connection = None
-            connection.close()
+            status = self._connection.post(body)
+        except (OSError, CollectorError) as error:
             return f"{type(error).__name__}: {error}"
-
+        return None if 200 <= status < 300 else f"HTTP {status}"
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_INTERVAL", "DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "SpanExporter",
            "TRACES_PATH", "resource_attributes", "traces_url"]
