@@ -80,8 +80,8 @@ def format_traceparent(trace_id: bytes, span_id: bytes, sampled: bool) -> bytes:
 
 
 def ratio_bound(ratio: float) -> int:
-    """The sampler's threshold: a new trace is sampled when the low 64 bits of its id are below it (the
-    OpenTelemetry TraceIdRatioBased rule, so every process decides alike for one trace id)."""
+    """The sampler's threshold: a new trace is sampled when the high 64 bits of its id are below it (every
+    process decides alike for one trace id; see proxy.tracing.tracer)."""
     ratio = min(1.0, max(0.0, ratio))
     return 1 << 64 if ratio >= 1.0 else int(ratio * (1 << 64))
 
