@@ -110,6 +110,8 @@ def _describe_route(runtime: Runtime, route: Route) -> dict[str, Any]:
         entry["timeouts"] = {"request": route.timeouts.request, "backendRequest": route.timeouts.backend_request}
     if route.policy is not None:
         entry["policy"] = _describe_policy(route.policy)
+    if route.tracing is not None:
+        entry["tracing"] = route.tracing  # its annotation; absent: the process's default
     if route.backends is not None:
         entry["backends"] = [{"weight": b.weight, **_describe_cluster(runtime, b.cluster)}
                              for b in route.backends.backends]

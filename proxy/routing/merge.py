@@ -53,6 +53,7 @@ class IngressPaths(Protocol):
     redirect: bool  # ssl-redirect
     force_redirect: bool  # force-ssl-redirect
     nginx: NginxFeatures | None  # the other ingress-nginx annotations, compiled (None: none used)
+    tracing: bool | None  # enable-opentelemetry (None: the process's default)
 
     def paths_for(self, host: str) -> tuple[PathEntry, ...]: ...
 
@@ -98,13 +99,14 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
     for contribution in contributions:
         namespace, name = contribution.key
         nginx = contribution.nginx
+        tracing = contribution.tracing
         if nginx is not None and nginx.canary is not None:
             canaries.append(contribution)
             continue
         redirected = contribution.force_redirect or (contribution.redirect and covered)
         filters = HTTPS_REDIRECT if redirected else None
         for path, path_type, key, cluster in contribution.paths_for(host):
-            route = Route(namespace, name, host, path, path_type, cluster, filters=filters)
+            route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing)
             if nginx is not None:
                 route = nginx.route(route)
             if regex:
@@ -127,19 +129,20 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 warnings.append(_lost(route, taken, why=""))
         if nginx is not None and nginx.app_root is not None and root is None:
             # nginx's `if ($uri = /)` sits in the server block: it answers "/" before any location is chosen.
-            root = Route(namespace, name, host, "/", PATH_EXACT, "", filters=Filters(request=(nginx.app_root,)))
+            root = Route(namespace, name, host, "/", PATH_EXACT, "", filters=Filters(request=(nginx.app_root,)),
+                         tracing=tracing)
         default = contribution.default
         if default is None:
             continue
         if host:
-            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters)
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing)
             if routes.default is None:
                 routes.default = route
             else:
                 warnings.append(_lost(route, routes.default, why=""))
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
-                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None)
+                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing)
         elif not contribution.has_hosts:
             # An Ingress whose defaultBackend serves hosts of its own is not warned for losing the catch-all.
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default)

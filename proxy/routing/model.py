@@ -176,6 +176,9 @@ class Route:
     timeouts: Timeouts | None = None
     # Retries, fault injection, rate limits; None: connect failures retried, nothing else.
     policy: RoutePolicy | None = None
+    # Spans for this rule's requests (an Ingress's enable-opentelemetry, an HTTPRoute's pyngress.dev/tracing
+    # annotation); None: the process's default (--trace-by-default). Without --otlp-endpoint nothing is traced.
+    tracing: bool | None = None
     # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
     # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)

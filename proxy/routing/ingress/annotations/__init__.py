@@ -31,6 +31,7 @@ from proxy.routing.ingress.annotations import (
     canary_by_header_value,
     canary_weight,
     canary_weight_total,
+    enable_opentelemetry,
     force_ssl_redirect,
     permanent_redirect,
     permanent_redirect_code,
@@ -66,6 +67,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     canary_by_cookie,
     canary_weight,
     canary_weight_total,
+    enable_opentelemetry,
 )
 
 # Raw nginx configuration: refused on purpose (ingress-nginx's worst security hole; it turned them off by
@@ -96,6 +98,7 @@ class IngressAnnotations:
     canary_by_cookie: str = canary_by_cookie.DEFAULT
     canary_weight: int = canary_weight.DEFAULT
     canary_weight_total: int = canary_weight_total.DEFAULT
+    enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
@@ -166,6 +169,8 @@ def _our_first(key: Any) -> tuple[int, str]:
 
 
 def _default_text(value: Any) -> str:
+    if value is None:
+        return "the process's default"
     if isinstance(value, bool):
         return f'the default "{str(value).lower()}"'
     return f"the default {value!r}"
