@@ -176,7 +176,8 @@ def _affinity(values: IngressAnnotations, problems: list[str]) -> SessionAffinit
         max_age = values.session_cookie_expires  # sent as Max-Age: the same lifetime for every browser since 2011
     same_site = values.session_cookie_samesite
     return SessionAffinity(cookie=values.session_cookie_name.encode(),
-                           path=(values.session_cookie_path or "/").encode(), max_age=max_age if max_age >= 0 else None, same_site=same_site.encode(),
+                           path=(values.session_cookie_path or "/").encode(),
+                           max_age=max_age if max_age >= 0 else None, same_site=same_site.encode(),
                            secure=values.session_cookie_secure, domain=values.session_cookie_domain.encode())
 
 
