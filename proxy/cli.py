@@ -253,8 +253,13 @@ def election_ttl(environ: Mapping[str, str] | None = None) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (`pyngress`, `python -m proxy`)."""
-    settings = settings_from_args(argv)
+    """Console entry point (`pyngress`, `python -m proxy`); `pyngress migrate ...` runs the migration report."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["migrate"]:
+        from proxy.migrate.cli import main as migrate
+
+        return migrate(args[1:])
+    settings = settings_from_args(args)
     configure_logging(settings.log_level)
     if settings.workers > 1:
         from proxy.workers.control import serve_workers

@@ -39,15 +39,22 @@ def describe_table(runtime: Runtime) -> dict[str, Any]:
 
 
 def describe_gateways(config: Config) -> dict[str, Any]:
-    """The Gateway API status the build computed (what the status writer publishes in cluster mode)."""
+    """The Gateway API and policy status the build computed (what the status writers publish in cluster mode):
+    GatewayClasses, Gateways, our HTTPRoute `status.parents` entries, and our `status.ancestors` entries of
+    every BackendTLSPolicy and BackendTrafficPolicy ("namespace/name" -> entries)."""
     status = config.gateway_status
-    if status is None:
-        return {"gatewayClasses": {}, "gateways": {}, "httpRoutes": {}}
-    return {
-        "gatewayClasses": {name: item.to_json() for name, item in sorted(status.classes.items())},
-        "gateways": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.gateways.items())},
-        "httpRoutes": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.routes.items())},
-    }
+    described: dict[str, Any] = {"gatewayClasses": {}, "gateways": {}, "httpRoutes": {}}
+    if status is not None:
+        described = {
+            "gatewayClasses": {name: item.to_json() for name, item in sorted(status.classes.items())},
+            "gateways": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.gateways.items())},
+            "httpRoutes": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.routes.items())},
+        }
+    for field, policies in (("backendTLSPolicies", config.tls_policy_status),
+                            ("backendTrafficPolicies", config.policy_status)):
+        found = policies.policies if policies is not None else {}
+        described[field] = {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(found.items())}
+    return described
 
 
 def _describe(runtime: Runtime, table: RouteTable) -> dict[str, Any]:
@@ -138,10 +145,12 @@ def _describe_cluster(runtime: Runtime, key: str) -> dict[str, Any]:
                         "clientCertificate": bool(tls.policy.client_certificate)}
         if tls.error:
             entry["tls"]["error"] = tls.error
+    policy = upstream.policy if upstream is not None else (cluster.policy if cluster is not None else None)
+    if policy is not None:  # the build's, also without a live upstream (what a pure build describes)
+        entry["clusterPolicy"] = _jsonable(asdict(policy))
     if upstream is not None:
         entry["endpointStates"] = _endpoint_states(upstream)
         if upstream.policy is not None:
-            entry["clusterPolicy"] = _jsonable(asdict(upstream.policy))
             entry["clusterState"] = {"active": upstream.active, "pending": upstream.pending,
                                     "retrying": upstream.retrying, "ejected": upstream.ejected,
                                     "ejections": upstream.outliers.total if upstream.outliers is not None else 0}

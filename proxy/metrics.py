@@ -296,11 +296,13 @@ class ClusterCollector(Collector):
 
     def __init__(self, *, watch: WatchHealth, elector: Leadership | None = None,
                  status_writer: WriteCounters | None = None, events: EventCounters | None = None,
-                 gateway_status_writer: WriteCounters | None = None) -> None:
+                 gateway_status_writer: WriteCounters | None = None,
+                 policy_status_writer: WriteCounters | None = None) -> None:
         self.watch = watch
         self.elector = elector
         self.status_writer = status_writer
         self.gateway_status_writer = gateway_status_writer
+        self.policy_status_writer = policy_status_writer
         self.events = events
 
     def collect(self) -> Iterator[Metric]:
@@ -325,9 +327,11 @@ class ClusterCollector(Collector):
             yield GaugeMetricFamily("pyngress_leader", "1 while this replica holds the leader Lease (writes status "
                                     "and Events).", value=1 if self.elector.is_leader else 0)
         writers = [(api, writer) for api, writer in (("Ingress", self.status_writer),
-                                                     ("Gateway", self.gateway_status_writer)) if writer is not None]
+                                                     ("Gateway", self.gateway_status_writer),
+                                                     ("Policy", self.policy_status_writer)) if writer is not None]
         if writers:
-            # kind: Ingress (status.loadBalancer of Ingresses) or Gateway (GatewayClass, Gateway, HTTPRoute status).
+            # kind: Ingress (status.loadBalancer of Ingresses), Gateway (GatewayClass, Gateway, HTTPRoute status) or
+            # Policy (BackendTrafficPolicy and BackendTLSPolicy status.ancestors).
             writes = CounterMetricFamily("pyngress_status_writes", "Status updates written, by API.", labels=["kind"])
             failed = CounterMetricFamily("pyngress_status_errors", "Status passes that failed (retried), by API.",
                                          labels=["kind"])
@@ -410,10 +414,12 @@ class Metrics:
 
     def add_cluster(self, *, watch: WatchHealth, elector: Leadership | None = None,
                     status_writer: WriteCounters | None = None, events: EventCounters | None = None,
-                    gateway_status_writer: WriteCounters | None = None) -> None:
+                    gateway_status_writer: WriteCounters | None = None,
+                    policy_status_writer: WriteCounters | None = None) -> None:
         """Export cluster mode's health (watch, leadership, status writers, Events) from now on."""
         self.registry.register(ClusterCollector(watch=watch, elector=elector, status_writer=status_writer,
-                                                events=events, gateway_status_writer=gateway_status_writer))
+                                                events=events, gateway_status_writer=gateway_status_writer,
+                                                policy_status_writer=policy_status_writer))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every collector."""

@@ -90,6 +90,6 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
     coroutines.append(("event recorder", recorder.run()))
     if metrics is not None:
         metrics.add_cluster(watch=watch, elector=elector, status_writer=writer, events=recorder,
-                            gateway_status_writer=gateway_writer)
+                            gateway_status_writer=gateway_writer, policy_status_writer=policy_writer)
     return ClusterMode(client, coroutines, watch=watch, elector=elector, status_writer=writer, events=recorder,
                        gateway_status_writer=gateway_writer, policy_status_writer=policy_writer)

@@ -38,6 +38,7 @@ from proxy.routing.model import Cluster, Config, Route
 from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import index_policies
 from proxy.routing.policy.status import policy_status
+from proxy.routing.policy.tls_status import tls_policy_status
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
 
@@ -103,9 +104,12 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     warnings.extend(cluster_warnings)
     warnings.extend(policies.warnings())
     status = policy_status(snapshot, policies, settings.gateway_controller_name)
+    tls_status = tls_policy_status(snapshot, policies, settings.gateway_controller_name, gateway_status=gateway.status,
+                                   used={(c.namespace, c.service, c.port) for c in clusters.values()})
     return Config(table=table, clusters=clusters, warnings=tuple(sorted(dict.fromkeys(warnings), key=warning_order)),
-                  checksum=checksum(table, clusters, listeners, gateway.status, status), listeners=listeners,
-                  gateway_status=gateway.status, policy_status=status)
+                  checksum=checksum(table, clusters, listeners, gateway.status, status, tls_status),
+                  listeners=listeners, gateway_status=gateway.status, policy_status=status,
+                  tls_policy_status=tls_status)
 
 
 def resolve_clusters(snapshot: Snapshot, table: RouteTable, extra: Iterable[Route] = (), *,

@@ -95,7 +95,8 @@ def status_digest(status: object) -> bytes:
 
 
 def policy_status_digest(status: object) -> bytes:
-    """BackendTrafficPolicy status, like Gateway API status: a change to it alone reaches its writer."""
+    """BackendTrafficPolicy (or BackendTLSPolicy) status, like Gateway API status: a change to it alone reaches
+    its writer (the two kinds' digests differ: the repr names the class)."""
     return hashlib.sha256(f"policy status\0{status!r}".encode()).digest()
 
 
@@ -124,7 +125,8 @@ def listener_digests(local: int, config: ListenerConfig, ingress: RouteTable) ->
 
 
 def checksum(table: RouteTable, clusters: Mapping[str, Cluster], listeners: Mapping[int, ListenerConfig] | None = None,
-             status: object | None = None, policy_status: object | None = None) -> str:
+             status: object | None = None, policy_status: object | None = None,
+             tls_policy_status: object | None = None) -> str:
     """A stable digest of routes, clusters, Gateway listeners and status: equal routing gives an equal checksum.
 
     Builders compute the same value piecewise (a digest per host, kept while the host is unchanged).
@@ -138,6 +140,8 @@ def checksum(table: RouteTable, clusters: Mapping[str, Cluster], listeners: Mapp
         digests.add(status_digest(status))
     if policy_status is not None:
         digests.add(policy_status_digest(policy_status))
+    if tls_policy_status is not None:
+        digests.add(policy_status_digest(tls_policy_status))
     for host, routes in table.hosts.items():
         digests.add(host_digest(host, routes))
     for suffix, routes in table.wildcards.items():

@@ -50,6 +50,7 @@ from proxy.routing.model import Cluster, Config, ListenerConfig
 from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import PolicyIndex, PolicyMemo, index_policies
 from proxy.routing.policy.status import TrafficPolicyStatus, policy_status
+from proxy.routing.policy.tls_status import TlsPolicyStatus, tls_policy_status
 from proxy.routing.table import RouteTable, VirtualHost
 from proxy.settings import Settings
 
@@ -182,6 +183,8 @@ class Builder:
         self._policy_memo = PolicyMemo()
         self._policy_status: TrafficPolicyStatus | None = None
         self._policy_status_digest = b""
+        self._tls_status: TlsPolicyStatus | None = None
+        self._tls_status_digest = b""
 
     def build(self, snapshot: Snapshot, settings: Settings) -> Config:
         """The Config of `snapshot`, reusing the work of objects that did not change since the last call."""
@@ -263,10 +266,11 @@ class Builder:
         gateway = self._gateway
         if gateway is EMPTY:
             return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
-                          checksum=self._digests.hexdigest(), policy_status=self._policy_status)
+                          checksum=self._digests.hexdigest(), policy_status=self._policy_status,
+                          tls_policy_status=self._tls_status)
         return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
                       checksum=self._digests.hexdigest(), listeners=self._listeners, gateway_status=gateway.status,
-                      policy_status=self._policy_status)
+                      policy_status=self._policy_status, tls_policy_status=self._tls_status)
 
     # ------------------------------------------------------------------ traffic policies
 
@@ -291,18 +295,28 @@ class Builder:
         return True
 
     def _update_policy_status(self, snapshot: Snapshot, settings: Settings) -> None:
-        """Status of the policies: it reads whether targets exist, so it is judged on every build that has any."""
-        if not self._policies.traffic and self._policy_status is None:
-            return
-        status = policy_status(snapshot, self._policies, settings.gateway_controller_name)
-        if status == self._policy_status:
-            return
-        self._policy_status = status
-        if self._policy_status_digest:
-            self._digests.discard(self._policy_status_digest)
-        self._policy_status_digest = policy_status_digest(status) if status is not None else b""
-        if self._policy_status_digest:
-            self._digests.add(self._policy_status_digest)
+        """Status of the policies: it reads whether targets exist (and, for BackendTLSPolicy, which Gateways
+        route to them), so it is judged on every build that has any."""
+        controller = settings.gateway_controller_name
+        if self._policies.traffic or self._policy_status is not None:
+            status = policy_status(snapshot, self._policies, controller)
+            if status != self._policy_status:
+                self._policy_status = status
+                self._policy_status_digest = self._swap_digest(self._policy_status_digest, status)
+        if self._policies.tls or self._tls_status is not None:
+            tls = tls_policy_status(snapshot, self._policies, controller, gateway_status=self._gateway.status,
+                                    used={(c.namespace, c.service, c.port) for c in self._clusters_out.values()})
+            if tls != self._tls_status:
+                self._tls_status = tls
+                self._tls_status_digest = self._swap_digest(self._tls_status_digest, tls)
+
+    def _swap_digest(self, old: bytes, status: object | None) -> bytes:
+        if old:
+            self._digests.discard(old)
+        new = policy_status_digest(status) if status is not None else b""
+        if new:
+            self._digests.add(new)
+        return new
 
     # ------------------------------------------------------------------ Gateway API
 

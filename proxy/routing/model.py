@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from proxy.routing.matches import Conditions
     from proxy.routing.policies import ClusterPolicy, RoutePolicy
     from proxy.routing.policy.status import TrafficPolicyStatus
+    from proxy.routing.policy.tls_status import TlsPolicyStatus
     from proxy.routing.table import RouteTable
 
 __all__ = [
@@ -283,6 +284,8 @@ class Config:
     # Status of every BackendTrafficPolicy (None: there are none), for the policy status writer; covered by
     # the checksum like gateway_status.
     policy_status: TrafficPolicyStatus | None = None
+    # Status of every BackendTLSPolicy (None: there are none), for the same writer; covered by the checksum.
+    tls_policy_status: TlsPolicyStatus | None = None
 
     def routes(self) -> Iterator[Route]:
         """Every route served on some port, each once (the Ingress ports' Gateway tables share Ingress routes)."""

@@ -50,10 +50,12 @@ def test_metrics_read_the_live_objects_at_scrape_time() -> None:
     elector = _Leadership()
     writer = _Counters(writes_total=0, errors_total=0)
     gateway_writer = _Counters(writes_total=0, errors_total=0)
+    policy_writer = _Counters(writes_total=0, errors_total=0)
     recorder = _Counters(posted_total=0, errors_total=0, dropped_total=0)
     metrics = Metrics(holder=RuntimeHolder())
     metrics.add_cluster(watch=watch, elector=elector, status_writer=writer, events=recorder,  # type: ignore[arg-type]
-                        gateway_status_writer=gateway_writer)  # type: ignore[arg-type]
+                        gateway_status_writer=gateway_writer,  # type: ignore[arg-type]
+                        policy_status_writer=policy_writer)  # type: ignore[arg-type]
     assert sample(metrics, "pyngress_watch_failing", kind="Secret") == 0
     assert sample(metrics, "pyngress_watch_synced", kind="Secret") == 0
     assert sample(metrics, "pyngress_leader") == 0
@@ -65,6 +67,7 @@ def test_metrics_read_the_live_objects_at_scrape_time() -> None:
     elector.is_leader = True
     writer.writes_total, writer.errors_total = 7, 1
     gateway_writer.writes_total, gateway_writer.errors_total = 4, 2
+    policy_writer.writes_total, policy_writer.errors_total = 5, 3
     recorder.posted_total, recorder.errors_total, recorder.dropped_total = 3, 2, 1
     assert sample(metrics, "pyngress_watch_failing", kind="Secret") == 1
     assert sample(metrics, "pyngress_watch_failing", kind="Ingress") == 0
@@ -76,6 +79,8 @@ def test_metrics_read_the_live_objects_at_scrape_time() -> None:
     assert sample(metrics, "pyngress_status_errors_total", kind="Ingress") == 1
     assert sample(metrics, "pyngress_status_writes_total", kind="Gateway") == 4
     assert sample(metrics, "pyngress_status_errors_total", kind="Gateway") == 2
+    assert sample(metrics, "pyngress_status_writes_total", kind="Policy") == 5
+    assert sample(metrics, "pyngress_status_errors_total", kind="Policy") == 3
     assert (sample(metrics, "pyngress_events_posted_total"), sample(metrics, "pyngress_events_errors_total"),
             sample(metrics, "pyngress_events_dropped_total")) == (3, 2, 1)
 

@@ -585,15 +585,17 @@ def test_a_configmap_matters_only_while_a_backend_tls_policy_names_it():
     assert changes == []
 
 
-def test_policy_status_alone_rebuilds_nothing():
+@pytest.mark.parametrize("kind, api_version", [("BackendTrafficPolicy", "pyngress.dev/v1alpha1"),
+                                               ("BackendTLSPolicy", "gateway.networking.k8s.io/v1")])
+def test_policy_status_alone_rebuilds_nothing(kind: str, api_version: str):
     cache = ObjectCache()
     changes: list[CacheChange] = []
     cache.subscribe(changes.append)
-    policy = {"apiVersion": "pyngress.dev/v1alpha1", "kind": "BackendTrafficPolicy",
+    policy = {"apiVersion": api_version, "kind": kind,
               "metadata": {"name": "p", "namespace": "default", "resourceVersion": "1"},
               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}]}}
-    cache.apply("BackendTrafficPolicy", "ADDED", policy)
+    cache.apply(kind, "ADDED", policy)
     changes.clear()
     moved = {**policy["metadata"], "resourceVersion": "2"}
-    cache.apply("BackendTrafficPolicy", "MODIFIED", {**policy, "metadata": moved, "status": {"ancestors": []}})
+    cache.apply(kind, "MODIFIED", {**policy, "metadata": moved, "status": {"ancestors": []}})
     assert changes == []

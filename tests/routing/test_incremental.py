@@ -995,8 +995,9 @@ def check_gateway_step(builder: Builder, snap: Snapshot, settings: Settings) -> 
     assert listener_contents(got) == listener_contents(fresh)
     assert got.gateway_status == fresh.gateway_status
     assert got.policy_status == fresh.policy_status
+    assert got.tls_policy_status == fresh.tls_policy_status
     assert got.checksum == fresh.checksum == checksum(got.table, got.clusters, got.listeners, got.gateway_status,
-                                                      got.policy_status)
+                                                      got.policy_status, got.tls_policy_status)
     assert not [w for w in got.warnings if any(net in w.message for net in SAFETY_NETS)], got.warnings
     return got
 
@@ -1153,7 +1154,7 @@ def test_random_policy_changes_build_what_a_fresh_build_does(seed):
         under_policy += any(cluster.policy is not None for cluster in config.clusters.values())
         under_policy += any(route.policy is not None for route in config.routes())
         contents = (table_contents(config.table), dict(config.clusters), listener_contents(config),
-                    config.gateway_status, config.policy_status)
+                    config.gateway_status, config.policy_status, config.tls_policy_status)
         if previous is not None:
             assert (config.checksum == previous_checksum) == (contents == previous)
         previous, previous_checksum = contents, config.checksum

@@ -7,7 +7,9 @@ A translator with no behaviour of its own, like `routing.gateway`:
 - `sessions`: the Gateway API's `sessionPersistence` and HTTPRoute `retry`;
 - `targets`: policy attachment (targetRefs); `spec`: one layer of settings and how layers fold;
 - `index`: which layer applies to which route and backend (precedence), variant cluster keys;
-- `status`: Accepted / Invalid / TargetNotFound / Conflicted per target, for the status writer.
+- `status`: BackendTrafficPolicy's Accepted / Invalid / TargetNotFound / Conflicted per target, for the status
+  writer; `tls_status`: BackendTLSPolicy's Accepted and ResolvedRefs per ancestor (the Gateways routing to
+  the target).
 
 The package imports nothing itself: `routing.gateway` and this package import each other's modules.
 """

@@ -45,7 +45,8 @@ class AncestorStatus:
 
 @dataclass(frozen=True, slots=True)
 class PolicyStatus:
-    """Our entries of one BackendTrafficPolicy's status.ancestors."""
+    """Our entries of one policy's status.ancestors (BackendTrafficPolicy's here, BackendTLSPolicy's in
+    tls_status)."""
 
     namespace: str
     name: str

@@ -6,13 +6,15 @@ header line, `Host` not among them), and the `namespace` and `pod` it runs as. T
 `?delay=<Go duration>` (answers that much later: the timeout tests) and the `X-Echo-Set-Header:
 Name:value,Name2:value2` request header (fields it adds to its answer: the response header tests), and
 echoes WebSocket messages on `/ws`. Every request is also kept (`seen`), so mirror tests can find the
-copies a pod received.
+copies a pod received. A pod given a server context serves HTTPS (the suite's `tls-backend`) and reports the
+TLS server name the client sent as `tls.serverName`, as echo-basic does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +54,10 @@ class Received:
 class EchoPod:
     """One pod of a conformance backend Deployment: `name` starts with its Service's name, as pod names do."""
 
-    def __init__(self, *, service: str, namespace: str, name: str, address: str) -> None:
+    def __init__(self, *, service: str, namespace: str, name: str, address: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.service = service
+        self.tls = tls
         self.namespace = namespace
         self.name = name
         self.address = address
@@ -67,10 +71,21 @@ class EchoPod:
         app.router.add_route("*", "/{tail:.*}", self._answer)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.address, port)
+        site = web.TCPSite(self._runner, self.address, port, ssl_context=self._server_context())
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self
+
+    def _server_context(self) -> ssl.SSLContext | None:
+        """The pod's context, with an SNI callback noting the name on the connection's SSL object."""
+        if self.tls is None:
+            return None
+
+        def remember(ssl_object: Any, name: str | None, _context: Any) -> None:
+            ssl_object.pod_server_name = name or ""
+
+        self.tls.sni_callback = remember
+        return self.tls
 
     async def stop(self) -> None:
         self._stopping.set()  # delayed answers go now instead of holding up the shutdown
@@ -105,6 +120,9 @@ class EchoPod:
             "namespace": self.namespace,
             "pod": self.name,
         }
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
+        if ssl_object is not None:
+            body["tls"] = {"serverName": getattr(ssl_object, "pod_server_name", "")}
         response = web.json_response(body)
         response.headers["X-Content-Type-Options"] = "nosniff"
         for listed in request.headers.getall("X-Echo-Set-Header", []):

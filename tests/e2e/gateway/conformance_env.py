@@ -1,9 +1,10 @@
 """Where the end-to-end conformance runs happen: echo pods for the base manifests' backends, the manifests as the
 process gets them, and the real `pyngress` process in file mode or cluster mode, switched from state to state.
 
-The manifests are the conformance data's (tests/routing/gateway), with three substitutions a test cluster
+The manifests are the conformance data's (tests/routing/gateway), with four substitutions a test cluster
 would make by itself: EndpointSlices list the echo pods' loopback addresses and ports instead of the pod IPs
-in the data; the TLS Secrets the suite generates hold real certificates (the upstream's names), made here; and
+in the data; the TLS Secrets the suite generates hold real certificates (the upstream's names), made here; the
+CA ConfigMaps it generates hold real CAs, one of which signed the HTTPS pod's certificate; and
 the Gateways a step does not put under test belong to another GatewayClass. That last one is the production
 shape the routing level gets with `--gateway` (one process per Gateway: the upstream gives every Gateway its own
 address): here one process serves every test of a mode, so the Gateways of other tests are not ours rather than
@@ -24,18 +25,15 @@ import ipaddress
 import json
 import random
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from conformance_certs import Authority, Certificate
 from conformance_echo import EchoPod
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from e2e_harness import ManifestDir, Pyngress, kubeconfig, start_pyngress
 from kubeapi import KubeApiServer
@@ -46,7 +44,8 @@ from proxy.kube.files import parse_manifest
 from proxy.routing.build import build
 from proxy.routing.model import Config
 from proxy.runtime import Runtime
-from routing.gateway.objects import CONTROLLER, PODS, base_objects
+from proxy.tls.store import load_chain
+from routing.gateway.objects import CA_CONFIG_MAPS, CONTROLLER, PODS, base_objects, ca_pem
 from routing.gateway.scenario import Step, merged, under_test
 
 Obj = dict[str, Any]
@@ -58,6 +57,10 @@ CERTIFICATES = {
     (INFRA, "tls-validity-checks-certificate"): ("*", "*.org", "*.wildcard.org"),
     ("gateway-conformance-web-backend", "certificate"): ("*",),
 }
+# Pods serving HTTPS (the suite's MustCreateCASignedCertSecret): Service -> (the CA ConfigMap whose CA signs the
+# certificate, its DNS and URI names).
+TLS_PODS = {"tls-backend": ((INFRA, "tls-checks-ca-certificate"),
+                            ("abc.example.com", "spiffe://abc.example.com/test-identity", "other.example.com"))}
 # Seconds for the process to serve a new state: it takes tens of milliseconds; generous for two busy cores, short
 # enough that a process gone wrong fails the module's tests one by one quickly.
 DEADLINE = 10.0
@@ -72,6 +75,8 @@ class Backends:
     Service share a port number (an EndpointSlice lists one port per name)."""
 
     pods: dict[str, EchoPod] = field(default_factory=dict)  # data address -> pod
+    # The CAs of the CA ConfigMaps (CA_CONFIG_MAPS), made on start; TLS_PODS' certificates are signed by them.
+    authorities: dict[tuple[str, str], Authority] = field(default_factory=dict)
 
     @staticmethod
     def loopback(address: str) -> str:
@@ -81,6 +86,7 @@ class Backends:
         return "127." + ".".join(address.split(".")[1:])
 
     async def start(self) -> Backends:
+        self.authorities = {key: Authority.make(key[1]) for key in CA_CONFIG_MAPS}
         groups: dict[tuple[str, str, int], list[str]] = {}
         for address, (namespace, service, _) in PODS.items():
             family = ipaddress.ip_address(address).version
@@ -96,7 +102,8 @@ class Backends:
                 port = 0
                 for address in addresses:
                     namespace, service, name = PODS[address]
-                    pod = EchoPod(service=service, namespace=namespace, name=name, address=self.loopback(address))
+                    pod = EchoPod(service=service, namespace=namespace, name=name, address=self.loopback(address),
+                                  tls=self._server_context(service))
                     await pod.start(port)
                     started.append(pod)
                     port = pod.port
@@ -107,6 +114,15 @@ class Backends:
             self.pods.update(zip(addresses, started))
             return
         raise AssertionError(f"no common free port for the pods {addresses}")
+
+    def _server_context(self, service: str) -> ssl.SSLContext | None:
+        if service not in TLS_PODS:
+            return None
+        issuer, names = TLS_PODS[service]
+        certificate = self.authorities[issuer].issue(names)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        load_chain(context, certificate.cert_pem, certificate.key_pem)
+        return context
 
     async def stop(self) -> None:
         for pod in self.pods.values():
@@ -122,41 +138,6 @@ class Backends:
     def namespace_of(self, service: str) -> str | None:
         found = {pod.namespace for pod in self.of_service(service)}
         return found.pop() if len(found) == 1 else None
-
-
-# ---------------------------------------------------------------------------------------------- certificates
-
-
-@dataclass(frozen=True)
-class Certificate:
-    cert_pem: bytes
-    key_pem: bytes
-
-    @property
-    def der(self) -> bytes:
-        return x509.load_pem_x509_certificate(self.cert_pem).public_bytes(serialization.Encoding.DER)
-
-
-def self_signed(names: Iterable[str]) -> Certificate:
-    """As the upstream's MustCreateSelfSignedCertSecret: self-signed, the names as DNS SANs."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gateway-conformance")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return Certificate(cert.public_bytes(serialization.Encoding.PEM), key_pem)
 
 
 # ---------------------------------------------------------------------------------------------- manifests
@@ -181,6 +162,8 @@ class Manifests:
             kind, namespace, name = _key(obj)
             if kind == "EndpointSlice":
                 self._to_pods(obj)
+            elif kind == "ConfigMap":
+                self._to_authority(obj)
             elif kind == "Secret" and (namespace, name) in self.certificates:
                 certificate = self.certificates[(namespace, name)]
                 obj["data"] = {"tls.crt": base64.b64encode(certificate.cert_pem).decode(),
@@ -201,6 +184,15 @@ class Manifests:
         for item in obj.get("ports") or ():
             item["port"] = port
 
+    def _to_authority(self, obj: Obj) -> None:
+        """A CA ConfigMap of the data (its ca.crt the stand-in of a CA ConfigMap, maybe under another name: a
+        test copies one) holds that CA's real certificate."""
+        data = obj.get("data") or {}
+        namespace = obj["metadata"].get("namespace", "")
+        for (where, name), authority in self.backends.authorities.items():
+            if where == namespace and data.get("ca.crt") == ca_pem(name):
+                obj["data"] = {**data, "ca.crt": authority.cert_pem.decode()}
+
     def certificate_for(self, secret: tuple[str, str]) -> Certificate | None:
         return self.certificates.get(secret)
 
@@ -210,12 +202,12 @@ class Manifests:
 
 def normalized(description: dict[str, Any]) -> dict[str, Any]:
     """A /debug/routes body without what differs between equal states (generation, checksum, warnings, the live
-    upstream state: endpointStates, clusterState), endpoint lists sorted."""
+    upstream state: endpointStates, clusterState, tls), endpoint lists sorted."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: (sorted(walk(v)) if k == "endpoints" else walk(v)) for k, v in value.items()
-                    if k not in ("generation", "checksum", "warnings", "endpointStates", "clusterState")}
+                    if k not in ("generation", "checksum", "warnings", "endpointStates", "clusterState", "tls")}
         if isinstance(value, list):
             return [walk(v) for v in value]
         return value
@@ -313,6 +305,7 @@ class Environment:
             manifests: Path | None = self._files.path
         else:
             self.api = KubeApiServer(allow_loopback=True, bookmark_interval=3600, gateway_api=True)
+            self.api.install_policies(("BackendTLSPolicy",))
             await self.api.start()
             objects = await self._write_cluster(base, fresh=True)
             config = kubeconfig(self.folder / "kubeconfig", self.api.url)
@@ -434,6 +427,12 @@ class Environment:
                 f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": [
                     p for p in (obj.get("status") or {}).get("parents") or () if p.get("controllerName") == CONTROLLER]
                 for obj in self.api.objects("HTTPRoute")
+            },
+            "backendTLSPolicies": {
+                f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": [
+                    a for a in (obj.get("status") or {}).get("ancestors") or ()
+                    if a.get("controllerName") == CONTROLLER]
+                for obj in self.api.objects("BackendTLSPolicy")
             },
         }
 

@@ -185,6 +185,8 @@ class Runner:
                 problems.append(f"path {echo['path']!r} != {want!r}")
         elif echo["path"] != sent_path:
             problems.append(f"path {echo['path']!r} != {sent_path!r}")
+        if "backend_sni" in wanted and (echo.get("tls") or {}).get("serverName") != wanted["backend_sni"]:
+            problems.append(f"backend TLS {echo.get('tls')!r}, not the server name {wanted['backend_sni']!r}")
         if "host" in wanted and echo["host"] != wanted["host"]:
             problems.append(f"host {echo['host']!r} != {wanted['host']!r}")
         headers = {name.lower(): ",".join(values) for name, values in echo["headers"].items()}
@@ -347,16 +349,19 @@ def _comparable(doc: dict[str, Any], *, like: dict[str, Any] | None = None) -> d
             return [strip(v) for v in value]
         return value
 
-    found = strip(doc)
+    found = {k: v for k, v in strip(doc).items()
+             if k in ("gatewayClasses", "gateways", "httpRoutes", "backendTLSPolicies")}
     if like is not None:
-        routes = found["httpRoutes"]
+        shared = ("httpRoutes", "backendTLSPolicies")  # lists of entries of ours, on objects of every controller
         found = {
             "gatewayClasses": {k: found["gatewayClasses"].get(k) for k in like["gatewayClasses"]},
             "gateways": {k: found["gateways"].get(k) for k in like["gateways"]},
-            "httpRoutes": {k: v for k, v in routes.items() if k in like["httpRoutes"] or v},
+            **{field: {k: v for k, v in (found.get(field) or {}).items() if k in like.get(field, {}) or v}
+               for field in shared},
         }
-        for key in like["httpRoutes"]:
-            found["httpRoutes"].setdefault(key, None)
+        for field in shared:
+            for key in like.get(field, {}):
+                found[field].setdefault(key, None)
     return found
 
 

@@ -12,8 +12,9 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conformance_certs import self_signed
 from conformance_client import Client
-from conformance_env import CERTIFICATES, Backends, Environment, self_signed
+from conformance_env import CERTIFICATES, Backends, Environment
 from conformance_runner import Runner
 
 

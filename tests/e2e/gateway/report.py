@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PATHS = (
     "tests/routing/gateway/test_conformance_httproute.py",
     "tests/routing/gateway/test_conformance_gateway.py",
+    "tests/routing/gateway/test_conformance_backendtls.py",
     "tests/e2e/gateway/test_gateway_conformance.py",
 )
 COLUMNS = ("routing", "file", "cluster")
@@ -30,7 +31,9 @@ OUT_OF_SCOPE = {
     "HTTPRouteHTTPSListenerDetectMisdirectedRequests (HTTP/2 part)": "HTTP/2; the HTTP/1.1 cases are reproduced",
     "HTTPRouteRetry, HTTPRouteRetryConnectionError, HTTPRouteRetryWithTimeouts": "experimental channel",
     "GatewayFrontendClientCertificateValidation and the other client certificate tests": "not implemented",
-    "GatewayTLSBackendClientCertificate, GatewayInvalidTLSBackendConfiguration": "BackendTLSPolicy",
+    "GatewayTLSBackendClientCertificate, GatewayInvalidTLSBackendConfiguration": "the Gateway's client certificate "
+                                                                                 "to backends (tls.backend)",
+    "BackendTLSPolicyGRPCRoute, BackendTLSPolicyTLSRouteTerminate": "GRPCRoute and TLSRoute",
     "GatewayInfrastructure": "infrastructure propagation",
     "ListenerSetGatewayParentSectionNameNotFound": "ListenerSet",
 }
@@ -68,12 +71,13 @@ class Outcomes:
 def main(argv: list[str]) -> int:
     os.chdir(ROOT)  # pytest's configuration (pyproject.toml) and rootdir
     sys.path.insert(0, str(ROOT / "tests"))
+    from routing.gateway.suite_backendtls import TESTS as BACKEND_TLS_TESTS
     from routing.gateway.suite_gateway import TESTS as GATEWAY_TESTS
     from routing.gateway.suite_httproute import TESTS as HTTPROUTE_TESTS
 
     outcomes = Outcomes()
     status = pytest.main(["-q", "-p", "no:cacheprovider", *[str(ROOT / p) for p in PATHS], *argv], plugins=[outcomes])
-    names = [test.name for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS)]
+    names = [test.name for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS, *BACKEND_TLS_TESTS)]
     width = max(len(name) for name in names)
     print("\nUpstream conformance test -> routing level / end to end in file mode / in cluster mode")
     for name in names:

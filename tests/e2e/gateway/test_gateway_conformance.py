@@ -12,6 +12,7 @@ import pytest
 
 from e2e_harness import eventually, scrape
 from routing.gateway.scenario import ConformanceTest
+from routing.gateway.suite_backendtls import TESTS as BACKEND_TLS_TESTS
 from routing.gateway.suite_gateway import TESTS as GATEWAY_TESTS
 from routing.gateway.suite_httproute import TESTS as HTTPROUTE_TESTS
 
@@ -29,7 +30,8 @@ def _end_to_end(test: ConformanceTest):
     return check
 
 
-globals().update({f"test_{test.name}": _end_to_end(test) for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS)})
+globals().update({f"test_{test.name}": _end_to_end(test) for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS,
+                                                                               *BACKEND_TLS_TESTS)})
 
 
 async def test_httproute_traffic_is_counted_and_logged(conformance) -> None:

@@ -18,7 +18,7 @@ from proxy.routing.model import Config
 from proxy.settings import Settings
 
 from .harness import Outcome, build_config, send
-from .objects import INFRA, base_objects
+from .objects import INFRA, base_objects, ca_pem
 from .scenario import Case, ConformanceTest, Distribution, Step
 
 
@@ -123,6 +123,10 @@ def _check(outcome: Outcome, request: dict[str, Any], expected: dict[str, Any]) 
     wanted = dict(expected)
     wanted.pop("websocket_echo", None)  # end to end only
     wanted.pop("pod", None)
+    wanted.pop("backend_sni", None)  # end to end: the SNI the backend saw (here: backend_tls's)
+    backend_tls = wanted.pop("backend_tls", None)
+    if backend_tls is not None:
+        _check_tls(outcome, request, backend_tls)
     routed_to = wanted.pop("routed_to", None)
     if routed_to is not None:  # the client's status is the backend's (too slow: 504); here: it is forwarded
         wanted.pop("status", None)
@@ -160,6 +164,17 @@ def _check(outcome: Outcome, request: dict[str, Any], expected: dict[str, Any]) 
         assert name.lower() not in {k.lower() for k in outcome.response_headers}, (request, name, outcome)
     for field, value in wanted.items():
         assert getattr(outcome, field) == value, (request, field, outcome)
+
+
+def _check_tls(outcome: Outcome, request: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """The backend's TLS as the upstream dials it: `sni`, `names` (the SANs verified; none: the SNI name), `ca`
+    (the ConfigMap whose bundle verifies; "": none resolved, connections fail), or None: plain HTTP."""
+    tls = outcome.tls
+    assert tls is not None, (request, "no TLS to the backend")
+    assert tls.sni == wanted["sni"], (request, tls)
+    assert tls.subject_alt_names == tuple(wanted.get("names", ())), (request, tls)
+    ca = wanted["ca"]
+    assert tls.verify and tls.ca == (ca_pem(ca).encode() if ca else b""), (request, ca, tls.ca[:80])
 
 
 def routing_tests(tests: list[ConformanceTest]) -> dict[str, Callable[[], None]]:

@@ -18,6 +18,7 @@ from proxy.routing.build import build
 from proxy.routing.filters import Mirror
 from proxy.routing.model import Config, Route, Timeouts
 from proxy.routing.paths import normalize_path
+from proxy.routing.policies import BackendTLS
 from proxy.routing.table import normalize_host
 from proxy.settings import Settings
 
@@ -117,6 +118,7 @@ class Outcome:
     response_headers: dict[str, str] = field(default_factory=dict)  # sent to the client
     mirrors: list[tuple[str, float]] = field(default_factory=list)  # (service, percent)
     timeouts: Timeouts | None = None
+    tls: BackendTLS | None = None  # how the upstream dials the backend's pods (BackendTLSPolicy)
 
 
 def build_config(objects: list[dict[str, Any]] | Snapshot, *, gateways: tuple[str, ...] = (),
@@ -172,6 +174,7 @@ def send(config: Config, path: str = "/", *, host: str = "example.com", port: in
     target = config.clusters[cluster]
     outcome.status = 200
     outcome.service, outcome.namespace = target.service, target.namespace
+    outcome.tls = target.policy.tls if target.policy is not None else None
     outcome.path, outcome.host = request.forward_path, request.forward_host
     outcome.request_headers = request.as_dict()
     response = FakeResponse(200, upstream_headers)

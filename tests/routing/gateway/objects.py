@@ -113,6 +113,18 @@ def tls_secret(
 # ---------------------------------------------------------------------- Gateway API objects
 
 
+def ca_pem(name: str) -> str:
+    """A stand-in CA bundle for the routing level (only its PEM header is read there); end to end, the ConfigMaps
+    of CA_CONFIG_MAPS hold real CAs made by the test (tests/e2e/gateway/conformance_certs.py)."""
+    return f"-----BEGIN CERTIFICATE-----\n{base64.b64encode(name.encode()).decode()}\n-----END CERTIFICATE-----\n"
+
+
+def ca_config_map(name: str, namespace: str = INFRA, *, pem: str | None = None) -> Obj:
+    """A ConfigMap holding a CA bundle in `ca.crt`, as the upstream's MustCreateCACertConfigMap makes it."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(name, namespace),
+            "data": {"ca.crt": ca_pem(name) if pem is None else pem}}
+
+
 def gateway_class(name: str = CLASS, *, controller: str = CONTROLLER, generation: int = 1, **spec: Any) -> Obj:
     return {
         "apiVersion": f"{GROUP}/v1",
@@ -475,6 +487,7 @@ def base_objects() -> list[Obj]:
         service("app-backend-v2", namespace=APP),
         service("web-backend", namespace=WEB),
         tls_secret("tls-validity-checks-certificate"),
+        *(ca_config_map(name, namespace_name) for namespace_name, name in CA_CONFIG_MAPS),
     ]
     for service_name, namespace_name, ports in _BACKENDS:
         objects.append(endpoint_slice(service_name, *pod_addresses(service_name, namespace_name),
@@ -499,7 +512,12 @@ PODS: dict[str, tuple[str, str, str]] = {
     "10.2.2.2": (APP, "app-backend-v2", "app-backend-v2-9f6b7c8d4-fghij"),
     "10.3.1.1": (WEB, "web-backend", "web-backend-4b5c6d7f8-abcde"),
     "10.3.1.2": (WEB, "web-backend", "web-backend-4b5c6d7f8-fghij"),
+    # The HTTPS echo pod (its certificate: the Secret tls-checks-certificate, signed by tls-checks-ca-certificate).
+    "10.1.4.1": (INFRA, "tls-backend", "tls-backend-6c8d7f9b5-abcde"),
 }
+# The CA ConfigMaps the upstream suite creates (MustCreateCACertConfigMap): tls-backend's CA, and one that
+# signed nothing (BackendTLSPolicy tests make verification fail with it).
+CA_CONFIG_MAPS = ((INFRA, "tls-checks-ca-certificate"), (INFRA, "mismatch-ca-certificate"))
 
 # The pod ports each backend's EndpointSlice lists (name -> port), as the EndpointSlice controller makes them
 # from the Service's ports: infra-backend-v1's three ports reach the pod's 3000 (HTTP, WebSocket) and 3001 (h2c).
@@ -510,6 +528,7 @@ _BACKENDS: tuple[tuple[str, str, dict[str, int]], ...] = (
     ("app-backend-v1", APP, {"": 3000}),
     ("app-backend-v2", APP, {"": 3000}),
     ("web-backend", WEB, {"": 3000}),
+    ("tls-backend", INFRA, {"": 8443}),
 )
 
 

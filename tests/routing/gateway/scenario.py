@@ -31,6 +31,10 @@ Expected fields, as the upstream's ExpectedResponse says them:
 - `timeouts` (routing level: the rule's Timeouts) with `routed_to` (the backend the routing level forwards
   to): the end-to-end status is the client's (504 when the backend is too slow).
 - `websocket_echo`: the WebSocket exchange worked (end to end).
+- `backend_tls` (routing level: how the upstream dials the backend, BackendTLSPolicy): `sni`, `names` (the SANs
+  verified), `ca` (the CA ConfigMap whose bundle verifies; "": none, connections fail); with `routed_to` when
+  the handshake is to fail (the end-to-end status, a 5xx, is the client's). `backend_sni`: the TLS server name
+  the backend received (end to end).
 """
 
 from __future__ import annotations

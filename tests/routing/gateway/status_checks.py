@@ -225,3 +225,36 @@ class ClassAccepted:
         assert {c["observedGeneration"] for c in status["conditions"]} == {self.generation}, status
         features = [item["name"] for item in status["supportedFeatures"]]
         assert "HTTPRoute" in features and features == sorted(features), features
+
+
+def policy_ancestors(doc: Doc, policy: str, namespace: str = INFRA) -> list[dict[str, Any]]:
+    return list(doc.get("backendTLSPolicies", {}).get(f"{namespace}/{policy}") or ())
+
+
+@dataclass(frozen=True)
+class PolicyCondition:
+    """BackendTLSPolicyMustHaveCondition: every ancestor entry carries the policy's latest generation
+    (`generation`), and the entry for the Gateway has the condition ("" reason: any)."""
+
+    policy: str
+    gateway: str
+    type: str
+    status: str
+    reason: str = ""
+    generation: int = 1
+    namespace: str = INFRA
+
+    def __call__(self, doc: Doc) -> None:
+        ancestors = policy_ancestors(doc, self.policy, self.namespace)
+        for entry in ancestors:
+            assert {c["observedGeneration"] for c in entry["conditions"]} == {self.generation}, (self, entry)
+        assert any(has(entry["conditions"], self.type, self.status, self.reason) for entry in ancestors
+                   if entry["ancestorRef"]["name"] == self.gateway
+                   and entry["ancestorRef"].get("namespace", self.namespace) == self.namespace), (self, ancestors)
+
+
+def policy_accepted(policy: str, gateway: str = "same-namespace", *,
+                    generation: int = 1) -> tuple[PolicyCondition, ...]:
+    """The policy Accepted (reason Accepted) and ResolvedRefs (reason ResolvedRefs) for the Gateway."""
+    return (PolicyCondition(policy, gateway, "Accepted", "True", "Accepted", generation),
+            PolicyCondition(policy, gateway, "ResolvedRefs", "True", "ResolvedRefs", generation))

@@ -1,8 +1,9 @@
 """The upstream conformance suite's Gateway tests (conformance/tests/gateway-*.go and
 gatewayclass-observed-generation-bump.go) as data (scenario.py): listener and Gateway status, and requests.
 
-Client certificate validation, BackendTLSPolicy, infrastructure propagation and ListenerSets are out of
-scope and have no reproduction here.
+Client certificate validation, the Gateway's client certificate to backends (tls.backend, with
+BackendTLSPolicy), infrastructure propagation and ListenerSets are out of scope and have no reproduction
+here; the BackendTLSPolicy tests are in suite_backendtls.py.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ def built(*objects: Any, settings: Settings = SETTINGS) -> Config:
     assert dict(got.clusters) == dict(fresh.clusters)
     assert got.warnings == fresh.warnings
     assert got.policy_status == fresh.policy_status
+    assert got.tls_policy_status == fresh.tls_policy_status
     assert got.checksum == fresh.checksum
     return fresh
 
