@@ -8,6 +8,7 @@ TLS to the pods. Pods fail on cue; every wait is bounded (server_harness.TIMEOUT
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from backend_pods import HealthPod, Pki, server_context
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.model import Config
-from server_harness import request
+from server_harness import connect, encode_request, read_head, read_response, request
 from test_nginx_annotations import ingress
 
 
@@ -198,3 +199,31 @@ async def test_proxy_next_upstream_timeout_stops_retrying_once_it_has_passed(mak
     assert sorted(r.status for r in limited) == [200, 502]
     unlimited = [await request(proxy.port, "/", host="unlimited.test") for _ in range(2)]
     assert [r.status for r in unlimited] == [200, 200]
+
+
+async def test_proxy_send_timeout_bounds_a_pod_that_stops_reading_the_upload(make_proxy, make_backend):
+    """proxy.go "should set timeout values for proxy read, write and connect" (proxy_send_timeout): a pod that
+    never reads the request body gets 504 after the Ingress's proxy-send-timeout (1s), although the global
+    read timeout (60s) would wait much longer."""
+    async def handler(reader, writer):
+        await read_head(reader)
+        await asyncio.sleep(30)  # never reads the body
+
+    backend = await make_backend(handler)
+    proxy = await make_proxy()
+    host, port = backend.endpoint
+    serve(proxy, {"stuck": [SimpleNamespace(host=host, port=port)]},  # type: ignore[list-item]
+          ingress("upload", "upload.test", ("/", "Prefix", "stuck"), proxy_send_timeout="1"))
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/", host="upload.test", method="PUT", headers=[("Content-Length", str(256 << 20))]))
+    response_task = asyncio.ensure_future(read_response(reader))
+    try:
+        while not response_task.done():
+            writer.write(b"u" * 65536)
+            async with asyncio.timeout(5):
+                await writer.drain()
+    except (ConnectionError, TimeoutError):
+        pass
+    response = await response_task
+    assert response.status == 504
+    writer.close()
