@@ -121,7 +121,8 @@ class ProxyServer:
             for route in runtime.config.routes():
                 timeouts = route.timeouts
                 if timeouts is not None:
-                    shortest = min(shortest, timeouts.request or shortest, timeouts.backend_request or shortest)
+                    shortest = min(shortest, timeouts.request or shortest, timeouts.backend_request or shortest,
+                                   timeouts.read or shortest, timeouts.send or shortest)
                 policy = route.policy
                 if policy is not None:
                     policed.append(route)

@@ -37,10 +37,22 @@ from proxy.routing.model import (
     PATH_REGEX,
     Route,
 )
+from proxy.routing.policy.spec import PolicySpec
 from proxy.routing.table import Choice, Slot, VirtualHost, slot_routes
 
 # (path as written, path type, table key, cluster key) of one valid Ingress path, for one host.
 PathEntry = tuple[str, str, str, str]
+
+
+class IngressPolicies(Protocol):
+    """The traffic policies Ingress routes are made under (routing.policy.index.PolicyIndex)."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def ingress_route(self, route: Route, annotations: PolicySpec | None = None) -> Route: ...
+
+    def overridden(self, ingress: Key, annotations: PolicySpec) -> list[str]: ...
 
 
 class IngressPaths(Protocol):
@@ -78,11 +90,12 @@ def claims(contributions: Sequence[IngressPaths]) -> bool:
 
 def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
                candidates: tuple[Candidate, ...] = (),
-               route_hook: Callable[[Route], Route] | None = None) -> tuple[VirtualHost, list[Warning]]:
+               policies: IngressPolicies | None = None) -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
-    `route_hook`: applied to each Ingress route once made (traffic policies: routing.policy.index).
+    `policies`: the traffic policies each Ingress route is put under once made (routing.policy.index), with
+    its Ingress's traffic annotations as a layer of their own (routing.ingress.nginx_traffic).
     ingress-nginx annotations (routing.ingress.nginx) add filters to their Ingress's routes, lend canary
     backends to other Ingresses' routes, and may make the host a regex host (routing.ingress.regex_paths).
     """
@@ -150,6 +163,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
     if canaries:
         warnings.extend(lend_canaries(routes, host, canaries, located if regex else None))
+    route_hook = _route_hook(contributions, policies, warnings) if policies is not None else None
     if route_hook is not None:
         _hook(routes, route_hook)
         for key, slot in located.items():
@@ -202,6 +216,25 @@ def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPath
             slots[key] = canary_rules(taken, cluster, spec)
             lent.add(place)
     return warnings
+
+
+def _route_hook(contributions: Sequence[IngressPaths], policies: IngressPolicies,
+                warnings: list[Warning]) -> Callable[[Route], Route] | None:
+    """What puts an Ingress route of this host under its policies (None: nothing would change any)."""
+    layers: dict[Key, PolicySpec] = {}
+    for contribution in contributions:
+        nginx = contribution.nginx
+        if nginx is not None and nginx.policy is not None:
+            layers[contribution.key] = nginx.policy
+            warnings.extend(Warning("Ingress", contribution.key[0], contribution.key[1], message)
+                            for message in policies.overridden(contribution.key, nginx.policy))
+    if not layers:
+        return policies.ingress_route if policies.active else None
+    ingress_route = policies.ingress_route
+
+    def hook(route: Route) -> Route:
+        return ingress_route(route, layers.get((route.namespace, route.ingress)))
+    return hook
 
 
 def _hook(routes: VirtualHost, hook: Callable[[Route], Route]) -> None:

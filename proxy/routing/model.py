@@ -137,11 +137,15 @@ class Timeouts:
     """Gateway API `timeouts`: the whole request, and each attempt upstream, in seconds.
 
     None: the proxy's default applies. 0: no limit at all (the Gateway API's "0s" disables the timeout).
-    A request past `request` gets 504, an attempt past `backend_request` too.
+    A request past `request` gets 504, an attempt past `backend_request` too. `read` and `send` replace
+    --upstream-read-timeout for the route (ingress-nginx's proxy-read-timeout and proxy-send-timeout): the
+    longest wait for the pod's answer or its next bytes, and for the pod to take more of the request body.
     """
 
     request: float | None = None
     backend_request: float | None = None
+    read: float | None = None
+    send: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

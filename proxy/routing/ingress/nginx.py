@@ -11,6 +11,9 @@ and for the canary rules (routing.ingress.canary). Facts and quirks are ingress-
 - `temporal-redirect` wins over `permanent-redirect`; codes outside 300-307 (temporal) and 300-308
   (permanent) fall back to 302 and 301; a code that is not a number turns the redirect off;
 - `app-root` answers a request for "/" with 302 to scheme://Host<app-root>, before anything else.
+
+The traffic annotations (timeouts, retries, balancing, affinity, backend protocol) are a policy layer of
+the Ingress (routing.ingress.nginx_traffic), applied with the traffic policies (routing.policy.index).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from proxy.routing.filters import (
 )
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
+from proxy.routing.ingress.nginx_traffic import Refusal, traffic_layer, used_traffic
 from proxy.routing.model import Route
+from proxy.routing.policy.spec import PolicySpec
 
 _GROUP = re.compile(r"\$([0-9])")
 
@@ -45,6 +50,10 @@ class NginxFeatures:
     redirect: FixedRedirect | None = None
     app_root: RootRedirect | None = None
     canary: CanarySpec | None = None
+    # The traffic annotations' policy layer (routing.ingress.nginx_traffic), put on the routes by the policy
+    # index; a refusal answers every path of the Ingress (fail closed).
+    policy: PolicySpec | None = None
+    refusal: Refusal | None = None
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -58,6 +67,9 @@ class NginxFeatures:
         always makes a regex host, whose compilation reports a path that is not a regular expression.)"""
         items: list[Any] = list(route.filters.request) if route.filters is not None else []
         added = 0
+        if self.refusal is not None:
+            items.append(self.refusal)
+            added += 1
         if self.redirect is not None:
             items.append(self.redirect)
             added += 1
@@ -94,7 +106,13 @@ def features_of(values: IngressAnnotations) -> tuple[NginxFeatures | None, list[
     problems.extend(canary_problems)
     if canary is not None:
         # A canary only lends its backend to a main Ingress's path: its other annotations are ignored (ingress-nginx).
+        ignored = used_traffic(values)
+        if ignored:
+            problems.append(f"annotations {', '.join(ignored)} are ignored on a canary Ingress: the main Ingress's "
+                            "traffic settings apply to both backends")
         return NginxFeatures(canary=canary), problems
+    policy, refusal, traffic_problems = traffic_layer(values)
+    problems.extend(traffic_problems)
     redirect = _redirect(values, problems)
     rewrite = values.rewrite_target
     parts: tuple[str | int, ...] = ()
@@ -114,10 +132,10 @@ def features_of(values: IngressAnnotations) -> tuple[NginxFeatures | None, list[
         else:
             problems.append("annotation x-forwarded-prefix has no effect without rewrite-target (as in ingress-nginx)")
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
-    if not (values.use_regex or rewrite or redirect or root):
+    if not (values.use_regex or rewrite or redirect or root or policy or refusal):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
-                         redirect=redirect, app_root=root), problems
+                         redirect=redirect, app_root=root, policy=policy, refusal=refusal), problems
 
 
 def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect | None:
