@@ -12,9 +12,11 @@ Cases: a plain Ingress path route (100-byte answers from the backend) on the bas
 on this tree, and the HTTPRoute rule of the gateway scenario (two header matches, two weighted
 backends) on this tree. `--policy` adds the cost of the traffic-policy path (issue #11): the proxy
 server on a hand-built one-route table (bench.policy_proxy) without a policy, and with round robin,
-passive ejection and a circuit breaker on its cluster. `--security` adds the Ingress route with ingress-nginx's
-whitelist-source-range, enable-cors (an allowed Origin) and limit-rps / limit-connections annotations.
-Everything is on 127.0.0.1 and stops by itself.
+passive ejection and a circuit breaker on its cluster. `--tracing` adds the plain Ingress route with tracing
+on (issue #15: `--otlp-endpoint` to a local OTLP sink, bench.otlp_sink) at sample ratio 0.01 and at 1.0; the
+exporter thread's encoding and POSTs run in the proxy process and are counted too. `--security` adds the
+Ingress route with ingress-nginx's whitelist-source-range, enable-cors (an allowed Origin) and limit-rps /
+limit-connections annotations. Everything is on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 
 from bench import manifests, nginx
 from bench.client import HttpConnection
+from bench.otlp_sink import OtlpSink
 from bench.processes import ProcessGroup, free_port, start_python_backend, which
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests counted per case")
     parser.add_argument("--policy", action="store_true",
                         help="also: a route without policy vs a cluster with round robin, ejection and a breaker")
+    parser.add_argument("--tracing", action="store_true",
+                        help="also: the Ingress route with tracing on, sample ratio 0.01 and 1.0 (spans to a local "
+                             "OTLP sink)")
+    parser.add_argument("--only-tracing", action="store_true",
+                        help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
     parser.add_argument("--security", action="store_true",
                         help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
     args = parser.parse_args(argv)
@@ -137,11 +145,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(("Ingress route, this tree",
                      _count(group, tree=_REPO, folder=folder, extra=(), port=port, requests=args.requests,
                             workdir=workdir, name="ingress", **plain)))  # type: ignore[arg-type]
-        listener = free_port()
-        rows.append(("HTTPRoute rule, this tree",
-                     _count(group, tree=_REPO, folder=gateway, extra=("--gateway-port-offset", str(listener - 80)),
-                            port=listener, host=manifests.GATEWAY_HOST, headers=manifests.GATEWAY_HEADERS,
-                            requests=args.requests, workdir=workdir, name="httproute")))
+        if args.tracing:
+            for ratio in ("0.01", "1.0"):
+                with OtlpSink() as sink:
+                    rows.append((f"Ingress route, tracing {ratio}",
+                                 _count(group, tree=_REPO, folder=folder, port=free_port(), requests=args.requests,
+                                        extra=("--otlp-endpoint", sink.url, "--trace-sample-ratio", ratio),
+                                        workdir=workdir, name=f"tracing-{ratio}", **plain)))  # type: ignore[arg-type]
+                # (Under callgrind the proxy runs ~50x slower: timed exports carry fewer spans than at full speed.)
+                print(f"tracing {ratio}: the OTLP sink got {sink.requests} export requests, {sink.bytes:,} bytes",
+                      file=sys.stderr)
+        if not args.only_tracing:
+            listener = free_port()
+            rows.append(("HTTPRoute rule, this tree",
+                         _count(group, tree=_REPO, folder=gateway, extra=("--gateway-port-offset", str(listener - 80)),
+                                port=listener, host=manifests.GATEWAY_HOST, headers=manifests.GATEWAY_HEADERS,
+                                requests=args.requests, workdir=workdir, name="httproute")))
         if args.security:
             secured = os.path.join(workdir, "secured")
             objs = manifests.objects(None, backend=backend)

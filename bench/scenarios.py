@@ -23,6 +23,7 @@ from bench import manifests, nginx
 from bench.backend import LARGE_BODY, SMALL_BODY
 from bench.client import HttpConnection, ResponseError
 from bench.load import LoadResult, Request, median, run_wrk
+from bench.otlp_sink import OtlpSink
 from bench.processes import (
     Process,
     ProcessGroup,
@@ -778,6 +779,22 @@ def chaos(env: Environment) -> Outcome:
     return outcome
 
 
+def tracing(env: Environment) -> Outcome:
+    """issue #15: tracing off, on at sample ratio 0.01 and on at 1.0 (spans to a local OTLP sink), one run,
+    rounds alternating; the target: ratio 0.01 within 3% of off in req/s."""
+    with OtlpSink() as sink:
+        outcome = variants(env, "tracing", SMALL, {
+            "tracing off": (),
+            "ratio 0.01": ("--otlp-endpoint", sink.url, "--trace-sample-ratio", "0.01"),
+            "ratio 1.0": ("--otlp-endpoint", sink.url, "--trace-sample-ratio", "1.0"),
+        })
+        exported = (sink.requests, sink.bytes)
+    low = outcome.rows[1].ratio
+    outcome.targets.append(Target("tracing at ratio 0.01 vs off, req/s", _fmt_ratio(low), _at_least(low, 0.97)))
+    outcome.details["otlp_sink"] = {"requests": exported[0], "bytes": exported[1]}
+    return outcome
+
+
 SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "small": lambda env: throughput(env, "small", SMALL),
     "64k": lambda env: throughput(env, "64k", LARGE),
@@ -797,6 +814,8 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "gateway": gateway,
     # issue #11: one of three backends fails half its requests; ejection and retries on vs off
     "chaos": chaos,
+    # issue #15: tracing off vs on at sample ratio 0.01 vs 1.0
+    "tracing": tracing,
     # issue #6: 1 vs 2 worker processes (on 2 cores shared with wrk and the backend)
     "workers": lambda env: variants(env, "workers", SMALL, {
         "1 worker": ("--workers", "1"),

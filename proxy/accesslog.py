@@ -19,7 +19,9 @@ Fields (ingress-nginx users will recognise most of them from its JSON log format
 ``route_host``, ``route_path``, ``service`` and ``route_kind`` ("Ingress" or "HTTPRoute") of the
 matched route (empty when none matched), ``user_agent``, ``retries``, ``reason`` (why the proxy
 answered itself: ``no-route``, ``no-endpoints``, ``connect-failure``, ``upstream-timeout``,
-``overloaded``, ``rate-limited``, ``fault-abort``, ``redirect``...; null when the upstream answered).
+``overloaded``, ``rate-limited``, ``fault-abort``, ``redirect``...; null when the upstream answered),
+``trace_id`` and ``span_id`` (the W3C trace context of a traced request: the trace, and the proxy's span
+sent upstream as the parent; null when the request was not traced).
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ PIPE_BUF = 4096
 _UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
 _LINE = (b'{"time":"%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path":%s,"query":%s,'
          b'"protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,"upstream_duration":%s,'
-         b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s}\n')
+         b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s,%s}\n')
 # The usual case, every field plain ASCII: quoted as it is, no escaping pass per field.
 _PLAIN_LINE = (b'{"time":"%s.%03dZ","request_id":"%s","client":"%s","method":"%s","host":"%s","path":"%s",'
                b'"query":"%s","protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,'
-               b'"upstream_duration":%s,"upstream":%s,%s,"user_agent":"%s","retries":%d,"reason":%s}\n')
+               b'"upstream_duration":%s,"upstream":%s,%s,"user_agent":"%s","retries":%d,"reason":%s,%s}\n')
+_NO_TRACE = b'"trace_id":null,"span_id":null'
+_TRACE = b'"trace_id":"%s","span_id":"%s"'
 
 
 def json_text(value: bytes | None) -> bytes:
@@ -102,9 +106,11 @@ class AccessLog:
 
     def add(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes | None, target: bytes,
             http10: bool, status: int, bytes_in: int, bytes_out: int, duration: float, upstream_duration: float,
-            upstream: bytes | None, route: bytes, user_agent: bytes | None, retries: int, reason: str = "") -> None:
+            upstream: bytes | None, route: bytes, user_agent: bytes | None, retries: int, reason: str = "",
+            trace: bytes | None = None) -> None:
         """Queue one request's line (on the event loop; never blocks). ``upstream_duration`` < 0: none;
-        ``upstream``: see address_text; ``route``: see route_fields; ``reason``: a token of ours ("": null)."""
+        ``upstream``: see address_text; ``route``: see route_fields; ``reason``: a token of ours ("": null);
+        ``trace``: the traceparent value the proxy sent upstream (None: not traced)."""
         pending = self.pending
         if len(pending) >= self.limit:
             self.dropped += 1
@@ -126,14 +132,16 @@ class AccessLog:
                 self._stamp, int((when - second) * 1000), request_id, client, method, host, path, query,
                 b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in, bytes_out, duration,
                 b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null", upstream or b"null", route,
-                user_agent, retries, b'"%s"' % reason.encode("ascii") if reason else b"null")
+                user_agent, retries, b'"%s"' % reason.encode("ascii") if reason else b"null",
+                _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE)
         else:
             line = _LINE % (
                 self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
                 json_text(path), json_text(query), b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in,
                 bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
                 upstream or b"null", route, json_text(user_agent), retries,
-                b'"%s"' % reason.encode("ascii") if reason else b"null")
+                b'"%s"' % reason.encode("ascii") if reason else b"null",
+                _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE)
         pending.append(line)
 
     def flush(self) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from proxy.debug import describe_gateways, describe_table, explain_match
-from proxy.metrics import CONTENT_TYPE, Metrics
+from proxy.metrics import Metrics
 from proxy.runtime import RuntimeHolder
 from proxy.settings import Settings
 
@@ -78,7 +78,8 @@ class AdminServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         await self.metrics.refresh()
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        body, content_type = self.metrics.render_for(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _routes(self, request: web.Request) -> web.Response:
         runtime = self.holder.current

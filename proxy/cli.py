@@ -134,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     life.add_argument("--workers", type=_workers, default=d.workers, metavar="N|auto",
                       help="serving processes sharing the listeners (auto: one per core); one control plane "
                            "feeds them all")
+    trace = parser.add_argument_group("tracing (OpenTelemetry)")
+    trace.add_argument("--otlp-endpoint", default=d.otlp_endpoint, metavar="URL",
+                       help="send spans to this OTLP/HTTP collector (protobuf; a URL without a path gets "
+                            "/v1/traces); empty: no tracing, trace context headers pass through untouched")
+    trace.add_argument("--trace-sample-ratio", type=_ratio, default=d.trace_sample_ratio, metavar="RATIO",
+                       help="share of new traces sampled (0 to 1); a continued trace follows its parent's flag")
+    trace.add_argument("--trace-trust-incoming", action=argparse.BooleanOptionalAction,
+                       default=d.trace_trust_incoming,
+                       help="continue the trace of a valid incoming traceparent (--no-trace-trust-incoming: "
+                            "every request starts a new trace)")
+    trace.add_argument("--trace-by-default", action=argparse.BooleanOptionalAction, default=d.trace_by_default,
+                       help="trace routes without an enable-opentelemetry (Ingress) or pyngress.dev/tracing "
+                            "(HTTPRoute) annotation (--no-trace-by-default: only routes annotated \"true\")")
+    trace.add_argument("--otlp-export-interval", type=_positive_seconds, default=d.otlp_export_interval,
+                       metavar="SECONDS", help="how often queued spans are exported (sooner when 512 are waiting)")
+    trace.add_argument("--otlp-timeout", type=_positive_seconds, default=d.otlp_timeout, metavar="SECONDS",
+                       help="longest one export request may take")
     return parser
 
 
@@ -141,6 +158,13 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     """Parse flags into Settings; exits with usage (status 2) on a bad flag."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.otlp_endpoint:
+        from proxy.tracing.exporter import traces_url
+
+        try:
+            traces_url(args.otlp_endpoint)
+        except ValueError as error:
+            parser.error(f"--otlp-endpoint: {error}")
     addresses = tuple(a.strip() for value in args.publish_status_address for a in value.split(",") if a.strip())
     for flag, value in (("--publish-service", args.publish_service),
                         ("--default-ssl-certificate", args.default_ssl_certificate),
@@ -185,6 +209,12 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         hsts_max_age=args.hsts_max_age,
         hsts_include_subdomains=args.hsts_include_subdomains,
         hsts_preload=args.hsts_preload,
+        otlp_endpoint=args.otlp_endpoint,
+        trace_sample_ratio=args.trace_sample_ratio,
+        trace_trust_incoming=args.trace_trust_incoming,
+        trace_by_default=args.trace_by_default,
+        otlp_export_interval=args.otlp_export_interval,
+        otlp_timeout=args.otlp_timeout,
     )
 
 
@@ -206,6 +236,13 @@ def _positive_seconds(text: str) -> float:
     value = _seconds(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    return value
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a ratio between 0 and 1")
     return value
 
 

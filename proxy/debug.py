@@ -107,9 +107,14 @@ def _describe_route(runtime: Runtime, route: Route) -> dict[str, Any]:
         if filters.mirrors:
             entry["mirrors"] = [{"cluster": m.cluster, "percent": m.percent} for m in filters.mirrors]
     if route.timeouts is not None:
-        entry["timeouts"] = {"request": route.timeouts.request, "backendRequest": route.timeouts.backend_request}
+        timeouts = route.timeouts
+        entry["timeouts"] = {"request": timeouts.request, "backendRequest": timeouts.backend_request}
+        if timeouts.read is not None or timeouts.send is not None:
+            entry["timeouts"].update(read=timeouts.read, send=timeouts.send)
     if route.policy is not None:
         entry["policy"] = _describe_policy(route.policy)
+    if route.tracing is not None:
+        entry["tracing"] = route.tracing  # its annotation; absent: the process's default
     if route.backends is not None:
         entry["backends"] = [{"weight": b.weight, **_describe_cluster(runtime, b.cluster)}
                              for b in route.backends.backends]

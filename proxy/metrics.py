@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -21,10 +21,20 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from proxy import __version__
-from proxy.stats import DURATION_BUCKETS, MIRROR_RESULTS, Snapshot, TrafficStats, merge
+from proxy.stats import (
+    DURATION_BUCKETS,
+    MIRROR_RESULTS,
+    SPANS_EXPORT_FAILED,
+    SPANS_QUEUE_FULL,
+    Snapshot,
+    TrafficStats,
+    merge,
+)
 from proxy.upstream.cluster import LIMITS, RETRY_REASONS
 
 if TYPE_CHECKING:
@@ -70,14 +80,19 @@ class TrafficCollector(Collector):
                                          "upstream to its response headers.", labels=ROUTE_LABELS)
         bounds = [_bound(b) for b in DURATION_BUCKETS] + ["+Inf"]
         for labels, entries in snapshot["routes"]:
-            for (method, status, count, size_in, size_out, retried, total, buckets, up_count, up_total,
-                 up_buckets) in entries:
+            for entry in entries:
+                (method, status, count, size_in, size_out, retried, total, buckets, up_count, up_total,
+                 up_buckets) = entry[:11]
                 values = [*labels, method, str(status)]
                 requests.add_metric(values, count)
                 received.add_metric(values, size_in)
                 sent.add_metric(values, size_out)
                 retries.add_metric(values, retried)
-                duration.add_metric(values, list(zip(bounds, _cumulative(buckets))), total)
+                exemplars = entry[11] if len(entry) > 11 else None
+                if exemplars is None:
+                    duration.add_metric(values, list(zip(bounds, _cumulative(buckets))), total)
+                else:
+                    duration.add_metric(values, _with_exemplars(bounds, _cumulative(buckets), exemplars), total)
                 if up_count:
                     upstream.add_metric(values, list(zip(bounds, _cumulative(up_buckets))), up_total)
         yield from (requests, duration, upstream, received, sent, retries)
@@ -117,6 +132,36 @@ class TrafficCollector(Collector):
             backend_failures.add_metric([reason], count)
         yield backend_failures
         yield from _policy_metrics(snapshot)
+        yield from _tracing_metrics(snapshot)
+
+
+def _with_exemplars(bounds: list[str], counts: list[int], exemplars: list[Any]) -> list[Any]:
+    """Histogram buckets with the trace of a sampled request where there is one (OpenMetrics exemplars: only
+    the OpenMetrics exposition shows them)."""
+    buckets: list[Any] = []
+    for bound, count, exemplar in zip(bounds, counts, exemplars):
+        if exemplar is None:
+            buckets.append((bound, count))
+        else:
+            trace_id, span_id, value, when = exemplar
+            buckets.append((bound, count, Exemplar({"trace_id": trace_id, "span_id": span_id}, value, when)))
+    return buckets
+
+
+def _tracing_metrics(snapshot: Snapshot) -> Iterator[Metric]:
+    """The span exporter's counts (only with --otlp-endpoint)."""
+    tracing = snapshot.get("tracing")
+    if not tracing:
+        return
+    yield CounterMetricFamily("pyngress_trace_spans_exported", "Spans the OTLP collector accepted.",
+                              value=tracing["exported"])
+    dropped = CounterMetricFamily("pyngress_trace_spans_dropped", "Spans of sampled requests that were never "
+                                  "exported, by reason (queue-full: the export queue was full, the collector "
+                                  "being slow or down; export-failed: the collector refused or never got their "
+                                  "batch).", labels=["reason"])
+    for reason in (SPANS_QUEUE_FULL, SPANS_EXPORT_FAILED):
+        dropped.add_metric([reason], tracing["dropped"].get(reason, 0))
+    yield dropped
 
 
 def _policy_metrics(snapshot: Snapshot) -> Iterator[Metric]:
@@ -424,3 +469,11 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every collector."""
         return generate_latest(self.registry)
+
+    def render_for(self, accept: str) -> tuple[bytes, str]:
+        """The exposition a scraper's Accept header asks for, and its content type: OpenMetrics (with the
+        request-duration exemplars) for ``application/openmetrics-text``, else the Prometheus text format."""
+        encoder, content_type = choose_encoder(accept)
+        if encoder is generate_latest:
+            return generate_latest(self.registry), CONTENT_TYPE
+        return encoder(self.registry), content_type

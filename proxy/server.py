@@ -25,6 +25,8 @@ from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
 from proxy.tls.handshake import HandshakeStats, TlsAcceptor, tls_protocol_factory
+from proxy.tracing.exporter import SpanExporter
+from proxy.tracing.tracer import Tracer
 
 if TYPE_CHECKING:
     from proxy.routing.model import Route
@@ -94,6 +96,11 @@ class ProxyServer:
         self._client_limiters = ClientLimiters()
         # The running table's upstreams, for the policy counters in traffic snapshots.
         self.traffic.upstreams = self._upstreams
+        # Tracing (--otlp-endpoint): its sampling settings now, its exporter (a thread) with the first listener.
+        self.tracer: Tracer | None = None
+        if settings.otlp_endpoint:
+            self.tracer = Tracer(ratio=settings.trace_sample_ratio, trust_incoming=settings.trace_trust_incoming,
+                                 by_default=settings.trace_by_default)
         holder.subscribe(self._runtime_published)
         if holder.current is not None:
             self._runtime_published(holder.current)
@@ -117,7 +124,8 @@ class ProxyServer:
             for route in runtime.config.routes():
                 timeouts = route.timeouts
                 if timeouts is not None:
-                    shortest = min(shortest, timeouts.request or shortest, timeouts.backend_request or shortest)
+                    shortest = min(shortest, timeouts.request or shortest, timeouts.backend_request or shortest,
+                                   timeouts.read or shortest, timeouts.send or shortest)
                 policy = route.policy
                 if policy is not None:
                     policed.append(route)
@@ -279,6 +287,11 @@ class ProxyServer:
         self.now = loop.time()
         if self.settings.access_log and self.access_log is None:
             self.access_log = AccessLog()
+        tracer = self.tracer
+        if tracer is not None and tracer.exporter is None:
+            settings = self.settings
+            tracer.exporter = self.traffic.spans = SpanExporter(
+                settings.otlp_endpoint, interval=settings.otlp_export_interval, timeout=settings.otlp_timeout)
         holder: list[tuple[Listener, Pipeline]] = []
 
         def connection() -> ClientConnection:
@@ -370,6 +383,7 @@ class ProxyServer:
 
     async def close(self) -> None:
         """Stop everything now: listeners, the clock, and every connection (aborted)."""
+        loop = asyncio.get_running_loop()
         self.draining = True
         for task in list(self._background):
             task.cancel()
@@ -389,6 +403,10 @@ class ProxyServer:
                 listener.acceptor.abort()  # handshakes still in progress
         if self.access_log is not None:
             self.access_log.close()
+        exporter = self.tracer.exporter if self.tracer is not None else None
+        if exporter is not None:
+            # Spans still queued go out now (the thread's POST may block: never on the loop).
+            await loop.run_in_executor(None, exporter.close)
         for listener in self.listeners:
             if listener.server is None:
                 continue

@@ -63,6 +63,18 @@ class Settings:
     # Serving processes sharing the listeners with SO_REUSEPORT; 1 = everything in one process.
     workers: int = 1
 
+    # Tracing (proxy/tracing/): spans go to this OTLP/HTTP endpoint ("" = no tracing at all: trace context
+    # headers pass through untouched). New traces are sampled at `trace_sample_ratio`; a valid incoming
+    # traceparent is continued (and its sampled flag followed) when `trace_trust_incoming`. Routes are traced
+    # unless their annotation says "false" (with `trace_by_default` off: only those annotated "true").
+    otlp_endpoint: str = ""
+    trace_sample_ratio: float = 0.01
+    trace_trust_incoming: bool = True
+    trace_by_default: bool = True
+    # Seconds between exports (sooner when a batch of spans fills up), and the longest one export may take.
+    otlp_export_interval: float = 5.0
+    otlp_timeout: float = 10.0
+
     # Cluster mode (used when `manifests` is empty).
     kubeconfig: str = ""
     kube_context: str = ""

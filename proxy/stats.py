@@ -35,12 +35,17 @@ UNMATCHED: RouteLabels = ("", "", "", "", "", "")
 MIRROR_RESULTS = ("sent", "answered", "dropped", "failed")
 # Route policy counts, in snapshot order.
 ROUTE_POLICY_COUNTS = ("rate_limited", "faults_delayed", "faults_aborted")
+# Why spans were dropped (pyngress_trace_spans_dropped_total's reason): the exporter's queue was full, or the
+# collector did not take their batch.
+SPANS_QUEUE_FULL = "queue-full"
+SPANS_EXPORT_FAILED = "export-failed"
 # namespace, service, port (the Service port as written) of a cluster.
 ClusterLabels = tuple[str, str, str]
 
 # One (method, status) series in snapshot form:
 # [method, status, requests, received, sent, retries, duration_sum, duration_buckets,
-#  upstream_count, upstream_sum, upstream_buckets] (buckets non-cumulative, last = +Inf).
+#  upstream_count, upstream_sum, upstream_buckets, duration_exemplars] (buckets non-cumulative, last = +Inf;
+#  exemplars: None, or per duration bucket None or [trace id, span id, duration, unix time]).
 SeriesData = list[Any]
 # {"routes": [[labels, [series, ...]], ...], "listeners": {scheme: [active, total]},
 #  "handshakes": {"completed": n, "failures": {reason: n}}, "mirrors": {result: n},
@@ -52,7 +57,7 @@ class Series:
     """Counts for one method and status of one route."""
 
     __slots__ = ("requests", "received", "sent", "retries", "duration_sum", "duration_buckets",
-                 "upstream_count", "upstream_sum", "upstream_buckets")
+                 "upstream_count", "upstream_sum", "upstream_buckets", "exemplars")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -64,6 +69,13 @@ class Series:
         self.upstream_count = 0
         self.upstream_sum = 0.0
         self.upstream_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        # The latest sampled request of each duration bucket, as an OpenMetrics exemplar:
+        # [traceparent we sent, duration, unix time]; None until a sampled request falls there.
+        self.exemplars: list[Exemplar | None] | None = None
+
+
+# [traceparent (bytes: the trace and span ids are read from it), duration (s), unix time (s)]
+Exemplar = list[Any]
 
 
 class RouteStats:
@@ -99,18 +111,37 @@ class RouteStats:
             series.upstream_sum += upstream
             series.upstream_buckets[bisect_left(DURATION_BUCKETS, upstream)] += 1
 
+    def exemplar(self, method: bytes, status: int, duration: float, traceparent: bytes, when: float) -> None:
+        """A sampled request's trace as the exemplar of its duration bucket (after `record` counted it)."""
+        series = self.series.get((method, status))
+        if series is None:
+            return
+        exemplars = series.exemplars
+        if exemplars is None:
+            exemplars = series.exemplars = [None] * (len(DURATION_BUCKETS) + 1)
+        exemplars[bisect_left(DURATION_BUCKETS, duration)] = [traceparent, duration, when]
+
     def snapshot(self) -> list[SeriesData]:
         return [
             [method.decode("latin-1"), status, s.requests, s.received, s.sent, s.retries, s.duration_sum,
-             list(s.duration_buckets), s.upstream_count, s.upstream_sum, list(s.upstream_buckets)]
+             list(s.duration_buckets), s.upstream_count, s.upstream_sum, list(s.upstream_buckets),
+             _exemplars(s.exemplars)]
             for (method, status), s in list(self.series.items())
         ]
+
+
+def _exemplars(exemplars: list[Exemplar | None] | None) -> list[list[Any] | None] | None:
+    """Snapshot form: per bucket None or [trace id, span id, duration, unix time] (plain strings and numbers)."""
+    if exemplars is None:
+        return None
+    return [None if e is None else [e[0][3:35].decode("ascii"), e[0][36:52].decode("ascii"), e[1], e[2]]
+            for e in exemplars]
 
 
 class TrafficStats:
     """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
 
-    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams")
+    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams", "spans")
 
     def __init__(self) -> None:
         self.unmatched = RouteStats(UNMATCHED)
@@ -124,6 +155,8 @@ class TrafficStats:
         self.upstream_tls: Any = upstream_tls.STATS
         # The running upstreams (proxy.upstream.cluster.Upstream), for their policy counters; set by the server.
         self.upstreams: Callable[[], Iterable[Any]] = lambda: ()
+        # The span exporter (proxy.tracing.exporter.SpanExporter: exported, dropped, failed); None: no tracing.
+        self.spans: Any = None
 
     def bind(self, routes: Iterable[tuple[int, RouteLabels]]) -> dict[int, RouteStats]:
         """RouteStats for each (route id, labels); stats of label sets no longer present are dropped.
@@ -166,8 +199,12 @@ class TrafficStats:
             _add_handshakes(backend, self.upstream_tls.completed, dict(self.upstream_tls.failures))
         policed = [[list(stats.labels), [getattr(stats, name) for name in ROUTE_POLICY_COUNTS]]
                    for stats in self.routes() if stats.rate_limited or stats.faults_delayed or stats.faults_aborted]
+        spans = self.spans
+        tracing = {"exported": spans.exported, "dropped": {SPANS_QUEUE_FULL: spans.dropped,
+                                                          SPANS_EXPORT_FAILED: spans.failed}} if spans else None
         return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies,
-                "upstream_tls": backend, "route_policy": policed, "clusters": cluster_counts(self.upstreams())}
+                "upstream_tls": backend, "route_policy": policed, "clusters": cluster_counts(self.upstreams()),
+                "tracing": tracing}
 
 
 def cluster_counts(upstreams: Iterable[Any]) -> list[list[Any]]:
@@ -213,6 +250,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     backend: dict[str, Any] = {"completed": 0, "failures": {}}
     policed: dict[tuple[str, ...], list[int]] = {}
     clusters: dict[ClusterLabels, dict[str, Any]] = {}
+    tracing: dict[str, Any] | None = None
     for snapshot in snapshots:
         for labels, entries in snapshot.get("routes", ()):
             key_labels = tuple(labels)
@@ -222,12 +260,15 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
                 known = series.get(key)
                 if known is None:
                     known = series[key] = [entry[0], entry[1], 0, 0, 0, 0, 0.0,
-                                           [0] * len(entry[7]), 0, 0.0, [0] * len(entry[10])]
+                                           [0] * len(entry[7]), 0, 0.0, [0] * len(entry[10]), None]
                     bucket.append(known)
                 for index in (2, 3, 4, 5, 6, 8, 9):
                     known[index] += entry[index]
                 for index in (7, 10):
                     known[index] = [a + b for a, b in zip(known[index], entry[index])]
+                exemplars = entry[11] if len(entry) > 11 else None
+                if exemplars is not None:
+                    known[11] = _latest(known[11], exemplars)
         for scheme, counts in snapshot.get("listeners", {}).items():
             total = listeners.setdefault(scheme, [0, 0])
             total[0] += counts[0]
@@ -246,10 +287,24 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
                 known[index] += count
         for labels, counts in snapshot.get("clusters") or ():
             _add_cluster(clusters, (labels[0], labels[1], labels[2]), counts)
+        part = snapshot.get("tracing")
+        if part:
+            if tracing is None:
+                tracing = {"exported": 0, "dropped": {}}
+            tracing["exported"] += part["exported"]
+            for reason, count in part["dropped"].items():
+                tracing["dropped"][reason] = tracing["dropped"].get(reason, 0) + count
     return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
             "handshakes": handshakes, "mirrors": mirrors, "upstream_tls": backend,
             "route_policy": [[list(labels), counts] for labels, counts in policed.items()],
-            "clusters": [[list(labels), counts] for labels, counts in clusters.items()]}
+            "clusters": [[list(labels), counts] for labels, counts in clusters.items()], "tracing": tracing}
+
+
+def _latest(known: list[Any] | None, other: list[Any]) -> list[Any]:
+    """Per bucket, the more recent of two exemplars (snapshot form)."""
+    if known is None:
+        return list(other)
+    return [b if a is None or (b is not None and b[3] > a[3]) else a for a, b in zip(known, other)]
 
 
 def _add_handshakes(total: dict[str, Any], completed: int, failures: Mapping[str, int]) -> None:
@@ -273,6 +328,7 @@ def backend_labels(route: Any, backend: Any) -> RouteLabels:
     return (route.namespace, route.ingress, route.host, route.path, backend.service, route.kind)
 
 
-__all__ = ["DURATION_BUCKETS", "MIRROR_RESULTS", "ROUTE_POLICY_COUNTS", "ClusterLabels", "RouteLabels", "RouteStats",
+__all__ = ["DURATION_BUCKETS", "MIRROR_RESULTS", "ROUTE_POLICY_COUNTS", "SPANS_EXPORT_FAILED", "SPANS_QUEUE_FULL",
+           "ClusterLabels", "RouteLabels", "RouteStats",
            "Series", "Snapshot", "TrafficStats", "UNMATCHED", "backend_labels", "cluster_counts", "merge",
            "route_labels"]

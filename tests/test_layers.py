@@ -24,6 +24,10 @@ FORBIDDEN = {
     "upstream": {"kubernetes_asyncio", "prometheus_client", "proxy.kube", "proxy.server", "proxy.http", *_PROCESS},
     "http": {"kubernetes_asyncio", "prometheus_client", "aiohttp", "proxy.kube", "proxy.controller", "proxy.admin",
              *_PROCESS},
+    # Tracing is below the request path: bytes in, bytes out, a thread of its own for the export.
+    "tracing": {"kubernetes_asyncio", "prometheus_client", "aiohttp", "asyncio", "uvloop", "httptools",
+                "proxy.kube", "proxy.routing", "proxy.upstream", "proxy.server", "proxy.http", "proxy.tls",
+                "proxy.metrics", "proxy.admin", "proxy.controller", *_PROCESS},
     "server.py": {"kubernetes_asyncio", "prometheus_client", "aiohttp", "proxy.kube", "proxy.controller",
                   "proxy.admin", *_PROCESS},
 }

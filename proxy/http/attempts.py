@@ -26,7 +26,10 @@ Trigger words (RetryPolicy.retry_on, Envoy's): ``connect-failure``; ``reset`` (t
 broke before a complete answer head, or an attempt timed out: the per-try timeout, the route's
 backendRequest timeout, upstream_read_timeout); ``5xx`` (any 5xx answer, and everything ``reset`` and
 ``connect-failure`` cover); ``gateway-error`` (502, 503, 504, and the same); plus listed status codes.
-The route's request timeout is never retried.
+nginx's words for ingress-nginx's proxy-next-upstream: ``error`` (connect failures and resets) and
+``timeout`` (an attempt that timed out once connected). The route's request timeout is never retried;
+no retry starts after the policy's `window` (proxy-next-upstream-timeout), counted from the request's
+start, and with `per_endpoint` a request makes at most one attempt per endpoint of the cluster.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ from proxy.http.affinity import cookie_value, request_key, set_cookie
 from proxy.routing.policies import (
     RETRY_5XX,
     RETRY_CONNECT_FAILURE,
+    RETRY_ERROR,
     RETRY_GATEWAY_ERROR,
     RETRY_RESET,
+    RETRY_TIMEOUT,
     RetryPolicy,
 )
 from proxy.upstream.cluster import (
@@ -85,9 +90,9 @@ TIMEOUT = "timeout"
 STATUS = "status"
 
 _TRIGGERS = {
-    CONNECT_FAILURE: frozenset((RETRY_CONNECT_FAILURE, RETRY_RESET, RETRY_5XX, RETRY_GATEWAY_ERROR)),
-    RESET: frozenset((RETRY_RESET, RETRY_5XX, RETRY_GATEWAY_ERROR)),
-    TIMEOUT: frozenset((RETRY_RESET, RETRY_5XX, RETRY_GATEWAY_ERROR)),
+    CONNECT_FAILURE: frozenset((RETRY_CONNECT_FAILURE, RETRY_RESET, RETRY_5XX, RETRY_GATEWAY_ERROR, RETRY_ERROR)),
+    RESET: frozenset((RETRY_RESET, RETRY_5XX, RETRY_GATEWAY_ERROR, RETRY_ERROR)),
+    TIMEOUT: frozenset((RETRY_RESET, RETRY_5XX, RETRY_GATEWAY_ERROR, RETRY_TIMEOUT)),
 }
 
 _random = random.random
@@ -176,6 +181,8 @@ class Attempts:
         retry = self.retry
         if retry is not None:
             ex.max_attempts = retry.num_retries + 1
+            if retry.per_endpoint and ex.max_attempts > len(upstream.pools):
+                ex.max_attempts = len(upstream.pools) or 1
         else:
             ex.max_attempts = min(retries, len(upstream.pools)) if retries > 1 else 1
         if retry is not None or upstream.affinity is not None:
@@ -459,6 +466,8 @@ class Attempts:
         if reason != STATUS and not (_TRIGGERS[reason] & retry.retry_on):
             return False
         if ex.attempts >= ex.max_attempts:
+            return False
+        if retry.window and _clock() - ex.started > retry.window:
             return False
         if reason != CONNECT_FAILURE and (  # the request went out: it must be replayable
                 ex.replay is None or (retry.idempotent_only and ex.method not in _IDEMPOTENT)):

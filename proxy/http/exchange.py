@@ -138,6 +138,9 @@ class Exchange(RequestHead):
         self.http10 = False
         self.websocket = False
         self.user_agent = None
+        self.traceparent = None
+        self.tracestate = None
+        self.trace = None
         self.query = b""
         self._query_values = None
         # The exchange's own state.

@@ -258,6 +258,13 @@ class ClientConnection(asyncio.Protocol):
         elif code == h.USER_AGENT:
             head.user_agent = value
             head.fields += (name, _SEP, value, _CRLF)
+        elif code == h.TRACEPARENT:
+            # Two of them make it invalid (b"": never a valid value), as the W3C spec asks.
+            head.traceparent = value if head.traceparent is None else b""
+            head.fields += (name, _SEP, value, _CRLF)
+        elif code == h.TRACESTATE:
+            head.tracestate = value if head.tracestate is None else head.tracestate + b"," + value
+            head.fields += (name, _SEP, value, _CRLF)
         # HOP_BY_HOP and OURS: dropped
 
     def on_headers_complete(self) -> None:

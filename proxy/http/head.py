@@ -36,6 +36,9 @@ class RequestHead(FlatFields):
         "http10",
         "websocket",
         "user_agent",
+        "traceparent",
+        "tracestate",
+        "trace",
         # Set when the head is routed (see proxy.http.pipeline):
         "scheme",
         "host",
@@ -68,6 +71,11 @@ class RequestHead(FlatFields):
         self.http10 = False
         self.websocket = False
         self.user_agent: bytes | None = None
+        # W3C trace context as received (None: absent; see proxy.tracing.tracer), and the traceparent value
+        # sent upstream when the request is traced (None: not traced).
+        self.traceparent: bytes | None = None
+        self.tracestate: bytes | None = None
+        self.trace: bytes | None = None
         self.scheme = "http"
         self.host = ""  # normalized: lower-case, no port
         self.path = ""  # normalized

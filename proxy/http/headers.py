@@ -21,6 +21,9 @@ REQUEST_ID = 9
 USER_AGENT = 10  # forwarded as is, and remembered for the access log
 # Response only: the upstream's own Strict-Transport-Security replaces the listener's.
 STRICT_TRANSPORT_SECURITY = 11
+# W3C trace context: forwarded as is, and remembered (proxy.tracing replaces them on traced routes).
+TRACEPARENT = 12
+TRACESTATE = 13
 
 _REQUEST_CLASSES = {
     b"host": HOST,
@@ -39,6 +42,8 @@ _REQUEST_CLASSES = {
     b"x-real-ip": OURS,
     b"x-request-id": REQUEST_ID,
     b"user-agent": USER_AGENT,
+    b"traceparent": TRACEPARENT,
+    b"tracestate": TRACESTATE,
 }
 
 _RESPONSE_CLASSES = {

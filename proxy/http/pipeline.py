@@ -4,6 +4,10 @@
          ─▶ backend pick (weights) ─▶ route policy (rate limit, fault abort) ─▶ upstream (503 without endpoints)
          ─▶ upstream request head ─▶ Exchange.start (or, under a policy needing per-request state, Attempts.begin)
 
+A matched route that is traced (proxy/tracing/) gets its trace context decided right after the match, so
+the proxy's own answers from then on (redirects, 503...) have spans too; requests that match no route
+are not traced.
+
 Every step is data compiled at build time: a plain Ingress route has no filters, one backend, no
 timeouts and no policy, so its requests pay a few attribute reads for what they do not use. The pipeline
 knows no client wire format: it reads a `RequestHead` and asks the connection to answer or to
@@ -90,13 +94,14 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
         self.listener = listener
         self.holder = server.holder
         self.settings = server.settings
+        self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
@@ -166,6 +171,13 @@ class Pipeline:
         if route is None:
             conn.send_error(ex, 404, None, reason="no-route")
             return
+        tracer = self.tracer
+        if tracer is not None:
+            traced = route.tracing
+            if traced is None:
+                traced = tracer.by_default
+            if traced:
+                tracer.start(head)
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))

@@ -1,4 +1,5 @@
-"""What a finished request leaves behind: its route's series counts and its access log line.
+"""What a finished request leaves behind: its route's series counts, its access log line, and when it was
+sampled for tracing, its span and its duration bucket's exemplar.
 
 Run once per exchange (Exchange.account), on the loop: the counters are plain numbers bound to the
 route when its table was published, and the log line is formatted into bytes here and written by
@@ -13,14 +14,20 @@ import time
 from typing import TYPE_CHECKING
 
 from proxy.accesslog import address_text, route_fields
+from proxy.tracing.context import SAMPLED_AT, SAMPLED_BYTE
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.stats import RouteStats
 
 # Durations: a monotonic clock with sub-microsecond resolution (uvloop's loop.time() is the cached
 # millisecond time of the loop iteration); the log's timestamps: the wall clock.
 _clock = time.perf_counter
 _wall = time.time
+_wall_ns = time.time_ns
+# Where a traceparent the proxy wrote says whether it is sampled (proxy.tracing.context).
+_SAMPLED_AT = SAMPLED_AT
+_SAMPLED_BYTE = SAMPLED_BYTE
 
 
 def record(ex: Exchange) -> None:
@@ -53,6 +60,9 @@ def record(ex: Exchange) -> None:
     stats = ex.route_stats or server.traffic.unmatched
     if server.route_metrics:
         stats.record(head.method, status, duration, ex.upstream_time, received, ex.sent, ex.retries)
+    trace = head.trace
+    if trace is not None and trace[_SAMPLED_AT] == _SAMPLED_BYTE:
+        _span(ex, stats, trace, status, duration, received)
     access_log = server.access_log
     if access_log is not None:
         address = None
@@ -65,5 +75,22 @@ def record(ex: Exchange) -> None:
             route = stats.log_fields = route_fields(stats.labels)
         access_log.add(_wall(), head.request_id, client.client_ip, head.method, head.authority, head.target,
                        head.http10, status, received, ex.sent, duration, ex.upstream_time, address, route,
-                       head.user_agent, ex.retries, ex.reason)
+                       head.user_agent, ex.retries, ex.reason, trace)
+
+
+def _span(ex: Exchange, stats: RouteStats, trace: bytes, status: int, duration: float, received: int) -> None:
+    """A sampled request: its span to the exporter, its trace as its duration bucket's exemplar."""
+    client = ex.client
+    server = client.server
+    tracer = server.tracer
+    end = _wall_ns()
+    if server.route_metrics:
+        stats.exemplar(ex.method, status, duration, trace, end / 1e9)
+    if tracer is not None:
+        listener = client.listener
+        pool = ex.pool
+        tracer.finish((trace, ex.traceparent, ex.tracestate, end - int(duration * 1e9), end, ex.method, ex.target,
+                       listener.scheme, listener.public_port, ex.authority, client.client_ip,
+                       status, received, ex.sent, pool.endpoint if pool is not None else None, ex.retries,
+                       stats.labels, ex.reason, ex.user_agent, ex.request_id, ex.http10))
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 # (annotation, status, note): status is supported, supported with a difference, refused or not yet.
 ROWS: tuple[tuple[str, str, str], ...] = (
-    ('affinity', 'not yet',
-     'Cookie affinity exists (BackendTrafficPolicy); the annotation is not mapped yet.'),
+    ('affinity', 'supported',
+     "`cookie` (the only type): cookie affinity on the Ingress's backends; it wins over "
+     '`upstream-hash-by` and `load-balance` (balancer.lua). Any other value: no affinity (warning).'),
     ('affinity-canary-behavior', 'not yet',
-     'Canary weights ignore session affinity for now.'),
-    ('affinity-mode', 'not yet',
-     ''),
+     "A canary's own affinity, hashing and balancing annotations are ignored (warning); the main "
+     "Ingress's apply to both backends."),
+    ('affinity-mode', 'supported with a difference',
+     '`balanced` and `persistent` are read; both are served persistent: a cookie keeps its pod while that '
+     'pod is ready (scaling up moves no session).'),
     ('app-root', 'supported',
      '302 from `/` to `scheme://<Host header><app-root>`, before any other rule of the host.'),
     ('auth-always-set-cookie', 'not yet',
@@ -65,8 +68,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('auth-url', 'not yet',
      ''),
-    ('backend-protocol', 'not yet',
-     ''),
+    ('backend-protocol', 'supported with a difference',
+     '`HTTP` (default), `HTTPS`: TLS to the pods without verification, as ingress-nginx by default (SNI '
+     '`<service>.<namespace>.svc` is sent; nginx sends none). `GRPC` / `GRPCS`: HTTP/1.1 (over TLS for '
+     'GRPCS) with a warning until HTTP/2 to the pods exists; gRPC clients will not work. `AUTO_HTTP`, '
+     "`FCGI`: HTTP/1.1 with a warning. `H2C` is not one of ingress-nginx's values: HTTP, with a warning, "
+     'as there.'),
     ('canary', 'supported with a difference',
      "The canary lends its backend to the main Ingress's route with the same host, path and pathType; "
      "ingress-nginx attaches it to the main *Service* (every path using it). A canary's defaultBackend is "
@@ -135,8 +142,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('enable-modsecurity', 'not yet',
      ''),
-    ('enable-opentelemetry', 'not yet',
-     ''),
+    ('enable-opentelemetry', 'supported',
+     '`"true"`/`"false"` turns tracing on or off for the Ingress\'s routes when `--otlp-endpoint` is set '
+     '(default: `--trace-by-default`); see README, "Tracing".'),
     ('enable-owasp-core-rules', 'not yet',
      ''),
     ('enable-rewrite-log', 'not yet',
@@ -171,8 +179,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'Addresses and CIDRs never limited (also read as `limit-allowlist`, which is read first when both '
      'are set). Difference: an invalid value exempts no one, with a warning (ingress-nginx drops every '
      'limit of the Ingress).'),
-    ('load-balance', 'not yet',
-     'Balancers exist (BackendTrafficPolicy); the annotation is not mapped yet.'),
+    ('load-balance', 'supported',
+     '`round_robin`, `ewma` (least request with a latency EWMA). `upstream-hash-by` wins over it. '
+     '`chash`, `chashsubset`, `sticky_*` are set by other annotations: round robin, with a warning.'),
     ('mirror-host', 'not yet',
      ''),
     ('mirror-request-body', 'not yet',
@@ -185,7 +194,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('modsecurity-transaction-id', 'not yet',
      ''),
     ('opentelemetry-trust-incoming-span', 'not yet',
-     ''),
+     'Process-wide only: `--trace-trust-incoming` / `--no-trace-trust-incoming`.'),
     ('permanent-redirect', 'supported',
      '`return 301 <url>`: the URL as written, nothing appended; only http(s) URLs.'),
     ('permanent-redirect-code', 'supported',
@@ -203,8 +212,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('proxy-busy-buffers-size', 'not yet',
      ''),
-    ('proxy-connect-timeout', 'not yet',
-     'Global flag `--upstream-connect-timeout`; per Ingress not yet.'),
+    ('proxy-connect-timeout', 'supported',
+     "Whole seconds; a setting of the Ingress's own cluster (its pools), TLS handshake included. Bad "
+     "value: `--upstream-connect-timeout` (ingress-nginx: its ConfigMap's 5s), with a warning."),
     ('proxy-cookie-domain', 'not yet',
      ''),
     ('proxy-cookie-path', 'not yet',
@@ -213,34 +223,48 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('proxy-max-temp-file-size', 'not yet',
      ''),
-    ('proxy-next-upstream', 'not yet',
-     ''),
-    ('proxy-next-upstream-timeout', 'not yet',
-     ''),
-    ('proxy-next-upstream-tries', 'not yet',
-     ''),
-    ('proxy-read-timeout', 'not yet',
-     'Global flag `--upstream-read-timeout`; per Ingress not yet.'),
+    ('proxy-next-upstream', 'supported with a difference',
+     'Words as ingress-nginx validates them. `error` and `invalid_header`: connect failures, resets and '
+     'broken answers; `timeout`: an attempt that timed out once connected (a connect timeout counts as '
+     '`error`); `http_500`..`http_504`, `http_403`, `http_404`, `http_429`: those answers; '
+     '`non_idempotent`: POST, PATCH, LOCK may be resent; `off`: no retry at all. Retries are immediate, '
+     'as in nginx. Without any `proxy-next-upstream*` annotation pyngress keeps its own default (connect '
+     "failures retried, `--upstream-retries`), not nginx's `error timeout`. Bad value: `error timeout` "
+     '(warning).'),
+    ('proxy-next-upstream-timeout', 'supported',
+     'No retry starts once this many seconds have passed since the request began; `0` (default) no limit.'),
+    ('proxy-next-upstream-tries', 'supported with a difference',
+     'Attempts in all, the first included: tries N is N-1 retries (`numRetries`); `0` no limit. Never '
+     'more attempts than the Service has ready pods (nginx tries each server once); a retry goes to '
+     'another pod than the last one, but with three or more pods it may return to one tried earlier. '
+     'Default 3.'),
+    ('proxy-read-timeout', 'supported',
+     'Whole seconds the pod may take to answer or between two reads of its answer; replaces '
+     "`--upstream-read-timeout` (ingress-nginx default 60) for the Ingress's routes. Bad value: the "
+     'global one, with a warning.'),
     ('proxy-redirect-from', 'not yet',
      ''),
     ('proxy-redirect-to', 'not yet',
      ''),
     ('proxy-request-buffering', 'not yet',
      ''),
-    ('proxy-send-timeout', 'not yet',
-     ''),
+    ('proxy-send-timeout', 'supported',
+     'Whole seconds the pod may take to read more of the request body (globally `--upstream-read-timeout` '
+     'covers both). Bad value: the global one, with a warning.'),
     ('proxy-ssl-ciphers', 'not yet',
      ''),
-    ('proxy-ssl-name', 'not yet',
-     ''),
+    ('proxy-ssl-name', 'supported with a difference',
+     'Validated; like ingress-nginx, it only acts with `proxy-ssl-secret` (alone: a warning).'),
     ('proxy-ssl-protocols', 'not yet',
      ''),
-    ('proxy-ssl-secret', 'not yet',
-     ''),
-    ('proxy-ssl-server-name', 'not yet',
-     ''),
-    ('proxy-ssl-verify', 'not yet',
-     ''),
+    ('proxy-ssl-secret', 'supported with a difference',
+     'Fails closed for now: it needs Opaque Secrets (a CA, maybe a client certificate), which pyngress '
+     "does not watch yet: the Ingress's paths answer 503 (ingress-nginx denies a location whose Secret "
+     'cannot be used), with a warning; they are never served unverified.'),
+    ('proxy-ssl-server-name', 'supported with a difference',
+     'Validated (`on`/`off`); only acts with `proxy-ssl-secret`, as in ingress-nginx.'),
+    ('proxy-ssl-verify', 'supported with a difference',
+     'Validated (`on`/`off`); only acts with `proxy-ssl-secret`, as in ingress-nginx (alone: a warning).'),
     ('proxy-ssl-verify-depth', 'not yet',
      ''),
     ('rewrite-target', 'supported with a difference',
@@ -256,24 +280,26 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
     ('service-upstream', 'not yet',
      ''),
-    ('session-cookie-change-on-failure', 'not yet',
-     ''),
+    ('session-cookie-change-on-failure', 'supported with a difference',
+     'Validated; pyngress always behaves as `true`: a retried request goes to another pod and the cookie '
+     'follows it.'),
     ('session-cookie-conditional-samesite-none', 'not yet',
      ''),
-    ('session-cookie-domain', 'not yet',
-     ''),
-    ('session-cookie-expires', 'not yet',
-     ''),
-    ('session-cookie-max-age', 'not yet',
-     ''),
-    ('session-cookie-name', 'not yet',
-     ''),
-    ('session-cookie-path', 'not yet',
-     ''),
-    ('session-cookie-samesite', 'not yet',
-     ''),
-    ('session-cookie-secure', 'not yet',
-     ''),
+    ('session-cookie-domain', 'supported',
+     '`Domain` attribute.'),
+    ('session-cookie-expires', 'supported with a difference',
+     'Seconds; sent as `Max-Age` (not an `Expires` date) when `session-cookie-max-age` is not set.'),
+    ('session-cookie-max-age', 'supported',
+     'Seconds, as `Max-Age`; without it (and `expires`), a session cookie.'),
+    ('session-cookie-name', 'supported',
+     'Default `INGRESSCOOKIE`.'),
+    ('session-cookie-path', 'supported with a difference',
+     "Default `/` (ingress-nginx: the rule's path): the cookie belongs to the Ingress's cluster, shared "
+     'by its paths.'),
+    ('session-cookie-samesite', 'supported',
+     '`None`, `Lax`, `Strict` (any case).'),
+    ('session-cookie-secure', 'supported',
+     '`Secure` attribute.'),
     ('ssl-ciphers', 'not yet',
      ''),
     ('ssl-passthrough', 'not yet',
@@ -289,8 +315,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'Wins over permanent-redirect, as in ingress-nginx.'),
     ('temporal-redirect-code', 'supported',
      '300-307, else 302 (with a warning); not a number: no redirect (warning).'),
-    ('upstream-hash-by', 'not yet',
-     'Consistent hashing exists (BackendTrafficPolicy); the annotation is not mapped yet.'),
+    ('upstream-hash-by', 'supported with a difference',
+     'One variable: `$remote_addr` (source IP), `$request_uri` (path and query), `$http_<name>` (a '
+     'header; `_` for `-`), `$cookie_<name>`, with or without braces; a consistent hash ring (about 1/N '
+     'of the keys move when a pod comes or goes). Other expressions (text, several variables): not '
+     'hashed, with a warning.'),
     ('upstream-hash-by-subset', 'not yet',
      ''),
     ('upstream-hash-by-subset-size', 'not yet',

@@ -45,6 +45,10 @@ FLAG_EQUIVALENTS: Mapping[str, str] = {
     "keep-alive": "--client-keepalive-timeout",
     "large-client-header-buffers": "--max-header-bytes",
     "worker-processes": "--workers",
+    "enable-opentelemetry": "--otlp-endpoint (with --trace-by-default)",
+    "otlp-collector-host": "--otlp-endpoint",
+    "otel-sampler-ratio": "--trace-sample-ratio",
+    "opentelemetry-trust-incoming-span": "--trace-trust-incoming",
 }
 
 

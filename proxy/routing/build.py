@@ -50,7 +50,6 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     selection, class_warnings = select_classes(snapshot, settings)
     warnings: list[Warning] = list(class_warnings)
     policies = index_policies(snapshot)
-    hook = policies.ingress_route if policies.active else None
 
     served: list[IngressEntry] = []
     host_checks: dict[str, tuple[str, str]] = {}
@@ -78,7 +77,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     any_host: VirtualHost | None = None
     for host, contributions in members.items():
         routes, problems = merge_host(host, contributions, covered=tls.covers(host) if host else False,
-                                      route_hook=hook)
+                                      policies=policies)
         warnings.extend(problems)
         if not claims(contributions):
             continue  # only ingress-nginx canaries name it: the host is not served
@@ -96,7 +95,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     if gateway.ports:
         tables = ListenerTables()
         listeners = tables.build(gateway.ports, ingress=table, contributions=lambda host: members.get(host, ()),
-                                 covers=tls.covers, route_hook=hook)
+                                 covers=tls.covers, policies=policies)
         extra = [route for routes in tables.merged_hosts() for route in routes.routes()]
         warnings.extend(tables.warnings())
     warnings.extend(gateway.warnings)

@@ -31,7 +31,7 @@ mutated, so an object that is still the same object still means the same thing.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
 from proxy.routing.merge import claims, merge_host
-from proxy.routing.model import Cluster, Config, ListenerConfig, Route
+from proxy.routing.model import Cluster, Config, ListenerConfig
 from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import PolicyIndex, PolicyMemo, index_policies
 from proxy.routing.policy.status import TrafficPolicyStatus, policy_status
@@ -294,9 +294,6 @@ class Builder:
             return False
         return True
 
-    def _route_hook(self) -> Callable[[Route], Route] | None:
-        return self._policies.ingress_route if self._policies.active else None
-
     def _update_policy_status(self, snapshot: Snapshot, settings: Settings) -> None:
         """Status of the policies: it reads whether targets exist (and, for BackendTLSPolicy, which Gateways
         route to them), so it is judged on every build that has any."""
@@ -354,7 +351,7 @@ class Builder:
             assert self._table is not None
             tables = self._listener_tables
             listeners = tables.build(gateway.ports, ingress=self._table, contributions=self._contributions_of,
-                                     covers=self._tls.covers, route_hook=self._route_hook())
+                                     covers=self._tls.covers, policies=self._policies)
             self.work.listener_hosts = tables.merges
             digests = tables.digests(listeners)
             merged = {id(routes): routes for routes in tables.merged_hosts()}
@@ -520,7 +517,7 @@ class Builder:
         routes: VirtualHost | None = None
         if contributions:
             routes, warnings = merge_host(host, contributions, covered=self._tls.covers(host) if host else False,
-                                          route_hook=self._route_hook())
+                                          policies=self._policies)
             if warnings:
                 self._group_warnings[host] = tuple(warnings)
         if routes is None or not claims(contributions):  # gone, or only ingress-nginx canaries name it

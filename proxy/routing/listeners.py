@@ -21,8 +21,8 @@ from types import MappingProxyType
 from proxy.objects import Warning
 from proxy.routing.checksum import host_digest, listener_digest, listener_scope
 from proxy.routing.gateway.processor import PortPlan
-from proxy.routing.merge import Candidate, IngressPaths, merge_host
-from proxy.routing.model import ListenerConfig, Route
+from proxy.routing.merge import Candidate, IngressPaths, IngressPolicies, merge_host
+from proxy.routing.model import ListenerConfig
 from proxy.routing.table import RouteTable, VirtualHost
 
 # Where a merged VirtualHost sits in its table.
@@ -49,9 +49,9 @@ class ListenerTables:
     def build(self, plans: Mapping[int, PortPlan], *, ingress: RouteTable,
               contributions: Callable[[str], Sequence[IngressPaths]],
               covers: Callable[[str], bool],
-              route_hook: Callable[[Route], Route] | None = None) -> dict[int, ListenerConfig]:
+              policies: IngressPolicies | None = None) -> dict[int, ListenerConfig]:
         """The listener tables; `contributions(host)` are the Ingresses naming an Ingress host, oldest first;
-        `route_hook` is the Ingress merge's (merge_host)."""
+        `policies` are the Ingress merge's (merge_host)."""
         self.merges = 0
         used: set[tuple[int, str, str]] = set()
         listeners: dict[int, ListenerConfig] = {}
@@ -62,7 +62,7 @@ class ListenerTables:
             wildcards = dict(ingress.wildcards) if shared else {}
             suffixes: dict[str, VirtualHost] = {}
             any_host = ingress.any_host if shared else None
-            merge = _Merger(self, local, used, contributions, covers, route_hook)
+            merge = _Merger(self, local, used, contributions, covers, policies)
             for key, candidates in plan.hosts.items():
                 if not key:
                     any_host = merge(_ANY, key, candidates, any_host if shared else None)
@@ -99,12 +99,12 @@ class ListenerTables:
 class _Merger:
     """Merges one host of one port's table, or hands back the remembered merge when nothing it used changed."""
 
-    __slots__ = ("contributions", "covers", "hook", "local", "tables", "used")
+    __slots__ = ("contributions", "covers", "policies", "local", "tables", "used")
 
     def __init__(self, tables: ListenerTables, local: int, used: set[tuple[int, str, str]],
                  contributions: Callable[[str], Sequence[IngressPaths]], covers: Callable[[str], bool],
-                 hook: Callable[[Route], Route] | None) -> None:
-        self.hook = hook
+                 policies: IngressPolicies | None) -> None:
+        self.policies = policies
         self.tables = tables
         self.local = local
         self.used = used
@@ -126,7 +126,7 @@ class _Merger:
         self.tables.merges += 1
         with_ingress = list(self.contributions(key)) if start is not None else []
         routes, warnings = merge_host(key, with_ingress, covered=bool(with_ingress) and bool(key) and self.covers(key),
-                                      candidates=candidates, route_hook=self.hook)
+                                      candidates=candidates, policies=self.policies)
         scope = listener_scope(self.local, any_depth=where == _SUFFIX)
         remembered[place] = _Merged(candidates, start, routes, host_digest(key, routes, scope=scope), warnings)
         return routes

@@ -37,10 +37,22 @@ from proxy.routing.model import (
     PATH_REGEX,
     Route,
 )
+from proxy.routing.policy.spec import PolicySpec
 from proxy.routing.table import Choice, Slot, VirtualHost, slot_routes
 
 # (path as written, path type, table key, cluster key) of one valid Ingress path, for one host.
 PathEntry = tuple[str, str, str, str]
+
+
+class IngressPolicies(Protocol):
+    """The traffic policies Ingress routes are made under (routing.policy.index.PolicyIndex)."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def ingress_route(self, route: Route, annotations: PolicySpec | None = None) -> Route: ...
+
+    def overridden(self, ingress: Key, annotations: PolicySpec) -> list[str]: ...
 
 
 class IngressPaths(Protocol):
@@ -53,6 +65,7 @@ class IngressPaths(Protocol):
     redirect: bool  # ssl-redirect
     force_redirect: bool  # force-ssl-redirect
     nginx: NginxFeatures | None  # the other ingress-nginx annotations, compiled (None: none used)
+    tracing: bool | None  # enable-opentelemetry (None: the process's default)
 
     def paths_for(self, host: str) -> tuple[PathEntry, ...]: ...
 
@@ -77,11 +90,12 @@ def claims(contributions: Sequence[IngressPaths]) -> bool:
 
 def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
                candidates: tuple[Candidate, ...] = (),
-               route_hook: Callable[[Route], Route] | None = None) -> tuple[VirtualHost, list[Warning]]:
+               policies: IngressPolicies | None = None) -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
-    `route_hook`: applied to each Ingress route once made (traffic policies: routing.policy.index).
+    `policies`: the traffic policies each Ingress route is put under once made (routing.policy.index), with
+    its Ingress's traffic annotations as a layer of their own (routing.ingress.nginx_traffic).
     ingress-nginx annotations (routing.ingress.nginx) add filters to their Ingress's routes, lend canary
     backends to other Ingresses' routes, and may make the host a regex host (routing.ingress.regex_paths).
     """
@@ -98,13 +112,14 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
     for contribution in contributions:
         namespace, name = contribution.key
         nginx = contribution.nginx
+        tracing = contribution.tracing
         if nginx is not None and nginx.canary is not None:
             canaries.append(contribution)
             continue
         redirected = contribution.force_redirect or (contribution.redirect and covered)
         filters = HTTPS_REDIRECT if redirected else None
         for path, path_type, key, cluster in contribution.paths_for(host):
-            route = Route(namespace, name, host, path, path_type, cluster, filters=filters)
+            route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing)
             if nginx is not None:
                 route = nginx.route(route)
             if regex:
@@ -127,12 +142,13 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 warnings.append(_lost(route, taken, why=""))
         if nginx is not None and nginx.app_root is not None and root is None:
             # nginx's `if ($uri = /)` sits in the server block: it answers "/" before any location is chosen.
-            root = Route(namespace, name, host, "/", PATH_EXACT, "", filters=Filters(request=(nginx.app_root,)))
+            root = Route(namespace, name, host, "/", PATH_EXACT, "", filters=Filters(request=(nginx.app_root,)),
+                         tracing=tracing)
         default = contribution.default
         if default is None:
             continue
         if host:
-            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters)
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing)
             if nginx is not None:
                 route = nginx.secure(route)
             if routes.default is None:
@@ -141,7 +157,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 warnings.append(_lost(route, routes.default, why=""))
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
-                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None)
+                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing)
             if nginx is not None:
                 routes.default = nginx.secure(routes.default)
         elif not contribution.has_hosts:
@@ -151,6 +167,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
     if canaries:
         warnings.extend(lend_canaries(routes, host, canaries, located if regex else None))
+    route_hook = _route_hook(contributions, policies, warnings) if policies is not None else None
     if route_hook is not None:
         _hook(routes, route_hook)
         for key, slot in located.items():
@@ -203,6 +220,25 @@ def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPath
             slots[key] = canary_rules(taken, cluster, spec)
             lent.add(place)
     return warnings
+
+
+def _route_hook(contributions: Sequence[IngressPaths], policies: IngressPolicies,
+                warnings: list[Warning]) -> Callable[[Route], Route] | None:
+    """What puts an Ingress route of this host under its policies (None: nothing would change any)."""
+    layers: dict[Key, PolicySpec] = {}
+    for contribution in contributions:
+        nginx = contribution.nginx
+        if nginx is not None and nginx.policy is not None:
+            layers[contribution.key] = nginx.policy
+            warnings.extend(Warning("Ingress", contribution.key[0], contribution.key[1], message)
+                            for message in policies.overridden(contribution.key, nginx.policy))
+    if not layers:
+        return policies.ingress_route if policies.active else None
+    ingress_route = policies.ingress_route
+
+    def hook(route: Route) -> Route:
+        return ingress_route(route, layers.get((route.namespace, route.ingress)))
+    return hook
 
 
 def _hook(routes: VirtualHost, hook: Callable[[Route], Route]) -> None:

@@ -137,11 +137,15 @@ class Timeouts:
     """Gateway API `timeouts`: the whole request, and each attempt upstream, in seconds.
 
     None: the proxy's default applies. 0: no limit at all (the Gateway API's "0s" disables the timeout).
-    A request past `request` gets 504, an attempt past `backend_request` too.
+    A request past `request` gets 504, an attempt past `backend_request` too. `read` and `send` replace
+    --upstream-read-timeout for the route (ingress-nginx's proxy-read-timeout and proxy-send-timeout): the
+    longest wait for the pod's answer or its next bytes, and for the pod to take more of the request body.
     """
 
     request: float | None = None
     backend_request: float | None = None
+    read: float | None = None
+    send: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,9 @@ class Route:
     timeouts: Timeouts | None = None
     # Retries, fault injection, rate limits; None: connect failures retried, nothing else.
     policy: RoutePolicy | None = None
+    # Spans for this rule's requests (an Ingress's enable-opentelemetry, an HTTPRoute's pyngress.dev/tracing
+    # annotation); None: the process's default (--trace-by-default). Without --otlp-endpoint nothing is traced.
+    tracing: bool | None = None
     # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
     # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)

@@ -40,6 +40,10 @@ RETRY_CONNECT_FAILURE = "connect-failure"
 RETRY_RESET = "reset"
 RETRY_5XX = "5xx"
 RETRY_GATEWAY_ERROR = "gateway-error"  # 502, 503, 504
+# nginx's proxy_next_upstream words (ingress-nginx's annotations): `error` is a connect failure or a reset
+# (not a timeout), `timeout` an upstream timeout after the connection was made.
+RETRY_ERROR = "error"
+RETRY_TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,8 @@ class ClusterPolicy:
     health_check: HealthCheck | None = None
     circuit_breaker: CircuitBreaker | None = None
     tls: BackendTLS | None = None
+    # Seconds to establish a connection to a pod (TLS handshake included); None: --upstream-connect-timeout.
+    connect_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,11 @@ class RetryPolicy:
     backoff_max: float = 0.25
     budget: float = 0.2
     min_retries: int = 3
+    # nginx's proxy_next_upstream_timeout: no retry starts this many seconds after the request's first
+    # attempt (0: no limit).
+    window: float = 0.0
+    # nginx's next upstream: never more attempts than the cluster has endpoints.
+    per_endpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,10 @@ class Upstream:
         old = self._by_endpoint
         settings = self.settings
         health = self.health
+        policy = cluster.policy
+        connect_timeout = settings.upstream_connect_timeout
+        if policy is not None and policy.connect_timeout:
+            connect_timeout = policy.connect_timeout
         fresh: dict[Endpoint, EndpointPool] = {}
         for endpoint in wanted:
             pool = old.pop(endpoint, None)
@@ -143,13 +147,13 @@ class Upstream:
                         resolve=resolve,
                         limit=settings.upstream_keepalive,
                         idle_timeout=settings.upstream_keepalive_timeout,
-                        connect_timeout=settings.upstream_connect_timeout,
+                        connect_timeout=connect_timeout,
                     )
                 else:
                     pool = TlsEndpointPool(
                         endpoint, tls=tls, resolve=resolve, limit=settings.upstream_keepalive,
                         idle_timeout=settings.upstream_keepalive_timeout,
-                        connect_timeout=settings.upstream_connect_timeout,
+                        connect_timeout=connect_timeout,
                     )
                 if health is not None and not health.healthy(self.key, endpoint):
                     pool.healthy = False

@@ -424,7 +424,7 @@ class WorkerPool:
         snapshot = worker.snapshot
         if snapshot is not None:  # keep its counts; it has no open connections any more
             closed = {"routes": snapshot["routes"], "handshakes": snapshot.get("handshakes"),
-                      "upstream_tls": snapshot.get("upstream_tls"),
+                      "upstream_tls": snapshot.get("upstream_tls"), "tracing": snapshot.get("tracing"),
                       "listeners": {scheme: [0, c[1]] for scheme, c in snapshot["listeners"].items()}}
             self._retired = merge([s for s in (self._retired, closed) if s is not None])
         self._changed.set()

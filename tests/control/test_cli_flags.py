@@ -19,6 +19,8 @@ CONTRACT_FLAGS = [
     "--publish-status-address", "--election-id", "--default-ssl-certificate", "--access-log", "--no-access-log",
     "--workers", "--election-ttl", "--route-metrics", "--no-route-metrics",
     "--publish-https-port", "--hsts", "--no-hsts", "--hsts-max-age", "--hsts-include-subdomains", "--hsts-preload",
+    "--otlp-endpoint", "--trace-sample-ratio", "--trace-trust-incoming", "--no-trace-trust-incoming",
+    "--trace-by-default", "--no-trace-by-default", "--otlp-export-interval", "--otlp-timeout",
 ]
 
 
@@ -44,7 +46,8 @@ def test_every_flag_reaches_settings(monkeypatch):
         "--publish-status-address", "lb.example.com", "--election-id", "leader",
         "--default-ssl-certificate", "ingress/default-cert",
         "--publish-https-port", "443", "--no-hsts", "--hsts-max-age", "600", "--no-hsts-include-subdomains",
-        "--hsts-preload",
+        "--hsts-preload", "--otlp-endpoint", "http://collector:4318", "--trace-sample-ratio", "0.5",
+        "--no-trace-trust-incoming", "--no-trace-by-default", "--otlp-export-interval", "0.5", "--otlp-timeout", "3",
     ])
     assert s == Settings(
         manifests=("a", "b/"), http_port=0, https_port=1443, admin_port=9999, bind="127.0.0.1",
@@ -56,6 +59,8 @@ def test_every_flag_reaches_settings(monkeypatch):
         publish_status_address=("192.0.2.1", "192.0.2.2", "lb.example.com"), election_id="leader",
         default_ssl_certificate="ingress/default-cert", pod_namespace="ingress", pod_name="pyngress-0",
         publish_https_port=443, hsts=False, hsts_max_age=600, hsts_include_subdomains=False, hsts_preload=True,
+        otlp_endpoint="http://collector:4318", trace_sample_ratio=0.5, trace_trust_incoming=False,
+        trace_by_default=False, otlp_export_interval=0.5, otlp_timeout=3.0,
     )
 
 
@@ -72,6 +77,11 @@ def test_every_flag_reaches_settings(monkeypatch):
     ["--workers", "many"],
     ["--election-ttl", "0"],
     ["--no-such-flag"],
+    ["--trace-sample-ratio", "1.5"],
+    ["--trace-sample-ratio", "-0.1"],
+    ["--otlp-endpoint", "collector:4318"],
+    ["--otlp-endpoint", "grpc://collector:4317"],
+    ["--otlp-export-interval", "0"],
 ])
 def test_bad_values_are_usage_errors(args, capsys):
     with pytest.raises(SystemExit) as exit_info:

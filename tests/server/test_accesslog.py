@@ -75,3 +75,12 @@ def test_a_stdout_nobody_reads_never_blocks_the_caller():
         os.close(read_end)  # the writer thread's blocked write fails now; it counts and goes on
         log.close()
         os.close(write_end)
+
+
+def test_trace_and_span_ids_of_traced_requests():
+    traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-53995c3f42cd8ad8-01"
+    plain, escaped, untraced = written(lambda log: (
+        add(log, 1, trace=traceparent), add(log, 2, trace=traceparent, host=b"\xff"), add(log, 3)))
+    for entry in (plain, escaped):
+        assert (entry["trace_id"], entry["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "53995c3f42cd8ad8")
+    assert untraced["trace_id"] is None and untraced["span_id"] is None

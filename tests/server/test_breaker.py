@@ -56,7 +56,9 @@ async def test_requests_wait_for_a_connection_at_max_connections_within_max_pend
     assert overloaded(refused) == "max-pending-requests"
     pod.release.set()
     answers = await asyncio.gather(*tasks)
-    assert [r.status for r in answers] == [200, 200, 503]
+    # The first one held the connection; of the two started together, whichever reached the proxy second was
+    # refused (their connections race), the other waited for the connection.
+    assert answers[0].status == 200 and sorted(r.status for r in answers[1:]) == [200, 503]
     assert len(pod.peers) == 1  # the waiting request took the connection the first one freed
     assert upstream.pending == 0 and upstream.active == 0 and not upstream.waiters
 

@@ -87,15 +87,23 @@ class RouteSpec:
     rules: tuple[Rule, ...] = ()
     problem: str = ""  # the object cannot be read at all
     warnings: list[Warning] = field(default_factory=list)
+    # The TRACING_ANNOTATION: spans for its rules' requests or not; None: the process's default.
+    tracing: bool | None = None
 
     def warn(self, message: str) -> None:
         self.warnings.append(Warning("HTTPRoute", self.key[0], self.key[1], message))
+
+
+# Spans for an HTTPRoute's requests: "true" or "false" (unset: --trace-by-default); the Gateway API has no field
+# for it, ingress-nginx's Ingress annotation is enable-opentelemetry.
+TRACING_ANNOTATION = "pyngress.dev/tracing"
 
 
 def read_route(key: Key, obj: Any) -> RouteSpec:
     """Judge one HTTPRoute; never raises (a broken object is a RouteSpec with `problem`)."""
     spec = RouteSpec(key, obj, generation(obj), age(obj))
     namespace = key[0]
+    _read_tracing(spec, obj)
     try:
         body = mapping(require_object(obj, "HTTPRoute"), "spec", "")
         spec.parents = tuple(_parent(item, f"spec.parentRefs[{i}]", namespace)
@@ -120,6 +128,21 @@ def read_route(key: Key, obj: Any) -> RouteSpec:
         rules.append(rule)
     spec.rules = tuple(rules)
     return spec
+
+
+def _read_tracing(spec: RouteSpec, obj: Any) -> None:
+    """The TRACING_ANNOTATION ("true" or "false"; anything else is a warning and leaves the default)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    value = annotations.get(TRACING_ANNOTATION) if isinstance(annotations, dict) else None
+    if value is None:
+        return
+    lowered = value.strip().lower() if isinstance(value, str) else ""
+    if lowered in ("true", "false"):
+        spec.tracing = lowered == "true"
+    else:
+        spec.warn(f'annotation {TRACING_ANNOTATION}: {value!r:.60} is not "true" or "false"; the process\'s '
+                  "default used")
 
 
 def _parent(item: Any, where: str, namespace: str) -> ParentRef:
@@ -352,7 +375,7 @@ def _compile(spec: RouteSpec, resolver: BackendResolver, reads: dict[Key, Any]) 
             routes.append((match, Route(namespace, name, "", match.path, match.path_type, cluster,
                                         kind=KIND_HTTP_ROUTE, rule=rule.index, rule_name=rule.name,
                                         conditions=match.conditions, backends=backends, filters=filters,
-                                        timeouts=rule.timeouts)))
+                                        timeouts=rule.timeouts, tracing=spec.tracing)))
         compiled.append(CompiledRule(rule, tuple(routes)))
     if problems:
         resolved = (False, problems[0][0], "; ".join(dict.fromkeys(message for _, message in problems)))

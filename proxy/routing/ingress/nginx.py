@@ -13,6 +13,9 @@ and for the canary rules (routing.ingress.canary). Facts and quirks are ingress-
 - `app-root` answers a request for "/" with 302 to scheme://Host<app-root>, before anything else;
 - the security annotations (source ranges, limits, CORS) are routing.ingress.security's, attached to
   every route of the Ingress, its defaultBackend routes too (`secure`).
+
+The traffic annotations (timeouts, retries, balancing, affinity, backend protocol) are a policy layer of
+the Ingress (routing.ingress.nginx_traffic), applied with the traffic policies (routing.policy.index).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from proxy.routing.filters import (
 )
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
+from proxy.routing.ingress.nginx_traffic import Refusal, traffic_layer, used_traffic
 from proxy.routing.ingress.security import Security, security_of
 from proxy.routing.model import Route
+from proxy.routing.policy.spec import PolicySpec
 
 _GROUP = re.compile(r"\$([0-9])")
 
@@ -48,6 +53,10 @@ class NginxFeatures:
     redirect: FixedRedirect | None = None
     app_root: RootRedirect | None = None
     canary: CanarySpec | None = None
+    # The traffic annotations' policy layer (routing.ingress.nginx_traffic), put on the routes by the policy
+    # index; a refusal answers every path of the Ingress (fail closed).
+    policy: PolicySpec | None = None
+    refusal: Refusal | None = None
     security: Security | None = None
 
     def needs_rewrite(self, path: str) -> bool:
@@ -62,6 +71,9 @@ class NginxFeatures:
         always makes a regex host, whose compilation reports a path that is not a regular expression.)"""
         items: list[Any] = list(route.filters.request) if route.filters is not None else []
         added = 0
+        if self.refusal is not None:
+            items.append(self.refusal)
+            added += 1
         if self.redirect is not None:
             items.append(self.redirect)
             added += 1
@@ -104,7 +116,13 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
     problems.extend(canary_problems)
     if canary is not None:
         # A canary only lends its backend to a main Ingress's path: its other annotations are ignored (ingress-nginx).
+        ignored = used_traffic(values)
+        if ignored:
+            problems.append(f"annotations {', '.join(ignored)} are ignored on a canary Ingress: the main Ingress's "
+                            "traffic settings apply to both backends")
         return NginxFeatures(canary=canary), problems
+    policy, refusal, traffic_problems = traffic_layer(values)
+    problems.extend(traffic_problems)
     redirect = _redirect(values, problems)
     rewrite = values.rewrite_target
     parts: tuple[str | int, ...] = ()
@@ -126,10 +144,11 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
     security, security_problems = security_of(values, zone=zone)
     problems.extend(security_problems)
-    if not (values.use_regex or rewrite or redirect or root or security):
+    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
-                         redirect=redirect, app_root=root, security=security), problems
+                         redirect=redirect, app_root=root, policy=policy, refusal=refusal,
+                         security=security), problems
 
 
 def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect | None:

@@ -32,7 +32,8 @@ class IngressEntry:
     brings to each host it names, ready to merge (see routing.merge.IngressPaths)."""
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
-                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx")
+                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx",
+                 "tracing")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -57,6 +58,7 @@ class IngressEntry:
         self.force_redirect = False
         # The other ingress-nginx annotations, compiled (routing.ingress.nginx); None: the Ingress uses none.
         self.nginx: NginxFeatures | None = None
+        self.tracing: bool | None = None  # enable-opentelemetry
 
     def judge(self, selection: ClassSelection) -> None:
         """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
@@ -79,6 +81,7 @@ class IngressEntry:
             problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
+            self.tracing = annotations.enable_opentelemetry
             if annotations is not DEFAULTS:
                 self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}")
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)

@@ -27,12 +27,16 @@ from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.routing.clusters import split_cluster_key
 from proxy.routing.model import Backends, Route
 from proxy.routing.policies import ClusterPolicy, policy_key
-from proxy.routing.policy.spec import EMPTY, PolicySpec, fold
+from proxy.routing.policy.spec import EMPTY, SPEC_NAMES, PolicySpec, fold, overlap
 from proxy.routing.policy.targets import GATEWAY, HTTP_ROUTE, INGRESS, SERVICE, TargetKey, TargetRef
 from proxy.routing.policy.tls import TlsPolicy, read_tls_policy
 from proxy.routing.policy.traffic import TrafficPolicy, read_traffic_policy
 
 _NO_LAYERS: tuple[PolicySpec | None, ...] = ()
+# The ingress-nginx annotations behind each section (for the messages of `overridden`).
+ANNOTATION_NAMES = {"load_balancer": "load-balance, upstream-hash-by", "affinity": "affinity, session-cookie-*",
+                    "tls": "backend-protocol", "retry": "proxy-next-upstream*",
+                    "timeouts": "proxy-read-timeout, proxy-send-timeout", "connect_timeout": "proxy-connect-timeout"}
 
 
 class PolicyMemo:
@@ -145,10 +149,26 @@ class PolicyIndex:
 
     # ------------------------------------------------------------------ routes
 
-    def ingress_route(self, route: Route) -> Route:
-        """An Ingress path under its policies (layers 2 and 3)."""
+    def ingress_route(self, route: Route, annotations: PolicySpec | None = None) -> Route:
+        """An Ingress path under its policies (layers 2 and 3). `annotations`: the layer its Ingress's
+        ingress-nginx annotations make (routing.ingress.nginx_traffic), just below a BackendTrafficPolicy
+        attached to that Ingress (which wins section by section) and above the Service's."""
         own = self.layers.get((INGRESS, route.namespace, route.ingress, "")) if self.layers else None
+        if annotations is not None:
+            return self._apply(route, (own, annotations), _NO_LAYERS)
         return self._apply(route, (own,) if own is not None else _NO_LAYERS, _NO_LAYERS)
+
+    def overridden(self, ingress: Key, annotations: PolicySpec) -> list[str]:
+        """Messages for the sections an Ingress's annotations set that a BackendTrafficPolicy attached to the
+        same Ingress sets too (the policy's win)."""
+        own = self.layers.get((INGRESS, ingress[0], ingress[1], "")) if self.layers else None
+        if own is None:
+            return []
+        holder = self.winners.get((INGRESS, ingress[0], ingress[1], ""))
+        who = f"BackendTrafficPolicy {holder[0]}/{holder[1]}" if holder is not None else "a BackendTrafficPolicy"
+        return [f"{who} attached to this Ingress sets spec.{SPEC_NAMES[name]}: it wins over the ingress-nginx "
+                f"annotations setting the same ({ANNOTATION_NAMES.get(name, name)})"
+                for name in overlap(own, annotations)]
 
     def http_route(self, route: Route, *, gateway: Key, listener: str, native: PolicySpec | None = None) -> Route:
         """An HTTPRoute rule match served through one Gateway listener, under every layer."""

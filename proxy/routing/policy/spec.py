@@ -43,6 +43,8 @@ class PolicySpec:
     rate_limit: RateLimit | None = None
     # The whole request's timeout (`timeout.http.requestTimeout`): a route's own `timeouts` win.
     timeouts: Timeouts | None = None
+    # Seconds to connect to a pod (ingress-nginx's proxy-connect-timeout), a cluster section.
+    connect_timeout: float | None = None
 
     @property
     def empty(self) -> bool:
@@ -51,11 +53,12 @@ class PolicySpec:
     def cluster_policy(self) -> ClusterPolicy | None:
         """The cluster sections as a ClusterPolicy; None when none is set (the plain cluster)."""
         if (self.load_balancer is None and self.affinity is None and self.ejection is None
-                and self.health_check is None and self.circuit_breaker is None and self.tls is None):
+                and self.health_check is None and self.circuit_breaker is None and self.tls is None
+                and self.connect_timeout is None):
             return None
         return ClusterPolicy(load_balancer=self.load_balancer or LoadBalancer(), affinity=self.affinity,
                              ejection=self.ejection, health_check=self.health_check,
-                             circuit_breaker=self.circuit_breaker, tls=self.tls)
+                             circuit_breaker=self.circuit_breaker, tls=self.tls, connect_timeout=self.connect_timeout)
 
     def route_policy(self) -> RoutePolicy | None:
         """The route sections as a RoutePolicy; None when none is set (the plain route)."""
@@ -70,6 +73,16 @@ class PolicySpec:
 
 EMPTY = PolicySpec()
 _NAMES = tuple(item.name for item in fields(PolicySpec))
+# How a section is called in a BackendTrafficPolicy's spec (for messages).
+SPEC_NAMES = {"load_balancer": "loadBalancer", "affinity": "sessionPersistence", "ejection": "healthCheck.passive",
+              "health_check": "healthCheck.active", "circuit_breaker": "circuitBreaker", "tls": "tls",
+              "retry": "retry", "fault": "faultInjection", "rate_limit": "rateLimit", "timeouts": "timeout",
+              "connect_timeout": "connect timeout"}
+
+
+def overlap(first: PolicySpec, second: PolicySpec) -> list[str]:
+    """The sections both layers set (the field names, in declaration order)."""
+    return [name for name in _NAMES if getattr(first, name) is not None and getattr(second, name) is not None]
 
 
 def fold(layers: Iterable[PolicySpec | None]) -> PolicySpec:

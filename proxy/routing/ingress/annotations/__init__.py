@@ -23,7 +23,10 @@ from types import ModuleType
 from typing import Any
 
 from proxy.routing.ingress.annotations import (
+    affinity,
+    affinity_mode,
     app_root,
+    backend_protocol,
     canary,
     canary_by_cookie,
     canary_by_header,
@@ -39,19 +42,40 @@ from proxy.routing.ingress.annotations import (
     cors_max_age,
     denylist_source_range,
     enable_cors,
+    enable_opentelemetry,
     force_ssl_redirect,
     limit_burst_multiplier,
     limit_connections,
     limit_rpm,
     limit_rps,
     limit_whitelist,
+    load_balance,
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
+    proxy_connect_timeout,
+    proxy_next_upstream,
+    proxy_next_upstream_timeout,
+    proxy_next_upstream_tries,
+    proxy_read_timeout,
+    proxy_send_timeout,
+    proxy_ssl_name,
+    proxy_ssl_secret,
+    proxy_ssl_server_name,
+    proxy_ssl_verify,
     rewrite_target,
+    session_cookie_change_on_failure,
+    session_cookie_domain,
+    session_cookie_expires,
+    session_cookie_max_age,
+    session_cookie_name,
+    session_cookie_path,
+    session_cookie_samesite,
+    session_cookie_secure,
     ssl_redirect,
     temporal_redirect,
     temporal_redirect_code,
+    upstream_hash_by,
     use_regex,
     whitelist_source_range,
     x_forwarded_prefix,
@@ -59,6 +83,33 @@ from proxy.routing.ingress.annotations import (
 from proxy.routing.ingress.annotations.values import Invalid
 
 PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
+
+# The traffic annotations (routing.ingress.nginx_traffic compiles them into a policy layer).
+TRAFFIC: tuple[ModuleType, ...] = (
+    proxy_connect_timeout,
+    proxy_read_timeout,
+    proxy_send_timeout,
+    proxy_next_upstream,
+    proxy_next_upstream_tries,
+    proxy_next_upstream_timeout,
+    load_balance,
+    upstream_hash_by,
+    affinity,
+    affinity_mode,
+    session_cookie_name,
+    session_cookie_path,
+    session_cookie_max_age,
+    session_cookie_expires,
+    session_cookie_samesite,
+    session_cookie_secure,
+    session_cookie_domain,
+    session_cookie_change_on_failure,
+    backend_protocol,
+    proxy_ssl_secret,
+    proxy_ssl_verify,
+    proxy_ssl_name,
+    proxy_ssl_server_name,
+)
 
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
 REGISTRY: tuple[ModuleType, ...] = (
@@ -94,6 +145,8 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_expose_headers,
     cors_allow_credentials,
     cors_max_age,
+    enable_opentelemetry,
+    *TRAFFIC,
 )
 
 # Raw nginx configuration: refused on purpose (ingress-nginx's worst security hole; it turned them off by
@@ -138,6 +191,30 @@ class IngressAnnotations:
     cors_expose_headers: str = cors_expose_headers.DEFAULT
     cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
     cors_max_age: int = cors_max_age.DEFAULT
+    enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
+    proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
+    proxy_read_timeout: int = proxy_read_timeout.DEFAULT
+    proxy_send_timeout: int = proxy_send_timeout.DEFAULT
+    proxy_next_upstream: tuple[str, ...] = proxy_next_upstream.DEFAULT
+    proxy_next_upstream_tries: int = proxy_next_upstream_tries.DEFAULT
+    proxy_next_upstream_timeout: int = proxy_next_upstream_timeout.DEFAULT
+    load_balance: str = load_balance.DEFAULT
+    upstream_hash_by: str = upstream_hash_by.DEFAULT
+    affinity: str = affinity.DEFAULT
+    affinity_mode: str = affinity_mode.DEFAULT
+    session_cookie_name: str = session_cookie_name.DEFAULT
+    session_cookie_path: str = session_cookie_path.DEFAULT
+    session_cookie_max_age: int = session_cookie_max_age.DEFAULT
+    session_cookie_expires: int = session_cookie_expires.DEFAULT
+    session_cookie_samesite: str = session_cookie_samesite.DEFAULT
+    session_cookie_secure: bool = session_cookie_secure.DEFAULT
+    session_cookie_domain: str = session_cookie_domain.DEFAULT
+    session_cookie_change_on_failure: bool = session_cookie_change_on_failure.DEFAULT
+    backend_protocol: str = backend_protocol.DEFAULT
+    proxy_ssl_secret: str = proxy_ssl_secret.DEFAULT
+    proxy_ssl_verify: bool = proxy_ssl_verify.DEFAULT
+    proxy_ssl_name: str = proxy_ssl_name.DEFAULT
+    proxy_ssl_server_name: bool = proxy_ssl_server_name.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
@@ -219,10 +296,14 @@ def _our_first(key: Any) -> tuple[int, int, str]:
 
 
 def _default_text(value: Any) -> str:
+    if value is None:
+        return "the process's default"
+    if value == "" or value == ():
+        return "nothing"
     if isinstance(value, bool):
         return f'the default "{str(value).lower()}"'
     return f"the default {value!r}"
 
 
-__all__ = ["DEFAULTS", "PREFIXES", "REFUSED", "REGISTRY", "IngressAnnotations", "Invalid", "annotations_of",
+__all__ = ["DEFAULTS", "PREFIXES", "REFUSED", "REGISTRY", "TRAFFIC", "IngressAnnotations", "Invalid", "annotations_of",
            "parse_annotations"]

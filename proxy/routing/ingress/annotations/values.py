@@ -63,3 +63,26 @@ def networks(value: str) -> tuple[str, ...]:
         return parse_networks(value)
     except ValueError as error:
         raise Invalid(str(error)) from None
+
+
+def option(value: str, options: tuple[str, ...]) -> str:
+    """One of `options`, compared without case and surrounding blanks (ingress-nginx's ValidateOptions);
+    the option as listed."""
+    lowered = value.strip().lower()
+    for known in options:
+        if lowered == known.lower():
+            return known
+    raise Invalid(f"{value!r:.40} is not one of {', '.join(options)}")
+
+
+def seconds(value: str) -> int:
+    """A whole number of seconds above 0 (ingress-nginx's timeouts are unitless integers)."""
+    number = integer(value)
+    if number <= 0:
+        raise Invalid(f"{value!r:.40} is not a number of seconds above 0")
+    return number
+
+
+def on_off(value: str) -> bool:
+    """nginx's "on" or "off" (ingress-nginx's proxySSLOnOffRegex)."""
+    return option(value, ("on", "off")) == "on"

@@ -1,0 +1,12 @@
+"""`proxy-connect-timeout`: seconds to connect to a pod (ingress-nginx default 5, pyngress's
+--upstream-connect-timeout); a cluster setting here, as in Envoy."""
+
+from proxy.routing.ingress.annotations.values import seconds
+
+NAME = "proxy-connect-timeout"
+DEFAULT = 0  # not set
+DISABLED = "the global --upstream-connect-timeout used (as ingress-nginx falls back to its ConfigMap)"
+
+
+def parse(value: str) -> int:
+    return seconds(value)
