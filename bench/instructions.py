@@ -14,8 +14,9 @@ backends) on this tree. `--policy` adds the cost of the traffic-policy path (iss
 server on a hand-built one-route table (bench.policy_proxy) without a policy, and with round robin,
 passive ejection and a circuit breaker on its cluster. `--tracing` adds the plain Ingress route with tracing
 on (issue #15: `--otlp-endpoint` to a local OTLP sink, bench.otlp_sink) at sample ratio 0.01 and at 1.0; the
-exporter thread's encoding and POSTs run in the proxy process and are counted too. Everything is on 127.0.0.1
-and stops by itself.
+exporter thread's encoding and POSTs run in the proxy process and are counted too. `--security` adds the
+Ingress route with ingress-nginx's whitelist-source-range, enable-cors (an allowed Origin) and limit-rps /
+limit-connections annotations. Everything is on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str],
     return min(totals) / requests
 
 
+# `--security`: the main Ingress with a source-range check, CORS for an allowed origin, and per-client limits
+# far above what the bench sends (the buckets and counters are paid for, never refused).
+SECURITY_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8, 127.0.0.0/8, 192.168.0.0/16",
+    "nginx.ingress.kubernetes.io/enable-cors": "true",
+    "nginx.ingress.kubernetes.io/cors-allow-origin": "https://app.example, https://*.example.org",
+    "nginx.ingress.kubernetes.io/limit-rps": "100000",
+    "nginx.ingress.kubernetes.io/limit-connections": "1000",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "OTLP sink)")
     parser.add_argument("--only-tracing", action="store_true",
                         help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
+    parser.add_argument("--security", action="store_true",
+                        help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
     args = parser.parse_args(argv)
     if which("valgrind") is None or which("callgrind_control") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -147,6 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                          _count(group, tree=_REPO, folder=gateway, extra=("--gateway-port-offset", str(listener - 80)),
                                 port=listener, host=manifests.GATEWAY_HOST, headers=manifests.GATEWAY_HEADERS,
                                 requests=args.requests, workdir=workdir, name="httproute")))
+        if args.security:
+            secured = os.path.join(workdir, "secured")
+            objs = manifests.objects(None, backend=backend)
+            objs.ingresses[0]["metadata"]["annotations"] = SECURITY_ANNOTATIONS
+            manifests.write_folder(secured, objs)
+            rows.append(("Ingress route + source range, CORS, limits",
+                         _count(group, tree=_REPO, folder=secured, extra=(), port=free_port(), requests=args.requests,
+                                workdir=workdir, name="secured", host=manifests.MAIN_HOST,
+                                headers=(("Origin", "https://app.example"),))))
         if args.policy:
             backend_arg = f"{backend[0][0]}:{backend[0][1]}"
             for label, policies in (("no policy", "off"), ("cluster policy", "cluster")):

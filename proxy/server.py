@@ -20,7 +20,7 @@ from proxy.http import mirror
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
-from proxy.http.ratelimit import Limiters, RateLimiter
+from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
@@ -91,6 +91,9 @@ class ProxyServer:
         # id(route) -> the rate limiter of a route with a local rate limit (rebound on each publish).
         self.limiters: dict[int, RateLimiter] = {}
         self._limiters = Limiters()
+        # id(route) -> the ingress-nginx limit zone (limit-connections, -rpm, -rps) of its Ingress.
+        self.client_limiters: dict[int, ClientLimiter] = {}
+        self._client_limiters = ClientLimiters()
         # The running table's upstreams, for the policy counters in traffic snapshots.
         self.traffic.upstreams = self._upstreams
         # Tracing (--otlp-endpoint): its sampling settings now, its exporter (a thread) with the first listener.
@@ -139,6 +142,7 @@ class ProxyServer:
 
         self.route_stats = self.traffic.bind(labelled())
         self.limiters = self._limiters.bind(policed)
+        self.client_limiters = self._client_limiters.bind(policed)
         self.tick = min(self.base_tick, _tick_for(shortest))
         if self.listeners and (runtime.config.listeners or self.gateway_listeners):
             task = asyncio.get_running_loop().create_task(self.reconcile())

@@ -71,6 +71,7 @@ from proxy.upstream.errors import (
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.http.ratelimit import ClientLimiter
     from proxy.routing.request import Request, Response
     from proxy.upstream.cluster import Upstream
     from proxy.upstream.pool import EndpointPool
@@ -132,10 +133,11 @@ class Attempts:
     (it runs first: it may drop the answer)."""
 
     __slots__ = ("ex", "retry", "upstream", "pool", "key", "token", "counted", "retrying", "delay", "abort",
-                 "waiter")
+                 "waiter", "held")
     order = -100
 
-    def __init__(self, ex: Exchange, retry: RetryPolicy | None, *, delay: float = 0.0, abort: int = 0) -> None:
+    def __init__(self, ex: Exchange, retry: RetryPolicy | None, *, delay: float = 0.0, abort: int = 0,
+                 held: ClientLimiter | None = None) -> None:
         self.ex = ex
         self.retry = retry
         self.upstream: Upstream | None = None
@@ -147,6 +149,7 @@ class Attempts:
         self.delay = delay  # a fault delay before the first attempt (seconds)
         self.abort = abort  # a fault abort's status, answered after the delay
         self.waiter: Waiter | None = None
+        self.held = held  # a limit-connections slot of the client, given back by done()
 
     @property
     def replays(self) -> bool:
@@ -519,7 +522,11 @@ class Attempts:
             ex.flush_upstream()
 
     def done(self) -> None:
-        """The exchange is over: give back the cluster counts it holds (Exchange.account)."""
+        """The exchange is over: give back the cluster counts (and client slot) it holds (Exchange.account)."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            held.release(self.ex.client.client_ip)
         upstream = self.upstream
         if upstream is None:
             return

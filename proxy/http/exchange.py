@@ -182,6 +182,11 @@ class Exchange(RequestHead):
 
     # ------------------------------------------------------------------ request side
 
+    @property
+    def client_address(self) -> bytes:
+        """The client's address (Request.client_address): read only by filters that check it."""
+        return self.client.client_ip
+
     def start(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
         """Send ``head`` (plus any body already read) to the endpoint the upstream's balancer picks."""
         self.upstream = upstream

@@ -11,7 +11,8 @@ _CRLF = b"\r\n"
 
 
 class FlatFields:
-    """`set_header`, `add_header` and `remove_header` over `self.fields` (declared by the subclass's slots)."""
+    """`set_header`, `add_header`, `remove_header` and `replace_headers` over `self.fields` (declared by the
+    subclass's slots)."""
 
     __slots__ = ()
     fields: list[bytes]
@@ -29,3 +30,11 @@ class FlatFields:
         for index in range(len(fields) - 4, -1, -4):
             if fields[index].lower() == lowered:
                 del fields[index : index + 4]
+
+    def replace_headers(self, names: frozenset[bytes], pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+        fields = self.fields
+        for index in range(len(fields) - 4, -1, -4):
+            if fields[index].lower() in names:
+                del fields[index : index + 4]
+        for name, value in pairs:
+            fields += (name, _SEP, value, _CRLF)

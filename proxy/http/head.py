@@ -88,6 +88,11 @@ class RequestHead(FlatFields):
         self._query_values: dict[str, str] | None = None
 
     @property
+    def client_address(self) -> bytes:
+        """Unknown to a head alone (b""); an Exchange knows its connection's."""
+        return b""
+
+    @property
     def has_body(self) -> bool:
         return self.chunked or self.content_length > 0
 

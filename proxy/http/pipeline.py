@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from proxy.http import headers as h
 from proxy.http import mirror
 from proxy.http.attempts import Attempts
+from proxy.http.ratelimit import HELD, REFUSED
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
 from proxy.routing.model import Timeouts
@@ -304,12 +305,25 @@ class Pipeline:
                     stats.faults_aborted += 1
                 conn.send_error(ex, abort, None, detail="fault injected", reason="fault-abort")
                 return False
+        held = None
+        if policy.client_limit is not None:  # ingress-nginx's limit-connections / -rpm / -rps, per client address
+            client_limiter = self.server.client_limiters.get(id(route))
+            if client_limiter is not None:
+                admitted = client_limiter.admit(conn.client_ip)
+                if admitted == REFUSED:
+                    if stats is not None:
+                        stats.rate_limited += 1
+                    conn.send_error(ex, policy.client_limit.status, None, detail="rate limited",
+                                    reason="rate-limited")
+                    return False
+                if admitted == HELD:
+                    held = client_limiter
         retry = policy.retry
-        if retry is not None or delay:
+        if retry is not None or delay or held is not None:
             if retry is not None and retry.per_try_timeout and ex.timeouts is None:
                 ex.timeouts = _NO_TIMEOUTS
                 ex.deadline = 0.0
-            ex.policy = Attempts(ex, retry, delay=delay, abort=abort)
+            ex.policy = Attempts(ex, retry, delay=delay, abort=abort, held=held)
         return True
 
     def _for_filters(self, head: RequestHead, host: str, path: str) -> None:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from proxy.routing.model import Route
-from proxy.routing.policies import RateLimit
+from proxy.routing.policies import ClientLimit, RateLimit
 
 # Per-client buckets kept per route at most (about 100 bytes each).
 CLIENT_TABLE_LIMIT = 10_000
@@ -108,4 +108,73 @@ class Limiters:
         return by_route
 
 
-__all__ = ["CLIENT_TABLE_LIMIT", "Limiters", "RateLimiter"]
+# ClientLimiter.admit's answers.
+REFUSED = 0
+PASSED = 1
+HELD = 2  # passed, holding a limit-connections slot: give it back with release()
+
+
+class ClientLimiter:
+    """The counters of one ingress-nginx limit zone (ClientLimit): request buckets per client address, and
+    the requests each address has in progress (an entry lives while its count is above 0)."""
+
+    __slots__ = ("limit", "rpm", "rps", "active")
+
+    def __init__(self, limit: ClientLimit) -> None:
+        self.limit = limit
+        self.rpm = RateLimiter(limit.rpm) if limit.rpm is not None else None
+        self.rps = RateLimiter(limit.rps) if limit.rps is not None else None
+        self.active: dict[bytes, int] = {}
+
+    def admit(self, client: bytes) -> int:
+        """REFUSED, PASSED, or HELD (a connection slot taken for `client`)."""
+        limit = self.limit
+        if limit.exempt is not None and client in limit.exempt:
+            return PASSED
+        connections = limit.connections
+        if connections and self.active.get(client, 0) >= connections:
+            return REFUSED
+        if self.rpm is not None and not self.rpm.allow(client):
+            return REFUSED
+        if self.rps is not None and not self.rps.allow(client):
+            return REFUSED
+        if not connections:
+            return PASSED
+        self.active[client] = self.active.get(client, 0) + 1
+        return HELD
+
+    def release(self, client: bytes) -> None:
+        left = self.active.get(client, 0) - 1
+        if left > 0:
+            self.active[client] = left
+        else:
+            self.active.pop(client, None)
+
+
+class ClientLimiters:
+    """The running table's ingress-nginx limit zones: one ClientLimiter per Ingress and limit, shared by the
+    routes of that Ingress, carried over to the next table while the limit stays the same."""
+
+    __slots__ = ("_by_zone",)
+
+    def __init__(self) -> None:
+        self._by_zone: dict[ClientLimit, ClientLimiter] = {}
+
+    def bind(self, routes: Iterable[Route]) -> dict[int, ClientLimiter]:
+        previous = self._by_zone
+        current: dict[ClientLimit, ClientLimiter] = {}
+        by_route: dict[int, ClientLimiter] = {}
+        for route in routes:
+            policy = route.policy
+            if policy is None or policy.client_limit is None:
+                continue
+            limit = policy.client_limit
+            limiter = current.get(limit) or previous.get(limit) or ClientLimiter(limit)
+            current[limit] = limiter
+            by_route[id(route)] = limiter
+        self._by_zone = current
+        return by_route
+
+
+__all__ = ["CLIENT_TABLE_LIMIT", "HELD", "PASSED", "REFUSED", "ClientLimiter", "ClientLimiters", "Limiters",
+           "RateLimiter"]

@@ -98,30 +98,46 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
     ('connection-proxy-header', 'not yet',
      ''),
-    ('cors-allow-credentials', 'not yet',
-     ''),
-    ('cors-allow-headers', 'not yet',
-     ''),
-    ('cors-allow-methods', 'not yet',
-     ''),
-    ('cors-allow-origin', 'not yet',
-     ''),
-    ('cors-expose-headers', 'not yet',
-     ''),
-    ('cors-max-age', 'not yet',
-     ''),
+    ('cors-allow-credentials', 'supported',
+     'Default `true`, as ingress-nginx (sent with every allowed answer, even with origin `*`, as nginx '
+     'does).'),
+    ('cors-allow-headers', 'supported',
+     "Default ingress-nginx's list (`DNT,Keep-Alive,User-Agent,...,Authorization`); a value outside its "
+     'characters falls back to it with a warning.'),
+    ('cors-allow-methods', 'supported',
+     'Default `GET, PUT, POST, DELETE, PATCH, OPTIONS`; a value outside letters and commas falls back to '
+     'it with a warning.'),
+    ('cors-allow-origin', 'supported with a difference',
+     'Default `*`; a list of `scheme://host[:port]`, `null`, `*` (anywhere: every origin). Compared as '
+     'written, case-insensitively (no default port: `http://a.com` is not `http://a.com:80`); `*.` is '
+     'exactly one label. An entry that is not an origin is skipped with a warning (ingress-nginx skips it '
+     "silently); none left: no CORS headers. Difference: anchored at both ends (ingress-nginx's `~* "
+     '(...)$` regex has no `^`, so `https://evil.example/https://a.com` passed).'),
+    ('cors-expose-headers', 'supported',
+     'Default none.'),
+    ('cors-max-age', 'supported',
+     'Default 1728000 (20 days).'),
     ('custom-headers', 'not yet',
      ''),
     ('custom-http-errors', 'not yet',
      ''),
     ('default-backend', 'not yet',
      ''),
-    ('denylist-source-range', 'not yet',
-     ''),
+    ('denylist-source-range', 'supported',
+     'Comma-separated addresses and CIDRs (IPv4 and IPv6; an IPv4-mapped client counts as IPv4); a client '
+     "inside gets 403. Checked against the connection's peer address (trusting X-Forwarded-For is the "
+     "ConfigMap's `use-forwarded-headers`, not yet). An invalid entry (an empty one too) fails closed: "
+     'every route of the Ingress answers 503, with a warning.'),
     ('enable-access-log', 'not yet',
      ''),
-    ('enable-cors', 'not yet',
-     "The Gateway API's CORS filter exists in the rule model; the annotations are not mapped yet."),
+    ('enable-cors', 'supported with a difference',
+     "ingress-nginx's CORS block: every answer to an allowed origin (or to anyone with origin `*`, even "
+     'without an Origin header) gets Allow-Origin, -Credentials, -Methods, -Headers, -Max-Age (and '
+     '-Expose-Headers when set); any OPTIONS request from an allowed origin is answered by the proxy with '
+     '204 and `Content-Type: text/plain charset=UTF-8`. Differences: `Vary: Origin` is added when a '
+     "specific origin is echoed (caches must not mix origins' answers); the preflight is answered before "
+     "source ranges and limits, as nginx's rewrite phase runs before its access phase. The Gateway API's "
+     'CORS filter in its ingress-nginx mode.'),
     ('enable-global-auth', 'not yet',
      ''),
     ('enable-modsecurity', 'not yet',
@@ -139,20 +155,30 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('http2-push-preload', 'not yet',
      ''),
-    ('limit-burst-multiplier', 'not yet',
-     ''),
-    ('limit-connections', 'not yet',
-     ''),
+    ('limit-burst-multiplier', 'supported',
+     "Default 5 (also for a value that is not a number). Burst = limit x multiplier, nginx's `nodelay`: "
+     'burst + 1 requests pass at once, then the rate.'),
+    ('limit-connections', 'supported',
+     'Requests in progress at once per client address, per replica, counted per Ingress (one zone for all '
+     'its routes, as ingress-nginx); over it 503. Slots are given back when a request ends, also when its '
+     'client goes away.'),
     ('limit-rate', 'not yet',
      ''),
     ('limit-rate-after', 'not yet',
      ''),
-    ('limit-rpm', 'not yet',
-     ''),
-    ('limit-rps', 'not yet',
-     'Local rate limits exist (BackendTrafficPolicy); the annotation is not mapped yet.'),
-    ('limit-whitelist', 'not yet',
-     ''),
+    ('limit-rpm', 'supported',
+     'Per client address, per replica (N replicas allow N times), one zone per Ingress; burst from '
+     "`limit-burst-multiplier`; over it 503 (the ConfigMap's `limit-req-status-code` is not read yet). A "
+     'value that is not a number disables this limit only, with a warning (ingress-nginx drops every '
+     'limit of the Ingress).'),
+    ('limit-rps', 'supported',
+     "As `limit-rpm`, per second. Limits are checked in ingress-nginx's order: connections, rpm, rps. "
+     'Uses the local token-bucket limiter of BackendTrafficPolicy, per client address; a request refused '
+     'by a limit is counted in `pyngress_rate_limited_requests`.'),
+    ('limit-whitelist', 'supported with a difference',
+     'Addresses and CIDRs never limited (also read as `limit-allowlist`, which is read first when both '
+     'are set). Difference: an invalid value exempts no one, with a warning (ingress-nginx drops every '
+     'limit of the Ingress).'),
     ('load-balance', 'supported',
      '`round_robin`, `ewma` (least request with a latency EWMA). `upstream-hash-by` wins over it. '
      '`chash`, `chashsubset`, `sticky_*` are set by other annotations: round robin, with a warning.'),
@@ -306,8 +332,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "kept). Python `re` instead of PCRE, matched against pyngress's normalized path (nginx's `$uri` also "
      'decodes reserved `%XX` escapes); a path that does not compile is matched as literal text with a '
      'warning (nginx would refuse the whole reload).'),
-    ('whitelist-source-range', 'not yet',
-     ''),
+    ('whitelist-source-range', 'supported',
+     "Also read as `allowlist-source-range`, ingress-nginx's newer spelling, which is read first when "
+     'both are set (an invalid one is not rescued by the other): only clients inside are served, others '
+     'get 403; the denylist is checked first, and both before the rate limits (nginx counts a refused '
+     "client's requests against its limits first). Same parsing and fail-closed 503 as "
+     '`denylist-source-range`.'),
     ('x-forwarded-prefix', 'supported',
      "Sent only with a rewrite, as ingress-nginx's template does (a warning says so otherwise)."),
 )

@@ -30,6 +30,8 @@ CHANGES_BEHAVIOUR = frozenset({DIFFERENT, FLAG, NOT_YET, REFUSED_FATE, BAD_VALUE
 
 _TABLE: dict[str, tuple[str, str]] = {name: (status, note) for name, status, note in ROWS}
 _HONOURED = frozenset(module.NAME for module in REGISTRY)
+# Every spelling of an honoured annotation -> its docs row (allowlist-source-range -> whitelist-source-range).
+_ROW_OF = {spelling: module.NAME for module in REGISTRY for spelling in getattr(module, "SPELLINGS", (module.NAME,))}
 
 # ConfigMap keys whose job a pyngress flag does (the ConfigMap itself is not read yet).
 FLAG_EQUIVALENTS: Mapping[str, str] = {
@@ -131,10 +133,10 @@ def annotation_fate(key: str, value: Any, annotations: Mapping[str, Any]) -> Ite
     name = _short(key)
     assert name is not None
     text = value if isinstance(value, str) else repr(value)
-    status, note = _TABLE.get(name, ("", ""))
+    status, note = _TABLE.get(_ROW_OF.get(name, name), ("", ""))
     if name in REFUSED:
         return Item(key, text, REFUSED_FATE, note or "raw nginx configuration is not supported, on purpose")
-    if name in _HONOURED:
+    if name in _ROW_OF:
         if key.startswith(PREFIXES[1]) and PREFIXES[0] + name in annotations:
             return Item(key, text, SUPPORTED, f"{PREFIXES[0]}{name} is set too and wins")
         _, problems = parse_annotations({key: value})

@@ -272,24 +272,41 @@ class ResponseHeaderModifier:
 _ORIGIN = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[^/:?#]+)(?::(?P<port>[0-9]{1,5}))?")
 
 
-def _origin_parts(origin: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of an Origin or an allowOrigins entry, the port defaulted from the scheme."""
+def _origin_parts(origin: str, *, default_port: bool = True) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an Origin or an allowOrigins entry, the port defaulted from the scheme
+    (`default_port` False: 0 when none is written, as ingress-nginx compares origins as text)."""
     found = _ORIGIN.fullmatch(origin.lower())
     if found is None:
         return None
     scheme = found["scheme"]
     port = found["port"]
-    return scheme, found["host"], int(port) if port else 443 if scheme == "https" else 80
+    if port:
+        return scheme, found["host"], int(port)
+    return scheme, found["host"], (443 if scheme == "https" else 80) if default_port else 0
+
+
+# ingress-nginx's wildcard origin: "*" stands for one label of letters, digits and "-".
+_LABEL = re.compile(r"[a-z0-9-]+")
+
+# The fields ingress-nginx adds to its own answer to a preflight.
+_PREFLIGHT_TYPE = b"text/plain charset=UTF-8"
 
 
 @dataclass(frozen=True, slots=True)
 class Cors:
-    """Gateway API CORS: answer preflights, add the Access-Control-* headers to allowed origins' responses.
+    """CORS: answer preflights, add the Access-Control-* headers to allowed origins' responses.
 
-    A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered with 204 in the
-    request phase; the response phase adds the headers to it as to any response. Where "*" is
-    configured the request's own origin, method or headers are echoed: always correct, and required
-    when credentials are allowed.
+    Gateway API (the default): a preflight (OPTIONS with Origin and Access-Control-Request-Method) is
+    answered with 204 in the request phase; the response phase adds the headers to it as to any response.
+    Where "*" is configured the request's own origin, method or headers are echoed: always correct, and
+    required when credentials are allowed.
+
+    `nginx`: ingress-nginx's `enable-cors` (its template's CORS block) instead. Origins are compared as
+    written (no default port: "http://a.com" is not "http://a.com:80"), "*." stands for exactly one label;
+    every response to an allowed origin gets every configured header (methods, headers, max-age too); any
+    OPTIONS request from an allowed origin is answered 204 as a preflight; "*" answers
+    "Access-Control-Allow-Origin: *" to every request, with an Origin or not. The literal "null" origin
+    may be listed (as ("null", "", 0)).
     """
 
     # allowOrigins as (scheme, host pattern, port); a host pattern "*.x" (or "*") matches any labels on the left.
@@ -302,29 +319,72 @@ class Cors:
     expose: str = ""
     credentials: bool = False
     max_age: int = 5
+    nginx: bool = False
     order: int = field(default=5, init=False)
+    # nginx mode, compiled from the fields above: the fields set on every allowed answer (but Allow-Origin),
+    # the lower-case names they replace, and the listed origins without wildcard as lower-case text.
+    fixed: tuple[tuple[bytes, bytes], ...] = field(default=(), init=False, repr=False, compare=False)
+    replaced: frozenset[bytes] = field(default=frozenset(), init=False, repr=False, compare=False)
+    exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.nginx:
+            return
+        fixed = [(b"Access-Control-Allow-Credentials", b"true")] if self.credentials else []
+        fixed += [(b"Access-Control-Allow-Methods", self.methods.encode("latin-1")),
+                  (b"Access-Control-Allow-Headers", self.headers.encode("latin-1"))]
+        if self.expose:
+            fixed.append((b"Access-Control-Expose-Headers", self.expose.encode("latin-1")))
+        fixed.append((b"Access-Control-Max-Age", str(self.max_age).encode()))
+        object.__setattr__(self, "fixed", tuple(fixed))
+        object.__setattr__(self, "replaced", frozenset(
+            [b"access-control-allow-origin", *(name.lower() for name, _ in fixed)]))
+        object.__setattr__(self, "exact", frozenset(
+            f"{scheme}://{host}" + (f":{port}" if port else "") for scheme, host, port in self.origins
+            if "*" not in host and scheme != "null"))
 
     def allows(self, origin: str) -> bool:
         if self.any_origin:
             return True
-        parts = _origin_parts(origin)
+        nginx = self.nginx
+        if nginx:
+            if origin.lower() in self.exact:
+                return True
+            if origin == "null":
+                return ("null", "", 0) in self.origins
+        parts = _origin_parts(origin, default_port=not nginx)
         if parts is None:
             return False
         scheme, host, port = parts
         for want_scheme, pattern, want_port in self.origins:
             if want_scheme != scheme or want_port != port:
                 continue
-            if pattern == host or pattern == "*" or (pattern[:2] == "*." and host.endswith(pattern[1:])):
+            if pattern == host:
+                return True
+            if nginx:
+                if pattern[:2] == "*." and host.endswith(pattern[1:]) \
+                        and _LABEL.fullmatch(host[:len(host) - len(pattern) + 1]) is not None:
+                    return True
+            elif pattern == "*" or (pattern[:2] == "*." and host.endswith(pattern[1:])):
                 return True
         return False
 
     def on_request(self, request: Request) -> Answer | None:
-        if (request.method == b"OPTIONS" and request.header(b"origin") is not None
-                and request.header(b"access-control-request-method") is not None):
+        if request.method != b"OPTIONS":
+            return None
+        origin = request.header(b"origin")
+        if self.nginx:
+            if self.any_origin or (origin is not None and self.allows(origin.decode("latin-1"))):
+                return Answer(204, detail="CORS preflight")
+            return None
+        if origin is not None and request.header(b"access-control-request-method") is not None:
             return Answer(204, detail="CORS preflight")
         return None
 
     def on_response(self, request: Request, response: Response) -> None:
+        if self.nginx:
+            self._nginx_headers(request, response)
+            return
         raw = request.header(b"origin")
         if raw is None:
             return
@@ -351,6 +411,20 @@ class Cors:
         elif self.headers:
             response.set_header(b"Access-Control-Allow-Headers", self.headers.encode("latin-1"))
         response.set_header(b"Access-Control-Max-Age", str(self.max_age).encode())
+
+    def _nginx_headers(self, request: Request, response: Response) -> None:
+        """ingress-nginx's `more_set_headers` lines, on every response of an allowed origin."""
+        if self.any_origin:
+            origin = b"*"
+        else:
+            raw = request.header(b"origin")
+            if raw is None or not self.allows(raw.decode("latin-1")):
+                return
+            origin = raw
+            response.add_header(b"Vary", b"Origin")  # (not nginx's: caches must not mix origins' answers)
+        response.replace_headers(self.replaced, ((b"Access-Control-Allow-Origin", origin), *self.fixed))
+        if request.method == b"OPTIONS" and response.status == 204:
+            response.set_header(b"Content-Type", _PREFLIGHT_TYPE)
 
 
 # ---------------------------------------------------------------------------------------------- mirrors

@@ -149,6 +149,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             continue
         if host:
             route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing)
+            if nginx is not None:
+                route = nginx.secure(route)
             if routes.default is None:
                 routes.default = route
             else:
@@ -156,6 +158,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
                                    filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing)
+            if nginx is not None:
+                routes.default = nginx.secure(routes.default)
         elif not contribution.has_hosts:
             # An Ingress whose defaultBackend serves hosts of its own is not warned for losing the catch-all.
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default)

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.routing.access import AddressSet
 
 # LoadBalancer.kind
 ROUND_ROBIN = "RoundRobin"
@@ -176,10 +180,27 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientLimit:
+    """ingress-nginx's per-client limits (`limit-connections`, `limit-rpm`, `limit-rps`, `limit-whitelist`),
+    local to each replica like nginx's zones. `zone` names the Ingress: as ingress-nginx makes one zone per
+    Ingress, every route of that Ingress counts against the same buckets and connection counts. Checked in
+    ingress-nginx's documented order, connections, then rpm, then rps; addresses in `exempt` are never
+    limited; a refused request gets `status`."""
+
+    zone: str
+    connections: int = 0  # concurrent requests per client address; 0: no limit
+    rpm: RateLimit | None = None
+    rps: RateLimit | None = None
+    exempt: AddressSet | None = None
+    status: int = 503
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePolicy:
     retry: RetryPolicy | None = None
     fault: FaultInjection | None = None
     rate_limit: RateLimit | None = None
+    client_limit: ClientLimit | None = None
 
 
 def policy_key(cluster_key: str, policy: ClusterPolicy | None) -> str:

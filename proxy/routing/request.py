@@ -48,6 +48,11 @@ class Request(Protocol):
         """The port clients reach HTTPS on, for redirects to https (--publish-https-port)."""
         ...
 
+    @property
+    def client_address(self) -> bytes:
+        """The client's address as text (b"10.0.0.1"): the connection's peer."""
+        ...
+
     def set_header(self, name: bytes, value: bytes) -> None:
         """Replace every field named `name` (any case) with one field."""
         ...
@@ -79,3 +84,8 @@ class Response(Protocol):
     def add_header(self, name: bytes, value: bytes) -> None: ...
 
     def remove_header(self, name: bytes) -> None: ...
+
+    def replace_headers(self, names: frozenset[bytes], pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+        """Drop every field whose lower-case name is in `names`, then append `pairs`: several set_header calls
+        in one pass over the fields."""
+        ...

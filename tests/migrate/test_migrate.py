@@ -162,3 +162,15 @@ def test_the_command_exits_0_when_nothing_changes_and_2_on_bad_input(tmp_path: P
     assert broken.returncode == 2 and "broken.yaml" in broken.stderr
     usage = migrate("--manifests", str(tmp_path / "ok"), "--configmap", "no-slash")
     assert usage.returncode == 2 and "NAMESPACE/NAME" in usage.stderr
+
+
+def test_the_newer_spellings_of_the_source_range_annotations_are_supported():
+    """ingress-nginx's `allowlist-source-range` / `limit-allowlist` are read like the docs rows they alias;
+    an invalid CIDR is reported as a bad value (the route would answer 503)."""
+    report = make_report([ingress("shop", {
+        NGINX + "allowlist-source-range": "10.0.0.0/8",
+        NGINX + "limit-allowlist": "10.0.0.0/8",
+        NGINX + "denylist-source-range": "10.0.0.0/99",
+    })], None)
+    assert fates(report) == {NGINX + "allowlist-source-range": SUPPORTED, NGINX + "limit-allowlist": DIFFERENT,
+                             NGINX + "denylist-source-range": BAD_VALUE}

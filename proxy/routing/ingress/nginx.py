@@ -10,7 +10,9 @@ and for the canary rules (routing.ingress.canary). Facts and quirks are ingress-
 - `x-forwarded-prefix` is only sent with a rewrite (ingress-nginx sets it in the rewrite branch);
 - `temporal-redirect` wins over `permanent-redirect`; codes outside 300-307 (temporal) and 300-308
   (permanent) fall back to 302 and 301; a code that is not a number turns the redirect off;
-- `app-root` answers a request for "/" with 302 to scheme://Host<app-root>, before anything else.
+- `app-root` answers a request for "/" with 302 to scheme://Host<app-root>, before anything else;
+- the security annotations (source ranges, limits, CORS) are routing.ingress.security's, attached to
+  every route of the Ingress, its defaultBackend routes too (`secure`).
 
 The traffic annotations (timeouts, retries, balancing, affinity, backend protocol) are a policy layer of
 the Ingress (routing.ingress.nginx_traffic), applied with the traffic policies (routing.policy.index).
@@ -33,6 +35,7 @@ from proxy.routing.filters import (
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import Refusal, traffic_layer, used_traffic
+from proxy.routing.ingress.security import Security, security_of
 from proxy.routing.model import Route
 from proxy.routing.policy.spec import PolicySpec
 
@@ -54,6 +57,7 @@ class NginxFeatures:
     # index; a refusal answers every path of the Ingress (fail closed).
     policy: PolicySpec | None = None
     refusal: Refusal | None = None
+    security: Security | None = None
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -79,9 +83,14 @@ class NginxFeatures:
             if self.forwarded_prefix is not None:
                 items.append(self.forwarded_prefix)
             added += 1
-        if not added:
-            return route
-        return replace(route, filters=compose(items))
+        if added:
+            route = replace(route, filters=compose(items))
+        return self.secure(route)
+
+    def secure(self, route: Route) -> Route:
+        """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
+        and limits."""
+        return route if self.security is None else self.security.apply(route)
 
 
 def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
@@ -99,8 +108,9 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
     return pattern, problem
 
 
-def features_of(values: IngressAnnotations) -> tuple[NginxFeatures | None, list[str]]:
-    """The compiled features (None when the Ingress uses none of them) and problems, as messages."""
+def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFeatures | None, list[str]]:
+    """The compiled features (None when the Ingress uses none of them) and problems, as messages; `zone`:
+    "namespace/name" of the Ingress (its limits' counters are shared by its routes)."""
     problems: list[str] = []
     canary, canary_problems = canary_spec(values)
     problems.extend(canary_problems)
@@ -132,10 +142,13 @@ def features_of(values: IngressAnnotations) -> tuple[NginxFeatures | None, list[
         else:
             problems.append("annotation x-forwarded-prefix has no effect without rewrite-target (as in ingress-nginx)")
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
-    if not (values.use_regex or rewrite or redirect or root or policy or refusal):
+    security, security_problems = security_of(values, zone=zone)
+    problems.extend(security_problems)
+    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
-                         redirect=redirect, app_root=root, policy=policy, refusal=refusal), problems
+                         redirect=redirect, app_root=root, policy=policy, refusal=refusal,
+                         security=security), problems
 
 
 def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect | None:

@@ -83,7 +83,7 @@ class IngressEntry:
             self.force_redirect = annotations.force_ssl_redirect
             self.tracing = annotations.enable_opentelemetry
             if annotations is not DEFAULTS:
-                self.nginx, messages = features_of(annotations)
+                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}")
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self._index(rules)
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)

@@ -205,7 +205,11 @@ class PolicyIndex:
         if (policy is None and timeouts is None and route.policy is None
                 and all(variants.get(key, key) == key for key in keys)):
             return route
-        changes: dict[str, Any] = {"policy": policy if route.policy is None else route.policy}
+        own_policy = route.policy  # the rule's own (an ingress-nginx limit): its fields win, the rest is the policy's
+        if own_policy is not None and policy is not None:
+            policy = replace(policy, **{name: value for name in ("retry", "fault", "rate_limit", "client_limit")
+                                        if (value := getattr(own_policy, name)) is not None})
+        changes: dict[str, Any] = {"policy": policy if own_policy is None or policy is not None else own_policy}
         if timeouts is not None:
             changes["timeouts"] = timeouts
         if route.cluster:

@@ -49,6 +49,10 @@ class _Fields:
     def remove_header(self, name: bytes) -> None:
         self.fields = [(key, value) for key, value in self.fields if key.lower() != name.lower()]
 
+    def replace_headers(self, names: frozenset[bytes], pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+        self.fields = [(key, value) for key, value in self.fields if key.lower() not in names]
+        self.fields += pairs
+
     def as_dict(self) -> dict[str, str]:
         """Canonical names (as Go's http.Header prints them) -> value."""
         return {"-".join(p.capitalize() for p in key.decode().split("-")): value.decode() for key, value in self.fields}
@@ -56,8 +60,9 @@ class _Fields:
 
 class FakeRequest(_Fields):
     def __init__(self, *, method: str, scheme: str, path: str, query: str, host: str, port: int,
-                 headers: dict[str, str] | None) -> None:
+                 headers: dict[str, str] | None, client_address: str = "127.0.0.1") -> None:
         super().__init__(headers)
+        self.client_address = client_address.encode()
         self.method = method.encode()
         self.scheme = scheme
         self.path = path
@@ -129,7 +134,8 @@ def build_config(objects: list[dict[str, Any]] | Snapshot, *, gateways: tuple[st
 
 def send(config: Config, path: str = "/", *, host: str = "example.com", port: int = 80, method: str = "GET",
          headers: dict[str, str] | None = None, scheme: str | None = None, draw: float | None = 0.0,
-         upstream_headers: dict[str, str] | None = None, offset: int = 8000, ingress: bool = False) -> Outcome:
+         upstream_headers: dict[str, str] | None = None, offset: int = 8000, ingress: bool = False,
+         client: str = "127.0.0.1") -> Outcome:
     """One request to Gateway port `port` (served on local port port + offset); `ingress`: to the Ingress
     listeners' table instead (plain HTTP unless `scheme` says otherwise)."""
     if ingress:
@@ -143,7 +149,8 @@ def send(config: Config, path: str = "/", *, host: str = "example.com", port: in
     normalized = normalize_path(raw_path)
     assert normalized is not None, path
     request = FakeRequest(method=method, scheme=scheme or ("https" if protocol == "HTTPS" else "http"),
-                          path=normalized, query=query, host=host, port=port, headers=headers)
+                          path=normalized, query=query, host=host, port=port, headers=headers,
+                          client_address=client)
     route = table.match(normalize_host(host), normalized, request)
     if route is None:
         return Outcome(404)

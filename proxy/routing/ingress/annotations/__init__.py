@@ -34,8 +34,21 @@ from proxy.routing.ingress.annotations import (
     canary_by_header_value,
     canary_weight,
     canary_weight_total,
+    cors_allow_credentials,
+    cors_allow_headers,
+    cors_allow_methods,
+    cors_allow_origin,
+    cors_expose_headers,
+    cors_max_age,
+    denylist_source_range,
+    enable_cors,
     enable_opentelemetry,
     force_ssl_redirect,
+    limit_burst_multiplier,
+    limit_connections,
+    limit_rpm,
+    limit_rps,
+    limit_whitelist,
     load_balance,
     permanent_redirect,
     permanent_redirect_code,
@@ -64,6 +77,7 @@ from proxy.routing.ingress.annotations import (
     temporal_redirect_code,
     upstream_hash_by,
     use_regex,
+    whitelist_source_range,
     x_forwarded_prefix,
 )
 from proxy.routing.ingress.annotations.values import Invalid
@@ -117,6 +131,20 @@ REGISTRY: tuple[ModuleType, ...] = (
     canary_by_cookie,
     canary_weight,
     canary_weight_total,
+    whitelist_source_range,
+    denylist_source_range,
+    limit_rps,
+    limit_rpm,
+    limit_connections,
+    limit_burst_multiplier,
+    limit_whitelist,
+    enable_cors,
+    cors_allow_origin,
+    cors_allow_methods,
+    cors_allow_headers,
+    cors_expose_headers,
+    cors_allow_credentials,
+    cors_max_age,
     enable_opentelemetry,
     *TRAFFIC,
 )
@@ -149,6 +177,20 @@ class IngressAnnotations:
     canary_by_cookie: str = canary_by_cookie.DEFAULT
     canary_weight: int = canary_weight.DEFAULT
     canary_weight_total: int = canary_weight_total.DEFAULT
+    whitelist_source_range: tuple[str, ...] = whitelist_source_range.DEFAULT
+    denylist_source_range: tuple[str, ...] = denylist_source_range.DEFAULT
+    limit_rps: int = limit_rps.DEFAULT
+    limit_rpm: int = limit_rpm.DEFAULT
+    limit_connections: int = limit_connections.DEFAULT
+    limit_burst_multiplier: int = limit_burst_multiplier.DEFAULT
+    limit_whitelist: tuple[str, ...] = limit_whitelist.DEFAULT
+    enable_cors: bool = enable_cors.DEFAULT
+    cors_allow_origin: tuple[str, ...] = cors_allow_origin.DEFAULT
+    cors_allow_methods: str = cors_allow_methods.DEFAULT
+    cors_allow_headers: str = cors_allow_headers.DEFAULT
+    cors_expose_headers: str = cors_expose_headers.DEFAULT
+    cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
+    cors_max_age: int = cors_max_age.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
@@ -179,7 +221,12 @@ class IngressAnnotations:
 
 DEFAULTS = IngressAnnotations()
 _FIELD = {module.NAME: module.NAME.replace("-", "_") for module in REGISTRY}
-_BY_NAME = {module.NAME: module for module in REGISTRY}
+# Every spelling of each annotation (a module's SPELLINGS: ingress-nginx's AnnotationAliases, such as
+# `allowlist-source-range` for `whitelist-source-range`), with its rank: under one prefix, the spelling
+# listed first is read first and wins. NAME is the spelling of docs/ingress-nginx.md and of the field.
+_SPELLINGS = {module.NAME: getattr(module, "SPELLINGS", (module.NAME,)) for module in REGISTRY}
+_BY_NAME = {name: module for module in REGISTRY for name in _SPELLINGS[module.NAME]}
+_RANK = {name: rank for spellings in _SPELLINGS.values() for rank, name in enumerate(spellings)}
 
 
 def annotations_of(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -197,6 +244,7 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
     values: dict[str, Any] = {}
     problems: list[str] = []
     decided: set[str] = set()
+    read: set[tuple[str, str]] = set()
     invalid: set[str] = set()
     for key in sorted(annotations, key=_our_first):
         name = _short_name(key)
@@ -210,8 +258,13 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
             else:
                 problems.append(f"annotation {key} is not supported; ignored")
             continue
+        name = module.NAME
         if name in decided:
-            continue  # the pyngress.dev/ spelling was read first and wins
+            continue  # the pyngress.dev/ spelling (or the preferred one of its SPELLINGS) was read first and wins
+        prefix = key[:len(key) - len(_short_name(key) or "")]
+        if (prefix, name) in read:
+            continue  # another spelling under this prefix came first: it alone counts, valid or not (ingress-nginx)
+        read.add((prefix, name))
         value = annotations[key]
         try:
             if not isinstance(value, str):
@@ -237,9 +290,9 @@ def _short_name(key: Any) -> str | None:
     return None
 
 
-def _our_first(key: Any) -> tuple[int, str]:
+def _our_first(key: Any) -> tuple[int, int, str]:
     text = key if isinstance(key, str) else ""
-    return (0 if text.startswith(PREFIXES[0]) else 1, text)
+    return (0 if text.startswith(PREFIXES[0]) else 1, _RANK.get(_short_name(key) or "", 0), text)
 
 
 def _default_text(value: Any) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from proxy.routing.access import parse_networks
+
 
 class Invalid(ValueError):
     """An annotation value that cannot be used; the message says what was expected."""
@@ -53,6 +55,14 @@ def http_url(value: str) -> str:
     if not sep or scheme.lower() not in ("http", "https") or not rest:
         raise Invalid(f"{value!r:.80} is not an http or https URL")
     return value
+
+
+def networks(value: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses and CIDR networks (ingress-nginx's ValidateCIDRs); normalized."""
+    try:
+        return parse_networks(value)
+    except ValueError as error:
+        raise Invalid(str(error)) from None
 
 
 def option(value: str, options: tuple[str, ...]) -> str:

@@ -1,0 +1,123 @@
+"""ingress-nginx's security annotations, compiled: source ranges, per-client limits and CORS.
+
+`security_of` turns one Ingress's typed annotations into a `Security` (None when it uses none of them)
+that routing.ingress.nginx attaches to every route of the Ingress, its defaultBackend routes included
+(a protection must not be bypassed by a path no rule names). Facts are ingress-nginx's:
+
+- `allowlist-source-range` / `whitelist-source-range` and `denylist-source-range`: 403 for a client
+  outside the allowlist or inside the denylist; an invalid value fails closed: every request of the
+  Ingress gets 503 (its location is "denied"), never served unprotected;
+- `limit-connections`, `limit-rpm`, `limit-rps`: per client address and replica, one zone per Ingress
+  shared by its routes, checked in that order; `limit-rps`/`limit-rpm` are nginx's `limit_req ... burst=
+  limit x limit-burst-multiplier nodelay`, which lets burst + 1 requests through at once and then the
+  rate; `limit-whitelist` addresses are never limited; over a limit: 503 (`LIMIT_STATUS`);
+- `enable-cors` and the `cors-*` annotations: the Cors filter in its ingress-nginx mode, with ingress-nginx's
+  defaults (origin "*", credentials true, max-age 1728000, its methods and headers lists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from proxy.routing.access import AddressSet, Refuse, SourceRange
+from proxy.routing.filters import Cors, compose
+from proxy.routing.ingress.annotations import IngressAnnotations, cors_allow_origin
+from proxy.routing.model import Route
+from proxy.routing.policies import ClientLimit, RateLimit, RoutePolicy
+
+# The status of a request over limit-connections, limit-rpm or limit-rps: ingress-nginx's default
+# `limit-req-status-code` / `limit-conn-status-code`. Its ConfigMap keys will set it (not read yet).
+LIMIT_STATUS = 503
+
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    """The filters (Refuse, SourceRange, Cors) and the per-client limit one Ingress asks of its routes."""
+
+    filters: tuple[Any, ...] = ()
+    client_limit: ClientLimit | None = None
+
+    def apply(self, route: Route) -> Route:
+        changes: dict[str, Any] = {}
+        if self.filters:
+            items: list[Any] = list(route.filters.request) if route.filters is not None else []
+            items += route.filters.response if route.filters is not None else ()
+            items += self.filters
+            mirrors = route.filters.mirrors if route.filters is not None else ()
+            changes["filters"] = compose([*dict.fromkeys(items), *mirrors])
+        if self.client_limit is not None:
+            policy = route.policy or RoutePolicy()
+            changes["policy"] = replace(policy, client_limit=self.client_limit)
+        return replace(route, **changes) if changes else route
+
+
+def security_of(values: IngressAnnotations, *, zone: str) -> tuple[Security | None, list[str]]:
+    """The compiled security features of one Ingress (None: none used) and problems, as messages.
+    `zone`: "namespace/name" of the Ingress, whose routes share the limits' counters."""
+    problems: list[str] = []
+    broken = sorted({"whitelist-source-range", "denylist-source-range"} & values.invalid)
+    if broken:
+        # Its warning is the annotation's own (parse_annotations): nothing else of the Ingress's security matters.
+        return Security(filters=(Refuse(503, reason=f"invalid {broken[0]} annotation"),)), problems
+    filters: list[Any] = []
+    allow = AddressSet(values.whitelist_source_range) if values.whitelist_source_range else None
+    deny = AddressSet(values.denylist_source_range) if values.denylist_source_range else None
+    if allow is not None or deny is not None:
+        filters.append(SourceRange(allow=allow, deny=deny))
+    if values.enable_cors:
+        cors = _cors(values, problems)
+        if cors is not None:
+            filters.append(cors)
+    limit = _client_limit(values, zone)
+    if not filters and limit is None:
+        return None, problems
+    return Security(filters=tuple(filters), client_limit=limit), problems
+
+
+def _client_limit(values: IngressAnnotations, zone: str) -> ClientLimit | None:
+    multiplier = max(0, values.limit_burst_multiplier)
+
+    def bucket(limit: int, per: float) -> RateLimit | None:
+        if limit <= 0:
+            return None
+        # nginx's limit_req: burst b (= limit x multiplier) with nodelay passes b + 1 requests at once; the
+        # bucket holds requests + burst tokens.
+        return RateLimit(requests=limit, per=per, burst=limit * multiplier + 1 - limit, per_client=True,
+                         status=LIMIT_STATUS)
+
+    rpm, rps = bucket(values.limit_rpm, 60.0), bucket(values.limit_rps, 1.0)
+    connections = max(0, values.limit_connections)
+    if rpm is None and rps is None and not connections:
+        return None
+    exempt = AddressSet(values.limit_whitelist) if values.limit_whitelist else None
+    return ClientLimit(zone=zone, connections=connections, rpm=rpm, rps=rps, exempt=exempt, status=LIMIT_STATUS)
+
+
+def _cors(values: IngressAnnotations, problems: list[str]) -> Cors | None:
+    common: dict[str, Any] = {
+        "methods": values.cors_allow_methods, "headers": values.cors_allow_headers,
+        "expose": values.cors_expose_headers, "credentials": values.cors_allow_credentials,
+        "max_age": values.cors_max_age, "nginx": True}
+    if values.cors_allow_origin == ("*",):
+        return Cors(any_origin=True, **common)
+    origins: list[tuple[str, str, int]] = []
+    for entry in values.cors_allow_origin:
+        if cors_allow_origin.ENTRY.fullmatch(entry) is None:
+            problems.append(f"annotation cors-allow-origin: {entry!r:.80} is not an origin (scheme://host[:port], "
+                            "\"null\" or \"*\"); skipped, as ingress-nginx does")
+            continue
+        if entry == "null":
+            origins.append(("null", "", 0))
+            continue
+        scheme, _, rest = entry.partition("://")
+        host, _, port = rest.partition(":")
+        origins.append((scheme, host.lower(), int(port) if port else 0))
+    if not origins:
+        problems.append("annotation cors-allow-origin names no valid origin: no CORS headers are sent (as "
+                        "ingress-nginx)")
+        return None
+    return Cors(origins=tuple(origins), **common)
+
+
+__all__ = ["LIMIT_STATUS", "Security", "security_of"]
