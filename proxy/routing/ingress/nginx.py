@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from proxy.routing.access import Refuse
 from proxy.routing.filters import (
     FixedRedirect,
     HeaderEdits,
@@ -34,7 +35,7 @@ from proxy.routing.filters import (
 )
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
-from proxy.routing.ingress.nginx_traffic import Refusal, traffic_layer, used_traffic
+from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
 from proxy.routing.ingress.security import Security, security_of
 from proxy.routing.model import Route
 from proxy.routing.policy.spec import PolicySpec
@@ -56,7 +57,7 @@ class NginxFeatures:
     # The traffic annotations' policy layer (routing.ingress.nginx_traffic), put on the routes by the policy
     # index; a refusal answers every path of the Ingress (fail closed).
     policy: PolicySpec | None = None
-    refusal: Refusal | None = None
+    refusal: Refuse | None = None
     security: Security | None = None
 
     def needs_rewrite(self, path: str) -> bool:

@@ -21,10 +21,8 @@ Facts are ingress-nginx's:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from proxy.routing.filters import Answer
+from proxy.routing.access import Refuse
 from proxy.routing.ingress.annotations import DEFAULTS, TRAFFIC, IngressAnnotations
 from proxy.routing.model import Timeouts
 from proxy.routing.policies import (
@@ -43,9 +41,6 @@ from proxy.routing.policies import (
 )
 from proxy.routing.policy.spec import PolicySpec
 
-if TYPE_CHECKING:
-    from proxy.routing.request import Request
-
 DEFAULT_TRIES = 3  # ingress-nginx's proxy-next-upstream-tries
 DEFAULT_NEXT_UPSTREAM = ("error", "timeout")
 # Retries of "no limit" (tries 0): the cluster's endpoints bound them (RetryPolicy.per_endpoint).
@@ -58,25 +53,13 @@ _COOKIE_ATTRIBUTES = ("session-cookie-name", "session-cookie-path", "session-coo
                       "session-cookie-domain", "affinity-mode", "session-cookie-change-on-failure")
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A route that must not be served as configured (fail closed): every request gets `status`."""
-
-    status: int
-    detail: str
-    order: int = field(default=-1, init=False)
-
-    def on_request(self, request: Request) -> Answer | None:
-        return Answer(self.status, detail=self.detail)
-
-
 def used_traffic(values: IngressAnnotations) -> list[str]:
     """The traffic annotations an Ingress sets (to warn a canary, which ignores them)."""
     found = [name for name, field_name in _FIELDS if getattr(values, field_name) != getattr(_DEFAULTS, field_name)]
     return found + sorted(name for name in values.invalid if name in _NAMES)
 
 
-def traffic_layer(values: IngressAnnotations) -> tuple[PolicySpec | None, Refusal | None, list[str]]:
+def traffic_layer(values: IngressAnnotations) -> tuple[PolicySpec | None, Refuse | None, list[str]]:
     """The policy layer of one Ingress's traffic annotations (None: none set), a refusal for its routes
     (None: served), and problems, as messages."""
     problems: list[str] = []
@@ -104,7 +87,7 @@ def traffic_layer(values: IngressAnnotations) -> tuple[PolicySpec | None, Refusa
         sections["tls"] = tls
     refusal = None
     if values.proxy_ssl_secret or "proxy-ssl-secret" in values.invalid:
-        refusal = Refusal(503, "proxy-ssl-secret is not supported yet")
+        refusal = Refuse(503, reason="proxy-ssl-secret is not supported yet")
         problems.append("annotation proxy-ssl-secret: Secrets holding a CA for TLS to the pods are not read by "
                         "pyngress yet; the Ingress's paths answer 503 rather than reach the pods unverified")
     else:
@@ -200,4 +183,4 @@ _DEFAULTS = DEFAULTS
 _FIELDS = tuple((module.NAME, module.NAME.replace("-", "_")) for module in TRAFFIC)
 _NAMES = frozenset(name for name, _ in _FIELDS)
 
-__all__ = ["Refusal", "traffic_layer", "used_traffic"]
+__all__ = ["traffic_layer", "used_traffic"]
