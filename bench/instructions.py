@@ -13,7 +13,8 @@ on this tree, and the HTTPRoute rule of the gateway scenario (two header matches
 backends) on this tree. `--policy` adds the cost of the traffic-policy path (issue #11): the proxy
 server on a hand-built one-route table (bench.policy_proxy) without a policy, and with round robin,
 passive ejection and a circuit breaker on its cluster. `--tracing` adds the plain Ingress route with tracing
-on (issue #15: `--otlp-endpoint` to a local OTLP sink, bench.otlp_sink) at sample ratio 0.01 and at 1.0; the
+on (issue #15: `--otlp-endpoint` to a local OTLP sink, bench.otlp_sink) at sample ratio 0 (the unsampled
+request's cost alone), 0.01 and 1.0; the
 exporter thread's encoding and POSTs run in the proxy process and are counted too. `--security` adds the
 Ingress route with ingress-nginx's whitelist-source-range, enable-cors (an allowed Origin) and limit-rps /
 limit-connections annotations. Everything is on 127.0.0.1 and stops by itself.
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      _count(group, tree=_REPO, folder=folder, extra=(), port=port, requests=args.requests,
                             workdir=workdir, name="ingress", **plain)))  # type: ignore[arg-type]
         if args.tracing:
-            for ratio in ("0.01", "1.0"):
+            for ratio in ("0", "0.01", "1.0"):  # 0: the cost of an unsampled request alone
                 with OtlpSink() as sink:
                     rows.append((f"Ingress route, tracing {ratio}",
                                  _count(group, tree=_REPO, folder=folder, port=free_port(), requests=args.requests,
