@@ -86,3 +86,17 @@ def seconds(value: str) -> int:
 def on_off(value: str) -> bool:
     """nginx's "on" or "off" (ingress-nginx's proxySSLOnOffRegex)."""
     return option(value, ("on", "off")) == "on"
+
+
+# ingress-nginx's affinityCookieExpiresRegex, whole (session-cookie-max-age and -expires).
+_COOKIE_SECONDS = re.compile(r"0|-?[1-9][0-9]{0,11}")
+
+
+def cookie_seconds(value: str) -> int:
+    """The lifetime of an affinity cookie, in seconds (not negative)."""
+    if _COOKIE_SECONDS.fullmatch(value.strip()) is None:
+        raise Invalid(f"{value!r:.40} is not a number of seconds")
+    number = int(value)
+    if number < 0:
+        raise Invalid(f"{value!r:.40} is negative")
+    return number
