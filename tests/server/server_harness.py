@@ -470,6 +470,25 @@ async def request(
         writer.close()
 
 
+async def upload_until_answered(port: int, *, host: str = "example.com") -> Response:
+    """A PUT announcing a 256 MiB body, sent in 64 KiB pieces until the proxy answers (or stops reading): what
+    a send timeout (the upstream not reading the upload) is answered with. Every wait is bounded."""
+    reader, writer = await connect(port)
+    try:
+        writer.write(encode_request("/", host=host, method="PUT", headers=[("Content-Length", str(256 << 20))]))
+        response_task = asyncio.ensure_future(read_response(reader))
+        try:
+            while not response_task.done():
+                writer.write(b"u" * 65536)
+                async with asyncio.timeout(5):
+                    await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass
+        return await response_task
+    finally:
+        writer.close()
+
+
 def encode_request(
     path: str,
     *,

@@ -20,6 +20,7 @@ from server_harness import (
     read_request,
     read_response,
     request,
+    upload_until_answered,
     wait_until,
 )
 
@@ -272,19 +273,8 @@ async def test_upstream_not_reading_the_upload_is_504(make_proxy, make_backend):
     backend = await make_backend(handler)
     proxy = await make_proxy(upstream_read_timeout=0.3)
     proxy.publish([Rule("", "/", APP)], [cluster(APP, [backend.endpoint])])
-    reader, writer = await connect(proxy.port)
-    writer.write(encode_request("/", method="PUT", headers=[("Content-Length", str(256 << 20))]))
-    response_task = asyncio.ensure_future(read_response(reader))
-    try:
-        while not response_task.done():
-            writer.write(b"u" * 65536)
-            async with asyncio.timeout(5):
-                await writer.drain()
-    except (ConnectionError, TimeoutError):
-        pass
-    response = await response_task
+    response = await upload_until_answered(proxy.port)
     assert response.status == 504
-    writer.close()
 
 
 async def test_client_not_reading_the_response_is_cut(make_proxy, make_pods):

@@ -18,7 +18,7 @@ from backend_pods import HealthPod, Pki, server_context
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.model import Config
-from server_harness import connect, encode_request, read_head, read_response, request
+from server_harness import read_head, request, upload_until_answered
 from test_nginx_annotations import ingress
 
 
@@ -214,16 +214,5 @@ async def test_proxy_send_timeout_bounds_a_pod_that_stops_reading_the_upload(mak
     host, port = backend.endpoint
     serve(proxy, {"stuck": [SimpleNamespace(host=host, port=port)]},  # type: ignore[list-item]
           ingress("upload", "upload.test", ("/", "Prefix", "stuck"), proxy_send_timeout="1"))
-    reader, writer = await connect(proxy.port)
-    writer.write(encode_request("/", host="upload.test", method="PUT", headers=[("Content-Length", str(256 << 20))]))
-    response_task = asyncio.ensure_future(read_response(reader))
-    try:
-        while not response_task.done():
-            writer.write(b"u" * 65536)
-            async with asyncio.timeout(5):
-                await writer.drain()
-    except (ConnectionError, TimeoutError):
-        pass
-    response = await response_task
+    response = await upload_until_answered(proxy.port, host="upload.test")
     assert response.status == 504
-    writer.close()

@@ -48,6 +48,14 @@ def integer(value: str) -> int:
     return int(text)
 
 
+def not_negative(value: str) -> int:
+    """A decimal integer of 0 or more."""
+    number = integer(value)
+    if number < 0:
+        raise Invalid(f"{value!r:.40} is negative")
+    return number
+
+
 def http_url(value: str) -> str:
     """An http(s) URL made of the characters ingress-nginx allows in redirect URLs."""
     matching(value, URL_CHARS, "a URL (letters, digits and -._~/:,?&=)")
