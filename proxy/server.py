@@ -13,6 +13,7 @@ import gc
 import logging
 import ssl
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
@@ -20,11 +21,12 @@ from proxy.http import mirror
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
+from proxy.http.proxy_protocol import ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
-from proxy.tls.handshake import HandshakeStats, TlsAcceptor, tls_protocol_factory
+from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
 from proxy.tracing.exporter import SpanExporter
 from proxy.tracing.tracer import Tracer
 
@@ -307,15 +309,16 @@ class ProxyServer:
                                             handshake_timeout=handshake_timeout or self.header_timeout,
                                             stats=HandshakeStats())
             factory = acceptor
-        server = await loop.create_server(
-            factory,
-            self.settings.bind,
-            port,
-            reuse_address=True,
-            # Worker processes each bind the same port; the kernel spreads connections among them.
-            reuse_port=self.settings.workers > 1 or None,
-            backlog=1024,
-        )
+        # Worker processes each bind the same port; the kernel spreads connections among them.
+        reuse_port = self.settings.workers > 1
+        server: asyncio.AbstractServer
+        if self.settings.proxy_protocol:
+            server = await ProxyProtocolServer.listen(
+                self.settings.bind, port, reuse_port=reuse_port, backlog=1024,
+                factory=self._proxied_factory(connection, acceptor), timeout=self.header_timeout)
+        else:
+            server = await loop.create_server(factory, self.settings.bind, port, reuse_address=True,
+                                              reuse_port=reuse_port or None, backlog=1024)
         bound = server.sockets[0].getsockname()[1]
         listener = Listener(scheme, bound, server)
         if acceptor is not None:
@@ -325,6 +328,28 @@ class ProxyServer:
         if self._ticker is None:
             self._ticker = loop.call_later(self.tick, self._on_tick)
         return listener
+
+    @staticmethod
+    def _proxied_factory(connection: Callable[[], ClientConnection],
+                         acceptor: TlsAcceptor | None) -> Callable[[str], asyncio.BaseProtocol]:
+        """The protocol factory of a PROXY protocol listener: the plain one, told the header's client address
+        ("" keeps the socket's peer); on HTTPS the TLS acceptor's handshake, whose app protocol is told."""
+
+        def proxied(address: str) -> ClientConnection:
+            conn = connection()
+            conn.client_ip = address.encode("ascii")
+            return conn
+
+        if acceptor is None:
+            return proxied
+
+        def handshake(address: str) -> HandshakeProtocol:
+            protocol = acceptor()
+            if address:
+                protocol.app_factory = partial(proxied, address)
+            return protocol
+
+        return handshake
 
     def _on_tick(self) -> None:
         loop = asyncio.get_running_loop()

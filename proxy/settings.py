@@ -45,6 +45,9 @@ class Settings:
     # A request body that stalls this long gets 408; a client that stops reading a response is cut.
     client_body_timeout: float = 60.0
     client_send_timeout: float = 60.0
+    # HAProxy's PROXY protocol (v1 and v2) on every listener: each connection starts with a header naming the
+    # client address, which is then the client address everywhere (ingress-nginx's use-proxy-protocol).
+    proxy_protocol: bool = False
     max_request_line: int = 8192
     max_header_bytes: int = 32768
     max_headers: int = 100

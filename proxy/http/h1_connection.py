@@ -97,9 +97,11 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport (TCP or TLS)
         listener = self.listener
         self.writer = H1Writer(self.transport, listener)
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if isinstance(peer, tuple) and peer else ""
-        self.client_ip = client_ip = ip.encode("ascii", "replace")
+        client_ip = self.client_ip  # set before only by a PROXY protocol listener (its header's address)
+        if not client_ip:
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if isinstance(peer, tuple) and peer else ""
+            self.client_ip = client_ip = ip.encode("ascii", "replace")
         # The forwarded fields that depend only on the connection, built once: X-Forwarded-For (when
         # the client sent none), X-Forwarded-Proto/Port, X-Real-IP.
         xff = b"X-Forwarded-For: " + client_ip
