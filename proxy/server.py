@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
 from proxy.http import mirror
+from proxy.http.forwarded import ForwardedTrust
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
-from proxy.http.proxy_protocol import ProxyProtocolServer
+from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
@@ -66,6 +67,8 @@ class ProxyServer:
         self.send_timeout = settings.client_send_timeout
         self.read_timeout = settings.upstream_read_timeout
         self.retries = max(1, settings.upstream_retries)
+        # What a trusted proxy in front may say about the client (None: nothing, the default).
+        self.trust = ForwardedTrust.from_settings(settings)
         # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s (routes with shorter
         # timeouts of their own shorten it while they are in the table, see _runtime_published).
         shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
@@ -331,22 +334,30 @@ class ProxyServer:
 
     @staticmethod
     def _proxied_factory(connection: Callable[[], ClientConnection],
-                         acceptor: TlsAcceptor | None) -> Callable[[str], asyncio.BaseProtocol]:
-        """The protocol factory of a PROXY protocol listener: the plain one, told the header's client address
-        ("" keeps the socket's peer); on HTTPS the TLS acceptor's handshake, whose app protocol is told."""
+                         acceptor: TlsAcceptor | None) -> Callable[[Origin], asyncio.BaseProtocol]:
+        """The protocol factory of a PROXY protocol listener: the plain one, told the header's client address and
+        port (("", 0) keeps the socket's peer); on HTTPS the TLS acceptor's handshake, whose app protocol is told.
 
-        def proxied(address: str) -> ClientConnection:
+        As ingress-nginx does with `$proxy_protocol_server_port`, the port the client connected to on the
+        balancer is X-Forwarded-Port, and 443 there means https."""
+
+        def proxied(origin: Origin) -> ClientConnection:
             conn = connection()
-            conn.client_ip = address.encode("ascii")
+            address, port = origin
+            if address:
+                conn.client_ip = address.encode("ascii")
+                listener = conn.listener
+                scheme = b"https" if port == 443 or listener.tls else b"http"
+                conn.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme, port)
             return conn
 
         if acceptor is None:
             return proxied
 
-        def handshake(address: str) -> HandshakeProtocol:
+        def handshake(origin: Origin) -> HandshakeProtocol:
             protocol = acceptor()
-            if address:
-                protocol.app_factory = partial(proxied, address)
+            if origin[0]:
+                protocol.app_factory = partial(proxied, origin)
             return protocol
 
         return handshake

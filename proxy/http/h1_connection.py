@@ -97,18 +97,21 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport (TCP or TLS)
         listener = self.listener
         self.writer = H1Writer(self.transport, listener)
-        client_ip = self.client_ip  # set before only by a PROXY protocol listener (its header's address)
+        client_ip = self.client_ip
         if not client_ip:
             peer = transport.get_extra_info("peername")
             ip = peer[0] if isinstance(peer, tuple) and peer else ""
             self.client_ip = client_ip = ip.encode("ascii", "replace")
+            scheme_port = listener.forwarded
+        else:  # a PROXY protocol header's address, and its X-Forwarded-Proto/Port (set by the listener's factory)
+            scheme_port = self.forwarded
         # The forwarded fields that depend only on the connection, built once: X-Forwarded-For (when
         # the client sent none), X-Forwarded-Proto/Port, X-Real-IP.
         xff = b"X-Forwarded-For: " + client_ip
         self.forwarded_ip_end = len(xff)
         if listener.tls:
             self.server_name = getattr(transport.get_extra_info("ssl_object"), "pyngress_server_name", None)
-        self.forwarded = b"".join((xff, _CRLF, listener.forwarded, b"X-Real-IP: ", client_ip, _CRLF))
+        self.forwarded = b"".join((xff, _CRLF, scheme_port, b"X-Real-IP: ", client_ip, _CRLF))
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -267,7 +270,12 @@ class ClientConnection(asyncio.Protocol):
         elif code == h.TRACESTATE:
             head.tracestate = value if head.tracestate is None else head.tracestate + b"," + value
             head.fields += (name, _SEP, value, _CRLF)
-        # HOP_BY_HOP and OURS: dropped
+        elif code == h.OURS:  # replaced by ours; kept aside for a proxy trusted with them
+            if head.forwarded_in is None:
+                head.forwarded_in = [name, value]
+            else:
+                head.forwarded_in += (name, value)
+        # HOP_BY_HOP: dropped
 
     def on_headers_complete(self) -> None:
         ex = self.request
@@ -386,7 +394,7 @@ class ClientConnection(asyncio.Protocol):
             ex.reason = reason or (getattr(cause, "reason", "") if cause is not None else "")
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
-            log_answer(level, status, ex, request_id, self.client_ip, cause)
+            log_answer(level, status, ex, request_id, self.client_ip if ex is None else ex.client_ip, cause)
         if not self.closed:
             sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
                                       head_only=head_only, location=location, fields=fields)
@@ -414,7 +422,7 @@ class ClientConnection(asyncio.Protocol):
             ex.abandon()
             if ex.resp_head_done:
                 ex.finished = True
-                log_answer(logging.DEBUG, error.status, ex, ex.request_id or b"-", self.client_ip, error)
+                log_answer(logging.DEBUG, error.status, ex, ex.request_id or b"-", ex.client_ip, error)
                 ex.account()
                 self.active = None
                 self.transport.close()

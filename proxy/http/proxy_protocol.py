@@ -48,13 +48,20 @@ class HeaderError(ValueError):
     """The bytes are not a valid PROXY protocol header."""
 
 
-def parse_v1(line: bytes) -> str:
-    """The client address of a whole v1 header (CRLF included); "" for ``PROXY UNKNOWN`` (keep the peer)."""
+# What a header says: the client's address and the port it connected to on the balancer (("", 0): nothing,
+# keep the connection's own peer).
+Origin = tuple[str, int]
+_NOTHING: Origin = ("", 0)
+
+
+def parse_v1(line: bytes) -> Origin:
+    """The client address and destination port of a whole v1 header (CRLF included); ("", 0) for
+    ``PROXY UNKNOWN`` (keep the peer)."""
     if len(line) > V1_MAX or not line.startswith(V1_PREFIX) or not line.endswith(b"\r\n"):
         raise HeaderError("not a PROXY v1 line")
     parts = line[6:-2].split(b" ")
     if parts[0] == b"UNKNOWN":
-        return ""  # the specification: the receiver ignores the rest of the line and uses the real peer
+        return _NOTHING  # the specification: the receiver ignores the rest of the line and uses the real peer
     family = _V1_TCP.get(parts[0])
     if family is None or len(parts) != 5:
         raise HeaderError(f"PROXY v1: bad protocol or field count in {line[:60]!r}")
@@ -67,12 +74,12 @@ def parse_v1(line: bytes) -> str:
             socket.inet_pton(family, address.decode("ascii"))
     except (OSError, UnicodeDecodeError, ValueError):
         raise HeaderError(f"PROXY v1: bad address in {line[:60]!r}") from None
-    return source.decode("ascii")
+    return source.decode("ascii"), int(destination_port)
 
 
-def parse_v2(header: bytes) -> str:
-    """The client address of a whole v2 header; "" when it names none to use (LOCAL, UNSPEC or UNIX: keep the
-    peer). TLVs after the addresses are skipped."""
+def parse_v2(header: bytes) -> Origin:
+    """The client address and destination port of a whole v2 header; ("", 0) when it names none to use (LOCAL,
+    UNSPEC or UNIX: keep the peer). TLVs after the addresses are skipped."""
     if len(header) < _V2_FIXED or header[:12] != V2_SIGNATURE:
         raise HeaderError("not a PROXY v2 header")
     version_command, family_protocol, length = struct.unpack_from("!BBH", header, 12)
@@ -84,18 +91,18 @@ def parse_v2(header: bytes) -> str:
     if len(header) != _V2_FIXED + length:
         raise HeaderError("PROXY v2: length does not match")
     if command == 0:
-        return ""  # LOCAL: the balancer's own connection (a health check)
+        return _NOTHING  # LOCAL: the balancer's own connection (a health check)
     family = family_protocol >> 4
     needed = _V2_ADDRESS_BYTES.get(family)
     if needed is None:
         if family > 3:
             raise HeaderError(f"PROXY v2: unknown address family {family}")
-        return ""  # UNSPEC or UNIX: no address worth using
+        return _NOTHING  # UNSPEC or UNIX: no address worth using
     if length < needed:
         raise HeaderError("PROXY v2: address block too short")
     if family == _V2_INET:
-        return socket.inet_ntop(socket.AF_INET, header[16:20])
-    return socket.inet_ntop(socket.AF_INET6, header[16:32])
+        return socket.inet_ntop(socket.AF_INET, header[16:20]), int.from_bytes(header[26:28], "big")
+    return socket.inet_ntop(socket.AF_INET6, header[16:32]), int.from_bytes(header[50:52], "big")
 
 
 class HeaderReader:
@@ -121,18 +128,18 @@ class HeaderReader:
 
     def readable(self) -> None:
         try:
-            address = self._read()
+            origin = self._read()
         except BlockingIOError:
             return
         except (HeaderError, OSError, EOFError) as error:
             self.fail(error)
             return
-        if address is not None:
-            self.finish(address)
+        if origin is not None:
+            self.finish(origin)
 
-    def _read(self) -> str | None:
-        """The client address once the header is complete ("": keep the peer), None while it is not; raises
-        BlockingIOError when the socket has nothing more for now."""
+    def _read(self) -> Origin | None:
+        """What the header says once it is complete, None while it is not; raises BlockingIOError when the
+        socket has nothing more for now."""
         sock = self.sock
         while True:
             buffer = self.buffer
@@ -190,9 +197,9 @@ class HeaderReader:
             logger.debug("connection from %s closed: %s", _peer(self.sock), error)
         self.sock.close()
 
-    def finish(self, address: str) -> None:
+    def finish(self, origin: Origin) -> None:
         self._stop()
-        self.acceptor.hand_over(self.sock, address)
+        self.acceptor.hand_over(self.sock, origin)
 
     def close(self) -> None:
         """Server shutdown: drop a connection still in its header (not counted as rejected)."""
@@ -205,12 +212,12 @@ class ProxyProtocolServer(asyncio.AbstractServer):
     """A listening socket whose connections start with a PROXY header: the stand-in for what
     ``loop.create_server`` returns (``close``, ``wait_closed``, ``sockets``), accepting itself.
 
-    ``factory(address)`` makes the protocol of a connection whose header named ``address`` ("" = keep the
-    socket's peer): the listener's usual factory, told the client address.
+    ``factory(origin)`` makes the protocol of a connection whose header said ``origin`` (client address and
+    destination port; ("", 0): keep the socket's peer): the listener's usual factory, told them.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, *,
-                 factory: Callable[[str], asyncio.BaseProtocol], timeout: float) -> None:
+                 factory: Callable[[Origin], asyncio.BaseProtocol], timeout: float) -> None:
         self.loop = loop
         self.sock = sock
         self.factory = factory
@@ -225,7 +232,7 @@ class ProxyProtocolServer(asyncio.AbstractServer):
 
     @classmethod
     async def listen(cls, host: str, port: int, *, reuse_port: bool, backlog: int,
-                     factory: Callable[[str], asyncio.BaseProtocol], timeout: float) -> ProxyProtocolServer:
+                     factory: Callable[[Origin], asyncio.BaseProtocol], timeout: float) -> ProxyProtocolServer:
         """Bind and listen on ``host:port`` (the socket options create_server would set)."""
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -258,9 +265,9 @@ class ProxyProtocolServer(asyncio.AbstractServer):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.readers.add(HeaderReader(self, conn))
 
-    def hand_over(self, sock: socket.socket, address: str) -> None:
+    def hand_over(self, sock: socket.socket, origin: Origin) -> None:
         """The header is consumed: the socket continues as any accepted connection of a plain listener."""
-        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: self.factory(address), sock))
+        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: self.factory(origin), sock))
         self.handing.add(task)
         task.add_done_callback(self._handed)
 

@@ -61,10 +61,10 @@ def echoed(response) -> dict[str, list[str]]:
 
 
 def test_v1_lines():
-    assert parse_v1(b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\n") == "192.0.2.7"
-    assert parse_v1(b"PROXY TCP6 2001:db8::7 2001:db8::1 56324 443\r\n") == "2001:db8::7"
-    assert parse_v1(b"PROXY UNKNOWN\r\n") == ""
-    assert parse_v1(b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n") == ""
+    assert parse_v1(b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\n") == ("192.0.2.7", 443)
+    assert parse_v1(b"PROXY TCP6 2001:db8::7 2001:db8::1 56324 8443\r\n") == ("2001:db8::7", 8443)
+    assert parse_v1(b"PROXY UNKNOWN\r\n") == ("", 0)
+    assert parse_v1(b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n") == ("", 0)
     for bad in (b"PROXY TCP4 192.0.2.7 10.0.0.1 56324\r\n", b"PROXY TCP4 2001:db8::7 10.0.0.1 1 2\r\n",
                 b"PROXY TCP6 192.0.2.7 10.0.0.1 1 2\r\n", b"PROXY TCP4 192.0.2.7 10.0.0.1 65536 2\r\n",
                 b"PROXY TCP4 192.0.2.7  10.0.0.1 1 2\r\n", b"PROXY UDP4 192.0.2.7 10.0.0.1 1 2\r\n",
@@ -75,13 +75,13 @@ def test_v1_lines():
 
 
 def test_v2_headers():
-    assert parse_v2(v2("192.0.2.7")) == "192.0.2.7"
-    assert parse_v2(v2("2001:db8::7", "2001:db8::1")) == "2001:db8::7"
-    assert parse_v2(v2("192.0.2.7", tlvs=b"\x01\x00\x02h2" + b"\x04\x00\x00")) == "192.0.2.7"  # TLVs skipped
-    assert parse_v2(v2("192.0.2.7", command=0)) == ""  # LOCAL: the peer stays the client
+    assert parse_v2(v2("192.0.2.7", dport=443)) == ("192.0.2.7", 443)
+    assert parse_v2(v2("2001:db8::7", "2001:db8::1", dport=8443)) == ("2001:db8::7", 8443)
+    assert parse_v2(v2("192.0.2.7", tlvs=b"\x01\x00\x02h2" + b"\x04\x00\x00")) == ("192.0.2.7", 80)  # TLVs skipped
+    assert parse_v2(v2("192.0.2.7", command=0)) == ("", 0)  # LOCAL: the peer stays the client
     unspec = SIGNATURE + b"\x21\x00\x00\x00"
     unix = SIGNATURE + b"\x21\x31" + struct.pack("!H", 216) + b"\x00" * 216
-    assert parse_v2(unspec) == "" and parse_v2(unix) == ""
+    assert parse_v2(unspec) == ("", 0) and parse_v2(unix) == ("", 0)
     good = v2("192.0.2.7")
     for bad in (b"\x31" + good[13:], b"\x22" + good[13:], b"\x51" + good[13:], good[:-1],
                 SIGNATURE + b"\x21\x11\x00\x04" + b"\x00" * 4):
@@ -136,11 +136,15 @@ def acceptor_of(proxy, index: int = 0) -> ProxyProtocolServer:
 
 async def test_v1_address_reaches_the_pod_as_forwarded_for_and_real_ip(pp_proxy):
     """proxy_protocol.go "should respect port passed by the PROXY Protocol": the header's address is the
-    client's, in X-Forwarded-For and X-Real-IP (the socket's 127.0.0.1 appears nowhere)."""
-    response = await ask(pp_proxy.port, v1("192.0.2.7"))
+    client's, in X-Forwarded-For and X-Real-IP (the socket's 127.0.0.1 appears nowhere), and the port the
+    client reached on the balancer is X-Forwarded-Port; "...server port": 443 there means https."""
+    response = await ask(pp_proxy.port, b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 1234\r\n")
     assert response.status == 200
     headers = echoed(response)
-    assert headers["X-Forwarded-For"] == ["192.0.2.7"] and headers["X-Real-IP"] == ["192.0.2.7"]
+    assert headers["X-Forwarded-For"] == ["192.168.0.1"] and headers["X-Real-IP"] == ["192.168.0.1"]
+    assert headers["X-Forwarded-Port"] == ["1234"] and headers["X-Forwarded-Proto"] == ["http"]
+    headers = echoed(await ask(pp_proxy.port, b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"))
+    assert headers["X-Forwarded-Port"] == ["443"] and headers["X-Forwarded-Proto"] == ["https"]
 
 
 async def test_v2_ipv4_and_ipv6_with_tlvs(pp_proxy):
@@ -154,8 +158,8 @@ async def test_v2_ipv4_and_ipv6_with_tlvs(pp_proxy):
 async def test_local_and_unknown_keep_the_socket_peer(pp_proxy):
     """proxy-protocol.txt: LOCAL (v2) and UNKNOWN (v1) carry no client; the connection's own peer is used."""
     for header in (v2("192.0.2.7", command=0), b"PROXY UNKNOWN\r\n"):
-        response = await ask(pp_proxy.port, header, source="127.0.4.4")
-        assert echoed(response)["X-Real-IP"] == ["127.0.4.4"]
+        headers = echoed(await ask(pp_proxy.port, header, source="127.0.4.4"))
+        assert headers["X-Real-IP"] == ["127.0.4.4"] and headers["X-Forwarded-Port"] == [str(pp_proxy.port)]
 
 
 async def test_a_header_split_over_several_packets(pp_proxy):
@@ -302,13 +306,15 @@ async def tls_ask(proxy, header: bytes, context: ssl.SSLContext, *, pieces: int 
 
 
 async def test_https_header_before_the_client_hello(tls_pp_proxy):
-    """The header comes before TLS (proxy-protocol.txt); TLS then runs as on any HTTPS connection, and the
-    header's address is the client's (v1 and v2, v1 cut into pieces)."""
+    """proxy_protocol.go "should enable PROXY Protocol for HTTPS": the header comes before TLS, which then runs
+    as on any HTTPS connection; the header's address is the client's, its port X-Forwarded-Port, the scheme
+    https (v1 and v2, v1 cut into pieces)."""
     proxy, context = tls_pp_proxy
-    response = await tls_ask(proxy, v1("192.0.2.10"), context)
+    response = await tls_ask(proxy, v1("192.0.2.10", dport=1234), context)
     assert response.status == 200
     headers = echoed(response)
     assert headers["X-Real-IP"] == ["192.0.2.10"] and headers["X-Forwarded-Proto"] == ["https"]
+    assert headers["X-Forwarded-Port"] == ["1234"]
     assert echoed(await tls_ask(proxy, v2("2001:db8::10", "2001:db8::1"), context))["X-Forwarded-For"] == [
         "2001:db8::10"]
     assert echoed(await tls_ask(proxy, v1("192.0.2.11"), context, pieces=5))["X-Real-IP"] == ["192.0.2.11"]
