@@ -23,8 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from otlp_collector import Collector
 from proxy.accesslog import AccessLog
 from proxy.http.proxy_protocol import HeaderError, ProxyProtocolServer, parse_v1, parse_v2
+from proxy.routing.policies import CONSISTENT_HASH, HASH_SOURCE_IP, ClusterPolicy, LoadBalancer
 from server_harness import Rule, closed_by_peer, cluster, connect, encode_request, read_response, wait_until
 from test_nginx_annotations import ingress, serve
 
@@ -233,6 +235,21 @@ async def test_source_range_is_decided_on_the_proxy_address(make_proxy, make_pod
     assert echo.requests == 1
 
 
+async def test_hash_balancing_on_the_proxy_address(make_proxy, make_pods):
+    """upstreamhashby.go "should connect to the same pod" (`upstream-hash-by: $remote_addr`, a source-address
+    hash) with the PROXY header's address: each address keeps its pod, and the addresses spread over the pods
+    although every connection comes from 127.0.0.1 (which alone would pin all of them to one pod)."""
+    pods = await make_pods("a", "b", "c")
+    proxy = await make_proxy(proxy_protocol=True)
+    policy = ClusterPolicy(load_balancer=LoadBalancer(CONSISTENT_HASH, HASH_SOURCE_IP))
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [p.endpoint for p in pods], policy=policy)])
+    addresses = [f"198.51.100.{n}" for n in range(1, 13)]
+    first = {address: (await ask(proxy.port, v1(address))).json()["pod"] for address in addresses}
+    again = {address: (await ask(proxy.port, v2(address))).json()["pod"] for address in addresses}
+    assert first == again
+    assert len(set(first.values())) >= 2
+
+
 async def test_access_log_client_is_the_proxy_address(make_proxy, make_pods):
     """The access log's "client" field (nginx's $remote_addr, which use-proxy-protocol sets from the header)."""
     (pod,) = await make_pods("echo")
@@ -250,6 +267,21 @@ async def test_access_log_client_is_the_proxy_address(make_proxy, make_pods):
     os.close(read_end)
     [entry] = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert entry["client"] == "2001:db8::9"
+
+
+async def test_span_client_address_is_the_proxy_address(make_proxy, make_pods):
+    """Tracing's `client.address` (the OpenTelemetry attribute ingress-nginx's module fills from $remote_addr)."""
+    (pod,) = await make_pods("echo")
+    collector = await Collector().start()
+    try:
+        proxy = await make_proxy(proxy_protocol=True, otlp_endpoint=collector.url, otlp_export_interval=0.05,
+                                 trace_sample_ratio=1.0)
+        proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+        assert (await ask(proxy.port, v1("192.0.2.77"))).status == 200
+        [span] = await collector.wait_for(1)
+        assert span.attributes["client.address"] == "192.0.2.77"
+    finally:
+        await collector.stop()
 
 
 async def test_a_plain_listener_takes_no_header(make_proxy, make_pods):
