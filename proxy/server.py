@@ -346,9 +346,9 @@ class ProxyServer:
             address, port = origin
             if address:
                 conn.client_ip = address.encode("ascii")
-                listener = conn.listener
-                scheme = b"https" if port == 443 or listener.tls else b"http"
-                conn.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme, port)
+                if port == 443:
+                    conn.scheme = "https"
+                conn.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (conn.scheme.encode(), port)
             return conn
 
         if acceptor is None:

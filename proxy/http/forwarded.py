@@ -67,6 +67,17 @@ class ForwardedTrust:
             if chain:
                 ex.client_ip = real_client(chain, self.trusted) or peer
 
+    def scheme(self, ex: Exchange) -> str:
+        """The scheme a trusted X-Forwarded-Proto names ("" when none is passed on)."""
+        passed = ex.forwarded_in
+        if not self.pass_headers or passed is None or ex.client.client_ip not in self.trusted:
+            return ""
+        scheme = ""
+        for index in range(0, len(passed), 2):
+            if passed[index].lower() == _PROTO and passed[index + 1].strip():
+                scheme = passed[index + 1].strip().lower().decode("latin-1")
+        return scheme
+
     def fields(self, ex: Exchange, host: bytes) -> tuple[bytes, bytes]:
         """The forwarded fields to send upstream (X-Forwarded-For, -Proto, -Port, X-Real-IP, X-Forwarded-Host) as
         ready bytes ending in CRLF, and the host to send (a trusted X-Forwarded-Host's first entry, nginx's

@@ -54,7 +54,8 @@ _request_cache = h.request_cache
 class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
-    __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "forwarded",
+    __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "scheme",
+                 "forwarded",
                  "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred", "blocked",
                  "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused", "write_paused_since",
                  "closing", "closed", "eof", "server_name")
@@ -68,6 +69,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser = HttpRequestParser(self)
         self.head: RequestHead | None = None  # the head being parsed
         self.client_ip = b""
+        self.scheme = listener.scheme
         self.forwarded = b""
         self.forwarded_ip_end = 0
         # The exchange whose request is being parsed, and the one being answered.

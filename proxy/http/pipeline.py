@@ -35,7 +35,6 @@ from proxy.upstream.errors import BadRequest, InvalidBackend, NoEndpoints
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_connection import ClientConnection
-    from proxy.http.head import RequestHead
     from proxy.http.listener import Listener
     from proxy.routing.model import Route
     from proxy.routing.policies import RoutePolicy
@@ -338,16 +337,21 @@ class Pipeline:
             ex.policy = Attempts(ex, retry, delay=delay, abort=abort, held=held)
         return True
 
-    def _for_filters(self, head: RequestHead, host: str, path: str) -> None:
+    def _for_filters(self, head: Exchange, host: str, path: str) -> None:
         """What filters read of a request besides its fields (plain routes never need it); see
         Exchange.SET_BEFORE_READ. Set before listener filters (which never rewrite) and again before a
-        rule's filters."""
+        rule's filters. The scheme is the one the client used: the listener's, or what a PROXY header's port
+        or a trusted X-Forwarded-Proto says (nginx's $pass_access_scheme, which ssl-redirect reads)."""
         head.rewritten = False
         listener = self.listener
         settings = self.settings
         head.host = host
         head.path = path
-        head.scheme = listener.scheme
+        scheme = head.client.scheme
+        trust = self.trust
+        if trust is not None and head.forwarded_in is not None:
+            scheme = trust.scheme(head) or scheme
+        head.scheme = scheme
         head.port = listener.public_port
         head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
 

@@ -156,3 +156,31 @@ async def test_proxy_protocol_with_forwarded_headers(make_proxy, make_pods, netw
         writer.close()
     assert seen["X-Forwarded-For"] == seen["X-Real-IP"] == client
     assert (seen["Host"], seen["X-Forwarded-Port"], seen["X-Forwarded-Proto"]) == (HOST, "1234", "http")
+
+
+async def test_ssl_redirect_reads_the_scheme_the_client_used(make_proxy, make_pods):
+    """Behind a balancer that terminates TLS, force-ssl-redirect must not loop: ingress-nginx's Lua redirects
+    only when $pass_access_scheme is http, which a trusted X-Forwarded-Proto (use-forwarded-headers) or a
+    PROXY header's port 443 sets (lua_ingress.lua, forcesslredirect.go)."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(use_forwarded_headers=True, proxy_real_ip_cidr=("127.0.5.0/24",))
+    serve(proxy, [echo], ingress("tls", "tls.foo.com", ("/", "Prefix", "echo"), force_ssl_redirect="true"))
+
+    async def status(proto: str, source: str) -> int:
+        headers = [("X-Forwarded-Proto", proto)] if proto else []
+        return (await request(proxy.port, host="tls.foo.com", headers=headers, source=source)).status
+
+    assert await status("https", "127.0.5.1") == 200
+    assert await status("http", "127.0.5.1") == 308
+    assert await status("", "127.0.5.1") == 308
+    assert await status("https", "127.0.6.1") == 308  # not a trusted proxy
+    proxied = await make_proxy(proxy_protocol=True)
+    serve(proxied, [echo], ingress("tls", "tls.foo.com", ("/", "Prefix", "echo"), force_ssl_redirect="true"))
+    for port, expected in ((443, 200), (80, 308)):
+        reader, writer = await connect(proxied.port)
+        try:
+            writer.write(b"PROXY TCP4 192.0.2.1 192.0.2.2 40000 %d\r\n" % port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: tls.foo.com\r\n\r\n")
+            assert (await read_response(reader)).status == expected, port
+        finally:
+            writer.close()
