@@ -55,10 +55,9 @@ class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
     __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "scheme",
-                 "forwarded",
-                 "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred", "blocked",
-                 "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused", "write_paused_since",
-                 "closing", "closed", "eof", "server_name")
+                 "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred",
+                 "blocked", "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused",
+                 "write_paused_since", "closing", "closed", "eof", "server_name")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -68,7 +67,8 @@ class ClientConnection(asyncio.Protocol):
         self.writer: H1Writer = None  # type: ignore[assignment]  # made in connection_made
         self.parser = HttpRequestParser(self)
         self.head: RequestHead | None = None  # the head being parsed
-        self.client_ip = b""
+        self.client_ip = b""  # set by connection_made (or before it, by a PROXY protocol listener's factory)
+        # The scheme the client used: the listener's, or https when a PROXY header says port 443.
         self.scheme = listener.scheme
         self.forwarded = b""
         self.forwarded_ip_end = 0
