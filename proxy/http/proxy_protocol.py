@@ -19,11 +19,12 @@ HTTPS one through the same TLS acceptor). A listener without ``--proxy-protocol`
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 logger = logging.getLogger("pyngress.proxy")
@@ -40,6 +41,8 @@ _V1_TCP = {b"TCP4": socket.AF_INET, b"TCP6": socket.AF_INET6}
 # v2 address families (high nibble of byte 14) and the size of their address block.
 _V2_INET, _V2_INET6 = 0x1, 0x2
 _V2_ADDRESS_BYTES = {_V2_INET: 12, _V2_INET6: 36}
+# Bytes peeked for the header at once: a v1 line (107 at most), a v2 IPv6 header (52) with room for TLVs.
+_PEEK = 512
 # Connections accepted per readiness event of the listening socket (then other callbacks get a turn).
 _ACCEPT_BATCH = 64
 
@@ -105,26 +108,56 @@ def parse_v2(header: bytes) -> Origin:
     return socket.inet_ntop(socket.AF_INET6, header[16:32]), int.from_bytes(header[50:52], "big")
 
 
+def _whole_header(peeked: bytes) -> int:
+    """The length of the complete header at the start of `peeked` (0: not all there, or not valid so far: the
+    byte-wise path decides). Raises EOFError for nothing at all (the peer closed)."""
+    if not peeked:
+        raise EOFError("closed before the PROXY header")
+    if peeked[:6] == V1_PREFIX:
+        end = peeked.find(b"\r\n", 0, V1_MAX)
+        return end + 2 if end > 0 else 0
+    if peeked[:12] == V2_SIGNATURE and len(peeked) >= _V2_FIXED:
+        total = _V2_FIXED + int.from_bytes(peeked[14:16], "big")
+        return total if total <= len(peeked) else 0
+    return 0
+
+
 class HeaderReader:
     """Reads one connection's PROXY header off its socket, byte-exact, then hands the socket on.
 
-    Readiness callbacks (``loop.add_reader``) drive it; each one reads what is there without blocking,
-    so a header split over several packets is put together, and a partial one waits (bounded by
-    ``timeout``). v1 lines are read with ``MSG_PEEK`` up to their CRLF; every peek is followed by
-    consuming at least one byte, so a level-triggered poll never spins on the same bytes.
+    The first attempt is made right after accept: a balancer sends the header at once, usually with the
+    request behind it, so one peek finds the whole header and one ``recv`` of exactly its length takes it
+    (no readiness registration, no timer). Otherwise readiness callbacks (``loop.add_reader``) drive it,
+    each reading what is there without blocking, so a header split over several packets is put together
+    and a partial one waits (bounded by ``timeout``). There v1 lines are read with ``MSG_PEEK`` up to their
+    CRLF; every peek is followed by consuming at least one byte, so a level-triggered poll never spins.
     """
 
     __slots__ = ("acceptor", "sock", "fd", "buffer", "timer", "done")
 
-    def __init__(self, acceptor: ProxyProtocolServer, sock: socket.socket) -> None:
+    def __init__(self, acceptor: ProxyProtocolServer, sock: _socket.socket) -> None:
         self.acceptor = acceptor
         self.sock = sock
         self.fd = sock.fileno()
         self.buffer = b""
         self.done = False
-        loop = acceptor.loop
-        self.timer = loop.call_later(acceptor.timeout, self.expire)
-        loop.add_reader(self.fd, self.readable)
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Try at once; wait for readiness (and start the timeout) only when the header is not all there."""
+        try:
+            origin = self._read()
+        except BlockingIOError:
+            loop = self.acceptor.loop
+            self.timer = loop.call_later(self.acceptor.timeout, self.expire)
+            loop.add_reader(self.fd, self.readable)
+            self.acceptor.readers.add(self)
+            return
+        except (HeaderError, OSError, EOFError) as error:
+            self.fail(error)
+            return
+        if origin is not None:
+            self.finish(origin)
 
     def readable(self) -> None:
         try:
@@ -141,6 +174,12 @@ class HeaderReader:
         """What the header says once it is complete, None while it is not; raises BlockingIOError when the
         socket has nothing more for now."""
         sock = self.sock
+        if not self.buffer:
+            whole = _whole_header(sock.recv(_PEEK, socket.MSG_PEEK))
+            if whole:
+                self._take(whole)
+                header = self.buffer
+                return parse_v1(header) if header[:1] == b"P" else parse_v2(header)
         while True:
             buffer = self.buffer
             size = len(buffer)
@@ -181,9 +220,11 @@ class HeaderReader:
 
     def _stop(self) -> None:
         self.done = True
-        self.timer.cancel()
-        self.acceptor.loop.remove_reader(self.fd)
-        self.acceptor.readers.discard(self)
+        timer = self.timer
+        if timer is not None:  # it waited for readiness
+            timer.cancel()
+            self.acceptor.loop.remove_reader(self.fd)
+            self.acceptor.readers.discard(self)
 
     def expire(self) -> None:
         if not self.done:
@@ -222,8 +263,8 @@ class ProxyProtocolServer(asyncio.AbstractServer):
         self.sock = sock
         self.factory = factory
         self.timeout = timeout
+        # Connections waiting for the rest of their header.
         self.readers: set[HeaderReader] = set()
-        self.handing: set[asyncio.Task[Any]] = set()
         # Connections closed for a missing, malformed or late header.
         self.rejected = 0
         self.serving = True
@@ -244,6 +285,11 @@ class ProxyProtocolServer(asyncio.AbstractServer):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                # Linux wakes accept only once data is in (or after a second): the client speaks first here,
+                # so the header is usually all there when the connection is accepted (read at once, see
+                # HeaderReader.start). nginx's `listen ... deferred` does the same.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
             sock.bind(address)
             sock.listen(backlog)
             sock.setblocking(False)
@@ -253,28 +299,25 @@ class ProxyProtocolServer(asyncio.AbstractServer):
         return cls(loop, sock, factory=factory, timeout=timeout)
 
     def _accept(self) -> None:
+        listening = self.sock
+        family = int(listening.family)
         for _ in range(_ACCEPT_BATCH):
             try:
-                conn, _address = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
+                fd, _address = listening._accept()  # type: ignore[attr-defined]  # socket.accept() without its
+            except (BlockingIOError, InterruptedError):  # Python-level wrapper (measured: a third of its cost)
                 return
             except OSError as error:  # EMFILE, ECONNABORTED...: the next readiness event tries again
-                logger.warning("accept failed on port %d: %s", self.sock.getsockname()[1], error)
+                logger.warning("accept failed on port %d: %s", listening.getsockname()[1], error)
                 return
+            conn = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.readers.add(HeaderReader(self, conn))
+            HeaderReader(self, conn).start()
 
-    def hand_over(self, sock: socket.socket, origin: Origin) -> None:
-        """The header is consumed: the socket continues as any accepted connection of a plain listener."""
-        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: self.factory(origin), sock))
-        self.handing.add(task)
-        task.add_done_callback(self._handed)
-
-    def _handed(self, task: asyncio.Task[Any]) -> None:
-        self.handing.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.debug("connection lost while handed over: %s", task.exception())
+    def hand_over(self, sock: _socket.socket, origin: Origin) -> None:
+        """The header is consumed: the socket continues as any accepted connection of a plain listener (the
+        loops need only the socket's fileno, family and type: the C-level socket object has them)."""
+        _Handover(self.loop.connect_accepted_socket(lambda: self.factory(origin), sock))  # type: ignore[arg-type]
 
     # asyncio.AbstractServer
 
@@ -295,8 +338,6 @@ class ProxyProtocolServer(asyncio.AbstractServer):
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
-        if self.handing:
-            await asyncio.gather(*self.handing, return_exceptions=True)
 
     def is_serving(self) -> bool:
         return self.serving
@@ -311,7 +352,30 @@ class ProxyProtocolServer(asyncio.AbstractServer):
         await self._closed.wait()
 
 
-def _peer(sock: socket.socket) -> str:
+class _Handover:
+    """Runs ``loop.connect_accepted_socket`` to its end without a Task: the coroutine is stepped from its
+    waiter's callback (as proxy/tls/handshake.py steps ``start_tls``). The first step, made at once, creates
+    the transport; the protocol is told ``connection_made`` by the loop soon after."""
+
+    __slots__ = ("coro",)
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+        self.step(None)
+
+    def step(self, _done: Any) -> None:
+        try:
+            waiter = self.coro.send(None)
+        except StopIteration:
+            return
+        except Exception as error:  # noqa: BLE001  (the transport is closed by then; nothing to answer)
+            logger.debug("connection lost while handed over: %s", error)
+            return
+        waiter._asyncio_future_blocking = False  # the flag a Task would clear: we took the future
+        waiter.add_done_callback(self.step)
+
+
+def _peer(sock: _socket.socket) -> str:
     try:
         host, port = sock.getpeername()[:2]
     except OSError:

@@ -222,6 +222,16 @@ async def test_a_stalled_header_is_closed_after_the_header_timeout(pp_proxy):
         writer.close()
 
 
+async def test_a_silent_client_is_closed_too(pp_proxy):
+    """Connected, nothing sent: accept is deferred until data comes (TCP_DEFER_ACCEPT, Linux) for about a
+    second, then the header timeout (2 s here) runs as for any connection; closed without an answer."""
+    reader, writer = await connect(pp_proxy.port)
+    try:
+        assert await closed_by_peer(reader, timeout=20)
+    finally:
+        writer.close()
+
+
 async def test_source_range_is_decided_on_the_proxy_address(make_proxy, make_pods):
     """ipwhitelist.go / ipdenylist.go semantics with the client address from the PROXY header: the socket
     (127.0.0.1) would be refused, the header's allowed address is served, a denied one gets 403."""
