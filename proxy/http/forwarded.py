@@ -63,7 +63,7 @@ class ForwardedTrust:
         """A request from a trusted network: its client address from the forwarded-for header."""
         peer = ex.client_ip
         if peer in self.trusted:
-            chain = ex.forwarded_for if self.from_xff else ex.header(self.header)
+            chain = ex.forwarded_for if self.from_xff else ex.header(self.header) or _passed(ex, self.header)
             if chain:
                 ex.client_ip = real_client(chain, self.trusted) or peer
 
@@ -113,6 +113,15 @@ class ForwardedTrust:
             forwarded_for = client
         return b"".join((b"X-Forwarded-For: ", forwarded_for, _CRLF, scheme_port, b"X-Real-IP: ", client, _CRLF,
                          b"X-Forwarded-Host: ", forwarded_host, _CRLF)), forwarded_host
+
+
+def _passed(ex: Exchange, name: bytes) -> bytes | None:
+    """A header the proxy replaces (X-Real-IP, X-Forwarded-Host...) as the client sent it (repeats joined)."""
+    passed = ex.forwarded_in
+    if passed is None:
+        return None
+    values = [passed[index + 1] for index in range(0, len(passed), 2) if passed[index].lower() == name]
+    return b", ".join(values) if values else None
 
 
 def _value(fields: bytes, prefix: bytes) -> bytes:

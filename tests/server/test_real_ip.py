@@ -120,6 +120,10 @@ async def test_enable_real_ip_takes_only_the_address(make_proxy, make_pods):
     proxy = await started(make_proxy, make_pods, enable_real_ip=True, forwarded_for_header="CF-Connecting-IP")
     seen = forwarded(await request(proxy.port, host=HOST, headers=[*SENT, ("CF-Connecting-IP", "5.6.7.8")]))
     assert seen["X-Real-IP"] == seen["X-Forwarded-For"] == "5.6.7.8"
+    # A header the proxy itself sets can name the client too (the one a balancer in front set).
+    proxy = await started(make_proxy, make_pods, enable_real_ip=True, forwarded_for_header="X-Real-IP")
+    seen = forwarded(await request(proxy.port, host=HOST, headers=[*SENT, ("X-Real-IP", "9.9.9.9")]))
+    assert seen["X-Real-IP"] == seen["X-Forwarded-For"] == "9.9.9.9"
 
 
 async def test_source_range_and_rate_limit_see_the_real_client(make_proxy, make_pods):
