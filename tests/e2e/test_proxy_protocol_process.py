@@ -11,7 +11,7 @@ import socket
 import ssl
 import struct
 
-from e2e_harness import DEADLINE, INGRESS_CLASS, ingress, service
+from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, scrape, service
 
 HOST = "pp.example.test"
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -67,7 +67,12 @@ async def test_proxy_protocol_and_trusted_forwarded_headers_in_a_real_process(ec
     # The balancer's own address is a trusted proxy: the client is the one its X-Forwarded-For names.
     headers = pod_headers(await exchange(proc.ports["http"], v2("192.168.0.1", 80), trusted))
     assert headers["x-real-ip"] == headers["x-forwarded-for"] == "203.0.113.50"
-    # No header: closed without an answer.
+    # No header: closed without an answer, and counted (the control process adds up its workers' counts).
     assert await exchange(proc.ports["http"], b"", request) == b""
+    await eventually(lambda: _rejected(proc))
     records = await proc.access_log(3)
     assert sorted(record["client"] for record in records) == ["198.51.100.7", "198.51.100.8", "203.0.113.50"]
+
+
+async def _rejected(proc) -> bool:
+    return await scrape(proc, "pyngress_proxy_protocol_rejected_total", listener="http") == 1

@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from otlp_collector import Collector
 from proxy.accesslog import AccessLog
 from proxy.http.proxy_protocol import HeaderError, ProxyProtocolServer, parse_v1, parse_v2
+from proxy.metrics import Metrics
 from proxy.routing.policies import CONSISTENT_HASH, HASH_SOURCE_IP, ClusterPolicy, LoadBalancer
 from server_harness import Rule, closed_by_peer, cluster, connect, encode_request, read_response, wait_until
 from test_nginx_annotations import ingress, serve
@@ -210,6 +211,8 @@ async def test_missing_or_malformed_header_closes_without_an_answer(pp_proxy, fi
     finally:
         writer.close()
     assert acceptor_of(pp_proxy).rejected == 1
+    text = Metrics(holder=pp_proxy.holder, server=pp_proxy.server, process=False).render().decode()
+    assert 'pyngress_proxy_protocol_rejected_total{listener="http"} 1.0' in text
 
 
 async def test_a_stalled_header_is_closed_after_the_header_timeout(pp_proxy):
