@@ -57,7 +57,10 @@ class ForwardedTrust:
             return None
         return cls(networks=parse_networks(",".join(settings.proxy_real_ip_cidr) or "0.0.0.0/0"),
                    header=settings.forwarded_for_header or "X-Forwarded-For",
-                   pass_headers=settings.use_forwarded_headers, full=settings.compute_full_forwarded_for)
+                   pass_headers=settings.use_forwarded_headers,
+                   # (the template's `and UseForwardedHeaders ComputeFullForwardedFor`: with enable-real-ip alone
+                   # X-Forwarded-For is the client address)
+                   full=settings.compute_full_forwarded_for and settings.use_forwarded_headers)
 
     def resolve(self, ex: Exchange) -> None:
         """A request from a trusted network: its client address from the forwarded-for header."""
