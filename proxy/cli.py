@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="header naming the client address (forwarded-for-header)")
     real.add_argument("--compute-full-forwarded-for", action=argparse.BooleanOptionalAction,
                       default=d.compute_full_forwarded_for,
-                      help="append the connection's address to the incoming X-Forwarded-For instead of sending "
-                           "only the client address (compute-full-forwarded-for)")
+                      help="with --use-forwarded-headers: append the connection's address to the incoming "
+                           "X-Forwarded-For instead of sending only the client address (compute-full-forwarded-for)")
 
     cls = parser.add_argument_group("ingress class")
     cls.add_argument("--ingress-class", default=d.ingress_class, metavar="NAME",
