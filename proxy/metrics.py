@@ -104,6 +104,13 @@ class TrafficCollector(Collector):
             total.add_metric([scheme], accepted)
         yield active
         yield total
+        rejected = snapshot.get("proxy_protocol_rejected")
+        if rejected:  # only with --proxy-protocol
+            refused = CounterMetricFamily("pyngress_proxy_protocol_rejected", "Connections closed for a missing, "
+                                          "malformed or late PROXY protocol header.", labels=["listener"])
+            for scheme, count in sorted(rejected.items()):
+                refused.add_metric([scheme], count)
+            yield refused
         handshakes = snapshot.get("handshakes") or {"completed": 0, "failures": {}}
         yield CounterMetricFamily("pyngress_ssl_handshakes", "TLS handshakes completed on the HTTPS listener.",
                                   value=handshakes["completed"])

@@ -13,18 +13,21 @@ import gc
 import logging
 import ssl
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
 from proxy.http import mirror
+from proxy.http.forwarded import ForwardedTrust
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
+from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
-from proxy.tls.handshake import HandshakeStats, TlsAcceptor, tls_protocol_factory
+from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
 from proxy.tracing.exporter import SpanExporter
 from proxy.tracing.tracer import Tracer
 
@@ -64,6 +67,8 @@ class ProxyServer:
         self.send_timeout = settings.client_send_timeout
         self.read_timeout = settings.upstream_read_timeout
         self.retries = max(1, settings.upstream_retries)
+        # What a trusted proxy in front may say about the client (None: nothing, the default).
+        self.trust = ForwardedTrust.from_settings(settings)
         # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s (routes with shorter
         # timeouts of their own shorten it while they are in the table, see _runtime_published).
         shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
@@ -307,15 +312,16 @@ class ProxyServer:
                                             handshake_timeout=handshake_timeout or self.header_timeout,
                                             stats=HandshakeStats())
             factory = acceptor
-        server = await loop.create_server(
-            factory,
-            self.settings.bind,
-            port,
-            reuse_address=True,
-            # Worker processes each bind the same port; the kernel spreads connections among them.
-            reuse_port=self.settings.workers > 1 or None,
-            backlog=1024,
-        )
+        # Worker processes each bind the same port; the kernel spreads connections among them.
+        reuse_port = self.settings.workers > 1
+        server: asyncio.AbstractServer
+        if self.settings.proxy_protocol:
+            server = await ProxyProtocolServer.listen(
+                self.settings.bind, port, reuse_port=reuse_port, backlog=1024,
+                factory=self._proxied_factory(connection, acceptor), timeout=self.header_timeout)
+        else:
+            server = await loop.create_server(factory, self.settings.bind, port, reuse_address=True,
+                                              reuse_port=reuse_port or None, backlog=1024)
         bound = server.sockets[0].getsockname()[1]
         listener = Listener(scheme, bound, server)
         if acceptor is not None:
@@ -325,6 +331,36 @@ class ProxyServer:
         if self._ticker is None:
             self._ticker = loop.call_later(self.tick, self._on_tick)
         return listener
+
+    @staticmethod
+    def _proxied_factory(connection: Callable[[], ClientConnection],
+                         acceptor: TlsAcceptor | None) -> Callable[[Origin], asyncio.BaseProtocol]:
+        """The protocol factory of a PROXY protocol listener: the plain one, told the header's client address and
+        port (("", 0) keeps the socket's peer); on HTTPS the TLS acceptor's handshake, whose app protocol is told.
+
+        As ingress-nginx does with `$proxy_protocol_server_port`, the port the client connected to on the
+        balancer is X-Forwarded-Port, and 443 there means https."""
+
+        def proxied(origin: Origin) -> ClientConnection:
+            conn = connection()
+            address, port = origin
+            if address:
+                conn.client_ip = address.encode("ascii")
+                if port == 443:
+                    conn.scheme = "https"
+                conn.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (conn.scheme.encode(), port)
+            return conn
+
+        if acceptor is None:
+            return proxied
+
+        def handshake(origin: Origin) -> HandshakeProtocol:
+            protocol = acceptor()
+            if origin[0]:
+                protocol.app_factory = partial(proxied, origin)
+            return protocol
+
+        return handshake
 
     def _on_tick(self) -> None:
         loop = asyncio.get_running_loop()

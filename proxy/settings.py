@@ -45,6 +45,17 @@ class Settings:
     # A request body that stalls this long gets 408; a client that stops reading a response is cut.
     client_body_timeout: float = 60.0
     client_send_timeout: float = 60.0
+    # HAProxy's PROXY protocol (v1 and v2) on every listener: each connection starts with a header naming the
+    # client address, which is then the client address everywhere (ingress-nginx's use-proxy-protocol).
+    proxy_protocol: bool = False
+    # ingress-nginx's ConfigMap keys of the same names (proxy/http/forwarded.py): trust the X-Forwarded-* fields
+    # of requests from `proxy_real_ip_cidr`, and take the client address from `forwarded_for_header`
+    # (`enable_real_ip`: only the address); `compute_full_forwarded_for` appends to X-Forwarded-For.
+    use_forwarded_headers: bool = False
+    enable_real_ip: bool = False
+    proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
+    forwarded_for_header: str = "X-Forwarded-For"
+    compute_full_forwarded_for: bool = False
     max_request_line: int = 8192
     max_header_bytes: int = 32768
     max_headers: int = 100

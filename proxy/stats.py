@@ -49,6 +49,7 @@ ClusterLabels = tuple[str, str, str]
 SeriesData = list[Any]
 # {"routes": [[labels, [series, ...]], ...], "listeners": {scheme: [active, total]},
 #  "handshakes": {"completed": n, "failures": {reason: n}}, "mirrors": {result: n},
+#  "proxy_protocol_rejected": {scheme: n} (connections closed for a missing or bad PROXY header),
 #  "upstream_tls": {"completed": n, "failures": {reason: n}}}
 Snapshot = dict[str, Any]
 
@@ -185,10 +186,14 @@ class TrafficStats:
         routes = [[list(stats.labels), stats.snapshot()] for stats in self.routes()]
         listeners: dict[str, list[int]] = {}
         handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
+        rejected: dict[str, int] = {}
         for listener in list(self.listeners):
             counts = listeners.setdefault(listener.scheme, [0, 0])
             counts[0] += listener.active_connections
             counts[1] += listener.total_connections
+            refused = getattr(listener.server, "rejected", None)  # a PROXY protocol listener's
+            if refused is not None:
+                rejected[listener.scheme] = rejected.get(listener.scheme, 0) + refused
             stats = getattr(listener, "handshakes", None)
             if stats is not None:
                 _add_handshakes(handshakes, stats.completed, stats.failures)
@@ -203,8 +208,8 @@ class TrafficStats:
         tracing = {"exported": spans.exported, "dropped": {SPANS_QUEUE_FULL: spans.dropped,
                                                           SPANS_EXPORT_FAILED: spans.failed}} if spans else None
         return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies,
-                "upstream_tls": backend, "route_policy": policed, "clusters": cluster_counts(self.upstreams()),
-                "tracing": tracing}
+                "proxy_protocol_rejected": rejected, "upstream_tls": backend, "route_policy": policed,
+                "clusters": cluster_counts(self.upstreams()), "tracing": tracing}
 
 
 def cluster_counts(upstreams: Iterable[Any]) -> list[list[Any]]:
@@ -246,6 +251,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     order: dict[tuple[str, ...], list[SeriesData]] = {}
     listeners: dict[str, list[int]] = {}
     handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
+    rejected: dict[str, int] = {}
     mirrors: dict[str, int] = {}
     backend: dict[str, Any] = {"completed": 0, "failures": {}}
     policed: dict[tuple[str, ...], list[int]] = {}
@@ -276,6 +282,8 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
         part = snapshot.get("handshakes")
         if part:
             _add_handshakes(handshakes, part["completed"], part["failures"])
+        for scheme, count in (snapshot.get("proxy_protocol_rejected") or {}).items():
+            rejected[scheme] = rejected.get(scheme, 0) + count
         for result, count in (snapshot.get("mirrors") or {}).items():
             mirrors[result] = mirrors.get(result, 0) + count
         part = snapshot.get("upstream_tls")
@@ -295,7 +303,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
             for reason, count in part["dropped"].items():
                 tracing["dropped"][reason] = tracing["dropped"].get(reason, 0) + count
     return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
-            "handshakes": handshakes, "mirrors": mirrors, "upstream_tls": backend,
+            "handshakes": handshakes, "mirrors": mirrors, "proxy_protocol_rejected": rejected, "upstream_tls": backend,
             "route_policy": [[list(labels), counts] for labels, counts in policed.items()],
             "clusters": [[list(labels), counts] for labels, counts in clusters.items()], "tracing": tracing}
 

@@ -21,6 +21,11 @@ class Downstream(Protocol):
     listener: Listener
     writer: H1Writer
     client_ip: bytes
+    # The scheme the client used: the listener's, or https when a PROXY header says it reached port 443.
+    scheme: str
+    # The connection's forwarded fields (X-Forwarded-For, -Proto, -Port, X-Real-IP), and where its first line ends.
+    forwarded: bytes
+    forwarded_ip_end: int
     # Reasons reading from the client is paused (a bit mask, see proxy.http.exchange BLOCK_*).
     blocked: int
     write_paused: bool

@@ -90,7 +90,7 @@ class Exchange(RequestHead):
 
     __slots__ = (
         # request: the head (RequestHead's fields, filled by the client protocol), then the body as it arrives
-        "client", "keep_alive", "head_done", "req_done",
+        "client", "client_ip", "keep_alive", "head_done", "req_done",
         # forwarding
         "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
         "maybe_stale", "last_up", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors", "policy",
@@ -130,6 +130,7 @@ class Exchange(RequestHead):
         self.header_count = 0
         self.header_bytes = 0
         self.forwarded_for = None
+        self.forwarded_in = None
         self.request_id = b""
         self.upgrade = None
         self.connection_names = None
@@ -145,6 +146,9 @@ class Exchange(RequestHead):
         self._query_values = None
         # The exchange's own state.
         self.client = client
+        # The client's address for this request: the connection's (its peer, or its PROXY header's), unless a
+        # trusted X-Forwarded-For names another (proxy/http/forwarded.py).
+        self.client_ip = client.client_ip
         self.writer: H1Writer = client.writer
         self.keep_alive = True
         self.head_done = False
@@ -185,7 +189,7 @@ class Exchange(RequestHead):
     @property
     def client_address(self) -> bytes:
         """The client's address (Request.client_address): read only by filters that check it."""
-        return self.client.client_ip
+        return self.client_ip
 
     def start(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
         """Send ``head`` (plus any body already read) to the endpoint the upstream's balancer picks."""

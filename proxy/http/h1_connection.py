@@ -54,10 +54,10 @@ _request_cache = h.request_cache
 class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
-    __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "forwarded",
-                 "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred", "blocked",
-                 "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused", "write_paused_since",
-                 "closing", "closed", "eof", "server_name")
+    __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "scheme",
+                 "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred",
+                 "blocked", "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused",
+                 "write_paused_since", "closing", "closed", "eof", "server_name")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -67,7 +67,9 @@ class ClientConnection(asyncio.Protocol):
         self.writer: H1Writer = None  # type: ignore[assignment]  # made in connection_made
         self.parser = HttpRequestParser(self)
         self.head: RequestHead | None = None  # the head being parsed
-        self.client_ip = b""
+        self.client_ip = b""  # set by connection_made (or before it, by a PROXY protocol listener's factory)
+        # The scheme the client used: the listener's, or https when a PROXY header says port 443.
+        self.scheme = listener.scheme
         self.forwarded = b""
         self.forwarded_ip_end = 0
         # The exchange whose request is being parsed, and the one being answered.
@@ -97,16 +99,21 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport (TCP or TLS)
         listener = self.listener
         self.writer = H1Writer(self.transport, listener)
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if isinstance(peer, tuple) and peer else ""
-        self.client_ip = client_ip = ip.encode("ascii", "replace")
+        client_ip = self.client_ip
+        if not client_ip:
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if isinstance(peer, tuple) and peer else ""
+            self.client_ip = client_ip = ip.encode("ascii", "replace")
+            scheme_port = listener.forwarded
+        else:  # a PROXY protocol header's address, and its X-Forwarded-Proto/Port (set by the listener's factory)
+            scheme_port = self.forwarded
         # The forwarded fields that depend only on the connection, built once: X-Forwarded-For (when
         # the client sent none), X-Forwarded-Proto/Port, X-Real-IP.
         xff = b"X-Forwarded-For: " + client_ip
         self.forwarded_ip_end = len(xff)
         if listener.tls:
             self.server_name = getattr(transport.get_extra_info("ssl_object"), "pyngress_server_name", None)
-        self.forwarded = b"".join((xff, _CRLF, listener.forwarded, b"X-Real-IP: ", client_ip, _CRLF))
+        self.forwarded = b"".join((xff, _CRLF, scheme_port, b"X-Real-IP: ", client_ip, _CRLF))
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -265,7 +272,12 @@ class ClientConnection(asyncio.Protocol):
         elif code == h.TRACESTATE:
             head.tracestate = value if head.tracestate is None else head.tracestate + b"," + value
             head.fields += (name, _SEP, value, _CRLF)
-        # HOP_BY_HOP and OURS: dropped
+        elif code == h.OURS:  # replaced by ours; kept aside for a proxy trusted with them
+            if head.forwarded_in is None:
+                head.forwarded_in = [name, value]
+            else:
+                head.forwarded_in += (name, value)
+        # HOP_BY_HOP: dropped
 
     def on_headers_complete(self) -> None:
         ex = self.request
@@ -384,7 +396,7 @@ class ClientConnection(asyncio.Protocol):
             ex.reason = reason or (getattr(cause, "reason", "") if cause is not None else "")
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
-            log_answer(level, status, ex, request_id, self.client_ip, cause)
+            log_answer(level, status, ex, request_id, self.client_ip if ex is None else ex.client_ip, cause)
         if not self.closed:
             sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
                                       head_only=head_only, location=location, fields=fields)
@@ -412,7 +424,7 @@ class ClientConnection(asyncio.Protocol):
             ex.abandon()
             if ex.resp_head_done:
                 ex.finished = True
-                log_answer(logging.DEBUG, error.status, ex, ex.request_id or b"-", self.client_ip, error)
+                log_answer(logging.DEBUG, error.status, ex, ex.request_id or b"-", ex.client_ip, error)
                 ex.account()
                 self.active = None
                 self.transport.close()

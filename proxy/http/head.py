@@ -28,6 +28,7 @@ class RequestHead(FlatFields):
         "header_count",
         "header_bytes",
         "forwarded_for",
+        "forwarded_in",
         "request_id",
         "upgrade",
         "connection_names",
@@ -62,6 +63,9 @@ class RequestHead(FlatFields):
         self.header_count = 0
         self.header_bytes = 0
         self.forwarded_for: bytes | None = None
+        # The client's X-Forwarded-Proto/-Host/-Port and X-Real-IP, flat (name, value, ...): never forwarded as
+        # they are, read only when the client is trusted with them (proxy/http/forwarded.py).
+        self.forwarded_in: list[bytes] | None = None
         # The client's X-Request-ID or a generated one; set once the head is read (b"" before).
         self.request_id = b""
         self.upgrade: bytes | None = None

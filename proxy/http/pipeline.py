@@ -35,7 +35,6 @@ from proxy.upstream.errors import BadRequest, InvalidBackend, NoEndpoints
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_connection import ClientConnection
-    from proxy.http.head import RequestHead
     from proxy.http.listener import Listener
     from proxy.routing.model import Route
     from proxy.routing.policies import RoutePolicy
@@ -94,7 +93,7 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings", "tracer")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
@@ -102,10 +101,15 @@ class Pipeline:
         self.holder = server.holder
         self.settings = server.settings
         self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
+        # None: no --use-forwarded-headers / --enable-real-ip, the proxy's own forwarded fields (the usual path).
+        self.trust = server.trust
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
         head = ex  # the exchange is its request head
+        trust = self.trust
+        if trust is not None:
+            trust.resolve(ex)
         runtime = self.holder.current
         if runtime is None:
             conn.send_error(ex, 503, NoEndpoints("no configuration loaded yet"), detail="no configuration loaded yet")
@@ -201,12 +205,10 @@ class Pipeline:
             url = normalized.encode("latin-1") + (url[query:] if query >= 0 else b"")
         if head.connection_names:
             fields = h.drop_named(fields, head.connection_names)
-        forwarded_for = head.forwarded_for
-        if forwarded_for is None:
-            forwarded = conn.forwarded
-        else:
-            rest = conn.forwarded[conn.forwarded_ip_end :]  # CRLF, Proto/Port, X-Real-IP
-            forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + conn.client_ip + rest
+        if trust is not None:
+            forwarded, forwarded_host = trust.fields(ex, host)
+            if forwarded_host is not host and host and (plain or not head.rewritten):  # (upstream-vhost wins)
+                fields = [*h.drop_field(fields, b"host"), b"Host", _SEP, forwarded_host, _CRLF]
         request = [head.method, b" ", url, b" HTTP/1.1\r\n"]
         request += fields
         if head.authority is None and host == b"":
@@ -219,7 +221,16 @@ class Pipeline:
             end = b"\r\nConnection: Upgrade\r\nUpgrade: " + (head.upgrade or b"websocket") + b"\r\n\r\n"
         else:
             end = b"\r\n\r\n"
-        request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
+        if trust is None:
+            forwarded_for = head.forwarded_for
+            if forwarded_for is None:
+                forwarded = conn.forwarded
+            else:
+                rest = conn.forwarded[conn.forwarded_ip_end :]  # CRLF, Proto/Port, X-Real-IP
+                forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + conn.client_ip + rest
+            request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
+        else:
+            request += (forwarded, b"X-Request-ID: ", head.request_id, end)
         if mirrors:
             ex.mirror([(target, list(request)) for target in mirrors])
         policy = ex.policy
@@ -284,7 +295,7 @@ class Pipeline:
         stats = ex.route_stats
         if policy.rate_limit is not None:
             limiter = self.server.limiters.get(id(route))
-            if limiter is not None and not limiter.allow(conn.client_ip):
+            if limiter is not None and not limiter.allow(ex.client_ip):
                 if stats is not None:
                     stats.rate_limited += 1
                 conn.send_error(ex, limiter.limit.status, None, detail="rate limited", reason="rate-limited",
@@ -309,7 +320,7 @@ class Pipeline:
         if policy.client_limit is not None:  # ingress-nginx's limit-connections / -rpm / -rps, per client address
             client_limiter = self.server.client_limiters.get(id(route))
             if client_limiter is not None:
-                admitted = client_limiter.admit(conn.client_ip)
+                admitted = client_limiter.admit(ex.client_ip)
                 if admitted == REFUSED:
                     if stats is not None:
                         stats.rate_limited += 1
@@ -326,16 +337,21 @@ class Pipeline:
             ex.policy = Attempts(ex, retry, delay=delay, abort=abort, held=held)
         return True
 
-    def _for_filters(self, head: RequestHead, host: str, path: str) -> None:
+    def _for_filters(self, head: Exchange, host: str, path: str) -> None:
         """What filters read of a request besides its fields (plain routes never need it); see
         Exchange.SET_BEFORE_READ. Set before listener filters (which never rewrite) and again before a
-        rule's filters."""
+        rule's filters. The scheme is the one the client used: the listener's, or what a PROXY header's port
+        or a trusted X-Forwarded-Proto says (nginx's $pass_access_scheme, which ssl-redirect reads)."""
         head.rewritten = False
         listener = self.listener
         settings = self.settings
         head.host = host
         head.path = path
-        head.scheme = listener.scheme
+        scheme = head.client.scheme
+        trust = self.trust
+        if trust is not None and head.forwarded_in is not None:
+            scheme = trust.scheme(head) or scheme
+        head.scheme = scheme
         head.port = listener.public_port
         head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
 

@@ -125,9 +125,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('denylist-source-range', 'supported',
      'Comma-separated addresses and CIDRs (IPv4 and IPv6; an IPv4-mapped client counts as IPv4); a client '
-     "inside gets 403. Checked against the connection's peer address (trusting X-Forwarded-For is the "
-     "ConfigMap's `use-forwarded-headers`, not yet). An invalid entry (an empty one too) fails closed: "
-     'every route of the Ingress answers 503, with a warning.'),
+     "inside gets 403. Checked against the client address: the connection's peer, a PROXY protocol "
+     "header's (`--proxy-protocol`), or the one a trusted X-Forwarded-For names "
+     '(`--use-forwarded-headers` / `--enable-real-ip` with `--proxy-real-ip-cidr`; README, "Client '
+     'addresses behind a load balancer"). An invalid entry (an empty one too) fails closed: every route '
+     'of the Ingress answers 503, with a warning.'),
     ('enable-access-log', 'not yet',
      ''),
     ('enable-cors', 'supported with a difference',

@@ -49,6 +49,12 @@ FLAG_EQUIVALENTS: Mapping[str, str] = {
     "otlp-collector-host": "--otlp-endpoint",
     "otel-sampler-ratio": "--trace-sample-ratio",
     "opentelemetry-trust-incoming-span": "--trace-trust-incoming",
+    "use-proxy-protocol": "--proxy-protocol",
+    "use-forwarded-headers": "--use-forwarded-headers",
+    "enable-real-ip": "--enable-real-ip",
+    "proxy-real-ip-cidr": "--proxy-real-ip-cidr",
+    "forwarded-for-header": "--forwarded-for-header",
+    "compute-full-forwarded-for": "--compute-full-forwarded-for",
 }
 
 

@@ -194,10 +194,14 @@ class HandshakeProtocol(asyncio.Protocol):
     here and are forwarded.
     """
 
-    __slots__ = ("acceptor", "app", "coro", "eof", "lost", "lost_exc", "received", "transport", "write_paused")
+    __slots__ = ("acceptor", "app", "app_factory", "coro", "eof", "lost", "lost_exc", "received", "transport",
+                 "write_paused")
 
     def __init__(self, acceptor: TlsAcceptor) -> None:
         self.acceptor = acceptor
+        # What makes the app protocol after the handshake: the acceptor's, or one that knows the client
+        # address a PROXY protocol header named (proxy/http/proxy_protocol.py).
+        self.app_factory = acceptor.app_factory
         self.transport: Any = None
         self.coro: Coroutine[Any, Any, None] | None = None
         self.app: asyncio.BaseProtocol | None = None
@@ -260,7 +264,7 @@ class HandshakeProtocol(asyncio.Protocol):
         self._hand_over(tls)  # even if lost since: the app then sees it open and close, like any connection
 
     def _hand_over(self, tls: asyncio.Transport) -> None:
-        app = self.acceptor.app_factory()
+        app = self.app_factory()
         tls.set_protocol(app)
         self.app = app
         app.connection_made(tls)

@@ -83,9 +83,9 @@ def test_our_spelling_wins_over_nginx_spelling():
 
 def test_configmap_keys():
     report = make_report([], ("ingress-nginx", "controller", {
-        "hsts-max-age": "600", "use-forwarded-headers": "true", "not-a-key": "x"}))
+        "hsts-max-age": "600", "worker-shutdown-timeout": "240s", "not-a-key": "x"}))
     assert {item.key: item.fate for item in report.configmap.items} == {
-        "hsts-max-age": FLAG, "use-forwarded-headers": NOT_YET, "not-a-key": UNKNOWN}
+        "hsts-max-age": FLAG, "worker-shutdown-timeout": NOT_YET, "not-a-key": UNKNOWN}
     assert "--hsts-max-age" in report.configmap.items[0].note
     assert report.changes_behaviour
     missing = make_report([], ("ingress-nginx", "controller", None))
