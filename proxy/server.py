@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
-from proxy.http import mirror
+from proxy.http import auth_request, mirror
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
@@ -403,6 +403,7 @@ class ProxyServer:
                 listener.acceptor.abort()  # handshakes still in progress
         if self.access_log is not None:
             self.access_log.close()
+        await auth_request.close_sessions()
         exporter = self.tracer.exporter if self.tracer is not None else None
         if exporter is not None:
             # Spans still queued go out now (the thread's POST may block: never on the loop).
