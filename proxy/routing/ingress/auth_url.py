@@ -8,8 +8,8 @@ location: an `auth-url` that is not a URL, a variable we do not understand in it
 `auth-response-headers`, `auth-cache-duration`, `auth-request-redirect` or `auth-always-set-cookie` make
 every route of the Ingress answer 503, with a warning naming the annotation.
 
-Differences: `auth-proxy-set-headers` is not read yet (no extra headers reach the auth service, with a
-warning); `auth-keepalive-requests` is not enforced per connection (kept connections live until idle for
+Differences: `auth-proxy-set-headers` is not supported yet (an unknown annotation: one warning; no extra
+headers reach the auth service); `auth-keepalive-requests` is not enforced per connection (kept connections live until idle for
 `auth-keepalive-timeout`); the cache key space is the Ingress (nginx's: the location).
 """
 
@@ -30,7 +30,7 @@ from proxy.routing.policies import RoutePolicy
 _FAIL_CLOSED = ("auth-url", "auth-method", "auth-response-headers", "auth-cache-duration", "auth-request-redirect",
                 "auth-always-set-cookie")
 _COMPANIONS = ("auth_method", "auth_signin", "auth_response_headers", "auth_request_redirect", "auth_cache_key",
-               "auth_proxy_set_headers", "auth_keepalive")
+               "auth_keepalive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +86,6 @@ def auth_layer_of(values: IngressAnnotations, *, zone: str) -> tuple[AuthLayer |
             problems.append(f"annotation auth-cache-key: nginx variable ${unknown[0]} is not supported; auth "
                             "answers are not cached")
             cache_key = None
-    if values.auth_proxy_set_headers:
-        problems.append("annotation auth-proxy-set-headers is not supported yet (ConfigMaps are not read for "
-                        "Ingresses): the auth service gets no extra headers")
     keepalive = values.auth_keepalive
     if keepalive and "$" in authority:
         problems.append("annotation auth-keepalive: auth-url has a variable in its host; no keepalive (as "

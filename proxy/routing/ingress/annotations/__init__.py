@@ -34,7 +34,6 @@ from proxy.routing.ingress.annotations import (
     auth_keepalive_share_vars,
     auth_keepalive_timeout,
     auth_method,
-    auth_proxy_set_headers,
     auth_request_redirect,
     auth_response_headers,
     auth_signin,
@@ -135,7 +134,6 @@ EXTERNAL_AUTH: tuple[ModuleType, ...] = (
     auth_request_redirect,
     auth_cache_key,
     auth_cache_duration,
-    auth_proxy_set_headers,
     auth_always_set_cookie,
     auth_keepalive,
     auth_keepalive_requests,
@@ -256,7 +254,6 @@ class IngressAnnotations:
     auth_request_redirect: str = auth_request_redirect.DEFAULT
     auth_cache_key: str = auth_cache_key.DEFAULT
     auth_cache_duration: tuple[str, ...] = auth_cache_duration.DEFAULT
-    auth_proxy_set_headers: str = auth_proxy_set_headers.DEFAULT
     auth_always_set_cookie: bool = auth_always_set_cookie.DEFAULT
     auth_keepalive: int = auth_keepalive.DEFAULT
     auth_keepalive_requests: int = auth_keepalive_requests.DEFAULT
