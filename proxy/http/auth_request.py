@@ -119,7 +119,7 @@ class AuthGate:
     """The policy of an exchange until its auth answer is in (see the module docstring); then `inner` (the
     route's Attempts, or None for Exchange.start) takes over."""
 
-    __slots__ = ("ex", "auth", "inner", "mirrors", "headers", "request_uri", "url", "key")
+    __slots__ = ("ex", "auth", "inner", "mirrors", "stripped", "request_uri", "url", "key")
 
     def __init__(self, ex: Exchange, auth: ExternalAuth, inner: Attempts | None,
                  mirrors: list[Upstream] | None) -> None:
@@ -134,9 +134,16 @@ class AuthGate:
         self.url = auth.url.render(ex, uri)
         key = auth.cache_key
         self.key = (auth.zone, self.url, key.render(ex, uri)) if key is not None else None
-        self.headers = self._headers()
-        for name in auth.response_headers:  # proxy_set_header: the client's own never reach the pod
-            ex.remove_header(name.lower())
+        # proxy_set_header: the client's own auth-response-headers fields never reach the pod (the auth service
+        # still gets them: kept aside for `_headers`, built only when the service is asked).
+        self.stripped: list[tuple[bytes, bytes]] = []
+        if auth.response_headers:
+            names = {name.lower() for name in auth.response_headers}
+            fields = ex.fields
+            self.stripped = [(fields[index], fields[index + 2]) for index in range(0, len(fields), 4)
+                             if fields[index].lower() in names]
+            for name in names:
+                ex.remove_header(name)
 
     def _headers(self) -> CIMultiDict[str]:
         ex = self.ex
@@ -151,6 +158,8 @@ class AuthGate:
             if lowered in _NOT_SENT or lowered in listed:
                 continue
             headers.add(name.decode("latin-1"), fields[index + 2].decode("latin-1"))
+        for name, value in self.stripped:
+            headers.add(name.decode("latin-1"), value.decode("latin-1"))
         host = ex.header(b"host")
         http_host = host.decode("latin-1") if host is not None else ex.host
         client = ex.client_address.decode("latin-1")
@@ -206,7 +215,7 @@ class AuthGate:
     async def _ask(self, upstream: Upstream, head: list[bytes], retries: int) -> None:
         ex = self.ex
         try:
-            decision = await ask(self.auth, self.url, self.headers)
+            decision = await ask(self.auth, self.url, self._headers())
         except asyncio.CancelledError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:  # nginx answers 500

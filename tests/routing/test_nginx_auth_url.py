@@ -43,7 +43,8 @@ def test_auth_url_puts_the_auth_on_every_route_of_the_ingress():
     assert found[("open", "/c")] is None
     auth = found[("ext", "/a")]
     assert auth is not None and found[("ext", "/b")] == auth
-    defaults = [value for (name, route_path), value in found.items() if name == "ext" and route_path not in ("/a", "/b")]
+    defaults = [value for (name, route_path), value in found.items()
+                if name == "ext" and route_path not in ("/a", "/b")]
     assert defaults and all(value == auth for value in defaults)  # the defaultBackend's routes too
     assert auth.url.static and auth.url.render(request(), "/") == AUTH
     assert auth.host.render(request(), "/") == "auth.svc.cluster.local"
@@ -87,7 +88,8 @@ def test_signin_location_as_ingress_nginx_builds_it():
 
 
 @pytest.mark.parametrize("annotations, reason", [
-    ({"auth_url": "https://invalid..auth.url"}, "auth-url"),  # auth.go "with invalid auth-url should deny whole location"
+    # auth.go "with invalid auth-url should deny whole location"
+    ({"auth_url": "https://invalid..auth.url"}, "auth-url"),
     ({"auth_url": "not a url"}, "auth-url"),
     ({"auth_url": "ftp://auth.example/x"}, "auth-url"),
     ({"auth_url": "http:///x"}, "auth-url"),

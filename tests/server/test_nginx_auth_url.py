@@ -114,6 +114,7 @@ async def test_allowed_request_reaches_the_pod_with_the_auth_response_headers(ma
     assert sent["X-Auth-Request-Redirect"] == "/app/page?a=b"
     assert sent["X-Forwarded-For"] == sent["X-Real-IP"] == "127.0.0.1"
     assert sent["Authorization"] == "Bearer good"
+    assert sent["X-User"] == "mallory"  # the client's headers reach the auth service (nginx's subrequest)
     assert "Content-Length" not in sent or sent["Content-Length"] == "0"
     assert "X-Original-URI" not in sent  # only with auth-method
 
@@ -173,8 +174,9 @@ async def test_cached_answers_are_not_asked_again(make_proxy, make_pods, auth_se
     assert len(auth_service.seen) == 1
     assert [(await request(proxy.port, "/", host=HOST)).status for _ in range(2)] == [401, 401]
     assert len(auth_service.seen) == 2  # another key: asked once, then cached
+    forbidden = [("Authorization", "Bearer forbidden")]
     for _ in range(2):
-        assert (await request(proxy.port, "/", host=HOST, headers=[("Authorization", "Bearer forbidden")])).status == 403
+        assert (await request(proxy.port, "/", host=HOST, headers=forbidden)).status == 403
     assert len(auth_service.seen) == 4
 
 

@@ -9,8 +9,8 @@ location: an `auth-url` that is not a URL, a variable we do not understand in it
 every route of the Ingress answer 503, with a warning naming the annotation.
 
 Differences: `auth-proxy-set-headers` is not supported yet (an unknown annotation: one warning; no extra
-headers reach the auth service); `auth-keepalive-requests` is not enforced per connection (kept connections live until idle for
-`auth-keepalive-timeout`); the cache key space is the Ingress (nginx's: the location).
+headers reach the auth service); `auth-keepalive-requests` is not enforced per connection (kept connections
+live until idle for `auth-keepalive-timeout`); the cache key space is the Ingress (nginx's: the location).
 """
 
 from __future__ import annotations
