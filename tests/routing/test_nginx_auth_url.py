@@ -147,3 +147,16 @@ def test_cache_durations_and_keepalive_rules():
     messages = warnings_of(snap)
     assert any(m.startswith("var: annotation auth-keepalive") for m in messages)
     assert any(m.startswith("zero: annotations auth-keepalive-requests") for m in messages)
+
+
+def test_auth_survives_the_traffic_policy_layer():
+    """The auth policy is kept when the Ingress's traffic annotations (or a BackendTrafficPolicy) make the
+    route's policy: both apply (ingress-nginx's location has its auth_request and its proxy_next_upstream)."""
+    snap = world(annotated("ext", rule(HOST, path("/", "echo")), auth_url=AUTH, proxy_next_upstream_tries="2",
+                           proxy_read_timeout="7", limit_rps="50"))
+    config = build(snap, Settings())
+    (route,) = [route for route in config.routes() if route.ingress == "ext"]
+    assert route.policy is not None
+    assert route.policy.auth is not None and route.policy.retry is not None and route.policy.client_limit is not None
+    assert (route.policy.auth.connect_timeout, route.policy.auth.timeout) == (5.0, 12.0)
+    same_as_incremental(snap)

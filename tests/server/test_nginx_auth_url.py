@@ -305,3 +305,21 @@ async def test_a_plain_ingress_beside_an_authenticated_one_stays_plain(make_prox
                    ingress("plain", "plain.foo.com", ("/", "Prefix", "other")),
                    ingress("ext", HOST, ("/", "Prefix", "echo"), auth_url=auth_service.url()))
     assert {route.ingress: route.plain for route in config.routes()} == {"plain": True, "ext": False}
+
+
+async def test_auth_with_limits_and_retries_hands_over_to_the_attempts(make_proxy, make_pods, auth_service):
+    """auth-url beside limit-connections and proxy-next-upstream (nginx: preaccess limits, then the auth
+    request, then the proxying with its retries): allowed requests are served, the limit's slots are given
+    back, and a denied request never takes the retry path."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy()
+    serve(proxy, [echo], ingress("ext", HOST, ("/", "Prefix", "echo"), auth_url=auth_service.url(),
+                                 limit_connections="3", proxy_next_upstream="error timeout http_503",
+                                 proxy_next_upstream_tries="2", auth_response_headers="X-User"))
+    statuses = await asyncio.gather(*(request(proxy.port, "/", host=HOST, headers=GOOD) for _ in range(3)))
+    assert [response.status for response in statuses] == [200, 200, 200]
+    assert all(["X-User", "alice"] in response.json()["headers"] for response in statuses)
+    assert (await request(proxy.port, "/", host=HOST)).status == 401
+    (limiter,) = set(proxy.server.client_limiters.values())
+    await wait_until(lambda: not limiter.active)
+    assert echo.requests == 3
