@@ -20,54 +20,55 @@ X-Original-URI and X-Scheme. Its answer:
 - 401: 401 with the answer's WWW-Authenticate, or 302 to `auth-signin` (with its Set-Cookie) when set;
 - 403: 403; anything else, an unreachable service or no answer within the timeout: 500 (nginx's).
 
-The client is aiohttp's, not the upstream pools: auth URLs are any http(s) URL (cluster DNS names,
-external HTTPS services with SNI and verification), which the pools, keyed by endpoint IPs from
-EndpointSlices, do not resolve or speak; and this path costs only the routes that use it (a cache hit costs
-no I/O at all). One session per event loop and keepalive setting: `auth-keepalive` 0 closes each
-connection after its answer (ingress-nginx's default); above 0, idle connections are kept
-`auth-keepalive-timeout` seconds. Sessions are closed with the server (`close_sessions`).
+The client is the proxy's own upstream machinery, not aiohttp (whose client the layer rules keep off the
+data plane: it costs several times what our protocol path does): an `EndpointPool` per auth service
+(scheme, host, port and keepalive settings; a DNS name is resolved at each dial, off the loop, as for an
+ExternalName Service), whose idle-connection limit and idle timeout are exactly nginx's `keepalive N` and
+`keepalive_timeout` (`auth-keepalive`, default 0: a connection per auth request, "Connection: close";
+`auth-keepalive-timeout`), `auth-keepalive-requests` capping the requests per connection; https through
+the pool's TLS (system trust store, the URL's host as SNI and checked name); httptools parses the answer,
+whose body is read and dropped. The whole auth request is bounded by the auth's timeout (connect + read).
+Pools are closed with the server (`close_sessions`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import ssl
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from multidict import CIMultiDict
-from yarl import URL
+from httptools import HttpParserError, HttpResponseParser
 
 from proxy.http.attempts import Attempts
 from proxy.http.response_head import ResponseHead
 from proxy.routing.external_auth import COOKIE_STATUSES, ExternalAuth
+from proxy.routing.model import Endpoint
+from proxy.routing.policies import BackendTLS
+from proxy.upstream.errors import ProtocolError, UpstreamError
+from proxy.upstream.pool import EndpointPool, TlsEndpointPool
+from proxy.upstream.tls import UpstreamTLS, client_context
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.routing.request import Request, Response
     from proxy.upstream.cluster import Upstream
-    from proxy.upstream.errors import UpstreamError
-    from proxy.upstream.pool import EndpointPool
 
 logger = logging.getLogger("pyngress.proxy")
 
 # Exchange's "no upstream connection yet" flow-control bit (proxy.http.exchange.BLOCK_CONNECT).
 _BLOCK_CONNECT = 1
-# Auth requests in flight at once per session; more wait in aiohttp's queue (within their timeout).
-AUTH_CONCURRENCY = 256
 # Answers kept by the cache (all Ingresses of the process); the oldest go first beyond.
 CACHE_LIMIT = 10_000
-# An auth answer's body is read (so its connection can be kept) only when at most this long.
-_BODY_LIMIT = 64 * 1024
 # Fields of the client's request not sent to the auth service: hop-by-hop, body framing, and those the
 # auth request sets itself.
 _NOT_SENT = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive",
                        b"proxy-connection", b"te", b"trailer", b"upgrade", b"expect", b"x-forwarded-for",
                        b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip",
                        b"x-request-id"})
-_SKIP_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 _clock = time.monotonic
 
 
@@ -81,6 +82,26 @@ class Decision:
         self.fields = fields  # auth-response-headers, flat (name, ": ", value, CRLF), ready for the upstream head
         self.cookies = cookies  # Set-Cookie values
         self.challenge = challenge  # WWW-Authenticate
+
+    @classmethod
+    def of(cls, auth: ExternalAuth, status: int, headers: list[tuple[bytes, bytes]]) -> Decision:
+        """What an answer's status and header fields decide: the `auth-response-headers` fields of a 2xx answer
+        (each one's first value, as nginx's $upstream_http_<name>), its Set-Cookie values and WWW-Authenticate."""
+        wanted = {name.lower(): name for name in auth.response_headers} if 200 <= status < 300 else {}
+        fields: list[bytes] = []
+        cookies: list[bytes] = []
+        challenge: bytes | None = None
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in wanted:
+                written = wanted.pop(lowered)
+                if value:
+                    fields += (written, b": ", value, b"\r\n")
+            elif lowered == b"set-cookie":
+                cookies.append(value)
+            elif lowered == b"www-authenticate" and challenge is None:
+                challenge = value
+        return cls(status, fields, tuple(cookies), challenge)
 
 
 # (zone, auth URL, rendered key) -> (expiry on the monotonic clock, decision); insertion-ordered for eviction.
@@ -145,11 +166,12 @@ class AuthGate:
             for name in names:
                 ex.remove_header(name)
 
-    def _headers(self) -> CIMultiDict[str]:
+    def _headers(self) -> list[bytes]:
+        """The auth request's header lines (see the module docstring), ready bytes."""
         ex = self.ex
         auth = self.auth
-        uri = self.request_uri
-        headers: CIMultiDict[str] = CIMultiDict()
+        uri = self.request_uri.encode("latin-1")
+        lines: list[bytes] = []
         fields = ex.fields
         listed = ex.connection_names or ()
         for index in range(0, len(fields), 4):
@@ -157,24 +179,22 @@ class AuthGate:
             lowered = name.lower()
             if lowered in _NOT_SENT or lowered in listed:
                 continue
-            headers.add(name.decode("latin-1"), fields[index + 2].decode("latin-1"))
+            lines += (name, b": ", fields[index + 2], b"\r\n")
         for name, value in self.stripped:
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
-        host = ex.header(b"host")
-        http_host = host.decode("latin-1") if host is not None else ex.host
-        client = ex.client_address.decode("latin-1")
-        headers["Host"] = auth.host.render(ex, uri)
-        headers["X-Original-URL"] = f"{ex.scheme}://{http_host}{uri}"
-        headers["X-Original-Method"] = ex.method.decode("latin-1")
-        headers["X-Sent-From"] = "nginx-ingress-controller"
-        headers["X-Real-IP"] = client
-        headers["X-Forwarded-For"] = client
-        headers["X-Auth-Request-Redirect"] = auth.request_redirect.decode("latin-1") or uri
-        headers["X-Request-ID"] = ex.request_id.decode("latin-1")
+            lines += (name, b": ", value, b"\r\n")
+        http_host = ex.header(b"host") or ex.host.encode("latin-1")
+        client = ex.client_address
+        scheme = ex.scheme.encode("latin-1")
+        lines += (b"Host: ", auth.host.render(ex, self.request_uri).encode("latin-1"),
+                  b"\r\nX-Original-URL: ", scheme, b"://", http_host, uri,
+                  b"\r\nX-Original-Method: ", ex.method,
+                  b"\r\nX-Sent-From: nginx-ingress-controller\r\nX-Real-IP: ", client,
+                  b"\r\nX-Forwarded-For: ", client,
+                  b"\r\nX-Auth-Request-Redirect: ", auth.request_redirect or uri,
+                  b"\r\nX-Request-ID: ", ex.request_id, b"\r\n")
         if auth.method:
-            headers["X-Original-URI"] = uri
-            headers["X-Scheme"] = ex.scheme
-        return headers
+            lines += (b"X-Original-URI: ", uri, b"\r\nX-Scheme: ", scheme, b"\r\n")
+        return lines
 
     # ------------------------------------------------------------------ the policy interface (Exchange, records)
 
@@ -218,7 +238,7 @@ class AuthGate:
             decision = await ask(self.auth, self.url, self._headers())
         except asyncio.CancelledError:
             raise
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:  # nginx answers 500
+        except (UpstreamError, TimeoutError, OSError, ValueError) as error:  # nginx answers 500
             logger.warning("request %s: auth request to %s failed: %s", ex.request_id.decode("latin-1"),
                            self.url, error or type(error).__name__)
             decision = None
@@ -296,57 +316,224 @@ class AuthGate:
         ex.client.send_error(ex, status, None, location=location, fields=fields, detail=detail, reason="auth")
 
 
-async def ask(auth: ExternalAuth, url: str, headers: CIMultiDict[str]) -> Decision:
-    """One request to the auth service, within the auth's timeout; raises on any failure to get an answer."""
+async def ask(auth: ExternalAuth, url: str, fields: list[bytes]) -> Decision:
+    """One request to the auth service within the auth's timeout (`fields`: the head's header lines, ready
+    bytes); raises on any failure to get an answer. A kept connection that turns out closed by the service
+    before answering is replaced by a new one, once."""
     STATS.asked += 1
-    session = _session(auth.keepalive, auth.keepalive_timeout)
-    timeout = aiohttp.ClientTimeout(total=auth.timeout, sock_connect=auth.connect_timeout)
-    async with session.request(auth.method or "GET", URL(url, encoded=True), headers=headers,
-                               allow_redirects=False, timeout=timeout, skip_auto_headers=_SKIP_AUTO) as response:
-        length = response.content_length
-        if length is not None and length <= _BODY_LIMIT:
-            await response.read()  # drained: the connection can be kept
-        fields: list[bytes] = []
-        if 200 <= response.status < 300:
-            for name in auth.response_headers:
-                value = response.headers.get(name.decode("latin-1"))
-                if value:
-                    fields += (name, b": ", value.encode("latin-1"), b"\r\n")
-        cookies = tuple(value.encode("latin-1") for value in response.headers.getall("Set-Cookie", ()))
-        challenge = response.headers.get("WWW-Authenticate")
-        return Decision(response.status, fields, cookies, challenge.encode("latin-1") if challenge else None)
+    scheme, host, port, target = _split(url)
+    pools = await _pools()
+    pool = pools.pool(scheme, host, port, auth)
+    head = b"".join((auth.method.encode("latin-1") or b"GET", b" ", target.encode("latin-1"), b" HTTP/1.1\r\n",
+                     *fields, b"Connection: close\r\n\r\n" if pool.limit <= 0 else b"\r\n"))
+    async with asyncio.timeout(auth.timeout):
+        for attempt in (1, 2):
+            conn = pool.acquire()
+            reused = conn is not None
+            if conn is None:
+                conn = await pool.connect()
+            call = _AuthCall(head_only=auth.method == "HEAD")
+            conn.user = call
+            conn.requests += 1
+            keep = False
+            try:
+                conn.transport.write(head)
+                status, headers, keep = await call.done
+            except _Stale:
+                if reused and attempt == 1:
+                    continue
+                raise
+            finally:
+                conn.user = None
+                if keep and conn.requests < auth.keepalive_requests:
+                    pool.release(conn)
+                else:
+                    conn.close()
+            return Decision.of(auth, status, headers)
+    raise ProtocolError("the auth service closed the connection before answering")  # (not reached)
 
 
-# Per event loop: (keepalive, keepalive timeout) -> session.
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, int], aiohttp.ClientSession]] = \
+class _Stale(ConnectionError):
+    """The connection closed before any byte of an answer (a kept one the service had closed)."""
+
+
+class _AuthCall:
+    """One auth request on one connection: the answer's status and the fields the proxy uses (the body is
+    read and dropped, so the connection can be kept)."""
+
+    __slots__ = ("parser", "done", "status", "headers", "received", "complete", "head_only")
+
+    def __init__(self, *, head_only: bool) -> None:
+        self.parser = HttpResponseParser(self)
+        self.done: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bool]] = \
+            asyncio.get_running_loop().create_future()
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.received = False
+        self.complete = False  # the head is in
+        self.head_only = head_only  # the answer to HEAD has no body, whatever its Content-Length says
+
+    # ConnectionUser (proxy.upstream.connection)
+
+    def upstream_data(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserError as error:
+            self._fail(ProtocolError(f"malformed answer from the auth service: {error}"))
+
+    def upstream_eof(self) -> None:
+        self._ended()
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        self._ended()
+
+    def upstream_write_paused(self) -> None:
+        pass
+
+    def upstream_write_resumed(self) -> None:
+        pass
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.complete = True
+        if self.head_only:
+            self._finish(keep=False)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim answer: the final one follows
+            self.headers.clear()
+            self.complete = False
+            return
+        self._finish(keep=self.parser.should_keep_alive())
+
+    # endings
+
+    def _ended(self) -> None:
+        if self.complete:
+            self._finish(keep=False)  # a body delimited by the close: the head is all the proxy needs
+        elif not self.received:
+            self._fail(_Stale("the auth service closed the connection before answering"))
+        else:
+            self._fail(ProtocolError("the auth service closed the connection in the middle of its answer"))
+
+    def _finish(self, *, keep: bool) -> None:
+        if not self.done.done():
+            self.done.set_result((self.status, self.headers, keep))
+
+    def _fail(self, error: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+
+def _split(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, origin-form target) of a rendered auth URL; ValueError when it is not one."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError(f"{url[:200]!r} is not an http(s) URL")
+    cut = min((index for index in (rest.find("/"), rest.find("?")) if index >= 0), default=len(rest))
+    authority, target = rest[:cut], rest[cut:]
+    if not target.startswith("/"):
+        target = "/" + target
+    host, port_text = authority, ""
+    if authority.startswith("["):
+        host, _, after = authority[1:].partition("]")
+        port_text = after[1:] if after.startswith(":") else ""
+    elif ":" in authority:
+        host, _, port_text = authority.rpartition(":")
+    if not host or (port_text and not port_text.isdigit()):
+        raise ValueError(f"{url[:200]!r} has no valid host and port")
+    port = int(port_text) if port_text else 443 if scheme == "https" else 80
+    if not 0 < port < 65536:
+        raise ValueError(f"{url[:200]!r}: port out of range")
+    return scheme, host.lower(), port, target
+
+
+# Pools toward auth services kept per event loop; beyond, the oldest is closed (hosts from variables).
+MAX_POOLS = 256
+
+
+class AuthPools:
+    """This loop's pools toward auth services (EndpointPool: idle connections LIFO, an idle timeout, DNS names
+    resolved at each dial off the loop), one per (scheme, host, port, keepalive settings); and the client
+    context for https ones (the system's trust store, the URL's host as SNI and checked name)."""
+
+    __slots__ = ("pools", "context")
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.pools: dict[tuple[str, str, int, int, int, float], EndpointPool] = {}
+        self.context = context
+
+    def pool(self, scheme: str, host: str, port: int, auth: ExternalAuth) -> EndpointPool:
+        key = (scheme, host, port, auth.keepalive, auth.keepalive_timeout, auth.connect_timeout)
+        found = self.pools.get(key)
+        if found is not None:
+            return found
+        if len(self.pools) >= MAX_POOLS:
+            oldest = next(iter(self.pools))
+            self.pools.pop(oldest).close()
+        try:
+            ipaddress.ip_address(host)
+            resolve = False
+        except ValueError:
+            resolve = True
+        endpoint = Endpoint(host, port)
+        options: dict[str, Any] = {"resolve": resolve, "limit": auth.keepalive,
+                                   "idle_timeout": float(auth.keepalive_timeout),
+                                   "connect_timeout": auth.connect_timeout}
+        if scheme == "https":
+            tls = UpstreamTLS(_VERIFIED, context=self.context, server_name=host)
+            found = TlsEndpointPool(endpoint, tls=tls, **options)
+        else:
+            found = EndpointPool(endpoint, **options)
+        self.pools[key] = found
+        return found
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+
+# https auth services: verified against the system's trust store, the URL's host checked.
+_VERIFIED = BackendTLS(verify=True, system_ca=True)
+_loop_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[AuthPools]] = \
     weakref.WeakKeyDictionary()
 
 
-def _session(keepalive: int, keepalive_timeout: int) -> aiohttp.ClientSession:
+async def _pools() -> AuthPools:
+    """This loop's AuthPools; the first call loads the trust store in a thread (CPU work off the loop)."""
     loop = asyncio.get_running_loop()
-    sessions = _sessions.setdefault(loop, {})
-    key = (1 if keepalive else 0, keepalive_timeout if keepalive else 0)
-    session = sessions.get(key)
-    if session is None or session.closed:
-        if keepalive:
-            connector = aiohttp.TCPConnector(limit=AUTH_CONCURRENCY, keepalive_timeout=keepalive_timeout)
-        else:
-            connector = aiohttp.TCPConnector(limit=AUTH_CONCURRENCY, force_close=True)
-        session = sessions[key] = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                        cookie_jar=aiohttp.DummyCookieJar())
-    return session
+    made = _loop_pools.get(loop)
+    if made is None:
+        made = _loop_pools[loop] = loop.create_future()
+        try:
+            context = await loop.run_in_executor(None, client_context, _VERIFIED)
+        except BaseException as error:
+            del _loop_pools[loop]
+            made.set_exception(error)
+            made.exception()  # (retrieved: waiters get it raised)
+            raise
+        made.set_result(AuthPools(context))
+    return await asyncio.shield(made)
 
 
 async def close_sessions() -> None:
-    """Close this loop's auth sessions (the server's close)."""
-    sessions = _sessions.pop(asyncio.get_running_loop(), {})
-    for session in sessions.values():
-        await session.close()
+    """Close this loop's connections toward auth services (the server's close)."""
+    made = _loop_pools.pop(asyncio.get_running_loop(), None)
+    if made is not None and made.done() and not made.cancelled() and made.exception() is None:
+        made.result().close()
 
 
 def clear_cache() -> None:
     _cache.clear()
 
 
-__all__ = ["AUTH_CONCURRENCY", "CACHE_LIMIT", "STATS", "AuthGate", "Decision", "ask", "clear_cache",
+__all__ = ["CACHE_LIMIT", "MAX_POOLS", "STATS", "AuthGate", "AuthPools", "Decision", "ask", "clear_cache",
            "close_sessions"]

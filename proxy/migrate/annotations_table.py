@@ -30,14 +30,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'WWW-Authenticate) under this key, with nginx variables (below); a cache hit asks nothing. One key '
      "space per Ingress (nginx's: per location); at most 10,000 answers per process, the oldest dropped "
      'first. A variable pyngress does not know: no cache, with a warning.'),
-    ('auth-keepalive', 'supported with a difference',
-     "Above 0, connections to the auth service are kept and reused (aiohttp's pool: the number is not a "
-     'cap on idle connections, which live `auth-keepalive-timeout` seconds); 0 (default): a connection '
-     "per auth request, as ingress-nginx. Ignored with a variable in the URL's host, or with "
-     '`-requests`/`-timeout` at 0 or less (warnings), as there.'),
-    ('auth-keepalive-requests', 'supported with a difference',
-     'Validated (0 or less turns keepalive off, as ingress-nginx); the per-connection request cap itself '
-     'is not enforced.'),
+    ('auth-keepalive', 'supported',
+     "Idle connections to the auth service kept for reuse (nginx's `keepalive N`: pyngress's own upstream "
+     'pool, per process); 0 (default): a connection per auth request, as ingress-nginx. Ignored with a '
+     "variable in the URL's host, or with `-requests`/`-timeout` at 0 or less (warnings), as there."),
+    ('auth-keepalive-requests', 'supported',
+     'Requests one kept connection to the auth service carries before it is closed (default 1000); 0 or '
+     'less turns keepalive off, as ingress-nginx.'),
     ('auth-keepalive-share-vars', 'supported with a difference',
      'Validated; pyngress always sends the auth service the request\'s own X-Request-ID (as with `"true"`).'),
     ('auth-keepalive-timeout', 'supported',
@@ -91,13 +90,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "(the URL's host), X-Original-URL, X-Original-Method, X-Sent-From, X-Real-IP, X-Forwarded-For, "
      'X-Auth-Request-Redirect, X-Request-ID. 2xx: served; 401 (with its WWW-Authenticate) and 403: '
      'returned; anything else, no answer, or no answer within proxy-connect-timeout + proxy-read-timeout '
-     '(5 + 60 s): 500. Asked asynchronously (aiohttp, off the plain path); the request body waits. nginx '
-     'variables: `$host`, `$http_host`, `$best_http_host`, `$request_uri`, `$escaped_request_uri`, '
-     '`$uri`, `$args`, `$is_args`, `$scheme`, `$pass_access_scheme`, `$request_method`, `$remote_addr`, '
-     '`$remote_user`, `$server_port`, `$request_id`, `$http_*`, `$cookie_*`, `$arg_*`; any other, or a '
-     'value that is not an http(s) URL (`https://invalid..auth.url`): every route of the Ingress answers '
-     "503 (fail closed), with a warning. Difference: an https auth URL's certificate is verified (nginx's "
-     '`proxy_ssl_verify` is off by default).'),
+     "(5 + 60 s): 500. Asked asynchronously with pyngress's own upstream connections (only on these "
+     'routes); the request body waits. nginx variables: `$host`, `$http_host`, `$best_http_host`, '
+     '`$request_uri`, `$escaped_request_uri`, `$uri`, `$args`, `$is_args`, `$scheme`, '
+     '`$pass_access_scheme`, `$request_method`, `$remote_addr`, `$remote_user`, `$server_port`, '
+     '`$request_id`, `$http_*`, `$cookie_*`, `$arg_*`; any other, or a value that is not an http(s) URL '
+     '(`https://invalid..auth.url`): every route of the Ingress answers 503 (fail closed), with a '
+     "warning. Difference: an https auth URL's certificate is verified (nginx's `proxy_ssl_verify` is off "
+     'by default).'),
     ('backend-protocol', 'supported with a difference',
      '`HTTP` (default), `HTTPS`: TLS to the pods without verification, as ingress-nginx by default (SNI '
      '`<service>.<namespace>.svc` is sent; nginx sends none). `GRPC` / `GRPCS`: HTTP/1.1 (over TLS for '

@@ -172,6 +172,7 @@ class ExternalAuth:
     always_set_cookie: bool = False
     keepalive: int = 0  # idle connections kept toward the auth service (0: one connection per request)
     keepalive_timeout: int = 60
+    keepalive_requests: int = 1000  # requests per kept connection
     connect_timeout: float = 5.0
     timeout: float = 60.0  # the whole auth request, connect included
 

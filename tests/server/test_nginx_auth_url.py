@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 
+from backend_pods import Pki, leaf_with, server_context
 from proxy.http import auth_request
 from server_harness import TIMEOUT, connect, encode_request, read_response, request, wait_until
 from test_nginx_annotations import ingress, serve
@@ -38,12 +40,12 @@ class AuthService:
     def url(self, path: str = "/auth") -> str:
         return f"http://{AUTH_HOST}:{self.port}{path}"
 
-    async def start(self) -> AuthService:
+    async def start(self, host: str = AUTH_HOST, context: ssl.SSLContext | None = None) -> AuthService:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, AUTH_HOST, 0)
+        site = web.TCPSite(self.runner, host, 0, ssl_context=context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -295,6 +297,76 @@ async def test_keepalive_reuses_connections_to_the_auth_service(make_proxy, make
     for _ in range(3):
         assert (await request(proxy.port, "/", host="closed.foo.com", headers=GOOD)).status == 200
     assert len(set(auth_service.peers)) == 3
+
+
+async def test_keepalive_requests_caps_the_requests_per_connection(make_proxy, make_pods, auth_service):
+    """annotations.md auth-keepalive-requests (nginx's keepalive_requests): a kept connection carries at most
+    that many auth requests."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy()
+    serve(proxy, [echo], ingress("kept", HOST, ("/", "Prefix", "echo"), auth_url=auth_service.url(),
+                                 auth_keepalive="4", auth_keepalive_requests="2"))
+    for _ in range(5):
+        assert (await request(proxy.port, "/", host=HOST, headers=GOOD)).status == 200
+    assert len(set(auth_service.peers)) == 3  # 2 + 2 + 1
+
+
+async def test_a_kept_connection_the_service_closed_is_replaced(make_proxy, make_pods):
+    """An auth service that closes each connection after answering (without saying "Connection: close"):
+    the kept connection is found closed and the auth request goes out on a new one; every request is served."""
+    (echo,) = await make_pods("echo")
+    connections = 0
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-User: raw\r\n\r\nok")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer_once, "127.0.0.32", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        proxy = await make_proxy()
+        serve(proxy, [echo], ingress("raw", HOST, ("/", "Prefix", "echo"), auth_url=f"http://127.0.0.32:{port}/",
+                                     auth_keepalive="2", auth_response_headers="X-User"))
+        for _ in range(4):
+            response = await request(proxy.port, "/", host=HOST)
+            assert response.status == 200
+            assert ["X-User", "raw"] in response.json()["headers"]
+        assert connections == 4
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_https_auth_service_is_verified(make_proxy, make_pods, tmp_path, monkeypatch):
+    """An https auth-url: TLS with the URL's host as the checked name, against the trust store (here a test
+    CA given as SSL_CERT_FILE, read when the process's auth client context is made); a certificate for
+    another name is refused: 500, never served. (ingress-nginx does not verify by default: a difference.)"""
+    pki = Pki(tmp_path, name="auth")
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.cafile))
+    auth_request.clear_cache()
+    good = await AuthService().start("127.0.0.33", server_context(leaf_with(pki, ips=("127.0.0.33",))))
+    wrong = await AuthService().start("127.0.0.34", server_context(leaf_with(pki, ips=("127.0.0.99",))))
+    try:
+        (echo,) = await make_pods("echo")
+        proxy = await make_proxy()
+        serve(proxy, [echo],
+              ingress("tls", HOST, ("/", "Prefix", "echo"), auth_url=f"https://127.0.0.33:{good.port}/auth"),
+              ingress("bad", "bad.foo.com", ("/", "Prefix", "echo"),
+                      auth_url=f"https://127.0.0.34:{wrong.port}/auth"))
+        assert (await request(proxy.port, "/", host=HOST, headers=GOOD)).status == 200
+        assert (await request(proxy.port, "/", host=HOST)).status == 401
+        assert len(good.seen) == 2
+        assert (await request(proxy.port, "/", host="bad.foo.com", headers=GOOD)).status == 500
+        assert not wrong.seen
+    finally:
+        await good.stop()
+        await wrong.stop()
 
 
 async def test_a_plain_ingress_beside_an_authenticated_one_stays_plain(make_proxy, make_pods, auth_service):

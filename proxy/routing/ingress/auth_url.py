@@ -9,8 +9,7 @@ location: an `auth-url` that is not a URL, a variable we do not understand in it
 every route of the Ingress answer 503, with a warning naming the annotation.
 
 Differences: `auth-proxy-set-headers` is not supported yet (an unknown annotation: one warning; no extra
-headers reach the auth service); `auth-keepalive-requests` is not enforced per connection (kept connections
-live until idle for `auth-keepalive-timeout`); the cache key space is the Ingress (nginx's: the location).
+headers reach the auth service); the cache key space is the Ingress (nginx's: the location).
 """
 
 from __future__ import annotations
@@ -103,6 +102,7 @@ def auth_layer_of(values: IngressAnnotations, *, zone: str) -> tuple[AuthLayer |
         cache_key=cache_key, cache_valid=cache_validity(values.auth_cache_duration) if cache_key else (),
         always_set_cookie=values.auth_always_set_cookie, keepalive=keepalive,
         keepalive_timeout=max(1, values.auth_keepalive_timeout),
+        keepalive_requests=max(1, values.auth_keepalive_requests),
         connect_timeout=float(values.proxy_connect_timeout or 5),
         timeout=float((values.proxy_connect_timeout or 5) + (values.proxy_read_timeout or 60)))
     return AuthLayer(auth=auth), problems
