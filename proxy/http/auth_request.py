@@ -503,31 +503,33 @@ class AuthPools:
 
 # https auth services: verified against the system's trust store, the URL's host checked.
 _VERIFIED = BackendTLS(verify=True, system_ca=True)
-_loop_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[AuthPools]] = \
+_loop_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[AuthPools]] = \
     weakref.WeakKeyDictionary()
 
 
 async def _pools() -> AuthPools:
-    """This loop's AuthPools; the first call loads the trust store in a thread (CPU work off the loop)."""
+    """This loop's AuthPools. The first call loads the trust store in a thread (CPU work off the loop), in a task
+    of its own: a request that goes away meanwhile does not cancel it for the others waiting."""
     loop = asyncio.get_running_loop()
     made = _loop_pools.get(loop)
-    if made is None:
-        made = _loop_pools[loop] = loop.create_future()
-        try:
-            context = await loop.run_in_executor(None, client_context, _VERIFIED)
-        except BaseException as error:
-            del _loop_pools[loop]
-            made.set_exception(error)
-            made.exception()  # (retrieved: waiters get it raised)
-            raise
-        made.set_result(AuthPools(context))
+    if made is None or (made.done() and (made.cancelled() or made.exception() is not None)):
+        made = _loop_pools[loop] = loop.create_task(_make_pools(loop))
     return await asyncio.shield(made)
+
+
+async def _make_pools(loop: asyncio.AbstractEventLoop) -> AuthPools:
+    return AuthPools(await loop.run_in_executor(None, client_context, _VERIFIED))
 
 
 async def close_sessions() -> None:
     """Close this loop's connections toward auth services (the server's close)."""
     made = _loop_pools.pop(asyncio.get_running_loop(), None)
-    if made is not None and made.done() and not made.cancelled() and made.exception() is None:
+    if made is None:
+        return
+    if not made.done():
+        made.cancel()
+        await asyncio.gather(made, return_exceptions=True)
+    elif not made.cancelled() and made.exception() is None:
         made.result().close()
 
 
