@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
-from proxy.http import mirror
+from proxy.http import auth_request, mirror
 from proxy.http.forwarded import ForwardedTrust
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
@@ -439,6 +439,7 @@ class ProxyServer:
                 listener.acceptor.abort()  # handshakes still in progress
         if self.access_log is not None:
             self.access_log.close()
+        await auth_request.close_sessions()
         exporter = self.tracer.exporter if self.tracer is not None else None
         if exporter is not None:
             # Spans still queued go out now (the thread's POST may block: never on the loop).

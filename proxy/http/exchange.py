@@ -46,6 +46,7 @@ from proxy.upstream.errors import (
 
 if TYPE_CHECKING:
     from proxy.http.attempts import Attempts
+    from proxy.http.auth_request import AuthGate
     from proxy.http.downstream import Downstream
     from proxy.http.h1_writer import H1Writer
     from proxy.routing.filters import ResponseFilter
@@ -168,7 +169,7 @@ class Exchange(RequestHead):
         # Copies of this request still collecting its body; None: no mirror waits.
         self.mirrors: mirror.Copies | None = None
         # The request's attempts under a traffic policy; None: the plain path (see start).
-        self.policy: Attempts | None = None
+        self.policy: Attempts | AuthGate | None = None
         self.response: H1Response | None = None  # the current attempt's response reader
         self.resp_head_done = False
         self.resp_done = False

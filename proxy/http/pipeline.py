@@ -2,7 +2,8 @@
 
     head ─▶ listener filters (HTTPS: 421) ─▶ RouteTable.match ─▶ rule filters (request phase)
          ─▶ backend pick (weights) ─▶ route policy (rate limit, fault abort) ─▶ upstream (503 without endpoints)
-         ─▶ upstream request head ─▶ Exchange.start (or, under a policy needing per-request state, Attempts.begin)
+         ─▶ upstream request head ─▶ Exchange.start (or, under a policy needing per-request state, Attempts.begin;
+            under ingress-nginx's auth-url, AuthGate.begin first asks the auth service: proxy.http.auth_request)
 
 A matched route that is traced (proxy/tracing/) gets its trace context decided right after the match, so
 the proxy's own answers from then on (redirects, 503...) have spans too; requests that match no route
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from proxy.http import headers as h
 from proxy.http import mirror
 from proxy.http.attempts import Attempts
+from proxy.http.auth_request import AuthGate
 from proxy.http.ratelimit import HELD, REFUSED
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
@@ -285,8 +287,13 @@ class Pipeline:
             ex.timeouts = timeouts
             ex.deadline = self.server.now + timeouts.request if timeouts.request else 0.0
         policy = route.policy
-        if policy is not None and not self._police(conn, ex, route, policy):
-            return "", None
+        if policy is not None:
+            if not self._police(conn, ex, route, policy):
+                return "", None
+            if policy.auth is not None:  # ingress-nginx's auth-url: asked once the request is ready to go up
+                attempts = ex.policy if isinstance(ex.policy, Attempts) else None
+                ex.policy = AuthGate(ex, policy.auth, attempts, mirrors)
+                return cluster, None  # (mirrored only once allowed)
         return cluster, mirrors
 
     def _police(self, conn: ClientConnection, ex: Exchange, route: Route, policy: RoutePolicy) -> bool:

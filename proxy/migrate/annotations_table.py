@@ -17,38 +17,56 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'pod is ready (scaling up moves no session).'),
     ('app-root', 'supported',
      '302 from `/` to `scheme://<Host header><app-root>`, before any other rule of the host.'),
-    ('auth-always-set-cookie', 'not yet',
-     ''),
-    ('auth-cache-duration', 'not yet',
-     ''),
-    ('auth-cache-key', 'not yet',
-     ''),
-    ('auth-keepalive', 'not yet',
-     ''),
-    ('auth-keepalive-requests', 'not yet',
-     ''),
-    ('auth-keepalive-share-vars', 'not yet',
-     ''),
-    ('auth-keepalive-timeout', 'not yet',
-     ''),
-    ('auth-method', 'not yet',
-     ''),
+    ('auth-always-set-cookie', 'supported',
+     "The auth service's Set-Cookie is added to every response, not only to 200, 201, 204, 206, 301, 302, "
+     "303, 304, 307, 308 ones (nginx's `add_header` without `always`). Invalid value: the Ingress's "
+     'routes answer 503 (ingress-nginx rejects its auth configuration).'),
+    ('auth-cache-duration', 'supported',
+     'nginx `proxy_cache_valid` entries, comma-separated (`200 202 10m, 401 5m`; units ms s m h d w M y); '
+     "default `200 202 401 5m`; only with `auth-cache-key`. Invalid value: the Ingress's routes answer "
+     '503.'),
+    ('auth-cache-key', 'supported with a difference',
+     "Caches the auth service's answers (status, `auth-response-headers` values, Set-Cookie, "
+     'WWW-Authenticate) under this key, with nginx variables (below); a cache hit asks nothing. One key '
+     "space per Ingress (nginx's: per location); at most 10,000 answers per process, the oldest dropped "
+     'first. A variable pyngress does not know: no cache, with a warning.'),
+    ('auth-keepalive', 'supported',
+     "Idle connections to the auth service kept for reuse (nginx's `keepalive N`: pyngress's own upstream "
+     'pool, per process); 0 (default): a connection per auth request, as ingress-nginx. Ignored with a '
+     "variable in the URL's host, or with `-requests`/`-timeout` at 0 or less (warnings), as there."),
+    ('auth-keepalive-requests', 'supported',
+     'Requests one kept connection to the auth service carries before it is closed (default 1000); 0 or '
+     'less turns keepalive off, as ingress-nginx.'),
+    ('auth-keepalive-share-vars', 'supported with a difference',
+     'Validated; pyngress always sends the auth service the request\'s own X-Request-ID (as with `"true"`).'),
+    ('auth-keepalive-timeout', 'supported',
+     'Seconds an idle kept connection to the auth service stays open (default 60).'),
+    ('auth-method', 'supported',
+     "The auth request's method (default GET, nginx's subrequest method); with it the auth service also "
+     "gets X-Original-URI and X-Scheme, as ingress-nginx's template. Invalid method: the Ingress's routes "
+     'answer 503 ("invalid HTTP method").'),
     ('auth-proxy-set-headers', 'not yet',
-     ''),
+     "Needs the named ConfigMap's data; ConfigMaps are watched only for BackendTLSPolicy CA bundles "
+     'today. Ignored with a warning: the auth service gets no extra headers.'),
     ('auth-realm', 'not yet',
      ''),
-    ('auth-request-redirect', 'not yet',
-     ''),
-    ('auth-response-headers', 'not yet',
-     ''),
+    ('auth-request-redirect', 'supported',
+     "The X-Auth-Request-Redirect value sent to the auth service (default: the request's URI). Invalid "
+     "value: the Ingress's routes answer 503."),
+    ('auth-response-headers', 'supported',
+     'Header names copied from a 2xx auth answer into the request sent to the pod, replacing any the '
+     "client sent (one absent from the answer is not sent at all, as nginx's empty `proxy_set_header`). "
+     'Invalid list: the Ingress\'s routes answer 503 ("invalid headers list").'),
     ('auth-secret', 'not yet',
      ''),
     ('auth-secret-type', 'not yet',
      ''),
-    ('auth-signin', 'not yet',
-     ''),
-    ('auth-signin-redirect-param', 'not yet',
-     ''),
+    ('auth-signin', 'supported',
+     'On a 401 from the auth service: 302 to this URL plus `rd=<scheme>://<Host header><escaped request '
+     "URI>` (unless the URL already sets the parameter), with the auth answer's Set-Cookie. Variables as "
+     'in `auth-url`; an unknown one drops the redirect (the 401 is returned), with a warning.'),
+    ('auth-signin-redirect-param', 'supported',
+     'The query parameter carrying the original URL (default `rd`).'),
     ('auth-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
@@ -66,8 +84,20 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('auth-type', 'not yet',
      ''),
-    ('auth-url', 'not yet',
-     ''),
+    ('auth-url', 'supported with a difference',
+     'External authentication on every route of the Ingress (defaultBackend included), after source '
+     "ranges and limits: the request, without body, goes to this URL with the client's headers plus Host "
+     "(the URL's host), X-Original-URL, X-Original-Method, X-Sent-From, X-Real-IP, X-Forwarded-For, "
+     'X-Auth-Request-Redirect, X-Request-ID. 2xx: served; 401 (with its WWW-Authenticate) and 403: '
+     'returned; anything else, no answer, or no answer within proxy-connect-timeout + proxy-read-timeout '
+     "(5 + 60 s): 500. Asked asynchronously with pyngress's own upstream connections (only on these "
+     'routes); the request body waits. nginx variables: `$host`, `$http_host`, `$best_http_host`, '
+     '`$request_uri`, `$escaped_request_uri`, `$uri`, `$args`, `$is_args`, `$scheme`, '
+     '`$pass_access_scheme`, `$request_method`, `$remote_addr`, `$remote_user`, `$server_port`, '
+     '`$request_id`, `$http_*`, `$cookie_*`, `$arg_*`; any other, or a value that is not an http(s) URL '
+     '(`https://invalid..auth.url`): every route of the Ingress answers 503 (fail closed), with a '
+     "warning. Difference: an https auth URL's certificate is verified (nginx's `proxy_ssl_verify` is off "
+     'by default).'),
     ('backend-protocol', 'supported with a difference',
      '`HTTP` (default), `HTTPS`: TLS to the pods without verification, as ingress-nginx by default (SNI '
      '`<service>.<namespace>.svc` is sent; nginx sends none). `GRPC` / `GRPCS`: HTTP/1.1 (over TLS for '

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxy.routing.access import AddressSet
+    from proxy.routing.external_auth import ExternalAuth
 
 # LoadBalancer.kind
 ROUND_ROBIN = "RoundRobin"
@@ -201,6 +202,8 @@ class RoutePolicy:
     fault: FaultInjection | None = None
     rate_limit: RateLimit | None = None
     client_limit: ClientLimit | None = None
+    # ingress-nginx's auth-url: asked after the limits, before the request goes upstream (proxy.http.auth_request).
+    auth: ExternalAuth | None = None
 
 
 def policy_key(cluster_key: str, policy: ClusterPolicy | None) -> str:

@@ -12,7 +12,8 @@ and for the canary rules (routing.ingress.canary). Facts and quirks are ingress-
   (permanent) fall back to 302 and 301; a code that is not a number turns the redirect off;
 - `app-root` answers a request for "/" with 302 to scheme://Host<app-root>, before anything else;
 - the security annotations (source ranges, limits, CORS) are routing.ingress.security's, attached to
-  every route of the Ingress, its defaultBackend routes too (`secure`).
+  every route of the Ingress, its defaultBackend routes too (`secure`), and so is `auth-url` external
+  authentication (routing.ingress.auth_url).
 
 The traffic annotations (timeouts, retries, balancing, affinity, backend protocol) are a policy layer of
 the Ingress (routing.ingress.nginx_traffic), applied with the traffic policies (routing.policy.index).
@@ -34,6 +35,7 @@ from proxy.routing.filters import (
     compose,
 )
 from proxy.routing.ingress.annotations import IngressAnnotations
+from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
 from proxy.routing.ingress.security import Security, security_of
@@ -59,6 +61,7 @@ class NginxFeatures:
     policy: PolicySpec | None = None
     refusal: Refuse | None = None
     security: Security | None = None
+    external_auth: AuthLayer | None = None  # auth-url (routing.ingress.auth_url)
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -91,7 +94,9 @@ class NginxFeatures:
     def secure(self, route: Route) -> Route:
         """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
         and limits."""
-        return route if self.security is None else self.security.apply(route)
+        if self.security is not None:
+            route = self.security.apply(route)
+        return route if self.external_auth is None else self.external_auth.apply(route)
 
 
 def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
@@ -145,11 +150,13 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
     security, security_problems = security_of(values, zone=zone)
     problems.extend(security_problems)
-    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security):
+    external_auth, auth_problems = auth_layer_of(values, zone=zone)
+    problems.extend(auth_problems)
+    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or external_auth):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
-                         security=security), problems
+                         security=security, external_auth=external_auth), problems
 
 
 def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect | None:

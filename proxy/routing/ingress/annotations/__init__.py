@@ -26,6 +26,19 @@ from proxy.routing.ingress.annotations import (
     affinity,
     affinity_mode,
     app_root,
+    auth_always_set_cookie,
+    auth_cache_duration,
+    auth_cache_key,
+    auth_keepalive,
+    auth_keepalive_requests,
+    auth_keepalive_share_vars,
+    auth_keepalive_timeout,
+    auth_method,
+    auth_request_redirect,
+    auth_response_headers,
+    auth_signin,
+    auth_signin_redirect_param,
+    auth_url,
     backend_protocol,
     canary,
     canary_by_cookie,
@@ -111,6 +124,23 @@ TRAFFIC: tuple[ModuleType, ...] = (
     proxy_ssl_server_name,
 )
 
+# External authentication (routing.ingress.auth_url compiles them into routing.external_auth.ExternalAuth).
+EXTERNAL_AUTH: tuple[ModuleType, ...] = (
+    auth_url,
+    auth_method,
+    auth_signin,
+    auth_signin_redirect_param,
+    auth_response_headers,
+    auth_request_redirect,
+    auth_cache_key,
+    auth_cache_duration,
+    auth_always_set_cookie,
+    auth_keepalive,
+    auth_keepalive_requests,
+    auth_keepalive_timeout,
+    auth_keepalive_share_vars,
+)
+
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
 REGISTRY: tuple[ModuleType, ...] = (
     ssl_redirect,
@@ -147,6 +177,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_max_age,
     enable_opentelemetry,
     *TRAFFIC,
+    *EXTERNAL_AUTH,
 )
 
 # Raw nginx configuration: refused on purpose (ingress-nginx's worst security hole; it turned them off by
@@ -215,6 +246,19 @@ class IngressAnnotations:
     proxy_ssl_verify: bool = proxy_ssl_verify.DEFAULT
     proxy_ssl_name: str = proxy_ssl_name.DEFAULT
     proxy_ssl_server_name: bool = proxy_ssl_server_name.DEFAULT
+    auth_url: str = auth_url.DEFAULT
+    auth_method: str = auth_method.DEFAULT
+    auth_signin: str = auth_signin.DEFAULT
+    auth_signin_redirect_param: str = auth_signin_redirect_param.DEFAULT
+    auth_response_headers: tuple[str, ...] = auth_response_headers.DEFAULT
+    auth_request_redirect: str = auth_request_redirect.DEFAULT
+    auth_cache_key: str = auth_cache_key.DEFAULT
+    auth_cache_duration: tuple[str, ...] = auth_cache_duration.DEFAULT
+    auth_always_set_cookie: bool = auth_always_set_cookie.DEFAULT
+    auth_keepalive: int = auth_keepalive.DEFAULT
+    auth_keepalive_requests: int = auth_keepalive_requests.DEFAULT
+    auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
+    auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
@@ -305,5 +349,5 @@ def _default_text(value: Any) -> str:
     return f"the default {value!r}"
 
 
-__all__ = ["DEFAULTS", "PREFIXES", "REFUSED", "REGISTRY", "TRAFFIC", "IngressAnnotations", "Invalid", "annotations_of",
-           "parse_annotations"]
+__all__ = ["DEFAULTS", "EXTERNAL_AUTH", "PREFIXES", "REFUSED", "REGISTRY", "TRAFFIC", "IngressAnnotations", "Invalid",
+           "annotations_of", "parse_annotations"]
