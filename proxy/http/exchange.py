@@ -36,6 +36,7 @@ from proxy.http.head import RequestHead
 from proxy.http.record import record
 from proxy.http.response_head import ResponseHead
 from proxy.upstream.errors import (
+    BadRequest,
     ConnectError,
     NoEndpoints,
     ProtocolError,
@@ -93,7 +94,7 @@ class Exchange(RequestHead):
         "client", "keep_alive", "head_done", "req_done",
         # forwarding
         "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
-        "maybe_stale", "last_up", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors", "policy",
+        "maybe_stale", "last_up", "body_limit", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors", "policy",
         # response
         "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()
@@ -157,6 +158,8 @@ class Exchange(RequestHead):
         self.connecting: asyncio.Task[None] | asyncio.TimerHandle | None = None
         self.up_out: list[bytes] = []
         self.replay: list[bytes] | None = None
+        # A chunked body longer than this gets 413 (0: no limit); set by the pipeline (proxy-body-size).
+        self.body_limit = 0
         # A route's timeouts; only then `deadline` (the request's, as a loop time, 0: none) and
         # `attempt_deadline` (the current attempt's, see start) are set.
         self.timeouts: Timeouts | None = None
@@ -310,8 +313,12 @@ class Exchange(RequestHead):
 
     def add_body(self, chunk: bytes) -> None:
         """A piece of the client's request body (already de-chunked by the parser)."""
-        self.received += len(chunk)
+        received = self.received = self.received + len(chunk)
         if self.chunked:
+            limit = self.body_limit
+            if limit and received > limit:
+                # Raised inside the parser's callback: the connection answers 413 and closes (reject).
+                raise BadRequest(f"chunked request body over the limit of {limit} bytes", status=413)
             framed: tuple[bytes, ...] = (b"%x\r\n" % len(chunk), chunk, _CRLF)
             self.up_out += framed
         else:

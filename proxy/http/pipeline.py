@@ -94,7 +94,7 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings", "tracer")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer", "body_limit")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
@@ -102,6 +102,7 @@ class Pipeline:
         self.holder = server.holder
         self.settings = server.settings
         self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
+        self.body_limit = server.settings.proxy_body_size  # of Ingress routes without proxy-body-size
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
@@ -170,6 +171,11 @@ class Pipeline:
         route = routes.match(normalized, head) if routes is not None else None
         if route is None:
             conn.send_error(ex, 404, None, reason="no-route")
+            return
+        limit = route.body_limit
+        if limit < 0:
+            limit = self.body_limit
+        if limit and (head.content_length > limit or head.chunked) and self._too_large(conn, ex, limit):
             return
         tracer = self.tracer
         if tracer is not None:
@@ -277,6 +283,21 @@ class Pipeline:
         if policy is not None and not self._police(conn, ex, route, policy):
             return "", None
         return cluster, mirrors
+
+    @staticmethod
+    def _too_large(conn: ClientConnection, ex: Exchange, limit: int) -> bool:
+        """proxy-body-size: a Content-Length over `limit` is answered 413 now (nginx's client_max_body_size, checked
+        with the head); a chunked body is counted as it arrives (Exchange.add_body). True when answered."""
+        if ex.content_length > limit:
+            conn.send_error(ex, 413, BadRequest(f"request body of {ex.content_length} bytes is over the limit of "
+                                                f"{limit}", status=413), reason="body-too-large")
+            return True
+        ex.body_limit = limit
+        if ex.received > limit:  # a pipelined request's body may have come before its turn
+            conn.send_error(ex, 413, BadRequest(f"request body over the limit of {limit} bytes", status=413),
+                            close=True, reason="body-too-large")
+            return True
+        return False
 
     def _police(self, conn: ClientConnection, ex: Exchange, route: Route, policy: RoutePolicy) -> bool:
         """The route policy's request phase: its rate limit, then fault injection (an abort is answered now,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from proxy.routing.table import RouteTable
 
 __all__ = [
-    "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT", "PATH_IMPLEMENTATION_SPECIFIC",
+    "BODY_LIMIT_DEFAULT", "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT", "PATH_IMPLEMENTATION_SPECIFIC",
     "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint", "ListenerConfig", "Route",
     "Timeouts", "host_pattern_for",
 ]
@@ -44,6 +44,9 @@ PATH_IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
 PATH_REGEX = "RegularExpression"
 # Path type of a route made from `spec.defaultBackend`.
 PATH_DEFAULT_BACKEND = ""
+
+# Route.body_limit of a route under the process's default limit (Settings.proxy_body_size).
+BODY_LIMIT_DEFAULT = -1
 
 # Route.kind: which front end wrote the rule.
 KIND_INGRESS = "Ingress"
@@ -183,6 +186,9 @@ class Route:
     # Spans for this rule's requests (an Ingress's enable-opentelemetry, an HTTPRoute's pyngress.dev/tracing
     # annotation); None: the process's default (--trace-by-default). Without --otlp-endpoint nothing is traced.
     tracing: bool | None = None
+    # Largest request body in bytes (over it: 413), 0 none; BODY_LIMIT_DEFAULT: the process's default
+    # (Settings.proxy_body_size, ingress-nginx's 1m), which Ingress routes get unless proxy-body-size says.
+    body_limit: int = 0
     # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
     # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)

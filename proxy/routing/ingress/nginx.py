@@ -59,6 +59,8 @@ class NginxFeatures:
     policy: PolicySpec | None = None
     refusal: Refuse | None = None
     security: Security | None = None
+    # proxy-body-size in bytes (0: no limit); -1: not set (the process's default).
+    body_limit: int = -1
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -90,7 +92,9 @@ class NginxFeatures:
 
     def secure(self, route: Route) -> Route:
         """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
-        and limits."""
+        and limits, and its body size limit."""
+        if self.body_limit >= 0:
+            route = replace(route, body_limit=self.body_limit)
         return route if self.security is None else self.security.apply(route)
 
 
@@ -145,11 +149,12 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
     security, security_problems = security_of(values, zone=zone)
     problems.extend(security_problems)
-    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security):
+    body_limit = values.proxy_body_size
+    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
-                         security=security), problems
+                         security=security, body_limit=body_limit), problems
 
 
 def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect | None:

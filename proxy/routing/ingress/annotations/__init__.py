@@ -53,6 +53,7 @@ from proxy.routing.ingress.annotations import (
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
+    proxy_body_size,
     proxy_connect_timeout,
     proxy_next_upstream,
     proxy_next_upstream_timeout,
@@ -146,6 +147,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_allow_credentials,
     cors_max_age,
     enable_opentelemetry,
+    proxy_body_size,
     *TRAFFIC,
 )
 
@@ -192,6 +194,7 @@ class IngressAnnotations:
     cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
     cors_max_age: int = cors_max_age.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
+    proxy_body_size: int = proxy_body_size.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
