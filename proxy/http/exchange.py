@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
-from proxy.http import mirror
+from proxy.http import error_pages, mirror
 from proxy.http.deadlines import check_timeouts
 from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
@@ -578,6 +578,8 @@ class Exchange(RequestHead):
         if self.finished:
             return
         self.abandon()
+        if self.response_filters and error_pages.divert(self, error):
+            return  # the route's error backend answers instead
         policy = self.policy
         if policy is not None:
             if policy.failed(error):

@@ -21,7 +21,8 @@ import random
 from typing import TYPE_CHECKING
 
 from proxy.http import headers as h
-from proxy.http import mirror
+from proxy.http import error_pages, mirror
+from proxy.http.error_pages import Intercept
 from proxy.http.attempts import Attempts
 from proxy.http.ratelimit import HELD, REFUSED
 from proxy.http.response_head import ResponseHead
@@ -197,6 +198,8 @@ class Pipeline:
                 return  # answered (a redirect, a 500)
         upstream = runtime.upstreams.get(cluster)
         if upstream is None or not upstream.pools:
+            if not plain and route.errors is not None and error_pages.send(ex, route.errors, 503, body=True):
+                return  # ingress-nginx's default-backend answers for a Service without endpoints
             what = "unknown cluster" if upstream is None else "no ready endpoints for"
             conn.send_error(ex, 503, NoEndpoints(f"{what} {cluster}"))
             return
@@ -275,6 +278,9 @@ class Pipeline:
                         return "", None
                 if backend.filters.response:
                     ex.response_filters += backend.filters.response
+        errors = route.errors
+        if errors is not None and errors.codes:
+            ex.response_filters = (Intercept(errors), *ex.response_filters)
         timeouts = route.timeouts
         if timeouts is not None:
             ex.timeouts = timeouts

@@ -173,11 +173,14 @@ def _ports(obj: dict[str, Any], where: str) -> list[PortEntry]:
 
 
 def _service_port(spec: dict[str, Any], port: str) -> tuple[str, int] | None:
-    """(name, port) of the Service port entry the backend names, TCP only; None when there is none."""
+    """(name, port) of the Service port entry the backend names, TCP only; None when there is none. Port ""
+    names the first one (ingress-nginx's default-backend annotation uses a Service's first port)."""
     by_number = _is_number(port)
     for index, (name, protocol, number) in enumerate(_ports(spec, "spec.")):
         if protocol != _TCP:
             continue
+        if port == "" and number is not None:
+            return name, number
         if by_number:
             if number is not None and str(number) == port:
                 return name, number

@@ -80,3 +80,73 @@ async def test_proxy_body_size_default_is_one_megabyte(make_proxy, make_pods):
     assert (response.status, response.json()["size"]) == (200, 1 << 20)
     response = await request(proxy.port, "/upload", host="plain.test", method="PUT", body=body + b"z")
     assert response.status == 413
+
+
+# ---------------------------------------------------------------------------------------------- error pages
+
+def _headers(response) -> dict[str, str]:
+    return {name.lower(): value for name, value in response.json()["headers"]}
+
+
+async def test_default_backend_answers_for_a_service_without_endpoints(make_proxy, make_pods):
+    """default_backend.go "should use a custom default backend as upstream": the path's Service ("invalid")
+    does not exist; the default-backend Service answers (200) with x-code 503, the Ingress and Service names
+    and the client's request id, at path "/" (the custom error location's `rewrite (.*) / break`)."""
+    (errors,) = await make_pods("errors")
+    proxy = await make_proxy()
+    serve(proxy, [errors], ingress("default-backend", "default-backend", ("/", "Prefix", "invalid"),
+                                   default_backend="errors"))
+    response = await request(proxy.port, "/alma/armud?x=1", host="default-backend",
+                             headers=[("X-Request-ID", "something-unique"), ("Accept", "text/html")])
+    assert response.status == 200
+    body = response.json()
+    assert (body["pod"], body["path"], body["method"]) == ("errors", "/", "GET")
+    headers = _headers(response)
+    assert {name: headers.get(name) for name in ("x-code", "x-ingress-name", "x-service-name", "x-service-port",
+                                                 "x-namespace", "x-request-id", "x-original-uri", "x-format")} == {
+        "x-code": "503", "x-ingress-name": "default-backend", "x-service-name": "invalid", "x-service-port": "80",
+        "x-namespace": "default", "x-request-id": "something-unique", "x-original-uri": "/alma/armud?x=1",
+        "x-format": "text/html"}
+
+
+async def test_default_backend_gets_the_request_body_of_a_service_without_endpoints(make_proxy, make_pods):
+    """The 503 case is decided before any of the body was sent: the default backend gets the body too (nginx
+    sends the buffered body to the error location)."""
+    (errors,) = await make_pods("errors")
+    proxy = await make_proxy()
+    serve(proxy, [errors], ingress("db", "db.test", ("/", "Prefix", "invalid"), default_backend="errors"))
+    response = await request(proxy.port, "/form", host="db.test", method="POST", body=b"a=1")
+    assert (response.status, response.json()["body"], response.json()["method"]) == (200, "a=1", "POST")
+
+
+async def test_custom_http_errors_are_answered_by_the_default_backend(make_proxy, make_pods):
+    """annotations.md "Custom HTTP Errors" / customhttperrors.go: the listed codes of the pod's answers go to the
+    default-backend Service (X-Code the pod's status); other statuses reach the client as the pod sent them."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy()
+    serve(proxy, [app, errors], ingress("errs", "errs.test", ("/", "Prefix", "app"), custom_http_errors="404,500",
+                                        default_backend="errors"))
+    response = await request(proxy.port, "/status/404", host="errs.test")
+    assert (response.status, response.json()["pod"]) == (200, "errors")
+    headers = _headers(response)
+    assert (headers["x-code"], headers["x-service-name"], headers["x-original-uri"]) == ("404", "app", "/status/404")
+    assert (await request(proxy.port, "/status/500", host="errs.test")).json()["pod"] == "errors"
+    response = await request(proxy.port, "/status/502", host="errs.test")
+    assert (response.status, response.body) == (502, b"status")
+    assert (await request(proxy.port, "/", host="errs.test")).json()["pod"] == "app"
+
+
+async def test_custom_http_errors_cover_the_proxys_own_502(make_proxy, make_pods):
+    """nginx's error_page also catches nginx's own answers: a pod that refuses connections (502) is answered by
+    the default backend when 502 is listed. Without default-backend the annotation does nothing (a warning)."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy()
+    config = serve(proxy, [app, errors],
+                   ingress("errs", "errs.test", ("/", "Prefix", "app"), custom_http_errors="502",
+                           default_backend="errors"),
+                   ingress("alone", "alone.test", ("/", "Prefix", "app"), custom_http_errors="502"))
+    assert any("custom-http-errors has no effect" in w.message for w in config.warnings)
+    await app.stop()
+    response = await request(proxy.port, "/", host="errs.test")
+    assert (response.status, _headers(response)["x-code"]) == (200, "502")
+    assert (await request(proxy.port, "/", host="alone.test")).status == 502

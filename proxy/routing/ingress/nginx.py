@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from proxy.routing.access import Refuse
+from proxy.routing.clusters import cluster_key, split_cluster_key
 from proxy.routing.filters import (
     FixedRedirect,
     HeaderEdits,
@@ -37,7 +38,7 @@ from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
 from proxy.routing.ingress.security import Security, security_of
-from proxy.routing.model import Route
+from proxy.routing.model import ErrorPages, Route
 from proxy.routing.policy.spec import PolicySpec
 
 _GROUP = re.compile(r"\$([0-9])")
@@ -61,6 +62,9 @@ class NginxFeatures:
     security: Security | None = None
     # proxy-body-size in bytes (0: no limit); -1: not set (the process's default).
     body_limit: int = -1
+    # default-backend's cluster key ("" none) and the custom-http-errors it answers.
+    errors_cluster: str = ""
+    error_codes: frozenset[int] = frozenset()
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -95,6 +99,8 @@ class NginxFeatures:
         and limits, and its body size limit."""
         if self.body_limit >= 0:
             route = replace(route, body_limit=self.body_limit)
+        if self.errors_cluster and route.cluster:
+            route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
         return route if self.security is None else self.security.apply(route)
 
 
@@ -150,11 +156,25 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
     security, security_problems = security_of(values, zone=zone)
     problems.extend(security_problems)
     body_limit = values.proxy_body_size
-    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0):
+    errors = cluster_key(zone.partition("/")[0], values.default_backend, "") if values.default_backend else ""
+    if values.custom_http_errors and not errors:
+        problems.append("annotation custom-http-errors has no effect without default-backend (pyngress has no "
+                        "global default backend)")
+    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
+            or errors):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
-                         security=security, body_limit=body_limit), problems
+                         security=security, body_limit=body_limit, errors_cluster=errors,
+                         error_codes=frozenset(values.custom_http_errors)), problems
+
+
+def _error_fields(route: Route) -> bytes:
+    """The fields ingress-nginx's custom error location sends about the route ($namespace, $ingress_name,
+    $service_name, $service_port)."""
+    _, service, port = split_cluster_key(route.cluster)
+    return (f"X-Namespace: {route.namespace}\r\nX-Ingress-Name: {route.ingress}\r\nX-Service-Name: {service}\r\n"
+            f"X-Service-Port: {port}\r\n").encode("latin-1")
 
 
 def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect | None:

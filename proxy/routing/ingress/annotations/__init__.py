@@ -40,6 +40,8 @@ from proxy.routing.ingress.annotations import (
     cors_allow_origin,
     cors_expose_headers,
     cors_max_age,
+    custom_http_errors,
+    default_backend,
     denylist_source_range,
     enable_cors,
     enable_opentelemetry,
@@ -148,6 +150,8 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_max_age,
     enable_opentelemetry,
     proxy_body_size,
+    default_backend,
+    custom_http_errors,
     *TRAFFIC,
 )
 
@@ -195,6 +199,8 @@ class IngressAnnotations:
     cors_max_age: int = cors_max_age.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
     proxy_body_size: int = proxy_body_size.DEFAULT
+    default_backend: str = default_backend.DEFAULT
+    custom_http_errors: tuple[int, ...] = custom_http_errors.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
