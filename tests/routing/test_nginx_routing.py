@@ -82,3 +82,85 @@ def test_proxy_body_size_invalid_keeps_the_default_with_a_warning(value):
     config, route = built(annotated("bad", proxy_body_size=value))
     assert route.body_limit == BODY_LIMIT_DEFAULT
     assert any(f"{PREFIX}proxy-body-size" in message for message in messages(config))
+
+
+# ---------------------------------------------------------------------------------------------- error pages
+
+def test_default_backend_gives_every_route_of_its_ingress_error_pages_on_the_services_first_port():
+    """annotations.md "Default Backend": a Service of the Ingress's namespace, its first port; the fields name
+    the route's own Service (default_backend.go: x-service-name=invalid)."""
+    obj = ingress("db", rule(HOST, path("/", "echo")), default=backend("other", 80))
+    obj["metadata"]["annotations"] = {PREFIX + "default-backend": "errors"}
+    config, route = built(obj)
+    assert route.errors is not None and not route.plain
+    assert (route.errors.cluster, route.errors.codes) == ("default/errors:", frozenset())
+    assert route.errors.fields == (b"X-Namespace: default\r\nX-Ingress-Name: db\r\nX-Service-Name: echo\r\n"
+                                   b"X-Service-Port: 80\r\n")
+    cluster = config.clusters["default/errors:"]
+    assert cluster.endpoints and cluster.service == "errors"
+
+
+def test_custom_http_errors_lists_the_codes_the_default_backend_answers():
+    """annotations.md "Custom HTTP Errors" (custom-http-errors: "404,415"); customhttperrors.go ignores duplicates."""
+    _, route = built(annotated("errs", custom_http_errors="404, 415,404", default_backend="errors"))
+    assert route.errors is not None and route.errors.codes == frozenset({404, 415})
+
+
+def test_custom_http_errors_without_default_backend_warns_and_does_nothing():
+    """pyngress has no global default backend: the codes alone have nowhere to go."""
+    config, route = built(annotated("errs", custom_http_errors="404"))
+    assert route.errors is None and route.plain
+    assert any("custom-http-errors has no effect without default-backend" in m for m in messages(config))
+
+
+@pytest.mark.parametrize(("name", "value"), [("custom-http-errors", "404,abc"), ("custom-http-errors", "302"),
+                                             ("default-backend", "Not_A_Service"), ("default-backend", "")])
+def test_bad_error_page_values_turn_the_feature_off_with_a_warning(name, value):
+    annotations = {"custom_http_errors": "404", "default_backend": "errors"}
+    annotations[name.replace("-", "_")] = value
+    config, route = built(annotated("bad", **annotations))
+    assert any(f"{PREFIX}{name}" in message for message in messages(config))
+    if name == "default-backend":
+        assert route.errors is None
+    else:
+        assert route.errors is not None and route.errors.codes == frozenset()
+
+
+# ---------------------------------------------------------------------------------------------- hosts
+
+def test_server_alias_serves_the_first_rule_hosts_paths_under_more_names():
+    """alias.go "should return status code 200 for host 'foo' and 'bar'": server-alias "bar" serves foo's paths."""
+    config, route = built(annotated("alias", server_alias="bar, Baz.example.com"), host="bar")
+    assert (route.cluster, route.host) == ("default/echo:80", "bar")
+    other = route_for(config, "baz.example.com", "/")
+    assert other is not None and other.cluster == "default/echo:80"
+    assert route_for(config, HOST, "/") is not None
+
+
+def test_no_server_alias_means_other_hosts_are_not_served():
+    """alias.go "should return status code 200 for host 'foo' and 404 for 'bar'"."""
+    config, _ = built(annotated("plain"))
+    assert route_for(config, "bar", "/") is None
+
+
+def test_server_alias_invalid_is_ignored_with_a_warning():
+    config, _ = built(annotated("alias", server_alias="not a host!"))
+    assert route_for(config, "not a host!", "/") is None
+    assert any(f"{PREFIX}server-alias" in message for message in messages(config))
+
+
+def test_from_to_www_redirect_serves_the_other_spelling_with_a_redirect_filter():
+    """fromtowwwredirect.go "should redirect from www HTTP to HTTP": the www name is served by a 308 redirect."""
+    config, route = built(annotated("www", from_to_www_redirect="true"), host="www." + HOST)
+    assert route.filters is not None
+    www = route.filters.request[0]
+    assert type(www).__name__ == "WwwRedirect" and www.hosts == (("www." + HOST, HOST),)
+    assert route_for(config, "www." + HOST, "/").host == "www." + HOST
+
+
+def test_upstream_vhost_rewrites_the_host_sent_upstream():
+    """upstreamvhost.go "set host to upstreamvhost.bar.com" (proxy_set_header Host)."""
+    _, route = built(annotated("vhost", upstream_vhost="upstreamvhost.bar.com"))
+    assert route.filters is not None
+    (rewrite,) = route.filters.request
+    assert rewrite.hostname == b"upstreamvhost.bar.com"

@@ -150,3 +150,43 @@ async def test_custom_http_errors_cover_the_proxys_own_502(make_proxy, make_pods
     response = await request(proxy.port, "/", host="errs.test")
     assert (response.status, _headers(response)["x-code"]) == (200, "502")
     assert (await request(proxy.port, "/", host="alone.test")).status == 502
+
+
+# ---------------------------------------------------------------------------------------------- hosts
+
+async def test_server_alias_answers_for_the_alias_and_nothing_else(make_proxy, make_pods):
+    """alias.go: without the annotation "bar" is 404; with server-alias "bar" both names reach the pod."""
+    (pod,) = await make_pods("app")
+    proxy = await make_proxy()
+    serve(proxy, [pod], ingress("foo", "foo", ("/", "Prefix", "app")))
+    assert (await request(proxy.port, "/", host="bar")).status == 404
+    serve(proxy, [pod], ingress("foo", "foo", ("/", "Prefix", "app"), server_alias="bar"))
+    for host in ("foo", "bar"):
+        response = await request(proxy.port, "/", host=host)
+        assert (response.status, response.json()["pod"]) == (200, "app"), host
+        assert _headers(response)["host"] == host
+
+
+async def test_from_to_www_redirect_answers_308_with_the_port_written(make_proxy, make_pods):
+    """fromtowwwredirect.go "should redirect from www HTTP to HTTP": Location http://<host>:<port>/foo (the port
+    always written, ngx_srv_redirect.lua); the rule host itself is served."""
+    (pod,) = await make_pods("app")
+    proxy = await make_proxy()
+    host = "fromtowwwredirect.bar.com"
+    serve(proxy, [pod], ingress("www", host, ("/", "Prefix", "app"), from_to_www_redirect="true"))
+    response = await request(proxy.port, "/foo", host="www." + host)
+    assert (response.status, response.header("Location")) == (308, f"http://{host}:{proxy.port}/foo")
+    response = await request(proxy.port, "/", host="www." + host)
+    assert (response.status, response.header("Location")) == (308, f"http://{host}:{proxy.port}")
+    assert pod.requests == 0
+    assert (await request(proxy.port, "/foo", host=host)).json()["pod"] == "app"
+
+
+async def test_upstream_vhost_is_the_host_the_pod_sees(make_proxy, make_pods):
+    """upstreamvhost.go "set host to upstreamvhost.bar.com": the pod gets that Host; X-Forwarded-Host keeps the
+    client's."""
+    (pod,) = await make_pods("app")
+    proxy = await make_proxy()
+    serve(proxy, [pod], ingress("vhost", "vhost.test", ("/", "Prefix", "app"), upstream_vhost="upstreamvhost.bar.com"))
+    headers = _headers(await request(proxy.port, "/", host="vhost.test"))
+    assert (headers["host"], headers["x-forwarded-host"]) == ("upstreamvhost.bar.com", "vhost.test")

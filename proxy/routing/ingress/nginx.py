@@ -32,9 +32,11 @@ from proxy.routing.filters import (
     RegexRewrite,
     RequestHeaderModifier,
     RootRedirect,
+    URLRewrite,
+    WwwRedirect,
     compose,
 )
-from proxy.routing.ingress.annotations import IngressAnnotations
+from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
 from proxy.routing.ingress.security import Security, security_of
@@ -65,6 +67,9 @@ class NginxFeatures:
     # default-backend's cluster key ("" none) and the custom-http-errors it answers.
     errors_cluster: str = ""
     error_codes: frozenset[int] = frozenset()
+    # from-to-www-redirect's redirect, upstream-vhost's Host; on every route of the Ingress.
+    www: WwwRedirect | None = None
+    vhost: URLRewrite | None = None
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -96,7 +101,13 @@ class NginxFeatures:
 
     def secure(self, route: Route) -> Route:
         """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
-        and limits, and its body size limit."""
+        and limits, its body size limit, error pages, www redirect and upstream Host."""
+        added = [item for item in (self.www, self.vhost) if item is not None]
+        if added:
+            current = route.filters
+            items: list[Any] = [*current.request, *current.response] if current is not None else []
+            filters = compose([*dict.fromkeys([*items, *added]), *(current.mirrors if current is not None else ())])
+            route = replace(route, filters=filters)
         if self.body_limit >= 0:
             route = replace(route, body_limit=self.body_limit)
         if self.errors_cluster and route.cluster:
@@ -119,7 +130,8 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
     return pattern, problem
 
 
-def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFeatures | None, list[str]]:
+def features_of(values: IngressAnnotations, *, zone: str = "",
+                hosts: tuple[str, ...] = ()) -> tuple[NginxFeatures | None, list[str]]:
     """The compiled features (None when the Ingress uses none of them) and problems, as messages; `zone`:
     "namespace/name" of the Ingress (its limits' counters are shared by its routes)."""
     problems: list[str] = []
@@ -160,13 +172,19 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
     if values.custom_http_errors and not errors:
         problems.append("annotation custom-http-errors has no effect without default-backend (pyngress has no "
                         "global default backend)")
+    www = None
+    if values.from_to_www_redirect:
+        pairs = extra_hosts(values, hosts)
+        redirected = tuple(sorted(pair for pair in pairs if pair[0] not in values.server_alias))
+        www = WwwRedirect(redirected) if redirected else None
+    vhost = URLRewrite(hostname=values.upstream_vhost.encode("latin-1")) if values.upstream_vhost else None
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
-            or errors):
+            or errors or www or vhost):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
                          security=security, body_limit=body_limit, errors_cluster=errors,
-                         error_codes=frozenset(values.custom_http_errors)), problems
+                         error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost), problems
 
 
 def _error_fields(route: Route) -> bytes:
@@ -193,4 +211,24 @@ def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect 
     return None
 
 
-__all__ = ["NginxFeatures", "features_of", "path_pattern"]
+def extra_hosts(annotations: IngressAnnotations, hosts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(other name, rule host) pairs: server-alias's names for the first rule host, then from-to-www-redirect's
+    other spelling of each rule host (a redirect filter answers there); names the rules already use are skipped."""
+    if not hosts or annotations is DEFAULTS:
+        return ()
+    pairs = [(alias, hosts[0]) for alias in annotations.server_alias if alias not in hosts]
+    if annotations.from_to_www_redirect:
+        taken = {alias for alias, _ in pairs}
+        pairs += [(other, host) for host in hosts if (other := www_twin(host)) and other not in hosts
+                  and other not in taken]
+    return tuple(pairs)
+
+
+def www_twin(host: str) -> str:
+    """The other spelling of a host for from-to-www-redirect ("" for a wildcard)."""
+    if host.startswith("*."):
+        return ""
+    return host[4:] if host.startswith("www.") else "www." + host
+
+
+__all__ = ["NginxFeatures", "extra_hosts", "features_of", "path_pattern", "www_twin"]

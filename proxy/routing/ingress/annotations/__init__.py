@@ -46,6 +46,7 @@ from proxy.routing.ingress.annotations import (
     enable_cors,
     enable_opentelemetry,
     force_ssl_redirect,
+    from_to_www_redirect,
     limit_burst_multiplier,
     limit_connections,
     limit_rpm,
@@ -74,11 +75,13 @@ from proxy.routing.ingress.annotations import (
     session_cookie_name,
     session_cookie_path,
     session_cookie_samesite,
+    server_alias,
     session_cookie_secure,
     ssl_redirect,
     temporal_redirect,
     temporal_redirect_code,
     upstream_hash_by,
+    upstream_vhost,
     use_regex,
     whitelist_source_range,
     x_forwarded_prefix,
@@ -152,6 +155,9 @@ REGISTRY: tuple[ModuleType, ...] = (
     proxy_body_size,
     default_backend,
     custom_http_errors,
+    server_alias,
+    from_to_www_redirect,
+    upstream_vhost,
     *TRAFFIC,
 )
 
@@ -201,6 +207,9 @@ class IngressAnnotations:
     proxy_body_size: int = proxy_body_size.DEFAULT
     default_backend: str = default_backend.DEFAULT
     custom_http_errors: tuple[int, ...] = custom_http_errors.DEFAULT
+    server_alias: tuple[str, ...] = server_alias.DEFAULT
+    from_to_www_redirect: bool = from_to_www_redirect.DEFAULT
+    upstream_vhost: str = upstream_vhost.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
