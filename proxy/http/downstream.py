@@ -21,6 +21,8 @@ class Downstream(Protocol):
     listener: Listener
     writer: H1Writer
     client_ip: bytes
+    # X-Forwarded-For/-Proto/-Port and X-Real-IP of the connection, ready bytes (each field ending in CRLF).
+    forwarded: bytes
     # Reasons reading from the client is paused (a bit mask, see proxy.http.exchange BLOCK_*).
     blocked: int
     write_paused: bool

@@ -94,7 +94,8 @@ class Exchange(RequestHead):
         "client", "keep_alive", "head_done", "req_done",
         # forwarding
         "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
-        "maybe_stale", "last_up", "body_limit", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors", "policy",
+        "maybe_stale", "last_up", "body_limit", "timeouts", "deadline", "attempt_deadline", "response_filters",
+        "mirrors", "policy",
         # response
         "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()

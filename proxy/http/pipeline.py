@@ -20,10 +20,10 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from proxy.http import headers as h
 from proxy.http import error_pages, mirror
-from proxy.http.error_pages import Intercept
+from proxy.http import headers as h
 from proxy.http.attempts import Attempts
+from proxy.http.error_pages import Intercept
 from proxy.http.ratelimit import HELD, REFUSED
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter

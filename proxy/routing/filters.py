@@ -201,9 +201,10 @@ class WwwRedirect:
         host = request.host
         for source, target in self.hosts:
             if source == host:
-                break
-        else:
-            return None
+                return self._answer(request, target)
+        return None
+
+    def _answer(self, request: Request, target: str) -> Answer:
         uri = request.path.encode("latin-1")
         query = request.query
         if query:

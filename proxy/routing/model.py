@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from proxy.routing.table import RouteTable
 
 __all__ = [
-    "BODY_LIMIT_DEFAULT", "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT", "PATH_IMPLEMENTATION_SPECIFIC",
-    "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint", "ErrorPages", "ListenerConfig", "Route",
-    "Timeouts", "host_pattern_for",
+    "BODY_LIMIT_DEFAULT", "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT",
+    "PATH_IMPLEMENTATION_SPECIFIC", "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint",
+    "ErrorPages", "ListenerConfig", "Route", "Timeouts", "host_pattern_for",
 ]
 
 PATH_EXACT = "Exact"

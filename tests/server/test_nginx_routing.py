@@ -7,7 +7,6 @@ behaviour it reproduces. Every wait is bounded (server_harness.TIMEOUT).
 
 from __future__ import annotations
 
-
 from server_harness import closed_by_peer, connect, encode_request, read_response, request
 from test_nginx_annotations import ingress, serve
 
