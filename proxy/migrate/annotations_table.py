@@ -294,8 +294,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('server-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
-    ('service-upstream', 'not yet',
-     ''),
+    ('service-upstream', 'supported',
+     '`"true"`: the Ingress\'s own cluster has one endpoint, the Service\'s ClusterIP and port (kube-proxy '
+     "balances; pyngress's balancing, affinity and passive health then see one endpoint). A headless "
+     'Service gets no endpoint (503, warning).'),
     ('session-cookie-change-on-failure', 'supported with a difference',
      'Validated; pyngress always behaves as `true`: a retried request goes to another pod and the cookie '
      'follows it.'),

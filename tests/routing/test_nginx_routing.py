@@ -7,6 +7,7 @@ in tests/server/test_nginx_routing.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -164,3 +165,43 @@ def test_upstream_vhost_rewrites_the_host_sent_upstream():
     assert route.filters is not None
     (rewrite,) = route.filters.request
     assert rewrite.hostname == b"upstreamvhost.bar.com"
+
+
+# ---------------------------------------------------------------------------------------------- service-upstream
+
+def _with_cluster_ip(snap: Snapshot, address: str) -> Snapshot:
+    services = dict(snap.services)
+    obj = services[("default", "echo")]
+    services[("default", "echo")] = {**obj, "spec": {**obj["spec"], "clusterIP": address}}
+    return replace(snap, services=services)
+
+
+def test_service_upstream_forwards_to_the_cluster_ip_and_service_port():
+    """serviceupstream.go "should use the Service Cluster IP and Port": one endpoint, the ClusterIP and the
+    Service's port, in the Ingress's own cluster (the plain cluster keeps the pods)."""
+    snap = _with_cluster_ip(world(annotated("su", service_upstream="true"),
+                                  annotated("plain", host="plain.test")), "10.96.0.10")
+    config = build(snap, Settings())
+    assert Builder().build(snap, Settings()).checksum == config.checksum
+    route = route_for(config, HOST, "/")
+    assert route is not None
+    cluster = config.clusters[route.cluster]
+    assert [tuple(endpoint) for endpoint in cluster.endpoints] == [("10.96.0.10", 80)]
+    plain = route_for(config, "plain.test", "/")
+    assert plain is not None and plain.cluster == "default/echo:80"
+    assert all(endpoint.address != "10.96.0.10" for endpoint in config.clusters[plain.cluster].endpoints)
+
+
+def test_service_upstream_false_keeps_the_pods():
+    """serviceupstream.go "should not use the Service Cluster IP and Port" (annotation "false")."""
+    snap = _with_cluster_ip(world(annotated("su", service_upstream="false")), "10.96.0.10")
+    route = route_for(build(snap, Settings()), HOST, "/")
+    assert route is not None and route.cluster == "default/echo:80"
+
+
+def test_service_upstream_of_a_headless_service_has_no_endpoints_and_warns():
+    snap = _with_cluster_ip(world(annotated("su", service_upstream="true")), "None")
+    config = build(snap, Settings())
+    route = route_for(config, HOST, "/")
+    assert route is not None and config.clusters[route.cluster].endpoints == ()
+    assert any("service-upstream" in message for message in messages(config))

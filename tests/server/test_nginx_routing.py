@@ -7,6 +7,8 @@ behaviour it reproduces. Every wait is bounded (server_harness.TIMEOUT).
 
 from __future__ import annotations
 
+from proxy.objects import Snapshot
+from proxy.routing.build import build
 from server_harness import closed_by_peer, connect, encode_request, read_response, request
 from test_nginx_annotations import ingress, serve
 
@@ -189,3 +191,31 @@ async def test_upstream_vhost_is_the_host_the_pod_sees(make_proxy, make_pods):
     serve(proxy, [pod], ingress("vhost", "vhost.test", ("/", "Prefix", "app"), upstream_vhost="upstreamvhost.bar.com"))
     headers = _headers(await request(proxy.port, "/", host="vhost.test"))
     assert (headers["host"], headers["x-forwarded-host"]) == ("upstreamvhost.bar.com", "vhost.test")
+
+
+# ---------------------------------------------------------------------------------------------- service-upstream
+
+async def test_service_upstream_sends_requests_to_the_cluster_ip(make_proxy, make_pods):
+    """serviceupstream.go "should use the Service Cluster IP and Port": with service-upstream "true" the proxy
+    dials the Service's ClusterIP and port (here a stand-in pod listening there) instead of the pod addresses
+    its EndpointSlice lists; without it, the pods."""
+    app, vip = await make_pods("app", "vip")
+    proxy = await make_proxy()
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "default"},
+               "spec": {"clusterIP": vip.host, "ports": [{"port": vip.port, "protocol": "TCP",
+                                                          "targetPort": app.port}]}}
+    slices = {"svc-1": {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "svc-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "svc"}},
+        "endpoints": [{"addresses": [app.host], "conditions": {"ready": True}}],
+        "ports": [{"name": "", "port": app.port, "protocol": "TCP"}]}}
+    objects = [ingress("su", "su.test", ("/", "Prefix", "svc"), service_upstream="true"),
+               ingress("plain", "plain.test", ("/", "Prefix", "svc"))]
+    for obj in objects:
+        obj["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"] = vip.port
+    snap = Snapshot(ingresses={("default", obj["metadata"]["name"]): obj for obj in objects},
+                    services={("default", "svc"): service}, endpoint_slices={("default", "svc"): slices})
+    config = build(snap, proxy.settings)
+    proxy.publish_config(config, list(config.clusters.values()))
+    assert (await request(proxy.port, "/", host="su.test")).json()["pod"] == "vip"
+    assert (await request(proxy.port, "/", host="plain.test")).json()["pod"] == "app"

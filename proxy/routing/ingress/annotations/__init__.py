@@ -69,6 +69,7 @@ from proxy.routing.ingress.annotations import (
     proxy_ssl_verify,
     rewrite_target,
     server_alias,
+    service_upstream,
     session_cookie_change_on_failure,
     session_cookie_domain,
     session_cookie_expires,
@@ -115,6 +116,7 @@ TRAFFIC: tuple[ModuleType, ...] = (
     proxy_ssl_verify,
     proxy_ssl_name,
     proxy_ssl_server_name,
+    service_upstream,
 )
 
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
@@ -233,6 +235,7 @@ class IngressAnnotations:
     proxy_ssl_verify: bool = proxy_ssl_verify.DEFAULT
     proxy_ssl_name: str = proxy_ssl_name.DEFAULT
     proxy_ssl_server_name: bool = proxy_ssl_server_name.DEFAULT
+    service_upstream: bool = service_upstream.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
