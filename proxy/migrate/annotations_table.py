@@ -136,8 +136,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "inside gets 403. Checked against the connection's peer address (trusting X-Forwarded-For is the "
      "ConfigMap's `use-forwarded-headers`, not yet). An invalid entry (an empty one too) fails closed: "
      'every route of the Ingress answers 503, with a warning.'),
-    ('enable-access-log', 'not yet',
-     ''),
+    ('enable-access-log', 'supported',
+     '`"false"`: no access log line for the Ingress\'s requests (its defaultBackend\'s and canary backends\' '
+     'too); route metrics still count them.'),
     ('enable-cors', 'supported with a difference',
      "ingress-nginx's CORS block: every answer to an allowed origin (or to anyone with origin `*`, even "
      'without an Origin header) gets Allow-Origin, -Credentials, -Methods, -Headers, -Max-Age (and '

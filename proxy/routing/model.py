@@ -206,6 +206,8 @@ class Route:
     body_limit: int = 0
     # Another Service's answers for errors (ingress-nginx's default-backend, custom-http-errors); None: none.
     errors: ErrorPages | None = None
+    # False: no access log line for the rule's requests (ingress-nginx's enable-access-log "false").
+    access_log: bool = True
     # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
     # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)

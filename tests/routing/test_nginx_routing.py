@@ -205,3 +205,16 @@ def test_service_upstream_of_a_headless_service_has_no_endpoints_and_warns():
     route = route_for(config, HOST, "/")
     assert route is not None and config.clusters[route.cluster].endpoints == ()
     assert any("service-upstream" in message for message in messages(config))
+
+
+# ---------------------------------------------------------------------------------------------- access log
+
+def test_enable_access_log_false_marks_every_route_of_its_ingress():
+    """annotations.md "Enable Access Log" ("false": access_log off for the Ingress's locations)."""
+    obj = ingress("quiet", rule(HOST, path("/api", "echo")), default=backend("other", 80))
+    obj["metadata"]["annotations"] = {PREFIX + "enable-access-log": "false"}
+    config, route = built(obj, at="/api")
+    fallback = route_for(config, HOST, "/elsewhere")
+    assert (route.access_log, fallback is not None and fallback.access_log) == (False, False)
+    _, logged = built(annotated("loud", enable_access_log="true"))
+    assert logged.access_log and logged.plain

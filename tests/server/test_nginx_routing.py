@@ -7,6 +7,11 @@ behaviour it reproduces. Every wait is bounded (server_harness.TIMEOUT).
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+
+from proxy.accesslog import AccessLog
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from server_harness import closed_by_peer, connect, encode_request, read_response, request
@@ -219,3 +224,27 @@ async def test_service_upstream_sends_requests_to_the_cluster_ip(make_proxy, mak
     proxy.publish_config(config, list(config.clusters.values()))
     assert (await request(proxy.port, "/", host="su.test")).json()["pod"] == "vip"
     assert (await request(proxy.port, "/", host="plain.test")).json()["pod"] == "app"
+
+
+# ---------------------------------------------------------------------------------------------- access log
+
+async def test_enable_access_log_false_writes_no_line_for_its_ingress(make_proxy, make_pods):
+    """annotations.md "Enable Access Log": "false" turns the access log off for the Ingress's locations
+    (`access_log off`, as disableaccesslog.go checks for the global key); the other Ingresses keep theirs."""
+    (pod,) = await make_pods("app")
+    proxy = await make_proxy()
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    serve(proxy, [pod], ingress("quiet", "quiet.test", ("/", "Prefix", "app"), enable_access_log="false"),
+          ingress("loud", "loud.test", ("/", "Prefix", "app")))
+    for host in ("quiet.test", "loud.test", "quiet.test"):
+        assert (await request(proxy.port, "/", host=host)).status == 200
+    proxy.server.access_log.close()
+    os.close(write_end)
+    reader.join(timeout=10)
+    os.close(read_end)
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [entry["host"] for entry in lines] == ["loud.test"]

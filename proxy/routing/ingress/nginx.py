@@ -70,6 +70,7 @@ class NginxFeatures:
     # from-to-www-redirect's redirect, upstream-vhost's Host; on every route of the Ingress.
     www: WwwRedirect | None = None
     vhost: URLRewrite | None = None
+    access_log: bool = True  # enable-access-log
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -110,6 +111,8 @@ class NginxFeatures:
             route = replace(route, filters=filters)
         if self.body_limit >= 0:
             route = replace(route, body_limit=self.body_limit)
+        if not self.access_log:
+            route = replace(route, access_log=False)
         if self.errors_cluster and route.cluster:
             route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
         return route if self.security is None else self.security.apply(route)
@@ -179,12 +182,13 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
         www = WwwRedirect(redirected) if redirected else None
     vhost = URLRewrite(hostname=values.upstream_vhost.encode("latin-1")) if values.upstream_vhost else None
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
-            or errors or www or vhost):
+            or errors or www or vhost or not values.enable_access_log):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
                          security=security, body_limit=body_limit, errors_cluster=errors,
-                         error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost), problems
+                         error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost,
+                         access_log=values.enable_access_log), problems
 
 
 def _error_fields(route: Route) -> bytes:

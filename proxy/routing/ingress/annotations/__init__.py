@@ -43,6 +43,7 @@ from proxy.routing.ingress.annotations import (
     custom_http_errors,
     default_backend,
     denylist_source_range,
+    enable_access_log,
     enable_cors,
     enable_opentelemetry,
     force_ssl_redirect,
@@ -160,6 +161,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     server_alias,
     from_to_www_redirect,
     upstream_vhost,
+    enable_access_log,
     *TRAFFIC,
 )
 
@@ -212,6 +214,7 @@ class IngressAnnotations:
     server_alias: tuple[str, ...] = server_alias.DEFAULT
     from_to_www_redirect: bool = from_to_www_redirect.DEFAULT
     upstream_vhost: str = upstream_vhost.DEFAULT
+    enable_access_log: bool = enable_access_log.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
