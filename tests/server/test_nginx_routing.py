@@ -248,3 +248,17 @@ async def test_enable_access_log_false_writes_no_line_for_its_ingress(make_proxy
     os.close(read_end)
     lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [entry["host"] for entry in lines] == ["loud.test"]
+
+
+async def test_custom_http_errors_under_a_retry_policy(make_proxy, make_pods):
+    """nginx tries the next upstream first (proxy_next_upstream http_503 here), then the error page intercepts
+    what is left: a 404 (not retried) goes to the default backend; the route's traffic policy is let go."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy()
+    serve(proxy, [app, errors], ingress("errs", "errs.test", ("/", "Prefix", "app"), custom_http_errors="404",
+                                        default_backend="errors", proxy_next_upstream="error http_503",
+                                        proxy_next_upstream_tries="2"))
+    for _ in range(3):  # a reused keep-alive connection to the error backend too
+        response = await request(proxy.port, "/status/404", host="errs.test")
+        assert (response.status, _headers(response)["x-code"]) == (200, "404")
+    assert (await request(proxy.port, "/", host="errs.test")).json()["pod"] == "app"
