@@ -123,6 +123,7 @@ class ProxyServer:
 
         shortest = self.base_tick * 10
         policed: list[Route] = []
+        unlogged: list[int] = []
 
         def labelled() -> Iterator[tuple[int, RouteLabels]]:
             nonlocal shortest
@@ -138,14 +139,22 @@ class ProxyServer:
                         shortest = min(shortest, policy.retry.per_try_timeout)
                 key = id(route)
                 known = previous.get(key)
+                if not route.access_log:
+                    unlogged.append(key)
                 yield key, known.labels if known is not None else route_labels(route, clusters)
                 if route.backends is not None:  # weighted: each backend counts under its own service
                     for backend in route.backends.backends:
                         key = id(backend)
+                        if not route.access_log:
+                            unlogged.append(key)
                         known = previous.get(key)
                         yield key, known.labels if known is not None else backend_labels(route, backend)
 
-        self.route_stats = self.traffic.bind(labelled())
+        self.route_stats = route_stats = self.traffic.bind(labelled())
+        for stats in route_stats.values():
+            stats.log = True
+        for route_id in unlogged:  # enable-access-log "false": its routes (and their canary backends) write no line
+            route_stats[route_id].log = False
         self.limiters = self._limiters.bind(policed)
         self.client_limiters = self._client_limiters.bind(policed)
         self.tick = min(self.base_tick, _tick_for(shortest))

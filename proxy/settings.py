@@ -59,6 +59,10 @@ class Settings:
     max_request_line: int = 8192
     max_header_bytes: int = 32768
     max_headers: int = 100
+    # Largest request body of an Ingress route, in bytes (0: no limit); over it, 413. ingress-nginx's
+    # `proxy-body-size` default (1m): Ingresses written for it expect it; the annotation overrides it per
+    # Ingress. Gateway API routes have no limit.
+    proxy_body_size: int = 1024 * 1024
 
     # Lifecycle.
     shutdown_grace_period: float = 30.0

@@ -82,13 +82,16 @@ Exemplar = list[Any]
 class RouteStats:
     """Everything counted for one route label set (or for requests that matched no route)."""
 
-    __slots__ = ("labels", "series", "log_fields", "rate_limited", "faults_delayed", "faults_aborted")
+    __slots__ = ("labels", "series", "log_fields", "log", "rate_limited", "faults_delayed", "faults_aborted")
 
     def __init__(self, labels: RouteLabels) -> None:
         self.labels = labels
         self.series: dict[tuple[bytes, int], Series] = {}
         # The labels as the access log writes them, made on first use (proxy.accesslog.route_fields).
         self.log_fields: bytes | None = None
+        # False: no access log line for these requests (ingress-nginx's enable-access-log "false"; set by the
+        # server for each published table).
+        self.log = True
         # Route policies: requests refused by the rate limit, delayed and aborted by fault injection.
         self.rate_limited = 0
         self.faults_delayed = 0

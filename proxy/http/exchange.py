@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
-from proxy.http import mirror
+from proxy.http import error_pages, mirror
 from proxy.http.deadlines import check_timeouts
 from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
 from proxy.http.record import record
 from proxy.http.response_head import ResponseHead
 from proxy.upstream.errors import (
+    BadRequest,
     ConnectError,
     NoEndpoints,
     ProtocolError,
@@ -94,7 +95,8 @@ class Exchange(RequestHead):
         "client", "client_ip", "keep_alive", "head_done", "req_done",
         # forwarding
         "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
-        "maybe_stale", "last_up", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors", "policy",
+        "maybe_stale", "last_up", "body_limit", "timeouts", "deadline", "attempt_deadline", "response_filters",
+        "mirrors", "policy",
         # response
         "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()
@@ -162,6 +164,8 @@ class Exchange(RequestHead):
         self.connecting: asyncio.Task[None] | asyncio.TimerHandle | None = None
         self.up_out: list[bytes] = []
         self.replay: list[bytes] | None = None
+        # A chunked body longer than this gets 413 (0: no limit); set by the pipeline (proxy-body-size).
+        self.body_limit = 0
         # A route's timeouts; only then `deadline` (the request's, as a loop time, 0: none) and
         # `attempt_deadline` (the current attempt's, see start) are set.
         self.timeouts: Timeouts | None = None
@@ -315,8 +319,12 @@ class Exchange(RequestHead):
 
     def add_body(self, chunk: bytes) -> None:
         """A piece of the client's request body (already de-chunked by the parser)."""
-        self.received += len(chunk)
+        received = self.received = self.received + len(chunk)
         if self.chunked:
+            limit = self.body_limit
+            if limit and received > limit:
+                # Raised inside the parser's callback: the connection answers 413 and closes (reject).
+                raise BadRequest(f"chunked request body over the limit of {limit} bytes", status=413)
             framed: tuple[bytes, ...] = (b"%x\r\n" % len(chunk), chunk, _CRLF)
             self.up_out += framed
         else:
@@ -576,6 +584,8 @@ class Exchange(RequestHead):
         if self.finished:
             return
         self.abandon()
+        if self.response_filters and error_pages.divert(self, error):
+            return  # the route's error backend answers instead
         policy = self.policy
         if policy is not None:
             if policy.failed(error):

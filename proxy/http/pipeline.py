@@ -21,10 +21,11 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from proxy.http import error_pages, mirror
 from proxy.http import headers as h
-from proxy.http import mirror
 from proxy.http.attempts import Attempts
 from proxy.http.auth_request import AuthGate
+from proxy.http.error_pages import Intercept
 from proxy.http.ratelimit import HELD, REFUSED
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
@@ -95,7 +96,7 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust", "body_limit")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
@@ -105,6 +106,7 @@ class Pipeline:
         self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
         # None: no --use-forwarded-headers / --enable-real-ip, the proxy's own forwarded fields (the usual path).
         self.trust = server.trust
+        self.body_limit = server.settings.proxy_body_size  # of Ingress routes without proxy-body-size
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
@@ -177,6 +179,11 @@ class Pipeline:
         if route is None:
             conn.send_error(ex, 404, None, reason="no-route")
             return
+        limit = route.body_limit
+        if limit < 0:
+            limit = self.body_limit
+        if limit and (head.content_length > limit or head.chunked) and self._too_large(conn, ex, limit):
+            return
         tracer = self.tracer
         if tracer is not None:
             traced = route.tracing
@@ -197,6 +204,8 @@ class Pipeline:
                 return  # answered (a redirect, a 500)
         upstream = runtime.upstreams.get(cluster)
         if upstream is None or not upstream.pools:
+            if not plain and route.errors is not None and error_pages.send(ex, route.errors, 503, body=True):
+                return  # ingress-nginx's default-backend answers for a Service without endpoints
             what = "unknown cluster" if upstream is None else "no ready endpoints for"
             conn.send_error(ex, 503, NoEndpoints(f"{what} {cluster}"))
             return
@@ -282,6 +291,9 @@ class Pipeline:
                         return "", None
                 if backend.filters.response:
                     ex.response_filters += backend.filters.response
+        errors = route.errors
+        if errors is not None and errors.codes:
+            ex.response_filters = (Intercept(errors), *ex.response_filters)
         timeouts = route.timeouts
         if timeouts is not None:
             ex.timeouts = timeouts
@@ -295,6 +307,21 @@ class Pipeline:
                 ex.policy = AuthGate(ex, policy.auth, attempts, mirrors)
                 return cluster, None  # (mirrored only once allowed)
         return cluster, mirrors
+
+    @staticmethod
+    def _too_large(conn: ClientConnection, ex: Exchange, limit: int) -> bool:
+        """proxy-body-size: a Content-Length over `limit` is answered 413 now (nginx's client_max_body_size, checked
+        with the head); a chunked body is counted as it arrives (Exchange.add_body). True when answered."""
+        if ex.content_length > limit:
+            conn.send_error(ex, 413, BadRequest(f"request body of {ex.content_length} bytes is over the limit of "
+                                                f"{limit}", status=413), reason="body-too-large")
+            return True
+        ex.body_limit = limit
+        if ex.received > limit:  # a pipelined request's body may have come before its turn
+            conn.send_error(ex, 413, BadRequest(f"request body over the limit of {limit} bytes", status=413),
+                            close=True, reason="body-too-large")
+            return True
+        return False
 
     def _police(self, conn: ClientConnection, ex: Exchange, route: Route, policy: RoutePolicy) -> bool:
         """The route policy's request phase: its rate limit, then fault injection (an abort is answered now,

@@ -64,7 +64,7 @@ def record(ex: Exchange) -> None:
     if trace is not None and trace[_SAMPLED_AT] == _SAMPLED_BYTE:
         _span(ex, stats, trace, status, duration, received)
     access_log = server.access_log
-    if access_log is not None:
+    if access_log is not None and stats.log:
         address = None
         if pool is not None:
             address = pool.log_address

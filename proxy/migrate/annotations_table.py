@@ -149,10 +149,18 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'Default 1728000 (20 days).'),
     ('custom-headers', 'not yet',
      ''),
-    ('custom-http-errors', 'not yet',
-     ''),
-    ('default-backend', 'not yet',
-     ''),
+    ('custom-http-errors', 'supported with a difference',
+     "With `default-backend`: the listed codes (400-599) of the pod's answers, and the proxy's own "
+     "502/504, are answered by that Service as ingress-nginx's custom error location asks it: path `/`, "
+     'the original method and fields plus `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, '
+     '`X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`, `X-Request-ID`; the client gets its answer. '
+     'Differences: pyngress has no global default backend, so without `default-backend` the annotation '
+     'does nothing (warning); an answer that comes while the request body is still arriving is passed '
+     'through; the error backend gets no request body.'),
+    ('default-backend', 'supported',
+     "A Service of the Ingress's namespace (its first port) answers for every path whose Service has no "
+     'ready endpoints (or does not exist), with `X-Code: 503` and the fields above, at path `/`, body '
+     'included; and the `custom-http-errors` codes.'),
     ('denylist-source-range', 'supported',
      'Comma-separated addresses and CIDRs (IPv4 and IPv6; an IPv4-mapped client counts as IPv4); a client '
      "inside gets 403. Checked against the client address: the connection's peer, a PROXY protocol "
@@ -160,8 +168,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      '(`--use-forwarded-headers` / `--enable-real-ip` with `--proxy-real-ip-cidr`; README, "Client '
      'addresses behind a load balancer"). An invalid entry (an empty one too) fails closed: every route '
      'of the Ingress answers 503, with a warning.'),
-    ('enable-access-log', 'not yet',
-     ''),
+    ('enable-access-log', 'supported',
+     '`"false"`: no access log line for the Ingress\'s requests (its defaultBackend\'s and canary backends\' '
+     'too); route metrics still count them.'),
     ('enable-cors', 'supported with a difference',
      "ingress-nginx's CORS block: every answer to an allowed origin (or to anyone with origin `*`, even "
      'without an Origin header) gets Allow-Origin, -Credentials, -Methods, -Headers, -Max-Age (and '
@@ -183,8 +192,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('force-ssl-redirect', 'supported',
      '308 to https even without TLS.'),
-    ('from-to-www-redirect', 'not yet',
-     ''),
+    ('from-to-www-redirect', 'supported with a difference',
+     '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 to `scheme://<host>:<port><request URI>` '
+     '(port always written, one trailing `/` dropped, as ngx_srv_redirect.lua). Difference: only the '
+     "Ingress's own paths redirect on the other name (nginx's redirect server answers any path); a name "
+     'another rule already serves is not redirected. The other name has no certificate unless the '
+     "Ingress's `tls` lists it."),
     ('http2-push-preload', 'not yet',
      ''),
     ('limit-burst-multiplier', 'supported',
@@ -234,8 +247,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('preserve-trailing-slash', 'supported with a difference',
      'pyngress always keeps the trailing slash in the HTTPS redirect, as if `"true"`; ingress-nginx\'s '
      'default drops one trailing `/`.'),
-    ('proxy-body-size', 'not yet',
-     ''),
+    ('proxy-body-size', 'supported',
+     'Largest request body (nginx sizes: bytes, `k`, `m`, `g`; `0` no limit): a larger `Content-Length` '
+     'gets 413 before the pod sees anything, a chunked body gets 413 (and the connection closes) once it '
+     "grows past it. Without the annotation, ingress-nginx's default 1m applies to every Ingress route "
+     '(Settings.proxy_body_size, the global `proxy-body-size` of the ConfigMap); HTTPRoutes have no limit.'),
     ('proxy-buffer-size', 'not yet',
      ''),
     ('proxy-buffering', 'not yet',
@@ -305,13 +321,16 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'variables in the target (`$host`...) stay literal text.'),
     ('satisfy', 'not yet',
      ''),
-    ('server-alias', 'not yet',
-     ''),
+    ('server-alias', 'supported with a difference',
+     "More names (comma-separated) served by the Ingress's first rule host's paths. Difference: an alias "
+     'another Ingress names as a host is merged with that host (ingress-nginx ignores the alias).'),
     ('server-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
-    ('service-upstream', 'not yet',
-     ''),
+    ('service-upstream', 'supported',
+     '`"true"`: the Ingress\'s own cluster has one endpoint, the Service\'s ClusterIP and port (kube-proxy '
+     "balances; pyngress's balancing, affinity and passive health then see one endpoint). A headless "
+     'Service gets no endpoint (503, warning).'),
     ('session-cookie-change-on-failure', 'supported with a difference',
      'Validated; pyngress always behaves as `true`: a retried request goes to another pod and the cookie '
      'follows it.'),
@@ -356,8 +375,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('upstream-hash-by-subset-size', 'not yet',
      ''),
-    ('upstream-vhost', 'not yet',
-     ''),
+    ('upstream-vhost', 'supported with a difference',
+     "The Host header the pods get (X-Forwarded-Host keeps the client's). Difference: nginx variables "
+     '(`$host`...) are refused (warning).'),
     ('use-regex', 'supported with a difference',
      'Case-insensitive regex paths; once one Ingress of a host sets it (or a rewrite-target), every path '
      'of that host is matched as nginx\'s `~* "^<path>"`, in ingress-nginx\'s order (the documented quirk, '

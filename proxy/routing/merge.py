@@ -29,6 +29,7 @@ from proxy.routing.ingress.canary import canary_rules
 from proxy.routing.ingress.nginx import NginxFeatures
 from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
+    BODY_LIMIT_DEFAULT,
     KIND_INGRESS,
     PATH_DEFAULT_BACKEND,
     PATH_EXACT,
@@ -119,7 +120,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         redirected = contribution.force_redirect or (contribution.redirect and covered)
         filters = HTTPS_REDIRECT if redirected else None
         for path, path_type, key, cluster in contribution.paths_for(host):
-            route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing)
+            route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing,
+                          body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 route = nginx.route(route)
             if regex:
@@ -148,7 +150,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         if default is None:
             continue
         if host:
-            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing)
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing,
+                          body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 route = nginx.secure(route)
             if routes.default is None:
@@ -157,7 +160,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 warnings.append(_lost(route, routes.default, why=""))
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
-                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing)
+                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing,
+                                   body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 routes.default = nginx.secure(routes.default)
         elif not contribution.has_hosts:

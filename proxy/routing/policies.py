@@ -134,6 +134,8 @@ class ClusterPolicy:
     tls: BackendTLS | None = None
     # Seconds to establish a connection to a pod (TLS handshake included); None: --upstream-connect-timeout.
     connect_timeout: float | None = None
+    # ingress-nginx's service-upstream: one endpoint, the Service's ClusterIP and port (kube-proxy balances).
+    service_upstream: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,8 @@ def traffic_layer(values: IngressAnnotations) -> tuple[PolicySpec | None, Refuse
         balancer = _balancer(values, problems)
         if balancer is not None:
             sections["load_balancer"] = balancer
+    if values.service_upstream:
+        sections["service_upstream"] = True
     tls = _tls(values, problems)
     if tls is not None:
         sections["tls"] = tls

@@ -16,7 +16,7 @@ from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
 from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
-from proxy.routing.ingress.nginx import NginxFeatures, features_of
+from proxy.routing.ingress.nginx import NginxFeatures, extra_hosts, features_of
 from proxy.routing.ingress.parse import IngressRules, age, parse_ingress
 from proxy.routing.ingress.tls import tls_host_names
 from proxy.routing.merge import PathEntry
@@ -83,15 +83,15 @@ class IngressEntry:
             self.force_redirect = annotations.force_ssl_redirect
             self.tracing = annotations.enable_opentelemetry
             if annotations is not DEFAULTS:
-                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}")
+                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts)
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
-            self._index(rules)
+            self._index(rules, extra_hosts(annotations, rules.hosts))
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
             self.paths = None
             problems = [*problems, Warning("Ingress", namespace, name, f"skipped: {type(error).__name__}: {error}")]
         self.warnings = tuple(problems)
 
-    def _index(self, rules: IngressRules) -> None:
+    def _index(self, rules: IngressRules, extra: tuple[tuple[str, str], ...] = ()) -> None:
         namespace = rules.namespace
         paths: dict[str, list[PathEntry]] = {host: [] for host in rules.hosts}
         for rule in rules.paths:
@@ -101,6 +101,8 @@ class IngressEntry:
             if group is None:
                 group = paths[rule.host] = []
             group.append(entry)
+        for alias, host in extra:  # server-alias, from-to-www-redirect: another name for a rule host's paths
+            paths[alias] = list(paths.get(host, ()))
         if rules.default is not None:
             self.default = cluster_key(namespace, rules.default.service, rules.default.port)
             paths.setdefault("", [])  # the catch-all lives with the host-less rules

@@ -53,10 +53,14 @@ from proxy.routing.ingress.annotations import (
     cors_allow_origin,
     cors_expose_headers,
     cors_max_age,
+    custom_http_errors,
+    default_backend,
     denylist_source_range,
+    enable_access_log,
     enable_cors,
     enable_opentelemetry,
     force_ssl_redirect,
+    from_to_www_redirect,
     limit_burst_multiplier,
     limit_connections,
     limit_rpm,
@@ -66,6 +70,7 @@ from proxy.routing.ingress.annotations import (
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
+    proxy_body_size,
     proxy_connect_timeout,
     proxy_next_upstream,
     proxy_next_upstream_timeout,
@@ -77,6 +82,8 @@ from proxy.routing.ingress.annotations import (
     proxy_ssl_server_name,
     proxy_ssl_verify,
     rewrite_target,
+    server_alias,
+    service_upstream,
     session_cookie_change_on_failure,
     session_cookie_domain,
     session_cookie_expires,
@@ -89,6 +96,7 @@ from proxy.routing.ingress.annotations import (
     temporal_redirect,
     temporal_redirect_code,
     upstream_hash_by,
+    upstream_vhost,
     use_regex,
     whitelist_source_range,
     x_forwarded_prefix,
@@ -122,6 +130,7 @@ TRAFFIC: tuple[ModuleType, ...] = (
     proxy_ssl_verify,
     proxy_ssl_name,
     proxy_ssl_server_name,
+    service_upstream,
 )
 
 # External authentication (routing.ingress.auth_url compiles them into routing.external_auth.ExternalAuth).
@@ -176,6 +185,13 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_allow_credentials,
     cors_max_age,
     enable_opentelemetry,
+    proxy_body_size,
+    default_backend,
+    custom_http_errors,
+    server_alias,
+    from_to_www_redirect,
+    upstream_vhost,
+    enable_access_log,
     *TRAFFIC,
     *EXTERNAL_AUTH,
 )
@@ -223,6 +239,13 @@ class IngressAnnotations:
     cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
     cors_max_age: int = cors_max_age.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
+    proxy_body_size: int = proxy_body_size.DEFAULT
+    default_backend: str = default_backend.DEFAULT
+    custom_http_errors: tuple[int, ...] = custom_http_errors.DEFAULT
+    server_alias: tuple[str, ...] = server_alias.DEFAULT
+    from_to_www_redirect: bool = from_to_www_redirect.DEFAULT
+    upstream_vhost: str = upstream_vhost.DEFAULT
+    enable_access_log: bool = enable_access_log.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
@@ -259,6 +282,7 @@ class IngressAnnotations:
     auth_keepalive_requests: int = auth_keepalive_requests.DEFAULT
     auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
     auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
+    service_upstream: bool = service_upstream.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
