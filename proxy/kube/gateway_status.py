@@ -235,7 +235,6 @@ def gateway_addresses(found: Iterable[Address]) -> list[dict[str, str]]:
     return converted[:MAX_ADDRESSES]
 
 
-@dataclass(slots=True)
 def _served_version(obj: Any) -> str:
     """The version of a custom object as the API server handed it out ("v1" when it does not say)."""
     api_version = obj.get("apiVersion") if isinstance(obj, dict) else None
@@ -244,6 +243,7 @@ def _served_version(obj: Any) -> str:
     return VERSION
 
 
+@dataclass(slots=True)
 class _Target:
     """One object a pass may write: where it lives, what the cache shows, and how to change its status."""
 
