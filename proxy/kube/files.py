@@ -42,9 +42,9 @@ from proxy.kube.cache import (
     CLUSTER_SCOPED,
     CONFIG_MAP,
     GATEWAY_KINDS,
-    TLS_ROUTE,
     KINDS,
     NAMESPACE,
+    TLS_ROUTE,
     ObjectCache,
 )
 from proxy.objects import KubeObject

@@ -37,6 +37,9 @@ class SniTable:
         return (isinstance(other, SniTable) and other.hosts == self.hosts and other.wildcards == self.wildcards
                 and other.any_depth == self.any_depth)
 
+    def __hash__(self) -> int:
+        return hash((tuple(self.hosts), tuple(self.wildcards), self.any_depth))
+
     def match(self, server_name: str) -> Route | None:
         """The rule for a ClientHello's server name (lower case, no trailing dot); None: terminate TLS."""
         route = self.hosts.get(server_name)

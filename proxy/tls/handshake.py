@@ -361,7 +361,7 @@ def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
             if size == 0:
                 raise RuntimeError("protocol offered an empty buffer")
             buffer[:size] = view[:size]
-            protocol.buffer_updated(size)  # type: ignore[attr-defined]
+            protocol.buffer_updated(size)
             view = view[size:]
     else:
         protocol.data_received(data)  # type: ignore[attr-defined]

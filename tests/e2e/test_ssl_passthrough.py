@@ -86,7 +86,8 @@ def _gateway_objects(pod: TlsPod, *, namespace: str = "default") -> list[dict]:
     return [
         {"apiVersion": f"{GROUP}/v1", "kind": "GatewayClass", "metadata": {"name": "pyngress"},
          "spec": {"controllerName": "pyngress.dev/gateway-controller"}},
-        {"apiVersion": f"{GROUP}/v1", "kind": "Gateway", "metadata": {"name": "gateway-tlsroute", "namespace": namespace},
+        {"apiVersion": f"{GROUP}/v1", "kind": "Gateway",
+         "metadata": {"name": "gateway-tlsroute", "namespace": namespace},
          "spec": {"gatewayClassName": "pyngress", "listeners": [
              {"name": "https", "port": 443, "protocol": "TLS", "hostname": "*.example.com",
               "allowedRoutes": {"namespaces": {"from": "Same"}, "kinds": [{"kind": "TLSRoute"}]},

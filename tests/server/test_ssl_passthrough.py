@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from proxy.passthrough import HIGH_WATER
 from proxy.routing import Config, Route, RouteTable, VirtualHost
 from proxy.routing.model import PATH_PREFIX
-from server_harness import TIMEOUT, RawBackend, cluster, closed_by_peer, connect, read_response, wait_until
+from server_harness import TIMEOUT, RawBackend, closed_by_peer, cluster, connect, read_response, wait_until
 
 APP = "default/app:80"
 PASS = "default/secure-pod:443"

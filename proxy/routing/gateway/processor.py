@@ -38,7 +38,6 @@ from proxy.routing.gateway.listeners import (
     parse_gateway,
 )
 from proxy.routing.gateway.routes import CompiledRoute, RouteSpec, compile_route, read_route
-from proxy.routing.gateway.tls_routes import KIND_TLS_ROUTE, TlsRouteSpec, read_tls_route, resolve_backends
 from proxy.routing.gateway.selectors import namespace_labels
 from proxy.routing.gateway.status import (
     ACCEPTED,
@@ -56,6 +55,7 @@ from proxy.routing.gateway.status import (
     RouteStatus,
     condition,
 )
+from proxy.routing.gateway.tls_routes import KIND_TLS_ROUTE, TlsRouteSpec, read_tls_route, resolve_backends
 from proxy.routing.merge import Candidate
 from proxy.routing.model import Route
 from proxy.routing.passthrough import SniTable

@@ -138,7 +138,7 @@ def test_supported_kinds_of_a_passthrough_listener():
         Settings())
     status = config.gateway_status.gateways[(INFRA, "gw")].listener("tls-passthrough")
     assert status.supported_kinds == (("gateway.networking.k8s.io", "TLSRoute"),)
-    resolved = [c for c in status.conditions if c.type == "ResolvedRefs"][0]
+    resolved = next(c for c in status.conditions if c.type == "ResolvedRefs")
     assert (resolved.status, resolved.reason) == ("False", "InvalidRouteKinds")
 
 
@@ -146,8 +146,8 @@ def test_terminate_mode_is_not_supported_on_tls_listeners():
     """tlsroute-listener-terminate-not-supported: a TLS listener in Terminate mode is not accepted."""
     config = build(snapshot(*_world(gateway("gw", listener("tls", 443, "TLS", kinds=TLS_KIND,
                                                            tls={"mode": "Terminate"})))), Settings())
-    accepted = [c for c in config.gateway_status.gateways[(INFRA, "gw")].listener("tls").conditions
-                if c.type == "Accepted"][0]
+    accepted = next(c for c in config.gateway_status.gateways[(INFRA, "gw")].listener("tls").conditions
+                    if c.type == "Accepted")
     assert accepted.status == "False"
 
 
