@@ -125,7 +125,7 @@ class SniAcceptor:
 class SniReader(asyncio.Protocol):
     """One connection until its ClientHello says where it goes; then the owner of its splice."""
 
-    __slots__ = ("acceptor", "transport", "reader", "timer", "connecting", "client", "pod", "counts")
+    __slots__ = ("acceptor", "transport", "reader", "timer", "connecting", "client", "pod", "counts", "early")
 
     def __init__(self, acceptor: SniAcceptor) -> None:
         self.acceptor = acceptor
@@ -136,6 +136,9 @@ class SniReader(asyncio.Protocol):
         self.client: SpliceEnd | None = None
         self.pod: SpliceEnd | None = None
         self.counts: HostCounts | None = None
+        # Bytes that arrive while the pod is dialled despite the pause (none with asyncio's or uvloop's
+        # transports, which stop at once; kept rather than trusted).
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -145,7 +148,8 @@ class SniReader(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         if reader is None:
-            return  # read before the pause took effect while dialling: kept by the pause (not reached)
+            self.early.append(data)
+            return
         try:
             outcome = reader.feed(data)
         except MalformedHello as error:
@@ -272,6 +276,9 @@ class SniReader(asyncio.Protocol):
         self.transport.set_protocol(client)
         for end in (client, pod):
             end.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        if self.early:
+            replay += b"".join(self.early)
+            self.early.clear()
         counts.received += len(replay)
         pod.transport.write(replay)
         self.transport.resume_reading()

@@ -355,6 +355,12 @@ class KindWatcher:
                 await self._watch()
                 quiet = self.state.events_total + self.state.bookmarks_total == events
                 if quiet and time.monotonic() - started < MIN_HEALTHY_STREAM:
+                    if self.on_gone is not None and not self._gone_reported:
+                        # A deleted CRD ends its watches: with no objects there is no DELETED event first.
+                        self._gone_reported = True
+                        log.info("%s: watch closed at once (its CRD removed?); asking discovery again", self.where)
+                        await self.on_gone()
+                        continue
                     raise WatchProtocolError("watch stream closed at once")
             except ApiException as err:
                 if err.status == 410:

@@ -71,7 +71,7 @@ RESOURCES: tuple[Resource, ...] = (
              **_GATEWAY_API),  # type: ignore[arg-type]
     Resource(GATEWAY_GROUP, "v1", "httproutes", "HTTPRoute", versions=("v1", "v1beta1"),
              **_GATEWAY_API),  # type: ignore[arg-type]
-    # TLSRoute: v1 since Gateway API v1.5, v1alpha2 before (installed on request: install_gateway_api(["TLSRoute"])).
+    # TLSRoute: v1 since Gateway API v1.5 (standard channel), v1alpha2 before.
     Resource(GATEWAY_GROUP, "v1", "tlsroutes", "TLSRoute", versions=("v1", "v1alpha2"),
              **_GATEWAY_API),  # type: ignore[arg-type]
     # No status subresource (`subresources: {}` in its CRD).
@@ -93,4 +93,4 @@ BY_KIND: dict[str, Resource] = {r.kind: r for r in RESOURCES}
 POLICY_KINDS: tuple[str, ...] = ("BackendTrafficPolicy", "BackendTLSPolicy")
 # What install_gateway_api() installs by default: the kinds of the standard channel we route with.
 GATEWAY_KINDS: tuple[str, ...] = tuple(r.kind for r in RESOURCES
-                                       if r.group == GATEWAY_GROUP and r.kind not in (*POLICY_KINDS, "TLSRoute"))
+                                       if r.group == GATEWAY_GROUP and r.kind not in POLICY_KINDS)
