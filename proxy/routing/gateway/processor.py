@@ -180,6 +180,12 @@ def _our_gateways(snapshot: Snapshot, settings: Settings, classes: Mapping[str, 
             entry = GatewayEntry(key, obj)
             entry.accepted = (False, "Invalid", f"skipped: {type(error).__name__}: {error}")
             entry.warn(entry.accepted[2])
+        if not settings.ssl_passthrough:
+            for listener in entry.listeners:
+                if listener.protocol == TLS and listener.accepted[0]:
+                    listener.reject("UnsupportedProtocol", "TLS passthrough listeners are served with "
+                                                           "--enable-ssl-passthrough only")
+                    entry.warn(f"listener {listener.name!r} not accepted: {listener.accepted[2]}")
         if not classes[class_name].accepted and entry.accepted[0]:
             entry.accepted = (False, "Invalid", f"GatewayClass {class_name} is not accepted")
             entry.warn(f"not accepted: {entry.accepted[2]}")

@@ -28,6 +28,7 @@ from .objects import (
 
 PASSTHROUGH = {"mode": "Passthrough"}
 TLS_KIND = [{"kind": "TLSRoute"}]
+PASSING = Settings(ssl_passthrough=True)
 LOCAL = 443 + 8000  # the Gateway port as served here (--gateway-port-offset), the Ingress HTTPS port
 
 
@@ -54,7 +55,7 @@ def test_simple_same_namespace():
     """tlsroute-simple-same-namespace: abc.example.com on a *.example.com TLS listener reaches tcp-backend."""
     config = build(snapshot(*_world(_tls_gateway(), tls_route(
         "gateway-conformance-infra-test", backend("tcp-backend", 8443), parents=[parent("gateway-tlsroute")],
-        hostnames=["abc.example.com"]))), Settings())
+        hostnames=["abc.example.com"]))), PASSING)
     table = config.tls_routes[LOCAL]
     route = table.match("abc.example.com")
     assert route is not None and route.cluster == f"{INFRA}/tcp-backend:8443" and route.passthrough
@@ -72,7 +73,7 @@ def test_hostname_intersection_with_a_more_specific_wildcard_listener():
     config = build(snapshot(*_world(
         _tls_gateway("gw", hostname="*.example.com"),
         tls_route("exact", backend("tcp-backend", 8443), parents=[parent("gw")], hostnames=["abc.example.com"]),
-        tls_route("wide", backend("tls-backend-2", 8443), parents=[parent("gw")], hostnames=["*.com"]))), Settings())
+        tls_route("wide", backend("tls-backend-2", 8443), parents=[parent("gw")], hostnames=["*.com"]))), PASSING)
     table = config.tls_routes[LOCAL]
     assert table.match("abc.example.com").ingress == "exact"
     assert table.match("other.example.com").ingress == "wide"  # *.com ∩ *.example.com = *.example.com
@@ -83,7 +84,7 @@ def test_no_matching_listener_hostname():
     """tlsroute-invalid-no-matching-listener-hostname: Accepted False, NoMatchingListenerHostname, 0 attached."""
     config = build(snapshot(*_world(_tls_gateway("gw", hostname="very.specific.com"), tls_route(
         "mismatch", backend("tcp-backend", 8443), parents=[parent("gw")], hostnames=["non.matching.com"]))),
-        Settings())
+        PASSING)
     accepted = _condition(config, "mismatch", "gw", "Accepted")
     assert (accepted.status, accepted.reason) == ("False", "NoMatchingListenerHostname")
     assert config.gateway_status.gateways[(INFRA, "gw")].listener("https").attached_routes == 0
@@ -99,7 +100,7 @@ def test_no_matching_listener_hostname():
 def test_no_matching_listener(gateway_obj, ref, reason):
     """tlsroute-invalid-no-matching-listener: HTTP and HTTPS listeners do not take TLSRoutes; a wrong sectionName."""
     config = build(snapshot(*_world(gateway_obj, tls_route("route", backend("tcp-backend", 8443), parents=[ref],
-                                                           hostnames=["abc.example.com"]))), Settings())
+                                                           hostnames=["abc.example.com"]))), PASSING)
     accepted = _condition(config, "route", ref["name"], "Accepted")
     assert (accepted.status, accepted.reason) == ("False", reason)
 
@@ -111,7 +112,7 @@ def test_no_matching_listener(gateway_obj, ref, reason):
 ])
 def test_unresolved_backend_is_accepted_with_resolved_refs_false_and_rejects_connections(ref, reason):
     config = build(snapshot(*_world(_tls_gateway(), service("tcp-backend", 8443, namespace="elsewhere"), tls_route(
-        "route", ref, parents=[parent("gateway-tlsroute")], hostnames=["abc.example.com"]))), Settings())
+        "route", ref, parents=[parent("gateway-tlsroute")], hostnames=["abc.example.com"]))), PASSING)
     assert _condition(config, "route", "gateway-tlsroute", "Accepted").status == "True"
     resolved = _condition(config, "route", "gateway-tlsroute", "ResolvedRefs")
     assert (resolved.status, resolved.reason) == ("False", reason)
@@ -126,7 +127,7 @@ def test_reference_grant_lets_a_tlsroute_use_another_namespace():
         reference_grant("allow", "elsewhere", froms=[("gateway.networking.k8s.io", "TLSRoute", INFRA)],
                         tos=[("", "Service")]),
         tls_route("route", backend("tcp-backend", 8443, namespace="elsewhere"), parents=[parent("gateway-tlsroute")],
-                  hostnames=["abc.example.com"]))), Settings())
+                  hostnames=["abc.example.com"]))), PASSING)
     assert config.tls_routes[LOCAL].match("abc.example.com").cluster == "elsewhere/tcp-backend:8443"
 
 
@@ -135,7 +136,7 @@ def test_supported_kinds_of_a_passthrough_listener():
     TLSRoute kept in supportedKinds."""
     config = build(snapshot(*_world(gateway("gw", listener(
         "tls-passthrough", 443, "TLS", kinds=[{"kind": "TLSRoute"}, {"kind": "TCPRoute"}], tls=PASSTHROUGH)))),
-        Settings())
+        PASSING)
     status = config.gateway_status.gateways[(INFRA, "gw")].listener("tls-passthrough")
     assert status.supported_kinds == (("gateway.networking.k8s.io", "TLSRoute"),)
     resolved = next(c for c in status.conditions if c.type == "ResolvedRefs")
@@ -145,7 +146,7 @@ def test_supported_kinds_of_a_passthrough_listener():
 def test_terminate_mode_is_not_supported_on_tls_listeners():
     """tlsroute-listener-terminate-not-supported: a TLS listener in Terminate mode is not accepted."""
     config = build(snapshot(*_world(gateway("gw", listener("tls", 443, "TLS", kinds=TLS_KIND,
-                                                           tls={"mode": "Terminate"})))), Settings())
+                                                           tls={"mode": "Terminate"})))), PASSING)
     accepted = next(c for c in config.gateway_status.gateways[(INFRA, "gw")].listener("tls").conditions
                     if c.type == "Accepted")
     assert accepted.status == "False"
@@ -157,7 +158,7 @@ def test_weights_and_the_oldest_route_wins_a_hostname():
                       created="2023-01-01T00:00:00Z")
     newer = tls_route("newer", backend("tcp-backend", 8443), parents=[parent("gateway-tlsroute")],
                       hostnames=["abc.example.com"])
-    config = build(snapshot(*_world(_tls_gateway(), older, newer)), Settings())
+    config = build(snapshot(*_world(_tls_gateway(), older, newer)), PASSING)
     route = config.tls_routes[LOCAL].match("abc.example.com")
     assert route.ingress == "older"
     assert [(b.cluster, b.weight) for b in route.backends.backends] == [
@@ -171,11 +172,22 @@ def test_tls_listener_shares_the_https_port_and_other_ports_get_a_tls_listener()
         gateway("gw", listener("tls", 443, "TLS", hostname="*.example.com", kinds=TLS_KIND, tls=PASSTHROUGH),
                 listener("tls-9443", 9443, "TLS", kinds=TLS_KIND, tls=PASSTHROUGH)),
         tls_route("route", backend("tcp-backend", 8443), parents=[parent("gw")], hostnames=["abc.example.com"]))),
-        Settings())
+        PASSING)
     assert config.listeners[LOCAL].ingress  # the Ingress HTTPS listener serves it (no PortUnavailable)
     assert config.listeners[9443 + 8000].protocol == "TLS"
     assert config.tls_routes[9443 + 8000].match("abc.example.com") is not None
     assert config.tls_routes[LOCAL].match("abc.example.com") is not None
+
+
+def test_without_the_flag_tls_listeners_are_not_accepted():
+    config = build(snapshot(*_world(_tls_gateway(), tls_route("route", backend("tcp-backend", 8443),
+                                                             parents=[parent("gateway-tlsroute")],
+                                                             hostnames=["abc.example.com"]))), Settings())
+    listener_status = config.gateway_status.gateways[(INFRA, "gateway-tlsroute")].listener("https")
+    accepted = next(c for c in listener_status.conditions if c.type == "Accepted")
+    assert (accepted.status, accepted.reason) == ("False", "UnsupportedProtocol")
+    assert "--enable-ssl-passthrough" in accepted.message
+    assert not config.tls_routes and not config.listeners
 
 
 def test_incremental_builder_agrees_and_follows_a_backend_change():
@@ -186,9 +198,9 @@ def test_incremental_builder_agrees_and_follows_a_backend_change():
                                                         parents=[parent("gateway-tlsroute")],
                                                         hostnames=["abc.example.com"])))
     builder = Builder()
-    one = builder.build(first, Settings())
-    assert one.checksum == build(first, Settings()).checksum
-    two = builder.build(second, Settings())
-    assert two.checksum == build(second, Settings()).checksum != one.checksum
+    one = builder.build(first, PASSING)
+    assert one.checksum == build(first, PASSING).checksum
+    two = builder.build(second, PASSING)
+    assert two.checksum == build(second, PASSING).checksum != one.checksum
     assert two.tls_routes[LOCAL].match("abc.example.com").cluster == f"{INFRA}/tls-backend-2:8443"
     assert f"{INFRA}/tls-backend-2:8443" in two.clusters
