@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                      default=d.hsts_include_subdomains, help="its includeSubDomains")
     tls.add_argument("--hsts-preload", action=argparse.BooleanOptionalAction, default=d.hsts_preload,
                      help="its preload")
+    tls.add_argument("--enable-ssl-passthrough", action="store_true", default=d.ssl_passthrough,
+                     help="read the server name of TLS connections first: hosts of Ingresses annotated "
+                          "ssl-passthrough and of TLSRoutes get the TLS stream undecrypted (off: every "
+                          "connection is terminated here)")
 
     life = parser.add_argument_group("process")
     life.add_argument("--shutdown-grace-period", type=_seconds, default=d.shutdown_grace_period, metavar="SECONDS",
@@ -243,6 +247,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         hsts_max_age=args.hsts_max_age,
         hsts_include_subdomains=args.hsts_include_subdomains,
         hsts_preload=args.hsts_preload,
+        ssl_passthrough=args.enable_ssl_passthrough,
         otlp_endpoint=args.otlp_endpoint,
         trace_sample_ratio=args.trace_sample_ratio,
         trace_trust_incoming=args.trace_trust_incoming,

@@ -12,7 +12,7 @@ import asyncio
 import gc
 import logging
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,9 @@ from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
+from proxy.passthrough import PassthroughStats, SniAcceptor, SniReader
+from proxy.routing.passthrough import EMPTY as NO_PASSTHROUGH
+from proxy.routing.passthrough import SniTable, ingress_passthrough, joined
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
@@ -99,6 +102,12 @@ class ProxyServer:
         # id(route) -> the ingress-nginx limit zone (limit-connections, -rpm, -rps) of its Ingress.
         self.client_limiters: dict[int, ClientLimiter] = {}
         self._client_limiters = ClientLimiters()
+        # SSL passthrough (--enable-ssl-passthrough): the Ingress hosts and the TLSRoutes by local port of the
+        # running table, and the counts of spliced connections. None without the flag.
+        self.passthrough: PassthroughStats | None = PassthroughStats() if settings.ssl_passthrough else None
+        self.traffic.passthrough = self.passthrough
+        self._sni_ingress: SniTable = NO_PASSTHROUGH
+        self._sni_ports: dict[int, SniTable] = {}
         # The running table's upstreams, for the policy counters in traffic snapshots.
         self.traffic.upstreams = self._upstreams
         # Tracing (--otlp-endpoint): its sampling settings now, its exporter (a thread) with the first listener.
@@ -155,6 +164,8 @@ class ProxyServer:
             stats.log = True
         for route_id in unlogged:  # enable-access-log "false": its routes (and their canary backends) write no line
             route_stats[route_id].log = False
+        if self.passthrough is not None:
+            self._route_passthrough(runtime)
         self.limiters = self._limiters.bind(policed)
         self.client_limiters = self._client_limiters.bind(policed)
         self.tick = min(self.base_tick, _tick_for(shortest))
@@ -169,6 +180,32 @@ class ProxyServer:
                 # After the new table is live, and once for a burst of publishes: collecting the young
                 # generations walks the new table's objects (~20 ms for 10,000 routes).
                 self._freezing = asyncio.get_running_loop().call_later(FREEZE_DELAY, self._freeze)
+
+    def _route_passthrough(self, runtime: Runtime) -> None:
+        """The passthrough hosts of a new table, handed to every listener reading SNI (O(hosts), only with
+        --enable-ssl-passthrough)."""
+        config = runtime.config
+        self._sni_ingress = ingress_passthrough(config.table)
+        self._sni_ports = dict(config.tls_routes)
+        names: set[str] = {host for host, _ in self._sni_ingress.entries()}
+        for table in self._sni_ports.values():
+            names.update(host for host, _ in table.entries())
+        assert self.passthrough is not None
+        self.passthrough.keep(names)
+        for listener in self.listeners:
+            if listener.sni is not None:
+                listener.sni.table = self._sni_table(listener)
+
+    def _sni_table(self, listener: Listener) -> SniTable:
+        """An Ingress HTTPS listener: the Ingress hosts, plus TLSRoutes of Gateway listeners on its port; a
+        Gateway port: its TLSRoutes."""
+        if listener.ingress:
+            return joined(self._sni_ingress, self._sni_ports.get(self.settings.https_port, NO_PASSTHROUGH))
+        return self._sni_ports.get(listener.port, NO_PASSTHROUGH)
+
+    def _running_upstreams(self) -> Mapping[str, Upstream]:
+        runtime = self.holder.current
+        return runtime.upstreams if runtime is not None else {}
 
     def _upstreams(self) -> list[Upstream]:
         runtime = self.holder.current
@@ -218,17 +255,24 @@ class ProxyServer:
                 if port in (self.settings.http_port, self.settings.https_port) or port in self.gateway_listeners:
                     continue
                 https = config.protocol == "HTTPS"
+                passthrough = config.protocol == "TLS"
+                if passthrough and self.passthrough is None:
+                    logger.error("port %d has only TLS passthrough listeners, which need --enable-ssl-passthrough: "
+                                 "not opened", port)
+                    continue
                 certificates = runtime.certificates.get(port) if https else None
                 if https and certificates is None:
                     logger.error("no certificates for the Gateway HTTPS listener on port %d: not opened", port)
                     continue
                 try:
-                    listener = await self._listen("https" if https else "http", port,
+                    listener = await self._listen("https" if https else "tls" if passthrough else "http", port,
                                                   certificates.server_context() if certificates else None)
                 except OSError as error:
                     logger.error("cannot open port %d for a Gateway listener (port %d): %s", port, config.port, error)
                     continue
                 listener.ingress = False
+                if listener.sni is not None:
+                    listener.sni.table = self._sni_table(listener)
                 listener.set_public_port(config.port)
                 if certificates is not None:
                     self._secure(listener, certificates)
@@ -277,6 +321,8 @@ class ProxyServer:
             handshake_timeout=handshake_timeout or self.header_timeout,
         )
         self._secure(listener, certificates)
+        if listener.sni is not None:
+            listener.sni.table = self._sni_table(listener)
         self.https_port = listener.port
         await self.reconcile()
 
@@ -321,13 +367,20 @@ class ProxyServer:
                                             handshake_timeout=handshake_timeout or self.header_timeout,
                                             stats=HandshakeStats())
             factory = acceptor
+        sni: SniAcceptor | None = None
+        if self.passthrough is not None and (ssl_context is not None or scheme == "tls"):
+            # SSL passthrough: read each ClientHello's server name first (the only cost of the flag).
+            sni = SniAcceptor(acceptor, upstreams=self._running_upstreams, stats=self.passthrough,
+                              hello_timeout=handshake_timeout or self.header_timeout,
+                              connect_timeout=self.settings.upstream_connect_timeout, tries=self.retries)
+            factory = sni
         # Worker processes each bind the same port; the kernel spreads connections among them.
         reuse_port = self.settings.workers > 1
         server: asyncio.AbstractServer
         if self.settings.proxy_protocol:
             server = await ProxyProtocolServer.listen(
                 self.settings.bind, port, reuse_port=reuse_port, backlog=1024,
-                factory=self._proxied_factory(connection, acceptor), timeout=self.header_timeout)
+                factory=self._proxied_factory(connection, acceptor, sni), timeout=self.header_timeout)
         else:
             server = await loop.create_server(factory, self.settings.bind, port, reuse_address=True,
                                               reuse_port=reuse_port or None, backlog=1024)
@@ -335,6 +388,7 @@ class ProxyServer:
         listener = Listener(scheme, bound, server)
         if acceptor is not None:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
+        listener.sni = sni
         holder.append((listener, Pipeline(self, listener)))
         self.listeners.append(listener)
         if self._ticker is None:
@@ -342,8 +396,8 @@ class ProxyServer:
         return listener
 
     @staticmethod
-    def _proxied_factory(connection: Callable[[], ClientConnection],
-                         acceptor: TlsAcceptor | None) -> Callable[[Origin], asyncio.BaseProtocol]:
+    def _proxied_factory(connection: Callable[[], ClientConnection], acceptor: TlsAcceptor | None,
+                         sni: SniAcceptor | None = None) -> Callable[[Origin], asyncio.BaseProtocol]:
         """The protocol factory of a PROXY protocol listener: the plain one, told the header's client address and
         port (("", 0) keeps the socket's peer); on HTTPS the TLS acceptor's handshake, whose app protocol is told.
 
@@ -360,6 +414,16 @@ class ProxyServer:
                 conn.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (conn.scheme.encode(), port)
             return conn
 
+        if sni is not None:
+            # SSL passthrough behind a PROXY header: spliced connections go to the pod as they are; the ones
+            # terminated here are served as on a plain PROXY listener.
+            def reader(origin: Origin) -> SniReader:
+                protocol = sni()
+                if origin[0]:
+                    protocol.app_factory = partial(proxied, origin)
+                return protocol
+
+            return reader
         if acceptor is None:
             return proxied
 
@@ -444,7 +508,9 @@ class ProxyServer:
             if conn.transport is not None:
                 conn.transport.abort()
         for listener in self.listeners:
-            if listener.acceptor is not None:
+            if listener.sni is not None:
+                listener.sni.abort()  # ClientHellos being read, spliced connections, handshakes in progress
+            elif listener.acceptor is not None:
                 listener.acceptor.abort()  # handshakes still in progress
         if self.access_log is not None:
             self.access_log.close()

@@ -111,3 +111,7 @@ class Settings:
     hsts_max_age: int = 31536000
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
+    # SSL passthrough (ingress-nginx's --enable-ssl-passthrough): the HTTPS listeners read each
+    # ClientHello's server name first; hosts of ssl-passthrough Ingresses and of TLSRoutes get the raw
+    # TLS stream spliced to a pod. Off: the HTTPS listeners terminate every connection, as always.
+    ssl_passthrough: bool = False

@@ -145,7 +145,8 @@ def _exemplars(exemplars: list[Exemplar | None] | None) -> list[list[Any] | None
 class TrafficStats:
     """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
 
-    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams", "spans")
+    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams", "spans",
+                 "passthrough")
 
     def __init__(self) -> None:
         self.unmatched = RouteStats(UNMATCHED)
@@ -159,6 +160,8 @@ class TrafficStats:
         self.upstream_tls: Any = upstream_tls.STATS
         # The running upstreams (proxy.upstream.cluster.Upstream), for their policy counters; set by the server.
         self.upstreams: Callable[[], Iterable[Any]] = lambda: ()
+        # SSL passthrough counts (proxy.passthrough.PassthroughStats); None without --enable-ssl-passthrough.
+        self.passthrough: Any = None
         # The span exporter (proxy.tracing.exporter.SpanExporter: exported, dropped, failed); None: no tracing.
         self.spans: Any = None
 
@@ -212,7 +215,8 @@ class TrafficStats:
                                                           SPANS_EXPORT_FAILED: spans.failed}} if spans else None
         return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies,
                 "proxy_protocol_rejected": rejected, "upstream_tls": backend, "route_policy": policed,
-                "clusters": cluster_counts(self.upstreams()), "tracing": tracing}
+                "clusters": cluster_counts(self.upstreams()), "tracing": tracing,
+                "passthrough": self.passthrough.snapshot() if self.passthrough is not None else None}
 
 
 def cluster_counts(upstreams: Iterable[Any]) -> list[list[Any]]:
@@ -260,7 +264,9 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     policed: dict[tuple[str, ...], list[int]] = {}
     clusters: dict[ClusterLabels, dict[str, Any]] = {}
     tracing: dict[str, Any] | None = None
+    passthrough: list[Any] = []
     for snapshot in snapshots:
+        passthrough.append(snapshot.get("passthrough"))
         for labels, entries in snapshot.get("routes", ()):
             key_labels = tuple(labels)
             bucket = order.setdefault(key_labels, [])
@@ -308,7 +314,27 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
             "handshakes": handshakes, "mirrors": mirrors, "proxy_protocol_rejected": rejected, "upstream_tls": backend,
             "route_policy": [[list(labels), counts] for labels, counts in policed.items()],
-            "clusters": [[list(labels), counts] for labels, counts in clusters.items()], "tracing": tracing}
+            "clusters": [[list(labels), counts] for labels, counts in clusters.items()], "tracing": tracing,
+            "passthrough": merge_passthrough(passthrough) if any(passthrough) else None}
+
+
+def merge_passthrough(parts: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """The sum of several processes' SSL passthrough counts (proxy.passthrough.PassthroughStats.snapshot:
+    {"hosts": {host: [connections, received, sent]}, "failures": {reason: n}, "active": n})."""
+    hosts: dict[str, list[int]] = {}
+    failures: dict[str, int] = {}
+    active = 0
+    for part in parts:
+        if not part:
+            continue
+        for name, counts in part.get("hosts", {}).items():
+            known = hosts.setdefault(name, [0, 0, 0])
+            for index in range(3):
+                known[index] += counts[index]
+        for reason, count in part.get("failures", {}).items():
+            failures[reason] = failures.get(reason, 0) + count
+        active += part.get("active", 0)
+    return {"hosts": hosts, "failures": failures, "active": active}
 
 
 def _latest(known: list[Any] | None, other: list[Any]) -> list[Any]:

@@ -37,9 +37,10 @@ SECRET = "Secret"
 GATEWAY_CLASS = "GatewayClass"
 GATEWAY = "Gateway"
 HTTP_ROUTE = "HTTPRoute"
+TLS_ROUTE = "TLSRoute"
 REFERENCE_GRANT = "ReferenceGrant"
 NAMESPACE = "Namespace"
-GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT)
+GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT, TLS_ROUTE)
 # Traffic policies: ours (pyngress.dev/v1alpha1), the Gateway API's BackendTLSPolicy, and the ConfigMaps
 # holding the CA bundles BackendTLSPolicies name.
 BACKEND_TRAFFIC_POLICY = "BackendTrafficPolicy"
@@ -305,6 +306,7 @@ class ObjectCache:
                 gateway_classes=stores[GATEWAY_CLASS].freeze(),
                 gateways=stores[GATEWAY].freeze(),
                 http_routes=stores[HTTP_ROUTE].freeze(),
+                tls_routes=stores[TLS_ROUTE].freeze(),
                 reference_grants=stores[REFERENCE_GRANT].freeze(),
                 namespaces=stores[NAMESPACE].freeze(),
                 backend_traffic_policies=stores[BACKEND_TRAFFIC_POLICY].freeze(),

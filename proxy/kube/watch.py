@@ -144,6 +144,9 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
              "list_namespaced_custom_object", versions=("v1",)),
     KindSpec("HTTPRoute", GATEWAY_GROUP, "httproutes", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1",)),
+    # TLSRoute: v1 since Gateway API v1.5, v1alpha2/v1alpha3 before (the fields read are the same).
+    KindSpec("TLSRoute", GATEWAY_GROUP, "tlsroutes", CustomObjectsApi, "list_cluster_custom_object",
+             "list_namespaced_custom_object", versions=("v1", "v1alpha3", "v1alpha2")),
     # Bundles before ReferenceGrant reached v1 serve it at v1beta1 only.
     KindSpec("ReferenceGrant", GATEWAY_GROUP, "referencegrants", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1", "v1beta1")),
@@ -352,6 +355,12 @@ class KindWatcher:
                 await self._watch()
                 quiet = self.state.events_total + self.state.bookmarks_total == events
                 if quiet and time.monotonic() - started < MIN_HEALTHY_STREAM:
+                    if self.on_gone is not None and not self._gone_reported:
+                        # A deleted CRD ends its watches: with no objects there is no DELETED event first.
+                        self._gone_reported = True
+                        log.info("%s: watch closed at once (its CRD removed?); asking discovery again", self.where)
+                        await self.on_gone()
+                        continue
                     raise WatchProtocolError("watch stream closed at once")
             except ApiException as err:
                 if err.status == 410:

@@ -353,8 +353,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      '`Secure` attribute.'),
     ('ssl-ciphers', 'not yet',
      ''),
-    ('ssl-passthrough', 'not yet',
-     ''),
+    ('ssl-passthrough', 'supported with a difference',
+     "Needs `--enable-ssl-passthrough` (as ingress-nginx); the Service of the host's `/` path gets the "
+     'TLS stream undecrypted. Pods are dialled directly (balanced, connect retries) instead of the '
+     'clusterIP, with no second hop through port 442; see README, "TLS".'),
     ('ssl-prefer-server-ciphers', 'not yet',
      ''),
     ('ssl-redirect', 'supported',

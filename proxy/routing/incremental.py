@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
-from proxy.routing.build import warning_order
+from proxy.routing.build import gateway_digested, warning_order
 from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, policy_status_digest, status_digest
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
@@ -65,7 +65,7 @@ _FEW = 8
 _Members = IngressEntry | tuple[IngressEntry, ...] | set[IngressEntry]
 
 # Snapshot mappings the Gateway translation reads whole (identity unchanged: nothing to translate again).
-_GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces")
+_GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "tls_routes")
 # Snapshot mappings the policy index reads whole.
 _POLICY_KINDS = ("backend_traffic_policies", "backend_tls_policies", "config_maps")
 
@@ -270,7 +270,7 @@ class Builder:
                           tls_policy_status=self._tls_status)
         return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
                       checksum=self._digests.hexdigest(), listeners=self._listeners, gateway_status=gateway.status,
-                      policy_status=self._policy_status, tls_policy_status=self._tls_status)
+                      policy_status=self._policy_status, tls_policy_status=self._tls_status, tls_routes=gateway.tls)
 
     # ------------------------------------------------------------------ traffic policies
 
@@ -340,7 +340,8 @@ class Builder:
             gateway = self._gateway = translate(snapshot, settings, self._gateway_memo, policies=self._policies)
             if self._policies.mixed() != split:
                 self._warnings = None
-            self._status_digest = status_digest(gateway.status) if gateway.status is not None else b""
+            digested = gateway_digested(gateway)
+            self._status_digest = status_digest(digested) if digested is not None else b""
             self.work.gateways = 1
             if gateway.warnings != old.warnings:
                 self._warnings = None
@@ -358,6 +359,8 @@ class Builder:
         else:
             self._listener_tables = ListenerTables()
             digests, merged = set(), {}
+        if gateway.tls_holder is not None:
+            merged[id(gateway.tls_holder)] = gateway.tls_holder  # the TLSRoutes' clusters are used like the rest
         if self._status_digest:
             digests.add(self._status_digest)
         for digest in self._listener_digests - digests:

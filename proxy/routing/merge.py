@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from proxy.objects import Key, Warning
@@ -67,6 +67,7 @@ class IngressPaths(Protocol):
     force_redirect: bool  # force-ssl-redirect
     nginx: NginxFeatures | None  # the other ingress-nginx annotations, compiled (None: none used)
     tracing: bool | None  # enable-opentelemetry (None: the process's default)
+    passthrough: bool  # ssl-passthrough
 
     def paths_for(self, host: str) -> tuple[PathEntry, ...]: ...
 
@@ -183,9 +184,24 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             and not (r.filters is not None and any(isinstance(f, RegexRewrite) for f in r.filters.request)))))
     if root is not None:
         routes.exact["/"] = root
+    if host and any(c.passthrough for c in contributions if c.nginx is None or c.nginx.canary is None):
+        warnings.extend(_pass_through(routes, host, contributions))
     if candidates:
         warnings.extend(_place_candidates(routes, contributions, candidates))
     return routes, warnings
+
+
+def _pass_through(routes: VirtualHost, host: str, contributions: Sequence[IngressPaths]) -> list[Warning]:
+    """Mark the host's "/" rule as the target of its TLS connections (ingress-nginx: an ssl-passthrough
+    Ingress makes its whole server passthrough, and the Service of the server's "/" location, whichever
+    Ingress wrote it, receives the connections; without one the annotation is ignored, with a warning)."""
+    slot = routes.prefix.get("")
+    if type(slot) is Route and slot.path in ("/", "") and slot.cluster:
+        routes.prefix[""] = replace(slot, passthrough=True)
+        return []
+    return [Warning("Ingress", c.key[0], c.key[1], f"ssl-passthrough for host {host}: no rule for path \"/\" with "
+                    "a single Service (its Service receives the TLS connections); TLS is terminated for this host")
+            for c in contributions if c.passthrough]
 
 
 def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPaths],

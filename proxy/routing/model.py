@@ -27,6 +27,7 @@ from proxy.routing.filters import Filters, HttpsRedirect
 if TYPE_CHECKING:
     from proxy.routing.gateway.status import GatewayApiStatus
     from proxy.routing.matches import Conditions
+    from proxy.routing.passthrough import SniTable
     from proxy.routing.policies import ClusterPolicy, RoutePolicy
     from proxy.routing.policy.status import TrafficPolicyStatus
     from proxy.routing.policy.tls_status import TlsPolicyStatus
@@ -208,6 +209,9 @@ class Route:
     errors: ErrorPages | None = None
     # False: no access log line for the rule's requests (ingress-nginx's enable-access-log "false").
     access_log: bool = True
+    # TLS connections whose SNI selects this rule's host go to its backend undecrypted (an Ingress's
+    # ssl-passthrough on its host's "/" rule, a TLSRoute's rule), with --enable-ssl-passthrough.
+    passthrough: bool = False
     # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
     # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)
@@ -250,6 +254,7 @@ class Route:
 
 _NO_CERTIFICATES: Mapping[str, Key] = MappingProxyType({})
 _NO_LISTENERS: Mapping[int, ListenerConfig] = MappingProxyType({})
+_NO_TLS_ROUTES: Mapping[int, SniTable] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +321,9 @@ class Config:
     policy_status: TrafficPolicyStatus | None = None
     # Status of every BackendTLSPolicy (None: there are none), for the same writer; covered by the checksum.
     tls_policy_status: TlsPolicyStatus | None = None
+    # TLSRoutes of Gateway TLS listeners in Passthrough mode, by LOCAL port: server name → rule (served
+    # with --enable-ssl-passthrough). Covered by the checksum.
+    tls_routes: Mapping[int, SniTable] = field(default_factory=lambda: _NO_TLS_ROUTES)
 
     def routes(self) -> Iterator[Route]:
         """Every route served on some port, each once (the Ingress ports' Gateway tables share Ingress routes)."""

@@ -33,7 +33,7 @@ class IngressEntry:
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
                  "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx",
-                 "tracing")
+                 "tracing", "passthrough")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -59,6 +59,7 @@ class IngressEntry:
         # The other ingress-nginx annotations, compiled (routing.ingress.nginx); None: the Ingress uses none.
         self.nginx: NginxFeatures | None = None
         self.tracing: bool | None = None  # enable-opentelemetry
+        self.passthrough = False  # ssl-passthrough
 
     def judge(self, selection: ClassSelection) -> None:
         """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
@@ -82,6 +83,7 @@ class IngressEntry:
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
             self.tracing = annotations.enable_opentelemetry
+            self.passthrough = annotations.ssl_passthrough
             if annotations is not DEFAULTS:
                 self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts)
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)

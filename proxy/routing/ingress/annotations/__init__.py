@@ -92,6 +92,7 @@ from proxy.routing.ingress.annotations import (
     session_cookie_path,
     session_cookie_samesite,
     session_cookie_secure,
+    ssl_passthrough,
     ssl_redirect,
     temporal_redirect,
     temporal_redirect_code,
@@ -153,6 +154,7 @@ EXTERNAL_AUTH: tuple[ModuleType, ...] = (
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
 REGISTRY: tuple[ModuleType, ...] = (
     ssl_redirect,
+    ssl_passthrough,
     force_ssl_redirect,
     rewrite_target,
     use_regex,
@@ -208,6 +210,7 @@ class IngressAnnotations:
 
     ssl_redirect: bool = ssl_redirect.DEFAULT
     force_ssl_redirect: bool = force_ssl_redirect.DEFAULT
+    ssl_passthrough: bool = ssl_passthrough.DEFAULT
     rewrite_target: str = rewrite_target.DEFAULT
     use_regex: bool = use_regex.DEFAULT
     app_root: str = app_root.DEFAULT
