@@ -26,6 +26,12 @@ from proxy.routing.ingress.annotations import (
     affinity,
     affinity_mode,
     app_root,
+    auth_tls_error_page,
+    auth_tls_match_cn,
+    auth_tls_pass_certificate_to_upstream,
+    auth_tls_secret,
+    auth_tls_verify_client,
+    auth_tls_verify_depth,
     backend_protocol,
     canary,
     canary_by_cookie,
@@ -146,6 +152,12 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_allow_credentials,
     cors_max_age,
     enable_opentelemetry,
+    auth_tls_secret,
+    auth_tls_verify_client,
+    auth_tls_verify_depth,
+    auth_tls_error_page,
+    auth_tls_pass_certificate_to_upstream,
+    auth_tls_match_cn,
     *TRAFFIC,
 )
 
@@ -192,6 +204,12 @@ class IngressAnnotations:
     cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
     cors_max_age: int = cors_max_age.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
+    auth_tls_secret: str = auth_tls_secret.DEFAULT
+    auth_tls_verify_client: str = auth_tls_verify_client.DEFAULT
+    auth_tls_verify_depth: int = auth_tls_verify_depth.DEFAULT
+    auth_tls_error_page: str = auth_tls_error_page.DEFAULT
+    auth_tls_pass_certificate_to_upstream: bool = auth_tls_pass_certificate_to_upstream.DEFAULT
+    auth_tls_match_cn: str = auth_tls_match_cn.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
