@@ -9,6 +9,20 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class ClientCertificate(Protocol):
+    """The client certificate of a TLS connection to a host that asks for one (tls.client_auth fills it)."""
+
+    # "namespace/name" of the CA Secret the connection's host context verified against.
+    secret: str
+    # nginx's $ssl_client_verify: "SUCCESS", "NONE" or "FAILED:<reason>".
+    verify: str
+    # OpenSSL's X509_V_ERR_ code (0: verified, or no certificate).
+    error: int
+    subject: str  # $ssl_client_s_dn ("" without certificate)
+    issuer: str  # $ssl_client_i_dn
+    escaped_pem: str  # $ssl_client_escaped_cert
+
+
 class Request(Protocol):
     """A request head as rules see it: read for matching, edited by request filters."""
 
@@ -51,6 +65,11 @@ class Request(Protocol):
     @property
     def client_address(self) -> bytes:
         """The client's address as text (b"10.0.0.1"): the connection's peer."""
+        ...
+
+    @property
+    def client_certificate(self) -> ClientCertificate | None:
+        """The connection's client certificate verdict; None over plain HTTP and for hosts that ask none."""
         ...
 
     def set_header(self, name: bytes, value: bytes) -> None:
