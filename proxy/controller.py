@@ -20,8 +20,8 @@ from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.clusters import resolve_cluster
 from proxy.routing.fields import Malformed
 from proxy.routing.incremental import Builder
-from proxy.routing.ingress.client_auth import client_auth_hosts
 from proxy.routing.ingress.classes import select_classes
+from proxy.routing.ingress.client_auth import client_auth_hosts
 from proxy.routing.model import Cluster, Config
 from proxy.routing.policies import BackendTLS
 from proxy.runtime import Runtime, RuntimeHolder
@@ -399,9 +399,10 @@ def _same_certificates(old: CertStore, new: CertStore) -> bool:
     """Equal host patterns with equal certificate digests (the default included)."""
     if old.default.digest != new.default.digest or len(old) != len(new):
         return False
-    if old.client_auth or new.client_auth:  # client CAs: compare what each host's context verifies against
-        if sorted(map(_auth_key, old.client_auth.values())) != sorted(map(_auth_key, new.client_auth.values())):
-            return False
+    if (old.authenticating or new.authenticating) and (  # client CAs: what each host's context verifies against
+            {host: _auth_key(auth) for host, auth in old.authenticating.items()}
+            != {host: _auth_key(auth) for host, auth in new.authenticating.items()}):
+        return False
     previous = old.certificates
     for pattern, cert in new.certificates.items():
         known = previous.get(pattern)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_writer import H1Writer
-    from proxy.routing.request import ClientCertificate
     from proxy.http.listener import Listener
+    from proxy.routing.request import ClientCertificate
     from proxy.server import ProxyServer
 
 

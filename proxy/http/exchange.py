@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from proxy.http.downstream import Downstream
     from proxy.http.h1_writer import H1Writer
     from proxy.routing.filters import ResponseFilter
-    from proxy.routing.request import ClientCertificate
     from proxy.routing.model import Timeouts
+    from proxy.routing.request import ClientCertificate
     from proxy.stats import RouteStats
     from proxy.upstream.cluster import Upstream
     from proxy.upstream.connection import UpstreamConnection

@@ -93,7 +93,7 @@ class ClientConnection(asyncio.Protocol):
         self.eof = False
         self.server_name: str | None = None  # the TLS SNI, recorded by the certificate store's callback
         # The client certificate verdict, read once when a route first asks (see client_certificate).
-        self.peer_certificate: ClientCertificate | None | bool = False
+        self.peer_certificate: ClientCertificate | bool | None = False
 
     # ------------------------------------------------------------------ transport events
 

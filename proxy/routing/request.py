@@ -12,15 +12,35 @@ from typing import Protocol
 class ClientCertificate(Protocol):
     """The client certificate of a TLS connection to a host that asks for one (tls.client_auth fills it)."""
 
-    # "namespace/name" of the CA Secret the connection's host context verified against.
-    secret: str
-    # nginx's $ssl_client_verify: "SUCCESS", "NONE" or "FAILED:<reason>".
-    verify: str
-    # OpenSSL's X509_V_ERR_ code (0: verified, or no certificate).
-    error: int
-    subject: str  # $ssl_client_s_dn ("" without certificate)
-    issuer: str  # $ssl_client_i_dn
-    escaped_pem: str  # $ssl_client_escaped_cert
+    @property
+    def secret(self) -> str:
+        """"namespace/name" of the CA Secret the connection's host context verified against."""
+        ...
+
+    @property
+    def verify(self) -> str:
+        """nginx's $ssl_client_verify: "SUCCESS", "NONE" or "FAILED:<reason>"."""
+        ...
+
+    @property
+    def error(self) -> int:
+        """OpenSSL's X509_V_ERR_ code (0: verified, or no certificate)."""
+        ...
+
+    @property
+    def subject(self) -> str:
+        """$ssl_client_s_dn ("" without certificate)."""
+        ...
+
+    @property
+    def issuer(self) -> str:
+        """$ssl_client_i_dn."""
+        ...
+
+    @property
+    def escaped_pem(self) -> str:
+        """$ssl_client_escaped_cert."""
+        ...
 
 
 class Request(Protocol):

@@ -172,7 +172,7 @@ class _OpenSsl:
         self.reason = ""
         self.accept = _VerifyCallback(_accept)
         try:
-            import _ssl  # noqa: PLC0415  (the extension module: its libssl is the one OpenSSL objects live in)
+            import _ssl
 
             lib = ctypes.CDLL(_ssl.__file__)
             lib.SSL_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VerifyCallback]

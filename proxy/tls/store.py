@@ -126,7 +126,8 @@ class CertStore:
     changed reloads only that certificate.
     """
 
-    __slots__ = ("default", "default_context", "client_auth", "_exact", "_wildcards", "_certificates", "_contexts")
+    __slots__ = ("default", "default_context", "client_auth", "authenticating", "_exact", "_wildcards",
+                 "_certificates", "_contexts")
 
     _contexts: dict[str, ssl.SSLContext]
 
@@ -160,12 +161,14 @@ class CertStore:
         # A host with client certificates (`authenticating`: pattern -> (reuse key, its own context, what the SNI
         # callback must do: tls.client_auth)) gets that context instead; empty for every store without one.
         self.client_auth: dict[ssl.SSLContext, Any] = {}
+        self.authenticating: dict[str, Any] = {}  # the same by host pattern (to compare stores)
         for pattern, cert in (certificates or {}).items():
             pattern = pattern.lower()
             own = authenticating.get(pattern) if authenticating else None
             if own is not None:
                 key, context, auth = own
                 self.client_auth[context] = auth
+                self.authenticating[pattern] = auth
                 prepared[key] = context
             else:
                 context = context_for(cert)

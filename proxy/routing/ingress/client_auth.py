@@ -128,7 +128,7 @@ def client_auth_hosts(ingresses: Iterable[KubeObject]) -> tuple[dict[str, tuple[
         values, _ = parse_annotations(annotations)  # their warnings are the build's
         if not values.auth_tls_secret or any(name in values.invalid for name in _FAIL_CLOSED):
             continue
-        meta = ingress.get("metadata") or {}
+        meta: Mapping[str, Any] = ingress.get("metadata") or {}
         namespace = str(meta.get("namespace") or "default")
         name = str(meta.get("name") or "")
         age = (str(meta.get("creationTimestamp") or ""), namespace, name)
@@ -136,12 +136,12 @@ def client_auth_hosts(ingresses: Iterable[KubeObject]) -> tuple[dict[str, tuple[
     hosts: dict[str, tuple[Key, str, int]] = {}
     owners: dict[str, str] = {}
     warnings: list[Warning] = []
-    for _, namespace, name, values, ingress in sorted(found, key=lambda item: item[0]):
+    for _, namespace, name, values, obj in sorted(found, key=lambda item: item[0]):
         secret = _secret_key(values.auth_tls_secret, namespace)
         if secret[0] != namespace:
             continue
         wanted = (secret, values.auth_tls_verify_client, values.auth_tls_verify_depth)
-        for host in _rule_hosts(ingress):
+        for host in _rule_hosts(obj):
             current = hosts.get(host)
             if current is None:
                 hosts[host] = wanted
