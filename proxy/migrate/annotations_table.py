@@ -64,16 +64,16 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      '`ssl-client-cert` field is dropped.'),
     ('auth-tls-secret', 'supported with a difference',
      'The host (every rule host of the Ingress; the oldest Ingress naming a host decides) asks client '
-     "certificates verified against the Secret's `ca.crt` (and `ca.crl`); the routes of the Ingress check "
-     'the verdict: no certificate with verify `on` 400 "No required SSL certificate was sent", a refused '
-     'one 400 "The SSL certificate error", and send `ssl-client-verify`, `ssl-client-subject-dn`, '
-     "`ssl-client-issuer-dn` upstream (replacing the client's). Fails closed: a missing or unusable "
-     'Secret, one of another namespace, or a host whose CA another Ingress decided: 503 for that '
-     "Ingress's routes, never served unverified. Differences: only Secrets the watch sees today "
-     '(kubernetes.io/tls carrying `ca.crt`; Opaque ones are the next step); the checks apply to the '
-     'routes of the Ingress that names the Secret, not to every path of the host; a plain-HTTP request '
-     'counts as one without certificate; sessions of authenticating hosts are never resumed (every '
-     "connection verifies again) and a connection opened with another host's SNI gets 421."),
+     "certificates verified against the Secret's `ca.crt` (and `ca.crl`); the host's routes check the "
+     "verdict (the paths of its other Ingresses too, as nginx's server-level `ssl_verify_client`): no "
+     'certificate with verify `on` 400 "No required SSL certificate was sent", a refused one 400 "The SSL '
+     'certificate error", and send `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn` '
+     "upstream (replacing the client's). Fails closed: a missing or unusable Secret, one of another "
+     "namespace, or a host whose CA an older Ingress decided otherwise: 503 for that Ingress's routes, "
+     'never served unverified. Differences: only Secrets the watch sees today (kubernetes.io/tls carrying '
+     '`ca.crt`; Opaque ones are the next step); a plain-HTTP request counts as one without certificate; '
+     'sessions of authenticating hosts are never resumed (every connection verifies again) and a '
+     "connection opened with another host's SNI gets 421."),
     ('auth-tls-verify-client', 'supported',
      '`on` (default), `off` (no certificate asked; `ssl-client-verify: NONE`), `optional`, '
      '`optional_no_ca` (a certificate the CA does not vouch for is forwarded with `FAILED:<reason>`). The '

@@ -128,3 +128,18 @@ def test_hosts_asking_certificates_oldest_ingress_decides():
     hosts, warnings = client_auth_hosts([young, plain, broken, same, old])
     assert hosts == {"a.test": (("default", "ca"), "on", 2), "b.test": (("default", "ca"), "on", 2)}
     assert [(w.name, "a.test" in w.message) for w in warnings] == [("young", True)]
+
+
+def test_the_hosts_other_ingresses_are_guarded_too():
+    """nginx.tmpl puts ssl_verify_client in the server block (controller.go: the first Ingress with auth-tls
+    configures the server): a path of another Ingress of that host needs the certificate as well; other hosts
+    do not."""
+    snap = world(annotated("auth", rule(HOST, path("/", "echo")), auth_tls_secret="default/ca",
+                           created="2024-01-01T00:00:00Z"),
+                 annotated("later", rule(HOST, path("/other", "echo")), rule("plain.test", path("/", "echo")),
+                           created="2024-02-01T00:00:00Z", enable_cors="true"))
+    assert go(snap, "/other", scheme="https", certificate=NONE).status == 400
+    ok = go(snap, "/other", scheme="https", certificate=GOOD)
+    assert ok.status == 200 and sent(ok)["ssl-client-verify"] == "SUCCESS"
+    assert go(snap, "/", host="plain.test", scheme="https").status == 200
+    same_as_incremental(snap)

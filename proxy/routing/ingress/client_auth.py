@@ -6,7 +6,8 @@ Two halves, as in nginx (`ssl_verify_client` in the server block, the checks and
 - `client_auth_hosts` (build time, read by the controller for the TLS store): each rule host of an Ingress with
   `auth-tls-secret` asks client certificates, verified against the Secret's `ca.crt`; the oldest Ingress
   naming a host decides (ingress-nginx's "server already configured for mutual authentication");
-- `ClientCertificateCheck` (per request, only on the routes of such Ingresses): reads the connection's verdict
+- `ClientCertificateCheck` (per request, only on the routes of such hosts; the check of the host's oldest such
+  Ingress guards the host's other Ingresses' paths too, as nginx's server-level directive does): reads the connection's verdict
   (`Request.client_certificate`) and answers as nginx does: no certificate with verify "on": 400 "No required SSL
   certificate was sent"; a certificate that failed verification: 400 "The SSL certificate error" (both a 302
   to `auth-tls-error-page` when set); `auth-tls-match-cn` not found in the subject DN: 403. Then it sets
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Warning
 from proxy.routing.access import Refuse
-from proxy.routing.filters import Answer
+from proxy.routing.filters import Answer, compose
 from proxy.routing.ingress.annotations import IngressAnnotations, annotations_of, parse_annotations
+from proxy.routing.model import Route
 from proxy.routing.request import Request
 
 # The annotations that make an Ingress use client certificates (and the name the others act with).
@@ -95,6 +97,29 @@ class ClientCertificateCheck:
         if self.error_page:
             return Answer(302, self.error_page, detail=reason)
         return Answer(400, detail=reason)
+
+
+def host_check(features: Iterable[Any]) -> ClientCertificateCheck | None:
+    """The check of a host's oldest Ingress asking client certificates (`features`: each Ingress's NginxFeatures
+    or None, oldest first): nginx's `ssl_verify_client` is the server's, so it guards the host's other Ingresses'
+    paths too."""
+    for nginx in features:
+        security = getattr(nginx, "security", None) if nginx is not None else None
+        for item in security.filters if security is not None else ():
+            if isinstance(item, ClientCertificateCheck):
+                return item
+    return None
+
+
+def guard(route: Route, check: ClientCertificateCheck) -> Route:
+    """`route` (of an Ingress without auth-tls of its own) with its host's client certificate check."""
+    items: list[Any] = []
+    if route.filters is not None:
+        items += route.filters.request
+        items += route.filters.response
+        items += route.filters.mirrors
+    items.append(check)
+    return replace(route, filters=compose(dict.fromkeys(items)))
 
 
 def client_auth_of(values: IngressAnnotations, *, namespace: str) -> tuple[Any | None, list[str]]:
@@ -169,4 +194,4 @@ def _rule_hosts(ingress: Mapping[str, Any]) -> list[str]:
     return hosts
 
 
-__all__ = ["ClientCertificateCheck", "client_auth_hosts", "client_auth_of"]
+__all__ = ["ClientCertificateCheck", "client_auth_hosts", "client_auth_of", "guard", "host_check"]
