@@ -41,9 +41,10 @@ class Client:
 
     async def get(self, port: int, host: str, path: str = "/", *, sni: str | None = None,
                   headers: str = "") -> tuple[int, dict[str, str], bytes]:
+        """One request on a new connection; SNI `host` unless `sni` says otherwise ("": none)."""
         async with asyncio.timeout(DEADLINE):
             reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=self.context,
-                                                           server_hostname=sni or host)
+                                                           server_hostname=host if sni is None else sni)
             try:
                 writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n".encode())
                 return await read_response(reader)
@@ -74,7 +75,8 @@ def pkis(tmp_path: Path) -> dict[str, Pki]:
     return found
 
 
-async def start(echo_pods, manifests, pyngress, pkis, ingresses: list[dict], *, secrets: list[dict] | None = None):
+async def start(echo_pods, manifests, pyngress, pkis, ingresses: list[dict], *, secrets: list[dict] | None = None,
+                flags: tuple[str, ...] = ()):
     [pod] = await echo_pods.replicas(("web-1", "127.0.0.2"))
     server = pkis["server"]
     hosts = sorted({i["spec"]["rules"][0]["host"] for i in ingresses} | {"plain.test"})
@@ -86,7 +88,7 @@ async def start(echo_pods, manifests, pyngress, pkis, ingresses: list[dict], *, 
         secret_manifest(leaf, "plain")])
     plain = site("plain", "plain.test", "plain", {})
     manifests.write("ingress.yaml", [*ingresses, plain])
-    proc = await pyngress(manifests.path)
+    proc = await pyngress(manifests.path, *flags)
     return proc, proc.ports["https"], leaf
 
 
@@ -214,6 +216,11 @@ async def test_no_bypass_by_sni_or_session_resumption(echo_pods, manifests, pyng
     server = pkis["server"]
     status, _, _ = await Client(server).get(port, "a.test", sni="plain.test")
     assert status == 421
+    # No SNI at all: the default context asks nothing, and the route refuses to serve unverified.
+    anonymous = Client(server)
+    anonymous.context.check_hostname = False
+    anonymous.context.verify_mode = ssl.CERT_NONE
+    assert (await anonymous.get(port, "a.test", sni=""))[0] == 503
 
     good = pkis["clients"].leaf("good")
     client = Client(server, good)
@@ -235,3 +242,16 @@ async def test_no_bypass_by_sni_or_session_resumption(echo_pods, manifests, pyng
 
         reused, status = await asyncio.get_running_loop().run_in_executor(None, resume)
         assert not reused and status == 400, version
+
+
+async def test_worker_processes_ask_for_certificates_too(echo_pods, manifests, pyngress, pkis):
+    """`--workers 2`: each worker builds its own certificate store and drives its own libssl."""
+    proc, port, _ = await start(echo_pods, manifests, pyngress, pkis,
+                                [site("auth", "auth.test", "auth", {"auth-tls-secret": "default/auth"})],
+                                flags=("--workers", "2"))
+    server = pkis["server"]
+    good = Client(server, pkis["clients"].leaf("good"))
+    for _ in range(4):  # connections land on either worker
+        assert (await Client(server).get(port, "auth.test"))[0] == 400
+        status, _, body = await good.get(port, "auth.test")
+        assert status == 200 and json.loads(body)["headers"]["ssl-client-verify"] == "SUCCESS"
