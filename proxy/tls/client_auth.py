@@ -10,7 +10,8 @@ through ctypes, only for connections to such hosts:
 - nginx accepts the handshake whatever the verification says and answers 400 later (or redirects to the error
   page; `optional_no_ca` even forwards unverified certificates): a verify callback that always accepts, and
   `SSL_get_verify_result` read once per connection;
-- the depth (`SSL_set_verify_depth`; not kept across the switch either).
+- the depth (`SSL_set_verify_depth`; not kept across the switch either), and for `ca.crl` the CRL checks, set on
+  the host context's certificate store (`X509_STORE_set_flags`), which verification does read after the switch.
 
 Session resumption: tickets and session ids are the listener's, shared by every host, so a session verified
 against one host's CA could be resumed on another host. In the SNI callback a new session of an
@@ -31,6 +32,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -45,6 +47,7 @@ log = logging.getLogger("pyngress.tls")
 
 CA_KEY = "ca.crt"
 CRL_KEY = "ca.crl"
+_CRL_BLOCK = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 
 # ingress-nginx's auth-tls-verify-client values.
 VERIFY_ON = "on"
@@ -52,11 +55,10 @@ VERIFY_OFF = "off"
 VERIFY_OPTIONAL = "optional"
 VERIFY_OPTIONAL_NO_CA = "optional_no_ca"
 
-# OpenSSL's SSL_VERIFY_PEER (the CA-related X509_V_ERR_* codes optional_no_ca tolerates are listed below).
+# OpenSSL's SSL_VERIFY_PEER, X509_V_FLAG_CRL_CHECK and X509_V_FLAG_CRL_CHECK_ALL.
 _SSL_VERIFY_PEER = 0x01
-# X509_V_ERR_ codes nginx's ngx_ssl_verify_error_optional() lets through with optional_no_ca.
-OPTIONAL_NO_CA_ERRORS = frozenset({18, 19, 2, 20, 21})  # depth zero self signed, self signed in chain,
-# unable to get issuer cert, unable to get issuer cert locally, unable to verify leaf signature
+_X509_V_FLAG_CRL_CHECK = 0x4
+_X509_V_FLAG_CRL_CHECK_ALL = 0x8
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +126,15 @@ def parse_ca_secret(secret: Any) -> ClientCa | str:
     ca_pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
     crl_pem = b""
     if CRL_KEY in values:
-        try:
-            crl = x509.load_pem_x509_crl(values[CRL_KEY])
-        except ValueError:
-            return f"{CRL_KEY}: no valid PEM certificate revocation list"
-        crl_pem = crl.public_bytes(serialization.Encoding.PEM)
+        crls = []
+        for block in _CRL_BLOCK.findall(values[CRL_KEY]):
+            try:
+                crls.append(x509.load_pem_x509_crl(block))
+            except ValueError:
+                return f"{CRL_KEY}: a certificate revocation list cannot be parsed"
+        if not crls:
+            return f"{CRL_KEY}: no PEM certificate revocation list"
+        crl_pem = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls)
     return ClientCa(ca_pem=ca_pem, crl_pem=crl_pem, digest=hashlib.sha256(ca_pem + b"\0" + crl_pem).hexdigest())
 
 
@@ -138,7 +144,7 @@ def add_client_ca(context: ssl.SSLContext, ca: ClientCa, *, secret: str, verify:
     context.load_verify_locations(cadata=ca.ca_pem.decode("ascii"))
     if ca.crl_pem:
         _load_crl(context, ca.crl_pem)
-        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        openssl().check_crls(context)
     context.verify_mode = ssl.CERT_NONE if verify == VERIFY_OFF else ssl.CERT_OPTIONAL
     # Tells ingress-nginx's "client certificate sent for this CA" apart from every other context's sessions.
     session_context = hashlib.sha256(f"{secret}\0{verify}\0{depth}\0{ca.digest}".encode()).digest()[:32]
@@ -189,6 +195,10 @@ class _OpenSsl:
             lib.SSL_get_session.restype = ctypes.c_void_p
             lib.SSL_SESSION_set1_id_context.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint]
             lib.SSL_SESSION_set1_id_context.restype = ctypes.c_int
+            lib.SSL_CTX_get_cert_store.argtypes = [ctypes.c_void_p]
+            lib.SSL_CTX_get_cert_store.restype = ctypes.c_void_p
+            lib.X509_STORE_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+            lib.X509_STORE_set_flags.restype = ctypes.c_int
             lib.X509_verify_cert_error_string.argtypes = [ctypes.c_long]
             lib.X509_verify_cert_error_string.restype = ctypes.c_char_p
             self.lib = lib
@@ -214,6 +224,16 @@ class _OpenSsl:
         ssl_object = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="layout.check")
         pointer = self.ssl_pointer(ssl_object)
         return bool(pointer) and self.lib.SSL_get_SSL_CTX(pointer) == self.context_pointer(context)
+
+    def check_crls(self, context: ssl.SSLContext) -> None:
+        """nginx's ssl_crl: X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL (a CRL for every CA of the chain), on
+        the context's certificate store: `verify_flags` would set them on the context's parameters, which a
+        connection copies from the listener's context, not from the one the SNI callback switches to."""
+        if not self.ok:
+            raise ValueError(f"certificate revocation lists cannot be checked: {self.reason}")
+        store = self.lib.SSL_CTX_get_cert_store(self.context_pointer(context))
+        if not store or self.lib.X509_STORE_set_flags(store, _X509_V_FLAG_CRL_CHECK | _X509_V_FLAG_CRL_CHECK_ALL) != 1:
+            raise ValueError("certificate revocation lists cannot be checked")
 
     def require(self, ssl_object: Any, auth: ClientAuthContext) -> None:
         """In the SNI callback, after switching to the host's context: ask for (and verify) a certificate."""
@@ -295,5 +315,5 @@ def client_certificate(ssl_object: Any) -> ClientCertificate | None:
                              issuer=described[1], escaped_pem=described[2])
 
 
-__all__ = ["ClientAuthContext", "ClientCa", "ClientCertificate", "OPTIONAL_NO_CA_ERRORS", "add_client_ca",
+__all__ = ["ClientAuthContext", "ClientCa", "ClientCertificate", "add_client_ca",
            "available", "client_certificate", "parse_ca_secret", "require_client_certificate"]

@@ -16,13 +16,17 @@ import base64
 import json
 import socket
 import ssl
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
 from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, service
-from test_tls_listener import Pki, read_response, secret_manifest
+from test_tls_listener import NOW, Pki, read_response, secret_manifest
 
 A = "nginx.ingress.kubernetes.io/"
 
@@ -57,6 +61,17 @@ def ca_secret(leaf: Any, name: str, ca_pki: Pki) -> dict:
     obj = secret_manifest(leaf, name)
     obj["data"]["ca.crt"] = base64.b64encode(ca_pki.cafile.read_bytes()).decode()
     return obj
+
+
+def crl(issuer: Any, key: Any, *revoked: Any) -> bytes:
+    """A PEM CRL of `issuer` listing the `revoked` leaves."""
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+               .last_update(NOW - timedelta(hours=1)).next_update(NOW + timedelta(days=1)))
+    for leaf in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(leaf.serial).revocation_date(NOW - timedelta(minutes=5))
+            .build())
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 def site(name: str, host: str, secret: str, annotations: dict[str, str]) -> dict:
@@ -255,3 +270,21 @@ async def test_worker_processes_ask_for_certificates_too(echo_pods, manifests, p
         assert (await Client(server).get(port, "auth.test"))[0] == 400
         status, _, body = await good.get(port, "auth.test")
         assert status == 200 and json.loads(body)["headers"]["ssl-client-verify"] == "SUCCESS"
+
+
+async def test_revoked_certificates_from_ca_crl(echo_pods, manifests, pyngress, pkis):
+    """ingress-nginx's `ca.crl` key (docs: "Client Certificate Authentication", nginx's ssl_crl, which checks a CRL
+    for every CA of the chain): a revoked client certificate is refused with 400, the others pass."""
+    clients = pkis["clients"]
+    kept, revoked = clients.leaf("kept"), clients.leaf("revoked")
+    server_leaf = pkis["server"].leaf("auth.test", "plain.test")
+    secret = ca_secret(server_leaf, "auth", clients)
+    secret["data"]["ca.crl"] = base64.b64encode(
+        crl(clients.root, clients.root_key) + crl(clients.inter, clients.inter_key, revoked)).decode()
+    proc, port, _ = await start(echo_pods, manifests, pyngress, pkis,
+                                [site("auth", "auth.test", "auth", {"auth-tls-secret": "default/auth"})],
+                                secrets=[secret, secret_manifest(server_leaf, "plain")])
+    server = pkis["server"]
+    assert (await Client(server, kept).get(port, "auth.test"))[0] == 200
+    status, _, body = await Client(server, revoked).get(port, "auth.test")
+    assert status == 400 and b"The SSL certificate error" in body
