@@ -7,8 +7,8 @@ Two halves, as in nginx (`ssl_verify_client` in the server block, the checks and
   `auth-tls-secret` asks client certificates, verified against the Secret's `ca.crt`; the oldest Ingress
   naming a host decides (ingress-nginx's "server already configured for mutual authentication");
 - `ClientCertificateCheck` (per request, only on the routes of such hosts; the check of the host's oldest such
-  Ingress guards the host's other Ingresses' paths too, as nginx's server-level directive does): reads the connection's verdict
-  (`Request.client_certificate`) and answers as nginx does: no certificate with verify "on": 400 "No required SSL
+  Ingress guards the host's other Ingresses' paths too, as nginx's server-level directive does): reads the
+  connection's verdict (`Request.client_certificate`) and answers as nginx does: no certificate with verify "on": 400 "No required SSL
   certificate was sent"; a certificate that failed verification: 400 "The SSL certificate error" (both a 302
   to `auth-tls-error-page` when set); `auth-tls-match-cn` not found in the subject DN: 403. Then it sets
   `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn` (and `ssl-client-cert` with
