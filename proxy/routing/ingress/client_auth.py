@@ -6,13 +6,14 @@ Two halves, as in nginx (`ssl_verify_client` in the server block, the checks and
 - `client_auth_hosts` (build time, read by the controller for the TLS store): each rule host of an Ingress with
   `auth-tls-secret` asks client certificates, verified against the Secret's `ca.crt`; the oldest Ingress
   naming a host decides (ingress-nginx's "server already configured for mutual authentication");
-- `ClientCertificateCheck` (per request, only on the routes of such hosts; the check of the host's oldest such
-  Ingress guards the host's other Ingresses' paths too, as nginx's server-level directive does): reads the
-  connection's verdict (`Request.client_certificate`) and answers as nginx does: no certificate with verify "on": 400 "No required SSL
-  certificate was sent"; a certificate that failed verification: 400 "The SSL certificate error" (both a 302
-  to `auth-tls-error-page` when set); `auth-tls-match-cn` not found in the subject DN: 403. Then it sets
-  `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn` (and `ssl-client-cert` with
-  `auth-tls-pass-certificate-to-upstream`) on the upstream request, replacing what the client sent.
+- `ClientCertificateCheck` (per request, only on the routes of such hosts; the check of the host's oldest
+  such Ingress guards the host's other Ingresses' paths too, as nginx's server-level directive does): reads
+  the connection's verdict (`Request.client_certificate`) and answers as nginx does: no certificate with
+  verify "on": 400 "No required SSL certificate was sent"; a certificate that failed verification: 400 "The
+  SSL certificate error" (both a 302 to `auth-tls-error-page` when set); `auth-tls-match-cn` not found in
+  the subject DN: 403. Then it sets `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn`
+  (and `ssl-client-cert` with `auth-tls-pass-certificate-to-upstream`) on the upstream request, replacing
+  what the client sent.
 
 Fail closed: a connection whose host context does not carry this Ingress's CA (the Secret is missing or
 unusable, another Ingress's CA won the host, libssl cannot be driven) gets 503, never the route unprotected.
