@@ -104,6 +104,10 @@ class Request(Protocol):
         """Drop every field named `name` (any case)."""
         ...
 
+    def replace_headers(self, names: frozenset[bytes], pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+        """Drop every field whose lower-case name is in `names`, then append `pairs` (one pass)."""
+        ...
+
     def set_path(self, path: str) -> None:
         """Forward `path` (already normalized) instead of the request's own."""
         ...
