@@ -42,6 +42,7 @@ from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 log = logging.getLogger("pyngress.tls")
 
@@ -283,6 +284,20 @@ def require_client_certificate(ssl_object: Any, auth: ClientAuthContext) -> None
         ssl_object.pyngress_client_auth = auth
 
 
+# OpenSSL's short names (what nginx's RFC 2253 $ssl_client_s_dn prints) for attributes cryptography would write
+# as dotted OIDs.
+_OPENSSL_NAMES = {
+    NameOID.EMAIL_ADDRESS: "emailAddress",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+    NameOID.TITLE: "title",
+    NameOID.GIVEN_NAME: "GN",
+    NameOID.SURNAME: "SN",
+    NameOID.INITIALS: "initials",
+    NameOID.PSEUDONYM: "pseudonym",
+    NameOID.POSTAL_CODE: "postalCode",
+    NameOID.BUSINESS_CATEGORY: "businessCategory",
+}
+
 # The verdict of certificates seen (DER -> subject, issuer, escaped PEM); bounded.
 _described: dict[bytes, tuple[str, str, str]] = {}
 _DESCRIBED_LIMIT = 4096
@@ -306,7 +321,8 @@ def client_certificate(ssl_object: Any) -> ClientCertificate | None:
     if described is None:
         cert = x509.load_der_x509_certificate(der)
         pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-        described = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), quote(pem, safe=""))
+        described = (cert.subject.rfc4514_string(_OPENSSL_NAMES), cert.issuer.rfc4514_string(_OPENSSL_NAMES),
+                     quote(pem, safe=""))
         if len(_described) >= _DESCRIBED_LIMIT:
             _described.clear()
         _described[der] = described

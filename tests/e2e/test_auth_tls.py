@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from e2e_harness import DEADLINE, INGRESS_CLASS, eventually, ingress, service
-from test_tls_listener import NOW, Pki, read_response, secret_manifest
+from test_tls_listener import NOW, Pki, read_response, secret_manifest, tls_pki
 
 A = "nginx.ingress.kubernetes.io/"
 
@@ -60,6 +62,18 @@ def ca_secret(leaf: Any, name: str, ca_pki: Pki) -> dict:
     obj = secret_manifest(leaf, name)
     obj["data"]["ca.crt"] = base64.b64encode(ca_pki.cafile.read_bytes()).decode()
     return obj
+
+
+def named_leaf(pki: Pki, name: x509.Name) -> Any:
+    """A client certificate of `pki`'s intermediate with the subject `name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(pki.inter.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - timedelta(hours=1))
+            .not_valid_after(NOW + timedelta(days=1)).sign(pki.inter_key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return tls_pki.Leaf(cert, key, pem + pki.inter.public_bytes(serialization.Encoding.PEM), key_pem)
 
 
 def crl(issuer: Any, key: Any, *revoked: Any) -> bytes:
@@ -129,6 +143,14 @@ async def test_verify_on_requires_a_certificate_of_the_ca(echo_pods, manifests, 
     stranger = pkis["other"].leaf("authtls-client")
     status, _, body = await Client(server, stranger).get(port, "auth.test")
     assert status == 400 and b"The SSL certificate error" in body
+
+    # The subject as nginx's $ssl_client_s_dn prints it (RFC 2253, OpenSSL's short names, last RDN first).
+    named = named_leaf(pkis["clients"], x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example, Inc"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "ops"), x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ops@example.com")]))
+    status, _, body = await Client(server, named).get(port, "auth.test")
+    subject = json.loads(body)["headers"]["ssl-client-subject-dn"]
+    assert status == 200 and subject == r"emailAddress=ops@example.com,CN=ops,O=Example\, Inc,C=DE"
 
     # The host without auth-tls asks nothing and sends no ssl-client-* header.
     status, _, body = await Client(server, stranger).get(port, "plain.test")
