@@ -175,15 +175,12 @@ def build_store(
             cert = certificates.setdefault(host, default)
             reuse_key = f"auth:{cert.digest}:{ca.digest}:{verify}:{depth}:{secret_key[0]}/{secret_key[1]}"
             context = known.get(reuse_key)
+            auth = reuse.client_auth.get(context) if context is not None and reuse is not None else None
             try:
-                if context is None:
+                if context is None or auth is None:
                     context = prepare_context(cert)
                     auth = add_client_ca(context, ca, secret="/".join(secret_key), verify=verify, depth=depth)
-                else:
-                    auth = reuse.client_auth[context] if reuse is not None else None  # type: ignore[assignment]
-                    if auth is None:
-                        raise ValueError("lost context")
-            except (ssl.SSLError, ValueError, OSError, KeyError) as exc:
+            except (ssl.SSLError, ValueError, OSError) as exc:
                 namespace, name = secret_key
                 warnings.append(Warning("Secret", namespace, name, f"OpenSSL refused the client CA: {exc}; "
                                         f"{host} answers 503"))
