@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_writer import H1Writer
     from proxy.http.listener import Listener
+    from proxy.routing.request import ClientCertificate
     from proxy.server import ProxyServer
 
 
@@ -31,6 +32,9 @@ class Downstream(Protocol):
     write_paused: bool
     write_paused_since: float
     last_read: float
+
+    def client_certificate(self) -> ClientCertificate | None:
+        """The TLS client certificate verdict of the connection (None: plain HTTP, or a host asking none)."""
 
     def block(self, bit: int) -> None:
         """Stop reading from the client for this reason (flow control)."""

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from proxy.http.h1_writer import H1Writer
     from proxy.routing.filters import ResponseFilter
     from proxy.routing.model import Timeouts
+    from proxy.routing.request import ClientCertificate
     from proxy.stats import RouteStats
     from proxy.upstream.cluster import Upstream
     from proxy.upstream.connection import UpstreamConnection
@@ -195,6 +196,11 @@ class Exchange(RequestHead):
     def client_address(self) -> bytes:
         """The client's address (Request.client_address): read only by filters that check it."""
         return self.client_ip
+
+    @property
+    def client_certificate(self) -> ClientCertificate | None:
+        """The connection's client certificate (Request.client_certificate): read only by the auth-tls check."""
+        return self.client.client_certificate()
 
     def start(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
         """Send ``head`` (plus any body already read) to the endpoint the upstream's balancer picks."""

@@ -27,6 +27,8 @@ from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BL
 from proxy.http.h1_writer import H1Writer
 from proxy.http.head import RequestHead
 from proxy.http.responses import log_answer, new_request_id, random_bits
+from proxy.routing.request import ClientCertificate
+from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "scheme",
                  "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred",
                  "blocked", "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused",
-                 "write_paused_since", "closing", "closed", "eof", "server_name")
+                 "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -92,6 +94,8 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.server_name: str | None = None  # the TLS SNI, recorded by the certificate store's callback
+        # The client certificate verdict, read once when a route first asks (see client_certificate).
+        self.peer_certificate: ClientCertificate | bool | None = False
 
     # ------------------------------------------------------------------ transport events
 
@@ -115,6 +119,14 @@ class ClientConnection(asyncio.Protocol):
             self.server_name = getattr(transport.get_extra_info("ssl_object"), "pyngress_server_name", None)
         self.forwarded = b"".join((xff, _CRLF, scheme_port, b"X-Real-IP: ", client_ip, _CRLF))
         self.server.connection_opened(self)
+
+    def client_certificate(self) -> ClientCertificate | None:
+        """The client certificate of a TLS connection to a host asking one (tls.client_auth), read once."""
+        known = self.peer_certificate
+        if known is False:
+            ssl_object = self.transport.get_extra_info("ssl_object") if self.listener.tls else None
+            known = self.peer_certificate = client_certificate(ssl_object) if ssl_object is not None else None
+        return known  # type: ignore[return-value]  # False replaced above
 
     def data_received(self, data: bytes) -> None:
         self.last_read = self.server.now

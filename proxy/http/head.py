@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from proxy.http.fields import FlatFields
+from proxy.routing.request import ClientCertificate
 
 _SEP = b": "
 _CRLF = b"\r\n"
@@ -95,6 +96,11 @@ class RequestHead(FlatFields):
     def client_address(self) -> bytes:
         """Unknown to a head alone (b""); an Exchange knows its connection's."""
         return b""
+
+    @property
+    def client_certificate(self) -> ClientCertificate | None:
+        """Unknown to a head alone (None); an Exchange asks its connection."""
+        return None
 
     @property
     def has_body(self) -> bool:

@@ -206,6 +206,26 @@ def tls_secrets(ingress: Mapping[str, Any]) -> set[Key]:
     return found
 
 
+# ingress-nginx's annotations naming a Secret, under both prefixes (routing.ingress.annotations.PREFIXES).
+_SECRET_ANNOTATIONS = tuple(f"{prefix}{name}" for prefix in ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
+                            for name in ("auth-tls-secret",))
+
+
+def ingress_secrets(ingress: Mapping[str, Any]) -> set[Key]:
+    """The Secrets an Ingress names: spec.tls, and its Secret annotations ("namespace/name" or "name")."""
+    found = tls_secrets(ingress)
+    meta = ingress.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if isinstance(annotations, dict):
+        namespace = meta.get("namespace") or ""  # type: ignore[union-attr]  # meta is a dict here
+        for key in _SECRET_ANNOTATIONS:
+            value = annotations.get(key)
+            if isinstance(value, str) and value.strip():
+                secret_namespace, slash, name = value.strip().partition("/")
+                found.add((secret_namespace, name) if slash else (namespace, secret_namespace))
+    return found
+
+
 def certificate_refs(gateway: Mapping[str, Any]) -> set[Key]:
     """The Secrets a Gateway's listeners name in tls.certificateRefs, as (namespace, name).
 
@@ -250,7 +270,7 @@ def ca_config_maps(policy: Mapping[str, Any]) -> set[Key]:
 
 
 # The kinds that name Secrets (ConfigMaps), and how: one matters (rebuilds routes) while one of them names it.
-_SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: tls_secrets, GATEWAY: certificate_refs}
+_SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: ingress_secrets, GATEWAY: certificate_refs}
 _CONFIG_MAP_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {BACKEND_TLS_POLICY: ca_config_maps}
 
 

@@ -70,18 +70,35 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('auth-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
-    ('auth-tls-error-page', 'not yet',
-     ''),
-    ('auth-tls-match-cn', 'not yet',
-     ''),
-    ('auth-tls-pass-certificate-to-upstream', 'not yet',
-     ''),
-    ('auth-tls-secret', 'not yet',
-     ''),
-    ('auth-tls-verify-client', 'not yet',
-     ''),
-    ('auth-tls-verify-depth', 'not yet',
-     ''),
+    ('auth-tls-error-page', 'supported',
+     "A client whose certificate is missing or refused gets 302 to this URL instead of 400 (nginx's "
+     "`error_page 495 496 = URL`). Validated with ingress-nginx's pattern but its `@location` form; an "
+     'invalid value fails closed (503).'),
+    ('auth-tls-match-cn', 'supported',
+     '`CN=<regex>` searched in the subject DN (RFC 2253, as `$ssl_client_s_dn`); no match: 403. A value '
+     'without `CN=` or a regex that does not compile fails closed (503) with a warning.'),
+    ('auth-tls-pass-certificate-to-upstream', 'supported',
+     "`ssl-client-cert`: the URL-encoded PEM (`$ssl_client_escaped_cert`); without it a client's own "
+     '`ssl-client-cert` field is dropped.'),
+    ('auth-tls-secret', 'supported with a difference',
+     'The host (every rule host of the Ingress; the oldest Ingress naming a host decides) asks client '
+     "certificates verified against the Secret's `ca.crt` (and `ca.crl`); the host's routes check the "
+     "verdict (the paths of its other Ingresses too, as nginx's server-level `ssl_verify_client`): no "
+     'certificate with verify `on` 400 "No required SSL certificate was sent", a refused one 400 "The SSL '
+     'certificate error", and send `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn` '
+     "upstream (replacing the client's). Fails closed: a missing or unusable Secret, one of another "
+     "namespace, or a host whose CA an older Ingress decided otherwise: 503 for that Ingress's routes, "
+     'never served unverified. Differences: only Secrets the watch sees today (kubernetes.io/tls carrying '
+     '`ca.crt`; Opaque ones are the next step); a plain-HTTP request counts as one without certificate; '
+     'sessions of authenticating hosts are never resumed (every connection verifies again) and a '
+     "connection opened with another host's SNI gets 421."),
+    ('auth-tls-verify-client', 'supported',
+     '`on` (default), `off` (no certificate asked; `ssl-client-verify: NONE`), `optional`, '
+     '`optional_no_ca` (a certificate the CA does not vouch for is forwarded with `FAILED:<reason>`). The '
+     "handshake always completes, as nginx's; the answer comes per request. Another value: `on`, with a "
+     'warning.'),
+    ('auth-tls-verify-depth', 'supported',
+     "nginx's `ssl_verify_depth` (OpenSSL's), default 1; 0 or an invalid value: 1."),
     ('auth-type', 'not yet',
      ''),
     ('auth-url', 'supported with a difference',

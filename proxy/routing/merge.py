@@ -26,6 +26,7 @@ from typing import Protocol
 from proxy.objects import Key, Warning
 from proxy.routing.filters import HTTPS_REDIRECT, Filters, RegexRewrite
 from proxy.routing.ingress.canary import canary_rules
+from proxy.routing.ingress.client_auth import guard, host_check
 from proxy.routing.ingress.nginx import NginxFeatures
 from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
@@ -111,6 +112,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 for c in contributions if c.nginx is not None)
     located: dict[str, Slot] = {}
     root: Route | None = None
+    # ingress-nginx's auth-tls is the server's: the oldest such Ingress's check guards the others' paths too.
+    guarded = host_check(c.nginx for c in contributions if c.nginx is not None and c.nginx.canary is None)
     for contribution in contributions:
         namespace, name = contribution.key
         nginx = contribution.nginx
@@ -120,11 +123,15 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             continue
         redirected = contribution.force_redirect or (contribution.redirect and covered)
         filters = HTTPS_REDIRECT if redirected else None
+        # Paths of an Ingress without auth-tls of its own on a host where another Ingress asks certificates.
+        stranger = guarded if guarded is not None and host_check((nginx,)) is None else None
         for path, path_type, key, cluster in contribution.paths_for(host):
             route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing,
                           body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 route = nginx.route(route)
+            if stranger is not None:
+                route = guard(route, stranger)
             if regex:
                 slots, key = located, f"{path_type}\0{path}"
             else:
@@ -155,6 +162,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                           body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 route = nginx.secure(route)
+            if stranger is not None:
+                route = guard(route, stranger)
             if routes.default is None:
                 routes.default = route
             else:

@@ -599,3 +599,20 @@ def test_policy_status_alone_rebuilds_nothing(kind: str, api_version: str):
     moved = {**policy["metadata"], "resourceVersion": "2"}
     cache.apply(kind, "MODIFIED", {**policy, "metadata": moved, "status": {"ancestors": []}})
     assert changes == []
+
+
+def test_auth_tls_secret_annotation_makes_its_secret_relevant(cache_and_changes):
+    """ingress-nginx's auth-tls-secret ("namespace/name" or "name") names a Secret like spec.tls does: its
+    changes rebuild, while a Secret nothing names does not."""
+    cache, changes = cache_and_changes
+    for name, value in (("full", "default/client-ca"), ("short", "short-ca")):
+        obj = ingress(name)
+        obj["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/auth-tls-secret": value}
+        cache.apply("Ingress", "ADDED", obj)
+    changes.clear()
+    cache.apply("Secret", "ADDED", secret("client-ca"))
+    cache.apply("Secret", "ADDED", secret("short-ca"))
+    assert changes == [CacheChange(routes=True)] * 2
+    changes.clear()
+    cache.apply("Secret", "ADDED", secret("unnamed"))
+    assert changes == []

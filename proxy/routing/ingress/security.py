@@ -11,6 +11,7 @@ that routing.ingress.nginx attaches to every route of the Ingress, its defaultBa
   shared by its routes, checked in that order; `limit-rps`/`limit-rpm` are nginx's `limit_req ... burst=
   limit x limit-burst-multiplier nodelay`, which lets burst + 1 requests through at once and then the
   rate; `limit-whitelist` addresses are never limited; over a limit: 503 (`LIMIT_STATUS`);
+- `auth-tls-*`: the client certificate check (routing.ingress.client_auth), 503 when it cannot be honoured;
 - `enable-cors` and the `cors-*` annotations: the Cors filter in its ingress-nginx mode, with ingress-nginx's
   defaults (origin "*", credentials true, max-age 1728000, its methods and headers lists).
 """
@@ -23,6 +24,7 @@ from typing import Any
 from proxy.routing.access import AddressSet, Refuse, SourceRange
 from proxy.routing.filters import Cors, compose
 from proxy.routing.ingress.annotations import IngressAnnotations, cors_allow_origin
+from proxy.routing.ingress.client_auth import client_auth_of
 from proxy.routing.model import Route
 from proxy.routing.policies import ClientLimit, RateLimit, RoutePolicy
 
@@ -61,6 +63,10 @@ def security_of(values: IngressAnnotations, *, zone: str) -> tuple[Security | No
         # Its warning is the annotation's own (parse_annotations): nothing else of the Ingress's security matters.
         return Security(filters=(Refuse(503, reason=f"invalid {broken[0]} annotation"),)), problems
     filters: list[Any] = []
+    client_auth, client_auth_problems = client_auth_of(values, namespace=zone.partition("/")[0])
+    problems.extend(client_auth_problems)
+    if client_auth is not None:
+        filters.append(client_auth)
     allow = AddressSet(values.whitelist_source_range) if values.whitelist_source_range else None
     deny = AddressSet(values.denylist_source_range) if values.denylist_source_range else None
     if allow is not None or deny is not None:

@@ -38,6 +38,12 @@ from proxy.routing.ingress.annotations import (
     auth_response_headers,
     auth_signin,
     auth_signin_redirect_param,
+    auth_tls_error_page,
+    auth_tls_match_cn,
+    auth_tls_pass_certificate_to_upstream,
+    auth_tls_secret,
+    auth_tls_verify_client,
+    auth_tls_verify_depth,
     auth_url,
     backend_protocol,
     canary,
@@ -194,6 +200,12 @@ REGISTRY: tuple[ModuleType, ...] = (
     from_to_www_redirect,
     upstream_vhost,
     enable_access_log,
+    auth_tls_secret,
+    auth_tls_verify_client,
+    auth_tls_verify_depth,
+    auth_tls_error_page,
+    auth_tls_pass_certificate_to_upstream,
+    auth_tls_match_cn,
     *TRAFFIC,
     *EXTERNAL_AUTH,
 )
@@ -249,6 +261,12 @@ class IngressAnnotations:
     from_to_www_redirect: bool = from_to_www_redirect.DEFAULT
     upstream_vhost: str = upstream_vhost.DEFAULT
     enable_access_log: bool = enable_access_log.DEFAULT
+    auth_tls_secret: str = auth_tls_secret.DEFAULT
+    auth_tls_verify_client: str = auth_tls_verify_client.DEFAULT
+    auth_tls_verify_depth: int = auth_tls_verify_depth.DEFAULT
+    auth_tls_error_page: str = auth_tls_error_page.DEFAULT
+    auth_tls_pass_certificate_to_upstream: bool = auth_tls_pass_certificate_to_upstream.DEFAULT
+    auth_tls_match_cn: str = auth_tls_match_cn.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
