@@ -112,9 +112,9 @@ async def test_initial_sync_fills_the_cache(kube_api: KubeApiServer, start: Star
     snapshot = cache.snapshot()
     assert list(snapshot.endpoint_slices[("default", "web")]) == ["web-abcde"]
     assert ("default", "web-tls") in snapshot.secrets
-    # Only TLS Secrets are listed and watched.
+    # Every Secret is listed and watched, but an Opaque one nothing names is held by key only.
     assert ("default", "opaque") not in snapshot.secrets
-    assert {r.field_selector for r in kube_api.requests if r.resource == "secrets"} == {"type=kubernetes.io/tls"}
+    assert ("default", "opaque") in cache.unheld_secrets()
     # Each kind: one LIST, then a WATCH from exactly the list's version.
     for resource in ("ingresses", "ingressclasses", "services", "endpointslices", "endpoints", "secrets"):
         (listed,) = calls(kube_api, "list", resource)
@@ -419,13 +419,13 @@ async def test_watch_namespace_limits_namespaced_kinds(kube_api: KubeApiServer, 
     assert namespaces == {(resource, "team-a") for resource in namespaced} | {("ingressclasses", "")}
 
 
-async def test_only_tls_secrets_are_watched(kube_api: KubeApiServer, start: Start) -> None:
+async def test_only_tls_secrets_are_held_unnamed(kube_api: KubeApiServer, start: Start) -> None:
     running = await start(kinds=("Secret",))
     kube_api.create(tls_secret("opaque", type_="Opaque"))
     kube_api.create(tls_secret("cert"))
     await eventually(lambda: running.cache.get("Secret", "default", "cert") is not None)
+    await eventually(lambda: ("default", "opaque") in running.cache.unheld_secrets())
     assert running.cache.get("Secret", "default", "opaque") is None
-    assert running.status.kinds["Secret"].events_total == 1
 
 
 async def test_large_objects_stream_whole(kube_api: KubeApiServer, start: Start) -> None:
