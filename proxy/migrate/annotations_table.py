@@ -35,16 +35,25 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('auth-proxy-set-headers', 'not yet',
      ''),
-    ('auth-realm', 'not yet',
-     ''),
+    ('auth-realm', 'supported',
+     'The realm of `WWW-Authenticate: Basic realm="..."` (quotes escaped); default empty, as '
+     'ingress-nginx.'),
     ('auth-request-redirect', 'not yet',
      ''),
     ('auth-response-headers', 'not yet',
      ''),
-    ('auth-secret', 'not yet',
-     ''),
-    ('auth-secret-type', 'not yet',
-     ''),
+    ('auth-secret', 'supported with a difference',
+     "A Secret (any type) of the Ingress's namespace: `name` or `namespace/name`. Another namespace is "
+     'refused (503), as ingress-nginx with its default `allow-cross-namespace-resources: false`. A '
+     'missing Secret, or one without key `auth` (auth-file): every path of the Ingress answers 503, with '
+     'a warning. Cluster mode holds the data only of Secrets an Ingress names (GET when a name appears); '
+     "its changes apply without a restart. Difference: the hashes accepted are nginx's (`$apr1$`, "
+     '`{PLAIN}`, `{SHA}`, `{SSHA}`, bcrypt `$2a$/$2b$/$2y$`, `$1$`, `$5$`, `$6$`), but a DES crypt hash '
+     "needs Python's `crypt` module (Python < 3.13): elsewhere that user is never let in (warning). A "
+     'password without a scheme is never accepted, as in nginx.'),
+    ('auth-secret-type', 'supported',
+     '`auth-file` (default: an htpasswd file in key `auth`) or `auth-map` (each key a user, its value the '
+     'hash). Another value: 503 (fail closed), with a warning.'),
     ('auth-signin', 'not yet',
      ''),
     ('auth-signin-redirect-param', 'not yet',
@@ -64,8 +73,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('auth-tls-verify-depth', 'not yet',
      ''),
-    ('auth-type', 'not yet',
-     ''),
+    ('auth-type', 'supported with a difference',
+     '`basic`: 401 with `WWW-Authenticate: Basic realm="<auth-realm>"` without valid credentials (the '
+     '`Authorization` field is forwarded, as nginx does). `digest` is not supported yet: the Ingress '
+     'answers 503 rather than serve unprotected. Without `auth-type` nothing is asked, as ingress-nginx '
+     '(`auth-secret` alone: a warning). Slow hashes (bcrypt, crypt) are checked on a small thread pool, '
+     'off the event loop; successful checks are remembered (4096 entries, keyed digests, no plaintext) so '
+     "a client's next requests do not pay the hash again."),
     ('auth-url', 'not yet',
      ''),
     ('backend-protocol', 'supported with a difference',
@@ -258,9 +272,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('proxy-ssl-protocols', 'not yet',
      ''),
     ('proxy-ssl-secret', 'supported with a difference',
-     'Fails closed for now: it needs Opaque Secrets (a CA, maybe a client certificate), which pyngress '
-     "does not watch yet: the Ingress's paths answer 503 (ingress-nginx denies a location whose Secret "
-     'cannot be used), with a warning; they are never served unverified.'),
+     "`namespace/name` of a Secret (any type) in the Ingress's namespace: `ca.crt` verifies the pods' "
+     'certificates with `proxy-ssl-verify: on`, `tls.crt`/`tls.key` (when present) is the client '
+     'certificate shown to the pods. Acts with `backend-protocol: HTTPS` (without it: a warning). A '
+     "missing Secret, another namespace, or neither a CA nor a key pair: the Ingress's paths answer 503, "
+     'with a warning; never served unverified. Difference: without `proxy-ssl-name` the name verified is '
+     "the Service's DNS name (nginx: its upstream name), and SNI is always sent."),
     ('proxy-ssl-server-name', 'supported with a difference',
      'Validated (`on`/`off`); only acts with `proxy-ssl-secret`, as in ingress-nginx.'),
     ('proxy-ssl-verify', 'supported with a difference',

@@ -15,7 +15,8 @@ from kubeapi import KubeApiServer
 from proxy.kube.cache import CacheChange
 
 from .objects import ingress, tls_secret
-from .test_watch import Start, calls, eventually, start  # noqa: F401  (the fixture)
+from .test_watch import calls
+from .watching import Start, eventually
 
 KINDS = ("Ingress", "Secret")
 AUTH = "nginx.ingress.kubernetes.io/auth-secret"

@@ -36,6 +36,7 @@ from proxy.routing.filters import (
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
+from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.ingress.security import Security, security_of
 from proxy.routing.model import Route
 from proxy.routing.policy.spec import PolicySpec
@@ -109,9 +110,11 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
     return pattern, problem
 
 
-def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFeatures | None, list[str]]:
+def features_of(values: IngressAnnotations, *, zone: str = "",
+                secrets: SecretReader | None = None) -> tuple[NginxFeatures | None, list[str]]:
     """The compiled features (None when the Ingress uses none of them) and problems, as messages; `zone`:
-    "namespace/name" of the Ingress (its limits' counters are shared by its routes)."""
+    "namespace/name" of the Ingress (its limits' counters are shared by its routes); `secrets`: where the
+    Secrets of auth-secret and proxy-ssl-secret are read."""
     problems: list[str] = []
     canary, canary_problems = canary_spec(values)
     problems.extend(canary_problems)
@@ -122,7 +125,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
             problems.append(f"annotations {', '.join(ignored)} are ignored on a canary Ingress: the main Ingress's "
                             "traffic settings apply to both backends")
         return NginxFeatures(canary=canary), problems
-    policy, refusal, traffic_problems = traffic_layer(values)
+    policy, refusal, traffic_problems = traffic_layer(values, secrets)
     problems.extend(traffic_problems)
     redirect = _redirect(values, problems)
     rewrite = values.rewrite_target
@@ -143,7 +146,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
         else:
             problems.append("annotation x-forwarded-prefix has no effect without rewrite-target (as in ingress-nginx)")
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
-    security, security_problems = security_of(values, zone=zone)
+    security, security_problems = security_of(values, zone=zone, secrets=secrets)
     problems.extend(security_problems)
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security):
         return None, problems

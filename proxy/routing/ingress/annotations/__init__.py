@@ -26,6 +26,10 @@ from proxy.routing.ingress.annotations import (
     affinity,
     affinity_mode,
     app_root,
+    auth_realm,
+    auth_secret,
+    auth_secret_type,
+    auth_type,
     backend_protocol,
     canary,
     canary_by_cookie,
@@ -145,6 +149,10 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_expose_headers,
     cors_allow_credentials,
     cors_max_age,
+    auth_type,
+    auth_secret,
+    auth_secret_type,
+    auth_realm,
     enable_opentelemetry,
     *TRAFFIC,
 )
@@ -191,6 +199,10 @@ class IngressAnnotations:
     cors_expose_headers: str = cors_expose_headers.DEFAULT
     cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
     cors_max_age: int = cors_max_age.DEFAULT
+    auth_type: str = auth_type.DEFAULT
+    auth_secret: str = auth_secret.DEFAULT
+    auth_secret_type: str = auth_secret_type.DEFAULT
+    auth_realm: str = auth_realm.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
