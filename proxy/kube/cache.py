@@ -370,7 +370,7 @@ class ObjectCache:
         hands it to `fetched()`. Cluster mode's watch sets this; without it every Secret is held."""
         self._secret_fetcher = fetch
         held = self._stores[SECRET].data
-        self._released.extend(key for key, obj in held.items() if not self._holds(key, obj))  # type: ignore[misc]
+        self._released.extend(key for key, obj in held.items() if not self._holds(key, obj))  # type: ignore[misc,arg-type]
         self._release_secrets()
 
     def fetched(self, obj: KubeObject) -> None:
@@ -402,7 +402,7 @@ class ObjectCache:
                 continue
             new[key] = _strip(obj, kind)
         if kind == SECRET and self._secret_fetcher is not None:
-            self._unheld = {key for key, obj in new.items() if not self._holds(key, obj)}  # type: ignore[misc]
+            self._unheld = {key for key, obj in new.items() if not self._holds(key, obj)}  # type: ignore[misc,arg-type]
             for key in self._unheld:
                 del new[key]
         old = store.data
@@ -445,15 +445,16 @@ class ObjectCache:
         store = self._stores[kind]
         old = store.data.get(key)
         if kind == SECRET and self._secret_fetcher is not None:
+            secret_key: Key = key  # type: ignore[assignment]
             if event_type == DELETED:
-                self._unheld.discard(key)  # type: ignore[arg-type]
-            elif event_type in (ADDED, MODIFIED) and not self._holds(key, obj):  # type: ignore[arg-type]
-                self._unheld.add(key)  # type: ignore[arg-type]
+                self._unheld.discard(secret_key)
+            elif event_type in (ADDED, MODIFIED) and not self._holds(secret_key, obj):
+                self._unheld.add(secret_key)
                 if old is None:
                     return
                 event_type = DELETED  # no longer held: its data goes
             else:
-                self._unheld.discard(key)  # type: ignore[arg-type]
+                self._unheld.discard(secret_key)
         if event_type == DELETED:
             if old is None:
                 return

@@ -84,8 +84,12 @@ def md5_crypt(password: bytes, salt: bytes, magic: bytes = b"$1$") -> str:
     return (magic + salt + b"$" + text).decode("ascii")
 
 
-def _sha_groups(size: int) -> tuple[tuple[tuple[int, int, int], ...], tuple[int, int, int], int]:
+_Groups = tuple[tuple[int, int, int], ...]
+
+
+def _sha_groups(size: int) -> tuple[_Groups, tuple[int, int, int], int]:
     """The byte order of SHA-crypt's encoding for a digest of `size` bytes (32 or 64), as the spec lists it."""
+    groups: _Groups
     if size == 32:
         groups = ((0, 10, 20), (21, 1, 11), (12, 22, 2), (3, 13, 23), (24, 4, 14), (15, 25, 5), (6, 16, 26),
                   (27, 7, 17), (18, 28, 8), (9, 19, 29))
@@ -140,7 +144,8 @@ def sha_crypt(password: bytes, setting: str) -> str:
         c = step.digest()
     groups, tail, tail_chars = _sha_groups(size)
     text = b"".join(_b64_from_24bit(c[x], c[y], c[z], 4) for x, y, z in groups)
-    text += _b64_from_24bit(*(c[k] if k >= 0 else 0 for k in tail), tail_chars)
+    b2, b1, b0 = (c[k] if k >= 0 else 0 for k in tail)
+    text += _b64_from_24bit(b2, b1, b0, tail_chars)
     prefix = f"{magic}rounds={rounds}$" if custom else magic
     return prefix + salt.decode("ascii") + "$" + text.decode("ascii")
 

@@ -137,7 +137,8 @@ def test_the_command_reports_and_exits_1_when_behaviour_would_change(tmp_path: P
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("1 Ingresses;") and "behaviour would change" in lines[1]
-    assert any(line.startswith("  ! nginx.ingress.kubernetes.io/auth-url='http://auth.example/'  [not yet]") for line in lines)
+    assert any(line.startswith("  ! nginx.ingress.kubernetes.io/auth-url='http://auth.example/'  [not yet]")
+               for line in lines)
     assert any(line.startswith("    nginx.ingress.kubernetes.io/ssl-redirect='false'  [supported]") for line in lines)
     assert any("hsts='false'  [use a flag]" in line and "--hsts" in line for line in lines)
 

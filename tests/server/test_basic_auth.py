@@ -12,10 +12,10 @@ import struct
 from typing import Any
 
 import bcrypt
-from server_harness import connect, read_response, request, wait_until
-from test_nginx_annotations import ingress, serve
 
 from proxy.http import checks
+from server_harness import connect, read_response, request, wait_until
+from test_nginx_annotations import ingress, serve
 
 HOST = "auth"
 REALM = "test auth"
