@@ -274,6 +274,10 @@ class ObjectCache:
         self._unheld: set[Key] = set()
         # Held Secrets whose last reference went away during a write: their data is dropped after it.
         self._released: list[Key] = []
+        # Secrets asked of `fetch` and not read back yet: until the first ones are in, the cache is not synced
+        # (the first build must not answer 503 for an auth-secret being read); later ones do not matter so.
+        self._fetching: set[Key] = set()
+        self._synced_once = False
         self._synced_kinds: set[str] = set()
         self._subscribers: list[Subscriber] = []
         self._observers: list[Observer] = []
@@ -283,8 +287,13 @@ class ObjectCache:
 
     @property
     def synced(self) -> bool:
-        """True once every expected kind has had its first full list."""
-        return self._synced_kinds >= self.expected_kinds
+        """True once every expected kind has had its first full list (and the Secrets those lists named
+        have been read: see `hold_named_secrets`)."""
+        if self._synced_once:
+            return True
+        if self._synced_kinds >= self.expected_kinds and not self._fetching:
+            self._synced_once = True
+        return self._synced_once
 
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         key: Hashable = name if kind in CLUSTER_SCOPED else (namespace, name)
@@ -379,6 +388,17 @@ class ObjectCache:
         found = _name(obj) if isinstance(obj, dict) else None
         if found is not None and found in self._unheld:
             self.apply(SECRET, MODIFIED, obj)
+        if found is not None:
+            self.fetch_ended(found)
+
+    def fetch_ended(self, key: Key) -> None:
+        """The read `fetch(key)` asked for is over (read, not found, given up): the first sync waits no more."""
+        if key not in self._fetching:
+            return
+        was = self.synced
+        self._fetching.discard(key)
+        if not was and self.synced:
+            self._notify(CacheChange(routes=True))
 
     def mark_synced(self, kind: str) -> None:
         """Record that `kind` has been listed once; the cache becoming synced is a route change."""
@@ -537,6 +557,8 @@ class ObjectCache:
             if count > 0:
                 refs[secret] = count
                 if secrets and count == delta and secret in self._unheld:
+                    if not self._synced_once:
+                        self._fetching.add(secret)
                     self._secret_fetcher(secret)  # type: ignore[misc]  # named now: read it again
             else:
                 refs.pop(secret, None)

@@ -533,6 +533,12 @@ class SecretFetcher:
             await asyncio.wait(tasks)
 
     async def _fetch(self, key: Key) -> None:
+        try:
+            await self._read(key)
+        finally:
+            self.cache.fetch_ended(key)
+
+    async def _read(self, key: Key) -> None:
         namespace, name = key
         timeout = aiohttp.ClientTimeout(total=SECRET_FETCH_TIMEOUT, sock_connect=CONNECT_TIMEOUT)
         for attempt in range(1, SECRET_FETCH_ATTEMPTS + 1):

@@ -647,3 +647,23 @@ def test_without_hold_named_secrets_every_secret_is_held():
     cache = ObjectCache()
     cache.replace("Secret", [opaque("htpasswd"), secret("cert")])
     assert set(cache.snapshot().secrets) == {("default", "htpasswd"), ("default", "cert")}
+
+
+def test_the_first_sync_waits_for_the_secrets_its_ingresses_name():
+    """A restart in cluster mode: Secrets listed before the Ingresses naming them; the cache is synced (the
+    first build happens) only once those Secrets have been read back, so no auth route answers 503 meanwhile."""
+    cache = ObjectCache(kinds=("Ingress", "Secret"))
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    cache.hold_named_secrets(lambda key: None)
+    cache.replace("Secret", [opaque("htpasswd"), opaque("gone")])
+    cache.mark_synced("Secret")
+    cache.replace("Ingress", [auth_ingress("a", "htpasswd"), auth_ingress("b", "gone")])
+    cache.mark_synced("Ingress")
+    assert not cache.synced
+    cache.fetched(opaque("htpasswd", rv="2"))
+    assert not cache.synced
+    changes.clear()
+    cache.fetch_ended(("default", "gone"))  # not found (or given up): nothing to wait for
+    assert cache.synced and changes == [CacheChange(routes=True)]
+    assert cache.get("Secret", "default", "htpasswd") is not None
