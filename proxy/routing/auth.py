@@ -7,10 +7,11 @@ field is forwarded to the pods, as nginx does. Users are compiled at build time:
 
 Checking a slow hash (bcrypt, MD5-crypt, SHA-crypt) is not done on the event loop: the filter answers
 with a check (`Answer.check`) that the server runs on a bounded thread pool, then settles. Successful
-checks are remembered in a bounded process-wide set keyed by a keyed BLAKE2b digest of (user, password,
-stored hash): no plaintext is kept, a key made at start makes the digests useless outside this process,
-and a changed hash (a new Secret) no longer matches. Failures are not remembered (each costs a check;
-the pool's queue bounds what that can take).
+checks are remembered in a bounded process-wide set keyed by a keyed BLAKE2b digest of the filter's
+users (their fingerprint) and the Authorization value as sent: no plaintext is kept, a key made at start
+makes the digests useless outside this process, and a changed Secret no longer matches. A remembered
+request costs one digest and one set lookup (nothing decoded). Failures are not remembered (each costs a
+check; the pool's queue bounds what that can take).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ _KEY = os.urandom(32)
 _verified: dict[bytes, None] = {}
 
 
-def _digest(user: bytes, password: bytes, stored: str) -> bytes:
-    h = hashlib.blake2b(key=_KEY, digest_size=32)
-    h.update(len(user).to_bytes(4, "big") + user + len(password).to_bytes(4, "big") + password)
-    h.update(stored.encode("latin-1", "replace"))
-    return h.digest()
+_blake2b = hashlib.blake2b
+
+
+def _digest(salt: bytes, authorization: bytes) -> bytes:
+    """The remembered form of one filter's (`salt`: its fingerprint) accepted Authorization value."""
+    return _blake2b(salt + authorization, key=_KEY, digest_size=32).digest()
 
 
 def _remember(digest: bytes) -> None:
@@ -99,18 +101,25 @@ class BasicAuth:
     fingerprint: str  # sha256 of the users and hashes
     users: dict[bytes, str] = field(compare=False, repr=False, hash=False)
     denied: Answer = field(compare=False, repr=False, hash=False)
+    salt: bytes = field(compare=False, repr=False, hash=False)  # the fingerprint's bytes, for _digest
     order: int = field(default=9, init=False)
 
     @classmethod
     def of(cls, realm: str, users: dict[bytes, str]) -> BasicAuth:
-        fingerprint = hashlib.sha256(b"\n".join(user + b":" + users[user].encode("utf-8", "replace")
-                                                for user in sorted(users))).hexdigest()[:32]
-        return cls(realm, fingerprint, dict(users), Answer(401, detail="authorization required",
-                                                           fields=challenge(realm)))
+        fingerprint = hashlib.sha256(realm.encode("utf-8", "replace") + b"\0" + b"\n".join(
+            user + b":" + users[user].encode("utf-8", "replace") for user in sorted(users))).hexdigest()[:32]
+        return cls(realm, fingerprint, dict(users),
+                   Answer(401, detail="authorization required", fields=challenge(realm)),
+                   fingerprint.encode("ascii") + b"\0")
 
     def on_request(self, request: Request) -> Answer | None:
         value = request.header(b"authorization")
-        if value is None or value[:6].lower() != b"basic ":
+        if value is None:
+            return self.denied
+        digest = _digest(self.salt, value)
+        if digest in _verified:
+            return None
+        if value[:6].lower() != b"basic ":
             return self.denied
         try:
             decoded = base64.b64decode(value[6:].strip(), validate=True)
@@ -120,9 +129,6 @@ class BasicAuth:
         stored = self.users.get(user) if sep else None
         if stored is None:
             return self.denied
-        digest = _digest(user, password, stored)
-        if digest in _verified:
-            return None
         if not htpasswd.slow(stored):
             if htpasswd.verify(password, stored):
                 _remember(digest)
