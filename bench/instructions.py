@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
     parser.add_argument("--security", action="store_true",
                         help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
+    parser.add_argument("--auth", action="store_true",
+                        help="also: a route behind basic auth (bcrypt, remembered after the first request), CORS "
+                             "and a source range (the bench `auth` scenario's)")
     args = parser.parse_args(argv)
     if which("valgrind") is None or which("callgrind_control") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -171,6 +174,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                          _count(group, tree=_REPO, folder=secured, extra=(), port=free_port(), requests=args.requests,
                                 workdir=workdir, name="secured", host=manifests.MAIN_HOST,
                                 headers=(("Origin", "https://app.example"),))))
+        if args.auth:
+            import bcrypt
+
+            authed = os.path.join(workdir, "auth")
+            manifests.write_folder(authed, manifests.objects(None, backend=backend))
+            stored = bcrypt.hashpw(manifests.SECURE_USER[1].encode(), bcrypt.gensalt(10)).decode()
+            manifests.write_json(os.path.join(authed, manifests.FILE_SECURE), manifests.secure_objects(stored))
+            rows.append(("basic auth + CORS + source range",
+                         _count(group, tree=_REPO, folder=authed, extra=(), port=free_port(), requests=args.requests,
+                                workdir=workdir, name="auth", host=manifests.SECURE_HOST,
+                                headers=manifests.secure_headers())))
         if args.policy:
             backend_arg = f"{backend[0][0]}:{backend[0][1]}"
             for label, policies in (("no policy", "off"), ("cluster policy", "cluster")):

@@ -162,7 +162,7 @@ class Exchange(RequestHead):
         self.conn: UpstreamConnection | None = None
         # Dialing (a Task), or a timer before the next attempt (a fault delay, a retry's backoff, a wait for
         # a connection): what a client going away cancels.
-        self.connecting: asyncio.Task[None] | asyncio.TimerHandle | None = None
+        self.connecting: asyncio.Task[None] | asyncio.TimerHandle | asyncio.Future[bool] | None = None
         self.up_out: list[bytes] = []
         self.replay: list[bytes] | None = None
         # A chunked body longer than this gets 413 (0: no limit); set by the pipeline (proxy-body-size).

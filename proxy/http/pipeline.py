@@ -17,15 +17,17 @@ forward; the upstream request head it writes is HTTP/1.1, the protocol spoken to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import TYPE_CHECKING
 
-from proxy.http import error_pages, mirror
+from proxy.http import checks, error_pages, mirror
 from proxy.http import headers as h
 from proxy.http.attempts import Attempts
 from proxy.http.auth_request import AuthGate
 from proxy.http.error_pages import Intercept
+from proxy.http.exchange import BLOCK_CONNECT
 from proxy.http.ratelimit import HELD, REFUSED
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
@@ -189,7 +191,7 @@ class Pipeline:
             traced = route.tracing
             if traced is None:
                 traced = tracer.by_default
-            if traced:
+            if traced and head.trace is None:  # (set: dispatched again after a check, see _check)
                 tracer.start(head)
         server = self.server
         stats = server.route_stats
@@ -265,7 +267,10 @@ class Pipeline:
             for request_filter in filters.request:
                 answer = request_filter.on_request(ex)
                 if answer is not None:
-                    self.answer(conn, ex, answer, filters.response)
+                    if answer.check is not None:
+                        self._check(conn, ex, answer, filters.response)
+                    else:
+                        self.answer(conn, ex, answer, filters.response)
                     return "", None
             if filters.response:
                 ex.response_filters = filters.response
@@ -371,6 +376,39 @@ class Pipeline:
             ex.policy = Attempts(ex, retry, delay=delay, abort=abort, held=held)
         return True
 
+    def _check(self, conn: ClientConnection, ex: Exchange, answer: Answer,
+               response_filters: tuple[ResponseFilter, ...]) -> None:
+        """A filter's check too slow for the event loop (basic auth's bcrypt): run it on the check pool, then
+        either answer (it failed) or dispatch the request again, whose filter now finds the check remembered.
+        A body still coming waits meanwhile; a client that leaves cancels the wait (Exchange.connecting)."""
+        future = checks.POOL.submit(answer.check)  # type: ignore[arg-type]  # (checked by the caller)
+        if future is None:
+            conn.send_error(ex, 503, None, detail="too many checks waiting", reason="overloaded")
+            return
+        holding = not ex.req_done and ex.has_body
+        if holding:
+            ex.client.block(BLOCK_CONNECT)
+        ex.connecting = future
+
+        def checked(done: asyncio.Future[bool]) -> None:
+            if ex.connecting is done:
+                ex.connecting = None
+            if done.cancelled() or ex.finished:
+                return
+            ok = done.exception() is None and done.result()
+            if answer.settle is not None:
+                answer.settle(ok)
+            if holding:
+                ex.client.unblock(BLOCK_CONNECT)
+            if ok:
+                self.dispatch(conn, ex)
+                if ex.conn is not None and not ex.finished:
+                    ex.flush_upstream()  # (the connection flushes after a dispatch it made itself; not this one)
+            else:
+                self.answer(conn, ex, answer, response_filters)
+
+        future.add_done_callback(checked)
+
     def _for_filters(self, head: Exchange, host: str, path: str) -> None:
         """What filters read of a request besides its fields (plain routes never need it); see
         Exchange.SET_BEFORE_READ. Set before listener filters (which never rewrite) and again before a
@@ -400,7 +438,10 @@ class Pipeline:
                 response_filter.on_response(ex, response)
             fields = b"".join(response.fields)
         status = answer.status
-        reason = "redirect" if 300 <= status < 400 else "misdirected" if status == 421 else "filter"
+        reason = ("redirect" if 300 <= status < 400 else "misdirected" if status == 421
+                  else "unauthorized" if status == 401 else "filter")
+        if answer.fields:
+            fields = answer.fields + fields
         conn.send_error(ex, status, None, location=answer.location, detail=answer.detail, fields=fields,
                         reason=reason)
 

@@ -46,10 +46,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "gets X-Original-URI and X-Scheme, as ingress-nginx's template. Invalid method: the Ingress's routes "
      'answer 503 ("invalid HTTP method").'),
     ('auth-proxy-set-headers', 'not yet',
-     "Needs the named ConfigMap's data; ConfigMaps are watched only for BackendTLSPolicy CA bundles "
-     'today. Ignored with a warning: the auth service gets no extra headers.'),
-    ('auth-realm', 'not yet',
      ''),
+    ('auth-realm', 'supported',
+     'The realm of `WWW-Authenticate: Basic realm="..."` (quotes escaped); default empty, as '
+     'ingress-nginx.'),
     ('auth-request-redirect', 'supported',
      "The X-Auth-Request-Redirect value sent to the auth service (default: the request's URI). Invalid "
      "value: the Ingress's routes answer 503."),
@@ -57,10 +57,18 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'Header names copied from a 2xx auth answer into the request sent to the pod, replacing any the '
      "client sent (one absent from the answer is not sent at all, as nginx's empty `proxy_set_header`). "
      'Invalid list: the Ingress\'s routes answer 503 ("invalid headers list").'),
-    ('auth-secret', 'not yet',
-     ''),
-    ('auth-secret-type', 'not yet',
-     ''),
+    ('auth-secret', 'supported with a difference',
+     "A Secret (any type) of the Ingress's namespace: `name` or `namespace/name`. Another namespace is "
+     'refused (503), as ingress-nginx with its default `allow-cross-namespace-resources: false`. A '
+     'missing Secret, or one without key `auth` (auth-file): every path of the Ingress answers 503, with '
+     'a warning. Cluster mode holds the data only of Secrets an Ingress names (GET when a name appears); '
+     "its changes apply without a restart. Difference: the hashes accepted are nginx's (`$apr1$`, "
+     '`{PLAIN}`, `{SHA}`, `{SSHA}`, bcrypt `$2a$/$2b$/$2y$`, `$1$`, `$5$`, `$6$`), but a DES crypt hash '
+     "needs Python's `crypt` module (Python < 3.13): elsewhere that user is never let in (warning). A "
+     'password without a scheme is never accepted, as in nginx.'),
+    ('auth-secret-type', 'supported',
+     '`auth-file` (default: an htpasswd file in key `auth`) or `auth-map` (each key a user, its value the '
+     'hash). Another value: 503 (fail closed), with a warning.'),
     ('auth-signin', 'supported',
      'On a 401 from the auth service: 302 to this URL plus `rd=<scheme>://<Host header><escaped request '
      "URI>` (unless the URL already sets the parameter), with the auth answer's Set-Cookie. Variables as "
@@ -88,8 +96,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'certificate error", and send `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn` '
      "upstream (replacing the client's). Fails closed: a missing or unusable Secret, one of another "
      "namespace, or a host whose CA an older Ingress decided otherwise: 503 for that Ingress's routes, "
-     'never served unverified. Differences: only Secrets the watch sees today (kubernetes.io/tls carrying '
-     '`ca.crt`; Opaque ones are the next step); a plain-HTTP request counts as one without certificate; '
+     'never served unverified. Differences: a plain-HTTP request counts as one without certificate; '
      'sessions of authenticating hosts are never resumed (every connection verifies again) and a '
      "connection opened with another host's SNI gets 421."),
     ('auth-tls-verify-client', 'supported',
@@ -99,8 +106,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'warning.'),
     ('auth-tls-verify-depth', 'supported',
      "nginx's `ssl_verify_depth` (OpenSSL's), default 1; 0 or an invalid value: 1."),
-    ('auth-type', 'not yet',
-     ''),
+    ('auth-type', 'supported with a difference',
+     '`basic`: 401 with `WWW-Authenticate: Basic realm="<auth-realm>"` without valid credentials (the '
+     '`Authorization` field is forwarded, as nginx does). `digest` is not supported yet: the Ingress '
+     'answers 503 rather than serve unprotected. Without `auth-type` nothing is asked, as ingress-nginx '
+     '(`auth-secret` alone: a warning). Slow hashes (bcrypt, crypt) are checked on a small thread pool, '
+     'off the event loop; successful checks are remembered (4096 entries, keyed digests, no plaintext) so '
+     "a client's next requests do not pay the hash again."),
     ('auth-url', 'supported with a difference',
      'External authentication on every route of the Ingress (defaultBackend included), after source '
      "ranges and limits: the request, without body, goes to this URL with the client's headers plus Host "
@@ -323,9 +335,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('proxy-ssl-protocols', 'not yet',
      ''),
     ('proxy-ssl-secret', 'supported with a difference',
-     'Fails closed for now: it needs Opaque Secrets (a CA, maybe a client certificate), which pyngress '
-     "does not watch yet: the Ingress's paths answer 503 (ingress-nginx denies a location whose Secret "
-     'cannot be used), with a warning; they are never served unverified.'),
+     "`namespace/name` of a Secret (any type) in the Ingress's namespace: `ca.crt` verifies the pods' "
+     'certificates with `proxy-ssl-verify: on`, `tls.crt`/`tls.key` (when present) is the client '
+     'certificate shown to the pods. Acts with `backend-protocol: HTTPS` (without it: a warning). A '
+     "missing Secret, another namespace, or neither a CA nor a key pair: the Ingress's paths answer 503, "
+     'with a warning; never served unverified. Difference: without `proxy-ssl-name` the name verified is '
+     "the Service's DNS name (nginx: its upstream name), and SNI is always sent."),
     ('proxy-ssl-server-name', 'supported with a difference',
      'Validated (`on`/`off`); only acts with `proxy-ssl-secret`, as in ingress-nginx.'),
     ('proxy-ssl-verify', 'supported with a difference',

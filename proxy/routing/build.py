@@ -61,7 +61,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
             continue
         if not entry.served:
             continue
-        entry.parse(host_checks)
+        entry.parse(host_checks, snapshot.secrets)
         warnings.extend(entry.warnings)
         served.append(entry)
     served.sort(key=by_age)

@@ -16,7 +16,7 @@ A rule without filters has `Route.filters` None and runs none of this.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +37,12 @@ class Answer:
     status: int
     location: bytes = b""
     detail: str = ""
+    fields: bytes = b""  # more header fields of the answer, ready to send ("WWW-Authenticate: ...\r\n")
+    # A check too slow for the event loop (a bcrypt password): the server runs `check()` on a worker
+    # thread, then `settle(result)` on the loop; True goes on with the request as if the filter had passed
+    # (its filters run again, and the filter remembers the result), False answers this Answer.
+    check: Callable[[], bool] | None = None
+    settle: Callable[[bool], None] | None = None
 
 
 class RequestFilter(Protocol):

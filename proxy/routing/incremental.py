@@ -137,6 +137,7 @@ class Builder:
         self._selection: ClassSelection | None = None
         self._class_warnings: tuple[Warning, ...] = ()
         self._ingresses: dict[Key, IngressEntry] = {}
+        self._secrets: Mapping[Key, KubeObject] = {}  # the snapshot's, while a build runs (parses read them)
         # What each Ingress currently adds (only those that add something are listed).
         self._contributions: dict[Key, IngressEntry] = {}
         self._tls_of: dict[Key, frozenset[str]] = {}
@@ -218,10 +219,17 @@ class Builder:
             if selection != self._selection:
                 self._selection = selection  # an equal one is not swapped in: entries compare it by identity
                 everything = True
+        self._secrets = snapshot.secrets
+        host_checks: dict[str, tuple[str, str]] = {}
         if everything or previous is None or snapshot.ingresses is not previous.ingresses:
-            host_checks: dict[str, tuple[str, str]] = {}
             for key, obj in self._changed_ingresses(snapshot.ingresses, everything=everything):
                 self._refresh(key, obj, dirty, host_checks)
+        if previous is not None and snapshot.secrets is not previous.secrets:
+            # Ingresses whose annotations read a Secret that changed (auth-secret, proxy-ssl-secret): parsed again.
+            moved_secrets = _moved_keys(snapshot.secrets, previous.secrets)
+            for key, entry in list(self._ingresses.items()):
+                if entry.secrets and entry.secrets & moved_secrets and snapshot.ingresses.get(key) is entry.obj:
+                    self._refresh(key, entry.obj, dirty, host_checks, again=True)
 
         if self._tls_names_changed:
             self._tls_names_changed = False
@@ -406,8 +414,9 @@ class Builder:
         return changed
 
     def _refresh(self, key: Key, obj: KubeObject | None, dirty: dict[str, None],
-                 host_checks: dict[str, tuple[str, str]]) -> None:
-        """Bring one Ingress's contribution, TLS hosts and warnings up to date; mark the hosts it touched."""
+                 host_checks: dict[str, tuple[str, str]], *, again: bool = False) -> None:
+        """Bring one Ingress's contribution, TLS hosts and warnings up to date; mark the hosts it touched.
+        `again`: parse it again even though the object is the same (a Secret it reads changed)."""
         entries = self._ingresses
         contribution: IngressEntry | None = None
         tls = _NO_NAMES
@@ -416,7 +425,7 @@ class Builder:
             entries.pop(key, None)
         else:
             entry = entries.get(key)
-            if entry is None or entry.obj is not obj:
+            if entry is None or entry.obj is not obj or again:
                 entry = entries[key] = IngressEntry(key, obj)
             elif entry.selection is self._selection:
                 return
@@ -427,7 +436,7 @@ class Builder:
             elif entry.served:
                 if not entry.parsed:
                     self.work.ingresses += 1
-                    entry.parse(host_checks)
+                    entry.parse(host_checks, self._secrets)
                 if entry.paths is not None:
                     contribution = entry
                 warnings = entry.warnings

@@ -41,6 +41,7 @@ from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
+from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.ingress.security import Security, security_of
 from proxy.routing.model import ErrorPages, Route
 from proxy.routing.policy.spec import PolicySpec
@@ -139,9 +140,11 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
 
 
 def features_of(values: IngressAnnotations, *, zone: str = "",
-                hosts: tuple[str, ...] = ()) -> tuple[NginxFeatures | None, list[str]]:
+                hosts: tuple[str, ...] = (), secrets: SecretReader | None = None
+                ) -> tuple[NginxFeatures | None, list[str]]:
     """The compiled features (None when the Ingress uses none of them) and problems, as messages; `zone`:
-    "namespace/name" of the Ingress (its limits' counters are shared by its routes)."""
+    "namespace/name" of the Ingress (its limits' counters are shared by its routes); `secrets`: where the
+    Secrets of auth-secret and proxy-ssl-secret are read."""
     problems: list[str] = []
     canary, canary_problems = canary_spec(values)
     problems.extend(canary_problems)
@@ -152,7 +155,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
             problems.append(f"annotations {', '.join(ignored)} are ignored on a canary Ingress: the main Ingress's "
                             "traffic settings apply to both backends")
         return NginxFeatures(canary=canary), problems
-    policy, refusal, traffic_problems = traffic_layer(values)
+    policy, refusal, traffic_problems = traffic_layer(values, secrets)
     problems.extend(traffic_problems)
     redirect = _redirect(values, problems)
     rewrite = values.rewrite_target
@@ -173,7 +176,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
         else:
             problems.append("annotation x-forwarded-prefix has no effect without rewrite-target (as in ingress-nginx)")
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
-    security, security_problems = security_of(values, zone=zone)
+    security, security_problems = security_of(values, zone=zone, secrets=secrets)
     problems.extend(security_problems)
     external_auth, auth_problems = auth_layer_of(values, zone=zone)
     problems.extend(auth_problems)

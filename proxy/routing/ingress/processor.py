@@ -9,15 +9,17 @@ the snapshot holds the identical dict. Whether the Ingress is ours depends on th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from proxy.objects import Key, Warning
+from proxy.objects import Key, KubeObject, Warning
 from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
 from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
 from proxy.routing.ingress.nginx import NginxFeatures, extra_hosts, features_of
 from proxy.routing.ingress.parse import IngressRules, age, parse_ingress
+from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.ingress.tls import tls_host_names
 from proxy.routing.merge import PathEntry
 
@@ -33,7 +35,7 @@ class IngressEntry:
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
                  "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx",
-                 "tracing", "passthrough")
+                 "tracing", "passthrough", "secrets")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -60,6 +62,8 @@ class IngressEntry:
         self.nginx: NginxFeatures | None = None
         self.tracing: bool | None = None  # enable-opentelemetry
         self.passthrough = False  # ssl-passthrough
+        # The Secrets its annotations read (present or not): a change of one of them means parsing again.
+        self.secrets: frozenset[Key] = frozenset()
 
     def judge(self, selection: ClassSelection) -> None:
         """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
@@ -71,8 +75,9 @@ class IngressEntry:
             self.served = False
             self.problem = Warning("Ingress", self.key[0], self.key[1], f"{error}; Ingress skipped")
 
-    def parse(self, host_checks: dict[str, tuple[str, str]]) -> None:
-        """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation."""
+    def parse(self, host_checks: dict[str, tuple[str, str]], secrets: Mapping[Key, KubeObject] | None = None) -> None:
+        """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation;
+        `secrets`: the snapshot's Secrets, read by annotations (auth-secret, proxy-ssl-secret)."""
         self.parsed = True
         namespace, name = self.key
         problems: list[Warning] = []
@@ -85,7 +90,10 @@ class IngressEntry:
             self.tracing = annotations.enable_opentelemetry
             self.passthrough = annotations.ssl_passthrough
             if annotations is not DEFAULTS:
-                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts)
+                reader = SecretReader(secrets if secrets is not None else {}, namespace)
+                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts,
+                                                   secrets=reader)
+                self.secrets = frozenset(reader.read)
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self._index(rules, extra_hosts(annotations, rules.hosts))
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)

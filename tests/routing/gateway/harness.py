@@ -126,6 +126,7 @@ class Outcome:
     mirrors: list[tuple[str, float]] = field(default_factory=list)  # (service, percent)
     timeouts: Timeouts | None = None
     tls: BackendTLS | None = None  # how the upstream dials the backend's pods (BackendTLSPolicy)
+    answer: Any = None  # the filter's Answer, when the proxy answered itself
 
 
 def build_config(objects: list[dict[str, Any]] | Snapshot, *, gateways: tuple[str, ...] = (),
@@ -196,6 +197,7 @@ def send(config: Config, path: str = "/", *, host: str = "example.com", port: in
 def _answer(outcome: Outcome, request: FakeRequest, answer: Any, response_filters: list[Any], *,
             status: int = 0) -> Outcome:
     outcome.status = answer.status if answer is not None else status
+    outcome.answer = answer
     if answer is not None and answer.location:
         outcome.location = answer.location.decode()
     response = FakeResponse(outcome.status)

@@ -34,8 +34,11 @@ from proxy.routing.ingress.annotations import (
     auth_keepalive_share_vars,
     auth_keepalive_timeout,
     auth_method,
+    auth_realm,
     auth_request_redirect,
     auth_response_headers,
+    auth_secret,
+    auth_secret_type,
     auth_signin,
     auth_signin_redirect_param,
     auth_tls_error_page,
@@ -44,6 +47,7 @@ from proxy.routing.ingress.annotations import (
     auth_tls_secret,
     auth_tls_verify_client,
     auth_tls_verify_depth,
+    auth_type,
     auth_url,
     backend_protocol,
     canary,
@@ -192,6 +196,10 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_expose_headers,
     cors_allow_credentials,
     cors_max_age,
+    auth_type,
+    auth_secret,
+    auth_secret_type,
+    auth_realm,
     enable_opentelemetry,
     proxy_body_size,
     default_backend,
@@ -253,6 +261,10 @@ class IngressAnnotations:
     cors_expose_headers: str = cors_expose_headers.DEFAULT
     cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
     cors_max_age: int = cors_max_age.DEFAULT
+    auth_type: str = auth_type.DEFAULT
+    auth_secret: str = auth_secret.DEFAULT
+    auth_secret_type: str = auth_secret_type.DEFAULT
+    auth_realm: str = auth_realm.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
     proxy_body_size: int = proxy_body_size.DEFAULT
     default_backend: str = default_backend.DEFAULT
