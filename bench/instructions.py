@@ -110,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "OTLP sink)")
     parser.add_argument("--only-tracing", action="store_true",
                         help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
+    parser.add_argument("--keep-dumps", default="", metavar="DIR",
+                        help="copy the callgrind dumps to DIR (for callgrind_annotate)")
     parser.add_argument("--security", action="store_true",
                         help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
     args = parser.parse_args(argv)
@@ -181,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              backend_arg))))
     finally:
         group.close()
+        if args.keep_dumps:
+            os.makedirs(args.keep_dumps, exist_ok=True)
+            for file in os.listdir(workdir):
+                if file.startswith("callgrind."):
+                    shutil.copy(os.path.join(workdir, file), args.keep_dumps)
         if baseline:
             subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", baseline], capture_output=True,
                            timeout=60, check=False)
