@@ -122,8 +122,9 @@ class Exchange(RequestHead):
     # RequestHead fields the request path always writes before anything reads them: Exchange.__init__
     # leaves them out (RequestHead.__init__ is not called: it would cost a call and these stores on every
     # request). The pipeline sets host/path/scheme/port/https_port/rewritten before filters run, the
-    # protocol sets server_name with the head. tests/server/test_head.py checks this list.
-    SET_BEFORE_READ = frozenset({"scheme", "host", "path", "port", "https_port", "rewritten", "server_name"})
+    # protocol sets server_name and id_pool/id_at with the head. tests/server/test_head.py checks this list.
+    SET_BEFORE_READ = frozenset({"scheme", "host", "path", "port", "https_port", "rewritten", "server_name", "id_pool",
+                                 "id_at"})
 
     def __init__(self, client: Downstream) -> None:
         # The RequestHead defaults (see RequestHead.__init__), but for SET_BEFORE_READ.

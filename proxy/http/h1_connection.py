@@ -26,7 +26,11 @@ from proxy.http import headers as h
 from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Exchange
 from proxy.http.h1_writer import H1Writer
 from proxy.http.head import RequestHead
-from proxy.http.responses import log_answer, new_request_id, random_bits
+from proxy.http.ids import POOL_END as _IDS_END
+from proxy.http.ids import REQUEST_ID as _REQUEST_ID
+from proxy.http.ids import STEP as _IDS_STEP
+from proxy.http.ids import ids as _ids
+from proxy.http.responses import log_answer, new_request_id
 from proxy.routing.request import ClientCertificate
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
@@ -316,8 +320,15 @@ class ClientConnection(asyncio.Protocol):
                 head.websocket = True
         if head.authority is None and not head.http10 and head.target[:1] == b"/":
             raise BadRequest("missing Host header")
+        ids = _ids  # IdPool.take, inline: once per request
+        at = ids.at
+        if at >= _IDS_END:
+            at = ids.refill()
+        ids.at = at + _IDS_STEP
+        head.id_pool = pool = ids.pool
+        head.id_at = at
         if not head.request_id:
-            head.request_id = b"%032x" % random_bits(128)  # new_request_id(), inline: once per request
+            head.request_id = pool[at : at + _REQUEST_ID]
         head.server_name = self.server_name
         self.server.total_requests += 1
         if self.active is ex:

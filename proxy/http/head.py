@@ -41,6 +41,8 @@ class RequestHead(FlatFields):
         "traceparent",
         "tracestate",
         "trace",
+        "id_pool",
+        "id_at",
         # Set when the head is routed (see proxy.http.pipeline):
         "scheme",
         "host",
@@ -81,6 +83,9 @@ class RequestHead(FlatFields):
         self.traceparent: bytes | None = None
         self.tracestate: bytes | None = None
         self.trace: bytes | None = None
+        # Where this request's generated ids are (proxy.http.ids): the pool and the position in it.
+        self.id_pool = b""
+        self.id_at = 0
         self.scheme = "http"
         self.host = ""  # normalized: lower-case, no port
         self.path = ""  # normalized
