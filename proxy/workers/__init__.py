@@ -10,7 +10,8 @@ own cache, controller and proxy listeners bound with SO_REUSEPORT to the same po
 kernel spreads connections among them.
 
 Writes to a worker never wait: they are buffered by the transport, and a worker that has not
-answered a ping for `stall_timeout` is killed. A worker that exits is started again with
+answered a ping for `stall_timeout` (20 s) is killed; before it listens, for `start_timeout` (120 s: a
+start slowed by a busy or CPU-limited node is waited for, not begun again). A worker that exits is started again with
 backoff (and gets the whole cache again). Workers exit when the control process goes away
 (EOF on the socket, and the parent-death signal on Linux).
 

@@ -36,6 +36,9 @@ log = logging.getLogger("pyngress.workers")
 # A worker that has not answered a ping for this long is killed and started again. Generous:
 # it covers the interpreter start (imports take about a second, more on a loaded box).
 STALL_TIMEOUT = 20.0
+# A worker not listening yet may be silent this long (imports, the first table: slow on a busy or CPU-limited node)
+# before it is taken for stalled; once listening, STALL_TIMEOUT.
+START_TIMEOUT = 120.0
 PING_INTERVAL = 1.0
 # Bytes queued for one worker beyond which it is killed at once (it gets the whole cache when
 # restarted, so nothing is lost; without a bound a stopped worker would grow the control process).
@@ -94,12 +97,14 @@ class WorkerPool:
     (readiness, traffic snapshots, CPU and memory)."""
 
     def __init__(self, *, settings: Settings, cache: ObjectCache, stall_timeout: float = STALL_TIMEOUT,
-                 generated: Certificate | None = None, health: HealthVerdicts | None = None) -> None:
+                 start_timeout: float = START_TIMEOUT, generated: Certificate | None = None,
+                 health: HealthVerdicts | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.generated = generated
         self.count = settings.workers
         self.stall_timeout = stall_timeout
+        self.start_timeout = max(start_timeout, stall_timeout)
         self.workers: dict[int, Worker] = {}
         self.restarts = 0
         self.http_port = settings.http_port
@@ -410,7 +415,8 @@ class WorkerPool:
             for worker in self.live():
                 transport = worker.writer.transport
                 buffered = transport.get_write_buffer_size() if not transport.is_closing() else 0
-                if now - worker.last_pong > self.stall_timeout or buffered > MAX_BUFFERED:
+                limit = self.stall_timeout if worker.listening else self.start_timeout
+                if now - worker.last_pong > limit or buffered > MAX_BUFFERED:
                     log.warning("worker %d (pid %s) stopped answering (%.1f s, %d bytes queued): killing it",
                                 worker.index, worker.pid, now - worker.last_pong, buffered)
                     worker.kill()

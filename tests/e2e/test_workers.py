@@ -285,6 +285,41 @@ async def test_a_worker_that_cannot_listen_fails_the_start(echo_pods, manifests,
     assert "exited with status 1 before listening" in log and "ddress already in use" in log, log
 
 
+async def test_a_worker_slow_to_start_is_not_taken_for_stalled(echo_pods):
+    """Until it listens a worker gets the start timeout, not the stall timeout: a start slowed past the stall
+    timeout (here: stopped with SIGSTOP before it could listen, as imports on a busy or CPU-limited node can be)
+    is waited for rather than killed and started again, which would only start the same slow start over."""
+    [web] = await echo_pods.replicas(("web-1", "127.0.0.2"))
+    cache = ObjectCache()
+    objects = [INGRESS_CLASS, *service("web", pods=[web]),
+               ingress("app", host=HOST, paths=[("/", "Prefix", "web", 80)])]
+    for kind in KINDS:
+        cache.replace(kind, [o for o in objects if o["kind"] == kind])
+        cache.mark_synced(kind)
+    settings = Settings(bind="127.0.0.1", http_port=0, https_port=0, workers=1, access_log=False,
+                        log_level="warning", shutdown_grace_period=5)
+    pool = WorkerPool(settings=settings, cache=cache, stall_timeout=1.0, start_timeout=START_TIMEOUT)
+    pool.start()
+    stopped = None
+    try:
+        await eventually(lambda: pool.workers.get(0) is not None and pool.workers[0].pid is not None)
+        stopped = pool.workers[0].pid
+        os.kill(stopped, signal.SIGSTOP)
+        assert not pool.workers[0].listening  # (a Python process needs far longer than this to start)
+        await asyncio.sleep(3.5)  # three pings past the stall timeout: the time itself is what is tested
+        assert alive(stopped) and pool.restarts == 0 and pool.workers[0].pid == stopped
+        os.kill(stopped, signal.SIGCONT)
+        stopped = None
+        async with asyncio.timeout(START_TIMEOUT):
+            await pool.wait_listening()
+        assert await _get_pod(f"http://127.0.0.1:{pool.http_port}/") == "web-1" and pool.restarts == 0
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        status = await pool.stop(grace=5, force=asyncio.Event())
+    assert status == 0
+
+
 async def test_a_worker_that_stops_answering_is_replaced(echo_pods):
     """A stopped worker (SIGSTOP: it reads nothing, answers no ping) is killed and started again, and
     a worker started late gets the whole cache, then every write after it."""
