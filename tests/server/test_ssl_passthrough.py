@@ -424,3 +424,32 @@ async def test_connect_failure_tries_another_endpoint(make_proxy, make_pods, mak
             assert await reader.readexactly(5) == hello[:5]
         writer.close()
     assert proxy.server.passthrough.hosts[PASS_HOST].connections == 2
+
+
+async def test_behind_a_proxy_protocol_balancer_both_paths_work(make_proxy, make_pods, certificates, tls_pod):
+    """--proxy-protocol with --enable-ssl-passthrough (an NLB in front, as ingress-nginx's
+    use-proxy-protocol with ssl-passthrough): the PROXY header comes first; a passthrough host is then
+    spliced to its pod (the header is not forwarded into the pod's TLS), a terminated host is served with the
+    header's client address."""
+    (app,) = await make_pods("app")
+    proxy = await _proxy(make_proxy, certificates, [app, tls_pod], proxy_protocol=True)
+    header = b"PROXY TCP4 192.0.2.44 10.0.0.1 40000 443\r\n"
+    async with asyncio.timeout(TIMEOUT):
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.https_port)
+        writer.write(header)
+        await writer.start_tls(_client(certificates, PASS_HOST), server_hostname=PASS_HOST)
+        assert _peer_name(writer) == PASS_HOST
+        writer.write(b"hello\n")
+        assert await reader.readline() == b"pod:hello\n"
+        writer.close()
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.https_port)
+        writer.write(header)
+        await writer.start_tls(_client(certificates, OUR_HOST), server_hostname=OUR_HOST)
+        assert _peer_name(writer) == OUR_HOST
+        writer.write(f"GET /x HTTP/1.1\r\nHost: {OUR_HOST}\r\nConnection: close\r\n\r\n".encode())
+        response = await read_response(reader)
+        writer.close()
+    assert response.status == 200 and response.json()["pod"] == "app"
+    received = {name.lower(): value for name, value in response.json()["headers"]}
+    assert received["x-real-ip"] == "192.0.2.44" and received["x-forwarded-proto"] == "https"
