@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from proxy.http import headers as h
 from proxy.http import mirror
 from proxy.http.attempts import Attempts
-from proxy.http.ratelimit import HELD, REFUSED
+from proxy.http.ratelimit import HELD, REFUSED, REFUSED_CONNECTION
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
 from proxy.routing.model import Timeouts
@@ -310,11 +310,12 @@ class Pipeline:
             client_limiter = self.server.client_limiters.get(id(route))
             if client_limiter is not None:
                 admitted = client_limiter.admit(conn.client_ip)
-                if admitted == REFUSED:
+                if admitted == REFUSED or admitted == REFUSED_CONNECTION:
                     if stats is not None:
                         stats.rate_limited += 1
-                    conn.send_error(ex, policy.client_limit.status, None, detail="rate limited",
-                                    reason="rate-limited")
+                    limit = policy.client_limit
+                    conn.send_error(ex, limit.status if admitted == REFUSED else limit.connection_status, None,
+                                    detail="rate limited", reason="rate-limited")
                     return False
                 if admitted == HELD:
                     held = client_limiter

@@ -46,8 +46,11 @@ BACKEND_TRAFFIC_POLICY = "BackendTrafficPolicy"
 BACKEND_TLS_POLICY = "BackendTLSPolicy"
 CONFIG_MAP = "ConfigMap"
 POLICY_KINDS: tuple[str, ...] = (BACKEND_TRAFFIC_POLICY, BACKEND_TLS_POLICY)
+# ingress-nginx's ConfigMap (--configmap): one ConfigMap, kept whole, apart from the CA bundles (whose
+# kind is listed and replaced as a whole by its own watch). Any other object given this kind is dropped.
+CONTROLLER_CONFIG_MAP = "ControllerConfigMap"
 KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET,
-                          *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONFIG_MAP)
+                          *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONFIG_MAP, CONTROLLER_CONFIG_MAP)
 # Keyed by name alone (as their Snapshot mappings are).
 CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
 # The builder reads their spec, never their status (it computes status): a status-only change
@@ -256,11 +259,15 @@ _CONFIG_MAP_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {BACKEND_
 class ObjectCache:
     """Raw objects by kind and key, with the indices the builder reads, and change notification."""
 
-    def __init__(self, *, kinds: Iterable[str] = KINDS, relevant_secrets: Iterable[Key] = ()) -> None:
+    def __init__(self, *, kinds: Iterable[str] = KINDS, relevant_secrets: Iterable[Key] = (),
+                 controller_config_map: Key | None = None) -> None:
         """`kinds`: the kinds that must be listed once before the cache counts as synced.
         `relevant_secrets`: Secrets that matter even when nothing names them (the default certificate).
+        `controller_config_map`: the ConfigMap of --configmap (without one, that kind is never waited for).
         """
-        self.expected_kinds = frozenset(kinds)
+        self.controller_config_map = controller_config_map
+        self.expected_kinds = frozenset(kinds) - ({CONTROLLER_CONFIG_MAP} if controller_config_map is None
+                                                  else frozenset())
         unknown = self.expected_kinds - set(KINDS)
         if unknown:
             raise ValueError(f"unknown kinds: {sorted(unknown)}")
@@ -310,6 +317,7 @@ class ObjectCache:
                 backend_traffic_policies=stores[BACKEND_TRAFFIC_POLICY].freeze(),
                 backend_tls_policies=stores[BACKEND_TLS_POLICY].freeze(),
                 config_maps=stores[CONFIG_MAP].freeze(),
+                controller_config_maps=stores[CONTROLLER_CONFIG_MAP].freeze(),
             )
         return self._snapshot
 
@@ -456,12 +464,13 @@ class ObjectCache:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
 
-    @staticmethod
-    def _key(kind: str, obj: KubeObject) -> Hashable | None:
+    def _key(self, kind: str, obj: KubeObject) -> Hashable | None:
         found = _name(obj) if isinstance(obj, dict) else None
         if found is None:
             log.warning("%s without metadata.name ignored", kind)
             return None
+        if kind == CONTROLLER_CONFIG_MAP and found != self.controller_config_map:
+            return None  # file mode offers every ConfigMap under this kind too: only ours is kept
         return found[1] if kind in CLUSTER_SCOPED else found
 
     def _move_slice(self, key: Key, old: KubeObject | None, new: KubeObject | None) -> set[Key]:

@@ -41,6 +41,7 @@ from proxy.kube.cache import (
     BACKEND_TRAFFIC_POLICY,
     CLUSTER_SCOPED,
     CONFIG_MAP,
+    CONTROLLER_CONFIG_MAP,
     GATEWAY_KINDS,
     KINDS,
     NAMESPACE,
@@ -285,7 +286,7 @@ def parse_manifest(text: str, *, source: str = "<string>", json_only: bool = Fal
 
 
 def _collect(found: list[tuple[str, KubeObject]], kind: Any, api_version: Any, obj: KubeObject, source: str) -> None:
-    if kind not in KINDS:
+    if kind not in KINDS or kind == CONTROLLER_CONFIG_MAP:  # a cache kind, not an API kind
         return
     versions = API_VERSIONS.get(kind)
     if versions is not None and api_version not in versions:
@@ -429,8 +430,11 @@ class ManifestSource:
         self._watch(folders)
         if self._loaded and not changed_kinds:
             return
+        if CONFIG_MAP in changed_kinds:
+            changed_kinds.add(CONTROLLER_CONFIG_MAP)  # the cache keeps --configmap's from the same documents
         kinds = KINDS if not self._loaded else sorted(changed_kinds)
         merged = self._merge()
+        merged[CONTROLLER_CONFIG_MAP] = merged.get(CONFIG_MAP, [])
         for kind in kinds:
             self.cache.replace(kind, merged.get(kind, ()))
         if not self._loaded:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.migrate.annotations_table import ROWS
-from proxy.migrate.configmap_keys import KEYS as CONFIGMAP_KEYS
+from proxy.routing.ingress.configmap_keys import KEYS as CONFIGMAP_KEYS
 from proxy.routing.ingress.annotations import PREFIXES, REFUSED, REGISTRY, annotations_of, parse_annotations
 
 # Fates, from best to worst. The last four change what clients see after the switch.

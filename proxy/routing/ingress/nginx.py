@@ -35,8 +35,9 @@ from proxy.routing.filters import (
 )
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
+from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
-from proxy.routing.ingress.security import Security, security_of
+from proxy.routing.ingress.security import LIMIT_STATUS, Security, security_of
 from proxy.routing.model import Route
 from proxy.routing.policy.spec import PolicySpec
 
@@ -109,9 +110,11 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
     return pattern, problem
 
 
-def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFeatures | None, list[str]]:
+def features_of(values: IngressAnnotations, *, zone: str = "",
+                config: GlobalConfig | None = None) -> tuple[NginxFeatures | None, list[str]]:
     """The compiled features (None when the Ingress uses none of them) and problems, as messages; `zone`:
-    "namespace/name" of the Ingress (its limits' counters are shared by its routes)."""
+    "namespace/name" of the Ingress (its limits' counters are shared by its routes); `config`: the global
+    configuration (the limits' status codes)."""
     problems: list[str] = []
     canary, canary_problems = canary_spec(values)
     problems.extend(canary_problems)
@@ -143,7 +146,9 @@ def features_of(values: IngressAnnotations, *, zone: str = "") -> tuple[NginxFea
         else:
             problems.append("annotation x-forwarded-prefix has no effect without rewrite-target (as in ingress-nginx)")
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
-    security, security_problems = security_of(values, zone=zone)
+    security, security_problems = security_of(
+        values, zone=zone, request_status=config.limit_req_status_code if config is not None else LIMIT_STATUS,
+        connection_status=config.limit_conn_status_code if config is not None else LIMIT_STATUS)
     problems.extend(security_problems)
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security):
         return None, problems

@@ -14,6 +14,7 @@ from typing import Any
 from proxy.objects import Key, Warning
 from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
+from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
 from proxy.routing.ingress.nginx import NginxFeatures, features_of
@@ -70,20 +71,22 @@ class IngressEntry:
             self.served = False
             self.problem = Warning("Ingress", self.key[0], self.key[1], f"{error}; Ingress skipped")
 
-    def parse(self, host_checks: dict[str, tuple[str, str]]) -> None:
-        """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation."""
+    def parse(self, host_checks: dict[str, tuple[str, str]], config: GlobalConfig | None = None) -> None:
+        """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation.
+        `config`: the global configuration (its global forms are the annotations' defaults)."""
         self.parsed = True
         namespace, name = self.key
         problems: list[Warning] = []
         try:
             rules, problems = parse_ingress(self.obj, namespace=namespace, name=name, hosts=host_checks)
-            annotations, messages = parse_annotations(annotations_of(self.obj))
+            defaults = config.annotation_defaults(DEFAULTS) if config is not None else DEFAULTS
+            annotations, messages = parse_annotations(annotations_of(self.obj), defaults=defaults)
             problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
             self.tracing = annotations.enable_opentelemetry
             if annotations is not DEFAULTS:
-                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}")
+                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", config=config)
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self._index(rules)
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)

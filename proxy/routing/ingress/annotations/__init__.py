@@ -237,10 +237,14 @@ def annotations_of(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
     return found if type(found) is dict or isinstance(found, Mapping) else {}
 
 
-def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotations, list[str]]:
-    """The typed values and, as messages, every problem (invalid value, unknown annotation)."""
+def parse_annotations(annotations: Mapping[str, Any], *,
+                      defaults: IngressAnnotations | None = None) -> tuple[IngressAnnotations, list[str]]:
+    """The typed values and, as messages, every problem (invalid value, unknown annotation). `defaults`: the
+    values of annotations not set (DEFAULTS, or the global forms of ingress-nginx's ConfigMap over them)."""
+    if defaults is None:
+        defaults = DEFAULTS
     if not annotations:
-        return DEFAULTS, []
+        return defaults, []
     values: dict[str, Any] = {}
     problems: list[str] = []
     decided: set[str] = set()
@@ -279,7 +283,7 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
     invalid -= decided  # a valid pyngress.dev/ spelling decided it
     if invalid:
         values["invalid"] = frozenset(invalid)
-    return (replace(DEFAULTS, **values) if values else DEFAULTS), problems
+    return (replace(defaults, **values) if values else defaults), problems
 
 
 def _short_name(key: Any) -> str | None:
