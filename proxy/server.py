@@ -21,6 +21,8 @@ from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
+from proxy.routing.access import AddressSet, Block, user_agent_matcher
+from proxy.routing.global_config import GlobalConfig
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
@@ -63,7 +65,19 @@ class ProxyServer:
         self.body_timeout = settings.client_body_timeout
         self.send_timeout = settings.client_send_timeout
         self.read_timeout = settings.upstream_read_timeout
+        # nginx proxy_send_timeout and proxy_connect_timeout (the ConfigMap's global forms, or the flags).
+        self.upstream_send_timeout = settings.upstream_read_timeout
+        self.connect_timeout = settings.upstream_connect_timeout
+        # Requests per client connection (0: no limit; nginx keepalive_requests).
+        self.keepalive_requests = settings.keepalive_requests
         self.retries = max(1, settings.upstream_retries)
+        # The global configuration applied last (proxy.routing.global_config): what follows is its compiled form.
+        self.global_config = GlobalConfig.from_settings(settings)
+        # Header lines of every answer on HTTPS listeners (Strict-Transport-Security), on every listener
+        # (Server, with server-tokens), and the listener filter of block-cidrs / block-user-agents.
+        self.tls_fields = self.global_config.hsts_field()
+        self.all_fields = b""
+        self.block: Block | None = None
         # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s (routes with shorter
         # timeouts of their own shorten it while they are in the table, see _runtime_published).
         shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
@@ -111,6 +125,9 @@ class ProxyServer:
 
     def _runtime_published(self, runtime: Runtime) -> None:
         """Bind per-route counters to the routes of a new table (series of vanished routes go)."""
+        config = runtime.config.global_config
+        if config is not None and config is not self.global_config:
+            self._apply_global(config)
         clusters = runtime.config.clusters
         # The builder shares unchanged Route objects between tables; the previous table is still
         # alive here, so an id found in the previous binding is that very route: reuse its labels.
@@ -155,6 +172,35 @@ class ProxyServer:
                 # After the new table is live, and once for a burst of publishes: collecting the young
                 # generations walks the new table's objects (~20 ms for 10,000 routes).
                 self._freezing = asyncio.get_running_loop().call_later(FREEZE_DELAY, self._freeze)
+
+    def _apply_global(self, config: GlobalConfig) -> None:
+        """A new global configuration takes effect for what comes next: new connections, requests and
+        timeout checks read these attributes; no connection is dropped (ingress-nginx reloads nginx)."""
+        self.global_config = config
+        self.header_timeout = config.client_header_timeout
+        self.keepalive_timeout = config.keep_alive
+        self.body_timeout = config.client_body_timeout
+        self.read_timeout = config.proxy_read_timeout
+        self.upstream_send_timeout = config.proxy_send_timeout
+        self.connect_timeout = config.proxy_connect_timeout
+        self.keepalive_requests = config.keep_alive_requests
+        self.tls_fields = config.hsts_field()
+        self.all_fields = b"Server: pyngress\r\n" if config.server_tokens else b""
+        self.block = (Block(cidrs=AddressSet(config.block_cidrs) if config.block_cidrs else None,
+                            user_agents=user_agent_matcher(config.block_user_agents))
+                      if config.block_cidrs or config.block_user_agents else None)
+        if self.tracer is not None:
+            self.tracer.by_default = config.enable_opentelemetry
+        self.base_tick = self.tick = _tick_for(min(self.header_timeout, self.keepalive_timeout, self.body_timeout,
+                                                   self.send_timeout, self.read_timeout, self.upstream_send_timeout))
+        for listener in self.listeners:  # (Gateway ports' listeners included)
+            self._dress(listener)
+
+    def _dress(self, listener: Listener) -> None:
+        """The global configuration's part of a listener: its answers' extra header lines and its filters."""
+        listener.response_fields = (self.tls_fields if listener.tls else b"") + self.all_fields
+        own = tuple(item for item in listener.filters if not isinstance(item, Block))
+        listener.filters = (*own, self.block) if self.block is not None else own
 
     def _upstreams(self) -> list[Upstream]:
         runtime = self.holder.current
@@ -271,14 +317,7 @@ class ProxyServer:
         listener.certificates = certificates
         if certificates is not None:
             listener.filters = (MisdirectedRequest(certificates, self.holder, listener.port),)
-        settings = self.settings
-        if settings.hsts:
-            value = b"max-age=%d" % settings.hsts_max_age
-            if settings.hsts_include_subdomains:
-                value += b"; includeSubDomains"
-            if settings.hsts_preload:
-                value += b"; preload"
-            listener.response_fields = b"Strict-Transport-Security: " + value + b"\r\n"
+        self._dress(listener)
 
     async def _listen(
         self, scheme: str, port: int, ssl_context: ssl.SSLContext | None, *, handshake_timeout: float | None = None
@@ -321,6 +360,7 @@ class ProxyServer:
         if acceptor is not None:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
         holder.append((listener, Pipeline(self, listener)))
+        self._dress(listener)
         self.listeners.append(listener)
         if self._ticker is None:
             self._ticker = loop.call_later(self.tick, self._on_tick)

@@ -50,7 +50,7 @@ POLICY_KINDS: tuple[str, ...] = (BACKEND_TRAFFIC_POLICY, BACKEND_TLS_POLICY)
 # kind is listed and replaced as a whole by its own watch). Any other object given this kind is dropped.
 CONTROLLER_CONFIG_MAP = "ControllerConfigMap"
 KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET,
-                          *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONFIG_MAP, CONTROLLER_CONFIG_MAP)
+                          *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONTROLLER_CONFIG_MAP, CONFIG_MAP)
 # Keyed by name alone (as their Snapshot mappings are).
 CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
 # The builder reads their spec, never their status (it computes status): a status-only change
