@@ -199,6 +199,7 @@ class ProxyServer:
     def _dress(self, listener: Listener) -> None:
         """The global configuration's part of a listener: its answers' extra header lines and its filters."""
         listener.response_fields = (self.tls_fields if listener.tls else b"") + self.all_fields
+        listener.hide_server = "server-tokens" in self.global_config.set_keys
         own = tuple(item for item in listener.filters if not isinstance(item, Block))
         listener.filters = (*own, self.block) if self.block is not None else own
 

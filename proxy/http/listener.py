@@ -16,7 +16,7 @@ class Listener:
 
     __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
                  "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters",
-                 "ingress", "closing")
+                 "ingress", "closing", "hide_server")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -34,6 +34,8 @@ class Listener:
         self.server = server
         # Fields added to every answer on this listener (HSTS on HTTPS).
         self.response_fields = b""
+        # Drop the pods' Server header (the ConfigMap sets server-tokens: ingress-nginx's more_clear_headers).
+        self.hide_server = False
         # HTTPS: the certificates served (for the domain-fronting check) and the acceptor that
         # terminates TLS and counts handshakes (completed, failed by reason).
         self.certificates: CertStoreHolder | None = None
