@@ -86,6 +86,8 @@ class GlobalConfig:
     proxy_body_size: int = 1024 * 1024  # bytes ("1m")
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
     set_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    # Keys whose value was bad (the default kept); a bad whitelist-source-range fails closed (annotation_defaults).
+    invalid_keys: frozenset[str] = field(default=frozenset(), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GlobalConfig:
@@ -104,7 +106,7 @@ class GlobalConfig:
 
     def digest(self) -> str:
         """A stable digest of every value (folded into the build's checksum: a change makes a new Config)."""
-        return hashlib.sha256(f"{self!r}|{sorted(self.set_keys)}".encode()).hexdigest()
+        return hashlib.sha256(f"{self!r}|{sorted(self.set_keys)}|{sorted(self.invalid_keys)}".encode()).hexdigest()
 
     def hsts_field(self) -> bytes:
         """The Strict-Transport-Security header line HTTPS answers carry (b"" when off)."""
@@ -119,7 +121,11 @@ class GlobalConfig:
 
     def annotation_defaults(self, defaults: IngressAnnotations) -> IngressAnnotations:
         """`defaults` with the global forms this ConfigMap sets (an Ingress's own annotation wins)."""
-        changes = {name: getattr(self, name) for name in _ANNOTATION_FIELDS if _key(name) in self.set_keys}
+        changes: dict[str, Any] = {name: getattr(self, name) for name in _ANNOTATION_FIELDS
+                                   if _key(name) in self.set_keys}
+        if _FAIL_CLOSED & self.invalid_keys:
+            # A security setting that cannot be honoured closes the routes of every Ingress without its own.
+            changes["invalid"] = defaults.invalid | (_FAIL_CLOSED & self.invalid_keys)
         return replace(defaults, **changes) if changes else defaults
 
 
@@ -270,6 +276,8 @@ FLAG_EQUIVALENTS: Mapping[str, str] = {
 }
 _ANNOTATION_FIELDS = ("proxy_next_upstream", "proxy_next_upstream_tries", "proxy_next_upstream_timeout",
                       "load_balance", "whitelist_source_range", "ssl_redirect")
+# Global forms of security annotations: a bad value refuses (503) the routes of Ingresses without their own.
+_FAIL_CLOSED = frozenset({"whitelist-source-range"})
 _FIELD_NAMES = frozenset(f.name for f in fields(GlobalConfig))
 assert all(key.replace("-", "_") in _FIELD_NAMES for key in READERS) and set(READERS) <= KEYS
 
@@ -289,6 +297,7 @@ def parse_config(data: Mapping[str, Any], *, base: GlobalConfig, where: str) -> 
     `where`: "namespace/name", for the messages."""
     values: dict[str, Any] = {}
     problems: list[str] = []
+    invalid: set[str] = set()
     for key in sorted(data, key=str):
         value = data[key]
         reader = READERS.get(key) if isinstance(key, str) else None
@@ -306,11 +315,17 @@ def parse_config(data: Mapping[str, Any], *, base: GlobalConfig, where: str) -> 
                 raise Invalid(f"must be a string, got {value!r:.60}")
             values[name] = reader(value)
         except Invalid as error:
-            problems.append(f"key {key}: {error}; {_shown(getattr(base, name))} kept")
+            invalid.add(key)
+            if key in _FAIL_CLOSED:
+                problems.append(f"key {key}: {error}; every Ingress without its own {key} answers 503 until it is "
+                                "fixed (fail closed)")
+            else:
+                problems.append(f"key {key}: {error}; {_shown(getattr(base, name))} kept")
             continue
         if key in PENDING:
             problems.append(f"key {key} is read but not applied yet (its feature is not in pyngress yet)")
-    config = replace(base, **values, set_keys=frozenset(_key(name) for name in values))
+    config = replace(base, **values, set_keys=frozenset(_key(name) for name in values),
+                     invalid_keys=frozenset(invalid))
     return config, [f"ConfigMap {where}: {message}" for message in problems]
 
 

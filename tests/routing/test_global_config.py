@@ -92,7 +92,7 @@ def test_values_are_read_as_ingress_nginx_decodes_them():
     ("proxy-body-size", "1t")])
 def test_a_bad_value_keeps_the_default_with_a_warning_naming_configmap_and_key(key, value):
     config, problems = parsed(**{key.replace("-", "_"): value})
-    assert config == replace(BASE, set_keys=frozenset())
+    assert config == replace(BASE, set_keys=frozenset(), invalid_keys=frozenset({key}))
     assert len(problems) == 1 and problems[0].startswith(f"ConfigMap ingress-nginx/controller: key {key}: ")
     assert "kept" in problems[0]
 
@@ -142,6 +142,23 @@ def test_global_forms_are_the_annotation_defaults_and_an_annotation_wins():
     assert own_policy is None or own_policy.load_balancer.kind != LEAST_REQUEST
     assert plain.policy is not None and plain.policy.retry is not None and plain.policy.retry.num_retries == 4
     assert own.policy is not None and own.policy.retry is not None and own.policy.retry.num_retries == 1
+
+
+def test_a_bad_global_whitelist_fails_closed_except_where_an_ingress_has_its_own():
+    """Security fails closed (annotations.md "Whitelist source range", ingress-nginx's denied location 503):
+    a global list that cannot be read never leaves the Ingresses it covers open."""
+    snap = world({"whitelist-source-range": "10.0.0.0/8, 300.1.1.1"}, annotated("plain"),
+                 annotated("own", host="own.bar.com", whitelist_source_range="10.1.0.0/16"))
+    config = build(snap, SETTINGS)
+    plain = route_for(config, HOST, "/")
+    own = route_for(config, "own.bar.com", "/")
+    assert plain is not None and own is not None
+    assert [type(f).__name__ for f in plain.filters.request] == ["Refuse"]
+    assert plain.filters.request[0].status == 503
+    assert [type(f).__name__ for f in own.filters.request] == ["SourceRange"]
+    assert any(w.kind == "ConfigMap" and "fail closed" in w.message for w in config.warnings)
+    again = Builder().build(snap, SETTINGS)
+    assert (again.checksum, again.warnings) == (config.checksum, config.warnings)
 
 
 def test_a_configmap_change_makes_a_new_config_and_the_incremental_builder_follows():

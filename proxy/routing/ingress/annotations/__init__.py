@@ -249,7 +249,7 @@ def parse_annotations(annotations: Mapping[str, Any], *,
     problems: list[str] = []
     decided: set[str] = set()
     read: set[tuple[str, str]] = set()
-    invalid: set[str] = set()
+    invalid: set[str] = set(defaults.invalid)  # a global form that was bad (see routing.global_config)
     for key in sorted(annotations, key=_our_first):
         name = _short_name(key)
         if name is None:
@@ -280,8 +280,8 @@ def parse_annotations(annotations: Mapping[str, Any], *,
             problems.append(f"annotation {key}: {error}; "
                             + (disabled if disabled else f"{_default_text(module.DEFAULT)} used"))
             invalid.add(name)
-    invalid -= decided  # a valid pyngress.dev/ spelling decided it
-    if invalid:
+    invalid -= decided  # a valid pyngress.dev/ spelling (or the Ingress's own value) decided it
+    if invalid != defaults.invalid:
         values["invalid"] = frozenset(invalid)
     return (replace(defaults, **values) if values else defaults), problems
 
