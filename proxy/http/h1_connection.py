@@ -54,7 +54,8 @@ _request_cache = h.request_cache
 class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
-    __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "forwarded",
+    __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head",
+                 "client_ip", "forwarded",
                  "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred", "blocked",
                  "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused", "write_paused_since",
                  "closing", "closed", "eof", "server_name")

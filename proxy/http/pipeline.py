@@ -310,7 +310,7 @@ class Pipeline:
             client_limiter = self.server.client_limiters.get(id(route))
             if client_limiter is not None:
                 admitted = client_limiter.admit(conn.client_ip)
-                if admitted == REFUSED or admitted == REFUSED_CONNECTION:
+                if admitted in (REFUSED, REFUSED_CONNECTION):
                     if stats is not None:
                         stats.rate_limited += 1
                     limit = policy.client_limit

@@ -177,5 +177,5 @@ class ClientLimiters:
         return by_route
 
 
-__all__ = ["CLIENT_TABLE_LIMIT", "HELD", "PASSED", "REFUSED", "REFUSED_CONNECTION", "ClientLimiter", "ClientLimiters", "Limiters",
-           "RateLimiter"]
+__all__ = ["CLIENT_TABLE_LIMIT", "HELD", "PASSED", "REFUSED", "REFUSED_CONNECTION", "ClientLimiter", "ClientLimiters",
+           "Limiters", "RateLimiter"]

@@ -16,9 +16,9 @@ from typing import Any
 from proxy.migrate.annotations_table import ROWS
 from proxy.routing.global_config import DIFFERENCES, PENDING, READERS
 from proxy.routing.global_config import FLAG_EQUIVALENTS as CONFIGMAP_FLAGS
+from proxy.routing.ingress.annotations import PREFIXES, REFUSED, REGISTRY, annotations_of, parse_annotations
 from proxy.routing.ingress.annotations.values import Invalid
 from proxy.routing.ingress.configmap_keys import KEYS as CONFIGMAP_KEYS
-from proxy.routing.ingress.annotations import PREFIXES, REFUSED, REGISTRY, annotations_of, parse_annotations
 
 # Fates, from best to worst. The last four change what clients see after the switch.
 SUPPORTED = "supported"

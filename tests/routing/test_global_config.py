@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from proxy.routing.build import build
-from proxy.routing.global_config import GlobalConfig, PENDING, global_config, parse_config
+from proxy.routing.global_config import PENDING, GlobalConfig, global_config, parse_config
 from proxy.routing.incremental import Builder
 from proxy.routing.policies import LEAST_REQUEST
 from proxy.settings import Settings

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from server_harness import Pod, connect, encode_request, read_response, request
-from test_nginx_annotations import ingress
-
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.model import Config
+from server_harness import Pod, connect, encode_request, read_response, request
+from test_nginx_annotations import ingress
 
 HOST = "config.foo.com"
 KEY = ("ingress-nginx", "controller")

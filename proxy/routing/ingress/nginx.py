@@ -33,9 +33,9 @@ from proxy.routing.filters import (
     RootRedirect,
     compose,
 )
+from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
-from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
 from proxy.routing.ingress.security import LIMIT_STATUS, Security, security_of
 from proxy.routing.model import Route
