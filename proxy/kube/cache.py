@@ -46,11 +46,13 @@ BACKEND_TRAFFIC_POLICY = "BackendTrafficPolicy"
 BACKEND_TLS_POLICY = "BackendTLSPolicy"
 CONFIG_MAP = "ConfigMap"
 POLICY_KINDS: tuple[str, ...] = (BACKEND_TRAFFIC_POLICY, BACKEND_TLS_POLICY)
+KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET,
+                          *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONFIG_MAP)
 # ingress-nginx's ConfigMap (--configmap): one ConfigMap, kept whole, apart from the CA bundles (whose
 # kind is listed and replaced as a whole by its own watch). Any other object given this kind is dropped.
+# A cache kind, not an API kind: stored and synced only with a --configmap (see ObjectCache).
 CONTROLLER_CONFIG_MAP = "ControllerConfigMap"
-KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET,
-                          *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONTROLLER_CONFIG_MAP, CONFIG_MAP)
+STORED_KINDS: tuple[str, ...] = (*KINDS, CONTROLLER_CONFIG_MAP)
 # Keyed by name alone (as their Snapshot mappings are).
 CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
 # The builder reads their spec, never their status (it computes status): a status-only change
@@ -266,12 +268,12 @@ class ObjectCache:
         `controller_config_map`: the ConfigMap of --configmap (without one, that kind is never waited for).
         """
         self.controller_config_map = controller_config_map
-        self.expected_kinds = frozenset(kinds) - ({CONTROLLER_CONFIG_MAP} if controller_config_map is None
+        self.expected_kinds = frozenset(kinds) | ({CONTROLLER_CONFIG_MAP} if controller_config_map is not None
                                                   else frozenset())
-        unknown = self.expected_kinds - set(KINDS)
+        unknown = self.expected_kinds - set(STORED_KINDS)
         if unknown:
             raise ValueError(f"unknown kinds: {sorted(unknown)}")
-        self._stores: dict[str, _CowDict] = {kind: _CowDict() for kind in KINDS}
+        self._stores: dict[str, _CowDict] = {kind: _CowDict() for kind in STORED_KINDS}
         # (namespace, service) -> read-only {slice name: slice}; each group is replaced, never edited.
         self._slice_groups = _CowDict()
         # Secret key -> number of Ingresses (spec.tls) and Gateways (listeners' certificateRefs) naming it.
@@ -345,8 +347,8 @@ class ObjectCache:
     def operations(self) -> list[Operation]:
         """The whole content as operations: replayed on an empty cache, they make an equal one."""
         ops: list[Operation] = [(REPLACE, kind, list(self._stores[kind].data.values()))
-                                for kind in KINDS if self._stores[kind].data]
-        ops.extend((SYNCED, kind, None) for kind in KINDS if kind in self._synced_kinds)
+                                for kind in STORED_KINDS if self._stores[kind].data]
+        ops.extend((SYNCED, kind, None) for kind in STORED_KINDS if kind in self._synced_kinds)
         return ops
 
     # ------------------------------------------------------------------ writing
@@ -461,7 +463,7 @@ class ObjectCache:
 
     @staticmethod
     def _check_kind(kind: str) -> None:
-        if kind not in KINDS:
+        if kind not in STORED_KINDS:
             raise ValueError(f"unknown kind {kind!r}")
 
     def _key(self, kind: str, obj: KubeObject) -> Hashable | None:

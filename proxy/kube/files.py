@@ -45,6 +45,7 @@ from proxy.kube.cache import (
     GATEWAY_KINDS,
     KINDS,
     NAMESPACE,
+    STORED_KINDS,
     ObjectCache,
 )
 from proxy.objects import KubeObject
@@ -286,7 +287,7 @@ def parse_manifest(text: str, *, source: str = "<string>", json_only: bool = Fal
 
 
 def _collect(found: list[tuple[str, KubeObject]], kind: Any, api_version: Any, obj: KubeObject, source: str) -> None:
-    if kind not in KINDS or kind == CONTROLLER_CONFIG_MAP:  # a cache kind, not an API kind
+    if kind not in KINDS:
         return
     versions = API_VERSIONS.get(kind)
     if versions is not None and api_version not in versions:
@@ -432,14 +433,14 @@ class ManifestSource:
             return
         if CONFIG_MAP in changed_kinds:
             changed_kinds.add(CONTROLLER_CONFIG_MAP)  # the cache keeps --configmap's from the same documents
-        kinds = KINDS if not self._loaded else sorted(changed_kinds)
+        kinds = STORED_KINDS if not self._loaded else sorted(changed_kinds)
         merged = self._merge()
         merged[CONTROLLER_CONFIG_MAP] = merged.get(CONFIG_MAP, [])
         for kind in kinds:
             self.cache.replace(kind, merged.get(kind, ()))
         if not self._loaded:
             self._loaded = True
-            for kind in KINDS:
+            for kind in STORED_KINDS:
                 self.cache.mark_synced(kind)
         self.reloads += 1
         total = sum(len(s.objects) for s in self._files.values())
