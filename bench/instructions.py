@@ -3,6 +3,7 @@ cannot move, for before/after comparisons that req/s on a shared 2-core box is t
 
     python -m bench.instructions --baseline REV              # this tree vs a git revision
     python -m bench.instructions --requests 3000
+    python -m bench.instructions --tracing --only-tracing --seeds 4   # mean over 4 hash seeds (see _SEEDS)
 
 pyngress runs under `valgrind --tool=callgrind` (about 50x slower); after a warm-up the counters are
 zeroed (`callgrind_control -z`), a fixed number of keep-alive requests is sent one after the other,
@@ -47,11 +48,34 @@ def _checkout(revision: str, folder: str) -> str:
     return folder
 
 
+# PYTHONHASHSEED values each case runs with (--seeds N: 1..N, the mean reported); empty: the environment's.
+# String hashes decide where names land in dicts, so the same request path costs up to ~1.5% more or less
+# instructions from one seed (or from one edit of unrelated code) to the next: a difference smaller than
+# that needs several seeds.
+_SEEDS: list[str] = []
+
+
 def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
            headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
            command: Sequence[str] = ()) -> float:
     """Instructions per request of one pyngress (from `tree`) answering `requests` GETs on `port`
-    (`command`: another module to run than `proxy --manifests folder`, taking --http-port)."""
+    (`command`: another module to run than `proxy --manifests folder`, taking --http-port); with --seeds, the
+    mean over the seeds."""
+    if not _SEEDS:
+        return _count_once(group, tree=tree, folder=folder, extra=extra, port=port, host=host, headers=headers,
+                           requests=requests, workdir=workdir, name=name, command=command, seed=None)
+    counts = [_count_once(group, tree=tree, folder=folder, extra=extra, port=port if index == 0 else free_port(),
+                          host=host, headers=headers, requests=requests, workdir=workdir, name=f"{name}.seed{seed}",
+                          command=command, seed=seed)
+              for index, seed in enumerate(_SEEDS)]
+    print(f"{name}: " + ", ".join(f"{count:,.0f}" for count in counts) + f" (seeds {', '.join(_SEEDS)})",
+          file=sys.stderr)
+    return sum(counts) / len(counts)
+
+
+def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
+                headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
+                command: Sequence[str], seed: str | None) -> float:
     out = os.path.join(workdir, f"callgrind.{name}.out")
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m"]
     if command:
@@ -60,6 +84,8 @@ def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str],
         argv += ["proxy", "--manifests", folder, "--bind", "127.0.0.1", "--http-port", str(port),
                  "--https-port", "0", "--admin-port", "0", "--no-access-log", "--log-level", "warning", *extra]
     env = {**os.environ, "PYTHONPATH": tree}
+    if seed is not None:
+        env["PYTHONHASHSEED"] = seed
     process = group.start(name, argv, env=env, cwd=tree)
     try:
         process.wait_line(_LISTENING, timeout=300)
@@ -110,9 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "OTLP sink)")
     parser.add_argument("--only-tracing", action="store_true",
                         help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
+    parser.add_argument("--seeds", type=int, default=0, metavar="N",
+                        help="run each case with PYTHONHASHSEED 1..N and report the mean (see _SEEDS)")
+    parser.add_argument("--keep-dumps", default="", metavar="DIR",
+                        help="copy the callgrind dumps to DIR (for callgrind_annotate)")
     parser.add_argument("--security", action="store_true",
                         help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
+    parser.add_argument("--auth", action="store_true",
+                        help="also: a route behind basic auth (bcrypt, remembered after the first request), CORS "
+                             "and a source range (the bench `auth` scenario's)")
     args = parser.parse_args(argv)
+    _SEEDS[:] = [str(seed) for seed in range(1, args.seeds + 1)]
     if which("valgrind") is None or which("callgrind_control") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -171,6 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                          _count(group, tree=_REPO, folder=secured, extra=(), port=free_port(), requests=args.requests,
                                 workdir=workdir, name="secured", host=manifests.MAIN_HOST,
                                 headers=(("Origin", "https://app.example"),))))
+        if args.auth:
+            import bcrypt
+
+            authed = os.path.join(workdir, "auth")
+            manifests.write_folder(authed, manifests.objects(None, backend=backend))
+            stored = bcrypt.hashpw(manifests.SECURE_USER[1].encode(), bcrypt.gensalt(10)).decode()
+            manifests.write_json(os.path.join(authed, manifests.FILE_SECURE), manifests.secure_objects(stored))
+            rows.append(("basic auth + CORS + source range",
+                         _count(group, tree=_REPO, folder=authed, extra=(), port=free_port(), requests=args.requests,
+                                workdir=workdir, name="auth", host=manifests.SECURE_HOST,
+                                headers=manifests.secure_headers())))
         if args.policy:
             backend_arg = f"{backend[0][0]}:{backend[0][1]}"
             for label, policies in (("no policy", "off"), ("cluster policy", "cluster")):
@@ -181,6 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              backend_arg))))
     finally:
         group.close()
+        if args.keep_dumps:
+            os.makedirs(args.keep_dumps, exist_ok=True)
+            for file in os.listdir(workdir):
+                if file.startswith("callgrind."):
+                    shutil.copy(os.path.join(workdir, file), args.keep_dumps)
         if baseline:
             subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", baseline], capture_output=True,
                            timeout=60, check=False)

@@ -224,6 +224,36 @@ def gateway_objects(backend: list[tuple[str, int]]) -> list[KubeObject]:
     ]
 
 
+SECURE_HOST = "secure.bench.local"
+FILE_SECURE = "60-secure.json"
+SECURE_USER = ("bench", "bench-password")
+
+
+def secure_objects(password_hash: str) -> list[KubeObject]:
+    """The main Service behind ingress-nginx's basic auth (`password_hash`: the bench user's htpasswd hash),
+    CORS and a source range admitting loopback clients, on SECURE_HOST, with its htpasswd Secret."""
+    import base64
+
+    obj = ingress("secure", [(SECURE_HOST, [_path("/", "Prefix", MAIN_SERVICE)])])
+    prefix = "nginx.ingress.kubernetes.io/"
+    obj["metadata"]["annotations"] = {
+        prefix + "auth-type": "basic", prefix + "auth-secret": "bench-auth", prefix + "auth-realm": "bench",
+        prefix + "enable-cors": "true", prefix + "whitelist-source-range": "127.0.0.0/8, 10.0.0.0/8"}
+    htpasswd = f"{SECURE_USER[0]}:{password_hash}\n".encode()
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "bench-auth", "namespace": NAMESPACE},
+              "data": {"auth": base64.b64encode(htpasswd).decode()}}
+    return [obj, secret]
+
+
+def secure_headers() -> tuple[tuple[str, str], ...]:
+    """What a client of SECURE_HOST sends: the bench user's credentials and a CORS Origin."""
+    import base64
+
+    token = base64.b64encode(f"{SECURE_USER[0]}:{SECURE_USER[1]}".encode()).decode()
+    return (("Authorization", f"Basic {token}"), ("Origin", "https://app.example"))
+
+
 def write_json(path: str, items: list[KubeObject]) -> None:
     """Write a `kind: List` atomically: a dot-file (which pyngress skips) renamed over the target,
     so the poller never reads half a file."""

@@ -710,6 +710,45 @@ def gateway(env: Environment) -> Outcome:
     return outcome
 
 
+def auth(env: Environment) -> Outcome:
+    """issue #12: a route behind basic auth (a bcrypt hash, cost 10; the proxy's check remembered after the first
+    request, so the rounds measure the warm path), CORS and a source range, against the plain Ingress route of
+    the same pyngress; rounds alternating. Ratio: secured / plain."""
+    import bcrypt
+
+    opts = env.options
+    folder = env.manifest_folder("auth")
+    stored = bcrypt.hashpw(manifests.SECURE_USER[1].encode(), bcrypt.gensalt(10)).decode()
+    manifests.write_json(os.path.join(folder, manifests.FILE_SECURE), manifests.secure_objects(stored))
+    secured = Request(path=SMALL.path, host=manifests.SECURE_HOST, payload_bytes=SMALL.payload_bytes,
+                      headers=manifests.secure_headers())
+    process, address, _ = env.pyngress("pyngress-auth", folder)
+    targets = {"Ingress route": SMALL, "basic auth + CORS + source range": secured}
+    results: dict[str, list[LoadResult]] = {label: [] for label in targets}
+    try:
+        for request in targets.values():
+            _check_route(address, host=request.host, path=request.path, headers=request.headers)
+            env.load(address, request, duration=WARMUP_SECONDS, measured=process)
+        labels = list(targets)
+        for round_index in range(opts.rounds):
+            for label in labels if round_index % 2 == 0 else list(reversed(labels)):
+                result = env.load(address, targets[label], measured=process)
+                results[label].append(result)
+                print(f"  auth round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
+                      f"p99 {result.p99_ms:.2f} ms errors {result.failed_requests}", flush=True)
+    finally:
+        env.group.stop(process)
+    summaries = {label: _summary(runs) for label, runs in results.items()}
+    first = summaries[labels[0]]
+    outcome = Outcome()
+    for label, summary in summaries.items():
+        outcome.rows.append(_row("auth", label, summary, ratio=_ratio(summary["rps"], first["rps"]),
+                                 p99_ratio=_ratio(summary["p99_ms"], first["p99_ms"]), notes=""))
+    outcome.details = {"rounds": {label: [r.to_json() for r in runs] for label, runs in results.items()},
+                       "median": summaries}
+    return outcome
+
+
 # ---------------------------------------------------------------- chaos (traffic policies)
 
 _POLICY_COUNTS = re.compile(r"^policy-counts (\{.*\})$", re.MULTILINE)
@@ -791,8 +830,28 @@ def tracing(env: Environment) -> Outcome:
         exported = (sink.requests, sink.bytes)
     low = outcome.rows[1].ratio
     outcome.targets.append(Target("tracing at ratio 0.01 vs off, req/s", _fmt_ratio(low), _at_least(low, 0.97)))
+    # The proxy is the bottleneck of this load (one process, one core's worth of work per request): its CPU time
+    # per request is what req/s is the inverse of, and it holds still when other load on a shared machine moves
+    # req/s between rounds (each round's own figure; the median of the rounds).
+    cpu = {label: _cpu_per_request(runs) for label, runs in outcome.details["rounds"].items()}
+    outcome.details["cpu_us_per_request"] = cpu
+    off, on = cpu.get("tracing off"), cpu.get("ratio 0.01")
+    ratio = on / off if on is not None and off else None
+    outcome.targets.append(Target(f"tracing at ratio 0.01 vs off, proxy CPU per request ({_fmt_us(on)} vs "
+                                  f"{_fmt_us(off)})", _fmt_ratio(ratio), _at_most(ratio, 1.03)))
     outcome.details["otlp_sink"] = {"requests": exported[0], "bytes": exported[1]}
     return outcome
+
+
+def _cpu_per_request(rounds: list[dict[str, Any]]) -> float | None:
+    """Median over rounds of the measured process's CPU microseconds per request served."""
+    values = [r["cpu_percent"] / 100 * 1e6 / r["rps"] for r in rounds
+              if not r["error"] and r["cpu_percent"] is not None and r["rps"]]
+    return median(values) if values else None
+
+
+def _fmt_us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} µs"
 
 
 SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
@@ -816,6 +875,8 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "chaos": chaos,
     # issue #15: tracing off vs on at sample ratio 0.01 vs 1.0
     "tracing": tracing,
+    # issue #12: basic auth (bcrypt, remembered), CORS and a source range vs the plain route
+    "auth": auth,
     # issue #6: 1 vs 2 worker processes (on 2 cores shared with wrk and the backend)
     "workers": lambda env: variants(env, "workers", SMALL, {
         "1 worker": ("--workers", "1"),

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from proxy import __version__
 from proxy.lifecycle.process import configure_logging, loop_factory
+from proxy.routing.access import parse_networks
 from proxy.settings import CONTROLLER_NAME, GATEWAY_CONTROLLER_NAME, Settings
 
 _DEFAULTS = Settings()
@@ -78,6 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--admin-port", type=_port, default=d.admin_port, metavar="PORT",
                      help="port of /healthz, /readyz, /metrics, /debug/routes (0: ephemeral)")
 
+    real = parser.add_argument_group("client addresses behind a load balancer (ingress-nginx ConfigMap keys)")
+    real.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction, default=d.proxy_protocol,
+                      help="every connection starts with a PROXY protocol (v1 or v2) header whose address is the "
+                           "client's; one without a valid header is closed (use-proxy-protocol)")
+    real.add_argument("--use-forwarded-headers", action=argparse.BooleanOptionalAction,
+                      default=d.use_forwarded_headers,
+                      help="requests from --proxy-real-ip-cidr: pass on their X-Forwarded-Proto/-Host/-Port, and take "
+                           "the client address from --forwarded-for-header (use-forwarded-headers)")
+    real.add_argument("--enable-real-ip", action=argparse.BooleanOptionalAction, default=d.enable_real_ip,
+                      help="only the client address from --forwarded-for-header, for requests from "
+                           "--proxy-real-ip-cidr (enable-real-ip)")
+    real.add_argument("--proxy-real-ip-cidr", action="append", default=[], metavar="CIDR[,CIDR...]",
+                      help="networks of the trusted proxies in front (repeatable or comma-separated; default "
+                           "0.0.0.0/0) (proxy-real-ip-cidr)")
+    real.add_argument("--forwarded-for-header", default=d.forwarded_for_header, metavar="NAME",
+                      help="header naming the client address (forwarded-for-header)")
+    real.add_argument("--compute-full-forwarded-for", action=argparse.BooleanOptionalAction,
+                      default=d.compute_full_forwarded_for,
+                      help="with --use-forwarded-headers: append the connection's address to the incoming "
+                           "X-Forwarded-For instead of sending only the client address (compute-full-forwarded-for)")
+
     cls = parser.add_argument_group("ingress class")
     cls.add_argument("--ingress-class", default=d.ingress_class, metavar="NAME",
                      help="IngressClass name (and legacy kubernetes.io/ingress.class value) this proxy serves")
@@ -123,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                      default=d.hsts_include_subdomains, help="its includeSubDomains")
     tls.add_argument("--hsts-preload", action=argparse.BooleanOptionalAction, default=d.hsts_preload,
                      help="its preload")
+    tls.add_argument("--enable-ssl-passthrough", action="store_true", default=d.ssl_passthrough,
+                     help="read the server name of TLS connections first: hosts of Ingresses annotated "
+                          "ssl-passthrough and of TLSRoutes get the TLS stream undecrypted (off: every "
+                          "connection is terminated here)")
 
     life = parser.add_argument_group("process")
     life.add_argument("--shutdown-grace-period", type=_seconds, default=d.shutdown_grace_period, metavar="SECONDS",
@@ -169,6 +195,12 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         except ValueError as error:
             parser.error(f"--otlp-endpoint: {error}")
     addresses = tuple(a.strip() for value in args.publish_status_address for a in value.split(",") if a.strip())
+    real_ip_cidr = _DEFAULTS.proxy_real_ip_cidr
+    if args.proxy_real_ip_cidr:
+        try:
+            real_ip_cidr = parse_networks(",".join(args.proxy_real_ip_cidr))
+        except ValueError as error:
+            parser.error(f"--proxy-real-ip-cidr: {error}")
     for flag, value in (("--publish-service", args.publish_service),
                         ("--default-ssl-certificate", args.default_ssl_certificate),
                         ("--configmap", args.configmap),
@@ -194,6 +226,12 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         client_header_timeout=args.client_header_timeout,
         client_keepalive_timeout=args.client_keepalive_timeout,
         max_header_bytes=args.max_header_bytes,
+        proxy_protocol=args.proxy_protocol,
+        use_forwarded_headers=args.use_forwarded_headers,
+        enable_real_ip=args.enable_real_ip,
+        proxy_real_ip_cidr=real_ip_cidr,
+        forwarded_for_header=args.forwarded_for_header,
+        compute_full_forwarded_for=args.compute_full_forwarded_for,
         shutdown_grace_period=args.shutdown_grace_period,
         access_log=args.access_log,
         route_metrics=args.route_metrics,
@@ -214,6 +252,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         hsts_max_age=args.hsts_max_age,
         hsts_include_subdomains=args.hsts_include_subdomains,
         hsts_preload=args.hsts_preload,
+        ssl_passthrough=args.enable_ssl_passthrough,
         otlp_endpoint=args.otlp_endpoint,
         trace_sample_ratio=args.trace_sample_ratio,
         trace_trust_incoming=args.trace_trust_incoming,

@@ -21,6 +21,7 @@ from proxy.routing.clusters import resolve_cluster
 from proxy.routing.fields import Malformed
 from proxy.routing.incremental import Builder
 from proxy.routing.ingress.classes import select_classes
+from proxy.routing.ingress.client_auth import client_auth_hosts
 from proxy.routing.model import Cluster, Config
 from proxy.routing.policies import BackendTLS
 from proxy.runtime import Runtime, RuntimeHolder
@@ -33,6 +34,7 @@ from proxy.tls import (
     generate_default_certificate,
     tls_hosts,
 )
+from proxy.tls.client_auth import ClientAuthContext
 from proxy.tls.listeners import port_stores
 from proxy.upstream.cluster import Upstream
 from proxy.upstream.health import HealthChecker, HealthVerdicts
@@ -271,8 +273,11 @@ class Controller:
             current[INGRESS_TLS] = self.tls.current
         if https in listeners:
             listeners[INGRESS_TLS] = listeners.pop(https)
+        client_auth, auth_warnings = client_auth_hosts(served)
+        warnings += auth_warnings
         stores, store_warnings = port_stores(snapshot, ingress_port=INGRESS_TLS, ingress_hosts=hosts,
-                                             listeners=listeners, default=default, reuse=current)
+                                             listeners=listeners, default=default, reuse=current,
+                                             client_auth=client_auth)
         for port, store in stores.items():
             known = current.get(port)
             if known is not None and _same_certificates(known, store):
@@ -402,9 +407,17 @@ def _tls_policies(clusters: Mapping[str, Cluster]) -> set[BackendTLS]:
             if cluster.policy is not None and cluster.policy.tls is not None}
 
 
+def _auth_key(auth: ClientAuthContext) -> tuple[str, str, int, bytes]:
+    return (auth.secret, auth.verify, auth.depth, auth.session_context)
+
+
 def _same_certificates(old: CertStore, new: CertStore) -> bool:
     """Equal host patterns with equal certificate digests (the default included)."""
     if old.default.digest != new.default.digest or len(old) != len(new):
+        return False
+    if (old.authenticating or new.authenticating) and (  # client CAs: what each host's context verifies against
+            {host: _auth_key(auth) for host, auth in old.authenticating.items()}
+            != {host: _auth_key(auth) for host, auth in new.authenticating.items()}):
         return False
     previous = old.certificates
     for pattern, cert in new.certificates.items():

@@ -33,6 +33,10 @@ def describe_table(runtime: Runtime) -> dict[str, Any]:
                                          for pattern, (ns, name) in sorted(listener.certificates.items())},
                         **_describe(runtime, listener.table)}
             for port, listener in sorted(config.listeners.items())}
+    if config.tls_routes:
+        described["tlsRoutes"] = {str(port): {pattern: _describe_route(runtime, route)
+                                              for pattern, route in sorted(table.entries())}
+                                  for port, table in sorted(config.tls_routes.items())}
     if config.gateway_status is not None:
         described["gateways"] = describe_gateways(config)
     return described
@@ -50,6 +54,9 @@ def describe_gateways(config: Config) -> dict[str, Any]:
             "gateways": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.gateways.items())},
             "httpRoutes": {f"{ns}/{name}": item.to_json() for (ns, name), item in sorted(status.routes.items())},
         }
+        if status.tls_routes:
+            described["tlsRoutes"] = {f"{ns}/{name}": item.to_json()
+                                      for (ns, name), item in sorted(status.tls_routes.items())}
     for field, policies in (("backendTLSPolicies", config.tls_policy_status),
                             ("backendTrafficPolicies", config.policy_status)):
         found = policies.policies if policies is not None else {}

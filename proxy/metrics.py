@@ -104,6 +104,13 @@ class TrafficCollector(Collector):
             total.add_metric([scheme], accepted)
         yield active
         yield total
+        rejected = snapshot.get("proxy_protocol_rejected")
+        if rejected:  # only with --proxy-protocol
+            refused = CounterMetricFamily("pyngress_proxy_protocol_rejected", "Connections closed for a missing, "
+                                          "malformed or late PROXY protocol header.", labels=["listener"])
+            for scheme, count in sorted(rejected.items()):
+                refused.add_metric([scheme], count)
+            yield refused
         handshakes = snapshot.get("handshakes") or {"completed": 0, "failures": {}}
         yield CounterMetricFamily("pyngress_ssl_handshakes", "TLS handshakes completed on the HTTPS listener.",
                                   value=handshakes["completed"])
@@ -133,6 +140,7 @@ class TrafficCollector(Collector):
         yield backend_failures
         yield from _policy_metrics(snapshot)
         yield from _tracing_metrics(snapshot)
+        yield from _passthrough_metrics(snapshot)
 
 
 def _with_exemplars(bounds: list[str], counts: list[int], exemplars: list[Any]) -> list[Any]:
@@ -162,6 +170,34 @@ def _tracing_metrics(snapshot: Snapshot) -> Iterator[Metric]:
     for reason in (SPANS_QUEUE_FULL, SPANS_EXPORT_FAILED):
         dropped.add_metric([reason], tracing["dropped"].get(reason, 0))
     yield dropped
+
+
+def _passthrough_metrics(snapshot: Snapshot) -> Iterator[Metric]:
+    """SSL passthrough (only with --enable-ssl-passthrough): spliced connections and bytes per host."""
+    passthrough = snapshot.get("passthrough")
+    if not passthrough:
+        return
+    connections = CounterMetricFamily("pyngress_ssl_passthrough_connections", "TLS connections spliced to a pod "
+                                      "undecrypted, by passthrough host (as written in the Ingress or TLSRoute).",
+                                      labels=["host"])
+    transferred = CounterMetricFamily("pyngress_ssl_passthrough_bytes", "Bytes of spliced TLS connections, by "
+                                      "passthrough host and direction (received: from clients; sent: to clients).",
+                                      labels=["host", "direction"])
+    for host, (count, received, sent) in sorted(passthrough["hosts"].items()):
+        connections.add_metric([host], count)
+        transferred.add_metric([host, "received"], received)
+        transferred.add_metric([host, "sent"], sent)
+    yield connections
+    yield transferred
+    yield GaugeMetricFamily("pyngress_ssl_passthrough_active_connections", "Spliced TLS connections open now.",
+                            value=passthrough["active"])
+    failures = CounterMetricFamily("pyngress_ssl_passthrough_failures", "Connections closed before a splice, by "
+                                   "reason (timeout, malformed, client_closed: no complete ClientHello; no_route: "
+                                   "a passthrough-only port and a name none of its TLSRoutes has; no_endpoint, "
+                                   "connect_failed: no pod to send it to).", labels=["reason"])
+    for reason, count in sorted(passthrough["failures"].items()):
+        failures.add_metric([reason], count)
+    yield failures
 
 
 def _policy_metrics(snapshot: Snapshot) -> Iterator[Metric]:

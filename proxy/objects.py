@@ -37,6 +37,8 @@ class Snapshot:
     gateway_classes: Mapping[str, KubeObject] = field(default_factory=dict)
     gateways: Mapping[Key, KubeObject] = field(default_factory=dict)
     http_routes: Mapping[Key, KubeObject] = field(default_factory=dict)
+    # TLSRoutes (served by Gateway TLS listeners in Passthrough mode, with --enable-ssl-passthrough).
+    tls_routes: Mapping[Key, KubeObject] = field(default_factory=dict)
     reference_grants: Mapping[Key, KubeObject] = field(default_factory=dict)
     # Namespaces, for Gateway listeners' allowedRoutes namespace selectors (labels only matter).
     namespaces: Mapping[str, KubeObject] = field(default_factory=dict)

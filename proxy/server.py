@@ -12,21 +12,27 @@ import asyncio
 import gc
 import logging
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
-from proxy.http import mirror
+from proxy.http import auth_request, mirror
+from proxy.http.forwarded import ForwardedTrust
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
+from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
+from proxy.passthrough import PassthroughStats, SniAcceptor, SniReader
 from proxy.routing.access import AddressSet, Block, user_agent_matcher
 from proxy.routing.global_config import GlobalConfig
+from proxy.routing.passthrough import EMPTY as NO_PASSTHROUGH
+from proxy.routing.passthrough import SniTable, ingress_passthrough, joined
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
-from proxy.tls.handshake import HandshakeStats, TlsAcceptor, tls_protocol_factory
+from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
 from proxy.tracing.exporter import SpanExporter
 from proxy.tracing.tracer import Tracer
 
@@ -78,6 +84,8 @@ class ProxyServer:
         self.tls_fields = self.global_config.hsts_field()
         self.all_fields = b""
         self.block: Block | None = None
+        # What a trusted proxy in front may say about the client (None: nothing, the default).
+        self.trust = ForwardedTrust.from_settings(settings)
         # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s (routes with shorter
         # timeouts of their own shorten it while they are in the table, see _runtime_published).
         shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
@@ -108,6 +116,12 @@ class ProxyServer:
         # id(route) -> the ingress-nginx limit zone (limit-connections, -rpm, -rps) of its Ingress.
         self.client_limiters: dict[int, ClientLimiter] = {}
         self._client_limiters = ClientLimiters()
+        # SSL passthrough (--enable-ssl-passthrough): the Ingress hosts and the TLSRoutes by local port of the
+        # running table, and the counts of spliced connections. None without the flag.
+        self.passthrough: PassthroughStats | None = PassthroughStats() if settings.ssl_passthrough else None
+        self.traffic.passthrough = self.passthrough
+        self._sni_ingress: SniTable = NO_PASSTHROUGH
+        self._sni_ports: dict[int, SniTable] = {}
         # The running table's upstreams, for the policy counters in traffic snapshots.
         self.traffic.upstreams = self._upstreams
         # Tracing (--otlp-endpoint): its sampling settings now, its exporter (a thread) with the first listener.
@@ -135,6 +149,7 @@ class ProxyServer:
 
         shortest = self.base_tick * 10
         policed: list[Route] = []
+        unlogged: list[int] = []
 
         def labelled() -> Iterator[tuple[int, RouteLabels]]:
             nonlocal shortest
@@ -150,14 +165,24 @@ class ProxyServer:
                         shortest = min(shortest, policy.retry.per_try_timeout)
                 key = id(route)
                 known = previous.get(key)
+                if not route.access_log:
+                    unlogged.append(key)
                 yield key, known.labels if known is not None else route_labels(route, clusters)
                 if route.backends is not None:  # weighted: each backend counts under its own service
                     for backend in route.backends.backends:
                         key = id(backend)
+                        if not route.access_log:
+                            unlogged.append(key)
                         known = previous.get(key)
                         yield key, known.labels if known is not None else backend_labels(route, backend)
 
-        self.route_stats = self.traffic.bind(labelled())
+        self.route_stats = route_stats = self.traffic.bind(labelled())
+        for stats in route_stats.values():
+            stats.log = True
+        for route_id in unlogged:  # enable-access-log "false": its routes (and their canary backends) write no line
+            route_stats[route_id].log = False
+        if self.passthrough is not None:
+            self._route_passthrough(runtime)
         self.limiters = self._limiters.bind(policed)
         self.client_limiters = self._client_limiters.bind(policed)
         self.tick = min(self.base_tick, _tick_for(shortest))
@@ -202,6 +227,32 @@ class ProxyServer:
         listener.hide_server = "server-tokens" in self.global_config.set_keys
         own = tuple(item for item in listener.filters if not isinstance(item, Block))
         listener.filters = (*own, self.block) if self.block is not None else own
+
+    def _route_passthrough(self, runtime: Runtime) -> None:
+        """The passthrough hosts of a new table, handed to every listener reading SNI (O(hosts), only with
+        --enable-ssl-passthrough)."""
+        config = runtime.config
+        self._sni_ingress = ingress_passthrough(config.table)
+        self._sni_ports = dict(config.tls_routes)
+        names: set[str] = {host for host, _ in self._sni_ingress.entries()}
+        for table in self._sni_ports.values():
+            names.update(host for host, _ in table.entries())
+        assert self.passthrough is not None
+        self.passthrough.keep(names)
+        for listener in self.listeners:
+            if listener.sni is not None:
+                listener.sni.table = self._sni_table(listener)
+
+    def _sni_table(self, listener: Listener) -> SniTable:
+        """An Ingress HTTPS listener: the Ingress hosts, plus TLSRoutes of Gateway listeners on its port; a
+        Gateway port: its TLSRoutes."""
+        if listener.ingress:
+            return joined(self._sni_ingress, self._sni_ports.get(self.settings.https_port, NO_PASSTHROUGH))
+        return self._sni_ports.get(listener.port, NO_PASSTHROUGH)
+
+    def _running_upstreams(self) -> Mapping[str, Upstream]:
+        runtime = self.holder.current
+        return runtime.upstreams if runtime is not None else {}
 
     def _upstreams(self) -> list[Upstream]:
         runtime = self.holder.current
@@ -251,17 +302,24 @@ class ProxyServer:
                 if port in (self.settings.http_port, self.settings.https_port) or port in self.gateway_listeners:
                     continue
                 https = config.protocol == "HTTPS"
+                passthrough = config.protocol == "TLS"
+                if passthrough and self.passthrough is None:
+                    logger.error("port %d has only TLS passthrough listeners, which need --enable-ssl-passthrough: "
+                                 "not opened", port)
+                    continue
                 certificates = runtime.certificates.get(port) if https else None
                 if https and certificates is None:
                     logger.error("no certificates for the Gateway HTTPS listener on port %d: not opened", port)
                     continue
                 try:
-                    listener = await self._listen("https" if https else "http", port,
+                    listener = await self._listen("https" if https else "tls" if passthrough else "http", port,
                                                   certificates.server_context() if certificates else None)
                 except OSError as error:
                     logger.error("cannot open port %d for a Gateway listener (port %d): %s", port, config.port, error)
                     continue
                 listener.ingress = False
+                if listener.sni is not None:
+                    listener.sni.table = self._sni_table(listener)
                 listener.set_public_port(config.port)
                 if certificates is not None:
                     self._secure(listener, certificates)
@@ -310,6 +368,8 @@ class ProxyServer:
             handshake_timeout=handshake_timeout or self.header_timeout,
         )
         self._secure(listener, certificates)
+        if listener.sni is not None:
+            listener.sni.table = self._sni_table(listener)
         self.https_port = listener.port
         await self.reconcile()
 
@@ -347,25 +407,74 @@ class ProxyServer:
                                             handshake_timeout=handshake_timeout or self.header_timeout,
                                             stats=HandshakeStats())
             factory = acceptor
-        server = await loop.create_server(
-            factory,
-            self.settings.bind,
-            port,
-            reuse_address=True,
-            # Worker processes each bind the same port; the kernel spreads connections among them.
-            reuse_port=self.settings.workers > 1 or None,
-            backlog=1024,
-        )
+        sni: SniAcceptor | None = None
+        if self.passthrough is not None and (ssl_context is not None or scheme == "tls"):
+            # SSL passthrough: read each ClientHello's server name first (the only cost of the flag).
+            sni = SniAcceptor(acceptor, upstreams=self._running_upstreams, stats=self.passthrough,
+                              hello_timeout=handshake_timeout or self.header_timeout,
+                              connect_timeout=self.settings.upstream_connect_timeout, tries=self.retries)
+            factory = sni
+        # Worker processes each bind the same port; the kernel spreads connections among them.
+        reuse_port = self.settings.workers > 1
+        server: asyncio.AbstractServer
+        if self.settings.proxy_protocol:
+            server = await ProxyProtocolServer.listen(
+                self.settings.bind, port, reuse_port=reuse_port, backlog=1024,
+                factory=self._proxied_factory(connection, acceptor, sni), timeout=self.header_timeout)
+        else:
+            server = await loop.create_server(factory, self.settings.bind, port, reuse_address=True,
+                                              reuse_port=reuse_port or None, backlog=1024)
         bound = server.sockets[0].getsockname()[1]
         listener = Listener(scheme, bound, server)
         if acceptor is not None:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
+        listener.sni = sni
         holder.append((listener, Pipeline(self, listener)))
         self._dress(listener)
         self.listeners.append(listener)
         if self._ticker is None:
             self._ticker = loop.call_later(self.tick, self._on_tick)
         return listener
+
+    @staticmethod
+    def _proxied_factory(connection: Callable[[], ClientConnection], acceptor: TlsAcceptor | None,
+                         sni: SniAcceptor | None = None) -> Callable[[Origin], asyncio.BaseProtocol]:
+        """The protocol factory of a PROXY protocol listener: the plain one, told the header's client address and
+        port (("", 0) keeps the socket's peer); on HTTPS the TLS acceptor's handshake, whose app protocol is told.
+
+        As ingress-nginx does with `$proxy_protocol_server_port`, the port the client connected to on the
+        balancer is X-Forwarded-Port, and 443 there means https."""
+
+        def proxied(origin: Origin) -> ClientConnection:
+            conn = connection()
+            address, port = origin
+            if address:
+                conn.client_ip = address.encode("ascii")
+                if port == 443:
+                    conn.scheme = "https"
+                conn.forwarded = b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (conn.scheme.encode(), port)
+            return conn
+
+        if sni is not None:
+            # SSL passthrough behind a PROXY header: spliced connections go to the pod as they are; the ones
+            # terminated here are served as on a plain PROXY listener.
+            def reader(origin: Origin) -> SniReader:
+                protocol = sni()
+                if origin[0]:
+                    protocol.app_factory = partial(proxied, origin)
+                return protocol
+
+            return reader
+        if acceptor is None:
+            return proxied
+
+        def handshake(origin: Origin) -> HandshakeProtocol:
+            protocol = acceptor()
+            if origin[0]:
+                protocol.app_factory = partial(proxied, origin)
+            return protocol
+
+        return handshake
 
     def _on_tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -440,10 +549,13 @@ class ProxyServer:
             if conn.transport is not None:
                 conn.transport.abort()
         for listener in self.listeners:
-            if listener.acceptor is not None:
+            if listener.sni is not None:
+                listener.sni.abort()  # ClientHellos being read, spliced connections, handshakes in progress
+            elif listener.acceptor is not None:
                 listener.acceptor.abort()  # handshakes still in progress
         if self.access_log is not None:
             self.access_log.close()
+        await auth_request.close_sessions()
         exporter = self.tracer.exporter if self.tracer is not None else None
         if exporter is not None:
             # Spans still queued go out now (the thread's POST may block: never on the loop).

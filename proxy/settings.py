@@ -50,9 +50,24 @@ class Settings:
     client_send_timeout: float = 60.0
     # Requests one client connection may carry (nginx keepalive_requests); 0: no limit.
     keepalive_requests: int = 0
+    # HAProxy's PROXY protocol (v1 and v2) on every listener: each connection starts with a header naming the
+    # client address, which is then the client address everywhere (ingress-nginx's use-proxy-protocol).
+    proxy_protocol: bool = False
+    # ingress-nginx's ConfigMap keys of the same names (proxy/http/forwarded.py): trust the X-Forwarded-* fields
+    # of requests from `proxy_real_ip_cidr`, and take the client address from `forwarded_for_header`
+    # (`enable_real_ip`: only the address); `compute_full_forwarded_for` appends to X-Forwarded-For.
+    use_forwarded_headers: bool = False
+    enable_real_ip: bool = False
+    proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
+    forwarded_for_header: str = "X-Forwarded-For"
+    compute_full_forwarded_for: bool = False
     max_request_line: int = 8192
     max_header_bytes: int = 32768
     max_headers: int = 100
+    # Largest request body of an Ingress route, in bytes (0: no limit); over it, 413. ingress-nginx's
+    # `proxy-body-size` default (1m): Ingresses written for it expect it; the annotation overrides it per
+    # Ingress. Gateway API routes have no limit.
+    proxy_body_size: int = 1024 * 1024
 
     # Lifecycle.
     shutdown_grace_period: float = 30.0
@@ -101,3 +116,7 @@ class Settings:
     hsts_max_age: int = 31536000
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
+    # SSL passthrough (ingress-nginx's --enable-ssl-passthrough): the HTTPS listeners read each
+    # ClientHello's server name first; hosts of ssl-passthrough Ingresses and of TLSRoutes get the raw
+    # TLS stream spliced to a pod. Off: the HTTPS listeners terminate every connection, as always.
+    ssl_passthrough: bool = False

@@ -49,6 +49,7 @@ ClusterLabels = tuple[str, str, str]
 SeriesData = list[Any]
 # {"routes": [[labels, [series, ...]], ...], "listeners": {scheme: [active, total]},
 #  "handshakes": {"completed": n, "failures": {reason: n}}, "mirrors": {result: n},
+#  "proxy_protocol_rejected": {scheme: n} (connections closed for a missing or bad PROXY header),
 #  "upstream_tls": {"completed": n, "failures": {reason: n}}}
 Snapshot = dict[str, Any]
 
@@ -81,13 +82,16 @@ Exemplar = list[Any]
 class RouteStats:
     """Everything counted for one route label set (or for requests that matched no route)."""
 
-    __slots__ = ("labels", "series", "log_fields", "rate_limited", "faults_delayed", "faults_aborted")
+    __slots__ = ("labels", "series", "log_fields", "log", "rate_limited", "faults_delayed", "faults_aborted")
 
     def __init__(self, labels: RouteLabels) -> None:
         self.labels = labels
         self.series: dict[tuple[bytes, int], Series] = {}
         # The labels as the access log writes them, made on first use (proxy.accesslog.route_fields).
         self.log_fields: bytes | None = None
+        # False: no access log line for these requests (ingress-nginx's enable-access-log "false"; set by the
+        # server for each published table).
+        self.log = True
         # Route policies: requests refused by the rate limit, delayed and aborted by fault injection.
         self.rate_limited = 0
         self.faults_delayed = 0
@@ -141,7 +145,8 @@ def _exemplars(exemplars: list[Exemplar | None] | None) -> list[list[Any] | None
 class TrafficStats:
     """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
 
-    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams", "spans")
+    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams", "spans",
+                 "passthrough")
 
     def __init__(self) -> None:
         self.unmatched = RouteStats(UNMATCHED)
@@ -155,6 +160,8 @@ class TrafficStats:
         self.upstream_tls: Any = upstream_tls.STATS
         # The running upstreams (proxy.upstream.cluster.Upstream), for their policy counters; set by the server.
         self.upstreams: Callable[[], Iterable[Any]] = lambda: ()
+        # SSL passthrough counts (proxy.passthrough.PassthroughStats); None without --enable-ssl-passthrough.
+        self.passthrough: Any = None
         # The span exporter (proxy.tracing.exporter.SpanExporter: exported, dropped, failed); None: no tracing.
         self.spans: Any = None
 
@@ -185,10 +192,14 @@ class TrafficStats:
         routes = [[list(stats.labels), stats.snapshot()] for stats in self.routes()]
         listeners: dict[str, list[int]] = {}
         handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
+        rejected: dict[str, int] = {}
         for listener in list(self.listeners):
             counts = listeners.setdefault(listener.scheme, [0, 0])
             counts[0] += listener.active_connections
             counts[1] += listener.total_connections
+            refused = getattr(listener.server, "rejected", None)  # a PROXY protocol listener's
+            if refused is not None:
+                rejected[listener.scheme] = rejected.get(listener.scheme, 0) + refused
             stats = getattr(listener, "handshakes", None)
             if stats is not None:
                 _add_handshakes(handshakes, stats.completed, stats.failures)
@@ -203,8 +214,9 @@ class TrafficStats:
         tracing = {"exported": spans.exported, "dropped": {SPANS_QUEUE_FULL: spans.dropped,
                                                           SPANS_EXPORT_FAILED: spans.failed}} if spans else None
         return {"routes": routes, "listeners": listeners, "handshakes": handshakes, "mirrors": copies,
-                "upstream_tls": backend, "route_policy": policed, "clusters": cluster_counts(self.upstreams()),
-                "tracing": tracing}
+                "proxy_protocol_rejected": rejected, "upstream_tls": backend, "route_policy": policed,
+                "clusters": cluster_counts(self.upstreams()), "tracing": tracing,
+                "passthrough": self.passthrough.snapshot() if self.passthrough is not None else None}
 
 
 def cluster_counts(upstreams: Iterable[Any]) -> list[list[Any]]:
@@ -246,12 +258,15 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     order: dict[tuple[str, ...], list[SeriesData]] = {}
     listeners: dict[str, list[int]] = {}
     handshakes: dict[str, Any] = {"completed": 0, "failures": {}}
+    rejected: dict[str, int] = {}
     mirrors: dict[str, int] = {}
     backend: dict[str, Any] = {"completed": 0, "failures": {}}
     policed: dict[tuple[str, ...], list[int]] = {}
     clusters: dict[ClusterLabels, dict[str, Any]] = {}
     tracing: dict[str, Any] | None = None
+    passthrough: list[Any] = []
     for snapshot in snapshots:
+        passthrough.append(snapshot.get("passthrough"))
         for labels, entries in snapshot.get("routes", ()):
             key_labels = tuple(labels)
             bucket = order.setdefault(key_labels, [])
@@ -276,6 +291,8 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
         part = snapshot.get("handshakes")
         if part:
             _add_handshakes(handshakes, part["completed"], part["failures"])
+        for scheme, count in (snapshot.get("proxy_protocol_rejected") or {}).items():
+            rejected[scheme] = rejected.get(scheme, 0) + count
         for result, count in (snapshot.get("mirrors") or {}).items():
             mirrors[result] = mirrors.get(result, 0) + count
         part = snapshot.get("upstream_tls")
@@ -295,9 +312,29 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
             for reason, count in part["dropped"].items():
                 tracing["dropped"][reason] = tracing["dropped"].get(reason, 0) + count
     return {"routes": [[list(labels), entries] for labels, entries in order.items()], "listeners": listeners,
-            "handshakes": handshakes, "mirrors": mirrors, "upstream_tls": backend,
+            "handshakes": handshakes, "mirrors": mirrors, "proxy_protocol_rejected": rejected, "upstream_tls": backend,
             "route_policy": [[list(labels), counts] for labels, counts in policed.items()],
-            "clusters": [[list(labels), counts] for labels, counts in clusters.items()], "tracing": tracing}
+            "clusters": [[list(labels), counts] for labels, counts in clusters.items()], "tracing": tracing,
+            "passthrough": merge_passthrough(passthrough) if any(passthrough) else None}
+
+
+def merge_passthrough(parts: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """The sum of several processes' SSL passthrough counts (proxy.passthrough.PassthroughStats.snapshot:
+    {"hosts": {host: [connections, received, sent]}, "failures": {reason: n}, "active": n})."""
+    hosts: dict[str, list[int]] = {}
+    failures: dict[str, int] = {}
+    active = 0
+    for part in parts:
+        if not part:
+            continue
+        for name, counts in part.get("hosts", {}).items():
+            known = hosts.setdefault(name, [0, 0, 0])
+            for index in range(3):
+                known[index] += counts[index]
+        for reason, count in part.get("failures", {}).items():
+            failures[reason] = failures.get(reason, 0) + count
+        active += part.get("active", 0)
+    return {"hosts": hosts, "failures": failures, "active": active}
 
 
 def _latest(known: list[Any] | None, other: list[Any]) -> list[Any]:

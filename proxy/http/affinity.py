@@ -33,7 +33,7 @@ def request_key(ex: Exchange, policy: LoadBalancer) -> bytes | None:
     """What a ConsistentHash balancer hashes for this request (None: the request lacks it)."""
     on = policy.hash_on
     if on == HASH_SOURCE_IP:
-        return ex.client.client_ip
+        return ex.client_ip
     if on == HASH_HEADER:
         return ex.header(policy.hash_key)
     if on == HASH_COOKIE:

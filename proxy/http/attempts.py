@@ -526,7 +526,7 @@ class Attempts:
         held = self.held
         if held is not None:
             self.held = None
-            held.release(self.ex.client.client_ip)
+            held.release(self.ex.client_ip)
         upstream = self.upstream
         if upstream is None:
             return

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_writer import H1Writer
     from proxy.http.listener import Listener
+    from proxy.routing.request import ClientCertificate
     from proxy.server import ProxyServer
 
 
@@ -21,11 +22,19 @@ class Downstream(Protocol):
     listener: Listener
     writer: H1Writer
     client_ip: bytes
+    # The scheme the client used: the listener's, or https when a PROXY header says it reached port 443.
+    scheme: str
+    # The connection's forwarded fields (X-Forwarded-For, -Proto, -Port, X-Real-IP), and where its first line ends.
+    forwarded: bytes
+    forwarded_ip_end: int
     # Reasons reading from the client is paused (a bit mask, see proxy.http.exchange BLOCK_*).
     blocked: int
     write_paused: bool
     write_paused_since: float
     last_read: float
+
+    def client_certificate(self) -> ClientCertificate | None:
+        """The TLS client certificate verdict of the connection (None: plain HTTP, or a host asking none)."""
 
     def block(self, bit: int) -> None:
         """Stop reading from the client for this reason (flow control)."""

@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
-from proxy.http import mirror
+from proxy.http import error_pages, mirror
 from proxy.http.deadlines import check_timeouts
 from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
 from proxy.http.record import record
 from proxy.http.response_head import ResponseHead
 from proxy.upstream.errors import (
+    BadRequest,
     ConnectError,
     NoEndpoints,
     ProtocolError,
@@ -46,10 +47,12 @@ from proxy.upstream.errors import (
 
 if TYPE_CHECKING:
     from proxy.http.attempts import Attempts
+    from proxy.http.auth_request import AuthGate
     from proxy.http.downstream import Downstream
     from proxy.http.h1_writer import H1Writer
     from proxy.routing.filters import ResponseFilter
     from proxy.routing.model import Timeouts
+    from proxy.routing.request import ClientCertificate
     from proxy.stats import RouteStats
     from proxy.upstream.cluster import Upstream
     from proxy.upstream.connection import UpstreamConnection
@@ -90,10 +93,11 @@ class Exchange(RequestHead):
 
     __slots__ = (
         # request: the head (RequestHead's fields, filled by the client protocol), then the body as it arrives
-        "client", "keep_alive", "head_done", "req_done",
+        "client", "client_ip", "keep_alive", "head_done", "req_done",
         # forwarding
         "upstream", "pool", "conn", "connecting", "attempts", "max_attempts", "up_out", "replay", "replay_size",
-        "maybe_stale", "last_up", "timeouts", "deadline", "attempt_deadline", "response_filters", "mirrors", "policy",
+        "maybe_stale", "last_up", "body_limit", "timeouts", "deadline", "attempt_deadline", "response_filters",
+        "mirrors", "policy",
         # response
         "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()
@@ -118,8 +122,9 @@ class Exchange(RequestHead):
     # RequestHead fields the request path always writes before anything reads them: Exchange.__init__
     # leaves them out (RequestHead.__init__ is not called: it would cost a call and these stores on every
     # request). The pipeline sets host/path/scheme/port/https_port/rewritten before filters run, the
-    # protocol sets server_name with the head. tests/server/test_head.py checks this list.
-    SET_BEFORE_READ = frozenset({"scheme", "host", "path", "port", "https_port", "rewritten", "server_name"})
+    # protocol sets server_name and id_pool/id_at with the head. tests/server/test_head.py checks this list.
+    SET_BEFORE_READ = frozenset({"scheme", "host", "path", "port", "https_port", "rewritten", "server_name", "id_pool",
+                                 "id_at"})
 
     def __init__(self, client: Downstream) -> None:
         # The RequestHead defaults (see RequestHead.__init__), but for SET_BEFORE_READ.
@@ -130,6 +135,7 @@ class Exchange(RequestHead):
         self.header_count = 0
         self.header_bytes = 0
         self.forwarded_for = None
+        self.forwarded_in = None
         self.request_id = b""
         self.upgrade = None
         self.connection_names = None
@@ -145,6 +151,9 @@ class Exchange(RequestHead):
         self._query_values = None
         # The exchange's own state.
         self.client = client
+        # The client's address for this request: the connection's (its peer, or its PROXY header's), unless a
+        # trusted X-Forwarded-For names another (proxy/http/forwarded.py).
+        self.client_ip = client.client_ip
         self.writer: H1Writer = client.writer
         self.keep_alive = True
         self.head_done = False
@@ -154,9 +163,11 @@ class Exchange(RequestHead):
         self.conn: UpstreamConnection | None = None
         # Dialing (a Task), or a timer before the next attempt (a fault delay, a retry's backoff, a wait for
         # a connection): what a client going away cancels.
-        self.connecting: asyncio.Task[None] | asyncio.TimerHandle | None = None
+        self.connecting: asyncio.Task[None] | asyncio.TimerHandle | asyncio.Future[bool] | None = None
         self.up_out: list[bytes] = []
         self.replay: list[bytes] | None = None
+        # A chunked body longer than this gets 413 (0: no limit); set by the pipeline (proxy-body-size).
+        self.body_limit = 0
         # A route's timeouts; only then `deadline` (the request's, as a loop time, 0: none) and
         # `attempt_deadline` (the current attempt's, see start) are set.
         self.timeouts: Timeouts | None = None
@@ -164,7 +175,7 @@ class Exchange(RequestHead):
         # Copies of this request still collecting its body; None: no mirror waits.
         self.mirrors: mirror.Copies | None = None
         # The request's attempts under a traffic policy; None: the plain path (see start).
-        self.policy: Attempts | None = None
+        self.policy: Attempts | AuthGate | None = None
         self.response: H1Response | None = None  # the current attempt's response reader
         self.resp_head_done = False
         self.resp_done = False
@@ -185,7 +196,12 @@ class Exchange(RequestHead):
     @property
     def client_address(self) -> bytes:
         """The client's address (Request.client_address): read only by filters that check it."""
-        return self.client.client_ip
+        return self.client_ip
+
+    @property
+    def client_certificate(self) -> ClientCertificate | None:
+        """The connection's client certificate (Request.client_certificate): read only by the auth-tls check."""
+        return self.client.client_certificate()
 
     def start(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
         """Send ``head`` (plus any body already read) to the endpoint the upstream's balancer picks."""
@@ -310,8 +326,12 @@ class Exchange(RequestHead):
 
     def add_body(self, chunk: bytes) -> None:
         """A piece of the client's request body (already de-chunked by the parser)."""
-        self.received += len(chunk)
+        received = self.received = self.received + len(chunk)
         if self.chunked:
+            limit = self.body_limit
+            if limit and received > limit:
+                # Raised inside the parser's callback: the connection answers 413 and closes (reject).
+                raise BadRequest(f"chunked request body over the limit of {limit} bytes", status=413)
             framed: tuple[bytes, ...] = (b"%x\r\n" % len(chunk), chunk, _CRLF)
             self.up_out += framed
         else:
@@ -571,6 +591,8 @@ class Exchange(RequestHead):
         if self.finished:
             return
         self.abandon()
+        if self.response_filters and error_pages.divert(self, error):
+            return  # the route's error backend answers instead
         policy = self.policy
         if policy is not None:
             if policy.failed(error):

@@ -26,7 +26,13 @@ from proxy.http import headers as h
 from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Exchange
 from proxy.http.h1_writer import H1Writer
 from proxy.http.head import RequestHead
-from proxy.http.responses import log_answer, new_request_id, random_bits
+from proxy.http.ids import POOL_END as _IDS_END
+from proxy.http.ids import REQUEST_ID as _REQUEST_ID
+from proxy.http.ids import STEP as _IDS_STEP
+from proxy.http.ids import ids as _ids
+from proxy.http.responses import log_answer, new_request_id
+from proxy.routing.request import ClientCertificate
+from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -55,10 +61,9 @@ class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
     __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head",
-                 "client_ip", "forwarded",
-                 "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred", "blocked",
-                 "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused", "write_paused_since",
-                 "closing", "closed", "eof", "server_name")
+                 "client_ip", "scheme", "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading",
+                 "tunnel", "deferred", "blocked", "state", "since", "idle_limit", "last_read", "head_bytes",
+                 "write_paused", "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -68,7 +73,9 @@ class ClientConnection(asyncio.Protocol):
         self.writer: H1Writer = None  # type: ignore[assignment]  # made in connection_made
         self.parser = HttpRequestParser(self)
         self.head: RequestHead | None = None  # the head being parsed
-        self.client_ip = b""
+        self.client_ip = b""  # set by connection_made (or before it, by a PROXY protocol listener's factory)
+        # The scheme the client used: the listener's, or https when a PROXY header says port 443.
+        self.scheme = listener.scheme
         self.forwarded = b""
         self.forwarded_ip_end = 0
         # The exchange whose request is being parsed, and the one being answered.
@@ -93,6 +100,8 @@ class ClientConnection(asyncio.Protocol):
         self.server_name: str | None = None  # the TLS SNI, recorded by the certificate store's callback
         # Requests this connection may still carry (nginx keepalive_requests); counts below 0 without a limit.
         self.requests_left = server.keepalive_requests or -1
+        # The client certificate verdict, read once when a route first asks (see client_certificate).
+        self.peer_certificate: ClientCertificate | bool | None = False
 
     # ------------------------------------------------------------------ transport events
 
@@ -100,17 +109,30 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport (TCP or TLS)
         listener = self.listener
         self.writer = H1Writer(self.transport, listener)
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if isinstance(peer, tuple) and peer else ""
-        self.client_ip = client_ip = ip.encode("ascii", "replace")
+        client_ip = self.client_ip
+        if not client_ip:
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if isinstance(peer, tuple) and peer else ""
+            self.client_ip = client_ip = ip.encode("ascii", "replace")
+            scheme_port = listener.forwarded
+        else:  # a PROXY protocol header's address, and its X-Forwarded-Proto/Port (set by the listener's factory)
+            scheme_port = self.forwarded
         # The forwarded fields that depend only on the connection, built once: X-Forwarded-For (when
         # the client sent none), X-Forwarded-Proto/Port, X-Real-IP.
         xff = b"X-Forwarded-For: " + client_ip
         self.forwarded_ip_end = len(xff)
         if listener.tls:
             self.server_name = getattr(transport.get_extra_info("ssl_object"), "pyngress_server_name", None)
-        self.forwarded = b"".join((xff, _CRLF, listener.forwarded, b"X-Real-IP: ", client_ip, _CRLF))
+        self.forwarded = b"".join((xff, _CRLF, scheme_port, b"X-Real-IP: ", client_ip, _CRLF))
         self.server.connection_opened(self)
+
+    def client_certificate(self) -> ClientCertificate | None:
+        """The client certificate of a TLS connection to a host asking one (tls.client_auth), read once."""
+        known = self.peer_certificate
+        if known is False:
+            ssl_object = self.transport.get_extra_info("ssl_object") if self.listener.tls else None
+            known = self.peer_certificate = client_certificate(ssl_object) if ssl_object is not None else None
+        return known  # type: ignore[return-value]  # False replaced above
 
     def data_received(self, data: bytes) -> None:
         self.last_read = self.server.now
@@ -268,7 +290,12 @@ class ClientConnection(asyncio.Protocol):
         elif code == h.TRACESTATE:
             head.tracestate = value if head.tracestate is None else head.tracestate + b"," + value
             head.fields += (name, _SEP, value, _CRLF)
-        # HOP_BY_HOP and OURS: dropped
+        elif code == h.OURS:  # replaced by ours; kept aside for a proxy trusted with them
+            if head.forwarded_in is None:
+                head.forwarded_in = [name, value]
+            else:
+                head.forwarded_in += (name, value)
+        # HOP_BY_HOP: dropped
 
     def on_headers_complete(self) -> None:
         ex = self.request
@@ -298,8 +325,15 @@ class ClientConnection(asyncio.Protocol):
                 head.websocket = True
         if head.authority is None and not head.http10 and head.target[:1] == b"/":
             raise BadRequest("missing Host header")
+        ids = _ids  # IdPool.take, inline: once per request
+        at = ids.at
+        if at >= _IDS_END:
+            at = ids.refill()
+        ids.at = at + _IDS_STEP
+        head.id_pool = pool = ids.pool
+        head.id_at = at
         if not head.request_id:
-            head.request_id = b"%032x" % random_bits(128)  # new_request_id(), inline: once per request
+            head.request_id = pool[at : at + _REQUEST_ID]
         head.server_name = self.server_name
         self.server.total_requests += 1
         if self.active is ex:
@@ -390,7 +424,7 @@ class ClientConnection(asyncio.Protocol):
             ex.reason = reason or (getattr(cause, "reason", "") if cause is not None else "")
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
-            log_answer(level, status, ex, request_id, self.client_ip, cause)
+            log_answer(level, status, ex, request_id, self.client_ip if ex is None else ex.client_ip, cause)
         if not self.closed:
             sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
                                       head_only=head_only, location=location, fields=fields)
@@ -418,7 +452,7 @@ class ClientConnection(asyncio.Protocol):
             ex.abandon()
             if ex.resp_head_done:
                 ex.finished = True
-                log_answer(logging.DEBUG, error.status, ex, ex.request_id or b"-", self.client_ip, error)
+                log_answer(logging.DEBUG, error.status, ex, ex.request_id or b"-", ex.client_ip, error)
                 ex.account()
                 self.active = None
                 self.transport.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from proxy.http.fields import FlatFields
+from proxy.routing.request import ClientCertificate
 
 _SEP = b": "
 _CRLF = b"\r\n"
@@ -28,6 +29,7 @@ class RequestHead(FlatFields):
         "header_count",
         "header_bytes",
         "forwarded_for",
+        "forwarded_in",
         "request_id",
         "upgrade",
         "connection_names",
@@ -39,6 +41,8 @@ class RequestHead(FlatFields):
         "traceparent",
         "tracestate",
         "trace",
+        "id_pool",
+        "id_at",
         # Set when the head is routed (see proxy.http.pipeline):
         "scheme",
         "host",
@@ -62,6 +66,9 @@ class RequestHead(FlatFields):
         self.header_count = 0
         self.header_bytes = 0
         self.forwarded_for: bytes | None = None
+        # The client's X-Forwarded-Proto/-Host/-Port and X-Real-IP, flat (name, value, ...): never forwarded as
+        # they are, read only when the client is trusted with them (proxy/http/forwarded.py).
+        self.forwarded_in: list[bytes] | None = None
         # The client's X-Request-ID or a generated one; set once the head is read (b"" before).
         self.request_id = b""
         self.upgrade: bytes | None = None
@@ -76,6 +83,9 @@ class RequestHead(FlatFields):
         self.traceparent: bytes | None = None
         self.tracestate: bytes | None = None
         self.trace: bytes | None = None
+        # Where this request's generated ids are (proxy.http.ids): the pool and the position in it.
+        self.id_pool = b""
+        self.id_at = 0
         self.scheme = "http"
         self.host = ""  # normalized: lower-case, no port
         self.path = ""  # normalized
@@ -91,6 +101,11 @@ class RequestHead(FlatFields):
     def client_address(self) -> bytes:
         """Unknown to a head alone (b""); an Exchange knows its connection's."""
         return b""
+
+    @property
+    def client_certificate(self) -> ClientCertificate | None:
+        """Unknown to a head alone (None); an Exchange asks its connection."""
+        return None
 
     @property
     def has_body(self) -> bool:

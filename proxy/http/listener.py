@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from proxy.passthrough import SniAcceptor
     from proxy.routing.filters import RequestFilter
     from proxy.tls.handshake import HandshakeStats, TlsAcceptor
     from proxy.tls.store import CertStoreHolder
@@ -16,7 +17,7 @@ class Listener:
 
     __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
                  "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters",
-                 "ingress", "closing", "hide_server")
+                 "ingress", "closing", "hide_server", "sni")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -41,6 +42,8 @@ class Listener:
         self.certificates: CertStoreHolder | None = None
         self.acceptor: TlsAcceptor | None = None
         self.handshakes: HandshakeStats | None = None
+        # With --enable-ssl-passthrough: the SNI reader in front of the acceptor (its table set at each publish).
+        self.sni: SniAcceptor | None = None
         # Request filters every request on this listener runs before routing (the 421 check on HTTPS).
         self.filters: tuple[RequestFilter, ...] = ()
         # Per-listener counters for metrics (the server keeps the totals over all listeners).

@@ -2,7 +2,8 @@
 
     head ─▶ listener filters (HTTPS: 421) ─▶ RouteTable.match ─▶ rule filters (request phase)
          ─▶ backend pick (weights) ─▶ route policy (rate limit, fault abort) ─▶ upstream (503 without endpoints)
-         ─▶ upstream request head ─▶ Exchange.start (or, under a policy needing per-request state, Attempts.begin)
+         ─▶ upstream request head ─▶ Exchange.start (or, under a policy needing per-request state, Attempts.begin;
+            under ingress-nginx's auth-url, AuthGate.begin first asks the auth service: proxy.http.auth_request)
 
 A matched route that is traced (proxy/tracing/) gets its trace context decided right after the match, so
 the proxy's own answers from then on (redirects, 503...) have spans too; requests that match no route
@@ -16,13 +17,17 @@ forward; the upstream request head it writes is HTTP/1.1, the protocol spoken to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import TYPE_CHECKING
 
+from proxy.http import checks, error_pages, mirror
 from proxy.http import headers as h
-from proxy.http import mirror
 from proxy.http.attempts import Attempts
+from proxy.http.auth_request import AuthGate
+from proxy.http.error_pages import Intercept
+from proxy.http.exchange import BLOCK_CONNECT
 from proxy.http.ratelimit import HELD, REFUSED, REFUSED_CONNECTION
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
@@ -30,12 +35,14 @@ from proxy.routing.model import Timeouts
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
 from proxy.routing.table import normalize_host
+from proxy.tracing.tracer import IDS as _TRACE_IDS
+from proxy.tracing.tracer import NEW_SAMPLED as _NEW_SAMPLED
+from proxy.tracing.tracer import NEW_UNSAMPLED as _NEW_UNSAMPLED
 from proxy.upstream.errors import BadRequest, InvalidBackend, NoEndpoints
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_connection import ClientConnection
-    from proxy.http.head import RequestHead
     from proxy.http.listener import Listener
     from proxy.routing.model import Route
     from proxy.routing.policies import RoutePolicy
@@ -94,7 +101,7 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings", "tracer")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust", "body_limit")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
@@ -102,10 +109,16 @@ class Pipeline:
         self.holder = server.holder
         self.settings = server.settings
         self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
+        # None: no --use-forwarded-headers / --enable-real-ip, the proxy's own forwarded fields (the usual path).
+        self.trust = server.trust
+        self.body_limit = server.settings.proxy_body_size  # of Ingress routes without proxy-body-size
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
         head = ex  # the exchange is its request head
+        trust = self.trust
+        if trust is not None:
+            trust.resolve(ex)
         runtime = self.holder.current
         if runtime is None:
             conn.send_error(ex, 503, NoEndpoints("no configuration loaded yet"), detail="no configuration loaded yet")
@@ -171,13 +184,25 @@ class Pipeline:
         if route is None:
             conn.send_error(ex, 404, None, reason="no-route")
             return
+        limit = route.body_limit
+        if limit < 0:
+            limit = self.body_limit
+        if limit and (head.content_length > limit or head.chunked) and self._too_large(conn, ex, limit):
+            return
         tracer = self.tracer
         if tracer is not None:
             traced = route.tracing
             if traced is None:
                 traced = tracer.by_default
-            if traced:
-                tracer.start(head)
+            if traced and head.trace is None:  # (set: dispatched again after a check, see _check)
+                if head.traceparent is None and head.tracestate is None:
+                    # Tracer.start's usual case, inline (a new trace; the call alone was a tenth of its cost).
+                    at = head.id_at
+                    ids = head.id_pool[at : at + _TRACE_IDS]
+                    trace = head.trace = (_NEW_SAMPLED if ids < tracer.bound_hex else _NEW_UNSAMPLED) % ids
+                    fields += (b"traceparent", _SEP, trace, _CRLF)
+                else:
+                    tracer.start(head)
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))
@@ -191,6 +216,8 @@ class Pipeline:
                 return  # answered (a redirect, a 500)
         upstream = runtime.upstreams.get(cluster)
         if upstream is None or not upstream.pools:
+            if not plain and route.errors is not None and error_pages.send(ex, route.errors, 503, body=True):
+                return  # ingress-nginx's default-backend answers for a Service without endpoints
             what = "unknown cluster" if upstream is None else "no ready endpoints for"
             conn.send_error(ex, 503, NoEndpoints(f"{what} {cluster}"))
             return
@@ -201,12 +228,10 @@ class Pipeline:
             url = normalized.encode("latin-1") + (url[query:] if query >= 0 else b"")
         if head.connection_names:
             fields = h.drop_named(fields, head.connection_names)
-        forwarded_for = head.forwarded_for
-        if forwarded_for is None:
-            forwarded = conn.forwarded
-        else:
-            rest = conn.forwarded[conn.forwarded_ip_end :]  # CRLF, Proto/Port, X-Real-IP
-            forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + conn.client_ip + rest
+        if trust is not None:
+            forwarded, forwarded_host = trust.fields(ex, host)
+            if forwarded_host is not host and host and (plain or not head.rewritten):  # (upstream-vhost wins)
+                fields = [*h.drop_field(fields, b"host"), b"Host", _SEP, forwarded_host, _CRLF]
         request = [head.method, b" ", url, b" HTTP/1.1\r\n"]
         request += fields
         if head.authority is None and host == b"":
@@ -219,7 +244,16 @@ class Pipeline:
             end = b"\r\nConnection: Upgrade\r\nUpgrade: " + (head.upgrade or b"websocket") + b"\r\n\r\n"
         else:
             end = b"\r\n\r\n"
-        request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
+        if trust is None:
+            forwarded_for = head.forwarded_for
+            if forwarded_for is None:
+                forwarded = conn.forwarded
+            else:
+                rest = conn.forwarded[conn.forwarded_ip_end :]  # CRLF, Proto/Port, X-Real-IP
+                forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + conn.client_ip + rest
+            request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
+        else:
+            request += (forwarded, b"X-Request-ID: ", head.request_id, end)
         if mirrors:
             ex.mirror([(target, list(request)) for target in mirrors])
         policy = ex.policy
@@ -243,7 +277,10 @@ class Pipeline:
             for request_filter in filters.request:
                 answer = request_filter.on_request(ex)
                 if answer is not None:
-                    self.answer(conn, ex, answer, filters.response)
+                    if answer.check is not None:
+                        self._check(conn, ex, answer, filters.response)
+                    else:
+                        self.answer(conn, ex, answer, filters.response)
                     return "", None
             if filters.response:
                 ex.response_filters = filters.response
@@ -269,14 +306,37 @@ class Pipeline:
                         return "", None
                 if backend.filters.response:
                     ex.response_filters += backend.filters.response
+        errors = route.errors
+        if errors is not None and errors.codes:
+            ex.response_filters = (Intercept(errors), *ex.response_filters)
         timeouts = route.timeouts
         if timeouts is not None:
             ex.timeouts = timeouts
             ex.deadline = self.server.now + timeouts.request if timeouts.request else 0.0
         policy = route.policy
-        if policy is not None and not self._police(conn, ex, route, policy):
-            return "", None
+        if policy is not None:
+            if not self._police(conn, ex, route, policy):
+                return "", None
+            if policy.auth is not None:  # ingress-nginx's auth-url: asked once the request is ready to go up
+                attempts = ex.policy if isinstance(ex.policy, Attempts) else None
+                ex.policy = AuthGate(ex, policy.auth, attempts, mirrors)
+                return cluster, None  # (mirrored only once allowed)
         return cluster, mirrors
+
+    @staticmethod
+    def _too_large(conn: ClientConnection, ex: Exchange, limit: int) -> bool:
+        """proxy-body-size: a Content-Length over `limit` is answered 413 now (nginx's client_max_body_size, checked
+        with the head); a chunked body is counted as it arrives (Exchange.add_body). True when answered."""
+        if ex.content_length > limit:
+            conn.send_error(ex, 413, BadRequest(f"request body of {ex.content_length} bytes is over the limit of "
+                                                f"{limit}", status=413), reason="body-too-large")
+            return True
+        ex.body_limit = limit
+        if ex.received > limit:  # a pipelined request's body may have come before its turn
+            conn.send_error(ex, 413, BadRequest(f"request body over the limit of {limit} bytes", status=413),
+                            close=True, reason="body-too-large")
+            return True
+        return False
 
     def _police(self, conn: ClientConnection, ex: Exchange, route: Route, policy: RoutePolicy) -> bool:
         """The route policy's request phase: its rate limit, then fault injection (an abort is answered now,
@@ -284,7 +344,7 @@ class Pipeline:
         stats = ex.route_stats
         if policy.rate_limit is not None:
             limiter = self.server.limiters.get(id(route))
-            if limiter is not None and not limiter.allow(conn.client_ip):
+            if limiter is not None and not limiter.allow(ex.client_ip):
                 if stats is not None:
                     stats.rate_limited += 1
                 conn.send_error(ex, limiter.limit.status, None, detail="rate limited", reason="rate-limited",
@@ -309,7 +369,7 @@ class Pipeline:
         if policy.client_limit is not None:  # ingress-nginx's limit-connections / -rpm / -rps, per client address
             client_limiter = self.server.client_limiters.get(id(route))
             if client_limiter is not None:
-                admitted = client_limiter.admit(conn.client_ip)
+                admitted = client_limiter.admit(ex.client_ip)
                 if admitted in (REFUSED, REFUSED_CONNECTION):
                     if stats is not None:
                         stats.rate_limited += 1
@@ -327,16 +387,54 @@ class Pipeline:
             ex.policy = Attempts(ex, retry, delay=delay, abort=abort, held=held)
         return True
 
-    def _for_filters(self, head: RequestHead, host: str, path: str) -> None:
+    def _check(self, conn: ClientConnection, ex: Exchange, answer: Answer,
+               response_filters: tuple[ResponseFilter, ...]) -> None:
+        """A filter's check too slow for the event loop (basic auth's bcrypt): run it on the check pool, then
+        either answer (it failed) or dispatch the request again, whose filter now finds the check remembered.
+        A body still coming waits meanwhile; a client that leaves cancels the wait (Exchange.connecting)."""
+        future = checks.POOL.submit(answer.check)  # type: ignore[arg-type]  # (checked by the caller)
+        if future is None:
+            conn.send_error(ex, 503, None, detail="too many checks waiting", reason="overloaded")
+            return
+        holding = not ex.req_done and ex.has_body
+        if holding:
+            ex.client.block(BLOCK_CONNECT)
+        ex.connecting = future
+
+        def checked(done: asyncio.Future[bool]) -> None:
+            if ex.connecting is done:
+                ex.connecting = None
+            if done.cancelled() or ex.finished:
+                return
+            ok = done.exception() is None and done.result()
+            if answer.settle is not None:
+                answer.settle(ok)
+            if holding:
+                ex.client.unblock(BLOCK_CONNECT)
+            if ok:
+                self.dispatch(conn, ex)
+                if ex.conn is not None and not ex.finished:
+                    ex.flush_upstream()  # (the connection flushes after a dispatch it made itself; not this one)
+            else:
+                self.answer(conn, ex, answer, response_filters)
+
+        future.add_done_callback(checked)
+
+    def _for_filters(self, head: Exchange, host: str, path: str) -> None:
         """What filters read of a request besides its fields (plain routes never need it); see
         Exchange.SET_BEFORE_READ. Set before listener filters (which never rewrite) and again before a
-        rule's filters."""
+        rule's filters. The scheme is the one the client used: the listener's, or what a PROXY header's port
+        or a trusted X-Forwarded-Proto says (nginx's $pass_access_scheme, which ssl-redirect reads)."""
         head.rewritten = False
         listener = self.listener
         settings = self.settings
         head.host = host
         head.path = path
-        head.scheme = listener.scheme
+        scheme = head.client.scheme
+        trust = self.trust
+        if trust is not None and head.forwarded_in is not None:
+            scheme = trust.scheme(head) or scheme
+        head.scheme = scheme
         head.port = listener.public_port
         head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
 
@@ -351,7 +449,10 @@ class Pipeline:
                 response_filter.on_response(ex, response)
             fields = b"".join(response.fields)
         status = answer.status
-        reason = "redirect" if 300 <= status < 400 else "misdirected" if status == 421 else "filter"
+        reason = ("redirect" if 300 <= status < 400 else "misdirected" if status == 421
+                  else "unauthorized" if status == 401 else "filter")
+        if answer.fields:
+            fields = answer.fields + fields
         conn.send_error(ex, status, None, location=answer.location, detail=answer.detail, fields=fields,
                         reason=reason)
 

@@ -64,7 +64,7 @@ def record(ex: Exchange) -> None:
     if trace is not None and trace[_SAMPLED_AT] == _SAMPLED_BYTE:
         _span(ex, stats, trace, status, duration, received)
     access_log = server.access_log
-    if access_log is not None:
+    if access_log is not None and stats.log:
         address = None
         if pool is not None:
             address = pool.log_address
@@ -73,7 +73,7 @@ def record(ex: Exchange) -> None:
         route = stats.log_fields
         if route is None:
             route = stats.log_fields = route_fields(stats.labels)
-        access_log.add(_wall(), head.request_id, client.client_ip, head.method, head.authority, head.target,
+        access_log.add(_wall(), head.request_id, ex.client_ip, head.method, head.authority, head.target,
                        head.http10, status, received, ex.sent, duration, ex.upstream_time, address, route,
                        head.user_agent, ex.retries, ex.reason, trace)
 
@@ -90,7 +90,7 @@ def _span(ex: Exchange, stats: RouteStats, trace: bytes, status: int, duration: 
         listener = client.listener
         pool = ex.pool
         tracer.finish((trace, ex.traceparent, ex.tracestate, end - int(duration * 1e9), end, ex.method, ex.target,
-                       listener.scheme, listener.public_port, ex.authority, client.client_ip,
+                       listener.scheme, listener.public_port, ex.authority, ex.client_ip,
                        status, received, ex.sent, pool.endpoint if pool is not None else None, ex.retries,
                        stats.labels, ex.reason, ex.user_agent, ex.request_id, ex.http10))
 

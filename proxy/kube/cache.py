@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot
+from proxy.references import ingress_secret_refs, tls_secret_refs
 
 log = logging.getLogger("pyngress.cache")
 
@@ -37,9 +38,10 @@ SECRET = "Secret"
 GATEWAY_CLASS = "GatewayClass"
 GATEWAY = "Gateway"
 HTTP_ROUTE = "HTTPRoute"
+TLS_ROUTE = "TLSRoute"
 REFERENCE_GRANT = "ReferenceGrant"
 NAMESPACE = "Namespace"
-GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT)
+GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT, TLS_ROUTE)
 # Traffic policies: ours (pyngress.dev/v1alpha1), the Gateway API's BackendTLSPolicy, and the ConfigMaps
 # holding the CA bundles BackendTLSPolicies name.
 BACKEND_TRAFFIC_POLICY = "BackendTrafficPolicy"
@@ -64,6 +66,9 @@ CA_BUNDLE_KEY = "ca.crt"
 _STATUS = frozenset({"status"})
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# TLS Secrets are always held once listed (the watch of cluster mode lists every Secret, see
+# ObjectCache.hold_named_secrets); any other Secret only while an object names it.
+TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 ADDED = "ADDED"
 MODIFIED = "MODIFIED"
@@ -196,18 +201,7 @@ def _routes_changed(kind: str, old: KubeObject | None, new: KubeObject | None) -
 
 def tls_secrets(ingress: Mapping[str, Any]) -> set[Key]:
     """The Secrets an Ingress's spec.tls names, as (namespace, name)."""
-    spec = ingress.get("spec")
-    tls = spec.get("tls") if isinstance(spec, dict) else None
-    if not isinstance(tls, list):
-        return set()
-    namespace = (ingress.get("metadata") or {}).get("namespace") or ""
-    found = set()
-    for entry in tls:
-        if isinstance(entry, dict):
-            secret = entry.get("secretName")
-            if isinstance(secret, str) and secret:
-                found.add((namespace, secret))
-    return found
+    return tls_secret_refs(ingress)
 
 
 def certificate_refs(gateway: Mapping[str, Any]) -> set[Key]:
@@ -254,7 +248,9 @@ def ca_config_maps(policy: Mapping[str, Any]) -> set[Key]:
 
 
 # The kinds that name Secrets (ConfigMaps), and how: one matters (rebuilds routes) while one of them names it.
-_SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: tls_secrets, GATEWAY: certificate_refs}
+# An Ingress names Secrets in spec.tls and in annotations (proxy.references.ingress_secret_refs).
+_SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: ingress_secret_refs,
+                                                                    GATEWAY: certificate_refs}
 _CONFIG_MAP_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {BACKEND_TLS_POLICY: ca_config_maps}
 
 
@@ -281,6 +277,17 @@ class ObjectCache:
         # ConfigMap key -> number of BackendTLSPolicies naming it as a CA bundle.
         self._config_map_refs: dict[Key, int] = {}
         self.relevant_secrets = frozenset(relevant_secrets)
+        # Set by hold_named_secrets (cluster mode): called with the key of a Secret that is not held and
+        # that something starts naming; None (file mode, worker processes): every Secret given is held.
+        self._secret_fetcher: Callable[[Key], None] | None = None
+        # Secrets that exist but whose data is not held (nothing names them, not TLS); keys only.
+        self._unheld: set[Key] = set()
+        # Held Secrets whose last reference went away during a write: their data is dropped after it.
+        self._released: list[Key] = []
+        # Secrets asked of `fetch` and not read back yet: until the first ones are in, the cache is not synced
+        # (the first build must not answer 503 for an auth-secret being read); later ones do not matter so.
+        self._fetching: set[Key] = set()
+        self._synced_once = False
         self._synced_kinds: set[str] = set()
         self._subscribers: list[Subscriber] = []
         self._observers: list[Observer] = []
@@ -290,8 +297,13 @@ class ObjectCache:
 
     @property
     def synced(self) -> bool:
-        """True once every expected kind has had its first full list."""
-        return self._synced_kinds >= self.expected_kinds
+        """True once every expected kind has had its first full list (and the Secrets those lists named
+        have been read: see `hold_named_secrets`)."""
+        if self._synced_once:
+            return True
+        if self._synced_kinds >= self.expected_kinds and not self._fetching:
+            self._synced_once = True
+        return self._synced_once
 
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         key: Hashable = name if kind in CLUSTER_SCOPED else (namespace, name)
@@ -299,6 +311,10 @@ class ObjectCache:
 
     def count(self, kind: str) -> int:
         return len(self._stores[kind].data)
+
+    def unheld_secrets(self) -> frozenset[Key]:
+        """Secrets known to exist whose data is not held (see `hold_named_secrets`)."""
+        return frozenset(self._unheld)
 
     def snapshot(self) -> Snapshot:
         """A consistent, read-only view of the cache; O(1), later writes never show through."""
@@ -314,6 +330,7 @@ class ObjectCache:
                 gateway_classes=stores[GATEWAY_CLASS].freeze(),
                 gateways=stores[GATEWAY].freeze(),
                 http_routes=stores[HTTP_ROUTE].freeze(),
+                tls_routes=stores[TLS_ROUTE].freeze(),
                 reference_grants=stores[REFERENCE_GRANT].freeze(),
                 namespaces=stores[NAMESPACE].freeze(),
                 backend_traffic_policies=stores[BACKEND_TRAFFIC_POLICY].freeze(),
@@ -366,6 +383,35 @@ class ObjectCache:
         else:
             raise ValueError(f"unknown cache operation {name!r}")
 
+    def hold_named_secrets(self, fetch: Callable[[Key], None]) -> None:
+        """From now on hold a Secret's data only while it matters: a TLS Secret, a Secret an Ingress or
+        Gateway names (or `relevant_secrets`). Any other Secret is remembered by key alone, so a cluster's
+        Helm release Secrets (megabytes each) are not kept. When something starts naming a Secret that
+        is not held, `fetch(key)` is called (it must not block): the caller reads the Secret again and
+        hands it to `fetched()`. Cluster mode's watch sets this; without it every Secret is held."""
+        self._secret_fetcher = fetch
+        held = self._stores[SECRET].data
+        self._released.extend(key for key, obj in held.items() if not self._holds(key, obj))  # type: ignore[misc,arg-type]
+        self._release_secrets()
+
+    def fetched(self, obj: KubeObject) -> None:
+        """A Secret read again for `fetch`: applied while it is still not held (a watch event, or its
+        deletion, since the read would be newer than this copy)."""
+        found = _name(obj) if isinstance(obj, dict) else None
+        if found is not None and found in self._unheld:
+            self.apply(SECRET, MODIFIED, obj)
+        if found is not None:
+            self.fetch_ended(found)
+
+    def fetch_ended(self, key: Key) -> None:
+        """The read `fetch(key)` asked for is over (read, not found, given up): the first sync waits no more."""
+        if key not in self._fetching:
+            return
+        was = self.synced
+        self._fetching.discard(key)
+        if not was and self.synced:
+            self._notify(CacheChange(routes=True))
+
     def mark_synced(self, kind: str) -> None:
         """Record that `kind` has been listed once; the cache becoming synced is a route change."""
         self._check_kind(kind)
@@ -387,6 +433,10 @@ class ObjectCache:
             if key is None:
                 continue
             new[key] = _strip(obj, kind)
+        if kind == SECRET and self._secret_fetcher is not None:
+            self._unheld = {key for key, obj in new.items() if not self._holds(key, obj)}  # type: ignore[misc,arg-type]
+            for key in self._unheld:
+                del new[key]
         old = store.data
         routes = False
         endpoints: set[Key] = set()
@@ -415,6 +465,7 @@ class ObjectCache:
                 new[key] = kept
         store.reset(new)
         self._observed((REPLACE, kind, list(new.values())))
+        self._release_secrets()
         self._changed(CacheChange(routes=routes, endpoints=frozenset(endpoints)))
 
     def apply(self, kind: str, event_type: str, obj: KubeObject) -> None:
@@ -425,6 +476,17 @@ class ObjectCache:
             return
         store = self._stores[kind]
         old = store.data.get(key)
+        if kind == SECRET and self._secret_fetcher is not None:
+            secret_key: Key = key  # type: ignore[assignment]
+            if event_type == DELETED:
+                self._unheld.discard(secret_key)
+            elif event_type in (ADDED, MODIFIED) and not self._holds(secret_key, obj):
+                self._unheld.add(secret_key)
+                if old is None:
+                    return
+                event_type = DELETED  # no longer held: its data goes
+            else:
+                self._unheld.discard(secret_key)
         if event_type == DELETED:
             if old is None:
                 return
@@ -457,6 +519,7 @@ class ObjectCache:
                 self._count_secrets(kind, old, -1)
                 self._count_secrets(kind, new, 1)
         self._observed((APPLY, kind, (event_type, _strip(obj, kind) if new is None else new)))
+        self._release_secrets()
         self._changed(CacheChange(routes=routes, endpoints=endpoints))
 
     # ------------------------------------------------------------------ internals
@@ -501,15 +564,40 @@ class ObjectCache:
             return
         refs, named = ((self._config_map_refs, _CONFIG_MAP_REFS[kind]) if kind in _CONFIG_MAP_REFS
                        else (self._secret_refs, _SECRET_REFS[kind]))
+        secrets = refs is self._secret_refs and self._secret_fetcher is not None
         for secret in named(obj):
             count = refs.get(secret, 0) + delta
             if count > 0:
                 refs[secret] = count
+                if secrets and count == delta and secret in self._unheld:
+                    if not self._synced_once:
+                        self._fetching.add(secret)
+                    self._secret_fetcher(secret)  # type: ignore[misc]  # named now: read it again
             else:
                 refs.pop(secret, None)
+                if secrets and secret not in self.relevant_secrets:
+                    self._released.append(secret)
 
     def _secret_matters(self, key: Key) -> bool:
         return key in self._secret_refs or key in self.relevant_secrets
+
+    def _holds(self, key: Key, obj: Mapping[str, Any]) -> bool:
+        return self._secret_matters(key) or obj.get("type") == TLS_SECRET_TYPE
+
+    def _release_secrets(self) -> None:
+        """Drop the data of held Secrets nothing names any more (after the write that released them)."""
+        if not self._released:
+            return
+        released, self._released = self._released, []
+        store = self._stores[SECRET]
+        for key in released:
+            obj = store.data.get(key)
+            if obj is None or self._holds(key, obj):
+                continue
+            del store.writable()[key]
+            self._unheld.add(key)
+            self._observed((APPLY, SECRET, (DELETED, obj)))
+            self._snapshot = None
 
     def _observed(self, operation: Operation) -> None:
         for callback in list(self._observers):

@@ -46,6 +46,7 @@ from proxy.kube.cache import (
     KINDS,
     NAMESPACE,
     STORED_KINDS,
+    TLS_ROUTE,
     ObjectCache,
 )
 from proxy.objects import KubeObject
@@ -64,6 +65,8 @@ DEFAULT_NAMESPACE = "default"
 GATEWAY_API_VERSIONS = frozenset({"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"})
 API_VERSIONS: dict[str, frozenset[str]] = {
     **dict.fromkeys(GATEWAY_KINDS, GATEWAY_API_VERSIONS),
+    # TLSRoute reached v1 in Gateway API v1.5; earlier bundles serve it as v1alpha2 (and v1alpha3).
+    TLS_ROUTE: GATEWAY_API_VERSIONS | {"gateway.networking.k8s.io/v1alpha2", "gateway.networking.k8s.io/v1alpha3"},
     NAMESPACE: frozenset({"v1"}),
     CONFIG_MAP: frozenset({"v1"}),
     # Ours (Envoy Gateway's kind of the same name is gateway.envoyproxy.io's: not ours).

@@ -55,12 +55,13 @@ VERSION = "v1"
 GATEWAY_CLASSES = "gatewayclasses"
 GATEWAYS = "gateways"
 HTTP_ROUTES = "httproutes"
-KIND_OF = {GATEWAY_CLASSES: "GatewayClass", GATEWAYS: "Gateway", HTTP_ROUTES: "HTTPRoute"}
+TLS_ROUTES = "tlsroutes"
+KIND_OF = {GATEWAY_CLASSES: "GatewayClass", GATEWAYS: "Gateway", HTTP_ROUTES: "HTTPRoute", TLS_ROUTES: "TLSRoute"}
 
 API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("", "services", "get", CLUSTER),  # the --publish-service, for Gateway addresses
     *(ApiCall(GROUP, f"{plural}/status", verb, CLUSTER)
-      for plural in (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES) for verb in ("get", "update")),
+      for plural in (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, TLS_ROUTES) for verb in ("get", "update")),
 )
 
 RESYNC = 60.0
@@ -98,6 +99,8 @@ class PublishedStatus(Protocol):
     def gateways(self) -> Mapping[Key, StatusDocument]: ...
     @property
     def routes(self) -> Mapping[Key, StatusDocument]: ...
+    @property
+    def tls_routes(self) -> Mapping[Key, StatusDocument]: ...
 
 
 class StatusWriteError(Exception):
@@ -232,6 +235,14 @@ def gateway_addresses(found: Iterable[Address]) -> list[dict[str, str]]:
     return converted[:MAX_ADDRESSES]
 
 
+def _served_version(obj: Any) -> str:
+    """The version of a custom object as the API server handed it out ("v1" when it does not say)."""
+    api_version = obj.get("apiVersion") if isinstance(obj, dict) else None
+    if isinstance(api_version, str) and api_version.startswith(GROUP + "/"):
+        return api_version[len(GROUP) + 1:]
+    return VERSION
+
+
 @dataclass(slots=True)
 class _Target:
     """One object a pass may write: where it lives, what the cache shows, and how to change its status."""
@@ -241,6 +252,8 @@ class _Target:
     name: str
     cached: Any
     edit: Edit
+    # The API version written (a TLSRoute's is the one it is served at: v1, or v1alpha2 on older bundles).
+    version: str = VERSION
 
     def __str__(self) -> str:
         where = f"{self.namespace}/{self.name}" if self.namespace else self.name
@@ -376,6 +389,13 @@ class GatewayStatusWriter:
             targets.append(_Target(HTTP_ROUTES, key[0], key[1], obj,
                                    partial(route_status, desired=entry.to_json() if entry is not None else [],
                                            namespace=key[0], controller=self.controller, owns=self.owns, now=now)))
+        tls_routes = desired.tls_routes if desired is not None else {}
+        for key, obj in snapshot.tls_routes.items():
+            entry = tls_routes.get(key)
+            targets.append(_Target(TLS_ROUTES, key[0], key[1], obj,
+                                   partial(route_status, desired=entry.to_json() if entry is not None else [],
+                                           namespace=key[0], controller=self.controller, owns=self.owns, now=now),
+                                   _served_version(obj)))
         return targets
 
     async def _write(self, target: _Target) -> bool:
@@ -405,7 +425,7 @@ class GatewayStatusWriter:
     async def _read(self, target: _Target) -> dict[str, Any] | None:
         if target.namespace:
             call = self.custom.get_namespaced_custom_object_status(
-                GROUP, VERSION, target.namespace, target.plural, target.name, _preload_content=False,
+                GROUP, target.version, target.namespace, target.plural, target.name, _preload_content=False,
                 _request_timeout=REQUEST_TIMEOUT)
         else:
             call = self.custom.get_cluster_custom_object_status(
@@ -424,8 +444,8 @@ class GatewayStatusWriter:
         """PUT the object to /status with the resourceVersion it was read at: written, conflict (409) or gone."""
         if target.namespace:
             call = self.custom.replace_namespaced_custom_object_status(
-                GROUP, VERSION, target.namespace, target.plural, target.name, json_body(body), _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT)
+                GROUP, target.version, target.namespace, target.plural, target.name, json_body(body),
+                _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         else:
             call = self.custom.replace_cluster_custom_object_status(
                 GROUP, VERSION, target.plural, target.name, json_body(body), _preload_content=False,

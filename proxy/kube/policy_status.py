@@ -170,7 +170,7 @@ class PolicyStatusWriter(GatewayStatusWriter):
             targets.append(_PolicyTarget(kind.plural, key[0], key[1], obj, partial(
                 ancestors_status, desired=entry.to_json() if entry is not None else [], namespace=key[0],
                 controller=self.controller, now=now, kind=kind.kind,
-                owns=self.owns_ancestor if kind is TLS else None), kind))
+                owns=self.owns_ancestor if kind is TLS else None), kind=kind))
         return targets
 
     async def _read(self, target: _Target) -> dict[str, Any] | None:

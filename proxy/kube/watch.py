@@ -25,6 +25,10 @@ served (see proxy.kube.discovery): asked at start, and every `DISCOVERY_INTERVAL
 not served is, for the cache, listed and empty (synced, so Ingress routing never waits for it);
 one info line says so. When it appears, its loop starts (no restart needed); when it is no longer
 served (its CRD deleted, which deletes its objects too), its loop stops and its objects go.
+Secrets: every Secret is listed and watched, but the cache holds the data only of TLS Secrets and of
+the Secrets an Ingress or Gateway names (ObjectCache.hold_named_secrets); of the others (Helm release
+Secrets are megabytes each) only the key. When something starts naming a Secret whose data is not held,
+`SecretFetcher` reads it once (GET) and hands it to the cache; from then on the watch keeps it current.
 Namespaces are read only for Gateway listeners' allowedRoutes selectors, so they are watched
 only while Gateways are served; ConfigMaps (CA bundles) only while BackendTLSPolicies are. Our own
 BackendTrafficPolicy CRD (deploy/crds/) is discovered the same way.
@@ -55,6 +59,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from proxy.kube.cache import ObjectCache
 from proxy.kube.client import CLUSTER, ApiCall, api_error, create_api_client, raw_response
 from proxy.kube.discovery import discover, watchable
+from proxy.objects import Key
 from proxy.settings import Settings
 
 log = logging.getLogger("pyngress.watch")
@@ -83,7 +88,10 @@ MIN_HEALTHY_STREAM = 0.5
 # followed within this time, at the cost of one or two small GETs.
 DISCOVERY_INTERVAL = 30.0
 
-TLS_SECRET_SELECTOR = "type=kubernetes.io/tls"
+# A Secret read again (GET) for a new reference: retried with backoff this many times, then left to the
+# watch (its next change brings it) with a warning.
+SECRET_FETCH_ATTEMPTS = 5
+SECRET_FETCH_TIMEOUT = 30.0
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 POLICY_GROUP = "pyngress.dev"
 
@@ -133,9 +141,8 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
              "list_endpoint_slice_for_all_namespaces", "list_namespaced_endpoint_slice"),
     # Legacy Endpoints: the builder uses them only for Services that have no EndpointSlice.
     KindSpec("Endpoints", "", "endpoints", CoreV1Api, "list_endpoints_for_all_namespaces", "list_namespaced_endpoints"),
-    # Only TLS Secrets: the field selector keeps every other Secret's data off the wire.
-    KindSpec("Secret", "", "secrets", CoreV1Api, "list_secret_for_all_namespaces", "list_namespaced_secret",
-             field_selector=TLS_SECRET_SELECTOR),
+    # Every Secret (any type may be named by an annotation); the cache holds only the named ones' data.
+    KindSpec("Secret", "", "secrets", CoreV1Api, "list_secret_for_all_namespaces", "list_namespaced_secret"),
     # The Gateway API, where its CRDs are installed. `list_cluster_custom_object` of a namespaced
     # kind lists every namespace (GET /apis/<group>/<version>/<plural>).
     KindSpec("GatewayClass", GATEWAY_GROUP, "gatewayclasses", CustomObjectsApi, "list_cluster_custom_object", None,
@@ -144,6 +151,9 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
              "list_namespaced_custom_object", versions=("v1",)),
     KindSpec("HTTPRoute", GATEWAY_GROUP, "httproutes", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1",)),
+    # TLSRoute: v1 since Gateway API v1.5, v1alpha2/v1alpha3 before (the fields read are the same).
+    KindSpec("TLSRoute", GATEWAY_GROUP, "tlsroutes", CustomObjectsApi, "list_cluster_custom_object",
+             "list_namespaced_custom_object", versions=("v1", "v1alpha3", "v1alpha2")),
     # Bundles before ReferenceGrant reached v1 serve it at v1beta1 only.
     KindSpec("ReferenceGrant", GATEWAY_GROUP, "referencegrants", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1", "v1beta1")),
@@ -166,8 +176,10 @@ CONTROLLER_CONFIG_MAP_SPEC = KindSpec("ControllerConfigMap", "", "configmaps", C
                                       "list_config_map_for_all_namespaces", "list_namespaced_config_map")
 
 # Every API call this module makes, for the RBAC check in tests/cluster/test_deploy.py.
-API_CALLS: tuple[ApiCall, ...] = tuple(
-    ApiCall(spec.group, spec.resource, verb, CLUSTER) for spec in WATCHED_KINDS for verb in ("list", "watch"))
+API_CALLS: tuple[ApiCall, ...] = (
+    *(ApiCall(spec.group, spec.resource, verb, CLUSTER) for spec in WATCHED_KINDS for verb in ("list", "watch")),
+    ApiCall("", "secrets", "get", CLUSTER),  # SecretFetcher
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +368,12 @@ class KindWatcher:
                 await self._watch()
                 quiet = self.state.events_total + self.state.bookmarks_total == events
                 if quiet and time.monotonic() - started < MIN_HEALTHY_STREAM:
+                    if self.on_gone is not None and not self._gone_reported:
+                        # A deleted CRD ends its watches: with no objects there is no DELETED event first.
+                        self._gone_reported = True
+                        log.info("%s: watch closed at once (its CRD removed?); asking discovery again", self.where)
+                        await self.on_gone()
+                        continue
                     raise WatchProtocolError("watch stream closed at once")
             except ApiException as err:
                 if err.status == 410:
@@ -499,6 +517,71 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+class SecretFetcher:
+    """Reads a Secret again (GET) when something starts naming one whose data the cache does not hold.
+
+    `want(key)` is the cache's callback (called inside a cache write: it only schedules); each key is
+    read by one task at a time, retried with backoff, and dropped when the cache no longer wants it
+    (deleted, or brought by a watch event meanwhile)."""
+
+    def __init__(self, cache: ObjectCache, api_client: ApiClient, *, backoff: Backoff) -> None:
+        self.cache = cache
+        self.api = CoreV1Api(api_client)
+        self.backoff = backoff
+        self.tasks: dict[Key, asyncio.Task[None]] = {}
+        self.fetched_total = 0
+
+    def want(self, key: Key) -> None:
+        if key in self.tasks:
+            return
+        task = asyncio.get_running_loop().create_task(self._fetch(key), name=f"get-secret-{key[0]}/{key[1]}")
+        self.tasks[key] = task
+        task.add_done_callback(lambda _: self.tasks.pop(key, None))
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _fetch(self, key: Key) -> None:
+        try:
+            await self._read(key)
+        finally:
+            self.cache.fetch_ended(key)
+
+    async def _read(self, key: Key) -> None:
+        namespace, name = key
+        timeout = aiohttp.ClientTimeout(total=SECRET_FETCH_TIMEOUT, sock_connect=CONNECT_TIMEOUT)
+        for attempt in range(1, SECRET_FETCH_ATTEMPTS + 1):
+            if key not in self.cache.unheld_secrets():
+                return
+            try:
+                response = raw_response(await self.api.read_namespaced_secret(
+                    name, namespace, _preload_content=False, _request_timeout=timeout))
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
+                if response.status == 404:
+                    return  # deleted meanwhile: the watch brings the DELETED event
+                if response.status != 200:
+                    raise api_error(response.status, body)
+                obj = json.loads(body)
+                if not isinstance(obj, dict):
+                    raise WatchProtocolError(f"GET secret {namespace}/{name} answered without an object")
+                self.fetched_total += 1
+                self.cache.fetched(obj)
+                return
+            except Exception as err:  # noqa: BLE001  retried; the watch keeps the rest going
+                if attempt == SECRET_FETCH_ATTEMPTS:
+                    log.warning("could not read Secret %s/%s (%s); it is used once it changes or the watch "
+                                "lists again", namespace, name, _describe(err))
+                    return
+                await asyncio.sleep(self.backoff.delay(attempt))
+
+
 class ClusterSource:
     """All kind loops against one API client; `status` is readable while `run()` runs."""
 
@@ -533,6 +616,10 @@ class ClusterSource:
         # Kinds watched while discovery finds them served: kind -> (version, its loop).
         self.discovered = [spec for spec in specs if spec.discovered]
         self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self.secrets: SecretFetcher | None = None
+        if "Secret" in names:
+            self.secrets = SecretFetcher(cache, api_client, backoff=backoff)
+            cache.hold_named_secrets(self.secrets.want)
         self._decided = False  # the first discovery is in: every discovered kind is watched or known absent
         self._recheck = asyncio.Event()  # a watched kind answered 404: ask discovery now, not at the interval
         self._looked = asyncio.Event()  # set (and replaced) after each discovery attempt
@@ -540,11 +627,15 @@ class ClusterSource:
 
     async def run(self) -> None:
         """Run every kind's loop (and discovery's, for the kinds it decides) until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            for watcher in self.watchers:
-                group.create_task(watcher.run(), name=f"watch-{watcher.spec.kind}")
-            if self.discovered:
-                group.create_task(self._follow_discovery(group), name="watch-discovery")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for watcher in self.watchers:
+                    group.create_task(watcher.run(), name=f"watch-{watcher.spec.kind}")
+                if self.discovered:
+                    group.create_task(self._follow_discovery(group), name="watch-discovery")
+        finally:
+            if self.secrets is not None:
+                await self.secrets.close()
 
     async def _follow_discovery(self, group: asyncio.TaskGroup) -> None:
         """Ask discovery now and every `discovery_interval`; start and stop loops as kinds come and go.

@@ -17,57 +17,116 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'pod is ready (scaling up moves no session).'),
     ('app-root', 'supported',
      '302 from `/` to `scheme://<Host header><app-root>`, before any other rule of the host.'),
-    ('auth-always-set-cookie', 'not yet',
-     ''),
-    ('auth-cache-duration', 'not yet',
-     ''),
-    ('auth-cache-key', 'not yet',
-     ''),
-    ('auth-keepalive', 'not yet',
-     ''),
-    ('auth-keepalive-requests', 'not yet',
-     ''),
-    ('auth-keepalive-share-vars', 'not yet',
-     ''),
-    ('auth-keepalive-timeout', 'not yet',
-     ''),
-    ('auth-method', 'not yet',
-     ''),
+    ('auth-always-set-cookie', 'supported',
+     "The auth service's Set-Cookie is added to every response, not only to 200, 201, 204, 206, 301, 302, "
+     "303, 304, 307, 308 ones (nginx's `add_header` without `always`). Invalid value: the Ingress's "
+     'routes answer 503 (ingress-nginx rejects its auth configuration).'),
+    ('auth-cache-duration', 'supported',
+     'nginx `proxy_cache_valid` entries, comma-separated (`200 202 10m, 401 5m`; units ms s m h d w M y); '
+     "default `200 202 401 5m`; only with `auth-cache-key`. Invalid value: the Ingress's routes answer "
+     '503.'),
+    ('auth-cache-key', 'supported with a difference',
+     "Caches the auth service's answers (status, `auth-response-headers` values, Set-Cookie, "
+     'WWW-Authenticate) under this key, with nginx variables (below); a cache hit asks nothing. One key '
+     "space per Ingress (nginx's: per location); at most 10,000 answers per process, the oldest dropped "
+     'first. A variable pyngress does not know: no cache, with a warning.'),
+    ('auth-keepalive', 'supported',
+     "Idle connections to the auth service kept for reuse (nginx's `keepalive N`: pyngress's own upstream "
+     'pool, per process); 0 (default): a connection per auth request, as ingress-nginx. Ignored with a '
+     "variable in the URL's host, or with `-requests`/`-timeout` at 0 or less (warnings), as there."),
+    ('auth-keepalive-requests', 'supported',
+     'Requests one kept connection to the auth service carries before it is closed (default 1000); 0 or '
+     'less turns keepalive off, as ingress-nginx.'),
+    ('auth-keepalive-share-vars', 'supported with a difference',
+     'Validated; pyngress always sends the auth service the request\'s own X-Request-ID (as with `"true"`).'),
+    ('auth-keepalive-timeout', 'supported',
+     'Seconds an idle kept connection to the auth service stays open (default 60).'),
+    ('auth-method', 'supported',
+     "The auth request's method (default GET, nginx's subrequest method); with it the auth service also "
+     "gets X-Original-URI and X-Scheme, as ingress-nginx's template. Invalid method: the Ingress's routes "
+     'answer 503 ("invalid HTTP method").'),
     ('auth-proxy-set-headers', 'not yet',
      ''),
-    ('auth-realm', 'not yet',
-     ''),
-    ('auth-request-redirect', 'not yet',
-     ''),
-    ('auth-response-headers', 'not yet',
-     ''),
-    ('auth-secret', 'not yet',
-     ''),
-    ('auth-secret-type', 'not yet',
-     ''),
-    ('auth-signin', 'not yet',
-     ''),
-    ('auth-signin-redirect-param', 'not yet',
-     ''),
+    ('auth-realm', 'supported',
+     'The realm of `WWW-Authenticate: Basic realm="..."` (quotes escaped); default empty, as '
+     'ingress-nginx.'),
+    ('auth-request-redirect', 'supported',
+     "The X-Auth-Request-Redirect value sent to the auth service (default: the request's URI). Invalid "
+     "value: the Ingress's routes answer 503."),
+    ('auth-response-headers', 'supported',
+     'Header names copied from a 2xx auth answer into the request sent to the pod, replacing any the '
+     "client sent (one absent from the answer is not sent at all, as nginx's empty `proxy_set_header`). "
+     'Invalid list: the Ingress\'s routes answer 503 ("invalid headers list").'),
+    ('auth-secret', 'supported with a difference',
+     "A Secret (any type) of the Ingress's namespace: `name` or `namespace/name`. Another namespace is "
+     'refused (503), as ingress-nginx with its default `allow-cross-namespace-resources: false`. A '
+     'missing Secret, or one without key `auth` (auth-file): every path of the Ingress answers 503, with '
+     'a warning. Cluster mode holds the data only of Secrets an Ingress names (GET when a name appears); '
+     "its changes apply without a restart. Difference: the hashes accepted are nginx's (`$apr1$`, "
+     '`{PLAIN}`, `{SHA}`, `{SSHA}`, bcrypt `$2a$/$2b$/$2y$`, `$1$`, `$5$`, `$6$`), but a DES crypt hash '
+     "needs Python's `crypt` module (Python < 3.13): elsewhere that user is never let in (warning). A "
+     'password without a scheme is never accepted, as in nginx.'),
+    ('auth-secret-type', 'supported',
+     '`auth-file` (default: an htpasswd file in key `auth`) or `auth-map` (each key a user, its value the '
+     'hash). Another value: 503 (fail closed), with a warning.'),
+    ('auth-signin', 'supported',
+     'On a 401 from the auth service: 302 to this URL plus `rd=<scheme>://<Host header><escaped request '
+     "URI>` (unless the URL already sets the parameter), with the auth answer's Set-Cookie. Variables as "
+     'in `auth-url`; an unknown one drops the redirect (the 401 is returned), with a warning.'),
+    ('auth-signin-redirect-param', 'supported',
+     'The query parameter carrying the original URL (default `rd`).'),
     ('auth-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
-    ('auth-tls-error-page', 'not yet',
-     ''),
-    ('auth-tls-match-cn', 'not yet',
-     ''),
-    ('auth-tls-pass-certificate-to-upstream', 'not yet',
-     ''),
-    ('auth-tls-secret', 'not yet',
-     ''),
-    ('auth-tls-verify-client', 'not yet',
-     ''),
-    ('auth-tls-verify-depth', 'not yet',
-     ''),
-    ('auth-type', 'not yet',
-     ''),
-    ('auth-url', 'not yet',
-     ''),
+    ('auth-tls-error-page', 'supported',
+     "A client whose certificate is missing or refused gets 302 to this URL instead of 400 (nginx's "
+     "`error_page 495 496 = URL`). Validated with ingress-nginx's pattern but its `@location` form; an "
+     'invalid value fails closed (503).'),
+    ('auth-tls-match-cn', 'supported',
+     '`CN=<regex>` searched in the subject DN (RFC 2253, as `$ssl_client_s_dn`); no match: 403. A value '
+     'without `CN=` or a regex that does not compile fails closed (503) with a warning.'),
+    ('auth-tls-pass-certificate-to-upstream', 'supported',
+     "`ssl-client-cert`: the URL-encoded PEM (`$ssl_client_escaped_cert`); without it a client's own "
+     '`ssl-client-cert` field is dropped.'),
+    ('auth-tls-secret', 'supported with a difference',
+     'The host (every rule host of the Ingress; the oldest Ingress naming a host decides) asks client '
+     "certificates verified against the Secret's `ca.crt` (and `ca.crl`); the host's routes check the "
+     "verdict (the paths of its other Ingresses too, as nginx's server-level `ssl_verify_client`): no "
+     'certificate with verify `on` 400 "No required SSL certificate was sent", a refused one 400 "The SSL '
+     'certificate error", and send `ssl-client-verify`, `ssl-client-subject-dn`, `ssl-client-issuer-dn` '
+     "upstream (replacing the client's). Fails closed: a missing or unusable Secret, one of another "
+     "namespace, or a host whose CA an older Ingress decided otherwise: 503 for that Ingress's routes, "
+     'never served unverified. Differences: a plain-HTTP request counts as one without certificate; '
+     'sessions of authenticating hosts are never resumed (every connection verifies again) and a '
+     "connection opened with another host's SNI gets 421."),
+    ('auth-tls-verify-client', 'supported',
+     '`on` (default), `off` (no certificate asked; `ssl-client-verify: NONE`), `optional`, '
+     '`optional_no_ca` (a certificate the CA does not vouch for is forwarded with `FAILED:<reason>`). The '
+     "handshake always completes, as nginx's; the answer comes per request. Another value: `on`, with a "
+     'warning.'),
+    ('auth-tls-verify-depth', 'supported',
+     "nginx's `ssl_verify_depth` (OpenSSL's), default 1; 0 or an invalid value: 1."),
+    ('auth-type', 'supported with a difference',
+     '`basic`: 401 with `WWW-Authenticate: Basic realm="<auth-realm>"` without valid credentials (the '
+     '`Authorization` field is forwarded, as nginx does). `digest` is not supported yet: the Ingress '
+     'answers 503 rather than serve unprotected. Without `auth-type` nothing is asked, as ingress-nginx '
+     '(`auth-secret` alone: a warning). Slow hashes (bcrypt, crypt) are checked on a small thread pool, '
+     'off the event loop; successful checks are remembered (4096 entries, keyed digests, no plaintext) so '
+     "a client's next requests do not pay the hash again."),
+    ('auth-url', 'supported with a difference',
+     'External authentication on every route of the Ingress (defaultBackend included), after source '
+     "ranges and limits: the request, without body, goes to this URL with the client's headers plus Host "
+     "(the URL's host), X-Original-URL, X-Original-Method, X-Sent-From, X-Real-IP, X-Forwarded-For, "
+     'X-Auth-Request-Redirect, X-Request-ID. 2xx: served; 401 (with its WWW-Authenticate) and 403: '
+     'returned; anything else, no answer, or no answer within proxy-connect-timeout + proxy-read-timeout '
+     "(5 + 60 s): 500. Asked asynchronously with pyngress's own upstream connections (only on these "
+     'routes); the request body waits. nginx variables: `$host`, `$http_host`, `$best_http_host`, '
+     '`$request_uri`, `$escaped_request_uri`, `$uri`, `$args`, `$is_args`, `$scheme`, '
+     '`$pass_access_scheme`, `$request_method`, `$remote_addr`, `$remote_user`, `$server_port`, '
+     '`$request_id`, `$http_*`, `$cookie_*`, `$arg_*`; any other, or a value that is not an http(s) URL '
+     '(`https://invalid..auth.url`): every route of the Ingress answers 503 (fail closed), with a '
+     "warning. Difference: an https auth URL's certificate is verified (nginx's `proxy_ssl_verify` is off "
+     'by default).'),
     ('backend-protocol', 'supported with a difference',
      '`HTTP` (default), `HTTPS`: TLS to the pods without verification, as ingress-nginx by default (SNI '
      '`<service>.<namespace>.svc` is sent; nginx sends none). `GRPC` / `GRPCS`: HTTP/1.1 (over TLS for '
@@ -119,17 +178,28 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'Default 1728000 (20 days).'),
     ('custom-headers', 'not yet',
      ''),
-    ('custom-http-errors', 'not yet',
-     ''),
-    ('default-backend', 'not yet',
-     ''),
+    ('custom-http-errors', 'supported with a difference',
+     "With `default-backend`: the listed codes (400-599) of the pod's answers, and the proxy's own "
+     "502/504, are answered by that Service as ingress-nginx's custom error location asks it: path `/`, "
+     'the original method and fields plus `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, '
+     '`X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`, `X-Request-ID`; the client gets its answer. '
+     'Differences: pyngress has no global default backend, so without `default-backend` the annotation '
+     'does nothing (warning); an answer that comes while the request body is still arriving is passed '
+     'through; the error backend gets no request body.'),
+    ('default-backend', 'supported',
+     "A Service of the Ingress's namespace (its first port) answers for every path whose Service has no "
+     'ready endpoints (or does not exist), with `X-Code: 503` and the fields above, at path `/`, body '
+     'included; and the `custom-http-errors` codes.'),
     ('denylist-source-range', 'supported',
      'Comma-separated addresses and CIDRs (IPv4 and IPv6; an IPv4-mapped client counts as IPv4); a client '
-     "inside gets 403. Checked against the connection's peer address (trusting X-Forwarded-For is the "
-     "ConfigMap's `use-forwarded-headers`, not yet). An invalid entry (an empty one too) fails closed: "
-     'every route of the Ingress answers 503, with a warning.'),
-    ('enable-access-log', 'not yet',
-     ''),
+     "inside gets 403. Checked against the client address: the connection's peer, a PROXY protocol "
+     "header's (`--proxy-protocol`), or the one a trusted X-Forwarded-For names "
+     '(`--use-forwarded-headers` / `--enable-real-ip` with `--proxy-real-ip-cidr`; README, "Client '
+     'addresses behind a load balancer"). An invalid entry (an empty one too) fails closed: every route '
+     'of the Ingress answers 503, with a warning.'),
+    ('enable-access-log', 'supported',
+     '`"false"`: no access log line for the Ingress\'s requests (its defaultBackend\'s and canary backends\' '
+     'too); route metrics still count them.'),
     ('enable-cors', 'supported with a difference',
      "ingress-nginx's CORS block: every answer to an allowed origin (or to anyone with origin `*`, even "
      'without an Origin header) gets Allow-Origin, -Credentials, -Methods, -Headers, -Max-Age (and '
@@ -151,8 +221,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('force-ssl-redirect', 'supported',
      '308 to https even without TLS.'),
-    ('from-to-www-redirect', 'not yet',
-     ''),
+    ('from-to-www-redirect', 'supported with a difference',
+     '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 to `scheme://<host>:<port><request URI>` '
+     '(port always written, one trailing `/` dropped, as ngx_srv_redirect.lua). Difference: only the '
+     "Ingress's own paths redirect on the other name (nginx's redirect server answers any path); a name "
+     'another rule already serves is not redirected. The other name has no certificate unless the '
+     "Ingress's `tls` lists it."),
     ('http2-push-preload', 'not yet',
      ''),
     ('limit-burst-multiplier', 'supported',
@@ -202,8 +276,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('preserve-trailing-slash', 'supported with a difference',
      'pyngress always keeps the trailing slash in the HTTPS redirect, as if `"true"`; ingress-nginx\'s '
      'default drops one trailing `/`.'),
-    ('proxy-body-size', 'not yet',
-     ''),
+    ('proxy-body-size', 'supported',
+     'Largest request body (nginx sizes: bytes, `k`, `m`, `g`; `0` no limit): a larger `Content-Length` '
+     'gets 413 before the pod sees anything, a chunked body gets 413 (and the connection closes) once it '
+     "grows past it. Without the annotation, ingress-nginx's default 1m applies to every Ingress route "
+     '(Settings.proxy_body_size, the global `proxy-body-size` of the ConfigMap); HTTPRoutes have no limit.'),
     ('proxy-buffer-size', 'not yet',
      ''),
     ('proxy-buffering', 'not yet',
@@ -259,9 +336,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('proxy-ssl-protocols', 'not yet',
      ''),
     ('proxy-ssl-secret', 'supported with a difference',
-     'Fails closed for now: it needs Opaque Secrets (a CA, maybe a client certificate), which pyngress '
-     "does not watch yet: the Ingress's paths answer 503 (ingress-nginx denies a location whose Secret "
-     'cannot be used), with a warning; they are never served unverified.'),
+     "`namespace/name` of a Secret (any type) in the Ingress's namespace: `ca.crt` verifies the pods' "
+     'certificates with `proxy-ssl-verify: on`, `tls.crt`/`tls.key` (when present) is the client '
+     'certificate shown to the pods. Acts with `backend-protocol: HTTPS` (without it: a warning). A '
+     "missing Secret, another namespace, or neither a CA nor a key pair: the Ingress's paths answer 503, "
+     'with a warning; never served unverified. Difference: without `proxy-ssl-name` the name verified is '
+     "the Service's DNS name (nginx: its upstream name), and SNI is always sent."),
     ('proxy-ssl-server-name', 'supported with a difference',
      'Validated (`on`/`off`); only acts with `proxy-ssl-secret`, as in ingress-nginx.'),
     ('proxy-ssl-verify', 'supported with a difference',
@@ -274,13 +354,16 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'variables in the target (`$host`...) stay literal text.'),
     ('satisfy', 'not yet',
      ''),
-    ('server-alias', 'not yet',
-     ''),
+    ('server-alias', 'supported with a difference',
+     "More names (comma-separated) served by the Ingress's first rule host's paths. Difference: an alias "
+     'another Ingress names as a host is merged with that host (ingress-nginx ignores the alias).'),
     ('server-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
-    ('service-upstream', 'not yet',
-     ''),
+    ('service-upstream', 'supported',
+     '`"true"`: the Ingress\'s own cluster has one endpoint, the Service\'s ClusterIP and port (kube-proxy '
+     "balances; pyngress's balancing, affinity and passive health then see one endpoint). A headless "
+     'Service gets no endpoint (503, warning).'),
     ('session-cookie-change-on-failure', 'supported with a difference',
      'Validated; pyngress always behaves as `true`: a retried request goes to another pod and the cookie '
      'follows it.'),
@@ -303,8 +386,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      '`Secure` attribute.'),
     ('ssl-ciphers', 'not yet',
      ''),
-    ('ssl-passthrough', 'not yet',
-     ''),
+    ('ssl-passthrough', 'supported with a difference',
+     "Needs `--enable-ssl-passthrough` (as ingress-nginx); the Service of the host's `/` path gets the "
+     'TLS stream undecrypted. Pods are dialled directly (balanced, connect retries) instead of the '
+     'clusterIP, with no second hop through port 442; see README, "TLS".'),
     ('ssl-prefer-server-ciphers', 'not yet',
      ''),
     ('ssl-redirect', 'supported',
@@ -325,8 +410,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('upstream-hash-by-subset-size', 'not yet',
      ''),
-    ('upstream-vhost', 'not yet',
-     ''),
+    ('upstream-vhost', 'supported with a difference',
+     "The Host header the pods get (X-Forwarded-Host keeps the client's). Difference: nginx variables "
+     '(`$host`...) are refused (warning).'),
     ('use-regex', 'supported with a difference',
      'Case-insensitive regex paths; once one Ingress of a host sets it (or a rewrite-target), every path '
      'of that host is matched as nginx\'s `~* "^<path>"`, in ingress-nginx\'s order (the documented quirk, '

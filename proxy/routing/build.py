@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from proxy.objects import Snapshot, Warning
 from proxy.routing.checksum import checksum
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
-from proxy.routing.gateway import translate
+from proxy.routing.gateway import GatewayTranslation, translate
 from proxy.routing.global_config import global_config, with_config
 from proxy.routing.ingress.classes import select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
@@ -63,7 +63,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
             continue
         if not entry.served:
             continue
-        entry.parse(host_checks, config)
+        entry.parse(host_checks, snapshot.secrets, config)
         warnings.extend(entry.warnings)
         served.append(entry)
     served.sort(key=by_age)
@@ -101,6 +101,8 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
         extra = [route for routes in tables.merged_hosts() for route in routes.routes()]
         warnings.extend(tables.warnings())
     warnings.extend(gateway.warnings)
+    if gateway.tls_holder is not None:
+        extra.extend(gateway.tls_holder.routes())
 
     clusters, cluster_warnings = resolve_clusters(snapshot, table, extra, variants=policies.variants)
     warnings.extend(cluster_warnings)
@@ -109,10 +111,10 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     tls_status = tls_policy_status(snapshot, policies, settings.gateway_controller_name, gateway_status=gateway.status,
                                    used={(c.namespace, c.service, c.port) for c in clusters.values()})
     return Config(table=table, clusters=clusters, warnings=tuple(sorted(dict.fromkeys(warnings), key=warning_order)),
-                  checksum=with_config(checksum(table, clusters, listeners, gateway.status, status, tls_status),
-                                       config, settings),
+                  checksum=with_config(checksum(table, clusters, listeners, gateway_digested(gateway), status,
+                                                tls_status), config, settings),
                   listeners=listeners, gateway_status=gateway.status, policy_status=status,
-                  tls_policy_status=tls_status, global_config=config)
+                  tls_policy_status=tls_status, global_config=config, tls_routes=gateway.tls)
 
 
 def resolve_clusters(snapshot: Snapshot, table: RouteTable, extra: Iterable[Route] = (), *,
@@ -139,6 +141,12 @@ def resolve_clusters(snapshot: Snapshot, table: RouteTable, extra: Iterable[Rout
             for kind, owner_namespace, owner in sorted(users[key]):
                 warnings.append(Warning(kind, owner_namespace, owner, f"Service {service}: {problem.message}"))
     return clusters, warnings
+
+
+def gateway_digested(gateway: GatewayTranslation) -> object:
+    """What of a Gateway translation the checksum covers besides the listener tables: its status, and the
+    TLSRoutes' SNI tables when there are any."""
+    return (gateway.status, sorted(gateway.tls.items())) if gateway.tls else gateway.status
 
 
 def warning_order(warning: Warning) -> tuple[str, str, str, str]:

@@ -87,8 +87,30 @@ class ClusterResolver:
             warnings.append(Warning("Service", namespace, service, message))
             cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
         if policy is not None:
+            if policy.service_upstream and cluster.external_name is None:
+                cluster = replace(cluster, endpoints=self._service_address(namespace, service, port, warnings))
             cluster = replace(cluster, key=policy_key(key, policy), policy=policy)
         return cluster, warnings
+
+    def _service_address(self, namespace: str, service: str, port: str,
+                         warnings: list[Warning]) -> tuple[Endpoint, ...]:
+        """ingress-nginx's service-upstream: the Service's ClusterIP and port as the only endpoint (none for a
+        headless Service, with a warning)."""
+        obj = self._snapshot.services.get((namespace, service))
+        spec = obj.get("spec") if isinstance(obj, dict) else None
+        if not isinstance(spec, dict):
+            return ()
+        address = spec.get("clusterIP")
+        try:
+            entry = _service_port(spec, port)
+        except Malformed:
+            entry = None
+        if not isinstance(address, str) or not address or address == "None" or entry is None:
+            warnings.append(Warning("Service", namespace, service, "service-upstream: the Service has no cluster IP "
+                                    f"and port {port}; backend {cluster_key(namespace, service, port)} has no "
+                                    "endpoints"))
+            return ()
+        return (Endpoint(address, entry[1]),)
 
     def _resolve(self, *, key: str, namespace: str, service: str, port: str, warnings: list[Warning]) -> Cluster:
         snapshot = self._snapshot
@@ -173,11 +195,14 @@ def _ports(obj: dict[str, Any], where: str) -> list[PortEntry]:
 
 
 def _service_port(spec: dict[str, Any], port: str) -> tuple[str, int] | None:
-    """(name, port) of the Service port entry the backend names, TCP only; None when there is none."""
+    """(name, port) of the Service port entry the backend names, TCP only; None when there is none. Port ""
+    names the first one (ingress-nginx's default-backend annotation uses a Service's first port)."""
     by_number = _is_number(port)
     for index, (name, protocol, number) in enumerate(_ports(spec, "spec.")):
         if protocol != _TCP:
             continue
+        if port == "" and number is not None:
+            return name, number
         if by_number:
             if number is not None and str(number) == port:
                 return name, number

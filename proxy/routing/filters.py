@@ -16,7 +16,7 @@ A rule without filters has `Route.filters` None and runs none of this.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +37,12 @@ class Answer:
     status: int
     location: bytes = b""
     detail: str = ""
+    fields: bytes = b""  # more header fields of the answer, ready to send ("WWW-Authenticate: ...\r\n")
+    # A check too slow for the event loop (a bcrypt password): the server runs `check()` on a worker
+    # thread, then `settle(result)` on the loop; True goes on with the request as if the filter had passed
+    # (its filters run again, and the filter remembers the result), False answers this Answer.
+    check: Callable[[], bool] | None = None
+    settle: Callable[[bool], None] | None = None
 
 
 class RequestFilter(Protocol):
@@ -184,6 +190,35 @@ class RootRedirect:
         host = request.header(b"host")
         authority = host if host else request.host.encode("latin-1")
         return Answer(self.status, request.scheme.encode("latin-1") + b"://" + authority + self.root)
+
+
+@dataclass(frozen=True, slots=True)
+class WwwRedirect:
+    """ingress-nginx's `from-to-www-redirect`: a request for one of `hosts` (the other spelling of a rule host,
+    with or without "www.") gets 308 to scheme://<rule host>:<port><request URI> (ngx_srv_redirect.lua: the port
+    always written, one trailing "/" of the URI dropped). It runs first, as that redirect is a server of its own.
+    `hosts` maps the requested host to the rule host, as sorted pairs."""
+
+    hosts: tuple[tuple[str, str], ...]
+    status: int = 308
+    order: int = field(default=-6, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        host = request.host
+        for source, target in self.hosts:
+            if source == host:
+                return self._answer(request, target)
+        return None
+
+    def _answer(self, request: Request, target: str) -> Answer:
+        uri = request.path.encode("latin-1")
+        query = request.query
+        if query:
+            uri += b"?" + query
+        if uri.endswith(b"/"):
+            uri = uri[:-1]
+        return Answer(self.status, b"%s://%s:%d%s" % (request.scheme.encode("latin-1"), target.encode("latin-1"),
+                                                      request.port, uri))
 
 
 # ---------------------------------------------------------------------------------------------- rewrites

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
-from proxy.routing.build import warning_order
+from proxy.routing.build import gateway_digested, warning_order
 from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, policy_status_digest, status_digest
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
@@ -66,7 +66,7 @@ _FEW = 8
 _Members = IngressEntry | tuple[IngressEntry, ...] | set[IngressEntry]
 
 # Snapshot mappings the Gateway translation reads whole (identity unchanged: nothing to translate again).
-_GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces")
+_GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "tls_routes")
 # Snapshot mappings the policy index reads whole.
 _POLICY_KINDS = ("backend_traffic_policies", "backend_tls_policies", "config_maps")
 
@@ -141,6 +141,7 @@ class Builder:
         self._selection: ClassSelection | None = None
         self._class_warnings: tuple[Warning, ...] = ()
         self._ingresses: dict[Key, IngressEntry] = {}
+        self._secrets: Mapping[Key, KubeObject] = {}  # the snapshot's, while a build runs (parses read them)
         # What each Ingress currently adds (only those that add something are listed).
         self._contributions: dict[Key, IngressEntry] = {}
         self._tls_of: dict[Key, frozenset[str]] = {}
@@ -232,10 +233,17 @@ class Builder:
             if selection != self._selection:
                 self._selection = selection  # an equal one is not swapped in: entries compare it by identity
                 everything = True
+        self._secrets = snapshot.secrets
+        host_checks: dict[str, tuple[str, str]] = {}
         if everything or previous is None or snapshot.ingresses is not previous.ingresses:
-            host_checks: dict[str, tuple[str, str]] = {}
             for key, obj in self._changed_ingresses(snapshot.ingresses, everything=everything):
                 self._refresh(key, obj, dirty, host_checks)
+        if previous is not None and snapshot.secrets is not previous.secrets:
+            # Ingresses whose annotations read a Secret that changed (auth-secret, proxy-ssl-secret): parsed again.
+            moved_secrets = _moved_keys(snapshot.secrets, previous.secrets)
+            for key, entry in list(self._ingresses.items()):
+                if entry.secrets and entry.secrets & moved_secrets and snapshot.ingresses.get(key) is entry.obj:
+                    self._refresh(key, entry.obj, dirty, host_checks, again=True)
 
         if self._tls_names_changed:
             self._tls_names_changed = False
@@ -287,7 +295,7 @@ class Builder:
         return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
                       checksum=digest, listeners=self._listeners, gateway_status=gateway.status,
                       policy_status=self._policy_status, tls_policy_status=self._tls_status,
-                      global_config=self._config)
+                      global_config=self._config, tls_routes=gateway.tls)
 
     # ------------------------------------------------------------------ traffic policies
 
@@ -357,7 +365,8 @@ class Builder:
             gateway = self._gateway = translate(snapshot, settings, self._gateway_memo, policies=self._policies)
             if self._policies.mixed() != split:
                 self._warnings = None
-            self._status_digest = status_digest(gateway.status) if gateway.status is not None else b""
+            digested = gateway_digested(gateway)
+            self._status_digest = status_digest(digested) if digested is not None else b""
             self.work.gateways = 1
             if gateway.warnings != old.warnings:
                 self._warnings = None
@@ -375,6 +384,8 @@ class Builder:
         else:
             self._listener_tables = ListenerTables()
             digests, merged = set(), {}
+        if gateway.tls_holder is not None:
+            merged[id(gateway.tls_holder)] = gateway.tls_holder  # the TLSRoutes' clusters are used like the rest
         if self._status_digest:
             digests.add(self._status_digest)
         for digest in self._listener_digests - digests:
@@ -420,8 +431,9 @@ class Builder:
         return changed
 
     def _refresh(self, key: Key, obj: KubeObject | None, dirty: dict[str, None],
-                 host_checks: dict[str, tuple[str, str]]) -> None:
-        """Bring one Ingress's contribution, TLS hosts and warnings up to date; mark the hosts it touched."""
+                 host_checks: dict[str, tuple[str, str]], *, again: bool = False) -> None:
+        """Bring one Ingress's contribution, TLS hosts and warnings up to date; mark the hosts it touched.
+        `again`: parse it again even though the object is the same (a Secret it reads changed)."""
         entries = self._ingresses
         contribution: IngressEntry | None = None
         tls = _NO_NAMES
@@ -430,7 +442,7 @@ class Builder:
             entries.pop(key, None)
         else:
             entry = entries.get(key)
-            if entry is None or entry.obj is not obj:
+            if entry is None or entry.obj is not obj or again:
                 entry = entries[key] = IngressEntry(key, obj)
             elif entry.selection is self._selection:
                 return
@@ -441,7 +453,7 @@ class Builder:
             elif entry.served:
                 if not entry.parsed:
                     self.work.ingresses += 1
-                    entry.parse(host_checks, self._config)
+                    entry.parse(host_checks, self._secrets, self._config)
                 if entry.paths is not None:
                     contribution = entry
                 warnings = entry.warnings

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from proxy.objects import Key, Warning
 from proxy.routing.filters import HTTPS_REDIRECT, Filters, RegexRewrite
 from proxy.routing.ingress.canary import canary_rules
+from proxy.routing.ingress.client_auth import guard, host_check
 from proxy.routing.ingress.nginx import NginxFeatures
 from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
+    BODY_LIMIT_DEFAULT,
     KIND_INGRESS,
     PATH_DEFAULT_BACKEND,
     PATH_EXACT,
@@ -66,6 +68,7 @@ class IngressPaths(Protocol):
     force_redirect: bool  # force-ssl-redirect
     nginx: NginxFeatures | None  # the other ingress-nginx annotations, compiled (None: none used)
     tracing: bool | None  # enable-opentelemetry (None: the process's default)
+    passthrough: bool  # ssl-passthrough
 
     def paths_for(self, host: str) -> tuple[PathEntry, ...]: ...
 
@@ -109,6 +112,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 for c in contributions if c.nginx is not None)
     located: dict[str, Slot] = {}
     root: Route | None = None
+    # ingress-nginx's auth-tls is the server's: the oldest such Ingress's check guards the others' paths too.
+    guarded = host_check(c.nginx for c in contributions if c.nginx is not None and c.nginx.canary is None)
     for contribution in contributions:
         namespace, name = contribution.key
         nginx = contribution.nginx
@@ -118,10 +123,15 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             continue
         redirected = contribution.force_redirect or (contribution.redirect and covered)
         filters = HTTPS_REDIRECT if redirected else None
+        # Paths of an Ingress without auth-tls of its own on a host where another Ingress asks certificates.
+        stranger = guarded if guarded is not None and host_check((nginx,)) is None else None
         for path, path_type, key, cluster in contribution.paths_for(host):
-            route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing)
+            route = Route(namespace, name, host, path, path_type, cluster, filters=filters, tracing=tracing,
+                          body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 route = nginx.route(route)
+            if stranger is not None:
+                route = guard(route, stranger)
             if regex:
                 slots, key = located, f"{path_type}\0{path}"
             else:
@@ -148,16 +158,20 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
         if default is None:
             continue
         if host:
-            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing)
+            route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, default, filters=filters, tracing=tracing,
+                          body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 route = nginx.secure(route)
+            if stranger is not None:
+                route = guard(route, stranger)
             if routes.default is None:
                 routes.default = route
             else:
                 warnings.append(_lost(route, routes.default, why=""))
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
-                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing)
+                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing,
+                                   body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 routes.default = nginx.secure(routes.default)
         elif not contribution.has_hosts:
@@ -179,9 +193,24 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             and not (r.filters is not None and any(isinstance(f, RegexRewrite) for f in r.filters.request)))))
     if root is not None:
         routes.exact["/"] = root
+    if host and any(c.passthrough for c in contributions if c.nginx is None or c.nginx.canary is None):
+        warnings.extend(_pass_through(routes, host, contributions))
     if candidates:
         warnings.extend(_place_candidates(routes, contributions, candidates))
     return routes, warnings
+
+
+def _pass_through(routes: VirtualHost, host: str, contributions: Sequence[IngressPaths]) -> list[Warning]:
+    """Mark the host's "/" rule as the target of its TLS connections (ingress-nginx: an ssl-passthrough
+    Ingress makes its whole server passthrough, and the Service of the server's "/" location, whichever
+    Ingress wrote it, receives the connections; without one the annotation is ignored, with a warning)."""
+    slot = routes.prefix.get("")
+    if type(slot) is Route and slot.path in ("/", "") and slot.cluster:
+        routes.prefix[""] = replace(slot, passthrough=True)
+        return []
+    return [Warning("Ingress", c.key[0], c.key[1], f"ssl-passthrough for host {host}: no rule for path \"/\" with "
+                    "a single Service (its Service receives the TLS connections); TLS is terminated for this host")
+            for c in contributions if c.passthrough]
 
 
 def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPaths],

@@ -28,15 +28,16 @@ if TYPE_CHECKING:
     from proxy.routing.gateway.status import GatewayApiStatus
     from proxy.routing.global_config import GlobalConfig
     from proxy.routing.matches import Conditions
+    from proxy.routing.passthrough import SniTable
     from proxy.routing.policies import ClusterPolicy, RoutePolicy
     from proxy.routing.policy.status import TrafficPolicyStatus
     from proxy.routing.policy.tls_status import TlsPolicyStatus
     from proxy.routing.table import RouteTable
 
 __all__ = [
-    "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT", "PATH_IMPLEMENTATION_SPECIFIC",
-    "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint", "ListenerConfig", "Route",
-    "Timeouts", "host_pattern_for",
+    "BODY_LIMIT_DEFAULT", "KIND_HTTP_ROUTE", "KIND_INGRESS", "PATH_DEFAULT_BACKEND", "PATH_EXACT",
+    "PATH_IMPLEMENTATION_SPECIFIC", "PATH_PREFIX", "PATH_REGEX", "Backend", "Backends", "Cluster", "Config", "Endpoint",
+    "ErrorPages", "ListenerConfig", "Route", "Timeouts", "host_pattern_for",
 ]
 
 PATH_EXACT = "Exact"
@@ -45,6 +46,9 @@ PATH_IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
 PATH_REGEX = "RegularExpression"
 # Path type of a route made from `spec.defaultBackend`.
 PATH_DEFAULT_BACKEND = ""
+
+# Route.body_limit of a route under the process's default limit (Settings.proxy_body_size).
+BODY_LIMIT_DEFAULT = -1
 
 # Route.kind: which front end wrote the rule.
 KIND_INGRESS = "Ingress"
@@ -150,6 +154,21 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorPages:
+    """ingress-nginx's `default-backend` with `custom-http-errors`: which answers another Service gives instead.
+
+    A request whose cluster has no ready endpoints (503), and an answer whose status is in `codes` (the pod's,
+    or the proxy's own 502/504), is sent again to `cluster` as ingress-nginx's custom error location sends it:
+    path "/", X-Code, X-Format (the Accept header), X-Original-URI, X-Request-ID and `fields` (X-Namespace,
+    X-Ingress-Name, X-Service-Name, X-Service-Port of the route, ready bytes); the client gets its answer.
+    """
+
+    cluster: str
+    codes: frozenset[int] = frozenset()
+    fields: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One rule of one host: its path, the conditions it adds, and what it does.
 
@@ -184,13 +203,23 @@ class Route:
     # Spans for this rule's requests (an Ingress's enable-opentelemetry, an HTTPRoute's pyngress.dev/tracing
     # annotation); None: the process's default (--trace-by-default). Without --otlp-endpoint nothing is traced.
     tracing: bool | None = None
+    # Largest request body in bytes (over it: 413), 0 none; BODY_LIMIT_DEFAULT: the process's default
+    # (Settings.proxy_body_size, ingress-nginx's 1m), which Ingress routes get unless proxy-body-size says.
+    body_limit: int = 0
+    # Another Service's answers for errors (ingress-nginx's default-backend, custom-http-errors); None: none.
+    errors: ErrorPages | None = None
+    # False: no access log line for the rule's requests (ingress-nginx's enable-access-log "false").
+    access_log: bool = True
+    # TLS connections whose SNI selects this rule's host go to its backend undecrypted (an Ingress's
+    # ssl-passthrough on its host's "/" rule, a TLSRoute's rule), with --enable-ssl-passthrough.
+    passthrough: bool = False
     # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
     # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plain", self.filters is None and self.backends is None and self.timeouts is None
-                           and self.policy is None)
+                           and self.policy is None and self.errors is None)
 
     @property
     def name(self) -> str:
@@ -220,10 +249,13 @@ class Route:
             for mirror in filters.mirrors:
                 if mirror.cluster:
                     yield mirror.cluster
+        if self.errors is not None:
+            yield self.errors.cluster
 
 
 _NO_CERTIFICATES: Mapping[str, Key] = MappingProxyType({})
 _NO_LISTENERS: Mapping[int, ListenerConfig] = MappingProxyType({})
+_NO_TLS_ROUTES: Mapping[int, SniTable] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +325,9 @@ class Config:
     # The global configuration (ingress-nginx's ConfigMap, flags where it is silent): what the server and the
     # upstreams read at each swap (timeouts, HSTS, keep-alive, blocks). Covered by the checksum.
     global_config: GlobalConfig | None = None
+    # TLSRoutes of Gateway TLS listeners in Passthrough mode, by LOCAL port: server name → rule (served
+    # with --enable-ssl-passthrough). Covered by the checksum.
+    tls_routes: Mapping[int, SniTable] = field(default_factory=lambda: _NO_TLS_ROUTES)
 
     def routes(self) -> Iterator[Route]:
         """Every route served on some port, each once (the Ingress ports' Gateway tables share Ingress routes)."""

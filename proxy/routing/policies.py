@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxy.routing.access import AddressSet
+    from proxy.routing.external_auth import ExternalAuth
 
 # LoadBalancer.kind
 ROUND_ROBIN = "RoundRobin"
@@ -133,6 +134,8 @@ class ClusterPolicy:
     tls: BackendTLS | None = None
     # Seconds to establish a connection to a pod (TLS handshake included); None: --upstream-connect-timeout.
     connect_timeout: float | None = None
+    # ingress-nginx's service-upstream: one endpoint, the Service's ClusterIP and port (kube-proxy balances).
+    service_upstream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +205,8 @@ class RoutePolicy:
     fault: FaultInjection | None = None
     rate_limit: RateLimit | None = None
     client_limit: ClientLimit | None = None
+    # ingress-nginx's auth-url: asked after the limits, before the request goes upstream (proxy.http.auth_request).
+    auth: ExternalAuth | None = None
 
 
 def policy_key(cluster_key: str, policy: ClusterPolicy | None) -> str:

@@ -9,6 +9,40 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class ClientCertificate(Protocol):
+    """The client certificate of a TLS connection to a host that asks for one (tls.client_auth fills it)."""
+
+    @property
+    def secret(self) -> str:
+        """"namespace/name" of the CA Secret the connection's host context verified against."""
+        ...
+
+    @property
+    def verify(self) -> str:
+        """nginx's $ssl_client_verify: "SUCCESS", "NONE" or "FAILED:<reason>"."""
+        ...
+
+    @property
+    def error(self) -> int:
+        """OpenSSL's X509_V_ERR_ code (0: verified, or no certificate)."""
+        ...
+
+    @property
+    def subject(self) -> str:
+        """$ssl_client_s_dn ("" without certificate)."""
+        ...
+
+    @property
+    def issuer(self) -> str:
+        """$ssl_client_i_dn."""
+        ...
+
+    @property
+    def escaped_pem(self) -> str:
+        """$ssl_client_escaped_cert."""
+        ...
+
+
 class Request(Protocol):
     """A request head as rules see it: read for matching, edited by request filters."""
 
@@ -53,6 +87,11 @@ class Request(Protocol):
         """The client's address as text (b"10.0.0.1"): the connection's peer."""
         ...
 
+    @property
+    def client_certificate(self) -> ClientCertificate | None:
+        """The connection's client certificate verdict; None over plain HTTP and for hosts that ask none."""
+        ...
+
     def set_header(self, name: bytes, value: bytes) -> None:
         """Replace every field named `name` (any case) with one field."""
         ...
@@ -63,6 +102,10 @@ class Request(Protocol):
 
     def remove_header(self, name: bytes) -> None:
         """Drop every field named `name` (any case)."""
+        ...
+
+    def replace_headers(self, names: frozenset[bytes], pairs: tuple[tuple[bytes, bytes], ...]) -> None:
+        """Drop every field whose lower-case name is in `names`, then append `pairs` (one pass)."""
         ...
 
     def set_path(self, path: str) -> None:

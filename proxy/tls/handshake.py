@@ -194,10 +194,14 @@ class HandshakeProtocol(asyncio.Protocol):
     here and are forwarded.
     """
 
-    __slots__ = ("acceptor", "app", "coro", "eof", "lost", "lost_exc", "received", "transport", "write_paused")
+    __slots__ = ("acceptor", "app", "app_factory", "coro", "eof", "lost", "lost_exc", "received", "transport",
+                 "write_paused")
 
     def __init__(self, acceptor: TlsAcceptor) -> None:
         self.acceptor = acceptor
+        # What makes the app protocol after the handshake: the acceptor's, or one that knows the client
+        # address a PROXY protocol header named (proxy/http/proxy_protocol.py).
+        self.app_factory = acceptor.app_factory
         self.transport: Any = None
         self.coro: Coroutine[Any, Any, None] | None = None
         self.app: asyncio.BaseProtocol | None = None
@@ -260,7 +264,7 @@ class HandshakeProtocol(asyncio.Protocol):
         self._hand_over(tls)  # even if lost since: the app then sees it open and close, like any connection
 
     def _hand_over(self, tls: asyncio.Transport) -> None:
-        app = self.acceptor.app_factory()
+        app = self.app_factory()
         tls.set_protocol(app)
         self.app = app
         app.connection_made(tls)
@@ -322,3 +326,46 @@ def _peer(transport: asyncio.BaseTransport) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return "?"
+
+
+class ReplayedHandshake(HandshakeProtocol):
+    """A handshake whose first bytes were already read (by the SNI reader of SSL passthrough).
+
+    ``loop.start_tls`` has the SSL protocol take over the transport and, on the next callbacks,
+    calls its ``connection_made`` and resumes reading; the bytes read before are fed to it right
+    after those (a callback scheduled behind them), so OpenSSL sees them first, as if they had
+    just arrived. Nothing is consumed twice and the plain HTTPS listener never takes this path.
+    """
+
+    __slots__ = ("replay",)
+
+    def __init__(self, acceptor: TlsAcceptor, replay: bytes) -> None:
+        super().__init__(acceptor)
+        self.replay = replay
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        asyncio.get_running_loop().call_soon(self._feed)
+
+    def _feed(self) -> None:
+        data, self.replay = self.replay, b""
+        transport = self.transport
+        if not data or transport.is_closing():
+            return
+        feed_protocol(transport.get_protocol(), data)
+
+
+def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Hand `data` to a protocol as if its transport had read it (buffered protocols included)."""
+    if isinstance(protocol, asyncio.BufferedProtocol) or hasattr(protocol, "buffer_updated"):
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(protocol.get_buffer(len(view)))  # type: ignore[attr-defined]
+            size = min(len(buffer), len(view))
+            if size == 0:
+                raise RuntimeError("protocol offered an empty buffer")
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+    else:
+        protocol.data_received(data)  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.tls.certs import Certificate, covers, parse_secret
+from proxy.tls.client_auth import ClientAuthContext, ClientCa, add_client_ca, available, parse_ca_secret
 from proxy.tls.store import CertStore, prepare_context
 
 # A DNS name, optionally behind one leading "*." label; "_" is tolerated as many resolvers do.
@@ -104,8 +105,14 @@ def build_store(
     default: Certificate,
     reuse: CertStore | None = None,
     now: datetime | None = None,
+    client_auth: Mapping[str, tuple[Key, str, int]] | None = None,
 ) -> tuple[CertStore, list[Warning]]:
     """A CertStore for `host_map` (from tls_hosts), checking each Secret once.
+
+    `client_auth`: host -> (CA Secret, verify mode, depth) of the hosts asking client certificates
+    (ingress-nginx's auth-tls-*); each gets its own context (tls.client_auth). A CA Secret missing or
+    unusable is a warning and the host gets the plain context, whose connections carry no verdict: the
+    routes' check then answers 503 (fail closed).
 
     A Secret that fails a check, or that OpenSSL refuses, gives one warning and its hosts the
     default certificate (explicitly: a wildcard entry does not step in). A host the certificate's
@@ -151,7 +158,49 @@ def build_store(
         parsed[key] = result
 
     certificates = {host: parsed[key] or default for host, key in host_map.items()}
-    return CertStore(certificates, default=default, contexts=known), warnings
+    authenticating: dict[str, tuple[str, ssl.SSLContext, ClientAuthContext]] = {}
+    usable, why = available() if client_auth else (True, "")
+    if not usable:
+        warnings.append(Warning("Secret", "", "", f"client certificates cannot be asked for: {why}; "
+                                f"{', '.join(sorted(client_auth or ()))} answer 503"))
+    elif client_auth:
+        cas: dict[Key, ClientCa | None] = {}
+        for host in sorted(client_auth):
+            secret_key, verify, depth = client_auth[host]
+            if secret_key not in cas:
+                cas[secret_key] = _client_ca(snapshot, secret_key, warnings)
+            ca = cas[secret_key]
+            if ca is None:
+                continue
+            cert = certificates.setdefault(host, default)
+            reuse_key = f"auth:{cert.digest}:{ca.digest}:{verify}:{depth}:{secret_key[0]}/{secret_key[1]}"
+            context = known.get(reuse_key)
+            auth = reuse.client_auth.get(context) if context is not None and reuse is not None else None
+            try:
+                if context is None or auth is None:
+                    context = prepare_context(cert)
+                    auth = add_client_ca(context, ca, secret="/".join(secret_key), verify=verify, depth=depth)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                namespace, name = secret_key
+                warnings.append(Warning("Secret", namespace, name, f"OpenSSL refused the client CA: {exc}; "
+                                        f"{host} answers 503"))
+                continue
+            authenticating[host] = (reuse_key, context, auth)
+    return CertStore(certificates, default=default, contexts=known, authenticating=authenticating), warnings
+
+
+def _client_ca(snapshot: Snapshot, key: Key, warnings: list[Warning]) -> ClientCa | None:
+    namespace, name = key
+    secret = snapshot.secrets.get(key)
+    if secret is None:
+        warnings.append(Warning("Secret", namespace, name, "auth-tls-secret not found; the hosts using it answer 503"))
+        return None
+    ca = parse_ca_secret(secret)
+    if isinstance(ca, str):
+        warnings.append(Warning("Secret", namespace, name, f"unusable as auth-tls-secret: {ca}; the hosts using it "
+                                "answer 503"))
+        return None
+    return ca
 
 
 def default_certificate(

@@ -26,10 +26,11 @@ def port_stores(
     default: Certificate,
     reuse: Mapping[int, CertStore],
     now: datetime | None = None,
+    client_auth: Mapping[str, tuple[Key, str, int]] | None = None,
 ) -> tuple[dict[int, CertStore], list[Warning]]:
     """CertStore per local HTTPS port: `ingress_port` always, and every port in `listeners`
     (local port -> hostname pattern -> Secret key). Problems are warnings; the hosts concerned get
-    the port's default certificate."""
+    the port's default certificate. `client_auth` (hosts asking client certificates) is the Ingress port's."""
     stores: dict[int, CertStore] = {}
     warnings: list[Warning] = []
     for port in sorted({ingress_port, *listeners}):
@@ -43,7 +44,8 @@ def port_stores(
         for pattern, key in patterns.items():
             if pattern:
                 hosts.setdefault(pattern, key)  # an Ingress naming the host keeps its certificate
-        store, problems = build_store(snapshot, hosts, default=port_default, reuse=reuse.get(port), now=now)
+        store, problems = build_store(snapshot, hosts, default=port_default, reuse=reuse.get(port), now=now,
+                                      client_auth=client_auth if port == ingress_port else None)
         warnings.extend(problems)
         stores[port] = store
     return stores, warnings

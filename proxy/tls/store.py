@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from proxy.tls.certs import Certificate
+from proxy.tls.client_auth import require_client_certificate
 
 # Mozilla "intermediate" TLS 1.2 suites (forward secret AEAD only); TLS 1.3 suites are OpenSSL's
 # defaults, which are all AEAD. Security level 2 also refuses keys below 2048 bits RSA / 224 EC.
@@ -125,7 +126,8 @@ class CertStore:
     changed reloads only that certificate.
     """
 
-    __slots__ = ("default", "default_context", "_exact", "_wildcards", "_certificates", "_contexts")
+    __slots__ = ("default", "default_context", "client_auth", "authenticating", "_exact", "_wildcards",
+                 "_certificates", "_contexts")
 
     _contexts: dict[str, ssl.SSLContext]
 
@@ -136,6 +138,7 @@ class CertStore:
         default: Certificate,
         reuse: CertStore | None = None,
         contexts: Mapping[str, ssl.SSLContext] | None = None,
+        authenticating: Mapping[str, tuple[str, ssl.SSLContext, Any]] | None = None,
     ) -> None:
         known: dict[str, ssl.SSLContext] = dict(reuse._contexts) if reuse is not None else {}
         if contexts:
@@ -155,17 +158,29 @@ class CertStore:
         # Keyed by the suffix after "*.": "*.example.com" is stored as "example.com".
         self._wildcards: dict[str, ssl.SSLContext] = {}
         self._certificates: dict[str, Certificate] = {}
+        # A host with client certificates (`authenticating`: pattern -> (reuse key, its own context, what the SNI
+        # callback must do: tls.client_auth)) gets that context instead; empty for every store without one.
+        self.client_auth: dict[ssl.SSLContext, Any] = {}
+        self.authenticating: dict[str, Any] = {}  # the same by host pattern (to compare stores)
         for pattern, cert in (certificates or {}).items():
             pattern = pattern.lower()
+            own = authenticating.get(pattern) if authenticating else None
+            if own is not None:
+                key, context, auth = own
+                self.client_auth[context] = auth
+                self.authenticating[pattern] = auth
+                prepared[key] = context
+            else:
+                context = context_for(cert)
             if pattern.startswith("*."):
                 suffix = pattern[2:]
                 if not suffix or "*" in suffix:
                     raise ValueError(f"bad wildcard host pattern {pattern!r}")
-                self._wildcards[suffix] = context_for(cert)
+                self._wildcards[suffix] = context
             else:
                 if not pattern or "*" in pattern:
                     raise ValueError(f"bad host pattern {pattern!r}")
-                self._exact[pattern] = context_for(cert)
+                self._exact[pattern] = context
             self._certificates[pattern] = cert
         self._contexts = prepared
 
@@ -249,6 +264,11 @@ class CertStoreHolder:
 
     def _on_server_name(self, ssl_object: Any, server_name: str | None, _context: ssl.SSLContext) -> None:
         # Runs inside every handshake, also when the client sent no SNI (server_name None).
-        ssl_object.context = self.current.select(server_name)
+        store = self.current
+        ssl_object.context = context = store.select(server_name)
+        if store.client_auth:
+            auth = store.client_auth.get(context)
+            if auth is not None:
+                require_client_certificate(ssl_object, auth)
         # Kept for the listener's domain-fronting check (Host must be served by the SNI's certificate).
         ssl_object.pyngress_server_name = server_name.lower().rstrip(".") if server_name else None

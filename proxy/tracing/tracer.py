@@ -16,26 +16,22 @@ uniformly random either way, and services behind a parent-based sampler follow t
 
 from __future__ import annotations
 
-from binascii import hexlify
-from os import urandom
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proxy.tracing.context import clean_tracestate, parse_traceparent, random_bits, ratio_bound
+from proxy.tracing.context import clean_tracestate, parse_traceparent, ratio_bound
 
 if TYPE_CHECKING:
     from proxy.tracing.exporter import SpanExporter
 
 _SEP = b": "
 _CRLF = b"\r\n"
+# A new trace's traceparent value from its ids ("<trace id>-<span id>"), sampled or not (one formatting operation
+# measured fewer instructions than two concatenations).
+NEW_SAMPLED = b"00-%s-01"
+NEW_UNSAMPLED = b"00-%s-00"
+# The ids' length: 32 + "-" + 16.
+IDS = 49
 _TRACE_FIELDS = frozenset((b"traceparent", b"tracestate"))
-_random_bits = random_bits
-_hexlify = hexlify
-_urandom = urandom
-# Ids made at once (see Tracer._refill): each new trace takes two 33-character groups of the pool.
-_POOL_IDS = 256
-_POOL_BYTES = _POOL_IDS * 2 * 16
-_ID_STEP = 66
-_POOL_END = _POOL_IDS * _ID_STEP
 
 
 class TracedRequest(Protocol):
@@ -45,6 +41,8 @@ class TracedRequest(Protocol):
     traceparent: bytes | None
     tracestate: bytes | None
     trace: bytes | None
+    id_pool: bytes  # where the protocol's ids for this request are (proxy.http.ids)
+    id_at: int
     connection_names: set[bytes] | None
 
     def remove_header(self, name: bytes) -> None: ...
@@ -53,16 +51,14 @@ class TracedRequest(Protocol):
 class Tracer:
     """One per process (per ProxyServer): the sampling settings, and the exporter spans go to."""
 
-    __slots__ = ("bound", "trust", "by_default", "exporter", "_bound_hex", "_pool", "_at")
+    __slots__ = ("bound", "trust", "by_default", "exporter", "bound_hex")
 
     def __init__(self, *, ratio: float, trust_incoming: bool = True, by_default: bool = True,
                  exporter: SpanExporter | None = None) -> None:
         self.bound = ratio_bound(ratio)
         # The bound as 16 hex digits, compared with a new trace id in hex (lower-case hex digits compare as the
         # numbers do, so this compares its high 64 bits with the bound; ratio 1: a value above every id).
-        self._bound_hex = b"%016x" % self.bound if self.bound < 1 << 64 else b"g"
-        self._pool = b""
-        self._at = _POOL_END
+        self.bound_hex = b"%016x" % self.bound if self.bound < 1 << 64 else b"g"
         self.trust = trust_incoming
         # Whether routes without an annotation saying otherwise are traced (Route.tracing None).
         self.by_default = by_default
@@ -72,27 +68,16 @@ class Tracer:
         """Decide the request's trace context and add our traceparent (and a valid tracestate of a trace we
         continue) to the fields forwarded upstream; the client's own fields go, valid or not."""
         if request.traceparent is None and request.tracestate is None:
-            # The usual case, kept short: a new trace, its ids cut from the pool (see _refill).
-            at = self._at
-            if at >= _POOL_END:
-                at = self._refill()
-            self._at = at + _ID_STEP
-            ids = self._pool[at : at + 49]  # "<trace id>-<span id>"
+            # The usual case, kept short: a new trace whose ids are the ones the protocol made for the request
+            # (its generated request id and 16 more digits, "<trace id>-<span id>"; see proxy.http.ids).
+            # (proxy.http.pipeline inlines these lines: keep the two alike.)
+            at = request.id_at
+            ids = request.id_pool[at : at + IDS]
             # (ids < bound: its first 16 digits, the trace id's high 64 bits, are below the bound's 16; see ratio_bound)
-            value = request.trace = b"00-" + ids + (b"-01" if ids < self._bound_hex else b"-00")
+            value = request.trace = (NEW_SAMPLED if ids < self.bound_hex else NEW_UNSAMPLED) % ids
             request.fields += (b"traceparent", _SEP, value, _CRLF)
             return
         self._start_with_context(request)
-
-    def _refill(self) -> int:
-        """Random ids in bulk: hex digits in groups of 32 joined by "-", so that 49 characters from the start
-        of a group are "<trace id>-<span id>" (the span id: the first 16 digits of the next group); each
-        request takes two groups. Formatting ids one by one cost more than the rest of a new trace together;
-        the bytes come from the OS (8 KiB per 256 traces). (A span id of all zeros, invalid, is 2**-64
-        unlikely, and is not checked for.)"""
-        self._pool = _hexlify(_urandom(_POOL_BYTES), b"-", -16)
-        self._at = 0
-        return 0
 
     def _start_with_context(self, request: TracedRequest) -> None:
         """`start` for a request carrying trace context of its own (valid or not)."""
@@ -106,14 +91,13 @@ class Tracer:
         if state is not None:
             request.remove_header(b"tracestate")
             state = clean_tracestate(state) if parent is not None else None
+        at = request.id_at
+        ids = request.id_pool[at : at + IDS]  # as in `start`
         if parent is None:
-            bits = _random_bits(192) | 1
-            value = b"00-" + _hexlify(bits.to_bytes(24, "big"), b"-", -16) + (
-                b"-01" if bits >> 128 < self.bound else b"-00")
+            value = (NEW_SAMPLED if ids < self.bound_hex else NEW_UNSAMPLED) % ids
         else:
             trace_id, _, sampled = parent
-            value = b"00-" + trace_id + b"-" + _hexlify((_random_bits(64) | 1).to_bytes(8, "big")) + (
-                b"-01" if sampled else b"-00")
+            value = b"00-" + trace_id + ids[32:] + (b"-01" if sampled else b"-00")
         request.trace = value
         request.tracestate = state
         names = request.connection_names
@@ -131,4 +115,4 @@ class Tracer:
             exporter.add(span)
 
 
-__all__ = ["TracedRequest", "Tracer"]
+__all__ = ["IDS", "NEW_SAMPLED", "NEW_UNSAMPLED", "TracedRequest", "Tracer"]

@@ -17,8 +17,10 @@ line shows both what we answered and what actually happened::
     │   └── RequestTimeout   504   the route's request timeout passed: never retried
     ├── ProtocolError        502   the upstream answered something that is not valid HTTP/1.x
     ├── UpstreamClosed       502   the upstream closed or reset before the response was complete
-    └── RetryableStatus      ---   the upstream answered a status the route's retry policy retries: that
-                                   answer is dropped and another attempt made (never sent to the client)
+    ├── RetryableStatus      ---   the upstream answered a status the route's retry policy retries: that
+    │                              answer is dropped and another attempt made (never sent to the client)
+    └── InterceptedStatus    ---   the upstream answered a status the route's error pages answer instead
+                                   (custom-http-errors): dropped, the default backend asked (error_pages)
 
     ClientError                    the client side failed; never an upstream's fault
     ├── BadRequest           400   (and 408/414/431/505 via ``status``) malformed or over-limit input
@@ -96,6 +98,17 @@ class RetryableStatus(UpstreamError):
     """Raised from the response phase to drop an answer the retry policy retries (`answer`: its status)."""
 
     reason = "upstream-status"
+
+    def __init__(self, answer: int) -> None:
+        super().__init__(f"the upstream answered {answer}")
+        self.answer = answer
+
+
+class InterceptedStatus(UpstreamError):
+    """Raised from the response phase to drop an answer whose status the route's error pages answer instead
+    (ingress-nginx's custom-http-errors; `answer`: its status)."""
+
+    reason = "error-page"
 
     def __init__(self, answer: int) -> None:
         super().__init__(f"the upstream answered {answer}")

@@ -8,6 +8,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubeapi import KubeApiServer
 
 from .rbac import undeclared
+from .watching import start  # noqa: F401  (the fixture)
 
 
 @pytest.fixture

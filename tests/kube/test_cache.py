@@ -599,3 +599,88 @@ def test_policy_status_alone_rebuilds_nothing(kind: str, api_version: str):
     moved = {**policy["metadata"], "resourceVersion": "2"}
     cache.apply(kind, "MODIFIED", {**policy, "metadata": moved, "status": {"ancestors": []}})
     assert changes == []
+
+
+def test_auth_tls_secret_annotation_makes_its_secret_relevant(cache_and_changes):
+    """ingress-nginx's auth-tls-secret ("namespace/name" or "name") names a Secret like spec.tls does: its
+    changes rebuild, while a Secret nothing names does not."""
+    cache, changes = cache_and_changes
+    for name, value in (("full", "default/client-ca"), ("short", "short-ca")):
+        obj = ingress(name)
+        obj["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/auth-tls-secret": value}
+        cache.apply("Ingress", "ADDED", obj)
+    changes.clear()
+    cache.apply("Secret", "ADDED", secret("client-ca"))
+    cache.apply("Secret", "ADDED", secret("short-ca"))
+    assert changes == [CacheChange(routes=True)] * 2
+    changes.clear()
+    cache.apply("Secret", "ADDED", secret("unnamed"))
+    assert changes == []
+
+
+def opaque(name: str, *, ns: str = "default", data: str = "eA==", rv: str = "1") -> dict:
+    return {"metadata": meta(name, ns, resourceVersion=rv), "type": "Opaque", "data": {"auth": data}}
+
+
+def auth_ingress(name: str, secret_name: str, *, rv: str = "1") -> dict:
+    obj = ingress(name, rv=rv)
+    obj["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/auth-secret": secret_name}
+    return obj
+
+
+def test_held_secrets_follow_their_names_and_replay_on_a_worker_cache():
+    """Cluster mode (hold_named_secrets): an Opaque Secret's data is held only while an Ingress names it; a
+    name appearing asks for the Secret (`fetch`); a worker's cache replaying the operations holds the same."""
+    cache = ObjectCache()
+    worker = ObjectCache()  # worker processes hold what they are given
+    cache.observe(worker.perform)
+    wanted: list[tuple[str, str]] = []
+    cache.hold_named_secrets(wanted.append)
+    cache.replace("Secret", [opaque("htpasswd"), opaque("helm-release", data="QUJD" * 1000), secret("cert")])
+    assert set(cache.snapshot().secrets) == {("default", "cert")}  # TLS Secrets are always held
+    assert cache.unheld_secrets() == {("default", "htpasswd"), ("default", "helm-release")}
+
+    cache.apply("Ingress", "ADDED", auth_ingress("a", "htpasswd"))
+    assert wanted == [("default", "htpasswd")]
+    cache.fetched(opaque("htpasswd", rv="2"))
+    assert cache.get("Secret", "default", "htpasswd")["data"] == {"auth": "eA=="}
+    assert worker.get("Secret", "default", "htpasswd") == cache.get("Secret", "default", "htpasswd")
+    cache.fetched(opaque("htpasswd", data="old", rv="1"))  # held now: a late read is ignored
+    assert cache.get("Secret", "default", "htpasswd")["data"] == {"auth": "eA=="}
+
+    cache.apply("Ingress", "MODIFIED", ingress("a", rv="2"))  # the name goes: so does the data, on both
+    assert cache.get("Secret", "default", "htpasswd") is None and worker.get("Secret", "default", "htpasswd") is None
+    assert ("default", "htpasswd") in cache.unheld_secrets()
+
+    cache.apply("Ingress", "MODIFIED", auth_ingress("a", "htpasswd", rv="3"))
+    cache.apply("Secret", "DELETED", opaque("htpasswd"))  # deleted before the read came back
+    cache.fetched(opaque("htpasswd", rv="4"))
+    assert cache.get("Secret", "default", "htpasswd") is None
+    assert wanted == [("default", "htpasswd")] * 2
+
+
+def test_without_hold_named_secrets_every_secret_is_held():
+    """File mode: the manifests' Secrets, any type, are all held."""
+    cache = ObjectCache()
+    cache.replace("Secret", [opaque("htpasswd"), secret("cert")])
+    assert set(cache.snapshot().secrets) == {("default", "htpasswd"), ("default", "cert")}
+
+
+def test_the_first_sync_waits_for_the_secrets_its_ingresses_name():
+    """A restart in cluster mode: Secrets listed before the Ingresses naming them; the cache is synced (the
+    first build happens) only once those Secrets have been read back, so no auth route answers 503 meanwhile."""
+    cache = ObjectCache(kinds=("Ingress", "Secret"))
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    cache.hold_named_secrets(lambda key: None)
+    cache.replace("Secret", [opaque("htpasswd"), opaque("gone")])
+    cache.mark_synced("Secret")
+    cache.replace("Ingress", [auth_ingress("a", "htpasswd"), auth_ingress("b", "gone")])
+    cache.mark_synced("Ingress")
+    assert not cache.synced
+    cache.fetched(opaque("htpasswd", rv="2"))
+    assert not cache.synced
+    changes.clear()
+    cache.fetch_ended(("default", "gone"))  # not found (or given up): nothing to wait for
+    assert cache.synced and changes == [CacheChange(routes=True)]
+    assert cache.get("Secret", "default", "htpasswd") is not None

@@ -588,3 +588,13 @@ async def test_policy_kinds_load_into_the_cache_and_a_named_ca_configmap_is_foll
     write(tmp_path / "policies.yaml", POLICIES.replace("ca.crt: \"-----BEGIN", "ca.crt: \"-----BEGIN NEW"))
     await eventually(lambda: changes)
     assert changes == [CacheChange(routes=True)]  # the CA bundle a BackendTLSPolicy names
+
+
+async def test_opaque_secrets_from_manifests_reach_the_snapshot(tmp_path, running):
+    """File mode holds every Secret of the manifests, any type (an auth-secret's htpasswd in stringData)."""
+    (tmp_path / "auth.yaml").write_text(
+        "kind: Secret\napiVersion: v1\nmetadata: {name: basic-auth, namespace: shop}\ntype: Opaque\n"
+        "stringData: {auth: 'foo:{PLAIN}bar'}\n")
+    cache = await running(tmp_path)
+    secret = cache.snapshot().secrets[("shop", "basic-auth")]
+    assert secret["data"] == {"auth": "Zm9vOntQTEFJTn1iYXI="}

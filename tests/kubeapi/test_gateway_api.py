@@ -73,7 +73,7 @@ async def test_discovery_lists_the_installed_crds(kube_api: KubeApiServer, api_c
     kube_api.install_gateway_api()
     _, groups = await get(api_client, "/apis")
     (entry,) = [g for g in groups["groups"] if g["name"] == GROUP]
-    assert [v["version"] for v in entry["versions"]] == ["v1", "v1beta1"]
+    assert [v["version"] for v in entry["versions"]] == ["v1", "v1beta1", "v1alpha2"]  # v1alpha2: TLSRoute's
     assert entry["preferredVersion"] == {"groupVersion": f"{GROUP}/v1", "version": "v1"}
     status, group = await get(api_client, f"/apis/{GROUP}")
     assert status == 200 and group["kind"] == "APIGroup" and group["preferredVersion"]["version"] == "v1"
@@ -83,7 +83,8 @@ async def test_discovery_lists_the_installed_crds(kube_api: KubeApiServer, api_c
     assert document["kind"] == "APIResourceList" and document["groupVersion"] == f"{GROUP}/v1"
     assert resource_names(document) == {
         "gatewayclasses": False, "gatewayclasses/status": False, "gateways": True, "gateways/status": True,
-        "httproutes": True, "httproutes/status": True, "referencegrants": True}  # no status subresource in its CRD
+        "httproutes": True, "httproutes/status": True, "referencegrants": True,  # no status subresource in its CRD
+        "tlsroutes": True, "tlsroutes/status": True}
     by_name = {r["name"]: r for r in document["resources"]}
     assert {"list", "watch"} <= set(by_name["httproutes"]["verbs"])
     assert by_name["gateways/status"]["verbs"] == ["get", "patch", "update"]

@@ -199,6 +199,7 @@ def snapshot(*objects: Obj) -> Snapshot:
     services: dict = {}
     slices: dict = {}
     endpoints: dict = {}
+    secrets: dict = {}
     for obj in objects:
         meta = obj["metadata"]
         kind = obj["kind"]
@@ -213,10 +214,13 @@ def snapshot(*objects: Obj) -> Snapshot:
             slices.setdefault((meta["namespace"], owner), {})[meta["name"]] = obj
         elif kind == "Endpoints":
             endpoints[(meta["namespace"], meta["name"])] = obj
+        elif kind == "Secret":
+            secrets[(meta["namespace"], meta["name"])] = obj
         else:
             raise ValueError(kind)
     return Snapshot(
-        ingresses=ingresses, ingress_classes=classes, services=services, endpoint_slices=slices, endpoints=endpoints
+        ingresses=ingresses, ingress_classes=classes, services=services, endpoint_slices=slices, endpoints=endpoints,
+        secrets=secrets,
     )
 
 

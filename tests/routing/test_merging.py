@@ -8,7 +8,7 @@ import pytest
 
 from proxy.objects import Snapshot
 from proxy.routing.build import build
-from proxy.routing.model import PATH_DEFAULT_BACKEND, Route
+from proxy.routing.model import BODY_LIMIT_DEFAULT, PATH_DEFAULT_BACKEND, Route
 from proxy.settings import Settings
 
 from .objects import backend, backend_world, endpoint, endpoint_slice, ingress, path, route_for, rule, served, snapshot
@@ -127,7 +127,8 @@ def test_default_backend_serves_unmatched_paths_of_each_host_its_rules_name():
     assert config.warnings == ()
     for host in ("a.test", "x.b.test"):
         route = route_for(config, host, "/elsewhere")
-        assert route == Route("default", "n", route.host, "", PATH_DEFAULT_BACKEND, "default/fallback:80")
+        assert route == Route("default", "n", route.host, "", PATH_DEFAULT_BACKEND, "default/fallback:80",
+                              body_limit=BODY_LIMIT_DEFAULT)
     assert route_for(config, "a.test", "/elsewhere").host == "a.test"
     assert route_for(config, "x.b.test", "/").host == "*.b.test"
     assert served(config, "a.test", "/api") == ("n", "/api", "Prefix")
@@ -139,7 +140,8 @@ def test_default_backend_is_the_catch_all_for_unclaimed_hosts():
     obj = ingress("n", rule("a.test", path("/api", "api")), default=backend("fallback", 80))
     config = build(snapshot(obj, *backend_world("api", "fallback")), SETTINGS)
     route = route_for(config, "unknown.test", "/whatever")
-    assert route == Route("default", "n", "", "", PATH_DEFAULT_BACKEND, "default/fallback:80")
+    assert route == Route("default", "n", "", "", PATH_DEFAULT_BACKEND, "default/fallback:80",
+                          body_limit=BODY_LIMIT_DEFAULT)
 
 
 def test_ingress_with_only_a_default_backend_catches_everything_unclaimed():

@@ -394,9 +394,9 @@ def test_snippets_are_refused_and_the_ingress_still_served(name):
 
 def test_unknown_annotations_under_either_prefix_get_one_warning_each():
     obj = ingress("unknown", rule(HOST, path("/", "echo")))
-    obj["metadata"]["annotations"] = {PREFIX + "proxy-body-size": "8m", "pyngress.dev/no-such-thing": "1"}
+    obj["metadata"]["annotations"] = {PREFIX + "proxy-cookie-path": "/ /foo", "pyngress.dev/no-such-thing": "1"}
     assert sorted(warnings_of(world(obj))) == [
-        f"unknown: annotation {PREFIX}proxy-body-size is not supported; ignored",
+        f"unknown: annotation {PREFIX}proxy-cookie-path is not supported; ignored",
         "unknown: annotation pyngress.dev/no-such-thing is not supported; ignored"]
 
 

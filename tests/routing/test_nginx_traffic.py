@@ -224,9 +224,10 @@ def test_grpc_and_h2c_are_served_over_http11_with_a_warning():
 
 
 def test_proxy_ssl_secret_fails_closed_and_its_options_need_it():
-    """proxyssl.go "should set valid proxy-ssl-secret" needs the Secret's CA, which pyngress does not read yet:
-    the location is denied (503) as ingress-nginx denies one whose Secret cannot be used; annotations.md
-    "Backend Certificate Authentication": verify, name and server-name only act with the Secret."""
+    """proxyssl.go "should set valid proxy-ssl-secret" with a Secret that does not exist: the location is denied
+    (503) as ingress-nginx denies one whose Secret cannot be used (tests/routing/test_nginx_auth.py has the
+    Secret); annotations.md "Backend Certificate Authentication": verify, name and server-name only act with
+    the Secret."""
     config, route = built(annotated("s", backend_protocol="HTTPS", proxy_ssl_secret="default/ca",
                                     proxy_ssl_verify="on"))
     assert route.filters is not None and route.filters.request[0].on_request(None).status == 503  # type: ignore

@@ -19,7 +19,7 @@ def _slots(cls: type) -> set[str]:
 
 def test_an_exchange_starts_with_the_request_head_defaults():
     head = RequestHead()
-    exchange = Exchange(SimpleNamespace(writer=None))  # type: ignore[arg-type]
+    exchange = Exchange(SimpleNamespace(writer=None, client_ip=b""))  # type: ignore[arg-type]
     fields = _slots(RequestHead)
     assert fields >= Exchange.SET_BEFORE_READ
     for name in sorted(fields - Exchange.SET_BEFORE_READ):

@@ -213,6 +213,7 @@ async def test_proxy_send_timeout_bounds_a_pod_that_stops_reading_the_upload(mak
     proxy = await make_proxy()
     host, port = backend.endpoint
     serve(proxy, {"stuck": [SimpleNamespace(host=host, port=port)]},  # type: ignore[list-item]
-          ingress("upload", "upload.test", ("/", "Prefix", "stuck"), proxy_send_timeout="1"))
+          ingress("upload", "upload.test", ("/", "Prefix", "stuck"), proxy_send_timeout="1",
+                  proxy_body_size="0"))  # (no body size limit: the upload is larger than the default 1m)
     response = await upload_until_answered(proxy.port, host="upload.test")
     assert response.status == 504

@@ -101,6 +101,10 @@ async def test_a_request_without_context_starts_a_new_trace(make_proxy, make_pod
     first, second = [await request(proxy.port, "/") for _ in range(2)]
     ids = [upstream_context(first), upstream_context(second)]
     assert ids[0][0] != ids[1][0] and all(sampled for _, _, sampled in ids)
+    # The new trace's id is the request id the proxy generated (as Envoy ties tracing to x-request-id): one id
+    # to search for in the access log, the pod's logs and the tracing backend.
+    for response, (trace_id, _, _) in zip((first, second), ids):
+        assert sent_upstream(response, "x-request-id") == [trace_id] == [response.header("x-request-id")]
     spans = await collector.wait_for(2)
     assert {(s.trace_id, s.span_id) for s in spans} == {(t, s) for t, s, _ in ids}
     assert all(s.parent_span_id == "" and s.span.trace_state == "" and not s.span.flags & 0x200 for s in spans)

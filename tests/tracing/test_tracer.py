@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.http.head import RequestHead
+from proxy.http.ids import ids
 from proxy.tracing.context import parse_traceparent
 from proxy.tracing.tracer import Tracer
 
@@ -13,7 +14,9 @@ PARENT = b"00f067aa0ba902b7"
 
 
 def head(*fields: tuple[bytes, bytes]) -> RequestHead:
+    """A head as the protocol leaves it: the fields, the trace context seen, and its ids' place in the pool."""
     request = RequestHead()
+    request.id_pool, request.id_at = ids.take()
     for name, value in fields:
         request.add_header(name, value)
         if name.lower() == b"traceparent":
@@ -33,6 +36,8 @@ def test_new_traces_follow_the_ratio_rule_and_never_repeat_an_id(ratio):
         trace_id, span_id, sampled = parse_traceparent(request.trace)
         assert sampled == (int(trace_id, 16) >> 64 < tracer.bound)
         assert request.fields == [b"traceparent", b": ", request.trace, b"\r\n"]
+        # A new trace's id is the request's generated id (proxy.http.ids: the protocol cuts it from there).
+        assert trace_id == request.id_pool[request.id_at : request.id_at + 32]
         seen.update((trace_id, span_id))
     assert len(seen) == 2000
 

@@ -44,15 +44,15 @@ class BackendResolver:
         self.used: dict[Key, Any] = {}
         self.reads: dict[Key, Any] | None = None  # the same, for the route being compiled
 
-    def resolve(self, ref: BackendRef, *, route_namespace: str) -> Resolution:
+    def resolve(self, ref: BackendRef, *, route_namespace: str, from_kind: str = "HTTPRoute") -> Resolution:
         where = f"backendRef {ref.namespace}/{ref.name}"
         if (ref.group, ref.kind) != ("", "Service"):
             return Resolution("", "InvalidKind", f"{where}: {ref.group or 'core'}/{ref.kind} is not a supported "
                                                  "backend kind (Service is)")
-        if not self._grants.permits(from_kind="HTTPRoute", from_namespace=route_namespace, to_kind="Service",
+        if not self._grants.permits(from_kind=from_kind, from_namespace=route_namespace, to_kind="Service",
                                     to_namespace=ref.namespace, to_name=ref.name):
             return Resolution("", "RefNotPermitted", f"{where}: no ReferenceGrant in namespace {ref.namespace} "
-                                                     f"allows HTTPRoutes of namespace {route_namespace} to use it")
+                                                     f"allows {from_kind}s of namespace {route_namespace} to use it")
         service = self._services.get((ref.namespace, ref.name))
         self.used[(ref.namespace, ref.name)] = service
         if self.reads is not None:

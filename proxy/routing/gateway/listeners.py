@@ -23,8 +23,12 @@ from proxy.routing.gateway.selectors import LabelSelector, parse_selector
 
 HTTP = "HTTP"
 HTTPS = "HTTPS"
+TLS = "TLS"  # tls.mode Passthrough only: TLSRoutes, the TLS stream spliced to a pod (proxy.passthrough)
 HTTP_ROUTE = (GATEWAY_GROUP, "HTTPRoute")
-_PROTOCOLS = (HTTP, HTTPS)
+TLS_ROUTE = (GATEWAY_GROUP, "TLSRoute")
+_PROTOCOLS = (HTTP, HTTPS, TLS)
+# What is on the wire: HTTPS and TLS listeners share a port (the ClientHello's server name tells them apart).
+WIRE = {HTTP: HTTP, HTTPS: TLS, TLS: TLS}
 _FROM = ("Same", "All", "Selector", "None")
 _ADDRESS_TYPES = ("IPAddress", "Hostname")
 
@@ -58,9 +62,10 @@ class Listener:
         """Accepted and able to carry traffic (an HTTPS listener needs a usable certificate)."""
         return self.accepted[0] and (self.protocol != HTTPS or self.certificate is not None)
 
-    def admits(self, namespace: str, labels: Callable[[str], Mapping[str, str]]) -> bool:
-        """Whether an HTTPRoute in `namespace` may attach (allowedRoutes: kinds and namespaces)."""
-        if HTTP_ROUTE not in self.supported_kinds:
+    def admits(self, namespace: str, labels: Callable[[str], Mapping[str, str]],
+               kind: tuple[str, str] = HTTP_ROUTE) -> bool:
+        """Whether a route of `kind` in `namespace` may attach (allowedRoutes: kinds and namespaces)."""
+        if kind not in self.supported_kinds:
             return False
         source = self.namespaces
         if source == "All":
@@ -225,13 +230,15 @@ def _listener(entry: GatewayEntry, index: int, item: Any, *, offset: int, grants
         listener.local_port = port + offset
         if not isinstance(protocol, str) or protocol not in _PROTOCOLS:
             listener.accepted = (False, "UnsupportedProtocol",
-                                 f"protocol {protocol!r:.40} is not supported (HTTP and HTTPS are)")
+                                 f"protocol {protocol!r:.40} is not supported (HTTP, HTTPS and TLS are)")
             listener.supported_kinds = ()
             return listener
         if item.get("hostname") is not None:
             listener.hostname = check_hostname(item["hostname"], "hostname")
         _allowed_routes(listener, mapping(item, "allowedRoutes", ""))
-        if protocol == HTTPS:
+        if protocol == TLS:
+            _passthrough(listener, item.get("tls"))
+        elif protocol == HTTPS:
             _tls(entry, listener, item.get("tls"), grants=grants, secrets=secrets)
         elif item.get("tls") is not None:
             entry.warn(f"{at}: tls is ignored on an HTTP listener")
@@ -251,8 +258,9 @@ def _allowed_routes(listener: Listener, allowed: dict[str, Any]) -> None:
             raise Malformed("allowedRoutes.namespaces.selector is required with from: Selector")
         listener.selector = parse_selector(namespaces["selector"], "allowedRoutes.namespaces.selector")
     kinds = sequence(allowed, "kinds", "allowedRoutes.")
+    served = TLS_ROUTE if listener.protocol == TLS else HTTP_ROUTE
     if not kinds:
-        listener.supported_kinds = (HTTP_ROUTE,)
+        listener.supported_kinds = (served,)
         return
     valid: list[tuple[str, str]] = []
     invalid: list[str] = []
@@ -261,15 +269,24 @@ def _allowed_routes(listener: Listener, allowed: dict[str, Any]) -> None:
         group = kind.get("group")
         group = GATEWAY_GROUP if group is None else group
         name = text(kind, "kind", f"allowedRoutes.kinds[{index}].", required=True)
-        if (group, name) == HTTP_ROUTE:
-            if HTTP_ROUTE not in valid:
-                valid.append(HTTP_ROUTE)
+        if (group, name) == served:
+            if served not in valid:
+                valid.append(served)
         else:
             invalid.append(f"{group}/{name}" if group else name)
     listener.supported_kinds = tuple(valid)
     if invalid:
         listener.resolved = (False, "InvalidRouteKinds", f"route kinds {', '.join(invalid)} are not supported on "
-                                                         f"{listener.protocol} (HTTPRoute is)")
+                                                         f"{listener.protocol} ({served[1]} is)")
+
+
+def _passthrough(listener: Listener, tls: Any) -> None:
+    """A TLS listener: mode Passthrough (the default is Terminate, which needs a TLSRoute terminated here: not
+    supported; the listener is refused)."""
+    tls = require_object(tls, "tls") if tls is not None else {}
+    mode = text(tls, "mode", "tls.") or "Terminate"
+    if mode != "Passthrough":
+        raise Malformed(f"tls.mode {mode!r:.40} is not supported on TLS (Passthrough is)")
 
 
 def _tls(entry: GatewayEntry, listener: Listener, tls: Any, *, grants: Grants, secrets: SecretChecks) -> None:
@@ -321,7 +338,7 @@ def _find_conflicts(listeners: list[Listener]) -> None:
         if listener.protocol in _PROTOCOLS and listener.local_port:
             by_port.setdefault(listener.port, []).append(listener)
     for port, group in by_port.items():
-        protocols = {listener.protocol for listener in group}
+        protocols = {WIRE[listener.protocol] for listener in group}
         if len(protocols) > 1:
             for listener in group:
                 message = f"port {port} is used with protocols {' and '.join(sorted(protocols))}"

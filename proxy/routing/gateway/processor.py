@@ -26,7 +26,17 @@ from proxy.routing.gateway.backends import BackendResolver
 from proxy.routing.gateway.classes import select_gateway_classes
 from proxy.routing.gateway.grants import GATEWAY_GROUP, Grants
 from proxy.routing.gateway.hostnames import owner, route_hosts
-from proxy.routing.gateway.listeners import HTTP, HTTPS, GatewayEntry, Listener, SecretChecks, parse_gateway
+from proxy.routing.gateway.listeners import (
+    HTTP,
+    HTTPS,
+    TLS,
+    TLS_ROUTE,
+    WIRE,
+    GatewayEntry,
+    Listener,
+    SecretChecks,
+    parse_gateway,
+)
 from proxy.routing.gateway.routes import CompiledRoute, RouteSpec, compile_route, read_route
 from proxy.routing.gateway.selectors import namespace_labels
 from proxy.routing.gateway.status import (
@@ -45,7 +55,11 @@ from proxy.routing.gateway.status import (
     RouteStatus,
     condition,
 )
+from proxy.routing.gateway.tls_routes import KIND_TLS_ROUTE, TlsRouteSpec, read_tls_route, resolve_backends
 from proxy.routing.merge import Candidate
+from proxy.routing.model import Route
+from proxy.routing.passthrough import SniTable
+from proxy.routing.table import VirtualHost
 from proxy.settings import Settings
 
 if TYPE_CHECKING:
@@ -75,6 +89,10 @@ class GatewayTranslation:
     # The Services and Secrets read (found or not): a change to one of them calls for a new translation.
     services: frozenset[Key] = frozenset()
     secrets: frozenset[Key] = frozenset()
+    # TLSRoutes by local port (served with --enable-ssl-passthrough), and every one of their rules in one
+    # VirtualHost, made once per translation (the builders count the clusters its routes use).
+    tls: dict[int, SniTable] = field(default_factory=dict)
+    tls_holder: VirtualHost | None = None
 
 
 EMPTY = GatewayTranslation()
@@ -125,6 +143,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | No
     result = GatewayTranslation()
     work = _Attachments(snapshot, settings, gateways, grants, result, policies)
     routes = work.attach_routes(memo if memo is not None else TranslationMemo())
+    tls_routes = work.attach_tls_routes()
     if gateways:
         warnings.extend(grants.warnings)
     for gateway in gateways:
@@ -136,6 +155,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | No
         classes={name: entry.status for name, entry in classes.items()},
         gateways={gateway.key: work.gateway_status(gateway) for gateway in sorted(gateways, key=lambda g: g.key)},
         routes=routes,
+        tls_routes=tls_routes,
     )
     result.secrets = secrets.used
     result.services = frozenset(work.resolver.used)
@@ -160,6 +180,12 @@ def _our_gateways(snapshot: Snapshot, settings: Settings, classes: Mapping[str, 
             entry = GatewayEntry(key, obj)
             entry.accepted = (False, "Invalid", f"skipped: {type(error).__name__}: {error}")
             entry.warn(entry.accepted[2])
+        if not settings.ssl_passthrough:
+            for listener in entry.listeners:
+                if listener.protocol == TLS and listener.accepted[0]:
+                    listener.reject("UnsupportedProtocol", "TLS passthrough listeners are served with "
+                                                           "--enable-ssl-passthrough only")
+                    entry.warn(f"listener {listener.name!r} not accepted: {listener.accepted[2]}")
         if not classes[class_name].accepted and entry.accepted[0]:
             entry.accepted = (False, "Invalid", f"GatewayClass {class_name} is not accepted")
             entry.warn(f"not accepted: {entry.accepted[2]}")
@@ -174,7 +200,7 @@ def _claim_ports(gateways: list[GatewayEntry], settings: Settings) -> None:
     if settings.http_port:
         owners[settings.http_port] = (HTTP, f"the Ingress HTTP listener (--http-port {settings.http_port})")
     if settings.https_port:
-        owners[settings.https_port] = (HTTPS, f"the Ingress HTTPS listener (--https-port {settings.https_port})")
+        owners[settings.https_port] = (TLS, f"the Ingress HTTPS listener (--https-port {settings.https_port})")
     for gateway in gateways:
         if not gateway.accepted[0]:
             continue
@@ -185,12 +211,12 @@ def _claim_ports(gateways: list[GatewayEntry], settings: Settings) -> None:
             if not 0 < local <= _MAX_PORT:
                 listener.reject("PortUnavailable", f"port {listener.port} would be served on local port {local} "
                                                    f"(port + --gateway-port-offset), which does not exist")
-            elif local in owners and owners[local][0] != listener.protocol:
+            elif local in owners and owners[local][0] != WIRE[listener.protocol]:
                 protocol, holder = owners[local]
                 listener.reject("PortUnavailable", f"port {listener.port} (local port {local}) is served as "
-                                                   f"{protocol} by {holder}")
+                                                   f"{'HTTPS' if protocol == TLS else protocol} by {holder}")
             else:
-                owners.setdefault(local, (listener.protocol, f"Gateway {gateway.key[0]}/{gateway.key[1]}"))
+                owners.setdefault(local, (WIRE[listener.protocol], f"Gateway {gateway.key[0]}/{gateway.key[1]}"))
             if not listener.accepted[0]:
                 gateway.warn(f"listener {listener.name!r} not accepted: {listener.accepted[2]}")
 
@@ -209,8 +235,12 @@ class _Attachments:
         self.warnings: list[Warning] = []
         self.attached: dict[int, set[Key]] = {}  # id(listener) -> routes attached to it
         self._labels: dict[str, dict[str, str]] = {}
-        # Hostname patterns of the listeners served on each local port (for listener isolation).
+        # Hostname patterns of the listeners served on each local port (for listener isolation); TLS
+        # passthrough listeners apart (their hosts are server names, not HTTP hosts).
         self.patterns: dict[int, set[str]] = {}
+        self.tls_patterns: dict[int, set[str]] = {}
+        # (local port, host key) -> the TLSRoute rules for it, oldest route first.
+        self._tls_placed: dict[tuple[int, str], list[tuple[tuple[float, Key], Route]]] = {}
         self._placed: dict[tuple[int, str], set[tuple[str, str, int, int]]] = {}
         self._candidates: dict[tuple[int, str], list[Candidate]] = {}
         for gateway in gateways:
@@ -225,8 +255,13 @@ class _Attachments:
         plan = self.result.ports.get(local)
         if plan is None:
             ingress = ((local == self.settings.http_port and listener.protocol == HTTP)
-                       or (local == self.settings.https_port and listener.protocol == HTTPS))
+                       or (local == self.settings.https_port and WIRE[listener.protocol] == TLS))
             plan = self.result.ports[local] = PortPlan(listener.port, listener.protocol, ingress)
+        elif listener.protocol == HTTPS and plan.protocol == TLS:
+            plan.protocol = HTTPS  # TLS passthrough beside HTTPS listeners: the port terminates the other names
+        if listener.protocol == TLS:
+            self.tls_patterns.setdefault(local, set()).add(listener.hostname)
+            return
         plan.hosts.setdefault(listener.hostname, ())
         if listener.certificate is not None:
             plan.certificates.setdefault(listener.hostname, listener.certificate)
@@ -373,6 +408,116 @@ class _Attachments:
 
     def _warn(self, spec: RouteSpec, message: str) -> None:
         self.warnings.append(Warning("HTTPRoute", spec.key[0], spec.key[1], message))
+
+    # ------------------------------------------------------------------ TLSRoutes
+
+    def attach_tls_routes(self) -> dict[Key, RouteStatus]:
+        """Attach every TLSRoute naming one of our Gateways; the SNI table of each port goes to the result."""
+        statuses: dict[Key, RouteStatus] = {}
+        routes = self.snapshot.tls_routes
+        if not self.by_key or not routes:
+            return statuses
+        for key in sorted(routes):
+            spec = read_tls_route(key, routes[key])
+            refs = [ref for ref in dict.fromkeys(spec.parents)
+                    if (ref.group, ref.kind) == (GATEWAY_GROUP, "Gateway") and (ref.namespace, ref.name) in self.by_key]
+            if not refs:
+                continue
+            self.warnings.extend(spec.warnings)
+            try:
+                statuses[key] = self._attach_tls(spec, refs)
+            except Exception as error:  # noqa: BLE001  (a bug must cost one TLSRoute, never the whole build)
+                self._warn_tls(spec, f"skipped: {type(error).__name__}: {error}")
+        tables: dict[int, tuple[dict[str, Route], dict[str, Route]]] = {}
+        served: list[Route] = []
+        for (local, host), placed in sorted(self._tls_placed.items()):
+            placed.sort(key=lambda item: item[0])
+            winner = placed[0][1]
+            for _, loser in placed[1:]:
+                self.warnings.append(Warning(KIND_TLS_ROUTE, loser.namespace, loser.ingress,
+                                             f"hostname {host} on local port {local} is served by the older "
+                                             f"TLSRoute {winner.namespace}/{winner.ingress}"))
+            hosts, wildcards = tables.setdefault(local, ({}, {}))
+            if host.startswith("*."):
+                wildcards[host[2:]] = winner
+            else:
+                hosts[host] = winner
+            served.append(winner)
+        self.result.tls = {local: SniTable(hosts, wildcards, any_depth=True)
+                           for local, (hosts, wildcards) in tables.items()}
+        if served:
+            self.result.tls_holder = VirtualHost(prefix={str(index): route for index, route in enumerate(served)})
+        return statuses
+
+    def _attach_tls(self, spec: TlsRouteSpec, refs: list[ParentRef]) -> RouteStatus:
+        namespace, name = spec.key
+        controller = self.settings.gateway_controller_name
+        seen = spec.generation
+        if spec.problem:
+            message = f"cannot be read: {spec.problem}"
+            self._warn_tls(spec, f"not accepted: {message}")
+            return RouteStatus(namespace, name, tuple(
+                RouteParentStatus(ref, controller, (condition(ACCEPTED, False, "UnsupportedValue", message, seen),))
+                for ref in refs))
+        resolve_backends(spec, self.resolver)
+        ok, reason, message = spec.resolved
+        if not ok:
+            self._warn_tls(spec, f"unresolved references ({reason}): {message}")
+        resolved = condition(RESOLVED_REFS, ok, reason, message, seen)
+        parents = []
+        for ref in refs:
+            accepted = self._attach_tls_parent(spec, ref)
+            if accepted.status != "True":
+                self._warn_tls(spec, f"not accepted by Gateway {ref.namespace}/{ref.name} ({accepted.reason}): "
+                                     f"{accepted.message}")
+            parents.append(RouteParentStatus(ref, controller, (accepted, resolved)))
+        return RouteStatus(namespace, name, tuple(parents))
+
+    def _attach_tls_parent(self, spec: TlsRouteSpec, ref: ParentRef) -> Condition:
+        seen = spec.generation
+        gateway = self.by_key[(ref.namespace, ref.name)]
+        selected = [listener for listener in gateway.listeners
+                    if (not ref.section_name or listener.name == ref.section_name)
+                    and (ref.port is None or listener.port == ref.port)]
+        if not selected:
+            wanted = " and ".join(filter(None, (f"sectionName {ref.section_name!r}" if ref.section_name else "",
+                                                f"port {ref.port}" if ref.port is not None else "")))
+            return condition(ACCEPTED, False, "NoMatchingParent", f"the Gateway has no listener with {wanted}", seen)
+        allowed = [listener for listener in selected if listener.admits(spec.key[0], self.labels, TLS_ROUTE)]
+        if not allowed:
+            return condition(ACCEPTED, False, "NotAllowedByListeners",
+                             f"no TLS passthrough listener of the Gateway admits TLSRoutes from namespace "
+                             f"{spec.key[0]}", seen)
+        matching = [(listener, hosts) for listener in allowed
+                    if (hosts := route_hosts(listener.hostname, spec.hostnames))]
+        if not matching:
+            return condition(ACCEPTED, False, "NoMatchingListenerHostname",
+                             "no hostname of the route matches a listener hostname of the Gateway", seen)
+        namespace, name = spec.key
+        for listener, hosts in matching:
+            self.attached.setdefault(id(listener), set()).add(spec.key)
+            if not (listener.serves and gateway.accepted[0]):
+                continue
+            local = listener.local_port
+            patterns = self.tls_patterns.get(local, set())
+            for host in hosts:
+                if not host:
+                    self._warn_tls(spec, f"listener {listener.name!r}: neither the listener nor the route names a "
+                                         "hostname; a passthrough route needs a server name to match")
+                    continue
+                if owner(patterns, host) != listener.hostname:
+                    continue  # a more specific TLS listener on this port takes these names
+                placed = self._tls_placed.setdefault((local, host), [])
+                if any(route.namespace == namespace and route.ingress == name for _, route in placed):
+                    continue  # the same route through another listener with this hostname
+                route = Route(namespace, name, host, "", "", spec.cluster, kind=KIND_TLS_ROUTE,
+                              backends=spec.backends, passthrough=True)
+                placed.append(((spec.age, spec.key), route))
+        names = ", ".join(repr(listener.name) for listener, _ in matching)
+        return condition(ACCEPTED, True, "Accepted", f"attached to listener(s) {names}", seen)
+
+    def _warn_tls(self, spec: TlsRouteSpec, message: str) -> None:
+        self.warnings.append(Warning(KIND_TLS_ROUTE, spec.key[0], spec.key[1], message))
 
     # ------------------------------------------------------------------ Gateway status
 

@@ -10,7 +10,7 @@ Gateways: entries of other controllers, and of our Gateways served by another pr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.objects import Key
@@ -153,3 +153,5 @@ class GatewayApiStatus:
     classes: Mapping[str, ClassStatus]
     gateways: Mapping[Key, GatewayStatus]
     routes: Mapping[Key, RouteStatus]
+    # TLSRoutes' parent entries (the same shape as HTTPRoutes').
+    tls_routes: Mapping[Key, RouteStatus] = field(default_factory=dict)

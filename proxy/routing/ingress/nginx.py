@@ -12,7 +12,8 @@ and for the canary rules (routing.ingress.canary). Facts and quirks are ingress-
   (permanent) fall back to 302 and 301; a code that is not a number turns the redirect off;
 - `app-root` answers a request for "/" with 302 to scheme://Host<app-root>, before anything else;
 - the security annotations (source ranges, limits, CORS) are routing.ingress.security's, attached to
-  every route of the Ingress, its defaultBackend routes too (`secure`).
+  every route of the Ingress, its defaultBackend routes too (`secure`), and so is `auth-url` external
+  authentication (routing.ingress.auth_url).
 
 The traffic annotations (timeouts, retries, balancing, affinity, backend protocol) are a policy layer of
 the Ingress (routing.ingress.nginx_traffic), applied with the traffic policies (routing.policy.index).
@@ -25,20 +26,25 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from proxy.routing.access import Refuse
+from proxy.routing.clusters import cluster_key, split_cluster_key
 from proxy.routing.filters import (
     FixedRedirect,
     HeaderEdits,
     RegexRewrite,
     RequestHeaderModifier,
     RootRedirect,
+    URLRewrite,
+    WwwRedirect,
     compose,
 )
 from proxy.routing.global_config import GlobalConfig
-from proxy.routing.ingress.annotations import IngressAnnotations
+from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
+from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
+from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.ingress.security import LIMIT_STATUS, Security, security_of
-from proxy.routing.model import Route
+from proxy.routing.model import ErrorPages, Route
 from proxy.routing.policy.spec import PolicySpec
 
 _GROUP = re.compile(r"\$([0-9])")
@@ -60,6 +66,16 @@ class NginxFeatures:
     policy: PolicySpec | None = None
     refusal: Refuse | None = None
     security: Security | None = None
+    external_auth: AuthLayer | None = None  # auth-url (routing.ingress.auth_url)
+    # proxy-body-size in bytes (0: no limit); -1: not set (the process's default).
+    body_limit: int = -1
+    # default-backend's cluster key ("" none) and the custom-http-errors it answers.
+    errors_cluster: str = ""
+    error_codes: frozenset[int] = frozenset()
+    # from-to-www-redirect's redirect, upstream-vhost's Host; on every route of the Ingress.
+    www: WwwRedirect | None = None
+    vhost: URLRewrite | None = None
+    access_log: bool = True  # enable-access-log
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -91,8 +107,22 @@ class NginxFeatures:
 
     def secure(self, route: Route) -> Route:
         """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
-        and limits."""
-        return route if self.security is None else self.security.apply(route)
+        and limits, its body size limit, error pages, www redirect and upstream Host."""
+        added = [item for item in (self.www, self.vhost) if item is not None]
+        if added:
+            current = route.filters
+            items: list[Any] = [*current.request, *current.response] if current is not None else []
+            filters = compose([*dict.fromkeys([*items, *added]), *(current.mirrors if current is not None else ())])
+            route = replace(route, filters=filters)
+        if self.body_limit >= 0:
+            route = replace(route, body_limit=self.body_limit)
+        if not self.access_log:
+            route = replace(route, access_log=False)
+        if self.errors_cluster and route.cluster:
+            route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
+        if self.security is not None:
+            route = self.security.apply(route)
+        return route if self.external_auth is None else self.external_auth.apply(route)
 
 
 def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
@@ -111,10 +141,12 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
 
 
 def features_of(values: IngressAnnotations, *, zone: str = "",
+                hosts: tuple[str, ...] = (), secrets: SecretReader | None = None,
                 config: GlobalConfig | None = None) -> tuple[NginxFeatures | None, list[str]]:
     """The compiled features (None when the Ingress uses none of them) and problems, as messages; `zone`:
-    "namespace/name" of the Ingress (its limits' counters are shared by its routes); `config`: the global
-    configuration (the limits' status codes)."""
+    "namespace/name" of the Ingress (its limits' counters are shared by its routes); `secrets`: where the
+    Secrets of auth-secret and proxy-ssl-secret are read; `config`: the global configuration (the limits'
+    status codes)."""
     problems: list[str] = []
     canary, canary_problems = canary_spec(values)
     problems.extend(canary_problems)
@@ -125,7 +157,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
             problems.append(f"annotations {', '.join(ignored)} are ignored on a canary Ingress: the main Ingress's "
                             "traffic settings apply to both backends")
         return NginxFeatures(canary=canary), problems
-    policy, refusal, traffic_problems = traffic_layer(values)
+    policy, refusal, traffic_problems = traffic_layer(values, secrets)
     problems.extend(traffic_problems)
     redirect = _redirect(values, problems)
     rewrite = values.rewrite_target
@@ -147,14 +179,39 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
             problems.append("annotation x-forwarded-prefix has no effect without rewrite-target (as in ingress-nginx)")
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
     security, security_problems = security_of(
-        values, zone=zone, request_status=config.limit_req_status_code if config is not None else LIMIT_STATUS,
+        values, zone=zone, secrets=secrets,
+        request_status=config.limit_req_status_code if config is not None else LIMIT_STATUS,
         connection_status=config.limit_conn_status_code if config is not None else LIMIT_STATUS)
     problems.extend(security_problems)
-    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security):
+    external_auth, auth_problems = auth_layer_of(values, zone=zone)
+    problems.extend(auth_problems)
+    body_limit = values.proxy_body_size
+    errors = cluster_key(zone.partition("/")[0], values.default_backend, "") if values.default_backend else ""
+    if values.custom_http_errors and not errors:
+        problems.append("annotation custom-http-errors has no effect without default-backend (pyngress has no "
+                        "global default backend)")
+    www = None
+    if values.from_to_www_redirect:
+        pairs = extra_hosts(values, hosts)
+        redirected = tuple(sorted(pair for pair in pairs if pair[0] not in values.server_alias))
+        www = WwwRedirect(redirected) if redirected else None
+    vhost = URLRewrite(hostname=values.upstream_vhost.encode("latin-1")) if values.upstream_vhost else None
+    if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
+            or errors or www or vhost or not values.enable_access_log or external_auth):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
-                         security=security), problems
+                         security=security, body_limit=body_limit, errors_cluster=errors,
+                         error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost,
+                         access_log=values.enable_access_log, external_auth=external_auth), problems
+
+
+def _error_fields(route: Route) -> bytes:
+    """The fields ingress-nginx's custom error location sends about the route ($namespace, $ingress_name,
+    $service_name, $service_port)."""
+    _, service, port = split_cluster_key(route.cluster)
+    return (f"X-Namespace: {route.namespace}\r\nX-Ingress-Name: {route.ingress}\r\nX-Service-Name: {service}\r\n"
+            f"X-Service-Port: {port}\r\n").encode("latin-1")
 
 
 def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect | None:
@@ -173,4 +230,24 @@ def _redirect(values: IngressAnnotations, problems: list[str]) -> FixedRedirect 
     return None
 
 
-__all__ = ["NginxFeatures", "features_of", "path_pattern"]
+def extra_hosts(annotations: IngressAnnotations, hosts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(other name, rule host) pairs: server-alias's names for the first rule host, then from-to-www-redirect's
+    other spelling of each rule host (a redirect filter answers there); names the rules already use are skipped."""
+    if not hosts or annotations is DEFAULTS:
+        return ()
+    pairs = [(alias, hosts[0]) for alias in annotations.server_alias if alias not in hosts]
+    if annotations.from_to_www_redirect:
+        taken = {alias for alias, _ in pairs}
+        pairs += [(other, host) for host in hosts if (other := www_twin(host)) and other not in hosts
+                  and other not in taken]
+    return tuple(pairs)
+
+
+def www_twin(host: str) -> str:
+    """The other spelling of a host for from-to-www-redirect ("" for a wildcard)."""
+    if host.startswith("*."):
+        return ""
+    return host[4:] if host.startswith("www.") else "www." + host
+
+
+__all__ = ["NginxFeatures", "extra_hosts", "features_of", "path_pattern", "www_twin"]

@@ -13,9 +13,12 @@ Facts are ingress-nginx's:
   than pods); retries are immediate (nginx has no backoff) and not capped by a retry budget;
 - `upstream-hash-by` wins over `load-balance`; `affinity: cookie` wins over both (balancer.lua);
 - `backend-protocol: HTTPS` is TLS to the pods without verification (ingress-nginx's default);
-  `proxy-ssl-verify`, `-name`, `-server-name` only act with `proxy-ssl-secret`, whose Secret (Opaque)
-  pyngress does not read yet: the Ingress's routes answer 503, as ingress-nginx denies a location whose
-  proxy-ssl-secret cannot be used.
+  `proxy-ssl-secret` (a Secret of the Ingress's namespace, any type) adds its `ca.crt` (verified against
+  with `proxy-ssl-verify: on`) and its `tls.crt`/`tls.key` (the client certificate shown to the pods);
+  `proxy-ssl-name` is the name verified (and, with `proxy-ssl-server-name: on`, sent as SNI). A Secret
+  that is missing, in another namespace, or holds neither a CA nor a key pair makes the Ingress's routes
+  answer 503, as ingress-nginx denies a location whose proxy-ssl-secret cannot be used. `proxy-ssl-verify`,
+  `-name`, `-server-name` only act with `proxy-ssl-secret`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 
 from proxy.routing.access import Refuse
 from proxy.routing.ingress.annotations import DEFAULTS, TRAFFIC, IngressAnnotations
+from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.model import Timeouts
 from proxy.routing.policies import (
     CONSISTENT_HASH,
@@ -59,9 +63,11 @@ def used_traffic(values: IngressAnnotations) -> list[str]:
     return found + sorted(name for name in values.invalid if name in _NAMES)
 
 
-def traffic_layer(values: IngressAnnotations) -> tuple[PolicySpec | None, Refuse | None, list[str]]:
+def traffic_layer(values: IngressAnnotations,
+                  secrets: SecretReader | None = None) -> tuple[PolicySpec | None, Refuse | None, list[str]]:
     """The policy layer of one Ingress's traffic annotations (None: none set), a refusal for its routes
-    (None: served), and problems, as messages."""
+    (None: served), and problems, as messages. `secrets`: where proxy-ssl-secret is read (None: nowhere,
+    every Secret missing)."""
     problems: list[str] = []
     sections: dict[str, object] = {}
     if values.proxy_connect_timeout > 0:
@@ -82,14 +88,14 @@ def traffic_layer(values: IngressAnnotations) -> tuple[PolicySpec | None, Refuse
         balancer = _balancer(values, problems)
         if balancer is not None:
             sections["load_balancer"] = balancer
+    if values.service_upstream:
+        sections["service_upstream"] = True
     tls = _tls(values, problems)
-    if tls is not None:
-        sections["tls"] = tls
     refusal = None
-    if values.proxy_ssl_secret or "proxy-ssl-secret" in values.invalid:
-        refusal = Refuse(503, reason="proxy-ssl-secret is not supported yet")
-        problems.append("annotation proxy-ssl-secret: Secrets holding a CA for TLS to the pods are not read by "
-                        "pyngress yet; the Ingress's paths answer 503 rather than reach the pods unverified")
+    if "proxy-ssl-secret" in values.invalid:
+        refusal = Refuse(503, reason="invalid proxy-ssl-secret annotation")  # its own warning says why
+    elif values.proxy_ssl_secret:
+        tls, refusal = _proxy_ssl(values, tls, secrets, problems)
     else:
         stray = [name for name, value in (("proxy-ssl-verify", values.proxy_ssl_verify),
                                           ("proxy-ssl-name", values.proxy_ssl_name),
@@ -97,7 +103,36 @@ def traffic_layer(values: IngressAnnotations) -> tuple[PolicySpec | None, Refuse
         if stray:
             problems.append(f"annotations {', '.join(stray)} have no effect without proxy-ssl-secret (as in "
                             "ingress-nginx)")
+    if tls is not None:
+        sections["tls"] = tls
     return (PolicySpec(**sections) if sections else None), refusal, problems  # type: ignore[arg-type]
+
+
+def _proxy_ssl(values: IngressAnnotations, tls: BackendTLS | None, secrets: SecretReader | None,
+               problems: list[str]) -> tuple[BackendTLS | None, Refuse | None]:
+    """TLS to the pods with proxy-ssl-secret's CA and client certificate, or a refusal (fail closed)."""
+    data, problem = secrets.data(values.proxy_ssl_secret) if secrets is not None else (None, "no Secrets read")
+    if data is not None:
+        ca = data.get("ca.crt", b"").strip()
+        certificate, key = data.get("tls.crt", b"").strip(), data.get("tls.key", b"").strip()
+        if not ca and not (certificate and key):
+            problem = f"Secret {values.proxy_ssl_secret} holds neither ca.crt nor tls.crt and tls.key"
+        elif b"-----BEGIN" not in (ca or certificate):
+            problem = f"Secret {values.proxy_ssl_secret}: {'ca.crt' if ca else 'tls.crt'} is not PEM"
+    if data is None or problem:
+        problems.append(f"annotation proxy-ssl-secret: {problem}; the Ingress's paths answer 503 rather than reach "
+                        "the pods without it (as ingress-nginx)")
+        return tls, Refuse(503, reason="proxy-ssl-secret cannot be used")
+    if tls is None:
+        problems.append("annotation proxy-ssl-secret has no effect without backend-protocol HTTPS (as in "
+                        "ingress-nginx): the pods are spoken to in plain HTTP")
+        return None, None
+    name = values.proxy_ssl_name
+    verify = values.proxy_ssl_verify
+    return BackendTLS(sni=name if name and values.proxy_ssl_server_name else "", ca=ca + b"\n" if ca else b"",
+                      verify=verify, subject_alt_names=(name,) if name and verify else (),
+                      client_certificate=certificate + b"\n" if certificate and key else b"",
+                      client_key=key + b"\n" if certificate and key else b""), None
 
 
 def _retry(values: IngressAnnotations) -> RetryPolicy | None:

@@ -9,16 +9,18 @@ the snapshot holds the identical dict. Whether the Ingress is ours depends on th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from proxy.objects import Key, Warning
+from proxy.objects import Key, KubeObject, Warning
 from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
 from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
-from proxy.routing.ingress.nginx import NginxFeatures, features_of
+from proxy.routing.ingress.nginx import NginxFeatures, extra_hosts, features_of
 from proxy.routing.ingress.parse import IngressRules, age, parse_ingress
+from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.ingress.tls import tls_host_names
 from proxy.routing.merge import PathEntry
 
@@ -34,7 +36,7 @@ class IngressEntry:
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
                  "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx",
-                 "tracing")
+                 "tracing", "passthrough", "secrets")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -60,6 +62,9 @@ class IngressEntry:
         # The other ingress-nginx annotations, compiled (routing.ingress.nginx); None: the Ingress uses none.
         self.nginx: NginxFeatures | None = None
         self.tracing: bool | None = None  # enable-opentelemetry
+        self.passthrough = False  # ssl-passthrough
+        # The Secrets its annotations read (present or not): a change of one of them means parsing again.
+        self.secrets: frozenset[Key] = frozenset()
 
     def judge(self, selection: ClassSelection) -> None:
         """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
@@ -71,9 +76,11 @@ class IngressEntry:
             self.served = False
             self.problem = Warning("Ingress", self.key[0], self.key[1], f"{error}; Ingress skipped")
 
-    def parse(self, host_checks: dict[str, tuple[str, str]], config: GlobalConfig | None = None) -> None:
-        """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation.
-        `config`: the global configuration (its global forms are the annotations' defaults)."""
+    def parse(self, host_checks: dict[str, tuple[str, str]], secrets: Mapping[Key, KubeObject] | None = None,
+              config: GlobalConfig | None = None) -> None:
+        """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation;
+        `secrets`: the snapshot's Secrets, read by annotations (auth-secret, proxy-ssl-secret); `config`: the
+        global configuration (its global forms are the annotations' defaults)."""
         self.parsed = True
         namespace, name = self.key
         problems: list[Warning] = []
@@ -85,16 +92,20 @@ class IngressEntry:
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
             self.tracing = annotations.enable_opentelemetry
+            self.passthrough = annotations.ssl_passthrough
             if annotations is not DEFAULTS:
-                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", config=config)
+                reader = SecretReader(secrets if secrets is not None else {}, namespace)
+                self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts,
+                                                   secrets=reader, config=config)
+                self.secrets = frozenset(reader.read)
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
-            self._index(rules)
+            self._index(rules, extra_hosts(annotations, rules.hosts))
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)
             self.paths = None
             problems = [*problems, Warning("Ingress", namespace, name, f"skipped: {type(error).__name__}: {error}")]
         self.warnings = tuple(problems)
 
-    def _index(self, rules: IngressRules) -> None:
+    def _index(self, rules: IngressRules, extra: tuple[tuple[str, str], ...] = ()) -> None:
         namespace = rules.namespace
         paths: dict[str, list[PathEntry]] = {host: [] for host in rules.hosts}
         for rule in rules.paths:
@@ -104,6 +115,8 @@ class IngressEntry:
             if group is None:
                 group = paths[rule.host] = []
             group.append(entry)
+        for alias, host in extra:  # server-alias, from-to-www-redirect: another name for a rule host's paths
+            paths[alias] = list(paths.get(host, ()))
         if rules.default is not None:
             self.default = cluster_key(namespace, rules.default.service, rules.default.port)
             paths.setdefault("", [])  # the catch-all lives with the host-less rules

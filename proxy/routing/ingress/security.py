@@ -11,8 +11,14 @@ that routing.ingress.nginx attaches to every route of the Ingress, its defaultBa
   shared by its routes, checked in that order; `limit-rps`/`limit-rpm` are nginx's `limit_req ... burst=
   limit x limit-burst-multiplier nodelay`, which lets burst + 1 requests through at once and then the
   rate; `limit-whitelist` addresses are never limited; over a limit: 503 (`LIMIT_STATUS`);
+- `auth-tls-*`: the client certificate check (routing.ingress.client_auth), 503 when it cannot be honoured;
 - `enable-cors` and the `cors-*` annotations: the Cors filter in its ingress-nginx mode, with ingress-nginx's
-  defaults (origin "*", credentials true, max-age 1728000, its methods and headers lists).
+  defaults (origin "*", credentials true, max-age 1728000, its methods and headers lists);
+- `auth-type: basic` with `auth-secret` (`auth-secret-type`, `auth-realm`): the BasicAuth filter (routing.auth)
+  with the Secret's users compiled; 401 with `WWW-Authenticate: Basic realm="..."` without valid credentials.
+  A missing Secret (or key `auth`), an invalid annotation, `auth-type: digest` (not supported yet) or a
+  Secret in another namespace: every request of the Ingress gets 503 (ingress-nginx's denied location).
+  Without `auth-type` nothing is asked, as in ingress-nginx (a warning says `auth-secret` alone does nothing).
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from proxy.routing.access import AddressSet, Refuse, SourceRange
+from proxy.routing.auth import BasicAuth, parse_auth_map, parse_htpasswd
 from proxy.routing.filters import Cors, compose
 from proxy.routing.ingress.annotations import IngressAnnotations, cors_allow_origin
+from proxy.routing.ingress.client_auth import client_auth_of
+from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.model import Route
 from proxy.routing.policies import ClientLimit, RateLimit, RoutePolicy
 
@@ -52,17 +61,34 @@ class Security:
         return replace(route, **changes) if changes else route
 
 
-def security_of(values: IngressAnnotations, *, zone: str, request_status: int = LIMIT_STATUS,
+_AUTH = frozenset({"auth-type", "auth-secret", "auth-secret-type"})
+
+
+def security_of(values: IngressAnnotations, *, zone: str, secrets: SecretReader | None = None,
+                request_status: int = LIMIT_STATUS,
                 connection_status: int = LIMIT_STATUS) -> tuple[Security | None, list[str]]:
     """The compiled security features of one Ingress (None: none used) and problems, as messages.
-    `zone`: "namespace/name" of the Ingress, whose routes share the limits' counters; `request_status`,
-    `connection_status`: the answers over limit-rps/-rpm and over limit-connections (the ConfigMap's)."""
+    `zone`: "namespace/name" of the Ingress, whose routes share the limits' counters. `secrets`: where
+    auth-secret is read (None: nowhere, every Secret missing). `request_status`, `connection_status`: the
+    answers over limit-rps/-rpm and over limit-connections (the ConfigMap's)."""
     problems: list[str] = []
-    broken = sorted({"whitelist-source-range", "denylist-source-range"} & values.invalid)
+    broken = sorted(({"whitelist-source-range", "denylist-source-range"} | _AUTH) & values.invalid)
     if broken:
         # Its warning is the annotation's own (parse_annotations): nothing else of the Ingress's security matters.
         return Security(filters=(Refuse(503, reason=f"invalid {broken[0]} annotation"),)), problems
     filters: list[Any] = []
+    client_auth, client_auth_problems = client_auth_of(values, namespace=zone.partition("/")[0])
+    problems.extend(client_auth_problems)
+    if client_auth is not None:
+        filters.append(client_auth)
+    if values.auth_type:
+        auth = _basic_auth(values, secrets, problems)
+        if isinstance(auth, Refuse):
+            return Security(filters=(auth,)), problems
+        filters.append(auth)
+    elif values.auth_secret:
+        problems.append("annotation auth-secret has no effect without auth-type (as in ingress-nginx): nothing is "
+                        "asked of clients")
     allow = AddressSet(values.whitelist_source_range) if values.whitelist_source_range else None
     deny = AddressSet(values.denylist_source_range) if values.denylist_source_range else None
     if allow is not None or deny is not None:
@@ -75,6 +101,31 @@ def security_of(values: IngressAnnotations, *, zone: str, request_status: int = 
     if not filters and limit is None:
         return None, problems
     return Security(filters=tuple(filters), client_limit=limit), problems
+
+
+def _basic_auth(values: IngressAnnotations, secrets: SecretReader | None, problems: list[str]) -> BasicAuth | Refuse:
+    """The BasicAuth filter of auth-type basic, or a refusal (503) when it cannot be honoured."""
+    if values.auth_type == "digest":
+        problems.append("annotation auth-type: digest is not supported yet; the Ingress's paths answer 503 rather "
+                        "than serve unprotected")
+        return Refuse(503, reason="auth-type digest is not supported")
+    if not values.auth_secret:
+        problems.append("annotation auth-type needs auth-secret; the Ingress's paths answer 503 (as ingress-nginx)")
+        return Refuse(503, reason="auth-secret missing")
+    data, problem = secrets.data(values.auth_secret) if secrets is not None else (None, "no Secrets read")
+    if data is not None and values.auth_secret_type == "auth-file" and "auth" not in data:
+        data, problem = None, f"Secret {values.auth_secret} has no key auth (auth-secret-type auth-file)"
+    if data is None:
+        problems.append(f"annotation auth-secret: {problem}; the Ingress's paths answer 503 (as ingress-nginx)")
+        return Refuse(503, reason="auth-secret cannot be used")
+    if values.auth_secret_type == "auth-map":
+        users, messages = parse_auth_map({user: value.decode("utf-8", "replace") for user, value in data.items()})
+    else:
+        users, messages = parse_htpasswd(data["auth"].decode("utf-8", "replace"))
+    problems.extend(f"annotation auth-secret: Secret {values.auth_secret}: {message}" for message in messages)
+    if not users:
+        problems.append(f"annotation auth-secret: Secret {values.auth_secret} holds no user; every request gets 401")
+    return BasicAuth.of(values.auth_realm, users)
 
 
 def _client_limit(values: IngressAnnotations, zone: str, request_status: int,

@@ -207,7 +207,7 @@ class PolicyIndex:
             return route
         own_policy = route.policy  # the rule's own (an ingress-nginx limit): its fields win, the rest is the policy's
         if own_policy is not None and policy is not None:
-            policy = replace(policy, **{name: value for name in ("retry", "fault", "rate_limit", "client_limit")
+            policy = replace(policy, **{name: value for name in ("retry", "fault", "rate_limit", "client_limit", "auth")
                                         if (value := getattr(own_policy, name)) is not None})
         changes: dict[str, Any] = {"policy": policy if own_policy is None or policy is not None else own_policy}
         if timeouts is not None:

@@ -60,9 +60,11 @@ class _Fields:
 
 class FakeRequest(_Fields):
     def __init__(self, *, method: str, scheme: str, path: str, query: str, host: str, port: int,
-                 headers: dict[str, str] | None, client_address: str = "127.0.0.1") -> None:
+                 headers: dict[str, str] | None, client_address: str = "127.0.0.1",
+                 certificate: Any = None) -> None:
         super().__init__(headers)
         self.client_address = client_address.encode()
+        self.client_certificate = certificate  # the TLS connection's verdict (tls.client_auth.ClientCertificate)
         self.method = method.encode()
         self.scheme = scheme
         self.path = path
@@ -124,6 +126,7 @@ class Outcome:
     mirrors: list[tuple[str, float]] = field(default_factory=list)  # (service, percent)
     timeouts: Timeouts | None = None
     tls: BackendTLS | None = None  # how the upstream dials the backend's pods (BackendTLSPolicy)
+    answer: Any = None  # the filter's Answer, when the proxy answered itself
 
 
 def build_config(objects: list[dict[str, Any]] | Snapshot, *, gateways: tuple[str, ...] = (),
@@ -135,7 +138,7 @@ def build_config(objects: list[dict[str, Any]] | Snapshot, *, gateways: tuple[st
 def send(config: Config, path: str = "/", *, host: str = "example.com", port: int = 80, method: str = "GET",
          headers: dict[str, str] | None = None, scheme: str | None = None, draw: float | None = 0.0,
          upstream_headers: dict[str, str] | None = None, offset: int = 8000, ingress: bool = False,
-         client: str = "127.0.0.1") -> Outcome:
+         client: str = "127.0.0.1", certificate: Any = None) -> Outcome:
     """One request to Gateway port `port` (served on local port port + offset); `ingress`: to the Ingress
     listeners' table instead (plain HTTP unless `scheme` says otherwise)."""
     if ingress:
@@ -150,7 +153,7 @@ def send(config: Config, path: str = "/", *, host: str = "example.com", port: in
     assert normalized is not None, path
     request = FakeRequest(method=method, scheme=scheme or ("https" if protocol == "HTTPS" else "http"),
                           path=normalized, query=query, host=host, port=port, headers=headers,
-                          client_address=client)
+                          client_address=client, certificate=certificate)
     route = table.match(normalize_host(host), normalized, request)
     if route is None:
         return Outcome(404)
@@ -194,6 +197,7 @@ def send(config: Config, path: str = "/", *, host: str = "example.com", port: in
 def _answer(outcome: Outcome, request: FakeRequest, answer: Any, response_filters: list[Any], *,
             status: int = 0) -> Outcome:
     outcome.status = answer.status if answer is not None else status
+    outcome.answer = answer
     if answer is not None and answer.location:
         outcome.location = answer.location.decode()
     response = FakeResponse(outcome.status)

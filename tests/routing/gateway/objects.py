@@ -310,6 +310,25 @@ def http_route(
     }
 
 
+def tls_route(
+    name: str,
+    *backends: Obj,
+    parents: list[Obj],
+    namespace: str = INFRA,
+    hostnames: list[str] | None = None,
+    created: str | None = _STAMP,
+) -> Obj:
+    spec: Obj = {"parentRefs": parents, "rules": [{"backendRefs": list(backends)}]}
+    if hostnames is not None:
+        spec["hostnames"] = hostnames
+    return {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "TLSRoute",
+        "metadata": _metadata(name, namespace, created=created),
+        "spec": spec,
+    }
+
+
 def reference_grant(
     name: str, namespace: str, *, froms: list[tuple[str, str, str]], tos: list[tuple[str, str] | tuple[str, str, str]]
 ) -> Obj:
@@ -398,6 +417,7 @@ _KINDS = {
     "GatewayClass": "gateway_classes",
     "Gateway": "gateways",
     "HTTPRoute": "http_routes",
+    "TLSRoute": "tls_routes",
     "ReferenceGrant": "reference_grants",
     "Namespace": "namespaces",
     "BackendTrafficPolicy": "backend_traffic_policies",

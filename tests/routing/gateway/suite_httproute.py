@@ -1247,7 +1247,7 @@ _test("HTTPRouteDisallowedKind", Step(
         RouteCondition("disallowed-kind", "tlsroutes-only", "Accepted", "False", "NotAllowedByListeners"),
         AttachedRoutes("tlsroutes-only", (0,)),
     ),
-    ports=(),
+    ports=(),  # the TLS passthrough listener is served only with --enable-ssl-passthrough
 ))
 
 _test("HTTPRouteInvalidBackendRefUnknownKind", Step(

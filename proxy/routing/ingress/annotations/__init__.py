@@ -26,6 +26,29 @@ from proxy.routing.ingress.annotations import (
     affinity,
     affinity_mode,
     app_root,
+    auth_always_set_cookie,
+    auth_cache_duration,
+    auth_cache_key,
+    auth_keepalive,
+    auth_keepalive_requests,
+    auth_keepalive_share_vars,
+    auth_keepalive_timeout,
+    auth_method,
+    auth_realm,
+    auth_request_redirect,
+    auth_response_headers,
+    auth_secret,
+    auth_secret_type,
+    auth_signin,
+    auth_signin_redirect_param,
+    auth_tls_error_page,
+    auth_tls_match_cn,
+    auth_tls_pass_certificate_to_upstream,
+    auth_tls_secret,
+    auth_tls_verify_client,
+    auth_tls_verify_depth,
+    auth_type,
+    auth_url,
     backend_protocol,
     canary,
     canary_by_cookie,
@@ -40,10 +63,14 @@ from proxy.routing.ingress.annotations import (
     cors_allow_origin,
     cors_expose_headers,
     cors_max_age,
+    custom_http_errors,
+    default_backend,
     denylist_source_range,
+    enable_access_log,
     enable_cors,
     enable_opentelemetry,
     force_ssl_redirect,
+    from_to_www_redirect,
     limit_burst_multiplier,
     limit_connections,
     limit_rpm,
@@ -53,6 +80,7 @@ from proxy.routing.ingress.annotations import (
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
+    proxy_body_size,
     proxy_connect_timeout,
     proxy_next_upstream,
     proxy_next_upstream_timeout,
@@ -64,6 +92,8 @@ from proxy.routing.ingress.annotations import (
     proxy_ssl_server_name,
     proxy_ssl_verify,
     rewrite_target,
+    server_alias,
+    service_upstream,
     session_cookie_change_on_failure,
     session_cookie_domain,
     session_cookie_expires,
@@ -72,10 +102,12 @@ from proxy.routing.ingress.annotations import (
     session_cookie_path,
     session_cookie_samesite,
     session_cookie_secure,
+    ssl_passthrough,
     ssl_redirect,
     temporal_redirect,
     temporal_redirect_code,
     upstream_hash_by,
+    upstream_vhost,
     use_regex,
     whitelist_source_range,
     x_forwarded_prefix,
@@ -109,11 +141,30 @@ TRAFFIC: tuple[ModuleType, ...] = (
     proxy_ssl_verify,
     proxy_ssl_name,
     proxy_ssl_server_name,
+    service_upstream,
+)
+
+# External authentication (routing.ingress.auth_url compiles them into routing.external_auth.ExternalAuth).
+EXTERNAL_AUTH: tuple[ModuleType, ...] = (
+    auth_url,
+    auth_method,
+    auth_signin,
+    auth_signin_redirect_param,
+    auth_response_headers,
+    auth_request_redirect,
+    auth_cache_key,
+    auth_cache_duration,
+    auth_always_set_cookie,
+    auth_keepalive,
+    auth_keepalive_requests,
+    auth_keepalive_timeout,
+    auth_keepalive_share_vars,
 )
 
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
 REGISTRY: tuple[ModuleType, ...] = (
     ssl_redirect,
+    ssl_passthrough,
     force_ssl_redirect,
     rewrite_target,
     use_regex,
@@ -145,8 +196,26 @@ REGISTRY: tuple[ModuleType, ...] = (
     cors_expose_headers,
     cors_allow_credentials,
     cors_max_age,
+    auth_type,
+    auth_secret,
+    auth_secret_type,
+    auth_realm,
     enable_opentelemetry,
+    proxy_body_size,
+    default_backend,
+    custom_http_errors,
+    server_alias,
+    from_to_www_redirect,
+    upstream_vhost,
+    enable_access_log,
+    auth_tls_secret,
+    auth_tls_verify_client,
+    auth_tls_verify_depth,
+    auth_tls_error_page,
+    auth_tls_pass_certificate_to_upstream,
+    auth_tls_match_cn,
     *TRAFFIC,
+    *EXTERNAL_AUTH,
 )
 
 # Raw nginx configuration: refused on purpose (ingress-nginx's worst security hole; it turned them off by
@@ -161,6 +230,7 @@ class IngressAnnotations:
 
     ssl_redirect: bool = ssl_redirect.DEFAULT
     force_ssl_redirect: bool = force_ssl_redirect.DEFAULT
+    ssl_passthrough: bool = ssl_passthrough.DEFAULT
     rewrite_target: str = rewrite_target.DEFAULT
     use_regex: bool = use_regex.DEFAULT
     app_root: str = app_root.DEFAULT
@@ -191,7 +261,24 @@ class IngressAnnotations:
     cors_expose_headers: str = cors_expose_headers.DEFAULT
     cors_allow_credentials: bool = cors_allow_credentials.DEFAULT
     cors_max_age: int = cors_max_age.DEFAULT
+    auth_type: str = auth_type.DEFAULT
+    auth_secret: str = auth_secret.DEFAULT
+    auth_secret_type: str = auth_secret_type.DEFAULT
+    auth_realm: str = auth_realm.DEFAULT
     enable_opentelemetry: bool | None = enable_opentelemetry.DEFAULT
+    proxy_body_size: int = proxy_body_size.DEFAULT
+    default_backend: str = default_backend.DEFAULT
+    custom_http_errors: tuple[int, ...] = custom_http_errors.DEFAULT
+    server_alias: tuple[str, ...] = server_alias.DEFAULT
+    from_to_www_redirect: bool = from_to_www_redirect.DEFAULT
+    upstream_vhost: str = upstream_vhost.DEFAULT
+    enable_access_log: bool = enable_access_log.DEFAULT
+    auth_tls_secret: str = auth_tls_secret.DEFAULT
+    auth_tls_verify_client: str = auth_tls_verify_client.DEFAULT
+    auth_tls_verify_depth: int = auth_tls_verify_depth.DEFAULT
+    auth_tls_error_page: str = auth_tls_error_page.DEFAULT
+    auth_tls_pass_certificate_to_upstream: bool = auth_tls_pass_certificate_to_upstream.DEFAULT
+    auth_tls_match_cn: str = auth_tls_match_cn.DEFAULT
     proxy_connect_timeout: int = proxy_connect_timeout.DEFAULT
     proxy_read_timeout: int = proxy_read_timeout.DEFAULT
     proxy_send_timeout: int = proxy_send_timeout.DEFAULT
@@ -215,6 +302,20 @@ class IngressAnnotations:
     proxy_ssl_verify: bool = proxy_ssl_verify.DEFAULT
     proxy_ssl_name: str = proxy_ssl_name.DEFAULT
     proxy_ssl_server_name: bool = proxy_ssl_server_name.DEFAULT
+    auth_url: str = auth_url.DEFAULT
+    auth_method: str = auth_method.DEFAULT
+    auth_signin: str = auth_signin.DEFAULT
+    auth_signin_redirect_param: str = auth_signin_redirect_param.DEFAULT
+    auth_response_headers: tuple[str, ...] = auth_response_headers.DEFAULT
+    auth_request_redirect: str = auth_request_redirect.DEFAULT
+    auth_cache_key: str = auth_cache_key.DEFAULT
+    auth_cache_duration: tuple[str, ...] = auth_cache_duration.DEFAULT
+    auth_always_set_cookie: bool = auth_always_set_cookie.DEFAULT
+    auth_keepalive: int = auth_keepalive.DEFAULT
+    auth_keepalive_requests: int = auth_keepalive_requests.DEFAULT
+    auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
+    auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
+    service_upstream: bool = service_upstream.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
@@ -309,5 +410,5 @@ def _default_text(value: Any) -> str:
     return f"the default {value!r}"
 
 
-__all__ = ["DEFAULTS", "PREFIXES", "REFUSED", "REGISTRY", "TRAFFIC", "IngressAnnotations", "Invalid", "annotations_of",
-           "parse_annotations"]
+__all__ = ["DEFAULTS", "EXTERNAL_AUTH", "PREFIXES", "REFUSED", "REGISTRY", "TRAFFIC", "IngressAnnotations", "Invalid",
+           "annotations_of", "parse_annotations"]

@@ -1,12 +1,14 @@
-"""`proxy-ssl-secret`: "namespace/name" of a Secret with the CA (and client certificate) for TLS to the pods.
-
-pyngress does not read Opaque Secrets yet: a route with it answers 503 (routing.ingress.nginx_traffic),
-as ingress-nginx denies the location when the Secret cannot be used."""
+"""`proxy-ssl-secret`: "namespace/name" of a Secret for TLS to the pods: `ca.crt` verifies the pods'
+certificates (with `proxy-ssl-verify: on`), `tls.crt` and `tls.key` (when present) are the client
+certificate presented to them. The Secret must be in the Ingress's namespace (ingress-nginx refuses
+others by default); a missing or unusable Secret makes the Ingress's routes answer 503
+(routing.ingress.nginx_traffic), as ingress-nginx denies the location."""
 
 from proxy.routing.ingress.annotations.values import Invalid
 
 NAME = "proxy-ssl-secret"
 DEFAULT = ""
+DISABLED = "the Ingress's routes answer 503 until it is fixed (fail closed, as ingress-nginx)"
 
 
 def parse(value: str) -> str:

@@ -65,6 +65,25 @@ def http_url(value: str) -> str:
     return value
 
 
+# URLWithNginxVariableRegex: a URL that may hold nginx variables (auth-url, auth-signin).
+URL_WITH_VARIABLES = re.compile(rf"[{_ALNUM}, ,?&=$]*")
+
+
+def auth_url(value: str) -> str:
+    """An http(s) URL that may hold nginx variables, as ingress-nginx's URLWithNginxVariableRegex and
+    StringToURL accept it: a scheme, a host, no ".." in the host."""
+    matching(value, URL_WITH_VARIABLES, "a URL (letters, digits, nginx variables and -._~/:,?&= or blanks)")
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise Invalid(f"{value!r:.80} is not an http or https URL")
+    host = re.split(r"[/?]", rest, maxsplit=1)[0]
+    if not host:
+        raise Invalid(f"{value!r:.80}: url host is empty")
+    if ".." in host:
+        raise Invalid(f"{value!r:.80}: invalid url host")
+    return value
+
+
 def networks(value: str) -> tuple[str, ...]:
     """Comma-separated IP addresses and CIDR networks (ingress-nginx's ValidateCIDRs); normalized."""
     try:

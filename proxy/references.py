@@ -1,0 +1,84 @@
+"""Which Secrets an Ingress names: read by the object cache (which Secrets to hold) and the builder alike.
+
+A base module (it imports nothing of ours), so `kube/` and `routing/` agree on one answer:
+
+- `spec.tls[].secretName` (TLS Secrets, in the Ingress's namespace);
+- the annotations of `SECRET_ANNOTATIONS` (any Secret type), under either annotation prefix, as
+  "namespace/name" or a bare name (the Ingress's namespace), as ingress-nginx reads `auth-secret`.
+  A Secret in another namespace is not a reference: ingress-nginx refuses cross-namespace Secrets
+  (`allow-cross-namespace-resources` is off by default), and holding one would let an Ingress author
+  make the proxy read Secrets of namespaces they cannot read.
+
+A new annotation naming a Secret is one more entry in `SECRET_ANNOTATIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+Key = tuple[str, str]
+
+ANNOTATION_PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
+# Annotations whose value names a Secret the builder reads.
+SECRET_ANNOTATIONS = ("auth-secret", "auth-tls-secret", "proxy-ssl-secret")
+
+
+def secret_key(value: str, namespace: str) -> Key | None:
+    """(namespace, name) of "namespace/name" or of a bare "name" (in `namespace`); None when it is neither."""
+    text = value.strip()
+    ref_namespace, sep, name = text.partition("/")
+    if not sep:
+        ref_namespace, name = namespace, text
+    if not ref_namespace or not name or "/" in name:
+        return None
+    return ref_namespace, name
+
+
+def tls_secret_refs(ingress: Mapping[str, Any]) -> set[Key]:
+    """The Secrets an Ingress's spec.tls names."""
+    spec = ingress.get("spec")
+    tls = spec.get("tls") if isinstance(spec, dict) else None
+    if not isinstance(tls, list):
+        return set()
+    namespace = _namespace(ingress)
+    found = set()
+    for entry in tls:
+        if isinstance(entry, dict):
+            secret = entry.get("secretName")
+            if isinstance(secret, str) and secret:
+                found.add((namespace, secret))
+    return found
+
+
+def annotation_secret_refs(ingress: Mapping[str, Any]) -> set[Key]:
+    """The Secrets an Ingress's annotations name (both prefixes counted: either may be the one read)."""
+    meta = ingress.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(annotations, dict) or not annotations:
+        return set()
+    namespace = _namespace(ingress)
+    found = set()
+    for prefix in ANNOTATION_PREFIXES:
+        for name in SECRET_ANNOTATIONS:
+            value = annotations.get(prefix + name)
+            if isinstance(value, str):
+                key = secret_key(value, namespace)
+                if key is not None and key[0] == namespace:
+                    found.add(key)
+    return found
+
+
+def ingress_secret_refs(ingress: Mapping[str, Any]) -> set[Key]:
+    """Every Secret an Ingress names: its TLS Secrets and those of its annotations."""
+    return tls_secret_refs(ingress) | annotation_secret_refs(ingress)
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    return namespace if isinstance(namespace, str) else ""
+
+
+__all__ = ["ANNOTATION_PREFIXES", "SECRET_ANNOTATIONS", "annotation_secret_refs", "ingress_secret_refs",
+           "secret_key", "tls_secret_refs"]
