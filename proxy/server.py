@@ -84,8 +84,13 @@ class ProxyServer:
         self.tls_fields = self.global_config.hsts_field()
         self.all_fields = b""
         self.block: Block | None = None
-        # What a trusted proxy in front may say about the client (None: nothing, the default).
+        # What a trusted proxy in front may say about the client (None: nothing, the default), and the largest
+        # body of Ingress routes without proxy-body-size: the flags', then the ConfigMap's (_apply_global).
         self.trust = ForwardedTrust.from_settings(settings)
+        self.body_limit = settings.proxy_body_size
+        # PROXY protocol on every listener: decided when the first listener starts (--proxy-protocol, or the
+        # ConfigMap's use-proxy-protocol then); a later change of the key needs a restart.
+        self.proxy_protocol: bool | None = None
         # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s (routes with shorter
         # timeouts of their own shorten it while they are in the table, see _runtime_published).
         shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
@@ -201,7 +206,7 @@ class ProxyServer:
     def _apply_global(self, config: GlobalConfig) -> None:
         """A new global configuration takes effect for what comes next: new connections, requests and
         timeout checks read these attributes; no connection is dropped (ingress-nginx reloads nginx)."""
-        self.global_config = config
+        previous, self.global_config = self.global_config, config
         self.header_timeout = config.client_header_timeout
         self.keepalive_timeout = config.keep_alive
         self.body_timeout = config.client_body_timeout
@@ -218,6 +223,14 @@ class ProxyServer:
             self.tracer.by_default = config.enable_opentelemetry
         self.base_tick = self.tick = _tick_for(min(self.header_timeout, self.keepalive_timeout, self.body_timeout,
                                                    self.send_timeout, self.read_timeout, self.upstream_send_timeout))
+        self.body_limit = config.proxy_body_size
+        if _trust_of(config) != _trust_of(previous):
+            self.trust = ForwardedTrust.from_config(config)
+        if (self.proxy_protocol is not None and config.use_proxy_protocol != previous.use_proxy_protocol
+                and config.use_proxy_protocol != self.proxy_protocol):
+            logger.warning("ConfigMap %s: key use-proxy-protocol is now %s, but the listeners started %s the PROXY "
+                           "protocol: the change takes effect at the next restart", self.settings.configmap,
+                           str(config.use_proxy_protocol).lower(), "with" if self.proxy_protocol else "without")
         for listener in self.listeners:  # (Gateway ports' listeners included)
             self._dress(listener)
 
@@ -227,6 +240,10 @@ class ProxyServer:
         listener.hide_server = "server-tokens" in self.global_config.set_keys
         own = tuple(item for item in listener.filters if not isinstance(item, Block))
         listener.filters = (*own, self.block) if self.block is not None else own
+        pipeline = listener.pipeline
+        if pipeline is not None:
+            pipeline.trust = self.trust
+            pipeline.body_limit = self.body_limit
 
     def _route_passthrough(self, runtime: Runtime) -> None:
         """The passthrough hosts of a new table, handed to every listener reading SNI (O(hosts), only with
@@ -417,7 +434,9 @@ class ProxyServer:
         # Worker processes each bind the same port; the kernel spreads connections among them.
         reuse_port = self.settings.workers > 1
         server: asyncio.AbstractServer
-        if self.settings.proxy_protocol:
+        if self.proxy_protocol is None:
+            self.proxy_protocol = self.global_config.use_proxy_protocol
+        if self.proxy_protocol:
             server = await ProxyProtocolServer.listen(
                 self.settings.bind, port, reuse_port=reuse_port, backlog=1024,
                 factory=self._proxied_factory(connection, acceptor, sni), timeout=self.header_timeout)
@@ -429,7 +448,8 @@ class ProxyServer:
         if acceptor is not None:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
         listener.sni = sni
-        holder.append((listener, Pipeline(self, listener)))
+        listener.pipeline = Pipeline(self, listener)
+        holder.append((listener, listener.pipeline))
         self._dress(listener)
         self.listeners.append(listener)
         if self._ticker is None:
@@ -574,3 +594,10 @@ class ProxyServer:
 def _tick_for(timeout: float) -> float:
     """The clock tick that notices `timeout` passing within a tenth of it (10 ms to 1 s)."""
     return min(1.0, max(0.01, timeout / 10))
+
+
+def _trust_of(config: GlobalConfig) -> tuple[object, ...]:
+    """The values ForwardedTrust is made of (a new one only when they change)."""
+    return (config.use_forwarded_headers, config.enable_real_ip, config.proxy_real_ip_cidr,
+            config.forwarded_for_header, config.compute_full_forwarded_for,
+            "proxy-real-ip-cidr" in config.invalid_keys)

@@ -111,7 +111,9 @@ class Pipeline:
         self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
         # None: no --use-forwarded-headers / --enable-real-ip, the proxy's own forwarded fields (the usual path).
         self.trust = server.trust
-        self.body_limit = server.settings.proxy_body_size  # of Ingress routes without proxy-body-size
+        # Of Ingress routes without proxy-body-size: the ConfigMap's proxy-body-size, else Settings.proxy_body_size
+        # (the server updates trust and body_limit at each swap of the global configuration).
+        self.body_limit = server.body_limit
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""

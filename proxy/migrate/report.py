@@ -157,7 +157,7 @@ def _configmap_item(key: str, text: str, value: Any) -> Item:
         except Invalid as error:
             return Item(key, text, BAD_VALUE, f"{error}; the default is used")
         if key in PENDING:
-            return Item(key, text, NOT_YET, "read and validated, not applied yet (its feature is not in pyngress yet)")
+            return Item(key, text, NOT_YET, f"read and validated, not applied yet: {PENDING[key]}")
         if key in DIFFERENCES:
             return Item(key, text, DIFFERENT, DIFFERENCES[key])
         return Item(key, text, SUPPORTED, "")

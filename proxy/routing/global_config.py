@@ -13,8 +13,11 @@ so no connection drops). Facts are ingress-nginx's (internal/ingress/controller/
 - the global forms of `ssl-redirect`, `proxy-next-upstream*`, `load-balance` and `whitelist-source-range` are
   the defaults of the per-Ingress annotations of the same name (`annotation_defaults`): an annotation wins;
 - a key ingress-nginx knows that pyngress does not read, and a key ingress-nginx does not know, get one
-  warning each; keys whose feature is being built elsewhere are parsed and validated into their fields and
-  listed in `PENDING` ("not applied yet" warning): wiring one is taking its name out of `PENDING`.
+  warning each; a key whose feature is not wired (custom-http-errors) is parsed and validated into its field
+  and listed in `PENDING` ("not applied yet" warning, with the reason): wiring one is taking it out;
+- the client-address keys, `proxy-body-size` and `use-proxy-protocol` default to their flags / settings
+  (`--use-forwarded-headers`..., `Settings.proxy_body_size`, `--proxy-protocol`); the server applies them at
+  each swap, except `use-proxy-protocol`, read once when the listeners start (proxy/server.py).
 """
 
 from __future__ import annotations
@@ -75,15 +78,18 @@ class GlobalConfig:
     server_tokens: bool = False
     # Trace routes without an enable-opentelemetry annotation (with --otlp-endpoint).
     enable_opentelemetry: bool = False
-    # Parsed for features another change wires (see PENDING).
+    # PROXY protocol on the listeners: read when they start (a later change needs a restart).
     use_proxy_protocol: bool = False
+    # What a proxy in front may say about the client (proxy/http/forwarded.py ForwardedTrust).
     use_forwarded_headers: bool = False
     forwarded_for_header: str = "X-Forwarded-For"
     compute_full_forwarded_for: bool = False
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
     enable_real_ip: bool = False
-    custom_http_errors: tuple[int, ...] = ()
+    # Largest request body of an Ingress route without its own proxy-body-size (0: no limit).
     proxy_body_size: int = 1024 * 1024  # bytes ("1m")
+    # Parsed for a feature not wired yet (see PENDING).
+    custom_http_errors: tuple[int, ...] = ()
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
     set_keys: frozenset[str] = field(default=frozenset(), repr=False)
     # Keys whose value was bad (the default kept); a bad whitelist-source-range fails closed (annotation_defaults).
@@ -102,7 +108,13 @@ class GlobalConfig:
                    upstream_keepalive_connections=settings.upstream_keepalive,
                    upstream_keepalive_timeout=settings.upstream_keepalive_timeout,
                    enable_opentelemetry=settings.trace_by_default,
-                   keep_alive_requests=settings.keepalive_requests)
+                   keep_alive_requests=settings.keepalive_requests,
+                   use_proxy_protocol=settings.proxy_protocol,
+                   use_forwarded_headers=settings.use_forwarded_headers,
+                   forwarded_for_header=settings.forwarded_for_header,
+                   compute_full_forwarded_for=settings.compute_full_forwarded_for,
+                   proxy_real_ip_cidr=settings.proxy_real_ip_cidr, enable_real_ip=settings.enable_real_ip,
+                   proxy_body_size=settings.proxy_body_size)
 
     def digest(self) -> str:
         """A stable digest of every value (folded into the build's checksum: a change makes a new Config)."""
@@ -250,11 +262,12 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
     "custom-http-errors": http_errors, "proxy-body-size": body_size,
 }
-# Parsed and validated, not applied yet: their features are being built in other changes (PROXY protocol and
-# real client addresses; custom error pages and the body size limit). Wiring one = removing it from here.
-PENDING: frozenset[str] = frozenset({
-    "use-proxy-protocol", "use-forwarded-headers", "forwarded-for-header", "compute-full-forwarded-for",
-    "proxy-real-ip-cidr", "enable-real-ip", "custom-http-errors", "proxy-body-size"})
+# Parsed and validated, not applied yet: custom-http-errors needs a global default backend, which pyngress does
+# not have (the annotation of the same name works per Ingress). Wiring one = removing it from here.
+PENDING: Mapping[str, str] = {
+    "custom-http-errors": "pyngress has no global default backend; the custom-http-errors annotation works with "
+                          "default-backend per Ingress",
+}
 # Read with a difference from ingress-nginx (the migration report shows it).
 DIFFERENCES: Mapping[str, str] = {
     "proxy-next-upstream": "attempts go to other pods of the same Service; http_403/http_404/http_429 retried "
@@ -263,6 +276,7 @@ DIFFERENCES: Mapping[str, str] = {
                     "affinity (round robin otherwise)",
     "server-tokens": "\"true\" sends `Server: pyngress` instead of nginx's version",
     "keep-alive-requests": "counted per client connection over HTTP/1.1",
+    "use-proxy-protocol": "read when the listeners start: a later change needs a restart (a warning says so)",
 }
 # Keys pyngress serves through a flag rather than the ConfigMap.
 FLAG_EQUIVALENTS: Mapping[str, str] = {
@@ -316,14 +330,17 @@ def parse_config(data: Mapping[str, Any], *, base: GlobalConfig, where: str) -> 
             values[name] = reader(value)
         except Invalid as error:
             invalid.add(key)
-            if key in _FAIL_CLOSED:
+            if key == "proxy-real-ip-cidr":
+                problems.append(f"key {key}: {error}; no network is trusted with forwarded headers until it is "
+                                "fixed (fail closed)")
+            elif key in _FAIL_CLOSED:
                 problems.append(f"key {key}: {error}; every Ingress without its own {key} answers 503 until it is "
                                 "fixed (fail closed)")
             else:
                 problems.append(f"key {key}: {error}; {_shown(getattr(base, name))} kept")
             continue
         if key in PENDING:
-            problems.append(f"key {key} is read but not applied yet (its feature is not in pyngress yet)")
+            problems.append(f"key {key} is read but not applied yet ({PENDING[key]})")
     config = replace(base, **values, set_keys=frozenset(_key(name) for name in values),
                      invalid_keys=frozenset(invalid))
     return config, [f"ConfigMap {where}: {message}" for message in problems]

@@ -85,11 +85,19 @@ def test_configmap_keys():
     """Fates come from the reader the proxy uses (routing.global_config)."""
     report = make_report([], ("ingress-nginx", "controller", {
         "hsts-max-age": "600", "use-forwarded-headers": "true", "not-a-key": "x", "proxy-read-timeout": "abc",
-        "worker-processes": "4", "gzip-level": "5", "load-balance": "ewma"}))
+        "worker-processes": "4", "gzip-level": "5", "load-balance": "ewma", "custom-http-errors": "404",
+        "proxy-body-size": "8m", "use-proxy-protocol": "true", "enable-real-ip": "true",
+        "proxy-real-ip-cidr": "10.0.0.0/8", "forwarded-for-header": "CF-Connecting-IP",
+        "compute-full-forwarded-for": "true", "worker-shutdown-timeout": "240s"}))
     assert {item.key: item.fate for item in report.configmap.items} == {
-        "hsts-max-age": SUPPORTED, "use-forwarded-headers": NOT_YET, "not-a-key": UNKNOWN,
-        "proxy-read-timeout": BAD_VALUE, "worker-processes": FLAG, "gzip-level": NOT_YET, "load-balance": DIFFERENT}
-    assert "--workers" in {item.key: item for item in report.configmap.items}["worker-processes"].note
+        "hsts-max-age": SUPPORTED, "use-forwarded-headers": SUPPORTED, "not-a-key": UNKNOWN,
+        "proxy-read-timeout": BAD_VALUE, "worker-processes": FLAG, "gzip-level": NOT_YET, "load-balance": DIFFERENT,
+        "custom-http-errors": NOT_YET, "proxy-body-size": SUPPORTED, "use-proxy-protocol": DIFFERENT,
+        "enable-real-ip": SUPPORTED, "proxy-real-ip-cidr": SUPPORTED, "forwarded-for-header": SUPPORTED,
+        "compute-full-forwarded-for": SUPPORTED, "worker-shutdown-timeout": FLAG}
+    notes = {item.key: item.note for item in report.configmap.items}
+    assert "--workers" in notes["worker-processes"] and "--shutdown-grace-period" in notes["worker-shutdown-timeout"]
+    assert "restart" in notes["use-proxy-protocol"] and "default backend" in notes["custom-http-errors"]
     assert report.changes_behaviour
     fine = make_report([], ("ingress-nginx", "controller", {"hsts": "true", "limit-req-status-code": "429"}))
     assert not fine.changes_behaviour

@@ -98,18 +98,33 @@ def test_a_bad_value_keeps_the_default_with_a_warning_naming_configmap_and_key(k
 
 
 def test_unknown_unread_and_pending_keys_get_one_warning_each():
-    """Keys ingress-nginx does not know, keys it knows that pyngress does not read, and keys whose feature
-    another change brings (PENDING: parsed and validated now, applied later)."""
-    config, problems = parsed(no_such_key="1", gzip_level="5", worker_processes="4", use_proxy_protocol="true",
-                              proxy_real_ip_cidr="10.0.0.0/8")
+    """Keys ingress-nginx does not know, keys it knows that pyngress does not read, and keys whose feature is
+    not wired (PENDING: parsed and validated now; custom-http-errors needs a global default backend)."""
+    config, problems = parsed(no_such_key="1", gzip_level="5", worker_processes="4", custom_http_errors="404",
+                              use_proxy_protocol="true", proxy_real_ip_cidr="10.0.0.0/8")
     by_key = {p.split(" key ")[1].split(" ")[0].rstrip(":"): p for p in problems}
-    assert set(by_key) == {"no-such-key", "gzip-level", "worker-processes", "use-proxy-protocol",
-                           "proxy-real-ip-cidr"}
+    assert set(by_key) == {"no-such-key", "gzip-level", "worker-processes", "custom-http-errors"}
     assert "not an ingress-nginx ConfigMap key" in by_key["no-such-key"]
     assert "not read by pyngress" in by_key["gzip-level"] and "--workers" in by_key["worker-processes"]
-    assert "not applied yet" in by_key["use-proxy-protocol"]
+    assert "not applied yet" in by_key["custom-http-errors"]
     assert config.use_proxy_protocol is True and config.proxy_real_ip_cidr == ("10.0.0.0/8",)
-    assert {"use-proxy-protocol", "custom-http-errors", "proxy-body-size"} <= PENDING
+    assert set(PENDING) == {"custom-http-errors"} and "default backend" in by_key["custom-http-errors"]
+
+
+def test_flags_are_the_values_the_configmap_does_not_set():
+    """The client-address flags, --proxy-protocol and Settings.proxy_body_size give the values of the keys of the
+    same names the ConfigMap leaves unset; a key it sets wins (ingress-nginx has only the ConfigMap)."""
+    flags = Settings(configmap="ingress-nginx/controller", proxy_protocol=True, use_forwarded_headers=True,
+                     forwarded_for_header="CF-Connecting-IP", proxy_real_ip_cidr=("10.0.0.0/8",),
+                     compute_full_forwarded_for=True, enable_real_ip=True, proxy_body_size=2048)
+    base = GlobalConfig.from_settings(flags)
+    assert (base.use_proxy_protocol, base.use_forwarded_headers, base.forwarded_for_header, base.proxy_real_ip_cidr,
+            base.compute_full_forwarded_for, base.enable_real_ip, base.proxy_body_size) == (
+        True, True, "CF-Connecting-IP", ("10.0.0.0/8",), True, True, 2048)
+    config, problems = parse_config({"use-forwarded-headers": "false", "proxy-body-size": "0"}, base=base,
+                                    where="ingress-nginx/controller")
+    assert not problems and not config.use_forwarded_headers and config.proxy_body_size == 0
+    assert config.forwarded_for_header == "CF-Connecting-IP"
 
 
 def test_missing_configmap_means_defaults_and_a_warning():
