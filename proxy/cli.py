@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--manifests", action="append", default=[], metavar="PATH",
                      help="file mode: a manifest file, or a folder whose *.yaml/*.yml/*.json files are read "
                           "(one level); repeatable; edits are picked up live")
+    src.add_argument("--configmap", default=d.configmap, metavar="NAMESPACE/NAME",
+                     help="ingress-nginx's ConfigMap of global settings (its --configmap): read from the "
+                          "manifests in file mode, watched in cluster mode; changes apply live")
     src.add_argument("--kubeconfig", default=d.kubeconfig, metavar="FILE",
                      help="cluster mode: kubeconfig file (empty: in-cluster service account, then ~/.kube/config)")
     src.add_argument("--context", default=d.kube_context, help="cluster mode: kubeconfig context (empty: current)")
@@ -200,11 +203,13 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
             parser.error(f"--proxy-real-ip-cidr: {error}")
     for flag, value in (("--publish-service", args.publish_service),
                         ("--default-ssl-certificate", args.default_ssl_certificate),
+                        ("--configmap", args.configmap),
                         *(("--gateway", gateway) for gateway in args.gateway)):
         if value and (value.count("/") != 1 or value.startswith("/") or value.endswith("/")):
             parser.error(f"{flag} must be NAMESPACE/NAME, got {value!r}")
     return Settings(
         manifests=tuple(args.manifests),
+        configmap=args.configmap,
         bind=args.bind,
         http_port=args.http_port,
         https_port=args.https_port,

@@ -106,6 +106,8 @@ class Controller:
                  generated: Certificate | None = None, probe: bool = True) -> None:
         self.cache = cache
         self.settings = settings
+        # The settings upstreams get: the flags', with the global configuration's pool settings (see _retune).
+        self.upstream_settings = settings
         self.holder = holder
         self.stats = ControllerStats()
         # The last build's warnings (also when that build was not swapped in because it was equal).
@@ -200,6 +202,7 @@ class Controller:
             log.exception("building the configuration failed; keeping the running one")
             return False
         elapsed = time.perf_counter() - started
+        self._retune(config)
         self.stats.durations.observe(elapsed)
         self.stats.last_success = time.time()
         self.warnings = config.warnings + tuple(tls_warnings)
@@ -220,6 +223,19 @@ class Controller:
             return False
         self._publish(config, elapsed)
         return True
+
+    def _retune(self, config: Config) -> None:
+        """The upstream side of the global configuration: pool sizes, idle and connect timeouts."""
+        found = config.global_config
+        if found is None:
+            return
+        wanted = dataclasses.replace(self.upstream_settings, upstream_connect_timeout=found.proxy_connect_timeout,
+                                     upstream_keepalive=found.upstream_keepalive_connections,
+                                     upstream_keepalive_timeout=found.upstream_keepalive_timeout)
+        if wanted != self.upstream_settings:
+            self.upstream_settings = wanted
+            for upstream in self._upstreams.values():
+                upstream.retune(wanted)
 
     def _build(
         self, snapshot: Snapshot
@@ -364,7 +380,7 @@ class Controller:
                 continue  # unchanged clusters are the same objects from build to build
             upstream = self._upstreams.get(key)
             if upstream is None:
-                self._upstreams[key] = Upstream(cluster, settings=self.settings, contexts=self.tls_contexts,
+                self._upstreams[key] = Upstream(cluster, settings=self.upstream_settings, contexts=self.tls_contexts,
                                                 health=self.health)
                 known[key] = cluster
             elif old != cluster:

@@ -47,6 +47,8 @@ class Snapshot:
     backend_traffic_policies: Mapping[Key, KubeObject] = field(default_factory=dict)
     backend_tls_policies: Mapping[Key, KubeObject] = field(default_factory=dict)
     config_maps: Mapping[Key, KubeObject] = field(default_factory=dict)
+    # ingress-nginx's ConfigMap (--configmap), whole: the one entry, or none.
+    controller_config_maps: Mapping[Key, KubeObject] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

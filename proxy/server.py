@@ -25,6 +25,8 @@ from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
 from proxy.passthrough import PassthroughStats, SniAcceptor, SniReader
+from proxy.routing.access import AddressSet, Block, user_agent_matcher
+from proxy.routing.global_config import GlobalConfig
 from proxy.routing.passthrough import EMPTY as NO_PASSTHROUGH
 from proxy.routing.passthrough import SniTable, ingress_passthrough, joined
 from proxy.runtime import Runtime, RuntimeHolder
@@ -69,9 +71,26 @@ class ProxyServer:
         self.body_timeout = settings.client_body_timeout
         self.send_timeout = settings.client_send_timeout
         self.read_timeout = settings.upstream_read_timeout
+        # nginx proxy_send_timeout and proxy_connect_timeout (the ConfigMap's global forms, or the flags).
+        self.upstream_send_timeout = settings.upstream_read_timeout
+        self.connect_timeout = settings.upstream_connect_timeout
+        # Requests per client connection (0: no limit; nginx keepalive_requests).
+        self.keepalive_requests = settings.keepalive_requests
         self.retries = max(1, settings.upstream_retries)
-        # What a trusted proxy in front may say about the client (None: nothing, the default).
+        # The global configuration applied last (proxy.routing.global_config): what follows is its compiled form.
+        self.global_config = GlobalConfig.from_settings(settings)
+        # Header lines of every answer on HTTPS listeners (Strict-Transport-Security), on every listener
+        # (Server, with server-tokens), and the listener filter of block-cidrs / block-user-agents.
+        self.tls_fields = self.global_config.hsts_field()
+        self.all_fields = b""
+        self.block: Block | None = None
+        # What a trusted proxy in front may say about the client (None: nothing, the default), and the largest
+        # body of Ingress routes without proxy-body-size: the flags', then the ConfigMap's (_apply_global).
         self.trust = ForwardedTrust.from_settings(settings)
+        self.body_limit = settings.proxy_body_size
+        # PROXY protocol on every listener: decided when the first listener starts (--proxy-protocol, or the
+        # ConfigMap's use-proxy-protocol then); a later change of the key needs a restart.
+        self.proxy_protocol: bool | None = None
         # The clock tick: a tenth of the shortest timeout, between 10 ms and 1 s (routes with shorter
         # timeouts of their own shorten it while they are in the table, see _runtime_published).
         shortest = min(self.header_timeout, self.keepalive_timeout, self.body_timeout, self.send_timeout,
@@ -125,6 +144,9 @@ class ProxyServer:
 
     def _runtime_published(self, runtime: Runtime) -> None:
         """Bind per-route counters to the routes of a new table (series of vanished routes go)."""
+        config = runtime.config.global_config
+        if config is not None and config is not self.global_config:
+            self._apply_global(config)
         clusters = runtime.config.clusters
         # The builder shares unchanged Route objects between tables; the previous table is still
         # alive here, so an id found in the previous binding is that very route: reuse its labels.
@@ -180,6 +202,48 @@ class ProxyServer:
                 # After the new table is live, and once for a burst of publishes: collecting the young
                 # generations walks the new table's objects (~20 ms for 10,000 routes).
                 self._freezing = asyncio.get_running_loop().call_later(FREEZE_DELAY, self._freeze)
+
+    def _apply_global(self, config: GlobalConfig) -> None:
+        """A new global configuration takes effect for what comes next: new connections, requests and
+        timeout checks read these attributes; no connection is dropped (ingress-nginx reloads nginx)."""
+        previous, self.global_config = self.global_config, config
+        self.header_timeout = config.client_header_timeout
+        self.keepalive_timeout = config.keep_alive
+        self.body_timeout = config.client_body_timeout
+        self.read_timeout = config.proxy_read_timeout
+        self.upstream_send_timeout = config.proxy_send_timeout
+        self.connect_timeout = config.proxy_connect_timeout
+        self.keepalive_requests = config.keep_alive_requests
+        self.tls_fields = config.hsts_field()
+        self.all_fields = b"Server: pyngress\r\n" if config.server_tokens else b""
+        self.block = (Block(cidrs=AddressSet(config.block_cidrs) if config.block_cidrs else None,
+                            user_agents=user_agent_matcher(config.block_user_agents))
+                      if config.block_cidrs or config.block_user_agents else None)
+        if self.tracer is not None:
+            self.tracer.by_default = config.enable_opentelemetry
+        self.base_tick = self.tick = _tick_for(min(self.header_timeout, self.keepalive_timeout, self.body_timeout,
+                                                   self.send_timeout, self.read_timeout, self.upstream_send_timeout))
+        self.body_limit = config.proxy_body_size
+        if _trust_of(config) != _trust_of(previous):
+            self.trust = ForwardedTrust.from_config(config)
+        if (self.proxy_protocol is not None and config.use_proxy_protocol != previous.use_proxy_protocol
+                and config.use_proxy_protocol != self.proxy_protocol):
+            logger.warning("ConfigMap %s: key use-proxy-protocol is now %s, but the listeners started %s the PROXY "
+                           "protocol: the change takes effect at the next restart", self.settings.configmap,
+                           str(config.use_proxy_protocol).lower(), "with" if self.proxy_protocol else "without")
+        for listener in self.listeners:  # (Gateway ports' listeners included)
+            self._dress(listener)
+
+    def _dress(self, listener: Listener) -> None:
+        """The global configuration's part of a listener: its answers' extra header lines and its filters."""
+        listener.response_fields = (self.tls_fields if listener.tls else b"") + self.all_fields
+        listener.hide_server = "server-tokens" in self.global_config.set_keys
+        own = tuple(item for item in listener.filters if not isinstance(item, Block))
+        listener.filters = (*own, self.block) if self.block is not None else own
+        pipeline = listener.pipeline
+        if pipeline is not None:
+            pipeline.trust = self.trust
+            pipeline.body_limit = self.body_limit
 
     def _route_passthrough(self, runtime: Runtime) -> None:
         """The passthrough hosts of a new table, handed to every listener reading SNI (O(hosts), only with
@@ -331,14 +395,7 @@ class ProxyServer:
         listener.certificates = certificates
         if certificates is not None:
             listener.filters = (MisdirectedRequest(certificates, self.holder, listener.port),)
-        settings = self.settings
-        if settings.hsts:
-            value = b"max-age=%d" % settings.hsts_max_age
-            if settings.hsts_include_subdomains:
-                value += b"; includeSubDomains"
-            if settings.hsts_preload:
-                value += b"; preload"
-            listener.response_fields = b"Strict-Transport-Security: " + value + b"\r\n"
+        self._dress(listener)
 
     async def _listen(
         self, scheme: str, port: int, ssl_context: ssl.SSLContext | None, *, handshake_timeout: float | None = None
@@ -377,7 +434,9 @@ class ProxyServer:
         # Worker processes each bind the same port; the kernel spreads connections among them.
         reuse_port = self.settings.workers > 1
         server: asyncio.AbstractServer
-        if self.settings.proxy_protocol:
+        if self.proxy_protocol is None:
+            self.proxy_protocol = self.global_config.use_proxy_protocol
+        if self.proxy_protocol:
             server = await ProxyProtocolServer.listen(
                 self.settings.bind, port, reuse_port=reuse_port, backlog=1024,
                 factory=self._proxied_factory(connection, acceptor, sni), timeout=self.header_timeout)
@@ -389,7 +448,9 @@ class ProxyServer:
         if acceptor is not None:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
         listener.sni = sni
-        holder.append((listener, Pipeline(self, listener)))
+        listener.pipeline = Pipeline(self, listener)
+        holder.append((listener, listener.pipeline))
+        self._dress(listener)
         self.listeners.append(listener)
         if self._ticker is None:
             self._ticker = loop.call_later(self.tick, self._on_tick)
@@ -533,3 +594,10 @@ class ProxyServer:
 def _tick_for(timeout: float) -> float:
     """The clock tick that notices `timeout` passing within a tenth of it (10 ms to 1 s)."""
     return min(1.0, max(0.01, timeout / 10))
+
+
+def _trust_of(config: GlobalConfig) -> tuple[object, ...]:
+    """The values ForwardedTrust is made of (a new one only when they change)."""
+    return (config.use_forwarded_headers, config.enable_real_ip, config.proxy_real_ip_cidr,
+            config.forwarded_for_header, config.compute_full_forwarded_for,
+            "proxy-real-ip-cidr" in config.invalid_keys)

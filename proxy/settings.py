@@ -12,6 +12,9 @@ GATEWAY_CONTROLLER_NAME = "pyngress.dev/gateway-controller"
 class Settings:
     # Sources. Empty `manifests` means cluster mode.
     manifests: tuple[str, ...] = ()
+    # "namespace/name" of ingress-nginx's ConfigMap (its --configmap): the global configuration
+    # (routing.global_config), watched live; "" reads none.
+    configmap: str = ""
 
     # Listeners. Defaults follow ingress-nginx's chart (8080/8443 inside the pod, admin 10254).
     bind: str = "0.0.0.0"
@@ -45,6 +48,8 @@ class Settings:
     # A request body that stalls this long gets 408; a client that stops reading a response is cut.
     client_body_timeout: float = 60.0
     client_send_timeout: float = 60.0
+    # Requests one client connection may carry (nginx keepalive_requests); 0: no limit.
+    keepalive_requests: int = 0
     # HAProxy's PROXY protocol (v1 and v2) on every listener: each connection starts with a header naming the
     # client address, which is then the client address everywhere (ingress-nginx's use-proxy-protocol).
     proxy_protocol: bool = False

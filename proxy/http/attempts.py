@@ -355,7 +355,7 @@ class Attempts:
         self.waiter = waiter = Waiter(self._woken)
         upstream.waiters.append(waiter)
         self._hold()
-        timeout = ex.client.server.settings.upstream_connect_timeout
+        timeout = ex.client.server.connect_timeout
         ex.connecting = asyncio.get_running_loop().call_later(timeout, self._waited_too_long)
 
     def _stop_waiting(self) -> None:

@@ -57,7 +57,7 @@ def check_timeouts(ex: Exchange, now: float) -> None:
     if conn is not None and (ex.req_done or conn.writing_paused):
         # Waiting on the upstream: for its response, or for it to read the body we send (nginx's
         # proxy_read_timeout and proxy_send_timeout: one setting globally, a route may set each).
-        read_timeout = server.read_timeout
+        read_timeout = server.read_timeout if ex.req_done else server.upstream_send_timeout
         timeouts = ex.timeouts
         if timeouts is not None and (timeouts.read or timeouts.send):
             read_timeout = (timeouts.read if ex.req_done else timeouts.send) or read_timeout

@@ -29,6 +29,7 @@ from proxy.routing.access import AddressSet, parse_networks
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.routing.global_config import GlobalConfig
     from proxy.settings import Settings
 
 _CRLF = b"\r\n"
@@ -50,9 +51,10 @@ class ForwardedTrust:
         self.full = full
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ForwardedTrust | None:
-        """The trust the settings ask for; None for none (the default: the pipeline's usual path).
-        Raises ValueError for a network that is not one (the CLI checks the flag before)."""
+    def from_settings(cls, settings: Settings | GlobalConfig) -> ForwardedTrust | None:
+        """The trust the settings (or the ConfigMap's global configuration, same field names) ask for; None for
+        none (the default: the pipeline's usual path). Raises ValueError for a network that is not one (the CLI
+        and the ConfigMap's reader check them before)."""
         if not (settings.use_forwarded_headers or settings.enable_real_ip):
             return None
         return cls(networks=parse_networks(",".join(settings.proxy_real_ip_cidr) or "0.0.0.0/0"),
@@ -61,6 +63,15 @@ class ForwardedTrust:
                    # (the template's `and UseForwardedHeaders ComputeFullForwardedFor`: with enable-real-ip alone
                    # X-Forwarded-For is the client address)
                    full=settings.compute_full_forwarded_for and settings.use_forwarded_headers)
+
+    @classmethod
+    def from_config(cls, config: GlobalConfig) -> ForwardedTrust | None:
+        """The trust of the ConfigMap's global configuration; a bad proxy-real-ip-cidr trusts no network (fail
+        closed: the proxy's own forwarded fields) rather than the default 0.0.0.0/0."""
+        trust = cls.from_settings(config)
+        if trust is not None and "proxy-real-ip-cidr" in config.invalid_keys:
+            trust.trusted = AddressSet(())
+        return trust
 
     def resolve(self, ex: Exchange) -> None:
         """A request from a trusted network: its client address from the forwarded-for header."""

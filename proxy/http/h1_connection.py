@@ -60,10 +60,10 @@ _request_cache = h.request_cache
 class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
-    __slots__ = ("server", "listener", "pipeline", "transport", "writer", "parser", "head", "client_ip", "scheme",
-                 "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading", "tunnel", "deferred",
-                 "blocked", "state", "since", "idle_limit", "last_read", "head_bytes", "write_paused",
-                 "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate")
+    __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head",
+                 "client_ip", "scheme", "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading",
+                 "tunnel", "deferred", "blocked", "state", "since", "idle_limit", "last_read", "head_bytes",
+                 "write_paused", "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -98,6 +98,8 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.server_name: str | None = None  # the TLS SNI, recorded by the certificate store's callback
+        # Requests this connection may still carry (nginx keepalive_requests); counts below 0 without a limit.
+        self.requests_left = server.keepalive_requests or -1
         # The client certificate verdict, read once when a route first asks (see client_certificate).
         self.peer_certificate: ClientCertificate | bool | None = False
 
@@ -309,6 +311,9 @@ class ClientConnection(asyncio.Protocol):
                 raise BadRequest(f"HTTP/{version} is not supported", status=505)
             head.http10 = True
         ex.keep_alive = parser.should_keep_alive()
+        self.requests_left -= 1
+        if not self.requests_left:
+            ex.keep_alive = False  # the last request keepalive_requests allows: answered with Connection: close
         if method == b"CONNECT":
             raise BadRequest("CONNECT is not supported", status=405)
         if parser.should_upgrade():

@@ -109,6 +109,9 @@ class H1Response:
             code = h.response_class(name)
         if code == 0:  # h.KEEP
             self.fields += (name, _SEP, value, _CRLF)
+        elif code == h.SERVER:
+            if not self.writer.listener.hide_server:
+                self.fields += (name, _SEP, value, _CRLF)
         elif code == h.CONTENT_LENGTH:
             self.length = int(value)
             self.fields += (name, _SEP, value, _CRLF)

@@ -24,6 +24,7 @@ STRICT_TRANSPORT_SECURITY = 11
 # W3C trace context: forwarded as is, and remembered (proxy.tracing replaces them on traced routes).
 TRACEPARENT = 12
 TRACESTATE = 13
+SERVER = 14  # a response's Server: dropped when the ConfigMap sets server-tokens (see Listener.hide_server)
 
 _REQUEST_CLASSES = {
     b"host": HOST,
@@ -58,6 +59,7 @@ _RESPONSE_CLASSES = {
     # The proxy answers with the request id it forwarded; an upstream copy would duplicate it.
     b"x-request-id": REQUEST_ID,
     b"strict-transport-security": STRICT_TRANSPORT_SECURITY,
+    b"server": SERVER,
 }
 
 # Distinct raw spellings remembered; past this, names are classified without caching

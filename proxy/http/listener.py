@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from proxy.http.pipeline import Pipeline
     from proxy.passthrough import SniAcceptor
     from proxy.routing.filters import RequestFilter
     from proxy.tls.handshake import HandshakeStats, TlsAcceptor
@@ -17,7 +18,7 @@ class Listener:
 
     __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
                  "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters",
-                 "ingress", "closing", "sni")
+                 "ingress", "closing", "hide_server", "sni", "pipeline")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -35,6 +36,10 @@ class Listener:
         self.server = server
         # Fields added to every answer on this listener (HSTS on HTTPS).
         self.response_fields = b""
+        # Drop the pods' Server header (the ConfigMap sets server-tokens: ingress-nginx's more_clear_headers).
+        self.hide_server = False
+        # The pipeline routing its requests (set by the server; it updates the pipeline's global settings).
+        self.pipeline: Pipeline | None = None
         # HTTPS: the certificates served (for the domain-fronting check) and the acceptor that
         # terminates TLS and counts handshakes (completed, failed by reason).
         self.certificates: CertStoreHolder | None = None

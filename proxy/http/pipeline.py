@@ -28,7 +28,7 @@ from proxy.http.attempts import Attempts
 from proxy.http.auth_request import AuthGate
 from proxy.http.error_pages import Intercept
 from proxy.http.exchange import BLOCK_CONNECT
-from proxy.http.ratelimit import HELD, REFUSED
+from proxy.http.ratelimit import HELD, REFUSED, REFUSED_CONNECTION
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, ResponseFilter
 from proxy.routing.model import Timeouts
@@ -111,7 +111,9 @@ class Pipeline:
         self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
         # None: no --use-forwarded-headers / --enable-real-ip, the proxy's own forwarded fields (the usual path).
         self.trust = server.trust
-        self.body_limit = server.settings.proxy_body_size  # of Ingress routes without proxy-body-size
+        # Of Ingress routes without proxy-body-size: the ConfigMap's proxy-body-size, else Settings.proxy_body_size
+        # (the server updates trust and body_limit at each swap of the global configuration).
+        self.body_limit = server.body_limit
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
@@ -370,11 +372,12 @@ class Pipeline:
             client_limiter = self.server.client_limiters.get(id(route))
             if client_limiter is not None:
                 admitted = client_limiter.admit(ex.client_ip)
-                if admitted == REFUSED:
+                if admitted in (REFUSED, REFUSED_CONNECTION):
                     if stats is not None:
                         stats.rate_limited += 1
-                    conn.send_error(ex, policy.client_limit.status, None, detail="rate limited",
-                                    reason="rate-limited")
+                    limit = policy.client_limit
+                    conn.send_error(ex, limit.status if admitted == REFUSED else limit.connection_status, None,
+                                    detail="rate limited", reason="rate-limited")
                     return False
                 if admitted == HELD:
                     held = client_limiter

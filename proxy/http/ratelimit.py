@@ -112,6 +112,7 @@ class Limiters:
 REFUSED = 0
 PASSED = 1
 HELD = 2  # passed, holding a limit-connections slot: give it back with release()
+REFUSED_CONNECTION = 3  # refused by limit-connections (answered with the limit's connection_status)
 
 
 class ClientLimiter:
@@ -127,13 +128,13 @@ class ClientLimiter:
         self.active: dict[bytes, int] = {}
 
     def admit(self, client: bytes) -> int:
-        """REFUSED, PASSED, or HELD (a connection slot taken for `client`)."""
+        """REFUSED, REFUSED_CONNECTION, PASSED, or HELD (a connection slot taken for `client`)."""
         limit = self.limit
         if limit.exempt is not None and client in limit.exempt:
             return PASSED
         connections = limit.connections
         if connections and self.active.get(client, 0) >= connections:
-            return REFUSED
+            return REFUSED_CONNECTION
         if self.rpm is not None and not self.rpm.allow(client):
             return REFUSED
         if self.rps is not None and not self.rps.allow(client):
@@ -176,5 +177,5 @@ class ClientLimiters:
         return by_route
 
 
-__all__ = ["CLIENT_TABLE_LIMIT", "HELD", "PASSED", "REFUSED", "ClientLimiter", "ClientLimiters", "Limiters",
-           "RateLimiter"]
+__all__ = ["CLIENT_TABLE_LIMIT", "HELD", "PASSED", "REFUSED", "REFUSED_CONNECTION", "ClientLimiter", "ClientLimiters",
+           "Limiters", "RateLimiter"]

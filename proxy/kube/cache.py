@@ -50,6 +50,11 @@ CONFIG_MAP = "ConfigMap"
 POLICY_KINDS: tuple[str, ...] = (BACKEND_TRAFFIC_POLICY, BACKEND_TLS_POLICY)
 KINDS: tuple[str, ...] = (INGRESS, INGRESS_CLASS, SERVICE, ENDPOINT_SLICE, ENDPOINTS, SECRET,
                           *GATEWAY_KINDS, NAMESPACE, *POLICY_KINDS, CONFIG_MAP)
+# ingress-nginx's ConfigMap (--configmap): one ConfigMap, kept whole, apart from the CA bundles (whose
+# kind is listed and replaced as a whole by its own watch). Any other object given this kind is dropped.
+# A cache kind, not an API kind: stored and synced only with a --configmap (see ObjectCache).
+CONTROLLER_CONFIG_MAP = "ControllerConfigMap"
+STORED_KINDS: tuple[str, ...] = (*KINDS, CONTROLLER_CONFIG_MAP)
 # Keyed by name alone (as their Snapshot mappings are).
 CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
 # The builder reads their spec, never their status (it computes status): a status-only change
@@ -252,15 +257,19 @@ _CONFIG_MAP_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {BACKEND_
 class ObjectCache:
     """Raw objects by kind and key, with the indices the builder reads, and change notification."""
 
-    def __init__(self, *, kinds: Iterable[str] = KINDS, relevant_secrets: Iterable[Key] = ()) -> None:
+    def __init__(self, *, kinds: Iterable[str] = KINDS, relevant_secrets: Iterable[Key] = (),
+                 controller_config_map: Key | None = None) -> None:
         """`kinds`: the kinds that must be listed once before the cache counts as synced.
         `relevant_secrets`: Secrets that matter even when nothing names them (the default certificate).
+        `controller_config_map`: the ConfigMap of --configmap (without one, that kind is never waited for).
         """
-        self.expected_kinds = frozenset(kinds)
-        unknown = self.expected_kinds - set(KINDS)
+        self.controller_config_map = controller_config_map
+        self.expected_kinds = frozenset(kinds) | ({CONTROLLER_CONFIG_MAP} if controller_config_map is not None
+                                                  else frozenset())
+        unknown = self.expected_kinds - set(STORED_KINDS)
         if unknown:
             raise ValueError(f"unknown kinds: {sorted(unknown)}")
-        self._stores: dict[str, _CowDict] = {kind: _CowDict() for kind in KINDS}
+        self._stores: dict[str, _CowDict] = {kind: _CowDict() for kind in STORED_KINDS}
         # (namespace, service) -> read-only {slice name: slice}; each group is replaced, never edited.
         self._slice_groups = _CowDict()
         # Secret key -> number of Ingresses (spec.tls) and Gateways (listeners' certificateRefs) naming it.
@@ -327,6 +336,7 @@ class ObjectCache:
                 backend_traffic_policies=stores[BACKEND_TRAFFIC_POLICY].freeze(),
                 backend_tls_policies=stores[BACKEND_TLS_POLICY].freeze(),
                 config_maps=stores[CONFIG_MAP].freeze(),
+                controller_config_maps=stores[CONTROLLER_CONFIG_MAP].freeze(),
             )
         return self._snapshot
 
@@ -354,8 +364,8 @@ class ObjectCache:
     def operations(self) -> list[Operation]:
         """The whole content as operations: replayed on an empty cache, they make an equal one."""
         ops: list[Operation] = [(REPLACE, kind, list(self._stores[kind].data.values()))
-                                for kind in KINDS if self._stores[kind].data]
-        ops.extend((SYNCED, kind, None) for kind in KINDS if kind in self._synced_kinds)
+                                for kind in STORED_KINDS if self._stores[kind].data]
+        ops.extend((SYNCED, kind, None) for kind in STORED_KINDS if kind in self._synced_kinds)
         return ops
 
     # ------------------------------------------------------------------ writing
@@ -516,15 +526,16 @@ class ObjectCache:
 
     @staticmethod
     def _check_kind(kind: str) -> None:
-        if kind not in KINDS:
+        if kind not in STORED_KINDS:
             raise ValueError(f"unknown kind {kind!r}")
 
-    @staticmethod
-    def _key(kind: str, obj: KubeObject) -> Hashable | None:
+    def _key(self, kind: str, obj: KubeObject) -> Hashable | None:
         found = _name(obj) if isinstance(obj, dict) else None
         if found is None:
             log.warning("%s without metadata.name ignored", kind)
             return None
+        if kind == CONTROLLER_CONFIG_MAP and found != self.controller_config_map:
+            return None  # file mode offers every ConfigMap under this kind too: only ours is kept
         return found[1] if kind in CLUSTER_SCOPED else found
 
     def _move_slice(self, key: Key, old: KubeObject | None, new: KubeObject | None) -> set[Key]:

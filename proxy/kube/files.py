@@ -41,9 +41,11 @@ from proxy.kube.cache import (
     BACKEND_TRAFFIC_POLICY,
     CLUSTER_SCOPED,
     CONFIG_MAP,
+    CONTROLLER_CONFIG_MAP,
     GATEWAY_KINDS,
     KINDS,
     NAMESPACE,
+    STORED_KINDS,
     TLS_ROUTE,
     ObjectCache,
 )
@@ -432,13 +434,16 @@ class ManifestSource:
         self._watch(folders)
         if self._loaded and not changed_kinds:
             return
-        kinds = KINDS if not self._loaded else sorted(changed_kinds)
+        if CONFIG_MAP in changed_kinds:
+            changed_kinds.add(CONTROLLER_CONFIG_MAP)  # the cache keeps --configmap's from the same documents
+        kinds = STORED_KINDS if not self._loaded else sorted(changed_kinds)
         merged = self._merge()
+        merged[CONTROLLER_CONFIG_MAP] = merged.get(CONFIG_MAP, [])
         for kind in kinds:
             self.cache.replace(kind, merged.get(kind, ()))
         if not self._loaded:
             self._loaded = True
-            for kind in KINDS:
+            for kind in STORED_KINDS:
                 self.cache.mark_synced(kind)
         self.reloads += 1
         total = sum(len(s.objects) for s in self._files.values())

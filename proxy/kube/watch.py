@@ -42,7 +42,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -170,6 +170,10 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
              "list_namespaced_config_map", with_kind="BackendTLSPolicy"),
 )
 SPECS_BY_KIND = {spec.kind: spec for spec in WATCHED_KINDS}
+# ingress-nginx's ConfigMap (--configmap): one object, watched in its namespace with a field selector on its
+# name (see ClusterSource), whatever --watch-namespace says; its own cache kind keeps it whole.
+CONTROLLER_CONFIG_MAP_SPEC = KindSpec("ControllerConfigMap", "", "configmaps", CoreV1Api,
+                                      "list_config_map_for_all_namespaces", "list_namespaced_config_map")
 
 # Every API call this module makes, for the RBAC check in tests/cluster/test_deploy.py.
 API_CALLS: tuple[ApiCall, ...] = (
@@ -586,8 +590,10 @@ class ClusterSource:
                  backoff: Backoff = Backoff(), list_timeout: float = DEFAULT_LIST_TIMEOUT,
                  status: WatchStatus | None = None, page_size: int = DEFAULT_PAGE_SIZE,
                  discovery_interval: float = DISCOVERY_INTERVAL) -> None:
-        names = list(kinds) if kinds is not None else [spec.kind for spec in WATCHED_KINDS]
-        unknown = [name for name in names if name not in SPECS_BY_KIND]
+        own = CONTROLLER_CONFIG_MAP_SPEC.kind
+        config_namespace, slash, config_name = settings.configmap.partition("/")
+        names = list(kinds) if kinds is not None else [spec.kind for spec in WATCHED_KINDS] + ([own] if slash else [])
+        unknown = [name for name in names if name not in SPECS_BY_KIND and name != own]
         if unknown:
             raise ValueError(f"cannot watch unknown kinds {unknown}")
         self.status = status if status is not None else WatchStatus.for_kinds(names)
@@ -601,9 +607,12 @@ class ClusterSource:
             "cache": cache, "api_client": api_client, "namespace": settings.watch_namespace, "status": self.status,
             "timeout_seconds": timeout_seconds, "backoff": backoff, "list_timeout": list_timeout,
             "page_size": page_size}
-        specs = [SPECS_BY_KIND[name] for name in names]
+        specs = [SPECS_BY_KIND[kind] for kind in names if kind != own]
         # Kinds of built-in groups: always served, watched from the start.
         self.watchers = [KindWatcher(spec, **self._options) for spec in specs if not spec.discovered]
+        if own in names and slash:
+            spec = replace(CONTROLLER_CONFIG_MAP_SPEC, field_selector=f"metadata.name={config_name}")
+            self.watchers.append(KindWatcher(spec, **{**self._options, "namespace": config_namespace}))
         # Kinds watched while discovery finds them served: kind -> (version, its loop).
         self.discovered = [spec for spec in specs if spec.discovered]
         self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}

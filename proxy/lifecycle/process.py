@@ -75,4 +75,5 @@ def new_cache(settings: Settings) -> ObjectCache:
     if settings.default_ssl_certificate:
         namespace, name = settings.default_ssl_certificate.split("/", 1)
         relevant.add((namespace, name))
-    return ObjectCache(relevant_secrets=relevant)
+    namespace, slash, name = settings.configmap.partition("/")
+    return ObjectCache(relevant_secrets=relevant, controller_config_map=(namespace, name) if slash else None)

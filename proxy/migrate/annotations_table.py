@@ -234,17 +234,17 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'burst + 1 requests pass at once, then the rate.'),
     ('limit-connections', 'supported',
      'Requests in progress at once per client address, per replica, counted per Ingress (one zone for all '
-     'its routes, as ingress-nginx); over it 503. Slots are given back when a request ends, also when its '
-     'client goes away.'),
+     "its routes, as ingress-nginx); over it 503 (the ConfigMap's `limit-conn-status-code`). Slots are "
+     'given back when a request ends, also when its client goes away.'),
     ('limit-rate', 'not yet',
      ''),
     ('limit-rate-after', 'not yet',
      ''),
     ('limit-rpm', 'supported',
      'Per client address, per replica (N replicas allow N times), one zone per Ingress; burst from '
-     "`limit-burst-multiplier`; over it 503 (the ConfigMap's `limit-req-status-code` is not read yet). A "
-     'value that is not a number disables this limit only, with a warning (ingress-nginx drops every '
-     'limit of the Ingress).'),
+     "`limit-burst-multiplier`; over it 503 (the ConfigMap's `limit-req-status-code`). A value that is "
+     'not a number disables this limit only, with a warning (ingress-nginx drops every limit of the '
+     'Ingress).'),
     ('limit-rps', 'supported',
      "As `limit-rpm`, per second. Limits are checked in ingress-nginx's order: connections, rpm, rps. "
      'Uses the local token-bucket limiter of BackendTrafficPolicy, per client address; a request refused '
@@ -291,7 +291,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('proxy-connect-timeout', 'supported',
      "Whole seconds; a setting of the Ingress's own cluster (its pools), TLS handshake included. Bad "
-     "value: `--upstream-connect-timeout` (ingress-nginx: its ConfigMap's 5s), with a warning."),
+     "value: the global `proxy-connect-timeout` (the ConfigMap's, else `--upstream-connect-timeout`), "
+     'with a warning.'),
     ('proxy-cookie-domain', 'not yet',
      ''),
     ('proxy-cookie-path', 'not yet',

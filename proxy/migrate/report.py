@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.migrate.annotations_table import ROWS
-from proxy.migrate.configmap_keys import KEYS as CONFIGMAP_KEYS
+from proxy.routing.global_config import DIFFERENCES, PENDING, READERS
+from proxy.routing.global_config import FLAG_EQUIVALENTS as CONFIGMAP_FLAGS
 from proxy.routing.ingress.annotations import PREFIXES, REFUSED, REGISTRY, annotations_of, parse_annotations
+from proxy.routing.ingress.annotations.values import Invalid
+from proxy.routing.ingress.configmap_keys import KEYS as CONFIGMAP_KEYS
 
 # Fates, from best to worst. The last four change what clients see after the switch.
 SUPPORTED = "supported"
@@ -33,29 +36,6 @@ _HONOURED = frozenset(module.NAME for module in REGISTRY)
 # Every spelling of an honoured annotation -> its docs row (allowlist-source-range -> whitelist-source-range).
 _ROW_OF = {spelling: module.NAME for module in REGISTRY for spelling in getattr(module, "SPELLINGS", (module.NAME,))}
 
-# ConfigMap keys whose job a pyngress flag does (the ConfigMap itself is not read yet).
-FLAG_EQUIVALENTS: Mapping[str, str] = {
-    "hsts": "--hsts",
-    "hsts-max-age": "--hsts-max-age",
-    "hsts-include-subdomains": "--hsts-include-subdomains",
-    "hsts-preload": "--hsts-preload",
-    "proxy-connect-timeout": "--upstream-connect-timeout",
-    "proxy-read-timeout": "--upstream-read-timeout",
-    "client-header-timeout": "--client-header-timeout",
-    "keep-alive": "--client-keepalive-timeout",
-    "large-client-header-buffers": "--max-header-bytes",
-    "worker-processes": "--workers",
-    "enable-opentelemetry": "--otlp-endpoint (with --trace-by-default)",
-    "otlp-collector-host": "--otlp-endpoint",
-    "otel-sampler-ratio": "--trace-sample-ratio",
-    "opentelemetry-trust-incoming-span": "--trace-trust-incoming",
-    "use-proxy-protocol": "--proxy-protocol",
-    "use-forwarded-headers": "--use-forwarded-headers",
-    "enable-real-ip": "--enable-real-ip",
-    "proxy-real-ip-cidr": "--proxy-real-ip-cidr",
-    "forwarded-for-header": "--forwarded-for-header",
-    "compute-full-forwarded-for": "--compute-full-forwarded-for",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,19 +137,36 @@ def annotation_fate(key: str, value: Any, annotations: Mapping[str, Any]) -> Ite
 
 
 def configmap_report(namespace: str, name: str, data: Mapping[str, Any] | None) -> ConfigMapReport:
+    """Each key with its fate, judged by the reader the running proxy uses (routing.global_config)."""
     if data is None:
         return ConfigMapReport(namespace, name, (), found=False)
     items = []
     for key, value in sorted(data.items()):
         text = value if isinstance(value, str) else repr(value)
-        flag = FLAG_EQUIVALENTS.get(key)
-        if flag is not None:
-            items.append(Item(key, text, FLAG, f"pyngress does not read the ConfigMap yet; the flag {flag} does this"))
-        elif key in CONFIGMAP_KEYS:
-            items.append(Item(key, text, NOT_YET, "pyngress does not read the ConfigMap yet"))
-        else:
-            items.append(Item(key, text, UNKNOWN, "not an ingress-nginx ConfigMap key"))
+        items.append(_configmap_item(key, text, value))
     return ConfigMapReport(namespace, name, tuple(items))
+
+
+def _configmap_item(key: str, text: str, value: Any) -> Item:
+    reader = READERS.get(key)
+    if reader is not None:
+        try:
+            if not isinstance(value, str):
+                raise Invalid(f"must be a string, got {value!r:.60}")
+            reader(value)
+        except Invalid as error:
+            return Item(key, text, BAD_VALUE, f"{error}; the default is used")
+        if key in PENDING:
+            return Item(key, text, NOT_YET, f"read and validated, not applied yet: {PENDING[key]}")
+        if key in DIFFERENCES:
+            return Item(key, text, DIFFERENT, DIFFERENCES[key])
+        return Item(key, text, SUPPORTED, "")
+    flag = CONFIGMAP_FLAGS.get(key)
+    if flag is not None:
+        return Item(key, text, FLAG, f"not read from the ConfigMap; the flag {flag} does this")
+    if key in CONFIGMAP_KEYS:
+        return Item(key, text, NOT_YET, "not read by pyngress; ignored")
+    return Item(key, text, UNKNOWN, "not an ingress-nginx ConfigMap key")
 
 
 def _short(key: str) -> str | None:

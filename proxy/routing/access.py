@@ -12,6 +12,7 @@ layer has). IPv4-mapped IPv6 addresses (a dual-stack listener's "::ffff:10.0.0.1
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from proxy.routing.filters import Answer
@@ -103,6 +104,51 @@ class SourceRange:
             return Answer(403, detail="client address denied")
         if self.allow is not None and client not in self.allow:
             return Answer(403, detail="client address not allowed")
+        return None
+
+
+class UserAgents:
+    """nginx `map $http_user_agent` keys, compiled: exact strings (compared without case, as nginx's map
+    hash) and `~regex` (case-sensitive) or `~*regex` (not) searches."""
+
+    __slots__ = ("exact", "patterns", "entries")
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self.entries = entries
+        self.exact = frozenset(entry.lower() for entry in entries if not entry.startswith("~"))
+        self.patterns = tuple(re.compile(entry[2:], re.IGNORECASE) if entry.startswith("~*") else re.compile(entry[1:])
+                              for entry in entries if entry.startswith("~"))
+
+    def __contains__(self, agent: str) -> bool:
+        return agent.lower() in self.exact or any(pattern.search(agent) for pattern in self.patterns)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UserAgents) and other.entries == self.entries
+
+    def __hash__(self) -> int:
+        return hash(self.entries)
+
+
+def user_agent_matcher(entries: tuple[str, ...]) -> UserAgents | None:
+    return UserAgents(entries) if entries else None
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """ingress-nginx's ConfigMap `block-cidrs` (nginx `deny` at the http level) and `block-user-agents` (a map
+    and `return 403` in every server): 403 before routing, on every listener."""
+
+    cidrs: AddressSet | None = None
+    user_agents: UserAgents | None = None
+    order: int = field(default=-20, init=False)
+
+    def on_request(self, request: Request) -> Answer | None:
+        if self.cidrs is not None and request.client_address in self.cidrs:
+            return Answer(403, detail="client address blocked")
+        if self.user_agents is not None:
+            agent = request.header(b"user-agent")
+            if agent is not None and agent.decode("latin-1") in self.user_agents:
+                return Answer(403, detail="user agent blocked")
         return None
 
 

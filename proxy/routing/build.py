@@ -29,6 +29,7 @@ from proxy.objects import Snapshot, Warning
 from proxy.routing.checksum import checksum
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
+from proxy.routing.global_config import global_config, with_config
 from proxy.routing.ingress.classes import select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
@@ -48,7 +49,8 @@ __all__ = ["build", "checksum"]
 def build(snapshot: Snapshot, settings: Settings) -> Config:
     """The routing table, its clusters and every warning for one snapshot."""
     selection, class_warnings = select_classes(snapshot, settings)
-    warnings: list[Warning] = list(class_warnings)
+    config, config_warnings = global_config(snapshot, settings)
+    warnings: list[Warning] = [*class_warnings, *config_warnings]
     policies = index_policies(snapshot)
 
     served: list[IngressEntry] = []
@@ -61,7 +63,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
             continue
         if not entry.served:
             continue
-        entry.parse(host_checks, snapshot.secrets)
+        entry.parse(host_checks, snapshot.secrets, config)
         warnings.extend(entry.warnings)
         served.append(entry)
     served.sort(key=by_age)
@@ -109,9 +111,10 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     tls_status = tls_policy_status(snapshot, policies, settings.gateway_controller_name, gateway_status=gateway.status,
                                    used={(c.namespace, c.service, c.port) for c in clusters.values()})
     return Config(table=table, clusters=clusters, warnings=tuple(sorted(dict.fromkeys(warnings), key=warning_order)),
-                  checksum=checksum(table, clusters, listeners, gateway_digested(gateway), status, tls_status),
+                  checksum=with_config(checksum(table, clusters, listeners, gateway_digested(gateway), status,
+                                                tls_status), config, settings),
                   listeners=listeners, gateway_status=gateway.status, policy_status=status,
-                  tls_policy_status=tls_status, tls_routes=gateway.tls)
+                  tls_policy_status=tls_status, global_config=config, tls_routes=gateway.tls)
 
 
 def resolve_clusters(snapshot: Snapshot, table: RouteTable, extra: Iterable[Route] = (), *,

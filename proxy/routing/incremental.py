@@ -41,6 +41,7 @@ from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, polic
 from proxy.routing.clusters import ClusterResolver, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
 from proxy.routing.gateway.processor import EMPTY, TranslationMemo, same_objects
+from proxy.routing.global_config import GlobalConfig, global_config, with_config
 from proxy.routing.ingress.classes import ClassSelection, select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
@@ -129,6 +130,9 @@ class Builder:
 
     def __init__(self) -> None:
         self._settings: Settings | None = None
+        # The global configuration (--configmap) of the last build: a different one starts from scratch.
+        self._config: GlobalConfig | None = None
+        self._config_warnings: tuple[Warning, ...] = ()
         self.work = BuildWork()  # of the last build
         self._reset()
 
@@ -203,6 +207,16 @@ class Builder:
             self._reset()
             self._settings = settings
         previous = self._previous
+        if (previous is None or self._config is None
+                or snapshot.controller_config_maps is not previous.controller_config_maps):
+            config, config_warnings = global_config(snapshot, settings)
+            if config != self._config:
+                self._reset()
+                self._config = config
+                previous = None
+            if tuple(config_warnings) != self._config_warnings:
+                self._config_warnings = tuple(config_warnings)
+                self._warnings = None
         # Rule hosts to merge again, in the order they came up (deterministic: follows the snapshot's order).
         dirty: dict[str, None] = {}
 
@@ -272,13 +286,16 @@ class Builder:
         if self._warnings is None:
             self._warnings = self._gather_warnings()
         gateway = self._gateway
+        assert self._config is not None
+        digest = with_config(self._digests.hexdigest(), self._config, settings)
         if gateway is EMPTY:
             return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
-                          checksum=self._digests.hexdigest(), policy_status=self._policy_status,
-                          tls_policy_status=self._tls_status)
+                          checksum=digest, policy_status=self._policy_status,
+                          tls_policy_status=self._tls_status, global_config=self._config)
         return Config(table=self._table, clusters=self._clusters_out, warnings=self._warnings,
-                      checksum=self._digests.hexdigest(), listeners=self._listeners, gateway_status=gateway.status,
-                      policy_status=self._policy_status, tls_policy_status=self._tls_status, tls_routes=gateway.tls)
+                      checksum=digest, listeners=self._listeners, gateway_status=gateway.status,
+                      policy_status=self._policy_status, tls_policy_status=self._tls_status,
+                      global_config=self._config, tls_routes=gateway.tls)
 
     # ------------------------------------------------------------------ traffic policies
 
@@ -436,7 +453,7 @@ class Builder:
             elif entry.served:
                 if not entry.parsed:
                     self.work.ingresses += 1
-                    entry.parse(host_checks, self._secrets)
+                    entry.parse(host_checks, self._secrets, self._config)
                 if entry.paths is not None:
                     contribution = entry
                 warnings = entry.warnings
@@ -642,7 +659,7 @@ class Builder:
     # ------------------------------------------------------------------ warnings
 
     def _gather_warnings(self) -> tuple[Warning, ...]:
-        found = list(self._class_warnings)
+        found = [*self._class_warnings, *self._config_warnings]
         for warnings in self._ingress_warnings.values():
             found.extend(warnings)
         for warnings in self._group_warnings.values():

@@ -26,6 +26,7 @@ from proxy.routing.filters import Filters, HttpsRedirect
 
 if TYPE_CHECKING:
     from proxy.routing.gateway.status import GatewayApiStatus
+    from proxy.routing.global_config import GlobalConfig
     from proxy.routing.matches import Conditions
     from proxy.routing.passthrough import SniTable
     from proxy.routing.policies import ClusterPolicy, RoutePolicy
@@ -321,6 +322,9 @@ class Config:
     policy_status: TrafficPolicyStatus | None = None
     # Status of every BackendTLSPolicy (None: there are none), for the same writer; covered by the checksum.
     tls_policy_status: TlsPolicyStatus | None = None
+    # The global configuration (ingress-nginx's ConfigMap, flags where it is silent): what the server and the
+    # upstreams read at each swap (timeouts, HSTS, keep-alive, blocks). Covered by the checksum.
+    global_config: GlobalConfig | None = None
     # TLSRoutes of Gateway TLS listeners in Passthrough mode, by LOCAL port: server name → rule (served
     # with --enable-ssl-passthrough). Covered by the checksum.
     tls_routes: Mapping[int, SniTable] = field(default_factory=lambda: _NO_TLS_ROUTES)

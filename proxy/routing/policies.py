@@ -195,7 +195,8 @@ class ClientLimit:
     rpm: RateLimit | None = None
     rps: RateLimit | None = None
     exempt: AddressSet | None = None
-    status: int = 503
+    status: int = 503  # over limit-rpm / limit-rps (limit-req-status-code)
+    connection_status: int = 503  # over limit-connections (limit-conn-status-code)
 
 
 @dataclass(frozen=True, slots=True)

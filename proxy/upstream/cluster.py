@@ -114,6 +114,19 @@ class Upstream:
     def __repr__(self) -> str:
         return f"<Upstream {self.key} endpoints={len(self.endpoints)}>"
 
+    def retune(self, settings: Settings) -> None:
+        """New pool settings (the global configuration's upstream keep-alive and connect timeout): every pool
+        takes them now; connections open or in use stay."""
+        self.settings = settings
+        policy = self.cluster.policy
+        connect_timeout = settings.upstream_connect_timeout
+        if policy is not None and policy.connect_timeout:
+            connect_timeout = policy.connect_timeout
+        for pool in self._by_endpoint.values():
+            pool.limit = settings.upstream_keepalive
+            pool.idle_timeout = settings.upstream_keepalive_timeout
+            pool.connect_timeout = connect_timeout
+
     def update(self, cluster: Cluster) -> None:
         """Replace the endpoints (an ExternalName cluster has one: its DNS name and port) and apply the policy."""
         self.cluster = cluster

@@ -37,9 +37,10 @@ class Pipeline:
         self.controller.close()
 
 
-async def start_pipeline(api_client: ApiClient, settings: Settings, **options: object) -> Pipeline:
+async def start_pipeline(api_client: ApiClient, settings: Settings, *, cache: ObjectCache | None = None,
+                         **options: object) -> Pipeline:
     """`options` go to run_cluster_source (discovery_interval, ...)."""
-    cache = ObjectCache()
+    cache = cache if cache is not None else ObjectCache()
     holder = RuntimeHolder()
     status = WatchStatus.for_kinds(("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret"))
     pipeline = Pipeline(settings, cache, holder, Controller(cache=cache, settings=settings, holder=holder), status)

@@ -45,9 +45,7 @@ async def test_the_report_from_a_cluster(kube_api, tmp_path: Path):
     fates = {a["key"]: a["fate"] for i in body["ingresses"] for a in i["annotations"]}
     assert fates[NGINX + "ssl-redirect"] == "supported"
     assert fates[NGINX + "use-regex"] == "supported with a difference"
-    assert body["configmap"]["keys"] == [{"key": "keep-alive", "value": "75", "fate": "use a flag",
-                                          "note": "pyngress does not read the ConfigMap yet; the flag "
-                                                  "--client-keepalive-timeout does this"}]
+    assert body["configmap"]["keys"] == [{"key": "keep-alive", "value": "75", "fate": "supported", "note": ""}]
 
     status, out, _ = await migrate("--kubeconfig", config, "--namespace", "news", "--configmap", "ingress-nginx/gone")
     assert "Ingress news/blog" in out and "web/shop" not in out

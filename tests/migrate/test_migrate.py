@@ -82,12 +82,25 @@ def test_our_spelling_wins_over_nginx_spelling():
 
 
 def test_configmap_keys():
+    """Fates come from the reader the proxy uses (routing.global_config)."""
     report = make_report([], ("ingress-nginx", "controller", {
-        "hsts-max-age": "600", "worker-shutdown-timeout": "240s", "not-a-key": "x"}))
+        "hsts-max-age": "600", "use-forwarded-headers": "true", "not-a-key": "x", "proxy-read-timeout": "abc",
+        "worker-processes": "4", "gzip-level": "5", "load-balance": "ewma", "custom-http-errors": "404",
+        "proxy-body-size": "8m", "use-proxy-protocol": "true", "enable-real-ip": "true",
+        "proxy-real-ip-cidr": "10.0.0.0/8", "forwarded-for-header": "CF-Connecting-IP",
+        "compute-full-forwarded-for": "true", "worker-shutdown-timeout": "240s"}))
     assert {item.key: item.fate for item in report.configmap.items} == {
-        "hsts-max-age": FLAG, "worker-shutdown-timeout": NOT_YET, "not-a-key": UNKNOWN}
-    assert "--hsts-max-age" in report.configmap.items[0].note
+        "hsts-max-age": SUPPORTED, "use-forwarded-headers": SUPPORTED, "not-a-key": UNKNOWN,
+        "proxy-read-timeout": BAD_VALUE, "worker-processes": FLAG, "gzip-level": NOT_YET, "load-balance": DIFFERENT,
+        "custom-http-errors": NOT_YET, "proxy-body-size": SUPPORTED, "use-proxy-protocol": DIFFERENT,
+        "enable-real-ip": SUPPORTED, "proxy-real-ip-cidr": SUPPORTED, "forwarded-for-header": SUPPORTED,
+        "compute-full-forwarded-for": SUPPORTED, "worker-shutdown-timeout": FLAG}
+    notes = {item.key: item.note for item in report.configmap.items}
+    assert "--workers" in notes["worker-processes"] and "--shutdown-grace-period" in notes["worker-shutdown-timeout"]
+    assert "restart" in notes["use-proxy-protocol"] and "default backend" in notes["custom-http-errors"]
     assert report.changes_behaviour
+    fine = make_report([], ("ingress-nginx", "controller", {"hsts": "true", "limit-req-status-code": "429"}))
+    assert not fine.changes_behaviour
     missing = make_report([], ("ingress-nginx", "controller", None))
     assert not missing.configmap.found and not missing.changes_behaviour
 
@@ -140,7 +153,7 @@ def test_the_command_reports_and_exits_1_when_behaviour_would_change(tmp_path: P
     assert any(line.startswith("  ! nginx.ingress.kubernetes.io/mirror-target='http://mirror.test/'  [not yet]")
                for line in lines)
     assert any(line.startswith("    nginx.ingress.kubernetes.io/ssl-redirect='false'  [supported]") for line in lines)
-    assert any("hsts='false'  [use a flag]" in line and "--hsts" in line for line in lines)
+    assert any(line.startswith("    hsts='false'  [supported]") for line in lines)
 
     as_json = migrate("--manifests", str(tmp_path / "m"), "--output", "json")
     assert as_json.returncode == 1

@@ -37,12 +37,13 @@ from proxy.routing.filters import (
     WwwRedirect,
     compose,
 )
+from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
 from proxy.routing.ingress.secrets import SecretReader
-from proxy.routing.ingress.security import Security, security_of
+from proxy.routing.ingress.security import LIMIT_STATUS, Security, security_of
 from proxy.routing.model import ErrorPages, Route
 from proxy.routing.policy.spec import PolicySpec
 
@@ -140,11 +141,12 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
 
 
 def features_of(values: IngressAnnotations, *, zone: str = "",
-                hosts: tuple[str, ...] = (), secrets: SecretReader | None = None
-                ) -> tuple[NginxFeatures | None, list[str]]:
+                hosts: tuple[str, ...] = (), secrets: SecretReader | None = None,
+                config: GlobalConfig | None = None) -> tuple[NginxFeatures | None, list[str]]:
     """The compiled features (None when the Ingress uses none of them) and problems, as messages; `zone`:
     "namespace/name" of the Ingress (its limits' counters are shared by its routes); `secrets`: where the
-    Secrets of auth-secret and proxy-ssl-secret are read."""
+    Secrets of auth-secret and proxy-ssl-secret are read; `config`: the global configuration (the limits'
+    status codes)."""
     problems: list[str] = []
     canary, canary_problems = canary_spec(values)
     problems.extend(canary_problems)
@@ -176,7 +178,10 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
         else:
             problems.append("annotation x-forwarded-prefix has no effect without rewrite-target (as in ingress-nginx)")
     root = RootRedirect(values.app_root.encode("latin-1")) if values.app_root else None
-    security, security_problems = security_of(values, zone=zone, secrets=secrets)
+    security, security_problems = security_of(
+        values, zone=zone, secrets=secrets,
+        request_status=config.limit_req_status_code if config is not None else LIMIT_STATUS,
+        connection_status=config.limit_conn_status_code if config is not None else LIMIT_STATUS)
     problems.extend(security_problems)
     external_auth, auth_problems = auth_layer_of(values, zone=zone)
     problems.extend(auth_problems)

@@ -15,6 +15,7 @@ from typing import Any
 from proxy.objects import Key, KubeObject, Warning
 from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
+from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
 from proxy.routing.ingress.nginx import NginxFeatures, extra_hosts, features_of
@@ -75,15 +76,18 @@ class IngressEntry:
             self.served = False
             self.problem = Warning("Ingress", self.key[0], self.key[1], f"{error}; Ingress skipped")
 
-    def parse(self, host_checks: dict[str, tuple[str, str]], secrets: Mapping[Key, KubeObject] | None = None) -> None:
+    def parse(self, host_checks: dict[str, tuple[str, str]], secrets: Mapping[Key, KubeObject] | None = None,
+              config: GlobalConfig | None = None) -> None:
         """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation;
-        `secrets`: the snapshot's Secrets, read by annotations (auth-secret, proxy-ssl-secret)."""
+        `secrets`: the snapshot's Secrets, read by annotations (auth-secret, proxy-ssl-secret); `config`: the
+        global configuration (its global forms are the annotations' defaults)."""
         self.parsed = True
         namespace, name = self.key
         problems: list[Warning] = []
         try:
             rules, problems = parse_ingress(self.obj, namespace=namespace, name=name, hosts=host_checks)
-            annotations, messages = parse_annotations(annotations_of(self.obj))
+            defaults = config.annotation_defaults(DEFAULTS) if config is not None else DEFAULTS
+            annotations, messages = parse_annotations(annotations_of(self.obj), defaults=defaults)
             problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
@@ -92,7 +96,7 @@ class IngressEntry:
             if annotations is not DEFAULTS:
                 reader = SecretReader(secrets if secrets is not None else {}, namespace)
                 self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts,
-                                                   secrets=reader)
+                                                   secrets=reader, config=config)
                 self.secrets = frozenset(reader.read)
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self._index(rules, extra_hosts(annotations, rules.hosts))

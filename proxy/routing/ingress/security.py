@@ -36,7 +36,7 @@ from proxy.routing.model import Route
 from proxy.routing.policies import ClientLimit, RateLimit, RoutePolicy
 
 # The status of a request over limit-connections, limit-rpm or limit-rps: ingress-nginx's default
-# `limit-req-status-code` / `limit-conn-status-code`. Its ConfigMap keys will set it (not read yet).
+# `limit-req-status-code` / `limit-conn-status-code` (its ConfigMap keys: routing.global_config).
 LIMIT_STATUS = 503
 
 
@@ -64,11 +64,13 @@ class Security:
 _AUTH = frozenset({"auth-type", "auth-secret", "auth-secret-type"})
 
 
-def security_of(values: IngressAnnotations, *, zone: str,
-                secrets: SecretReader | None = None) -> tuple[Security | None, list[str]]:
+def security_of(values: IngressAnnotations, *, zone: str, secrets: SecretReader | None = None,
+                request_status: int = LIMIT_STATUS,
+                connection_status: int = LIMIT_STATUS) -> tuple[Security | None, list[str]]:
     """The compiled security features of one Ingress (None: none used) and problems, as messages.
     `zone`: "namespace/name" of the Ingress, whose routes share the limits' counters. `secrets`: where
-    auth-secret is read (None: nowhere, every Secret missing)."""
+    auth-secret is read (None: nowhere, every Secret missing). `request_status`, `connection_status`: the
+    answers over limit-rps/-rpm and over limit-connections (the ConfigMap's)."""
     problems: list[str] = []
     broken = sorted(({"whitelist-source-range", "denylist-source-range"} | _AUTH) & values.invalid)
     if broken:
@@ -95,7 +97,7 @@ def security_of(values: IngressAnnotations, *, zone: str,
         cors = _cors(values, problems)
         if cors is not None:
             filters.append(cors)
-    limit = _client_limit(values, zone)
+    limit = _client_limit(values, zone, request_status, connection_status)
     if not filters and limit is None:
         return None, problems
     return Security(filters=tuple(filters), client_limit=limit), problems
@@ -126,7 +128,8 @@ def _basic_auth(values: IngressAnnotations, secrets: SecretReader | None, proble
     return BasicAuth.of(values.auth_realm, users)
 
 
-def _client_limit(values: IngressAnnotations, zone: str) -> ClientLimit | None:
+def _client_limit(values: IngressAnnotations, zone: str, request_status: int,
+                  connection_status: int) -> ClientLimit | None:
     multiplier = max(0, values.limit_burst_multiplier)
 
     def bucket(limit: int, per: float) -> RateLimit | None:
@@ -135,14 +138,15 @@ def _client_limit(values: IngressAnnotations, zone: str) -> ClientLimit | None:
         # nginx's limit_req: burst b (= limit x multiplier) with nodelay passes b + 1 requests at once; the
         # bucket holds requests + burst tokens.
         return RateLimit(requests=limit, per=per, burst=limit * multiplier + 1 - limit, per_client=True,
-                         status=LIMIT_STATUS)
+                         status=request_status)
 
     rpm, rps = bucket(values.limit_rpm, 60.0), bucket(values.limit_rps, 1.0)
     connections = max(0, values.limit_connections)
     if rpm is None and rps is None and not connections:
         return None
     exempt = AddressSet(values.limit_whitelist) if values.limit_whitelist else None
-    return ClientLimit(zone=zone, connections=connections, rpm=rpm, rps=rps, exempt=exempt, status=LIMIT_STATUS)
+    return ClientLimit(zone=zone, connections=connections, rpm=rpm, rps=rps, exempt=exempt, status=request_status,
+                       connection_status=connection_status)
 
 
 def _cors(values: IngressAnnotations, problems: list[str]) -> Cors | None:

@@ -338,15 +338,19 @@ def annotations_of(ingress: Mapping[str, Any]) -> Mapping[str, Any]:
     return found if type(found) is dict or isinstance(found, Mapping) else {}
 
 
-def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotations, list[str]]:
-    """The typed values and, as messages, every problem (invalid value, unknown annotation)."""
+def parse_annotations(annotations: Mapping[str, Any], *,
+                      defaults: IngressAnnotations | None = None) -> tuple[IngressAnnotations, list[str]]:
+    """The typed values and, as messages, every problem (invalid value, unknown annotation). `defaults`: the
+    values of annotations not set (DEFAULTS, or the global forms of ingress-nginx's ConfigMap over them)."""
+    if defaults is None:
+        defaults = DEFAULTS
     if not annotations:
-        return DEFAULTS, []
+        return defaults, []
     values: dict[str, Any] = {}
     problems: list[str] = []
     decided: set[str] = set()
     read: set[tuple[str, str]] = set()
-    invalid: set[str] = set()
+    invalid: set[str] = set(defaults.invalid)  # a global form that was bad (see routing.global_config)
     for key in sorted(annotations, key=_our_first):
         name = _short_name(key)
         if name is None:
@@ -377,10 +381,10 @@ def parse_annotations(annotations: Mapping[str, Any]) -> tuple[IngressAnnotation
             problems.append(f"annotation {key}: {error}; "
                             + (disabled if disabled else f"{_default_text(module.DEFAULT)} used"))
             invalid.add(name)
-    invalid -= decided  # a valid pyngress.dev/ spelling decided it
-    if invalid:
+    invalid -= decided  # a valid pyngress.dev/ spelling (or the Ingress's own value) decided it
+    if invalid != defaults.invalid:
         values["invalid"] = frozenset(invalid)
-    return (replace(DEFAULTS, **values) if values else DEFAULTS), problems
+    return (replace(defaults, **values) if values else defaults), problems
 
 
 def _short_name(key: Any) -> str | None:

@@ -5,7 +5,7 @@ from proxy.routing.ingress.annotations.values import seconds
 
 NAME = "proxy-connect-timeout"
 DEFAULT = 0  # not set
-DISABLED = "the global --upstream-connect-timeout used (as ingress-nginx falls back to its ConfigMap)"
+DISABLED = "the global proxy-connect-timeout used (the ConfigMap's, else --upstream-connect-timeout)"
 
 
 def parse(value: str) -> int:

@@ -5,7 +5,7 @@ from proxy.routing.ingress.annotations.values import seconds
 
 NAME = "proxy-send-timeout"
 DEFAULT = 0  # not set
-DISABLED = "the global --upstream-read-timeout used (as ingress-nginx falls back to its ConfigMap)"
+DISABLED = "the global proxy-send-timeout used (the ConfigMap's, else --upstream-read-timeout)"
 
 
 def parse(value: str) -> int:

@@ -1,7 +1,7 @@
 """The keys of ingress-nginx's ConfigMap (its documentation's configmap.md, "Configuration options").
 
-pyngress does not read the ConfigMap yet: `pyngress migrate` reports each key a ConfigMap sets, and where a
-pyngress flag does the same job, names it.
+The global configuration (routing.global_config) reads the keys it knows; every other key in this list is
+known but not read (one warning each), and a key outside it is unknown to ingress-nginx too.
 """
 
 from __future__ import annotations

@@ -1,0 +1,388 @@
+"""The global configuration: ingress-nginx's ConfigMap (`--configmap NAMESPACE/NAME`), parsed and validated.
+
+`global_config(snapshot, settings)` reads the ConfigMap the settings name (the cache keeps it, whole, under
+`Snapshot.controller_config_maps`) into one frozen `GlobalConfig`, an input of the build like the snapshot:
+a change makes a new Config, swapped in like any other (ingress-nginx reloads nginx; we swap a reference,
+so no connection drops). Facts are ingress-nginx's (internal/ingress/controller/config, template/configmap.go):
+
+- every key has ingress-nginx's default; where a pyngress flag does the same job (`--upstream-read-timeout`
+  for `proxy-read-timeout`, `--hsts*`, ...), the flag sets the value the ConfigMap did not: ingress-nginx has
+  no flag for any key read here, so a key the ConfigMap sets wins over the flag;
+- booleans are Go's ParseBool ("true", "1", "t", "false", "0", "f", any case), numbers whole decimals, lists
+  comma-separated (blanks trimmed); a bad value keeps the default, with a warning naming the ConfigMap and key;
+- the global forms of `ssl-redirect`, `proxy-next-upstream*`, `load-balance` and `whitelist-source-range` are
+  the defaults of the per-Ingress annotations of the same name (`annotation_defaults`): an annotation wins;
+- a key ingress-nginx knows that pyngress does not read, and a key ingress-nginx does not know, get one
+  warning each; a key whose feature is not wired (custom-http-errors) is parsed and validated into its field
+  and listed in `PENDING` ("not applied yet" warning, with the reason): wiring one is taking it out;
+- the client-address keys, `proxy-body-size` and `use-proxy-protocol` default to their flags / settings
+  (`--use-forwarded-headers`..., `Settings.proxy_body_size`, `--proxy-protocol`); the server applies them at
+  each swap, except `use-proxy-protocol`, read once when the listeners start (proxy/server.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from proxy.objects import Key, Snapshot, Warning
+from proxy.routing.access import parse_networks
+from proxy.routing.ingress.annotations import IngressAnnotations
+from proxy.routing.ingress.annotations import load_balance as load_balance_annotation
+from proxy.routing.ingress.annotations import proxy_next_upstream as next_upstream_annotation
+from proxy.routing.ingress.annotations.values import Invalid, option
+from proxy.routing.ingress.configmap_keys import KEYS
+from proxy.settings import Settings
+
+KIND = "ConfigMap"
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalConfig:
+    """The controller-wide settings of ingress-nginx's ConfigMap; every value typed, valid, and defaulted."""
+
+    # Timeouts to the pods, whole seconds (proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout).
+    proxy_connect_timeout: float = 5.0
+    proxy_read_timeout: float = 60.0
+    proxy_send_timeout: float = 60.0
+    # The global forms of the annotations of the same name (annotation_defaults); () / -1 / "": not set.
+    proxy_next_upstream: tuple[str, ...] = ()
+    proxy_next_upstream_tries: int = -1
+    proxy_next_upstream_timeout: int = -1
+    load_balance: str = ""
+    whitelist_source_range: tuple[str, ...] = ()
+    ssl_redirect: bool = True
+    # Strict-Transport-Security on answers over TLS.
+    hsts: bool = True
+    hsts_max_age: int = 31536000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    # The answers over the per-client limits (limit-rps/-rpm, limit-connections).
+    limit_req_status_code: int = 503
+    limit_conn_status_code: int = 503
+    # Refused with 403 before routing: client networks, and User-Agents (exact, or `~`/`~*` regexes).
+    block_cidrs: tuple[str, ...] = ()
+    block_user_agents: tuple[str, ...] = ()
+    # Client side (keepalive_timeout, keepalive_requests, client_header_timeout, client_body_timeout).
+    keep_alive: float = 75.0
+    keep_alive_requests: int = 1000
+    client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0
+    # Idle connections kept per pod, and how long one may idle.
+    upstream_keepalive_connections: int = 320
+    upstream_keepalive_timeout: float = 60.0
+    # Server header: false (ingress-nginx's default) sends none, the pods' included; true sends ours.
+    server_tokens: bool = False
+    # Trace routes without an enable-opentelemetry annotation (with --otlp-endpoint).
+    enable_opentelemetry: bool = False
+    # PROXY protocol on the listeners: read when they start (a later change needs a restart).
+    use_proxy_protocol: bool = False
+    # What a proxy in front may say about the client (proxy/http/forwarded.py ForwardedTrust).
+    use_forwarded_headers: bool = False
+    forwarded_for_header: str = "X-Forwarded-For"
+    compute_full_forwarded_for: bool = False
+    proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
+    enable_real_ip: bool = False
+    # Largest request body of an Ingress route without its own proxy-body-size (0: no limit).
+    proxy_body_size: int = 1024 * 1024  # bytes ("1m")
+    # Parsed for a feature not wired yet (see PENDING).
+    custom_http_errors: tuple[int, ...] = ()
+    # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
+    set_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    # Keys whose value was bad (the default kept); a bad whitelist-source-range fails closed (annotation_defaults).
+    invalid_keys: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GlobalConfig:
+        """The values before any ConfigMap: ingress-nginx's defaults, or the flags that do the same job."""
+        return cls(proxy_connect_timeout=settings.upstream_connect_timeout,
+                   proxy_read_timeout=settings.upstream_read_timeout,
+                   proxy_send_timeout=settings.upstream_read_timeout,
+                   hsts=settings.hsts, hsts_max_age=settings.hsts_max_age,
+                   hsts_include_subdomains=settings.hsts_include_subdomains, hsts_preload=settings.hsts_preload,
+                   keep_alive=settings.client_keepalive_timeout, client_header_timeout=settings.client_header_timeout,
+                   client_body_timeout=settings.client_body_timeout,
+                   upstream_keepalive_connections=settings.upstream_keepalive,
+                   upstream_keepalive_timeout=settings.upstream_keepalive_timeout,
+                   enable_opentelemetry=settings.trace_by_default,
+                   keep_alive_requests=settings.keepalive_requests,
+                   use_proxy_protocol=settings.proxy_protocol,
+                   use_forwarded_headers=settings.use_forwarded_headers,
+                   forwarded_for_header=settings.forwarded_for_header,
+                   compute_full_forwarded_for=settings.compute_full_forwarded_for,
+                   proxy_real_ip_cidr=settings.proxy_real_ip_cidr, enable_real_ip=settings.enable_real_ip,
+                   proxy_body_size=settings.proxy_body_size)
+
+    def digest(self) -> str:
+        """A stable digest of every value (folded into the build's checksum: a change makes a new Config)."""
+        return hashlib.sha256(f"{self!r}|{sorted(self.set_keys)}|{sorted(self.invalid_keys)}".encode()).hexdigest()
+
+    def hsts_field(self) -> bytes:
+        """The Strict-Transport-Security header line HTTPS answers carry (b"" when off)."""
+        if not self.hsts:
+            return b""
+        value = b"max-age=%d" % self.hsts_max_age
+        if self.hsts_include_subdomains:
+            value += b"; includeSubDomains"
+        if self.hsts_preload:
+            value += b"; preload"
+        return b"Strict-Transport-Security: " + value + b"\r\n"
+
+    def annotation_defaults(self, defaults: IngressAnnotations) -> IngressAnnotations:
+        """`defaults` with the global forms this ConfigMap sets (an Ingress's own annotation wins)."""
+        changes: dict[str, Any] = {name: getattr(self, name) for name in _ANNOTATION_FIELDS
+                                   if _key(name) in self.set_keys}
+        if _FAIL_CLOSED & self.invalid_keys:
+            # A security setting that cannot be honoured closes the routes of every Ingress without its own.
+            changes["invalid"] = defaults.invalid | (_FAIL_CLOSED & self.invalid_keys)
+        return replace(defaults, **changes) if changes else defaults
+
+
+# ------------------------------------------------------------------ value readers (Go's, as ingress-nginx decodes)
+
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_SIZE = re.compile(r"([0-9]{1,15})([kKmMgG]?)")
+
+
+def go_bool(value: str) -> bool:
+    """strconv.ParseBool: 1, t, T, TRUE, true, True (and the false forms)."""
+    text = value.strip()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise Invalid(f'{value!r:.40} is not a boolean ("true" or "false")')
+
+
+def whole(value: str) -> int:
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,15}", text):
+        raise Invalid(f"{value!r:.40} is not a whole number")
+    return int(text)
+
+
+def seconds(value: str) -> float:
+    number = whole(value)
+    if number <= 0:
+        raise Invalid(f"{value!r:.40} is not a number of seconds above 0")
+    return float(number)
+
+
+def not_negative(value: str) -> int:
+    number = whole(value)
+    if number < 0:
+        raise Invalid(f"{value!r:.40} is negative")
+    return number
+
+
+def count(value: str) -> int:
+    number = whole(value)
+    if number <= 0:
+        raise Invalid(f"{value!r:.40} is not a number above 0")
+    return number
+
+
+def status_code(value: str) -> int:
+    """A status nginx's limit_req_status / limit_conn_status accept: 400 to 599."""
+    number = whole(value)
+    if not 400 <= number <= 599:
+        raise Invalid(f"{value!r:.40} is not a status code between 400 and 599")
+    return number
+
+
+def words(value: str) -> tuple[str, ...]:
+    """ingress-nginx's splitAndTrimSpace(value, ",")."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def networks(value: str) -> tuple[str, ...]:
+    try:
+        return parse_networks(value) if value.strip() else ()
+    except ValueError as error:
+        raise Invalid(str(error)) from None
+
+
+def user_agents(value: str) -> tuple[str, ...]:
+    """nginx map keys: exact strings, or `~regex` (case-sensitive) and `~*regex`; each regex must compile."""
+    found = words(value)
+    for entry in found:
+        if entry.startswith("~"):
+            try:
+                re.compile(entry[2:] if entry.startswith("~*") else entry[1:])
+            except (re.error, OverflowError, RecursionError) as error:
+                raise Invalid(f"{entry!r:.60} is not a valid regular expression ({error})") from None
+    return found
+
+
+def http_errors(value: str) -> tuple[int, ...]:
+    codes = []
+    for entry in words(value):
+        number = whole(entry)
+        if not 100 <= number <= 599:
+            raise Invalid(f"{entry!r:.20} is not an HTTP status code")
+        codes.append(number)
+    return tuple(sorted(set(codes)))
+
+
+def body_size(value: str) -> int:
+    """nginx's size: bytes, or with k, m, g (0: no limit)."""
+    found = _SIZE.fullmatch(value.strip())
+    if found is None:
+        raise Invalid(f"{value!r:.40} is not a size (bytes, or a number with k, m or g)")
+    return int(found[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[found[2].lower()]
+
+
+def header_name(value: str) -> str:
+    text = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,100}", text):
+        raise Invalid(f"{value!r:.40} is not a header name")
+    return text
+
+
+def load_balance(value: str) -> str:
+    return option(value, load_balance_annotation.OPTIONS)
+
+
+# key -> reader; the field is the key with "_" for "-".
+READERS: Mapping[str, Callable[[str], Any]] = {
+    "proxy-connect-timeout": seconds, "proxy-read-timeout": seconds, "proxy-send-timeout": seconds,
+    "proxy-next-upstream": next_upstream_annotation.parse, "proxy-next-upstream-tries": not_negative,
+    "proxy-next-upstream-timeout": not_negative, "load-balance": load_balance, "whitelist-source-range": networks,
+    "ssl-redirect": go_bool, "hsts": go_bool, "hsts-max-age": not_negative, "hsts-include-subdomains": go_bool,
+    "hsts-preload": go_bool, "limit-req-status-code": status_code, "limit-conn-status-code": status_code,
+    "block-cidrs": networks, "block-user-agents": user_agents, "keep-alive": seconds,
+    "keep-alive-requests": count, "client-header-timeout": seconds, "client-body-timeout": seconds,
+    "upstream-keepalive-connections": not_negative, "upstream-keepalive-timeout": seconds,
+    "server-tokens": go_bool, "enable-opentelemetry": go_bool,
+    "use-proxy-protocol": go_bool, "use-forwarded-headers": go_bool, "forwarded-for-header": header_name,
+    "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
+    "custom-http-errors": http_errors, "proxy-body-size": body_size,
+}
+# Parsed and validated, not applied yet: custom-http-errors needs a global default backend, which pyngress does
+# not have (the annotation of the same name works per Ingress). Wiring one = removing it from here.
+PENDING: Mapping[str, str] = {
+    "custom-http-errors": "pyngress has no global default backend; the custom-http-errors annotation works with "
+                          "default-backend per Ingress",
+}
+# Read with a difference from ingress-nginx (the migration report shows it).
+DIFFERENCES: Mapping[str, str] = {
+    "proxy-next-upstream": "attempts go to other pods of the same Service; http_403/http_404/http_429 retried "
+                           "like the 5xx ones",
+    "load-balance": "ewma is least-request; chash, chashsubset and sticky_* come from upstream-hash-by and "
+                    "affinity (round robin otherwise)",
+    "server-tokens": "\"true\" sends `Server: pyngress` instead of nginx's version",
+    "keep-alive-requests": "counted per client connection over HTTP/1.1",
+    "use-proxy-protocol": "read when the listeners start: a later change needs a restart (a warning says so)",
+}
+# Keys pyngress serves through a flag rather than the ConfigMap.
+FLAG_EQUIVALENTS: Mapping[str, str] = {
+    "large-client-header-buffers": "--max-header-bytes",
+    "worker-processes": "--workers",
+    "otlp-collector-host": "--otlp-endpoint",
+    "otlp-collector-port": "--otlp-endpoint",
+    "otel-sampler-ratio": "--trace-sample-ratio",
+    "opentelemetry-trust-incoming-span": "--trace-trust-incoming",
+    "worker-shutdown-timeout": "--shutdown-grace-period",
+}
+_ANNOTATION_FIELDS = ("proxy_next_upstream", "proxy_next_upstream_tries", "proxy_next_upstream_timeout",
+                      "load_balance", "whitelist_source_range", "ssl_redirect")
+# Global forms of security annotations: a bad value refuses (503) the routes of Ingresses without their own.
+_FAIL_CLOSED = frozenset({"whitelist-source-range"})
+_FIELD_NAMES = frozenset(f.name for f in fields(GlobalConfig))
+assert all(key.replace("-", "_") in _FIELD_NAMES for key in READERS) and set(READERS) <= KEYS
+
+
+def _key(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+def config_map_key(settings: Settings) -> Key | None:
+    """(namespace, name) of the ConfigMap `--configmap` names, None without one."""
+    namespace, slash, name = settings.configmap.partition("/")
+    return (namespace, name) if slash and namespace and name else None
+
+
+def parse_config(data: Mapping[str, Any], *, base: GlobalConfig, where: str) -> tuple[GlobalConfig, list[str]]:
+    """`base` with the values of a ConfigMap's `data`, and one problem per bad, unread or unknown key.
+    `where`: "namespace/name", for the messages."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    invalid: set[str] = set()
+    for key in sorted(data, key=str):
+        value = data[key]
+        reader = READERS.get(key) if isinstance(key, str) else None
+        if reader is None:
+            if key in KEYS:
+                flag = FLAG_EQUIVALENTS.get(key)
+                problems.append(f"key {key} is not read by pyngress; ignored"
+                                + (f" (the flag {flag} does this)" if flag else ""))
+            else:
+                problems.append(f"key {key!s:.80} is not an ingress-nginx ConfigMap key; ignored")
+            continue
+        name = key.replace("-", "_")
+        try:
+            if not isinstance(value, str):
+                raise Invalid(f"must be a string, got {value!r:.60}")
+            values[name] = reader(value)
+        except Invalid as error:
+            invalid.add(key)
+            if key == "proxy-real-ip-cidr":
+                problems.append(f"key {key}: {error}; no network is trusted with forwarded headers until it is "
+                                "fixed (fail closed)")
+            elif key in _FAIL_CLOSED:
+                problems.append(f"key {key}: {error}; every Ingress without its own {key} answers 503 until it is "
+                                "fixed (fail closed)")
+            else:
+                problems.append(f"key {key}: {error}; {_shown(getattr(base, name))} kept")
+            continue
+        if key in PENDING:
+            problems.append(f"key {key} is read but not applied yet ({PENDING[key]})")
+    config = replace(base, **values, set_keys=frozenset(_key(name) for name in values),
+                     invalid_keys=frozenset(invalid))
+    return config, [f"ConfigMap {where}: {message}" for message in problems]
+
+
+def global_config(snapshot: Snapshot, settings: Settings) -> tuple[GlobalConfig, list[Warning]]:
+    """The global configuration of a build, and its warnings (kind ConfigMap, naming the ConfigMap)."""
+    base = GlobalConfig.from_settings(settings)
+    key = config_map_key(settings)
+    if key is None:
+        return base, []
+    obj = snapshot.controller_config_maps.get(key)
+    if obj is None:
+        return base, [Warning(KIND, key[0], key[1], "not found (--configmap); defaults used")]
+    data = obj.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        return base, [Warning(KIND, key[0], key[1], "its data is not a mapping; defaults used")]
+    config, problems = parse_config(data, base=base, where=f"{key[0]}/{key[1]}")
+    prefix = f"ConfigMap {key[0]}/{key[1]}: "
+    return config, [Warning(KIND, key[0], key[1], message.removeprefix(prefix)) for message in problems]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return f'the default "{str(value).lower()}"'
+    if value == () or value == "":
+        return "nothing"
+    if isinstance(value, float) and value.is_integer():
+        return f"the default {int(value)}"
+    if isinstance(value, tuple):
+        return f"the default {','.join(map(str, value))!r}"
+    return f"the default {value!r}"
+
+
+def with_config(checksum: str, config: GlobalConfig, settings: Settings) -> str:
+    """The build's checksum with the global configuration folded in (as it is, without --configmap)."""
+    if not settings.configmap:
+        return checksum
+    return hashlib.sha256(f"{checksum}|{config.digest()}".encode()).hexdigest()
+
+
+__all__ = ["DIFFERENCES", "FLAG_EQUIVALENTS", "KIND", "PENDING", "READERS", "GlobalConfig", "config_map_key",
+           "global_config", "parse_config", "with_config"]

@@ -1,0 +1,235 @@
+"""ingress-nginx's ConfigMap (proxy.routing.global_config) end to end: objects and a ConfigMap → the real builder
+→ the real proxy → pods; a new ConfigMap is a new Config swapped into the running server (no restart, open
+connections kept). Each test names the section of ingress-nginx's docs/user-guide/nginx-configuration/configmap.md
+(or the e2e test under test/e2e/settings/) whose behaviour it reproduces."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from proxy.objects import Snapshot
+from proxy.routing.build import build
+from proxy.routing.model import Config
+from proxy.settings import Settings
+from server_harness import Pod, Proxy, connect, encode_request, read_response, request
+from test_nginx_annotations import ingress
+from test_proxy_protocol import ask, echoed, v1
+from test_real_ip import forwarded
+
+HOST = "config.foo.com"
+KEY = ("ingress-nginx", "controller")
+
+
+def serve(proxy: Any, pods: list[Pod], data: dict[str, str] | None, *ingresses: dict[str, Any]) -> Config:
+    """Build from the Ingresses, a Service + EndpointSlice per pod and the controller ConfigMap, and publish."""
+    services = {("default", pod.name): {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": pod.name, "namespace": "default"},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": pod.port}]}} for pod in pods}
+    slices = {("default", pod.name): {f"{pod.name}-1": {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": f"{pod.name}-1", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": pod.name}},
+        "endpoints": [{"addresses": [pod.host], "conditions": {"ready": True}}],
+        "ports": [{"name": "", "port": pod.port, "protocol": "TCP"}]}} for pod in pods}
+    maps = {} if data is None else {KEY: {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": KEY[1], "namespace": KEY[0]}, "data": data}}
+    snap = Snapshot(ingresses={("default", obj["metadata"]["name"]): obj for obj in ingresses},
+                    services=services, endpoint_slices=slices, controller_config_maps=maps)
+    config = build(snap, proxy.settings)
+    proxy.publish_config(config, list(config.clusters.values()))
+    return config
+
+
+async def burst(port: int, count: int = 12) -> list[int]:
+    """`count` requests on one keep-alive connection, as fast as answers come."""
+    reader, writer = await connect(port, source="127.0.1.8")
+    try:
+        statuses = []
+        for _ in range(count):
+            writer.write(encode_request("/", host=HOST))
+            statuses.append((await read_response(reader)).status)
+        return statuses
+    finally:
+        writer.close()
+
+
+async def test_limit_req_status_code_changes_the_answer_live(make_proxy, make_pods):
+    """configmap.md "limit-req-status-code" (default 503) and annotations.md "Rate Limiting": the same limit,
+    over it 503, then 429 once the ConfigMap says so, on the running server."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    limited = ingress("rps", HOST, ("/", "Prefix", "echo"), limit_rps="1", limit_burst_multiplier="1")
+    serve(proxy, [echo], {}, limited)
+    assert set(await burst(proxy.port)) == {200, 503}
+    config = serve(proxy, [echo], {"limit-req-status-code": "429", "limit-conn-status-code": "430"}, limited)
+    assert config.global_config is not None and config.global_config.limit_req_status_code == 429
+    assert set(await burst(proxy.port)) == {200, 429}
+    # A bad value keeps the default, with a warning naming the ConfigMap and the key.
+    config = serve(proxy, [echo], {"limit-req-status-code": "abc"}, limited)
+    assert set(await burst(proxy.port)) == {200, 503}
+    assert [(w.kind, w.namespace, w.name) for w in config.warnings if "limit-req-status-code" in w.message] == [
+        ("ConfigMap", *KEY)]
+
+
+async def test_block_cidrs_and_user_agents_answer_403(make_proxy, make_pods):
+    """configmap.md "block-cidrs" (nginx `deny` at the http level) and "block-user-agents" (a map of exact strings
+    and ~ / ~* regexes, `return 403` in every server), before any routing: a host no Ingress names too."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    serve(proxy, [echo], {"block-cidrs": "127.0.1.64/30, 127.0.2.9", "block-user-agents": "EvilBot/1.0, ~*crawler"},
+          ingress("open", HOST, ("/", "Prefix", "echo")))
+
+    async def status(source: str = "127.0.1.5", agent: str = "curl/8", host: str = HOST) -> int:
+        return (await request(proxy.port, "/", host=host, source=source, headers=[("User-Agent", agent)])).status
+
+    assert await status() == 200
+    assert await status(source="127.0.1.66") == 403 and await status(source="127.0.2.9") == 403
+    assert await status(source="127.0.1.66", host="nowhere.test") == 403  # before routing
+    assert await status(agent="evilbot/1.0") == 403  # map strings compare without case
+    assert await status(agent="Mozilla (SomeCrawler)") == 403
+    assert await status(agent="EvilBot/1.01") == 200
+    assert echo.requests == 2
+    serve(proxy, [echo], {}, ingress("open", HOST, ("/", "Prefix", "echo")))  # the ConfigMap edited: no blocks
+    assert await status(source="127.0.1.66") == 200
+
+
+async def test_keep_alive_requests_closes_after_the_last_one(make_proxy, make_pods):
+    """configmap.md "keep-alive-requests" (nginx keepalive_requests): the Nth request of a connection is
+    answered with Connection: close."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    serve(proxy, [echo], {"keep-alive-requests": "2"}, ingress("open", HOST, ("/", "Prefix", "echo")))
+    reader, writer = await connect(proxy.port)
+    try:
+        writer.write(encode_request("/", host=HOST))
+        first = await read_response(reader)
+        writer.write(encode_request("/", host=HOST))
+        second = await read_response(reader)
+    finally:
+        writer.close()
+    assert first.status == second.status == 200
+    assert first.header("connection") is None and second.header("connection") == "close"
+
+
+async def test_server_tokens_and_global_whitelist(make_proxy, make_pods):
+    """configmap.md "server-tokens" (off: `more_clear_headers Server`, the pods' too; on: the proxy's own) and
+    "whitelist-source-range" (global; an Ingress's own annotation wins, annotations.md "Whitelist source range")."""
+    echo, other = await make_pods("echo", "other")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    objects = (ingress("plain", HOST, ("/", "Prefix", "echo")),
+               ingress("own", "own.foo.com", ("/", "Prefix", "other"), whitelist_source_range="127.0.3.0/24"))
+    serve(proxy, [echo, other], None, *objects)
+    passed = await request(proxy.port, "/", host=HOST, source="127.0.1.5")
+    assert passed.status == 200 and passed.header("server") is not None  # no ConfigMap: the pod's Server passes
+    serve(proxy, [echo, other], {"server-tokens": "false", "whitelist-source-range": "127.0.1.0/24"}, *objects)
+    hidden = await request(proxy.port, "/", host=HOST, source="127.0.1.5")
+    assert hidden.status == 200 and hidden.header("server") is None
+    assert (await request(proxy.port, "/", host=HOST, source="127.0.2.5")).status == 403
+    assert (await request(proxy.port, "/", host="own.foo.com", source="127.0.3.5")).status == 200
+    assert (await request(proxy.port, "/", host="own.foo.com", source="127.0.1.5")).status == 403
+    serve(proxy, [echo, other], {"server-tokens": "true"}, *objects)
+    shown = await request(proxy.port, "/", host=HOST, source="127.0.2.5")
+    assert shown.header_all("server") == ["pyngress"]
+
+
+async def test_proxy_body_size_is_the_default_of_ingresses_without_their_own(make_proxy, make_pods):
+    """configmap.md "proxy-body-size" (nginx client_max_body_size at the http level, default 1m): Ingresses without
+    the annotation get 413 over it, one with proxy-body-size keeps its own (annotations.md "Custom max body
+    size"); "0" lifts the limit; changed live, and without the key Settings.proxy_body_size applies again."""
+    echo, other = await make_pods("echo", "other")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", proxy_body_size=4096)
+    objects = (ingress("plain", HOST, ("/", "Prefix", "echo")),
+               ingress("own", "own.foo.com", ("/", "Prefix", "other"), proxy_body_size="8k"))
+
+    async def status(size: int, host: str = HOST) -> int:
+        return (await request(proxy.port, "/upload", host=host, method="POST", body=b"x" * size)).status
+
+    serve(proxy, [echo, other], {"proxy-body-size": "1k"}, *objects)
+    assert (await status(1024), await status(1025)) == (200, 413)
+    assert (await status(8192, "own.foo.com"), await status(8193, "own.foo.com")) == (200, 413)
+    serve(proxy, [echo, other], {"proxy-body-size": "0"}, *objects)
+    assert await status(100_000) == 200
+    serve(proxy, [echo, other], {}, *objects)  # the key gone: the process's default (4096 here)
+    assert (await status(4096), await status(4097)) == (200, 413)
+
+
+SENT = [("X-Forwarded-Port", "1234"), ("X-Forwarded-Proto", "myproto"), ("X-Forwarded-For", "1.2.3.4"),
+        ("X-Forwarded-Host", "myhost")]
+
+
+async def test_use_forwarded_headers_is_applied_live(make_proxy, make_pods):
+    """test/e2e/settings/forwarded_headers.go: "should trust X-Forwarded headers when setting is true" and
+    "should not trust X-Forwarded headers when setting is false", the ConfigMap updated between the two (as the
+    e2e test does with UpdateNginxConfigMapData), on the running server; compute-full-forwarded-for
+    (configmap.md) appends the connection's address instead."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    plain = ingress("plain", HOST, ("/", "Prefix", "echo"))
+
+    async def seen(source: str = "127.0.1.8") -> dict[str, str]:
+        return forwarded(await request(proxy.port, host=HOST, headers=SENT, source=source))
+
+    serve(proxy, [echo], {"use-forwarded-headers": "true"}, plain)
+    assert await seen() == {"Host": "myhost", "X-Forwarded-For": "1.2.3.4", "X-Real-IP": "1.2.3.4",
+                            "X-Forwarded-Proto": "myproto", "X-Forwarded-Port": "1234", "X-Forwarded-Host": "myhost"}
+    serve(proxy, [echo], {"use-forwarded-headers": "true", "compute-full-forwarded-for": "true"}, plain)
+    assert (await seen())["X-Forwarded-For"] == "1.2.3.4, 127.0.1.8"
+    serve(proxy, [echo], {"use-forwarded-headers": "false"}, plain)
+    assert await seen() == {"Host": HOST, "X-Forwarded-For": "1.2.3.4, 127.0.1.8", "X-Real-IP": "127.0.1.8",
+                            "X-Forwarded-Proto": "http", "X-Forwarded-Port": str(proxy.port),
+                            "X-Forwarded-Host": HOST}
+
+
+async def test_enable_real_ip_with_forwarded_for_header_and_proxy_real_ip_cidr(make_proxy, make_pods):
+    """test/e2e/settings/enable_real_ip.go "trusts X-Forwarded-For header only when setting is true" (the address
+    only: X-Forwarded-Proto/-Host/-Port stay the proxy's), with configmap.md "forwarded-for-header" (another
+    header names the client) and "proxy-real-ip-cidr" (only connections from these networks are believed);
+    the flags' values are what the ConfigMap does not set; a bad network trusts no one (fail closed)."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", proxy_real_ip_cidr=("127.0.9.0/24",))
+    plain = ingress("plain", HOST, ("/", "Prefix", "echo"))
+    sent = [*SENT, ("CF-Connecting-IP", "203.0.113.7")]
+
+    async def seen(source: str) -> dict[str, str]:
+        return forwarded(await request(proxy.port, host=HOST, headers=sent, source=source))
+
+    serve(proxy, [echo], {"enable-real-ip": "true"}, plain)  # trusted: the flag's 127.0.9.0/24
+    assert (await seen("127.0.9.4"))["X-Real-IP"] == "1.2.3.4"
+    assert (await seen("127.0.1.8"))["X-Real-IP"] == "127.0.1.8"
+    config = serve(proxy, [echo], {"enable-real-ip": "true", "forwarded-for-header": "CF-Connecting-IP",
+                                   "proxy-real-ip-cidr": "127.0.1.0/24"}, plain)
+    inside = await seen("127.0.1.8")
+    assert inside["X-Real-IP"] == inside["X-Forwarded-For"] == "203.0.113.7"
+    assert (inside["X-Forwarded-Proto"], inside["X-Forwarded-Host"]) == ("http", HOST)
+    assert (await seen("127.0.9.4"))["X-Real-IP"] == "127.0.9.4"
+    assert not [w for w in config.warnings if w.kind == "ConfigMap"]
+    config = serve(proxy, [echo], {"enable-real-ip": "true", "proxy-real-ip-cidr": "127.0.1.0/33"}, plain)
+    assert [w.name for w in config.warnings if "proxy-real-ip-cidr" in w.message] == [KEY[1]]
+    assert "fail closed" in next(w.message for w in config.warnings if "proxy-real-ip-cidr" in w.message)
+    assert (await seen("127.0.9.4"))["X-Real-IP"] == "127.0.9.4"
+    serve(proxy, [echo], {"enable-real-ip": "true"}, plain)  # fixed (the key gone): the flag's networks again
+    assert (await seen("127.0.9.4"))["X-Real-IP"] == "1.2.3.4"
+
+
+async def test_use_proxy_protocol_is_read_when_the_listeners_start(make_pods, caplog):
+    """test/e2e/settings/proxy_protocol.go "should respect port passed by the PROXY Protocol": with the
+    ConfigMap's use-proxy-protocol the header's address reaches the pod as X-Forwarded-For. A listener property:
+    the value the ConfigMap has when the listeners start applies, a later change is a warning naming the
+    ConfigMap and the key (it needs a restart), and the listeners keep reading the header."""
+    (echo,) = await make_pods("echo")
+    proxy = Proxy(Settings(bind="127.0.0.1", http_port=0, access_log=False, configmap="ingress-nginx/controller"))
+    try:
+        plain = ingress("plain", HOST, ("/", "Prefix", "echo"))
+        serve(proxy, [echo], {"use-proxy-protocol": "true"}, plain)
+        await proxy.server.start()
+        response = await ask(proxy.port, v1("192.0.2.7"), host=HOST)
+        assert response.status == 200 and echoed(response)["X-Forwarded-For"] == ["192.0.2.7"]
+        with caplog.at_level(logging.WARNING, logger="pyngress.proxy"):
+            serve(proxy, [echo], {"use-proxy-protocol": "false"}, plain)
+        [message] = [r.getMessage() for r in caplog.records if "use-proxy-protocol" in r.getMessage()]
+        assert "ConfigMap ingress-nginx/controller" in message and "restart" in message
+        response = await ask(proxy.port, v1("192.0.2.8"), host=HOST)
+        assert response.status == 200 and echoed(response)["X-Forwarded-For"] == ["192.0.2.8"]
+    finally:
+        await proxy.close()
