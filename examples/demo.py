@@ -113,7 +113,10 @@ async def main(extra: list[str]) -> int:
         assert process.stdout is not None
         async for raw in process.stdout:
             line = raw.decode(errors="replace").rstrip()
-            print(line, flush=True)
+            # One write per line (print may write the text and its newline apart): this stdout is shared with
+            # pyngress's stderr, and a log line must never land inside a relayed one.
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
             found = re.search(r"http=(\S+).*admin=(\S+)", line)
             if line.startswith("pyngress listening") and found:
                 gateway = f"127.0.0.1:{GATEWAY_LISTENER_PORT + offset}"

@@ -39,7 +39,7 @@ async def test_demo_answers_and_stops_on_ctrl_c():
         text = "".join(output)
         if "cannot start demo pod" in text:
             pytest.skip("the demo's fixed pod ports are in use on this machine")
-        found = re.search(r"http=(\S+) .*admin=(\S+)", text)
+        found = re.search(r"http=(\S+) .*admin=(\S+)", output[-1])  # the listening line itself
         assert found, text
         http, admin = found.groups()
         pods = []
