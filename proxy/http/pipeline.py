@@ -30,7 +30,7 @@ from proxy.http.error_pages import Intercept
 from proxy.http.exchange import BLOCK_CONNECT
 from proxy.http.ratelimit import HELD, REFUSED
 from proxy.http.response_head import ResponseHead
-from proxy.routing.filters import Answer, ResponseFilter
+from proxy.routing.filters import Answer, Mirror, ResponseFilter
 from proxy.routing.model import Timeouts
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
@@ -206,7 +206,7 @@ class Pipeline:
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))
-        mirrors: list[Upstream] | None = None
+        mirrors: list[tuple[Upstream, Mirror]] | None = None
         plain = route.plain
         if plain:  # a plain Ingress path: one backend, nothing else to do
             cluster = route.cluster
@@ -255,7 +255,7 @@ class Pipeline:
         else:
             request += (forwarded, b"X-Request-ID: ", head.request_id, end)
         if mirrors:
-            ex.mirror([(target, list(request)) for target in mirrors])
+            ex.mirror_to(mirrors, request)
         policy = ex.policy
         if policy is None:
             if not upstream.guarded:
@@ -265,12 +265,12 @@ class Pipeline:
         policy.begin(upstream, request, retries=server.retries)
 
     def _rule(self, conn: ClientConnection, ex: Exchange, route: Route, runtime: Runtime, host: str,
-              path: str) -> tuple[str, list[Upstream] | None]:
+              path: str) -> tuple[str, list[tuple[Upstream, Mirror]] | None]:
         """A rule with filters, weights or timeouts: run its request phase and pick its backend.
 
         Returns the cluster to forward to and the mirrors to copy the request to; cluster "" when the
         request has been answered (a filter's answer, 500 for a backend that cannot be served)."""
-        mirrors: list[Upstream] | None = None
+        mirrors: list[tuple[Upstream, Mirror]] | None = None
         self._for_filters(ex, host, path)
         filters = route.filters
         if filters is not None:
@@ -286,7 +286,7 @@ class Pipeline:
                 ex.response_filters = filters.response
             if filters.mirrors:
                 upstreams = runtime.upstreams
-                mirrors = [upstream for m in filters.mirrors if m.cluster and mirror.chosen(m.percent)
+                mirrors = [(upstream, m) for m in filters.mirrors if m.cluster and mirror.chosen(m.percent)
                            and (upstream := upstreams.get(m.cluster)) is not None and upstream.pools]
         cluster = route.cluster
         if not cluster:

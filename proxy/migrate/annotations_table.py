@@ -256,12 +256,20 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('load-balance', 'supported',
      '`round_robin`, `ewma` (least request with a latency EWMA). `upstream-hash-by` wins over it. '
      '`chash`, `chashsubset`, `sticky_*` are set by other annotations: round robin, with a warning.'),
-    ('mirror-host', 'not yet',
-     ''),
-    ('mirror-request-body', 'not yet',
-     ''),
-    ('mirror-target', 'not yet',
-     'Request mirroring exists in the rule model (HTTPRoute); the annotation is not mapped yet.'),
+    ('mirror-host', 'supported',
+     'The Host header of the mirrored copy (default: the host of `mirror-target`).'),
+    ('mirror-request-body', 'supported',
+     '`off`: the copy is sent at once without body (no Content-Length nor Transfer-Encoding); any other '
+     'value is `on` (ingress-nginx).'),
+    ('mirror-target', 'supported with a difference',
+     'Every path of the Ingress (its defaultBackend too) copies each request to the URL, answer ignored; '
+     "the URI is the target's path with its variables rendered (`$request_uri`...), a plain path gets the "
+     "query appended, no path keeps the request's URI. Differences: the target's host must be a Service's "
+     'cluster DNS name (`svc`, `svc.ns`, `svc.ns.svc[.cluster.local]`, port default 80), dialled as that '
+     "Service's endpoints; an IP address, an outside name or `https` cannot be dialled yet (warning, "
+     'nothing mirrored). The copy is sent after the request on its own connection (the RequestMirror '
+     'machinery: bodies over 64 KiB are not copied, at most 256 copies in flight per process), so a slow '
+     'mirror never slows the request (it does in nginx).'),
     ('modsecurity-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),

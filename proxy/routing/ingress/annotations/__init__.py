@@ -77,6 +77,9 @@ from proxy.routing.ingress.annotations import (
     limit_rps,
     limit_whitelist,
     load_balance,
+    mirror_host,
+    mirror_request_body,
+    mirror_target,
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
@@ -214,6 +217,9 @@ REGISTRY: tuple[ModuleType, ...] = (
     auth_tls_error_page,
     auth_tls_pass_certificate_to_upstream,
     auth_tls_match_cn,
+    mirror_target,
+    mirror_request_body,
+    mirror_host,
     *TRAFFIC,
     *EXTERNAL_AUTH,
 )
@@ -316,6 +322,9 @@ class IngressAnnotations:
     auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
     auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
     service_upstream: bool = service_upstream.DEFAULT
+    mirror_target: str = mirror_target.DEFAULT
+    mirror_request_body: bool = mirror_request_body.DEFAULT
+    mirror_host: str = mirror_host.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
