@@ -244,6 +244,9 @@ class Pipeline:
             end = b"\r\nConnection: Upgrade\r\nUpgrade: " + (head.upgrade or b"websocket") + b"\r\n\r\n"
         else:
             end = b"\r\n\r\n"
+        if not plain and (rules := route.policy) is not None and rules.http10:
+            request[3] = b" HTTP/1.0\r\n"  # proxy-http-version 1.0 (a chunked body was refused in _rule)
+            end = b"\r\nConnection: close\r\n\r\n"
         if trust is None:
             forwarded_for = head.forwarded_for
             if forwarded_for is None:
@@ -316,6 +319,13 @@ class Pipeline:
         policy = route.policy
         if policy is not None:
             if not self._police(conn, ex, route, policy):
+                return "", None
+            if policy.http10 and ex.chunked:
+                # HTTP/1.0 cannot carry a chunked body (nginx buffers it to send a Content-Length; pyngress does
+                # not buffer bodies yet): 411, as a server that needs a length answers.
+                conn.send_error(ex, 411, BadRequest("a chunked request body cannot be sent in HTTP/1.0 "
+                                                    "(proxy-http-version)", status=411), close=True,
+                                reason="length-required")
                 return "", None
             if policy.auth is not None:  # ingress-nginx's auth-url: asked once the request is ready to go up
                 attempts = ex.policy if isinstance(ex.policy, Attempts) else None

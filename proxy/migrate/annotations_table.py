@@ -304,8 +304,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('proxy-cookie-path', 'not yet',
      ''),
-    ('proxy-http-version', 'not yet',
-     ''),
+    ('proxy-http-version', 'supported with a difference',
+     '`1.0`: requests reach the pods as HTTP/1.0 with `Connection: close` (one connection per request: '
+     'nginx keeps no upstream keepalive with 1.0); `1.1` (default) as usual; another value: 1.1 with a '
+     'warning. Difference: a chunked request body is answered 411 (nginx buffers it and sends a '
+     'Content-Length; pyngress does not buffer bodies yet). WebSocket upgrades need 1.1.'),
     ('proxy-max-temp-file-size', 'not yet',
      ''),
     ('proxy-next-upstream', 'supported with a difference',

@@ -206,6 +206,8 @@ class RoutePolicy:
     client_limit: ClientLimit | None = None
     # ingress-nginx's auth-url: asked after the limits, before the request goes upstream (proxy.http.auth_request).
     auth: ExternalAuth | None = None
+    # ingress-nginx's proxy-http-version 1.0: HTTP/1.0 to the pods, "Connection: close", chunked bodies refused (411).
+    http10: bool = False
 
 
 def policy_key(cluster_key: str, policy: ClusterPolicy | None) -> str:

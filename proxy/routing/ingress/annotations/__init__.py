@@ -85,6 +85,7 @@ from proxy.routing.ingress.annotations import (
     preserve_trailing_slash,
     proxy_body_size,
     proxy_connect_timeout,
+    proxy_http_version,
     proxy_next_upstream,
     proxy_next_upstream_timeout,
     proxy_next_upstream_tries,
@@ -220,6 +221,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     mirror_target,
     mirror_request_body,
     mirror_host,
+    proxy_http_version,
     *TRAFFIC,
     *EXTERNAL_AUTH,
 )
@@ -325,6 +327,7 @@ class IngressAnnotations:
     mirror_target: str = mirror_target.DEFAULT
     mirror_request_body: bool = mirror_request_body.DEFAULT
     mirror_host: str = mirror_host.DEFAULT
+    proxy_http_version: str = proxy_http_version.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
