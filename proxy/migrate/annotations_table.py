@@ -9,9 +9,15 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('affinity', 'supported',
      "`cookie` (the only type): cookie affinity on the Ingress's backends; it wins over "
      '`upstream-hash-by` and `load-balance` (balancer.lua). Any other value: no affinity (warning).'),
-    ('affinity-canary-behavior', 'not yet',
-     "A canary's own affinity, hashing and balancing annotations are ignored (warning); the main "
-     "Ingress's apply to both backends."),
+    ('affinity-canary-behavior', 'supported with a difference',
+     'With `affinity: cookie` on the main Ingress, a request whose affinity cookie names a main pod stays '
+     "on the main backend (before the canary's header, cookie and weight rules, as balancer.lua); "
+     '`sticky` (default): one whose cookie names a canary pod goes to the canary; `legacy`: the canary '
+     "rules decide again for it. (The cookie's value starts with a digest of its Service, so this is a "
+     'build-time cookie condition: no per-request cost for other routes.) Differences: with `legacy` the '
+     "canary's pods still set the cookie (nginx's don't); the main Ingress's affinity must come from its "
+     "annotations (not a BackendTrafficPolicy); a canary's own affinity, hashing and balancing "
+     "annotations are ignored (warning), the main Ingress's apply to both backends."),
     ('affinity-mode', 'supported with a difference',
      '`balanced` and `persistent` are read; both are served persistent: a cookie keeps its pod while that '
      'pod is ready (scaling up moves no session).'),

@@ -210,6 +210,12 @@ class RoutePolicy:
     http10: bool = False
 
 
+def affinity_prefix(namespace: str, service: str, port: str) -> bytes:
+    """The start of every affinity cookie value naming a pod of this Service port (proxy.upstream.cluster's
+    affinity_token): what an ingress-nginx sticky canary reads to keep a client on the backend it was given."""
+    return hashlib.blake2b(f"{namespace}/{service}:{port}".encode(), digest_size=3).hexdigest().encode() + b"."
+
+
 def policy_key(cluster_key: str, policy: ClusterPolicy | None) -> str:
     """The cluster key of a Service port under a policy: the plain key without one, else the key and the
     policy's digest (equal policies share a cluster; different ones never share balancer state)."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from proxy.routing.ingress.annotations import (
     affinity,
+    affinity_canary_behavior,
     affinity_mode,
     app_root,
     auth_always_set_cookie,
@@ -186,6 +187,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     canary_by_cookie,
     canary_weight,
     canary_weight_total,
+    affinity_canary_behavior,
     whitelist_source_range,
     denylist_source_range,
     limit_rps,
@@ -255,6 +257,7 @@ class IngressAnnotations:
     canary_by_cookie: str = canary_by_cookie.DEFAULT
     canary_weight: int = canary_weight.DEFAULT
     canary_weight_total: int = canary_weight_total.DEFAULT
+    affinity_canary_behavior: str = affinity_canary_behavior.DEFAULT
     whitelist_source_range: tuple[str, ...] = whitelist_source_range.DEFAULT
     denylist_source_range: tuple[str, ...] = denylist_source_range.DEFAULT
     limit_rps: int = limit_rps.DEFAULT
