@@ -54,6 +54,7 @@ from proxy.upstream.tls import UpstreamTLS, client_context
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.routing.filters import Mirror
     from proxy.routing.request import Request, Response
     from proxy.upstream.cluster import Upstream
 
@@ -143,7 +144,7 @@ class AuthGate:
     __slots__ = ("ex", "auth", "inner", "mirrors", "stripped", "request_uri", "url", "key")
 
     def __init__(self, ex: Exchange, auth: ExternalAuth, inner: Attempts | None,
-                 mirrors: list[Upstream] | None) -> None:
+                 mirrors: list[tuple[Upstream, Mirror]] | None) -> None:
         self.ex = ex
         self.auth = auth
         self.inner = inner
@@ -272,7 +273,7 @@ class AuthGate:
             if decision.cookies:
                 ex.response_filters = (*ex.response_filters, AuthCookie(decision.cookies, auth.always_set_cookie))
             if self.mirrors:
-                ex.mirror([(target, list(head)) for target in self.mirrors])
+                ex.mirror_to(self.mirrors, head)
                 if ex.req_done and ex.mirrors is not None:  # the body came in while asking: copies are complete
                     ex.mirrors.send()
                     ex.mirrors = None

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from proxy.http.auth_request import AuthGate
     from proxy.http.downstream import Downstream
     from proxy.http.h1_writer import H1Writer
-    from proxy.routing.filters import ResponseFilter
+    from proxy.routing.filters import Mirror, ResponseFilter
     from proxy.routing.model import Timeouts
     from proxy.routing.request import ClientCertificate
     from proxy.stats import RouteStats
@@ -348,6 +348,26 @@ class Exchange(RequestHead):
                 mirror.send_copy(upstream, request)
             return
         self.mirrors = mirror.Copies([(upstream, request + self.up_out) for upstream, request in copies])
+
+    def mirror_to(self, targets: list[tuple[Upstream, Mirror]], request: list[bytes]) -> None:
+        """Copy this request (`request`: the head sent to the pod) to mirror backends: as is, or as the mirror's
+        `copy` makes it (ingress-nginx's mirror-target; a copy without body is sent at once)."""
+        copies = []
+        for upstream, spec in targets:
+            copy = spec.copy
+            if copy is None:
+                copies.append((upstream, list(request)))
+                continue
+            target = self.target
+            uri = target.decode("latin-1") if target[:1] == b"/" else self.path + (
+                "?" + self.query.decode("latin-1") if self.query else "")
+            head = copy.head(self, uri, request)
+            if copy.body:
+                copies.append((upstream, head))
+            else:
+                mirror.send_copy(upstream, head)
+        if copies:
+            self.mirror(copies)
 
     def request_complete(self) -> None:
         """The client's request message (head and body) has been fully read."""

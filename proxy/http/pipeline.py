@@ -30,7 +30,7 @@ from proxy.http.error_pages import Intercept
 from proxy.http.exchange import BLOCK_CONNECT
 from proxy.http.ratelimit import HELD, REFUSED, REFUSED_CONNECTION
 from proxy.http.response_head import ResponseHead
-from proxy.routing.filters import Answer, ResponseFilter
+from proxy.routing.filters import Answer, Mirror, ResponseFilter
 from proxy.routing.model import Timeouts
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
@@ -208,7 +208,7 @@ class Pipeline:
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))
-        mirrors: list[Upstream] | None = None
+        mirrors: list[tuple[Upstream, Mirror]] | None = None
         plain = route.plain
         if plain:  # a plain Ingress path: one backend, nothing else to do
             cluster = route.cluster
@@ -246,6 +246,9 @@ class Pipeline:
             end = b"\r\nConnection: Upgrade\r\nUpgrade: " + (head.upgrade or b"websocket") + b"\r\n\r\n"
         else:
             end = b"\r\n\r\n"
+        if not plain and (rules := route.policy) is not None and rules.http10:
+            request[3] = b" HTTP/1.0\r\n"  # proxy-http-version 1.0 (a chunked body was refused in _rule)
+            end = b"\r\nConnection: close\r\n\r\n"
         if trust is None:
             forwarded_for = head.forwarded_for
             if forwarded_for is None:
@@ -257,7 +260,7 @@ class Pipeline:
         else:
             request += (forwarded, b"X-Request-ID: ", head.request_id, end)
         if mirrors:
-            ex.mirror([(target, list(request)) for target in mirrors])
+            ex.mirror_to(mirrors, request)
         policy = ex.policy
         if policy is None:
             if not upstream.guarded:
@@ -267,12 +270,12 @@ class Pipeline:
         policy.begin(upstream, request, retries=server.retries)
 
     def _rule(self, conn: ClientConnection, ex: Exchange, route: Route, runtime: Runtime, host: str,
-              path: str) -> tuple[str, list[Upstream] | None]:
+              path: str) -> tuple[str, list[tuple[Upstream, Mirror]] | None]:
         """A rule with filters, weights or timeouts: run its request phase and pick its backend.
 
         Returns the cluster to forward to and the mirrors to copy the request to; cluster "" when the
         request has been answered (a filter's answer, 500 for a backend that cannot be served)."""
-        mirrors: list[Upstream] | None = None
+        mirrors: list[tuple[Upstream, Mirror]] | None = None
         self._for_filters(ex, host, path)
         filters = route.filters
         if filters is not None:
@@ -288,7 +291,7 @@ class Pipeline:
                 ex.response_filters = filters.response
             if filters.mirrors:
                 upstreams = runtime.upstreams
-                mirrors = [upstream for m in filters.mirrors if m.cluster and mirror.chosen(m.percent)
+                mirrors = [(upstream, m) for m in filters.mirrors if m.cluster and mirror.chosen(m.percent)
                            and (upstream := upstreams.get(m.cluster)) is not None and upstream.pools]
         cluster = route.cluster
         if not cluster:
@@ -318,6 +321,13 @@ class Pipeline:
         policy = route.policy
         if policy is not None:
             if not self._police(conn, ex, route, policy):
+                return "", None
+            if policy.http10 and ex.chunked:
+                # HTTP/1.0 cannot carry a chunked body (nginx buffers it to send a Content-Length; pyngress does
+                # not buffer bodies yet): 411, as a server that needs a length answers.
+                conn.send_error(ex, 411, BadRequest("a chunked request body cannot be sent in HTTP/1.0 "
+                                                    "(proxy-http-version)", status=411), close=True,
+                                reason="length-required")
                 return "", None
             if policy.auth is not None:  # ingress-nginx's auth-url: asked once the request is ready to go up
                 attempts = ex.policy if isinstance(ex.policy, Attempts) else None

@@ -9,9 +9,15 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('affinity', 'supported',
      "`cookie` (the only type): cookie affinity on the Ingress's backends; it wins over "
      '`upstream-hash-by` and `load-balance` (balancer.lua). Any other value: no affinity (warning).'),
-    ('affinity-canary-behavior', 'not yet',
-     "A canary's own affinity, hashing and balancing annotations are ignored (warning); the main "
-     "Ingress's apply to both backends."),
+    ('affinity-canary-behavior', 'supported with a difference',
+     'With `affinity: cookie` on the main Ingress, a request whose affinity cookie names a main pod stays '
+     "on the main backend (before the canary's header, cookie and weight rules, as balancer.lua); "
+     '`sticky` (default): one whose cookie names a canary pod goes to the canary; `legacy`: the canary '
+     "rules decide again for it. (The cookie's value starts with a digest of its Service, so this is a "
+     'build-time cookie condition: no per-request cost for other routes.) Differences: with `legacy` the '
+     "canary's pods still set the cookie (nginx's don't); the main Ingress's affinity must come from its "
+     "annotations (not a BackendTrafficPolicy); a canary's own affinity, hashing and balancing "
+     "annotations are ignored (warning), the main Ingress's apply to both backends."),
     ('affinity-mode', 'supported with a difference',
      '`balanced` and `persistent` are read; both are served persistent: a cookie keeps its pod while that '
      'pod is ready (scaling up moves no session).'),
@@ -256,12 +262,20 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('load-balance', 'supported',
      '`round_robin`, `ewma` (least request with a latency EWMA). `upstream-hash-by` wins over it. '
      '`chash`, `chashsubset`, `sticky_*` are set by other annotations: round robin, with a warning.'),
-    ('mirror-host', 'not yet',
-     ''),
-    ('mirror-request-body', 'not yet',
-     ''),
-    ('mirror-target', 'not yet',
-     'Request mirroring exists in the rule model (HTTPRoute); the annotation is not mapped yet.'),
+    ('mirror-host', 'supported',
+     'The Host header of the mirrored copy (default: the host of `mirror-target`).'),
+    ('mirror-request-body', 'supported',
+     '`off`: the copy is sent at once without body (no Content-Length nor Transfer-Encoding); any other '
+     'value is `on` (ingress-nginx).'),
+    ('mirror-target', 'supported with a difference',
+     'Every path of the Ingress (its defaultBackend too) copies each request to the URL, answer ignored; '
+     "the URI is the target's path with its variables rendered (`$request_uri`...), a plain path gets the "
+     "query appended, no path keeps the request's URI. Differences: the target's host must be a Service's "
+     'cluster DNS name (`svc`, `svc.ns`, `svc.ns.svc[.cluster.local]`, port default 80), dialled as that '
+     "Service's endpoints; an IP address, an outside name or `https` cannot be dialled yet (warning, "
+     'nothing mirrored). The copy is sent after the request on its own connection (the RequestMirror '
+     'machinery: bodies over 64 KiB are not copied, at most 256 copies in flight per process), so a slow '
+     'mirror never slows the request (it does in nginx).'),
     ('modsecurity-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),
@@ -297,8 +311,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('proxy-cookie-path', 'not yet',
      ''),
-    ('proxy-http-version', 'not yet',
-     ''),
+    ('proxy-http-version', 'supported with a difference',
+     '`1.0`: requests reach the pods as HTTP/1.0 with `Connection: close` (one connection per request: '
+     'nginx keeps no upstream keepalive with 1.0); `1.1` (default) as usual; another value: 1.1 with a '
+     'warning. Difference: a chunked request body is answered 411 (nginx buffers it and sends a '
+     'Content-Length; pyngress does not buffer bodies yet). WebSocket upgrades need 1.1.'),
     ('proxy-max-temp-file-size', 'not yet',
      ''),
     ('proxy-next-upstream', 'supported with a difference',

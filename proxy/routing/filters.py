@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from proxy.routing.external_auth import Template
 from proxy.routing.request import Request, Response
 
 # Request paths reachable over plain HTTP even when the host redirects to HTTPS: ACME HTTP-01
@@ -473,6 +474,41 @@ class Mirror:
 
     cluster: str
     percent: float = 100.0
+    # How the copy differs from the request sent to the pod (ingress-nginx's mirror-target); None: not at all.
+    copy: MirrorCopy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorCopy:
+    """An ingress-nginx mirror's copy: another request target and Host, maybe no body (mirror-request-body off).
+
+    `path`: the target's path with nginx variables, rendered per request (nginx sends it as written); else
+    `static` (the target's plain path, the request's query appended, as nginx's proxy_pass with a URI does);
+    both empty: the request's own target."""
+
+    host: bytes
+    path: Template | None = None
+    static: bytes = b""
+    body: bool = True
+
+    def head(self, request: Request, request_uri: str, parts: list[bytes]) -> list[bytes]:
+        """The copy's head from the head sent to the pod (`parts`), ready to write; only mirrored requests pay."""
+        data = b"".join(parts)
+        end = data.index(b"\r\n")
+        method, _, rest = data[:end].partition(b" ")
+        target, _, version = rest.rpartition(b" ")
+        if self.path is not None:
+            target = self.path.render(request, request_uri).encode("latin-1")
+        elif self.static:
+            query = target.partition(b"?")[2]
+            target = self.static + (b"?" + query if query else b"")
+        dropped = (b"host", b"content-length", b"transfer-encoding") if not self.body else (b"host",)
+        head = [method, b" ", target, b" ", version, b"\r\nHost: ", self.host, b"\r\n"]
+        for line in data[end + 2:].split(b"\r\n"):
+            if line and line.partition(b":")[0].strip().lower() not in dropped:
+                head += (line, b"\r\n")
+        head.append(b"\r\n")
+        return head
 
 
 # The filters of every Ingress route that redirects plain HTTP to HTTPS (shared: they hold no state).

@@ -48,6 +48,7 @@ class CookieMatch:
 
     name: bytes  # lower-case
     value: bytes
+    prefix: bool = False  # the value starts with `value` (an affinity cookie naming a pod of one Service)
 
     def matches(self, request: Request) -> bool:
         raw = request.header(b"cookie")
@@ -57,7 +58,7 @@ class CookieMatch:
         for pair in raw.replace(b",", b";").split(b";"):
             key, sep, found = pair.partition(b"=")
             if sep and key.strip().lower() == name:
-                return found.strip() == self.value
+                return found.strip().startswith(self.value) if self.prefix else found.strip() == self.value
         return False
 
 

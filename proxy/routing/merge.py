@@ -180,7 +180,9 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             warnings.append(_lost(loser, routes.default,
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
     if canaries:
-        warnings.extend(lend_canaries(routes, host, canaries, located if regex else None))
+        cookies = {c.key: c.nginx.policy.affinity.cookie for c in contributions
+                   if c.nginx is not None and c.nginx.policy is not None and c.nginx.policy.affinity is not None}
+        warnings.extend(lend_canaries(routes, host, canaries, located if regex else None, cookies))
     route_hook = _route_hook(contributions, policies, warnings) if policies is not None else None
     if route_hook is not None:
         _hook(routes, route_hook)
@@ -214,10 +216,11 @@ def _pass_through(routes: VirtualHost, host: str, contributions: Sequence[Ingres
 
 
 def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPaths],
-                  located: dict[str, Slot] | None) -> list[Warning]:
+                  located: dict[str, Slot] | None, cookies: dict[Key, bytes] | None = None) -> list[Warning]:
     """Attach each canary Ingress's backends to the main routes of the same path and pathType (oldest
     canary first: one canary per path); what finds no main route is not served, with a warning.
-    `located`: a regex host's locations (by pathType and path as written), else the host's slots."""
+    `located`: a regex host's locations (by pathType and path as written), else the host's slots; `cookies`: the
+    affinity cookie of each main Ingress that has one (ingress-nginx's sticky canaries)."""
     warnings: list[Warning] = []
     lent: set[tuple[int, str]] = set()
     for contribution in canaries:
@@ -246,7 +249,7 @@ def lend_canaries(routes: VirtualHost, host: str, canaries: Sequence[IngressPath
             if taken.cluster == cluster or not taken.cluster:
                 warnings.append(Warning("Ingress", namespace, name, f"{what}: its backend is the main Ingress's own"))
                 continue
-            slots[key] = canary_rules(taken, cluster, spec)
+            slots[key] = canary_rules(taken, cluster, spec, (cookies or {}).get((taken.namespace, taken.ingress), b""))
             lent.add(place)
     return warnings
 

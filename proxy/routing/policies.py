@@ -207,6 +207,14 @@ class RoutePolicy:
     client_limit: ClientLimit | None = None
     # ingress-nginx's auth-url: asked after the limits, before the request goes upstream (proxy.http.auth_request).
     auth: ExternalAuth | None = None
+    # ingress-nginx's proxy-http-version 1.0: HTTP/1.0 to the pods, "Connection: close", chunked bodies refused (411).
+    http10: bool = False
+
+
+def affinity_prefix(namespace: str, service: str, port: str) -> bytes:
+    """The start of every affinity cookie value naming a pod of this Service port (proxy.upstream.cluster's
+    affinity_token): what an ingress-nginx sticky canary reads to keep a client on the backend it was given."""
+    return hashlib.blake2b(f"{namespace}/{service}:{port}".encode(), digest_size=3).hexdigest().encode() + b"."
 
 
 def policy_key(cluster_key: str, policy: ClusterPolicy | None) -> str:

@@ -16,7 +16,7 @@ from hashlib import blake2b
 from typing import TYPE_CHECKING
 
 from proxy.routing.model import Cluster, Endpoint
-from proxy.routing.policies import CircuitBreaker, ClusterPolicy, SessionAffinity
+from proxy.routing.policies import CircuitBreaker, ClusterPolicy, SessionAffinity, affinity_prefix
 from proxy.settings import Settings
 from proxy.upstream.balancer import Balancer, RoundRobin, make_balancer
 from proxy.upstream.outliers import Outliers, count
@@ -304,7 +304,8 @@ def affinity_token(cluster: Cluster, endpoint: Endpoint) -> bytes:
     """The affinity cookie's value for an endpoint: a digest, so the cookie does not show pod addresses; the
     same in every worker and replica (no secret), so any of them keeps the session on its pod."""
     name = f"{cluster.namespace}/{cluster.service}:{cluster.port}|{endpoint.address}:{endpoint.port}"
-    return blake2b(name.encode(), digest_size=8).hexdigest().encode()
+    return affinity_prefix(cluster.namespace, cluster.service, cluster.port) + \
+        blake2b(name.encode(), digest_size=8).hexdigest().encode()
 
 
 __all__ = ["LIMITS", "MAX_CONNECTIONS", "MAX_PARALLEL_REQUESTS", "MAX_PARALLEL_RETRIES", "MAX_PENDING_REQUESTS",

@@ -45,7 +45,7 @@ def test_each_kind_of_annotation_gets_its_fate():
     report = make_report([ingress("shop", {
         NGINX + "ssl-redirect": "false",
         NGINX + "rewrite-target": "/$1",
-        NGINX + "mirror-target": "http://mirror.test/",
+        NGINX + "limit-rate": "100",
         NGINX + "server-snippet": "return 418;",
         NGINX + "canary-weight": "lots",
         NGINX + "no-such-annotation": "1",
@@ -54,7 +54,7 @@ def test_each_kind_of_annotation_gets_its_fate():
     assert fates(report) == {
         NGINX + "ssl-redirect": SUPPORTED,
         NGINX + "rewrite-target": DIFFERENT,
-        NGINX + "mirror-target": NOT_YET,
+        NGINX + "limit-rate": NOT_YET,
         NGINX + "server-snippet": REFUSED_FATE,
         NGINX + "canary-weight": BAD_VALUE,
         NGINX + "no-such-annotation": UNKNOWN,
@@ -154,14 +154,14 @@ def write(folder: Path, name: str, objects: list[dict]) -> None:
 
 def test_the_command_reports_and_exits_1_when_behaviour_would_change(tmp_path: Path):
     write(tmp_path / "m", "ingresses.yaml", [
-        ingress("shop", {NGINX + "mirror-target": "http://mirror.test/", NGINX + "ssl-redirect": "false"}),
+        ingress("shop", {NGINX + "limit-rate": "100", NGINX + "ssl-redirect": "false"}),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ctl", "namespace": "ingress-nginx"},
          "data": {"hsts": "false"}}])
     done = migrate("--manifests", str(tmp_path / "m"), "--configmap", "ingress-nginx/ctl")
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("1 Ingresses;") and "behaviour would change" in lines[1]
-    assert any(line.startswith("  ! nginx.ingress.kubernetes.io/mirror-target='http://mirror.test/'  [not yet]")
+    assert any(line.startswith("  ! nginx.ingress.kubernetes.io/limit-rate='100'  [not yet]")
                for line in lines)
     assert any(line.startswith("    nginx.ingress.kubernetes.io/ssl-redirect='false'  [supported]") for line in lines)
     assert any(line.startswith("    hsts='false'  [supported]") for line in lines)

@@ -453,3 +453,28 @@ def test_a_canary_shares_its_path_with_http_route_rules_on_the_ingress_port():
                               ({}, v1)):
         assert send(config, "/api", host="a.test", headers=headers).service == expected, headers
     assert send(config, "/api", host="a.test", headers={"H": "always"}, ingress=True).service == v2
+
+
+def test_affinity_canary_behavior_sticky_and_legacy():
+    """canary.go "canary affinity behavior" (sticky by default, explicit sticky, legacy) and balancer.lua's
+    route_to_alternative_balancer: a cookie naming a main pod keeps the main backend (even when the header
+    forces the canary); one naming a canary pod goes to the canary only when sticky."""
+    from proxy.routing.policies import affinity_prefix
+
+    def snap_with(**canary: str) -> Snapshot:
+        return world(annotated("main", rule("foo", path("/", "main")), affinity="cookie", session_cookie_name="Aff"),
+                     annotated("canary", rule("foo", path("/", "canary")), created="2024-03-01T00:00:00Z",
+                               canary="true", canary_by_header="Force", canary_by_header_value="yes", **canary))
+
+    main_cookie = "aff=" + (affinity_prefix("default", "main", "80") + b"0123").decode()
+    canary_cookie = "aff=" + (affinity_prefix("default", "canary", "80") + b"0123").decode()
+    for canary in ({}, {"affinity_canary_behavior": "sticky"}):
+        snap = snap_with(**canary)
+        assert pod(snap, headers={"Cookie": canary_cookie}) == "canary"
+        assert pod(snap, headers={"Cookie": main_cookie, "Force": "yes"}) == "main"
+        assert pod(snap, headers={"Force": "yes"}) == "canary" and pod(snap) == "main"
+        same_as_incremental(snap)
+    legacy = snap_with(affinity_canary_behavior="legacy")
+    assert pod(legacy, headers={"Cookie": canary_cookie}) == "main"
+    assert pod(legacy, headers={"Cookie": main_cookie, "Force": "yes"}) == "main"
+    assert pod(legacy, headers={"Force": "yes"}) == "canary"

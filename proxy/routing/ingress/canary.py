@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from proxy.routing.clusters import split_cluster_key
 from proxy.routing.matches import Conditions, CookieMatch, HeaderMatch
 from proxy.routing.model import Backend, Backends, Route
+from proxy.routing.policies import affinity_prefix
 from proxy.routing.table import Choice
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class CanarySpec:
     cookie: bytes = b""  # lower-case
     weight: int = 0
     total: int = 100
+    sticky: bool = True  # affinity-canary-behavior sticky (default) / legacy
 
 
 def canary_spec(values: IngressAnnotations) -> tuple[CanarySpec | None, list[str]]:
@@ -81,17 +83,26 @@ def canary_spec(values: IngressAnnotations) -> tuple[CanarySpec | None, list[str
                       header_value=values.canary_by_header_value.encode("latin-1"),
                       header_pattern=pattern, header_broken=broken,
                       cookie=values.canary_by_cookie.lower().encode("latin-1"),
-                      weight=weight, total=total), problems
+                      weight=weight, total=total, sticky=values.affinity_canary_behavior == "sticky"), problems
 
 
-def canary_rules(main: Route, canary: str, spec: CanarySpec) -> Route | Choice:
-    """The rules of `main`'s slot once the canary backend (cluster key `canary`) joins it."""
+def canary_rules(main: Route, canary: str, spec: CanarySpec, affinity: bytes = b"") -> Route | Choice:
+    """The rules of `main`'s slot once the canary backend (cluster key `canary`) joins it; `affinity`: the main
+    Ingress's affinity cookie name (b"" none)."""
     to_canary = replace(main, cluster=canary)
     rules: list[Route] = []
 
     def when(route: Route, *, header: HeaderMatch | None = None, cookie: CookieMatch | None = None) -> None:
         rules.append(replace(route, conditions=Conditions(headers=(header,) if header else (),
                                                           cookies=(cookie,) if cookie else ())))
+
+    if affinity:
+        # balancer.lua: a request affinitized to the main backend stays there; one affinitized to the canary
+        # goes there (sticky); the cookie's value starts with its Service's prefix (policies.affinity_prefix).
+        name = affinity.lower()
+        when(main, cookie=CookieMatch(name, affinity_prefix(*split_cluster_key(main.cluster)), prefix=True))
+        if spec.sticky:
+            when(to_canary, cookie=CookieMatch(name, affinity_prefix(*split_cluster_key(canary)), prefix=True))
 
     name = spec.header
     if name:

@@ -30,6 +30,7 @@ from proxy.routing.clusters import cluster_key, split_cluster_key
 from proxy.routing.filters import (
     FixedRedirect,
     HeaderEdits,
+    Mirror,
     RegexRewrite,
     RequestHeaderModifier,
     RootRedirect,
@@ -41,10 +42,12 @@ from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
+from proxy.routing.ingress.mirror import mirror_of
 from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
 from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.ingress.security import LIMIT_STATUS, Security, security_of
 from proxy.routing.model import ErrorPages, Route
+from proxy.routing.policies import RoutePolicy
 from proxy.routing.policy.spec import PolicySpec
 
 _GROUP = re.compile(r"\$([0-9])")
@@ -76,6 +79,8 @@ class NginxFeatures:
     www: WwwRedirect | None = None
     vhost: URLRewrite | None = None
     access_log: bool = True  # enable-access-log
+    mirror: Mirror | None = None  # mirror-target (routing.ingress.mirror), on every route of the Ingress
+    http10: bool = False  # proxy-http-version 1.0 (RoutePolicy.http10)
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -114,12 +119,18 @@ class NginxFeatures:
             items: list[Any] = [*current.request, *current.response] if current is not None else []
             filters = compose([*dict.fromkeys([*items, *added]), *(current.mirrors if current is not None else ())])
             route = replace(route, filters=filters)
+        if self.mirror is not None:
+            current = route.filters
+            items = [*current.request, *current.response, *current.mirrors] if current is not None else []
+            route = replace(route, filters=compose([*items, self.mirror]))
         if self.body_limit >= 0:
             route = replace(route, body_limit=self.body_limit)
         if not self.access_log:
             route = replace(route, access_log=False)
         if self.errors_cluster and route.cluster:
             route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
+        if self.http10:
+            route = replace(route, policy=replace(route.policy or RoutePolicy(), http10=True))
         if self.security is not None:
             route = self.security.apply(route)
         return route if self.external_auth is None else self.external_auth.apply(route)
@@ -196,14 +207,18 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
         redirected = tuple(sorted(pair for pair in pairs if pair[0] not in values.server_alias))
         www = WwwRedirect(redirected) if redirected else None
     vhost = URLRewrite(hostname=values.upstream_vhost.encode("latin-1")) if values.upstream_vhost else None
+    mirror, mirror_problems = mirror_of(values, zone.partition("/")[0])
+    http10 = values.proxy_http_version == "1.0"
+    problems.extend(mirror_problems)
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
-            or errors or www or vhost or not values.enable_access_log or external_auth):
+            or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
                          security=security, body_limit=body_limit, errors_cluster=errors,
                          error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost,
-                         access_log=values.enable_access_log, external_auth=external_auth), problems
+                         access_log=values.enable_access_log, external_auth=external_auth,
+                         mirror=mirror, http10=http10), problems
 
 
 def _error_fields(route: Route) -> bytes:

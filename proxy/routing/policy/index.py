@@ -208,7 +208,8 @@ class PolicyIndex:
         own_policy = route.policy  # the rule's own (an ingress-nginx limit): its fields win, the rest is the policy's
         if own_policy is not None and policy is not None:
             policy = replace(policy, **{name: value for name in ("retry", "fault", "rate_limit", "client_limit", "auth")
-                                        if (value := getattr(own_policy, name)) is not None})
+                                        if (value := getattr(own_policy, name)) is not None},
+                             http10=own_policy.http10)
         changes: dict[str, Any] = {"policy": policy if own_policy is None or policy is not None else own_policy}
         if timeouts is not None:
             changes["timeouts"] = timeouts

@@ -24,6 +24,7 @@ from typing import Any
 
 from proxy.routing.ingress.annotations import (
     affinity,
+    affinity_canary_behavior,
     affinity_mode,
     app_root,
     auth_always_set_cookie,
@@ -77,11 +78,15 @@ from proxy.routing.ingress.annotations import (
     limit_rps,
     limit_whitelist,
     load_balance,
+    mirror_host,
+    mirror_request_body,
+    mirror_target,
     permanent_redirect,
     permanent_redirect_code,
     preserve_trailing_slash,
     proxy_body_size,
     proxy_connect_timeout,
+    proxy_http_version,
     proxy_next_upstream,
     proxy_next_upstream_timeout,
     proxy_next_upstream_tries,
@@ -182,6 +187,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     canary_by_cookie,
     canary_weight,
     canary_weight_total,
+    affinity_canary_behavior,
     whitelist_source_range,
     denylist_source_range,
     limit_rps,
@@ -214,6 +220,10 @@ REGISTRY: tuple[ModuleType, ...] = (
     auth_tls_error_page,
     auth_tls_pass_certificate_to_upstream,
     auth_tls_match_cn,
+    mirror_target,
+    mirror_request_body,
+    mirror_host,
+    proxy_http_version,
     *TRAFFIC,
     *EXTERNAL_AUTH,
 )
@@ -247,6 +257,7 @@ class IngressAnnotations:
     canary_by_cookie: str = canary_by_cookie.DEFAULT
     canary_weight: int = canary_weight.DEFAULT
     canary_weight_total: int = canary_weight_total.DEFAULT
+    affinity_canary_behavior: str = affinity_canary_behavior.DEFAULT
     whitelist_source_range: tuple[str, ...] = whitelist_source_range.DEFAULT
     denylist_source_range: tuple[str, ...] = denylist_source_range.DEFAULT
     limit_rps: int = limit_rps.DEFAULT
@@ -316,6 +327,10 @@ class IngressAnnotations:
     auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
     auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
     service_upstream: bool = service_upstream.DEFAULT
+    mirror_target: str = mirror_target.DEFAULT
+    mirror_request_body: bool = mirror_request_body.DEFAULT
+    mirror_host: str = mirror_host.DEFAULT
+    proxy_http_version: str = proxy_http_version.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
 
