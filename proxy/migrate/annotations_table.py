@@ -142,7 +142,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('canary', 'supported with a difference',
      "The canary lends its backend to the main Ingress's route with the same host, path and pathType; "
      "ingress-nginx attaches it to the main *Service* (every path using it). A canary's defaultBackend is "
-     'not served (warning).'),
+     'not served (warning). Its annotations other than `canary-*` and `affinity-canary-behavior` are '
+     'ignored, as in ingress-nginx, and named in one warning.'),
     ('canary-by-cookie', 'supported',
      '`always` / `never` (first cookie of that name).'),
     ('canary-by-header', 'supported',

@@ -275,6 +275,19 @@ def test_canary_ignores_its_traffic_annotations_and_shares_the_main_policy():
     assert any("ignored on a canary" in m and "affinity" in m for m in messages(config))
 
 
+def test_every_annotation_a_canary_sets_beyond_its_own_is_named_as_ignored():
+    """annotations.md "Canary" (a canary's other annotations are not applied): not only the traffic ones are
+    named, so a canary's body limit, mirror or auth is never a silent no-op; its canary-* and
+    affinity-canary-behavior are its own and not named."""
+    main = annotated("main")
+    canary = annotated("canary", service="other", canary="true", canary_weight="100", proxy_body_size="8m",
+                       mirror_target="http://mirror.default.svc/", affinity_canary_behavior="legacy")
+    config, _ = built(main, canary)
+    [warning] = [m for m in messages(config) if "ignored on a canary" in m]
+    assert "mirror-target" in warning and "proxy-body-size" in warning
+    assert "canary-weight" not in warning and "affinity-canary-behavior" not in warning
+
+
 def test_pyngress_prefix_wins_and_an_ingress_of_another_host_is_untouched():
     """The pyngress.dev/ spelling is read first (routing.ingress.annotations)."""
     obj = annotated("t", proxy_read_timeout="3")

@@ -43,7 +43,7 @@ from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.mirror import mirror_of
-from proxy.routing.ingress.nginx_traffic import traffic_layer, used_traffic
+from proxy.routing.ingress.nginx_traffic import traffic_layer
 from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.ingress.security import LIMIT_STATUS, Security, security_of
 from proxy.routing.model import ErrorPages, Route
@@ -151,6 +151,11 @@ def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
     return pattern, problem
 
 
+# What a canary Ingress's own annotations may say: its canary-* rules, and how affinity treats it.
+CANARY_OWN = frozenset({"canary", "canary-by-header", "canary-by-header-value", "canary-by-header-pattern",
+                        "canary-by-cookie", "canary-weight", "canary-weight-total", "affinity-canary-behavior"})
+
+
 def features_of(values: IngressAnnotations, *, zone: str = "",
                 hosts: tuple[str, ...] = (), secrets: SecretReader | None = None,
                 config: GlobalConfig | None = None) -> tuple[NginxFeatures | None, list[str]]:
@@ -162,11 +167,12 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     canary, canary_problems = canary_spec(values)
     problems.extend(canary_problems)
     if canary is not None:
-        # A canary only lends its backend to a main Ingress's path: its other annotations are ignored (ingress-nginx).
-        ignored = used_traffic(values)
+        # A canary only lends its backend to a main Ingress's path: its other annotations are ignored (ingress-nginx),
+        # each named in a warning (the ones it sets itself: a ConfigMap's global forms are not the canary's doing).
+        ignored = sorted(name for name in values.given if name not in CANARY_OWN)
         if ignored:
             problems.append(f"annotations {', '.join(ignored)} are ignored on a canary Ingress: the main Ingress's "
-                            "traffic settings apply to both backends")
+                            "settings apply to both backends")
         return NginxFeatures(canary=canary), problems
     policy, refusal, traffic_problems = traffic_layer(values, secrets)
     problems.extend(traffic_problems)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 
 from proxy.routing.access import Refuse
-from proxy.routing.ingress.annotations import DEFAULTS, TRAFFIC, IngressAnnotations
+from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.model import Timeouts
 from proxy.routing.policies import (
@@ -55,12 +55,6 @@ _VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z0-9_]+)\}|(?P<plain>[A-Za-z0-9
 _COOKIE_ATTRIBUTES = ("session-cookie-name", "session-cookie-path", "session-cookie-max-age",
                       "session-cookie-expires", "session-cookie-samesite", "session-cookie-secure",
                       "session-cookie-domain", "affinity-mode", "session-cookie-change-on-failure")
-
-
-def used_traffic(values: IngressAnnotations) -> list[str]:
-    """The traffic annotations an Ingress sets (to warn a canary, which ignores them)."""
-    found = [name for name, field_name in _FIELDS if getattr(values, field_name) != getattr(_DEFAULTS, field_name)]
-    return found + sorted(name for name in values.invalid if name in _NAMES)
 
 
 def traffic_layer(values: IngressAnnotations,
@@ -214,8 +208,5 @@ def _tls(values: IngressAnnotations, problems: list[str]) -> BackendTLS | None:
 
 
 _DEFAULTS = DEFAULTS
-# (annotation, IngressAnnotations field) of every traffic annotation.
-_FIELDS = tuple((module.NAME, module.NAME.replace("-", "_")) for module in TRAFFIC)
-_NAMES = frozenset(name for name, _ in _FIELDS)
 
-__all__ = ["traffic_layer", "used_traffic"]
+__all__ = ["traffic_layer"]

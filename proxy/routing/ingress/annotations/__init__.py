@@ -333,6 +333,8 @@ class IngressAnnotations:
     proxy_http_version: str = proxy_http_version.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
+    # Names of the annotations the Ingress itself sets, valid or not (not the ConfigMap's global forms).
+    given: frozenset[str] = frozenset()
 
 
 DEFAULTS = IngressAnnotations()
@@ -366,6 +368,7 @@ def parse_annotations(annotations: Mapping[str, Any], *,
     decided: set[str] = set()
     read: set[tuple[str, str]] = set()
     invalid: set[str] = set(defaults.invalid)  # a global form that was bad (see routing.global_config)
+    given: set[str] = set()
     for key in sorted(annotations, key=_our_first):
         name = _short_name(key)
         if name is None:
@@ -385,6 +388,7 @@ def parse_annotations(annotations: Mapping[str, Any], *,
         if (prefix, name) in read:
             continue  # another spelling under this prefix came first: it alone counts, valid or not (ingress-nginx)
         read.add((prefix, name))
+        given.add(name)
         value = annotations[key]
         try:
             if not isinstance(value, str):
@@ -399,6 +403,8 @@ def parse_annotations(annotations: Mapping[str, Any], *,
     invalid -= decided  # a valid pyngress.dev/ spelling (or the Ingress's own value) decided it
     if invalid != defaults.invalid:
         values["invalid"] = frozenset(invalid)
+    if given:
+        values["given"] = frozenset(given)
     return (replace(defaults, **values) if values else defaults), problems
 
 
