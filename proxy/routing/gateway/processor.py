@@ -356,13 +356,9 @@ class _Attachments:
         spec = compiled.spec
         seen = spec.generation
         gateway = self.by_key[(ref.namespace, ref.name)]
-        selected = [listener for listener in gateway.listeners
-                    if (not ref.section_name or listener.name == ref.section_name)
-                    and (ref.port is None or listener.port == ref.port)]
-        if not selected:
-            wanted = " and ".join(filter(None, (f"sectionName {ref.section_name!r}" if ref.section_name else "",
-                                                f"port {ref.port}" if ref.port is not None else "")))
-            return condition(ACCEPTED, False, "NoMatchingParent", f"the Gateway has no listener with {wanted}", seen)
+        selected, unmatched = _selected_listeners(gateway, ref, seen)
+        if unmatched is not None:
+            return unmatched
         allowed = [listener for listener in selected if listener.admits(spec.key[0], self.labels)]
         if not allowed:
             return condition(ACCEPTED, False, "NotAllowedByListeners",
@@ -476,13 +472,9 @@ class _Attachments:
     def _attach_tls_parent(self, spec: TlsRouteSpec, ref: ParentRef) -> Condition:
         seen = spec.generation
         gateway = self.by_key[(ref.namespace, ref.name)]
-        selected = [listener for listener in gateway.listeners
-                    if (not ref.section_name or listener.name == ref.section_name)
-                    and (ref.port is None or listener.port == ref.port)]
-        if not selected:
-            wanted = " and ".join(filter(None, (f"sectionName {ref.section_name!r}" if ref.section_name else "",
-                                                f"port {ref.port}" if ref.port is not None else "")))
-            return condition(ACCEPTED, False, "NoMatchingParent", f"the Gateway has no listener with {wanted}", seen)
+        selected, unmatched = _selected_listeners(gateway, ref, seen)
+        if unmatched is not None:
+            return unmatched
         allowed = [listener for listener in selected if listener.admits(spec.key[0], self.labels, TLS_ROUTE)]
         if not allowed:
             return condition(ACCEPTED, False, "NotAllowedByListeners",
@@ -568,3 +560,16 @@ class _Attachments:
                                         seen))
         attached = len(self.attached.get(id(listener), ()))
         return ListenerStatus(listener.name, listener.supported_kinds, attached, tuple(conditions))
+
+
+def _selected_listeners(gateway: GatewayEntry, ref: ParentRef, seen: int) -> tuple[list[Listener], Condition | None]:
+    """The Gateway's listeners a parentRef's sectionName and port select (every listener when it names neither);
+    when none, the NoMatchingParent condition to report instead."""
+    selected = [listener for listener in gateway.listeners
+                if (not ref.section_name or listener.name == ref.section_name)
+                and (ref.port is None or listener.port == ref.port)]
+    if selected:
+        return selected, None
+    wanted = " and ".join(filter(None, (f"sectionName {ref.section_name!r}" if ref.section_name else "",
+                                        f"port {ref.port}" if ref.port is not None else "")))
+    return [], condition(ACCEPTED, False, "NoMatchingParent", f"the Gateway has no listener with {wanted}", seen)
