@@ -33,7 +33,7 @@ from proxy.routing.access import parse_networks
 from proxy.routing.ingress.annotations import IngressAnnotations
 from proxy.routing.ingress.annotations import load_balance as load_balance_annotation
 from proxy.routing.ingress.annotations import proxy_next_upstream as next_upstream_annotation
-from proxy.routing.ingress.annotations.values import Invalid, option
+from proxy.routing.ingress.annotations.values import Invalid, integer, not_negative, option
 from proxy.routing.ingress.configmap_keys import KEYS
 from proxy.settings import Settings
 
@@ -158,29 +158,16 @@ def go_bool(value: str) -> bool:
     raise Invalid(f'{value!r:.40} is not a boolean ("true" or "false")')
 
 
-def whole(value: str) -> int:
-    text = value.strip()
-    if not re.fullmatch(r"[+-]?[0-9]{1,15}", text):
-        raise Invalid(f"{value!r:.40} is not a whole number")
-    return int(text)
-
 
 def seconds(value: str) -> float:
-    number = whole(value)
+    number = integer(value)
     if number <= 0:
         raise Invalid(f"{value!r:.40} is not a number of seconds above 0")
     return float(number)
 
 
-def not_negative(value: str) -> int:
-    number = whole(value)
-    if number < 0:
-        raise Invalid(f"{value!r:.40} is negative")
-    return number
-
-
 def count(value: str) -> int:
-    number = whole(value)
+    number = integer(value)
     if number <= 0:
         raise Invalid(f"{value!r:.40} is not a number above 0")
     return number
@@ -188,7 +175,7 @@ def count(value: str) -> int:
 
 def status_code(value: str) -> int:
     """A status nginx's limit_req_status / limit_conn_status accept: 400 to 599."""
-    number = whole(value)
+    number = integer(value)
     if not 400 <= number <= 599:
         raise Invalid(f"{value!r:.40} is not a status code between 400 and 599")
     return number
@@ -221,7 +208,7 @@ def user_agents(value: str) -> tuple[str, ...]:
 def http_errors(value: str) -> tuple[int, ...]:
     codes = []
     for entry in words(value):
-        number = whole(entry)
+        number = integer(entry)
         if not 100 <= number <= 599:
             raise Invalid(f"{entry!r:.20} is not an HTTP status code")
         codes.append(number)
