@@ -6,22 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from kubeapi import KubeApiServer
-from proxy.kube.cache import CONFIG_MAP, GATEWAY_KINDS, POLICY_KINDS, CacheChange, ObjectCache
+from proxy.kube.cache import CONFIG_MAP, GATEWAY_KINDS, POLICY_KINDS, CacheChange
 from proxy.kube.cache import KINDS as ALL_KINDS
-from proxy.kube.watch import DEFAULT_PAGE_SIZE, WatchStatus, run_cluster_source
 from proxy.settings import Settings
 
 from .gateway_objects import GROUP, gateway, gateway_class, http_route, namespace, reference_grant
 from .objects import tls_secret
 from .pipeline import start_pipeline
-from .test_watch import FAST, INGRESS_KINDS, WAIT, calls, eventually, seed
+from .test_watch import INGRESS_KINDS, WAIT, calls, eventually, seed
+from .watching import Running, Start
 
 # The kinds these tests watch: all but the traffic policies' (tests/cluster/test_policy_watch.py has those).
 KINDS = tuple(kind for kind in ALL_KINDS if kind not in (*POLICY_KINDS, CONFIG_MAP))
@@ -32,42 +32,15 @@ QUICK = 0.05
 NEVER = 3600.0
 
 
-@dataclass
-class Running:
-    cache: ObjectCache
-    status: WatchStatus
-    task: asyncio.Task
-
-
-Start = Callable[..., Awaitable[Running]]
-
-
 @pytest.fixture
-async def start(kube_api: KubeApiServer, api_client: ApiClient) -> AsyncIterator[Start]:
-    tasks: list[asyncio.Task] = []
+def start(start: Start) -> Start:
+    """The shared `start` (tests/cluster/watching.py) with this file's kinds, and discovery asked only once."""
 
-    async def start_source(settings: Settings = Settings(), *, kinds: tuple[str, ...] = KINDS,
-                           discovery_interval: float = NEVER, wait: bool = True,
-                           page_size: int = DEFAULT_PAGE_SIZE) -> Running:
-        cache = ObjectCache(kinds=kinds)
-        status = WatchStatus.for_kinds(kinds)
-        task = asyncio.create_task(run_cluster_source(cache, settings, api_client=api_client, status=status,
-                                                      kinds=kinds, timeout_seconds=30, backoff=FAST,
-                                                      page_size=page_size, discovery_interval=discovery_interval))
-        tasks.append(task)
-        if wait:
-            async with asyncio.timeout(WAIT):
-                await status.wait_synced()
-            served = [k for k in status.kinds.values() if k.served]
-            await eventually(lambda: kube_api.open_watches == len(served), "every served kind watched")
-        return Running(cache, status, task)
+    def start_gateway_source(settings: Settings = Settings(), *, kinds: tuple[str, ...] = KINDS,
+                             discovery_interval: float = NEVER, **options: Any) -> Awaitable[Running]:
+        return start(settings, kinds=kinds, discovery_interval=discovery_interval, **options)
 
-    yield start_source
-    for task in tasks:
-        assert not task.done(), f"the watch ended on its own: {task}"
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await eventually(lambda: kube_api.open_watches == 0, "watches closed after cancel")
+    return start_gateway_source
 
 
 def seed_gateway_api(kube_api: KubeApiServer, *namespaces: str) -> None:

@@ -48,17 +48,20 @@ async def start(kube_api: KubeApiServer, api_client: ApiClient) -> AsyncIterator
 
     async def start_source(settings: Settings = Settings(), *, kinds: tuple[str, ...] = INGRESS_KINDS,
                            timeout_seconds: int = 30, wait: bool = True, cache: ObjectCache | None = None,
-                           page_size: int = DEFAULT_PAGE_SIZE) -> Running:
+                           page_size: int = DEFAULT_PAGE_SIZE, discovery_interval: float | None = None) -> Running:
         cache = cache if cache is not None else ObjectCache(kinds=kinds)
         status = WatchStatus.for_kinds(kinds)
         task = asyncio.create_task(run_cluster_source(cache, settings, api_client=api_client, status=status,
                                                       kinds=kinds, timeout_seconds=timeout_seconds, backoff=FAST,
-                                                      page_size=page_size))
+                                                      page_size=page_size,
+                                                      **({} if discovery_interval is None
+                                                         else {"discovery_interval": discovery_interval})))
         tasks.append(task)
         if wait:
             async with asyncio.timeout(WAIT):
                 await status.wait_synced()
-            await eventually(lambda: kube_api.open_watches == len(kinds), "every watch open")
+            served = [k for k in status.kinds.values() if k.served]  # (a kind whose CRD is missing is not)
+            await eventually(lambda: kube_api.open_watches == len(served), "every served kind watched")
         return Running(cache, status, task)
 
     yield start_source
