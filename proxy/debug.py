@@ -57,6 +57,9 @@ def describe_gateways(config: Config) -> dict[str, Any]:
         if status.tls_routes:
             described["tlsRoutes"] = {f"{ns}/{name}": item.to_json()
                                       for (ns, name), item in sorted(status.tls_routes.items())}
+        if status.grpc_routes:
+            described["grpcRoutes"] = {f"{ns}/{name}": item.to_json()
+                                       for (ns, name), item in sorted(status.grpc_routes.items())}
     for field, policies in (("backendTLSPolicies", config.tls_policy_status),
                             ("backendTrafficPolicies", config.policy_status)):
         found = policies.policies if policies is not None else {}

@@ -39,6 +39,8 @@ class Snapshot:
     http_routes: Mapping[Key, KubeObject] = field(default_factory=dict)
     # TLSRoutes (served by Gateway TLS listeners in Passthrough mode, with --enable-ssl-passthrough).
     tls_routes: Mapping[Key, KubeObject] = field(default_factory=dict)
+    # GRPCRoutes (gRPC rules of Gateway HTTP and HTTPS listeners).
+    grpc_routes: Mapping[Key, KubeObject] = field(default_factory=dict)
     reference_grants: Mapping[Key, KubeObject] = field(default_factory=dict)
     # Namespaces, for Gateway listeners' allowedRoutes namespace selectors (labels only matter).
     namespaces: Mapping[str, KubeObject] = field(default_factory=dict)

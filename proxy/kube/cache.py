@@ -39,9 +39,10 @@ GATEWAY_CLASS = "GatewayClass"
 GATEWAY = "Gateway"
 HTTP_ROUTE = "HTTPRoute"
 TLS_ROUTE = "TLSRoute"
+GRPC_ROUTE = "GRPCRoute"
 REFERENCE_GRANT = "ReferenceGrant"
 NAMESPACE = "Namespace"
-GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT, TLS_ROUTE)
+GATEWAY_KINDS: tuple[str, ...] = (GATEWAY_CLASS, GATEWAY, HTTP_ROUTE, REFERENCE_GRANT, TLS_ROUTE, GRPC_ROUTE)
 # Traffic policies: ours (pyngress.dev/v1alpha1), the Gateway API's BackendTLSPolicy, and the ConfigMaps
 # holding the CA bundles BackendTLSPolicies name.
 BACKEND_TRAFFIC_POLICY = "BackendTrafficPolicy"
@@ -331,6 +332,7 @@ class ObjectCache:
                 gateways=stores[GATEWAY].freeze(),
                 http_routes=stores[HTTP_ROUTE].freeze(),
                 tls_routes=stores[TLS_ROUTE].freeze(),
+                grpc_routes=stores[GRPC_ROUTE].freeze(),
                 reference_grants=stores[REFERENCE_GRANT].freeze(),
                 namespaces=stores[NAMESPACE].freeze(),
                 backend_traffic_policies=stores[BACKEND_TRAFFIC_POLICY].freeze(),

@@ -56,12 +56,14 @@ GATEWAY_CLASSES = "gatewayclasses"
 GATEWAYS = "gateways"
 HTTP_ROUTES = "httproutes"
 TLS_ROUTES = "tlsroutes"
-KIND_OF = {GATEWAY_CLASSES: "GatewayClass", GATEWAYS: "Gateway", HTTP_ROUTES: "HTTPRoute", TLS_ROUTES: "TLSRoute"}
+GRPC_ROUTES = "grpcroutes"
+KIND_OF = {GATEWAY_CLASSES: "GatewayClass", GATEWAYS: "Gateway", HTTP_ROUTES: "HTTPRoute", TLS_ROUTES: "TLSRoute",
+           GRPC_ROUTES: "GRPCRoute"}
 
 API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("", "services", "get", CLUSTER),  # the --publish-service, for Gateway addresses
     *(ApiCall(GROUP, f"{plural}/status", verb, CLUSTER)
-      for plural in (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, TLS_ROUTES) for verb in ("get", "update")),
+      for plural in (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, TLS_ROUTES, GRPC_ROUTES) for verb in ("get", "update")),
 )
 
 RESYNC = 60.0
@@ -101,6 +103,8 @@ class PublishedStatus(Protocol):
     def routes(self) -> Mapping[Key, StatusDocument]: ...
     @property
     def tls_routes(self) -> Mapping[Key, StatusDocument]: ...
+    @property
+    def grpc_routes(self) -> Mapping[Key, StatusDocument]: ...
 
 
 class StatusWriteError(Exception):
@@ -396,6 +400,12 @@ class GatewayStatusWriter:
                                    partial(route_status, desired=entry.to_json() if entry is not None else [],
                                            namespace=key[0], controller=self.controller, owns=self.owns, now=now),
                                    _served_version(obj)))
+        grpc_routes = desired.grpc_routes if desired is not None else {}
+        for key, obj in snapshot.grpc_routes.items():
+            entry = grpc_routes.get(key)
+            targets.append(_Target(GRPC_ROUTES, key[0], key[1], obj,
+                                   partial(route_status, desired=entry.to_json() if entry is not None else [],
+                                           namespace=key[0], controller=self.controller, owns=self.owns, now=now)))
         return targets
 
     async def _write(self, target: _Target) -> bool:

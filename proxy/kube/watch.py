@@ -154,6 +154,8 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
     # TLSRoute: v1 since Gateway API v1.5, v1alpha2/v1alpha3 before (the fields read are the same).
     KindSpec("TLSRoute", GATEWAY_GROUP, "tlsroutes", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1", "v1alpha3", "v1alpha2")),
+    KindSpec("GRPCRoute", GATEWAY_GROUP, "grpcroutes", CustomObjectsApi, "list_cluster_custom_object",
+             "list_namespaced_custom_object", versions=("v1",)),
     # Bundles before ReferenceGrant reached v1 serve it at v1beta1 only.
     KindSpec("ReferenceGrant", GATEWAY_GROUP, "referencegrants", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1", "v1beta1")),

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 
 from proxy.objects import Snapshot, Warning
 from proxy.routing.checksum import checksum
-from proxy.routing.clusters import ClusterResolver, split_cluster_key
+from proxy.routing.clusters import ClusterResolver, cluster_protocol, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
 from proxy.routing.global_config import global_config, with_config
 from proxy.routing.ingress.classes import select_classes
@@ -132,7 +132,8 @@ def resolve_clusters(snapshot: Snapshot, table: RouteTable, extra: Iterable[Rout
     for key in sorted(users):
         namespace, service, port = split_cluster_key(key)
         policy = variants.get(key) if variants else None
-        cluster, found = resolver.resolve(namespace=namespace, service=service, port=port, policy=policy)
+        cluster, found = resolver.resolve(namespace=namespace, service=service, port=port, policy=policy,
+                                          protocol=cluster_protocol(key))
         clusters[key] = cluster
         for problem in found:
             if problem.kind != "Service":

@@ -19,7 +19,7 @@ from typing import Any
 
 from proxy.objects import KubeObject, Snapshot, Warning
 from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
-from proxy.routing.model import Cluster, Endpoint
+from proxy.routing.model import PROTOCOL_H2C, Cluster, Endpoint
 from proxy.routing.policies import ClusterPolicy, policy_key
 
 # EndpointSlice address types we can dial directly; FQDN slices are refused (not resolved here).
@@ -36,6 +36,16 @@ PortEntry = tuple[str, str, "int | None"]
 def cluster_key(namespace: str, service: str, port: str | int) -> str:
     """The upstream identity routes point to: "namespace/service:port" (port as written in the backend)."""
     return f"{namespace}/{service}:{port}"
+
+
+def protocol_key(key: str, protocol: str) -> str:
+    """The cluster key of a Service port spoken in `protocol` ("" : the plain key): "namespace/service:port~h2c"."""
+    return f"{key}~{protocol}" if protocol else key
+
+
+def cluster_protocol(key: str) -> str:
+    """The protocol a cluster key asks for (see protocol_key): "h2c" or "" (HTTP/1.1)."""
+    return PROTOCOL_H2C if f"~{PROTOCOL_H2C}" in key else ""
 
 
 def split_cluster_key(key: str) -> tuple[str, str, str]:
@@ -73,8 +83,8 @@ class ClusterResolver:
         self._endpoints: dict[tuple[str, str, str], tuple[tuple[Endpoint, ...], list[Warning]]] = {}
 
     def resolve(self, *, namespace: str, service: str, port: str,
-                policy: ClusterPolicy | None = None) -> tuple[Cluster, list[Warning]]:
-        """See `resolve_cluster`."""
+                policy: ClusterPolicy | None = None, protocol: str = "") -> tuple[Cluster, list[Warning]]:
+        """See `resolve_cluster`; `protocol`: the cluster's (its key carries it, see protocol_key)."""
         key = cluster_key(namespace, service, port)
         warnings: list[Warning] = []
         try:
@@ -86,6 +96,9 @@ class ClusterResolver:
             message = f"cannot resolve backend {key}: {type(error).__name__}: {error}"
             warnings.append(Warning("Service", namespace, service, message))
             cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
+        if protocol:
+            cluster = replace(cluster, key=protocol_key(key, protocol), protocol=protocol)
+            key = cluster.key
         if policy is not None:
             if policy.service_upstream and cluster.external_name is None:
                 cluster = replace(cluster, endpoints=self._service_address(namespace, service, port, warnings))

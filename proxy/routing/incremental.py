@@ -38,7 +38,7 @@ from typing import Any
 from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.routing.build import gateway_digested, warning_order
 from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, policy_status_digest, status_digest
-from proxy.routing.clusters import ClusterResolver, split_cluster_key
+from proxy.routing.clusters import ClusterResolver, cluster_protocol, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
 from proxy.routing.gateway.processor import EMPTY, TranslationMemo, same_objects
 from proxy.routing.global_config import GlobalConfig, global_config, with_config
@@ -66,7 +66,8 @@ _FEW = 8
 _Members = IngressEntry | tuple[IngressEntry, ...] | set[IngressEntry]
 
 # Snapshot mappings the Gateway translation reads whole (identity unchanged: nothing to translate again).
-_GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "tls_routes")
+_GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "tls_routes",
+                 "grpc_routes")
 # Snapshot mappings the policy index reads whole.
 _POLICY_KINDS = ("backend_traffic_policies", "backend_tls_policies", "config_maps")
 
@@ -78,7 +79,8 @@ class _ClusterEntry:
 
     def __init__(self, snapshot: Snapshot, resolver: ClusterResolver, key: str, policy: ClusterPolicy | None) -> None:
         namespace, service, port = split_cluster_key(key)
-        self.cluster, found = resolver.resolve(namespace=namespace, service=service, port=port, policy=policy)
+        self.cluster, found = resolver.resolve(namespace=namespace, service=service, port=port, policy=policy,
+                                               protocol=cluster_protocol(key))
         # Service problems are reported on each Ingress routing to the cluster, the rest as they are.
         self.service_problems: tuple[Warning, ...] = ()
         self.problems: tuple[Warning, ...] = ()

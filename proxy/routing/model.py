@@ -53,6 +53,9 @@ BODY_LIMIT_DEFAULT = -1
 # Route.kind: which front end wrote the rule.
 KIND_INGRESS = "Ingress"
 KIND_HTTP_ROUTE = "HTTPRoute"
+KIND_GRPC_ROUTE = "GRPCRoute"
+# Cluster.protocol: HTTP/2 without TLS to the pods (a GRPCRoute's backends).
+PROTOCOL_H2C = "h2c"
 
 
 class Endpoint(NamedTuple):
@@ -81,6 +84,9 @@ class Cluster:
     external_port: int = 0
     # Balancer, ejection, health checks, circuit breaker, TLS to the pods; None: round robin, plain HTTP.
     policy: ClusterPolicy | None = None
+    # How requests are spoken to the pods: "" HTTP/1.1, PROTOCOL_H2C HTTP/2 cleartext (a GRPCRoute's backends,
+    # whose cluster keys end in "~h2c": see routing.clusters.cluster_protocol).
+    protocol: str = ""
 
 
 @dataclass(frozen=True, slots=True)

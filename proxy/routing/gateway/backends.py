@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.objects import Key
-from proxy.routing.clusters import cluster_key
+from proxy.routing.clusters import cluster_key, protocol_key
 from proxy.routing.gateway.actions import BackendRef
 from proxy.routing.gateway.grants import Grants
+from proxy.routing.model import KIND_GRPC_ROUTE, PROTOCOL_H2C
 
 # Service port appProtocols that cannot be spoken to (HTTP/2 without TLS comes with HTTP/2 support).
 _UNSUPPORTED_PROTOCOLS = frozenset({"kubernetes.io/h2c", "kubernetes.io/grpc", "grpc", "h2c"})
@@ -32,7 +33,7 @@ class Resolution:
 
 
 class BackendResolver:
-    """Resolves backendRefs of HTTPRoutes against one snapshot's Services and ReferenceGrants."""
+    """Resolves backendRefs of routes (HTTPRoutes, GRPCRoutes, TLSRoutes) against one snapshot's Services and ReferenceGrants."""
 
     __slots__ = ("_grants", "_services", "reads", "used")
 
@@ -61,13 +62,16 @@ class BackendResolver:
             return Resolution("", "BackendNotFound", f"{where}: Service not found")
         if ref.port is None:
             return Resolution("", "BackendNotFound", f"{where}: port is required for a Service")
-        problem = _port_problem(service, ref.port)
+        # A GRPCRoute's backends are spoken HTTP/2 cleartext, whatever the port's appProtocol says.
+        grpc = from_kind == KIND_GRPC_ROUTE
+        problem = _port_problem(service, ref.port, check_protocol=not grpc)
         if problem:
             return Resolution("", *problem)
-        return Resolution(cluster_key(ref.namespace, ref.name, str(ref.port)))
+        key = cluster_key(ref.namespace, ref.name, str(ref.port))
+        return Resolution(protocol_key(key, PROTOCOL_H2C) if grpc else key)
 
 
-def _port_problem(service: Any, port: int) -> tuple[str, str] | None:
+def _port_problem(service: Any, port: int, *, check_protocol: bool = True) -> tuple[str, str] | None:
     """Why a Service port cannot be used: missing (BackendNotFound) or spoken in an unsupported protocol."""
     spec = service.get("spec") if isinstance(service, dict) else None
     if not isinstance(spec, dict):
@@ -83,7 +87,7 @@ def _port_problem(service: Any, port: int) -> tuple[str, str] | None:
         if entry.get("protocol", "TCP") not in ("TCP", None, ""):
             continue
         protocol = entry.get("appProtocol")
-        if isinstance(protocol, str) and protocol in _UNSUPPORTED_PROTOCOLS:
+        if check_protocol and isinstance(protocol, str) and protocol in _UNSUPPORTED_PROTOCOLS:
             return ("UnsupportedProtocol", f"Service port {port} speaks {protocol}, which is not supported")
         return None
     return ("BackendNotFound", f"Service has no TCP port {port}")

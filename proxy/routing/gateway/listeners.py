@@ -26,6 +26,7 @@ HTTPS = "HTTPS"
 TLS = "TLS"  # tls.mode Passthrough only: TLSRoutes, the TLS stream spliced to a pod (proxy.passthrough)
 HTTP_ROUTE = (GATEWAY_GROUP, "HTTPRoute")
 TLS_ROUTE = (GATEWAY_GROUP, "TLSRoute")
+GRPC_ROUTE = (GATEWAY_GROUP, "GRPCRoute")
 _PROTOCOLS = (HTTP, HTTPS, TLS)
 # What is on the wire: HTTPS and TLS listeners share a port (the ClientHello's server name tells them apart).
 WIRE = {HTTP: HTTP, HTTPS: TLS, TLS: TLS}
@@ -258,9 +259,9 @@ def _allowed_routes(listener: Listener, allowed: dict[str, Any]) -> None:
             raise Malformed("allowedRoutes.namespaces.selector is required with from: Selector")
         listener.selector = parse_selector(namespaces["selector"], "allowedRoutes.namespaces.selector")
     kinds = sequence(allowed, "kinds", "allowedRoutes.")
-    served = TLS_ROUTE if listener.protocol == TLS else HTTP_ROUTE
+    served = (TLS_ROUTE,) if listener.protocol == TLS else (HTTP_ROUTE, GRPC_ROUTE)
     if not kinds:
-        listener.supported_kinds = (served,)
+        listener.supported_kinds = served
         return
     valid: list[tuple[str, str]] = []
     invalid: list[str] = []
@@ -269,15 +270,16 @@ def _allowed_routes(listener: Listener, allowed: dict[str, Any]) -> None:
         group = kind.get("group")
         group = GATEWAY_GROUP if group is None else group
         name = text(kind, "kind", f"allowedRoutes.kinds[{index}].", required=True)
-        if (group, name) == served:
-            if served not in valid:
-                valid.append(served)
+        if (group, name) in served:
+            if (group, name) not in valid:
+                valid.append((group, name))
         else:
             invalid.append(f"{group}/{name}" if group else name)
     listener.supported_kinds = tuple(valid)
     if invalid:
         listener.resolved = (False, "InvalidRouteKinds", f"route kinds {', '.join(invalid)} are not supported on "
-                                                         f"{listener.protocol} ({served[1]} is)")
+                                                         f"{listener.protocol} ({' and '.join(kind for _, kind in served)} "
+                                                         f"{'are' if len(served) > 1 else 'is'})")
 
 
 def _passthrough(listener: Listener, tls: Any) -> None:

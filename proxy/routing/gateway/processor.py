@@ -1,11 +1,12 @@
-"""The Gateway API front end: GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants → per-port rules
+"""The Gateway API front end: GatewayClasses, Gateways, HTTPRoutes (and GRPCRoutes, TLSRoutes) and ReferenceGrants → per-port rules
 and status. A translator with no behaviour of its own: what it produces is `merge.Candidate`s placed
 by the same merge as Ingress paths, and the status the spec asks for.
 
 1. our GatewayClasses (spec.controllerName), and their Gateways (only --gateway ones when given);
 2. each Gateway's listeners judged (`listeners`); two Gateways asking one port for two protocols, or
    an Ingress port for the other protocol, leave the younger listener PortUnavailable;
-3. each HTTPRoute naming one of our Gateways read once per object (`routes.read_route`, memoized by
+3. each HTTPRoute (GRPCRoute: `grpc_routes.read_grpc_route`, into the same rules) naming one of our Gateways
+   read once per object (`routes.read_route`, memoized by
    the caller), its backendRefs resolved and rules compiled (`routes.compile_route`);
 4. each parentRef attached to the listeners it selects (sectionName, port, allowedRoutes, hostnames),
    each rule match placed on every host key of every listener that owns it: a listener on a port
@@ -17,7 +18,7 @@ Pure and deterministic: equal snapshots give equal translations (Candidates in t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,8 @@ from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.gateway.backends import BackendResolver
 from proxy.routing.gateway.classes import select_gateway_classes
 from proxy.routing.gateway.grants import GATEWAY_GROUP, Grants
-from proxy.routing.gateway.hostnames import owner, route_hosts
+from proxy.routing.gateway.grpc_routes import read_grpc_route
+from proxy.routing.gateway.hostnames import intersect, owner, route_hosts
 from proxy.routing.gateway.listeners import (
     HTTP,
     HTTPS,
@@ -102,11 +104,13 @@ class TranslationMemo:
     """What translations keep between builds: each HTTPRoute's reading (while the object is identical) and
     compilation (while, besides, the ReferenceGrants and the Services its backendRefs named are identical)."""
 
-    __slots__ = ("compiled", "grants", "specs")
+    __slots__ = ("compiled", "grants", "grpc_compiled", "grpc_specs", "specs")
 
     def __init__(self) -> None:
         self.specs: dict[Key, RouteSpec] = {}
         self.compiled: dict[Key, CompiledRoute] = {}
+        self.grpc_specs: dict[Key, RouteSpec] = {}  # the same for GRPCRoutes
+        self.grpc_compiled: dict[Key, CompiledRoute] = {}
         self.grants: Mapping[Key, Any] | None = None  # the ReferenceGrants the compilations saw
 
 
@@ -142,7 +146,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | No
     _claim_ports(gateways, settings)
     result = GatewayTranslation()
     work = _Attachments(snapshot, settings, gateways, grants, result, policies)
-    routes = work.attach_routes(memo if memo is not None else TranslationMemo())
+    routes, grpc_routes = work.attach_routes(memo if memo is not None else TranslationMemo())
     tls_routes = work.attach_tls_routes()
     if gateways:
         warnings.extend(grants.warnings)
@@ -156,6 +160,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: TranslationMemo | No
         gateways={gateway.key: work.gateway_status(gateway) for gateway in sorted(gateways, key=lambda g: g.key)},
         routes=routes,
         tls_routes=tls_routes,
+        grpc_routes=grpc_routes,
     )
     result.secrets = secrets.used
     result.services = frozenset(work.resolver.used)
@@ -243,6 +248,8 @@ class _Attachments:
         self._tls_placed: dict[tuple[int, str], list[tuple[tuple[float, Key], Route]]] = {}
         self._placed: dict[tuple[int, str], set[tuple[str, str, int, int]]] = {}
         self._candidates: dict[tuple[int, str], list[Candidate]] = {}
+        # (route kind, route, id(listener)) -> the older route of the other kind that keeps the listener (_settle).
+        self.lost: dict[tuple[str, Key, int], RouteSpec] = {}
         for gateway in gateways:
             if not gateway.accepted[0]:
                 continue
@@ -275,39 +282,80 @@ class _Attachments:
 
     # ------------------------------------------------------------------ routes
 
-    def attach_routes(self, memo: TranslationMemo) -> dict[Key, RouteStatus]:
+    def attach_routes(self, memo: TranslationMemo) -> tuple[dict[Key, RouteStatus], dict[Key, RouteStatus]]:
+        """Attach every HTTPRoute and GRPCRoute naming one of our Gateways: their statuses, by kind."""
         statuses: dict[Key, RouteStatus] = {}
-        routes = self.snapshot.http_routes
-        specs = memo.specs
-        for key in [key for key in specs if key not in routes]:
-            del specs[key]
+        grpc_statuses: dict[Key, RouteStatus] = {}
+        routes, grpc_routes = self.snapshot.http_routes, self.snapshot.grpc_routes
+        for specs, objects in ((memo.specs, routes), (memo.grpc_specs, grpc_routes)):
+            for key in [key for key in specs if key not in objects]:
+                del specs[key]
         grants = self.snapshot.reference_grants
-        previous = memo.compiled if same_objects(grants, memo.grants) else {}
-        memo.compiled, memo.grants = {}, grants
+        same = same_objects(grants, memo.grants)
+        previous = memo.compiled if same else {}
+        grpc_previous = memo.grpc_compiled if same else {}
+        memo.compiled, memo.grpc_compiled, memo.grants = {}, {}, grants
         if not self.by_key:
-            return statuses
+            return statuses, grpc_statuses
+        http = self._read_all(routes, read_route, memo.specs)
+        grpc = self._read_all(grpc_routes, read_grpc_route, memo.grpc_specs) if grpc_routes else []
+        if grpc and http:
+            self._settle([*http, *grpc])
         try:
-            self._attach_all(routes, memo, previous, statuses)
+            self._attach_all(http, memo.compiled, previous, statuses)
+            self._attach_all(grpc, memo.grpc_compiled, grpc_previous, grpc_statuses)
         finally:
             for (local, host), found in self._candidates.items():
                 plan = self.result.ports[local]
                 plan.hosts[host] = plan.hosts.get(host, ()) + tuple(found)
-        return statuses
+        return statuses, grpc_statuses
 
-    def _attach_all(self, routes: Mapping[Key, Any], memo: TranslationMemo, previous: dict[Key, CompiledRoute],
-                    statuses: dict[Key, RouteStatus]) -> None:
-        specs = memo.specs
-        services = self.snapshot.services
+    def _read_all(self, routes: Mapping[Key, Any], reader: Callable[[Key, Any], RouteSpec],
+                  specs: dict[Key, RouteSpec]) -> list[tuple[RouteSpec, list[ParentRef]]]:
+        """Each route naming one of our Gateways (read once per object), with those parentRefs."""
+        found = []
         for key in sorted(routes):
             obj = routes[key]
             spec = specs.get(key)
             if spec is None or spec.obj is not obj:
-                spec = specs[key] = read_route(key, obj)
+                spec = specs[key] = reader(key, obj)
             refs = [ref for ref in dict.fromkeys(spec.parents)
                     if (ref.group, ref.kind) == (GATEWAY_GROUP, "Gateway") and (ref.namespace, ref.name) in self.by_key]
-            if not refs:
+            if refs:
+                self.warnings.extend(spec.warnings)
+                found.append((spec, refs))
+        return found
+
+    def _settle(self, routes: list[tuple[RouteSpec, list[ParentRef]]]) -> None:
+        """HTTPRoutes and GRPCRoutes never share a hostname on a listener: where a route of one kind meets an
+        older route of the other kind there (hostnames intersecting), it is not accepted by that listener
+        (the oldest, then the first by namespace/name wins, as the GRPCRoute spec says). Fills `lost`."""
+        claims: dict[int, list[tuple[str, tuple[str, ...], RouteSpec]]] = {}
+        for spec, refs in sorted(routes, key=lambda item: (item[0].age, item[0].key, item[0].kind)):
+            if spec.problem:
                 continue
-            self.warnings.extend(spec.warnings)
+            kind = (GATEWAY_GROUP, spec.kind)
+            for ref in refs:
+                selected, _ = _selected_listeners(self.by_key[(ref.namespace, ref.name)], ref, spec.generation)
+                for listener in selected:
+                    if not listener.admits(spec.key[0], self.labels, kind):
+                        continue
+                    hosts = route_hosts(listener.hostname, spec.hostnames)
+                    if not hosts:
+                        continue
+                    held = claims.setdefault(id(listener), [])
+                    winner = next((other for other_kind, other_hosts, other in held if other_kind != spec.kind
+                                   and any(intersect(a, b) is not None for a in hosts for b in other_hosts)), None)
+                    if winner is not None:
+                        self.lost[(spec.kind, spec.key, id(listener))] = winner
+                    else:
+                        held.append((spec.kind, hosts, spec))
+
+    def _attach_all(self, routes: list[tuple[RouteSpec, list[ParentRef]]], compiled_now: dict[Key, CompiledRoute],
+                    previous: dict[Key, CompiledRoute], statuses: dict[Key, RouteStatus]) -> None:
+        services = self.snapshot.services
+        for spec, refs in routes:
+            key = spec.key
             compiled = previous.get(key)
             if (compiled is None or compiled.spec is not spec
                     or not all(services.get(name) is found for name, found in compiled.services)):
@@ -315,10 +363,10 @@ class _Attachments:
             else:
                 self.resolver.used.update(compiled.services)
             if compiled is not None:
-                memo.compiled[key] = compiled
+                compiled_now[key] = compiled
             try:
                 statuses[key] = self._attach(spec, refs, compiled)
-            except Exception as error:  # noqa: BLE001  (a bug must cost one HTTPRoute, never the whole build)
+            except Exception as error:  # noqa: BLE001  (a bug must cost one route, never the whole build)
                 self._warn(spec, f"skipped: {type(error).__name__}: {error}")
 
     def _attach(self, spec: RouteSpec, refs: list[ParentRef], compiled: CompiledRoute | None) -> RouteStatus:
@@ -359,15 +407,26 @@ class _Attachments:
         selected, unmatched = _selected_listeners(gateway, ref, seen)
         if unmatched is not None:
             return unmatched
-        allowed = [listener for listener in selected if listener.admits(spec.key[0], self.labels)]
+        allowed = [listener for listener in selected
+                   if listener.admits(spec.key[0], self.labels, (GATEWAY_GROUP, spec.kind))]
         if not allowed:
             return condition(ACCEPTED, False, "NotAllowedByListeners",
-                             f"no listener of the Gateway admits HTTPRoutes from namespace {spec.key[0]}", seen)
+                             f"no listener of the Gateway admits {spec.kind}s from namespace {spec.key[0]}", seen)
         matching = [(listener, hosts) for listener in allowed
                     if (hosts := route_hosts(listener.hostname, spec.hostnames))]
         if not matching:
             return condition(ACCEPTED, False, "NoMatchingListenerHostname",
                              "no hostname of the route matches a listener hostname of the Gateway", seen)
+        if self.lost:
+            kept = [(listener, hosts) for listener, hosts in matching
+                    if (spec.kind, spec.key, id(listener)) not in self.lost]
+            if not kept:
+                winner = self.lost[(spec.kind, spec.key, id(matching[0][0]))]
+                return condition(ACCEPTED, False, "NotAllowedByListeners",
+                                 f"the listener already serves the older {winner.kind} {winner.key[0]}/"
+                                 f"{winner.key[1]} for a hostname of this route (HTTPRoutes and GRPCRoutes do "
+                                 "not share hostnames on a listener)", seen)
+            matching = kept
         if not compiled.rules:
             _, reason, message = compiled.dropped[0]
             return condition(ACCEPTED, False, reason, f"no rule can be implemented: {message}", seen)
@@ -403,7 +462,7 @@ class _Attachments:
                     found.append(candidate)
 
     def _warn(self, spec: RouteSpec, message: str) -> None:
-        self.warnings.append(Warning("HTTPRoute", spec.key[0], spec.key[1], message))
+        self.warnings.append(Warning(spec.kind, spec.key[0], spec.key[1], message))
 
     # ------------------------------------------------------------------ TLSRoutes
 

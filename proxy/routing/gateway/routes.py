@@ -89,9 +89,10 @@ class RouteSpec:
     warnings: list[Warning] = field(default_factory=list)
     # The TRACING_ANNOTATION: spans for its rules' requests or not; None: the process's default.
     tracing: bool | None = None
+    kind: str = KIND_HTTP_ROUTE  # or KIND_GRPC_ROUTE (routing.gateway.grpc_routes reads those)
 
     def warn(self, message: str) -> None:
-        self.warnings.append(Warning("HTTPRoute", self.key[0], self.key[1], message))
+        self.warnings.append(Warning(self.kind, self.key[0], self.key[1], message))
 
 
 # Spans for an HTTPRoute's requests: "true" or "false" (unset: --trace-by-default); the Gateway API has no field
@@ -103,13 +104,13 @@ def read_route(key: Key, obj: Any) -> RouteSpec:
     """Judge one HTTPRoute; never raises (a broken object is a RouteSpec with `problem`)."""
     spec = RouteSpec(key, obj, generation(obj), age(obj))
     namespace = key[0]
-    _read_tracing(spec, obj)
+    read_tracing(spec, obj)
     try:
         body = mapping(require_object(obj, "HTTPRoute"), "spec", "")
         spec.parents = tuple(_parent(item, f"spec.parentRefs[{i}]", namespace)
                              for i, item in enumerate(sequence(body, "parentRefs", "spec.")))
         if body.get("hostnames") is not None:
-            spec.hostnames = _hostnames(spec, sequence(body, "hostnames", "spec."))
+            spec.hostnames = read_hostnames(spec, sequence(body, "hostnames", "spec."))
         items = sequence(body, "rules", "spec.")
     except Malformed as error:
         spec.problem = str(error)
@@ -130,7 +131,7 @@ def read_route(key: Key, obj: Any) -> RouteSpec:
     return spec
 
 
-def _read_tracing(spec: RouteSpec, obj: Any) -> None:
+def read_tracing(spec: RouteSpec, obj: Any) -> None:
     """The TRACING_ANNOTATION ("true" or "false"; anything else is a warning and leaves the default)."""
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
@@ -158,7 +159,7 @@ def _parent(item: Any, where: str, namespace: str) -> ParentRef:
                      port=port_number(item, "port", f"{where}."))
 
 
-def _hostnames(spec: RouteSpec, items: list[Any]) -> tuple[str, ...]:
+def read_hostnames(spec: RouteSpec, items: list[Any]) -> tuple[str, ...]:
     """Valid hostnames; invalid ones are skipped with a warning (and match nothing)."""
     found: dict[str, None] = {}
     for index, item in enumerate(items):
@@ -253,7 +254,7 @@ def _conditions(item: dict[str, Any], where: str) -> Conditions | None:
     headers: dict[bytes, HeaderMatch] = {}
     for index, header in enumerate(sequence(item, "headers", f"{where}.")):
         at = f"{where}.headers[{index}]."
-        name, value, pattern = _value_match(require_object(header, at[:-1]), at)
+        name, value, pattern = value_match(require_object(header, at[:-1]), at)
         key = name.lower().encode()
         if key not in headers:  # only the first of equivalent names counts
             compiled = re.compile(value.encode("latin-1")) if pattern else None
@@ -261,7 +262,7 @@ def _conditions(item: dict[str, Any], where: str) -> Conditions | None:
     query: dict[str, QueryMatch] = {}
     for index, param in enumerate(sequence(item, "queryParams", f"{where}.")):
         at = f"{where}.queryParams[{index}]."
-        name, value, pattern = _value_match(require_object(param, at[:-1]), at)
+        name, value, pattern = value_match(require_object(param, at[:-1]), at)
         if name not in query:
             query[name] = QueryMatch(name, value, re.compile(value) if pattern else None)
     if method is None and not headers and not query:
@@ -270,7 +271,7 @@ def _conditions(item: dict[str, Any], where: str) -> Conditions | None:
                       query=tuple(query.values()))
 
 
-def _value_match(item: dict[str, Any], at: str) -> tuple[str, str, bool]:
+def value_match(item: dict[str, Any], at: str) -> tuple[str, str, bool]:
     """(name, value, is a regular expression) of a header or query parameter match."""
     kind = text(item, "type", at) or "Exact"
     if kind not in ("Exact", "RegularExpression"):
@@ -347,7 +348,7 @@ def _compile(spec: RouteSpec, resolver: BackendResolver, reads: dict[Key, Any]) 
     compiled = []
 
     def resolve(ref: BackendRef) -> str:
-        found = resolver.resolve(ref, route_namespace=namespace)
+        found = resolver.resolve(ref, route_namespace=namespace, from_kind=spec.kind)
         if not found.cluster:
             problems.append((found.reason, found.message))
         return found.cluster
@@ -373,7 +374,7 @@ def _compile(spec: RouteSpec, resolver: BackendResolver, reads: dict[Key, Any]) 
             elif not redirect:
                 backends = Backends(())
             routes.append((match, Route(namespace, name, "", match.path, match.path_type, cluster,
-                                        kind=KIND_HTTP_ROUTE, rule=rule.index, rule_name=rule.name,
+                                        kind=spec.kind, rule=rule.index, rule_name=rule.name,
                                         conditions=match.conditions, backends=backends, filters=filters,
                                         timeouts=rule.timeouts, tracing=spec.tracing)))
         compiled.append(CompiledRule(rule, tuple(routes)))

@@ -155,3 +155,5 @@ class GatewayApiStatus:
     routes: Mapping[Key, RouteStatus]
     # TLSRoutes' parent entries (the same shape as HTTPRoutes').
     tls_routes: Mapping[Key, RouteStatus] = field(default_factory=dict)
+    # GRPCRoutes' parent entries (the same shape as HTTPRoutes').
+    grpc_routes: Mapping[Key, RouteStatus] = field(default_factory=dict)

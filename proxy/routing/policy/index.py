@@ -175,10 +175,11 @@ class PolicyIndex:
         layers = self.layers
         own: tuple[PolicySpec | None, ...] = (native,) if native is not None else _NO_LAYERS
         through: tuple[PolicySpec | None, ...] = _NO_LAYERS
-        if layers:
+        if layers and route.kind == HTTP_ROUTE:  # a policy's targetRef names an HTTPRoute, never a GRPCRoute
             namespace, name = route.namespace, route.ingress
             section = layers.get((HTTP_ROUTE, namespace, name, route.rule_name)) if route.rule_name else None
             own = (*own, section, layers.get((HTTP_ROUTE, namespace, name, "")))
+        if layers:
             through = (layers.get((GATEWAY, gateway[0], gateway[1], listener)) if listener else None,
                        layers.get((GATEWAY, gateway[0], gateway[1], "")))
         return self._apply(route, own, through)

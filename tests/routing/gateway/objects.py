@@ -418,6 +418,7 @@ _KINDS = {
     "Gateway": "gateways",
     "HTTPRoute": "http_routes",
     "TLSRoute": "tls_routes",
+    "GRPCRoute": "grpc_routes",
     "ReferenceGrant": "reference_grants",
     "Namespace": "namespaces",
     "BackendTrafficPolicy": "backend_traffic_policies",
