@@ -142,7 +142,7 @@ async def test_our_class_gateway_and_route_are_accepted_and_programmed(kube_api:
     assert "addresses" not in edge  # nothing published: neither --publish-service nor --publish-status-address
     (listener,) = edge["listeners"]
     assert listener["name"] == "http" and listener["attachedRoutes"] == 1
-    assert listener["supportedKinds"] == [{"group": GROUP, "kind": "HTTPRoute"}]
+    assert listener["supportedKinds"] == [{"group": GROUP, "kind": "HTTPRoute"}, {"group": GROUP, "kind": "GRPCRoute"}]
     assert {kind: value[0] for kind, value in conditions(listener).items()} == {
         "Accepted": "True", "Programmed": "True", "ResolvedRefs": "True", "Conflicted": "False"}
     (parent,) = status(kube_api, "HTTPRoute", "default", "shop")["parents"]

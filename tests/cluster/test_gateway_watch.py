@@ -137,7 +137,7 @@ async def test_watch_namespace_limits_namespaced_gateway_kinds(kube_api: KubeApi
     assert set(snapshot.namespaces) == {"team-a", "team-b"}
     assert {(r.resource, r.namespace) for r in kube_api.requests} == {
         ("gateways", "team-a"), ("httproutes", "team-a"), ("referencegrants", "team-a"), ("tlsroutes", "team-a"),
-        ("gatewayclasses", ""), ("namespaces", "")}
+        ("grpcroutes", "team-a"), ("gatewayclasses", ""), ("namespaces", "")}
 
 
 # ---- without the CRDs, and CRDs that come and go
@@ -162,7 +162,7 @@ async def test_without_crds_ingress_routes_and_one_line_says_so(kube_api: KubeAp
         assert set(kube_api.discovery_requests) >= {f"/apis/{GROUP}/v1", f"/apis/{GROUP}/v1beta1"}
         assert kube_api.open_watches == len(INGRESS_KINDS)
         (line,) = log_lines(caplog, "not served")
-        assert line.startswith("GatewayClass, Gateway, HTTPRoute, TLSRoute, ReferenceGrant, BackendTrafficPolicy, "
+        assert line.startswith("GatewayClass, Gateway, HTTPRoute, TLSRoute, GRPCRoute, ReferenceGrant, BackendTrafficPolicy, "
                                "BackendTLSPolicy not served by the API server")
         assert "Namespace" in line and "every 0.05 s" in line
     finally:

@@ -54,7 +54,7 @@ def validate_status(kind: str, group: str, obj: dict[str, Any]) -> None:
     """Raise 422 when `obj`'s status breaks its CRD schema (kinds without a check pass)."""
     status = obj.get("status")
     try:
-        if kind in ("HTTPRoute", "TLSRoute") and status is not None:
+        if kind in ("HTTPRoute", "TLSRoute", "GRPCRoute") and status is not None:
             _route(_object(status, "status"))
         elif kind in ("GatewayClass", "Gateway") and status is not None:
             status = _object(status, "status")

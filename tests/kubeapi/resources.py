@@ -74,6 +74,7 @@ RESOURCES: tuple[Resource, ...] = (
     # TLSRoute: v1 since Gateway API v1.5 (standard channel), v1alpha2 before.
     Resource(GATEWAY_GROUP, "v1", "tlsroutes", "TLSRoute", versions=("v1", "v1alpha2"),
              **_GATEWAY_API),  # type: ignore[arg-type]
+    Resource(GATEWAY_GROUP, "v1", "grpcroutes", "GRPCRoute", **_GATEWAY_API),  # type: ignore[arg-type]
     # No status subresource (`subresources: {}` in its CRD).
     Resource(GATEWAY_GROUP, "v1", "referencegrants", "ReferenceGrant", crd=True, versions=("v1", "v1beta1"),
              short_names=("refgrant",), categories=("gateway-api",)),

@@ -84,7 +84,7 @@ async def test_discovery_lists_the_installed_crds(kube_api: KubeApiServer, api_c
     assert resource_names(document) == {
         "gatewayclasses": False, "gatewayclasses/status": False, "gateways": True, "gateways/status": True,
         "httproutes": True, "httproutes/status": True, "referencegrants": True,  # no status subresource in its CRD
-        "tlsroutes": True, "tlsroutes/status": True}
+        "tlsroutes": True, "tlsroutes/status": True, "grpcroutes": True, "grpcroutes/status": True}
     by_name = {r["name"]: r for r in document["resources"]}
     assert {"list", "watch"} <= set(by_name["httproutes"]["verbs"])
     assert by_name["gateways/status"]["verbs"] == ["get", "patch", "update"]

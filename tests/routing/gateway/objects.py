@@ -329,6 +329,37 @@ def tls_route(
     }
 
 
+def grpc_match(service: str | None = None, method: str | None = None, *, type: str | None = None,
+               headers: Iterable[Any] = ()) -> Obj:
+    """A GRPCRouteMatch; headers entries are (name, value) or (name, value, type)."""
+    item: Obj = {}
+    if service is not None or method is not None or type is not None:
+        found: Obj = {}
+        for field, value in (("type", type), ("service", service), ("method", method)):
+            if value is not None:
+                found[field] = value
+        item["method"] = found
+    if headers:
+        item["headers"] = [_value_match(h) for h in headers]
+    return item
+
+
+def grpc_route(
+    name: str,
+    *rules: Obj,
+    parents: list[Obj],
+    namespace: str = INFRA,
+    hostnames: list[str] | None = None,
+    generation: int = 1,
+    created: str | None = _STAMP,
+) -> Obj:
+    """A GRPCRoute; its rules are written with `rule` (matches from grpc_match)."""
+    route = http_route(name, *rules, parents=parents, namespace=namespace, hostnames=hostnames,
+                       generation=generation, created=created)
+    route["kind"] = "GRPCRoute"
+    return route
+
+
 def reference_grant(
     name: str, namespace: str, *, froms: list[tuple[str, str, str]], tos: list[tuple[str, str] | tuple[str, str, str]]
 ) -> Obj:

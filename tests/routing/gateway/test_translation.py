@@ -452,7 +452,8 @@ def test_status_as_the_writer_publishes_it():
     ]
     gw = config.gateway_status.gateways[(INFRA, "edge")].to_json()
     assert gw["listeners"][0]["attachedRoutes"] == 1
-    assert gw["listeners"][0]["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
+    assert gw["listeners"][0]["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+                                                    {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}]
     assert [c["type"] for c in gw["conditions"]] == ["Accepted", "Programmed"]
     features = config.gateway_status.classes["pyngress"].to_json()["supportedFeatures"]
     assert {"name": "HTTPRoute"} in features
