@@ -144,6 +144,8 @@ def _describe_cluster(runtime: Runtime, key: str) -> dict[str, Any]:
         "backend": f"{cluster.service}:{cluster.port}" if cluster is not None else None,
         "endpoints": [_address(e) for e in endpoints],
     }
+    if cluster is not None and cluster.protocol:
+        entry["protocol"] = cluster.protocol  # e.g. h2c: a GRPCRoute's backend
     if cluster is not None and cluster.external_name:
         entry["externalName"] = f"{cluster.external_name}:{cluster.external_port}"
     checked = cluster is not None and cluster.policy is not None and cluster.policy.health_check is not None
