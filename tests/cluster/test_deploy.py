@@ -131,7 +131,8 @@ def test_rbac_reads_the_gateway_api_and_namespaces_and_writes_only_gateway_api_s
     granted = set().union(*(grants(r["rules"]) for r in of_kind("ClusterRole")))
     # Status is read and written back whole (GET + PUT on /status), never the objects themselves.
     status = {("gateway.networking.k8s.io", f"{resource}/status", verb)
-              for resource in ("gatewayclasses", "gateways", "httproutes", "tlsroutes", "grpcroutes", "backendtlspolicies")
+              for resource in ("gatewayclasses", "gateways", "httproutes", "tlsroutes", "grpcroutes",
+                               "backendtlspolicies")
               for verb in ("get", "update")}
     assert {(g, r, v) for g, r, v in granted if g == "gateway.networking.k8s.io"} == {
         ("gateway.networking.k8s.io", resource, verb)

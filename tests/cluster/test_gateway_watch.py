@@ -162,8 +162,8 @@ async def test_without_crds_ingress_routes_and_one_line_says_so(kube_api: KubeAp
         assert set(kube_api.discovery_requests) >= {f"/apis/{GROUP}/v1", f"/apis/{GROUP}/v1beta1"}
         assert kube_api.open_watches == len(INGRESS_KINDS)
         (line,) = log_lines(caplog, "not served")
-        assert line.startswith("GatewayClass, Gateway, HTTPRoute, TLSRoute, GRPCRoute, ReferenceGrant, BackendTrafficPolicy, "
-                               "BackendTLSPolicy not served by the API server")
+        assert line.startswith("GatewayClass, Gateway, HTTPRoute, TLSRoute, GRPCRoute, ReferenceGrant, "
+                               "BackendTrafficPolicy, BackendTLSPolicy not served by the API server")
         assert "Namespace" in line and "every 0.05 s" in line
     finally:
         await pipeline.close()

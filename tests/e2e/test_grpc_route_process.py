@@ -28,7 +28,8 @@ def _manifests(v1: list, v2: list) -> list[dict]:
     gateway_class = {"apiVersion": f"{GROUP}/v1", "kind": "GatewayClass", "metadata": {"name": "pyngress"},
                      "spec": {"controllerName": "pyngress.dev/gateway-controller"}}
     gateway = {"apiVersion": f"{GROUP}/v1", "kind": "Gateway", "metadata": {"name": "edge", "namespace": "default"},
-               "spec": {"gatewayClassName": "pyngress", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
+               "spec": {"gatewayClassName": "pyngress",
+                        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
     route = {"apiVersion": f"{GROUP}/v1", "kind": "GRPCRoute", "metadata": {"name": "exact-matching",
                                                                           "namespace": "default"},
              "spec": {"parentRefs": [{"name": "edge"}], "rules": [

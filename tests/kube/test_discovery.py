@@ -28,32 +28,38 @@ def served_by(table: dict[str, frozenset[str]]):
 
 @pytest.mark.parametrize(("table", "expected", "requests"), [
     ({"v1": EVERYTHING, "v1beta1": EVERYTHING},
-     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": None, "GRPCRoute": None, "ReferenceGrant": "v1",
+     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": None, "GRPCRoute": None,
+      "ReferenceGrant": "v1",
       "Namespace": ""}, ["v1", "v1alpha3", "v1alpha2"]),
-    ({}, {"GatewayClass": None, "Gateway": None, "HTTPRoute": None, "TLSRoute": None, "GRPCRoute": None, "ReferenceGrant": None,
+    ({}, {"GatewayClass": None, "Gateway": None, "HTTPRoute": None, "TLSRoute": None, "GRPCRoute": None,
+      "ReferenceGrant": None,
           "Namespace": None},
      ["v1", "v1alpha3", "v1alpha2", "v1beta1"]),
     # A bundle from before ReferenceGrant reached v1.
     ({"v1": EVERYTHING - {"referencegrants"}, "v1beta1": EVERYTHING},
-     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": None, "GRPCRoute": None, "ReferenceGrant": "v1beta1",
+     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": None, "GRPCRoute": None,
+      "ReferenceGrant": "v1beta1",
       "Namespace": ""},
      ["v1", "v1alpha3", "v1alpha2", "v1beta1"]),
     # Only v1beta1 (a very old bundle): Gateways and routes are read at v1 only, so Namespaces
     # (read for Gateway listeners) are not read either.
     ({"v1beta1": EVERYTHING},
-     {"GatewayClass": None, "Gateway": None, "HTTPRoute": None, "TLSRoute": None, "GRPCRoute": None, "ReferenceGrant": "v1beta1",
+     {"GatewayClass": None, "Gateway": None, "HTTPRoute": None, "TLSRoute": None, "GRPCRoute": None,
+      "ReferenceGrant": "v1beta1",
       "Namespace": None},
      ["v1", "v1alpha3", "v1alpha2", "v1beta1"]),
     # TLSRoute: v1 (Gateway API v1.5 on), or the experimental channel's v1alpha2 of older bundles.
     ({"v1": EVERYTHING | {"tlsroutes"}},
-     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": "v1", "GRPCRoute": None, "ReferenceGrant": "v1",
+     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": "v1", "GRPCRoute": None,
+      "ReferenceGrant": "v1",
       "Namespace": ""}, ["v1"]),
     # GRPCRoute: v1 only (standard channel since Gateway API v1.1).
     ({"v1": EVERYTHING | {"grpcroutes"}},
      {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": None, "GRPCRoute": "v1",
       "ReferenceGrant": "v1", "Namespace": ""}, ["v1", "v1alpha3", "v1alpha2"]),
     ({"v1": EVERYTHING, "v1alpha2": frozenset({"tlsroutes"})},
-     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": "v1alpha2", "GRPCRoute": None, "ReferenceGrant": "v1",
+     {"GatewayClass": "v1", "Gateway": "v1", "HTTPRoute": "v1", "TLSRoute": "v1alpha2", "GRPCRoute": None,
+      "ReferenceGrant": "v1",
       "Namespace": ""}, ["v1", "v1alpha3", "v1alpha2"]),
 ])
 async def test_discover(table, expected, requests) -> None:

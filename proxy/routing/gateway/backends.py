@@ -33,7 +33,8 @@ class Resolution:
 
 
 class BackendResolver:
-    """Resolves backendRefs of routes (HTTPRoutes, GRPCRoutes, TLSRoutes) against one snapshot's Services and ReferenceGrants."""
+    """Resolves backendRefs of routes (HTTPRoutes, GRPCRoutes, TLSRoutes) against one snapshot's Services and
+    ReferenceGrants."""
 
     __slots__ = ("_grants", "_services", "reads", "used")
 

@@ -25,8 +25,8 @@ from proxy.routing.gateway.actions import RuleInvalid, read_backend_ref, read_fi
 from proxy.routing.gateway.meta import age, generation
 from proxy.routing.gateway.routes import (
     Match,
-    Rule,
     RouteSpec,
+    Rule,
     _native,
     _parent,
     read_hostnames,

@@ -277,8 +277,9 @@ def _allowed_routes(listener: Listener, allowed: dict[str, Any]) -> None:
             invalid.append(f"{group}/{name}" if group else name)
     listener.supported_kinds = tuple(valid)
     if invalid:
+        supported = " and ".join(kind for _, kind in served)
         listener.resolved = (False, "InvalidRouteKinds", f"route kinds {', '.join(invalid)} are not supported on "
-                                                         f"{listener.protocol} ({' and '.join(kind for _, kind in served)} "
+                                                         f"{listener.protocol} ({supported} "
                                                          f"{'are' if len(served) > 1 else 'is'})")
 
 

@@ -1,6 +1,6 @@
-"""The Gateway API front end: GatewayClasses, Gateways, HTTPRoutes (and GRPCRoutes, TLSRoutes) and ReferenceGrants → per-port rules
-and status. A translator with no behaviour of its own: what it produces is `merge.Candidate`s placed
-by the same merge as Ingress paths, and the status the spec asks for.
+"""The Gateway API front end: GatewayClasses, Gateways, HTTPRoutes (and GRPCRoutes, TLSRoutes) and
+ReferenceGrants → per-port rules and status. A translator with no behaviour of its own: what it produces is
+`merge.Candidate`s placed by the same merge as Ingress paths, and the status the spec asks for.
 
 1. our GatewayClasses (spec.controllerName), and their Gateways (only --gateway ones when given);
 2. each Gateway's listeners judged (`listeners`); two Gateways asking one port for two protocols, or

@@ -130,7 +130,8 @@ def test_GRPCRouteListenerHostnameMatching():
     for name in ("backend-v1", "backend-v2", "backend-v3"):
         assert accepted(config, name, "grpcroute-listener-hostname-matching"), name
     for number in (1, 2, 3, 4):
-        assert listener_status(config, "grpcroute-listener-hostname-matching", f"listener-{number}").attached_routes == 1
+        status = listener_status(config, "grpcroute-listener-hostname-matching", f"listener-{number}")
+        assert status.attached_routes == 1
     for host, wanted in (("bar.com", V1), ("foo.bar.com", V2), ("baz.bar.com", V3), ("boo.bar.com", V3),
                          ("multiple.prefixes.bar.com", V3), ("multiple.prefixes.foo.com", V3),
                          ("foo.com", None), ("no.matching.host", None)):
@@ -366,7 +367,8 @@ def test_parent_refs_section_and_port():
 
 
 def test_hostnames_intersect_with_the_listener():
-    """Hostnames: only those matching the listener's count; none matching → Accepted False NoMatchingListenerHostname."""
+    """Hostnames: only those matching the listener's count; none matching → Accepted False
+    NoMatchingListenerHostname."""
     config = build(
         gateway("wild", listener("http", 80, hostname="*.example.com")),
         grpc_route("some", rule(backends=[backend(V1)]), parents=[parent("wild")],
