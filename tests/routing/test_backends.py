@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from proxy.routing.build import build
-from proxy.routing.clusters import cluster_key, resolve_cluster
-from proxy.routing.model import Cluster, Endpoint
+from proxy.routing.clusters import (
+    ClusterResolver,
+    cluster_key,
+    cluster_protocol,
+    protocol_key,
+    resolve_cluster,
+    split_cluster_key,
+)
+from proxy.routing.model import PROTOCOL_H2C, Cluster, Endpoint
+from proxy.routing.policies import ClusterPolicy, policy_key
 from proxy.settings import Settings
 
 from .objects import (
@@ -46,6 +54,25 @@ TWO_PORTS = [
     service("web", service_port(80, name="http", target="http"), service_port(9090, name="metrics", target=9091)),
     endpoint_slice("web", [endpoint("10.1.0.1"), endpoint("10.1.0.2")], [("http", 8080), ("metrics", 9091)]),
 ]
+
+
+def test_h2c_cluster_keys_carry_their_protocol():
+    """A GRPCRoute backend's cluster ("~h2c") resolves the same Service port with Cluster.protocol h2c, also under a
+    traffic policy (whose digest comes after it); the plain key of the same port stays HTTP/1.1."""
+    plain = cluster_key("default", "web", "80")
+    h2c = protocol_key(plain, PROTOCOL_H2C)
+    assert h2c == "default/web:80~h2c" and cluster_protocol(h2c) == PROTOCOL_H2C and cluster_protocol(plain) == ""
+    variant = policy_key(h2c, ClusterPolicy(connect_timeout=1.0))
+    assert cluster_protocol(variant) == PROTOCOL_H2C and split_cluster_key(variant) == ("default", "web", "80")
+    objects = (service("web"), endpoint_slice("web", [endpoint("10.0.0.1")]))
+    resolver = ClusterResolver(snapshot(*objects))
+    found, warnings = resolver.resolve(namespace="default", service="web", port="80", protocol=PROTOCOL_H2C)
+    assert warnings == [] and (found.key, found.protocol) == (h2c, PROTOCOL_H2C)
+    assert [tuple(e) for e in found.endpoints] == [("10.0.0.1", 8080)]
+    under, _ = resolver.resolve(namespace="default", service="web", port="80", protocol=PROTOCOL_H2C,
+                                policy=ClusterPolicy(connect_timeout=1.0))
+    assert (under.key, under.protocol) == (variant, PROTOCOL_H2C)
+    assert resolver.resolve(namespace="default", service="web", port="80")[0].protocol == ""
 
 
 @pytest.mark.parametrize(
