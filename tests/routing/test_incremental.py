@@ -901,6 +901,37 @@ def random_http_route(rng: random.Random, namespace: str, name: str) -> dict[str
     return _maybe_damage(obj, rng, 0.1)
 
 
+def random_grpc_match(rng: random.Random) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    form = rng.random()
+    if form < 0.3:
+        item["method"] = {"service": rng.choice(("pkg.A", "pkg.B")), "method": rng.choice(("Get", "List"))}
+    elif form < 0.45:
+        item["method"] = {"service": rng.choice(("pkg.A", "pkg.B"))}
+    elif form < 0.55:
+        item["method"] = {"method": "Get"}
+    elif form < 0.65:
+        item["method"] = {"type": "RegularExpression", "service": rng.choice(("pkg\\..*", "(")), "method": "L.*"}
+    elif form < 0.7:
+        item["method"] = {"type": "Exact"}  # invalid: neither service nor method
+    if rng.random() < 0.3:
+        item["headers"] = [{"name": "x-v", "value": rng.choice(("1", "2"))}]
+    return item
+
+
+def random_grpc_route(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
+    """An HTTPRoute's shape with GRPCRoute matches (its HTTP-only filters drop their rules, as they should)."""
+    obj = random_http_route(rng, namespace, name)
+    obj["kind"] = "GRPCRoute"
+    spec = obj.get("spec")
+    rules = spec.get("rules") if isinstance(spec, dict) else None
+    for item in rules if isinstance(rules, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("matches"), list):
+            item["matches"] = [random_grpc_match(rng) for _ in item["matches"]]
+            item.pop("timeouts", None)
+    return obj
+
+
 def random_grant(rng: random.Random, namespace: str, name: str) -> dict[str, Any]:
     obj = {"apiVersion": f"{GROUP}/v1beta1", "kind": "ReferenceGrant",
            "metadata": {"name": name, "namespace": namespace},
@@ -929,7 +960,8 @@ def random_secret(rng: random.Random, namespace: str, name: str) -> dict[str, An
 class GatewayWorld(World):
     """World with the Gateway API kinds (and Namespaces and Secrets) as well."""
 
-    KINDS = (*World.KINDS, "gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "secrets")
+    KINDS = (*World.KINDS, "gateway_classes", "gateways", "http_routes", "grpc_routes", "reference_grants",
+             "namespaces", "secrets")
 
     def step(self, rng: random.Random) -> None:
         if rng.random() < 0.45:
@@ -943,9 +975,12 @@ class GatewayWorld(World):
         elif roll < 0.35:
             key = (namespace, rng.choice(GATEWAY_NAMES))
             kind, make = "gateways", lambda: random_gateway(rng, *key)
-        elif roll < 0.8:
+        elif roll < 0.68:
             key = (namespace, rng.choice(ROUTE_NAMES))
             kind, make = "http_routes", lambda: random_http_route(rng, *key)
+        elif roll < 0.8:  # GRPCRoutes share names with HTTPRoutes, and hostnames (one kind wins a listener's)
+            key = (namespace, rng.choice(ROUTE_NAMES))
+            kind, make = "grpc_routes", lambda: random_grpc_route(rng, *key)
         elif roll < 0.88:
             key = (namespace, rng.choice(("grant-a", "grant-b")))
             kind, make = "reference_grants", lambda: random_grant(rng, *key)
@@ -988,7 +1023,7 @@ def check_gateway_step(builder: Builder, snap: Snapshot, settings: Settings) -> 
     got = builder.build(snap, settings)
     fresh = build(snap, settings)
     assert table_contents(got.table) == table_contents(fresh.table)
-    without = replace(snap, gateway_classes={}, gateways={}, http_routes={}, reference_grants={})
+    without = replace(snap, gateway_classes={}, gateways={}, http_routes={}, grpc_routes={}, reference_grants={})
     assert table_contents(got.table) == table_contents(build(without, settings).table)  # Ingress stays Ingress
     assert list(got.clusters.items()) == list(fresh.clusters.items())
     assert got.warnings == fresh.warnings
