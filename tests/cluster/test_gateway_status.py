@@ -162,6 +162,49 @@ async def test_our_class_gateway_and_route_are_accepted_and_programmed(kube_api:
     assert writer.errors_total == 0
 
 
+class _Post:
+    """What a GRPCRoute rule's conditions read of a call: the method (no headers)."""
+
+    method = b"POST"
+
+    def header(self, name: bytes) -> None:
+        return None
+
+
+async def test_grpc_routes_are_watched_routed_and_given_status(kube_api: KubeApiServer, start: Start) -> None:
+    """A GRPCRoute (watched like HTTPRoutes) attaches to the listener, its calls route by service/method, and the
+    leader writes its status.parents entry like an HTTPRoute's. One whose hostname meets the older HTTPRoute's on
+    the listener is refused (GRPCRouteSpec.hostnames: one of the two kinds per hostname), as its status says."""
+    seed(kube_api)
+    echo = {"method": {"service": "pkg.Echo", "method": "Say"}}
+    calls = http_route("calls", hostname="grpc.test")
+    calls["kind"] = "GRPCRoute"
+    calls["spec"]["rules"][0]["matches"] = [echo]
+    # shop, the HTTPRoute, has that hostname: older, or as old and first by namespace/name.
+    clash = http_route("tardy", hostname="gw.test")
+    clash["kind"] = "GRPCRoute"
+    kube_api.create(calls)
+    kube_api.create(clash)
+    pipeline, _ = await start()
+
+    def parent_of(name: str) -> dict[str, tuple[str, str, int]]:
+        parents = our_parents(status(kube_api, "GRPCRoute", "default", name))
+        return conditions(parents[0]) if parents else {}
+
+    await eventually(lambda: parent_of("calls").get("Accepted", ("",))[0] == "True"
+                     and parent_of("tardy").get("Accepted", ("",))[0] == "False", "GRPCRoute status written")
+    assert parent_of("calls") == {"Accepted": ("True", "Accepted", 1), "ResolvedRefs": ("True", "ResolvedRefs", 1)}
+    assert parent_of("tardy")["Accepted"][:2] == ("False", "NotAllowedByListeners")
+    assert route_accepted(kube_api)  # the HTTPRoute keeps its hostname
+    config = pipeline.holder.current.config  # type: ignore[union-attr]
+    (listener,) = config.listeners.values()
+    call = listener.table.match("grpc.test", "/pkg.Echo/Say", _Post())  # type: ignore[arg-type]
+    assert call is not None and call.kind == "GRPCRoute" and call.ingress == "calls"
+    assert config.clusters[call.cluster].protocol == "h2c"
+    assert listener.table.match("grpc.test", "/pkg.Echo/Other", _Post()) is None  # type: ignore[arg-type]
+    assert {r.name for r in writes(kube_api, "grpcroutes")} == {"calls", "tardy"}
+
+
 @pytest.mark.parametrize("settings,expected", [
     (Settings(publish_status_address=("LB.Example.com", "203.0.113.7")),
      [{"type": "IPAddress", "value": "203.0.113.7"}, {"type": "Hostname", "value": "lb.example.com"}]),
