@@ -27,9 +27,9 @@ from proxy.routing.gateway.routes import (
     Match,
     RouteSpec,
     Rule,
-    _native,
     _parent,
     read_hostnames,
+    read_native,
     read_tracing,
     value_match,
 )
@@ -94,7 +94,7 @@ def _read_rule(spec: RouteSpec, rule: Rule, item: dict[str, Any], where: str) ->
         filters = read_filters(items, f"{at}.filters", namespace)
         backends.append(replace(read, filters=filters) if filters else read)
     rule.backends = tuple(backends)
-    rule.native = _native(spec, item, where)
+    rule.native = read_native(spec, item, where)
 
 
 def _grpc_filters(items: list[Any], where: str) -> list[Any]:

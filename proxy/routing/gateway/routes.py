@@ -190,10 +190,10 @@ def _read_rule(spec: RouteSpec, rule: Rule, item: dict[str, Any], where: str) ->
     if uses_prefix and any(m.path_type != PATH_PREFIX for m in rule.matches):
         raise unsupported(f"{where}: ReplacePrefixMatch needs PathPrefix matches")
     rule.timeouts = _timeouts(mapping(item, "timeouts", f"{where}."), f"{where}.timeouts.")
-    rule.native = _native(spec, item, where)
+    rule.native = read_native(spec, item, where)
 
 
-def _native(spec: RouteSpec, item: dict[str, Any], where: str) -> PolicySpec | None:
+def read_native(spec: RouteSpec, item: dict[str, Any], where: str) -> PolicySpec | None:
     """The rule's own `retry` and `sessionPersistence`: the most specific policy layer of its routes.
     One that cannot be served is ignored with a warning; the rule keeps serving."""
     found: dict[str, Any] = {}
