@@ -567,7 +567,7 @@ class SecretFetcher:
         return key in self.cache.unheld_secrets()
 
     def _get(self, name: str, namespace: str, **options: Any) -> Awaitable[Any]:
-        return self.api.read_namespaced_secret(name, namespace, **options)  # type: ignore[no-any-return]
+        return self.api.read_namespaced_secret(name, namespace, **options)
 
     def _deliver(self, obj: KubeObject) -> None:
         self.cache.fetched(obj)
@@ -615,7 +615,7 @@ class ConfigMapFetcher(SecretFetcher):
         return self.cache.wants_config_map(key)
 
     def _get(self, name: str, namespace: str, **options: Any) -> Awaitable[Any]:
-        return self.api.read_namespaced_config_map(name, namespace, **options)  # type: ignore[no-any-return]
+        return self.api.read_namespaced_config_map(name, namespace, **options)
 
     def _deliver(self, obj: KubeObject) -> None:
         self.cache.fetched_config_map(obj)

@@ -51,8 +51,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "The auth request's method (default GET, nginx's subrequest method); with it the auth service also "
      "gets X-Original-URI and X-Scheme, as ingress-nginx's template. Invalid method: the Ingress's routes "
      'answer 503 ("invalid HTTP method").'),
-    ('auth-proxy-set-headers', 'not yet',
-     ''),
+    ('auth-proxy-set-headers', 'supported',
+     "A ConfigMap (`name` or `namespace/name`, the Ingress's namespace only) whose data are headers sent "
+     "to the `auth-url` service, replacing the client's of the same name; values may use `auth-url`'s "
+     'nginx variables. Fails closed, as ingress-nginx denies the location: a missing ConfigMap, one of '
+     'another namespace, a header name outside `[A-Za-z0-9_-]`, a value that is not one line of ASCII or '
+     'a variable not understood make every route of the Ingress answer 503, with a warning. Cluster mode '
+     'keeps the data only of ConfigMaps an Ingress names (GET when a name appears); its changes apply '
+     'without a restart.'),
     ('auth-realm', 'supported',
      'The realm of `WWW-Authenticate: Basic realm="..."` (quotes escaped); default empty, as '
      'ingress-nginx.'),
@@ -183,8 +189,15 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'Default none.'),
     ('cors-max-age', 'supported',
      'Default 1728000 (20 days).'),
-    ('custom-headers', 'not yet',
-     ''),
+    ('custom-headers', 'supported',
+     "A ConfigMap (`name` or `namespace/name`, the Ingress's namespace only) whose data are headers set "
+     "on every answer of the Ingress's routes (nginx's `more_set_headers`: a pod's header of that name is "
+     'replaced; values are literal text, `$remote_addr` included). Each name must be listed in the '
+     'ConfigMap key `global-allowed-response-headers` (`--configmap`). Fails closed, as ingress-nginx '
+     'denies the location: a missing ConfigMap, one of another namespace, a header not allowed, or a name '
+     "or value outside ingress-nginx's character sets make every route of the Ingress answer 503, with a "
+     'warning. Cluster mode keeps the data only of ConfigMaps an Ingress names (GET when a name appears); '
+     'changes apply without a restart.'),
     ('custom-http-errors', 'supported with a difference',
      "With `default-backend`: the listed codes (400-599) of the pod's answers, and the proxy's own "
      "502/504, are answered by that Service as ingress-nginx's custom error location asks it: path `/`, "

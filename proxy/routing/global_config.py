@@ -90,6 +90,8 @@ class GlobalConfig:
     proxy_body_size: int = 1024 * 1024  # bytes ("1m")
     # Parsed for a feature not wired yet (see PENDING).
     custom_http_errors: tuple[int, ...] = ()
+    # The header names a custom-headers ConfigMap may set (ingress-nginx denies the Ingress's routes otherwise).
+    global_allowed_response_headers: tuple[str, ...] = ()
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
     set_keys: frozenset[str] = field(default=frozenset(), repr=False)
     # Keys whose value was bad (the default kept); a bad whitelist-source-range fails closed (annotation_defaults).
@@ -247,7 +249,7 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "server-tokens": go_bool, "enable-opentelemetry": go_bool,
     "use-proxy-protocol": go_bool, "use-forwarded-headers": go_bool, "forwarded-for-header": header_name,
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
-    "custom-http-errors": http_errors, "proxy-body-size": body_size,
+    "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
 }
 # Parsed and validated, not applied yet: custom-http-errors needs a global default backend, which pyngress does
 # not have (the annotation of the same name works per Ingress). Wiring one = removing it from here.

@@ -395,3 +395,26 @@ async def test_auth_with_limits_and_retries_hands_over_to_the_attempts(make_prox
     (limiter,) = set(proxy.server.client_limiters.values())
     await wait_until(lambda: not limiter.active)
     assert echo.requests == 3
+
+
+async def test_auth_proxy_set_headers_reach_the_auth_service(make_proxy, make_pods, auth_service):
+    """auth.go "should set proxy_set_header 'My-Custom-Header' '42' when auth-proxy-set-headers is set": the
+    ConfigMap's headers are sent to the auth service (replacing the client's of that name), never to the pod;
+    without the ConfigMap the route answers 503 and the auth service is not asked."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy()
+    ext = ingress("ext", HOST, ("/", "Prefix", "echo"), auth_url=auth_service.url(),
+                  auth_proxy_set_headers="auth-headers")
+    serve(proxy, [echo], ext)
+    assert (await request(proxy.port, "/", host=HOST, headers=GOOD)).status == 503
+    assert auth_service.seen == []
+    maps = {("default", "auth-headers"): {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": "auth-headers", "namespace": "default"},
+                                          "data": {"My-Custom-Header": "42", "X-Seen-Host": "$host"}}}
+    serve(proxy, [echo], ext, config_maps=maps)
+    response = await request(proxy.port, "/", host=HOST, headers=[*GOOD, ("My-Custom-Header", "forged")])
+    assert response.status == 200, response.body
+    ((_, _, sent, _),) = auth_service.seen
+    assert sent["My-Custom-Header"] == "42" and sent["X-Seen-Host"] == HOST
+    pod_headers = {name.lower(): value for name, value in response.json()["headers"]}
+    assert pod_headers["my-custom-header"] == "forged"  # the pod gets the client's request as it was

@@ -21,8 +21,10 @@ HOST = "config.foo.com"
 KEY = ("ingress-nginx", "controller")
 
 
-def serve(proxy: Any, pods: list[Pod], data: dict[str, str] | None, *ingresses: dict[str, Any]) -> Config:
-    """Build from the Ingresses, a Service + EndpointSlice per pod and the controller ConfigMap, and publish."""
+def serve(proxy: Any, pods: list[Pod], data: dict[str, str] | None, *ingresses: dict[str, Any],
+          config_maps: dict[Any, Any] | None = None) -> Config:
+    """Build from the Ingresses, a Service + EndpointSlice per pod and the controller ConfigMap (and the
+    ConfigMaps Ingresses name, by (namespace, name)), and publish."""
     services = {("default", pod.name): {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": pod.name, "namespace": "default"},
         "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": pod.port}]}} for pod in pods}
@@ -35,7 +37,8 @@ def serve(proxy: Any, pods: list[Pod], data: dict[str, str] | None, *ingresses: 
     maps = {} if data is None else {KEY: {"apiVersion": "v1", "kind": "ConfigMap",
                                           "metadata": {"name": KEY[1], "namespace": KEY[0]}, "data": data}}
     snap = Snapshot(ingresses={("default", obj["metadata"]["name"]): obj for obj in ingresses},
-                    services=services, endpoint_slices=slices, controller_config_maps=maps)
+                    services=services, endpoint_slices=slices, controller_config_maps=maps,
+                    config_maps=config_maps or {})
     config = build(snap, proxy.settings)
     proxy.publish_config(config, list(config.clusters.values()))
     return config
@@ -233,3 +236,25 @@ async def test_use_proxy_protocol_is_read_when_the_listeners_start(make_pods, ca
         assert response.status == 200 and echoed(response)["X-Forwarded-For"] == ["192.0.2.8"]
     finally:
         await proxy.close()
+
+
+async def test_custom_headers_reach_the_client_once_allowed(make_proxy, make_pods):
+    """test/e2e/annotations/customheaders.go: the custom-headers ConfigMap's headers are set on the answer once
+    the controller ConfigMap's global-allowed-response-headers lists them (a pod's own header of that name is
+    replaced: more_set_headers); before that, and with the ConfigMap missing, the Ingress answers 503."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    headers = {("default", "custom-headers"): {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "custom-headers", "namespace": "default"},
+        "data": {"My-Custom-Header": "42", "Content-Language": "fr"}}}
+    web = ingress("web", HOST, ("/", "Prefix", "echo"), custom_headers="default/custom-headers")
+    serve(proxy, [echo], {}, web)
+    assert (await request(proxy.port, "/", host=HOST)).status == 503  # ConfigMap missing
+    serve(proxy, [echo], {}, web, config_maps=headers)
+    assert (await request(proxy.port, "/", host=HOST)).status == 503  # headers not allowed
+    serve(proxy, [echo], {"global-allowed-response-headers": "My-Custom-Header,Content-Language"}, web,
+          config_maps=headers)
+    response = await request(proxy.port, "/", host=HOST)
+    assert response.status == 200 and response.json()["pod"] == "echo"
+    assert response.header("My-Custom-Header") == "42"
+    assert response.header("Content-Language") == "fr"

@@ -33,6 +33,7 @@ from proxy.routing.filters import (
     Mirror,
     RegexRewrite,
     RequestHeaderModifier,
+    ResponseHeaderModifier,
     RootRedirect,
     URLRewrite,
     WwwRedirect,
@@ -51,6 +52,9 @@ from proxy.routing.policies import RoutePolicy
 from proxy.routing.policy.spec import PolicySpec
 
 _GROUP = re.compile(r"\$([0-9])")
+# What ingress-nginx's custom-headers accepts in a header's name and value (customheaders.ValidHeader/ValidValue).
+_HEADER_NAME = re.compile(r"[a-zA-Z0-9_-]+")
+_HEADER_VALUE = re.compile(r"[a-zA-Z0-9_ :;.,\\/\"'?!(){}\[\]@<>=\-+*#$&`|~^%]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,8 @@ class NginxFeatures:
     access_log: bool = True  # enable-access-log
     mirror: Mirror | None = None  # mirror-target (routing.ingress.mirror), on every route of the Ingress
     http10: bool = False  # proxy-http-version 1.0 (RoutePolicy.http10)
+    # custom-headers: the answers' headers, or a refusal (fail closed); on every route of the Ingress.
+    headers: ResponseHeaderModifier | Refuse | None = None
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -113,7 +119,7 @@ class NginxFeatures:
     def secure(self, route: Route) -> Route:
         """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
         and limits, its body size limit, error pages, www redirect and upstream Host."""
-        added = [item for item in (self.www, self.vhost) if item is not None]
+        added = [item for item in (self.www, self.vhost, self.headers) if item is not None]
         if added:
             current = route.filters
             items: list[Any] = [*current.request, *current.response] if current is not None else []
@@ -200,7 +206,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
         request_status=config.limit_req_status_code if config is not None else LIMIT_STATUS,
         connection_status=config.limit_conn_status_code if config is not None else LIMIT_STATUS)
     problems.extend(security_problems)
-    external_auth, auth_problems = auth_layer_of(values, zone=zone)
+    external_auth, auth_problems = auth_layer_of(values, zone=zone, secrets=secrets)
     problems.extend(auth_problems)
     body_limit = values.proxy_body_size
     errors = cluster_key(zone.partition("/")[0], values.default_backend, "") if values.default_backend else ""
@@ -216,15 +222,51 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     mirror, mirror_problems = mirror_of(values, zone.partition("/")[0])
     http10 = values.proxy_http_version == "1.0"
     problems.extend(mirror_problems)
+    headers = _custom_headers(values, secrets, config, problems)
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
-            or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10):
+            or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10
+            or headers):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
                          security=security, body_limit=body_limit, errors_cluster=errors,
                          error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost,
                          access_log=values.enable_access_log, external_auth=external_auth,
-                         mirror=mirror, http10=http10), problems
+                         mirror=mirror, http10=http10, headers=headers), problems
+
+
+def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,
+                    problems: list[str]) -> ResponseHeaderModifier | Refuse | None:
+    """custom-headers as a response header edit, or a refusal where ingress-nginx denies the location (its
+    customheaders parser): a ConfigMap missing, a header name or value it does not accept, or a name the
+    ConfigMap key global-allowed-response-headers does not list."""
+    if "custom-headers" in values.invalid:
+        return Refuse(503, reason="invalid custom-headers annotation")  # its warning says so
+    if not values.custom_headers:
+        return None
+    data, why = secrets.config_map(values.custom_headers) if secrets is not None else (None, "no ConfigMaps read")
+    if data is not None:
+        allowed = config.global_allowed_response_headers if config is not None else ()
+        for name, value in sorted(data.items()):
+            if _HEADER_NAME.fullmatch(name) is None:
+                why = f"header name {name!r:.60} is not valid"
+            elif _HEADER_VALUE.fullmatch(value) is None:
+                why = f"the value of header {name} is not valid"
+            elif name not in allowed:
+                why = (f"header {name} is not allowed: list it in the ConfigMap key global-allowed-response-headers "
+                       "(--configmap)")
+            else:
+                continue
+            data = None
+            break
+    if data is None:
+        problems.append(f"annotation custom-headers: {why}; every route of the Ingress answers 503 (fail closed, as "
+                        "ingress-nginx)")
+        return Refuse(503, reason="custom-headers cannot be honoured")
+    if not data:
+        return None
+    return ResponseHeaderModifier(HeaderEdits(set=tuple((name.encode("latin-1"), value.encode("latin-1"))
+                                                        for name, value in sorted(data.items()))))
 
 
 def _error_fields(route: Route) -> bytes:

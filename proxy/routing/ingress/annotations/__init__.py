@@ -35,6 +35,7 @@ from proxy.routing.ingress.annotations import (
     auth_keepalive_share_vars,
     auth_keepalive_timeout,
     auth_method,
+    auth_proxy_set_headers,
     auth_realm,
     auth_request_redirect,
     auth_response_headers,
@@ -64,6 +65,7 @@ from proxy.routing.ingress.annotations import (
     cors_allow_origin,
     cors_expose_headers,
     cors_max_age,
+    custom_headers,
     custom_http_errors,
     default_backend,
     denylist_source_range,
@@ -164,6 +166,7 @@ EXTERNAL_AUTH: tuple[ModuleType, ...] = (
     auth_keepalive_requests,
     auth_keepalive_timeout,
     auth_keepalive_share_vars,
+    auth_proxy_set_headers,
 )
 
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
@@ -210,6 +213,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     proxy_body_size,
     default_backend,
     custom_http_errors,
+    custom_headers,
     server_alias,
     from_to_www_redirect,
     upstream_vhost,
@@ -280,6 +284,7 @@ class IngressAnnotations:
     proxy_body_size: int = proxy_body_size.DEFAULT
     default_backend: str = default_backend.DEFAULT
     custom_http_errors: tuple[int, ...] = custom_http_errors.DEFAULT
+    custom_headers: str = custom_headers.DEFAULT
     server_alias: tuple[str, ...] = server_alias.DEFAULT
     from_to_www_redirect: bool = from_to_www_redirect.DEFAULT
     upstream_vhost: str = upstream_vhost.DEFAULT
@@ -326,6 +331,7 @@ class IngressAnnotations:
     auth_keepalive_requests: int = auth_keepalive_requests.DEFAULT
     auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
     auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
+    auth_proxy_set_headers: str = auth_proxy_set_headers.DEFAULT
     service_upstream: bool = service_upstream.DEFAULT
     mirror_target: str = mirror_target.DEFAULT
     mirror_request_body: bool = mirror_request_body.DEFAULT
