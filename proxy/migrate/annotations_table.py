@@ -355,8 +355,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('proxy-redirect-to', 'not yet',
      ''),
-    ('proxy-request-buffering', 'not yet',
-     ''),
+    ('proxy-request-buffering', 'supported with a difference',
+     '`on`: the whole request body is read before the pod is dialed (a slow client never holds a pod '
+     'connection; proxy-body-size still answers 413 over its limit); `off`: streamed as it arrives. '
+     '`on`/`off` in any case; another value keeps the default, with a warning. Differences: unset (and '
+     "without the ConfigMap key) pyngress streams, where ingress-nginx's default is `on`; bodies are held "
+     'in memory, and past 8 MiB the request goes up and the rest streams (nginx spools to a temporary '
+     'file).'),
     ('proxy-send-timeout', 'supported',
      'Whole seconds the pod may take to read more of the request body (globally `--upstream-read-timeout` '
      'covers both). Bad value: the global one, with a warning.'),

@@ -90,6 +90,8 @@ class GlobalConfig:
     proxy_body_size: int = 1024 * 1024  # bytes ("1m")
     # Parsed for a feature not wired yet (see PENDING).
     custom_http_errors: tuple[int, ...] = ()
+    # The default of the proxy-request-buffering annotation ("" not set: streamed).
+    proxy_request_buffering: str = ""
     # The header names a custom-headers ConfigMap may set (ingress-nginx denies the Ingress's routes otherwise).
     global_allowed_response_headers: tuple[str, ...] = ()
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
@@ -232,6 +234,10 @@ def header_name(value: str) -> str:
     return text
 
 
+def request_buffering(value: str) -> str:
+    return option(value, ("on", "off"))
+
+
 def load_balance(value: str) -> str:
     return option(value, load_balance_annotation.OPTIONS)
 
@@ -250,6 +256,7 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "use-proxy-protocol": go_bool, "use-forwarded-headers": go_bool, "forwarded-for-header": header_name,
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
     "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
+    "proxy-request-buffering": request_buffering,
 }
 # Parsed and validated, not applied yet: custom-http-errors needs a global default backend, which pyngress does
 # not have (the annotation of the same name works per Ingress). Wiring one = removing it from here.
@@ -266,6 +273,7 @@ DIFFERENCES: Mapping[str, str] = {
     "server-tokens": "\"true\" sends `Server: pyngress` instead of nginx's version",
     "keep-alive-requests": "counted per client connection over HTTP/1.1",
     "use-proxy-protocol": "read when the listeners start: a later change needs a restart (a warning says so)",
+    "proxy-request-buffering": "bodies are held in memory up to 8 MiB (the rest streams); unset, pyngress streams",
 }
 # Keys pyngress serves through a flag rather than the ConfigMap.
 FLAG_EQUIVALENTS: Mapping[str, str] = {
@@ -278,7 +286,7 @@ FLAG_EQUIVALENTS: Mapping[str, str] = {
     "worker-shutdown-timeout": "--shutdown-grace-period",
 }
 _ANNOTATION_FIELDS = ("proxy_next_upstream", "proxy_next_upstream_tries", "proxy_next_upstream_timeout",
-                      "load_balance", "whitelist_source_range", "ssl_redirect")
+                      "load_balance", "whitelist_source_range", "ssl_redirect", "proxy_request_buffering")
 # Global forms of security annotations: a bad value refuses (503) the routes of Ingresses without their own.
 _FAIL_CLOSED = frozenset({"whitelist-source-range"})
 _FIELD_NAMES = frozenset(f.name for f in fields(GlobalConfig))

@@ -85,6 +85,7 @@ class NginxFeatures:
     access_log: bool = True  # enable-access-log
     mirror: Mirror | None = None  # mirror-target (routing.ingress.mirror), on every route of the Ingress
     http10: bool = False  # proxy-http-version 1.0 (RoutePolicy.http10)
+    buffer_body: bool = False  # proxy-request-buffering on (RoutePolicy.buffer_body)
     # custom-headers: the answers' headers, or a refusal (fail closed); on every route of the Ingress.
     headers: ResponseHeaderModifier | Refuse | None = None
 
@@ -137,6 +138,8 @@ class NginxFeatures:
             route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
         if self.http10:
             route = replace(route, policy=replace(route.policy or RoutePolicy(), http10=True))
+        if self.buffer_body:
+            route = replace(route, policy=replace(route.policy or RoutePolicy(), buffer_body=True))
         if self.security is not None:
             route = self.security.apply(route)
         return route if self.external_auth is None else self.external_auth.apply(route)
@@ -223,16 +226,17 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     http10 = values.proxy_http_version == "1.0"
     problems.extend(mirror_problems)
     headers = _custom_headers(values, secrets, config, problems)
+    buffer_body = values.proxy_request_buffering == "on"
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
             or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10
-            or headers):
+            or headers or buffer_body):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
                          security=security, body_limit=body_limit, errors_cluster=errors,
                          error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost,
                          access_log=values.enable_access_log, external_auth=external_auth,
-                         mirror=mirror, http10=http10, headers=headers), problems
+                         mirror=mirror, http10=http10, headers=headers, buffer_body=buffer_body), problems
 
 
 def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,

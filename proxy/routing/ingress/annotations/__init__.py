@@ -93,6 +93,7 @@ from proxy.routing.ingress.annotations import (
     proxy_next_upstream_timeout,
     proxy_next_upstream_tries,
     proxy_read_timeout,
+    proxy_request_buffering,
     proxy_send_timeout,
     proxy_ssl_name,
     proxy_ssl_secret,
@@ -228,6 +229,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     mirror_request_body,
     mirror_host,
     proxy_http_version,
+    proxy_request_buffering,
     *TRAFFIC,
     *EXTERNAL_AUTH,
 )
@@ -337,6 +339,7 @@ class IngressAnnotations:
     mirror_request_body: bool = mirror_request_body.DEFAULT
     mirror_host: str = mirror_host.DEFAULT
     proxy_http_version: str = proxy_http_version.DEFAULT
+    proxy_request_buffering: str = proxy_request_buffering.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
     # Names of the annotations the Ingress itself sets, valid or not (not the ConfigMap's global forms).
