@@ -33,7 +33,7 @@ from proxy.http.exchange import BLOCK_CONNECT
 from proxy.http.ratelimit import HELD, REFUSED, REFUSED_CONNECTION
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, Mirror, ResponseFilter
-from proxy.routing.model import Timeouts
+from proxy.routing.model import BODY_LIMIT_DEFAULT, Timeouts
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
 from proxy.routing.table import normalize_host
@@ -103,7 +103,7 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust", "body_limit")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust", "body_limit", "gateway_body_limit")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
@@ -116,6 +116,8 @@ class Pipeline:
         # Of Ingress routes without proxy-body-size: the ConfigMap's proxy-body-size, else Settings.proxy_body_size
         # (the server updates trust and body_limit at each swap of the global configuration).
         self.body_limit = server.body_limit
+        # Of Gateway API routes: the ConfigMap's proxy-body-size when it sets one, else none (0).
+        self.gateway_body_limit = server.gateway_body_limit
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
@@ -190,7 +192,7 @@ class Pipeline:
             return
         limit = route.body_limit
         if limit < 0:
-            limit = self.body_limit
+            limit = self.body_limit if limit == BODY_LIMIT_DEFAULT else self.gateway_body_limit
         if limit and (head.content_length > limit or head.chunked) and self._too_large(conn, ex, limit):
             return
         tracer = self.tracer

@@ -6,13 +6,15 @@ connections kept). Each test names the section of ingress-nginx's docs/user-guid
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from proxy.objects import Snapshot
 from proxy.routing.build import build
-from proxy.routing.model import Config
+from proxy.routing.global_config import GlobalConfig, parse_config
+from proxy.routing.model import BODY_LIMIT_DEFAULT, BODY_LIMIT_GLOBAL, Config
 from proxy.settings import Settings
-from server_harness import Pod, Proxy, connect, encode_request, read_response, request
+from server_harness import Pod, Proxy, Rule, cluster, connect, encode_request, make_config, read_response, request
 from test_nginx_annotations import ingress
 from test_proxy_protocol import ask, echoed, v1
 from test_real_ip import forwarded
@@ -258,3 +260,29 @@ async def test_custom_headers_reach_the_client_once_allowed(make_proxy, make_pod
     assert response.status == 200 and response.json()["pod"] == "echo"
     assert response.header("My-Custom-Header") == "42"
     assert response.header("Content-Language") == "fr"
+
+
+async def test_proxy_body_size_of_the_configmap_bounds_gateway_routes_too(make_proxy, make_pods):
+    """configmap.md "proxy-body-size": nginx's client_max_body_size is controller-wide, so a ConfigMap that sets
+    it bounds Gateway API routes (Route.body_limit BODY_LIMIT_GLOBAL) too; without the key they have no limit
+    (the Gateway API has no such field), while Ingress routes keep the process's default."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", proxy_body_size=4096)
+    key = "default/echo:80"
+    rules = [Rule("gw.foo.com", "/", key, body_limit=BODY_LIMIT_GLOBAL),
+             Rule("ing.foo.com", "/", key, body_limit=BODY_LIMIT_DEFAULT)]
+    clusters = [cluster(key, [echo.endpoint])]
+
+    def publish(data: dict[str, str]) -> None:
+        config, _ = parse_config(data, base=GlobalConfig.from_settings(proxy.settings), where="ingress-nginx/controller")
+        proxy.publish_config(replace(make_config(rules, clusters), global_config=config), clusters)
+
+    async def status(size: int, host: str) -> int:
+        return (await request(proxy.port, "/upload", host=host, method="POST", body=b"x" * size)).status
+
+    publish({})
+    assert await status(100_000, "gw.foo.com") == 200
+    assert (await status(4096, "ing.foo.com"), await status(4097, "ing.foo.com")) == (200, 413)
+    publish({"proxy-body-size": "1k"})
+    assert (await status(1024, "gw.foo.com"), await status(1025, "gw.foo.com")) == (200, 413)
+    assert await status(1025, "ing.foo.com") == 413
