@@ -274,7 +274,8 @@ async def test_proxy_body_size_of_the_configmap_bounds_gateway_routes_too(make_p
     clusters = [cluster(key, [echo.endpoint])]
 
     def publish(data: dict[str, str]) -> None:
-        config, _ = parse_config(data, base=GlobalConfig.from_settings(proxy.settings), where="ingress-nginx/controller")
+        base = GlobalConfig.from_settings(proxy.settings)
+        config, _ = parse_config(data, base=base, where="ingress-nginx/controller")
         proxy.publish_config(replace(make_config(rules, clusters), global_config=config), clusters)
 
     async def status(size: int, host: str) -> int:
