@@ -228,8 +228,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "specific origin is echoed (caches must not mix origins' answers); the preflight is answered before "
      "source ranges and limits, as nginx's rewrite phase runs before its access phase. The Gateway API's "
      'CORS filter in its ingress-nginx mode.'),
-    ('enable-global-auth', 'not yet',
-     ''),
+    ('enable-global-auth', 'supported',
+     '`"false"` exempts the Ingress from the ConfigMap\'s `global-auth-url` (default true). An Ingress '
+     "with its own `auth-url` uses that one and none of the global companions (ingress-nginx's "
+     'shouldApplyGlobalAuth).'),
     ('enable-modsecurity', 'not yet',
      ''),
     ('enable-opentelemetry', 'supported',

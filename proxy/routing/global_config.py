@@ -30,7 +30,17 @@ from typing import Any
 
 from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.access import parse_networks
-from proxy.routing.ingress.annotations import IngressAnnotations
+from proxy.routing.ingress.annotations import (
+    IngressAnnotations,
+    auth_cache_duration,
+    auth_cache_key,
+    auth_method,
+    auth_request_redirect,
+    auth_response_headers,
+    auth_signin,
+    auth_signin_redirect_param,
+    auth_url,
+)
 from proxy.routing.ingress.annotations import load_balance as load_balance_annotation
 from proxy.routing.ingress.annotations import proxy_next_upstream as next_upstream_annotation
 from proxy.routing.ingress.annotations.values import Invalid, integer, not_negative, option
@@ -92,6 +102,17 @@ class GlobalConfig:
     custom_http_errors: tuple[int, ...] = ()
     # The default of the proxy-request-buffering annotation ("" not set: streamed).
     proxy_request_buffering: str = ""
+    # External authentication of every Ingress without its own auth-url (and not enable-global-auth "false"):
+    # the global forms of auth-url and its companions ("" / (): not set).
+    global_auth_url: str = ""
+    global_auth_method: str = ""
+    global_auth_signin: str = ""
+    global_auth_signin_redirect_param: str = ""
+    global_auth_response_headers: tuple[str, ...] = ()
+    global_auth_request_redirect: str = ""
+    global_auth_cache_key: str = ""
+    global_auth_cache_duration: tuple[str, ...] = ()
+    global_auth_always_set_cookie: bool = False
     # The header names a custom-headers ConfigMap may set (ingress-nginx denies the Ingress's routes otherwise).
     global_allowed_response_headers: tuple[str, ...] = ()
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
@@ -123,6 +144,11 @@ class GlobalConfig:
     def digest(self) -> str:
         """A stable digest of every value (folded into the build's checksum: a change makes a new Config)."""
         return hashlib.sha256(f"{self!r}|{sorted(self.set_keys)}|{sorted(self.invalid_keys)}".encode()).hexdigest()
+
+    @property
+    def global_auth(self) -> bool:
+        """Whether Ingresses without their own auth-url get the global external auth (or its refusal)."""
+        return bool(self.global_auth_url) or not self.invalid_keys.isdisjoint(GLOBAL_AUTH_FAIL_CLOSED)
 
     def hsts_field(self) -> bytes:
         """The Strict-Transport-Security header line HTTPS answers carry (b"" when off)."""
@@ -257,6 +283,11 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
     "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
     "proxy-request-buffering": request_buffering,
+    "global-auth-url": auth_url.parse, "global-auth-method": auth_method.parse, "global-auth-signin": auth_signin.parse,
+    "global-auth-signin-redirect-param": auth_signin_redirect_param.parse,
+    "global-auth-response-headers": auth_response_headers.parse,
+    "global-auth-request-redirect": auth_request_redirect.parse, "global-auth-cache-key": auth_cache_key.parse,
+    "global-auth-cache-duration": auth_cache_duration.parse, "global-auth-always-set-cookie": go_bool,
 }
 # Parsed and validated, not applied yet: custom-http-errors needs a global default backend, which pyngress does
 # not have (the annotation of the same name works per Ingress). Wiring one = removing it from here.
@@ -273,6 +304,8 @@ DIFFERENCES: Mapping[str, str] = {
     "server-tokens": "\"true\" sends `Server: pyngress` instead of nginx's version",
     "keep-alive-requests": "counted per client connection over HTTP/1.1",
     "use-proxy-protocol": "read when the listeners start: a later change needs a restart (a warning says so)",
+    "global-auth-url": "an invalid value refuses (503) the Ingresses it would protect (ingress-nginx drops the global "
+                       "auth); no-auth-locations is not read",
     "proxy-request-buffering": "bodies are held in memory up to 8 MiB (the rest streams); unset, pyngress streams",
 }
 # Keys pyngress serves through a flag rather than the ConfigMap.
@@ -289,6 +322,11 @@ _ANNOTATION_FIELDS = ("proxy_next_upstream", "proxy_next_upstream_tries", "proxy
                       "load_balance", "whitelist_source_range", "ssl_redirect", "proxy_request_buffering")
 # Global forms of security annotations: a bad value refuses (503) the routes of Ingresses without their own.
 _FAIL_CLOSED = frozenset({"whitelist-source-range"})
+# The global external auth's keys whose bad value refuses (503) the Ingresses it would protect (ingress-nginx
+# drops the global auth with a warning instead: pyngress never serves them unprotected).
+GLOBAL_AUTH_FAIL_CLOSED = ("global-auth-url", "global-auth-method", "global-auth-response-headers",
+                           "global-auth-cache-duration", "global-auth-request-redirect",
+                           "global-auth-always-set-cookie")
 _FIELD_NAMES = frozenset(f.name for f in fields(GlobalConfig))
 assert all(key.replace("-", "_") in _FIELD_NAMES for key in READERS) and set(READERS) <= KEYS
 
@@ -330,6 +368,9 @@ def parse_config(data: Mapping[str, Any], *, base: GlobalConfig, where: str) -> 
             if key == "proxy-real-ip-cidr":
                 problems.append(f"key {key}: {error}; no network is trusted with forwarded headers until it is "
                                 "fixed (fail closed)")
+            elif key in GLOBAL_AUTH_FAIL_CLOSED:
+                problems.append(f"key {key}: {error}; every Ingress without its own auth-url (and without "
+                                "enable-global-auth \"false\") answers 503 until it is fixed (fail closed)")
             elif key in _FAIL_CLOSED:
                 problems.append(f"key {key}: {error}; every Ingress without its own {key} answers 503 until it is "
                                 "fixed (fail closed)")

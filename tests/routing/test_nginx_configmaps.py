@@ -134,3 +134,39 @@ def test_auth_proxy_set_headers_fail_closed():
 
 def same_config(snap: Any) -> None:
     assert Builder().build(snap, CONTROLLER).checksum == build(snap, CONTROLLER).checksum
+
+
+GLOBAL = "http://auth.svc.cluster.local/global"
+
+
+def test_global_auth_protects_ingresses_without_their_own():
+    """configmap.md "global-auth-url" and annotations.md "Global External Authentication" (the template's
+    shouldApplyGlobalAuth): every Ingress without its own auth-url gets the global auth with its companions;
+    an Ingress's own auth-url wins, and enable-global-auth "false" opts out."""
+    snap = world(annotated("plain", rule(HOST, path("/a", "echo"))),
+                 annotated("own", rule(HOST, path("/b", "echo")), auth_url=AUTH),
+                 annotated("out", rule(HOST, path("/c", "echo")), enable_global_auth="false"),
+                 controller(global_auth_url=GLOBAL, global_auth_method="POST",
+                            global_auth_response_headers="X-User", global_auth_signin="http://$host/start"))
+    config = build(snap, CONTROLLER)
+    found = {route.ingress: route.policy.auth if route.policy is not None else None for route in config.routes()
+             if route.path}
+    plain, own = found["plain"], found["own"]
+    assert plain is not None and own is not None and found["out"] is None
+    assert plain.url.render(request(), "/") == GLOBAL and plain.method == "POST"
+    assert plain.response_headers == (b"X-User",) and plain.signin is not None
+    assert own.url.render(request(), "/") == AUTH and own.method == "" and own.response_headers == ()
+    assert not [m for m in messages(snap) if "global" in m]
+    same_config(snap)
+
+
+def test_a_bad_global_auth_url_fails_closed():
+    """ingress-nginx drops an unparsable global-auth-url with a warning ("Global auth location denied"); pyngress
+    refuses (503) the Ingresses it would protect instead of serving them unprotected (a documented difference);
+    an Ingress with its own auth-url or enable-global-auth "false" is not concerned."""
+    snap = world(annotated("plain", rule(HOST, path("/a", "echo"))),
+                 annotated("out", rule(HOST, path("/c", "echo")), enable_global_auth="false"),
+                 controller(global_auth_url="not a url"))
+    assert outcome(snap, "/a").status == 503
+    assert outcome(snap, "/c").status == 200
+    assert any("global-auth-url" in m and "503" in m for m in messages(snap))

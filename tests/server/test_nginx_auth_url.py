@@ -418,3 +418,23 @@ async def test_auth_proxy_set_headers_reach_the_auth_service(make_proxy, make_po
     assert sent["My-Custom-Header"] == "42" and sent["X-Seen-Host"] == HOST
     pod_headers = {name.lower(): value for name, value in response.json()["headers"]}
     assert pod_headers["my-custom-header"] == "forged"  # the pod gets the client's request as it was
+
+
+async def test_global_auth_from_the_configmap(make_proxy, make_pods, auth_service):
+    """configmap.md "global-auth-url" / annotations.md "Global External Authentication": every Ingress without
+    its own auth-url asks the global auth service (with global-auth-response-headers copied to the pod);
+    enable-global-auth "false" is served without it."""
+    from test_nginx_configmap import serve as serve_configured
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    serve_configured(proxy, [echo], {"global-auth-url": auth_service.url("/global"),
+                                     "global-auth-response-headers": "X-User"},
+                     ingress("plain", HOST, ("/", "Prefix", "echo")),
+                     ingress("out", "out.foo.com", ("/", "Prefix", "echo"), enable_global_auth="false"))
+    assert (await request(proxy.port, "/", host=HOST)).status == 401
+    allowed = await request(proxy.port, "/", host=HOST, headers=GOOD)
+    assert allowed.status == 200
+    assert ["X-User", "alice"] in allowed.json()["headers"]
+    assert [path for _, path, _, _ in auth_service.seen] == ["/global", "/global"]
+    assert (await request(proxy.port, "/", host="out.foo.com")).status == 200
+    assert len(auth_service.seen) == 2

@@ -23,7 +23,8 @@ from typing import Any
 from proxy.routing.access import Refuse
 from proxy.routing.external_auth import ExternalAuth, Template, cache_validity, compile_template
 from proxy.routing.filters import compose
-from proxy.routing.ingress.annotations import IngressAnnotations
+from proxy.routing.global_config import GLOBAL_AUTH_FAIL_CLOSED, GlobalConfig
+from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.secrets import SecretReader
 from proxy.routing.model import Route
 from proxy.routing.policies import RoutePolicy
@@ -139,8 +140,33 @@ def auth_layer_of(values: IngressAnnotations, *, zone: str,
     return AuthLayer(auth=auth), problems
 
 
+# The zone (cache key space) of the global external auth: one for every Ingress it protects.
+GLOBAL_ZONE = "<global-auth>"
+
+
+def global_auth_layer(config: GlobalConfig) -> tuple[AuthLayer | None, list[str]]:
+    """The ConfigMap's global external auth (`global-auth-url` and companions) for an Ingress without its own
+    auth-url and without enable-global-auth "false" (ingress-nginx's shouldApplyGlobalAuth); None: not set. A bad
+    key of it refuses (503) instead of serving unprotected."""
+    broken = [key for key in GLOBAL_AUTH_FAIL_CLOSED if key in config.invalid_keys]
+    if broken:
+        return _refuse(f"invalid ConfigMap key {broken[0]}"), []  # the ConfigMap's own warning says so
+    if not config.global_auth_url:
+        return None, []
+    values = replace(
+        DEFAULTS, auth_url=config.global_auth_url, auth_method=config.global_auth_method,
+        auth_signin=config.global_auth_signin, auth_signin_redirect_param=config.global_auth_signin_redirect_param,
+        auth_response_headers=config.global_auth_response_headers,
+        auth_request_redirect=config.global_auth_request_redirect, auth_cache_key=config.global_auth_cache_key,
+        auth_cache_duration=config.global_auth_cache_duration or DEFAULTS.auth_cache_duration,
+        auth_always_set_cookie=config.global_auth_always_set_cookie,
+        proxy_connect_timeout=int(config.proxy_connect_timeout), proxy_read_timeout=int(config.proxy_read_timeout))
+    layer, problems = auth_layer_of(values, zone=GLOBAL_ZONE)
+    return layer, [f"global-auth-url (ConfigMap): {problem.removeprefix('annotation ')}" for problem in problems]
+
+
 def _refuse(reason: str) -> AuthLayer:
     return AuthLayer(refusal=Refuse(503, reason=reason))
 
 
-__all__ = ["AuthLayer", "auth_layer_of"]
+__all__ = ["GLOBAL_ZONE", "AuthLayer", "auth_layer_of", "global_auth_layer"]

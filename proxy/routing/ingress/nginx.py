@@ -41,7 +41,7 @@ from proxy.routing.filters import (
 )
 from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
-from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
+from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of, global_auth_layer
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.mirror import mirror_of
 from proxy.routing.ingress.nginx_traffic import traffic_layer
@@ -210,6 +210,9 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
         connection_status=config.limit_conn_status_code if config is not None else LIMIT_STATUS)
     problems.extend(security_problems)
     external_auth, auth_problems = auth_layer_of(values, zone=zone, secrets=secrets)
+    if (external_auth is None and not values.auth_url and values.enable_global_auth and config is not None
+            and config.global_auth):
+        external_auth, auth_problems = global_auth_layer(config)  # the ConfigMap's global-auth-url
     problems.extend(auth_problems)
     body_limit = values.proxy_body_size
     errors = cluster_key(zone.partition("/")[0], values.default_backend, "") if values.default_backend else ""

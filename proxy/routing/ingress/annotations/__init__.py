@@ -71,6 +71,7 @@ from proxy.routing.ingress.annotations import (
     denylist_source_range,
     enable_access_log,
     enable_cors,
+    enable_global_auth,
     enable_opentelemetry,
     force_ssl_redirect,
     from_to_www_redirect,
@@ -168,6 +169,7 @@ EXTERNAL_AUTH: tuple[ModuleType, ...] = (
     auth_keepalive_timeout,
     auth_keepalive_share_vars,
     auth_proxy_set_headers,
+    enable_global_auth,
 )
 
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
@@ -334,6 +336,7 @@ class IngressAnnotations:
     auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
     auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
     auth_proxy_set_headers: str = auth_proxy_set_headers.DEFAULT
+    enable_global_auth: bool = enable_global_auth.DEFAULT
     service_upstream: bool = service_upstream.DEFAULT
     mirror_target: str = mirror_target.DEFAULT
     mirror_request_body: bool = mirror_request_body.DEFAULT
