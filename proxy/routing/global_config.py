@@ -13,8 +13,9 @@ so no connection drops). Facts are ingress-nginx's (internal/ingress/controller/
 - the global forms of `ssl-redirect`, `proxy-next-upstream*`, `load-balance` and `whitelist-source-range` are
   the defaults of the per-Ingress annotations of the same name (`annotation_defaults`): an annotation wins;
 - a key ingress-nginx knows that pyngress does not read, and a key ingress-nginx does not know, get one
-  warning each; a key whose feature is not wired (custom-http-errors) is parsed and validated into its field
-  and listed in `PENDING` ("not applied yet" warning, with the reason): wiring one is taking it out;
+  warning each; a key whose feature needs what is not there (custom-http-errors without
+  --default-backend-service) is parsed and validated into its field and listed in `PENDING` ("not applied yet"
+  warning, with the reason);
 - the client-address keys, `proxy-body-size` and `use-proxy-protocol` default to their flags / settings
   (`--use-forwarded-headers`..., `Settings.proxy_body_size`, `--proxy-protocol`); the server applies them at
   each swap, except `use-proxy-protocol`, read once when the listeners start (proxy/server.py).
@@ -98,8 +99,11 @@ class GlobalConfig:
     enable_real_ip: bool = False
     # Largest request body of an Ingress route without its own proxy-body-size (0: no limit).
     proxy_body_size: int = 1024 * 1024  # bytes ("1m")
-    # Parsed for a feature not wired yet (see PENDING).
+    # Statuses answered by the default backend (--default-backend-service) on Ingress routes without their own
+    # custom-http-errors; without one, parsed only (see PENDING).
     custom_http_errors: tuple[int, ...] = ()
+    # The cluster key of --default-backend-service ("" none): not a ConfigMap key.
+    default_backend: str = ""
     # The default of the proxy-request-buffering annotation ("" not set: streamed).
     proxy_request_buffering: str = ""
     # External authentication of every Ingress without its own auth-url (and not enable-global-auth "false"):
@@ -139,7 +143,8 @@ class GlobalConfig:
                    forwarded_for_header=settings.forwarded_for_header,
                    compute_full_forwarded_for=settings.compute_full_forwarded_for,
                    proxy_real_ip_cidr=settings.proxy_real_ip_cidr, enable_real_ip=settings.enable_real_ip,
-                   proxy_body_size=settings.proxy_body_size)
+                   proxy_body_size=settings.proxy_body_size,
+                   default_backend=_default_backend(settings.default_backend_service))
 
     def digest(self) -> str:
         """A stable digest of every value (folded into the build's checksum: a change makes a new Config)."""
@@ -289,11 +294,11 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "global-auth-request-redirect": auth_request_redirect.parse, "global-auth-cache-key": auth_cache_key.parse,
     "global-auth-cache-duration": auth_cache_duration.parse, "global-auth-always-set-cookie": go_bool,
 }
-# Parsed and validated, not applied yet: custom-http-errors needs a global default backend, which pyngress does
-# not have (the annotation of the same name works per Ingress). Wiring one = removing it from here.
+# Parsed and validated, not applied without --default-backend-service: custom-http-errors needs a default backend
+# (the annotation of the same name also works with default-backend per Ingress).
 PENDING: Mapping[str, str] = {
-    "custom-http-errors": "pyngress has no global default backend; the custom-http-errors annotation works with "
-                          "default-backend per Ingress",
+    "custom-http-errors": "it needs a default backend: --default-backend-service (the custom-http-errors annotation "
+                          "also works with default-backend per Ingress)",
 }
 # Read with a difference from ingress-nginx (the migration report shows it).
 DIFFERENCES: Mapping[str, str] = {
@@ -333,6 +338,12 @@ assert all(key.replace("-", "_") in _FIELD_NAMES for key in READERS) and set(REA
 
 def _key(field_name: str) -> str:
     return field_name.replace("_", "-")
+
+
+def _default_backend(service: str) -> str:
+    """The cluster key of --default-backend-service (its first port, as an Ingress's default-backend)."""
+    namespace, slash, name = service.partition("/")
+    return f"{namespace}/{name}:" if slash and namespace and name else ""
 
 
 def config_map_key(settings: Settings) -> Key | None:
@@ -377,7 +388,7 @@ def parse_config(data: Mapping[str, Any], *, base: GlobalConfig, where: str) -> 
             else:
                 problems.append(f"key {key}: {error}; {_shown(getattr(base, name))} kept")
             continue
-        if key in PENDING:
+        if key in PENDING and not (key == "custom-http-errors" and base.default_backend):
             problems.append(f"key {key} is read but not applied yet ({PENDING[key]})")
     config = replace(base, **values, set_keys=frozenset(_key(name) for name in values),
                      invalid_keys=frozenset(invalid))

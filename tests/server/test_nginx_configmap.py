@@ -287,3 +287,26 @@ async def test_proxy_body_size_of_the_configmap_bounds_gateway_routes_too(make_p
     publish({"proxy-body-size": "1k"})
     assert (await status(1024, "gw.foo.com"), await status(1025, "gw.foo.com")) == (200, 413)
     assert await status(1025, "ing.foo.com") == 413
+
+
+async def test_custom_http_errors_of_the_configmap_go_to_the_default_backend(make_proxy, make_pods):
+    """configmap.md "custom-http-errors" (answered by the default backend, --default-backend-service;
+    and annotations.md "Custom HTTP Errors"): the ConfigMap's statuses of
+    every Ingress without its own list go to the default backend with X-Code; an Ingress's own list replaces it."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/errors")
+    serve(proxy, [app, errors], {"custom-http-errors": "404,503"},
+          ingress("plain", HOST, ("/", "Prefix", "app")),
+          ingress("own", "own.foo.com", ("/", "Prefix", "app"), custom_http_errors="500"))
+
+    async def answer(path: str, host: str = HOST) -> tuple[int, str, str]:
+        response = await request(proxy.port, path, host=host)
+        if response.header("X-Pod") == "errors":
+            headers = {name.lower(): value for name, value in response.json()["headers"]}
+            return response.status, "errors", headers["x-code"]
+        return response.status, "app", ""  # (the pod's /status answers carry no X-Pod)
+
+    assert await answer("/status/404") == (200, "errors", "404")
+    assert await answer("/status/500") == (500, "app", "")
+    assert await answer("/status/404", "own.foo.com") == (404, "app", "")
+    assert await answer("/status/500", "own.foo.com") == (200, "errors", "500")

@@ -216,9 +216,15 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     problems.extend(auth_problems)
     body_limit = values.proxy_body_size
     errors = cluster_key(zone.partition("/")[0], values.default_backend, "") if values.default_backend else ""
+    codes = values.custom_http_errors
+    if config is not None and config.default_backend:
+        # ingress-nginx's default backend (--default-backend-service) answers for Ingresses without their own, with
+        # the ConfigMap's custom-http-errors where the Ingress lists none.
+        codes = codes or config.custom_http_errors
+        errors = errors or config.default_backend
     if values.custom_http_errors and not errors:
-        problems.append("annotation custom-http-errors has no effect without default-backend (pyngress has no "
-                        "global default backend)")
+        problems.append("annotation custom-http-errors has no effect without default-backend or "
+                        "--default-backend-service")
     www = None
     if values.from_to_www_redirect:
         pairs = extra_hosts(values, hosts)
@@ -237,7 +243,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
                          security=security, body_limit=body_limit, errors_cluster=errors,
-                         error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost,
+                         error_codes=frozenset(codes), www=www, vhost=vhost,
                          access_log=values.enable_access_log, external_auth=external_auth,
                          mirror=mirror, http10=http10, headers=headers, buffer_body=buffer_body), problems
 
