@@ -120,8 +120,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "nginx's `ssl_verify_depth` (OpenSSL's), default 1; 0 or an invalid value: 1."),
     ('auth-type', 'supported with a difference',
      '`basic`: 401 with `WWW-Authenticate: Basic realm="<auth-realm>"` without valid credentials (the '
-     '`Authorization` field is forwarded, as nginx does). `digest` is not supported yet: the Ingress '
-     'answers 503 rather than serve unprotected. Without `auth-type` nothing is asked, as ingress-nginx '
+     "`Authorization` field is forwarded, as nginx does). `digest` (ingress-nginx's auth_digest module): "
+     'key `auth` is an htdigest file (`user:realm:HA1`), only the lines of `auth-realm` count; 401 with '
+     '`WWW-Authenticate: Digest algorithm="MD5", qop="auth", realm=..., nonce=...` until the RFC 2617 '
+     'response matches (method and URI included); a nonce older than 60 s gets a new challenge with '
+     '`stale="true"`; `auth-map` with digest: 503. Difference for digest: no per-nonce request counter '
+     "(the module's `auth_digest_replays`), so a captured Authorization field works again for the same "
+     'URI until its nonce expires (60 s). Without `auth-type` nothing is asked, as ingress-nginx '
      '(`auth-secret` alone: a warning). Slow hashes (bcrypt, crypt) are checked on a small thread pool, '
      'off the event loop; successful checks are remembered (4096 entries, keyed digests, no plaintext) so '
      "a client's next requests do not pay the hash again."),
