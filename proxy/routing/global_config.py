@@ -49,6 +49,8 @@ from proxy.routing.ingress.configmap_keys import KEYS
 from proxy.settings import Settings
 
 KIND = "ConfigMap"
+# ingress-nginx's default no-auth-locations: ACME HTTP-01 challenges pass without authentication.
+NO_AUTH_LOCATIONS = ("/.well-known/acme-challenge",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,8 @@ class GlobalConfig:
     global_auth_cache_key: str = ""
     global_auth_cache_duration: tuple[str, ...] = ()
     global_auth_always_set_cookie: bool = False
+    # Path prefixes whose Ingress paths ask no authentication (auth-url, global auth, basic/digest).
+    no_auth_locations: tuple[str, ...] = NO_AUTH_LOCATIONS
     # The header names a custom-headers ConfigMap may set (ingress-nginx denies the Ingress's routes otherwise).
     global_allowed_response_headers: tuple[str, ...] = ()
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
@@ -287,7 +291,7 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "use-proxy-protocol": go_bool, "use-forwarded-headers": go_bool, "forwarded-for-header": header_name,
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
     "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
-    "proxy-request-buffering": request_buffering,
+    "proxy-request-buffering": request_buffering, "no-auth-locations": words,
     "global-auth-url": auth_url.parse, "global-auth-method": auth_method.parse, "global-auth-signin": auth_signin.parse,
     "global-auth-signin-redirect-param": auth_signin_redirect_param.parse,
     "global-auth-response-headers": auth_response_headers.parse,
@@ -310,7 +314,7 @@ DIFFERENCES: Mapping[str, str] = {
     "keep-alive-requests": "counted per client connection over HTTP/1.1",
     "use-proxy-protocol": "read when the listeners start: a later change needs a restart (a warning says so)",
     "global-auth-url": "an invalid value refuses (503) the Ingresses it would protect (ingress-nginx drops the global "
-                       "auth); no-auth-locations is not read",
+                       "auth)",
     "proxy-request-buffering": "bodies are held in memory up to 8 MiB (the rest streams); unset, pyngress streams",
 }
 # Keys pyngress serves through a flag rather than the ConfigMap.

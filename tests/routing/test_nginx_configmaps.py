@@ -170,3 +170,25 @@ def test_a_bad_global_auth_url_fails_closed():
     assert outcome(snap, "/a").status == 503
     assert outcome(snap, "/c").status == 200
     assert any("global-auth-url" in m and "503" in m for m in messages(snap))
+
+
+def test_no_auth_locations_skip_authentication():
+    """configmap.md "no-auth-locations" (default "/.well-known/acme-challenge"; the template's
+    isLocationInLocationList, a path prefix): those Ingress paths ask neither auth-url, the global auth, nor basic
+    auth; a broken auth configuration still answers 503 there (ingress-nginx's denied location)."""
+    from .test_nginx_auth import authed, secret
+    ingress = authed("basic")
+    ingress["spec"]["rules"][0]["http"]["paths"].append(
+        {"path": "/.well-known/acme-challenge/", "pathType": "Prefix",
+         "backend": {"service": {"name": "echo", "port": {"number": 80}}}})
+    snap = world(ingress, secret("basic-auth", auth="foo:{PLAIN}bar"))
+    assert outcome(snap, "/private").status == 401
+    assert outcome(snap, "/.well-known/acme-challenge/token").status == 200
+    snap = world(ingress, secret("basic-auth", auth="foo:{PLAIN}bar"), controller(no_auth_locations="/public"))
+    assert outcome(snap, "/.well-known/acme-challenge/token").status == 401
+    broken = world(ingress)  # the Secret missing: denied, exempt paths included
+    assert outcome(broken, "/.well-known/acme-challenge/token").status == 503
+    auth_url = annotated("ext", rule(HOST, path("/", "echo"), path("/.well-known/acme-challenge", "echo")),
+                         auth_url=AUTH)
+    found = auths(world(auth_url))
+    assert found[("ext", "/")] is not None and found[("ext", "/.well-known/acme-challenge")] is None

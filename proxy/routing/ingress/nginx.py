@@ -39,7 +39,7 @@ from proxy.routing.filters import (
     WwwRedirect,
     compose,
 )
-from proxy.routing.global_config import GlobalConfig
+from proxy.routing.global_config import NO_AUTH_LOCATIONS, GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
 from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of, global_auth_layer
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
@@ -86,6 +86,8 @@ class NginxFeatures:
     mirror: Mirror | None = None  # mirror-target (routing.ingress.mirror), on every route of the Ingress
     http10: bool = False  # proxy-http-version 1.0 (RoutePolicy.http10)
     buffer_body: bool = False  # proxy-request-buffering on (RoutePolicy.buffer_body)
+    # The ConfigMap's no-auth-locations: paths starting with one ask no authentication (auth-url, basic, digest).
+    no_auth: tuple[str, ...] = ()
     # custom-headers: the answers' headers, or a refusal (fail closed); on every route of the Ingress.
     headers: ResponseHeaderModifier | Refuse | None = None
 
@@ -140,9 +142,13 @@ class NginxFeatures:
             route = replace(route, policy=replace(route.policy or RoutePolicy(), http10=True))
         if self.buffer_body:
             route = replace(route, policy=replace(route.policy or RoutePolicy(), buffer_body=True))
+        exempt = bool(self.no_auth) and bool(route.path) and route.path.startswith(self.no_auth)
         if self.security is not None:
-            route = self.security.apply(route)
-        return route if self.external_auth is None else self.external_auth.apply(route)
+            route = self.security.apply(route, skip_auth=exempt)
+        auth = self.external_auth
+        if auth is None or (exempt and auth.refusal is None):
+            return route
+        return auth.apply(route)
 
 
 def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
@@ -236,6 +242,8 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     problems.extend(mirror_problems)
     headers = _custom_headers(values, secrets, config, problems)
     buffer_body = values.proxy_request_buffering == "on"
+    no_auth = ((config.no_auth_locations if config is not None else NO_AUTH_LOCATIONS)
+               if external_auth is not None or values.auth_type else ())
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
             or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10
             or headers or buffer_body):
@@ -245,7 +253,8 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
                          security=security, body_limit=body_limit, errors_cluster=errors,
                          error_codes=frozenset(codes), www=www, vhost=vhost,
                          access_log=values.enable_access_log, external_auth=external_auth,
-                         mirror=mirror, http10=http10, headers=headers, buffer_body=buffer_body), problems
+                         mirror=mirror, http10=http10, headers=headers, buffer_body=buffer_body,
+                         no_auth=no_auth), problems
 
 
 def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,

@@ -49,12 +49,16 @@ class Security:
     filters: tuple[Any, ...] = ()
     client_limit: ClientLimit | None = None
 
-    def apply(self, route: Route) -> Route:
+    def apply(self, route: Route, *, skip_auth: bool = False) -> Route:
+        """`route` with the filters and limits; `skip_auth`: without basic/digest auth (no-auth-locations)."""
         changes: dict[str, Any] = {}
-        if self.filters:
+        own = self.filters
+        if skip_auth:
+            own = tuple(item for item in own if not isinstance(item, (BasicAuth, DigestAuth)))
+        if own:
             items: list[Any] = list(route.filters.request) if route.filters is not None else []
             items += route.filters.response if route.filters is not None else ()
-            items += self.filters
+            items += own
             mirrors = route.filters.mirrors if route.filters is not None else ()
             changes["filters"] = compose([*dict.fromkeys(items), *mirrors])
         if self.client_limit is not None:
