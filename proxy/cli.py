@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--configmap", default=d.configmap, metavar="NAMESPACE/NAME",
                      help="ingress-nginx's ConfigMap of global settings (its --configmap): read from the "
                           "manifests in file mode, watched in cluster mode; changes apply live")
+    src.add_argument("--default-backend-service", default=d.default_backend_service, metavar="NAMESPACE/NAME",
+                     help="ingress-nginx's default backend Service (its flag of the same name): answers the "
+                          "ConfigMap's custom-http-errors, and an Ingress's custom-http-errors without default-backend")
     src.add_argument("--kubeconfig", default=d.kubeconfig, metavar="FILE",
                      help="cluster mode: kubeconfig file (empty: in-cluster service account, then ~/.kube/config)")
     src.add_argument("--context", default=d.kube_context, help="cluster mode: kubeconfig context (empty: current)")
@@ -204,12 +207,14 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
     for flag, value in (("--publish-service", args.publish_service),
                         ("--default-ssl-certificate", args.default_ssl_certificate),
                         ("--configmap", args.configmap),
+                        ("--default-backend-service", args.default_backend_service),
                         *(("--gateway", gateway) for gateway in args.gateway)):
         if value and (value.count("/") != 1 or value.startswith("/") or value.endswith("/")):
             parser.error(f"{flag} must be NAMESPACE/NAME, got {value!r}")
     return Settings(
         manifests=tuple(args.manifests),
         configmap=args.configmap,
+        default_backend_service=args.default_backend_service,
         bind=args.bind,
         http_port=args.http_port,
         https_port=args.https_port,

@@ -9,7 +9,9 @@ A base module (it imports nothing of ours), so `kube/` and `routing/` agree on o
   (`allow-cross-namespace-resources` is off by default), and holding one would let an Ingress author
   make the proxy read Secrets of namespaces they cannot read.
 
-A new annotation naming a Secret is one more entry in `SECRET_ANNOTATIONS`.
+A new annotation naming a Secret is one more entry in `SECRET_ANNOTATIONS`. ConfigMaps an Ingress names
+(`CONFIG_MAP_ANNOTATIONS`: custom-headers, auth-proxy-set-headers) follow the same rules: the cache keeps
+their data (any other ConfigMap's is dropped on arrival) and the builder reads them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ Key = tuple[str, str]
 ANNOTATION_PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
 # Annotations whose value names a Secret the builder reads.
 SECRET_ANNOTATIONS = ("auth-secret", "auth-tls-secret", "proxy-ssl-secret")
+# Annotations whose value names a ConfigMap the builder reads (its whole data).
+CONFIG_MAP_ANNOTATIONS = ("custom-headers", "auth-proxy-set-headers")
 
 
 def secret_key(value: str, namespace: str) -> Key | None:
@@ -51,8 +55,9 @@ def tls_secret_refs(ingress: Mapping[str, Any]) -> set[Key]:
     return found
 
 
-def annotation_secret_refs(ingress: Mapping[str, Any]) -> set[Key]:
-    """The Secrets an Ingress's annotations name (both prefixes counted: either may be the one read)."""
+def annotation_secret_refs(ingress: Mapping[str, Any], names: tuple[str, ...] = SECRET_ANNOTATIONS) -> set[Key]:
+    """The Secrets an Ingress's annotations name (both prefixes counted: either may be the one read);
+    `names`: the annotations read (CONFIG_MAP_ANNOTATIONS for the ConfigMaps it names)."""
     meta = ingress.get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
     if not isinstance(annotations, dict) or not annotations:
@@ -60,7 +65,7 @@ def annotation_secret_refs(ingress: Mapping[str, Any]) -> set[Key]:
     namespace = _namespace(ingress)
     found = set()
     for prefix in ANNOTATION_PREFIXES:
-        for name in SECRET_ANNOTATIONS:
+        for name in names:
             value = annotations.get(prefix + name)
             if isinstance(value, str):
                 key = secret_key(value, namespace)
@@ -74,11 +79,17 @@ def ingress_secret_refs(ingress: Mapping[str, Any]) -> set[Key]:
     return tls_secret_refs(ingress) | annotation_secret_refs(ingress)
 
 
+def ingress_config_map_refs(ingress: Mapping[str, Any]) -> set[Key]:
+    """The ConfigMaps an Ingress's annotations name (in its own namespace)."""
+    return annotation_secret_refs(ingress, CONFIG_MAP_ANNOTATIONS)
+
+
 def _namespace(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata")
     namespace = meta.get("namespace") if isinstance(meta, dict) else None
     return namespace if isinstance(namespace, str) else ""
 
 
-__all__ = ["ANNOTATION_PREFIXES", "SECRET_ANNOTATIONS", "annotation_secret_refs", "ingress_secret_refs",
+__all__ = ["ANNOTATION_PREFIXES", "CONFIG_MAP_ANNOTATIONS", "SECRET_ANNOTATIONS", "annotation_secret_refs",
+           "ingress_config_map_refs", "ingress_secret_refs",
            "secret_key", "tls_secret_refs"]

@@ -88,6 +88,7 @@ class ProxyServer:
         # body of Ingress routes without proxy-body-size: the flags', then the ConfigMap's (_apply_global).
         self.trust = ForwardedTrust.from_settings(settings)
         self.body_limit = settings.proxy_body_size
+        self.gateway_body_limit = 0  # Gateway API routes: the ConfigMap's proxy-body-size only when it sets one
         # PROXY protocol on every listener: decided when the first listener starts (--proxy-protocol, or the
         # ConfigMap's use-proxy-protocol then); a later change of the key needs a restart.
         self.proxy_protocol: bool | None = None
@@ -224,6 +225,7 @@ class ProxyServer:
         self.base_tick = self.tick = _tick_for(min(self.header_timeout, self.keepalive_timeout, self.body_timeout,
                                                    self.send_timeout, self.read_timeout, self.upstream_send_timeout))
         self.body_limit = config.proxy_body_size
+        self.gateway_body_limit = config.proxy_body_size if "proxy-body-size" in config.set_keys else 0
         if _trust_of(config) != _trust_of(previous):
             self.trust = ForwardedTrust.from_config(config)
         if (self.proxy_protocol is not None and config.use_proxy_protocol != previous.use_proxy_protocol
@@ -244,6 +246,7 @@ class ProxyServer:
         if pipeline is not None:
             pipeline.trust = self.trust
             pipeline.body_limit = self.body_limit
+            pipeline.gateway_body_limit = self.gateway_body_limit
 
     def _route_passthrough(self, runtime: Runtime) -> None:
         """The passthrough hosts of a new table, handed to every listener reading SNI (O(hosts), only with

@@ -15,6 +15,9 @@ class Settings:
     # "namespace/name" of ingress-nginx's ConfigMap (its --configmap): the global configuration
     # (routing.global_config), watched live; "" reads none.
     configmap: str = ""
+    # "namespace/name" of ingress-nginx's default backend Service (its --default-backend-service): answers the
+    # ConfigMap's custom-http-errors (and an Ingress's custom-http-errors without its own default-backend).
+    default_backend_service: str = ""
 
     # Listeners. Defaults follow ingress-nginx's chart (8080/8443 inside the pod, admin 10254).
     bind: str = "0.0.0.0"

@@ -175,12 +175,15 @@ class AuthGate:
         lines: list[bytes] = []
         fields = ex.fields
         listed = ex.connection_names or ()
+        replaced = auth.set_names
         for index in range(0, len(fields), 4):
             name = fields[index]
             lowered = name.lower()
-            if lowered in _NOT_SENT or lowered in listed:
+            if lowered in _NOT_SENT or lowered in listed or lowered in replaced:
                 continue
             lines += (name, b": ", fields[index + 2], b"\r\n")
+        for name, template in auth.set_headers:
+            lines += (name, b": ", template.render(ex, self.request_uri).encode("latin-1"), b"\r\n")
         for name, value in self.stripped:
             lines += (name, b": ", value, b"\r\n")
         http_host = ex.header(b"host") or ex.host.encode("latin-1")

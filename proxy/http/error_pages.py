@@ -74,6 +74,19 @@ def divert(ex: Exchange, error: UpstreamError) -> bool:
     return send(ex, pages, status, body=False)
 
 
+def _forwarded(ex: Exchange) -> bytes:
+    """The forwarded fields the route's pod would get (the pipeline's): with trusted forwarded headers
+    (use-forwarded-headers, PROXY protocol...) the real client's address, not the connection's."""
+    client = ex.client
+    trust = client.server.trust
+    if trust is not None:
+        return trust.fields(ex, ex.authority or b"")[0]
+    if ex.forwarded_for is None:
+        return client.forwarded
+    return (b"X-Forwarded-For: " + ex.forwarded_for + b", " + client.client_ip
+            + client.forwarded[client.forwarded_ip_end :])
+
+
 def send(ex: Exchange, pages: ErrorPages, status: int, *, body: bool) -> bool:
     """Send the request to the error backend with the X-Code fields of `status`; `body`: the request body (still
     to come, or in up_out) goes too (the pipeline's 503, decided before any of it was sent). False when the error
@@ -92,7 +105,7 @@ def send(ex: Exchange, pages: ErrorPages, status: int, *, body: bool) -> bool:
     accept = ex.header(b"accept")
     if accept:
         head += (b"X-Format: ", accept, _CRLF)
-    head += (b"X-Original-URI: ", ex.target, b"\r\nX-Request-ID: ", ex.request_id, _CRLF, ex.client.forwarded)
+    head += (b"X-Original-URI: ", ex.target, b"\r\nX-Request-ID: ", ex.request_id, _CRLF, _forwarded(ex))
     head.append(b"Transfer-Encoding: chunked\r\n\r\n" if body and ex.chunked else _CRLF)
     ex.response_filters = ()  # the error location intercepts nothing (proxy_intercept_errors off)
     ex.resp_head_done = False

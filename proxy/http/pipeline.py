@@ -20,18 +20,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from functools import partial
 from typing import TYPE_CHECKING
 
 from proxy.http import checks, error_pages, mirror
 from proxy.http import headers as h
 from proxy.http.attempts import Attempts
 from proxy.http.auth_request import AuthGate
+from proxy.http.buffering import REQUEST_BUFFER_LIMIT, BodyHold
 from proxy.http.error_pages import Intercept
 from proxy.http.exchange import BLOCK_CONNECT
 from proxy.http.ratelimit import HELD, REFUSED, REFUSED_CONNECTION
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, Mirror, ResponseFilter
-from proxy.routing.model import Timeouts
+from proxy.routing.model import BODY_LIMIT_DEFAULT, Timeouts
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
 from proxy.routing.table import normalize_host
@@ -101,7 +103,7 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust", "body_limit")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust", "body_limit", "gateway_body_limit")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
@@ -114,6 +116,8 @@ class Pipeline:
         # Of Ingress routes without proxy-body-size: the ConfigMap's proxy-body-size, else Settings.proxy_body_size
         # (the server updates trust and body_limit at each swap of the global configuration).
         self.body_limit = server.body_limit
+        # Of Gateway API routes: the ConfigMap's proxy-body-size when it sets one, else none (0).
+        self.gateway_body_limit = server.gateway_body_limit
 
     def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
@@ -188,7 +192,7 @@ class Pipeline:
             return
         limit = route.body_limit
         if limit < 0:
-            limit = self.body_limit
+            limit = self.body_limit if limit == BODY_LIMIT_DEFAULT else self.gateway_body_limit
         if limit and (head.content_length > limit or head.chunked) and self._too_large(conn, ex, limit):
             return
         tracer = self.tracer
@@ -246,7 +250,8 @@ class Pipeline:
             end = b"\r\nConnection: Upgrade\r\nUpgrade: " + (head.upgrade or b"websocket") + b"\r\n\r\n"
         else:
             end = b"\r\n\r\n"
-        if not plain and (rules := route.policy) is not None and rules.http10:
+        rules = None if plain else route.policy
+        if rules is not None and rules.http10:
             request[3] = b" HTTP/1.0\r\n"  # proxy-http-version 1.0 (a chunked body was refused in _rule)
             end = b"\r\nConnection: close\r\n\r\n"
         if trust is None:
@@ -261,13 +266,24 @@ class Pipeline:
             request += (forwarded, b"X-Request-ID: ", head.request_id, end)
         if mirrors:
             ex.mirror_to(mirrors, request)
+        if (rules is not None and rules.buffer_body and not ex.req_done and ex.has_body
+                and ex.content_length <= REQUEST_BUFFER_LIMIT):
+            # proxy-request-buffering: the pod is dialed once the body is in (proxy.http.buffering).
+            ex.mirrors = BodyHold(ex.mirrors, partial(self._forward, ex, upstream, request))
+            return
+        self._forward(ex, upstream, request)
+
+    def _forward(self, ex: Exchange, upstream: Upstream, request: list[bytes]) -> None:
+        """Send the request up: on its own, or under its policy (retries, auth, a guarded upstream)."""
+        if ex.finished:
+            return
         policy = ex.policy
         if policy is None:
             if not upstream.guarded:
-                ex.start(upstream, request, retries=server.retries)
+                ex.start(upstream, request, retries=self.server.retries)
                 return
             policy = ex.policy = Attempts(ex, None)
-        policy.begin(upstream, request, retries=server.retries)
+        policy.begin(upstream, request, retries=self.server.retries)
 
     def _rule(self, conn: ClientConnection, ex: Exchange, route: Route, runtime: Runtime, host: str,
               path: str) -> tuple[str, list[tuple[Upstream, Mirror]] | None]:

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot
-from proxy.references import ingress_secret_refs, tls_secret_refs
+from proxy.references import ingress_config_map_refs, ingress_secret_refs, tls_secret_refs
 
 log = logging.getLogger("pyngress.cache")
 
@@ -62,7 +62,8 @@ CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
 # (our own status writes, other controllers' entries in an HTTPRoute's status.parents) is kept,
 # so readers see the current status, but rebuilds nothing.
 _STATUS_IS_OUTPUT = frozenset((*GATEWAY_KINDS, *POLICY_KINDS))
-# The one ConfigMap key read (a BackendTLSPolicy's CA bundle): the rest of a ConfigMap is not kept.
+# The one key of any ConfigMap kept (a BackendTLSPolicy's CA bundle); the rest of a ConfigMap is kept only
+# while an Ingress names it (custom-headers, auth-proxy-set-headers: see ObjectCache.hold_named_config_maps).
 CA_BUNDLE_KEY = "ca.crt"
 _STATUS = frozenset({"status"})
 
@@ -153,14 +154,15 @@ def same_content(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozense
     return True
 
 
-def _strip(obj: KubeObject, kind: str = "") -> KubeObject:
+def _strip(obj: KubeObject, kind: str = "", *, whole: bool = False) -> KubeObject:
     """The object without managedFields, which nothing reads and can be most of its size
-    (a Namespace: only its name, uid, labels and creation time)."""
+    (a Namespace: only its name, uid, labels and creation time; a ConfigMap: only its CA bundle unless
+    `whole`)."""
     meta = obj.get("metadata")
     if kind == NAMESPACE:
         kept = {k: meta[k] for k in _NAMESPACE_METADATA if k in meta} if isinstance(meta, dict) else meta
         return {**{k: obj[k] for k in ("apiVersion", "kind") if k in obj}, "metadata": kept}
-    if kind == CONFIG_MAP:
+    if kind == CONFIG_MAP and not whole:
         data = obj.get("data")
         kept_data = {CA_BUNDLE_KEY: data[CA_BUNDLE_KEY]} if isinstance(data, dict) and CA_BUNDLE_KEY in data else {}
         obj = {**{k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}, "data": kept_data}
@@ -277,6 +279,11 @@ class ObjectCache:
         self._secret_refs: dict[Key, int] = {}
         # ConfigMap key -> number of BackendTLSPolicies naming it as a CA bundle.
         self._config_map_refs: dict[Key, int] = {}
+        # ConfigMap key -> number of Ingresses naming it (custom-headers, auth-proxy-set-headers): kept whole.
+        self._named_config_maps: dict[Key, int] = {}
+        # Set by hold_named_config_maps (cluster mode), as `_secret_fetcher`; None: every ConfigMap is kept whole.
+        self._config_map_fetcher: Callable[[Key], None] | None = None
+        self._fetching_config_maps: set[Key] = set()
         self.relevant_secrets = frozenset(relevant_secrets)
         # Set by hold_named_secrets (cluster mode): called with the key of a Secret that is not held and
         # that something starts naming; None (file mode, worker processes): every Secret given is held.
@@ -302,7 +309,7 @@ class ObjectCache:
         have been read: see `hold_named_secrets`)."""
         if self._synced_once:
             return True
-        if self._synced_kinds >= self.expected_kinds and not self._fetching:
+        if self._synced_kinds >= self.expected_kinds and not self._fetching and not self._fetching_config_maps:
             self._synced_once = True
         return self._synced_once
 
@@ -396,6 +403,40 @@ class ObjectCache:
         self._released.extend(key for key, obj in held.items() if not self._holds(key, obj))  # type: ignore[misc,arg-type]
         self._release_secrets()
 
+    def hold_named_config_maps(self, fetch: Callable[[Key], None]) -> None:
+        """From now on keep a ConfigMap's data only while an Ingress names it (custom-headers,
+        auth-proxy-set-headers); of the others only the CA bundle (`ca.crt`) BackendTLSPolicies read. When an
+        Ingress starts naming a ConfigMap held without its data, `fetch(key)` is called (it must not block):
+        the caller reads it again and hands it to `fetched_config_map()`. Cluster mode's watch sets this;
+        without it (file mode, worker processes) every ConfigMap is kept as given."""
+        self._config_map_fetcher = fetch
+        store = self._stores[CONFIG_MAP]
+        for key, obj in list(store.data.items()):
+            if key not in self._named_config_maps:
+                store.writable()[key] = _strip(obj, CONFIG_MAP)
+        self._snapshot = None
+
+    def wants_config_map(self, key: Key) -> bool:
+        """Whether an Ingress names this ConfigMap (a read asked by `fetch` is still worth doing)."""
+        return key in self._named_config_maps
+
+    def fetched_config_map(self, obj: KubeObject) -> None:
+        """A ConfigMap read again for `fetch`: applied whole while an Ingress still names it."""
+        found = _name(obj) if isinstance(obj, dict) else None
+        if found is not None and found in self._named_config_maps and found in self._stores[CONFIG_MAP].data:
+            self.apply(CONFIG_MAP, MODIFIED, obj)
+        if found is not None:
+            self.config_map_fetch_ended(found)
+
+    def config_map_fetch_ended(self, key: Key) -> None:
+        """As `fetch_ended`, for a ConfigMap."""
+        if key not in self._fetching_config_maps:
+            return
+        was = self.synced
+        self._fetching_config_maps.discard(key)
+        if not was and self.synced:
+            self._notify(CacheChange(routes=True))
+
     def fetched(self, obj: KubeObject) -> None:
         """A Secret read again for `fetch`: applied while it is still not held (a watch event, or its
         deletion, since the read would be newer than this copy)."""
@@ -434,7 +475,7 @@ class ObjectCache:
             key = self._key(kind, obj)
             if key is None:
                 continue
-            new[key] = _strip(obj, kind)
+            new[key] = _strip(obj, kind, whole=kind == CONFIG_MAP and self._whole_config_map(key))  # type: ignore[arg-type]
         if kind == SECRET and self._secret_fetcher is not None:
             self._unheld = {key for key, obj in new.items() if not self._holds(key, obj)}  # type: ignore[misc,arg-type]
             for key in self._unheld:
@@ -453,13 +494,16 @@ class ObjectCache:
         elif kind == SECRET:
             routes = any(self._secret_matters(key) for key in changed_keys)  # type: ignore[arg-type]
         elif kind == CONFIG_MAP:
-            routes = any(key in self._config_map_refs for key in changed_keys)
+            routes = any(key in self._config_map_refs or key in self._named_config_maps for key in changed_keys)
         else:
             routes = any(_routes_changed(kind, old.get(key), new.get(key)) for key in changed_keys)
         if kind in _SECRET_REFS or kind in _CONFIG_MAP_REFS:
             for key in changed_keys:
                 self._count_secrets(kind, old.get(key), -1)
                 self._count_secrets(kind, new.get(key), 1)
+                if kind == INGRESS:
+                    self._count_config_maps(old.get(key), -1)
+                    self._count_config_maps(new.get(key), 1)
         # Keep unchanged objects identical (same dict) to what snapshots already hold.
         for key, obj in new.items():
             kept = old.get(key)
@@ -494,7 +538,7 @@ class ObjectCache:
                 return
             new = None
         elif event_type in (ADDED, MODIFIED):
-            new = _strip(obj, kind)
+            new = _strip(obj, kind, whole=kind == CONFIG_MAP and self._whole_config_map(key))  # type: ignore[arg-type]
             if old is not None and same_content(old, new):
                 return
         else:
@@ -514,12 +558,15 @@ class ObjectCache:
         elif kind == SECRET:
             routes = self._secret_matters(key)  # type: ignore[arg-type]
         elif kind == CONFIG_MAP:
-            routes = key in self._config_map_refs
+            routes = key in self._config_map_refs or key in self._named_config_maps
         else:
             routes = _routes_changed(kind, old, new)
             if kind in _SECRET_REFS or kind in _CONFIG_MAP_REFS:
                 self._count_secrets(kind, old, -1)
                 self._count_secrets(kind, new, 1)
+            if kind == INGRESS:
+                self._count_config_maps(old, -1)
+                self._count_config_maps(new, 1)
         self._observed((APPLY, kind, (event_type, _strip(obj, kind) if new is None else new)))
         self._release_secrets()
         self._changed(CacheChange(routes=routes, endpoints=endpoints))
@@ -579,6 +626,38 @@ class ObjectCache:
                 refs.pop(secret, None)
                 if secrets and secret not in self.relevant_secrets:
                     self._released.append(secret)
+
+    def _whole_config_map(self, key: Key) -> bool:
+        return self._config_map_fetcher is None or key in self._named_config_maps
+
+    def _count_config_maps(self, ingress: KubeObject | None, delta: int) -> None:
+        """Count the ConfigMaps an Ingress names; one named at last is read again (its data was dropped), one
+        named no more loses its data."""
+        if ingress is None:
+            return
+        refs = self._named_config_maps
+        for key in ingress_config_map_refs(ingress):
+            count = refs.get(key, 0) + delta
+            if count > 0:
+                refs[key] = count
+            else:
+                refs.pop(key, None)
+            if self._config_map_fetcher is None:
+                continue
+            store = self._stores[CONFIG_MAP]
+            held = store.data.get(key)
+            if held is None:
+                continue  # not there (yet): its ADDED event comes whole
+            if count == delta == 1:
+                if not self._synced_once:
+                    self._fetching_config_maps.add(key)
+                self._config_map_fetcher(key)
+            elif count <= 0:
+                stripped = _strip(held, CONFIG_MAP)
+                if stripped != held:
+                    store.writable()[key] = stripped
+                    self._observed((APPLY, CONFIG_MAP, (MODIFIED, stripped)))
+                    self._snapshot = None
 
     def _secret_matters(self, key: Key) -> bool:
         return key in self._secret_refs or key in self.relevant_secrets

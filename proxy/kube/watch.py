@@ -30,7 +30,9 @@ the Secrets an Ingress or Gateway names (ObjectCache.hold_named_secrets); of the
 Secrets are megabytes each) only the key. When something starts naming a Secret whose data is not held,
 `SecretFetcher` reads it once (GET) and hands it to the cache; from then on the watch keeps it current.
 Namespaces are read only for Gateway listeners' allowedRoutes selectors, so they are watched
-only while Gateways are served; ConfigMaps (CA bundles) only while BackendTLSPolicies are. Our own
+only while Gateways are served. ConfigMaps are treated like Secrets: every one is listed, the cache keeps
+the CA bundles BackendTLSPolicies read and the data of those an Ingress names (`ConfigMapFetcher` reads one
+again when an Ingress starts naming it). Our own
 BackendTrafficPolicy CRD (deploy/crds/) is discovered the same way.
 """
 
@@ -59,7 +61,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from proxy.kube.cache import ObjectCache
 from proxy.kube.client import CLUSTER, ApiCall, api_error, create_api_client, raw_response
 from proxy.kube.discovery import discover, watchable
-from proxy.objects import Key
+from proxy.objects import Key, KubeObject
 from proxy.settings import Settings
 
 log = logging.getLogger("pyngress.watch")
@@ -168,8 +170,10 @@ WATCHED_KINDS: tuple[KindSpec, ...] = (
              "list_cluster_custom_object", "list_namespaced_custom_object", versions=("v1alpha1",)),
     KindSpec("BackendTLSPolicy", GATEWAY_GROUP, "backendtlspolicies", CustomObjectsApi, "list_cluster_custom_object",
              "list_namespaced_custom_object", versions=("v1",)),
+    # ConfigMaps: the CA bundles of BackendTLSPolicies, and those Ingresses name (custom-headers,
+    # auth-proxy-set-headers); the cache keeps only those data (ObjectCache.hold_named_config_maps).
     KindSpec("ConfigMap", "", "configmaps", CoreV1Api, "list_config_map_for_all_namespaces",
-             "list_namespaced_config_map", with_kind="BackendTLSPolicy"),
+             "list_namespaced_config_map"),
 )
 SPECS_BY_KIND = {spec.kind: spec for spec in WATCHED_KINDS}
 # ingress-nginx's ConfigMap (--configmap): one object, watched in its namespace with a field selector on its
@@ -181,6 +185,7 @@ CONTROLLER_CONFIG_MAP_SPEC = KindSpec("ControllerConfigMap", "", "configmaps", C
 API_CALLS: tuple[ApiCall, ...] = (
     *(ApiCall(spec.group, spec.resource, verb, CLUSTER) for spec in WATCHED_KINDS for verb in ("list", "watch")),
     ApiCall("", "secrets", "get", CLUSTER),  # SecretFetcher
+    ApiCall("", "configmaps", "get", CLUSTER),  # ConfigMapFetcher
 )
 
 
@@ -533,10 +538,13 @@ class SecretFetcher:
         self.tasks: dict[Key, asyncio.Task[None]] = {}
         self.fetched_total = 0
 
+    kind = "Secret"
+
     def want(self, key: Key) -> None:
         if key in self.tasks:
             return
-        task = asyncio.get_running_loop().create_task(self._fetch(key), name=f"get-secret-{key[0]}/{key[1]}")
+        task = asyncio.get_running_loop().create_task(self._fetch(key),
+                                                      name=f"get-{self.kind.lower()}-{key[0]}/{key[1]}")
         self.tasks[key] = task
         task.add_done_callback(lambda _: self.tasks.pop(key, None))
 
@@ -551,17 +559,30 @@ class SecretFetcher:
         try:
             await self._read(key)
         finally:
-            self.cache.fetch_ended(key)
+            self._ended(key)
+
+    # The hooks a fetcher of another kind replaces.
+    def _ended(self, key: Key) -> None:
+        self.cache.fetch_ended(key)
+
+    def _wanted(self, key: Key) -> bool:
+        return key in self.cache.unheld_secrets()
+
+    def _get(self, name: str, namespace: str, **options: Any) -> Awaitable[Any]:
+        return self.api.read_namespaced_secret(name, namespace, **options)
+
+    def _deliver(self, obj: KubeObject) -> None:
+        self.cache.fetched(obj)
 
     async def _read(self, key: Key) -> None:
         namespace, name = key
         timeout = aiohttp.ClientTimeout(total=SECRET_FETCH_TIMEOUT, sock_connect=CONNECT_TIMEOUT)
         for attempt in range(1, SECRET_FETCH_ATTEMPTS + 1):
-            if key not in self.cache.unheld_secrets():
+            if not self._wanted(key):
                 return
             try:
-                response = raw_response(await self.api.read_namespaced_secret(
-                    name, namespace, _preload_content=False, _request_timeout=timeout))
+                response = raw_response(await self._get(name, namespace, _preload_content=False,
+                                                        _request_timeout=timeout))
                 try:
                     body = await response.read()
                 finally:
@@ -572,16 +593,34 @@ class SecretFetcher:
                     raise api_error(response.status, body)
                 obj = json.loads(body)
                 if not isinstance(obj, dict):
-                    raise WatchProtocolError(f"GET secret {namespace}/{name} answered without an object")
+                    raise WatchProtocolError(f"GET {self.kind} {namespace}/{name} answered without an object")
                 self.fetched_total += 1
-                self.cache.fetched(obj)
+                self._deliver(obj)
                 return
             except Exception as err:  # noqa: BLE001  retried; the watch keeps the rest going
                 if attempt == SECRET_FETCH_ATTEMPTS:
-                    log.warning("could not read Secret %s/%s (%s); it is used once it changes or the watch "
-                                "lists again", namespace, name, _describe(err))
+                    log.warning("could not read %s %s/%s (%s); it is used once it changes or the watch "
+                                "lists again", self.kind, namespace, name, _describe(err))
                     return
                 await asyncio.sleep(self.backoff.delay(attempt))
+
+
+class ConfigMapFetcher(SecretFetcher):
+    """Reads a ConfigMap again (GET) when an Ingress starts naming one whose data the cache dropped."""
+
+    kind = "ConfigMap"
+
+    def _ended(self, key: Key) -> None:
+        self.cache.config_map_fetch_ended(key)
+
+    def _wanted(self, key: Key) -> bool:
+        return self.cache.wants_config_map(key)
+
+    def _get(self, name: str, namespace: str, **options: Any) -> Awaitable[Any]:
+        return self.api.read_namespaced_config_map(name, namespace, **options)
+
+    def _deliver(self, obj: KubeObject) -> None:
+        self.cache.fetched_config_map(obj)
 
 
 class ClusterSource:
@@ -622,6 +661,10 @@ class ClusterSource:
         if "Secret" in names:
             self.secrets = SecretFetcher(cache, api_client, backoff=backoff)
             cache.hold_named_secrets(self.secrets.want)
+        self.config_maps: ConfigMapFetcher | None = None
+        if "ConfigMap" in names:
+            self.config_maps = ConfigMapFetcher(cache, api_client, backoff=backoff)
+            cache.hold_named_config_maps(self.config_maps.want)
         self._decided = False  # the first discovery is in: every discovered kind is watched or known absent
         self._recheck = asyncio.Event()  # a watched kind answered 404: ask discovery now, not at the interval
         self._looked = asyncio.Event()  # set (and replaced) after each discovery attempt
@@ -638,6 +681,8 @@ class ClusterSource:
         finally:
             if self.secrets is not None:
                 await self.secrets.close()
+            if self.config_maps is not None:
+                await self.config_maps.close()
 
     async def _follow_discovery(self, group: asyncio.TaskGroup) -> None:
         """Ask discovery now and every `discovery_interval`; start and stop loops as kinds come and go.

@@ -51,8 +51,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "The auth request's method (default GET, nginx's subrequest method); with it the auth service also "
      "gets X-Original-URI and X-Scheme, as ingress-nginx's template. Invalid method: the Ingress's routes "
      'answer 503 ("invalid HTTP method").'),
-    ('auth-proxy-set-headers', 'not yet',
-     ''),
+    ('auth-proxy-set-headers', 'supported',
+     "A ConfigMap (`name` or `namespace/name`, the Ingress's namespace only) whose data are headers sent "
+     "to the `auth-url` service, replacing the client's of the same name; values may use `auth-url`'s "
+     'nginx variables. Fails closed, as ingress-nginx denies the location: a missing ConfigMap, one of '
+     'another namespace, a header name outside `[A-Za-z0-9_-]`, a value that is not one line of ASCII or '
+     'a variable not understood make every route of the Ingress answer 503, with a warning. Cluster mode '
+     'keeps the data only of ConfigMaps an Ingress names (GET when a name appears); its changes apply '
+     'without a restart.'),
     ('auth-realm', 'supported',
      'The realm of `WWW-Authenticate: Basic realm="..."` (quotes escaped); default empty, as '
      'ingress-nginx.'),
@@ -114,8 +120,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "nginx's `ssl_verify_depth` (OpenSSL's), default 1; 0 or an invalid value: 1."),
     ('auth-type', 'supported with a difference',
      '`basic`: 401 with `WWW-Authenticate: Basic realm="<auth-realm>"` without valid credentials (the '
-     '`Authorization` field is forwarded, as nginx does). `digest` is not supported yet: the Ingress '
-     'answers 503 rather than serve unprotected. Without `auth-type` nothing is asked, as ingress-nginx '
+     "`Authorization` field is forwarded, as nginx does). `digest` (ingress-nginx's auth_digest module): "
+     'key `auth` is an htdigest file (`user:realm:HA1`), only the lines of `auth-realm` count; 401 with '
+     '`WWW-Authenticate: Digest algorithm="MD5", qop="auth", realm=..., nonce=...` until the RFC 2617 '
+     'response matches (method and URI included); a nonce older than 60 s gets a new challenge with '
+     '`stale="true"`; `auth-map` with digest: 503. Difference for digest: no per-nonce request counter '
+     "(the module's `auth_digest_replays`), so a captured Authorization field works again for the same "
+     'URI until its nonce expires (60 s). Without `auth-type` nothing is asked, as ingress-nginx '
      '(`auth-secret` alone: a warning). Slow hashes (bcrypt, crypt) are checked on a small thread pool, '
      'off the event loop; successful checks are remembered (4096 entries, keyed digests, no plaintext) so '
      "a client's next requests do not pay the hash again."),
@@ -183,16 +194,23 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      'Default none.'),
     ('cors-max-age', 'supported',
      'Default 1728000 (20 days).'),
-    ('custom-headers', 'not yet',
-     ''),
+    ('custom-headers', 'supported',
+     "A ConfigMap (`name` or `namespace/name`, the Ingress's namespace only) whose data are headers set "
+     "on every answer of the Ingress's routes (nginx's `more_set_headers`: a pod's header of that name is "
+     'replaced; values are literal text, `$remote_addr` included). Each name must be listed in the '
+     'ConfigMap key `global-allowed-response-headers` (`--configmap`). Fails closed, as ingress-nginx '
+     'denies the location: a missing ConfigMap, one of another namespace, a header not allowed, or a name '
+     "or value outside ingress-nginx's character sets make every route of the Ingress answer 503, with a "
+     'warning. Cluster mode keeps the data only of ConfigMaps an Ingress names (GET when a name appears); '
+     'changes apply without a restart.'),
     ('custom-http-errors', 'supported with a difference',
      "With `default-backend`: the listed codes (400-599) of the pod's answers, and the proxy's own "
      "502/504, are answered by that Service as ingress-nginx's custom error location asks it: path `/`, "
      'the original method and fields plus `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, '
      '`X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`, `X-Request-ID`; the client gets its answer. '
-     'Differences: pyngress has no global default backend, so without `default-backend` the annotation '
-     'does nothing (warning); an answer that comes while the request body is still arriving is passed '
-     'through; the error backend gets no request body.'),
+     "Without `default-backend`, the Service of `--default-backend-service` (ingress-nginx's flag) "
+     'answers; without either the annotation does nothing (warning). Differences: an answer that comes '
+     'while the request body is still arriving is passed through; the error backend gets no request body.'),
     ('default-backend', 'supported',
      "A Service of the Ingress's namespace (its first port) answers for every path whose Service has no "
      'ready endpoints (or does not exist), with `X-Code: 503` and the fields above, at path `/`, body '
@@ -215,8 +233,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "specific origin is echoed (caches must not mix origins' answers); the preflight is answered before "
      "source ranges and limits, as nginx's rewrite phase runs before its access phase. The Gateway API's "
      'CORS filter in its ingress-nginx mode.'),
-    ('enable-global-auth', 'not yet',
-     ''),
+    ('enable-global-auth', 'supported',
+     '`"false"` exempts the Ingress from the ConfigMap\'s `global-auth-url` (default true). An Ingress '
+     "with its own `auth-url` uses that one and none of the global companions (ingress-nginx's "
+     'shouldApplyGlobalAuth).'),
     ('enable-modsecurity', 'not yet',
      ''),
     ('enable-opentelemetry', 'supported',
@@ -342,8 +362,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('proxy-redirect-to', 'not yet',
      ''),
-    ('proxy-request-buffering', 'not yet',
-     ''),
+    ('proxy-request-buffering', 'supported with a difference',
+     '`on`: the whole request body is read before the pod is dialed (a slow client never holds a pod '
+     'connection; proxy-body-size still answers 413 over its limit); `off`: streamed as it arrives. '
+     '`on`/`off` in any case; another value keeps the default, with a warning. Differences: unset (and '
+     "without the ConfigMap key) pyngress streams, where ingress-nginx's default is `on`; bodies are held "
+     'in memory, and past 8 MiB the request goes up and the rest streams (nginx spools to a temporary '
+     'file).'),
     ('proxy-send-timeout', 'supported',
      'Whole seconds the pod may take to read more of the request body (globally `--upstream-read-timeout` '
      'covers both). Bad value: the global one, with a warning.'),

@@ -63,7 +63,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
             continue
         if not entry.served:
             continue
-        entry.parse(host_checks, snapshot.secrets, config)
+        entry.parse(host_checks, snapshot.secrets, config, snapshot.config_maps)
         warnings.extend(entry.warnings)
         served.append(entry)
     served.sort(key=by_age)

@@ -170,6 +170,9 @@ class ExternalAuth:
     cache_key: Template | None = None
     cache_valid: tuple[tuple[int, float], ...] = ()
     always_set_cookie: bool = False
+    # auth-proxy-set-headers: (name, value) sent to the auth service instead of the client's fields of that name.
+    set_headers: tuple[tuple[bytes, Template], ...] = ()
+    set_names: frozenset[bytes] = frozenset()  # their names, lowercase
     keepalive: int = 0  # idle connections kept toward the auth service (0: one connection per request)
     keepalive_timeout: int = 60
     keepalive_requests: int = 1000  # requests per kept connection

@@ -13,8 +13,9 @@ so no connection drops). Facts are ingress-nginx's (internal/ingress/controller/
 - the global forms of `ssl-redirect`, `proxy-next-upstream*`, `load-balance` and `whitelist-source-range` are
   the defaults of the per-Ingress annotations of the same name (`annotation_defaults`): an annotation wins;
 - a key ingress-nginx knows that pyngress does not read, and a key ingress-nginx does not know, get one
-  warning each; a key whose feature is not wired (custom-http-errors) is parsed and validated into its field
-  and listed in `PENDING` ("not applied yet" warning, with the reason): wiring one is taking it out;
+  warning each; a key whose feature needs what is not there (custom-http-errors without
+  --default-backend-service) is parsed and validated into its field and listed in `PENDING` ("not applied yet"
+  warning, with the reason);
 - the client-address keys, `proxy-body-size` and `use-proxy-protocol` default to their flags / settings
   (`--use-forwarded-headers`..., `Settings.proxy_body_size`, `--proxy-protocol`); the server applies them at
   each swap, except `use-proxy-protocol`, read once when the listeners start (proxy/server.py).
@@ -30,7 +31,17 @@ from typing import Any
 
 from proxy.objects import Key, Snapshot, Warning
 from proxy.routing.access import parse_networks
-from proxy.routing.ingress.annotations import IngressAnnotations
+from proxy.routing.ingress.annotations import (
+    IngressAnnotations,
+    auth_cache_duration,
+    auth_cache_key,
+    auth_method,
+    auth_request_redirect,
+    auth_response_headers,
+    auth_signin,
+    auth_signin_redirect_param,
+    auth_url,
+)
 from proxy.routing.ingress.annotations import load_balance as load_balance_annotation
 from proxy.routing.ingress.annotations import proxy_next_upstream as next_upstream_annotation
 from proxy.routing.ingress.annotations.values import Invalid, integer, not_negative, option
@@ -38,6 +49,8 @@ from proxy.routing.ingress.configmap_keys import KEYS
 from proxy.settings import Settings
 
 KIND = "ConfigMap"
+# ingress-nginx's default no-auth-locations: ACME HTTP-01 challenges pass without authentication.
+NO_AUTH_LOCATIONS = ("/.well-known/acme-challenge",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +101,28 @@ class GlobalConfig:
     enable_real_ip: bool = False
     # Largest request body of an Ingress route without its own proxy-body-size (0: no limit).
     proxy_body_size: int = 1024 * 1024  # bytes ("1m")
-    # Parsed for a feature not wired yet (see PENDING).
+    # Statuses answered by the default backend (--default-backend-service) on Ingress routes without their own
+    # custom-http-errors; without one, parsed only (see PENDING).
     custom_http_errors: tuple[int, ...] = ()
+    # The cluster key of --default-backend-service ("" none): not a ConfigMap key.
+    default_backend: str = ""
+    # The default of the proxy-request-buffering annotation ("" not set: streamed).
+    proxy_request_buffering: str = ""
+    # External authentication of every Ingress without its own auth-url (and not enable-global-auth "false"):
+    # the global forms of auth-url and its companions ("" / (): not set).
+    global_auth_url: str = ""
+    global_auth_method: str = ""
+    global_auth_signin: str = ""
+    global_auth_signin_redirect_param: str = ""
+    global_auth_response_headers: tuple[str, ...] = ()
+    global_auth_request_redirect: str = ""
+    global_auth_cache_key: str = ""
+    global_auth_cache_duration: tuple[str, ...] = ()
+    global_auth_always_set_cookie: bool = False
+    # Path prefixes whose Ingress paths ask no authentication (auth-url, global auth, basic/digest).
+    no_auth_locations: tuple[str, ...] = NO_AUTH_LOCATIONS
+    # The header names a custom-headers ConfigMap may set (ingress-nginx denies the Ingress's routes otherwise).
+    global_allowed_response_headers: tuple[str, ...] = ()
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
     set_keys: frozenset[str] = field(default=frozenset(), repr=False)
     # Keys whose value was bad (the default kept); a bad whitelist-source-range fails closed (annotation_defaults).
@@ -114,11 +147,17 @@ class GlobalConfig:
                    forwarded_for_header=settings.forwarded_for_header,
                    compute_full_forwarded_for=settings.compute_full_forwarded_for,
                    proxy_real_ip_cidr=settings.proxy_real_ip_cidr, enable_real_ip=settings.enable_real_ip,
-                   proxy_body_size=settings.proxy_body_size)
+                   proxy_body_size=settings.proxy_body_size,
+                   default_backend=_default_backend(settings.default_backend_service))
 
     def digest(self) -> str:
         """A stable digest of every value (folded into the build's checksum: a change makes a new Config)."""
         return hashlib.sha256(f"{self!r}|{sorted(self.set_keys)}|{sorted(self.invalid_keys)}".encode()).hexdigest()
+
+    @property
+    def global_auth(self) -> bool:
+        """Whether Ingresses without their own auth-url get the global external auth (or its refusal)."""
+        return bool(self.global_auth_url) or not self.invalid_keys.isdisjoint(GLOBAL_AUTH_FAIL_CLOSED)
 
     def hsts_field(self) -> bytes:
         """The Strict-Transport-Security header line HTTPS answers carry (b"" when off)."""
@@ -230,6 +269,10 @@ def header_name(value: str) -> str:
     return text
 
 
+def request_buffering(value: str) -> str:
+    return option(value, ("on", "off"))
+
+
 def load_balance(value: str) -> str:
     return option(value, load_balance_annotation.OPTIONS)
 
@@ -247,13 +290,19 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "server-tokens": go_bool, "enable-opentelemetry": go_bool,
     "use-proxy-protocol": go_bool, "use-forwarded-headers": go_bool, "forwarded-for-header": header_name,
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
-    "custom-http-errors": http_errors, "proxy-body-size": body_size,
+    "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
+    "proxy-request-buffering": request_buffering, "no-auth-locations": words,
+    "global-auth-url": auth_url.parse, "global-auth-method": auth_method.parse, "global-auth-signin": auth_signin.parse,
+    "global-auth-signin-redirect-param": auth_signin_redirect_param.parse,
+    "global-auth-response-headers": auth_response_headers.parse,
+    "global-auth-request-redirect": auth_request_redirect.parse, "global-auth-cache-key": auth_cache_key.parse,
+    "global-auth-cache-duration": auth_cache_duration.parse, "global-auth-always-set-cookie": go_bool,
 }
-# Parsed and validated, not applied yet: custom-http-errors needs a global default backend, which pyngress does
-# not have (the annotation of the same name works per Ingress). Wiring one = removing it from here.
+# Parsed and validated, not applied without --default-backend-service: custom-http-errors needs a default backend
+# (the annotation of the same name also works with default-backend per Ingress).
 PENDING: Mapping[str, str] = {
-    "custom-http-errors": "pyngress has no global default backend; the custom-http-errors annotation works with "
-                          "default-backend per Ingress",
+    "custom-http-errors": "it needs a default backend: --default-backend-service (the custom-http-errors annotation "
+                          "also works with default-backend per Ingress)",
 }
 # Read with a difference from ingress-nginx (the migration report shows it).
 DIFFERENCES: Mapping[str, str] = {
@@ -264,6 +313,9 @@ DIFFERENCES: Mapping[str, str] = {
     "server-tokens": "\"true\" sends `Server: pyngress` instead of nginx's version",
     "keep-alive-requests": "counted per client connection over HTTP/1.1",
     "use-proxy-protocol": "read when the listeners start: a later change needs a restart (a warning says so)",
+    "global-auth-url": "an invalid value refuses (503) the Ingresses it would protect (ingress-nginx drops the global "
+                       "auth)",
+    "proxy-request-buffering": "bodies are held in memory up to 8 MiB (the rest streams); unset, pyngress streams",
 }
 # Keys pyngress serves through a flag rather than the ConfigMap.
 FLAG_EQUIVALENTS: Mapping[str, str] = {
@@ -276,15 +328,26 @@ FLAG_EQUIVALENTS: Mapping[str, str] = {
     "worker-shutdown-timeout": "--shutdown-grace-period",
 }
 _ANNOTATION_FIELDS = ("proxy_next_upstream", "proxy_next_upstream_tries", "proxy_next_upstream_timeout",
-                      "load_balance", "whitelist_source_range", "ssl_redirect")
+                      "load_balance", "whitelist_source_range", "ssl_redirect", "proxy_request_buffering")
 # Global forms of security annotations: a bad value refuses (503) the routes of Ingresses without their own.
 _FAIL_CLOSED = frozenset({"whitelist-source-range"})
+# The global external auth's keys whose bad value refuses (503) the Ingresses it would protect (ingress-nginx
+# drops the global auth with a warning instead: pyngress never serves them unprotected).
+GLOBAL_AUTH_FAIL_CLOSED = ("global-auth-url", "global-auth-method", "global-auth-response-headers",
+                           "global-auth-cache-duration", "global-auth-request-redirect",
+                           "global-auth-always-set-cookie")
 _FIELD_NAMES = frozenset(f.name for f in fields(GlobalConfig))
 assert all(key.replace("-", "_") in _FIELD_NAMES for key in READERS) and set(READERS) <= KEYS
 
 
 def _key(field_name: str) -> str:
     return field_name.replace("_", "-")
+
+
+def _default_backend(service: str) -> str:
+    """The cluster key of --default-backend-service (its first port, as an Ingress's default-backend)."""
+    namespace, slash, name = service.partition("/")
+    return f"{namespace}/{name}:" if slash and namespace and name else ""
 
 
 def config_map_key(settings: Settings) -> Key | None:
@@ -320,13 +383,16 @@ def parse_config(data: Mapping[str, Any], *, base: GlobalConfig, where: str) -> 
             if key == "proxy-real-ip-cidr":
                 problems.append(f"key {key}: {error}; no network is trusted with forwarded headers until it is "
                                 "fixed (fail closed)")
+            elif key in GLOBAL_AUTH_FAIL_CLOSED:
+                problems.append(f"key {key}: {error}; every Ingress without its own auth-url (and without "
+                                "enable-global-auth \"false\") answers 503 until it is fixed (fail closed)")
             elif key in _FAIL_CLOSED:
                 problems.append(f"key {key}: {error}; every Ingress without its own {key} answers 503 until it is "
                                 "fixed (fail closed)")
             else:
                 problems.append(f"key {key}: {error}; {_shown(getattr(base, name))} kept")
             continue
-        if key in PENDING:
+        if key in PENDING and not (key == "custom-http-errors" and base.default_backend):
             problems.append(f"key {key} is read but not applied yet ({PENDING[key]})")
     config = replace(base, **values, set_keys=frozenset(_key(name) for name in values),
                      invalid_keys=frozenset(invalid))

@@ -144,6 +144,7 @@ class Builder:
         self._class_warnings: tuple[Warning, ...] = ()
         self._ingresses: dict[Key, IngressEntry] = {}
         self._secrets: Mapping[Key, KubeObject] = {}  # the snapshot's, while a build runs (parses read them)
+        self._config_maps: Mapping[Key, KubeObject] = {}  # the same, for ConfigMaps
         # What each Ingress currently adds (only those that add something are listed).
         self._contributions: dict[Key, IngressEntry] = {}
         self._tls_of: dict[Key, frozenset[str]] = {}
@@ -236,6 +237,7 @@ class Builder:
                 self._selection = selection  # an equal one is not swapped in: entries compare it by identity
                 everything = True
         self._secrets = snapshot.secrets
+        self._config_maps = snapshot.config_maps
         host_checks: dict[str, tuple[str, str]] = {}
         if everything or previous is None or snapshot.ingresses is not previous.ingresses:
             for key, obj in self._changed_ingresses(snapshot.ingresses, everything=everything):
@@ -245,6 +247,12 @@ class Builder:
             moved_secrets = _moved_keys(snapshot.secrets, previous.secrets)
             for key, entry in list(self._ingresses.items()):
                 if entry.secrets and entry.secrets & moved_secrets and snapshot.ingresses.get(key) is entry.obj:
+                    self._refresh(key, entry.obj, dirty, host_checks, again=True)
+        if previous is not None and snapshot.config_maps is not previous.config_maps:
+            # Ingresses whose annotations read a ConfigMap that changed (custom-headers, auth-proxy-set-headers).
+            moved_maps = _moved_keys(snapshot.config_maps, previous.config_maps)
+            for key, entry in list(self._ingresses.items()):
+                if entry.config_maps and entry.config_maps & moved_maps and snapshot.ingresses.get(key) is entry.obj:
                     self._refresh(key, entry.obj, dirty, host_checks, again=True)
 
         if self._tls_names_changed:
@@ -455,7 +463,7 @@ class Builder:
             elif entry.served:
                 if not entry.parsed:
                     self.work.ingresses += 1
-                    entry.parse(host_checks, self._secrets, self._config)
+                    entry.parse(host_checks, self._secrets, self._config, self._config_maps)
                 if entry.paths is not None:
                     contribution = entry
                 warnings = entry.warnings

@@ -49,6 +49,9 @@ PATH_DEFAULT_BACKEND = ""
 
 # Route.body_limit of a route under the process's default limit (Settings.proxy_body_size).
 BODY_LIMIT_DEFAULT = -1
+# Route.body_limit of a Gateway API route: the ConfigMap's proxy-body-size when it sets one (nginx's
+# client_max_body_size is controller-wide), else no limit (the Gateway API has no such field).
+BODY_LIMIT_GLOBAL = -2
 
 # Route.kind: which front end wrote the rule.
 KIND_INGRESS = "Ingress"

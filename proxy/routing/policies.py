@@ -209,6 +209,8 @@ class RoutePolicy:
     auth: ExternalAuth | None = None
     # ingress-nginx's proxy-http-version 1.0: HTTP/1.0 to the pods, "Connection: close", chunked bodies refused (411).
     http10: bool = False
+    # ingress-nginx's proxy-request-buffering on: the body is read before the pod is dialed (proxy.http.buffering).
+    buffer_body: bool = False
 
 
 def affinity_prefix(namespace: str, service: str, port: str) -> bytes:

@@ -152,9 +152,10 @@ def test_rbac_reads_traffic_policies_and_ca_configmaps_and_writes_only_our_polic
         ("pyngress.dev", "backendtrafficpolicies/status", "update")}
     assert {ApiCall("gateway.networking.k8s.io", "backendtlspolicies", verb, CLUSTER) for verb in ("list", "watch")} \
         <= declared
-    # ConfigMaps (CA bundles for BackendTLSPolicy) are only listed and watched, never read one by one or written.
-    assert {(r, v) for g, r, v in granted if g == "" and r == "configmaps"} == {("configmaps", "list"),
-                                                                                ("configmaps", "watch")}
+    # ConfigMaps (CA bundles for BackendTLSPolicy, those Ingresses name) are listed and watched, and read one by
+    # one when an Ingress starts naming one whose data was dropped; never written.
+    assert {(r, v) for g, r, v in granted if g == "" and r == "configmaps"} == {
+        ("configmaps", "get"), ("configmaps", "list"), ("configmaps", "watch")}
 
 
 def test_rbac_grants_nothing_the_code_does_not_use() -> None:

@@ -160,7 +160,7 @@ async def test_without_crds_ingress_routes_and_one_line_says_so(kube_api: KubeAp
         # Nothing asked of what is not there; Namespaces are not watched for nothing.
         assert not [r for r in kube_api.requests if r.resource in (*GATEWAY_RESOURCES, "namespaces")]
         assert set(kube_api.discovery_requests) >= {f"/apis/{GROUP}/v1", f"/apis/{GROUP}/v1beta1"}
-        assert kube_api.open_watches == len(INGRESS_KINDS)
+        assert kube_api.open_watches == len(INGRESS_KINDS) + 1  # and ConfigMaps (Ingresses name them)
         (line,) = log_lines(caplog, "not served")
         assert line.startswith("GatewayClass, Gateway, HTTPRoute, TLSRoute, GRPCRoute, ReferenceGrant, "
                                "BackendTrafficPolicy, BackendTLSPolicy not served by the API server")

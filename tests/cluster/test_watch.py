@@ -400,7 +400,7 @@ async def test_run_cluster_source_builds_its_client_from_settings(kube_api: Kube
         async with asyncio.timeout(WAIT):
             await status.wait_synced()
         assert cache.synced and cache.get("Ingress", "default", "web") is not None
-        await eventually(lambda: kube_api.open_watches == 6)
+        await eventually(lambda: kube_api.open_watches == 7)  # (ConfigMaps too: Ingresses name them)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from e2e_harness import INGRESS_CLASS, eventually, ingress, scrape, service
 
 HOST = "outage.example.test"
-KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret")
+KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret", "ConfigMap")
 
 
 def with_path(ing: dict, path: str, service_name: str) -> dict:

@@ -258,7 +258,7 @@ async def test_cluster_mode_keeps_one_watch_per_kind(kube_api, cluster, echo_pod
         return (status.get("loadBalancer") or {}).get("ingress") == [{"ip": "192.0.2.10"}]
 
     await eventually(status_written)
-    plurals = ("ingresses", "ingressclasses", "services", "endpointslices", "endpoints", "secrets")
+    plurals = ("ingresses", "ingressclasses", "services", "endpointslices", "endpoints", "secrets", "configmaps")
     assert {p: kube_api.watch_count(p) for p in plurals} == dict.fromkeys(plurals, 1)
     lists = [(r.resource, r.verb) for r in kube_api.requests if r.verb == "list"]
     assert sorted(lists) == sorted((p, "list") for p in plurals)

@@ -563,6 +563,7 @@ def _tls_policy(*config_maps: str, rv: str = "1") -> dict:
 
 def test_a_configmap_matters_only_while_a_backend_tls_policy_names_it():
     cache = ObjectCache()
+    cache.hold_named_config_maps(lambda key: None)  # cluster mode: unnamed ConfigMaps keep only their CA bundle
     changes: list[CacheChange] = []
     cache.subscribe(changes.append)
     cache.apply("ConfigMap", "ADDED", _config_map("ca"))
@@ -684,3 +685,58 @@ def test_the_first_sync_waits_for_the_secrets_its_ingresses_name():
     cache.fetch_ended(("default", "gone"))  # not found (or given up): nothing to wait for
     assert cache.synced and changes == [CacheChange(routes=True)]
     assert cache.get("Secret", "default", "htpasswd") is not None
+
+
+def _headers_ingress(config_map: str, *, rv: str = "1") -> dict:
+    obj = ingress("web", rv=rv)
+    obj["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/custom-headers": config_map}
+    return obj
+
+
+def test_a_configmap_an_ingress_names_is_kept_whole_and_read_again_when_named():
+    """custom-headers / auth-proxy-set-headers (ingress-nginx's test/e2e/annotations/customheaders.go): the cache
+    keeps the data of the ConfigMaps an Ingress names, drops the rest on arrival (cluster mode), asks for a
+    ConfigMap held without its data when an Ingress starts naming it, and drops its data again after."""
+    cache = ObjectCache()
+    wanted: list[tuple[str, str]] = []
+    cache.hold_named_config_maps(wanted.append)
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    cache.replace("ConfigMap", [_config_map("headers"), _config_map("other")])
+    assert cache.snapshot().config_maps[("default", "headers")]["data"] == {"ca.crt": "pem"}
+    assert changes == []
+    cache.apply("Ingress", "ADDED", _headers_ingress("default/headers"))
+    assert wanted == [("default", "headers")]
+    assert not cache.wants_config_map(("default", "other"))
+    changes.clear()
+    cache.fetched_config_map(_config_map("headers", rv="2"))
+    assert cache.snapshot().config_maps[("default", "headers")]["data"] == {"ca.crt": "pem", "big": "x" * 100}
+    assert changes == [CacheChange(routes=True)]
+    changes.clear()
+    cache.apply("ConfigMap", "MODIFIED", _config_map("other", "new", rv="2"))
+    assert changes == []  # nothing names it
+    cache.apply("ConfigMap", "MODIFIED", {**_config_map("headers", rv="3"), "data": {"X-A": "1"}})
+    assert changes == [CacheChange(routes=True)]
+    # The Ingress names another one (not there yet): the first loses its data; the new one arrives whole.
+    cache.apply("Ingress", "MODIFIED", _headers_ingress("late", rv="2"))
+    assert cache.snapshot().config_maps[("default", "headers")]["data"] == {}
+    changes.clear()
+    cache.apply("ConfigMap", "ADDED", {**_config_map("late"), "data": {"X-B": "2"}})
+    assert cache.snapshot().config_maps[("default", "late")]["data"] == {"X-B": "2"}
+    assert changes == [CacheChange(routes=True)]
+    assert wanted == [("default", "headers")]
+
+
+def test_a_configmap_of_another_namespace_is_not_named():
+    cache = ObjectCache()
+    wanted: list[tuple[str, str]] = []
+    cache.hold_named_config_maps(wanted.append)
+    cache.replace("ConfigMap", [{**_config_map("headers"), "metadata": {"name": "headers", "namespace": "other"}}])
+    cache.apply("Ingress", "ADDED", _headers_ingress("other/headers"))
+    assert wanted == []
+
+
+def test_file_mode_keeps_every_configmap_whole():
+    cache = ObjectCache()
+    cache.replace("ConfigMap", [_config_map("headers")])
+    assert cache.snapshot().config_maps[("default", "headers")]["data"] == {"ca.crt": "pem", "big": "x" * 100}

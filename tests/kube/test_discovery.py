@@ -9,7 +9,7 @@ from proxy.kube.discovery import discover, watchable
 from proxy.kube.watch import WATCHED_KINDS
 
 GROUP = "gateway.networking.k8s.io"
-POLICY_KINDS = ("BackendTrafficPolicy", "BackendTLSPolicy", "ConfigMap")
+POLICY_KINDS = ("BackendTrafficPolicy", "BackendTLSPolicy")
 DISCOVERED = [spec for spec in WATCHED_KINDS if spec.discovered and spec.kind not in POLICY_KINDS]
 EVERYTHING = frozenset({"gatewayclasses", "gateways", "httproutes", "referencegrants"})
 
@@ -71,17 +71,17 @@ async def test_discover(table, expected, requests) -> None:
 @pytest.mark.parametrize(("served", "expected"), [
     ({("pyngress.dev", "v1alpha1"): frozenset({"backendtrafficpolicies"}),
       (GROUP, "v1"): EVERYTHING | {"backendtlspolicies"}},
-     {"BackendTrafficPolicy": "v1alpha1", "BackendTLSPolicy": "v1", "ConfigMap": ""}),
-    # Our CRD without the Gateway API's BackendTLSPolicy: no CA ConfigMaps are read either.
+     {"BackendTrafficPolicy": "v1alpha1", "BackendTLSPolicy": "v1"}),
+    # Our CRD without the Gateway API's BackendTLSPolicy. (ConfigMaps are always watched: Ingresses name them.)
     ({("pyngress.dev", "v1alpha1"): frozenset({"backendtrafficpolicies"}), (GROUP, "v1"): EVERYTHING},
-     {"BackendTrafficPolicy": "v1alpha1", "BackendTLSPolicy": None, "ConfigMap": None}),
-    ({}, {"BackendTrafficPolicy": None, "BackendTLSPolicy": None, "ConfigMap": None}),
+     {"BackendTrafficPolicy": "v1alpha1", "BackendTLSPolicy": None}),
+    ({}, {"BackendTrafficPolicy": None, "BackendTLSPolicy": None}),
 ])
 async def test_discover_policy_kinds(served, expected) -> None:
     async def fetch(group: str, version: str) -> frozenset[str] | None:
         return served.get((group, version))
 
-    specs = [spec for spec in WATCHED_KINDS if spec.kind in POLICY_KINDS]
+    specs = [spec for spec in WATCHED_KINDS if spec.kind in POLICY_KINDS and spec.discovered]
     assert await discover(fetch, specs, every=WATCHED_KINDS) == expected
 
 

@@ -200,6 +200,7 @@ def snapshot(*objects: Obj) -> Snapshot:
     slices: dict = {}
     endpoints: dict = {}
     secrets: dict = {}
+    config_maps: dict = {}
     for obj in objects:
         meta = obj["metadata"]
         kind = obj["kind"]
@@ -216,11 +217,13 @@ def snapshot(*objects: Obj) -> Snapshot:
             endpoints[(meta["namespace"], meta["name"])] = obj
         elif kind == "Secret":
             secrets[(meta["namespace"], meta["name"])] = obj
+        elif kind == "ConfigMap":  # as file mode: any of them may be --configmap's too
+            config_maps[(meta["namespace"], meta["name"])] = obj
         else:
             raise ValueError(kind)
     return Snapshot(
         ingresses=ingresses, ingress_classes=classes, services=services, endpoint_slices=slices, endpoints=endpoints,
-        secrets=secrets,
+        secrets=secrets, config_maps=config_maps, controller_config_maps=config_maps,
     )
 
 

@@ -190,3 +190,12 @@ def test_a_configmap_change_makes_a_new_config_and_the_incremental_builder_follo
     after = builder.build(world({"limit-req-status-code": "429"}, limited), SETTINGS)
     assert route_for(before, HOST, "/").policy.client_limit.rps.status == 503
     assert route_for(after, HOST, "/").policy.client_limit.rps.status == 429
+
+
+def test_custom_http_errors_apply_with_a_default_backend_service():
+    """configmap.md "custom-http-errors" needs ingress-nginx's default backend (--default-backend-service): with
+    one, no "not applied yet" warning, and its cluster key is the Service's first port (as default-backend's)."""
+    base = GlobalConfig.from_settings(Settings(default_backend_service="ingress-nginx/errors"))
+    config, problems = parse_config({"custom-http-errors": "404,503"}, base=base, where="ns/name")
+    assert problems == [] and config.custom_http_errors == (404, 503)
+    assert config.default_backend == "ingress-nginx/errors:"

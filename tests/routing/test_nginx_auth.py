@@ -136,7 +136,8 @@ def test_auth_map() -> None:
 @pytest.mark.parametrize(("annotations", "objects", "warned"), [
     ({}, [], "Secret default/basic-auth not found"),  # auth.go "...configured with an invalid secret"
     ({}, [secret("basic-auth", other="x")], "has no key auth"),
-    ({"auth_type": "digest"}, [secret("basic-auth", auth="x")], "digest is not supported yet"),
+    ({"auth_type": "digest", "auth_secret_type": "auth-map"}, [secret("basic-auth", foo="x")],
+     "auth-map holds no digest users"),
     ({"auth_type": "kerberos"}, [secret("basic-auth", auth="x")], "is not basic or digest"),
     ({"auth_secret_type": "auth-json"}, [secret("basic-auth", auth="x")], "is not auth-file or auth-map"),
     ({"auth_secret": "other/basic-auth"}, [secret("basic-auth", "other", auth="x")], "another namespace"),

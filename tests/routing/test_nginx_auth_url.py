@@ -113,17 +113,15 @@ def test_invalid_values_fail_closed(annotations, reason):
 
 def test_optional_values_that_are_invalid_are_dropped_with_a_warning():
     """authreq: an invalid auth-signin or auth-cache-key is only warned about (the auth still applies);
-    auth-proxy-set-headers is not supported yet (one warning); companions without auth-url do nothing."""
+    companions without auth-url do nothing."""
     snap = world(annotated("ext", rule(HOST, path("/", "echo")), auth_url=AUTH, auth_signin="http://$nope/start",
-                           auth_cache_key="$nope", auth_proxy_set_headers="default/auth-headers"),
+                           auth_cache_key="$nope"),
                  annotated("lonely", rule("lonely.example", path("/", "echo")), auth_signin="http://x/start"))
     auth = auths(snap)[("ext", "/")]
     assert auth is not None and auth.signin is None and auth.cache_key is None
     messages = warnings_of(snap)
     assert any("ext: annotation auth-signin" in m for m in messages)
     assert any("ext: annotation auth-cache-key" in m for m in messages)
-    assert any("ext: annotation nginx.ingress.kubernetes.io/auth-proxy-set-headers is not supported" in m
-               for m in messages)
     assert any("lonely: annotations auth-signin have no effect without auth-url" in m for m in messages)
     assert auths(snap)[("lonely", "/")] is None
 

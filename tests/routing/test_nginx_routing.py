@@ -108,7 +108,7 @@ def test_custom_http_errors_lists_the_codes_the_default_backend_answers():
 
 
 def test_custom_http_errors_without_default_backend_warns_and_does_nothing():
-    """pyngress has no global default backend: the codes alone have nowhere to go."""
+    """Without default-backend nor --default-backend-service the codes alone have nowhere to go."""
     config, route = built(annotated("errs", custom_http_errors="404"))
     assert route.errors is None and route.plain
     assert any("custom-http-errors has no effect without default-backend" in m for m in messages(config))

@@ -35,6 +35,7 @@ class Rule:
     path_type: str = PATH_PREFIX
     policy: RoutePolicy | None = None  # retries, fault injection, rate limit
     tracing: bool | None = None  # Route.tracing (None: the process's default)
+    body_limit: int = 0  # Route.body_limit
 
 
 def cluster(key: str, endpoints: Iterable[tuple[str, int]] = (), **kwargs: object) -> Cluster:
@@ -57,7 +58,7 @@ def build_table(rules: Iterable[Rule]) -> RouteTable:
         routes = any_host if not rule.host else hosts.setdefault(rule.host, VirtualHost())
         route = Route(
             namespace="default", ingress="test", host=rule.host, path=rule.path, path_type=rule.path_type,
-            cluster=rule.cluster, policy=rule.policy, tracing=rule.tracing,
+            cluster=rule.cluster, policy=rule.policy, tracing=rule.tracing, body_limit=rule.body_limit,
         )
         if rule.path_type == PATH_EXACT:
             routes.exact[rule.path] = route

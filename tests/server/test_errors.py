@@ -12,6 +12,7 @@ import pytest
 from proxy.runtime import Runtime
 from server_harness import (
     Rule,
+    closed_by_peer,
     cluster,
     connect,
     encode_request,
@@ -151,6 +152,25 @@ async def test_no_route_is_404_with_request_id(make_proxy, make_pods):
     assert response.status == 404
     assert response.header("X-Request-ID") == "abc"
     assert response.body == b"404 Not Found\nrequest id: abc\n"
+    assert pod.requests == 0
+
+
+@pytest.mark.parametrize("framing", [b"Content-Length: 10000000000", b"Transfer-Encoding: chunked"])
+async def test_no_route_does_not_read_an_unbounded_body(make_proxy, make_pods, framing):
+    """A 404 (no route) whose body has not arrived yet closes the connection after its answer instead of reading
+    (and discarding) a body of any size to keep the connection: nginx's client_max_body_size applies before its
+    404, the close bounds the same work."""
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy()
+    proxy.publish([Rule("a.example", "/", APP)], [cluster(APP, [pod.endpoint])])
+    reader, writer = await connect(proxy.port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nHost: b.example\r\n" + framing + b"\r\n\r\n")
+        line, headers = await read_head(reader)
+        assert line.startswith(b"HTTP/1.1 404 ") and headers.get("connection") == "close"
+        assert await closed_by_peer(reader)
+    finally:
+        writer.close()
     assert pod.requests == 0
 
 

@@ -31,9 +31,10 @@ def ingress(name: str, host: str, *paths: tuple[str, str, str], created: str = S
     }
 
 
-def serve(proxy: Any, pods: list[Pod], *ingresses: dict[str, Any], secrets: dict[Any, Any] | None = None) -> Config:
-    """Build the table from the Ingresses and a Service + EndpointSlice per pod (and `secrets`, by
-    (namespace, name)), and publish it."""
+def serve(proxy: Any, pods: list[Pod], *ingresses: dict[str, Any], secrets: dict[Any, Any] | None = None,
+          config_maps: dict[Any, Any] | None = None) -> Config:
+    """Build the table from the Ingresses and a Service + EndpointSlice per pod (and `secrets`, `config_maps`,
+    by (namespace, name)), and publish it."""
     services = {("default", pod.name): {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": pod.name, "namespace": "default"},
         "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": pod.port}]}} for pod in pods}
@@ -44,7 +45,7 @@ def serve(proxy: Any, pods: list[Pod], *ingresses: dict[str, Any], secrets: dict
         "endpoints": [{"addresses": [pod.host], "conditions": {"ready": True}}],
         "ports": [{"name": "", "port": pod.port, "protocol": "TCP"}]}} for pod in pods}
     snap = Snapshot(ingresses={("default", obj["metadata"]["name"]): obj for obj in ingresses},
-                    services=services, endpoint_slices=slices, secrets=secrets or {})
+                    services=services, endpoint_slices=slices, secrets=secrets or {}, config_maps=config_maps or {})
     config = build(snap, proxy.settings)
     proxy.publish_config(config, list(config.clusters.values()))
     return config

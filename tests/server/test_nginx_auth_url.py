@@ -395,3 +395,46 @@ async def test_auth_with_limits_and_retries_hands_over_to_the_attempts(make_prox
     (limiter,) = set(proxy.server.client_limiters.values())
     await wait_until(lambda: not limiter.active)
     assert echo.requests == 3
+
+
+async def test_auth_proxy_set_headers_reach_the_auth_service(make_proxy, make_pods, auth_service):
+    """auth.go "should set proxy_set_header 'My-Custom-Header' '42' when auth-proxy-set-headers is set": the
+    ConfigMap's headers are sent to the auth service (replacing the client's of that name), never to the pod;
+    without the ConfigMap the route answers 503 and the auth service is not asked."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy()
+    ext = ingress("ext", HOST, ("/", "Prefix", "echo"), auth_url=auth_service.url(),
+                  auth_proxy_set_headers="auth-headers")
+    serve(proxy, [echo], ext)
+    assert (await request(proxy.port, "/", host=HOST, headers=GOOD)).status == 503
+    assert auth_service.seen == []
+    maps = {("default", "auth-headers"): {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": "auth-headers", "namespace": "default"},
+                                          "data": {"My-Custom-Header": "42", "X-Seen-Host": "$host"}}}
+    serve(proxy, [echo], ext, config_maps=maps)
+    response = await request(proxy.port, "/", host=HOST, headers=[*GOOD, ("My-Custom-Header", "forged")])
+    assert response.status == 200, response.body
+    ((_, _, sent, _),) = auth_service.seen
+    assert sent["My-Custom-Header"] == "42" and sent["X-Seen-Host"] == HOST
+    pod_headers = {name.lower(): value for name, value in response.json()["headers"]}
+    assert pod_headers["my-custom-header"] == "forged"  # the pod gets the client's request as it was
+
+
+async def test_global_auth_from_the_configmap(make_proxy, make_pods, auth_service):
+    """configmap.md "global-auth-url" / annotations.md "Global External Authentication": every Ingress without
+    its own auth-url asks the global auth service (with global-auth-response-headers copied to the pod);
+    enable-global-auth "false" is served without it."""
+    from test_nginx_configmap import serve as serve_configured
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    serve_configured(proxy, [echo], {"global-auth-url": auth_service.url("/global"),
+                                     "global-auth-response-headers": "X-User"},
+                     ingress("plain", HOST, ("/", "Prefix", "echo")),
+                     ingress("out", "out.foo.com", ("/", "Prefix", "echo"), enable_global_auth="false"))
+    assert (await request(proxy.port, "/", host=HOST)).status == 401
+    allowed = await request(proxy.port, "/", host=HOST, headers=GOOD)
+    assert allowed.status == 200
+    assert ["X-User", "alice"] in allowed.json()["headers"]
+    assert [path for _, path, _, _ in auth_service.seen] == ["/global", "/global"]
+    assert (await request(proxy.port, "/", host="out.foo.com")).status == 200
+    assert len(auth_service.seen) == 2

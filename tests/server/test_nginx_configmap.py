@@ -6,13 +6,15 @@ connections kept). Each test names the section of ingress-nginx's docs/user-guid
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from proxy.objects import Snapshot
 from proxy.routing.build import build
-from proxy.routing.model import Config
+from proxy.routing.global_config import GlobalConfig, parse_config
+from proxy.routing.model import BODY_LIMIT_DEFAULT, BODY_LIMIT_GLOBAL, Config
 from proxy.settings import Settings
-from server_harness import Pod, Proxy, connect, encode_request, read_response, request
+from server_harness import Pod, Proxy, Rule, cluster, connect, encode_request, make_config, read_response, request
 from test_nginx_annotations import ingress
 from test_proxy_protocol import ask, echoed, v1
 from test_real_ip import forwarded
@@ -21,8 +23,10 @@ HOST = "config.foo.com"
 KEY = ("ingress-nginx", "controller")
 
 
-def serve(proxy: Any, pods: list[Pod], data: dict[str, str] | None, *ingresses: dict[str, Any]) -> Config:
-    """Build from the Ingresses, a Service + EndpointSlice per pod and the controller ConfigMap, and publish."""
+def serve(proxy: Any, pods: list[Pod], data: dict[str, str] | None, *ingresses: dict[str, Any],
+          config_maps: dict[Any, Any] | None = None) -> Config:
+    """Build from the Ingresses, a Service + EndpointSlice per pod and the controller ConfigMap (and the
+    ConfigMaps Ingresses name, by (namespace, name)), and publish."""
     services = {("default", pod.name): {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": pod.name, "namespace": "default"},
         "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": pod.port}]}} for pod in pods}
@@ -35,7 +39,8 @@ def serve(proxy: Any, pods: list[Pod], data: dict[str, str] | None, *ingresses: 
     maps = {} if data is None else {KEY: {"apiVersion": "v1", "kind": "ConfigMap",
                                           "metadata": {"name": KEY[1], "namespace": KEY[0]}, "data": data}}
     snap = Snapshot(ingresses={("default", obj["metadata"]["name"]): obj for obj in ingresses},
-                    services=services, endpoint_slices=slices, controller_config_maps=maps)
+                    services=services, endpoint_slices=slices, controller_config_maps=maps,
+                    config_maps=config_maps or {})
     config = build(snap, proxy.settings)
     proxy.publish_config(config, list(config.clusters.values()))
     return config
@@ -233,3 +238,75 @@ async def test_use_proxy_protocol_is_read_when_the_listeners_start(make_pods, ca
         assert response.status == 200 and echoed(response)["X-Forwarded-For"] == ["192.0.2.8"]
     finally:
         await proxy.close()
+
+
+async def test_custom_headers_reach_the_client_once_allowed(make_proxy, make_pods):
+    """test/e2e/annotations/customheaders.go: the custom-headers ConfigMap's headers are set on the answer once
+    the controller ConfigMap's global-allowed-response-headers lists them (a pod's own header of that name is
+    replaced: more_set_headers); before that, and with the ConfigMap missing, the Ingress answers 503."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    headers = {("default", "custom-headers"): {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "custom-headers", "namespace": "default"},
+        "data": {"My-Custom-Header": "42", "Content-Language": "fr"}}}
+    web = ingress("web", HOST, ("/", "Prefix", "echo"), custom_headers="default/custom-headers")
+    serve(proxy, [echo], {}, web)
+    assert (await request(proxy.port, "/", host=HOST)).status == 503  # ConfigMap missing
+    serve(proxy, [echo], {}, web, config_maps=headers)
+    assert (await request(proxy.port, "/", host=HOST)).status == 503  # headers not allowed
+    serve(proxy, [echo], {"global-allowed-response-headers": "My-Custom-Header,Content-Language"}, web,
+          config_maps=headers)
+    response = await request(proxy.port, "/", host=HOST)
+    assert response.status == 200 and response.json()["pod"] == "echo"
+    assert response.header("My-Custom-Header") == "42"
+    assert response.header("Content-Language") == "fr"
+
+
+async def test_proxy_body_size_of_the_configmap_bounds_gateway_routes_too(make_proxy, make_pods):
+    """configmap.md "proxy-body-size": nginx's client_max_body_size is controller-wide, so a ConfigMap that sets
+    it bounds Gateway API routes (Route.body_limit BODY_LIMIT_GLOBAL) too; without the key they have no limit
+    (the Gateway API has no such field), while Ingress routes keep the process's default."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", proxy_body_size=4096)
+    key = "default/echo:80"
+    rules = [Rule("gw.foo.com", "/", key, body_limit=BODY_LIMIT_GLOBAL),
+             Rule("ing.foo.com", "/", key, body_limit=BODY_LIMIT_DEFAULT)]
+    clusters = [cluster(key, [echo.endpoint])]
+
+    def publish(data: dict[str, str]) -> None:
+        base = GlobalConfig.from_settings(proxy.settings)
+        config, _ = parse_config(data, base=base, where="ingress-nginx/controller")
+        proxy.publish_config(replace(make_config(rules, clusters), global_config=config), clusters)
+
+    async def status(size: int, host: str) -> int:
+        return (await request(proxy.port, "/upload", host=host, method="POST", body=b"x" * size)).status
+
+    publish({})
+    assert await status(100_000, "gw.foo.com") == 200
+    assert (await status(4096, "ing.foo.com"), await status(4097, "ing.foo.com")) == (200, 413)
+    publish({"proxy-body-size": "1k"})
+    assert (await status(1024, "gw.foo.com"), await status(1025, "gw.foo.com")) == (200, 413)
+    assert await status(1025, "ing.foo.com") == 413
+
+
+async def test_custom_http_errors_of_the_configmap_go_to_the_default_backend(make_proxy, make_pods):
+    """configmap.md "custom-http-errors" (answered by the default backend, --default-backend-service;
+    and annotations.md "Custom HTTP Errors"): the ConfigMap's statuses of
+    every Ingress without its own list go to the default backend with X-Code; an Ingress's own list replaces it."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/errors")
+    serve(proxy, [app, errors], {"custom-http-errors": "404,503"},
+          ingress("plain", HOST, ("/", "Prefix", "app")),
+          ingress("own", "own.foo.com", ("/", "Prefix", "app"), custom_http_errors="500"))
+
+    async def answer(path: str, host: str = HOST) -> tuple[int, str, str]:
+        response = await request(proxy.port, path, host=host)
+        if response.header("X-Pod") == "errors":
+            headers = {name.lower(): value for name, value in response.json()["headers"]}
+            return response.status, "errors", headers["x-code"]
+        return response.status, "app", ""  # (the pod's /status answers carry no X-Pod)
+
+    assert await answer("/status/404") == (200, "errors", "404")
+    assert await answer("/status/500") == (500, "app", "")
+    assert await answer("/status/404", "own.foo.com") == (404, "app", "")
+    assert await answer("/status/500", "own.foo.com") == (200, "errors", "500")

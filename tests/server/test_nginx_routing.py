@@ -262,3 +262,20 @@ async def test_custom_http_errors_under_a_retry_policy(make_proxy, make_pods):
         response = await request(proxy.port, "/status/404", host="errs.test")
         assert (response.status, _headers(response)["x-code"]) == (200, "404")
     assert (await request(proxy.port, "/", host="errs.test")).json()["pod"] == "app"
+
+
+async def test_error_pages_carry_the_real_client_address(make_proxy, make_pods):
+    """The custom error location (annotations.md "Custom HTTP Errors", the template's `@custom_` location) sends
+    the forwarded fields the route's pod would get: behind a trusted proxy (use-forwarded-headers,
+    test/e2e/settings/forwarded_headers.go) the real client's address, not the connection's."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy(use_forwarded_headers=True)
+    serve(proxy, [app, errors], ingress("errs", "errs.test", ("/", "Prefix", "app"), custom_http_errors="404",
+                                        default_backend="errors"))
+    sent = [("X-Forwarded-For", "203.0.113.7")]
+    direct = await request(proxy.port, "/", host="errs.test", headers=sent)
+    assert direct.json()["pod"] == "app"
+    diverted = await request(proxy.port, "/status/404", host="errs.test", headers=sent)
+    assert diverted.json()["pod"] == "errors"
+    for name in ("x-forwarded-for", "x-real-ip"):
+        assert _headers(diverted)[name] == _headers(direct)[name] == "203.0.113.7", name

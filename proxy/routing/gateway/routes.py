@@ -33,6 +33,7 @@ from proxy.routing.gateway.status import ParentRef
 from proxy.routing.matches import Conditions, HeaderMatch, QueryMatch
 from proxy.routing.merge import Candidate
 from proxy.routing.model import (
+    BODY_LIMIT_GLOBAL,
     KIND_HTTP_ROUTE,
     PATH_EXACT,
     PATH_PREFIX,
@@ -376,7 +377,8 @@ def _compile(spec: RouteSpec, resolver: BackendResolver, reads: dict[Key, Any]) 
             routes.append((match, Route(namespace, name, "", match.path, match.path_type, cluster,
                                         kind=spec.kind, rule=rule.index, rule_name=rule.name,
                                         conditions=match.conditions, backends=backends, filters=filters,
-                                        timeouts=rule.timeouts, tracing=spec.tracing)))
+                                        timeouts=rule.timeouts, tracing=spec.tracing,
+                                        body_limit=BODY_LIMIT_GLOBAL)))
         compiled.append(CompiledRule(rule, tuple(routes)))
     if problems:
         resolved = (False, problems[0][0], "; ".join(dict.fromkeys(message for _, message in problems)))

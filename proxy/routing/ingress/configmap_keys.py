@@ -1,7 +1,8 @@
 """The keys of ingress-nginx's ConfigMap (its documentation's configmap.md, "Configuration options").
 
 The global configuration (routing.global_config) reads the keys it knows; every other key in this list is
-known but not read (one warning each), and a key outside it is unknown to ingress-nginx too.
+known but not read (one warning each), and a key outside it is unknown to ingress-nginx too. (Plus
+`global-auth-always-set-cookie`, read by ingress-nginx though its list omits it.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ KEYS: frozenset[str] = frozenset({
     "enable-owasp-modsecurity-crs", "enable-real-ip", "enable-serial-reloads", "enable-syslog",
     "enable-underscores-in-headers", "error-log-level", "error-log-path", "force-ssl-redirect",
     "forwarded-for-header", "forwarded-for-proxy-protocol-header", "generate-request-id",
-    "geoip2-autoreload-in-minutes", "global-allowed-response-headers", "global-auth-cache-duration",
+    "geoip2-autoreload-in-minutes", "global-allowed-response-headers", "global-auth-always-set-cookie",
+    "global-auth-cache-duration",
     "global-auth-cache-key", "global-auth-method", "global-auth-request-redirect", "global-auth-response-headers",
     "global-auth-signin", "global-auth-signin-redirect-param", "global-auth-snippet", "global-auth-url",
     "grpc-buffer-size-kb", "gzip-disable", "gzip-level", "gzip-min-length", "gzip-types", "hide-headers", "hsts",

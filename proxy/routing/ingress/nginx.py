@@ -33,14 +33,15 @@ from proxy.routing.filters import (
     Mirror,
     RegexRewrite,
     RequestHeaderModifier,
+    ResponseHeaderModifier,
     RootRedirect,
     URLRewrite,
     WwwRedirect,
     compose,
 )
-from proxy.routing.global_config import GlobalConfig
+from proxy.routing.global_config import NO_AUTH_LOCATIONS, GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, IngressAnnotations
-from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of
+from proxy.routing.ingress.auth_url import AuthLayer, auth_layer_of, global_auth_layer
 from proxy.routing.ingress.canary import CanarySpec, canary_spec
 from proxy.routing.ingress.mirror import mirror_of
 from proxy.routing.ingress.nginx_traffic import traffic_layer
@@ -51,6 +52,9 @@ from proxy.routing.policies import RoutePolicy
 from proxy.routing.policy.spec import PolicySpec
 
 _GROUP = re.compile(r"\$([0-9])")
+# What ingress-nginx's custom-headers accepts in a header's name and value (customheaders.ValidHeader/ValidValue).
+_HEADER_NAME = re.compile(r"[a-zA-Z0-9_-]+")
+_HEADER_VALUE = re.compile(r"[a-zA-Z0-9_ :;.,\\/\"'?!(){}\[\]@<>=\-+*#$&`|~^%]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,11 @@ class NginxFeatures:
     access_log: bool = True  # enable-access-log
     mirror: Mirror | None = None  # mirror-target (routing.ingress.mirror), on every route of the Ingress
     http10: bool = False  # proxy-http-version 1.0 (RoutePolicy.http10)
+    buffer_body: bool = False  # proxy-request-buffering on (RoutePolicy.buffer_body)
+    # The ConfigMap's no-auth-locations: paths starting with one ask no authentication (auth-url, basic, digest).
+    no_auth: tuple[str, ...] = ()
+    # custom-headers: the answers' headers, or a refusal (fail closed); on every route of the Ingress.
+    headers: ResponseHeaderModifier | Refuse | None = None
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -113,7 +122,7 @@ class NginxFeatures:
     def secure(self, route: Route) -> Route:
         """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
         and limits, its body size limit, error pages, www redirect and upstream Host."""
-        added = [item for item in (self.www, self.vhost) if item is not None]
+        added = [item for item in (self.www, self.vhost, self.headers) if item is not None]
         if added:
             current = route.filters
             items: list[Any] = [*current.request, *current.response] if current is not None else []
@@ -131,9 +140,15 @@ class NginxFeatures:
             route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
         if self.http10:
             route = replace(route, policy=replace(route.policy or RoutePolicy(), http10=True))
+        if self.buffer_body:
+            route = replace(route, policy=replace(route.policy or RoutePolicy(), buffer_body=True))
+        exempt = bool(self.no_auth) and bool(route.path) and route.path.startswith(self.no_auth)
         if self.security is not None:
-            route = self.security.apply(route)
-        return route if self.external_auth is None else self.external_auth.apply(route)
+            route = self.security.apply(route, skip_auth=exempt)
+        auth = self.external_auth
+        if auth is None or (exempt and auth.refusal is None):
+            return route
+        return auth.apply(route)
 
 
 def path_pattern(path: str, *, anchored: bool) -> tuple[re.Pattern[str], str]:
@@ -200,13 +215,22 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
         request_status=config.limit_req_status_code if config is not None else LIMIT_STATUS,
         connection_status=config.limit_conn_status_code if config is not None else LIMIT_STATUS)
     problems.extend(security_problems)
-    external_auth, auth_problems = auth_layer_of(values, zone=zone)
+    external_auth, auth_problems = auth_layer_of(values, zone=zone, secrets=secrets)
+    if (external_auth is None and not values.auth_url and values.enable_global_auth and config is not None
+            and config.global_auth):
+        external_auth, auth_problems = global_auth_layer(config)  # the ConfigMap's global-auth-url
     problems.extend(auth_problems)
     body_limit = values.proxy_body_size
     errors = cluster_key(zone.partition("/")[0], values.default_backend, "") if values.default_backend else ""
+    codes = values.custom_http_errors
+    if config is not None and config.default_backend:
+        # ingress-nginx's default backend (--default-backend-service) answers for Ingresses without their own, with
+        # the ConfigMap's custom-http-errors where the Ingress lists none.
+        codes = codes or config.custom_http_errors
+        errors = errors or config.default_backend
     if values.custom_http_errors and not errors:
-        problems.append("annotation custom-http-errors has no effect without default-backend (pyngress has no "
-                        "global default backend)")
+        problems.append("annotation custom-http-errors has no effect without default-backend or "
+                        "--default-backend-service")
     www = None
     if values.from_to_www_redirect:
         pairs = extra_hosts(values, hosts)
@@ -216,15 +240,55 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     mirror, mirror_problems = mirror_of(values, zone.partition("/")[0])
     http10 = values.proxy_http_version == "1.0"
     problems.extend(mirror_problems)
+    headers = _custom_headers(values, secrets, config, problems)
+    buffer_body = values.proxy_request_buffering == "on"
+    no_auth = ((config.no_auth_locations if config is not None else NO_AUTH_LOCATIONS)
+               if external_auth is not None or values.auth_type else ())
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
-            or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10):
+            or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10
+            or headers or buffer_body):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
                          security=security, body_limit=body_limit, errors_cluster=errors,
-                         error_codes=frozenset(values.custom_http_errors), www=www, vhost=vhost,
+                         error_codes=frozenset(codes), www=www, vhost=vhost,
                          access_log=values.enable_access_log, external_auth=external_auth,
-                         mirror=mirror, http10=http10), problems
+                         mirror=mirror, http10=http10, headers=headers, buffer_body=buffer_body,
+                         no_auth=no_auth), problems
+
+
+def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,
+                    problems: list[str]) -> ResponseHeaderModifier | Refuse | None:
+    """custom-headers as a response header edit, or a refusal where ingress-nginx denies the location (its
+    customheaders parser): a ConfigMap missing, a header name or value it does not accept, or a name the
+    ConfigMap key global-allowed-response-headers does not list."""
+    if "custom-headers" in values.invalid:
+        return Refuse(503, reason="invalid custom-headers annotation")  # its warning says so
+    if not values.custom_headers:
+        return None
+    data, why = secrets.config_map(values.custom_headers) if secrets is not None else (None, "no ConfigMaps read")
+    if data is not None:
+        allowed = config.global_allowed_response_headers if config is not None else ()
+        for name, value in sorted(data.items()):
+            if _HEADER_NAME.fullmatch(name) is None:
+                why = f"header name {name!r:.60} is not valid"
+            elif _HEADER_VALUE.fullmatch(value) is None:
+                why = f"the value of header {name} is not valid"
+            elif name not in allowed:
+                why = (f"header {name} is not allowed: list it in the ConfigMap key global-allowed-response-headers "
+                       "(--configmap)")
+            else:
+                continue
+            data = None
+            break
+    if data is None:
+        problems.append(f"annotation custom-headers: {why}; every route of the Ingress answers 503 (fail closed, as "
+                        "ingress-nginx)")
+        return Refuse(503, reason="custom-headers cannot be honoured")
+    if not data:
+        return None
+    return ResponseHeaderModifier(HeaderEdits(set=tuple((name.encode("latin-1"), value.encode("latin-1"))
+                                                        for name, value in sorted(data.items()))))
 
 
 def _error_fields(route: Route) -> bytes:

@@ -36,7 +36,7 @@ class IngressEntry:
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
                  "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx",
-                 "tracing", "passthrough", "secrets")
+                 "tracing", "passthrough", "secrets", "config_maps")
 
     def __init__(self, key: Key, obj: Any) -> None:
         self.key = key
@@ -65,6 +65,7 @@ class IngressEntry:
         self.passthrough = False  # ssl-passthrough
         # The Secrets its annotations read (present or not): a change of one of them means parsing again.
         self.secrets: frozenset[Key] = frozenset()
+        self.config_maps: frozenset[Key] = frozenset()  # the same, for ConfigMaps (custom-headers...)
 
     def judge(self, selection: ClassSelection) -> None:
         """Decide whether `selection` serves this Ingress (the parse is kept: it does not depend on it)."""
@@ -77,7 +78,7 @@ class IngressEntry:
             self.problem = Warning("Ingress", self.key[0], self.key[1], f"{error}; Ingress skipped")
 
     def parse(self, host_checks: dict[str, tuple[str, str]], secrets: Mapping[Key, KubeObject] | None = None,
-              config: GlobalConfig | None = None) -> None:
+              config: GlobalConfig | None = None, config_maps: Mapping[Key, KubeObject] | None = None) -> None:
         """Validate the Ingress and index its paths by host; `host_checks` memoizes host validation;
         `secrets`: the snapshot's Secrets, read by annotations (auth-secret, proxy-ssl-secret); `config`: the
         global configuration (its global forms are the annotations' defaults)."""
@@ -93,11 +94,12 @@ class IngressEntry:
             self.force_redirect = annotations.force_ssl_redirect
             self.tracing = annotations.enable_opentelemetry
             self.passthrough = annotations.ssl_passthrough
-            if annotations is not DEFAULTS:
-                reader = SecretReader(secrets if secrets is not None else {}, namespace)
+            if annotations is not DEFAULTS or (config is not None and (config.global_auth or config.default_backend)):
+                reader = SecretReader(secrets if secrets is not None else {}, namespace, config_maps)
                 self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts,
                                                    secrets=reader, config=config)
                 self.secrets = frozenset(reader.read)
+                self.config_maps = frozenset(reader.read_config_maps)
                 problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self._index(rules, extra_hosts(annotations, rules.hosts))
         except Exception as error:  # noqa: BLE001  (a bug must cost one Ingress, never the whole table)

@@ -16,8 +16,9 @@ that routing.ingress.nginx attaches to every route of the Ingress, its defaultBa
   defaults (origin "*", credentials true, max-age 1728000, its methods and headers lists);
 - `auth-type: basic` with `auth-secret` (`auth-secret-type`, `auth-realm`): the BasicAuth filter (routing.auth)
   with the Secret's users compiled; 401 with `WWW-Authenticate: Basic realm="..."` without valid credentials.
-  A missing Secret (or key `auth`), an invalid annotation, `auth-type: digest` (not supported yet) or a
-  Secret in another namespace: every request of the Ingress gets 503 (ingress-nginx's denied location).
+  `auth-type: digest`: the DigestAuth filter (routing.digest_auth) with the htdigest users of `auth-realm`.
+  A missing Secret (or key `auth`), an invalid annotation, or a Secret in another namespace: every request of
+  the Ingress gets 503 (ingress-nginx's denied location).
   Without `auth-type` nothing is asked, as in ingress-nginx (a warning says `auth-secret` alone does nothing).
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from proxy.routing.access import AddressSet, Refuse, SourceRange
 from proxy.routing.auth import BasicAuth, parse_auth_map, parse_htpasswd
+from proxy.routing.digest_auth import DigestAuth, parse_htdigest
 from proxy.routing.filters import Cors, compose
 from proxy.routing.ingress.annotations import IngressAnnotations, cors_allow_origin
 from proxy.routing.ingress.client_auth import client_auth_of
@@ -47,12 +49,16 @@ class Security:
     filters: tuple[Any, ...] = ()
     client_limit: ClientLimit | None = None
 
-    def apply(self, route: Route) -> Route:
+    def apply(self, route: Route, *, skip_auth: bool = False) -> Route:
+        """`route` with the filters and limits; `skip_auth`: without basic/digest auth (no-auth-locations)."""
         changes: dict[str, Any] = {}
-        if self.filters:
+        own = self.filters
+        if skip_auth:
+            own = tuple(item for item in own if not isinstance(item, (BasicAuth, DigestAuth)))
+        if own:
             items: list[Any] = list(route.filters.request) if route.filters is not None else []
             items += route.filters.response if route.filters is not None else ()
-            items += self.filters
+            items += own
             mirrors = route.filters.mirrors if route.filters is not None else ()
             changes["filters"] = compose([*dict.fromkeys(items), *mirrors])
         if self.client_limit is not None:
@@ -103,12 +109,9 @@ def security_of(values: IngressAnnotations, *, zone: str, secrets: SecretReader 
     return Security(filters=tuple(filters), client_limit=limit), problems
 
 
-def _basic_auth(values: IngressAnnotations, secrets: SecretReader | None, problems: list[str]) -> BasicAuth | Refuse:
+def _basic_auth(values: IngressAnnotations, secrets: SecretReader | None,
+                problems: list[str]) -> BasicAuth | DigestAuth | Refuse:
     """The BasicAuth filter of auth-type basic, or a refusal (503) when it cannot be honoured."""
-    if values.auth_type == "digest":
-        problems.append("annotation auth-type: digest is not supported yet; the Ingress's paths answer 503 rather "
-                        "than serve unprotected")
-        return Refuse(503, reason="auth-type digest is not supported")
     if not values.auth_secret:
         problems.append("annotation auth-type needs auth-secret; the Ingress's paths answer 503 (as ingress-nginx)")
         return Refuse(503, reason="auth-secret missing")
@@ -118,6 +121,17 @@ def _basic_auth(values: IngressAnnotations, secrets: SecretReader | None, proble
     if data is None:
         problems.append(f"annotation auth-secret: {problem}; the Ingress's paths answer 503 (as ingress-nginx)")
         return Refuse(503, reason="auth-secret cannot be used")
+    if values.auth_type == "digest":
+        if values.auth_secret_type == "auth-map":
+            problems.append("annotation auth-secret-type: auth-map holds no digest users; the Ingress's paths answer "
+                            "503 (use an htdigest file in key auth)")
+            return Refuse(503, reason="auth-map with auth-type digest")
+        digest_users, messages = parse_htdigest(data["auth"].decode("utf-8", "replace"), values.auth_realm)
+        problems.extend(f"annotation auth-secret: Secret {values.auth_secret}: {message}" for message in messages)
+        if not digest_users:
+            problems.append(f"annotation auth-secret: Secret {values.auth_secret} holds no user of realm "
+                            f"{values.auth_realm!r}; every request gets 401")
+        return DigestAuth.of(values.auth_realm, digest_users)
     if values.auth_secret_type == "auth-map":
         users, messages = parse_auth_map({user: value.decode("utf-8", "replace") for user, value in data.items()})
     else:

@@ -35,6 +35,7 @@ from proxy.routing.ingress.annotations import (
     auth_keepalive_share_vars,
     auth_keepalive_timeout,
     auth_method,
+    auth_proxy_set_headers,
     auth_realm,
     auth_request_redirect,
     auth_response_headers,
@@ -64,11 +65,13 @@ from proxy.routing.ingress.annotations import (
     cors_allow_origin,
     cors_expose_headers,
     cors_max_age,
+    custom_headers,
     custom_http_errors,
     default_backend,
     denylist_source_range,
     enable_access_log,
     enable_cors,
+    enable_global_auth,
     enable_opentelemetry,
     force_ssl_redirect,
     from_to_www_redirect,
@@ -91,6 +94,7 @@ from proxy.routing.ingress.annotations import (
     proxy_next_upstream_timeout,
     proxy_next_upstream_tries,
     proxy_read_timeout,
+    proxy_request_buffering,
     proxy_send_timeout,
     proxy_ssl_name,
     proxy_ssl_secret,
@@ -164,6 +168,8 @@ EXTERNAL_AUTH: tuple[ModuleType, ...] = (
     auth_keepalive_requests,
     auth_keepalive_timeout,
     auth_keepalive_share_vars,
+    auth_proxy_set_headers,
+    enable_global_auth,
 )
 
 # The annotations honoured, each a module with NAME, DEFAULT and parse(value).
@@ -210,6 +216,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     proxy_body_size,
     default_backend,
     custom_http_errors,
+    custom_headers,
     server_alias,
     from_to_www_redirect,
     upstream_vhost,
@@ -224,6 +231,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     mirror_request_body,
     mirror_host,
     proxy_http_version,
+    proxy_request_buffering,
     *TRAFFIC,
     *EXTERNAL_AUTH,
 )
@@ -280,6 +288,7 @@ class IngressAnnotations:
     proxy_body_size: int = proxy_body_size.DEFAULT
     default_backend: str = default_backend.DEFAULT
     custom_http_errors: tuple[int, ...] = custom_http_errors.DEFAULT
+    custom_headers: str = custom_headers.DEFAULT
     server_alias: tuple[str, ...] = server_alias.DEFAULT
     from_to_www_redirect: bool = from_to_www_redirect.DEFAULT
     upstream_vhost: str = upstream_vhost.DEFAULT
@@ -326,11 +335,14 @@ class IngressAnnotations:
     auth_keepalive_requests: int = auth_keepalive_requests.DEFAULT
     auth_keepalive_timeout: int = auth_keepalive_timeout.DEFAULT
     auth_keepalive_share_vars: bool = auth_keepalive_share_vars.DEFAULT
+    auth_proxy_set_headers: str = auth_proxy_set_headers.DEFAULT
+    enable_global_auth: bool = enable_global_auth.DEFAULT
     service_upstream: bool = service_upstream.DEFAULT
     mirror_target: str = mirror_target.DEFAULT
     mirror_request_body: bool = mirror_request_body.DEFAULT
     mirror_host: str = mirror_host.DEFAULT
     proxy_http_version: str = proxy_http_version.DEFAULT
+    proxy_request_buffering: str = proxy_request_buffering.DEFAULT
     # Names of the annotations whose value was invalid (a feature may be off because of one).
     invalid: frozenset[str] = frozenset()
     # Names of the annotations the Ingress itself sets, valid or not (not the ConfigMap's global forms).

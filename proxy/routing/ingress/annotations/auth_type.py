@@ -1,7 +1,6 @@
-"""`auth-type`: "basic" asks every request of the Ingress for a user of `auth-secret` (nginx's auth_basic).
-
-"digest" (ingress-nginx's auth_digest module) is not supported yet: the Ingress's routes answer 503 rather
-than serve unprotected. Any other value: ingress-nginx denies the location, so 503 too."""
+"""`auth-type`: "basic" asks every request of the Ingress for a user of `auth-secret` (nginx's auth_basic),
+"digest" for one of its htdigest file (the auth_digest module ingress-nginx builds in: routing.digest_auth).
+Any other value: ingress-nginx denies the location, so 503 too."""
 
 from proxy.routing.ingress.annotations.values import Invalid
 
