@@ -24,6 +24,7 @@ from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
+from proxy.http2 import H2ClientConnection, PrefaceSniffer, take_over
 from proxy.passthrough import PassthroughStats, SniAcceptor, SniReader
 from proxy.routing.access import AddressSet, Block, user_agent_matcher
 from proxy.routing.global_config import GlobalConfig
@@ -33,6 +34,7 @@ from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
 from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
+from proxy.tls.store import offer_http2
 from proxy.tracing.exporter import SpanExporter
 from proxy.tracing.tracer import Tracer
 
@@ -52,6 +54,7 @@ class ProxyServer:
 
     def __init__(self, *, settings: Settings, holder: RuntimeHolder, freeze_gc: bool = False) -> None:
         self.settings = settings
+        offer_http2(settings.http2)  # before the first TLS context is made (see proxy.tls.store)
         # Freeze every live object out of the cyclic GC's reach at each publish (the process's
         # choice: the CLI turns it on; a test process sharing the interpreter leaves it off).
         self.freeze_gc = freeze_gc
@@ -98,7 +101,7 @@ class ProxyServer:
         self.base_tick = self.tick = _tick_for(shortest)
         self.now = 0.0
         self.draining = False
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[ClientConnection | H2ClientConnection] = set()
         self.active_connections = 0
         self.total_connections = 0
         self.total_requests = 0
@@ -411,9 +414,13 @@ class ProxyServer:
                 settings.otlp_endpoint, interval=settings.otlp_export_interval, timeout=settings.otlp_timeout)
         holder: list[tuple[Listener, Pipeline]] = []
 
+        # With HTTP/2, a plain listener's connections look at their first bytes for the h2c preface (TLS ones
+        # learn the protocol from ALPN): the class of the first read only, see proxy/http2/preface.py.
+        plain = PrefaceSniffer if self.settings.http2 and ssl_context is None and scheme == "http" else ClientConnection
+
         def connection() -> ClientConnection:
             listener, pipeline = holder[0]
-            return ClientConnection(self, listener, pipeline)
+            return plain(self, listener, pipeline)
 
         factory: Callable[[], asyncio.BaseProtocol] = connection
         acceptor: TlsAcceptor | None = None
@@ -449,6 +456,8 @@ class ProxyServer:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
         listener.sni = sni
         listener.pipeline = Pipeline(self, listener)
+        if self.settings.http2:
+            listener.http2 = take_over
         holder.append((listener, listener.pipeline))
         self._dress(listener)
         self.listeners.append(listener)
@@ -506,7 +515,7 @@ class ProxyServer:
                 logger.exception("error checking connection timeouts")
         self._ticker = loop.call_later(self.tick, self._on_tick)
 
-    def connection_opened(self, conn: ClientConnection) -> None:
+    def connection_opened(self, conn: ClientConnection | H2ClientConnection) -> None:
         self.connections.add(conn)
         self.active_connections += 1
         self.total_connections += 1
@@ -517,7 +526,7 @@ class ProxyServer:
         if self.draining:
             conn.transport.close()
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def connection_closed(self, conn: ClientConnection | H2ClientConnection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             self.active_connections -= 1
