@@ -471,10 +471,12 @@ class H2ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ stream endings
 
     def stream_done(self, stream: H2Stream) -> None:
-        """Forget a stream whose exchange is over and whose response is sent (or that was reset)."""
+        """Forget a stream whose exchange is over and whose response is sent (or that was reset); write what
+        its ending left (a HEAD answer's HEADERS are not followed by a flush of the exchange's)."""
         if not (stream.reset or (stream.ended and stream.exchange.finished)):
             return
         if self.streams.pop(stream.stream_id, None) is None:
+            self.flush()
             return
         if not stream.received_end and not stream.reset:
             # Answered before the request body was complete: stop the client sending it (RFC 9113 8.1).
@@ -482,6 +484,7 @@ class H2ClientConnection(asyncio.Protocol):
                 self.h2.reset_stream(stream.stream_id, _NO_ERROR)
             except StreamClosedError:
                 pass
+        self.flush()
         self._idle_check()
 
     def reset_stream(self, stream: H2Stream, code: int) -> None:
