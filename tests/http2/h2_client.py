@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from h2.config import H2Configuration
@@ -23,6 +24,18 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError
+from hpack import Encoder
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 TIMEOUT = 10.0
 
@@ -109,7 +122,9 @@ class H2Client:
             stream.body += event.data
             if self.acknowledging:
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            else:
+            elif event.flow_controlled_length:
+                # A slow reader of this stream only: the connection's window stays open for the others.
+                self.conn.increment_flow_control_window(event.flow_controlled_length)
                 stream.unacked += event.flow_controlled_length
             stream.data.set()
         elif isinstance(event, TrailersReceived) and stream is not None:
@@ -125,8 +140,9 @@ class H2Client:
             self.goaway = event
             self.got_goaway.set()
 
-    def request(self, path: str = "/", *, method: str = "GET", authority: str = "app.example", body: bytes | None = None,
-                headers: list[tuple[str, str]] = (), end: bool = True, scheme: str = "http") -> int:
+    def request(self, path: str = "/", *, method: str = "GET", authority: str = "app.example",
+                body: bytes | None = None, headers: list[tuple[str, str]] = (), end: bool = True,
+                scheme: str = "http") -> int:
         stream_id = self.conn.get_next_available_stream_id()
         self.streams[stream_id] = Stream()
         fields = [(":method", method), (":path", path), (":scheme", scheme), (":authority", authority), *headers]
@@ -161,7 +177,7 @@ class H2Client:
         """Acknowledge what this stream received so far (a slow reader catching up)."""
         stream = self.streams[stream_id]
         if stream.unacked:
-            self.conn.acknowledge_received_data(stream.unacked, stream_id)
+            self.conn.increment_flow_control_window(stream.unacked, stream_id=stream_id)
             stream.unacked = 0
             self.flush()
 
@@ -188,3 +204,99 @@ class H2Client:
             await asyncio.wait_for(self.writer.wait_closed(), TIMEOUT)
         except (ConnectionError, ssl.SSLError, TimeoutError):
             pass
+
+
+class RawH2:
+    """A rude client: the preface, the settings exchange, then frames as the test writes them (hyperframe and
+    hpack, no state machine to stop it); reads the proxy's frames until it closes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.encoder = Encoder()
+        self.buffer = b""
+        self.frames: list[Frame] = []
+
+    @classmethod
+    async def connect(cls, port: int) -> RawH2:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), TIMEOUT)
+        raw = cls(reader, writer)
+        writer.write(PREFACE + SettingsFrame(0).serialize())
+        async with asyncio.timeout(TIMEOUT):
+            while not any(isinstance(f, SettingsFrame) and "ACK" not in f.flags for f in raw.frames):
+                await raw._read()
+        writer.write(SettingsFrame(0, flags=["ACK"]).serialize())
+        await writer.drain()
+        return raw
+
+    async def _read(self) -> bool:
+        data = await self.reader.read(65536)
+        if not data:
+            return False
+        self.buffer += data
+        while len(self.buffer) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
+            if len(self.buffer) < 9 + length:
+                break
+            frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
+            self.buffer = self.buffer[9 + length :]
+            self.frames.append(frame)
+        return True
+
+    async def read_until(self, condition: Callable[[Frame], bool], timeout: float = TIMEOUT) -> Frame:
+        """Read frames until one satisfies `condition` (the connection must stay open until then)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for frame in self.frames:
+                    if condition(frame):
+                        return frame
+                assert await self._read(), f"closed before the frame came: {self.frames[-5:]}"
+
+    def header_block(self, path: str, *, method: str = "GET", authority: str = "app.example",
+                     extra: list[tuple[str, str]] = ()) -> bytes:
+        return self.encoder.encode([(":method", method), (":path", path), (":scheme", "http"),
+                                    (":authority", authority), *extra])
+
+    def headers(self, stream_id: int, path: str = "/", *, end_stream: bool = True, **kwargs: object) -> bytes:
+        frame = HeadersFrame(stream_id)
+        frame.data = self.header_block(path, **kwargs)  # type: ignore[arg-type]
+        frame.flags = {"END_HEADERS", *(["END_STREAM"] if end_stream else [])}
+        return frame.serialize()
+
+    def send(self, *frames: bytes) -> None:
+        self.writer.write(b"".join(frames))
+
+    async def goaway(self, timeout: float = TIMEOUT) -> GoAwayFrame:
+        """Read until the proxy closes the connection; its GOAWAY (which must have come)."""
+        async with asyncio.timeout(timeout):
+            try:
+                while await self._read():
+                    pass
+            except ConnectionError:
+                pass
+        goaways = [frame for frame in self.frames if isinstance(frame, GoAwayFrame)]
+        assert goaways, f"closed without GOAWAY: {self.frames[-5:]}"
+        return goaways[-1]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def rst_stream(stream_id: int, code: int = 8) -> bytes:
+    frame = RstStreamFrame(stream_id)
+    frame.error_code = code
+    return frame.serialize()
+
+
+def data_frame(stream_id: int, data: bytes = b"", *, end_stream: bool = False) -> bytes:
+    frame = DataFrame(stream_id)
+    frame.data = data
+    frame.flags = {"END_STREAM"} if end_stream else set()
+    return frame.serialize()
+
+
+def continuation(stream_id: int, data: bytes, *, end_headers: bool = False) -> bytes:
+    frame = ContinuationFrame(stream_id)
+    frame.data = data
+    frame.flags = {"END_HEADERS"} if end_headers else set()
+    return frame.serialize()
