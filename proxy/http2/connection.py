@@ -18,7 +18,7 @@ over a limit gets GOAWAY and the connection closes, other connections are not to
 * at most RESET_LIMIT streams reset by the client per second (ENHANCE_YOUR_CALM);
 * header blocks: SETTINGS_MAX_HEADER_LIST_SIZE, enforced by h2's HPACK decoder (a connection error), and each
   request's fields against --max-header-bytes / --max-headers as on HTTP/1.1 (431 on that stream); h2 buffers
-  at most 64 CONTINUATION frames of one block (a connection error beyond);
+  at most CONTINUATION_BACKLOG CONTINUATION frames of one block (a connection error beyond);
 * at most EMPTY_LIMIT DATA frames without data and without END_STREAM per second (ENHANCE_YOUR_CALM).
 """
 
@@ -28,6 +28,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import h2.frame_buffer
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
@@ -72,6 +73,11 @@ EMPTY_LIMIT = 100
 # large enough that streams blocked on their upstream never starve the others (MAX_STREAMS full windows fit).
 STREAM_WINDOW = 65535
 CONNECTION_WINDOW = 16 * 1024 * 1024
+
+# CONTINUATION frames h2 buffers for one header block before it calls the connection broken (its default is
+# 64, a megabyte of 16 KiB frames to HPACK-decode in Python): with the HEADERS frame, a block of at most
+# 9 x 16 KiB, far above what a compressed request head of --max-header-bytes needs.
+h2.frame_buffer.CONTINUATION_BACKLOG = 8
 
 _NO_ERROR = ErrorCodes.NO_ERROR
 _REFUSED_STREAM = ErrorCodes.REFUSED_STREAM

@@ -255,7 +255,7 @@ class RawH2:
     def header_block(self, path: str, *, method: str = "GET", authority: str = "app.example",
                      extra: list[tuple[str, str]] = ()) -> bytes:
         return self.encoder.encode([(":method", method), (":path", path), (":scheme", "http"),
-                                    (":authority", authority), *extra])
+                                    (":authority", authority), *extra], huffman=False)
 
     def headers(self, stream_id: int, path: str = "/", *, end_stream: bool = True, **kwargs: object) -> bytes:
         frame = HeadersFrame(stream_id)
