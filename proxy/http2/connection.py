@@ -117,7 +117,7 @@ class H2ClientConnection(asyncio.Protocol):
     __slots__ = ("server", "listener", "pipeline", "transport", "h2", "streams", "client_ip", "scheme", "forwarded",
                  "forwarded_ip_end", "server_name", "peer_certificate", "closed", "write_paused", "draining",
                  "since", "last_read", "resets", "resets_since", "empty_frames", "empty_since", "last_stream_id",
-                 "extra", "extra_fields_parsed")
+                 "extra", "extra_fields_parsed", "flushing")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -145,11 +145,17 @@ class H2ClientConnection(asyncio.Protocol):
         # The listener's extra answer fields (HSTS, Server) as h2 pairs, for the bytes they were made from.
         self.extra = b""
         self.extra_fields_parsed: list[tuple[bytes, bytes]] = []
+        # A write is scheduled for the end of this loop iteration (see flush_soon).
+        self.flushing = False
 
     def start(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         server = self.server
-        h2 = self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        # Outbound headers are made here already lower-case and without connection-specific fields (the response
+        # reader drops them): h2's normalization and validation of them would only repeat that, per response.
+        h2 = self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None,
+                                                    validate_outbound_headers=False,
+                                                    normalize_outbound_headers=False))
         h2.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
@@ -390,6 +396,17 @@ class H2ClientConnection(asyncio.Protocol):
         if data and not self.closed:
             self.transport.write(data)
 
+    def flush_soon(self) -> None:
+        """Write at the end of this loop iteration: responses of several streams finishing in the same
+        iteration (each from its own upstream callback) share one write."""
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self.flushing = False
+        self.flush()
+
     def extra_fields(self, raw: bytes) -> list[tuple[bytes, bytes]]:
         """The listener's extra answer fields as h2 pairs (parsed again only when the listener's change)."""
         if raw is not self.extra:
@@ -458,7 +475,7 @@ class H2ClientConnection(asyncio.Protocol):
                     conn.pause_reading()
             elif conn is not None:
                 conn.resume_reading()
-        self.flush()
+        self.flush_soon()
         if stream.ended:
             self.stream_done(stream)
         return sent
@@ -482,7 +499,7 @@ class H2ClientConnection(asyncio.Protocol):
         if not (stream.reset or (stream.ended and stream.exchange.finished)):
             return
         if self.streams.pop(stream.stream_id, None) is None:
-            self.flush()
+            self.flush_soon()
             return
         if not stream.received_end and not stream.reset:
             # Answered before the request body was complete: stop the client sending it (RFC 9113 8.1).
@@ -490,7 +507,7 @@ class H2ClientConnection(asyncio.Protocol):
                 self.h2.reset_stream(stream.stream_id, _NO_ERROR)
             except StreamClosedError:
                 pass
-        self.flush()
+        self.flush_soon()
         self._idle_check()
 
     def reset_stream(self, stream: H2Stream, code: int) -> None:
