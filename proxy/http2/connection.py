@@ -560,10 +560,14 @@ class H2ClientConnection(asyncio.Protocol):
                 self._goaway()
                 self.transport.close()
             return
+        send_timeout = self.server.send_timeout
         for stream in list(self.streams.values()):
             ex = stream.exchange
             if not ex.finished:
                 ex.check(now)
+            elif stream.write_paused and now - stream.write_paused_since > send_timeout:
+                # Answered upstream, but the client does not read the rest (nginx's send_timeout): drop the stream.
+                self.reset_stream(stream, 8)
 
     def close_idle(self) -> bool:
         """Draining (SIGTERM, a retired listener): GOAWAY now, so the client opens no more streams; streams in

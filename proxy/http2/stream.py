@@ -181,9 +181,13 @@ class H2Stream:
         level = logging.WARNING if status >= 500 else logging.DEBUG
         if logger.isEnabledFor(level):
             log_answer(level, status, ex, ex.request_id, ex.client_ip, cause)
-        if not self.reset and not self.ended and not ex.resp_head_done:
+        if self.reset or self.ended:
+            pass
+        elif not ex.resp_head_done:
             ex.sent += self.writer.answer(status, ex.request_id, close=False, http10=False, detail=detail,
                                           head_only=ex.method == b"HEAD", location=location, fields=fields)
+        else:  # a response already under way cannot become this answer: the client sees the stream reset
+            self.connection.reset_stream(self, 2)
         self.exchange_finished(ex, True)
 
     def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:

@@ -185,3 +185,15 @@ async def test_drain_sends_goaway_and_lets_streams_in_flight_finish(proxy_and_po
         assert await asyncio.wait_for(drain, DEADLINE) is True
     finally:
         raw.close()
+
+
+async def test_a_stream_its_client_stops_reading_is_reset_after_the_send_timeout(make_proxy, make_pods, h2_clients):
+    """nginx's send_timeout, per stream: the stream is reset (CANCEL), the connection and its other streams stay."""
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(client_send_timeout=0.3)
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    slow = await h2_clients(proxy.port, read=False)
+    stalled = slow.request("/download?size=16000000")
+    response = await slow.response(stalled, DEADLINE)
+    assert response.reset == 8
+    assert (await slow.get("/after")).status == 200
