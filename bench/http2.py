@@ -9,11 +9,16 @@ or bench/backend.py without it) speaking HTTP/1.1 with keep-alive. Rounds altern
 flipped each round), median of `--rounds`; every response must be a 2xx.
 
 Prints a table and the ratio pyngress/nginx.
+
+`--memory`: instead, pyngress's RSS while `--memory-connections` x 100 streams each download 1 MiB through
+a client that reads nothing (its windows stay closed, the issue's slow-reader case): flow control must keep
+what the proxy holds bounded (one upstream read per stream), not the bodies.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import subprocess
@@ -23,7 +28,15 @@ from collections.abc import Sequence
 
 from bench import manifests, nginx
 from bench.load import median
-from bench.processes import ProcessGroup, StartError, free_port, start_pyngress, start_python_backend, which
+from bench.processes import (
+    ProcessGroup,
+    StartError,
+    free_port,
+    read_status_kib,
+    start_pyngress,
+    start_python_backend,
+    which,
+)
 
 _FINISHED = re.compile(r"finished in ([\d.]+)s, ([\d.]+) req/s")
 _REQUESTS = re.compile(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed")
@@ -58,6 +71,91 @@ def h2load(program: str, port: int, *, clients: int, streams: int, duration: flo
     return float(finished[2])
 
 
+async def _slow_streams(port: int, *, connections: int, streams: int, path: str, timeout: float = 60.0) -> int:
+    """Open `connections` x `streams` downloads of `path` and read none of them past the first window; returns
+    once every stream got data (the proxy then holds what flow control lets it). Returns the bytes received."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived
+
+    received = 0
+    started: set[tuple[int, int]] = set()
+    writers = []
+    readers = []
+    for index in range(connections):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        for _ in range(streams):
+            stream_id = conn.get_next_available_stream_id()
+            conn.send_headers(stream_id, [(":method", "GET"), (":path", path), (":scheme", "http"),
+                                          (":authority", manifests.MAIN_HOST)], end_stream=True)
+        writer.write(conn.data_to_send())
+        writers.append(writer)
+        readers.append((index, reader, conn))
+
+    async def pump(index: int, reader: asyncio.StreamReader, conn: H2Connection) -> None:
+        nonlocal received
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, DataReceived):
+                    # The connection's window stays open (other streams go on), the stream's does not.
+                    conn.increment_flow_control_window(event.flow_controlled_length)
+                    received += len(event.data)
+                    started.add((index, event.stream_id))
+            writers[index].write(conn.data_to_send())
+
+    tasks = [asyncio.ensure_future(pump(*item)) for item in readers]
+    try:
+        async with asyncio.timeout(timeout):
+            while len(started) < connections * streams:
+                await asyncio.sleep(0.05)  # polled with the deadline above
+            await asyncio.sleep(1.0)  # what is queued settles
+    finally:
+        for task in tasks:
+            task.cancel()
+        for writer in writers:
+            writer.close()
+    return received
+
+
+def memory(args: argparse.Namespace, nginx_path: str | None) -> int:
+    """RSS of pyngress with many slow-reader streams of 1 MiB downloads (see the module docstring)."""
+    if nginx_path is None:
+        print("bench.http2 --memory: needs nginx as the backend (a 1 MiB file)", file=sys.stderr)
+        return 2
+    workdir = tempfile.mkdtemp(prefix="pyngress-bench-h2-mem-")
+    os.chmod(workdir, 0o755)  # nginx's worker (nobody) reads the file below it
+    group = ProcessGroup(workdir)
+    try:
+        backend_port = free_port()
+        layout = nginx.backend_config(os.path.join(workdir, "backend"), ports=[backend_port])
+        body = os.path.join(layout.prefix, "www", "64k")
+        with open(body, "wb") as out:  # served as /64k: 1 MiB here
+            out.write(b"m" * (1024 * 1024))
+        os.chmod(body, 0o644)  # read by nginx's worker (nobody)
+        nginx.check_config(nginx_path, layout)
+        nginx.start(group, nginx_path, layout, name="backend", port=backend_port)
+        folder = os.path.join(workdir, "manifests")
+        manifests.write_folder(folder, manifests.objects(None, backend=[("127.0.0.1", backend_port)]))
+        process, address, _ = start_pyngress(group, manifests=folder, extra=args.pyngress_arg)
+        before = read_status_kib(process.pid) or 0
+        streams = args.memory_connections * 100
+        received = asyncio.run(_slow_streams(address.http_port, connections=args.memory_connections, streams=100,
+                                             path="/64k"))
+        during = read_status_kib(process.pid) or 0
+    finally:
+        group.close()
+    print(f"{streams} streams of 1 MiB ({streams} MiB of bodies), client reading nothing past its windows "
+          f"({received / 1048576:.1f} MiB received)")
+    print(f"  pyngress RSS: {before / 1024:.1f} MiB before, {during / 1024:.1f} MiB with the streams open "
+          f"(+{(during - before) / 1024:.1f} MiB, {(during - before) / streams:.0f} KiB per stream)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.http2", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=10, help="h2load connections")
@@ -65,7 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (median)")
     parser.add_argument("--pyngress-arg", action="append", default=[], help="extra pyngress flag (repeatable)")
+    parser.add_argument("--memory", action="store_true", help="measure RSS with slow-reader streams instead")
+    parser.add_argument("--memory-connections", type=int, default=10, help="connections of 100 streams (--memory)")
     args = parser.parse_args(argv)
+    if args.memory:
+        return memory(args, which("nginx"))
     program = which("h2load")
     if program is None:
         print("bench.http2: h2load not found (apt-get install nghttp2-client)", file=sys.stderr)
