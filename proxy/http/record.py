@@ -92,5 +92,6 @@ def _span(ex: Exchange, stats: RouteStats, trace: bytes, status: int, duration: 
         tracer.finish((trace, ex.traceparent, ex.tracestate, end - int(duration * 1e9), end, ex.method, ex.target,
                        listener.scheme, listener.public_port, ex.authority, ex.client_ip,
                        status, received, ex.sent, pool.endpoint if pool is not None else None, ex.retries,
-                       stats.labels, ex.reason, ex.user_agent, ex.request_id, ex.http10))
+                       stats.labels, ex.reason, ex.user_agent, ex.request_id,
+                       b"HTTP/1.0" if ex.http10 else client.protocol))
 
