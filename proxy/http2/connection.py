@@ -393,7 +393,7 @@ class H2ClientConnection(asyncio.Protocol):
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
-        if data and not self.closed:
+        if data and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def flush_soon(self) -> None:
