@@ -197,3 +197,15 @@ async def test_a_stream_its_client_stops_reading_is_reset_after_the_send_timeout
     response = await slow.response(stalled, DEADLINE)
     assert response.reset == 8
     assert (await slow.get("/after")).status == 200
+
+
+async def test_idle_connection_gets_goaway_and_closes_after_the_keepalive_timeout(make_proxy, make_pods, h2_clients):
+    """nginx closes an idle HTTP/2 connection after keepalive_timeout (it was http2_idle_timeout) with GOAWAY."""
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(client_keepalive_timeout=0.3)
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [pod.endpoint])])
+    client = await h2_clients(proxy.port)
+    assert (await client.get("/once")).status == 200
+    await client.wait_closed(DEADLINE)
+    assert client.goaway is not None and client.goaway.error_code == 0
+    await until(lambda: proxy.server.active_connections == 0, "the connection counted as closed")
