@@ -1,9 +1,11 @@
 """The proxy server: its listeners, the clock that checks timeouts, draining, and the running tables' counters.
 
-Each listener accepts connections for one scheme and port; every connection is an HTTP/1.1
+Each listener accepts connections for one scheme and port; every connection starts as an HTTP/1.1
 ``ClientConnection`` (proxy/http/h1_connection.py) whose requests the listener's ``Pipeline``
-routes. Timeouts are checked by one clock tick per server that walks the open connections
-(nginx's cached-time idea), so no timer is created or cancelled per request.
+routes, and becomes an ``H2ClientConnection`` (proxy/http2/) when its client chose HTTP/2 (ALPN, or
+the h2c preface on a plain listener), whose streams the same pipeline routes. Timeouts are checked
+by one clock tick per server that walks the open connections (nginx's cached-time idea), so no timer
+is created or cancelled per request.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What an exchange needs from the client side of its request: the seam between the protocol and forwarding.
 
-`ClientConnection` (HTTP/1.1) implements it today; an HTTP/2 stream will implement the same, so the
+`ClientConnection` (HTTP/1.1) and `proxy.http2.stream.H2Stream` (one HTTP/2 stream) implement it, so the
 exchange (and the pipeline) never depend on one wire protocol. Responses go through `writer`
 (heads, bodies, the end); the rest is flow control, the proxy's own answers and endings.
 """
