@@ -105,7 +105,7 @@ class AccessLog:
         atexit.register(self.close)
 
     def add(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes | None, target: bytes,
-            http10: bool, status: int, bytes_in: int, bytes_out: int, duration: float, upstream_duration: float,
+            protocol: bytes, status: int, bytes_in: int, bytes_out: int, duration: float, upstream_duration: float,
             upstream: bytes | None, route: bytes, user_agent: bytes | None, retries: int, reason: str = "",
             trace: bytes | None = None) -> None:
         """Queue one request's line (on the event loop; never blocks). ``upstream_duration`` < 0: none;
@@ -130,14 +130,14 @@ class AccessLog:
         if _UNSAFE.search(b"%s%s%s%s" % (request_id, host, target, user_agent)) is None:
             line = _PLAIN_LINE % (
                 self._stamp, int((when - second) * 1000), request_id, client, method, host, path, query,
-                b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in, bytes_out, duration,
+                protocol, status, bytes_in, bytes_out, duration,
                 b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null", upstream or b"null", route,
                 user_agent, retries, b'"%s"' % reason.encode("ascii") if reason else b"null",
                 _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE)
         else:
             line = _LINE % (
                 self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
-                json_text(path), json_text(query), b"HTTP/1.0" if http10 else b"HTTP/1.1", status, bytes_in,
+                json_text(path), json_text(query), protocol, status, bytes_in,
                 bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
                 upstream or b"null", route, json_text(user_agent), retries,
                 b'"%s"' % reason.encode("ascii") if reason else b"null",

@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                      default=d.hsts_include_subdomains, help="its includeSubDomains")
     tls.add_argument("--hsts-preload", action=argparse.BooleanOptionalAction, default=d.hsts_preload,
                      help="its preload")
+    tls.add_argument("--http2", action=argparse.BooleanOptionalAction, default=d.http2,
+                     help="HTTP/2 to clients: h2 offered by ALPN on TLS listeners, h2c with prior knowledge on plain "
+                          "ones (--no-http2: HTTP/1.1 only)")
     tls.add_argument("--enable-ssl-passthrough", action="store_true", default=d.ssl_passthrough,
                      help="read the server name of TLS connections first: hosts of Ingresses annotated "
                           "ssl-passthrough and of TLSRoutes get the TLS stream undecrypted (off: every "
@@ -258,6 +261,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         hsts_include_subdomains=args.hsts_include_subdomains,
         hsts_preload=args.hsts_preload,
         ssl_passthrough=args.enable_ssl_passthrough,
+        http2=args.http2,
         otlp_endpoint=args.otlp_endpoint,
         trace_sample_ratio=args.trace_sample_ratio,
         trace_trust_incoming=args.trace_trust_incoming,

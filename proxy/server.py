@@ -1,9 +1,11 @@
 """The proxy server: its listeners, the clock that checks timeouts, draining, and the running tables' counters.
 
-Each listener accepts connections for one scheme and port; every connection is an HTTP/1.1
+Each listener accepts connections for one scheme and port; every connection starts as an HTTP/1.1
 ``ClientConnection`` (proxy/http/h1_connection.py) whose requests the listener's ``Pipeline``
-routes. Timeouts are checked by one clock tick per server that walks the open connections
-(nginx's cached-time idea), so no timer is created or cancelled per request.
+routes, and becomes an ``H2ClientConnection`` (proxy/http2/) when its client chose HTTP/2 (ALPN, or
+the h2c preface on a plain listener), whose streams the same pipeline routes. Timeouts are checked
+by one clock tick per server that walks the open connections (nginx's cached-time idea), so no timer
+is created or cancelled per request.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
+from proxy.http2 import H2ClientConnection, PrefaceSniffer, take_over
 from proxy.passthrough import PassthroughStats, SniAcceptor, SniReader
 from proxy.routing.access import AddressSet, Block, user_agent_matcher
 from proxy.routing.global_config import GlobalConfig
@@ -33,6 +36,7 @@ from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
 from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
+from proxy.tls.store import offer_http2
 from proxy.tracing.exporter import SpanExporter
 from proxy.tracing.tracer import Tracer
 
@@ -52,6 +56,7 @@ class ProxyServer:
 
     def __init__(self, *, settings: Settings, holder: RuntimeHolder, freeze_gc: bool = False) -> None:
         self.settings = settings
+        offer_http2(settings.http2)  # before the first TLS context is made (see proxy.tls.store)
         # Freeze every live object out of the cyclic GC's reach at each publish (the process's
         # choice: the CLI turns it on; a test process sharing the interpreter leaves it off).
         self.freeze_gc = freeze_gc
@@ -99,7 +104,7 @@ class ProxyServer:
         self.base_tick = self.tick = _tick_for(shortest)
         self.now = 0.0
         self.draining = False
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[ClientConnection | H2ClientConnection] = set()
         self.active_connections = 0
         self.total_connections = 0
         self.total_requests = 0
@@ -414,9 +419,13 @@ class ProxyServer:
                 settings.otlp_endpoint, interval=settings.otlp_export_interval, timeout=settings.otlp_timeout)
         holder: list[tuple[Listener, Pipeline]] = []
 
+        # With HTTP/2, a plain listener's connections look at their first bytes for the h2c preface (TLS ones
+        # learn the protocol from ALPN): the class of the first read only, see proxy/http2/preface.py.
+        plain = PrefaceSniffer if self.settings.http2 and ssl_context is None and scheme == "http" else ClientConnection
+
         def connection() -> ClientConnection:
             listener, pipeline = holder[0]
-            return ClientConnection(self, listener, pipeline)
+            return plain(self, listener, pipeline)
 
         factory: Callable[[], asyncio.BaseProtocol] = connection
         acceptor: TlsAcceptor | None = None
@@ -452,6 +461,8 @@ class ProxyServer:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
         listener.sni = sni
         listener.pipeline = Pipeline(self, listener)
+        if self.settings.http2:
+            listener.http2 = take_over
         holder.append((listener, listener.pipeline))
         self._dress(listener)
         self.listeners.append(listener)
@@ -509,7 +520,7 @@ class ProxyServer:
                 logger.exception("error checking connection timeouts")
         self._ticker = loop.call_later(self.tick, self._on_tick)
 
-    def connection_opened(self, conn: ClientConnection) -> None:
+    def connection_opened(self, conn: ClientConnection | H2ClientConnection) -> None:
         self.connections.add(conn)
         self.active_connections += 1
         self.total_connections += 1
@@ -520,7 +531,7 @@ class ProxyServer:
         if self.draining:
             conn.transport.close()
 
-    def connection_closed(self, conn: ClientConnection) -> None:
+    def connection_closed(self, conn: ClientConnection | H2ClientConnection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             self.active_connections -= 1

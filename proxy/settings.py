@@ -123,3 +123,6 @@ class Settings:
     # ClientHello's server name first; hosts of ssl-passthrough Ingresses and of TLSRoutes get the raw
     # TLS stream spliced to a pod. Off: the HTTPS listeners terminate every connection, as always.
     ssl_passthrough: bool = False
+    # HTTP/2 to clients (ingress-nginx's use-http2): TLS listeners offer h2 by ALPN, plain ones accept h2c with
+    # prior knowledge (the connection preface). Off: HTTP/1.1 only.
+    http2: bool = True

@@ -1,26 +1,66 @@
 """What an exchange needs from the client side of its request: the seam between the protocol and forwarding.
 
-`ClientConnection` (HTTP/1.1) implements it today; an HTTP/2 stream will implement the same, so the
+`ClientConnection` (HTTP/1.1) and `proxy.http2.stream.H2Stream` (one HTTP/2 stream) implement it, so the
 exchange (and the pipeline) never depend on one wire protocol. Responses go through `writer`
 (heads, bodies, the end); the rest is flow control, the proxy's own answers and endings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
-    from proxy.http.h1_writer import H1Writer
     from proxy.http.listener import Listener
     from proxy.routing.request import ClientCertificate
     from proxy.server import ProxyServer
 
 
+class ResponseWriter(Protocol):
+    """How a response reaches the client: `H1Writer` frames HTTP/1.1, `proxy.http2.stream.H2Writer` HTTP/2 frames.
+
+    The exchange and the response reader collect a callback's output here and `flush()` it once."""
+
+    @property
+    def listener(self) -> Listener: ...
+
+    @property
+    def out(self) -> Sized:
+        """What is collected and not yet written (the exchange flushes when it is not empty)."""
+
+    @property
+    def passthrough(self) -> list[bytes] | None:
+        """A list body chunks may be appended to as they are (None: call body() and end())."""
+
+    def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
+             own_hsts: bool, draining: bool) -> bool: ...
+
+    def interim(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes]) -> None: ...
+
+    def switching(self, ex: Exchange, reason: bytes, fields: list[bytes], upgrade: bytes) -> None: ...
+
+    def body(self, chunk: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+    def flush(self) -> int: ...
+
+    def answer(self, status: int, request_id: bytes, *, close: bool, http10: bool, detail: str, head_only: bool,
+               location: bytes, fields: bytes = b"") -> int: ...
+
+    def raw(self, data: bytes) -> int: ...
+
+
 class Downstream(Protocol):
     server: ProxyServer
     listener: Listener
-    writer: H1Writer
+
+    @property
+    def writer(self) -> ResponseWriter: ...
+
+    # The access log's protocol word for requests that are not HTTP/1.0 (b"HTTP/1.1", b"HTTP/2.0").
+    protocol: bytes
     client_ip: bytes
     # The scheme the client used: the listener's, or https when a PROXY header says it reached port 443.
     scheme: str

@@ -48,8 +48,7 @@ from proxy.upstream.errors import (
 if TYPE_CHECKING:
     from proxy.http.attempts import Attempts
     from proxy.http.auth_request import AuthGate
-    from proxy.http.downstream import Downstream
-    from proxy.http.h1_writer import H1Writer
+    from proxy.http.downstream import Downstream, ResponseWriter
     from proxy.routing.filters import Mirror, ResponseFilter
     from proxy.routing.model import Timeouts
     from proxy.routing.request import ClientCertificate
@@ -154,7 +153,7 @@ class Exchange(RequestHead):
         # The client's address for this request: the connection's (its peer, or its PROXY header's), unless a
         # trusted X-Forwarded-For names another (proxy/http/forwarded.py).
         self.client_ip = client.client_ip
-        self.writer: H1Writer = client.writer
+        self.writer: ResponseWriter = client.writer
         self.keep_alive = True
         self.head_done = False
         self.req_done = False

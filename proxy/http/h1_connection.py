@@ -30,6 +30,7 @@ from proxy.http.ids import POOL_END as _IDS_END
 from proxy.http.ids import REQUEST_ID as _REQUEST_ID
 from proxy.http.ids import STEP as _IDS_STEP
 from proxy.http.ids import ids as _ids
+from proxy.http.request_fields import add_field
 from proxy.http.responses import log_answer, new_request_id
 from proxy.routing.request import ClientCertificate
 from proxy.tls.client_auth import client_certificate
@@ -52,10 +53,7 @@ LINGER = 3  # answered with an error, discarding what the client still sends bef
 # long so the client sees our response instead of a reset (nginx: lingering_timeout 5s).
 LINGER_SECONDS = 2.0
 
-_SEP = b": "
 _CRLF = b"\r\n"
-
-_request_cache = h.request_cache
 
 class ClientConnection(asyncio.Protocol):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
@@ -63,7 +61,12 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head",
                  "client_ip", "scheme", "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading",
                  "tunnel", "deferred", "blocked", "state", "since", "idle_limit", "last_read", "head_bytes",
-                 "write_paused", "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate")
+                 "write_paused", "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate",
+                 # Set only by the h2c preface sniffer (proxy/http2/preface.py): a first read too short to decide.
+                 "preface")
+
+    # The access log's protocol of its requests (HTTP/1.0 ones say so themselves).
+    protocol = b"HTTP/1.1"
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -121,9 +124,14 @@ class ClientConnection(asyncio.Protocol):
         # the client sent none), X-Forwarded-Proto/Port, X-Real-IP.
         xff = b"X-Forwarded-For: " + client_ip
         self.forwarded_ip_end = len(xff)
+        ssl_object = None
         if listener.tls:
-            self.server_name = getattr(transport.get_extra_info("ssl_object"), "pyngress_server_name", None)
+            ssl_object = transport.get_extra_info("ssl_object")
+            self.server_name = getattr(ssl_object, "pyngress_server_name", None)
         self.forwarded = b"".join((xff, _CRLF, scheme_port, b"X-Real-IP: ", client_ip, _CRLF))
+        if ssl_object is not None and listener.http2 is not None and ssl_object.selected_alpn_protocol() == "h2":
+            listener.http2(self, b"")  # the client chose HTTP/2 by ALPN: its protocol takes the connection
+            return
         self.server.connection_opened(self)
 
     def client_certificate(self) -> ClientCertificate | None:
@@ -241,61 +249,9 @@ class ClientConnection(asyncio.Protocol):
             raise BadRequest("request line too long", status=414)
         head.target = url
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        head = self.head
-        if head is None:
-            return  # trailer fields of a chunked body: dropped
-        server = self.server
-        count = head.header_count = head.header_count + 1
-        size = head.header_bytes = head.header_bytes + len(name) + len(value) + 4
-        if count > server.max_headers:
-            raise BadRequest(f"more than {server.max_headers} header fields", status=431)
-        if size > server.max_header_bytes:
-            raise BadRequest(f"header fields over {server.max_header_bytes} bytes", status=431)
-        code = _request_cache.get(name)
-        if code is None:
-            code = h.request_class(name)
-        if code == 0:  # h.KEEP
-            head.fields += (name, _SEP, value, _CRLF)
-        elif code == h.HOST:
-            if head.authority is not None:
-                raise BadRequest("duplicate Host header")
-            head.authority = value
-            head.fields += (name, _SEP, value, _CRLF)
-        elif code == h.CONTENT_LENGTH:
-            head.content_length = int(value)
-            head.fields += (name, _SEP, value, _CRLF)
-        elif code == h.TRANSFER_ENCODING:
-            if head.chunked or value.strip().lower() != b"chunked":
-                raise BadRequest(f"unsupported Transfer-Encoding {value!r}")
-            head.chunked = True
-        elif code == h.CONNECTION:
-            names = h.named_by_connection(value)
-            if names:
-                head.connection_names = names if head.connection_names is None else head.connection_names | names
-        elif code == h.UPGRADE:
-            head.upgrade = value
-        elif code == h.FORWARDED_FOR:
-            head.forwarded_for = value if head.forwarded_for is None else head.forwarded_for + b", " + value
-        elif code == h.REQUEST_ID:
-            if 0 < len(value) <= 200:
-                head.request_id = value
-        elif code == h.USER_AGENT:
-            head.user_agent = value
-            head.fields += (name, _SEP, value, _CRLF)
-        elif code == h.TRACEPARENT:
-            # Two of them make it invalid (b"": never a valid value), as the W3C spec asks.
-            head.traceparent = value if head.traceparent is None else b""
-            head.fields += (name, _SEP, value, _CRLF)
-        elif code == h.TRACESTATE:
-            head.tracestate = value if head.tracestate is None else head.tracestate + b"," + value
-            head.fields += (name, _SEP, value, _CRLF)
-        elif code == h.OURS:  # replaced by ours; kept aside for a proxy trusted with them
-            if head.forwarded_in is None:
-                head.forwarded_in = [name, value]
-            else:
-                head.forwarded_in += (name, value)
-        # HOP_BY_HOP: dropped
+    # The field classification every client protocol shares (proxy/http/request_fields.py), as the parser's
+    # callback: a plain function in the class, so it costs what a method defined here would.
+    on_header = add_field
 
     def on_headers_complete(self) -> None:
         ex = self.request

@@ -21,8 +21,8 @@ from proxy.http import headers as h
 from proxy.upstream.errors import ProtocolError
 
 if TYPE_CHECKING:
+    from proxy.http.downstream import ResponseWriter
     from proxy.http.exchange import Exchange
-    from proxy.http.h1_writer import H1Writer
 
 _response_cache = h.response_cache
 _CRLF = b"\r\n"
@@ -45,7 +45,7 @@ class H1Response:
                  "interim", "hsts")
 
     exchange: Exchange
-    writer: H1Writer
+    writer: ResponseWriter
     reason: bytes
     # Forwarded fields, flat (name, b": ", value, CRLF, ...).
     fields: list[bytes]
@@ -59,7 +59,7 @@ class H1Response:
     def __init__(self) -> None:
         self.parser: HttpResponseParser | None = None
 
-    def begin(self, exchange: Exchange, writer: H1Writer) -> None:
+    def begin(self, exchange: Exchange, writer: ResponseWriter) -> None:
         """Read the next response on this connection for `exchange`."""
         self.exchange = exchange
         self.writer = writer

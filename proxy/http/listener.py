@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from proxy.http.h1_connection import ClientConnection
     from proxy.http.pipeline import Pipeline
     from proxy.passthrough import SniAcceptor
     from proxy.routing.filters import RequestFilter
@@ -18,7 +20,7 @@ class Listener:
 
     __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
                  "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters",
-                 "ingress", "closing", "hide_server", "sni", "pipeline")
+                 "ingress", "closing", "hide_server", "sni", "pipeline", "http2")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -49,6 +51,9 @@ class Listener:
         self.sni: SniAcceptor | None = None
         # Request filters every request on this listener runs before routing (the 421 check on HTTPS).
         self.filters: tuple[RequestFilter, ...] = ()
+        # HTTP/2 (--http2): hands a new connection whose client chose h2 (ALPN, or the h2c preface) to the HTTP/2
+        # protocol, with the bytes already read; None: HTTP/1.1 only.
+        self.http2: Callable[[ClientConnection, bytes], None] | None = None
         # Per-listener counters for metrics (the server keeps the totals over all listeners).
         self.active_connections = 0
         self.total_connections = 0

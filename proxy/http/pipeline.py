@@ -43,8 +43,8 @@ from proxy.tracing.tracer import NEW_UNSAMPLED as _NEW_UNSAMPLED
 from proxy.upstream.errors import BadRequest, InvalidBackend, NoEndpoints
 
 if TYPE_CHECKING:
+    from proxy.http.downstream import Downstream
     from proxy.http.exchange import Exchange
-    from proxy.http.h1_connection import ClientConnection
     from proxy.http.listener import Listener
     from proxy.routing.model import Route
     from proxy.routing.policies import RoutePolicy
@@ -119,7 +119,7 @@ class Pipeline:
         # Of Gateway API routes: the ConfigMap's proxy-body-size when it sets one, else none (0).
         self.gateway_body_limit = server.gateway_body_limit
 
-    def dispatch(self, conn: ClientConnection, ex: Exchange) -> None:
+    def dispatch(self, conn: Downstream, ex: Exchange) -> None:
         """Route a complete request head and answer it or start forwarding it."""
         head = ex  # the exchange is its request head
         trust = self.trust
@@ -285,7 +285,7 @@ class Pipeline:
             policy = ex.policy = Attempts(ex, None)
         policy.begin(upstream, request, retries=self.server.retries)
 
-    def _rule(self, conn: ClientConnection, ex: Exchange, route: Route, runtime: Runtime, host: str,
+    def _rule(self, conn: Downstream, ex: Exchange, route: Route, runtime: Runtime, host: str,
               path: str) -> tuple[str, list[tuple[Upstream, Mirror]] | None]:
         """A rule with filters, weights or timeouts: run its request phase and pick its backend.
 
@@ -352,7 +352,7 @@ class Pipeline:
         return cluster, mirrors
 
     @staticmethod
-    def _too_large(conn: ClientConnection, ex: Exchange, limit: int) -> bool:
+    def _too_large(conn: Downstream, ex: Exchange, limit: int) -> bool:
         """proxy-body-size: a Content-Length over `limit` is answered 413 now (nginx's client_max_body_size, checked
         with the head); a chunked body is counted as it arrives (Exchange.add_body). True when answered."""
         if ex.content_length > limit:
@@ -366,7 +366,7 @@ class Pipeline:
             return True
         return False
 
-    def _police(self, conn: ClientConnection, ex: Exchange, route: Route, policy: RoutePolicy) -> bool:
+    def _police(self, conn: Downstream, ex: Exchange, route: Route, policy: RoutePolicy) -> bool:
         """The route policy's request phase: its rate limit, then fault injection (an abort is answered now,
         a delay postpones the request's attempts), then its retry policy; False when answered."""
         stats = ex.route_stats
@@ -415,7 +415,7 @@ class Pipeline:
             ex.policy = Attempts(ex, retry, delay=delay, abort=abort, held=held)
         return True
 
-    def _check(self, conn: ClientConnection, ex: Exchange, answer: Answer,
+    def _check(self, conn: Downstream, ex: Exchange, answer: Answer,
                response_filters: tuple[ResponseFilter, ...]) -> None:
         """A filter's check too slow for the event loop (basic auth's bcrypt): run it on the check pool, then
         either answer (it failed) or dispatch the request again, whose filter now finds the check remembered.
@@ -466,7 +466,7 @@ class Pipeline:
         head.port = listener.public_port
         head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
 
-    def answer(self, conn: ClientConnection, ex: Exchange, answer: Answer,
+    def answer(self, conn: Downstream, ex: Exchange, answer: Answer,
                response_filters: tuple[ResponseFilter, ...] = ()) -> None:
         """The proxy answers itself (a redirect, a refusal); the answer of a rule's filter gets the rule's
         response filters too (a CORS preflight its Access-Control-* fields, a ResponseHeaderModifier its edits)."""

@@ -74,8 +74,8 @@ def record(ex: Exchange) -> None:
         if route is None:
             route = stats.log_fields = route_fields(stats.labels)
         access_log.add(_wall(), head.request_id, ex.client_ip, head.method, head.authority, head.target,
-                       head.http10, status, received, ex.sent, duration, ex.upstream_time, address, route,
-                       head.user_agent, ex.retries, ex.reason, trace)
+                       b"HTTP/1.0" if head.http10 else client.protocol, status, received, ex.sent, duration,
+                       ex.upstream_time, address, route, head.user_agent, ex.retries, ex.reason, trace)
 
 
 def _span(ex: Exchange, stats: RouteStats, trace: bytes, status: int, duration: float, received: int) -> None:
@@ -92,5 +92,6 @@ def _span(ex: Exchange, stats: RouteStats, trace: bytes, status: int, duration: 
         tracer.finish((trace, ex.traceparent, ex.tracestate, end - int(duration * 1e9), end, ex.method, ex.target,
                        listener.scheme, listener.public_port, ex.authority, ex.client_ip,
                        status, received, ex.sent, pool.endpoint if pool is not None else None, ex.retries,
-                       stats.labels, ex.reason, ex.user_agent, ex.request_id, ex.http10))
+                       stats.labels, ex.reason, ex.user_agent, ex.request_id,
+                       b"HTTP/1.0" if ex.http10 else client.protocol))
 

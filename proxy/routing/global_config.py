@@ -326,6 +326,7 @@ FLAG_EQUIVALENTS: Mapping[str, str] = {
     "otel-sampler-ratio": "--trace-sample-ratio",
     "opentelemetry-trust-incoming-span": "--trace-trust-incoming",
     "worker-shutdown-timeout": "--shutdown-grace-period",
+    "use-http2": "--http2 / --no-http2",
 }
 _ANNOTATION_FIELDS = ("proxy_next_upstream", "proxy_next_upstream_tries", "proxy_next_upstream_timeout",
                       "load_balance", "whitelist_source_range", "ssl_redirect", "proxy_request_buffering")

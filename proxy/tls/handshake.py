@@ -266,8 +266,9 @@ class HandshakeProtocol(asyncio.Protocol):
     def _hand_over(self, tls: asyncio.Transport) -> None:
         app = self.app_factory()
         tls.set_protocol(app)
-        self.app = app
         app.connection_made(tls)
+        # The app may have handed the connection to another protocol (HTTP/2, chosen by ALPN): replay to that one.
+        app = self.app = tls.get_protocol()
         if self.write_paused:
             app.pause_writing()
         received = self.received

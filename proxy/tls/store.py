@@ -36,7 +36,16 @@ TLS12_CIPHERS = ":".join(
         "@SECLEVEL=2",
     )
 )
-ALPN_PROTOCOLS = ("http/1.1",)
+# What TLS listeners offer by ALPN, best first: h2 unless the process runs with --no-http2 (see offer_http2).
+ALPN_PROTOCOLS: tuple[str, ...] = ("h2", "http/1.1")
+
+
+def offer_http2(enabled: bool) -> None:
+    """Offer h2 by ALPN in the server contexts made from now on, or not (--no-http2). Set once per process, by
+    the server before its first listener and before certificates are loaded: a context made earlier keeps its
+    list, and a client that negotiated h2 must be served HTTP/2."""
+    global ALPN_PROTOCOLS
+    ALPN_PROTOCOLS = ("h2", "http/1.1") if enabled else ("http/1.1",)
 
 _HAS_MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 

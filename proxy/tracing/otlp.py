@@ -210,11 +210,15 @@ def _status_part(status: int, reason: str) -> bytes:
     return b"".join(parts)
 
 
+# network.protocol.version of the access log's protocol words.
+_VERSIONS = {b"HTTP/1.0": b"1.0", b"HTTP/1.1": b"1.1", b"HTTP/2.0": b"2"}
+
+
 def encode_span(record: tuple[Any, ...]) -> bytes:
     """One Span message from a finished request's record (made by proxy.http.record; the order is below).
     Runs in the exporter thread, once per span: what repeats between requests comes from the caches above."""
     (traceparent, incoming, tracestate, start, end, method, target, scheme, port, authority, client, status,
-     received, sent, upstream, retries, labels, reason, user_agent, request_id, http10) = record
+     received, sent, upstream, retries, labels, reason, user_agent, request_id, protocol) = record
     flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE
     out = [b"\x0a\x10" + _unhexlify(traceparent[3:35]), b"\x12\x08" + _unhexlify(traceparent[36:52])]
     if incoming is not None and incoming[3:35] == traceparent[3:35]:  # a continued trace: its parent is remote
@@ -224,9 +228,9 @@ def encode_span(record: tuple[Any, ...]) -> bytes:
         flags |= FLAG_IS_REMOTE
     key = (labels, method)
     part = _routes.get(key) or _remember(_routes, key, _route_part(labels, method))
-    listener = (scheme, port, http10)
+    listener = (scheme, port, protocol)
     common = _listeners.get(listener) or _remember(_listeners, listener, URL_SCHEME.span_text(scheme.encode(
-        )) + SERVER_PORT.span_number(port) + PROTOCOL_VERSION.span_text(b"1.0" if http10 else b"1.1"))
+        )) + SERVER_PORT.span_number(port) + PROTOCOL_VERSION.span_text(_VERSIONS.get(protocol, b"1.1")))
     answer = (status, reason)
     outcome = _statuses.get(answer) or _remember(_statuses, answer, _status_part(status, reason))
     peer = _clients.get(client) or _remember(_clients, client, CLIENT_ADDRESS.span_text(utf8(client)))

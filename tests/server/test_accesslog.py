@@ -14,8 +14,8 @@ LABELS = ("shop", "web", "*.example.com", "/api", "api", "Ingress")
 
 def add(log: AccessLog, index: int, **changes: object) -> None:
     values = {"when": 1763866559.417, "request_id": b"id-%d" % index, "client": b"127.0.0.1", "method": b"GET",
-              "host": b"a.example.com", "target": b"/api/items?x=1", "http10": False, "status": 200, "bytes_in": 80,
-              "bytes_out": 512, "duration": 0.0012, "upstream_duration": 0.0009,
+              "host": b"a.example.com", "target": b"/api/items?x=1", "protocol": b"HTTP/1.1", "status": 200,
+              "bytes_in": 80, "bytes_out": 512, "duration": 0.0012, "upstream_duration": 0.0009,
               "upstream": address_text("10.0.0.1", 8080), "route": route_fields(LABELS), "user_agent": b"curl/8",
               "retries": 0}
     values.update(changes)
@@ -40,7 +40,8 @@ def written(fd_for_log) -> list[dict]:
 
 def test_fields_and_escaping():
     [entry] = written(lambda log: add(log, 1, host=b'evil"\\\x00\xff', target=b"/p\n?q=\"1\"", user_agent=None,
-                                      upstream=address_text("fd00::1", 80), upstream_duration=-1.0, http10=True))
+                                      upstream=address_text("fd00::1", 80), upstream_duration=-1.0,
+                                      protocol=b"HTTP/1.0"))
     assert entry["host"] == 'evil"\\\x00\xff' and entry["path"] == "/p\n" and entry["query"] == 'q="1"'
     assert entry["upstream"] == "[fd00::1]:80" and entry["upstream_duration"] is None
     assert entry["protocol"] == "HTTP/1.0" and entry["user_agent"] == "" and entry["time"] == "2025-11-23T02:55:59.417Z"

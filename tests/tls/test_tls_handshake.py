@@ -289,13 +289,14 @@ async def test_tls_1_2_uses_forward_secret_aead_suites_only(pki, serve, default_
         await handshake(port, cbc_only, "ec.test")
 
 
-async def test_tls_1_3_preferred_and_alpn_http_1_1(pki, site, serve):
+async def test_tls_1_3_preferred_and_alpn_h2_then_http_1_1(pki, site, serve):
     holder, _ = site
     port = await serve(holder.server_context())
     result = await handshake(port, verifying(pki, alpn=("h2", "http/1.1")), "a.test")
-    assert result.version == "TLSv1.3" and result.alpn == "http/1.1"
-    # A client that only speaks h2 is not told it got h2; one without ALPN still connects.
-    assert (await handshake(port, verifying(pki, alpn=("h2",)), "a.test")).alpn is None
+    assert result.version == "TLSv1.3" and result.alpn == "h2"  # HTTP/2 by default (--http2, proxy/http2/)
+    assert (await handshake(port, verifying(pki, alpn=("h2",)), "a.test")).alpn == "h2"
+    assert (await handshake(port, verifying(pki, alpn=("http/1.1",)), "a.test")).alpn == "http/1.1"
+    # One without ALPN still connects (and speaks HTTP/1.1).
     assert (await handshake(port, verifying(pki, alpn=()), "a.test")).alpn is None
 
 

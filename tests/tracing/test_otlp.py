@@ -23,7 +23,7 @@ def record(**changes):
               "target": b"/api/items?q=1", "scheme": "https", "port": 443, "authority": b"a.test:8443",
               "client": b"10.0.0.9", "status": 200, "received": 120, "sent": 900, "upstream": ("10.1.2.3", 8080),
               "retries": 1, "labels": LABELS, "reason": "", "user_agent": b"curl/8", "request_id": b"abc",
-              "http10": False}
+              "protocol": b"HTTP/1.1"}
     values.update(changes)
     return tuple(values.values())
 
@@ -80,7 +80,7 @@ def test_a_continued_trace_names_its_remote_parent_and_state():
 def test_proxy_answers_odd_methods_and_raw_bytes():
     *_, [span] = decode(record(status=503, reason="no-endpoints", upstream=None, method=b"PURGE",
                                labels=("", "", "", "", "", ""), authority=b"[fd00::1]:80", user_agent=b"caf\xe9",
-                               request_id=b"\xff\x00", target=b"/\xc3(", http10=True))
+                               request_id=b"\xff\x00", target=b"/\xc3(", protocol=b"HTTP/1.0"))
     values = attributes(span)
     assert span.name == "PURGE" and span.status.code == 2
     assert values["http.request.method"] == "_OTHER" and values["http.request.method_original"] == "PURGE"

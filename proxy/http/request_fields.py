@@ -1,0 +1,91 @@
+"""Classifying a client's request header fields into a `RequestHead`: one function every client protocol runs.
+
+The HTTP/1.1 connection uses `add_field` as its parser's ``on_header`` callback (a function in the class body is
+a method, so it costs what one defined there would); an HTTP/2 stream calls it for each decoded field. Either
+way the same fields are kept, rewritten (Host, X-Forwarded-For...) or dropped (hop-by-hop), and the same limits
+apply.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from proxy.http import headers as h
+from proxy.upstream.errors import BadRequest
+
+if TYPE_CHECKING:
+    from proxy.http.head import RequestHead
+    from proxy.server import ProxyServer
+
+_SEP = b": "
+_CRLF = b"\r\n"
+_request_cache = h.request_cache
+
+
+class FieldReader(Protocol):
+    """What `add_field` reads: the head being filled (None: trailer fields, dropped) and the server's limits."""
+
+    @property
+    def head(self) -> RequestHead | None: ...
+
+    @property
+    def server(self) -> ProxyServer: ...
+
+
+def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
+    """One request header field into the head being read: counted against the limits, then kept, rewritten
+    or dropped by its class (proxy/http/headers.py). Raises BadRequest (400, 431) for what cannot be served."""
+    head = self.head
+    if head is None:
+        return  # trailer fields of a chunked body: dropped
+    server = self.server
+    count = head.header_count = head.header_count + 1
+    size = head.header_bytes = head.header_bytes + len(name) + len(value) + 4
+    if count > server.max_headers:
+        raise BadRequest(f"more than {server.max_headers} header fields", status=431)
+    if size > server.max_header_bytes:
+        raise BadRequest(f"header fields over {server.max_header_bytes} bytes", status=431)
+    code = _request_cache.get(name)
+    if code is None:
+        code = h.request_class(name)
+    if code == 0:  # h.KEEP
+        head.fields += (name, _SEP, value, _CRLF)
+    elif code == h.HOST:
+        if head.authority is not None:
+            raise BadRequest("duplicate Host header")
+        head.authority = value
+        head.fields += (name, _SEP, value, _CRLF)
+    elif code == h.CONTENT_LENGTH:
+        head.content_length = int(value)
+        head.fields += (name, _SEP, value, _CRLF)
+    elif code == h.TRANSFER_ENCODING:
+        if head.chunked or value.strip().lower() != b"chunked":
+            raise BadRequest(f"unsupported Transfer-Encoding {value!r}")
+        head.chunked = True
+    elif code == h.CONNECTION:
+        names = h.named_by_connection(value)
+        if names:
+            head.connection_names = names if head.connection_names is None else head.connection_names | names
+    elif code == h.UPGRADE:
+        head.upgrade = value
+    elif code == h.FORWARDED_FOR:
+        head.forwarded_for = value if head.forwarded_for is None else head.forwarded_for + b", " + value
+    elif code == h.REQUEST_ID:
+        if 0 < len(value) <= 200:
+            head.request_id = value
+    elif code == h.USER_AGENT:
+        head.user_agent = value
+        head.fields += (name, _SEP, value, _CRLF)
+    elif code == h.TRACEPARENT:
+        # Two of them make it invalid (b"": never a valid value), as the W3C spec asks.
+        head.traceparent = value if head.traceparent is None else b""
+        head.fields += (name, _SEP, value, _CRLF)
+    elif code == h.TRACESTATE:
+        head.tracestate = value if head.tracestate is None else head.tracestate + b"," + value
+        head.fields += (name, _SEP, value, _CRLF)
+    elif code == h.OURS:  # replaced by ours; kept aside for a proxy trusted with them
+        if head.forwarded_in is None:
+            head.forwarded_in = [name, value]
+        else:
+            head.forwarded_in += (name, value)
+    # HOP_BY_HOP: dropped
