@@ -125,6 +125,8 @@ class Exchange(RequestHead):
     # protocol sets server_name and id_pool/id_at with the head. tests/server/test_head.py checks this list.
     SET_BEFORE_READ = frozenset({"scheme", "host", "path", "port", "https_port", "rewritten", "server_name", "id_pool",
                                  "id_at"})
+    # RequestHead fields set only when their header is seen (their readers use getattr with the default).
+    SET_WHEN_SEEN = frozenset({"te_trailers"})
 
     def __init__(self, client: Downstream) -> None:
         # The RequestHead defaults (see RequestHead.__init__), but for SET_BEFORE_READ.

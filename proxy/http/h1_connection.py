@@ -30,7 +30,7 @@ from proxy.http.ids import POOL_END as _IDS_END
 from proxy.http.ids import REQUEST_ID as _REQUEST_ID
 from proxy.http.ids import STEP as _IDS_STEP
 from proxy.http.ids import ids as _ids
-from proxy.http.responses import log_answer, new_request_id
+from proxy.http.responses import REASONS, grpc_request, log_answer, new_request_id
 from proxy.routing.request import ClientCertificate
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
@@ -295,6 +295,9 @@ class ClientConnection(asyncio.Protocol):
                 head.forwarded_in = [name, value]
             else:
                 head.forwarded_in += (name, value)
+        elif code == h.TE:
+            if b"trailers" in value.lower():
+                head.te_trailers = True
         # HOP_BY_HOP: dropped
 
     def on_headers_complete(self) -> None:
@@ -426,8 +429,13 @@ class ClientConnection(asyncio.Protocol):
         if logger.isEnabledFor(level):
             log_answer(level, status, ex, request_id, self.client_ip if ex is None else ex.client_ip, cause)
         if not self.closed:
-            sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
-                                      head_only=head_only, location=location, fields=fields)
+            if ex is not None and status >= 400 and grpc_request(ex):
+                message = detail or (str(cause) if cause is not None else "") or REASONS.get(status, b"").decode()
+                sent = self.writer.grpc_answer(status, request_id, close=not keep_alive, message=message,
+                                               fields=fields)
+            else:
+                sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
+                                          head_only=head_only, location=location, fields=fields)
             if ex is not None:
                 ex.sent += sent
             elif server.route_metrics:  # a request rejected before it had an exchange (queued behind another)

@@ -81,6 +81,8 @@ class Cluster:
     external_port: int = 0
     # Balancer, ejection, health checks, circuit breaker, TLS to the pods; None: round robin, plain HTTP.
     policy: ClusterPolicy | None = None
+    # The Service port's appProtocol as pyngress speaks it: "" HTTP/1.1, "h2" (kubernetes.io/h2c) HTTP/2.
+    protocol: str = ""
 
 
 @dataclass(frozen=True, slots=True)
