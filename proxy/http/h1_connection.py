@@ -295,9 +295,8 @@ class ClientConnection(asyncio.Protocol):
                 head.forwarded_in = [name, value]
             else:
                 head.forwarded_in += (name, value)
-        elif code == h.TE:
-            if b"trailers" in value.lower():
-                head.te_trailers = True
+        elif code == h.TE and b"trailers" in value.lower():
+            head.te_trailers = True
         # HOP_BY_HOP: dropped
 
     def on_headers_complete(self) -> None:

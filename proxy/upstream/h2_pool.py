@@ -98,12 +98,14 @@ class H2EndpointPool(EndpointPool):
 
     async def connect(self) -> H2Stream:  # type: ignore[override]
         """A stream on a new (or just dialed) connection; failures are ConnectErrors, as for HTTP/1.1."""
-        connection = await asyncio.shield(self._dial_shared())
+        for _ in range(MAX_CONNECTIONS):
+            # Many requests may wait for one dial: each dials again while every connection is full (up to the limit).
+            await asyncio.shield(self._dial_shared())
+            best = self._best()
+            if best is not None and (best.has_room() or len(self.connections) >= MAX_CONNECTIONS):
+                break
         stream = H2Stream(self)
-        if connection.usable():
-            connection.add(stream)
-        else:
-            self.place(stream)
+        self.place(stream)
         return stream
 
     def _dial_shared(self) -> asyncio.Task[H2Connection]:
