@@ -86,7 +86,7 @@ class H2Stream:
     """One request on an `H2Connection`, standing in for an HTTP/1.1 upstream connection to its exchange (it is
     the exchange's ``conn``, that connection's ``transport`` and its response ``reader`` alike)."""
 
-    __slots__ = ("pool", "connection", "stream_id", "user", "requests", "reader", "transport", "closed",
+    __slots__ = ("pool", "connection", "stream_id", "user", "requests", "closed",
                  "reading_paused", "writing_paused", "parser", "url", "fields", "authority", "grpc", "te_trailers",
                  "headers", "body_length", "pending", "pending_size", "body_ended", "end_sent", "log", "log_size",
                  "unacked", "responded", "trailers", "timer", "exchange", "writer", "ended")
@@ -97,12 +97,10 @@ class H2Stream:
         self.stream_id = 0  # 0: not opened on a connection yet
         self.user: Exchange | None = None
         self.requests = 0
-        self.reader = self
-        self.transport = self
         self.closed = False
         self.reading_paused = False
         self.writing_paused = False
-        self.parser = HttpRequestParser(self)
+        self.parser: HttpRequestParser | None = HttpRequestParser(self)
         self.url = b""
         self.fields: list[tuple[bytes, bytes]] = []
         self.authority = b""
@@ -127,6 +125,16 @@ class H2Stream:
         self.ended = False
 
     # ------------------------------------------------------------------ what the exchange calls
+
+    @property
+    def reader(self) -> H2Stream:
+        """The connection's response reader, to the exchange: this stream (a property: no reference cycle)."""
+        return self
+
+    @property
+    def transport(self) -> H2Stream:
+        """What the exchange writes its request bytes to: this stream."""
+        return self
 
     def begin(self, exchange: Exchange, writer: H1Writer) -> None:
         """Attach (the exchange's reader protocol): responses go to `exchange` through `writer`."""
@@ -158,8 +166,11 @@ class H2Stream:
                 self.log_size = size
             else:
                 self.log = None
+        parser = self.parser
+        if parser is None:
+            return
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except HttpParserError as exc:
             # Our own request bytes: only a bug gets here; the request fails rather than the connection.
             logger.error("h2 stream: cannot translate the request: %s", exc)
@@ -185,6 +196,9 @@ class H2Stream:
             return
         self.closed = True
         self.user = None
+        self.exchange = self.writer = None
+        self.parser = None  # (it refers back to this stream: no cycle left for the cyclic collector)
+        self.log = None
         self._stop_timer()
         connection = self.connection
         if connection is not None:
@@ -219,7 +233,9 @@ class H2Stream:
 
     def on_headers_complete(self) -> None:
         pool = self.pool
-        headers = [(b":method", self.parser.get_method()), (b":scheme", pool.scheme),
+        parser = self.parser
+        assert parser is not None
+        headers = [(b":method", parser.get_method()), (b":scheme", pool.scheme),
                    (b":authority", self.authority or pool.authority), (b":path", self.url or b"/")]
         headers += self.fields
         if self.grpc or self.te_trailers:
@@ -354,6 +370,10 @@ class H2Stream:
         ex = self.user
         if ex is None:
             return
+        if not chunk:  # an empty DATA frame (its END_STREAM comes as StreamEnded): an empty chunk would end the body
+            if flow:
+                self._ack(flow)
+            return
         writer = ex.writer
         passthrough = writer.passthrough
         if passthrough is not None:
@@ -406,15 +426,18 @@ class H2Stream:
         self._lost(error)
 
     def _lost(self, error: Exception) -> None:
+        """The stream is over without a complete response: the exchange fails (or retries) as with a lost
+        HTTP/1.1 connection."""
         self._stop_timer()
         ex = self.user
         self.user = None
-        if ex is None:
-            return
-        if isinstance(error, UpstreamTimeout) or (isinstance(error, ProtocolError) and not ex.resp_head_done):
-            ex.fail(error)
-        else:
-            ex.upstream_lost(error)
+        if ex is not None:
+            if isinstance(error, UpstreamTimeout) or (isinstance(error, ProtocolError) and not ex.resp_head_done):
+                ex.fail(error)
+            else:
+                ex.upstream_lost(error)
+        if not self.closed:
+            self.close()
 
     def _flush(self, ex: Exchange) -> None:
         writer = ex.writer

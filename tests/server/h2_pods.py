@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import struct
 import threading
 from collections.abc import Iterator
@@ -28,8 +29,13 @@ from server_harness import TIMEOUT, connect
 class H2Pod:
     """An h2c server (prior knowledge) on its own loopback address."""
 
-    def __init__(self, host: str = "127.0.0.6", *, max_streams: int = 100, goaway_on: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.6", *, max_streams: int = 100, goaway_on: int = 0,
+                 context: ssl.SSLContext | None = None) -> None:
         self.host = host
+        # TLS (its ALPN set to h2 here: what an HTTP/2 pod over TLS offers); None: h2c with prior knowledge.
+        self.context = context
+        if context is not None:
+            context.set_alpn_protocols(["h2"])
         self.port = 0
         self.max_streams = max_streams
         # The n-th request (over the pod's life, counted from 1) gets GOAWAY instead of an answer: its stream and
@@ -46,7 +52,7 @@ class H2Pod:
 
     async def start(self) -> H2Pod:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _H2PodConnection(self), self.host, 0)
+        self.server = await loop.create_server(lambda: _H2PodConnection(self), self.host, 0, ssl=self.context)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from backend_pods import Pki, server_context
 from h2_pods import GrpcPod, H2Pod, grpc_call
 from proxy.objects import Snapshot
 from proxy.routing.build import build
@@ -277,6 +278,42 @@ async def test_an_upstream_timeout_is_deadline_exceeded(make_proxy, make_h2_pod)
 
 
 # ------------------------------------------------------------------ front ends: Ingress and HTTPRoute
+
+
+async def test_backend_protocol_grpcs_is_h2_over_tls(make_proxy, make_h2_pod, tmp_path):
+    """backendprotocol.go "should set backend protocol to grpcs:// and use grpc_pass": HTTP/2 over TLS, chosen by
+    ALPN, without verification (ingress-nginx's default); the pod sees :scheme https."""
+    proxy = await make_proxy()
+    pod = await make_h2_pod(context=server_context(Pki(tmp_path, name="h2 pods").leaf("anything")))
+    service, slices = _service("h2", 80, pod.port, pod.host)
+    snap = Snapshot(ingresses={("default", "g"): ingress("g", "h2.example", ("/", "Prefix", "h2"),
+                                                        backend_protocol="GRPCS")},
+                    services={("default", "h2"): service}, endpoint_slices={("default", "h2"): slices})
+    config = build(snap, proxy.settings)
+    proxy.publish_config(config, list(config.clusters.values()))
+    answer = await request(proxy.port, "/echo", host="h2.example")
+    assert answer.status == 200, answer.body
+    assert answer.json()["headers"][":scheme"] == "https"
+    assert pod.connections == 1
+
+
+async def test_a_tls_pod_without_h2_is_a_connect_failure(make_proxy, tmp_path):
+    """GRPCS to a pod whose TLS does not offer h2 by ALPN: 502 (a connect failure), never HTTP/1.1 in disguise."""
+    from backend_pods import HealthPod
+
+    proxy = await make_proxy()
+    pod = await HealthPod("h1", "127.0.0.9", context=server_context(Pki(tmp_path, name="h1 pods").leaf("x"))).start()
+    try:
+        service, slices = _service("h1", 80, pod.port, pod.host)
+        snap = Snapshot(ingresses={("default", "g"): ingress("g", "h1.example", ("/", "Prefix", "h1"),
+                                                            backend_protocol="GRPCS")},
+                        services={("default", "h1"): service}, endpoint_slices={("default", "h1"): slices})
+        config = build(snap, proxy.settings)
+        proxy.publish_config(config, list(config.clusters.values()))
+        answer = await request(proxy.port, "/", host="h1.example")
+        assert answer.status == 502
+    finally:
+        await pod.stop()
 
 
 def _service(name: str, port: int, target: int, host: str, app_protocol: str | None = None) -> tuple[dict, dict]:
