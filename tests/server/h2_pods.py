@@ -49,6 +49,12 @@ class H2Pod:
         self.release = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.transports: list[asyncio.Transport] = []
+        self.protocols: list[_H2PodConnection] = []
+
+    @property
+    def held_back(self) -> int:
+        """Response bytes the pod cannot send for want of the proxy's flow-control window."""
+        return sum(len(data) for protocol in self.protocols for data in protocol.outgoing.values())
 
     async def start(self) -> H2Pod:
         loop = asyncio.get_running_loop()
@@ -80,6 +86,7 @@ class _H2PodConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.pod.transports.append(self.transport)  # type: ignore[arg-type]
+        self.pod.protocols.append(self)
         self.pod.connections += 1
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.pod.max_streams})

@@ -122,7 +122,7 @@ def _proxy_ssl(values: IngressAnnotations, tls: BackendTLS | None, secrets: Secr
                         "the pods without it (as ingress-nginx)")
         return tls, Refuse(503, reason="proxy-ssl-secret cannot be used")
     if tls is None:
-        problems.append("annotation proxy-ssl-secret has no effect without backend-protocol HTTPS (as in "
+        problems.append("annotation proxy-ssl-secret has no effect without backend-protocol HTTPS or GRPCS (as in "
                         "ingress-nginx): the pods are spoken to in plain HTTP")
         return None, None
     name = values.proxy_ssl_name
