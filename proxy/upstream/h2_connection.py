@@ -45,6 +45,7 @@ from proxy.upstream.errors import ProtocolError, UpstreamClosed, UpstreamTimeout
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_writer import H1Writer
+    from proxy.upstream.connection import ConnectionUser
     from proxy.upstream.h2_pool import H2EndpointPool
 
 logger = logging.getLogger("pyngress.proxy")
@@ -95,7 +96,8 @@ class H2Stream:
         self.pool = pool
         self.connection: H2Connection | None = None
         self.stream_id = 0  # 0: not opened on a connection yet
-        self.user: Exchange | None = None
+        # The exchange using the stream (attach sets it; `exchange` too, through begin), or a mirror's copy (no begin).
+        self.user: ConnectionUser | None = None
         self.requests = 0
         self.closed = False
         self.reading_paused = False
@@ -325,9 +327,11 @@ class H2Stream:
     # ------------------------------------------------------------------ the response (H2Connection's events)
 
     def response(self, fields: list[tuple[bytes, bytes]], ended: bool) -> None:
-        ex = self.user
-        if ex is None:
-            return
+        ex = self.exchange
+        if ex is None or self.user is None:
+            self.responded = True
+            self.log = None
+            return  # a mirror's copy (see ended_by_pod) or nobody: the answer is not relayed
         status = 0
         kept: list[bytes] = []
         length = -1
@@ -367,8 +371,9 @@ class H2Stream:
         self._flush(ex)
 
     def data(self, chunk: bytes, flow: int) -> None:
-        ex = self.user
-        if ex is None:
+        ex = self.exchange
+        if ex is None or self.user is None:
+            self._ack(flow)
             return
         if not chunk:  # an empty DATA frame (its END_STREAM comes as StreamEnded): an empty chunk would end the body
             if flow:
@@ -386,8 +391,8 @@ class H2Stream:
             self._ack(flow)
 
     def trailers_received(self, fields: list[tuple[bytes, bytes]]) -> None:
-        ex = self.user
-        if ex is None or not self.te_trailers:
+        ex = self.exchange
+        if ex is None or self.user is None or not self.te_trailers:
             return  # an HTTP/1.1 client that did not send TE: trailers gets none
         kept: list[bytes] = []
         for name, value in fields:
@@ -397,8 +402,17 @@ class H2Stream:
 
     def ended_by_pod(self) -> None:
         self.ended = True
-        ex = self.user
-        if ex is None or not self.responded:
+        user = self.user
+        if user is not None and self.exchange is None:
+            # A user that is no exchange (a mirror's copy, proxy/http/mirror.py) only wants to know the answer ended.
+            finish = getattr(user, "on_message_complete", None)
+            if finish is not None and self.responded:
+                finish()
+            else:
+                self._lost(ProtocolError("the pod ended the stream without a response"))
+            return
+        ex = self.exchange
+        if ex is None or user is None or not self.responded:
             if ex is not None:
                 self._lost(ProtocolError("the pod ended the stream without a response"))
             return
@@ -429,9 +443,12 @@ class H2Stream:
         """The stream is over without a complete response: the exchange fails (or retries) as with a lost
         HTTP/1.1 connection."""
         self._stop_timer()
-        ex = self.user
+        user = self.user
+        ex = self.exchange
         self.user = None
-        if ex is not None:
+        if user is not None and ex is None:
+            user.upstream_lost(error)  # a mirror's copy
+        elif ex is not None and user is not None:
             if isinstance(error, UpstreamTimeout) or (isinstance(error, ProtocolError) and not ex.resp_head_done):
                 ex.fail(error)
             else:
@@ -476,12 +493,16 @@ class H2Stream:
     def _deadline(self) -> None:
         """grpc-timeout passed: DEADLINE_EXCEEDED to the client (a trailer when the response has begun)."""
         self.timer = None
-        ex = self.user
-        if ex is None or ex.finished:
+        ex = self.exchange
+        if ex is None or self.user is None or ex.finished:
             return
         if ex.resp_head_done and not ex.resp_done and ex.writer.chunked:
             self.user = None
-            ex.writer.end_with_trailers([b"grpc-status: 4\r\n", b"grpc-message: deadline exceeded at the proxy\r\n"])
+            if self.te_trailers:
+                ex.writer.end_with_trailers([b"grpc-status: 4\r\n",
+                                             b"grpc-message: deadline exceeded at the proxy\r\n"])
+            else:
+                ex.writer.end()
             ex.resp_done = True
             self.close()
             ex.reusable = False

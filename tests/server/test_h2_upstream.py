@@ -254,6 +254,30 @@ async def test_a_slow_client_pauses_only_its_own_stream(make_proxy, make_h2_pod)
     slow_writer.close()
 
 
+async def test_a_mirror_to_an_http2_backend_gets_its_copy(make_proxy, make_pods, make_h2_pod):
+    """Gateway API RequestMirror (conformance HTTPRouteRequestMirror) to a backend spoken to in HTTP/2: the copy
+    reaches the h2c pod, its answer is read and dropped, the client's answer comes from the main backend."""
+    from proxy.http import mirror
+    from proxy.routing.filters import Mirror, compose
+    from proxy.routing.model import KIND_HTTP_ROUTE, Route
+    from proxy.routing.table import RouteTable, VirtualHost
+
+    [main] = await make_pods("main")
+    pod = await make_h2_pod()
+    proxy = await make_proxy()
+    route = Route("default", "r", "m.test", "/", "Prefix", kind=KIND_HTTP_ROUTE, cluster="default/main:80",
+                  filters=compose([Mirror(H2_KEY)]))
+    answered = mirror.STATS.answered
+    proxy.publish_table(RouteTable(hosts={"m.test": VirtualHost(prefix={"": route})}),
+                        [cluster("default/main:80", [main.endpoint]),
+                         cluster(H2_KEY, [(pod.host, pod.port)], protocol=HTTP2)])
+    answer = await request(proxy.port, "/copied", host="m.test", method="POST", body=b"payload")
+    assert answer.status == 200 and answer.header("X-Pod") == "main"
+    await wait_until(lambda: mirror.STATS.answered == answered + 1)
+    assert pod.seen[0][":path"] == "/copied"
+    await wait_until(lambda: mirror.STATS.in_flight == 0)
+
+
 # ------------------------------------------------------------------ the proxy's own answers to gRPC requests
 
 
