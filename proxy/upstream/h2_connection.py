@@ -204,7 +204,8 @@ class H2Stream:
         self._stop_timer()
         connection = self.connection
         if connection is not None:
-            connection.drop(self, reset=not self.ended)
+            # Reset unless both sides ended (a pod that answered before the request body was all sent, too).
+            connection.drop(self, reset=not (self.ended and self.end_sent))
         else:
             self.pool.forget(self)
 
@@ -361,6 +362,7 @@ class H2Stream:
         self.log = None
         if ended and length < 0:
             length = 0  # a trailers-only (gRPC) or empty answer: its head says all
+            kept += (b"content-length", _SEP, b"0", _CRLF)
         server = ex.client.server
         ex.last_up = server.now
         ex.maybe_stale = False
@@ -583,7 +585,7 @@ class H2Connection(asyncio.Protocol):
                 self._open(stream)
 
     def drop(self, stream: H2Stream, *, reset: bool) -> None:
-        """A stream the exchange is done with: reset it (CANCEL) if the pod has not ended it, free its slot."""
+        """A stream the exchange is done with: reset it (CANCEL) unless it ended both ways, free its slot."""
         stream_id = stream.stream_id
         if not stream_id:
             try:
@@ -591,17 +593,18 @@ class H2Connection(asyncio.Protocol):
             except ValueError:
                 pass
             return
-        if self.streams.pop(stream_id, None) is None:
+        known = self.streams.pop(stream_id, None) is not None
+        if self.closed:
             return
-        if not self.closed:
-            if reset:
-                try:
-                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-                except h2.exceptions.StreamClosedError:
-                    pass
+        if reset:
+            try:
+                self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+            except h2.exceptions.ProtocolError:
+                pass  # (already closed: StreamClosedError)
+        if known:
             self._start_waiting()
-            self.flush()
             self._maybe_idle()
+        self.flush()
 
     # ------------------------------------------------------------------ transport
 

@@ -294,6 +294,8 @@ async def read_grpc_answer(reader: asyncio.StreamReader) -> GrpcAnswer:
             body = b"".join(parts)
         elif "content-length" in headers:
             body = await reader.readexactly(int(headers["content-length"]))
+        else:
+            body = await reader.read(-1)  # no length: the body ends with the connection (RFC 9112 6.3)
     return GrpcAnswer(status, headers, body, trailers)
 
 

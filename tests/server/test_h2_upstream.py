@@ -90,6 +90,27 @@ async def test_a_grpc_error_status_and_message_are_carried(make_proxy, grpc_pod)
     assert answer.grpc_message == "no such thing"
 
 
+async def test_a_trailers_only_answer_from_the_pod(make_proxy, grpc_pod):
+    """PROTOCOL-HTTP2.md "Trailers-Only": a method the pod does not know is answered with one HEADERS frame
+    (grpc-status 12); an HTTP/1.1 client gets it as a head with Content-Length 0, then the next answer on the
+    same connection."""
+    proxy = await make_proxy()
+    serve_h2(proxy, GRPC_KEY, grpc_pod.host, grpc_pod.port)
+    from h2_pods import SERVICE, frame, read_grpc_answer
+
+    reader, writer = await connect(proxy.port)
+    try:
+        for method, expected in (("Nope", "12"), ("Unary", "0")):
+            body = frame(b"m")
+            writer.write(f"POST /{SERVICE}/{method} HTTP/1.1\r\nHost: g\r\nContent-Type: application/grpc\r\n"
+                         f"TE: trailers\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            answer = await read_grpc_answer(reader)
+            assert answer.status == 200 and answer.grpc_status == expected
+        assert answer.messages == [b"echo:m"]
+    finally:
+        writer.close()
+
+
 async def test_server_streaming(make_proxy, grpc_pod):
     proxy = await make_proxy()
     serve_h2(proxy, GRPC_KEY, grpc_pod.host, grpc_pod.port)
