@@ -56,8 +56,10 @@ _STREAM_WINDOW = 256 * 1024
 _CONNECTION_WINDOW = 16 * 1024 * 1024
 # A request body waiting for the pod's window: past this, the client is not read until it drains.
 _PENDING_HIGH = 256 * 1024
-# Request bytes kept to send a refused stream again (as the exchange's REPLAY_LIMIT).
+# Request bytes kept to send a refused stream again (as the exchange's REPLAY_LIMIT), and how many times (a pod
+# refusing every stream must not keep a request going round).
 _REPLAY_LIMIT = 64 * 1024
+_MAX_REFUSALS = 2
 
 # Request fields HTTP/2 forbids or the proxy replaces (RFC 9113 8.2.2); Host becomes :authority.
 _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
@@ -90,7 +92,7 @@ class H2Stream:
     __slots__ = ("pool", "connection", "stream_id", "user", "requests", "closed",
                  "reading_paused", "writing_paused", "parser", "url", "fields", "authority", "grpc", "te_trailers",
                  "headers", "body_length", "pending", "pending_size", "body_ended", "end_sent", "log", "log_size",
-                 "unacked", "responded", "trailers", "timer", "exchange", "writer", "ended")
+                 "unacked", "responded", "trailers", "timer", "exchange", "writer", "ended", "refusals")
 
     def __init__(self, pool: H2EndpointPool) -> None:
         self.pool = pool
@@ -125,6 +127,7 @@ class H2Stream:
         self.exchange: Exchange | None = None
         self.writer: H1Writer | None = None
         self.ended = False
+        self.refusals = 0  # times a pod refused this stream (sent again at most _MAX_REFUSALS times)
 
     # ------------------------------------------------------------------ what the exchange calls
 
@@ -306,8 +309,9 @@ class H2Stream:
         """The pod did not process this stream (REFUSED_STREAM, GOAWAY): send it again elsewhere if it can be.
         True when it will be."""
         log = self.log
-        if self.closed or self.responded or log is None:
+        if self.closed or self.responded or log is None or self.refusals >= _MAX_REFUSALS:
             return False
+        self.refusals += 1
         self.connection = None
         self.stream_id = 0
         self.parser = HttpRequestParser(self)

@@ -2,8 +2,9 @@
 server with a tiny service (bytes in, bytes out: no protoc), and an HTTP/1.1 gRPC client's framing.
 
 The echo pod answers by path: ``/echo`` (the request's headers and body, as JSON), ``/trailers`` (a body, then
-trailer fields), ``/big?n=N`` (N bytes), ``/hold`` (answers when `release` is set), ``/hang`` (never answers).
-It records what the proxy did: connections, the most streams open at once on one connection, resets.
+trailer fields), ``/big?n=N`` (N bytes), ``/hold`` (answers when `release` is set), ``/hang`` (never answers),
+``/refuse`` (RST_STREAM REFUSED_STREAM, see `refuse_first`). It records what the proxy did: connections, the
+most streams open at once on one connection, resets.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 
@@ -41,6 +43,9 @@ class H2Pod:
         # The n-th request (over the pod's life, counted from 1) gets GOAWAY instead of an answer: its stream and
         # the ones after it are above the GOAWAY's last-stream-id, so the proxy must send them again elsewhere.
         self.goaway_on = goaway_on
+        # Requests to /refuse... get RST_STREAM REFUSED_STREAM: the first `refuse_first` of them (-1: all).
+        self.refuse_first = -1
+        self.refused = 0
         self.requests = 0
         self.connections = 0
         self.most_streams = 0  # the most streams open at once on one connection
@@ -129,6 +134,11 @@ class _H2PodConnection(asyncio.Protocol):
             self.conn.close_connection(last_stream_id=stream_id - 2)
             self.flush()
             self.gone = True
+            return
+        if path.startswith("/refuse") and (pod.refuse_first < 0 or pod.refused < pod.refuse_first):
+            pod.refused += 1
+            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self.open.discard(stream_id)
             return
         if path.startswith("/hold"):
             asyncio.get_running_loop().create_task(self.answer_when_released(stream_id))

@@ -241,6 +241,20 @@ async def test_goaway_from_the_pod_sends_unprocessed_streams_again(make_proxy, m
     assert pod.connections == 2
 
 
+async def test_refused_streams_are_sent_again_a_bounded_number_of_times(make_proxy, make_h2_pod):
+    """RST_STREAM REFUSED_STREAM (RFC 9113 8.7: the request was not processed): sent again, even a POST; a pod
+    that refuses every time gets the request three times in all, then the client gets 502."""
+    proxy = await make_proxy()
+    pod = await make_h2_pod()
+    serve_h2(proxy, H2_KEY, pod.host, pod.port)
+    pod.refuse_first = 1
+    answer = await request(proxy.port, "/refuse-once", method="POST", body=b"again")
+    assert answer.status == 200 and answer.json()["body"] == "again" and pod.refused == 1
+    pod.refuse_first, pod.refused = -1, 0
+    answer = await request(proxy.port, "/refuse-always")
+    assert answer.status == 502 and pod.refused == 3
+
+
 async def test_a_client_going_away_resets_its_stream(make_proxy, make_h2_pod):
     """RST_STREAM (CANCEL) when the client side goes away; the connection stays for the others."""
     proxy = await make_proxy()
