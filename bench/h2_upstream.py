@@ -3,6 +3,14 @@ an h2c pod, and gRPC unary calls (HTTP/1.1 client, TE: trailers) to a grpcio ser
 suite's pass/fail).
 
     python -m bench.h2_upstream [--requests 2000] [--connections 8] [--rounds 2]
+    python -m bench.h2_upstream --memory 1000 [--size 1048576]
+
+`--memory N`: N clients that never read each download `--size` bytes from the h2c pod (N streams on one pod
+connection); prints the process's RSS growth once nothing moves any more (flow control working: what the proxy holds
+is bounded by the stream window, not the download size; the kernel's socket buffers take some of each
+download too, so make `--size` larger than a few MiB to see the pod held back). The clients are plain sockets
+that never read (their kernel buffers hold what they received) and the pod serves a view of one buffer, so the
+growth is the proxy's (plus the pod's per-stream state).
 
 `h1` is the tests' aiohttp echo pod, `h2c` the tests' h2 echo pod (tests/server/h2_pods.py, the `h2` library on
 asyncio), `grpc` a grpcio server in its own threads. Pods, clients and the proxy share the machine (the pods and
@@ -87,10 +95,61 @@ async def main(requests: int, connections: int, rounds: int) -> None:
         await proxy.close()
 
 
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def memory(count: int, size: int) -> None:
+    import gc
+    import socket
+
+    proxy = Proxy(Settings(bind="127.0.0.1", http_port=0, access_log=False))
+    await proxy.server.start()
+    pod = await H2Pod("127.0.0.42", max_streams=count + 10).start()
+    loop = asyncio.get_running_loop()
+    sockets: list[socket.socket] = []
+    try:
+        proxy.publish([Rule("", "/", "b/h2c:80")], [cluster("b/h2c:80", [(pod.host, pod.port)], protocol=HTTP2)])
+        gc.collect()
+        before = _rss_kib()
+        for _ in range(count):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", proxy.port))
+            await loop.sock_sendall(sock, b"GET /big?n=%d HTTP/1.1\r\nHost: m\r\n\r\n" % size)
+            sockets.append(sock)
+        async with asyncio.timeout(600):
+            while pod.requests < count:
+                await asyncio.sleep(0.1)
+            held = -1
+            while held != pod.held_back:  # settled: nothing moves any more (a measurement, not a test)
+                held = pod.held_back
+                await asyncio.sleep(1.0)
+        gc.collect()
+        after = _rss_kib()
+        print(f"{count} streams of {size} bytes, none read: RSS +{(after - before) / 1024:.1f} MiB "
+              f"({(after - before) / count:.0f} KiB per stream); the pod holds back {held / 2**20:.1f} MiB "
+              f"({held / count / 1024:.0f} KiB per stream); {pod.connections} pod connection(s)")
+    finally:
+        for sock in sockets:
+            sock.close()
+        await pod.stop()
+        await proxy.close()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--memory", type=int, default=0, help="streams of the memory check (0: the rate check)")
+    parser.add_argument("--size", type=int, default=1 << 20, help="bytes per download of the memory check")
     options = parser.parse_args()
-    uvloop.run(main(options.requests, options.connections, options.rounds))
+    if options.memory:
+        uvloop.run(memory(options.memory, options.size))
+    else:
+        uvloop.run(main(options.requests, options.connections, options.rounds))

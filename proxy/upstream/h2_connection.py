@@ -15,7 +15,7 @@ Flow control, both ways and per stream:
   stream, and past ``_PENDING_HIGH`` bytes the exchange is told the upstream is not writable (it stops
   reading that client), until the pod's WINDOW_UPDATEs drain it;
 - response bodies: the connection window is large (``_CONNECTION_WINDOW``) and given back as data arrives; a
-  stream's window (``_STREAM_WINDOW``) is given back only while its client reads, so a slow client stops its
+  stream's window (``_STREAM_WINDOW``, 64 KiB) is given back only while its client reads, so a slow client stops its
   own stream and no other, and holds at most one stream window of buffered bytes.
 
 A stream the pod refuses (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last-stream-id) was not processed:
@@ -50,9 +50,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyngress.proxy")
 
-# Receive windows: per stream, what one stream (a slow client's) may have in flight unread; per connection,
-# large and given back at once, so paused streams never starve the others.
-_STREAM_WINDOW = 256 * 1024
+# Receive windows: per stream, what one stream (a slow client's) may have in flight unread, so what the proxy may
+# hold for a client that stopped reading (besides its transport's buffer): 1,000 such streams hold ~64 MiB;
+# per connection, large and given back at once, so paused streams never starve the others.
+_STREAM_WINDOW = 64 * 1024
 _CONNECTION_WINDOW = 16 * 1024 * 1024
 # A request body waiting for the pod's window: past this, the client is not read until it drains.
 _PENDING_HIGH = 256 * 1024

@@ -27,6 +27,8 @@ import h2.settings
 
 from server_harness import TIMEOUT, connect
 
+_BIG = memoryview(b"b" * (64 << 20))
+
 
 class H2Pod:
     """An h2c server (prior knowledge) on its own loopback address."""
@@ -85,7 +87,7 @@ class _H2PodConnection(asyncio.Protocol):
         self.bodies: dict[int, bytearray] = {}
         self.heads: dict[int, dict[str, str]] = {}
         self.open: set[int] = set()
-        self.outgoing: dict[int, bytes] = {}  # response bodies waiting for the proxy's window
+        self.outgoing: dict[int, bytes | memoryview] = {}  # response bodies waiting for the proxy's window
         self.gone = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -159,7 +161,7 @@ class _H2PodConnection(asyncio.Protocol):
         body = bytes(self.bodies[stream_id])
         trailers = None
         if path.startswith("/big"):
-            data = b"b" * int(path.partition("n=")[2])
+            data = _BIG[:int(path.partition("n=")[2])]  # (a view: many big answers cost the pod no memory)
             headers = [(":status", "200"), ("content-length", str(len(data)))]
         elif path.startswith("/trailers"):
             data = b"some body"
@@ -179,7 +181,7 @@ class _H2PodConnection(asyncio.Protocol):
                 window = min(self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size)
                 if window <= 0:
                     break
-                self.conn.send_data(stream_id, data[:window])
+                self.conn.send_data(stream_id, bytes(data[:window]))
                 data = data[window:]
             self.outgoing[stream_id] = data
             if not data:
