@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Protocol
 
 import h2.config
 import h2.connection
@@ -38,13 +39,9 @@ import h2.exceptions
 import h2.settings
 from httptools import HttpParserError, HttpRequestParser
 
-from proxy.http import headers as h
-from proxy.http.responses import REASONS
-from proxy.upstream.errors import ProtocolError, UpstreamClosed, UpstreamTimeout
+from proxy.upstream.errors import ProtocolError, UpstreamClosed, UpstreamError, UpstreamTimeout
 
 if TYPE_CHECKING:
-    from proxy.http.exchange import Exchange
-    from proxy.http.h1_writer import H1Writer
     from proxy.upstream.connection import ConnectionUser
     from proxy.upstream.h2_pool import H2EndpointPool
 
@@ -69,6 +66,60 @@ _GRPC = b"application/grpc"
 _GRPC_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 0.001, b"u": 0.000001, b"n": 0.000000001}
 _SEP = b": "
 _CRLF = b"\r\n"
+
+
+# Response fields, as proxy/http/headers.py classifies them for HTTP/1.1 pods (upstream/ does not import http/):
+# hop-by-hop ones and the pod's X-Request-ID (the proxy answers with its own) are dropped.
+_DROPPED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+                      b"upgrade", b"x-request-id"))
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+class _Listener(Protocol):
+    hide_server: bool
+
+
+class ResponseWriter(Protocol):
+    """What the stream needs of the client side's response writer (proxy.http.h1_writer.H1Writer)."""
+
+    listener: _Listener
+    out: list[bytes]
+    chunked: bool
+    passthrough: list[bytes] | None
+
+    def body(self, chunk: bytes) -> None: ...
+    def end(self) -> None: ...
+    def end_with_trailers(self, trailers: list[bytes]) -> None: ...
+    def flush(self) -> int: ...
+
+
+class _Server(Protocol):
+    now: float
+
+
+class _Client(Protocol):
+    server: _Server
+
+
+class StreamExchange(Protocol):
+    """What the stream needs of the request using it (proxy.http.exchange.Exchange; upstream/ does not import
+    http/, so the exchange is described here)."""
+
+    writer: ResponseWriter
+    client: _Client
+    last_up: float
+    maybe_stale: bool
+    resp_done: bool
+    resp_head_done: bool
+    finished: bool
+    reusable: bool
+    sent: int
+
+    def response_head(self, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
+                      own_hsts: bool, reusable: bool) -> bool: ...
+    def response_finished(self) -> None: ...
+    def fail(self, error: UpstreamError) -> None: ...
+    def upstream_lost(self, exc: Exception | None) -> None: ...
 
 
 def grpc_timeout(value: bytes) -> float | None:
@@ -125,8 +176,8 @@ class H2Stream:
         self.responded = False
         self.trailers: list[bytes] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.exchange: Exchange | None = None
-        self.writer: H1Writer | None = None
+        self.exchange: StreamExchange | None = None
+        self.writer: ResponseWriter | None = None
         self.ended = False
         self.refusals = 0  # times a pod refused this stream (sent again at most _MAX_REFUSALS times)
 
@@ -142,7 +193,7 @@ class H2Stream:
         """What the exchange writes its request bytes to: this stream."""
         return self
 
-    def begin(self, exchange: Exchange, writer: H1Writer) -> None:
+    def begin(self, exchange: StreamExchange, writer: ResponseWriter) -> None:
         """Attach (the exchange's reader protocol): responses go to `exchange` through `writer`."""
         self.exchange = exchange
         self.writer = writer
@@ -348,19 +399,15 @@ class H2Stream:
                 if name == b":status":
                     status = int(value)
                 continue
-            code = h.response_cache.get(name)
-            if code is None:
-                code = h.response_class(name)
-            if code == h.KEEP:
-                kept += (name, _SEP, value, _CRLF)
-            elif code == h.CONTENT_LENGTH:
+            if name in _DROPPED:
+                continue
+            if name == b"content-length":
                 length = int(value)
-                kept += (name, _SEP, value, _CRLF)
-            elif code == h.STRICT_TRANSPORT_SECURITY:
+            elif name == b"strict-transport-security":
                 own_hsts = True
-                kept += (name, _SEP, value, _CRLF)
-            elif code == h.SERVER and not hide_server:
-                kept += (name, _SEP, value, _CRLF)
+            elif name == b"server" and hide_server:
+                continue
+            kept += (name, _SEP, value, _CRLF)
         if status < 200:
             return  # 1xx: the final response follows (HTTP/2 interim answers are not relayed)
         self.responded = True
@@ -371,7 +418,7 @@ class H2Stream:
         server = ex.client.server
         ex.last_up = server.now
         ex.maybe_stale = False
-        body = ex.response_head(status, REASONS.get(status, b""), kept, length=length, chunked=False,
+        body = ex.response_head(status, _REASONS.get(status, b""), kept, length=length, chunked=False,
                                 own_hsts=own_hsts, reusable=True)
         if not body:
             ex.resp_done = True
@@ -403,7 +450,7 @@ class H2Stream:
             return  # an HTTP/1.1 client that did not send TE: trailers gets none
         kept: list[bytes] = []
         for name, value in fields:
-            if name[:1] != b":" and h.response_class(name) == h.KEEP:
+            if name[:1] != b":" and name not in _DROPPED and name != b"content-length":
                 kept += (name, _SEP, value, _CRLF)
         self.trailers = kept
 
@@ -463,7 +510,7 @@ class H2Stream:
         if not self.closed:
             self.close()
 
-    def _flush(self, ex: Exchange) -> None:
+    def _flush(self, ex: StreamExchange) -> None:
         writer = ex.writer
         if writer.out:
             ex.sent += writer.flush()
