@@ -23,6 +23,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.exceptions
 import h2.settings
 
 from server_harness import TIMEOUT, connect
@@ -48,6 +49,9 @@ class H2Pod:
         # Requests to /refuse... get RST_STREAM REFUSED_STREAM: the first `refuse_first` of them (-1: all).
         self.refuse_first = -1
         self.refused = 0
+        # While True, request bodies are not acknowledged: the proxy's window runs out (see release_window).
+        self.hold_window = False
+        self.received = 0  # request body bytes received, all streams
         self.requests = 0
         self.connections = 0
         self.most_streams = 0  # the most streams open at once on one connection
@@ -62,6 +66,22 @@ class H2Pod:
     def held_back(self) -> int:
         """Response bytes the pod cannot send for want of the proxy's flow-control window."""
         return sum(len(data) for protocol in self.protocols for data in protocol.outgoing.values())
+
+    @staticmethod
+    def path_of(head: dict[str, str]) -> str:
+        return head.get(":path", "")
+
+    def release_window(self) -> None:
+        """Acknowledge what was held back and from now on everything (the proxy may send the rest)."""
+        self.hold_window = False
+        for protocol in self.protocols:
+            for length, stream_id in protocol.unacked:
+                try:
+                    protocol.conn.acknowledge_received_data(length, stream_id)
+                except h2.exceptions.StreamClosedError:
+                    pass
+            protocol.unacked.clear()
+            protocol.flush()
 
     async def start(self) -> H2Pod:
         loop = asyncio.get_running_loop()
@@ -88,6 +108,7 @@ class _H2PodConnection(asyncio.Protocol):
         self.heads: dict[int, dict[str, str]] = {}
         self.open: set[int] = set()
         self.outgoing: dict[int, bytes | memoryview] = {}  # response bodies waiting for the proxy's window
+        self.unacked: list[tuple[int, int]] = []  # (length, stream) of DATA not acknowledged (hold_window)
         self.gone = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,8 +135,13 @@ class _H2PodConnection(asyncio.Protocol):
                 self.pod.most_streams = max(self.pod.most_streams, len(self.open))
                 self.pod.seen.append(self.heads[event.stream_id])
             elif isinstance(event, h2.events.DataReceived):
-                self.bodies[event.stream_id] += event.data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                self.pod.received += len(event.data)
+                if not self.pod.path_of(self.heads[event.stream_id]).startswith("/count"):
+                    self.bodies[event.stream_id] += event.data
+                if self.pod.hold_window:
+                    self.unacked.append((event.flow_controlled_length, event.stream_id))
+                else:
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamEnded):
                 self.request_complete(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
@@ -160,7 +186,10 @@ class _H2PodConnection(asyncio.Protocol):
         path = head[":path"]
         body = bytes(self.bodies[stream_id])
         trailers = None
-        if path.startswith("/big"):
+        if path.startswith("/count"):
+            data = json.dumps({"received": self.pod.received}).encode()
+            headers = [(":status", "200"), ("content-type", "application/json")]
+        elif path.startswith("/big"):
             data = _BIG[:int(path.partition("n=")[2])]  # (a view: many big answers cost the pod no memory)
             headers = [(":status", "200"), ("content-length", str(len(data)))]
         elif path.startswith("/trailers"):

@@ -313,6 +313,36 @@ async def test_a_mirror_to_an_http2_backend_gets_its_copy(make_proxy, make_pods,
     await wait_until(lambda: mirror.STATS.in_flight == 0)
 
 
+async def test_an_upload_waits_for_the_pods_window(make_proxy, make_h2_pod):
+    """Flow control of request bodies (RFC 9113 6.9): the proxy sends no more than the pod's window (65,535 bytes,
+    the default) and stops reading the client meanwhile; once the pod gives its window back, the rest follows."""
+    proxy = await make_proxy()
+    pod = await make_h2_pod()
+    pod.hold_window = True
+    serve_h2(proxy, H2_KEY, pod.host, pod.port)
+    size = 32 << 20  # more than every socket buffer on the way could hold
+    reader, writer = await connect(proxy.port, sndbuf=65536)
+
+    async def upload() -> None:
+        writer.write(b"PUT /count HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(size // 65536):
+            writer.write(b"u" * 65536)
+            await writer.drain()
+
+    sending = asyncio.ensure_future(upload())
+    try:
+        await wait_until(lambda: pod.received == 65535)
+        assert not sending.done()  # held by the proxy (which sends nothing past the window) and the sockets
+        assert pod.received == 65535
+        pod.release_window()
+        answer = await read_response(reader)
+        assert answer.status == 200 and answer.json()["received"] == size
+        await sending
+    finally:
+        sending.cancel()
+        writer.close()
+
+
 # ------------------------------------------------------------------ the proxy's own answers to gRPC requests
 
 
