@@ -383,6 +383,34 @@ async def test_an_upstream_timeout_is_deadline_exceeded(make_proxy, make_h2_pod)
     assert (answer.status, answer.grpc_status) == (200, "4")
 
 
+async def test_access_log_and_metrics_count_http2_requests(make_proxy, grpc_pod):
+    """The access log and the route's series see requests to HTTP/2 pods like any other: the pod's address, the
+    status, bytes; and a proxy-made gRPC error keeps the HTTP status the proxy decided and its reason."""
+    import os
+    import threading
+
+    from proxy.accesslog import AccessLog
+
+    proxy = await make_proxy()
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    serve_h2(proxy, GRPC_KEY, grpc_pod.host, grpc_pod.port)
+    assert (await grpc_call(proxy.port, "Unary", b"logged")).grpc_status == "0"
+    proxy.publish([Rule("", "/", GRPC_KEY)], [cluster(GRPC_KEY, [], protocol=HTTP2)])
+    assert (await grpc_call(proxy.port, "Unary", b"x")).grpc_status == "14"
+    proxy.server.access_log.close()
+    os.close(write_end)
+    reader.join(timeout=10)
+    os.close(read_end)
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [(e["status"], e["upstream"], e["reason"]) for e in lines] == [
+        (200, f"{grpc_pod.host}:{grpc_pod.port}", None), (503, None, "no-endpoints")]
+    assert lines[0]["bytes_out"] > 0 and lines[0]["path"] == "/test.Echo/Unary"
+
+
 # ------------------------------------------------------------------ front ends: Ingress and HTTPRoute
 
 
