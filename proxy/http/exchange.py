@@ -35,6 +35,7 @@ from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
 from proxy.http.record import record
 from proxy.http.response_head import ResponseHead
+from proxy.http.responses import grpc_request, grpc_trailers
 from proxy.upstream.errors import (
     BadRequest,
     ConnectError,
@@ -626,6 +627,15 @@ class Exchange(RequestHead):
         client = self.client
         if not self.resp_head_done:
             client.send_error(self, error.status, error, fields=error.fields)
+        elif self.writer.chunked and getattr(self, "te_trailers", False) and grpc_request(self):
+            # A gRPC answer that cannot be completed ends with its error as trailers (a valid answer, not a cut).
+            logger.warning("request %s: gRPC response ended with an error after it started (%s: %s)",
+                           self.request_id.decode("latin-1") or "-", type(error).__name__, error)
+            self.writer.end_with_trailers(grpc_trailers(error.status, str(error)))
+            self.sent += self.writer.flush()
+            self.resp_done = True
+            self.reusable = False
+            self.response_finished()
         else:
             self.finished = True
             logger.warning(

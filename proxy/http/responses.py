@@ -114,6 +114,15 @@ def grpc_request(head: Exchange) -> bool:
     return content_type is not None and content_type.lower().startswith(_GRPC_CONTENT_TYPE)
 
 
+def grpc_trailers(status: int, message: str) -> list[bytes]:
+    """The trailer fields ending a gRPC answer the proxy cannot complete (the pod reset it, a timeout): the gRPC
+    status of the HTTP status the proxy would have answered (GRPC_STATUSES), and the message."""
+    fields = [b"grpc-status: %d\r\n" % GRPC_STATUSES.get(status, 2)]
+    if message:
+        fields.append(b"grpc-message: " + quote(message, safe=_GRPC_MESSAGE_SAFE).encode("ascii") + b"\r\n")
+    return fields
+
+
 def grpc_error_response(status: int, request_id: bytes, *, close: bool, message: str, fields: bytes = b"") -> bytes:
     """The proxy's answer `status` to a gRPC request, as gRPC clients expect it: HTTP 200, no body, the gRPC status
     (GRPC_STATUSES) and message in the head (a trailers-only response)."""

@@ -3,8 +3,8 @@ server with a tiny service (bytes in, bytes out: no protoc), and an HTTP/1.1 gRP
 
 The echo pod answers by path: ``/echo`` (the request's headers and body, as JSON), ``/trailers`` (a body, then
 trailer fields), ``/big?n=N`` (N bytes), ``/hold`` (answers when `release` is set), ``/hang`` (never answers),
-``/refuse`` (RST_STREAM REFUSED_STREAM, see `refuse_first`). It records what the proxy did: connections, the
-most streams open at once on one connection, resets.
+``/refuse`` (RST_STREAM REFUSED_STREAM, see `refuse_first`), ``/partial`` (a gRPC answer begun, then reset).
+It records what the proxy did: connections, the most streams open at once on one connection, resets.
 """
 
 from __future__ import annotations
@@ -166,6 +166,12 @@ class _H2PodConnection(asyncio.Protocol):
         if path.startswith("/refuse") and (pod.refuse_first < 0 or pod.refused < pod.refuse_first):
             pod.refused += 1
             self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self.open.discard(stream_id)
+            return
+        if path.startswith("/partial"):  # a gRPC answer begun, then the stream reset (the pod failed)
+            self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/grpc")])
+            self.conn.send_data(stream_id, frame(b"first"))
+            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
             self.open.discard(stream_id)
             return
         if path.startswith("/hold"):

@@ -365,6 +365,29 @@ async def test_proxy_errors_are_grpc_errors(make_proxy):
     assert plain.status == 404 and plain.header("grpc-status") is None
 
 
+async def test_a_grpc_answer_the_pod_breaks_off_ends_with_a_grpc_error(make_proxy, make_h2_pod):
+    """A gRPC answer already begun when the pod resets its stream: the client gets what came, then trailers with
+    grpc-status 14 (UNAVAILABLE, as for the 502 it would have been), a complete answer rather than a cut
+    connection; an HTTP/1.1 request without gRPC gets the cut, as before."""
+    proxy = await make_proxy()
+    pod = await make_h2_pod()
+    serve_h2(proxy, H2_KEY, pod.host, pod.port)
+    from h2_pods import frame, read_grpc_answer, unframe
+
+    reader, writer = await connect(proxy.port)
+    try:
+        body = frame(b"x")
+        writer.write(b"POST /partial HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc\r\nTE: trailers\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = await read_grpc_answer(reader)
+    finally:
+        writer.close()
+    assert answer.status == 200 and unframe(answer.body) == [b"first"]
+    assert answer.grpc_status == "14" and "closed" in (answer.grpc_message or "")
+    with pytest.raises(ConnectionError):
+        await request(proxy.port, "/partial")
+
+
 async def test_an_upstream_timeout_is_deadline_exceeded(make_proxy, make_h2_pod):
     """A pod that does not answer within the read timeout: 504 for HTTP, grpc-status 4 for gRPC."""
     proxy = await make_proxy(upstream_read_timeout=0.3)
