@@ -33,6 +33,10 @@ class ResponseWriter(Protocol):
     def passthrough(self) -> list[bytes] | None:
         """A list body chunks may be appended to as they are (None: call body() and end())."""
 
+    @property
+    def chunked(self) -> bool:
+        """The response body under way can end with trailers (HTTP/1.1 chunked encoding; HTTP/2 always)."""
+
     def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
              own_hsts: bool, draining: bool) -> bool: ...
 
@@ -44,7 +48,13 @@ class ResponseWriter(Protocol):
 
     def end(self) -> None: ...
 
+    def end_with_trailers(self, trailers: list[bytes]) -> None:
+        """End the body with trailer fields (flat ready bytes: an HTTP/2 pod's trailers, gRPC's status)."""
+
     def flush(self) -> int: ...
+
+    def grpc_answer(self, status: int, request_id: bytes, *, close: bool, message: str, fields: bytes = b"") -> int:
+        """The proxy's own answer to a gRPC request (HTTP 200, grpc-status); returns the bytes written."""
 
     def answer(self, status: int, request_id: bytes, *, close: bool, http10: bool, detail: str, head_only: bool,
                location: bytes, fields: bytes = b"") -> int: ...

@@ -35,6 +35,7 @@ from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
 from proxy.http.record import record
 from proxy.http.response_head import ResponseHead
+from proxy.http.responses import grpc_request, grpc_trailers
 from proxy.upstream.errors import (
     BadRequest,
     ConnectError,
@@ -124,6 +125,8 @@ class Exchange(RequestHead):
     # protocol sets server_name and id_pool/id_at with the head. tests/server/test_head.py checks this list.
     SET_BEFORE_READ = frozenset({"scheme", "host", "path", "port", "https_port", "rewritten", "server_name", "id_pool",
                                  "id_at"})
+    # RequestHead fields set only when their header is seen (their readers use getattr with the default).
+    SET_WHEN_SEEN = frozenset({"te_trailers"})
 
     def __init__(self, client: Downstream) -> None:
         # The RequestHead defaults (see RequestHead.__init__), but for SET_BEFORE_READ.
@@ -623,6 +626,15 @@ class Exchange(RequestHead):
         client = self.client
         if not self.resp_head_done:
             client.send_error(self, error.status, error, fields=error.fields)
+        elif self.writer.chunked and getattr(self, "te_trailers", False) and grpc_request(self):
+            # A gRPC answer that cannot be completed ends with its error as trailers (a valid answer, not a cut).
+            logger.warning("request %s: gRPC response ended with an error after it started (%s: %s)",
+                           self.request_id.decode("latin-1") or "-", type(error).__name__, error)
+            self.writer.end_with_trailers(grpc_trailers(error.status, str(error)))
+            self.sent += self.writer.flush()
+            self.resp_done = True
+            self.reusable = False
+            self.response_finished()
         else:
             self.finished = True
             logger.warning(

@@ -31,7 +31,7 @@ from proxy.http.ids import REQUEST_ID as _REQUEST_ID
 from proxy.http.ids import STEP as _IDS_STEP
 from proxy.http.ids import ids as _ids
 from proxy.http.request_fields import add_field
-from proxy.http.responses import log_answer, new_request_id
+from proxy.http.responses import REASONS, grpc_request, log_answer, new_request_id
 from proxy.routing.request import ClientCertificate
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
@@ -382,8 +382,13 @@ class ClientConnection(asyncio.Protocol):
         if logger.isEnabledFor(level):
             log_answer(level, status, ex, request_id, self.client_ip if ex is None else ex.client_ip, cause)
         if not self.closed:
-            sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
-                                      head_only=head_only, location=location, fields=fields)
+            if ex is not None and status >= 400 and grpc_request(ex):
+                message = detail or (str(cause) if cause is not None else "") or REASONS.get(status, b"").decode()
+                sent = self.writer.grpc_answer(status, request_id, close=not keep_alive, message=message,
+                                               fields=fields)
+            else:
+                sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
+                                          head_only=head_only, location=location, fields=fields)
             if ex is not None:
                 ex.sent += sent
             elif server.route_metrics:  # a request rejected before it had an exchange (queued behind another)

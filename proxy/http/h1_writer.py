@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.http.responses import STATUS_PREFIXES, error_response, status_prefix
+from proxy.http.responses import STATUS_PREFIXES, error_response, grpc_error_response, status_prefix
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -111,6 +111,16 @@ class H1Writer:
             self.chunked = False
             self.passthrough = self.out
 
+    def end_with_trailers(self, trailers: list[bytes]) -> None:
+        """End a chunked body with trailer fields (flat ready bytes: an HTTP/2 pod's trailers, gRPC's status);
+        only for a client that sent TE: trailers (the caller checks)."""
+        if self.chunked:
+            self.out.append(b"0\r\n")
+            self.out += trailers
+            self.out.append(_CRLF)
+            self.chunked = False
+            self.passthrough = self.out
+
     def flush(self) -> int:
         """Write what was collected; returns the bytes written."""
         out = self.out
@@ -127,6 +137,14 @@ class H1Writer:
         `fields`: extra header fields, ready bytes."""
         data = error_response(status, request_id, close=close, http10=http10, detail=detail, head_only=head_only,
                               location=location, fields=self.listener.response_fields + fields)
+        self.transport.write(data)
+        return len(data)
+
+    def grpc_answer(self, status: int, request_id: bytes, *, close: bool, message: str, fields: bytes = b"") -> int:
+        """The proxy's own answer to a gRPC request: HTTP 200 with the matching grpc-status (see
+        responses.grpc_error_response); returns the bytes written."""
+        data = grpc_error_response(status, request_id, close=close, message=message,
+                                   fields=self.listener.response_fields + fields)
         self.transport.write(data)
         return len(data)
 

@@ -43,6 +43,9 @@ class RequestHead(FlatFields):
         "trace",
         "id_pool",
         "id_at",
+        # The client sent `TE: trailers` (it takes trailer fields; an Exchange sets it only then: read it with
+        # getattr(head, "te_trailers", False)).
+        "te_trailers",
         # Set when the head is routed (see proxy.http.pipeline):
         "scheme",
         "host",
@@ -86,6 +89,7 @@ class RequestHead(FlatFields):
         # Where this request's generated ids are (proxy.http.ids): the pool and the position in it.
         self.id_pool = b""
         self.id_at = 0
+        self.te_trailers = False
         self.scheme = "http"
         self.host = ""  # normalized: lower-case, no port
         self.path = ""  # normalized

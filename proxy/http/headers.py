@@ -25,6 +25,7 @@ STRICT_TRANSPORT_SECURITY = 11
 TRACEPARENT = 12
 TRACESTATE = 13
 SERVER = 14  # a response's Server: dropped when the ConfigMap sets server-tokens (see Listener.hide_server)
+TE = 15  # a request's TE: dropped (hop-by-hop), remembered when it says "trailers" (HTTP/2 pods send trailers)
 
 _REQUEST_CLASSES = {
     b"host": HOST,
@@ -33,7 +34,7 @@ _REQUEST_CLASSES = {
     b"connection": CONNECTION,
     b"keep-alive": HOP_BY_HOP,
     b"proxy-connection": HOP_BY_HOP,
-    b"te": HOP_BY_HOP,
+    b"te": TE,
     b"trailer": HOP_BY_HOP,
     b"upgrade": UPGRADE,
     b"x-forwarded-for": FORWARDED_FOR,

@@ -88,4 +88,6 @@ def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
             head.forwarded_in = [name, value]
         else:
             head.forwarded_in += (name, value)
+    elif code == h.TE and b"trailers" in value.lower():
+        head.te_trailers = True  # (HTTP/2 pods send trailers: gRPC)
     # HOP_BY_HOP: dropped

@@ -15,6 +15,8 @@ warning for 5xx, with the request id that is also in the body and X-Request-ID):
   a request body stalled that long; connection closed. An idle keep-alive
   connection is closed silently after ``client_keepalive_timeout`` (and a new
   connection that sends nothing, after ``client_header_timeout``).
+* gRPC requests (Content-Type application/grpc*) get these answers as gRPC errors: HTTP 200 with
+  ``grpc-status`` (and ``grpc-message``) in the head, a trailers-only response (`grpc_error_response`).
 * 404 no route, 503 no configuration / unknown cluster / no endpoints, 502 connect
   failures and broken upstream responses, 504 upstream read timeout, 500 a rule whose
   backend cannot be served, 3xx and 421 from filters: the client connection stays open
@@ -27,6 +29,7 @@ import logging
 from http import HTTPStatus
 from random import Random, SystemRandom
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -92,6 +95,51 @@ def error_response(
         )
     )
     return head if head_only or empty else head + body
+
+
+# gRPC status codes of the proxy's own answers to gRPC requests: gRPC's "HTTP to gRPC Status Code Mapping"
+# (doc/http-grpc-status-mapping.md), except that a timeout is DEADLINE_EXCEEDED (4) as Envoy answers its own
+# timeouts; statuses not listed are UNKNOWN (2).
+GRPC_STATUSES = {400: 13, 401: 16, 403: 7, 404: 12, 408: 4, 413: 8, 429: 14, 431: 8, 500: 13, 501: 12, 502: 14,
+                 503: 14, 504: 4}
+_GRPC_CONTENT_TYPE = b"application/grpc"
+# grpc-message is percent-encoded: printable ASCII but "%" stays (gRPC's PROTOCOL-HTTP2.md).
+_GRPC_MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x25)
+
+
+def grpc_request(head: Exchange) -> bool:
+    """Whether a request is gRPC (its Content-Type is application/grpc or application/grpc+...): the proxy's own
+    answers to it are gRPC errors."""
+    content_type = head.header(b"content-type")
+    return content_type is not None and content_type.lower().startswith(_GRPC_CONTENT_TYPE)
+
+
+def grpc_message(message: str) -> bytes:
+    """A grpc-message value: percent-encoded as gRPC's PROTOCOL-HTTP2.md says."""
+    return quote(message, safe=_GRPC_MESSAGE_SAFE).encode("ascii")
+
+
+def grpc_trailers(status: int, message: str) -> list[bytes]:
+    """The trailer fields ending a gRPC answer the proxy cannot complete (the pod reset it, a timeout): the gRPC
+    status of the HTTP status the proxy would have answered (GRPC_STATUSES), and the message."""
+    fields = [b"grpc-status: %d\r\n" % GRPC_STATUSES.get(status, 2)]
+    if message:
+        fields.append(b"grpc-message: " + grpc_message(message) + b"\r\n")
+    return fields
+
+
+def grpc_error_response(status: int, request_id: bytes, *, close: bool, message: str, fields: bytes = b"") -> bytes:
+    """The proxy's answer `status` to a gRPC request, as gRPC clients expect it: HTTP 200, no body, the gRPC status
+    (GRPC_STATUSES) and message in the head (a trailers-only response)."""
+    code = GRPC_STATUSES.get(status, 2)
+    return b"".join((
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\ngrpc-status: %d\r\n" % code,
+        b"grpc-message: " + grpc_message(message) + b"\r\n" if message else b"",
+        fields,
+        b"Content-Length: 0\r\nX-Request-ID: ",
+        request_id,
+        b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n",
+    ))
 
 
 # Request ids need to be unique, not secret: a generator seeded once from the OS per process

@@ -439,6 +439,11 @@ class H2ClientConnection(asyncio.Protocol):
         try:
             while out:
                 chunk = out[0]
+                if isinstance(chunk, list):  # the trailers: HEADERS with END_STREAM, after the body
+                    out.popleft()
+                    h2.send_headers(stream_id, chunk, end_stream=True)
+                    stream.ended = True
+                    break
                 if not chunk:  # the end (after a body sent in an earlier call)
                     out.popleft()
                     h2.end_stream(stream_id)

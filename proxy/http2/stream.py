@@ -18,7 +18,15 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from proxy.http.exchange import Exchange
-from proxy.http.responses import error_response, log_answer, new_request_id
+from proxy.http.responses import (
+    GRPC_STATUSES,
+    REASONS,
+    error_response,
+    grpc_message,
+    grpc_request,
+    log_answer,
+    new_request_id,
+)
 from proxy.upstream.errors import BadRequest, ProtocolError
 
 if TYPE_CHECKING:
@@ -33,6 +41,8 @@ logger = logging.getLogger("pyngress.proxy")
 _STATUS = {status: b"%d" % status for status in range(100, 600)}
 # Marks the end of a response body in a stream's queue (an empty DATA frame carries END_STREAM).
 END = b""
+# A queue entry that is a list of header pairs is the trailers (HEADERS with END_STREAM) ending the body.
+Trailers = list[tuple[bytes, bytes]]
 
 
 def status_bytes(status: int) -> bytes:
@@ -52,14 +62,17 @@ def fields_of(raw: bytes) -> list[tuple[bytes, bytes]]:
 class H2Writer:
     """The response side of one stream: heads become HEADERS, bodies queue for DATA frames (see the module)."""
 
-    __slots__ = ("stream", "listener", "out", "passthrough")
+    __slots__ = ("stream", "listener", "out", "passthrough", "chunked")
 
     def __init__(self, stream: H2Stream) -> None:
         self.stream = stream
         self.listener = stream.listener
-        # Body chunks not yet sent (END last once the body is complete); the stream's flow-control queue.
-        self.out: deque[bytes] = deque()
+        # Body chunks not yet sent (END, or the trailers, last once the body is complete); the stream's
+        # flow-control queue.
+        self.out: deque[bytes | Trailers] = deque()
         self.passthrough: list[bytes] | None = None  # HTTP/2 always re-frames: body() and end() are called
+        # A response body may end with trailers (HTTP/1.1's chunked encoding; always so in HTTP/2).
+        self.chunked = True
 
     def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
              own_hsts: bool, draining: bool) -> bool:
@@ -95,6 +108,15 @@ class H2Writer:
             stream.ending = True
             self.out.append(END)
 
+    def end_with_trailers(self, trailers: list[bytes]) -> None:
+        """End the body with trailer fields (flat ``Name: value`` lines or name/sep/value/CRLF pieces: an HTTP/2
+        pod's trailers, gRPC's status), sent as HEADERS with END_STREAM after the queued DATA."""
+        stream = self.stream
+        if not stream.ending:
+            stream.ending = True
+            pairs = fields_of(b"".join(trailers))
+            self.out.append(pairs if pairs else END)
+
     def flush(self) -> int:
         """Send what the windows allow now (the rest waits for WINDOW_UPDATE); returns the DATA bytes sent."""
         return self.stream.connection.pump(self.stream)
@@ -114,6 +136,20 @@ class H2Writer:
             self.out.append(body)
             self.out.append(END)
         return len(head) + stream.connection.pump(stream)
+
+    def grpc_answer(self, status: int, request_id: bytes, *, close: bool, message: str, fields: bytes = b"") -> int:
+        """The proxy's own answer to a gRPC request: a trailers-only response, HTTP 200 with the grpc-status of
+        `status` (responses.GRPC_STATUSES) and its message."""
+        headers = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                   (b"grpc-status", b"%d" % GRPC_STATUSES.get(status, 2))]
+        if message:
+            headers.append((b"grpc-message", grpc_message(message)))
+        headers += fields_of(self.listener.response_fields + fields)
+        headers.append((b"x-request-id", request_id))
+        stream = self.stream
+        stream.ending = True
+        stream.connection.send_headers(stream, headers, end=True)
+        return sum(len(name) + len(value) + 4 for name, value in headers)
 
     def raw(self, data: bytes) -> int:
         return 0  # no tunnels on HTTP/2 streams (see switching)
@@ -184,8 +220,12 @@ class H2Stream:
         if self.reset or self.ended:
             pass
         elif not ex.resp_head_done:
-            ex.sent += self.writer.answer(status, ex.request_id, close=False, http10=False, detail=detail,
-                                          head_only=ex.method == b"HEAD", location=location, fields=fields)
+            if status >= 400 and grpc_request(ex):
+                message = detail or (str(cause) if cause is not None else "") or REASONS.get(status, b"").decode()
+                ex.sent += self.writer.grpc_answer(status, ex.request_id, close=False, message=message, fields=fields)
+            else:
+                ex.sent += self.writer.answer(status, ex.request_id, close=False, http10=False, detail=detail,
+                                              head_only=ex.method == b"HEAD", location=location, fields=fields)
         else:  # a response already under way cannot become this answer: the client sees the stream reset
             self.connection.reset_stream(self, 2)
         self.exchange_finished(ex, True)

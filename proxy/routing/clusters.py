@@ -20,7 +20,7 @@ from typing import Any
 from proxy.objects import KubeObject, Snapshot, Warning
 from proxy.routing.fields import Malformed, mapping, port_number, require_object, sequence, text
 from proxy.routing.model import PROTOCOL_H2C, Cluster, Endpoint
-from proxy.routing.policies import ClusterPolicy, policy_key
+from proxy.routing.policies import HTTP2, ClusterPolicy, policy_key
 
 # EndpointSlice address types we can dial directly; FQDN slices are refused (not resolved here).
 _IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
@@ -97,7 +97,7 @@ class ClusterResolver:
             warnings.append(Warning("Service", namespace, service, message))
             cluster = Cluster(key=key, namespace=namespace, service=service, port=port)
         if protocol:
-            cluster = replace(cluster, key=protocol_key(key, protocol), protocol=protocol)
+            cluster = replace(cluster, key=protocol_key(key, protocol), protocol=HTTP2)
             key = cluster.key
         if policy is not None:
             if policy.service_upstream and cluster.external_name is None:
@@ -171,7 +171,22 @@ class ClusterResolver:
                     )
             known = self._endpoints[memo_key] = (tuple(sorted(found)), problems)
         warnings.extend(known[1])
+        if _speaks_h2(spec, entry[1]):
+            return Cluster(key, namespace, service, port, known[0], protocol=HTTP2)
         return Cluster(key, namespace, service, port, known[0])  # positional: this runs once per backend
+
+
+# Service port appProtocols of pods spoken to in HTTP/2 without TLS (Gateway API's
+# HTTPRouteBackendProtocolH2C; "h2c" as Contour and Istio also accept it).
+H2C_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c"})
+
+
+def _speaks_h2(spec: dict[str, Any], number: int) -> bool:
+    """Whether the Service port `number` (TCP) names an HTTP/2 appProtocol (see H2C_APP_PROTOCOLS)."""
+    for item in spec.get("ports") or ():
+        if type(item) is dict and item.get("port") == number and item.get("protocol", _TCP) in (_TCP, None, ""):
+            return item.get("appProtocol") in H2C_APP_PROTOCOLS
+    return False
 
 
 def _is_number(port: str) -> bool:

@@ -57,7 +57,8 @@ BODY_LIMIT_GLOBAL = -2
 KIND_INGRESS = "Ingress"
 KIND_HTTP_ROUTE = "HTTPRoute"
 KIND_GRPC_ROUTE = "GRPCRoute"
-# Cluster.protocol: HTTP/2 without TLS to the pods (a GRPCRoute's backends).
+# The cluster-key suffix of a GRPCRoute's backends, spoken to in HTTP/2 without TLS (routing.clusters.protocol_key);
+# their Cluster.protocol is routing.policies.HTTP2.
 PROTOCOL_H2C = "h2c"
 
 
@@ -87,8 +88,10 @@ class Cluster:
     external_port: int = 0
     # Balancer, ejection, health checks, circuit breaker, TLS to the pods; None: round robin, plain HTTP.
     policy: ClusterPolicy | None = None
-    # How requests are spoken to the pods: "" HTTP/1.1, PROTOCOL_H2C HTTP/2 cleartext (a GRPCRoute's backends,
-    # whose cluster keys end in "~h2c": see routing.clusters.cluster_protocol).
+    # How requests are spoken to the pods: "" HTTP/1.1, routing.policies.HTTP2 ("h2") HTTP/2: h2c, or h2 with ALPN
+    # when the cluster's policy has TLS. Set by a Service port's appProtocol kubernetes.io/h2c, ingress-nginx's
+    # backend-protocol GRPC/GRPCS/H2C, and for a GRPCRoute's backends (whose cluster keys end in "~h2c", see
+    # routing.clusters.cluster_protocol).
     protocol: str = ""
 
 

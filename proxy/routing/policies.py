@@ -107,6 +107,10 @@ class CircuitBreaker:
     max_parallel_retries: int = 0
 
 
+# ClusterPolicy.protocol and Cluster.protocol of pods spoken to in HTTP/2 (proxy/upstream/h2_pool.py).
+HTTP2 = "h2"
+
+
 @dataclass(frozen=True, slots=True)
 class BackendTLS:
     """TLS to the pods: SNI, verification against `ca` (PEM) and the SAN names, an optional client
@@ -136,6 +140,8 @@ class ClusterPolicy:
     connect_timeout: float | None = None
     # ingress-nginx's service-upstream: one endpoint, the Service's ClusterIP and port (kube-proxy balances).
     service_upstream: bool = False
+    # How the pods are spoken to: "" HTTP/1.1, HTTP2 (h2c, or h2 with ALPN when `tls` is set).
+    protocol: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,13 @@ from hashlib import blake2b
 from typing import TYPE_CHECKING
 
 from proxy.routing.model import Cluster, Endpoint
-from proxy.routing.policies import CircuitBreaker, ClusterPolicy, SessionAffinity, affinity_prefix
+from proxy.routing.policies import HTTP2, CircuitBreaker, ClusterPolicy, SessionAffinity, affinity_prefix
 from proxy.settings import Settings
 from proxy.upstream.balancer import Balancer, RoundRobin, make_balancer
+from proxy.upstream.h2_pool import H2EndpointPool
 from proxy.upstream.outliers import Outliers, count
 from proxy.upstream.pool import EndpointPool, TlsEndpointPool
-from proxy.upstream.tls import ClientContexts, UpstreamTLS
+from proxy.upstream.tls import H2_ALPN_PROTOCOLS, ClientContexts, UpstreamTLS
 
 if TYPE_CHECKING:
     from proxy.upstream.health import HealthVerdicts
@@ -35,6 +36,8 @@ LIMITS = (MAX_CONNECTIONS, MAX_PENDING_REQUESTS, MAX_PARALLEL_REQUESTS, MAX_PARA
 
 # Retry reasons, as the metrics name them.
 RETRY_REASONS = ("connect-failure", "reset", "timeout", "status")
+# Client contexts of HTTP/2 clusters' TLS policies (ALPN h2), shared by every such cluster of the process.
+_H2_CONTEXTS = ClientContexts(alpn=H2_ALPN_PROTOCOLS)
 
 
 class ClusterCounters:
@@ -136,7 +139,9 @@ class Upstream:
         name = cluster.external_name or f"{cluster.service}.{cluster.namespace}.svc"
         self.host_name = name.encode("ascii", "replace")
         resolve = bool(cluster.external_name)
-        tls = self._tls(cluster, name)
+        # HTTP/2 to the pods (a Service port's appProtocol h2c, backend-protocol GRPC/GRPCS/H2C): its own pool class.
+        http2 = cluster.protocol == HTTP2 or (cluster.policy is not None and cluster.policy.protocol == HTTP2)
+        tls = self._tls(cluster, name, http2=http2)
         if resolve:
             wanted: tuple[Endpoint, ...] = (Endpoint(cluster.external_name or "", cluster.external_port),)
         else:
@@ -151,10 +156,16 @@ class Upstream:
         fresh: dict[Endpoint, EndpointPool] = {}
         for endpoint in wanted:
             pool = old.pop(endpoint, None)
-            if pool is None or pool.resolve != resolve or pool.tls is not tls:
+            if (pool is None or pool.resolve != resolve or pool.tls is not tls
+                    or isinstance(pool, H2EndpointPool) != http2):
                 if pool is not None:
                     pool.close()
-                if tls is None:
+                if http2:
+                    pool = H2EndpointPool(
+                        endpoint, tls=tls, resolve=resolve, limit=settings.upstream_keepalive,
+                        idle_timeout=settings.upstream_keepalive_timeout, connect_timeout=connect_timeout,
+                    )
+                elif tls is None:
                     pool = EndpointPool(
                         endpoint,
                         resolve=resolve,
@@ -182,15 +193,20 @@ class Upstream:
         if self.closed:
             self.close()
 
-    def _tls(self, cluster: Cluster, server_name: str) -> UpstreamTLS | None:
-        """The cluster's TLS to its pods: kept while its policy and name stay (its pools keep their connections)."""
+    def _tls(self, cluster: Cluster, server_name: str, *, http2: bool = False) -> UpstreamTLS | None:
+        """The cluster's TLS to its pods: kept while its policy and name stay (its pools keep their connections).
+        HTTP/2 clusters offer h2 by ALPN: their contexts are built apart (cheap without certificates to load)."""
         policy = cluster.policy.tls if cluster.policy is not None else None
         if policy is None:
             self.tls = None
             return None
         current = self.tls
-        if current is not None and current.policy == policy and current.server_name == (policy.sni or server_name):
+        if (current is not None and current.policy == policy and current.server_name == (policy.sni or server_name)
+                and current.http2 == http2):
             return current
+        if http2:
+            self.tls = UpstreamTLS(policy, context=_H2_CONTEXTS.get(policy), server_name=server_name, http2=True)
+            return self.tls
         contexts = self.contexts
         if contexts is None:
             contexts = self.contexts = ClientContexts()

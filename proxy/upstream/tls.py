@@ -61,7 +61,9 @@ OTHER = "other"
 REASONS: tuple[str, ...] = (UNKNOWN_CA, EXPIRED, NOT_YET_VALID, NAME_MISMATCH, BAD_CERTIFICATE, REFUSED, NOT_TLS,
                             CLOSED, TIMEOUT, CONFIG, OTHER)
 
-ALPN_PROTOCOLS = ["http/1.1"]  # h2 to the pods comes with the HTTP/2 upstream (issue 13)
+ALPN_PROTOCOLS = ["http/1.1"]
+# Offered to pods of HTTP/2 clusters (proxy/upstream/h2_pool.py), whose contexts are built apart.
+H2_ALPN_PROTOCOLS = ["h2"]
 
 # OpenSSL's X509_V_ERR_* codes (SSLCertVerificationError.verify_code) → our reason.
 _VERIFY_CODES: Mapping[int, str] = {
@@ -105,12 +107,12 @@ class HandshakeStats:
 STATS = HandshakeStats()
 
 
-def client_context(policy: BackendTLS) -> ssl.SSLContext:
+def client_context(policy: BackendTLS, *, alpn: list[str] = ALPN_PROTOCOLS) -> ssl.SSLContext:
     """The client context of one policy: CPU work when it loads certificates, so built off the event loop
     (see ClientContexts.prepare). Raises ssl.SSLError (or ValueError) for a CA or certificate OpenSSL refuses."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    context.set_alpn_protocols(alpn)
     if policy.verify:
         if policy.ca:
             context.load_verify_locations(cadata=policy.ca.decode("ascii", "replace"))
@@ -132,22 +134,23 @@ class ClientContexts:
     """Client contexts by policy: built once per distinct policy (equal policies of several clusters share one),
     in the configuration build's thread; a policy that cannot be loaded keeps its error, which every dial reports."""
 
-    __slots__ = ("_contexts",)
+    __slots__ = ("_contexts", "alpn")
 
-    def __init__(self) -> None:
+    def __init__(self, *, alpn: list[str] = ALPN_PROTOCOLS) -> None:
         self._contexts: dict[BackendTLS, ssl.SSLContext | str] = {}
+        self.alpn = alpn  # what the contexts offer by ALPN (HTTP/2 clusters keep their own ClientContexts)
 
     def prepare(self, policies: Iterable[BackendTLS]) -> None:
         """Build the contexts not built yet (CPU work: call it from a thread)."""
         for policy in policies:
             if policy not in self._contexts:
-                self._contexts[policy] = _build(policy)
+                self._contexts[policy] = _build(policy, self.alpn)
 
     def get(self, policy: BackendTLS) -> ssl.SSLContext | str:
         """The context of `policy` (built now if `prepare` did not), or why there is none."""
         found = self._contexts.get(policy)
         if found is None:
-            found = self._contexts[policy] = _build(policy)
+            found = self._contexts[policy] = _build(policy, self.alpn)
         return found
 
     def retain(self, policies: Iterable[BackendTLS]) -> None:
@@ -160,9 +163,9 @@ class ClientContexts:
         return len(self._contexts)
 
 
-def _build(policy: BackendTLS) -> ssl.SSLContext | str:
+def _build(policy: BackendTLS, alpn: list[str] = ALPN_PROTOCOLS) -> ssl.SSLContext | str:
     try:
-        return client_context(policy)
+        return client_context(policy, alpn=alpn)
     except Exception as error:  # noqa: BLE001  (a broken policy costs its clusters, never the whole build)
         what = "CA bundle or client certificate" if policy.client_certificate else "CA bundle"
         message = f"the backend TLS policy's {what} cannot be loaded: {error or type(error).__name__}"
@@ -174,11 +177,12 @@ class UpstreamTLS:
     """TLS to the pods of one cluster: its policy's context, the SNI name (the policy's, else the Service's DNS
     name), and the names to find in the pod's certificate."""
 
-    __slots__ = ("policy", "context", "error", "server_name", "names", "stats")
+    __slots__ = ("policy", "context", "error", "server_name", "names", "stats", "http2")
 
     def __init__(self, policy: BackendTLS, *, context: ssl.SSLContext | str, server_name: str,
-                 stats: HandshakeStats = STATS) -> None:
+                 stats: HandshakeStats = STATS, http2: bool = False) -> None:
         self.policy = policy
+        self.http2 = http2  # the context offers h2 by ALPN (an HTTP/2 cluster's)
         self.context = context if isinstance(context, ssl.SSLContext) else None
         self.error = context if isinstance(context, str) else ""
         self.server_name = policy.sni or server_name

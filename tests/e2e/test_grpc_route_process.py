@@ -1,21 +1,71 @@
-"""A GRPCRoute served by the real process in file mode: gRPC calls (HTTP/1.1 POSTs with content-type
-application/grpc, until HTTP/2 to clients exists) reach the echo pod of the rule their service/method selects.
+"""A GRPCRoute served by the real process in file mode, end to end in gRPC: a real grpcio client speaks h2c
+(prior knowledge) to the Gateway listener, pyngress routes each call by its service/method and speaks h2c to
+real grpcio servers.
 
-Reproduces grpcroute-exact-method-matching.go (conformance/tests of sigs.k8s.io/gateway-api) end to end, minus
-the wire: its manifest's rules, Echo → v1, EchoTwo → v2, EchoThree → no route. The backends are spoken HTTP/1.1
-here; once h2c to pods lands (Cluster.protocol "h2c"), the pods of this test must speak h2c too.
+Reproduces grpcroute-exact-method-matching.go (conformance/tests of sigs.k8s.io/gateway-api): its manifest's
+rules, Echo → v1, EchoTwo → v2, EchoThree → no route (UNIMPLEMENTED, answered by the proxy); plus the three
+streaming kinds (issue 13: "unary and all three streaming kinds, end to end, with trailers").
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
-import struct
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
 
+import grpc
+import pytest
 from e2e_harness import eventually, service
 
 GROUP = "gateway.networking.k8s.io"
 ECHO = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
+
+
+@dataclass
+class _GrpcPod:
+    """A real grpcio server on a loopback address answering every method of ECHO with its own name."""
+
+    name: str
+    address: str
+    server: grpc.Server
+    port: int = 0
+
+
+def _start_pod(name: str, address: str) -> _GrpcPod:
+    me = name.encode()
+
+    def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.set_trailing_metadata((("x-pod", name),))
+        return me + b":" + request
+
+    def server_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        for index in range(int(request)):
+            yield me + b":%d" % index
+
+    def client_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        return me + b":" + b"+".join(requests)
+
+    def bidi(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for request in requests:
+            yield me + b":" + request.upper()
+
+    handler = grpc.method_handlers_generic_handler(ECHO, {
+        "Echo": grpc.unary_unary_rpc_method_handler(unary),
+        "EchoTwo": grpc.unary_unary_rpc_method_handler(unary),
+        "EchoThree": grpc.unary_unary_rpc_method_handler(unary),
+        "Count": grpc.unary_stream_rpc_method_handler(server_stream),
+        "Join": grpc.stream_unary_rpc_method_handler(client_stream),
+        "Shout": grpc.stream_stream_rpc_method_handler(bidi),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    pod = _GrpcPod(name, address, server)
+    pod.port = server.add_insecure_port(f"{address}:0")
+    server.start()
+    return pod
 
 
 def _free_port() -> int:
@@ -24,58 +74,115 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _manifests(v1: list, v2: list) -> list[dict]:
+def _manifests(v1: _GrpcPod, v2: _GrpcPod) -> list[dict]:
     gateway_class = {"apiVersion": f"{GROUP}/v1", "kind": "GatewayClass", "metadata": {"name": "pyngress"},
                      "spec": {"controllerName": "pyngress.dev/gateway-controller"}}
     gateway = {"apiVersion": f"{GROUP}/v1", "kind": "Gateway", "metadata": {"name": "edge", "namespace": "default"},
                "spec": {"gatewayClassName": "pyngress",
                         "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
-    route = {"apiVersion": f"{GROUP}/v1", "kind": "GRPCRoute", "metadata": {"name": "exact-matching",
-                                                                          "namespace": "default"},
+
+    def rule(method: str, backend: str) -> dict:
+        return {"matches": [{"method": {"service": ECHO, "method": method}}],
+                "backendRefs": [{"name": backend, "port": 80}]}
+
+    route = {"apiVersion": f"{GROUP}/v1", "kind": "GRPCRoute",
+             "metadata": {"name": "exact-matching", "namespace": "default"},
              "spec": {"parentRefs": [{"name": "edge"}], "rules": [
-                 {"matches": [{"method": {"service": ECHO, "method": "Echo"}}],
-                  "backendRefs": [{"name": "grpc-v1", "port": 80}]},
-                 {"matches": [{"method": {"service": ECHO, "method": "EchoTwo"}}],
-                  "backendRefs": [{"name": "grpc-v2", "port": 80}]}]}}
-    return [gateway_class, gateway, route, *service("grpc-v1", pods=v1), *service("grpc-v2", pods=v2)]
+                 rule("Echo", "grpc-v1"), rule("EchoTwo", "grpc-v2"), rule("Count", "grpc-v1"),
+                 rule("Join", "grpc-v2"), rule("Shout", "grpc-v1")]}}
+    return [gateway_class, gateway, route, *service("grpc-v1", pods=[v1]), *service("grpc-v2", pods=[v2])]  # type: ignore[list-item]
 
 
-async def test_grpc_calls_reach_the_pod_of_their_method(echo_pods, manifests, pyngress):
-    v1 = await echo_pods.start("grpc-v1-pod", "127.0.0.3")
-    v2 = await echo_pods.start("grpc-v2-pod", "127.0.0.4")
+@pytest.fixture
+def grpc_pods():
+    pods = [_start_pod("grpc-v1-pod", "127.0.0.3"), _start_pod("grpc-v2-pod", "127.0.0.4")]
+    yield pods
+    for pod in pods:
+        pod.server.stop(grace=None)
+
+
+def _calls(target: str) -> dict:
+    """What the test asks of the proxy, run in a thread (grpcio's blocking client, every call with a deadline)."""
+    identity = {"request_serializer": None, "response_deserializer": None}
+    with grpc.insecure_channel(target) as channel:
+        def unary(method: str, message: bytes) -> tuple[bytes | None, grpc.StatusCode, dict]:
+            call = channel.unary_unary(f"/{ECHO}/{method}", **identity)
+            try:
+                answer, state = call.with_call(message, timeout=5)
+                return answer, state.code(), dict(state.trailing_metadata() or ())
+            except grpc.RpcError as error:
+                return None, error.code(), {"details": error.details()}
+
+        results: dict = {
+            "echo": unary("Echo", b"hello"),
+            "two": unary("EchoTwo", b"hi"),
+            "three": unary("EchoThree", b"hi"),
+        }
+        results["count"] = list(channel.unary_stream(f"/{ECHO}/Count", **identity)(b"3", timeout=5))
+        results["join"] = channel.stream_unary(f"/{ECHO}/Join", **identity)(iter([b"a", b"b", b"c"]), timeout=5)
+        results["shout"] = list(channel.stream_stream(f"/{ECHO}/Shout", **identity)(iter([b"x", b"y"]), timeout=5))
+    return results
+
+
+async def test_grpc_calls_reach_the_pod_of_their_method(grpc_pods, manifests, pyngress):
+    v1, v2 = grpc_pods
     gateway_port = _free_port()  # the listener's port 80 lands on 80 + offset
-    path = manifests.write("grpc.yaml", _manifests([v1], [v2]))
+    path = manifests.write("grpc.yaml", _manifests(v1, v2))
     proc = await pyngress(path, "--gateway-port-offset", str(gateway_port - 80))
-    url = f"http://127.0.0.1:{gateway_port}"
-    message = b"\x0a\x05hello"  # a protobuf field 1 = "hello"
-    frame = b"\x00" + struct.pack(">I", len(message)) + message  # gRPC length-prefixed message
-    grpc = {"content-type": "application/grpc", "te": "trailers", "grpc-timeout": "5S"}
+    target = f"127.0.0.1:{gateway_port}"
 
-    async def call(method: str) -> tuple[int, object]:
-        return await proc._fetch("POST", f"{url}/{ECHO}/{method}", headers=grpc, timeout=10, data=frame)
+    async def served() -> bool:
+        try:
+            results = await asyncio.wait_for(asyncio.to_thread(_calls, target), 30)
+        except grpc.RpcError:
+            return False
+        return results["echo"][1] == grpc.StatusCode.OK
 
-    async def both_served() -> bool:
-        first, second = await call("Echo"), await call("EchoTwo")
-        return first[0] == 200 and second[0] == 200
+    await eventually(served)
+    results = await asyncio.wait_for(asyncio.to_thread(_calls, target), 30)
+    # Unary, with the pod's trailers carried through both HTTP/2 hops.
+    assert results["echo"] == (b"grpc-v1-pod:hello", grpc.StatusCode.OK, {"x-pod": "grpc-v1-pod"})
+    assert results["two"][:2] == (b"grpc-v2-pod:hi", grpc.StatusCode.OK)
+    # No rule for EchoThree: the proxy's own answer is a gRPC error, not an HTML 404.
+    assert results["three"][:2] == (None, grpc.StatusCode.UNIMPLEMENTED)
+    # Server streaming, client streaming, bidirectional streaming.
+    assert results["count"] == [b"grpc-v1-pod:0", b"grpc-v1-pod:1", b"grpc-v1-pod:2"]
+    assert results["join"] == b"grpc-v2-pod:a+b+c"
+    assert results["shout"] == [b"grpc-v1-pod:X", b"grpc-v1-pod:Y"]
 
-    await eventually(both_served)
-    status, body = await call("Echo")
-    assert status == 200 and isinstance(body, dict)
-    assert body["pod"] == "grpc-v1-pod" and body["method"] == "POST" and body["path"] == f"/{ECHO}/Echo"
-    assert body["headers"]["content-type"] == "application/grpc"
-    assert body["body"].encode("latin-1", errors="replace")[:5] == frame[:5]
-    status, body = await call("EchoTwo")
-    assert status == 200 and isinstance(body, dict) and body["pod"] == "grpc-v2-pod"
-    status, _ = await call("EchoThree")
-    assert status == 404  # UNIMPLEMENTED once the gRPC error answers exist
-    status, body = await proc._fetch("GET", f"{url}/{ECHO}/Echo", headers={}, timeout=10)
-    assert status == 404  # gRPC is POST only
-
-    # /debug/routes: the GRPCRoute's rules on the Gateway port's table (h2c clusters), and its status.
+    # /debug/routes: the GRPCRoute's rules on the Gateway port's table (HTTP/2 clusters), and its status.
     status, dump = await proc.admin_get("/debug/routes")
     assert status == 200
     (table,) = [entry for entry in dump["listeners"].values() if entry["port"] == 80]
     text = json.dumps(table)
-    assert '"kind": "GRPCRoute"' in text and f"/{ECHO}/EchoTwo" in text and '"protocol": "h2c"' in text
+    assert '"kind": "GRPCRoute"' in text and f"/{ECHO}/EchoTwo" in text and '"protocol": "h2"' in text
     (entry,) = dump["gateways"]["grpcRoutes"]["default/exact-matching"]
     assert {c["type"]: c["status"] for c in entry["conditions"]} == {"Accepted": "True", "ResolvedRefs": "True"}
+
+
+async def test_a_grpc_call_without_endpoints_is_unavailable(manifests, pyngress):
+    """No ready pod behind the route: grpc-status 14 (UNAVAILABLE), HTTP 200, as gRPC clients expect."""
+    gateway_port = _free_port()
+    empty = _GrpcPod("none", "127.0.0.5", None, 9)  # type: ignore[arg-type]
+    objects = _manifests(empty, empty)
+    for obj in objects:
+        if obj["kind"] == "EndpointSlice":
+            obj["endpoints"] = []
+    path = manifests.write("grpc.yaml", objects)
+    proc = await pyngress(path, "--gateway-port-offset", str(gateway_port - 80))
+    assert proc is not None
+
+    def call() -> tuple[grpc.StatusCode, str]:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway_port}") as channel:
+            try:
+                channel.unary_unary(f"/{ECHO}/Echo")(b"x", timeout=5)
+            except grpc.RpcError as error:
+                return error.code(), error.details() or ""
+        return grpc.StatusCode.OK, ""
+
+    async def unavailable_from_the_proxy() -> bool:
+        # (a client that cannot connect gets UNAVAILABLE too: the proxy's message tells them apart)
+        code, details = await asyncio.wait_for(asyncio.to_thread(call), 30)
+        return code == grpc.StatusCode.UNAVAILABLE and "endpoints" in details
+
+    await eventually(unavailable_from_the_proxy)

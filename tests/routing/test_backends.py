@@ -14,7 +14,7 @@ from proxy.routing.clusters import (
     split_cluster_key,
 )
 from proxy.routing.model import PROTOCOL_H2C, Cluster, Endpoint
-from proxy.routing.policies import ClusterPolicy, policy_key
+from proxy.routing.policies import HTTP2, ClusterPolicy, policy_key
 from proxy.settings import Settings
 
 from .objects import (
@@ -57,7 +57,7 @@ TWO_PORTS = [
 
 
 def test_h2c_cluster_keys_carry_their_protocol():
-    """A GRPCRoute backend's cluster ("~h2c") resolves the same Service port with Cluster.protocol h2c, also under a
+    """A GRPCRoute backend's cluster ("~h2c") resolves the same Service port with Cluster.protocol HTTP2, also under a
     traffic policy (whose digest comes after it); the plain key of the same port stays HTTP/1.1."""
     plain = cluster_key("default", "web", "80")
     h2c = protocol_key(plain, PROTOCOL_H2C)
@@ -67,11 +67,11 @@ def test_h2c_cluster_keys_carry_their_protocol():
     objects = (service("web"), endpoint_slice("web", [endpoint("10.0.0.1")]))
     resolver = ClusterResolver(snapshot(*objects))
     found, warnings = resolver.resolve(namespace="default", service="web", port="80", protocol=PROTOCOL_H2C)
-    assert warnings == [] and (found.key, found.protocol) == (h2c, PROTOCOL_H2C)
+    assert warnings == [] and (found.key, found.protocol) == (h2c, HTTP2)
     assert [tuple(e) for e in found.endpoints] == [("10.0.0.1", 8080)]
     under, _ = resolver.resolve(namespace="default", service="web", port="80", protocol=PROTOCOL_H2C,
                                 policy=ClusterPolicy(connect_timeout=1.0))
-    assert (under.key, under.protocol) == (variant, PROTOCOL_H2C)
+    assert (under.key, under.protocol) == (variant, HTTP2)
     assert resolver.resolve(namespace="default", service="web", port="80")[0].protocol == ""
 
 

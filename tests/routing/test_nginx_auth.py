@@ -236,4 +236,4 @@ def test_proxy_ssl_secret_without_https_is_a_warning() -> None:
     snap = world(annotated("s", rule(HOST, path("/", "echo")), proxy_ssl_secret="default/backend-tls"),
                  secret("backend-tls", ca_crt=PEM))
     assert go(snap, "/").status == 200
-    assert any("no effect without backend-protocol HTTPS" in m for m in warnings_of(snap))
+    assert any("no effect without backend-protocol HTTPS or GRPCS" in m for m in warnings_of(snap))

@@ -20,6 +20,7 @@ from proxy.routing.policies import (
     HASH_HEADER,
     HASH_SOURCE_IP,
     HASH_URI,
+    HTTP2,
     LEAST_REQUEST,
     RETRY_ERROR,
     RETRY_TIMEOUT,
@@ -211,16 +212,23 @@ def test_backend_protocol_https_is_tls_without_verification():
     assert cluster_policy(config, route) == policy
 
 
-def test_grpc_and_h2c_are_served_over_http11_with_a_warning():
-    """backendprotocol.go "should set backend protocol to grpc:// and use grpc_pass": gRPC needs HTTP/2 to the
-    pods, which pyngress does not speak yet; H2C is not one of ingress-nginx's validProtocols (HTTP used)."""
+def test_grpc_grpcs_and_h2c_are_spoken_in_http2():
+    """backendprotocol.go "should set backend protocol to grpc:// and use grpc_pass" and "grpcs://": HTTP/2 to the
+    pods, GRPCS over TLS without verification; H2C (not one of ingress-nginx's validProtocols, a pyngress
+    extension) is HTTP/2 without TLS like GRPC. No warning: each is spoken as asked."""
     config, route = built(annotated("b", backend_protocol="GRPC"))
-    assert route.plain and any("GRPC is not supported yet" in m for m in messages(config))
+    policy = cluster_policy(config, route)
+    assert policy is not None and policy.protocol == HTTP2 and policy.tls is None
+    assert not any("backend-protocol" in m for m in messages(config))
     config, route = built(annotated("b", backend_protocol="GRPCS"))
     policy = cluster_policy(config, route)
-    assert policy is not None and policy.tls == BackendTLS(verify=False)
-    config, route = built(annotated("b", backend_protocol="H2C"))
-    assert route.plain and any("backend-protocol" in m and "HTTP" in m for m in messages(config))
+    assert policy is not None and policy.protocol == HTTP2 and policy.tls == BackendTLS(verify=False)
+    config, route = built(annotated("b", backend_protocol="h2c"))
+    policy = cluster_policy(config, route)
+    assert policy is not None and policy.protocol == HTTP2 and policy.tls is None
+    config, route = built(annotated("b", backend_protocol="HTTPS"))
+    policy = cluster_policy(config, route)
+    assert policy is not None and policy.protocol == ""
 
 
 def test_proxy_ssl_secret_fails_closed_and_its_options_need_it():

@@ -19,7 +19,8 @@ from server_harness import Rule, cluster, connect, encode_request, read_response
 
 # Types whose instances must never end up in a garbage cycle.
 OURS = {"Exchange", "RequestHead", "H1Writer", "H1Response", "Copies", "ClientConnection", "UpstreamConnection",
-        "EndpointPool", "HttpRequestParser", "HttpResponseParser", "_BodyContinuation"}
+        "EndpointPool", "HttpRequestParser", "HttpResponseParser", "_BodyContinuation", "H2Stream",
+        "H2EndpointPool", "H2Connection"}
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def cycles():
 
     def collect() -> Counter[str]:
         gc.collect()
-        found.update(type(o).__name__ for o in gc.garbage if type(o).__name__ in OURS)
+        found.update(type(o).__name__ for o in gc.garbage if type(o).__name__ in OURS
+                     and type(o).__module__.startswith(("proxy.", "httptools")))
         gc.garbage.clear()
         return found
 
@@ -75,3 +77,30 @@ async def test_finished_requests_and_closed_connections_leave_no_cycles(make_pro
     pod.release.set()
 
     assert cycles() == Counter()
+
+
+async def test_http2_upstream_streams_leave_no_cycles(make_proxy, cycles):
+    """Requests to an h2c pod (tests/server/h2_pods.py): answered, reset by the client, refused by the pod's GOAWAY
+    (sent again): their streams are freed by reference counting like HTTP/1.1 connections' exchanges."""
+    from h2_pods import H2Pod
+    from proxy.routing.policies import HTTP2
+
+    proxy = await make_proxy()
+    pod = await H2Pod("127.0.0.6", goaway_on=15).start()
+    try:
+        proxy.publish([Rule("", "/", "default/h2:80")], [cluster("default/h2:80", [(pod.host, pod.port)],
+                                                                 protocol=HTTP2)])
+        reader, writer = await connect(proxy.port)
+        for _ in range(20):
+            writer.write(encode_request("/echo", method="POST", body=b"x"))
+            assert (await read_response(reader)).status == 200
+        writer.write(encode_request("/hang"))
+        await wait_until(lambda: pod.requests == 22)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+        await wait_until(lambda: len(pod.resets) == 1)
+        for _ in range(5):
+            assert (await request(proxy.port, "/echo")).status == 200
+        assert cycles() == Counter()
+    finally:
+        await pod.stop()

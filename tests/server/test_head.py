@@ -22,7 +22,10 @@ def test_an_exchange_starts_with_the_request_head_defaults():
     exchange = Exchange(SimpleNamespace(writer=None, client_ip=b""))  # type: ignore[arg-type]
     fields = _slots(RequestHead)
     assert fields >= Exchange.SET_BEFORE_READ
-    for name in sorted(fields - Exchange.SET_BEFORE_READ):
+    for name in sorted(fields - Exchange.SET_BEFORE_READ - Exchange.SET_WHEN_SEEN):
         assert getattr(exchange, name) == getattr(head, name), name
+    for name in Exchange.SET_WHEN_SEEN:
+        assert getattr(exchange, name, getattr(head, name)) == getattr(head, name), name
+        assert not hasattr(exchange, name), f"{name} is written by Exchange.__init__: drop it from SET_WHEN_SEEN"
     for name in Exchange.SET_BEFORE_READ:
         assert not hasattr(exchange, name), f"{name} is written by Exchange.__init__: drop it from SET_BEFORE_READ"

@@ -17,8 +17,9 @@ from proxy.routing.gateway.actions import BackendRef
 from proxy.routing.gateway.grants import Grants
 from proxy.routing.model import KIND_GRPC_ROUTE, PROTOCOL_H2C
 
-# Service port appProtocols that cannot be spoken to (HTTP/2 without TLS comes with HTTP/2 support).
-_UNSUPPORTED_PROTOCOLS = frozenset({"kubernetes.io/h2c", "kubernetes.io/grpc", "grpc", "h2c"})
+# Service port appProtocols that cannot be spoken to. kubernetes.io/h2c (and h2c) are spoken in HTTP/2 without
+# TLS (routing/clusters.py marks their clusters); a bare "grpc" names no wire protocol the Gateway API defines.
+_UNSUPPORTED_PROTOCOLS = frozenset({"kubernetes.io/grpc", "grpc"})
 
 
 class Resolution:

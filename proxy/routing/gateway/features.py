@@ -1,9 +1,7 @@
 """The Gateway API features this implementation supports (GatewayClass status.supportedFeatures).
 
 Names as the conformance suite spells them (sigs.k8s.io/gateway-api pkg/features). Left out on
-purpose: h2c and gRPC backends, and GRPCRoute (its rules are routed, but gRPC needs HTTP/2 to clients and
-pods, which comes later: add "GRPCRoute", "GRPCRouteNamedRouteRule" and "GRPCRouteRequestHeaderModifier"
-then), ListenerSets, TLS/TCP/UDP routes, retries,
+purpose: ListenerSets, TLS/TCP/UDP routes, retries,
 BackendTLSPolicy, client certificate validation, static addresses, infrastructure propagation.
 """
 
@@ -15,10 +13,14 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayPort8080",
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
+    "GRPCRouteRequestHeaderModifier",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
     "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendRequestRedirect",

@@ -12,7 +12,8 @@ Facts are ingress-nginx's:
   limit but the number of endpoints (each attempt goes to another pod in nginx, so never more attempts
   than pods); retries are immediate (nginx has no backoff) and not capped by a retry budget;
 - `upstream-hash-by` wins over `load-balance`; `affinity: cookie` wins over both (balancer.lua);
-- `backend-protocol: HTTPS` is TLS to the pods without verification (ingress-nginx's default);
+- `backend-protocol: HTTPS` is TLS to the pods without verification (ingress-nginx's default); `GRPC` and
+  `H2C` are HTTP/2 without TLS (h2c, prior knowledge), `GRPCS` HTTP/2 over TLS (ALPN h2, no verification);
   `proxy-ssl-secret` (a Secret of the Ingress's namespace, any type) adds its `ca.crt` (verified against
   with `proxy-ssl-verify: on`) and its `tls.crt`/`tls.key` (the client certificate shown to the pods);
   `proxy-ssl-name` is the name verified (and, with `proxy-ssl-server-name: on`, sent as SNI). A Secret
@@ -35,6 +36,7 @@ from proxy.routing.policies import (
     HASH_HEADER,
     HASH_SOURCE_IP,
     HASH_URI,
+    HTTP2,
     LEAST_REQUEST,
     RETRY_ERROR,
     RETRY_TIMEOUT,
@@ -85,6 +87,8 @@ def traffic_layer(values: IngressAnnotations,
     if values.service_upstream:
         sections["service_upstream"] = True
     tls = _tls(values, problems)
+    if values.backend_protocol in _HTTP2_PROTOCOLS:
+        sections["protocol"] = HTTP2
     refusal = None
     if "proxy-ssl-secret" in values.invalid:
         refusal = Refuse(503, reason="invalid proxy-ssl-secret annotation")  # its own warning says why
@@ -118,7 +122,7 @@ def _proxy_ssl(values: IngressAnnotations, tls: BackendTLS | None, secrets: Secr
                         "the pods without it (as ingress-nginx)")
         return tls, Refuse(503, reason="proxy-ssl-secret cannot be used")
     if tls is None:
-        problems.append("annotation proxy-ssl-secret has no effect without backend-protocol HTTPS (as in "
+        problems.append("annotation proxy-ssl-secret has no effect without backend-protocol HTTPS or GRPCS (as in "
                         "ingress-nginx): the pods are spoken to in plain HTTP")
         return None, None
     name = values.proxy_ssl_name
@@ -198,13 +202,16 @@ def _tls(values: IngressAnnotations, problems: list[str]) -> BackendTLS | None:
     if protocol == "HTTP":
         return None
     if protocol in ("HTTPS", "GRPCS"):
-        if protocol == "GRPCS":
-            problems.append("annotation backend-protocol: GRPCS needs HTTP/2 to the pods, which pyngress does not "
-                            "speak yet; the pods are spoken to in HTTP/1.1 over TLS")
         return BackendTLS(verify=False)
+    if protocol in _HTTP2_PROTOCOLS:
+        return None  # h2c
     problems.append(f"annotation backend-protocol: {protocol} is not supported yet; the pods are spoken to in "
-                    "HTTP/1.1" + (" (gRPC needs HTTP/2)" if protocol == "GRPC" else ""))
+                    "HTTP/1.1")
     return None
+
+
+# backend-protocol values spoken in HTTP/2 (GRPCS over TLS, the others h2c with prior knowledge).
+_HTTP2_PROTOCOLS = frozenset(("GRPC", "GRPCS", "H2C"))
 
 
 _DEFAULTS = DEFAULTS

@@ -47,6 +47,8 @@ class PolicySpec:
     connect_timeout: float | None = None
     # Forward to the Service's ClusterIP instead of its pods (ingress-nginx's service-upstream), a cluster section.
     service_upstream: bool | None = None
+    # How the pods are spoken to (ingress-nginx's backend-protocol GRPC, GRPCS, H2C: HTTP2), a cluster section.
+    protocol: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -56,12 +58,12 @@ class PolicySpec:
         """The cluster sections as a ClusterPolicy; None when none is set (the plain cluster)."""
         if (self.load_balancer is None and self.affinity is None and self.ejection is None
                 and self.health_check is None and self.circuit_breaker is None and self.tls is None
-                and self.connect_timeout is None and self.service_upstream is None):
+                and self.connect_timeout is None and self.service_upstream is None and self.protocol is None):
             return None
         return ClusterPolicy(load_balancer=self.load_balancer or LoadBalancer(), affinity=self.affinity,
                              ejection=self.ejection, health_check=self.health_check,
                              circuit_breaker=self.circuit_breaker, tls=self.tls, connect_timeout=self.connect_timeout,
-                             service_upstream=bool(self.service_upstream))
+                             service_upstream=bool(self.service_upstream), protocol=self.protocol or "")
 
     def route_policy(self) -> RoutePolicy | None:
         """The route sections as a RoutePolicy; None when none is set (the plain route)."""
@@ -80,7 +82,8 @@ _NAMES = tuple(item.name for item in fields(PolicySpec))
 SPEC_NAMES = {"load_balancer": "loadBalancer", "affinity": "sessionPersistence", "ejection": "healthCheck.passive",
               "health_check": "healthCheck.active", "circuit_breaker": "circuitBreaker", "tls": "tls",
               "retry": "retry", "fault": "faultInjection", "rate_limit": "rateLimit", "timeouts": "timeout",
-              "connect_timeout": "connect timeout", "service_upstream": "service-upstream"}
+              "connect_timeout": "connect timeout", "service_upstream": "service-upstream",
+              "protocol": "backend protocol"}
 
 
 def overlap(first: PolicySpec, second: PolicySpec) -> list[str]:

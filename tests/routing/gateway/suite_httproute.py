@@ -3,7 +3,8 @@
 Each test is named after its upstream test and carries that test's manifests (same shapes and names, on
 the base manifests), the requests it makes with the answers it expects (which backend, what the filters
 make of the request: redirect Location, rewritten path and host, edited headers; mirrors, timeouts), and
-the status conditions it waits for. HTTPRouteBackendProtocolH2C is out of scope (h2c needs HTTP/2).
+the status conditions it waits for. HTTPRouteBackendProtocolH2C is not here: its client speaks h2c to
+the gateway (the backend side is in test_conformance_httproute.py and tests/server/test_h2_upstream.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.debug import describe_gateways
-from proxy.routing.model import KIND_GRPC_ROUTE, PROTOCOL_H2C, Config
+from proxy.routing.model import KIND_GRPC_ROUTE, Config
+from proxy.routing.policies import HTTP2
 
 from .conformance import conformance, has, listener_status, route_has
 from .harness import Outcome, send
@@ -295,7 +296,7 @@ def test_http_only_filters_drop_the_rule():
 
 
 def test_backends_are_spoken_h2c_whatever_the_port_says():
-    """A GRPCRoute backend's cluster is HTTP/2 cleartext (Cluster.protocol "h2c"), even on a port whose
+    """A GRPCRoute backend's cluster is HTTP/2 cleartext (Cluster.protocol HTTP2), even on a port whose
     appProtocol is kubernetes.io/h2c (which an HTTPRoute cannot use yet); an HTTPRoute to the same Service port
     keeps its own plain cluster."""
     config = build(
@@ -307,11 +308,11 @@ def test_backends_are_spoken_h2c_whatever_the_port_says():
     outcome = call(config, "Echo", host="grpc.example")
     assert outcome.service == "infra-backend-v1"
     assert outcome.route is not None
-    assert config.clusters[outcome.route.cluster].protocol == PROTOCOL_H2C
+    assert config.clusters[outcome.route.cluster].protocol == HTTP2
     web = send(config, "/", host="web.example")
     assert web.route is not None and config.clusters[web.route.cluster].protocol == ""
     protocols = {key: cluster.protocol for key, cluster in config.clusters.items() if cluster.service == V1}
-    assert sorted(protocols.values()) == ["", PROTOCOL_H2C], protocols
+    assert sorted(protocols.values()) == ["", HTTP2], protocols
 
 
 def test_unresolved_references():
