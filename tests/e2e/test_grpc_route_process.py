@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+
 from e2e_harness import eventually, service
 
 GROUP = "gateway.networking.k8s.io"
