@@ -9,8 +9,8 @@ stops.
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence

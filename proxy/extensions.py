@@ -72,7 +72,7 @@ class SourceOnlyFinder:
 def force_pure_python() -> None:
     """Install the source-only finder (once), ahead of the standard path finder."""
     if not any(isinstance(finder, SourceOnlyFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, SourceOnlyFinder())  # type: ignore[arg-type]
+        sys.meta_path.insert(0, SourceOnlyFinder())
 
 
 def is_compiled(module: ModuleType) -> bool:

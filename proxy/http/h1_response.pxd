@@ -1,0 +1,13 @@
+cdef class H1Response:
+    cdef public object exchange
+    cdef public object writer
+    cdef public object parser
+    cdef public object reason
+    cdef public object fields
+    cdef public object length
+    cdef public object chunked
+    cdef public object upgrade
+    cdef public object connection
+    cdef public object interim
+    cdef public object hsts
+
