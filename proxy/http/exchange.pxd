@@ -1,4 +1,8 @@
+from proxy.http.h1_response cimport H1Response
+from proxy.http.h1_writer cimport H1Writer
 from proxy.http.head cimport RequestHead
+from proxy.stats cimport RouteStats
+from proxy.upstream.pool cimport EndpointPool
 
 cdef class Exchange(RequestHead):
     cdef public object client
@@ -7,7 +11,7 @@ cdef class Exchange(RequestHead):
     cdef public object head_done
     cdef public object req_done
     cdef public object upstream
-    cdef public object pool
+    cdef public EndpointPool pool
     cdef public object conn
     cdef public object connecting
     cdef public object attempts
@@ -25,7 +29,7 @@ cdef class Exchange(RequestHead):
     cdef public object mirrors
     cdef public object policy
     cdef public object writer
-    cdef public object response
+    cdef public H1Response response
     cdef public object resp_head_done
     cdef public object resp_done
     cdef public object reusable
@@ -38,7 +42,7 @@ cdef class Exchange(RequestHead):
     cdef public object sent_at
     cdef public object upstream_time
     cdef public object retries
-    cdef public object route_stats
+    cdef public RouteStats route_stats
     cdef public object accounted
     cdef public object reason
 
