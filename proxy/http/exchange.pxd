@@ -2,6 +2,7 @@ from proxy.http.h1_response cimport H1Response
 from proxy.http.h1_writer cimport H1Writer
 from proxy.http.head cimport RequestHead
 from proxy.stats cimport RouteStats
+from proxy.upstream.connection cimport UpstreamConnection
 from proxy.upstream.pool cimport EndpointPool
 
 cdef class Exchange(RequestHead):
@@ -12,7 +13,7 @@ cdef class Exchange(RequestHead):
     cdef public object req_done
     cdef public object upstream
     cdef public EndpointPool pool
-    cdef public object conn
+    cdef public UpstreamConnection conn
     cdef public object connecting
     cdef public object attempts
     cdef public object max_attempts
