@@ -1,6 +1,8 @@
+from proxy.http.h1_writer cimport H1Writer
+
 cdef class H1Response:
     cdef public object exchange
-    cdef public object writer
+    cdef public H1Writer writer
     cdef public object parser
     cdef public object reason
     cdef public object fields
