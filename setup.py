@@ -1,7 +1,7 @@
 """Builds the request-path modules listed in proxy/extensions.py with Cython (pure-Python mode: the same .py
 files, typed by their annotations and the .pxd files beside them) when Cython and a C compiler are there.
 
-Every failure falls back silently to pure Python (a module that does not compile is installed as .py only).
+Every failure falls back silently to pure Python, for all of the modules (they use each other's extension types).
 Editable installs (`pip install -e .`, what scripts/venv does) compile nothing, so an edited .py is what runs;
 `scripts/build-inplace` compiles into the tree on purpose (CI's compiled run) and `--clean` removes it again.
 PYNGRESS_NO_EXTENSIONS=1 at build time skips compilation too.
@@ -67,17 +67,26 @@ class OptionalCythonBuild(build_ext):
             ext.sources = sources.get(ext.name, ext.sources)
         if self.parallel is None:
             self.parallel = os.cpu_count() or 1
+        self._failed: list[str] = []
         try:
             super().run()
         except Exception as error:  # noqa: BLE001 - no compiler, a compiler error: pure Python
-            _say(f"not compiling the hot path: {error}; pure Python")
+            self._failed.append(str(error))
+        if self._failed:
+            # All or nothing: the compiled modules use each other's extension types (the .pxd cimports), so one
+            # left as Python would make the others fail to import.
+            _say(f"not compiling the hot path: {'; '.join(self._failed)}; pure Python")
+            for ext in self.extensions:
+                path = self.get_ext_fullpath(ext.name)
+                if os.path.exists(path):
+                    os.remove(path)
             self.extensions = []
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
-        except Exception as error:  # noqa: BLE001 - this module stays pure Python
-            _say(f"{ext.name} not compiled ({error}); it runs as Python")
+        except Exception as error:  # noqa: BLE001 - reported (and everything left pure Python) by run()
+            self._failed.append(f"{ext.name}: {error}")
 
     def get_outputs(self) -> list[str]:
         return [path for path in super().get_outputs() if os.path.exists(path)]
