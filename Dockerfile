@@ -1,12 +1,18 @@
 # pyngress: slim Python base, non-root user, `pyngress` as entrypoint.
+# Builder stage: a wheel with the request path compiled (Cython from PyPI in pip's isolated build, gcc here), and
+# the wheels of the dependencies; the runtime stage installs them without a compiler.
 FROM python:3.11-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY proxy ./proxy
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+ && python -c "import glob, zipfile, sys; names = zipfile.ZipFile(glob.glob('/wheels/pyngress-*.whl')[0]).namelist(); \
+sys.exit(0 if any(n.endswith('.so') for n in names) else 'the pyngress wheel has no compiled modules')"
 
 FROM python:3.11-slim
-COPY --from=build /install /usr/local
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 # 65532 is the conventional "nonroot" uid; the Deployment also sets runAsNonRoot.
 RUN useradd --system --uid 65532 --no-create-home --shell /usr/sbin/nologin pyngress
 USER 65532:65532

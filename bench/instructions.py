@@ -3,6 +3,7 @@ cannot move, for before/after comparisons that req/s on a shared 2-core box is t
 
     python -m bench.instructions --baseline REV              # this tree vs a git revision
     python -m bench.instructions --requests 3000
+    python -m bench.instructions --pure --only-tracing --seeds 2   # pure Python vs compiled (scripts/build-inplace)
     python -m bench.instructions --tracing --only-tracing --seeds 4   # mean over 4 hash seeds (see _SEEDS)
 
 pyngress runs under `valgrind --tool=callgrind` (about 50x slower); after a warm-up the counters are
@@ -57,16 +58,16 @@ _SEEDS: list[str] = []
 
 def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
            headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
-           command: Sequence[str] = ()) -> float:
+           command: Sequence[str] = (), pure: bool = False) -> float:
     """Instructions per request of one pyngress (from `tree`) answering `requests` GETs on `port`
     (`command`: another module to run than `proxy --manifests folder`, taking --http-port); with --seeds, the
     mean over the seeds."""
     if not _SEEDS:
         return _count_once(group, tree=tree, folder=folder, extra=extra, port=port, host=host, headers=headers,
-                           requests=requests, workdir=workdir, name=name, command=command, seed=None)
+                           requests=requests, workdir=workdir, name=name, command=command, seed=None, pure=pure)
     counts = [_count_once(group, tree=tree, folder=folder, extra=extra, port=port if index == 0 else free_port(),
                           host=host, headers=headers, requests=requests, workdir=workdir, name=f"{name}.seed{seed}",
-                          command=command, seed=seed)
+                          command=command, seed=seed, pure=pure)
               for index, seed in enumerate(_SEEDS)]
     print(f"{name}: " + ", ".join(f"{count:,.0f}" for count in counts) + f" (seeds {', '.join(_SEEDS)})",
           file=sys.stderr)
@@ -75,7 +76,7 @@ def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str],
 
 def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
                 headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
-                command: Sequence[str], seed: str | None) -> float:
+                command: Sequence[str], seed: str | None, pure: bool = False) -> float:
     out = os.path.join(workdir, f"callgrind.{name}.out")
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m"]
     if command:
@@ -84,6 +85,10 @@ def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[
         argv += ["proxy", "--manifests", folder, "--bind", "127.0.0.1", "--http-port", str(port),
                  "--https-port", "0", "--admin-port", "0", "--no-access-log", "--log-level", "warning", *extra]
     env = {**os.environ, "PYTHONPATH": tree}
+    # pure: the .py files even where compiled modules are installed (proxy/extensions.py); else whatever is there.
+    env.pop("PYNGRESS_NO_EXTENSIONS", None)
+    if pure:
+        env["PYNGRESS_NO_EXTENSIONS"] = "1"
     if seed is not None:
         env["PYTHONHASHSEED"] = seed
     process = group.start(name, argv, env=env, cwd=tree)
@@ -113,6 +118,15 @@ def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[
     return min(totals) / requests
 
 
+def _mode() -> str:
+    """What this tree runs without PYNGRESS_NO_EXTENSIONS (compiled when scripts/build-inplace has run)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYNGRESS_NO_EXTENSIONS"}
+    found = subprocess.run([sys.executable, "-c", "from proxy import extensions; print(extensions.mode())"],
+                           cwd=_REPO, env={**env, "PYTHONPATH": _REPO}, capture_output=True, text=True, timeout=120,
+                           check=False)
+    return found.stdout.strip() or "unknown"
+
+
 # `--security`: the main Ingress with a source-range check, CORS for an allowed origin, and per-client limits
 # far above what the bench sends (the buckets and counters are paid for, never refused).
 SECURITY_ANNOTATIONS = {
@@ -138,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
     parser.add_argument("--seeds", type=int, default=0, metavar="N",
                         help="run each case with PYTHONHASHSEED 1..N and report the mean (see _SEEDS)")
+    parser.add_argument("--pure", action="store_true",
+                        help="also: the Ingress route of this tree in pure Python (PYNGRESS_NO_EXTENSIONS=1), next to "
+                             "the compiled modules when there are any (scripts/build-inplace)")
     parser.add_argument("--keep-dumps", default="", metavar="DIR",
                         help="copy the callgrind dumps to DIR (for callgrind_annotate)")
     parser.add_argument("--security", action="store_true",
@@ -177,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          _count(group, tree=baseline, folder=folder, extra=(), port=port, requests=args.requests,
                                 workdir=workdir, name="baseline", **plain)))  # type: ignore[arg-type]
         port = free_port()
-        rows.append(("Ingress route, this tree",
+        if args.pure:
+            rows.append(("Ingress route, this tree, pure-python",
+                         _count(group, tree=_REPO, folder=folder, extra=(), port=free_port(), requests=args.requests,
+                                workdir=workdir, name="ingress-pure", pure=True, **plain)))  # type: ignore[arg-type]
+        rows.append((f"Ingress route, this tree{', ' + _mode() if args.pure else ''}",
                      _count(group, tree=_REPO, folder=folder, extra=(), port=port, requests=args.requests,
                             workdir=workdir, name="ingress", **plain)))  # type: ignore[arg-type]
         if args.tracing:

@@ -233,16 +233,23 @@ class PyngressAddress:
 
 
 def start_pyngress(group: ProcessGroup, *, manifests: str, name: str = "pyngress", extra: Sequence[str] = (),
-                   timeout: float = 120.0, tree: str | None = None) -> tuple[Process, PyngressAddress, float]:
+                   timeout: float = 120.0, tree: str | None = None,
+                   environ: dict[str, str] | None = None) -> tuple[Process, PyngressAddress, float]:
     """`python -m proxy` on a manifest folder, ephemeral ports; returns the process, its ports and start-up time.
 
     `tree`: run the `proxy` package of another source tree (a baseline checkout) instead of this one.
+    `environ`: variables to set for it (an empty value removes one, e.g. PYNGRESS_NO_EXTENSIONS).
     """
     argv = [sys.executable, "-m", "proxy", "--manifests", manifests, "--http-port", "0", "--https-port", "0",
             "--admin-port", "0", "--bind", "127.0.0.1", "--no-access-log", *extra]
     env = dict(os.environ)
     repo = tree or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for key, value in (environ or {}).items():
+        if value:
+            env[key] = value
+        else:
+            env.pop(key, None)
     started = time.monotonic()
     process = group.start(name, argv, env=env, cwd=repo)
     match = process.wait_line(_PYNGRESS_READY, timeout=timeout)

@@ -15,6 +15,7 @@ import resource
 import statistics
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -90,11 +91,12 @@ class Environment:
         return folder
 
     def pyngress(self, name: str, folder: str, *, extra: tuple[str, ...] = (),
-                 tree: str | None = None) -> tuple[Process, PyngressAddress, float]:
+                 tree: str | None = None, environ: dict[str, str] | None = None,
+                 ) -> tuple[Process, PyngressAddress, float]:
         args = list(self.options.pyngress_args) + list(extra)
         if self.pyngress_workers_flag and self.options.workers != 1:
             args += ["--workers", str(self.options.workers)]
-        return start_pyngress(self.group, manifests=folder, name=name, extra=args, tree=tree)
+        return start_pyngress(self.group, manifests=folder, name=name, extra=args, tree=tree, environ=environ)
 
     def load(self, address: PyngressAddress, request: Request, *, duration: float | None = None,
              measured: Process | None = None, connections: int | None = None) -> LoadResult:
@@ -230,6 +232,82 @@ def throughput(env: Environment, name: str, request: Request) -> Outcome:
                                       _at_least(ours.ratio, 1.0)))
     outcome.targets.append(Target(f"{name}: zero failed requests", str(ours.errors), ours.errors == 0))
     return outcome
+
+
+# issue #14: the same tree in both modes. "" removes the variable: the compiled modules load when there are any
+# (`pip install .`, or scripts/build-inplace for this tree); the row says which mode actually ran.
+MODES = {"pure-python": {"PYNGRESS_NO_EXTENSIONS": "1"}, "compiled": {"PYNGRESS_NO_EXTENSIONS": ""}}
+
+
+def modes(env: Environment, name: str, request: Request) -> Outcome:
+    """nginx, pyngress in pure Python and pyngress compiled, all up at once, rounds alternating (order flipped
+    each round); ratios against nginx, and the proxy CPU per request of each (process CPU / requests served)."""
+    opts = env.options
+    folder = env.manifest_folder(name)
+    proxies: list[tuple[str, PyngressAddress, Process]] = []
+    if env.reference is not None and env.reference_process is not None:
+        proxies.append(("nginx", env.reference, env.reference_process))
+    started: list[Process] = []
+    try:
+        for label, environ in MODES.items():
+            process, address, _ = env.pyngress(f"pyngress-{name}-{label}", folder, environ=environ)
+            started.append(process)
+            mode = _running_mode(address)
+            if mode != label:
+                print(f"  {name}: the {label} process runs {mode} (build the tree: scripts/build-inplace)",
+                      flush=True)
+            _check_route(address, host=request.host, path=request.path)
+            proxies.append((label, address, process))
+        for _, target, measured in proxies:  # warm-up
+            env.load(target, request, duration=WARMUP_SECONDS, measured=measured)
+        results: dict[str, list[LoadResult]] = {label: [] for label, _, _ in proxies}
+        for round_index in range(opts.rounds):
+            order = proxies if round_index % 2 == 0 else list(reversed(proxies))
+            for label, target, measured in order:
+                result = env.load(target, request, measured=measured)
+                results[label].append(result)
+                print(f"  {name} round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
+                      f"p99 {result.p99_ms:.2f} ms {result.mb_per_s:,.1f} MB/s errors {result.failed_requests}",
+                      flush=True)
+    finally:
+        for process in started:
+            env.group.stop(process)
+    summaries = {label: _summary(runs) for label, runs in results.items()}
+    rounds = {label: [r.to_json() for r in runs] for label, runs in results.items()}
+    cpu = {label: _cpu_per_request(runs) for label, runs in rounds.items()}
+    reference = summaries.get("nginx")
+    outcome = Outcome()
+    for label, summary in summaries.items():
+        row = _row(name, label, summary, notes=_fmt_us(cpu[label]) + " CPU/request")
+        if label != "nginx" and reference is not None:
+            row.ratio = _ratio(summary["mb_per_s"], reference["mb_per_s"])
+            row.p99_ratio = _ratio(summary["p99_ms"], reference["p99_ms"])
+        outcome.rows.append(row)
+    outcome.details = {"rounds": rounds, "median": summaries, "cpu_us_per_request": cpu}
+    compiled = next(r for r in outcome.rows if r.proxy == "compiled")
+    if name == "compiled":
+        outcome.targets += [
+            Target("compiled small: req/s >= 0.55x nginx", _fmt_ratio(compiled.ratio),
+                   _at_least(compiled.ratio, 0.55)),
+            Target("compiled small: p99 <= 2x nginx", _fmt_ratio(compiled.p99_ratio),
+                   _at_most(compiled.p99_ratio, 2.0)),
+        ]
+    else:
+        outcome.targets.append(Target(f"{name}: MB/s >= 1.0x nginx", _fmt_ratio(compiled.ratio),
+                                      _at_least(compiled.ratio, 1.0)))
+    pure_cpu, compiled_cpu = cpu.get("pure-python"), cpu.get("compiled")
+    cpu_ratio = _ratio(compiled_cpu, pure_cpu)
+    outcome.targets.append(Target(f"{name}: CPU/request compiled <= 0.8x pure ({_fmt_us(compiled_cpu)} vs "
+                                  f"{_fmt_us(pure_cpu)})", _fmt_ratio(cpu_ratio), _at_most(cpu_ratio, 0.8)))
+    return outcome
+
+
+def _running_mode(address: PyngressAddress) -> str:
+    """The mode label of pyngress_build_info on the process's /metrics."""
+    with urllib.request.urlopen(f"http://{address.host}:{address.admin_port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = re.search(r'pyngress_build_info\{[^}]*mode="([^"]+)"', text)
+    return found.group(1) if found else "unknown"
 
 
 def _fmt_ratio(value: float | None) -> str:
@@ -858,6 +936,10 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "small": lambda env: throughput(env, "small", SMALL),
     "64k": lambda env: throughput(env, "64k", LARGE),
     "upload": lambda env: throughput(env, "upload", UPLOAD),
+    # issue #14: nginx, pyngress pure Python and compiled, one run (compiled: `pip install .` or
+    # scripts/build-inplace)
+    "compiled": lambda env: modes(env, "compiled", SMALL),
+    "compiled-64k": lambda env: modes(env, "compiled-64k", LARGE),
     "routes": routes,
     "idle": idle,
     "churn": churn,

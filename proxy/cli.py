@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from proxy import __version__
+from proxy import __version__, extensions
 from proxy.lifecycle.process import configure_logging, loop_factory
 from proxy.routing.access import parse_networks
 from proxy.settings import CONTROLLER_NAME, GATEWAY_CONTROLLER_NAME, Settings
@@ -351,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return migrate(args[1:])
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
+    logging.getLogger("pyngress").info("hot path: %s", extensions.describe())
     if settings.workers > 1:
         from proxy.workers.control import serve_workers
 

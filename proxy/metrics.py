@@ -25,7 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
-from proxy import __version__
+from proxy import __version__, extensions
 from proxy.stats import (
     DURATION_BUCKETS,
     MIRROR_RESULTS,
@@ -253,8 +253,9 @@ class StateCollector(Collector):
         self.server = server
 
     def collect(self) -> Iterator[Metric]:
-        info = InfoMetricFamily("pyngress_build", "pyngress version and Python runtime.")
-        info.add_metric([], {"version": __version__, "python": platform.python_version()})
+        info = InfoMetricFamily("pyngress_build", "pyngress version, Python runtime, and whether the hot path runs "
+                                                  "compiled (mode: compiled or pure-python).")
+        info.add_metric([], {"version": __version__, "python": platform.python_version(), "mode": extensions.mode()})
         yield info
 
         controller = self.controller

@@ -427,12 +427,12 @@ class ProxyServer:
             listener, pipeline = holder[0]
             return plain(self, listener, pipeline)
 
-        factory: Callable[[], asyncio.BaseProtocol] = connection
+        factory: Callable[[], asyncio.BaseProtocol] = connection  # type: ignore[assignment]
         acceptor: TlsAcceptor | None = None
         if ssl_context is not None:
             # TLS is terminated by the acceptor rather than create_server(ssl=...): the same SSL
             # protocol and cost per request, but failed handshakes are seen (and counted).
-            acceptor = tls_protocol_factory(connection, ssl_context,
+            acceptor = tls_protocol_factory(connection, ssl_context,  # type: ignore[arg-type]
                                             handshake_timeout=handshake_timeout or self.header_timeout,
                                             stats=HandshakeStats())
             factory = acceptor
@@ -495,17 +495,17 @@ class ProxyServer:
             def reader(origin: Origin) -> SniReader:
                 protocol = sni()
                 if origin[0]:
-                    protocol.app_factory = partial(proxied, origin)
+                    protocol.app_factory = partial(proxied, origin)  # type: ignore[assignment]
                 return protocol
 
             return reader
         if acceptor is None:
-            return proxied
+            return proxied  # type: ignore[return-value]
 
         def handshake(origin: Origin) -> HandshakeProtocol:
             protocol = acceptor()
             if origin[0]:
-                protocol.app_factory = partial(proxied, origin)
+                protocol.app_factory = partial(proxied, origin)  # type: ignore[assignment]
             return protocol
 
         return handshake

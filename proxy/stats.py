@@ -101,7 +101,7 @@ class RouteStats:
                retries: int) -> None:
         """One finished request; ``upstream`` < 0 when no upstream response head was received."""
         key = (method, status)
-        series = self.series.get(key)
+        series: Series | None = self.series.get(key)
         if series is None:
             series = self.series[key] = Series()
         series.requests += 1

@@ -55,7 +55,9 @@ LINGER_SECONDS = 2.0
 
 _CRLF = b"\r\n"
 
-class ClientConnection(asyncio.Protocol):
+# An asyncio protocol by its methods, without asyncio.Protocol as base: compiled, it is an extension type (see
+# the .pxd beside this module), which cannot derive from a Python class. Factories handing it to the loop say so.
+class ClientConnection:
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
     __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head",

@@ -57,7 +57,7 @@ def record(ex: Exchange) -> None:
     head = ex
     duration = _clock() - ex.started
     received = ex.received + len(head.method) + len(head.target) + head.header_bytes + 14
-    stats = ex.route_stats or server.traffic.unmatched
+    stats: RouteStats = ex.route_stats or server.traffic.unmatched
     if server.route_metrics:
         stats.record(head.method, status, duration, ex.upstream_time, received, ex.sent, ex.retries)
     trace = head.trace

@@ -33,7 +33,9 @@ class ResponseReader(Protocol):
     def close(self) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
+# An asyncio protocol by its methods, without asyncio.Protocol as base: compiled, it is an extension type (see
+# the .pxd beside this module), which cannot derive from a Python class. Factories handing it to the loop say so.
+class UpstreamConnection:
     """A connection owned either by a pool (idle) or by one exchange (busy)."""
 
     __slots__ = ("pool", "transport", "user", "requests", "idle_since", "reading_paused", "writing_paused", "closed",

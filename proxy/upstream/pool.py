@@ -134,7 +134,7 @@ class EndpointPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if not self.resolve:
-                    _, conn = await loop.create_connection(lambda: UpstreamConnection(self), address, port)
+                    _, conn = await loop.create_connection(lambda: UpstreamConnection(self), address, port)  # type: ignore[type-var]
                     return conn
                 try:
                     infos = await loop.getaddrinfo(address, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
@@ -143,7 +143,7 @@ class EndpointPool:
                 last: OSError | None = None
                 for family, _, proto, _, sockaddr in infos:
                     try:
-                        _, conn = await loop.create_connection(
+                        _, conn = await loop.create_connection(  # type: ignore[type-var]
                             lambda: UpstreamConnection(self), str(sockaddr[0]), int(sockaddr[1]), family=family,
                             proto=proto,
                         )
@@ -194,7 +194,7 @@ class TlsEndpointPool(EndpointPool):
         assert tls is not None
         address, port = self.endpoint
         try:
-            conn.transport = await tls.handshake(conn.transport, conn, where=f"{address}:{port}",
+            conn.transport = await tls.handshake(conn.transport, conn, where=f"{address}:{port}",  # type: ignore[arg-type]
                                                  timeout=self.connect_timeout)
         except HandshakeError as error:
             conn.closed = True

@@ -112,6 +112,7 @@ async def test_metrics_are_prometheus_text(admin):
 
     [(info_labels, info_value)] = [(dict(k[1]), v) for k, v in samples.items() if k[0] == "pyngress_build_info"]
     assert info_value == 1 and info_labels["version"] == "0.1.0" and info_labels["python"].startswith("3.")
+    assert info_labels["mode"] in ("compiled", "pure-python")
     assert samples[("pyngress_config_rebuilds_total", (("result", "published"),))] == 1
     assert samples[("pyngress_config_rebuilds_total", (("result", "error"),))] == 0
     assert samples[("pyngress_config_rebuild_duration_seconds_count", ())] == 1

@@ -1,0 +1,49 @@
+from proxy.http.h1_response cimport H1Response
+from proxy.http.h1_writer cimport H1Writer
+from proxy.http.head cimport RequestHead
+from proxy.stats cimport RouteStats
+from proxy.upstream.connection cimport UpstreamConnection
+from proxy.upstream.pool cimport EndpointPool
+
+cdef class Exchange(RequestHead):
+    cdef public object client
+    cdef public object client_ip
+    cdef public object keep_alive
+    cdef public object head_done
+    cdef public object req_done
+    cdef public object upstream
+    cdef public EndpointPool pool
+    cdef public UpstreamConnection conn
+    cdef public object connecting
+    cdef public object attempts
+    cdef public object max_attempts
+    cdef public object up_out
+    cdef public object replay
+    cdef public object replay_size
+    cdef public object maybe_stale
+    cdef public object last_up
+    cdef public object body_limit
+    cdef public object timeouts
+    cdef public object deadline
+    cdef public object attempt_deadline
+    cdef public object response_filters
+    cdef public object mirrors
+    cdef public object policy
+    cdef public object writer
+    cdef public H1Response response
+    cdef public object resp_head_done
+    cdef public object resp_done
+    cdef public object reusable
+    cdef public object tunnel
+    cdef public object finished
+    cdef public object started
+    cdef public object status
+    cdef public object received
+    cdef public object sent
+    cdef public object sent_at
+    cdef public object upstream_time
+    cdef public object retries
+    cdef public RouteStats route_stats
+    cdef public object accounted
+    cdef public object reason
+

@@ -1,0 +1,2 @@
+cdef class FlatFields:
+    cdef public list fields

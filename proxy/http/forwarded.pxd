@@ -1,0 +1,2 @@
+from proxy.http.exchange cimport Exchange
+

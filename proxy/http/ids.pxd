@@ -1,0 +1,4 @@
+cdef class IdPool:
+    cdef public object pool
+    cdef public object at
+

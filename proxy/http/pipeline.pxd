@@ -1,0 +1,12 @@
+from proxy.http.exchange cimport Exchange
+
+cdef class Pipeline:
+    cdef public object server
+    cdef public object listener
+    cdef public object holder
+    cdef public object settings
+    cdef public object tracer
+    cdef public object trust
+    cdef public object body_limit
+    cdef public object gateway_body_limit
+

@@ -1,0 +1,1 @@
+from proxy.stats cimport RouteStats

@@ -1,0 +1,5 @@
+from proxy.http.fields cimport FlatFields
+
+cdef class ResponseHead(FlatFields):
+    cdef public object status
+
