@@ -26,7 +26,7 @@ from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
-from proxy.http2 import H2ClientConnection, PrefaceSniffer, take_over
+from proxy.http2 import H2ClientConnection, sniff, take_over
 from proxy.passthrough import PassthroughStats, SniAcceptor, SniReader
 from proxy.routing.access import AddressSet, Block, user_agent_matcher
 from proxy.routing.global_config import GlobalConfig
@@ -419,13 +419,9 @@ class ProxyServer:
                 settings.otlp_endpoint, interval=settings.otlp_export_interval, timeout=settings.otlp_timeout)
         holder: list[tuple[Listener, Pipeline]] = []
 
-        # With HTTP/2, a plain listener's connections look at their first bytes for the h2c preface (TLS ones
-        # learn the protocol from ALPN): the class of the first read only, see proxy/http2/preface.py.
-        plain = PrefaceSniffer if self.settings.http2 and ssl_context is None and scheme == "http" else ClientConnection
-
         def connection() -> ClientConnection:
             listener, pipeline = holder[0]
-            return plain(self, listener, pipeline)
+            return ClientConnection(self, listener, pipeline)
 
         factory: Callable[[], asyncio.BaseProtocol] = connection  # type: ignore[assignment]
         acceptor: TlsAcceptor | None = None
@@ -463,6 +459,10 @@ class ProxyServer:
         listener.pipeline = Pipeline(self, listener)
         if self.settings.http2:
             listener.http2 = take_over
+            if ssl_context is None and scheme == "http":
+                # A plain listener's connections look at their first bytes for the h2c preface (TLS ones learn
+                # the protocol from ALPN): see proxy/http2/preface.py.
+                listener.h2c = sniff
         holder.append((listener, listener.pipeline))
         self._dress(listener)
         self.listeners.append(listener)

@@ -2,7 +2,6 @@ from proxy.http.h1_response cimport H1Response
 from proxy.http.h1_writer cimport H1Writer
 from proxy.http.head cimport RequestHead
 from proxy.stats cimport RouteStats
-from proxy.upstream.connection cimport UpstreamConnection
 from proxy.upstream.pool cimport EndpointPool
 
 cdef class Exchange(RequestHead):
@@ -13,7 +12,7 @@ cdef class Exchange(RequestHead):
     cdef public object req_done
     cdef public object upstream
     cdef public EndpointPool pool
-    cdef public UpstreamConnection conn
+    cdef public object conn  # an UpstreamConnection, or an HTTP/2 stream (proxy/upstream/h2_connection.py)
     cdef public object connecting
     cdef public object attempts
     cdef public object max_attempts
@@ -30,7 +29,7 @@ cdef class Exchange(RequestHead):
     cdef public object mirrors
     cdef public object policy
     cdef public object writer
-    cdef public H1Response response
+    cdef public object response  # an H1Response, or an HTTP/2 stream (proxy/upstream/h2_connection.py)
     cdef public object resp_head_done
     cdef public object resp_done
     cdef public object reusable

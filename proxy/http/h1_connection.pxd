@@ -3,7 +3,6 @@ from proxy.http.h1_writer cimport H1Writer
 from proxy.http.head cimport RequestHead
 cdef class ClientConnection:
     cdef public object requests_left
-    cdef public object preface
     cdef public object server
     cdef public object listener
     cdef public object pipeline

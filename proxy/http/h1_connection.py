@@ -63,9 +63,7 @@ class ClientConnection:
     __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head",
                  "client_ip", "scheme", "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading",
                  "tunnel", "deferred", "blocked", "state", "since", "idle_limit", "last_read", "head_bytes",
-                 "write_paused", "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate",
-                 # Set only by the h2c preface sniffer (proxy/http2/preface.py): a first read too short to decide.
-                 "preface")
+                 "write_paused", "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate")
 
     # The access log's protocol of its requests (HTTP/1.0 ones say so themselves).
     protocol = b"HTTP/1.1"
@@ -135,6 +133,9 @@ class ClientConnection:
             listener.http2(self, b"")  # the client chose HTTP/2 by ALPN: its protocol takes the connection
             return
         self.server.connection_opened(self)
+        h2c = listener.h2c
+        if h2c is not None:
+            h2c(self)  # the first read decides between HTTP/1.1 and h2c (proxy/http2/preface.py)
 
     def client_certificate(self) -> ClientCertificate | None:
         """The client certificate of a TLS connection to a host asking one (tls.client_auth), read once."""

@@ -1,8 +1,7 @@
-from proxy.http.h1_writer cimport H1Writer
 
 cdef class H1Response:
     cdef public object exchange
-    cdef public H1Writer writer
+    cdef public object writer  # H1Writer or proxy.http2.stream.H2Writer
     cdef public object parser
     cdef public object reason
     cdef public object fields

@@ -20,7 +20,7 @@ class Listener:
 
     __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
                  "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters",
-                 "ingress", "closing", "hide_server", "sni", "pipeline", "http2")
+                 "ingress", "closing", "hide_server", "sni", "pipeline", "http2", "h2c")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
         self.scheme = scheme
@@ -54,6 +54,9 @@ class Listener:
         # HTTP/2 (--http2): hands a new connection whose client chose h2 (ALPN, or the h2c preface) to the HTTP/2
         # protocol, with the bytes already read; None: HTTP/1.1 only.
         self.http2: Callable[[ClientConnection, bytes], None] | None = None
+        # h2c with prior knowledge (a plain HTTP listener with --http2): puts a stand-in in front of a new
+        # connection that looks at its first read only (proxy/http2/preface.py); None: no look.
+        self.h2c: Callable[[ClientConnection], None] | None = None
         # Per-listener counters for metrics (the server keeps the totals over all listeners).
         self.active_connections = 0
         self.total_connections = 0

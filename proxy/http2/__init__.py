@@ -5,6 +5,6 @@ to in HTTP/1.1. `take_over` is what a listener's ``http2`` hook calls (proxy/htt
 """
 
 from proxy.http2.connection import H2ClientConnection, take_over
-from proxy.http2.preface import PREFACE, PrefaceSniffer
+from proxy.http2.preface import PREFACE, PrefaceSniffer, sniff
 
-__all__ = ["H2ClientConnection", "PREFACE", "PrefaceSniffer", "take_over"]
+__all__ = ["H2ClientConnection", "PREFACE", "PrefaceSniffer", "sniff", "take_over"]

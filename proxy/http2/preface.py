@@ -1,14 +1,18 @@
 """h2c with prior knowledge on plain listeners: a connection whose first bytes are the HTTP/2 preface.
 
-`PrefaceSniffer` is the HTTP/1.1 `ClientConnection` for its first read only: it looks at those bytes, then
-either hands the connection to HTTP/2 (proxy/http2/connection.py) or turns itself into a plain
-ClientConnection (its class is swapped, and the transport told again, since uvloop keeps the protocol's bound
-``data_received``), so every later read and request costs exactly what it did before HTTP/2 existed.
+`PrefaceSniffer` stands in front of a plain listener's new HTTP/1.1 `ClientConnection` (installed by its
+connection_made through `Listener.h2c`) for the first read only: it looks at those bytes, then either hands the
+connection to HTTP/2 (proxy/http2/connection.py) or gives the transport back to the ClientConnection, so every
+later read and request costs exactly what it did before HTTP/2 existed. (A stand-in rather than a subclass whose
+class is swapped afterwards: compiled, ClientConnection is an extension type, whose instances keep their class.)
 """
 
 from __future__ import annotations
 
-from proxy.http.h1_connection import ClientConnection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.http.h1_connection import ClientConnection
 
 # RFC 9113 3.4: what an HTTP/2 client sends first.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -16,27 +20,44 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DECIDES = 4
 
 
-class PrefaceSniffer(ClientConnection):
-    """A plain listener's connection until its first bytes say HTTP/2 (the preface) or HTTP/1.x (anything else)."""
+def sniff(conn: ClientConnection) -> None:
+    """`Listener.h2c`: the transport's reads go to a PrefaceSniffer until the first one decides."""
+    conn.transport.set_protocol(PrefaceSniffer(conn))  # type: ignore[arg-type]
 
-    __slots__ = ()
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
-        self.preface = b""
+class PrefaceSniffer:
+    """A plain listener's connection until its first bytes say HTTP/2 (the preface) or HTTP/1.x (anything else);
+    the other transport events go to the ClientConnection meanwhile."""
+
+    __slots__ = ("conn", "early")
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.early = b""
 
     def data_received(self, data: bytes) -> None:
-        early = self.preface
+        early = self.early
         if early:
             data = early + data
-        size = len(data)
-        if size < _DECIDES and PREFACE.startswith(data):
-            self.preface = data  # "P", "PR", "PRI": a method name (POST, PRI...) or the preface, not yet known
+        if len(data) < _DECIDES and PREFACE.startswith(data):
+            self.early = data  # "P", "PR", "PRI": a method name (POST, PRI...) or the preface, not yet known
             return
-        self.__class__ = ClientConnection  # type: ignore[assignment]
-        http2 = self.listener.http2
+        conn = self.conn
+        http2 = conn.listener.http2
         if http2 is not None and data[:_DECIDES] == PREFACE[:_DECIDES]:
-            http2(self, data)
+            http2(conn, data)
             return
-        self.transport.set_protocol(self)  # the transport re-reads this (now plain) protocol's methods
-        ClientConnection.data_received(self, data)
+        conn.transport.set_protocol(conn)  # type: ignore[arg-type]  # (an asyncio protocol by its methods)
+        conn.data_received(data)
+
+    def eof_received(self) -> bool:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
