@@ -100,6 +100,35 @@ async def test_close_delimited_response_is_rechunked_for_http11_and_raw_for_http
     writer.close()
 
 
+async def test_big_body_chunk_after_the_head_arrives_whole_and_in_order(make_proxy, make_backend):
+    """A response whose head and body come in one upstream read: the writer sends a big body chunk beside the
+    head (a gathered write, no join) and a small one joined to it; either way the client gets the head, then
+    exactly the body, and the connection carries the next response. (Content-Length framing: RFC 9112 6.3;
+    ingress-nginx's proxy buffering off, docs/user-guide/nginx-configuration/annotations.md#proxy-buffering.)"""
+    sizes = [64 * 1024, 16 * 1024, 16 * 1024 - 1, 100, 300 * 1024]
+
+    def body(size: int) -> bytes:
+        return bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+
+    async def handler(reader, writer):
+        for size in sizes:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (size, body(size)))
+            await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [backend.endpoint])])
+    reader, writer = await connect(proxy.port)
+    for size in sizes:
+        writer.write(encode_request("/"))
+        response = await read_response(reader, timeout=30)
+        assert response.status == 200 and response.header("Content-Length") == str(size)
+        assert response.body == body(size)
+    writer.close()
+
+
 async def test_upstream_chunked_to_http10_client_is_close_delimited(make_proxy, make_pods):
     (pod,) = await make_pods("a")
     proxy = await make_proxy()
