@@ -9,7 +9,7 @@ cdef class ClientConnection:
     cdef public object transport
     cdef public H1Writer writer
     cdef public object parser
-    cdef public object head
+    cdef public RequestHead head  # the request whose head is being parsed (an Exchange)
     cdef public object client_ip
     cdef public object scheme
     cdef public object forwarded

@@ -1,1 +1,2 @@
+from proxy.http.exchange cimport Exchange
 from proxy.stats cimport RouteStats
