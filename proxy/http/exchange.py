@@ -30,10 +30,13 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade
 
 from proxy.http import error_pages, mirror
+
+# The module, not its function: compiled, record cimports Exchange (a typed argument), so importing it first
+# imports this module, which must not need record's names before record has run.
+from proxy.http import record as _record
 from proxy.http.deadlines import check_timeouts
 from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
-from proxy.http.record import record
 from proxy.http.response_head import ResponseHead
 from proxy.http.responses import grpc_request, grpc_trailers
 from proxy.upstream.errors import (
@@ -569,7 +572,7 @@ class Exchange(RequestHead):
         """
         if not self.accounted:
             self.accounted = True
-            record(self)
+            _record.record(self)
 
     def response_finished(self) -> None:
         """The response is complete: give the connection back (or close it) and free the client."""

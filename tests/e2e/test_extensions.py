@@ -49,6 +49,20 @@ def test_no_extensions_loads_every_hot_path_module_from_source():
     assert loaded_from({"PYNGRESS_NO_EXTENSIONS": "0"}) == default
 
 
+def test_each_hot_path_module_imports_first():
+    """Compiled modules that cimport another's extension type import that module at their own start (record
+    imports exchange, which imports record): each must import first in a fresh interpreter, in this tree's mode."""
+    base = {k: v for k, v in os.environ.items() if k != "PYNGRESS_NO_EXTENSIONS"}
+    code = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
+            "from proxy import extensions; print(extensions.is_compiled(sys.modules[sys.argv[1]]))")
+    for name in extensions.COMPILED:
+        done = subprocess.run([sys.executable, "-c", code, name], cwd=ROOT, env={**base, "PYTHONPATH": str(ROOT)},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        if EXPECTED == "compiled":
+            assert done.stdout.strip() == "True", name
+
+
 @pytest.mark.parametrize("forced", [False, True], ids=["default", "no-extensions"])
 async def test_the_process_says_its_mode_and_serves(echo_pods, manifests, tmp_path, forced):
     [pod] = await echo_pods.replicas(("modes-1", "127.0.0.2"))
