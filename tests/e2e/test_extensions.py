@@ -57,7 +57,7 @@ def test_each_hot_path_module_imports_first():
             "from proxy import extensions; print(extensions.is_compiled(sys.modules[sys.argv[1]]))")
     for name in extensions.COMPILED:
         done = subprocess.run([sys.executable, "-c", code, name], cwd=ROOT, env={**base, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, (name, done.stderr[-2000:])
         if EXPECTED == "compiled":
             assert done.stdout.strip() == "True", name
