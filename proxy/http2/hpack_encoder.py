@@ -38,6 +38,7 @@ UNCACHED = frozenset((b"x-request-id", b"set-cookie", b"traceparent", b"grpc-mes
 # field) before the cache starts over: a bound on memory, not a tuning knob.
 CACHE_LIMIT = 2048
 _cache: dict[tuple[bytes, bytes], bytes] = {}
+_names: dict[bytes, bytes] = {}
 # Dynamic table size update to 0 (pattern 001, 5-bit prefix).
 TABLE_SIZE_ZERO = b"\x20"
 
@@ -71,10 +72,19 @@ def field(name: bytes, value: bytes, *, huffman: bool = True) -> bytes:
     index = _STATIC_PAIRS.get((name, value))
     if index is not None:
         return integer(index, 7, 0x80)
-    index = _STATIC_NAMES.get(name)
-    if index is not None:
-        return integer(index, 4, 0) + string(value, huffman=huffman)
-    return b"\x00" + string(name) + string(value, huffman=huffman)
+    return name_prefix(name) + string(value, huffman=huffman)
+
+
+def name_prefix(name: bytes) -> bytes:
+    """The start of a literal without indexing for `name` (its static index, or its string), made once."""
+    prefix = _names.get(name)
+    if prefix is None:
+        index = _STATIC_NAMES.get(name)
+        prefix = integer(index, 4, 0) if index is not None else b"\x00" + string(name)
+        if len(_names) >= CACHE_LIMIT:
+            _names.clear()
+        _names[name] = prefix
+    return prefix
 
 
 class PairEncoder:
