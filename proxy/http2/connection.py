@@ -47,10 +47,10 @@ from hyperframe.frame import GoAwayFrame
 
 from proxy.http.ids import REQUEST_ID, ids
 from proxy.http.request_fields import add_field
-from proxy.http2.hpack_encoder import PairEncoder
 from proxy.http2.stream import H2Stream, fields_of
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
+from proxy.upstream.hpack_encoder import PairEncoder
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -164,7 +164,7 @@ class H2ClientConnection(asyncio.Protocol):
             SettingCodes.MAX_HEADER_LIST_SIZE: server.max_header_bytes + 32 * server.max_headers,
             SettingCodes.ENABLE_PUSH: 0,
         })
-        # Response headers without a dynamic table, each field's bytes made once (proxy/http2/hpack_encoder.py).
+        # Response headers without a dynamic table, each field's bytes made once (proxy/upstream/hpack_encoder.py).
         h2.encoder = PairEncoder()  # type: ignore[assignment]
         h2.initiate_connection()
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)

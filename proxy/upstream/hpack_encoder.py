@@ -1,4 +1,5 @@
-"""A stateless HPACK encoder for response headers: no dynamic table, each field's encoding made once and reused.
+"""A stateless HPACK encoder for the headers we send (responses to clients, requests to pods): no dynamic table,
+each field's encoding made once and reused.
 
 h2's own encoder (the ``hpack`` package) searches and updates the dynamic table for every field of every
 response in Python; it was the largest single cost of an HTTP/2 request. A proxy's responses repeat the same
@@ -12,7 +13,7 @@ SETTINGS_HEADER_TABLE_SIZE change) begins with a dynamic table size update to 0 
 peer does with the setting can leave its decoder expecting entries from us.
 
 Set as ``H2Connection.encoder`` (h2 calls only ``encode`` and sets ``header_table_size``); h2's state machine is
-unchanged. Costs only HTTP/2 responses.
+unchanged. Used by both HTTP/2 sides (proxy/http2/connection.py, proxy/upstream/h2_connection.py); costs only HTTP/2.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ for _index, _pair in enumerate(HeaderTable.STATIC_TABLE, 1):
     _STATIC_NAMES.setdefault(_pair[0], _index)
 
 # Fields whose values are unique per response (or secrets): encoded each time, never kept in the cache.
-UNCACHED = frozenset((b"x-request-id", b"set-cookie", b"traceparent", b"grpc-message"))
+UNCACHED = frozenset((b"x-request-id", b"set-cookie", b"traceparent", b"grpc-message", b"grpc-timeout",
+                      b"authorization", b"cookie"))
 # Field encodings kept (shared by every connection of the process: an encoding depends on nothing but the
 # field) before the cache starts over: a bound on memory, not a tuning knob.
 CACHE_LIMIT = 2048
