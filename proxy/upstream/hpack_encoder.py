@@ -115,7 +115,7 @@ class PairEncoder:
             self.size_update = False
             parts.append(TABLE_SIZE_ZERO)
         for pair in headers:
-            piece = cache.get(pair)  # type: ignore[call-overload]  # (h2 hands tuples of bytes)
+            piece = cache.get(pair)
             if piece is None:
                 name, value = pair[0], pair[1]
                 if name in UNCACHED:
