@@ -13,15 +13,9 @@ HealthCheck policy mirrors. Real servers only: the h2c echo pod (h2_pods.H2Pod) 
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
-import pytest
 
 from backend_pods import HealthPod, Pki, server_context
-from h2_pods import GrpcPod, H2Pod
 from proxy.routing.model import Cluster, Endpoint
 from proxy.routing.policies import HTTP2, BackendTLS, ClusterPolicy, HealthCheck
 from proxy.settings import Settings
@@ -29,30 +23,10 @@ from proxy.upstream.cluster import Upstream
 from proxy.upstream.health import HealthChecker, HealthVerdicts, probe
 from proxy.upstream.tls import H2_ALPN_PROTOCOLS, ClientContexts, UpstreamTLS
 from server_harness import wait_until
+from test_h2_upstream import grpc_pod, make_h2_pod  # noqa: F401 (fixtures)
 
 CHECK = HealthCheck(path=b"/healthz", timeout=2.0)
 KEY = "default/grpc:50051"
-
-
-@pytest.fixture
-async def make_h2_pod() -> AsyncIterator[Callable[..., Awaitable[H2Pod]]]:
-    pods: list[H2Pod] = []
-
-    async def factory(host: str = "127.0.0.6", **options: Any) -> H2Pod:
-        pod = await H2Pod(host, **options).start()
-        pods.append(pod)
-        return pod
-
-    yield factory
-    for pod in pods:
-        await pod.stop()
-
-
-@pytest.fixture
-def grpc_pod() -> Any:
-    pod = GrpcPod().start()
-    yield pod
-    pod.stop()
 
 
 def closed_port(host: str) -> int:
