@@ -16,10 +16,12 @@ the request pools, whose connections a probe could break or hold), TLS when the 
 has it. Pods spoken to in HTTP/2 (appProtocol kubernetes.io/h2c, backend-protocol GRPC/GRPCS/H2C) are probed in
 HTTP/2 (h2c with prior knowledge, or h2 chosen by ALPN): the connection preface and SETTINGS exchange, then a GET
 of the check's path whose ``:status`` is judged as an HTTP/1.1 one. An HTTP/1.1 probe would fail against an
-h2c-only pod (a grpcio server answers it with a GOAWAY) and mark it unhealthy. A gRPC server resets a GET: the
+h2c-only pod (a grpcio server answers it with HTTP/2 frames) and mark it unhealthy. A gRPC server resets a GET: the
 probe then asks again as a gRPC call of the path (POST, application/grpc, no message) and judges its HTTP status
 (200 from a serving gRPC server, whatever its grpc-status): proof that the pod speaks HTTP/2 and serves gRPC
-streams; the gRPC health protocol (grpc.health.v1) is not spoken. An endpoint turns unhealthy after `unhealthy_threshold` failed probes in a row and back
+streams; the gRPC health protocol (grpc.health.v1) is not spoken.
+
+An endpoint turns unhealthy after `unhealthy_threshold` failed probes in a row and back
 after `healthy_threshold` good ones; a new endpoint starts healthy (Kubernetes said it is ready).
 At most MAX_PROBES_IN_FLIGHT probes run at once in the process: past that, rounds stretch.
 """
@@ -411,16 +413,21 @@ async def _h2_status(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 return "a response without :status"
             if isinstance(event, h2.events.StreamReset) and event.stream_id == stream_id:
                 if grpc_tried:
-                    return f"the pod reset the stream (error code {int(event.error_code)})"
+                    return f"the pod reset the stream ({_code_name(event.error_code)})"
                 grpc_tried = True
                 stream_id = conn.get_next_available_stream_id()
                 conn.send_headers(stream_id, [(b":method", b"POST"), *common, (b"content-type", b"application/grpc"),
                                               (b"te", b"trailers")], end_stream=True)
             elif isinstance(event, h2.events.ConnectionTerminated):
-                return f"GOAWAY (error code {int(event.error_code)})"
+                return f"GOAWAY ({_code_name(event.error_code)})"
         pending = conn.data_to_send()
         if pending:
             writer.write(pending)  # the SETTINGS acknowledgement, PING answers, the gRPC retry
+
+
+def _code_name(code: object) -> str:
+    """An HTTP/2 error code by its name (h2's ErrorCodes), or its number when h2 does not know it."""
+    return str(getattr(code, "name", code))
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:

@@ -13,19 +13,18 @@ import json
 
 from proxy.routing.policies import HTTP2
 from server_harness import Rule, cluster, connect, read_response
-from test_h2_upstream import make_h2_pod  # noqa: F401 (fixture)
 
 H2_KEY = "default/h2:80"
 
 
-async def h2_pod_behind_proxy(make_proxy, make_h2_pod):  # noqa: F811
+async def h2_pod_behind_proxy(make_proxy, make_h2_pod):
     pod = await make_h2_pod()
     proxy = await make_proxy()
     proxy.publish([Rule("", "/", H2_KEY)], [cluster(H2_KEY, [(pod.host, pod.port)], protocol=HTTP2)])
     return proxy, pod
 
 
-async def test_early_hints_of_an_h2_pod_reach_an_http11_client(make_proxy, make_h2_pod):  # noqa: F811
+async def test_early_hints_of_an_h2_pod_reach_an_http11_client(make_proxy, make_h2_pod):
     proxy, _ = await h2_pod_behind_proxy(make_proxy, make_h2_pod)
     reader, writer = await connect(proxy.port)
     try:
@@ -40,7 +39,7 @@ async def test_early_hints_of_an_h2_pod_reach_an_http11_client(make_proxy, make_
         writer.close()
 
 
-async def test_100_continue_of_an_h2_pod_lets_an_http11_client_send_its_body(make_proxy, make_h2_pod):  # noqa: F811
+async def test_100_continue_of_an_h2_pod_lets_an_http11_client_send_its_body(make_proxy, make_h2_pod):
     proxy, pod = await h2_pod_behind_proxy(make_proxy, make_h2_pod)
     reader, writer = await connect(proxy.port)
     try:
@@ -56,7 +55,7 @@ async def test_100_continue_of_an_h2_pod_lets_an_http11_client_send_its_body(mak
         writer.close()
 
 
-async def test_early_hints_of_an_h2_pod_reach_an_h2_client(make_proxy, make_h2_pod, h2_clients):  # noqa: F811
+async def test_early_hints_of_an_h2_pod_reach_an_h2_client(make_proxy, make_h2_pod, h2_clients):
     proxy, _ = await h2_pod_behind_proxy(make_proxy, make_h2_pod)
     client = await h2_clients(proxy.port)
     response = await client.get("/hints", authority="h2.example")

@@ -23,7 +23,6 @@ from proxy.upstream.cluster import Upstream
 from proxy.upstream.health import HealthChecker, HealthVerdicts, probe
 from proxy.upstream.tls import H2_ALPN_PROTOCOLS, ClientContexts, UpstreamTLS
 from server_harness import wait_until
-from test_h2_upstream import grpc_pod, make_h2_pod  # noqa: F401 (fixtures)
 
 CHECK = HealthCheck(path=b"/healthz", timeout=2.0)
 KEY = "default/grpc:50051"
