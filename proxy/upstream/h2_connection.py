@@ -66,6 +66,7 @@ _GRPC = b"application/grpc"
 _GRPC_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 0.001, b"u": 0.000001, b"n": 0.000000001}
 _SEP = b": "
 _CRLF = b"\r\n"
+_HTTP2_CLIENT = b"HTTP/2.0"
 
 
 # Response fields, as proxy/http/headers.py classifies them for HTTP/1.1 pods (upstream/ does not import http/):
@@ -100,6 +101,7 @@ class _Server(Protocol):
 
 class _Client(Protocol):
     server: _Server
+    protocol: bytes  # b"HTTP/2.0" for an HTTP/2 client (it takes trailers whether or not it sent TE: trailers)
 
 
 class StreamExchange(Protocol):
@@ -465,7 +467,7 @@ class H2Stream:
 
     def trailers_received(self, fields: list[tuple[bytes, bytes]]) -> None:
         ex = self.exchange
-        if ex is None or self.user is None or not self.te_trailers:
+        if ex is None or self.user is None or not (self.te_trailers or ex.client.protocol == _HTTP2_CLIENT):
             return  # an HTTP/1.1 client that did not send TE: trailers gets none
         kept: list[bytes] = []
         for name, value in fields:

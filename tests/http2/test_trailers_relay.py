@@ -1,5 +1,5 @@
-"""Trailer fields of an HTTP/1.1 pod's chunked response reach the clients that can take them (issue 13:
-"trailers dropped only where HTTP/1.1 cannot carry them").
+"""Trailer fields reach the clients that can take them (issue 13: "trailers dropped only where HTTP/1.1 cannot
+carry them"): an HTTP/1.1 pod's chunked trailer section, and an HTTP/2 pod's trailers to HTTP/2 clients.
 
 - HTTP/2 clients always get them, as a HEADERS frame with END_STREAM after the DATA (RFC 9113 8.1);
 - HTTP/1.1 clients that sent ``TE: trailers`` get them as the chunked body's trailer section (RFC 9112 7.1.2);
@@ -19,6 +19,7 @@ import asyncio
 import pytest
 
 from h2_pods import read_grpc_answer
+from proxy.routing.policies import HTTP2
 from server_harness import Rule, cluster, connect, read_head, read_response
 
 APP = "default/app:80"
@@ -119,3 +120,15 @@ async def test_http11_client_without_te_trailers_gets_the_body_without_them(prox
         assert (await read_response(reader)).status == 200  # the connection is still in step
     finally:
         writer.close()
+
+
+async def test_h2_pods_trailers_reach_an_h2_client_that_sent_no_te(make_proxy, make_h2_pod, h2_clients):
+    """HTTP/2 can always carry trailers (RFC 9113 8.1): no TE: trailers needed from an HTTP/2 client."""
+    pod = await make_h2_pod()
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [(pod.host, pod.port)], protocol=HTTP2)])
+    client = await h2_clients(proxy.port)
+    response = await client.get("/trailers")
+    assert response.status == 200 and bytes(response.body) == b"some body"
+    assert response.trailers == [(b"x-checksum", b"abc"), (b"grpc-status", b"0")]
+    assert "te" not in pod.seen[-1]  # the client did not ask; nothing was asked of the pod for it
