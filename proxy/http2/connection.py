@@ -42,7 +42,6 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError as H2ProtocolError
-from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
@@ -51,6 +50,7 @@ from proxy.http.request_fields import add_field
 from proxy.http2.stream import H2Stream, fields_of
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
+from proxy.upstream.hpack_encoder import PairEncoder
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -164,6 +164,8 @@ class H2ClientConnection(asyncio.Protocol):
             SettingCodes.MAX_HEADER_LIST_SIZE: server.max_header_bytes + 32 * server.max_headers,
             SettingCodes.ENABLE_PUSH: 0,
         })
+        # Response headers without a dynamic table, each field's bytes made once (proxy/upstream/hpack_encoder.py).
+        h2.encoder = PairEncoder()  # type: ignore[assignment]
         h2.initiate_connection()
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.flush()
@@ -419,7 +421,7 @@ class H2ClientConnection(asyncio.Protocol):
             return
         try:
             self.h2.send_headers(stream.stream_id, headers, end_stream=end)
-        except StreamClosedError:
+        except H2ProtocolError:  # the stream is closed, or the client's GOAWAY closed h2's side of the connection
             stream.reset = True
             return
         if end:
@@ -467,7 +469,7 @@ class H2ClientConnection(asyncio.Protocol):
                     h2.send_data(stream_id, chunk[:room])
                     out[0] = chunk[room:]
                     sent += room
-        except StreamClosedError:
+        except H2ProtocolError:  # (closed: see send_headers)
             stream.reset = True
             out.clear()
         paused = bool(out)
@@ -493,7 +495,10 @@ class H2ClientConnection(asyncio.Protocol):
     def acknowledge(self, stream: H2Stream, size: int) -> None:
         """Reopen the client's window for `size` request body bytes of `stream` (they went upstream)."""
         if not self.closed:
-            self.h2.acknowledge_received_data(size, stream.stream_id)
+            try:
+                self.h2.acknowledge_received_data(size, stream.stream_id)
+            except H2ProtocolError:  # (as above)
+                return
             self.flush()
 
     # ------------------------------------------------------------------ stream endings
@@ -510,7 +515,7 @@ class H2ClientConnection(asyncio.Protocol):
             # Answered before the request body was complete: stop the client sending it (RFC 9113 8.1).
             try:
                 self.h2.reset_stream(stream.stream_id, _NO_ERROR)
-            except StreamClosedError:
+            except H2ProtocolError:  # (closed: see send_headers)
                 pass
         self.flush_soon()
         self._idle_check()
@@ -523,7 +528,7 @@ class H2ClientConnection(asyncio.Protocol):
         if not stream.ended:
             try:
                 self.h2.reset_stream(stream.stream_id, code)
-            except StreamClosedError:
+            except H2ProtocolError:  # (closed: see send_headers)
                 pass
         self.streams.pop(stream.stream_id, None)
         self.flush()

@@ -40,6 +40,7 @@ import h2.settings
 from httptools import HttpParserError, HttpRequestParser
 
 from proxy.upstream.errors import ProtocolError, UpstreamClosed, UpstreamError, UpstreamTimeout
+from proxy.upstream.hpack_encoder import PairEncoder
 
 if TYPE_CHECKING:
     from proxy.upstream.connection import ConnectionUser
@@ -239,7 +240,7 @@ class H2Stream:
         connection = self.connection
         if connection is not None and self.stream_id:
             self._pump()
-            connection.flush()
+            connection.flush_soon()
 
     def pause_reading(self) -> None:
         """The client stopped reading: stop giving this stream's window back (the pod pauses this stream only)."""
@@ -551,7 +552,7 @@ class H2Stream:
                 connection.h2.increment_flow_control_window(unacked, stream_id=self.stream_id)
             except h2.exceptions.StreamClosedError:
                 return
-            connection.flush()
+            connection.flush_soon()
 
     # ------------------------------------------------------------------ grpc-timeout
 
@@ -601,13 +602,15 @@ class H2Connection(asyncio.Protocol):
     SETTINGS_MAX_CONCURRENT_STREAMS."""
 
     __slots__ = ("pool", "h2", "transport", "streams", "waiting", "ready", "closed", "going_away", "writing_paused",
-                 "idle_timer", "unacked")
+                 "idle_timer", "unacked", "flushing")
 
     def __init__(self, pool: H2EndpointPool) -> None:
         self.pool = pool
         config = h2.config.H2Configuration(client_side=True, header_encoding=None,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
+        # Request headers without a dynamic table, each field's bytes made once (proxy/upstream/hpack_encoder.py).
+        self.h2.encoder = PairEncoder()  # type: ignore[assignment]
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, H2Stream] = {}
         self.waiting: deque[H2Stream] = deque()
@@ -618,6 +621,7 @@ class H2Connection(asyncio.Protocol):
         self.writing_paused = False
         self.idle_timer: asyncio.TimerHandle | None = None
         self.unacked = 0  # response bytes not yet given back to the connection's window
+        self.flushing = False  # a write is scheduled for the end of this loop iteration (flush_soon)
 
     def __repr__(self) -> str:
         return f"<H2Connection streams={len(self.streams)} waiting={len(self.waiting)} of {self.pool!r}>"
@@ -642,7 +646,7 @@ class H2Connection(asyncio.Protocol):
             self.waiting.append(stream)
             return
         self._open(stream)
-        self.flush()
+        self.flush_soon()
 
     def _open(self, stream: H2Stream) -> None:
         stream_id = self.h2.get_next_available_stream_id()
@@ -702,6 +706,17 @@ class H2Connection(asyncio.Protocol):
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def flush_soon(self) -> None:
+        """Write at the end of this loop iteration: a request's HEADERS, DATA and END_STREAM (each written by the
+        exchange in its own call) and the requests of several client streams share one write to the pod."""
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self.flushing = False
+        self.flush()
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -149,3 +149,22 @@ def test_propagation_bench_runs_both_modes(tmp_path: Path) -> None:
         assert results[mode]["count"] + results[mode]["missed"] == 5, results[mode]
         assert results[mode]["count"] >= 1 and results[mode]["p50_ms"] > 0
     assert results["file"]["source"] in ("inotify", "poll")
+
+
+def test_grpc_bench_runs_tiny(tmp_path: Path) -> None:
+    """`python -m bench.grpc` end to end, tiny and bounded: a real grpcio client over h2c to the grpcio pod, direct
+    and through pyngress (an Ingress with backend-protocol GRPC; and nginx's grpc_pass when installed); every call
+    must succeed (the bench exits 1 otherwise). No timing is asserted."""
+    import subprocess
+
+    out = tmp_path / "grpc.json"
+    done = subprocess.run([sys.executable, "-m", "bench.grpc", "--rounds", "1", "--duration", "0.5", "--warmup", "0.1",
+                           "--channels", "1", "--concurrency", "2", "--json", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=55, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(out.read_text())["summary"]
+    expected = {"direct", "pyngress"} | ({"nginx"} if which("nginx") else set())
+    assert set(summary) == expected
+    for name, row in summary.items():
+        assert row["rps"] > 0 and row["p99_ms"] > 0, (name, row)
+    assert "ratio pyngress/nginx" in done.stdout or not which("nginx")

@@ -200,7 +200,7 @@ async def test_grpc_routes_are_watched_routed_and_given_status(kube_api: KubeApi
     (listener,) = config.listeners.values()
     call = listener.table.match("grpc.test", "/pkg.Echo/Say", _Post())  # type: ignore[arg-type]
     assert call is not None and call.kind == "GRPCRoute" and call.ingress == "calls"
-    assert config.clusters[call.cluster].protocol == "h2c"
+    assert config.clusters[call.cluster].protocol == "h2"  # (routing.policies.HTTP2)
     assert listener.table.match("grpc.test", "/pkg.Echo/Other", _Post()) is None  # type: ignore[arg-type]
     assert {r.name for r in writes(kube_api, "grpcroutes")} == {"calls", "tardy"}
 

@@ -20,17 +20,14 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from proxy.routing.fields import Malformed, mapping, require_object, sequence, text
-from proxy.routing.gateway.actions import RuleInvalid, read_backend_ref, read_filters, unsupported
-from proxy.routing.gateway.meta import age, generation
+from proxy.routing.fields import require_object, sequence, text
+from proxy.routing.gateway.actions import read_backend_ref, read_filters, unsupported
 from proxy.routing.gateway.routes import (
     Match,
     RouteSpec,
     Rule,
-    _parent,
-    read_hostnames,
     read_native,
-    read_tracing,
+    read_route_object,
     value_match,
 )
 from proxy.routing.matches import Conditions, HeaderMatch
@@ -47,34 +44,7 @@ _ANY_PART = "[^/]+"
 
 def read_grpc_route(key: tuple[str, str], obj: Any) -> RouteSpec:
     """Judge one GRPCRoute; never raises (a broken object is a RouteSpec with `problem`)."""
-    spec = RouteSpec(key, obj, generation(obj), age(obj), kind=KIND_GRPC_ROUTE)
-    namespace = key[0]
-    read_tracing(spec, obj)
-    try:
-        body = mapping(require_object(obj, KIND_GRPC_ROUTE), "spec", "")
-        spec.parents = tuple(_parent(item, f"spec.parentRefs[{i}]", namespace)
-                             for i, item in enumerate(sequence(body, "parentRefs", "spec.")))
-        if body.get("hostnames") is not None:
-            spec.hostnames = read_hostnames(spec, sequence(body, "hostnames", "spec."))
-        items = sequence(body, "rules", "spec.")
-    except Malformed as error:
-        spec.problem = str(error)
-        return spec
-    rules = []
-    for index, item in enumerate(items or [{}]):
-        rule = Rule(index, "")
-        where = f"spec.rules[{index}]"
-        try:
-            _read_rule(spec, rule, require_object(item, where), where)
-        except RuleInvalid as error:
-            rule.problem = error
-        except Malformed as error:
-            rule.problem = unsupported(str(error))
-        except Exception as error:  # noqa: BLE001  (a bug must cost one rule, never the whole build)
-            rule.problem = unsupported(f"skipped: {type(error).__name__}: {error}")
-        rules.append(rule)
-    spec.rules = tuple(rules)
-    return spec
+    return read_route_object(key, obj, KIND_GRPC_ROUTE, _read_rule)
 
 
 def _read_rule(spec: RouteSpec, rule: Rule, item: dict[str, Any], where: str) -> None:

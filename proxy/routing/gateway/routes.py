@@ -10,6 +10,7 @@ with the reason the spec asks for; the route's other rules keep serving.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -103,11 +104,18 @@ TRACING_ANNOTATION = "pyngress.dev/tracing"
 
 def read_route(key: Key, obj: Any) -> RouteSpec:
     """Judge one HTTPRoute; never raises (a broken object is a RouteSpec with `problem`)."""
-    spec = RouteSpec(key, obj, generation(obj), age(obj))
+    return read_route_object(key, obj, "HTTPRoute", _read_rule)
+
+
+def read_route_object(key: Key, obj: Any, kind: str,
+                      read_rule: Callable[[RouteSpec, Rule, dict[str, Any], str], None]) -> RouteSpec:
+    """What every route kind shares (parentRefs, hostnames, tracing, one Rule per `spec.rules` item, a broken rule
+    costing only itself); `read_rule` reads one rule of the kind. Never raises."""
+    spec = RouteSpec(key, obj, generation(obj), age(obj), kind=kind)
     namespace = key[0]
     read_tracing(spec, obj)
     try:
-        body = mapping(require_object(obj, "HTTPRoute"), "spec", "")
+        body = mapping(require_object(obj, kind), "spec", "")
         spec.parents = tuple(_parent(item, f"spec.parentRefs[{i}]", namespace)
                              for i, item in enumerate(sequence(body, "parentRefs", "spec.")))
         if body.get("hostnames") is not None:
@@ -119,8 +127,9 @@ def read_route(key: Key, obj: Any) -> RouteSpec:
     rules = []
     for index, item in enumerate(items or [{}]):
         rule = Rule(index, "")
+        where = f"spec.rules[{index}]"
         try:
-            _read_rule(spec, rule, require_object(item, f"spec.rules[{index}]"), f"spec.rules[{index}]")
+            read_rule(spec, rule, require_object(item, where), where)
         except RuleInvalid as error:
             rule.problem = error
         except Malformed as error:
