@@ -11,4 +11,5 @@ cdef class H1Response:
     cdef public object connection
     cdef public object interim
     cdef public object hsts
+    cdef public object trailers
 

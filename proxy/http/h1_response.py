@@ -27,6 +27,20 @@ if TYPE_CHECKING:
 _response_cache = h.response_cache
 _CRLF = b"\r\n"
 _SEP = b": "
+_HTTP2 = b"HTTP/2.0"
+
+# Fields a trailer section must not carry or the proxy does not forward in one (RFC 9110 6.5.1: framing,
+# routing, request modifiers, response control data, content processing, authentication), the hop-by-hop ones
+# (RFC 9110 7.6.1), and the pod's X-Request-ID (the proxy answers with its own).
+TRAILER_DROPPED = frozenset((
+    b"transfer-encoding", b"content-length", b"host", b"trailer", b"te", b"connection", b"keep-alive",
+    b"proxy-connection", b"upgrade", b"content-encoding", b"content-type", b"content-range", b"age",
+    b"cache-control", b"expires", b"date", b"location", b"retry-after", b"vary", b"warning", b"authorization",
+    b"proxy-authorization", b"www-authenticate", b"proxy-authenticate", b"authentication-info",
+    b"proxy-authentication-info", b"set-cookie", b"cookie", b"expect", b"max-forwards", b"range", b"if-match",
+    b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range", b"x-request-id", b"server",
+    b"strict-transport-security",
+))
 
 
 class SkipBody(Exception):
@@ -42,7 +56,7 @@ class H1Response:
     parser and callback errors propagate to it)."""
 
     __slots__ = ("exchange", "writer", "parser", "reason", "fields", "length", "chunked", "upgrade", "connection",
-                 "interim", "hsts")
+                 "interim", "hsts", "trailers")
 
     exchange: Exchange
     writer: ResponseWriter
@@ -55,6 +69,8 @@ class H1Response:
     connection: set[bytes] | None  # names the Connection header lists
     interim: bool  # inside a 1xx answer (its message end is not the response's)
     hsts: bool  # the upstream sent its own Strict-Transport-Security
+    # Trailer fields of a chunked body the client can take (flat as `fields`); None until one comes.
+    trailers: list[bytes] | None
 
     def __init__(self) -> None:
         self.parser: HttpResponseParser | None = None
@@ -73,6 +89,7 @@ class H1Response:
         self.connection = None
         self.interim = False
         self.hsts = False
+        self.trailers = None
 
     def end(self) -> None:
         """The exchange is done with this response: forget it (the connection may serve another)."""
@@ -103,7 +120,8 @@ class H1Response:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.exchange.resp_head_done:
-            return  # trailer fields of a chunked body: dropped
+            self.trailer(name, value)  # a field after the body: the chunked body's trailer section
+            return
         code = _response_cache.get(name)
         if code is None:
             code = h.response_class(name)
@@ -128,6 +146,21 @@ class H1Response:
         elif code == h.STRICT_TRANSPORT_SECURITY:
             self.hsts = True
             self.fields += (name, _SEP, value, _CRLF)
+
+    def trailer(self, name: bytes, value: bytes) -> None:
+        """A trailer field of a chunked body (only responses with trailers come here): kept for the end of the
+        body when the client can take it (HTTP/2, or an HTTP/1.1 client that sent TE: trailers), unless it is
+        hop-by-hop, named by Connection, or not allowed in trailers (TRAILER_DROPPED)."""
+        exchange = self.exchange
+        if exchange.client.protocol != _HTTP2 and not getattr(exchange, "te_trailers", False):
+            return  # HTTP/1.1 cannot carry them to this client
+        lower = name.lower()
+        if lower in TRAILER_DROPPED or (self.connection is not None and lower in self.connection):
+            return
+        trailers = self.trailers
+        if trailers is None:
+            self.trailers = trailers = []
+        trailers += (name, _SEP, value, _CRLF)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -172,6 +205,11 @@ class H1Response:
         if exchange.tunnel or not exchange.resp_head_done:
             return
         writer = self.writer
-        if writer.passthrough is None:
-            writer.end()
+        if writer.passthrough is None:  # a re-framed body (chunked, or HTTP/2): the only kind with trailers
+            trailers = self.trailers
+            if trailers is None:
+                writer.end()
+            else:
+                self.trailers = None
+                writer.end_with_trailers(trailers)
         exchange.resp_done = True

@@ -92,7 +92,9 @@ class H2Writer:
         headers = [(b":status", status_bytes(status))]
         for index in range(0, len(fields), 4):
             headers.append((fields[index].lower(), fields[index + 2]))
-        self.stream.connection.send_headers(self.stream, headers, end=False)
+        connection = self.stream.connection
+        connection.send_headers(self.stream, headers, end=False)
+        connection.flush_soon()  # now, not with the final answer (no DATA is queued to carry it out)
 
     def switching(self, ex: Exchange, reason: bytes, fields: list[bytes], upgrade: bytes) -> None:
         # An HTTP/2 request never asks for a WebSocket upgrade (no Upgrade field), so the exchange refuses a 101.

@@ -29,7 +29,7 @@ import asyncio
 import logging
 from collections import deque
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h2.config
 import h2.connection
@@ -67,6 +67,7 @@ _GRPC = b"application/grpc"
 _GRPC_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 0.001, b"u": 0.000001, b"n": 0.000000001}
 _SEP = b": "
 _CRLF = b"\r\n"
+_HTTP2_CLIENT = b"HTTP/2.0"
 
 
 # Response fields, as proxy/http/headers.py classifies them for HTTP/1.1 pods (upstream/ does not import http/):
@@ -88,6 +89,7 @@ class ResponseWriter(Protocol):
     chunked: bool
     passthrough: list[bytes] | None
 
+    def interim(self, ex: Any, status: int, reason: bytes, fields: list[bytes]) -> None: ...
     def body(self, chunk: bytes) -> None: ...
     def end(self) -> None: ...
     def end_with_trailers(self, trailers: list[bytes]) -> None: ...
@@ -100,6 +102,7 @@ class _Server(Protocol):
 
 class _Client(Protocol):
     server: _Server
+    protocol: bytes  # b"HTTP/2.0" for an HTTP/2 client (it takes trailers whether or not it sent TE: trailers)
 
 
 class StreamExchange(Protocol):
@@ -410,7 +413,7 @@ class H2Stream:
                 continue
             kept += (name, _SEP, value, _CRLF)
         if status < 200:
-            return  # 1xx: the final response follows (HTTP/2 interim answers are not relayed)
+            return  # 1xx (h2 reports them as informational(), not here): the final response follows
         self.responded = True
         self.log = None
         if ended and length < 0:
@@ -424,6 +427,24 @@ class H2Stream:
         if not body:
             ex.resp_done = True
         self._flush(ex)
+
+    def informational(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """A 1xx answer (100 Continue, 103 Early Hints) before the final one: relayed to the client as the HTTP/1.1
+        pods' are (the writer leaves it out for HTTP/1.0 clients)."""
+        ex = self.exchange
+        if ex is None or self.user is None or self.responded:
+            return
+        status = 0
+        kept: list[bytes] = []
+        for name, value in fields:
+            if name[:1] == b":":
+                if name == b":status":
+                    status = int(value)
+            elif name not in _DROPPED:
+                kept += (name, _SEP, value, _CRLF)
+        if 100 <= status < 200 and status != 101:
+            ex.writer.interim(ex, status, _REASONS.get(status, b""), kept)
+            self._flush(ex)
 
     def data(self, chunk: bytes, flow: int) -> None:
         ex = self.exchange
@@ -447,7 +468,7 @@ class H2Stream:
 
     def trailers_received(self, fields: list[tuple[bytes, bytes]]) -> None:
         ex = self.exchange
-        if ex is None or self.user is None or not self.te_trailers:
+        if ex is None or self.user is None or not (self.te_trailers or ex.client.protocol == _HTTP2_CLIENT):
             return  # an HTTP/1.1 client that did not send TE: trailers gets none
         kept: list[bytes] = []
         for name, value in fields:
@@ -726,6 +747,10 @@ class H2Connection(asyncio.Protocol):
             stream = streams.get(event.stream_id)
             if stream is not None:
                 stream.response(event.headers, event.stream_ended is not None)
+        elif isinstance(event, h2.events.InformationalResponseReceived):
+            stream = streams.get(event.stream_id)
+            if stream is not None:
+                stream.informational(event.headers)
         elif isinstance(event, h2.events.TrailersReceived):
             stream = streams.get(event.stream_id)
             if stream is not None:

@@ -13,7 +13,15 @@ the control process probes and relays its verdicts to the workers, which only ap
 
 Probes use connections of their own (a fresh one per probe, closed after the status line: never
 the request pools, whose connections a probe could break or hold), TLS when the cluster's policy
-has it. An endpoint turns unhealthy after `unhealthy_threshold` failed probes in a row and back
+has it. Pods spoken to in HTTP/2 (appProtocol kubernetes.io/h2c, backend-protocol GRPC/GRPCS/H2C) are probed in
+HTTP/2 (h2c with prior knowledge, or h2 chosen by ALPN): the connection preface and SETTINGS exchange, then a GET
+of the check's path whose ``:status`` is judged as an HTTP/1.1 one. An HTTP/1.1 probe would fail against an
+h2c-only pod (a grpcio server answers it with HTTP/2 frames) and mark it unhealthy. A gRPC server resets a GET: the
+probe then asks again as a gRPC call of the path (POST, application/grpc, no message) and judges its HTTP status
+(200 from a serving gRPC server, whatever its grpc-status): proof that the pod speaks HTTP/2 and serves gRPC
+streams; the gRPC health protocol (grpc.health.v1) is not spoken.
+
+An endpoint turns unhealthy after `unhealthy_threshold` failed probes in a row and back
 after `healthy_threshold` good ones; a new endpoint starts healthy (Kubernetes said it is ready).
 At most MAX_PROBES_IN_FLIGHT probes run at once in the process: past that, rounds stretch.
 """
@@ -27,8 +35,13 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from proxy.routing.model import Endpoint
-from proxy.routing.policies import HealthCheck
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+from proxy.routing.model import Cluster, Endpoint
+from proxy.routing.policies import HTTP2, HealthCheck
 from proxy.upstream.tls import UpstreamTLS, describe
 
 if TYPE_CHECKING:
@@ -276,7 +289,8 @@ class ClusterProber:
     async def _probe(self, endpoint: Endpoint, state: EndpointState, check: HealthCheck) -> None:
         upstream = self.upstream
         try:
-            result, detail = await probe(endpoint, check=check, host=upstream.host_name, tls=upstream.tls)
+            result, detail = await probe(endpoint, check=check, host=upstream.host_name, tls=upstream.tls,
+                                         http2=speaks_http2(upstream.cluster))
         finally:
             state.probing = False
             self.checker.slots.release()
@@ -308,9 +322,16 @@ class ClusterProber:
             self.checker.verdicts.apply(self.key, recovered)
 
 
-async def probe(endpoint: Endpoint, *, check: HealthCheck, host: bytes, tls: UpstreamTLS | None) -> tuple[str, str]:
+def speaks_http2(cluster: Cluster) -> bool:
+    """The cluster's pods are spoken to in HTTP/2 (as Upstream.update decides their pool class)."""
+    return cluster.protocol == HTTP2 or (cluster.policy is not None and cluster.policy.protocol == HTTP2)
+
+
+async def probe(endpoint: Endpoint, *, check: HealthCheck, host: bytes, tls: UpstreamTLS | None,
+                http2: bool = False) -> tuple[str, str]:
     """One health check on a connection of its own: (result, detail). TLS when `tls` is given; the Host header
-    is the TLS server name then, else `host`. Only the status line is read."""
+    (HTTP/2: ``:authority``) is the TLS server name then, else `host`. Only the status line (HTTP/2: the response
+    HEADERS) is read. `http2`: the pod speaks HTTP/2 (h2c, or h2 that it must choose by ALPN over TLS)."""
     writer: asyncio.StreamWriter | None = None
     address, port = endpoint
     try:
@@ -330,6 +351,15 @@ async def probe(endpoint: Endpoint, *, check: HealthCheck, host: bytes, tls: Ups
                 if mismatch:
                     return TLS_FAILURE, mismatch
                 host = tls.server_name.encode("ascii", "replace")
+                if http2:
+                    chosen = writer.get_extra_info("ssl_object").selected_alpn_protocol()
+                    if chosen != "h2":
+                        return TLS_FAILURE, f"the pod chose {chosen or 'no protocol'} by ALPN, not h2"
+            if http2:
+                answer = await _h2_status(reader, writer, check.path, host, b"https" if tls is not None else b"http")
+                if isinstance(answer, str):
+                    return BAD_RESPONSE, answer
+                return _judge(answer, check)
             writer.write(b"GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n"
                          % (check.path, host, USER_AGENT))
             line = await reader.readuntil(b"\r\n")
@@ -343,12 +373,61 @@ async def probe(endpoint: Endpoint, *, check: HealthCheck, host: bytes, tls: Ups
     parts = line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         return BAD_RESPONSE, f"not an HTTP/1.x status line: {line[:60]!r}"
-    status = int(parts[1])
+    return _judge(int(parts[1]), check)
+
+
+def _judge(status: int, check: HealthCheck) -> tuple[str, str]:
     expected = check.expected_statuses
     good = status in expected if expected else 200 <= status < 300  # no list given: any 2xx
     if good:
         return OK, ""
     return UNEXPECTED_STATUS, f"status {status}"
+
+
+async def _h2_status(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: bytes, authority: bytes,
+                     scheme: bytes) -> int | str:
+    """An HTTP/2 GET on a fresh connection (preface, SETTINGS both ways, one stream): the final :status, or why
+    there is none. A pod that resets the GET (a gRPC server takes only POSTs of application/grpc) is asked again on
+    the same connection as a gRPC call of the path without messages: its HTTP status says the pod serves gRPC
+    (its grpc-status, UNIMPLEMENTED for an unknown method, is not judged). The caller's timeout bounds it."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    stream_id = conn.get_next_available_stream_id()
+    common = [(b":scheme", scheme), (b":authority", authority), (b":path", path), (b"user-agent", USER_AGENT)]
+    conn.send_headers(stream_id, [(b":method", b"GET"), *common], end_stream=True)
+    grpc_tried = False
+    writer.write(conn.data_to_send())
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            return "the pod closed the HTTP/2 connection without an answer"
+        try:
+            events = conn.receive_data(data)
+        except h2.exceptions.ProtocolError as error:
+            return f"not HTTP/2: {error!r}"[:200]
+        for event in events:
+            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
+                for name, value in event.headers:
+                    if name == b":status":
+                        return int(value)
+                return "a response without :status"
+            if isinstance(event, h2.events.StreamReset) and event.stream_id == stream_id:
+                if grpc_tried:
+                    return f"the pod reset the stream ({_code_name(event.error_code)})"
+                grpc_tried = True
+                stream_id = conn.get_next_available_stream_id()
+                conn.send_headers(stream_id, [(b":method", b"POST"), *common, (b"content-type", b"application/grpc"),
+                                              (b"te", b"trailers")], end_stream=True)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                return f"GOAWAY ({_code_name(event.error_code)})"
+        pending = conn.data_to_send()
+        if pending:
+            writer.write(pending)  # the SETTINGS acknowledgement, PING answers, the gRPC retry
+
+
+def _code_name(code: object) -> str:
+    """An HTTP/2 error code by its name (h2's ErrorCodes), or its number when h2 does not know it."""
+    return str(getattr(code, "name", code))
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:

@@ -17,6 +17,7 @@ from h2.connection import H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    InformationalResponseReceived,
     ResponseReceived,
     StreamEnded,
     StreamReset,
@@ -43,6 +44,7 @@ TIMEOUT = 10.0
 @dataclass
 class Stream:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    interim: list[list[tuple[bytes, bytes]]] = field(default_factory=list)  # 1xx answers' headers, in order
     body: bytearray = field(default_factory=bytearray)
     trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
     reset: int | None = None  # the RST_STREAM error code the proxy sent
@@ -118,6 +120,8 @@ class H2Client:
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
         if isinstance(event, ResponseReceived) and stream is not None:
             stream.headers = list(event.headers)  # type: ignore[arg-type]
+        elif isinstance(event, InformationalResponseReceived) and stream is not None:
+            stream.interim.append(list(event.headers))  # type: ignore[arg-type]
         elif isinstance(event, DataReceived) and stream is not None:
             stream.body += event.data
             if self.acknowledging:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import uvloop
 
+from h2_pods import GrpcPod, H2Pod
 from proxy.settings import Settings
 from server_harness import Handler, Pod, Proxy, RawBackend
 
@@ -59,6 +61,29 @@ async def make_backend() -> AsyncIterator[Callable[..., Awaitable[RawBackend]]]:
     yield factory
     for backend in backends:
         await backend.stop()
+
+
+@pytest.fixture
+async def make_h2_pod() -> AsyncIterator[Callable[..., Awaitable[H2Pod]]]:
+    """Start h2c (or, given a context, h2 over TLS) echo pods (tests/server/h2_pods.py)."""
+    pods: list[H2Pod] = []
+
+    async def factory(host: str = "127.0.0.6", **options: Any) -> H2Pod:
+        pod = await H2Pod(host, **options).start()
+        pods.append(pod)
+        return pod
+
+    yield factory
+    for pod in pods:
+        await pod.stop()
+
+
+@pytest.fixture
+def grpc_pod() -> Any:
+    """A real grpcio server (tests/server/h2_pods.py GrpcPod)."""
+    pod = GrpcPod().start()
+    yield pod
+    pod.stop()
 
 
 def pytest_asyncio_loop_factories(

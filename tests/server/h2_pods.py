@@ -2,7 +2,8 @@
 server with a tiny service (bytes in, bytes out: no protoc), and an HTTP/1.1 gRPC client's framing.
 
 The echo pod answers by path: ``/echo`` (the request's headers and body, as JSON), ``/trailers`` (a body, then
-trailer fields), ``/big?n=N`` (N bytes), ``/hold`` (answers when `release` is set), ``/hang`` (never answers),
+trailer fields), ``/hints`` (103 Early Hints, then a body; any request with Expect: 100-continue gets a 100 first),
+``/big?n=N`` (N bytes), ``/hold`` (answers when `release` is set), ``/hang`` (never answers),
 ``/refuse`` (RST_STREAM REFUSED_STREAM, see `refuse_first`), ``/partial`` (a gRPC answer begun, then reset).
 It records what the proxy did: connections, the most streams open at once on one connection, resets.
 """
@@ -134,6 +135,8 @@ class _H2PodConnection(asyncio.Protocol):
                 self.open.add(event.stream_id)
                 self.pod.most_streams = max(self.pod.most_streams, len(self.open))
                 self.pod.seen.append(self.heads[event.stream_id])
+                if self.heads[event.stream_id].get("expect", "").lower() == "100-continue":
+                    self.conn.send_headers(event.stream_id, [(":status", "100")])
             elif isinstance(event, h2.events.DataReceived):
                 self.pod.received += len(event.data)
                 if not self.pod.path_of(self.heads[event.stream_id]).startswith("/count"):
@@ -198,6 +201,10 @@ class _H2PodConnection(asyncio.Protocol):
         elif path.startswith("/big"):
             data = _BIG[:int(path.partition("n=")[2])]  # (a view: many big answers cost the pod no memory)
             headers = [(":status", "200"), ("content-length", str(len(data)))]
+        elif path.startswith("/hints"):  # 103 Early Hints, then the answer
+            self.conn.send_headers(stream_id, [(":status", "103"), ("link", "</style.css>; rel=preload")])
+            data = b"hinted"
+            headers = [(":status", "200"), ("content-type", "text/plain")]
         elif path.startswith("/trailers"):
             data = b"some body"
             headers = [(":status", "200"), ("content-type", "text/plain")]

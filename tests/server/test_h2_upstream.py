@@ -20,13 +20,13 @@ import asyncio
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from backend_pods import Pki, server_context
-from h2_pods import GrpcPod, H2Pod, grpc_call
+from h2_pods import H2Pod, grpc_call
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.policies import HTTP2
@@ -38,25 +38,6 @@ GRPC_KEY = "default/grpc:50051"
 H2_KEY = "default/h2:80"
 
 
-@pytest.fixture
-async def make_h2_pod() -> AsyncIterator[Callable[..., Awaitable[H2Pod]]]:
-    pods: list[H2Pod] = []
-
-    async def factory(host: str = "127.0.0.6", **options: Any) -> H2Pod:
-        pod = await H2Pod(host, **options).start()
-        pods.append(pod)
-        return pod
-
-    yield factory
-    for pod in pods:
-        await pod.stop()
-
-
-@pytest.fixture
-def grpc_pod() -> Any:
-    pod = GrpcPod().start()
-    yield pod
-    pod.stop()
 
 
 def serve_h2(proxy: Proxy, key: str, host: str, port: int) -> None:
