@@ -9,6 +9,7 @@ run, scripts/test-compiled).
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -52,7 +53,10 @@ def _slots(cls: type) -> set[str]:
 PAIRS = [(name, ROOT / (name.replace(".", "/") + ".pxd")) for name in extensions.COMPILED]
 
 
-@pytest.mark.parametrize(("module", "pxd"), [pair for pair in PAIRS if pair[1].exists() and _declared(pair[1])], ids=lambda v: str(v))
+WITH_CLASSES = [(module, pxd) for module, pxd in PAIRS if pxd.exists() and _declared(pxd)]
+
+
+@pytest.mark.parametrize(("module", "pxd"), WITH_CLASSES, ids=[module for module, _ in WITH_CLASSES])
 def test_compiled_classes_declare_their_slots(module: str, pxd: Path) -> None:
     loaded = importlib.import_module(module)
     declared = _declared(pxd)
@@ -66,7 +70,7 @@ def test_compiled_classes_declare_their_slots(module: str, pxd: Path) -> None:
             fields |= own_fields
         own = _slots(cls)
         # A slot-less base may declare a field its Python subclasses' slots hold (FlatFields.fields): annotated.
-        annotated = {field for klass in cls.__mro__ for field in klass.__dict__.get("__annotations__", {})}
+        annotated = {field for klass in cls.__mro__ for field in inspect.get_annotations(klass)}
         fields -= annotated - own
         assert own == fields, (f"{module}.{name}: slots not in {pxd.name}: {sorted(own - fields)}; "
                                f"declared but not slots: {sorted(fields - own)}")
