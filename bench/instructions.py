@@ -65,7 +65,7 @@ def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str],
     if not _SEEDS:
         return _count_once(group, tree=tree, folder=folder, extra=extra, port=port, host=host, headers=headers,
                            requests=requests, workdir=workdir, name=name, command=command, seed=None, pure=pure)
-    counts = [_count_once(group, tree=tree, folder=folder, extra=extra, port=port if index == 0 else free_port(),
+    counts = [_count_once(group, tree=tree, folder=folder, extra=extra, port=port,
                           host=host, headers=headers, requests=requests, workdir=workdir, name=f"{name}.seed{seed}",
                           command=command, seed=seed, pure=pure)
               for index, seed in enumerate(_SEEDS)]
