@@ -196,6 +196,10 @@ class H2ClientConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    def _gone(self) -> None:
+        """The connection is gone (lost, or closed by us): every stream's exchange is dropped."""
         self.closed = True
         self.server.connection_closed(self)
         streams = list(self.streams.values())
@@ -552,13 +556,7 @@ class H2ClientConnection(asyncio.Protocol):
             pass
         self.flush()
         self.transport.close()
-        self.closed = True
-        self.server.connection_closed(self)
-        streams = list(self.streams.values())
-        self.streams.clear()
-        for stream in streams:
-            stream.reset = True
-            stream.exchange.client_lost()
+        self._gone()
 
     # ------------------------------------------------------------------ the server's clock and draining
 
