@@ -3,8 +3,7 @@ headers sent to the `auth-url` service (nginx's `proxy_set_header` in the auth l
 variables of `auth-url`). A missing ConfigMap, one of another namespace or a bad header name make every route
 of the Ingress answer 503 (ingress-nginx denies the location)."""
 
-from proxy.references import secret_key
-from proxy.routing.ingress.annotations.values import BASIC_CHARS, Invalid, matching
+from proxy.routing.ingress.annotations.values import configmap_reference
 
 NAME = "auth-proxy-set-headers"
 DEFAULT = ""
@@ -12,7 +11,4 @@ DISABLED = "every route of the Ingress answers 503 (fail closed, as ingress-ngin
 
 
 def parse(value: str) -> str:
-    text = matching(value.strip(), BASIC_CHARS, "a ConfigMap name or namespace/name")
-    if secret_key(text, "-") is None:
-        raise Invalid(f"{value!r:.80} is not name or namespace/name")
-    return text
+    return configmap_reference(value)

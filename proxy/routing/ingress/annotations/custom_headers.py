@@ -3,8 +3,7 @@ set on every answer to the client (nginx's `more_set_headers`). Each name must b
 `global-allowed-response-headers`; a missing ConfigMap, a bad name or value, or a name not allowed make every
 route of the Ingress answer 503 (ingress-nginx denies the location)."""
 
-from proxy.references import secret_key
-from proxy.routing.ingress.annotations.values import BASIC_CHARS, Invalid, matching
+from proxy.routing.ingress.annotations.values import configmap_reference
 
 NAME = "custom-headers"
 DEFAULT = ""
@@ -12,7 +11,4 @@ DISABLED = "every route of the Ingress answers 503 (fail closed, as ingress-ngin
 
 
 def parse(value: str) -> str:
-    text = matching(value.strip(), BASIC_CHARS, "a ConfigMap name or namespace/name")
-    if secret_key(text, "-") is None:
-        raise Invalid(f"{value!r:.80} is not name or namespace/name")
-    return text
+    return configmap_reference(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from proxy.references import secret_key
 from proxy.routing.access import parse_networks
 
 
@@ -38,6 +39,14 @@ def matching(value: str, pattern: re.Pattern[str], what: str) -> str:
     if pattern.fullmatch(value) is None:
         raise Invalid(f"{value!r:.80} is not {what}")
     return value
+
+
+def configmap_reference(value: str) -> str:
+    """A ConfigMap an annotation names: "name" (in the Ingress's namespace) or "namespace/name"."""
+    text = matching(value.strip(), BASIC_CHARS, "a ConfigMap name or namespace/name")
+    if secret_key(text, "-") is None:
+        raise Invalid(f"{value!r:.80} is not name or namespace/name")
+    return text
 
 
 def integer(value: str) -> int:
