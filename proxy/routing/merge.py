@@ -26,7 +26,7 @@ from typing import Protocol
 from proxy.objects import Key, Warning
 from proxy.routing.filters import HTTPS_REDIRECT, Filters, RegexRewrite
 from proxy.routing.ingress.canary import canary_rules
-from proxy.routing.ingress.client_auth import guard, host_check
+from proxy.routing.ingress.client_auth import ClientCertificateCheck, guard, host_check
 from proxy.routing.ingress.nginx import NginxFeatures
 from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
@@ -93,12 +93,14 @@ def claims(contributions: Sequence[IngressPaths]) -> bool:
 
 def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
                candidates: tuple[Candidate, ...] = (),
-               policies: IngressPolicies | None = None) -> tuple[VirtualHost, list[Warning]]:
+               policies: IngressPolicies | None = None, fallback: str = "") -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
     `policies`: the traffic policies each Ingress route is put under once made (routing.policy.index), with
     its Ingress's traffic annotations as a layer of their own (routing.ingress.nginx_traffic).
+    `fallback`: the cluster key of ingress-nginx's --default-backend-service ("" none): what no path of the
+    host matches goes there when no Ingress of the host has a defaultBackend (`fallback_route`).
     ingress-nginx annotations (routing.ingress.nginx) add filters to their Ingress's routes, lend canary
     backends to other Ingresses' routes, and may make the host a regex host (routing.ingress.regex_paths).
     """
@@ -179,6 +181,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default)
             warnings.append(_lost(loser, routes.default,
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
+    if routes.default is None and fallback:
+        routes.default = fallback_route(host, contributions, fallback, covered=covered, guarded=guarded)
     if canaries:
         cookies = {c.key: c.nginx.policy.affinity.cookie for c in contributions
                    if c.nginx is not None and c.nginx.policy is not None and c.nginx.policy.affinity is not None}
@@ -200,6 +204,35 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
     if candidates:
         warnings.extend(_place_candidates(routes, contributions, candidates))
     return routes, warnings
+
+
+def fallback_route(host: str, contributions: Sequence[IngressPaths], cluster: str, *, covered: bool,
+                   guarded: ClientCertificateCheck | None = None) -> Route:
+    """The route of what no path of `host` matches when no Ingress of the host has a defaultBackend: ingress-nginx's
+    --default-backend-service (controller.go createServers: each server's root location, `IsDefBackend`, whose
+    backend is the default upstream). A named host's root location is its oldest Ingress's, with that Ingress's
+    annotations (ssl-redirect, security, auth...); the default server's ("" : unknown hosts, host-less rules) has
+    none, and names no Ingress."""
+    owner = next((c for c in contributions if c.nginx is None or c.nginx.canary is None), None) if host else None
+    if owner is None:
+        namespace = cluster.partition("/")[0]
+        return Route(namespace, "", "", "", PATH_DEFAULT_BACKEND, cluster, body_limit=BODY_LIMIT_DEFAULT)
+    namespace, name = owner.key
+    redirected = owner.force_redirect or (owner.redirect and covered)
+    route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, cluster,
+                  filters=HTTPS_REDIRECT if redirected else None, tracing=owner.tracing, body_limit=BODY_LIMIT_DEFAULT)
+    nginx = owner.nginx
+    if nginx is not None:
+        route = nginx.secure(route)
+    if guarded is not None and host_check((nginx,)) is None:
+        route = guard(route, guarded)
+    return route
+
+
+def default_server(cluster: str) -> VirtualHost:
+    """The rules of unknown hosts when no Ingress has host-less rules or a catch-all defaultBackend: ingress-nginx's
+    default server "_", whose root location is --default-backend-service's (`cluster`)."""
+    return VirtualHost(default=fallback_route("", (), cluster, covered=False))
 
 
 def _pass_through(routes: VirtualHost, host: str, contributions: Sequence[IngressPaths]) -> list[Warning]:
