@@ -211,7 +211,9 @@ class Builder:
             self._settings = settings
         previous = self._previous
         if (previous is None or self._config is None
-                or snapshot.controller_config_maps is not previous.controller_config_maps):
+                or snapshot.controller_config_maps is not previous.controller_config_maps
+                or (self._config.proxy_set_headers and snapshot.config_maps is not previous.config_maps)):
+            # (the ConfigMap proxy-set-headers names is read into the global configuration)
             config, config_warnings = global_config(snapshot, settings)
             if config != self._config:
                 self._reset()
