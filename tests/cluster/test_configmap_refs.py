@@ -100,7 +100,8 @@ async def test_ca_bundles_are_kept_only_where_a_backend_tls_policy_names_them(
     assert data_of(running, "kube-root-ca.crt") == {}
     kube_api.create(tls_policy("root", "kube-root-ca.crt"))
     await eventually(lambda: data_of(running, "kube-root-ca.crt") == root, "the bundle read again")
-    assert ("default", "kube-root-ca.crt") in {(get.namespace, get.name) for get in calls(kube_api, "get", "configmaps")}
+    gets = {(get.namespace, get.name) for get in calls(kube_api, "get", "configmaps")}
+    assert ("default", "kube-root-ca.crt") in gets
     kube_api.delete("BackendTLSPolicy", "default", "root")
     await eventually(lambda: data_of(running, "kube-root-ca.crt") == {}, "the bundle dropped")
     assert data_of(running, "ca") == root
