@@ -34,6 +34,7 @@ from typing import Any
 
 from conformance_certs import Authority, Certificate
 from conformance_echo import EchoPod
+from conformance_grpc import GrpcEchoPod
 
 from e2e_harness import ManifestDir, Pyngress, kubeconfig, start_pyngress
 from kubeapi import KubeApiServer
@@ -45,7 +46,7 @@ from proxy.routing.build import build
 from proxy.routing.model import Config
 from proxy.runtime import Runtime
 from proxy.tls.store import load_chain
-from routing.gateway.objects import CA_CONFIG_MAPS, CONTROLLER, PODS, base_objects, ca_pem
+from routing.gateway.objects import CA_CONFIG_MAPS, CONTROLLER, GRPC_SERVICES, PODS, base_objects, ca_pem
 from routing.gateway.scenario import Step, merged, under_test
 
 Obj = dict[str, Any]
@@ -72,9 +73,10 @@ DEADLINE = 10.0
 @dataclass
 class Backends:
     """One echo pod per address of the data's pods: 10.a.b.c is served on 127.a.b.c, fd00::1 on ::1; pods of one
-    Service share a port number (an EndpointSlice lists one port per name)."""
+    Service share a port number (an EndpointSlice lists one port per name). The pods of GRPC_SERVICES are gRPC
+    echo pods (conformance_grpc.py), the others HTTP ones (conformance_echo.py)."""
 
-    pods: dict[str, EchoPod] = field(default_factory=dict)  # data address -> pod
+    pods: dict[str, EchoPod | GrpcEchoPod] = field(default_factory=dict)  # data address -> pod
     # The CAs of the CA ConfigMaps (CA_CONFIG_MAPS), made on start; TLS_PODS' certificates are signed by them.
     authorities: dict[tuple[str, str], Authority] = field(default_factory=dict)
 
@@ -97,13 +99,18 @@ class Backends:
 
     async def _start_group(self, addresses: list[str]) -> None:
         for _ in range(20):
-            started: list[EchoPod] = []
+            started: list[EchoPod | GrpcEchoPod] = []
             try:
                 port = 0
                 for address in addresses:
                     namespace, service, name = PODS[address]
-                    pod = EchoPod(service=service, namespace=namespace, name=name, address=self.loopback(address),
-                                  tls=self._server_context(service))
+                    pod: EchoPod | GrpcEchoPod
+                    if service in GRPC_SERVICES:
+                        pod = GrpcEchoPod(service=service, namespace=namespace, name=name,
+                                          address=self.loopback(address))
+                    else:
+                        pod = EchoPod(service=service, namespace=namespace, name=name,
+                                      address=self.loopback(address), tls=self._server_context(service))
                     await pod.start(port)
                     started.append(pod)
                     port = pod.port
@@ -128,7 +135,7 @@ class Backends:
         for pod in self.pods.values():
             await pod.stop()
 
-    def of_service(self, service: str) -> list[EchoPod]:
+    def of_service(self, service: str) -> list[EchoPod | GrpcEchoPod]:
         return [pod for pod in self.pods.values() if pod.service == service]
 
     def forget(self) -> None:
@@ -423,11 +430,11 @@ class Environment:
                                for obj in self.api.objects("GatewayClass") if obj["metadata"]["name"] in ours},
             "gateways": {f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": obj.get("status") or {}
                          for obj in self.api.objects("Gateway") if obj["spec"].get("gatewayClassName") in ours},
-            "httpRoutes": {
+            **{field: {
                 f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": [
                     p for p in (obj.get("status") or {}).get("parents") or () if p.get("controllerName") == CONTROLLER]
-                for obj in self.api.objects("HTTPRoute")
-            },
+                for obj in self.api.objects(kind)
+            } for field, kind in (("httpRoutes", "HTTPRoute"), ("grpcRoutes", "GRPCRoute"))},
             "backendTLSPolicies": {
                 f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": [
                     a for a in (obj.get("status") or {}).get("ancestors") or ()

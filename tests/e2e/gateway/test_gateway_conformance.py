@@ -14,6 +14,7 @@ from e2e_harness import eventually, scrape
 from routing.gateway.scenario import ConformanceTest
 from routing.gateway.suite_backendtls import TESTS as BACKEND_TLS_TESTS
 from routing.gateway.suite_gateway import TESTS as GATEWAY_TESTS
+from routing.gateway.suite_grpcroute import TESTS as GRPCROUTE_TESTS
 from routing.gateway.suite_httproute import TESTS as HTTPROUTE_TESTS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -31,7 +32,7 @@ def _end_to_end(test: ConformanceTest):
 
 
 globals().update({f"test_{test.name}": _end_to_end(test) for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS,
-                                                                               *BACKEND_TLS_TESTS)})
+                                                                               *BACKEND_TLS_TESTS, *GRPCROUTE_TESTS)})
 
 
 async def test_httproute_traffic_is_counted_and_logged(conformance) -> None:
