@@ -393,11 +393,13 @@ def _comparable(doc: dict[str, Any], *, like: dict[str, Any] | None = None) -> d
     if like is not None:
         # lists of entries of ours, on objects of every controller
         shared = ("httpRoutes", "grpcRoutes", "backendTLSPolicies")
+        ours = {field: {k: v for k, v in (found.get(field) or {}).items() if k in like.get(field, {}) or v}
+                for field in shared}
         found = {
             "gatewayClasses": {k: found["gatewayClasses"].get(k) for k in like["gatewayClasses"]},
             "gateways": {k: found["gateways"].get(k) for k in like["gateways"]},
-            **{field: {k: v for k, v in (found.get(field) or {}).items() if k in like.get(field, {}) or v}
-               for field in shared},
+            # (a kind the build has no entries of is left out unless entries of ours were written)
+            **{field: entries for field, entries in ours.items() if field in like or entries},
         }
         for field in shared:
             for key in like.get(field, {}):
