@@ -60,8 +60,10 @@ CERTIFICATES = {
 }
 # Pods serving HTTPS (the suite's MustCreateCASignedCertSecret): Service -> (the CA ConfigMap whose CA signs the
 # certificate, its DNS and URI names).
-TLS_PODS = {"tls-backend": ((INFRA, "tls-checks-ca-certificate"),
-                            ("abc.example.com", "spiffe://abc.example.com/test-identity", "other.example.com"))}
+# (grpc-infra-backend-v1: gRPC over TLS on its 8443)
+TLS_PODS = dict.fromkeys(("tls-backend", "grpc-infra-backend-v1"), (
+    (INFRA, "tls-checks-ca-certificate"),
+    ("abc.example.com", "spiffe://abc.example.com/test-identity", "other.example.com")))
 # Seconds for the process to serve a new state: it takes tens of milliseconds; generous for two busy cores, short
 # enough that a process gone wrong fails the module's tests one by one quickly.
 DEADLINE = 10.0
@@ -101,19 +103,19 @@ class Backends:
         for _ in range(20):
             started: list[EchoPod | GrpcEchoPod] = []
             try:
-                port = 0
+                port = tls_port = 0
                 for address in addresses:
                     namespace, service, name = PODS[address]
-                    pod: EchoPod | GrpcEchoPod
                     if service in GRPC_SERVICES:
-                        pod = GrpcEchoPod(service=service, namespace=namespace, name=name,
-                                          address=self.loopback(address))
+                        grpc_pod = GrpcEchoPod(service=service, namespace=namespace, name=name,
+                                               address=self.loopback(address), tls=self._certificate(service))
+                        started.append(await grpc_pod.start(port, tls_port))
+                        tls_port = grpc_pod.tls_port
                     else:
                         pod = EchoPod(service=service, namespace=namespace, name=name,
                                       address=self.loopback(address), tls=self._server_context(service))
-                    await pod.start(port)
-                    started.append(pod)
-                    port = pod.port
+                        started.append(await pod.start(port))
+                    port = started[-1].port
             except OSError:  # that port is taken on another address: try another one
                 for pod in started:
                     await pod.stop()
@@ -122,13 +124,20 @@ class Backends:
             return
         raise AssertionError(f"no common free port for the pods {addresses}")
 
-    def _server_context(self, service: str) -> ssl.SSLContext | None:
+    def _certificate(self, service: str) -> tuple[bytes, bytes] | None:
+        """(chain PEM, key PEM) of a TLS_PODS Service's pods."""
         if service not in TLS_PODS:
             return None
         issuer, names = TLS_PODS[service]
         certificate = self.authorities[issuer].issue(names)
+        return certificate.cert_pem, certificate.key_pem
+
+    def _server_context(self, service: str) -> ssl.SSLContext | None:
+        found = self._certificate(service)
+        if found is None:
+            return None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        load_chain(context, certificate.cert_pem, certificate.key_pem)
+        load_chain(context, *found)
         return context
 
     async def stop(self) -> None:
@@ -183,13 +192,12 @@ class Manifests:
                 for address in endpoint.get("addresses") or ()]
         if not pods:
             return
-        ports = {pod.port for pod in pods}
-        assert len(ports) == 1, f"the pods of EndpointSlice {obj['metadata']['name']} do not share a port"
-        port = ports.pop()
         for endpoint in obj["endpoints"]:
             endpoint["addresses"] = [self.backends.loopback(a) for a in endpoint["addresses"]]
         for item in obj.get("ports") or ():
-            item["port"] = port
+            ports = {pod.port_for(item["port"]) for pod in pods}
+            assert len(ports) == 1, f"the pods of EndpointSlice {obj['metadata']['name']} do not share a port"
+            item["port"] = ports.pop()
 
     def _to_authority(self, obj: Obj) -> None:
         """A CA ConfigMap of the data (its ca.crt the stand-in of a CA ConfigMap, maybe under another name: a

@@ -23,6 +23,7 @@ import grpc
 
 ECHO = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
 TIMEOUT = 10.0  # seconds for one call (as the HTTP client's)
+TLS_POD_PORT = 8443  # the pod port of gRPC over TLS in the data (the upstream's echo-basic)
 
 
 # ---------------------------------------------------------------------------------------------- protobuf
@@ -133,24 +134,37 @@ class GrpcEchoPod:
     namespace: str
     name: str
     address: str
+    # (certificate chain PEM, key PEM): the pod also serves gRPC over TLS (ALPN h2) on `tls_port`, as the
+    # upstream's echo-basic does on 8443 with TLS_SERVER_CERT set.
+    tls: tuple[bytes, bytes] | None = None
     port: int = 0
+    tls_port: int = 0
     seen: list[Call] = field(default_factory=list)
     server: grpc.Server | None = None
 
-    async def start(self, port: int = 0) -> GrpcEchoPod:
-        """Serve on the address and port (0: any); OSError when that port is taken there."""
+    async def start(self, port: int = 0, tls_port: int = 0) -> GrpcEchoPod:
+        """Serve on the address and port (0: any), and over TLS on tls_port; OSError when a port is taken there."""
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
                              options=[("grpc.so_reuseport", 0)])  # a taken port must fail, not be shared
         server.add_generic_rpc_handlers((_Handler(self),))
         try:
             bound = server.add_insecure_port(f"{self.address}:{port}")
+            secure = 0
+            if bound and self.tls is not None:
+                chain, key = self.tls
+                secure = server.add_secure_port(f"{self.address}:{tls_port}",
+                                                grpc.ssl_server_credentials([(key, chain)]))
         except RuntimeError as error:  # grpcio >= 1.5x raises where older ones returned 0
-            raise OSError(f"{self.address}:{port}: {error}") from None
-        if not bound:
-            raise OSError(f"{self.address}:{port} is taken")
+            raise OSError(f"{self.address}: {error}") from None
+        if not bound or (self.tls is not None and not secure):
+            raise OSError(f"{self.address}:{port}/{tls_port} is taken")
         server.start()
-        self.server, self.port = server, bound
+        self.server, self.port, self.tls_port = server, bound, secure
         return self
+
+    def port_for(self, number: int) -> int:
+        """The local port serving the data's pod port `number` (8443: the TLS one)."""
+        return self.tls_port if number == TLS_POD_PORT and self.tls_port else self.port
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -35,8 +35,6 @@ OUT_OF_SCOPE = {
     "GatewayFrontendClientCertificateValidation and the other client certificate tests": "not implemented",
     "GatewayTLSBackendClientCertificate, GatewayInvalidTLSBackendConfiguration": "the Gateway's client certificate "
                                                                                  "to backends (tls.backend)",
-    "BackendTLSPolicyGRPCRoute": "BackendTLSPolicy on GRPCRoute backends (HTTP/2 over TLS to the pod with the "
-                                 "policy's CA and names)",
     "BackendTLSPolicyTLSRouteTerminate": "TLSRoute on a terminating listener",
     "The mesh profile's tests (conformance/tests/mesh, GRPCRoute ones included)": "mesh (GAMMA) is not served",
     "GatewayInfrastructure": "infrastructure propagation",

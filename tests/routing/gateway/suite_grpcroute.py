@@ -6,25 +6,40 @@ A gRPC case's request has `grpc`: the method of the upstream's echo service
 (gateway_api_conformance.echo_basic.grpcecho.GrpcEcho: "Echo", "EchoTwo", "EchoThree"), `metadata` (the
 upstream's RequestMetadata.Metadata) and `host` (its Authority: the `:authority` the client sends). Expected:
 `backend` (the answering pod's name starts with it, as upstream's compareResponse checks), `namespace`,
-`grpc_status` (the gRPC status code; default 0, OK; the routing level, which sees no gRPC, expects 404 for
-12 UNIMPLEMENTED, the proxy's answer when no rule takes a call), and `request_headers` / `absent` (the metadata
-the pod received; upstream lists the headers it expects but never compares them, see
-GRPCRouteRequestHeaderModifier).
+`pod` (when the Service's pods are another Deployment's: the pod name's prefix), `grpc_status` (the gRPC status
+code; default 0, OK; FAILED: anything else; the routing level, which sees no gRPC, expects 404 for 12
+UNIMPLEMENTED, the proxy's answer when no rule takes a call, and checks `routed_to` and `backend_tls` for a call
+whose TLS to the pod must fail), and `request_headers` / `absent` (the metadata the pod received; upstream lists
+the headers it expects but never compares them, see GRPCRouteRequestHeaderModifier).
 
-Left out: BackendTLSPolicyGRPCRoute (BackendTLSPolicy on gRPC backends: h2 over TLS with the policy's CA and
-names; report.py lists it) and the mesh profile's tests (conformance/tests/mesh).
+Left out: the mesh profile's tests (conformance/tests/mesh).
 """
 
 from __future__ import annotations
 
-from .objects import INFRA, backend, gateway, grpc_match, grpc_route, header_filter, listener, parent, rule
+from .objects import (
+    INFRA,
+    _metadata,
+    backend,
+    endpoint_slice,
+    gateway,
+    grpc_match,
+    grpc_route,
+    header_filter,
+    listener,
+    parent,
+    pod_addresses,
+    rule,
+)
 from .scenario import ConformanceTest, Distribution, Step
-from .status_checks import AttachedRoutes, accepted
+from .status_checks import AttachedRoutes, accepted, policy_accepted
+from .suite_backendtls import MISMATCH_CA, ca_ref, tls, tls_policy
 
 ECHO = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
 V1, V2, V3 = "grpc-infra-backend-v1", "grpc-infra-backend-v2", "grpc-infra-backend-v3"
 SAME = parent("same-namespace")
 UNIMPLEMENTED = 12
+FAILED = -1  # any status but OK (upstream's MakeRequestAndExpectEventuallyConsistentFailure)
 TESTS: list[ConformanceTest] = []
 
 
@@ -159,7 +174,8 @@ _test("GRPCRouteRequestHeaderModifier", _same(
         "grpc-request-header-modifier",
         rule(grpc_match(ECHO, "Echo"), backends=_v(V1),
              filters=[header_filter(set={"X-Header-Set": "set-overwrites-values"})]),
-        rule(grpc_match(ECHO, "Echo"), backends=_v(V1), filters=[header_filter(add={"X-Header-Add": "add-appends-values"})]),
+        rule(grpc_match(ECHO, "Echo"), backends=_v(V1),
+             filters=[header_filter(add={"X-Header-Add": "add-appends-values"})]),
         rule(grpc_match(ECHO, "Echo"), backends=_v(V1), filters=[header_filter(remove=["X-Header-Remove"])]),
         rule(grpc_match(ECHO, "EchoTwo"), backends=_v(V2),
              filters=[header_filter(set={"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2"},
@@ -222,4 +238,53 @@ _test("GRPCRouteWeight", Step(
     cases=((_call("Echo"), {"namespace": INFRA}),),
     distribution=Distribution({V1: 0.7, V2: 0.3, V3: 0.0}, draws=100, requests=500, tolerance=0.05,
                               request=_call("Echo")),
+))
+
+# ---------------------------------------------------------------------- backendtlspolicy-grpcroute
+# Three Services selecting grpc-infra-backend-v1's pods on their TLS port (8443: gRPC over TLS with the
+# certificate tls-checks-ca-certificate signed, for abc.example.com), each under a BackendTLSPolicy: a valid one,
+# one whose hostname the certificate does not name, one with a CA that signed nothing. Upstream's
+# BackendTLSPolicyGRPCRoute (features GRPCRoute, BackendTLSPolicy); its failures are any non-OK status.
+
+_BTLS = ("backendtlspolicy-grpc-test", "backendtlspolicy-grpc-host-mismatch-test",
+         "backendtlspolicy-grpc-cert-mismatch-test")
+
+
+def _tls_service(name: str) -> list[dict]:
+    """A Service of grpc-infra-backend-v1's pods, port btls 443 -> 8443, and its EndpointSlice."""
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(name, INFRA),
+           "spec": {"selector": {"app": V1}, "type": "ClusterIP", "clusterIP": "10.96.0.40",
+                    "ports": [{"name": "btls", "protocol": "TCP", "port": 443, "targetPort": 8443}]}}
+    return [svc, endpoint_slice(name, *pod_addresses(V1), ports={"btls": 8443})]
+
+
+_test("BackendTLSPolicyGRPCRoute", Step(
+    objects=(
+        *(obj for name in _BTLS for obj in _tls_service(name)),
+        grpc_route("backendtlspolicy-grpcroute",
+                   rule(grpc_match(ECHO, "Echo"), backends=[backend(_BTLS[0], 443, group="", kind="Service")]),
+                   rule(grpc_match(ECHO, "EchoTwo"), backends=[backend(_BTLS[1], 443, group="", kind="Service")]),
+                   parents=[parent("same-namespace", INFRA)], hostnames=["abc.example.com"]),
+        grpc_route("backendtlspolicy-grpcroute-cert-mismatch",
+                   rule(grpc_match(ECHO, "Echo"), backends=[backend(_BTLS[2], 443, group="", kind="Service")]),
+                   parents=[parent("same-namespace", INFRA)], hostnames=["cert-mismatch.example.com"]),
+        tls_policy("grpc-normative-test", _BTLS[0]),
+        tls_policy("grpc-host-mismatch", _BTLS[1], hostname="mismatch.example.com"),
+        tls_policy("grpc-cert-mismatch", _BTLS[2], ca=[ca_ref(MISMATCH_CA)]),
+    ),
+    status_checks=(
+        accepted("same-namespace", "backendtlspolicy-grpcroute", "backendtlspolicy-grpcroute-cert-mismatch",
+                 kind="grpcRoutes"),
+        *policy_accepted("grpc-normative-test"),
+        *policy_accepted("grpc-host-mismatch"),
+        *policy_accepted("grpc-cert-mismatch"),
+    ),
+    cases=(
+        (_call("Echo", host="abc.example.com"),
+         {"backend": _BTLS[0], "pod": V1, "namespace": INFRA, "backend_tls": tls()}),
+        (_call("EchoTwo", host="abc.example.com"),
+         {"grpc_status": FAILED, "routed_to": _BTLS[1], "backend_tls": tls("mismatch.example.com")}),
+        (_call("Echo", host="cert-mismatch.example.com"),
+         {"grpc_status": FAILED, "routed_to": _BTLS[2], "backend_tls": tls(ca=MISMATCH_CA)}),
+    ),
 ))
