@@ -3,8 +3,9 @@ process gets them, and the real `pyngress` process in file mode or cluster mode,
 
 The manifests are the conformance data's (tests/routing/gateway), with four substitutions a test cluster
 would make by itself: EndpointSlices list the echo pods' loopback addresses and ports instead of the pod IPs
-in the data; the TLS Secrets the suite generates hold real certificates (the upstream's names), made here; the
-CA ConfigMaps it generates hold real CAs, one of which signed the HTTPS pod's certificate; and
+in the data (a gRPC pod's plain or TLS port, by the pod port the data names); the TLS Secrets the suite
+generates hold real certificates (the upstream's names), made here; the CA ConfigMaps it generates hold real
+CAs, one of which signed the HTTPS pods' certificates; and
 the Gateways a step does not put under test belong to another GatewayClass. That last one is the production
 shape the routing level gets with `--gateway` (one process per Gateway: the upstream gives every Gateway its own
 address): here one process serves every test of a mode, so the Gateways of other tests are not ours rather than

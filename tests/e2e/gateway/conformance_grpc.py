@@ -3,9 +3,10 @@ GRPC_ECHO_SERVER set) and its conformance gRPC client (conformance/utils/grpc/gr
 
 The service is gateway_api_conformance.echo_basic.grpcecho.GrpcEcho of the upstream's grpcecho.proto: Echo and
 EchoTwo answer an EchoResponse whose assertions carry the fully qualified method, the request's metadata (one
-Header per field), the `:authority` and the pod's context (namespace, service, pod name); EchoThree is
-intentionally unimplemented (UNIMPLEMENTED from the pod itself). The messages are encoded here by hand (four
-string and message fields: no protoc, no generated code): `encode_response` and `decode_response` below.
+Header per field) and the pod's context (namespace, service, pod name), which is what the upstream's assertions
+read; `authority` stays empty (grpcio's Python server does not expose `:authority`; no upstream test reads it).
+EchoThree is intentionally unimplemented (UNIMPLEMENTED from the pod itself). The messages are encoded here by
+hand (string and message fields only: no protoc, no generated code): `encode_response` and `decode_response`.
 
 The pods are real grpcio servers (their own threads) on the pod's loopback address, speaking h2c; a call is a
 real grpcio client on a fresh insecure channel (one connection per call, as the upstream's weight sampler's fresh
