@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from conformance_grpc import call as grpc_call
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -31,6 +32,7 @@ class Answer:
     peer_certificate: bytes = b""  # DER, over HTTPS
     error: str = ""
     websocket_echo: bool = False
+    grpc_status: int | None = None  # a gRPC call's status code (0: OK)
 
     def header(self, name: str) -> str | None:
         """All fields of that name joined with "," (as the upstream compares them), None when absent."""
@@ -102,6 +104,22 @@ class Client:
             if isinstance(error.os_error, ConnectionRefusedError):
                 return Answer(0, error="connection refused")
             raise
+
+    async def grpc(self, *, local_port: int, method: str, host: str = "",
+                   metadata: dict[str, str] | None = None) -> Answer:
+        """One unary call of the echo service (conformance_grpc.py) over h2c, `host` as its `:authority`: the
+        call's status, and what the pod received as `echo` when it answered (the fields the HTTP echo's JSON
+        has: pod, namespace, method POST, the call's path, its metadata as headers)."""
+        answer = await asyncio.to_thread(grpc_call, f"127.0.0.1:{local_port}", method, authority=host,
+                                         metadata=metadata, timeout=TIMEOUT)
+        echo = None
+        if answer.response is not None:
+            headers: dict[str, list[str]] = {}
+            for name, value in answer.response["headers"]:
+                headers.setdefault(name, []).append(value)
+            echo = {"pod": answer.response["pod"], "namespace": answer.response["namespace"], "method": "POST",
+                    "path": answer.response["method"], "host": answer.response["authority"], "headers": headers}
+        return Answer(200, echo=echo, error=answer.details, grpc_status=answer.code)
 
     async def websocket(self, *, local_port: int, path: str, host: str) -> Answer:
         """The upstream's WebSocket check: a text and a binary message come back unchanged."""

@@ -76,6 +76,10 @@ class EchoPod:
         self.port = self._runner.addresses[0][1]
         return self
 
+    def port_for(self, number: int) -> int:
+        """The local port serving the data's pod port `number`: this pod's one port, whatever the number."""
+        return self.port
+
     def _server_context(self) -> ssl.SSLContext | None:
         """The pod's context, with an SNI callback noting the name on the connection's SSL object."""
         if self.tls is None:

@@ -21,6 +21,7 @@ from .objects import (
     APP,
     INFRA,
     backend,
+    base_objects,
     gateway,
     grpc_match,
     grpc_route,
@@ -416,3 +417,36 @@ def test_status_shown_in_the_debug_dump():
     described = describe_gateways(config)
     (entry,) = described["grpcRoutes"][f"{INFRA}/shown"]
     assert {c["type"]: c["status"] for c in entry["conditions"]} == {"Accepted": "True", "ResolvedRefs": "True"}
+
+
+def test_service_policies_reach_grpc_backends():
+    """A BackendTrafficPolicy and a BackendTLSPolicy on a Service a GRPCRoute sends to apply to its HTTP/2 cluster
+    (they were Accepted but never applied: the "~h2c" cluster key was taken for one already under a policy), the
+    TLS one making it h2 over TLS with the policy's name and CA; the policy's status names the Gateway (GEP-713, as
+    backendtlspolicy-grpcroute.go waits for). The incremental builder agrees with the full build."""
+    from proxy.routing.build import build as full_build
+    from proxy.routing.incremental import Builder
+    from proxy.routing.policies import LEAST_REQUEST
+    from proxy.settings import Settings
+
+    from ..policy.objects import config_map, target, tls_policy, traffic_policy
+    from .harness import snapshot
+
+    objects = [*base_objects(), *GRPC_BACKENDS,
+               grpc_route("tls", rule(grpc_match(ECHO, "Echo"), backends=[backend(V1)]), parents=[SAME]),
+               grpc_route("balanced", rule(grpc_match(ECHO, "EchoTwo"), backends=[backend(V2)]), parents=[SAME]),
+               config_map("ca", namespace=INFRA),
+               tls_policy("tls", V1, hostname="v1.internal", namespace=INFRA, ca=["ca"]),
+               traffic_policy("lb", target("Service", V2), namespace=INFRA, loadBalancer={"type": "LeastRequest"})]
+    settings = Settings(gateways=(f"{INFRA}/same-namespace",))
+    config = full_build(snapshot(*objects), settings)
+    secured = config.clusters[call(config, "Echo").route.cluster]  # type: ignore[union-attr]
+    assert secured.protocol == HTTP2 and secured.policy is not None and secured.policy.tls is not None
+    assert (secured.policy.tls.sni, secured.policy.tls.verify) == ("v1.internal", True)
+    balanced = config.clusters[call(config, "EchoTwo").route.cluster]  # type: ignore[union-attr]
+    assert balanced.protocol == HTTP2 and balanced.policy is not None
+    assert balanced.policy.load_balancer.kind == LEAST_REQUEST and balanced.policy.tls is None
+    assert config.tls_policy_status is not None
+    (entry,) = config.tls_policy_status.policies[(INFRA, "tls")].ancestors
+    assert (entry.ref.kind, entry.ref.name) == ("Gateway", "same-namespace")
+    assert Builder().build(snapshot(*objects), settings).checksum == config.checksum
