@@ -10,12 +10,16 @@ The frame state machine, HPACK and the flow-control bookkeeping are the ``h2`` l
 its events into `H2Stream`s (proxy/http2/stream.py), each of which runs the same pipeline and exchange as an
 HTTP/1.1 request. Output of one callback is written with one ``transport.write``.
 
+The client's GOAWAY (RFC 9113 6.8) means it opens no more streams: the ones it already opened are answered,
+then the connection closes. (h2 would close its side at once and drop those answers: see `ServerH2`.)
+
 Defences (the 2023 rapid-reset and 2024 CONTINUATION-flood attacks, as nginx and Envoy bound them); a client
 over a limit gets GOAWAY and the connection closes, other connections are not touched:
 
-* at most MAX_STREAMS concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS, enforced by h2: a HEADERS frame
-  over it is a connection error);
-* at most RESET_LIMIT streams reset by the client per second (ENHANCE_YOUR_CALM);
+* at most MAX_STREAMS concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS): a stream over it is refused alone
+  (RST_STREAM REFUSED_STREAM, RFC 9113 5.1.2, as nginx does), the connection goes on;
+* at most RESET_LIMIT streams reset by the client, or refused by us, per second (ENHANCE_YOUR_CALM): a client
+  that keeps opening streams over the limit is treated as a rapid reset;
 * header blocks: SETTINGS_MAX_HEADER_LIST_SIZE, enforced by h2's HPACK decoder (a connection error), and each
   request's fields against --max-header-bytes / --max-headers as on HTTP/1.1 (431 on that stream); h2 buffers
   at most CONTINUATION_BACKLOG CONTINUATION frames of one block (a connection error beyond);
@@ -43,6 +47,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import Frame
 from hyperframe.frame import GoAwayFrame
 
 from proxy.http.ids import REQUEST_ID, ids
@@ -82,6 +87,36 @@ h2.frame_buffer.CONTINUATION_BACKLOG = 8
 _NO_ERROR = ErrorCodes.NO_ERROR
 _REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
 _CALM = ErrorCodes.ENHANCE_YOUR_CALM
+
+
+class AdvertisedSettings(Settings):
+    """Our SETTINGS: MAX_CONCURRENT_STREAMS is advertised (the mapping value h2 serializes) but h2 does not
+    enforce it (the property its HEADERS check reads): h2 would make a stream over it a connection error, and
+    we refuse only that stream (H2ClientConnection._request)."""
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return 2**31
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
+
+
+class ServerH2(H2Connection):
+    """h2's server state machine, but the client's GOAWAY does not close our side: h2 would move to CLOSED and
+    drop its unsent output, so the streams the client opened before it could never be answered (RFC 9113 6.8
+    says they complete). The connection class refuses new streams after it and closes when the last is done."""
+
+    def _receive_goaway_frame(self, frame: Frame) -> tuple[list[Frame], list[Any]]:
+        event = ConnectionTerminated()
+        try:
+            event.error_code = ErrorCodes(frame.error_code)  # type: ignore[attr-defined]
+        except ValueError:
+            event.error_code = frame.error_code  # type: ignore[attr-defined]
+        event.last_stream_id = frame.last_stream_id  # type: ignore[attr-defined]
+        event.additional_data = frame.additional_data or None  # type: ignore[attr-defined]
+        return [], [event]
 
 
 def take_over(conn: ClientConnection, data: bytes) -> None:
@@ -153,10 +188,10 @@ class H2ClientConnection(asyncio.Protocol):
         server = self.server
         # Outbound headers are made here already lower-case and without connection-specific fields (the response
         # reader drops them): h2's normalization and validation of them would only repeat that, per response.
-        h2 = self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding=None,
+        h2 = self.h2 = ServerH2(H2Configuration(client_side=False, header_encoding=None,
                                                     validate_outbound_headers=False,
                                                     normalize_outbound_headers=False))
-        h2.local_settings = Settings(client=False, initial_values={
+        h2.local_settings = AdvertisedSettings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
             SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             # HPACK-decoded size (32 bytes per field on top of name and value, RFC 9113), a ceiling above the
@@ -231,7 +266,13 @@ class H2ClientConnection(asyncio.Protocol):
         stream_id = event.stream_id
         h2 = self.h2
         if self.draining:
-            h2.reset_stream(stream_id, _REFUSED_STREAM)  # opened after our GOAWAY: the client may retry it
+            h2.reset_stream(stream_id, _REFUSED_STREAM)  # opened after a GOAWAY: the client may retry it
+            return
+        if len(self.streams) >= MAX_STREAMS:
+            # Over SETTINGS_MAX_CONCURRENT_STREAMS: refuse this stream only (RFC 9113 5.1.2; nginx answers the
+            # same), counted with the client's resets so that a client doing it on and on gets GOAWAY.
+            h2.reset_stream(stream_id, _REFUSED_STREAM)
+            self._count_reset("too many streams over the concurrency limit")
             return
         self.last_stream_id = stream_id
         stream = H2Stream(self, stream_id)
@@ -368,13 +409,17 @@ class H2ClientConnection(asyncio.Protocol):
             stream.exchange.client_lost()  # cancels its upstream request (or only accounts a finished one)
             self._idle_check()
         if event.remote_reset:
-            now = self.server.now
-            if now - self.resets_since > 1.0:
-                self.resets_since = now
-                self.resets = 0
-            self.resets += 1
-            if self.resets > RESET_LIMIT:
-                self.fail(_CALM, "too many streams reset by the client (rapid reset)")
+            self._count_reset("too many streams reset by the client (rapid reset)")
+
+    def _count_reset(self, why: str) -> None:
+        """One stream reset by the client or refused by us: over RESET_LIMIT per second, GOAWAY."""
+        now = self.server.now
+        if now - self.resets_since > 1.0:
+            self.resets_since = now
+            self.resets = 0
+        self.resets += 1
+        if self.resets > RESET_LIMIT:
+            self.fail(_CALM, why)
 
     def _window(self, event: WindowUpdated) -> None:
         if event.stream_id:
@@ -389,8 +434,14 @@ class H2ClientConnection(asyncio.Protocol):
             self._pump_all()
 
     def _terminated(self, event: ConnectionTerminated) -> None:
-        """The client's GOAWAY: it opens no more streams; the ones in flight finish, then the connection closes."""
+        """The client's GOAWAY: it opens no more streams; the ones it opened are answered, then the connection
+        closes (its last-stream-id names streams we opened, and we open none). A GOAWAY with an error code says
+        the client gives the connection up: close now."""
         self.draining = True
+        if event.error_code:
+            self.transport.close()
+            self._gone()
+            return
         if not self.streams:
             self.flush()
             self.transport.close()
