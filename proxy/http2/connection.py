@@ -362,14 +362,12 @@ class H2ClientConnection(asyncio.Protocol):
     def _request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         h2 = self.h2
-        if self.draining:
-            h2.reset_stream(stream_id, _REFUSED_STREAM)  # opened after a GOAWAY: the client may retry it
-            return
-        if len(self.streams) >= MAX_STREAMS:
-            # Over SETTINGS_MAX_CONCURRENT_STREAMS: refuse this stream only (RFC 9113 5.1.2; nginx answers the
-            # same), counted with the client's resets so that a client doing it on and on gets GOAWAY.
+        if self.draining or len(self.streams) >= MAX_STREAMS:
+            # Opened after a GOAWAY (the client may retry it elsewhere), or over SETTINGS_MAX_CONCURRENT_STREAMS:
+            # refuse this stream only (RFC 9113 5.1.2; nginx answers the same), counted with the client's resets
+            # so that a client doing it on and on gets GOAWAY.
             h2.reset_stream(stream_id, _REFUSED_STREAM)
-            self._count_reset("too many streams over the concurrency limit")
+            self._count_reset("too many streams refused (over the concurrency limit, or after GOAWAY)")
             return
         self.last_stream_id = stream_id
         stream = H2Stream(self, stream_id)
