@@ -50,8 +50,7 @@ from h2.exceptions import FlowControlError, FrameTooLargeError
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes, Settings
 from h2.stream import StreamInputs
-from hyperframe.frame import Frame
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from proxy.http.ids import REQUEST_ID, ids
 from proxy.http.request_fields import add_field
