@@ -11,7 +11,7 @@ its events into `H2Stream`s (proxy/http2/stream.py), each of which runs the same
 HTTP/1.1 request. Output of one callback is written with one ``transport.write``.
 
 The client's GOAWAY (RFC 9113 6.8) means it opens no more streams: the ones it already opened are answered,
-then the connection closes. (h2 would close its side at once and drop those answers: see `ServerH2`.)
+then the connection closes. (h2 would close its side at once and drop those answers: see `GracefulH2`.)
 
 Defences (the 2023 rapid-reset and 2024 CONTINUATION-flood attacks, as nginx and Envoy bound them); a client
 over a limit gets GOAWAY and the connection closes, other connections are not touched:
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import h2.frame_buffer
 from h2.config import H2Configuration
-from h2.connection import ConnectionState, H2Connection
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -50,13 +50,14 @@ from h2.exceptions import FlowControlError, FrameTooLargeError
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes, Settings
 from h2.stream import StreamInputs
-from hyperframe.frame import Frame, GoAwayFrame
+from hyperframe.frame import GoAwayFrame
 
 from proxy.http.ids import REQUEST_ID, ids
 from proxy.http.request_fields import add_field
 from proxy.http2.stream import H2Stream, fields_of
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
+from proxy.upstream.h2_graceful import GracefulH2
 from proxy.upstream.hpack_encoder import PairEncoder
 
 if TYPE_CHECKING:
@@ -116,12 +117,11 @@ _SEND_DATA = StreamInputs.SEND_DATA
 _SEND_END_STREAM = StreamInputs.SEND_END_STREAM
 
 
-class ServerH2(H2Connection):
+class ServerH2(GracefulH2):
     """h2's server state machine, with two differences.
 
-    The client's GOAWAY does not close our side: h2 would move to CLOSED and drop its unsent output, so the
-    streams the client opened before it could never be answered (RFC 9113 6.8 says they complete). The
-    connection class refuses new streams after it and closes when the last is done.
+    The client's GOAWAY does not close our side (GracefulH2): the streams the client opened before it are
+    answered (RFC 9113 6.8). The connection class refuses new streams after it and closes when the last is done.
 
     Responses are framed here: `send_headers`, `send_data` and `end_stream` make the same state transitions
     and flow-control accounting as h2's, and the same checks of what the caller may send, but write the
@@ -130,16 +130,6 @@ class ServerH2(H2Connection):
     third of h2's cost per request. Anything but the plain case (a stream h2 does not know, a connection not
     open, priority) is left to h2's own methods.
     """
-
-    def _receive_goaway_frame(self, frame: Frame) -> tuple[list[Frame], list[Any]]:
-        event = ConnectionTerminated()
-        try:
-            event.error_code = ErrorCodes(frame.error_code)  # type: ignore[attr-defined]
-        except ValueError:
-            event.error_code = frame.error_code  # type: ignore[attr-defined]
-        event.last_stream_id = frame.last_stream_id  # type: ignore[attr-defined]
-        event.additional_data = frame.additional_data or None  # type: ignore[attr-defined]
-        return [], [event]
 
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False,
                      priority_weight: int | None = None, priority_depends_on: int | None = None,
@@ -250,7 +240,7 @@ class H2ClientConnection(asyncio.Protocol):
         self.listener = listener
         self.pipeline = pipeline
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by start
-        self.h2: H2Connection = None  # type: ignore[assignment]
+        self.h2: ServerH2 = None  # type: ignore[assignment]
         self.streams: dict[int, H2Stream] = {}
         self.client_ip = b""
         self.scheme = listener.scheme
