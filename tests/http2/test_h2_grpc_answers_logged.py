@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from proxy.accesslog import AccessLog
+from proxy.routing.policies import HTTP2
 from server_harness import Rule, cluster, read_head
 
 GRPC = [("content-type", "application/grpc"), ("te", "trailers")]
@@ -74,3 +75,17 @@ async def test_a_plain_answer_has_no_grpc_status(proxy, h2_clients):
     assert (await client.get("/test.Echo/Unary")).status == 503  # not gRPC: the usual page
     (line,) = log.lines()
     assert (line["status"], line["grpc_status"]) == (503, None)
+
+
+async def test_a_grpc_answer_ended_with_an_error_logs_its_grpc_status(make_proxy, make_h2_pod, h2_clients):
+    """The pod begins a gRPC answer, then resets its stream: the proxy ends the answer with grpc-status 14 in
+    trailers (README, "To pods"); the log says status 200 (the pod's) and grpc_status 14."""
+    proxy = await make_proxy()
+    pod = await make_h2_pod()
+    proxy.publish([Rule("", "/", "default/h2:80")], [cluster("default/h2:80", [(pod.host, pod.port)], protocol=HTTP2)])
+    log = LogReader(proxy)
+    client = await h2_clients(proxy.port)
+    answer = await client.get("/partial", method="POST", headers=GRPC, body=b"x")
+    assert (answer.status, dict(answer.trailers).get(b"grpc-status")) == (200, b"14")
+    (line,) = log.lines()
+    assert (line["status"], line["grpc_status"]) == (200, 14)
