@@ -21,7 +21,10 @@ matched route (empty when none matched), ``user_agent``, ``retries``, ``reason``
 answered itself: ``no-route``, ``no-endpoints``, ``connect-failure``, ``upstream-timeout``,
 ``overloaded``, ``rate-limited``, ``fault-abort``, ``redirect``...; null when the upstream answered),
 ``trace_id`` and ``span_id`` (the W3C trace context of a traced request: the trace, and the proxy's span
-sent upstream as the parent; null when the request was not traced).
+sent upstream as the parent; null when the request was not traced), ``grpc_status`` (the gRPC status of
+the proxy's own answer to a gRPC request, which is sent as HTTP 200 and logged with ``status`` 200, as
+Envoy's %GRPC_STATUS%: 12 no route, 14 no endpoints or unavailable, 4 deadline...; null otherwise, and for
+answers of the pod, whose grpc-status travels in its trailers).
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ PIPE_BUF = 4096
 _UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
 _LINE = (b'{"time":"%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path":%s,"query":%s,'
          b'"protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,"upstream_duration":%s,'
-         b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s,%s}\n')
+         b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s,%s,"grpc_status":%s}\n')
 # The usual case, every field plain ASCII: quoted as it is, no escaping pass per field.
 _PLAIN_LINE = (b'{"time":"%s.%03dZ","request_id":"%s","client":"%s","method":"%s","host":"%s","path":"%s",'
                b'"query":"%s","protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,'
-               b'"upstream_duration":%s,"upstream":%s,%s,"user_agent":"%s","retries":%d,"reason":%s,%s}\n')
+               b'"upstream_duration":%s,"upstream":%s,%s,"user_agent":"%s","retries":%d,"reason":%s,%s,'
+               b'"grpc_status":%s}\n')
 _NO_TRACE = b'"trace_id":null,"span_id":null'
 _TRACE = b'"trace_id":"%s","span_id":"%s"'
 
@@ -107,10 +111,11 @@ class AccessLog:
     def add(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes | None, target: bytes,
             protocol: bytes, status: int, bytes_in: int, bytes_out: int, duration: float, upstream_duration: float,
             upstream: bytes | None, route: bytes, user_agent: bytes | None, retries: int, reason: str = "",
-            trace: bytes | None = None) -> None:
+            trace: bytes | None = None, grpc_status: int = -1) -> None:
         """Queue one request's line (on the event loop; never blocks). ``upstream_duration`` < 0: none;
         ``upstream``: see address_text; ``route``: see route_fields; ``reason``: a token of ours ("": null);
-        ``trace``: the traceparent value the proxy sent upstream (None: not traced)."""
+        ``trace``: the traceparent value the proxy sent upstream (None: not traced); ``grpc_status``: see the
+        module (-1: null)."""
         pending = self.pending
         if len(pending) >= self.limit:
             self.dropped += 1
@@ -133,7 +138,8 @@ class AccessLog:
                 protocol, status, bytes_in, bytes_out, duration,
                 b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null", upstream or b"null", route,
                 user_agent, retries, b'"%s"' % reason.encode("ascii") if reason else b"null",
-                _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE)
+                _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE,
+                b"%d" % grpc_status if grpc_status >= 0 else b"null")
         else:
             line = _LINE % (
                 self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
@@ -141,7 +147,8 @@ class AccessLog:
                 bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
                 upstream or b"null", route, json_text(user_agent), retries,
                 b'"%s"' % reason.encode("ascii") if reason else b"null",
-                _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE)
+                _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE,
+                b"%d" % grpc_status if grpc_status >= 0 else b"null")
         pending.append(line)
 
     def flush(self) -> None:
