@@ -158,8 +158,8 @@ class Client:
                     elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream:
                         body += event.data
                         conn.acknowledge_received_data(event.flow_controlled_length, stream)
-                    elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and event.stream_id == stream:
-                        done = True
+                    elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                        done = done or event.stream_id == stream
                     elif isinstance(event, h2.events.ConnectionTerminated):
                         return Answer(status, error=f"GOAWAY {event.error_code!r}")
                 writer.write(conn.data_to_send())
