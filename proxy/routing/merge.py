@@ -7,7 +7,8 @@ ImplementationSpecific at the same path), the oldest defaultBackend catches what
 Rules with conditions (Gateway API matches) share slots: a slot then holds a `Choice`, ordered
 by the Gateway API's precedence after the path: a method, more header matches, more query
 matches, the oldest object, namespace/name, rule order. An unconditional rule ends a Choice
-(what would follow it can never be reached).
+(what would follow it can never be reached). GRPCRoute matches are ranked across slots too (more
+service characters, then more method characters: routing.gateway.grpc_routes).
 
 ingress-nginx annotations join here because they reach across Ingresses of one host: an
 ingress-nginx canary turns the main Ingress's slot into a Choice of its own order (header, cookie,
@@ -83,6 +84,8 @@ class Candidate:
     # Table key: the normalized Exact path, the Prefix path without trailing "/", or the regex source.
     slot: str
     pattern: re.Pattern[str] | None = None
+    # A GRPCRoute match's (characters of its service, of its method), for the spec's order across slots.
+    grpc: tuple[int, int] | None = None
 
 
 def claims(contributions: Sequence[IngressPaths]) -> bool:
@@ -327,12 +330,18 @@ def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths]
     ages = {c.key: c.age for c in contributions}
     grouped: dict[tuple[str, str], list[Candidate]] = {}
     patterns: dict[str, re.Pattern[str]] = {}
+    ranks: dict[str, tuple[int, int]] = {}
+    if any(c.grpc is not None and c.pattern is not None for c in candidates):
+        candidates = tuple(_service_regex(c) if c.grpc is not None and c.grpc[0] and c.pattern is None
+                           and c.route.path_type == PATH_PREFIX else c for c in candidates)
     for candidate in candidates:
         kind = candidate.route.path_type
         group = PATH_EXACT if kind == PATH_EXACT else PATH_REGEX if kind == PATH_REGEX else PATH_PREFIX
         grouped.setdefault((group, candidate.slot), []).append(candidate)
         if candidate.pattern is not None:
             patterns[candidate.slot] = candidate.pattern
+            if candidate.grpc is not None:
+                ranks[candidate.slot] = candidate.grpc
     regex: dict[str, Slot] = {}
     for (group, slot), found in grouped.items():
         slots: dict[str, Slot] = (routes.exact if group == PATH_EXACT else regex if group == PATH_REGEX
@@ -354,11 +363,24 @@ def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths]
                 break
         slots[slot] = chosen[0] if len(chosen) == 1 and chosen[0].conditions is None else Choice(tuple(chosen))
     if regex:
-        # Longer patterns first (the closest to "most specific" a regex has), then the source text; after the
-        # paths of an ingress-nginx regex host (routing.ingress.regex_paths), which keep nginx's order.
+        # GRPCRoute matches by the spec: more service characters, then more method characters. Then longer
+        # patterns first (the closest to "most specific" a regex has), then the source text; after the paths
+        # of an ingress-nginx regex host (routing.ingress.regex_paths), which keep nginx's order.
+        def precedence(source: str) -> tuple[int, int, int, str]:
+            service, method = ranks.get(source, (0, 0))
+            return -service, -method, -len(source), source
+
         routes.regex = (*routes.regex, *((patterns[source], regex[source])
-                                         for source in sorted(regex, key=lambda s: (-len(s), s))))
+                                         for source in sorted(regex, key=precedence)))
     return warnings
+
+
+def _service_regex(candidate: Candidate) -> Candidate:
+    """A GRPCRoute service-only match (the Prefix `/<service>`) as the regex `/<service>/[^/]+`, so that it
+    is ranked among the host's gRPC regexes (a method-only match must not win over it)."""
+    source = re.escape(candidate.slot) + "/[^/]+"
+    route = replace(candidate.route, path=source, path_type=PATH_REGEX)
+    return replace(candidate, route=route, slot=source, pattern=re.compile(source))
 
 
 def _shadowed(loser: Route, winner: Route) -> Warning:

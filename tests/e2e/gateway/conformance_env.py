@@ -65,6 +65,9 @@ CERTIFICATES = {
 TLS_PODS = dict.fromkeys(("tls-backend", "grpc-infra-backend-v1"), (
     (INFRA, "tls-checks-ca-certificate"),
     ("abc.example.com", "spiffe://abc.example.com/test-identity", "other.example.com")))
+# Services whose pods also serve h2c on the echo's 3001 (conformance/base/manifests.yaml: infra-backend-v1's
+# second-port, appProtocol kubernetes.io/h2c).
+H2C_SERVICES = frozenset({"infra-backend-v1"})
 # Seconds for the process to serve a new state: it takes tens of milliseconds; generous for two busy cores, short
 # enough that a process gone wrong fails the module's tests one by one quickly.
 DEADLINE = 10.0
@@ -104,7 +107,7 @@ class Backends:
         for _ in range(20):
             started: list[EchoPod | GrpcEchoPod] = []
             try:
-                port = tls_port = 0
+                port = tls_port = h2c_port = 0
                 for address in addresses:
                     namespace, service, name = PODS[address]
                     if service in GRPC_SERVICES:
@@ -115,7 +118,8 @@ class Backends:
                     else:
                         pod = EchoPod(service=service, namespace=namespace, name=name,
                                       address=self.loopback(address), tls=self._server_context(service))
-                        started.append(await pod.start(port))
+                        started.append(await pod.start(port, h2c=service in H2C_SERVICES, h2c_port=h2c_port))
+                        h2c_port = pod.h2c_port
                     port = started[-1].port
             except OSError:  # that port is taken on another address: try another one
                 for pod in started:

@@ -96,6 +96,8 @@ class Runner:
                 return await self._websocket(request, wanted)
             if "grpc" in request:
                 return self._compare_grpc(request, wanted, await self._send(expected, request))
+            if request.get("h2c"):
+                return await self._h2c(request, wanted)
             if mirrors and any(percent < 100 for _, percent in mirrors):
                 return await self._mirror_share(expected, request, wanted)
             if not mirrors:
@@ -244,6 +246,18 @@ class Runner:
 
     def _served_certificates(self) -> set[bytes]:
         return {certificate.der for certificate in self.env.manifests.certificates.values()}
+
+    # ---- HTTP/2 cleartext from the client
+
+    async def _h2c(self, request: Request, wanted: ExpectedFields) -> str:
+        """An h2c (prior knowledge) request, compared as any other; `proto`: what the backend was spoken to in."""
+        answer = await self.client.h2c(local_port=request.get("port", 80) + self.env.offset,
+                                       path=request.get("path", "/"), host=request.get("host", "example.com"),
+                                       headers=request.get("headers"))
+        found = self._compare(request, wanted, answer)
+        if not found and "proto" in wanted and (answer.echo or {}).get("proto") != wanted["proto"]:
+            found = f"{_brief(request)}: the backend was spoken to in {(answer.echo or {}).get('proto')}"
+        return found
 
     # ---- WebSocket
 

@@ -28,8 +28,6 @@ PATHS = (
 COLUMNS = ("routing", "file", "cluster")
 # Upstream tests of the GATEWAY-HTTP and GATEWAY-GRPC profiles' features that are not reproduced, and why.
 OUT_OF_SCOPE = {
-    "HTTPRouteBackendProtocolH2C": "its client speaks h2c to the gateway (HTTP/2 from clients); the backend side "
-                                   "(h2c to the pod) is tested in tests/server/test_h2_upstream.py",
     "HTTPRouteHTTPSListenerDetectMisdirectedRequests (HTTP/2 part)": "HTTP/2; the HTTP/1.1 cases are reproduced",
     "HTTPRouteRetry, HTTPRouteRetryConnectionError, HTTPRouteRetryWithTimeouts": "experimental channel",
     "GatewayFrontendClientCertificateValidation and the other client certificate tests": "not implemented",

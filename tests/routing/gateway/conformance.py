@@ -105,7 +105,7 @@ def expect(config: Config, cases: list[Case] | tuple[Case, ...], **defaults: Any
             continue
         if "grpc" in request:
             expected = _grpc_expected(expected)
-        outcome = send(config, **as_http({k: v for k, v in request.items() if k != "websocket"}))
+        outcome = send(config, **as_http({k: v for k, v in request.items() if k not in ("websocket", "h2c")}))
         _check(outcome, request, expected)
 
 
@@ -151,6 +151,7 @@ def _misdirected(config: Config, request: dict[str, Any], expected: dict[str, An
 def _check(outcome: Outcome, request: dict[str, Any], expected: dict[str, Any]) -> None:
     wanted = dict(expected)
     wanted.pop("websocket_echo", None)  # end to end only
+    wanted.pop("proto", None)  # end to end only (the protocol the backend was spoken to in)
     wanted.pop("pod", None)
     wanted.pop("backend_sni", None)  # end to end: the SNI the backend saw (here: backend_tls's)
     backend_tls = wanted.pop("backend_tls", None)
