@@ -21,10 +21,17 @@ so "handshakes per server CPU second" says what the rate alone cannot. The share
 s_time reports as resumed ('r') is checked, so a resumption that silently fell back to full
 handshakes cannot pass for one.
 
-`--listener` (on by default) compares the two ways the HTTPS listener can be bound, in one
-uvloop process each serving bench/backend.py's protocol: `create_server(ssl=context)` and
-`create_server(proxy.tls.handshake.TlsAcceptor)` (which counts handshakes by outcome). Same
-handshake loads, plus requests per second over established TLS connections (wrk, keep-alive).
+`--listener` (on by default) compares the ways the HTTPS listener can be bound, in one
+uvloop process each serving bench/backend.py's protocol: `create_server(ssl=context)`,
+`create_server(proxy.tls.handshake.TlsAcceptor)` (which counts handshakes by outcome, what pyngress
+runs), and an experiment: uvloop's SSLProtocol made by the factory with a duck-typed waiter that
+counts. Same handshake loads, plus requests per second over established TLS connections (wrk,
+keep-alive).
+
+`--modes` runs pyngress pure-Python and compiled (issue #14) next to nginx; the table gives each
+server's CPU µs per connection (process CPU seconds / connections) and the issue's target for resumed
+handshakes (≤ 1.5x nginx's CPU). `--perf N` adds one more run of N seconds per load and server under
+`perf record` and splits the CPU per connection by where it goes.
 
 Results: a table on stdout and JSON in bench/results/tls-<time>.json.
 """
@@ -367,6 +374,33 @@ async def _serve_listener(mode: str, cert: str, key: str) -> None:
     if mode == "ssl":
         server = await loop.create_server(BackendProtocol, "127.0.0.1", 0, ssl=context, ssl_handshake_timeout=60,
                                           backlog=1024)
+    elif mode == "direct":
+        # An experiment (not what pyngress runs): uvloop's SSL protocol made by our factory, as create_server(ssl=)
+        # makes it, with a duck-typed waiter that counts the outcome (uvloop calls set_result or set_exception on
+        # it when the handshake ends). What counting handshakes could cost without start_tls.
+        from uvloop.loop import SSLProtocol  # type: ignore[attr-defined]
+
+        from proxy.tls.handshake import classify
+
+        class Outcome:
+            __slots__ = ()
+
+            def cancelled(self) -> bool:
+                return False
+
+            def set_result(self, _result: object) -> None:
+                stats.completed += 1
+
+            def set_exception(self, exc: BaseException) -> None:
+                stats.failures[classify(exc)] += 1
+
+        outcome = Outcome()
+
+        def direct() -> asyncio.BaseProtocol:
+            return SSLProtocol(loop, BackendProtocol(), context, outcome, True, None,
+                               ssl_handshake_timeout=60)
+
+        server = await loop.create_server(direct, "127.0.0.1", 0, backlog=1024)
     else:
         factory = tls_protocol_factory(BackendProtocol, context, handshake_timeout=60, stats=stats)
         server = await loop.create_server(factory, "127.0.0.1", 0, backlog=1024)
@@ -376,7 +410,7 @@ async def _serve_listener(mode: str, cert: str, key: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.close()
-    if mode == "acceptor":
+    if mode in ("acceptor", "direct"):
         print(f"bench-tls-listener handshakes completed={stats.completed} failures="
               + json.dumps({k: v for k, v in stats.failures.items() if v}), flush=True)
 
@@ -385,12 +419,13 @@ def _start_listener(group: ProcessGroup, mode: str, cert: str, key: str) -> Targ
     process = group.start(f"listener-{mode}", [sys.executable, "-m", "bench.tls", "--serve-listener", mode,
                                                 "--cert", cert, "--key", key], cwd=_REPO)
     port = int(process.wait_line(_LISTENER_READY, timeout=30)[1])
-    return Target(label="create_server(ssl=)" if mode == "ssl" else "TlsAcceptor", port=port, process=process)
+    label = {"ssl": "create_server(ssl=)", "acceptor": "TlsAcceptor", "direct": "SSLProtocol+waiter (experiment)"}
+    return Target(label=label[mode], port=port, process=process)
 
 
 def listener_rows(args: argparse.Namespace, group: ProcessGroup, openssl: str, wrk: str | None, cert: str,
                   key: str, cert_pem: bytes, workdir: str, notes: list[str]) -> list[Row]:
-    targets = [_start_listener(group, "ssl", cert, key), _start_listener(group, "acceptor", cert, key)]
+    targets = [_start_listener(group, mode, cert, key) for mode in ("ssl", "acceptor", "direct")]
     for target in targets:
         check_server(target.port, cert_pem=cert_pem, label=target.label)
     rows: list[Row] = []
@@ -425,7 +460,7 @@ def listener_rows(args: argparse.Namespace, group: ProcessGroup, openssl: str, w
         group.stop(target.process)
         match = re.search(r"bench-tls-listener handshakes (.+)", target.process.log_text())
         if match:
-            notes.append(f"TlsAcceptor counted: {match[1]}")
+            notes.append(f"{target.label} counted: {match[1]}")
     return rows + request_rows
 
 
@@ -678,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pyngress-arg", action="append", default=[], metavar="ARG", help="extra argument for pyngress")
     add("--json", default="", metavar="FILE", help="default bench/results/tls-<time>.json")
     add("--keep", action="store_true", help="keep the working folder")
-    add("--serve-listener", choices=("ssl", "acceptor"), help=argparse.SUPPRESS)
+    add("--serve-listener", choices=("ssl", "acceptor", "direct"), help=argparse.SUPPRESS)
     add("--cert", help=argparse.SUPPRESS)
     add("--key", help=argparse.SUPPRESS)
     return parser
