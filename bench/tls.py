@@ -70,6 +70,7 @@ from bench.processes import (
     wait_for_port,
     which,
 )
+from proxy.extensions import COMPILED
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LISTENER_READY = re.compile(r"bench-tls-listener listening 127\.0\.0\.1:(\d+)")
@@ -572,11 +573,14 @@ PROFILE_CATEGORIES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ("uvloop other (loop, transports)", lambda dso, sym: "loop.cpython" in dso or "uvloop" in dso
      or "libuv" in dso),
     ("CPython _ssl module", lambda dso, sym: "_ssl" in dso),
-    ("pyngress compiled modules", lambda dso, sym: "/proxy/" in dso),
-    ("CPython interpreter (our .py, ssl.py, asyncio)", lambda dso, sym: "python" in dso),
+    ("pyngress compiled modules", lambda dso, sym: dso.split(".", 1)[0] in _COMPILED_NAMES),
+    ("CPython interpreter (our .py, ssl.py, asyncio)", lambda dso, sym: "libpython" in dso
+     or dso.startswith("python")),
     ("kernel (system calls, TCP)", lambda dso, sym: "kernel" in dso),
     ("libc and the rest", lambda dso, sym: True),
 )
+# perf names a shared object by its file name (h1_connection.cpython-311-x86_64-linux-gnu.so: proxy.http.h1_connection).
+_COMPILED_NAMES = frozenset(name.rsplit(".", 1)[-1] for name in COMPILED)
 _PERF_LINE = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)$")
 
 
