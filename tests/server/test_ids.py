@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from proxy.http.ids import POOL_IDS, STEP, IdPool
+from proxy.http.ids import POOL_IDS, STEP, TRACE_IDS, TRACEPARENT_AFTER, TRACEPARENT_BEFORE, IdPool
+from proxy.tracing.context import parse_traceparent
 
 _HEX32 = re.compile(rb"[0-9a-f]{32}")
 
@@ -21,3 +22,14 @@ def test_ids_are_hex_unique_and_each_request_gets_two_groups_of_its_own():
         request_ids.add(window[:32])
         span_ids.add(window[33:])
     assert len(request_ids) == len(span_ids) == POOL_IDS * 3 + 5
+
+
+def test_each_request_part_of_the_pool_is_an_unsampled_traceparent_around_its_ids():
+    """Tracing takes a new trace's traceparent value as one slice of the pool (proxy.http.ids layout); W3C Trace
+    Context's version 00 format: https://www.w3.org/TR/trace-context/#traceparent-header-field-values."""
+    pool = IdPool()
+    for _ in range(POOL_IDS * 2 + 3):
+        data, at = pool.take()
+        value = data[at - TRACEPARENT_BEFORE : at + TRACEPARENT_AFTER]
+        assert parse_traceparent(value) == (data[at : at + 32], data[at + 33 : at + 49], False)
+        assert value == b"00-" + data[at : at + TRACE_IDS] + b"-00"
