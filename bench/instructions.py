@@ -148,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tracing", action="store_true",
                         help="also: the Ingress route with tracing on, sample ratio 0.01 and 1.0 (spans to a local "
                              "OTLP sink)")
+    parser.add_argument("--ratios", default="0,0.01,1.0", metavar="R,R",
+                        help="with --tracing: the sample ratios measured (default 0, 0.01 and 1.0)")
     parser.add_argument("--only-tracing", action="store_true",
                         help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
     parser.add_argument("--seeds", type=int, default=0, metavar="N",
@@ -202,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      _count(group, tree=_REPO, folder=folder, extra=(), port=port, requests=args.requests,
                             workdir=workdir, name="ingress", **plain)))  # type: ignore[arg-type]
         if args.tracing:
-            for ratio in ("0", "0.01", "1.0"):  # 0: the cost of an unsampled request alone
+            for ratio in args.ratios.split(","):  # 0: the cost of an unsampled request alone
                 with OtlpSink() as sink:
                     rows.append((f"Ingress route, tracing {ratio}",
                                  _count(group, tree=_REPO, folder=folder, port=free_port(), requests=args.requests,

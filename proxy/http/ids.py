@@ -8,8 +8,9 @@ characters of the pool, a version 00 traceparent of an unsampled new trace and o
     00-<32 hex: the request id, the trace id>-<16 hex: the span id>-00?
        ^ at (the position the protocol leaves on the head)
 
-``hexlify(urandom(...))`` fills the pool with digits and seven strided stores write the fixed characters
-(``00-``, ``-``, ``-00``), once per refill. The protocol cuts the request id, ``pool[at:at + 32]``, and leaves
+``hexlify(urandom(...))`` fills the pool with digits and, once a tracer asked for it (`lay_out_traceparents`,
+when the server has --otlp-endpoint), seven strided stores write the fixed characters (``00-``, ``-``,
+``-00``), once per refill; without tracing the pool is digits only (nothing reads the other characters). The protocol cuts the request id, ``pool[at:at + 32]``, and leaves
 the pool and the position on the head (``id_pool``, ``id_at``), so that tracing, when the route is traced,
 takes its whole traceparent value with ``pool[at - 3:at + 52]`` (TRACEPARENT_BEFORE, TRACEPARENT_AFTER: no
 formatting per request), or "<trace id>-<span id>" with ``pool[at:at + 49]`` for a continued trace's span
@@ -42,26 +43,36 @@ _FIXED = tuple((offset, char * POOL_IDS) for offset, char in (
     (0, b"0"), (1, b"0"), (2, b"-"), (35, b"-"), (52, b"-"), (53, b"0"), (54, b"0")))
 
 
-def fill() -> bytes:
-    """A new pool of POOL_IDS requests' parts (see the module docstring)."""
-    digits = bytearray(hexlify(urandom(POOL_END // 2)))
+def fill(traceparents: bool = True) -> bytes:
+    """A new pool of POOL_IDS requests' parts (see the module docstring); digits only unless `traceparents`."""
+    digits = hexlify(urandom(POOL_END // 2))
+    if not traceparents:
+        return digits
+    laid_out = bytearray(digits)
     for offset, chars in _FIXED:
-        digits[offset::STEP] = chars
-    return bytes(digits)
+        laid_out[offset::STEP] = chars
+    return bytes(laid_out)
 
 
 class IdPool:
     """One per process: the current pool and the position of the next request's ids in it."""
 
-    __slots__ = ("pool", "at")
+    __slots__ = ("pool", "at", "traceparents")
 
     def __init__(self) -> None:
         self.pool = b""
         self.at = POOL_END
+        self.traceparents = False
+
+    def lay_out_traceparents(self) -> None:
+        """From now on each request's part of the pool is a traceparent value (tracing reads it: see the
+        module docstring); the next request starts a new pool."""
+        self.traceparents = True
+        self.at = POOL_END
 
     def refill(self) -> int:
         """A new pool; the position of its first ids (FIRST)."""
-        self.pool = fill()
+        self.pool = fill(self.traceparents)
         self.at = FIRST
         return FIRST
 
