@@ -93,7 +93,7 @@ def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[
         env["PYTHONHASHSEED"] = seed
     process = group.start(name, argv, env=env, cwd=tree)
     try:
-        process.wait_line(_LISTENING, timeout=300)
+        process.wait_line(_LISTENING, timeout=1200)
         connection = HttpConnection("127.0.0.1", port, timeout=60)
         for _ in range(200):  # warm-up: pools, caches, bound counters
             status, _ = connection.request("GET", "/small", host=host, headers=headers)

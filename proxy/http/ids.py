@@ -38,8 +38,9 @@ REQUEST_ID = 32
 TRACEPARENT_BEFORE = TRACE_ID_AT
 TRACEPARENT_AFTER = TRACEPARENT_LENGTH - TRACE_ID_AT
 
-# The fixed characters of each request's part: (offset in the part, the character repeated once per request).
-_FIXED = tuple((offset, char * POOL_IDS) for offset, char in (
+# The fixed characters of each request's part: (offset in the part, the character repeated once per request; a
+# bytearray, as compiled, a strided store into a bytearray takes no bytes).
+_FIXED = tuple((offset, bytearray(char * POOL_IDS)) for offset, char in (
     (0, b"0"), (1, b"0"), (2, b"-"), (35, b"-"), (52, b"-"), (53, b"0"), (54, b"0")))
 
 

@@ -6,6 +6,9 @@ themselves are forwarded as they came unless tracing applies), and `trace`, the 
 proxy sends upstream (None: the request is not traced). `trace` carries everything the end needs: the
 trace id, our span id and, in its flags, whether the request is sampled; the parent id is the client's
 when the trace ids agree. So an unsampled request costs bytes only, and a sampled one one tuple at its end.
+A new trace's traceparent value is not formatted: the protocol's id pool holds it around the request's ids
+once the server asked for that layout (proxy.http.ids.IdPool.lay_out_traceparents, done with the Tracer),
+so it is one slice, and sampling compares its first digits with the bound's.
 
 Sampling is parent-based: a valid incoming traceparent (when trusted, --trace-trust-incoming) decides by
 its sampled flag; a new trace is sampled when the high 64 bits of its id fall under ratio x 2**64
