@@ -10,12 +10,13 @@ characters of the pool, a version 00 traceparent of an unsampled new trace and o
 
 ``hexlify(urandom(...))`` fills the pool with digits and, once a tracer asked for it (`lay_out_traceparents`,
 when the server has --otlp-endpoint), seven strided stores write the fixed characters (``00-``, ``-``,
-``-00``), once per refill; without tracing the pool is digits only (nothing reads the other characters). The protocol cuts the request id, ``pool[at:at + 32]``, and leaves
-the pool and the position on the head (``id_pool``, ``id_at``), so that tracing, when the route is traced,
-takes its whole traceparent value with ``pool[at - 3:at + 52]`` (TRACEPARENT_BEFORE, TRACEPARENT_AFTER: no
-formatting per request), or "<trace id>-<span id>" with ``pool[at:at + 49]`` for a continued trace's span
-id. A new trace's id is the request's generated id (as Envoy ties tracing to x-request-id), which the
-access log already carries. Ids are unique, not secret; the OS bytes are drawn once per 256 requests.
+``-00``), once per refill; without tracing the pool is digits only (nothing reads the other characters).
+The protocol cuts the request id, ``pool[at:at + 32]``, and leaves the pool and the position on the head
+(``id_pool``, ``id_at``), so that tracing, when the route is traced, takes its whole traceparent value with
+``pool[at - 3:at + 52]`` (TRACEPARENT_BEFORE, TRACEPARENT_AFTER: no formatting per request), or "<trace
+id>-<span id>" with ``pool[at:at + 49]`` for a continued trace's span id. A new trace's id is the request's
+generated id (as Envoy ties tracing to x-request-id), which the access log already carries. Ids are unique,
+not secret; the OS bytes are drawn once per 256 requests.
 """
 
 from __future__ import annotations
