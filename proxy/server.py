@@ -22,6 +22,7 @@ from proxy.accesslog import AccessLog
 from proxy.http import auth_request, mirror
 from proxy.http.forwarded import ForwardedTrust
 from proxy.http.h1_connection import ClientConnection
+from proxy.http.ids import ids
 from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
@@ -140,6 +141,7 @@ class ProxyServer:
         if settings.otlp_endpoint:
             self.tracer = Tracer(ratio=settings.trace_sample_ratio, trust_incoming=settings.trace_trust_incoming,
                                  by_default=settings.trace_by_default)
+            ids.lay_out_traceparents()  # a new trace's traceparent value is cut from the id pool
         holder.subscribe(self._runtime_published)
         if holder.current is not None:
             self._runtime_published(holder.current)

@@ -1,4 +1,5 @@
 cdef class IdPool:
     cdef public object pool
     cdef public object at
+    cdef public object traceparents
 

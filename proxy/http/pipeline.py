@@ -37,9 +37,6 @@ from proxy.routing.model import BODY_LIMIT_DEFAULT, Timeouts
 from proxy.routing.paths import normalize_path
 from proxy.routing.request import Request
 from proxy.routing.table import normalize_host
-from proxy.tracing.tracer import IDS as _TRACE_IDS
-from proxy.tracing.tracer import NEW_SAMPLED as _NEW_SAMPLED
-from proxy.tracing.tracer import NEW_UNSAMPLED as _NEW_UNSAMPLED
 from proxy.upstream.errors import BadRequest, InvalidBackend, NoEndpoints
 
 if TYPE_CHECKING:
@@ -202,10 +199,15 @@ class Pipeline:
                 traced = tracer.by_default
             if traced and head.trace is None:  # (set: dispatched again after a check, see _check)
                 if head.traceparent is None and head.tracestate is None:
-                    # Tracer.start's usual case, inline (a new trace; the call alone was a tenth of its cost).
+                    # Tracer.start's usual case, inline (a new trace; the call alone was a tenth of its cost): the
+                    # traceparent value of an unsampled new trace is in the id pool around the request's id
+                    # (proxy.http.ids: pool[at - TRACEPARENT_BEFORE : at + TRACEPARENT_AFTER]); a sampled one
+                    # ends in 1 (proxy.tracing.context.SAMPLED_AT).
                     at = head.id_at
-                    ids = head.id_pool[at : at + _TRACE_IDS]
-                    trace = head.trace = (_NEW_SAMPLED if ids < tracer.bound_hex else _NEW_UNSAMPLED) % ids
+                    trace = head.id_pool[at - 3 : at + 52]
+                    if trace < tracer.sampled_below:
+                        trace = trace[:54] + b"1"
+                    head.trace = trace
                     fields += (b"traceparent", _SEP, trace, _CRLF)
                 else:
                     tracer.start(head)

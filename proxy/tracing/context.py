@@ -34,7 +34,10 @@ _ids = Random(SystemRandom().getrandbits(128))
 # Public so the request path can make ids inline (b"%016x" % random_bits(64)).
 random_bits = _ids.getrandbits
 
-# Where the flags' last character sits in a traceparent we wrote ("0" or "1"), and its byte when sampled.
+# A version 00 traceparent value's length, where its trace id starts, and where its flags' last character
+# sits ("0" or "1"; its byte when sampled). proxy.http.ids lays its pool out around these.
+TRACEPARENT_LENGTH = 55
+TRACE_ID_AT = 3
 SAMPLED_AT = 54
 SAMPLED_BYTE = 0x31
 
@@ -97,5 +100,6 @@ def is_sampled(traceparent: bytes) -> bool:
 
 
 __all__ = ["MAX_TRACEPARENT", "MAX_TRACESTATE", "MAX_TRACESTATE_MEMBERS", "SAMPLED_AT", "SAMPLED_BYTE",
+           "TRACEPARENT_LENGTH", "TRACE_ID_AT",
            "clean_tracestate", "format_traceparent", "is_sampled", "parse_traceparent", "random_bits", "ratio_bound",
            "trace_ids"]

@@ -6,6 +6,9 @@ themselves are forwarded as they came unless tracing applies), and `trace`, the 
 proxy sends upstream (None: the request is not traced). `trace` carries everything the end needs: the
 trace id, our span id and, in its flags, whether the request is sampled; the parent id is the client's
 when the trace ids agree. So an unsampled request costs bytes only, and a sampled one one tuple at its end.
+A new trace's traceparent value is not formatted: the protocol's id pool holds it around the request's ids
+once the server asked for that layout (proxy.http.ids.IdPool.lay_out_traceparents, done with the Tracer),
+so it is one slice, and sampling compares its first digits with the bound's.
 
 Sampling is parent-based: a valid incoming traceparent (when trusted, --trace-trust-incoming) decides by
 its sampled flag; a new trace is sampled when the high 64 bits of its id fall under ratio x 2**64
@@ -18,19 +21,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proxy.tracing.context import clean_tracestate, parse_traceparent, ratio_bound
+from proxy.tracing.context import (
+    SAMPLED_AT,
+    TRACE_ID_AT,
+    TRACEPARENT_LENGTH,
+    clean_tracestate,
+    parse_traceparent,
+    ratio_bound,
+)
 
 if TYPE_CHECKING:
     from proxy.tracing.exporter import SpanExporter
 
 _SEP = b": "
 _CRLF = b"\r\n"
-# A new trace's traceparent value from its ids ("<trace id>-<span id>"), sampled or not (one formatting operation
-# measured fewer instructions than two concatenations).
-NEW_SAMPLED = b"00-%s-01"
-NEW_UNSAMPLED = b"00-%s-00"
-# The ids' length: 32 + "-" + 16.
+# The ids' length ("<trace id>-<span id>": 32 + "-" + 16), and where a new trace's traceparent value ends
+# (from the request's position in the id pool: see proxy.http.ids).
 IDS = 49
+_VALUE_END = TRACEPARENT_LENGTH - TRACE_ID_AT
 _TRACE_FIELDS = frozenset((b"traceparent", b"tracestate"))
 
 
@@ -51,14 +59,15 @@ class TracedRequest(Protocol):
 class Tracer:
     """One per process (per ProxyServer): the sampling settings, and the exporter spans go to."""
 
-    __slots__ = ("bound", "trust", "by_default", "exporter", "bound_hex")
+    __slots__ = ("bound", "trust", "by_default", "exporter", "sampled_below")
 
     def __init__(self, *, ratio: float, trust_incoming: bool = True, by_default: bool = True,
                  exporter: SpanExporter | None = None) -> None:
         self.bound = ratio_bound(ratio)
-        # The bound as 16 hex digits, compared with a new trace id in hex (lower-case hex digits compare as the
-        # numbers do, so this compares its high 64 bits with the bound; ratio 1: a value above every id).
-        self.bound_hex = b"%016x" % self.bound if self.bound < 1 << 64 else b"g"
+        # The bound as a traceparent's start, "00-" and 16 hex digits, compared with a new trace's traceparent value
+        # (lower-case hex digits compare as the numbers do, so this compares the trace id's high 64 bits with the
+        # bound; ratio 1: a value above every id).
+        self.sampled_below = b"00-%016x" % self.bound if self.bound < 1 << 64 else b"00-g"
         self.trust = trust_incoming
         # Whether routes without an annotation saying otherwise are traced (Route.tracing None).
         self.by_default = by_default
@@ -69,12 +78,14 @@ class Tracer:
         continue) to the fields forwarded upstream; the client's own fields go, valid or not."""
         if request.traceparent is None and request.tracestate is None:
             # The usual case, kept short: a new trace whose ids are the ones the protocol made for the request
-            # (its generated request id and 16 more digits, "<trace id>-<span id>"; see proxy.http.ids).
-            # (proxy.http.pipeline inlines these lines: keep the two alike.)
+            # (its generated request id and 16 more digits), whose unsampled traceparent value the pool holds
+            # around them (see proxy.http.ids). (proxy.http.pipeline inlines these lines: keep the two alike.)
             at = request.id_at
-            ids = request.id_pool[at : at + IDS]
-            # (ids < bound: its first 16 digits, the trace id's high 64 bits, are below the bound's 16; see ratio_bound)
-            value = request.trace = (NEW_SAMPLED if ids < self.bound_hex else NEW_UNSAMPLED) % ids
+            value = request.id_pool[at - TRACE_ID_AT : at + _VALUE_END]
+            # (below the bound: the trace id's first 16 digits, its high 64 bits, are; see ratio_bound)
+            if value < self.sampled_below:
+                value = value[:SAMPLED_AT] + b"1"
+            request.trace = value
             request.fields += (b"traceparent", _SEP, value, _CRLF)
             return
         self._start_with_context(request)
@@ -92,12 +103,13 @@ class Tracer:
             request.remove_header(b"tracestate")
             state = clean_tracestate(state) if parent is not None else None
         at = request.id_at
-        ids = request.id_pool[at : at + IDS]  # as in `start`
-        if parent is None:
-            value = (NEW_SAMPLED if ids < self.bound_hex else NEW_UNSAMPLED) % ids
+        if parent is None:  # as in `start`
+            value = request.id_pool[at - TRACE_ID_AT : at + _VALUE_END]
+            if value < self.sampled_below:
+                value = value[:SAMPLED_AT] + b"1"
         else:
-            trace_id, _, sampled = parent
-            value = b"00-" + trace_id + ids[32:] + (b"-01" if sampled else b"-00")
+            trace_id, _, sampled = parent  # our span id: the digits after the request's id
+            value = b"00-" + trace_id + request.id_pool[at + 32 : at + IDS] + (b"-01" if sampled else b"-00")
         request.trace = value
         request.tracestate = state
         names = request.connection_names
@@ -115,4 +127,4 @@ class Tracer:
             exporter.add(span)
 
 
-__all__ = ["IDS", "NEW_SAMPLED", "NEW_UNSAMPLED", "TracedRequest", "Tracer"]
+__all__ = ["IDS", "TracedRequest", "Tracer"]

@@ -14,7 +14,10 @@ PARENT = b"00f067aa0ba902b7"
 
 
 def head(*fields: tuple[bytes, bytes]) -> RequestHead:
-    """A head as the protocol leaves it: the fields, the trace context seen, and its ids' place in the pool."""
+    """A head as the protocol leaves it: the fields, the trace context seen, and its ids' place in the pool
+    (laid out for tracing, as the server asks when it has a tracer)."""
+    if not ids.traceparents:
+        ids.lay_out_traceparents()
     request = RequestHead()
     request.id_pool, request.id_at = ids.take()
     for name, value in fields:
