@@ -2,7 +2,6 @@ from proxy.http.h1_response cimport H1Response
 from proxy.http.h1_writer cimport H1Writer
 from proxy.http.head cimport RequestHead
 from proxy.stats cimport RouteStats
-from proxy.upstream.connection cimport UpstreamConnection
 from proxy.upstream.pool cimport EndpointPool
 
 cdef class Exchange(RequestHead):
