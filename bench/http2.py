@@ -10,6 +10,10 @@ flipped each round), median of `--rounds`; every response must be a 2xx.
 
 Prints a table and the ratio pyngress/nginx.
 
+`--cpu N`: instead, pyngress's CPU time (user + system, from /proc) per request while h2load sends N requests
+(same 10 x 10, three times, median): the cost of a request, which the machine's other load moves far less than
+requests per second (use it to compare two trees on a busy machine).
+
 `--memory`: instead, pyngress's RSS while `--memory-connections` x 100 streams each download 1 MiB through
 a client that reads nothing (its windows stay closed, the issue's slow-reader case): flow control must keep
 what the proxy holds bounded (one upstream read per stream), not the bodies.
@@ -156,6 +160,46 @@ def memory(args: argparse.Namespace, nginx_path: str | None) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu(args: argparse.Namespace, program: str, nginx_path: str) -> int:
+    """pyngress's CPU microseconds per request (see the module docstring)."""
+    workdir = tempfile.mkdtemp(prefix="pyngress-bench-h2-cpu-")
+    group = ProcessGroup(workdir)
+    costs = []
+    try:
+        backend_port = free_port()
+        layout = nginx.backend_config(os.path.join(workdir, "backend"), ports=[backend_port])
+        nginx.check_config(nginx_path, layout)
+        nginx.start(group, nginx_path, layout, name="backend", port=backend_port)
+        folder = os.path.join(workdir, "manifests")
+        manifests.write_folder(folder, manifests.objects(None, backend=[("127.0.0.1", backend_port)]))
+        process, address, _ = start_pyngress(group, manifests=folder, extra=args.pyngress_arg)
+        argv = [program, "-c", str(args.clients), "-m", str(args.streams), "-H", f":authority: {manifests.MAIN_HOST}",
+                f"http://127.0.0.1:{address.http_port}/"]
+        for index, count in enumerate((max(1000, args.cpu // 4), args.cpu, args.cpu, args.cpu)):  # first: warm-up
+            before = _cpu_seconds(process.pid)
+            result = subprocess.run([*argv, "-n", str(count)], capture_output=True, text=True, timeout=600,
+                                    check=False)
+            found = _REQUESTS.search(result.stdout)
+            if result.returncode or found is None or int(found[3]) != count:
+                raise RuntimeError(f"h2load failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+            if index:
+                costs.append((_cpu_seconds(process.pid) - before) / count * 1e6)
+    except (StartError, RuntimeError) as error:
+        print(f"bench.http2: {error}", file=sys.stderr)
+        return 1
+    finally:
+        group.close()
+    print(f"pyngress CPU per request, h2load -c {args.clients} -m {args.streams} -n {args.cpu}, h2c, backend nginx: "
+          f"{median(costs):.0f} us (runs: {', '.join(f'{c:.0f}' for c in costs)})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.http2", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=10, help="h2load connections")
@@ -163,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (median)")
     parser.add_argument("--pyngress-arg", action="append", default=[], help="extra pyngress flag (repeatable)")
+    parser.add_argument("--cpu", type=int, default=0, help="measure CPU per request over this many requests instead")
     parser.add_argument("--memory", action="store_true", help="measure RSS with slow-reader streams instead")
     parser.add_argument("--memory-connections", type=int, default=10, help="connections of 100 streams (--memory)")
     args = parser.parse_args(argv)
@@ -173,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench.http2: h2load not found (apt-get install nghttp2-client)", file=sys.stderr)
         return 2
     nginx_path = which("nginx")
+    if args.cpu:
+        if nginx_path is None:
+            print("bench.http2 --cpu: needs nginx as the backend", file=sys.stderr)
+            return 2
+        return cpu(args, program, nginx_path)
     workdir = tempfile.mkdtemp(prefix="pyngress-bench-h2-")
     group = ProcessGroup(workdir)
     try:

@@ -21,10 +21,17 @@ so "handshakes per server CPU second" says what the rate alone cannot. The share
 s_time reports as resumed ('r') is checked, so a resumption that silently fell back to full
 handshakes cannot pass for one.
 
-`--listener` (on by default) compares the two ways the HTTPS listener can be bound, in one
-uvloop process each serving bench/backend.py's protocol: `create_server(ssl=context)` and
-`create_server(proxy.tls.handshake.TlsAcceptor)` (which counts handshakes by outcome). Same
-handshake loads, plus requests per second over established TLS connections (wrk, keep-alive).
+`--listener` (on by default) compares the ways the HTTPS listener can be bound, in one
+uvloop process each serving bench/backend.py's protocol: `create_server(ssl=context)`,
+`create_server(proxy.tls.handshake.TlsAcceptor)` (which counts handshakes by outcome, what pyngress
+runs), and an experiment: uvloop's SSLProtocol made by the factory with a duck-typed waiter that
+counts. Same handshake loads, plus requests per second over established TLS connections (wrk,
+keep-alive).
+
+`--modes` runs pyngress pure-Python and compiled (issue #14) next to nginx; the table gives each
+server's CPU µs per connection (process CPU seconds / connections) and the issue's target for resumed
+handshakes (≤ 1.5x nginx's CPU). `--perf N` adds one more run of N seconds per load and server under
+`perf record` and splits the CPU per connection by where it goes.
 
 Results: a table on stdout and JSON in bench/results/tls-<time>.json.
 """
@@ -63,6 +70,7 @@ from bench.processes import (
     wait_for_port,
     which,
 )
+from proxy.extensions import COMPILED
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LISTENER_READY = re.compile(r"bench-tls-listener listening 127\.0\.0\.1:(\d+)")
@@ -73,6 +81,12 @@ SECRET_NAMESPACE = manifests.NAMESPACE
 SECRET_NAME = "bench-tls"
 HOST = manifests.MAIN_HOST
 WARMUP_SECONDS = 1
+# The same tree in both modes (issue #14): "" removes the variable, so the compiled modules load where there are
+# any (`pip install .`, or scripts/build-inplace for this tree); a line says so when a process runs another mode.
+MODES: dict[str, dict[str, str]] = {"pure-python": {"PYNGRESS_NO_EXTENSIONS": "1"},
+                                    "compiled": {"PYNGRESS_NO_EXTENSIONS": ""}}
+# Issue #14's target: CPU per resumed handshake at most this many times nginx's.
+RESUMED_CPU_TARGET = 1.5
 # s_time -www sends f"GET {page} HTTP/1.0\r\n\r\n", with no Host. This page smuggles one in (the
 # tail " HTTP/1.0" becomes the value of a dummy field), so both servers route it like a browser's.
 WWW_PAGE = f"/ HTTP/1.0\r\nHost: {HOST}\r\nX-Bench:"
@@ -361,6 +375,33 @@ async def _serve_listener(mode: str, cert: str, key: str) -> None:
     if mode == "ssl":
         server = await loop.create_server(BackendProtocol, "127.0.0.1", 0, ssl=context, ssl_handshake_timeout=60,
                                           backlog=1024)
+    elif mode == "direct":
+        # An experiment (not what pyngress runs): uvloop's SSL protocol made by our factory, as create_server(ssl=)
+        # makes it, with a duck-typed waiter that counts the outcome (uvloop calls set_result or set_exception on
+        # it when the handshake ends). What counting handshakes could cost without start_tls.
+        from uvloop.loop import SSLProtocol  # type: ignore[attr-defined]
+
+        from proxy.tls.handshake import classify
+
+        class Outcome:
+            __slots__ = ()
+
+            def cancelled(self) -> bool:
+                return False
+
+            def set_result(self, _result: object) -> None:
+                stats.completed += 1
+
+            def set_exception(self, exc: BaseException) -> None:
+                stats.failures[classify(exc)] += 1
+
+        outcome = Outcome()
+
+        def direct() -> asyncio.BaseProtocol:
+            return SSLProtocol(loop, BackendProtocol(), context, outcome, True, None,
+                               ssl_handshake_timeout=60)
+
+        server = await loop.create_server(direct, "127.0.0.1", 0, backlog=1024)
     else:
         factory = tls_protocol_factory(BackendProtocol, context, handshake_timeout=60, stats=stats)
         server = await loop.create_server(factory, "127.0.0.1", 0, backlog=1024)
@@ -370,7 +411,7 @@ async def _serve_listener(mode: str, cert: str, key: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.close()
-    if mode == "acceptor":
+    if mode in ("acceptor", "direct"):
         print(f"bench-tls-listener handshakes completed={stats.completed} failures="
               + json.dumps({k: v for k, v in stats.failures.items() if v}), flush=True)
 
@@ -379,12 +420,13 @@ def _start_listener(group: ProcessGroup, mode: str, cert: str, key: str) -> Targ
     process = group.start(f"listener-{mode}", [sys.executable, "-m", "bench.tls", "--serve-listener", mode,
                                                 "--cert", cert, "--key", key], cwd=_REPO)
     port = int(process.wait_line(_LISTENER_READY, timeout=30)[1])
-    return Target(label="create_server(ssl=)" if mode == "ssl" else "TlsAcceptor", port=port, process=process)
+    label = {"ssl": "create_server(ssl=)", "acceptor": "TlsAcceptor", "direct": "SSLProtocol+waiter (experiment)"}
+    return Target(label=label[mode], port=port, process=process)
 
 
 def listener_rows(args: argparse.Namespace, group: ProcessGroup, openssl: str, wrk: str | None, cert: str,
                   key: str, cert_pem: bytes, workdir: str, notes: list[str]) -> list[Row]:
-    targets = [_start_listener(group, "ssl", cert, key), _start_listener(group, "acceptor", cert, key)]
+    targets = [_start_listener(group, mode, cert, key) for mode in ("ssl", "acceptor", "direct")]
     for target in targets:
         check_server(target.port, cert_pem=cert_pem, label=target.label)
     rows: list[Row] = []
@@ -419,7 +461,7 @@ def listener_rows(args: argparse.Namespace, group: ProcessGroup, openssl: str, w
         group.stop(target.process)
         match = re.search(r"bench-tls-listener handshakes (.+)", target.process.log_text())
         if match:
-            notes.append(f"TlsAcceptor counted: {match[1]}")
+            notes.append(f"{target.label} counted: {match[1]}")
     return rows + request_rows
 
 
@@ -455,12 +497,24 @@ def key_rows(args: argparse.Namespace, group: ProcessGroup, openssl: str, nginx_
     cert, key, cert_pem, key_pem = make_certificate(kind, os.path.join(workdir, "certs"))
     folder = os.path.join(workdir, f"manifests-{kind}")
     write_pyngress_manifests(folder, backend=[("127.0.0.1", backend_port)], cert_pem=cert_pem, key_pem=key_pem)
-    process, _, startup = start_pyngress(
-        group, manifests=folder, name=f"pyngress-{kind}",
-        extra=["--default-ssl-certificate", f"{SECRET_NAMESPACE}/{SECRET_NAME}", "--no-access-log",
-               *args.pyngress_arg])
+    started: list[Process] = []
+    profiles: list[dict[str, Any]] = []
+    startup: dict[str, float] = {}
+    ours: list[Target] = []
     targets: list[Target] = []
     try:
+        for mode in args.modes:
+            label = "pyngress" if len(args.modes) == 1 else f"pyngress {mode}"
+            process, address, startup[mode] = start_pyngress(
+                group, manifests=folder, name=f"pyngress-{kind}-{mode}", environ=MODES[mode],
+                extra=["--default-ssl-certificate", f"{SECRET_NAMESPACE}/{SECRET_NAME}", "--no-access-log",
+                       *args.pyngress_arg])
+            started.append(process)
+            running = _running_mode(address.host, address.admin_port)
+            if running != mode:
+                print(f"  {table}: the {mode} process runs {running} (build the tree: scripts/build-inplace)",
+                      flush=True)
+            ours.append(Target(label, _https_port(process), process))
         if nginx_path is not None:
             port = free_port()
             layout = nginx_tls_config(os.path.join(workdir, kind), port=port, backend_port=backend_port, cert=cert,
@@ -468,20 +522,143 @@ def key_rows(args: argparse.Namespace, group: ProcessGroup, openssl: str, nginx_
             nginx.check_config(nginx_path, layout)
             reference = nginx.start(group, nginx_path, layout, name=f"nginx-tls-{kind}", port=port)
             targets.append(Target("nginx", port, reference))
-        ours = Target("pyngress", _https_port(process), process)
-        wait_for_port("127.0.0.1", ours.port, timeout=10, process=process)
-        targets.append(ours)
+        for target in ours:
+            wait_for_port("127.0.0.1", target.port, timeout=10, process=target.process)
+        targets += ours
         for target in targets:
             check_server(target.port, cert_pem=cert_pem, label=target.label)
         rows: list[Row] = []
         for name in args.loads:
             rows += compare(openssl, targets, LOADS[name], table=table, seconds=args.duration, rounds=args.rounds,
                             clients=args.clients)
+        if args.perf:
+            perf = which("perf")
+            if perf is None:
+                print("bench.tls: perf is not installed (Debian: apt-get install linux-perf): no profile",
+                      file=sys.stderr)
+            else:
+                for name in args.loads:
+                    for target in targets:
+                        profiles.append(perf_profile(perf, openssl, target, LOADS[name], seconds=args.perf,
+                                                     clients=args.clients, workdir=workdir))
+                        print(f"  {table} | {LOADS[name].name} | perf of {target.label}: "
+                              + ", ".join(f"{k} {v:.0f}%" for k, v in profiles[-1]["shares_percent"].items()
+                                          if v >= 1), flush=True)
     finally:
         for target in targets:
             group.stop(target.process)
-        group.stop(process)
-    return rows, {"pyngress_startup_s": round(startup, 2)}
+        for process in started:
+            group.stop(process)
+    return rows, {"pyngress_startup_s": {mode: round(seconds, 2) for mode, seconds in startup.items()},
+                  "profiles": profiles}
+
+
+def _running_mode(host: str, admin_port: int) -> str:
+    """The mode label of pyngress_build_info on the process's /metrics (compiled or pure-python)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{host}:{admin_port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = re.search(r'pyngress_build_info\{[^}]*mode="([^"]+)"', text)
+    return found.group(1) if found else "unknown"
+
+
+# ---------------------------------------------------------------- where the CPU goes (perf)
+
+# (category, test on "dso symbol"): the first that matches takes a sample. uvloop's SSL protocol is Cython compiled
+# into uvloop's loop module; its functions carry "SSLProtocol" (or "sslproto") in their names.
+PROFILE_CATEGORIES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
+    ("OpenSSL (libssl, libcrypto)", lambda dso, sym: "libssl" in dso or "libcrypto" in dso),
+    ("uvloop SSL protocol", lambda dso, sym: "loop.cpython" in dso and ("SSLProtocol" in sym or "sslproto" in sym)),
+    ("uvloop other (loop, transports)", lambda dso, sym: "loop.cpython" in dso or "uvloop" in dso
+     or "libuv" in dso),
+    ("CPython _ssl module", lambda dso, sym: "_ssl" in dso),
+    ("pyngress compiled modules", lambda dso, sym: dso.split(".", 1)[0] in _COMPILED_NAMES),
+    ("CPython interpreter (our .py, ssl.py, asyncio)", lambda dso, sym: "libpython" in dso
+     or dso.startswith("python")),
+    ("kernel (system calls, TCP)", lambda dso, sym: "kernel" in dso),
+    ("libc and the rest", lambda dso, sym: True),
+)
+# perf names a shared object by its file name (h1_connection.cpython-311-x86_64-linux-gnu.so: proxy.http.h1_connection).
+_COMPILED_NAMES = frozenset(name.rsplit(".", 1)[-1] for name in COMPILED)
+_PERF_LINE = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)$")
+
+
+def perf_profile(perf: str, openssl: str, target: Target, load: Load, *, seconds: int, clients: int,
+                 workdir: str) -> dict[str, Any]:
+    """`perf record` of the target's processes during one s_time load; CPU shares by category, the top symbols,
+    and CPU µs per connection in each category (share x the process CPU per connection of the same run)."""
+    data = os.path.join(workdir, re.sub(r"[^a-z0-9.]+", "-", f"perf-{target.label}-{load.name}".lower()) + ".data")
+    pids = ",".join(str(pid) for pid in (target.process.measured or [target.process.pid]))
+    recorder = subprocess.Popen([perf, "record", "-q", "-F", "1999", "-p", pids, "-o", data],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        result = run_s_time(openssl, target.port, load, seconds=seconds, clients=clients,
+                            cpu=target.process.cpu_seconds)
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        try:
+            recorder.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            recorder.communicate()
+    report = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
+                             "--percent-limit", "0.01"], capture_output=True, text=True, timeout=300, check=False)
+    shares: dict[str, float] = {name: 0.0 for name, _ in PROFILE_CATEGORIES}
+    top: list[str] = []
+    for line in report.stdout.splitlines():
+        match = _PERF_LINE.match(line)
+        if match is None:
+            continue
+        percent, dso, sym = float(match[1]), match[2], match[3].strip()
+        for name, test in PROFILE_CATEGORIES:
+            if test(dso, sym):
+                shares[name] += percent
+                break
+        if len(top) < 25:
+            top.append(f"{percent:5.2f}%  {dso}  {sym}")
+    per_connection = (1e6 * result.server_cpu_seconds / result.connections
+                      if result.server_cpu_seconds and result.connections else None)
+    return {"server": target.label, "load": load.name, "connections": result.connections,
+            "cpu_us_per_connection": per_connection, "resumed_share": result.resumed_share,
+            "shares_percent": {k: round(v, 2) for k, v in shares.items()},
+            "us_per_connection": {k: round(v / 100 * per_connection, 1) if per_connection else None
+                                  for k, v in shares.items()},
+            "top_symbols": top, "error": result.error or (report.stderr.strip()[-300:] if report.returncode else "")}
+
+
+def render_profiles(profiles: Sequence[dict[str, Any]]) -> str:
+    """CPU µs per connection by category, one column per (server, load)."""
+    if not profiles:
+        return ""
+    names = [name for name, _ in PROFILE_CATEGORIES]
+    heads = [f"{p['server']} / {p['load']}" for p in profiles]
+    width = max(len(n) for n in [*names, "total (process CPU)"])
+    lines = ["CPU µs per connection by where it goes (perf samples x process CPU per connection):"]
+    lines += [f"  [{i + 1}] {head}" for i, head in enumerate(heads)]
+    lines.append(" " * (width + 2) + "".join(f"{f'[{i + 1}]':>10}" for i in range(len(heads))))
+    for name in names:
+        cells = [p["us_per_connection"].get(name) for p in profiles]
+        lines.append(f"  {name.ljust(width)}" + "".join(f"{_cell(c, '.1f'):>10}" for c in cells))
+    totals = [p["cpu_us_per_connection"] for p in profiles]
+    lines.append(f"  {'total (process CPU)'.ljust(width)}" + "".join(f"{_cell(c, '.1f'):>10}" for c in totals))
+    return "\n".join(lines)
+
+
+def targets(rows: Sequence[Row]) -> list[str]:
+    """Issue #14's resumed-handshake target, per resumed load and pyngress process: server CPU per handshake at
+    most RESUMED_CPU_TARGET x nginx's (in the same run)."""
+    lines = []
+    for row in rows:
+        if row.table == "listener" or not row.server.startswith("pyngress") or not row.cpu_ratio:
+            continue
+        if not any(load.resumed and load.name == row.load for load in LOADS.values()):
+            continue
+        each = 1 / row.cpu_ratio
+        verdict = "met" if each <= RESUMED_CPU_TARGET else "MISSED"
+        lines.append(f"target: {row.table} | {row.load} | {row.server}: CPU per handshake {each:.2f}x nginx "
+                     f"(<= {RESUMED_CPU_TARGET}x) {verdict}")
+    return lines
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -490,14 +667,17 @@ def _cell(value: float | None, fmt: str) -> str:
 
 def render(rows: Sequence[Row]) -> str:
     """One aligned table; within each (table, load), the first server is the reference of `ratio`."""
-    header = ["table", "load", "server", "per s", "server CPU %", "per CPU s", "resumed", "ratio", "CPU ratio"]
+    header = ["table", "load", "server", "per s", "server CPU %", "per CPU s", "CPU µs each", "resumed", "ratio",
+              "CPU ratio", "CPU each x ref"]
     lines = [header]
     for row in rows:
         lines.append([row.table, row.load, row.server, _cell(row.rate, ",.0f"), _cell(row.cpu_percent, ".0f"),
                       _cell(row.per_cpu_second, ",.0f"),
+                      _cell(1e6 / row.per_cpu_second if row.per_cpu_second else None, ",.0f"),
                       "" if row.resumed_share is None else f"{row.resumed_share:.0%}",
                       "" if row.ratio is None else f"{row.ratio:.2f}",
-                      "" if row.cpu_ratio is None else f"{row.cpu_ratio:.2f}"])
+                      "" if row.cpu_ratio is None else f"{row.cpu_ratio:.2f}",
+                      "" if not row.cpu_ratio else f"{1 / row.cpu_ratio:.2f}"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for index, line in enumerate(lines):
@@ -528,10 +708,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--connections", type=int, default=64, help="wrk -c for the listener's request rate")
     add("--listener", action=argparse.BooleanOptionalAction, default=True,
         help="also compare create_server(ssl=) with TlsAcceptor")
+    add("--modes", default="pure-python,compiled",
+        help="comma-separated pyngress processes to run next to nginx: pure-python (PYNGRESS_NO_EXTENSIONS=1), "
+             "compiled (what this tree loads by default: build it first with scripts/build-inplace)")
+    add("--perf", type=int, default=0, metavar="SECONDS",
+        help="after the rounds, one more s_time run of SECONDS per load and server under `perf record`: CPU per "
+             "connection split into OpenSSL, uvloop's SSL protocol, the interpreter, the kernel...")
     add("--pyngress-arg", action="append", default=[], metavar="ARG", help="extra argument for pyngress")
     add("--json", default="", metavar="FILE", help="default bench/results/tls-<time>.json")
     add("--keep", action="store_true", help="keep the working folder")
-    add("--serve-listener", choices=("ssl", "acceptor"), help=argparse.SUPPRESS)
+    add("--serve-listener", choices=("ssl", "acceptor", "direct"), help=argparse.SUPPRESS)
     add("--cert", help=argparse.SUPPRESS)
     add("--key", help=argparse.SUPPRESS)
     return parser
@@ -546,7 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     args.loads = [n.strip() for n in args.loads.split(",") if n.strip()]
     kinds = [k.strip() for k in args.keys.split(",") if k.strip()]
-    unknown = [n for n in args.loads if n not in LOADS] + [k for k in kinds if k not in ("ecdsa", "rsa")]
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()] or ["compiled"]
+    unknown = ([n for n in args.loads if n not in LOADS] + [k for k in kinds if k not in ("ecdsa", "rsa")]
+               + [m for m in args.modes if m not in MODES])
     if unknown:
         print(f"bench.tls: unknown load or key kind: {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -612,6 +800,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rows:
         print()
         print(render(rows))
+        for line in targets(rows):
+            print(line)
+        profiles = [p for detail in details.values() for p in detail.get("profiles", [])]
+        if profiles:
+            print()
+            print(render_profiles(profiles))
         print("\nper s: connections (requests for wrk) per wall second, summed over the clients. per CPU s: the same "
               "per second of the server's own CPU time.\nratio, CPU ratio: the two against the first server of the "
               "same table and load (nginx; create_server(ssl=) for the listener). When the server's CPU % is well "

@@ -23,7 +23,10 @@ matched route (empty when none matched), ``user_agent``, ``retries``, ``reason``
 answered itself: ``no-route``, ``no-endpoints``, ``connect-failure``, ``upstream-timeout``,
 ``overloaded``, ``rate-limited``, ``fault-abort``, ``redirect``...; null when the upstream answered),
 ``trace_id`` and ``span_id`` (the W3C trace context of a traced request: the trace, and the proxy's span
-sent upstream as the parent; null when the request was not traced).
+sent upstream as the parent; null when the request was not traced), ``grpc_status`` (the gRPC status of
+the proxy's own answer to a gRPC request, which is sent as HTTP 200 and logged with ``status`` 200, as
+Envoy's %GRPC_STATUS%: 12 no route, 14 no endpoints or unavailable, 4 deadline...; null otherwise, and for
+answers of the pod, whose grpc-status travels in its trailers).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ _DIGITS3 = tuple(b"%03d" % number for number in range(1000))
 # The stamp (self._stamp) holds '{"time":"' and the whole second; this line goes on from the '.'.
 _LINE = (b'%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path":%s,"query":%s,'
          b'"protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,"upstream_duration":%s,'
-         b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s,%s}\n')
+         b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s,%s,"grpc_status":%s}\n')
 _NO_TRACE = b'"trace_id":null,"span_id":null'
 _TRACE = b'"trace_id":"%s","span_id":"%s"'
 
@@ -114,10 +117,11 @@ class AccessLog:
     def add(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes | None, target: bytes,
             protocol: bytes, status: int, bytes_in: int, bytes_out: int, duration: float, upstream_duration: float,
             upstream: bytes | None, route: bytes, user_agent: bytes | None, retries: int, reason: str = "",
-            trace: bytes | None = None) -> None:
+            trace: bytes | None = None, grpc_status: int = -1) -> None:
         """Queue one request's line (on the event loop; never blocks). ``upstream_duration`` < 0: none;
         ``upstream``: see address_text; ``route``: see route_fields; ``reason``: a token of ours ("": null);
-        ``trace``: the traceparent value the proxy sent upstream (None: not traced)."""
+        ``trace``: the traceparent value the proxy sent upstream (None: not traced); ``grpc_status``: see the
+        module (-1: null)."""
         pending = self.pending
         if len(pending) >= self.limit:
             self.dropped += 1
@@ -138,7 +142,7 @@ class AccessLog:
         if b"".join((request_id, host, target, user_agent)).translate(None, _PLAIN):
             pending.append(self._escaped(when, second, request_id, client, method, host, path, query, protocol,
                                          status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
-                                         user_agent, retries, reason, trace))
+                                         user_agent, retries, reason, trace, grpc_status))
             return
         # The usual line: one join of ready fragments (a %-format of the whole line cost twice as much); numbers
         # below _NUMBERS_END and durations under a second come from tables instead of being formatted.
@@ -169,12 +173,15 @@ class AccessLog:
             b',"upstream":', upstream or b"null", b",", route, b',"user_agent":"', user_agent, b'","retries":',
             numbers[retries] if retries < _NUMBERS_END else b"%d" % retries,
             b',"reason":', b'"%s"' % reason.encode("ascii") if reason else b"null", b",",
-            _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE, b"}\n")))
+            _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE, b',"grpc_status":',
+            b"null" if grpc_status < 0 else numbers[grpc_status] if grpc_status < _NUMBERS_END
+            else b"%d" % grpc_status,
+            b"}\n")))
 
     def _escaped(self, when: float, second: int, request_id: bytes, client: bytes, method: bytes, host: bytes,
                  path: bytes, query: bytes, protocol: bytes, status: int, bytes_in: int, bytes_out: int,
                  duration: float, upstream_duration: float, upstream: bytes | None, route: bytes, user_agent: bytes,
-                 retries: int, reason: str, trace: bytes | None) -> bytes:
+                 retries: int, reason: str, trace: bytes | None, grpc_status: int) -> bytes:
         """The line of a request with a field that needs JSON escaping (quotes, backslashes, controls, non-ASCII)."""
         return _LINE % (
             self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
@@ -182,7 +189,8 @@ class AccessLog:
             bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
             upstream or b"null", route, json_text(user_agent), retries,
             b'"%s"' % reason.encode("ascii") if reason else b"null",
-            _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE)
+            _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE,
+            b"%d" % grpc_status if grpc_status >= 0 else b"null")
 
     def flush(self) -> None:
         """Write everything queued so far (in the calling thread)."""

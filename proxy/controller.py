@@ -103,7 +103,8 @@ class Controller:
     """Watches the cache, builds configurations, keeps one live Upstream per cluster key."""
 
     def __init__(self, *, cache: ObjectCache, settings: Settings, holder: RuntimeHolder,
-                 generated: Certificate | None = None, probe: bool = True) -> None:
+                 generated: Certificate | None = None, probe: bool = True,
+                 ticket_keys: bytes | None = None) -> None:
         self.cache = cache
         self.settings = settings
         # The settings upstreams get: the flags', with the global configuration's pool settings (see _retune).
@@ -120,6 +121,9 @@ class Controller:
         # The self-signed default certificate (made at the first build unless given: worker processes
         # get the control process's, so every worker serves the same one).
         self._generated: Certificate | None = generated
+        # The session-ticket keys of every HTTPS listener (worker processes get the control process's, so a
+        # ticket issued by one worker resumes on another; None: OpenSSL's random keys, this process only).
+        self.ticket_keys = ticket_keys
         # TLS host pattern -> (namespace, Secret name) of the published store ("" name: the default).
         self.tls_sources: Mapping[str, Key] = {}
         self._upstreams: dict[str, Upstream] = {}
@@ -288,7 +292,7 @@ class Controller:
         """Swap in the new stores (new handshakes see them at once; open connections keep theirs)."""
         ingress = stores.pop(INGRESS_TLS)
         if self.tls is None:
-            self.tls = CertStoreHolder(ingress)
+            self.tls = CertStoreHolder(ingress, ticket_keys=self.ticket_keys)
         elif ingress is not self.tls.current:
             self.tls.publish(ingress)
         for port in self.tls_ports.keys() - stores.keys():
@@ -296,7 +300,7 @@ class Controller:
         for port, store in stores.items():
             holder = self.tls_ports.get(port)
             if holder is None:
-                self.tls_ports[port] = CertStoreHolder(store)
+                self.tls_ports[port] = CertStoreHolder(store, ticket_keys=self.ticket_keys)
             elif store is not holder.current:
                 holder.publish(store)
 

@@ -11,7 +11,8 @@ A base module (it imports nothing of ours), so `kube/` and `routing/` agree on o
 
 A new annotation naming a Secret is one more entry in `SECRET_ANNOTATIONS`. ConfigMaps an Ingress names
 (`CONFIG_MAP_ANNOTATIONS`: custom-headers, auth-proxy-set-headers) follow the same rules: the cache keeps
-their data (any other ConfigMap's is dropped on arrival) and the builder reads them.
+their data (any other ConfigMap's is dropped on arrival) and the builder reads them; so does the ConfigMap
+ingress-nginx's ConfigMap names in its key `proxy-set-headers` (`controller_config_map_refs`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ ANNOTATION_PREFIXES = ("pyngress.dev/", "nginx.ingress.kubernetes.io/")
 SECRET_ANNOTATIONS = ("auth-secret", "auth-tls-secret", "proxy-ssl-secret")
 # Annotations whose value names a ConfigMap the builder reads (its whole data).
 CONFIG_MAP_ANNOTATIONS = ("custom-headers", "auth-proxy-set-headers")
+# The key of ingress-nginx's ConfigMap (--configmap) naming a ConfigMap of headers for every upstream request.
+PROXY_SET_HEADERS = "proxy-set-headers"
 
 
 def secret_key(value: str, namespace: str) -> Key | None:
@@ -84,12 +87,23 @@ def ingress_config_map_refs(ingress: Mapping[str, Any]) -> set[Key]:
     return annotation_secret_refs(ingress, CONFIG_MAP_ANNOTATIONS)
 
 
+def controller_config_map_refs(config_map: Mapping[str, Any]) -> set[Key]:
+    """The ConfigMaps ingress-nginx's ConfigMap (--configmap) names: `proxy-set-headers` ("namespace/name", or a
+    bare name in its own namespace). Any namespace: the controller's ConfigMap is the administrator's."""
+    data = config_map.get("data")
+    value = data.get(PROXY_SET_HEADERS) if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        return set()
+    key = secret_key(value, _namespace(config_map))
+    return {key} if key is not None else set()
+
+
 def _namespace(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata")
     namespace = meta.get("namespace") if isinstance(meta, dict) else None
     return namespace if isinstance(namespace, str) else ""
 
 
-__all__ = ["ANNOTATION_PREFIXES", "CONFIG_MAP_ANNOTATIONS", "SECRET_ANNOTATIONS", "annotation_secret_refs",
-           "ingress_config_map_refs", "ingress_secret_refs",
+__all__ = ["ANNOTATION_PREFIXES", "CONFIG_MAP_ANNOTATIONS", "PROXY_SET_HEADERS", "SECRET_ANNOTATIONS",
+           "annotation_secret_refs", "controller_config_map_refs", "ingress_config_map_refs", "ingress_secret_refs",
            "secret_key", "tls_secret_refs"]

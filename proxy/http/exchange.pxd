@@ -45,4 +45,5 @@ cdef class Exchange(RequestHead):
     cdef public RouteStats route_stats
     cdef public object accounted
     cdef public object reason
+    cdef public object grpc_status
 

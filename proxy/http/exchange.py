@@ -38,7 +38,7 @@ from proxy.http import record as _record
 from proxy.http.deadlines import check_timeouts
 from proxy.http.head import RequestHead
 from proxy.http.response_head import ResponseHead
-from proxy.http.responses import grpc_request, grpc_trailers
+from proxy.http.responses import GRPC_STATUSES, grpc_request, grpc_trailers
 from proxy.upstream.errors import (
     BadRequest,
     ConnectError,
@@ -106,7 +106,7 @@ class Exchange(RequestHead):
         "writer", "response", "resp_head_done", "resp_done", "reusable", "tunnel", "finished",
         # accounting (metrics and access log), see account()
         "started", "status", "received", "sent", "sent_at", "upstream_time", "retries", "route_stats", "accounted",
-        "reason",
+        "reason", "grpc_status",
     )
 
     # Set when the exchange is attached to an upstream connection (see attach).
@@ -196,6 +196,7 @@ class Exchange(RequestHead):
         self.route_stats: RouteStats | None = None
         self.accounted = False
         self.reason = ""  # why the proxy answered itself (the access log's "reason"; "" when it did not)
+        self.grpc_status = -1  # the gRPC status of the proxy's own gRPC answer (-1: none; see grpc_answered)
 
     # ------------------------------------------------------------------ request side
 
@@ -634,6 +635,7 @@ class Exchange(RequestHead):
             # A gRPC answer that cannot be completed ends with its error as trailers (a valid answer, not a cut).
             logger.warning("request %s: gRPC response ended with an error after it started (%s: %s)",
                            self.request_id.decode("latin-1") or "-", type(error).__name__, error)
+            self.grpc_status = GRPC_STATUSES.get(error.status, 2)
             self.writer.end_with_trailers(grpc_trailers(error.status, str(error)))
             self.sent += self.writer.flush()
             self.resp_done = True

@@ -31,7 +31,7 @@ from proxy.http.ids import REQUEST_ID as _REQUEST_ID
 from proxy.http.ids import STEP as _IDS_STEP
 from proxy.http.ids import ids as _ids
 from proxy.http.request_fields import add_field
-from proxy.http.responses import REASONS, grpc_request, log_answer, new_request_id
+from proxy.http.responses import REASONS, grpc_answered, grpc_request, log_answer, new_request_id
 from proxy.routing.request import ClientCertificate
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
@@ -389,6 +389,7 @@ class ClientConnection:
                 message = detail or (str(cause) if cause is not None else "") or REASONS.get(status, b"").decode()
                 sent = self.writer.grpc_answer(status, request_id, close=not keep_alive, message=message,
                                                fields=fields)
+                grpc_answered(ex, status)
             else:
                 sent = self.writer.answer(status, request_id, close=not keep_alive, http10=http10, detail=detail,
                                           head_only=head_only, location=location, fields=fields)

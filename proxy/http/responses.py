@@ -114,6 +114,13 @@ def grpc_request(head: Exchange) -> bool:
     return content_type is not None and content_type.lower().startswith(_GRPC_CONTENT_TYPE)
 
 
+def grpc_answered(ex: Exchange, status: int) -> None:
+    """The proxy answers a gRPC request itself for HTTP `status`: the client gets HTTP 200 with the gRPC status,
+    so the access log and the metrics count 200 (what was sent) and the log's ``grpc_status`` says which."""
+    ex.grpc_status = GRPC_STATUSES.get(status, 2)
+    ex.status = 200
+
+
 def grpc_message(message: str) -> bytes:
     """A grpc-message value: percent-encoded as gRPC's PROTOCOL-HTTP2.md says."""
     return quote(message, safe=_GRPC_MESSAGE_SAFE).encode("ascii")

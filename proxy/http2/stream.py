@@ -22,6 +22,7 @@ from proxy.http.responses import (
     GRPC_STATUSES,
     REASONS,
     error_response,
+    grpc_answered,
     grpc_message,
     grpc_request,
     log_answer,
@@ -225,6 +226,7 @@ class H2Stream:
             if status >= 400 and grpc_request(ex):
                 message = detail or (str(cause) if cause is not None else "") or REASONS.get(status, b"").decode()
                 ex.sent += self.writer.grpc_answer(status, ex.request_id, close=False, message=message, fields=fields)
+                grpc_answered(ex, status)
             else:
                 ex.sent += self.writer.answer(status, ex.request_id, close=False, http10=False, detail=detail,
                                               head_only=ex.method == b"HEAD", location=location, fields=fields)

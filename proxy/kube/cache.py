@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot
-from proxy.references import ingress_config_map_refs, ingress_secret_refs, tls_secret_refs
+from proxy.references import controller_config_map_refs, ingress_config_map_refs, ingress_secret_refs, tls_secret_refs
 
 log = logging.getLogger("pyngress.cache")
 
@@ -85,6 +85,8 @@ _MISSING = object()
 # A Namespace matters only by its labels (Gateway listeners' allowedRoutes selectors): it is kept
 # as this much metadata, so its status and annotation churn are content-equal, no change at all.
 _NAMESPACE_METADATA = ("name", "uid", "labels", "creationTimestamp", "resourceVersion")
+# What a ConfigMap held without its data keeps of its metadata (a cluster has one kube-root-ca.crt per namespace).
+_CONFIG_MAP_METADATA = ("name", "namespace", "uid", "resourceVersion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,18 +156,20 @@ def same_content(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozense
     return True
 
 
-def _strip(obj: KubeObject, kind: str = "", *, whole: bool = False) -> KubeObject:
+def _strip(obj: KubeObject, kind: str = "", *, whole: bool = False, ca: bool = True) -> KubeObject:
     """The object without managedFields, which nothing reads and can be most of its size
-    (a Namespace: only its name, uid, labels and creation time; a ConfigMap: only its CA bundle unless
-    `whole`)."""
+    (a Namespace: only its name, uid, labels and creation time; a ConfigMap unless `whole`: its name, uid and
+    version, and its CA bundle if `ca`)."""
     meta = obj.get("metadata")
     if kind == NAMESPACE:
         kept = {k: meta[k] for k in _NAMESPACE_METADATA if k in meta} if isinstance(meta, dict) else meta
         return {**{k: obj[k] for k in ("apiVersion", "kind") if k in obj}, "metadata": kept}
     if kind == CONFIG_MAP and not whole:
         data = obj.get("data")
-        kept_data = {CA_BUNDLE_KEY: data[CA_BUNDLE_KEY]} if isinstance(data, dict) and CA_BUNDLE_KEY in data else {}
-        obj = {**{k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}, "data": kept_data}
+        kept_data = ({CA_BUNDLE_KEY: data[CA_BUNDLE_KEY]} if ca and isinstance(data, dict) and CA_BUNDLE_KEY in data
+                     else {})
+        kept = {k: meta[k] for k in _CONFIG_MAP_METADATA if k in meta} if isinstance(meta, dict) else meta
+        return {**{k: obj[k] for k in ("apiVersion", "kind") if k in obj}, "metadata": kept, "data": kept_data}
     if isinstance(meta, dict) and "managedFields" in meta:
         meta = {k: v for k, v in meta.items() if k != "managedFields"}
         obj = {**obj, "metadata": meta}
@@ -255,6 +259,10 @@ def ca_config_maps(policy: Mapping[str, Any]) -> set[Key]:
 _SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: ingress_secret_refs,
                                                                     GATEWAY: certificate_refs}
 _CONFIG_MAP_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {BACKEND_TLS_POLICY: ca_config_maps}
+# The kinds naming ConfigMaps whose whole data the builder reads: an Ingress's annotations (custom-headers,
+# auth-proxy-set-headers) and ingress-nginx's ConfigMap (its key proxy-set-headers).
+_NAMED_CONFIG_MAPS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {
+    INGRESS: ingress_config_map_refs, CONTROLLER_CONFIG_MAP: controller_config_map_refs}
 
 
 class ObjectCache:
@@ -279,7 +287,8 @@ class ObjectCache:
         self._secret_refs: dict[Key, int] = {}
         # ConfigMap key -> number of BackendTLSPolicies naming it as a CA bundle.
         self._config_map_refs: dict[Key, int] = {}
-        # ConfigMap key -> number of Ingresses naming it (custom-headers, auth-proxy-set-headers): kept whole.
+        # ConfigMap key -> number of Ingresses (custom-headers, auth-proxy-set-headers) and controller ConfigMaps
+        # (proxy-set-headers) naming it: kept whole.
         self._named_config_maps: dict[Key, int] = {}
         # Set by hold_named_config_maps (cluster mode), as `_secret_fetcher`; None: every ConfigMap is kept whole.
         self._config_map_fetcher: Callable[[Key], None] | None = None
@@ -413,17 +422,17 @@ class ObjectCache:
         store = self._stores[CONFIG_MAP]
         for key, obj in list(store.data.items()):
             if key not in self._named_config_maps:
-                store.writable()[key] = _strip(obj, CONFIG_MAP)
+                store.writable()[key] = _strip(obj, CONFIG_MAP, ca=key in self._config_map_refs)
         self._snapshot = None
 
     def wants_config_map(self, key: Key) -> bool:
-        """Whether an Ingress names this ConfigMap (a read asked by `fetch` is still worth doing)."""
-        return key in self._named_config_maps
+        """Whether something names this ConfigMap (a read asked by `fetch` is still worth doing)."""
+        return key in self._named_config_maps or key in self._config_map_refs
 
     def fetched_config_map(self, obj: KubeObject) -> None:
-        """A ConfigMap read again for `fetch`: applied whole while an Ingress still names it."""
+        """A ConfigMap read again for `fetch`: applied (whole, or its CA bundle) while something still names it."""
         found = _name(obj) if isinstance(obj, dict) else None
-        if found is not None and found in self._named_config_maps and found in self._stores[CONFIG_MAP].data:
+        if found is not None and self.wants_config_map(found) and found in self._stores[CONFIG_MAP].data:
             self.apply(CONFIG_MAP, MODIFIED, obj)
         if found is not None:
             self.config_map_fetch_ended(found)
@@ -475,7 +484,7 @@ class ObjectCache:
             key = self._key(kind, obj)
             if key is None:
                 continue
-            new[key] = _strip(obj, kind, whole=kind == CONFIG_MAP and self._whole_config_map(key))  # type: ignore[arg-type]
+            new[key] = self._stripped(kind, key, obj)
         if kind == SECRET and self._secret_fetcher is not None:
             self._unheld = {key for key, obj in new.items() if not self._holds(key, obj)}  # type: ignore[misc,arg-type]
             for key in self._unheld:
@@ -501,9 +510,11 @@ class ObjectCache:
             for key in changed_keys:
                 self._count_secrets(kind, old.get(key), -1)
                 self._count_secrets(kind, new.get(key), 1)
-                if kind == INGRESS:
-                    self._count_config_maps(old.get(key), -1)
-                    self._count_config_maps(new.get(key), 1)
+        named = _NAMED_CONFIG_MAPS.get(kind)
+        if named is not None:
+            for key in changed_keys:
+                self._count_config_maps(old.get(key), -1, named)
+                self._count_config_maps(new.get(key), 1, named)
         # Keep unchanged objects identical (same dict) to what snapshots already hold.
         for key, obj in new.items():
             kept = old.get(key)
@@ -538,7 +549,7 @@ class ObjectCache:
                 return
             new = None
         elif event_type in (ADDED, MODIFIED):
-            new = _strip(obj, kind, whole=kind == CONFIG_MAP and self._whole_config_map(key))  # type: ignore[arg-type]
+            new = self._stripped(kind, key, obj)
             if old is not None and same_content(old, new):
                 return
         else:
@@ -564,9 +575,10 @@ class ObjectCache:
             if kind in _SECRET_REFS or kind in _CONFIG_MAP_REFS:
                 self._count_secrets(kind, old, -1)
                 self._count_secrets(kind, new, 1)
-            if kind == INGRESS:
-                self._count_config_maps(old, -1)
-                self._count_config_maps(new, 1)
+            named = _NAMED_CONFIG_MAPS.get(kind)
+            if named is not None:
+                self._count_config_maps(old, -1, named)
+                self._count_config_maps(new, 1, named)
         self._observed((APPLY, kind, (event_type, _strip(obj, kind) if new is None else new)))
         self._release_secrets()
         self._changed(CacheChange(routes=routes, endpoints=endpoints))
@@ -614,6 +626,7 @@ class ObjectCache:
         refs, named = ((self._config_map_refs, _CONFIG_MAP_REFS[kind]) if kind in _CONFIG_MAP_REFS
                        else (self._secret_refs, _SECRET_REFS[kind]))
         secrets = refs is self._secret_refs and self._secret_fetcher is not None
+        bundles = refs is self._config_map_refs and self._config_map_fetcher is not None
         for secret in named(obj):
             count = refs.get(secret, 0) + delta
             if count > 0:
@@ -622,21 +635,51 @@ class ObjectCache:
                     if not self._synced_once:
                         self._fetching.add(secret)
                     self._secret_fetcher(secret)  # type: ignore[misc]  # named now: read it again
+                elif bundles and count == delta and secret not in self._named_config_maps:
+                    self._fetch_config_map(secret)  # a CA bundle now: it was held without it
             else:
                 refs.pop(secret, None)
                 if secrets and secret not in self.relevant_secrets:
                     self._released.append(secret)
+                elif bundles:
+                    self._restrip_config_map(secret)
 
-    def _whole_config_map(self, key: Key) -> bool:
-        return self._config_map_fetcher is None or key in self._named_config_maps
+    def _stripped(self, kind: str, key: Hashable, obj: KubeObject) -> KubeObject:
+        """What the cache keeps of an object: a ConfigMap whole while something names it (or without a fetcher:
+        file mode), its CA bundle while a BackendTLSPolicy names it, else neither."""
+        if kind != CONFIG_MAP:
+            return _strip(obj, kind)
+        return _strip(obj, kind, whole=self._config_map_fetcher is None or key in self._named_config_maps,
+                      ca=key in self._config_map_refs)
 
-    def _count_config_maps(self, ingress: KubeObject | None, delta: int) -> None:
-        """Count the ConfigMaps an Ingress names; one named at last is read again (its data was dropped), one
-        named no more loses its data."""
-        if ingress is None:
+    def _restrip_config_map(self, key: Key) -> None:
+        """Keep less of a held ConfigMap now that less names it (after a reference went away)."""
+        store = self._stores[CONFIG_MAP]
+        held = store.data.get(key)
+        if held is None or key in self._named_config_maps:
+            return
+        stripped = _strip(held, CONFIG_MAP, ca=key in self._config_map_refs)
+        if stripped != held:
+            store.writable()[key] = stripped
+            self._observed((APPLY, CONFIG_MAP, (MODIFIED, stripped)))
+            self._snapshot = None
+
+    def _fetch_config_map(self, key: Key) -> None:
+        """Something started naming a ConfigMap held with less than it needs: read it again (cluster mode)."""
+        if self._config_map_fetcher is None or key not in self._stores[CONFIG_MAP].data:
+            return  # not there (yet): its ADDED event comes with what is named
+        if not self._synced_once:
+            self._fetching_config_maps.add(key)
+        self._config_map_fetcher(key)
+
+    def _count_config_maps(self, obj: KubeObject | None, delta: int,
+                           named: Callable[[Mapping[str, Any]], set[Key]]) -> None:
+        """Count the ConfigMaps an object names (`named`: how, _NAMED_CONFIG_MAPS); one named at last is read
+        again (its data was dropped), one named no more loses its data."""
+        if obj is None:
             return
         refs = self._named_config_maps
-        for key in ingress_config_map_refs(ingress):
+        for key in named(obj):
             count = refs.get(key, 0) + delta
             if count > 0:
                 refs[key] = count
@@ -644,20 +687,10 @@ class ObjectCache:
                 refs.pop(key, None)
             if self._config_map_fetcher is None:
                 continue
-            store = self._stores[CONFIG_MAP]
-            held = store.data.get(key)
-            if held is None:
-                continue  # not there (yet): its ADDED event comes whole
             if count == delta == 1:
-                if not self._synced_once:
-                    self._fetching_config_maps.add(key)
-                self._config_map_fetcher(key)
+                self._fetch_config_map(key)
             elif count <= 0:
-                stripped = _strip(held, CONFIG_MAP)
-                if stripped != held:
-                    store.writable()[key] = stripped
-                    self._observed((APPLY, CONFIG_MAP, (MODIFIED, stripped)))
-                    self._snapshot = None
+                self._restrip_config_map(key)
 
     def _secret_matters(self, key: Key) -> bool:
         return key in self._secret_refs or key in self.relevant_secrets

@@ -31,8 +31,9 @@ Secrets are megabytes each) only the key. When something starts naming a Secret 
 `SecretFetcher` reads it once (GET) and hands it to the cache; from then on the watch keeps it current.
 Namespaces are read only for Gateway listeners' allowedRoutes selectors, so they are watched
 only while Gateways are served. ConfigMaps are treated like Secrets: every one is listed, the cache keeps
-the CA bundles BackendTLSPolicies read and the data of those an Ingress names (`ConfigMapFetcher` reads one
-again when an Ingress starts naming it). Our own
+the CA bundles of those BackendTLSPolicies name and the data of those an Ingress (or the --configmap's
+proxy-set-headers) names, nothing of the rest (`ConfigMapFetcher` reads one again when something starts
+naming it). Our own
 BackendTrafficPolicy CRD (deploy/crds/) is discovered the same way.
 """
 

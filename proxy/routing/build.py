@@ -23,7 +23,7 @@ and nothing in a snapshot can make it raise: broken objects become warnings. The
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from proxy.objects import Snapshot, Warning
 from proxy.routing.checksum import checksum
@@ -34,7 +34,7 @@ from proxy.routing.ingress.classes import select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
-from proxy.routing.merge import IngressPaths, claims, merge_host
+from proxy.routing.merge import IngressPaths, claims, default_server, merge_host
 from proxy.routing.model import Cluster, Config, Route
 from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import index_policies
@@ -77,9 +77,10 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     hosts: dict[str, VirtualHost] = {}
     wildcards: dict[str, VirtualHost] = {}
     any_host: VirtualHost | None = None
+    fallback = config.default_backend  # --default-backend-service: what no rule matches goes there
     for host, contributions in members.items():
         routes, problems = merge_host(host, contributions, covered=tls.covers(host) if host else False,
-                                      policies=policies)
+                                      policies=policies, fallback=fallback)
         warnings.extend(problems)
         if not claims(contributions):
             continue  # only ingress-nginx canaries name it: the host is not served
@@ -89,6 +90,8 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
             wildcards[host[2:]] = routes
         else:
             hosts[host] = routes
+    if any_host is None and fallback:
+        any_host = default_server(fallback)
     table = RouteTable(hosts=hosts, wildcards=wildcards, any_host=any_host)
 
     gateway = translate(snapshot, settings, policies=policies)
@@ -97,7 +100,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     if gateway.ports:
         tables = ListenerTables()
         listeners = tables.build(gateway.ports, ingress=table, contributions=lambda host: members.get(host, ()),
-                                 covers=tls.covers, policies=policies)
+                                 covers=tls.covers, policies=policies, fallback=fallback)
         extra = [route for routes in tables.merged_hosts() for route in routes.routes()]
         warnings.extend(tables.warnings())
     warnings.extend(gateway.warnings)
@@ -140,8 +143,19 @@ def resolve_clusters(snapshot: Snapshot, table: RouteTable, extra: Iterable[Rout
                 warnings.append(problem)
                 continue
             for kind, owner_namespace, owner in sorted(users[key]):
-                warnings.append(Warning(kind, owner_namespace, owner, f"Service {service}: {problem.message}"))
+                warnings.extend(service_warnings(service, kind, owner_namespace, owner, (problem,)))
     return clusters, warnings
+
+
+def service_warnings(service: str, kind: str, namespace: str, owner: str,
+                     problems: Iterable[Warning]) -> Iterator[Warning]:
+    """A Service's problems, on an object routing to it; the default server's route (--default-backend-service)
+    names no object: its problems are the Service's own."""
+    for problem in problems:
+        if owner:
+            yield Warning(kind, namespace, owner, f"Service {service}: {problem.message}")
+        else:
+            yield Warning("Service", namespace, service, f"--default-backend-service: {problem.message}")
 
 
 def gateway_digested(gateway: GatewayTranslation) -> object:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from proxy.objects import Key, Snapshot, Warning
+from proxy.references import secret_key
 from proxy.routing.access import parse_networks
 from proxy.routing.ingress.annotations import (
     IngressAnnotations,
@@ -44,7 +45,7 @@ from proxy.routing.ingress.annotations import (
 )
 from proxy.routing.ingress.annotations import load_balance as load_balance_annotation
 from proxy.routing.ingress.annotations import proxy_next_upstream as next_upstream_annotation
-from proxy.routing.ingress.annotations.values import Invalid, integer, not_negative, option
+from proxy.routing.ingress.annotations.values import Invalid, configmap_reference, integer, not_negative, option
 from proxy.routing.ingress.configmap_keys import KEYS
 from proxy.settings import Settings
 
@@ -123,6 +124,11 @@ class GlobalConfig:
     no_auth_locations: tuple[str, ...] = NO_AUTH_LOCATIONS
     # The header names a custom-headers ConfigMap may set (ingress-nginx denies the Ingress's routes otherwise).
     global_allowed_response_headers: tuple[str, ...] = ()
+    # The ConfigMap ("namespace/name", or a name in the --configmap's namespace) whose data are request headers
+    # set on every request to the pods of Ingress routes ("" none); its headers, read by global_config() from
+    # the snapshot, valid ones only, are `upstream_headers`.
+    proxy_set_headers: str = ""
+    upstream_headers: tuple[tuple[str, str], ...] = ()
     # The keys the ConfigMap set to a valid value (what the migration report and the annotations look at).
     set_keys: frozenset[str] = field(default=frozenset(), repr=False)
     # Keys whose value was bad (the default kept); a bad whitelist-source-range fails closed (annotation_defaults).
@@ -292,6 +298,7 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
     "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
     "proxy-request-buffering": request_buffering, "no-auth-locations": words,
+    "proxy-set-headers": configmap_reference,
     "global-auth-url": auth_url.parse, "global-auth-method": auth_method.parse, "global-auth-signin": auth_signin.parse,
     "global-auth-signin-redirect-param": auth_signin_redirect_param.parse,
     "global-auth-response-headers": auth_response_headers.parse,
@@ -316,6 +323,8 @@ DIFFERENCES: Mapping[str, str] = {
     "global-auth-url": "an invalid value refuses (503) the Ingresses it would protect (ingress-nginx drops the global "
                        "auth)",
     "proxy-request-buffering": "bodies are held in memory up to 8 MiB (the rest streams); unset, pyngress streams",
+    "proxy-set-headers": "headers whose value has an nginx variable (`$msec`...) and the proxy's own (Host, "
+                         "framing) are left out, with a warning; a bare name is read in the --configmap's namespace",
 }
 # Keys pyngress serves through a flag rather than the ConfigMap.
 FLAG_EQUIVALENTS: Mapping[str, str] = {
@@ -416,7 +425,57 @@ def global_config(snapshot: Snapshot, settings: Settings) -> tuple[GlobalConfig,
         return base, [Warning(KIND, key[0], key[1], "its data is not a mapping; defaults used")]
     config, problems = parse_config(data, base=base, where=f"{key[0]}/{key[1]}")
     prefix = f"ConfigMap {key[0]}/{key[1]}: "
-    return config, [Warning(KIND, key[0], key[1], message.removeprefix(prefix)) for message in problems]
+    warnings = [Warning(KIND, key[0], key[1], message.removeprefix(prefix)) for message in problems]
+    if config.proxy_set_headers:
+        headers, header_problems = upstream_headers(snapshot, config.proxy_set_headers, key[0])
+        config = replace(config, upstream_headers=headers)
+        warnings.extend(Warning(KIND, key[0], key[1], f"key proxy-set-headers: {message}")
+                        for message in header_problems)
+    return config, warnings
+
+
+# Request fields the proxy frames or routes by: a proxy-set-headers ConfigMap may not set them.
+_OWN_FIELDS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+                         "trailer", "proxy-connection"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+_VALUE = re.compile(r"[\x20-\x7e\x80-\xff\t]*")
+_NGINX_VARIABLE = re.compile(r"\$(?:[A-Za-z_]|\{)")
+
+
+def upstream_headers(snapshot: Snapshot, reference: str, namespace: str) -> tuple[tuple[tuple[str, str], ...],
+                                                                                  list[str]]:
+    """The headers of the ConfigMap `reference` names (a bare name: in `namespace`, the --configmap's), sorted, and
+    one problem per header left out; a missing ConfigMap adds none (ingress-nginx warns and adds none: it is
+    not a security feature). ingress-nginx sends each as `proxy_set_header`: the client's field of that name
+    is replaced."""
+    key = secret_key(reference, namespace)
+    if key is None:
+        return (), [f"{reference!r:.80} is not namespace/name; no headers added"]
+    where = f"ConfigMap {key[0]}/{key[1]}"
+    obj = snapshot.config_maps.get(key)
+    if obj is None:
+        return (), [f"{where} not found; no headers added to upstream requests"]
+    data = obj.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        return (), [f"{where}: data is not a mapping; no headers added to upstream requests"]
+    headers: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for name, value in sorted(data.items(), key=lambda item: str(item[0])):
+        if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+            problems.append(f"{where}: {name!r:.60} is not a header name; left out")
+        elif name.lower() in _OWN_FIELDS:
+            problems.append(f"{where}: header {name} is the proxy's own (framing, Host: see upstream-vhost); "
+                            "left out")
+        elif not isinstance(value, str) or _VALUE.fullmatch(value) is None:
+            problems.append(f"{where}: the value of header {name} is not one line of text; left out")
+        elif _NGINX_VARIABLE.search(value) is not None:
+            problems.append(f"{where}: the value of header {name} has an nginx variable, which pyngress does not "
+                            "render; left out")
+        else:
+            headers.append((name, value.strip()))
+    return tuple(headers), problems
 
 
 def _shown(value: Any) -> str:

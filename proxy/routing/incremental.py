@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
-from proxy.routing.build import gateway_digested, warning_order
+from proxy.routing.build import gateway_digested, service_warnings, warning_order
 from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, policy_status_digest, status_digest
 from proxy.routing.clusters import ClusterResolver, cluster_protocol, split_cluster_key
 from proxy.routing.gateway import GatewayTranslation, translate
@@ -46,7 +46,7 @@ from proxy.routing.ingress.classes import ClassSelection, select_classes
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
-from proxy.routing.merge import claims, merge_host
+from proxy.routing.merge import claims, default_server, merge_host
 from proxy.routing.model import Cluster, Config, ListenerConfig
 from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import PolicyIndex, PolicyMemo, index_policies
@@ -211,7 +211,9 @@ class Builder:
             self._settings = settings
         previous = self._previous
         if (previous is None or self._config is None
-                or snapshot.controller_config_maps is not previous.controller_config_maps):
+                or snapshot.controller_config_maps is not previous.controller_config_maps
+                or (self._config.proxy_set_headers and snapshot.config_maps is not previous.config_maps)):
+            # (the ConfigMap proxy-set-headers names is read into the global configuration)
             config, config_warnings = global_config(snapshot, settings)
             if config != self._config:
                 self._reset()
@@ -222,6 +224,8 @@ class Builder:
                 self._warnings = None
         # Rule hosts to merge again, in the order they came up (deterministic: follows the snapshot's order).
         dirty: dict[str, None] = {}
+        if previous is None and self._config.default_backend:
+            dirty[""] = None  # ingress-nginx's default server, there with or without Ingresses (_merge)
 
         policies_moved = self._update_policies(snapshot)
         if policies_moved:
@@ -387,7 +391,8 @@ class Builder:
             assert self._table is not None
             tables = self._listener_tables
             listeners = tables.build(gateway.ports, ingress=self._table, contributions=self._contributions_of,
-                                     covers=self._tls.covers, policies=self._policies)
+                                     covers=self._tls.covers, policies=self._policies,
+                                     fallback=self._fallback())
             self.work.listener_hosts = tables.merges
             digests = tables.digests(listeners)
             merged = {id(routes): routes for routes in tables.merged_hosts()}
@@ -554,12 +559,15 @@ class Builder:
         contributions = [] if members is None else [members] if isinstance(members, IngressEntry) else sorted(
             members, key=by_age)
         routes: VirtualHost | None = None
+        fallback = self._fallback()
         if contributions:
             routes, warnings = merge_host(host, contributions, covered=self._tls.covers(host) if host else False,
-                                          policies=self._policies)
+                                          policies=self._policies, fallback=fallback)
             if warnings:
                 self._group_warnings[host] = tuple(warnings)
-        if routes is None or not claims(contributions):  # gone, or only ingress-nginx canaries name it
+        if not host and fallback and (routes is None or not claims(contributions)):
+            routes = default_server(fallback)  # unknown hosts: --default-backend-service (ingress-nginx's "_")
+        elif routes is None or not claims(contributions):  # gone, or only ingress-nginx canaries name it
             if host:
                 _place(host, None, self._hosts, self._wildcards)
             else:
@@ -573,6 +581,10 @@ class Builder:
             _place(host, routes, self._hosts, self._wildcards)
         else:
             self._any_host = routes
+
+    def _fallback(self) -> str:
+        """The cluster key of --default-backend-service ("" none)."""
+        return self._config.default_backend if self._config is not None else ""
 
     def _use(self, uses: set[tuple[str, str, str]] | set[tuple[str, str, str, str]], sign: int, touched: set[str],
              counts: dict[Any, int] | None = None) -> None:
@@ -684,9 +696,8 @@ class Builder:
             for cluster, namespace, name in self._uses:
                 troubled = reported.get(cluster)
                 if troubled is not None:
-                    service = troubled.cluster.service
-                    found.extend(Warning("Ingress", namespace, name, f"Service {service}: {problem.message}")
-                                 for problem in troubled.service_problems)
+                    found.extend(service_warnings(troubled.cluster.service, "Ingress", namespace, name,
+                                                  troubled.service_problems))
             for cluster, kind, namespace, name in self._gateway_uses:
                 troubled = reported.get(cluster)
                 if troubled is not None:

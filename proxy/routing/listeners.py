@@ -49,9 +49,10 @@ class ListenerTables:
     def build(self, plans: Mapping[int, PortPlan], *, ingress: RouteTable,
               contributions: Callable[[str], Sequence[IngressPaths]],
               covers: Callable[[str], bool],
-              policies: IngressPolicies | None = None) -> dict[int, ListenerConfig]:
+              policies: IngressPolicies | None = None, fallback: str = "") -> dict[int, ListenerConfig]:
         """The listener tables; `contributions(host)` are the Ingresses naming an Ingress host, oldest first;
-        `policies` are the Ingress merge's (merge_host)."""
+        `policies` and `fallback` are the Ingress merge's (merge_host: an Ingress host merged again here keeps
+        --default-backend-service for what no path matches; a Gateway-only host answers 404)."""
         self.merges = 0
         used: set[tuple[int, str, str]] = set()
         listeners: dict[int, ListenerConfig] = {}
@@ -62,7 +63,7 @@ class ListenerTables:
             wildcards = dict(ingress.wildcards) if shared else {}
             suffixes: dict[str, VirtualHost] = {}
             any_host = ingress.any_host if shared else None
-            merge = _Merger(self, local, used, contributions, covers, policies)
+            merge = _Merger(self, local, used, contributions, covers, policies, fallback)
             for key, candidates in plan.hosts.items():
                 if not key:
                     any_host = merge(_ANY, key, candidates, any_host if shared else None)
@@ -99,12 +100,13 @@ class ListenerTables:
 class _Merger:
     """Merges one host of one port's table, or hands back the remembered merge when nothing it used changed."""
 
-    __slots__ = ("contributions", "covers", "policies", "local", "tables", "used")
+    __slots__ = ("contributions", "covers", "fallback", "policies", "local", "tables", "used")
 
     def __init__(self, tables: ListenerTables, local: int, used: set[tuple[int, str, str]],
                  contributions: Callable[[str], Sequence[IngressPaths]], covers: Callable[[str], bool],
-                 policies: IngressPolicies | None) -> None:
+                 policies: IngressPolicies | None, fallback: str) -> None:
         self.policies = policies
+        self.fallback = fallback
         self.tables = tables
         self.local = local
         self.used = used
@@ -126,7 +128,8 @@ class _Merger:
         self.tables.merges += 1
         with_ingress = list(self.contributions(key)) if start is not None else []
         routes, warnings = merge_host(key, with_ingress, covered=bool(with_ingress) and bool(key) and self.covers(key),
-                                      candidates=candidates, policies=self.policies)
+                                      candidates=candidates, policies=self.policies,
+                                      fallback=self.fallback if with_ingress and key else "")
         scope = listener_scope(self.local, any_depth=where == _SUFFIX)
         remembered[place] = _Merged(candidates, start, routes, host_digest(key, routes, scope=scope), warnings)
         return routes

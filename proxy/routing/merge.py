@@ -7,7 +7,8 @@ ImplementationSpecific at the same path), the oldest defaultBackend catches what
 Rules with conditions (Gateway API matches) share slots: a slot then holds a `Choice`, ordered
 by the Gateway API's precedence after the path: a method, more header matches, more query
 matches, the oldest object, namespace/name, rule order. An unconditional rule ends a Choice
-(what would follow it can never be reached).
+(what would follow it can never be reached). GRPCRoute matches are ranked across slots too (more
+service characters, then more method characters: routing.gateway.grpc_routes).
 
 ingress-nginx annotations join here because they reach across Ingresses of one host: an
 ingress-nginx canary turns the main Ingress's slot into a Choice of its own order (header, cookie,
@@ -26,7 +27,7 @@ from typing import Protocol
 from proxy.objects import Key, Warning
 from proxy.routing.filters import HTTPS_REDIRECT, Filters, RegexRewrite
 from proxy.routing.ingress.canary import canary_rules
-from proxy.routing.ingress.client_auth import guard, host_check
+from proxy.routing.ingress.client_auth import ClientCertificateCheck, guard, host_check
 from proxy.routing.ingress.nginx import NginxFeatures
 from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
@@ -83,6 +84,8 @@ class Candidate:
     # Table key: the normalized Exact path, the Prefix path without trailing "/", or the regex source.
     slot: str
     pattern: re.Pattern[str] | None = None
+    # A GRPCRoute match's (characters of its service, of its method), for the spec's order across slots.
+    grpc: tuple[int, int] | None = None
 
 
 def claims(contributions: Sequence[IngressPaths]) -> bool:
@@ -93,12 +96,14 @@ def claims(contributions: Sequence[IngressPaths]) -> bool:
 
 def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
                candidates: tuple[Candidate, ...] = (),
-               policies: IngressPolicies | None = None) -> tuple[VirtualHost, list[Warning]]:
+               policies: IngressPolicies | None = None, fallback: str = "") -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
     `policies`: the traffic policies each Ingress route is put under once made (routing.policy.index), with
     its Ingress's traffic annotations as a layer of their own (routing.ingress.nginx_traffic).
+    `fallback`: the cluster key of ingress-nginx's --default-backend-service ("" none): what no path of the
+    host matches goes there when no Ingress of the host has a defaultBackend (`fallback_route`).
     ingress-nginx annotations (routing.ingress.nginx) add filters to their Ingress's routes, lend canary
     backends to other Ingresses' routes, and may make the host a regex host (routing.ingress.regex_paths).
     """
@@ -179,6 +184,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             loser = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default)
             warnings.append(_lost(loser, routes.default,
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
+    if routes.default is None and fallback:
+        routes.default = fallback_route(host, contributions, fallback, covered=covered, guarded=guarded)
     if canaries:
         cookies = {c.key: c.nginx.policy.affinity.cookie for c in contributions
                    if c.nginx is not None and c.nginx.policy is not None and c.nginx.policy.affinity is not None}
@@ -200,6 +207,35 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
     if candidates:
         warnings.extend(_place_candidates(routes, contributions, candidates))
     return routes, warnings
+
+
+def fallback_route(host: str, contributions: Sequence[IngressPaths], cluster: str, *, covered: bool,
+                   guarded: ClientCertificateCheck | None = None) -> Route:
+    """The route of what no path of `host` matches when no Ingress of the host has a defaultBackend: ingress-nginx's
+    --default-backend-service (controller.go createServers: each server's root location, `IsDefBackend`, whose
+    backend is the default upstream). A named host's root location is its oldest Ingress's, with that Ingress's
+    annotations (ssl-redirect, security, auth...); the default server's ("" : unknown hosts, host-less rules) has
+    none, and names no Ingress."""
+    owner = next((c for c in contributions if c.nginx is None or c.nginx.canary is None), None) if host else None
+    if owner is None:
+        namespace = cluster.partition("/")[0]
+        return Route(namespace, "", "", "", PATH_DEFAULT_BACKEND, cluster, body_limit=BODY_LIMIT_DEFAULT)
+    namespace, name = owner.key
+    redirected = owner.force_redirect or (owner.redirect and covered)
+    route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, cluster,
+                  filters=HTTPS_REDIRECT if redirected else None, tracing=owner.tracing, body_limit=BODY_LIMIT_DEFAULT)
+    nginx = owner.nginx
+    if nginx is not None:
+        route = nginx.secure(route)
+    if guarded is not None and host_check((nginx,)) is None:
+        route = guard(route, guarded)
+    return route
+
+
+def default_server(cluster: str) -> VirtualHost:
+    """The rules of unknown hosts when no Ingress has host-less rules or a catch-all defaultBackend: ingress-nginx's
+    default server "_", whose root location is --default-backend-service's (`cluster`)."""
+    return VirtualHost(default=fallback_route("", (), cluster, covered=False))
 
 
 def _pass_through(routes: VirtualHost, host: str, contributions: Sequence[IngressPaths]) -> list[Warning]:
@@ -294,12 +330,18 @@ def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths]
     ages = {c.key: c.age for c in contributions}
     grouped: dict[tuple[str, str], list[Candidate]] = {}
     patterns: dict[str, re.Pattern[str]] = {}
+    ranks: dict[str, tuple[int, int]] = {}
+    if any(c.grpc is not None and c.pattern is not None for c in candidates):
+        candidates = tuple(_service_regex(c) if c.grpc is not None and c.grpc[0] and c.pattern is None
+                           and c.route.path_type == PATH_PREFIX else c for c in candidates)
     for candidate in candidates:
         kind = candidate.route.path_type
         group = PATH_EXACT if kind == PATH_EXACT else PATH_REGEX if kind == PATH_REGEX else PATH_PREFIX
         grouped.setdefault((group, candidate.slot), []).append(candidate)
         if candidate.pattern is not None:
             patterns[candidate.slot] = candidate.pattern
+            if candidate.grpc is not None:
+                ranks[candidate.slot] = candidate.grpc
     regex: dict[str, Slot] = {}
     for (group, slot), found in grouped.items():
         slots: dict[str, Slot] = (routes.exact if group == PATH_EXACT else regex if group == PATH_REGEX
@@ -321,11 +363,24 @@ def _place_candidates(routes: VirtualHost, contributions: Sequence[IngressPaths]
                 break
         slots[slot] = chosen[0] if len(chosen) == 1 and chosen[0].conditions is None else Choice(tuple(chosen))
     if regex:
-        # Longer patterns first (the closest to "most specific" a regex has), then the source text; after the
-        # paths of an ingress-nginx regex host (routing.ingress.regex_paths), which keep nginx's order.
+        # GRPCRoute matches by the spec: more service characters, then more method characters. Then longer
+        # patterns first (the closest to "most specific" a regex has), then the source text; after the paths
+        # of an ingress-nginx regex host (routing.ingress.regex_paths), which keep nginx's order.
+        def precedence(source: str) -> tuple[int, int, int, str]:
+            service, method = ranks.get(source, (0, 0))
+            return -service, -method, -len(source), source
+
         routes.regex = (*routes.regex, *((patterns[source], regex[source])
-                                         for source in sorted(regex, key=lambda s: (-len(s), s))))
+                                         for source in sorted(regex, key=precedence)))
     return warnings
+
+
+def _service_regex(candidate: Candidate) -> Candidate:
+    """A GRPCRoute service-only match (the Prefix `/<service>`) as the regex `/<service>/[^/]+`, so that it
+    is ranked among the host's gRPC regexes (a method-only match must not win over it)."""
+    source = re.escape(candidate.slot) + "/[^/]+"
+    route = replace(candidate.route, path=source, path_type=PATH_REGEX)
+    return replace(candidate, route=route, slot=source, pattern=re.compile(source))
 
 
 def _shadowed(loser: Route, winner: Route) -> Warning:

@@ -9,7 +9,8 @@ Session resumption across the switch: OpenSSL keeps the session cache and the se
 keys on the context a connection was *created* with (the listener), not on the context the SNI
 callback switches to. So tickets (TLS 1.3 and 1.2) and TLS 1.2 session ids issued for any
 certificate are resumable, and stay so across store swaps. The ticket keys are random per
-listener context and live as long as the process (Python's ssl cannot set or rotate them).
+listener context and live as long as the process, unless the holder is given keys: worker processes get
+the control process's (tls.tickets), so a ticket issued by one worker resumes on every other.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from proxy.tls.certs import Certificate
 from proxy.tls.client_auth import require_client_certificate
+from proxy.tls.tickets import share_ticket_keys
 
 # Mozilla "intermediate" TLS 1.2 suites (forward secret AEAD only); TLS 1.3 suites are OpenSSL's
 # defaults, which are all AEAD. Security level 2 also refuses keys below 2048 bits RSA / 224 EC.
@@ -256,12 +258,14 @@ class CertStoreHolder:
     it get the new certificates, handshakes already done are not touched.
     """
 
-    __slots__ = ("current", "_context")
+    __slots__ = ("current", "_context", "shared_tickets")
 
-    def __init__(self, store: CertStore) -> None:
+    def __init__(self, store: CertStore, *, ticket_keys: bytes | None = None) -> None:
         self.current = store
         context = new_server_context()
         context.sni_callback = self._on_server_name
+        # True when the session tickets are encrypted with `ticket_keys` (every worker's), else OpenSSL's own.
+        self.shared_tickets = share_ticket_keys(context, ticket_keys)
         self._context = context
 
     def publish(self, store: CertStore) -> None:

@@ -40,6 +40,7 @@ import h2.settings
 from httptools import HttpParserError, HttpRequestParser
 
 from proxy.upstream.errors import ProtocolError, UpstreamClosed, UpstreamError, UpstreamTimeout
+from proxy.upstream.h2_graceful import GracefulH2
 from proxy.upstream.hpack_encoder import PairEncoder
 
 if TYPE_CHECKING:
@@ -608,7 +609,8 @@ class H2Connection(asyncio.Protocol):
         self.pool = pool
         config = h2.config.H2Configuration(client_side=True, header_encoding=None,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config=config)
+        # A pod's GOAWAY leaves the streams up to its last-stream-id to finish (see _goaway).
+        self.h2 = GracefulH2(config=config)
         # Request headers without a dynamic table, each field's bytes made once (proxy/upstream/hpack_encoder.py).
         self.h2.encoder = PairEncoder()  # type: ignore[assignment]
         self.transport: asyncio.Transport | None = None

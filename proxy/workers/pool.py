@@ -24,6 +24,7 @@ from proxy.kube.cache import ObjectCache, Operation
 from proxy.lifecycle.process import EXIT_FAILED, EXIT_OK
 from proxy.settings import Settings
 from proxy.stats import Snapshot, merge
+from proxy.tls.tickets import new_ticket_keys
 from proxy.workers.channel import frame, receive
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ class WorkerPool:
         self.settings = settings
         self.cache = cache
         self.generated = generated
+        # Drawn once: every worker, restarted ones too, encrypts session tickets with the same keys, so a
+        # client resumes on whichever worker the kernel gives its next connection (tls.tickets).
+        self.ticket_keys = new_ticket_keys()
         self.count = settings.workers
         self.stall_timeout = stall_timeout
         self.start_timeout = max(start_timeout, stall_timeout)
@@ -347,7 +351,8 @@ class WorkerPool:
             worker = Worker(index, writer, loop.time())
             # The whole cache, then (being in `workers`) every write after it: nothing between the two.
             settings = replace(self.settings, http_port=self.http_port, https_port=self.https_port)
-            writer.write(frame(("init", {"settings": settings, "index": index, "generated": self.generated}, None)))
+            writer.write(frame(("init", {"settings": settings, "index": index, "generated": self.generated,
+                                         "ticket_keys": self.ticket_keys}, None)))
             for operation in self.cache.operations():
                 writer.write(frame(operation))
             if self.health is not None:

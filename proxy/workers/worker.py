@@ -70,7 +70,7 @@ async def run_worker(fd: int) -> int:
     cache = new_cache(settings)
     # The control process probes endpoints' health and relays its verdicts: a worker only applies them.
     controller = Controller(cache=cache, settings=settings, holder=holder, generated=init.get("generated"),
-                            probe=False)
+                            probe=False, ticket_keys=init.get("ticket_keys"))
     server = ProxyServer(settings=settings, holder=holder, freeze_gc=True)
     application = Application(
         settings=settings, signals=signals, controller=controller,

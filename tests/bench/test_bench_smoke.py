@@ -168,3 +168,28 @@ def test_grpc_bench_runs_tiny(tmp_path: Path) -> None:
     for name, row in summary.items():
         assert row["rps"] > 0 and row["p99_ms"] > 0, (name, row)
     assert "ratio pyngress/nginx" in done.stdout or not which("nginx")
+
+
+def test_tls_bench_marks_the_resumed_handshake_target_and_profile_parts() -> None:
+    """bench.tls: CPU per resumed handshake ≤ 1.5x nginx's (issue #14), from per-CPU-second rates of the same run;
+    bench.hotpath_profile: perf's shared-object names sorted into parts."""
+    from bench.hotpath_profile import category
+    from bench.tls import LOADS, Row, _ratios, targets
+
+    load = LOADS["resumed-1.2"].name
+    rows = [Row("ECDSA P-256", load, "nginx", 100.0, 20.0, 6000.0, 1.0),
+            Row("ECDSA P-256", load, "pyngress compiled", 80.0, 30.0, 4500.0, 1.0),  # 1.33x the CPU: met
+            Row("ECDSA P-256", load, "pyngress pure-python", 80.0, 30.0, 3000.0, 1.0)]  # 2x: missed
+    _ratios(rows)
+    lines = targets(rows)
+    assert len(lines) == 2
+    assert "compiled: CPU per handshake 1.33x nginx" in lines[0] and lines[0].endswith(" met")
+    assert "pure-python: CPU per handshake 2.00x nginx" in lines[1] and lines[1].endswith("MISSED")
+    full = [Row("ECDSA P-256", LOADS["full"].name, "nginx", 1.0, 1.0, 1000.0, None),
+            Row("ECDSA P-256", LOADS["full"].name, "pyngress", 1.0, 1.0, 100.0, None)]
+    _ratios(full)
+    assert targets(full) == []  # full handshakes carry no target
+    assert category("exchange.cpython-311-x86_64-linux-gnu.so") == "pyngress compiled: exchange"
+    assert category("libpython3.11.so.1.0").startswith("CPython interpreter")
+    assert category("loop.cpython-311-x86_64-linux-gnu.so") == "uvloop"
+    assert category("[kernel.kallsyms]").startswith("kernel")

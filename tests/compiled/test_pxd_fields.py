@@ -59,6 +59,8 @@ WITH_CLASSES = [(module, pxd) for module, pxd in PAIRS if pxd.exists() and _decl
 @pytest.mark.parametrize(("module", "pxd"), WITH_CLASSES, ids=[module for module, _ in WITH_CLASSES])
 def test_compiled_classes_declare_their_slots(module: str, pxd: Path) -> None:
     loaded = importlib.import_module(module)
+    if extensions.is_compiled(loaded):
+        pytest.skip(f"{module} runs compiled here: its classes have no __slots__ to compare (run pure-Python)")
     declared = _declared(pxd)
     every = _all_declared()
     for name in declared:

@@ -23,6 +23,7 @@ from e2e_harness import eventually, service
 
 GROUP = "gateway.networking.k8s.io"
 ECHO = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
+OTHER = "other.Svc"
 
 
 @dataclass
@@ -61,8 +62,9 @@ def _start_pod(name: str, address: str) -> _GrpcPod:
         "Join": grpc.stream_unary_rpc_method_handler(client_stream),
         "Shout": grpc.stream_stream_rpc_method_handler(bidi),
     })
+    other = grpc.method_handlers_generic_handler(OTHER, {"Echo": grpc.unary_unary_rpc_method_handler(unary)})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, other))
     pod = _GrpcPod(name, address, server)
     pod.port = server.add_insecure_port(f"{address}:0")
     server.start()
@@ -75,7 +77,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _manifests(v1: _GrpcPod, v2: _GrpcPod) -> list[dict]:
+def _manifests(v1: _GrpcPod, v2: _GrpcPod, rules: list[dict] | None = None) -> list[dict]:
     gateway_class = {"apiVersion": f"{GROUP}/v1", "kind": "GatewayClass", "metadata": {"name": "pyngress"},
                      "spec": {"controllerName": "pyngress.dev/gateway-controller"}}
     gateway = {"apiVersion": f"{GROUP}/v1", "kind": "Gateway", "metadata": {"name": "edge", "namespace": "default"},
@@ -88,7 +90,7 @@ def _manifests(v1: _GrpcPod, v2: _GrpcPod) -> list[dict]:
 
     route = {"apiVersion": f"{GROUP}/v1", "kind": "GRPCRoute",
              "metadata": {"name": "exact-matching", "namespace": "default"},
-             "spec": {"parentRefs": [{"name": "edge"}], "rules": [
+             "spec": {"parentRefs": [{"name": "edge"}], "rules": rules or [
                  rule("Echo", "grpc-v1"), rule("EchoTwo", "grpc-v2"), rule("Count", "grpc-v1"),
                  rule("Join", "grpc-v2"), rule("Shout", "grpc-v1")]}}
     return [gateway_class, gateway, route, *service("grpc-v1", pods=[v1]), *service("grpc-v2", pods=[v2])]  # type: ignore[list-item]
@@ -159,6 +161,34 @@ async def test_grpc_calls_reach_the_pod_of_their_method(grpc_pods, manifests, py
     assert '"kind": "GRPCRoute"' in text and f"/{ECHO}/EchoTwo" in text and '"protocol": "h2"' in text
     (entry,) = dump["gateways"]["grpcRoutes"]["default/exact-matching"]
     assert {c["type"]: c["status"] for c in entry["conditions"]} == {"Accepted": "True", "ResolvedRefs": "True"}
+
+
+async def test_a_service_match_wins_over_a_method_match(grpc_pods, manifests, pyngress):
+    """apis/v1/grpcroute_types.go (GRPCRouteRule.matches): precedence goes to more characters in a matching service,
+    then in a matching method. A method-only rule (listed first) and a service-only rule both match
+    `/<ECHO>/Echo`: the service-only one takes it; the method-only one takes Echo of any other service."""
+    v1, v2 = grpc_pods
+    gateway_port = _free_port()
+    rules = [{"matches": [{"method": {"method": "Echo"}}], "backendRefs": [{"name": "grpc-v2", "port": 80}]},
+             {"matches": [{"method": {"service": ECHO}}], "backendRefs": [{"name": "grpc-v1", "port": 80}]}]
+    path = manifests.write("grpc.yaml", _manifests(v1, v2, rules))
+    await pyngress(path, "--gateway-port-offset", str(gateway_port - 80))
+
+    def calls() -> list[bytes | grpc.StatusCode]:
+        found: list[bytes | grpc.StatusCode] = []
+        with grpc.insecure_channel(f"127.0.0.1:{gateway_port}") as channel:
+            for service_name in (ECHO, OTHER):
+                try:
+                    found.append(channel.unary_unary(f"/{service_name}/Echo")(b"hi", timeout=5))
+                except grpc.RpcError as error:
+                    found.append(error.code())
+        return found
+
+    async def served() -> bool:
+        return all(isinstance(answer, bytes) for answer in await asyncio.wait_for(asyncio.to_thread(calls), 30))
+
+    await eventually(served)
+    assert await asyncio.wait_for(asyncio.to_thread(calls), 30) == [b"grpc-v1-pod:hi", b"grpc-v2-pod:hi"]
 
 
 async def test_a_grpc_call_without_endpoints_is_unavailable(manifests, pyngress):

@@ -15,6 +15,7 @@ import ssl
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from e2e_harness import (
     DEADLINE,
@@ -148,6 +149,45 @@ async def test_every_worker_serves_the_same_default_certificate(echo_pods, manif
     spread = [metric(text, "pyngress_worker_connections_total", worker=w) for w in ("0", "1")]
     assert all(count and count > 0 for count in spread), spread  # both workers answered some of them
     assert len(fingerprints) == 1
+
+
+def _resume(port: int, client: ssl.SSLContext, session: ssl.SSLSession | None) -> tuple[bool, ssl.SSLSession | None]:
+    """One HTTPS request on a fresh connection offering `session`; (resumed?, the session to offer next). The
+    answer is read to the end, so the TLS 1.3 tickets sent after the handshake are in the session."""
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw, \
+            client.wrap_socket(raw, server_hostname=HOST, session=session) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        return tls.session_reused, tls.session
+
+
+@pytest.mark.parametrize("maximum", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["tls1.3", "tls1.2"])
+async def test_a_session_ticket_resumes_on_every_worker(echo_pods, manifests, pyngress, maximum):
+    """The workers encrypt session tickets with the control process's keys (proxy/tls/tickets.py), so a client
+    resumes whichever worker the kernel hands its next connection, as with nginx's workers (keys drawn by the master;
+    ingress-nginx `ssl-session-ticket-key`, docs/user-guide/nginx-configuration/configmap.md). Each worker had its
+    own keys before: half of these connections were full handshakes."""
+    await setup_app(echo_pods, manifests)
+    proc = await pyngress(manifests.path, *WORKERS)
+    port = proc.ports["https"]
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    client.maximum_version = maximum
+    before = [await scrape(proc, "pyngress_worker_connections_total", worker=w) or 0 for w in ("0", "1")]
+    reused, session = await asyncio.to_thread(_resume, port, client, None)
+    assert not reused and session is not None
+    results = []
+    for _ in range(24):  # fresh connections (new source ports): the kernel spreads them over both workers
+        reused, next_session = await asyncio.to_thread(_resume, port, client, session)
+        results.append(reused)
+        session = next_session or session
+    after = [await scrape(proc, "pyngress_worker_connections_total", worker=w) or 0 for w in ("0", "1")]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)  # both workers resumed some
+    assert results == [True] * len(results)
 
 
 async def test_both_workers_follow_a_manifest_change(echo_pods, manifests, pyngress):

@@ -25,13 +25,14 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import ProtocolError
-from hpack import Encoder
+from hpack import Decoder, Encoder
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
     Frame,
     GoAwayFrame,
     HeadersFrame,
+    PingFrame,
     RstStreamFrame,
     SettingsFrame,
 )
@@ -282,8 +283,54 @@ class RawH2:
         assert goaways, f"closed without GOAWAY: {self.frames[-5:]}"
         return goaways[-1]
 
+    async def ping(self, opaque: bytes = b"pingpong", timeout: float = TIMEOUT) -> None:
+        """PING and wait for its ACK: every frame sent before it has been processed by the proxy."""
+        frame = PingFrame(0)
+        frame.opaque_data = opaque
+        self.send(frame.serialize())
+        await self.read_until(lambda f: isinstance(f, PingFrame) and "ACK" in f.flags
+                              and f.opaque_data == opaque, timeout)
+
+    async def closed(self, timeout: float = TIMEOUT) -> None:
+        """Read until the proxy closes the connection."""
+        async with asyncio.timeout(timeout):
+            try:
+                while await self._read():
+                    pass
+            except ConnectionError:
+                pass
+
+    def stream_frames(self, stream_id: int) -> list[Frame]:
+        return [frame for frame in self.frames if frame.stream_id == stream_id]
+
+    def ended(self, stream_id: int) -> bool:
+        """The proxy ended the stream (END_STREAM, or RST_STREAM)."""
+        return any(isinstance(frame, RstStreamFrame) or "END_STREAM" in frame.flags
+                   for frame in self.stream_frames(stream_id))
+
+    def response(self, stream_id: int) -> tuple[dict[bytes, bytes], bytes]:
+        """A stream's response as read so far: its first header block (decoded in arrival order with every
+        other block, as HPACK requires), and its DATA."""
+        decoder = Decoder()
+        heads: dict[int, dict[bytes, bytes]] = {}
+        body = bytearray()
+        for frame in self.frames:
+            if isinstance(frame, HeadersFrame):  # (the proxy sends whole blocks: no CONTINUATION)
+                fields = dict(decoder.decode(bytes(frame.data), raw=True))
+                heads.setdefault(frame.stream_id, fields)
+            elif isinstance(frame, DataFrame) and frame.stream_id == stream_id:
+                body += frame.data
+        return heads.get(stream_id, {}), bytes(body)
+
     def close(self) -> None:
         self.writer.close()
+
+
+def goaway_frame(last_stream_id: int = 0, code: int = 0) -> bytes:
+    frame = GoAwayFrame(0)
+    frame.last_stream_id = last_stream_id
+    frame.error_code = code
+    return frame.serialize()
 
 
 def rst_stream(stream_id: int, code: int = 8) -> bytes:

@@ -1,5 +1,5 @@
-"""Defences of the HTTP/2 listener: a client over a limit gets GOAWAY and its connection closed; other clients
-go on being served.
+"""Defences of the HTTP/2 listener: a client over a limit gets GOAWAY and its connection closed (a stream over
+the concurrency limit is refused alone, until the client keeps doing it); other clients go on being served.
 
 ingress-nginx inherits nginx's: http2_max_concurrent_streams 128, the 2023 rapid-reset fix (nginx 1.25.3,
 CVE-2023-44487: resets counted per connection), limits on header blocks (large_client_header_buffers) and
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hyperframe.frame import HeadersFrame
+from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from h2_client import RawH2, continuation, data_frame, rst_stream
 from proxy.http2.connection import EMPTY_LIMIT, MAX_STREAMS, RESET_LIMIT
@@ -21,6 +21,7 @@ from server_harness import Rule, cluster, read_head
 APP = "default/app:80"
 DEADLINE = 10.0
 ENHANCE_YOUR_CALM = 11
+REFUSED_STREAM = 7
 
 
 @pytest.fixture
@@ -68,12 +69,38 @@ async def test_a_few_resets_are_fine(proxy, h2_clients):
     assert (await client.get("/after")).status == 200
 
 
-async def test_too_many_concurrent_streams_gets_goaway(proxy, h2_clients):
+async def test_a_stream_over_the_concurrency_limit_is_refused_alone(proxy, h2_clients):
+    """RFC 9113 5.1.2 (a stream error, REFUSED_STREAM) and nginx's http2_max_concurrent_streams ("concurrent
+    streams exceeded": RST_STREAM REFUSED_STREAM on that stream, the connection goes on)."""
     raw = await RawH2.connect(proxy.port)
     try:
-        raw.send(*(raw.headers(1 + 2 * index, "/held") for index in range(MAX_STREAMS + 10)))
+        held = [1 + 2 * index for index in range(MAX_STREAMS)]
+        extra = [1 + 2 * index for index in range(MAX_STREAMS, MAX_STREAMS + 10)]
+        raw.send(*(raw.headers(stream_id, "/held") for stream_id in held + extra))
+        for stream_id in extra:
+            reset = await raw.read_until(lambda frame, s=stream_id: frame.stream_id == s)
+            assert isinstance(reset, RstStreamFrame) and reset.error_code == REFUSED_STREAM
+        await raw.ping()  # the connection is still served
+        assert not any(isinstance(frame, GoAwayFrame) for frame in raw.frames)
+        assert not any(raw.stream_frames(stream_id) for stream_id in held)
+        # A held stream reset by the client frees its place: the next stream is served.
+        after = extra[-1] + 2
+        raw.send(rst_stream(held[0]), raw.headers(after, "/"))
+        await raw.read_until(lambda frame: frame.stream_id == after and "END_STREAM" in frame.flags)
+        assert raw.response(after)[0][b":status"] == b"200"
+    finally:
+        raw.close()
+    await others_are_served(proxy, h2_clients)
+
+
+async def test_streams_over_the_concurrency_limit_on_and_on_get_goaway(proxy, h2_clients):
+    """Refused streams count with the client's resets: opening streams over the limit without end is the
+    rapid-reset pattern (nginx 1.25.3 closes such a connection too)."""
+    raw = await RawH2.connect(proxy.port)
+    try:
+        raw.send(*(raw.headers(1 + 2 * index, "/held") for index in range(MAX_STREAMS + RESET_LIMIT * 3)))
         goaway = await raw.goaway()
-        assert goaway.error_code != 0
+        assert goaway.error_code == ENHANCE_YOUR_CALM
     finally:
         raw.close()
     await others_are_served(proxy, h2_clients)

@@ -562,15 +562,21 @@ def _tls_policy(*config_maps: str, rv: str = "1") -> dict:
 
 
 def test_a_configmap_matters_only_while_a_backend_tls_policy_names_it():
+    wanted: list[tuple[str, str]] = []
     cache = ObjectCache()
-    cache.hold_named_config_maps(lambda key: None)  # cluster mode: unnamed ConfigMaps keep only their CA bundle
+    cache.hold_named_config_maps(wanted.append)  # cluster mode: unnamed ConfigMaps keep no data
     changes: list[CacheChange] = []
     cache.subscribe(changes.append)
     cache.apply("ConfigMap", "ADDED", _config_map("ca"))
     cache.replace("ConfigMap", [_config_map("ca"), _config_map("other")])
     assert changes == []
-    assert cache.snapshot().config_maps[("default", "ca")]["data"] == {"ca.crt": "pem"}  # only the CA bundle kept
+    assert cache.snapshot().config_maps[("default", "ca")]["data"] == {}  # nothing names it: not even ca.crt
     cache.apply("BackendTLSPolicy", "ADDED", _tls_policy("ca"))
+    assert changes == [CacheChange(routes=True)]
+    assert wanted == [("default", "ca")] and cache.wants_config_map(("default", "ca"))  # read again for its bundle
+    changes.clear()
+    cache.fetched_config_map(_config_map("ca"))
+    assert cache.snapshot().config_maps[("default", "ca")]["data"] == {"ca.crt": "pem"}  # only the CA bundle kept
     assert changes == [CacheChange(routes=True)]
     changes.clear()
     cache.apply("ConfigMap", "MODIFIED", _config_map("other", "new", rv="2"))
@@ -581,9 +587,11 @@ def test_a_configmap_matters_only_while_a_backend_tls_policy_names_it():
     cache.apply("ConfigMap", "MODIFIED", {**_config_map("ca", "new", rv="3"), "data": {"ca.crt": "new", "big": "y"}})
     assert changes == []  # a change to what is not kept is no change
     cache.apply("BackendTLSPolicy", "DELETED", _tls_policy("ca"))
+    assert cache.snapshot().config_maps[("default", "ca")]["data"] == {}  # named no more: the bundle goes
     changes.clear()
     cache.apply("ConfigMap", "MODIFIED", _config_map("ca", "newer", rv="4"))
     assert changes == []
+    assert wanted == [("default", "ca")]
 
 
 @pytest.mark.parametrize("kind, api_version", [("BackendTrafficPolicy", "pyngress.dev/v1alpha1"),
@@ -703,7 +711,7 @@ def test_a_configmap_an_ingress_names_is_kept_whole_and_read_again_when_named():
     changes: list[CacheChange] = []
     cache.subscribe(changes.append)
     cache.replace("ConfigMap", [_config_map("headers"), _config_map("other")])
-    assert cache.snapshot().config_maps[("default", "headers")]["data"] == {"ca.crt": "pem"}
+    assert cache.snapshot().config_maps[("default", "headers")]["data"] == {}
     assert changes == []
     cache.apply("Ingress", "ADDED", _headers_ingress("default/headers"))
     assert wanted == [("default", "headers")]
@@ -725,6 +733,36 @@ def test_a_configmap_an_ingress_names_is_kept_whole_and_read_again_when_named():
     assert cache.snapshot().config_maps[("default", "late")]["data"] == {"X-B": "2"}
     assert changes == [CacheChange(routes=True)]
     assert wanted == [("default", "headers")]
+
+
+def test_the_configmap_proxy_set_headers_names_is_kept_whole():
+    """configmap.md "proxy-set-headers" (docs/examples/customization/custom-headers: the controller ConfigMap names
+    "ingress-nginx/custom-headers"): the ConfigMap it names keeps its data in cluster mode, in any namespace, is read
+    again when named after it arrived stripped, and loses its data when named no more."""
+    cache = ObjectCache(controller_config_map=("ingress-nginx", "controller"))
+    wanted: list[tuple[str, str]] = []
+    cache.hold_named_config_maps(wanted.append)
+    changes: list[CacheChange] = []
+    cache.subscribe(changes.append)
+    headers = {**_config_map("custom-headers"), "metadata": {"name": "custom-headers", "namespace": "ingress-nginx",
+                                                             "resourceVersion": "1"}}
+    cache.replace("ConfigMap", [headers])
+    assert cache.snapshot().config_maps[("ingress-nginx", "custom-headers")]["data"] == {}
+
+    def controller(value: str, rv: str) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "controller", "namespace": "ingress-nginx", "resourceVersion": rv},
+                "data": {"proxy-set-headers": value}}
+
+    cache.replace("ControllerConfigMap", [controller("ingress-nginx/custom-headers", "1")])
+    assert wanted == [("ingress-nginx", "custom-headers")] and cache.wants_config_map(wanted[0])
+    changes.clear()
+    cache.fetched_config_map(headers)
+    assert cache.snapshot().config_maps[("ingress-nginx", "custom-headers")]["data"] == headers["data"]
+    assert changes == [CacheChange(routes=True)]
+    cache.apply("ControllerConfigMap", "MODIFIED", controller("other", "2"))  # a bare name: its own namespace
+    assert cache.snapshot().config_maps[("ingress-nginx", "custom-headers")]["data"] == {}
+    assert cache.wants_config_map(("ingress-nginx", "other"))
 
 
 def test_a_configmap_of_another_namespace_is_not_named():

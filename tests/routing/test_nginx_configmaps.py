@@ -10,6 +10,7 @@ from proxy.routing.build import build
 from proxy.routing.incremental import Builder
 from proxy.settings import Settings
 
+from .gateway.harness import send
 from .objects import path, rule
 from .test_nginx_annotations import HOST, annotated, go, world
 from .test_nginx_auth_url import AUTH, auths, request
@@ -192,3 +193,67 @@ def test_no_auth_locations_skip_authentication():
                          auth_url=AUTH)
     found = auths(world(auth_url))
     assert found[("ext", "/")] is not None and found[("ext", "/.well-known/acme-challenge")] is None
+
+
+# ------------------------------------------------------------------------------- the ConfigMap key proxy-set-headers
+
+def test_proxy_set_headers_are_set_on_every_upstream_request():
+    """configmap.md "proxy-set-headers" and docs/examples/customization/custom-headers (the controller ConfigMap names
+    "ingress-nginx/custom-headers"; its headers are "include[d] in all requests flowing from nginx to the backends"
+    as nginx.tmpl's `proxy_set_header`, so a client's field of the same name is replaced): every Ingress route, a
+    defaultBackend's too, whatever its own annotations."""
+    headers = config_map("custom-headers", {"X-Using-Nginx-Controller": "true", "X-Different-Name": "true"},
+                         namespace="ingress-nginx")
+    snap = world(annotated("plain", rule(HOST, path("/a", "echo")), default={"service": {
+                     "name": "other", "port": {"number": 80}}}),
+                 annotated("own", rule(HOST, path("/b", "echo")), x_forwarded_prefix="/x", rewrite_target="/"),
+                 headers, controller(proxy_set_headers="ingress-nginx/custom-headers"))
+    config = build(snap, CONTROLLER)
+    assert config.global_config is not None
+    assert config.global_config.upstream_headers == (("X-Different-Name", "true"), ("X-Using-Nginx-Controller", "true"))
+    for target in ("/a", "/b", "/elsewhere"):
+        seen = send(config, target, host=HOST, ingress=True, headers={"X-Different-Name": "client"})
+        assert seen.status == 200, target
+        assert seen.request_headers["X-Using-Nginx-Controller"] == "true", target
+        assert seen.request_headers["X-Different-Name"] == "true", target  # replaced, not added
+    assert not [m for m in messages(snap) if "proxy-set-headers" in m]
+    same_config(snap)
+
+
+def test_proxy_set_headers_changes_apply_and_a_bare_name_is_the_controller_namespace():
+    """custom-headers README: the ConfigMap is read when it changes (ingress-nginx needed a restart: its caveat);
+    the incremental builder reads it again when it appears or changes."""
+    settings = controller(proxy_set_headers="custom-headers")  # bare: the --configmap's namespace
+    builder = Builder()
+    missing = world(annotated("web", rule(HOST, path("/", "echo"))), settings)
+    first = builder.build(missing, CONTROLLER)
+    assert first.checksum == build(missing, CONTROLLER).checksum
+    assert "controller: key proxy-set-headers: ConfigMap ingress-nginx/custom-headers not found; no headers added " \
+           "to upstream requests" in messages(missing)
+    assert "X-A" not in send(first, "/", host=HOST, ingress=True).request_headers
+    for value in ("1", "2"):
+        later = world(annotated("web", rule(HOST, path("/", "echo"))), settings,
+                      config_map("custom-headers", {"X-A": value}, namespace="ingress-nginx"))
+        config = builder.build(later, CONTROLLER)
+        assert config.checksum == build(later, CONTROLLER).checksum
+        assert send(config, "/", host=HOST, ingress=True).request_headers["X-A"] == value
+
+
+def test_proxy_set_headers_leaves_out_what_it_cannot_send():
+    """Not a security feature (ingress-nginx warns and adds nothing for a missing ConfigMap): a header pyngress
+    cannot send as nginx would (an nginx variable, the proxy's own Host or framing fields, a bad name) is left out
+    with a warning naming the ConfigMap and the header; the others are sent."""
+    headers = config_map("custom-headers", {"X-Request-Start": "t=${msec}", "Host": "other", "Bad Name": "x",
+                                            "Content-Length": "1", "X-Ok": "yes"}, namespace="ingress-nginx")
+    snap = world(annotated("web", rule(HOST, path("/", "echo"))), headers,
+                 controller(proxy_set_headers="ingress-nginx/custom-headers"))
+    seen = send(build(snap, CONTROLLER), "/", host=HOST, ingress=True)
+    assert seen.status == 200 and seen.request_headers["X-Ok"] == "yes"
+    assert "X-Request-Start" not in seen.request_headers
+    problems = [m for m in messages(snap) if "proxy-set-headers" in m]
+    assert len(problems) == 4 and all("ConfigMap ingress-nginx/custom-headers" in m for m in problems)
+    assert any("X-Request-Start has an nginx variable" in m for m in problems)
+    bad = world(annotated("web", rule(HOST, path("/", "echo"))), controller(proxy_set_headers="a/b/c"))
+    assert [m for m in messages(bad) if "proxy-set-headers" in m] == [
+        "controller: key proxy-set-headers: 'a/b/c' is not name or namespace/name; nothing kept"]
+    assert send(build(bad, CONTROLLER), "/", host=HOST, ingress=True).status == 200

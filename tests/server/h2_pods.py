@@ -26,6 +26,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from server_harness import TIMEOUT, connect
 
@@ -176,6 +177,16 @@ class _H2PodConnection(asyncio.Protocol):
             self.conn.send_data(stream_id, frame(b"first"))
             self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
             self.open.discard(stream_id)
+            return
+        if path.startswith("/drain"):
+            # A graceful GOAWAY naming this stream as the last one it serves, then its answer: written beside the
+            # h2 state machine, which would refuse to send anything after its own close_connection.
+            goaway = hyperframe.frame.GoAwayFrame(0)
+            goaway.last_stream_id = stream_id
+            self.flush()
+            if self.transport is not None:
+                self.transport.write(goaway.serialize())
+            self.answer(stream_id)
             return
         if path.startswith("/hold"):
             asyncio.get_running_loop().create_task(self.answer_when_released(stream_id))

@@ -93,9 +93,9 @@ def test_the_plain_line_and_the_escaped_line_say_the_same():
     """The usual line is joined from ready fragments and digit tables, an escaped one %-formatted: both must give
     the same fields, for small and large numbers and durations under and over a second."""
     cases = [{}, {"status": 504, "bytes_in": 4095, "bytes_out": 4096, "retries": 2, "duration": 0.9999996,
-                  "upstream_duration": 0.0},
+                  "upstream_duration": 0.0, "grpc_status": 0},
              {"bytes_in": 10**9, "bytes_out": 123456789, "duration": 61.25, "upstream_duration": 1.5, "retries": 5000,
-              "reason": "upstream-timeout", "when": 1763866559.9999}]
+              "reason": "upstream-timeout", "when": 1763866559.9999, "grpc_status": 14}]
     plain = written(lambda log: [add(log, index, **case) for index, case in enumerate(cases)])
     escaped = written(lambda log: [add(log, index, user_agent=b"\xff", **case) for index, case in enumerate(cases)])
     for one, other in zip(plain, escaped, strict=True):
@@ -103,6 +103,7 @@ def test_the_plain_line_and_the_escaped_line_say_the_same():
         assert one == other
     assert (plain[1]["duration"], plain[1]["upstream_duration"], plain[2]["duration"]) == (1.0, 0.0, 61.25)
     assert (plain[2]["bytes_in"], plain[2]["retries"], plain[2]["reason"]) == (10**9, 5000, "upstream-timeout")
+    assert [entry["grpc_status"] for entry in plain] == [None, 0, 14]
 
 
 def test_writes_are_cut_at_line_ends_within_pipe_buf():

@@ -222,6 +222,19 @@ async def test_goaway_from_the_pod_sends_unprocessed_streams_again(make_proxy, m
     assert pod.connections == 2
 
 
+async def test_a_stream_up_to_the_pods_goaway_last_stream_id_completes(make_proxy, make_h2_pod):
+    """GOAWAY (RFC 9113 6.8): streams up to the last-stream-id may still complete: the pod's answer after its
+    graceful GOAWAY reaches the client (h2 alone would have closed the connection's state and lost it); the next
+    request goes on a new connection."""
+    proxy = await make_proxy()
+    pod = await make_h2_pod()
+    serve_h2(proxy, H2_KEY, pod.host, pod.port)
+    answer = await request(proxy.port, "/drain/1", method="POST", body=b"last")
+    assert answer.status == 200 and answer.json()["body"] == "last"
+    assert (await request(proxy.port, "/echo/2")).status == 200
+    assert pod.connections == 2
+
+
 async def test_refused_streams_are_sent_again_a_bounded_number_of_times(make_proxy, make_h2_pod):
     """RST_STREAM REFUSED_STREAM (RFC 9113 8.7: the request was not processed): sent again, even a POST; a pod
     that refuses every time gets the request three times in all, then the client gets 502."""
@@ -389,7 +402,8 @@ async def test_an_upstream_timeout_is_deadline_exceeded(make_proxy, make_h2_pod)
 
 async def test_access_log_and_metrics_count_http2_requests(make_proxy, grpc_pod):
     """The access log and the route's series see requests to HTTP/2 pods like any other: the pod's address, the
-    status, bytes; and a proxy-made gRPC error keeps the HTTP status the proxy decided and its reason."""
+    status, bytes; and a proxy-made gRPC error is logged as what was sent (HTTP 200) with its reason and its
+    grpc_status (Envoy's %GRPC_STATUS%)."""
     import os
     import threading
 
@@ -410,8 +424,8 @@ async def test_access_log_and_metrics_count_http2_requests(make_proxy, grpc_pod)
     reader.join(timeout=10)
     os.close(read_end)
     lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
-    assert [(e["status"], e["upstream"], e["reason"]) for e in lines] == [
-        (200, f"{grpc_pod.host}:{grpc_pod.port}", None), (503, None, "no-endpoints")]
+    assert [(e["status"], e["upstream"], e["reason"], e["grpc_status"]) for e in lines] == [
+        (200, f"{grpc_pod.host}:{grpc_pod.port}", None, None), (200, None, "no-endpoints", 14)]
     assert lines[0]["bytes_out"] > 0 and lines[0]["path"] == "/test.Echo/Unary"
 
 

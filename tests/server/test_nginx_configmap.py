@@ -310,3 +310,38 @@ async def test_custom_http_errors_of_the_configmap_go_to_the_default_backend(mak
     assert await answer("/status/500") == (500, "app", "")
     assert await answer("/status/404", "own.foo.com") == (404, "app", "")
     assert await answer("/status/500", "own.foo.com") == (200, "errors", "500")
+
+
+async def test_proxy_set_headers_reach_the_pods_and_follow_their_configmap(make_proxy, make_pods):
+    """configmap.md "proxy-set-headers" and docs/examples/customization/custom-headers: the headers of the ConfigMap
+    the key names are "include[d] in all requests flowing from nginx to the backends" (nginx.tmpl's
+    proxy_set_header: the client's field of that name is replaced); a change of that ConfigMap is a new Config
+    (ingress-nginx needed a restart); a missing one adds nothing and everything keeps serving."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    app = ingress("app", HOST, ("/", "Prefix", "echo"))
+
+    def headers_map(data: dict[str, str]) -> dict[Any, Any]:
+        return {("ingress-nginx", "custom-headers"): {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "custom-headers", "namespace": "ingress-nginx"}, "data": data}}
+
+    async def seen() -> dict[str, str]:
+        response = await request(proxy.port, "/", host=HOST, headers=[("X-Different-Name", "client")])
+        assert response.status == 200
+        return {name.lower(): value for name, value in response.json()["headers"]}
+
+    key = {"proxy-set-headers": "ingress-nginx/custom-headers"}
+    serve(proxy, [echo], key, app, config_maps=headers_map({"X-Using-Nginx-Controller": "true",
+                                                          "X-Different-Name": "true"}))
+    headers = await seen()
+    assert (headers["x-using-nginx-controller"], headers["x-different-name"]) == ("true", "true")
+    serve(proxy, [echo], key, app, config_maps=headers_map({"X-Using-Nginx-Controller": "again"}))
+    headers = await seen()
+    assert (headers["x-using-nginx-controller"], headers["x-different-name"]) == ("again", "client")
+    config = serve(proxy, [echo], key, app)
+    headers = await seen()
+    assert "x-using-nginx-controller" not in headers
+    assert [w.message for w in config.warnings if "proxy-set-headers" in w.message] == [
+        "key proxy-set-headers: ConfigMap ingress-nginx/custom-headers not found; no headers added to upstream "
+        "requests"]

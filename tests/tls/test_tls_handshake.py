@@ -15,7 +15,8 @@ from proxy.objects import Snapshot
 from proxy.tls.certs import Certificate, parse_secret
 from proxy.tls.default import generate_default_certificate
 from proxy.tls.hosts import build_store, tls_hosts
-from proxy.tls.store import CertStore, CertStoreHolder, prepare_context
+from proxy.tls.store import CertStore, CertStoreHolder, new_server_context, prepare_context
+from proxy.tls.tickets import TICKET_KEYS_LENGTH, new_ticket_keys, set_ticket_keys
 
 NOW = datetime.now(UTC)
 # Bound on every network wait: generous, since other suites share the two cores.
@@ -319,3 +320,50 @@ async def test_session_resumption_survives_context_switch_and_store_swap(pki, si
     third = await handshake(port, client, "b.test", session=second.session)
     assert third.reused and third.reply == b"ok hi"
     assert listener.session_stats()["hits"] >= hits + 2
+
+
+@pytest.mark.parametrize("maximum", [None, ssl.TLSVersion.TLSv1_2], ids=["tls1.3", "tls1.2"])
+async def test_listeners_given_the_same_ticket_keys_resume_each_others_sessions(pki, site, serve, maximum):
+    """What `--workers N` relies on (tls.tickets): each worker has its own listener context, and a returning client
+    may land on any of them. nginx shares its ticket keys among workers the same way (keys drawn by the master, or
+    `ssl_session_ticket_key`, ingress-nginx's `ssl-session-ticket-key`: docs/user-guide/nginx-configuration/
+    configmap.md)."""
+    holder, leaves = site
+    keys = new_ticket_keys()
+    first_worker = CertStoreHolder(holder.current, ticket_keys=keys)
+    second_worker = CertStoreHolder(holder.current, ticket_keys=keys)
+    assert first_worker.shared_tickets and second_worker.shared_tickets
+    ports = [await serve(first_worker.server_context()), await serve(second_worker.server_context())]
+    client = verifying(pki, maximum=maximum)
+
+    first = await handshake(ports[0], client, "b.test")
+    assert not first.reused and first.session is not None
+    second = await handshake(ports[1], client, "b.test", session=first.session)
+    assert second.reused and second.serial == leaves["b.test"].serial and second.reply == b"ok hi"
+    # And back: the ticket the second listener issued opens on the first.
+    third = await handshake(ports[0], client, "b.test", session=second.session)
+    assert third.reused
+
+
+@pytest.mark.parametrize("maximum", [None, ssl.TLSVersion.TLSv1_2], ids=["tls1.3", "tls1.2"])
+async def test_listeners_with_their_own_ticket_keys_do_not_resume_each_others_sessions(pki, site, serve, maximum):
+    """The counterpart of the test above (what workers did before they shared keys): a full handshake."""
+    holder, _ = site
+    ports = [await serve(CertStoreHolder(holder.current).server_context()),
+             await serve(CertStoreHolder(holder.current, ticket_keys=new_ticket_keys()).server_context())]
+    client = verifying(pki, maximum=maximum)
+    first = await handshake(ports[0], client, "b.test")
+    assert (await handshake(ports[0], client, "b.test", session=first.session)).reused
+    elsewhere = await handshake(ports[1], client, "b.test", session=first.session)
+    assert not elsewhere.reused and elsewhere.reply == b"ok hi"
+
+
+def test_ticket_keys_are_checked_and_read_back():
+    context = new_server_context()
+    with pytest.raises(ValueError, match="80 bytes"):
+        set_ticket_keys(context, b"short")
+    keys = new_ticket_keys()
+    assert len(keys) == TICKET_KEYS_LENGTH and keys != new_ticket_keys()
+    assert set_ticket_keys(context, keys) is None  # None: set, and read back equal
+    # A holder without keys keeps OpenSSL's random ones.
+    assert not CertStoreHolder(CertStore(default=generate_default_certificate())).shared_tickets

@@ -8,10 +8,16 @@ and RegularExpression → a whole-path regex with `[^/]+` for the part not given
 Prefix `/`. Every match also requires POST and its header matches. The rule's backends are spoken HTTP/2
 cleartext (their cluster keys carry "~h2c", see routing.clusters.protocol_key).
 
-Precedence is the table's: Exact paths, then regexes (longest first), then the longest Prefix, then more
-header matches, then the older route. The spec orders a service-only match before a method-only one; here
-the method-only regex comes first (a difference that needs both kinds of match on one hostname to show).
-Regular expressions are Python's `re` dialect, matched against the whole service or method.
+Precedence is the spec's (GRPCRouteRule.matches): more characters in the matching service, then in the
+matching method, then more header matches, then the older route, namespace/name, rule order. Each match
+carries its (service characters, method characters) (`Match.grpc`; a RegularExpression value counts the
+characters of its pattern) and the merge orders by them at build time (merge._place_candidates): on a host
+with gRPC regexes, a service-only Prefix becomes the regex `/<service>/[^/]+` so that it is ranked among
+them (a host without gRPC regexes keeps the cheaper Prefix). The table's own walk does the rest: an Exact
+service and method is tried first (nothing can match more of that path), the catch-all Prefix `/` last.
+Difference: a RegularExpression whose pattern is longer than an Exact service and method it also matches
+still comes second. Regular expressions are Python's `re` dialect, matched against the whole service or
+method.
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ def grpc_match(item: dict[str, Any], where: str) -> Match:
     conditions = Conditions(method=_POST, headers=_headers(item, where))
     body = item.get("method")
     if body is None:
-        return Match("/", PATH_PREFIX, "", None, conditions)
+        return Match("/", PATH_PREFIX, "", None, conditions, (0, 0))
     body = require_object(body, f"{where}.method")
     at = f"{where}.method."
     kind = text(body, "type", at) or "Exact"
@@ -96,9 +102,9 @@ def grpc_match(item: dict[str, Any], where: str) -> Match:
             raise unsupported(f"{at}method {method!r:.80} is not a valid gRPC method name")
         if service and method:
             path = f"/{service}/{method}"
-            return Match(path, PATH_EXACT, path, None, conditions)
+            return Match(path, PATH_EXACT, path, None, conditions, (len(service), len(method)))
         if service:
-            return Match(f"/{service}/", PATH_PREFIX, f"/{service}", None, conditions)
+            return Match(f"/{service}/", PATH_PREFIX, f"/{service}", None, conditions, (len(service), 0))
         source = f"/{_ANY_PART}/{re.escape(method)}"
     elif kind == "RegularExpression":
         parts = []
@@ -113,7 +119,7 @@ def grpc_match(item: dict[str, Any], where: str) -> Match:
         source = f"/{parts[0]}/{parts[1]}"
     else:
         raise unsupported(f"{at}type {kind!r:.40} is not Exact or RegularExpression")
-    return Match(source, PATH_REGEX, source, re.compile(source), conditions)
+    return Match(source, PATH_REGEX, source, re.compile(source), conditions, (len(service), len(method)))
 
 
 def _headers(item: dict[str, Any], where: str) -> tuple[HeaderMatch, ...]:

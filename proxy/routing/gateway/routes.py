@@ -62,6 +62,8 @@ class Match:
     slot: str  # table key: normalized Exact path, Prefix without trailing "/", regex source
     pattern: re.Pattern[str] | None
     conditions: Conditions | None
+    # A GRPCRoute match's (characters of its service, of its method): its precedence across slots (merge).
+    grpc: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -336,7 +338,8 @@ class CompiledRoute:
                     specific = conditions.specificity if conditions is not None else (False, 0, 0)
                     order = (-int(specific[0]), -specific[1], -specific[2], spec.age, namespace, name, index)
                     made.append(((namespace, name, index, number),
-                                 Candidate(replace(route, host=host), order, match.slot, match.pattern)))
+                                 Candidate(replace(route, host=host), order, match.slot, match.pattern,
+                                           match.grpc)))
             found = self._by_host[host] = tuple(made)
         return found
 

@@ -90,6 +90,8 @@ class NginxFeatures:
     no_auth: tuple[str, ...] = ()
     # custom-headers: the answers' headers, or a refusal (fail closed); on every route of the Ingress.
     headers: ResponseHeaderModifier | Refuse | None = None
+    # The ConfigMap key proxy-set-headers: request headers set on every request to the pods (every route).
+    upstream_headers: RequestHeaderModifier | None = None
 
     def needs_rewrite(self, path: str) -> bool:
         return bool(self.rewrite) and self.rewrite != path
@@ -122,7 +124,7 @@ class NginxFeatures:
     def secure(self, route: Route) -> Route:
         """`route` (any route of this Ingress, a defaultBackend's too) with the security annotations' filters
         and limits, its body size limit, error pages, www redirect and upstream Host."""
-        added = [item for item in (self.www, self.vhost, self.headers) if item is not None]
+        added = [item for item in (self.www, self.vhost, self.headers, self.upstream_headers) if item is not None]
         if added:
             current = route.filters
             items: list[Any] = [*current.request, *current.response] if current is not None else []
@@ -242,11 +244,14 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     problems.extend(mirror_problems)
     headers = _custom_headers(values, secrets, config, problems)
     buffer_body = values.proxy_request_buffering == "on"
+    upstream_headers = (RequestHeaderModifier(HeaderEdits(set=tuple(
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in config.upstream_headers)))
+        if config is not None and config.upstream_headers else None)
     no_auth = ((config.no_auth_locations if config is not None else NO_AUTH_LOCATIONS)
                if external_auth is not None or values.auth_type else ())
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
             or errors or www or vhost or not values.enable_access_log or external_auth or mirror or http10
-            or headers or buffer_body):
+            or headers or buffer_body or upstream_headers):
         return None, problems
     return NginxFeatures(use_regex=values.use_regex, rewrite=rewrite, parts=parts, forwarded_prefix=prefix,
                          redirect=redirect, app_root=root, policy=policy, refusal=refusal,
@@ -254,7 +259,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
                          error_codes=frozenset(codes), www=www, vhost=vhost,
                          access_log=values.enable_access_log, external_auth=external_auth,
                          mirror=mirror, http10=http10, headers=headers, buffer_body=buffer_body,
-                         no_auth=no_auth), problems
+                         no_auth=no_auth, upstream_headers=upstream_headers), problems
 
 
 def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,

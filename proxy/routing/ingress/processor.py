@@ -94,7 +94,8 @@ class IngressEntry:
             self.force_redirect = annotations.force_ssl_redirect
             self.tracing = annotations.enable_opentelemetry
             self.passthrough = annotations.ssl_passthrough
-            if annotations is not DEFAULTS or (config is not None and (config.global_auth or config.default_backend)):
+            if annotations is not DEFAULTS or (config is not None and (config.global_auth or config.default_backend
+                                                                        or config.upstream_headers)):
                 reader = SecretReader(secrets if secrets is not None else {}, namespace, config_maps)
                 self.nginx, messages = features_of(annotations, zone=f"{namespace}/{name}", hosts=rules.hosts,
                                                    secrets=reader, config=config)

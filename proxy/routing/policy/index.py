@@ -25,7 +25,7 @@ from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.routing.clusters import split_cluster_key
-from proxy.routing.model import Backends, Route
+from proxy.routing.model import PROTOCOL_H2C, Backends, Route
 from proxy.routing.policies import ClusterPolicy, policy_key
 from proxy.routing.policy.spec import EMPTY, SPEC_NAMES, PolicySpec, fold, overlap
 from proxy.routing.policy.targets import GATEWAY, HTTP_ROUTE, INGRESS, SERVICE, TargetKey, TargetRef
@@ -252,12 +252,16 @@ class PolicyIndex:
 
 def _served_keys(route: Route) -> list[str]:
     """The clusters a route answers from (mirrors aside: their copies' answers are dropped), without those
-    another front end already put under a policy."""
-    keys = [route.cluster] if route.cluster and "~" not in route.cluster else []
+    another front end already put under a policy (a "~digest" key). A protocol key ("~h2c": a GRPCRoute's
+    backends, see clusters.protocol_key) is a Service port like a plain one: its Service's policies apply."""
+    keys = [route.cluster] if _unpolicied(route.cluster) else []
     if route.backends is not None:
-        keys.extend(backend.cluster for backend in route.backends.backends
-                    if backend.cluster and "~" not in backend.cluster)
+        keys.extend(backend.cluster for backend in route.backends.backends if _unpolicied(backend.cluster))
     return keys
+
+
+def _unpolicied(key: str) -> bool:
+    return bool(key) and key.partition("~")[2] in ("", PROTOCOL_H2C)
 
 
 def port_spellings(service: Any, section: str) -> list[str]:

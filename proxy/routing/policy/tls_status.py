@@ -1,7 +1,7 @@
 """BackendTLSPolicy status as build output: the Gateway API's PolicyAncestorStatus entries of ours.
 
-Ancestors (GEP-713, as the conformance suite looks them up): every Gateway of ours whose HTTPRoutes,
-accepted there, have a backendRef to the targeted Service (to the port a `sectionName` names). A Service
+Ancestors (GEP-713, as the conformance suite looks them up): every Gateway of ours whose HTTPRoutes or
+GRPCRoutes, accepted there, have a backendRef to the targeted Service (to the port a `sectionName` names). A Service
 only Ingresses route to has no Gateway to name: its entry names the Service itself (a ParentReference of
 kind Service, as GAMMA routes name theirs), so problems such as a missing CA bundle are visible on the
 policy. A Service none of our routes uses gets no entry: we do not speak for traffic we do not carry.
@@ -90,16 +90,18 @@ def _gateway_uses(snapshot: Snapshot, gateway_status: GatewayApiStatus | None, w
     uses: ServiceUse = {}
     if gateway_status is None:
         return uses
-    for key, route_status in gateway_status.routes.items():
-        gateways = sorted({(p.parent_ref.namespace, p.parent_ref.name) for p in route_status.parents
-                           if p.parent_ref.kind == GATEWAY and _accepted(p.conditions)})
-        if not gateways:
-            continue
-        for service, port in _backend_refs(snapshot.http_routes.get(key), key[0]):
-            if service in wanted:
-                by_gateway = uses.setdefault(service, {})
-                for gateway in gateways:
-                    by_gateway.setdefault(gateway, set()).add(port)
+    for statuses, objects in ((gateway_status.routes, snapshot.http_routes),
+                              (gateway_status.grpc_routes, snapshot.grpc_routes)):
+        for key, route_status in statuses.items():
+            gateways = sorted({(p.parent_ref.namespace, p.parent_ref.name) for p in route_status.parents
+                               if p.parent_ref.kind == GATEWAY and _accepted(p.conditions)})
+            if not gateways:
+                continue
+            for service, port in _backend_refs(objects.get(key), key[0]):
+                if service in wanted:
+                    by_gateway = uses.setdefault(service, {})
+                    for gateway in gateways:
+                        by_gateway.setdefault(gateway, set()).add(port)
     return uses
 
 
@@ -108,7 +110,7 @@ def _accepted(conditions: tuple[Condition, ...]) -> bool:
 
 
 def _backend_refs(route: Any, namespace: str) -> Iterable[tuple[Key, str]]:
-    """(Service, port as written) of every Service backendRef of an HTTPRoute's rules."""
+    """(Service, port as written) of every Service backendRef of an HTTPRoute's (or GRPCRoute's) rules."""
     spec = route.get("spec") if isinstance(route, dict) else None
     rules = spec.get("rules") if isinstance(spec, dict) else None
     for rule in rules if isinstance(rules, list) else ():

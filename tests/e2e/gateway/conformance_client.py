@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDictProxy
+import h2.config
+import h2.connection
+import h2.events
+from conformance_grpc import call as grpc_call
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 TIMEOUT = 10.0  # seconds for one request (the slowest upstream case waits 1 s at the backend)
@@ -31,6 +35,7 @@ class Answer:
     peer_certificate: bytes = b""  # DER, over HTTPS
     error: str = ""
     websocket_echo: bool = False
+    grpc_status: int | None = None  # a gRPC call's status code (0: OK)
 
     def header(self, name: str) -> str | None:
         """All fields of that name joined with "," (as the upstream compares them), None when absent."""
@@ -102,6 +107,75 @@ class Client:
             if isinstance(error.os_error, ConnectionRefusedError):
                 return Answer(0, error="connection refused")
             raise
+
+    async def grpc(self, *, local_port: int, method: str, host: str = "",
+                   metadata: dict[str, str] | None = None) -> Answer:
+        """One unary call of the echo service (conformance_grpc.py) over h2c, `host` as its `:authority`: the
+        call's status, and what the pod received as `echo` when it answered (the fields the HTTP echo's JSON
+        has: pod, namespace, method POST, the call's path, its metadata as headers)."""
+        answer = await asyncio.to_thread(grpc_call, f"127.0.0.1:{local_port}", method, authority=host,
+                                         metadata=metadata, timeout=TIMEOUT)
+        echo = None
+        if answer.response is not None:
+            headers: dict[str, list[str]] = {}
+            for name, value in answer.response["headers"]:
+                headers.setdefault(name, []).append(value)
+            echo = {"pod": answer.response["pod"], "namespace": answer.response["namespace"], "method": "POST",
+                    "path": answer.response["method"], "host": answer.response["authority"], "headers": headers}
+        return Answer(200, echo=echo, error=answer.details, grpc_status=answer.code)
+
+    async def h2c(self, *, local_port: int, path: str, host: str, headers: dict[str, str] | None = None) -> Answer:
+        """A GET in HTTP/2 cleartext with prior knowledge (the upstream's H2CPriorKnowledgeProtocol), `host` as its
+        `:authority`, on a fresh connection; the answer as `send` gives it."""
+        return await asyncio.wait_for(self._h2c(local_port, path, host, headers or {}), TIMEOUT)
+
+    async def _h2c(self, local_port: int, path: str, host: str, headers: dict[str, str]) -> Answer:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", local_port)
+        except ConnectionRefusedError:
+            return Answer(0, error="connection refused")
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="latin-1"))
+        try:
+            conn.initiate_connection()
+            stream = conn.get_next_available_stream_id()
+            conn.send_headers(stream, [(":method", "GET"), (":scheme", "http"), (":authority", host),
+                                       (":path", path), *((k.lower(), v) for k, v in headers.items())],
+                              end_stream=True)
+            writer.write(conn.data_to_send())
+            status, fields, body = 0, CIMultiDict[str](), bytearray()
+            done = False
+            while not done:
+                data = await reader.read(65536)
+                if not data:
+                    return Answer(status, error="the connection closed before the answer ended")
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream:
+                        for name, value in event.headers:
+                            if name == ":status":
+                                status = int(value)
+                            else:
+                                fields.add(str(name), str(value))
+                    elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream:
+                        body += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, stream)
+                    elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                        done = done or event.stream_id == stream
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        return Answer(status, error=f"GOAWAY {event.error_code!r}")
+                writer.write(conn.data_to_send())
+            conn.close_connection()
+            writer.write(conn.data_to_send())
+        finally:
+            writer.close()
+        echo = None
+        if fields.get("Content-Type", "").startswith("application/json"):
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and "pod" in parsed:
+                echo = parsed
+        return Answer(status, CIMultiDictProxy(fields), echo)
 
     async def websocket(self, *, local_port: int, path: str, host: str) -> Answer:
         """The upstream's WebSocket check: a text and a binary message come back unchanged."""

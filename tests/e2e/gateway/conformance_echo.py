@@ -7,17 +7,25 @@ header line, `Host` not among them), and the `namespace` and `pod` it runs as. T
 Name:value,Name2:value2` request header (fields it adds to its answer: the response header tests), and
 echoes WebSocket messages on `/ws`. Every request is also kept (`seen`), so mirror tests can find the
 copies a pod received. A pod given a server context serves HTTPS (the suite's `tls-backend`) and reports the
-TLS server name the client sent as `tls.serverName`, as echo-basic does.
+TLS server name the client sent as `tls.serverName`, as echo-basic does. A pod started with `h2c` also serves
+HTTP/2 cleartext (prior knowledge, written with `h2`) on a second port, the upstream echo's 3001 (the one a
+Service port with appProtocol kubernetes.io/h2c targets: HTTPRouteBackendProtocolH2C), with the same JSON
+(`proto` "HTTP/2.0"); that port speaks nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 from aiohttp import WSMsgType, web
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -25,6 +33,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 # The longest ?delay= honoured: a test cannot hold a pod longer than this.
 MAX_DELAY = 10.0
+# The upstream echo's h2c port (conformance/base/manifests.yaml: infra-backend-v1's second-port targets it).
+H2C_POD_PORT = 3001
 
 
 def canonical(name: str) -> str:
@@ -62,11 +72,14 @@ class EchoPod:
         self.name = name
         self.address = address
         self.port = 0
+        self.h2c_port = 0  # the h2c port (0: none)
         self.seen: list[Received] = []
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._h2c: asyncio.Server | None = None
+        self.h2c_connections: set[asyncio.Transport] = set()
 
-    async def start(self, port: int = 0) -> EchoPod:
+    async def start(self, port: int = 0, *, h2c: bool = False, h2c_port: int = 0) -> EchoPod:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._answer)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -74,7 +87,15 @@ class EchoPod:
         site = web.TCPSite(self._runner, self.address, port, ssl_context=self._server_context())
         await site.start()
         self.port = self._runner.addresses[0][1]
+        if h2c:
+            self._h2c = await asyncio.get_running_loop().create_server(lambda: _H2cEcho(self), self.address, h2c_port)
+            self.h2c_port = self._h2c.sockets[0].getsockname()[1]
         return self
+
+    def port_for(self, number: int) -> int:
+        """The local port serving the data's pod port `number`: the h2c one for 3001 (when served), else this pod's
+        HTTP port, whatever the number."""
+        return self.h2c_port if number == H2C_POD_PORT and self.h2c_port else self.port
 
     def _server_context(self) -> ssl.SSLContext | None:
         """The pod's context, with an SNI callback noting the name on the connection's SSL object."""
@@ -89,6 +110,12 @@ class EchoPod:
 
     async def stop(self) -> None:
         self._stopping.set()  # delayed answers go now instead of holding up the shutdown
+        if self._h2c is not None:
+            self._h2c.close()
+            for transport in self.h2c_connections:
+                transport.abort()
+            await self._h2c.wait_closed()
+            self._h2c = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -145,3 +172,65 @@ class EchoPod:
             elif message.type == WSMsgType.BINARY:
                 await socket.send_bytes(message.data)
         return socket
+
+
+class _H2cEcho(asyncio.Protocol):
+    """One h2c connection to a pod's h2c port: every request answered with the echo JSON once it has ended."""
+
+    def __init__(self, pod: EchoPod) -> None:
+        self.pod = pod
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                                         header_encoding="latin-1"))
+        self.heads: dict[int, list[tuple[str, str]]] = {}
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.pod.h2c_connections.add(self.transport)  # type: ignore[arg-type]
+        self.conn.initiate_connection()
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pod.h2c_connections.discard(self.transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError:  # not HTTP/2 (an HTTP/1.1 request): the connection goes
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                self.heads[event.stream_id] = list(event.headers)  # type: ignore[arg-type]
+            elif isinstance(event, h2.events.DataReceived):
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded) and event.stream_id in self.heads:
+                self._answer(event.stream_id, self.heads.pop(event.stream_id))
+        self._flush()
+
+    def _answer(self, stream_id: int, head: list[tuple[str, str]]) -> None:
+        pseudo = {name: value for name, value in head if name.startswith(":")}
+        headers: dict[str, list[str]] = {}
+        for name, value in head:
+            if not name.startswith(":"):
+                headers.setdefault(canonical(name), []).append(value)
+        self.pod.seen.append(Received(pseudo.get(":path", ""), pseudo.get(":method", ""), headers))
+        body = json.dumps({
+            "path": pseudo.get(":path", ""),
+            "host": pseudo.get(":authority", ""),
+            "method": pseudo.get(":method", ""),
+            "proto": "HTTP/2.0",
+            "headers": headers,
+            "namespace": self.pod.namespace,
+            "pod": self.pod.name,
+        }).encode()
+        self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/json"),
+                                           ("content-length", str(len(body)))])
+        self.conn.send_data(stream_id, body, end_stream=True)  # small: within the initial windows
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)

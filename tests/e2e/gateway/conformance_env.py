@@ -3,8 +3,9 @@ process gets them, and the real `pyngress` process in file mode or cluster mode,
 
 The manifests are the conformance data's (tests/routing/gateway), with four substitutions a test cluster
 would make by itself: EndpointSlices list the echo pods' loopback addresses and ports instead of the pod IPs
-in the data; the TLS Secrets the suite generates hold real certificates (the upstream's names), made here; the
-CA ConfigMaps it generates hold real CAs, one of which signed the HTTPS pod's certificate; and
+in the data (a gRPC pod's plain or TLS port, by the pod port the data names); the TLS Secrets the suite
+generates hold real certificates (the upstream's names), made here; the CA ConfigMaps it generates hold real
+CAs, one of which signed the HTTPS pods' certificates; and
 the Gateways a step does not put under test belong to another GatewayClass. That last one is the production
 shape the routing level gets with `--gateway` (one process per Gateway: the upstream gives every Gateway its own
 address): here one process serves every test of a mode, so the Gateways of other tests are not ours rather than
@@ -34,6 +35,7 @@ from typing import Any
 
 from conformance_certs import Authority, Certificate
 from conformance_echo import EchoPod
+from conformance_grpc import GrpcEchoPod
 
 from e2e_harness import ManifestDir, Pyngress, kubeconfig, start_pyngress
 from kubeapi import KubeApiServer
@@ -45,7 +47,7 @@ from proxy.routing.build import build
 from proxy.routing.model import Config
 from proxy.runtime import Runtime
 from proxy.tls.store import load_chain
-from routing.gateway.objects import CA_CONFIG_MAPS, CONTROLLER, PODS, base_objects, ca_pem
+from routing.gateway.objects import CA_CONFIG_MAPS, CONTROLLER, GRPC_SERVICES, PODS, base_objects, ca_pem
 from routing.gateway.scenario import Step, merged, under_test
 
 Obj = dict[str, Any]
@@ -59,8 +61,13 @@ CERTIFICATES = {
 }
 # Pods serving HTTPS (the suite's MustCreateCASignedCertSecret): Service -> (the CA ConfigMap whose CA signs the
 # certificate, its DNS and URI names).
-TLS_PODS = {"tls-backend": ((INFRA, "tls-checks-ca-certificate"),
-                            ("abc.example.com", "spiffe://abc.example.com/test-identity", "other.example.com"))}
+# (grpc-infra-backend-v1: gRPC over TLS on its 8443)
+TLS_PODS = dict.fromkeys(("tls-backend", "grpc-infra-backend-v1"), (
+    (INFRA, "tls-checks-ca-certificate"),
+    ("abc.example.com", "spiffe://abc.example.com/test-identity", "other.example.com")))
+# Services whose pods also serve h2c on the echo's 3001 (conformance/base/manifests.yaml: infra-backend-v1's
+# second-port, appProtocol kubernetes.io/h2c).
+H2C_SERVICES = frozenset({"infra-backend-v1"})
 # Seconds for the process to serve a new state: it takes tens of milliseconds; generous for two busy cores, short
 # enough that a process gone wrong fails the module's tests one by one quickly.
 DEADLINE = 10.0
@@ -72,9 +79,10 @@ DEADLINE = 10.0
 @dataclass
 class Backends:
     """One echo pod per address of the data's pods: 10.a.b.c is served on 127.a.b.c, fd00::1 on ::1; pods of one
-    Service share a port number (an EndpointSlice lists one port per name)."""
+    Service share a port number (an EndpointSlice lists one port per name). The pods of GRPC_SERVICES are gRPC
+    echo pods (conformance_grpc.py), the others HTTP ones (conformance_echo.py)."""
 
-    pods: dict[str, EchoPod] = field(default_factory=dict)  # data address -> pod
+    pods: dict[str, EchoPod | GrpcEchoPod] = field(default_factory=dict)  # data address -> pod
     # The CAs of the CA ConfigMaps (CA_CONFIG_MAPS), made on start; TLS_PODS' certificates are signed by them.
     authorities: dict[tuple[str, str], Authority] = field(default_factory=dict)
 
@@ -97,16 +105,22 @@ class Backends:
 
     async def _start_group(self, addresses: list[str]) -> None:
         for _ in range(20):
-            started: list[EchoPod] = []
+            started: list[EchoPod | GrpcEchoPod] = []
             try:
-                port = 0
+                port = tls_port = h2c_port = 0
                 for address in addresses:
                     namespace, service, name = PODS[address]
-                    pod = EchoPod(service=service, namespace=namespace, name=name, address=self.loopback(address),
-                                  tls=self._server_context(service))
-                    await pod.start(port)
-                    started.append(pod)
-                    port = pod.port
+                    if service in GRPC_SERVICES:
+                        grpc_pod = GrpcEchoPod(service=service, namespace=namespace, name=name,
+                                               address=self.loopback(address), tls=self._certificate(service))
+                        started.append(await grpc_pod.start(port, tls_port))
+                        tls_port = grpc_pod.tls_port
+                    else:
+                        pod = EchoPod(service=service, namespace=namespace, name=name,
+                                      address=self.loopback(address), tls=self._server_context(service))
+                        started.append(await pod.start(port, h2c=service in H2C_SERVICES, h2c_port=h2c_port))
+                        h2c_port = pod.h2c_port
+                    port = started[-1].port
             except OSError:  # that port is taken on another address: try another one
                 for pod in started:
                     await pod.stop()
@@ -115,20 +129,27 @@ class Backends:
             return
         raise AssertionError(f"no common free port for the pods {addresses}")
 
-    def _server_context(self, service: str) -> ssl.SSLContext | None:
+    def _certificate(self, service: str) -> tuple[bytes, bytes] | None:
+        """(chain PEM, key PEM) of a TLS_PODS Service's pods."""
         if service not in TLS_PODS:
             return None
         issuer, names = TLS_PODS[service]
         certificate = self.authorities[issuer].issue(names)
+        return certificate.cert_pem, certificate.key_pem
+
+    def _server_context(self, service: str) -> ssl.SSLContext | None:
+        found = self._certificate(service)
+        if found is None:
+            return None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        load_chain(context, certificate.cert_pem, certificate.key_pem)
+        load_chain(context, *found)
         return context
 
     async def stop(self) -> None:
         for pod in self.pods.values():
             await pod.stop()
 
-    def of_service(self, service: str) -> list[EchoPod]:
+    def of_service(self, service: str) -> list[EchoPod | GrpcEchoPod]:
         return [pod for pod in self.pods.values() if pod.service == service]
 
     def forget(self) -> None:
@@ -176,13 +197,12 @@ class Manifests:
                 for address in endpoint.get("addresses") or ()]
         if not pods:
             return
-        ports = {pod.port for pod in pods}
-        assert len(ports) == 1, f"the pods of EndpointSlice {obj['metadata']['name']} do not share a port"
-        port = ports.pop()
         for endpoint in obj["endpoints"]:
             endpoint["addresses"] = [self.backends.loopback(a) for a in endpoint["addresses"]]
         for item in obj.get("ports") or ():
-            item["port"] = port
+            ports = {pod.port_for(item["port"]) for pod in pods}
+            assert len(ports) == 1, f"the pods of EndpointSlice {obj['metadata']['name']} do not share a port"
+            item["port"] = ports.pop()
 
     def _to_authority(self, obj: Obj) -> None:
         """A CA ConfigMap of the data (its ca.crt the stand-in of a CA ConfigMap, maybe under another name: a
@@ -423,11 +443,11 @@ class Environment:
                                for obj in self.api.objects("GatewayClass") if obj["metadata"]["name"] in ours},
             "gateways": {f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": obj.get("status") or {}
                          for obj in self.api.objects("Gateway") if obj["spec"].get("gatewayClassName") in ours},
-            "httpRoutes": {
+            **{field: {
                 f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": [
                     p for p in (obj.get("status") or {}).get("parents") or () if p.get("controllerName") == CONTROLLER]
-                for obj in self.api.objects("HTTPRoute")
-            },
+                for obj in self.api.objects(kind)
+            } for field, kind in (("httpRoutes", "HTTPRoute"), ("grpcRoutes", "GRPCRoute"))},
             "backendTLSPolicies": {
                 f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": [
                     a for a in (obj.get("status") or {}).get("ancestors") or ()

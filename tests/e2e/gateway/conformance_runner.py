@@ -23,6 +23,7 @@ from conformance_env import Environment, Expected
 
 from routing.gateway.scenario import ConformanceTest, Distribution, Request, Step
 from routing.gateway.scenario import Expected as ExpectedFields
+from routing.gateway.suite_grpcroute import FAILED
 
 REQUEST_ID = "gateway-api-conformance-request-id"
 CONCURRENCY = 10  # requests in flight at once, as the upstream's weight and mirror checks send them
@@ -93,6 +94,10 @@ class Runner:
         try:
             if request.get("websocket"):
                 return await self._websocket(request, wanted)
+            if "grpc" in request:
+                return self._compare_grpc(request, wanted, await self._send(expected, request))
+            if request.get("h2c"):
+                return await self._h2c(request, wanted)
             if mirrors and any(percent < 100 for _, percent in mirrors):
                 return await self._mirror_share(expected, request, wanted)
             if not mirrors:
@@ -106,6 +111,9 @@ class Runner:
 
     async def _send(self, expected: Expected, request: Request) -> Answer:
         port = request.get("port", 80)
+        if "grpc" in request:
+            return await self.client.grpc(local_port=port + self.env.offset, method=request["grpc"],
+                                          host=request.get("host", ""), metadata=request.get("metadata"))
         host = request.get("host", "example.com")
         https = expected.scheme(port, self.env.offset) == "https"
         headers = dict(request.get("headers") or {})
@@ -201,8 +209,55 @@ class Runner:
                 problems.append(f"request {name} present: {headers[name.lower()]!r}")
         return problems
 
+    def _compare_grpc(self, request: Request, wanted: ExpectedFields, answer: Answer) -> str:
+        """The upstream's compareResponse for gRPC (conformance/utils/grpc): the status code, and for OK the
+        method the pod served, its namespace and its name's prefix; plus the metadata the pod received
+        (`request_headers`, `absent`; by default the call's own metadata)."""
+        code = wanted.get("grpc_status", 0)
+        if code == FAILED:  # any status but OK
+            return f"{_brief(request)}: OK, not a failure" if answer.grpc_status == 0 else ""
+        if answer.grpc_status != code:
+            return f"{_brief(request)}: gRPC status {answer.grpc_status} != {code} ({answer.error})"
+        if code != 0:
+            return ""
+        if answer.echo is None:
+            return f"{_brief(request)}: no answer from a pod"
+        method = request["grpc"]
+        echo = answer.echo
+        problems = []
+        if not echo["path"].endswith(f"/{method}"):
+            problems.append(f"the pod served {echo['path']}, not {method}")
+        pod = wanted.get("pod") or wanted.get("backend") or ""
+        if not echo["pod"].startswith(pod):
+            problems.append(f"answered by pod {echo['pod']}, not one of {pod}")
+        if "namespace" in wanted and echo["namespace"] != wanted["namespace"]:
+            problems.append(f"namespace {echo['namespace']} != {wanted['namespace']}")
+        headers = {name.lower(): ",".join(values) for name, values in echo["headers"].items()}
+        fields = wanted.get("request_headers")
+        if fields is None:
+            fields = request.get("metadata") or {}
+        for name, value in fields.items():
+            if headers.get(name.lower()) != value:
+                problems.append(f"metadata {name}: {headers.get(name.lower())!r} != {value!r}")
+        for name in wanted.get("absent") or ():
+            if name.lower() in headers:
+                problems.append(f"metadata {name} present: {headers[name.lower()]!r}")
+        return f"{_brief(request)}: " + "; ".join(problems) if problems else ""
+
     def _served_certificates(self) -> set[bytes]:
         return {certificate.der for certificate in self.env.manifests.certificates.values()}
+
+    # ---- HTTP/2 cleartext from the client
+
+    async def _h2c(self, request: Request, wanted: ExpectedFields) -> str:
+        """An h2c (prior knowledge) request, compared as any other; `proto`: what the backend was spoken to in."""
+        answer = await self.client.h2c(local_port=request.get("port", 80) + self.env.offset,
+                                       path=request.get("path", "/"), host=request.get("host", "example.com"),
+                                       headers=request.get("headers"))
+        found = self._compare(request, wanted, answer)
+        if not found and "proto" in wanted and (answer.echo or {}).get("proto") != wanted["proto"]:
+            found = f"{_brief(request)}: the backend was spoken to in {(answer.echo or {}).get('proto')}"
+        return found
 
     # ---- WebSocket
 
@@ -273,7 +328,8 @@ class Runner:
                                       for _ in range(distribution.requests)])
             seen: Counter[str] = Counter()
             for answer in answers:
-                assert answer.status == 200 and answer.echo is not None, (answer.status, _body_hint(answer))
+                assert answer.status == 200 and answer.echo is not None and answer.grpc_status in (None, 0), (
+                    answer.status, answer.grpc_status, answer.error, _body_hint(answer))
                 pod = answer.echo["pod"]
                 backend = pod.rsplit("-", 2)[0]  # the upstream's extractBackendName
                 assert backend in distribution.weights, f"answered by unexpected pod {pod}"
@@ -303,7 +359,7 @@ def _with_id(request: Request, marker: str) -> Request:
 
 
 def _brief(request: Request) -> str:
-    shown = {k: v for k, v in request.items() if k in ("method", "host", "port", "sni", "path")}
+    shown = {k: v for k, v in request.items() if k in ("method", "host", "port", "sni", "path", "grpc", "metadata")}
     return str(shown)
 
 
@@ -340,7 +396,7 @@ async def _eventually(check: Callable[[], Any], what: str, *, timeout: float = 1
 
 def _comparable(doc: dict[str, Any], *, like: dict[str, Any] | None = None) -> dict[str, Any]:
     """A status document without what only the API server's copy has (lastTransitionTime, addresses); with `like`,
-    only the objects `like` names, plus every other HTTPRoute that has entries of ours (which it must not)."""
+    only the objects `like` names, plus every other route that has entries of ours (which it must not)."""
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
@@ -350,14 +406,17 @@ def _comparable(doc: dict[str, Any], *, like: dict[str, Any] | None = None) -> d
         return value
 
     found = {k: v for k, v in strip(doc).items()
-             if k in ("gatewayClasses", "gateways", "httpRoutes", "backendTLSPolicies")}
+             if k in ("gatewayClasses", "gateways", "httpRoutes", "grpcRoutes", "backendTLSPolicies")}
     if like is not None:
-        shared = ("httpRoutes", "backendTLSPolicies")  # lists of entries of ours, on objects of every controller
+        # lists of entries of ours, on objects of every controller
+        shared = ("httpRoutes", "grpcRoutes", "backendTLSPolicies")
+        ours = {field: {k: v for k, v in (found.get(field) or {}).items() if k in like.get(field, {}) or v}
+                for field in shared}
         found = {
             "gatewayClasses": {k: found["gatewayClasses"].get(k) for k in like["gatewayClasses"]},
             "gateways": {k: found["gateways"].get(k) for k in like["gateways"]},
-            **{field: {k: v for k, v in (found.get(field) or {}).items() if k in like.get(field, {}) or v}
-               for field in shared},
+            # (a kind the build has no entries of is left out unless entries of ours were written)
+            **{field: entries for field, entries in ours.items() if field in like or entries},
         }
         for field in shared:
             for key in like.get(field, {}):

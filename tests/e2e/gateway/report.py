@@ -22,19 +22,19 @@ PATHS = (
     "tests/routing/gateway/test_conformance_httproute.py",
     "tests/routing/gateway/test_conformance_gateway.py",
     "tests/routing/gateway/test_conformance_backendtls.py",
+    "tests/routing/gateway/test_conformance_grpcroute.py",
     "tests/e2e/gateway/test_gateway_conformance.py",
 )
 COLUMNS = ("routing", "file", "cluster")
-# Upstream tests of the GATEWAY-HTTP profile's features that are not reproduced, and why.
+# Upstream tests of the GATEWAY-HTTP and GATEWAY-GRPC profiles' features that are not reproduced, and why.
 OUT_OF_SCOPE = {
-    "HTTPRouteBackendProtocolH2C": "its client speaks h2c to the gateway (HTTP/2 from clients); the backend side "
-                                   "(h2c to the pod) is tested in tests/server/test_h2_upstream.py",
     "HTTPRouteHTTPSListenerDetectMisdirectedRequests (HTTP/2 part)": "HTTP/2; the HTTP/1.1 cases are reproduced",
     "HTTPRouteRetry, HTTPRouteRetryConnectionError, HTTPRouteRetryWithTimeouts": "experimental channel",
     "GatewayFrontendClientCertificateValidation and the other client certificate tests": "not implemented",
     "GatewayTLSBackendClientCertificate, GatewayInvalidTLSBackendConfiguration": "the Gateway's client certificate "
                                                                                  "to backends (tls.backend)",
-    "BackendTLSPolicyGRPCRoute, BackendTLSPolicyTLSRouteTerminate": "GRPCRoute and TLSRoute",
+    "BackendTLSPolicyTLSRouteTerminate": "TLSRoute on a terminating listener",
+    "The mesh profile's tests (conformance/tests/mesh, GRPCRoute ones included)": "mesh (GAMMA) is not served",
     "GatewayInfrastructure": "infrastructure propagation",
     "ListenerSetGatewayParentSectionNameNotFound": "ListenerSet",
 }
@@ -74,11 +74,12 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from routing.gateway.suite_backendtls import TESTS as BACKEND_TLS_TESTS
     from routing.gateway.suite_gateway import TESTS as GATEWAY_TESTS
+    from routing.gateway.suite_grpcroute import TESTS as GRPCROUTE_TESTS
     from routing.gateway.suite_httproute import TESTS as HTTPROUTE_TESTS
 
     outcomes = Outcomes()
     status = pytest.main(["-q", "-p", "no:cacheprovider", *[str(ROOT / p) for p in PATHS], *argv], plugins=[outcomes])
-    names = [test.name for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS, *BACKEND_TLS_TESTS)]
+    names = [test.name for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS, *BACKEND_TLS_TESTS, *GRPCROUTE_TESTS)]
     width = max(len(name) for name in names)
     print("\nUpstream conformance test -> routing level / end to end in file mode / in cluster mode")
     for name in names:

@@ -14,6 +14,7 @@ from e2e_harness import eventually, scrape
 from routing.gateway.scenario import ConformanceTest
 from routing.gateway.suite_backendtls import TESTS as BACKEND_TLS_TESTS
 from routing.gateway.suite_gateway import TESTS as GATEWAY_TESTS
+from routing.gateway.suite_grpcroute import TESTS as GRPCROUTE_TESTS
 from routing.gateway.suite_httproute import TESTS as HTTPROUTE_TESTS
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -31,7 +32,7 @@ def _end_to_end(test: ConformanceTest):
 
 
 globals().update({f"test_{test.name}": _end_to_end(test) for test in (*HTTPROUTE_TESTS, *GATEWAY_TESTS,
-                                                                               *BACKEND_TLS_TESTS)})
+                                                                               *BACKEND_TLS_TESTS, *GRPCROUTE_TESTS)})
 
 
 async def test_httproute_traffic_is_counted_and_logged(conformance) -> None:
@@ -53,3 +54,25 @@ async def test_httproute_traffic_is_counted_and_logged(conformance) -> None:
     line = await eventually(logged)
     assert (line["route_kind"], line["ingress"], line["namespace"], line["service"], line["status"]) == (
         "HTTPRoute", "gateway-conformance-infra-test", "gateway-conformance-infra", "infra-backend-v1", 200)
+
+
+async def test_grpcroute_traffic_is_counted_and_logged(conformance) -> None:
+    """GRPCRoute calls on /metrics (kind="GRPCRoute", the route's name in the `ingress` label) and in the JSON access
+    log (route_kind "GRPCRoute", protocol HTTP/2.0), as HTTPRoute traffic is (GRPCExactMethodMatching's state)."""
+    exact = next(test for test in GRPCROUTE_TESTS if test.name == "GRPCExactMethodMatching")
+    env = conformance.env
+    await env.apply(exact.steps[0], fresh=True)
+    answer = await conformance.client.grpc(local_port=80 + env.offset, method="EchoTwo", host="example.com")
+    assert answer.grpc_status == 0 and answer.echo is not None
+    labels = {"kind": "GRPCRoute", "ingress": "exact-matching", "namespace": "gateway-conformance-infra",
+              "service": "grpc-infra-backend-v2", "method": "POST", "status": "200"}
+    assert (await scrape(env.process, "pyngress_requests_total", **labels) or 0) >= 1
+    path = "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/EchoTwo"
+
+    def logged() -> dict | None:
+        records = (json.loads(line) for line in env.process.stdout_lines if line.startswith("{"))
+        return next((record for record in records if record["path"] == path), None)
+
+    line = await eventually(logged)
+    assert (line["route_kind"], line["ingress"], line["service"], line["status"], line["protocol"]) == (
+        "GRPCRoute", "exact-matching", "grpc-infra-backend-v2", 200, "HTTP/2.0")

@@ -86,7 +86,7 @@ def distribute(config: Config, distribution: Distribution) -> None:
     """Draws i/draws for every i: each backend gets exactly its weight's share (weight 0: none)."""
     seen: Counter[str] = Counter()
     for step in range(distribution.draws):
-        outcome = send(config, **{**distribution.request, "draw": step / distribution.draws})
+        outcome = send(config, **as_http({**distribution.request, "draw": step / distribution.draws}))
         assert outcome.status == 200, outcome
         if distribution.header:
             assert outcome.request_headers[distribution.header] == outcome.service  # names the pod's backend
@@ -103,8 +103,37 @@ def expect(config: Config, cases: list[Case] | tuple[Case, ...], **defaults: Any
         if "sni" in request:
             _misdirected(config, request, expected)
             continue
-        outcome = send(config, **{k: v for k, v in request.items() if k != "websocket"})
+        if "grpc" in request:
+            expected = _grpc_expected(expected)
+        outcome = send(config, **as_http({k: v for k, v in request.items() if k not in ("websocket", "h2c")}))
         _check(outcome, request, expected)
+
+
+GRPC_ECHO = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"  # the upstream echo service (suite_grpcroute)
+GRPC_UNIMPLEMENTED = 12
+
+
+def as_http(request: dict[str, Any]) -> dict[str, Any]:
+    """`send`'s arguments for a case's request; a gRPC call (`grpc`: the echo service's method, `metadata`) as the
+    routing sees it: POST /<service>/<method>, content-type application/grpc, the metadata as header fields."""
+    if "grpc" not in request:
+        return request
+    found = {k: v for k, v in request.items() if k not in ("grpc", "metadata")}
+    found.update(path=f"/{GRPC_ECHO}/{request['grpc']}", method="POST",
+                 headers={"content-type": "application/grpc", "te": "trailers", **(request.get("metadata") or {})})
+    return found
+
+
+def _grpc_expected(expected: dict[str, Any]) -> dict[str, Any]:
+    """A gRPC case's expectation at the routing level: UNIMPLEMENTED is the proxy's answer to a call no rule
+    takes (a 404 here); any other failure needs the data plane (`routed_to` says where the call goes)."""
+    wanted = dict(expected)
+    code = wanted.pop("grpc_status", 0)
+    if code == GRPC_UNIMPLEMENTED:
+        wanted["status"] = 404
+    else:  # another failure is the data plane's (a TLS handshake failing): here, where the call goes
+        assert code == 0 or "routed_to" in wanted, f"gRPC status {code} is the data plane's"
+    return wanted
 
 
 def _misdirected(config: Config, request: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -122,6 +151,7 @@ def _misdirected(config: Config, request: dict[str, Any], expected: dict[str, An
 def _check(outcome: Outcome, request: dict[str, Any], expected: dict[str, Any]) -> None:
     wanted = dict(expected)
     wanted.pop("websocket_echo", None)  # end to end only
+    wanted.pop("proto", None)  # end to end only (the protocol the backend was spoken to in)
     wanted.pop("pod", None)
     wanted.pop("backend_sni", None)  # end to end: the SNI the backend saw (here: backend_tls's)
     backend_tls = wanted.pop("backend_tls", None)

@@ -544,6 +544,11 @@ def base_objects() -> list[Obj]:
     for service_name, namespace_name, ports in _BACKENDS:
         objects.append(endpoint_slice(service_name, *pod_addresses(service_name, namespace_name),
                                       namespace=namespace_name, ports=ports))
+    # The gRPC echo backends (GRPC_SERVICES): port 8080 to the pods' 3000, appProtocol kubernetes.io/h2c.
+    for service_name in GRPC_SERVICES:
+        objects.append(service(service_name, {"protocol": "TCP", "port": 8080, "targetPort": 3000,
+                                              "appProtocol": "kubernetes.io/h2c"}))
+        objects.append(endpoint_slice(service_name, *pod_addresses(service_name)))
     return objects
 
 
@@ -566,7 +571,16 @@ PODS: dict[str, tuple[str, str, str]] = {
     "10.3.1.2": (WEB, "web-backend", "web-backend-4b5c6d7f8-fghij"),
     # The HTTPS echo pod (its certificate: the Secret tls-checks-certificate, signed by tls-checks-ca-certificate).
     "10.1.4.1": (INFRA, "tls-backend", "tls-backend-6c8d7f9b5-abcde"),
+    # The gRPC echo pods (GRPC_SERVICES: the upstream's echo-basic with GRPC_ECHO_SERVER set), two replicas each.
+    "10.1.11.1": (INFRA, "grpc-infra-backend-v1", "grpc-infra-backend-v1-5d7f8b9c6-abcde"),
+    "10.1.11.2": (INFRA, "grpc-infra-backend-v1", "grpc-infra-backend-v1-5d7f8b9c6-fghij"),
+    "10.1.12.1": (INFRA, "grpc-infra-backend-v2", "grpc-infra-backend-v2-6f8b9c7d5-abcde"),
+    "10.1.12.2": (INFRA, "grpc-infra-backend-v2", "grpc-infra-backend-v2-6f8b9c7d5-fghij"),
+    "10.1.13.1": (INFRA, "grpc-infra-backend-v3", "grpc-infra-backend-v3-7b9c6d8f4-abcde"),
+    "10.1.13.2": (INFRA, "grpc-infra-backend-v3", "grpc-infra-backend-v3-7b9c6d8f4-fghij"),
 }
+# The base manifests' gRPC echo Services (conformance/base/manifests.yaml): their pods speak gRPC (h2c) only.
+GRPC_SERVICES = ("grpc-infra-backend-v1", "grpc-infra-backend-v2", "grpc-infra-backend-v3")
 # The CA ConfigMaps the upstream suite creates (MustCreateCACertConfigMap): tls-backend's CA, and one that
 # signed nothing (BackendTLSPolicy tests make verification fail with it).
 CA_CONFIG_MAPS = ((INFRA, "tls-checks-ca-certificate"), (INFRA, "mismatch-ca-certificate"))

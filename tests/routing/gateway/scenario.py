@@ -11,7 +11,8 @@ A case is `(request, expected)`, two dicts. Request fields: `path` (with its que
 header; default "example.com"), `port` (the Gateway listener port; default 80), `method`, `headers`,
 `scheme`, `sni` (HTTPS: the TLS server name; default the host without its port), `upstream_headers`
 (fields the backend adds to its answer: the upstream's BackendSetResponseHeaders), `websocket` (open a
-WebSocket and exchange messages), `draw` (routing level only: the weighted pick, 0 to 1).
+WebSocket and exchange messages), `h2c` (end to end: the request in HTTP/2 cleartext with prior knowledge),
+`draw` (routing level only: the weighted pick, 0 to 1).
 
 Expected fields, as the upstream's ExpectedResponse says them:
 - `status`: the status code, or a tuple of acceptable ones; 0: nothing listens on that port.
@@ -31,6 +32,7 @@ Expected fields, as the upstream's ExpectedResponse says them:
 - `timeouts` (routing level: the rule's Timeouts) with `routed_to` (the backend the routing level forwards
   to): the end-to-end status is the client's (504 when the backend is too slow).
 - `websocket_echo`: the WebSocket exchange worked (end to end).
+- `proto`: the protocol the backend was spoken to in, as the echo reports it ("HTTP/2.0"; end to end).
 - `backend_tls` (routing level: how the upstream dials the backend, BackendTLSPolicy): `sni`, `names` (the SANs
   verified), `ca` (the CA ConfigMap whose bundle verifies; "": none, connections fail); with `routed_to` when
   the handshake is to fail (the end-to-end status, a 5xx, is the client's). `backend_sni`: the TLS server name

@@ -1,8 +1,8 @@
 """The status the upstream conformance tests wait for, as checks on the status as JSON.
 
 The document is what `/debug/gateways` serves (`proxy.debug.describe_gateways`): `gatewayClasses` (name ->
-status), `gateways` ("namespace/name" -> status without addresses) and `httpRoutes` ("namespace/name" ->
-our `status.parents` entries). The routing level builds it from a Config, file mode reads it from the admin
+status), `gateways` ("namespace/name" -> status without addresses), `httpRoutes` and `grpcRoutes` ("namespace/name"
+-> our `status.parents` entries). The routing level builds it from a Config, file mode reads it from the admin
 port, cluster mode assembles it from the objects the status writer wrote to the API server, so one check
 says the same thing in all three places.
 
@@ -39,15 +39,16 @@ def gateway_of(doc: Doc, name: str, namespace: str = INFRA) -> dict[str, Any]:
     return found
 
 
-def route_parents(doc: Doc, route: str, namespace: str = INFRA) -> list[dict[str, Any]]:
-    return list(doc["httpRoutes"].get(f"{namespace}/{route}") or ())
+def route_parents(doc: Doc, route: str, namespace: str = INFRA, routes: str = "httpRoutes") -> list[dict[str, Any]]:
+    """A route's parent entries; `routes`: the document's field of its kind ("grpcRoutes": a GRPCRoute)."""
+    return list((doc.get(routes) or {}).get(f"{namespace}/{route}") or ())
 
 
 def route_has(doc: Doc, route: str, gateway: str, kind: str, status: str, reason: str = "", *,
-              namespace: str = INFRA, gateway_namespace: str = INFRA) -> bool:
+              namespace: str = INFRA, gateway_namespace: str = INFRA, routes: str = "httpRoutes") -> bool:
     """HTTPRouteMustHaveCondition: some parent entry for the Gateway has the condition, and every entry
     carries the route's generation."""
-    parents = route_parents(doc, route, namespace)
+    parents = route_parents(doc, route, namespace, routes)
     for parent in parents:
         assert all(c["observedGeneration"] >= 1 for c in parent["conditions"]), parent
     return any(has(p["conditions"], kind, status, reason) for p in parents
@@ -66,11 +67,12 @@ class Accepted:
     namespace: str = INFRA
     route_namespace: str | None = None
     resolved: bool = True
+    kind: str = "httpRoutes"  # the document's field of the routes' kind ("grpcRoutes": GRPCRoutes)
 
     def __call__(self, doc: Doc) -> None:
         route_namespace = self.route_namespace or self.namespace
         for route in self.routes:
-            parents = [p for p in route_parents(doc, route, route_namespace)
+            parents = [p for p in route_parents(doc, route, route_namespace, self.kind)
                        if p["parentRef"]["name"] == self.gateway and p["parentRef"]["namespace"] == self.namespace]
             assert parents, f"{route} has no status entry for {self.gateway}"
             for section in self.listeners or ("",):
@@ -80,7 +82,8 @@ class Accepted:
                 assert all(p["parentRef"]["group"] == GROUP and p["parentRef"]["kind"] == "Gateway" for p in entries)
             if self.resolved:
                 assert route_has(doc, route, self.gateway, "ResolvedRefs", "True", "ResolvedRefs",
-                                 namespace=route_namespace, gateway_namespace=self.namespace), (route, parents)
+                                 namespace=route_namespace, gateway_namespace=self.namespace,
+                                 routes=self.kind), (route, parents)
         for item in gateway_of(doc, self.gateway, self.namespace)["listeners"]:
             if self.listeners and item["name"] not in self.listeners:
                 continue

@@ -1,6 +1,6 @@
 """The upstream conformance suite's BackendTLSPolicy tests over HTTP/1.1 (conformance/tests/backendtlspolicy*.go,
-without the GRPCRoute and TLSRoute ones) as data (scenario.py): the policies' status.ancestors conditions for the
-Gateway, and requests whose backend is reached over TLS.
+without the TLSRoute one, and the GRPCRoute one, which is in suite_grpcroute.py) as data (scenario.py): the
+policies' status.ancestors conditions for the Gateway, and requests whose backend is reached over TLS.
 
 The backend is the base manifests' `tls-backend` pod (HTTPS on 8443, its certificate signed by the CA in the
 ConfigMap `tls-checks-ca-certificate`, for abc.example.com, spiffe://abc.example.com/test-identity and

@@ -3,13 +3,13 @@
 Each test is named after its upstream test and carries that test's manifests (same shapes and names, on
 the base manifests), the requests it makes with the answers it expects (which backend, what the filters
 make of the request: redirect Location, rewritten path and host, edited headers; mirrors, timeouts), and
-the status conditions it waits for. HTTPRouteBackendProtocolH2C is not here: its client speaks h2c to
-the gateway (the backend side is in test_conformance_httproute.py and tests/server/test_h2_upstream.py).
+the status conditions it waits for.
 """
 
 from __future__ import annotations
 
 from proxy.routing.model import Config, Timeouts
+from proxy.routing.policies import HTTP2
 
 from .objects import (
     APP,
@@ -1216,6 +1216,23 @@ _test("HTTPRouteBackendProtocolWebSocket", Step(
         {"backend": V1, "websocket_echo": True},
     ),),
     routing=_websocket_port,
+))
+
+
+def _h2c_port(config: Config, previous: Config | None) -> None:
+    from .harness import send
+
+    cluster = send(config, "/").route.cluster
+    assert cluster == f"{INFRA}/{V1}:8081" and config.clusters[cluster].protocol == HTTP2  # kubernetes.io/h2c
+
+
+# httproute-backend-protocol-h2c.go: a request in h2c with prior knowledge reaches infra-backend-v1 through its
+# Service port with appProtocol kubernetes.io/h2c (spoken to in HTTP/2 cleartext: the echo's h2c port).
+_test("HTTPRouteBackendProtocolH2C", Step(
+    objects=(http_route("backend-protocol-h2c", rule(backends=[backend(V1, 8081)]), parents=[SAME]),),
+    status_checks=(accepted("same-namespace", "backend-protocol-h2c"),),
+    cases=(({"path": "/", "h2c": True}, {"backend": V1, "namespace": INFRA, "proto": "HTTP/2.0"}),),
+    routing=_h2c_port,
 ))
 
 

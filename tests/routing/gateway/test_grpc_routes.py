@@ -21,6 +21,7 @@ from .objects import (
     APP,
     INFRA,
     backend,
+    base_objects,
     gateway,
     grpc_match,
     grpc_route,
@@ -240,6 +241,55 @@ def test_method_match_forms_and_their_precedence():
     assert _routed(config, "/pkg.Svc/Get", method="GET") is None  # gRPC is POST only
 
 
+def test_precedence_across_match_forms_follows_the_spec():
+    """apis/v1/grpcroute_types.go, GRPCRouteRule.matches: ties between matches are broken by the characters of a
+    matching service, then of a matching method, then the number of header matches, then the oldest route, then
+    namespace/name. So a service-only match wins over a method-only one (the table's own order, regexes before
+    Prefixes, would say the reverse), and a RegularExpression counts the characters of its pattern."""
+    older = grpc_route(
+        "older",
+        rule(grpc_match(method="Get"), backends=[backend(V3)]),  # (0, 3)
+        rule(grpc_match("pkg.Svc"), backends=[backend(V2)]),  # (7, 0)
+        rule(grpc_match("pkg\\..*", "Put|Post", type="RegularExpression"), backends=[backend(V1)]),  # (7, 8)
+        rule(grpc_match(service="pg+\\.Svc|abc", type="RegularExpression"), backends=[backend(V3)]),  # (12, 0)
+        rule(grpc_match(headers=[("x-tier", "gold")]), backends=[backend(V1)]),  # (0, 0), one header
+        parents=[SAME])
+    newer = grpc_route(
+        "newer",
+        rule(grpc_match(method="Get", headers=[("x-tier", "gold")]), backends=[backend(V1)]),  # (0, 3), one header
+        rule(grpc_match(method="Get"), backends=[backend(V2)]),  # (0, 3): ties with older's, which is older
+        rule(grpc_match("pkg.Svc", headers=[("x-tier", "gold")]), backends=[backend(V1)]),  # (7, 0), one header
+        parents=[SAME], created="2024-02-01T00:00:00Z")
+    config = build(older, newer)
+    assert accepted(config, "older") and accepted(config, "newer")
+    assert _routed(config, "/pkg.Svc/Get") == V2  # service (7) over method (3)
+    assert _routed(config, "/other.Svc/Get") == V3  # method only: the older route's
+    assert call(config, "Get", service_name="other.Svc", metadata={"x-tier": "gold"}).service == V1  # more headers
+    assert call(config, "Get", service_name="pkg.Svc", metadata={"x-tier": "gold"}).service == V1  # (7, 0) + header
+    assert _routed(config, "/pkg.Svc/Put") == V1  # (7, 8) over (7, 0)
+    assert _routed(config, "/pkg.Other/Put") == V1
+    assert _routed(config, "/pkg.Other/Get") == V3  # no service match: the method one
+    assert _routed(config, "/pgg.Svc/Delete") == V3  # the 12-character service pattern
+    assert call(config, "Delete", service_name="x.Y", metadata={"x-tier": "gold"}).service == V1  # catch-all last
+    assert _routed(config, "/x.Y/Delete") is None
+
+
+def test_service_only_match_stays_a_prefix_without_grpc_regexes():
+    """The ranking is made at build time and only where needed: a host whose gRPC matches include no regex keeps
+    a service-only match as the Prefix slot (no regex walk for its calls); with one, it becomes a ranked regex."""
+    plain = build(grpc_route("plain", rule(grpc_match("pkg.Svc"), backends=[backend(V2)]),
+                             rule(grpc_match("pkg.Svc", "Get"), backends=[backend(V1)]), parents=[SAME]))
+    host = plain.listeners[8080].table.host_routes("example.com")
+    assert host is not None and "/pkg.Svc" in host.prefix and not host.regex
+    assert _routed(plain, "/pkg.Svc/Put") == V2 and _routed(plain, "/pkg.Svc/Get") == V1
+    mixed = build(grpc_route("mixed", rule(grpc_match("pkg.Svc"), backends=[backend(V2)]),
+                             rule(grpc_match(method="Put"), backends=[backend(V3)]), parents=[SAME]))
+    host = mixed.listeners[8080].table.host_routes("example.com")
+    assert host is not None and "/pkg.Svc" not in host.prefix
+    assert [pattern.pattern for pattern, _ in host.regex] == ["/pkg\\.Svc/[^/]+", "/[^/]+/Put"]
+    assert _routed(mixed, "/pkg.Svc/Put") == V2 and _routed(mixed, "/pkg.Other/Put") == V3
+
+
 def test_invalid_method_matches_drop_their_rule():
     """The CRD's CEL rules (service and method names, one of them given) and bad regexes: the rule is dropped with
     Accepted True + PartiallyInvalid (the route's other rules serve), and a warning names the route."""
@@ -416,3 +466,36 @@ def test_status_shown_in_the_debug_dump():
     described = describe_gateways(config)
     (entry,) = described["grpcRoutes"][f"{INFRA}/shown"]
     assert {c["type"]: c["status"] for c in entry["conditions"]} == {"Accepted": "True", "ResolvedRefs": "True"}
+
+
+def test_service_policies_reach_grpc_backends():
+    """A BackendTrafficPolicy and a BackendTLSPolicy on a Service a GRPCRoute sends to apply to its HTTP/2 cluster
+    (they were Accepted but never applied: the "~h2c" cluster key was taken for one already under a policy), the
+    TLS one making it h2 over TLS with the policy's name and CA; the policy's status names the Gateway (GEP-713, as
+    backendtlspolicy-grpcroute.go waits for). The incremental builder agrees with the full build."""
+    from proxy.routing.build import build as full_build
+    from proxy.routing.incremental import Builder
+    from proxy.routing.policies import LEAST_REQUEST
+    from proxy.settings import Settings
+
+    from ..policy.objects import config_map, target, tls_policy, traffic_policy
+    from .harness import snapshot
+
+    objects = [*base_objects(), *GRPC_BACKENDS,
+               grpc_route("tls", rule(grpc_match(ECHO, "Echo"), backends=[backend(V1)]), parents=[SAME]),
+               grpc_route("balanced", rule(grpc_match(ECHO, "EchoTwo"), backends=[backend(V2)]), parents=[SAME]),
+               config_map("ca", namespace=INFRA),
+               tls_policy("tls", V1, hostname="v1.internal", namespace=INFRA, ca=["ca"]),
+               traffic_policy("lb", target("Service", V2), namespace=INFRA, loadBalancer={"type": "LeastRequest"})]
+    settings = Settings(gateways=(f"{INFRA}/same-namespace",))
+    config = full_build(snapshot(*objects), settings)
+    secured = config.clusters[call(config, "Echo").route.cluster]  # type: ignore[union-attr]
+    assert secured.protocol == HTTP2 and secured.policy is not None and secured.policy.tls is not None
+    assert (secured.policy.tls.sni, secured.policy.tls.verify) == ("v1.internal", True)
+    balanced = config.clusters[call(config, "EchoTwo").route.cluster]  # type: ignore[union-attr]
+    assert balanced.protocol == HTTP2 and balanced.policy is not None
+    assert balanced.policy.load_balancer.kind == LEAST_REQUEST and balanced.policy.tls is None
+    assert config.tls_policy_status is not None
+    (entry,) = config.tls_policy_status.policies[(INFRA, "tls")].ancestors
+    assert (entry.ref.kind, entry.ref.name) == ("Gateway", "same-namespace")
+    assert Builder().build(snapshot(*objects), settings).checksum == config.checksum
