@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "the compiled modules when there are any (scripts/build-inplace)")
     parser.add_argument("--keep-dumps", default="", metavar="DIR",
                         help="copy the callgrind dumps to DIR (for callgrind_annotate)")
+    parser.add_argument("--observability", action="store_true",
+                        help="also: the Ingress route with per-route metrics off, and with metrics and the access "
+                             "log on (stdout, a pipe the harness reads), next to the default (metrics on, log off)")
     parser.add_argument("--security", action="store_true",
                         help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
     parser.add_argument("--auth", action="store_true",
@@ -218,6 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # (Under callgrind the proxy runs ~50x slower: timed exports carry fewer spans than at full speed.)
                 print(f"tracing {ratio}: the OTLP sink got {sink.requests} export requests, {sink.bytes:,} bytes",
                       file=sys.stderr)
+        if args.observability:
+            for label, extra in (("metrics off, access log off", ("--no-route-metrics",)),
+                                 ("metrics on, access log on", ("--access-log",)),
+                                 ("metrics off, access log on", ("--no-route-metrics", "--access-log"))):
+                rows.append((f"Ingress route, {label}",
+                             _count(group, tree=_REPO, folder=folder, extra=extra, port=free_port(),
+                                    requests=args.requests, workdir=workdir,
+                                    name="obs-" + label.replace(" ", "").replace(",", "-"),
+                                    **plain)))  # type: ignore[arg-type]
         if not args.only_tracing:
             listener = free_port()
             rows.append(("HTTPRoute rule, this tree",

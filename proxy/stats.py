@@ -26,6 +26,7 @@ from proxy.upstream import tls as upstream_tls
 
 # ingress-nginx's request-time buckets (seconds): what existing dashboards and SLO rules expect.
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_FIRST_BUCKET = DURATION_BUCKETS[0]
 
 # namespace, ingress (the object: an Ingress or an HTTPRoute), host (rule host, "" for host-less rules),
 # path (the pattern), service, kind (of the object: "Ingress" or "HTTPRoute")
@@ -109,11 +110,12 @@ class RouteStats:
         series.sent += sent
         series.retries += retries
         series.duration_sum += duration
-        series.duration_buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
+        # The first bucket (most requests) without the bisect call, which cost as much as the rest of this method.
+        series.duration_buckets[0 if duration <= _FIRST_BUCKET else bisect_left(DURATION_BUCKETS, duration)] += 1
         if upstream >= 0.0:
             series.upstream_count += 1
             series.upstream_sum += upstream
-            series.upstream_buckets[bisect_left(DURATION_BUCKETS, upstream)] += 1
+            series.upstream_buckets[0 if upstream <= _FIRST_BUCKET else bisect_left(DURATION_BUCKETS, upstream)] += 1
 
     def exemplar(self, method: bytes, status: int, duration: float, traceparent: bytes, when: float) -> None:
         """A sampled request's trace as the exemplar of its duration bucket (after `record` counted it)."""

@@ -31,11 +31,11 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 
 from proxy.http import error_pages, mirror
 
-# The module, not its function: compiled, record cimports Exchange (a typed argument), so importing it first
-# imports this module, which must not need record's names before record has run.
+# The modules, not their names: compiled, record (a typed argument) and h1_response (its reader's typed exchange)
+# cimport Exchange, so importing either first imports this module, which must not need their names before they ran.
+from proxy.http import h1_response as _h1
 from proxy.http import record as _record
 from proxy.http.deadlines import check_timeouts
-from proxy.http.h1_response import ExtraResponse, H1Response, SkipBody
 from proxy.http.head import RequestHead
 from proxy.http.response_head import ResponseHead
 from proxy.http.responses import GRPC_STATUSES, grpc_request, grpc_trailers
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from proxy.http.attempts import Attempts
     from proxy.http.auth_request import AuthGate
     from proxy.http.downstream import Downstream, ResponseWriter
+    from proxy.http.h1_response import H1Response
     from proxy.routing.filters import Mirror, ResponseFilter
     from proxy.routing.model import Timeouts
     from proxy.routing.request import ClientCertificate
@@ -294,7 +295,7 @@ class Exchange(RequestHead):
             self.pool = pool
         reader = conn.reader
         if reader is None:
-            reader = conn.reader = H1Response()
+            reader = conn.reader = _h1.H1Response()
         reader.begin(self, self.writer)  # type: ignore[attr-defined]  # the connection holds our H1Response
         self.response = reader  # type: ignore[assignment]
         self.reusable = False
@@ -437,10 +438,10 @@ class Exchange(RequestHead):
         except HttpParserCallbackError as exc:
             self.response.broken()  # type: ignore[union-attr]
             cause = exc.__context__
-            if isinstance(cause, SkipBody):
+            if isinstance(cause, _h1.SkipBody):
                 # A HEAD response ends with its head; only reuse the connection if nothing followed it.
                 self.reusable = self.reusable and data.endswith(b"\r\n\r\n")
-            elif isinstance(cause, ExtraResponse):
+            elif isinstance(cause, _h1.ExtraResponse):
                 self.reusable = False
             elif isinstance(cause, UpstreamError):
                 # Its traceback's frames lead back to this one, which holds it: a reference cycle per failed (or

@@ -1,6 +1,8 @@
+from proxy.http.exchange cimport Exchange
+
 
 cdef class H1Response:
-    cdef public object exchange
+    cdef public Exchange exchange  # (exchange.py imports this module, not its names: see README)
     cdef public object writer  # H1Writer or proxy.http2.stream.H2Writer
     cdef public object parser
     cdef public object reason

@@ -111,15 +111,22 @@ class H1Response:
 
     # httptools response parser callbacks
 
+    # (Compiled, `exchange` is a typed field read as a struct: a callback after end() must not read through its
+    # None, hence the checks; end() comes before the parser's last callback when an answer finishes the exchange.)
+
     def on_message_begin(self) -> None:
-        if self.exchange.resp_done:
+        exchange = self.exchange
+        if exchange is None or exchange.resp_done:
             raise ExtraResponse()
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.exchange.resp_head_done:
+        exchange = self.exchange
+        if exchange is None:
+            return
+        if exchange.resp_head_done:
             self.trailer(name, value)  # a field after the body: the chunked body's trailer section
             return
         code = _response_cache.get(name)
@@ -202,7 +209,7 @@ class H1Response:
             self.interim = False
             return
         exchange = self.exchange
-        if exchange.tunnel or not exchange.resp_head_done:
+        if exchange is None or exchange.tunnel or not exchange.resp_head_done:
             return
         writer = self.writer
         if writer.passthrough is None:  # a re-framed body (chunked, or HTTP/2): the only kind with trailers

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import threading
 import time
 
-from proxy.accesslog import AccessLog, address_text, route_fields
+from proxy.accesslog import PIPE_BUF, AccessLog, address_text, route_fields
 
 LABELS = ("shop", "web", "*.example.com", "/api", "api", "Ingress")
 
@@ -85,3 +87,41 @@ def test_trace_and_span_ids_of_traced_requests():
     for entry in (plain, escaped):
         assert (entry["trace_id"], entry["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "53995c3f42cd8ad8")
     assert untraced["trace_id"] is None and untraced["span_id"] is None
+
+
+def test_the_plain_line_and_the_escaped_line_say_the_same():
+    """The usual line is joined from ready fragments and digit tables, an escaped one %-formatted: both must give
+    the same fields, for small and large numbers and durations under and over a second."""
+    cases = [{}, {"status": 504, "bytes_in": 4095, "bytes_out": 4096, "retries": 2, "duration": 0.9999996,
+                  "upstream_duration": 0.0, "grpc_status": 0},
+             {"bytes_in": 10**9, "bytes_out": 123456789, "duration": 61.25, "upstream_duration": 1.5, "retries": 5000,
+              "reason": "upstream-timeout", "when": 1763866559.9999, "grpc_status": 14}]
+    plain = written(lambda log: [add(log, index, **case) for index, case in enumerate(cases)])
+    escaped = written(lambda log: [add(log, index, user_agent=b"\xff", **case) for index, case in enumerate(cases)])
+    for one, other in zip(plain, escaped, strict=True):
+        assert other.pop("user_agent") == "\xff" and one.pop("user_agent") == "curl/8"
+        assert one == other
+    assert (plain[1]["duration"], plain[1]["upstream_duration"], plain[2]["duration"]) == (1.0, 0.0, 61.25)
+    assert (plain[2]["bytes_in"], plain[2]["retries"], plain[2]["reason"]) == (10**9, 5000, "upstream-timeout")
+    assert [entry["grpc_status"] for entry in plain] == [None, 0, 14]
+
+
+def test_writes_are_cut_at_line_ends_within_pipe_buf():
+    """Each write is at most PIPE_BUF bytes of whole lines (atomic on a pipe several workers share); a line longer
+    than that is written alone. A SOCK_SEQPACKET socket keeps each write a message of its own."""
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with reader, writer:
+        log = AccessLog(writer.fileno(), interval=3600)  # nothing written until close(): one batch
+        for index in range(40):
+            add(log, index, user_agent=b"x" * (5000 if index == 20 else 10))
+        log.close()
+        reader.settimeout(0)
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(reader.recv(65536))
+    assert all(message.endswith(b"\n") for message in messages)
+    assert [len(message.splitlines()) for message in messages if len(message) > PIPE_BUF] == [1]
+    lines = b"".join(messages).splitlines()
+    assert [json.loads(line)["request_id"] for line in lines] == [f"id-{i}" for i in range(40)]
+    assert len(messages) < 40
