@@ -273,12 +273,7 @@ class RawH2:
 
     async def goaway(self, timeout: float = TIMEOUT) -> GoAwayFrame:
         """Read until the proxy closes the connection; its GOAWAY (which must have come)."""
-        async with asyncio.timeout(timeout):
-            try:
-                while await self._read():
-                    pass
-            except ConnectionError:
-                pass
+        await self.closed(timeout)
         goaways = [frame for frame in self.frames if isinstance(frame, GoAwayFrame)]
         assert goaways, f"closed without GOAWAY: {self.frames[-5:]}"
         return goaways[-1]

@@ -44,6 +44,17 @@ class Answer:
         return ",".join(self.headers.getall(name))
 
 
+def echo_of(headers: Any, body: bytes) -> dict[str, Any] | None:
+    """The echo pod's JSON in an answer's body, None when something else answered."""
+    if not headers.get("Content-Type", "").startswith("application/json"):
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) and "pod" in parsed else None
+
+
 class Client:
     """Requests to 127.0.0.1:<local port>; one session, a fresh connection per request."""
 
@@ -94,15 +105,7 @@ class Client:
                 if https and response.connection is not None and response.connection.transport is not None:
                     ssl_object = response.connection.transport.get_extra_info("ssl_object")
                     certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else b""
-                echo = None
-                if response.headers.get("Content-Type", "").startswith("application/json"):
-                    try:
-                        parsed = json.loads(body)
-                    except ValueError:
-                        parsed = None
-                    if isinstance(parsed, dict) and "pod" in parsed:
-                        echo = parsed
-                return Answer(response.status, response.headers, echo, certificate)
+                return Answer(response.status, response.headers, echo_of(response.headers, body), certificate)
         except aiohttp.ClientConnectorError as error:
             if isinstance(error.os_error, ConnectionRefusedError):
                 return Answer(0, error="connection refused")
@@ -167,15 +170,7 @@ class Client:
             writer.write(conn.data_to_send())
         finally:
             writer.close()
-        echo = None
-        if fields.get("Content-Type", "").startswith("application/json"):
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict) and "pod" in parsed:
-                echo = parsed
-        return Answer(status, CIMultiDictProxy(fields), echo)
+        return Answer(status, CIMultiDictProxy(fields), echo_of(fields, body))
 
     async def websocket(self, *, local_port: int, path: str, host: str) -> Answer:
         """The upstream's WebSocket check: a text and a binary message come back unchanged."""
