@@ -12,7 +12,7 @@ cdef class Exchange(RequestHead):
     cdef public object req_done
     cdef public object upstream
     cdef public EndpointPool pool
-    cdef public object conn  # an UpstreamConnection, or an HTTP/2 stream (proxy/upstream/h2_connection.py)
+    cdef public object conn  # an UpstreamConnection, or an HTTP/2 stream (proxy/upstream/h2_stream.py)
     cdef public object connecting
     cdef public object attempts
     cdef public object max_attempts
@@ -29,7 +29,7 @@ cdef class Exchange(RequestHead):
     cdef public object mirrors
     cdef public object policy
     cdef public object writer
-    cdef public object response  # an H1Response, or an HTTP/2 stream (proxy/upstream/h2_connection.py)
+    cdef public object response  # an H1Response, or an HTTP/2 stream (proxy/upstream/h2_stream.py)
     cdef public object resp_head_done
     cdef public object resp_done
     cdef public object reusable

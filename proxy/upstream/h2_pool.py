@@ -17,7 +17,8 @@ import socket
 
 from proxy.routing.model import Endpoint
 from proxy.upstream.errors import ConnectError, ConnectTimeout
-from proxy.upstream.h2_connection import H2Connection, H2Stream
+from proxy.upstream.h2_connection import H2Connection
+from proxy.upstream.h2_stream import H2Stream
 from proxy.upstream.pool import EndpointPool
 from proxy.upstream.tls import HandshakeError, UpstreamTLS
 
