@@ -57,6 +57,7 @@ from proxy.http.request_fields import add_field
 from proxy.http2.stream import H2Stream, fields_of
 from proxy.tls.client_auth import client_certificate
 from proxy.upstream.errors import BadRequest
+from proxy.upstream.h2_batching import BatchedWrites
 from proxy.upstream.h2_graceful import GracefulH2
 from proxy.upstream.hpack_encoder import PairEncoder
 
@@ -227,13 +228,13 @@ def take_over(conn: ClientConnection, data: bytes) -> None:
         h2.data_received(data)
 
 
-class H2ClientConnection(asyncio.Protocol):
+class H2ClientConnection(BatchedWrites, asyncio.Protocol):
     """One HTTP/2 client connection: its streams, the h2 state machine, flow control, defences, draining."""
 
     __slots__ = ("server", "listener", "pipeline", "transport", "h2", "streams", "client_ip", "scheme", "forwarded",
                  "forwarded_ip_end", "server_name", "peer_certificate", "closed", "write_paused", "draining",
                  "since", "last_read", "resets", "resets_since", "empty_frames", "empty_since", "last_stream_id",
-                 "extra", "extra_fields_parsed", "flushing")
+                 "extra", "extra_fields_parsed")
 
     def __init__(self, server: ProxyServer, listener: Listener, pipeline: Pipeline) -> None:
         self.server = server
@@ -536,17 +537,6 @@ class H2ClientConnection(asyncio.Protocol):
         data = self.h2.data_to_send()
         if data and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
-
-    def flush_soon(self) -> None:
-        """Write at the end of this loop iteration: responses of several streams finishing in the same
-        iteration (each from its own upstream callback) share one write."""
-        if not self.flushing:
-            self.flushing = True
-            asyncio.get_running_loop().call_soon(self._flush_now)
-
-    def _flush_now(self) -> None:
-        self.flushing = False
-        self.flush()
 
     def extra_fields(self, raw: bytes) -> list[tuple[bytes, bytes]]:
         """The listener's extra answer fields as h2 pairs (parsed again only when the listener's change)."""

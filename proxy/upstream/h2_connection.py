@@ -39,6 +39,7 @@ import h2.exceptions
 import h2.settings
 
 from proxy.upstream.errors import ProtocolError, UpstreamClosed
+from proxy.upstream.h2_batching import BatchedWrites
 from proxy.upstream.h2_graceful import GracefulH2
 from proxy.upstream.hpack_encoder import PairEncoder
 
@@ -55,12 +56,12 @@ from proxy.upstream.h2_stream import (
 logger = logging.getLogger("pyngress.proxy")
 
 
-class H2Connection(asyncio.Protocol):
+class H2Connection(BatchedWrites, asyncio.Protocol):
     """One HTTP/2 connection to a pod: its frames, its streams, and the streams waiting for a slot under the pod's
     SETTINGS_MAX_CONCURRENT_STREAMS."""
 
     __slots__ = ("pool", "h2", "transport", "streams", "waiting", "ready", "closed", "going_away", "writing_paused",
-                 "idle_timer", "unacked", "flushing")
+                 "idle_timer", "unacked")
 
     def __init__(self, pool: H2EndpointPool) -> None:
         self.pool = pool
@@ -165,17 +166,6 @@ class H2Connection(asyncio.Protocol):
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
-
-    def flush_soon(self) -> None:
-        """Write at the end of this loop iteration: a request's HEADERS, DATA and END_STREAM (each written by the
-        exchange in its own call) and the requests of several client streams share one write to the pod."""
-        if not self.flushing:
-            self.flushing = True
-            asyncio.get_running_loop().call_soon(self._flush_now)
-
-    def _flush_now(self) -> None:
-        self.flushing = False
-        self.flush()
 
     def data_received(self, data: bytes) -> None:
         try:
