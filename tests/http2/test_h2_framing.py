@@ -1,4 +1,4 @@
-"""Responses framed by proxy/http2/connection.py's ServerH2 (not h2's own send methods): what a real h2 client
+"""Responses framed by proxy/http2/framing.py's ServerH2 (not h2's own send methods): what a real h2 client
 state machine accepts. RFC 9113 4.3 and 6.10: a header block larger than SETTINGS_MAX_FRAME_SIZE continues in
 CONTINUATION frames; 6.1: DATA no larger than the frame size and the windows."""
 
