@@ -329,7 +329,7 @@ def _health_metrics(checker: HealthChecker) -> Iterator[Metric]:
 
 
 class KindHealth(Protocol):
-    """One kind's watch health (see proxy.kube.watch.KindStatus); read only."""
+    """One kind's watch health (see proxy.kube.watch_status.KindStatus); read only."""
 
     @property
     def kind(self) -> str: ...
@@ -346,7 +346,7 @@ class KindHealth(Protocol):
 
 
 class WatchHealth(Protocol):
-    """Per-kind watch health (see proxy.kube.watch.WatchStatus); read only."""
+    """Per-kind watch health (see proxy.kube.watch_status.WatchStatus); read only."""
 
     @property
     def kinds(self) -> Mapping[str, KindHealth]: ...

@@ -1,4 +1,6 @@
-"""The one Kubernetes API client of a process, configured in-cluster or from a kubeconfig.
+"""The one Kubernetes API client of a process, configured in-cluster or from a kubeconfig, and what every
+call made with it shares: its RBAC declaration (`ApiCall`), its error (`api_error`, `describe_error`,
+`WatchProtocolError`), its connect timeout, and the backoff between retries (`Backoff`).
 
 Precedence: an explicit `--kubeconfig` wins; otherwise a pod (KUBERNETES_SERVICE_HOST set) uses its
 service account; otherwise $KUBECONFIG (a path list, as kubectl reads it) or ~/.kube/config.
@@ -8,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from kubernetes_asyncio import config
@@ -29,6 +33,8 @@ USER_AGENT = "pyngress"
 # namespace (a Role there grants it). deploy/ RBAC is checked against these tables.
 CLUSTER = "cluster"
 POD_NAMESPACE = "pod-namespace"
+# Every call's TCP connect to the API server, apart from the call's own total time.
+CONNECT_TIMEOUT = 10.0
 
 
 class ApiCall(NamedTuple):
@@ -115,3 +121,29 @@ def api_error(status: int, body: bytes | str | dict[str, Any]) -> ApiException:
         reason = f"{body.get('reason', '')}: {body.get('message', '')}"
         status = int(body.get("code") or status)
     return ApiException(status=status, reason=reason)
+
+
+def describe_error(err: BaseException) -> str:
+    """A failed call in a log line: the HTTP status and reason of an API error, else the exception."""
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status} {err.reason}".strip()
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+class WatchProtocolError(Exception):
+    """The server sent something that is not a watch event (nor the list or object a call asked for)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with jitter, so replicas reconnecting after an outage spread out."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+
+    def delay(self, failures: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after the `failures`-th failure in a row: half the step plus up to half again."""
+        step = min(self.maximum, self.initial * self.factor ** max(failures - 1, 0))
+        return step * (0.5 + rng() / 2)

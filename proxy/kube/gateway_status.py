@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
-from proxy.kube.client import CLUSTER, ApiCall, api_error, json_body, raw_response
+from proxy.kube.client import CLUSTER, ApiCall, Backoff, api_error, json_body, raw_response
 from proxy.kube.status import Address, published_addresses
-from proxy.kube.watch import Backoff
 from proxy.objects import Key
 from proxy.settings import Settings
 

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, NetworkingV1Api
 
-from proxy.kube.client import CLUSTER, ApiCall, raw_response
-from proxy.kube.watch import Backoff, api_error
+from proxy.kube.client import CLUSTER, ApiCall, Backoff, api_error, raw_response
 from proxy.settings import Settings
 
 if TYPE_CHECKING:

@@ -1,5 +1,9 @@
 """Cluster mode's source: list and watch each kind the proxy reads, feeding the ObjectCache.
 
+Here: the kinds watched and how (`KindSpec`, `WATCHED_KINDS`), one kind's loop (`KindWatcher`), and every
+kind's loop with discovery starting and stopping them (`ClusterSource`). Their health is kept in
+proxy.kube.watch_status; single Secrets and ConfigMaps read again are proxy.kube.fetchers' business.
+
 One loop per kind, the kopf shape:
 
     LIST  -> cache.replace(kind, items), cache.mark_synced(kind) (first time)
@@ -28,13 +32,13 @@ served (its CRD deleted, which deletes its objects too), its loop stops and its 
 Secrets: every Secret is listed and watched, but the cache holds the data only of TLS Secrets and of
 the Secrets an Ingress or Gateway names (ObjectCache.hold_named_secrets); of the others (Helm release
 Secrets are megabytes each) only the key. When something starts naming a Secret whose data is not held,
-`SecretFetcher` reads it once (GET) and hands it to the cache; from then on the watch keeps it current.
+`SecretFetcher` (proxy.kube.fetchers) reads it once (GET) and hands it to the cache; from then on the watch
+keeps it current.
 Namespaces are read only for Gateway listeners' allowedRoutes selectors, so they are watched
 only while Gateways are served. ConfigMaps are treated like Secrets: every one is listed, the cache keeps
 the CA bundles of those BackendTLSPolicies name and the data of those an Ingress (or the --configmap's
 proxy-set-headers) names, nothing of the rest (`ConfigMapFetcher` reads one again when something starts
-naming it). Our own
-BackendTrafficPolicy CRD (deploy/crds/) is discovered the same way.
+naming it). Our own BackendTrafficPolicy CRD (deploy/crds/) is discovered the same way.
 """
 
 from __future__ import annotations
@@ -42,10 +46,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -60,9 +63,20 @@ from kubernetes_asyncio.client import (
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from proxy.kube.cache import ObjectCache
-from proxy.kube.client import CLUSTER, ApiCall, api_error, create_api_client, raw_response
+from proxy.kube.client import (
+    CLUSTER,
+    CONNECT_TIMEOUT,
+    ApiCall,
+    Backoff,
+    WatchProtocolError,
+    api_error,
+    create_api_client,
+    describe_error,
+    raw_response,
+)
 from proxy.kube.discovery import discover, watchable
-from proxy.objects import Key, KubeObject
+from proxy.kube.fetchers import ConfigMapFetcher, SecretFetcher
+from proxy.kube.watch_status import KindStatus, WatchStatus
 from proxy.settings import Settings
 
 log = logging.getLogger("pyngress.watch")
@@ -74,7 +88,6 @@ DEFAULT_WATCH_TIMEOUT = 300
 CLIENT_TIMEOUT_GRACE = 30.0
 # A LIST of thousands of objects on a busy API server can take a while, but not forever.
 DEFAULT_LIST_TIMEOUT = 120.0
-CONNECT_TIMEOUT = 10.0
 # A discovery document is small; an API server that cannot answer one in this time is in trouble.
 DISCOVERY_TIMEOUT = 30.0
 # Objects per LIST page: decoding one 5,000-Ingress body held the event loop ~150 ms; a page of 500
@@ -90,11 +103,6 @@ MIN_HEALTHY_STREAM = 0.5
 # How often the kinds found by discovery are looked for again: a CRD installed (or removed) is
 # followed within this time, at the cost of one or two small GETs.
 DISCOVERY_INTERVAL = 30.0
-
-# A Secret read again (GET) for a new reference: retried with backoff this many times, then left to the
-# watch (its next change brings it) with a warning.
-SECRET_FETCH_ATTEMPTS = 5
-SECRET_FETCH_TIMEOUT = 30.0
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 POLICY_GROUP = "pyngress.dev"
 
@@ -185,130 +193,10 @@ CONTROLLER_CONFIG_MAP_SPEC = KindSpec("ControllerConfigMap", "", "configmaps", C
 # Every API call this module makes, for the RBAC check in tests/cluster/test_deploy.py.
 API_CALLS: tuple[ApiCall, ...] = (
     *(ApiCall(spec.group, spec.resource, verb, CLUSTER) for spec in WATCHED_KINDS for verb in ("list", "watch")),
+    # The fetchers' reads (proxy.kube.fetchers), with the functions ClusterSource hands them.
     ApiCall("", "secrets", "get", CLUSTER),  # SecretFetcher
     ApiCall("", "configmaps", "get", CLUSTER),  # ConfigMapFetcher
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with jitter, so replicas reconnecting after an outage spread out."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-
-    def delay(self, failures: int, rng: Callable[[], float] = random.random) -> float:
-        """Seconds to wait after the `failures`-th failure in a row: half the step plus up to half again."""
-        step = min(self.maximum, self.initial * self.factor ** max(failures - 1, 0))
-        return step * (0.5 + rng() / 2)
-
-
-@dataclass(slots=True)
-class KindStatus:
-    """The health of one kind's watch, read by metrics, /readyz logic and tests."""
-
-    kind: str
-    synced: bool = False  # the first LIST has been applied (or the kind is not served: none exist)
-    connected: bool = False  # a watch stream is open
-    served: bool = True  # False while discovery finds the kind not served (it is not watched then)
-    api_version: str = ""  # the version watched, for a kind found by discovery
-    resource_version: str = ""
-    consecutive_failures: int = 0
-    errors_total: int = 0
-    relists_total: int = 0  # LISTs after the first (410 Expired)
-    events_total: int = 0  # ADDED/MODIFIED/DELETED applied
-    bookmarks_total: int = 0
-    last_error: str = ""
-    last_error_time: float = 0.0  # time.time()
-
-    @property
-    def failing(self) -> bool:
-        return self.consecutive_failures > 0
-
-
-@dataclass(slots=True)
-class WatchStatus:
-    """Per-kind watch health, shared with the CLI (metrics, logs) while the watch runs."""
-
-    kinds: dict[str, KindStatus] = field(default_factory=dict)
-    # monotonic time the first kind started failing in the current outage (0: not failing)
-    failing_since: float = 0.0
-    _synced: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False, compare=False)
-
-    @classmethod
-    def for_kinds(cls, kinds: Iterable[str]) -> WatchStatus:
-        return cls(kinds={kind: KindStatus(kind) for kind in kinds})
-
-    @property
-    def synced(self) -> bool:
-        return bool(self.kinds) and all(k.synced for k in self.kinds.values())
-
-    @property
-    def failing(self) -> bool:
-        """True while any kind cannot reach the API server (the last good table keeps serving)."""
-        return any(k.failing for k in self.kinds.values())
-
-    @property
-    def errors_total(self) -> int:
-        return sum(k.errors_total for k in self.kinds.values())
-
-    def failing_kinds(self) -> list[str]:
-        return [k.kind for k in self.kinds.values() if k.failing]
-
-    async def wait_synced(self) -> None:
-        """Return once every kind's first LIST has been applied."""
-        await self._synced.wait()
-
-    def mark_synced(self, kind: str) -> None:
-        self.kinds[kind].synced = True
-        if self.synced:
-            self._synced.set()
-
-    def mark_served(self, kind: str, api_version: str) -> None:
-        """Discovery found `kind` served: its loop starts, and it is synced once that lists."""
-        state = self.kinds[kind]
-        state.served, state.synced, state.api_version, state.resource_version = True, False, api_version, ""
-
-    def mark_unserved(self, kind: str) -> None:
-        """Discovery found `kind` not served: nothing to list (none exist), nothing failing."""
-        state = self.kinds[kind]
-        state.served, state.synced, state.connected = False, True, False
-        state.api_version = state.resource_version = ""
-        if state.consecutive_failures:
-            state.consecutive_failures = 0
-            if not self.failing:
-                self.failing_since = 0.0
-        if self.synced:
-            self._synced.set()
-
-    def record_failure(self, kind: str, error: str) -> None:
-        """Count one failed request of `kind`; the first failure of an outage is logged (once, not per retry)."""
-        state = self.kinds[kind]
-        healthy = not self.failing
-        state.consecutive_failures += 1
-        state.errors_total += 1
-        state.last_error = error
-        state.last_error_time = time.time()
-        if healthy:
-            self.failing_since = time.monotonic()
-            log.warning("watch of %s failing: %s; serving the last good configuration and retrying with backoff",
-                        kind, error)
-
-    def record_success(self, kind: str) -> None:
-        """`kind` reached the API server again; the end of an outage (no kind failing) is logged once."""
-        state = self.kinds[kind]
-        if not state.consecutive_failures:
-            return
-        state.consecutive_failures = 0
-        if not self.failing:
-            log.warning("watch recovered after %.1f s: following the API server again",
-                        time.monotonic() - self.failing_since)
-            self.failing_since = 0.0
-
-
-class WatchProtocolError(Exception):
-    """The server sent something that is not a watch event."""
 
 
 async def served_resources(api_client: ApiClient, group: str, version: str, *,
@@ -510,118 +398,12 @@ class KindWatcher:
             self.status.record_success(self.spec.kind)
 
     async def _failed(self, err: BaseException) -> None:
-        self.status.record_failure(self.spec.kind, _describe(err))
+        self.status.record_failure(self.spec.kind, describe_error(err))
         state = self.state
         delay = self.backoff.delay(state.consecutive_failures)
         log.debug("watch %s failing (%d in a row): %s; retrying in %.1fs",
                   self.where, state.consecutive_failures, state.last_error, delay)
         await asyncio.sleep(delay)
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, ApiException):
-        return f"HTTP {err.status} {err.reason}".strip()
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-class SecretFetcher:
-    """Reads a Secret again (GET) when something starts naming one whose data the cache does not hold.
-
-    `want(key)` is the cache's callback (called inside a cache write: it only schedules); each key is
-    read by one task at a time, retried with backoff, and dropped when the cache no longer wants it
-    (deleted, or brought by a watch event meanwhile)."""
-
-    def __init__(self, cache: ObjectCache, api_client: ApiClient, *, backoff: Backoff) -> None:
-        self.cache = cache
-        self.api = CoreV1Api(api_client)
-        self.backoff = backoff
-        self.tasks: dict[Key, asyncio.Task[None]] = {}
-        self.fetched_total = 0
-
-    kind = "Secret"
-
-    def want(self, key: Key) -> None:
-        if key in self.tasks:
-            return
-        task = asyncio.get_running_loop().create_task(self._fetch(key),
-                                                      name=f"get-{self.kind.lower()}-{key[0]}/{key[1]}")
-        self.tasks[key] = task
-        task.add_done_callback(lambda _: self.tasks.pop(key, None))
-
-    async def close(self) -> None:
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-
-    async def _fetch(self, key: Key) -> None:
-        try:
-            await self._read(key)
-        finally:
-            self._ended(key)
-
-    # The hooks a fetcher of another kind replaces.
-    def _ended(self, key: Key) -> None:
-        self.cache.fetch_ended(key)
-
-    def _wanted(self, key: Key) -> bool:
-        return key in self.cache.unheld_secrets()
-
-    def _get(self, name: str, namespace: str, **options: Any) -> Awaitable[Any]:
-        return self.api.read_namespaced_secret(name, namespace, **options)
-
-    def _deliver(self, obj: KubeObject) -> None:
-        self.cache.fetched(obj)
-
-    async def _read(self, key: Key) -> None:
-        namespace, name = key
-        timeout = aiohttp.ClientTimeout(total=SECRET_FETCH_TIMEOUT, sock_connect=CONNECT_TIMEOUT)
-        for attempt in range(1, SECRET_FETCH_ATTEMPTS + 1):
-            if not self._wanted(key):
-                return
-            try:
-                response = raw_response(await self._get(name, namespace, _preload_content=False,
-                                                        _request_timeout=timeout))
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()
-                if response.status == 404:
-                    return  # deleted meanwhile: the watch brings the DELETED event
-                if response.status != 200:
-                    raise api_error(response.status, body)
-                obj = json.loads(body)
-                if not isinstance(obj, dict):
-                    raise WatchProtocolError(f"GET {self.kind} {namespace}/{name} answered without an object")
-                self.fetched_total += 1
-                self._deliver(obj)
-                return
-            except Exception as err:  # noqa: BLE001  retried; the watch keeps the rest going
-                if attempt == SECRET_FETCH_ATTEMPTS:
-                    log.warning("could not read %s %s/%s (%s); it is used once it changes or the watch "
-                                "lists again", self.kind, namespace, name, _describe(err))
-                    return
-                await asyncio.sleep(self.backoff.delay(attempt))
-
-
-class ConfigMapFetcher(SecretFetcher):
-    """Reads a ConfigMap again (GET) when an Ingress starts naming one whose data the cache dropped."""
-
-    kind = "ConfigMap"
-
-    def _ended(self, key: Key) -> None:
-        self.cache.config_map_fetch_ended(key)
-
-    def _wanted(self, key: Key) -> bool:
-        return self.cache.wants_config_map(key)
-
-    def _get(self, name: str, namespace: str, **options: Any) -> Awaitable[Any]:
-        return self.api.read_namespaced_config_map(name, namespace, **options)
-
-    def _deliver(self, obj: KubeObject) -> None:
-        self.cache.fetched_config_map(obj)
 
 
 class ClusterSource:
@@ -660,11 +442,12 @@ class ClusterSource:
         self.running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self.secrets: SecretFetcher | None = None
         if "Secret" in names:
-            self.secrets = SecretFetcher(cache, api_client, backoff=backoff)
+            self.secrets = SecretFetcher(cache, CoreV1Api(api_client).read_namespaced_secret, backoff=backoff)
             cache.hold_named_secrets(self.secrets.want)
         self.config_maps: ConfigMapFetcher | None = None
         if "ConfigMap" in names:
-            self.config_maps = ConfigMapFetcher(cache, api_client, backoff=backoff)
+            self.config_maps = ConfigMapFetcher(cache, CoreV1Api(api_client).read_namespaced_config_map,
+                                                backoff=backoff)
             cache.hold_named_config_maps(self.config_maps.want)
         self._decided = False  # the first discovery is in: every discovered kind is watched or known absent
         self._recheck = asyncio.Event()  # a watched kind answered 404: ask discovery now, not at the interval
@@ -699,11 +482,12 @@ class ClusterSource:
                 self._looked_again()
                 failures += 1
                 if self._decided:
-                    log.debug("discovery re-check failed (%s); keeping the watched kinds as they are", _describe(err))
+                    log.debug("discovery re-check failed (%s); keeping the watched kinds as they are",
+                              describe_error(err))
                     await self._wait(self.discovery_interval)
                 else:
                     for spec in self.discovered:
-                        self.status.record_failure(spec.kind, f"discovery: {_describe(err)}")
+                        self.status.record_failure(spec.kind, f"discovery: {describe_error(err)}")
                     await asyncio.sleep(min(self.backoff.delay(failures), self.discovery_interval))
                 continue
             if failures and not self._decided:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from proxy.kube.leader import LeaderElector
     from proxy.kube.policy_status import PolicyStatusWriter
     from proxy.kube.status import StatusWriter
-    from proxy.kube.watch import WatchStatus
+    from proxy.kube.watch_status import WatchStatus
     from proxy.metrics import Metrics
     from proxy.runtime import RuntimeHolder
     from proxy.settings import Settings
@@ -61,7 +61,8 @@ async def cluster_mode(cache: ObjectCache, settings: Settings, holder: RuntimeHo
     from proxy.kube.leader import LeaderElector, election_timing
     from proxy.kube.policy_status import PolicyStatusWriter
     from proxy.kube.status import StatusWriter
-    from proxy.kube.watch import WATCHED_KINDS, WatchStatus, run_cluster_source
+    from proxy.kube.watch import WATCHED_KINDS, run_cluster_source
+    from proxy.kube.watch_status import WatchStatus
 
     try:
         timing = election_timing(settings.election_ttl)

@@ -9,7 +9,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from proxy.controller import Controller
 from proxy.kube.cache import ObjectCache
-from proxy.kube.watch import Backoff, WatchStatus, run_cluster_source
+from proxy.kube.client import Backoff
+from proxy.kube.watch import run_cluster_source
+from proxy.kube.watch_status import WatchStatus
 from proxy.runtime import RuntimeHolder
 from proxy.settings import Settings
 

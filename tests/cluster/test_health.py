@@ -14,7 +14,7 @@ from kubeapi import KubeApiServer
 from proxy.cli import ELECTION_TTL_ENV, election_ttl
 from proxy.kube.events import EventRecorder
 from proxy.kube.leader import ELECTION_TTL, LeaderElector, election_timing
-from proxy.kube.watch import WatchStatus
+from proxy.kube.watch_status import WatchStatus
 from proxy.metrics import Metrics
 from proxy.runtime import RuntimeHolder
 from proxy.settings import Settings

@@ -11,12 +11,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from kubeapi import KubeApiServer, RequestRecord
 from proxy.kube.cache import KINDS, ObjectCache
-from proxy.kube.watch import (
-    MAX_LIST_RESTARTS,
-    Backoff,
-    WatchStatus,
-    run_cluster_source,
-)
+from proxy.kube.client import Backoff
+from proxy.kube.watch import MAX_LIST_RESTARTS, run_cluster_source
+from proxy.kube.watch_status import WatchStatus
 from proxy.settings import Settings
 
 from .objects import (

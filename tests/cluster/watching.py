@@ -11,7 +11,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from kubeapi import KubeApiServer
 from proxy.kube.cache import ObjectCache
-from proxy.kube.watch import DEFAULT_PAGE_SIZE, Backoff, WatchStatus, run_cluster_source
+from proxy.kube.client import Backoff
+from proxy.kube.watch import DEFAULT_PAGE_SIZE, run_cluster_source
+from proxy.kube.watch_status import WatchStatus
 from proxy.settings import Settings
 
 WAIT = 10.0
