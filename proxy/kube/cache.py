@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from proxy.kube.config_maps import ConfigMapHolding, config_map_stub
 from proxy.objects import Key, KubeObject, Snapshot
 from proxy.references import controller_config_map_refs, ingress_config_map_refs, ingress_secret_refs, tls_secret_refs
 
@@ -62,9 +63,6 @@ CLUSTER_SCOPED = frozenset({INGRESS_CLASS, GATEWAY_CLASS, NAMESPACE})
 # (our own status writes, other controllers' entries in an HTTPRoute's status.parents) is kept,
 # so readers see the current status, but rebuilds nothing.
 _STATUS_IS_OUTPUT = frozenset((*GATEWAY_KINDS, *POLICY_KINDS))
-# The one key of any ConfigMap kept (a BackendTLSPolicy's CA bundle); the rest of a ConfigMap is kept only
-# while an Ingress names it (custom-headers, auth-proxy-set-headers: see ObjectCache.hold_named_config_maps).
-CA_BUNDLE_KEY = "ca.crt"
 _STATUS = frozenset({"status"})
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -85,8 +83,6 @@ _MISSING = object()
 # A Namespace matters only by its labels (Gateway listeners' allowedRoutes selectors): it is kept
 # as this much metadata, so its status and annotation churn are content-equal, no change at all.
 _NAMESPACE_METADATA = ("name", "uid", "labels", "creationTimestamp", "resourceVersion")
-# What a ConfigMap held without its data keeps of its metadata (a cluster has one kube-root-ca.crt per namespace).
-_CONFIG_MAP_METADATA = ("name", "namespace", "uid", "resourceVersion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,20 +152,16 @@ def same_content(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozense
     return True
 
 
-def _strip(obj: KubeObject, kind: str = "", *, whole: bool = False, ca: bool = True) -> KubeObject:
+def _strip(obj: KubeObject, kind: str = "") -> KubeObject:
     """The object without managedFields, which nothing reads and can be most of its size
-    (a Namespace: only its name, uid, labels and creation time; a ConfigMap unless `whole`: its name, uid and
-    version, and its CA bundle if `ca`)."""
+    (a Namespace: only its name, uid, labels and creation time; a ConfigMap: its stub with its CA bundle,
+    proxy.kube.config_maps.config_map_stub)."""
     meta = obj.get("metadata")
     if kind == NAMESPACE:
         kept = {k: meta[k] for k in _NAMESPACE_METADATA if k in meta} if isinstance(meta, dict) else meta
         return {**{k: obj[k] for k in ("apiVersion", "kind") if k in obj}, "metadata": kept}
-    if kind == CONFIG_MAP and not whole:
-        data = obj.get("data")
-        kept_data = ({CA_BUNDLE_KEY: data[CA_BUNDLE_KEY]} if ca and isinstance(data, dict) and CA_BUNDLE_KEY in data
-                     else {})
-        kept = {k: meta[k] for k in _CONFIG_MAP_METADATA if k in meta} if isinstance(meta, dict) else meta
-        return {**{k: obj[k] for k in ("apiVersion", "kind") if k in obj}, "metadata": kept, "data": kept_data}
+    if kind == CONFIG_MAP:
+        return config_map_stub(obj)
     if isinstance(meta, dict) and "managedFields" in meta:
         meta = {k: v for k, v in meta.items() if k != "managedFields"}
         obj = {**obj, "metadata": meta}
@@ -239,27 +231,12 @@ def certificate_refs(gateway: Mapping[str, Any]) -> set[Key]:
     return found
 
 
-def ca_config_maps(policy: Mapping[str, Any]) -> set[Key]:
-    """The ConfigMaps a BackendTLSPolicy's validation.caCertificateRefs name (in its namespace)."""
-    spec = policy.get("spec")
-    validation = spec.get("validation") if isinstance(spec, dict) else None
-    refs = validation.get("caCertificateRefs") if isinstance(validation, dict) else None
-    namespace = (policy.get("metadata") or {}).get("namespace") or ""
-    found = set()
-    for ref in refs if isinstance(refs, list) else ():
-        if isinstance(ref, dict) and (ref.get("group") or "") == "" and ref.get("kind") == CONFIG_MAP:
-            name = ref.get("name")
-            if isinstance(name, str) and name:
-                found.add((namespace, name))
-    return found
-
-
-# The kinds that name Secrets (ConfigMaps), and how: one matters (rebuilds routes) while one of them names it.
+# The kinds that name Secrets, and how: one matters (rebuilds routes) while one of them names it.
 # An Ingress names Secrets in spec.tls and in annotations (proxy.references.ingress_secret_refs).
 _SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: ingress_secret_refs,
                                                                     GATEWAY: certificate_refs}
-_CONFIG_MAP_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {BACKEND_TLS_POLICY: ca_config_maps}
-# The kinds naming ConfigMaps whose whole data the builder reads: an Ingress's annotations (custom-headers,
+# The kinds that name ConfigMaps (proxy.kube.config_maps): a BackendTLSPolicy its CA bundles (ca_config_maps),
+# and those naming ConfigMaps whose whole data the builder reads: an Ingress's annotations (custom-headers,
 # auth-proxy-set-headers) and ingress-nginx's ConfigMap (its key proxy-set-headers).
 _NAMED_CONFIG_MAPS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {
     INGRESS: ingress_config_map_refs, CONTROLLER_CONFIG_MAP: controller_config_map_refs}
@@ -285,14 +262,9 @@ class ObjectCache:
         self._slice_groups = _CowDict()
         # Secret key -> number of Ingresses (spec.tls) and Gateways (listeners' certificateRefs) naming it.
         self._secret_refs: dict[Key, int] = {}
-        # ConfigMap key -> number of BackendTLSPolicies naming it as a CA bundle.
-        self._config_map_refs: dict[Key, int] = {}
-        # ConfigMap key -> number of Ingresses (custom-headers, auth-proxy-set-headers) and controller ConfigMaps
-        # (proxy-set-headers) naming it: kept whole.
-        self._named_config_maps: dict[Key, int] = {}
-        # Set by hold_named_config_maps (cluster mode), as `_secret_fetcher`; None: every ConfigMap is kept whole.
-        self._config_map_fetcher: Callable[[Key], None] | None = None
-        self._fetching_config_maps: set[Key] = set()
+        # Which ConfigMaps are named, and so what the cache keeps of each (see hold_named_config_maps).
+        self._config_maps = ConfigMapHolding(self._stores[CONFIG_MAP], rewritten=self._config_map_rewritten,
+                                             synced_once=lambda: self._synced_once)
         self.relevant_secrets = frozenset(relevant_secrets)
         # Set by hold_named_secrets (cluster mode): called with the key of a Secret that is not held and
         # that something starts naming; None (file mode, worker processes): every Secret given is held.
@@ -318,7 +290,7 @@ class ObjectCache:
         have been read: see `hold_named_secrets`)."""
         if self._synced_once:
             return True
-        if self._synced_kinds >= self.expected_kinds and not self._fetching and not self._fetching_config_maps:
+        if self._synced_kinds >= self.expected_kinds and not self._fetching and not self._config_maps.fetching:
             self._synced_once = True
         return self._synced_once
 
@@ -418,16 +390,12 @@ class ObjectCache:
         Ingress starts naming a ConfigMap held without its data, `fetch(key)` is called (it must not block):
         the caller reads it again and hands it to `fetched_config_map()`. Cluster mode's watch sets this;
         without it (file mode, worker processes) every ConfigMap is kept as given."""
-        self._config_map_fetcher = fetch
-        store = self._stores[CONFIG_MAP]
-        for key, obj in list(store.data.items()):
-            if key not in self._named_config_maps:
-                store.writable()[key] = _strip(obj, CONFIG_MAP, ca=key in self._config_map_refs)
+        self._config_maps.hold(fetch)
         self._snapshot = None
 
     def wants_config_map(self, key: Key) -> bool:
         """Whether something names this ConfigMap (a read asked by `fetch` is still worth doing)."""
-        return key in self._named_config_maps or key in self._config_map_refs
+        return self._config_maps.matters(key)
 
     def fetched_config_map(self, obj: KubeObject) -> None:
         """A ConfigMap read again for `fetch`: applied (whole, or its CA bundle) while something still names it."""
@@ -439,10 +407,11 @@ class ObjectCache:
 
     def config_map_fetch_ended(self, key: Key) -> None:
         """As `fetch_ended`, for a ConfigMap."""
-        if key not in self._fetching_config_maps:
+        fetching = self._config_maps.fetching
+        if key not in fetching:
             return
         was = self.synced
-        self._fetching_config_maps.discard(key)
+        fetching.discard(key)
         if not was and self.synced:
             self._notify(CacheChange(routes=True))
 
@@ -503,18 +472,18 @@ class ObjectCache:
         elif kind == SECRET:
             routes = any(self._secret_matters(key) for key in changed_keys)  # type: ignore[arg-type]
         elif kind == CONFIG_MAP:
-            routes = any(key in self._config_map_refs or key in self._named_config_maps for key in changed_keys)
+            routes = any(self._config_maps.matters(key) for key in changed_keys)  # type: ignore[arg-type]
         else:
             routes = any(_routes_changed(kind, old.get(key), new.get(key)) for key in changed_keys)
-        if kind in _SECRET_REFS or kind in _CONFIG_MAP_REFS:
+        if kind in _SECRET_REFS or kind == BACKEND_TLS_POLICY:
             for key in changed_keys:
-                self._count_secrets(kind, old.get(key), -1)
-                self._count_secrets(kind, new.get(key), 1)
+                self._count_refs(kind, old.get(key), -1)
+                self._count_refs(kind, new.get(key), 1)
         named = _NAMED_CONFIG_MAPS.get(kind)
         if named is not None:
             for key in changed_keys:
-                self._count_config_maps(old.get(key), -1, named)
-                self._count_config_maps(new.get(key), 1, named)
+                self._config_maps.count_named(old.get(key), -1, named)
+                self._config_maps.count_named(new.get(key), 1, named)
         # Keep unchanged objects identical (same dict) to what snapshots already hold.
         for key, obj in new.items():
             kept = old.get(key)
@@ -569,16 +538,16 @@ class ObjectCache:
         elif kind == SECRET:
             routes = self._secret_matters(key)  # type: ignore[arg-type]
         elif kind == CONFIG_MAP:
-            routes = key in self._config_map_refs or key in self._named_config_maps
+            routes = self._config_maps.matters(key)  # type: ignore[arg-type]
         else:
             routes = _routes_changed(kind, old, new)
-            if kind in _SECRET_REFS or kind in _CONFIG_MAP_REFS:
-                self._count_secrets(kind, old, -1)
-                self._count_secrets(kind, new, 1)
+            if kind in _SECRET_REFS or kind == BACKEND_TLS_POLICY:
+                self._count_refs(kind, old, -1)
+                self._count_refs(kind, new, 1)
             named = _NAMED_CONFIG_MAPS.get(kind)
             if named is not None:
-                self._count_config_maps(old, -1, named)
-                self._count_config_maps(new, 1, named)
+                self._config_maps.count_named(old, -1, named)
+                self._config_maps.count_named(new, 1, named)
         self._observed((APPLY, kind, (event_type, _strip(obj, kind) if new is None else new)))
         self._release_secrets()
         self._changed(CacheChange(routes=routes, endpoints=endpoints))
@@ -619,15 +588,16 @@ class ObjectCache:
             data[new_service] = MappingProxyType(group)
         return {s for s in (old_service, new_service) if s is not None}
 
-    def _count_secrets(self, kind: str, obj: KubeObject | None, delta: int) -> None:
+    def _count_refs(self, kind: str, obj: KubeObject | None, delta: int) -> None:
         """Count the Secrets (or, for a BackendTLSPolicy, the ConfigMaps) `obj` names."""
+        if kind == BACKEND_TLS_POLICY:
+            self._config_maps.count_bundles(obj, delta)
+            return
         if obj is None:
             return
-        refs, named = ((self._config_map_refs, _CONFIG_MAP_REFS[kind]) if kind in _CONFIG_MAP_REFS
-                       else (self._secret_refs, _SECRET_REFS[kind]))
-        secrets = refs is self._secret_refs and self._secret_fetcher is not None
-        bundles = refs is self._config_map_refs and self._config_map_fetcher is not None
-        for secret in named(obj):
+        refs = self._secret_refs
+        secrets = self._secret_fetcher is not None
+        for secret in _SECRET_REFS[kind](obj):
             count = refs.get(secret, 0) + delta
             if count > 0:
                 refs[secret] = count
@@ -635,62 +605,22 @@ class ObjectCache:
                     if not self._synced_once:
                         self._fetching.add(secret)
                     self._secret_fetcher(secret)  # type: ignore[misc]  # named now: read it again
-                elif bundles and count == delta and secret not in self._named_config_maps:
-                    self._fetch_config_map(secret)  # a CA bundle now: it was held without it
             else:
                 refs.pop(secret, None)
                 if secrets and secret not in self.relevant_secrets:
                     self._released.append(secret)
-                elif bundles:
-                    self._restrip_config_map(secret)
 
     def _stripped(self, kind: str, key: Hashable, obj: KubeObject) -> KubeObject:
-        """What the cache keeps of an object: a ConfigMap whole while something names it (or without a fetcher:
-        file mode), its CA bundle while a BackendTLSPolicy names it, else neither."""
+        """What the cache keeps of an object: a ConfigMap as proxy.kube.config_maps decides, any other stripped."""
         if kind != CONFIG_MAP:
             return _strip(obj, kind)
-        return _strip(obj, kind, whole=self._config_map_fetcher is None or key in self._named_config_maps,
-                      ca=key in self._config_map_refs)
+        stub = self._config_maps.kept(key, obj)  # type: ignore[arg-type]
+        return _strip(obj) if stub is None else stub
 
-    def _restrip_config_map(self, key: Key) -> None:
-        """Keep less of a held ConfigMap now that less names it (after a reference went away)."""
-        store = self._stores[CONFIG_MAP]
-        held = store.data.get(key)
-        if held is None or key in self._named_config_maps:
-            return
-        stripped = _strip(held, CONFIG_MAP, ca=key in self._config_map_refs)
-        if stripped != held:
-            store.writable()[key] = stripped
-            self._observed((APPLY, CONFIG_MAP, (MODIFIED, stripped)))
-            self._snapshot = None
-
-    def _fetch_config_map(self, key: Key) -> None:
-        """Something started naming a ConfigMap held with less than it needs: read it again (cluster mode)."""
-        if self._config_map_fetcher is None or key not in self._stores[CONFIG_MAP].data:
-            return  # not there (yet): its ADDED event comes with what is named
-        if not self._synced_once:
-            self._fetching_config_maps.add(key)
-        self._config_map_fetcher(key)
-
-    def _count_config_maps(self, obj: KubeObject | None, delta: int,
-                           named: Callable[[Mapping[str, Any]], set[Key]]) -> None:
-        """Count the ConfigMaps an object names (`named`: how, _NAMED_CONFIG_MAPS); one named at last is read
-        again (its data was dropped), one named no more loses its data."""
-        if obj is None:
-            return
-        refs = self._named_config_maps
-        for key in named(obj):
-            count = refs.get(key, 0) + delta
-            if count > 0:
-                refs[key] = count
-            else:
-                refs.pop(key, None)
-            if self._config_map_fetcher is None:
-                continue
-            if count == delta == 1:
-                self._fetch_config_map(key)
-            elif count <= 0:
-                self._restrip_config_map(key)
+    def _config_map_rewritten(self, stripped: KubeObject) -> None:
+        """A held ConfigMap kept with less, now that less names it (ConfigMapHolding wrote it)."""
+        self._observed((APPLY, CONFIG_MAP, (MODIFIED, stripped)))
+        self._snapshot = None
 
     def _secret_matters(self, key: Key) -> bool:
         return key in self._secret_refs or key in self.relevant_secrets
