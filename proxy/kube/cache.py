@@ -6,9 +6,12 @@ controller knows whether routes must be rebuilt, only some services' endpoints m
 nothing that matters changed (content-equal updates, Secrets no Ingress or Gateway references,
 a Gateway API object whose status alone moved).
 
-Snapshots are copy-on-write: `snapshot()` hands out read-only views of the current dicts and
-the next write to a kind copies that kind's dict first, so taking a snapshot is O(1) and a
-snapshot never changes under its reader.
+Snapshots are copy-on-write (proxy.kube.cow_dict): `snapshot()` hands out read-only views of the
+current dicts and the next write to a kind copies that kind's dict first, so taking a snapshot is
+O(1) and a snapshot never changes under its reader.
+
+Which Secrets and ConfigMaps are named, and so what the cache keeps of them, is counted by
+proxy.kube.secret_holding and proxy.kube.config_map_holding; the cache calls them on each write.
 
 Observers (`observe()`) see the raw writes themselves rather than their classification: each
 write that changed the content, as an `Operation` that `perform()` replays on another cache.
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from proxy.kube.config_maps import ConfigMapHolding, config_map_stub
+from proxy.kube.config_map_holding import ConfigMapHolding, config_map_stub
+from proxy.kube.cow_dict import CowDict
+from proxy.kube.secret_holding import SecretHolding, certificate_refs
 from proxy.objects import Key, KubeObject, Snapshot
-from proxy.references import controller_config_map_refs, ingress_config_map_refs, ingress_secret_refs, tls_secret_refs
+from proxy.references import controller_config_map_refs, ingress_config_map_refs, ingress_secret_refs
 
 log = logging.getLogger("pyngress.cache")
 
@@ -66,9 +71,6 @@ _STATUS_IS_OUTPUT = frozenset((*GATEWAY_KINDS, *POLICY_KINDS))
 _STATUS = frozenset({"status"})
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-# TLS Secrets are always held once listed (the watch of cluster mode lists every Secret, see
-# ObjectCache.hold_named_secrets); any other Secret only while an object names it.
-TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 ADDED = "ADDED"
 MODIFIED = "MODIFIED"
@@ -109,33 +111,6 @@ Operation = tuple[str, str, Any]
 Observer = Callable[[Operation], None]
 
 
-class _CowDict:
-    """A dict shared with snapshots: written in place until a snapshot sees it, copied on the next write."""
-
-    __slots__ = ("data", "shared", "view")
-
-    def __init__(self) -> None:
-        self.data: dict[Hashable, Any] = {}
-        self.shared = False
-        self.view: Mapping[Hashable, Any] = MappingProxyType(self.data)
-
-    def writable(self) -> dict[Hashable, Any]:
-        if self.shared:
-            self.data = dict(self.data)
-            self.view = MappingProxyType(self.data)
-            self.shared = False
-        return self.data
-
-    def reset(self, data: dict[Hashable, Any]) -> None:
-        self.data = data
-        self.view = MappingProxyType(data)
-        self.shared = False
-
-    def freeze(self) -> Mapping[Any, Any]:
-        self.shared = True
-        return self.view
-
-
 def same_content(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozenset[str] = frozenset()) -> bool:
     """Equal as far as routing can tell: ignores kind, apiVersion, resourceVersion and managedFields
     (and the top-level fields in `ignore`)."""
@@ -155,7 +130,7 @@ def same_content(a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: frozense
 def _strip(obj: KubeObject, kind: str = "") -> KubeObject:
     """The object without managedFields, which nothing reads and can be most of its size
     (a Namespace: only its name, uid, labels and creation time; a ConfigMap: its stub with its CA bundle,
-    proxy.kube.config_maps.config_map_stub)."""
+    proxy.kube.config_map_holding.config_map_stub)."""
     meta = obj.get("metadata")
     if kind == NAMESPACE:
         kept = {k: meta[k] for k in _NAMESPACE_METADATA if k in meta} if isinstance(meta, dict) else meta
@@ -198,44 +173,11 @@ def _routes_changed(kind: str, old: KubeObject | None, new: KubeObject | None) -
     return True
 
 
-def tls_secrets(ingress: Mapping[str, Any]) -> set[Key]:
-    """The Secrets an Ingress's spec.tls names, as (namespace, name)."""
-    return tls_secret_refs(ingress)
-
-
-def certificate_refs(gateway: Mapping[str, Any]) -> set[Key]:
-    """The Secrets a Gateway's listeners name in tls.certificateRefs, as (namespace, name).
-
-    Only core Secrets (group "", kind Secret: the CRD's defaults, also when absent as in a manifest);
-    a ref without a namespace is in the Gateway's. Cross-namespace refs count too: whether a
-    ReferenceGrant allows them is the builder's call, and it must see the Secret change either way.
-    """
-    spec = gateway.get("spec")
-    listeners = spec.get("listeners") if isinstance(spec, dict) else None
-    if not isinstance(listeners, list):
-        return set()
-    namespace = (gateway.get("metadata") or {}).get("namespace") or ""
-    found = set()
-    for listener in listeners:
-        tls = listener.get("tls") if isinstance(listener, dict) else None
-        refs = tls.get("certificateRefs") if isinstance(tls, dict) else None
-        if not isinstance(refs, list):
-            continue
-        for ref in refs:
-            if not isinstance(ref, dict) or (ref.get("group") or "") != "" or (ref.get("kind") or SECRET) != SECRET:
-                continue
-            name = ref.get("name")
-            if isinstance(name, str) and name:
-                ref_namespace = ref.get("namespace")
-                found.add((ref_namespace if isinstance(ref_namespace, str) and ref_namespace else namespace, name))
-    return found
-
-
 # The kinds that name Secrets, and how: one matters (rebuilds routes) while one of them names it.
 # An Ingress names Secrets in spec.tls and in annotations (proxy.references.ingress_secret_refs).
 _SECRET_REFS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {INGRESS: ingress_secret_refs,
                                                                     GATEWAY: certificate_refs}
-# The kinds that name ConfigMaps (proxy.kube.config_maps): a BackendTLSPolicy its CA bundles (ca_config_maps),
+# The kinds that name ConfigMaps (proxy.kube.config_map_holding): a BackendTLSPolicy its CA bundles (ca_config_maps),
 # and those naming ConfigMaps whose whole data the builder reads: an Ingress's annotations (custom-headers,
 # auth-proxy-set-headers) and ingress-nginx's ConfigMap (its key proxy-set-headers).
 _NAMED_CONFIG_MAPS: dict[str, Callable[[Mapping[str, Any]], set[Key]]] = {
@@ -257,25 +199,16 @@ class ObjectCache:
         unknown = self.expected_kinds - set(STORED_KINDS)
         if unknown:
             raise ValueError(f"unknown kinds: {sorted(unknown)}")
-        self._stores: dict[str, _CowDict] = {kind: _CowDict() for kind in STORED_KINDS}
+        self._stores: dict[str, CowDict] = {kind: CowDict() for kind in STORED_KINDS}
         # (namespace, service) -> read-only {slice name: slice}; each group is replaced, never edited.
-        self._slice_groups = _CowDict()
-        # Secret key -> number of Ingresses (spec.tls) and Gateways (listeners' certificateRefs) naming it.
-        self._secret_refs: dict[Key, int] = {}
+        self._slice_groups = CowDict()
         # Which ConfigMaps are named, and so what the cache keeps of each (see hold_named_config_maps).
         self._config_maps = ConfigMapHolding(self._stores[CONFIG_MAP], rewritten=self._config_map_rewritten,
                                              synced_once=lambda: self._synced_once)
         self.relevant_secrets = frozenset(relevant_secrets)
-        # Set by hold_named_secrets (cluster mode): called with the key of a Secret that is not held and
-        # that something starts naming; None (file mode, worker processes): every Secret given is held.
-        self._secret_fetcher: Callable[[Key], None] | None = None
-        # Secrets that exist but whose data is not held (nothing names them, not TLS); keys only.
-        self._unheld: set[Key] = set()
-        # Held Secrets whose last reference went away during a write: their data is dropped after it.
-        self._released: list[Key] = []
-        # Secrets asked of `fetch` and not read back yet: until the first ones are in, the cache is not synced
-        # (the first build must not answer 503 for an auth-secret being read); later ones do not matter so.
-        self._fetching: set[Key] = set()
+        # Which Secrets are named, and so which ones the cache holds the data of (see hold_named_secrets).
+        self._secrets = SecretHolding(self._stores[SECRET], relevant=self.relevant_secrets,
+                                      dropped=self._secret_dropped, synced_once=lambda: self._synced_once)
         self._synced_once = False
         self._synced_kinds: set[str] = set()
         self._subscribers: list[Subscriber] = []
@@ -290,7 +223,7 @@ class ObjectCache:
         have been read: see `hold_named_secrets`)."""
         if self._synced_once:
             return True
-        if self._synced_kinds >= self.expected_kinds and not self._fetching and not self._config_maps.fetching:
+        if self._synced_kinds >= self.expected_kinds and not self._secrets.fetching and not self._config_maps.fetching:
             self._synced_once = True
         return self._synced_once
 
@@ -303,7 +236,7 @@ class ObjectCache:
 
     def unheld_secrets(self) -> frozenset[Key]:
         """Secrets known to exist whose data is not held (see `hold_named_secrets`)."""
-        return frozenset(self._unheld)
+        return frozenset(self._secrets.unheld)
 
     def snapshot(self) -> Snapshot:
         """A consistent, read-only view of the cache; O(1), later writes never show through."""
@@ -379,10 +312,7 @@ class ObjectCache:
         Helm release Secrets (megabytes each) are not kept. When something starts naming a Secret that
         is not held, `fetch(key)` is called (it must not block): the caller reads the Secret again and
         hands it to `fetched()`. Cluster mode's watch sets this; without it every Secret is held."""
-        self._secret_fetcher = fetch
-        held = self._stores[SECRET].data
-        self._released.extend(key for key, obj in held.items() if not self._holds(key, obj))  # type: ignore[misc,arg-type]
-        self._release_secrets()
+        self._secrets.hold(fetch)
 
     def hold_named_config_maps(self, fetch: Callable[[Key], None]) -> None:
         """From now on keep a ConfigMap's data only while an Ingress names it (custom-headers,
@@ -419,17 +349,18 @@ class ObjectCache:
         """A Secret read again for `fetch`: applied while it is still not held (a watch event, or its
         deletion, since the read would be newer than this copy)."""
         found = _name(obj) if isinstance(obj, dict) else None
-        if found is not None and found in self._unheld:
+        if found is not None and found in self._secrets.unheld:
             self.apply(SECRET, MODIFIED, obj)
         if found is not None:
             self.fetch_ended(found)
 
     def fetch_ended(self, key: Key) -> None:
         """The read `fetch(key)` asked for is over (read, not found, given up): the first sync waits no more."""
-        if key not in self._fetching:
+        fetching = self._secrets.fetching
+        if key not in fetching:
             return
         was = self.synced
-        self._fetching.discard(key)
+        fetching.discard(key)
         if not was and self.synced:
             self._notify(CacheChange(routes=True))
 
@@ -454,9 +385,10 @@ class ObjectCache:
             if key is None:
                 continue
             new[key] = self._stripped(kind, key, obj)
-        if kind == SECRET and self._secret_fetcher is not None:
-            self._unheld = {key for key, obj in new.items() if not self._holds(key, obj)}  # type: ignore[misc,arg-type]
-            for key in self._unheld:
+        if kind == SECRET and self._secrets.holding:
+            unheld = self._secrets.unheld = {key for key, obj in new.items()  # type: ignore[misc]
+                                             if not self._secrets.holds(key, obj)}  # type: ignore[arg-type]
+            for key in unheld:
                 del new[key]
         old = store.data
         routes = False
@@ -470,7 +402,7 @@ class ObjectCache:
         elif kind == ENDPOINTS:
             endpoints.update(changed_keys)  # type: ignore[arg-type]
         elif kind == SECRET:
-            routes = any(self._secret_matters(key) for key in changed_keys)  # type: ignore[arg-type]
+            routes = any(self._secrets.matters(key) for key in changed_keys)  # type: ignore[arg-type]
         elif kind == CONFIG_MAP:
             routes = any(self._config_maps.matters(key) for key in changed_keys)  # type: ignore[arg-type]
         else:
@@ -491,7 +423,7 @@ class ObjectCache:
                 new[key] = kept
         store.reset(new)
         self._observed((REPLACE, kind, list(new.values())))
-        self._release_secrets()
+        self._secrets.release()
         self._changed(CacheChange(routes=routes, endpoints=frozenset(endpoints)))
 
     def apply(self, kind: str, event_type: str, obj: KubeObject) -> None:
@@ -502,17 +434,15 @@ class ObjectCache:
             return
         store = self._stores[kind]
         old = store.data.get(key)
-        if kind == SECRET and self._secret_fetcher is not None:
+        if kind == SECRET and self._secrets.holding:
             secret_key: Key = key  # type: ignore[assignment]
-            if event_type == DELETED:
-                self._unheld.discard(secret_key)
-            elif event_type in (ADDED, MODIFIED) and not self._holds(secret_key, obj):
-                self._unheld.add(secret_key)
+            if event_type in (ADDED, MODIFIED) and not self._secrets.holds(secret_key, obj):
+                self._secrets.unheld.add(secret_key)
                 if old is None:
                     return
                 event_type = DELETED  # no longer held: its data goes
             else:
-                self._unheld.discard(secret_key)
+                self._secrets.unheld.discard(secret_key)
         if event_type == DELETED:
             if old is None:
                 return
@@ -536,7 +466,7 @@ class ObjectCache:
         elif kind == ENDPOINTS:
             endpoints = frozenset((key,))  # type: ignore[arg-type]
         elif kind == SECRET:
-            routes = self._secret_matters(key)  # type: ignore[arg-type]
+            routes = self._secrets.matters(key)  # type: ignore[arg-type]
         elif kind == CONFIG_MAP:
             routes = self._config_maps.matters(key)  # type: ignore[arg-type]
         else:
@@ -549,7 +479,7 @@ class ObjectCache:
                 self._config_maps.count_named(old, -1, named)
                 self._config_maps.count_named(new, 1, named)
         self._observed((APPLY, kind, (event_type, _strip(obj, kind) if new is None else new)))
-        self._release_secrets()
+        self._secrets.release()
         self._changed(CacheChange(routes=routes, endpoints=endpoints))
 
     # ------------------------------------------------------------------ internals
@@ -592,26 +522,11 @@ class ObjectCache:
         """Count the Secrets (or, for a BackendTLSPolicy, the ConfigMaps) `obj` names."""
         if kind == BACKEND_TLS_POLICY:
             self._config_maps.count_bundles(obj, delta)
-            return
-        if obj is None:
-            return
-        refs = self._secret_refs
-        secrets = self._secret_fetcher is not None
-        for secret in _SECRET_REFS[kind](obj):
-            count = refs.get(secret, 0) + delta
-            if count > 0:
-                refs[secret] = count
-                if secrets and count == delta and secret in self._unheld:
-                    if not self._synced_once:
-                        self._fetching.add(secret)
-                    self._secret_fetcher(secret)  # type: ignore[misc]  # named now: read it again
-            else:
-                refs.pop(secret, None)
-                if secrets and secret not in self.relevant_secrets:
-                    self._released.append(secret)
+        else:
+            self._secrets.count(obj, delta, _SECRET_REFS[kind])
 
     def _stripped(self, kind: str, key: Hashable, obj: KubeObject) -> KubeObject:
-        """What the cache keeps of an object: a ConfigMap as proxy.kube.config_maps decides, any other stripped."""
+        """What the cache keeps of an object: a ConfigMap as ConfigMapHolding decides, any other stripped."""
         if kind != CONFIG_MAP:
             return _strip(obj, kind)
         stub = self._config_maps.kept(key, obj)  # type: ignore[arg-type]
@@ -622,26 +537,10 @@ class ObjectCache:
         self._observed((APPLY, CONFIG_MAP, (MODIFIED, stripped)))
         self._snapshot = None
 
-    def _secret_matters(self, key: Key) -> bool:
-        return key in self._secret_refs or key in self.relevant_secrets
-
-    def _holds(self, key: Key, obj: Mapping[str, Any]) -> bool:
-        return self._secret_matters(key) or obj.get("type") == TLS_SECRET_TYPE
-
-    def _release_secrets(self) -> None:
-        """Drop the data of held Secrets nothing names any more (after the write that released them)."""
-        if not self._released:
-            return
-        released, self._released = self._released, []
-        store = self._stores[SECRET]
-        for key in released:
-            obj = store.data.get(key)
-            if obj is None or self._holds(key, obj):
-                continue
-            del store.writable()[key]
-            self._unheld.add(key)
-            self._observed((APPLY, SECRET, (DELETED, obj)))
-            self._snapshot = None
+    def _secret_dropped(self, obj: KubeObject) -> None:
+        """A held Secret nothing names any more lost its data (SecretHolding dropped it)."""
+        self._observed((APPLY, SECRET, (DELETED, obj)))
+        self._snapshot = None
 
     def _observed(self, operation: Operation) -> None:
         for callback in list(self._observers):

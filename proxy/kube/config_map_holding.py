@@ -11,9 +11,10 @@ proxy.kube.fetchers). Without `hold()` (file mode, worker processes) every Confi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from proxy.kube.cow_dict import CowDict
 from proxy.objects import Key, KubeObject
 
 # The one key of any ConfigMap kept (a BackendTLSPolicy's CA bundle); the rest of a ConfigMap is kept only
@@ -21,14 +22,6 @@ from proxy.objects import Key, KubeObject
 CA_BUNDLE_KEY = "ca.crt"
 # What a ConfigMap held without its data keeps of its metadata (a cluster has one kube-root-ca.crt per namespace).
 _CONFIG_MAP_METADATA = ("name", "namespace", "uid", "resourceVersion")
-
-
-class Store(Protocol):
-    """The cache's ConfigMaps (ObjectCache's copy-on-write dict): read `data`, write through `writable()`."""
-
-    data: dict[Hashable, Any]
-
-    def writable(self) -> dict[Hashable, Any]: ...
 
 
 def config_map_stub(obj: KubeObject, *, ca: bool = True) -> KubeObject:
@@ -63,7 +56,7 @@ class ConfigMapHolding:
     cache, which hands the write to its observers).
     """
 
-    def __init__(self, store: Store, *, rewritten: Callable[[KubeObject], None],
+    def __init__(self, store: CowDict, *, rewritten: Callable[[KubeObject], None],
                  synced_once: Callable[[], bool]) -> None:
         """`synced_once`: whether the cache has been synced once (reads asked before that hold the first sync)."""
         self._store = store
