@@ -7,11 +7,12 @@ touches rather than the size of the cluster. The work splits along the lines whe
   it is ours, its parsed rules, warnings, TLS hosts. (Identity alone would not do: the same dict may
   sit under two names, and warnings name the key.);
 - per rule host ("" for host-less rules and the catch-all, "*.x", "x"): the merge of every Ingress
-  naming that host, oldest first ("the older claim wins" is "the first claim wins"). Conflicts only
-  ever happen inside one host, so a host is merged again only when an Ingress naming it changed,
-  or when TLS coverage (which decides its redirect flags) changed for it;
+  naming that host, oldest first ("the older claim wins" is "the first claim wins"; the Ingresses of
+  each host: `routing.host_members`). Conflicts only ever happen inside one host, so a host is merged
+  again only when an Ingress naming it changed, or when TLS coverage (which decides its redirect flags)
+  changed for it;
 - per cluster key: the Service port resolved against its Service, EndpointSlice and Endpoints dicts,
-  resolved again when one of those is no longer the identical object;
+  resolved again when one of those is no longer the identical object (`routing.cluster_memo`);
 - the checksum: one digest per host and per cluster, folded so that a change costs its own digest;
 - the Gateway API objects: translated again (`routing.gateway.translate`, which keeps each HTTPRoute's
   reading while the object is identical) only when one of their mappings (GatewayClasses, Gateways,
@@ -37,18 +38,18 @@ from typing import Any
 
 from proxy.objects import Key, KubeObject, Snapshot, Warning
 from proxy.routing.build import gateway_digested, service_warnings, warning_order
-from proxy.routing.checksum import DigestSet, cluster_digest, host_digest, policy_status_digest, status_digest
-from proxy.routing.clusters import ClusterResolver, cluster_protocol, split_cluster_key
+from proxy.routing.checksum import DigestSet, host_digest, policy_status_digest, status_digest
+from proxy.routing.cluster_memo import ClusterEntry, ClusterMemo
 from proxy.routing.gateway import GatewayTranslation, translate
 from proxy.routing.gateway.processor import EMPTY, TranslationMemo, same_objects
 from proxy.routing.global_config import GlobalConfig, global_config, with_config
+from proxy.routing.host_members import HostMembers
 from proxy.routing.ingress.classes import ClassSelection, select_classes
-from proxy.routing.ingress.processor import IngressEntry, by_age
+from proxy.routing.ingress.processor import IngressEntry
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
 from proxy.routing.merge import claims, default_server, merge_host
 from proxy.routing.model import Cluster, Config, ListenerConfig
-from proxy.routing.policies import ClusterPolicy
 from proxy.routing.policy.index import PolicyIndex, PolicyMemo, index_policies
 from proxy.routing.policy.status import TrafficPolicyStatus, policy_status
 from proxy.routing.policy.tls_status import TlsPolicyStatus, tls_policy_status
@@ -58,55 +59,13 @@ from proxy.settings import Settings
 __all__ = ["BuildWork", "Builder"]
 
 _NO_NAMES: frozenset[str] = frozenset()
-# Members of a host kept in a tuple up to this many (see Builder._join).
-_FEW = 8
 
-
-# The Ingresses contributing to one host (see Builder._join).
-_Members = IngressEntry | tuple[IngressEntry, ...] | set[IngressEntry]
 
 # Snapshot mappings the Gateway translation reads whole (identity unchanged: nothing to translate again).
 _GATEWAY_KINDS = ("gateway_classes", "gateways", "http_routes", "reference_grants", "namespaces", "tls_routes",
                  "grpc_routes")
 # Snapshot mappings the policy index reads whole.
 _POLICY_KINDS = ("backend_traffic_policies", "backend_tls_policies", "config_maps")
-
-
-class _ClusterEntry:
-    """One resolved cluster and the objects it was resolved from (held, compared by identity)."""
-
-    __slots__ = ("cluster", "problems", "service_problems", "service", "slices", "legacy", "digest")
-
-    def __init__(self, snapshot: Snapshot, resolver: ClusterResolver, key: str, policy: ClusterPolicy | None) -> None:
-        namespace, service, port = split_cluster_key(key)
-        self.cluster, found = resolver.resolve(namespace=namespace, service=service, port=port, policy=policy,
-                                               protocol=cluster_protocol(key))
-        # Service problems are reported on each Ingress routing to the cluster, the rest as they are.
-        self.service_problems: tuple[Warning, ...] = ()
-        self.problems: tuple[Warning, ...] = ()
-        if found:
-            self.service_problems = tuple(w for w in found if w.kind == "Service")
-            self.problems = tuple(w for w in found if w.kind != "Service")
-        owner = (namespace, service)
-        self.service = snapshot.services.get(owner)
-        # The group mapping is held as it was: snapshots are never mutated, so it still lists the slices used.
-        self.slices = snapshot.endpoint_slices.get(owner)
-        self.legacy = snapshot.endpoints.get(owner)
-        self.digest = cluster_digest(self.cluster)
-
-    def current(self, snapshot: Snapshot) -> bool:
-        """True while the snapshot holds the very objects this was resolved from."""
-        cluster = self.cluster
-        owner = (cluster.namespace, cluster.service)
-        if snapshot.services.get(owner) is not self.service or snapshot.endpoints.get(owner) is not self.legacy:
-            return False
-        slices = snapshot.endpoint_slices.get(owner)
-        if slices is self.slices:
-            return True
-        used = self.slices
-        if slices is None or used is None or len(slices) != len(used):
-            return False
-        return all(slices.get(name) is obj for name, obj in used.items())
 
 
 @dataclass(slots=True)
@@ -153,8 +112,8 @@ class Builder:
         self._tls_counts: dict[str, int] = {}
         self._tls = TlsHosts(())
         self._tls_names_changed = False  # a name entered or left _tls_counts since _tls was made
-        # Rule host -> keys of the Ingresses contributing to it.
-        self._members: dict[str, _Members] = {}
+        # Rule host -> the Ingresses contributing to it.
+        self._members = HostMembers()
         # Rule host -> digest of its merged routes (the routes themselves are in _hosts, _wildcards, _any_host).
         self._groups: dict[str, bytes] = {}
         self._group_warnings: dict[str, tuple[Warning, ...]] = {}
@@ -165,11 +124,8 @@ class Builder:
         # and cluster key -> the sum of those for it (flat: no dict per cluster for the collector to walk).
         self._uses: dict[tuple[str, str, str], int] = {}
         self._in_use: dict[str, int] = {}
-        self._clusters: dict[str, _ClusterEntry] = {}
-        self._troubled: set[str] = set()  # cluster keys whose resolution had problems
+        self._clusters = ClusterMemo()  # the clusters in use, resolved
         self._cluster_order: list[str] = []  # sorted keys of _clusters
-        # (namespace, service) -> its cluster keys; made when first needed (a first build never needs it).
-        self._by_service: dict[Key, tuple[str, ...]] | None = None
         # Handed to Configs as is, so replaced, never edited.
         self._clusters_out: dict[str, Cluster] = {}
         self._digests = DigestSet()
@@ -390,7 +346,7 @@ class Builder:
         if gateway.ports:
             assert self._table is not None
             tables = self._listener_tables
-            listeners = tables.build(gateway.ports, ingress=self._table, contributions=self._contributions_of,
+            listeners = tables.build(gateway.ports, ingress=self._table, contributions=self._members.of,
                                      covers=self._tls.covers, policies=self._policies,
                                      fallback=self._fallback())
             self.work.listener_hosts = tables.merges
@@ -421,12 +377,6 @@ class Builder:
         if gone or fresh:
             self._warnings = None  # a Service's problems are reported on every object using it
         self._listeners = listeners
-
-    def _contributions_of(self, host: str) -> list[IngressEntry]:
-        members = self._members.get(host)
-        if members is None:
-            return []
-        return [members] if isinstance(members, IngressEntry) else sorted(members, key=by_age)
 
     # ------------------------------------------------------------------ Ingresses
 
@@ -479,13 +429,13 @@ class Builder:
             if old is not None:
                 assert old.paths is not None
                 for host, _ in old.paths:
-                    self._leave(host, old)
+                    self._members.leave(host, old)
                     dirty[host] = None
                 del self._contributions[key]
             if contribution is not None:
                 assert contribution.paths is not None
                 for host, _ in contribution.paths:
-                    self._join(host, contribution)
+                    self._members.join(host, contribution)
                     dirty[host] = None
                 self._contributions[key] = contribution
 
@@ -517,32 +467,6 @@ class Builder:
                 del counts[name]
                 self._tls_names_changed = True
 
-    # A host's contributing Ingresses: the one itself (most hosts have one), a tuple while few, a set
-    # once many (joining stays O(1)). Fewer objects than a set each: a first build makes one per host.
-
-    def _join(self, host: str, contribution: IngressEntry) -> None:
-        members = self._members.get(host)
-        if members is None:
-            self._members[host] = contribution
-        elif isinstance(members, IngressEntry):
-            self._members[host] = (members, contribution)
-        elif isinstance(members, tuple):
-            self._members[host] = (*members, contribution) if len(members) < _FEW else {*members, contribution}
-        else:
-            members.add(contribution)
-
-    def _leave(self, host: str, contribution: IngressEntry) -> None:
-        members = self._members[host]
-        if isinstance(members, IngressEntry):
-            del self._members[host]
-        elif isinstance(members, tuple):
-            remaining = tuple(member for member in members if member is not contribution)
-            self._members[host] = remaining[0] if len(remaining) == 1 else remaining
-        else:
-            members.discard(contribution)
-            if not members:
-                del self._members[host]
-
     # ------------------------------------------------------------------ hosts
 
     def _merge(self, host: str, touched: set[str]) -> None:
@@ -555,9 +479,7 @@ class Builder:
             assert placed is not None
             self._use(_uses_of(placed), -1, touched)
             self._digests.discard(old)
-        members = self._members.get(host)
-        contributions = [] if members is None else [members] if isinstance(members, IngressEntry) else sorted(
-            members, key=by_age)
+        contributions = self._members.of(host)
         routes: VirtualHost | None = None
         fallback = self._fallback()
         if contributions:
@@ -614,57 +536,12 @@ class Builder:
         """Resolve clusters that came into use or whose objects (of the services in `moved`) changed;
         drop unused ones."""
         clusters = self._clusters
-        in_use = self._in_use
-        digests = self._digests
-        by_service = self._by_service
-        if moved and by_service is None:
-            by_service = self._by_service = {}
-            for key, entry in clusters.items():
-                service = (entry.cluster.namespace, entry.cluster.service)
-                by_service[service] = (*by_service.get(service, ()), key)
-        resolver: ClusterResolver | None = None
-        replaced: dict[str, Cluster] = {}
-        for key in [key for service in moved for key in by_service.get(service, ())]:  # type: ignore[union-attr]
-            entry = clusters[key]
-            if entry.current(snapshot):
-                continue  # e.g. a new group mapping listing the same slices
-            resolver = resolver or ClusterResolver(snapshot)
-            fresh = clusters[key] = _ClusterEntry(snapshot, resolver, key, entry.cluster.policy)
-            self.work.clusters += 1
-            if fresh.digest != entry.digest:
-                digests.discard(entry.digest)
-                digests.add(fresh.digest)
-                replaced[key] = fresh.cluster
-            if (fresh.problems, fresh.service_problems) != (entry.problems, entry.service_problems):
-                self._warnings = None
-                self._troubled.discard(key)
-                if fresh.problems or fresh.service_problems:
-                    self._troubled.add(key)
-        variants = self._policies.variants
-        added = [key for key in touched if key in in_use and key not in clusters]
-        gone = [key for key in touched if key not in in_use and key in clusters]
-        if added:
-            resolver = resolver or ClusterResolver(snapshot)
-            for key in added:
-                entry = clusters[key] = _ClusterEntry(snapshot, resolver, key, variants.get(key))
-                digests.add(entry.digest)
-                if entry.problems or entry.service_problems:
-                    self._troubled.add(key)
-                if by_service is not None:
-                    service = (entry.cluster.namespace, entry.cluster.service)
-                    by_service[service] = (*by_service.get(service, ()), key)
-            self.work.clusters += len(added)
-        for key in gone:
-            entry = clusters.pop(key)
-            digests.discard(entry.digest)
-            self._troubled.discard(key)
-            if by_service is not None:
-                service = (entry.cluster.namespace, entry.cluster.service)
-                remaining = tuple(other for other in by_service[service] if other != key)
-                if remaining:
-                    by_service[service] = remaining
-                else:
-                    del by_service[service]
+        update = clusters.refresh(snapshot, touched, moved, in_use=self._in_use, variants=self._policies.variants,
+                                  digests=self._digests)
+        self.work.clusters += update.resolved
+        if update.problems_moved:
+            self._warnings = None
+        added, gone, replaced = update.added, update.gone, update.replaced
         if added or gone:
             order = self._cluster_order
             if len(added) + len(gone) > 32:
@@ -686,8 +563,8 @@ class Builder:
             found.extend(warnings)
         for warnings in self._group_warnings.values():
             found.extend(warnings)
-        reported: dict[str, _ClusterEntry] = {}  # clusters whose Service problems go to each Ingress using them
-        for key in self._troubled:
+        reported: dict[str, ClusterEntry] = {}  # clusters whose Service problems go to each Ingress using them
+        for key in self._clusters.troubled:
             entry = self._clusters[key]
             found.extend(entry.problems)
             if entry.service_problems:
