@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from proxy.objects import Key, Warning
-from proxy.routing.filters import HTTPS_REDIRECT, Filters, RegexRewrite, compose
+from proxy.routing.filters import Filters, RegexRewrite, compose
 from proxy.routing.ingress.canary import canary_rules
 from proxy.routing.ingress.client_auth import ClientCertificateCheck, guard, host_check
 from proxy.routing.ingress.nginx import DefaultBackend, NginxFeatures
@@ -68,6 +68,7 @@ class IngressPaths(Protocol):
     has_hosts: bool
     redirect: bool  # ssl-redirect
     force_redirect: bool  # force-ssl-redirect
+    https_redirect: Filters  # the filters of its redirected routes (HTTPS_REDIRECT, or preserve-trailing-slash's)
     nginx: NginxFeatures | None  # the other ingress-nginx annotations, compiled (None: none used)
     tracing: bool | None  # enable-opentelemetry (None: the process's default)
     passthrough: bool  # ssl-passthrough
@@ -129,7 +130,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             canaries.append(contribution)
             continue
         redirected = contribution.force_redirect or (contribution.redirect and covered)
-        filters = HTTPS_REDIRECT if redirected else None
+        filters = contribution.https_redirect if redirected else None
         # Paths of an Ingress without auth-tls of its own on a host where another Ingress asks certificates.
         stranger = guarded if guarded is not None and host_check((nginx,)) is None else None
         for path, path_type, key, cluster in contribution.paths_for(host):
@@ -177,7 +178,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 warnings.append(_lost(route, routes.default, why=""))
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
-                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing,
+                                   filters=contribution.https_redirect if contribution.force_redirect else None,
+                                   tracing=tracing,
                                    body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 routes.default = nginx.secure(routes.default)
@@ -231,7 +233,8 @@ def fallback_route(host: str, contributions: Sequence[IngressPaths], fallback: D
     namespace, name = owner.key
     redirected = owner.force_redirect or (owner.redirect and covered)
     route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, cluster,
-                  filters=HTTPS_REDIRECT if redirected else None, tracing=owner.tracing, body_limit=BODY_LIMIT_DEFAULT)
+                  filters=owner.https_redirect if redirected else None, tracing=owner.tracing,
+                  body_limit=BODY_LIMIT_DEFAULT)
     nginx = owner.nginx
     if nginx is not None:
         route = nginx.secure(route)
