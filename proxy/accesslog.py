@@ -23,10 +23,10 @@ matched route (empty when none matched), ``user_agent``, ``retries``, ``reason``
 answered itself: ``no-route``, ``no-endpoints``, ``connect-failure``, ``upstream-timeout``,
 ``overloaded``, ``rate-limited``, ``fault-abort``, ``redirect``...; null when the upstream answered),
 ``trace_id`` and ``span_id`` (the W3C trace context of a traced request: the trace, and the proxy's span
-sent upstream as the parent; null when the request was not traced), ``grpc_status`` (the gRPC status of
-the proxy's own answer to a gRPC request, which is sent as HTTP 200 and logged with ``status`` 200, as
-Envoy's %GRPC_STATUS%: 12 no route, 14 no endpoints or unavailable, 4 deadline...; null otherwise, and for
-answers of the pod, whose grpc-status travels in its trailers).
+sent upstream as the parent; null when the request was not traced), ``grpc_status`` (the gRPC status a
+gRPC request got, as Envoy's %GRPC_STATUS%: the pod's grpc-status from its trailers or trailers-only head,
+else what its HTTP status means; or the proxy's own answer's, sent as HTTP 200 and logged with ``status`` 200:
+12 no route, 14 no endpoints or unavailable, 4 deadline...; null for requests that are not gRPC).
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class Exchange(RequestHead):
         self.route_stats: RouteStats | None = None
         self.accounted = False
         self.reason = ""  # why the proxy answered itself (the access log's "reason"; "" when it did not)
-        self.grpc_status = -1  # the gRPC status of the proxy's own gRPC answer (-1: none; see grpc_answered)
+        self.grpc_status = -1  # of a gRPC answer, the proxy's (grpc_answered) or the pod's (H2Stream); -1: none
 
     # ------------------------------------------------------------------ request side
 

@@ -311,9 +311,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      '`return 301 <url>`: the URL as written, nothing appended; only http(s) URLs.'),
     ('permanent-redirect-code', 'supported',
      '300-308, else 301 (with a warning); not a number: no redirect (warning).'),
-    ('preserve-trailing-slash', 'supported with a difference',
-     'pyngress always keeps the trailing slash in the HTTPS redirect, as if `"true"`; ingress-nginx\'s '
-     'default drops one trailing `/`.'),
+    ('preserve-trailing-slash', 'supported',
+     'The HTTPS redirect (`ssl-redirect`, `force-ssl-redirect`) keeps the request URI as it is with '
+     '`"true"`; without it one trailing `/` of the URI is dropped, as lua_ingress.lua does (`GET /` → '
+     "`https://host`, `/app/` → `https://host/app`; with a query only the query's own last `/`)."),
     ('proxy-body-size', 'supported',
      'Largest request body (nginx sizes: bytes, `k`, `m`, `g`; `0` no limit): a larger `Content-Length` '
      'gets 413 before the pod sees anything, a chunked body gets 413 (and the connection closes) once it '

@@ -31,6 +31,7 @@ from proxy.routing.clusters import ClusterResolver, cluster_protocol, split_clus
 from proxy.routing.gateway import GatewayTranslation, translate
 from proxy.routing.global_config import global_config, with_config
 from proxy.routing.ingress.classes import select_classes
+from proxy.routing.ingress.nginx import DefaultBackend
 from proxy.routing.ingress.processor import IngressEntry, by_age
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
@@ -77,7 +78,7 @@ def build(snapshot: Snapshot, settings: Settings) -> Config:
     hosts: dict[str, VirtualHost] = {}
     wildcards: dict[str, VirtualHost] = {}
     any_host: VirtualHost | None = None
-    fallback = config.default_backend  # --default-backend-service: what no rule matches goes there
+    fallback = DefaultBackend.of(config)  # --default-backend-service: what no rule matches goes there
     for host, contributions in members.items():
         routes, problems = merge_host(host, contributions, covered=tls.covers(host) if host else False,
                                       policies=policies, fallback=fallback)

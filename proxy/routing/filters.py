@@ -107,17 +107,28 @@ def _location(scheme: str, host: str, port: int, path: str, query: bytes) -> byt
 
 @dataclass(frozen=True, slots=True)
 class HttpsRedirect:
-    """Plain-HTTP requests for a host with TLS get 308 to https (ingress-nginx's ssl-redirect)."""
+    """Plain-HTTP requests for a host with TLS get 308 to https (ingress-nginx's ssl-redirect). `keep_slash`:
+    preserve-trailing-slash; without it one trailing "/" of the request URI (the query's, when there is one) is
+    dropped, as lua_ingress.lua does: GET / goes to https://host."""
 
+    keep_slash: bool = False
     order: int = field(default=0, init=False)
 
     def on_request(self, request: Request) -> Answer | None:
         if request.scheme != "http":
             return None
         host = request.host
-        if not host or request.path.startswith(ACME_CHALLENGE):
+        path = request.path
+        if not host or path.startswith(ACME_CHALLENGE):
             return None
-        return Answer(308, _location("https", host, request.https_port, request.path, request.query))
+        query = request.query
+        if not self.keep_slash:
+            if query:
+                if query.endswith(b"/"):
+                    query = query[:-1]
+            elif path.endswith("/"):
+                path = path[:-1]
+        return Answer(308, _location("https", host, request.https_port, path, query))
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,5 +522,7 @@ class MirrorCopy:
         return head
 
 
-# The filters of every Ingress route that redirects plain HTTP to HTTPS (shared: they hold no state).
+# The filters of every Ingress route that redirects plain HTTP to HTTPS (shared: they hold no state), and of those
+# whose Ingress says preserve-trailing-slash.
 HTTPS_REDIRECT = Filters(request=(HttpsRedirect(),))
+HTTPS_REDIRECT_KEEPING_SLASH = Filters(request=(HttpsRedirect(keep_slash=True),))

@@ -45,6 +45,7 @@ from proxy.routing.gateway.processor import EMPTY, TranslationMemo, same_objects
 from proxy.routing.global_config import GlobalConfig, global_config, with_config
 from proxy.routing.host_members import HostMembers
 from proxy.routing.ingress.classes import ClassSelection, select_classes
+from proxy.routing.ingress.nginx import DefaultBackend
 from proxy.routing.ingress.processor import IngressEntry
 from proxy.routing.ingress.tls import TlsHosts
 from proxy.routing.listeners import ListenerTables
@@ -94,6 +95,9 @@ class Builder:
         # The global configuration (--configmap) of the last build: a different one starts from scratch.
         self._config: GlobalConfig | None = None
         self._config_warnings: tuple[Warning, ...] = ()
+        # --default-backend-service as routes use it, and the global configuration it was made of.
+        self._default_backend: DefaultBackend | None = None
+        self._fallback_of: GlobalConfig | None = None
         self.work = BuildWork()  # of the last build
         self._reset()
 
@@ -504,9 +508,13 @@ class Builder:
         else:
             self._any_host = routes
 
-    def _fallback(self) -> str:
-        """The cluster key of --default-backend-service ("" none)."""
-        return self._config.default_backend if self._config is not None else ""
+    def _fallback(self) -> DefaultBackend | None:
+        """--default-backend-service (None: none), made once per global configuration."""
+        config = self._config
+        if self._fallback_of is not config:
+            self._fallback_of = config
+            self._default_backend = DefaultBackend.of(config)
+        return self._default_backend
 
     def _use(self, uses: set[tuple[str, str, str]] | set[tuple[str, str, str, str]], sign: int, touched: set[str],
              counts: dict[Any, int] | None = None) -> None:

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from proxy.objects import Warning
 from proxy.routing.checksum import host_digest, listener_digest, listener_scope
 from proxy.routing.gateway.processor import PortPlan
+from proxy.routing.ingress.nginx import DefaultBackend
 from proxy.routing.merge import Candidate, IngressPaths, IngressPolicies, merge_host
 from proxy.routing.model import ListenerConfig
 from proxy.routing.table import RouteTable, VirtualHost
@@ -49,7 +50,8 @@ class ListenerTables:
     def build(self, plans: Mapping[int, PortPlan], *, ingress: RouteTable,
               contributions: Callable[[str], Sequence[IngressPaths]],
               covers: Callable[[str], bool],
-              policies: IngressPolicies | None = None, fallback: str = "") -> dict[int, ListenerConfig]:
+              policies: IngressPolicies | None = None,
+              fallback: DefaultBackend | None = None) -> dict[int, ListenerConfig]:
         """The listener tables; `contributions(host)` are the Ingresses naming an Ingress host, oldest first;
         `policies` and `fallback` are the Ingress merge's (merge_host: an Ingress host merged again here keeps
         --default-backend-service for what no path matches; a Gateway-only host answers 404)."""
@@ -104,7 +106,7 @@ class _Merger:
 
     def __init__(self, tables: ListenerTables, local: int, used: set[tuple[int, str, str]],
                  contributions: Callable[[str], Sequence[IngressPaths]], covers: Callable[[str], bool],
-                 policies: IngressPolicies | None, fallback: str) -> None:
+                 policies: IngressPolicies | None, fallback: DefaultBackend | None) -> None:
         self.policies = policies
         self.fallback = fallback
         self.tables = tables
@@ -129,7 +131,7 @@ class _Merger:
         with_ingress = list(self.contributions(key)) if start is not None else []
         routes, warnings = merge_host(key, with_ingress, covered=bool(with_ingress) and bool(key) and self.covers(key),
                                       candidates=candidates, policies=self.policies,
-                                      fallback=self.fallback if with_ingress and key else "")
+                                      fallback=self.fallback if with_ingress and key else None)
         scope = listener_scope(self.local, any_depth=where == _SUFFIX)
         remembered[place] = _Merged(candidates, start, routes, host_digest(key, routes, scope=scope), warnings)
         return routes

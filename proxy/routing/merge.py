@@ -25,10 +25,10 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from proxy.objects import Key, Warning
-from proxy.routing.filters import HTTPS_REDIRECT, Filters, RegexRewrite
+from proxy.routing.filters import Filters, RegexRewrite, compose
 from proxy.routing.ingress.canary import canary_rules
 from proxy.routing.ingress.client_auth import ClientCertificateCheck, guard, host_check
-from proxy.routing.ingress.nginx import NginxFeatures
+from proxy.routing.ingress.nginx import DefaultBackend, NginxFeatures
 from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
     BODY_LIMIT_DEFAULT,
@@ -38,6 +38,7 @@ from proxy.routing.model import (
     PATH_IMPLEMENTATION_SPECIFIC,
     PATH_PREFIX,
     PATH_REGEX,
+    ErrorPages,
     Route,
 )
 from proxy.routing.policy.spec import PolicySpec
@@ -67,6 +68,7 @@ class IngressPaths(Protocol):
     has_hosts: bool
     redirect: bool  # ssl-redirect
     force_redirect: bool  # force-ssl-redirect
+    https_redirect: Filters  # the filters of its redirected routes (HTTPS_REDIRECT, or preserve-trailing-slash's)
     nginx: NginxFeatures | None  # the other ingress-nginx annotations, compiled (None: none used)
     tracing: bool | None  # enable-opentelemetry (None: the process's default)
     passthrough: bool  # ssl-passthrough
@@ -96,14 +98,15 @@ def claims(contributions: Sequence[IngressPaths]) -> bool:
 
 def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: bool,
                candidates: tuple[Candidate, ...] = (),
-               policies: IngressPolicies | None = None, fallback: str = "") -> tuple[VirtualHost, list[Warning]]:
+               policies: IngressPolicies | None = None,
+               fallback: DefaultBackend | None = None) -> tuple[VirtualHost, list[Warning]]:
     """Fold the Ingresses naming `host` (oldest first), then `candidates`, into its rules.
 
     `covered`: the host has TLS among the served Ingresses (plain HTTP is redirected unless opted out).
     `policies`: the traffic policies each Ingress route is put under once made (routing.policy.index), with
     its Ingress's traffic annotations as a layer of their own (routing.ingress.nginx_traffic).
-    `fallback`: the cluster key of ingress-nginx's --default-backend-service ("" none): what no path of the
-    host matches goes there when no Ingress of the host has a defaultBackend (`fallback_route`).
+    `fallback`: ingress-nginx's --default-backend-service (None: none): what no path of the host matches goes
+    there when no Ingress of the host has a defaultBackend (`fallback_route`).
     ingress-nginx annotations (routing.ingress.nginx) add filters to their Ingress's routes, lend canary
     backends to other Ingresses' routes, and may make the host a regex host (routing.ingress.regex_paths).
     """
@@ -127,7 +130,7 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
             canaries.append(contribution)
             continue
         redirected = contribution.force_redirect or (contribution.redirect and covered)
-        filters = HTTPS_REDIRECT if redirected else None
+        filters = contribution.https_redirect if redirected else None
         # Paths of an Ingress without auth-tls of its own on a host where another Ingress asks certificates.
         stranger = guarded if guarded is not None and host_check((nginx,)) is None else None
         for path, path_type, key, cluster in contribution.paths_for(host):
@@ -175,7 +178,8 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                 warnings.append(_lost(route, routes.default, why=""))
         elif routes.default is None:
             routes.default = Route(namespace, name, "", "", PATH_DEFAULT_BACKEND, default,
-                                   filters=HTTPS_REDIRECT if contribution.force_redirect else None, tracing=tracing,
+                                   filters=contribution.https_redirect if contribution.force_redirect else None,
+                                   tracing=tracing,
                                    body_limit=BODY_LIMIT_DEFAULT)
             if nginx is not None:
                 routes.default = nginx.secure(routes.default)
@@ -209,21 +213,28 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
     return routes, warnings
 
 
-def fallback_route(host: str, contributions: Sequence[IngressPaths], cluster: str, *, covered: bool,
+def fallback_route(host: str, contributions: Sequence[IngressPaths], fallback: DefaultBackend, *, covered: bool,
                    guarded: ClientCertificateCheck | None = None) -> Route:
     """The route of what no path of `host` matches when no Ingress of the host has a defaultBackend: ingress-nginx's
     --default-backend-service (controller.go createServers: each server's root location, `IsDefBackend`, whose
     backend is the default upstream). A named host's root location is its oldest Ingress's, with that Ingress's
-    annotations (ssl-redirect, security, auth...); the default server's ("" : unknown hosts, host-less rules) has
-    none, and names no Ingress."""
+    annotations (ssl-redirect, security, auth...); the default server's ("" : unknown hosts, host-less rules) names
+    no Ingress and has what the ConfigMap gives every location (nginx.tmpl): proxy-set-headers, and the
+    custom-http-errors answers sent back to the default backend with X-Code (its `error_page`s at http level). Its
+    X-Namespace, X-Ingress-Name, X-Service-Name and X-Service-Port are empty there, and nginx sends no field whose
+    value is empty: the route's error fields are none."""
+    cluster = fallback.cluster
     owner = next((c for c in contributions if c.nginx is None or c.nginx.canary is None), None) if host else None
     if owner is None:
         namespace = cluster.partition("/")[0]
-        return Route(namespace, "", "", "", PATH_DEFAULT_BACKEND, cluster, body_limit=BODY_LIMIT_DEFAULT)
+        return Route(namespace, "", "", "", PATH_DEFAULT_BACKEND, cluster, body_limit=BODY_LIMIT_DEFAULT,
+                     filters=compose((fallback.headers,)) if fallback.headers is not None else None,
+                     errors=ErrorPages(cluster, fallback.codes) if fallback.codes else None)
     namespace, name = owner.key
     redirected = owner.force_redirect or (owner.redirect and covered)
     route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, cluster,
-                  filters=HTTPS_REDIRECT if redirected else None, tracing=owner.tracing, body_limit=BODY_LIMIT_DEFAULT)
+                  filters=owner.https_redirect if redirected else None, tracing=owner.tracing,
+                  body_limit=BODY_LIMIT_DEFAULT)
     nginx = owner.nginx
     if nginx is not None:
         route = nginx.secure(route)
@@ -232,10 +243,10 @@ def fallback_route(host: str, contributions: Sequence[IngressPaths], cluster: st
     return route
 
 
-def default_server(cluster: str) -> VirtualHost:
+def default_server(fallback: DefaultBackend) -> VirtualHost:
     """The rules of unknown hosts when no Ingress has host-less rules or a catch-all defaultBackend: ingress-nginx's
-    default server "_", whose root location is --default-backend-service's (`cluster`)."""
-    return VirtualHost(default=fallback_route("", (), cluster, covered=False))
+    default server "_", whose root location is --default-backend-service's."""
+    return VirtualHost(default=fallback_route("", (), fallback, covered=False))
 
 
 def _pass_through(routes: VirtualHost, host: str, contributions: Sequence[IngressPaths]) -> list[Warning]:

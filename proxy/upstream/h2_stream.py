@@ -51,6 +51,9 @@ _GRPC_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 0.001, b"u": 0
 _SEP = b": "
 _CRLF = b"\r\n"
 _HTTP2_CLIENT = b"HTTP/2.0"
+# A pod's answer to a gRPC request without grpc-status: the gRPC status its HTTP status means to a gRPC client
+# (gRPC's doc/http-grpc-status-mapping.md, as Envoy's %GRPC_STATUS% infers it); others (200 too) are UNKNOWN (2).
+_GRPC_OF_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
 
 
 # Response fields, as proxy/http/headers.py classifies them for HTTP/1.1 pods (upstream/ does not import http/):
@@ -101,6 +104,7 @@ class StreamExchange(Protocol):
     finished: bool
     reusable: bool
     sent: int
+    grpc_status: int  # what the access log's grpc_status says (-1: null)
 
     def response_head(self, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
                       own_hsts: bool, reusable: bool) -> bool: ...
@@ -399,6 +403,10 @@ class H2Stream:
             return  # 1xx (h2 reports them as informational(), not here): the final response follows
         self.responded = True
         self.log = None
+        if self.grpc:
+            # The pod's gRPC status for the access log: a trailers-only answer's, else what its HTTP status means
+            # until trailers say otherwise (Envoy's %GRPC_STATUS%: trailers, then headers, then the HTTP status).
+            ex.grpc_status = grpc_status_of(fields, _GRPC_OF_HTTP.get(status, 2))
         if ended and length < 0:
             length = 0  # a trailers-only (gRPC) or empty answer: its head says all
             kept += (b"content-length", _SEP, b"0", _CRLF)
@@ -451,6 +459,8 @@ class H2Stream:
 
     def trailers_received(self, fields: list[tuple[bytes, bytes]]) -> None:
         ex = self.exchange
+        if ex is not None and self.grpc and self.user is not None:
+            ex.grpc_status = grpc_status_of(fields, ex.grpc_status)  # (logged even for a client that takes none)
         if ex is None or self.user is None or not (self.te_trailers or ex.client.protocol == _HTTP2_CLIENT):
             return  # an HTTP/1.1 client that did not send TE: trailers gets none
         kept: list[bytes] = []
@@ -558,6 +568,7 @@ class H2Stream:
         if ex.resp_head_done and not ex.resp_done and ex.writer.chunked:
             self.user = None
             if self.te_trailers:
+                ex.grpc_status = 4
                 ex.writer.end_with_trailers([b"grpc-status: 4\r\n",
                                              b"grpc-message: deadline exceeded at the proxy\r\n"])
             else:
@@ -571,6 +582,15 @@ class H2Stream:
 
     def __repr__(self) -> str:
         return f"<H2Stream {self.stream_id} of {self.pool!r}>"
+
+
+def grpc_status_of(fields: list[tuple[bytes, bytes]], default: int) -> int:
+    """The grpc-status among a pod's header or trailer fields (`default` when there is none; UNKNOWN, 2, when it
+    is not a number, as a gRPC client reads it)."""
+    for name, value in fields:
+        if name == b"grpc-status":
+            return int(value) if value.isdigit() and len(value) < 10 else 2
+    return default
 
 
 def error_name(code: int) -> str:

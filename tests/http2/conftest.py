@@ -24,6 +24,7 @@ make_proxy = _fixtures.make_proxy
 make_pods = _fixtures.make_pods
 make_backend = _fixtures.make_backend
 make_h2_pod = _fixtures.make_h2_pod
+grpc_pod = _fixtures.grpc_pod
 pytest_asyncio_loop_factories = _fixtures.pytest_asyncio_loop_factories
 
 from h2_client import H2Client  # noqa: E402

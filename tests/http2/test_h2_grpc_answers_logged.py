@@ -89,3 +89,63 @@ async def test_a_grpc_answer_ended_with_an_error_logs_its_grpc_status(make_proxy
     assert (answer.status, dict(answer.trailers).get(b"grpc-status")) == (200, b"14")
     (line,) = log.lines()
     assert (line["status"], line["grpc_status"]) == (200, 14)
+
+
+# ------------------------------------------------------------------ the pod's own gRPC status
+
+
+def _pod_lines(lines: list[dict]) -> list[tuple[str, int, int | None]]:
+    return [(line["path"], line["status"], line["grpc_status"]) for line in lines]
+
+
+async def test_a_grpc_pods_own_status_is_logged(make_proxy, grpc_pod, h2_clients):
+    """Envoy's %GRPC_STATUS% (its access-log docs: the trailers' grpc-status, else the headers', else the HTTP
+    status mapped as gRPC's http-grpc-status-mapping.md does): a real grpcio pod's OK in trailers, its error
+    (context.abort) and an unknown method's UNIMPLEMENTED, both trailers-only answers (PROTOCOL-HTTP2.md)."""
+    from h2_pods import frame
+
+    proxy = await make_proxy()
+    key = "default/grpc:50051"
+    proxy.publish([Rule("", "/", key)], [cluster(key, [(grpc_pod.host, grpc_pod.port)], protocol=HTTP2)])
+    log = LogReader(proxy)
+    client = await h2_clients(proxy.port)
+    answers = []
+    for method, message in (("Unary", b"hi"), ("Unary", b"fail:no"), ("Nope", b"x")):
+        answer = await client.get(f"/test.Echo/{method}", method="POST", headers=GRPC, body=frame(message))
+        answers.append((answer.status, answer.header(b"grpc-status") or dict(answer.trailers).get(b"grpc-status")))
+    assert answers == [(200, b"0"), (200, b"9"), (200, b"12")]
+    assert _pod_lines(log.lines()) == [("/test.Echo/Unary", 200, 0), ("/test.Echo/Unary", 200, 9),
+                                       ("/test.Echo/Nope", 200, 12)]
+
+
+async def test_a_grpc_status_is_logged_for_an_http11_client_that_takes_no_trailers(make_proxy, grpc_pod):
+    """The pod's status is what the log says even when an HTTP/1.1 client without `TE: trailers` gets no trailers
+    (the status is the pod's answer, as Envoy logs the upstream's trailers)."""
+    from h2_pods import grpc_call
+
+    proxy = await make_proxy()
+    key = "default/grpc:50051"
+    proxy.publish([Rule("", "/", key)], [cluster(key, [(grpc_pod.host, grpc_pod.port)], protocol=HTTP2)])
+    log = LogReader(proxy)
+    for message in (b"fine", b"fail:precondition"):
+        await grpc_call(proxy.port, "Unary", message, te=False)
+    assert _pod_lines(log.lines()) == [("/test.Echo/Unary", 200, 0), ("/test.Echo/Unary", 200, 9)]
+
+
+async def test_a_pod_answer_without_grpc_status_is_logged_as_its_http_status_means(make_proxy, make_h2_pod,
+                                                                                  h2_clients):
+    """A gRPC request answered by the pod with no grpc-status: a 503 is UNAVAILABLE (14), a 200 that never says is
+    UNKNOWN (2), a grpc-status that is no number is UNKNOWN too (http-grpc-status-mapping.md, as Envoy infers it);
+    trailers sent after a body (/trailers: grpc-status 0) win over the head. A plain request gets null."""
+    proxy = await make_proxy()
+    pod = await make_h2_pod()
+    proxy.publish([Rule("", "/", "default/h2:80")], [cluster("default/h2:80", [(pod.host, pod.port)], protocol=HTTP2)])
+    log = LogReader(proxy)
+    client = await h2_clients(proxy.port)
+    statuses = []
+    for path, headers in (("/unavailable", GRPC), ("/echo", GRPC), ("/bad-status", GRPC), ("/trailers", GRPC),
+                          ("/unavailable", [])):
+        statuses.append((await client.get(path, method="POST", headers=headers, body=b"x")).status)
+    assert statuses == [503, 200, 200, 200, 503]
+    assert _pod_lines(log.lines()) == [("/unavailable", 503, 14), ("/echo", 200, 2), ("/bad-status", 200, 2),
+                                       ("/trailers", 200, 0), ("/unavailable", 503, None)]

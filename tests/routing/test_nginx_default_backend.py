@@ -175,3 +175,32 @@ def test_random_changes_build_what_a_fresh_build_does_with_the_flag(seed):
         if previous is not None:
             assert (got.checksum == previous_checksum) == (contents == previous)
         previous, previous_checksum = contents, got.checksum
+
+
+def test_the_default_server_takes_the_configmaps_custom_http_errors_and_proxy_set_headers():
+    """nginx.tmpl: custom-http-errors' `error_page CODE = @custom_upstream-default-backend_CODE` is set at http
+    level, so the default server "_" sends those answers back to the default backend too, with no Ingress names
+    (its location has none: empty $namespace... which nginx does not send); `$all.ProxySetHeaders` are set in
+    every location, the default server's included. Both builders agree (built() checks); a host's root location
+    keeps its Ingress's (features_of), naming that Ingress."""
+    from proxy.routing.filters import RequestHeaderModifier
+
+    from .test_nginx_configmaps import config_map
+
+    settings = Settings(default_backend_service="ingress-nginx/fallback", configmap="ingress-nginx/controller")
+    maps = (config_map("controller", {"custom-http-errors": "404,503", "proxy-set-headers": "custom-headers"},
+                       namespace="ingress-nginx"),
+            config_map("custom-headers", {"X-Using-Nginx-Controller": "true"}, namespace="ingress-nginx"))
+    config = built(ingress("app", rule("foo.com", path("/app", "web"))), *maps, settings=settings)
+    for host, named in (("bar.com", ""), ("", ""), ("foo.com", "app")):
+        route = route_for(config, host, "/demo")
+        assert route is not None and route.errors is not None, host
+        assert (route.cluster, route.errors.cluster, route.errors.codes) == (FALLBACK, FALLBACK, {404, 503}), host
+        assert (b"X-Ingress-Name: " + named.encode() in route.errors.fields) == bool(named), host
+        edits = [f for f in (route.filters.request if route.filters else ()) if isinstance(f, RequestHeaderModifier)]
+        assert [edit.edits.set for edit in edits] == [((b"X-Using-Nginx-Controller", b"true"),)], host
+    assert route_for(config, "bar.com", "/").errors.fields == b""  # type: ignore[union-attr]
+    # Without the ConfigMap's keys the default server's route is the plain one.
+    plain = built(ingress("app", rule("foo.com", path("/app", "web"))), settings=settings)
+    route = route_for(plain, "bar.com", "/")
+    assert route is not None and (route.errors, route.filters, route.plain) == (None, None, True)

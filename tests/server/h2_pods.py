@@ -4,7 +4,9 @@ server with a tiny service (bytes in, bytes out: no protoc), and an HTTP/1.1 gRP
 The echo pod answers by path: ``/echo`` (the request's headers and body, as JSON), ``/trailers`` (a body, then
 trailer fields), ``/hints`` (103 Early Hints, then a body; any request with Expect: 100-continue gets a 100 first),
 ``/big?n=N`` (N bytes), ``/hold`` (answers when `release` is set), ``/hang`` (never answers),
-``/refuse`` (RST_STREAM REFUSED_STREAM, see `refuse_first`), ``/partial`` (a gRPC answer begun, then reset).
+``/refuse`` (RST_STREAM REFUSED_STREAM, see `refuse_first`), ``/partial`` (a gRPC answer begun, then reset),
+``/unavailable`` (a plain 503, no grpc-status), ``/bad-status`` (a gRPC answer whose trailer grpc-status is not
+a number).
 It records what the proxy did: connections, the most streams open at once on one connection, resets.
 """
 
@@ -216,6 +218,13 @@ class _H2PodConnection(asyncio.Protocol):
             self.conn.send_headers(stream_id, [(":status", "103"), ("link", "</style.css>; rel=preload")])
             data = b"hinted"
             headers = [(":status", "200"), ("content-type", "text/plain")]
+        elif path.startswith("/unavailable"):
+            data = b"overloaded"
+            headers = [(":status", "503"), ("content-type", "text/plain")]
+        elif path.startswith("/bad-status"):
+            data = frame(b"m")
+            headers = [(":status", "200"), ("content-type", "application/grpc")]
+            trailers = [("grpc-status", "OK")]
         elif path.startswith("/trailers"):
             data = b"some body"
             headers = [(":status", "200"), ("content-type", "text/plain")]

@@ -402,8 +402,8 @@ async def test_an_upstream_timeout_is_deadline_exceeded(make_proxy, make_h2_pod)
 
 async def test_access_log_and_metrics_count_http2_requests(make_proxy, grpc_pod):
     """The access log and the route's series see requests to HTTP/2 pods like any other: the pod's address, the
-    status, bytes; and a proxy-made gRPC error is logged as what was sent (HTTP 200) with its reason and its
-    grpc_status (Envoy's %GRPC_STATUS%)."""
+    status, bytes; the pod's grpc-status and a proxy-made gRPC error (logged as what was sent, HTTP 200, with its
+    reason) are the line's grpc_status (Envoy's %GRPC_STATUS%)."""
     import os
     import threading
 
@@ -425,7 +425,7 @@ async def test_access_log_and_metrics_count_http2_requests(make_proxy, grpc_pod)
     os.close(read_end)
     lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [(e["status"], e["upstream"], e["reason"], e["grpc_status"]) for e in lines] == [
-        (200, f"{grpc_pod.host}:{grpc_pod.port}", None, None), (200, None, "no-endpoints", 14)]
+        (200, f"{grpc_pod.host}:{grpc_pod.port}", None, 0), (200, None, "no-endpoints", 14)]  # 0: the pod's
     assert lines[0]["bytes_out"] > 0 and lines[0]["path"] == "/test.Echo/Unary"
 
 

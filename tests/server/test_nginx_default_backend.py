@@ -86,3 +86,93 @@ async def test_a_protected_host_stays_protected_on_unmatched_paths(make_proxy, m
     outside = await request(proxy.port, "/demo", host="app.bar.com", source="127.0.3.1")
     assert (inside.status, inside.header("X-Pod")) == (200, "fallback")
     assert outside.status == 403
+
+
+# ------------------------------------------------------------------ the ConfigMap's custom-http-errors and headers
+
+
+def _like_the_default_http_backend(pod: Any) -> None:
+    """The pod answers as ingress-nginx's default backend with custom error pages does (images/custom-error-pages;
+    docs/user-guide/custom-errors.md): a request without X-Code gets 404; one with X-Code gets the echo (the page,
+    here with what the pod received)."""
+    from aiohttp import web
+
+    async def not_found_unless_asked(request: Any) -> Any:
+        return None if "X-Code" in request.headers else web.Response(status=404, text="default backend - 404")
+
+    pod.fault = not_found_unless_asked
+
+
+def _received(response: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in response.json()["headers"]}
+
+
+async def test_unmatched_requests_answered_404_are_sent_back_with_x_code(make_proxy, make_pods):
+    """docs/user-guide/custom-errors.md and nginx.tmpl: with custom-http-errors in the ConfigMap, the http-level
+    `proxy_intercept_errors on` and `error_page 404 = @custom_upstream-default-backend_404` cover the default
+    server "_" too, so the default backend's own 404 for an unknown host is sent back to it at "/" with X-Code,
+    X-Format (Accept), X-Original-URI and X-Request-ID; the default server's location names no Ingress, so
+    X-Namespace, X-Ingress-Name, X-Service-Name and X-Service-Port are empty and nginx sends none of them. A known
+    host's unmatched path (its root location, its oldest Ingress's) sends its Ingress's names. A status not listed
+    passes as the default backend answered it."""
+    from test_nginx_configmap import serve as serve_with_configmap
+
+    app, fallback = await make_pods("app", "fallback")
+    _like_the_default_http_backend(fallback)
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/fallback")
+    serve_with_configmap(proxy, [app, fallback], {"custom-http-errors": "404,503"},
+                         ingress("app", "app.bar.com", ("/app", "Prefix", "app")))
+
+    response = await request(proxy.port, "/missing?q=1", host=HOST, headers=[("Accept", "application/json")])
+    assert (response.status, response.json()["pod"], response.json()["path"]) == (200, "fallback", "/")
+    received = _received(response)
+    assert (received["x-code"], received["x-format"], received["x-original-uri"]) == ("404", "application/json",
+                                                                                      "/missing?q=1")
+    assert received["x-request-id"] == response.header("X-Request-ID")
+    assert not {"x-namespace", "x-ingress-name", "x-service-name", "x-service-port"} & set(received)
+
+    no_host = await request(proxy.port, "/", host="")
+    assert (no_host.status, _received(no_host)["x-code"]) == (200, "404")
+
+    known = await request(proxy.port, "/elsewhere", host="app.bar.com")
+    received = _received(known)
+    assert (known.status, received["x-code"], received["x-namespace"], received["x-ingress-name"]) == (
+        200, "404", "default", "app")
+
+    # The matched path is the app's as before; a status not listed is the default backend's own answer.
+    assert (await request(proxy.port, "/app", host="app.bar.com")).json()["pod"] == "app"
+    fallback.fail_with(500)
+    failed = await request(proxy.port, "/missing", host=HOST)
+    assert (failed.status, failed.body) == (500, b"fallback failing")
+
+
+async def test_without_custom_http_errors_the_default_backends_404_is_the_answer(make_proxy, make_pods):
+    """nginx.tmpl: no custom-http-errors, no `error_page`: the client gets the default backend's 404 as it is
+    (default_backend.go "should return 404 sending requests when only a default backend is running")."""
+    from test_nginx_configmap import serve as serve_with_configmap
+
+    (fallback,) = await make_pods("fallback")
+    _like_the_default_http_backend(fallback)
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/fallback")
+    serve_with_configmap(proxy, [fallback], {})
+    response = await request(proxy.port, "/missing", host=HOST)
+    assert (response.status, response.body) == (404, b"default backend - 404")
+
+
+async def test_proxy_set_headers_reach_the_default_backend(make_proxy, make_pods):
+    """configmap.md "proxy-set-headers" with nginx.tmpl: `$all.ProxySetHeaders` are set in every location, the
+    default server's root location (--default-backend-service) included: unknown hosts and host-less requests
+    bring them to the default backend, replacing the client's field of that name."""
+    from test_nginx_configmap import serve as serve_with_configmap
+
+    app, fallback = await make_pods("app", "fallback")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/fallback")
+    headers_map = {("ingress-nginx", "custom-headers"): {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "custom-headers", "namespace": "ingress-nginx"},
+        "data": {"X-Using-Nginx-Controller": "true"}}}
+    serve_with_configmap(proxy, [app, fallback], {"proxy-set-headers": "ingress-nginx/custom-headers"},
+                         ingress("app", "app.bar.com", ("/app", "Prefix", "app")), config_maps=headers_map)
+    for host in (HOST, "", "app.bar.com"):
+        response = await request(proxy.port, "/x", host=host, headers=[("X-Using-Nginx-Controller", "client")])
+        assert (response.status, response.json()["pod"]) == (200, "fallback"), host
+        assert _received(response)["x-using-nginx-controller"] == "true", host

@@ -279,3 +279,30 @@ async def test_error_pages_carry_the_real_client_address(make_proxy, make_pods):
     assert diverted.json()["pod"] == "errors"
     for name in ("x-forwarded-for", "x-real-ip"):
         assert _headers(diverted)[name] == _headers(direct)[name] == "203.0.113.7", name
+
+
+async def test_the_https_redirect_drops_one_trailing_slash_unless_preserve_trailing_slash(make_proxy, make_pods):
+    """lua_ingress.lua (redirect_to_https: without preserve-trailing-slash one trailing "/" of $request_uri is
+    dropped), forcesslredirect.go (GET / → Location "https://forcesslredirect.bar.com"), settings/tls.go and
+    ssl/http_redirect.go (the same for ssl-redirect), and preservetrailingslash.go "should allow preservation of
+    trailing slashes" (with "true": "https://forcesslredirect.bar.com/"). A query is part of the URI: only its own
+    last "/" would go."""
+    (pod,) = await make_pods("app")
+    proxy = await make_proxy(publish_https_port=443)
+    serve(proxy, [pod],
+          ingress("dropping", "forcesslredirect.bar.com", ("/", "Prefix", "app"), force_ssl_redirect="true"),
+          ingress("keeping", "keep.bar.com", ("/", "Prefix", "app"), force_ssl_redirect="true",
+                  preserve_trailing_slash="true"))
+
+    async def location(host: str, target: str) -> tuple[int, str | None]:
+        response = await request(proxy.port, target, host=host)
+        return response.status, response.header("Location")
+
+    host = "forcesslredirect.bar.com"
+    assert await location(host, "/") == (308, f"https://{host}")
+    assert await location(host, "/app/") == (308, f"https://{host}/app")
+    assert await location(host, "/app/?a=b") == (308, f"https://{host}/app/?a=b")
+    assert await location(host, "/app?next=/") == (308, f"https://{host}/app?next=")
+    assert await location(host, "/app") == (308, f"https://{host}/app")
+    assert await location("keep.bar.com", "/") == (308, "https://keep.bar.com/")
+    assert await location("keep.bar.com", "/app/") == (308, "https://keep.bar.com/app/")

@@ -244,9 +244,7 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     problems.extend(mirror_problems)
     headers = _custom_headers(values, secrets, config, problems)
     buffer_body = values.proxy_request_buffering == "on"
-    upstream_headers = (RequestHeaderModifier(HeaderEdits(set=tuple(
-        (name.encode("latin-1"), value.encode("latin-1")) for name, value in config.upstream_headers)))
-        if config is not None and config.upstream_headers else None)
+    upstream_headers = proxy_set_headers(config)
     no_auth = ((config.no_auth_locations if config is not None else NO_AUTH_LOCATIONS)
                if external_auth is not None or values.auth_type else ())
     if not (values.use_regex or rewrite or redirect or root or policy or refusal or security or body_limit >= 0
@@ -260,6 +258,33 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
                          access_log=values.enable_access_log, external_auth=external_auth,
                          mirror=mirror, http10=http10, headers=headers, buffer_body=buffer_body,
                          no_auth=no_auth, upstream_headers=upstream_headers), problems
+
+
+def proxy_set_headers(config: GlobalConfig | None) -> RequestHeaderModifier | None:
+    """The ConfigMap's proxy-set-headers as a request header edit (None: none), on every Ingress location and on the
+    default server's (nginx.tmpl sets `$all.ProxySetHeaders` in each location)."""
+    if config is None or not config.upstream_headers:
+        return None
+    return RequestHeaderModifier(HeaderEdits(set=tuple(
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in config.upstream_headers)))
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultBackend:
+    """--default-backend-service as ingress-nginx's default server "_" serves it (what no rule matches): its cluster
+    key, the ConfigMap's custom-http-errors (the server-wide `error_page` sending those answers back to it with
+    X-Code) and proxy-set-headers. Named hosts' root locations take these from their oldest Ingress instead."""
+
+    cluster: str
+    codes: frozenset[int] = frozenset()
+    headers: RequestHeaderModifier | None = None
+
+    @classmethod
+    def of(cls, config: GlobalConfig | None) -> DefaultBackend | None:
+        """None without --default-backend-service."""
+        if config is None or not config.default_backend:
+            return None
+        return cls(config.default_backend, frozenset(config.custom_http_errors), proxy_set_headers(config))
 
 
 def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,
@@ -340,4 +365,5 @@ def www_twin(host: str) -> str:
     return host[4:] if host.startswith("www.") else "www." + host
 
 
-__all__ = ["NginxFeatures", "extra_hosts", "features_of", "path_pattern", "www_twin"]
+__all__ = ["DefaultBackend", "NginxFeatures", "extra_hosts", "features_of", "path_pattern", "proxy_set_headers",
+           "www_twin"]

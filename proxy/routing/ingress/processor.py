@@ -15,6 +15,7 @@ from typing import Any
 from proxy.objects import Key, KubeObject, Warning
 from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
+from proxy.routing.filters import HTTPS_REDIRECT, HTTPS_REDIRECT_KEEPING_SLASH
 from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
@@ -35,7 +36,7 @@ class IngressEntry:
     brings to each host it names, ready to merge (see routing.merge.IngressPaths)."""
 
     __slots__ = ("key", "obj", "age", "selection", "served", "problem", "parsed", "warnings", "tls",
-                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "nginx",
+                 "paths", "by_host", "default", "has_hosts", "redirect", "force_redirect", "https_redirect", "nginx",
                  "tracing", "passthrough", "secrets", "config_maps")
 
     def __init__(self, key: Key, obj: Any) -> None:
@@ -59,6 +60,7 @@ class IngressEntry:
         self.has_hosts = False
         self.redirect = True
         self.force_redirect = False
+        self.https_redirect = HTTPS_REDIRECT  # the filters of its redirected routes (preserve-trailing-slash's)
         # The other ingress-nginx annotations, compiled (routing.ingress.nginx); None: the Ingress uses none.
         self.nginx: NginxFeatures | None = None
         self.tracing: bool | None = None  # enable-opentelemetry
@@ -92,6 +94,8 @@ class IngressEntry:
             problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
+            self.https_redirect = (HTTPS_REDIRECT_KEEPING_SLASH if annotations.preserve_trailing_slash
+                                   else HTTPS_REDIRECT)
             self.tracing = annotations.enable_opentelemetry
             self.passthrough = annotations.ssl_passthrough
             if annotations is not DEFAULTS or (config is not None and (config.global_auth or config.default_backend

@@ -130,18 +130,43 @@ class Client:
     async def h2c(self, *, local_port: int, path: str, host: str, headers: dict[str, str] | None = None) -> Answer:
         """A GET in HTTP/2 cleartext with prior knowledge (the upstream's H2CPriorKnowledgeProtocol), `host` as its
         `:authority`, on a fresh connection; the answer as `send` gives it."""
-        return await asyncio.wait_for(self._h2c(local_port, path, host, headers or {}), TIMEOUT)
+        return await asyncio.wait_for(self._h2(local_port, path, host, headers or {}), TIMEOUT)
 
-    async def _h2c(self, local_port: int, path: str, host: str, headers: dict[str, str]) -> Answer:
+    async def h2(self, *, local_port: int, path: str, host: str, sni: str, ca_pem: bytes,
+                 headers: dict[str, str] | None = None) -> Answer:
+        """A GET in HTTP/2 over TLS (the upstream's H2Protocol): a fresh connection with `sni` as its server name,
+        h2 negotiated by ALPN (an answer with an error when the proxy chose another protocol), `host` as the
+        request's `:authority` (another name than the SNI's: a request on a connection coalesced for another
+        host, as a browser would send it)."""
+        return await asyncio.wait_for(self._h2(local_port, path, host, headers or {}, sni=sni, ca_pem=ca_pem),
+                                      TIMEOUT)
+
+    async def _h2(self, local_port: int, path: str, host: str, headers: dict[str, str], *, sni: str = "",
+                  ca_pem: bytes = b"") -> Answer:
+        context = None
+        if ca_pem:
+            # A context of its own (the shared ones are aiohttp's, which offer no ALPN).
+            context = ssl.create_default_context(cadata=ca_pem.decode())
+            context.check_hostname = False  # the served certificate is compared instead (see the module doc)
+            context.set_alpn_protocols(["h2"])
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", local_port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", local_port, ssl=context,
+                                                           server_hostname=sni if context is not None else None)
         except ConnectionRefusedError:
             return Answer(0, error="connection refused")
+        certificate = b""
+        if context is not None:
+            ssl_object = writer.get_extra_info("ssl_object")
+            if ssl_object.selected_alpn_protocol() != "h2":
+                writer.close()
+                return Answer(0, error=f"ALPN chose {ssl_object.selected_alpn_protocol()!r}, not h2")
+            certificate = ssl_object.getpeercert(binary_form=True) or b""
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="latin-1"))
         try:
             conn.initiate_connection()
             stream = conn.get_next_available_stream_id()
-            conn.send_headers(stream, [(":method", "GET"), (":scheme", "http"), (":authority", host),
+            scheme = "https" if context is not None else "http"
+            conn.send_headers(stream, [(":method", "GET"), (":scheme", scheme), (":authority", host),
                                        (":path", path), *((k.lower(), v) for k, v in headers.items())],
                               end_stream=True)
             writer.write(conn.data_to_send())
@@ -170,7 +195,7 @@ class Client:
             writer.write(conn.data_to_send())
         finally:
             writer.close()
-        return Answer(status, CIMultiDictProxy(fields), echo_of(fields, body))
+        return Answer(status, CIMultiDictProxy(fields), echo_of(fields, body), certificate)
 
     async def websocket(self, *, local_port: int, path: str, host: str) -> Answer:
         """The upstream's WebSocket check: a text and a binary message come back unchanged."""

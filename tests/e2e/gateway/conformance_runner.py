@@ -5,7 +5,8 @@ pods, checked the way the upstream's CompareRoundTrip checks them.
 Beyond the routing level, what only the data plane decides shows here: a slow backend answered with 504 when
 the rule's timeout fires, mirror copies that the mirror backends really receive (each request carries the
 upstream's `gateway-api-conformance-request-id` query parameter so its copies can be found), weighted picks
-measured over requests, TLS handshakes with SNI and 421 for a Host of another listener than the SNI's.
+measured over requests, TLS handshakes with SNI and 421 for a Host of another listener than the SNI's (over
+HTTP/1.1, and over HTTP/2 negotiated by ALPN as the upstream sends it).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class Runner:
                 return self._compare_grpc(request, wanted, await self._send(expected, request))
             if request.get("h2c"):
                 return await self._h2c(request, wanted)
+            if request.get("h2"):
+                return await self._h2(expected, request, wanted)
             if mirrors and any(percent < 100 for _, percent in mirrors):
                 return await self._mirror_share(expected, request, wanted)
             if not mirrors:
@@ -259,6 +262,16 @@ class Runner:
             found = f"{_brief(request)}: the backend was spoken to in {(answer.echo or {}).get('proto')}"
         return found
 
+    async def _h2(self, expected: Expected, request: Request, wanted: ExpectedFields) -> str:
+        """An HTTP/2 request over TLS (h2 by ALPN) with the case's SNI and `:authority`, compared as any other."""
+        port = request.get("port", 443)
+        host = request.get("host", "example.com")
+        sni = request.get("sni") or host.rsplit(":", 1)[0]
+        answer = await self.client.h2(local_port=port + self.env.offset, path=request.get("path", "/"), host=host,
+                                      sni=sni, ca_pem=self._certificate_pem(expected, port, sni),
+                                      headers=request.get("headers"))
+        return self._compare(request, wanted, answer)
+
     # ---- WebSocket
 
     async def _websocket(self, request: Request, wanted: ExpectedFields) -> str:
@@ -359,7 +372,8 @@ def _with_id(request: Request, marker: str) -> Request:
 
 
 def _brief(request: Request) -> str:
-    shown = {k: v for k, v in request.items() if k in ("method", "host", "port", "sni", "path", "grpc", "metadata")}
+    shown = {k: v for k, v in request.items()
+             if k in ("method", "host", "port", "sni", "path", "grpc", "metadata", "h2")}
     return str(shown)
 
 

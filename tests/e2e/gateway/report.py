@@ -28,7 +28,6 @@ PATHS = (
 COLUMNS = ("routing", "file", "cluster")
 # Upstream tests of the GATEWAY-HTTP and GATEWAY-GRPC profiles' features that are not reproduced, and why.
 OUT_OF_SCOPE = {
-    "HTTPRouteHTTPSListenerDetectMisdirectedRequests (HTTP/2 part)": "HTTP/2; the HTTP/1.1 cases are reproduced",
     "HTTPRouteRetry, HTTPRouteRetryConnectionError, HTTPRouteRetryWithTimeouts": "experimental channel",
     "GatewayFrontendClientCertificateValidation and the other client certificate tests": "not implemented",
     "GatewayTLSBackendClientCertificate, GatewayInvalidTLSBackendConfiguration": "the Gateway's client certificate "

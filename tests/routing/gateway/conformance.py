@@ -105,7 +105,7 @@ def expect(config: Config, cases: list[Case] | tuple[Case, ...], **defaults: Any
             continue
         if "grpc" in request:
             expected = _grpc_expected(expected)
-        outcome = send(config, **as_http({k: v for k, v in request.items() if k not in ("websocket", "h2c")}))
+        outcome = send(config, **as_http({k: v for k, v in request.items() if k not in ("websocket", "h2c", "h2")}))
         _check(outcome, request, expected)
 
 
@@ -144,7 +144,7 @@ def _misdirected(config: Config, request: dict[str, Any], expected: dict[str, An
     if served.host_pattern_for(request["sni"]) != served.host_pattern_for(host):
         assert expected.get("status") == 421, (request, expected)
         return
-    outcome = send(config, **{k: v for k, v in request.items() if k != "sni"})
+    outcome = send(config, **{k: v for k, v in request.items() if k not in ("sni", "h2")})
     _check(outcome, request, expected)
 
 

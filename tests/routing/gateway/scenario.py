@@ -12,7 +12,8 @@ header; default "example.com"), `port` (the Gateway listener port; default 80), 
 `scheme`, `sni` (HTTPS: the TLS server name; default the host without its port), `upstream_headers`
 (fields the backend adds to its answer: the upstream's BackendSetResponseHeaders), `websocket` (open a
 WebSocket and exchange messages), `h2c` (end to end: the request in HTTP/2 cleartext with prior knowledge),
-`draw` (routing level only: the weighted pick, 0 to 1).
+`h2` (end to end: the request in HTTP/2 over TLS, negotiated by ALPN, the upstream's H2Protocol; the routing
+level plays it as any request), `draw` (routing level only: the weighted pick, 0 to 1).
 
 Expected fields, as the upstream's ExpectedResponse says them:
 - `status`: the status code, or a tuple of acceptable ones; 0: nothing listens on that port.

@@ -1618,7 +1618,8 @@ _test("HTTPRouteHTTPSListener", _https_listener())
 
 
 def _detect_misdirected_requests() -> Step:
-    """SNI and Host naming hosts of different listeners: 421 (over HTTP/1.1; the upstream's is HTTP/2)."""
+    """SNI and Host naming hosts of different listeners: 421. The upstream's cases are HTTP/2 over TLS (`h2`: a
+    connection for the SNI's host carrying a request for another); each is also sent over HTTP/1.1."""
     section = {
         1: "https",
         2: "https-with-hostname",
@@ -1658,9 +1659,10 @@ def _detect_misdirected_requests() -> Step:
         status_checks=(accepted(_HTTPS, *(r["metadata"]["name"] for r in routes)),),
         cases=tuple(
             (
-                {"sni": sni, "host": host, "port": 443, "path": "/detect-misdirected-requests"},
+                {"sni": sni, "host": host, "port": 443, "path": "/detect-misdirected-requests", **protocol},
                 {"status": status, "backend": name, "namespace": INFRA} if name else {"status": status},
             )
+            for protocol in ({"h2": True}, {})
             for sni, host, status, name in cases
         ),
     )

@@ -1,7 +1,7 @@
 """`preserve-trailing-slash`: keep the trailing slash in the HTTPS redirect's Location.
 
-pyngress always keeps it (ingress-nginx without this annotation drops one trailing "/"), so "true"
-is what pyngress does anyway; the value is read and validated only.
+Without it (the default) one trailing "/" of the request URI is dropped, as ingress-nginx's lua_ingress.lua does
+(routing.filters.HttpsRedirect; the Ingress's redirected routes get HTTPS_REDIRECT_KEEPING_SLASH with "true").
 """
 
 from proxy.routing.ingress.annotations.values import boolean
