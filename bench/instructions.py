@@ -17,12 +17,14 @@ backends) on this tree. `--policy` adds the cost of the traffic-policy path (iss
 server on a hand-built one-route table (bench.policy_proxy) without a policy, and with round robin,
 passive ejection and a circuit breaker on its cluster. `--tracing` adds the plain Ingress route with tracing
 on (issue #15: `--otlp-endpoint` to a local OTLP sink, bench.otlp_sink) at sample ratio 0 (the unsampled
-request's cost alone), 0.01 and 1.0 (`--ratios` picks others); the
-exporter thread's encoding and POSTs run in the proxy process and are counted too. Under callgrind the
-proxy is some 50-80x slower, so the exporter's timed export (every 5 s) comes that much more often per
-request than at full speed: at 0.01 each carries one or two spans where at full speed it carries hundreds,
-and its share of the 0.01 figure is inflated accordingly (a span's own cost: ratio 1.0 minus ratio 0, where
-batches fill before the timer). `--security` adds the
+request's cost alone), 0.01 and 1.0 (`--ratios` picks others), 5000
+requests each; the exporter thread's encoding and POSTs run in the proxy process and are counted too. Under
+callgrind the proxy is some 50-80x slower, so a timed export (every 5 s) would come that much more often per
+request than at full speed, carrying a span or two where at full speed it carries hundreds: the tracing cases
+run with no timed export (--otlp-export-interval 100000) and the harness flushes the span queue through the
+admin port (POST /debug/tracing/flush) right before the counted window and at its end, inside it, so every span
+the window made is encoded and POSTed in it, in full batches (the rows without tracing send the same request,
+answered 404, so every row pays it). `--security` adds the
 Ingress route with ingress-nginx's whitelist-source-range, enable-cors (an allowed Origin) and limit-rps /
 limit-connections annotations. Everything is on 127.0.0.1 and stops by itself.
 """
