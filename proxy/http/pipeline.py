@@ -215,7 +215,7 @@ class Pipeline:
                     head.trace = trace
                     fields += (b"traceparent", _SEP, trace, _CRLF)
                 else:
-                    self.tracer.start(head)
+                    self.tracer.start(head)  # type: ignore[union-attr]  # (tracing: a tracer is there)
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))
