@@ -17,12 +17,14 @@ backends) on this tree. `--policy` adds the cost of the traffic-policy path (iss
 server on a hand-built one-route table (bench.policy_proxy) without a policy, and with round robin,
 passive ejection and a circuit breaker on its cluster. `--tracing` adds the plain Ingress route with tracing
 on (issue #15: `--otlp-endpoint` to a local OTLP sink, bench.otlp_sink) at sample ratio 0 (the unsampled
-request's cost alone), 0.01 and 1.0 (`--ratios` picks others); the
-exporter thread's encoding and POSTs run in the proxy process and are counted too. Under callgrind the
-proxy is some 50-80x slower, so the exporter's timed export (every 5 s) comes that much more often per
-request than at full speed: at 0.01 each carries one or two spans where at full speed it carries hundreds,
-and its share of the 0.01 figure is inflated accordingly (a span's own cost: ratio 1.0 minus ratio 0, where
-batches fill before the timer). `--security` adds the
+request's cost alone), 0.01 and 1.0 (`--ratios` picks others), 5000
+requests each; the exporter thread's encoding and POSTs run in the proxy process and are counted too. Under
+callgrind the proxy is some 50-80x slower, so a timed export (every 5 s) would come that much more often per
+request than at full speed, carrying a span or two where at full speed it carries hundreds: the tracing cases
+run with no timed export (--otlp-export-interval 100000) and the harness flushes the span queue through the
+admin port (POST /debug/tracing/flush) right before the counted window and at its end, inside it, so every span
+the window made is encoded and POSTed in it, in full batches (the rows without tracing send the same request,
+answered 404, so every row pays it). `--security` adds the
 Ingress route with ingress-nginx's whitelist-source-range, enable-cors (an allowed Origin) and limit-rps /
 limit-connections annotations. Everything is on 127.0.0.1 and stops by itself.
 """
@@ -30,6 +32,7 @@ limit-connections annotations. Everything is on 127.0.0.1 and stops by itself.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -44,7 +47,7 @@ from bench.otlp_sink import OtlpSink
 from bench.processes import ProcessGroup, free_port, start_python_backend, which
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LISTENING = re.compile(r"pyngress listening http=(?P<host>[^:]+):(?P<http>\d+)")
+_LISTENING = re.compile(r"pyngress listening http=(?P<host>[^:]+):(?P<http>\d+)(?:.* admin=[^:]+:(?P<admin>\d+))?")
 _TOTAL = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
 
 
@@ -63,16 +66,18 @@ _SEEDS: list[str] = []
 
 def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
            headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
-           command: Sequence[str] = (), pure: bool = False) -> float:
+           command: Sequence[str] = (), pure: bool = False, flush: bool = False) -> float:
     """Instructions per request of one pyngress (from `tree`) answering `requests` GETs on `port`
     (`command`: another module to run than `proxy --manifests folder`, taking --http-port); with --seeds, the
-    mean over the seeds."""
+    mean over the seeds. `flush`: the span queue is exported (POST /debug/tracing/flush) before the counted window
+    and at its end, inside it (see _flush_spans)."""
     if not _SEEDS:
         return _count_once(group, tree=tree, folder=folder, extra=extra, port=port, host=host, headers=headers,
-                           requests=requests, workdir=workdir, name=name, command=command, seed=None, pure=pure)
+                           requests=requests, workdir=workdir, name=name, command=command, seed=None, pure=pure,
+                           flush=flush)
     counts = [_count_once(group, tree=tree, folder=folder, extra=extra, port=port,
                           host=host, headers=headers, requests=requests, workdir=workdir, name=f"{name}.seed{seed}",
-                          command=command, seed=seed, pure=pure)
+                          command=command, seed=seed, pure=pure, flush=flush)
               for index, seed in enumerate(_SEEDS)]
     print(f"{name}: " + ", ".join(f"{count:,.0f}" for count in counts) + f" (seeds {', '.join(_SEEDS)})",
           file=sys.stderr)
@@ -81,7 +86,7 @@ def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str],
 
 def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
                 headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
-                command: Sequence[str], seed: str | None, pure: bool = False) -> float:
+                command: Sequence[str], seed: str | None, pure: bool = False, flush: bool = False) -> float:
     out = os.path.join(workdir, f"callgrind.{name}.out")
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m"]
     if command:
@@ -98,15 +103,22 @@ def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[
         env["PYTHONHASHSEED"] = seed
     process = group.start(name, argv, env=env, cwd=tree)
     try:
-        process.wait_line(_LISTENING, timeout=1200)
+        listening = process.wait_line(_LISTENING, timeout=1200)
         connection = HttpConnection("127.0.0.1", port, timeout=60)
         for _ in range(200):  # warm-up: pools, caches, bound counters
             status, _ = connection.request("GET", "/small", host=host, headers=headers)
             if status != 200:
                 raise RuntimeError(f"{name}: GET /small (Host {host}) answered {status}")
+        admin = HttpConnection("127.0.0.1", int(listening.group("admin")), timeout=600) if flush else None
+        before = _flush_spans(admin) if admin is not None else None  # the window starts with an empty queue
         subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True, capture_output=True, timeout=60)
         for _ in range(requests):
             connection.request("GET", "/small", host=host, headers=headers)
+        if admin is not None:  # every span made in the window is exported in it
+            after = _flush_spans(admin)
+            if before is not None and after is not None:
+                exported, failed = after[0] - before[0], after[1] - before[1]
+                print(f"{name}: {exported} spans made and exported in the window ({failed} dropped)", file=sys.stderr)
         subprocess.run(["callgrind_control", "-d", str(process.pid)], check=True, capture_output=True, timeout=120)
         connection.close()
     finally:
@@ -121,6 +133,19 @@ def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[
     if not totals:
         raise RuntimeError(f"{name}: callgrind wrote no counts")
     return min(totals) / requests
+
+
+def _flush_spans(admin: HttpConnection) -> tuple[int, int] | None:
+    """Export the proxy's queued spans now (POST /debug/tracing/flush, answered once the sink has them): (spans
+    exported, dropped or failed) so far; None without tracing (the 404 costs the off case about what the flush
+    request costs the others). With --otlp-export-interval far beyond the run, the spans of the counted window are
+    exported by this flush at its end, whatever callgrind's slowdown (the timer would otherwise fire every few
+    hundred requests, each export carrying a span or two instead of hundreds at full speed)."""
+    status, body = admin.request("POST", "/debug/tracing/flush", host="127.0.0.1")
+    if status != 200:
+        return None
+    answer = json.loads(body)
+    return answer["exported"], answer["failed"] + answer["dropped"]
 
 
 def _mode() -> str:
@@ -147,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default="", metavar="REV", help="git revision to compare against")
-    parser.add_argument("--requests", type=int, default=2000, help="requests counted per case")
+    parser.add_argument("--requests", type=int, default=0,
+                        help="requests counted per case (default 2000; with --tracing 5000, so that ratio 0.01 "
+                             "samples some 50 rather than a handful)")
     parser.add_argument("--policy", action="store_true",
                         help="also: a route without policy vs a cluster with round robin, ejection and a breaker")
     parser.add_argument("--tracing", action="store_true",
@@ -173,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also: a route behind basic auth (bcrypt, remembered after the first request), CORS "
                              "and a source range (the bench `auth` scenario's)")
     args = parser.parse_args(argv)
+    args.requests = args.requests or (5000 if args.tracing else 2000)
     _SEEDS[:] = [str(seed) for seed in range(1, args.seeds + 1)]
     if which("valgrind") is None or which("callgrind_control") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -182,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = ProcessGroup(workdir)
     baseline = ""
     rows: list[tuple[str, float]] = []
+    tracing_rows: list[tuple[str, str, float, float]] = []  # (mode, ratio, instructions, tracing off's)
     try:
         nginx_path = which("nginx")
         if nginx_path is not None:
@@ -204,23 +233,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                          _count(group, tree=baseline, folder=folder, extra=(), port=port, requests=args.requests,
                                 workdir=workdir, name="baseline", **plain)))  # type: ignore[arg-type]
         port = free_port()
+        # With --tracing the plain rows (tracing off) flush too, so that every row pays the one admin request.
+        flush = args.tracing
         if args.pure:
             rows.append(("Ingress route, this tree, pure-python",
                          _count(group, tree=_REPO, folder=folder, extra=(), port=free_port(), requests=args.requests,
-                                workdir=workdir, name="ingress-pure", pure=True, **plain)))  # type: ignore[arg-type]
-        rows.append((f"Ingress route, this tree{', ' + _mode() if args.pure else ''}",
+                                workdir=workdir, name="ingress-pure", pure=True, flush=flush,
+                                **plain)))  # type: ignore[arg-type]
+        mode = _mode()
+        rows.append((f"Ingress route, this tree{', ' + mode if args.pure else ''}",
                      _count(group, tree=_REPO, folder=folder, extra=(), port=port, requests=args.requests,
-                            workdir=workdir, name="ingress", **plain)))  # type: ignore[arg-type]
+                            workdir=workdir, name="ingress", flush=flush, **plain)))  # type: ignore[arg-type]
         if args.tracing:
-            for ratio in args.ratios.split(","):  # 0: the cost of an unsampled request alone
-                with OtlpSink() as sink:
-                    rows.append((f"Ingress route, tracing {ratio}",
-                                 _count(group, tree=_REPO, folder=folder, port=free_port(), requests=args.requests,
-                                        extra=("--otlp-endpoint", sink.url, "--trace-sample-ratio", ratio),
-                                        workdir=workdir, name=f"tracing-{ratio}", **plain)))  # type: ignore[arg-type]
-                # (Under callgrind the proxy runs ~50x slower: timed exports carry fewer spans than at full speed.)
-                print(f"tracing {ratio}: the OTLP sink got {sink.requests} export requests, {sink.bytes:,} bytes",
-                      file=sys.stderr)
+            # (mode, pure, that mode's row without tracing)
+            modes = [("pure-python", True, rows[-2][1]), (mode, False, rows[-1][1])] if args.pure else [
+                (mode, False, rows[-1][1])]
+            for label, pure, off in modes:
+                for ratio in args.ratios.split(","):  # 0: the cost of an unsampled request alone
+                    with OtlpSink() as sink:
+                        # No timed export in the window (callgrind would make it fire every few hundred requests):
+                        # the flush at its end exports what the window made (see _flush_spans).
+                        value = _count(group, tree=_REPO, folder=folder, port=free_port(), requests=args.requests,
+                                       extra=("--otlp-endpoint", sink.url, "--trace-sample-ratio", ratio,
+                                              "--otlp-export-interval", "100000"),
+                                       workdir=workdir, name=f"tracing-{ratio}{'-pure' if pure else ''}", pure=pure,
+                                       flush=True, **plain)  # type: ignore[arg-type]
+                    rows.append((f"Ingress route, tracing {ratio}{', ' + label if args.pure else ''}", value))
+                    tracing_rows.append((label, ratio, value, off))
+                    print(f"tracing {ratio} ({label}): the OTLP sink got {sink.requests} export requests, "
+                          f"{sink.bytes:,} bytes", file=sys.stderr)
         if args.observability:
             for label, extra in (("metrics off, access log off", ("--no-route-metrics",)),
                                  ("metrics on, access log on", ("--access-log",)),
@@ -279,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\ninstructions per request (callgrind, {args.requests} keep-alive GETs, 100-byte answers)")
     for label, value in rows:
         print(f"  {label:<34} {value:>12,.0f}   {value / reference:.3f}x")
+    for mode, ratio, value, off in tracing_rows:
+        print(f"  tracing {ratio} vs off, {mode}: {100 * (value / off - 1):+.1f}%")
     return 0
 
 

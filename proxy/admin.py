@@ -6,6 +6,7 @@ scrapers, never the proxy's hot path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -20,21 +21,27 @@ from proxy.settings import Settings
 
 if TYPE_CHECKING:
     from proxy.controller import Controller
+    from proxy.tracing.tracer import Tracer
 
 log = logging.getLogger("pyngress.admin")
 
 
 class AdminServer:
-    """Serves /healthz, /readyz, /metrics and /debug/{routes,match,gateways} on settings.bind:settings.admin_port."""
+    """Serves /healthz, /readyz, /metrics, /debug/{routes,match,gateways} and POST /debug/tracing/flush on
+    settings.bind:settings.admin_port."""
 
     def __init__(self, *, settings: Settings, holder: RuntimeHolder, metrics: Metrics,
-                 controller: Controller | None = None, not_ready: Callable[[], str | None] | None = None) -> None:
+                 controller: Controller | None = None, not_ready: Callable[[], str | None] | None = None,
+                 tracer: Tracer | None = None) -> None:
         self.settings = settings
         self.holder = holder
         self.metrics = metrics
         self.controller = controller
         # Another reason for /readyz to say 503 (the control process of workers: "1 of 2 workers serving").
         self.not_ready = not_ready
+        # This process's tracer (one process serving; None: no --otlp-endpoint, or the control process of workers,
+        # whose workers export their own spans).
+        self.tracer = tracer
         # Set on SIGTERM: readiness fails first so load balancers stop sending new traffic.
         self.shutting_down = False
         self.port = 0
@@ -48,6 +55,7 @@ class AdminServer:
         app.router.add_get("/debug/routes", self._routes)
         app.router.add_get("/debug/match", self._match)
         app.router.add_get("/debug/gateways", self._gateways)
+        app.router.add_post("/debug/tracing/flush", self._flush_spans)
         return app
 
     async def start(self) -> None:
@@ -115,6 +123,19 @@ class AdminServer:
         if runtime is None:
             return web.json_response({"error": "no configuration loaded yet"}, status=503, dumps=_dumps)
         return web.json_response(describe_gateways(runtime.config), dumps=_dumps)
+
+    async def _flush_spans(self, request: web.Request) -> web.Response:
+        """Export the queued spans now and answer when the collector has them (or the POST failed): for tests
+        and benchmarks that must not wait for --otlp-export-interval."""
+        exporter = self.tracer.exporter if self.tracer is not None else None
+        if exporter is None:
+            reason = ("no span exporter in this process (no --otlp-endpoint; with --workers each worker exports "
+                      "its own spans)" if self.tracer is None else "no listener has started yet")
+            return web.json_response({"error": reason}, status=404 if self.tracer is None else 503, dumps=_dumps)
+        # The POST blocks (bounded by --otlp-timeout): off the loop, as the exporter thread's own.
+        await asyncio.get_running_loop().run_in_executor(None, exporter.flush)
+        return web.json_response({"exported": exporter.exported, "failed": exporter.failed,
+                                  "dropped": exporter.dropped, "pending": len(exporter.pending)}, dumps=_dumps)
 
 
 def _dumps(value: Any) -> str:

@@ -17,7 +17,7 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 # The request path: the HTTP/1.1 protocol and writer, the exchange and pipeline, heads and header handling, the
-# upstream pool and connections, route lookup, and the per-request stats and access log.
+# upstream pool and connections, route lookup, the per-request stats and access log, and tracing's byte work.
 COMPILED: tuple[str, ...] = (
     "proxy.http.h1_connection",
     "proxy.http.h1_writer",
@@ -40,6 +40,9 @@ COMPILED: tuple[str, ...] = (
     "proxy.routing.request",
     "proxy.stats",
     "proxy.accesslog",
+    # Tracing: trace context parsing, and the span encoding (the exporter thread's, which holds the GIL).
+    "proxy.tracing.context",
+    "proxy.tracing.otlp",
 )
 
 COMPILED_MODE = "compiled"

@@ -254,6 +254,8 @@ class ProxyServer:
             pipeline.trust = self.trust
             pipeline.body_limit = self.body_limit
             pipeline.gateway_body_limit = self.gateway_body_limit
+            if self.tracer is not None:
+                pipeline.trace_by_default = self.tracer.by_default
 
     def _route_passthrough(self, runtime: Runtime) -> None:
         """The passthrough hosts of a new table, handed to every listener reading SNI (O(hosts), only with

@@ -6,6 +6,9 @@ cdef class Pipeline:
     cdef public object holder
     cdef public object settings
     cdef public object tracer
+    cdef public bint tracing
+    cdef public bint trace_by_default
+    cdef public bytes sampled_below
     cdef public object trust
     cdef public object body_limit
     cdef public object gateway_body_limit

@@ -100,14 +100,20 @@ class MisdirectedRequest:
 class Pipeline:
     """Routes the requests of one listener (whose table, filters and ports it knows)."""
 
-    __slots__ = ("server", "listener", "holder", "settings", "tracer", "trust", "body_limit", "gateway_body_limit")
+    __slots__ = ("server", "listener", "holder", "settings", "tracer", "tracing", "trace_by_default", "sampled_below",
+                 "trust", "body_limit", "gateway_body_limit")
 
     def __init__(self, server: ProxyServer, listener: Listener) -> None:
         self.server = server
         self.listener = listener
         self.holder = server.holder
         self.settings = server.settings
-        self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
+        tracer = self.tracer = server.tracer  # None: no --otlp-endpoint, trace context passes through untouched
+        # The tracer's settings the request path reads, copied (typed fields when compiled, no lookup through the
+        # tracer per request); trace_by_default follows the global configuration (ProxyServer._dress).
+        self.tracing = tracer is not None
+        self.trace_by_default = tracer is not None and tracer.by_default
+        self.sampled_below = tracer.sampled_below if tracer is not None else b""
         # None: no --use-forwarded-headers / --enable-real-ip, the proxy's own forwarded fields (the usual path).
         self.trust = server.trust
         # Of Ingress routes without proxy-body-size: the ConfigMap's proxy-body-size, else Settings.proxy_body_size
@@ -192,11 +198,10 @@ class Pipeline:
             limit = self.body_limit if limit == -1 else self.gateway_body_limit
         if limit and (head.content_length > limit or head.chunked) and self._too_large(conn, ex, limit):
             return
-        tracer = self.tracer
-        if tracer is not None:
+        if self.tracing:
             traced = route.tracing
             if traced is None:
-                traced = tracer.by_default
+                traced = self.trace_by_default
             if traced and head.trace is None:  # (set: dispatched again after a check, see _check)
                 if head.traceparent is None and head.tracestate is None:
                     # Tracer.start's usual case, inline (a new trace; the call alone was a tenth of its cost): the
@@ -205,12 +210,12 @@ class Pipeline:
                     # ends in 1 (proxy.tracing.context.SAMPLED_AT).
                     at = head.id_at
                     trace = head.id_pool[at - 3 : at + 52]
-                    if trace < tracer.sampled_below:
+                    if trace < self.sampled_below:
                         trace = trace[:54] + b"1"
                     head.trace = trace
                     fields += (b"traceparent", _SEP, trace, _CRLF)
                 else:
-                    tracer.start(head)
+                    self.tracer.start(head)  # type: ignore[union-attr]  # (tracing: a tracer is there)
         server = self.server
         stats = server.route_stats
         ex.route_stats = stats.get(id(route))

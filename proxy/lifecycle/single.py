@@ -28,7 +28,7 @@ async def serve(settings: Settings) -> int:
     metrics = Metrics(holder=holder, controller=controller, server=server)
     serving = Listeners(server, holder=holder, controller=controller)
     admin = AdminServer(settings=settings, holder=holder, metrics=metrics, controller=controller,
-                        not_ready=serving.not_ready)
+                        not_ready=serving.not_ready, tracer=server.tracer)
     control = ControlPlane(admin=admin, cache=cache, settings=settings, holder=holder, controller=controller,
                            metrics=metrics)
     return await Application(settings=settings, signals=signals, controller=controller, control=control,

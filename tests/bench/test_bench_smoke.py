@@ -193,3 +193,14 @@ def test_tls_bench_marks_the_resumed_handshake_target_and_profile_parts() -> Non
     assert category("libpython3.11.so.1.0").startswith("CPython interpreter")
     assert category("loop.cpython-311-x86_64-linux-gnu.so") == "uvloop"
     assert category("[kernel.kallsyms]").startswith("kernel")
+
+
+def test_instructions_reads_the_admin_port_for_the_span_flush() -> None:
+    """bench.instructions flushes spans through the admin port the listening line names (issue #15); a command
+    printing no admin port (bench.policy_proxy) still matches, without one."""
+    from bench.instructions import _LISTENING
+
+    found = _LISTENING.search("pyngress listening http=127.0.0.1:8080 https=127.0.0.1:8443 admin=127.0.0.1:10254")
+    assert found is not None and (found.group("http"), found.group("admin")) == ("8080", "10254")
+    found = _LISTENING.search("pyngress listening http=127.0.0.1:8080")
+    assert found is not None and found.group("admin") is None

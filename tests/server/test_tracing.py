@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from dataclasses import replace
 
 import pytest
 
 from otlp_collector import Collector
 from proxy.metrics import Metrics
+from proxy.routing.global_config import GlobalConfig, parse_config
 from proxy.tracing.context import parse_traceparent
-from server_harness import Rule, cluster, connect, encode_request, read_response, request
+from server_harness import Rule, cluster, connect, encode_request, make_config, read_response, request
 
 APP = "default/app:80"
 EMPTY = "default/empty:80"
@@ -262,3 +264,30 @@ async def test_exemplars_carry_the_trace_of_sampled_requests_in_openmetrics_only
     plain, plain_type = metrics.render_for("text/plain")
     assert plain_type.startswith("text/plain") and b"trace_id" not in plain
     assert b"pyngress_request_duration_seconds_bucket" in plain
+
+
+async def test_the_configmaps_enable_opentelemetry_switches_the_default_on_a_running_proxy(make_proxy, make_pods,
+                                                                                          collector):
+    """ingress-nginx configmap.md "enable-opentelemetry" (and test/e2e/settings/opentelemetry.go): the ConfigMap
+    decides whether routes without the annotation are traced; a new ConfigMap takes effect on the running proxy
+    (the pipeline's copy of the default follows it), an annotated route keeps its own choice."""
+    [pod] = await make_pods("app")
+    proxy = await make_proxy(otlp_endpoint=collector.url, otlp_export_interval=0.05, trace_sample_ratio=1.0,
+                             configmap="ingress-nginx/controller")
+    rules = [Rule("example.com", "/", APP), Rule("example.com", "/on", APP, tracing=True)]
+    clusters = [cluster(APP, [pod.endpoint])]
+
+    def publish(data: dict[str, str]) -> None:
+        config, _ = parse_config(data, base=GlobalConfig.from_settings(proxy.settings),
+                                 where="ingress-nginx/controller")
+        proxy.publish_config(replace(make_config(rules, clusters), global_config=config), clusters)
+
+    publish({"enable-opentelemetry": "false"})
+    assert sent_upstream(await request(proxy.port, "/"), "traceparent") == []
+    trace_on, _, _ = upstream_context(await request(proxy.port, "/on"))
+    publish({"enable-opentelemetry": "true"})
+    trace_default, _, _ = upstream_context(await request(proxy.port, "/"))
+    publish({"enable-opentelemetry": "false"})
+    assert sent_upstream(await request(proxy.port, "/"), "traceparent") == []
+    spans = await collector.wait_for(2)
+    assert sorted(span.trace_id for span in spans) == sorted((trace_on, trace_default))
