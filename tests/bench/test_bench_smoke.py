@@ -193,3 +193,50 @@ def test_tls_bench_marks_the_resumed_handshake_target_and_profile_parts() -> Non
     assert category("libpython3.11.so.1.0").startswith("CPython interpreter")
     assert category("loop.cpython-311-x86_64-linux-gnu.so") == "uvloop"
     assert category("[kernel.kallsyms]").startswith("kernel")
+
+
+@pytest.mark.parametrize("mode", ["uvloop-ssl", "acceptor", "direct", "direct-batch", "direct-sni", "direct-sslobj",
+                                  "direct-lean", "direct-1ticket"])
+def test_tls_transport_servers_answer_and_resume(tmp_path: Path, mode: str) -> None:
+    """bench.tls_transport's listeners (issue #14 experiment): each presents the certificate and answers s_time's
+    request over real TLS, and a TLS 1.2 client resumes its session with the ticket it got (what the resumed
+    loads measure). No timing is asserted."""
+    import socket
+    import ssl
+
+    from bench.tls import REQUEST, check_server, make_certificate
+    from bench.tls_transport import _READY, SERVERS
+
+    assert mode in SERVERS
+    cert, key, cert_pem, _ = make_certificate("ecdsa", str(tmp_path / "certs"))
+    with ProcessGroup(str(tmp_path)) as group:
+        process = group.start(mode, [sys.executable, "-m", "bench.tls_transport", "--serve", mode, "--cert", cert,
+                                     "--key", key], cwd=str(REPO))
+        port = int(process.wait_line(_READY, timeout=30)[1])
+        check_server(port, cert_pem=cert_pem, label=mode)
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        client.maximum_version = ssl.TLSVersion.TLSv1_2
+        session = None
+        for attempt in range(2):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    client.wrap_socket(raw, session=session) as tls:
+                assert tls.session_reused == (attempt == 1)
+                tls.sendall(REQUEST)
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200")
+                session = tls.session
+
+
+def test_tls_transport_micro_runs() -> None:
+    """`python -m bench.tls_transport --micro N`: each per-connection step timed (a positive µs figure each)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "bench.tls_transport", "--micro", "50"], cwd=REPO,
+                          capture_output=True, text=True, timeout=55, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if "µs" in line]
+    assert len(lines) == 6 and any("SSLWantReadError" in line for line in lines), done.stdout
