@@ -86,7 +86,13 @@ class _WeakSocket(_socket.socket):
 
 
 class _DirectTransport(asyncio.Transport):
-    """Just enough of a transport for bench/backend.py's protocol: write (with a retry buffer), close."""
+    """Just enough of a transport for bench/backend.py's protocol: write (with a retry buffer), close.
+
+    A measuring device, not a server: no handshake timeout, no flow control, no pause/resume. Two uvloop facts it
+    had to respect, which a real transport would too: on POLLERR uvloop runs the reader callback once and closes
+    its poll handle while keeping it registered under the fd, so a callback must read on to the error and drop the
+    connection itself (else a later add_reader on the same fd number fails: "the handler is closed"); and every
+    socket must be closed after remove_reader/remove_writer by its owner, never by the garbage collector."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: Any, fd: int, raw: bool, io: Any = None) -> None:
         super().__init__()
