@@ -446,6 +446,7 @@ class Exchange(RequestHead):
             response.broken()  # type: ignore[union-attr]
             cause = exc.__context__
             if isinstance(cause, _h1.RawBody):
+                cause.__traceback__ = None  # its frames lead back to this one (see UpstreamError below)
                 self.raw_start(data)
             elif isinstance(cause, _h1.SkipBody):
                 # A HEAD response ends with its head; only reuse the connection if nothing followed it.
