@@ -3,6 +3,7 @@ cannot move, for before/after comparisons that req/s on a shared 2-core box is t
 
     python -m bench.instructions --baseline REV              # this tree vs a git revision
     python -m bench.instructions --requests 3000
+    python -m bench.instructions --pure --only-tracing --body 64k   # 64 KiB answers (/64k) instead of 100 bytes
     python -m bench.instructions --pure --only-tracing --seeds 2   # pure Python vs compiled (scripts/build-inplace)
     python -m bench.instructions --tracing --only-tracing --seeds 4   # mean over 4 hash seeds (see _SEEDS)
     python -m bench.instructions --tracing --only-tracing --ratios 0.01 --seeds 2   # off and ratio 0.01 only
@@ -62,12 +63,15 @@ def _checkout(revision: str, folder: str) -> str:
 # instructions from one seed (or from one edit of unrelated code) to the next: a difference smaller than
 # that needs several seeds.
 _SEEDS: list[str] = []
+# The path every case asks for (--body): the backend answers /small with 100 bytes, /64k with 65,536.
+_PATH = ["/small"]
+_BODIES = {"small": ("/small", "100-byte answers"), "64k": ("/64k", "64 KiB answers")}
 
 
 def _count(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[str], port: int, host: str,
            headers: tuple[tuple[str, str], ...], requests: int, workdir: str, name: str,
            command: Sequence[str] = (), pure: bool = False, flush: bool = False) -> float:
-    """Instructions per request of one pyngress (from `tree`) answering `requests` GETs on `port`
+    """Instructions per request of one pyngress (from `tree`) answering `requests` GETs of `_PATH` on `port`
     (`command`: another module to run than `proxy --manifests folder`, taking --http-port); with --seeds, the
     mean over the seeds. `flush`: the span queue is exported (POST /debug/tracing/flush) before the counted window
     and at its end, inside it (see _flush_spans)."""
@@ -106,14 +110,14 @@ def _count_once(group: ProcessGroup, *, tree: str, folder: str, extra: Sequence[
         listening = process.wait_line(_LISTENING, timeout=1200)
         connection = HttpConnection("127.0.0.1", port, timeout=60)
         for _ in range(200):  # warm-up: pools, caches, bound counters
-            status, _ = connection.request("GET", "/small", host=host, headers=headers)
+            status, _ = connection.request("GET", _PATH[0], host=host, headers=headers)
             if status != 200:
-                raise RuntimeError(f"{name}: GET /small (Host {host}) answered {status}")
+                raise RuntimeError(f"{name}: GET {_PATH[0]} (Host {host}) answered {status}")
         admin = HttpConnection("127.0.0.1", int(listening.group("admin")), timeout=600) if flush else None
         before = _flush_spans(admin) if admin is not None else None  # the window starts with an empty queue
         subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True, capture_output=True, timeout=60)
         for _ in range(requests):
-            connection.request("GET", "/small", host=host, headers=headers)
+            connection.request("GET", _PATH[0], host=host, headers=headers)
         if admin is not None:  # every span made in the window is exported in it
             after = _flush_spans(admin)
             if before is not None and after is not None:
@@ -186,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --tracing: leave out the HTTPRoute case (--baseline still adds its row)")
     parser.add_argument("--seeds", type=int, default=0, metavar="N",
                         help="run each case with PYTHONHASHSEED 1..N and report the mean (see _SEEDS)")
+    parser.add_argument("--body", choices=sorted(_BODIES), default="small",
+                        help="the backend's answer: small (100 bytes, /small) or 64k (65,536 bytes, /64k)")
     parser.add_argument("--pure", action="store_true",
                         help="also: the Ingress route of this tree in pure Python (PYNGRESS_NO_EXTENSIONS=1), next to "
                              "the compiled modules when there are any (scripts/build-inplace)")
@@ -202,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.requests = args.requests or (5000 if args.tracing else 2000)
     _SEEDS[:] = [str(seed) for seed in range(1, args.seeds + 1)]
+    _PATH[0] = _BODIES[args.body][0]
     if which("valgrind") is None or which("callgrind_control") is None:
         print("bench.instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -317,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            timeout=60, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
     reference = rows[0][1]
-    print(f"\ninstructions per request (callgrind, {args.requests} keep-alive GETs, 100-byte answers)")
+    print(f"\ninstructions per request (callgrind, {args.requests} keep-alive GETs, {_BODIES[args.body][1]})")
     for label, value in rows:
         print(f"  {label:<34} {value:>12,.0f}   {value / reference:.3f}x")
     for mode, ratio, value, off in tracing_rows:

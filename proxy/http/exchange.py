@@ -426,8 +426,15 @@ class Exchange(RequestHead):
             return
         self.last_up = client.server.now
         self.maybe_stale = False
+        response = self.response
+        if response.remaining:  # type: ignore[union-attr]  # attached: our H1Response
+            self.raw_body(data, 0)
+            self.sent += self.writer.flush()
+            if self.resp_done:
+                self.response_finished()
+            return
         try:
-            self.response.parser.feed_data(data)  # type: ignore[union-attr]  # attached: a reader with a parser
+            response.parser.feed_data(data)  # type: ignore[union-attr]  # attached: a reader with a parser
         except HttpParserUpgrade as exc:
             writer = self.writer
             writer.body(data[exc.args[0] :])
@@ -436,9 +443,12 @@ class Exchange(RequestHead):
             client.start_tunnel(self)
             return
         except HttpParserCallbackError as exc:
-            self.response.broken()  # type: ignore[union-attr]
+            response.broken()  # type: ignore[union-attr]
             cause = exc.__context__
-            if isinstance(cause, _h1.SkipBody):
+            if isinstance(cause, _h1.RawBody):
+                cause.__traceback__ = None  # its frames lead back to this one (see UpstreamError below)
+                self.raw_start(data)
+            elif isinstance(cause, _h1.SkipBody):
                 # A HEAD response ends with its head; only reuse the connection if nothing followed it.
                 self.reusable = self.reusable and data.endswith(b"\r\n\r\n")
             elif isinstance(cause, _h1.ExtraResponse):
@@ -469,6 +479,51 @@ class Exchange(RequestHead):
             self.sent += writer.flush()
         if self.resp_done:
             self.response_finished()
+        elif not self.resp_head_done:
+            # The head goes on in the next read: keep its last bytes, where its blank line may begin (raw_start).
+            tail = response.tail  # type: ignore[union-attr]
+            if tail is not None:
+                response.tail = (tail + data)[-3:]  # type: ignore[union-attr]
+
+    def raw_start(self, data: bytes) -> None:
+        """The head of a raw body (proxy.http.h1_response.RawBody) ended in `data`: the rest is body.
+
+        The parser accepted the head, so its end is the first blank line (CRLF CRLF: the parser takes no bare LF),
+        counted from where the head began; one that began in an earlier read left its last bytes in `tail`."""
+        response: H1Response = self.response  # type: ignore[assignment]
+        tail = response.tail
+        response.tail = b""
+        start = -1
+        if tail:
+            end = (tail + data[:3]).find(b"\r\n\r\n")
+            if end >= 0:
+                start = end + 4 - len(tail)
+        if start < 0:
+            start = data.find(b"\r\n\r\n") + 4
+        if start < len(data):
+            self.raw_body(data, start)
+
+    def raw_body(self, data: bytes, start: int) -> None:
+        """Body bytes of a raw response, data[start:] (up to what remains), handed to the writer as they were read:
+        the read itself or a memoryview of it (uvloop writes both without a copy)."""
+        response: H1Response = self.response  # type: ignore[assignment]
+        remaining = response.remaining
+        size = len(data) - start
+        piece: bytes | memoryview = data
+        if size < remaining:
+            response.remaining = remaining - size
+            if start:
+                piece = memoryview(data)[start:]
+        else:
+            response.remaining = 0
+            self.resp_done = True
+            if size > remaining:
+                # Bytes beyond Content-Length are not forwarded, and the connection is out of step: not reused.
+                self.reusable = False
+                piece = memoryview(data)[start:start + remaining]
+            elif start:
+                piece = memoryview(data)[start:]
+        self.writer.passthrough.append(piece)  # type: ignore[union-attr,arg-type]  # raw: a pass-through writer
 
     def upstream_eof(self) -> None:
         if self.tunnel:

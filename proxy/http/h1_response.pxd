@@ -14,4 +14,6 @@ cdef class H1Response:
     cdef public object interim
     cdef public object hsts
     cdef public object trailers
+    cdef public object remaining
+    cdef public object tail
 

@@ -9,6 +9,12 @@ One reader (and its parser) serves every response of one keep-alive upstream con
 `begin()` for each exchange: making a reader and a parser per request measured about 2% more
 instructions per request. A parser stopped by a callback's exception (a HEAD response's end, a
 broken response) cannot go on, so `broken()` makes the next `begin()` start a fresh one.
+
+Raw bodies: a body of at least `RAW_MIN` bytes framed by Content-Length, going to an HTTP/1.1 writer that
+passes bodies through, leaves the parser after its head (`RawBody`, raised from on_headers_complete): the
+exchange then slices the upstream's reads itself and counts `remaining` down to zero (Exchange.raw_body), so
+the body's bytes reach the client's transport as they were read, without the parser's copy per chunk. Such a
+response costs a fresh parser for the next one, which only pays at that size.
 """
 
 from __future__ import annotations
@@ -47,6 +53,14 @@ class SkipBody(Exception):
     """Raised from on_headers_complete to stop the parser after the head of a HEAD response."""
 
 
+class RawBody(Exception):
+    """Raised from on_headers_complete to leave a long Content-Length body to the exchange (see the module)."""
+
+
+# The smallest body read raw: below it the parser's copy costs less than the parser made for the next response.
+RAW_MIN = 16384
+
+
 class ExtraResponse(Exception):
     """The upstream sent more than one final response for one request."""
 
@@ -56,7 +70,7 @@ class H1Response:
     parser and callback errors propagate to it)."""
 
     __slots__ = ("exchange", "writer", "parser", "reason", "fields", "length", "chunked", "upgrade", "connection",
-                 "interim", "hsts", "trailers")
+                 "interim", "hsts", "trailers", "remaining", "tail")
 
     exchange: Exchange
     writer: ResponseWriter
@@ -71,6 +85,11 @@ class H1Response:
     hsts: bool  # the upstream sent its own Strict-Transport-Security
     # Trailer fields of a chunked body the client can take (flat as `fields`); None until one comes.
     trailers: list[bytes] | None
+    # Raw body bytes still to come (0: the parser reads the body, if any).
+    remaining: int
+    # The last bytes of the head read so far when it spans several upstream reads (Exchange.raw_start finds
+    # where it ends); None once an interim (1xx) answer came: such a response is left to the parser.
+    tail: bytes | None
 
     def __init__(self) -> None:
         self.parser: HttpResponseParser | None = None
@@ -90,6 +109,8 @@ class H1Response:
         self.interim = False
         self.hsts = False
         self.trailers = None
+        self.remaining = 0
+        self.tail = b""
 
     def end(self) -> None:
         """The exchange is done with this response: forget it (the connection may serve another)."""
@@ -184,6 +205,7 @@ class H1Response:
         if status < 200:
             # 100 Continue, 102, 103 Early Hints: relayed, then the final response is awaited.
             self.interim = True
+            self.tail = None
             self.writer.interim(exchange, status, self.reason, fields)
             self.reason = b""
             self.fields = []
@@ -195,6 +217,11 @@ class H1Response:
                                       own_hsts=self.hsts, reusable=parser.should_keep_alive())
         if not body:
             raise SkipBody()
+        length = self.length
+        if (length >= RAW_MIN and not self.chunked and self.tail is not None and status != 304 and status != 204
+                and self.writer.passthrough is not None):
+            self.remaining = length
+            raise RawBody()
 
     def on_body(self, chunk: bytes) -> None:
         writer = self.writer

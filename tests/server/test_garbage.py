@@ -20,7 +20,7 @@ from server_harness import Rule, cluster, connect, encode_request, read_response
 # Types whose instances must never end up in a garbage cycle.
 OURS = {"Exchange", "RequestHead", "H1Writer", "H1Response", "Copies", "ClientConnection", "UpstreamConnection",
         "EndpointPool", "HttpRequestParser", "HttpResponseParser", "_BodyContinuation", "H2Stream",
-        "H2EndpointPool", "H2Connection"}
+        "H2EndpointPool", "H2Connection", "RawBody"}
 
 
 @pytest.fixture
@@ -56,6 +56,9 @@ async def test_finished_requests_and_closed_connections_leave_no_cycles(make_pro
     for _ in range(20):
         writer.write(encode_request("/echo"))
         assert (await read_response(reader)).status == 200
+    for _ in range(3):  # bodies long enough to be read raw (proxy.http.h1_response.RawBody)
+        writer.write(encode_request("/download?size=100000"))
+        assert len((await read_response(reader)).body) == 100000
     writer.write(encode_request("/a") + encode_request("/b") + encode_request("/c", host="nowhere.test"))
     assert [(await read_response(reader)).status for _ in range(3)] == [200, 200, 404]
     writer.close()

@@ -1,0 +1,298 @@
+"""Long Content-Length bodies read raw (proxy.http.h1_response RawBody, Exchange.raw_body), through real sockets.
+
+A pod's body of at least RAW_MIN bytes leaves the parser after its head and goes to the client as it is read;
+these cases pin the edges of that path: the pod writing in many small pieces, head and body in one write, the
+head's end split at every byte, bytes beyond Content-Length (not forwarded, connection not reused), a pod that
+closes early, a pipelined next response, HEAD/204/304, and the byte count of the access log. Framing follows
+RFC 9112 6.3 (a Content-Length body ends after that many bytes) as ingress-nginx streams it with proxy buffering
+off (docs/user-guide/nginx-configuration/annotations.md#proxy-buffering); the suite runs on asyncio and uvloop,
+pure and compiled (scripts/test-compiled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+
+import pytest
+
+from proxy.accesslog import AccessLog
+from proxy.http.h1_response import RAW_MIN
+from server_harness import (
+    Rule,
+    cluster,
+    connect,
+    encode_request,
+    read_all,
+    read_head,
+    read_response,
+    wait_until,
+)
+
+APP = "default/app:80"
+
+
+def body(size: int) -> bytes:
+    return bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+
+
+def answer(size: int, *fields: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (size, b"".join(f + b"\r\n" for f in fields))
+
+
+def exchange_of(proxy):  # type: ignore[no-untyped-def]
+    """The exchange the proxy's one client connection is serving (None between requests)."""
+    for conn in proxy.server.connections:
+        if getattr(conn, "active", None) is not None:
+            return conn.active
+    return None
+
+
+def consumed(proxy) -> bool:  # type: ignore[no-untyped-def]
+    """The proxy has read what the pod wrote so far of a response: its head, or part of it (the reader keeps the
+    part's last bytes in `tail`)."""
+    ex = exchange_of(proxy)
+    return ex is not None and ex.response is not None and (ex.resp_head_done or bool(ex.response.tail))
+
+
+async def serve(make_proxy, backend):  # type: ignore[no-untyped-def]
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [backend.endpoint])])
+    return proxy
+
+
+async def test_body_in_many_small_writes_then_the_connection_is_reused(make_proxy, make_backend):
+    sizes = [RAW_MIN, 100 * 1000 + 7]
+
+    async def handler(reader, writer):
+        for size in sizes:
+            await read_head(reader)
+            writer.write(answer(size))
+            await writer.drain()
+            data = body(size)
+            for offset in range(0, size, 1000):
+                writer.write(data[offset:offset + 1000])
+                await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    for size in sizes:
+        writer.write(encode_request("/"))
+        response = await read_response(reader, timeout=30)
+        assert response.status == 200 and response.header("Content-Length") == str(size)
+        assert response.body == body(size)
+    assert backend.connections == 1  # the raw path gave the connection back for the next request
+    writer.close()
+
+
+async def test_head_and_body_in_one_write(make_proxy, make_backend):
+    sizes = [RAW_MIN - 1, RAW_MIN, RAW_MIN + 1, 64 * 1024, 300 * 1024, 100]
+
+    async def handler(reader, writer):
+        for size in sizes:
+            await read_head(reader)
+            writer.write(answer(size, b"X-Size: %d" % size) + body(size))
+            await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    for size in sizes:
+        writer.write(encode_request("/"))
+        response = await read_response(reader, timeout=30)
+        assert response.header("X-Size") == str(size) and response.body == body(size)
+    assert backend.connections == 1
+    writer.close()
+
+
+@pytest.mark.parametrize("size", [10, RAW_MIN], ids=["short", "raw"])
+async def test_head_split_at_every_byte(make_proxy, make_backend, size):
+    """The pod writes the response in two pieces, split at every offset of the head and the first body bytes;
+    the proxy reads the first piece before the second is written (waited for), so the head's blank line is
+    split every way across two reads."""
+    head = answer(size, b"X-A: b")
+    data = head + body(size)
+    splits = list(range(1, len(head) + 4))
+    proxy = None
+
+    async def handler(reader, writer):
+        for split in splits:
+            await read_head(reader)
+            writer.write(data[:split])
+            await writer.drain()
+            await wait_until(lambda: consumed(proxy), timeout=10)
+            writer.write(data[split:])
+            await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    for split in splits:
+        writer.write(encode_request("/"))
+        response = await read_response(reader)
+        assert (split, response.status, response.header("X-A"), response.body) == (split, 200, "b", body(size))
+    assert backend.connections == 1
+    writer.close()
+
+
+@pytest.mark.parametrize("split", [None, 1000], ids=["one-write", "split"])
+@pytest.mark.parametrize("extra", [b"EXTRA BYTES", answer(2) + b"no"], ids=["garbage", "next-response"])
+async def test_bytes_beyond_the_content_length_are_not_forwarded_nor_the_connection_reused(
+        make_proxy, make_backend, split, extra):
+    """The pod sends more than its Content-Length (garbage, or a pipelined next response nobody asked for) in the
+    read that ends the body: the client gets the body exactly, and the proxy closes that pod connection."""
+    size = 40000
+    closed = asyncio.Event()
+    proxy = None
+
+    async def handler(reader, writer):
+        first = backend.connections == 1
+        await read_head(reader)
+        if not first:
+            writer.write(answer(2) + b"ok")
+            await writer.drain()
+            await reader.read()
+            return
+        data = answer(size) + body(size) + extra
+        if split is not None:
+            writer.write(data[:split])
+            await writer.drain()
+            await wait_until(lambda: consumed(proxy), timeout=10)
+            data = data[split:]
+        writer.write(data)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the proxy closed this connection
+        closed.set()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/"))
+    response = await read_response(reader)
+    assert response.body == body(size)
+    async with asyncio.timeout(10):
+        await closed.wait()
+    writer.write(encode_request("/"))
+    assert (await read_response(reader)).body == b"ok"  # nothing of the extra bytes reached the client
+    assert backend.connections == 2
+    writer.close()
+
+
+@pytest.mark.parametrize("with_head", [True, False], ids=["with-head", "later-read"])
+async def test_pod_closing_before_the_body_ends_cuts_the_client(make_proxy, make_backend, caplog, with_head):
+    size = 100000
+    proxy = None
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        data = answer(size) + body(size // 2)
+        if not with_head:
+            writer.write(data[:100])
+            await writer.drain()
+            await wait_until(lambda: consumed(proxy), timeout=10)
+            data = data[100:]
+        writer.write(data)
+        await writer.drain()
+        writer.transport.abort()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/"))
+    with caplog.at_level(logging.WARNING, logger="pyngress.proxy"):
+        received = await read_all(reader)  # the proxy closes the client connection
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert len(received.partition(b"\r\n\r\n")[2]) < size
+        await wait_until(lambda: any("response aborted after it started" in r.getMessage() for r in caplog.records))
+    writer.close()
+
+
+async def test_head_204_and_304_with_a_long_content_length_have_no_body(make_proxy, make_backend):
+    """Content-Length on a HEAD answer, a 204 or a 304 frames no body (RFC 9110 8.6, 15.3.5, 15.4.5): the raw
+    path is not taken, and the next answer on the connection is read whole."""
+    size = 5 * RAW_MIN
+
+    async def handler(reader, writer):
+        while True:
+            line, _ = await read_head(reader)
+            if b"/204" in line:
+                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: %d\r\n\r\n" % size)
+            elif b"/304" in line:
+                writer.write(b"HTTP/1.1 304 Not Modified\r\nContent-Length: %d\r\n\r\n" % size)
+            elif line.startswith(b"HEAD"):
+                writer.write(answer(size))
+            else:
+                writer.write(answer(size) + body(size))
+            await writer.drain()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    for method, path, status in (("HEAD", "/", 200), ("GET", "/204", 204), ("GET", "/304", 304), ("GET", "/", 200)):
+        writer.write(encode_request(path, method=method))
+        response = await read_response(reader, head=method == "HEAD")
+        assert response.status == status
+        assert response.body == (body(size) if method == "GET" and status == 200 else b"")
+    assert backend.connections == 1
+    writer.close()
+
+
+async def test_http10_client_gets_the_raw_body(make_proxy, make_backend):
+    size = 3 * RAW_MIN
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        writer.write(answer(size) + body(size))
+        await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    writer.write(b"GET / HTTP/1.0\r\nHost: example.com\r\n\r\n")
+    received = await read_all(reader)
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: %d" % size in head
+    assert rest == body(size)
+    writer.close()
+
+
+async def test_access_log_counts_every_byte_of_a_raw_response(make_proxy, make_backend):
+    size = 200000
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        writer.write(answer(size))
+        data = body(size)
+        for offset in range(0, size, 30000):
+            writer.write(data[offset:offset + 30000])
+            await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    thread = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    thread.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    try:
+        reader, writer = await connect(proxy.port)
+        writer.write(encode_request("/", headers=[("Connection", "close")]))
+        received = await read_all(reader)
+        writer.close()
+        assert received.endswith(body(size))
+    finally:
+        proxy.server.access_log.close()
+        os.close(write_end)
+        thread.join(timeout=10)
+        os.close(read_end)
+    (entry,) = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert (entry["status"], entry["bytes_out"]) == (200, len(received))
