@@ -1,9 +1,10 @@
 from proxy.http.exchange cimport Exchange
+from proxy.http.response_writer cimport ResponseWriter
 
 
 cdef class H1Response:
     cdef public Exchange exchange  # (exchange.py imports this module, not its names: see README)
-    cdef public object writer  # H1Writer or proxy.http2.stream.H2Writer
+    cdef public ResponseWriter writer  # H1Writer or proxy.http2.stream.H2Writer
     cdef public object parser
     cdef public object reason
     cdef public object fields

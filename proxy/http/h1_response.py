@@ -21,8 +21,8 @@ from proxy.http import headers as h
 from proxy.upstream.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from proxy.http.downstream import ResponseWriter
     from proxy.http.exchange import Exchange
+    from proxy.http.response_writer import ResponseWriter
 
 _response_cache = h.response_cache
 _CRLF = b"\r\n"
