@@ -3,6 +3,8 @@ cimport cython
 from proxy.http.exchange cimport Exchange
 from proxy.http.response_writer cimport ResponseWriter
 
+cdef dict _STATUS_PREFIXES  # a C global: .get() on it is a dict call, not a method lookup
+
 
 cdef class H1Writer(ResponseWriter):
     cdef public object transport
