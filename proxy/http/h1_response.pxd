@@ -1,6 +1,8 @@
 from proxy.http.exchange cimport Exchange
 from proxy.http.response_writer cimport ResponseWriter
 
+cdef dict _response_cache  # a C global: .get() per response field is a dict call, not a method lookup
+
 
 cdef class H1Response:
     cdef public Exchange exchange  # (exchange.py imports this module, not its names: see README)
