@@ -20,6 +20,7 @@ from types import ModuleType
 # upstream pool and connections, route lookup, the per-request stats and access log, and tracing's byte work.
 COMPILED: tuple[str, ...] = (
     "proxy.http.h1_connection",
+    "proxy.http.response_writer",
     "proxy.http.h1_writer",
     "proxy.http.h1_response",
     "proxy.http.exchange",

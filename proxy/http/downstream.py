@@ -1,65 +1,20 @@
 """What an exchange needs from the client side of its request: the seam between the protocol and forwarding.
 
 `ClientConnection` (HTTP/1.1) and `proxy.http2.stream.H2Stream` (one HTTP/2 stream) implement it, so the
-exchange (and the pipeline) never depend on one wire protocol. Responses go through `writer`
-(heads, bodies, the end); the rest is flow control, the proxy's own answers and endings.
+exchange (and the pipeline) never depend on one wire protocol. Responses go through `writer` (heads, bodies, the
+end: a `proxy.http.response_writer.ResponseWriter`); the rest is flow control, the proxy's own answers and endings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sized
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.listener import Listener
+    from proxy.http.response_writer import ResponseWriter
     from proxy.routing.request import ClientCertificate
     from proxy.server import ProxyServer
-
-
-class ResponseWriter(Protocol):
-    """How a response reaches the client: `H1Writer` frames HTTP/1.1, `proxy.http2.stream.H2Writer` HTTP/2 frames.
-
-    The exchange and the response reader collect a callback's output here and `flush()` it once."""
-
-    @property
-    def listener(self) -> Listener: ...
-
-    @property
-    def out(self) -> Sized:
-        """What is collected and not yet written (the exchange flushes when it is not empty)."""
-
-    @property
-    def passthrough(self) -> list[bytes] | None:
-        """A list body chunks may be appended to as they are (None: call body() and end())."""
-
-    @property
-    def chunked(self) -> bool:
-        """The response body under way can end with trailers (HTTP/1.1 chunked encoding; HTTP/2 always)."""
-
-    def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
-             own_hsts: bool, draining: bool) -> bool: ...
-
-    def interim(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes]) -> None: ...
-
-    def switching(self, ex: Exchange, reason: bytes, fields: list[bytes], upgrade: bytes) -> None: ...
-
-    def body(self, chunk: bytes) -> None: ...
-
-    def end(self) -> None: ...
-
-    def end_with_trailers(self, trailers: list[bytes]) -> None:
-        """End the body with trailer fields (flat ready bytes: an HTTP/2 pod's trailers, gRPC's status)."""
-
-    def flush(self) -> int: ...
-
-    def grpc_answer(self, status: int, request_id: bytes, *, close: bool, message: str, fields: bytes = b"") -> int:
-        """The proxy's own answer to a gRPC request (HTTP 200, grpc-status); returns the bytes written."""
-
-    def answer(self, status: int, request_id: bytes, *, close: bool, http10: bool, detail: str, head_only: bool,
-               location: bytes, fields: bytes = b"") -> int: ...
-
-    def raw(self, data: bytes) -> int: ...
 
 
 class Downstream(Protocol):

@@ -1,6 +1,6 @@
 from proxy.http.h1_response cimport H1Response
-from proxy.http.h1_writer cimport H1Writer
 from proxy.http.head cimport RequestHead
+from proxy.http.response_writer cimport ResponseWriter
 from proxy.stats cimport RouteStats
 from proxy.upstream.pool cimport EndpointPool
 
@@ -28,7 +28,7 @@ cdef class Exchange(RequestHead):
     cdef public object response_filters
     cdef public object mirrors
     cdef public object policy
-    cdef public object writer
+    cdef public ResponseWriter writer  # an H1Writer, or an HTTP/2 stream's H2Writer
     cdef public object response  # an H1Response, or an HTTP/2 stream (proxy/upstream/h2_stream.py)
     cdef public object resp_head_done
     cdef public object resp_done

@@ -52,8 +52,9 @@ from proxy.upstream.errors import (
 if TYPE_CHECKING:
     from proxy.http.attempts import Attempts
     from proxy.http.auth_request import AuthGate
-    from proxy.http.downstream import Downstream, ResponseWriter
+    from proxy.http.downstream import Downstream
     from proxy.http.h1_response import H1Response
+    from proxy.http.response_writer import ResponseWriter
     from proxy.routing.filters import Mirror, ResponseFilter
     from proxy.routing.model import Timeouts
     from proxy.routing.request import ClientCertificate

@@ -27,10 +27,20 @@ from proxy.http import headers as h
 from proxy.upstream.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from proxy.http.downstream import ResponseWriter
     from proxy.http.exchange import Exchange
+    from proxy.http.response_writer import ResponseWriter
 
 _response_cache = h.response_cache
+# headers.py's response field classes and helpers as this module's globals: compiled, a global is a cached lookup,
+# where `h.SERVER` is an attribute read of the module per field.
+_response_class = h.response_class
+_named_by_connection = h.named_by_connection
+_SERVER = h.SERVER
+_CONTENT_LENGTH = h.CONTENT_LENGTH
+_TRANSFER_ENCODING = h.TRANSFER_ENCODING
+_CONNECTION = h.CONNECTION
+_UPGRADE = h.UPGRADE
+_STRICT_TRANSPORT_SECURITY = h.STRICT_TRANSPORT_SECURITY
 _CRLF = b"\r\n"
 _SEP = b": "
 _HTTP2 = b"HTTP/2.0"
@@ -152,26 +162,26 @@ class H1Response:
             return
         code = _response_cache.get(name)
         if code is None:
-            code = h.response_class(name)
+            code = _response_class(name)
         if code == 0:  # h.KEEP
             self.fields += (name, _SEP, value, _CRLF)
-        elif code == h.SERVER:
+        elif code == _SERVER:
             if not self.writer.listener.hide_server:
                 self.fields += (name, _SEP, value, _CRLF)
-        elif code == h.CONTENT_LENGTH:
+        elif code == _CONTENT_LENGTH:
             self.length = int(value)
             self.fields += (name, _SEP, value, _CRLF)
-        elif code == h.TRANSFER_ENCODING:
+        elif code == _TRANSFER_ENCODING:
             if value.strip().lower() != b"chunked":
                 raise ProtocolError(f"unsupported response Transfer-Encoding {value!r}")
             self.chunked = True
-        elif code == h.CONNECTION:
-            names = h.named_by_connection(value)
+        elif code == _CONNECTION:
+            names = _named_by_connection(value)
             if names:
                 self.connection = names if self.connection is None else self.connection | names
-        elif code == h.UPGRADE:
+        elif code == _UPGRADE:
             self.upgrade = value
-        elif code == h.STRICT_TRANSPORT_SECURITY:
+        elif code == _STRICT_TRANSPORT_SECURITY:
             self.hsts = True
             self.fields += (name, _SEP, value, _CRLF)
 

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """HTTP/1.1 framing of responses to a client: the exchange hands over heads and bodies, this writes bytes.
 
 Everything a response sends in one callback is collected and written with ONE
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from proxy.http.response_writer import ResponseWriter
 from proxy.http.responses import STATUS_PREFIXES, error_response, grpc_error_response, status_prefix
 
 if TYPE_CHECKING:
@@ -27,10 +29,14 @@ _CHUNK_END = b"0\r\n\r\n"
 _NO_COPY = 16384
 
 
-class H1Writer:
-    """The response side of one HTTP/1.1 client connection (one response at a time, in request order)."""
+class H1Writer(ResponseWriter):
+    """The response side of one HTTP/1.1 client connection (one response at a time, in request order).
 
-    __slots__ = ("transport", "listener", "out", "chunked", "passthrough")
+    (`annotation_typing=False`: the `.pxd`s declare the types; see proxy/http/response_writer.py.)"""
+
+    __slots__ = ("transport",)
+
+    out: list[bytes]
 
     def __init__(self, transport: asyncio.Transport, listener: Listener) -> None:
         self.transport = transport
@@ -42,7 +48,7 @@ class H1Writer:
         # readers append to it directly instead of calling body() per chunk and end() at the end.
         self.passthrough: list[bytes] | None = self.out
 
-    def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
+    def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], length: int, chunked: bool,
              own_hsts: bool, draining: bool) -> bool:
         """Frame a final response head; returns False when no body follows (HEAD).
 
@@ -51,7 +57,7 @@ class H1Writer:
         Sets ``ex.keep_alive``: whether the connection can carry another request after this one.
         """
         out = self.out
-        request = ex
+        request = ex  # typed as the Exchange it is, compiled (h1_writer.pxd)
         out += (_STATUS_PREFIXES.get(status) or status_prefix(status), reason, _CRLF)
         out += fields
         out += (b"X-Request-ID: ", request.request_id, _CRLF)
@@ -60,7 +66,7 @@ class H1Writer:
             out.append(extra)  # Strict-Transport-Security on the HTTPS listener
         # An answer that starts before the request body is in leaves unread bytes on the
         # connection: say so now, or the client would send its next request into a close.
-        keep_alive = ex.keep_alive and ex.req_done and not draining
+        keep_alive = request.keep_alive and request.req_done and not draining
         http10 = request.http10
         head_request = request.method == b"HEAD"
         self.chunked = False
@@ -82,7 +88,7 @@ class H1Writer:
             out.append(b"Connection: keep-alive\r\n\r\n")
         else:
             out.append(_CRLF)
-        ex.keep_alive = keep_alive
+        request.keep_alive = keep_alive
         return not head_request
 
     def interim(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes]) -> None:
@@ -102,17 +108,19 @@ class H1Writer:
         out += (b"X-Request-ID: ", ex.request_id, b"\r\n\r\n")
 
     def body(self, chunk: bytes) -> None:
+        out = self.out
         if self.chunked:
-            self.out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
+            out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
         else:
-            self.out.append(chunk)
+            out.append(chunk)
 
     def end(self) -> None:
         """The response body is complete (a chunked one gets its last chunk); not needed while `passthrough`."""
         if self.chunked:
-            self.out.append(_CHUNK_END)
+            out = self.out
+            out.append(_CHUNK_END)
             self.chunked = False
-            self.passthrough = self.out
+            self.passthrough = out
 
     def end_with_trailers(self, trailers: list[bytes]) -> None:
         """End a chunked body with trailer fields (flat ready bytes: an HTTP/2 pod's trailers, gRPC's status);

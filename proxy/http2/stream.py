@@ -18,6 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from proxy.http.exchange import Exchange
+from proxy.http.response_writer import ResponseWriter
 from proxy.http.responses import (
     GRPC_STATUSES,
     REASONS,
@@ -60,10 +61,14 @@ def fields_of(raw: bytes) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-class H2Writer:
-    """The response side of one stream: heads become HEADERS, bodies queue for DATA frames (see the module)."""
+class H2Writer(ResponseWriter):
+    """The response side of one stream: heads become HEADERS, bodies queue for DATA frames (see the module).
 
-    __slots__ = ("stream", "listener", "out", "passthrough", "chunked")
+    (A Python subclass of the writers' base, an extension type when compiled: its fields are the base's.)"""
+
+    __slots__ = ("stream",)
+
+    out: deque[bytes | Trailers]
 
     def __init__(self, stream: H2Stream) -> None:
         self.stream = stream
@@ -75,7 +80,7 @@ class H2Writer:
         # A response body may end with trailers (HTTP/1.1's chunked encoding; always so in HTTP/2).
         self.chunked = True
 
-    def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
+    def head(self, ex: Exchange, status: int, reason: bytes, fields: list[bytes], length: int, chunked: bool,
              own_hsts: bool, draining: bool) -> bool:
         headers = [(b":status", status_bytes(status))]
         for index in range(0, len(fields), 4):
