@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpResponseParser
 
+from proxy.http import mirror
 from proxy.http.attempts import Attempts
 from proxy.http.response_head import ResponseHead
 from proxy.routing.external_auth import COOKIE_STATUSES, ExternalAuth
@@ -276,7 +277,7 @@ class AuthGate:
             if decision.cookies:
                 ex.response_filters = (*ex.response_filters, AuthCookie(decision.cookies, auth.always_set_cookie))
             if self.mirrors:
-                ex.mirror_to(self.mirrors, head)
+                mirror.copy_request(ex, self.mirrors, head)
                 if ex.req_done and ex.mirrors is not None:  # the body came in while asking: copies are complete
                     ex.mirrors.send()
                     ex.mirrors = None

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from proxy.http.downstream import Downstream
     from proxy.http.h1_response import H1Response
     from proxy.http.response_writer import ResponseWriter
-    from proxy.routing.filters import Mirror, ResponseFilter
+    from proxy.routing.filters import ResponseFilter
     from proxy.routing.model import Timeouts
     from proxy.routing.request import ClientCertificate
     from proxy.stats import RouteStats
@@ -348,34 +348,6 @@ class Exchange(RequestHead):
         mirrors = self.mirrors
         if mirrors is not None and not mirrors.add(framed, len(chunk)):
             self.mirrors = None
-
-    def mirror(self, copies: list[tuple[Upstream, list[bytes]]]) -> None:
-        """Send copies of this request to mirror backends once it is complete (now, when it has no body)."""
-        if not self.has_body:
-            for upstream, request in copies:
-                mirror.send_copy(upstream, request)
-            return
-        self.mirrors = mirror.Copies([(upstream, request + self.up_out) for upstream, request in copies])
-
-    def mirror_to(self, targets: list[tuple[Upstream, Mirror]], request: list[bytes]) -> None:
-        """Copy this request (`request`: the head sent to the pod) to mirror backends: as is, or as the mirror's
-        `copy` makes it (ingress-nginx's mirror-target; a copy without body is sent at once)."""
-        copies = []
-        for upstream, spec in targets:
-            copy = spec.copy
-            if copy is None:
-                copies.append((upstream, list(request)))
-                continue
-            target = self.target
-            uri = target.decode("latin-1") if target[:1] == b"/" else self.path + (
-                "?" + self.query.decode("latin-1") if self.query else "")
-            head = copy.head(self, uri, request)
-            if copy.body:
-                copies.append((upstream, head))
-            else:
-                mirror.send_copy(upstream, head)
-        if copies:
-            self.mirror(copies)
 
     def request_complete(self) -> None:
         """The client's request message (head and body) has been fully read."""

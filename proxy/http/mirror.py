@@ -20,6 +20,8 @@ from httptools import HttpParserError, HttpResponseParser
 from proxy.upstream.errors import ConnectError
 
 if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+    from proxy.routing.filters import Mirror
     from proxy.upstream.cluster import Upstream
     from proxy.upstream.connection import UpstreamConnection
     from proxy.upstream.pool import EndpointPool
@@ -73,6 +75,33 @@ def send_copy(upstream: Upstream, request: list[bytes]) -> None:
 
 
 _TASKS: set[asyncio.Task[None]] = set()
+
+
+def copy_request(ex: Exchange, targets: list[tuple[Upstream, Mirror]], request: list[bytes]) -> None:
+    """Copy `ex`'s request (`request`: the head sent to the pod) to mirror backends: as is, or as the mirror's
+    `copy` makes it (ingress-nginx's mirror-target). A copy without body goes at once; the others once the
+    request is complete (`ex.mirrors`, sent by the exchange)."""
+    copies: list[tuple[Upstream, list[bytes]]] = []
+    for upstream, spec in targets:
+        copy = spec.copy
+        if copy is None:
+            copies.append((upstream, list(request)))
+            continue
+        target = ex.target
+        uri = target.decode("latin-1") if target[:1] == b"/" else ex.path + (
+            "?" + ex.query.decode("latin-1") if ex.query else "")
+        head = copy.head(ex, uri, request)
+        if copy.body:
+            copies.append((upstream, head))
+        else:
+            send_copy(upstream, head)
+    if not copies:
+        return
+    if not ex.has_body:
+        for upstream, head in copies:
+            send_copy(upstream, head)
+        return
+    ex.mirrors = Copies([(upstream, head + ex.up_out) for upstream, head in copies])
 
 
 class Copies:

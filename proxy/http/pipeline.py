@@ -272,7 +272,7 @@ class Pipeline:
         else:
             request += (forwarded, b"X-Request-ID: ", head.request_id, end)
         if mirrors:
-            ex.mirror_to(mirrors, request)
+            mirror.copy_request(ex, mirrors, request)
         if (rules is not None and rules.buffer_body and not ex.req_done and ex.has_body
                 and ex.content_length <= REQUEST_BUFFER_LIMIT):
             # proxy-request-buffering: the pod is dialed once the body is in (proxy.http.buffering).
