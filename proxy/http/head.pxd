@@ -19,8 +19,8 @@ cdef class RequestHead(FlatFields):
     cdef public object traceparent
     cdef public object tracestate
     cdef public object trace
-    cdef public object id_pool
-    cdef public object id_at
+    cdef public bytes id_pool
+    cdef public Py_ssize_t id_at
     cdef public object te_trailers
     cdef public object scheme
     cdef public object host
