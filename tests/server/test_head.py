@@ -26,8 +26,9 @@ def test_an_exchange_starts_with_the_request_head_defaults():
     assert fields >= Exchange.SET_BEFORE_READ
     for name in sorted(fields - Exchange.SET_BEFORE_READ - Exchange.SET_WHEN_SEEN):
         assert getattr(exchange, name) == getattr(head, name), name
-    # Compiled (proxy/http/exchange.pxd), an attribute never written reads None instead of raising.
+    # Compiled (proxy/http/exchange.pxd), an attribute never written reads None instead of raising (0 for a C
+    # integer field such as head.pxd's id_at).
     compiled = extensions.is_compiled(exchange_module)
     for name in Exchange.SET_BEFORE_READ | Exchange.SET_WHEN_SEEN:
-        written = getattr(exchange, name, None) is not None if compiled else hasattr(exchange, name)
+        written = getattr(exchange, name, None) not in (None, 0) if compiled else hasattr(exchange, name)
         assert not written, f"{name} is written by Exchange.__init__: drop it from SET_BEFORE_READ / SET_WHEN_SEEN"

@@ -64,6 +64,18 @@ async def serve(make_proxy, backend):  # type: ignore[no-untyped-def]
     return proxy
 
 
+async def fetch_in_turn(make_proxy, backend, count: int) -> list:  # type: ignore[no-untyped-def]
+    """`count` GETs one after another on one client connection through a proxy in front of `backend`."""
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    responses = []
+    for _ in range(count):
+        writer.write(encode_request("/"))
+        responses.append(await read_response(reader, timeout=30))
+    writer.close()
+    return responses
+
+
 async def test_body_in_many_small_writes_then_the_connection_is_reused(make_proxy, make_backend):
     sizes = [RAW_MIN, 100 * 1000 + 7]
 
@@ -79,15 +91,10 @@ async def test_body_in_many_small_writes_then_the_connection_is_reused(make_prox
         await reader.read()
 
     backend = await make_backend(handler)
-    proxy = await serve(make_proxy, backend)
-    reader, writer = await connect(proxy.port)
-    for size in sizes:
-        writer.write(encode_request("/"))
-        response = await read_response(reader, timeout=30)
+    for size, response in zip(sizes, await fetch_in_turn(make_proxy, backend, len(sizes)), strict=True):
         assert response.status == 200 and response.header("Content-Length") == str(size)
         assert response.body == body(size)
     assert backend.connections == 1  # the raw path gave the connection back for the next request
-    writer.close()
 
 
 async def test_head_and_body_in_one_write(make_proxy, make_backend):
@@ -101,14 +108,9 @@ async def test_head_and_body_in_one_write(make_proxy, make_backend):
         await reader.read()
 
     backend = await make_backend(handler)
-    proxy = await serve(make_proxy, backend)
-    reader, writer = await connect(proxy.port)
-    for size in sizes:
-        writer.write(encode_request("/"))
-        response = await read_response(reader, timeout=30)
+    for size, response in zip(sizes, await fetch_in_turn(make_proxy, backend, len(sizes)), strict=True):
         assert response.header("X-Size") == str(size) and response.body == body(size)
     assert backend.connections == 1
-    writer.close()
 
 
 @pytest.mark.parametrize("size", [10, RAW_MIN], ids=["short", "raw"])
