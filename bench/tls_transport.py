@@ -7,6 +7,8 @@ bench/tls.py's rounds and CPU reading), same certificate (ECDSA P-256), same run
   what pyngress runs today: uvloop's SSLProtocol, MemoryBIO copies, an SSLWantReadError per step);
 * `acceptor`: what pyngress runs (proxy/tls/handshake.py's TlsAcceptor: plain TCP, then `loop.start_tls` per
   connection, to count handshakes by outcome);
+* `native`: proxy/tls/_native.pyx (compiled: `scripts/build-inplace`): OpenSSL on the socket (`SSL_set_fd`),
+  accept, handshake, reads and writes in C, only the app protocol in Python;
 * `direct`: the standard library only: a non-blocking listening socket watched with `loop.add_reader`,
   one `accept()` per readiness, `context.wrap_socket(sock, server_side=True,
   do_handshake_on_connect=False)`, `do_handshake()` on readiness, then `recv`/`send` on the SSLSocket
@@ -69,7 +71,7 @@ from bench.tls import (
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _READY = re.compile(r"bench-tls-transport listening 127\.0\.0\.1:(\d+)")
-SERVERS = ("uvloop-ssl", "acceptor", "direct", "direct-batch", "direct-sni", "direct-sslobj", "direct-lean",
+SERVERS = ("uvloop-ssl", "acceptor", "native", "direct", "direct-batch", "direct-sni", "direct-sslobj", "direct-lean",
            "direct-1ticket")
 
 
@@ -288,6 +290,19 @@ async def _serve(mode: str, cert: str, key: str) -> None:
                                               ssl_handshake_timeout=60, backlog=1024)
         port = server.sockets[0].getsockname()[1]
         closing = server.close
+    elif mode == "native":
+        from proxy.tls import _native  # type: ignore[attr-defined]
+        from proxy.tls.handshake import _SSL_REASONS, OTHER, HandshakeStats
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        native = _native.NativeServer(loop, listener, context, BackendProtocol, stats=HandshakeStats(),
+                                      handshake_timeout=60.0, classify=lambda name: _SSL_REASONS.get(name, OTHER))
+        native.start()
+        port = listener.getsockname()[1]
+        closing = listener.close
     else:
         listener = await _serve_direct(context, batch=mode != "direct", raw=mode == "direct-sslobj",
                                         lean=mode == "direct-lean")
