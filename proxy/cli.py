@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "ssl-passthrough and of TLSRoutes get the TLS stream undecrypted (off: every "
                           "connection is terminated here)")
 
+    tls.add_argument("--tls-transport", choices=("asyncio", "native"), default=d.tls_transport,
+                     help="how HTTPS listeners terminate TLS: asyncio (uvloop's SSL protocol) or native (OpenSSL reads "
+                          "and writes the socket, compiled builds only; falls back to asyncio with a warning; "
+                          "listeners with PROXY protocol or SSL passthrough stay asyncio)")
+
     life = parser.add_argument_group("process")
     life.add_argument("--shutdown-grace-period", type=_seconds, default=d.shutdown_grace_period, metavar="SECONDS",
                       help="on SIGTERM, time requests in flight get to finish")
@@ -262,6 +267,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> Settings:
         hsts_include_subdomains=args.hsts_include_subdomains,
         hsts_preload=args.hsts_preload,
         ssl_passthrough=args.enable_ssl_passthrough,
+        tls_transport=args.tls_transport,
         http2=args.http2,
         otlp_endpoint=args.otlp_endpoint,
         trace_sample_ratio=args.trace_sample_ratio,

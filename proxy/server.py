@@ -36,7 +36,9 @@ from proxy.routing.passthrough import SniTable, ingress_passthrough, joined
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
 from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
+from proxy.tls import native as native_tls
 from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
+from proxy.tls.native import NATIVE, NativeTlsServer
 from proxy.tls.store import offer_http2
 from proxy.tracing.exporter import SpanExporter
 from proxy.tracing.tracer import Tracer
@@ -342,7 +344,8 @@ class ProxyServer:
                     continue
                 try:
                     listener = await self._listen("https" if https else "tls" if passthrough else "http", port,
-                                                  certificates.server_context() if certificates else None)
+                                                  certificates.server_context() if certificates else None,
+                                                  certificates=certificates)
                 except OSError as error:
                     logger.error("cannot open port %d for a Gateway listener (port %d): %s", port, config.port, error)
                     continue
@@ -395,6 +398,7 @@ class ProxyServer:
             self.settings.https_port if port is None else port,
             ssl_context,
             handshake_timeout=handshake_timeout or self.header_timeout,
+            certificates=certificates,
         )
         self._secure(listener, certificates)
         if listener.sni is not None:
@@ -410,7 +414,8 @@ class ProxyServer:
         self._dress(listener)
 
     async def _listen(
-        self, scheme: str, port: int, ssl_context: ssl.SSLContext | None, *, handshake_timeout: float | None = None
+        self, scheme: str, port: int, ssl_context: ssl.SSLContext | None, *, handshake_timeout: float | None = None,
+        certificates: CertStoreHolder | None = None,
     ) -> Listener:
         loop = asyncio.get_running_loop()
         self.now = loop.time()
@@ -448,7 +453,13 @@ class ProxyServer:
         server: asyncio.AbstractServer
         if self.proxy_protocol is None:
             self.proxy_protocol = self.global_config.use_proxy_protocol
-        if self.proxy_protocol:
+        native = None
+        if acceptor is not None and sni is None and not self.proxy_protocol and self.settings.tls_transport == NATIVE:
+            native = self._native_tls(port, ssl_context, connection, acceptor, certificates, reuse_port)
+        if native is not None:
+            server = native  # type: ignore[assignment]
+            acceptor = None
+        elif self.proxy_protocol:
             server = await ProxyProtocolServer.listen(
                 self.settings.bind, port, reuse_port=reuse_port, backlog=1024,
                 factory=self._proxied_factory(connection, acceptor, sni), timeout=self.header_timeout)
@@ -459,6 +470,8 @@ class ProxyServer:
         listener = Listener(scheme, bound, server)
         if acceptor is not None:
             listener.acceptor, listener.handshakes = acceptor, acceptor.stats
+        elif native is not None:
+            listener.native, listener.handshakes = native, native.stats
         listener.sni = sni
         listener.pipeline = Pipeline(self, listener)
         if self.settings.http2:
@@ -473,6 +486,23 @@ class ProxyServer:
         if self._ticker is None:
             self._ticker = loop.call_later(self.tick, self._on_tick)
         return listener
+
+    def _native_tls(self, port: int, ssl_context: ssl.SSLContext | None, connection: Callable[[], ClientConnection],
+                    acceptor: TlsAcceptor, certificates: CertStoreHolder | None,
+                    reuse_port: bool) -> NativeTlsServer | None:
+        """--tls-transport native: the listener's socket served by proxy/tls/native.py, or None (asyncio, with one
+        warning per reason) when the native transport cannot be used here."""
+        ok, reason = native_tls.available()
+        if ok and certificates is None and ssl_context is not None and ssl_context.sni_callback is not None:
+            ok, reason = False, "the listener's SSLContext has a Python SNI callback"
+        if not ok:
+            native_tls.warn_fallback(reason)
+            return None
+        context = certificates.native_context() if certificates is not None else acceptor.ssl_context
+        return native_tls.NativeTlsServer.listen(
+            self.settings.bind, port, context, connection, stats=acceptor.stats,
+            handshake_timeout=acceptor.handshake_timeout,
+            select=certificates.select_native if certificates is not None else None, reuse_port=reuse_port)
 
     @staticmethod
     def _proxied_factory(connection: Callable[[], ClientConnection], acceptor: TlsAcceptor | None,
@@ -591,6 +621,8 @@ class ProxyServer:
                 listener.sni.abort()  # ClientHellos being read, spliced connections, handshakes in progress
             elif listener.acceptor is not None:
                 listener.acceptor.abort()  # handshakes still in progress
+            elif listener.native is not None:
+                listener.native.abort()
         if self.access_log is not None:
             self.access_log.close()
         await auth_request.close_sessions()

@@ -126,3 +126,6 @@ class Settings:
     # HTTP/2 to clients (ingress-nginx's use-http2): TLS listeners offer h2 by ALPN, plain ones accept h2c with
     # prior knowledge (the connection preface). Off: HTTP/1.1 only.
     http2: bool = True
+    # How HTTPS listeners terminate TLS: "asyncio" (uvloop's SSL protocol, proxy/tls/handshake.py) or "native"
+    # (OpenSSL on the socket, compiled: proxy/tls/native.py; falls back to asyncio with a warning when unavailable).
+    tls_transport: str = "asyncio"

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from proxy.passthrough import SniAcceptor
     from proxy.routing.filters import RequestFilter
     from proxy.tls.handshake import HandshakeStats, TlsAcceptor
+    from proxy.tls.native import NativeTlsServer
     from proxy.tls.store import CertStoreHolder
 
 
@@ -19,7 +20,7 @@ class Listener:
     """A listening socket: its scheme and port go into X-Forwarded-Proto/Port; it counts its connections."""
 
     __slots__ = ("scheme", "port", "public_port", "tls", "forwarded", "server", "active_connections",
-                 "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "filters",
+                 "total_connections", "response_fields", "certificates", "handshakes", "acceptor", "native", "filters",
                  "ingress", "closing", "hide_server", "sni", "pipeline", "http2", "h2c")
 
     def __init__(self, scheme: str, port: int, server: asyncio.AbstractServer | None) -> None:
@@ -47,6 +48,8 @@ class Listener:
         self.certificates: CertStoreHolder | None = None
         self.acceptor: TlsAcceptor | None = None
         self.handshakes: HandshakeStats | None = None
+        # --tls-transport native: the listener's server, which terminates TLS in compiled code (acceptor None).
+        self.native: NativeTlsServer | None = None
         # With --enable-ssl-passthrough: the SNI reader in front of the acceptor (its table set at each publish).
         self.sni: SniAcceptor | None = None
         # Request filters every request on this listener runs before routing (the 421 check on HTTPS).

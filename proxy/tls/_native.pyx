@@ -113,6 +113,8 @@ cdef extern from *:
     void SSL_get0_alpn_selected(const SSL *ssl, const unsigned char **data, unsigned int *len) nogil
     int SSL_session_reused(const SSL *s) nogil
     const char *SSL_get_version(const SSL *s) nogil
+    int SSL_set_ex_data(SSL *ssl, int idx, void *data) nogil
+    void *SSL_get_ex_data(const SSL *ssl, int idx) nogil
     unsigned long ERR_peek_last_error() nogil
     void ERR_clear_error() nogil
     const char *ERR_reason_error_string(unsigned long e) nogil

@@ -211,6 +211,9 @@ class _OpenSsl:
 
     @staticmethod
     def ssl_pointer(ssl_object: Any) -> int:
+        native = getattr(ssl_object, "pyngress_ssl_pointer", None)  # the native transport's TlsInfo
+        if native is not None:
+            return int(native)
         # PySSLSocket: PyObject_HEAD (refcount, type), a weakref to the socket, then SSL *ssl.
         inner = ssl_object._sslobj
         return ctypes.c_void_p.from_address(id(inner) + 3 * ctypes.sizeof(ctypes.c_void_p)).value or 0

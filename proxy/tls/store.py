@@ -258,7 +258,7 @@ class CertStoreHolder:
     it get the new certificates, handshakes already done are not touched.
     """
 
-    __slots__ = ("current", "_context", "shared_tickets")
+    __slots__ = ("current", "_context", "shared_tickets", "ticket_keys", "_native")
 
     def __init__(self, store: CertStore, *, ticket_keys: bytes | None = None) -> None:
         self.current = store
@@ -267,6 +267,8 @@ class CertStoreHolder:
         # True when the session tickets are encrypted with `ticket_keys` (every worker's), else OpenSSL's own.
         self.shared_tickets = share_ticket_keys(context, ticket_keys)
         self._context = context
+        self.ticket_keys = ticket_keys
+        self._native: ssl.SSLContext | None = None
 
     def publish(self, store: CertStore) -> None:
         self.current = store
@@ -285,3 +287,26 @@ class CertStoreHolder:
                 require_client_certificate(ssl_object, auth)
         # Kept for the listener's domain-fronting check (Host must be served by the SNI's certificate).
         ssl_object.pyngress_server_name = server_name.lower().rstrip(".") if server_name else None
+
+    def native_context(self) -> ssl.SSLContext:
+        """A listener context for the native TLS transport (proxy/tls/native.py): the same policy and ticket
+        keys as `server_context()`, without Python's sni_callback (the transport installs OpenSSL's servername
+        callback on it and asks `select_native`). Made once; the transport owns its callback."""
+        if self._native is None:
+            context = new_server_context()
+            if self.ticket_keys is not None:
+                share_ticket_keys(context, self.ticket_keys)
+            self._native = context
+        return self._native
+
+    def select_native(self, info: Any, server_name: str | None) -> ssl.SSLContext:
+        """The native transport's certificate choice, inside every handshake: as `_on_server_name`, returning
+        the context to switch to (`info` is the connection's TlsInfo, `get_extra_info("ssl_object")`)."""
+        store = self.current
+        context = store.select(server_name)
+        if store.client_auth:
+            auth = store.client_auth.get(context)
+            if auth is not None:
+                require_client_certificate(info, auth)
+        info.pyngress_server_name = server_name.lower().rstrip(".") if server_name else None
+        return context

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from proxy.tls.native import available
 from server_harness import Rule, cluster, read_response
 
 APP = "default/app:80"
@@ -43,14 +44,20 @@ def certificate(tmp_path_factory) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-@pytest.fixture
-async def tls_proxy(make_proxy, make_pods, certificate):
+# The asyncio TLS path always; --tls-transport native (proxy/tls/native.py) where it is compiled.
+TRANSPORTS_HERE = ("asyncio", "native") if available()[0] else ("asyncio",)
+
+
+@pytest.fixture(params=TRANSPORTS_HERE)
+async def tls_proxy(make_proxy, make_pods, certificate, request):
     (pod,) = await make_pods("a")
-    proxy = await make_proxy()
+    proxy = await make_proxy(tls_transport=request.param)
     proxy.publish([Rule("secure.example", "/", APP)], [cluster(APP, [pod.endpoint])])
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(*certificate)
     await proxy.server.start_https(server_context, port=0)
+    (listener,) = [listener for listener in proxy.server.listeners if listener.tls]
+    assert (listener.native is not None) == (request.param == "native")
     client_context = ssl.create_default_context(cafile=certificate[0])
     return proxy, client_context
 

@@ -1,0 +1,142 @@
+"""`--tls-transport native`: HTTPS listeners whose TLS runs in compiled code (proxy/tls/_native.pyx), issue #14.
+
+The asyncio path (proxy/tls/handshake.py) terminates TLS with uvloop's SSL protocol behind memory BIOs, and every
+step of a handshake is a few Python callbacks; the native transport hands the socket to OpenSSL (`SSL_set_fd`) and
+runs accept, handshake, reads and writes in C, so Python runs only the app protocol. bench/README.md ("A native
+TLS transport") has the measurements.
+
+What it serves as the asyncio path does: certificates chosen by SNI (the CertStoreHolder's store, OpenSSL's
+servername callback), ALPN (h2 / http/1.1), session tickets (the workers' shared keys) and the TLS 1.2 session
+cache, client certificates (auth-tls, through client_auth.py's libssl calls on the connection's `SSL *`),
+handshakes counted by outcome (handshake.py's REASONS) and the handshake timeout. Listeners with a PROXY protocol
+header (`use-proxy-protocol`) or SSL passthrough keep the asyncio path (the first bytes are read before TLS starts).
+
+Compiled only: in pure-Python mode (PYNGRESS_NO_EXTENSIONS=1), without the compiled module, or with a libssl it
+cannot share with the `ssl` module, `load()` says why and the listener uses the asyncio path (one warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from proxy import extensions
+from proxy.tls.handshake import _SSL_REASONS, OTHER, HandshakeStats
+
+logger = logging.getLogger("pyngress.tls")
+
+NATIVE = "native"
+ASYNCIO = "asyncio"
+TRANSPORTS: tuple[str, ...] = (ASYNCIO, NATIVE)
+
+
+@cache
+def load() -> ModuleType | str:
+    """The compiled module, or why it cannot be used here."""
+    if extensions.disabled():
+        return "pure-Python mode (PYNGRESS_NO_EXTENSIONS)"
+    try:
+        from proxy.tls import _native  # type: ignore[attr-defined]
+    except ImportError as error:
+        return f"the native TLS module is not compiled ({error})"
+    from proxy.tls.store import new_server_context
+    from proxy.tls.tickets import _libssl
+
+    lib = _libssl()  # one libssl in the process, of the version `ssl` reports
+    if isinstance(lib, str):
+        return lib
+    try:
+        _native.check_context(new_server_context())
+    except (RuntimeError, TypeError) as error:
+        return str(error)
+    return _native  # type: ignore[no-any-return]
+
+
+def available() -> tuple[bool, str]:
+    module = load()
+    return (True, "") if not isinstance(module, str) else (False, module)
+
+
+@cache
+def warn_fallback(reason: str) -> None:
+    logger.warning("--tls-transport native is unavailable (%s): TLS listeners use the asyncio transport", reason)
+
+
+def classify(reason: str) -> str:
+    """handshake.py's REASONS for an OpenSSL reason name ("WRONG_VERSION_NUMBER")."""
+    return _SSL_REASONS.get(reason, OTHER)
+
+
+class NativeTlsServer:
+    """What a Listener keeps as its `server` (the asyncio.Server calls the proxy makes), around a NativeServer.
+
+    The listening socket is bound here (reuse_address, reuse_port with workers) and watched by the loop; closing
+    it stops accepting and leaves open connections alone, as asyncio.Server.close() does."""
+
+    def __init__(self, native: Any, sock: socket.socket) -> None:
+        self.native = native
+        self.sockets = [sock]
+        self._closed = asyncio.Event()
+
+    @classmethod
+    def listen(cls, host: str, port: int, context: ssl.SSLContext, protocol_factory: Callable[[], Any], *,
+               stats: HandshakeStats, handshake_timeout: float, select: Callable[[Any, str | None], ssl.SSLContext]
+               | None, reuse_port: bool = False, backlog: int = 1024) -> NativeTlsServer:
+        module = load()
+        if isinstance(module, str):
+            raise RuntimeError(module)
+        if handshake_timeout <= 0:
+            raise ValueError(f"handshake_timeout must be positive, got {handshake_timeout}")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(backlog)
+            sock.setblocking(False)
+            native = module.NativeServer(asyncio.get_running_loop(), sock, context, protocol_factory, stats=stats,
+                                         handshake_timeout=float(handshake_timeout), classify=classify,
+                                         select=select)
+            native.start()
+        except BaseException:
+            sock.close()
+            raise
+        return cls(native, sock)
+
+    @property
+    def handshakes(self) -> set[Any]:
+        """The connections whose handshake is in progress."""
+        return self.native.handshaking  # type: ignore[no-any-return]
+
+    @property
+    def stats(self) -> HandshakeStats:
+        return self.native.stats  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self.native.close()
+        for sock in self.sockets:
+            sock.close()
+        self._closed.set()
+
+    def abort(self) -> None:
+        """Cut every handshake in progress (server shutdown): not counted as failures."""
+        self.native.abort_handshakes()
+
+    def is_serving(self) -> bool:
+        return not self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
