@@ -84,6 +84,16 @@ cdef extern from *:
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
     }
+    /* What the peer sent and nobody read, read and dropped (bounded), so that close() ends the connection with a
+       FIN rather than a reset (a failed handshake leaves the rest of a plain HTTP request unread). */
+    static void pyngress_drain(int fd) {
+        char sink[16384];
+        int rounds;
+        for (rounds = 0; rounds < 16; rounds++) {
+            if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
+                return;
+        }
+    }
     static int pyngress_accept(int fd) {
         int one = 1;
         int conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -135,6 +145,7 @@ cdef extern from *:
     long set_servername_cb "pyngress_set_servername_cb"(SSL_CTX *ctx, servername_cb cb, void *arg)
     double monotonic "pyngress_monotonic"() nogil
     int c_accept "pyngress_accept"(int fd) nogil
+    void c_drain "pyngress_drain"(int fd) nogil
     int c_close "close"(int fd) nogil
 
 
@@ -462,6 +473,8 @@ cdef class NativeTransport:
         if not self.counted:
             self.counted = True
             self.server.stats.failures[reason] += 1
+        if not self.closed:
+            c_drain(self.fd)
         self._drop()
 
     # ------------------------------------------------------------ writing

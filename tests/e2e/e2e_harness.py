@@ -323,6 +323,9 @@ async def start_pyngress(manifests: Path | list[Path] | None, *args: str, log_pa
                "--admin-port", "0", "--log-level", "debug"]
     for path in paths:
         command += ["--manifests", str(path)]
+    if os.environ.get("PYNGRESS_TEST_TLS_TRANSPORT"):
+        # Runs the TLS suites on another transport (`PYNGRESS_TEST_TLS_TRANSPORT=native`, after build-inplace).
+        command += ["--tls-transport", os.environ["PYNGRESS_TEST_TLS_TRANSPORT"]]
     command += list(args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", **(env or {})}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ async def make_proxy() -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
 
     async def factory(**overrides: object) -> Proxy:
         overrides.setdefault("access_log", False)  # tests that want it turn it on
+        if os.environ.get("PYNGRESS_TEST_TLS_TRANSPORT"):  # the TLS suites on another transport (native)
+            overrides.setdefault("tls_transport", os.environ["PYNGRESS_TEST_TLS_TRANSPORT"])
         settings = Settings(bind="127.0.0.1", http_port=0, **overrides)  # type: ignore[arg-type]
         proxy = Proxy(settings)
         await proxy.server.start()
