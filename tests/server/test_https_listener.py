@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import ssl
 
 import aiohttp
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from proxy.tls import native as native_tls
 from proxy.tls.native import available
 from server_harness import Rule, cluster, read_response
 
@@ -108,4 +110,28 @@ async def test_bad_request_over_tls_is_answered_and_closed(tls_proxy):
     async with asyncio.timeout(5):
         data = await reader.read(65536)
     assert data.startswith(b"HTTP/1.1 400 ")
+    writer.close()
+
+
+async def test_native_transport_falls_back_to_asyncio_with_one_warning(make_proxy, make_pods, certificate, caplog):
+    """--tls-transport native where it cannot serve (pure-Python mode, or a listener context with a Python SNI
+    callback, which expects the ssl module's own SSL objects): the asyncio path serves, one warning says why."""
+    native_tls.warn_fallback.cache_clear()
+    (pod,) = await make_pods("a")
+    proxy = await make_proxy(tls_transport="native")
+    proxy.publish([Rule("secure.example", "/", APP)], [cluster(APP, [pod.endpoint])])
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(*certificate)
+    server_context.sni_callback = lambda *_: None
+    with caplog.at_level(logging.WARNING, logger="pyngress.tls"):
+        await proxy.server.start_https(server_context, port=0)
+    (listener,) = [listener for listener in proxy.server.listeners if listener.tls]
+    assert listener.native is None and listener.acceptor is not None
+    warnings = [record.getMessage() for record in caplog.records if "--tls-transport native" in record.getMessage()]
+    assert len(warnings) == 1 and "asyncio" in warnings[0]
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.https_port,
+                                                   ssl=ssl.create_default_context(cafile=certificate[0]),
+                                                   server_hostname="secure.example")
+    writer.write(b"GET /x HTTP/1.1\r\nHost: secure.example\r\n\r\n")
+    assert (await read_response(reader)).status == 200
     writer.close()
