@@ -457,7 +457,7 @@ class ProxyServer:
         if acceptor is not None and sni is None and not self.proxy_protocol and self.settings.tls_transport == NATIVE:
             native = self._native_tls(port, ssl_context, connection, acceptor, certificates, reuse_port)
         if native is not None:
-            server = native  # type: ignore[assignment]
+            server = native
             acceptor = None
         elif self.proxy_protocol:
             server = await ProxyProtocolServer.listen(

@@ -18,6 +18,7 @@ cannot share with the `ssl` module, `load()` says why and the listener uses the 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 import ssl
@@ -42,7 +43,7 @@ def load() -> ModuleType | str:
     if extensions.disabled():
         return "pure-Python mode (PYNGRESS_NO_EXTENSIONS)"
     try:
-        from proxy.tls import _native  # type: ignore[attr-defined]
+        _native = importlib.import_module("proxy.tls._native")
     except ImportError as error:
         return f"the native TLS module is not compiled ({error})"
     from proxy.tls.store import new_server_context
@@ -55,7 +56,7 @@ def load() -> ModuleType | str:
         _native.check_context(new_server_context())
     except (RuntimeError, TypeError) as error:
         return str(error)
-    return _native  # type: ignore[no-any-return]
+    return _native
 
 
 def available() -> tuple[bool, str]:
@@ -73,7 +74,7 @@ def classify(reason: str) -> str:
     return _SSL_REASONS.get(reason, OTHER)
 
 
-class NativeTlsServer:
+class NativeTlsServer(asyncio.AbstractServer):
     """What a Listener keeps as its `server` (the asyncio.Server calls the proxy makes), around a NativeServer.
 
     The listening socket is bound here (reuse_address, reuse_port with workers) and watched by the loop; closing
@@ -81,6 +82,7 @@ class NativeTlsServer:
 
     def __init__(self, native: Any, sock: socket.socket) -> None:
         self.native = native
+        self._loop = asyncio.get_running_loop()
         self.sockets = [sock]
         self._closed = asyncio.Event()
 
@@ -114,11 +116,12 @@ class NativeTlsServer:
     @property
     def handshakes(self) -> set[Any]:
         """The connections whose handshake is in progress."""
-        return self.native.handshaking  # type: ignore[no-any-return]
+        return self.native.handshaking
 
     @property
     def stats(self) -> HandshakeStats:
-        return self.native.stats  # type: ignore[no-any-return]
+        stats: HandshakeStats = self.native.stats
+        return stats
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -139,4 +142,10 @@ class NativeTlsServer:
         await self._closed.wait()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
+        return self._loop
+
+    async def start_serving(self) -> None:
+        """Serving from the start (listen() started it)."""
+
+    async def serve_forever(self) -> None:
+        await self.wait_closed()
