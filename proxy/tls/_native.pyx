@@ -94,6 +94,33 @@ cdef extern from *:
                 return;
         }
     }
+    /* getpeername/getsockname as the text address and port: family AF_INET or AF_INET6, else 0 */
+    static int pyngress_address(int fd, int peer, char *text, size_t size, int *port,
+                                unsigned int *flowinfo, unsigned int *scope) {
+        struct sockaddr_storage address;
+        socklen_t length = sizeof(address);
+        int rc = peer ? getpeername(fd, (struct sockaddr *)&address, &length)
+                      : getsockname(fd, (struct sockaddr *)&address, &length);
+        if (rc != 0)
+            return 0;
+        if (address.ss_family == AF_INET) {
+            struct sockaddr_in *in4 = (struct sockaddr_in *)&address;
+            if (inet_ntop(AF_INET, &in4->sin_addr, text, size) == NULL)
+                return 0;
+            *port = ntohs(in4->sin_port);
+            return AF_INET;
+        }
+        if (address.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
+            if (inet_ntop(AF_INET6, &in6->sin6_addr, text, size) == NULL)
+                return 0;
+            *port = ntohs(in6->sin6_port);
+            *flowinfo = ntohl(in6->sin6_flowinfo);
+            *scope = in6->sin6_scope_id;
+            return AF_INET6;
+        }
+        return 0;
+    }
     static int pyngress_accept(int fd) {
         int one = 1;
         int conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -146,6 +173,10 @@ cdef extern from *:
     double monotonic "pyngress_monotonic"() nogil
     int c_accept "pyngress_accept"(int fd) nogil
     void c_drain "pyngress_drain"(int fd) nogil
+    int c_address "pyngress_address"(int fd, int peer, char *text, size_t size, int *port, unsigned int *flowinfo,
+                                     unsigned int *scope) nogil
+    int AF_INET
+    int AF_INET6
     int c_close "close"(int fd) nogil
 
 
@@ -463,7 +494,7 @@ cdef class NativeTransport:
             logger_error(self.select_error)
         if reason is None:
             name = error_reason()
-            if err == SSL_ERROR_SYSCALL:
+            if err == SSL_ERROR_SYSCALL or err == SSL_ERROR_ZERO_RETURN:
                 reason = "client_closed"
             elif name:
                 reason = self.server.classify(name)
@@ -643,6 +674,8 @@ cdef class NativeTransport:
         self._force_close(None)
 
     cdef _shutdown(self):
+        if self.closed:
+            return  # never an SSL call once the file descriptor is closed (its number may be reused)
         ERR_clear_error()
         SSL_shutdown(self.ssl)  # sends close_notify; does not wait for the peer's
         ERR_clear_error()
@@ -721,15 +754,19 @@ cdef class NativeTransport:
         value = self.extra.get(key, self)
         if value is not self:
             return value
+        cdef char text[64]
+        cdef int port = 0
+        cdef unsigned int flowinfo = 0, scope = 0
+        cdef int family
         if self.closed:
             return default
-        sock = _socket_module.socket(fileno=self.fd)
-        try:
-            value = sock.getpeername() if peer else sock.getsockname()
-        except OSError:
-            value = default
-        finally:
-            sock.detach()
+        family = c_address(self.fd, peer, text, sizeof(text), &port, &flowinfo, &scope)
+        if family == AF_INET:
+            value = (text.decode("ascii"), port)
+        elif family == AF_INET6:
+            value = (text.decode("ascii"), port, flowinfo, scope)
+        else:
+            return default
         self.extra[key] = value
         return value
 
