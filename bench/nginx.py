@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import resource
 import subprocess
+import time
 from dataclasses import dataclass
 
 from bench.backend import LARGE_BODY, SMALL_BODY, UPLOAD_REPLY
@@ -156,5 +157,12 @@ def start(group: ProcessGroup, nginx: str, layout: NginxLayout, *, name: str, po
     """Run nginx in the foreground; ready when `port` accepts. Its workers are what RSS/CPU measure."""
     process = group.start(name, [nginx, "-p", layout.prefix, "-e", _error_log(layout), "-c", layout.conf])
     wait_for_port("127.0.0.1", port, timeout=timeout, process=process)
-    process.measured = children(process.pid) or [process.pid]
+    # The master listens before it forks its workers: the port can accept while there is no worker yet, and the
+    # master alone would be measured (0% CPU). Wait (bounded) for the workers.
+    deadline = time.monotonic() + min(timeout, 10.0)
+    workers = children(process.pid)
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.01)
+        workers = children(process.pid)
+    process.measured = workers or [process.pid]
     return process

@@ -418,6 +418,8 @@ cdef class NativeTransport:
         cdef int reads = 0
         if self.closed:
             return
+        if self.reading_paused and not self.handshaking:
+            return  # a read scheduled (call_soon) before pause_reading
         if self.handshaking:
             ERR_clear_error()
             ret = SSL_do_handshake(self.ssl)
