@@ -456,6 +456,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     loads = [n.strip() for n in args.loads.split(",") if n.strip()]
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if "native" in servers:
+        from proxy.tls.native import available
+
+        usable, problem = available()
+        if not usable:
+            print(f"bench.tls_transport: no native server ({problem}; scripts/build-inplace builds it)",
+                  file=sys.stderr)
+            servers.remove("native")
     started_at = datetime.datetime.now()
     workdir = tempfile.mkdtemp(prefix="pyngress-bench-tls-transport-")
     os.chmod(workdir, 0o755)
