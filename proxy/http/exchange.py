@@ -477,8 +477,8 @@ class Exchange(RequestHead):
                 start = end + 4 - len(tail)
         if start < 0:
             # A view is of the read buffer from its start (UpstreamConnection.buffer_updated): search the buffer.
-            found = data if type(data) is bytes else data.obj
-            start = found.find(b"\r\n\r\n", 0, len(data)) + 4  # type: ignore[union-attr]
+            found: bytes | bytearray = data.obj if isinstance(data, memoryview) else data  # type: ignore[assignment]
+            start = found.find(b"\r\n\r\n", 0, len(data)) + 4
         if start < len(data):
             self.raw_body(data, start)
             self.raw_flush(data)
