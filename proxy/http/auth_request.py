@@ -380,7 +380,7 @@ class _AuthCall:
 
     # ConnectionUser (proxy.upstream.connection)
 
-    def upstream_data(self, data: bytes) -> None:
+    def upstream_data(self, data: bytes | memoryview) -> None:
         self.received = True
         try:
             self.parser.feed_data(data)

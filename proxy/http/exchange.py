@@ -39,6 +39,7 @@ from proxy.http.deadlines import check_timeouts
 from proxy.http.head import RequestHead
 from proxy.http.response_head import ResponseHead
 from proxy.http.responses import GRPC_STATUSES, grpc_request, grpc_trailers
+from proxy.upstream import connection as _connection
 from proxy.upstream.errors import (
     BadRequest,
     ConnectError,
@@ -391,10 +392,13 @@ class Exchange(RequestHead):
 
     # ------------------------------------------------------------------ upstream side
 
-    def upstream_data(self, data: bytes) -> None:
+    def upstream_data(self, data: bytes | memoryview) -> None:
+        """A read from the upstream: `bytes`, or on uvloop a view of the connection's read buffer, valid only during
+        this call (proxy.upstream.connection): whatever keeps bytes of it past the call copies them, but for a raw
+        body's pieces, handed to the client's transport as they are (raw_flush)."""
         client = self.client
         if self.tunnel:
-            self.sent += self.writer.raw(data)
+            self.sent += self.writer.raw(data if type(data) is bytes else bytes(data))
             self.last_up = client.server.now
             return
         self.last_up = client.server.now
@@ -402,7 +406,7 @@ class Exchange(RequestHead):
         response = self.response
         if response.remaining:  # type: ignore[union-attr]  # attached: our H1Response
             self.raw_body(data, 0)
-            self.sent += self.writer.flush()
+            self.raw_flush(data)
             if self.resp_done:
                 self.response_finished()
             return
@@ -410,7 +414,7 @@ class Exchange(RequestHead):
             response.parser.feed_data(data)  # type: ignore[union-attr]  # attached: a reader with a parser
         except HttpParserUpgrade as exc:
             writer = self.writer
-            writer.body(data[exc.args[0] :])
+            writer.body(bytes(data[exc.args[0] :]))
             self.sent += writer.flush()
             self.tunnel = True
             client.start_tunnel(self)
@@ -423,7 +427,7 @@ class Exchange(RequestHead):
                 self.raw_start(data)
             elif isinstance(cause, _h1.SkipBody):
                 # A HEAD response ends with its head; only reuse the connection if nothing followed it.
-                self.reusable = self.reusable and data.endswith(b"\r\n\r\n")
+                self.reusable = self.reusable and data[-4:] == b"\r\n\r\n"
             elif isinstance(cause, _h1.ExtraResponse):
                 self.reusable = False
             elif isinstance(cause, UpstreamError):
@@ -456,9 +460,9 @@ class Exchange(RequestHead):
             # The head goes on in the next read: keep its last bytes, where its blank line may begin (raw_start).
             tail = response.tail  # type: ignore[union-attr]
             if tail is not None:
-                response.tail = (tail + data)[-3:]  # type: ignore[union-attr]
+                response.tail = (tail + data[-3:])[-3:]  # type: ignore[union-attr]
 
-    def raw_start(self, data: bytes) -> None:
+    def raw_start(self, data: bytes | memoryview) -> None:
         """The head of a raw body (proxy.http.h1_response.RawBody) ended in `data`: the rest is body.
 
         The parser accepted the head, so its end is the first blank line (CRLF CRLF: the parser takes no bare LF),
@@ -472,13 +476,24 @@ class Exchange(RequestHead):
             if end >= 0:
                 start = end + 4 - len(tail)
         if start < 0:
-            start = data.find(b"\r\n\r\n") + 4
+            # A view is of the read buffer from its start (UpstreamConnection.buffer_updated): search the buffer.
+            found: bytes | bytearray = data.obj if isinstance(data, memoryview) else data  # type: ignore[assignment]
+            start = found.find(b"\r\n\r\n", 0, len(data)) + 4
         if start < len(data):
             self.raw_body(data, start)
+            self.raw_flush(data)
 
-    def raw_body(self, data: bytes, start: int) -> None:
+    def raw_flush(self, data: bytes | memoryview) -> None:
+        """Write a raw body's piece. A piece of a view the client's transport could not write at once stays in its
+        buffer: the connection's read buffer is then left to it (the next read gets another)."""
+        writer = self.writer
+        self.sent += writer.flush()
+        if type(data) is not bytes and writer.transport.get_write_buffer_size():  # type: ignore[attr-defined]
+            _connection.keep_last_read()
+
+    def raw_body(self, data: bytes | memoryview, start: int) -> None:
         """Body bytes of a raw response, data[start:] (up to what remains), handed to the writer as they were read:
-        the read itself or a memoryview of it (uvloop writes both without a copy)."""
+        the read itself or a memoryview of it (uvloop writes both without a copy; see raw_flush)."""
         response: H1Response = self.response  # type: ignore[assignment]
         remaining = response.remaining
         size = len(data) - start

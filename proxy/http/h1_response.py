@@ -13,7 +13,8 @@ broken response) cannot go on, so `broken()` makes the next `begin()` start a fr
 Raw bodies: a body of at least `RAW_MIN` bytes framed by Content-Length, going to an HTTP/1.1 writer that
 passes bodies through, leaves the parser after its head (`RawBody`, raised from on_headers_complete): the
 exchange then slices the upstream's reads itself and counts `remaining` down to zero (Exchange.raw_body), so
-the body's bytes reach the client's transport as they were read, without the parser's copy per chunk. Such a
+the body's bytes reach the client's transport as they were read, without the parser's copy per chunk (on uvloop
+as views of the buffer the connection reads into, without a copy at all: proxy.upstream.connection). Such a
 response costs a fresh parser for the next one, which only pays at that size.
 """
 

@@ -176,7 +176,7 @@ class _MirrorCopy:
 
     # ConnectionUser (proxy.upstream.connection)
 
-    def upstream_data(self, data: bytes) -> None:
+    def upstream_data(self, data: bytes | memoryview) -> None:
         try:
             self.parser.feed_data(data)
         except HttpParserError:

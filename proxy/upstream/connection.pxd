@@ -1,3 +1,6 @@
+cdef object _view  # a C global: the shared read buffer (see the module)
+
+
 cdef class UpstreamConnection:
     cdef public object pool
     cdef public object transport

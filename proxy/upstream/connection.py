@@ -3,6 +3,16 @@
 The protocol object only routes transport events to the request currently using
 the connection (an ``Exchange``) or, while idle in a pool, notices that the
 upstream closed it so the pool never hands out a dead connection.
+
+Reads: on uvloop the connection is a buffered protocol (``get_buffer``/``buffer_updated``): the socket is read
+into one buffer the process owns and the user gets a memoryview of what was read, so a long body's bytes go
+from that buffer to the client's transport without the copy into a fresh ``bytes`` per read that
+``data_received`` costs. Every upstream connection of the process reads into the same buffer (uvloop's own read
+buffer is shared the same way): a read is handed out and consumed within one callback, so only a view that
+outlives it matters, and only the exchange's raw body makes one (a client transport that could not write a
+piece at once keeps a view of it): it calls `keep_last_read()`, and the next read gets a new buffer. Asyncio's
+loop calls ``data_received`` (it checks for ``asyncio.BufferedProtocol`` by class, which an extension type
+cannot derive from); users get ``bytes`` then.
 """
 
 from __future__ import annotations
@@ -16,11 +26,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyngress.proxy")
 
+# The size of the shared read buffer: uvloop's own (a 64 KiB body and its head fit one read).
+READ_SIZE = 256 * 1024
+
+# The shared read buffer, a memoryview of a bytearray (None until the first read, and after keep_last_read()).
+# One event loop per process reads upstream connections (workers are processes).
+_view: memoryview | None = None
+
+
+def keep_last_read() -> None:
+    """A view of the last read outlives its callback (a client transport buffered it): leave that buffer to it."""
+    global _view
+    _view = None
+
 
 class ConnectionUser(Protocol):
     """What a connection reports to the request using it (implemented by the HTTP exchange)."""
 
-    def upstream_data(self, data: bytes) -> None: ...
+    def upstream_data(self, data: bytes | memoryview) -> None: ...
     def upstream_eof(self) -> None: ...
     def upstream_lost(self, exc: Exception | None) -> None: ...
     def upstream_write_paused(self) -> None: ...
@@ -71,6 +94,28 @@ class UpstreamConnection:
         else:
             # Bytes nobody asked for: the connection is out of sync, never reuse it.
             self.close()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """uvloop reads into this (the shared buffer, whatever `sizehint` says: a short read is no harm)."""
+        global _view
+        view = _view
+        if view is None:
+            view = _view = memoryview(bytearray(READ_SIZE))
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """`nbytes` were read into the buffer `get_buffer` gave: the user gets a view of them (as data_received)."""
+        user = self.user
+        if user is not None:
+            try:
+                user.upstream_data(_view[:nbytes])  # type: ignore[index]  # get_buffer made it
+            except Exception as exc:  # a bug must cost one request, never the event loop's protocol
+                logger.exception("error handling upstream data")
+                self.user = None
+                self.abort()
+                user.upstream_lost(exc)
+        else:
+            self.close()  # as data_received
 
     def eof_received(self) -> bool:
         user = self.user

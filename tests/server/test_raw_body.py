@@ -3,7 +3,9 @@
 A pod's body of at least RAW_MIN bytes leaves the parser after its head and goes to the client as it is read;
 these cases pin the edges of that path: the pod writing in many small pieces, head and body in one write, the
 head's end split at every byte, bytes beyond Content-Length (not forwarded, connection not reused), a pod that
-closes early, a pipelined next response, HEAD/204/304, and the byte count of the access log. Framing follows
+closes early, a pipelined next response, HEAD/204/304, the byte count of the access log, and the read buffer
+(proxy.upstream.connection: on uvloop the proxy reads pods into a buffer it owns and hands views of it to the
+client's transport) under a slow client and over TLS to the pod, compared byte for byte. Framing follows
 RFC 9112 6.3 (a Content-Length body ends after that many bytes) as ingress-nginx streams it with proxy buffering
 off (docs/user-guide/nginx-configuration/annotations.md#proxy-buffering); the suite runs on asyncio and uvloop,
 pure and compiled (scripts/test-compiled).
@@ -15,12 +17,15 @@ import asyncio
 import json
 import logging
 import os
+import random
 import threading
 
 import pytest
 
+from backend_pods import Pki, root_pem, server_context
 from proxy.accesslog import AccessLog
 from proxy.http.h1_response import RAW_MIN
+from proxy.routing.policies import BackendTLS, ClusterPolicy
 from server_harness import (
     Rule,
     cluster,
@@ -298,3 +303,106 @@ async def test_access_log_counts_every_byte_of_a_raw_response(make_proxy, make_b
         os.close(read_end)
     (entry,) = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert (entry["status"], entry["bytes_out"]) == (200, len(received))
+
+
+def noise(size: int) -> bytes:
+    """A body with no period: a read buffer reused while a piece of it still waits to be written would put bytes
+    of a later read at an earlier offset, which a repeating pattern (body()) could hide."""
+    return random.Random(size).randbytes(size)
+
+
+def client_side_pending(proxy) -> int:  # type: ignore[no-untyped-def]
+    """Bytes the proxy's transport to its one client holds, not yet written to the socket."""
+    return sum(conn.transport.get_write_buffer_size() for conn in proxy.server.connections)
+
+
+async def test_slow_client_gets_every_byte_in_order(make_proxy, make_backend):
+    """A client with a small receive buffer, read only once the proxy's transport to it holds what it could not
+    write: pieces of the pod's reads wait there while the pod's next reads come in (pausing at the high-water
+    mark, resuming at the low one with bytes still waiting). The body arrives exactly (RFC 9112 6.3: the
+    Content-Length body, as ingress-nginx streams it with proxy-buffering off)."""
+    size = 6 * 1024 * 1024 + 11
+    data = noise(size)
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        writer.write(answer(size) + data)
+        await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port, rcvbuf=16384)
+    writer.write(encode_request("/"))
+    await wait_until(lambda: client_side_pending(proxy) > 0, timeout=10)
+    response = await read_response(reader, timeout=60)
+    assert response.status == 200 and len(response.body) == size
+    assert response.body == data
+    writer.close()
+
+
+async def test_slow_client_then_the_next_response_on_the_same_connections(make_proxy, make_backend):
+    """Two long bodies one after another on one client connection and one pod connection, the client reading
+    only once the proxy holds unwritten bytes each time; then a short answer: every byte where it belongs."""
+    sizes = [5 * 1024 * 1024 + 5, 6 * 1024 * 1024 + 3, 100]  # above the 4 MiB a sender's buffer grows to
+
+    async def handler(reader, writer):
+        for size in sizes:
+            await read_head(reader)
+            writer.write(answer(size) + noise(size))
+            await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port, rcvbuf=16384)
+    for size in sizes:
+        writer.write(encode_request("/"))
+        if size > RAW_MIN:
+            await wait_until(lambda: client_side_pending(proxy) > 0, timeout=10)
+        response = await read_response(reader, timeout=60)
+        assert response.body == noise(size)
+    assert backend.connections == 1
+    writer.close()
+
+
+async def test_raw_body_from_a_pod_over_tls(make_proxy, tmp_path):
+    """A pod spoken to over TLS (backend-protocol HTTPS): the TLS layer decrypts into the proxy's read buffer on
+    uvloop; long bodies, split and whole, arrive exactly and the connection is reused."""
+    pki = Pki(tmp_path, name="pods")
+    sizes = [RAW_MIN, 700 * 1024 + 1, 64 * 1024]
+    connections = 0
+
+    async def handler(reader, writer):
+        nonlocal connections
+        connections += 1
+        try:
+            for size in sizes:
+                await read_head(reader)
+                data = answer(size) + noise(size)
+                for offset in range(0, len(data), 50000):
+                    writer.write(data[offset:offset + 50000])
+                    await writer.drain()
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    key = "default/secure:443"
+    server = await asyncio.start_server(handler, "127.0.0.9", 0,
+                                        ssl=server_context(pki.leaf("secure.default.svc")))
+    try:
+        proxy = await make_proxy()
+        policy = ClusterPolicy(tls=BackendTLS(ca=root_pem(pki)))
+        port = server.sockets[0].getsockname()[1]
+        proxy.publish([Rule("", "/", key)], [cluster(key, [("127.0.0.9", port)], policy=policy)])
+        reader, writer = await connect(proxy.port)
+        for size in sizes:
+            writer.write(encode_request("/"))
+            response = await read_response(reader, timeout=30)
+            assert (size, response.status) == (size, 200) and response.body == noise(size)
+        assert connections == 1
+        writer.close()
+    finally:
+        server.close()
