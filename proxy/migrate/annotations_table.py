@@ -250,13 +250,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('enable-rewrite-log', 'not yet',
      ''),
     ('force-ssl-redirect', 'supported',
-     '308 to https even without TLS.'),
+     '308 (`http-redirect-code`) to https even without TLS; the Location has no port, as '
+     "lua_ingress.lua's (`--publish-https-port` writes one, as `use-port-in-redirects`)."),
     ('from-to-www-redirect', 'supported with a difference',
-     '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 to `scheme://<host>:<port><request URI>` '
-     '(port always written, one trailing `/` dropped, as ngx_srv_redirect.lua). Difference: only the '
-     "Ingress's own paths redirect on the other name (nginx's redirect server answers any path); a name "
-     'another rule already serves is not redirected. The other name has no certificate unless the '
-     "Ingress's `tls` lists it."),
+     '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 (`http-redirect-code`) to '
+     '`scheme://<host>:<port><request URI>` (port always written, one trailing `/` dropped, as '
+     "ngx_srv_redirect.lua). Difference: only the Ingress's own paths redirect on the other name (nginx's "
+     'redirect server answers any path); a name another rule already serves is not redirected. The other '
+     "name has no certificate unless the Ingress's `tls` lists it."),
     ('http2-push-preload', 'not yet',
      ''),
     ('limit-burst-multiplier', 'supported',
@@ -440,7 +441,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('ssl-prefer-server-ciphers', 'not yet',
      ''),
     ('ssl-redirect', 'supported',
-     '308 to https for hosts with TLS; `"false"` turns it off (see README, TLS).'),
+     '308 (`http-redirect-code`) to https for hosts with TLS, no port in the Location (as '
+     '`force-ssl-redirect`); `"false"` turns it off (see README, TLS).'),
     ('stream-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),

@@ -345,3 +345,39 @@ async def test_proxy_set_headers_reach_the_pods_and_follow_their_configmap(make_
     assert [w.message for w in config.warnings if "proxy-set-headers" in w.message] == [
         "key proxy-set-headers: ConfigMap ingress-nginx/custom-headers not found; no headers added to upstream "
         "requests"]
+
+
+async def test_https_redirects_name_no_port_and_use_http_redirect_code(make_proxy, make_pods):
+    """lua_ingress.lua (redirect_to_https: Location "https://<host><uri>", the port written only with
+    use-port-in-redirects; status config.http_redirect_code), nginx.tmpl's from-to-www server (`return
+    {{ $all.Cfg.HTTPRedirectCode }}`) and configmap.md "http-redirect-code" (301, 302, 307 or 308; default 308).
+    The proxy's HTTPS port (--https-port 8443 here) is not put in the Location."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", https_port=8443)
+    forced = ingress("forced", HOST, ("/", "Prefix", "echo"), force_ssl_redirect="true",
+                     from_to_www_redirect="true")
+
+    async def moved(host: str) -> tuple[int, str | None]:
+        response = await request(proxy.port, "/app?q=1", host=host)
+        return response.status, response.header("Location")
+
+    serve(proxy, [echo], {}, forced)
+    assert await moved(HOST) == (308, f"https://{HOST}/app?q=1")
+    serve(proxy, [echo], {"http-redirect-code": "301"}, forced)
+    assert await moved(HOST) == (301, f"https://{HOST}/app?q=1")
+    assert await moved(f"www.{HOST}") == (301, f"http://{HOST}:{proxy.port}/app?q=1")
+    # A code nginx does not redirect with keeps 308, with a warning naming the ConfigMap and the key.
+    config = serve(proxy, [echo], {"http-redirect-code": "303"}, forced)
+    assert await moved(HOST) == (308, f"https://{HOST}/app?q=1")
+    assert [(w.kind, w.namespace, w.name) for w in config.warnings if "http-redirect-code" in w.message] == [
+        ("ConfigMap", *KEY)]
+
+
+async def test_publish_https_port_is_written_into_https_redirects(make_proxy, make_pods):
+    """pyngress's --publish-https-port plays ingress-nginx's use-port-in-redirects (lua_ingress.lua writes
+    "https://<host>:<port><uri>" with it): clients that reach HTTPS on another port than 443 are sent there."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", publish_https_port=30443)
+    serve(proxy, [echo], {}, ingress("forced", HOST, ("/", "Prefix", "echo"), force_ssl_redirect="true"))
+    response = await request(proxy.port, "/app", host=HOST)
+    assert (response.status, response.header("Location")) == (308, f"https://{HOST}:30443/app")

@@ -237,7 +237,8 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     if values.from_to_www_redirect:
         pairs = extra_hosts(values, hosts)
         redirected = tuple(sorted(pair for pair in pairs if pair[0] not in values.server_alias))
-        www = WwwRedirect(redirected) if redirected else None
+        status = config.http_redirect_code if config is not None else 308
+        www = WwwRedirect(redirected, status) if redirected else None
     vhost = URLRewrite(hostname=values.upstream_vhost.encode("latin-1")) if values.upstream_vhost else None
     mirror, mirror_problems = mirror_of(values, zone.partition("/")[0])
     http10 = values.proxy_http_version == "1.0"
