@@ -381,3 +381,29 @@ async def test_publish_https_port_is_written_into_https_redirects(make_proxy, ma
     serve(proxy, [echo], {}, ingress("forced", HOST, ("/", "Prefix", "echo"), force_ssl_redirect="true"))
     response = await request(proxy.port, "/app", host=HOST)
     assert (response.status, response.header("Location")) == (308, f"https://{HOST}:30443/app")
+
+
+async def test_the_error_backend_does_not_get_proxy_set_headers(make_proxy, make_pods):
+    """nginx.tmpl's CUSTOM_ERRORS location (`location @custom_<upstream>_<code>`) has proxy_set_header directives of
+    its own (X-Code, X-Format, X-Original-URI, X-Namespace, ..., Host), so it inherits none, and the ConfigMap's
+    proxy-set-headers are set in each route's location only: the pod gets them, the error backend does not (the
+    client's other fields, yes), for an Ingress's default-backend and for --default-backend-service alike."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/errors")
+    set_headers = {("ingress-nginx", "custom-headers"): {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "custom-headers", "namespace": "ingress-nginx"},
+        "data": {"X-Using-Nginx-Controller": "true"}}}
+    serve(proxy, [app, errors], {"proxy-set-headers": "ingress-nginx/custom-headers", "custom-http-errors": "404"},
+          ingress("own", HOST, ("/", "Prefix", "app"), custom_http_errors="404", default_backend="errors"),
+          config_maps=set_headers)
+
+    async def headers(path: str, host: str) -> tuple[str, dict[str, str]]:
+        response = await request(proxy.port, path, host=host, headers=[("X-Client", "kept")])
+        return response.header("X-Pod") or "", {name.lower(): value for name, value in response.json()["headers"]}
+
+    pod, seen = await headers("/", HOST)
+    assert (pod, seen["x-using-nginx-controller"], seen["x-client"]) == ("app", "true", "kept")
+    for host in (HOST, "unknown.foo.com"):  # the Ingress's default-backend; the default server's
+        pod, seen = await headers("/status/404", host)
+        assert (pod, seen["x-code"], seen["x-client"]) == ("errors", "404", "kept"), host
+        assert "x-using-nginx-controller" not in seen, host

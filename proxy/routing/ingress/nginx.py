@@ -139,7 +139,8 @@ class NginxFeatures:
         if not self.access_log:
             route = replace(route, access_log=False)
         if self.errors_cluster and route.cluster:
-            route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
+            route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route),
+                                                     unset_names(self.upstream_headers)))
         if self.http10:
             route = replace(route, policy=replace(route.policy or RoutePolicy(), http10=True))
         if self.buffer_body:
@@ -268,6 +269,15 @@ def proxy_set_headers(config: GlobalConfig | None) -> RequestHeaderModifier | No
         return None
     return RequestHeaderModifier(HeaderEdits(set=tuple(
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in config.upstream_headers)))
+
+
+def unset_names(headers: RequestHeaderModifier | None) -> frozenset[bytes]:
+    """The names proxy-set-headers sets, which ingress-nginx's custom error location does not send (nginx.tmpl's
+    CUSTOM_ERRORS location has proxy_set_header directives of its own, so inherits none; the ConfigMap's are set in
+    the route's location only)."""
+    if headers is None:
+        return frozenset()
+    return frozenset(name.lower() for name, _ in headers.edits.set)
 
 
 @dataclass(frozen=True, slots=True)
