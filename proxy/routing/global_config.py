@@ -107,6 +107,9 @@ class GlobalConfig:
     # Statuses answered by the default backend (--default-backend-service) on Ingress routes without their own
     # custom-http-errors; without one, parsed only (see PENDING).
     custom_http_errors: tuple[int, ...] = ()
+    # Access-log the requests the default server sends to --default-backend-service (controller.go: its root
+    # location's Logs.Access).
+    enable_access_log_for_default_backend: bool = False
     # The cluster key of --default-backend-service ("" none): not a ConfigMap key.
     default_backend: str = ""
     # The default of the proxy-request-buffering annotation ("" not set: streamed).
@@ -306,7 +309,7 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "server-tokens": go_bool, "enable-opentelemetry": go_bool,
     "use-proxy-protocol": go_bool, "use-forwarded-headers": go_bool, "forwarded-for-header": header_name,
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
-    "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
+    "custom-http-errors": http_errors, "enable-access-log-for-default-backend": go_bool, "proxy-body-size": body_size, "global-allowed-response-headers": words,
     "proxy-request-buffering": request_buffering, "no-auth-locations": words,
     "proxy-set-headers": configmap_reference,
     "global-auth-url": auth_url.parse, "global-auth-method": auth_method.parse, "global-auth-signin": auth_signin.parse,

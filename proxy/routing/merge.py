@@ -227,7 +227,9 @@ def fallback_route(host: str, contributions: Sequence[IngressPaths], fallback: D
     owner = next((c for c in contributions if c.nginx is None or c.nginx.canary is None), None) if host else None
     if owner is None:
         namespace = cluster.partition("/")[0]
+        # controller.go: the default server's root location logs only with enable-access-log-for-default-backend.
         return Route(namespace, "", "", "", PATH_DEFAULT_BACKEND, cluster, body_limit=BODY_LIMIT_DEFAULT,
+                     access_log=fallback.access_log,
                      filters=compose((fallback.headers,)) if fallback.headers is not None else None,
                      errors=ErrorPages(cluster, fallback.codes, unset=unset_names(fallback.headers))
                      if fallback.codes else None)

@@ -5,10 +5,14 @@ connections kept). Each test names the section of ingress-nginx's docs/user-guid
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 from dataclasses import replace
 from typing import Any
 
+from proxy.accesslog import AccessLog
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.global_config import GlobalConfig, parse_config
@@ -407,3 +411,34 @@ async def test_the_error_backend_does_not_get_proxy_set_headers(make_proxy, make
         pod, seen = await headers("/status/404", host)
         assert (pod, seen["x-code"], seen["x-client"]) == ("errors", "404", "kept"), host
         assert "x-using-nginx-controller" not in seen, host
+
+
+async def test_default_backend_requests_are_logged_only_with_enable_access_log_for_default_backend(
+        make_proxy, make_pods):
+    """default_backend.go "enables access logging for default backend" / "disables access logging for default
+    backend" and configmap.md "enable-access-log-for-default-backend" (default false): the default server's root
+    location (controller.go: Logs.Access from that key) writes no access log line for requests no rule matches;
+    a known host's unmatched path (its root location takes its Ingress's annotations) and the Ingress's own paths
+    are logged."""
+    app, fallback = await make_pods("app", "fallback")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/fallback")
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    app_ingress = ingress("app", HOST, ("/app", "Prefix", "app"))
+    try:
+        serve(proxy, [app, fallback], {}, app_ingress)
+        for host, path in ((HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingTwo")):
+            assert (await request(proxy.port, path, host=host)).status == 200, (host, path)
+        serve(proxy, [app, fallback], {"enable-access-log-for-default-backend": "true"}, app_ingress)
+        assert (await request(proxy.port, "/somethingOne", host="foo")).status == 200
+    finally:
+        proxy.server.access_log.close()
+        os.close(write_end)
+        reader.join(timeout=10)
+        os.close(read_end)
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [(entry["host"], entry["path"]) for entry in lines] == [
+        (HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingOne")]

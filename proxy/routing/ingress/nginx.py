@@ -289,13 +289,16 @@ class DefaultBackend:
     cluster: str
     codes: frozenset[int] = frozenset()
     headers: RequestHeaderModifier | None = None
+    # The default server's requests are access-logged only with enable-access-log-for-default-backend.
+    access_log: bool = False
 
     @classmethod
     def of(cls, config: GlobalConfig | None) -> DefaultBackend | None:
         """None without --default-backend-service."""
         if config is None or not config.default_backend:
             return None
-        return cls(config.default_backend, frozenset(config.custom_http_errors), proxy_set_headers(config))
+        return cls(config.default_backend, frozenset(config.custom_http_errors), proxy_set_headers(config),
+                   config.enable_access_log_for_default_backend)
 
 
 def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,
