@@ -210,8 +210,9 @@ class RootRedirect:
 @dataclass(frozen=True, slots=True)
 class WwwRedirect:
     """ingress-nginx's `from-to-www-redirect`: a request for one of `hosts` (the other spelling of a rule host,
-    with or without "www.") gets 308 (the ConfigMap's http-redirect-code) to scheme://<rule host>:<port><request URI> (ngx_srv_redirect.lua: the port
-    always written, one trailing "/" of the URI dropped). It runs first, as that redirect is a server of its own.
+    with or without "www.") gets 308 (the ConfigMap's http-redirect-code) to scheme://<rule host>:<port><request URI>
+    (ngx_srv_redirect.lua: the port always written, one trailing "/" of the URI dropped). It runs first, as that
+    redirect is a server of its own.
     `hosts` maps the requested host to the rule host, as sorted pairs."""
 
     hosts: tuple[tuple[str, str], ...]
