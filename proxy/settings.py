@@ -113,7 +113,7 @@ class Settings:
 
     # TLS.
     default_ssl_certificate: str = ""  # "namespace/name" of a kubernetes.io/tls Secret
-    # Port put into HTTP->HTTPS redirects when it is not 443 (defaults to https_port).
+    # Port put into HTTP->HTTPS redirects when it is not 443 (0: none, as ingress-nginx without use-port-in-redirects).
     publish_https_port: int = 0
     hsts: bool = True
     hsts_max_age: int = 31536000

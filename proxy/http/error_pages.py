@@ -3,7 +3,8 @@
 ingress-nginx's `default-backend` annotation names a Service that answers when the route's Service has no
 ready endpoints (its 503), and, with `custom-http-errors`, the answers with the listed statuses (the pod's,
 through proxy_intercept_errors, and nginx's own 502/504). Its custom error location sends the request to
-that Service with path "/", the original method and header fields plus X-Code, X-Format (Accept),
+that Service with path "/", the original method and header fields (not the ConfigMap's proxy-set-headers: that
+location sets its own fields, so inherits none) plus X-Code, X-Format (Accept),
 X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port and X-Request-ID; the client
 gets whatever that Service answers (`error_page CODE = @location`: its status, not CODE).
 
@@ -95,6 +96,8 @@ def send(ex: Exchange, pages: ErrorPages, status: int, *, body: bool) -> bool:
     if upstream is None:
         return False
     fields = ex.fields
+    if pages.unset:  # proxy-set-headers: the route's location sets them, the error location does not
+        fields = h.drop_named(fields, set(pages.unset))
     if not body:
         fields = h.drop_named(fields, _BODY_FIELDS)
         ex.up_out = []

@@ -429,7 +429,7 @@ class Exchange(RequestHead):
                 # A HEAD response ends with its head; only reuse the connection if nothing followed it.
                 self.reusable = self.reusable and data[-4:] == b"\r\n\r\n"
             elif isinstance(cause, _h1.ExtraResponse):
-                self.reusable = False
+                self.extra_bytes()
             elif isinstance(cause, UpstreamError):
                 # Its traceback's frames lead back to this one, which holds it: a reference cycle per failed (or
                 # retried) response unless the traceback goes (the log line names the error, not its frames).
@@ -447,10 +447,13 @@ class Exchange(RequestHead):
                 return
         except HttpParserError as exc:
             self.response.broken()  # type: ignore[union-attr]
-            error = ProtocolError(f"invalid response from upstream: {exc}")
-            error.__cause__ = exc
-            self.fail(error)
-            return
+            if self.resp_done:  # e.g. bytes after a `Connection: close` response: what came before is whole
+                self.extra_bytes()
+            else:
+                error = ProtocolError(f"invalid response from upstream: {exc}")
+                error.__cause__ = exc
+                self.fail(error)
+                return
         writer = self.writer
         if writer.out:
             self.sent += writer.flush()
@@ -461,6 +464,14 @@ class Exchange(RequestHead):
             tail = response.tail  # type: ignore[union-attr]
             if tail is not None:
                 response.tail = (tail + data[-3:])[-3:]  # type: ignore[union-attr]
+
+    def extra_bytes(self) -> None:
+        """The pod sent bytes after its complete response (garbage, or a response nobody asked for): the client
+        has a whole, well-framed answer and keeps it; those bytes are not forwarded and the pod connection, out of
+        step, is closed instead of reused (as raw_body does past a Content-Length)."""
+        self.reusable = False
+        logger.warning("request %s: upstream sent bytes after the complete response; its connection is closed",
+                       self.request_id.decode("latin-1") or "-")
 
     def raw_start(self, data: bytes | memoryview) -> None:
         """The head of a raw body (proxy.http.h1_response.RawBody) ended in `data`: the rest is body.

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 from httptools import HttpResponseParser
 
 from proxy.http import headers as h
+from proxy.http.responses import GRPC_PENDING, grpc_request
 from proxy.upstream.errors import ProtocolError
+from proxy.upstream.h2_stream import GRPC_OF_HTTP, grpc_status_value
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -191,6 +193,8 @@ class H1Response:
         body when the client can take it (HTTP/2, or an HTTP/1.1 client that sent TE: trailers), unless it is
         hop-by-hop, named by Connection, or not allowed in trailers (TRAILER_DROPPED)."""
         exchange = self.exchange
+        if exchange.grpc_status >= 0 and name.lower() == b"grpc-status":  # a gRPC answer's status, for the log
+            exchange.grpc_status = grpc_status_value(value)
         if exchange.client.protocol != _HTTP2 and not getattr(exchange, "te_trailers", False):
             return  # HTTP/1.1 cannot carry them to this client
         lower = name.lower()
@@ -224,6 +228,8 @@ class H1Response:
             self.chunked = False
             self.connection = None
             return
+        if exchange.grpc_status == GRPC_PENDING:  # (only a request with TE: trailers, as gRPC clients send)
+            exchange.grpc_status = _grpc_status(exchange, status, fields)
         body = exchange.response_head(status, self.reason, fields, length=self.length, chunked=self.chunked,
                                       own_hsts=self.hsts, reusable=parser.should_keep_alive())
         if not body:
@@ -258,3 +264,15 @@ class H1Response:
                 self.trailers = None
                 writer.end_with_trailers(trailers)
         exchange.resp_done = True
+
+
+def _grpc_status(exchange: Exchange, status: int, fields: list[bytes]) -> int:
+    """The gRPC status a pod's HTTP/1.1 answer gives a gRPC request (-1 for another request), as its HTTP/2 answer's
+    (H2Stream.response) and Envoy's %GRPC_STATUS%: the head's grpc-status (a trailers-only answer), else what the
+    HTTP status means to a gRPC client, until trailers say otherwise (H1Response.trailer)."""
+    if not grpc_request(exchange):
+        return -1
+    for index in range(0, len(fields), 4):
+        if fields[index].lower() == b"grpc-status":
+            return grpc_status_value(fields[index + 2])
+    return GRPC_OF_HTTP.get(status, 2)

@@ -474,7 +474,7 @@ class Pipeline:
             scheme = trust.scheme(head) or scheme
         head.scheme = scheme
         head.port = listener.public_port
-        head.https_port = settings.publish_https_port or self.server.https_port or settings.https_port
+        head.https_port = settings.publish_https_port or 443  # no port unless named (lua_ingress.lua: ssl-redirect)
 
     def answer(self, conn: Downstream, ex: Exchange, answer: Answer,
                response_filters: tuple[ResponseFilter, ...] = ()) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.http import headers as h
+from proxy.http.responses import GRPC_PENDING
 from proxy.upstream.errors import BadRequest
 
 if TYPE_CHECKING:
-    from proxy.http.head import RequestHead
+    from proxy.http.exchange import Exchange
     from proxy.server import ProxyServer
 
 _SEP = b": "
@@ -26,7 +27,7 @@ class FieldReader(Protocol):
     """What `add_field` reads: the head being filled (None: trailer fields, dropped) and the server's limits."""
 
     @property
-    def head(self) -> RequestHead | None: ...
+    def head(self) -> Exchange | None: ...
 
     @property
     def server(self) -> ProxyServer: ...
@@ -90,4 +91,6 @@ def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
             head.forwarded_in += (name, value)
     elif code == h.TE and b"trailers" in value.lower():
         head.te_trailers = True  # (HTTP/2 pods send trailers: gRPC)
+        if head.grpc_status == -1:
+            head.grpc_status = GRPC_PENDING  # a gRPC client, maybe: its answer's grpc-status is looked for
     # HOP_BY_HOP: dropped

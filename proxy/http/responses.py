@@ -107,6 +107,12 @@ _GRPC_CONTENT_TYPE = b"application/grpc"
 _GRPC_MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x25)
 
 
+# Exchange.grpc_status of a request whose client takes trailers (TE: trailers, which every gRPC client sends) until
+# its answer says whether it is gRPC and which status it got (an HTTP/1.1 pod's: proxy/http/h1_response.py); a line
+# logged with it says null. Only such requests pay for the look (request_fields.add_field sets it).
+GRPC_PENDING = -2
+
+
 def grpc_request(head: Exchange) -> bool:
     """Whether a request is gRPC (its Content-Type is application/grpc or application/grpc+...): the proxy's own
     answers to it are gRPC errors."""

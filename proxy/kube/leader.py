@@ -111,7 +111,10 @@ class LeaderElector:
         try:
             while True:
                 try:
-                    acquired = await asyncio.wait_for(self.try_acquire_or_renew(), REQUEST_TIMEOUT)
+                    # (asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that comes as the
+                    # round completes, and this loop would then outlive its cancellation.)
+                    async with asyncio.timeout(REQUEST_TIMEOUT):
+                        acquired = await self.try_acquire_or_renew()
                 except (TimeoutError, ApiException, OSError, ValueError) as err:
                     log.warning("leader election: cannot reach Lease %s/%s: %s", self.namespace, self.name, err)
                     acquired = False

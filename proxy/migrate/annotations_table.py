@@ -209,11 +209,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('custom-http-errors', 'supported with a difference',
      "With `default-backend`: the listed codes (400-599) of the pod's answers, and the proxy's own "
      "502/504, are answered by that Service as ingress-nginx's custom error location asks it: path `/`, "
-     'the original method and fields plus `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, '
-     '`X-Ingress-Name`, `X-Service-Name`, `X-Service-Port`, `X-Request-ID`; the client gets its answer. '
-     "Without `default-backend`, the Service of `--default-backend-service` (ingress-nginx's flag) "
-     'answers; without either the annotation does nothing (warning). Differences: an answer that comes '
-     'while the request body is still arriving is passed through; the error backend gets no request body.'),
+     "the original method and fields (not the ConfigMap's `proxy-set-headers`, which that location does "
+     'not inherit) plus `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, '
+     '`X-Service-Name`, `X-Service-Port`, `X-Request-ID`; the client gets its answer. Without '
+     "`default-backend`, the Service of `--default-backend-service` (ingress-nginx's flag) answers; "
+     'without either the annotation does nothing (warning). Differences: an answer that comes while the '
+     'request body is still arriving is passed through; the error backend gets no request body.'),
     ('default-backend', 'supported',
      "A Service of the Ingress's namespace (its first port) answers for every path whose Service has no "
      'ready endpoints (or does not exist), with `X-Code: 503` and the fields above, at path `/`, body '
@@ -250,13 +251,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('enable-rewrite-log', 'not yet',
      ''),
     ('force-ssl-redirect', 'supported',
-     '308 to https even without TLS.'),
+     '308 (`http-redirect-code`) to https even without TLS; the Location has no port, as '
+     "lua_ingress.lua's (`--publish-https-port` writes one, as `use-port-in-redirects`)."),
     ('from-to-www-redirect', 'supported with a difference',
-     '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 to `scheme://<host>:<port><request URI>` '
-     '(port always written, one trailing `/` dropped, as ngx_srv_redirect.lua). Difference: only the '
-     "Ingress's own paths redirect on the other name (nginx's redirect server answers any path); a name "
-     'another rule already serves is not redirected. The other name has no certificate unless the '
-     "Ingress's `tls` lists it."),
+     '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 (`http-redirect-code`) to '
+     '`scheme://<host>:<port><request URI>` (port always written, one trailing `/` dropped, as '
+     "ngx_srv_redirect.lua). Difference: only the Ingress's own paths redirect on the other name (nginx's "
+     'redirect server answers any path); a name another rule already serves is not redirected. The other '
+     "name has no certificate unless the Ingress's `tls` lists it."),
     ('http2-push-preload', 'not yet',
      ''),
     ('limit-burst-multiplier', 'supported',
@@ -440,7 +442,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('ssl-prefer-server-ciphers', 'not yet',
      ''),
     ('ssl-redirect', 'supported',
-     '308 to https for hosts with TLS; `"false"` turns it off (see README, TLS).'),
+     '308 (`http-redirect-code`) to https for hosts with TLS, no port in the Location (as '
+     '`force-ssl-redirect`); `"false"` turns it off (see README, TLS).'),
     ('stream-snippet', 'refused',
      "Raw nginx configuration: refused on purpose (snippets were ingress-nginx's worst security hole). "
      'The Ingress is served without it; a warning (an Event in cluster mode) names the annotation.'),

@@ -107,11 +107,14 @@ def _location(scheme: str, host: str, port: int, path: str, query: bytes) -> byt
 
 @dataclass(frozen=True, slots=True)
 class HttpsRedirect:
-    """Plain-HTTP requests for a host with TLS get 308 to https (ingress-nginx's ssl-redirect). `keep_slash`:
-    preserve-trailing-slash; without it one trailing "/" of the request URI (the query's, when there is one) is
-    dropped, as lua_ingress.lua does: GET / goes to https://host."""
+    """Plain-HTTP requests for a host with TLS get 308 (the ConfigMap's http-redirect-code) to https (ingress-nginx's
+    ssl-redirect). `keep_slash`: preserve-trailing-slash; without it one trailing "/" of the request URI (the
+    query's, when there is one) is dropped, as lua_ingress.lua does: GET / goes to https://host. The Location has
+    no port, as lua_ingress.lua writes it without use-port-in-redirects, unless --publish-https-port names one
+    (the request's https_port; 443 is left out)."""
 
     keep_slash: bool = False
+    status: int = 308
     order: int = field(default=0, init=False)
 
     def on_request(self, request: Request) -> Answer | None:
@@ -128,7 +131,7 @@ class HttpsRedirect:
                     query = query[:-1]
             elif path.endswith("/"):
                 path = path[:-1]
-        return Answer(308, _location("https", host, request.https_port, path, query))
+        return Answer(self.status, _location("https", host, request.https_port, path, query))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +210,9 @@ class RootRedirect:
 @dataclass(frozen=True, slots=True)
 class WwwRedirect:
     """ingress-nginx's `from-to-www-redirect`: a request for one of `hosts` (the other spelling of a rule host,
-    with or without "www.") gets 308 to scheme://<rule host>:<port><request URI> (ngx_srv_redirect.lua: the port
-    always written, one trailing "/" of the URI dropped). It runs first, as that redirect is a server of its own.
+    with or without "www.") gets 308 (the ConfigMap's http-redirect-code) to scheme://<rule host>:<port><request URI>
+    (ngx_srv_redirect.lua: the port always written, one trailing "/" of the URI dropped). It runs first, as that
+    redirect is a server of its own.
     `hosts` maps the requested host to the rule host, as sorted pairs."""
 
     hosts: tuple[tuple[str, str], ...]
@@ -526,3 +530,12 @@ class MirrorCopy:
 # whose Ingress says preserve-trailing-slash.
 HTTPS_REDIRECT = Filters(request=(HttpsRedirect(),))
 HTTPS_REDIRECT_KEEPING_SLASH = Filters(request=(HttpsRedirect(keep_slash=True),))
+_HTTPS_REDIRECTS = {(False, 308): HTTPS_REDIRECT, (True, 308): HTTPS_REDIRECT_KEEPING_SLASH}
+
+
+def https_redirect(*, keep_slash: bool, status: int) -> Filters:
+    """The shared filters of redirected routes for preserve-trailing-slash and the http-redirect-code."""
+    found = _HTTPS_REDIRECTS.get((keep_slash, status))
+    if found is None:
+        found = _HTTPS_REDIRECTS[keep_slash, status] = Filters(request=(HttpsRedirect(keep_slash, status),))
+    return found

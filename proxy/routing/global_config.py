@@ -69,6 +69,8 @@ class GlobalConfig:
     load_balance: str = ""
     whitelist_source_range: tuple[str, ...] = ()
     ssl_redirect: bool = True
+    # The status of the HTTPS and from-to-www redirects (nginx.tmpl, lua_ingress.lua): 301, 302, 307 or 308.
+    http_redirect_code: int = 308
     # Strict-Transport-Security on answers over TLS.
     hsts: bool = True
     hsts_max_age: int = 31536000
@@ -105,6 +107,9 @@ class GlobalConfig:
     # Statuses answered by the default backend (--default-backend-service) on Ingress routes without their own
     # custom-http-errors; without one, parsed only (see PENDING).
     custom_http_errors: tuple[int, ...] = ()
+    # Access-log the requests the default server sends to --default-backend-service (controller.go: its root
+    # location's Logs.Access).
+    enable_access_log_for_default_backend: bool = False
     # The cluster key of --default-backend-service ("" none): not a ConfigMap key.
     default_backend: str = ""
     # The default of the proxy-request-buffering annotation ("" not set: streamed).
@@ -226,6 +231,14 @@ def status_code(value: str) -> int:
     return number
 
 
+def redirect_code(value: str) -> int:
+    """configmap.go: 301, 302, 307 or 308."""
+    code = integer(value)
+    if code not in (301, 302, 307, 308):
+        raise Invalid(f"{value!r} is not 301, 302, 307 or 308")
+    return code
+
+
 def words(value: str) -> tuple[str, ...]:
     """ingress-nginx's splitAndTrimSpace(value, ",")."""
     return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -288,7 +301,8 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "proxy-connect-timeout": seconds, "proxy-read-timeout": seconds, "proxy-send-timeout": seconds,
     "proxy-next-upstream": next_upstream_annotation.parse, "proxy-next-upstream-tries": not_negative,
     "proxy-next-upstream-timeout": not_negative, "load-balance": load_balance, "whitelist-source-range": networks,
-    "ssl-redirect": go_bool, "hsts": go_bool, "hsts-max-age": not_negative, "hsts-include-subdomains": go_bool,
+    "ssl-redirect": go_bool, "http-redirect-code": redirect_code, "hsts": go_bool, "hsts-max-age": not_negative,
+    "hsts-include-subdomains": go_bool,
     "hsts-preload": go_bool, "limit-req-status-code": status_code, "limit-conn-status-code": status_code,
     "block-cidrs": networks, "block-user-agents": user_agents, "keep-alive": seconds,
     "keep-alive-requests": count, "client-header-timeout": seconds, "client-body-timeout": seconds,
@@ -296,7 +310,8 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "server-tokens": go_bool, "enable-opentelemetry": go_bool,
     "use-proxy-protocol": go_bool, "use-forwarded-headers": go_bool, "forwarded-for-header": header_name,
     "compute-full-forwarded-for": go_bool, "proxy-real-ip-cidr": networks, "enable-real-ip": go_bool,
-    "custom-http-errors": http_errors, "proxy-body-size": body_size, "global-allowed-response-headers": words,
+    "custom-http-errors": http_errors, "enable-access-log-for-default-backend": go_bool, "proxy-body-size": body_size,
+    "global-allowed-response-headers": words,
     "proxy-request-buffering": request_buffering, "no-auth-locations": words,
     "proxy-set-headers": configmap_reference,
     "global-auth-url": auth_url.parse, "global-auth-method": auth_method.parse, "global-auth-signin": auth_signin.parse,

@@ -28,7 +28,7 @@ from proxy.objects import Key, Warning
 from proxy.routing.filters import Filters, RegexRewrite, compose
 from proxy.routing.ingress.canary import canary_rules
 from proxy.routing.ingress.client_auth import ClientCertificateCheck, guard, host_check
-from proxy.routing.ingress.nginx import DefaultBackend, NginxFeatures
+from proxy.routing.ingress.nginx import DefaultBackend, NginxFeatures, unset_names
 from proxy.routing.ingress.regex_paths import to_regex_host
 from proxy.routing.model import (
     BODY_LIMIT_DEFAULT,
@@ -227,9 +227,12 @@ def fallback_route(host: str, contributions: Sequence[IngressPaths], fallback: D
     owner = next((c for c in contributions if c.nginx is None or c.nginx.canary is None), None) if host else None
     if owner is None:
         namespace = cluster.partition("/")[0]
+        # controller.go: the default server's root location logs only with enable-access-log-for-default-backend.
         return Route(namespace, "", "", "", PATH_DEFAULT_BACKEND, cluster, body_limit=BODY_LIMIT_DEFAULT,
+                     access_log=fallback.access_log,
                      filters=compose((fallback.headers,)) if fallback.headers is not None else None,
-                     errors=ErrorPages(cluster, fallback.codes) if fallback.codes else None)
+                     errors=ErrorPages(cluster, fallback.codes, unset=unset_names(fallback.headers))
+                     if fallback.codes else None)
     namespace, name = owner.key
     redirected = owner.force_redirect or (owner.redirect and covered)
     route = Route(namespace, name, host, "", PATH_DEFAULT_BACKEND, cluster,

@@ -173,11 +173,14 @@ class ErrorPages:
     or the proxy's own 502/504), is sent again to `cluster` as ingress-nginx's custom error location sends it:
     path "/", X-Code, X-Format (the Accept header), X-Original-URI, X-Request-ID and `fields` (X-Namespace,
     X-Ingress-Name, X-Service-Name, X-Service-Port of the route, ready bytes); the client gets its answer.
+    `unset`: the lower-case names of the fields the route's own location sets (the ConfigMap's proxy-set-headers),
+    which that error location, with proxy_set_header directives of its own, does not inherit.
     """
 
     cluster: str
     codes: frozenset[int] = frozenset()
     fields: bytes = b""
+    unset: frozenset[bytes] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

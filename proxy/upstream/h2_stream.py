@@ -53,7 +53,7 @@ _CRLF = b"\r\n"
 _HTTP2_CLIENT = b"HTTP/2.0"
 # A pod's answer to a gRPC request without grpc-status: the gRPC status its HTTP status means to a gRPC client
 # (gRPC's doc/http-grpc-status-mapping.md, as Envoy's %GRPC_STATUS% infers it); others (200 too) are UNKNOWN (2).
-_GRPC_OF_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+GRPC_OF_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
 
 
 # Response fields, as proxy/http/headers.py classifies them for HTTP/1.1 pods (upstream/ does not import http/):
@@ -406,7 +406,7 @@ class H2Stream:
         if self.grpc:
             # The pod's gRPC status for the access log: a trailers-only answer's, else what its HTTP status means
             # until trailers say otherwise (Envoy's %GRPC_STATUS%: trailers, then headers, then the HTTP status).
-            ex.grpc_status = grpc_status_of(fields, _GRPC_OF_HTTP.get(status, 2))
+            ex.grpc_status = grpc_status_of(fields, GRPC_OF_HTTP.get(status, 2))
         if ended and length < 0:
             length = 0  # a trailers-only (gRPC) or empty answer: its head says all
             kept += (b"content-length", _SEP, b"0", _CRLF)
@@ -589,8 +589,13 @@ def grpc_status_of(fields: list[tuple[bytes, bytes]], default: int) -> int:
     is not a number, as a gRPC client reads it)."""
     for name, value in fields:
         if name == b"grpc-status":
-            return int(value) if value.isdigit() and len(value) < 10 else 2
+            return grpc_status_value(value)
     return default
+
+
+def grpc_status_value(value: bytes) -> int:
+    """A grpc-status field's value as a gRPC client reads it (UNKNOWN, 2, when it is not a number)."""
+    return int(value) if value.isdigit() and len(value) < 10 else 2
 
 
 def error_name(code: int) -> str:

@@ -215,6 +215,54 @@ async def test_broken_upstream_answers_are_502(make_proxy, make_backend, answer)
     assert response.status == 502
 
 
+@pytest.mark.parametrize("framing", [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                                     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                                     b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+                         ids=["content-length", "chunked", "connection-close", "http10"])
+@pytest.mark.parametrize("extra", [b"EXTRA BYTES", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno"],
+                         ids=["garbage", "next-response"])
+async def test_bytes_after_a_complete_parsed_response_are_dropped_with_the_connection(
+        make_proxy, make_backend, caplog, framing, extra):
+    """A short body (the parser's path; test_raw_body.py has the raw path's twin) followed, in the same read, by
+    bytes nobody asked for: the client got a complete, well-framed response, so it keeps it (and its connection);
+    the extra bytes are not forwarded, and the pod connection, out of step, is closed and not reused (RFC 9112
+    9.3: a response on a persistent connection ends at its framing), with a log line naming the request."""
+    closed = asyncio.Event()
+
+    async def handler(reader, writer):
+        first = backend.connections == 1
+        await read_head(reader)
+        if not first:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            await reader.read()
+            return
+        writer.write(framing + extra)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the proxy closed this connection
+        closed.set()
+
+    backend = await make_backend(handler)
+    proxy = await make_proxy()
+    proxy.publish([Rule("", "/", APP)], [cluster(APP, [backend.endpoint])])
+    caplog.set_level(logging.DEBUG, "pyngress.proxy")
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/"))
+    response = await read_response(reader)
+    assert (response.status, response.body) == (200, b"ok")
+    request_id = response.header("X-Request-ID")
+    async with asyncio.timeout(10):
+        await closed.wait()
+    writer.write(encode_request("/"))
+    assert (await read_response(reader)).body == b"ok"  # the same client connection: nothing extra reached it
+    assert backend.connections == 2
+    writer.close()
+    logged = [r for r in error_logs(caplog, request_id) if r.levelno >= logging.INFO]
+    assert len(logged) == 1 and logged[0].levelno == logging.WARNING and "after the complete response" in (
+        logged[0].getMessage())
+
+
 async def test_pooled_connection_closed_while_idle_is_not_used(make_proxy, make_backend):
     async def handler(reader, writer):
         await read_request(reader)

@@ -429,6 +429,67 @@ async def test_access_log_and_metrics_count_http2_requests(make_proxy, grpc_pod)
     assert lines[0]["bytes_out"] > 0 and lines[0]["path"] == "/test.Echo/Unary"
 
 
+async def test_grpc_to_an_http11_cluster_logs_the_grpc_status_its_client_got(make_proxy, make_backend, grpc_pod):
+    """A gRPC call routed to an HTTP/1.1 cluster (no backend-protocol GRPC): the client gets the pod's HTTP/1.1
+    answer as it is (its trailers as chunked trailers), and the access log's grpc_status says which gRPC status
+    that is, as for HTTP/2 pods (Envoy's %GRPC_STATUS%: trailers, then the head, then gRPC's
+    doc/http-grpc-status-mapping.md for the HTTP status): a grpc-status trailer, a trailers-only head, a 404
+    (UNIMPLEMENTED, 12), a 200 that never says (UNKNOWN, 2). A grpcio pod, which speaks no HTTP/1.1, makes a broken
+    answer: the proxy's own UNAVAILABLE (14). A request that is not gRPC logs null, TE: trailers or not."""
+    import os
+    import threading
+
+    from proxy.accesslog import AccessLog
+    from server_harness import read_request
+
+    answers = {
+        "/test.Echo/Trailer": b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\n"
+                              b"\r\n5\r\n\x00\x00\x00\x00\x00\r\n0\r\ngrpc-status: 5\r\n\r\n",
+        "/test.Echo/Only": b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\ngrpc-status: 7\r\n"
+                           b"Content-Length: 0\r\n\r\n",
+        "/test.Echo/Missing": b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nno",
+        "/test.Echo/Silent": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        "/plain": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    }
+
+    async def handler(reader, writer):
+        while True:
+            try:
+                line, _, _ = await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(answers[line.split()[1].decode()])
+            await writer.drain()
+
+    backend = await make_backend(handler)
+    proxy = await make_proxy()
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    try:
+        proxy.publish([Rule("", "/", GRPC_KEY)], [cluster(GRPC_KEY, [backend.endpoint])])
+        answer = await grpc_call(proxy.port, "Trailer", b"x")
+        assert (answer.status, answer.grpc_status) == (200, "5")
+        assert (await grpc_call(proxy.port, "Only", b"x")).grpc_status == "7"
+        assert (await grpc_call(proxy.port, "Missing", b"x")).status == 404
+        assert (await grpc_call(proxy.port, "Silent", b"x")).status == 200
+        for te in ((), (("TE", "trailers"),)):
+            assert (await request(proxy.port, "/plain", method="POST", headers=te)).status == 200
+        proxy.publish([Rule("", "/", GRPC_KEY)], [cluster(GRPC_KEY, [(grpc_pod.host, grpc_pod.port)])])
+        assert (await grpc_call(proxy.port, "Unary", b"x")).grpc_status == "14"
+    finally:
+        proxy.server.access_log.close()
+        os.close(write_end)
+        reader.join(timeout=10)
+        os.close(read_end)
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [(e["path"], e["status"], e["grpc_status"]) for e in lines] == [
+        ("/test.Echo/Trailer", 200, 5), ("/test.Echo/Only", 200, 7), ("/test.Echo/Missing", 404, 12),
+        ("/test.Echo/Silent", 200, 2), ("/plain", 200, None), ("/plain", 200, None), ("/test.Echo/Unary", 200, 14)]
+
+
 # ------------------------------------------------------------------ front ends: Ingress and HTTPRoute
 
 

@@ -5,10 +5,14 @@ connections kept). Each test names the section of ingress-nginx's docs/user-guid
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 from dataclasses import replace
 from typing import Any
 
+from proxy.accesslog import AccessLog
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.global_config import GlobalConfig, parse_config
@@ -345,3 +349,96 @@ async def test_proxy_set_headers_reach_the_pods_and_follow_their_configmap(make_
     assert [w.message for w in config.warnings if "proxy-set-headers" in w.message] == [
         "key proxy-set-headers: ConfigMap ingress-nginx/custom-headers not found; no headers added to upstream "
         "requests"]
+
+
+async def test_https_redirects_name_no_port_and_use_http_redirect_code(make_proxy, make_pods):
+    """lua_ingress.lua (redirect_to_https: Location "https://<host><uri>", the port written only with
+    use-port-in-redirects; status config.http_redirect_code), nginx.tmpl's from-to-www server (`return
+    {{ $all.Cfg.HTTPRedirectCode }}`) and configmap.md "http-redirect-code" (301, 302, 307 or 308; default 308).
+    The proxy's HTTPS port (--https-port 8443 here) is not put in the Location."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", https_port=8443)
+    forced = ingress("forced", HOST, ("/", "Prefix", "echo"), force_ssl_redirect="true",
+                     from_to_www_redirect="true")
+
+    async def moved(host: str) -> tuple[int, str | None]:
+        response = await request(proxy.port, "/app?q=1", host=host)
+        return response.status, response.header("Location")
+
+    serve(proxy, [echo], {}, forced)
+    assert await moved(HOST) == (308, f"https://{HOST}/app?q=1")
+    serve(proxy, [echo], {"http-redirect-code": "301"}, forced)
+    assert await moved(HOST) == (301, f"https://{HOST}/app?q=1")
+    assert await moved(f"www.{HOST}") == (301, f"http://{HOST}:{proxy.port}/app?q=1")
+    # A code nginx does not redirect with keeps 308, with a warning naming the ConfigMap and the key.
+    config = serve(proxy, [echo], {"http-redirect-code": "303"}, forced)
+    assert await moved(HOST) == (308, f"https://{HOST}/app?q=1")
+    assert [(w.kind, w.namespace, w.name) for w in config.warnings if "http-redirect-code" in w.message] == [
+        ("ConfigMap", *KEY)]
+
+
+async def test_publish_https_port_is_written_into_https_redirects(make_proxy, make_pods):
+    """pyngress's --publish-https-port plays ingress-nginx's use-port-in-redirects (lua_ingress.lua writes
+    "https://<host>:<port><uri>" with it): clients that reach HTTPS on another port than 443 are sent there."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", publish_https_port=30443)
+    serve(proxy, [echo], {}, ingress("forced", HOST, ("/", "Prefix", "echo"), force_ssl_redirect="true"))
+    response = await request(proxy.port, "/app", host=HOST)
+    assert (response.status, response.header("Location")) == (308, f"https://{HOST}:30443/app")
+
+
+async def test_the_error_backend_does_not_get_proxy_set_headers(make_proxy, make_pods):
+    """nginx.tmpl's CUSTOM_ERRORS location (`location @custom_<upstream>_<code>`) has proxy_set_header directives of
+    its own (X-Code, X-Format, X-Original-URI, X-Namespace, ..., Host), so it inherits none, and the ConfigMap's
+    proxy-set-headers are set in each route's location only: the pod gets them, the error backend does not (the
+    client's other fields, yes), for an Ingress's default-backend and for --default-backend-service alike."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/errors")
+    set_headers = {("ingress-nginx", "custom-headers"): {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "custom-headers", "namespace": "ingress-nginx"},
+        "data": {"X-Using-Nginx-Controller": "true"}}}
+    serve(proxy, [app, errors], {"proxy-set-headers": "ingress-nginx/custom-headers", "custom-http-errors": "404"},
+          ingress("own", HOST, ("/", "Prefix", "app"), custom_http_errors="404", default_backend="errors"),
+          config_maps=set_headers)
+
+    async def headers(path: str, host: str) -> tuple[str, dict[str, str]]:
+        response = await request(proxy.port, path, host=host, headers=[("X-Client", "kept")])
+        return response.header("X-Pod") or "", {name.lower(): value for name, value in response.json()["headers"]}
+
+    pod, seen = await headers("/", HOST)
+    assert (pod, seen["x-using-nginx-controller"], seen["x-client"]) == ("app", "true", "kept")
+    for host in (HOST, "unknown.foo.com"):  # the Ingress's default-backend; the default server's
+        pod, seen = await headers("/status/404", host)
+        assert (pod, seen["x-code"], seen["x-client"]) == ("errors", "404", "kept"), host
+        assert "x-using-nginx-controller" not in seen, host
+
+
+async def test_default_backend_requests_are_logged_only_with_enable_access_log_for_default_backend(
+        make_proxy, make_pods):
+    """default_backend.go "enables access logging for default backend" / "disables access logging for default
+    backend" and configmap.md "enable-access-log-for-default-backend" (default false): the default server's root
+    location (controller.go: Logs.Access from that key) writes no access log line for requests no rule matches;
+    a known host's unmatched path (its root location takes its Ingress's annotations) and the Ingress's own paths
+    are logged."""
+    app, fallback = await make_pods("app", "fallback")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/fallback")
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    app_ingress = ingress("app", HOST, ("/app", "Prefix", "app"))
+    try:
+        serve(proxy, [app, fallback], {}, app_ingress)
+        for host, path in ((HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingTwo")):
+            assert (await request(proxy.port, path, host=host)).status == 200, (host, path)
+        serve(proxy, [app, fallback], {"enable-access-log-for-default-backend": "true"}, app_ingress)
+        assert (await request(proxy.port, "/somethingOne", host="foo")).status == 200
+    finally:
+        proxy.server.access_log.close()
+        os.close(write_end)
+        reader.join(timeout=10)
+        os.close(read_end)
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [(entry["host"], entry["path"]) for entry in lines] == [
+        (HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingOne")]

@@ -139,7 +139,8 @@ class NginxFeatures:
         if not self.access_log:
             route = replace(route, access_log=False)
         if self.errors_cluster and route.cluster:
-            route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route)))
+            route = replace(route, errors=ErrorPages(self.errors_cluster, self.error_codes, _error_fields(route),
+                                                     unset_names(self.upstream_headers)))
         if self.http10:
             route = replace(route, policy=replace(route.policy or RoutePolicy(), http10=True))
         if self.buffer_body:
@@ -237,7 +238,8 @@ def features_of(values: IngressAnnotations, *, zone: str = "",
     if values.from_to_www_redirect:
         pairs = extra_hosts(values, hosts)
         redirected = tuple(sorted(pair for pair in pairs if pair[0] not in values.server_alias))
-        www = WwwRedirect(redirected) if redirected else None
+        status = config.http_redirect_code if config is not None else 308
+        www = WwwRedirect(redirected, status) if redirected else None
     vhost = URLRewrite(hostname=values.upstream_vhost.encode("latin-1")) if values.upstream_vhost else None
     mirror, mirror_problems = mirror_of(values, zone.partition("/")[0])
     http10 = values.proxy_http_version == "1.0"
@@ -269,6 +271,15 @@ def proxy_set_headers(config: GlobalConfig | None) -> RequestHeaderModifier | No
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in config.upstream_headers)))
 
 
+def unset_names(headers: RequestHeaderModifier | None) -> frozenset[bytes]:
+    """The names proxy-set-headers sets, which ingress-nginx's custom error location does not send (nginx.tmpl's
+    CUSTOM_ERRORS location has proxy_set_header directives of its own, so inherits none; the ConfigMap's are set in
+    the route's location only)."""
+    if headers is None:
+        return frozenset()
+    return frozenset(name.lower() for name, _ in headers.edits.set)
+
+
 @dataclass(frozen=True, slots=True)
 class DefaultBackend:
     """--default-backend-service as ingress-nginx's default server "_" serves it (what no rule matches): its cluster
@@ -278,13 +289,16 @@ class DefaultBackend:
     cluster: str
     codes: frozenset[int] = frozenset()
     headers: RequestHeaderModifier | None = None
+    # The default server's requests are access-logged only with enable-access-log-for-default-backend.
+    access_log: bool = False
 
     @classmethod
     def of(cls, config: GlobalConfig | None) -> DefaultBackend | None:
         """None without --default-backend-service."""
         if config is None or not config.default_backend:
             return None
-        return cls(config.default_backend, frozenset(config.custom_http_errors), proxy_set_headers(config))
+        return cls(config.default_backend, frozenset(config.custom_http_errors), proxy_set_headers(config),
+                   config.enable_access_log_for_default_backend)
 
 
 def _custom_headers(values: IngressAnnotations, secrets: SecretReader | None, config: GlobalConfig | None,

@@ -15,7 +15,7 @@ from typing import Any
 from proxy.objects import Key, KubeObject, Warning
 from proxy.routing.clusters import cluster_key
 from proxy.routing.fields import Malformed, require_object
-from proxy.routing.filters import HTTPS_REDIRECT, HTTPS_REDIRECT_KEEPING_SLASH
+from proxy.routing.filters import HTTPS_REDIRECT, https_redirect
 from proxy.routing.global_config import GlobalConfig
 from proxy.routing.ingress.annotations import DEFAULTS, annotations_of, parse_annotations
 from proxy.routing.ingress.classes import ClassSelection
@@ -94,8 +94,9 @@ class IngressEntry:
             problems.extend(Warning("Ingress", namespace, name, message) for message in messages)
             self.redirect = annotations.ssl_redirect
             self.force_redirect = annotations.force_ssl_redirect
-            self.https_redirect = (HTTPS_REDIRECT_KEEPING_SLASH if annotations.preserve_trailing_slash
-                                   else HTTPS_REDIRECT)
+            self.https_redirect = https_redirect(
+                keep_slash=annotations.preserve_trailing_slash,
+                status=config.http_redirect_code if config is not None else 308)
             self.tracing = annotations.enable_opentelemetry
             self.passthrough = annotations.ssl_passthrough
             if annotations is not DEFAULTS or (config is not None and (config.global_auth or config.default_backend
