@@ -132,8 +132,9 @@ class AdminServer:
             reason = ("no span exporter in this process (no --otlp-endpoint; with --workers each worker exports "
                       "its own spans)" if self.tracer is None else "no listener has started yet")
             return web.json_response({"error": reason}, status=404 if self.tracer is None else 503, dumps=_dumps)
-        # The POST blocks (bounded by --otlp-timeout): off the loop, as the exporter thread's own.
-        await asyncio.get_running_loop().run_in_executor(None, exporter.flush)
+        if not exporter.idle():
+            # The POST blocks (bounded by --otlp-timeout): off the loop, as the exporter thread's own.
+            await asyncio.get_running_loop().run_in_executor(None, exporter.flush)
         return web.json_response({"exported": exporter.exported, "failed": exporter.failed,
                                   "dropped": exporter.dropped, "pending": len(exporter.pending)}, dumps=_dumps)
 

@@ -18,7 +18,7 @@ cdef class RequestHead(FlatFields):
     cdef public object user_agent
     cdef public object traceparent
     cdef public object tracestate
-    cdef public object trace
+    cdef public bytes trace
     cdef public bytes id_pool
     cdef public Py_ssize_t id_at
     cdef public object te_trailers

@@ -1,3 +1,5 @@
+cimport cython
+
 from proxy.http.exchange cimport Exchange
 
 cdef class Pipeline:
@@ -13,3 +15,7 @@ cdef class Pipeline:
     cdef public object body_limit
     cdef public object gateway_body_limit
 
+    # cpdef for its typed locals (a traced request's id pool as a C string, its position, its traceparent value, the
+    # fields list); callers through Python attribute lookup get the same method.
+    @cython.locals(pool=p_const_char, at=Py_ssize_t, trace=bytes, fields=list)
+    cpdef dispatch(self, conn, Exchange ex)

@@ -203,17 +203,21 @@ class Pipeline:
             if traced is None:
                 traced = self.trace_by_default
             if traced and head.trace is None:  # (set: dispatched again after a check, see _check)
-                if head.traceparent is None and head.tracestate is None:
+                at = head.id_at  # (the protocol's id pool position: FIRST (3) or more; 0: none taken)
+                if head.traceparent is None and head.tracestate is None and at >= 3:
                     # Tracer.start's usual case, inline (a new trace; the call alone was a tenth of its cost): the
                     # traceparent value of an unsampled new trace is in the id pool around the request's id
                     # (proxy.http.ids: pool[at - TRACEPARENT_BEFORE : at + TRACEPARENT_AFTER]); a sampled one
                     # ends in 1 (proxy.tracing.context.SAMPLED_AT).
-                    at = head.id_at
-                    trace = head.id_pool[at - 3 : at + 52]
+                    # (Compiled, pipeline.pxd types `pool` a C string, `at` a C integer and `fields` a list: the slice
+                    # is one PyBytes_FromStringAndSize, no index or slice objects, and the extend four appends; the
+                    # literals, not _SEP and _CRLF, spare two global lookups.)
+                    pool = head.id_pool
+                    trace = pool[at - 3 : at + 52]
                     if trace < self.sampled_below:
                         trace = trace[:54] + b"1"
                     head.trace = trace
-                    fields += (b"traceparent", _SEP, trace, _CRLF)
+                    fields.extend((b"traceparent", b": ", trace, b"\r\n"))
                 else:
                     self.tracer.start(head)  # type: ignore[union-attr]  # (tracing: a tracer is there)
         server = self.server

@@ -108,6 +108,10 @@ class SpanExporter:
         if len(pending) == self.batch:
             self._wake.set()
 
+    def idle(self) -> bool:
+        """Nothing queued and no export under way: a flush would have nothing to do (or wait for)."""
+        return not self.pending and not self._lock.locked()
+
     def flush(self) -> None:
         """Export everything queued so far (in the calling thread; the loop never calls it)."""
         with self._lock:

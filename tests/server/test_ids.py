@@ -43,3 +43,15 @@ def test_each_request_part_of_the_pool_is_an_unsampled_traceparent_around_its_id
         value = data[at - TRACEPARENT_BEFORE : at + TRACEPARENT_AFTER]
         assert parse_traceparent(value) == (data[at : at + 32], data[at + 33 : at + 49], False)
         assert value == b"00-" + data[at : at + TRACE_IDS] + b"-00"
+
+
+def test_the_request_path_literals_agree_with_the_layout():
+    """Pipeline.dispatch cuts a new trace's traceparent value as ``id_pool[at - 3 : at + 52]`` and marks it sampled
+    at index 54, and record() reads the sampled flag as ``trace[54] == 0x31``: literals (compiled, C constants, no
+    global lookups) that must stay the layout's and W3C Trace Context's (version 00, flags' last digit)."""
+    from proxy.tracing.context import SAMPLED_AT, SAMPLED_BYTE
+
+    assert (TRACEPARENT_BEFORE, TRACEPARENT_AFTER, SAMPLED_AT, SAMPLED_BYTE) == (3, 52, 54, 0x31)
+    sampled = b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"
+    parsed = parse_traceparent(sampled)
+    assert sampled[54] == 0x31 and parsed is not None and parsed[2]

@@ -103,3 +103,20 @@ async def test_close_sends_what_is_queued(collector):
         exporter.add(record(index))
     await asyncio.to_thread(exporter.close)
     assert len(collector.spans) == 7 and exporter.exported == 7
+
+
+async def test_idle_means_nothing_queued_and_no_export_under_way(collector):
+    """POST /debug/tracing/flush answers at once when the exporter is idle (no thread hop for nothing to send); a
+    queued span or an export in progress is waited for (tests/e2e/test_tracing_flush.py)."""
+    exporter = SpanExporter(collector.url, interval=3600)
+    try:
+        assert exporter.idle()
+        exporter.add(record(0))
+        assert not exporter.idle()
+        await asyncio.get_running_loop().run_in_executor(None, exporter.flush)
+        assert exporter.idle() and exporter.exported == 1
+        with exporter._lock:  # an export under way (the thread's, or another flush)
+            assert not exporter.idle()
+        assert exporter.idle()
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, exporter.close)
