@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """One proxied request: the upstream request head and body going up, the response coming down.
 
 Everything runs in transport callbacks (no Task per request): the client connection
@@ -211,7 +212,7 @@ class Exchange(RequestHead):
         """The connection's client certificate (Request.client_certificate): read only by the auth-tls check."""
         return self.client.client_certificate()
 
-    def start(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
+    def start(self, upstream: Upstream, head: list[bytes], retries: int) -> None:
         """Send ``head`` (plus any body already read) to the endpoint the upstream's balancer picks."""
         self.upstream = upstream
         if self.up_out:
@@ -561,7 +562,7 @@ class Exchange(RequestHead):
 
     # the response, as H1Response reads it
 
-    def response_head(self, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
+    def response_head(self, status: int, reason: bytes, fields: list[bytes], length: int, chunked: bool,
                       own_hsts: bool, reusable: bool) -> bool:
         """A final response head arrived: run the rule's response filters and frame it for the client.
         Returns False when no body follows (a HEAD request's answer)."""

@@ -1,11 +1,12 @@
 from proxy.http.exchange cimport Exchange
 from proxy.http.h1_writer cimport H1Writer
 from proxy.http.head cimport RequestHead
+from proxy.http.pipeline cimport Pipeline
 cdef class ClientConnection:
     cdef public object requests_left
     cdef public object server
     cdef public object listener
-    cdef public object pipeline
+    cdef public Pipeline pipeline
     cdef public object transport
     cdef public H1Writer writer
     cdef public object parser

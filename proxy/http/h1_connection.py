@@ -275,7 +275,8 @@ class ClientConnection:
             ex.keep_alive = False  # the last request keepalive_requests allows: answered with Connection: close
         if method == b"CONNECT":
             raise BadRequest("CONNECT is not supported", status=405)
-        if parser.should_upgrade():
+        # (llhttp flags an upgrade only with an Upgrade header, or for CONNECT, refused above.)
+        if head.upgrade is not None and parser.should_upgrade():
             # After an upgrade request the parser stops: this connection serves no further request.
             ex.keep_alive = False
             self.upgrading = ex

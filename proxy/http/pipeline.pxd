@@ -13,3 +13,5 @@ cdef class Pipeline:
     cdef public object body_limit
     cdef public object gateway_body_limit
 
+    # Called by the HTTP/1.1 connection (a typed field there) through the C method table.
+    cpdef dispatch(self, conn, Exchange ex)
