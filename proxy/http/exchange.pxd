@@ -1,5 +1,6 @@
 cimport cython
 
+from proxy.http.downstream cimport Downstream
 from proxy.http.h1_response cimport H1Response
 from proxy.http.head cimport RequestHead
 from proxy.http.response_writer cimport ResponseWriter
@@ -7,7 +8,7 @@ from proxy.stats cimport RouteStats
 from proxy.upstream.pool cimport EndpointPool
 
 cdef class Exchange(RequestHead):
-    cdef public object client
+    cdef public Downstream client
     cdef public object client_ip
     cdef public object keep_alive
     cdef public object head_done

@@ -1,3 +1,4 @@
+from proxy.http.downstream cimport Downstream
 from proxy.http.exchange cimport Exchange
 
 cdef class Pipeline:
@@ -14,4 +15,4 @@ cdef class Pipeline:
     cdef public object gateway_body_limit
 
     # Called by the HTTP/1.1 connection (a typed field there) through the C method table.
-    cpdef dispatch(self, conn, Exchange ex)
+    cpdef dispatch(self, Downstream conn, Exchange ex)
