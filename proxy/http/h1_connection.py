@@ -266,12 +266,16 @@ class ClientConnection(Downstream):
         ex.head_done = True
         parser = self.parser
         head.method = method = parser.get_method()
-        version = parser.get_http_version()
-        if version != "1.1":
-            if version != "1.0":
-                raise BadRequest(f"HTTP/{version} is not supported", status=505)
-            head.http10 = True
-        ex.keep_alive = parser.should_keep_alive()
+        ex.keep_alive = keep_alive = parser.should_keep_alive()
+        # llhttp takes HTTP/0.9, 1.0, 1.1 and 2.0 only, and keeps one other than 1.1 alive only when a Connection
+        # (or Proxy-Connection) header says keep-alive: kept alive with no such header, it is HTTP/1.1, and the
+        # version string (formatted per call, a tenth of this callback's cost) is not needed.
+        if not keep_alive or head.connection_names is not None:
+            version = parser.get_http_version()
+            if version != "1.1":
+                if version != "1.0":
+                    raise BadRequest(f"HTTP/{version} is not supported", status=505)
+                head.http10 = True
         self.requests_left -= 1
         if not self.requests_left:
             ex.keep_alive = False  # the last request keepalive_requests allows: answered with Connection: close

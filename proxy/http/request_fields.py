@@ -63,9 +63,10 @@ def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
             raise BadRequest(f"unsupported Transfer-Encoding {value!r}")
         head.chunked = True
     elif code == h.CONNECTION:
+        # Set even when it names nothing (an empty set): None means no Connection header came (see
+        # ClientConnection.on_headers_complete), and every reader tests it for truth.
         names = h.named_by_connection(value)
-        if names:
-            head.connection_names = names if head.connection_names is None else head.connection_names | names
+        head.connection_names = names if head.connection_names is None else head.connection_names | names
     elif code == h.UPGRADE:
         head.upgrade = value
     elif code == h.FORWARDED_FOR:
@@ -90,4 +91,6 @@ def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
             head.forwarded_in += (name, value)
     elif code == h.TE and b"trailers" in value.lower():
         head.te_trailers = True  # (HTTP/2 pods send trailers: gRPC)
-    # HOP_BY_HOP: dropped
+    elif code == h.HOP_BY_HOP:  # dropped; Proxy-Connection (which llhttp reads as Connection) noted as Connection is
+        if head.connection_names is None:
+            head.connection_names = set()
