@@ -27,6 +27,7 @@ COMPILED: tuple[str, ...] = (
     "proxy.http.exchange",
     "proxy.http.pipeline",
     "proxy.http.head",
+    "proxy.http.request_fields",
     "proxy.http.headers",
     "proxy.http.fields",
     "proxy.http.response_head",

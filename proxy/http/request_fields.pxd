@@ -1,0 +1,3 @@
+from proxy.http.head cimport RequestHead
+
+cdef dict _request_cache  # a C global: .get() per field is a dict call, not a method lookup
