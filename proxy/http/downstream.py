@@ -24,13 +24,34 @@ if TYPE_CHECKING:
     from proxy.server import ProxyServer
 
 
+class ServerState:
+    """What the request path reads (and counts) of the proxy server on every request: the base of
+    `proxy.server.ProxyServer`, typed when compiled, so a client connection reads the clock and the limits as struct
+    fields rather than through the server's instance dictionary."""
+
+    __slots__ = ("now", "draining", "total_requests", "max_request_line", "max_headers", "max_header_bytes",
+                 "max_head_bytes", "header_timeout", "keepalive_timeout", "keepalive_requests")
+
+    # The loop time of the last clock tick (nginx's cached time), and whether the server is draining.
+    now: float
+    draining: bool
+    total_requests: int
+    max_request_line: int
+    max_headers: int
+    max_header_bytes: int
+    max_head_bytes: int
+    header_timeout: float
+    keepalive_timeout: float
+    keepalive_requests: int
+
+
 class Downstream:
     """The client side of requests, as the exchange and the pipeline see it (fields set by the subclasses)."""
 
     __slots__ = ("server", "listener", "writer", "client_ip", "scheme", "forwarded", "forwarded_ip_end", "blocked",
                  "write_paused", "write_paused_since", "last_read")
 
-    server: ProxyServer
+    server: ProxyServer  # (a ServerState)
     listener: Listener
     writer: ResponseWriter
     # (And `protocol`, a class attribute of each subclass: the access log's protocol word for requests that are not

@@ -3,7 +3,11 @@ cimport cython
 from proxy.http.downstream cimport Downstream
 from proxy.http.exchange cimport Exchange
 from proxy.http.head cimport RequestHead
+from proxy.http.ids cimport IdPool
 from proxy.http.pipeline cimport Pipeline
+cdef IdPool _ids  # a typed global: the request ids' position is read and moved as a struct field
+
+
 cdef class ClientConnection(Downstream):
     cdef public object requests_left
     cdef public Pipeline pipeline

@@ -15,6 +15,7 @@ from proxy.http import headers as h
 from proxy.upstream.errors import BadRequest
 
 if TYPE_CHECKING:
+    from proxy.http.downstream import ServerState
     from proxy.http.head import RequestHead
     from proxy.server import ProxyServer
 
@@ -55,7 +56,7 @@ def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
     head: RequestHead | None = self.head  # (typed, compiled: request_fields.pxd)
     if head is None:
         return  # trailer fields of a chunked body: dropped
-    server = self.server
+    server: ServerState = self.server  # (typed, compiled: request_fields.pxd)
     count = head.header_count = head.header_count + 1
     size = head.header_bytes = head.header_bytes + len(name) + len(value) + 4
     if count > server.max_headers:
