@@ -54,8 +54,8 @@ class Downstream:
     server: ProxyServer  # (a ServerState)
     listener: Listener
     writer: ResponseWriter
-    # (And `protocol`, a class attribute of each subclass: the access log's protocol word for requests that are not
-    # HTTP/1.0, b"HTTP/1.1" or b"HTTP/2.0".)
+    # The access log's protocol word for requests that are not HTTP/1.0: a class attribute, each subclass its own.
+    protocol = b"HTTP/1.1"
     client_ip: bytes
     # The scheme the client used: the listener's, or https when a PROXY header says it reached port 443.
     scheme: str

@@ -58,7 +58,8 @@ LINGER_SECONDS = 2.0
 _CRLF = b"\r\n"
 
 # An asyncio protocol by its methods, without asyncio.Protocol as base: compiled, it is an extension type (see
-# the .pxd beside this module), which cannot derive from a Python class (Downstream is an extension type too). Factories handing it to the loop say so.
+# the .pxd beside this module), which cannot derive from a Python class (Downstream is an extension type too).
+# Factories handing it to the loop say so.
 class ClientConnection(Downstream):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 

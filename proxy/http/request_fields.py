@@ -109,6 +109,5 @@ def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
             head.forwarded_in += (name, value)
     elif code == _TE and b"trailers" in value.lower():
         head.te_trailers = True  # (HTTP/2 pods send trailers: gRPC)
-    elif code == _HOP_BY_HOP:  # dropped; noted as a Connection header is (llhttp reads Proxy-Connection as one)
-        if head.connection_names is None:
-            head.connection_names = set()
+    elif code == _HOP_BY_HOP and head.connection_names is None:
+        head.connection_names = set()  # dropped; noted as a Connection header is (llhttp reads Proxy-Connection as one)

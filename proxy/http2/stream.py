@@ -171,6 +171,8 @@ class H2Stream(Downstream):
     __slots__ = ("connection", "stream_id", "head", "exchange", "unacked", "ending", "ended", "received_end", "reset",
                  "cookies")
 
+    writer: H2Writer
+
     protocol = b"HTTP/2.0"
 
     def __init__(self, connection: H2ClientConnection, stream_id: int) -> None:
