@@ -19,6 +19,7 @@ from types import ModuleType
 # The request path: the HTTP/1.1 protocol and writer, the exchange and pipeline, heads and header handling, the
 # upstream pool and connections, route lookup, the per-request stats and access log, and tracing's byte work.
 COMPILED: tuple[str, ...] = (
+    "proxy.http.downstream",
     "proxy.http.h1_connection",
     "proxy.http.response_writer",
     "proxy.http.h1_writer",
@@ -26,6 +27,7 @@ COMPILED: tuple[str, ...] = (
     "proxy.http.exchange",
     "proxy.http.pipeline",
     "proxy.http.head",
+    "proxy.http.request_fields",
     "proxy.http.headers",
     "proxy.http.fields",
     "proxy.http.response_head",

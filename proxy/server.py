@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from proxy.accesslog import AccessLog
 from proxy.http import auth_request, mirror
+from proxy.http.downstream import ServerState
 from proxy.http.forwarded import ForwardedTrust
 from proxy.http.h1_connection import ClientConnection
 from proxy.http.ids import ids
@@ -54,8 +55,10 @@ logger = logging.getLogger("pyngress.proxy")
 FREEZE_DELAY = 1.0
 
 
-class ProxyServer:
-    """HTTP (and later HTTPS) listeners in front of the running configuration in ``holder``."""
+class ProxyServer(ServerState):
+    """HTTP (and later HTTPS) listeners in front of the running configuration in ``holder``.
+
+    (ServerState, its base, holds what the request path reads per request: the clock, limits, counters.)"""
 
     def __init__(self, *, settings: Settings, holder: RuntimeHolder, freeze_gc: bool = False) -> None:
         self.settings = settings

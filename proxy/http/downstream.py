@@ -1,13 +1,20 @@
+# cython: annotation_typing=False
 """What an exchange needs from the client side of its request: the seam between the protocol and forwarding.
 
-`ClientConnection` (HTTP/1.1) and `proxy.http2.stream.H2Stream` (one HTTP/2 stream) implement it, so the
-exchange (and the pipeline) never depend on one wire protocol. Responses go through `writer` (heads, bodies, the
-end: a `proxy.http.response_writer.ResponseWriter`); the rest is flow control, the proxy's own answers and endings.
+`ClientConnection` (HTTP/1.1) and `proxy.http2.stream.H2Stream` (one HTTP/2 stream) derive from `Downstream`, so
+the exchange (and the pipeline) never depend on one wire protocol. Responses go through `writer` (heads, bodies,
+the end: a `proxy.http.response_writer.ResponseWriter`); the rest is flow control, the proxy's own answers and
+endings.
+
+Compiled (proxy/extensions.py) it is an extension type, like the writers' base: the exchange holds its client as a
+typed field, so the fields below are read as a struct and the methods the `.pxd` declares `cpdef` (block, unblock,
+exchange_finished) are called through a C table on an HTTP/1.1 connection instead of an attribute lookup and a
+Python call. H2Stream, a Python subclass, still overrides them (Cython looks the override up on such a type).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -17,15 +24,38 @@ if TYPE_CHECKING:
     from proxy.server import ProxyServer
 
 
-class Downstream(Protocol):
-    server: ProxyServer
+class ServerState:
+    """What the request path reads (and counts) of the proxy server on every request: the base of
+    `proxy.server.ProxyServer`, typed when compiled, so a client connection reads the clock and the limits as struct
+    fields rather than through the server's instance dictionary."""
+
+    __slots__ = ("now", "draining", "total_requests", "max_request_line", "max_headers", "max_header_bytes",
+                 "max_head_bytes", "header_timeout", "keepalive_timeout", "keepalive_requests")
+
+    # The loop time of the last clock tick (nginx's cached time), and whether the server is draining.
+    now: float
+    draining: bool
+    total_requests: int
+    max_request_line: int
+    max_headers: int
+    max_header_bytes: int
+    max_head_bytes: int
+    header_timeout: float
+    keepalive_timeout: float
+    keepalive_requests: int
+
+
+class Downstream:
+    """The client side of requests, as the exchange and the pipeline see it (fields set by the subclasses)."""
+
+    __slots__ = ("server", "listener", "writer", "client_ip", "scheme", "forwarded", "forwarded_ip_end", "blocked",
+                 "write_paused", "write_paused_since", "last_read")
+
+    server: ProxyServer  # (a ServerState)
     listener: Listener
-
-    @property
-    def writer(self) -> ResponseWriter: ...
-
-    # The access log's protocol word for requests that are not HTTP/1.0 (b"HTTP/1.1", b"HTTP/2.0").
-    protocol: bytes
+    writer: ResponseWriter
+    # The access log's protocol word for requests that are not HTTP/1.0: a class attribute, each subclass its own.
+    protocol = b"HTTP/1.1"
     client_ip: bytes
     # The scheme the client used: the listener's, or https when a PROXY header says it reached port 443.
     scheme: str
@@ -40,32 +70,42 @@ class Downstream(Protocol):
 
     def client_certificate(self) -> ClientCertificate | None:
         """The TLS client certificate verdict of the connection (None: plain HTTP, or a host asking none)."""
+        raise NotImplementedError
 
     def block(self, bit: int) -> None:
         """Stop reading from the client for this reason (flow control)."""
+        raise NotImplementedError
 
     def unblock(self, bit: int) -> None:
         """This reason to stop reading is gone; reading resumes once none is left."""
+        raise NotImplementedError
 
     def send_error(self, ex: Exchange | None, status: int, cause: BaseException | None, *, detail: str = "",
                    close: bool = False, location: bytes = b"", fields: bytes = b"", reason: str = "") -> None:
         """Answer with the proxy's own response (an error, a redirect), log it, go on or close; `fields`: extra
         header fields (ready bytes), `reason`: the access log's word for why."""
+        raise NotImplementedError
 
     def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:
         """`ex` is answered: the next request may start (or the connection closes)."""
+        raise NotImplementedError
 
     def client_timeout(self, ex: Exchange) -> None:
         """The client stalled in the middle of its request body: 408."""
+        raise NotImplementedError
 
     def start_tunnel(self, ex: Exchange) -> None:
         """The upstream accepted a WebSocket upgrade: bytes flow unparsed from now on."""
+        raise NotImplementedError
 
     def cut(self) -> None:
         """End a response that cannot be completed (the client sees it truncated)."""
+        raise NotImplementedError
 
     def abort(self) -> None:
         """Drop the client at once (it stopped reading)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Close after what was written (the end of a tunnel)."""
+        raise NotImplementedError

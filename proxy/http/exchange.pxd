@@ -1,3 +1,6 @@
+cimport cython
+
+from proxy.http.downstream cimport Downstream
 from proxy.http.h1_response cimport H1Response
 from proxy.http.head cimport RequestHead
 from proxy.http.response_writer cimport ResponseWriter
@@ -5,7 +8,7 @@ from proxy.stats cimport RouteStats
 from proxy.upstream.pool cimport EndpointPool
 
 cdef class Exchange(RequestHead):
-    cdef public object client
+    cdef public Downstream client
     cdef public object client_ip
     cdef public object keep_alive
     cdef public object head_done
@@ -47,3 +50,20 @@ cdef class Exchange(RequestHead):
     cdef public object reason
     cdef public object grpc_status
 
+
+    # The request path's calls from compiled modules (the client protocol, the pipeline, the response reader) and
+    # between these methods go through the C method table, not an attribute lookup and a Python call. Callers
+    # pass the flags after `head` (start's retries, response_head's length...) by name.
+    cpdef start(self, upstream, list head, retries)
+    cpdef attach(self, conn, EndpointPool pool)
+    cpdef flush_upstream(self)
+    cpdef add_body(self, bytes chunk)
+    cpdef request_complete(self)
+    cpdef upstream_data(self, bytes data)
+    @cython.locals(response=H1Response)
+    cpdef raw_body(self, data, start)
+    @cython.locals(response=H1Response)
+    cpdef raw_start(self, data)
+    cpdef response_head(self, status, bytes reason, list fields, length, chunked, own_hsts, reusable)
+    cpdef account(self)
+    cpdef response_finished(self)

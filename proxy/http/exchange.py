@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """One proxied request: the upstream request head and body going up, the response coming down.
 
 Everything runs in transport callbacks (no Task per request): the client connection
@@ -159,10 +160,11 @@ class Exchange(RequestHead):
         self._query_values = None
         # The exchange's own state.
         self.client = client
+        downstream = self.client  # (typed as the Downstream it is, compiled: exchange.pxd)
         # The client's address for this request: the connection's (its peer, or its PROXY header's), unless a
         # trusted X-Forwarded-For names another (proxy/http/forwarded.py).
-        self.client_ip = client.client_ip
-        self.writer: ResponseWriter = client.writer
+        self.client_ip = downstream.client_ip
+        self.writer: ResponseWriter = downstream.writer
         self.keep_alive = True
         self.head_done = False
         self.req_done = False
@@ -212,7 +214,7 @@ class Exchange(RequestHead):
         """The connection's client certificate (Request.client_certificate): read only by the auth-tls check."""
         return self.client.client_certificate()
 
-    def start(self, upstream: Upstream, head: list[bytes], *, retries: int) -> None:
+    def start(self, upstream: Upstream, head: list[bytes], retries: int) -> None:
         """Send ``head`` (plus any body already read) to the endpoint the upstream's balancer picks."""
         self.upstream = upstream
         if self.up_out:
@@ -587,7 +589,7 @@ class Exchange(RequestHead):
 
     # the response, as H1Response reads it
 
-    def response_head(self, status: int, reason: bytes, fields: list[bytes], *, length: int, chunked: bool,
+    def response_head(self, status: int, reason: bytes, fields: list[bytes], length: int, chunked: bool,
                       own_hsts: bool, reusable: bool) -> bool:
         """A final response head arrived: run the rule's response filters and frame it for the client.
         Returns False when no body follows (a HEAD request's answer)."""

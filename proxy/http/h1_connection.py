@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The HTTP/1.1 client side: one asyncio protocol per client connection.
 
 ``ClientConnection`` drives an ``httptools`` request parser: header callbacks classify
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from proxy.http import headers as h
+from proxy.http.downstream import Downstream
 from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Exchange
 from proxy.http.h1_writer import H1Writer
 from proxy.http.head import RequestHead
@@ -56,14 +58,15 @@ LINGER_SECONDS = 2.0
 _CRLF = b"\r\n"
 
 # An asyncio protocol by its methods, without asyncio.Protocol as base: compiled, it is an extension type (see
-# the .pxd beside this module), which cannot derive from a Python class. Factories handing it to the loop say so.
-class ClientConnection:
+# the .pxd beside this module), which cannot derive from a Python class (Downstream is an extension type too).
+# Factories handing it to the loop say so.
+class ClientConnection(Downstream):
     """One HTTP/1.1 client connection: parses requests, hands them to the pipeline, runs their exchanges in order."""
 
-    __slots__ = ("requests_left", "server", "listener", "pipeline", "transport", "writer", "parser", "head",
-                 "client_ip", "scheme", "forwarded", "forwarded_ip_end", "request", "active", "queue", "upgrading",
-                 "tunnel", "deferred", "blocked", "state", "since", "idle_limit", "last_read", "head_bytes",
-                 "write_paused", "write_paused_since", "closing", "closed", "eof", "server_name", "peer_certificate")
+    # (Downstream holds server, listener, writer, client_ip, scheme, forwarded, blocked, write_paused...)
+    __slots__ = ("requests_left", "pipeline", "transport", "parser", "head", "request", "active", "queue",
+                 "upgrading", "tunnel", "deferred", "state", "since", "idle_limit", "head_bytes", "closing", "closed",
+                 "eof", "server_name", "peer_certificate")
 
     # The access log's protocol of its requests (HTTP/1.0 ones say so themselves).
     protocol = b"HTTP/1.1"
@@ -264,18 +267,23 @@ class ClientConnection:
         ex.head_done = True
         parser = self.parser
         head.method = method = parser.get_method()
-        version = parser.get_http_version()
-        if version != "1.1":
-            if version != "1.0":
-                raise BadRequest(f"HTTP/{version} is not supported", status=505)
-            head.http10 = True
-        ex.keep_alive = parser.should_keep_alive()
+        ex.keep_alive = keep_alive = parser.should_keep_alive()
+        # llhttp takes HTTP/0.9, 1.0, 1.1 and 2.0 only, and keeps one other than 1.1 alive only when a Connection
+        # (or Proxy-Connection) header says keep-alive: kept alive with no such header, it is HTTP/1.1, and the
+        # version string (formatted per call, a tenth of this callback's cost) is not needed.
+        if not keep_alive or head.connection_names is not None:
+            version = parser.get_http_version()
+            if version != "1.1":
+                if version != "1.0":
+                    raise BadRequest(f"HTTP/{version} is not supported", status=505)
+                head.http10 = True
         self.requests_left -= 1
         if not self.requests_left:
             ex.keep_alive = False  # the last request keepalive_requests allows: answered with Connection: close
         if method == b"CONNECT":
             raise BadRequest("CONNECT is not supported", status=405)
-        if parser.should_upgrade():
+        # (llhttp flags an upgrade only with an Upgrade header, or for CONNECT, refused above.)
+        if head.upgrade is not None and parser.should_upgrade():
             # After an upgrade request the parser stops: this connection serves no further request.
             ex.keep_alive = False
             self.upgrading = ex
@@ -431,8 +439,9 @@ class ClientConnection:
 
     def exchange_finished(self, ex: Exchange, keep_alive: bool) -> None:
         """``ex`` is answered: start the next pipelined request, wait for one, or close."""
-        ex.account()
-        if self.active is ex:
+        request = ex  # typed as the Exchange it is, compiled (h1_connection.pxd)
+        request.account()
+        if self.active is request:
             self.active = None
         if self.blocked & (BLOCK_CONNECT | BLOCK_UPSTREAM):
             self.unblock(BLOCK_CONNECT | BLOCK_UPSTREAM)

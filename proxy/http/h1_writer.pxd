@@ -8,6 +8,7 @@ cdef dict _STATUS_PREFIXES  # a C global: .get() on it is a dict call, not a met
 
 cdef class H1Writer(ResponseWriter):
     cdef public object transport
+    cdef public object write
     @cython.locals(request=Exchange, out=list)
     cpdef head(self, ex, status, reason, fields, length, chunked, own_hsts, draining)
     @cython.locals(out=list)

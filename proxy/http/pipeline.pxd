@@ -1,5 +1,6 @@
 cimport cython
 
+from proxy.http.downstream cimport Downstream
 from proxy.http.exchange cimport Exchange
 
 cdef class Pipeline:
@@ -15,7 +16,7 @@ cdef class Pipeline:
     cdef public object body_limit
     cdef public object gateway_body_limit
 
-    # cpdef for its typed locals (a traced request's id pool as a C string, its position, its traceparent value, the
-    # fields list); callers through Python attribute lookup get the same method.
+    # Called by the HTTP/1.1 connection (a typed field there) through the C method table; typed locals for a traced
+    # request (the id pool as a C string, its position, its traceparent value, the fields list).
     @cython.locals(pool=p_const_char, at=Py_ssize_t, trace=bytes, fields=list)
-    cpdef dispatch(self, conn, Exchange ex)
+    cpdef dispatch(self, Downstream conn, Exchange ex)

@@ -17,6 +17,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from proxy.http.downstream import Downstream
 from proxy.http.exchange import Exchange
 from proxy.http.response_writer import ResponseWriter
 from proxy.http.responses import (
@@ -163,12 +164,14 @@ class H2Writer(ResponseWriter):
         return 0  # no tunnels on HTTP/2 streams (see switching)
 
 
-class H2Stream:
+class H2Stream(Downstream):
     """One request of an HTTP/2 connection, as the exchange and the pipeline see a client (`Downstream`)."""
 
-    __slots__ = ("connection", "stream_id", "server", "listener", "writer", "client_ip", "scheme", "forwarded",
-                 "forwarded_ip_end", "blocked", "write_paused", "write_paused_since", "last_read", "head",
-                 "exchange", "unacked", "ending", "ended", "received_end", "reset", "cookies")
+    # (Downstream holds server, listener, writer, client_ip, scheme, forwarded, blocked, write_paused...)
+    __slots__ = ("connection", "stream_id", "head", "exchange", "unacked", "ending", "ended", "received_end", "reset",
+                 "cookies")
+
+    writer: H2Writer
 
     protocol = b"HTTP/2.0"
 

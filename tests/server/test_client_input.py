@@ -51,6 +51,10 @@ BAD = [
     (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 3000 + b"\r\n\r\n", 431),
     (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30)) + b"\r\n", 431),
     (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    # Kept alive by a keep-alive token (the parser's verdict), still refused for its version.
+    (b"GET / HTTP/2.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", 505),
+    (b"GET / HTTP/2.0\r\nHost: a\r\nProxy-Connection: keep-alive\r\n\r\n", 505),
+    (b"GET / HTTP/0.9\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", 505),
     # (The HTTP/2 preface is h2c with prior knowledge now: tests/http2/; with --no-http2 it is still a 400, see
     # test_h2_forwarding.py::test_no_http2_refuses_the_preface.)
     (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),

@@ -282,6 +282,16 @@ async def test_http10_and_connection_close(make_proxy, make_pods):
     assert (await read_response(reader)).json()["path"] == "/b"
     assert await reader.read() == b""
     writer.close()
+    # ... and with Proxy-Connection: keep-alive (which the parser reads as Connection), still answered as HTTP/1.0:
+    # kept alive with no Connection header, a request is taken for HTTP/1.1 without asking the parser its version.
+    reader, writer = await connect(proxy.port)
+    writer.write(b"GET /p HTTP/1.0\r\nHost: h\r\nProxy-Connection: keep-alive\r\n\r\n")
+    response = await read_response(reader)
+    assert response.json()["path"] == "/p" and response.header("Connection") == "keep-alive"
+    writer.write(b"GET /q HTTP/1.0\r\nHost: h\r\n\r\n")
+    assert (await read_response(reader)).json()["path"] == "/q"
+    assert await reader.read() == b""
+    writer.close()
     # Connection: close on HTTP/1.1.
     reader, writer = await connect(proxy.port)
     writer.write(encode_request("/c", headers=[("Connection", "close")]))

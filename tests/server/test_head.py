@@ -7,10 +7,9 @@ the two lists from drifting apart.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from proxy import extensions
 from proxy.http import exchange as exchange_module
+from proxy.http.downstream import Downstream
 from proxy.http.exchange import Exchange
 from proxy.http.head import RequestHead
 
@@ -21,7 +20,10 @@ def _slots(cls: type) -> set[str]:
 
 def test_an_exchange_starts_with_the_request_head_defaults():
     head = RequestHead()
-    exchange = Exchange(SimpleNamespace(writer=None, client_ip=b""))  # type: ignore[arg-type]
+    client = Downstream()  # what Exchange.__init__ reads of its client: its writer and address
+    client.writer = None  # type: ignore[assignment]
+    client.client_ip = b""
+    exchange = Exchange(client)
     fields = _slots(RequestHead)
     assert fields >= Exchange.SET_BEFORE_READ
     for name in sorted(fields - Exchange.SET_BEFORE_READ - Exchange.SET_WHEN_SEEN):
