@@ -18,7 +18,6 @@ from proxy.upstream.errors import BadRequest
 if TYPE_CHECKING:
     from proxy.http.downstream import ServerState
     from proxy.http.exchange import Exchange
-    from proxy.http.head import RequestHead
     from proxy.server import ProxyServer
 
 _SEP = b": "
@@ -55,7 +54,7 @@ class FieldReader(Protocol):
 def add_field(self: FieldReader, name: bytes, value: bytes) -> None:
     """One request header field into the head being read: counted against the limits, then kept, rewritten
     or dropped by its class (proxy/http/headers.py). Raises BadRequest (400, 431) for what cannot be served."""
-    head: RequestHead | None = self.head  # (typed, compiled: request_fields.pxd)
+    head: Exchange | None = self.head  # (typed, compiled: request_fields.pxd)
     if head is None:
         return  # trailer fields of a chunked body: dropped
     server: ServerState = self.server  # (typed, compiled: request_fields.pxd)
