@@ -59,7 +59,7 @@ cdef class Exchange(RequestHead):
     cpdef flush_upstream(self)
     cpdef add_body(self, bytes chunk)
     cpdef request_complete(self)
-    cpdef upstream_data(self, bytes data)
+    cpdef upstream_data(self, data)  # bytes, or a memoryview of the shared read buffer (uvloop)
     @cython.locals(response=H1Response)
     cpdef raw_body(self, data, start)
     @cython.locals(response=H1Response)
