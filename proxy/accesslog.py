@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The access log: one JSON object per request on stdout, written off the event loop.
 
 A finished request is formatted on the loop, straight into bytes, and queued: the route's fields
@@ -52,8 +53,9 @@ PIPE_BUF = 4096
 
 # Bytes that a JSON string cannot carry as they are: controls, '"', '\\' and everything past ASCII.
 _UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
-# Bytes a JSON string carries as they are (the complement of _UNSAFE), for bytes.translate's delete argument.
-_PLAIN = bytes(byte for byte in range(0x20, 0x7F) if byte not in b'"\\')
+# A bytes.translate table mapping each byte _UNSAFE matches to NUL and every other byte to itself: a NUL in the
+# result means escaping (a table without a delete argument: translate builds no table of its own per call).
+_MARKS = bytes(0 if _UNSAFE.match(bytes((byte,))) else byte for byte in range(256))
 # Ready digits: numbers below _NUMBERS_END (statuses, small sizes, retries), three-digit groups (".417" ms after
 # the second, and the two halves of a duration's microseconds).
 _NUMBERS_END = 4096
@@ -93,7 +95,7 @@ class AccessLog:
     """Formats lines on the caller's thread (the loop); a daemon thread writes them."""
 
     __slots__ = ("fd", "limit", "interval", "pending", "dropped", "written", "_wake", "_stop", "_thread",
-                 "_lock", "_failed", "_reported", "_second", "_stamp")
+                 "_lock", "_failed", "_reported", "_second", "_stamp", "_millisecond", "_start")
 
     def __init__(self, fd: int = 1, *, limit: int = DEFAULT_LIMIT, interval: float = DEFAULT_INTERVAL) -> None:
         self.fd = fd
@@ -107,6 +109,8 @@ class AccessLog:
         self._reported = 0  # dropped count last logged (from the writer thread)
         self._second = -1  # the whole second `_stamp` shows
         self._stamp = b""
+        self._millisecond = -1  # the millisecond (of that second) `_start` shows
+        self._start = b""
         self._wake = threading.Event()
         self._stop = False
         self._lock = threading.Lock()  # one writer at a time (the thread, or close())
@@ -126,21 +130,20 @@ class AccessLog:
         if len(pending) >= self.limit:
             self.dropped += 1
             return
+        # The line starts with its time to the millisecond and the request id's key: made once per millisecond.
         second = int(when)
-        if second != self._second:
-            self._second = second
-            self._stamp = b'{"time":"' + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
-        query_at = target.find(b"?")
-        if query_at < 0:
-            path, query = target, b""
-        else:
-            path, query = target[:query_at], target[query_at + 1 :]
-        host = host or b""
-        user_agent = user_agent or b""
-        # client (an IP address) and method (a token the parser checked) never need escaping; the others, when
-        # nothing is left of them once every plain byte is deleted, need none either.
-        if b"".join((request_id, host, target, user_agent)).translate(None, _PLAIN):
-            pending.append(self._escaped(when, second, request_id, client, method, host, path, query, protocol,
+        millisecond = int((when - second) * 1000)  # (a float product may reach 1000: _MILLIS[1000] is ".999")
+        if second != self._second or millisecond != self._millisecond:
+            self._start_millisecond(second, millisecond)
+        path, mark, query = target.partition(b"?")
+        if host is None:
+            host = b""
+        if user_agent is None:
+            user_agent = b""
+        # client (an IP address) and method (a token the parser checked) never need escaping; the others need none
+        # when the table, which maps every byte that needs it to NUL, leaves no NUL in them.
+        if b"\0" in b"".join((request_id, host, target, user_agent)).translate(_MARKS):
+            pending.append(self._escaped(when, request_id, client, method, host, path, query, protocol,
                                          status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
                                          user_agent, retries, reason, trace, grpc_status))
             return
@@ -163,7 +166,7 @@ class AccessLog:
             else:
                 waited, waited_ms, waited_us = b',"upstream_duration":', b"%.6f" % upstream_duration, b""
         pending.append(b"".join((
-            self._stamp, _MILLIS[int((when - second) * 1000)], b'Z","request_id":"', request_id,
+            self._start, request_id,
             b'","client":"', client, b'","method":"', method, b'","host":"', host, b'","path":"', path,
             b'","query":"', query, b'","protocol":"', protocol, b'","status":',
             numbers[status] if status < _NUMBERS_END else b"%d" % status,
@@ -178,13 +181,21 @@ class AccessLog:
             else b"%d" % grpc_status,
             b"}\n")))
 
-    def _escaped(self, when: float, second: int, request_id: bytes, client: bytes, method: bytes, host: bytes,
+    def _start_millisecond(self, second: int, millisecond: int) -> None:
+        """The start of the lines of this millisecond of this second (the date formatted once per second)."""
+        if second != self._second:
+            self._second = second
+            self._stamp = b'{"time":"' + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
+        self._millisecond = millisecond
+        self._start = self._stamp + _MILLIS[millisecond] + b'Z","request_id":"'
+
+    def _escaped(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes,
                  path: bytes, query: bytes, protocol: bytes, status: int, bytes_in: int, bytes_out: int,
                  duration: float, upstream_duration: float, upstream: bytes | None, route: bytes, user_agent: bytes,
                  retries: int, reason: str, trace: bytes | None, grpc_status: int) -> bytes:
         """The line of a request with a field that needs JSON escaping (quotes, backslashes, controls, non-ASCII)."""
         return _LINE % (
-            self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
+            self._stamp, self._millisecond, json_text(request_id), client, method, json_text(host),
             json_text(path), json_text(query), protocol, status, bytes_in,
             bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
             upstream or b"null", route, json_text(user_agent), retries,

@@ -4,10 +4,10 @@ cdef class Series:
     cdef public long long sent
     cdef public long long retries
     cdef public double duration_sum
-    cdef public list duration_buckets
+    cdef long long duration_buckets[12]  # len(DURATION_BUCKETS) + 1 (+Inf): C counters, lists only in snapshots
     cdef public long long upstream_count
     cdef public double upstream_sum
-    cdef public list upstream_buckets
+    cdef long long upstream_buckets[12]
     cdef public object exemplars
 
 cdef class RouteStats:
@@ -18,3 +18,10 @@ cdef class RouteStats:
     cdef public object rate_limited
     cdef public object faults_delayed
     cdef public object faults_aborted
+    cdef bytes last_method
+    cdef long last_status
+    cdef Series last_series
+    cpdef record(self, bytes method, long status, double duration, double upstream, long long received,
+                 long long sent, long long retries)
+
+cdef Py_ssize_t bucket(double seconds) noexcept

@@ -1,0 +1,25 @@
+cimport cython
+
+cdef class AccessLog:
+    cdef public object fd
+    cdef public Py_ssize_t limit
+    cdef public object interval
+    cdef public object pending
+    cdef public Py_ssize_t dropped
+    cdef public Py_ssize_t written
+    cdef public object _wake
+    cdef public object _stop
+    cdef public object _thread
+    cdef public object _lock
+    cdef public object _failed
+    cdef public Py_ssize_t _reported
+    cdef long long _second
+    cdef bytes _stamp
+    cdef long _millisecond
+    cdef bytes _start
+
+    @cython.locals(second=cython.longlong, millisecond=cython.long, micros=cython.longlong)
+    cpdef add(self, double when, bytes request_id, bytes client, bytes method, host, bytes target, bytes protocol,
+              long status, long long bytes_in, long long bytes_out, double duration, double upstream_duration,
+              upstream, bytes route, user_agent, long retries, str reason=*, trace=*, long grpc_status=*)
+    cdef _start_millisecond(self, long long second, long millisecond)
