@@ -1,3 +1,8 @@
+# Compiled, the per-request counting of RouteStats.record is C: typed arguments (stats.py turns Cython's reading of
+# its annotations off: `int` there would mean a Python int), C counters, and C arrays for the buckets (read through
+# variables typed Series).
+cimport cython
+
 cdef class Series:
     cdef public long long requests
     cdef public long long received
@@ -21,6 +26,9 @@ cdef class RouteStats:
     cdef bytes last_method
     cdef long last_status
     cdef Series last_series
+    @cython.locals(s=Series)
+    cpdef list snapshot(self)
+    @cython.locals(series=Series)
     cpdef record(self, bytes method, long status, double duration, double upstream, long long received,
                  long long sent, long long retries)
 

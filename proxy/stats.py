@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Per-route traffic statistics: plain numbers bumped on the hot path, turned into metrics at scrape time.
 
 Each route of the running table gets one :class:`RouteStats` when the runtime is assembled
@@ -79,10 +80,10 @@ class Series:
         self.sent = 0
         self.retries = 0
         self.duration_sum = 0.0
-        self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.duration_buckets = [0] * 12  # len(DURATION_BUCKETS) + 1 (+Inf): compiled, stats.pxd's C arrays
         self.upstream_count = 0
         self.upstream_sum = 0.0
-        self.upstream_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.upstream_buckets = [0] * 12
         # The latest sampled request of each duration bucket, as an OpenMetrics exemplar:
         # [traceparent we sent, duration, unix time]; None until a sampled request falls there.
         self.exemplars: list[Exemplar | None] | None = None
@@ -120,7 +121,7 @@ class RouteStats:
     def record(self, method: bytes, status: int, duration: float, upstream: float, received: int, sent: int,
                retries: int) -> None:
         """One finished request; ``upstream`` < 0 when no upstream response head was received."""
-        series: Series = self.last_series
+        series = self.last_series
         if status != self.last_status or method != self.last_method:
             key = (method, status)
             known = self.series.get(key)
@@ -154,9 +155,7 @@ class RouteStats:
 
     def snapshot(self) -> list[SeriesData]:
         data: list[SeriesData] = []
-        s: Series
-        for (method, status), s in list(self.series.items()):
-            # (compiled, the bucket counters are C arrays: read only through a variable typed Series)
+        for (method, status), s in list(self.series.items()):  # (s: a Series, typed in stats.pxd)
             data.append([method.decode("latin-1"), status, s.requests, s.received, s.sent, s.retries, s.duration_sum,
                          list(s.duration_buckets), s.upstream_count, s.upstream_sum, list(s.upstream_buckets),
                          _exemplars(s.exemplars)])

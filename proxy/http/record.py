@@ -17,6 +17,7 @@ from proxy.accesslog import address_text, route_fields
 from proxy.tracing.context import SAMPLED_AT, SAMPLED_BYTE
 
 if TYPE_CHECKING:
+    from proxy.accesslog import AccessLog
     from proxy.http.exchange import Exchange
     from proxy.stats import RouteStats
 
@@ -65,6 +66,7 @@ def record(ex: Exchange) -> None:
         _span(ex, stats, trace, status, duration, received)
     access_log = server.access_log
     if access_log is not None and stats.log:
+        log: AccessLog = access_log  # (compiled: add is a typed C method, called directly)
         address = None
         if pool is not None:
             address = pool.log_address
@@ -73,7 +75,7 @@ def record(ex: Exchange) -> None:
         route = stats.log_fields
         if route is None:
             route = stats.log_fields = route_fields(stats.labels)
-        access_log.add(_wall(), head.request_id, ex.client_ip, head.method, head.authority, head.target,
+        log.add(_wall(), head.request_id, ex.client_ip, head.method, head.authority, head.target,
                        b"HTTP/1.0" if head.http10 else client.protocol, status, received, ex.sent, duration,
                        ex.upstream_time, address, route, head.user_agent, ex.retries, ex.reason, trace, ex.grpc_status)
 
