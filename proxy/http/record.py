@@ -76,8 +76,8 @@ def record(ex: Exchange) -> None:
         if route is None:
             route = stats.log_fields = route_fields(stats.labels)
         log.add(_wall(), head.request_id, ex.client_ip, head.method, head.authority, head.target,
-                       b"HTTP/1.0" if head.http10 else client.protocol, status, received, ex.sent, duration,
-                       ex.upstream_time, address, route, head.user_agent, ex.retries, ex.reason, trace, ex.grpc_status)
+                b"HTTP/1.0" if head.http10 else client.protocol, status, received, ex.sent, duration,
+                ex.upstream_time, address, route, head.user_agent, ex.retries, ex.reason, trace, ex.grpc_status)
 
 
 def _span(ex: Exchange, stats: RouteStats, trace: bytes, status: int, duration: float, received: int) -> None:
