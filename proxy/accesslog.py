@@ -154,7 +154,7 @@ class AccessLog:
         millisecond = int((when - second) * 1000)  # (a float product may reach 1000: _MILLIS[1000] is ".999")
         if second != self._second or millisecond != self._millisecond:
             self._start_millisecond(second, millisecond)
-        path, mark, query = target.partition(b"?")
+        path, _, query = target.partition(b"?")
         if host is None:
             host = b""
         if user_agent is None:
