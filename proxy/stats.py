@@ -5,6 +5,10 @@ Each route of the running table gets one :class:`RouteStats` when the runtime is
 (the label values are fixed then), so a request only does a dict lookup by route identity
 and a few integer additions; no label resolution, no lock, no metric object per request.
 Series of a route survive rebuilds while the route exists (same labels) and disappear with it.
+Compiled (stats.pxd), `RouteStats.record` is a C method that record.py calls directly, on C counters and C arrays
+of bucket counts, with the bucket found by literal comparisons and the last request's series remembered: about 130
+instructions per request under callgrind, from 3,500 with bisect calls, a (method, status) key per request and
+Python lists (`python -m bench.instructions --observability`). prometheus_client sees none of it until a scrape.
 
 ``TrafficStats.snapshot()`` turns everything into plain data (lists, strings, numbers), the
 form in which worker processes hand their counts to the control process, which adds them up
