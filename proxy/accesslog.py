@@ -1,10 +1,15 @@
+# cython: annotation_typing=False
 """The access log: one JSON object per request on stdout, written off the event loop.
 
 A finished request is formatted on the loop, straight into bytes, and queued: the route's fields
-are encoded once per route, the date once per second, small numbers and sub-second durations come
-from digit tables, header values that need no JSON escaping are copied as they are, and the line is
-one join of those fragments (callgrind, compiled: about 13k instructions per line, from 19.5k with a
-%-format of the whole line; `python -m bench.instructions --observability`). A writer thread takes what is queued every
+are encoded once per route, the line's start (date and time) once per millisecond, small numbers and
+sub-second durations come from digit tables, header values that need no JSON escaping are copied as
+they are, and the line is one join of ten fragments: the constant text around the fields that repeat
+from line to line (client, method and host; protocol and status; upstream and route) is kept from the
+line before, since bytes.join pays about 100 instructions per fragment. Compiled (accesslog.pxd), `add`
+is a typed C method that record.py calls directly (callgrind: see `python -m bench.instructions
+--observability`; about 13k instructions per line before, with a join of some forty fragments, and
+19.5k with a %-format of the whole line). A writer thread takes what is queued every
 ``interval`` and writes it; ``os.write`` releases the GIL, so a slow stdout reader (a full pipe)
 stalls the thread, never the proxy. Past ``limit`` waiting lines, new ones are dropped and counted.
 (Formatting in the thread instead was measured: its batches hold the GIL and tripled the p99.)
@@ -52,13 +57,16 @@ PIPE_BUF = 4096
 
 # Bytes that a JSON string cannot carry as they are: controls, '"', '\\' and everything past ASCII.
 _UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
-# Bytes a JSON string carries as they are (the complement of _UNSAFE), for bytes.translate's delete argument.
-_PLAIN = bytes(byte for byte in range(0x20, 0x7F) if byte not in b'"\\')
+# A bytes.translate table mapping each byte _UNSAFE matches to NUL and every other byte to itself: a NUL in the
+# result means escaping (a table without a delete argument: translate builds no table of its own per call).
+_MARKS = bytes(0 if _UNSAFE.match(bytes((byte,))) else byte for byte in range(256))
 # Ready digits: numbers below _NUMBERS_END (statuses, small sizes, retries), three-digit groups (".417" ms after
 # the second, and the two halves of a duration's microseconds).
 _NUMBERS_END = 4096
 _NUMBERS = tuple(b"%d" % number for number in range(_NUMBERS_END))
 _MILLIS = (*(b".%03d" % ms for ms in range(1000)), b".999")  # (a float product may reach 1000.0)
+# The same, followed by what comes up to the request id's value (a line's start is its second's stamp and one of these).
+_MILLIS_ID = tuple(millis + b'Z","request_id":"' for millis in _MILLIS)
 _DIGITS3 = tuple(b"%03d" % number for number in range(1000))
 # The stamp (self._stamp) holds '{"time":"' and the whole second; this line goes on from the '.'.
 _LINE = (b'%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path":%s,"query":%s,'
@@ -66,6 +74,18 @@ _LINE = (b'%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path
          b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s,%s,"grpc_status":%s}\n')
 _NO_TRACE = b'"trace_id":null,"span_id":null'
 _TRACE = b'"trace_id":"%s","span_id":"%s"'
+# A line's end from its "retries" on for a request answered at the first try by the upstream, not traced, not gRPC.
+_PLAIN_END = b'","retries":0,"reason":null,"trace_id":null,"span_id":null,"grpc_status":null}\n'
+
+
+def _end(retries: int, reason: str, trace: bytes | None, grpc_status: int) -> bytes:
+    """The end of a line from its "retries" on, when it is not _PLAIN_END."""
+    return b"".join((
+        b'","retries":', _NUMBERS[retries] if retries < _NUMBERS_END else b"%d" % retries,
+        b',"reason":', b'"%s"' % reason.encode("ascii") if reason else b"null", b",",
+        _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE, b',"grpc_status":',
+        b"null" if grpc_status < 0 else _NUMBERS[grpc_status] if grpc_status < _NUMBERS_END else b"%d" % grpc_status,
+        b"}\n"))
 
 
 def json_text(value: bytes | None) -> bytes:
@@ -93,7 +113,8 @@ class AccessLog:
     """Formats lines on the caller's thread (the loop); a daemon thread writes them."""
 
     __slots__ = ("fd", "limit", "interval", "pending", "dropped", "written", "_wake", "_stop", "_thread",
-                 "_lock", "_failed", "_reported", "_second", "_stamp")
+                 "_lock", "_failed", "_reported", "_second", "_stamp", "_millisecond", "_start", "_client", "_method",
+                 "_host", "_who", "_status", "_protocol", "_answer", "_bare_answer", "_upstream", "_route", "_where")
 
     def __init__(self, fd: int = 1, *, limit: int = DEFAULT_LIMIT, interval: float = DEFAULT_INTERVAL) -> None:
         self.fd = fd
@@ -107,7 +128,18 @@ class AccessLog:
         self._reported = 0  # dropped count last logged (from the writer thread)
         self._second = -1  # the whole second `_stamp` shows
         self._stamp = b""
-        self._wake = threading.Event()
+        self._millisecond = -1  # the millisecond (of that second) `_start` shows
+        self._start = b""
+        # Parts of the last line kept for the next (see add), and the fields they were made from.
+        self._client = self._method = self._host = self._who = b""
+        self._status = 0
+        self._protocol = self._answer = self._bare_answer = b""
+        self._upstream: bytes | None = None
+        self._route = self._where = b""
+        # Held from here until close(): the writer's timed acquire is its wait of ``interval`` (a C lock; an Event's
+        # wait runs threading's Python code, which cost more per wake than a few hundred lines' writing).
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._stop = False
         self._lock = threading.Lock()  # one writer at a time (the thread, or close())
         self._thread = threading.Thread(target=self._run, name="pyngress-access-log", daemon=True)
@@ -126,26 +158,40 @@ class AccessLog:
         if len(pending) >= self.limit:
             self.dropped += 1
             return
+        # The line starts with its time to the millisecond and the request id's key: made once per millisecond.
         second = int(when)
-        if second != self._second:
-            self._second = second
-            self._stamp = b'{"time":"' + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
-        query_at = target.find(b"?")
-        if query_at < 0:
-            path, query = target, b""
-        else:
-            path, query = target[:query_at], target[query_at + 1 :]
-        host = host or b""
-        user_agent = user_agent or b""
-        # client (an IP address) and method (a token the parser checked) never need escaping; the others, when
-        # nothing is left of them once every plain byte is deleted, need none either.
-        if b"".join((request_id, host, target, user_agent)).translate(None, _PLAIN):
-            pending.append(self._escaped(when, second, request_id, client, method, host, path, query, protocol,
+        millisecond = int((when - second) * 1000)  # (a float product may reach 1000: _MILLIS[1000] is ".999")
+        if second != self._second or millisecond != self._millisecond:
+            self._start_millisecond(second, millisecond)
+        path, _, query = target.partition(b"?")
+        if host is None:
+            host = b""
+        if user_agent is None:
+            user_agent = b""
+        # client (an IP address) and method (a token the parser checked) never need escaping; the others need none
+        # when the table, which maps every byte that needs it to NUL, leaves no NUL in them.
+        if b"\0" in b"".join((request_id, host, target, user_agent)).translate(_MARKS):
+            pending.append(self._escaped(when, request_id, client, method, host, path, query, protocol,
                                          status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
                                          user_agent, retries, reason, trace, grpc_status))
             return
-        # The usual line: one join of ready fragments (a %-format of the whole line cost twice as much); numbers
-        # below _NUMBERS_END and durations under a second come from tables instead of being formatted.
+        # The usual line: a join of ten fragments. bytes.join pays some 100 instructions per fragment (a buffer
+        # each) and allocates past ten, so the constant text around the fields that stay the same from one line to
+        # the next (client, method and host; protocol and status; upstream and route) is joined when they change and
+        # kept; numbers below _NUMBERS_END and durations under a second come from tables.
+        if client != self._client or method != self._method or host != self._host:
+            self._client, self._method, self._host = client, method, host
+            self._who = b"".join((b'","client":"', client, b'","method":"', method, b'","host":"', host,
+                                  b'","path":"'))
+        if status != self._status or protocol != self._protocol:
+            self._status, self._protocol = status, protocol
+            self._answer = b"".join((b'","protocol":"', protocol, b'","status":',
+                                     _NUMBERS[status] if status < _NUMBERS_END else b"%d" % status,
+                                     b',"bytes_in":'))
+            self._bare_answer = b'","query":"' + self._answer  # (the same after an empty query)
+        if upstream is not self._upstream or route is not self._route:
+            self._upstream, self._route = upstream, route
+            self._where = b"".join((b',"upstream":', upstream or b"null", b",", route, b',"user_agent":"'))
         numbers = _NUMBERS
         digits = _DIGITS3
         micros = int(duration * 1e6 + 0.5)
@@ -162,29 +208,34 @@ class AccessLog:
                                                 digits[micros % 1000])
             else:
                 waited, waited_ms, waited_us = b',"upstream_duration":', b"%.6f" % upstream_duration, b""
-        pending.append(b"".join((
-            self._stamp, _MILLIS[int((when - second) * 1000)], b'Z","request_id":"', request_id,
-            b'","client":"', client, b'","method":"', method, b'","host":"', host, b'","path":"', path,
-            b'","query":"', query, b'","protocol":"', protocol, b'","status":',
-            numbers[status] if status < _NUMBERS_END else b"%d" % status,
-            b',"bytes_in":', numbers[bytes_in] if bytes_in < _NUMBERS_END else b"%d" % bytes_in,
+        counted = b"".join((
+            numbers[bytes_in] if bytes_in < _NUMBERS_END else b"%d" % bytes_in,
             b',"bytes_out":', numbers[bytes_out] if bytes_out < _NUMBERS_END else b"%d" % bytes_out,
-            took, took_ms, took_us, waited, waited_ms, waited_us,
-            b',"upstream":', upstream or b"null", b",", route, b',"user_agent":"', user_agent, b'","retries":',
-            numbers[retries] if retries < _NUMBERS_END else b"%d" % retries,
-            b',"reason":', b'"%s"' % reason.encode("ascii") if reason else b"null", b",",
-            _TRACE % (trace[3:35], trace[36:52]) if trace is not None else _NO_TRACE, b',"grpc_status":',
-            b"null" if grpc_status < 0 else numbers[grpc_status] if grpc_status < _NUMBERS_END
-            else b"%d" % grpc_status,
-            b"}\n")))
+            took, took_ms, took_us, waited, waited_ms, waited_us))
+        if retries or reason or trace is not None or grpc_status >= 0:
+            end = _end(retries, reason, trace, grpc_status)
+        else:
+            end = _PLAIN_END
+        pending.append(b"".join((self._start, request_id, self._who, path, b'","query":"', query, self._answer,
+                                 counted, self._where, user_agent, end) if query else
+                                (self._start, request_id, self._who, path, self._bare_answer, counted,
+                                 self._where, user_agent, end)))
 
-    def _escaped(self, when: float, second: int, request_id: bytes, client: bytes, method: bytes, host: bytes,
+    def _start_millisecond(self, second: int, millisecond: int) -> None:
+        """The start of the lines of this millisecond of this second (the date formatted once per second)."""
+        if second != self._second:
+            self._second = second
+            self._stamp = b'{"time":"' + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
+        self._millisecond = millisecond
+        self._start = self._stamp + _MILLIS_ID[millisecond]
+
+    def _escaped(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes,
                  path: bytes, query: bytes, protocol: bytes, status: int, bytes_in: int, bytes_out: int,
                  duration: float, upstream_duration: float, upstream: bytes | None, route: bytes, user_agent: bytes,
                  retries: int, reason: str, trace: bytes | None, grpc_status: int) -> bytes:
         """The line of a request with a field that needs JSON escaping (quotes, backslashes, controls, non-ASCII)."""
         return _LINE % (
-            self._stamp, int((when - second) * 1000), json_text(request_id), client, method, json_text(host),
+            self._stamp, self._millisecond, json_text(request_id), client, method, json_text(host),
             json_text(path), json_text(query), protocol, status, bytes_in,
             bytes_out, duration, b"%.6f" % upstream_duration if upstream_duration >= 0 else b"null",
             upstream or b"null", route, json_text(user_agent), retries,
@@ -219,7 +270,7 @@ class AccessLog:
         if self._stop:
             return
         self._stop = True
-        self._wake.set()
+        self._wake.release()  # the writer's wait ends now
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self.flush()
@@ -227,7 +278,7 @@ class AccessLog:
 
     def _run(self) -> None:
         while not self._stop:
-            self._wake.wait(self.interval)
+            self._wake.acquire(timeout=self.interval)
             self.flush()
 
     def _write(self, lines: list[bytes]) -> None:

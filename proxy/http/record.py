@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from proxy.accesslog import address_text, route_fields
 
 if TYPE_CHECKING:
+    from proxy.accesslog import AccessLog
     from proxy.http.exchange import Exchange
     from proxy.stats import RouteStats
 
@@ -63,6 +64,7 @@ def record(ex: Exchange) -> None:
         _span(ex, stats, trace, status, duration, received)
     access_log = server.access_log
     if access_log is not None and stats.log:
+        log: AccessLog = access_log  # (compiled: add is a typed C method, called directly)
         address = None
         if pool is not None:
             address = pool.log_address
@@ -71,9 +73,9 @@ def record(ex: Exchange) -> None:
         route = stats.log_fields
         if route is None:
             route = stats.log_fields = route_fields(stats.labels)
-        access_log.add(_wall(), head.request_id, ex.client_ip, head.method, head.authority, head.target,
-                       b"HTTP/1.0" if head.http10 else client.protocol, status, received, ex.sent, duration,
-                       ex.upstream_time, address, route, head.user_agent, ex.retries, ex.reason, trace, ex.grpc_status)
+        log.add(_wall(), head.request_id, ex.client_ip, head.method, head.authority, head.target,
+                b"HTTP/1.0" if head.http10 else client.protocol, status, received, ex.sent, duration,
+                ex.upstream_time, address, route, head.user_agent, ex.retries, ex.reason, trace, ex.grpc_status)
 
 
 def _span(ex: Exchange, stats: RouteStats, trace: bytes, status: int, duration: float, received: int) -> None:

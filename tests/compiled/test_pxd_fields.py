@@ -19,7 +19,9 @@ from proxy import extensions
 
 ROOT = Path(__file__).resolve().parents[2]
 _CLASS = re.compile(r"^cdef class (\w+)(?:\((?:[\w.]+\.)?(\w+)\))?")
-_FIELD = re.compile(r"^\s+cdef (?:public |readonly )?(?:(?:unsigned|signed|long|short) )*[\w.\[\]]+ ([\w, ]+)$")
+# (a C array field, `cdef long long counts[12]`, is one field)
+_FIELD = re.compile(r"^\s+cdef (?:public |readonly )?(?:(?:unsigned|signed|long|short) )*[\w.\[\]]+ ([\w, ]+?)"
+                    r"(?:\[\d+\])?$")
 
 
 def _declared(pxd: Path) -> dict[str, tuple[str | None, set[str]]]:

@@ -125,3 +125,46 @@ def test_writes_are_cut_at_line_ends_within_pipe_buf():
     lines = b"".join(messages).splitlines()
     assert [json.loads(line)["request_id"] for line in lines] == [f"id-{i}" for i in range(40)]
     assert len(messages) < 40
+
+
+def test_parts_kept_from_the_last_line_follow_every_change():
+    """The usual line reuses the text around client/method/host, protocol/status and upstream/route from the line
+    before: change each of them (and the query, the millisecond, the end) from one line to the next, and every line
+    must still say what the escaped line, made from scratch, says."""
+    other_route = route_fields(("other", "web", "", "/", "web", "HTTPRoute"))
+    cases = [{}, {}, {"client": b"10.1.2.3"}, {"method": b"POST"}, {"host": b"b.example.com"}, {"host": None},
+             {"target": b"/api/items"}, {"target": b"/?"}, {"status": 404}, {"protocol": b"HTTP/1.0"},
+             {"upstream": None}, {"upstream": address_text("10.0.0.2", 80)}, {"route": other_route}, {"retries": 1},
+             {"reason": "no-route"}, {"grpc_status": 12}, {"when": 1763866559.4181}, {"when": 1763866560.0}, {}]
+    plain = written(lambda log: [add(log, index, **case) for index, case in enumerate(cases)])
+    escaped = written(lambda log: [add(log, index, user_agent=b"\xff", **case) for index, case in enumerate(cases)])
+    for one, other in zip(plain, escaped, strict=True):
+        assert other.pop("user_agent") == "\xff" and one.pop("user_agent") == "curl/8"
+        assert one == other
+    assert [(e["client"], e["method"], e["host"]) for e in plain[1:6]] == [
+        ("127.0.0.1", "GET", "a.example.com"), ("10.1.2.3", "GET", "a.example.com"),
+        ("127.0.0.1", "POST", "a.example.com"), ("127.0.0.1", "GET", "b.example.com"), ("127.0.0.1", "GET", "")]
+    assert [(e["path"], e["query"]) for e in plain[5:8]] == [("/api/items", "x=1"), ("/api/items", ""), ("/", "")]
+    assert [e["status"] for e in plain[7:10]] == [200, 404, 200] and plain[9]["protocol"] == "HTTP/1.0"
+    assert [e["upstream"] for e in plain[9:12]] == ["10.0.0.1:8080", None, "10.0.0.2:80"]
+    assert plain[12]["route_kind"] == "HTTPRoute" and plain[13]["route_kind"] == "Ingress"
+    assert [e["time"] for e in plain[15:]] == ["2025-11-23T02:55:59.417Z", "2025-11-23T02:55:59.418Z",
+                                             "2025-11-23T02:56:00.000Z", "2025-11-23T02:55:59.417Z"]
+
+
+def test_the_usual_line_byte_for_byte():
+    """The exact line (key order, number forms) that log readers parse, for the usual request."""
+    read_end, write_end = os.pipe()
+    log = AccessLog(write_end, interval=3600)
+    add(log, 7)
+    log.close()
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        line = reader.read()
+    assert line == (
+        b'{"time":"2025-11-23T02:55:59.417Z","request_id":"id-7","client":"127.0.0.1","method":"GET",'
+        b'"host":"a.example.com","path":"/api/items","query":"x=1","protocol":"HTTP/1.1","status":200,"bytes_in":80,'
+        b'"bytes_out":512,"duration":0.001200,"upstream_duration":0.000900,"upstream":"10.0.0.1:8080",'
+        b'"namespace":"shop","ingress":"web","route_host":"*.example.com","route_path":"/api","service":"api",'
+        b'"route_kind":"Ingress","user_agent":"curl/8","retries":0,"reason":null,"trace_id":null,"span_id":null,'
+        b'"grpc_status":null}\n')
