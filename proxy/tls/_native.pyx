@@ -187,6 +187,9 @@ cdef enum:
 
 cdef char _read_buffer[READ_SIZE]
 
+# Seconds close() waits for a full send buffer to take close_notify before the connection is cut without it.
+cdef double SHUTDOWN_TIMEOUT = 5.0
+
 
 cdef SSL_CTX *context_pointer(object context) except NULL:
     """The `SSL_CTX *` behind an ssl.SSLContext: the first field after CPython's object header (as tickets.py),
@@ -386,6 +389,8 @@ cdef class NativeTransport:
     cdef bint writing
     cdef bint closing
     cdef bint closed
+    cdef bint shutting  # close_notify waits for the socket to take it (SSL_shutdown wanted to write)
+    cdef object shutdown_timer
     cdef bint write_paused
     cdef bint eof
     cdef Py_ssize_t high
@@ -568,6 +573,9 @@ cdef class NativeTransport:
         cdef bytearray pending
         if self.closed:
             return
+        if self.shutting:
+            self._shutdown()
+            return
         if self.handshaking:
             self._on_readable()
             return
@@ -676,10 +684,20 @@ cdef class NativeTransport:
         self._force_close(None)
 
     cdef _shutdown(self):
+        cdef int ret
         if self.closed:
             return  # never an SSL call once the file descriptor is closed (its number may be reused)
         ERR_clear_error()
-        SSL_shutdown(self.ssl)  # sends close_notify; does not wait for the peer's
+        ret = SSL_shutdown(self.ssl)  # sends close_notify; does not wait for the peer's
+        if ret < 0 and SSL_get_error(self.ssl, ret) == SSL_ERROR_WANT_WRITE:
+            # The kernel's send buffer is full (the last of a large write still in it): close_notify goes when it
+            # takes more; closing now would end the stream without it. Bounded: a peer that never reads is cut.
+            ERR_clear_error()
+            if not self.shutting:
+                self.shutting = True
+                self.shutdown_timer = self.loop.call_later(SHUTDOWN_TIMEOUT, self._force_close, None)
+            self._start_writer()
+            return
         ERR_clear_error()
         self._drop()
         self.loop.call_soon(self._lost, None)
@@ -706,6 +724,9 @@ cdef class NativeTransport:
             return
         self.closing = True
         self.closed = True
+        if self.shutdown_timer is not None:
+            self.shutdown_timer.cancel()
+            self.shutdown_timer = None
         self._stop_reader()
         self._stop_writer()
         self.reader = None
