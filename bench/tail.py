@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import manifests, nginx
-from bench.processes import _PYNGRESS_READY, Process, ProcessGroup, children, free_port, which
+from bench.client import HttpConnection
+from bench.processes import _PYNGRESS_READY, Process, ProcessGroup, PyngressAddress, children, free_port, which
+from bench.scenarios import open_idle, raise_open_files
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PERCENTILES = (50, 75, 90, 95, 99, 99.9, 99.99)
@@ -102,10 +104,11 @@ def _probe_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
         big = {k: a["buckets"][k] - b["buckets"][k] for k in a["buckets"]}
         out[f"gen{generation}"] = {"n": a["n"] - b["n"], "total_ms": round(a["total_ms"] - b["total_ms"], 3),
                                    "buckets": {k: v for k, v in big.items() if v}}
-    lag_a, lag_b = after["lag"], before["lag"]
-    out["lag"] = {"n": lag_a["n"] - lag_b["n"],
-                  "buckets": {k: lag_a["buckets"][k] - lag_b["buckets"][k] for k in lag_a["buckets"]
-                              if lag_a["buckets"][k] - lag_b["buckets"][k]}}
+    for name in ("lag", "cpu_lag", "gc_cpu"):
+        a, b = after[name], before[name]
+        out[name] = {"n": a["n"] - b["n"], "total_ms": round(a["total_ms"] - b["total_ms"], 3),
+                     "buckets": {k: a["buckets"][k] - b["buckets"][k] for k in a["buckets"]
+                                 if a["buckets"][k] - b["buckets"][k]}}
     return out
 
 
@@ -170,6 +173,14 @@ def _start_pyngress(group: ProcessGroup, folder: str, label: str, environ: dict[
     return Target(label, int(match["http"]), process, [process.pid], probe_file)
 
 
+def _boost(pid: int, nice: int) -> None:
+    try:
+        with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as autogroup:
+            autogroup.write(str(nice))
+    except OSError as error:
+        print(f"bench.tail: cannot boost pid {pid}: {error}", file=sys.stderr)
+
+
 def _variant(text: str) -> tuple[str, dict[str, str]]:
     label, _, rest = text.partition(":")
     environ = {}
@@ -185,7 +196,7 @@ def _median(values: Sequence[float]) -> float:
 
 def summary(targets: Sequence[Target]) -> str:
     lines = [f"{'proxy':<12} {'req/s':>8} {'mean':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'p99.9':>6} {'max':>7} "
-             f"{'p99/mean':>8} {'little':>6} {'cpu':>5} {'wait':>5} {'ivcs/s':>7}  gc2 n/ms  gc0+1 n  lag>1ms"]
+             f"{'p99/mean':>8} {'little':>6} {'cpu':>5} {'wait':>5} {'ivcs/s':>7}  gc2 n/ms  gc0+1 n  lag>2ms wall/cpu"]
     for t in targets:
         r = t.rounds
 
@@ -196,8 +207,14 @@ def summary(targets: Sequence[Target]) -> str:
         gen2_ms = med(lambda x: x["probe"].get("gen2", {}).get("total_ms", 0)) if t.probe_file else 0
         young = med(lambda x: x["probe"].get("gen0", {}).get("n", 0) + x["probe"].get("gen1", {}).get("n", 0)) \
             if t.probe_file else 0
-        lag = med(lambda x: sum(v for k, v in x["probe"].get("lag", {}).get("buckets", {}).items()
-                                if k not in ("0.1", "0.5", "1"))) if t.probe_file else 0
+        def over_2ms(name: str) -> float:  # share of the lag samples above 2 ms
+            def share(x: dict[str, Any]) -> float:
+                data = x["probe"].get(name, {})
+                return sum(v for k, v in data.get("buckets", {}).items() if k not in ("0.1", "0.5", "1", "2")) \
+                    / max(1, data.get("n", 0))
+            return med(share) * 100 if t.probe_file else 0.0
+
+        lag, cpu_lag = over_2ms("lag"), over_2ms("cpu_lag")
         lines.append(
             f"{t.label:<12} {med(lambda x: x['rps']):>8,.0f} {med(lambda x: x['mean_ms']):>6.2f} "
             f"{med(lambda x: x['p']['50']):>6.2f} {med(lambda x: x['p']['90']):>6.2f} "
@@ -206,7 +223,7 @@ def summary(targets: Sequence[Target]) -> str:
             f"{med(lambda x: x['little']):>6.2f} {med(lambda x: x['sched'][t.label]['cpu']):>5.2f} "
             f"{med(lambda x: x['sched'][t.label]['wait']):>5.2f} "
             f"{med(lambda x: x['sched'][t.label]['nivcsw_per_s']):>7.0f}  {gen2:>3.0f}/{gen2_ms:<6.1f} "
-            f"{young:>7.0f}  {lag:>6.0f}")
+            f"{young:>7.0f}  {lag:>4.1f}%/{cpu_lag:.1f}%")
     return "\n".join(lines)
 
 
@@ -220,6 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-nginx", action="store_true", help="no nginx reference")
     parser.add_argument("--pyngress-arg", action="append", default=[])
     parser.add_argument("--json", default="")
+    parser.add_argument("--idle", type=int, default=0, metavar="N",
+                        help="open N idle keep-alive connections to every proxy first (each after one request), "
+                             "kept for the whole run, as the idle scenario does (keep-alive timeouts 600 s)")
+    parser.add_argument("--boost", type=int, default=0, metavar="NICE",
+                        help="write NICE (e.g. -10) to /proc/PID/autogroup of this process (wrk's session) and of every "
+                             "process it starts (each its own session): with kernel.sched_autogroup_enabled the CPU "
+                             "is shared between sessions, so a busy box's other sessions take less of it (root)")
     args = parser.parse_args(argv)
     wrk, nginx_path = which("wrk"), which("nginx")
     if wrk is None or nginx_path is None:
@@ -235,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"-d{args.duration:g}s, {args.rounds} rounds", flush=True)
     group = ProcessGroup(workdir)
     targets: list[Target] = []
+    idle: list[HttpConnection] = []
     try:
         ports = [free_port(), free_port()]
         layout = nginx.backend_config(os.path.join(workdir, "nginx"), ports=ports)
@@ -243,16 +268,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         others = {"backend": list(backend.measured)}
         if not args.no_nginx:
             port = free_port()
-            layout = nginx.proxy_config(os.path.join(workdir, "nginx"), port=port, backend_port=ports[0])
+            layout = nginx.proxy_config(os.path.join(workdir, "nginx"), port=port, backend_port=ports[0],
+                                        keepalive_timeout=600 if args.idle else None)
             nginx.check_config(nginx_path, layout)
             reference = nginx.start(group, nginx_path, layout, name="reference", port=port)
             targets.append(Target("nginx", port, reference, list(reference.measured)))
         folder = os.path.join(workdir, "manifests")
         manifests.write_folder(folder, manifests.objects(None, backend=[("127.0.0.1", ports[0])]))
         for label, environ in variants:
-            target = _start_pyngress(group, folder, label, environ, workdir, args.pyngress_arg)
+            extra = [*args.pyngress_arg, *(["--client-keepalive-timeout", "600"] if args.idle else [])]
+            target = _start_pyngress(group, folder, label, environ, workdir, extra)
             target.pids += children(target.process.pid)
             targets.append(target)
+        if args.boost:
+            for pid in [os.getpid(), *(p.pid for p in group.processes)]:
+                _boost(pid, args.boost)
+        if args.idle:
+            raise_open_files(args.idle * (len(targets) + 1) + 1000)
+            for target in targets:
+                opened, failed = open_idle(PyngressAddress("127.0.0.1", target.port, 0), args.idle,
+                                           deadline=time.monotonic() + 180)
+                idle.extend(opened)
+                print(f"  {target.label}: {len(opened)} idle connections ({failed} failed)", flush=True)
         for target in targets:  # warm-up
             run_round(wrk, target, script, duration=2, connections=args.connections, others=others)
         for index in range(args.rounds):
@@ -266,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"p99/mean {result['p99_over_mean']:.2f} sched {json.dumps(result['sched'])} "
                       f"probe {json.dumps(result['probe'])} load {result['loadavg']:.1f}", flush=True)
     finally:
+        for connection in idle:
+            connection.close()
         group.close()
         shutil.rmtree(workdir, ignore_errors=True)
     print()

@@ -6,8 +6,11 @@ What it adds to the process, for bench.tail (issue #14's p99), each switched by 
   GC's collections per generation with their pause times (measured by `gc.callbacks`), and the event loop's lag;
 * `PYNGRESS_PROBE_LAG_MS=N`: every N ms the thread schedules a callback on the loop (`call_soon_threadsafe`) and
   records how late it ran: the longest stretch the loop spent without coming back to its ready queue;
+* `PYNGRESS_PROBE_FULL_GC_S=S`: a full collection (`gc.collect()`) on the loop every S seconds, standing in for
+  the ones the collector starts itself when enough objects have survived (their rate depends on connection churn);
 * `PYNGRESS_PROBE_GC=...`: what to do to the collector before the proxy starts, to compare within one run:
   `off` (gc.disable()), `threshold=A,B,C` (gc.set_threshold), `nofreeze` (the proxy's own freeze skipped),
+  `publish-only` (the freeze at publishes, not after full collections),
   joined by `+`.
 
 Nothing here is shipped: it wraps the real entry point (proxy.cli.main) and the real loop.
@@ -55,33 +58,46 @@ class Probe:
         self.gc = [Histogram() for _ in range(3)]
         self.collected = [0, 0, 0]
         self.lag = Histogram()
-        self._gc_started = 0.0
+        self.cpu_lag = Histogram()  # the loop thread's own CPU time over the same stretch (preemption left out)
+        self.gc_cpu = Histogram()
+        self._gc_started = self._gc_cpu_started = 0.0
+        self._main_clock = time.pthread_getcpuclockid(threading.main_thread().ident or 0)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._gc_started = time.perf_counter()
+            self._gc_cpu_started = time.thread_time()
             return
         generation = info["generation"]
         self.gc[generation].add((time.perf_counter() - self._gc_started) * 1000)
+        self.gc_cpu.add((time.thread_time() - self._gc_cpu_started) * 1000)
         self.collected[generation] += info.get("collected", 0)
 
     def snapshot(self) -> dict[str, Any]:
         return {"time": time.monotonic(), "gc": [h.to_json() for h in self.gc], "collected": self.collected,
                 "gc_counts": gc.get_count(), "gc_threshold": gc.get_threshold(), "gc_enabled": gc.isenabled(),
-                "lag": self.lag.to_json()}
+                "gc_cpu": self.gc_cpu.to_json(), "lag": self.lag.to_json(), "cpu_lag": self.cpu_lag.to_json()}
 
-    def _lag_done(self, scheduled: float) -> None:
+    def _lag_done(self, scheduled: float, cpu: float) -> None:
         self.lag.add((time.perf_counter() - scheduled) * 1000)
+        self.cpu_lag.add((time.thread_time() - cpu) * 1000)
 
-    def run_thread(self, path: str, lag_ms: float) -> None:
+    def run_thread(self, path: str, lag_ms: float, full_gc_s: float) -> None:
         next_write = 0.0
+        next_full = time.perf_counter() + full_gc_s
         while True:
             now = time.perf_counter()
             loop = self.loop
+            if full_gc_s > 0 and now >= next_full and loop is not None and not loop.is_closed():
+                next_full = now + full_gc_s
+                try:
+                    loop.call_soon_threadsafe(gc.collect)
+                except RuntimeError:
+                    return
             if lag_ms > 0 and loop is not None and not loop.is_closed():
                 try:
-                    loop.call_soon_threadsafe(self._lag_done, now)
+                    loop.call_soon_threadsafe(self._lag_done, now, time.clock_gettime(self._main_clock))
                 except RuntimeError:
                     return
             if now >= next_write and path:
@@ -90,7 +106,7 @@ class Probe:
                 with open(temporary, "w", encoding="utf-8") as out:
                     json.dump(self.snapshot(), out)
                 os.replace(temporary, path)
-            time.sleep(lag_ms / 1000 if lag_ms > 0 else 0.2)
+            time.sleep(lag_ms / 1000 if lag_ms > 0 else 0.1)
 
 
 def _apply_gc(spec: str) -> None:
@@ -103,6 +119,10 @@ def _apply_gc(spec: str) -> None:
             from proxy import server
 
             server.ProxyServer._freeze = lambda self: None  # type: ignore[method-assign]
+        elif item == "publish-only":  # the freeze at publishes only, none after full collections (before the tail branch)
+            from proxy import server
+
+            server.ProxyServer._after_collection = staticmethod(lambda phase, info: None)  # type: ignore[method-assign]
         else:
             raise SystemExit(f"tail_probe: unknown PYNGRESS_PROBE_GC item {item!r}")
 
@@ -127,8 +147,10 @@ def main() -> int:
     cli.loop_factory = capturing_factory  # type: ignore[assignment]
     path = os.environ.get("PYNGRESS_PROBE_FILE", "")
     lag_ms = float(os.environ.get("PYNGRESS_PROBE_LAG_MS", "0") or 0)
-    if path or lag_ms:
-        threading.Thread(target=probe.run_thread, args=(path, lag_ms), daemon=True, name="tail-probe").start()
+    full_gc_s = float(os.environ.get("PYNGRESS_PROBE_FULL_GC_S", "0") or 0)
+    if path or lag_ms or full_gc_s:
+        threading.Thread(target=probe.run_thread, args=(path, lag_ms, full_gc_s), daemon=True,
+                         name="tail-probe").start()
     return cli.main(sys.argv[1:])
 
 
