@@ -43,13 +43,14 @@ _LUA = """wrk.method = "GET"
 wrk.headers["Host"] = "bench.local"
 done = function(summary, latency, requests)
    local p = {}
-   for _, q in ipairs({%s}) do p[#p + 1] = string.format('"%%s":%%d', tostring(q), latency:percentile(q)) end
-   io.write(string.format('TAILJSON {"requests":%%d,"duration_us":%%d,"errors":%%d,"max_us":%%d,"mean_us":%%.1f,'
-      .. '"stdev_us":%%.1f,"p":{%%s}}\\n', summary.requests, summary.duration,
-      summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status
-      + summary.errors.timeout, latency.max, latency.mean, latency.stdev, table.concat(p, ",")))
+   for _, q in ipairs({QUANTILES}) do p[#p + 1] = string.format('"%s":%d', tostring(q), latency:percentile(q)) end
+   local e = summary.errors
+   io.write(string.format('TAILJSON {"requests":%d,"duration_us":%d,"errors":%d,"max_us":%d,"mean_us":%.1f,'
+      .. '"stdev_us":%.1f,"p":{%s}}\\n', summary.requests, summary.duration,
+      e.connect + e.read + e.write + e.status + e.timeout, latency.max, latency.mean, latency.stdev,
+      table.concat(p, ",")))
 end
-""" % ",".join(str(q) for q in PERCENTILES)
+""".replace("QUANTILES", ",".join(str(q) for q in PERCENTILES))
 
 
 def schedstat(pids: Sequence[int]) -> tuple[float, float, int]:
@@ -194,36 +195,38 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _over_2ms(data: dict[str, Any]) -> float:
+    """Share (%) of a lag histogram's samples above 2 ms."""
+    above = sum(v for k, v in data.get("buckets", {}).items() if k not in ("0.1", "0.5", "1", "2"))
+    return 100.0 * above / max(1, data.get("n", 0))
+
+
+def _row(t: Target) -> dict[str, float]:
+    """The median over the rounds of each figure of one proxy."""
+    figures: dict[str, list[float]] = {}
+    for x in t.rounds:
+        probe, sched = x["probe"], x["sched"][t.label]
+        values = {"rps": x["rps"], "mean": x["mean_ms"], "p50": x["p"]["50"], "p90": x["p"]["90"],
+                  "p99": x["p"]["99"], "p999": x["p"]["99.9"], "max": x["max_ms"], "shape": x["p99_over_mean"],
+                  "little": x["little"], "cpu": sched["cpu"], "wait": sched["wait"], "ivcs": sched["nivcsw_per_s"],
+                  "gen2": probe.get("gen2", {}).get("n", 0), "gen2_ms": probe.get("gen2", {}).get("total_ms", 0),
+                  "young": probe.get("gen0", {}).get("n", 0) + probe.get("gen1", {}).get("n", 0),
+                  "lag": _over_2ms(probe.get("lag", {})), "cpu_lag": _over_2ms(probe.get("cpu_lag", {}))}
+        for key, value in values.items():
+            figures.setdefault(key, []).append(value)
+    return {key: _median(values) for key, values in figures.items()}
+
+
 def summary(targets: Sequence[Target]) -> str:
     lines = [f"{'proxy':<12} {'req/s':>8} {'mean':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'p99.9':>6} {'max':>7} "
              f"{'p99/mean':>8} {'little':>6} {'cpu':>5} {'wait':>5} {'ivcs/s':>7}  gc2 n/ms  gc0+1 n  lag>2ms wall/cpu"]
     for t in targets:
-        r = t.rounds
-
-        def med(get: Any) -> float:
-            return _median([get(x) for x in r])
-
-        gen2 = med(lambda x: x["probe"].get("gen2", {}).get("n", 0)) if t.probe_file else 0
-        gen2_ms = med(lambda x: x["probe"].get("gen2", {}).get("total_ms", 0)) if t.probe_file else 0
-        young = med(lambda x: x["probe"].get("gen0", {}).get("n", 0) + x["probe"].get("gen1", {}).get("n", 0)) \
-            if t.probe_file else 0
-        def over_2ms(name: str) -> float:  # share of the lag samples above 2 ms
-            def share(x: dict[str, Any]) -> float:
-                data = x["probe"].get(name, {})
-                return sum(v for k, v in data.get("buckets", {}).items() if k not in ("0.1", "0.5", "1", "2")) \
-                    / max(1, data.get("n", 0))
-            return med(share) * 100 if t.probe_file else 0.0
-
-        lag, cpu_lag = over_2ms("lag"), over_2ms("cpu_lag")
+        m = _row(t)
         lines.append(
-            f"{t.label:<12} {med(lambda x: x['rps']):>8,.0f} {med(lambda x: x['mean_ms']):>6.2f} "
-            f"{med(lambda x: x['p']['50']):>6.2f} {med(lambda x: x['p']['90']):>6.2f} "
-            f"{med(lambda x: x['p']['99']):>6.2f} {med(lambda x: x['p']['99.9']):>6.2f} "
-            f"{med(lambda x: x['max_ms']):>7.2f} {med(lambda x: x['p99_over_mean']):>8.2f} "
-            f"{med(lambda x: x['little']):>6.2f} {med(lambda x: x['sched'][t.label]['cpu']):>5.2f} "
-            f"{med(lambda x: x['sched'][t.label]['wait']):>5.2f} "
-            f"{med(lambda x: x['sched'][t.label]['nivcsw_per_s']):>7.0f}  {gen2:>3.0f}/{gen2_ms:<6.1f} "
-            f"{young:>7.0f}  {lag:>4.1f}%/{cpu_lag:.1f}%")
+            f"{t.label:<12} {m['rps']:>8,.0f} {m['mean']:>6.2f} {m['p50']:>6.2f} {m['p90']:>6.2f} {m['p99']:>6.2f} "
+            f"{m['p999']:>6.2f} {m['max']:>7.2f} {m['shape']:>8.2f} {m['little']:>6.2f} {m['cpu']:>5.2f} "
+            f"{m['wait']:>5.2f} {m['ivcs']:>7.0f}  {m['gen2']:>3.0f}/{m['gen2_ms']:<6.1f} {m['young']:>7.0f}  "
+            f"{m['lag']:>4.1f}%/{m['cpu_lag']:.1f}%")
     return "\n".join(lines)
 
 
@@ -241,9 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="open N idle keep-alive connections to every proxy first (each after one request), "
                              "kept for the whole run, as the idle scenario does (keep-alive timeouts 600 s)")
     parser.add_argument("--boost", type=int, default=0, metavar="NICE",
-                        help="write NICE (e.g. -10) to /proc/PID/autogroup of this process (wrk's session) and of every "
-                             "process it starts (each its own session): with kernel.sched_autogroup_enabled the CPU "
-                             "is shared between sessions, so a busy box's other sessions take less of it (root)")
+                        help="write NICE (e.g. -10) to /proc/PID/autogroup of this process (wrk's session) and of "
+                             "every process it starts (each its own session): with kernel.sched_autogroup_enabled "
+                             "the CPU is shared between sessions, so a busy box's other sessions take less (root)")
     args = parser.parse_args(argv)
     wrk, nginx_path = which("wrk"), which("nginx")
     if wrk is None or nginx_path is None:

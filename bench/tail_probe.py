@@ -119,7 +119,7 @@ def _apply_gc(spec: str) -> None:
             from proxy import server
 
             server.ProxyServer._freeze = lambda self: None  # type: ignore[method-assign]
-        elif item == "publish-only":  # the freeze at publishes only, none after full collections (before the tail branch)
+        elif item == "publish-only":  # the freeze at publishes only, none after full collections (as before)
             from proxy import server
 
             server.ProxyServer._after_collection = staticmethod(lambda phase, info: None)  # type: ignore[method-assign]

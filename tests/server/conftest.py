@@ -23,8 +23,10 @@ async def make_proxy() -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
         overrides.setdefault("access_log", False)  # tests that want it turn it on
         if os.environ.get("PYNGRESS_TEST_TLS_TRANSPORT"):  # the TLS suites on another transport (native)
             overrides.setdefault("tls_transport", os.environ["PYNGRESS_TEST_TLS_TRANSPORT"])
+        # The CLI's process freezes the GC at publishes (tests/server/test_gc_freeze.py); tests leave it off.
+        freeze_gc = bool(overrides.pop("freeze_gc", False))
         settings = Settings(bind="127.0.0.1", http_port=0, **overrides)  # type: ignore[arg-type]
-        proxy = Proxy(settings)
+        proxy = Proxy(settings, freeze_gc=freeze_gc)
         await proxy.server.start()
         proxies.append(proxy)
         return proxy

@@ -74,10 +74,10 @@ def make_config(rules: Iterable[Rule], clusters: Iterable[Cluster]) -> Config:
 class Proxy:
     """A running ProxyServer plus the upstreams it was given."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, freeze_gc: bool = False) -> None:
         self.settings = settings
         self.holder = RuntimeHolder()
-        self.server = ProxyServer(settings=settings, holder=self.holder)
+        self.server = ProxyServer(settings=settings, holder=self.holder, freeze_gc=freeze_gc)
         self.upstreams: dict[str, Upstream] = {}
         self.generation = 0
         # Active health verdicts of this proxy's upstreams, and their prober once check_health() is called.
