@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 _MARK = "BENCHJSON "
 _DONE = r"""
@@ -83,6 +83,7 @@ class LoadResult:
     p99_ms: float = 0.0
     p999_ms: float = 0.0
     max_ms: float = 0.0
+    mean_ms: float = 0.0  # with -c N connections in a closed loop, N / req/s (Little's law)
     mb_per_s: float = 0.0  # payload MB (10^6 bytes) per second
     read_mb_per_s: float = 0.0  # everything wrk read (headers included)
     socket_errors: dict[str, int] = field(default_factory=dict)
@@ -112,7 +113,7 @@ def parse_output(stdout: str, *, payload_bytes: int) -> LoadResult:
             return LoadResult(
                 requests=data["requests"], duration_s=seconds, rps=rps,
                 p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000, p99_ms=data["p99_us"] / 1000,
-                p999_ms=data["p999_us"] / 1000, max_ms=data["max_us"] / 1000,
+                p999_ms=data["p999_us"] / 1000, max_ms=data["max_us"] / 1000, mean_ms=data["mean_us"] / 1000,
                 mb_per_s=rps * payload_bytes / 1e6, read_mb_per_s=data["bytes"] / seconds / 1e6,
                 socket_errors={k: data[k] for k in ("connect", "read", "write", "timeout")},
                 non_2xx=data["status"],
@@ -194,3 +195,14 @@ def median(values: Sequence[float]) -> float:
         return 0.0
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def p99_parts(ours: dict[str, Any], reference: dict[str, Any]) -> str:
+    """A p99 ratio as the mean latency ratio x the tail's shape ratio (p99/mean against the reference's), from two
+    summaries with p99_ms and mean_ms: in wrk's closed loop the mean is connections / req/s (Little's law), so a
+    proxy at 0.6x the reference's req/s starts at 1.67x its mean latency before any tail (bench/tail.py)."""
+    mean, mean_ref, p99, p99_ref = (ours.get("mean_ms"), reference.get("mean_ms"), ours.get("p99_ms"),
+                                    reference.get("p99_ms"))
+    if not mean or not mean_ref or not p99 or not p99_ref:
+        return ""
+    return f" (mean {mean / mean_ref:.2f}x, p99/mean {(p99 / mean) / (p99_ref / mean_ref):.2f}x the reference's)"

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 from bench import manifests, nginx
 from bench.backend import LARGE_BODY, SMALL_BODY
 from bench.client import fetch_many
-from bench.load import Request, lua_script, parse_output, run_wrk
+from bench.load import Request, lua_script, p99_parts, parse_output, run_wrk
 from bench.processes import ProcessGroup, free_port, start_pyngress, which
 from bench.scenarios import Churner, propagation
 from proxy.routing.build import build
@@ -58,9 +58,13 @@ def test_wrk_output_parser_and_script() -> None:
             '"status":3,"timeout":1,"p50_us":900,"p90_us":1500,"p99_us":4200,"p999_us":9000,"max_us":12000,'
             '"mean_us":1000.5}')
     result = parse_output("Running 2s test\n" + line + "\nRequests/sec: 500\n", payload_bytes=100)
-    assert result.rps == 500 and result.p99_ms == 4.2 and result.mb_per_s == 0.05
+    assert result.rps == 500 and result.p99_ms == 4.2 and result.mb_per_s == 0.05 and result.mean_ms == 1.0005
     assert result.failed_requests == 6 and not result.error
     assert parse_output("garbage", payload_bytes=1).error
+    # p99 2x the reference's = mean 1.6x (Little's law: 0.625x its req/s) x shape 1.25x
+    parts = p99_parts({"mean_ms": 1.6, "p99_ms": 5.0}, {"mean_ms": 1.0, "p99_ms": 2.5})
+    assert parts == " (mean 1.60x, p99/mean 1.25x the reference's)"
+    assert p99_parts({"mean_ms": 0.0, "p99_ms": 5.0}, {"mean_ms": 1.0, "p99_ms": 2.5}) == ""
     script = lua_script(Request(method="POST", body_bytes=10, rotation=(("a.local", "/x"), ("b.local", "/y"))))
     assert 'wrk.method = "POST"' in script and '{"b.local", "/y"}' in script and "done = function" in script
 
