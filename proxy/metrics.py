@@ -13,7 +13,7 @@ import platform
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -474,6 +474,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         if process:
             ProcessCollector(registry=self.registry)
+            # python_gc_collections_total{generation}: full collections ("2") are the ones that stall the loop
+            # (README, "Garbage collection and latency"); read from gc.get_stats() at scrape time.
+            GCCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.server = server
         self.gather: Callable[[], Awaitable[list[Snapshot]]] | None = None

@@ -124,6 +124,7 @@ async def test_metrics_are_prometheus_text(admin):
     assert samples[("pyngress_config_generation", ())] == 1
     assert samples[("pyngress_config_warnings", ())] >= 1
     assert ("process_cpu_seconds_total", ()) in samples  # the process collector is on this registry
+    assert ("python_gc_collections_total", (("generation", "2"),)) in samples  # and the GC's (full collections)
 
 
 async def test_debug_routes_show_the_table_and_live_endpoints(admin):
