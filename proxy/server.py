@@ -316,8 +316,8 @@ class ProxyServer(ServerState):
         """After every full collection, freeze what survived it (a gc callback, from the first freeze on).
 
         Objects made after the last publish are the open connections, mostly: every full collection walked all
-        of them again (22 ms of CPU with 5,000 idle keep-alive connections, measured by bench/tail.py; more
-        with more), a stall of the loop whenever enough new objects had survived to trigger one. A full
+        of them again (15-40 ms of CPU with 5,000 idle keep-alive connections, bench/tail.py; more with
+        more), a stall of the loop whenever enough new objects had survived to trigger one. A full
         collection has just freed every cycle, so what is left is alive and safe to freeze; the next full
         collection walks only what was made since."""
         if phase == "stop" and info.get("generation") == 2:
