@@ -442,3 +442,41 @@ async def test_default_backend_requests_are_logged_only_with_enable_access_log_f
     lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [(entry["host"], entry["path"]) for entry in lines] == [
         (HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingOne")]
+
+
+async def test_the_proxys_own_404_follows_enable_access_log_for_default_backend(make_proxy, make_pods):
+    """Without --default-backend-service, ingress-nginx's default server "_" sends what no rule matches to its own
+    404 server (nginx.tmpl: "backend for when default-backend-service is not configured", `access_log off`), and
+    the default server's root location is logged only with enable-access-log-for-default-backend (controller.go
+    createServers); host-less rules are the default server's too. A named host's unmatched path goes to its own root
+    location, whose Ingress annotations log it (enable-access-log defaults to true)."""
+    (app,) = await make_pods("app")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    app_ingress = ingress("app", HOST, ("/app", "Prefix", "app"))
+    hostless = ingress("hostless", "", ("/any", "Prefix", "app"))
+    try:
+        serve(proxy, [app], {}, app_ingress)
+        for host, path, status in ((HOST, "/app", 200), (HOST, "/somethingElse", 404), ("foo", "/somethingTwo", 404)):
+            assert (await request(proxy.port, path, host=host)).status == status, (host, path)
+        serve(proxy, [app], {}, app_ingress, hostless)
+        for host, path, status in (("foo", "/any", 200), ("foo", "/somethingThree", 404)):
+            assert (await request(proxy.port, path, host=host)).status == status, (host, path)
+        serve(proxy, [app], {"enable-access-log-for-default-backend": "true"}, app_ingress)
+        assert (await request(proxy.port, "/somethingOne", host="foo")).status == 404
+    finally:
+        proxy.server.access_log.close()
+        os.close(write_end)
+        reader.join(timeout=10)
+        os.close(read_end)
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [(entry["host"], entry["path"], entry["status"]) for entry in lines] == [
+        (HOST, "/app", 200), (HOST, "/somethingElse", 404), ("foo", "/any", 200), ("foo", "/somethingOne", 404)]
+    # Counted all the same: the unmatched series (empty route labels).
+    series = {(entry[0], entry[1]): entry[2] for labels, entries in proxy.server.traffic.snapshot()["routes"]
+              if not any(labels) for entry in entries}
+    assert series[("GET", 404)] == 4
