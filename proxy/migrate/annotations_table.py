@@ -252,7 +252,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('force-ssl-redirect', 'supported',
      '308 (`http-redirect-code`) to https even without TLS; the Location has no port, as '
-     "lua_ingress.lua's (`--publish-https-port` writes one, as `use-port-in-redirects`)."),
+     "lua_ingress.lua's (`--publish-https-port` writes one unless it is 443; `use-port-in-redirects` "
+     'writes one always).'),
     ('from-to-www-redirect', 'supported with a difference',
      '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 (`http-redirect-code`) to '
      '`scheme://<host>:<port><request URI>` (port always written, one trailing `/` dropped, as '
@@ -463,6 +464,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('upstream-vhost', 'supported with a difference',
      "The Host header the pods get (X-Forwarded-Host keeps the client's). Difference: nginx variables "
      '(`$host`...) are refused (warning).'),
+    ('use-port-in-redirects', 'supported',
+     '`"true"`: the HTTPS redirect (`ssl-redirect`, `force-ssl-redirect`) writes the HTTPS port, '
+     '`https://<host>:<port><uri>`, 443 included, as lua_ingress.lua writes its HTTPS listen port: '
+     '`--publish-https-port`, else `--https-port`. The redirects pyngress makes are only ones lua or the '
+     "template write whole, so nginx's `port_in_redirect` has nothing else to act on (no trailing-slash "
+     "301: a Prefix path matches without its slash). Default: the ConfigMap's key."),
     ('use-regex', 'supported with a difference',
      'Case-insensitive regex paths; once one Ingress of a host sets it (or a rewrite-target), every path '
      'of that host is matched as nginx\'s `~* "^<path>"`, in ingress-nginx\'s order (the documented quirk, '

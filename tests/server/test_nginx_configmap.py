@@ -480,3 +480,38 @@ async def test_the_proxys_own_404_follows_enable_access_log_for_default_backend(
     series = {(entry[0], entry[1]): entry[2] for labels, entries in proxy.server.traffic.snapshot()["routes"]
               if not any(labels) for entry in entries}
     assert series[("GET", 404)] == 4
+
+
+async def test_use_port_in_redirects_writes_the_https_port_into_https_redirects(make_proxy, make_pods):
+    """lua_ingress.lua (redirect_to_https): with use-port-in-redirects the Location is
+    "https://<host>:<listen_ports.https><uri>", the port written even when it is 443; the ConfigMap key is the
+    default of the annotation of the same name (portinredirect/main.go: GetDefaultBackend().UsePortInRedirects),
+    which wins. Its port is pyngress's --publish-https-port, else --https-port. nginx's own port_in_redirect
+    redirects (a prefix location's trailing-slash 301) do not exist here: a Prefix path matches without its
+    slash."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", https_port=8443)
+    forced = ingress("forced", HOST, ("/", "Prefix", "echo"), force_ssl_redirect="true")
+    own = ingress("own", f"own.{HOST}", ("/", "Prefix", "echo"), force_ssl_redirect="true",
+                  use_port_in_redirects="false")
+    plain = ingress("plain", f"plain.{HOST}", ("/slash/", "Prefix", "echo"))
+
+    async def moved(host: str, path: str = "/app?q=1") -> tuple[int, str | None]:
+        response = await request(proxy.port, path, host=host)
+        return response.status, response.header("Location")
+
+    config = serve(proxy, [echo], {"use-port-in-redirects": "true"}, forced, own, plain)
+    assert [w.message for w in config.warnings if "use-port-in-redirects" in w.message] == []
+    assert await moved(HOST) == (308, f"https://{HOST}:8443/app?q=1")
+    assert await moved(f"{HOST}:{proxy.port}", "/app/") == (308, f"https://{HOST}:8443/app")
+    assert await moved(f"own.{HOST}") == (308, f"https://own.{HOST}/app?q=1")  # the annotation wins
+    assert (await moved(f"plain.{HOST}", "/slash"))[0] == 200
+    serve(proxy, [echo], {}, forced, ingress("own", f"own.{HOST}", ("/", "Prefix", "echo"),
+                                             force_ssl_redirect="true", use_port_in_redirects="true"))
+    assert await moved(HOST) == (308, f"https://{HOST}/app?q=1")
+    assert await moved(f"own.{HOST}") == (308, f"https://own.{HOST}:8443/app?q=1")
+    # --publish-https-port is the port clients reach: written, 443 included.
+    published = await make_proxy(configmap="ingress-nginx/controller", https_port=8443, publish_https_port=443)
+    serve(published, [echo], {"use-port-in-redirects": "true"}, forced)
+    response = await request(published.port, "/app", host=HOST)
+    assert (response.status, response.header("Location")) == (308, f"https://{HOST}:443/app")
