@@ -211,10 +211,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "502/504, are answered by that Service as ingress-nginx's custom error location asks it: path `/`, "
      "the original method and fields (not the ConfigMap's `proxy-set-headers`, which that location does "
      'not inherit) plus `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, '
-     '`X-Service-Name`, `X-Service-Port`, `X-Request-ID`; the client gets its answer. Without '
-     "`default-backend`, the Service of `--default-backend-service` (ingress-nginx's flag) answers; "
-     'without either the annotation does nothing (warning). Differences: an answer that comes while the '
-     'request body is still arriving is passed through; the error backend gets no request body.'),
+     "`X-Service-Name`, `X-Service-Port`, `X-Request-ID` (replacing a client's fields of those names), "
+     "`X-Forwarded-For` (the client's address) and `Host` (the client's, or a trusted "
+     "`X-Forwarded-Host`); no other forwarded field of the proxy's (`X-Forwarded-Proto`, `-Port`, "
+     "`-Host`, `X-Real-IP`): the client's own pass as they came, as nginx's; the client gets its answer. "
+     "Without `default-backend`, the Service of `--default-backend-service` (ingress-nginx's flag) "
+     'answers; without either the annotation does nothing (warning). Differences: an answer that comes '
+     'while the request body is still arriving is passed through; the error backend gets no request body.'),
     ('default-backend', 'supported',
      "A Service of the Ingress's namespace (its first port) answers for every path whose Service has no "
      'ready endpoints (or does not exist), with `X-Code: 503` and the fields above, at path `/`, body '
