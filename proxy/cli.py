@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="kubernetes.io/tls Secret served when no Ingress certificate matches (empty: self-signed)")
     tls.add_argument("--publish-https-port", type=_port, default=d.publish_https_port, metavar="PORT",
                      help="port put into HTTP->HTTPS redirects, for clients that reach HTTPS on another port than "
-                          "443 (e.g. a NodePort; ingress-nginx's use-port-in-redirects; 443 is left out of the URL; "
-                          "0: no port, as ingress-nginx)")
+                          "443 (e.g. a NodePort; 443 is left out of the URL; 0: no port, as ingress-nginx); with "
+                          "use-port-in-redirects (annotation or ConfigMap key) the port those write")
     tls.add_argument("--hsts", action=argparse.BooleanOptionalAction, default=d.hsts,
                      help="Strict-Transport-Security on HTTPS answers (one the upstream sends wins)")
     tls.add_argument("--hsts-max-age", type=_count, default=d.hsts_max_age, metavar="SECONDS",

@@ -237,6 +237,7 @@ class ProxyServer(ServerState):
         self.base_tick = self.tick = _tick_for(min(self.header_timeout, self.keepalive_timeout, self.body_timeout,
                                                    self.send_timeout, self.read_timeout, self.upstream_send_timeout))
         self.body_limit = config.proxy_body_size
+        self.traffic.default_server.log = config.enable_access_log_for_default_backend
         self.gateway_body_limit = config.proxy_body_size if "proxy-body-size" in config.set_keys else 0
         if _trust_of(config) != _trust_of(previous):
             self.trust = ForwardedTrust.from_config(config)

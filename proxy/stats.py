@@ -177,11 +177,17 @@ def _exemplars(exemplars: list[Exemplar | None] | None) -> list[list[Any] | None
 class TrafficStats:
     """The process's RouteStats, one per label set of the running table, plus one for unmatched requests."""
 
-    __slots__ = ("unmatched", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams", "spans",
+    __slots__ = ("unmatched", "default_server", "_routes", "listeners", "mirrors", "upstream_tls", "upstreams", "spans",
                  "passthrough")
 
     def __init__(self) -> None:
         self.unmatched = RouteStats(UNMATCHED)
+        # The proxy's own 404 for an unknown host without --default-backend-service: counted in the unmatched
+        # series (the same dict), access-logged only with enable-access-log-for-default-backend (the server sets
+        # `log` from the ConfigMap), as ingress-nginx's default server "_" logs its root location.
+        default_server = self.default_server = RouteStats(UNMATCHED)
+        default_server.series = self.unmatched.series
+        default_server.log = False
         self._routes: dict[RouteLabels, RouteStats] = {}
         # Listeners whose connection counts go into snapshots (objects with scheme, active_connections,
         # total_connections: proxy.server.Listener); set by whoever owns the server.

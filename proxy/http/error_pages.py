@@ -5,8 +5,11 @@ ready endpoints (its 503), and, with `custom-http-errors`, the answers with the 
 through proxy_intercept_errors, and nginx's own 502/504). Its custom error location sends the request to
 that Service with path "/", the original method and header fields (not the ConfigMap's proxy-set-headers: that
 location sets its own fields, so inherits none) plus X-Code, X-Format (Accept),
-X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port and X-Request-ID; the client
-gets whatever that Service answers (`error_page CODE = @location`: its status, not CODE).
+X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port and X-Request-ID (a client's fields of
+those names replaced); the client gets whatever that Service answers (`error_page CODE = @location`: its status,
+not CODE). Of the forwarded fields that location sets only X-Forwarded-For, to `$remote_addr` (the client's address,
+a trusted proxy's word for it included), and Host, to `$best_http_host`: the proxy's X-Forwarded-Proto, -Port, -Host
+and X-Real-IP are not sent, and the client's own, which nginx passes as they came, are (nginx.tmpl CUSTOM_ERRORS).
 
 Only requests of routes with error pages get here: the pipeline puts an `Intercept` first among their
 response filters. An answer is only replaced while nothing of it reached the client and the request body
@@ -29,6 +32,10 @@ if TYPE_CHECKING:
 _CRLF = b"\r\n"
 # The request body is not sent again to the error backend (see the module docstring): nor is its framing.
 _BODY_FIELDS = {b"content-length"}
+# The fields the error location sets (proxy_set_header replaces a client's field of the same name); X-Request-ID and
+# X-Forwarded-For never reach `fields` (the request's own reader keeps them aside).
+_SET_HERE = {b"x-code", b"x-format", b"x-original-uri", b"x-namespace", b"x-ingress-name", b"x-service-name",
+             b"x-service-port"}
 
 
 class Intercept:
@@ -88,6 +95,18 @@ def _forwarded(ex: Exchange) -> bytes:
             + client.forwarded[client.forwarded_ip_end :])
 
 
+def _error_location_fields(ex: Exchange) -> bytes:
+    """nginx.tmpl's custom error location: `X-Forwarded-For $remote_addr` (the client's address, as a trusted proxy
+    names it) and no other forwarded field of the proxy's; the client's own X-Forwarded-Proto/-Host/-Port and
+    X-Real-IP pass as they came (proxy_pass_request_headers)."""
+    parts = [b"X-Forwarded-For: ", ex.client_ip, _CRLF]
+    passed = ex.forwarded_in
+    if passed is not None:
+        for index in range(0, len(passed), 2):
+            parts += (passed[index], b": ", passed[index + 1], _CRLF)
+    return b"".join(parts)
+
+
 def send(ex: Exchange, pages: ErrorPages, status: int, *, body: bool) -> bool:
     """Send the request to the error backend with the X-Code fields of `status`; `body`: the request body (still
     to come, or in up_out) goes too (the pipeline's 503, decided before any of it was sent). False when the error
@@ -95,20 +114,28 @@ def send(ex: Exchange, pages: ErrorPages, status: int, *, body: bool) -> bool:
     upstream = _target(ex, pages)
     if upstream is None:
         return False
-    fields = ex.fields
-    if pages.unset:  # proxy-set-headers: the route's location sets them, the error location does not
-        fields = h.drop_named(fields, set(pages.unset))
+    accept = ex.header(b"accept")
+    # proxy-set-headers: the route's location sets them, the error location does not
+    fields = h.drop_named(ex.fields, _SET_HERE | pages.unset)
     if not body:
         fields = h.drop_named(fields, _BODY_FIELDS)
         ex.up_out = []
         ex.chunked = False
-    elif ex.connection_names:
-        fields = h.drop_named(fields, ex.connection_names)
+        forwarded = _error_location_fields(ex)
+        trust = ex.client.server.trust
+        if trust is not None and ex.authority:  # Host $best_http_host: a trusted X-Forwarded-Host's
+            best_host = trust.fields(ex, ex.authority)[1]
+            if best_host != ex.authority:
+                fields = [*h.drop_field(fields, b"host"), b"Host", b": ", best_host, _CRLF]
+    else:
+        # The pipeline's 503 (no endpoints): the route's own location sends it (a custom-default-backend upstream).
+        forwarded = _forwarded(ex)
+        if ex.connection_names:
+            fields = h.drop_named(fields, ex.connection_names)
     head = [ex.method, b" / HTTP/1.1\r\n", *fields, pages.fields, b"X-Code: %d\r\n" % status]
-    accept = ex.header(b"accept")
     if accept:
         head += (b"X-Format: ", accept, _CRLF)
-    head += (b"X-Original-URI: ", ex.target, b"\r\nX-Request-ID: ", ex.request_id, _CRLF, _forwarded(ex))
+    head += (b"X-Original-URI: ", ex.target, b"\r\nX-Request-ID: ", ex.request_id, _CRLF, forwarded)
     head.append(b"Transfer-Encoding: chunked\r\n\r\n" if body and ex.chunked else _CRLF)
     ex.response_filters = ()  # the error location intercepts nothing (proxy_intercept_errors off)
     ex.resp_head_done = False

@@ -40,6 +40,7 @@ from proxy.http.deadlines import check_timeouts
 from proxy.http.head import RequestHead
 from proxy.http.response_head import ResponseHead
 from proxy.http.responses import GRPC_STATUSES, grpc_request, grpc_trailers
+from proxy.http.upstream_faults import log_fault
 from proxy.upstream import connection as _connection
 from proxy.upstream.errors import (
     BadRequest,
@@ -472,8 +473,7 @@ class Exchange(RequestHead):
         has a whole, well-framed answer and keeps it; those bytes are not forwarded and the pod connection, out of
         step, is closed instead of reused (as raw_body does past a Content-Length)."""
         self.reusable = False
-        logger.warning("request %s: upstream sent bytes after the complete response; its connection is closed",
-                       self.request_id.decode("latin-1") or "-")
+        log_fault(self, "bytes after the complete response")
 
     def raw_start(self, data: bytes | memoryview) -> None:
         """The head of a raw body (proxy.http.h1_response.RawBody) ended in `data`: the rest is body.
@@ -521,6 +521,7 @@ class Exchange(RequestHead):
             if size > remaining:
                 # Bytes beyond Content-Length are not forwarded, and the connection is out of step: not reused.
                 self.reusable = False
+                log_fault(self, "more than its Content-Length")
                 piece = memoryview(data)[start:start + remaining]
             elif start:
                 piece = memoryview(data)[start:]

@@ -191,6 +191,11 @@ class Pipeline:
             routes = table.host_routes(host_name)
         route = routes.match(normalized, head) if routes is not None else None
         if route is None:
+            if (routes is None or routes is table.any_host) and listener.ingress:
+                # ingress-nginx's default server "_" (unknown hosts, host-less rules; no --default-backend-service):
+                # logged only with the ConfigMap's enable-access-log-for-default-backend. A named host's unmatched
+                # path is logged (its root location's Ingress annotations).
+                ex.route_stats = self.server.traffic.default_server
             conn.send_error(ex, 404, None, reason="no-route")
             return
         limit = route.body_limit

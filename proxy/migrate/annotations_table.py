@@ -211,10 +211,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      "502/504, are answered by that Service as ingress-nginx's custom error location asks it: path `/`, "
      "the original method and fields (not the ConfigMap's `proxy-set-headers`, which that location does "
      'not inherit) plus `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, '
-     '`X-Service-Name`, `X-Service-Port`, `X-Request-ID`; the client gets its answer. Without '
-     "`default-backend`, the Service of `--default-backend-service` (ingress-nginx's flag) answers; "
-     'without either the annotation does nothing (warning). Differences: an answer that comes while the '
-     'request body is still arriving is passed through; the error backend gets no request body.'),
+     "`X-Service-Name`, `X-Service-Port`, `X-Request-ID` (replacing a client's fields of those names), "
+     "`X-Forwarded-For` (the client's address) and `Host` (the client's, or a trusted "
+     "`X-Forwarded-Host`); no other forwarded field of the proxy's (`X-Forwarded-Proto`, `-Port`, "
+     "`-Host`, `X-Real-IP`): the client's own pass as they came, as nginx's; the client gets its answer. "
+     "Without `default-backend`, the Service of `--default-backend-service` (ingress-nginx's flag) "
+     'answers; without either the annotation does nothing (warning). Differences: an answer that comes '
+     'while the request body is still arriving is passed through; the error backend gets no request body.'),
     ('default-backend', 'supported',
      "A Service of the Ingress's namespace (its first port) answers for every path whose Service has no "
      'ready endpoints (or does not exist), with `X-Code: 503` and the fields above, at path `/`, body '
@@ -252,7 +255,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
      ''),
     ('force-ssl-redirect', 'supported',
      '308 (`http-redirect-code`) to https even without TLS; the Location has no port, as '
-     "lua_ingress.lua's (`--publish-https-port` writes one, as `use-port-in-redirects`)."),
+     "lua_ingress.lua's (`--publish-https-port` writes one unless it is 443; `use-port-in-redirects` "
+     'writes one always).'),
     ('from-to-www-redirect', 'supported with a difference',
      '`www.<host>` (or `<host>` for a `www.` rule host) gets 308 (`http-redirect-code`) to '
      '`scheme://<host>:<port><request URI>` (port always written, one trailing `/` dropped, as '
@@ -463,6 +467,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ('upstream-vhost', 'supported with a difference',
      "The Host header the pods get (X-Forwarded-Host keeps the client's). Difference: nginx variables "
      '(`$host`...) are refused (warning).'),
+    ('use-port-in-redirects', 'supported',
+     '`"true"`: the HTTPS redirect (`ssl-redirect`, `force-ssl-redirect`) writes the HTTPS port, '
+     '`https://<host>:<port><uri>`, 443 included, as lua_ingress.lua writes its HTTPS listen port: '
+     '`--publish-https-port`, else `--https-port`. The redirects pyngress makes are only ones lua or the '
+     "template write whole, so nginx's `port_in_redirect` has nothing else to act on (no trailing-slash "
+     "301: a Prefix path matches without its slash). Default: the ConfigMap's key."),
     ('use-regex', 'supported with a difference',
      'Case-insensitive regex paths; once one Ingress of a host sets it (or a rewrite-target), every path '
      'of that host is matched as nginx\'s `~* "^<path>"`, in ingress-nginx\'s order (the documented quirk, '

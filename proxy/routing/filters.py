@@ -111,10 +111,12 @@ class HttpsRedirect:
     ssl-redirect). `keep_slash`: preserve-trailing-slash; without it one trailing "/" of the request URI (the
     query's, when there is one) is dropped, as lua_ingress.lua does: GET / goes to https://host. The Location has
     no port, as lua_ingress.lua writes it without use-port-in-redirects, unless --publish-https-port names one
-    (the request's https_port; 443 is left out)."""
+    (the request's https_port; 443 is left out). `port` (use-port-in-redirects): always written, 443 too, as
+    lua_ingress.lua writes its HTTPS listen port then."""
 
     keep_slash: bool = False
     status: int = 308
+    port: int = 0
     order: int = field(default=0, init=False)
 
     def on_request(self, request: Request) -> Answer | None:
@@ -131,6 +133,9 @@ class HttpsRedirect:
                     query = query[:-1]
             elif path.endswith("/"):
                 path = path[:-1]
+        if self.port:
+            location = f"https://{host}:{self.port}{path}".encode("latin-1")
+            return Answer(self.status, location + b"?" + query if query else location)
         return Answer(self.status, _location("https", host, request.https_port, path, query))
 
 
@@ -530,12 +535,13 @@ class MirrorCopy:
 # whose Ingress says preserve-trailing-slash.
 HTTPS_REDIRECT = Filters(request=(HttpsRedirect(),))
 HTTPS_REDIRECT_KEEPING_SLASH = Filters(request=(HttpsRedirect(keep_slash=True),))
-_HTTPS_REDIRECTS = {(False, 308): HTTPS_REDIRECT, (True, 308): HTTPS_REDIRECT_KEEPING_SLASH}
+_HTTPS_REDIRECTS = {(False, 308, 0): HTTPS_REDIRECT, (True, 308, 0): HTTPS_REDIRECT_KEEPING_SLASH}
 
 
-def https_redirect(*, keep_slash: bool, status: int) -> Filters:
-    """The shared filters of redirected routes for preserve-trailing-slash and the http-redirect-code."""
-    found = _HTTPS_REDIRECTS.get((keep_slash, status))
+def https_redirect(*, keep_slash: bool, status: int, port: int = 0) -> Filters:
+    """The shared filters of redirected routes for preserve-trailing-slash, the http-redirect-code and
+    use-port-in-redirects (`port`: the one written, 0: none)."""
+    found = _HTTPS_REDIRECTS.get((keep_slash, status, port))
     if found is None:
-        found = _HTTPS_REDIRECTS[keep_slash, status] = Filters(request=(HttpsRedirect(keep_slash, status),))
+        found = _HTTPS_REDIRECTS[keep_slash, status, port] = Filters(request=(HttpsRedirect(keep_slash, status, port),))
     return found

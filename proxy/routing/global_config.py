@@ -10,7 +10,8 @@ so no connection drops). Facts are ingress-nginx's (internal/ingress/controller/
   no flag for any key read here, so a key the ConfigMap sets wins over the flag;
 - booleans are Go's ParseBool ("true", "1", "t", "false", "0", "f", any case), numbers whole decimals, lists
   comma-separated (blanks trimmed); a bad value keeps the default, with a warning naming the ConfigMap and key;
-- the global forms of `ssl-redirect`, `proxy-next-upstream*`, `load-balance` and `whitelist-source-range` are
+- the global forms of `ssl-redirect`, `use-port-in-redirects`, `proxy-next-upstream*`, `load-balance` and
+  `whitelist-source-range` are
   the defaults of the per-Ingress annotations of the same name (`annotation_defaults`): an annotation wins;
 - a key ingress-nginx knows that pyngress does not read, and a key ingress-nginx does not know, get one
   warning each; a key whose feature needs what is not there (custom-http-errors without
@@ -71,6 +72,11 @@ class GlobalConfig:
     ssl_redirect: bool = True
     # The status of the HTTPS and from-to-www redirects (nginx.tmpl, lua_ingress.lua): 301, 302, 307 or 308.
     http_redirect_code: int = 308
+    # The default of the use-port-in-redirects annotation: the HTTPS redirect writes `https_redirect_port`.
+    use_port_in_redirects: bool = False
+    # The port it writes (not a ConfigMap key; lua_ingress.lua's listen_ports.https): --publish-https-port, else
+    # --https-port.
+    https_redirect_port: int = 443
     # Strict-Transport-Security on answers over TLS.
     hsts: bool = True
     hsts_max_age: int = 31536000
@@ -159,7 +165,8 @@ class GlobalConfig:
                    compute_full_forwarded_for=settings.compute_full_forwarded_for,
                    proxy_real_ip_cidr=settings.proxy_real_ip_cidr, enable_real_ip=settings.enable_real_ip,
                    proxy_body_size=settings.proxy_body_size,
-                   default_backend=_default_backend(settings.default_backend_service))
+                   default_backend=_default_backend(settings.default_backend_service),
+                   https_redirect_port=settings.publish_https_port or settings.https_port or 443)
 
     def digest(self) -> str:
         """A stable digest of every value (folded into the build's checksum: a change makes a new Config)."""
@@ -301,7 +308,8 @@ READERS: Mapping[str, Callable[[str], Any]] = {
     "proxy-connect-timeout": seconds, "proxy-read-timeout": seconds, "proxy-send-timeout": seconds,
     "proxy-next-upstream": next_upstream_annotation.parse, "proxy-next-upstream-tries": not_negative,
     "proxy-next-upstream-timeout": not_negative, "load-balance": load_balance, "whitelist-source-range": networks,
-    "ssl-redirect": go_bool, "http-redirect-code": redirect_code, "hsts": go_bool, "hsts-max-age": not_negative,
+    "ssl-redirect": go_bool, "http-redirect-code": redirect_code, "use-port-in-redirects": go_bool,
+    "hsts": go_bool, "hsts-max-age": not_negative,
     "hsts-include-subdomains": go_bool,
     "hsts-preload": go_bool, "limit-req-status-code": status_code, "limit-conn-status-code": status_code,
     "block-cidrs": networks, "block-user-agents": user_agents, "keep-alive": seconds,
@@ -353,7 +361,8 @@ FLAG_EQUIVALENTS: Mapping[str, str] = {
     "use-http2": "--http2 / --no-http2",
 }
 _ANNOTATION_FIELDS = ("proxy_next_upstream", "proxy_next_upstream_tries", "proxy_next_upstream_timeout",
-                      "load_balance", "whitelist_source_range", "ssl_redirect", "proxy_request_buffering")
+                      "load_balance", "whitelist_source_range", "ssl_redirect", "proxy_request_buffering",
+                      "use_port_in_redirects")
 # Global forms of security annotations: a bad value refuses (503) the routes of Ingresses without their own.
 _FAIL_CLOSED = frozenset({"whitelist-source-range"})
 # The global external auth's keys whose bad value refuses (503) the Ingresses it would protect (ingress-nginx

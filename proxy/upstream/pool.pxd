@@ -22,4 +22,4 @@ cdef class EndpointPool:
     cdef public object ewma
     cdef public object ewma_at
     cdef public object token
-
+    cdef public object faulted_at

@@ -24,7 +24,7 @@ class EndpointPool:
 
     __slots__ = ("endpoint", "resolve", "limit", "idle_timeout", "connect_timeout", "idle", "retired", "_timer",
                  "log_address", "_loop", "index", "in_flight", "failures", "healthy", "tls", "gateway_failures",
-                 "open", "ejected_until", "ejections", "returned_at", "ewma", "ewma_at", "token")
+                 "open", "ejected_until", "ejections", "returned_at", "ewma", "ewma_at", "token", "faulted_at")
 
     def __init__(
         self,
@@ -73,6 +73,8 @@ class EndpointPool:
         # LeastRequest: latency EWMA in seconds (0: no sample yet) and the loop time of its last update.
         self.ewma = 0.0
         self.ewma_at = 0.0
+        # When the endpoint's last framing fault was logged at warning (proxy.http.upstream_faults); None: never.
+        self.faulted_at: float | None = None
         # Cookie affinity: the value naming this endpoint in the cookie (a digest, never the address).
         self.token = b""
 

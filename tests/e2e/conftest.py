@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the API emulator package
 
-from e2e_harness import ClusterProcesses, ManifestDir, Pods, Pyngress, start_pyngress
+from e2e_harness import START_TIMEOUT, ClusterProcesses, ManifestDir, Pods, Pyngress, start_pyngress
 from kubeapi import KubeApiServer
 
 
@@ -33,9 +33,10 @@ async def pyngress(tmp_path: Path):
     """`await pyngress(manifest_path, *flags)` starts the real process; it is stopped (SIGTERM) after the test."""
     started: list[Pyngress] = []
 
-    async def start(manifests: Path | None, *args: str, admin_only: bool = False) -> Pyngress:
+    async def start(manifests: Path | None, *args: str, admin_only: bool = False,
+                    timeout: float = START_TIMEOUT) -> Pyngress:
         proc = await start_pyngress(manifests, *args, log_path=tmp_path / f"pyngress-{len(started)}.log",
-                                    admin_only=admin_only)
+                                    admin_only=admin_only, timeout=timeout)
         started.append(proc)
         return proc
 

@@ -384,9 +384,11 @@ class ClusterProcesses:
         self.tmp_path = tmp_path
         self.started: list[Pyngress] = []
 
-    async def start(self, *args: str, env: dict[str, str] | None = None, admin_only: bool = False) -> Pyngress:
+    async def start(self, *args: str, env: dict[str, str] | None = None, admin_only: bool = False,
+                    timeout: float = START_TIMEOUT) -> Pyngress:
         proc = await start_pyngress(None, "--kubeconfig", str(self.config), *args, admin_only=admin_only, env=env,
-                                    log_path=self.tmp_path / f"pyngress-cluster-{len(self.started)}.log")
+                                    log_path=self.tmp_path / f"pyngress-cluster-{len(self.started)}.log",
+                                    timeout=timeout)
         self.started.append(proc)
         return proc
 

@@ -17,7 +17,6 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
@@ -568,6 +567,13 @@ def test_dashboard_configmap_for_the_grafana_sidecar() -> None:
 
 # ---------------------------------------------------------------------------------------------- live
 
+# How long each pyngress process of these tests may take to print its ports: they start together (file mode, file
+# mode with two workers, cluster mode: five interpreters, plus Prometheus), and on a two-core box shared with other
+# tests their imports alone took more than the harness's usual 30 s (the log's first line 8 s after exec, its
+# manifests loaded 8 s later). The wait is for the process's "listening" line on its stdout, and its exit ends it.
+CONCURRENT_START = 120.0
+
+
 async def serve_traffic(echo_pods: Any, manifests: Any, pyngress: Any, *, workers: int = 0) -> list[Pyngress]:
     """File-mode pyngress processes (one; two with ``workers``: the second runs that many worker
     processes) that have each answered a 200, a 404 (no route) and a 503 (no endpoints)."""
@@ -578,7 +584,7 @@ async def serve_traffic(echo_pods: Any, manifests: Any, pyngress: Any, *, worker
     manifests.write("ingress.yaml", ingress("shop", namespace="shop", host=HOST,
                                             paths=[("/", "Prefix", "web", 80), ("/gone", "Prefix", "gone", 80)]))
     flags = [()] + ([("--workers", str(workers))] if workers else [])
-    processes = await asyncio.gather(*(pyngress(manifests.path, *extra) for extra in flags))
+    processes = await asyncio.gather(*(pyngress(manifests.path, *extra, timeout=CONCURRENT_START) for extra in flags))
     for proc in processes:
         status, body = await proc.request("/cart", host=HOST)
         assert status == 200 and body["pod"] == "shop-1"
@@ -600,7 +606,7 @@ async def start_cluster_mode(cluster: ClusterProcesses, kube_api: Any) -> Pyngre
     """Cluster mode adds watch, leader and status series (nothing to route is needed for that)."""
     kube_api.create(INGRESS_CLASS)
     return await cluster.start("--publish-status-address", "192.0.2.10",
-                               env={"POD_NAMESPACE": "pyngress", "POD_NAME": "pyngress-0"})
+                               env={"POD_NAMESPACE": "pyngress", "POD_NAME": "pyngress-0"}, timeout=CONCURRENT_START)
 
 
 async def test_every_referenced_metric_and_label_is_exported_by_a_live_pyngress(
@@ -643,14 +649,35 @@ async def test_every_referenced_metric_and_label_is_exported_by_a_live_pyngress(
 
 # ---------------------------------------------------------------------------------------------- Prometheus
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# How long Prometheus may take to listen and be ready (its TSDB, the rules): seconds on a quiet box, much more on a
+# loaded one, where a shorter wait (and a restart on a new port) made this test flaky; the process's exit ends the
+# wait at once.
+STARTUP_DEADLINE = 120.0
+# The line Prometheus logs once its web listener is bound (exporter-toolkit, Prometheus 2.x and 3.x):
+# `msg="Listening on" address=127.0.0.1:44871`.
+LISTENING = re.compile(r'msg="Listening on" address=(\S+)')
+
+
+def listening_address(log: str) -> str | None:
+    """The host:port a Prometheus log says it listens on (None until it does)."""
+    found = LISTENING.search(log)
+    return found[1] if found else None
+
+
+def test_the_listening_address_is_read_from_prometheus_logs() -> None:
+    assert listening_address('ts=2026-12-03T18:19:45.986Z caller=tls_config.go:232 level=info component=web '
+                             'msg="Listening on" address=127.0.0.1:44871\n') == "127.0.0.1:44871"
+    assert listening_address('time=2026-12-03T18:19:45.986Z level=INFO source=tls_config.go:347 '
+                             'msg="Listening on" address=127.0.0.1:9090\n') == "127.0.0.1:9090"
+    assert listening_address('msg="Start listening for connections" address=127.0.0.1:0\n') is None
 
 
 class PrometheusServer:
-    """A real Prometheus scraping given admin ports every second, with the rules file loaded."""
+    """A real Prometheus scraping given admin ports every second, with the rules file loaded.
+
+    It listens on a port the kernel picks (`127.0.0.1:0`, no port probed in advance that another process could
+    take first) and says which in its log, which the test reads; then /-/ready is polled, all within
+    STARTUP_DEADLINE."""
 
     def __init__(self, directory: Path, targets: list[str]) -> None:
         self.directory = directory
@@ -671,27 +698,39 @@ class PrometheusServer:
                                 "static_configs": [{"targets": self.targets}]}],
         }
         (self.directory / "prometheus.yml").write_text(yaml.safe_dump(config))
-        for _ in range(5):  # the probed port may be taken again before Prometheus binds it
-            port = free_port()
-            self.url = f"http://127.0.0.1:{port}"
-            log = open(self.directory / "prometheus.log", "wb")  # noqa: SIM115  (a local file, once)
-            try:
-                self.process = await asyncio.create_subprocess_exec(
-                    PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={self.directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
-            finally:
-                log.close()
-            try:
-                await eventually(self._ready, timeout=30)
-                return
-            except AssertionError:
-                await self.stop()
-        raise AssertionError("prometheus did not start:\n" + (self.directory / "prometheus.log").read_text())
+        log = open(self.directory / "prometheus.log", "wb")  # noqa: SIM115  (a local file, once)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.directory / 'data'}", "--web.listen-address=127.0.0.1:0",
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+        finally:
+            log.close()
+        try:
+            async with asyncio.timeout(STARTUP_DEADLINE):
+                address = await eventually(self._listening, timeout=STARTUP_DEADLINE)
+                self.url = f"http://{address}"
+                await eventually(self._ready, timeout=STARTUP_DEADLINE)
+        except (AssertionError, TimeoutError) as error:
+            await self.stop()
+            if "prometheus exited" in str(error):
+                raise
+            raise AssertionError(f"prometheus was not ready within {STARTUP_DEADLINE:.0f} s ({error}):\n"
+                                 + self._log()) from None
+
+    def _log(self) -> str:
+        return (self.directory / "prometheus.log").read_text(errors="replace")
+
+    def _exited(self) -> None:
+        if self.process is not None and self.process.returncode is not None:
+            raise AssertionError("prometheus exited:\n" + self._log())
+
+    def _listening(self) -> str | None:
+        self._exited()
+        return listening_address(self._log())
 
     async def _ready(self) -> bool:
-        if self.process is not None and self.process.returncode is not None:
-            raise AssertionError("prometheus exited:\n" + (self.directory / "prometheus.log").read_text())
+        self._exited()
         try:
             async with aiohttp.ClientSession() as session, session.get(
                     self.url + "/-/ready", timeout=aiohttp.ClientTimeout(total=2)) as response:
@@ -730,7 +769,7 @@ async def test_every_panel_shows_data_in_a_real_prometheus(
     try:
         # rate() needs two scrapes of every series and the rule groups an evaluation after them;
         # more traffic in between makes the rates non-zero
-        await eventually(lambda: server.query("count_over_time(pyngress_requests_total[1m]) >= 2"), timeout=30)
+        await eventually(lambda: server.query("count_over_time(pyngress_requests_total[1m]) >= 2"), timeout=60)
         for _ in range(3):
             assert (await file_mode.request("/cart", host=HOST))[0] == 200
         await eventually(lambda: server.query("namespace_ingress:pyngress_requests:rate5m > 0"), timeout=60)

@@ -161,7 +161,10 @@ async def test_access_log_lines(echo_pods, manifests, pyngress):
     status, _ = await proc.request("/api/items?q=1&r=two", host=HOST, headers={"User-Agent": "log-test/1.0",
                                                                               "X-Request-ID": "req-42"})
     assert status == 200
-    answer = await exchange(proc.ports["http"], raw("GET", "/missing", "nobody.example.test"))
+    # An unknown host's 404 writes no line (ingress-nginx's default server, enable-access-log-for-default-backend
+    # false); a known host's unmatched path does.
+    await exchange(proc.ports["http"], raw("GET", "/missing", "nobody.example.test"))
+    answer = await exchange(proc.ports["http"], raw("GET", "/missing", HOST))
 
     first, second = await proc.access_log(2)
     assert first["request_id"] == "req-42" and first["client"] == "127.0.0.1"
@@ -174,7 +177,7 @@ async def test_access_log_lines(echo_pods, manifests, pyngress):
     assert 0 <= first["upstream_duration"] <= first["duration"]
     assert first["time"].endswith("Z") and first["time"][:2] == "20"
 
-    assert second["status"] == 404 and second["bytes_out"] == len(answer)
+    assert second["status"] == 404 and second["bytes_out"] == len(answer) and second["host"] == HOST
     assert second["upstream"] is None and second["upstream_duration"] is None
     assert second["namespace"] == second["ingress"] == second["route_path"] == ""
 

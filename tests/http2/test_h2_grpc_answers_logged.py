@@ -9,12 +9,14 @@ import asyncio
 import json
 import os
 import threading
+from dataclasses import replace
 
 import pytest
 
 from proxy.accesslog import AccessLog
+from proxy.routing.global_config import GlobalConfig
 from proxy.routing.policies import HTTP2
-from server_harness import Rule, cluster, read_head
+from server_harness import Rule, cluster, make_config, read_head
 
 GRPC = [("content-type", "application/grpc"), ("te", "trailers")]
 
@@ -27,8 +29,12 @@ async def proxy(make_proxy, make_backend):
 
     backend = await make_backend(hold)
     proxy = await make_proxy(upstream_read_timeout=0.3)  # /test.Echo/Held: 504, DEADLINE_EXCEEDED
-    proxy.publish([Rule("", "/test.Echo/Unary", "default/none:80"), Rule("", "/test.Echo/Held", "default/held:80")],
-                  [cluster("default/none:80", []), cluster("default/held:80", [backend.endpoint])])
+    clusters = [cluster("default/none:80", []), cluster("default/held:80", [backend.endpoint])]
+    rules = [Rule("", "/test.Echo/Unary", "default/none:80"), Rule("", "/test.Echo/Held", "default/held:80")]
+    config = make_config(rules, clusters)
+    # Host-less rules are ingress-nginx's default server, whose no-route answers are logged only with this key.
+    logged = replace(GlobalConfig.from_settings(proxy.settings), enable_access_log_for_default_backend=True)
+    proxy.publish_config(replace(config, global_config=logged), clusters)
     return proxy
 
 

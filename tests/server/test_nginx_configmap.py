@@ -442,3 +442,76 @@ async def test_default_backend_requests_are_logged_only_with_enable_access_log_f
     lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [(entry["host"], entry["path"]) for entry in lines] == [
         (HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingOne")]
+
+
+async def test_the_proxys_own_404_follows_enable_access_log_for_default_backend(make_proxy, make_pods):
+    """Without --default-backend-service, ingress-nginx's default server "_" sends what no rule matches to its own
+    404 server (nginx.tmpl: "backend for when default-backend-service is not configured", `access_log off`), and
+    the default server's root location is logged only with enable-access-log-for-default-backend (controller.go
+    createServers); host-less rules are the default server's too. A named host's unmatched path goes to its own root
+    location, whose Ingress annotations log it (enable-access-log defaults to true)."""
+    (app,) = await make_pods("app")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    app_ingress = ingress("app", HOST, ("/app", "Prefix", "app"))
+    hostless = ingress("hostless", "", ("/any", "Prefix", "app"))
+    try:
+        serve(proxy, [app], {}, app_ingress)
+        for host, path, status in ((HOST, "/app", 200), (HOST, "/somethingElse", 404), ("foo", "/somethingTwo", 404)):
+            assert (await request(proxy.port, path, host=host)).status == status, (host, path)
+        serve(proxy, [app], {}, app_ingress, hostless)
+        for host, path, status in (("foo", "/any", 200), ("foo", "/somethingThree", 404)):
+            assert (await request(proxy.port, path, host=host)).status == status, (host, path)
+        serve(proxy, [app], {"enable-access-log-for-default-backend": "true"}, app_ingress)
+        assert (await request(proxy.port, "/somethingOne", host="foo")).status == 404
+    finally:
+        proxy.server.access_log.close()
+        os.close(write_end)
+        reader.join(timeout=10)
+        os.close(read_end)
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    assert [(entry["host"], entry["path"], entry["status"]) for entry in lines] == [
+        (HOST, "/app", 200), (HOST, "/somethingElse", 404), ("foo", "/any", 200), ("foo", "/somethingOne", 404)]
+    # Counted all the same: the unmatched series (empty route labels).
+    series = {(entry[0], entry[1]): entry[2] for labels, entries in proxy.server.traffic.snapshot()["routes"]
+              if not any(labels) for entry in entries}
+    assert series[("GET", 404)] == 4
+
+
+async def test_use_port_in_redirects_writes_the_https_port_into_https_redirects(make_proxy, make_pods):
+    """lua_ingress.lua (redirect_to_https): with use-port-in-redirects the Location is
+    "https://<host>:<listen_ports.https><uri>", the port written even when it is 443; the ConfigMap key is the
+    default of the annotation of the same name (portinredirect/main.go: GetDefaultBackend().UsePortInRedirects),
+    which wins. Its port is pyngress's --publish-https-port, else --https-port. nginx's own port_in_redirect
+    redirects (a prefix location's trailing-slash 301) do not exist here: a Prefix path matches without its
+    slash."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(configmap="ingress-nginx/controller", https_port=8443)
+    forced = ingress("forced", HOST, ("/", "Prefix", "echo"), force_ssl_redirect="true")
+    own = ingress("own", f"own.{HOST}", ("/", "Prefix", "echo"), force_ssl_redirect="true",
+                  use_port_in_redirects="false")
+    plain = ingress("plain", f"plain.{HOST}", ("/slash/", "Prefix", "echo"))
+
+    async def moved(host: str, path: str = "/app?q=1") -> tuple[int, str | None]:
+        response = await request(proxy.port, path, host=host)
+        return response.status, response.header("Location")
+
+    config = serve(proxy, [echo], {"use-port-in-redirects": "true"}, forced, own, plain)
+    assert [w.message for w in config.warnings if "use-port-in-redirects" in w.message] == []
+    assert await moved(HOST) == (308, f"https://{HOST}:8443/app?q=1")
+    assert await moved(f"{HOST}:{proxy.port}", "/app/") == (308, f"https://{HOST}:8443/app")
+    assert await moved(f"own.{HOST}") == (308, f"https://own.{HOST}/app?q=1")  # the annotation wins
+    assert (await moved(f"plain.{HOST}", "/slash"))[0] == 200
+    serve(proxy, [echo], {}, forced, ingress("own", f"own.{HOST}", ("/", "Prefix", "echo"),
+                                             force_ssl_redirect="true", use_port_in_redirects="true"))
+    assert await moved(HOST) == (308, f"https://{HOST}/app?q=1")
+    assert await moved(f"own.{HOST}") == (308, f"https://own.{HOST}:8443/app?q=1")
+    # --publish-https-port is the port clients reach: written, 443 included.
+    published = await make_proxy(configmap="ingress-nginx/controller", https_port=8443, publish_https_port=443)
+    serve(published, [echo], {"use-port-in-redirects": "true"}, forced)
+    response = await request(published.port, "/app", host=HOST)
+    assert (response.status, response.header("Location")) == (308, f"https://{HOST}:443/app")

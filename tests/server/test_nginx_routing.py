@@ -265,20 +265,49 @@ async def test_custom_http_errors_under_a_retry_policy(make_proxy, make_pods):
 
 
 async def test_error_pages_carry_the_real_client_address(make_proxy, make_pods):
-    """The custom error location (annotations.md "Custom HTTP Errors", the template's `@custom_` location) sends
-    the forwarded fields the route's pod would get: behind a trusted proxy (use-forwarded-headers,
-    test/e2e/settings/forwarded_headers.go) the real client's address, not the connection's."""
+    """The custom error location (annotations.md "Custom HTTP Errors", the template's `@custom_` location) sets
+    `X-Forwarded-For $remote_addr`: behind a trusted proxy (use-forwarded-headers, realip,
+    test/e2e/settings/forwarded_headers.go) the real client's address, not the connection's, and `Host
+    $best_http_host` (a trusted X-Forwarded-Host's)."""
     app, errors = await make_pods("app", "errors")
     proxy = await make_proxy(use_forwarded_headers=True)
     serve(proxy, [app, errors], ingress("errs", "errs.test", ("/", "Prefix", "app"), custom_http_errors="404",
                                         default_backend="errors"))
-    sent = [("X-Forwarded-For", "203.0.113.7")]
+    sent = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Host", "public.example")]
     direct = await request(proxy.port, "/", host="errs.test", headers=sent)
     assert direct.json()["pod"] == "app"
     diverted = await request(proxy.port, "/status/404", host="errs.test", headers=sent)
     assert diverted.json()["pod"] == "errors"
-    for name in ("x-forwarded-for", "x-real-ip"):
-        assert _headers(diverted)[name] == _headers(direct)[name] == "203.0.113.7", name
+    assert _headers(diverted)["x-forwarded-for"] == _headers(direct)["x-forwarded-for"] == "203.0.113.7"
+    assert _headers(diverted)["host"] == "public.example"
+
+
+async def test_error_pages_get_the_error_locations_fields_not_the_proxys_forwarded_ones(make_proxy, make_pods):
+    """nginx.tmpl's CUSTOM_ERRORS location sets X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name,
+    X-Service-Name, X-Service-Port, X-Request-ID, X-Forwarded-For ($remote_addr) and Host ($best_http_host), and,
+    having proxy_set_header directives of its own, inherits none of the location's: the error backend gets no
+    X-Forwarded-Proto, -Port, -Host or X-Real-IP of the proxy's; the client's own fields pass as sent (nginx's
+    proxy_pass_request_headers), except those the location sets, which replace them."""
+    app, errors = await make_pods("app", "errors")
+    proxy = await make_proxy()
+    serve(proxy, [app, errors], ingress("errs", "errs.test", ("/", "Prefix", "app"), custom_http_errors="404",
+                                        default_backend="errors"))
+    direct = _headers(await request(proxy.port, "/", host="errs.test"))
+    assert {"x-forwarded-proto", "x-forwarded-port", "x-forwarded-host", "x-real-ip"} <= set(direct)
+    response = await request(proxy.port, "/status/404?q=1", host="errs.test",
+                             headers=[("Accept", "text/html"), ("X-Code", "200"), ("X-Service-Name", "forged"),
+                                      ("X-Real-IP", "198.51.100.1"), ("X-Request-ID", "abc123")])
+    seen = _headers(response)
+    assert response.json()["pod"] == "errors"
+    assert {name: seen.get(name) for name in (
+        "x-code", "x-format", "x-original-uri", "x-namespace", "x-ingress-name", "x-service-name", "x-service-port",
+        "x-request-id", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-host",
+        "host")} == {
+        "x-code": "404", "x-format": "text/html", "x-original-uri": "/status/404?q=1", "x-namespace": "default",
+        "x-ingress-name": "errs", "x-service-name": "app", "x-service-port": "80", "x-request-id": "abc123",
+        "x-forwarded-for": "127.0.0.1", "x-real-ip": "198.51.100.1", "x-forwarded-proto": None,
+        "x-forwarded-port": None, "x-forwarded-host": None, "host": "errs.test"}
+    assert [name.lower() for name, _ in response.json()["headers"]].count("x-code") == 1
 
 
 async def test_the_https_redirect_drops_one_trailing_slash_unless_preserve_trailing_slash(make_proxy, make_pods):

@@ -192,6 +192,41 @@ async def test_bytes_beyond_the_content_length_are_not_forwarded_nor_the_connect
     writer.close()
 
 
+async def test_bytes_beyond_the_content_length_are_logged_naming_the_route_and_pod_once_a_minute(
+        make_proxy, make_backend, caplog):
+    """A pod sending more than its Content-Length is a fault of that pod the client never sees: a warning names the
+    request, the route and the pod; the same pod's next ones within a minute (proxy.http.upstream_faults'
+    WARNING_INTERVAL) are logged at debug, so a pod doing it on every response cannot flood the log."""
+    size = 40000
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        writer.write(answer(size) + body(size) + b"EXTRA BYTES")
+        await writer.drain()
+        await reader.read()  # the proxy closes this connection (out of step)
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    caplog.set_level(logging.DEBUG, "pyngress.proxy")
+    ids = []
+    for _ in range(2):
+        reader, writer = await connect(proxy.port)
+        writer.write(encode_request("/"))
+        response = await read_response(reader)
+        assert response.body == body(size)
+        ids.append(response.header("X-Request-ID"))
+        writer.close()
+    await wait_until(lambda: all(any(i in r.getMessage() and "Content-Length" in r.getMessage()
+                                     for r in caplog.records) for i in ids), timeout=10)
+    lines = [(r.levelno, r.getMessage()) for i in ids for r in caplog.records
+             if r.name == "pyngress.proxy" and i in r.getMessage() and "Content-Length" in r.getMessage()]
+    address, port = backend.endpoint
+    assert [level for level, _ in lines] == [logging.WARNING, logging.DEBUG]
+    for _, message in lines:
+        assert f"upstream {address}:{port} sent more than its Content-Length" in message
+        assert "service=app" in message
+
+
 @pytest.mark.parametrize("with_head", [True, False], ids=["with-head", "later-read"])
 async def test_pod_closing_before_the_body_ends_cuts_the_client(make_proxy, make_backend, caplog, with_head):
     size = 100000

@@ -2,7 +2,8 @@
 
 The global configuration (routing.global_config) reads the keys it knows; every other key in this list is
 known but not read (one warning each), and a key outside it is unknown to ingress-nginx too. (Plus
-`global-auth-always-set-cookie`, read by ingress-nginx though its list omits it.)
+`global-auth-always-set-cookie` and `use-port-in-redirects`, read by ingress-nginx though its list omits them:
+the first from its config.Configuration, the second from the defaults.Backend it embeds.)
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ KEYS: frozenset[str] = frozenset({
     "ssl-session-ticket-key", "ssl-session-tickets", "ssl-session-timeout", "stream-access-log-path",
     "stream-snippet", "strict-validate-path-type", "syslog-host", "syslog-port", "upstream-keepalive-connections",
     "upstream-keepalive-requests", "upstream-keepalive-time", "upstream-keepalive-timeout", "use-forwarded-headers",
-    "use-geoip", "use-geoip2", "use-gzip", "use-http2", "use-proxy-protocol", "variables-hash-bucket-size",
+    "use-geoip", "use-geoip2", "use-gzip", "use-http2", "use-port-in-redirects", "use-proxy-protocol",
+    "variables-hash-bucket-size",
     "variables-hash-max-size", "whitelist-source-range", "worker-cpu-affinity", "worker-processes",
     "worker-shutdown-timeout",
 })

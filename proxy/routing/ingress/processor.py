@@ -96,7 +96,9 @@ class IngressEntry:
             self.force_redirect = annotations.force_ssl_redirect
             self.https_redirect = https_redirect(
                 keep_slash=annotations.preserve_trailing_slash,
-                status=config.http_redirect_code if config is not None else 308)
+                status=config.http_redirect_code if config is not None else 308,
+                port=(config.https_redirect_port if config is not None else 443)
+                if annotations.use_port_in_redirects else 0)
             self.tracing = annotations.enable_opentelemetry
             self.passthrough = annotations.ssl_passthrough
             if annotations is not DEFAULTS or (config is not None and (config.global_auth or config.default_backend

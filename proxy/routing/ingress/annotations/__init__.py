@@ -117,6 +117,7 @@ from proxy.routing.ingress.annotations import (
     temporal_redirect_code,
     upstream_hash_by,
     upstream_vhost,
+    use_port_in_redirects,
     use_regex,
     whitelist_source_range,
     x_forwarded_prefix,
@@ -186,6 +187,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     temporal_redirect_code,
     x_forwarded_prefix,
     preserve_trailing_slash,
+    use_port_in_redirects,
     canary,
     canary_by_header,
     canary_by_header_value,
@@ -258,6 +260,7 @@ class IngressAnnotations:
     temporal_redirect_code: int = temporal_redirect_code.DEFAULT
     x_forwarded_prefix: str = x_forwarded_prefix.DEFAULT
     preserve_trailing_slash: bool = preserve_trailing_slash.DEFAULT
+    use_port_in_redirects: bool = use_port_in_redirects.DEFAULT
     canary: bool = canary.DEFAULT
     canary_by_header: str = canary_by_header.DEFAULT
     canary_by_header_value: str = canary_by_header_value.DEFAULT
