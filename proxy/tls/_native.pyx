@@ -3,8 +3,9 @@
 
 Each accepted connection is an `SSL *` made from the `SSL_CTX *` of an `ssl.SSLContext` configured in Python
 (certificate, ALPN, tickets: as proxy/tls/tickets.py reaches it), bound to the socket with `SSL_set_fd`; the
-handshake, reads and writes are `SSL_do_handshake` / `SSL_read_ex` / `SSL_write_ex` on readiness (uvloop's
-`add_reader`/`add_writer`). Python runs only the app protocol's callbacks. No OpenSSL headers are needed: the few
+handshake, reads and writes are `SSL_do_handshake` / `SSL_read_ex` / `SSL_write_ex` on readiness, reported by an
+epoll set of the listener's own that the event loop watches as one file descriptor (any loop: uvloop's or asyncio's
+selector loop). Python runs only the app protocol's callbacks. No OpenSSL headers are needed: the few
 prototypes are declared below (opaque `SSL`, `SSL_CTX`) and the module links the libssl.so.3 that `_ssl` loads.
 
 See proxy/tls/native.py for the Python side (availability, fallback, the listener wiring).
@@ -12,6 +13,7 @@ See proxy/tls/native.py for the Python side (availability, fallback, the listene
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.errno cimport errno, EINTR, ECONNABORTED
 from libc.string cimport strlen
@@ -19,6 +21,9 @@ from libc.string cimport strlen
 import os
 import socket as _socket_module
 import ssl as _ssl_module
+import _ssl
+
+cdef object _BASE_OPTIONS = _ssl._SSLContext.__dict__["options"]
 
 cdef extern from *:
     """
@@ -27,6 +32,8 @@ cdef extern from *:
     #include <netinet/in.h>
     #include <netinet/tcp.h>
     #include <arpa/inet.h>
+    #include <sys/epoll.h>
+    #include <errno.h>
     #include <unistd.h>
     #include <time.h>
     typedef struct ssl_st SSL;
@@ -121,6 +128,37 @@ cdef extern from *:
         }
         return 0;
     }
+    /* The transport's own epoll set (one per listener, watched by the event loop as one file descriptor): a
+       connection's readiness is dispatched in C, with no loop handle, callback object or Python call per event. */
+    static int pyngress_epoll_ctl(int epfd, int op, int fd, unsigned int events) {
+        struct epoll_event event;
+        event.events = events;
+        event.data.u64 = 0;
+        event.data.fd = fd;
+        return epoll_ctl(epfd, op, fd, &event);
+    }
+    static int pyngress_epoll_wait(int epfd, int *fds, unsigned int *events, int max) {
+        struct epoll_event ready[64];
+        int count, i;
+        if (max > 64)
+            max = 64;
+        do {
+            count = epoll_wait(epfd, ready, max, 0);
+        } while (count < 0 && errno == EINTR);
+        for (i = 0; i < count; i++) {
+            fds[i] = ready[i].data.fd;
+            events[i] = ready[i].events;
+        }
+        return count;
+    }
+    /* The last error is OpenSSL 3's "unexpected eof while reading" (ERR_LIB_SSL 20, SSL_R_UNEXPECTED_EOF_WHILE_READING
+       294): a peer that closed without close_notify, an EOF; checked by number (no reason string per connection). */
+    static int pyngress_unexpected_eof(void) {
+        unsigned long code = ERR_peek_last_error();
+        if (code == 0 || (code & 0x80000000UL))
+            return 0;
+        return ((code >> 23) & 0xFF) == 20 && (code & 0x7FFFFF) == 294;
+    }
     static int pyngress_accept(int fd) {
         int one = 1;
         int conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -178,12 +216,25 @@ cdef extern from *:
     int AF_INET
     int AF_INET6
     int c_close "close"(int fd) nogil
+    int epoll_create1(int flags) nogil
+    int EPOLL_CLOEXEC
+    unsigned int EPOLLIN
+    unsigned int EPOLLOUT
+    unsigned int EPOLLERR
+    unsigned int EPOLLHUP
+    int EPOLL_CTL_ADD
+    int EPOLL_CTL_MOD
+    int EPOLL_CTL_DEL
+    int c_epoll_ctl "pyngress_epoll_ctl"(int epfd, int op, int fd, unsigned int events) nogil
+    int c_epoll_wait "pyngress_epoll_wait"(int epfd, int *fds, unsigned int *events, int max) nogil
+    int unexpected_eof "pyngress_unexpected_eof"() nogil
 
 
 cdef enum:
     READ_SIZE = 65536
     MAX_READS = 16
     MAX_ACCEPTS = 64
+    MAX_EVENTS = 64
 
 cdef char _read_buffer[READ_SIZE]
 
@@ -197,7 +248,8 @@ cdef SSL_CTX *context_pointer(object context) except NULL:
     if not isinstance(context, _ssl_module.SSLContext):
         raise TypeError("an ssl.SSLContext is needed")
     cdef SSL_CTX *ctx = (<SSL_CTX **>(<char *><PyObject *>context + sizeof(PyObject)))[0]
-    if ctx == NULL or SSL_CTX_get_options(ctx) != <unsigned long>int(context.options):
+    # (the options read by _ssl's own getter: ssl.SSLContext.options wraps them in an enum.IntFlag, a few µs)
+    if ctx == NULL or SSL_CTX_get_options(ctx) != <unsigned long>_BASE_OPTIONS.__get__(context, None):
         raise RuntimeError("the SSLContext's OpenSSL context could not be located")
     return ctx
 
@@ -237,7 +289,12 @@ cdef int _on_server_name(SSL *ssl, int *alert, void *arg) noexcept:
         server_name = name[:strlen(name)].decode("ascii", "replace") if name != NULL else None
         context = server.select(transport.info(), server_name)
         if context is not server.context:
-            chosen = context_pointer(context)
+            if context is server.chosen_context:  # most handshakes choose what the previous one chose
+                chosen = server.chosen_ctx
+            else:
+                chosen = context_pointer(context)
+                server.chosen_context = context
+                server.chosen_ctx = chosen
             if SSL_set_SSL_CTX(ssl, chosen) == NULL:
                 raise RuntimeError("SSL_set_SSL_CTX failed")
         return 0  # SSL_TLSEXT_ERR_OK
@@ -248,23 +305,32 @@ cdef int _on_server_name(SSL *ssl, int *alert, void *arg) noexcept:
 
 
 cdef class NativeServer:
-    """One TLS listener: accepts on a non-blocking listening socket and makes a NativeTransport per connection."""
+    """One TLS listener: accepts on a non-blocking listening socket and makes a NativeTransport per connection.
+
+    Its connections' sockets are in one epoll set of its own, which the loop watches as one file descriptor
+    (`_on_events`): a connection costs no loop handle, callback object or Python call per readiness event, and
+    wanting to read or write is an epoll_ctl on the set (NativeTransport._update)."""
 
     cdef SSL_CTX *ctx
     cdef object context
     cdef object loop
     cdef public object listener
     cdef int fd
-    cdef object protocol_factory
+    cdef public object protocol_factory
     cdef public object stats
     cdef public double handshake_timeout
     cdef public set handshaking
-    cdef public set connections
-    cdef object on_accept_ref
+    cdef dict fds  # file descriptor -> NativeTransport, every connection in the epoll set
+    cdef int epfd
     cdef object sweeper
     cdef bint serving
     cdef object classify
     cdef public object select
+    cdef object chosen_context  # the context the last servername callback switched to, and its SSL_CTX *
+    cdef SSL_CTX *chosen_ctx
+
+    def __cinit__(self):
+        self.epfd = -1
 
     def __init__(self, loop, listener, context, protocol_factory, *, stats, double handshake_timeout, classify,
                  select=None):
@@ -277,7 +343,7 @@ cdef class NativeServer:
         self.stats = stats
         self.handshake_timeout = handshake_timeout
         self.handshaking = set()
-        self.connections = set()
+        self.fds = {}
         self.classify = classify
         self.serving = False
         self.sweeper = None
@@ -293,10 +359,23 @@ cdef class NativeServer:
     def __dealloc__(self):
         if self.select is not None and self.ctx != NULL:
             set_servername_cb(self.ctx, NULL, NULL)
+        if self.epfd >= 0:
+            c_close(self.epfd)  # (the loop no longer watches it: it held our bound method until then)
+            self.epfd = -1
+
+    @property
+    def connections(self):
+        """The open connections (handshaking ones included)."""
+        return set(self.fds.values())
 
     def start(self):
         if self.serving:
             return
+        if self.epfd < 0:
+            self.epfd = epoll_create1(EPOLL_CLOEXEC)
+            if self.epfd < 0:
+                raise _os_error(errno)
+            self.loop.add_reader(self.epfd, self._on_events)
         self.serving = True
         self.listener.setblocking(False)
         self.loop.add_reader(self.fd, self._on_accept)
@@ -311,6 +390,15 @@ cdef class NativeServer:
         if self.sweeper is not None:
             self.sweeper.cancel()
             self.sweeper = None
+        self._release()
+
+    cdef _release(self):
+        """The epoll set goes once the listener is closed and its last connection is gone."""
+        if self.serving or self.fds or self.epfd < 0:
+            return
+        self.loop.remove_reader(self.epfd)
+        c_close(self.epfd)
+        self.epfd = -1
 
     def abort_handshakes(self):
         """Cut every handshake in progress (server shutdown): not counted as failures."""
@@ -334,6 +422,30 @@ cdef class NativeServer:
         if self.serving:
             self._schedule_sweep()
 
+    def _on_events(self):
+        """The epoll set is readable: dispatch up to MAX_EVENTS ready connections (level-triggered: the rest, and
+        whatever stays ready, come back at the loop's next turn)."""
+        cdef int fds[MAX_EVENTS]
+        cdef unsigned int events[MAX_EVENTS]
+        cdef int count, index
+        cdef PyObject *found
+        cdef NativeTransport transport
+        if self.epfd < 0:
+            return
+        count = c_epoll_wait(self.epfd, fds, events, MAX_EVENTS)
+        for index in range(count):
+            # Looked up by number: a connection closed by an earlier one's callback is gone from the dict.
+            found = PyDict_GetItem(self.fds, fds[index])
+            if found == NULL:
+                continue
+            transport = <NativeTransport>found
+            try:
+                transport._on_event(events[index])
+            except Exception as error:  # as the loop does for a reader's callback: reported, the others go on
+                self.loop.call_exception_handler({"message": "Exception in the native TLS transport",
+                                                  "exception": error, "transport": transport,
+                                                  "protocol": transport.protocol})
+
     def _on_accept(self):
         cdef int conn
         cdef int count = 0
@@ -351,6 +463,10 @@ cdef class NativeServer:
                 ERR_clear_error()
                 c_close(conn)
                 continue
+            if c_epoll_ctl(self.epfd, EPOLL_CTL_ADD, conn, EPOLLIN) != 0:
+                SSL_free(ssl)
+                c_close(conn)
+                continue
             SSL_set_fd(ssl, conn)
             SSL_set_accept_state(ssl)
             SSL_ctrl(ssl, SSL_CTRL_MODE, OUR_SSL_MODE, NULL)
@@ -358,6 +474,7 @@ cdef class NativeServer:
             SSL_set_ex_data(ssl, 0, <void *>transport)  # borrowed: the transport frees the SSL
             transport.ssl = ssl
             transport.fd = conn
+            transport.interest = EPOLLIN
             transport.server = self
             transport.loop = self.loop
             transport.started = monotonic()
@@ -365,28 +482,30 @@ cdef class NativeServer:
             transport.high = 65536
             transport.low = 16384
             self.handshaking.add(transport)
-            transport.reader = transport._on_readable
-            self.loop.add_reader(conn, transport.reader)
-            transport.reading = True
+            self.fds[conn] = transport
 
 
 cdef class NativeTransport:
-    """An asyncio transport over one TLS connection (duck-typed: the protocol calls the same methods)."""
+    """An asyncio transport over one TLS connection (duck-typed: the protocol calls the same methods).
+
+    What it waits for is derived from its state by `_update` (the handshake's next step; reading unless paused;
+    the buffer to write; a write that needs the peer's data first, a read that needs to write first; close_notify
+    waiting for room), and set in the server's epoll set only when it changes."""
 
     cdef SSL *ssl
     cdef int fd
+    cdef unsigned int interest  # the events the epoll set watches for this socket (0: not in it)
     cdef NativeServer server
     cdef object loop
     cdef object protocol
-    cdef object reader
-    cdef object writer
     cdef bytearray pending
     cdef double started
     cdef bint handshaking
+    cdef bint handshake_writes  # the handshake's last step wanted to write
     cdef bint counted
-    cdef bint reading
     cdef bint reading_paused
-    cdef bint writing
+    cdef bint read_wants_write  # SSL_read wanted to write (a renegotiation, a key update): retried when writable
+    cdef bint write_wants_read  # SSL_write wanted the peer's data first: retried when readable, not polled
     cdef bint closing
     cdef bint closed
     cdef bint shutting  # close_notify waits for the socket to take it (SSL_shutdown wanted to write)
@@ -411,52 +530,118 @@ cdef class NativeTransport:
             SSL_free(self.ssl)
             self.ssl = NULL
         if self.fd >= 0 and not self.closed:
-            # Never reached for a transport the loop still watches (the loop holds the callback, hence us).
+            # Never reached for a transport in its server's epoll set (the server's dict holds it).
             c_close(self.fd)
             self.fd = -1
 
+    # ------------------------------------------------------------ readiness
+
+    cdef int _update(self) except -1:
+        """Watch what the state needs; one epoll_ctl when it changed, none otherwise."""
+        cdef unsigned int wanted = 0
+        cdef int op
+        if self.closed:
+            return 0
+        if self.handshaking:
+            wanted = EPOLLOUT if self.handshake_writes else EPOLLIN
+        else:
+            if self.write_wants_read or not (self.reading_paused or self.eof or self.closing):
+                wanted = EPOLLIN
+            if self.read_wants_write or self.shutting or (
+                    self.pending is not None and len(self.pending) and not self.write_wants_read):
+                wanted |= EPOLLOUT
+        if wanted == self.interest:
+            return 0
+        # (Nothing wanted: out of the set, or a hang-up would be reported to it over and over.)
+        op = EPOLL_CTL_DEL if wanted == 0 else (EPOLL_CTL_ADD if self.interest == 0 else EPOLL_CTL_MOD)
+        if c_epoll_ctl(self.server.epfd, op, self.fd, wanted) != 0:
+            raise _os_error(errno)
+        self.interest = wanted
+        return 0
+
+    cdef _on_event(self, unsigned int events):
+        if events & (EPOLLIN | EPOLLERR | EPOLLHUP) and self.interest & EPOLLIN:
+            self._readable()
+        if events & (EPOLLOUT | EPOLLERR | EPOLLHUP) and self.interest & EPOLLOUT and not self.closed:
+            self._writable()
+
+    cdef _readable(self):
+        if self.closed:
+            return
+        if self.handshaking:
+            self._handshake_step()
+            return
+        if self.write_wants_read:
+            self.write_wants_read = False
+            self._flush()
+            if self.closed:
+                return
+        self._read()
+
+    cdef _writable(self):
+        if self.handshaking:
+            self._handshake_step()
+            return
+        if self.shutting:
+            self._shutdown()
+            return
+        if self.read_wants_write:
+            self.read_wants_write = False
+            self._read()
+            if self.closed:
+                return
+        self._flush()
+
+    def _read_soon(self):
+        """What OpenSSL holds decrypted does not make the socket readable: read it at the loop's next turn."""
+        if not self.closed and not self.handshaking:
+            self._read()
+
     # ------------------------------------------------------------ reading
 
-    def _on_readable(self):
+    cdef _handshake_step(self):
+        cdef int ret, err
+        ERR_clear_error()
+        ret = SSL_do_handshake(self.ssl)
+        if ret != 1:
+            err = SSL_get_error(self.ssl, ret)
+            if err == SSL_ERROR_WANT_READ or err == SSL_ERROR_WANT_WRITE:
+                self.handshake_writes = err == SSL_ERROR_WANT_WRITE
+                self._update()
+                return
+            self._handshake_failed(None, err)
+            return
+        self.handshake_writes = False
+        self._handshake_done()
+        if not self.closed:
+            self._read()
+
+    cdef _read(self):
         cdef int ret, err
         cdef size_t got = 0
         cdef int reads = 0
-        if self.closed:
+        if self.reading_paused or self.eof or self.closing or self.closed:
+            self._update()
             return
-        if self.reading_paused and not self.handshaking:
-            return  # a read scheduled (call_soon) before pause_reading
-        if self.handshaking:
-            ERR_clear_error()
-            ret = SSL_do_handshake(self.ssl)
-            if ret != 1:
-                err = SSL_get_error(self.ssl, ret)
-                if err == SSL_ERROR_WANT_READ:
-                    self._stop_writer()
-                    return
-                if err == SSL_ERROR_WANT_WRITE:
-                    self._start_writer()
-                    return
-                self._handshake_failed(None, err)
-                return
-            self._stop_writer()
-            self._handshake_done()
-            if self.closed or self.reading_paused:
-                return
         while reads < MAX_READS:
             reads += 1
             ERR_clear_error()
             ret = SSL_read_ex(self.ssl, _read_buffer, READ_SIZE, &got)
             if ret == 1:
                 self.protocol.data_received(PyBytes_FromStringAndSize(_read_buffer, got))
-                if self.closed or self.reading_paused or self.closing:
+                if self.closed:
+                    return
+                if self.reading_paused or self.closing:
+                    self._update()
                     return
                 continue
             err = SSL_get_error(self.ssl, ret)
             if err == SSL_ERROR_WANT_READ:
+                self._update()
                 return
             if err == SSL_ERROR_WANT_WRITE:
-                # a read that must write (a key update): retried when writable
-                self._start_writer()
+                self.read_wants_write = True
+                self._update()
                 return
             if err == SSL_ERROR_ZERO_RETURN:
                 self._eof_received()
@@ -465,7 +650,7 @@ cdef class NativeTransport:
                 self._force_close(_os_error(errno))
                 return
             # EOF without close_notify (OpenSSL 3: SSL_ERROR_SSL "unexpected eof") is an EOF too
-            if err == SSL_ERROR_SYSCALL or error_reason() == "UNEXPECTED_EOF_WHILE_READING":
+            if err == SSL_ERROR_SYSCALL or unexpected_eof() or error_reason() == "UNEXPECTED_EOF_WHILE_READING":
                 ERR_clear_error()
                 self._eof_received()
                 return
@@ -473,22 +658,21 @@ cdef class NativeTransport:
             ERR_clear_error()
             self._force_close(_ssl_module.SSLError(1, reason))
             return
-        # More may be waiting: the loop calls again while the socket is readable; what OpenSSL already holds
-        # decrypted does not make the socket readable, so come back for it.
+        self._update()
         if SSL_pending(self.ssl) > 0:
-            self.loop.call_soon(self._on_readable)
+            self.loop.call_soon(self._read_soon)
 
     cdef _eof_received(self):
         self.eof = True
-        self._stop_reader()
         keep_open = self.protocol.eof_received()
         if not keep_open:
-            self.close()
+            self.close()  # (closing the socket takes it out of the epoll set: no epoll_ctl first)
+        else:
+            self._update()
 
     cdef _handshake_done(self):
         self.handshaking = False
         self.server.handshaking.discard(self)
-        self.server.connections.add(self)
         self.counted = True
         self.server.stats.completed += 1
         protocol = self.server.protocol_factory()
@@ -537,7 +721,10 @@ cdef class NativeTransport:
                     offset += written
                     continue
                 err = SSL_get_error(self.ssl, ret)
-                if err == SSL_ERROR_WANT_WRITE or err == SSL_ERROR_WANT_READ:
+                if err == SSL_ERROR_WANT_WRITE:
+                    break
+                if err == SSL_ERROR_WANT_READ:
+                    self.write_wants_read = True
                     break
                 self._write_error(err)
                 return
@@ -545,7 +732,7 @@ cdef class NativeTransport:
                 if self.pending is None:
                     self.pending = bytearray()
                 self.pending += (<char *>view.buf)[offset:view.len]
-                self._start_writer()
+                self._update()
                 self._check_high()
         finally:
             PyBuffer_Release(&view)
@@ -567,23 +754,13 @@ cdef class NativeTransport:
             self.write_paused = True
             self.protocol.pause_writing()
 
-    def _on_writable(self):
+    cdef _flush(self):
+        """Write what is buffered, as far as the socket takes it."""
         cdef size_t written = 0
         cdef int ret, err
-        cdef bytearray pending
-        if self.closed:
-            return
-        if self.shutting:
-            self._shutdown()
-            return
-        if self.handshaking:
-            self._on_readable()
-            return
-        pending = self.pending
+        cdef bytearray pending = self.pending
         if pending is None or not len(pending):
-            self._stop_writer()
-            if self.reading and not self.reading_paused:
-                self._on_readable()  # a read that wanted to write
+            self._update()
             return
         while len(pending):
             ERR_clear_error()
@@ -593,32 +770,20 @@ cdef class NativeTransport:
                 continue
             err = SSL_get_error(self.ssl, ret)
             if err == SSL_ERROR_WANT_WRITE or err == SSL_ERROR_WANT_READ:
+                self.write_wants_read = err == SSL_ERROR_WANT_READ
+                self._update()
                 return
             self._write_error(err)
             return
-        self._stop_writer()
         if self.write_paused and len(pending) <= self.low:
             self.write_paused = False
             self.protocol.resume_writing()
+            if self.closed:
+                return
         if self.closing and not len(pending):
             self._shutdown()
-
-    cdef _start_writer(self):
-        if not self.writing and not self.closed:
-            if self.writer is None:
-                self.writer = self._on_writable
-            self.loop.add_writer(self.fd, self.writer)
-            self.writing = True
-
-    cdef _stop_writer(self):
-        if self.writing:
-            self.loop.remove_writer(self.fd)
-            self.writing = False
-
-    cdef _stop_reader(self):
-        if self.reading:
-            self.loop.remove_reader(self.fd)
-            self.reading = False
+            return
+        self._update()
 
     def get_write_buffer_size(self):
         return len(self.pending) if self.pending is not None else 0
@@ -649,7 +814,7 @@ cdef class NativeTransport:
         if self.closing or self.closed or self.reading_paused:
             return
         self.reading_paused = True
-        self._stop_reader()
+        self._update()
 
     def resume_reading(self):
         if self.closing or self.closed or not self.reading_paused:
@@ -657,11 +822,9 @@ cdef class NativeTransport:
         self.reading_paused = False
         if self.eof:
             return
-        if not self.reading:
-            self.loop.add_reader(self.fd, self.reader)
-            self.reading = True
+        self._update()
         if SSL_pending(self.ssl) > 0:
-            self.loop.call_soon(self._on_readable)
+            self.loop.call_soon(self._read_soon)
 
     def is_reading(self):
         return not self.reading_paused and not self.closing and not self.closed
@@ -676,9 +839,10 @@ cdef class NativeTransport:
         if self.closing or self.closed:
             return
         self.closing = True
-        self._stop_reader()
         if self.pending is None or not len(self.pending):
             self._shutdown()
+        else:
+            self._update()
 
     def abort(self):
         self._force_close(None)
@@ -696,7 +860,7 @@ cdef class NativeTransport:
             if not self.shutting:
                 self.shutting = True
                 self.shutdown_timer = self.loop.call_later(SHUTDOWN_TIMEOUT, self._force_close, None)
-            self._start_writer()
+            self._update()
             return
         ERR_clear_error()
         self._drop()
@@ -707,9 +871,6 @@ cdef class NativeTransport:
             return
         self.closing = True
         had_protocol = self.protocol is not None
-        if self.handshaking:
-            self.handshaking = False
-            self.server.handshaking.discard(self)
         self._drop()
         if had_protocol:
             self.loop.call_soon(self._lost, exc)
@@ -720,6 +881,7 @@ cdef class NativeTransport:
             protocol.connection_lost(exc)
 
     cdef _drop(self):
+        cdef NativeServer server = self.server
         if self.closed:
             return
         self.closing = True
@@ -727,21 +889,22 @@ cdef class NativeTransport:
         if self.shutdown_timer is not None:
             self.shutdown_timer.cancel()
             self.shutdown_timer = None
-        self._stop_reader()
-        self._stop_writer()
-        self.reader = None
-        self.writer = None
         if self.handshaking:
             self.handshaking = False
-            self.server.handshaking.discard(self)
-        self.server.connections.discard(self)
+            server.handshaking.discard(self)
         if self.sock is not None:
             self.sock.detach()
             self.sock = None
+        # Closing the socket takes it out of the epoll set (accept4 made it close-on-exec and nothing duplicates
+        # it), so no epoll_ctl; the dict entry goes with it, the last of a closed listener's releases the set.
+        self.interest = 0
         c_close(self.fd)
+        server.fds.pop(self.fd, None)
         self.fd = -1
         if self.pending is not None:
             self.pending = None
+        if not server.serving:
+            server._release()
 
     # ------------------------------------------------------------ the rest of asyncio.Transport
 
