@@ -287,7 +287,22 @@ cdef int _on_server_name(SSL *ssl, int *alert, void *arg) noexcept:
     try:
         name = SSL_get_servername(ssl, 0)
         server_name = name[:strlen(name)].decode("ascii", "replace") if name != NULL else None
-        context = server.select(transport.info(), server_name)
+        info = transport.info()
+        holder = server.holder
+        if holder is None:
+            context = server.select(info, server_name)
+        else:
+            # The holder's select_native answers the same for the same store and name unless the store checks
+            # client certificates (per handshake): the last answer is reused while the store is the holder's.
+            store = holder.current
+            if store is server.memo_store and server_name == server.memo_name:
+                info.pyngress_server_name = server.memo_normalized
+                context = server.memo_context
+            else:
+                context = server.select(info, server_name)
+                if not store.client_auth:
+                    server.memo_store, server.memo_name = store, server_name
+                    server.memo_context, server.memo_normalized = context, info.pyngress_server_name
         if context is not server.context:
             if context is server.chosen_context:  # most handshakes choose what the previous one chose
                 chosen = server.chosen_ctx
@@ -328,12 +343,14 @@ cdef class NativeServer:
     cdef public object select
     cdef object chosen_context  # the context the last servername callback switched to, and its SSL_CTX *
     cdef SSL_CTX *chosen_ctx
+    cdef object holder  # the CertStoreHolder whose select_native `select` is (None: no memo)
+    cdef object memo_store, memo_name, memo_context, memo_normalized  # its last answer (see _on_server_name)
 
     def __cinit__(self):
         self.epfd = -1
 
     def __init__(self, loop, listener, context, protocol_factory, *, stats, double handshake_timeout, classify,
-                 select=None):
+                 select=None, holder=None):
         self.loop = loop
         self.listener = listener
         self.fd = listener.fileno()
@@ -348,6 +365,7 @@ cdef class NativeServer:
         self.serving = False
         self.sweeper = None
         self.select = select
+        self.holder = holder if select is not None else None
         if select is not None:
             # The context is this server's alone: its servername callback becomes ours (Python's sni_callback
             # expects the ssl module's own SSL objects).
@@ -362,6 +380,11 @@ cdef class NativeServer:
         if self.epfd >= 0:
             c_close(self.epfd)  # (the loop no longer watches it: it held our bound method until then)
             self.epfd = -1
+
+    @property
+    def epoll_fd(self):
+        """The connections' epoll set (-1: released, or not started)."""
+        return self.epfd
 
     @property
     def connections(self):
