@@ -1,9 +1,9 @@
 """The native TLS transport (`--tls-transport native`, proxy/tls/native.py + _native.pyx) as an asyncio transport,
 with real TLS clients on 127.0.0.1: buffered large writes to a slow reader, close with close_notify, abort, reading
 paused with data held inside OpenSSL, ALPN and SNI (and the reuse of the last certificate choice), session tickets
-shared between listeners, the listener's epoll set outliving its socket for the open connections, an app error. The handshake counting
-cases run on both transports in test_tls_handshake_stats.py. Compiled builds only: in pure-Python mode only the
-availability check runs (these cases are not generated, see native_support.py)."""
+shared between listeners, the listener's epoll set outliving its socket for the open connections, an app error.
+The handshake counting cases run on both transports in test_tls_handshake_stats.py. Compiled builds only: in
+pure-Python mode only the availability check runs (these cases are not generated, see native_support.py)."""
 
 from __future__ import annotations
 
