@@ -561,6 +561,7 @@ class ProxyServer(ServerState):
         self._ticker = loop.call_later(self.tick, self._on_tick)
 
     def connection_opened(self, conn: ClientConnection | H2ClientConnection) -> None:
+        # (ClientConnection, compiled, does this and connection_closed inline: keep them in step.)
         self.connections.add(conn)
         self.active_connections += 1
         self.total_connections += 1
