@@ -499,6 +499,8 @@ class ProxyServer(ServerState):
                 # the protocol from ALPN): see proxy/http2/preface.py.
                 listener.h2c = sniff
         holder.append((listener, listener.pipeline))
+        if native is not None:  # called from C per connection: the class itself, bound, costs no Python frame
+            native.native.protocol_factory = partial(ClientConnection, self, listener, listener.pipeline)
         self._dress(listener)
         self.listeners.append(listener)
         if self._ticker is None:
@@ -520,7 +522,8 @@ class ProxyServer(ServerState):
         return native_tls.NativeTlsServer.listen(
             self.settings.bind, port, context, connection, stats=acceptor.stats,
             handshake_timeout=acceptor.handshake_timeout,
-            select=certificates.select_native if certificates is not None else None, reuse_port=reuse_port)
+            select=certificates.select_native if certificates is not None else None, holder=certificates,
+            reuse_port=reuse_port)
 
     @staticmethod
     def _proxied_factory(connection: Callable[[], ClientConnection], acceptor: TlsAcceptor | None,
@@ -573,6 +576,7 @@ class ProxyServer(ServerState):
         self._ticker = loop.call_later(self.tick, self._on_tick)
 
     def connection_opened(self, conn: ClientConnection | H2ClientConnection) -> None:
+        # (ClientConnection, compiled, does this and connection_closed inline: keep them in step.)
         self.connections.add(conn)
         self.active_connections += 1
         self.total_connections += 1

@@ -77,7 +77,9 @@ class ClientConnection(Downstream):
         self.pipeline = pipeline
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.writer: H1Writer = None  # type: ignore[assignment]  # made in connection_made
-        self.parser = HttpRequestParser(self)
+        # Made at the first read (_feed): a connection that sends no request (a TLS handshake alone, a health
+        # check's connect) costs no parser.
+        self.parser: HttpRequestParser | None = None
         self.head: RequestHead | None = None  # the head being parsed
         self.client_ip = b""  # set by connection_made (or before it, by a PROXY protocol listener's factory)
         # The scheme the client used: the listener's, or https when a PROXY header says port 443.
@@ -135,7 +137,15 @@ class ClientConnection(Downstream):
         if ssl_object is not None and listener.http2 is not None and ssl_object.selected_alpn_protocol() == "h2":
             listener.http2(self, b"")  # the client chose HTTP/2 by ALPN: its protocol takes the connection
             return
-        self.server.connection_opened(self)
+        # ProxyServer.connection_opened, inline (kept in step with it): no Python frame per connection.
+        server = self.server
+        server.connections.add(self)
+        server.active_connections += 1
+        server.total_connections += 1
+        listener.active_connections += 1
+        listener.total_connections += 1
+        if server.draining:
+            transport.close()
         h2c = listener.h2c
         if h2c is not None:
             h2c(self)  # the first read decides between HTTP/1.1 and h2c (proxy/http2/preface.py)
@@ -167,8 +177,11 @@ class ClientConnection(Downstream):
             ex.flush_upstream()
 
     def _feed(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = HttpRequestParser(self)
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except HttpParserUpgrade as exc:
             self._upgraded(data[exc.args[0] :])
         except HttpParserCallbackError as exc:
@@ -199,7 +212,15 @@ class ClientConnection(Downstream):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connection_closed(self)
+        # ProxyServer.connection_closed, inline (kept in step with it); a drain waiting for the last one is told.
+        server = self.server
+        connections = server.connections
+        if self in connections:
+            connections.discard(self)
+            server.active_connections -= 1
+            self.listener.active_connections -= 1
+        if not connections and server.draining:
+            server.connection_closed(self)
         ex = self.active
         if ex is not None:
             self.active = None
@@ -210,7 +231,7 @@ class ClientConnection(Downstream):
         # The parser holds our bound methods, and exchanges point back at us: drop those links so
         # reference counting frees the connection at once (nothing here is left for the cyclic GC,
         # which matters because objects alive at a publish are frozen out of its reach).
-        self.parser = None  # type: ignore[assignment]
+        self.parser = None
         self.request = self.upgrading = self.tunnel = None
         self.head = None
         self.queue = None
@@ -266,6 +287,7 @@ class ClientConnection(Downstream):
         self.head = None  # what the parser reports from now on belongs to the body (or its trailers)
         ex.head_done = True
         parser = self.parser
+        assert parser is not None  # (it is calling us)
         head.method = method = parser.get_method()
         ex.keep_alive = keep_alive = parser.should_keep_alive()
         # llhttp takes HTTP/0.9, 1.0, 1.1 and 2.0 only, and keeps one other than 1.1 alive only when a Connection
@@ -336,9 +358,9 @@ class ClientConnection(Downstream):
         # parser skipped its body, so a fresh parser reads it, primed with a matching head.
         if head.has_body:
             self.closing = False
-            self.parser = HttpRequestParser(_BodyContinuation(self, ex))
+            self.parser = parser = HttpRequestParser(_BodyContinuation(self, ex))
             framing = b"Transfer-Encoding: chunked" if head.chunked else b"Content-Length: %d" % head.content_length
-            self.parser.feed_data(b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
+            parser.feed_data(b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
             if rest:
                 self._feed(rest)
 

@@ -111,7 +111,7 @@ def take_over(conn: ClientConnection, data: bytes) -> None:
     else:
         h2.start(transport)
         server.connection_opened(h2)
-    conn.parser = None  # type: ignore[assignment]  # (it refers back to conn)
+    conn.parser = None  # (it refers back to conn)
     if data and not h2.closed:
         h2.data_received(data)
 

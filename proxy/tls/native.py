@@ -89,7 +89,9 @@ class NativeTlsServer(asyncio.AbstractServer):
     @classmethod
     def listen(cls, host: str, port: int, context: ssl.SSLContext, protocol_factory: Callable[[], Any], *,
                stats: HandshakeStats, handshake_timeout: float, select: Callable[[Any, str | None], ssl.SSLContext]
-               | None, reuse_port: bool = False, backlog: int = 1024) -> NativeTlsServer:
+               | None, holder: Any = None, reuse_port: bool = False, backlog: int = 1024) -> NativeTlsServer:
+        """`select`: the certificate choice per handshake; `holder`: the CertStoreHolder whose `select_native` it
+        is, which lets the transport reuse the last answer while the holder's store stays the same."""
         module = load()
         if isinstance(module, str):
             raise RuntimeError(module)
@@ -106,7 +108,7 @@ class NativeTlsServer(asyncio.AbstractServer):
             sock.setblocking(False)
             native = module.NativeServer(asyncio.get_running_loop(), sock, context, protocol_factory, stats=stats,
                                          handshake_timeout=float(handshake_timeout), classify=classify,
-                                         select=select)
+                                         select=select, holder=holder)
             native.start()
         except BaseException:
             sock.close()

@@ -301,7 +301,9 @@ class CertStoreHolder:
 
     def select_native(self, info: Any, server_name: str | None) -> ssl.SSLContext:
         """The native transport's certificate choice, inside every handshake: as `_on_server_name`, returning
-        the context to switch to (`info` is the connection's TlsInfo, `get_extra_info("ssl_object")`)."""
+        the context to switch to (`info` is the connection's TlsInfo, `get_extra_info("ssl_object")`). The same
+        `current` store and name give the same answer unless the store has client_auth: the transport relies on it
+        to reuse its last answer."""
         store = self.current
         context = store.select(server_name)
         if store.client_auth:

@@ -1,8 +1,9 @@
 """The native TLS transport (`--tls-transport native`, proxy/tls/native.py + _native.pyx) as an asyncio transport,
 with real TLS clients on 127.0.0.1: buffered large writes to a slow reader, close with close_notify, abort, reading
-paused with data held inside OpenSSL, ALPN and SNI, session tickets shared between listeners. The handshake counting
-cases run on both transports in test_tls_handshake_stats.py. Compiled builds only: in pure-Python mode only the
-availability check runs (these cases are not generated, see native_support.py)."""
+paused with data held inside OpenSSL, ALPN and SNI (and the reuse of the last certificate choice), session tickets
+shared between listeners, the listener's epoll set outliving its socket for the open connections, an app error.
+The handshake counting cases run on both transports in test_tls_handshake_stats.py. Compiled builds only: in
+pure-Python mode only the availability check runs (these cases are not generated, see native_support.py)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class Peer(asyncio.Protocol):
         self.data = bytearray()
         self.grew = asyncio.Event()
         self.pause_on_data = False
+        self.fail_on = b""  # data_received raises on this payload
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -60,6 +62,8 @@ class Peer(asyncio.Protocol):
         self.made.put_nowait(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.fail_on and data == self.fail_on:
+            raise RuntimeError("the app failed")
         self.events.append(("data", data))
         self.data += data
         self.grew.set()
@@ -86,8 +90,9 @@ class Peer(asyncio.Protocol):
 
 
 class Listener:
-    def __init__(self, server: NativeTlsServer) -> None:
+    def __init__(self, server: NativeTlsServer, holder: CertStoreHolder) -> None:
         self.server = server
+        self.holder = holder
         self.events: list[tuple[Any, ...]] = []
         self.made: asyncio.Queue[Peer] = asyncio.Queue()
 
@@ -107,18 +112,20 @@ async def listen(pki: Any) -> AsyncIterator[Callable[..., Awaitable[Listener]]]:
     default = parse_secret(pki.leaf("default.test").secret())
     assert isinstance(certificate, Certificate) and isinstance(default, Certificate)
 
-    async def factory(*, ticket_keys: bytes | None = None, echo: bool = False) -> Listener:
+    async def factory(*, ticket_keys: bytes | None = None, echo: bool = False, fail_on: bytes = b"") -> Listener:
         holder = CertStoreHolder(CertStore({HOST: certificate}, default=default), ticket_keys=ticket_keys)
         listener: Listener | None = None
 
         def protocol() -> Peer:
             assert listener is not None
-            return Peer(listener.events, listener.made, echo)
+            peer = Peer(listener.events, listener.made, echo)
+            peer.fail_on = fail_on
+            return peer
 
         server = NativeTlsServer.listen("127.0.0.1", 0, holder.native_context(), protocol, stats=HandshakeStats(),
-                                        handshake_timeout=TIMEOUT, select=holder.select_native)
+                                        handshake_timeout=TIMEOUT, select=holder.select_native, holder=holder)
         started.append(server)
-        listener = Listener(server)
+        listener = Listener(server, holder)
         return listener
 
     yield factory
@@ -334,3 +341,69 @@ def _resume(first: int, second: int, context: ssl.SSLContext) -> tuple[bool, boo
         tls.sendall(b"two")
         assert tls.recv(100) == b"ok two"
         return reused, tls.session_reused
+
+
+@native_only
+async def test_the_certificate_follows_the_name_and_the_published_store(pki, listen):
+    """The transport reuses the last certificate choice only for the same name and the same store."""
+    listener = await listen()
+    fresh = parse_secret(pki.leaf(HOST).secret())  # another certificate (and key) for HOST
+    assert isinstance(fresh, Certificate)
+    context = client_context(pki)
+    context.check_hostname = False
+    served = [await in_thread(_served, listener.port, context, name) for name in (HOST, HOST, None, "x.test", HOST)]
+    names = [event[2] for event in listener.events if event[0] == "made"]
+    assert names == [HOST, HOST, None, "x.test", HOST]
+    assert served[0] == served[1] == served[4] != served[2] == served[3]  # HOST's, then the default's
+    listener.holder.publish(CertStore({HOST: fresh}, default=listener.holder.current.default))
+    now = await in_thread(_served, listener.port, context, HOST)
+    assert now not in (served[0], served[2])
+
+
+def _served(port: int, context: ssl.SSLContext, name: str | None) -> bytes:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+
+@native_only
+async def test_a_closed_listener_serves_its_open_connections_then_releases_its_epoll_set(pki, listen):
+    listener = await listen(echo=True)
+    tls = await in_thread(connect, listener.port, client_context(pki))
+    try:
+        peer = await listener.next_peer()
+        listener.server.close()
+        assert listener.server.native.epoll_fd >= 0  # the open connection still needs it
+        await in_thread(tls.sendall, b"still there")
+        assert await in_thread(tls.recv, 100) == b"ok still there"
+    finally:
+        tls.close()
+    async with asyncio.timeout(TIMEOUT):
+        await peer.lost.wait()
+    assert listener.server.native.epoll_fd == -1
+
+
+@native_only
+async def test_an_app_error_is_reported_and_other_connections_go_on(pki, listen):
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    listener = await listen(echo=True, fail_on=b"boom")
+    first = await in_thread(connect, listener.port, client_context(pki))
+    second = await in_thread(connect, listener.port, client_context(pki))
+    try:
+        await listener.next_peer()
+        await listener.next_peer()
+        await in_thread(first.sendall, b"boom")
+        async with asyncio.timeout(TIMEOUT):
+            while not reported:
+                await asyncio.sleep(0.005)
+        assert isinstance(reported[0]["exception"], RuntimeError)
+        await in_thread(second.sendall, b"fine")
+        assert await in_thread(second.recv, 100) == b"ok fine"
+    finally:
+        first.close()
+        second.close()
+        loop.set_exception_handler(None)
