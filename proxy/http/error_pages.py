@@ -108,6 +108,8 @@ def send(ex: Exchange, pages: ErrorPages, status: int, *, body: bool) -> bool:
     accept = ex.header(b"accept")
     if accept:
         head += (b"X-Format: ", accept, _CRLF)
+    if ex.trace is not None:  # a traced route: our traceparent (the pipeline writes it outside `fields`)
+        head += (b"traceparent: ", ex.trace, _CRLF)
     head += (b"X-Original-URI: ", ex.target, b"\r\nX-Request-ID: ", ex.request_id, _CRLF, _forwarded(ex))
     head.append(b"Transfer-Encoding: chunked\r\n\r\n" if body and ex.chunked else _CRLF)
     ex.response_filters = ()  # the error location intercepts nothing (proxy_intercept_errors off)
