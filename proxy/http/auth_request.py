@@ -183,6 +183,9 @@ class AuthGate:
             if lowered in _NOT_SENT or lowered in listed or lowered in replaced:
                 continue
             lines += (name, b": ", fields[index + 2], b"\r\n")
+        trace = ex.trace  # a traced route: our traceparent, which the pipeline writes outside `fields`
+        if trace is not None:
+            lines += (b"traceparent: ", trace, b"\r\n")
         for name, template in auth.set_headers:
             lines += (name, b": ", template.render(ex, self.request_uri).encode("latin-1"), b"\r\n")
         for name, value in self.stripped:

@@ -135,6 +135,8 @@ def send(ex: Exchange, pages: ErrorPages, status: int, *, body: bool) -> bool:
     head = [ex.method, b" / HTTP/1.1\r\n", *fields, pages.fields, b"X-Code: %d\r\n" % status]
     if accept:
         head += (b"X-Format: ", accept, _CRLF)
+    if ex.trace is not None:  # a traced route: our traceparent (the pipeline writes it outside `fields`)
+        head += (b"traceparent: ", ex.trace, _CRLF)
     head += (b"X-Original-URI: ", ex.target, b"\r\nX-Request-ID: ", ex.request_id, _CRLF, forwarded)
     head.append(b"Transfer-Encoding: chunked\r\n\r\n" if body and ex.chunked else _CRLF)
     ex.response_filters = ()  # the error location intercepts nothing (proxy_intercept_errors off)

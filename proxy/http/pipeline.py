@@ -214,15 +214,14 @@ class Pipeline:
                     # traceparent value of an unsampled new trace is in the id pool around the request's id
                     # (proxy.http.ids: pool[at - TRACEPARENT_BEFORE : at + TRACEPARENT_AFTER]); a sampled one
                     # ends in 1 (proxy.tracing.context.SAMPLED_AT).
-                    # (Compiled, pipeline.pxd types `pool` a C string, `at` a C integer and `fields` a list: the slice
-                    # is one PyBytes_FromStringAndSize, no index or slice objects, and the extend four appends; the
-                    # literals, not _SEP and _CRLF, spare two global lookups.)
+                    # (Compiled, pipeline.pxd types `pool` a C string and `at` a C integer: the slice is one
+                    # PyBytes_FromStringAndSize, no index or slice objects.) The value goes into the upstream head
+                    # below, as its last field, not into `fields`.
                     pool = head.id_pool
                     trace = pool[at - 3 : at + 52]
                     if trace < self.sampled_below:
                         trace = trace[:54] + b"1"
                     head.trace = trace
-                    fields.extend((b"traceparent", b": ", trace, b"\r\n"))
                 else:
                     self.tracer.start(head)  # type: ignore[union-attr]  # (tracing: a tracer is there)
         server = self.server
@@ -270,6 +269,7 @@ class Pipeline:
         if rules is not None and rules.http10:
             request[3] = b" HTTP/1.0\r\n"  # proxy-http-version 1.0 (a chunked body was refused in _rule)
             end = b"\r\nConnection: close\r\n\r\n"
+        traceparent = head.trace  # traced: our traceparent value (proxy.tracing), the head's last field
         if trust is None:
             forwarded_for = head.forwarded_for
             if forwarded_for is None:
@@ -277,9 +277,15 @@ class Pipeline:
             else:
                 rest = conn.forwarded[conn.forwarded_ip_end :]  # CRLF, Proto/Port, X-Real-IP
                 forwarded = b"X-Forwarded-For: " + forwarded_for + b", " + conn.client_ip + rest
-            request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
-        else:
+            if traceparent is None:
+                request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id, end)
+            else:
+                request += (forwarded, b"X-Forwarded-Host: ", host, b"\r\nX-Request-ID: ", head.request_id,
+                            b"\r\ntraceparent: ", traceparent, end)
+        elif traceparent is None:
             request += (forwarded, b"X-Request-ID: ", head.request_id, end)
+        else:
+            request += (forwarded, b"X-Request-ID: ", head.request_id, b"\r\ntraceparent: ", traceparent, end)
         if mirrors:
             mirror.copy_request(ex, mirrors, request)
         if (rules is not None and rules.buffer_body and not ex.req_done and ex.has_body

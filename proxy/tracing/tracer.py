@@ -3,7 +3,9 @@
 A request's trace context lives in three attributes of its head (proxy.http.head.RequestHead):
 `traceparent` and `tracestate` as the client sent them (None: absent; set by the protocol, the fields
 themselves are forwarded as they came unless tracing applies), and `trace`, the traceparent value this
-proxy sends upstream (None: the request is not traced). `trace` carries everything the end needs: the
+proxy sends upstream (None: the request is not traced), which the pipeline writes as the upstream head's last
+field (two items of its request list, the name with its line break and the value, rather than four in `fields` copied
+into it: fewer pieces to join per request). `trace` carries everything the end needs: the
 trace id, our span id and, in its flags, whether the request is sampled; the parent id is the client's
 when the trace ids agree. So an unsampled request costs bytes only, and a sampled one one tuple at its end.
 A new trace's traceparent value is not formatted: the protocol's id pool holds it around the request's ids
@@ -74,8 +76,9 @@ class Tracer:
         self.exporter = exporter
 
     def start(self, request: TracedRequest) -> None:
-        """Decide the request's trace context and add our traceparent (and a valid tracestate of a trace we
-        continue) to the fields forwarded upstream; the client's own fields go, valid or not."""
+        """Decide the request's trace context: `trace`, our traceparent value, which the pipeline writes as the
+        upstream head's last field (proxy.http.pipeline), and a valid tracestate of a trace we continue added to
+        the fields forwarded; the client's own traceparent and tracestate go, valid or not."""
         if request.traceparent is None and request.tracestate is None:
             # The usual case, kept short: a new trace whose ids are the ones the protocol made for the request
             # (its generated request id and 16 more digits), whose unsampled traceparent value the pool holds
@@ -86,7 +89,6 @@ class Tracer:
             if value < self.sampled_below:
                 value = value[:SAMPLED_AT] + b"1"
             request.trace = value
-            request.fields += (b"traceparent", _SEP, value, _CRLF)
             return
         self._start_with_context(request)
 
@@ -115,10 +117,8 @@ class Tracer:
         names = request.connection_names
         if names and (b"traceparent" in names or b"tracestate" in names):
             request.connection_names = names - _TRACE_FIELDS  # a client's Connection header never drops ours
-        fields = request.fields
-        fields += (b"traceparent", _SEP, value, _CRLF)
         if state is not None:
-            fields += (b"tracestate", _SEP, state, _CRLF)
+            request.fields += (b"tracestate", _SEP, state, _CRLF)
 
     def finish(self, span: tuple[Any, ...]) -> None:
         """Queue the span of a sampled request (the record proxy.tracing.otlp.encode_span reads)."""

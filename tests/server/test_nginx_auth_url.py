@@ -121,6 +121,20 @@ async def test_allowed_request_reaches_the_pod_with_the_auth_response_headers(ma
     assert "X-Original-URI" not in sent  # only with auth-method
 
 
+async def test_a_traced_request_sends_its_traceparent_to_the_auth_service_and_the_pod(make_proxy, make_pods,
+                                                                                       auth_service):
+    """The auth request carries the proxy's traceparent, the one the pod then gets (nginx's auth subrequest
+    carries the request's trace context); no collector is needed for that (ratio 0: nothing is exported)."""
+    (echo,) = await make_pods("echo")
+    proxy = await make_proxy(otlp_endpoint="http://127.0.0.1:9", trace_sample_ratio=0.0)
+    serve(proxy, [echo], ingress("ext", HOST, ("/", "Prefix", "echo"), auth_url=auth_service.url()))
+    response = await request(proxy.port, "/app", host=HOST, headers=GOOD)
+    assert response.status == 200, response.body
+    [upstream] = [value for name, value in response.json()["headers"] if name.lower() == "traceparent"]
+    ((_, _, sent, _),) = auth_service.seen
+    assert sent["traceparent"] == upstream and upstream.endswith("-00")
+
+
 async def test_denied_401_with_its_challenge_and_403(make_proxy, make_pods, auth_service):
     """auth_request: 401 and 403 from the auth service are returned to the client (401 with its
     WWW-Authenticate); the pod never sees the request. auth-method sets the method and X-Original-URI."""

@@ -10,6 +10,7 @@ and docs/user-guide/default-backend.md.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -176,3 +177,22 @@ async def test_proxy_set_headers_reach_the_default_backend(make_proxy, make_pods
         response = await request(proxy.port, "/x", host=host, headers=[("X-Using-Nginx-Controller", "client")])
         assert (response.status, response.json()["pod"]) == (200, "fallback"), host
         assert _received(response)["x-using-nginx-controller"] == "true", host
+
+
+async def test_a_traced_requests_error_page_request_carries_its_traceparent(make_proxy, make_pods):
+    """The request for a custom error page goes on with the trace context of the request it answers: the
+    proxy's traceparent (one, well formed, unsampled at ratio 0; no collector is needed for that)."""
+    from test_nginx_configmap import serve as serve_with_configmap
+
+    app, fallback = await make_pods("app", "fallback")
+    _like_the_default_http_backend(fallback)
+    proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/fallback",
+                             otlp_endpoint="http://127.0.0.1:9", trace_sample_ratio=0.0)
+    serve_with_configmap(proxy, [app, fallback], {"custom-http-errors": "503"},
+                         ingress("app", "app.bar.com", ("/app", "Prefix", "app")))
+    app.fail_with(503)
+    response = await request(proxy.port, "/app", host="app.bar.com")
+    assert response.json()["pod"] == "fallback"
+    traceparents = [value for name, value in response.json()["headers"] if name.lower() == "traceparent"]
+    assert _received(response)["x-code"] == "503" and len(traceparents) == 1
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", traceparents[0])

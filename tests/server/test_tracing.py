@@ -112,6 +112,24 @@ async def test_a_request_without_context_starts_a_new_trace(make_proxy, make_pod
     assert all(s.parent_span_id == "" and s.span.trace_state == "" and not s.span.flags & 0x200 for s in spans)
 
 
+@pytest.mark.parametrize("settings", [{}, {"use_forwarded_headers": True}, {"enable_real_ip": True}])
+async def test_our_traceparent_ends_the_upstream_head_once_whatever_the_client_names(make_proxy, make_pods,
+                                                                                    collector, settings):
+    """The pipeline writes our traceparent after the proxy's own fields (both ways of writing them: the
+    connection's, or a trusted client's forwarded fields); a client's Connection header naming the trace
+    context drops neither ours nor a continued trace's tracestate, and the X-Request-ID stays the trace id."""
+    proxy, _ = await start(make_proxy, make_pods, collector, trace_sample_ratio=0.0, **settings)
+    fresh = await request(proxy.port, "/", headers=[("Connection", "traceparent, tracestate")])
+    trace_id, _, sampled = upstream_context(fresh)
+    assert not sampled and sent_upstream(fresh, "x-request-id") == [trace_id]
+    assert [key.lower() for key, _ in fresh.json()["headers"]][-1] == "traceparent"
+    continued = await request(proxy.port, "/", headers=[("Connection", "traceparent, tracestate"),
+                                                        ("traceparent", f"00-{TRACE}-{PARENT}-00"),
+                                                        ("tracestate", "a=1")])
+    assert upstream_context(continued)[0] == TRACE
+    assert sent_upstream(continued, "tracestate") == ["a=1"]
+
+
 @pytest.mark.parametrize("headers", [
     [("traceparent", "garbage")],
     [("traceparent", f"00-{TRACE.upper()}-{PARENT}-01")],  # upper-case hex
