@@ -270,6 +270,8 @@ class Pipeline:
             request[3] = b" HTTP/1.0\r\n"  # proxy-http-version 1.0 (a chunked body was refused in _rule)
             end = b"\r\nConnection: close\r\n\r\n"
         traceparent = head.trace  # traced: our traceparent value (proxy.tracing), the head's last field
+        if not plain and route.own_traceparent:
+            traceparent = None  # a header filter set or removed traceparent: its word (in `fields`) is the one sent
         if trust is None:
             forwarded_for = head.forwarded_for
             if forwarded_for is None:

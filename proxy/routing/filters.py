@@ -74,6 +74,16 @@ class Filters:
     def __bool__(self) -> bool:
         return bool(self.request or self.response or self.mirrors)
 
+    def edits_request_header(self, name: bytes) -> bool:
+        """A request-phase header modifier sets, adds or removes `name` (lower-case)."""
+        for step in self.request:
+            if isinstance(step, RequestHeaderModifier):
+                edits = step.edits
+                names = [*(n for n, _ in edits.set), *(n for n, _ in edits.add), *edits.remove]
+                if any(n.lower() == name for n in names):
+                    return True
+        return False
+
 
 def compose(filters: Iterable[RequestFilter | ResponseFilter | Mirror]) -> Filters | None:
     """Order `filters` by phase and position; None when there are none (the rule runs no filter code)."""

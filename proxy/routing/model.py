@@ -231,10 +231,16 @@ class Route:
     # No filters, no weights, no timeouts, no policy: the request path checks this one flag instead of
     # four (derived in __post_init__; not an argument).
     plain: bool = field(init=False, repr=False, compare=False)
+    # A request header modifier of the rule (or of one of its backends) sets, adds or removes `traceparent`: the
+    # upstream gets what the filter left, not the proxy's own traceparent as well (derived; not an argument).
+    own_traceparent: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plain", self.filters is None and self.backends is None and self.timeouts is None
                            and self.policy is None and self.errors is None)
+        every = [self.filters] if self.backends is None else [self.filters, *(b.filters for b in self.backends.backends)]
+        object.__setattr__(self, "own_traceparent",
+                           any(f is not None and f.edits_request_header(b"traceparent") for f in every))
 
     @property
     def name(self) -> str:

@@ -12,7 +12,10 @@ import pytest
 
 from otlp_collector import Collector
 from proxy.metrics import Metrics
+from proxy.routing.filters import HeaderEdits, RequestHeaderModifier, compose
 from proxy.routing.global_config import GlobalConfig, parse_config
+from proxy.routing.model import KIND_HTTP_ROUTE, Route
+from proxy.routing.table import RouteTable, VirtualHost
 from proxy.tracing.context import parse_traceparent
 from server_harness import Rule, cluster, connect, encode_request, make_config, read_response, request
 
@@ -309,3 +312,27 @@ async def test_the_configmaps_enable_opentelemetry_switches_the_default_on_a_run
     assert sent_upstream(await request(proxy.port, "/"), "traceparent") == []
     spans = await collector.wait_for(2)
     assert sorted(span.trace_id for span in spans) == sorted((trace_on, trace_default))
+
+
+@pytest.mark.parametrize("edits", [
+    HeaderEdits(set=((b"Traceparent", f"00-{TRACE}-{PARENT}-01".encode()),)),
+    HeaderEdits(remove=(b"traceparent",)),
+])
+async def test_a_header_filter_that_edits_traceparent_has_the_last_word(make_proxy, make_pods, collector, edits):
+    """A rule whose request header modifier sets or removes traceparent: the pod gets what the filter left (one
+    field or none), never the proxy's own beside it (two traceparent fields are an invalid context downstream).
+    The proxy's span is still made; a rule without such a filter keeps the proxy's traceparent."""
+    [pod] = await make_pods("app")
+    proxy = await make_proxy(otlp_endpoint=collector.url, otlp_export_interval=0.05, trace_sample_ratio=1.0)
+    edited = Route("default", "r", "edit.test", "/edit", "Prefix", cluster=APP, kind=KIND_HTTP_ROUTE,
+                   filters=compose([RequestHeaderModifier(edits)]))
+    other = Route("default", "r", "edit.test", "/other", "Prefix", cluster=APP, kind=KIND_HTTP_ROUTE,
+                  filters=compose([RequestHeaderModifier(HeaderEdits(set=((b"X-Other", b"1"),)))]))
+    assert edited.own_traceparent and not other.own_traceparent
+    proxy.publish_table(RouteTable(hosts={"edit.test": VirtualHost(prefix={"/edit": edited, "/other": other})}),
+                        [cluster(APP, [pod.endpoint])])
+    response = await request(proxy.port, "/edit", host="edit.test")
+    assert response.status == 200, (response.status, response.body)
+    assert sent_upstream(response, "traceparent") == [f"00-{TRACE}-{PARENT}-01" for _ in edits.set]
+    assert (await collector.wait_for(1))[0].attributes["http.route"] == "/edit"
+    upstream_context(await request(proxy.port, "/other", host="edit.test"))  # exactly one, well formed: the proxy's
