@@ -238,7 +238,9 @@ class Route:
     def __post_init__(self) -> None:
         object.__setattr__(self, "plain", self.filters is None and self.backends is None and self.timeouts is None
                            and self.policy is None and self.errors is None)
-        every = [self.filters] if self.backends is None else [self.filters, *(b.filters for b in self.backends.backends)]
+        every = [self.filters]
+        if self.backends is not None:
+            every += (backend.filters for backend in self.backends.backends)
         object.__setattr__(self, "own_traceparent",
                            any(f is not None and f.edits_request_header(b"traceparent") for f in every))
 
