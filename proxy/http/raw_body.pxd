@@ -1,0 +1,12 @@
+cimport cython
+
+from proxy.http.exchange cimport Exchange
+from proxy.http.h1_response cimport H1Response
+
+# C functions of a typed Exchange: exchange.pxd cimports this module (`_raw.take(...)` is a C call there).
+@cython.locals(response=H1Response)
+cpdef start(Exchange ex, data)
+cpdef keep_tail(H1Response response, data)
+@cython.locals(response=H1Response)
+cpdef take(Exchange ex, data, begin)
+cpdef flush(Exchange ex, data)
