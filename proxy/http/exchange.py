@@ -408,7 +408,12 @@ class Exchange(RequestHead):
                 self.response_finished()
             return
         try:
-            response.parser.feed_data(data)  # type: ignore[union-attr]  # attached: a reader with a parser
+            if self.resp_head_done or response.tail is None:  # type: ignore[union-attr]  # attached: our H1Response
+                response.parser.feed_data(data)  # type: ignore[union-attr]
+            elif _raw.feed(self, data):  # the head ended in this read, and the raw body after it is written
+                if self.resp_done:
+                    self.response_finished()
+                return
         except HttpParserUpgrade as exc:
             writer = self.writer
             writer.body(bytes(data[exc.args[0] :]))

@@ -1,11 +1,13 @@
 # cython: annotation_typing=False
 """A raw response body: a long Content-Length body the exchange forwards itself, without the parser.
 
-The response reader leaves the parser after such a body's head (proxy.http.h1_response.RawBody); from then on the
-exchange hands each upstream read here: `start` for the read the head ended in, `take` and `flush` for the reads
-after it. The body's bytes reach the client's writer as they were read (the read itself, or a memoryview of it:
-uvloop writes both without a copy), counted down in the reader's `remaining`; bytes past the Content-Length are not
-forwarded and leave the upstream connection out of step (not reused).
+The response reader leaves the parser after such a body's head; from then on the exchange hands each upstream read
+here: `feed` parses a long read the head may end in (the parser gets it only up to the head's end), `start`
+takes the body after a head the parser announced raw by its exception (proxy.http.h1_response.RawBody: a short
+read), `take` and `flush` forward the reads after it. The body's bytes reach the client's writer as they were
+read (the read itself, or a memoryview of it: uvloop writes both without a copy), counted down in the reader's
+`remaining`; bytes past the Content-Length are not forwarded and leave the upstream connection out of step (not
+reused).
 
 Compiled (proxy/extensions.py), these are C functions of a typed `Exchange` (raw_body.pxd), which the exchange
 calls through its module cimport (exchange.pxd) without an attribute lookup or a Python call.
@@ -15,6 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from httptools import HttpParserUpgrade
+
+from proxy.http.h1_response import RAW_MIN
 from proxy.upstream import connection as _connection
 
 if TYPE_CHECKING:
@@ -25,25 +30,65 @@ if TYPE_CHECKING:
 _TAIL = 3
 
 
-def start(ex: Exchange, data: bytes | memoryview) -> None:
-    """The head of a raw body ended in `data`: the rest is body.
-
-    The parser accepted the head, so its end is the first blank line (CRLF CRLF: the parser takes no bare LF),
-    counted from where the head began; one that began in an earlier read left its last bytes in `tail`
-    (keep_tail)."""
-    response: H1Response = ex.response  # type: ignore[assignment]  # raw: our H1Response
-    tail = response.tail
+def feed(ex: Exchange, data: bytes | memoryview) -> bool:
+    """Parse a read in which a response head may end. A long one (RAW_MIN bytes or more) goes to the parser only
+    up to the head's end, so a raw body after it is announced by `remaining` rather than by RawBody (an exception
+    raised through the parser: its objects and tracebacks cost more than this split), and is taken and written
+    here: returns True then. False: the parser had what it was given, and the exchange carries on as after a
+    `feed_data` of the whole read, whose exceptions these are (the head goes on in the next read, or it ended and
+    no body follows yet, or what follows is no raw body: a small or chunked one, the final answer after a 1xx)."""
+    response: H1Response = ex.response  # type: ignore[assignment]  # attached: our H1Response
+    parser = response.parser
+    size = len(data)
+    if size < RAW_MIN:
+        parser.feed_data(data)  # type: ignore[union-attr]
+        return False
+    end = head_end(response, data)
+    if end < 0:
+        parser.feed_data(data)  # type: ignore[union-attr]  # the head goes on in the next read
+        return False
+    response.split = True
+    parser.feed_data(data if end == size else data[:end])  # type: ignore[union-attr]
+    response.split = False
+    if not response.remaining:
+        if end < size:
+            try:
+                parser.feed_data(memoryview(data)[end:])  # type: ignore[union-attr]
+            except HttpParserUpgrade as exc:  # (a 101 after a 1xx): where its bytes begin in `data`
+                raise HttpParserUpgrade(exc.args[0] + end) from None
+        return False
+    # The parser stopped at the head's end, inside its message: the next response gets a new one.
+    response.parser = None
     response.tail = b""
-    begin = -1
+    if end == size:
+        return False  # (the exchange writes the head)
+    take(ex, data, end)
+    flush(ex, data)
+    return True
+
+
+def head_end(response: H1Response, data: bytes | memoryview) -> int:
+    """Where the response head ends in `data` (the index after its blank line), or -1 when not in it.
+
+    A head the parser accepts ends at its first blank line (CRLF CRLF: the parser takes no bare LF), counted from
+    where the head began; one that began in an earlier read left its last bytes in `tail` (keep_tail)."""
+    tail = response.tail
     if tail:
         end = (tail + data[:_TAIL]).find(b"\r\n\r\n")
         if end >= 0:
-            begin = end + 4 - len(tail)
-    if begin < 0:
-        # A view is of the read buffer from its start (UpstreamConnection.buffer_updated): search the buffer.
-        found: bytes | bytearray = data.obj if isinstance(data, memoryview) else data  # type: ignore[assignment]
-        begin = found.find(b"\r\n\r\n", 0, len(data)) + 4
-    if begin < len(data):
+            return end + 4 - len(tail)
+    # A view is of the read buffer from its start (UpstreamConnection.buffer_updated): search the buffer.
+    found: bytes | bytearray = data.obj if isinstance(data, memoryview) else data  # type: ignore[assignment]
+    end = found.find(b"\r\n\r\n", 0, len(data))
+    return end + 4 if end >= 0 else -1
+
+
+def start(ex: Exchange, data: bytes | memoryview) -> None:
+    """The parser announced a raw body (RawBody) in `data`, a read it had whole: the body starts after the head."""
+    response: H1Response = ex.response  # type: ignore[assignment]  # raw: our H1Response
+    begin = head_end(response, data)
+    response.tail = b""
+    if 0 <= begin < len(data):
         take(ex, data, begin)
         flush(ex, data)
 
