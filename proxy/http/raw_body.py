@@ -19,19 +19,22 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserUpgrade
 
-from proxy.http.h1_response import RAW_MIN
 from proxy.upstream import connection as _connection
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.h1_response import H1Response
 
+# A read at least this long in which a response head ends is parsed only up to that end (feed); a shorter one
+# whole, a raw body after its head then announced by RawBody. (A literal: this module and h1_response, compiled,
+# import each other's types at import time.)
+SPLIT_MIN = 16384
 # The most bytes of a head's end (CR LF CR of its blank line) a read can leave for the next one to complete.
 _TAIL = 3
 
 
 def feed(ex: Exchange, data: bytes | memoryview) -> bool:
-    """Parse a read in which a response head may end. A long one (RAW_MIN bytes or more) goes to the parser only
+    """Parse a read in which a response head may end. A long one (SPLIT_MIN bytes or more) goes to the parser only
     up to the head's end, so a raw body after it is announced by `remaining` rather than by RawBody (an exception
     raised through the parser: its objects and tracebacks cost more than this split), and is taken and written
     here: returns True then. False: the parser had what it was given, and the exchange carries on as after a
@@ -40,7 +43,7 @@ def feed(ex: Exchange, data: bytes | memoryview) -> bool:
     response: H1Response = ex.response  # type: ignore[assignment]  # attached: our H1Response
     parser = response.parser
     size = len(data)
-    if size < RAW_MIN:
+    if size < SPLIT_MIN:
         parser.feed_data(data)  # type: ignore[union-attr]
         return False
     end = head_end(response, data)
