@@ -101,7 +101,7 @@ class H1Response:
     trailers: list[bytes] | None
     # Raw body bytes still to come (0: the parser reads the body, if any).
     remaining: int
-    # The last bytes of the head read so far when it spans several upstream reads (Exchange.raw_start finds
+    # The last bytes of the head read so far when it spans several upstream reads (proxy.http.raw_body.head_end finds
     # where it ends); None once an interim (1xx) answer came: such a response is left to the parser.
     tail: bytes | None
     # The parser is being fed a read only up to the end of the head (proxy.http.raw_body.feed): a raw body is then
