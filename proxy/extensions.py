@@ -25,6 +25,7 @@ COMPILED: tuple[str, ...] = (
     "proxy.http.h1_writer",
     "proxy.http.h1_response",
     "proxy.http.exchange",
+    "proxy.http.raw_body",
     "proxy.http.pipeline",
     "proxy.http.head",
     "proxy.http.request_fields",

@@ -41,6 +41,7 @@ import time
 from typing import TYPE_CHECKING
 
 from proxy.http.affinity import cookie_value, request_key, set_cookie
+from proxy.http.downstream import BLOCK_CONNECT
 from proxy.routing.policies import (
     RETRY_5XX,
     RETRY_CONNECT_FAILURE,
@@ -78,8 +79,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyngress.proxy")
 
-# Exchange's flow-control bit for "no upstream connection yet" (proxy.http.exchange.BLOCK_CONNECT).
-_BLOCK_CONNECT = 1
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _GATEWAY_STATUSES = frozenset((502, 503, 504))
 
@@ -163,7 +162,7 @@ class Attempts:
         (see ClientConnection.eof_received) and its timer cancelled."""
         ex = self.ex
         if not ex.req_done and ex.has_body:
-            ex.client.block(_BLOCK_CONNECT)
+            ex.client.block(BLOCK_CONNECT)
 
     # ------------------------------------------------------------------ the first attempt
 
@@ -225,7 +224,7 @@ class Attempts:
             return
         self._first()
         if ex.conn is not None and not ex.finished:
-            ex.client.unblock(_BLOCK_CONNECT)
+            ex.client.unblock(BLOCK_CONNECT)
             ex.flush_upstream()
 
     def _first(self) -> None:
@@ -306,7 +305,7 @@ class Attempts:
             if pending_limit and upstream.pending >= pending_limit:
                 self.overloaded(MAX_PENDING_REQUESTS)
                 return False
-        ex.client.block(_BLOCK_CONNECT)
+        ex.client.block(BLOCK_CONNECT)
         ex.connecting = asyncio.get_running_loop().create_task(self._dial(pool))
         return False
 
@@ -342,7 +341,7 @@ class Attempts:
             pool.release(conn)
             return
         ex.attach(conn, pool)
-        ex.client.unblock(_BLOCK_CONNECT)
+        ex.client.unblock(BLOCK_CONNECT)
         ex.flush_upstream()
 
     def _wait(self) -> None:
@@ -392,7 +391,7 @@ class Attempts:
             ex.connecting = None
             timer.cancel()
         if self.connect(idle or pool):
-            ex.client.unblock(_BLOCK_CONNECT)
+            ex.client.unblock(BLOCK_CONNECT)
             ex.flush_upstream()
         return True
 
@@ -518,7 +517,7 @@ class Attempts:
         self._deadline()
         ex.sent_at = _clock()
         if self.connect(pool):
-            ex.client.unblock(_BLOCK_CONNECT)
+            ex.client.unblock(BLOCK_CONNECT)
             ex.flush_upstream()
 
     def done(self) -> None:

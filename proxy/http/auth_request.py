@@ -45,6 +45,7 @@ from httptools import HttpParserError, HttpResponseParser
 
 from proxy.http import mirror
 from proxy.http.attempts import Attempts
+from proxy.http.downstream import BLOCK_CONNECT
 from proxy.http.response_head import ResponseHead
 from proxy.routing.external_auth import COOKIE_STATUSES, ExternalAuth
 from proxy.routing.model import Endpoint
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyngress.proxy")
 
-# Exchange's "no upstream connection yet" flow-control bit (proxy.http.exchange.BLOCK_CONNECT).
-_BLOCK_CONNECT = 1
 # Answers kept by the cache (all Ingresses of the process); the oldest go first beyond.
 CACHE_LIMIT = 10_000
 # Fields of the client's request not sent to the auth service: hop-by-hop, body framing, and those the
@@ -237,7 +236,7 @@ class AuthGate:
                 del _cache[key]
             STATS.misses += 1
         if not ex.req_done and ex.has_body:
-            ex.client.block(_BLOCK_CONNECT)
+            ex.client.block(BLOCK_CONNECT)
         ex.connecting = asyncio.get_running_loop().create_task(self._ask(upstream, head, retries))
 
     async def _ask(self, upstream: Upstream, head: list[bytes], retries: int) -> None:
@@ -293,7 +292,7 @@ class AuthGate:
             if policy is not None:
                 policy.begin(upstream, head, retries=retries)
             if ex.conn is not None and not ex.finished:
-                ex.client.unblock(_BLOCK_CONNECT)
+                ex.client.unblock(BLOCK_CONNECT)
                 ex.flush_upstream()
             return
         if status == 401 and auth.signin is not None:
@@ -314,7 +313,7 @@ class AuthGate:
     def _answer(self, status: int, *, location: bytes = b"", fields: bytes = b"", detail: str = "") -> None:
         """The proxy's own answer, with the rule's response filters (CORS) as for any filter's answer."""
         ex = self.ex
-        ex.client.unblock(_BLOCK_CONNECT)
+        ex.client.unblock(BLOCK_CONNECT)
         filters = ex.response_filters
         if filters:
             response = ResponseHead(status, [])

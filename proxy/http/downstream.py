@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from proxy.routing.request import ClientCertificate
     from proxy.server import ProxyServer
 
+# Reasons a client connection stops reading (the `blocked` bit mask: reading resumes when all are clear).
+BLOCK_CONNECT = 1  # dialing an upstream: hold the body until there is somewhere to send it
+BLOCK_UPSTREAM = 2  # the upstream transport's write buffer is full
+BLOCK_PIPELINE = 4  # a pipelined request waits for the one before it
+BLOCK_UPGRADE = 8  # a WebSocket upgrade waits for the upstream's 101
+
 
 class ServerState:
     """What the request path reads (and counts) of the proxy server on every request: the base of
@@ -62,7 +68,7 @@ class Downstream:
     # The connection's forwarded fields (X-Forwarded-For, -Proto, -Port, X-Real-IP), and where its first line ends.
     forwarded: bytes
     forwarded_ip_end: int
-    # Reasons reading from the client is paused (a bit mask, see proxy.http.exchange BLOCK_*).
+    # Reasons reading from the client is paused (a bit mask of the BLOCK_* above).
     blocked: int
     write_paused: bool
     write_paused_since: float

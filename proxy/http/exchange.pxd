@@ -1,5 +1,4 @@
-cimport cython
-
+from proxy.http cimport raw_body as _raw  # its functions are C calls (`_raw.take(self, ...)`)
 from proxy.http.downstream cimport Downstream
 from proxy.http.h1_response cimport H1Response
 from proxy.http.head cimport RequestHead
@@ -60,10 +59,6 @@ cdef class Exchange(RequestHead):
     cpdef add_body(self, bytes chunk)
     cpdef request_complete(self)
     cpdef upstream_data(self, data)  # bytes, or a memoryview of the shared read buffer (uvloop)
-    @cython.locals(response=H1Response)
-    cpdef raw_body(self, data, start)
-    @cython.locals(response=H1Response)
-    cpdef raw_start(self, data)
     cpdef response_head(self, status, bytes reason, list fields, length, chunked, own_hsts, reusable)
     cpdef account(self)
     cpdef response_finished(self)

@@ -35,13 +35,14 @@ from proxy.http import error_pages, mirror
 # The modules, not their names: compiled, record (a typed argument) and h1_response (its reader's typed exchange)
 # cimport Exchange, so importing either first imports this module, which must not need their names before they ran.
 from proxy.http import h1_response as _h1
+from proxy.http import raw_body as _raw
 from proxy.http import record as _record
 from proxy.http.deadlines import check_timeouts
+from proxy.http.downstream import BLOCK_CONNECT, BLOCK_UPSTREAM
 from proxy.http.head import RequestHead
 from proxy.http.response_head import ResponseHead
-from proxy.http.responses import GRPC_STATUSES, grpc_request, grpc_trailers
+from proxy.http.responses import grpc_end_with_error
 from proxy.http.upstream_faults import log_fault
-from proxy.upstream import connection as _connection
 from proxy.upstream.errors import (
     BadRequest,
     ConnectError,
@@ -67,12 +68,6 @@ if TYPE_CHECKING:
     from proxy.upstream.pool import EndpointPool
 
 logger = logging.getLogger("pyngress.proxy")
-
-# Reasons the client connection stops reading (a bit mask: reading resumes when all clear).
-BLOCK_CONNECT = 1  # dialing an upstream: hold the body until there is somewhere to send it
-BLOCK_UPSTREAM = 2  # the upstream transport's write buffer is full
-BLOCK_PIPELINE = 4  # a pipelined request waits for the one before it
-BLOCK_UPGRADE = 8  # a WebSocket upgrade waits for the upstream's 101
 
 # Request bytes kept for a transparent retry when a reused keep-alive connection turns
 # out to be closed by the upstream before answering, and for a retry policy's retries;
@@ -398,7 +393,7 @@ class Exchange(RequestHead):
     def upstream_data(self, data: bytes | memoryview) -> None:
         """A read from the upstream: `bytes`, or on uvloop a view of the connection's read buffer, valid only during
         this call (proxy.upstream.connection): whatever keeps bytes of it past the call copies them, but for a raw
-        body's pieces, handed to the client's transport as they are (raw_flush)."""
+        body's pieces, handed to the client's transport as they are (proxy.http.raw_body)."""
         client = self.client
         if self.tunnel:
             self.sent += self.writer.raw(data if type(data) is bytes else bytes(data))
@@ -408,13 +403,18 @@ class Exchange(RequestHead):
         self.maybe_stale = False
         response = self.response
         if response.remaining:  # type: ignore[union-attr]  # attached: our H1Response
-            self.raw_body(data, 0)
-            self.raw_flush(data)
+            _raw.take(self, data, 0)
+            _raw.flush(self, data)
             if self.resp_done:
                 self.response_finished()
             return
         try:
-            response.parser.feed_data(data)  # type: ignore[union-attr]  # attached: a reader with a parser
+            if self.resp_head_done or response.tail is None:  # type: ignore[union-attr]  # attached: our H1Response
+                response.parser.feed_data(data)  # type: ignore[union-attr]
+            elif _raw.feed(self, data):  # the head ended in this read, and the raw body after it is written
+                if self.resp_done:
+                    self.response_finished()
+                return
         except HttpParserUpgrade as exc:
             writer = self.writer
             writer.body(bytes(data[exc.args[0] :]))
@@ -427,7 +427,7 @@ class Exchange(RequestHead):
             cause = exc.__context__
             if isinstance(cause, _h1.RawBody):
                 cause.__traceback__ = None  # its frames lead back to this one (see UpstreamError below)
-                self.raw_start(data)
+                _raw.start(self, data)
             elif isinstance(cause, _h1.SkipBody):
                 # A HEAD response ends with its head; only reuse the connection if nothing followed it.
                 self.reusable = self.reusable and data[-4:] == b"\r\n\r\n"
@@ -463,69 +463,14 @@ class Exchange(RequestHead):
         if self.resp_done:
             self.response_finished()
         elif not self.resp_head_done:
-            # The head goes on in the next read: keep its last bytes, where its blank line may begin (raw_start).
-            tail = response.tail  # type: ignore[union-attr]
-            if tail is not None:
-                response.tail = (tail + data[-3:])[-3:]  # type: ignore[union-attr]
+            _raw.keep_tail(response, data)  # type: ignore[arg-type]  # the head goes on in the next read
 
     def extra_bytes(self) -> None:
         """The pod sent bytes after its complete response (garbage, or a response nobody asked for): the client
         has a whole, well-framed answer and keeps it; those bytes are not forwarded and the pod connection, out of
-        step, is closed instead of reused (as raw_body does past a Content-Length)."""
+        step, is closed instead of reused (as a raw body does past its Content-Length)."""
         self.reusable = False
         log_fault(self, "bytes after the complete response")
-
-    def raw_start(self, data: bytes | memoryview) -> None:
-        """The head of a raw body (proxy.http.h1_response.RawBody) ended in `data`: the rest is body.
-
-        The parser accepted the head, so its end is the first blank line (CRLF CRLF: the parser takes no bare LF),
-        counted from where the head began; one that began in an earlier read left its last bytes in `tail`."""
-        response: H1Response = self.response  # type: ignore[assignment]
-        tail = response.tail
-        response.tail = b""
-        start = -1
-        if tail:
-            end = (tail + data[:3]).find(b"\r\n\r\n")
-            if end >= 0:
-                start = end + 4 - len(tail)
-        if start < 0:
-            # A view is of the read buffer from its start (UpstreamConnection.buffer_updated): search the buffer.
-            found: bytes | bytearray = data.obj if isinstance(data, memoryview) else data  # type: ignore[assignment]
-            start = found.find(b"\r\n\r\n", 0, len(data)) + 4
-        if start < len(data):
-            self.raw_body(data, start)
-            self.raw_flush(data)
-
-    def raw_flush(self, data: bytes | memoryview) -> None:
-        """Write a raw body's piece. A piece of a view the client's transport could not write at once stays in its
-        buffer: the connection's read buffer is then left to it (the next read gets another)."""
-        writer = self.writer
-        self.sent += writer.flush()
-        if type(data) is not bytes and writer.transport.get_write_buffer_size():  # type: ignore[attr-defined]
-            _connection.keep_last_read()
-
-    def raw_body(self, data: bytes | memoryview, start: int) -> None:
-        """Body bytes of a raw response, data[start:] (up to what remains), handed to the writer as they were read:
-        the read itself or a memoryview of it (uvloop writes both without a copy; see raw_flush)."""
-        response: H1Response = self.response  # type: ignore[assignment]
-        remaining = response.remaining
-        size = len(data) - start
-        piece: bytes | memoryview = data
-        if size < remaining:
-            response.remaining = remaining - size
-            if start:
-                piece = memoryview(data)[start:]
-        else:
-            response.remaining = 0
-            self.resp_done = True
-            if size > remaining:
-                # Bytes beyond Content-Length are not forwarded, and the connection is out of step: not reused.
-                self.reusable = False
-                log_fault(self, "more than its Content-Length")
-                piece = memoryview(data)[start:start + remaining]
-            elif start:
-                piece = memoryview(data)[start:]
-        self.writer.passthrough.append(piece)  # type: ignore[union-attr,arg-type]  # raw: a pass-through writer
 
     def upstream_eof(self) -> None:
         if self.tunnel:
@@ -688,17 +633,7 @@ class Exchange(RequestHead):
         client = self.client
         if not self.resp_head_done:
             client.send_error(self, error.status, error, fields=error.fields)
-        elif self.writer.chunked and getattr(self, "te_trailers", False) and grpc_request(self):
-            # A gRPC answer that cannot be completed ends with its error as trailers (a valid answer, not a cut).
-            logger.warning("request %s: gRPC response ended with an error after it started (%s: %s)",
-                           self.request_id.decode("latin-1") or "-", type(error).__name__, error)
-            self.grpc_status = GRPC_STATUSES.get(error.status, 2)
-            self.writer.end_with_trailers(grpc_trailers(error.status, str(error)))
-            self.sent += self.writer.flush()
-            self.resp_done = True
-            self.reusable = False
-            self.response_finished()
-        else:
+        elif not grpc_end_with_error(self, error):  # (a gRPC answer ends with its error as trailers, not cut)
             self.finished = True
             logger.warning(
                 "request %s: response aborted after it started (%s: %s)",
@@ -715,4 +650,4 @@ class Exchange(RequestHead):
             check_timeouts(self, now)
 
 
-__all__ = ["Exchange", "BLOCK_CONNECT", "BLOCK_UPSTREAM", "BLOCK_PIPELINE", "BLOCK_UPGRADE"]
+__all__ = ["Exchange"]

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from proxy.http import headers as h
-from proxy.http.downstream import Downstream
-from proxy.http.exchange import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Exchange
+from proxy.http.downstream import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Downstream
+from proxy.http.exchange import Exchange
 from proxy.http.h1_writer import H1Writer
 from proxy.http.head import RequestHead
 from proxy.http.ids import POOL_END as _IDS_END

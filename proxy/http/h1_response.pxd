@@ -19,4 +19,5 @@ cdef class H1Response:
     cdef public object trailers
     cdef public object remaining
     cdef public object tail
+    cdef public object split
 

@@ -11,8 +11,9 @@ instructions per request. A parser stopped by a callback's exception (a HEAD res
 broken response) cannot go on, so `broken()` makes the next `begin()` start a fresh one.
 
 Raw bodies: a body of at least `RAW_MIN` bytes framed by Content-Length, going to an HTTP/1.1 writer that
-passes bodies through, leaves the parser after its head (`RawBody`, raised from on_headers_complete): the
-exchange then slices the upstream's reads itself and counts `remaining` down to zero (Exchange.raw_body), so
+passes bodies through, leaves the parser after its head (the parser was fed the read only up to the head's end,
+proxy.http.raw_body.feed; or `RawBody`, raised from on_headers_complete, when the read was short): the
+exchange then slices the upstream's reads itself and counts `remaining` down to zero (proxy.http.raw_body), so
 the body's bytes reach the client's transport as they were read, without the parser's copy per chunk (on uvloop
 as views of the buffer the connection reads into, without a copy at all: proxy.upstream.connection). Such a
 response costs a fresh parser for the next one, which only pays at that size.
@@ -83,7 +84,7 @@ class H1Response:
     parser and callback errors propagate to it)."""
 
     __slots__ = ("exchange", "writer", "parser", "reason", "fields", "length", "chunked", "upgrade", "connection",
-                 "interim", "hsts", "trailers", "remaining", "tail")
+                 "interim", "hsts", "trailers", "remaining", "tail", "split")
 
     exchange: Exchange
     writer: ResponseWriter
@@ -100,9 +101,12 @@ class H1Response:
     trailers: list[bytes] | None
     # Raw body bytes still to come (0: the parser reads the body, if any).
     remaining: int
-    # The last bytes of the head read so far when it spans several upstream reads (Exchange.raw_start finds
+    # The last bytes of the head read so far when it spans several upstream reads (proxy.http.raw_body.head_end finds
     # where it ends); None once an interim (1xx) answer came: such a response is left to the parser.
     tail: bytes | None
+    # The parser is being fed a read only up to the end of the head (proxy.http.raw_body.feed): a raw body is then
+    # announced by `remaining` alone, without RawBody (its exception, raised through the parser, costs more).
+    split: bool
 
     def __init__(self) -> None:
         self.parser: HttpResponseParser | None = None
@@ -124,6 +128,7 @@ class H1Response:
         self.trailers = None
         self.remaining = 0
         self.tail = b""
+        self.split = False
 
     def end(self) -> None:
         """The exchange is done with this response: forget it (the connection may serve another)."""
@@ -238,7 +243,8 @@ class H1Response:
         if (length >= RAW_MIN and not self.chunked and self.tail is not None and status != 304 and status != 204
                 and self.writer.passthrough is not None):
             self.remaining = length
-            raise RawBody()
+            if not self.split:
+                raise RawBody()
 
     def on_body(self, chunk: bytes) -> None:
         writer = self.writer

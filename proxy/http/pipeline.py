@@ -28,8 +28,8 @@ from proxy.http import headers as h
 from proxy.http.attempts import Attempts
 from proxy.http.auth_request import AuthGate
 from proxy.http.buffering import REQUEST_BUFFER_LIMIT, BodyHold
+from proxy.http.downstream import BLOCK_CONNECT
 from proxy.http.error_pages import Intercept
-from proxy.http.exchange import BLOCK_CONNECT
 from proxy.http.ratelimit import HELD, REFUSED, REFUSED_CONNECTION
 from proxy.http.response_head import ResponseHead
 from proxy.routing.filters import Answer, Mirror, ResponseFilter

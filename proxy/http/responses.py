@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.upstream.errors import UpstreamError
 
 logger = logging.getLogger("pyngress.proxy")
 
@@ -139,6 +140,24 @@ def grpc_trailers(status: int, message: str) -> list[bytes]:
     if message:
         fields.append(b"grpc-message: " + grpc_message(message) + b"\r\n")
     return fields
+
+
+def grpc_end_with_error(ex: Exchange, error: UpstreamError) -> bool:
+    """A gRPC answer already under way that cannot be completed ends with `error` as its trailers (a valid answer,
+    not a cut connection), when the client takes trailers (TE: trailers) and the body is chunked; returns False
+    (nothing done) for any other response."""
+    writer = ex.writer
+    if not (writer.chunked and getattr(ex, "te_trailers", False) and grpc_request(ex)):
+        return False
+    logger.warning("request %s: gRPC response ended with an error after it started (%s: %s)",
+                   ex.request_id.decode("latin-1") or "-", type(error).__name__, error)
+    ex.grpc_status = GRPC_STATUSES.get(error.status, 2)
+    writer.end_with_trailers(grpc_trailers(error.status, str(error)))
+    ex.sent += writer.flush()
+    ex.resp_done = True
+    ex.reusable = False
+    ex.response_finished()
+    return True
 
 
 def grpc_error_response(status: int, request_id: bytes, *, close: bool, message: str, fields: bytes = b"") -> bytes:

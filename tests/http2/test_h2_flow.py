@@ -16,7 +16,7 @@ from hpack import Decoder
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from h2_client import RawH2
-from proxy.http.exchange import BLOCK_UPSTREAM
+from proxy.http.downstream import BLOCK_UPSTREAM
 from proxy.http2.connection import STREAM_WINDOW, H2ClientConnection
 from server_harness import Rule, cluster, read_head
 

@@ -1,4 +1,4 @@
-"""Long Content-Length bodies read raw (proxy.http.h1_response RawBody, Exchange.raw_body), through real sockets.
+"""Long Content-Length bodies read raw (proxy.http.raw_body, proxy.http.h1_response RawBody), through real sockets.
 
 A pod's body of at least RAW_MIN bytes leaves the parser after its head and goes to the client as it is read;
 these cases pin the edges of that path: the pod writing in many small pieces, head and body in one write, the
@@ -146,6 +146,101 @@ async def test_head_split_at_every_byte(make_proxy, make_backend, size):
         response = await read_response(reader)
         assert (split, response.status, response.header("X-A"), response.body) == (split, 200, "b", body(size))
     assert backend.connections == 1
+    writer.close()
+
+
+async def test_a_long_head_alone_in_its_read_then_the_body(make_proxy, make_backend):
+    """A head that fills a long read (a field of over RAW_MIN bytes) and ends exactly where the read does: the
+    body comes in the next reads, raw."""
+    size = 2 * RAW_MIN
+    pad = b"p" * (RAW_MIN + 100)
+    proxy = None
+
+    async def handler(reader, writer):
+        for _ in range(2):
+            await read_head(reader)
+            writer.write(answer(size, b"X-Pad: " + pad))
+            await writer.drain()
+            await wait_until(lambda: consumed(proxy), timeout=10)
+            writer.write(body(size))
+            await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    for _ in range(2):
+        writer.write(encode_request("/"))
+        response = await read_response(reader)
+        assert (response.status, response.header("X-Pad"), response.body) == (200, pad.decode(), body(size))
+    assert backend.connections == 1
+    writer.close()
+
+
+@pytest.mark.parametrize("kind", ["interim-then-raw-length", "chunked", "short-then-next"])
+async def test_a_long_read_whose_body_the_parser_reads(make_proxy, make_backend, kind):
+    """A read of more than RAW_MIN bytes in which the head ends but no raw body follows it (a 1xx answer first,
+    a chunked body, a short body in a long read): the parser gets the rest of the read, and the client every
+    byte; the connection serves the next request."""
+    size = 64 * 1024
+    if kind == "interim-then-raw-length":
+        first = (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + answer(size) + body(size),
+                 body(size))
+    elif kind == "chunked":
+        first = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % size + body(size)
+                 + b"\r\n0\r\n\r\n", body(size))
+    else:  # a head that fills most of the read, a short body
+        pad = b"p" * RAW_MIN
+        first = (answer(5, b"X-Pad: " + pad) + b"hello", b"hello")
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        writer.write(first[0])
+        await writer.drain()
+        await read_head(reader)
+        writer.write(answer(2) + b"ok")
+        await writer.drain()
+        await reader.read()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/"))
+    response = await read_response(reader)
+    assert (response.status, response.body) == (200, first[1])
+    writer.write(encode_request("/"))
+    assert (await read_response(reader)).body == b"ok"
+    assert backend.connections == 1
+    writer.close()
+
+
+async def test_an_upgrade_after_an_interim_answer_in_a_long_read(make_proxy, make_backend):
+    """100 Continue, then 101 Switching Protocols and the tunnel's first bytes (over RAW_MIN of them), all in one
+    read: the client gets both heads and exactly those bytes (where the tunnel begins is counted in the read)."""
+    early = body(RAW_MIN + 10)
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n" + early)
+        await writer.drain()
+        data = await reader.readexactly(4)
+        writer.write(b"got:" + data)
+        await writer.drain()
+        writer.close()
+
+    backend = await make_backend(handler)
+    proxy = await serve(make_proxy, backend)
+    reader, writer = await connect(proxy.port)
+    writer.write(encode_request("/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                 ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                 ("Sec-WebSocket-Version", "13")]))
+    async with asyncio.timeout(10):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100 ")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+        assert await reader.readexactly(len(early)) == early
+        writer.write(b"ping")
+        assert await reader.readexactly(8) == b"got:ping"
     writer.close()
 
 
