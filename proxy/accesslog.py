@@ -127,8 +127,9 @@ class AccessLog:
     """Formats lines on the caller's thread (the loop); the loop (into a pipe) or a daemon thread writes them."""
 
     __slots__ = ("fd", "limit", "interval", "pending", "dropped", "written", "_wake", "_stop", "_thread",
-                 "_lock", "_failed", "_reported", "_whole", "_loop", "_out", "_timer", "_rest", "_taken", "_batch", "_second", "_stamp", "_millisecond", "_start", "_client", "_method",
-                 "_host", "_who", "_status", "_protocol", "_answer", "_bare_answer", "_upstream", "_route", "_where")
+                 "_lock", "_failed", "_reported", "_whole", "_loop", "_out", "_timer", "_rest", "_taken", "_batch",
+                 "_second", "_stamp", "_millisecond", "_start", "_client", "_method", "_host", "_who", "_status",
+                 "_protocol", "_answer", "_bare_answer", "_upstream", "_route", "_where")
 
     def __init__(self, fd: int = 1, *, limit: int = DEFAULT_LIMIT, interval: float = DEFAULT_INTERVAL,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -159,18 +160,21 @@ class AccessLog:
         self._taken = 0  # (loop) how much of it it has
         self._batch = 0  # (loop) its lines
         self._out = _own_nonblocking(fd) if loop is not None else -1
-        if self._out >= 0:
+        # Loop mode: the loop, its timer; thread mode: the thread and the lock it waits on.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake: threading.Lock | None = None
+        self._thread: threading.Thread | None = None
+        if loop is not None and self._out >= 0:
             self._loop = loop
-            self._timer = loop.call_later(interval, self._tick)  # type: ignore[union-attr]
-            self._wake = self._thread = None
+            self._timer = loop.call_later(interval, self._tick)
         else:
-            self._loop = self._timer = None
             # Held from here until close(): the writer's timed acquire is its wait of ``interval`` (a C lock; an
             # Event's wait runs threading's Python code, which cost more per wake than a few hundred lines' writing).
-            self._wake = threading.Lock()
-            self._wake.acquire()
-            self._thread = threading.Thread(target=self._run, name="pyngress-access-log", daemon=True)
-            self._thread.start()
+            self._wake = wake = threading.Lock()
+            wake.acquire()
+            self._thread = thread = threading.Thread(target=self._run, name="pyngress-access-log", daemon=True)
+            thread.start()
         atexit.register(self.close)
 
     def add(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes | None, target: bytes,
@@ -296,22 +300,25 @@ class AccessLog:
         if self._stop:
             return
         self._stop = True
-        if self._loop is not None:
-            self._timer.cancel()
-            if self._rest is not None and not self._loop.is_closed():
-                self._loop.remove_writer(self._out)
+        loop, timer, wake, thread = self._loop, self._timer, self._wake, self._thread
+        if loop is not None and timer is not None:
+            timer.cancel()
+            if self._rest is not None and not loop.is_closed():
+                loop.remove_writer(self._out)
             os.close(self._out)
             self._out = -1
-        else:
-            self._wake.release()  # the writer's wait ends now
-            if self._thread.is_alive() and self._thread is not threading.current_thread():
-                self._thread.join(timeout=5)
+        elif wake is not None and thread is not None:
+            wake.release()  # the writer's wait ends now
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=5)
         self.flush()  # (loop mode too: through ``fd``, blocking, what the pipe had not taken)
         atexit.unregister(self.close)
 
     def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
         while not self._stop:
-            self._wake.acquire(timeout=self.interval)
+            wake.acquire(timeout=self.interval)
             self.flush()
 
     def _write(self, data: bytes) -> None:
@@ -328,12 +335,16 @@ class AccessLog:
 
     def _tick(self) -> None:
         """(loop) Every ``interval``: the queued lines into the pipe, unless it is still taking the last batch."""
-        self._timer = self._loop.call_later(self.interval, self._tick)
+        loop = self._loop
+        assert loop is not None
+        self._timer = loop.call_later(self.interval, self._tick)
         if self._rest is None and self.pending:
             self._send()
 
     def _send(self) -> None:
         """(loop) Write the rest of the batch, then the queued lines, until done or the pipe is full."""
+        loop = self._loop
+        assert loop is not None
         while True:
             rest = self._rest
             taken = self._taken
@@ -350,18 +361,18 @@ class AccessLog:
                 taken = _write_pieces(self._out, rest, taken)
             except OSError as error:
                 if self._rest is not None:
-                    self._loop.remove_writer(self._out)
+                    loop.remove_writer(self._out)
                     self._rest = None
                 self._lost(self._batch, error)
                 return
             if taken < len(rest):  # full: the rest when the pipe drains
                 if self._rest is None:
-                    self._loop.add_writer(self._out, self._send)
+                    loop.add_writer(self._out, self._send)
                 self._rest = rest
                 self._taken = taken
                 return
             if self._rest is not None:
-                self._loop.remove_writer(self._out)
+                loop.remove_writer(self._out)
                 self._rest = None
             self._done(self._batch)
 
