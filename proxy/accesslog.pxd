@@ -29,6 +29,8 @@ cdef class AccessLog:
     cdef bytes _client
     cdef bytes _method
     cdef bytes _host
+    cdef bytes _agent
+    cdef object _append
     cdef bytes _who
     cdef long _status
     cdef bytes _protocol
