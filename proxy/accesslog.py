@@ -198,9 +198,7 @@ class AccessLog:
         millisecond = int((when - second) * 1000)  # (a float product may reach 1000: _MILLIS[1000] is ".999")
         if second != self._second or millisecond != self._millisecond:
             self._start_millisecond(second, millisecond)
-        # (`in` with an int: with a bytes operand, bytes.__contains__ first tries it as an int and formats a
-        # TypeError, some 800 instructions on CPython 3.11)
-        if 0x3F in target:  # b"?"
+        if 0x3F in target:  # b"?" (compiled: a memchr)
             path, _, query = target.partition(b"?")
         else:  # (no tuple, no copies)
             path, query = target, b""
@@ -217,10 +215,12 @@ class AccessLog:
             fresh += host
         if user_agent != self._agent:
             fresh += user_agent
+        # (`0 in`, not `b"\0" in`: on what Cython does not know is bytes, `in` is bytes.__contains__, which tries a
+        # bytes operand as an int first and formats a TypeError, some 800 instructions on CPython 3.11)
         if 0 in _translate(fresh, _MARKS):
             self._append(self._escaped(when, request_id, client, method, host, path, query, protocol,
-                                         status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
-                                         user_agent, retries, reason, trace, grpc_status))
+                                       status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
+                                       user_agent, retries, reason, trace, grpc_status))
             return
         # The usual line: a join of ten fragments. bytes.join pays some 100 instructions per fragment (a buffer
         # each) and allocates past ten, so the constant text around the fields that stay the same from one line to
