@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pyngress-arg", action="append", default=[], metavar="ARG",
         help="extra argument for pyngress, repeatable (e.g. --pyngress-arg=--log-level=warning)")
     add("--baseline", default="", metavar="REV",
-        help="git revision the before-after scenarios compare this tree against (checked out in a temporary "
-             "worktree, removed at the end)")
+        help="git revision the before-after scenarios (and observability) compare this tree against (checked out in "
+             "a temporary worktree, removed at the end; pure Python), or a folder holding a source tree, run as it is "
+             "(a copy built with scripts/build-inplace: compiled)")
     add("--json", default="", metavar="FILE", help="where to write the results (default bench/results/<time>.json)")
     add("--keep", action="store_true", help="keep the working folder (configs, manifests, process logs)")
     return parser
@@ -133,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     target_list: list[Target] = []
     details: dict[str, Any] = {}
     status = 0
-    if args.baseline:
+    if args.baseline and os.path.isdir(os.path.join(args.baseline, "proxy")):
+        options.baseline_tree = os.path.abspath(args.baseline)
+        meta["baseline"] = options.baseline_tree
+    elif args.baseline:
         try:
             options.baseline_tree = _checkout(args.baseline, os.path.join(workdir, "baseline"))
         except (OSError, subprocess.SubprocessError) as error:
@@ -185,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = args.json or os.path.join(_REPO, "bench", "results", f"{started_at:%Y%m%d-%H%M%S}.json")
         if rows or details:
             report.write_json(path, meta=meta, rows=rows, target_list=target_list, details=details)
-        if options.baseline_tree:
+        if options.baseline_tree and options.baseline_tree.startswith(workdir):
             subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", options.baseline_tree],
                            capture_output=True, timeout=60, check=False)
         if args.keep:

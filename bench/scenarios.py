@@ -712,8 +712,10 @@ def variants(env: Environment, name: str, request: Request, flavours: dict[str, 
                 process, address = started[label]
                 result = env.load(address, request, measured=process)
                 results[label].append(result)
+                cpu = (f" proxy CPU {result.cpu_percent / result.rps * 1e4:.1f} µs/request"
+                       if result.cpu_percent is not None and result.rps else "")
                 print(f"  {name} round {round_index + 1}/{opts.rounds} {label}: {result.rps:,.0f} req/s "
-                      f"p99 {result.p99_ms:.2f} ms errors {result.failed_requests}", flush=True)
+                      f"p99 {result.p99_ms:.2f} ms errors {result.failed_requests}{cpu}", flush=True)
     finally:
         for process, _ in started.values():
             env.group.stop(process)
@@ -923,6 +925,26 @@ def tracing(env: Environment) -> Outcome:
     return outcome
 
 
+def observability(env: Environment) -> Outcome:
+    """issues #5 and #14: per-route metrics and the access log both off vs both on (the log into a pipe bench reads,
+    as a container runtime would); with --baseline, both on from that tree as well, same run, rounds alternating."""
+    flavours = {"both off": ("--no-access-log", "--no-route-metrics"), "both on": ("--access-log", "--route-metrics")}
+    trees = {}
+    if env.options.baseline_tree:
+        flavours["both on, baseline"] = flavours["both on"]
+        trees["both on, baseline"] = env.options.baseline_tree
+    outcome = variants(env, "observability", SMALL, flavours, trees=trees)
+    on = outcome.rows[1].ratio
+    outcome.targets.append(Target("both on vs both off, req/s", _fmt_ratio(on), _at_least(on, 0.85)))
+    cpu = {label: _cpu_per_request(runs) for label, runs in outcome.details["rounds"].items()}
+    outcome.details["cpu_us_per_request"] = cpu
+    off, both = cpu.get("both off"), cpu.get("both on")
+    ratio = off / both if off is not None and both else None
+    outcome.targets.append(Target(f"both off vs both on, proxy CPU per request ({_fmt_us(off)} vs {_fmt_us(both)})",
+                                  _fmt_ratio(ratio), _at_least(ratio, 0.85)))
+    return outcome
+
+
 def _cpu_per_request(rounds: list[dict[str, Any]]) -> float | None:
     """Median over rounds of the measured process's CPU microseconds per request served."""
     values = [r["cpu_percent"] / 100 * 1e6 / r["rps"] for r in rounds
@@ -947,10 +969,7 @@ SCENARIOS: dict[str, Callable[[Environment], Outcome]] = {
     "churn": churn,
     # issue #5: the cost of per-route metrics and the access log (the access log goes to a pipe
     # that bench reads, as a container runtime would)
-    "observability": lambda env: variants(env, "observability", SMALL, {
-        "both off": ("--no-access-log", "--no-route-metrics"),
-        "both on": ("--access-log", "--route-metrics"),
-    }),
+    "observability": observability,
     # pyngress from --baseline REV vs this tree, same run (issues #16 and #10: "no slower")
     "before-after": lambda env: before_after(env, "before-after", SMALL),
     "before-after-64k": lambda env: before_after(env, "before-after-64k", LARGE),

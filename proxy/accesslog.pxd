@@ -15,6 +15,13 @@ cdef class AccessLog:
     cdef public object _lock
     cdef public object _failed
     cdef public Py_ssize_t _reported
+    cdef public object _whole
+    cdef public object _loop
+    cdef public object _out
+    cdef public object _timer
+    cdef public object _rest
+    cdef public Py_ssize_t _taken
+    cdef public Py_ssize_t _batch
     cdef long long _second
     cdef bytes _stamp
     cdef long _millisecond
@@ -22,6 +29,8 @@ cdef class AccessLog:
     cdef bytes _client
     cdef bytes _method
     cdef bytes _host
+    cdef bytes _agent
+    cdef object _append
     cdef bytes _who
     cdef long _status
     cdef bytes _protocol

@@ -1,5 +1,5 @@
 # cython: annotation_typing=False
-"""The access log: one JSON object per request on stdout, written off the event loop.
+"""The access log: one JSON object per request on stdout, written in batches that never block the event loop.
 
 A finished request is formatted on the loop, straight into bytes, and queued: the route's fields
 are encoded once per route, the line's start (date and time) once per millisecond, small numbers and
@@ -9,13 +9,26 @@ from line to line (client, method and host; protocol and status; upstream and ro
 line before, since bytes.join pays about 100 instructions per fragment. Compiled (accesslog.pxd), `add`
 is a typed C method that record.py calls directly (callgrind: see `python -m bench.instructions
 --observability`; about 13k instructions per line before, with a join of some forty fragments, and
-19.5k with a %-format of the whole line). A writer thread takes what is queued every
-``interval`` and writes it; ``os.write`` releases the GIL, so a slow stdout reader (a full pipe)
-stalls the thread, never the proxy. Past ``limit`` waiting lines, new ones are dropped and counted.
-(Formatting in the thread instead was measured: its batches hold the GIL and tripled the p99.)
+19.5k with a %-format of the whole line). Past ``limit`` waiting lines, new ones are dropped and counted:
+a slow stdout reader never stalls the proxy. (Formatting in a thread instead was measured: its batches
+hold the GIL and tripled the p99.)
 
-Writes go out in pieces of at most PIPE_BUF bytes cut at line ends: several worker processes
-share one stdout pipe, and such writes are atomic, so lines never interleave.
+Queued lines go out every ``interval``, one of two ways:
+
+- stdout a pipe or FIFO (a container runtime's, a shell's `|`; given the loop): written from the loop
+  itself, through a non-blocking descriptor of our own for the same pipe (opened again by /proc/self/fd,
+  so the O_NONBLOCK does not reach the runtime's or a print's). When the pipe is full the rest waits for
+  it to drain (`add_writer`) while new lines queue. No thread: a writer thread needs the GIL back after
+  every write (35k lines of ~530 bytes a second: some 4,500 PIPE_BUF writes a second), competing with the
+  loop thread for it; the loop pays for the same writes only the system calls (`python -m
+  bench.accesslog_writer`: some 0.2-0.6 µs less process CPU per line, on a busy 2-core box).
+- anything else (a regular file, a terminal, a socket; or no /proc): a daemon thread writes, since
+  ``os.write`` releases the GIL and a slow device stalls the thread, never the proxy. One write per
+  batch on a regular file or a terminal (on a file, one description's writes do not interleave).
+
+Into a pipe, writes go in pieces of at most PIPE_BUF bytes cut at line ends: several worker processes
+share one stdout pipe, such writes are atomic (all or nothing when non-blocking), so lines never
+interleave. A line longer than PIPE_BUF goes alone (and may interleave).
 
 Fields (ingress-nginx users will recognise most of them from its JSON log formats):
 ``time`` (UTC, ms), ``request_id``, ``client``, ``method``, ``host`` (Host header), ``path``,
@@ -36,10 +49,12 @@ else what its HTTP status means; or the proxy's own answer's, sent as HTTP 200 a
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections import deque
@@ -74,6 +89,8 @@ _LINE = (b'%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path
          b'"upstream":%s,%s,"user_agent":%s,"retries":%d,"reason":%s,%s,"grpc_status":%s}\n')
 _NO_TRACE = b'"trace_id":null,"span_id":null'
 _TRACE = b'"trace_id":"%s","span_id":"%s"'
+# bytes.translate called as a function (a method call looks the name up on each line).
+_translate = bytes.translate
 # A line's end from its "retries" on for a request answered at the first try by the upstream, not traced, not gRPC.
 _PLAIN_END = b'","retries":0,"reason":null,"trace_id":null,"span_id":null,"grpc_status":null}\n'
 
@@ -110,18 +127,23 @@ def address_text(address: str, port: int) -> bytes:
 
 
 class AccessLog:
-    """Formats lines on the caller's thread (the loop); a daemon thread writes them."""
+    """Formats lines on the caller's thread (the loop); the loop (into a pipe) or a daemon thread writes them."""
 
     __slots__ = ("fd", "limit", "interval", "pending", "dropped", "written", "_wake", "_stop", "_thread",
-                 "_lock", "_failed", "_reported", "_second", "_stamp", "_millisecond", "_start", "_client", "_method",
-                 "_host", "_who", "_status", "_protocol", "_answer", "_bare_answer", "_upstream", "_route", "_where")
+                 "_lock", "_failed", "_reported", "_whole", "_loop", "_out", "_timer", "_rest", "_taken", "_batch",
+                 "_append", "_agent",
+                 "_second", "_stamp", "_millisecond", "_start", "_client", "_method", "_host", "_who", "_status",
+                 "_protocol", "_answer", "_bare_answer", "_upstream", "_route", "_where")
 
-    def __init__(self, fd: int = 1, *, limit: int = DEFAULT_LIMIT, interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, fd: int = 1, *, limit: int = DEFAULT_LIMIT, interval: float = DEFAULT_INTERVAL,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the running loop that calls add, to write from it when ``fd`` is a pipe (see the module)."""
         self.fd = fd
         self.limit = limit
         self.interval = interval
         # deque: append (loop) and popleft (thread) are atomic, so no line is lost between them.
         self.pending: deque[bytes] = deque()
+        self._append = self.pending.append  # (a method call on a deque looks the name up each time)
         self.dropped = 0
         self.written = 0
         self._failed = False
@@ -131,19 +153,33 @@ class AccessLog:
         self._millisecond = -1  # the millisecond (of that second) `_start` shows
         self._start = b""
         # Parts of the last line kept for the next (see add), and the fields they were made from.
-        self._client = self._method = self._host = self._who = b""
+        self._client = self._method = self._host = self._who = self._agent = b""
         self._status = 0
         self._protocol = self._answer = self._bare_answer = b""
         self._upstream: bytes | None = None
         self._route = self._where = b""
-        # Held from here until close(): the writer's timed acquire is its wait of ``interval`` (a C lock; an Event's
-        # wait runs threading's Python code, which cost more per wake than a few hundred lines' writing).
-        self._wake = threading.Lock()
-        self._wake.acquire()
         self._stop = False
         self._lock = threading.Lock()  # one writer at a time (the thread, or close())
-        self._thread = threading.Thread(target=self._run, name="pyngress-access-log", daemon=True)
-        self._thread.start()
+        self._whole = _whole_writes(fd)
+        self._rest: bytes | None = None  # (loop) a batch the pipe has not taken whole yet
+        self._taken = 0  # (loop) how much of it it has
+        self._batch = 0  # (loop) its lines
+        self._out = _own_nonblocking(fd) if loop is not None else -1
+        # Loop mode: the loop, its timer; thread mode: the thread and the lock it waits on.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake: threading.Lock | None = None
+        self._thread: threading.Thread | None = None
+        if loop is not None and self._out >= 0:
+            self._loop = loop
+            self._timer = loop.call_later(interval, self._tick)
+        else:
+            # Held from here until close(): the writer's timed acquire is its wait of ``interval`` (a C lock; an
+            # Event's wait runs threading's Python code, which cost more per wake than a few hundred lines' writing).
+            self._wake = wake = threading.Lock()
+            wake.acquire()
+            self._thread = thread = threading.Thread(target=self._run, name="pyngress-access-log", daemon=True)
+            thread.start()
         atexit.register(self.close)
 
     def add(self, when: float, request_id: bytes, client: bytes, method: bytes, host: bytes | None, target: bytes,
@@ -163,17 +199,29 @@ class AccessLog:
         millisecond = int((when - second) * 1000)  # (a float product may reach 1000: _MILLIS[1000] is ".999")
         if second != self._second or millisecond != self._millisecond:
             self._start_millisecond(second, millisecond)
-        path, _, query = target.partition(b"?")
+        if 0x3F in target:  # b"?" (compiled: a memchr)
+            path, _, query = target.partition(b"?")
+        else:  # (no tuple, no copies)
+            path, query = target, b""
         if host is None:
             host = b""
         if user_agent is None:
             user_agent = b""
         # client (an IP address) and method (a token the parser checked) never need escaping; the others need none
-        # when the table, which maps every byte that needs it to NUL, leaves no NUL in them.
-        if b"\0" in b"".join((request_id, host, target, user_agent)).translate(_MARKS):
-            pending.append(self._escaped(when, request_id, client, method, host, path, query, protocol,
-                                         status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
-                                         user_agent, retries, reason, trace, grpc_status))
+        # when the table, which maps every byte that needs it to NUL, leaves no NUL in them. Host and user agent are
+        # checked only when they differ from the last usual line's (usually they do not: a concatenation of two
+        # instead of a join of four).
+        fresh = request_id + target
+        if host != self._host:
+            fresh += host
+        if user_agent != self._agent:
+            fresh += user_agent
+        # (`0 in`, not `b"\0" in`: on what Cython does not know is bytes, `in` is bytes.__contains__, which tries a
+        # bytes operand as an int first and formats a TypeError, some 800 instructions on CPython 3.11)
+        if 0 in _translate(fresh, _MARKS):
+            self._append(self._escaped(when, request_id, client, method, host, path, query, protocol,
+                                       status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
+                                       user_agent, retries, reason, trace, grpc_status))
             return
         # The usual line: a join of ten fragments. bytes.join pays some 100 instructions per fragment (a buffer
         # each) and allocates past ten, so the constant text around the fields that stay the same from one line to
@@ -216,7 +264,8 @@ class AccessLog:
             end = _end(retries, reason, trace, grpc_status)
         else:
             end = _PLAIN_END
-        pending.append(b"".join((self._start, request_id, self._who, path, b'","query":"', query, self._answer,
+        self._agent = user_agent
+        self._append(b"".join((self._start, request_id, self._who, path, b'","query":"', query, self._answer,
                                  counted, self._where, user_agent, end) if query else
                                 (self._start, request_id, self._who, path, self._bare_answer, counted,
                                  self._where, user_agent, end)))
@@ -244,58 +293,164 @@ class AccessLog:
             b"%d" % grpc_status if grpc_status >= 0 else b"null")
 
     def flush(self) -> None:
-        """Write everything queued so far (in the calling thread)."""
+        """Write everything queued so far (in the calling thread, blocking: the thread's batch, and close())."""
         with self._lock:
+            rest = self._rest
             pending = self.pending
-            if not pending:
+            if rest is None and not pending:
                 return
             popleft = pending.popleft
             lines = [popleft() for _ in range(len(pending))]
+            count = len(lines)
+            if rest is not None:  # (close(), loop mode) the part of a batch the pipe had not taken comes first
+                self._rest = None
+                lines.insert(0, rest[self._taken:])
+                count += self._batch
             try:
-                self._write(lines)
+                self._write(b"".join(lines))
             except OSError as error:  # stdout gone: count the loss, keep the proxy running
-                self.dropped += len(lines)
-                if not self._failed:
-                    self._failed = True
-                    logger.error("access log: writing to stdout failed (%s); lines are dropped", error)
+                self._lost(count, error)
                 return
-            self.written += len(lines)
-            if self.dropped > self._reported:
-                logger.warning("access log: %d lines dropped so far (stdout is not read fast enough)",
-                               self.dropped)
-                self._reported = self.dropped
+            self._done(count)
 
     def close(self) -> None:
-        """Write what is queued and stop the thread (also run at interpreter exit)."""
+        """Write what is queued and stop writing (also run at interpreter exit)."""
         if self._stop:
             return
         self._stop = True
-        self._wake.release()  # the writer's wait ends now
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        self.flush()
+        loop, timer, wake, thread = self._loop, self._timer, self._wake, self._thread
+        if loop is not None and timer is not None:
+            timer.cancel()
+            if self._rest is not None and not loop.is_closed():
+                loop.remove_writer(self._out)
+            os.close(self._out)
+            self._out = -1
+        elif wake is not None and thread is not None:
+            wake.release()  # the writer's wait ends now
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=5)
+        self.flush()  # (loop mode too: through ``fd``, blocking, what the pipe had not taken)
         atexit.unregister(self.close)
 
     def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
         while not self._stop:
-            self._wake.acquire(timeout=self.interval)
+            wake.acquire(timeout=self.interval)
             self.flush()
 
-    def _write(self, lines: list[bytes]) -> None:
-        """One join, then writes of at most PIPE_BUF bytes cut after a line's end (a longer line goes alone)."""
-        data = b"".join(lines)
-        end = len(data)
-        if end <= PIPE_BUF:
+    def _write(self, data: bytes) -> None:
+        """The thread's batch: one write into a file or a terminal, else pieces (see _piece_end)."""
+        if self._whole or len(data) <= PIPE_BUF:
             _write_all(self.fd, data)
             return
         view = memoryview(data)
-        start = 0
+        start, end = 0, len(data)
         while start < end:
-            stop = end if end - start <= PIPE_BUF else data.rfind(b"\n", start, start + PIPE_BUF) + 1
-            if stop <= start:  # one line longer than PIPE_BUF
-                stop = data.find(b"\n", start + PIPE_BUF) + 1 or end
+            stop = _piece_end(data, start)
             _write_all(self.fd, view[start:stop])
             start = stop
+
+    def _tick(self) -> None:
+        """(loop) Every ``interval``: the queued lines into the pipe, unless it is still taking the last batch."""
+        loop = self._loop
+        assert loop is not None
+        self._timer = loop.call_later(self.interval, self._tick)
+        if self._rest is None and self.pending:
+            self._send()
+
+    def _send(self) -> None:
+        """(loop) Write the rest of the batch, then the queued lines, until done or the pipe is full."""
+        loop = self._loop
+        assert loop is not None
+        while True:
+            rest = self._rest
+            taken = self._taken
+            if rest is None:
+                pending = self.pending
+                if not pending:
+                    return
+                popleft = pending.popleft
+                lines = [popleft() for _ in range(len(pending))]
+                self._batch = len(lines)
+                rest = b"".join(lines)
+                taken = 0
+            try:
+                taken = _write_pieces(self._out, rest, taken)
+            except OSError as error:
+                if self._rest is not None:
+                    loop.remove_writer(self._out)
+                    self._rest = None
+                self._lost(self._batch, error)
+                return
+            if taken < len(rest):  # full: the rest when the pipe drains
+                if self._rest is None:
+                    loop.add_writer(self._out, self._send)
+                self._rest = rest
+                self._taken = taken
+                return
+            if self._rest is not None:
+                loop.remove_writer(self._out)
+                self._rest = None
+            self._done(self._batch)
+
+    def _done(self, count: int) -> None:
+        self.written += count
+        if self.dropped > self._reported:
+            logger.warning("access log: %d lines dropped so far (stdout is not read fast enough)", self.dropped)
+            self._reported = self.dropped
+
+    def _lost(self, count: int, error: OSError) -> None:
+        self.dropped += count
+        if not self._failed:
+            self._failed = True
+            logger.error("access log: writing to stdout failed (%s); lines are dropped", error)
+
+
+def _whole_writes(fd: int) -> bool:
+    """Whether a batch goes to ``fd`` in one write: a regular file (where one description's writes never
+    interleave) or a terminal; not a pipe (see the module), a socket, or what fstat cannot tell."""
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) or os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _own_nonblocking(fd: int) -> int:
+    """A non-blocking descriptor of our own for the pipe or FIFO ``fd`` writes to, or -1 (not one, no /proc, or
+    not allowed): O_NONBLOCK on ``fd`` itself would reach everything sharing its description."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return -1
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
+def _piece_end(data: bytes, start: int) -> int:
+    """Where the write from ``start`` ends: the last line end within PIPE_BUF bytes, or the end of a longer line."""
+    end = len(data)
+    if end - start <= PIPE_BUF:
+        return end
+    stop = data.rfind(b"\n", start, start + PIPE_BUF) + 1
+    if stop <= start:  # one line longer than PIPE_BUF
+        stop = data.find(b"\n", start + PIPE_BUF) + 1 or end
+    return stop
+
+
+def _write_pieces(fd: int, data: bytes, start: int) -> int:
+    """Write ``data`` from ``start`` into the non-blocking pipe ``fd`` in pieces (see _piece_end); where it stopped
+    (the end, or where the pipe was full). A piece up to PIPE_BUF goes whole or not at all; a longer line may go in
+    part."""
+    view = memoryview(data)
+    end = len(data)
+    while start < end:
+        stop = _piece_end(data, start)
+        try:
+            start += os.write(fd, view[start:stop])
+        except BlockingIOError:
+            break
+    return start
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -168,3 +168,16 @@ def test_the_usual_line_byte_for_byte():
         b'"namespace":"shop","ingress":"web","route_host":"*.example.com","route_path":"/api","service":"api",'
         b'"route_kind":"Ingress","user_agent":"curl/8","retries":0,"reason":null,"trace_id":null,"span_id":null,'
         b'"grpc_status":null}\n')
+
+
+def test_unsafe_values_after_safe_ones_are_escaped():
+    """Host and user agent are checked only when they differ from the last usual line's: an unsafe one after safe
+    ones (and a safe one again after it) must still come out escaped, and every line valid JSON."""
+    cases = [{}, {"user_agent": b'ua"\x01'}, {}, {"host": b"h\\\xfe"}, {}, {"request_id": b"id\n"},
+             {"target": b"/\x7f?q=\xff"}, {"target": b"/p?"}, {"user_agent": None}, {"user_agent": b"curl/8"}]
+    entries = written(lambda log: [add(log, index, **case) for index, case in enumerate(cases)])
+    assert [entry["user_agent"] for entry in entries[:3]] == ["curl/8", 'ua"\x01', "curl/8"]
+    assert [entry["host"] for entry in entries[2:5]] == ["a.example.com", "h\\\xfe", "a.example.com"]
+    assert entries[5]["request_id"] == "id\n"
+    assert [(entry["path"], entry["query"]) for entry in entries[6:8]] == [("/\x7f", "q=\xff"), ("/p", "")]
+    assert [entry["user_agent"] for entry in entries[8:]] == ["", "curl/8"]
