@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -525,3 +528,25 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT, in
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(interval)
+
+
+@contextlib.contextmanager
+def logged_lines(proxy: Proxy) -> Iterator[list[dict]]:
+    """The access log lines `proxy` writes inside the block, decoded: its log goes into a pipe a thread drains; the
+    list is filled when the block ends (the log closed, so every line is written)."""
+    from proxy.accesslog import AccessLog
+
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
+    reader.start()
+    proxy.server.access_log = AccessLog(write_end, interval=0.01)
+    lines: list[dict] = []
+    try:
+        yield lines
+    finally:
+        proxy.server.access_log.close()
+        os.close(write_end)
+        reader.join(timeout=10)
+        os.close(read_end)
+    lines += (json.loads(line) for line in b"".join(chunks).splitlines())

@@ -5,20 +5,27 @@ connections kept). Each test names the section of ingress-nginx's docs/user-guid
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import threading
 from dataclasses import replace
 from typing import Any
 
-from proxy.accesslog import AccessLog
 from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.global_config import GlobalConfig, parse_config
 from proxy.routing.model import BODY_LIMIT_DEFAULT, BODY_LIMIT_GLOBAL, Config
 from proxy.settings import Settings
-from server_harness import Pod, Proxy, Rule, cluster, connect, encode_request, make_config, read_response, request
+from server_harness import (
+    Pod,
+    Proxy,
+    Rule,
+    cluster,
+    connect,
+    encode_request,
+    logged_lines,
+    make_config,
+    read_response,
+    request,
+)
 from test_nginx_annotations import ingress
 from test_proxy_protocol import ask, echoed, v1
 from test_real_ip import forwarded
@@ -422,24 +429,13 @@ async def test_default_backend_requests_are_logged_only_with_enable_access_log_f
     are logged."""
     app, fallback = await make_pods("app", "fallback")
     proxy = await make_proxy(configmap="ingress-nginx/controller", default_backend_service="default/fallback")
-    read_end, write_end = os.pipe()
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
-    reader.start()
-    proxy.server.access_log = AccessLog(write_end, interval=0.01)
     app_ingress = ingress("app", HOST, ("/app", "Prefix", "app"))
-    try:
+    with logged_lines(proxy) as lines:
         serve(proxy, [app, fallback], {}, app_ingress)
         for host, path in ((HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingTwo")):
             assert (await request(proxy.port, path, host=host)).status == 200, (host, path)
         serve(proxy, [app, fallback], {"enable-access-log-for-default-backend": "true"}, app_ingress)
         assert (await request(proxy.port, "/somethingOne", host="foo")).status == 200
-    finally:
-        proxy.server.access_log.close()
-        os.close(write_end)
-        reader.join(timeout=10)
-        os.close(read_end)
-    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [(entry["host"], entry["path"]) for entry in lines] == [
         (HOST, "/app"), (HOST, "/somethingElse"), ("foo", "/somethingOne")]
 
@@ -452,14 +448,9 @@ async def test_the_proxys_own_404_follows_enable_access_log_for_default_backend(
     location, whose Ingress annotations log it (enable-access-log defaults to true)."""
     (app,) = await make_pods("app")
     proxy = await make_proxy(configmap="ingress-nginx/controller")
-    read_end, write_end = os.pipe()
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
-    reader.start()
-    proxy.server.access_log = AccessLog(write_end, interval=0.01)
     app_ingress = ingress("app", HOST, ("/app", "Prefix", "app"))
     hostless = ingress("hostless", "", ("/any", "Prefix", "app"))
-    try:
+    with logged_lines(proxy) as lines:
         serve(proxy, [app], {}, app_ingress)
         for host, path, status in ((HOST, "/app", 200), (HOST, "/somethingElse", 404), ("foo", "/somethingTwo", 404)):
             assert (await request(proxy.port, path, host=host)).status == status, (host, path)
@@ -468,12 +459,6 @@ async def test_the_proxys_own_404_follows_enable_access_log_for_default_backend(
             assert (await request(proxy.port, path, host=host)).status == status, (host, path)
         serve(proxy, [app], {"enable-access-log-for-default-backend": "true"}, app_ingress)
         assert (await request(proxy.port, "/somethingOne", host="foo")).status == 404
-    finally:
-        proxy.server.access_log.close()
-        os.close(write_end)
-        reader.join(timeout=10)
-        os.close(read_end)
-    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [(entry["host"], entry["path"], entry["status"]) for entry in lines] == [
         (HOST, "/app", 200), (HOST, "/somethingElse", 404), ("foo", "/any", 200), ("foo", "/somethingOne", 404)]
     # Counted all the same: the unmatched series (empty route labels).
