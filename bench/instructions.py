@@ -3,6 +3,7 @@ cannot move, for before/after comparisons that req/s on a shared 2-core box is t
 
     python -m bench.instructions --baseline REV              # this tree vs a git revision
     python -m bench.instructions --requests 3000
+    python -m bench.instructions --close --pure --only-tracing   # a connection per request (Connection: close)
     python -m bench.instructions --pure --only-tracing --body 64k   # 64 KiB answers (/64k) instead of 100 bytes
     python -m bench.instructions --pure --only-tracing --seeds 2   # pure Python vs compiled (scripts/build-inplace)
     python -m bench.instructions --tracing --only-tracing --seeds 4   # mean over 4 hash seeds (see _SEEDS)
@@ -63,6 +64,8 @@ def _checkout(revision: str, folder: str) -> str:
 # instructions from one seed (or from one edit of unrelated code) to the next: a difference smaller than
 # that needs several seeds.
 _SEEDS: list[str] = []
+# --close: a request header that makes each request a connection of its own (the client reconnects after it).
+_CLOSE = (("Connection", "close"),)
 # The path every case asks for (--body): the backend answers /small with 100 bytes, /64k with 65,536.
 _PATH = ["/small"]
 _BODIES = {"small": ("/small", "100-byte answers"), "64k": ("/64k", "64 KiB answers")}
@@ -202,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "log on (stdout, a pipe the harness reads), next to the default (metrics on, log off)")
     parser.add_argument("--security", action="store_true",
                         help="also: the Ingress route with ingress-nginx's source range, CORS and rate limits")
+    parser.add_argument("--close", action="store_true",
+                        help="every request carries Connection: close, so each one opens (and the proxy closes) a "
+                             "connection of its own: the per-connection cost (accept, bookkeeping, close) counts in")
     parser.add_argument("--auth", action="store_true",
                         help="also: a route behind basic auth (bcrypt, remembered after the first request), CORS "
                              "and a source range (the bench `auth` scenario's)")
@@ -232,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gateway = os.path.join(workdir, "gateway")  # the same, plus the Gateway and its HTTPRoute
         manifests.write_folder(gateway, manifests.objects(None, backend=backend))
         manifests.write_json(os.path.join(gateway, manifests.FILE_GATEWAY), manifests.gateway_objects(backend))
-        plain = {"host": manifests.MAIN_HOST, "headers": ()}
+        plain = {"host": manifests.MAIN_HOST, "headers": _CLOSE if args.close else ()}
         if args.baseline:
             baseline = _checkout(args.baseline, os.path.join(workdir, "baseline"))
             port = free_port()
@@ -324,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            timeout=60, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
     reference = rows[0][1]
-    print(f"\ninstructions per request (callgrind, {args.requests} keep-alive GETs, {_BODIES[args.body][1]})")
+    kind = "GETs, a connection each" if args.close else "keep-alive GETs"
+    print(f"\ninstructions per request (callgrind, {args.requests} {kind}, {_BODIES[args.body][1]})")
     for label, value in rows:
         print(f"  {label:<34} {value:>12,.0f}   {value / reference:.3f}x")
     for mode, ratio, value, off in tracing_rows:
