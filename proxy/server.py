@@ -28,7 +28,7 @@ from proxy.http.listener import Listener
 from proxy.http.pipeline import MisdirectedRequest, Pipeline
 from proxy.http.proxy_protocol import Origin, ProxyProtocolServer
 from proxy.http.ratelimit import ClientLimiter, ClientLimiters, Limiters, RateLimiter
-from proxy.http2 import H2ClientConnection, sniff, take_over
+from proxy.http2 import sniff, take_over
 from proxy.passthrough import PassthroughStats, SniAcceptor, SniReader
 from proxy.routing.access import AddressSet, Block, user_agent_matcher
 from proxy.routing.global_config import GlobalConfig
@@ -110,7 +110,8 @@ class ProxyServer(ServerState):
         self.base_tick = self.tick = _tick_for(shortest)
         self.now = 0.0
         self.draining = False
-        self.connections: set[ClientConnection | H2ClientConnection] = set()
+        # (ServerState: the open connections and their counts, kept by its connection_opened / connection_closed.)
+        self.connections = set()
         self.active_connections = 0
         self.total_connections = 0
         self.total_requests = 0
@@ -153,7 +154,7 @@ class ProxyServer(ServerState):
         # Created when the first listener starts (a thread), closed (flushed) by close().
         self.access_log: AccessLog | None = None
         self._ticker: asyncio.TimerHandle | None = None
-        self._all_closed: asyncio.Event | None = None
+        self.all_closed = None  # (ServerState: a drain waiting for the last connection)
 
     def _runtime_published(self, runtime: Runtime) -> None:
         """Bind per-route counters to the routes of a new table (series of vanished routes go)."""
@@ -575,27 +576,6 @@ class ProxyServer(ServerState):
                 logger.exception("error checking connection timeouts")
         self._ticker = loop.call_later(self.tick, self._on_tick)
 
-    def connection_opened(self, conn: ClientConnection | H2ClientConnection) -> None:
-        # (ClientConnection, compiled, does this and connection_closed inline: keep them in step.)
-        self.connections.add(conn)
-        self.active_connections += 1
-        self.total_connections += 1
-        listener = conn.listener
-        if listener is not None:
-            listener.active_connections += 1
-            listener.total_connections += 1
-        if self.draining:
-            conn.transport.close()
-
-    def connection_closed(self, conn: ClientConnection | H2ClientConnection) -> None:
-        if conn in self.connections:
-            self.connections.discard(conn)
-            self.active_connections -= 1
-            if conn.listener is not None:
-                conn.listener.active_connections -= 1
-        if not self.connections and self._all_closed is not None:
-            self._all_closed.set()
-
     def stop_accepting(self) -> None:
         """Close the listening sockets; open connections are untouched."""
         for listener in self.listeners:
@@ -613,10 +593,10 @@ class ProxyServer(ServerState):
             conn.close_idle()
         if not self.connections:
             return True
-        self._all_closed = asyncio.Event()
+        self.all_closed = asyncio.Event()
         try:
             async with asyncio.timeout(timeout):
-                await self._all_closed.wait()
+                await self.all_closed.wait()
         except TimeoutError:
             return False
         return True

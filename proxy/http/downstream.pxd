@@ -1,3 +1,5 @@
+cimport cython
+
 from proxy.http.response_writer cimport ResponseWriter
 
 cdef class ServerState:
@@ -11,6 +13,10 @@ cdef class ServerState:
     cdef public object header_timeout
     cdef public object keepalive_timeout
     cdef public object keepalive_requests
+    cdef public set connections
+    cdef public object active_connections
+    cdef public object total_connections
+    cdef public object all_closed
 
 
 cdef class Downstream:
@@ -28,3 +34,11 @@ cdef class Downstream:
     cpdef block(self, bit)
     cpdef unblock(self, bit)
     cpdef exchange_finished(self, ex, keep_alive)
+
+
+# The open connections' bookkeeping: C functions for compiled callers (h1_connection.pxd cimports this module).
+cpdef connection_opened(ServerState server, conn, listener)
+@cython.locals(connections=set)
+cpdef connection_closed(ServerState server, conn, listener)
+@cython.locals(connections=set)
+cpdef bint connection_replaced(ServerState server, conn, successor) except -1

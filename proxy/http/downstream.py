@@ -14,9 +14,11 @@ Python call. H2Stream, a Python subclass, still overrides them (Cython looks the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from proxy.http.exchange import Exchange
     from proxy.http.listener import Listener
     from proxy.http.response_writer import ResponseWriter
@@ -31,12 +33,13 @@ BLOCK_UPGRADE = 8  # a WebSocket upgrade waits for the upstream's 101
 
 
 class ServerState:
-    """What the request path reads (and counts) of the proxy server on every request: the base of
-    `proxy.server.ProxyServer`, typed when compiled, so a client connection reads the clock and the limits as struct
-    fields rather than through the server's instance dictionary."""
+    """What the request path reads (and counts) of the proxy server: the base of `proxy.server.ProxyServer`, typed
+    when compiled, so a client connection reads the clock and the limits as struct fields rather than through the
+    server's instance dictionary; its connections are kept by connection_opened and connection_closed below."""
 
     __slots__ = ("now", "draining", "total_requests", "max_request_line", "max_headers", "max_header_bytes",
-                 "max_head_bytes", "header_timeout", "keepalive_timeout", "keepalive_requests")
+                 "max_head_bytes", "header_timeout", "keepalive_timeout", "keepalive_requests", "connections",
+                 "active_connections", "total_connections", "all_closed")
 
     # The loop time of the last clock tick (nginx's cached time), and whether the server is draining.
     now: float
@@ -49,6 +52,56 @@ class ServerState:
     header_timeout: float
     keepalive_timeout: float
     keepalive_requests: int
+    # The open client connections (HTTP/1.1 ClientConnections and HTTP/2 H2ClientConnections), walked by the
+    # clock tick and by a drain, and their counts (also kept per listener).
+    connections: set[Any]
+    active_connections: int
+    total_connections: int
+    # Set by a drain waiting for the last connection to close (an asyncio.Event), None otherwise.
+    all_closed: asyncio.Event | None
+
+
+def connection_opened(server: ServerState, conn: Any, listener: Listener | None) -> None:
+    """A client connection (HTTP/1.1 or HTTP/2) starts on `listener` (its own, passed so that compiled callers need
+    no attribute lookup); one that opens while the server drains is closed at once.
+
+    (These three are the one bookkeeping of open connections, module functions rather than methods: compiled, the
+    HTTP/1.1 connection calls them in C (h1_connection.pxd cimports this module), with no lookup of an override on
+    the ProxyServer subclass; the HTTP/2 connection, Python, calls them as functions.)"""
+    server.connections.add(conn)
+    server.active_connections += 1
+    server.total_connections += 1
+    if listener is not None:
+        listener.active_connections += 1
+        listener.total_connections += 1
+    if server.draining:
+        conn.transport.close()
+
+
+def connection_closed(server: ServerState, conn: Any, listener: Listener | None) -> None:
+    """A client connection is gone (a second call for the same one counts nothing); a drain waiting for the last
+    one is told."""
+    connections = server.connections
+    if conn in connections:
+        connections.discard(conn)
+        server.active_connections -= 1
+        if listener is not None:
+            listener.active_connections -= 1
+    if not connections:
+        all_closed = server.all_closed
+        if all_closed is not None:
+            all_closed.set()
+
+
+def connection_replaced(server: ServerState, conn: Any, successor: Any) -> bool:
+    """`successor` serves the connection `conn` served (HTTP/2 taking over an HTTP/1.1 connection): the counts
+    stay. False if `conn` was not registered (the successor is then opened as a new connection)."""
+    connections = server.connections
+    if conn not in connections:
+        return False
+    connections.discard(conn)
+    connections.add(successor)
+    return True
 
 
 class Downstream:

@@ -1,5 +1,6 @@
 cimport cython
 
+from proxy.http cimport downstream as _downstream  # its connection bookkeeping functions are C calls
 from proxy.http.downstream cimport Downstream
 from proxy.http.exchange cimport Exchange
 from proxy.http.head cimport RequestHead

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from proxy.http import downstream as _downstream
 from proxy.http import headers as h
 from proxy.http.downstream import BLOCK_CONNECT, BLOCK_PIPELINE, BLOCK_UPGRADE, BLOCK_UPSTREAM, Downstream
 from proxy.http.exchange import Exchange
@@ -137,15 +138,7 @@ class ClientConnection(Downstream):
         if ssl_object is not None and listener.http2 is not None and ssl_object.selected_alpn_protocol() == "h2":
             listener.http2(self, b"")  # the client chose HTTP/2 by ALPN: its protocol takes the connection
             return
-        # ProxyServer.connection_opened, inline (kept in step with it): no Python frame per connection.
-        server = self.server
-        server.connections.add(self)
-        server.active_connections += 1
-        server.total_connections += 1
-        listener.active_connections += 1
-        listener.total_connections += 1
-        if server.draining:
-            transport.close()
+        _downstream.connection_opened(self.server, self, listener)  # (compiled: a C call, h1_connection.pxd)
         h2c = listener.h2c
         if h2c is not None:
             h2c(self)  # the first read decides between HTTP/1.1 and h2c (proxy/http2/preface.py)
@@ -212,15 +205,7 @@ class ClientConnection(Downstream):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        # ProxyServer.connection_closed, inline (kept in step with it); a drain waiting for the last one is told.
-        server = self.server
-        connections = server.connections
-        if self in connections:
-            connections.discard(self)
-            server.active_connections -= 1
-            self.listener.active_connections -= 1
-        if not connections and server.draining:
-            server.connection_closed(self)
+        _downstream.connection_closed(self.server, self, self.listener)  # (a drain waiting for the last is told)
         ex = self.active
         if ex is not None:
             self.active = None

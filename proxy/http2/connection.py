@@ -48,6 +48,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
+from proxy.http.downstream import connection_closed, connection_opened, connection_replaced
 from proxy.http.ids import REQUEST_ID, ids
 from proxy.http.request_fields import add_field
 from proxy.http2.framing import AdvertisedSettings, ServerH2
@@ -103,14 +104,11 @@ def take_over(conn: ClientConnection, data: bytes) -> None:
     h2.server_name = conn.server_name
     transport = conn.transport
     transport.set_protocol(h2)
-    connections = server.connections
-    if conn in connections:
-        connections.discard(conn)  # (the counts stay: it is the same connection)
-        connections.add(h2)
+    if connection_replaced(server, conn, h2):  # registered: the counts stay (it is the same connection)
         h2.start(transport)
     else:
         h2.start(transport)
-        server.connection_opened(h2)
+        connection_opened(server, h2, h2.listener)
     conn.parser = None  # (it refers back to conn)
     if data and not h2.closed:
         h2.data_received(data)
@@ -211,7 +209,7 @@ class H2ClientConnection(BatchedWrites, asyncio.Protocol):
     def _gone(self) -> None:
         """The connection is gone (lost, or closed by us): every stream's exchange is dropped."""
         self.closed = True
-        self.server.connection_closed(self)
+        connection_closed(self.server, self, self.listener)
         streams = list(self.streams.values())
         self.streams.clear()
         for stream in streams:
