@@ -120,9 +120,9 @@ def _apply_gc(spec: str) -> None:
 
             server.ProxyServer._freeze = lambda self: None  # type: ignore[method-assign]
         elif item == "publish-only":  # the freeze at publishes only, none after full collections (as before)
-            from proxy import server
+            from proxy import gc_freeze
 
-            server.ProxyServer._after_collection = staticmethod(lambda phase, info: None)  # type: ignore[method-assign]
+            gc_freeze.after_collection = lambda phase, info: None
         else:
             raise SystemExit(f"tail_probe: unknown PYNGRESS_PROBE_GC item {item!r}")
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
+from proxy import gc_freeze
 from proxy.accesslog import AccessLog
 from proxy.http import auth_request, mirror
 from proxy.http.downstream import ServerState
@@ -307,23 +308,10 @@ class ProxyServer(ServerState):
         """
         self._freezing = None
         # (A flag, not gc.get_freeze_count(): that walks every frozen object, ~20 ms with a large table.)
-        if self._after_collection not in gc.callbacks:
-            gc.callbacks.append(self._after_collection)
+        gc_freeze.hold(self)  # from now on, what survives a full collection is frozen too
         gc.collect(1 if self._frozen else 2)
         gc.freeze()
         self._frozen = True
-
-    @staticmethod
-    def _after_collection(phase: str, info: Mapping[str, int]) -> None:
-        """After every full collection, freeze what survived it (a gc callback, from the first freeze on).
-
-        Objects made after the last publish are the open connections, mostly: every full collection walked all
-        of them again (15-40 ms of CPU with 5,000 idle keep-alive connections, bench/tail.py; more with
-        more), a stall of the loop whenever enough new objects had survived to trigger one. A full
-        collection has just freed every cycle, so what is left is alive and safe to freeze; the next full
-        collection walks only what was made since."""
-        if phase == "stop" and info.get("generation") == 2:
-            gc.freeze()
 
     async def start(self) -> None:
         """Bind the HTTP listener on settings.bind:settings.http_port (0 = any free port), and the
@@ -615,8 +603,7 @@ class ProxyServer(ServerState):
         if self._freezing is not None:
             self._freezing.cancel()
             self._freezing = None
-        if self._after_collection in gc.callbacks:
-            gc.callbacks.remove(self._after_collection)
+        gc_freeze.release(self)  # (the hook stays while another server of the process holds it)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from proxy import gc_freeze
 from proxy.http.h1_connection import ClientConnection
 from server_harness import Rule, cluster, connect, encode_request, read_response, wait_until
 
@@ -59,7 +60,7 @@ async def test_what_survives_a_full_collection_is_frozen_and_garbage_is_still_co
     proxy = await make_proxy(freeze_gc=True)
     [pod] = await make_pods("web")
     proxy.publish([Rule("example.com", "/", "default/web:80")], [cluster("default/web:80", [pod.endpoint])])
-    assert proxy.server._after_collection in gc.callbacks
+    assert gc_freeze.installed()
 
     # Connections opened after the publish: young objects, walked by every full collection until frozen.
     clients = []
@@ -89,7 +90,7 @@ async def test_what_survives_a_full_collection_is_frozen_and_garbage_is_still_co
     assert (await _get(proxy.port, "/echo")).status == 200
 
     await proxy.server.close()
-    assert proxy.server._after_collection not in gc.callbacks
+    assert not gc_freeze.installed()
 
 
 async def test_a_server_without_freeze_gc_leaves_the_collector_alone(make_proxy, make_pods, unfreezing):
@@ -97,9 +98,34 @@ async def test_a_server_without_freeze_gc_leaves_the_collector_alone(make_proxy,
     [pod] = await make_pods("web")
     proxy.publish([Rule("example.com", "/", "default/web:80")], [cluster("default/web:80", [pod.endpoint])])
     assert gc.get_freeze_count() == 0
-    assert proxy.server._after_collection not in gc.callbacks
+    assert not gc_freeze.installed()
     gc.collect()
     assert gc.get_freeze_count() == 0
+
+
+async def test_servers_of_one_process_share_the_collection_hook_until_the_last_closes(make_proxy, make_pods,
+                                                                                        unfreezing):
+    """gc.callbacks is the process's: closing one freezing server leaves the hook to another still serving (what
+    survives a full collection is still frozen), and the last one to close removes it."""
+    first = await make_proxy(freeze_gc=True)
+    second = await make_proxy(freeze_gc=True)
+    [pod] = await make_pods("web")
+    for proxy in (first, second):
+        proxy.publish([Rule("example.com", "/", "default/web:80")], [cluster("default/web:80", [pod.endpoint])])
+    assert gc.callbacks.count(gc_freeze.after_collection) == 1
+
+    await first.server.close()
+    survivor = [[]]  # made after the publishes' freezes: young, until a full collection freezes it
+    assert tracked(survivor)
+    gc.collect()
+    assert not tracked(survivor)
+    assert (await _get(second.port, "/echo")).status == 200
+
+    await second.server.close()
+    assert not gc_freeze.installed()
+    alive = [[]]
+    gc.collect()
+    assert tracked(alive)
 
 
 async def _get(port: int, path: str):
