@@ -37,7 +37,7 @@ from proxy.routing.passthrough import EMPTY as NO_PASSTHROUGH
 from proxy.routing.passthrough import SniTable, ingress_passthrough, joined
 from proxy.runtime import Runtime, RuntimeHolder
 from proxy.settings import Settings
-from proxy.stats import RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
+from proxy.stats import UNMATCHED, RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
 from proxy.tls import native as native_tls
 from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
 from proxy.tls.native import NATIVE, NativeTlsServer
@@ -127,6 +127,11 @@ class ProxyServer(ServerState):
         self.traffic = TrafficStats()
         self.traffic.listeners = self.listeners
         self.traffic.mirrors = mirror.STATS
+        # The proxy's 404 on a named host whose root location logs nothing (its oldest Ingress's enable-access-log
+        # "false"): counted in the unmatched series, no access log line.
+        self.unlogged_unmatched = RouteStats(UNMATCHED)
+        self.unlogged_unmatched.series = self.traffic.unmatched.series
+        self.unlogged_unmatched.log = False
         # id(route) -> its RouteStats, for the running table (rebound on each publish).
         self.route_stats: dict[int, RouteStats] = {}
         # id(route) -> the rate limiter of a route with a local rate limit (rebound on each publish).

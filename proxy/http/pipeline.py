@@ -194,8 +194,10 @@ class Pipeline:
             if (routes is None or routes is table.any_host) and listener.ingress:
                 # ingress-nginx's default server "_" (unknown hosts, host-less rules; no --default-backend-service):
                 # logged only with the ConfigMap's enable-access-log-for-default-backend. A named host's unmatched
-                # path is logged (its root location's Ingress annotations).
+                # path is logged as its root location says (its oldest Ingress's enable-access-log).
                 ex.route_stats = self.server.traffic.default_server
+            elif routes is not None and not routes.log_unmatched:
+                ex.route_stats = self.server.unlogged_unmatched
             conn.send_error(ex, 404, None, reason="no-route")
             return
         limit = route.body_limit

@@ -34,6 +34,8 @@ def host_digest(host: str, routes: VirtualHost, *, scope: str = "") -> bytes:
     lines.extend(f"{where}\0regex\0{index}\0{pattern.pattern}\0{slot!r}"
                  for index, (pattern, slot) in enumerate(routes.regex))
     lines.append(f"{where}\0default\0{routes.default!r}")
+    if not routes.log_unmatched:
+        lines.append(f"{where}\0unlogged")
     return hashlib.sha256("\n".join(lines).encode()).digest()
 
 

@@ -190,6 +190,12 @@ def merge_host(host: str, contributions: Sequence[IngressPaths], *, covered: boo
                                   why="the oldest Ingress's defaultBackend catches unclaimed hosts"))
     if routes.default is None and fallback:
         routes.default = fallback_route(host, contributions, fallback, covered=covered, guarded=guarded)
+    if host:
+        # controller.go createServers: a named host's root location "/" takes the annotations of its oldest Ingress
+        # (canaries make no server), so with that one's enable-access-log "false" its unmatched paths are not logged.
+        owner = next((c for c in contributions if c.nginx is None or c.nginx.canary is None), None)
+        if owner is not None and owner.nginx is not None and not owner.nginx.access_log:
+            routes.log_unmatched = False
     if canaries:
         cookies = {c.key: c.nginx.policy.affinity.cookie for c in contributions
                    if c.nginx is not None and c.nginx.policy is not None and c.nginx.policy.affinity is not None}

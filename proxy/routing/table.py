@@ -57,7 +57,7 @@ def slot_routes(slot: Slot) -> tuple[Route, ...]:
 class VirtualHost:
     """The rules of one host (merged over every Ingress and route that names it)."""
 
-    __slots__ = ("exact", "prefix", "regex", "default")
+    __slots__ = ("exact", "prefix", "regex", "default", "log_unmatched")
 
     def __init__(
         self,
@@ -66,6 +66,7 @@ class VirtualHost:
         prefix: Mapping[str, Slot] | None = None,
         regex: tuple[tuple[re.Pattern[str], Slot], ...] = (),
         default: Route | None = None,
+        log_unmatched: bool = True,
     ) -> None:
         # Exact: the normalized request path as written in the rule.
         self.exact: dict[str, Slot] = dict(exact or {})
@@ -75,6 +76,9 @@ class VirtualHost:
         self.regex = regex
         # The Ingress defaultBackend that catches what no path of this host matches.
         self.default = default
+        # False: the proxy's 404 for a path no rule matches writes no access log line (the host's root location is
+        # its oldest Ingress's, with enable-access-log "false"; routing.merge.merge_host).
+        self.log_unmatched = log_unmatched
 
     def match(self, path: str, request: Request | None = None) -> Route | None:
         """The route for a normalized path: Exact, regex, longest Prefix, default; conditions decide ties."""

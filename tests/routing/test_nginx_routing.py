@@ -218,3 +218,33 @@ def test_enable_access_log_false_marks_every_route_of_its_ingress():
     assert (route.access_log, fallback is not None and fallback.access_log) == (False, False)
     _, logged = built(annotated("loud", enable_access_log="true"))
     assert logged.access_log and logged.plain
+
+
+def test_a_named_hosts_unmatched_paths_are_logged_as_its_oldest_ingress_says():
+    """nginx.tmpl puts `access_log off` in a location; a named host's root location (what no path matches) takes
+    its oldest non-canary Ingress's annotations (controller.go createServers): that one's enable-access-log decides,
+    and the checksum tells the two apart."""
+    quiet = ingress("quiet", rule(HOST, path("/api", "echo")), created="2024-01-01T00:00:00Z")
+    quiet["metadata"]["annotations"] = {PREFIX + "enable-access-log": "false"}
+    loud = ingress("loud", rule(HOST, path("/web", "echo")), created="2024-02-01T00:00:00Z")
+    config, _ = built(quiet, loud, at="/api")
+    assert not config.table.hosts[HOST].log_unmatched
+    assert route_for(config, HOST, "/web").access_log  # (the younger Ingress's own paths: its own annotation)
+    louder = ingress("louder", rule(HOST, path("/api", "echo")), created="2024-01-01T00:00:00Z")
+    config_loud, _ = built(louder, loud, at="/web")
+    assert config_loud.table.hosts[HOST].log_unmatched
+    canary = annotated("canary", canary="true", enable_access_log="false")  # a canary makes no server: not the root
+    canary["metadata"]["creationTimestamp"] = "2023-01-01T00:00:00Z"
+    config_canary, _ = built(canary, loud, at="/web")
+    assert config_canary.table.hosts[HOST].log_unmatched
+    hostless = ingress("hostless", rule("", path("/api", "echo")))  # the default server's: the ConfigMap's key
+    hostless["metadata"]["annotations"] = {PREFIX + "enable-access-log": "false"}
+    config_any, _ = built(hostless, host="anything", at="/api")
+    assert config_any.table.any_host is not None and config_any.table.any_host.log_unmatched
+
+
+def test_the_checksum_covers_whether_a_hosts_unmatched_paths_are_logged():
+    from proxy.routing.checksum import host_digest
+    from proxy.routing.table import VirtualHost
+
+    assert host_digest(HOST, VirtualHost()) != host_digest(HOST, VirtualHost(log_unmatched=False))

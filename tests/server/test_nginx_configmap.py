@@ -467,6 +467,32 @@ async def test_the_proxys_own_404_follows_enable_access_log_for_default_backend(
     assert series[("GET", 404)] == 4
 
 
+async def test_a_named_hosts_unmatched_path_follows_its_root_locations_enable_access_log(make_proxy, make_pods):
+    """enable-access-log is a location's setting (nginx.tmpl: `access_log off` inside a location whose Logs.Access is
+    false). A named host's unmatched path goes to the host's root location "/", which takes the annotations of the
+    oldest Ingress naming the host (controller.go createServers: locationApplyAnnotations on the server's first
+    location): with its enable-access-log "false", the host's 404s write no line (counted all the same), while a
+    younger Ingress's paths on the host log by their own annotation."""
+    (app,) = await make_pods("app")
+    proxy = await make_proxy(configmap="ingress-nginx/controller")
+    quiet = ingress("quiet", HOST, ("/quiet", "Prefix", "app"), created="2024-01-01T00:00:00Z",
+                    enable_access_log="false")
+    loud = ingress("loud", HOST, ("/loud", "Prefix", "app"), created="2024-02-01T00:00:00Z")
+    other = ingress("other", "other.foo.com", ("/x", "Prefix", "app"), enable_access_log="false")
+    with logged_lines(proxy) as lines:
+        serve(proxy, [app], {}, quiet, loud, other)
+        for host, path, status in ((HOST, "/quiet", 200), (HOST, "/loud", 200), (HOST, "/nothing", 404),
+                                   ("other.foo.com", "/nothing", 404)):
+            assert (await request(proxy.port, path, host=host)).status == status, (host, path)
+        serve(proxy, [app], {}, loud)  # the host's root is the younger Ingress's now: logged
+        assert (await request(proxy.port, "/nothingAgain", host=HOST)).status == 404
+    assert [(entry["host"], entry["path"], entry["status"]) for entry in lines] == [
+        (HOST, "/loud", 200), (HOST, "/nothingAgain", 404)]
+    series = {(entry[0], entry[1]): entry[2] for labels, entries in proxy.server.traffic.snapshot()["routes"]
+              if not any(labels) for entry in entries}
+    assert series[("GET", 404)] == 3
+
+
 async def test_use_port_in_redirects_writes_the_https_port_into_https_redirects(make_proxy, make_pods):
     """lua_ingress.lua (redirect_to_https): with use-port-in-redirects the Location is
     "https://<host>:<listen_ports.https><uri>", the port written even when it is 443; the ConfigMap key is the
