@@ -31,7 +31,7 @@ from proxy.objects import Snapshot
 from proxy.routing.build import build
 from proxy.routing.policies import HTTP2
 from proxy.settings import Settings
-from server_harness import Proxy, Rule, cluster, connect, read_response, request, wait_until
+from server_harness import Proxy, Rule, cluster, connect, logged_lines, read_response, request, wait_until
 from test_nginx_annotations import ingress
 
 GRPC_KEY = "default/grpc:50051"
@@ -404,26 +404,12 @@ async def test_access_log_and_metrics_count_http2_requests(make_proxy, grpc_pod)
     """The access log and the route's series see requests to HTTP/2 pods like any other: the pod's address, the
     status, bytes; the pod's grpc-status and a proxy-made gRPC error (logged as what was sent, HTTP 200, with its
     reason) are the line's grpc_status (Envoy's %GRPC_STATUS%)."""
-    import os
-    import threading
-
-    from proxy.accesslog import AccessLog
-
     proxy = await make_proxy()
-    read_end, write_end = os.pipe()
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
-    reader.start()
-    proxy.server.access_log = AccessLog(write_end, interval=0.01)
-    serve_h2(proxy, GRPC_KEY, grpc_pod.host, grpc_pod.port)
-    assert (await grpc_call(proxy.port, "Unary", b"logged")).grpc_status == "0"
-    proxy.publish([Rule("", "/", GRPC_KEY)], [cluster(GRPC_KEY, [], protocol=HTTP2)])
-    assert (await grpc_call(proxy.port, "Unary", b"x")).grpc_status == "14"
-    proxy.server.access_log.close()
-    os.close(write_end)
-    reader.join(timeout=10)
-    os.close(read_end)
-    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
+    with logged_lines(proxy) as lines:
+        serve_h2(proxy, GRPC_KEY, grpc_pod.host, grpc_pod.port)
+        assert (await grpc_call(proxy.port, "Unary", b"logged")).grpc_status == "0"
+        proxy.publish([Rule("", "/", GRPC_KEY)], [cluster(GRPC_KEY, [], protocol=HTTP2)])
+        assert (await grpc_call(proxy.port, "Unary", b"x")).grpc_status == "14"
     assert [(e["status"], e["upstream"], e["reason"], e["grpc_status"]) for e in lines] == [
         (200, f"{grpc_pod.host}:{grpc_pod.port}", None, 0), (200, None, "no-endpoints", 14)]  # 0: the pod's
     assert lines[0]["bytes_out"] > 0 and lines[0]["path"] == "/test.Echo/Unary"
@@ -436,10 +422,6 @@ async def test_grpc_to_an_http11_cluster_logs_the_grpc_status_its_client_got(mak
     doc/http-grpc-status-mapping.md for the HTTP status): a grpc-status trailer, a trailers-only head, a 404
     (UNIMPLEMENTED, 12), a 200 that never says (UNKNOWN, 2). A grpcio pod, which speaks no HTTP/1.1, makes a broken
     answer: the proxy's own UNAVAILABLE (14). A request that is not gRPC logs null, TE: trailers or not."""
-    import os
-    import threading
-
-    from proxy.accesslog import AccessLog
     from server_harness import read_request
 
     answers = {
@@ -463,12 +445,7 @@ async def test_grpc_to_an_http11_cluster_logs_the_grpc_status_its_client_got(mak
 
     backend = await make_backend(handler)
     proxy = await make_proxy()
-    read_end, write_end = os.pipe()
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b"")))
-    reader.start()
-    proxy.server.access_log = AccessLog(write_end, interval=0.01)
-    try:
+    with logged_lines(proxy) as lines:
         proxy.publish([Rule("", "/", GRPC_KEY)], [cluster(GRPC_KEY, [backend.endpoint])])
         answer = await grpc_call(proxy.port, "Trailer", b"x")
         assert (answer.status, answer.grpc_status) == (200, "5")
@@ -479,12 +456,6 @@ async def test_grpc_to_an_http11_cluster_logs_the_grpc_status_its_client_got(mak
             assert (await request(proxy.port, "/plain", method="POST", headers=te)).status == 200
         proxy.publish([Rule("", "/", GRPC_KEY)], [cluster(GRPC_KEY, [(grpc_pod.host, grpc_pod.port)])])
         assert (await grpc_call(proxy.port, "Unary", b"x")).grpc_status == "14"
-    finally:
-        proxy.server.access_log.close()
-        os.close(write_end)
-        reader.join(timeout=10)
-        os.close(read_end)
-    lines = [json.loads(line) for line in b"".join(chunks).splitlines()]
     assert [(e["path"], e["status"], e["grpc_status"]) for e in lines] == [
         ("/test.Echo/Trailer", 200, 5), ("/test.Echo/Only", 200, 7), ("/test.Echo/Missing", 404, 12),
         ("/test.Echo/Silent", 200, 2), ("/plain", 200, None), ("/plain", 200, None), ("/test.Echo/Unary", 200, 14)]
