@@ -6,7 +6,12 @@ on those manifests and on examples/gateway/ (a Gateway API Gateway and HTTPRoute
 Services) in the foreground and prints curl lines to try. Ctrl-C stops everything.
 
     python3 examples/demo.py                      # proxy on 127.0.0.1:8080, admin on :10254
-    python3 examples/demo.py --http-port 9080     # extra arguments go to pyngress
+    python3 examples/demo.py --http-port 9080     # extra arguments go to pyngress: all of it on 9080
+
+The Gateway's listener (port 80 in examples/gateway/) is served at 80 + --gateway-port-offset, a mapping of the
+Gateway's own port that --http-port does not change; by default that is 8080, the Ingress listener's port, so the
+demo serves both from one port. With --http-port N (N >= 80) and no --gateway-port-offset of your own, the demo
+passes --gateway-port-offset N - 80, so that the Gateway's routes move with the Ingress ones.
 
 Edit a file in examples/manifests/ while it runs: the change is live at once.
 """
@@ -95,9 +100,14 @@ def curl_lines(http: str, admin: str, gateway: str) -> str:
 
 async def main(extra: list[str]) -> int:
     runners = await start_pods()
+    offset = _flag(extra, "--gateway-port-offset")
+    if offset is None:
+        # The Gateway's port 80 on the Ingress listener's port, as with pyngress's defaults (80 + 8000 = 8080).
+        http_port = _flag(extra, "--http-port")
+        offset = 8000 if http_port is None or http_port < GATEWAY_LISTENER_PORT else http_port - GATEWAY_LISTENER_PORT
+        extra = [*extra, "--gateway-port-offset", str(offset)]
     command = [sys.executable, "-m", "proxy", "--manifests", str(MANIFESTS), "--manifests", str(GATEWAY),
                "--bind", "127.0.0.1", "--http-port", "8080", "--admin-port", "10254", "--https-port", "8443", *extra]
-    offset = _flag(extra, "--gateway-port-offset", 8000)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     # Its own session: Ctrl-C reaches only this script, which then sends pyngress one SIGTERM
     # (a graceful drain) instead of both getting SIGINT and pyngress seeing a second signal.
@@ -151,9 +161,9 @@ def _die_with_parent() -> None:
             pass
 
 
-def _flag(args: list[str], name: str, default: int) -> int:
-    """The value of `name` among pyngress's arguments ("--name N" or "--name=N"; the last one wins)."""
-    value = default
+def _flag(args: list[str], name: str) -> int | None:
+    """The value of `name` among pyngress's arguments ("--name N" or "--name=N"; the last one wins), None if absent."""
+    value = None
     for index, arg in enumerate(args):
         if arg == name and index + 1 < len(args):
             value = int(args[index + 1])

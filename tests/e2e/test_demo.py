@@ -72,3 +72,41 @@ async def test_demo_answers_and_stops_on_ctrl_c():
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_demo_on_another_http_port_serves_the_gateway_routes_there_too():
+    """README: `examples/demo.py --http-port 9080` moves the demo: the Gateway's listener (port 80, served at
+    80 + --gateway-port-offset) follows the Ingress listener to the port asked for, as 8080 shares both by default."""
+    http_port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "examples" / "demo.py"), "--http-port", str(http_port), "--admin-port", "0",
+        "--https-port", "0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            while True:  # up to the end of the printed curl lines
+                raw = await process.stdout.readline()
+                if not raw:
+                    break
+                output.append(raw.decode())
+                if b"Ctrl-C stops" in raw:
+                    break
+        text = "".join(output)
+        if "cannot start demo pod" in text:
+            pytest.skip("the demo's fixed pod ports are in use on this machine")
+        assert f"http=127.0.0.1:{http_port}" in text, text
+        assert f"-H 'X-Canary: yes' http://127.0.0.1:{http_port}/" in text, text  # the printed lines say so too
+        shop = {"Host": "shop.gateway.local"}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            async with session.get(f"http://127.0.0.1:{http_port}/", headers={**shop, "X-Canary": "yes"}) as response:
+                assert response.status == 200 and (await response.json())["pod"] == "hello-1"
+            async with session.get(f"http://127.0.0.1:{http_port}/echo", headers={"Host": "demo.local"}) as response:
+                assert response.status == 200 and (await response.json())["pod"] in ("echo-1", "echo-2")
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            rest = await process.stdout.read()
+            assert await process.wait() == 0, "".join(output) + rest.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
