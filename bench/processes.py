@@ -2,7 +2,10 @@
 
 Every process the harness starts goes through one ProcessGroup, whose `close()` (run from a
 `finally`, so also on Ctrl-C or an error) stops them in reverse order: SIGTERM, a bounded wait,
-then SIGKILL. Nothing is ever stopped by name.
+then SIGKILL. Nothing is ever stopped by name. The children run in sessions of their own (a
+terminal's Ctrl-C or a `timeout` wrapper's signal does not reach them), so while a group is open
+SIGTERM, SIGINT and SIGHUP to the harness raise `Interrupted` (a KeyboardInterrupt) and the same
+`finally` stops them: a harness killed by a timeout leaves no nginx or pyngress behind.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Self
+from typing import IO, Any, Self
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PYNGRESS_READY = re.compile(r"pyngress listening http=(?P<host>[^:\s]+):(?P<http>\d+)\b.*admin=[^:\s]+:(?P<admin>\d+)")
@@ -198,21 +201,91 @@ def _pump(stream: IO[str], lines: queue.Queue[str], log: IO[str]) -> None:
         lines.put(rest.decode("utf-8", "replace"))
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, SIGINT or SIGHUP reached the harness while it had children: unwinds like Ctrl-C, through the
+    `finally` that closes the ProcessGroup."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+# The signals that stop a run, and the handlers they had before the first open group took them over.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _Signals:
+    """The stop signals' handler, shared by the open ProcessGroups (installed with the first, restored with the
+    last). A signal arriving while a group starts a child (between its fork and its registration) or stops them
+    is held until that is done, so no child is ever left unregistered or half stopped."""
+
+    def __init__(self) -> None:
+        self.groups = 0
+        self.previous: dict[int, Any] = {}
+        self.held = 0  # depth of start/close sections running
+        self.pending: int | None = None
+
+    def acquire(self) -> bool:
+        """A group opens: True if it counts (the handler is installed or already was)."""
+        if self.groups == 0:
+            if threading.current_thread() is not threading.main_thread():
+                return False  # (handlers are set from the main thread only: this group's owner handles signals)
+            for signum in _STOP_SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        self.groups += 1
+        return True
+
+    def release(self) -> None:
+        """A group that counted closes; the last one puts the previous handlers back."""
+        self.groups -= 1
+        if self.groups == 0:
+            for signum, handler in self.previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            self.previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.held:
+            self.pending = self.pending or signum
+            return
+        raise Interrupted(signum)
+
+    def hold(self) -> None:
+        self.held += 1
+
+    def resume(self) -> None:
+        """End of a held section: a signal that came during it is raised now (once the outermost one ends)."""
+        self.held -= 1
+        if not self.held and self.pending is not None:
+            signum, self.pending = self.pending, None
+            if self.groups:
+                raise Interrupted(signum)
+            signal.raise_signal(signum)  # the last group is closed: the handler the process had takes it
+
+
+_SIGNALS = _Signals()
+
+
 class ProcessGroup:
-    """Owns every child the run starts; `close()` stops them all, newest first."""
+    """Owns every child the run starts; `close()` stops them all, newest first (also when the harness is told to
+    stop by a signal: see Interrupted)."""
 
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
         self.processes: list[Process] = []
+        self._counted = _SIGNALS.acquire()
 
     def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
               cwd: str | None = None) -> Process:
         log_path = os.path.join(self.workdir, f"{name}.log")
         log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115  (the pump thread writes it while the child lives)
-        popen = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                 text=True, env=env, cwd=cwd, start_new_session=True)
-        process = Process(name=name, popen=popen, log_path=log_path)
-        self.processes.append(process)
+        _SIGNALS.hold()  # a stop signal now would lose the child between its fork and its registration
+        try:
+            popen = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                     text=True, env=env, cwd=cwd, start_new_session=True)
+            process = Process(name=name, popen=popen, log_path=log_path)
+            self.processes.append(process)
+        finally:
+            _SIGNALS.resume()
         assert popen.stdout is not None
         threading.Thread(target=_pump, args=(popen.stdout, process.stdout_lines, log), daemon=True,
                          name=f"stdout-{name}").start()
@@ -224,12 +297,19 @@ class ProcessGroup:
             self.processes.remove(process)
 
     def close(self) -> None:
-        while self.processes:
-            process = self.processes.pop()
-            try:
-                process.stop()
-            except Exception as error:  # noqa: BLE001  (keep stopping the others)
-                print(f"bench: could not stop {process.name} (pid {process.pid}): {error}", file=sys.stderr)
+        _SIGNALS.hold()  # a second signal does not cut the stopping short: it is raised once all are stopped
+        try:
+            while self.processes:
+                process = self.processes.pop()
+                try:
+                    process.stop()
+                except Exception as error:  # noqa: BLE001  (keep stopping the others)
+                    print(f"bench: could not stop {process.name} (pid {process.pid}): {error}", file=sys.stderr)
+            if self._counted:
+                self._counted = False
+                _SIGNALS.release()
+        finally:
+            _SIGNALS.resume()
 
     def __enter__(self) -> Self:
         return self
