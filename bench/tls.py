@@ -85,9 +85,12 @@ WARMUP_SECONDS = 1
 # any (`pip install .`, or scripts/build-inplace for this tree); a line says so when a process runs another mode.
 MODES: dict[str, dict[str, str]] = {"pure-python": {"PYNGRESS_NO_EXTENSIONS": "1"},
                                     "compiled": {"PYNGRESS_NO_EXTENSIONS": ""},
-                                    "compiled-native": {"PYNGRESS_NO_EXTENSIONS": ""}}
-# compiled-native: the compiled build with `--tls-transport native` (proxy/tls/native.py).
-MODE_ARGS: dict[str, list[str]] = {"compiled-native": ["--tls-transport", "native"]}
+                                    "compiled-native": {"PYNGRESS_NO_EXTENSIONS": ""},
+                                    "compiled-asyncio": {"PYNGRESS_NO_EXTENSIONS": ""}}
+# The compiled build with `--tls-transport native` (proxy/tls/native.py), or with the asyncio path (`compiled` runs
+# the default, auto: native where it is built).
+MODE_ARGS: dict[str, list[str]] = {"compiled-native": ["--tls-transport", "native"],
+                                   "compiled-asyncio": ["--tls-transport", "asyncio"]}
 # Issue #14's target: CPU per resumed handshake at most this many times nginx's.
 RESUMED_CPU_TARGET = 1.5
 # s_time -www sends f"GET {page} HTTP/1.0\r\n\r\n", with no Host. This page smuggles one in (the
@@ -514,7 +517,7 @@ def key_rows(args: argparse.Namespace, group: ProcessGroup, openssl: str, nginx_
                        *MODE_ARGS.get(mode, []), *args.pyngress_arg])
             started.append(process)
             running = _running_mode(address.host, address.admin_port)
-            if running != mode.removesuffix("-native"):
+            if running != mode.removesuffix("-native").removesuffix("-asyncio"):
                 print(f"  {table}: the {mode} process runs {running} (build the tree: scripts/build-inplace)",
                       flush=True)
             ours.append(Target(label, _https_port(process), process))
@@ -713,8 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also compare create_server(ssl=) with TlsAcceptor")
     add("--modes", default="pure-python,compiled",
         help="comma-separated pyngress processes to run next to nginx: pure-python (PYNGRESS_NO_EXTENSIONS=1), "
-             "compiled-native (compiled, --tls-transport native), "
-             "compiled (what this tree loads by default: build it first with scripts/build-inplace)")
+             "compiled-native (compiled, --tls-transport native), compiled-asyncio (compiled, --tls-transport "
+             "asyncio), compiled (what this tree loads by default, --tls-transport auto: build it first with "
+             "scripts/build-inplace)")
     add("--perf", type=int, default=0, metavar="SECONDS",
         help="after the rounds, one more s_time run of SECONDS per load and server under `perf record`: CPU per "
              "connection split into OpenSSL, uvloop's SSL protocol, the interpreter, the kernel...")

@@ -157,10 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "ssl-passthrough and of TLSRoutes get the TLS stream undecrypted (off: every "
                           "connection is terminated here)")
 
-    tls.add_argument("--tls-transport", choices=("asyncio", "native"), default=d.tls_transport,
-                     help="how HTTPS listeners terminate TLS: asyncio (uvloop's SSL protocol) or native (OpenSSL reads "
-                          "and writes the socket, compiled builds only; falls back to asyncio with a warning; "
-                          "listeners with PROXY protocol or SSL passthrough stay asyncio)")
+    tls.add_argument("--tls-transport", choices=("auto", "asyncio", "native"), default=d.tls_transport,
+                     help="how HTTPS listeners terminate TLS: native (OpenSSL reads and writes the socket, compiled "
+                          "builds only; falls back to asyncio with a warning), asyncio (uvloop's SSL protocol), or "
+                          "auto: native wherever it can serve, asyncio otherwise (pure-Python mode, PROXY protocol, "
+                          "SSL passthrough; an INFO line at startup says which and why)")
 
     life = parser.add_argument_group("process")
     life.add_argument("--shutdown-grace-period", type=_seconds, default=d.shutdown_grace_period, metavar="SECONDS",

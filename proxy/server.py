@@ -40,7 +40,7 @@ from proxy.settings import Settings
 from proxy.stats import UNMATCHED, RouteLabels, RouteStats, TrafficStats, backend_labels, route_labels
 from proxy.tls import native as native_tls
 from proxy.tls.handshake import HandshakeProtocol, HandshakeStats, TlsAcceptor, tls_protocol_factory
-from proxy.tls.native import NATIVE, NativeTlsServer
+from proxy.tls.native import NativeTlsServer
 from proxy.tls.store import offer_http2
 from proxy.tracing.exporter import SpanExporter
 from proxy.tracing.tracer import Tracer
@@ -466,8 +466,8 @@ class ProxyServer(ServerState):
         if self.proxy_protocol is None:
             self.proxy_protocol = self.global_config.use_proxy_protocol
         native = None
-        if acceptor is not None and sni is None and not self.proxy_protocol and self.settings.tls_transport == NATIVE:
-            native = self._native_tls(port, ssl_context, connection, acceptor, certificates, reuse_port)
+        if acceptor is not None:
+            native = self._native_tls(port, connection, acceptor, certificates, reuse_port, passthrough=sni is not None)
         if native is not None:
             server = native
             acceptor = None
@@ -501,20 +501,17 @@ class ProxyServer(ServerState):
             self._ticker = loop.call_later(self.tick, self._on_tick)
         return listener
 
-    def _native_tls(self, port: int, ssl_context: ssl.SSLContext | None, connection: Callable[[], ClientConnection],
-                    acceptor: TlsAcceptor, certificates: CertStoreHolder | None,
-                    reuse_port: bool) -> NativeTlsServer | None:
-        """--tls-transport native: the listener's socket served by proxy/tls/native.py, or None (asyncio, with one
-        warning per reason) when the native transport cannot be used here."""
-        ok, reason = native_tls.available()
-        if ok and certificates is None and ssl_context is not None and ssl_context.sni_callback is not None:
-            ok, reason = False, "the listener's SSLContext has a Python SNI callback"
-        if not ok:
-            native_tls.warn_fallback(reason)
+    def _native_tls(self, port: int, connection: Callable[[], ClientConnection], acceptor: TlsAcceptor,
+                    certificates: CertStoreHolder | None, reuse_port: bool, *,
+                    passthrough: bool) -> NativeTlsServer | None:
+        """--tls-transport auto|native: the HTTPS listener's socket served by proxy/tls/native.py, or None where the
+        asyncio path serves it (native.choose says which, once per process)."""
+        context = certificates.native_context if certificates is not None else lambda: acceptor.ssl_context
+        if not native_tls.choose(self.settings.tls_transport, proxy_protocol=bool(self.proxy_protocol),
+                                 passthrough=passthrough, context=context):
             return None
-        context = certificates.native_context() if certificates is not None else acceptor.ssl_context
         return native_tls.NativeTlsServer.listen(
-            self.settings.bind, port, context, connection, stats=acceptor.stats,
+            self.settings.bind, port, context(), connection, stats=acceptor.stats,
             handshake_timeout=acceptor.handshake_timeout,
             select=certificates.select_native if certificates is not None else None, holder=certificates,
             reuse_port=reuse_port)

@@ -126,6 +126,7 @@ class Settings:
     # HTTP/2 to clients (ingress-nginx's use-http2): TLS listeners offer h2 by ALPN, plain ones accept h2c with
     # prior knowledge (the connection preface). Off: HTTP/1.1 only.
     http2: bool = True
-    # How HTTPS listeners terminate TLS: "asyncio" (uvloop's SSL protocol, proxy/tls/handshake.py) or "native"
-    # (OpenSSL on the socket, compiled: proxy/tls/native.py; falls back to asyncio with a warning when unavailable).
-    tls_transport: str = "asyncio"
+    # How HTTPS listeners terminate TLS: "native" (OpenSSL on the socket, compiled: proxy/tls/native.py; falls back
+    # to asyncio with a warning when unavailable), "asyncio" (uvloop's SSL protocol, proxy/tls/handshake.py), or
+    # "auto": native wherever it can serve the listener, asyncio otherwise (one INFO line says which and why).
+    tls_transport: str = "auto"

@@ -48,7 +48,8 @@ class Listener:
         self.certificates: CertStoreHolder | None = None
         self.acceptor: TlsAcceptor | None = None
         self.handshakes: HandshakeStats | None = None
-        # --tls-transport native: the listener's server, which terminates TLS in compiled code (acceptor None).
+        # The native TLS transport (--tls-transport auto where compiled, or native): the listener's server, which
+        # terminates TLS in compiled code (acceptor None).
         self.native: NativeTlsServer | None = None
         # With --enable-ssl-passthrough: the SNI reader in front of the acceptor (its table set at each publish).
         self.sni: SniAcceptor | None = None

@@ -23,6 +23,7 @@ import os
 import socket as _socket_module
 import ssl as _ssl_module
 import _ssl
+from asyncio.trsock import TransportSocket as _TransportSocket
 
 cdef object _BASE_OPTIONS = _ssl._SSLContext.__dict__["options"]
 

@@ -31,7 +31,8 @@ cdef class NativeTransport:
     cdef Py_ssize_t high
     cdef Py_ssize_t low
     cdef dict extra
-    cdef object sock
+    cdef object sock  # the socket.socket over fd, made on demand for get_extra_info("socket")
+    cdef object sock_view  # what that returns: asyncio's wrapper of it
     cdef TlsInfo tls_info
     cdef object select_error
 
@@ -409,10 +410,14 @@ cdef class NativeTransport:
             self.handshaking = False
             server.handshaking.discard(self)
         if self.sock is not None:
+            # Handed out by get_extra_info("socket"): it may have been duplicated, and the kernel drops an epoll
+            # entry only when the last descriptor of the open file is closed, so it leaves the set explicitly.
+            if self.interest:
+                c_epoll_ctl(server.epfd, EPOLL_CTL_DEL, self.fd, 0)
             self.sock.detach()
-            self.sock = None
-        # Closing the socket takes it out of the epoll set (accept4 made it close-on-exec and nothing duplicates
-        # it), so no epoll_ctl; the dict entry goes with it, the last of a closed listener's releases the set.
+            self.sock = self.sock_view = None
+        # Otherwise closing the socket takes it out of the epoll set (accept4 made it close-on-exec and nothing else
+        # holds it), so no epoll_ctl; the dict entry goes with it, the last of a closed listener's releases the set.
         self.interest = 0
         c_close(self.fd)
         server.fds.pop(self.fd, None)
@@ -439,8 +444,10 @@ cdef class NativeTransport:
             if self.closed:
                 return default
             if self.sock is None:
+                # asyncio's own transports' wrapper: no close() or detach() (the descriptor stays the transport's)
                 self.sock = _socket_module.socket(fileno=self.fd)
-            return self.sock
+                self.sock_view = _TransportSocket(self.sock)
+            return self.sock_view
         if name == "ssl_object" or name == "sslcontext":
             if self.ssl == NULL or self.closed:
                 return default

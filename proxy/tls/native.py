@@ -1,4 +1,4 @@
-"""`--tls-transport native`: HTTPS listeners whose TLS runs in compiled code (proxy/tls/_native.pyx), issue #14.
+"""`--tls-transport auto|native`: HTTPS listeners whose TLS runs in compiled code (proxy/tls/_native.pyx), issue #14.
 
 The asyncio path (proxy/tls/handshake.py) terminates TLS with uvloop's SSL protocol behind memory BIOs, and every
 step of a handshake is a few Python callbacks; the native transport hands the socket to OpenSSL (`SSL_set_fd`) and
@@ -12,7 +12,9 @@ handshakes counted by outcome (handshake.py's REASONS) and the handshake timeout
 header (`use-proxy-protocol`) or SSL passthrough keep the asyncio path (the first bytes are read before TLS starts).
 
 Compiled only: in pure-Python mode (PYNGRESS_NO_EXTENSIONS=1), without the compiled module, or with a libssl it
-cannot share with the `ssl` module, `load()` says why and the listener uses the asyncio path (one warning).
+cannot share with the `ssl` module, `load()` says why and the listener uses the asyncio path. `choose()` decides
+per listener: `auto` (the default) takes the native transport wherever it can serve and says which one it took in
+one INFO line per process; an explicit `native` that cannot be served warns instead; `asyncio` never tries it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ logger = logging.getLogger("pyngress.tls")
 
 NATIVE = "native"
 ASYNCIO = "asyncio"
-TRANSPORTS: tuple[str, ...] = (ASYNCIO, NATIVE)
+AUTO = "auto"
+TRANSPORTS: tuple[str, ...] = (AUTO, ASYNCIO, NATIVE)
 
 
 @cache
@@ -69,6 +72,52 @@ def warn_fallback(reason: str) -> None:
     logger.warning("--tls-transport native is unavailable (%s): TLS listeners use the asyncio transport", reason)
 
 
+@cache
+def announce(setting: str, transport: str, reason: str = "") -> None:
+    """The startup line saying which transport the HTTPS listeners use (once per process and outcome)."""
+    if reason:
+        logger.info("HTTPS listeners use the %s TLS transport (--tls-transport %s: %s)", transport, setting, reason)
+    else:
+        logger.info("HTTPS listeners use the %s TLS transport (--tls-transport %s)", transport, setting)
+
+
+def unsupported(context: ssl.SSLContext) -> str:
+    """Why the native transport cannot handshake with `context` ("" if it can): `_ssl`'s own callbacks on it would
+    read the connection's app data as the ssl module's SSL object, which the native transport does not make."""
+    if context.sni_callback is not None:
+        return "the listener's SSLContext has a Python SNI callback"
+    if context.keylog_filename:
+        return "the listener's SSLContext writes a key log (keylog_filename, SSLKEYLOGFILE)"
+    return ""
+
+
+def choose(setting: str, *, proxy_protocol: bool, passthrough: bool, context: Callable[[], ssl.SSLContext]) -> bool:
+    """Whether an HTTPS listener under `--tls-transport setting` is served by the native transport (`context`:
+    the listener context it would use), logged once.
+
+    `auto` falls back without a warning (the asyncio path serves the same), an explicit `native` warns where the
+    transport is missing or the context is not one it serves; PROXY protocol and passthrough listeners read their
+    first bytes before TLS starts, so they keep the asyncio path under either, as documented."""
+    if setting == ASYNCIO:
+        announce(setting, ASYNCIO)
+        return False
+    if proxy_protocol or passthrough:
+        announce(setting, ASYNCIO, "the PROXY protocol header is read before TLS starts" if proxy_protocol
+                 else "SSL passthrough reads the ClientHello before TLS starts")
+        return False
+    ok, reason = available()
+    if ok:
+        reason = unsupported(context())
+    if not reason:
+        announce(setting, NATIVE)
+        return True
+    if setting == NATIVE:
+        warn_fallback(reason)
+    else:
+        announce(setting, ASYNCIO, reason)
+    return False
+
+
 def classify(reason: str) -> str:
     """handshake.py's REASONS for an OpenSSL reason name ("WRONG_VERSION_NUMBER")."""
     return _SSL_REASONS.get(reason, OTHER)
@@ -97,6 +146,9 @@ class NativeTlsServer(asyncio.AbstractServer):
             raise RuntimeError(module)
         if handshake_timeout <= 0:
             raise ValueError(f"handshake_timeout must be positive, got {handshake_timeout}")
+        problem = unsupported(context)
+        if problem:
+            raise ValueError(problem)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:

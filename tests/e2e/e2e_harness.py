@@ -324,7 +324,8 @@ async def start_pyngress(manifests: Path | list[Path] | None, *args: str, log_pa
     for path in paths:
         command += ["--manifests", str(path)]
     if os.environ.get("PYNGRESS_TEST_TLS_TRANSPORT"):
-        # Runs the TLS suites on another transport (`PYNGRESS_TEST_TLS_TRANSPORT=native`, after build-inplace).
+        # Runs the TLS suites on one transport (`PYNGRESS_TEST_TLS_TRANSPORT=asyncio`, or `native` after
+        # build-inplace; `auto`, the default, is what runs without it).
         command += ["--tls-transport", os.environ["PYNGRESS_TEST_TLS_TRANSPORT"]]
     command += list(args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),

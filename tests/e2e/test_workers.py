@@ -30,6 +30,7 @@ from e2e_harness import (
 )
 from proxy.kube.cache import KINDS, ObjectCache
 from proxy.settings import Settings
+from proxy.tls.native import available
 from proxy.workers.pool import WorkerPool
 
 HOST = "app.example.test"
@@ -188,6 +189,15 @@ async def test_a_session_ticket_resumes_on_every_worker(echo_pods, manifests, py
     after = [await scrape(proc, "pyngress_worker_connections_total", worker=w) or 0 for w in ("0", "1")]
     assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)  # both workers resumed some
     assert results == [True] * len(results)
+    # On the transport the build serves by default (native where compiled), in each worker: one line each.
+    assert proc.log().count(f"HTTPS listeners use the {expected_transport()} TLS transport") == 2, proc.log()
+
+
+def expected_transport() -> str:
+    """The TLS transport the HTTPS listeners of a process started by the harness use (--tls-transport auto unless
+    PYNGRESS_TEST_TLS_TRANSPORT names one)."""
+    asked = os.environ.get("PYNGRESS_TEST_TLS_TRANSPORT", "auto")
+    return "native" if asked != "asyncio" and available()[0] else "asyncio"
 
 
 async def test_both_workers_follow_a_manifest_change(echo_pods, manifests, pyngress):

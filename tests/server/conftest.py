@@ -21,7 +21,8 @@ async def make_proxy() -> AsyncIterator[Callable[..., Awaitable[Proxy]]]:
 
     async def factory(**overrides: object) -> Proxy:
         overrides.setdefault("access_log", False)  # tests that want it turn it on
-        if os.environ.get("PYNGRESS_TEST_TLS_TRANSPORT"):  # the TLS suites on another transport (native)
+        # The TLS suites on one transport (asyncio, or native; auto, the default, is what runs without it).
+        if os.environ.get("PYNGRESS_TEST_TLS_TRANSPORT"):
             overrides.setdefault("tls_transport", os.environ["PYNGRESS_TEST_TLS_TRANSPORT"])
         # The CLI's process freezes the GC at publishes (tests/server/test_gc_freeze.py); tests leave it off.
         freeze_gc = bool(overrides.pop("freeze_gc", False))

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from proxy.settings import Settings
 from proxy.tls import native as native_tls
 from proxy.tls.native import available
 from server_harness import Rule, cluster, read_response
@@ -135,3 +136,91 @@ async def test_native_transport_falls_back_to_asyncio_with_one_warning(make_prox
     writer.write(b"GET /x HTTP/1.1\r\nHost: secure.example\r\n\r\n")
     assert (await read_response(reader)).status == 200
     writer.close()
+
+
+def _transport_lines(caplog) -> tuple[list[str], list[str]]:
+    """pyngress.tls's INFO lines naming the HTTPS listeners' transport, and its warnings."""
+    records = [record for record in caplog.records if record.name == "pyngress.tls"]
+    lines = [record.getMessage() for record in records
+             if record.levelno == logging.INFO and record.getMessage().startswith("HTTPS listeners use")]
+    return lines, [record.getMessage() for record in records if record.levelno >= logging.WARNING]
+
+
+async def _https(proxy, certificate, context_setup=None):
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(*certificate)
+    if context_setup is not None:
+        context_setup(server_context)
+    await proxy.server.start_https(server_context, port=0)
+    (listener,) = [listener for listener in proxy.server.listeners if listener.tls]
+    return listener
+
+
+async def test_auto_serves_with_native_where_compiled_and_says_so_once(make_proxy, make_pods, certificate, caplog):
+    """--tls-transport auto (the default): the native transport wherever it can serve (compiled builds), asyncio in
+    pure-Python mode; one INFO line per process says which (and why asyncio), never a warning."""
+    native_tls.announce.cache_clear()
+    assert Settings().tls_transport == "auto"
+    (pod,) = await make_pods("a")
+    compiled, problem = available()
+    with caplog.at_level(logging.INFO, logger="pyngress.tls"):
+        listeners = []
+        for _ in range(2):  # a second proxy in the same process: no second line
+            proxy = await make_proxy(tls_transport="auto")
+            proxy.publish([Rule("secure.example", "/", APP)], [cluster(APP, [pod.endpoint])])
+            listeners.append((proxy, await _https(proxy, certificate)))
+    lines, warnings = _transport_lines(caplog)
+    assert warnings == []
+    if compiled:
+        assert lines == ["HTTPS listeners use the native TLS transport (--tls-transport auto)"]
+    else:
+        assert lines == [f"HTTPS listeners use the asyncio TLS transport (--tls-transport auto: {problem})"]
+    for proxy, listener in listeners:
+        assert (listener.native is not None) == compiled and (listener.acceptor is None) == compiled
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.https_port,
+                                                       ssl=ssl.create_default_context(cafile=certificate[0]),
+                                                       server_hostname="secure.example")
+        writer.write(b"GET /x HTTP/1.1\r\nHost: secure.example\r\n\r\n")
+        assert (await read_response(reader)).status == 200
+        writer.close()
+
+
+def _keylog(tmp_path):
+    def setup(context: ssl.SSLContext) -> None:
+        context.keylog_filename = str(tmp_path / "keys.log")
+
+    return setup
+
+
+@pytest.mark.parametrize("case", ["proxy_protocol", "ssl_passthrough", "sni_callback", "keylog"])
+async def test_auto_keeps_asyncio_where_native_cannot_serve_without_a_warning(make_proxy, certificate, caplog,
+                                                                             tmp_path, case):
+    """What the native transport does not serve keeps the asyncio path under auto, silently but for the INFO line:
+    PROXY protocol and passthrough listeners (their first bytes are read before TLS), a listener context whose
+    `_ssl` callbacks (a Python SNI callback, a key log) expect the ssl module's own SSL objects."""
+    native_tls.announce.cache_clear()
+    settings = {case: True} if case in ("proxy_protocol", "ssl_passthrough") else {}
+    setup = {"sni_callback": lambda context: setattr(context, "sni_callback", lambda *_: None),
+             "keylog": _keylog(tmp_path)}.get(case)
+    proxy = await make_proxy(tls_transport="auto", **settings)
+    with caplog.at_level(logging.INFO, logger="pyngress.tls"):
+        listener = await _https(proxy, certificate, setup)
+    assert listener.native is None
+    lines, warnings = _transport_lines(caplog)
+    assert warnings == []
+    assert len(lines) == 1 and lines[0].startswith("HTTPS listeners use the asyncio TLS transport (--tls-transport "
+                                                   "auto: ")
+    compiled, problem = available()
+    why = {"proxy_protocol": "PROXY protocol", "ssl_passthrough": "passthrough", "sni_callback": "SNI callback",
+           "keylog": "key log"}[case] if compiled or case in ("proxy_protocol", "ssl_passthrough") else problem
+    assert why in lines[0]
+
+
+async def test_explicit_asyncio_never_takes_native(make_proxy, certificate, caplog):
+    native_tls.announce.cache_clear()
+    proxy = await make_proxy(tls_transport="asyncio")
+    with caplog.at_level(logging.INFO, logger="pyngress.tls"):
+        listener = await _https(proxy, certificate)
+    assert listener.native is None and listener.acceptor is not None
+    assert _transport_lines(caplog) == (["HTTPS listeners use the asyncio TLS transport (--tls-transport asyncio)"],
+                                        [])

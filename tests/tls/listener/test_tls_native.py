@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -407,3 +408,38 @@ async def test_an_app_error_is_reported_and_other_connections_go_on(pki, listen)
         first.close()
         second.close()
         loop.set_exception_handler(None)
+
+
+def epoll_watched(epfd: int) -> list[int]:
+    """The file descriptor numbers an epoll set holds entries for (Linux's /proc/self/fdinfo: one `tfd:` line each)."""
+    with open(f"/proc/self/fdinfo/{epfd}", encoding="ascii") as info:
+        return [int(line.split()[1]) for line in info if line.startswith("tfd:")]
+
+
+@native_only
+async def test_a_duplicated_socket_leaves_no_entry_in_the_epoll_set(pki, listen):
+    """get_extra_info("socket") hands out the connection's socket; a dup of it keeps the open file alive after the
+    transport closes its descriptor, and the kernel drops an epoll entry only when the file goes: the transport
+    must take the socket out of its set itself, or the set keeps reporting (level-triggered) a descriptor it no
+    longer has: the loop wakes for nothing at every turn, or a new connection given the same number is woken."""
+    listener = await listen(echo=True)
+    tls = await in_thread(connect, listener.port, client_context(pki))
+    copy: socket.socket | None = None
+    try:
+        peer = await listener.next_peer()
+        epfd = listener.server.native.epoll_fd
+        fd = peer.transport.get_extra_info("socket").fileno()
+        assert epoll_watched(epfd) == [fd]
+        copy = peer.transport.get_extra_info("socket").dup()
+        peer.transport.close()
+        async with asyncio.timeout(TIMEOUT):
+            await peer.lost.wait()
+        await in_thread(tls.sendall, b"after the close")  # the dup's receive queue: readable from now on
+        readable, _, _ = await in_thread(select.select, [copy], [], [], TIMEOUT)
+        assert readable == [copy]
+        assert epoll_watched(epfd) == []
+        assert select.select([epfd], [], [], 0)[0] == []
+    finally:
+        if copy is not None:
+            copy.close()
+        tls.close()
