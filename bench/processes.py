@@ -181,17 +181,22 @@ def _pump(stream: IO[str], lines: queue.Queue[str], log: IO[str]) -> None:
 
     Read in raw chunks, appended to the log as they came (O_APPEND, as the child's stderr): a loop per line in Python
     (text decoding, a write and a flush each) cost the harness a good part of a core at the access log's 24k lines a
-    second, on the 2 cores that the proxy, wrk and the backend share, and charged it to the proxy's "both on" row."""
+    second, on the 2 cores that the proxy, wrk and the backend share, and charged it to the proxy's "both on" row.
+    Chunks of up to 1 MiB (the proxy grows its log pipe to that), and a chunk of access log lines alone is told by
+    counting line starts in C (a loop per line in Python still cost ~1.5 µs a line)."""
     fd, log_fd = stream.fileno(), log.fileno()
     rest = b""
-    while chunk := os.read(fd, 1 << 16):
+    while chunk := os.read(fd, 1 << 20):
         os.write(log_fd, chunk)
-        if b"\n" not in chunk:
+        end = chunk.rfind(b"\n") + 1
+        if not end:
             rest += chunk
             continue
-        *complete, tail = (rest + chunk).split(b"\n")
-        rest = tail
-        for line in complete:
+        complete, rest = rest + chunk[:end], chunk[end:]
+        # Only access log lines (each starts with "{"), the usual case: two counts in C, no loop per line.
+        if complete.count(b"\n") == complete.count(b"\n{") + complete.startswith(b"{"):
+            continue
+        for line in complete.splitlines():
             if not line.startswith(b"{"):  # an access log line: kept in the log file only, not queued
                 lines.put(line.decode("utf-8", "replace") + "\n")
     if rest and not rest.startswith(b"{"):

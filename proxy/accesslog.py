@@ -386,10 +386,11 @@ class AccessLog:
                 pending = self.pending
                 if not pending:
                     return
-                popleft = pending.popleft
-                lines = [popleft() for _ in range(len(pending))]
-                self._batch = len(lines)
-                rest = b"".join(lines)
+                # (the loop's own queue: add runs on the loop too, so nothing comes in between the join and the
+                # clear; no popleft per line)
+                self._batch = len(pending)
+                rest = b"".join(pending)
+                pending.clear()
                 taken = 0
             try:
                 taken = _write_pieces(self._out, rest, taken, self._whole)

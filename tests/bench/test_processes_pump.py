@@ -1,0 +1,39 @@
+"""The harness's reader of a child's stdout: every byte into the child's log, the lines that are not access log
+lines (ports, messages) queued in order, whether they come alone or among thousands of access log lines."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: the bench package
+
+from bench.processes import ProcessGroup
+
+pytestmark = pytest.mark.timeout(60)
+
+# The child: a message, a burst of access log lines written in one go with messages among them (one in the middle of
+# the burst, one at its end), and a last line without a newline.
+CHILD = r"""
+import os
+os.write(1, b"first message\n")
+log = b"".join(b'{"time":"t","n":%d}\n' % n for n in range(5000))
+os.write(1, log + b"between\n" + log + b"after the burst\n" + log[:40])
+os.write(1, log[40:] + b"last, no newline")
+"""
+
+
+def test_the_pump_queues_the_lines_that_are_not_log_lines_and_logs_every_byte() -> None:
+    with tempfile.TemporaryDirectory() as workdir, ProcessGroup(workdir) as group:
+        process = group.start("child", [sys.executable, "-c", CHILD])
+        assert process.popen.wait(timeout=30) == 0
+        seen = [process.stdout_lines.get(timeout=10) for _ in range(4)]
+        assert seen == ["first message\n", "between\n", "after the burst\n", "last, no newline"]
+        assert process.stdout_lines.empty()
+        log = Path(process.log_path).read_bytes()
+    lines = log.split(b"\n")
+    assert sum(1 for line in lines if line.startswith(b"{")) == 15000
+    assert lines[-1] == b"last, no newline"
