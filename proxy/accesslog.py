@@ -3,13 +3,14 @@
 
 A finished request is formatted on the loop, straight into bytes, and queued: the route's fields
 are encoded once per route, the line's start (date and time) once per millisecond, small numbers and
-sub-second durations come from digit tables, header values that need no JSON escaping are copied as
-they are, and the line is one join of ten fragments: the constant text around the fields that repeat
-from line to line (client, method and host; protocol and status; upstream and route) is kept from the
-line before, since bytes.join pays about 100 instructions per fragment. Compiled (accesslog.pxd), `add`
-is a typed C method that record.py calls directly (callgrind: see `python -m bench.instructions
---observability`; about 13k instructions per line before, with a join of some forty fragments, and
-19.5k with a %-format of the whole line). Past ``limit`` waiting lines, new ones are dropped and counted:
+sub-second durations come from digit tables (with the key before them), header values that need no JSON
+escaping are copied as they are, and the line is one join of twelve fragments: the constant text around
+the fields that repeat from line to line (client, method and host; protocol and status; upstream, route
+and user agent) is kept from the line before, since bytes.join pays about 60-100 instructions per fragment.
+Compiled (accesslog.pxd), `add` is a typed C method that record.py calls directly (callgrind: see `python
+-m bench.instructions --observability`; about 13k instructions per line with a join of some forty
+fragments, 19.5k with a %-format of the whole line, 7.8k with two joins of twenty, 6.6k now, each with the
+~2k of a call from Python). Past ``limit`` waiting lines, new ones are dropped and counted:
 a slow stdout reader never stalls the proxy. (Formatting in a thread instead was measured: its batches
 hold the GIL and tripled the p99.)
 
@@ -26,9 +27,13 @@ Queued lines go out every ``interval``, one of two ways:
   ``os.write`` releases the GIL and a slow device stalls the thread, never the proxy. One write per
   batch on a regular file or a terminal (on a file, one description's writes do not interleave).
 
-Into a pipe, writes go in pieces of at most PIPE_BUF bytes cut at line ends: several worker processes
-share one stdout pipe, such writes are atomic (all or nothing when non-blocking), so lines never
-interleave. A line longer than PIPE_BUF goes alone (and may interleave).
+Into a pipe shared with other processes (``shared``: worker processes), writes go in pieces of at most
+PIPE_BUF bytes cut at line ends: such writes are atomic (all or nothing when non-blocking), so lines never
+interleave. A line longer than PIPE_BUF goes alone (and may interleave). A process alone on the pipe
+writes each batch in one write (the rest, when the pipe is full, once it drains): each write wakes the
+reader, and at 15k lines a second the pieces were some 2,000 writes and wake-ups a second, ~16 µs of
+system time each on this 2-core VM (`python -m bench.logcost`). The loop grows the pipe to PIPE_SIZE
+when it may, so that a batch rarely waits for the reader.
 
 Fields (ingress-nginx users will recognise most of them from its JSON log formats):
 ``time`` (UTC, ms), ``request_id``, ``client``, ``method``, ``host`` (Host header), ``path``,

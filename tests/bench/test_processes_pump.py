@@ -3,8 +3,10 @@ lines (ports, messages) queued in order, whether they come alone or among thousa
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,30 @@ def test_the_pump_queues_the_lines_that_are_not_log_lines_and_logs_every_byte() 
     lines = log.split(b"\n")
     assert sum(1 for line in lines if line.startswith(b"{")) == 15000
     assert lines[-1] == b"last, no newline"
+
+
+# The child: a ready line, then (once the test has turned queueing off and made the file `go`) more lines.
+LATER = r"""
+import os, sys, time
+os.write(1, b"ready\n")
+deadline = time.monotonic() + 30
+while not os.path.exists(sys.argv[1]):
+    assert time.monotonic() < deadline
+    time.sleep(0.01)
+os.write(1, b"later\n" + b'{"time":"t"}\n' * 1000)
+"""
+
+
+def test_once_queueing_is_off_stdout_only_goes_to_the_log() -> None:
+    with tempfile.TemporaryDirectory() as workdir, ProcessGroup(workdir) as group:
+        go = Path(workdir) / "go"
+        process = group.start("child", [sys.executable, "-c", LATER, str(go)])
+        assert process.wait_line(re.compile("ready"), timeout=30)
+        process.queue_lines = False
+        go.touch()
+        assert process.popen.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10  # the pump's last copy into the log
+        while b"later\n" + b'{"time":"t"}\n' * 1000 not in Path(process.log_path).read_bytes():
+            assert time.monotonic() < deadline, "the log lacks what came after queueing was turned off"
+            time.sleep(0.01)
+        assert process.stdout_lines.empty()
