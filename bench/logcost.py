@@ -1,6 +1,6 @@
 """Where the access log and per-route metrics cost CPU outside what callgrind counts: many short alternating rounds.
 
-    python -m bench.logcost [--rounds 8] [--seconds 3] [--connections 64]
+    python -m bench.logcost [--rounds 8] [--seconds 3] [--connections 64] [--baseline DIR]
 
 Starts nginx (the backend) and pyngress twice from this tree (compiled when built: scripts/build-inplace), "both
 off" (--no-access-log --no-route-metrics) and "both on" (--access-log --route-metrics, the log into the pipe the
@@ -11,7 +11,8 @@ voluntary and involuntary context switches (/proc/PID/task/*/status), its read a
 reads its stdout (bench.processes._pump: the stand-in for a container runtime's reader). CPU per request holds
 still better than req/s when other load moves on a shared box; the on - off differences are what the log and the
 metrics cost the proxy, counted by the kernel rather than by callgrind (system calls, wake-ups, cache misses).
-Everything runs on 127.0.0.1 and stops by itself.
+`--baseline DIR` adds "both on" from another source tree (a copy built with scripts/build-inplace), in the same
+rounds. Everything runs on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -78,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="rounds, each flavour once per round, alternating")
     parser.add_argument("--seconds", type=int, default=3, help="length of each wrk run")
     parser.add_argument("--connections", type=int, default=64, help="wrk's connections (one thread)")
+    parser.add_argument("--baseline", default="", metavar="DIR",
+                        help="also: both on from the source tree in DIR (built in place: compiled)")
     args = parser.parse_args(argv)
+    flavours = dict(_FLAVOURS)
+    if args.baseline:
+        flavours["baseline on"] = _FLAVOURS["both on"]
     wrk, nginx_path = which("wrk"), which("nginx")
     if wrk is None or nginx_path is None:
         print("bench.logcost: needs wrk and nginx (apt-get install wrk nginx)", file=sys.stderr)
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="pyngress-logcost-")
     os.chmod(workdir, 0o755)
     group = ProcessGroup(workdir)
-    figures: dict[str, list[dict[str, float]]] = {label: [] for label in _FLAVOURS}
+    figures: dict[str, list[dict[str, float]]] = {label: [] for label in flavours}
     try:
         ports = [free_port(), free_port()]
         layout = nginx.backend_config(os.path.join(workdir, "nginx"), ports=ports)
@@ -94,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = os.path.join(workdir, "manifests")
         manifests.write_folder(folder, manifests.objects(None, backend=[("127.0.0.1", ports[0])]))
         started = {}
-        for index, (label, extra) in enumerate(_FLAVOURS.items()):
+        for index, (label, extra) in enumerate(flavours.items()):
             name = f"pyngress-{index}"
-            process, address, _ = start_pyngress(group, manifests=folder, name=name, extra=extra)
+            process, address, _ = start_pyngress(group, manifests=folder, name=name, extra=extra,
+                                                 tree=args.baseline if label == "baseline on" else None)
             url = f"http://{address.host}:{address.http_port}"
             run_wrk(wrk, url=url, request=_REQUEST, duration=2, connections=args.connections, workdir=workdir)
             started[label] = (process.pid, _pump_thread(name), url)
-        labels = list(_FLAVOURS)
+        labels = list(flavours)
         for index in range(args.rounds):
             for label in labels if index % 2 == 0 else reversed(labels):
                 pid, pump, url = started[label]
@@ -122,18 +129,20 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nper request, medians of {args.rounds} rounds of {args.seconds} s (load average "
           f"{os.getloadavg()[0]:.2f} at the end)")
-    print(f"  {'':<10}{'req/s':>9}" + "".join(f"{heading:>11}" for _, heading, _ in _COLUMNS))
+    print(f"  {'':<11}{'req/s':>8}" + "".join(f"{heading:>11}" for _, heading, _ in _COLUMNS))
     medians = {}
     for label, rounds in figures.items():
         if not rounds:
             continue
         medians[label] = {key: median(r[key] for r in rounds) for key in rounds[0]}
-        print(f"  {label:<10}{medians[label]['rps']:>9,.0f}"
+        print(f"  {label:<11}{medians[label]['rps']:>8,.0f}"
               + "".join(f"{medians[label][key] * scale:>11.3f}" for key, _, scale in _COLUMNS))
-    if len(medians) == 2:
-        off, on = medians["both off"], medians["both on"]
-        print(f"  {'on - off':<10}{on['rps'] / off['rps']:>8.3f}x"
-              + "".join(f"{(on[key] - off[key]) * scale:>11.3f}" for key, _, scale in _COLUMNS))
+    off = medians.get("both off")
+    for label, name in (("both on", "on - off"), ("baseline on", "base - off")):
+        on = medians.get(label)
+        if off is not None and on is not None:
+            print(f"  {name:<11}{on['rps'] / off['rps']:>7.3f}x"
+                  + "".join(f"{(on[key] - off[key]) * scale:>11.3f}" for key, _, scale in _COLUMNS))
     return 0
 
 
