@@ -119,6 +119,8 @@ class Process:
     popen: subprocess.Popen[str]
     log_path: str
     stdout_lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    # False: stdout only goes to the log file (see _pump)
+    queue_lines: bool = True
     # pids whose memory counts as this process's (nginx: the workers); default: the process itself.
     measured: list[int] = field(default_factory=list)
 
@@ -179,16 +181,23 @@ class Process:
             pass
 
 
-def _pump(stream: IO[str], lines: queue.Queue[str], log: IO[str]) -> None:
-    """The child's stdout into its log file, the lines that are not access log lines queued (ports, messages).
+def _pump(stream: IO[str], process: Process, log: IO[str]) -> None:
+    """The child's stdout into its log file, the lines that are not access log lines queued (ports, messages) until
+    ``process.queue_lines`` is turned off (start_pyngress: once it is ready), then copied to the log only.
 
     Read in raw chunks, appended to the log as they came (O_APPEND, as the child's stderr): a loop per line in Python
     (text decoding, a write and a flush each) cost the harness a good part of a core at the access log's 24k lines a
-    second, on the 2 cores that the proxy, wrk and the backend share, and charged it to the proxy's "both on" row."""
+    second, on the 2 cores that the proxy, wrk and the backend share, and charged it to the proxy's "both on" row.
+    Even split into lines and checked for a "{" (or counted with bytes.count: slower, ~1 ns a byte) a line cost the
+    reader ~1.2 µs of CPU; copied only, as a container runtime's reader copies a pipe into a file, ~0.5 µs
+    (`python -m bench.logcost`'s "pump" column)."""
     fd, log_fd = stream.fileno(), log.fileno()
+    lines = process.stdout_lines
     rest = b""
-    while chunk := os.read(fd, 1 << 16):
+    while chunk := os.read(fd, 1 << 20):
         os.write(log_fd, chunk)
+        if not process.queue_lines:
+            continue
         if b"\n" not in chunk:
             rest += chunk
             continue
@@ -197,7 +206,7 @@ def _pump(stream: IO[str], lines: queue.Queue[str], log: IO[str]) -> None:
         for line in complete:
             if not line.startswith(b"{"):  # an access log line: kept in the log file only, not queued
                 lines.put(line.decode("utf-8", "replace") + "\n")
-    if rest and not rest.startswith(b"{"):
+    if rest and not rest.startswith(b"{") and process.queue_lines:
         lines.put(rest.decode("utf-8", "replace"))
 
 
@@ -287,7 +296,7 @@ class ProcessGroup:
         finally:
             _SIGNALS.resume()
         assert popen.stdout is not None
-        threading.Thread(target=_pump, args=(popen.stdout, process.stdout_lines, log), daemon=True,
+        threading.Thread(target=_pump, args=(popen.stdout, process, log), daemon=True,
                          name=f"stdout-{name}").start()
         return process
 
@@ -346,6 +355,7 @@ def start_pyngress(group: ProcessGroup, *, manifests: str, name: str = "pyngress
     started = time.monotonic()
     process = group.start(name, argv, env=env, cwd=repo)
     match = process.wait_line(_PYNGRESS_READY, timeout=timeout)
+    process.queue_lines = False  # from now on its stdout is the access log: copied to the log file, not split
     elapsed = time.monotonic() - started
     # With --workers N the serving happens in child processes: count them with the control process.
     process.measured = [process.pid, *children(process.pid)]

@@ -2,6 +2,11 @@
 # its annotations off: `int` there would mean a Python int, where these are C numbers).
 cimport cython
 
+# The digit tables (module globals typed: an index is a C bounds check and a read, not a generic item lookup).
+cdef Py_ssize_t _NUMBERS_END
+cdef tuple _NUMBERS, _DIGITS3, _MILLIS_ID, _BYTES_OUT, _DURATION_MS, _UPSTREAM_MS
+cdef bytes _PLAIN_END
+
 cdef class AccessLog:
     cdef public object fd
     cdef public Py_ssize_t limit
@@ -39,6 +44,7 @@ cdef class AccessLog:
     cdef bytes _upstream
     cdef bytes _route
     cdef bytes _where
+    cdef bytes _plain_tail
 
     @cython.locals(second=cython.longlong, millisecond=cython.long, micros=cython.longlong)
     cpdef add(self, double when, bytes request_id, bytes client, bytes method, bytes host, bytes target,

@@ -3,13 +3,14 @@
 
 A finished request is formatted on the loop, straight into bytes, and queued: the route's fields
 are encoded once per route, the line's start (date and time) once per millisecond, small numbers and
-sub-second durations come from digit tables, header values that need no JSON escaping are copied as
-they are, and the line is one join of ten fragments: the constant text around the fields that repeat
-from line to line (client, method and host; protocol and status; upstream and route) is kept from the
-line before, since bytes.join pays about 100 instructions per fragment. Compiled (accesslog.pxd), `add`
-is a typed C method that record.py calls directly (callgrind: see `python -m bench.instructions
---observability`; about 13k instructions per line before, with a join of some forty fragments, and
-19.5k with a %-format of the whole line). Past ``limit`` waiting lines, new ones are dropped and counted:
+sub-second durations come from digit tables (with the key before them), header values that need no JSON
+escaping are copied as they are, and the line is one join of twelve fragments: the constant text around
+the fields that repeat from line to line (client, method and host; protocol and status; upstream, route
+and user agent) is kept from the line before, since bytes.join pays about 60-100 instructions per fragment.
+Compiled (accesslog.pxd), `add` is a typed C method that record.py calls directly (callgrind: see `python
+-m bench.instructions --observability`; about 13k instructions per line with a join of some forty
+fragments, 19.5k with a %-format of the whole line, 7.8k with two joins of twenty, 6.6k now, each with the
+~2k of a call from Python). Past ``limit`` waiting lines, new ones are dropped and counted:
 a slow stdout reader never stalls the proxy. (Formatting in a thread instead was measured: its batches
 hold the GIL and tripled the p99.)
 
@@ -26,9 +27,13 @@ Queued lines go out every ``interval``, one of two ways:
   ``os.write`` releases the GIL and a slow device stalls the thread, never the proxy. One write per
   batch on a regular file or a terminal (on a file, one description's writes do not interleave).
 
-Into a pipe, writes go in pieces of at most PIPE_BUF bytes cut at line ends: several worker processes
-share one stdout pipe, such writes are atomic (all or nothing when non-blocking), so lines never
-interleave. A line longer than PIPE_BUF goes alone (and may interleave).
+Into a pipe shared with other processes (``shared``: worker processes), writes go in pieces of at most
+PIPE_BUF bytes cut at line ends: such writes are atomic (all or nothing when non-blocking), so lines never
+interleave. A line longer than PIPE_BUF goes alone (and may interleave). A process alone on the pipe
+writes each batch in one write (the rest, when the pipe is full, once it drains): each write wakes the
+reader, and the pieces (some 7 lines each) made the bench's reader read 4 KiB at a time, 2.5 µs of its
+CPU per line against 0.8 µs for whole batches (`python -m bench.logcost`). The loop grows the pipe to
+PIPE_SIZE when it may, so that a batch rarely waits for the reader.
 
 Fields (ingress-nginx users will recognise most of them from its JSON log formats):
 ``time`` (UTC, ms), ``request_id``, ``client``, ``method``, ``host`` (Host header), ``path``,
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import fcntl
 import logging
 import os
 import re
@@ -69,6 +75,9 @@ DEFAULT_LIMIT = 100_000
 DEFAULT_INTERVAL = 0.1
 # Largest write that a pipe keeps atomic (POSIX PIPE_BUF on Linux).
 PIPE_BUF = 4096
+# What the log's pipe is grown to (loop mode), when smaller: Linux's default limit for unprivileged processes
+# (/proc/sys/fs/pipe-max-size), some 2,000 lines; a pipe holds 64 KiB by default.
+PIPE_SIZE = 1 << 20
 
 # Bytes that a JSON string cannot carry as they are: controls, '"', '\\' and everything past ASCII.
 _UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
@@ -83,6 +92,10 @@ _MILLIS = (*(b".%03d" % ms for ms in range(1000)), b".999")  # (a float product 
 # The same, followed by what comes up to the request id's value (a line's start is its second's stamp and one of these).
 _MILLIS_ID = tuple(millis + b'Z","request_id":"' for millis in _MILLIS)
 _DIGITS3 = tuple(b"%03d" % number for number in range(1000))
+# The same with the key before them: the bytes sent, and the milliseconds of a duration under a second.
+_BYTES_OUT = tuple(b',"bytes_out":%d' % number for number in range(_NUMBERS_END))
+_DURATION_MS = tuple(b',"duration":0.%03d' % ms for ms in range(1000))
+_UPSTREAM_MS = tuple(b',"upstream_duration":0.%03d' % ms for ms in range(1000))
 # The stamp (self._stamp) holds '{"time":"' and the whole second; this line goes on from the '.'.
 _LINE = (b'%s.%03dZ","request_id":%s,"client":"%s","method":"%s","host":%s,"path":%s,"query":%s,'
          b'"protocol":"%s","status":%d,"bytes_in":%d,"bytes_out":%d,"duration":%.6f,"upstream_duration":%s,'
@@ -133,11 +146,13 @@ class AccessLog:
                  "_lock", "_failed", "_reported", "_whole", "_loop", "_out", "_timer", "_rest", "_taken", "_batch",
                  "_append", "_agent",
                  "_second", "_stamp", "_millisecond", "_start", "_client", "_method", "_host", "_who", "_status",
-                 "_protocol", "_answer", "_bare_answer", "_upstream", "_route", "_where")
+                 "_protocol", "_answer", "_bare_answer", "_upstream", "_route", "_where", "_plain_tail")
 
     def __init__(self, fd: int = 1, *, limit: int = DEFAULT_LIMIT, interval: float = DEFAULT_INTERVAL,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """``loop``: the running loop that calls add, to write from it when ``fd`` is a pipe (see the module)."""
+                 loop: asyncio.AbstractEventLoop | None = None, shared: bool = True) -> None:
+        """``loop``: the running loop that calls add, to write from it when ``fd`` is a pipe (see the module).
+        ``shared``: other processes write lines into the same pipe (worker processes): writes then go in whole-line
+        pieces of at most PIPE_BUF; False (a process alone): each batch in one write."""
         self.fd = fd
         self.limit = limit
         self.interval = interval
@@ -157,10 +172,10 @@ class AccessLog:
         self._status = 0
         self._protocol = self._answer = self._bare_answer = b""
         self._upstream: bytes | None = None
-        self._route = self._where = b""
+        self._route = self._where = self._plain_tail = b""
         self._stop = False
         self._lock = threading.Lock()  # one writer at a time (the thread, or close())
-        self._whole = _whole_writes(fd)
+        self._whole = not shared or _whole_writes(fd)
         self._rest: bytes | None = None  # (loop) a batch the pipe has not taken whole yet
         self._taken = 0  # (loop) how much of it it has
         self._batch = 0  # (loop) its lines
@@ -223,10 +238,10 @@ class AccessLog:
                                        status, bytes_in, bytes_out, duration, upstream_duration, upstream, route,
                                        user_agent, retries, reason, trace, grpc_status))
             return
-        # The usual line: a join of ten fragments. bytes.join pays some 100 instructions per fragment (a buffer
-        # each) and allocates past ten, so the constant text around the fields that stay the same from one line to
-        # the next (client, method and host; protocol and status; upstream and route) is joined when they change and
-        # kept; numbers below _NUMBERS_END and durations under a second come from tables.
+        # The usual line: one join of twelve fragments (fourteen with a query). bytes.join pays some 100 instructions
+        # per fragment (a buffer each), so the constant text around the fields that stay the same from one line to
+        # the next (client, method and host; protocol and status; upstream, route and user agent) is joined when they
+        # change and kept; numbers below _NUMBERS_END and durations under a second come from tables.
         if client != self._client or method != self._method or host != self._host:
             self._client, self._method, self._host = client, method, host
             self._who = b"".join((b'","client":"', client, b'","method":"', method, b'","host":"', host,
@@ -237,38 +252,44 @@ class AccessLog:
                                      _NUMBERS[status] if status < _NUMBERS_END else b"%d" % status,
                                      b',"bytes_in":'))
             self._bare_answer = b'","query":"' + self._answer  # (the same after an empty query)
-        if upstream is not self._upstream or route is not self._route:
-            self._upstream, self._route = upstream, route
-            self._where = b"".join((b',"upstream":', upstream or b"null", b",", route, b',"user_agent":"'))
-        numbers = _NUMBERS
-        digits = _DIGITS3
+        if upstream is not self._upstream or route is not self._route or user_agent != self._agent:
+            self._upstream, self._route, self._agent = upstream, route, user_agent
+            self._where = b"".join((b',"upstream":', upstream or b"null", b",", route, b',"user_agent":"',
+                                    user_agent))
+            self._plain_tail = self._where + _PLAIN_END
+        # Numbers and durations under a second come from tables that hold the key before them too (the line's
+        # fragments are fewer: bytes.join's cost is per fragment).
+        if bytes_out < _NUMBERS_END:
+            sent = _BYTES_OUT[bytes_out]
+        else:
+            sent = b',"bytes_out":%d' % bytes_out
         micros = int(duration * 1e6 + 0.5)
         if micros < 1000000:
-            took, took_ms, took_us = b',"duration":0.', digits[micros // 1000], digits[micros % 1000]
+            took, took_us = _DURATION_MS[micros // 1000], _DIGITS3[micros % 1000]
         else:
-            took, took_ms, took_us = b',"duration":', b"%.6f" % duration, b""
+            took, took_us = b',"duration":%.6f' % duration, b""
         if upstream_duration < 0:
-            waited, waited_ms, waited_us = b',"upstream_duration":null', b"", b""
+            waited, waited_us = b',"upstream_duration":null', b""
         else:
             micros = int(upstream_duration * 1e6 + 0.5)
             if micros < 1000000:
-                waited, waited_ms, waited_us = (b',"upstream_duration":0.', digits[micros // 1000],
-                                                digits[micros % 1000])
+                waited, waited_us = _UPSTREAM_MS[micros // 1000], _DIGITS3[micros % 1000]
             else:
-                waited, waited_ms, waited_us = b',"upstream_duration":', b"%.6f" % upstream_duration, b""
-        counted = b"".join((
-            numbers[bytes_in] if bytes_in < _NUMBERS_END else b"%d" % bytes_in,
-            b',"bytes_out":', numbers[bytes_out] if bytes_out < _NUMBERS_END else b"%d" % bytes_out,
-            took, took_ms, took_us, waited, waited_ms, waited_us))
+                waited, waited_us = b',"upstream_duration":%.6f' % upstream_duration, b""
+        # The tail (upstream, route, user agent and the line's end) is one kept fragment for a request answered at the
+        # first try by the upstream, not traced, not gRPC.
         if retries or reason or trace is not None or grpc_status >= 0:
-            end = _end(retries, reason, trace, grpc_status)
+            tail = self._where + _end(retries, reason, trace, grpc_status)
         else:
-            end = _PLAIN_END
-        self._agent = user_agent
-        self._append(b"".join((self._start, request_id, self._who, path, b'","query":"', query, self._answer,
-                                 counted, self._where, user_agent, end) if query else
-                                (self._start, request_id, self._who, path, self._bare_answer, counted,
-                                 self._where, user_agent, end)))
+            tail = self._plain_tail
+        received = _NUMBERS[bytes_in] if bytes_in < _NUMBERS_END else b"%d" % bytes_in
+        if query:
+            line = b"".join((self._start, request_id, self._who, path, b'","query":"', query, self._answer, received,
+                             sent, took, took_us, waited, waited_us, tail))
+        else:
+            line = b"".join((self._start, request_id, self._who, path, self._bare_answer, received, sent, took,
+                             took_us, waited, waited_us, tail))
+        self._append(line)
 
     def _start_millisecond(self, second: int, millisecond: int) -> None:
         """The start of the lines of this millisecond of this second (the date formatted once per second)."""
@@ -370,13 +391,14 @@ class AccessLog:
                 pending = self.pending
                 if not pending:
                     return
-                popleft = pending.popleft
-                lines = [popleft() for _ in range(len(pending))]
-                self._batch = len(lines)
-                rest = b"".join(lines)
+                # (the loop's own queue: add runs on the loop too, so nothing comes in between the join and the
+                # clear; no popleft per line)
+                self._batch = len(pending)
+                rest = b"".join(pending)
+                pending.clear()
                 taken = 0
             try:
-                taken = _write_pieces(self._out, rest, taken)
+                taken = _write_pieces(self._out, rest, taken, self._whole)
             except OSError as error:
                 if self._rest is not None:
                     loop.remove_writer(self._out)
@@ -422,9 +444,21 @@ def _own_nonblocking(fd: int) -> int:
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             return -1
-        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        out = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return -1
+    _grow(out)
+    return out
+
+
+def _grow(fd: int) -> None:
+    """Let the pipe hold PIPE_SIZE bytes, when it holds less and we may (Linux's F_SETPIPE_SZ): a batch then goes in
+    one write or a few, waking the reader once, instead of waiting for the reader to drain 64 KiB at a time."""
+    try:
+        if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) < PIPE_SIZE:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):  # above /proc/sys/fs/pipe-max-size, or not Linux: the pipe as it is
+        pass
 
 
 def _piece_end(data: bytes, start: int) -> int:
@@ -438,14 +472,14 @@ def _piece_end(data: bytes, start: int) -> int:
     return stop
 
 
-def _write_pieces(fd: int, data: bytes, start: int) -> int:
-    """Write ``data`` from ``start`` into the non-blocking pipe ``fd`` in pieces (see _piece_end); where it stopped
-    (the end, or where the pipe was full). A piece up to PIPE_BUF goes whole or not at all; a longer line may go in
-    part."""
+def _write_pieces(fd: int, data: bytes, start: int, whole: bool) -> int:
+    """Write ``data`` from ``start`` into the non-blocking pipe ``fd`` in pieces (see _piece_end), or ``whole`` in as
+    few writes as the pipe takes; where it stopped (the end, or where the pipe was full). A piece up to PIPE_BUF
+    goes whole or not at all; a longer line, or a whole batch, may go in part."""
     view = memoryview(data)
     end = len(data)
     while start < end:
-        stop = _piece_end(data, start)
+        stop = end if whole else _piece_end(data, start)
         try:
             start += os.write(fd, view[start:stop])
         except BlockingIOError:

@@ -432,7 +432,8 @@ class ProxyServer(ServerState):
         loop = asyncio.get_running_loop()
         self.now = loop.time()
         if self.settings.access_log and self.access_log is None:
-            self.access_log = AccessLog(loop=loop)
+            # (worker processes share stdout: their writes go in atomic pieces)
+            self.access_log = AccessLog(loop=loop, shared=self.settings.workers > 1)
         tracer = self.tracer
         if tracer is not None and tracer.exporter is None:
             settings = self.settings

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import tempfile
 import threading
 import time
 
-from proxy.accesslog import PIPE_BUF, AccessLog, address_text, route_fields
+from proxy.accesslog import PIPE_BUF, PIPE_SIZE, AccessLog, address_text, route_fields
 
 LABELS = ("shop", "web", "*.example.com", "/api", "api", "Ingress")
 ROUTE = route_fields(LABELS)
@@ -148,7 +149,8 @@ async def test_close_writes_what_the_pipe_had_not_taken():
     read_end, write_end = os.pipe()
     reader = Reader(read_end)  # reads only after close() began
     log = AccessLog(write_end, interval=0.005, loop=asyncio.get_running_loop())
-    for index in range(1000):  # ~450 KB: more than the pipe holds, less than the queue's limit
+    count = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) // 400 + 1000  # lines of ~450 bytes: more than the pipe
+    for index in range(count):  # holds (the log grew it), less than the queue's limit
         add(log, b"id-%d" % index)
     await until(lambda: not log.pending)  # the batch is out of the queue, partly written, the rest waiting
     assert log.written == 0
@@ -156,8 +158,47 @@ async def test_close_writes_what_the_pipe_had_not_taken():
     log.close()  # (blocking, through the original descriptor)
     os.close(write_end)
     entries = [json.loads(line) for line in reader.lines()]
-    assert [entry["request_id"] for entry in entries] == [f"id-{index}" for index in range(1000)]
-    assert log.written == 1000
+    assert [entry["request_id"] for entry in entries] == [f"id-{index}" for index in range(count)]
+    assert log.written == count
+
+
+async def test_the_pipe_is_grown_to_hold_a_batch():
+    read_end, write_end = os.pipe()
+    assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) < PIPE_SIZE  # (Linux's default: 64 KiB)
+    log = AccessLog(write_end, interval=3600, loop=asyncio.get_running_loop())
+    try:
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) == PIPE_SIZE
+    finally:
+        log.close()
+        os.close(write_end)
+        os.close(read_end)
+
+
+def write_calls() -> int:
+    """This process's write system calls so far (every thread)."""
+    with open("/proc/self/io", encoding="ascii") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("syscw:"))
+
+
+async def test_a_process_alone_writes_a_batch_at_once_shared_in_pieces():
+    """Worker processes share stdout: their batches go in whole-line pieces of at most PIPE_BUF (atomic); a process
+    alone on the pipe writes a batch in one write (one wake-up of the reader instead of one per piece)."""
+    for shared, fewest, most in ((True, 100 * 450 // PIPE_BUF, 100), (False, 1, 3)):
+        read_end, write_end = os.pipe()
+        reader = Reader(read_end)
+        reader.go.set()
+        log = AccessLog(write_end, interval=3600, loop=asyncio.get_running_loop(), shared=shared)
+        for index in range(100):  # ~45 KB, one batch
+            add(log, b"id-%d" % index)
+        before = write_calls()
+        log._tick()  # the timer's work, now
+        writes = write_calls() - before
+        assert log.written == 100
+        log.close()
+        os.close(write_end)
+        entries = [json.loads(line) for line in reader.lines()]
+        assert [entry["request_id"] for entry in entries] == [f"id-{index}" for index in range(100)]
+        assert fewest <= writes <= most, (shared, writes)
 
 
 async def test_into_a_regular_file_a_thread_writes():
