@@ -55,6 +55,26 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
 
 
+def side_thread_seconds(pid: int) -> float | None:
+    """CPU time so far of a process's threads other than its main one (pyngress: the span exporter, the access
+    log's writer; those alive now: an ended thread is no longer listed), from each thread's schedstat (nanoseconds,
+    not clock ticks); None when the process is gone."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        if task == str(pid):
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stat:
+                total += int(stat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended between the listing and the read
+    return total / 1e9
+
+
 def children(pid: int) -> list[int]:
     """Direct children (nginx workers of a master)."""
     found: list[int] = []

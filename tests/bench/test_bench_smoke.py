@@ -208,3 +208,41 @@ def test_instructions_reads_the_admin_port_for_the_span_flush() -> None:
     assert found is not None and (found.group("http"), found.group("admin")) == ("8080", "10254")
     found = _LISTENING.search("pyngress listening http=127.0.0.1:8080")
     assert found is not None and found.group("admin") is None
+
+
+_SPIN = """
+import sys, threading, time
+def spin():
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:
+        pass
+    print("spun", flush=True)
+    sys.stdin.read()  # alive (and counted) until the test closes stdin
+if sys.argv[1] == "side":
+    worker = threading.Thread(target=spin)
+    worker.start()
+    worker.join()
+else:
+    spin()
+"""
+
+
+@pytest.mark.parametrize("where", ["side", "main"])
+def test_side_thread_seconds_counts_the_threads_other_than_the_main_one(where: str) -> None:
+    import subprocess
+
+    from bench.processes import cpu_seconds, side_thread_seconds
+
+    child = subprocess.Popen([sys.executable, "-c", _SPIN, where], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "spun\n"  # (bounded: the test's timeout)
+        side, total = side_thread_seconds(child.pid), cpu_seconds(child.pid)
+        assert side is not None and total is not None
+        if where == "side":
+            assert side >= 0.29  # the spinning thread's 0.3 s of CPU, counted in nanoseconds
+        else:
+            assert side < 0.05 and total >= 0.29  # the main thread's CPU is not counted
+    finally:
+        child.communicate(timeout=10)
+    assert side_thread_seconds(child.pid) is None  # gone (reaped)
