@@ -2,7 +2,7 @@
 
 The asyncio path (proxy/tls/handshake.py) terminates TLS with uvloop's SSL protocol behind memory BIOs, and every
 step of a handshake is a few Python callbacks; the native transport hands the socket to OpenSSL (`SSL_set_fd`) and
-runs accept, handshake, reads and writes in C, so Python runs only the app protocol. bench/README.md ("A native
+runs accept, handshake, reads and writes in C, so Python runs only the app protocol. bench/MEASUREMENTS.md ("A native
 TLS transport") has the measurements.
 
 What it serves as the asyncio path does: certificates chosen by SNI (the CertStoreHolder's store, OpenSSL's
