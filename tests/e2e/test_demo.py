@@ -20,6 +20,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def _stops_on_ctrl_c(process: asyncio.subprocess.Process, output: list[str]) -> None:
+    """SIGINT (Ctrl-C) to the demo: it drains and exits 0 within 30 s."""
+    process.send_signal(signal.SIGINT)
+    assert process.stdout is not None
+    async with asyncio.timeout(30):
+        rest = await process.stdout.read()
+        assert await process.wait() == 0, "".join(output) + rest.decode()
+
+
 async def test_demo_answers_and_stops_on_ctrl_c():
     gateway_port = _free_port()  # the Gateway listener (port 80) lands on 80 + offset
     process = await asyncio.create_subprocess_exec(
@@ -64,10 +73,7 @@ async def test_demo_answers_and_stops_on_ctrl_c():
             async with session.get(f"{gateway}/x", headers=shop) as response:
                 assert response.status == 200 and response.headers["X-Route"] == "shop"
         assert sorted(pods) == ["echo-1", "echo-2"]
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            rest = await process.stdout.read()
-            assert await process.wait() == 0, "".join(output) + rest.decode()
+        await _stops_on_ctrl_c(process, output)
     finally:
         if process.returncode is None:
             process.kill()
@@ -102,10 +108,7 @@ async def test_demo_on_another_http_port_serves_the_gateway_routes_there_too():
                 assert response.status == 200 and (await response.json())["pod"] == "hello-1"
             async with session.get(f"http://127.0.0.1:{http_port}/echo", headers={"Host": "demo.local"}) as response:
                 assert response.status == 200 and (await response.json())["pod"] in ("echo-1", "echo-2")
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            rest = await process.stdout.read()
-            assert await process.wait() == 0, "".join(output) + rest.decode()
+        await _stops_on_ctrl_c(process, output)
     finally:
         if process.returncode is None:
             process.kill()

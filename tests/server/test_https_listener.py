@@ -130,6 +130,11 @@ async def test_native_transport_falls_back_to_asyncio_with_one_warning(make_prox
     assert listener.native is None and listener.acceptor is not None
     warnings = [record.getMessage() for record in caplog.records if "--tls-transport native" in record.getMessage()]
     assert len(warnings) == 1 and "asyncio" in warnings[0]
+    await _served_over_tls(proxy, certificate)
+
+
+async def _served_over_tls(proxy, certificate) -> None:
+    """One GET to secure.example over a verified TLS connection to the proxy's HTTPS port: 200."""
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.https_port,
                                                    ssl=ssl.create_default_context(cafile=certificate[0]),
                                                    server_hostname="secure.example")
@@ -177,12 +182,7 @@ async def test_auto_serves_with_native_where_compiled_and_says_so_once(make_prox
         assert lines == [f"HTTPS listeners use the asyncio TLS transport (--tls-transport auto: {problem})"]
     for proxy, listener in listeners:
         assert (listener.native is not None) == compiled and (listener.acceptor is None) == compiled
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.https_port,
-                                                       ssl=ssl.create_default_context(cafile=certificate[0]),
-                                                       server_hostname="secure.example")
-        writer.write(b"GET /x HTTP/1.1\r\nHost: secure.example\r\n\r\n")
-        assert (await read_response(reader)).status == 200
-        writer.close()
+        await _served_over_tls(proxy, certificate)
 
 
 def _keylog(tmp_path):
