@@ -1,6 +1,7 @@
 # pyngress: slim Python base, non-root user, `pyngress` as entrypoint.
 # Builder stage: a wheel with the request path compiled (Cython from PyPI in pip's isolated build, gcc here), and
-# the wheels of the dependencies; the runtime stage installs them without a compiler.
+# the wheels of the dependencies; the runtime stage installs them without a compiler. The build fails when the wheel
+# lacks the compiled hot path or the native TLS transport (the image's `--tls-transport auto` would quietly use asyncio).
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -8,7 +9,10 @@ COPY pyproject.toml setup.py README.md ./
 COPY proxy ./proxy
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
  && python -c "import glob, zipfile, sys; names = zipfile.ZipFile(glob.glob('/wheels/pyngress-*.whl')[0]).namelist(); \
-sys.exit(0 if any(n.endswith('.so') for n in names) else 'the pyngress wheel has no compiled modules')"
+so = [n for n in names if n.endswith('.so')]; \
+missing = [what for what, prefix in (('compiled hot path', 'proxy/http/'), ('native TLS transport', 'proxy/tls/_native.')) \
+           if not any(n.startswith(prefix) for n in so)]; \
+sys.exit('the pyngress wheel lacks the ' + ' and the '.join(missing) if missing else 0)"
 
 FROM python:3.11-slim
 COPY --from=build /wheels /wheels
