@@ -104,10 +104,9 @@ def take_over(conn: ClientConnection, data: bytes) -> None:
     h2.server_name = conn.server_name
     transport = conn.transport
     transport.set_protocol(h2)
-    if connection_replaced(server, conn, h2):  # registered: the counts stay (it is the same connection)
-        h2.start(transport)
-    else:
-        h2.start(transport)
+    registered = connection_replaced(server, conn, h2)  # registered: the counts stay (it is the same connection)
+    h2.start(transport)
+    if not registered:
         connection_opened(server, h2, h2.listener)
     conn.parser = None  # (it refers back to conn)
     if data and not h2.closed:
